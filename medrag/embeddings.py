@@ -1,0 +1,281 @@
+"""Matryoshka embeddings for LangChain: any trained size, chosen by hand or adaptively.
+
+A Matryoshka model (Kusupati et al., 2022, "Matryoshka Representation Learning",
+arXiv:2205.13147) is trained so that the first ``d`` coordinates of its vector are a good
+embedding on their own for each trained size ``d``. Truncating then re-normalising gives
+smaller, cheaper vectors with a measured quality loss.
+
+Example::
+
+    >>> from medrag import MatryoshkaEmbeddings
+    >>> emb = MatryoshkaEmbeddings(dimension=64)           # embedded e5-small, offline
+    >>> len(emb.embed_query("Quels sont les symptômes du diabète ?"))
+    64
+    >>> MatryoshkaEmbeddings(dimension="edge").dimension   # the seed's edge-device size
+    128
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Union
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+from medrag.errors import DimensionError, MetadataError
+from medrag.metadata import MatryoshkaMetadata, default_dims
+from medrag.models import embedding_dim, load_model, model_fingerprint
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+DimensionSpec = Union[int, Literal["auto", "max", "balanced", "edge"], None]
+
+#: The seed report's recommendations: 1024 for critical use, 512 as the balance, 128 for edge
+#: devices. ``max`` is the model's full size; the others are capped to it.
+PRESETS: dict[str, int | None] = {"max": None, "balanced": 512, "edge": 128}
+
+# Prompt names tried, in order, for each side. "document" comes last on purpose:
+# sentence-transformers >= 6.2 adds an *empty* "document" prompt to models that saved
+# only "passage", and its encode_document() prefers it, so e5 passages would silently
+# lose their "passage: " prefix (about -0.02 NDCG@10 on a French set).
+_QUERY_PROMPTS = ("query",)
+_DOCUMENT_PROMPTS = ("passage", "document", "corpus")
+
+
+def truncate_embeddings(vectors: np.ndarray, dim: int) -> np.ndarray:
+    """Keep the first ``dim`` coordinates of each row and re-normalise to unit length.
+
+    Args:
+        vectors: a ``(n, full)`` or ``(full,)`` float array.
+        dim: the size to keep, ``1 <= dim <= full``.
+
+    Returns:
+        A new float32 array of shape ``(n, dim)`` (or ``(dim,)``); zero rows stay zero.
+    """
+    arr = np.asarray(vectors, dtype=np.float32)
+    if not 1 <= dim <= arr.shape[-1]:
+        raise DimensionError(f"cannot truncate vectors of size {arr.shape[-1]} to {dim}")
+    out = arr[..., :dim].copy()
+    norms = np.linalg.norm(out, axis=-1, keepdims=True)
+    np.divide(out, norms, out=out, where=norms > 0)
+    return out
+
+
+class MatryoshkaEmbeddings(Embeddings):
+    """LangChain embeddings that return Matryoshka vectors truncated to one size.
+
+    Args:
+        model: a model spec for :func:`medrag.load_model` (``None``: the embedded e5-small),
+            or an already loaded ``SentenceTransformer``.
+        dimension: the output size. An int among the allowed sizes; ``None`` or ``"max"`` for the
+            full size; ``"balanced"`` (512) or ``"edge"`` (128), capped to the model; ``"auto"``
+            for the smallest trained size whose recorded score is within ``max_quality_loss``
+            of the full size's (needs ``matryoshka.json`` scores, as written by ``medrag finetune``).
+        max_quality_loss: for ``"auto"``: the largest relative drop of the metric allowed
+            (0.01 = the chosen size keeps at least 99% of the full size's NDCG@10).
+        strict_dims: when True (default), only trained sizes are accepted; False allows any
+            size from 1 to the full size.
+        metadata: Matryoshka metadata to use instead of the model folder's ``matryoshka.json``.
+        batch_size: encoding batch size.
+        device: ``"cpu"``, ``"cuda"``...; ``None`` picks CUDA when available.
+        show_progress: progress bar; ``None`` shows it for inputs of 256 texts or more.
+        query_prompt_name / document_prompt_name: override the prompt names taken from the model
+            (default: ``"query"``, and the first non-empty of ``"passage"``, ``"document"``, ``"corpus"``).
+        trust_remote_code: passed to :func:`medrag.load_model`.
+
+    Attributes:
+        dimension: the resolved output size (an int).
+        full_dim: the model's full size.
+        dims: the allowed sizes, descending.
+    """
+
+    def __init__(
+        self,
+        model: "str | os.PathLike[str] | SentenceTransformer | None" = None,
+        dimension: DimensionSpec = None,
+        *,
+        max_quality_loss: float = 0.01,
+        strict_dims: bool = True,
+        metadata: MatryoshkaMetadata | None = None,
+        batch_size: int = 32,
+        device: str | None = None,
+        show_progress: bool | None = None,
+        query_prompt_name: str | None = None,
+        document_prompt_name: str | None = None,
+        trust_remote_code: bool = False,
+    ) -> None:
+        if model is None or isinstance(model, (str, os.PathLike)):
+            model = load_model(model, device=device, trust_remote_code=trust_remote_code)
+        self.model = model
+        self.spec: str = getattr(model, "medrag_spec", None) or type(model).__name__
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.show_progress = show_progress
+        self.full_dim = embedding_dim(model)
+        self.metadata = metadata if metadata is not None else self._folder_metadata()
+        if self.metadata is not None and self.metadata.full_dim != self.full_dim:
+            raise MetadataError(
+                f"matryoshka.json says full_dim={self.metadata.full_dim} but the model outputs {self.full_dim}"
+            )
+        self.dims = self.metadata.dims if self.metadata is not None else default_dims(self.full_dim)
+        self.strict_dims = strict_dims
+        self.max_quality_loss = max_quality_loss
+        self.query_prompt_name = self._pick_prompt(query_prompt_name, _QUERY_PROMPTS)
+        self.document_prompt_name = self._pick_prompt(document_prompt_name, _DOCUMENT_PROMPTS)
+        self.dimension = self.resolve_dimension(dimension)
+        self._fingerprint: str | None = None
+        self._warned_long = False
+
+    # ------------------------------------------------------------------ sizes
+
+    def resolve_dimension(self, dimension: DimensionSpec) -> int:
+        """Turn a size request (int, preset name, ``"auto"``, ``None``) into an allowed size."""
+        if dimension is None or dimension == "max":
+            return self.full_dim
+        if isinstance(dimension, str):
+            if dimension == "auto":
+                return self._auto_dimension()
+            if dimension in PRESETS:
+                return min(int(PRESETS[dimension] or self.full_dim), self.full_dim)
+            raise DimensionError(
+                f"unknown dimension {dimension!r}: use an int, 'auto', or one of {sorted(PRESETS)}"
+            )
+        if isinstance(dimension, bool) or not isinstance(dimension, (int, np.integer)):
+            raise DimensionError(f"dimension must be an int or a preset name, got {type(dimension).__name__}")
+        dimension = int(dimension)
+        if not 1 <= dimension <= self.full_dim:
+            raise DimensionError(f"dimension {dimension} is outside 1..{self.full_dim} (the model's full size)")
+        if self.strict_dims and dimension not in self.dims:
+            raise DimensionError(
+                f"dimension {dimension} is not a trained Matryoshka size of this model; choose one of "
+                f"{self.dims}, or pass strict_dims=False to truncate to an untrained size anyway"
+            )
+        return dimension
+
+    def _auto_dimension(self) -> int:
+        meta = self.metadata
+        if meta is None or not meta.scores:
+            raise MetadataError(
+                "dimension='auto' needs per-size scores in the model's matryoshka.json (written by "
+                "`medrag finetune` or `medrag evaluate --write-metadata`); pass an explicit size instead"
+            )
+        if not 0 <= self.max_quality_loss < 1:
+            raise ValueError(f"max_quality_loss must be in [0, 1), got {self.max_quality_loss}")
+        best = meta.score(max(meta.scores))
+        floor = best * (1 - self.max_quality_loss)
+        ok = [d for d in meta.scores if meta.score(d) >= floor - 1e-12]
+        chosen = min(ok)
+        logger.info("dimension='auto' chose %d (%s %.4f vs %.4f at %d, tolerance %.1f%%)", chosen, meta.metric,
+                    meta.score(chosen), best, max(meta.scores), 100 * self.max_quality_loss)
+        return chosen
+
+    def with_dimension(self, dimension: DimensionSpec) -> "MatryoshkaEmbeddings":
+        """A copy sharing the same loaded model, at another size."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.dimension = self.resolve_dimension(dimension)
+        return clone
+
+    @property
+    def fingerprint(self) -> str:
+        """:func:`medrag.models.model_fingerprint` of the model (computed once)."""
+        if self._fingerprint is None:
+            self._fingerprint = model_fingerprint(self.model)
+        return self._fingerprint
+
+    # ------------------------------------------------------------------ LangChain API
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed passages (with the document prompt) at :attr:`dimension`."""
+        return truncate_embeddings(self.encode_documents(texts), self.dimension).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed one query (with the query prompt) at :attr:`dimension`."""
+        return truncate_embeddings(self.encode_queries([text]), self.dimension)[0].tolist()
+
+    # ------------------------------------------------------------------ numpy API
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """Full-size, unit-norm float32 vectors of passages, shape ``(n, full_dim)``.
+
+        Derive any smaller size with :func:`truncate_embeddings`: one model call serves all sizes.
+        """
+        return self._encode(texts, self.document_prompt_name)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Full-size, unit-norm float32 vectors of queries, shape ``(n, full_dim)``."""
+        return self._encode(texts, self.query_prompt_name)
+
+    def _encode(self, texts: Sequence[str], prompt_name: str | None) -> np.ndarray:
+        texts = self._validate(texts)
+        if not texts:
+            return np.zeros((0, self.full_dim), dtype=np.float32)
+        self._warn_if_truncated(texts, prompt_name)
+        show = self.show_progress if self.show_progress is not None else len(texts) >= 256
+        vecs = self.model.encode(
+            texts,
+            prompt_name=prompt_name,
+            batch_size=self.batch_size,
+            show_progress_bar=show,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+        )
+        return np.asarray(vecs, dtype=np.float32)
+
+    @staticmethod
+    def _validate(texts: Sequence[str]) -> list[str]:
+        if isinstance(texts, str):
+            raise TypeError("expected a list of texts, got one string; use embed_query for a single text")
+        out = list(texts)
+        for i, t in enumerate(out):
+            if not isinstance(t, str):
+                raise ValueError(f"text at index {i} is {type(t).__name__}, not a string")
+            if not t.strip():
+                raise ValueError(f"text at index {i} is empty or whitespace only")
+        return out
+
+    def _pick_prompt(self, override: str | None, candidates: tuple[str, ...]) -> str | None:
+        prompts = self.model.prompts or {}
+        if override is not None:
+            if override not in prompts:
+                raise ValueError(f"prompt name {override!r} is not among the model's prompts {sorted(prompts)}")
+            return override
+        return next((name for name in candidates if prompts.get(name)), None)
+
+    def _warn_if_truncated(self, texts: list[str], prompt_name: str | None) -> None:
+        max_len = getattr(self.model, "max_seq_length", None)
+        tokenizer = getattr(self.model, "tokenizer", None)
+        if not max_len or tokenizer is None:
+            return
+        prefix = (self.model.prompts or {}).get(prompt_name or "", "")
+        # A token covers at least one character, so only texts longer than max_len chars can overflow.
+        long = [prefix + t for t in texts if len(prefix) + len(t) > max_len - 2]
+        if not long:
+            return
+        lengths = [len(ids) for ids in tokenizer(long, add_special_tokens=True)["input_ids"]]
+        n = sum(1 for n_tok in lengths if n_tok > max_len)
+        if n:
+            warnings.warn(
+                f"{n} text(s) exceed the model's max_seq_length of {max_len} tokens and were truncated; "
+                "split long passages into chunks to embed all of their content",
+                stacklevel=4,
+            )
+
+    def _folder_metadata(self) -> MatryoshkaMetadata | None:
+        spec = getattr(self.model, "medrag_spec", None)
+        if spec and Path(spec).expanduser().is_dir():
+            return MatryoshkaMetadata.load(Path(spec).expanduser())
+        return None
+
+    def __repr__(self) -> str:
+        return f"MatryoshkaEmbeddings(model={self.spec!r}, dimension={self.dimension}, full_dim={self.full_dim})"

@@ -1,0 +1,34 @@
+"""The exceptions medrag raises.
+
+Every error the library raises on purpose is a :class:`MedragError`, so an
+application can catch the library's failures in one place. The subclasses say
+what went wrong; several also derive from the built-in exception a Python user
+would expect (``ValueError`` for bad arguments), so ``except ValueError`` works too.
+"""
+
+from __future__ import annotations
+
+
+class MedragError(Exception):
+    """Base class of every error raised by medrag."""
+
+
+class ModelLoadError(MedragError):
+    """A model spec could not be resolved or loaded (missing path, no model in a
+    folder, hub unreachable, corrupt embedded-model conversion)."""
+
+
+class DimensionError(MedragError, ValueError):
+    """A Matryoshka size that the model was not trained for, or a vector of the wrong size."""
+
+
+class MetadataError(MedragError, ValueError):
+    """A Matryoshka metadata file (``matryoshka.json``) is malformed or lacks what was asked of it."""
+
+
+class CollectionMismatchError(MedragError):
+    """A Chroma collection and the embeddings (or store settings) used to open it disagree."""
+
+
+class DataError(MedragError, ValueError):
+    """A dataset or data file is malformed: missing columns, unreadable rows, nothing left to use."""

