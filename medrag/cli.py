@@ -1,0 +1,81 @@
+"""The ``medrag`` command: a thin layer over the same functions the Python API exposes.
+
+Subcommands live beside the code they drive; each module has ``register(subparsers)``
+that adds its parser and sets ``func(args) -> int``:
+
+- ``medrag compare``  (this module): embed two texts and print their similarity per size;
+- ``medrag demo``     (:mod:`medrag.demo`);
+- ``medrag finetune`` (:mod:`finetune.cli`);
+- ``medrag evaluate`` (:mod:`evaluation.cli`).
+
+Library errors (:class:`medrag.MedragError`) end the command with one line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+#: Modules that contribute subcommands, in the order of ``medrag --help``.
+SUBCOMMAND_MODULES = ("medrag.demo", "medrag.cli", "finetune.cli", "evaluation.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medrag", description="Retrieval for French medical RAG.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a missing dependency inside the module is a real error
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def register(sub: "argparse._SubParsersAction") -> None:
+    p = sub.add_parser("compare", help="embed a query and passages, print cosine similarity at each size")
+    p.add_argument("query", help="the question")
+    p.add_argument("passages", nargs="+", help="one or more passages")
+    p.add_argument("--model", default=None, help="model spec (default: the embedded multilingual-e5-small)")
+    p.set_defaults(func=_compare)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from medrag import MatryoshkaEmbeddings, truncate_embeddings
+
+    emb = MatryoshkaEmbeddings(args.model)
+    q = emb.encode_queries([args.query])
+    docs = emb.encode_documents(args.passages)
+    print(f"model: {emb.spec} (full size {emb.full_dim})")
+    print("size  " + "  ".join(f"passage {i + 1}" for i in range(len(docs))))
+    for dim in emb.dims:
+        sims = truncate_embeddings(docs, dim) @ truncate_embeddings(q, dim)[0]
+        print(f"{dim:>4}  " + "  ".join(f"{s:9.4f}" for s in sims))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``medrag`` console script."""
+    from medrag.errors import MedragError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except MedragError as exc:
+        print(f"medrag {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"medrag {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
