@@ -1,0 +1,81 @@
+"""Ranking metrics with binary relevance, per query, as in the IR literature.
+
+Definitions (those of ``trec_eval`` / ``ranx`` / sentence-transformers' InformationRetrievalEvaluator):
+
+- ``ndcg@k``: DCG of the top k (gain 1 for a relevant document at rank r, discount 1/log2(r+1))
+  divided by the DCG of an ideal ranking of the query's relevant documents (Järvelin & Kekäläinen, 2002).
+- ``mrr@k``: 1 / rank of the first relevant document in the top k, else 0.
+- ``map@k``: average precision over the top k, normalised by min(#relevant, k).
+- ``recall@k``: share of the query's relevant documents found in the top k.
+
+Example::
+
+    >>> from evaluation.metrics import per_query_metrics
+    >>> per_query_metrics([["d2", "d1"]], [{"d1"}], ["mrr@10", "ndcg@10"])
+    {'mrr@10': array([0.5]), 'ndcg@10': array([0.63092975])}
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+DEFAULT_METRICS = ("ndcg@10", "mrr@10", "map@100", "recall@1", "recall@10", "recall@100")
+
+
+def parse_metric(name: str) -> tuple[str, int]:
+    """Split ``"ndcg@10"`` into ``("ndcg", 10)``; raise ValueError on an unknown metric."""
+    base, _, k = name.partition("@")
+    if base not in {"ndcg", "mrr", "map", "recall"} or not k.isdigit() or int(k) < 1:
+        raise ValueError(f"unknown metric {name!r}: use ndcg@k, mrr@k, map@k or recall@k")
+    return base, int(k)
+
+
+def max_k(metrics: Sequence[str]) -> int:
+    """The deepest cut-off the metrics need."""
+    return max(parse_metric(m)[1] for m in metrics)
+
+
+def per_query_metrics(rankings: Sequence[Sequence[str]], relevant: Sequence[set[str]],
+                      metrics: Sequence[str] = DEFAULT_METRICS) -> dict[str, np.ndarray]:
+    """Each metric for each query.
+
+    Args:
+        rankings: per query, document ids best first (at least as deep as the deepest cut-off).
+        relevant: per query, the set of relevant document ids (non-empty).
+        metrics: metric names such as ``"ndcg@10"``.
+
+    Returns:
+        metric name -> float array of one value per query.
+    """
+    if len(rankings) != len(relevant):
+        raise ValueError(f"{len(rankings)} rankings but {len(relevant)} relevance sets")
+    parsed = [(m, *parse_metric(m)) for m in metrics]
+    out = {m: np.zeros(len(rankings), dtype=np.float64) for m in metrics}
+    discounts = 1.0 / np.log2(np.arange(2, max_k(metrics) + 2))
+    for i, (ranked, rel) in enumerate(zip(rankings, relevant)):
+        if not rel:
+            raise ValueError(f"query {i} has no relevant document")
+        hits = np.array([d in rel for d in ranked], dtype=np.float64)
+        for name, base, k in parsed:
+            h = hits[:k]
+            if base == "ndcg":
+                ideal = discounts[: min(len(rel), k)].sum()
+                out[name][i] = float((h * discounts[: len(h)]).sum() / ideal)
+            elif base == "mrr":
+                first = np.flatnonzero(h)
+                out[name][i] = 1.0 / (first[0] + 1) if first.size else 0.0
+            elif base == "map":
+                if h.any():
+                    precision = np.cumsum(h) / np.arange(1, len(h) + 1)
+                    out[name][i] = float((precision * h).sum() / min(len(rel), k))
+            else:  # recall
+                out[name][i] = float(h.sum() / len(rel))
+    return out
+
+
+def mean_metrics(per_query: dict[str, np.ndarray]) -> dict[str, float]:
+    """The mean of each per-query metric array."""
+    return {m: float(v.mean()) if v.size else math.nan for m, v in per_query.items()}

@@ -1,0 +1,90 @@
+"""Every metric at every Matryoshka size from one full-size encoding of queries and corpus.
+
+The corpus and the queries are encoded once at the model's full size; each smaller size is
+derived by truncating and re-normalising (:func:`medrag.truncate_embeddings`), which is what a
+Matryoshka deployment does, and costs a fraction of re-encoding per size.
+
+Example::
+
+    >>> from medrag import MatryoshkaEmbeddings
+    >>> from evaluation.task import IRTask
+    >>> from evaluation.retrieval import evaluate_model
+    >>> task = IRTask.from_pairs([("Qu'est-ce que la TSH ?", "La TSH est une hormone hypophysaire.")])
+    >>> results = evaluate_model(MatryoshkaEmbeddings(), task, dims=[384, 64])
+    >>> results[64].means["ndcg@10"]
+    1.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from evaluation.metrics import DEFAULT_METRICS, max_k, mean_metrics, per_query_metrics
+from evaluation.task import IRTask
+
+
+@dataclass
+class SizeResult:
+    """The metrics of one size: per-query arrays (for confidence intervals and paired tests) and means."""
+
+    dim: int
+    per_query: dict[str, np.ndarray]
+
+    @property
+    def means(self) -> dict[str, float]:
+        return mean_metrics(self.per_query)
+
+
+def rank_documents(query_vecs: np.ndarray, doc_vecs: np.ndarray, doc_ids: Sequence[str], k: int,
+                   chunk: int = 1024) -> list[list[str]]:
+    """Top-``k`` document ids per query by dot product (cosine for unit vectors), best first.
+
+    Ties are broken by corpus order, so results are deterministic.
+    """
+    k = min(k, len(doc_ids))
+    ids = np.asarray(doc_ids)
+    out: list[list[str]] = []
+    for start in range(0, len(query_vecs), chunk):
+        scores = query_vecs[start:start + chunk] @ doc_vecs.T
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else \
+            np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1))
+        for row, cand in zip(scores, top):
+            order = cand[np.lexsort((cand, -row[cand]))]
+            out.append(ids[order].tolist())
+    return out
+
+
+def evaluate_vectors(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray, dims: Sequence[int],
+                     metrics: Sequence[str] = DEFAULT_METRICS) -> dict[int, SizeResult]:
+    """Metrics at each size from full-size vectors ordered as ``task.queries`` / ``task.corpus``."""
+    from medrag import truncate_embeddings
+
+    qids, dids = list(task.queries), list(task.corpus)
+    if len(query_vecs) != len(qids) or len(doc_vecs) != len(dids):
+        raise ValueError("vectors do not match the task's queries/corpus")
+    relevant = [task.qrels[q] for q in qids]
+    results = {}
+    for dim in sorted(set(dims), reverse=True):
+        ranked = rank_documents(truncate_embeddings(query_vecs, dim), truncate_embeddings(doc_vecs, dim),
+                                dids, max_k(metrics))
+        results[dim] = SizeResult(dim, per_query_metrics(ranked, relevant, metrics))
+    return results
+
+
+def evaluate_model(embeddings, task: IRTask, dims: Sequence[int] | None = None,
+                   metrics: Sequence[str] = DEFAULT_METRICS) -> dict[int, SizeResult]:
+    """Encode ``task`` once with a :class:`medrag.MatryoshkaEmbeddings` and score every size.
+
+    Args:
+        embeddings: the embeddings (query and passage prompts are applied).
+        task: queries, corpus, judgements.
+        dims: sizes to score (default: the embeddings' allowed sizes).
+        metrics: metric names.
+    """
+    dims = list(dims) if dims is not None else list(embeddings.dims)
+    q = embeddings.encode_queries(list(task.queries.values()))
+    d = embeddings.encode_documents(list(task.corpus.values()))
+    return evaluate_vectors(task, q, d, dims, metrics)

@@ -1,0 +1,80 @@
+"""The data of one retrieval evaluation: queries, a corpus, and which documents answer which query.
+
+Example::
+
+    >>> from evaluation.task import IRTask
+    >>> task = IRTask.from_pairs([("Qu'est-ce que la TSH ?", "La TSH est une hormone hypophysaire."),
+    ...                           ("Que mesure la CRP ?", "La CRP mesure l'inflammation.")])
+    >>> len(task.queries), len(task.corpus)
+    (2, 2)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from medrag.errors import DataError
+
+
+@dataclass
+class IRTask:
+    """Queries, corpus and relevance judgements (binary: a relevant document has grade 1).
+
+    Attributes:
+        queries: query id -> text.
+        corpus: document id -> text.
+        qrels: query id -> ids of the relevant documents.
+        name: a label for reports.
+    """
+
+    queries: dict[str, str]
+    corpus: dict[str, str]
+    qrels: dict[str, set[str]]
+    name: str = "task"
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.queries:
+            raise DataError(f"evaluation task {self.name!r} has no queries")
+        if not self.corpus:
+            raise DataError(f"evaluation task {self.name!r} has an empty corpus")
+        missing = [q for q in self.queries if not self.qrels.get(q)]
+        if missing:
+            raise DataError(f"{len(missing)} queries have no relevant document, e.g. {missing[:3]}")
+        unknown = {d for docs in self.qrels.values() for d in docs} - set(self.corpus)
+        if unknown:
+            raise DataError(f"relevance judgements name {len(unknown)} ids absent from the corpus, e.g. {sorted(unknown)[:3]}")
+
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[tuple[str, str]], name: str = "task",
+                   extra_corpus: Iterable[str] = ()) -> "IRTask":
+        """Build a task from (question, answer) pairs.
+
+        Distinct questions become queries and distinct answers the corpus (plus ``extra_corpus``
+        as distractors); a question asked several times is relevant to each of its answers.
+        Ids are stable hashes of the texts, so the same data gives the same ids.
+        """
+        queries: dict[str, str] = {}
+        corpus: dict[str, str] = {}
+        qrels: dict[str, set[str]] = {}
+        for question, answer in pairs:
+            qid, did = _id("q", question), _id("d", answer)
+            queries[qid] = question
+            corpus[did] = answer
+            qrels.setdefault(qid, set()).add(did)
+        for text in extra_corpus:
+            corpus.setdefault(_id("d", text), text)
+        return cls(queries=queries, corpus=corpus, qrels=qrels, name=name)
+
+    def content_hash(self) -> str:
+        """A hash of the queries, corpus and judgements (for caches keyed by data)."""
+        payload = json.dumps([sorted(self.queries.items()), sorted(self.corpus.items()),
+                              sorted((q, sorted(d)) for q, d in self.qrels.items())], ensure_ascii=False)
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+def _id(prefix: str, text: str) -> str:
+    return prefix + hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
