@@ -447,11 +447,13 @@ class MatryoshkaChroma(VectorStore):
     def get_full_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """The stored full-size vectors (decoded, float32) of these ids; unknown ids are skipped."""
         ids = list(dict.fromkeys(ids))
-        if not ids:
-            return {}
-        res = self._collection.get(ids=ids, include=["metadatas"])
-        vecs = decode_rows([md[FULL_KEY] for md in res["metadatas"]], self._encoding, self._full_dim)
-        return dict(zip(res["ids"], vecs))
+        out: dict[str, np.ndarray] = {}
+        max_batch = self._client.get_max_batch_size()
+        for start in range(0, len(ids), max_batch):
+            res = self._collection.get(ids=ids[start : start + max_batch], include=["metadatas"])
+            vecs = decode_rows([md[FULL_KEY] for md in res["metadatas"]], self._encoding, self._full_dim)
+            out.update(zip(res["ids"], vecs))
+        return out
 
     # ------------------------------------------------------------------ search core
 
@@ -495,11 +497,11 @@ class MatryoshkaChroma(VectorStore):
         if candidates is not None and n < k:
             raise ValueError(f"candidates ({n}) must be >= k ({k}): stage 1 cannot return fewer than k")
         n = max(n, k)
-        res = self._collection.query(
+        res = self._collection.query(  # empty filters mean "no filter" (Chroma rejects {})
             query_embeddings=[self._coarse(query[None, :])[0]],
             n_results=n,
-            where=filter,
-            where_document=where_document,
+            where=filter or None,
+            where_document=where_document or None,
             include=["metadatas", "documents"],
         )
         ids, texts, metas = res["ids"][0], res["documents"][0], res["metadatas"][0]
