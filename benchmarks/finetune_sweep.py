@@ -40,38 +40,39 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 BASE = dict(loss="cached_mnrl", batch_size=64, mini_batch_size=16, gradient_accumulation_steps=1,
             hard_negatives=0, batch_sampler="no_duplicates", epochs=1, learning_rate=2e-5, warmup_ratio=0.1,
             max_seq_length=128)
-RECIPES: dict[str, dict] = {
+RECIPES: dict[str, dict] = {  # in priority order: a run cut short by a time limit keeps the first ones
     # the seed report: MNRL, per-device batch 4 x accumulation 16 (3 in-batch negatives per query)
     "seed": dict(loss="mnrl", batch_size=4, gradient_accumulation_steps=16, batch_sampler="batch_sampler",
                  max_seq_length=None),
-    "seed_lr1e-4": dict(loss="mnrl", batch_size=4, gradient_accumulation_steps=16, batch_sampler="batch_sampler",
-                        max_seq_length=None, learning_rate=1e-4),
-    # the anchor: CachedMNRL 64 / mini 16, NO_DUPLICATES, no hard negatives
+    # the anchor: CachedMNRL 64 / mini 16, NO_DUPLICATES, warmup 0.1, no hard negatives
     "anchor": dict(),
-    "anchor_sampler_default": dict(batch_sampler="batch_sampler"),
-    "anchor_warmup0": dict(warmup_ratio=0.0),
     "hn1": dict(hard_negatives=1),
     "hn3": dict(hard_negatives=3),
-    "bs32_hn1": dict(batch_size=32, hard_negatives=1),
-    "bs128_hn1": dict(batch_size=128, mini_batch_size=32, hard_negatives=1),
     "lr5e-5": dict(learning_rate=5e-5),
     "lr1e-4": dict(learning_rate=1e-4),
-    "lr2e-4": dict(learning_rate=2e-4),
     "hn1_lr5e-5": dict(hard_negatives=1, learning_rate=5e-5),
     "hn1_lr1e-4": dict(hard_negatives=1, learning_rate=1e-4),
+    "lr2e-4": dict(learning_rate=2e-4),
     "ep2": dict(epochs=2),
     "ep3": dict(epochs=3),
-    "ep4": dict(epochs=4),
     "hn1_ep2": dict(hard_negatives=1, epochs=2),
-    "hn1_ep3": dict(hard_negatives=1, epochs=3),
     "ep2_lr5e-5": dict(epochs=2, learning_rate=5e-5),
     "ep2_lr1e-4": dict(epochs=2, learning_rate=1e-4),
-    "ep3_lr1e-4": dict(epochs=3, learning_rate=1e-4),
     "hn1_ep2_lr1e-4": dict(hard_negatives=1, epochs=2, learning_rate=1e-4),
+    "bs128_hn1": dict(batch_size=128, mini_batch_size=32, hard_negatives=1),
+    "bs32_hn1": dict(batch_size=32, hard_negatives=1),
+    "anchor_sampler_default": dict(batch_sampler="batch_sampler"),
+    "anchor_warmup0": dict(warmup_ratio=0.0),
+    "lr1e-4_len64": dict(learning_rate=1e-4, max_seq_length=64),
+    "mnrl_bs64_hn1": dict(loss="mnrl", hard_negatives=1),
+    "seed_lr1e-4": dict(loss="mnrl", batch_size=4, gradient_accumulation_steps=16, batch_sampler="batch_sampler",
+                        max_seq_length=None, learning_rate=1e-4),
+    "bs128_lr1e-4": dict(batch_size=128, mini_batch_size=32, learning_rate=1e-4),
+    "ep4": dict(epochs=4),
+    "hn1_ep3": dict(hard_negatives=1, epochs=3),
+    "ep3_lr1e-4": dict(epochs=3, learning_rate=1e-4),
     "hn1_ep3_lr5e-5": dict(hard_negatives=1, epochs=3, learning_rate=5e-5),
     "bs32_lr1e-4": dict(batch_size=32, learning_rate=1e-4),
-    "bs128_lr1e-4": dict(batch_size=128, mini_batch_size=32, learning_rate=1e-4),
-    "lr1e-4_len64": dict(learning_rate=1e-4, max_seq_length=64),
 }
 DIMS = [384, 256, 128, 64, 32]
 METRICS = ("ndcg@10", "mrr@10", "recall@10")
