@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Literal, get_args, get_origin, get_type_hints
 
-from finetune.config import FinetuneConfig
+from finetune.config import FinetuneConfig, unwrap_optional
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,9 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for f in fields(FinetuneConfig):
         if f.name == "resume":
             continue
-        hint = hints[f.name]
-        args = [a for a in get_args(hint) if a is not type(None)]
-        target = args[0] if args and get_origin(hint) is not Literal else hint
+        target, _ = unwrap_optional(hints[f.name])
         kw: dict = {"dest": f.name, "default": None}
         if get_origin(target) is Literal:
             kw["choices"] = list(get_args(target))

@@ -16,9 +16,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import types
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from medrag.errors import MedragError
 
@@ -213,16 +214,21 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def unwrap_optional(hint: Any) -> tuple[Any, bool]:
+    """``int | None`` -> ``(int, True)``; ``list[str]`` -> ``(list[str], False)``."""
+    if get_origin(hint) in (Union, types.UnionType):
+        args = [a for a in get_args(hint) if a is not type(None)]
+        return (args[0] if len(args) == 1 else hint), len(args) != len(get_args(hint))
+    return hint, False
+
+
 def _coerce(name: str, value: Any, hint: Any) -> Any:
     """Check ``value`` against the field's type; turn CLI strings into ints/floats/bools/lists."""
-    args = get_args(hint)
-    optional = type(None) in args
+    target, optional = unwrap_optional(hint)
     if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and optional):
         if optional:
             return None
         raise ConfigError(f"{name} cannot be empty")
-    base = [a for a in args if a is not type(None)] if get_origin(hint) is not Literal and args else [hint]
-    target = base[0] if base else hint
     origin = get_origin(target)
     try:
         if origin is Literal:
