@@ -204,7 +204,9 @@ def run_bf16(args, out: Path) -> int:
           f"{rec['samples_per_second']} samples/s, peak GPU memory {rec['peak_gpu_memory_gib']} GiB\n\n"
           + score_table(result.scores_before, result.scores_after) + "\n")
     (out / "bf16.md").write_text(md)
-    (out / "model" / "model.safetensors").unlink(missing_ok=True)  # the weights are not needed back
+    for name in ("README.md", "matryoshka.json", "training_info.json", "finetune_config.yaml"):
+        shutil.copy(out / "model" / name, out / name)
+    shutil.rmtree(out / "model")  # the weights are not needed back
     print(md)
     return 0
 
