@@ -116,6 +116,12 @@ def evaluate_models(
         parse_metric(m)
     if primary_metric not in metrics:
         metrics.insert(0, primary_metric)
+    parse_metric(primary_metric)
+    recommend_sizes({1: 1.0}, balanced_tolerance, edge_tolerance)  # validates the tolerances before any work
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if test not in ("permutation", "bootstrap"):
+        raise ValueError(f"unknown paired test {test!r}: use 'permutation' or 'bootstrap'")
     cache = cache if cache is not None else EmbeddingCache()
     labels = list(labels) if labels is not None else []
     results: list[ModelResult] = []
