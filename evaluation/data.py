@@ -13,7 +13,7 @@ Example::
 .. note:: MERGE POINT. The canonical loaders live in ``finetune.data`` (``load_qa_dataset``,
    ``load_frenchmedmcqa``), written in parallel. :func:`load_task` uses them when they can be
    imported (:func:`_load_via_finetune`) and otherwise falls back to the two small readers below
-   (FrenchMedMCQA folders and local JSONL/JSON pairs files), which define the same protocol.
+   (FrenchMedMCQA folders and local JSONL/JSON/CSV pairs files), which define the same protocol.
    Once ``finetune.data`` is merged the fallback readers can be deleted.
 """
 
@@ -38,8 +38,8 @@ def load_task(source: str | os.PathLike[str], *, split: str = "test", question_c
     """The evaluation task of a dataset.
 
     Args:
-        source: a FrenchMedMCQA folder (``train.json``/``dev.json``/``test.json``), a local JSONL or
-            JSON file of question/answer pairs, or (through ``finetune.data``) a hub id or other format.
+        source: a FrenchMedMCQA folder (``train.json``/``dev.json``/``test.json``), a local JSONL,
+            JSON or CSV file of question/answer pairs, or (through ``finetune.data``) a hub id or other format.
         split: for FrenchMedMCQA folders, the held-out split (``"test"``).
         question_column / answer_column: the columns of a pairs file.
         limit: keep only the first ``limit`` records (quick runs, tests).
@@ -136,8 +136,13 @@ def _pairs_file_task(path: Path, question_column: str, answer_column: str, limit
         rows = _read_json(path)
         if isinstance(rows, dict) and isinstance(rows.get("data"), list):
             rows = rows["data"]
+    elif path.suffix.lower() == ".csv":
+        import csv
+
+        with path.open(encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f))
     else:
-        raise DataError(f"{path}: unsupported file type {path.suffix!r} here (use .jsonl or .json)")
+        raise DataError(f"{path}: unsupported file type {path.suffix!r} here (use .jsonl, .json or .csv)")
     if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
         raise DataError(f"{path} holds no list of objects")
     columns = _pick_columns(rows[0], question_column, answer_column, path)

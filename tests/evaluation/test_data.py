@@ -53,6 +53,9 @@ def test_jsonl_and_json_pairs(tmp_path):
     assert list(load_task(custom, question_column="q", answer_column="doc").queries.values()) == ["x"]
     with pytest.raises(DataError, match="columns"):
         load_task(custom)
+    csv_file = tmp_path / "pairs.csv"
+    csv_file.write_text('anchor,positive\n"q, 1",a1\nq2,a2\n', encoding="utf-8")
+    assert sorted(load_task(csv_file).queries.values()) == ["q, 1", "q2"]
 
 
 def test_bad_sources(tmp_path):
@@ -62,10 +65,10 @@ def test_bad_sources(tmp_path):
     bad.write_text("{not json", encoding="utf-8")
     with pytest.raises(DataError, match="not JSON"):
         load_task(bad)
-    csv_file = tmp_path / "x.csv"
-    csv_file.write_text("anchor,positive\nq,a\n", encoding="utf-8")
+    txt = tmp_path / "x.txt"
+    txt.write_text("anchor,positive\nq,a\n", encoding="utf-8")
     with pytest.raises(DataError, match="unsupported"):
-        load_task(csv_file)
+        load_task(txt)
     with pytest.raises(DataError):
         load_task(bad, limit=0)
 
