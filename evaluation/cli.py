@@ -51,6 +51,11 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    help="record scores and recommendations in matryoshka.json of each --model that is a folder "
                         "(enables dimension='auto')")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
+    p.add_argument("--store", action="store_true",
+                   help="also evaluate the two-stage store (coarse + rerank) against flat and coarse-only search")
+    p.add_argument("--coarse-dim", type=int, default=64, help="coarse size of the store (with --store; default 64)")
+    p.add_argument("--candidates", type=int, default=None,
+                   help="candidates passed to the rerank (with --store; default: the store's default)")
     p.add_argument("--device", default=None, help="cpu, cuda... (default: CUDA when available)")
     p.add_argument("--batch-size", type=int, default=32, help="encoding batch size")
     p.set_defaults(func=_evaluate, _parser=p)
@@ -69,13 +74,24 @@ def _evaluate(args: argparse.Namespace) -> int:
     for name in ("bootstrap", "batch_size"):
         if getattr(args, name) < 1:
             raise DataError(f"--{name.replace('_', '-')} must be >= 1")
+    from medrag import MatryoshkaEmbeddings
+    from medrag.errors import MedragError
+
+    if args.store:  # fail before any encoding when the store is not installed
+        try:
+            import medrag.store  # noqa: F401
+        except ImportError as exc:
+            raise MedragError(f"--store needs medrag.store (MatryoshkaChroma): {exc}") from exc
     task = load_task(args.data, split=args.split, question_column=args.question_column,
                      answer_column=args.answer_column, limit=args.limit)
     print(f"task {task.name}: {len(task.queries)} queries, {len(task.corpus)} documents")
+    embeddings = [MatryoshkaEmbeddings(spec, device=args.device, batch_size=args.batch_size, show_progress=True)
+                  for spec in args.model]
+    cache = EmbeddingCache(args.cache_dir, enabled=not args.no_cache)
     try:
         report = evaluate_models(
-            args.model, task, dims=args.sizes, metrics=args.metrics, primary_metric=args.primary_metric,
-            cache=EmbeddingCache(args.cache_dir, enabled=not args.no_cache), n_bootstrap=args.bootstrap,
+            embeddings, task, dims=args.sizes, metrics=args.metrics, primary_metric=args.primary_metric,
+            cache=cache, n_bootstrap=args.bootstrap,
             confidence=args.confidence, test=args.test, n_resamples=args.resamples,
             balanced_tolerance=args.balanced_tolerance, edge_tolerance=args.edge_tolerance, seed=args.seed,
             labels=args.label, command=command_line(args), device=args.device, batch_size=args.batch_size,
@@ -84,6 +100,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         if isinstance(exc, DataError) or type(exc).__module__.startswith("medrag"):
             raise
         raise DataError(str(exc)) from exc
+    if args.store:
+        from evaluation.store_eval import evaluate_store
+
+        for emb, m in zip(embeddings, report.models):
+            report.store[m.label] = evaluate_store(emb, task, coarse_dim=args.coarse_dim, candidates=args.candidates,
+                                                   cache=cache)
     paths = report.write(args.out, plot=not args.no_plot)
     print()
     if len(report.models) >= 2:
@@ -95,6 +117,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(report.metrics_table())
         print()
     print(report.recommendations_table())
+    for label, res in report.store.items():
+        print(f"\nstore-level retrieval, {label}:")
+        print(res.to_markdown())
     if args.write_metadata:
         written = 0
         for i, m in enumerate(report.models):

@@ -28,7 +28,7 @@ from evaluation.cache import EmbeddingCache
 from evaluation.metrics import DEFAULT_METRICS, parse_metric
 from evaluation.recommend import BALANCED_TOLERANCE, EDGE_TOLERANCE, Recommendations, recommend_sizes
 from evaluation.retrieval import SizeResult, evaluate_vectors
-from evaluation.stats import N_BOOTSTRAP, ConfidenceInterval, PairedTest, bootstrap_means, paired_test
+from evaluation.stats import N_BOOTSTRAP, N_PERMUTATIONS, ConfidenceInterval, PairedTest, bootstrap_means, paired_test
 from evaluation.task import IRTask
 
 logger = logging.getLogger(__name__)
@@ -122,6 +122,7 @@ def evaluate_models(
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     if test not in ("permutation", "bootstrap"):
         raise ValueError(f"unknown paired test {test!r}: use 'permutation' or 'bootstrap'")
+    n_resamples = n_resamples or (N_PERMUTATIONS if test == "permutation" else 10 * N_BOOTSTRAP)
     cache = cache if cache is not None else EmbeddingCache()
     labels = list(labels) if labels is not None else []
     results: list[ModelResult] = []

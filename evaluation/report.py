@@ -48,6 +48,7 @@ class EvaluationReport:
         comparisons: other model label -> size -> metric -> paired test against the baseline.
         settings: bootstrap, test and cache settings.
         command: the command line that produced the report, if any.
+        store: model label -> :class:`~evaluation.store_eval.StoreEvalResult` (``medrag evaluate --store``).
     """
 
     task_info: dict[str, Any]
@@ -57,6 +58,7 @@ class EvaluationReport:
     comparisons: dict[str, dict[int, dict[str, Any]]]
     settings: dict[str, Any] = field(default_factory=dict)
     command: str | None = None
+    store: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ data
 
@@ -107,7 +109,8 @@ class EvaluationReport:
         return {"medrag_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "command": self.command, "task": self.task_info, "metrics": self.metrics,
                 "primary_metric": self.primary_metric, "settings": self.settings, "models": models,
-                "comparisons": comparisons}
+                "comparisons": comparisons,
+                "store": {label: res.to_dict() for label, res in self.store.items()}}
 
     # ------------------------------------------------------------------ tables
 
@@ -201,6 +204,8 @@ class EvaluationReport:
                           f"p-value: two-sided paired {self.settings.get('test', 'permutation')} test over queries.", ""]
         parts += ["## All metrics", "", self.metrics_table(), "", "## Recommendations", "",
                   self.recommendations_table(), ""]
+        for label, res in self.store.items():
+            parts += [f"## Store-level retrieval: {label}", "", res.to_markdown(), ""]
         return "\n".join(parts)
 
     # ------------------------------------------------------------------ files

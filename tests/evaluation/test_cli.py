@@ -76,3 +76,38 @@ def test_errors_are_one_line_and_exit_1(tiny_model_dir, pairs_file, tmp_path, ca
     assert main(argv) == 1
     errors = [ln for ln in capsys.readouterr().err.splitlines() if "error" in ln.lower()]
     assert len(errors) == 1 and errors[0].startswith("medrag evaluate: error:") and message in errors[0]
+
+
+def test_store_option_adds_the_store_table(tiny_model_dir, pairs_file, tmp_path, capsys, monkeypatch):
+    import sys
+    import types
+
+    from .test_store_eval import ExactStore
+
+    fake = types.ModuleType("medrag.store")
+    fake.MatryoshkaChroma = ExactStore
+    monkeypatch.setitem(sys.modules, "medrag.store", fake)
+    out = tmp_path / "r"
+    argv = ["evaluate", "--model", str(tiny_model_dir), "--data", str(pairs_file), "--out", str(out),
+            "--cache-dir", str(tmp_path / "cache"), "--bootstrap", "50", "--resamples", "50", "--no-plot",
+            "--device", "cpu", "--store", "--candidates", "3"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "store-level retrieval" in printed and "| funnel_exact |" in printed
+    data = json.loads((out / "report.json").read_text())
+    store = data["store"][str(tiny_model_dir)]
+    assert store["settings"]["candidates"] == 3
+    assert store["methods"]["store"]["means"] == store["methods"]["funnel_exact"]["means"]
+    assert "Store-level retrieval" in (out / "report.md").read_text()
+
+
+def test_store_option_without_the_store_fails_before_encoding(tiny_model_dir, pairs_file, tmp_path, capsys,
+                                                             monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "medrag.store", None)  # import of medrag.store raises ImportError
+    argv = ["evaluate", "--model", str(tiny_model_dir), "--data", str(pairs_file), "--out", str(tmp_path / "r"),
+            "--no-cache", "--device", "cpu", "--store"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "--store needs medrag.store" in err and not (tmp_path / "r").exists()

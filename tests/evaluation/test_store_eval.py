@@ -100,14 +100,16 @@ def test_harness_on_an_exact_store(tiny_embeddings, monkeypatch):
     assert res.settings["candidates"] == 3 and res.settings["queries"] == 8
     # queries and corpus encoded once (+2 timed encodes), not again by the store
     assert [n for n, _ in emb.calls] == [8, 8, 1, 1]
-    for name in ("flat", "coarse", "store", "funnel_exact", "encode"):
+    for name in ("flat", "coarse", "store", "funnel_exact"):
         m = res.methods[name]
-        assert m.latencies_ms.size > 0 and 0 <= m.p50_ms <= m.p95_ms
+        assert m.latencies_ms.size == 8 and 0 <= m.p50_ms <= m.p95_ms
+    assert res.encode_ms.size == 2
     assert res.ndcg_gap("flat") == 0.0
     d = res.to_dict()
-    assert set(d["methods"]) == {"flat", "funnel_exact", "store", "coarse", "encode"}
+    assert set(d["methods"]) == {"flat", "funnel_exact", "store", "coarse"}
+    assert d["encode_latency_ms"]["n"] == 2
     md = res.to_markdown()
-    assert "| store |" in md and "p95 ms" in md
+    assert "| store |" in md and "p95 ms" in md and "(query encoding)" in md
     # with every document as a candidate the funnel is flat search
     full = evaluate_store(tiny_embeddings, task, coarse_dim=64, candidates=len(task.corpus), encode_sample=0)
     assert full.ndcg_gap("store") == pytest.approx(0.0, abs=1e-12)
