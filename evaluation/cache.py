@@ -1,0 +1,106 @@
+"""An on-disk cache of full-size embeddings, so re-running an evaluation does not re-encode.
+
+Encoding is the slow part of an evaluation (tens of seconds to minutes per model on a CPU),
+while scoring every size from cached vectors takes well under a second. The cache key is
+everything that determines the vectors: the model's fingerprint (:func:`medrag.model_fingerprint`,
+which changes with any retraining), which side (query / document), the prompt text applied,
+and a hash of the texts in order. A changed model, prompt or dataset is a cache miss, never a
+stale hit.
+
+Example::
+
+    >>> from medrag import MatryoshkaEmbeddings
+    >>> from evaluation.cache import EmbeddingCache
+    >>> cache = EmbeddingCache("/tmp/emb-cache")
+    >>> emb = MatryoshkaEmbeddings()
+    >>> vecs = cache.encode(emb, ["Que mesure la CRP ?"], side="query")   # encodes, then stores
+    >>> vecs = cache.encode(emb, ["Que mesure la CRP ?"], side="query")   # read from disk
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+Side = Literal["query", "document"]
+
+
+def default_cache_dir() -> Path:
+    """``$MEDRAG_CACHE/embeddings``, else the platform's user cache dir for medrag + ``/embeddings``."""
+    from medrag.bundled import cache_dir
+
+    return cache_dir() / "embeddings"
+
+
+class EmbeddingCache:
+    """Full-size unit vectors on disk, one ``.npy`` file per (model, side, prompt, texts).
+
+    Args:
+        folder: where to keep the files (default: :func:`default_cache_dir`).
+        enabled: ``False`` turns the cache into a pass-through (``--no-cache``).
+
+    Attributes:
+        hits / misses: counts since creation (reported in the evaluation JSON).
+    """
+
+    def __init__(self, folder: str | os.PathLike[str] | None = None, enabled: bool = True) -> None:
+        self.folder = Path(folder).expanduser() if folder is not None else default_cache_dir()
+        self.enabled = enabled
+        self.hits = 0
+        self.misses = 0
+
+    def key(self, embeddings, texts: list[str], side: Side) -> str:
+        """The cache key of encoding ``texts`` on ``side`` with ``embeddings``."""
+        prompt_name = embeddings.query_prompt_name if side == "query" else embeddings.document_prompt_name
+        prompt = (embeddings.model.prompts or {}).get(prompt_name or "", "")
+        h = hashlib.sha256()
+        h.update(json.dumps([embeddings.fingerprint, side, prompt_name, prompt, embeddings.full_dim]).encode())
+        for t in texts:
+            h.update(t.encode("utf-8"))
+            h.update(b"\0")
+        return f"{embeddings.fingerprint}-{side}-{h.hexdigest()[:20]}"
+
+    def encode(self, embeddings, texts: list[str], side: Side) -> np.ndarray:
+        """Vectors of ``texts`` (queries or documents), from the cache or by encoding them (then stored)."""
+        if side not in ("query", "document"):
+            raise ValueError(f"side must be 'query' or 'document', got {side!r}")
+        texts = list(texts)
+        encode = embeddings.encode_queries if side == "query" else embeddings.encode_documents
+        if not self.enabled:
+            return encode(texts)
+        path = self.folder / f"{self.key(embeddings, texts, side)}.npy"
+        if path.is_file():
+            try:
+                vecs = np.load(path, allow_pickle=False)
+                if vecs.shape == (len(texts), embeddings.full_dim):
+                    self.hits += 1
+                    logger.info("embedding cache hit: %s (%d %s vectors)", path.name, len(texts), side)
+                    return vecs
+                logger.warning("ignoring cached %s: shape %s, expected %s", path, vecs.shape,
+                               (len(texts), embeddings.full_dim))
+            except (OSError, ValueError) as exc:
+                logger.warning("ignoring unreadable cache file %s: %s", path, exc)
+        self.misses += 1
+        vecs = encode(texts)
+        self._store(path, vecs)
+        return vecs
+
+    def _store(self, path: Path, vecs: np.ndarray) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
+            np.save(tmp, np.asarray(vecs, dtype=np.float32), allow_pickle=False)
+            os.replace(tmp, path)
+        except OSError as exc:  # a read-only or full disk must not fail the evaluation
+            logger.warning("could not write embedding cache %s: %s", path, exc)
+
+    def __repr__(self) -> str:
+        return f"EmbeddingCache({str(self.folder)!r}, enabled={self.enabled})"

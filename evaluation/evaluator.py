@@ -1,0 +1,190 @@
+"""Evaluate one or more models at every Matryoshka size, with confidence intervals and paired tests.
+
+This is what ``medrag evaluate`` runs. Each model encodes the queries and the corpus once, at
+full size (through an :class:`~evaluation.cache.EmbeddingCache`, so a second run does not
+re-encode); every smaller size is derived by truncation and re-normalisation. For each size it
+reports every metric's mean with a bootstrap 95% interval, tests each size against the model's
+largest evaluated size, tests every model against the first (the baseline) size by size, and
+recommends sizes in the seed's three tiers.
+
+Example::
+
+    >>> from evaluation.data import load_task
+    >>> from evaluation.evaluator import evaluate_models
+    >>> task = load_task("../shared/data/frenchmedmcqa")
+    >>> report = evaluate_models(["bundled:multilingual-e5-small", "models/e5-small-medical"], task)
+    >>> print(report.comparison_table())          # Dimension | Score Initial | Score Final | Gain
+    >>> report.write("reports/e5-small")           # tables, JSON, plot
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from evaluation.cache import EmbeddingCache
+from evaluation.metrics import DEFAULT_METRICS, parse_metric
+from evaluation.recommend import BALANCED_TOLERANCE, EDGE_TOLERANCE, Recommendations, recommend_sizes
+from evaluation.retrieval import SizeResult, evaluate_vectors
+from evaluation.stats import N_BOOTSTRAP, N_PERMUTATIONS, ConfidenceInterval, PairedTest, bootstrap_means, paired_test
+from evaluation.task import IRTask
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelResult:
+    """Everything measured for one model.
+
+    Attributes:
+        label: the name used in tables (the spec, made unique).
+        spec: the model spec.
+        fingerprint: :func:`medrag.model_fingerprint` of the model.
+        full_dim: the model's full size.
+        sizes: size -> per-query metrics and means.
+        cis: size -> metric -> bootstrap confidence interval of the mean.
+        size_tests: size -> paired test of the primary metric against the largest evaluated size.
+        recommendations: the three tiers, from the primary metric.
+        timings: seconds spent encoding and scoring.
+    """
+
+    label: str
+    spec: str
+    fingerprint: str
+    full_dim: int
+    sizes: dict[int, SizeResult]
+    cis: dict[int, dict[str, ConfidenceInterval]]
+    size_tests: dict[int, PairedTest]
+    recommendations: Recommendations
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def score(self, dim: int, metric: str = "ndcg@10") -> float:
+        return self.sizes[dim].means[metric]
+
+
+def evaluate_models(
+    models: Sequence,
+    task: IRTask,
+    dims: Sequence[int] | None = None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    *,
+    primary_metric: str = "ndcg@10",
+    cache: EmbeddingCache | None = None,
+    n_bootstrap: int = N_BOOTSTRAP,
+    confidence: float = 0.95,
+    test: str = "permutation",
+    n_resamples: int | None = None,
+    balanced_tolerance: float = BALANCED_TOLERANCE,
+    edge_tolerance: float = EDGE_TOLERANCE,
+    seed: int = 0,
+    labels: Sequence[str] | None = None,
+    command: str | None = None,
+    device: str | None = None,
+    batch_size: int = 32,
+    show_progress: bool | None = None,
+):
+    """Evaluate ``models`` on ``task`` and return an :class:`~evaluation.report.EvaluationReport`.
+
+    Args:
+        models: model specs (anything :func:`medrag.load_model` accepts, such as a fine-tuned folder)
+            or :class:`medrag.MatryoshkaEmbeddings`. The first is the baseline ("initial") of comparisons.
+        task: the queries, corpus and judgements.
+        dims: sizes to evaluate (default: each model's trained sizes, or the seed's list up to its size).
+        metrics: metric names (``ndcg@10``, ``mrr@10``, ``map@100``, ``recall@k``...).
+        primary_metric: the metric of the comparison table, tests and recommendations.
+        cache: embedding cache (default: one in :func:`~evaluation.cache.default_cache_dir`);
+            ``EmbeddingCache(enabled=False)`` to always encode.
+        n_bootstrap / confidence: bootstrap resamples and coverage of the intervals.
+        test / n_resamples: the paired test (``"permutation"`` or ``"bootstrap"``) and its resamples.
+        balanced_tolerance / edge_tolerance: relative tolerances of the recommended tiers.
+        seed: random seed of the bootstrap and tests (reports are reproducible).
+        labels: names of the models in tables (default: their specs).
+        command: the command line that produced the report (recorded in its JSON).
+        device / batch_size / show_progress: passed to :class:`medrag.MatryoshkaEmbeddings` for specs.
+    """
+    from medrag import MatryoshkaEmbeddings
+    from medrag.errors import DimensionError
+
+    from evaluation.report import EvaluationReport
+
+    if not models:
+        raise ValueError("no model to evaluate")
+    metrics = list(dict.fromkeys(metrics))
+    for m in metrics:
+        parse_metric(m)
+    if primary_metric not in metrics:
+        metrics.insert(0, primary_metric)
+    parse_metric(primary_metric)
+    recommend_sizes({1: 1.0}, balanced_tolerance, edge_tolerance)  # validates the tolerances before any work
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if test not in ("permutation", "bootstrap"):
+        raise ValueError(f"unknown paired test {test!r}: use 'permutation' or 'bootstrap'")
+    n_resamples = n_resamples or (N_PERMUTATIONS if test == "permutation" else 10 * N_BOOTSTRAP)
+    cache = cache if cache is not None else EmbeddingCache()
+    labels = list(labels) if labels is not None else []
+    results: list[ModelResult] = []
+    for i, model in enumerate(models):
+        emb = model if isinstance(model, MatryoshkaEmbeddings) else MatryoshkaEmbeddings(
+            model, device=device, batch_size=batch_size, show_progress=show_progress)
+        if show_progress is not None:
+            emb.show_progress = show_progress
+        sizes = sorted({int(d) for d in (dims if dims is not None else emb.dims)}, reverse=True)
+        bad = [d for d in sizes if not 1 <= d <= emb.full_dim]
+        if bad:
+            raise DimensionError(f"sizes {bad} are outside 1..{emb.full_dim} for model {emb.spec!r}")
+        label = labels[i] if i < len(labels) else emb.spec
+        if label in {r.label for r in results}:
+            label = f"{label} #{i + 1}"
+        logger.info("evaluating %s (%s) at sizes %s on %d queries / %d documents", label, emb.fingerprint,
+                    sizes, len(task.queries), len(task.corpus))
+        t0 = time.perf_counter()
+        q = cache.encode(emb, list(task.queries.values()), side="query")
+        d = cache.encode(emb, list(task.corpus.values()), side="document")
+        t1 = time.perf_counter()
+        per_size = evaluate_vectors(task, q, d, sizes, metrics)
+        t2 = time.perf_counter()
+        cis = {dim: _cis(res, metrics, n_bootstrap, confidence, seed) for dim, res in per_size.items()}
+        top = max(sizes)
+        size_tests = {dim: paired_test(per_size[dim].per_query[primary_metric], per_size[top].per_query[primary_metric],
+                                       test, n_resamples, seed) for dim in sizes if dim != top}
+        recs = recommend_sizes({dim: r.means[primary_metric] for dim, r in per_size.items()},
+                               balanced_tolerance, edge_tolerance, primary_metric)
+        results.append(ModelResult(label, emb.spec, emb.fingerprint, emb.full_dim, per_size, cis, size_tests, recs,
+                                   {"encode_s": round(t1 - t0, 3), "score_s": round(t2 - t1, 3)}))
+
+    comparisons: dict[str, dict[int, dict[str, PairedTest]]] = {}
+    base = results[0]
+    for other in results[1:]:
+        shared = sorted(set(base.sizes) & set(other.sizes), reverse=True)
+        comparisons[other.label] = {
+            dim: {m: paired_test(other.sizes[dim].per_query[m], base.sizes[dim].per_query[m], test, n_resamples, seed)
+                  for m in metrics}
+            for dim in shared
+        }
+    settings = {"n_bootstrap": n_bootstrap, "confidence": confidence, "test": test,
+                "n_resamples": n_resamples, "seed": seed, "balanced_tolerance": balanced_tolerance,
+                "edge_tolerance": edge_tolerance, "cache": str(cache.folder) if cache.enabled else None,
+                "cache_hits": cache.hits, "cache_misses": cache.misses}
+    return EvaluationReport(task_info=_task_info(task), metrics=metrics, primary_metric=primary_metric,
+                            models=results, comparisons=comparisons, settings=settings, command=command)
+
+
+def _cis(res: SizeResult, metrics: Sequence[str], n_bootstrap: int, confidence: float,
+         seed: int) -> dict[str, ConfidenceInterval]:
+    import numpy as np
+
+    stacked = np.stack([res.per_query[m] for m in metrics])
+    means = bootstrap_means(stacked, n_bootstrap, seed)  # the same resampled queries for every metric
+    alpha = (1 - confidence) / 2
+    lows, highs = np.quantile(means, [alpha, 1 - alpha], axis=1)
+    return {m: ConfidenceInterval(float(stacked[j].mean()), float(lows[j]), float(highs[j]), confidence)
+            for j, m in enumerate(metrics)}
+
+
+def _task_info(task: IRTask) -> dict:
+    n_rel = [len(v) for v in task.qrels.values()]
+    return {"name": task.name, "queries": len(task.queries), "corpus": len(task.corpus),
+            "relevant_per_query": round(sum(n_rel) / len(n_rel), 4), "content_hash": task.content_hash()}

@@ -1,0 +1,110 @@
+"""Which Matryoshka size to deploy, in the seed report's three tiers, computed from measured scores.
+
+- ``max``: the best-scoring size (critical use; ties go to the smaller size);
+- ``balanced``: the smallest size within ``balanced_tolerance`` (default 0.5%) of the best score;
+- ``edge``: the smallest size within ``edge_tolerance`` (default 3%) of the best score
+  (resource-limited deployments).
+
+Tolerances are relative: with a best NDCG@10 of 0.400, "within 0.5%" means at least 0.398.
+The tier names are the keys of ``recommendations`` in ``matryoshka.json``
+(:class:`medrag.metadata.MatryoshkaMetadata`).
+
+Example::
+
+    >>> from evaluation.recommend import recommend_sizes
+    >>> recommend_sizes({384: 0.400, 256: 0.399, 128: 0.390, 64: 0.370}).to_dict()
+    {'max': 384, 'balanced': 256, 'edge': 128}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+#: The seed's tolerances.
+BALANCED_TOLERANCE = 0.005
+EDGE_TOLERANCE = 0.03
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """The recommended size of each tier, with the tolerances and metric that produced them."""
+
+    max: int
+    balanced: int
+    edge: int
+    metric: str = "ndcg@10"
+    balanced_tolerance: float = BALANCED_TOLERANCE
+    edge_tolerance: float = EDGE_TOLERANCE
+
+    def to_dict(self) -> dict[str, int]:
+        """The tier -> size map stored in ``matryoshka.json``."""
+        return {"max": self.max, "balanced": self.balanced, "edge": self.edge}
+
+
+def recommend_sizes(scores: Mapping[int, float], balanced_tolerance: float = BALANCED_TOLERANCE,
+                    edge_tolerance: float = EDGE_TOLERANCE, metric: str = "ndcg@10") -> Recommendations:
+    """The three tiers from ``scores`` (size -> metric value, higher is better).
+
+    Raises:
+        ValueError: no scores, or a tolerance outside [0, 1).
+    """
+    if not scores:
+        raise ValueError("no scores to recommend sizes from")
+    for name, tol in (("balanced_tolerance", balanced_tolerance), ("edge_tolerance", edge_tolerance)):
+        if not 0 <= tol < 1:
+            raise ValueError(f"{name} must be in [0, 1), got {tol}")
+    items = {int(d): float(s) for d, s in scores.items()}
+    best = max(items.values())
+    best_size = min(d for d, s in items.items() if s == best)
+
+    def smallest_within(tol: float) -> int:
+        floor = best * (1 - tol) if best >= 0 else best * (1 + tol)
+        return min(d for d, s in items.items() if s >= floor - 1e-12)
+
+    return Recommendations(best_size, smallest_within(balanced_tolerance), smallest_within(edge_tolerance),
+                           metric, balanced_tolerance, edge_tolerance)
+
+
+def write_metadata(folder, result, baseline=None) -> "Path":
+    """Record a model's measured scores and recommended sizes in its folder's ``matryoshka.json``.
+
+    After this, ``MatryoshkaEmbeddings(folder, dimension="auto")`` picks a size from these scores.
+
+    Args:
+        folder: the model folder (as written by ``medrag finetune``).
+        result: the model's :class:`~evaluation.evaluator.ModelResult`.
+        baseline: the base model's result, stored as ``scores_before`` (optional).
+
+    Only sizes among the folder's trained sizes are recorded; a folder without ``matryoshka.json``
+    gets one whose trained sizes are the evaluated sizes.
+
+    Raises:
+        MetadataError: ``folder`` is not a directory or its ``matryoshka.json`` is unusable.
+    """
+    from pathlib import Path
+
+    from medrag.errors import MetadataError
+    from medrag.metadata import MatryoshkaMetadata
+
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise MetadataError(f"--write-metadata needs a model folder; {str(folder)!r} is not one")
+    meta = MatryoshkaMetadata.load(folder)
+    if meta is None:
+        meta = MatryoshkaMetadata(full_dim=result.full_dim, dims=sorted(result.sizes, reverse=True))
+    if meta.full_dim != result.full_dim:
+        raise MetadataError(f"{folder}/matryoshka.json says full_dim={meta.full_dim}, the model outputs {result.full_dim}")
+    kept = [d for d in result.sizes if d in meta.dims]
+    if not kept:
+        raise MetadataError(f"none of the evaluated sizes {sorted(result.sizes)} is a trained size {meta.dims}")
+    meta.scores = {d: dict(result.sizes[d].means) for d in kept}
+    if baseline is not None:
+        meta.scores_before = {d: dict(baseline.sizes[d].means) for d in kept if d in baseline.sizes}
+    meta.metric = result.recommendations.metric
+    recs = recommend_sizes({d: meta.scores[d][meta.metric] for d in kept}, result.recommendations.balanced_tolerance,
+                           result.recommendations.edge_tolerance, meta.metric)
+    meta.recommendations = recs.to_dict()
+    meta.extra = {**meta.extra, "recommendation_tolerances": {"balanced": recs.balanced_tolerance,
+                                                              "edge": recs.edge_tolerance}}
+    return meta.save(folder)

@@ -1,0 +1,242 @@
+"""The evaluation report: the seed's comparison table as Markdown/CSV/JSON, per-size metrics with
+confidence intervals, recommendations, and a folder that holds them all with the plot.
+
+The seed report's table compares a base ("initial") and a fine-tuned ("final") model size by size::
+
+    | Dimension | Score Initial | Score Final | Gain |
+
+:meth:`EvaluationReport.comparison_table` produces it for any two evaluated models (plus the
+p-value of the paired test, which the seed lacked). :meth:`EvaluationReport.write` writes:
+
+- ``report.json``: every number (per-size means and intervals of every metric, tests, tiers,
+  timings, settings, task hash, the exact command);
+- ``report.md``: the tables in Markdown;
+- ``comparison.csv`` (two models or more) and ``metrics.csv`` (long format: model, size, metric, mean, CI);
+- ``ndcg_vs_size.png`` (:func:`evaluation.plots.plot_metric_vs_size`).
+
+Example::
+
+    >>> report = evaluate_models(["bundled:multilingual-e5-small", "models/ft"], task)
+    >>> print(report.comparison_table(fmt="markdown"))
+    >>> paths = report.write("reports/run1")
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvaluationReport:
+    """The results of :func:`evaluation.evaluator.evaluate_models`.
+
+    Attributes:
+        task_info: name, sizes and content hash of the task.
+        metrics: the metrics measured.
+        primary_metric: the metric of the comparison table, tests and recommendations.
+        models: one :class:`~evaluation.evaluator.ModelResult` per model, the first being the baseline.
+        comparisons: other model label -> size -> metric -> paired test against the baseline.
+        settings: bootstrap, test and cache settings.
+        command: the command line that produced the report, if any.
+        store: model label -> :class:`~evaluation.store_eval.StoreEvalResult` (``medrag evaluate --store``).
+    """
+
+    task_info: dict[str, Any]
+    metrics: list[str]
+    primary_metric: str
+    models: list
+    comparisons: dict[str, dict[int, dict[str, Any]]]
+    settings: dict[str, Any] = field(default_factory=dict)
+    command: str | None = None
+    store: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ data
+
+    def model(self, label_or_index: str | int = 0):
+        """A model's results by label or position."""
+        if isinstance(label_or_index, int):
+            return self.models[label_or_index]
+        for m in self.models:
+            if m.label == label_or_index:
+                return m
+        raise KeyError(f"no model {label_or_index!r} in the report; models: {[m.label for m in self.models]}")
+
+    def comparison_rows(self, metric: str | None = None, initial: str | int = 0,
+                        final: str | int = 1) -> list[dict[str, Any]]:
+        """Rows of the seed table: dimension, score_initial, score_final, gain, gain_pct, p_value."""
+        metric = metric or self.primary_metric
+        a, b = self.model(initial), self.model(final)
+        tests = self.comparisons.get(b.label, {}) if a is self.models[0] else {}
+        rows = []
+        for dim in sorted(set(a.sizes) & set(b.sizes), reverse=True):
+            s0, s1 = a.score(dim, metric), b.score(dim, metric)
+            test = tests.get(dim, {}).get(metric)
+            rows.append({"dimension": dim, "score_initial": s0, "score_final": s1, "gain": s1 - s0,
+                         "gain_pct": 100 * (s1 - s0) / s0 if s0 else float("nan"),
+                         "p_value": test.p_value if test is not None else None})
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every number of the report, JSON-ready."""
+        from medrag import __version__
+
+        models = []
+        for m in self.models:
+            models.append({
+                "label": m.label, "spec": m.spec, "fingerprint": m.fingerprint, "full_dim": m.full_dim,
+                "timings": m.timings,
+                "recommendations": {**m.recommendations.to_dict(), "metric": m.recommendations.metric,
+                                    "balanced_tolerance": m.recommendations.balanced_tolerance,
+                                    "edge_tolerance": m.recommendations.edge_tolerance},
+                "sizes": {str(dim): {metric: m.cis[dim][metric].to_dict() for metric in self.metrics}
+                          for dim in sorted(m.sizes, reverse=True)},
+                "vs_largest_size": {str(dim): t.to_dict() for dim, t in sorted(m.size_tests.items(), reverse=True)},
+            })
+        comparisons = {label: {"baseline": self.models[0].label,
+                               "sizes": {str(dim): {metric: t.to_dict() for metric, t in tests.items()}
+                                         for dim, tests in sorted(per_dim.items(), reverse=True)}}
+                       for label, per_dim in self.comparisons.items()}
+        return {"medrag_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "command": self.command, "task": self.task_info, "metrics": self.metrics,
+                "primary_metric": self.primary_metric, "settings": self.settings, "models": models,
+                "comparisons": comparisons,
+                "store": {label: res.to_dict() for label, res in self.store.items()}}
+
+    # ------------------------------------------------------------------ tables
+
+    def comparison_table(self, metric: str | None = None, fmt: str = "markdown", initial: str | int = 0,
+                         final: str | int = 1) -> str:
+        """The seed's table (Dimension | Score Initial | Score Final | Gain) plus the paired p-value.
+
+        Args:
+            metric: the metric compared (default: the primary metric, NDCG@10).
+            fmt: ``"markdown"``, ``"csv"`` or ``"json"``.
+            initial / final: the two models, by label or position (default: first and second).
+        """
+        if len(self.models) < 2:
+            raise ValueError("the comparison table needs two models; use metrics_table() for one")
+        rows = self.comparison_rows(metric, initial, final)
+        if fmt == "json":
+            return json.dumps(rows, indent=2)
+        if fmt == "csv":
+            return _csv(["dimension", "score_initial", "score_final", "gain", "gain_pct", "p_value"], rows)
+        if fmt != "markdown":
+            raise ValueError(f"unknown table format {fmt!r}: use markdown, csv or json")
+        lines = ["| Dimension | Score Initial | Score Final | Gain | p-value |", "|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            p = "n/a" if r["p_value"] is None else _p(r["p_value"])
+            lines.append(f"| {r['dimension']} | {r['score_initial']:.4f} | {r['score_final']:.4f} | "
+                         f"{r['gain']:+.4f} ({r['gain_pct']:+.1f}%) | {p} |")
+        return "\n".join(lines)
+
+    def metrics_rows(self) -> list[dict[str, Any]]:
+        """Long format: one row per model, size and metric, with the mean and the CI."""
+        rows = []
+        for m in self.models:
+            for dim in sorted(m.sizes, reverse=True):
+                for metric in self.metrics:
+                    ci = m.cis[dim][metric]
+                    rows.append({"model": m.label, "dimension": dim, "metric": metric, "mean": ci.mean,
+                                 "ci_low": ci.low, "ci_high": ci.high})
+        return rows
+
+    def metrics_table(self, fmt: str = "markdown", model: str | int | None = None) -> str:
+        """Every metric at every size with its CI, per model (Markdown), or the long rows (CSV/JSON)."""
+        rows = self.metrics_rows()
+        if model is not None:
+            label = self.model(model).label
+            rows = [r for r in rows if r["model"] == label]
+        if fmt == "json":
+            return json.dumps(rows, indent=2)
+        if fmt == "csv":
+            return _csv(["model", "dimension", "metric", "mean", "ci_low", "ci_high"], rows)
+        if fmt != "markdown":
+            raise ValueError(f"unknown table format {fmt!r}: use markdown, csv or json")
+        level = int(round(100 * self.settings.get("confidence", 0.95)))
+        out = []
+        for m in self.models if model is None else [self.model(model)]:
+            out.append(f"**{m.label}** (mean [{level}% CI]; p: paired test of {self.primary_metric} vs size "
+                       f"{max(m.sizes)})\n")
+            out.append("| Dimension | " + " | ".join(self.metrics) + " | p vs full |")
+            out.append("|---:|" + "---:|" * (len(self.metrics) + 1))
+            for dim in sorted(m.sizes, reverse=True):
+                cells = [f"{m.cis[dim][x].mean:.4f} [{m.cis[dim][x].low:.3f}, {m.cis[dim][x].high:.3f}]"
+                         for x in self.metrics]
+                p = _p(m.size_tests[dim].p_value) if dim in m.size_tests else "-"
+                out.append(f"| {dim} | " + " | ".join(cells) + f" | {p} |")
+            out.append("")
+        return "\n".join(out).rstrip()
+
+    def recommendations_table(self) -> str:
+        """The three tiers per model, in Markdown."""
+        r0 = self.models[0].recommendations
+        lines = [f"Recommended sizes from {r0.metric}: max = best size; balanced = smallest within "
+                 f"{100 * r0.balanced_tolerance:g}% of the best; edge (resource-limited) = smallest within "
+                 f"{100 * r0.edge_tolerance:g}%.\n",
+                 "| Model | max | balanced | edge |", "|---|---:|---:|---:|"]
+        for m in self.models:
+            r = m.recommendations
+            lines.append(f"| {m.label} | {r.max} | {r.balanced} | {r.edge} |")
+        return "\n".join(lines)
+
+    def to_markdown(self) -> str:
+        """The whole report as a Markdown document."""
+        t = self.task_info
+        parts = [f"# Retrieval evaluation: {t['name']}", "",
+                 f"{t['queries']} queries, {t['corpus']} documents (task hash `{t['content_hash']}`); "
+                 f"metrics: {', '.join(self.metrics)}.", ""]
+        if self.command:
+            parts += ["Command:", "", f"    {self.command}", ""]
+        if len(self.models) >= 2:
+            for other in self.models[1:]:
+                parts += [f"## {self.primary_metric}: {self.models[0].label} (initial) vs {other.label} (final)", "",
+                          self.comparison_table(final=other.label), "",
+                          f"p-value: two-sided paired {self.settings.get('test', 'permutation')} test over queries.", ""]
+        parts += ["## All metrics", "", self.metrics_table(), "", "## Recommendations", "",
+                  self.recommendations_table(), ""]
+        for label, res in self.store.items():
+            parts += [f"## Store-level retrieval: {label}", "", res.to_markdown(), ""]
+        return "\n".join(parts)
+
+    # ------------------------------------------------------------------ files
+
+    def write(self, out_dir: str | os.PathLike[str], plot: bool = True) -> dict[str, Path]:
+        """Write the report folder (see the module doc) and return name -> path."""
+        out = Path(out_dir).expanduser()
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"json": out / "report.json", "markdown": out / "report.md", "metrics_csv": out / "metrics.csv"}
+        paths["json"].write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+        paths["markdown"].write_text(self.to_markdown(), encoding="utf-8")
+        paths["metrics_csv"].write_text(self.metrics_table(fmt="csv"), encoding="utf-8")
+        if len(self.models) >= 2:
+            paths["comparison_csv"] = out / "comparison.csv"
+            paths["comparison_csv"].write_text(self.comparison_table(fmt="csv"), encoding="utf-8")
+        if plot:
+            from evaluation.plots import plot_metric_vs_size
+
+            paths["plot"] = plot_metric_vs_size(self, out / f"{self.primary_metric.replace('@', '')}_vs_size.png")
+        logger.info("report written to %s", out)
+        return paths
+
+
+def _p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _csv(columns: list[str], rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if r[k] is None else r[k]) for k in columns})
+    return buf.getvalue()

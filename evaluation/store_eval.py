@@ -1,0 +1,255 @@
+"""Store-level evaluation: the retrieval users get through :class:`medrag.MatryoshkaChroma`.
+
+The store answers a query in two stages: a coarse search on the first ``coarse_dim`` (64)
+coordinates in Chroma returns ``candidates`` documents, which are re-ranked with the full-size
+vectors. This module measures that funnel against the two searches it sits between, on the same
+queries, corpus and vectors:
+
+- ``flat``: exact (brute-force numpy) search with full-size vectors, the quality ceiling;
+- ``coarse``: exact search with the ``coarse_dim`` vectors only, the quality floor;
+- ``funnel_exact``: the funnel computed exactly in numpy (exact coarse top-``candidates`` + rerank),
+  which isolates what the candidate cut costs from what Chroma's approximate (HNSW) index costs;
+- ``store``: :meth:`MatryoshkaChroma.similarity_search_with_score`, the real thing.
+
+Each method reports the same metrics and per-query latency p50/p95 in milliseconds. Query
+encoding is timed once as its own stage (``encode``) and kept out of the search timings: the
+vectors are encoded once and handed to the store through a copy of the embeddings whose encoder
+returns them, so every method ranks the very same vectors.
+
+Example::
+
+    >>> from medrag import MatryoshkaEmbeddings
+    >>> from evaluation.data import load_task
+    >>> from evaluation.store_eval import evaluate_store
+    >>> res = evaluate_store(MatryoshkaEmbeddings(), load_task("../shared/data/frenchmedmcqa"))
+    >>> print(res.to_markdown())
+    >>> res.ndcg_gap()     # flat - store NDCG@10; the store issue's target is <= 0.002
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from evaluation.metrics import max_k, mean_metrics, per_query_metrics
+from evaluation.retrieval import rank_documents
+from evaluation.task import IRTask
+
+logger = logging.getLogger(__name__)
+
+STORE_METRICS = ("ndcg@10", "mrr@10", "recall@1", "recall@10")
+METHODS = ("flat", "funnel_exact", "store", "coarse")
+
+
+@dataclass
+class MethodResult:
+    """Metrics and latencies of one search method."""
+
+    name: str
+    per_query: dict[str, np.ndarray]
+    latencies_ms: np.ndarray
+
+    @property
+    def means(self) -> dict[str, float]:
+        return mean_metrics(self.per_query)
+
+    @property
+    def p50_ms(self) -> float:
+        return float(np.percentile(self.latencies_ms, 50)) if self.latencies_ms.size else float("nan")
+
+    @property
+    def p95_ms(self) -> float:
+        return float(np.percentile(self.latencies_ms, 95)) if self.latencies_ms.size else float("nan")
+
+
+@dataclass
+class StoreEvalResult:
+    """The methods' results and the settings they ran with."""
+
+    methods: dict[str, MethodResult]
+    metrics: list[str]
+    settings: dict = field(default_factory=dict)
+    encode_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def ndcg_gap(self, method: str = "store", metric: str = "ndcg@10") -> float:
+        """``flat - method`` for ``metric``: how much quality the method gives up against exact full-size search."""
+        return self.methods["flat"].means[metric] - self.methods[method].means[metric]
+
+    def to_dict(self) -> dict:
+        return {"settings": self.settings, "metrics": self.metrics,
+                "methods": {name: {"means": m.means, "latency_ms": _latency(m.latencies_ms)}
+                            for name, m in self.methods.items()},
+                "gap_vs_flat": {name: self.ndcg_gap(name, self.metrics[0]) for name in self.methods},
+                "encode_latency_ms": _latency(self.encode_ms)}
+
+    def to_markdown(self) -> str:
+        s = self.settings
+        lines = [f"Store-level evaluation: {s.get('queries')} queries, {s.get('corpus')} documents, "
+                 f"coarse_dim={s.get('coarse_dim')}, candidates={s.get('candidates')}, model {s.get('model')}.", "",
+                 "| Method | " + " | ".join(self.metrics) + f" | Δ{self.metrics[0]} vs flat | p50 ms | p95 ms |",
+                 "|---|" + "---:|" * (len(self.metrics) + 3)]
+        for name, m in self.methods.items():
+            cells = " | ".join(f"{m.means[x]:.4f}" for x in self.metrics)
+            lines.append(f"| {name} | {cells} | {-self.ndcg_gap(name, self.metrics[0]):+.4f} | "
+                         f"{m.p50_ms:.2f} | {m.p95_ms:.2f} |")
+        if self.encode_ms.size:
+            enc = _latency(self.encode_ms)
+            lines.append(f"| (query encoding) | " + " | ".join("-" for _ in self.metrics) +
+                         f" | - | {enc['p50']:.2f} | {enc['p95']:.2f} |")
+        lines += ["", "Search latencies exclude query encoding (timed separately on "
+                  f"{self.encode_ms.size} queries); store = coarse Chroma search + full-size rerank."]
+        return "\n".join(lines)
+
+
+def evaluate_store(embeddings, task: IRTask, *, coarse_dim: int = 64, candidates: int | None = None,
+                   metrics: Sequence[str] = STORE_METRICS, cache=None, store_kwargs: dict | None = None,
+                   encode_sample: int = 50) -> StoreEvalResult:
+    """Evaluate the two-stage store against flat full-size and coarse-only search.
+
+    Args:
+        embeddings: a :class:`medrag.MatryoshkaEmbeddings` (its full size is the rerank size).
+        task: queries, corpus, judgements.
+        coarse_dim: the store's coarse size.
+        candidates: documents passed from the coarse stage to the rerank (default: the store's default;
+            the exact funnel then uses the value the store reports, else 100).
+        metrics: metric names; the deepest cut-off is the number of results asked of every method.
+        cache: an :class:`~evaluation.cache.EmbeddingCache` for the full-size vectors (optional).
+        store_kwargs: extra keyword arguments of ``MatryoshkaChroma.from_texts``.
+        encode_sample: how many queries to encode one by one to time the ``encode`` stage (0: skip).
+
+    Raises:
+        MedragError: the store is not installed (``medrag.store`` missing).
+    """
+    from medrag import truncate_embeddings
+    from medrag.errors import MedragError
+
+    try:
+        from medrag.store import MatryoshkaChroma
+    except ImportError as exc:
+        raise MedragError(f"store-level evaluation needs medrag.store (MatryoshkaChroma): {exc}") from exc
+
+    metrics = list(metrics)
+    k = max_k(metrics)
+    qids, dids = list(task.queries), list(task.corpus)
+    qtexts, dtexts = [task.queries[q] for q in qids], [task.corpus[d] for d in dids]
+    relevant = [task.qrels[q] for q in qids]
+    if cache is not None:
+        qv, dv = cache.encode(embeddings, qtexts, "query"), cache.encode(embeddings, dtexts, "document")
+    else:
+        qv, dv = embeddings.encode_queries(qtexts), embeddings.encode_documents(dtexts)
+    full = embeddings.full_dim
+
+    # -- exact baselines, timed per query (search only: vectors are given)
+    q_coarse, d_coarse = truncate_embeddings(qv, coarse_dim), truncate_embeddings(dv, coarse_dim)
+    q_full, d_full = truncate_embeddings(qv, full), truncate_embeddings(dv, full)
+    flat_rank, flat_ms = _timed_numpy(lambda i: rank_documents(q_full[i:i + 1], d_full, dids, k)[0], len(qids))
+    coarse_rank, coarse_ms = _timed_numpy(lambda i: rank_documents(q_coarse[i:i + 1], d_coarse, dids, k)[0],
+                                          len(qids))
+
+    # -- the store, fed the same vectors
+    fed = _precomputed(embeddings, dict(zip(qtexts, qv)), dict(zip(dtexts, dv)))
+    kwargs = dict(store_kwargs or {})
+    kwargs.setdefault("coarse_dim", coarse_dim)
+    if candidates is not None:
+        kwargs.setdefault("candidates", candidates)
+    name = f"medrag-eval-{uuid.uuid4().hex[:12]}"
+    t0 = time.perf_counter()
+    store = MatryoshkaChroma.from_texts(dtexts, embedding=fed, ids=dids, metadatas=[{"doc_id": d} for d in dids],
+                                       collection_name=name, **kwargs)
+    index_s = time.perf_counter() - t0
+    n_cand = int(candidates if candidates is not None else getattr(store, "candidates", None) or 100)
+    try:
+        search_kwargs = {"candidates": candidates} if candidates is not None else {}
+        store_rank, store_ms = [], []
+        for text in qtexts:
+            t = time.perf_counter()
+            hits = store.similarity_search_with_score(text, k=k, **search_kwargs)
+            store_ms.append(1000 * (time.perf_counter() - t))
+            store_rank.append([_doc_id(doc) for doc, _score in hits])
+    finally:
+        _drop(store)
+
+    funnel_rank, funnel_ms = _timed_numpy(
+        lambda i: _exact_funnel(q_coarse[i], q_full[i], d_coarse, d_full, dids, n_cand, k), len(qids))
+
+    methods = {}
+    for method, ranked, ms in (("flat", flat_rank, flat_ms), ("funnel_exact", funnel_rank, funnel_ms),
+                               ("store", store_rank, store_ms), ("coarse", coarse_rank, coarse_ms)):
+        methods[method] = MethodResult(method, per_query_metrics(ranked, relevant, metrics), np.asarray(ms))
+    encode_ms = []
+    for text in qtexts[:encode_sample]:
+        t = time.perf_counter()
+        embeddings.encode_queries([text])
+        encode_ms.append(1000 * (time.perf_counter() - t))
+    settings = {"model": embeddings.spec, "fingerprint": embeddings.fingerprint, "queries": len(qids),
+                "corpus": len(dids), "coarse_dim": coarse_dim, "candidates": n_cand, "k": k, "full_dim": full,
+                "index_build_s": round(index_s, 3), "task_hash": task.content_hash()}
+    result = StoreEvalResult(methods, metrics, settings, np.asarray(encode_ms))
+    logger.info("store evaluation: flat %.4f, store %.4f, coarse %.4f %s", methods["flat"].means[metrics[0]],
+                methods["store"].means[metrics[0]], methods["coarse"].means[metrics[0]], metrics[0])
+    return result
+
+
+def _latency(ms: np.ndarray) -> dict:
+    if not ms.size:
+        return {"p50": None, "p95": None, "n": 0}
+    return {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)), "n": int(ms.size)}
+
+
+def _exact_funnel(qc: np.ndarray, qf: np.ndarray, dc: np.ndarray, df: np.ndarray, dids: Sequence[str],
+                  candidates: int, k: int) -> list[str]:
+    coarse = dc @ qc
+    n = min(candidates, len(dids))
+    cand = np.argpartition(-coarse, n - 1)[:n] if n < len(dids) else np.arange(len(dids))
+    fine = df[cand] @ qf
+    order = cand[np.lexsort((cand, -fine))][:k]
+    return [dids[i] for i in order]
+
+
+def _timed_numpy(fn, n: int) -> tuple[list[list[str]], list[float]]:
+    ranks, ms = [], []
+    for i in range(n):
+        t = time.perf_counter()
+        ranks.append(fn(i))
+        ms.append(1000 * (time.perf_counter() - t))
+    return ranks, ms
+
+
+def _precomputed(embeddings, queries: dict[str, np.ndarray], documents: dict[str, np.ndarray]):
+    """A copy of ``embeddings`` whose encoder returns already computed vectors for known texts.
+
+    Only the instance's ``_encode`` is replaced, so the copy keeps the model, fingerprint, sizes and
+    prompts (the store's collection contract sees the real model); unknown texts are encoded.
+    """
+    clone = embeddings.with_dimension(embeddings.dimension)
+    original = embeddings._encode
+
+    def _encode(texts, prompt_name):
+        table = queries if prompt_name == embeddings.query_prompt_name else documents
+        texts = list(texts)
+        if texts and all(t in table for t in texts):
+            return np.stack([table[t] for t in texts]).astype(np.float32)
+        return original(texts, prompt_name)
+
+    clone._encode = _encode
+    return clone
+
+
+def _doc_id(doc) -> str:
+    return getattr(doc, "id", None) or (doc.metadata or {}).get("doc_id")
+
+
+def _drop(store) -> None:
+    for name in ("delete_collection", "reset_collection"):
+        fn = getattr(store, name, None)
+        if callable(fn):
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - clean-up must not hide the evaluation result
+                logger.debug("could not drop the evaluation collection: %s", exc)
+            return

@@ -1,0 +1,73 @@
+"""The embedding cache: a second run does not call the encoder; any change of key re-encodes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from evaluation.cache import EmbeddingCache, default_cache_dir
+from evaluation.evaluator import evaluate_models
+
+from .helpers import TEXTS, counting, tiny_task
+
+
+def test_second_encode_is_a_hit(tiny_embeddings, tmp_path):
+    emb = counting(tiny_embeddings)
+    cache = EmbeddingCache(tmp_path)
+    first = cache.encode(emb, TEXTS[:3], side="query")
+    assert len(emb.calls) == 1 and cache.misses == 1
+    second = cache.encode(emb, TEXTS[:3], side="query")
+    assert len(emb.calls) == 1 and cache.hits == 1
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_allclose(first, tiny_embeddings.encode_queries(TEXTS[:3]), atol=1e-6)
+
+
+def test_key_depends_on_side_texts_order_and_prompt(tiny_embeddings, tmp_path):
+    cache = EmbeddingCache(tmp_path)
+    k = cache.key(tiny_embeddings, TEXTS[:3], "query")
+    assert k == cache.key(tiny_embeddings, TEXTS[:3], "query")
+    assert k != cache.key(tiny_embeddings, TEXTS[:3], "document")
+    assert k != cache.key(tiny_embeddings, TEXTS[:2], "query")
+    assert k != cache.key(tiny_embeddings, TEXTS[:3][::-1], "query")
+    other_prompt = tiny_embeddings.with_dimension(tiny_embeddings.dimension)
+    other_prompt.query_prompt_name = "passage"
+    assert k != cache.key(other_prompt, TEXTS[:3], "query")
+    assert k.startswith(tiny_embeddings.fingerprint)
+
+
+def test_disabled_cache_always_encodes_and_writes_nothing(tiny_embeddings, tmp_path):
+    emb = counting(tiny_embeddings)
+    cache = EmbeddingCache(tmp_path / "c", enabled=False)
+    cache.encode(emb, TEXTS[:2], side="document")
+    cache.encode(emb, TEXTS[:2], side="document")
+    assert len(emb.calls) == 2 and not (tmp_path / "c").exists()
+    with pytest.raises(ValueError):
+        cache.encode(emb, TEXTS[:2], side="passage")
+
+
+def test_corrupt_file_is_re_encoded(tiny_embeddings, tmp_path):
+    emb = counting(tiny_embeddings)
+    cache = EmbeddingCache(tmp_path)
+    cache.encode(emb, TEXTS[:2], side="query")
+    (path,) = tmp_path.glob("*.npy")
+    path.write_bytes(b"not numpy")
+    vecs = cache.encode(emb, TEXTS[:2], side="query")
+    assert len(emb.calls) == 2 and vecs.shape == (2, 128)
+    assert cache.encode(emb, TEXTS[:2], side="query").shape == (2, 128) and len(emb.calls) == 2
+
+
+def test_evaluation_rerun_does_not_encode(tiny_embeddings, tmp_path):
+    task = tiny_task()
+    emb = counting(tiny_embeddings)
+    r1 = evaluate_models([emb], task, cache=EmbeddingCache(tmp_path), n_bootstrap=20, n_resamples=20)
+    assert len(emb.calls) == 2  # queries and corpus, once each, at full size for every size
+    r2 = evaluate_models([emb], task, cache=EmbeddingCache(tmp_path), n_bootstrap=20, n_resamples=20)
+    assert len(emb.calls) == 2
+    assert r2.settings["cache_hits"] == 2 and r2.settings["cache_misses"] == 0
+    assert r1.models[0].cis[64]["ndcg@10"] == r2.models[0].cis[64]["ndcg@10"]
+
+
+def test_default_dir_follows_medrag_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("MEDRAG_CACHE", str(tmp_path))
+    assert default_cache_dir() == tmp_path / "embeddings"
+    assert EmbeddingCache().folder == tmp_path / "embeddings"

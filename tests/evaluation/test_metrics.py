@@ -1,0 +1,86 @@
+"""Hand-computed cases for each ranking metric."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from evaluation.metrics import max_k, mean_metrics, parse_metric, per_query_metrics
+from evaluation.retrieval import evaluate_vectors, rank_documents
+from evaluation.task import IRTask
+
+
+def one(ranking, relevant, metric):
+    return float(per_query_metrics([ranking], [set(relevant)], [metric])[metric][0])
+
+
+def test_ndcg_single_relevant_at_rank_3():
+    # DCG = 1/log2(4) = 0.5; IDCG = 1
+    assert one(["a", "b", "c"], {"c"}, "ndcg@10") == pytest.approx(0.5)
+
+
+def test_ndcg_two_relevant():
+    # relevant at ranks 1 and 3: DCG = 1 + 1/log2(4) = 1.5; IDCG = 1 + 1/log2(3)
+    assert one(["a", "b", "c"], {"a", "c"}, "ndcg@10") == pytest.approx(1.5 / (1 + 1 / math.log2(3)))
+
+
+def test_ndcg_cutoff_ignores_hits_below_k_and_caps_ideal():
+    assert one(["x", "y", "a"], {"a"}, "ndcg@2") == 0.0
+    # 3 relevant but k=1: ideal DCG counts one document, so a hit at rank 1 scores 1
+    assert one(["a", "x"], {"a", "b", "c"}, "ndcg@1") == 1.0
+
+
+def test_mrr():
+    assert one(["x", "y", "a", "b"], {"a", "b"}, "mrr@10") == pytest.approx(1 / 3)
+    assert one(["x", "y", "a"], {"a"}, "mrr@2") == 0.0
+    assert one(["a"], {"a"}, "mrr@10") == 1.0
+
+
+def test_map():
+    # relevant at ranks 2 and 4 of 2 relevant: (1/2 + 2/4) / 2 = 0.5
+    assert one(["x", "a", "y", "b"], {"a", "b"}, "map@100") == pytest.approx(0.5)
+    # one of the two relevant documents retrieved, at rank 1: (1/1) / 2
+    assert one(["a", "x"], {"a", "b"}, "map@100") == pytest.approx(0.5)
+    # normalised by min(#relevant, k): k=1, hit at rank 1 -> 1
+    assert one(["a", "b"], {"a", "b"}, "map@1") == pytest.approx(1.0)
+
+
+def test_recall():
+    assert one(["a", "x", "b"], {"a", "b", "c"}, "recall@2") == pytest.approx(1 / 3)
+    assert one(["a", "x", "b"], {"a", "b", "c"}, "recall@3") == pytest.approx(2 / 3)
+    assert one(["x", "a"], {"a"}, "recall@1") == 0.0
+
+
+def test_several_queries_and_means():
+    out = per_query_metrics([["a", "b"], ["b", "a"]], [{"a"}, {"a"}], ["mrr@10", "recall@1"])
+    np.testing.assert_allclose(out["mrr@10"], [1.0, 0.5])
+    assert mean_metrics(out) == {"mrr@10": 0.75, "recall@1": 0.5}
+
+
+def test_metric_names():
+    assert parse_metric("ndcg@10") == ("ndcg", 10)
+    assert max_k(["ndcg@10", "recall@100", "mrr@5"]) == 100
+    for bad in ("ndcg", "precision@10", "ndcg@0", "ndcg@x"):
+        with pytest.raises(ValueError):
+            parse_metric(bad)
+    with pytest.raises(ValueError, match="no relevant"):
+        per_query_metrics([["a"]], [set()], ["ndcg@10"])
+
+
+def test_rank_documents_orders_by_score_and_breaks_ties_by_corpus_order():
+    docs = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.6, 0.8]])
+    q = np.array([[1.0, 0.0]])
+    assert rank_documents(q, docs, ["d0", "d1", "d2", "d3"], k=3) == [["d0", "d2", "d3"]]
+    assert rank_documents(q, docs, ["d0", "d1", "d2", "d3"], k=10) == [["d0", "d2", "d3", "d1"]]
+
+
+def test_evaluate_vectors_truncates_per_size():
+    # At size 1 only the sign of the first coordinate is left: the query then prefers b over a.
+    task = IRTask(queries={"q": "q"}, corpus={"a": "a", "b": "b"}, qrels={"q": {"a"}})
+    qv = np.array([[0.6, 0.8]])
+    dv = np.array([[-0.2, 0.98], [1.0, 0.0]])
+    res = evaluate_vectors(task, qv, dv, [2, 1], ["mrr@10"])
+    assert res[2].means["mrr@10"] == 1.0
+    assert res[1].means["mrr@10"] == 0.5

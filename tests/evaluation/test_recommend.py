@@ -1,0 +1,74 @@
+"""The three recommended tiers and writing them into a model folder."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from evaluation.recommend import recommend_sizes
+
+
+def test_tiers_with_seed_tolerances():
+    r = recommend_sizes({1024: 0.400, 768: 0.3995, 512: 0.3981, 256: 0.389, 128: 0.3879, 64: 0.36})
+    # balanced: >= 0.400 * 0.995 = 0.398 -> 512; edge: >= 0.388 -> 256 (128 scores 0.3879 < 0.388)
+    assert r.to_dict() == {"max": 1024, "balanced": 512, "edge": 256}
+
+
+def test_best_size_need_not_be_the_largest_and_ties_go_small():
+    assert recommend_sizes({384: 0.30, 256: 0.31, 128: 0.29}).max == 256
+    assert recommend_sizes({384: 0.30, 256: 0.30, 128: 0.10}).to_dict() == {"max": 256, "balanced": 256, "edge": 256}
+
+
+def test_tolerances_are_configurable():
+    scores = {384: 0.40, 256: 0.39, 128: 0.36, 64: 0.30}
+    assert recommend_sizes(scores).to_dict() == {"max": 384, "balanced": 384, "edge": 256}
+    assert recommend_sizes(scores, balanced_tolerance=0.03, edge_tolerance=0.25).to_dict() == \
+        {"max": 384, "balanced": 256, "edge": 64}
+    with pytest.raises(ValueError):
+        recommend_sizes(scores, edge_tolerance=1.0)
+    with pytest.raises(ValueError):
+        recommend_sizes({})
+
+
+def test_write_metadata_enables_auto_dimension(tiny_model_dir, tmp_path):
+    from medrag import MatryoshkaEmbeddings
+    from medrag.metadata import MatryoshkaMetadata
+
+    from evaluation.evaluator import evaluate_models
+    from evaluation.recommend import write_metadata
+    from evaluation.task import IRTask
+    from tests.tiny_model import SENTENCES
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    MatryoshkaMetadata(full_dim=128, dims=[128, 64]).save(folder)
+    pairs = [(SENTENCES[i], SENTENCES[i + 1]) for i in range(0, 8, 2)]
+    task = IRTask.from_pairs(pairs)
+    report = evaluate_models([str(folder)], task, n_bootstrap=50, n_resamples=50, cache=_nocache(),
+                             edge_tolerance=0.5)
+    result = report.models[0]
+    write_metadata(folder, result)
+    meta = MatryoshkaMetadata.load(folder)
+    assert meta.scores[64]["ndcg@10"] == pytest.approx(result.score(64))
+    assert meta.recommendations == result.recommendations.to_dict()
+    emb = MatryoshkaEmbeddings(str(folder), dimension="auto", max_quality_loss=0.999, device="cpu")
+    assert emb.dimension == 64  # any score passes a 99.9% tolerance: the smallest size
+    strict = MatryoshkaEmbeddings(str(folder), dimension="auto", max_quality_loss=0.0, device="cpu")
+    full = meta.scores[128]["ndcg@10"]
+    assert strict.dimension == min(d for d in meta.scores if meta.scores[d]["ndcg@10"] >= full - 1e-12)
+
+
+def test_write_metadata_refuses_a_non_folder(tmp_path):
+    from medrag.errors import MetadataError
+
+    from evaluation.recommend import write_metadata
+
+    with pytest.raises(MetadataError, match="model folder"):
+        write_metadata(tmp_path / "missing", object())
+
+
+def _nocache():
+    from evaluation.cache import EmbeddingCache
+
+    return EmbeddingCache(enabled=False)

@@ -1,0 +1,137 @@
+"""Report tables (Markdown, CSV, JSON), the report folder and the plot."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+
+from evaluation.cache import EmbeddingCache
+from evaluation.evaluator import evaluate_models
+from evaluation.metrics import per_query_metrics
+from evaluation.retrieval import rank_documents
+
+from .helpers import tiny_task
+
+
+@pytest.fixture(scope="module")
+def report(tiny_embeddings, tiny_model_dir):
+    # Two different models: the tiny model and a second random model with another seed.
+    from medrag import MatryoshkaEmbeddings
+    from tests.tiny_model import build_tiny_model
+
+    other_dir = build_tiny_model(tiny_model_dir.parent / "tiny-other", seed=1)
+    other = MatryoshkaEmbeddings(str(other_dir), device="cpu")
+    return evaluate_models([tiny_embeddings, other], tiny_task(8), labels=["base", "other"],
+                           cache=EmbeddingCache(enabled=False), n_bootstrap=200, n_resamples=500,
+                           command="medrag evaluate --model a --model b --data x")
+
+
+def test_numbers_match_an_independent_computation(report, tiny_embeddings):
+    task = tiny_task(8)
+    q = tiny_embeddings.encode_queries(list(task.queries.values()))
+    d = tiny_embeddings.encode_documents(list(task.corpus.values()))
+    from medrag import truncate_embeddings
+
+    ranked = rank_documents(truncate_embeddings(q, 64), truncate_embeddings(d, 64), list(task.corpus), 100)
+    expected = per_query_metrics(ranked, [task.qrels[x] for x in task.queries], ["ndcg@10"])["ndcg@10"]
+    assert report.models[0].score(64) == pytest.approx(expected.mean(), abs=1e-6)
+    ci = report.models[0].cis[64]["ndcg@10"]
+    assert ci.low <= ci.mean <= ci.high
+
+
+def test_comparison_table_markdown(report):
+    md = report.comparison_table()
+    lines = md.splitlines()
+    assert lines[0] == "| Dimension | Score Initial | Score Final | Gain | p-value |"
+    assert [ln.split("|")[1].strip() for ln in lines[2:]] == ["128", "64"]
+    row = lines[2].split("|")
+    s0, s1 = float(row[2]), float(row[3])
+    assert s0 == pytest.approx(report.models[0].score(128), abs=1e-4)
+    assert s1 == pytest.approx(report.models[1].score(128), abs=1e-4)
+    assert float(row[4].split()[0]) == pytest.approx(s1 - s0, abs=2e-4)  # each printed to 4 decimals
+
+
+def test_comparison_table_csv_and_json(report):
+    rows = list(csv.DictReader(io.StringIO(report.comparison_table(fmt="csv"))))
+    as_json = json.loads(report.comparison_table(fmt="json"))
+    assert [int(r["dimension"]) for r in rows] == [128, 64] == [r["dimension"] for r in as_json]
+    for r, j in zip(rows, as_json):
+        assert float(r["gain"]) == pytest.approx(float(r["score_final"]) - float(r["score_initial"]))
+        assert float(r["score_initial"]) == pytest.approx(j["score_initial"])
+        assert 0 < float(r["p_value"]) <= 1
+        test = report.comparisons["other"][int(r["dimension"])]["ndcg@10"]
+        assert float(r["p_value"]) == pytest.approx(test.p_value)
+    with pytest.raises(ValueError):
+        report.comparison_table(fmt="xml")
+
+
+def test_metrics_table_has_every_metric_and_size(report):
+    rows = list(csv.DictReader(io.StringIO(report.metrics_table(fmt="csv"))))
+    assert len(rows) == 2 * 2 * len(report.metrics)
+    assert {r["metric"] for r in rows} == set(report.metrics)
+    for r in rows:
+        assert float(r["ci_low"]) <= float(r["mean"]) <= float(r["ci_high"])
+    md = report.metrics_table()
+    assert "**base**" in md and "**other**" in md and "recall@100" in md
+
+
+def test_write_folder_json_and_plot(report, tmp_path):
+    paths = report.write(tmp_path / "out")
+    assert {p.name for p in paths.values()} == {"report.json", "report.md", "metrics.csv", "comparison.csv",
+                                                 "ndcg10_vs_size.png"}
+    data = json.loads(paths["json"].read_text())
+    assert data["command"] == "medrag evaluate --model a --model b --data x"
+    assert data["task"]["queries"] == 8 and data["task"]["content_hash"] == tiny_task(8).content_hash()
+    m0 = data["models"][0]
+    assert m0["sizes"]["64"]["ndcg@10"]["mean"] == pytest.approx(report.models[0].score(64))
+    assert set(m0["recommendations"]) >= {"max", "balanced", "edge"}
+    assert "64" in m0["vs_largest_size"] and "64" in data["comparisons"]["other"]["sizes"]
+    png = paths["plot"].read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    md = paths["markdown"].read_text()
+    assert "Score Initial" in md and "Recommendations" in md
+
+
+def test_plot_other_metric_and_unknown_metric(report, tmp_path):
+    from evaluation.plots import plot_metric_vs_size
+
+    path = plot_metric_vs_size(report, tmp_path / "sub" / "mrr.png", metric="mrr@10")
+    assert path.stat().st_size > 5000
+    with pytest.raises(ValueError):
+        plot_metric_vs_size(report, tmp_path / "x.png", metric="ndcg@3")
+
+
+def test_single_model_report_has_no_comparison(tiny_embeddings, tmp_path):
+    rep = evaluate_models([tiny_embeddings], tiny_task(), dims=[128, 32], cache=EmbeddingCache(enabled=False),
+                          n_bootstrap=50, n_resamples=50)
+    assert sorted(rep.models[0].sizes) == [32, 128]
+    with pytest.raises(ValueError, match="two models"):
+        rep.comparison_table()
+    names = {p.name for p in rep.write(tmp_path).values()}
+    assert "comparison.csv" not in names and "report.json" in names
+
+
+def test_bad_inputs(tiny_embeddings):
+    from medrag.errors import DimensionError
+
+    with pytest.raises(DimensionError):
+        evaluate_models([tiny_embeddings], tiny_task(), dims=[256], cache=EmbeddingCache(enabled=False))
+    with pytest.raises(ValueError):
+        evaluate_models([tiny_embeddings], tiny_task(), metrics=["bleu@4"], cache=EmbeddingCache(enabled=False))
+    with pytest.raises(ValueError):
+        evaluate_models([], tiny_task())
+
+
+def test_primary_metric_is_added_and_recommendations_follow_it(tiny_embeddings):
+    rep = evaluate_models([tiny_embeddings], tiny_task(), metrics=["recall@1"], primary_metric="mrr@10",
+                          cache=EmbeddingCache(enabled=False), n_bootstrap=20, n_resamples=20)
+    assert rep.metrics == ["mrr@10", "recall@1"]
+    m = rep.models[0]
+    scores = {d: m.score(d, "mrr@10") for d in m.sizes}
+    assert m.recommendations.metric == "mrr@10"
+    assert scores[m.recommendations.max] == max(scores.values())
+    assert np.isfinite(m.size_tests[64].p_value)

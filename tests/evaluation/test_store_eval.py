@@ -1,0 +1,129 @@
+"""Store-level evaluation: the exact funnel, the harness (on an exact in-memory double of the store API),
+and the real :class:`medrag.MatryoshkaChroma` when it is installed."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from evaluation.retrieval import rank_documents
+from evaluation.store_eval import _exact_funnel, _precomputed, evaluate_store
+
+from .helpers import TEXTS, counting, tiny_task
+
+HAVE_STORE = importlib.util.find_spec("medrag.store") is not None
+
+
+def unit(x):
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_exact_funnel_with_every_candidate_is_flat_search():
+    rng = np.random.default_rng(0)
+    d, q = unit(rng.normal(size=(50, 16))), unit(rng.normal(size=16))
+    ids = [f"d{i}" for i in range(50)]
+    flat = rank_documents(q[None], d, ids, 10)[0]
+    assert _exact_funnel(unit(q[:4]), q, unit(d[:, :4]), d, ids, candidates=50, k=10) == flat
+
+
+def test_exact_funnel_reranks_only_the_coarse_candidates():
+    # coarse (the sign of the first coordinate) keeps a and b; full size prefers c, which the cut removed
+    ids = ["a", "b", "c"]
+    full = unit(np.array([[0.9, 0.1], [0.8, 0.6], [-0.1, 1.0]]))
+    q = unit(np.array([0.1, 1.0]))
+    coarse = unit(full[:, :1])
+    assert _exact_funnel(unit(q[:1]), q, coarse, full, ids, candidates=2, k=3) == ["b", "a"]
+    assert _exact_funnel(unit(q[:1]), q, coarse, full, ids, candidates=3, k=3)[0] == "c"
+
+
+def test_precomputed_copy_returns_given_vectors_without_encoding(tiny_embeddings):
+    emb = counting(tiny_embeddings)
+    qv = {TEXTS[0]: np.full(128, 0.5, dtype=np.float32)}
+    fed = _precomputed(emb, qv, {})
+    np.testing.assert_array_equal(fed.encode_queries([TEXTS[0]])[0], qv[TEXTS[0]])
+    assert emb.calls == []
+    fed.encode_documents([TEXTS[1]])  # unknown text: really encoded
+    assert len(emb.calls) == 1
+    assert fed.fingerprint == tiny_embeddings.fingerprint
+
+
+class ExactStore:
+    """An exact, in-memory implementation of the store API that store_eval relies on (test double)."""
+
+    created: list = []
+
+    def __init__(self, ids, full, embedding, coarse_dim, candidates):
+        self.ids, self.full, self.embedding = ids, full, embedding
+        self.coarse_dim, self.candidates = coarse_dim, candidates
+        self.deleted = False
+        ExactStore.created.append(self)
+
+    @classmethod
+    def from_texts(cls, texts, embedding, metadatas=None, *, ids, collection_name, coarse_dim=64, candidates=100):
+        from medrag import truncate_embeddings
+
+        full = embedding.encode_documents(list(texts))
+        store = cls(list(ids), full, embedding, coarse_dim, candidates)
+        store.coarse = truncate_embeddings(full, coarse_dim)
+        return store
+
+    def similarity_search_with_score(self, query, k=4, candidates=None):
+        from langchain_core.documents import Document
+        from medrag import truncate_embeddings
+
+        q = self.embedding.encode_queries([query])[0]
+        order = _exact_funnel(truncate_embeddings(q, self.coarse_dim), q, self.coarse, self.full, self.ids,
+                              candidates or self.candidates, k)
+        return [(Document(page_content="", id=i), 0.0) for i in order]
+
+    def delete_collection(self):
+        self.deleted = True
+
+
+def test_harness_on_an_exact_store(tiny_embeddings, monkeypatch):
+    fake = types.ModuleType("medrag.store")
+    fake.MatryoshkaChroma = ExactStore
+    monkeypatch.setitem(sys.modules, "medrag.store", fake)
+    emb = counting(tiny_embeddings)
+    task = tiny_task(8)
+    res = evaluate_store(emb, task, coarse_dim=64, candidates=3, encode_sample=2)
+    store = ExactStore.created[-1]
+    assert store.deleted and store.candidates == 3
+    # the store saw the very same vectors: its ranking is the exact funnel's
+    for m in res.metrics:
+        np.testing.assert_allclose(res.methods["store"].per_query[m], res.methods["funnel_exact"].per_query[m])
+    assert res.settings["candidates"] == 3 and res.settings["queries"] == 8
+    # queries and corpus encoded once (+2 timed encodes), not again by the store
+    assert [n for n, _ in emb.calls] == [8, 8, 1, 1]
+    for name in ("flat", "coarse", "store", "funnel_exact"):
+        m = res.methods[name]
+        assert m.latencies_ms.size == 8 and 0 <= m.p50_ms <= m.p95_ms
+    assert res.encode_ms.size == 2
+    assert res.ndcg_gap("flat") == 0.0
+    d = res.to_dict()
+    assert set(d["methods"]) == {"flat", "funnel_exact", "store", "coarse"}
+    assert d["encode_latency_ms"]["n"] == 2
+    md = res.to_markdown()
+    assert "| store |" in md and "p95 ms" in md and "(query encoding)" in md
+    # with every document as a candidate the funnel is flat search
+    full = evaluate_store(tiny_embeddings, task, coarse_dim=64, candidates=len(task.corpus), encode_sample=0)
+    assert full.ndcg_gap("store") == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.skipif(not HAVE_STORE, reason="store not available (medrag.store lands with the store issue)")
+@pytest.mark.integration
+def test_real_store_funnel_matches_flat_search(e5_embeddings):
+    from evaluation.task import IRTask
+    from tests.tiny_model import SENTENCES
+
+    docs = list(dict.fromkeys(SENTENCES))[1:8]
+    pairs = [(f"Que sait-on de ceci : {d[:40]} ?", d) for d in docs]
+    res = evaluate_store(e5_embeddings, IRTask.from_pairs(pairs), encode_sample=3)
+    assert res.ndcg_gap("store") <= 0.002
+    assert res.methods["store"].means["ndcg@10"] == pytest.approx(res.methods["funnel_exact"].means["ndcg@10"],
+                                                                  abs=0.002)
