@@ -30,6 +30,6 @@ python3 benchmarks/store_benchmark.py encode --device cuda --data /tmp/medquad.j
 timeout 320 python3 benchmarks/finetune_sweep.py --data $DATA --model "$M" --out /tmp/res/sweep --device cuda > /tmp/res/sweep.log 2>&1
 wait
 tail -3 /tmp/res/encode.log; tail -3 /tmp/res/sweep.log; cat /tmp/res/sweep/sweep.md
-rm -rf /tmp/res/bf16/model /tmp/res/sweep/runs
+rm -rf /tmp/res/bf16/model /tmp/res/sweep/models
 tar -C /tmp -czf "$OUT/results.tar.gz" res
 ls -la "$OUT" "$OUT/bench"
