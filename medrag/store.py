@@ -22,7 +22,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 import uuid
+from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +63,32 @@ DEFAULT_CANDIDATES = 100
 DEFAULT_COLLECTION = "medrag"
 _WRITE_BATCH = 1000
 _PROGRESS_MIN = 1000
+
+
+@dataclass(frozen=True)
+class FunnelHit:
+    """One result of :meth:`MatryoshkaChroma.search_with_stages`.
+
+    Attributes:
+        document: the document (internal storage stripped from its metadata).
+        score: cosine of the full-size vectors (the rerank score; higher is closer).
+        coarse_score: cosine of the coarse vectors (stage 1).
+        coarse_rank: 1-based rank among the stage-1 candidates.
+    """
+
+    document: Document
+    score: float
+    coarse_score: float
+    coarse_rank: int
+
+
+@dataclass(frozen=True)
+class FunnelResult:
+    """Hits, best first, the number of stage-1 candidates, and per-stage milliseconds."""
+
+    hits: list[FunnelHit]
+    candidates: int
+    timings: dict[str, float]
 
 
 class MatryoshkaChroma(VectorStore):
@@ -488,8 +516,14 @@ class MatryoshkaChroma(VectorStore):
         candidates: int | None,
         filter: dict[str, Any] | None,
         where_document: dict[str, Any] | None,
+        stats: dict[str, Any] | None = None,
     ) -> tuple[list[Document], np.ndarray, np.ndarray]:
-        """Run both stages; return all candidates' documents, full vectors and cosine scores, best first."""
+        """Run both stages; return all candidates' documents, full vectors and cosine scores, best first.
+
+        When ``stats`` is a dict, it receives each returned candidate's coarse cosine and 1-based
+        stage-1 rank (``coarse_scores``, ``coarse_ranks``) and the seconds spent per stage
+        (``coarse_s``, ``rerank_s``).
+        """
         k = _check_int("k", k)
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
@@ -497,21 +531,28 @@ class MatryoshkaChroma(VectorStore):
         if candidates is not None and n < k:
             raise ValueError(f"candidates ({n}) must be >= k ({k}): stage 1 cannot return fewer than k")
         n = max(n, k)
+        t0 = time.perf_counter()
         res = self._collection.query(  # empty filters mean "no filter" (Chroma rejects {})
             query_embeddings=[self._coarse(query[None, :])[0]],
             n_results=n,
             where=filter or None,
             where_document=where_document or None,
-            include=["metadatas", "documents"],
+            include=["metadatas", "documents", "distances"],
         )
+        t1 = time.perf_counter()
         ids, texts, metas = res["ids"][0], res["documents"][0], res["metadatas"][0]
         if not ids:
+            if stats is not None:
+                stats.update(coarse_scores=np.zeros(0), coarse_ranks=np.zeros(0, int), coarse_s=t1 - t0, rerank_s=0.0)
             return [], np.zeros((0, self._full_dim), np.float32), np.zeros(0, np.float32)
         full = decode_rows([md[FULL_KEY] for md in metas], self._encoding, self._full_dim)
         norms = np.linalg.norm(full, axis=1)
         scores = (full @ query) / np.where(norms > 0, norms, 1.0)
         order = np.argsort(-scores, kind="stable")
         docs = [_document(ids[i], texts[i], metas[i]) for i in order]
+        if stats is not None:
+            stats.update(coarse_scores=1.0 - np.asarray(res["distances"][0], dtype=np.float64)[order],
+                         coarse_ranks=order + 1, coarse_s=t1 - t0, rerank_s=time.perf_counter() - t1)
         return docs, full[order], scores[order]
 
     # ------------------------------------------------------------------ LangChain search API
@@ -575,6 +616,33 @@ class MatryoshkaChroma(VectorStore):
         query = self._query_vector(embedding)
         docs, _, scores = self._funnel(query, k, candidates, filter, where_document)
         return [(doc, float(1.0 - s)) for doc, s in zip(docs[:k], scores[:k])]
+
+    def search_with_stages(self, query: str, k: int = 4, filter: dict[str, Any] | None = None, *,
+                           candidates: int | None = None,
+                           where_document: dict[str, Any] | None = None) -> "FunnelResult":
+        """Search like :meth:`similarity_search`, and show what each stage did.
+
+        Each hit carries its full-size cosine (``score``), its coarse cosine and its rank in
+        stage 1; ``timings`` gives milliseconds for the query embedding, stage 1 (Chroma HNSW on
+        the coarse vectors) and stage 2 (exact full-size rerank). Useful to tune ``candidates``
+        and to monitor a deployment.
+
+        Args:
+            query: the query text.
+            k: number of hits.
+            filter / where_document: Chroma filters (stage 1).
+            candidates: stage-1 candidates for this call (default: the store's).
+        """
+        t0 = time.perf_counter()
+        vector = self._embed_query(query)
+        embed_s = time.perf_counter() - t0
+        stats: dict[str, Any] = {}
+        docs, _, scores = self._funnel(vector, k, candidates, filter, where_document, stats=stats)
+        hits = [FunnelHit(doc, float(s), float(cs), int(cr))
+                for doc, s, cs, cr in zip(docs[:k], scores[:k], stats["coarse_scores"][:k], stats["coarse_ranks"][:k])]
+        timings = {"embed_ms": 1000 * embed_s, "coarse_ms": 1000 * stats["coarse_s"],
+                   "rerank_ms": 1000 * stats["rerank_s"]}
+        return FunnelResult(hits, len(docs), timings)
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         if self.override_relevance_score_fn is not None:

@@ -1,0 +1,37 @@
+from medrag.cli import main
+from medrag.demo import QUESTIONS
+
+
+def test_demo_indexes_then_reuses_the_store(tiny_model_dir, tmp_path, capsys):
+    args = ["demo", "--model", str(tiny_model_dir), "--dir", str(tmp_path / "store"), "--k", "2"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Indexed 193 passages" in out
+    for q in QUESTIONS:
+        assert q in out
+    assert out.count("stage 1 (coarse)") == len(QUESTIONS)
+    assert "| 128 |" in out and "| 64 |" in out and "Recommended sizes" in out
+    assert main(args) == 0
+    assert "Reusing the demo store" in capsys.readouterr().out
+
+
+def test_demo_refuses_a_store_of_another_model_unless_rebuilt(tiny_model_dir, tmp_path, capsys):
+    import shutil
+
+    import torch
+
+    other = tmp_path / "other-model"
+    shutil.copytree(tiny_model_dir, other)
+    import medrag
+
+    m = medrag.load_model(other, device="cpu")
+    with torch.no_grad():
+        next(m.parameters()).add_(0.5)
+    m.save(str(other))
+    store = str(tmp_path / "store")
+    assert main(["demo", "--model", str(tiny_model_dir), "--dir", store, "--k", "1"]) == 0
+    capsys.readouterr()
+    assert main(["demo", "--model", str(other), "--dir", store, "--k", "1"]) == 1
+    assert "error" in capsys.readouterr().err
+    assert main(["demo", "--model", str(other), "--dir", store, "--k", "1", "--rebuild"]) == 0
+    assert "Indexed 193 passages" in capsys.readouterr().out
