@@ -95,7 +95,8 @@ class StoreEvalResult:
                  "|---|" + "---:|" * (len(self.metrics) + 3)]
         for name, m in self.methods.items():
             cells = " | ".join(f"{m.means[x]:.4f}" for x in self.metrics)
-            lines.append(f"| {name} | {cells} | {-self.ndcg_gap(name, self.metrics[0]):+.4f} | "
+            delta = m.means[self.metrics[0]] - self.methods["flat"].means[self.metrics[0]]
+            lines.append(f"| {name} | {cells} | {delta + 0.0:+.4f} | "
                          f"{m.p50_ms:.2f} | {m.p95_ms:.2f} |")
         if self.encode_ms.size:
             enc = _latency(self.encode_ms)
