@@ -88,7 +88,7 @@ def load_model(
             f"model spec {spec_str!r} is neither an existing folder, a hub id (org/name), nor {BUNDLED_SPEC!r}"
         )
 
-    if _is_e5(spec_str) and "query" not in (model.prompts or {}):
+    if _is_e5(spec_str) and not (model.prompts or {}).get("query"):
         model.prompts = {**(model.prompts or {}), **E5_PROMPTS}
     model.medrag_spec = spec_str
     return model

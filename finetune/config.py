@@ -1,0 +1,266 @@
+"""The fine-tuning configuration: one dataclass, readable from YAML or TOML, overridable from the CLI.
+
+Example::
+
+    >>> from finetune.config import FinetuneConfig
+    >>> cfg = FinetuneConfig.from_file("configs/frenchmedmcqa.yaml", overrides={"epochs": 2})
+    >>> cfg.loss, cfg.batch_size
+    ('cached_mnrl', 64)
+
+Defaults are the recipe that won our measurements (docs/results.md, finetune section); the seed
+report's recipe is ``configs/seed.yaml`` (MNRL, batch 4 x accumulation 16).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+from medrag.errors import MedragError
+
+
+class ConfigError(MedragError, ValueError):
+    """A configuration file or override is invalid (unknown key, wrong type, impossible value)."""
+
+
+LOSSES = ("mnrl", "cached_mnrl")
+SAMPLERS = ("batch_sampler", "no_duplicates")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything a fine-tuning run needs. Every field has a CLI flag (``--field-name``).
+
+    Data:
+        data: a hub dataset id, a local .jsonl/.json/.csv/.parquet file, or a FrenchMedMCQA folder.
+        data_format: ``auto`` (FrenchMedMCQA folders are recognised), ``pairs`` or ``frenchmedmcqa``.
+        question_column / answer_column / negatives_column: column mapping for ``pairs`` data.
+        eval_data: a separate evaluation file or hub id.
+        eval_fraction: share of distinct questions held out when there is no eval split.
+        train_splits / eval_split: split names (hub datasets) or file stems (FrenchMedMCQA; default
+            train+dev -> test). ``eval_split=None``: the hub dataset's test/validation split if any.
+
+    Model and loss:
+        model: ``None`` (the embedded e5-small), a folder or a hub id, for :func:`medrag.load_model`.
+        dims: Matryoshka sizes; ``None`` = the seed's 1024/768/512/256/128/64 capped to the model,
+            always with the full size.
+        loss: ``mnrl`` (MultipleNegativesRankingLoss: in-batch negatives = the per-device batch) or
+            ``cached_mnrl`` (GradCache: in-batch negatives = the whole batch, memory of ``mini_batch_size``).
+        hard_negatives: hard negatives per example taken from the data (0 = none).
+        batch_sampler: ``no_duplicates`` keeps a text from appearing twice in a batch (a duplicate
+            would be a false negative) or ``batch_sampler``.
+        gather_across_devices: with several processes, score each query against every device's passages.
+
+    Optimisation: epochs, learning_rate, batch_size (per device), gradient_accumulation_steps,
+        warmup_ratio, lr_scheduler (transformers name), weight_decay, max_seq_length, max_steps
+        (-1 = run the epochs), seed, precision (``auto`` = bf16 where the GPU supports it, else fp16 on
+        older GPUs, fp32 on CPU), tf32.
+
+    Run: output_dir, checkpoints (False: save none, no resume; for sweeps), save_steps (0 = at each epoch end), save_total_limit, keep_checkpoints (after a
+        successful run; default: deleted), logging_steps, resume,
+        report_to (``none``, ``wandb``, ``tensorboard``), run_name, evaluate_before, eval_batch_size,
+        device.
+    """
+
+    # data
+    data: str = "ilyass20/MedAnalyzer"
+    data_format: Literal["auto", "pairs", "frenchmedmcqa"] = "auto"
+    question_column: str = "anchor"
+    answer_column: str = "positive"
+    negatives_column: str | None = None
+    eval_data: str | None = None
+    eval_fraction: float = 0.1
+    train_splits: list[str] = field(default_factory=lambda: ["train", "dev"])
+    eval_split: str | None = None
+    # model and loss
+    model: str | None = None
+    dims: list[int] | None = None
+    loss: Literal["mnrl", "cached_mnrl"] = "cached_mnrl"
+    mini_batch_size: int = 16
+    hard_negatives: int = 1
+    batch_sampler: Literal["batch_sampler", "no_duplicates"] = "no_duplicates"
+    gather_across_devices: bool = True
+    # optimisation
+    epochs: float = 1.0
+    learning_rate: float = 2e-5
+    batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    warmup_ratio: float = 0.1
+    lr_scheduler: str = "linear"
+    weight_decay: float = 0.01
+    max_seq_length: int | None = 128
+    max_steps: int = -1
+    seed: int = 42
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    tf32: bool = True
+    # run
+    output_dir: str = "medrag-finetuned"
+    checkpoints: bool = True
+    save_steps: int = 0
+    save_total_limit: int | None = 2
+    keep_checkpoints: bool = False
+    logging_steps: int = 10
+    resume: bool = False
+    report_to: Literal["none", "wandb", "tensorboard"] = "none"
+    run_name: str | None = None
+    evaluate_before: bool = True
+    eval_batch_size: int = 64
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` on impossible values (called on construction)."""
+        checks = [
+            (self.epochs > 0 or self.max_steps > 0, "epochs must be > 0 (or set max_steps)"),
+            (self.learning_rate > 0, "learning_rate must be > 0"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.mini_batch_size >= 1, "mini_batch_size must be >= 1"),
+            (self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be >= 1"),
+            (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
+            (0 <= self.eval_fraction < 1, "eval_fraction must be in [0, 1)"),
+            (self.hard_negatives >= 0, "hard_negatives must be >= 0"),
+            (self.save_steps >= 0, "save_steps must be >= 0"),
+            (self.max_seq_length is None or self.max_seq_length >= 8, "max_seq_length must be >= 8"),
+            (self.loss in LOSSES, f"loss must be one of {LOSSES}"),
+            (self.batch_sampler in SAMPLERS, f"batch_sampler must be one of {SAMPLERS}"),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
+            (self.report_to in ("none", "wandb", "tensorboard"), "report_to must be none, wandb or tensorboard"),
+            (not self.dims or all(int(d) > 0 for d in self.dims), "dims must be positive"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+
+    # ------------------------------------------------------------------ I/O
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the config as YAML (``.yaml``/``.yml``) or JSON (any other suffix)."""
+        path = Path(path)
+        data = self.to_dict()
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        else:
+            path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+        return path
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FinetuneConfig":
+        """Build from a mapping; unknown keys and wrong types raise :class:`ConfigError`."""
+        hints = get_type_hints(cls)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {unknown}; known keys: {sorted(known)}")
+        return cls(**{k: _coerce(k, v, hints[k]) for k, v in data.items()})
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str] | None, overrides: dict[str, Any] | None = None
+                  ) -> "FinetuneConfig":
+        """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file, then apply ``overrides``.
+
+        ``path=None`` starts from the defaults. A TOML file may put its keys under ``[finetune]``.
+        """
+        data: dict[str, Any] = {}
+        if path is not None:
+            data = read_config_file(path)
+        data.update({k: v for k, v in (overrides or {}).items()})
+        return cls.from_dict(data)
+
+    def replace(self, **changes: Any) -> "FinetuneConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        elif path.suffix == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python < 3.11
+                import tomli as tomllib
+            data = tomllib.loads(text)
+            if isinstance(data.get("finetune"), dict) and len(data) == 1:
+                data = data["finetune"]
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"config file {path}: use .yaml, .yml, .toml or .json")
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - yaml/toml/json each raise their own error types
+        raise ConfigError(f"config file {path} cannot be parsed: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys to values")
+    return data
+
+
+def unwrap_optional(hint: Any) -> tuple[Any, bool]:
+    """``int | None`` -> ``(int, True)``; ``list[str]`` -> ``(list[str], False)``."""
+    if get_origin(hint) in (Union, types.UnionType):
+        args = [a for a in get_args(hint) if a is not type(None)]
+        return (args[0] if len(args) == 1 else hint), len(args) != len(get_args(hint))
+    return hint, False
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Check ``value`` against the field's type; turn CLI strings into ints/floats/bools/lists."""
+    target, optional = unwrap_optional(hint)
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and optional):
+        if optional:
+            return None
+        raise ConfigError(f"{name} cannot be empty")
+    origin = get_origin(target)
+    try:
+        if origin is Literal:
+            if value not in get_args(target):
+                raise ConfigError(f"{name} must be one of {list(get_args(target))}, got {value!r}")
+            return value
+        if origin is list:
+            (item,) = get_args(target)
+            if isinstance(value, str):
+                value = [v for v in value.replace(",", " ").split() if v]
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"{name} must be a list, got {value!r}")
+            return [item(v) for v in value]
+        if target is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+                return value.lower() in ("true", "1", "yes", "on")
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+        if target is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if target is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if target is str:
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be {getattr(target, '__name__', target)}, got {value!r}") from None
+    return value
+
+
+__all__ = ["FinetuneConfig", "ConfigError", "read_config_file"]

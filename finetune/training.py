@@ -1,0 +1,413 @@
+"""Matryoshka fine-tuning: MatryoshkaLoss over (Cached)MultipleNegativesRankingLoss, scored per size
+before and after training, saved as a folder that :func:`medrag.load_model` and
+:class:`medrag.MatryoshkaEmbeddings` (``dimension="auto"``) read directly.
+
+Example::
+
+    >>> from finetune import FinetuneConfig, MatryoshkaFinetuner
+    >>> cfg = FinetuneConfig(data="../shared/data/frenchmedmcqa", dims=[384, 256, 128, 64, 32],
+    ...                      output_dir="runs/e5-small-mcqa")
+    >>> result = MatryoshkaFinetuner(cfg).run()
+    >>> result.scores_after[64]["ndcg@10"] > result.scores_before[64]["ndcg@10"]
+    True
+
+Why the cached loss is the default: MultipleNegativesRankingLoss scores each query against the
+passages *of its forward batch*; gradient accumulation adds steps, not negatives, so the seed's
+batch 4 x accumulation 16 trains with 3 in-batch negatives per query. GradCache
+(CachedMultipleNegativesRankingLoss) makes the whole batch the contrastive batch at the memory
+of a mini-batch. Measured in docs/results.md.
+
+Multi-GPU: launch the same command under ``torchrun --nproc_per_node N`` or ``accelerate launch``;
+the Trainer wraps the model in DDP and the loss gathers passages across devices.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medrag.metadata import MatryoshkaMetadata, default_dims
+
+from finetune.config import ConfigError, FinetuneConfig
+from finetune.data import QADataset, load_dataset_from_config
+from finetune.scoring import TRAINING_METRICS, prompt_texts, score_sizes
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+INFO_FILENAME = "training_info.json"
+CONFIG_FILENAME = "finetune_config.yaml"
+_BEFORE_FILENAME = "scores_before.json"
+
+
+@dataclass
+class FinetuneResult:
+    """What a run produced.
+
+    Attributes:
+        output_dir: the saved model folder.
+        dims: the trained sizes, descending.
+        scores_before / scores_after: ``{dim: {metric: value}}`` on the eval task (empty when skipped).
+        train_seconds: wall time of the training loop (without evaluation).
+        samples_per_second: training throughput reported by the Trainer.
+        losses: the logged training losses, in order.
+        peak_gpu_memory_bytes: ``torch.cuda.max_memory_allocated`` on CUDA, else ``None``.
+        precision: the precision actually used (``fp32``, ``bf16``, ``fp16``).
+    """
+
+    output_dir: Path
+    dims: list[int]
+    scores_before: dict[int, dict[str, float]] = field(default_factory=dict)
+    scores_after: dict[int, dict[str, float]] = field(default_factory=dict)
+    train_seconds: float = 0.0
+    samples_per_second: float = 0.0
+    losses: list[float] = field(default_factory=list)
+    peak_gpu_memory_bytes: int | None = None
+    precision: str = "fp32"
+    global_step: int = 0
+
+
+class MatryoshkaFinetuner:
+    """Runs one fine-tuning from a :class:`FinetuneConfig`.
+
+    Args:
+        config: the run's configuration.
+        dataset: already loaded data (default: loaded from ``config``).
+        model: an already loaded model (default: ``medrag.load_model(config.model)``).
+        callbacks: extra ``transformers.TrainerCallback`` objects.
+    """
+
+    def __init__(self, config: FinetuneConfig, dataset: QADataset | None = None,
+                 model: "SentenceTransformer | None" = None, callbacks: list | None = None) -> None:
+        self.config = config
+        self.dataset = dataset
+        self.model = model
+        self.callbacks = list(callbacks or [])
+        self.output_dir = Path(config.output_dir)
+        self.checkpoint_dir = self.output_dir / CHECKPOINT_DIR
+
+    # ------------------------------------------------------------------ main entry
+
+    def run(self) -> FinetuneResult:
+        """Load, score before, train, save, score after; return the result (same on every process)."""
+        import torch
+        from accelerate import PartialState
+
+        cfg = self.config
+        state = PartialState(cpu=_cpu_only(cfg))
+        resume_from = self._resume_checkpoint()
+        if self.dataset is None:
+            self.dataset = load_dataset_from_config(cfg)
+        if self.model is None:
+            from medrag.models import load_model
+
+            self.model = load_model(cfg.model, device="cpu" if _cpu_only(cfg) else cfg.device)
+        model = self.model
+        dims = self._dims(model)
+        precision = resolve_precision(cfg.precision, cpu=_cpu_only(cfg))
+        task = self.dataset.eval_task() if self.dataset.eval else None
+        inference_max_len = model.max_seq_length
+
+        before: dict[int, dict[str, float]] = {}
+        if task is not None and cfg.evaluate_before:
+            before = self._scores_before(model, task, dims, state)
+
+        trainer = self._build_trainer(model, dims, precision)
+        stopper = _GracefulStop()
+        trainer.add_callback(stopper.callback)
+        if cfg.max_seq_length:  # shorter sequences in training only; never beyond what the model supports
+            model.max_seq_length = min(cfg.max_seq_length, inference_max_len or cfg.max_seq_length)
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        with stopper.installed():
+            output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        train_seconds = time.perf_counter() - start
+        model.max_seq_length = inference_max_len
+        peak = int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() and not _cpu_only(cfg) else None
+        if stopper.requested:
+            logger.warning("interrupted at step %d: checkpoint saved in %s; rerun with --resume to continue",
+                           trainer.state.global_step, self.checkpoint_dir)
+            raise KeyboardInterrupt
+
+        result = FinetuneResult(
+            output_dir=self.output_dir, dims=dims, scores_before=before, train_seconds=train_seconds,
+            samples_per_second=float(output.metrics.get("train_samples_per_second", 0.0)),
+            losses=[float(h["loss"]) for h in trainer.state.log_history if "loss" in h],
+            peak_gpu_memory_bytes=peak, precision=precision, global_step=trainer.state.global_step,
+        )
+        if state.is_main_process:
+            model.save(str(self.output_dir))
+            if task is not None:
+                model.eval()
+                result.scores_after = score_sizes(model, task, dims, batch_size=cfg.eval_batch_size)
+            self._write_outputs(model, result)
+            if not cfg.keep_checkpoints:
+                shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
+        state.wait_for_everyone()
+        return result
+
+    # ------------------------------------------------------------------ pieces
+
+    def _dims(self, model) -> list[int]:
+        from medrag.models import embedding_dim
+
+        full = embedding_dim(model)
+        dims = sorted({int(d) for d in (self.config.dims or default_dims(full))} | {full}, reverse=True)
+        too_big = [d for d in dims if d > full]
+        if too_big:
+            raise ConfigError(f"dims {too_big} exceed the model's size {full}")
+        return dims
+
+    def _resume_checkpoint(self) -> Path | None:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        existing = get_last_checkpoint(str(self.checkpoint_dir)) if self.checkpoint_dir.is_dir() else None
+        if self.config.resume:
+            if existing is None:
+                raise ConfigError(f"nothing to resume: no checkpoint in {self.checkpoint_dir}")
+            logger.info("resuming from %s", existing)
+            return Path(existing)
+        if existing is not None:
+            raise ConfigError(f"{self.checkpoint_dir} already holds checkpoints; pass --resume to continue "
+                              "that run, or choose another output_dir")
+        return None
+
+    def _scores_before(self, model, task, dims, state) -> dict[int, dict[str, float]]:
+        """Base-model scores; computed once and kept beside the checkpoints so a resumed run reuses them."""
+        path = self.checkpoint_dir / _BEFORE_FILENAME
+        if self.config.resume and path.is_file():
+            return {int(k): v for k, v in json.loads(path.read_text()).items()}
+        before: dict[int, dict[str, float]] = {}
+        if state.is_main_process:
+            logger.info("scoring the base model on %d queries x %d passages", len(task.queries), len(task.corpus))
+            model.eval()
+            before = score_sizes(model, task, dims, batch_size=self.config.eval_batch_size)
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({str(k): v for k, v in before.items()}))
+        state.wait_for_everyone()
+        if not state.is_main_process:
+            before = {int(k): v for k, v in json.loads(path.read_text()).items()}
+        return before
+
+    def build_loss(self, model, dims: list[int]):
+        """MatryoshkaLoss over the configured in-batch-negatives loss."""
+        try:
+            from sentence_transformers.sentence_transformer import losses
+        except ImportError:  # sentence-transformers < 6
+            from sentence_transformers import losses
+
+        cfg = self.config
+        gather = cfg.gather_across_devices and _world_size() > 1
+        if cfg.loss == "mnrl":
+            base = losses.MultipleNegativesRankingLoss(model, gather_across_devices=gather)
+        else:
+            base = losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg.mini_batch_size,
+                                                              gather_across_devices=gather)
+        return losses.MatryoshkaLoss(model, base, matryoshka_dims=dims)
+
+    def build_train_dataset(self):
+        n_neg = self.config.hard_negatives if self.dataset.has_negatives() else 0
+        if self.config.hard_negatives and not n_neg:
+            logger.warning("hard_negatives=%d but the data has no negatives: training on pairs",
+                           self.config.hard_negatives)
+        return self.dataset.to_hf_dataset("train", num_negatives=n_neg, seed=self.config.seed)
+
+    def training_prompts(self, model, columns: list[str]) -> dict[str, str]:
+        """Column -> prompt: the query prompt for ``anchor``, the passage prompt for every passage column,
+        exactly the strings inference prepends (``medrag.MatryoshkaEmbeddings``)."""
+        qprompt, pprompt = prompt_texts(model)
+        return {c: (qprompt if c == "anchor" else pprompt) for c in columns if (qprompt if c == "anchor" else pprompt)}
+
+    def _build_trainer(self, model, dims: list[int], precision: str):
+        from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+        cfg = self.config
+        train_ds = self.build_train_dataset()
+        report_to = _report_to(cfg.report_to)
+        args = SentenceTransformerTrainingArguments(
+            output_dir=str(self.checkpoint_dir),
+            num_train_epochs=cfg.epochs,
+            max_steps=cfg.max_steps,
+            per_device_train_batch_size=cfg.batch_size,
+            gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+            learning_rate=cfg.learning_rate,
+            warmup_steps=cfg.warmup_ratio,
+            lr_scheduler_type=cfg.lr_scheduler,
+            weight_decay=cfg.weight_decay,
+            bf16=precision == "bf16",
+            fp16=precision == "fp16",
+            tf32=True if (cfg.tf32 and precision != "fp32" and _tf32_supported()) else None,
+            use_cpu=_cpu_only(cfg),
+            seed=cfg.seed,
+            data_seed=cfg.seed,
+            batch_sampler=cfg.batch_sampler,
+            prompts=self.training_prompts(model, list(train_ds.column_names)),
+            save_strategy=("steps" if cfg.save_steps else "epoch") if cfg.checkpoints else "no",
+            save_steps=cfg.save_steps or 500,
+            save_total_limit=cfg.save_total_limit,
+            logging_steps=cfg.logging_steps,
+            logging_first_step=True,
+            report_to=report_to,
+            run_name=cfg.run_name,
+            dataloader_drop_last=_world_size() > 1,
+            ddp_find_unused_parameters=False,
+            disable_tqdm=False,
+        )
+        return SentenceTransformerTrainer(model=model, args=args, train_dataset=train_ds,
+                                          loss=self.build_loss(model, dims), callbacks=self.callbacks)
+
+    def _write_outputs(self, model, result: FinetuneResult) -> None:
+        from medrag.models import embedding_dim
+
+        from finetune.model_card import write_model_card
+
+        cfg = self.config
+        out = self.output_dir
+        info = {
+            "train_seconds": round(result.train_seconds, 2),
+            "samples_per_second": round(result.samples_per_second, 3),
+            "global_step": result.global_step,
+            "final_loss": result.losses[-1] if result.losses else None,
+            "precision": result.precision,
+            "peak_gpu_memory_bytes": result.peak_gpu_memory_bytes,
+            "world_size": _world_size(),
+            "train_pairs": len(self.dataset.train),
+            "eval_queries": len({p.question for p in self.dataset.eval}),
+            "eval_corpus": len({p.answer for p in self.dataset.eval}),
+            "dataset": self.dataset.name,
+            "versions": _versions(),
+        }
+        (out / INFO_FILENAME).write_text(json.dumps(info, indent=2), encoding="utf-8")
+        cfg.save(out / CONFIG_FILENAME)
+        meta = MatryoshkaMetadata(
+            full_dim=embedding_dim(model), dims=result.dims, scores=result.scores_after,
+            scores_before=result.scores_before, base_model=str(cfg.model or getattr(model, "medrag_spec", None)
+                                                               or "bundled:multilingual-e5-small"),
+            extra={"dataset": self.dataset.name, "training": info, "metrics": list(TRAINING_METRICS),
+                   "recipe": {k: getattr(cfg, k) for k in ("loss", "batch_size", "mini_batch_size",
+                                                           "gradient_accumulation_steps", "hard_negatives",
+                                                           "batch_sampler", "epochs", "learning_rate",
+                                                           "warmup_ratio", "max_seq_length", "seed")}},
+        )
+        meta.save(out)
+        write_model_card(out, cfg, result, self.dataset, info)
+
+
+def train(config: FinetuneConfig, **kwargs: Any) -> FinetuneResult:
+    """Shorthand for ``MatryoshkaFinetuner(config, **kwargs).run()``."""
+    return MatryoshkaFinetuner(config, **kwargs).run()
+
+
+def resolve_precision(requested: str, cpu: bool) -> str:
+    """The precision to train in: bf16 only where the GPU supports it, fp32 on CPU."""
+    import torch
+
+    if cpu or not torch.cuda.is_available():
+        if requested in ("bf16", "fp16"):
+            logger.warning("precision %s requested but training runs on CPU: using fp32", requested)
+        return "fp32"
+    bf16_ok = torch.cuda.is_bf16_supported()
+    if requested == "auto":
+        return "bf16" if bf16_ok else "fp16"
+    if requested == "bf16" and not bf16_ok:
+        raise ConfigError("this GPU does not support bf16; use precision fp16 or fp32")
+    return requested
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _GracefulStop:
+    """First Ctrl-C: finish the current step, save a checkpoint, stop. Second Ctrl-C: stop now."""
+
+    def __init__(self) -> None:
+        from transformers import TrainerCallback
+
+        self.requested = False
+        outer = self
+
+        class _Callback(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if outer.requested:
+                    control.should_save = True
+                    control.should_training_stop = True
+                return control
+
+        self.callback = _Callback()
+
+    def installed(self):
+        outer = self
+
+        class _Ctx:
+            def __enter__(self):
+                self.previous = None
+                if threading.current_thread() is threading.main_thread():
+                    self.previous = signal.signal(signal.SIGINT, outer._handle)
+                return outer
+
+            def __exit__(self, *exc):
+                if self.previous is not None:
+                    signal.signal(signal.SIGINT, self.previous)
+                return False
+
+        return _Ctx()
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        logger.warning("Ctrl-C: saving a checkpoint after this step (press again to abort without saving)")
+
+
+def _cpu_only(cfg: FinetuneConfig) -> bool:
+    import torch
+
+    return (cfg.device or "").startswith("cpu") or not torch.cuda.is_available()
+
+
+def _tf32_supported() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _report_to(name: str) -> list[str]:
+    if name == "none":
+        return ["none"]
+    import importlib.util
+
+    module = {"wandb": "wandb", "tensorboard": "tensorboard"}[name]
+    if importlib.util.find_spec(module) is None and not (name == "tensorboard" and importlib.util.find_spec("tensorboardX")):
+        raise ConfigError(f"report_to={name!r} needs the {module} package: pip install 'medrag[{name}]'")
+    return [name]
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("torch", "sentence-transformers", "transformers", "accelerate"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+__all__ = ["MatryoshkaFinetuner", "FinetuneResult", "train", "resolve_precision"]

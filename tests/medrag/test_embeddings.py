@@ -1,0 +1,167 @@
+import asyncio
+import warnings
+
+import numpy as np
+import pytest
+
+from medrag import MatryoshkaEmbeddings, truncate_embeddings
+from medrag.errors import DimensionError, MetadataError
+from medrag.metadata import MatryoshkaMetadata
+
+TEXTS = ["La glycémie à jeun normale est inférieure à 1,10 g/L.", "La TSH élevée oriente vers une hypothyroïdie."]
+
+
+def test_default_is_full_size_and_unit_norm(tiny_embeddings):
+    vecs = np.array(tiny_embeddings.embed_documents(TEXTS))
+    assert tiny_embeddings.dimension == 128 and vecs.shape == (2, 128)
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("dim", [128, 64])
+def test_truncation_equals_truncate_then_renormalise(tiny_model, dim):
+    emb = MatryoshkaEmbeddings(tiny_model, dimension=dim)
+    full = tiny_model.encode(["passage: " + t for t in TEXTS], normalize_embeddings=False)
+    expected = full[:, :dim] / np.linalg.norm(full[:, :dim], axis=1, keepdims=True)
+    got = np.array(emb.embed_documents(TEXTS))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_document_prompt_is_passage_not_the_empty_document_prompt(tiny_model, tiny_embeddings):
+    # sentence-transformers >= 6.2 adds an empty "document" prompt; e5 passages must keep "passage: ".
+    assert tiny_model.prompts.get("document") == ""
+    assert tiny_embeddings.document_prompt_name == "passage"
+    doc = np.array(tiny_embeddings.embed_documents([TEXTS[0]])[0])
+    with_prefix = tiny_model.encode(["passage: " + TEXTS[0]], normalize_embeddings=True)[0]
+    without = tiny_model.encode([TEXTS[0]], normalize_embeddings=True)[0]
+    np.testing.assert_allclose(doc, with_prefix, atol=1e-5)
+    assert not np.allclose(doc, without, atol=1e-3)
+
+
+def test_query_and_document_vectors_differ(tiny_embeddings):
+    q = np.array(tiny_embeddings.embed_query(TEXTS[0]))
+    d = np.array(tiny_embeddings.embed_documents([TEXTS[0]])[0])
+    assert not np.allclose(q, d, atol=1e-3)
+
+
+def test_model_without_prompts_works(tiny_model_dir):
+    import medrag
+
+    model = medrag.load_model(tiny_model_dir, device="cpu")
+    model.prompts = {}
+    emb = MatryoshkaEmbeddings(model)
+    assert emb.query_prompt_name is None and emb.document_prompt_name is None
+    assert np.allclose(emb.embed_query(TEXTS[0]), emb.embed_documents([TEXTS[0]])[0], atol=1e-6)
+
+
+def test_one_model_call_serves_every_size(tiny_model, monkeypatch):
+    emb = MatryoshkaEmbeddings(tiny_model)
+    calls = []
+    real = tiny_model.encode
+    monkeypatch.setattr(tiny_model, "encode", lambda *a, **k: calls.append(1) or real(*a, **k))
+    full = emb.encode_documents(TEXTS)
+    sizes = {d: truncate_embeddings(full, d) for d in emb.dims}
+    assert len(calls) == 1
+    np.testing.assert_allclose(sizes[64], np.array(emb.with_dimension(64).embed_documents(TEXTS)), atol=1e-6)
+
+
+def test_dimension_validation(tiny_model):
+    with pytest.raises(DimensionError, match="not a trained"):
+        MatryoshkaEmbeddings(tiny_model, dimension=100)
+    with pytest.raises(DimensionError, match="outside"):
+        MatryoshkaEmbeddings(tiny_model, dimension=129)
+    with pytest.raises(DimensionError, match="unknown dimension"):
+        MatryoshkaEmbeddings(tiny_model, dimension="tiny")
+    with pytest.raises(ValueError):  # DimensionError is a ValueError too
+        MatryoshkaEmbeddings(tiny_model, dimension=0)
+    loose = MatryoshkaEmbeddings(tiny_model, dimension=100, strict_dims=False)
+    assert len(loose.embed_query("bonjour")) == 100
+
+
+def test_presets_are_capped_to_the_model(tiny_model):
+    assert MatryoshkaEmbeddings(tiny_model, dimension="max").dimension == 128
+    assert MatryoshkaEmbeddings(tiny_model, dimension="balanced").dimension == 128  # 512 capped
+    assert MatryoshkaEmbeddings(tiny_model, dimension="edge").dimension == 128
+
+
+def test_auto_dimension_uses_recorded_scores(tiny_model):
+    meta = MatryoshkaMetadata(full_dim=128, dims=[128, 96, 64, 32],
+                              scores={128: {"ndcg@10": 0.50}, 96: {"ndcg@10": 0.497}, 64: {"ndcg@10": 0.49},
+                                      32: {"ndcg@10": 0.40}})
+    assert MatryoshkaEmbeddings(tiny_model, dimension="auto", metadata=meta).dimension == 96
+    assert MatryoshkaEmbeddings(tiny_model, dimension="auto", metadata=meta, max_quality_loss=0.05).dimension == 64
+    assert MatryoshkaEmbeddings(tiny_model, dimension="auto", metadata=meta, max_quality_loss=0.0).dimension == 128
+    assert MatryoshkaEmbeddings(tiny_model, dimension=32, metadata=meta).dimension == 32  # trained size allowed
+
+
+def test_auto_dimension_reads_the_model_folder(tmp_path, tiny_model_dir):
+    import shutil
+
+    folder = tmp_path / "finetuned"
+    shutil.copytree(tiny_model_dir, folder)
+    MatryoshkaMetadata(full_dim=128, dims=[128, 64], scores={128: {"ndcg@10": 0.3}, 64: {"ndcg@10": 0.299}}).save(folder)
+    assert MatryoshkaEmbeddings(str(folder), dimension="auto", device="cpu").dimension == 64
+
+
+def test_auto_without_scores_is_an_error(tiny_model):
+    with pytest.raises(MetadataError, match="needs per-size scores"):
+        MatryoshkaEmbeddings(tiny_model, dimension="auto")
+
+
+def test_metadata_full_dim_must_match_model(tiny_model):
+    with pytest.raises(MetadataError, match="full_dim"):
+        MatryoshkaEmbeddings(tiny_model, metadata=MatryoshkaMetadata(full_dim=64, dims=[64]))
+
+
+def test_empty_list_gives_empty_list(tiny_embeddings):
+    assert tiny_embeddings.embed_documents([]) == []
+    assert tiny_embeddings.encode_queries([]).shape == (0, 128)
+
+
+@pytest.mark.parametrize("bad, index", [(["ok", ""], 1), (["   "], 0), (["ok", "ok", None], 2), ([3], 0)])
+def test_bad_texts_name_their_index(tiny_embeddings, bad, index):
+    with pytest.raises(ValueError, match=f"index {index}"):
+        tiny_embeddings.embed_documents(bad)
+
+
+def test_bad_query(tiny_embeddings):
+    with pytest.raises(ValueError, match="empty"):
+        tiny_embeddings.embed_query(" \n")
+    with pytest.raises(TypeError, match="list of texts"):
+        tiny_embeddings.embed_documents("one string")
+
+
+def test_long_text_truncated_with_one_warning(tiny_embeddings):
+    long = " ".join(["glycémie"] * 200)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        vecs = tiny_embeddings.embed_documents([long, long, "court"])
+    relevant = [w for w in caught if "max_seq_length" in str(w.message)]
+    assert len(relevant) == 1 and "2 text(s)" in str(relevant[0].message)
+    assert len(vecs) == 3
+
+
+def test_async_variants_match_sync(tiny_embeddings):
+    async def run():
+        return await tiny_embeddings.aembed_documents(TEXTS), await tiny_embeddings.aembed_query(TEXTS[0])
+
+    docs, query = asyncio.run(run())
+    np.testing.assert_allclose(docs, tiny_embeddings.embed_documents(TEXTS), atol=1e-6)
+    np.testing.assert_allclose(query, tiny_embeddings.embed_query(TEXTS[0]), atol=1e-6)
+
+
+def test_batch_size_does_not_change_vectors(tiny_model):
+    texts = [f"patient numéro {i} avec une anémie" for i in range(10)]
+    a = MatryoshkaEmbeddings(tiny_model, batch_size=3).embed_documents(texts)
+    b = MatryoshkaEmbeddings(tiny_model, batch_size=10).embed_documents(texts)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    with pytest.raises(ValueError, match="batch_size"):
+        MatryoshkaEmbeddings(tiny_model, batch_size=0)
+
+
+def test_truncate_embeddings_checks_size_and_keeps_zero_rows():
+    v = np.array([[3.0, 4.0, 12.0], [0.0, 0.0, 1.0]])
+    out = truncate_embeddings(v, 2)
+    np.testing.assert_allclose(out, [[0.6, 0.8], [0.0, 0.0]])
+    with pytest.raises(DimensionError):
+        truncate_embeddings(v, 4)

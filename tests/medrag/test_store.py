@@ -1,0 +1,587 @@
+"""MatryoshkaChroma: the same tests against an embedded Chroma and a real Chroma server.
+
+The ``client`` fixture is parametrised: ``embedded`` (a ``PersistentClient`` in a temporary
+folder) and ``server`` (an ``HttpClient`` to ``chroma run`` started on 127.0.0.1 on a free port
+for this module, stopped at the end). langchain-tests' standard suite runs on both too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_tests.integration_tests import VectorStoreIntegrationTests
+
+from medrag import CollectionMismatchError, DimensionError, MatryoshkaChroma
+from medrag._store_codec import decode_rows, encode_rows
+from medrag.store import FULL_KEY
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+class FakeMatryoshkaEmbeddings(Embeddings):
+    """Deterministic hash-seeded vectors (full 128, any prefix usable), with the numpy API.
+
+    ``seed`` changes every vector and the fingerprint, like another model would.
+    """
+
+    def __init__(self, full_dim: int = 128, seed: int = 0) -> None:
+        self.full_dim = full_dim
+        self.seed = seed
+        self.spec = f"fake-{full_dim}-{seed}"
+        self.fingerprint = hashlib.sha256(self.spec.encode()).hexdigest()[:16]
+        self.document_calls = 0
+
+    def _vec(self, text: str) -> np.ndarray:
+        digest = hashlib.sha256(f"{self.seed}:{text}".encode()).digest()
+        rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+        v = rng.standard_normal(self.full_dim).astype(np.float32)
+        return v / np.linalg.norm(v)
+
+    def encode_documents(self, texts: list[str]) -> np.ndarray:
+        self.document_calls += 1
+        return np.stack([self._vec(t) for t in texts]) if texts else np.zeros((0, self.full_dim), np.float32)
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        return np.stack([self._vec(t) for t in texts])
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.encode_documents(texts).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._vec(text).tolist()
+
+
+class PlainEmbeddings(Embeddings):
+    """A LangChain Embeddings with no numpy API and no identity attributes."""
+
+    def __init__(self, dim: int = 96) -> None:
+        self.inner = FakeMatryoshkaEmbeddings(dim, seed=7)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.inner.embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.inner.embed_query(text)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _chroma_exe() -> str:
+    exe = Path(sys.executable).with_name("chroma")
+    return str(exe) if exe.exists() else (shutil.which("chroma") or "chroma")
+
+
+@pytest.fixture(scope="module")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory):
+    """``chroma run`` on 127.0.0.1:<free port>; yields (host, port); stopped at the end."""
+    import chromadb
+
+    path = tmp_path_factory.mktemp("chroma-server")
+    port = _free_port()
+    log = open(path / "server.log", "wb")
+    proc = subprocess.Popen([_chroma_exe(), "run", "--path", str(path / "data"), "--host", "127.0.0.1",
+                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"chroma server exited: {(path / 'server.log').read_text()[-2000:]}")
+            try:
+                chromadb.HttpClient(host="127.0.0.1", port=port).heartbeat()
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield "127.0.0.1", port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(params=["embedded", "server"])
+def client(request, tmp_path):
+    import chromadb
+
+    if request.param == "embedded":
+        yield chromadb.PersistentClient(path=str(tmp_path / "chroma"))
+    else:
+        host, port = request.getfixturevalue("chroma_server")
+        yield chromadb.HttpClient(host=host, port=port)
+
+
+@pytest.fixture
+def fake() -> FakeMatryoshkaEmbeddings:
+    return FakeMatryoshkaEmbeddings()
+
+
+def _name() -> str:
+    return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def store(client, fake) -> MatryoshkaChroma:
+    s = MatryoshkaChroma(_name(), fake, client=client)
+    yield s
+    s.delete_collection()
+
+
+TEXTS = [f"passage {i}: la ferritine, la CRP et la TSH du patient {i % 17}" for i in range(300)]
+
+
+def _snapshot(store: MatryoshkaChroma) -> dict:
+    res = store.collection.get(include=["documents", "metadatas", "embeddings"])
+    return {i: (d, m, np.asarray(e).round(6).tolist())
+            for i, d, m, e in zip(res["ids"], res["documents"], res["metadatas"], res["embeddings"])}
+
+
+# ---------------------------------------------------------------------------- basics
+
+
+def test_add_and_search_strip_internal_metadata(store: MatryoshkaChroma) -> None:
+    ids = store.add_texts(TEXTS[:50], [{"n": i, "tag": "a" if i % 2 else "b"} for i in range(50)])
+    assert len(ids) == 50 and len(set(ids)) == 50 and len(store) == 50
+    hits = store.similarity_search_with_score(TEXTS[7], k=3)
+    assert len(hits) == 3
+    top, dist = hits[0]
+    assert top.page_content == TEXTS[7] and top.id == ids[7]
+    assert top.metadata == {"n": 7, "tag": "a"}
+    assert dist == pytest.approx(0.0, abs=1e-3)  # query == passage vector in the fake model
+    assert [d for _, d in hits] == sorted(d for _, d in hits)
+    for doc in store.get_by_ids(ids[:5]) + [h[0] for h in hits]:
+        assert not any(k.startswith("_medrag") for k in doc.metadata)
+
+
+def test_records_hold_their_full_vector(store: MatryoshkaChroma, fake) -> None:
+    ids = store.add_texts(TEXTS[:20])
+    full = store.get_full_vectors(ids)
+    expected = fake.encode_documents(TEXTS[:20])
+    got = np.stack([full[i] for i in ids])
+    cos = (got * expected).sum(1) / np.linalg.norm(got, axis=1)
+    assert cos.min() > 0.9999  # int8 per-row quantisation
+    res = store.collection.get(ids=ids[:1], include=["embeddings"])
+    coarse = expected[0, :64] / np.linalg.norm(expected[0, :64])
+    np.testing.assert_allclose(res["embeddings"][0], coarse, atol=1e-6)
+
+
+@pytest.mark.parametrize("encoding", ["float32", "int8"])
+def test_funnel_with_all_candidates_equals_exact_search(client, fake, encoding) -> None:
+    store = MatryoshkaChroma(_name(), fake, client=client, full_encoding=encoding)
+    ids = store.add_texts(TEXTS)
+    full = fake.encode_documents(TEXTS)
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        q = rng.standard_normal(fake.full_dim).astype(np.float32)
+        q /= np.linalg.norm(q)
+        exact = np.argsort(-(full @ q), kind="stable")[:10]
+        hits = store.similarity_search_by_vector_with_score(q, k=10, candidates=len(TEXTS))
+        if encoding == "float32":
+            assert [d.id for d, _ in hits] == [ids[i] for i in exact]
+            np.testing.assert_allclose([1 - s for _, s in hits], (full @ q)[exact], atol=1e-5)
+        else:  # int8 rerank: same set, scores within quantisation error
+            assert len({d.id for d, _ in hits} & {ids[i] for i in exact}) >= 9
+            np.testing.assert_allclose(sorted(1 - s for _, s in hits), sorted((full @ q)[exact]), atol=5e-3)
+    store.delete_collection()
+
+
+def test_each_batch_is_encoded_once(client, tiny_embeddings) -> None:
+    calls = {"docs": 0, "embed": 0}
+    orig = tiny_embeddings.encode_documents
+
+    class Counting(type(tiny_embeddings)):
+        pass
+
+    emb = tiny_embeddings.with_dimension(64)
+    emb.__class__ = Counting
+
+    def encode_documents(texts):
+        calls["docs"] += 1
+        return orig(texts)
+
+    def embed_documents(texts):  # the store must not call the LangChain list API
+        calls["embed"] += 1
+        raise AssertionError("embed_documents called")
+
+    emb.encode_documents = encode_documents
+    emb.embed_documents = embed_documents
+    store = MatryoshkaChroma(_name(), emb, client=client)
+    assert store.full_dim == 128 and store.coarse_dim == 64
+    store.add_texts(TEXTS[:250], batch_size=100)
+    assert calls == {"docs": 3, "embed": 0}
+    # The random tiny model's query and passage prompts differ: compare with exact search.
+    q = emb.encode_queries([TEXTS[3]])[0]
+    best = int(np.argmax(orig(TEXTS[:250]) @ q))
+    assert calls["docs"] == 3
+    doc = store.similarity_search(TEXTS[3], k=1, candidates=250)[0]
+    assert doc.page_content == TEXTS[best]
+    store.delete_collection()
+
+
+def test_plain_langchain_embeddings_are_accepted(client) -> None:
+    emb = PlainEmbeddings(96)
+    store = MatryoshkaChroma(_name(), emb, client=client, coarse_dim=32)
+    assert store.full_dim == 96
+    store.add_texts(TEXTS[:30])
+    assert store.similarity_search(TEXTS[4], k=1)[0].page_content == TEXTS[4]
+    meta = store.collection.metadata
+    assert meta["medrag:model"] == "PlainEmbeddings" and meta["medrag:full_dim"] == 96
+    store.delete_collection()
+
+
+def test_filters_apply_in_stage_one(store: MatryoshkaChroma) -> None:
+    store.add_texts(TEXTS[:60], [{"parity": i % 2} for i in range(60)])
+    hits = store.similarity_search(TEXTS[4], k=5, filter={"parity": 1})
+    assert len(hits) == 5 and all(h.metadata["parity"] == 1 for h in hits)
+    assert TEXTS[4] not in [h.page_content for h in hits]
+    hits = store.similarity_search(TEXTS[4], k=5, where_document={"$contains": "patient 4"})
+    assert hits and all("patient 4" in h.page_content for h in hits)
+
+
+def test_mmr_and_retrievers(store: MatryoshkaChroma) -> None:
+    store.add_texts(TEXTS[:40])
+    store.add_texts([TEXTS[5]], ids=["dup-5"])  # an exact duplicate of one passage
+    mmr = store.max_marginal_relevance_search(TEXTS[5], k=3, fetch_k=10, lambda_mult=0.1)
+    assert len(mmr) == 3 and mmr[0].page_content == TEXTS[5]
+    assert sum(d.page_content == TEXTS[5] for d in mmr) == 1  # diversity drops the duplicate
+    sim = store.as_retriever(search_kwargs={"k": 2}).invoke(TEXTS[9])
+    assert [d.page_content for d in sim][0] == TEXTS[9] and len(sim) == 2
+    mmr_r = store.as_retriever(search_type="mmr", search_kwargs={"k": 2, "fetch_k": 8}).invoke(TEXTS[9])
+    assert len(mmr_r) == 2 and mmr_r[0].page_content == TEXTS[9]
+    thr = store.as_retriever(search_type="similarity_score_threshold",
+                             search_kwargs={"k": 5, "score_threshold": 0.9}).invoke(TEXTS[9])
+    assert [d.page_content for d in thr] == [TEXTS[9]]  # fake vectors of other texts are ~orthogonal
+    rel = store.similarity_search_with_relevance_scores(TEXTS[9], k=2)
+    assert rel[0][1] == pytest.approx(1.0, abs=1e-3) and rel[1][1] < 0.9
+
+
+async def test_async_api(store: MatryoshkaChroma) -> None:
+    ids = await store.aadd_texts(TEXTS[:20], ids=[f"a{i}" for i in range(20)])
+    assert ids[0] == "a0"
+    docs = await store.asimilarity_search(TEXTS[2], k=2)
+    assert docs[0].id == "a2"
+    assert (await store.aget_by_ids(["a3", "zz"]))[0].page_content == TEXTS[3]
+    mmr = await store.amax_marginal_relevance_search(TEXTS[2], k=2, fetch_k=5)
+    assert mmr[0].id == "a2"
+    await store.adelete(["a2"])
+    assert (await store.asimilarity_search(TEXTS[2], k=1))[0].id != "a2"
+    got = await asyncio.gather(*(store.asimilarity_search_with_score(TEXTS[i], k=1) for i in range(5, 9)))
+    assert [g[0][0].id for g in got] == ["a5", "a6", "a7", "a8"]
+
+
+def test_from_texts_and_documents(client, fake) -> None:
+    name = _name()
+    s = MatryoshkaChroma.from_texts(TEXTS[:5], fake, metadatas=[{"i": i} for i in range(5)], ids=list("abcde"),
+                                    collection_name=name, client=client, candidates=20)
+    assert s.candidates == 20 and s.get_by_ids(["c"])[0].metadata == {"i": 2}
+    s2 = MatryoshkaChroma.from_documents([Document(page_content="une autre", metadata={"x": 1}, id="f")], fake,
+                                         collection_name=name, client=client)
+    assert len(s2) == 6
+    s2.delete_collection()
+
+
+def test_persistent_reopen_sees_full_vectors(tmp_path, fake) -> None:
+    import chromadb
+
+    path = str(tmp_path / "db")
+    s = MatryoshkaChroma("persist", fake, persist_directory=path)
+    ids = s.add_texts(TEXTS[:30])
+    before = s.similarity_search_with_score(TEXTS[3], k=5)
+    del s
+    code = (
+        "import chromadb, sys; sys.path.insert(0, sys.argv[2]);"
+        "from tests.medrag.test_store import FakeMatryoshkaEmbeddings as F;"
+        "from medrag import MatryoshkaChroma as M;"
+        "s = M('persist', F(), persist_directory=sys.argv[1]);"
+        "print(s.similarity_search(sys.argv[3], k=1)[0].id)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, path, str(REPO), TEXTS[3]], capture_output=True, text=True,
+                         timeout=120, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == ids[3]
+    s = MatryoshkaChroma("persist", fake, client=chromadb.PersistentClient(path))
+    after = s.similarity_search_with_score(TEXTS[3], k=5)
+    assert [(d.id, round(x, 5)) for d, x in after] == [(d.id, round(x, 5)) for d, x in before]
+
+
+# ---------------------------------------------------------------------------- contract
+
+
+def test_reopen_with_other_model_or_sizes_fails_before_writing(client, fake) -> None:
+    name = _name()
+    s = MatryoshkaChroma(name, fake, client=client)
+    s.add_texts(TEXTS[:10], ids=[str(i) for i in range(10)])
+    snap = _snapshot(s)
+    cases = [
+        (dict(embedding_function=FakeMatryoshkaEmbeddings(128, seed=1)), "fingerprint"),
+        (dict(embedding_function=FakeMatryoshkaEmbeddings(256)), "full_dim"),
+        (dict(embedding_function=fake, coarse_dim=32), "coarse_dim"),
+        (dict(embedding_function=fake, full_encoding="float16"), "encoding"),
+    ]
+    for kwargs, word in cases:
+        with pytest.raises(CollectionMismatchError, match=word):
+            MatryoshkaChroma(name, client=client, **kwargs)
+    assert _snapshot(s) == snap
+    assert MatryoshkaChroma(name, fake, client=client).similarity_search(TEXTS[1], k=1)[0].id == "1"
+    s.delete_collection()
+
+
+def test_foreign_collection_is_refused_then_reindexed(client, fake) -> None:
+    from langchain_chroma import Chroma
+
+    name = _name()
+    plain = Chroma(collection_name=name, embedding_function=fake, client=client)
+    plain.add_texts(TEXTS[:25], [{"k": i} for i in range(25)], ids=[f"p{i}" for i in range(25)])
+    before = client.get_collection(name).get(include=["documents", "metadatas", "embeddings"])
+    with pytest.raises(CollectionMismatchError, match="not created by MatryoshkaChroma"):
+        MatryoshkaChroma(name, fake, client=client)
+    new = MatryoshkaChroma.reindex(client, name, name + "-m", fake)
+    assert len(new) == 25
+    doc = new.similarity_search(TEXTS[8], k=1)[0]
+    assert (doc.id, doc.metadata) == ("p8", {"k": 8})
+    after = client.get_collection(name).get(include=["documents", "metadatas", "embeddings"])
+    assert after["ids"] == before["ids"] and after["metadatas"] == before["metadatas"]
+    np.testing.assert_array_equal(after["embeddings"], before["embeddings"])
+    client.delete_collection(name)
+    new.delete_collection()
+
+
+def test_missing_collection_without_create(client, fake) -> None:
+    with pytest.raises(CollectionMismatchError, match="does not exist"):
+        MatryoshkaChroma(_name(), fake, client=client, create_collection_if_not_exists=False)
+
+
+def test_bad_constructor_arguments(fake) -> None:
+    with pytest.raises(DimensionError):
+        MatryoshkaChroma(_name(), fake, coarse_dim=128)
+    with pytest.raises(ValueError, match="full_encoding"):
+        MatryoshkaChroma(_name(), fake, full_encoding="int4")
+    with pytest.raises(ValueError, match="candidates"):
+        MatryoshkaChroma(_name(), fake, candidates=0)
+    with pytest.raises(ValueError, match="embedding_function"):
+        MatryoshkaChroma(_name())
+
+
+# ---------------------------------------------------------------------------- consistency and bad input
+
+
+def test_upsert_and_deterministic_ids(client, fake) -> None:
+    s = MatryoshkaChroma(_name(), fake, client=client, deterministic_ids=True)
+    ids = s.add_texts(TEXTS[:10], [{"v": 1}] * 10)
+    assert ids == s.add_texts(TEXTS[:10], [{"v": 1}] * 10) and len(s) == 10
+    assert ids[0] == MatryoshkaChroma.content_id(TEXTS[0], {"v": 1})
+    s.add_texts(["nouveau texte", "texte final"], [{"v": 2}, {"v": 3}], ids=[ids[0], ids[0]])
+    assert len(s) == 10
+    doc = s.get_by_ids([ids[0]])[0]
+    assert (doc.page_content, doc.metadata) == ("texte final", {"v": 3})
+    full = s.get_full_vectors([ids[0]])[ids[0]]
+    assert float(full @ fake.encode_documents(["texte final"])[0]) / np.linalg.norm(full) > 0.9999
+    s.delete_collection()
+
+
+def test_rejected_calls_change_nothing(store: MatryoshkaChroma) -> None:
+    ids = store.add_texts(TEXTS[:20], [{"n": i} for i in range(20)], ids=[f"r{i}" for i in range(20)])
+    snap = _snapshot(store)
+    q = np.ones(128, np.float32)
+    bad_calls = [
+        (lambda: store.similarity_search(TEXTS[0], k=0), ValueError, "k must be"),
+        (lambda: store.similarity_search(TEXTS[0], k=-1), ValueError, "k must be"),
+        (lambda: store.similarity_search(TEXTS[0], k=5, candidates=4), ValueError, "candidates"),
+        (lambda: store.similarity_search(""), ValueError, "empty"),
+        (lambda: store.similarity_search("   "), ValueError, "empty"),
+        (lambda: store.similarity_search_by_vector(np.full(128, np.nan)), ValueError, "NaN"),
+        (lambda: store.similarity_search_by_vector(np.r_[q[:-1], np.inf]), ValueError, "NaN or infinite"),
+        (lambda: store.similarity_search_by_vector(q[:64]), DimensionError, "full-size"),
+        (lambda: store.similarity_search_by_vector(np.zeros(128)), ValueError, "zeros"),
+        (lambda: store.add_texts(["ok", ""], ids=["r1", "x"]), ValueError, "index 1"),
+        (lambda: store.add_texts(["ok", "ok2"], [{"a": 1}, {"bad": {"nested": 1}}], ids=["r1", "x"]), ValueError,
+         "metadata at index 1"),
+        (lambda: store.add_texts(["ok"], [{"bad": object()}], ids=["r1"]), ValueError, "metadata at index 0"),
+        (lambda: store.add_texts(["ok"], [{FULL_KEY: "x"}], ids=["r1"]), ValueError, "reserved"),
+        (lambda: store.add_texts(["ok", "ok2"], ids=["r1"]), ValueError, "ids"),
+        (lambda: store.add_texts(["ok"], [{}, {}]), ValueError, "metadatas"),
+        (lambda: store.add_texts(["ok"], ids=[""]), ValueError, "id at index 0"),
+        (lambda: store.delete(None), ValueError, "ids"),
+        (lambda: store.max_marginal_relevance_search(TEXTS[0], k=5, fetch_k=2), ValueError, "fetch_k"),
+    ]
+    for call, exc, msg in bad_calls:
+        with pytest.raises(exc, match=msg):
+            call()
+    assert _snapshot(store) == snap
+    # Unknown ids: documented no-ops.
+    store.delete(["nope", "nada"])
+    assert store.get_by_ids(["nope", "r3", "r1"]) == [
+        Document(id="r3", page_content=TEXTS[3], metadata={"n": 3}),
+        Document(id="r1", page_content=TEXTS[1], metadata={"n": 1}),
+    ]
+    assert _snapshot(store) == snap and len(ids) == 20
+
+
+def test_search_on_empty_store_and_small_collections(store: MatryoshkaChroma) -> None:
+    assert store.similarity_search("rien", k=3) == []
+    store.add_texts(TEXTS[:2])
+    assert len(store.similarity_search("rien", k=10)) == 2
+
+
+def test_codec_roundtrip() -> None:
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal((50, 384)).astype(np.float32)
+    v[3] = 0
+    for enc, tol in (("float32", 0), ("float16", 1e-2), ("int8", 2e-2)):
+        back = decode_rows(encode_rows(v, enc), enc, 384)
+        assert back.shape == v.shape and np.abs(back - v).max() <= tol * np.abs(v).max()
+        with pytest.raises(ValueError):
+            decode_rows(encode_rows(v[:, :100], enc), enc, 384)
+
+
+def test_threads_query_while_another_adds(store: MatryoshkaChroma) -> None:
+    store.add_texts(TEXTS[:50], ids=[f"base{i}" for i in range(50)])
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    counts = [0] * 8
+
+    def reader(n: int) -> None:
+        rng = random.Random(n)
+        try:
+            while not stop.is_set():
+                i = rng.randrange(50)
+                hits = store.similarity_search_with_score(TEXTS[i], k=5)
+                assert len(hits) == 5
+                assert hits[0][0].id == f"base{i}" and hits[0][1] == pytest.approx(0, abs=1e-3)
+                for doc, dist in hits:
+                    assert isinstance(doc.page_content, str) and doc.page_content
+                    assert FULL_KEY not in doc.metadata and -1e-3 <= dist <= 2 + 1e-3
+                counts[n] += 1
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    try:
+        for start in range(50, 300, 25):
+            store.add_texts(TEXTS[start:start + 25], batch_size=10)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    assert not errors, errors[0]
+    assert all(c > 0 for c in counts) and len(store) == 300
+
+
+# ---------------------------------------------------------------------------- crash safety
+
+_WORKER = r"""
+import sys
+sys.path.insert(0, sys.argv[3])
+from medrag import MatryoshkaChroma, MatryoshkaEmbeddings, load_model
+emb = MatryoshkaEmbeddings(load_model(sys.argv[2], device="cpu"), show_progress=False)
+n = int(sys.argv[4])
+texts = [f"document {i} : bilan sanguin, ferritine {i % 101}, CRP {i % 37}, patient {i % 13}" for i in range(n)]
+store = MatryoshkaChroma("crash", emb, persist_directory=sys.argv[1], deterministic_ids=True)
+print("start", flush=True)
+store.add_texts(texts, [{"i": i} for i in range(n)], batch_size=250, show_progress=False)
+print("done", len(store), flush=True)
+"""
+
+
+@pytest.mark.integration
+def test_sigkill_during_add_then_resume(tmp_path, tiny_model_dir, tiny_embeddings) -> None:
+    """A process adding 10,000 texts is SIGKILLed at random moments; the store stays consistent
+    and re-running the same add completes it."""
+    import chromadb
+
+    n = 10_000
+    path = str(tmp_path / "db")
+    worker = tmp_path / "worker.py"
+    worker.write_text(_WORKER)
+    cmd = [sys.executable, str(worker), path, str(tiny_model_dir), str(REPO), str(n)]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    rng = random.Random(1234)
+    seen_counts = []
+    for attempt in range(3):
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        assert proc.stdout.readline().strip() == "start"
+        time.sleep(rng.uniform(1.0, 12.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        store = MatryoshkaChroma("crash", tiny_embeddings, client=chromadb.PersistentClient(path),
+                                 deterministic_ids=True)
+        res = store.collection.get(include=["metadatas"])
+        seen_counts.append(len(res["ids"]))
+        # Every record carries a decodable full vector; stage 1 never returns one without it.
+        full = decode_rows([m[FULL_KEY] for m in res["metadatas"]], "int8", 128)
+        assert np.isfinite(full).all() and (np.linalg.norm(full, axis=1) > 0.5).all()
+        if res["ids"]:
+            hits = store.similarity_search_with_score("bilan sanguin ferritine", k=10, candidates=200)
+            assert len(hits) == min(10, len(res["ids"]))
+        del store
+    assert max(seen_counts) < n, f"the worker finished before it was killed: {seen_counts}"
+    assert max(seen_counts) > 0, f"no batch was committed before the kills: {seen_counts}"
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == str(n)
+    store = MatryoshkaChroma("crash", tiny_embeddings, client=chromadb.PersistentClient(path), deterministic_ids=True)
+    assert len(store) == n
+    texts = [f"document {i} : bilan sanguin, ferritine {i % 101}, CRP {i % 37}, patient {i % 13}" for i in (0, 4321, n - 1)]
+    ids = [MatryoshkaChroma.content_id(t, {"i": i}) for t, i in zip(texts, (0, 4321, n - 1))]
+    got = store.get_full_vectors(ids)
+    exp = tiny_embeddings.encode_documents(texts)
+    for i, id_ in enumerate(ids):
+        assert float(got[id_] @ exp[i]) / np.linalg.norm(got[id_]) > 0.9999
+
+
+# ---------------------------------------------------------------------------- langchain-tests
+
+
+class _Standard(VectorStoreIntegrationTests):
+    @staticmethod
+    def get_embeddings() -> Embeddings:
+        return FakeMatryoshkaEmbeddings(128)
+
+
+class TestStandardEmbedded(_Standard):
+    @pytest.fixture
+    def vectorstore(self, tmp_path):
+        import chromadb
+
+        store = MatryoshkaChroma(_name(), self.get_embeddings(), client=chromadb.PersistentClient(str(tmp_path / "c")))
+        yield store
+        store.delete_collection()
+
+
+class TestStandardServer(_Standard):
+    @pytest.fixture
+    def vectorstore(self, chroma_server):
+        import chromadb
+
+        host, port = chroma_server
+        store = MatryoshkaChroma(_name(), self.get_embeddings(), client=chromadb.HttpClient(host=host, port=port))
+        yield store
+        store.delete_collection()
