@@ -27,11 +27,17 @@ def register(sub: "argparse._SubParsersAction") -> None:
                         "is the baseline ('initial')")
     p.add_argument("--label", action="append", default=None, help="name of each --model in tables (same order)")
     p.add_argument("--data", required=True, metavar="PATH_OR_ID",
-                   help="FrenchMedMCQA folder, JSONL/JSON pairs file, or (with the finetune loaders) a hub id")
-    p.add_argument("--split", default="test", help="held-out split of a FrenchMedMCQA folder (default: test)")
+                   help="FrenchMedMCQA folder, pairs file (.jsonl/.json/.csv/.parquet) or hub dataset id")
+    p.add_argument("--split", default=None,
+                   help="held-out split: of a FrenchMedMCQA folder (default test) or a hub dataset (default "
+                        "test/validation); 'all' evaluates every pair of a pairs file (default: the share of "
+                        "questions that finetune holds out)")
+    p.add_argument("--eval-fraction", type=float, default=0.1,
+                   help="held-out share of distinct questions of a pairs file without splits (as finetune; 0.1)")
+    p.add_argument("--split-seed", type=int, default=42, help="seed of that held-out split (as finetune; 42)")
     p.add_argument("--question-column", default="anchor", help="question column of a pairs file")
     p.add_argument("--answer-column", default="positive", help="answer column of a pairs file")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N records (quick runs)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N held-out pairs (quick runs)")
     p.add_argument("--sizes", type=int, nargs="+", default=None, help="sizes to evaluate (default: trained sizes)")
     p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), help="metrics (ndcg@k mrr@k map@k recall@k)")
     p.add_argument("--primary-metric", default="ndcg@10", help="metric of the table, tests, plot and recommendations")
@@ -83,7 +89,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         except ImportError as exc:
             raise MedragError(f"--store needs medrag.store (MatryoshkaChroma): {exc}") from exc
     task = load_task(args.data, split=args.split, question_column=args.question_column,
-                     answer_column=args.answer_column, limit=args.limit)
+                     answer_column=args.answer_column, eval_fraction=args.eval_fraction,
+                     split_seed=args.split_seed, limit=args.limit)
     print(f"task {task.name}: {len(task.queries)} queries, {len(task.corpus)} documents")
     embeddings = [MatryoshkaEmbeddings(spec, device=args.device, batch_size=args.batch_size, show_progress=True)
                   for spec in args.model]
