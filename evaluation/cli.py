@@ -62,6 +62,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--coarse-dim", type=int, default=64, help="coarse size of the store (with --store; default 64)")
     p.add_argument("--candidates", type=int, default=None,
                    help="candidates passed to the rerank (with --store; default: the store's default)")
+    p.add_argument("--candidates-sweep", type=int, nargs="+", default=None, metavar="N",
+                   help="with --store: also measure these candidates values on the same index")
     p.add_argument("--device", default=None, help="cpu, cuda... (default: CUDA when available)")
     p.add_argument("--batch-size", type=int, default=32, help="encoding batch size")
     p.set_defaults(func=_evaluate, _parser=p)
@@ -111,8 +113,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         from evaluation.store_eval import evaluate_store
 
         for emb, m in zip(embeddings, report.models):
-            report.store[m.label] = evaluate_store(emb, task, coarse_dim=args.coarse_dim, candidates=args.candidates,
-                                                   cache=cache)
+            try:
+                report.store[m.label] = evaluate_store(emb, task, coarse_dim=args.coarse_dim,
+                                                       candidates=args.candidates, cache=cache,
+                                                       sweep=args.candidates_sweep or ())
+            except ValueError as exc:  # candidates below k, bad coarse size: user input
+                if isinstance(exc, DataError) or type(exc).__module__.startswith("medrag"):
+                    raise
+                raise DataError(str(exc)) from exc
     paths = report.write(args.out, plot=not args.no_plot)
     print()
     if len(report.models) >= 2:

@@ -90,13 +90,14 @@ def test_store_option_adds_the_store_table(tiny_model_dir, pairs_file, tmp_path,
     out = tmp_path / "r"
     argv = ["evaluate", "--model", str(tiny_model_dir), "--data", str(pairs_file), "--split", "all", "--out", str(out),
             "--cache-dir", str(tmp_path / "cache"), "--bootstrap", "50", "--resamples", "50", "--no-plot",
-            "--device", "cpu", "--store", "--candidates", "3"]
+            "--device", "cpu", "--store", "--candidates", "10", "--candidates-sweep", "10", "12"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "store-level retrieval" in printed and "| funnel_exact |" in printed
     data = json.loads((out / "report.json").read_text())
     store = data["store"][str(tiny_model_dir)]
-    assert store["settings"]["candidates"] == 3
+    assert store["settings"]["candidates"] == 10
+    assert [r["candidates"] for r in store["candidates_sweep"]] == [10, 12]
     assert store["methods"]["store"]["means"] == store["methods"]["funnel_exact"]["means"]
     assert "Store-level retrieval" in (out / "report.md").read_text()
 
