@@ -94,8 +94,12 @@ def _evaluate(args: argparse.Namespace) -> int:
                      answer_column=args.answer_column, eval_fraction=args.eval_fraction,
                      split_seed=args.split_seed, limit=args.limit)
     print(f"task {task.name}: {len(task.queries)} queries, {len(task.corpus)} documents")
-    embeddings = [MatryoshkaEmbeddings(spec, device=args.device, batch_size=args.batch_size, show_progress=True)
-                  for spec in args.model]
+    loaded: dict[str, MatryoshkaEmbeddings] = {}  # a spec given twice is loaded once
+    for spec in args.model:
+        if spec not in loaded:
+            loaded[spec] = MatryoshkaEmbeddings(spec, device=args.device, batch_size=args.batch_size,
+                                                show_progress=True)
+    embeddings = [loaded[spec] for spec in args.model]
     cache = EmbeddingCache(args.cache_dir, enabled=not args.no_cache)
     try:
         report = evaluate_models(
