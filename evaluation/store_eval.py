@@ -179,6 +179,7 @@ def evaluate_store(embeddings, task: IRTask, *, coarse_dim: int = 64, candidates
                                        collection_name=name, **kwargs)
     index_s = time.perf_counter() - t0
     n_cand = int(candidates if candidates is not None else getattr(store, "candidates", None) or 100)
+
     def funnel(n: int):
         return _timed_numpy(lambda i: _exact_funnel(q_coarse[i], q_full[i], d_coarse, d_full, dids, n, k), len(qids))
 
