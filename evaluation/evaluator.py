@@ -173,7 +173,8 @@ def evaluate_models(
                 "edge_tolerance": edge_tolerance, "cache": str(cache.folder) if cache.enabled else None,
                 "cache_hits": cache.hits, "cache_misses": cache.misses}
     return EvaluationReport(task_info=_task_info(task), metrics=metrics, primary_metric=primary_metric,
-                            models=results, comparisons=comparisons, settings=settings, command=command)
+                            models=results, comparisons=comparisons, settings=settings, command=command,
+                            query_ids=list(task.queries))
 
 
 def _cis(res: SizeResult, metrics: Sequence[str], n_bootstrap: int, confidence: float,
