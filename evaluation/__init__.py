@@ -3,6 +3,15 @@
 Imports are lazy; see the submodules:
 
 - :mod:`evaluation.task`: :class:`IRTask`, the queries / corpus / relevance judgements of one evaluation;
+- :mod:`evaluation.data`: :func:`load_task`, the held-out task of a dataset (through :mod:`finetune.data`);
 - :mod:`evaluation.metrics`: NDCG@k, MRR@k, MAP@k, Recall@k, per query, from ranked lists;
-- :mod:`evaluation.retrieval`: :func:`evaluate_embeddings`, every metric at every size from one encoding.
+- :mod:`evaluation.retrieval`: every metric at every size from one full-size encoding;
+- :mod:`evaluation.cache`: :class:`EmbeddingCache`, full-size vectors on disk (no re-encoding);
+- :mod:`evaluation.stats`: bootstrap confidence intervals, paired permutation / bootstrap tests;
+- :mod:`evaluation.recommend`: the seed's three size tiers, and writing them into ``matryoshka.json``;
+- :mod:`evaluation.evaluator`: :func:`evaluate_models`, all of the above for one or more models;
+- :mod:`evaluation.report`: :class:`EvaluationReport`, the seed's table as Markdown / CSV / JSON, the report folder;
+- :mod:`evaluation.plots`: the metric against size (log2), one line per model, CI bands;
+- :mod:`evaluation.store_eval`: :func:`evaluate_store`, the two-stage store against flat and coarse search;
+- :mod:`evaluation.cli`: ``medrag evaluate``.
 """

@@ -27,11 +27,17 @@ def register(sub: "argparse._SubParsersAction") -> None:
                         "is the baseline ('initial')")
     p.add_argument("--label", action="append", default=None, help="name of each --model in tables (same order)")
     p.add_argument("--data", required=True, metavar="PATH_OR_ID",
-                   help="FrenchMedMCQA folder, JSONL/JSON pairs file, or (with the finetune loaders) a hub id")
-    p.add_argument("--split", default="test", help="held-out split of a FrenchMedMCQA folder (default: test)")
+                   help="FrenchMedMCQA folder, pairs file (.jsonl/.json/.csv/.parquet) or hub dataset id")
+    p.add_argument("--split", default=None,
+                   help="held-out split: of a FrenchMedMCQA folder (default test) or a hub dataset (default "
+                        "test/validation); 'all' evaluates every pair of a pairs file (default: the share of "
+                        "questions that finetune holds out)")
+    p.add_argument("--eval-fraction", type=float, default=0.1,
+                   help="held-out share of distinct questions of a pairs file without splits (as finetune; 0.1)")
+    p.add_argument("--split-seed", type=int, default=42, help="seed of that held-out split (as finetune; 42)")
     p.add_argument("--question-column", default="anchor", help="question column of a pairs file")
     p.add_argument("--answer-column", default="positive", help="answer column of a pairs file")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N records (quick runs)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N held-out pairs (quick runs)")
     p.add_argument("--sizes", type=int, nargs="+", default=None, help="sizes to evaluate (default: trained sizes)")
     p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), help="metrics (ndcg@k mrr@k map@k recall@k)")
     p.add_argument("--primary-metric", default="ndcg@10", help="metric of the table, tests, plot and recommendations")
@@ -56,6 +62,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--coarse-dim", type=int, default=64, help="coarse size of the store (with --store; default 64)")
     p.add_argument("--candidates", type=int, default=None,
                    help="candidates passed to the rerank (with --store; default: the store's default)")
+    p.add_argument("--candidates-sweep", type=int, nargs="+", default=None, metavar="N",
+                   help="with --store: also measure these candidates values on the same index")
     p.add_argument("--device", default=None, help="cpu, cuda... (default: CUDA when available)")
     p.add_argument("--batch-size", type=int, default=32, help="encoding batch size")
     p.set_defaults(func=_evaluate, _parser=p)
@@ -83,10 +91,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         except ImportError as exc:
             raise MedragError(f"--store needs medrag.store (MatryoshkaChroma): {exc}") from exc
     task = load_task(args.data, split=args.split, question_column=args.question_column,
-                     answer_column=args.answer_column, limit=args.limit)
+                     answer_column=args.answer_column, eval_fraction=args.eval_fraction,
+                     split_seed=args.split_seed, limit=args.limit)
     print(f"task {task.name}: {len(task.queries)} queries, {len(task.corpus)} documents")
-    embeddings = [MatryoshkaEmbeddings(spec, device=args.device, batch_size=args.batch_size, show_progress=True)
-                  for spec in args.model]
+    loaded: dict[str, MatryoshkaEmbeddings] = {}  # a spec given twice is loaded once
+    for spec in args.model:
+        if spec not in loaded:
+            loaded[spec] = MatryoshkaEmbeddings(spec, device=args.device, batch_size=args.batch_size,
+                                                show_progress=True)
+    embeddings = [loaded[spec] for spec in args.model]
     cache = EmbeddingCache(args.cache_dir, enabled=not args.no_cache)
     try:
         report = evaluate_models(
@@ -104,8 +117,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         from evaluation.store_eval import evaluate_store
 
         for emb, m in zip(embeddings, report.models):
-            report.store[m.label] = evaluate_store(emb, task, coarse_dim=args.coarse_dim, candidates=args.candidates,
-                                                   cache=cache)
+            try:
+                report.store[m.label] = evaluate_store(emb, task, coarse_dim=args.coarse_dim,
+                                                       candidates=args.candidates, cache=cache,
+                                                       sweep=args.candidates_sweep or ())
+            except ValueError as exc:  # candidates below k, bad coarse size: user input
+                if isinstance(exc, DataError) or type(exc).__module__.startswith("medrag"):
+                    raise
+                raise DataError(str(exc)) from exc
     paths = report.write(args.out, plot=not args.no_plot)
     print()
     if len(report.models) >= 2:

@@ -135,6 +135,10 @@ def evaluate_models(
         bad = [d for d in sizes if not 1 <= d <= emb.full_dim]
         if bad:
             raise DimensionError(f"sizes {bad} are outside 1..{emb.full_dim} for model {emb.spec!r}")
+        untrained = [d for d in sizes if d not in emb.dims]
+        if untrained and dims is not None:
+            logger.warning("sizes %s are not trained sizes of %s (trained: %s); they are evaluated by truncation anyway",
+                           untrained, emb.spec, emb.dims)
         label = labels[i] if i < len(labels) else emb.spec
         if label in {r.label for r in results}:
             label = f"{label} #{i + 1}"
@@ -169,7 +173,8 @@ def evaluate_models(
                 "edge_tolerance": edge_tolerance, "cache": str(cache.folder) if cache.enabled else None,
                 "cache_hits": cache.hits, "cache_misses": cache.misses}
     return EvaluationReport(task_info=_task_info(task), metrics=metrics, primary_metric=primary_metric,
-                            models=results, comparisons=comparisons, settings=settings, command=command)
+                            models=results, comparisons=comparisons, settings=settings, command=command,
+                            query_ids=list(task.queries))
 
 
 def _cis(res: SizeResult, metrics: Sequence[str], n_bootstrap: int, confidence: float,

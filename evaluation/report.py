@@ -12,6 +12,7 @@ p-value of the paired test, which the seed lacked). :meth:`EvaluationReport.writ
   timings, settings, task hash, the exact command);
 - ``report.md``: the tables in Markdown;
 - ``comparison.csv`` (two models or more) and ``metrics.csv`` (long format: model, size, metric, mean, CI);
+- ``per_query.csv``: every metric of every query at every size, per model;
 - ``ndcg_vs_size.png`` (:func:`evaluation.plots.plot_metric_vs_size`).
 
 Example::
@@ -49,6 +50,7 @@ class EvaluationReport:
         settings: bootstrap, test and cache settings.
         command: the command line that produced the report, if any.
         store: model label -> :class:`~evaluation.store_eval.StoreEvalResult` (``medrag evaluate --store``).
+        query_ids: the task's query ids, in the order of the per-query arrays.
     """
 
     task_info: dict[str, Any]
@@ -59,6 +61,7 @@ class EvaluationReport:
     settings: dict[str, Any] = field(default_factory=dict)
     command: str | None = None
     store: dict[str, Any] = field(default_factory=dict)
+    query_ids: list[str] = field(default_factory=list)
 
     # ------------------------------------------------------------------ data
 
@@ -150,6 +153,19 @@ class EvaluationReport:
                                  "ci_low": ci.low, "ci_high": ci.high})
         return rows
 
+    def per_query_table(self) -> str:
+        """CSV of every per-query value: ``model, dimension, query_id`` and one column per metric
+        (for your own tests or plots; the query ids are those of the task, see :class:`IRTask`)."""
+        rows = []
+        for m in self.models:
+            for dim in sorted(m.sizes, reverse=True):
+                pq = m.sizes[dim].per_query
+                ids = self.query_ids or [str(i) for i in range(len(pq[self.metrics[0]]))]
+                for i, qid in enumerate(ids):
+                    rows.append({"model": m.label, "dimension": dim, "query_id": qid,
+                                 **{x: float(pq[x][i]) for x in self.metrics}})
+        return _csv(["model", "dimension", "query_id", *self.metrics], rows)
+
     def metrics_table(self, fmt: str = "markdown", model: str | int | None = None) -> str:
         """Every metric at every size with its CI, per model (Markdown), or the long rows (CSV/JSON)."""
         rows = self.metrics_rows()
@@ -218,6 +234,8 @@ class EvaluationReport:
         paths["json"].write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
         paths["markdown"].write_text(self.to_markdown(), encoding="utf-8")
         paths["metrics_csv"].write_text(self.metrics_table(fmt="csv"), encoding="utf-8")
+        paths["per_query_csv"] = out / "per_query.csv"
+        paths["per_query_csv"].write_text(self.per_query_table(), encoding="utf-8")
         if len(self.models) >= 2:
             paths["comparison_csv"] = out / "comparison.csv"
             paths["comparison_csv"].write_text(self.comparison_table(fmt="csv"), encoding="utf-8")

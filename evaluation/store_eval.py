@@ -75,6 +75,7 @@ class StoreEvalResult:
     metrics: list[str]
     settings: dict = field(default_factory=dict)
     encode_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    sweep: list[dict] = field(default_factory=list)
 
     def ndcg_gap(self, method: str = "store", metric: str = "ndcg@10") -> float:
         """``flat - method`` for ``metric``: how much quality the method gives up against exact full-size search."""
@@ -85,7 +86,7 @@ class StoreEvalResult:
                 "methods": {name: {"means": m.means, "latency_ms": _latency(m.latencies_ms)}
                             for name, m in self.methods.items()},
                 "gap_vs_flat": {name: self.ndcg_gap(name, self.metrics[0]) for name in self.methods},
-                "encode_latency_ms": _latency(self.encode_ms)}
+                "encode_latency_ms": _latency(self.encode_ms), "candidates_sweep": self.sweep}
 
     def to_markdown(self) -> str:
         s = self.settings
@@ -95,7 +96,8 @@ class StoreEvalResult:
                  "|---|" + "---:|" * (len(self.metrics) + 3)]
         for name, m in self.methods.items():
             cells = " | ".join(f"{m.means[x]:.4f}" for x in self.metrics)
-            lines.append(f"| {name} | {cells} | {-self.ndcg_gap(name, self.metrics[0]):+.4f} | "
+            delta = m.means[self.metrics[0]] - self.methods["flat"].means[self.metrics[0]]
+            lines.append(f"| {name} | {cells} | {delta + 0.0:+.4f} | "
                          f"{m.p50_ms:.2f} | {m.p95_ms:.2f} |")
         if self.encode_ms.size:
             enc = _latency(self.encode_ms)
@@ -103,12 +105,21 @@ class StoreEvalResult:
                          f" | - | {enc['p50']:.2f} | {enc['p95']:.2f} |")
         lines += ["", "Search latencies exclude query encoding (timed separately on "
                   f"{self.encode_ms.size} queries); store = coarse Chroma search + full-size rerank."]
+        if self.sweep:
+            m0 = self.metrics[0]
+            lines += ["", f"Candidates sweep (flat {m0} = {self.methods['flat'].means[m0]:.4f}):", "",
+                      f"| candidates | store {m0} | Δ vs flat | funnel_exact {m0} | Δ vs flat | store p50 ms | "
+                      "store p95 ms |", "|---:|---:|---:|---:|---:|---:|---:|"]
+            for row in self.sweep:
+                lines.append(f"| {row['candidates']} | {row['store'][m0]:.4f} | {row['store_gap'] + 0.0:+.4f} | "
+                             f"{row['funnel_exact'][m0]:.4f} | {row['funnel_exact_gap'] + 0.0:+.4f} | "
+                             f"{row['store_latency_ms']['p50']:.2f} | {row['store_latency_ms']['p95']:.2f} |")
         return "\n".join(lines)
 
 
 def evaluate_store(embeddings, task: IRTask, *, coarse_dim: int = 64, candidates: int | None = None,
                    metrics: Sequence[str] = STORE_METRICS, cache=None, store_kwargs: dict | None = None,
-                   encode_sample: int = 50) -> StoreEvalResult:
+                   encode_sample: int = 50, sweep: Sequence[int] = ()) -> StoreEvalResult:
     """Evaluate the two-stage store against flat full-size and coarse-only search.
 
     Args:
@@ -121,6 +132,8 @@ def evaluate_store(embeddings, task: IRTask, *, coarse_dim: int = 64, candidates
         cache: an :class:`~evaluation.cache.EmbeddingCache` for the full-size vectors (optional).
         store_kwargs: extra keyword arguments of ``MatryoshkaChroma.from_texts``.
         encode_sample: how many queries to encode one by one to time the ``encode`` stage (0: skip).
+        sweep: other ``candidates`` values to measure on the same index (store and exact funnel), e.g.
+            ``[25, 50, 200, 400]``, to find the smallest value that meets a quality target.
 
     Raises:
         MedragError: the store is not installed (``medrag.store`` missing).
@@ -135,6 +148,9 @@ def evaluate_store(embeddings, task: IRTask, *, coarse_dim: int = 64, candidates
 
     metrics = list(metrics)
     k = max_k(metrics)
+    too_small = [c for c in [*sweep, *([candidates] if candidates is not None else [])] if c < k]
+    if too_small:
+        raise ValueError(f"candidates {too_small} are below k={k}, the deepest metric cut-off")
     qids, dids = list(task.queries), list(task.corpus)
     qtexts, dtexts = [task.queries[q] for q in qids], [task.corpus[d] for d in dids]
     relevant = [task.qrels[q] for q in qids]
@@ -163,19 +179,23 @@ def evaluate_store(embeddings, task: IRTask, *, coarse_dim: int = 64, candidates
                                        collection_name=name, **kwargs)
     index_s = time.perf_counter() - t0
     n_cand = int(candidates if candidates is not None else getattr(store, "candidates", None) or 100)
+
+    def funnel(n: int):
+        return _timed_numpy(lambda i: _exact_funnel(q_coarse[i], q_full[i], d_coarse, d_full, dids, n, k), len(qids))
+
+    sweep_rows = []
     try:
-        search_kwargs = {"candidates": candidates} if candidates is not None else {}
-        store_rank, store_ms = [], []
-        for text in qtexts:
-            t = time.perf_counter()
-            hits = store.similarity_search_with_score(text, k=k, **search_kwargs)
-            store_ms.append(1000 * (time.perf_counter() - t))
-            store_rank.append([_doc_id(doc) for doc, _score in hits])
+        store_rank, store_ms = _store_search(store, qtexts, k, candidates)
+        for n in sorted(set(sweep)):
+            s_rank, s_ms = _store_search(store, qtexts, k, n)
+            f_rank, _ = funnel(n)
+            sweep_rows.append({"candidates": n, "store": mean_metrics(per_query_metrics(s_rank, relevant, metrics)),
+                               "funnel_exact": mean_metrics(per_query_metrics(f_rank, relevant, metrics)),
+                               "store_latency_ms": _latency(np.asarray(s_ms))})
     finally:
         _drop(store)
 
-    funnel_rank, funnel_ms = _timed_numpy(
-        lambda i: _exact_funnel(q_coarse[i], q_full[i], d_coarse, d_full, dids, n_cand, k), len(qids))
+    funnel_rank, funnel_ms = funnel(n_cand)
 
     methods = {}
     for method, ranked, ms in (("flat", flat_rank, flat_ms), ("funnel_exact", funnel_rank, funnel_ms),
@@ -189,10 +209,25 @@ def evaluate_store(embeddings, task: IRTask, *, coarse_dim: int = 64, candidates
     settings = {"model": embeddings.spec, "fingerprint": embeddings.fingerprint, "queries": len(qids),
                 "corpus": len(dids), "coarse_dim": coarse_dim, "candidates": n_cand, "k": k, "full_dim": full,
                 "index_build_s": round(index_s, 3), "task_hash": task.content_hash()}
-    result = StoreEvalResult(methods, metrics, settings, np.asarray(encode_ms))
+    flat_score = methods["flat"].means[metrics[0]]
+    for row in sweep_rows:
+        row["store_gap"] = row["store"][metrics[0]] - flat_score
+        row["funnel_exact_gap"] = row["funnel_exact"][metrics[0]] - flat_score
+    result = StoreEvalResult(methods, metrics, settings, np.asarray(encode_ms), sweep_rows)
     logger.info("store evaluation: flat %.4f, store %.4f, coarse %.4f %s", methods["flat"].means[metrics[0]],
                 methods["store"].means[metrics[0]], methods["coarse"].means[metrics[0]], metrics[0])
     return result
+
+
+def _store_search(store, qtexts: list[str], k: int, candidates: int | None) -> tuple[list[list[str]], list[float]]:
+    kwargs = {"candidates": candidates} if candidates is not None else {}
+    ranks, ms = [], []
+    for text in qtexts:
+        t = time.perf_counter()
+        hits = store.similarity_search_with_score(text, k=k, **kwargs)
+        ms.append(1000 * (time.perf_counter() - t))
+        ranks.append([_doc_id(doc) for doc, _score in hits])
+    return ranks, ms
 
 
 def _latency(ms: np.ndarray) -> dict:

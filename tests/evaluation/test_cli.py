@@ -29,7 +29,7 @@ def test_evaluate_two_models_writes_report_and_metadata(tiny_model_dir, pairs_fi
     shutil.copytree(tiny_model_dir, folder)
     out = tmp_path / "report"
     argv = ["evaluate", "--model", str(base), "--model", str(folder), "--label", "base", "--label", "ft",
-            "--data", str(pairs_file), "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
+            "--data", str(pairs_file), "--split", "all", "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
             "--bootstrap", "100", "--resamples", "200", "--device", "cpu", "--write-metadata"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
@@ -54,7 +54,7 @@ def test_evaluate_two_models_writes_report_and_metadata(tiny_model_dir, pairs_fi
 
 
 def test_evaluate_single_model_prints_metrics(tiny_model_dir, pairs_file, tmp_path, capsys):
-    argv = ["evaluate", "--model", str(tiny_model_dir), "--data", str(pairs_file), "--out", str(tmp_path / "r"),
+    argv = ["evaluate", "--model", str(tiny_model_dir), "--data", str(pairs_file), "--split", "all", "--out", str(tmp_path / "r"),
             "--no-cache", "--sizes", "128", "32", "--metrics", "ndcg@10", "recall@1", "--bootstrap", "50",
             "--no-plot", "--device", "cpu"]
     assert main(argv) == 0
@@ -64,13 +64,13 @@ def test_evaluate_single_model_prints_metrics(tiny_model_dir, pairs_file, tmp_pa
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--data", "/nonexistent/data.jsonl"], "not found"),
+    (["--data", "/nonexistent/data.jsonl"], "does not exist"),
     (["--data", "PAIRS", "--metrics", "bleu@4"], "unknown metric"),
     (["--data", "PAIRS", "--sizes", "4096"], "outside"),
     (["--data", "PAIRS", "--edge-tolerance", "2"], "edge_tolerance"),
 ])
 def test_errors_are_one_line_and_exit_1(tiny_model_dir, pairs_file, tmp_path, capsys, extra, message):
-    extra = [str(pairs_file) if e == "PAIRS" else e for e in extra]
+    extra = [str(pairs_file) if e == "PAIRS" else e for e in extra] + ["--split", "all"]
     argv = ["evaluate", "--model", str(tiny_model_dir), "--out", str(tmp_path / "r"), "--no-cache",
             "--device", "cpu", *extra]
     assert main(argv) == 1
@@ -88,15 +88,16 @@ def test_store_option_adds_the_store_table(tiny_model_dir, pairs_file, tmp_path,
     fake.MatryoshkaChroma = ExactStore
     monkeypatch.setitem(sys.modules, "medrag.store", fake)
     out = tmp_path / "r"
-    argv = ["evaluate", "--model", str(tiny_model_dir), "--data", str(pairs_file), "--out", str(out),
+    argv = ["evaluate", "--model", str(tiny_model_dir), "--data", str(pairs_file), "--split", "all", "--out", str(out),
             "--cache-dir", str(tmp_path / "cache"), "--bootstrap", "50", "--resamples", "50", "--no-plot",
-            "--device", "cpu", "--store", "--candidates", "3"]
+            "--device", "cpu", "--store", "--candidates", "10", "--candidates-sweep", "10", "12"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "store-level retrieval" in printed and "| funnel_exact |" in printed
     data = json.loads((out / "report.json").read_text())
     store = data["store"][str(tiny_model_dir)]
-    assert store["settings"]["candidates"] == 3
+    assert store["settings"]["candidates"] == 10
+    assert [r["candidates"] for r in store["candidates_sweep"]] == [10, 12]
     assert store["methods"]["store"]["means"] == store["methods"]["funnel_exact"]["means"]
     assert "Store-level retrieval" in (out / "report.md").read_text()
 
@@ -106,7 +107,7 @@ def test_store_option_without_the_store_fails_before_encoding(tiny_model_dir, pa
     import sys
 
     monkeypatch.setitem(sys.modules, "medrag.store", None)  # import of medrag.store raises ImportError
-    argv = ["evaluate", "--model", str(tiny_model_dir), "--data", str(pairs_file), "--out", str(tmp_path / "r"),
+    argv = ["evaluate", "--model", str(tiny_model_dir), "--data", str(pairs_file), "--split", "all", "--out", str(tmp_path / "r"),
             "--no-cache", "--device", "cpu", "--store"]
     assert main(argv) == 1
     err = capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Loading evaluation tasks from FrenchMedMCQA folders and pairs files."""
+"""Evaluation tasks from FrenchMedMCQA folders, pairs files, through the finetune loaders."""
 
 from __future__ import annotations
 
@@ -8,69 +8,73 @@ import pytest
 
 from medrag.errors import DataError
 
-from evaluation.data import frenchmedmcqa_pairs, load_task
+from evaluation.data import load_task
 from tests.conftest import SHARED_DATA, requires_shared
 
 RECORDS = [
     {"id": "1", "question": "Quel organe produit l'insuline ?", "answers": {"a": "Le foie", "b": "Le pancréas"},
      "correct_answers": ["b"]},
     {"id": "2", "question": "Quels sont des anticoagulants ?",
-     "answers": {"a": "L'héparine", "b": "La warfarine", "c": "Le paracétamol"}, "correct_answers": ["a", "b"]},
+     "answers": {"a": "L'héparine", "b": "La warfarine", "c": "Le paracétamol"}, "correct_answers": ["b", "a"]},
     {"id": "3", "question": "Quel organe produit le glucagon ?", "answers": {"a": "Le pancréas", "b": "Le rein"},
      "correct_answers": ["a"]},
 ]
 
 
-def test_frenchmedmcqa_pairs_join_correct_options():
-    assert frenchmedmcqa_pairs(RECORDS)[1] == ("Quels sont des anticoagulants ?", "L'héparine; La warfarine")
-    with pytest.raises(DataError):
-        frenchmedmcqa_pairs([{"question": "x"}])
-
-
 def test_frenchmedmcqa_folder(tmp_path):
     (tmp_path / "test.json").write_text(json.dumps(RECORDS), encoding="utf-8")
+    (tmp_path / "dev.json").write_text(json.dumps(RECORDS[:1]), encoding="utf-8")
     task = load_task(tmp_path)
-    # 3 questions; "Le pancréas" answers two of them and is one document
+    # 3 questions; "Le pancréas" answers two of them and is one document; options joined in letter order
     assert len(task.queries) == 3 and len(task.corpus) == 2
+    assert sorted(task.corpus.values()) == ["L'héparine; La warfarine", "Le pancréas"]
     assert sum(len(v) for v in task.qrels.values()) == 3
+    assert task.name == f"{tmp_path.name}/test"
+    assert len(load_task(tmp_path, split="dev").queries) == 1
     assert len(load_task(tmp_path, limit=1).queries) == 1
-    with pytest.raises(DataError, match="dev.json"):
-        load_task(tmp_path, split="dev")
+    with pytest.raises(DataError, match="train.json"):
+        load_task(tmp_path, split="train")
 
 
-def test_jsonl_and_json_pairs(tmp_path):
-    rows = [{"anchor": "q1", "positive": "a1"}, {"anchor": "q2", "positive": "a2"}, {"anchor": "q1", "positive": "a3"}]
+def test_pairs_file_held_out_share_and_all(tmp_path):
+    rows = [{"anchor": f"question {i}", "positive": f"réponse {i}"} for i in range(40)]
+    rows.append({"anchor": "question 0", "positive": "autre réponse"})  # a question with two answers
     path = tmp_path / "pairs.jsonl"
-    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
-    task = load_task(path)
-    assert len(task.queries) == 2 and len(task.corpus) == 3
-    assert sorted(len(v) for v in task.qrels.values()) == [1, 2]
-    other = tmp_path / "qa.json"
-    other.write_text(json.dumps([{"question": "q", "answer": "a"}]), encoding="utf-8")
-    assert list(load_task(other).corpus.values()) == ["a"]
-    custom = tmp_path / "c.jsonl"
-    custom.write_text(json.dumps({"q": "x", "doc": "y"}), encoding="utf-8")
-    assert list(load_task(custom, question_column="q", answer_column="doc").queries.values()) == ["x"]
-    with pytest.raises(DataError, match="columns"):
-        load_task(custom)
-    csv_file = tmp_path / "pairs.csv"
-    csv_file.write_text('anchor,positive\n"q, 1",a1\nq2,a2\n', encoding="utf-8")
-    assert sorted(load_task(csv_file).queries.values()) == ["q, 1", "q2"]
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    everything = load_task(path, split="all")
+    assert len(everything.queries) == 40 and len(everything.corpus) == 41
+    held = load_task(path)  # the 10% of questions that finetune holds out, with the same seed
+    assert len(held.queries) == 4
+    from finetune.data import load_qa_dataset
+
+    ft = load_qa_dataset(path)
+    assert set(held.queries.values()) == {p.question for p in ft.eval}
+    assert load_task(path, split_seed=7).queries != held.queries
+    assert len(load_task(path, eval_fraction=0.5).queries) == 20
+
+
+def test_other_formats_and_columns(tmp_path):
+    other = tmp_path / "qa.csv"
+    other.write_text('q,doc\n"x, 1",y\nz,w\n', encoding="utf-8")
+    task = load_task(other, split="all", question_column="q", answer_column="doc")
+    assert sorted(task.queries.values()) == ["x, 1", "z"]
+    with pytest.raises(DataError, match="anchor"):
+        load_task(other, split="all")
 
 
 def test_bad_sources(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_task(tmp_path / "nope.jsonl")
     with pytest.raises(DataError, match="not found"):
-        load_task(tmp_path / "nope")
+        load_task("no-such-thing")
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{not json", encoding="utf-8")
-    with pytest.raises(DataError, match="not JSON"):
-        load_task(bad)
-    txt = tmp_path / "x.txt"
-    txt.write_text("anchor,positive\nq,a\n", encoding="utf-8")
-    with pytest.raises(DataError, match="unsupported"):
-        load_task(txt)
     with pytest.raises(DataError):
+        load_task(bad, split="all")
+    with pytest.raises(DataError, match="limit"):
         load_task(bad, limit=0)
+    with pytest.raises(DataError, match="no test.json"):
+        load_task(tmp_path)
 
 
 @requires_shared
@@ -78,3 +82,6 @@ def test_real_frenchmedmcqa_test_split():
     task = load_task(SHARED_DATA / "frenchmedmcqa")
     assert (len(task.queries), len(task.corpus)) == (620, 618)
     assert task.name == "frenchmedmcqa/test"
+    from finetune.data import load_frenchmedmcqa
+
+    assert task.content_hash() == load_frenchmedmcqa(SHARED_DATA / "frenchmedmcqa").eval_task().content_hash()

@@ -82,7 +82,12 @@ def test_metrics_table_has_every_metric_and_size(report):
 def test_write_folder_json_and_plot(report, tmp_path):
     paths = report.write(tmp_path / "out")
     assert {p.name for p in paths.values()} == {"report.json", "report.md", "metrics.csv", "comparison.csv",
-                                                 "ndcg10_vs_size.png"}
+                                                 "per_query.csv", "ndcg10_vs_size.png"}
+    per_query = list(csv.DictReader(io.StringIO(paths["per_query_csv"].read_text())))
+    assert len(per_query) == 2 * 2 * 8 and set(report.metrics) < set(per_query[0])
+    rows64 = [r for r in per_query if r["model"] == "base" and r["dimension"] == "64"]
+    assert [r["query_id"] for r in rows64] == list(tiny_task(8).queries)
+    assert np.mean([float(r["ndcg@10"]) for r in rows64]) == pytest.approx(report.models[0].score(64))
     data = json.loads(paths["json"].read_text())
     assert data["command"] == "medrag evaluate --model a --model b --data x"
     assert data["task"]["queries"] == 8 and data["task"]["content_hash"] == tiny_task(8).content_hash()

@@ -91,7 +91,7 @@ def test_harness_on_an_exact_store(tiny_embeddings, monkeypatch):
     monkeypatch.setitem(sys.modules, "medrag.store", fake)
     emb = counting(tiny_embeddings)
     task = tiny_task(8)
-    res = evaluate_store(emb, task, coarse_dim=64, candidates=3, encode_sample=2)
+    res = evaluate_store(emb, task, coarse_dim=64, candidates=3, encode_sample=2, metrics=["ndcg@3", "recall@1"])
     store = ExactStore.created[-1]
     assert store.deleted and store.candidates == 3
     # the store saw the very same vectors: its ranking is the exact funnel's
@@ -104,15 +104,26 @@ def test_harness_on_an_exact_store(tiny_embeddings, monkeypatch):
         m = res.methods[name]
         assert m.latencies_ms.size == 8 and 0 <= m.p50_ms <= m.p95_ms
     assert res.encode_ms.size == 2
-    assert res.ndcg_gap("flat") == 0.0
+    assert res.ndcg_gap("flat", "ndcg@3") == 0.0
     d = res.to_dict()
     assert set(d["methods"]) == {"flat", "funnel_exact", "store", "coarse"}
     assert d["encode_latency_ms"]["n"] == 2
     md = res.to_markdown()
     assert "| store |" in md and "p95 ms" in md and "(query encoding)" in md
+    # a sweep over candidates on the same index; with every document as candidate the funnel is flat search
+    swept = evaluate_store(tiny_embeddings, task, coarse_dim=64, candidates=3, sweep=[len(task.corpus), 3],
+                           encode_sample=0, metrics=["ndcg@3"])
+    assert [r["candidates"] for r in swept.sweep] == [3, len(task.corpus)]
+    for row in swept.sweep:
+        assert row["store"] == row["funnel_exact"]
+    assert swept.sweep[-1]["store_gap"] == pytest.approx(0.0, abs=1e-12)
+    assert "Candidates sweep" in swept.to_markdown()
+    with pytest.raises(ValueError, match="below k"):
+        evaluate_store(tiny_embeddings, task, candidates=5)
     # with every document as a candidate the funnel is flat search
-    full = evaluate_store(tiny_embeddings, task, coarse_dim=64, candidates=len(task.corpus), encode_sample=0)
-    assert full.ndcg_gap("store") == pytest.approx(0.0, abs=1e-12)
+    full = evaluate_store(tiny_embeddings, task, coarse_dim=64, candidates=len(task.corpus), encode_sample=0,
+                          metrics=["ndcg@3", "mrr@3"])
+    assert full.ndcg_gap("store", "ndcg@3") == pytest.approx(0.0, abs=1e-12)
 
 
 @pytest.mark.skipif(not HAVE_STORE, reason="store not available (medrag.store lands with the store issue)")
