@@ -16,7 +16,9 @@ def _tiny_dir() -> str:
     return str(build_tiny_model(Path(tempfile.mkdtemp(prefix="medrag-tiny-")) / "model"))
 
 
-class TestMatryoshkaEmbeddingsUnit(EmbeddingsUnitTests):
+class _TinyMatryoshka:
+    """The class under test and its parameters, shared by both suites."""
+
     @property
     def embeddings_class(self) -> type[MatryoshkaEmbeddings]:
         return MatryoshkaEmbeddings
@@ -26,11 +28,9 @@ class TestMatryoshkaEmbeddingsUnit(EmbeddingsUnitTests):
         return {"model": _tiny_dir(), "dimension": 64, "device": "cpu"}
 
 
-class TestMatryoshkaEmbeddingsIntegration(EmbeddingsIntegrationTests):
-    @property
-    def embeddings_class(self) -> type[MatryoshkaEmbeddings]:
-        return MatryoshkaEmbeddings
+class TestMatryoshkaEmbeddingsUnit(_TinyMatryoshka, EmbeddingsUnitTests):
+    pass
 
-    @property
-    def embedding_model_params(self) -> dict:
-        return {"model": _tiny_dir(), "dimension": 64, "device": "cpu"}
+
+class TestMatryoshkaEmbeddingsIntegration(_TinyMatryoshka, EmbeddingsIntegrationTests):
+    pass
