@@ -537,7 +537,7 @@ def run(args: argparse.Namespace) -> None:
                 [int(c) for c in args.candidate_sweep.split(",")])
         report["rows"].append(row)
         logger.info("N=%d done: %s", n, json.dumps({k: v for k, v in row.items()}, default=str)[:2000])
-    out = Path(args.out)
+    out = Path(args.out) if args.out else cache / "results.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
     print(render(report))
@@ -709,7 +709,7 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--batch", type=int, default=1000, help="texts per add_texts call, both stores")
     r.add_argument("--workdir", default=None)
     r.add_argument("--keep", action="store_true", help="keep the databases")
-    r.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "store_benchmark.json"))
+    r.add_argument("--out", default=None, help="results JSON (default: results.json in the cache folder)")
     s = sub.add_parser("render", help="print the markdown tables of a results file")
     s.add_argument("results")
     c = sub.add_parser("chunks", help="print the corpus statistics of the chunking")
