@@ -127,7 +127,7 @@ def text_hash(texts: list[str]) -> str:
 
 
 def encode_cache(data: Path, out: Path, device: str | None, max_passages: int | None, n_queries: int,
-                 batch_size: int) -> None:
+                 batch_size: int, model_spec: str | None = None) -> None:
     """Encode the passages (document prompt) and queries (query prompt) into ``out``."""
     from medrag import MatryoshkaEmbeddings, load_model
 
@@ -137,7 +137,7 @@ def encode_cache(data: Path, out: Path, device: str | None, max_passages: int | 
         passages = passages[:max_passages]
     questions = questions[:n_queries]
     logger.info("%d chunks in the corpus, encoding %d passages and %d queries", total, len(passages), len(questions))
-    model = load_model(device=device)
+    model = load_model(model_spec, device=device)
     emb = MatryoshkaEmbeddings(model, batch_size=batch_size, show_progress=True)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -158,7 +158,7 @@ def encode_cache(data: Path, out: Path, device: str | None, max_passages: int | 
     np.save(out / "passages_scale.npy", np.concatenate(scales))
     seconds = time.perf_counter() - t0
     manifest = {
-        "model": MODEL_NAME, "fingerprint": emb.fingerprint, "full_dim": emb.full_dim,
+        "model": model_spec or MODEL_NAME, "fingerprint": emb.fingerprint, "full_dim": emb.full_dim,
         "chunk_words": CHUNK_WORDS, "chunk_max_words": CHUNK_MAX_WORDS, "shuffle_seed": SHUFFLE_SEED,
         "query_seed": QUERY_SEED, "corpus_chunks": total, "passages": len(passages),
         "passages_hash": text_hash(passages), "queries": len(questions), "queries_hash": text_hash(questions),
@@ -407,6 +407,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     texts = passages[: args.n]
     qtexts = questions[: min(args.queries, len(qvecs))]
     emb = _as_langchain(CachedEmbeddings(texts, vecs, qtexts, qvecs[: len(qtexts)], manifest["fingerprint"]))
+    emb.spec = manifest["model"]
     workdir = Path(args.workdir)
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -470,6 +471,28 @@ def recall_at_10(got: list[list[int]], exact: np.ndarray) -> float:
     return float(np.mean([len(set(g[:10]) & set(e.tolist())) / 10 for g, e in zip(got, exact)]))
 
 
+def exact_funnel(vecs: np.ndarray, qvecs: np.ndarray, exact: np.ndarray, coarse_dims: list[int],
+                 candidates: list[int]) -> dict[str, dict[str, float]]:
+    """recall@10 of the funnel with an *exact* stage 1 (numpy instead of HNSW): separates what the
+    coarse vectors lose from what the HNSW approximation loses."""
+    out: dict[str, dict[str, float]] = {}
+    for d in sorted(set(coarse_dims)):
+        cv = vecs[:, :d] / np.linalg.norm(vecs[:, :d], axis=1, keepdims=True)
+        cq = qvecs[:, :d] / np.linalg.norm(qvecs[:, :d], axis=1, keepdims=True)
+        hits = {c: [] for c in candidates}
+        for s in range(0, len(cq), 64):
+            scores = cq[s : s + 64] @ cv.T
+            for c in candidates:
+                c_ = min(c, len(vecs) - 1)
+                top = np.argpartition(-scores, c_, axis=1)[:, :c_]
+                for j, cand in enumerate(top):
+                    q = qvecs[s + j]
+                    best = cand[np.argsort(-(vecs[cand] @ q))[:10]]
+                    hits[c].append(len(set(best.tolist()) & set(exact[s + j].tolist())) / 10)
+        out[str(d)] = {str(c): round(float(np.mean(h)), 4) for c, h in hits.items()}
+    return out
+
+
 def run(args: argparse.Namespace) -> None:
     cache = Path(args.cache)
     data = Path(args.data)
@@ -508,9 +531,13 @@ def run(args: argparse.Namespace) -> None:
             row[key] = {k: v for k, v in a.items() if k != "runs"}
             row[key]["sweep"] = {c: {"recall@10": round(recall_at_10(r["ids"], exact), 4), "p50_ms": r["p50_ms"],
                                      "p95_ms": r["p95_ms"]} for c, r in a["runs"].items()}
+        if n == max(sizes):
+            row["exact_funnel"] = exact_funnel(vecs, qvecs, exact, [args.coarse_dim] + [
+                int(c) for c in (args.coarse_sweep.split(",") if args.coarse_sweep else [])],
+                [int(c) for c in args.candidate_sweep.split(",")])
         report["rows"].append(row)
         logger.info("N=%d done: %s", n, json.dumps({k: v for k, v in row.items()}, default=str)[:2000])
-    out = Path(args.out)
+    out = Path(args.out) if args.out else cache / "results.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
     print(render(report))
@@ -546,6 +573,13 @@ def render(report: dict[str, Any]) -> str:
                                for k in keys)
             lines.append(f"| {cnd} | {cells} |")
         lines.append("")
+        if "exact_funnel" in row:
+            ef = row["exact_funnel"]
+            lines += [f"Same funnel with an exact (numpy) stage 1, N = {row['n']}, recall@10:", "",
+                      "| candidates | " + " | ".join(f"coarse {d}" for d in ef) + " |", "|---|" + "---|" * len(ef)]
+            for cnd in next(iter(ef.values())):
+                lines.append(f"| {cnd} | " + " | ".join(f"{ef[d][cnd]:.4f}" for d in ef) + " |")
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -655,6 +689,7 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--max-passages", type=int, default=None)
     e.add_argument("--queries", type=int, default=1000)
     e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--model", default=None, help="model spec for medrag.load_model (default: embedded e5-small)")
     e.add_argument("--pack", default=None, help="encode a pack made by `pack` (torch + transformers only)")
     k = sub.add_parser("pack", help="tokenise + prune the embedded model into a small folder for a GPU machine")
     k.add_argument("--data", default=str(DEFAULT_DATA))
@@ -674,7 +709,7 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--batch", type=int, default=1000, help="texts per add_texts call, both stores")
     r.add_argument("--workdir", default=None)
     r.add_argument("--keep", action="store_true", help="keep the databases")
-    r.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "store_benchmark.json"))
+    r.add_argument("--out", default=None, help="results JSON (default: results.json in the cache folder)")
     s = sub.add_parser("render", help="print the markdown tables of a results file")
     s.add_argument("results")
     c = sub.add_parser("chunks", help="print the corpus statistics of the chunking")
@@ -701,7 +736,7 @@ def main(argv: list[str] | None = None) -> None:
         make_pack(Path(args.data), Path(args.out), args.max_passages, args.queries, args.check)
     elif args.cmd == "encode":
         encode_cache(Path(args.data), Path(args.out).expanduser(), args.device, args.max_passages, args.queries,
-                     args.batch_size)
+                     args.batch_size, args.model)
     elif args.cmd == "run":
         args.cache = str(Path(args.cache).expanduser())
         run(args)

@@ -56,9 +56,11 @@ _C = {
     "distance": "medrag:distance",
     "encoding": "medrag:full_encoding",
 }
-#: Stage-1 candidates when neither the constructor nor the call says: the smallest value whose
-#: recall@10 against exact full-size search reached 0.99 in ``benchmarks/store_benchmark.py``
-#: (see ``docs/benchmarks.md``).
+#: Stage-1 candidates when neither the constructor nor the call says. Provisional: on the
+#: embedded e5-small, which is not Matryoshka-trained, no value up to 1,600 reaches recall@10
+#: 0.99 at coarse 64 (``docs/benchmarks.md``), and latency grows linearly with it (about 2.5 ms
+#: per 100 on 2 cores). 100 keeps a query within ~3x of plain Chroma; choose per model from the
+#: benchmark's candidates/coarse table (``benchmarks/store_benchmark.py run``).
 DEFAULT_CANDIDATES = 100
 DEFAULT_COLLECTION = "medrag"
 _WRITE_BATCH = 1000
@@ -152,6 +154,12 @@ class MatryoshkaChroma(VectorStore):
             client = chromadb.PersistentClient(path=str(persist_directory)) if persist_directory else chromadb.EphemeralClient()
         self._client = client
         self._embedding = embedding_function
+        # The store draws its own progress bar over a whole add; a MatryoshkaEmbeddings left on
+        # its default (a bar per batch of >= 256 texts) is used through a quiet copy sharing the model.
+        self._encoder: Any = embedding_function
+        if getattr(embedding_function, "show_progress", False) is None and hasattr(embedding_function, "with_dimension"):
+            self._encoder = embedding_function.with_dimension(embedding_function.dimension)
+            self._encoder.show_progress = False
         self._full_dim = self._probe_full_dim(embedding_function)
         coarse_dim = _check_int("coarse_dim", coarse_dim)
         if not 1 <= coarse_dim < self._full_dim:
@@ -294,7 +302,7 @@ class MatryoshkaChroma(VectorStore):
     # ------------------------------------------------------------------ encoding
 
     def _encode(self, texts: list[str], *, query: bool) -> np.ndarray:
-        emb = self._embedding
+        emb = self._encoder
         numpy_api = getattr(emb, "encode_queries" if query else "encode_documents", None)
         if callable(numpy_api):
             vecs = np.asarray(numpy_api(texts), dtype=np.float32)

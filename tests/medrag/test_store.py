@@ -501,9 +501,16 @@ _WORKER = r"""
 import sys
 sys.path.insert(0, sys.argv[3])
 from medrag import MatryoshkaChroma, MatryoshkaEmbeddings, load_model
-emb = MatryoshkaEmbeddings(load_model(sys.argv[2], device="cpu"), show_progress=False)
+emb = MatryoshkaEmbeddings(load_model(sys.argv[2], device="cpu"), batch_size=256, show_progress=False)
 n = int(sys.argv[4])
 texts = [f"document {i} : bilan sanguin, ferritine {i % 101}, CRP {i % 37}, patient {i % 13}" for i in range(n)]
+encode = emb.encode_documents
+calls = [0]
+def encode_documents(texts):  # report each batch, so the test can kill at any stage of the add
+    calls[0] += 1
+    print("batch", calls[0], flush=True)
+    return encode(texts)
+emb.encode_documents = encode_documents
 store = MatryoshkaChroma("crash", emb, persist_directory=sys.argv[1], deterministic_ids=True)
 print("start", flush=True)
 store.add_texts(texts, [{"i": i} for i in range(n)], batch_size=250, show_progress=False)
@@ -528,7 +535,10 @@ def test_sigkill_during_add_then_resume(tmp_path, tiny_model_dir, tiny_embedding
     for attempt in range(3):
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
         assert proc.stdout.readline().strip() == "start"
-        time.sleep(rng.uniform(1.0, 12.0))
+        target = rng.randrange(1, n // 250)  # 40 batches of 250: kill while batch `target` runs
+        while proc.stdout.readline().split() != ["batch", str(target)]:
+            assert proc.poll() is None, "the worker ended early"
+        time.sleep(rng.uniform(0.0, 0.5))  # somewhere in that batch's encode or upsert
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
         store = MatryoshkaChroma("crash", tiny_embeddings, client=chromadb.PersistentClient(path),

@@ -1,0 +1,66 @@
+"""The store benchmark's deterministic pieces: chunking, the int8 cache format, the cached embeddings."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, SHARED_DATA, requires_shared
+
+spec = importlib.util.spec_from_file_location("store_benchmark", REPO / "benchmarks" / "store_benchmark.py")
+sb = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sb)
+
+
+def test_chunks_are_whole_overlapping_sentences() -> None:
+    sents = [f"Sentence number {i} has exactly eight words here." for i in range(40)]
+    chunks = sb.chunk_answer(" ".join(sents))
+    assert len(chunks) > 1
+    for c in chunks[:-1]:
+        assert len(c.split()) >= sb.CHUNK_WORDS
+    for c in chunks:  # every chunk is a run of whole sentences
+        assert c.startswith("Sentence number") and c.endswith("here.")
+    # consecutive chunks overlap, and together they cover every sentence
+    for a, b in zip(chunks, chunks[1:]):
+        assert b.split(" Sentence")[0] in a
+    assert all(any(s in c for c in chunks) for s in sents)
+    assert sb.chunk_answer("Short answer.") == ["Short answer."]
+    long = " ".join(["mot"] * 200)
+    assert all(len(p.split()) <= sb.CHUNK_MAX_WORDS for p in sb.sentences(long))
+
+
+def test_cache_roundtrip_and_cached_embeddings(tmp_path: Path) -> None:
+    passages = [f"passage {i}" for i in range(50)]
+    questions = [f"question {i} ?" for i in range(5)]
+    rng = np.random.default_rng(0)
+    vecs = rng.standard_normal((50, 32)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    scale = np.abs(vecs).max(1) / 127
+    np.save(tmp_path / "passages_int8_00.npy", np.rint(vecs / scale[:, None]).astype(np.int8))
+    np.save(tmp_path / "passages_scale.npy", scale.astype(np.float32))
+    np.save(tmp_path / "queries.npy", vecs[:5])
+    manifest = dict(model="m", fingerprint="f", full_dim=32, chunk_words=sb.CHUNK_WORDS,
+                    chunk_max_words=sb.CHUNK_MAX_WORDS, shuffle_seed=sb.SHUFFLE_SEED, query_seed=sb.QUERY_SEED,
+                    corpus_chunks=50, passages=50, passages_hash=sb.text_hash(passages), queries=5,
+                    queries_hash=sb.text_hash(questions), rows_per_file=sb.ROWS_PER_FILE)
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    got, q, _ = sb.load_cache(tmp_path, passages, questions, 20)
+    assert got.shape == (20, 32) and np.abs((got * vecs[:20]).sum(1) - 1).max() < 1e-3
+    with pytest.raises(SystemExit, match="text hash"):
+        sb.load_cache(tmp_path, passages[::-1], questions)
+    emb = sb.CachedEmbeddings(passages[:20], got, questions, q, "f")
+    np.testing.assert_array_equal(emb.encode_documents([passages[3]])[0], got[3])
+    assert emb.embed_query(questions[2]) == q[2].tolist()
+
+
+@requires_shared
+@pytest.mark.integration
+def test_medquad_chunking_is_deterministic() -> None:
+    data = SHARED_DATA / "medquad" / "medquad.jsonl"
+    a, _, qa = sb.load_corpus(data)
+    b, _, qb = sb.load_corpus(data)
+    assert a == b and qa == qb and len(a) >= 100_000 and len(set(a)) == len(a)
