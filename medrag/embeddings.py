@@ -70,6 +70,24 @@ def truncate_embeddings(vectors: np.ndarray, dim: int) -> np.ndarray:
     return out
 
 
+def validate_texts(texts: Sequence[str]) -> list[str]:
+    """Return ``texts`` as a list, or raise naming the first bad entry.
+
+    Raises:
+        TypeError: a single string was passed instead of a list.
+        ValueError: an entry is not a string, or is empty or whitespace only (its index is named).
+    """
+    if isinstance(texts, str):
+        raise TypeError("expected a list of texts, got one string; use embed_query for a single text")
+    out = list(texts)
+    for i, t in enumerate(out):
+        if not isinstance(t, str):
+            raise ValueError(f"text at index {i} is {type(t).__name__}, not a string")
+        if not t.strip():
+            raise ValueError(f"text at index {i} is empty or whitespace only")
+    return out
+
+
 class MatryoshkaEmbeddings(Embeddings):
     """LangChain embeddings that return Matryoshka vectors truncated to one size.
 
@@ -217,7 +235,7 @@ class MatryoshkaEmbeddings(Embeddings):
         return self._encode(texts, self.query_prompt_name)
 
     def _encode(self, texts: Sequence[str], prompt_name: str | None) -> np.ndarray:
-        texts = self._validate(texts)
+        texts = validate_texts(texts)
         if not texts:
             return np.zeros((0, self.full_dim), dtype=np.float32)
         self._warn_if_truncated(texts, prompt_name)
@@ -231,18 +249,6 @@ class MatryoshkaEmbeddings(Embeddings):
             normalize_embeddings=True,
         )
         return np.asarray(vecs, dtype=np.float32)
-
-    @staticmethod
-    def _validate(texts: Sequence[str]) -> list[str]:
-        if isinstance(texts, str):
-            raise TypeError("expected a list of texts, got one string; use embed_query for a single text")
-        out = list(texts)
-        for i, t in enumerate(out):
-            if not isinstance(t, str):
-                raise ValueError(f"text at index {i} is {type(t).__name__}, not a string")
-            if not t.strip():
-                raise ValueError(f"text at index {i} is empty or whitespace only")
-        return out
 
     def _pick_prompt(self, override: str | None, candidates: tuple[str, ...]) -> str | None:
         prompts = self.model.prompts or {}

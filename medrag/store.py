@@ -35,6 +35,7 @@ from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from medrag._store_codec import ENCODINGS, decode_rows, encode_rows
+from medrag.embeddings import validate_texts
 from medrag.errors import CollectionMismatchError, DimensionError, MedragError
 
 if TYPE_CHECKING:
@@ -366,13 +367,8 @@ class MatryoshkaChroma(VectorStore):
         """
         from chromadb.api.types import validate_metadata
 
-        texts = list(texts)
+        texts = validate_texts(texts)
         n = len(texts)
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise ValueError(f"text at index {i} is {type(text).__name__}, not a string")
-            if not text.strip():
-                raise ValueError(f"text at index {i} is empty or whitespace only")
         if metadatas is None:
             metadatas = [{} for _ in texts]
         metadatas = list(metadatas)
