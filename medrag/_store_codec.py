@@ -22,6 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from medrag.errors import InvalidInputError
+
 ENCODINGS = ("int8", "float16", "float32")
 
 
@@ -43,7 +45,7 @@ def encode_rows(vectors: np.ndarray, encoding: str) -> list[str]:
     elif encoding == "float32":
         raw = arr.view(np.uint8)
     else:
-        raise ValueError(f"unknown full-vector encoding {encoding!r}; use one of {ENCODINGS}")
+        raise InvalidInputError(f"unknown full-vector encoding {encoding!r}; use one of {ENCODINGS}")
     return [base64.b64encode(row.tobytes()).decode("ascii") for row in raw]
 
 
@@ -58,7 +60,7 @@ def decode_rows(strings: Sequence[str], encoding: str, dim: int) -> np.ndarray:
         return np.zeros((0, dim), dtype=np.float32)
     raw = b"".join(base64.b64decode(s) for s in strings)
     if len(raw) != size * len(strings):
-        raise ValueError(f"stored full vectors are not {encoding} vectors of size {dim}")
+        raise InvalidInputError(f"stored full vectors are not {encoding} vectors of size {dim}")
     buf = np.frombuffer(raw, dtype=np.uint8).reshape(len(strings), size)
     if encoding == "int8":
         q = buf[:, :dim].view(np.int8).astype(np.float32)

@@ -43,7 +43,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--rebuild", action="store_true", help="drop the demo store and index the corpus again")
     p.add_argument("--k", type=int, default=3, help="passages shown per question (default 3)")
     p.add_argument("--finetune", action="store_true", help="also fine-tune briefly on the sample's train split")
-    p.add_argument("--finetune-dir", default=None, help="output folder of --finetune (default: a temporary folder)")
+    p.add_argument("--finetune-dir", default=None,
+                   help="output folder of --finetune (default: $MEDRAG_CACHE/demo-finetuned)")
     p.add_argument("--epochs", type=float, default=1.0, help="epochs of --finetune (default 1)")
     p.set_defaults(func=run_demo)
 
@@ -145,16 +146,19 @@ def run_finetune(emb, corpus, args: argparse.Namespace) -> None:
     from finetune import FinetuneConfig, MatryoshkaFinetuner
     from finetune.model_card import score_table
 
-    work = Path(tempfile.mkdtemp(prefix="medrag-demo-ft-"))
-    for split in ("train", "eval"):
-        with open(work / f"{split}.jsonl", "w", encoding="utf-8") as f:
-            for q, p in corpus.pairs(split):
-                f.write(json.dumps({"anchor": q, "positive": p}, ensure_ascii=False) + "\n")
-    out = Path(args.finetune_dir) if args.finetune_dir else work / "model"
-    cfg = FinetuneConfig(data=str(work / "train.jsonl"), eval_data=str(work / "eval.jsonl"), model=emb.spec,
-                         output_dir=str(out), epochs=args.epochs, batch_size=32, checkpoints=False)
+    from medrag.bundled import cache_dir
+
+    out = Path(args.finetune_dir) if args.finetune_dir else cache_dir() / "demo-finetuned"
     print(f"\n== Fine-tuning on the sample's train split ({len(corpus.pairs('train'))} pairs, "
           f"{args.epochs:g} epoch) ==")
-    result = MatryoshkaFinetuner(cfg).run()
+    with tempfile.TemporaryDirectory(prefix="medrag-demo-ft-") as tmp:
+        work = Path(tmp)
+        for split in ("train", "eval"):
+            with open(work / f"{split}.jsonl", "w", encoding="utf-8") as f:
+                for q, p in corpus.pairs(split):
+                    f.write(json.dumps({"anchor": q, "positive": p}, ensure_ascii=False) + "\n")
+        cfg = FinetuneConfig(data=str(work / "train.jsonl"), eval_data=str(work / "eval.jsonl"), model=emb.spec,
+                             output_dir=str(out), epochs=args.epochs, batch_size=32, checkpoints=False)
+        result = MatryoshkaFinetuner(cfg).run()
     print(score_table(result.scores_before, result.scores_after))
     print(f"Trained in {result.train_seconds:.0f} s ({result.samples_per_second:.1f} samples/s); model in {out}")

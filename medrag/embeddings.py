@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from medrag.errors import DimensionError, MetadataError
+from medrag.errors import DimensionError, InvalidInputError, MetadataError
 from medrag.metadata import MatryoshkaMetadata, default_dims
 from medrag.models import embedding_dim, load_model, model_fingerprint
 
@@ -74,17 +74,17 @@ def validate_texts(texts: Sequence[str]) -> list[str]:
     """Return ``texts`` as a list, or raise naming the first bad entry.
 
     Raises:
-        TypeError: a single string was passed instead of a list.
-        ValueError: an entry is not a string, or is empty or whitespace only (its index is named).
+        InvalidInputError: a single string instead of a list, or an entry that is not a string or is
+            empty or whitespace only (its index is named). It is a ``ValueError`` too.
     """
     if isinstance(texts, str):
-        raise TypeError("expected a list of texts, got one string; use embed_query for a single text")
+        raise InvalidInputError("expected a list of texts, got one string; use embed_query for a single text")
     out = list(texts)
     for i, t in enumerate(out):
         if not isinstance(t, str):
-            raise ValueError(f"text at index {i} is {type(t).__name__}, not a string")
+            raise InvalidInputError(f"text at index {i} is {type(t).__name__}, not a string")
         if not t.strip():
-            raise ValueError(f"text at index {i} is empty or whitespace only")
+            raise InvalidInputError(f"text at index {i} is empty or whitespace only")
     return out
 
 
@@ -136,7 +136,7 @@ class MatryoshkaEmbeddings(Embeddings):
         self.model = model
         self.spec: str = getattr(model, "medrag_spec", None) or type(model).__name__
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
         self.show_progress = show_progress
         self.full_dim = embedding_dim(model)
@@ -164,7 +164,7 @@ class MatryoshkaEmbeddings(Embeddings):
             if dimension == "auto":
                 return self._auto_dimension()
             if dimension in PRESETS:
-                return min(int(PRESETS[dimension] or self.full_dim), self.full_dim)
+                return self._preset_dimension(dimension)
             raise DimensionError(
                 f"unknown dimension {dimension!r}: use an int, 'auto', or one of {sorted(PRESETS)}"
             )
@@ -180,6 +180,16 @@ class MatryoshkaEmbeddings(Embeddings):
             )
         return dimension
 
+    def _preset_dimension(self, name: str) -> int:
+        """A preset's size: the model's measured recommendation for that tier when its
+        ``matryoshka.json`` has one, else the seed's size (512 / 128), capped to the model and
+        lowered to the nearest trained size."""
+        recs = self.metadata.recommendations if self.metadata is not None else {}
+        if name in recs and int(recs[name]) in self.dims:
+            return int(recs[name])
+        target = min(int(PRESETS[name] or self.full_dim), self.full_dim)
+        return max((d for d in self.dims if d <= target), default=min(self.dims))
+
     def _auto_dimension(self) -> int:
         meta = self.metadata
         if meta is None or not meta.scores:
@@ -188,7 +198,7 @@ class MatryoshkaEmbeddings(Embeddings):
                 "`medrag finetune` or `medrag evaluate --write-metadata`); pass an explicit size instead"
             )
         if not 0 <= self.max_quality_loss < 1:
-            raise ValueError(f"max_quality_loss must be in [0, 1), got {self.max_quality_loss}")
+            raise InvalidInputError(f"max_quality_loss must be in [0, 1), got {self.max_quality_loss}")
         best = meta.score(max(meta.scores))
         floor = best * (1 - self.max_quality_loss)
         ok = [d for d in meta.scores if meta.score(d) >= floor - 1e-12]
@@ -254,7 +264,7 @@ class MatryoshkaEmbeddings(Embeddings):
         prompts = self.model.prompts or {}
         if override is not None:
             if override not in prompts:
-                raise ValueError(f"prompt name {override!r} is not among the model's prompts {sorted(prompts)}")
+                raise InvalidInputError(f"prompt name {override!r} is not among the model's prompts {sorted(prompts)}")
             return override
         return next((name for name in candidates if prompts.get(name)), None)
 

@@ -18,6 +18,10 @@ class ModelLoadError(MedragError):
     folder, hub unreachable, corrupt embedded-model conversion)."""
 
 
+class InvalidInputError(MedragError, ValueError):
+    """An argument or input a call cannot use: an empty text, ``k <= 0``, a NaN vector, a bad batch size..."""
+
+
 class DimensionError(MedragError, ValueError):
     """A Matryoshka size that the model was not trained for, or a vector of the wrong size."""
 

@@ -30,6 +30,7 @@ Schema (version 1), JSON::
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -153,4 +154,7 @@ def _int_keys(mapping: dict[Any, dict[str, float]], name: str) -> dict[int, dict
             out[int(k)] = {str(m): float(x) for m, x in dict(v).items()}
         except (TypeError, ValueError) as exc:
             raise MetadataError(f"{name}[{k!r}] must map metric names to numbers: {exc}") from exc
+        bad = [m for m, x in out[int(k)].items() if not math.isfinite(x)]
+        if bad:
+            raise MetadataError(f"{name}[{k!r}] has non-finite values for {bad}")
     return out

@@ -98,9 +98,10 @@ def model_fingerprint(model: "SentenceTransformer") -> str:
     """A short, stable id of a model's architecture and weights (16 hex chars).
 
     It hashes the transformer config, the output size and, for every parameter, its name,
-    shape, sum and first values: any retraining or different checkpoint changes it, yet it
-    costs milliseconds (no full pass over the weights). Used by the store's collection
-    contract and the evaluation cache.
+    shape, dtype and the raw bytes of 256 evenly spaced values (read on the CPU, so the same
+    weights give the same id on any device): any retraining or different checkpoint changes
+    it, at a cost of milliseconds. Used by the store's collection contract and the evaluation
+    cache.
     """
     import torch
 
@@ -113,9 +114,9 @@ def model_fingerprint(model: "SentenceTransformer") -> str:
     with torch.no_grad():
         for name, p in model.named_parameters():
             flat = p.detach().reshape(-1)
-            head = flat[:32].float().cpu().numpy().round(6)
-            h.update(f"{name}{tuple(p.shape)}{float(flat.float().sum()):.6e}".encode())
-            h.update(head.tobytes())
+            sample = flat[:: max(1, flat.numel() // 256)][:256].cpu().contiguous()
+            h.update(f"{name}{tuple(p.shape)}{p.dtype}".encode())
+            h.update(sample.numpy().tobytes() if sample.dtype != torch.bfloat16 else sample.float().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -134,6 +135,8 @@ def _looks_like_path(spec: str) -> bool:
 
 def _is_e5(spec: str) -> bool:
     name = spec.rstrip("/").lower()
+    if "instruct" in name:  # e5-*-instruct models expect an instruction prompt, not "query: "
+        return False
     return BUNDLED_NAME in name or bool(re.search(r"(^|[/_-])(multilingual-)?e5-(small|base|large)", name))
 
 

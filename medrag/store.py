@@ -36,7 +36,7 @@ from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from medrag._store_codec import ENCODINGS, decode_rows, encode_rows
 from medrag.embeddings import validate_texts
-from medrag.errors import CollectionMismatchError, DimensionError, MedragError
+from medrag.errors import CollectionMismatchError, DimensionError, InvalidInputError, MedragError
 
 if TYPE_CHECKING:
     import chromadb
@@ -148,9 +148,9 @@ class MatryoshkaChroma(VectorStore):
         import chromadb
 
         if embedding_function is None:
-            raise ValueError("MatryoshkaChroma needs an embedding_function (e.g. medrag.MatryoshkaEmbeddings())")
+            raise InvalidInputError("MatryoshkaChroma needs an embedding_function (e.g. medrag.MatryoshkaEmbeddings())")
         if full_encoding not in ENCODINGS:
-            raise ValueError(f"full_encoding must be one of {ENCODINGS}, got {full_encoding!r}")
+            raise InvalidInputError(f"full_encoding must be one of {ENCODINGS}, got {full_encoding!r}")
         if client is None:
             client = chromadb.PersistentClient(path=str(persist_directory)) if persist_directory else chromadb.EphemeralClient()
         self._client = client
@@ -175,7 +175,7 @@ class MatryoshkaChroma(VectorStore):
         self._coarse_dim = coarse_dim
         self._candidates = _check_int("candidates", candidates) if candidates is not None else DEFAULT_CANDIDATES
         if self._candidates < 1:
-            raise ValueError(f"candidates must be >= 1, got {self._candidates}")
+            raise InvalidInputError(f"candidates must be >= 1, got {self._candidates}")
         self._encoding = full_encoding
         self._deterministic_ids = deterministic_ids
         self._collection_name = collection_name
@@ -373,29 +373,29 @@ class MatryoshkaChroma(VectorStore):
             metadatas = [{} for _ in texts]
         metadatas = list(metadatas)
         if len(metadatas) != n:
-            raise ValueError(f"got {len(metadatas)} metadatas for {n} texts")
+            raise InvalidInputError(f"got {len(metadatas)} metadatas for {n} texts")
         for i, md in enumerate(metadatas):
             if md is None:
                 metadatas[i] = md = {}
             if not isinstance(md, dict):
-                raise ValueError(f"metadata at index {i} is {type(md).__name__}, not a dict")
+                raise InvalidInputError(f"metadata at index {i} is {type(md).__name__}, not a dict")
             reserved = [key for key in md if isinstance(key, str) and key.startswith("_medrag")]
             if reserved:
-                raise ValueError(f"metadata at index {i} uses reserved key(s) {reserved}")
+                raise InvalidInputError(f"metadata at index {i} uses reserved key(s) {reserved}")
             try:
                 validate_metadata({**md, FULL_KEY: ""})
             except (ValueError, TypeError) as exc:
-                raise ValueError(f"metadata at index {i} is rejected by Chroma: {exc}") from exc
+                raise InvalidInputError(f"metadata at index {i} is rejected by Chroma: {exc}") from exc
         if ids is None:
             ids = [None] * n  # type: ignore[list-item]
         ids = list(ids)
         if len(ids) != n:
-            raise ValueError(f"got {len(ids)} ids for {n} texts")
+            raise InvalidInputError(f"got {len(ids)} ids for {n} texts")
         for i, id_ in enumerate(ids):
             if id_ is None:
                 ids[i] = self.content_id(texts[i], metadatas[i]) if self._deterministic_ids else str(uuid.uuid4())
             elif not isinstance(id_, str) or not id_:
-                raise ValueError(f"id at index {i} must be a non-empty string, got {id_!r}")
+                raise InvalidInputError(f"id at index {i} must be a non-empty string, got {id_!r}")
         if n == 0:
             return []
         # Upsert semantics inside one call too: the last occurrence of an id wins.
@@ -403,9 +403,10 @@ class MatryoshkaChroma(VectorStore):
         order = [i for i, id_ in enumerate(ids) if last[id_] == i]
 
         max_batch = self._client.get_max_batch_size()
-        batch = min(batch_size or _WRITE_BATCH, max_batch)
+        batch = _WRITE_BATCH if batch_size is None else _check_int("batch_size", batch_size)
         if batch < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise InvalidInputError(f"batch_size must be >= 1, got {batch}")
+        batch = min(batch, max_batch)
         show = show_progress if show_progress is not None else len(order) >= _PROGRESS_MIN
         bar = None
         if show:
@@ -442,11 +443,11 @@ class MatryoshkaChroma(VectorStore):
             True.
         """
         if ids is None:
-            raise ValueError("delete() needs a list of ids; use delete_collection() to remove the whole collection")
+            raise InvalidInputError("delete() needs a list of ids; use delete_collection() to remove the whole collection")
         ids = list(ids)
         for i, id_ in enumerate(ids):
             if not isinstance(id_, str) or not id_:
-                raise ValueError(f"id at index {i} must be a non-empty string, got {id_!r}")
+                raise InvalidInputError(f"id at index {i} must be a non-empty string, got {id_!r}")
         if ids:
             max_batch = self._client.get_max_batch_size()
             for start in range(0, len(ids), max_batch):
@@ -483,7 +484,7 @@ class MatryoshkaChroma(VectorStore):
         max_batch = self._client.get_max_batch_size()
         for start in range(0, len(ids), max_batch):
             res = self._collection.get(ids=ids[start : start + max_batch], include=["metadatas"])
-            vecs = decode_rows([md[FULL_KEY] for md in res["metadatas"]], self._encoding, self._full_dim)
+            vecs = decode_rows(self._packed(res["ids"], res["metadatas"]), self._encoding, self._full_dim)
             out.update(zip(res["ids"], vecs))
         return out
 
@@ -500,17 +501,17 @@ class MatryoshkaChroma(VectorStore):
                 f"{self._full_dim} values (the model's full size)"
             )
         if not np.isfinite(vec).all():
-            raise ValueError("the query vector contains NaN or infinite values")
+            raise InvalidInputError("the query vector contains NaN or infinite values")
         norm = float(np.linalg.norm(vec))
         if norm == 0:
-            raise ValueError("the query vector is all zeros")
+            raise InvalidInputError("the query vector is all zeros")
         return vec / norm
 
     def _embed_query(self, query: str) -> np.ndarray:
         if not isinstance(query, str):
-            raise ValueError(f"the query must be a string, got {type(query).__name__}")
+            raise InvalidInputError(f"the query must be a string, got {type(query).__name__}")
         if not query.strip():
-            raise ValueError("the query is empty or whitespace only")
+            raise InvalidInputError("the query is empty or whitespace only")
         return self._encode([query], query=True)[0]
 
     def _funnel(
@@ -530,10 +531,10 @@ class MatryoshkaChroma(VectorStore):
         """
         k = _check_int("k", k)
         if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+            raise InvalidInputError(f"k must be >= 1, got {k}")
         n = self._candidates if candidates is None else _check_int("candidates", candidates)
         if candidates is not None and n < k:
-            raise ValueError(f"candidates ({n}) must be >= k ({k}): stage 1 cannot return fewer than k")
+            raise InvalidInputError(f"candidates ({n}) must be >= k ({k}): stage 1 cannot return fewer than k")
         n = max(n, k)
         t0 = time.perf_counter()
         res = self._collection.query(  # empty filters mean "no filter" (Chroma rejects {})
@@ -549,7 +550,7 @@ class MatryoshkaChroma(VectorStore):
             if stats is not None:
                 stats.update(coarse_scores=np.zeros(0), coarse_ranks=np.zeros(0, int), coarse_s=t1 - t0, rerank_s=0.0)
             return [], np.zeros((0, self._full_dim), np.float32), np.zeros(0, np.float32)
-        full = decode_rows([md[FULL_KEY] for md in metas], self._encoding, self._full_dim)
+        full = decode_rows(self._packed(ids, metas), self._encoding, self._full_dim)
         norms = np.linalg.norm(full, axis=1)
         scores = (full @ query) / np.where(norms > 0, norms, 1.0)
         order = np.argsort(-scores, kind="stable")
@@ -621,6 +622,17 @@ class MatryoshkaChroma(VectorStore):
         docs, _, scores = self._funnel(query, k, candidates, filter, where_document)
         return [(doc, float(1.0 - s)) for doc, s in zip(docs[:k], scores[:k])]
 
+    def _packed(self, ids: Sequence[str], metas: Sequence[dict[str, Any] | None]) -> list[str]:
+        """The packed full vectors of records, or a clear error for a record written by another tool."""
+        missing = [i for i, md in zip(ids, metas) if not md or FULL_KEY not in md]
+        if missing:
+            raise CollectionMismatchError(
+                f"records {missing[:3]} of collection {self._collection_name!r} have no full-size vector: they "
+                "were written by another tool (raw chromadb, langchain-chroma); re-add them through "
+                "MatryoshkaChroma, or copy the collection with MatryoshkaChroma.reindex"
+            )
+        return [md[FULL_KEY] for md in metas]
+
     def search_with_stages(self, query: str, k: int = 4, filter: dict[str, Any] | None = None, *,
                            candidates: int | None = None,
                            where_document: dict[str, Any] | None = None) -> "FunnelResult":
@@ -688,9 +700,9 @@ class MatryoshkaChroma(VectorStore):
         fetch_k = _check_int("fetch_k", fetch_k)
         k = _check_int("k", k)
         if k < 1 or fetch_k < k:
-            raise ValueError(f"need 1 <= k <= fetch_k, got k={k}, fetch_k={fetch_k}")
+            raise InvalidInputError(f"need 1 <= k <= fetch_k, got k={k}, fetch_k={fetch_k}")
         if not 0.0 <= lambda_mult <= 1.0:
-            raise ValueError(f"lambda_mult must be in [0, 1], got {lambda_mult}")
+            raise InvalidInputError(f"lambda_mult must be in [0, 1], got {lambda_mult}")
         query = self._query_vector(embedding)
         n = max(candidates if candidates is not None else self._candidates, fetch_k)
         docs, full, _ = self._funnel(query, fetch_k, n, filter, where_document)
@@ -751,7 +763,7 @@ class MatryoshkaChroma(VectorStore):
             **kwargs: other constructor arguments.
         """
         if source_collection == collection_name:
-            raise ValueError("reindex needs a new collection name; the source collection is never modified")
+            raise InvalidInputError("reindex needs a new collection name; the source collection is never modified")
         source = client.get_collection(source_collection, embedding_function=None)
         store = cls(collection_name, embedding_function, client=client, **kwargs)
         total = source.count()
@@ -774,7 +786,7 @@ def _document(id_: str, text: str | None, metadata: dict[str, Any] | None) -> Do
 
 def _check_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an int, got {value!r}")
+        raise InvalidInputError(f"{name} must be an int, got {value!r}")
     return int(value)
 
 

@@ -127,7 +127,7 @@ def test_bad_texts_name_their_index(tiny_embeddings, bad, index):
 def test_bad_query(tiny_embeddings):
     with pytest.raises(ValueError, match="empty"):
         tiny_embeddings.embed_query(" \n")
-    with pytest.raises(TypeError, match="list of texts"):
+    with pytest.raises(ValueError, match="list of texts"):
         tiny_embeddings.embed_documents("one string")
 
 
@@ -165,3 +165,19 @@ def test_truncate_embeddings_checks_size_and_keeps_zero_rows():
     np.testing.assert_allclose(out, [[0.6, 0.8], [0.0, 0.0]])
     with pytest.raises(DimensionError):
         truncate_embeddings(v, 4)
+
+
+def test_presets_follow_recommendations_then_trained_sizes(tiny_model):
+    meta = MatryoshkaMetadata(full_dim=128, dims=[128, 96, 48], recommendations={"edge": 48})
+    assert MatryoshkaEmbeddings(tiny_model, dimension="edge", metadata=meta).dimension == 48
+    assert MatryoshkaEmbeddings(tiny_model, dimension="balanced", metadata=meta).dimension == 128
+    no_recs = MatryoshkaMetadata(full_dim=128, dims=[128, 96, 48])
+    assert MatryoshkaEmbeddings(tiny_model, dimension="edge", metadata=no_recs).dimension == 128  # 128 capped
+
+
+def test_bad_input_is_a_medrag_error(tiny_embeddings):
+    from medrag.errors import InvalidInputError, MedragError
+
+    with pytest.raises(InvalidInputError) as err:
+        tiny_embeddings.embed_documents([""])
+    assert isinstance(err.value, MedragError) and isinstance(err.value, ValueError)

@@ -38,6 +38,7 @@ def test_load_missing_folder_file_returns_none(tmp_path):
         ({"full_dim": 128, "dims": [64], "scores": {"64": {"ndcg@10": "x"}}}, "numbers"),
         ({"full_dim": 128, "dims": [64], "schema_version": 99}, "schema_version"),
         ({"full_dim": -1, "dims": []}, "positive"),
+        ({"full_dim": 128, "dims": [64], "scores": {"64": {"ndcg@10": float("nan")}}}, "non-finite"),
     ],
 )
 def test_invalid_metadata_is_rejected(data, message):
