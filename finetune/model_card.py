@@ -25,7 +25,8 @@ def score_table(before: dict[int, dict[str, float]], after: dict[int, dict[str, 
 def write_model_card(folder: str | Path, cfg: Any, result: Any, dataset: Any, info: dict[str, Any]) -> Path:
     """Write ``README.md`` into ``folder`` (replacing sentence-transformers' generic card)."""
     folder = Path(folder)
-    recipe = (f"MatryoshkaLoss over {'CachedMultipleNegativesRankingLoss (mini-batch ' + str(cfg.mini_batch_size) + ')' if cfg.loss == 'cached_mnrl' else 'MultipleNegativesRankingLoss'}"
+    loss = info.get("loss", cfg.loss)
+    recipe = (f"MatryoshkaLoss over {'CachedMultipleNegativesRankingLoss (mini-batch ' + str(cfg.mini_batch_size) + ')' if loss == 'cached_mnrl' else 'MultipleNegativesRankingLoss'}"
               f", sizes {', '.join(map(str, result.dims))}; batch {cfg.batch_size} x accumulation "
               f"{cfg.gradient_accumulation_steps}; {cfg.hard_negatives} hard negative(s) per example; "
               f"sampler {cfg.batch_sampler}; {cfg.epochs:g} epoch(s); lr {cfg.learning_rate:g}, warmup "
