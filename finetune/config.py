@@ -266,6 +266,8 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
             return float(value)
         if target is str:
             return str(value)
+    except ConfigError:  # a ValueError too: keep its own message
+        raise
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be {getattr(target, '__name__', target)}, got {value!r}") from None
     return value
