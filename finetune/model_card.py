@@ -61,7 +61,10 @@ def write_model_card(folder: str | Path, cfg: Any, result: Any, dataset: Any, in
         f"- Recipe: {recipe}.",
         f"- Time: {result.train_seconds:.0f} s of training, {result.samples_per_second:.2f} samples/s, "
         f"{result.global_step} optimizer steps" + (f", peak GPU memory {result.peak_gpu_memory_bytes / 2**30:.2f} GiB"
-                                                  if result.peak_gpu_memory_bytes else "") + ".",
+                                                  if result.peak_gpu_memory_bytes else
+                                                  f", {info.get('train_cpu_seconds', 0):.0f} s CPU time on "
+                                                  f"{info.get('torch_threads', '?')} thread(s), load average "
+                                                  f"{(info.get('load_average') or ['?'])[0]}") + ".",
         f"- Data: {dataset.split_method}.",
         "- Full configuration: `finetune_config.yaml`; timings: `training_info.json`; sizes and scores: "
         "`matryoshka.json`.",

@@ -62,6 +62,8 @@ class FinetuneResult:
         dims: the trained sizes, descending.
         scores_before / scores_after: ``{dim: {metric: value}}`` on the eval task (empty when skipped).
         train_seconds: wall time of the training loop (without evaluation).
+        train_cpu_seconds: CPU time of this process over the training loop, all threads (on a shared
+            machine, with ``torch.get_num_threads()``, what the run would take alone: CPU s / threads).
         samples_per_second: training throughput reported by the Trainer.
         losses: the logged training losses, in order.
         peak_gpu_memory_bytes: ``torch.cuda.max_memory_allocated`` on CUDA, else ``None``.
@@ -78,6 +80,7 @@ class FinetuneResult:
     peak_gpu_memory_bytes: int | None = None
     precision: str = "fp32"
     global_step: int = 0
+    train_cpu_seconds: float = 0.0
 
 
 class MatryoshkaFinetuner:
@@ -135,10 +138,11 @@ class MatryoshkaFinetuner:
             model.max_seq_length = min(cfg.max_seq_length, inference_max_len or cfg.max_seq_length)
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         with stopper.installed():
             output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         train_seconds = time.perf_counter() - start
+        train_cpu_seconds = time.process_time() - cpu_start
         model.max_seq_length = inference_max_len
         peak = int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() and not _cpu_only(cfg) else None
         if stopper.requested:
@@ -151,6 +155,7 @@ class MatryoshkaFinetuner:
             samples_per_second=float(output.metrics.get("train_samples_per_second", 0.0)),
             losses=[float(h["loss"]) for h in trainer.state.log_history if "loss" in h],
             peak_gpu_memory_bytes=peak, precision=precision, global_step=trainer.state.global_step,
+            train_cpu_seconds=train_cpu_seconds,
         )
         if state.is_main_process:
             model.save(str(self.output_dir))
@@ -284,6 +289,9 @@ class MatryoshkaFinetuner:
         out = self.output_dir
         info = {
             "train_seconds": round(result.train_seconds, 2),
+            "train_cpu_seconds": round(result.train_cpu_seconds, 2),
+            "torch_threads": _torch_threads(),
+            "load_average": _load_average(),
             "samples_per_second": round(result.samples_per_second, 3),
             "global_step": result.global_step,
             "final_loss": result.losses[-1] if result.losses else None,
@@ -402,6 +410,20 @@ def _tf32_supported() -> bool:
     import torch
 
     return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _load_average() -> list[float] | None:
+    """1/5/15-minute load averages at the end of training (None where the OS has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def _world_size() -> int:
