@@ -131,6 +131,7 @@ class MatryoshkaFinetuner:
         if task is not None and cfg.evaluate_before:
             before = self._scores_before(model, task, dims, state)
 
+        _freeze_unused_pooler(model)
         trainer = self._build_trainer(model, dims, precision)
         stopper = _GracefulStop()
         trainer.add_callback(stopper.callback)
@@ -410,6 +411,19 @@ def _tf32_supported() -> bool:
     import torch
 
     return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8
+
+
+def _freeze_unused_pooler(model) -> None:
+    """Freeze the transformer's ``pooler`` (BERT-style models): sentence-transformers pools the token
+    embeddings itself, so those weights never get a gradient. Alone that changes nothing (the optimizer
+    skips them); under DDP (torchrun, ``ddp_find_unused_parameters=False``) a parameter without a
+    gradient stops the run at the second step."""
+    frozen = [n for n, p in model.named_parameters() if p.requires_grad and ".pooler." in f".{n}"]
+    for name, param in model.named_parameters():
+        if name in frozen:
+            param.requires_grad_(False)
+    if frozen:
+        logger.info("froze %d unused pooler parameter(s)", len(frozen))
 
 
 def _torch_threads() -> int:
