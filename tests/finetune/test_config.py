@@ -97,3 +97,19 @@ def test_loss_auto_is_plain_mnrl_on_cpu_and_cached_on_gpu():
 def test_cpu_training_is_fp32_whatever_is_asked():
     for p in ("auto", "bf16", "fp16", "fp32"):
         assert resolve_precision(p, cpu=True) == "fp32"
+
+
+@pytest.mark.parametrize("name", ["wandb", "tensorboard"])
+def test_report_to_needs_its_package(name, monkeypatch):
+    import importlib.util
+
+    from finetune.training import _report_to
+
+    assert _report_to("none") == ["none"]
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda mod, *a: None if mod in ("wandb", "tensorboard", "tensorboardX") else real(mod, *a))
+    with pytest.raises(ConfigError, match=rf"report_to='{name}' needs the {name} package: pip install 'medrag\[{name}\]'"):
+        _report_to(name)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda mod, *a: object())
+    assert _report_to(name) == [name]
