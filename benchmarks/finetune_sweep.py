@@ -7,6 +7,10 @@ numbers transfer to CPU training. Writes, after every recipe (so a timeout keeps
 - ``OUT/sweep.json``: per recipe its overrides, NDCG@10/MRR@10/Recall@10 per size, wall time;
 - ``OUT/sweep.md``: the NDCG@10 table.
 
+``--time-losses`` times one optimisation-free forward+backward of MatryoshkaLoss over plain MNRL and
+over CachedMNRL (mini-batch 16) on the same batch of 64 training pairs, alternating, ``--repeats`` times
+(why ``loss="auto"`` picks plain MNRL on CPU; ``OUT/loss_timing.json``).
+
 ``--bf16`` instead runs one recipe (``--recipe``, default: the library's default recipe) on
 train+dev with evaluation on test in bf16 and records samples/s and peak GPU memory
 (``OUT/bf16.json``, ``OUT/bf16.md``).
@@ -91,6 +95,8 @@ def main() -> int:
                     help="recipe for --bf16: 'default' (FinetuneConfig defaults) or a name from the sweep")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--max-steps", type=int, default=-1, help="cap each run (smoke tests)")
+    ap.add_argument("--time-losses", action="store_true", help="time MNRL vs CachedMNRL on one batch of 64")
+    ap.add_argument("--repeats", type=int, default=2, help="repeats for --time-losses")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -98,6 +104,8 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.bf16:
         return run_bf16(args, out)
+    if args.time_losses:
+        return time_losses(args, out)
     return run_sweep(args, out)
 
 
@@ -174,6 +182,42 @@ def sweep_table(record: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(f"{r['scores'][str(d)]['ndcg@10']:.4f}" for d in dims)
                      + f" | {r['train_seconds']} | {r['steps']} |")
     return "\n".join(lines) + "\n"
+
+
+def time_losses(args, out: Path) -> int:
+    import torch
+
+    from finetune.config import FinetuneConfig
+    from finetune.data import load_frenchmedmcqa
+    from finetune.scoring import prompt_texts
+    from finetune.training import MatryoshkaFinetuner
+    from medrag.models import load_model
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    pairs = load_frenchmedmcqa(args.data, train_splits=("train",), eval_split=None).train[:64]
+    model = load_model(args.model, device=device)
+    model.max_seq_length = 128
+    qp, pp = prompt_texts(model)
+    feats = [model.tokenize([qp + p.question for p in pairs]), model.tokenize([pp + p.answer for p in pairs])]
+    feats = [{k: v.to(model.device) for k, v in f.items()} for f in feats]
+    model.train()
+    times: dict[str, list[float]] = {"mnrl": [], "cached_mnrl": []}
+    for _ in range(args.repeats):
+        for name in times:
+            loss_fn = MatryoshkaFinetuner(FinetuneConfig(loss=name, mini_batch_size=16)).build_loss(model, args.dims)
+            model.zero_grad(set_to_none=True)
+            start = time.perf_counter()
+            loss_fn([dict(f) for f in feats], None).backward()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            times[name].append(round(time.perf_counter() - start, 2))
+            print(name, times[name][-1], flush=True)
+    rec = {"device": device, "torch_threads": torch.get_num_threads(), "batch": 64, "mini_batch_size": 16,
+           "token_lengths": [int(f["input_ids"].shape[1]) for f in feats], "seconds": times,
+           "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+    (out / "loss_timing.json").write_text(json.dumps(rec, indent=2))
+    print(json.dumps(rec))
+    return 0
 
 
 def run_bf16(args, out: Path) -> int:

@@ -3,12 +3,15 @@
 Example::
 
     >>> from finetune.config import FinetuneConfig
-    >>> cfg = FinetuneConfig.from_file("configs/frenchmedmcqa.yaml", overrides={"epochs": 2})
-    >>> cfg.loss, cfg.batch_size
-    ('cached_mnrl', 64)
+    >>> cfg = FinetuneConfig.from_file("configs/frenchmedmcqa_default.yaml", overrides={"epochs": 3})
+    >>> cfg.loss, cfg.batch_size, cfg.learning_rate, cfg.epochs
+    ('auto', 64, 0.0001, 3.0)
 
-Defaults are the recipe that won our measurements (docs/results.md, finetune section); the seed
-report's recipe is ``configs/seed.yaml`` (MNRL, batch 4 x accumulation 16).
+Defaults are the recipe chosen from our measurements (docs/results.md, "Fine-tuning"): MatryoshkaLoss
+over in-batch negatives with one contrastive batch of 64 (CachedMNRL, mini-batch 16, on GPU; the
+identical plain MNRL on CPU, see ``loss``), NO_DUPLICATES, no hard negatives, lr 1e-4, 2 epochs,
+warmup 0.1, max_seq_length 128. The seed report's recipe is ``configs/seed.yaml`` (MNRL, batch 4 x
+accumulation 16, lr 2e-5, 1 epoch); on FrenchMedMCQA ``configs/frenchmedmcqa_seed.yaml``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ class ConfigError(MedragError, ValueError):
     """A configuration file or override is invalid (unknown key, wrong type, impossible value)."""
 
 
-LOSSES = ("mnrl", "cached_mnrl")
+LOSSES = ("auto", "mnrl", "cached_mnrl")
 SAMPLERS = ("batch_sampler", "no_duplicates")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
@@ -50,9 +53,14 @@ class FinetuneConfig:
         model: ``None`` (the embedded e5-small), a folder or a hub id, for :func:`medrag.load_model`.
         dims: Matryoshka sizes; ``None`` = the seed's 1024/768/512/256/128/64 capped to the model,
             always with the full size.
-        loss: ``mnrl`` (MultipleNegativesRankingLoss: in-batch negatives = the per-device batch) or
-            ``cached_mnrl`` (GradCache: in-batch negatives = the whole batch, memory of ``mini_batch_size``).
-        hard_negatives: hard negatives per example taken from the data (0 = none).
+        loss: ``mnrl`` (MultipleNegativesRankingLoss: in-batch negatives = the per-device batch),
+            ``cached_mnrl`` (GradCache: in-batch negatives = the whole batch, memory of ``mini_batch_size``)
+            or ``auto`` (default): ``cached_mnrl`` on GPU, ``mnrl`` on CPU. GradCache is exact -- both
+            give the same loss and gradients for the same batch -- but it runs one extra forward pass
+            (measured 2x slower per step on CPU, docs/results.md), and CPU memory is rarely the limit
+            at batch 64; on GPU it keeps the memory of a mini-batch.
+        hard_negatives: hard negatives per example taken from the data (0 = none; on FrenchMedMCQA the
+            wrong options hurt, docs/results.md).
         batch_sampler: ``no_duplicates`` keeps a text from appearing twice in a batch (a duplicate
             would be a false negative) or ``batch_sampler``.
         gather_across_devices: with several processes, score each query against every device's passages.
@@ -81,14 +89,14 @@ class FinetuneConfig:
     # model and loss
     model: str | None = None
     dims: list[int] | None = None
-    loss: Literal["mnrl", "cached_mnrl"] = "cached_mnrl"
+    loss: Literal["auto", "mnrl", "cached_mnrl"] = "auto"
     mini_batch_size: int = 16
-    hard_negatives: int = 1
+    hard_negatives: int = 0
     batch_sampler: Literal["batch_sampler", "no_duplicates"] = "no_duplicates"
     gather_across_devices: bool = True
     # optimisation
-    epochs: float = 1.0
-    learning_rate: float = 2e-5
+    epochs: float = 2.0
+    learning_rate: float = 1e-4
     batch_size: int = 64
     gradient_accumulation_steps: int = 1
     warmup_ratio: float = 0.1
@@ -258,6 +266,8 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
             return float(value)
         if target is str:
             return str(value)
+    except ConfigError:  # a ValueError too: keep its own message
+        raise
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be {getattr(target, '__name__', target)}, got {value!r}") from None
     return value

@@ -25,7 +25,8 @@ def score_table(before: dict[int, dict[str, float]], after: dict[int, dict[str, 
 def write_model_card(folder: str | Path, cfg: Any, result: Any, dataset: Any, info: dict[str, Any]) -> Path:
     """Write ``README.md`` into ``folder`` (replacing sentence-transformers' generic card)."""
     folder = Path(folder)
-    recipe = (f"MatryoshkaLoss over {'CachedMultipleNegativesRankingLoss (mini-batch ' + str(cfg.mini_batch_size) + ')' if cfg.loss == 'cached_mnrl' else 'MultipleNegativesRankingLoss'}"
+    loss = info.get("loss", cfg.loss)
+    recipe = (f"MatryoshkaLoss over {'CachedMultipleNegativesRankingLoss (mini-batch ' + str(cfg.mini_batch_size) + ')' if loss == 'cached_mnrl' else 'MultipleNegativesRankingLoss'}"
               f", sizes {', '.join(map(str, result.dims))}; batch {cfg.batch_size} x accumulation "
               f"{cfg.gradient_accumulation_steps}; {cfg.hard_negatives} hard negative(s) per example; "
               f"sampler {cfg.batch_sampler}; {cfg.epochs:g} epoch(s); lr {cfg.learning_rate:g}, warmup "
@@ -60,7 +61,10 @@ def write_model_card(folder: str | Path, cfg: Any, result: Any, dataset: Any, in
         f"- Recipe: {recipe}.",
         f"- Time: {result.train_seconds:.0f} s of training, {result.samples_per_second:.2f} samples/s, "
         f"{result.global_step} optimizer steps" + (f", peak GPU memory {result.peak_gpu_memory_bytes / 2**30:.2f} GiB"
-                                                  if result.peak_gpu_memory_bytes else "") + ".",
+                                                  if result.peak_gpu_memory_bytes else
+                                                  f", {info.get('train_cpu_seconds', 0):.0f} s CPU time on "
+                                                  f"{info.get('torch_threads', '?')} thread(s), load average "
+                                                  f"{(info.get('load_average') or ['?'])[0]}") + ".",
         f"- Data: {dataset.split_method}.",
         "- Full configuration: `finetune_config.yaml`; timings: `training_info.json`; sizes and scores: "
         "`matryoshka.json`.",

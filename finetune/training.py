@@ -11,11 +11,13 @@ Example::
     >>> result.scores_after[64]["ndcg@10"] > result.scores_before[64]["ndcg@10"]
     True
 
-Why the cached loss is the default: MultipleNegativesRankingLoss scores each query against the
-passages *of its forward batch*; gradient accumulation adds steps, not negatives, so the seed's
-batch 4 x accumulation 16 trains with 3 in-batch negatives per query. GradCache
+Why one contrastive batch of 64 is the default: MultipleNegativesRankingLoss scores each query
+against the passages *of its forward batch*; gradient accumulation adds steps, not negatives, so
+the seed's batch 4 x accumulation 16 trains with 3 in-batch negatives per query. GradCache
 (CachedMultipleNegativesRankingLoss) makes the whole batch the contrastive batch at the memory
-of a mini-batch. Measured in docs/results.md.
+of a mini-batch: the default on GPU. It computes exactly the loss and gradients of plain MNRL on
+the same batch, with one extra forward pass; on CPU, where memory is not the limit, ``loss="auto"``
+uses plain MNRL (2x faster per step there). Measured in docs/results.md.
 
 Multi-GPU: launch the same command under ``torchrun --nproc_per_node N`` or ``accelerate launch``;
 the Trainer wraps the model in DDP and the loss gathers passages across devices.
@@ -60,6 +62,8 @@ class FinetuneResult:
         dims: the trained sizes, descending.
         scores_before / scores_after: ``{dim: {metric: value}}`` on the eval task (empty when skipped).
         train_seconds: wall time of the training loop (without evaluation).
+        train_cpu_seconds: CPU time of this process over the training loop, all threads (on a shared
+            machine, with ``torch.get_num_threads()``, what the run would take alone: CPU s / threads).
         samples_per_second: training throughput reported by the Trainer.
         losses: the logged training losses, in order.
         peak_gpu_memory_bytes: ``torch.cuda.max_memory_allocated`` on CUDA, else ``None``.
@@ -76,6 +80,7 @@ class FinetuneResult:
     peak_gpu_memory_bytes: int | None = None
     precision: str = "fp32"
     global_step: int = 0
+    train_cpu_seconds: float = 0.0
 
 
 class MatryoshkaFinetuner:
@@ -96,6 +101,8 @@ class MatryoshkaFinetuner:
         self.callbacks = list(callbacks or [])
         self.output_dir = Path(config.output_dir)
         self.checkpoint_dir = self.output_dir / CHECKPOINT_DIR
+        #: the loss actually trained with (``loss="auto"`` resolved for the device)
+        self.loss_name = resolve_loss(config.loss, cpu=None)
 
     # ------------------------------------------------------------------ main entry
 
@@ -116,6 +123,7 @@ class MatryoshkaFinetuner:
         model = self.model
         dims = self._dims(model)
         precision = resolve_precision(cfg.precision, cpu=_cpu_only(cfg))
+        self.loss_name = resolve_loss(cfg.loss, cpu=_cpu_only(cfg))
         task = self.dataset.eval_task() if self.dataset.eval else None
         inference_max_len = model.max_seq_length
 
@@ -123,6 +131,7 @@ class MatryoshkaFinetuner:
         if task is not None and cfg.evaluate_before:
             before = self._scores_before(model, task, dims, state)
 
+        _freeze_unused_pooler(model)
         trainer = self._build_trainer(model, dims, precision)
         stopper = _GracefulStop()
         trainer.add_callback(stopper.callback)
@@ -130,10 +139,11 @@ class MatryoshkaFinetuner:
             model.max_seq_length = min(cfg.max_seq_length, inference_max_len or cfg.max_seq_length)
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         with stopper.installed():
             output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         train_seconds = time.perf_counter() - start
+        train_cpu_seconds = time.process_time() - cpu_start
         model.max_seq_length = inference_max_len
         peak = int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() and not _cpu_only(cfg) else None
         if stopper.requested:
@@ -146,6 +156,7 @@ class MatryoshkaFinetuner:
             samples_per_second=float(output.metrics.get("train_samples_per_second", 0.0)),
             losses=[float(h["loss"]) for h in trainer.state.log_history if "loss" in h],
             peak_gpu_memory_bytes=peak, precision=precision, global_step=trainer.state.global_step,
+            train_cpu_seconds=train_cpu_seconds,
         )
         if state.is_main_process:
             model.save(str(self.output_dir))
@@ -210,7 +221,9 @@ class MatryoshkaFinetuner:
 
         cfg = self.config
         gather = cfg.gather_across_devices and _world_size() > 1
-        if cfg.loss == "mnrl":
+        if self.loss_name == "auto":
+            self.loss_name = resolve_loss(cfg.loss, cpu=_cpu_only(cfg))
+        if self.loss_name == "mnrl":
             base = losses.MultipleNegativesRankingLoss(model, gather_across_devices=gather)
         else:
             base = losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg.mini_batch_size,
@@ -277,10 +290,14 @@ class MatryoshkaFinetuner:
         out = self.output_dir
         info = {
             "train_seconds": round(result.train_seconds, 2),
+            "train_cpu_seconds": round(result.train_cpu_seconds, 2),
+            "torch_threads": _torch_threads(),
+            "load_average": _load_average(),
             "samples_per_second": round(result.samples_per_second, 3),
             "global_step": result.global_step,
             "final_loss": result.losses[-1] if result.losses else None,
             "precision": result.precision,
+            "loss": self.loss_name,
             "peak_gpu_memory_bytes": result.peak_gpu_memory_bytes,
             "world_size": _world_size(),
             "train_pairs": len(self.dataset.train),
@@ -296,10 +313,10 @@ class MatryoshkaFinetuner:
             scores_before=result.scores_before, base_model=str(cfg.model or getattr(model, "medrag_spec", None)
                                                                or "bundled:multilingual-e5-small"),
             extra={"dataset": self.dataset.name, "training": info, "metrics": list(TRAINING_METRICS),
-                   "recipe": {k: getattr(cfg, k) for k in ("loss", "batch_size", "mini_batch_size",
+                   "recipe": {"loss_used": self.loss_name, **{k: getattr(cfg, k) for k in ("loss", "batch_size", "mini_batch_size",
                                                            "gradient_accumulation_steps", "hard_negatives",
                                                            "batch_sampler", "epochs", "learning_rate",
-                                                           "warmup_ratio", "max_seq_length", "seed")}},
+                                                           "warmup_ratio", "max_seq_length", "seed")}}},
         )
         meta.save(out)
         write_model_card(out, cfg, result, self.dataset, info)
@@ -308,6 +325,19 @@ class MatryoshkaFinetuner:
 def train(config: FinetuneConfig, **kwargs: Any) -> FinetuneResult:
     """Shorthand for ``MatryoshkaFinetuner(config, **kwargs).run()``."""
     return MatryoshkaFinetuner(config, **kwargs).run()
+
+
+def resolve_loss(requested: str, cpu: bool | None) -> str:
+    """The in-batch-negatives loss to train with: ``auto`` -> ``mnrl`` on CPU, ``cached_mnrl`` on GPU.
+
+    GradCache (``cached_mnrl``) gives the same loss and gradients as plain MNRL on the same batch
+    (up to floating-point rounding) at the memory of a mini-batch, for one extra forward pass: worth
+    it on GPU, where memory limits the batch; on CPU plain MNRL is the faster of two identical losses.
+    ``cpu=None``: not known yet, ``auto`` is returned unresolved.
+    """
+    if requested != "auto" or cpu is None:
+        return requested
+    return "mnrl" if cpu else "cached_mnrl"
 
 
 def resolve_precision(requested: str, cpu: bool) -> str:
@@ -383,6 +413,33 @@ def _tf32_supported() -> bool:
     return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8
 
 
+def _freeze_unused_pooler(model) -> None:
+    """Freeze the transformer's ``pooler`` (BERT-style models): sentence-transformers pools the token
+    embeddings itself, so those weights never get a gradient. Alone that changes nothing (the optimizer
+    skips them); under DDP (torchrun, ``ddp_find_unused_parameters=False``) a parameter without a
+    gradient stops the run at the second step."""
+    frozen = [n for n, p in model.named_parameters() if p.requires_grad and ".pooler." in f".{n}"]
+    for name, param in model.named_parameters():
+        if name in frozen:
+            param.requires_grad_(False)
+    if frozen:
+        logger.info("froze %d unused pooler parameter(s)", len(frozen))
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _load_average() -> list[float] | None:
+    """1/5/15-minute load averages at the end of training (None where the OS has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def _world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
@@ -410,4 +467,4 @@ def _versions() -> dict[str, str]:
     return out
 
 
-__all__ = ["MatryoshkaFinetuner", "FinetuneResult", "train", "resolve_precision"]
+__all__ = ["MatryoshkaFinetuner", "FinetuneResult", "train", "resolve_loss", "resolve_precision"]

@@ -1,0 +1,83 @@
+"""``medrag finetune`` / ``python -m finetune``: one-line errors with exit code 1, --check, a tiny run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from finetune.cli import main as finetune_main
+from medrag.cli import main as medrag_main
+from tests.finetune.helpers import write_jsonl
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _one_error_line(capsys) -> str:
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1, err
+    return err[0]
+
+
+@pytest.mark.parametrize("main, prefix", [(medrag_main, "medrag finetune: error: "),
+                                          (lambda argv: finetune_main(argv[1:]), "finetune: error: ")])
+def test_missing_columns_exit_1_with_one_line(tmp_path, capsys, main, prefix):
+    data = write_jsonl(tmp_path / "p.jsonl", [{"q": "x", "a": "y"}])
+    assert main(["finetune", "--data", str(data), "--output-dir", str(tmp_path / "o")]) == 1
+    line = _one_error_line(capsys)
+    assert line.startswith(prefix) and "missing column(s) ['anchor', 'positive']" in line
+    assert "columns found: ['q', 'a']" in line
+
+
+def test_bad_line_bad_config_and_missing_file_exit_1(tmp_path, capsys):
+    bad = tmp_path / "p.jsonl"
+    bad.write_text('{"anchor": "q", "positive": "a"}\n{oops}\n')
+    assert medrag_main(["finetune", "--data", str(bad)]) == 1
+    assert f"{bad}:2: not valid JSON" in _one_error_line(capsys)
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("epochs: 1\nbatch_sise: 4\n")
+    assert medrag_main(["finetune", "--config", str(cfg)]) == 1
+    assert "unknown config key(s) ['batch_sise']" in _one_error_line(capsys)
+
+    assert medrag_main(["finetune", "--config", str(tmp_path / "none.yaml")]) == 1
+    assert "does not exist" in _one_error_line(capsys)
+
+    assert medrag_main(["finetune", "--data", str(tmp_path / "none.jsonl")]) == 1
+    assert "does not exist" in _one_error_line(capsys)
+
+    assert medrag_main(["finetune", "--data", str(bad), "--learning-rate", "0"]) == 1
+    assert "learning_rate must be > 0" in _one_error_line(capsys)
+
+
+def test_check_prints_the_summary_and_the_resolved_config(tmp_path, capsys, pairs_file):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("question_column: question\nanswer_column: answer\nepochs: 3\n")
+    assert medrag_main(["finetune", "--config", str(cfg), "--data", str(pairs_file), "--epochs", "5", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "rows read: 32; empty dropped: 0; duplicate pairs dropped: 0" in out
+    assert "epochs: 5.0" in out and "loss: auto" in out
+
+
+def test_cli_trains_the_tiny_model(tmp_path, capsys, tiny_model_dir, pairs_file):
+    out = tmp_path / "model"
+    argv = ["finetune", "--data", str(pairs_file), "--question-column", "question", "--answer-column", "answer",
+            "--model", str(tiny_model_dir), "--device", "cpu", "--output-dir", str(out), "--batch-size", "8",
+            "--epochs", "1", "--max-seq-length", "32", "--eval-fraction", "0.25", "--checkpoints", "false"]
+    assert medrag_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| Dimension | Initial ndcg@10 | Final ndcg@10 | Gain |" in printed and "| 64 |" in printed
+    assert f"model saved to {out}" in printed
+    assert json.loads((out / "training_info.json").read_text())["global_step"] == 3
+
+
+def test_python_dash_m_finetune_exit_code(tmp_path):
+    data = write_jsonl(tmp_path / "p.jsonl", [{"q": "x"}])
+    proc = subprocess.run([sys.executable, "-m", "finetune", "--data", str(data)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("finetune: error: ") and "columns found: ['q']" in lines[0]

@@ -1,0 +1,115 @@
+"""FinetuneConfig: defaults, YAML/TOML/JSON files, CLI-style overrides, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from finetune.config import ConfigError, FinetuneConfig
+from finetune.training import resolve_loss, resolve_precision
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_defaults_are_the_chosen_recipe():
+    cfg = FinetuneConfig()
+    assert (cfg.loss, cfg.batch_size, cfg.mini_batch_size, cfg.gradient_accumulation_steps) == ("auto", 64, 16, 1)
+    assert (cfg.hard_negatives, cfg.batch_sampler) == (0, "no_duplicates")
+    assert (cfg.learning_rate, cfg.epochs, cfg.warmup_ratio, cfg.max_seq_length) == (1e-4, 2.0, 0.1, 128)
+    assert cfg.precision == "auto"
+
+
+def test_default_config_file_spells_out_the_defaults():
+    cfg = FinetuneConfig.from_file(CONFIGS / "frenchmedmcqa_default.yaml")
+    differ = {k for k, v in cfg.to_dict().items() if v != getattr(FinetuneConfig(), k)}
+    assert differ == {"data", "eval_split", "dims"}
+    assert cfg.dims == [384, 256, 128, 64, 32]
+
+
+def test_seed_configs_keep_the_seed_recipe():
+    for name in ("seed.yaml", "frenchmedmcqa_seed.yaml"):
+        cfg = FinetuneConfig.from_file(CONFIGS / name)
+        assert (cfg.loss, cfg.batch_size, cfg.gradient_accumulation_steps) == ("mnrl", 4, 16)
+        assert (cfg.learning_rate, cfg.epochs, cfg.hard_negatives, cfg.batch_sampler) == (2e-5, 1.0, 0, "batch_sampler")
+
+
+def test_overrides_beat_the_file_and_strings_are_coerced(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 3\nlearning_rate: 3.0e-5\ndims: [128, 64]\n")
+    cfg = FinetuneConfig.from_file(path, {"epochs": "1.5", "batch_size": "8", "dims": "64,32",
+                                          "checkpoints": "false", "max_seq_length": "none", "loss": "mnrl"})
+    assert (cfg.epochs, cfg.learning_rate, cfg.batch_size, cfg.dims) == (1.5, 3e-5, 8, [64, 32])
+    assert cfg.checkpoints is False and cfg.max_seq_length is None and cfg.loss == "mnrl"
+
+
+def test_toml_with_or_without_a_finetune_table_and_json(tmp_path):
+    a = tmp_path / "a.toml"
+    a.write_text('[finetune]\nepochs = 4\nloss = "cached_mnrl"\n')
+    b = tmp_path / "b.toml"
+    b.write_text("epochs = 5\n")
+    c = tmp_path / "c.json"
+    c.write_text('{"epochs": 6}')
+    assert FinetuneConfig.from_file(a).epochs == 4 and FinetuneConfig.from_file(a).loss == "cached_mnrl"
+    assert FinetuneConfig.from_file(b).epochs == 5
+    assert FinetuneConfig.from_file(c).epochs == 6
+
+
+def test_save_and_read_back(tmp_path):
+    cfg = FinetuneConfig(epochs=3, dims=[64], run_name="x")
+    for name in ("c.yaml", "c.json"):
+        assert FinetuneConfig.from_file(cfg.save(tmp_path / name)) == cfg
+
+
+@pytest.mark.parametrize("text, suffix, message", [
+    ("epochs: 1\nlearnig_rate: 1\n", ".yaml", r"unknown config key\(s\) \['learnig_rate'\]"),
+    ("epochs: [1\n", ".yaml", "cannot be parsed"),
+    ("epochs = \n", ".toml", "cannot be parsed"),
+    ("- 1\n- 2\n", ".yaml", "must hold a mapping"),
+    ("epochs: 1\n", ".ini", "use .yaml, .yml, .toml or .json"),
+    ("batch_size: 2.5\n", ".yaml", "batch_size must be int, got 2.5"),
+    ("loss: triplet\n", ".yaml", "loss must be one of"),
+    ("checkpoints: maybe\n", ".yaml", "checkpoints must be true or false"),
+    ("learning_rate: -1\n", ".yaml", "learning_rate must be > 0"),
+    ("warmup_ratio: 1.5\n", ".yaml", r"warmup_ratio must be in \[0, 1\)"),
+    ("data: null\n", ".yaml", "data cannot be empty"),
+    ("dims: 12\n", ".yaml", "dims must be a list"),
+])
+def test_bad_config_files(tmp_path, text, suffix, message):
+    path = tmp_path / f"c{suffix}"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        FinetuneConfig.from_file(path)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        FinetuneConfig.from_file(tmp_path / "nope.yaml")
+
+
+def test_loss_auto_is_plain_mnrl_on_cpu_and_cached_on_gpu():
+    assert resolve_loss("auto", cpu=True) == "mnrl"
+    assert resolve_loss("auto", cpu=False) == "cached_mnrl"
+    assert resolve_loss("cached_mnrl", cpu=True) == "cached_mnrl"
+    assert resolve_loss("mnrl", cpu=False) == "mnrl"
+
+
+def test_cpu_training_is_fp32_whatever_is_asked():
+    for p in ("auto", "bf16", "fp16", "fp32"):
+        assert resolve_precision(p, cpu=True) == "fp32"
+
+
+@pytest.mark.parametrize("name", ["wandb", "tensorboard"])
+def test_report_to_needs_its_package(name, monkeypatch):
+    import importlib.util
+
+    from finetune.training import _report_to
+
+    assert _report_to("none") == ["none"]
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda mod, *a: None if mod in ("wandb", "tensorboard", "tensorboardX") else real(mod, *a))
+    with pytest.raises(ConfigError, match=rf"report_to='{name}' needs the {name} package: pip install 'medrag\[{name}\]'"):
+        _report_to(name)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda mod, *a: object())
+    assert _report_to(name) == [name]

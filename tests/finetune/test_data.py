@@ -1,0 +1,247 @@
+"""Data loading: formats, the documented errors, counts of what was dropped, leak-free splits."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from finetune.data import (QAPair, load_dataset_from_config, load_frenchmedmcqa, load_qa_dataset, read_records,
+                           split_by_question)
+from medrag.errors import DataError
+from tests.conftest import SHARED_DATA, requires_shared
+from tests.finetune.helpers import mcqa_record, qa_pairs, write_jsonl
+
+
+def _load(path, **kw):
+    return load_qa_dataset(path, question_column="question", answer_column="answer", **kw)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".csv", ".parquet"])
+def test_every_local_format_gives_the_same_pairs(tmp_path, suffix):
+    rows = qa_pairs()
+    path = tmp_path / f"pairs{suffix}"
+    if suffix == ".jsonl":
+        write_jsonl(path, rows)
+    elif suffix == ".json":
+        path.write_text(json.dumps({"data": rows}), encoding="utf-8")
+    elif suffix == ".csv":
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=["question", "answer"])
+            w.writeheader()
+            w.writerows(rows)
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    ds = _load(path, eval_fraction=0.25)
+    assert ds.stats.rows == len(rows)
+    got = sorted((p.question, p.answer) for p in ds.train + ds.eval)
+    assert got == sorted((r["question"], r["answer"]) for r in rows)
+
+
+def test_missing_columns_name_the_columns_found(tmp_path):
+    path = write_jsonl(tmp_path / "p.jsonl", [{"anchor": "q", "text": "a"}])
+    with pytest.raises(DataError) as exc:
+        _load(path)
+    msg = str(exc.value)
+    assert "missing column(s) ['question', 'answer']" in msg
+    assert "columns found: ['anchor', 'text']" in msg
+
+
+def test_missing_negatives_column_is_named(tmp_path):
+    path = write_jsonl(tmp_path / "p.jsonl", qa_pairs(1))
+    with pytest.raises(DataError, match=r"missing column\(s\) \['negs'\]"):
+        _load(path, negatives_column="negs")
+
+
+def test_bad_jsonl_line_gives_path_and_line(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"question": "q1", "answer": "a1"}\n\n{"question": "q2", "answer": \n', encoding="utf-8")
+    with pytest.raises(DataError) as exc:
+        _load(path)
+    assert f"{path}:3: not valid JSON" in str(exc.value)
+
+
+def test_jsonl_line_that_is_not_an_object(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"question": "q1", "answer": "a1"}\n["q2", "a2"]\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"p\.jsonl:2: expected a JSON object, got list"):
+        _load(path)
+
+
+def test_bad_json_file_gives_path_and_line(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text('[\n {"question": "q", "answer": "a"},\n {"question": }\n]', encoding="utf-8")
+    with pytest.raises(DataError) as exc:
+        _load(path)
+    assert f"{path}:3: not valid JSON" in str(exc.value)
+
+
+def test_csv_row_with_too_many_fields_gives_path_and_line(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("question,answer\nq1,a1\nq2,a2,extra\n", encoding="utf-8")
+    with pytest.raises(DataError) as exc:
+        _load(path)
+    assert f"{path}:3: more fields than the header's 2 columns" in str(exc.value)
+
+
+def test_corrupt_parquet_and_non_utf8_and_unknown_suffix(tmp_path):
+    bad_pq = tmp_path / "p.parquet"
+    bad_pq.write_bytes(b"not a parquet file")
+    with pytest.raises(DataError, match="cannot read parquet"):
+        _load(bad_pq)
+    latin = tmp_path / "p.csv"
+    latin.write_bytes("question,answer\nfièvre,a\n".encode("latin-1"))
+    with pytest.raises(DataError, match="not UTF-8"):
+        _load(latin)
+    with pytest.raises(DataError, match="unsupported file type '.txt'"):
+        read_records(write_jsonl(tmp_path / "p.txt", []))
+    with pytest.raises(DataError, match="does not exist"):
+        _load(tmp_path / "missing.jsonl")
+
+
+def test_empty_rows_dropped_and_counted(tmp_path):
+    rows = qa_pairs(2) + [{"question": "  ", "answer": "a"}, {"question": "q", "answer": None},
+                          {"question": "q", "answer": ""}]
+    ds = _load(write_jsonl(tmp_path / "p.jsonl", rows), eval_fraction=0.0)
+    assert ds.stats.empty_dropped == 3
+    assert ds.stats.rows == len(rows)
+    assert len(ds.train) == len(rows) - 3
+    assert "empty dropped: 3" in ds.summary()
+
+
+def test_all_rows_empty_is_an_error(tmp_path):
+    with pytest.raises(DataError, match="every one of the 2 rows has an empty question or answer"):
+        _load(write_jsonl(tmp_path / "p.jsonl", [{"question": "", "answer": "a"}, {"question": "q", "answer": " "}]))
+
+
+def test_duplicate_pairs_removed_and_counted(tmp_path):
+    rows = qa_pairs(2)
+    # exact duplicates (after stripping) are removed; the same question with another answer is kept
+    extra = [dict(rows[0]), {"question": rows[1]["question"] + "  ", "answer": rows[1]["answer"]},
+             {"question": rows[0]["question"], "answer": "autre réponse"}]
+    ds = _load(write_jsonl(tmp_path / "p.jsonl", rows + extra), eval_fraction=0.0)
+    assert ds.stats.duplicates_dropped == 2
+    assert len(ds.train) == len(rows) + 1
+    assert "duplicate pairs dropped: 2" in ds.summary()
+
+
+def test_split_keeps_every_pair_of_a_question_on_one_side(tmp_path):
+    rows = qa_pairs() + [{"question": r["question"], "answer": r["answer"] + " bis"} for r in qa_pairs()[::3]]
+    ds = _load(write_jsonl(tmp_path / "p.jsonl", rows), eval_fraction=0.25, seed=7)
+    train_q, eval_q = {p.question for p in ds.train}, {p.question for p in ds.eval}
+    assert train_q and eval_q and not train_q & eval_q
+    assert len(ds.train) + len(ds.eval) == len(rows)
+    assert len(eval_q) == round(len(train_q | eval_q) * 0.25)
+
+
+def test_split_is_deterministic_and_independent_of_row_order():
+    pairs = [QAPair(f"question {i}", f"answer {i % 7}") for i in range(50)]
+    a = split_by_question(pairs, 0.2, seed=1)
+    b = split_by_question(list(reversed(pairs)), 0.2, seed=1)
+    assert {p.question for p in a[1]} == {p.question for p in b[1]}
+    c = split_by_question(pairs, 0.2, seed=2)
+    assert {p.question for p in a[1]} != {p.question for p in c[1]}
+    assert split_by_question(pairs, 0.0)[1] == []
+    with pytest.raises(DataError):
+        split_by_question(pairs, 1.0)
+
+
+def test_separate_eval_file_and_no_leakage(tmp_path):
+    rows = qa_pairs()
+    train = write_jsonl(tmp_path / "train.jsonl", rows)
+    evals = write_jsonl(tmp_path / "eval.jsonl", rows[:4] + [{"question": "nouvelle question", "answer": "x"}])
+    ds = _load(train, eval_source=evals)
+    assert len(ds.eval) == 5
+    assert len(ds.train) == len(rows) - 4  # the 4 questions also in eval left train
+    assert not {p.question for p in ds.train} & {p.question for p in ds.eval}
+    assert "removed" in ds.split_method
+
+
+def test_eval_task_queries_corpus_and_qrels(tmp_path):
+    ds = _load(write_jsonl(tmp_path / "p.jsonl", qa_pairs()), eval_fraction=0.25)
+    task = ds.eval_task()
+    assert len(task.queries) == len({p.question for p in ds.eval})
+    assert len(task.corpus) == len({p.answer for p in ds.eval})
+    assert all(task.qrels[q] for q in task.queries)
+
+
+def test_negatives_column_list_or_json_string(tmp_path):
+    rows = [{"question": "q1", "answer": "a1", "negs": ["n1", "n2", "a1", ""]},
+            {"question": "q2", "answer": "a2", "negs": '["n3"]'},
+            {"question": "q3", "answer": "a3", "negs": "n4"}]
+    ds = _load(write_jsonl(tmp_path / "p.jsonl", rows), negatives_column="negs", eval_fraction=0.0)
+    negs = {p.question: p.negatives for p in ds.train}
+    assert negs == {"q1": ("n1", "n2"), "q2": ("n3",), "q3": ("n4",)}  # the positive itself is never a negative
+    hf = ds.to_hf_dataset(num_negatives=2)
+    assert hf.column_names == ["anchor", "positive", "negative_1", "negative_2"]
+    assert all(n != p for p, n in zip(hf["positive"], hf["negative_1"]))
+
+
+def _write_mcqa(folder):
+    folder.mkdir()
+    train = [mcqa_record(0, "Quel examen ?", ["la TSH", "la CRP", "la ferritine", "", "la créatinine"], ["a", "c"]),
+             mcqa_record(1, "Quelle valeur ?", ["1,10 g/L", "140/90", "6,5 %", "0,70", "aucune"], ["b"]),
+             mcqa_record(2, "Quelle valeur ?", ["1,10 g/L", "140/90", "6,5 %", "0,70", "aucune"], ["b"])]
+    dev = [mcqa_record(3, "Quel signe ?", ["fièvre", "toux", "rien", "douleur", "autre"], ["a"])]
+    test = [mcqa_record(4, "Quel examen ?", ["la TSH", "la CRP", "x", "y", "z"], ["b"]),
+            mcqa_record(5, "Quel organe ?", ["foie", "rein", "cœur", "os", "peau"], ["e"])]
+    for name, recs in (("train", train), ("dev", dev), ("test", test)):
+        (folder / f"{name}.json").write_text(json.dumps(recs, ensure_ascii=False), encoding="utf-8")
+    return folder
+
+
+def test_frenchmedmcqa_loader_on_a_small_folder(tmp_path):
+    ds = load_frenchmedmcqa(_write_mcqa(tmp_path / "mcqa"))
+    by_q = {p.question: p for p in ds.train}
+    assert by_q["Quelle valeur ?"].answer == "140/90"
+    assert ds.stats.duplicates_dropped == 1
+    # "Quel examen ?" is also a test question: it left train
+    assert "Quel examen ?" not in by_q and set(by_q) == {"Quelle valeur ?", "Quel signe ?"}
+    assert {p.question: p.answer for p in ds.eval} == {"Quel examen ?": "la CRP", "Quel organe ?": "peau"}
+    assert by_q["Quel signe ?"].negatives == ("toux", "rien", "douleur", "autre")
+
+
+def test_frenchmedmcqa_joins_several_correct_options(tmp_path):
+    ds = load_frenchmedmcqa(_write_mcqa(tmp_path / "mcqa"), train_splits=("train",), eval_split="dev")
+    pair = next(p for p in ds.train if p.question == "Quel examen ?")
+    assert pair.answer == "la TSH; la ferritine"
+    assert pair.negatives == ("la CRP", "la créatinine")  # the empty option is not a negative
+
+
+def test_frenchmedmcqa_malformed_record(tmp_path):
+    folder = _write_mcqa(tmp_path / "mcqa")
+    (folder / "dev.json").write_text(json.dumps([{"question": "q", "answers": {"a": "x"}, "correct_answers": ["c"]}]))
+    with pytest.raises(DataError, match=r"dev\.json: record 0 lists correct answer\(s\) \['c'\]"):
+        load_frenchmedmcqa(folder)
+    (folder / "dev.json").write_text(json.dumps([{"question": "q"}]))
+    with pytest.raises(DataError, match="not a FrenchMedMCQA record"):
+        load_frenchmedmcqa(folder)
+    with pytest.raises(DataError, match="does not exist"):
+        load_frenchmedmcqa(tmp_path / "nowhere")
+
+
+def test_config_auto_detects_a_frenchmedmcqa_folder(tmp_path):
+    from finetune.config import FinetuneConfig
+
+    folder = _write_mcqa(tmp_path / "mcqa")
+    ds = load_dataset_from_config(FinetuneConfig(data=str(folder)))
+    assert ds.name == "frenchmedmcqa[train+dev -> test]"
+    ds = load_dataset_from_config(FinetuneConfig(data=str(folder), train_splits=["train"], eval_split="dev"))
+    assert ds.name == "frenchmedmcqa[train -> dev]"
+
+
+@requires_shared
+def test_frenchmedmcqa_real_counts():
+    ds = load_frenchmedmcqa(SHARED_DATA / "frenchmedmcqa")
+    task = ds.eval_task()
+    assert (len(task.queries), len(task.corpus)) == (620, 618)
+    assert ds.stats.rows == 3105 and ds.stats.duplicates_dropped == 3
+    assert len(ds.train) == 2475
+    assert not {p.question for p in ds.train} & set(task.queries.values())
+    # the same call twice gives the same pairs in the same order
+    assert [(p.question, p.answer) for p in load_frenchmedmcqa(SHARED_DATA / "frenchmedmcqa").train] == \
+        [(p.question, p.answer) for p in ds.train]

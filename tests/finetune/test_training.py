@@ -1,0 +1,156 @@
+"""End-to-end training on the tiny model: loss, output folder, reload, prompts, Ctrl-C and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+
+from finetune.config import ConfigError
+from finetune.training import MatryoshkaFinetuner
+from tests.finetune.conftest import quick_config
+from tests.finetune.helpers import qa_pairs, write_jsonl
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model_dir, pairs_file, tmp_path_factory):
+    """One training run shared by the tests of this module."""
+    cfg = quick_config(tiny_model_dir, pairs_file, tmp_path_factory.mktemp("run") / "model")
+    return MatryoshkaFinetuner(cfg).run()
+
+
+def test_loss_goes_down(trained):
+    losses = trained.losses
+    assert len(losses) >= 8
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert last < 0.8 * first, losses
+
+
+def test_output_folder_is_complete(trained):
+    out = trained.output_dir
+    for name in ("config.json", "modules.json", "config_sentence_transformers.json", "matryoshka.json",
+                 "finetune_config.yaml", "training_info.json", "README.md"):
+        assert (out / name).is_file(), name
+    assert any(out.glob("*.safetensors")) or any(out.glob("*/*.safetensors"))
+    assert not (out / "checkpoints").exists()  # removed after a successful run
+
+    info = json.loads((out / "training_info.json").read_text())
+    assert info["train_seconds"] > 0 and info["samples_per_second"] > 0 and info["train_cpu_seconds"] > 0
+    assert info["global_step"] == trained.global_step == 12  # 24 train pairs / batch 8 x 4 epochs
+    assert info["precision"] == "fp32" and info["loss"] == "mnrl"  # loss "auto" on CPU
+    assert info["train_pairs"] == 24 and info["eval_queries"] == 8
+
+    meta = json.loads((out / "matryoshka.json").read_text())
+    assert meta["dims"] == [128, 64] and meta["full_dim"] == 128
+    for key in ("scores", "scores_before"):
+        assert set(meta[key]) == {"128", "64"}
+        assert set(meta[key]["64"]) >= {"ndcg@10", "mrr@10", "recall@10"}
+
+    card = (out / "README.md").read_text()
+    assert "| Dimension | Initial ndcg@10 | Final ndcg@10 | Gain |" in card
+    for dim in (128, 64):
+        b, a = trained.scores_before[dim]["ndcg@10"], trained.scores_after[dim]["ndcg@10"]
+        assert f"| {dim} | {b:.4f} | {a:.4f} |" in card
+    assert "MultipleNegativesRankingLoss" in card and "samples/s" in card
+
+
+def test_the_trained_model_learned_something(trained):
+    # 8 facts, 8 held-out questions made of the fact's own words: training must help at full size
+    assert trained.scores_after[128]["ndcg@10"] > trained.scores_before[128]["ndcg@10"]
+
+
+def test_reloadable_with_medrag(trained):
+    import medrag
+    from medrag import MatryoshkaEmbeddings
+
+    model = medrag.load_model(trained.output_dir, device="cpu")
+    assert model.prompts.get("query") == "query: " and model.prompts.get("passage") == "passage: "
+    assert model.max_seq_length == 64  # training used 32; the saved model keeps its inference length
+    emb = MatryoshkaEmbeddings(trained.output_dir, dimension="auto", device="cpu")
+    assert emb.dims == [128, 64] and emb.dimension in (128, 64)
+    assert len(emb.embed_query("Quels sont les symptômes du diabète ?")) == emb.dimension
+
+
+def test_prompts_reach_the_model_in_training(tiny_model_dir, tmp_path):
+    import medrag
+
+    rows = qa_pairs()
+    for i, r in enumerate(rows):
+        r["negs"] = [rows[(i + 5) % len(rows)]["answer"]]
+    data = write_jsonl(tmp_path / "negs.jsonl", rows)
+    cfg = quick_config(tiny_model_dir, data, tmp_path / "m", hard_negatives=1, negatives_column="negs",
+                       checkpoints=False)
+    finetuner = MatryoshkaFinetuner(cfg)
+    from finetune.data import load_dataset_from_config
+
+    finetuner.dataset = load_dataset_from_config(cfg)
+    model = medrag.load_model(tiny_model_dir, device="cpu")
+    trainer = finetuner._build_trainer(model, [128, 64], "fp32")
+    batch = next(iter(trainer.get_train_dataloader()))
+    tok = model.tokenizer
+    first_words = {}
+    for column in ("anchor", "positive", "negative_1"):
+        ids = batch[f"{column}_input_ids"]
+        texts = tok.batch_decode(ids, skip_special_tokens=True)
+        assert texts
+        first_words[column] = {t.split()[0] for t in texts}
+    assert first_words == {"anchor": {"query"}, "positive": {"passage"}, "negative_1": {"passage"}}
+    # and the prompt is text the model reads, not a stripped prefix: "query :" tokens then the question
+    assert tok.batch_decode(batch["anchor_input_ids"], skip_special_tokens=True)[0].startswith("query :")
+
+
+def test_ctrl_c_leaves_a_checkpoint_and_resume_continues(tiny_model_dir, pairs_file, tmp_path):
+    from transformers import TrainerCallback
+
+    class CtrlCAtStep3(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    out = tmp_path / "m"
+    cfg = quick_config(tiny_model_dir, pairs_file, out, epochs=2, save_steps=100)
+    with pytest.raises(KeyboardInterrupt):
+        MatryoshkaFinetuner(cfg, callbacks=[CtrlCAtStep3()]).run()
+    assert (out / "checkpoints" / "checkpoint-3").is_dir()
+    assert not (out / "matryoshka.json").exists()
+
+    # the same command again without --resume refuses to mix two runs
+    with pytest.raises(ConfigError, match="pass --resume"):
+        MatryoshkaFinetuner(cfg).run()
+
+    steps = []
+
+    class Record(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            steps.append(state.global_step)
+
+    result = MatryoshkaFinetuner(cfg.replace(resume=True), callbacks=[Record()]).run()
+    assert steps == [4, 5, 6]  # 24 pairs / batch 8 x 2 epochs = 6 steps; continued after step 3
+    assert result.global_step == 6
+    assert json.loads((out / "training_info.json").read_text())["global_step"] == 6
+    assert result.scores_before  # kept beside the checkpoint, reused
+    assert not (out / "checkpoints").exists()
+
+
+def test_resume_without_a_checkpoint_is_an_error(tiny_model_dir, pairs_file, tmp_path):
+    cfg = quick_config(tiny_model_dir, pairs_file, tmp_path / "m", resume=True)
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        MatryoshkaFinetuner(cfg).run()
+
+
+def test_dims_beyond_the_model_are_an_error(tiny_model_dir, pairs_file, tmp_path):
+    cfg = quick_config(tiny_model_dir, pairs_file, tmp_path / "m", dims=[256, 64])
+    with pytest.raises(ConfigError, match=r"dims \[256\] exceed the model's size 128"):
+        MatryoshkaFinetuner(cfg).run()
+
+
+def test_cached_loss_and_hard_negatives_train(tiny_model_dir, pairs_file, tmp_path):
+    cfg = quick_config(tiny_model_dir, pairs_file, tmp_path / "m", loss="cached_mnrl", hard_negatives=1,
+                       epochs=1, evaluate_before=False, checkpoints=False)
+    result = MatryoshkaFinetuner(cfg).run()
+    assert result.global_step == 3 and not result.scores_before and result.scores_after
+    info = json.loads((tmp_path / "m" / "training_info.json").read_text())
+    assert info["loss"] == "cached_mnrl"
+    assert "CachedMultipleNegativesRankingLoss (mini-batch 4)" in (tmp_path / "m" / "README.md").read_text()
