@@ -129,7 +129,8 @@ def evaluate_models(
     for i, model in enumerate(models):
         emb = model if isinstance(model, MatryoshkaEmbeddings) else MatryoshkaEmbeddings(
             model, device=device, batch_size=batch_size, show_progress=show_progress)
-        if show_progress is not None:
+        if show_progress is not None and emb.show_progress != show_progress:
+            emb = emb.with_dimension(emb.dimension)  # a copy: the caller's object keeps its setting
             emb.show_progress = show_progress
         sizes = sorted({int(d) for d in (dims if dims is not None else emb.dims)}, reverse=True)
         bad = [d for d in sizes if not 1 <= d <= emb.full_dim]

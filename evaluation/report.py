@@ -13,7 +13,7 @@ p-value of the paired test, which the seed lacked). :meth:`EvaluationReport.writ
 - ``report.md``: the tables in Markdown;
 - ``comparison.csv`` (two models or more) and ``metrics.csv`` (long format: model, size, metric, mean, CI);
 - ``per_query.csv``: every metric of every query at every size, per model;
-- ``ndcg_vs_size.png`` (:func:`evaluation.plots.plot_metric_vs_size`).
+- ``ndcg10_vs_size.png`` (:func:`evaluation.plots.plot_metric_vs_size`).
 
 Example::
 

@@ -347,7 +347,10 @@ class MatryoshkaChroma(VectorStore):
 
         Everything is validated before the first write: a rejected call changes nothing
         stored. Records with an existing id are replaced (upsert); when the same id appears
-        twice in one call, the last one wins.
+        twice in one call, the last one wins. Writing goes batch by batch: a failure during
+        a later batch (the model or Chroma raising, the process killed) leaves the earlier
+        batches stored, each record complete; re-running the same call with the same ids
+        completes the add.
 
         Args:
             texts: the texts (non-empty strings).
@@ -767,7 +770,10 @@ class MatryoshkaChroma(VectorStore):
         source = client.get_collection(source_collection, embedding_function=None)
         store = cls(collection_name, embedding_function, client=client, **kwargs)
         total = source.count()
-        for offset in range(0, total, batch_size):
+        from tqdm.auto import tqdm
+
+        for offset in tqdm(range(0, total, batch_size), desc=f"reindex {source_collection}", unit="batch",
+                           disable=total < _PROGRESS_MIN):
             res = source.get(limit=batch_size, offset=offset, include=["documents", "metadatas"])
             keep = [i for i, text in enumerate(res["documents"]) if text]
             metas = [{k: v for k, v in (res["metadatas"][i] or {}).items() if not k.startswith("_medrag")}
