@@ -60,7 +60,7 @@ def rank_documents(query_vecs: np.ndarray, doc_vecs: np.ndarray, doc_ids: Sequen
 def evaluate_vectors(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray, dims: Sequence[int],
                      metrics: Sequence[str] = DEFAULT_METRICS) -> dict[int, SizeResult]:
     """Metrics at each size from full-size vectors ordered as ``task.queries`` / ``task.corpus``."""
-    from medrag import truncate_embeddings
+    from medrag.vectors import truncate_embeddings
 
     qids, dids = list(task.queries), list(task.corpus)
     if len(query_vecs) != len(qids) or len(doc_vecs) != len(dids):

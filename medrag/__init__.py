@@ -19,7 +19,7 @@ _EXPORTS = {
     "load_model": "medrag.models",
     "model_fingerprint": "medrag.models",
     "MatryoshkaEmbeddings": "medrag.embeddings",
-    "truncate_embeddings": "medrag.embeddings",
+    "truncate_embeddings": "medrag.vectors",
     "MatryoshkaChroma": "medrag.store",
     "MatryoshkaMetadata": "medrag.metadata",
     "MedragError": "medrag.errors",
@@ -35,12 +35,13 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from medrag.bundled import BUNDLED_SPEC
-    from medrag.embeddings import MatryoshkaEmbeddings, truncate_embeddings
+    from medrag.embeddings import MatryoshkaEmbeddings
     from medrag.errors import (CollectionMismatchError, DataError, DimensionError, MedragError, MetadataError,
                                ModelLoadError)
     from medrag.metadata import MatryoshkaMetadata
     from medrag.models import load_model, model_fingerprint
     from medrag.store import MatryoshkaChroma
+    from medrag.vectors import truncate_embeddings
 
 
 def __getattr__(name: str) -> Any:

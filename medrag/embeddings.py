@@ -18,7 +18,6 @@ Example::
 from __future__ import annotations
 
 import logging
-import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -31,6 +30,8 @@ from langchain_core.embeddings import Embeddings
 from medrag.errors import DimensionError, InvalidInputError, MetadataError
 from medrag.metadata import MatryoshkaMetadata, default_dims
 from medrag.models import embedding_dim, load_model, model_fingerprint
+from medrag.prompts import DOCUMENT_PROMPT_NAMES, QUERY_PROMPT_NAMES, pick_prompt_name
+from medrag.vectors import truncate_embeddings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -43,31 +44,6 @@ DimensionSpec = Union[int, Literal["auto", "max", "balanced", "edge"], None]
 #: devices. ``max`` is the model's full size; the others are capped to it.
 PRESETS: dict[str, int | None] = {"max": None, "balanced": 512, "edge": 128}
 
-# Prompt names tried, in order, for each side. "document" comes last on purpose:
-# sentence-transformers >= 6.2 adds an *empty* "document" prompt to models that saved
-# only "passage", and its encode_document() prefers it, so e5 passages would silently
-# lose their "passage: " prefix (about -0.02 NDCG@10 on a French set).
-_QUERY_PROMPTS = ("query",)
-_DOCUMENT_PROMPTS = ("passage", "document", "corpus")
-
-
-def truncate_embeddings(vectors: np.ndarray, dim: int) -> np.ndarray:
-    """Keep the first ``dim`` coordinates of each row and re-normalise to unit length.
-
-    Args:
-        vectors: a ``(n, full)`` or ``(full,)`` float array.
-        dim: the size to keep, ``1 <= dim <= full``.
-
-    Returns:
-        A new float32 array of shape ``(n, dim)`` (or ``(dim,)``); zero rows stay zero.
-    """
-    arr = np.asarray(vectors, dtype=np.float32)
-    if not 1 <= dim <= arr.shape[-1]:
-        raise DimensionError(f"cannot truncate vectors of size {arr.shape[-1]} to {dim}")
-    out = arr[..., :dim].copy()
-    norms = np.linalg.norm(out, axis=-1, keepdims=True)
-    np.divide(out, norms, out=out, where=norms > 0)
-    return out
 
 
 def validate_texts(texts: Sequence[str]) -> list[str]:
@@ -148,8 +124,8 @@ class MatryoshkaEmbeddings(Embeddings):
         self.dims = self.metadata.dims if self.metadata is not None else default_dims(self.full_dim)
         self.strict_dims = strict_dims
         self.max_quality_loss = max_quality_loss
-        self.query_prompt_name = self._pick_prompt(query_prompt_name, _QUERY_PROMPTS)
-        self.document_prompt_name = self._pick_prompt(document_prompt_name, _DOCUMENT_PROMPTS)
+        self.query_prompt_name = self._pick_prompt(query_prompt_name, QUERY_PROMPT_NAMES)
+        self.document_prompt_name = self._pick_prompt(document_prompt_name, DOCUMENT_PROMPT_NAMES)
         self.dimension = self.resolve_dimension(dimension)
         self._fingerprint: str | None = None
         self._warned_long = False
@@ -266,7 +242,7 @@ class MatryoshkaEmbeddings(Embeddings):
             if override not in prompts:
                 raise InvalidInputError(f"prompt name {override!r} is not among the model's prompts {sorted(prompts)}")
             return override
-        return next((name for name in candidates if prompts.get(name)), None)
+        return pick_prompt_name(prompts, candidates)
 
     def _warn_if_truncated(self, texts: list[str], prompt_name: str | None) -> None:
         max_len = getattr(self.model, "max_seq_length", None)

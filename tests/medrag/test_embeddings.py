@@ -181,3 +181,10 @@ def test_bad_input_is_a_medrag_error(tiny_embeddings):
     with pytest.raises(InvalidInputError) as err:
         tiny_embeddings.embed_documents([""])
     assert isinstance(err.value, MedragError) and isinstance(err.value, ValueError)
+
+
+def test_prompt_choice_is_shared_with_training_and_evaluation(tiny_model):
+    from finetune.scoring import prompt_texts
+    from medrag.prompts import prompt_texts as medrag_prompt_texts
+
+    assert prompt_texts(tiny_model) == medrag_prompt_texts(tiny_model.prompts) == ("query: ", "passage: ")
