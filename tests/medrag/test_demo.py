@@ -35,3 +35,14 @@ def test_demo_refuses_a_store_of_another_model_unless_rebuilt(tiny_model_dir, tm
     assert "error" in capsys.readouterr().err
     assert main(["demo", "--model", str(other), "--dir", store, "--k", "1", "--rebuild"]) == 0
     assert "Indexed 193 passages" in capsys.readouterr().out
+
+
+def test_demo_finetune_prints_the_before_after_table(tiny_model_dir, tmp_path, capsys):
+    out_dir = tmp_path / "ft"
+    args = ["demo", "--model", str(tiny_model_dir), "--dir", str(tmp_path / "store"), "--k", "1",
+            "--finetune", "--finetune-dir", str(out_dir), "--epochs", "1"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Fine-tuning on the sample's train split (324 pairs" in out
+    assert "| Dimension | Initial ndcg@10 | Final ndcg@10 | Gain |" in out
+    assert (out_dir / "matryoshka.json").is_file()
