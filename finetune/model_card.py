@@ -61,10 +61,7 @@ def write_model_card(folder: str | Path, cfg: Any, result: Any, dataset: Any, in
         f"- Recipe: {recipe}.",
         f"- Time: {result.train_seconds:.0f} s of training, {result.samples_per_second:.2f} samples/s, "
         f"{result.global_step} optimizer steps" + (f", peak GPU memory {result.peak_gpu_memory_bytes / 2**30:.2f} GiB"
-                                                  if result.peak_gpu_memory_bytes else
-                                                  f", {info.get('train_cpu_seconds', 0):.0f} s CPU time on "
-                                                  f"{info.get('torch_threads', '?')} thread(s), load average "
-                                                  f"{(info.get('load_average') or ['?'])[0]}") + ".",
+                                                  if result.peak_gpu_memory_bytes else _cpu_note(info)) + ".",
         f"- Data: {dataset.split_method}.",
         "- Full configuration: `finetune_config.yaml`; timings: `training_info.json`; sizes and scores: "
         "`matryoshka.json`.",
@@ -80,6 +77,15 @@ def write_model_card(folder: str | Path, cfg: Any, result: Any, dataset: Any, in
     path = folder / "README.md"
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+def _cpu_note(info: dict[str, Any]) -> str:
+    """``, 812 s CPU time on 2 thread(s), load average 3.1`` (a busy machine stretches the wall time)."""
+    if not info.get("train_cpu_seconds"):
+        return ""
+    load = info.get("load_average")
+    return (f", {info['train_cpu_seconds']:.0f} s CPU time on {info.get('torch_threads', '?')} thread(s)"
+            + (f", load average {load[0]} at the end" if load else ""))
 
 
 def _fmt(x: float | None) -> str:

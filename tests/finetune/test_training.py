@@ -53,7 +53,7 @@ def test_output_folder_is_complete(trained):
     for dim in (128, 64):
         b, a = trained.scores_before[dim]["ndcg@10"], trained.scores_after[dim]["ndcg@10"]
         assert f"| {dim} | {b:.4f} | {a:.4f} |" in card
-    assert "MultipleNegativesRankingLoss" in card and "samples/s" in card
+    assert "MultipleNegativesRankingLoss" in card and "samples/s" in card and "s CPU time on 1 thread(s)" in card
 
 
 def test_the_trained_model_learned_something(trained):
