@@ -27,7 +27,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
                         "is the baseline ('initial')")
     p.add_argument("--label", action="append", default=None, help="name of each --model in tables (same order)")
     p.add_argument("--data", required=True, metavar="PATH_OR_ID",
-                   help="FrenchMedMCQA folder, pairs file (.jsonl/.json/.csv/.parquet) or hub dataset id")
+                   help="FrenchMedMCQA folder, pairs file (.jsonl/.json/.csv/.parquet), hub dataset id, "
+                        "or medrag:sample (the French sample shipped with medrag)")
     p.add_argument("--split", default=None,
                    help="held-out split: of a FrenchMedMCQA folder (default test) or a hub dataset (default "
                         "test/validation); 'all' evaluates every pair of a pairs file (default: the share of "

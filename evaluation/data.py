@@ -34,13 +34,30 @@ from evaluation.task import IRTask
 logger = logging.getLogger(__name__)
 
 
+#: The ``--data`` value of medrag's own French medical sample corpus (:mod:`medrag.sample`).
+SAMPLE_SOURCE = "medrag:sample"
+
+
+def _sample_task(split: str | None, limit: int | None) -> IRTask:
+    """The sample's held-out questions (``split`` "eval", the default, or "train") against all its passages."""
+    from medrag.sample import load_sample_corpus
+
+    split = split or "eval"
+    if split not in ("eval", "train"):
+        raise DataError(f"the sample corpus has the splits 'train' and 'eval', not {split!r}")
+    corpus = load_sample_corpus()
+    pairs = corpus.pairs(split)[:limit] if limit else corpus.pairs(split)
+    return IRTask.from_pairs(pairs, name=f"medrag sample ({split})", extra_corpus=corpus.texts())
+
+
 def load_task(source: str | os.PathLike[str], *, split: str | None = None, question_column: str = "anchor",
               answer_column: str = "positive", eval_fraction: float = 0.1, split_seed: int = 42,
               limit: int | None = None) -> IRTask:
     """The evaluation task of a dataset.
 
     Args:
-        source: a FrenchMedMCQA folder, a local pairs file, or a hub dataset id.
+        source: a FrenchMedMCQA folder, a local pairs file, a hub dataset id, or ``"medrag:sample"``
+            (the French medical sample shipped with medrag: its eval questions against all 193 passages).
         split: the held-out split (see the module doc); ``"all"`` evaluates every pair of a pairs file.
         question_column / answer_column: the columns of a pairs file or hub dataset.
         eval_fraction / split_seed: the held-out share of a pairs file without splits (as in ``finetune``).
@@ -53,6 +70,8 @@ def load_task(source: str | os.PathLike[str], *, split: str | None = None, quest
 
     if limit is not None and limit < 1:
         raise DataError(f"limit must be >= 1, got {limit}")
+    if os.fspath(source) == SAMPLE_SOURCE:
+        return _sample_task(split, limit)
     path = Path(source).expanduser()
     if path.is_dir():
         split = split or "test"

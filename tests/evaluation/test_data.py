@@ -85,3 +85,16 @@ def test_real_frenchmedmcqa_test_split():
     from finetune.data import load_frenchmedmcqa
 
     assert task.content_hash() == load_frenchmedmcqa(SHARED_DATA / "frenchmedmcqa").eval_task().content_hash()
+
+
+def test_the_shipped_sample_is_a_data_source():
+    from evaluation.data import load_task
+    from medrag.errors import DataError
+
+    task = load_task("medrag:sample")
+    assert len(task.queries) == 75 and len(task.corpus) == 193
+    assert len(load_task("medrag:sample", split="train", limit=10).queries) == 10
+    import pytest
+
+    with pytest.raises(DataError, match="splits"):
+        load_task("medrag:sample", split="test")
