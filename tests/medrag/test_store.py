@@ -236,11 +236,13 @@ def test_each_batch_is_encoded_once(client, tiny_embeddings) -> None:
     store.add_texts(TEXTS[:250], batch_size=100)
     assert calls == {"docs": 3, "embed": 0}
     # The random tiny model's query and passage prompts differ: compare with exact search.
+    # The random model's scores are near ties and the store reranks int8-packed vectors, so
+    # compare scores (exact float32), not ids: the hit must be the best up to int8 rounding.
     q = emb.encode_queries([TEXTS[3]])[0]
-    best = int(np.argmax(orig(TEXTS[:250]) @ q))
+    exact = orig(TEXTS[:250]) @ q
     assert calls["docs"] == 3
     doc = store.similarity_search(TEXTS[3], k=1, candidates=250)[0]
-    assert doc.page_content == TEXTS[best]
+    assert exact[TEXTS.index(doc.page_content)] >= exact.max() - 0.01
     store.delete_collection()
 
 
