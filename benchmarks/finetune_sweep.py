@@ -196,10 +196,10 @@ def time_losses(args, out: Path) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     pairs = load_frenchmedmcqa(args.data, train_splits=("train",), eval_split=None).train[:64]
     model = load_model(args.model, device=device)
-    model.max_seq_length = 128
+    model.max_seq_length = min(128, model.max_seq_length or 128)  # the default recipe's training length
     qp, pp = prompt_texts(model)
     feats = [model.tokenize([qp + p.question for p in pairs]), model.tokenize([pp + p.answer for p in pairs])]
-    feats = [{k: v.to(model.device) for k, v in f.items()} for f in feats]
+    feats = [{k: v.to(model.device) if hasattr(v, "to") else v for k, v in f.items()} for f in feats]
     model.train()
     times: dict[str, list[float]] = {"mnrl": [], "cached_mnrl": []}
     for _ in range(args.repeats):

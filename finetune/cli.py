@@ -3,10 +3,10 @@
 Every :class:`~finetune.config.FinetuneConfig` field is a flag (``learning_rate`` -> ``--learning-rate``);
 flags override the config file, which overrides the defaults. Examples::
 
-    medrag finetune --config configs/frenchmedmcqa.yaml --epochs 2 --output-dir runs/mcqa
+    medrag finetune --config configs/frenchmedmcqa_default.yaml --epochs 3 --output-dir runs/mcqa
     medrag finetune --data pairs.jsonl --question-column question --answer-column answer
-    medrag finetune --config configs/frenchmedmcqa.yaml --check      # data summary + config, no training
-    torchrun --nproc_per_node 2 -m finetune --config configs/frenchmedmcqa.yaml   # data parallel
+    medrag finetune --config configs/frenchmedmcqa_default.yaml --check      # data summary + config, no training
+    torchrun --nproc_per_node 2 -m finetune --config configs/frenchmedmcqa_default.yaml   # data parallel
 
 Errors in the data or the config end with one line on stderr and exit code 1.
 """

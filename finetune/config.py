@@ -57,7 +57,7 @@ class FinetuneConfig:
             ``cached_mnrl`` (GradCache: in-batch negatives = the whole batch, memory of ``mini_batch_size``)
             or ``auto`` (default): ``cached_mnrl`` on GPU, ``mnrl`` on CPU. GradCache is exact -- both
             give the same loss and gradients for the same batch -- but it runs one extra forward pass
-            (measured 2x slower per step on CPU, docs/results.md), and CPU memory is rarely the limit
+            (measured 4x slower per step on CPU, docs/results.md), and CPU memory is rarely the limit
             at batch 64; on GPU it keeps the memory of a mini-batch.
         hard_negatives: hard negatives per example taken from the data (0 = none; on FrenchMedMCQA the
             wrong options hurt, docs/results.md).
