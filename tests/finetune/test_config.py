@@ -16,7 +16,7 @@ def test_defaults_are_the_chosen_recipe():
     cfg = FinetuneConfig()
     assert (cfg.loss, cfg.batch_size, cfg.mini_batch_size, cfg.gradient_accumulation_steps) == ("auto", 64, 16, 1)
     assert (cfg.hard_negatives, cfg.batch_sampler) == (0, "no_duplicates")
-    assert (cfg.learning_rate, cfg.epochs, cfg.warmup_ratio, cfg.max_seq_length) == (1e-4, 2.0, 0.1, 128)
+    assert (cfg.learning_rate, cfg.epochs, cfg.warmup_ratio, cfg.max_seq_length) == (5e-5, 1.0, 0.1, 128)
     assert cfg.precision == "auto"
 
 
