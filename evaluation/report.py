@@ -129,12 +129,9 @@ class EvaluationReport:
         if len(self.models) < 2:
             raise ValueError("the comparison table needs two models; use metrics_table() for one")
         rows = self.comparison_rows(metric, initial, final)
-        if fmt == "json":
-            return json.dumps(rows, indent=2)
-        if fmt == "csv":
-            return _csv(["dimension", "score_initial", "score_final", "gain", "gain_pct", "p_value"], rows)
-        if fmt != "markdown":
-            raise ValueError(f"unknown table format {fmt!r}: use markdown, csv or json")
+        data = _data_table(rows, fmt, ["dimension", "score_initial", "score_final", "gain", "gain_pct", "p_value"])
+        if data is not None:
+            return data
         lines = ["| Dimension | Score Initial | Score Final | Gain | p-value |", "|---:|---:|---:|---:|---:|"]
         for r in rows:
             p = "n/a" if r["p_value"] is None else _p(r["p_value"])
@@ -172,12 +169,9 @@ class EvaluationReport:
         if model is not None:
             label = self.model(model).label
             rows = [r for r in rows if r["model"] == label]
-        if fmt == "json":
-            return json.dumps(rows, indent=2)
-        if fmt == "csv":
-            return _csv(["model", "dimension", "metric", "mean", "ci_low", "ci_high"], rows)
-        if fmt != "markdown":
-            raise ValueError(f"unknown table format {fmt!r}: use markdown, csv or json")
+        data = _data_table(rows, fmt, ["model", "dimension", "metric", "mean", "ci_low", "ci_high"])
+        if data is not None:
+            return data
         level = int(round(100 * self.settings.get("confidence", 0.95)))
         out = []
         for m in self.models if model is None else [self.model(model)]:
@@ -249,6 +243,17 @@ class EvaluationReport:
 
 def _p(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _data_table(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> str | None:
+    """``rows`` as JSON or CSV; ``None`` for Markdown (the caller formats it); an error for other formats."""
+    if fmt == "json":
+        return json.dumps(rows, indent=2)
+    if fmt == "csv":
+        return _csv(columns, rows)
+    if fmt != "markdown":
+        raise ValueError(f"unknown table format {fmt!r}: use markdown, csv or json")
+    return None
 
 
 def _csv(columns: list[str], rows: list[dict[str, Any]]) -> str:
