@@ -122,7 +122,7 @@ def _config(args, name: str, output_dir: Path, **extra):
 def run_sweep(args, out: Path) -> int:
     import torch
 
-    from finetune.data import load_frenchmedmcqa
+    from medrag.qa import load_frenchmedmcqa
     from finetune.training import MatryoshkaFinetuner
 
     dataset = load_frenchmedmcqa(args.data, train_splits=("train",), eval_split="dev")
@@ -188,7 +188,7 @@ def time_losses(args, out: Path) -> int:
     import torch
 
     from finetune.config import FinetuneConfig
-    from finetune.data import load_frenchmedmcqa
+    from medrag.qa import load_frenchmedmcqa
     from finetune.scoring import prompt_texts
     from finetune.training import MatryoshkaFinetuner
     from medrag.models import load_model
@@ -223,7 +223,7 @@ def time_losses(args, out: Path) -> int:
 def run_bf16(args, out: Path) -> int:
     import torch
 
-    from finetune.data import load_frenchmedmcqa
+    from medrag.qa import load_frenchmedmcqa
     from finetune.training import MatryoshkaFinetuner
 
     if not torch.cuda.is_available() or args.device == "cpu":

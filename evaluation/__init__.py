@@ -2,8 +2,8 @@
 
 Imports are lazy; see the submodules:
 
-- :mod:`evaluation.task`: :class:`IRTask`, the queries / corpus / relevance judgements of one evaluation;
-- :mod:`evaluation.data`: :func:`load_task`, the held-out task of a dataset (through :mod:`finetune.data`);
+- :mod:`medrag.qa.task`: :class:`IRTask`, the queries / corpus / relevance judgements of one evaluation;
+- :mod:`evaluation.data`: :func:`load_task`, the held-out task of a dataset (through :mod:`medrag.qa`);
 - :mod:`evaluation.metrics`: NDCG@k, MRR@k, MAP@k, Recall@k, per query, from ranked lists;
 - :mod:`evaluation.retrieval`: every metric at every size from one full-size encoding;
 - :mod:`evaluation.cache`: :class:`EmbeddingCache`, full-size vectors on disk (no re-encoding);

@@ -1,6 +1,6 @@
 """Turn a QA dataset (a FrenchMedMCQA folder, a pairs file, a hub id) into an :class:`IRTask`.
 
-The data is read by the fine-tuning loaders (:mod:`finetune.data`), so ``medrag evaluate``
+The data is read by the shared loaders (:mod:`medrag.qa`), so ``medrag evaluate``
 scores exactly the held-out pairs that ``medrag finetune`` held out. The task follows the seed's
 protocol: the held-out questions are the queries, every distinct held-out answer is the corpus,
 and a question is relevant to its own answer(s).
@@ -29,18 +29,19 @@ import os
 from pathlib import Path
 
 from medrag.errors import DataError
-from evaluation.task import IRTask
+from medrag.qa.pairs import load_frenchmedmcqa, load_qa_dataset
+from medrag.qa.task import IRTask
 
 logger = logging.getLogger(__name__)
 
 
-#: The ``--data`` value of medrag's own French medical sample corpus (:mod:`medrag.sample`).
+#: The ``--data`` value of medrag's own French medical sample corpus (:mod:`medrag.qa.sample`).
 SAMPLE_SOURCE = "medrag:sample"
 
 
 def _sample_task(split: str | None, limit: int | None) -> IRTask:
     """The sample's held-out questions (``split`` "eval", the default, or "train") against all its passages."""
-    from medrag.sample import load_sample_corpus
+    from medrag.qa.sample import load_sample_corpus
 
     split = split or "eval"
     if split not in ("eval", "train"):
@@ -66,8 +67,6 @@ def load_task(source: str | os.PathLike[str], *, split: str | None = None, quest
     Raises:
         DataError: a missing or unreadable source, missing columns, or no held-out pair.
     """
-    from finetune.data import load_frenchmedmcqa, load_qa_dataset
-
     if limit is not None and limit < 1:
         raise DataError(f"limit must be >= 1, got {limit}")
     if os.fspath(source) == SAMPLE_SOURCE:

@@ -29,7 +29,7 @@ from evaluation.metrics import DEFAULT_METRICS, parse_metric
 from evaluation.recommend import BALANCED_TOLERANCE, EDGE_TOLERANCE, Recommendations, recommend_sizes
 from evaluation.retrieval import SizeResult, evaluate_vectors
 from evaluation.stats import N_BOOTSTRAP, N_PERMUTATIONS, ConfidenceInterval, PairedTest, bootstrap_means, paired_test
-from evaluation.task import IRTask
+from medrag.qa.task import IRTask
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ Matryoshka deployment does, and costs a fraction of re-encoding per size.
 Example::
 
     >>> from medrag import MatryoshkaEmbeddings
-    >>> from evaluation.task import IRTask
+    >>> from medrag.qa.task import IRTask
     >>> from evaluation.retrieval import evaluate_model
     >>> task = IRTask.from_pairs([("Qu'est-ce que la TSH ?", "La TSH est une hormone hypophysaire.")])
     >>> results = evaluate_model(MatryoshkaEmbeddings(), task, dims=[384, 64])
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from evaluation.metrics import DEFAULT_METRICS, max_k, mean_metrics, per_query_metrics
-from evaluation.task import IRTask
+from medrag.qa.task import IRTask
 
 
 @dataclass

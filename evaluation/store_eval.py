@@ -38,7 +38,7 @@ import numpy as np
 
 from evaluation.metrics import max_k, mean_metrics, per_query_metrics
 from evaluation.retrieval import rank_documents
-from evaluation.task import IRTask
+from medrag.qa.task import IRTask
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """finetune: Matryoshka fine-tuning of sentence embedding models on question -> answer pairs.
 
-- :mod:`finetune.data`: loaders (hub id, JSONL/JSON/CSV/Parquet, FrenchMedMCQA), validation, leak-free splits;
+- :mod:`finetune.data`: the dataset a config names (the loaders themselves live in :mod:`medrag.qa`);
 - :mod:`finetune.config`: :class:`FinetuneConfig` (YAML/TOML + CLI overrides);
 - :mod:`finetune.training`: :class:`MatryoshkaFinetuner`, scoring before/after, the output folder;
 - :mod:`finetune.scoring`: per-size retrieval scores with the training prompts;
@@ -25,10 +25,10 @@ _EXPORTS = {
     "MatryoshkaFinetuner": "finetune.training",
     "FinetuneResult": "finetune.training",
     "train": "finetune.training",
-    "QADataset": "finetune.data",
-    "QAPair": "finetune.data",
-    "load_qa_dataset": "finetune.data",
-    "load_frenchmedmcqa": "finetune.data",
+    "QADataset": "medrag.qa",
+    "QAPair": "medrag.qa",
+    "load_qa_dataset": "medrag.qa",
+    "load_frenchmedmcqa": "medrag.qa",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -23,7 +23,7 @@ import numpy as np
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-    from evaluation.task import IRTask
+    from medrag.qa.task import IRTask
 
 #: The metrics recorded before and after training (NDCG@10 drives ``dimension="auto"``).
 TRAINING_METRICS = ("ndcg@10", "mrr@10", "recall@10")

@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Any
 from medrag.metadata import MatryoshkaMetadata, default_dims
 
 from finetune.config import ConfigError, FinetuneConfig
-from finetune.data import QADataset, load_dataset_from_config
+from finetune.data import load_dataset_from_config
+from medrag.qa.pairs import QADataset
 from finetune.scoring import TRAINING_METRICS, prompt_texts, score_sizes
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """``medrag demo``: the whole product on the embedded model, offline, in a few minutes.
 
-1. Index the French medical sample corpus (:mod:`medrag.sample`) into a persistent two-stage
+1. Index the French medical sample corpus (:mod:`medrag.qa.sample`) into a persistent two-stage
    store (:class:`medrag.MatryoshkaChroma`); a second run reuses it.
 2. Answer five French questions: top passages with their coarse (64-dim) and rerank (full-size)
    scores, and the time spent in each stage.
@@ -52,7 +52,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
 def run_demo(args: argparse.Namespace) -> int:
     from medrag import MatryoshkaEmbeddings
     from medrag.bundled import cache_dir
-    from medrag.sample import load_sample_corpus
+    from medrag.qa.sample import load_sample_corpus
 
     t_start = time.perf_counter()
     corpus = load_sample_corpus()
@@ -123,7 +123,7 @@ def build_store(emb, corpus, folder: Path, rebuild: bool = False):
 def evaluate(emb, corpus):
     """Every size of ``emb`` on the sample's eval questions, the whole sample as corpus."""
     from evaluation.evaluator import evaluate_models
-    from evaluation.task import IRTask
+    from medrag.qa.task import IRTask
 
     task = IRTask.from_pairs(corpus.pairs("eval"), name="medrag sample (eval)", extra_corpus=corpus.texts())
     return evaluate_models([emb], task, metrics=("ndcg@10", "mrr@10", "recall@10"), n_bootstrap=1000,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from evaluation.task import IRTask
+from medrag.qa.task import IRTask
 from tests.tiny_model import SENTENCES
 
 TEXTS = list(dict.fromkeys(SENTENCES))[:8]

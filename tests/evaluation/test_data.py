@@ -45,7 +45,7 @@ def test_pairs_file_held_out_share_and_all(tmp_path):
     assert len(everything.queries) == 40 and len(everything.corpus) == 41
     held = load_task(path)  # the 10% of questions that finetune holds out, with the same seed
     assert len(held.queries) == 4
-    from finetune.data import load_qa_dataset
+    from medrag.qa import load_qa_dataset
 
     ft = load_qa_dataset(path)
     assert set(held.queries.values()) == {p.question for p in ft.eval}
@@ -82,7 +82,7 @@ def test_real_frenchmedmcqa_test_split():
     task = load_task(SHARED_DATA / "frenchmedmcqa")
     assert (len(task.queries), len(task.corpus)) == (620, 618)
     assert task.name == "frenchmedmcqa/test"
-    from finetune.data import load_frenchmedmcqa
+    from medrag.qa import load_frenchmedmcqa
 
     assert task.content_hash() == load_frenchmedmcqa(SHARED_DATA / "frenchmedmcqa").eval_task().content_hash()
 

@@ -9,7 +9,7 @@ import pytest
 
 from evaluation.metrics import max_k, mean_metrics, parse_metric, per_query_metrics
 from evaluation.retrieval import evaluate_vectors, rank_documents
-from evaluation.task import IRTask
+from medrag.qa.task import IRTask
 
 
 def one(ranking, relevant, metric):

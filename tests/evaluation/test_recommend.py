@@ -37,7 +37,7 @@ def test_write_metadata_enables_auto_dimension(tiny_model_dir, tmp_path):
 
     from evaluation.evaluator import evaluate_models
     from evaluation.recommend import write_metadata
-    from evaluation.task import IRTask
+    from medrag.qa.task import IRTask
     from tests.tiny_model import SENTENCES
 
     folder = tmp_path / "model"

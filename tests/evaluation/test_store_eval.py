@@ -129,7 +129,7 @@ def test_harness_on_an_exact_store(tiny_embeddings, monkeypatch):
 @pytest.mark.skipif(not HAVE_STORE, reason="store not available (medrag.store lands with the store issue)")
 @pytest.mark.integration
 def test_real_store_funnel_matches_flat_search(e5_embeddings):
-    from evaluation.task import IRTask
+    from medrag.qa.task import IRTask
     from tests.tiny_model import SENTENCES
 
     docs = list(dict.fromkeys(SENTENCES))[1:8]

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from finetune.data import (QAPair, load_dataset_from_config, load_frenchmedmcqa, load_qa_dataset, read_records,
-                           split_by_question)
+from finetune.data import load_dataset_from_config
+from medrag.qa.pairs import QAPair, load_frenchmedmcqa, load_qa_dataset, read_records, split_by_question
 from medrag.errors import DataError
 from tests.conftest import SHARED_DATA, requires_shared
 from tests.finetune.helpers import mcqa_record, qa_pairs, write_jsonl

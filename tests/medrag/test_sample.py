@@ -1,4 +1,4 @@
-from medrag.sample import load_sample_corpus
+from medrag.qa.sample import load_sample_corpus
 
 
 def test_sample_corpus_shape_and_split():

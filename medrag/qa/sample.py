@@ -2,7 +2,7 @@
 
 Example::
 
-    >>> from medrag.sample import load_sample_corpus
+    >>> from medrag.qa.sample import load_sample_corpus
     >>> corpus = load_sample_corpus()
     >>> len(corpus.passages) >= 190, len(corpus.pairs("eval")) >= 80
     (True, True)

@@ -2,7 +2,7 @@
 
 Example::
 
-    >>> from evaluation.task import IRTask
+    >>> from medrag.qa.task import IRTask
     >>> task = IRTask.from_pairs([("Qu'est-ce que la TSH ?", "La TSH est une hormone hypophysaire."),
     ...                           ("Que mesure la CRP ?", "La CRP mesure l'inflammation.")])
     >>> len(task.queries), len(task.corpus)

@@ -1,0 +1,479 @@
+"""Question -> answer pairs for fine-tuning and evaluation: loading, validation, leak-free splits.
+
+Sources:
+
+- a Hugging Face hub dataset id (the seed's data, ``ilyass20/MedAnalyzer``, columns ``anchor`` /
+  ``positive``) -- needs network the first time;
+- a local file: ``.jsonl``, ``.json`` (a list of objects, or ``{"data": [...]}``), ``.csv``, ``.parquet``;
+- FrenchMedMCQA's original JSON files (:func:`load_frenchmedmcqa`): question -> the text of its
+  correct option(s) joined with ``"; "``, its wrong options as hard negatives.
+
+Every loader returns a :class:`QADataset`: the train and eval pairs, what was dropped, and the
+evaluation task (held-out distinct questions against every distinct held-out answer).
+
+Example::
+
+    >>> from medrag.qa import load_qa_dataset
+    >>> ds = load_qa_dataset("pairs.jsonl", question_column="question", answer_column="answer")
+    >>> print(ds.summary())
+    >>> task = ds.eval_task()      # a medrag.qa.IRTask
+
+Why split by question: a question asked twice (or with several answers) on both sides of the
+split would let the model memorise the test queries; every pair of one question stays on one side.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medrag.errors import DataError
+
+from medrag.qa.task import IRTask
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+logger = logging.getLogger(__name__)
+
+#: The seed's training data on the Hugging Face hub (French medical Q/A, ``anchor`` / ``positive``).
+DEFAULT_HUB_DATASET = "ilyass20/MedAnalyzer"
+LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+
+
+@dataclass(frozen=True)
+class QAPair:
+    """One training example: a question, a passage that answers it, optional hard negatives
+    (passages that look relevant but do not answer it)."""
+
+    question: str
+    answer: str
+    negatives: tuple[str, ...] = ()
+
+
+@dataclass
+class DataStats:
+    """What loading kept and dropped."""
+
+    rows: int = 0
+    empty_dropped: int = 0
+    duplicates_dropped: int = 0
+
+    def merge(self, other: "DataStats") -> "DataStats":
+        return DataStats(self.rows + other.rows, self.empty_dropped + other.empty_dropped,
+                         self.duplicates_dropped + other.duplicates_dropped)
+
+
+@dataclass
+class QADataset:
+    """Train and eval pairs plus provenance.
+
+    Attributes:
+        train: the training pairs.
+        eval: the held-out pairs (no question of ``eval`` appears in ``train``).
+        name: a label (source path or hub id).
+        stats: rows read, empty rows and duplicate pairs dropped.
+        split_method: how train/eval were obtained (``"dataset splits"``, ``"by question, 10%"``...).
+    """
+
+    train: list[QAPair]
+    eval: list[QAPair]
+    name: str = "dataset"
+    stats: DataStats = field(default_factory=DataStats)
+    split_method: str = ""
+
+    def eval_task(self, name: str | None = None) -> "IRTask":
+        """The evaluation task: distinct held-out questions as queries, distinct held-out answers
+        as the corpus, each question relevant to its own answer(s)."""
+        if not self.eval:
+            raise DataError(f"{self.name}: no evaluation pairs (set an eval split or eval_fraction > 0)")
+        return IRTask.from_pairs(((p.question, p.answer) for p in self.eval), name=name or f"{self.name} (eval)")
+
+    def has_negatives(self) -> bool:
+        return any(p.negatives for p in self.train)
+
+    def to_hf_dataset(self, split: str = "train", num_negatives: int = 0, seed: int = 42) -> "Dataset":
+        """A ``datasets.Dataset`` with columns ``anchor``, ``positive`` and ``negative_1..k``.
+
+        With ``num_negatives=k``, each row carries exactly k hard negatives (the loss needs a fixed
+        column count): its own first k (in a seeded shuffle); a row with fewer repeats its own, and
+        a row with none gets answers of other training questions drawn at random (seeded), which
+        is what in-batch negatives would give it anyway.
+        """
+        import random
+
+        from datasets import Dataset
+
+        pairs = self.train if split == "train" else self.eval
+        if not pairs:
+            raise DataError(f"{self.name}: the {split} split is empty")
+        data: dict[str, list[str]] = {"anchor": [p.question for p in pairs], "positive": [p.answer for p in pairs]}
+        if num_negatives > 0:
+            rng = random.Random(seed)
+            answers = sorted({p.answer for p in pairs})
+            cols: list[list[str]] = [[] for _ in range(num_negatives)]
+            for p in pairs:
+                own = list(p.negatives)
+                rng.shuffle(own)
+                if not own:
+                    own = []
+                    while len(own) < num_negatives:
+                        cand = rng.choice(answers)
+                        if cand != p.answer or len(answers) == 1:
+                            own.append(cand)
+                chosen = [own[i % len(own)] for i in range(num_negatives)]
+                for i, text in enumerate(chosen):
+                    cols[i].append(text)
+            for i, col in enumerate(cols, 1):
+                data[f"negative_{i}"] = col
+        return Dataset.from_dict(data)
+
+    def summary(self) -> str:
+        """A few lines: counts, lengths, what was dropped, how the split was made."""
+        lines = [f"dataset: {self.name}"]
+        s = self.stats
+        lines.append(f"  rows read: {s.rows}; empty dropped: {s.empty_dropped}; duplicate pairs dropped: "
+                     f"{s.duplicates_dropped}")
+        lines.append(f"  split: {self.split_method}")
+        for label, pairs in (("train", self.train), ("eval", self.eval)):
+            if not pairs:
+                lines.append(f"  {label}: 0 pairs")
+                continue
+            q_len = [len(p.question) for p in pairs]
+            a_len = [len(p.answer) for p in pairs]
+            n_neg = sum(len(p.negatives) for p in pairs)
+            lines.append(
+                f"  {label}: {len(pairs)} pairs, {len({p.question for p in pairs})} distinct questions, "
+                f"{len({p.answer for p in pairs})} distinct answers, {n_neg} hard negatives; "
+                f"median length (chars) question {statistics.median(q_len):.0f}, answer {statistics.median(a_len):.0f}"
+            )
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- public loaders
+
+
+def load_qa_dataset(
+    source: str | os.PathLike[str] = DEFAULT_HUB_DATASET,
+    *,
+    question_column: str = "anchor",
+    answer_column: str = "positive",
+    negatives_column: str | None = None,
+    eval_source: str | os.PathLike[str] | None = None,
+    eval_fraction: float = 0.1,
+    seed: int = 42,
+    train_split: str = "train",
+    eval_split: str | None = None,
+) -> QADataset:
+    """Load question -> answer pairs from a local file or a hub dataset, validate, split.
+
+    Args:
+        source: a local ``.jsonl`` / ``.json`` / ``.csv`` / ``.parquet`` file, or a hub dataset id.
+        question_column / answer_column: the columns holding the question and the answer passage.
+        negatives_column: optional column of hard negatives (a list of texts, or one text).
+        eval_source: a separate file or hub id for evaluation; when given, nothing is split off ``source``.
+        eval_fraction: share of *distinct questions* held out when there is no eval source or split.
+        seed: seeds the split (the same seed and data give the same split).
+        train_split / eval_split: split names of a hub dataset; ``eval_split=None`` uses ``test`` or
+            ``validation`` when the dataset has one, else splits ``train`` by question.
+
+    Raises:
+        DataError: unreadable file (path and line), missing columns (naming those found), no usable rows.
+    """
+    name = os.fspath(source)
+    kw = dict(question_column=question_column, answer_column=answer_column, negatives_column=negatives_column)
+    if eval_source is not None:
+        train_rows, _ = _read_source(source, train_split, None)
+        eval_rows, _ = _read_source(eval_source, eval_split or "train", None)
+        train, s1 = _to_pairs(train_rows, name, **kw)
+        evals, s2 = _to_pairs(eval_rows, os.fspath(eval_source), **kw)
+        ds = QADataset(train, evals, name, s1.merge(s2), f"separate eval source {os.fspath(eval_source)}")
+    else:
+        train_rows, eval_rows = _read_source(source, train_split, eval_split)
+        if eval_rows is not None:
+            train, s1 = _to_pairs(train_rows, name, **kw)
+            evals, s2 = _to_pairs(eval_rows, name, **kw)
+            ds = QADataset(train, evals, name, s1.merge(s2), "the dataset's own splits")
+        else:
+            pairs, stats = _to_pairs(train_rows, name, **kw)
+            train, evals = split_by_question(pairs, eval_fraction, seed)
+            ds = QADataset(train, evals, name, stats, f"by question, {eval_fraction:.0%} held out (seed {seed})")
+    _drop_leaked(ds)
+    if not ds.train:
+        raise DataError(f"{name}: no training pairs left after validation")
+    logger.info("%s", ds.summary())
+    return ds
+
+
+def load_frenchmedmcqa(
+    folder: str | os.PathLike[str],
+    train_splits: Sequence[str] = ("train", "dev"),
+    eval_split: str | None = "test",
+) -> QADataset:
+    """FrenchMedMCQA's original files as retrieval pairs (Labrak et al., 2023).
+
+    Each record (``question``, ``answers`` {a..e: text}, ``correct_answers`` [letters]) gives one
+    pair: the question -> the text(s) of its correct option(s), sorted by letter and joined with
+    ``"; "``; its wrong options become the pair's hard negatives. About 10% of the questions ask
+    for the *false* statement, so their "answer" is a false fact: kept, as in the upstream data.
+
+    Args:
+        folder: the folder holding ``train.json``, ``dev.json``, ``test.json``.
+        train_splits: files used for training.
+        eval_split: the file held out for evaluation (``None``: no eval pairs).
+
+    Example::
+
+        >>> ds = load_frenchmedmcqa("../shared/data/frenchmedmcqa")
+        >>> task = ds.eval_task()
+        >>> len(task.queries), len(task.corpus)
+        (620, 618)
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"FrenchMedMCQA folder {folder} does not exist")
+    train: list[QAPair] = []
+    stats = DataStats()
+    for split in train_splits:
+        pairs, s = _mcqa_pairs(folder / f"{split}.json")
+        train += pairs
+        stats = stats.merge(s)
+    evals: list[QAPair] = []
+    if eval_split:
+        evals, s = _mcqa_pairs(folder / f"{eval_split}.json")
+        stats = stats.merge(s)
+    train, extra = _dedupe(train)
+    stats.duplicates_dropped += extra
+    ds = QADataset(train, evals, f"frenchmedmcqa[{'+'.join(train_splits)} -> {eval_split}]", stats,
+                   f"upstream files: train {'+'.join(train_splits)}, eval {eval_split}")
+    _drop_leaked(ds)
+    logger.info("%s", ds.summary())
+    return ds
+
+
+def split_by_question(pairs: Sequence[QAPair], eval_fraction: float, seed: int = 42) -> tuple[list[QAPair], list[QAPair]]:
+    """Hold out ``eval_fraction`` of the distinct questions, with all of their pairs.
+
+    The choice depends only on the question text and the seed (a hash ranks the questions), so it
+    does not change when rows are reordered or other questions are added.
+    """
+    if not 0 <= eval_fraction < 1:
+        raise DataError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
+    questions = sorted({p.question for p in pairs},
+                       key=lambda q: hashlib.sha256(f"{seed}\x00{q}".encode()).hexdigest())
+    n_eval = round(len(questions) * eval_fraction)
+    if eval_fraction > 0 and n_eval == 0 and len(questions) > 1:
+        n_eval = 1
+    held = set(questions[:n_eval])
+    return [p for p in pairs if p.question not in held], [p for p in pairs if p.question in held]
+
+
+def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Rows of a local ``.jsonl`` / ``.json`` / ``.csv`` / ``.parquet`` file as dicts.
+
+    Raises:
+        DataError: missing file, unknown suffix, or a line/row that cannot be parsed (path and line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file {path} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".jsonl":
+            rows = []
+            with path.open(encoding="utf-8") as fh:
+                for lineno, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        obj = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+                    if not isinstance(obj, dict):
+                        raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+                    rows.append(obj)
+            return rows
+        if suffix == ".json":
+            text = path.read_text(encoding="utf-8")
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+            if isinstance(obj, dict) and isinstance(obj.get("data"), list):
+                obj = obj["data"]
+            if not isinstance(obj, list) or not all(isinstance(r, dict) for r in obj):
+                raise DataError(f"{path}: expected a JSON list of objects (or {{\"data\": [...]}})")
+            return obj
+        if suffix == ".csv":
+            with path.open(encoding="utf-8", newline="") as fh:
+                reader = csv.DictReader(fh)
+                rows = []
+                try:
+                    for row in reader:
+                        if None in row:
+                            raise DataError(f"{path}:{reader.line_num}: more fields than the header's "
+                                            f"{len(reader.fieldnames or [])} columns")
+                        rows.append(row)
+                except csv.Error as exc:
+                    raise DataError(f"{path}:{reader.line_num}: {exc}") from None
+            return rows
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            try:
+                return pq.read_table(path).to_pylist()
+            except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for corrupt files
+                raise DataError(f"{path}: cannot read parquet ({type(exc).__name__}: {exc})") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    raise DataError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(LOCAL_SUFFIXES)}")
+
+
+# --------------------------------------------------------------------------- internals
+
+
+def _read_source(source: str | os.PathLike[str], train_split: str, eval_split: str | None
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """Rows of the training split, and of an eval split when the source has one (else None)."""
+    s = os.fspath(source)
+    p = Path(s).expanduser()
+    if p.exists() or p.suffix.lower() in LOCAL_SUFFIXES or s.startswith((".", "/", "~")):
+        return read_records(p), None
+    return _read_hub(s, train_split, eval_split)
+
+
+def _read_hub(dataset_id: str, train_split: str, eval_split: str | None):
+    try:
+        from datasets import load_dataset
+
+        dd = load_dataset(dataset_id)
+    except Exception as exc:  # noqa: BLE001 - network, missing repo, offline mode: one clear message
+        raise DataError(
+            f"cannot load hub dataset {dataset_id!r} ({type(exc).__name__}: {exc}); without network, pass a "
+            "local .jsonl/.json/.csv/.parquet file instead"
+        ) from exc
+    if train_split not in dd:
+        raise DataError(f"hub dataset {dataset_id!r} has no split {train_split!r}; splits: {sorted(dd)}")
+    if eval_split is None:
+        eval_split = next((s for s in ("test", "validation", "dev") if s in dd and s != train_split), None)
+    elif eval_split not in dd:
+        raise DataError(f"hub dataset {dataset_id!r} has no split {eval_split!r}; splits: {sorted(dd)}")
+    return list(dd[train_split]), (list(dd[eval_split]) if eval_split else None)
+
+
+def _to_pairs(rows: Iterable[dict[str, Any]], name: str, *, question_column: str, answer_column: str,
+              negatives_column: str | None) -> tuple[list[QAPair], DataStats]:
+    rows = list(rows)
+    if not rows:
+        raise DataError(f"{name}: no rows")
+    found: list[str] = []
+    for r in rows:
+        found += [k for k in r if k not in found]
+    wanted = [question_column, answer_column] + ([negatives_column] if negatives_column else [])
+    missing = [c for c in wanted if c not in found]
+    if missing:
+        raise DataError(f"{name}: missing column(s) {missing}; columns found: {found}. "
+                        "Map yours with question_column= / answer_column= (CLI: --question-column ...)")
+    stats = DataStats(rows=len(rows))
+    pairs: list[QAPair] = []
+    for r in rows:
+        q, a = _text(r.get(question_column)), _text(r.get(answer_column))
+        if not q or not a:
+            stats.empty_dropped += 1
+            continue
+        negs: tuple[str, ...] = ()
+        if negatives_column:
+            raw = r.get(negatives_column)
+            items = raw if isinstance(raw, (list, tuple)) else ([] if raw is None else _split_negatives(raw))
+            negs = tuple(dict.fromkeys(t for t in (_text(x) for x in items) if t and t != a))
+        pairs.append(QAPair(q, a, negs))
+    pairs, dups = _dedupe(pairs)
+    stats.duplicates_dropped = dups
+    if stats.empty_dropped:
+        logger.warning("%s: dropped %d row(s) with an empty question or answer", name, stats.empty_dropped)
+    if dups:
+        logger.info("%s: dropped %d exact duplicate pair(s)", name, dups)
+    if not pairs:
+        raise DataError(f"{name}: every one of the {len(rows)} rows has an empty question or answer")
+    return pairs, stats
+
+
+def _split_negatives(raw: Any) -> list[Any]:
+    if isinstance(raw, str) and raw.strip().startswith("["):
+        try:
+            val = json.loads(raw)
+            if isinstance(val, list):
+                return val
+        except json.JSONDecodeError:
+            pass
+    return [raw]
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value != value:  # NaN from CSV/parquet
+        return ""
+    return str(value).strip()
+
+
+def _dedupe(pairs: list[QAPair]) -> tuple[list[QAPair], int]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for p in pairs:
+        key = (p.question, p.answer)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(p)
+    return out, len(pairs) - len(out)
+
+
+def _drop_leaked(ds: QADataset) -> None:
+    """Remove from train the pairs whose question is also an eval question (no leakage)."""
+    held = {p.question for p in ds.eval}
+    before = len(ds.train)
+    ds.train = [p for p in ds.train if p.question not in held]
+    if len(ds.train) != before:
+        ds.split_method += f"; {before - len(ds.train)} train pair(s) whose question is in eval removed"
+        logger.warning("%s: removed %d training pair(s) whose question also appears in the eval split",
+                       ds.name, before - len(ds.train))
+
+
+def is_frenchmedmcqa_folder(source: str | os.PathLike[str]) -> bool:
+    p = Path(source).expanduser()
+    return p.is_dir() and (p / "train.json").is_file() and (p / "test.json").is_file()
+
+
+def _mcqa_pairs(path: Path) -> tuple[list[QAPair], DataStats]:
+    rows = read_records(path)
+    stats = DataStats(rows=len(rows))
+    pairs = []
+    for i, r in enumerate(rows):
+        try:
+            options = {str(k): _text(v) for k, v in dict(r["answers"]).items()}
+            correct = sorted({str(c) for c in r["correct_answers"]})
+            question = _text(r["question"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{path}: record {i} is not a FrenchMedMCQA record (needs question, answers, "
+                            f"correct_answers; found {sorted(r)}): {exc!r}") from None
+        unknown = [c for c in correct if c not in options]
+        if unknown:
+            raise DataError(f"{path}: record {i} lists correct answer(s) {unknown} absent from its options {sorted(options)}")
+        answer = "; ".join(options[c] for c in correct if options[c])
+        if not question or not answer:
+            stats.empty_dropped += 1
+            continue
+        negatives = tuple(dict.fromkeys(t for k, t in sorted(options.items()) if k not in correct and t and t != answer))
+        pairs.append(QAPair(question, answer, negatives))
+    pairs, dups = _dedupe(pairs)
+    stats.duplicates_dropped = dups
+    return pairs, stats
