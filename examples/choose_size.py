@@ -13,9 +13,9 @@ import time
 import numpy as np
 
 from evaluation.evaluator import evaluate_models
-from evaluation.task import IRTask
+from medrag.qa.task import IRTask
 from medrag import MatryoshkaEmbeddings, truncate_embeddings
-from medrag.sample import load_sample_corpus
+from medrag.qa.sample import load_sample_corpus
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--n", type=int, default=1_000_000, help="passages you plan to index")

@@ -18,7 +18,7 @@ from pathlib import Path
 import chromadb
 
 from medrag import MatryoshkaChroma, MatryoshkaEmbeddings
-from medrag.sample import load_sample_corpus
+from medrag.qa.sample import load_sample_corpus
 
 
 def free_port() -> int:

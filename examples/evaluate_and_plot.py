@@ -12,9 +12,9 @@ run); run examples/finetune_own_data.py first to get a fine-tuned folder.
 import argparse
 
 from evaluation.evaluator import evaluate_models
-from evaluation.task import IRTask
+from medrag.qa.task import IRTask
 from medrag import MatryoshkaEmbeddings
-from medrag.sample import load_sample_corpus
+from medrag.qa.sample import load_sample_corpus
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--finetuned", default=None, help="a folder written by medrag finetune")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from finetune import FinetuneConfig, MatryoshkaFinetuner
 from medrag import MatryoshkaEmbeddings
-from medrag.sample import load_sample_corpus
+from medrag.qa.sample import load_sample_corpus
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--out", default="outputs/e5-small-sample")

@@ -18,7 +18,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnablePassthrough
 
 from medrag import MatryoshkaChroma, MatryoshkaEmbeddings
-from medrag.sample import load_sample_corpus
+from medrag.qa.sample import load_sample_corpus
 
 corpus = load_sample_corpus()
 store = MatryoshkaChroma.from_texts(
