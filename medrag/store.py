@@ -36,7 +36,8 @@ from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from medrag._store_codec import ENCODINGS, decode_rows, encode_rows
 from medrag.embeddings import validate_texts
-from medrag.errors import CollectionMismatchError, DimensionError, InvalidInputError, MedragError
+from medrag.errors import (CollectionMismatchError, DimensionError, InvalidArgumentError, InvalidInputError,
+                           MedragError)
 
 if TYPE_CHECKING:
     import chromadb
@@ -798,7 +799,7 @@ def _check_int(name: str, value: Any) -> int:
 
 def _no_extra(kwargs: dict[str, Any]) -> None:
     if kwargs:
-        raise TypeError(f"unexpected search argument(s): {sorted(kwargs)}")
+        raise InvalidArgumentError(f"unexpected search argument(s): {sorted(kwargs)}")
 
 
 __all__ = ["MatryoshkaChroma", "DEFAULT_CANDIDATES", "FULL_KEY", "STORE_SCHEMA_VERSION"]
