@@ -40,8 +40,8 @@ from langchain_core.vectorstores.utils import maximal_marginal_relevance
 from medrag._store_codec import ENCODINGS, decode_rows, encode_rows
 from medrag._store_lock import DirectoryLock
 from medrag.embeddings import validate_texts
-from medrag.errors import (CollectionMismatchError, DimensionError, InvalidInputError, MedragError, StoreConnectionError,
-                           StoreError, StoreLockedError)
+from medrag.errors import (CollectionMismatchError, DimensionError, InvalidArgumentError, InvalidInputError, MedragError,
+                           StoreConnectionError, StoreError, StoreLockedError)
 
 if TYPE_CHECKING:
     import chromadb
@@ -1143,7 +1143,7 @@ def _check_ids(ids: Any) -> list[str]:
 
 def _no_extra(kwargs: dict[str, Any]) -> None:
     if kwargs:
-        raise TypeError(f"unexpected search argument(s): {sorted(kwargs)}")
+        raise InvalidArgumentError(f"unexpected search argument(s): {sorted(kwargs)}")
 
 
 __all__ = ["MatryoshkaChroma", "DEFAULT_CANDIDATES", "FULL_KEY", "GENERATION_KEY", "STORE_SCHEMA_VERSION"]
