@@ -36,3 +36,8 @@ class CollectionMismatchError(MedragError):
 
 class DataError(MedragError, ValueError):
     """A dataset or data file is malformed: missing columns, unreadable rows, nothing left to use."""
+
+
+class LexicalIndexError(MedragError):
+    """A lexical (BM25) index file is missing, unreadable or was built by another analyzer; the store
+    rebuilds it from the collection's records, which stay the source of truth."""
