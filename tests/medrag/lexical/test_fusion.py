@@ -26,7 +26,7 @@ def test_weight_extremes_reproduce_each_ranking() -> None:
 
 
 def test_equal_weight_rrf_rewards_agreement() -> None:
-    assert fuse(DENSE, LEX, lexical_weight=0.5)[0] == "b"
+    assert fuse({"a": 0.9, "b": 0.8}, {"x": 9.0, "b": 5.0}, lexical_weight=0.5)[0] == "b"
 
 
 def test_minmax_uses_score_gaps() -> None:
