@@ -194,9 +194,11 @@ def test_records_hold_their_full_vector(store: MatryoshkaChroma, fake) -> None:
     np.testing.assert_allclose(res["embeddings"][0], coarse, atol=1e-6)
 
 
-def test_get_full_vectors_names_missing_and_corrupt_records(store: MatryoshkaChroma) -> None:
+def test_get_full_vectors_names_missing_and_corrupt_records(client, fake) -> None:
     from medrag import MedragError
 
+    # the records' own copy (the sidecar of an embedded store is tested below)
+    store = MatryoshkaChroma(_name(), fake, client=client, vector_sidecar=False)
     ids = store.add_texts(TEXTS[:3])
     with pytest.raises(MedragError, match="nope"):
         store.get_full_vectors([ids[0], "nope"])
@@ -210,6 +212,41 @@ def test_get_full_vectors_names_missing_and_corrupt_records(store: MatryoshkaChr
     assert store.get_full_vectors([ids[0], ids[2]]).shape == (2, 128)
     with pytest.raises(MedragError, match="bare string"):
         store.get_full_vectors(ids[0])
+    store.delete_collection()
+
+
+def test_vector_sidecar_matches_the_records_and_recovers_from_a_kill(tmp_path, fake, monkeypatch) -> None:
+    """Embedded stores read the rerank's vectors from a local SQLite copy written before each
+    record; a write the copy did not see (a kill between the copy and the record) is detected by
+    the write generation and the copy is rebuilt from the records when the store reopens."""
+    import chromadb
+
+    from medrag._store_sidecar import SIDECAR_NAME
+
+    path = str(tmp_path / "db")
+    store = MatryoshkaChroma("side", fake, persist_directory=path)
+    assert store._sidecar is not None and (tmp_path / "db" / SIDECAR_NAME).is_file()
+    ids = store.add_texts(TEXTS[:40], ids=[f"s{i}" for i in range(40)])
+    plain = MatryoshkaChroma("side", fake, client=chromadb.PersistentClient(path), vector_sidecar=False)
+    np.testing.assert_array_equal(store.get_full_vectors(ids), plain.get_full_vectors(ids))
+    for q in TEXTS[:5]:
+        assert ([(d.id, round(x, 6)) for d, x in store.similarity_search_with_score(q, k=5)]
+                == [(d.id, round(x, 6)) for d, x in plain.similarity_search_with_score(q, k=5)])
+    store.delete(["s0"])
+    assert store.similarity_search(TEXTS[0], k=1)[0].id != "s0"
+    # a re-add killed after the sidecar write, before the Chroma write
+    monkeypatch.setattr(store.collection, "upsert", lambda **kw: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        store.add_texts(["un tout autre texte"], ids=["s1"])
+    monkeypatch.undo()
+    del store, plain
+    import gc
+
+    gc.collect()
+    again = MatryoshkaChroma("side", fake, persist_directory=path)  # stamp != generation: rebuilt
+    expected = fake.encode_documents([TEXTS[1]])[0]
+    assert float(again.get_full_vectors(["s1"])[0] @ expected) > 0.9999
+    assert again.get_by_ids(["s1"])[0].page_content == TEXTS[1]
 
 
 def test_write_generation_is_bumped_before_every_write(client, fake) -> None:
