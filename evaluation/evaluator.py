@@ -33,7 +33,9 @@ from evaluation.recommend import BALANCED_TOLERANCE, EDGE_TOLERANCE, Recommendat
 from evaluation.retrieval import SizeResult, evaluate_vectors
 from evaluation.stats import N_BOOTSTRAP, N_PERMUTATIONS, ConfidenceInterval, PairedTest, bootstrap_means, paired_test
 from medrag.embeddings import MatryoshkaEmbeddings
+from medrag.encoder import is_encoder
 from medrag.errors import DimensionError, InvalidInputError
+from medrag.metadata import default_dims
 from medrag.qa.task import IRTask
 
 logger = logging.getLogger(__name__)
@@ -94,7 +96,8 @@ def evaluate_models(
 
     Args:
         models: model specs (anything :func:`medrag.load_model` accepts, such as a fine-tuned folder)
-            or :class:`medrag.MatryoshkaEmbeddings`. The first is the baseline ("initial") of comparisons.
+            or encoders (:class:`medrag.encoder.MatryoshkaEncoder`: a :class:`medrag.MatryoshkaEmbeddings`...).
+            The first is the baseline ("initial") of comparisons.
         task: the queries, corpus and judgements.
         dims: sizes to evaluate (default: each model's trained sizes, or the seed's list up to its size).
         metrics: metric names (``ndcg@10``, ``mrr@10``, ``map@100``, ``recall@k``...).
@@ -127,19 +130,20 @@ def evaluate_models(
     labels = list(labels) if labels is not None else []
     results: list[ModelResult] = []
     for i, model in enumerate(models):
-        emb = model if isinstance(model, MatryoshkaEmbeddings) else MatryoshkaEmbeddings(
+        emb = model if is_encoder(model) else MatryoshkaEmbeddings(
             model, device=device, batch_size=batch_size, show_progress=show_progress)
-        if show_progress is not None and emb.show_progress != show_progress:
+        if show_progress is not None and isinstance(emb, MatryoshkaEmbeddings) and emb.show_progress != show_progress:
             emb = emb.with_dimension(emb.dimension)  # a copy: the caller's object keeps its setting
             emb.show_progress = show_progress
-        sizes = sorted({int(d) for d in (dims if dims is not None else emb.dims)}, reverse=True)
+        trained = list(getattr(emb, "dims", None) or default_dims(emb.full_dim))  # dims: optional encoder member
+        sizes = sorted({int(d) for d in (dims if dims is not None else trained)}, reverse=True)
         bad = [d for d in sizes if not 1 <= d <= emb.full_dim]
         if bad:
             raise DimensionError(f"sizes {bad} are outside 1..{emb.full_dim} for model {emb.spec!r}")
-        untrained = [d for d in sizes if d not in emb.dims]
+        untrained = [d for d in sizes if d not in trained]
         if untrained and dims is not None:
             logger.warning("sizes %s are not trained sizes of %s (trained: %s); they are evaluated by truncation anyway",
-                           untrained, emb.spec, emb.dims)
+                           untrained, emb.spec, trained)
         label = labels[i] if i < len(labels) else emb.spec
         if label in {r.label for r in results}:
             label = f"{label} #{i + 1}"

@@ -36,6 +36,7 @@ from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from medrag._store_codec import ENCODINGS, decode_rows, encode_rows
 from medrag.embeddings import validate_texts
+from medrag.encoder import is_encoder
 from medrag.errors import (CollectionMismatchError, DimensionError, InvalidArgumentError, InvalidInputError,
                            MedragError)
 
@@ -100,9 +101,10 @@ class MatryoshkaChroma(VectorStore):
 
     Args:
         collection_name: the Chroma collection (created when missing).
-        embedding_function: the embeddings. A :class:`medrag.MatryoshkaEmbeddings` is used
+        embedding_function: the embeddings. An encoder (:class:`medrag.encoder.MatryoshkaEncoder`:
+            :class:`medrag.MatryoshkaEmbeddings`, :class:`medrag.PrecomputedEmbeddings`) is used
             through its numpy API (``encode_documents``/``encode_queries``: one model call per
-            batch gives both sizes). Any other LangChain ``Embeddings`` is accepted when its
+            batch gives both sizes) and its ``spec``/``fingerprint`` are recorded. Any other LangChain ``Embeddings`` is accepted when its
             ``embed_documents``/``embed_query`` return *Matryoshka* vectors (whose leading
             coordinates are a usable embedding) of at least ``coarse_dim`` values: those vectors
             are the full size, their first ``coarse_dim`` values the coarse one.
@@ -188,18 +190,17 @@ class MatryoshkaChroma(VectorStore):
 
     @staticmethod
     def _probe_full_dim(embedding: Embeddings) -> int:
-        dim = getattr(embedding, "full_dim", None)
-        if isinstance(dim, int) and dim > 0:
-            return dim
+        if is_encoder(embedding):  # medrag.encoder.MatryoshkaEncoder: it says its full size
+            return int(embedding.full_dim)
         # A plain Embeddings: its output size is the full size (one probe call).
         return len(embedding.embed_query("medrag dimension probe"))
 
     @property
     def _model_identity(self) -> tuple[str, str]:
         emb = self._embedding
-        spec = getattr(emb, "spec", None) or type(emb).__name__
-        fingerprint = getattr(emb, "fingerprint", None) or ""
-        return str(spec), str(fingerprint)
+        if is_encoder(emb):
+            return str(emb.spec), str(emb.fingerprint)
+        return type(emb).__name__, ""  # a plain Embeddings has no model identity
 
     def _contract(self) -> dict[str, Any]:
         spec, fingerprint = self._model_identity
@@ -305,9 +306,8 @@ class MatryoshkaChroma(VectorStore):
 
     def _encode(self, texts: list[str], *, query: bool) -> np.ndarray:
         emb = self._encoder
-        numpy_api = getattr(emb, "encode_queries" if query else "encode_documents", None)
-        if callable(numpy_api):
-            vecs = np.asarray(numpy_api(texts), dtype=np.float32)
+        if is_encoder(emb):
+            vecs = np.asarray(emb.encode_queries(texts) if query else emb.encode_documents(texts), dtype=np.float32)
         elif query:
             vecs = np.asarray([emb.embed_query(t) for t in texts], dtype=np.float32)
         else:
