@@ -36,6 +36,7 @@ _EXPORTS = {
     "CollectionMismatchError": "medrag.errors",
     "DataError": "medrag.errors",
     "ConfigError": "medrag.errors",
+    "LexicalIndexError": "medrag.errors",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -59,3 +59,8 @@ class DataError(MedragError, ValueError):
 
 class ConfigError(MedragError, ValueError):
     """A configuration file or override is invalid (unknown key, wrong type, impossible value)."""
+
+
+class LexicalIndexError(MedragError):
+    """A lexical (BM25) index file is missing, unreadable or was built by another analyzer; the store
+    rebuilds it from the collection's records, which stay the source of truth."""
