@@ -17,11 +17,17 @@ from pathlib import Path
 from evaluation.cache import EmbeddingCache
 from evaluation.data import load_task
 from evaluation.evaluator import evaluate_models
-from evaluation.metrics import DEFAULT_METRICS
-from evaluation.recommend import write_metadata
+from evaluation.metrics import DEFAULT_METRICS, PRIMARY_METRIC
+from evaluation.recommend import BALANCED_TOLERANCE, EDGE_TOLERANCE, write_metadata
+from evaluation.stats import CONFIDENCE, N_BOOTSTRAP, N_PERMUTATIONS, PAIRED_TESTS
 from evaluation.store_eval import evaluate_store
 from medrag.embeddings import MatryoshkaEmbeddings
+from medrag.encoding import DEFAULT_BATCH_SIZE
 from medrag.errors import DataError, MedragError
+from medrag.qa.pairs import ANSWER_COLUMN, EVAL_FRACTION, QUESTION_COLUMN, SPLIT_SEED
+from medrag.store import DEFAULT_COARSE_DIM
+
+# Every default below is the library's own (imported above), so the CLI and the Python API agree.
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
@@ -40,26 +46,33 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    help="held-out split: of a FrenchMedMCQA folder (default test) or a hub dataset (default "
                         "test/validation); 'all' evaluates every pair of a pairs file (default: the share of "
                         "questions that finetune holds out)")
-    p.add_argument("--eval-fraction", type=float, default=0.1,
-                   help="held-out share of distinct questions of a pairs file without splits (as finetune; 0.1)")
-    p.add_argument("--split-seed", type=int, default=42, help="seed of that held-out split (as finetune; 42)")
-    p.add_argument("--question-column", default="anchor", help="question column of a pairs file")
-    p.add_argument("--answer-column", default="positive", help="answer column of a pairs file")
+    p.add_argument("--eval-fraction", type=float, default=EVAL_FRACTION,
+                   help=f"held-out share of distinct questions of a pairs file without splits (as finetune; "
+                        f"{EVAL_FRACTION})")
+    p.add_argument("--split-seed", type=int, default=SPLIT_SEED,
+                   help=f"seed of that held-out split (as finetune; {SPLIT_SEED})")
+    p.add_argument("--question-column", default=QUESTION_COLUMN,
+                   help=f"question column of a pairs file (default {QUESTION_COLUMN})")
+    p.add_argument("--answer-column", default=ANSWER_COLUMN, help=f"answer column of a pairs file (default {ANSWER_COLUMN})")
     p.add_argument("--limit", type=int, default=None, help="use only the first N held-out pairs (quick runs)")
     p.add_argument("--sizes", type=int, nargs="+", default=None, help="sizes to evaluate (default: trained sizes)")
     p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), help="metrics (ndcg@k mrr@k map@k recall@k)")
-    p.add_argument("--primary-metric", default="ndcg@10", help="metric of the table, tests, plot and recommendations")
+    p.add_argument("--primary-metric", default=PRIMARY_METRIC,
+                   help=f"metric of the table, tests, plot and recommendations (default {PRIMARY_METRIC})")
     p.add_argument("--out", default="medrag-evaluation", help="report folder (default: ./medrag-evaluation)")
     p.add_argument("--cache-dir", default=None, help="embedding cache (default: $MEDRAG_CACHE/embeddings)")
     p.add_argument("--no-cache", action="store_true", help="always encode; read and write no cache")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs (default 1000)")
-    p.add_argument("--confidence", type=float, default=0.95, help="CI coverage (default 0.95)")
-    p.add_argument("--test", choices=("permutation", "bootstrap"), default="permutation", help="paired test")
-    p.add_argument("--resamples", type=int, default=None, help="resamples of the paired test (default 10000)")
-    p.add_argument("--balanced-tolerance", type=float, default=0.005, help="balanced tier: within this relative "
-                   "loss of the best (default 0.005 = 0.5%%)")
-    p.add_argument("--edge-tolerance", type=float, default=0.03, help="edge tier: within this relative loss "
-                   "(default 0.03 = 3%%)")
+    p.add_argument("--bootstrap", type=int, default=N_BOOTSTRAP,
+                   help=f"bootstrap resamples for the CIs (default {N_BOOTSTRAP})")
+    p.add_argument("--confidence", type=float, default=CONFIDENCE, help=f"CI coverage (default {CONFIDENCE})")
+    p.add_argument("--test", choices=PAIRED_TESTS, default=PAIRED_TESTS[0], help="paired test")
+    p.add_argument("--resamples", type=int, default=None,
+                   help=f"resamples of the paired test (default {N_PERMUTATIONS} permutations, "
+                        f"{10 * N_BOOTSTRAP} bootstrap draws)")
+    p.add_argument("--balanced-tolerance", type=float, default=BALANCED_TOLERANCE, help="balanced tier: within this "
+                   f"relative loss of the best (default {BALANCED_TOLERANCE} = {100 * BALANCED_TOLERANCE:g}%%)")
+    p.add_argument("--edge-tolerance", type=float, default=EDGE_TOLERANCE, help="edge tier: within this relative "
+                   f"loss (default {EDGE_TOLERANCE} = {100 * EDGE_TOLERANCE:g}%%)")
     p.add_argument("--seed", type=int, default=0, help="random seed of bootstrap and tests")
     p.add_argument("--write-metadata", action="store_true",
                    help="record scores and recommendations in matryoshka.json of each --model that is a folder "
@@ -67,13 +80,15 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
     p.add_argument("--store", action="store_true",
                    help="also evaluate the two-stage store (coarse + rerank) against flat and coarse-only search")
-    p.add_argument("--coarse-dim", type=int, default=64, help="coarse size of the store (with --store; default 64)")
+    p.add_argument("--coarse-dim", type=int, default=DEFAULT_COARSE_DIM,
+                   help=f"coarse size of the store (with --store; default {DEFAULT_COARSE_DIM})")
     p.add_argument("--candidates", type=int, default=None,
                    help="candidates passed to the rerank (with --store; default: the store's default)")
     p.add_argument("--candidates-sweep", type=int, nargs="+", default=None, metavar="N",
                    help="with --store: also measure these candidates values on the same index")
     p.add_argument("--device", default=None, help="cpu, cuda... (default: CUDA when available)")
-    p.add_argument("--batch-size", type=int, default=32, help="encoding batch size")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help=f"encoding batch size (default {DEFAULT_BATCH_SIZE})")
     p.set_defaults(func=_evaluate, _parser=p)
 
 

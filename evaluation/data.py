@@ -29,7 +29,8 @@ import os
 from pathlib import Path
 
 from medrag.errors import DataError
-from medrag.qa.pairs import load_frenchmedmcqa, load_qa_dataset
+from medrag.qa.pairs import (ANSWER_COLUMN, EVAL_FRACTION, QUESTION_COLUMN, SPLIT_SEED, load_frenchmedmcqa,
+                             load_qa_dataset)
 from medrag.qa.sample import load_sample_corpus
 from medrag.qa.task import IRTask
 
@@ -50,8 +51,8 @@ def _sample_task(split: str | None, limit: int | None) -> IRTask:
     return IRTask.from_pairs(pairs, name=f"medrag sample ({split})", extra_corpus=corpus.texts())
 
 
-def load_task(source: str | os.PathLike[str], *, split: str | None = None, question_column: str = "anchor",
-              answer_column: str = "positive", eval_fraction: float = 0.1, split_seed: int = 42,
+def load_task(source: str | os.PathLike[str], *, split: str | None = None, question_column: str = QUESTION_COLUMN,
+              answer_column: str = ANSWER_COLUMN, eval_fraction: float = EVAL_FRACTION, split_seed: int = SPLIT_SEED,
               limit: int | None = None) -> IRTask:
     """The evaluation task of a dataset.
 

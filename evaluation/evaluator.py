@@ -27,13 +27,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from evaluation.cache import EmbeddingCache
-from evaluation.metrics import DEFAULT_METRICS, parse_metric
+from evaluation.metrics import DEFAULT_METRICS, PRIMARY_METRIC, parse_metric
 from evaluation.report import EvaluationReport
 from evaluation.recommend import BALANCED_TOLERANCE, EDGE_TOLERANCE, Recommendations, recommend_sizes
 from evaluation.retrieval import SizeResult, evaluate_vectors
-from evaluation.stats import N_BOOTSTRAP, N_PERMUTATIONS, ConfidenceInterval, PairedTest, bootstrap_means, paired_test
+from evaluation.stats import (CONFIDENCE, N_BOOTSTRAP, N_PERMUTATIONS, PAIRED_TESTS, ConfidenceInterval, PairedTest,
+                              bootstrap_means, paired_test)
 from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.encoder import is_encoder
+from medrag.encoding import DEFAULT_BATCH_SIZE
 from medrag.errors import DimensionError, InvalidInputError
 from medrag.metadata import default_dims
 from medrag.qa.task import IRTask
@@ -77,11 +79,11 @@ def evaluate_models(
     dims: Sequence[int] | None = None,
     metrics: Sequence[str] = DEFAULT_METRICS,
     *,
-    primary_metric: str = "ndcg@10",
+    primary_metric: str = PRIMARY_METRIC,
     cache: EmbeddingCache | None = None,
     n_bootstrap: int = N_BOOTSTRAP,
-    confidence: float = 0.95,
-    test: str = "permutation",
+    confidence: float = CONFIDENCE,
+    test: str = PAIRED_TESTS[0],
     n_resamples: int | None = None,
     balanced_tolerance: float = BALANCED_TOLERANCE,
     edge_tolerance: float = EDGE_TOLERANCE,
@@ -89,7 +91,7 @@ def evaluate_models(
     labels: Sequence[str] | None = None,
     command: str | None = None,
     device: str | None = None,
-    batch_size: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     show_progress: bool | None = None,
 ):
     """Evaluate ``models`` on ``task`` and return an :class:`~evaluation.report.EvaluationReport`.
@@ -123,8 +125,8 @@ def evaluate_models(
     recommend_sizes({1: 1.0}, balanced_tolerance, edge_tolerance)  # validates the tolerances before any work
     if not 0 < confidence < 1:
         raise InvalidInputError(f"confidence must be in (0, 1), got {confidence}")
-    if test not in ("permutation", "bootstrap"):
-        raise InvalidInputError(f"unknown paired test {test!r}: use 'permutation' or 'bootstrap'")
+    if test not in PAIRED_TESTS:
+        raise InvalidInputError(f"unknown paired test {test!r}: use one of {PAIRED_TESTS}")
     n_resamples = n_resamples or (N_PERMUTATIONS if test == "permutation" else 10 * N_BOOTSTRAP)
     cache = cache if cache is not None else EmbeddingCache()
     labels = list(labels) if labels is not None else []

@@ -42,6 +42,7 @@ from medrag.encoder import MatryoshkaEncoder
 from medrag.errors import InvalidInputError, MedragError
 from medrag.precomputed import PrecomputedEmbeddings
 from medrag.qa.task import IRTask
+from medrag.store import DEFAULT_COARSE_DIM
 from medrag.vectors import truncate_embeddings
 
 logger = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ class StoreEvalResult:
         return "\n".join(lines)
 
 
-def evaluate_store(embeddings: MatryoshkaEncoder, task: IRTask, *, coarse_dim: int = 64, candidates: int | None = None,
+def evaluate_store(embeddings: MatryoshkaEncoder, task: IRTask, *, coarse_dim: int = DEFAULT_COARSE_DIM, candidates: int | None = None,
                    metrics: Sequence[str] = STORE_METRICS, cache=None, store_kwargs: dict | None = None,
                    encode_sample: int = 50, sweep: Sequence[int] = ()) -> StoreEvalResult:
     """Evaluate the two-stage store against flat full-size and coarse-only search.
@@ -143,7 +144,7 @@ def evaluate_store(embeddings: MatryoshkaEncoder, task: IRTask, *, coarse_dim: i
     Raises:
         MedragError: the store is not installed (``medrag.store`` missing).
     """
-    try:  # imported here: the store pulls in chromadb, which only this evaluation needs
+    try:  # looked up at call time: the store opens chromadb, and a missing store is reported here
         from medrag.store import MatryoshkaChroma
     except ImportError as exc:
         raise MedragError(f"store-level evaluation needs medrag.store (MatryoshkaChroma): {exc}") from exc

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from medrag.encoding import encode_texts
+from medrag.encoding import DEFAULT_BATCH_SIZE, encode_texts
 from medrag.errors import DimensionError, InvalidInputError, MetadataError
 from medrag.metadata import MatryoshkaMetadata, default_dims
 from medrag.models import embedding_dim, load_model, model_fingerprint
@@ -107,7 +107,7 @@ class MatryoshkaEmbeddings(Embeddings):
         max_quality_loss: float = 0.01,
         strict_dims: bool = True,
         metadata: MatryoshkaMetadata | None = None,
-        batch_size: int = 32,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         device: str | None = None,
         show_progress: bool | None = None,
         query_prompt_name: str | None = None,

@@ -29,10 +29,12 @@ if TYPE_CHECKING:
 
 #: Inputs at least this long get a progress bar when the caller does not say.
 PROGRESS_THRESHOLD = 256
+#: Encoding batch size of medrag's embeddings and evaluation (training scores use their own).
+DEFAULT_BATCH_SIZE = 32
 
 
 def encode_texts(model: "SentenceTransformer", texts: Sequence[str], *, prompt_name: str | None = None,
-                 prompt: str | None = None, batch_size: int = 32, show_progress: bool | None = None) -> np.ndarray:
+                 prompt: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE, show_progress: bool | None = None) -> np.ndarray:
     """Full-size, unit-norm float32 vectors of ``texts``, shape ``(len(texts), full_dim)``.
 
     Args:

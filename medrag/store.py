@@ -67,6 +67,8 @@ GENERATION_KEY = "medrag:generation"
 #: per 100 on 2 cores). 100 keeps a query within ~3x of plain Chroma; choose per model from the
 #: benchmark's candidates/coarse table (``benchmarks/store_benchmark.py run``).
 DEFAULT_CANDIDATES = 100
+#: Stage-1 (HNSW) size: e5's smallest trained Matryoshka size.
+DEFAULT_COARSE_DIM = 64
 DEFAULT_COLLECTION = "medrag"
 _WRITE_BATCH = 1000
 _PROGRESS_MIN = 1000
@@ -142,7 +144,7 @@ class MatryoshkaChroma(VectorStore):
         embedding_function: Embeddings | None = None,
         persist_directory: str | None = None,
         client: "chromadb.ClientAPI | None" = None,
-        coarse_dim: int = 64,
+        coarse_dim: int = DEFAULT_COARSE_DIM,
         candidates: int | None = None,
         *,
         full_encoding: str = "int8",
@@ -931,4 +933,4 @@ def _no_extra(kwargs: dict[str, Any]) -> None:
         raise InvalidArgumentError(f"unexpected search argument(s): {sorted(kwargs)}")
 
 
-__all__ = ["MatryoshkaChroma", "DEFAULT_CANDIDATES", "FULL_KEY", "GENERATION_KEY", "STORE_SCHEMA_VERSION"]
+__all__ = ["MatryoshkaChroma", "DEFAULT_CANDIDATES", "DEFAULT_COARSE_DIM", "FULL_KEY", "GENERATION_KEY", "STORE_SCHEMA_VERSION"]
