@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ from finetune.model_card import score_table
 from finetune.training import MatryoshkaFinetuner
 from medrag.bundled import cache_dir
 from medrag.embeddings import MatryoshkaEmbeddings
-from medrag.errors import CollectionMismatchError
+from medrag.errors import CollectionMismatchError, InvalidInputError
 from medrag.qa.sample import load_sample_corpus
 from medrag.qa.task import IRTask
 from medrag.store import MatryoshkaChroma
@@ -62,10 +63,15 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
+    folder = Path(args.dir) if args.dir else cache_dir() / "demo"
+    check_writable_dir(folder, "--dir")  # the cheap checks come before loading the model
+    if args.finetune and args.finetune_dir:
+        check_writable_dir(Path(args.finetune_dir), "--finetune-dir")
+    if args.k < 1:
+        raise InvalidInputError(f"--k must be >= 1, got {args.k}")
     corpus = load_sample_corpus()
     emb = MatryoshkaEmbeddings(args.model)
     print(f"Model: {emb.spec} - full size {emb.full_dim}, Matryoshka sizes {emb.dims}")
-    folder = Path(args.dir) if args.dir else cache_dir() / "demo"
     store = build_store(emb, corpus, folder, rebuild=args.rebuild)
 
     print(f"\n== Two-stage search: {store.coarse_dim}-dim coarse HNSW, {store.candidates} candidates, "
@@ -94,6 +100,18 @@ def run_demo(args: argparse.Namespace) -> int:
         run_finetune(emb, corpus, args)
     print(f"\nDone in {time.perf_counter() - t_start:.0f} s. Store: {folder}")
     return 0
+
+
+def check_writable_dir(folder: Path, flag: str) -> None:
+    """Make ``folder`` (a directory) or raise a one-line :class:`InvalidInputError` saying why not."""
+    if folder.exists() and not folder.is_dir():
+        raise InvalidInputError(f"{flag} {folder} is a file; pass a folder (it is created if missing)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInputError(f"{flag} {folder}: cannot create the folder ({exc.strerror})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InvalidInputError(f"{flag} {folder} is not writable; pass a folder you can write to")
 
 
 def build_store(emb, corpus, folder: Path, rebuild: bool = False):
