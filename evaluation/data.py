@@ -30,6 +30,7 @@ from pathlib import Path
 
 from medrag.errors import DataError
 from medrag.qa.pairs import load_frenchmedmcqa, load_qa_dataset
+from medrag.qa.sample import load_sample_corpus
 from medrag.qa.task import IRTask
 
 logger = logging.getLogger(__name__)
@@ -45,8 +46,6 @@ def _sample_task(split: str | None, limit: int | None) -> IRTask:
     Every passage that answers a question is relevant to it (the sample's ``also_relevant``
     judgements, :meth:`medrag.qa.sample.SampleCorpus.task`), not only the one it was written for.
     """
-    from medrag.qa.sample import load_sample_corpus
-
     split = split or "eval"
     if split not in ("eval", "train"):
         raise DataError(f"the sample corpus has the splits 'train' and 'eval', not {split!r}")

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from medrag.errors import DataError
+from medrag.errors import DataError, InvalidInputError
 from medrag.qa.task import IRTask
 
 logger = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ class SampleCorpus:
         rows = self.judgements(split)
         if limit is not None:
             if limit < 1:
-                raise DataError(f"limit must be >= 1, got {limit}")
+                raise InvalidInputError(f"limit must be >= 1, got {limit}")
             rows = rows[:limit]
         queries = {qid: q for qid, q, _ in rows}
         qrels = {qid: set(rel) for qid, _, rel in rows}
@@ -261,4 +261,4 @@ def _parse(text: str, source: str) -> SampleCorpus:
 def _check_split(split: str | None, allow_none: bool) -> None:
     if split in SPLITS or (allow_none and split is None):
         return
-    raise DataError(f"split must be 'train' or 'eval'{' or None' if allow_none else ''}, got {split!r}")
+    raise InvalidInputError(f"split must be 'train' or 'eval'{' or None' if allow_none else ''}, got {split!r}")

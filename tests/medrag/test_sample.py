@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from medrag.errors import DataError
+from medrag.errors import DataError, InvalidInputError
 from medrag.qa.sample import FORMAT_VERSION, SAMPLE_VERSION, SPLITS, load_sample_corpus
 
 HEADER = {"format": "medrag-sample", "format_version": 2, "sample_version": 7}
@@ -105,9 +105,11 @@ def test_task_has_every_relevant_passage_and_passage_ids():
     evaluation = corpus.task("eval")
     assert len(evaluation.queries) == 75 and set(evaluation.corpus) == set(corpus.ids())
     assert len(corpus.task("eval", limit=5).queries) == 5
-    with pytest.raises(DataError, match="split"):
+    with pytest.raises(InvalidInputError, match="split"):
         corpus.task("test")
-    with pytest.raises(DataError, match="limit"):
+    with pytest.raises(InvalidInputError, match="split"):
+        corpus.pairs("dev")
+    with pytest.raises(InvalidInputError, match="limit"):
         corpus.task("eval", limit=0)
 
 
