@@ -37,6 +37,9 @@ _EXPORTS = {
     "DataError": "medrag.errors",
     "ConfigError": "medrag.errors",
     "LexicalIndexError": "medrag.errors",
+    "StoreError": "medrag.errors",
+    "StoreConnectionError": "medrag.errors",
+    "StoreLockedError": "medrag.errors",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -114,12 +114,17 @@ class MatryoshkaEmbeddings(Embeddings):
         document_prompt_name: str | None = None,
         trust_remote_code: bool = False,
     ) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise InvalidInputError(f"batch_size must be an int >= 1, got {batch_size!r}")
         if model is None or isinstance(model, (str, os.PathLike)):
             model = load_model(model, device=device, trust_remote_code=trust_remote_code)
+        elif not callable(getattr(model, "encode", None)):
+            raise InvalidInputError(
+                f"model must be a model spec (a path, 'bundled:<name>', a hub id), None for the embedded model, "
+                f"or a loaded SentenceTransformer; got {type(model).__name__} {model!r}"
+            )
         self.model = model
         self.spec: str = getattr(model, "medrag_spec", None) or type(model).__name__
-        if batch_size < 1:
-            raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
         self.show_progress = show_progress
         self.full_dim = embedding_dim(model)

@@ -289,6 +289,8 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         DataError: missing file, unknown suffix, or a line/row that cannot be parsed (path and line).
     """
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"data file {path} is a folder; pass one .jsonl/.json/.csv/.parquet file")
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
     suffix = path.suffix.lower()
