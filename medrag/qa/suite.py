@@ -38,6 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medrag.errors import DataError
+from medrag.qa.french_text import document_task
+from medrag.qa.pairs import load_frenchmedmcqa
+from medrag.qa.sample import load_sample_corpus
 from medrag.qa.task import IRTask
 
 logger = logging.getLogger(__name__)
@@ -102,19 +105,13 @@ def domain_task(domain: str, part: str = "val", root: str | os.PathLike[str] | N
         raise DataError(f"unknown suite part {part!r}; use 'val' (for choices) or 'test' (reported once)")
     root_dir = resolve_data_root(root)
     if domain == "frenchmedmcqa":
-        from medrag.qa.pairs import load_frenchmedmcqa
-
         folder = root_dir / "frenchmedmcqa"
         split = "dev" if part == "val" else "test"
         ds = load_frenchmedmcqa(folder, train_splits=(), eval_split=split)
         task = ds.eval_task(name=f"frenchmedmcqa ({part}: {split}.json)")
     elif domain in ("leaflets", "cases", "abstracts"):
-        from medrag.qa.french_text import document_task
-
         task = document_task(domain, part, root_dir / "french-medical-text")
     elif domain == "sample":
-        from medrag.qa.sample import load_sample_corpus
-
         corpus = load_sample_corpus()
         task = IRTask.from_pairs(corpus.pairs("eval"), name="sample (eval, report-only)",
                                  extra_corpus=corpus.texts())
