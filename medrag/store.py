@@ -37,7 +37,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
-from medrag._store_codec import ENCODINGS, decode_rows, encode_rows
+from medrag.vector_codec import ENCODINGS, decode_rows, encode_rows
 from medrag._store_lock import DirectoryLock
 from medrag.embeddings import validate_texts
 from medrag.encoder import is_encoder
