@@ -115,9 +115,8 @@ def domain_task(domain: str, part: str = "val", root: str | os.PathLike[str] | N
     elif domain == "sample":
         from medrag.qa.sample import load_sample_corpus
 
-        corpus = load_sample_corpus()
-        task = IRTask.from_pairs(corpus.pairs("eval"), name="sample (eval, report-only)",
-                                 extra_corpus=corpus.texts())
+        task = load_sample_corpus().task("eval")  # every passage that answers a question is relevant
+        task.name = f"sample v{task.extra['sample_version']} (eval, report-only)"
     else:
         raise DataError(f"unknown suite domain {domain!r}; use any of {', '.join(DOMAINS)}")
     return task
