@@ -150,11 +150,15 @@ class SampleCorpus:
         return [p.passage_id for p in self.passages]
 
     def passage(self, passage_id: str) -> SamplePassage:
-        """The passage with this id (``KeyError`` if there is none)."""
+        """The passage with this id.
+
+        Raises:
+            InvalidInputError: no passage has this id.
+        """
         for p in self.passages:
             if p.passage_id == passage_id:
                 return p
-        raise KeyError(passage_id)
+        raise InvalidInputError(f"no passage {passage_id!r} in the sample (ids look like 'lab-001' or 'cond-001')")
 
 
 def load_sample_corpus(path: str | os.PathLike[str] | None = None) -> SampleCorpus:
