@@ -112,9 +112,8 @@ def domain_task(domain: str, part: str = "val", root: str | os.PathLike[str] | N
     elif domain in ("leaflets", "cases", "abstracts"):
         task = document_task(domain, part, root_dir / "french-medical-text")
     elif domain == "sample":
-        corpus = load_sample_corpus()
-        task = IRTask.from_pairs(corpus.pairs("eval"), name="sample (eval, report-only)",
-                                 extra_corpus=corpus.texts())
+        task = load_sample_corpus().task("eval")  # every passage that answers a question is relevant
+        task.name = f"sample v{task.extra['sample_version']} (eval, report-only)"
     else:
         raise DataError(f"unknown suite domain {domain!r}; use any of {', '.join(DOMAINS)}")
     return task

@@ -109,6 +109,8 @@ def test_task_has_every_relevant_passage_and_passage_ids():
         corpus.task("test")
     with pytest.raises(InvalidInputError, match="split"):
         corpus.pairs("dev")
+    with pytest.raises(InvalidInputError, match="lab-999"):
+        corpus.passage("lab-999")
     with pytest.raises(InvalidInputError, match="limit"):
         corpus.task("eval", limit=0)
 
