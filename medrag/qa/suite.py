@@ -16,7 +16,8 @@ Domains (:data:`DOMAINS`):
 Choices are made on the macro-average over :data:`CHOICE_DOMAINS` of the ``val`` part, size by size.
 
 Pilot mode (``pilot=True``) caps each domain at ``max_queries`` queries (default 300) and
-``max_passages`` passages (default 3000), for sweeps on 2 CPU cores: the kept queries are the
+``max_passages`` passages (default 1500: about 4,000 texts in all, which e5-small encodes in about
+5 minutes on 2 CPU cores, docs/results.md "Validation suite"), for sweeps on 2 CPU cores: the kept queries are the
 first by a stable hash of their ids, every passage relevant to them is kept, and the corpus is
 filled up to the cap with the other passages in hash order (deterministic; the same suite every run,
 so the embedding cache is hit).
@@ -51,7 +52,7 @@ CHOICE_DOMAINS: tuple[str, ...] = ("frenchmedmcqa", "leaflets", "cases", "abstra
 REPORT_ONLY: tuple[str, ...] = ("sample",)
 SUITE_PARTS = ("val", "test")
 PILOT_MAX_QUERIES = 300
-PILOT_MAX_PASSAGES = 3000
+PILOT_MAX_PASSAGES = 1500
 #: Default folder holding ``frenchmedmcqa/`` and ``french-medical-text/`` (beside a checkout);
 #: override with ``data_root=`` or ``$MEDRAG_DATA``.
 DEFAULT_DATA_ROOT = Path("..") / "shared" / "data"
