@@ -12,9 +12,20 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from dataclasses import fields
 from pathlib import Path
 
+from evaluation.cache import EmbeddingCache
+from evaluation.data import load_task
+from evaluation.evaluator import evaluate_models
+from evaluation.hybrid import evaluate_hybrid
 from evaluation.metrics import DEFAULT_METRICS
+from evaluation.recommend import write_metadata
+from evaluation.store_eval import evaluate_store
+from medrag.embeddings import MatryoshkaEmbeddings
+from medrag.errors import DataError, MedragError
+from medrag.lexical.analyzer import AnalyzerOptions
+from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
@@ -79,22 +90,12 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from medrag.errors import DataError
-
-    from evaluation.cache import EmbeddingCache
-    from evaluation.data import load_task
-    from evaluation.evaluator import evaluate_models
-    from evaluation.recommend import write_metadata
-
     if args.label and len(args.label) != len(args.model):
         raise DataError(f"{len(args.label)} --label for {len(args.model)} --model")
     for name in ("bootstrap", "batch_size"):
         if getattr(args, name) < 1:
             raise DataError(f"--{name.replace('_', '-')} must be >= 1")
-    from medrag import MatryoshkaEmbeddings
-    from medrag.errors import MedragError
-
-    if args.store:  # fail before any encoding when the store is not installed
+    if args.store:  # fail before any encoding when the store (chromadb) cannot be imported
         try:
             import medrag.store  # noqa: F401
         except ImportError as exc:
@@ -110,46 +111,27 @@ def _evaluate(args: argparse.Namespace) -> int:
                                                 show_progress=True)
     embeddings = [loaded[spec] for spec in args.model]
     cache = EmbeddingCache(args.cache_dir, enabled=not args.no_cache)
-    try:
-        report = evaluate_models(
-            embeddings, task, dims=args.sizes, metrics=args.metrics, primary_metric=args.primary_metric,
-            cache=cache, n_bootstrap=args.bootstrap,
-            confidence=args.confidence, test=args.test, n_resamples=args.resamples,
-            balanced_tolerance=args.balanced_tolerance, edge_tolerance=args.edge_tolerance, seed=args.seed,
-            labels=args.label, command=command_line(args), device=args.device, batch_size=args.batch_size,
-            show_progress=True)
-    except ValueError as exc:  # bad metric names, tolerances, confidence: user input
-        if isinstance(exc, DataError) or type(exc).__module__.startswith("medrag"):
-            raise
-        raise DataError(str(exc)) from exc
+    # bad metric names, tolerances, confidence, candidates below k: the library raises InvalidInputError
+    report = evaluate_models(
+        embeddings, task, dims=args.sizes, metrics=args.metrics, primary_metric=args.primary_metric,
+        cache=cache, n_bootstrap=args.bootstrap,
+        confidence=args.confidence, test=args.test, n_resamples=args.resamples,
+        balanced_tolerance=args.balanced_tolerance, edge_tolerance=args.edge_tolerance, seed=args.seed,
+        labels=args.label, command=command_line(args), device=args.device, batch_size=args.batch_size,
+        show_progress=True)
     if args.store:
-        from evaluation.store_eval import evaluate_store
-
         for emb, m in zip(embeddings, report.models):
-            try:
-                report.store[m.label] = evaluate_store(emb, task, coarse_dim=args.coarse_dim,
-                                                       candidates=args.candidates, cache=cache,
-                                                       sweep=args.candidates_sweep or ())
-            except ValueError as exc:  # candidates below k, bad coarse size: user input
-                if isinstance(exc, DataError) or type(exc).__module__.startswith("medrag"):
-                    raise
-                raise DataError(str(exc)) from exc
+            report.store[m.label] = evaluate_store(emb, task, coarse_dim=args.coarse_dim,
+                                                   candidates=args.candidates, cache=cache,
+                                                   sweep=args.candidates_sweep or ())
     if args.hybrid:
-        from evaluation.hybrid import evaluate_hybrid
-        from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT
-
         options = analyzer_options(args.analyzer or [])
         for emb, m in zip(embeddings, report.models):
             q = cache.encode(emb, list(task.queries.values()), side="query")
             d = cache.encode(emb, list(task.corpus.values()), side="document")
-            try:
-                report.hybrid[m.label] = evaluate_hybrid(
-                    task, q, d, sorted(m.sizes, reverse=True), weights=args.lexical_weight or [DEFAULT_LEXICAL_WEIGHT],
-                    method=args.fusion or DEFAULT_FUSION, options=options, metrics=report.metrics, show_progress=True)
-            except ValueError as exc:
-                if isinstance(exc, DataError) or type(exc).__module__.startswith("medrag"):
-                    raise
-                raise DataError(str(exc)) from exc
+            report.hybrid[m.label] = evaluate_hybrid(
+                task, q, d, sorted(m.sizes, reverse=True), weights=args.lexical_weight or [DEFAULT_LEXICAL_WEIGHT],
+                method=args.fusion or DEFAULT_FUSION, options=options, metrics=report.metrics, show_progress=True)
     paths = report.write(args.out, plot=not args.no_plot)
     print()
     if len(report.models) >= 2:
@@ -182,11 +164,6 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def analyzer_options(pairs: list[str]):
     """``["keep_acronyms=true", "extra_stopwords=patient,cas"]`` as :class:`medrag.lexical.analyzer.AnalyzerOptions`."""
-    from dataclasses import fields
-
-    from medrag.errors import DataError
-    from medrag.lexical.analyzer import AnalyzerOptions
-
     known = {f.name: f for f in fields(AnalyzerOptions)}
     values: dict = {}
     for pair in pairs:

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from evaluation.metrics import DEFAULT_METRICS, max_k, mean_metrics, per_query_metrics
 from evaluation.retrieval import SizeResult
+from medrag.errors import InvalidInputError
 from medrag.lexical.analyzer import AnalyzerOptions
 from medrag.lexical.fusion import FUSION_METHODS, RRF_K, check_weight, fuse
 from medrag.qa.task import IRTask
@@ -130,12 +131,12 @@ def evaluate_hybrid(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray, 
 
     weights = [check_weight(w) for w in weights]
     if method not in FUSION_METHODS:
-        raise ValueError(f"unknown fusion method {method!r}; use one of {FUSION_METHODS}")
+        raise InvalidInputError(f"unknown fusion method {method!r}; use one of {FUSION_METHODS}")
     if depth < max_k(metrics):
-        raise ValueError(f"depth {depth} is below the deepest metric cut-off {max_k(metrics)}")
+        raise InvalidInputError(f"depth {depth} is below the deepest metric cut-off {max_k(metrics)}")
     qids, dids = list(task.queries), np.asarray(list(task.corpus))
     if len(query_vecs) != len(qids) or len(doc_vecs) != len(dids):
-        raise ValueError("vectors do not match the task's queries/corpus")
+        raise InvalidInputError("vectors do not match the task's queries/corpus")
     relevant = [task.qrels[q] for q in qids]
     cut = max_k(metrics)
     index, lex_runs = lexical_rankings(task, options, depth, show_progress)
