@@ -14,7 +14,6 @@ Errors in the data or the config end with one line on stderr and exit code 1.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
@@ -26,7 +25,7 @@ from finetune.config import FinetuneConfig, unwrap_optional
 from finetune.data import load_dataset_from_config
 from finetune.model_card import score_table
 from finetune.training import MatryoshkaFinetuner
-from medrag.errors import MedragError
+from medrag.command import new_parser, run_command
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -80,18 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m finetune``: same flags and exit codes as ``medrag finetune``."""
-    parser = argparse.ArgumentParser(prog="python -m finetune", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser = new_parser("python -m finetune", __doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return run(args)
-    except MedragError as exc:
-        print(f"finetune: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("finetune: interrupted", file=sys.stderr)
-        return 130
+    parser.set_defaults(func=run)
+    return run_command(parser, argv, name="finetune")

@@ -22,7 +22,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
+import re
 import time
+import weakref
 import uuid
 from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Sequence
@@ -35,12 +38,14 @@ from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from medrag._store_codec import ENCODINGS, decode_rows, encode_rows
+from medrag._store_lock import DirectoryLock
 from medrag.embeddings import validate_texts
+from medrag.encoder import is_encoder
+from medrag.errors import (CollectionMismatchError, DimensionError, InvalidArgumentError, InvalidInputError, MedragError,
+                           StoreConnectionError, StoreError, StoreLockedError)
 from medrag.lexical.analyzer import AnalyzerOptions
 from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FUSION_METHODS, check_weight
 from medrag.lexical.sidecar import LexicalSidecar
-from medrag.errors import (CollectionMismatchError, DimensionError, InvalidArgumentError, InvalidInputError,
-                           MedragError)
 
 if TYPE_CHECKING:
     import chromadb
@@ -69,9 +74,14 @@ GENERATION_KEY = "medrag:generation"
 #: per 100 on 2 cores). 100 keeps a query within ~3x of plain Chroma; choose per model from the
 #: benchmark's candidates/coarse table (``benchmarks/store_benchmark.py run``).
 DEFAULT_CANDIDATES = 100
+#: Stage-1 (HNSW) size: e5's smallest trained Matryoshka size.
+DEFAULT_COARSE_DIM = 64
 DEFAULT_COLLECTION = "medrag"
 _WRITE_BATCH = 1000
 _PROGRESS_MIN = 1000
+#: Chroma's collection-name rule (checked here so a bad name fails with a clear message).
+_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-9]$")
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 @dataclass(frozen=True)
@@ -114,9 +124,10 @@ class MatryoshkaChroma(VectorStore):
 
     Args:
         collection_name: the Chroma collection (created when missing).
-        embedding_function: the embeddings. A :class:`medrag.MatryoshkaEmbeddings` is used
+        embedding_function: the embeddings. An encoder (:class:`medrag.encoder.MatryoshkaEncoder`:
+            :class:`medrag.MatryoshkaEmbeddings`, :class:`medrag.PrecomputedEmbeddings`) is used
             through its numpy API (``encode_documents``/``encode_queries``: one model call per
-            batch gives both sizes). Any other LangChain ``Embeddings`` is accepted when its
+            batch gives both sizes) and its ``spec``/``fingerprint`` are recorded. Any other LangChain ``Embeddings`` is accepted when its
             ``embed_documents``/``embed_query`` return *Matryoshka* vectors (whose leading
             coordinates are a usable embedding) of at least ``coarse_dim`` values: those vectors
             are the full size, their first ``coarse_dim`` values the coarse one.
@@ -157,11 +168,11 @@ class MatryoshkaChroma(VectorStore):
         embedding_function: Embeddings | None = None,
         persist_directory: str | None = None,
         client: "chromadb.ClientAPI | None" = None,
-        coarse_dim: int = 64,
+        coarse_dim: int = DEFAULT_COARSE_DIM,
         candidates: int | None = None,
         *,
         full_encoding: str = "int8",
-        deterministic_ids: bool = False,
+        deterministic_ids: bool = True,
         create_collection_if_not_exists: bool = True,
         collection_metadata: dict[str, Any] | None = None,
         hnsw: dict[str, Any] | None = None,
@@ -177,9 +188,25 @@ class MatryoshkaChroma(VectorStore):
             raise InvalidInputError("MatryoshkaChroma needs an embedding_function (e.g. medrag.MatryoshkaEmbeddings())")
         if full_encoding not in ENCODINGS:
             raise InvalidInputError(f"full_encoding must be one of {ENCODINGS}, got {full_encoding!r}")
+        _check_collection_name(collection_name)
         if client is None:
-            client = chromadb.PersistentClient(path=str(persist_directory)) if persist_directory else chromadb.EphemeralClient()
+            try:
+                client = (chromadb.PersistentClient(path=str(persist_directory)) if persist_directory
+                          else chromadb.EphemeralClient())
+            except Exception as exc:
+                raise StoreError(f"cannot open a Chroma store in {persist_directory!r}: {exc}. "
+                                 "persist_directory must be a writable folder (or a path where one can be made)") from exc
         self._client = client
+        self._lock: DirectoryLock | None = None
+        persist = _persist_directory(client)
+        if persist is not None:
+            self._lock = DirectoryLock(persist)
+            if not self._take_lock():
+                logger.warning(
+                    "another process (pid %s) has the embedded Chroma store %s open. Chroma's embedded client is "
+                    "not multi-process safe: searches here may miss that process's writes, and this process may "
+                    "not write. Run a Chroma server (chroma run --path %s) and connect every process with "
+                    "chromadb.HttpClient.", self._lock.holder(), persist, persist)
         self._embedding = embedding_function
         # The store draws its own progress bar over a whole add; a MatryoshkaEmbeddings left on
         # its default (a bar per batch of >= 256 texts) is used through a quiet copy sharing the model.
@@ -218,18 +245,17 @@ class MatryoshkaChroma(VectorStore):
 
     @staticmethod
     def _probe_full_dim(embedding: Embeddings) -> int:
-        dim = getattr(embedding, "full_dim", None)
-        if isinstance(dim, int) and dim > 0:
-            return dim
+        if is_encoder(embedding):  # medrag.encoder.MatryoshkaEncoder: it says its full size
+            return int(embedding.full_dim)
         # A plain Embeddings: its output size is the full size (one probe call).
         return len(embedding.embed_query("medrag dimension probe"))
 
     @property
     def _model_identity(self) -> tuple[str, str]:
         emb = self._embedding
-        spec = getattr(emb, "spec", None) or type(emb).__name__
-        fingerprint = getattr(emb, "fingerprint", None) or ""
-        return str(spec), str(fingerprint)
+        if is_encoder(emb):
+            return str(emb.spec), str(emb.fingerprint)
+        return type(emb).__name__, ""  # a plain Embeddings has no model identity
 
     def _contract(self) -> dict[str, Any]:
         spec, fingerprint = self._model_identity
@@ -256,9 +282,12 @@ class MatryoshkaChroma(VectorStore):
                 ) from exc
             metadata = {**(extra_metadata or {}), **self._contract(), GENERATION_KEY: 0}
             config = {"hnsw": {**(hnsw or {}), "space": "cosine"}}
-            collection = self._client.get_or_create_collection(
+            collection = self._chroma_call(
+                "create the collection", self._client.get_or_create_collection,
                 name=name, metadata=metadata, configuration=config, embedding_function=None
             )
+        except Exception as exc:
+            raise _translate(exc, f"open collection {name!r}") from exc
         self._check_contract(collection)
         return collection
 
@@ -329,7 +358,32 @@ class MatryoshkaChroma(VectorStore):
         return self._candidates
 
     def __len__(self) -> int:
-        return self._collection.count()
+        return self._chroma_call("count", self._collection.count)
+
+    def close(self) -> None:
+        """Release this store's hold on an embedded persist directory's lock (also done when the
+        store is garbage-collected); the store can still read afterwards."""
+        if self._lock is not None:
+            self._lock.release()
+
+    def _check_writer(self) -> None:
+        """Refuse to write to an embedded persist directory that another process has open."""
+        if not self._take_lock():
+            raise StoreLockedError(
+                f"another process (pid {self._lock.holder()}) has the embedded Chroma store {self._lock.directory} "
+                "open; nothing was written. Chroma's embedded client is not multi-process safe (that process would "
+                "not see these writes, nor this one its writes). Stop it, or run a Chroma server "
+                f"(chroma run --path {self._lock.directory}) and connect every process with chromadb.HttpClient."
+            )
+
+    def _take_lock(self) -> bool:
+        """Hold the persist directory's lock (no-op for servers and in-memory clients)."""
+        if self._lock is None or self._lock.held:
+            return True
+        if not self._lock.acquire():
+            return False
+        weakref.finalize(self, self._lock.release)  # released when the store is collected
+        return True
 
     @property
     def write_generation(self) -> int:
@@ -352,15 +406,18 @@ class MatryoshkaChroma(VectorStore):
             >>> store.write_generation > g
             True
         """
-        meta = self._client.get_collection(self._collection_name, embedding_function=None).metadata or {}
-        return int(meta.get(GENERATION_KEY, 0))
+        current = self._chroma_call("read the collection metadata", self._client.get_collection,
+                                    name=self._collection_name, embedding_function=None)
+        return int((current.metadata or {}).get(GENERATION_KEY, 0))
 
     def _bump_generation(self) -> int:
         """Increment the write generation; called before every write to the collection. Returns the new one."""
-        current = self._client.get_collection(self._collection_name, embedding_function=None)
+        current = self._chroma_call("read the collection metadata", self._client.get_collection,
+                                    name=self._collection_name, embedding_function=None)
         meta = dict(current.metadata or {})
         meta[GENERATION_KEY] = int(meta.get(GENERATION_KEY, 0)) + 1
-        self._collection.modify(metadata=meta)  # replaces the whole collection metadata
+        # modify() replaces the whole collection metadata: the contract is written back with it
+        self._chroma_call("bump the write generation", self._collection.modify, metadata=meta)
         return meta[GENERATION_KEY]
 
     @property
@@ -372,9 +429,8 @@ class MatryoshkaChroma(VectorStore):
 
     def _encode(self, texts: list[str], *, query: bool) -> np.ndarray:
         emb = self._encoder
-        numpy_api = getattr(emb, "encode_queries" if query else "encode_documents", None)
-        if callable(numpy_api):
-            vecs = np.asarray(numpy_api(texts), dtype=np.float32)
+        if is_encoder(emb):
+            vecs = np.asarray(emb.encode_queries(texts) if query else emb.encode_documents(texts), dtype=np.float32)
         elif query:
             vecs = np.asarray([emb.embed_query(t) for t in texts], dtype=np.float32)
         else:
@@ -409,75 +465,95 @@ class MatryoshkaChroma(VectorStore):
         *,
         batch_size: int | None = None,
         show_progress: bool | None = None,
+        skip_existing: bool = False,
         **kwargs: Any,
     ) -> list[str]:
-        """Encode texts once and upsert them (coarse vector + packed full vector per record).
+        """Encode texts once and write them (coarse vector + packed full vector per record).
 
-        Everything is validated before the first write: a rejected call changes nothing
-        stored. Records with an existing id are replaced (upsert); when the same id appears
-        twice in one call, the last one wins. Writing goes batch by batch: a failure during
-        a later batch (the model or Chroma raising, the process killed) leaves the earlier
-        batches stored, each record complete; re-running the same call with the same ids
-        completes the add.
+        The whole call is validated before the first write (texts, ids, metadata keys and
+        values as Chroma checks them, batch size; errors name the index in the call): a
+        rejected call changes nothing stored. An existing id is *replaced*: text, vectors and
+        metadata (keys absent from the new metadata are removed, as langchain-chroma does).
+        When the same id appears twice in one call, the last one wins.
+
+        **Idempotent ingest.** Texts added without ids get a content id
+        (:meth:`content_id`: SHA-256 of text and metadata; ``deterministic_ids=False`` gives
+        random UUIDs instead). A content id that is already stored holds this very text and
+        metadata, so it is skipped *without being encoded*; ``skip_existing=True`` does the
+        same for caller ids (resuming an ingest keyed by your own ids). Re-running an
+        interrupted ingest therefore neither duplicates nor re-encodes what was stored.
+
+        Writing goes batch by batch: a failure during a later batch (the model or Chroma
+        raising, the process killed) leaves the earlier batches stored, each record complete.
+
+        Example::
+
+            >>> ids = store.add_texts(["Ferritine basse.", "CRP élevée."], [{"src": "cours"}] * 2)
+            >>> store.add_texts(["Ferritine basse.", "CRP élevée."], [{"src": "cours"}] * 2) == ids
+            True
 
         Args:
             texts: the texts (non-empty strings).
             metadatas: one metadata dict per text (values as Chroma accepts: str, int, float,
-                bool, None or lists of those); keys starting with ``_medrag`` are reserved.
-            ids: one id per text (``None`` entries or no list: random UUIDs, or content ids
-                with ``deterministic_ids=True``).
+                bool, None or non-empty lists of one of those types; floats finite). Keys may not
+                be empty, start with ``$`` or ``#``, or start with ``_medrag`` (reserved).
+            ids: one id per text (``None`` entries or no list: content ids, or random UUIDs with
+                ``deterministic_ids=False``).
             batch_size: texts encoded (one model call) and upserted (one Chroma call) together;
                 default 1,000, capped by the client's ``get_max_batch_size()``.
             show_progress: tqdm progress bar (default: for 1,000 texts or more).
+            skip_existing: skip caller ids already stored (content ids are always skipped).
 
         Returns:
             The ids, in the order of ``texts``.
 
         Raises:
-            ValueError: empty text, length mismatch, invalid metadata or id.
+            InvalidInputError: empty or non-UTF-8 text, length mismatch, invalid metadata or id,
+                bad ``batch_size``.
+            StoreLockedError: another process has this embedded persist directory open.
+            StoreConnectionError: the Chroma server could not be reached.
         """
-        from chromadb.api.types import validate_metadata
-
+        _no_extra(kwargs)
         texts = validate_texts(texts)
         n = len(texts)
+        for i, text in enumerate(texts):
+            _check_utf8(text, f"text at index {i}")
+        batch = _WRITE_BATCH if batch_size is None else _check_int("batch_size", batch_size)
+        if batch < 1:
+            raise InvalidInputError(f"batch_size must be >= 1, got {batch}")
         if metadatas is None:
             metadatas = [{} for _ in texts]
+        if isinstance(metadatas, dict):
+            raise InvalidInputError("metadatas must be a list with one dict per text, got one dict")
         metadatas = list(metadatas)
         if len(metadatas) != n:
             raise InvalidInputError(f"got {len(metadatas)} metadatas for {n} texts")
         for i, md in enumerate(metadatas):
-            if md is None:
-                metadatas[i] = md = {}
-            if not isinstance(md, dict):
-                raise InvalidInputError(f"metadata at index {i} is {type(md).__name__}, not a dict")
-            reserved = [key for key in md if isinstance(key, str) and key.startswith("_medrag")]
-            if reserved:
-                raise InvalidInputError(f"metadata at index {i} uses reserved key(s) {reserved}")
-            try:
-                validate_metadata({**md, FULL_KEY: ""})
-            except (ValueError, TypeError) as exc:
-                raise InvalidInputError(f"metadata at index {i} is rejected by Chroma: {exc}") from exc
+            metadatas[i] = _check_metadata(md, i)
         if ids is None:
             ids = [None] * n  # type: ignore[list-item]
+        if isinstance(ids, (str, bytes)):
+            raise InvalidInputError(f"ids must be a list with one id per text, not a bare string: write [{ids!r}]")
         ids = list(ids)
         if len(ids) != n:
             raise InvalidInputError(f"got {len(ids)} ids for {n} texts")
+        generated = [id_ is None for id_ in ids]
         for i, id_ in enumerate(ids):
             if id_ is None:
                 ids[i] = self.content_id(texts[i], metadatas[i]) if self._deterministic_ids else str(uuid.uuid4())
             elif not isinstance(id_, str) or not id_:
                 raise InvalidInputError(f"id at index {i} must be a non-empty string, got {id_!r}")
+            else:
+                _check_utf8(id_, f"id at index {i}")
         if n == 0:
             return []
+        self._check_writer()
         # Upsert semantics inside one call too: the last occurrence of an id wins.
         last = {id_: i for i, id_ in enumerate(ids)}
         order = [i for i, id_ in enumerate(ids) if last[id_] == i]
+        skippable = {i for i in order if skip_existing or (generated[i] and self._deterministic_ids)}
 
-        max_batch = self._client.get_max_batch_size()
-        batch = _WRITE_BATCH if batch_size is None else _check_int("batch_size", batch_size)
-        if batch < 1:
-            raise InvalidInputError(f"batch_size must be >= 1, got {batch}")
-        batch = min(batch, max_batch)
+        batch = min(batch, self._chroma_call("read the batch size", self._client.get_max_batch_size))
         show = show_progress if show_progress is not None else len(order) >= _PROGRESS_MIN
         bar = None
         if show:
@@ -487,18 +563,10 @@ class MatryoshkaChroma(VectorStore):
         try:
             for start in range(0, len(order), batch):
                 idx = order[start : start + batch]
-                full = self._encode([texts[i] for i in idx], query=False)  # one model call per batch
-                packed = encode_rows(full, self._encoding)
-                # One upsert writes the coarse vector, the text and the full vector of each
-                # record together: a record is never visible without its full vector.
-                generation = self._bump_generation()
-                self._collection.upsert(
-                    ids=[ids[i] for i in idx],
-                    embeddings=self._coarse(full),
-                    documents=[texts[i] for i in idx],
-                    metadatas=[{**metadatas[i], FULL_KEY: p} for i, p in zip(idx, packed)],
-                )
-                self._lexical.upserted(generation, [ids[i] for i in idx], [texts[i] for i in idx])
+                stored = self._stored_metadatas([ids[i] for i in idx])
+                todo = [i for i in idx if not (i in skippable and ids[i] in stored)]
+                if todo:
+                    self._write(todo, ids, texts, metadatas, stored)
                 if bar is not None:
                     bar.update(len(idx))
         finally:
@@ -506,6 +574,33 @@ class MatryoshkaChroma(VectorStore):
                 bar.close()
             self._lexical.write_done()
         return ids
+
+    def _stored_metadatas(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The metadata of those ids that are already stored (one Chroma ``get``)."""
+        res = self._chroma_call("read existing records", self._collection.get, ids=ids, include=["metadatas"])
+        return {id_: md or {} for id_, md in zip(res["ids"], res["metadatas"])}
+
+    def _write(self, idx: list[int], ids: list[str], texts: list[str], metadatas: list[dict[str, Any]],
+               stored: dict[str, dict[str, Any]]) -> None:
+        """Encode one batch (one model call) and upsert it (one Chroma call)."""
+        full = self._encode([texts[i] for i in idx], query=False)
+        packed = encode_rows(full, self._encoding)
+        records = []
+        for i, p in zip(idx, packed):
+            # Chroma's upsert merges metadata; None removes a key: a re-add replaces the record.
+            dropped = {key: None for key in stored.get(ids[i], {}) if key not in metadatas[i] and key != FULL_KEY}
+            records.append({**dropped, **metadatas[i], FULL_KEY: p})
+        # The generation is bumped before the write; one upsert writes the coarse vector, the
+        # text and the full vector of each record together: no record is visible without its full vector.
+        generation = self._bump_generation()
+        self._chroma_call(
+            "write records", self._collection.upsert,
+            ids=[ids[i] for i in idx],
+            embeddings=self._coarse(full),
+            documents=[texts[i] for i in idx],
+            metadatas=records,
+        )
+        self._lexical.upserted(generation, [ids[i] for i in idx], [texts[i] for i in idx])
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
         """Delete records by id. Unknown ids are ignored (a documented no-op).
@@ -519,12 +614,15 @@ class MatryoshkaChroma(VectorStore):
         if ids is None:
             raise InvalidInputError("delete() needs a list of ids; use delete_collection() to remove the whole collection")
         ids = _check_ids(ids)
+        for i, id_ in enumerate(ids):
+            _check_utf8(id_, f"id at index {i}")
         if ids:
-            max_batch = self._client.get_max_batch_size()
+            self._check_writer()
+            max_batch = self._chroma_call("read the batch size", self._client.get_max_batch_size)
             try:
                 for start in range(0, len(ids), max_batch):
                     generation = self._bump_generation()
-                    self._collection.delete(ids=ids[start : start + max_batch])
+                    self._chroma_call("delete records", self._collection.delete, ids=ids[start : start + max_batch])
                     self._lexical.deleted(generation, ids[start : start + max_batch])
             finally:
                 self._lexical.write_done()
@@ -532,7 +630,8 @@ class MatryoshkaChroma(VectorStore):
 
     def delete_collection(self) -> None:
         """Drop the whole Chroma collection (and its lexical index file); the store is unusable afterwards."""
-        self._client.delete_collection(self._collection_name)
+        self._check_writer()
+        self._chroma_call("delete the collection", self._client.delete_collection, self._collection_name)
         self._lexical.drop()
 
     # ------------------------------------------------------------------ reading
@@ -547,9 +646,10 @@ class MatryoshkaChroma(VectorStore):
         if not ids:
             return []
         found: dict[str, Document] = {}
-        max_batch = self._client.get_max_batch_size()
+        max_batch = self._chroma_call("read the batch size", self._client.get_max_batch_size)
         for start in range(0, len(ids), max_batch):
-            res = self._collection.get(ids=ids[start : start + max_batch], include=["documents", "metadatas"])
+            res = self._chroma_call("read records", self._collection.get, ids=ids[start : start + max_batch],
+                                    include=["documents", "metadatas"])
             for id_, text, md in zip(res["ids"], res["documents"], res["metadatas"]):
                 found[id_] = _document(id_, text, md)
         return [found[i] for i in ids if i in found]
@@ -695,7 +795,7 @@ class MatryoshkaChroma(VectorStore):
     def _full_metadatas(self, ids: Sequence[str]) -> dict[str, Any]:
         """The stored metadata (holding the packed full vector) of the ids that exist."""
         out: dict[str, Any] = {}
-        max_batch = self._client.get_max_batch_size()
+        max_batch = self._chroma_call("read the batch size", self._client.get_max_batch_size)
         for start in range(0, len(ids), max_batch):
             res = self._chroma_call("read", self._collection.get, ids=list(ids[start : start + max_batch]),
                                     include=["metadatas"])
@@ -712,9 +812,14 @@ class MatryoshkaChroma(VectorStore):
                 found[id_] = _document(id_, text, md)
         return [found.get(i) or Document(id=i, page_content="") for i in ids]
 
-    def _chroma_call(self, what: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
+    def _chroma_call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call the Chroma client; turn its failures into :class:`MedragError` subclasses."""
-        return fn(**kwargs)
+        try:
+            return fn(*args, **kwargs)
+        except MedragError:
+            raise
+        except Exception as exc:
+            raise _translate(exc, what, self._collection_name) from exc
 
     # ------------------------------------------------------------------ LangChain search API
 
@@ -1029,6 +1134,118 @@ def _check_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def _translate(exc: Exception, what: str, collection: str | None = None) -> MedragError:
+    """The :class:`MedragError` a Chroma failure becomes (the original is chained as the cause)."""
+    from chromadb.errors import ChromaError, InvalidArgumentError, NotFoundError
+
+    where = f" (collection {collection!r})" if collection else ""
+    try:
+        import httpx
+
+        transport: tuple[type[BaseException], ...] = (httpx.TransportError, ConnectionError)
+    except ImportError:  # pragma: no cover - httpx comes with chromadb
+        transport = (ConnectionError,)
+    if isinstance(exc, transport):
+        return StoreConnectionError(
+            f"lost the Chroma server while trying to {what}{where}: {type(exc).__name__}: {exc}. Check that the "
+            "server is running and reachable, then retry (a write re-run with the same ids completes it)"
+        )
+    if isinstance(exc, NotFoundError):
+        return CollectionMismatchError(f"could not {what}{where}: {exc} (was the collection deleted by another client?)")
+    if isinstance(exc, (InvalidArgumentError, ValueError, TypeError, UnicodeError)):
+        return InvalidInputError(f"Chroma rejected the request to {what}{where}: {exc}")
+    if isinstance(exc, ChromaError):
+        return StoreError(f"Chroma failed to {what}{where}: {type(exc).__name__}: {exc}")
+    return StoreError(f"could not {what}{where}: {type(exc).__name__}: {exc}")
+
+
+def _persist_directory(client: Any) -> str | None:
+    """The folder of an embedded persistent client; None for servers and in-memory clients."""
+    try:
+        settings = client.get_settings()
+    except Exception:
+        return None
+    if not getattr(settings, "is_persistent", False) or "rust" not in str(getattr(settings, "chroma_api_impl", "")).lower():
+        return None
+    return getattr(settings, "persist_directory", None) or None
+
+
+def _check_collection_name(name: Any) -> None:
+    if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
+        raise InvalidInputError(
+            f"invalid collection name {name!r}: Chroma needs 3-512 characters from [a-zA-Z0-9._-], starting and "
+            "ending with a letter or digit, without '..'"
+        )
+
+
+def _check_utf8(value: str, what: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"{what} is not valid UTF-8 text (a lone surrogate {value[exc.start:exc.end]!r} at position {exc.start}); "
+            "decode your source with errors='replace' or fix it"
+        ) from None
+
+
+def _check_value(value: Any, where: str) -> None:
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, (int, np.integer)):
+        if not _INT64[0] <= int(value) <= _INT64[1]:
+            raise InvalidInputError(f"{where} is an int outside the 64-bit range Chroma stores: {value}")
+    elif isinstance(value, (float, np.floating)):
+        if not math.isfinite(float(value)):
+            raise InvalidInputError(f"{where} is {value}: Chroma cannot store NaN or infinite floats")
+    elif isinstance(value, str):
+        _check_utf8(value, where)
+    else:
+        raise InvalidInputError(f"{where} is a {type(value).__name__}; Chroma stores str, int, float, bool or None")
+
+
+def _check_metadata(md: Any, index: int) -> dict[str, Any]:
+    """One record's metadata, checked as Chroma will check it (and for what breaks Chroma).
+
+    Non-finite floats are refused anywhere: a NaN inside a list value made the embedded
+    collection unreadable ("Error in compaction") even after reopening.
+    """
+    from chromadb.api.types import validate_metadata
+
+    where = f"metadata at index {index}"
+    if md is None:
+        return {}
+    if not isinstance(md, dict):
+        raise InvalidInputError(f"{where} is {type(md).__name__}, not a dict")
+    for key, value in md.items():
+        if not isinstance(key, str) or not key:
+            raise InvalidInputError(f"{where} has key {key!r}: keys must be non-empty strings")
+        _check_utf8(key, f"{where}, key {key!r}")
+        if key.startswith("_medrag"):
+            raise InvalidInputError(f"{where} uses the reserved key {key!r} (keys starting with _medrag are the store's)")
+        if key[0] in "$#":
+            raise InvalidInputError(f"{where} has key {key!r}: Chroma refuses keys starting with '$' or '#'")
+        if isinstance(value, (list, tuple)):
+            if not value:
+                raise InvalidInputError(f"{where}, key {key!r}: an empty list (Chroma needs at least one value)")
+            kinds = {bool if isinstance(v, bool) else str if isinstance(v, str) else
+                     int if isinstance(v, (int, np.integer)) else float if isinstance(v, (float, np.floating))
+                     else type(v) for v in value}
+            if len(kinds) != 1 or not kinds <= {bool, str, int, float}:
+                raise InvalidInputError(
+                    f"{where}, key {key!r}: a list must hold values of one type among str, int, float, bool; "
+                    f"got {sorted(k.__name__ for k in kinds)}"
+                )
+            for j, v in enumerate(value):
+                _check_value(v, f"{where}, key {key!r}, item {j}")
+        else:
+            _check_value(value, f"{where}, key {key!r}")
+    try:
+        validate_metadata({**md, FULL_KEY: ""})
+    except (ValueError, TypeError) as exc:
+        raise InvalidInputError(f"{where} is rejected by Chroma: {exc}") from exc
+    return md
+
+
 def _check_ids(ids: Any) -> list[str]:
     """A list of non-empty string ids; a bare string is refused (it would iterate its characters)."""
     if isinstance(ids, (str, bytes)):
@@ -1048,4 +1265,4 @@ def _no_extra(kwargs: dict[str, Any]) -> None:
         raise InvalidArgumentError(f"unexpected search argument(s): {sorted(kwargs)}")
 
 
-__all__ = ["MatryoshkaChroma", "DEFAULT_CANDIDATES", "FULL_KEY", "GENERATION_KEY", "STORE_SCHEMA_VERSION"]
+__all__ = ["MatryoshkaChroma", "DEFAULT_CANDIDATES", "DEFAULT_COARSE_DIM", "FULL_KEY", "GENERATION_KEY", "STORE_SCHEMA_VERSION"]

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from evaluation.retrieval import rank_documents
-from evaluation.store_eval import _exact_funnel, _precomputed, evaluate_store
+from evaluation.store_eval import _exact_funnel, evaluate_store
+from medrag import PrecomputedEmbeddings
 
 from .helpers import TEXTS, counting, tiny_task
 
@@ -44,7 +45,7 @@ def test_exact_funnel_reranks_only_the_coarse_candidates():
 def test_precomputed_copy_returns_given_vectors_without_encoding(tiny_embeddings):
     emb = counting(tiny_embeddings)
     qv = {TEXTS[0]: np.full(128, 0.5, dtype=np.float32)}
-    fed = _precomputed(emb, qv, {})
+    fed = PrecomputedEmbeddings(queries=qv, fallback=emb)
     np.testing.assert_array_equal(fed.encode_queries([TEXTS[0]])[0], qv[TEXTS[0]])
     assert emb.calls == []
     fed.encode_documents([TEXTS[1]])  # unknown text: really encoded

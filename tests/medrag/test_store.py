@@ -508,6 +508,216 @@ def test_rejected_calls_change_nothing(store: MatryoshkaChroma) -> None:
     assert _snapshot(store) == snap and len(ids) == 20
 
 
+# ---------------------------------------------------------------------------- issue 11 defects
+
+
+def _still_works(store: MatryoshkaChroma) -> None:
+    n = len(store)
+    store.get_by_ids(["x"])
+    store.similarity_search(TEXTS[0], k=1)
+    ids = store.add_texts(["encore un texte"], [{"ok": 1.5}])
+    store.delete(ids)
+    assert len(store) == n
+
+
+@pytest.mark.parametrize("metadata", [
+    {"v": [1.0, float("nan")]}, {"v": float("nan")}, {"v": float("inf")}, {"v": [float("-inf")]},
+    {"v": np.float32("nan")}, {"v": 2**70},
+])
+def test_defect1_non_finite_metadata_is_refused_before_writing(store: MatryoshkaChroma, metadata) -> None:
+    """A NaN inside a list metadata value made the embedded collection unreadable for good;
+    a scalar NaN was silently dropped."""
+    from medrag.errors import InvalidInputError
+
+    store.add_texts(TEXTS[:3], ids=["a", "b", "c"])
+    snap = _snapshot(store)
+    with pytest.raises(InvalidInputError, match="metadata at index 1"):
+        store.add_texts(["ok", "pas ok"], [{}, metadata])
+    assert _snapshot(store) == snap
+    _still_works(store)
+
+
+@pytest.mark.parametrize("bad", ["dollar_key", "hash_key", "surrogate_text", "surrogate_value", "surrogate_key",
+                                 "surrogate_id", "empty_list", "mixed_list"])
+def test_defect2_whole_call_is_validated_before_the_first_write(store: MatryoshkaChroma, bad) -> None:
+    """300 texts, batch_size=100, a bad value at index 250: nothing written, the index named is 250."""
+    from medrag.errors import InvalidInputError
+
+    texts = list(TEXTS[:300])
+    metas = [{"n": i} for i in range(300)]
+    ids = [f"d{i}" for i in range(300)]
+    if bad == "dollar_key":
+        metas[250] = {"$and": 1}
+    elif bad == "hash_key":
+        metas[250] = {"#x": 1}
+    elif bad == "surrogate_text":
+        texts[250] = "texte \ud800 cassé"
+    elif bad == "surrogate_value":
+        metas[250] = {"n": "valeur \udfff"}
+    elif bad == "surrogate_key":
+        metas[250] = {"cl\ud800": 1}
+    elif bad == "surrogate_id":
+        ids[250] = "id-\ud800"
+    elif bad == "empty_list":
+        metas[250] = {"v": []}
+    elif bad == "mixed_list":
+        metas[250] = {"v": [1, "a"]}
+    with pytest.raises(InvalidInputError, match="index 250"):
+        store.add_texts(texts, metas, ids=ids, batch_size=100)
+    assert len(store) == 0
+    _still_works(store)
+
+
+def test_defect3_re_adding_an_id_replaces_its_metadata(store: MatryoshkaChroma) -> None:
+    """A stale key of the old record must not survive a re-add (and still match filters)."""
+    store.add_texts(["Article retiré : ferritine."], [{"status": "retracted", "year": 2001}], ids=["p1"])
+    store.add_texts(["Article corrigé : ferritine."], [{"year": 2024}], ids=["p1"])
+    doc = store.get_by_ids(["p1"])[0]
+    assert (doc.page_content, doc.metadata) == ("Article corrigé : ferritine.", {"year": 2024})
+    assert store.similarity_search("ferritine", k=1, filter={"status": "retracted"}) == []
+    store.add_documents([Document(page_content="Sans métadonnées.", id="p1")])
+    assert store.get_by_ids(["p1"])[0].metadata == {}
+    assert len(store.collection.get(where={"year": 2024})["ids"]) == 0
+
+
+def test_defect4_a_second_process_is_warned_and_cannot_write(tmp_path, fake, caplog) -> None:
+    """Chroma's embedded client is not multi-process safe: a lock file per persist directory."""
+    import chromadb
+
+    path = str(tmp_path / "db")
+    owner = MatryoshkaChroma("shared", fake, persist_directory=path)
+    owner.add_texts(TEXTS[:5], ids=[f"o{i}" for i in range(5)])
+    # a second store in the same process shares the lock
+    same = MatryoshkaChroma("shared", fake, client=chromadb.PersistentClient(path))
+    same.add_texts(TEXTS[5:6], ids=["o5"])
+    code = (
+        "import logging, sys; sys.path.insert(0, sys.argv[2]); logging.basicConfig(level=logging.WARNING);"
+        "from tests.medrag.test_store import FakeMatryoshkaEmbeddings as F;"
+        "from medrag import MatryoshkaChroma as M;"
+        "from medrag.errors import StoreLockedError;"
+        "s = M('shared', F(), persist_directory=sys.argv[1]);\n"
+        "try:\n    s.add_texts(['depuis un autre processus']); print('WROTE')\n"
+        "except StoreLockedError as e:\n    print('LOCKED', e)\n"
+        "print('COUNT', len(s))"
+    )
+    run = lambda: subprocess.run([sys.executable, "-c", code, path, str(REPO)], capture_output=True, text=True,
+                                 timeout=120, cwd=REPO)
+    out = run()
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "LOCKED" in out.stdout and "chroma run --path" in out.stdout and f"pid {os.getpid()}" in out.stdout
+    assert "not multi-process safe" in out.stderr  # the warning when it opened the folder
+    assert len(owner) == 6
+    # once this process lets go, the other one may write
+    owner.close()
+    same.close()
+    out = run()
+    assert "WROTE" in out.stdout and "COUNT 7" in out.stdout, out.stdout + out.stderr[-2000:]
+    # and this process takes the lock back on its next write (the other one exited)
+    owner.add_texts(TEXTS[7:8], ids=["o7"])
+    assert (tmp_path / "db" / "medrag.lock").read_text().strip() == str(os.getpid())
+
+
+def test_defect5_chroma_failures_are_medrag_errors(store: MatryoshkaChroma, fake, client) -> None:
+    from medrag.errors import InvalidInputError, MedragError
+
+    store.add_texts(TEXTS[:5], ids=list("abcde"))
+    with pytest.raises(InvalidInputError, match="bare string"):
+        store.delete("abc")
+    with pytest.raises(InvalidInputError, match="bare string"):
+        store.get_by_ids("abc")
+    assert len(store) == 5
+    for bad_filter in ({"n": {"$gtx": 1}}, {"$and": [{"n": 1}]}, {"n": [1, 2]}):
+        with pytest.raises(InvalidInputError, match="Chroma rejected"):
+            store.similarity_search("ferritine", filter=bad_filter)
+    with pytest.raises(InvalidInputError, match="Chroma rejected"):
+        store.similarity_search("ferritine", where_document={"$containz": "x"})
+    with pytest.raises(InvalidInputError, match="collection name"):
+        MatryoshkaChroma("ab", fake, client=client)
+    with pytest.raises(InvalidInputError, match="batch_size"):
+        store.add_texts(["x"], batch_size="8")
+    with pytest.raises(InvalidInputError, match="UTF-8"):
+        store.delete(["\ud800"])
+    with pytest.raises(MedragError):
+        store.similarity_search("ferritine", filter={"n": "\ud800"})
+
+
+def test_defect5_persist_directory_on_a_file(tmp_path, fake) -> None:
+    from medrag.errors import StoreError
+
+    f = tmp_path / "a-file"
+    f.write_text("x")
+    with pytest.raises(StoreError, match="writable folder"):
+        MatryoshkaChroma("notes", fake, persist_directory=str(f))
+
+
+def test_defect5_server_disconnect_is_a_store_connection_error(tmp_path, fake) -> None:
+    import chromadb
+
+    from medrag.errors import StoreConnectionError
+
+    port = _free_port()
+    proc = subprocess.Popen([_chroma_exe(), "run", "--path", str(tmp_path / "data"), "--host", "127.0.0.1",
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                chromadb.HttpClient(host="127.0.0.1", port=port).heartbeat()
+                break
+            except Exception:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.2)
+        store = MatryoshkaChroma("gone", fake, client=chromadb.HttpClient(host="127.0.0.1", port=port))
+        store.add_texts(TEXTS[:5])
+    finally:
+        proc.kill()
+        proc.wait(30)
+    for call in (lambda: store.similarity_search("ferritine"), lambda: store.add_texts(["x"]), lambda: len(store),
+                 lambda: store.delete(["x"]), lambda: store.get_by_ids(["x"]), lambda: store.write_generation):
+        with pytest.raises(StoreConnectionError, match="Chroma server"):
+            call()
+
+
+class _FailingFake(FakeMatryoshkaEmbeddings):
+    """Raises on the ``fail_at``-th batch, like a process killed mid-ingest."""
+
+    def __init__(self, fail_at: int | None) -> None:
+        super().__init__()
+        self.fail_at = fail_at
+        self.encoded = 0
+
+    def encode_documents(self, texts):
+        if self.fail_at is not None and self.document_calls + 1 == self.fail_at:
+            self.document_calls += 1
+            raise RuntimeError("killed")
+        self.encoded += len(texts)
+        return super().encode_documents(texts)
+
+
+def test_defect6_re_running_an_interrupted_ingest_neither_duplicates_nor_re_encodes(client) -> None:
+    """Default ids are content ids; stored ones are skipped without being encoded."""
+    name = _name()
+    texts, metas = TEXTS[:100], [{"n": i % 7} for i in range(100)]
+    first = MatryoshkaChroma(name, _FailingFake(fail_at=3), client=client)
+    with pytest.raises(RuntimeError, match="killed"):
+        first.add_texts(texts, metas, batch_size=25)
+    assert len(first) == 50
+    emb = _FailingFake(fail_at=None)
+    again = MatryoshkaChroma(name, emb, client=client)
+    ids = again.add_texts(texts, metas, batch_size=25)
+    assert len(again) == 100 and emb.encoded == 50 and len(set(ids)) == 100
+    assert again.add_texts(texts, metas, batch_size=25) == ids and emb.encoded == 50 and len(again) == 100
+    # caller ids: skip_existing=True resumes the same way; without it, a re-add replaces
+    own = [f"own{i}" for i in range(10)]
+    again.add_texts(texts[:5], ids=own[:5])
+    emb.encoded = 0
+    again.add_texts(texts[:10], ids=own, skip_existing=True)
+    assert emb.encoded == 5 and len(again) == 110
+    again.add_texts(texts[:10], ids=own)
+    assert emb.encoded == 15
+    again.delete_collection()
+
+
 def test_search_on_empty_store_and_small_collections(store: MatryoshkaChroma) -> None:
     assert store.similarity_search("rien", k=3) == []
     store.add_texts(TEXTS[:2])
