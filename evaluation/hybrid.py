@@ -166,3 +166,89 @@ def evaluate_hybrid(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray, 
             hybrid[w][dim] = SizeResult(dim, per_query_metrics(fused[w], relevant, metrics))
     analyzer = {"signature": index.signature, "options": asdict(index.analyzer.options)}
     return HybridEvalResult(lexical, dense, hybrid, method, depth, rrf_k, analyzer)
+
+
+@dataclass
+class HybridSuiteResult:
+    """:class:`HybridEvalResult` per domain of the validation suite, and macro-averages over the
+    choice domains (``sample`` is report-only)."""
+
+    part: str
+    pilot: bool
+    domains: dict[str, HybridEvalResult]
+    choice_domains: list[str]
+    metric: str = "ndcg@10"
+
+    @property
+    def weights(self) -> list[float]:
+        return sorted(next(iter(self.domains.values())).hybrid)
+
+    @property
+    def sizes(self) -> list[int]:
+        return next(iter(self.domains.values())).sizes
+
+    def macro(self, kind: str, dim: int | None = None, weight: float | None = None) -> float:
+        """Macro-average of ``metric`` over the choice domains."""
+        return float(np.mean([self.domains[d].score(kind, dim, weight, self.metric) for d in self.choice_domains]))
+
+    def worst_drop(self, weight: float) -> tuple[float, str, int]:
+        """The largest loss of hybrid at ``weight`` against dense-only, over choice domains and sizes."""
+        drops = [(self.domains[d].score("dense", dim, metric=self.metric)
+                  - self.domains[d].score("hybrid", dim, weight, self.metric), d, dim)
+                 for d in self.choice_domains for dim in self.sizes]
+        return max(drops)
+
+    def to_dict(self) -> dict:
+        return {"part": self.part, "pilot": self.pilot, "metric": self.metric, "choice_domains": self.choice_domains,
+                "domains": {d: r.to_dict() for d, r in self.domains.items()},
+                "macro": {"lexical": self.macro("lexical"),
+                          "dense": {str(dim): self.macro("dense", dim) for dim in self.sizes},
+                          "hybrid": {str(w): {str(dim): self.macro("hybrid", dim, w) for dim in self.sizes}
+                                     for w in self.weights}},
+                "worst_drop": {str(w): dict(zip(("drop", "domain", "size"), self.worst_drop(w))) for w in self.weights}}
+
+    def to_markdown(self) -> str:
+        """The macro table (size x dense / lexical / hybrid per weight), the worst per-domain drop
+        of each weight, then every domain's table."""
+        w = self.weights
+        head = ["size", "dense", "lexical"] + [f"hybrid w={x:g}" for x in w]
+        lines = [f"## Lexical, dense and hybrid on the suite ({self.part}{', pilot' if self.pilot else ''}): "
+                 f"macro {self.metric} over {', '.join(self.choice_domains)}", "",
+                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for dim in self.sizes:
+            lines.append("| " + " | ".join([str(dim), f"{self.macro('dense', dim):.4f}", f"{self.macro('lexical'):.4f}"]
+                                            + [f"{self.macro('hybrid', dim, x):.4f}" for x in w]) + " |")
+        lines += ["", "Largest loss of hybrid against dense-only over domains and sizes (negative: a gain everywhere):", ""]
+        for x in w:
+            drop, dom, dim = self.worst_drop(x)
+            lines.append(f"- w={x:g}: {drop:+.4f} ({dom} at {dim})")
+        for name, res in self.domains.items():
+            lines += ["", f"### {name}", "", res.to_markdown(self.metric)]
+        return "\n".join(lines)
+
+
+def evaluate_hybrid_suite(embeddings, suite, dims: Sequence[int] | None = None, *, weights: Sequence[float] = (0.3,),
+                          method: str = "rrf", options: AnalyzerOptions | None = None, cache=None,
+                          metrics: Sequence[str] = DEFAULT_METRICS, show_progress: bool = False) -> HybridSuiteResult:
+    """:func:`evaluate_hybrid` on every domain of a :class:`medrag.qa.suite.ValidationSuite`, from the
+    evaluator's embedding cache (a suite already scored by ``medrag evaluate --suite`` is not re-encoded).
+
+    Example::
+
+        >>> from medrag.qa.suite import build_suite
+        >>> res = evaluate_hybrid_suite(MatryoshkaEmbeddings(), build_suite("val", pilot=True), weights=[0.1, 0.3])
+        >>> print(res.to_markdown())
+    """
+    from evaluation.cache import EmbeddingCache
+
+    cache = cache if cache is not None else EmbeddingCache()
+    sizes = sorted({int(d) for d in (dims if dims is not None else embeddings.dims)}, reverse=True)
+    domains: dict[str, HybridEvalResult] = {}
+    for name, dom in suite.domains.items():
+        q = cache.encode(embeddings, list(dom.task.queries.values()), side="query")
+        d = cache.encode(embeddings, list(dom.task.corpus.values()), side="document")
+        domains[name] = evaluate_hybrid(dom.task, q, d, sizes, weights=weights, method=method, options=options,
+                                        metrics=metrics, show_progress=show_progress)
+        logger.info("hybrid suite domain %s done", name)
+    return HybridSuiteResult(suite.part, suite.pilot, domains, suite.choice_domains or list(suite.domains),
+                             metric=metrics[0] if "ndcg@10" not in metrics else "ndcg@10")

@@ -110,3 +110,21 @@ def test_cli_bad_analyzer_option(tiny_model_dir, tmp_path) -> None:
         analyzer_options(["stemming=false"])
     with pytest.raises(DataError):
         analyzer_options(["stem=maybe"])
+
+
+def test_hybrid_suite_macro_and_worst_drop(tiny_embeddings) -> None:
+    from evaluation.cache import EmbeddingCache
+    from evaluation.hybrid import evaluate_hybrid_suite
+    from medrag.qa.suite import SuiteDomain, ValidationSuite
+
+    suite = ValidationSuite("val", False, {"a": SuiteDomain("a", _task()), "b": SuiteDomain("b", tiny_task(4)),
+                                           "s": SuiteDomain("s", tiny_task(3), report_only=True)})
+    res = evaluate_hybrid_suite(tiny_embeddings, suite, [128, 64], weights=[0.0, 0.5],
+                                cache=EmbeddingCache(enabled=False), metrics=["ndcg@10"])
+    assert res.choice_domains == ["a", "b"] and res.sizes == [128, 64]
+    expected = (res.domains["a"].score("hybrid", 64, 0.5) + res.domains["b"].score("hybrid", 64, 0.5)) / 2
+    assert res.macro("hybrid", 64, 0.5) == pytest.approx(expected)
+    assert res.worst_drop(0.0)[0] == pytest.approx(0.0)
+    drop, domain, dim = res.worst_drop(0.5)
+    assert domain in ("a", "b") and dim in (128, 64)
+    assert "macro ndcg@10 over a, b" in res.to_markdown() and json.dumps(res.to_dict())
