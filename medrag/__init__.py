@@ -20,6 +20,8 @@ _EXPORTS = {
     "load_model": "medrag.models",
     "model_fingerprint": "medrag.models",
     "MatryoshkaEmbeddings": "medrag.embeddings",
+    "PrecomputedEmbeddings": "medrag.precomputed",
+    "MatryoshkaEncoder": "medrag.encoder",
     "truncate_embeddings": "medrag.vectors",
     "MatryoshkaChroma": "medrag.store",
     "MatryoshkaMetadata": "medrag.metadata",

@@ -31,7 +31,6 @@ from medrag.bundled import cache_dir
 from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.errors import CollectionMismatchError, InvalidInputError
 from medrag.qa.sample import load_sample_corpus
-from medrag.qa.task import IRTask
 from medrag.store import MatryoshkaChroma
 
 logger = logging.getLogger(__name__)
@@ -115,7 +114,14 @@ def check_writable_dir(folder: Path, flag: str) -> None:
 
 
 def build_store(emb, corpus, folder: Path, rebuild: bool = False):
-    """Open the demo store in ``folder``, indexing the sample corpus unless it is already there."""
+    """Open the demo store in ``folder``, indexing the sample corpus unless it is already there.
+
+    The store is reused only when it holds exactly the sample's passages, with their current
+    text, indexed from the same sample version (``sample_version`` in each record's metadata):
+    after a new sample version (:data:`medrag.qa.sample.SAMPLE_VERSION`) the changed passages are
+    re-embedded and passages no longer in the sample removed, so the demo never answers from
+    outdated text.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     try:
         store = MatryoshkaChroma(COLLECTION, embedding_function=emb, persist_directory=str(folder))
@@ -131,21 +137,35 @@ def build_store(emb, corpus, folder: Path, rebuild: bool = False):
             client.delete_collection(COLLECTION)
         store = MatryoshkaChroma(COLLECTION, embedding_function=emb, client=client)
     ids = corpus.ids()
-    present = {d.id for d in store.get_by_ids(ids)}
-    if len(present) == len(ids) and len(store) == len(ids):
-        print(f"Reusing the demo store in {folder} ({len(ids)} passages).")
+    stored = {d.id: d for d in store.get_by_ids(ids)}
+    stale = [p.passage_id for p in corpus.passages
+             if p.passage_id not in stored or stored[p.passage_id].page_content != p.passage
+             or stored[p.passage_id].metadata.get("sample_version") != corpus.version]
+    extra = set(store.collection.get(include=[])["ids"]) - set(ids) if len(store) != len(stored) else set()
+    if not stale and not extra:
+        print(f"Reusing the demo store in {folder} ({len(ids)} passages, sample v{corpus.version}).")
         return store
+    if extra:
+        store.delete(sorted(extra))
+    if stored:
+        old = sorted({str(d.metadata.get("sample_version", 1)) for d in stored.values()})
+        print(f"The demo store in {folder} holds sample v{'/'.join(old)}: updating it to v{corpus.version} "
+              f"({len(stale)} passages re-indexed, {len(extra)} removed).")
     t0 = time.perf_counter()
-    store.add_texts(corpus.texts(), metadatas=[{"passage_id": p.passage_id, "topic": p.topic} for p in corpus.passages],
-                    ids=ids)
-    print(f"Indexed {len(ids)} passages into {folder} in {time.perf_counter() - t0:.1f} s.")
+    todo = [p for p in corpus.passages if p.passage_id in set(stale)]
+    store.add_texts([p.passage for p in todo],
+                    metadatas=[{"passage_id": p.passage_id, "topic": p.topic, "sample_version": corpus.version}
+                               for p in todo], ids=[p.passage_id for p in todo])
+    print(f"Indexed {len(todo)} passages into {folder} in {time.perf_counter() - t0:.1f} s.")
     return store
 
 
 def evaluate(emb, corpus):
-    """Every size of ``emb`` on the sample's eval questions, the whole sample as corpus."""
-    task = IRTask.from_pairs(corpus.pairs("eval"), name="medrag sample (eval)", extra_corpus=corpus.texts())
-    return evaluate_models([emb], task, metrics=("ndcg@10", "mrr@10", "recall@10"), n_bootstrap=1000,
+    """Every size of ``emb`` on the sample's eval questions, the whole sample as corpus.
+
+    A question is relevant to every passage that answers it (:meth:`medrag.qa.sample.SampleCorpus.task`).
+    """
+    return evaluate_models([emb], corpus.task("eval"), metrics=("ndcg@10", "mrr@10", "recall@10"), n_bootstrap=1000,
                            n_resamples=1000)
 
 

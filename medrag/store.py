@@ -38,12 +38,16 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
-from medrag._store_codec import ENCODINGS, encoded_size, pack_rows, unpack_rows
+from medrag.vector_codec import ENCODINGS, encoded_size, pack_rows, unpack_rows
 from medrag._store_lock import DirectoryLock
 from medrag._store_sidecar import VectorSidecar
 from medrag.embeddings import validate_texts
+from medrag.encoder import is_encoder
 from medrag.errors import (CollectionMismatchError, DimensionError, InvalidArgumentError, InvalidInputError, MedragError,
                            StoreConnectionError, StoreError, StoreLockedError)
+from medrag.lexical.analyzer import AnalyzerOptions
+from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FUSION_METHODS, check_weight
+from medrag.lexical.sidecar import LexicalSidecar
 
 if TYPE_CHECKING:
     import chromadb
@@ -72,6 +76,8 @@ GENERATION_KEY = "medrag:generation"
 #: per 100 on 2 cores). 100 keeps a query within ~3x of plain Chroma; choose per model from the
 #: benchmark's candidates/coarse table (``benchmarks/store_benchmark.py run``).
 DEFAULT_CANDIDATES = 100
+#: Stage-1 (HNSW) size: e5's smallest trained Matryoshka size.
+DEFAULT_COARSE_DIM = 64
 DEFAULT_COLLECTION = "medrag"
 _WRITE_BATCH = 1000
 _PROGRESS_MIN = 1000
@@ -88,13 +94,20 @@ class FunnelHit:
         document: the document (internal storage stripped from its metadata).
         score: cosine of the full-size vectors (the rerank score; higher is closer).
         coarse_score: cosine of the coarse vectors (stage 1).
-        coarse_rank: 1-based rank among the stage-1 candidates.
+        coarse_rank: 1-based rank among the stage-1 candidates (0: a hybrid search's
+            lexical-only candidate, which stage 1's HNSW did not return; its coarse_score is NaN).
+        lexical_score: BM25 score (hybrid search only; NaN when the document shares no term with the query).
+        lexical_rank: 1-based BM25 rank among the candidates (hybrid search only; 0: no shared term).
+        fused_score: the fused score the hybrid ranking is sorted by (hybrid search only).
     """
 
     document: Document
     score: float
     coarse_score: float
     coarse_rank: int
+    lexical_score: float | None = None
+    lexical_rank: int | None = None
+    fused_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -113,9 +126,10 @@ class MatryoshkaChroma(VectorStore):
 
     Args:
         collection_name: the Chroma collection (created when missing).
-        embedding_function: the embeddings. A :class:`medrag.MatryoshkaEmbeddings` is used
+        embedding_function: the embeddings. An encoder (:class:`medrag.encoder.MatryoshkaEncoder`:
+            :class:`medrag.MatryoshkaEmbeddings`, :class:`medrag.PrecomputedEmbeddings`) is used
             through its numpy API (``encode_documents``/``encode_queries``: one model call per
-            batch gives both sizes). Any other LangChain ``Embeddings`` is accepted when its
+            batch gives both sizes) and its ``spec``/``fingerprint`` are recorded. Any other LangChain ``Embeddings`` is accepted when its
             ``embed_documents``/``embed_query`` return *Matryoshka* vectors (whose leading
             coordinates are a usable embedding) of at least ``coarse_dim`` values: those vectors
             are the full size, their first ``coarse_dim`` values the coarse one.
@@ -140,6 +154,13 @@ class MatryoshkaChroma(VectorStore):
             folder and read the rerank's vectors from it (default: True for an embedded
             ``PersistentClient``; not available for servers). The records keep their vectors
             too. See ``docs/store.md``, "The rerank path", for the measured reason.
+        lexical_analyzer: options of the French medical analyzer of the hybrid search's BM25
+            index (:class:`medrag.lexical.analyzer.AnalyzerOptions`; default: the measured defaults).
+        lexical_path: where to keep that index (default: beside an embedded store, in memory for
+            an in-memory or server client). It is derived data, rebuilt from the records when
+            missing, stale or built with another analyzer (:mod:`medrag.lexical.sidecar`).
+        lexical_weight: default weight of the lexical side in :meth:`hybrid_search` (0 = dense only).
+        fusion: default fusion of :meth:`hybrid_search`: ``"rrf"`` or ``"minmax"``.
 
     Raises:
         CollectionMismatchError: the collection was made by another tool, or with another
@@ -153,7 +174,7 @@ class MatryoshkaChroma(VectorStore):
         embedding_function: Embeddings | None = None,
         persist_directory: str | None = None,
         client: "chromadb.ClientAPI | None" = None,
-        coarse_dim: int = 64,
+        coarse_dim: int = DEFAULT_COARSE_DIM,
         candidates: int | None = None,
         *,
         full_encoding: str = "int8",
@@ -163,6 +184,10 @@ class MatryoshkaChroma(VectorStore):
         hnsw: dict[str, Any] | None = None,
         relevance_score_fn: Callable[[float], float] | None = None,
         vector_sidecar: bool | None = None,
+        lexical_analyzer: AnalyzerOptions | None = None,
+        lexical_path: str | None = None,
+        lexical_weight: float = DEFAULT_LEXICAL_WEIGHT,
+        fusion: str = DEFAULT_FUSION,
     ) -> None:
         import chromadb
 
@@ -215,6 +240,10 @@ class MatryoshkaChroma(VectorStore):
         self._deterministic_ids = deterministic_ids
         self._collection_name = collection_name
         self.override_relevance_score_fn = relevance_score_fn
+        self._lexical_weight = check_weight(lexical_weight)
+        if fusion not in FUSION_METHODS:
+            raise InvalidInputError(f"fusion must be one of {FUSION_METHODS}, got {fusion!r}")
+        self._fusion = fusion
         self._collection = self._open_collection(collection_name, create_collection_if_not_exists,
                                                  collection_metadata, hnsw)
         self._cid = str(self._collection.id)
@@ -226,23 +255,23 @@ class MatryoshkaChroma(VectorStore):
             # another process owning the folder reads the vectors from the records instead
             self._sidecar = VectorSidecar(persist)
             self._sync_sidecar()
+        self._lexical = LexicalSidecar(self, lexical_analyzer, lexical_path)
 
     # ------------------------------------------------------------------ setup
 
     @staticmethod
     def _probe_full_dim(embedding: Embeddings) -> int:
-        dim = getattr(embedding, "full_dim", None)
-        if isinstance(dim, int) and dim > 0:
-            return dim
+        if is_encoder(embedding):  # medrag.encoder.MatryoshkaEncoder: it says its full size
+            return int(embedding.full_dim)
         # A plain Embeddings: its output size is the full size (one probe call).
         return len(embedding.embed_query("medrag dimension probe"))
 
     @property
     def _model_identity(self) -> tuple[str, str]:
         emb = self._embedding
-        spec = getattr(emb, "spec", None) or type(emb).__name__
-        fingerprint = getattr(emb, "fingerprint", None) or ""
-        return str(spec), str(fingerprint)
+        if is_encoder(emb):
+            return str(emb.spec), str(emb.fingerprint)
+        return type(emb).__name__, ""  # a plain Embeddings has no model identity
 
     def _contract(self) -> dict[str, Any]:
         spec, fingerprint = self._model_identity
@@ -401,7 +430,7 @@ class MatryoshkaChroma(VectorStore):
         return int((current.metadata or {}).get(GENERATION_KEY, 0))
 
     def _bump_generation(self) -> int:
-        """Increment the write generation; called before every write to the collection."""
+        """Increment the write generation; called before every write to the collection. Returns the new one."""
         current = self._chroma_call("read the collection metadata", self._client.get_collection,
                                     name=self._collection_name, embedding_function=None)
         meta = dict(current.metadata or {})
@@ -430,13 +459,17 @@ class MatryoshkaChroma(VectorStore):
             self._sidecar.put(self._cid, [i for i, _ in keep], [b for _, b in keep])
         self._sidecar.set_stamp(self._cid, generation)
 
+    @property
+    def lexical(self) -> LexicalSidecar:
+        """The hybrid search's lexical index manager (``store.lexical.index()`` gives a fresh BM25 index)."""
+        return self._lexical
+
     # ------------------------------------------------------------------ encoding
 
     def _encode(self, texts: list[str], *, query: bool) -> np.ndarray:
         emb = self._encoder
-        numpy_api = getattr(emb, "encode_queries" if query else "encode_documents", None)
-        if callable(numpy_api):
-            vecs = np.asarray(numpy_api(texts), dtype=np.float32)
+        if is_encoder(emb):
+            vecs = np.asarray(emb.encode_queries(texts) if query else emb.encode_documents(texts), dtype=np.float32)
         elif query:
             vecs = np.asarray([emb.embed_query(t) for t in texts], dtype=np.float32)
         else:
@@ -578,6 +611,7 @@ class MatryoshkaChroma(VectorStore):
         finally:
             if bar is not None:
                 bar.close()
+            self._lexical.write_done()
         return ids
 
     def _stored_metadatas(self, ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -610,6 +644,7 @@ class MatryoshkaChroma(VectorStore):
         )
         if self._sidecar is not None:
             self._sidecar.set_stamp(self._cid, generation)
+        self._lexical.upserted(generation, [ids[i] for i in idx], [texts[i] for i in idx])
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
         """Delete records by id. Unknown ids are ignored (a documented no-op).
@@ -628,20 +663,25 @@ class MatryoshkaChroma(VectorStore):
         if ids:
             self._check_writer()
             max_batch = self._chroma_call("read the batch size", self._client.get_max_batch_size)
-            for start in range(0, len(ids), max_batch):
-                generation = self._bump_generation()
-                self._chroma_call("delete records", self._collection.delete, ids=ids[start : start + max_batch])
-                if self._sidecar is not None:
-                    self._sidecar.delete(self._cid, ids[start : start + max_batch])
-                    self._sidecar.set_stamp(self._cid, generation)
+            try:
+                for start in range(0, len(ids), max_batch):
+                    generation = self._bump_generation()
+                    self._chroma_call("delete records", self._collection.delete, ids=ids[start : start + max_batch])
+                    if self._sidecar is not None:
+                        self._sidecar.delete(self._cid, ids[start : start + max_batch])
+                        self._sidecar.set_stamp(self._cid, generation)
+                    self._lexical.deleted(generation, ids[start : start + max_batch])
+            finally:
+                self._lexical.write_done()
         return True
 
     def delete_collection(self) -> None:
-        """Drop the whole Chroma collection; the store is unusable afterwards."""
+        """Drop the whole Chroma collection (and its lexical index file); the store is unusable afterwards."""
         self._check_writer()
         self._chroma_call("delete the collection", self._client.delete_collection, self._collection_name)
         if self._sidecar is not None:
             self._sidecar.drop(self._cid)
+        self._lexical.drop()
 
     # ------------------------------------------------------------------ reading
 
@@ -917,7 +957,9 @@ class MatryoshkaChroma(VectorStore):
 
     def search_with_stages(self, query: str, k: int = 4, filter: dict[str, Any] | None = None, *,
                            candidates: int | None = None,
-                           where_document: dict[str, Any] | None = None) -> "FunnelResult":
+                           where_document: dict[str, Any] | None = None, hybrid: bool = False,
+                           lexical_weight: float | None = None, fusion: str | None = None,
+                           lexical_candidates: int | None = None) -> "FunnelResult":
         """Search like :meth:`similarity_search`, and show what each stage did.
 
         Each hit carries its full-size cosine (``score``), its coarse cosine and its rank in
@@ -930,10 +972,28 @@ class MatryoshkaChroma(VectorStore):
             k: number of hits.
             filter / where_document: Chroma filters (stage 1).
             candidates: stage-1 candidates for this call (default: the store's).
+            hybrid: run :meth:`hybrid_search` instead; each hit then also carries its BM25 score
+                and rank and its fused score, and ``timings`` a ``lexical_ms`` and ``fusion_ms``.
+            lexical_weight / fusion / lexical_candidates: as in :meth:`hybrid_search` (with ``hybrid``).
         """
         t0 = time.perf_counter()
         vector = self._embed_query(query)
         embed_s = time.perf_counter() - t0
+        if hybrid:
+            found = self._hybrid(query, vector, k, filter, candidates, where_document, lexical_weight, fusion,
+                                 lexical_candidates)
+            t2 = time.perf_counter()
+            docs = self._documents(found.ids[:k])
+            hits = [FunnelHit(doc, float(found.dense_scores[i]), float(found.coarse_scores[i]),
+                              int(found.coarse_ranks[i]), float(found.lexical_scores[i]), int(found.lexical_ranks[i]),
+                              float(found.fused[i])) for i, doc in enumerate(docs)]
+            tm = found.timings
+            timings = {"embed_ms": 1000 * embed_s, "coarse_ms": 1000 * tm["coarse_s"], "rerank_ms": 1000 * tm["rerank_s"],
+                       "lexical_ms": 1000 * tm["lexical_s"], "fusion_ms": 1000 * tm["fusion_s"],
+                       "fetch_ms": 1000 * (time.perf_counter() - t2)}
+            return FunnelResult(hits, len(found.ids), timings)
+        if lexical_weight is not None or fusion is not None or lexical_candidates is not None:
+            raise InvalidInputError("lexical_weight, fusion and lexical_candidates need hybrid=True")
         stats: dict[str, Any] = {}
         ids, _, scores = self._funnel(vector, k, candidates, filter, where_document, stats=stats)
         t2 = time.perf_counter()
@@ -943,6 +1003,64 @@ class MatryoshkaChroma(VectorStore):
         timings = {"embed_ms": 1000 * embed_s, "coarse_ms": 1000 * stats["coarse_s"],
                    "rerank_ms": 1000 * stats["rerank_s"], "fetch_ms": 1000 * (time.perf_counter() - t2)}
         return FunnelResult(hits, len(ids), timings)
+
+    # ------------------------------------------------------------------ hybrid search
+
+    def _hybrid(self, query: str, vector: np.ndarray, k: int, filter: dict[str, Any] | None,
+                candidates: int | None, where_document: dict[str, Any] | None, lexical_weight: float | None,
+                fusion: str | None, lexical_candidates: int | None):
+        from medrag.lexical.hybrid import hybrid_candidates
+
+        return hybrid_candidates(
+            self, query, vector, k, lexical_weight=self._lexical_weight if lexical_weight is None else lexical_weight,
+            fusion=fusion or self._fusion, candidates=candidates, lexical_candidates=lexical_candidates,
+            filter=filter, where_document=where_document)
+
+    def hybrid_search(self, query: str, k: int = 4, filter: dict[str, Any] | None = None,
+                      **kwargs: Any) -> list[Document]:
+        """The ``k`` best documents by dense (Matryoshka funnel) and lexical (BM25) scores fused.
+
+        Stage 1: the funnel's HNSW candidates union the BM25 index's best hits; stage 2:
+        full-size cosine and BM25 for every candidate, fused (:mod:`medrag.lexical.hybrid`).
+        Use it for passages (leaflets, case reports, abstracts), where exact tokens (drug
+        names, analytes, units, acronyms) matter; on short-option corpora keep the weight low
+        (``docs/store.md``).
+
+        Example::
+
+            >>> store.hybrid_search("INR cible sous AVK", k=3, lexical_weight=0.3)
+
+        Args:
+            query: the query text.
+            k: number of documents.
+            filter: Chroma ``where`` filter, applied to both sides.
+            **kwargs: ``lexical_weight`` (0 = dense only, 1 = lexical only; default: the store's),
+                ``fusion`` (``"rrf"`` or ``"minmax"``), ``candidates`` (dense stage 1),
+                ``lexical_candidates`` (BM25 stage 1, default: as many as ``candidates``),
+                ``where_document``.
+        """
+        return [doc for doc, _ in self.hybrid_search_with_score(query, k, filter=filter, **kwargs)]
+
+    def hybrid_search_with_score(self, query: str, k: int = 4, filter: dict[str, Any] | None = None, *,
+                                 lexical_weight: float | None = None, fusion: str | None = None,
+                                 candidates: int | None = None, lexical_candidates: int | None = None,
+                                 where_document: dict[str, Any] | None = None,
+                                 **kwargs: Any) -> list[tuple[Document, float]]:
+        """:meth:`hybrid_search` with each document's fused score (higher is better; its scale
+        depends on the fusion: RRF scores are at most 1/61)."""
+        _no_extra(kwargs)
+        found = self._hybrid(query, self._embed_query(query), k, filter, candidates, where_document, lexical_weight,
+                             fusion, lexical_candidates)
+        return list(zip(self._documents(found.ids[:k]), found.fused[:k].tolist()))
+
+    def as_retriever(self, **kwargs: Any):
+        """A LangChain retriever; ``search_type="hybrid"`` runs :meth:`hybrid_search` (with
+        ``search_kwargs`` such as ``{"k": 4, "lexical_weight": 0.3}``), the other types as usual."""
+        from medrag.retriever import MatryoshkaRetriever
+
+        tags = kwargs.pop("tags", None) or []
+        tags.extend(self._get_retriever_tags())
+        return MatryoshkaRetriever(vectorstore=self, tags=tags, **kwargs)
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         if self.override_relevance_score_fn is not None:
@@ -1216,4 +1334,4 @@ def _no_extra(kwargs: dict[str, Any]) -> None:
         raise InvalidArgumentError(f"unexpected search argument(s): {sorted(kwargs)}")
 
 
-__all__ = ["MatryoshkaChroma", "DEFAULT_CANDIDATES", "FULL_KEY", "GENERATION_KEY", "STORE_SCHEMA_VERSION"]
+__all__ = ["MatryoshkaChroma", "DEFAULT_CANDIDATES", "DEFAULT_COARSE_DIM", "FULL_KEY", "GENERATION_KEY", "STORE_SCHEMA_VERSION"]

@@ -46,6 +46,12 @@ logger = logging.getLogger(__name__)
 
 #: The seed's training data on the Hugging Face hub (French medical Q/A, ``anchor`` / ``positive``).
 DEFAULT_HUB_DATASET = "ilyass20/MedAnalyzer"
+#: Defaults shared by ``medrag finetune`` and ``medrag evaluate``, so both hold out the same pairs:
+#: the columns of a pairs file, the held-out share of distinct questions and the seed of that split.
+QUESTION_COLUMN = "anchor"
+ANSWER_COLUMN = "positive"
+EVAL_FRACTION = 0.1
+SPLIT_SEED = 42
 LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 
 
@@ -164,12 +170,12 @@ class QADataset:
 def load_qa_dataset(
     source: str | os.PathLike[str] = DEFAULT_HUB_DATASET,
     *,
-    question_column: str = "anchor",
-    answer_column: str = "positive",
+    question_column: str = QUESTION_COLUMN,
+    answer_column: str = ANSWER_COLUMN,
     negatives_column: str | None = None,
     eval_source: str | os.PathLike[str] | None = None,
-    eval_fraction: float = 0.1,
-    seed: int = 42,
+    eval_fraction: float = EVAL_FRACTION,
+    seed: int = SPLIT_SEED,
     train_split: str = "train",
     eval_split: str | None = None,
 ) -> QADataset:

@@ -28,7 +28,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_tests.integration_tests import VectorStoreIntegrationTests
 
 from medrag import CollectionMismatchError, DimensionError, MatryoshkaChroma
-from medrag._store_codec import decode_rows, encode_rows
+from medrag.vector_codec import decode_rows, encode_rows
 from medrag.store import FULL_KEY
 
 REPO = Path(__file__).resolve().parents[2]

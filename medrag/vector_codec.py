@@ -1,5 +1,8 @@
 """How the store packs each record's full-size vector into a Chroma metadata string.
 
+Public so that tools reading or writing the same format (the store benchmark's layouts and
+vector caches) use this code rather than a copy of it.
+
 The full vector travels with its record (same upsert, same row), so every client that can
 read the record (another process, a restart, a Chroma server) reads its full vector too,
 and the stage-1 query returns the candidates' full vectors in the same call.
@@ -32,13 +35,29 @@ def encoded_size(encoding: str, dim: int) -> int:
     return {"int8": dim + 4, "float16": 2 * dim, "float32": 4 * dim}[encoding]
 
 
+def quantize_int8(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-row int8: ``(q, scale)`` with ``q = round(v / scale)`` in [-127, 127] and
+    ``scale = max|v| / 127`` (1 for a zero row); ``q * scale[:, None]`` approximates ``vectors``.
+
+    Example::
+
+        >>> import numpy as np
+        >>> q, scale = quantize_int8(np.array([[0.5, -1.0, 0.25]]))
+        >>> q.tolist(), scale.tolist()
+        ([[64, -127, 32]], [0.007874015718698502])
+    """
+    arr = np.asarray(vectors, dtype=np.float32)
+    peak = np.abs(arr).max(axis=1)
+    scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+    return np.clip(np.rint(arr / scale[:, None]), -127, 127).astype(np.int8), scale
+
+
 def pack_rows(vectors: np.ndarray, encoding: str) -> list[bytes]:
-    """Pack each row of a ``(n, dim)`` float array into raw bytes (``encoded_size`` each)."""
+    """Pack each row of a ``(n, dim)`` float array into raw bytes (``encoded_size`` each); the
+    store's SQLite copy of the vectors holds these, the records their base64 form."""
     arr = np.ascontiguousarray(vectors, dtype=np.float32)
     if encoding == "int8":
-        peak = np.abs(arr).max(axis=1)
-        scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
-        q = np.clip(np.rint(arr / scale[:, None]), -127, 127).astype(np.int8)
+        q, scale = quantize_int8(arr)
         raw = np.concatenate([q.view(np.uint8), scale[:, None].view(np.uint8)], axis=1)
     elif encoding == "float16":
         raw = arr.astype(np.float16).view(np.uint8)
@@ -63,10 +82,9 @@ def unpack_rows(blobs: Sequence[bytes], encoding: str, dim: int) -> np.ndarray:
     size = encoded_size(encoding, dim)
     if not blobs:
         return np.zeros((0, dim), dtype=np.float32)
-    raw = b"".join(blobs)
-    if len(raw) != size * len(blobs) or any(len(b) != size for b in blobs):
+    if any(len(b) != size for b in blobs):
         raise InvalidInputError(f"stored full vectors are not {encoding} vectors of size {dim}")
-    buf = np.frombuffer(raw, dtype=np.uint8).reshape(len(blobs), size)
+    buf = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(len(blobs), size)
     if encoding == "int8":
         q = buf[:, :dim].view(np.int8).astype(np.float32)
         scale = buf[:, dim:].copy().view(np.float32)
@@ -80,7 +98,7 @@ def decode_rows(strings: Sequence[str], encoding: str, dim: int) -> np.ndarray:
     """Inverse of :func:`encode_rows`: a ``(n, dim)`` float32 array.
 
     Raises:
-        InvalidInputError: a string is not a vector of this size and encoding.
+        InvalidInputError: a string is not a base64 vector of this size and encoding.
     """
     try:
         blobs = [base64.b64decode(s, validate=True) for s in strings]
