@@ -67,7 +67,12 @@ _C = {
     "coarse_dim": "medrag:coarse_dim",
     "distance": "medrag:distance",
     "encoding": "medrag:full_encoding",
+    "rotation": "medrag:coarse_rotation",
 }
+#: Collection-metadata key of a fitted coarse rotation (base64 float32: mean, then components).
+ROTATION_KEY = "medrag:rotation_data"
+#: Coarse rotations: ``"none"`` (the first ``coarse_dim`` coordinates) or ``"pca"``.
+ROTATIONS = ("none", "pca")
 #: Collection-metadata key of the write generation (see :attr:`MatryoshkaChroma.write_generation`).
 GENERATION_KEY = "medrag:generation"
 #: Stage-1 candidates when neither the constructor nor the call says. Provisional: on the
@@ -150,6 +155,15 @@ class MatryoshkaChroma(VectorStore):
         hnsw: extra Chroma HNSW settings at creation (``ef_search``, ``max_neighbors``...;
             the space is always cosine).
         relevance_score_fn: maps a distance to a relevance score (default ``1 - distance``).
+        coarse_rotation: ``"none"`` (default: stage 1 indexes the first ``coarse_dim``
+            coordinates, right for a Matryoshka-trained model) or ``"pca"``: stage 1 indexes the
+            first ``coarse_dim`` principal components of the corpus's full vectors (centred, no
+            whitening), which moves the information of a model that is *not* Matryoshka-trained
+            into the coarse vector. Fitted once, on ``rotation_sample`` when given, else on the
+            first batch written (at least ``2 * coarse_dim`` texts); recorded in the collection
+            contract with the fitted matrix. Refitting means ``reindex`` into a new collection.
+            Measured reasons in ``docs/benchmarks.md``, "Coarse stage: raw prefix vs PCA".
+        rotation_sample: texts to fit the ``"pca"`` rotation on (encoded with the document prompt).
         vector_sidecar: keep a local SQLite copy of the packed full vectors beside an embedded
             folder and read the rerank's vectors from it (default: True for an embedded
             ``PersistentClient``; not available for servers). The records keep their vectors
@@ -184,6 +198,8 @@ class MatryoshkaChroma(VectorStore):
         hnsw: dict[str, Any] | None = None,
         relevance_score_fn: Callable[[float], float] | None = None,
         vector_sidecar: bool | None = None,
+        coarse_rotation: str = "none",
+        rotation_sample: Sequence[str] | None = None,
         lexical_analyzer: AnalyzerOptions | None = None,
         lexical_path: str | None = None,
         lexical_weight: float = DEFAULT_LEXICAL_WEIGHT,
@@ -195,6 +211,10 @@ class MatryoshkaChroma(VectorStore):
             raise InvalidInputError("MatryoshkaChroma needs an embedding_function (e.g. medrag.MatryoshkaEmbeddings())")
         if full_encoding not in ENCODINGS:
             raise InvalidInputError(f"full_encoding must be one of {ENCODINGS}, got {full_encoding!r}")
+        if coarse_rotation not in ROTATIONS:
+            raise InvalidInputError(f"coarse_rotation must be one of {ROTATIONS}, got {coarse_rotation!r}")
+        self._rotation_kind = coarse_rotation
+        self._rotation: tuple[np.ndarray, np.ndarray] | None = None
         _check_collection_name(collection_name)
         if client is None:
             try:
@@ -247,6 +267,10 @@ class MatryoshkaChroma(VectorStore):
         self._collection = self._open_collection(collection_name, create_collection_if_not_exists,
                                                  collection_metadata, hnsw)
         self._cid = str(self._collection.id)
+        if self._rotation_kind == "pca":
+            self._load_rotation()
+            if self._rotation is None and rotation_sample is not None:
+                self._fit_rotation(self._encode(validate_texts(rotation_sample), query=False))
         self._sidecar: VectorSidecar | None = None
         if vector_sidecar and persist is None:
             raise InvalidInputError("vector_sidecar=True needs an embedded persistent client (persist_directory=...)")
@@ -283,6 +307,7 @@ class MatryoshkaChroma(VectorStore):
             _C["coarse_dim"]: self._coarse_dim,
             _C["distance"]: "cosine",
             _C["encoding"]: self._encoding,
+            _C["rotation"]: self._rotation_kind,
         }
 
     def _open_collection(self, name: str, create: bool, extra_metadata: dict[str, Any] | None,
@@ -323,8 +348,8 @@ class MatryoshkaChroma(VectorStore):
             )
         expected = self._contract()
         problems = []
-        for key in ("full_dim", "coarse_dim", "distance", "encoding"):
-            if meta.get(_C[key]) != expected[_C[key]]:
+        for key in ("full_dim", "coarse_dim", "distance", "encoding", "rotation"):
+            if meta.get(_C[key], "none" if key == "rotation" else None) != expected[_C[key]]:
                 problems.append(f"{key}: collection has {meta.get(_C[key])!r}, this store {expected[_C[key]]!r}")
         stored_fp, fp = meta.get(_C["fingerprint"]) or "", expected[_C["fingerprint"]]
         if stored_fp != fp or (not fp and meta.get(_C["model"]) != expected[_C["model"]]):
@@ -483,7 +508,54 @@ class MatryoshkaChroma(VectorStore):
         norms = np.linalg.norm(vecs, axis=1, keepdims=True)
         return np.divide(vecs, norms, out=np.zeros_like(vecs), where=norms > 0)
 
+    def _load_rotation(self) -> None:
+        """Read a fitted rotation from the collection metadata (None while not fitted yet)."""
+        current = self._chroma_call("read the collection metadata", self._client.get_collection,
+                                    name=self._collection_name, embedding_function=None)
+        data = (current.metadata or {}).get(ROTATION_KEY)
+        if not data:
+            return
+        try:
+            flat = np.frombuffer(base64.b64decode(data, validate=True), dtype=np.float32)
+            mean, rest = flat[: self._full_dim], flat[self._full_dim :]
+            self._rotation = (mean.copy(), rest.reshape(self._full_dim, self._coarse_dim).copy())
+        except (ValueError, TypeError) as exc:
+            raise CollectionMismatchError(f"the PCA rotation stored in collection {self._collection_name!r} is "
+                                          "corrupt; reindex into a new collection") from exc
+
+    def _fit_rotation(self, full: np.ndarray) -> None:
+        """Fit the PCA rotation on full vectors and record it in the contract (before any write)."""
+        if len(full) < 2 * self._coarse_dim:
+            raise InvalidInputError(
+                f"coarse_rotation='pca' is fitted on the first batch written, which has {len(full)} texts; it needs "
+                f"at least {2 * self._coarse_dim} (2 x coarse_dim). Add more texts at once, or pass rotation_sample="
+            )
+        mean = full.mean(axis=0)
+        _, _, vt = np.linalg.svd(full - mean, full_matrices=False)
+        rotation = (mean.astype(np.float32), np.ascontiguousarray(vt[: self._coarse_dim].T, dtype=np.float32))
+        current = self._chroma_call("read the collection metadata", self._client.get_collection,
+                                    name=self._collection_name, embedding_function=None)
+        meta = dict(current.metadata or {})
+        if meta.get(ROTATION_KEY):  # another client fitted it first: use theirs
+            self._load_rotation()
+            return
+        meta[ROTATION_KEY] = base64.b64encode(np.concatenate([rotation[0], rotation[1].ravel()]).tobytes()).decode()
+        self._chroma_call("record the PCA rotation", self._collection.modify, metadata=meta)
+        self._rotation = rotation
+        logger.info("fitted the PCA-%d coarse rotation of %r on %d vectors", self._coarse_dim,
+                    self._collection_name, len(full))
+
     def _coarse(self, full: np.ndarray) -> np.ndarray:
+        if self._rotation_kind == "pca":
+            if self._rotation is None:
+                self._load_rotation()
+            if self._rotation is None:
+                raise InvalidInputError(f"collection {self._collection_name!r} uses a PCA coarse stage that is not "
+                                        "fitted yet: add texts first (or pass rotation_sample=)")
+            mean, rot = self._rotation
+            out = np.ascontiguousarray((full - mean) @ rot, dtype=np.float32)
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            return np.divide(out, norms, out=out, where=norms > 0)
         out = np.array(full[:, : self._coarse_dim], dtype=np.float32, copy=True, order="C")
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return np.divide(out, norms, out=out, where=norms > 0)
@@ -623,6 +695,10 @@ class MatryoshkaChroma(VectorStore):
                stored: dict[str, dict[str, Any]]) -> None:
         """Encode one batch (one model call) and upsert it (one Chroma call)."""
         full = self._encode([texts[i] for i in idx], query=False)
+        if self._rotation_kind == "pca" and self._rotation is None:
+            self._load_rotation()
+            if self._rotation is None:
+                self._fit_rotation(full)
         raw = pack_rows(full, self._encoding)
         packed = [base64.b64encode(r).decode("ascii") for r in raw]
         records = []
@@ -1334,4 +1410,5 @@ def _no_extra(kwargs: dict[str, Any]) -> None:
         raise InvalidArgumentError(f"unexpected search argument(s): {sorted(kwargs)}")
 
 
-__all__ = ["MatryoshkaChroma", "DEFAULT_CANDIDATES", "DEFAULT_COARSE_DIM", "FULL_KEY", "GENERATION_KEY", "STORE_SCHEMA_VERSION"]
+__all__ = ["MatryoshkaChroma", "DEFAULT_CANDIDATES", "DEFAULT_COARSE_DIM", "FULL_KEY", "GENERATION_KEY", "ROTATION_KEY", "ROTATIONS",
+           "STORE_SCHEMA_VERSION"]

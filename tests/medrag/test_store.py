@@ -291,6 +291,41 @@ def test_write_generation_bump_precedes_the_write(client, fake, monkeypatch) -> 
     store.delete_collection()
 
 
+def test_pca_coarse_rotation_is_fitted_once_and_recorded_in_the_contract(client, fake) -> None:
+    from medrag.errors import InvalidInputError
+    from medrag.store import ROTATION_KEY
+
+    name = _name()
+    store = MatryoshkaChroma(name, fake, client=client, coarse_rotation="pca")
+    with pytest.raises(InvalidInputError, match="at least 128"):
+        store.add_texts(TEXTS[:50])  # too few to fit a 64-dim PCA: nothing written
+    assert len(store) == 0
+    ids = store.add_texts(TEXTS[:200], batch_size=150)  # fitted on the first batch of 150
+    meta = client.get_collection(name).metadata
+    assert meta["medrag:coarse_rotation"] == "pca" and meta[ROTATION_KEY]
+    full = fake.encode_documents(TEXTS[:150])
+    mean = full.mean(axis=0)
+    _, _, vt = np.linalg.svd(full - mean, full_matrices=False)
+    proj = (fake.encode_documents(TEXTS[:1]) - mean) @ vt[:64].T
+    stored = np.asarray(store.collection.get(ids=[ids[0]], include=["embeddings"])["embeddings"][0])
+    assert abs(abs(float(stored @ (proj[0] / np.linalg.norm(proj[0])))) - 1) < 1e-4  # PCA axes up to sign
+    # all candidates: the funnel equals exact full-size search whatever the coarse stage
+    q = TEXTS[7]
+    exact = np.argsort(-(fake.encode_documents(TEXTS[:200]) @ fake.encode_queries([q])[0]))[:5]
+    assert [d.id for d in store.similarity_search(q, k=5, candidates=200)] == [ids[i] for i in exact]
+    # a reopened store reads the same rotation; another rotation setting is refused
+    again = MatryoshkaChroma(name, fake, client=client, coarse_rotation="pca")
+    assert [d.id for d in again.similarity_search(q, k=5, candidates=50)] == \
+        [d.id for d in store.similarity_search(q, k=5, candidates=50)]
+    with pytest.raises(CollectionMismatchError, match="rotation"):
+        MatryoshkaChroma(name, fake, client=client)
+    store.delete_collection()
+    sampled = MatryoshkaChroma(_name(), fake, client=client, coarse_rotation="pca", rotation_sample=TEXTS[:140])
+    sampled.add_texts(TEXTS[:3])  # fitted on the sample, so a small first add is fine
+    assert len(sampled) == 3
+    sampled.delete_collection()
+
+
 @pytest.mark.parametrize("encoding", ["float32", "int8"])
 def test_funnel_with_all_candidates_equals_exact_search(client, fake, encoding) -> None:
     store = MatryoshkaChroma(_name(), fake, client=client, full_encoding=encoding)
