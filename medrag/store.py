@@ -65,11 +65,10 @@ _C = {
 }
 #: Collection-metadata key of the write generation (see :attr:`MatryoshkaChroma.write_generation`).
 GENERATION_KEY = "medrag:generation"
-#: Stage-1 candidates when neither the constructor nor the call says. Provisional: on the
-#: embedded e5-small, which is not Matryoshka-trained, no value up to 1,600 reaches recall@10
-#: 0.99 at coarse 64 (``docs/benchmarks.md``), and latency grows linearly with it (about 2.5 ms
-#: per 100 on 2 cores). 100 keeps a query within ~3x of plain Chroma; choose per model from the
-#: benchmark's candidates/coarse table (``benchmarks/store_benchmark.py run``).
+#: Stage-1 candidates when neither the constructor nor the call says. Provisional: a trade-off of
+#: recall against latency (which grows linearly with it), measured on the embedded e5-small in
+#: ``docs/benchmarks.md``; choose per model from the benchmark's candidates/coarse table
+#: (``benchmarks/store_benchmark.py run``).
 DEFAULT_CANDIDATES = 100
 #: Stage-1 (HNSW) size: e5's smallest trained Matryoshka size.
 DEFAULT_COARSE_DIM = 64
