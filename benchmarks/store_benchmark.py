@@ -46,6 +46,10 @@ import numpy as np
 
 from medrag.vector_codec import quantize_int8
 
+# The rest of medrag (and evaluation, LangChain, Chroma, torch) is imported inside the subcommand
+# that needs it: each measured child process loads only the store it measures, and `encode --pack`
+# runs where only numpy, torch and transformers are installed.
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "medquad" / "medquad.jsonl"
 DEFAULT_CACHE = Path(os.environ.get("MEDRAG_BENCH_CACHE", Path.home() / ".cache" / "medrag" / "bench"))

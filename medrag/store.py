@@ -44,6 +44,7 @@ from medrag.encoder import is_encoder
 from medrag.errors import (CollectionMismatchError, DimensionError, InvalidArgumentError, InvalidInputError, MedragError,
                            StoreConnectionError, StoreError, StoreLockedError)
 
+# chromadb (heavy: its client, errors and validators) and tqdm are imported where a store uses them.
 if TYPE_CHECKING:
     import chromadb
 

@@ -30,6 +30,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Collection, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -226,6 +227,4 @@ def _score_matrix(rows: list[np.ndarray], n_terms: int, k1: float, b: float) -> 
 
 
 def _options_json(options: AnalyzerOptions) -> dict:
-    from dataclasses import asdict
-
     return {**asdict(options), "extra_stopwords": list(options.extra_stopwords)}
