@@ -566,10 +566,19 @@ def layouts(args: argparse.Namespace) -> None:
     meta-i8   coarse HNSW + full vector as base64 int8 + scale in each record's metadata (the store)
     second    coarse HNSW + a second collection holding the full vectors (a get per query)
     local     coarse HNSW + a float32 matrix in this process's RAM (rerank by id), then a get of the top 10
+
+    The rerank path (issue 11: stage 1 should not fetch every candidate's text):
+
+    meta-i8-q     int8 in metadata; stage 1 returns ids + distances + metadatas (no documents),
+                  rerank, then a get of the top 10's documents
+    meta-i8-get   int8 in metadata; stage 1 returns ids + distances only, a get of the candidates'
+                  metadatas, rerank, then a get of the top 10 (what MatryoshkaChroma does)
+    sidecar       int8 in a SQLite table beside the persist folder (not in the record); stage 1 ids +
+                  distances, one SELECT of the candidates' blobs, rerank, then a get of the top 10
     """
     import chromadb
 
-    from medrag.vector_codec import encode_rows
+    from medrag.vector_codec import decode_rows, encode_rows
 
     passages, _, questions = load_corpus(Path(args.data))
     if args.cache and (Path(args.cache) / "manifest.json").exists():
@@ -577,9 +586,9 @@ def layouts(args: argparse.Namespace) -> None:
         source = f"cached e5-small vectors from {args.cache}"
     else:
         rng = np.random.default_rng(0)
-        vecs = rng.standard_normal((args.n, 384)).astype(np.float32)
+        vecs = rng.standard_normal((args.n, args.dim)).astype(np.float32)
         vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-        qvecs = vecs[: args.queries] + 0.05 * rng.standard_normal((args.queries, 384)).astype(np.float32)
+        qvecs = vecs[: args.queries] + 0.05 * rng.standard_normal((args.queries, args.dim)).astype(np.float32)
         source = "random unit vectors (no cache given)"
     qvecs = qvecs[: args.queries]
     texts = passages[: len(vecs)]
@@ -593,6 +602,13 @@ def layouts(args: argparse.Namespace) -> None:
         client = chromadb.PersistentClient(str(path))
         col = client.create_collection("bench", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None)
         side = None
+        sql = None
+        if mode == "sidecar":
+            import sqlite3
+
+            sql = sqlite3.connect(str(root / f"{mode}.sqlite"))
+            sql.execute("PRAGMA journal_mode=WAL")
+            sql.execute("CREATE TABLE IF NOT EXISTS full (id TEXT PRIMARY KEY, vec BLOB NOT NULL) WITHOUT ROWID")
         if mode == "second":
             side = client.create_collection("bench-full", configuration={"hnsw": {"space": "cosine"}},
                                             embedding_function=None)
@@ -606,6 +622,11 @@ def layouts(args: argparse.Namespace) -> None:
             if mode.startswith("meta"):
                 packed = encode_rows(vecs[sl], "float16" if mode == "meta-f16" else "int8")
                 md = [{**m, "_medrag_full": p} for m, p in zip(md, packed)]
+            if sql is not None:  # written (and committed) before the Chroma record
+                packed = encode_rows(vecs[sl], "int8")
+                with sql:
+                    sql.executemany("INSERT OR REPLACE INTO full VALUES (?, ?)",
+                                    [(i, base64.b64decode(p)) for i, p in zip(ids[sl], packed)])
             col.upsert(ids=ids[sl], embeddings=coarse[sl], documents=texts[sl], metadatas=md)
             if side is not None:
                 side.upsert(ids=ids[sl], embeddings=vecs[sl])
@@ -616,6 +637,28 @@ def layouts(args: argparse.Namespace) -> None:
             t = time.perf_counter()
             if mode == "full":
                 col.query(query_embeddings=[q], n_results=10, include=["metadatas", "documents", "distances"])
+            elif mode == "meta-i8-q":
+                r = col.query(query_embeddings=[cq], n_results=args.candidates, include=["metadatas", "distances"])
+                cand = r["ids"][0]
+                full = decode_rows([m["_medrag_full"] for m in r["metadatas"][0]], "int8", vecs.shape[1])
+                top = np.argsort(-(full @ q))[:10]
+                col.get(ids=[cand[i] for i in top], include=["metadatas", "documents"])
+            elif mode == "meta-i8-get":
+                r = col.query(query_embeddings=[cq], n_results=args.candidates, include=["distances"])
+                got = col.get(ids=r["ids"][0], include=["metadatas"])
+                full = decode_rows([m["_medrag_full"] for m in got["metadatas"]], "int8", vecs.shape[1])
+                top = np.argsort(-(full @ q))[:10]
+                col.get(ids=[got["ids"][i] for i in top], include=["metadatas", "documents"])
+            elif mode == "sidecar":
+                r = col.query(query_embeddings=[cq], n_results=args.candidates, include=["distances"])
+                cand = r["ids"][0]
+                marks = ",".join("?" * len(cand))
+                found = dict(sql.execute(f"SELECT id, vec FROM full WHERE id IN ({marks})", cand).fetchall())
+                raw = np.frombuffer(b"".join(found[i] for i in cand), np.uint8).reshape(len(cand), -1)
+                dim = vecs.shape[1]
+                full = raw[:, :dim].view(np.int8).astype(np.float32) * raw[:, dim:].copy().view(np.float32)
+                top = np.argsort(-(full @ q))[:10]
+                col.get(ids=[cand[i] for i in top], include=["metadatas", "documents"])
             elif mode.startswith("meta"):
                 col.query(query_embeddings=[cq], n_results=args.candidates, include=["metadatas", "documents"])
             elif mode == "second":
@@ -630,8 +673,12 @@ def layouts(args: argparse.Namespace) -> None:
                 col.get(ids=[ids[i] for i in top], include=["metadatas", "documents"])
             lat.append(time.perf_counter() - t)
         del col, side, client
+        disk = _du(path)
+        if sql is not None:
+            sql.close()
+            disk += sum(f.stat().st_size for f in root.glob(f"{mode}.sqlite*"))
         rows.append({"layout": mode, "ingest_per_s": round(len(texts) / ingest), **_pcts(lat),
-                     "disk_mb": round(_du(path) / 1e6, 1)})
+                     "disk_mb": round(disk / 1e6, 1)})
         logger.info("%s", rows[-1])
         if not args.keep:
             shutil.rmtree(path, ignore_errors=True)
@@ -686,6 +733,7 @@ def main(argv: list[str] | None = None) -> None:
     lay.add_argument("--coarse-dim", type=int, default=64)
     lay.add_argument("--candidates", type=int, default=100)
     lay.add_argument("--modes", default="full,meta-f16,meta-i8,second,local")
+    lay.add_argument("--dim", type=int, default=384, help="size of the random vectors when no cache is given")
     lay.add_argument("--workdir", default=None)
     lay.add_argument("--keep", action="store_true")
     m = sub.add_parser("_measure")

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from dataclasses import fields
 from pathlib import Path
 
 from evaluation.cache import EmbeddingCache
 from evaluation.data import load_task
 from evaluation.evaluator import evaluate_models
+from evaluation.hybrid import evaluate_hybrid
 from evaluation.metrics import DEFAULT_METRICS, PRIMARY_METRIC
 from evaluation.recommend import BALANCED_TOLERANCE, EDGE_TOLERANCE, write_metadata
 from evaluation.stats import CONFIDENCE, N_BOOTSTRAP, N_PERMUTATIONS, PAIRED_TESTS
@@ -25,6 +27,8 @@ from evaluation.suite import evaluate_suite
 from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.encoding import DEFAULT_BATCH_SIZE
 from medrag.errors import DataError, MedragError
+from medrag.lexical.analyzer import AnalyzerOptions
+from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT
 from medrag.qa.suite import build_suite
 from medrag.qa.pairs import ANSWER_COLUMN, EVAL_FRACTION, QUESTION_COLUMN, SPLIT_SEED
 from medrag.store import DEFAULT_COARSE_DIM
@@ -52,7 +56,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--pilot", action="store_true",
                    help="with --suite: cap each domain at --max-queries x --max-passages (sweeps on a CPU)")
     p.add_argument("--max-queries", type=int, default=300, help="with --pilot: queries per domain (300)")
-    p.add_argument("--max-passages", type=int, default=3000, help="with --pilot: passages per domain (3000)")
+    p.add_argument("--max-passages", type=int, default=1500,
+                   help="with --pilot: passages per domain (1500: one e5-small model scores the pilot in about 5 min on 2 cores)")
     p.add_argument("--domains", nargs="+", default=None, metavar="DOMAIN",
                    help="with --suite: a subset of frenchmedmcqa leaflets cases abstracts sample")
     p.add_argument("--data-root", default=None,
@@ -102,6 +107,14 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    help="candidates passed to the rerank (with --store; default: the store's default)")
     p.add_argument("--candidates-sweep", type=int, nargs="+", default=None, metavar="N",
                    help="with --store: also measure these candidates values on the same index")
+    p.add_argument("--hybrid", action="store_true",
+                   help="also score BM25 (French medical analyzer) alone and fused with dense search, per size")
+    p.add_argument("--lexical-weight", type=float, nargs="+", default=None, metavar="W",
+                   help="with --hybrid: lexical weights to score, in [0, 1] (default: the store's default)")
+    p.add_argument("--fusion", choices=("rrf", "minmax"), default=None,
+                   help="with --hybrid: weighted reciprocal rank fusion or min-max score fusion (default: the store's)")
+    p.add_argument("--analyzer", action="append", default=None, metavar="OPTION=VALUE",
+                   help="with --hybrid: an analyzer option, e.g. keep_acronyms=true, stem=false (repeatable)")
     p.add_argument("--device", default=None, help="cpu, cuda... (default: CUDA when available)")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                    help=f"encoding batch size (default {DEFAULT_BATCH_SIZE})")
@@ -149,6 +162,14 @@ def _evaluate(args: argparse.Namespace) -> int:
             report.store[m.label] = evaluate_store(emb, task, coarse_dim=args.coarse_dim,
                                                    candidates=args.candidates, cache=cache,
                                                    sweep=args.candidates_sweep or ())
+    if args.hybrid:
+        options = analyzer_options(args.analyzer or [])
+        for emb, m in zip(embeddings, report.models):
+            q = cache.encode(emb, list(task.queries.values()), side="query")
+            d = cache.encode(emb, list(task.corpus.values()), side="document")
+            report.hybrid[m.label] = evaluate_hybrid(
+                task, q, d, sorted(m.sizes, reverse=True), weights=args.lexical_weight or [DEFAULT_LEXICAL_WEIGHT],
+                method=args.fusion or DEFAULT_FUSION, options=options, metrics=report.metrics, show_progress=True)
     paths = report.write(args.out, plot=not args.no_plot)
     print()
     if len(report.models) >= 2:
@@ -163,6 +184,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     for label, res in report.store.items():
         print(f"\nstore-level retrieval, {label}:")
         print(res.to_markdown())
+    for label, res in report.hybrid.items():
+        print(f"\nlexical, dense and hybrid, {label}:")
+        print(res.to_markdown(report.primary_metric))
     if args.write_metadata:
         written = 0
         for i, m in enumerate(report.models):
@@ -174,6 +198,24 @@ def _evaluate(args: argparse.Namespace) -> int:
             print("--write-metadata: no --model is a local folder; nothing written")
     print(f"\nreport: {Path(args.out).resolve()} ({', '.join(p.name for p in paths.values())})")
     return 0
+
+
+def analyzer_options(pairs: list[str]):
+    """``["keep_acronyms=true", "extra_stopwords=patient,cas"]`` as :class:`medrag.lexical.analyzer.AnalyzerOptions`."""
+    known = {f.name: f for f in fields(AnalyzerOptions)}
+    values: dict = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in known:
+            raise DataError(f"--analyzer {pair!r}: use OPTION=VALUE with OPTION one of {sorted(known)}")
+        if key == "extra_stopwords":
+            values[key] = tuple(w for w in raw.split(",") if w)
+        elif raw.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            values[key] = raw.lower() in ("true", "1", "yes", "on")
+        else:
+            raise DataError(f"--analyzer {pair!r}: {key} takes true or false")
+    return AnalyzerOptions(**values)
 
 
 def _evaluate_suite(args: argparse.Namespace) -> int:

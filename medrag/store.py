@@ -43,6 +43,9 @@ from medrag.embeddings import validate_texts
 from medrag.encoder import is_encoder
 from medrag.errors import (CollectionMismatchError, DimensionError, InvalidArgumentError, InvalidInputError, MedragError,
                            StoreConnectionError, StoreError, StoreLockedError)
+from medrag.lexical.analyzer import AnalyzerOptions
+from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FUSION_METHODS, check_weight
+from medrag.lexical.sidecar import LexicalSidecar
 
 # chromadb (heavy: its client, errors and validators) and tqdm are imported where a store uses them.
 if TYPE_CHECKING:
@@ -89,13 +92,20 @@ class FunnelHit:
         document: the document (internal storage stripped from its metadata).
         score: cosine of the full-size vectors (the rerank score; higher is closer).
         coarse_score: cosine of the coarse vectors (stage 1).
-        coarse_rank: 1-based rank among the stage-1 candidates.
+        coarse_rank: 1-based rank among the stage-1 candidates (0: a hybrid search's
+            lexical-only candidate, which stage 1's HNSW did not return; its coarse_score is NaN).
+        lexical_score: BM25 score (hybrid search only; NaN when the document shares no term with the query).
+        lexical_rank: 1-based BM25 rank among the candidates (hybrid search only; 0: no shared term).
+        fused_score: the fused score the hybrid ranking is sorted by (hybrid search only).
     """
 
     document: Document
     score: float
     coarse_score: float
     coarse_rank: int
+    lexical_score: float | None = None
+    lexical_rank: int | None = None
+    fused_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +148,13 @@ class MatryoshkaChroma(VectorStore):
         hnsw: extra Chroma HNSW settings at creation (``ef_search``, ``max_neighbors``...;
             the space is always cosine).
         relevance_score_fn: maps a distance to a relevance score (default ``1 - distance``).
+        lexical_analyzer: options of the French medical analyzer of the hybrid search's BM25
+            index (:class:`medrag.lexical.analyzer.AnalyzerOptions`; default: the measured defaults).
+        lexical_path: where to keep that index (default: beside an embedded store, in memory for
+            an in-memory or server client). It is derived data, rebuilt from the records when
+            missing, stale or built with another analyzer (:mod:`medrag.lexical.sidecar`).
+        lexical_weight: default weight of the lexical side in :meth:`hybrid_search` (0 = dense only).
+        fusion: default fusion of :meth:`hybrid_search`: ``"rrf"`` or ``"minmax"``.
 
     Raises:
         CollectionMismatchError: the collection was made by another tool, or with another
@@ -160,6 +177,10 @@ class MatryoshkaChroma(VectorStore):
         collection_metadata: dict[str, Any] | None = None,
         hnsw: dict[str, Any] | None = None,
         relevance_score_fn: Callable[[float], float] | None = None,
+        lexical_analyzer: AnalyzerOptions | None = None,
+        lexical_path: str | None = None,
+        lexical_weight: float = DEFAULT_LEXICAL_WEIGHT,
+        fusion: str = DEFAULT_FUSION,
     ) -> None:
         import chromadb
 
@@ -212,8 +233,13 @@ class MatryoshkaChroma(VectorStore):
         self._deterministic_ids = deterministic_ids
         self._collection_name = collection_name
         self.override_relevance_score_fn = relevance_score_fn
+        self._lexical_weight = check_weight(lexical_weight)
+        if fusion not in FUSION_METHODS:
+            raise InvalidInputError(f"fusion must be one of {FUSION_METHODS}, got {fusion!r}")
+        self._fusion = fusion
         self._collection = self._open_collection(collection_name, create_collection_if_not_exists,
                                                  collection_metadata, hnsw)
+        self._lexical = LexicalSidecar(self, lexical_analyzer, lexical_path)
 
     # ------------------------------------------------------------------ setup
 
@@ -384,14 +410,20 @@ class MatryoshkaChroma(VectorStore):
                                     name=self._collection_name, embedding_function=None)
         return int((current.metadata or {}).get(GENERATION_KEY, 0))
 
-    def _bump_generation(self) -> None:
-        """Increment the write generation; called before every write to the collection."""
+    def _bump_generation(self) -> int:
+        """Increment the write generation; called before every write to the collection. Returns the new one."""
         current = self._chroma_call("read the collection metadata", self._client.get_collection,
                                     name=self._collection_name, embedding_function=None)
         meta = dict(current.metadata or {})
         meta[GENERATION_KEY] = int(meta.get(GENERATION_KEY, 0)) + 1
         # modify() replaces the whole collection metadata: the contract is written back with it
         self._chroma_call("bump the write generation", self._collection.modify, metadata=meta)
+        return meta[GENERATION_KEY]
+
+    @property
+    def lexical(self) -> LexicalSidecar:
+        """The hybrid search's lexical index manager (``store.lexical.index()`` gives a fresh BM25 index)."""
+        return self._lexical
 
     # ------------------------------------------------------------------ encoding
 
@@ -540,6 +572,7 @@ class MatryoshkaChroma(VectorStore):
         finally:
             if bar is not None:
                 bar.close()
+            self._lexical.write_done()
         return ids
 
     def _stored_metadatas(self, ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -559,7 +592,7 @@ class MatryoshkaChroma(VectorStore):
             records.append({**dropped, **metadatas[i], FULL_KEY: p})
         # The generation is bumped before the write; one upsert writes the coarse vector, the
         # text and the full vector of each record together: no record is visible without its full vector.
-        self._bump_generation()
+        generation = self._bump_generation()
         self._chroma_call(
             "write records", self._collection.upsert,
             ids=[ids[i] for i in idx],
@@ -567,6 +600,7 @@ class MatryoshkaChroma(VectorStore):
             documents=[texts[i] for i in idx],
             metadatas=records,
         )
+        self._lexical.upserted(generation, [ids[i] for i in idx], [texts[i] for i in idx])
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
         """Delete records by id. Unknown ids are ignored (a documented no-op).
@@ -585,15 +619,20 @@ class MatryoshkaChroma(VectorStore):
         if ids:
             self._check_writer()
             max_batch = self._chroma_call("read the batch size", self._client.get_max_batch_size)
-            for start in range(0, len(ids), max_batch):
-                self._bump_generation()
-                self._chroma_call("delete records", self._collection.delete, ids=ids[start : start + max_batch])
+            try:
+                for start in range(0, len(ids), max_batch):
+                    generation = self._bump_generation()
+                    self._chroma_call("delete records", self._collection.delete, ids=ids[start : start + max_batch])
+                    self._lexical.deleted(generation, ids[start : start + max_batch])
+            finally:
+                self._lexical.write_done()
         return True
 
     def delete_collection(self) -> None:
-        """Drop the whole Chroma collection; the store is unusable afterwards."""
+        """Drop the whole Chroma collection (and its lexical index file); the store is unusable afterwards."""
         self._check_writer()
         self._chroma_call("delete the collection", self._client.delete_collection, self._collection_name)
+        self._lexical.drop()
 
     # ------------------------------------------------------------------ reading
 
@@ -710,10 +749,11 @@ class MatryoshkaChroma(VectorStore):
     ) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Run both stages; return all candidates' ids, full vectors and cosine scores, best first.
 
-        Stage 1 asks Chroma for ids and distances only; stage 2 reads the candidates' full
-        vectors through :meth:`get_full_vectors`'s storage path. Texts are fetched afterwards,
-        for the returned hits only (:meth:`_documents`). A candidate deleted between the two
-        stages is dropped.
+        Stage 1 asks Chroma for the candidates' ids, distances and metadatas (which carry the
+        packed full vectors) but not their texts; stage 2 decodes the full vectors with the
+        same code as :meth:`get_full_vectors` (``_decode_full``) and scores them. Texts are
+        fetched afterwards, for the returned hits only (:meth:`_documents`). The layout was
+        chosen by measurement (``docs/store.md``, "The rerank path").
 
         When ``stats`` is a dict, it receives each returned candidate's coarse cosine and 1-based
         stage-1 rank (``coarse_scores``, ``coarse_ranks``) and the seconds spent per stage
@@ -733,14 +773,14 @@ class MatryoshkaChroma(VectorStore):
             n_results=n,
             where=filter or None,
             where_document=where_document or None,
-            include=["distances"],
+            # the metadatas carry the packed full vectors; no documents: texts are read for the hits only
+            include=["metadatas", "distances"],
         )
         t1 = time.perf_counter()
         ids = list(res["ids"][0])
         distances = np.asarray(res["distances"][0], dtype=np.float64)
-        metas = self._full_metadatas(ids)
-        keep = [i for i, id_ in enumerate(ids) if id_ in metas]
-        ids, distances = [ids[i] for i in keep], distances[keep]
+        metas = dict(zip(ids, res["metadatas"][0]))
+        keep = list(range(len(ids)))
         if not ids:
             if stats is not None:
                 stats.update(coarse_scores=np.zeros(0), coarse_ranks=np.zeros(0, int), coarse_s=t1 - t0, rerank_s=0.0)
@@ -857,7 +897,9 @@ class MatryoshkaChroma(VectorStore):
 
     def search_with_stages(self, query: str, k: int = 4, filter: dict[str, Any] | None = None, *,
                            candidates: int | None = None,
-                           where_document: dict[str, Any] | None = None) -> "FunnelResult":
+                           where_document: dict[str, Any] | None = None, hybrid: bool = False,
+                           lexical_weight: float | None = None, fusion: str | None = None,
+                           lexical_candidates: int | None = None) -> "FunnelResult":
         """Search like :meth:`similarity_search`, and show what each stage did.
 
         Each hit carries its full-size cosine (``score``), its coarse cosine and its rank in
@@ -870,10 +912,28 @@ class MatryoshkaChroma(VectorStore):
             k: number of hits.
             filter / where_document: Chroma filters (stage 1).
             candidates: stage-1 candidates for this call (default: the store's).
+            hybrid: run :meth:`hybrid_search` instead; each hit then also carries its BM25 score
+                and rank and its fused score, and ``timings`` a ``lexical_ms`` and ``fusion_ms``.
+            lexical_weight / fusion / lexical_candidates: as in :meth:`hybrid_search` (with ``hybrid``).
         """
         t0 = time.perf_counter()
         vector = self._embed_query(query)
         embed_s = time.perf_counter() - t0
+        if hybrid:
+            found = self._hybrid(query, vector, k, filter, candidates, where_document, lexical_weight, fusion,
+                                 lexical_candidates)
+            t2 = time.perf_counter()
+            docs = self._documents(found.ids[:k])
+            hits = [FunnelHit(doc, float(found.dense_scores[i]), float(found.coarse_scores[i]),
+                              int(found.coarse_ranks[i]), float(found.lexical_scores[i]), int(found.lexical_ranks[i]),
+                              float(found.fused[i])) for i, doc in enumerate(docs)]
+            tm = found.timings
+            timings = {"embed_ms": 1000 * embed_s, "coarse_ms": 1000 * tm["coarse_s"], "rerank_ms": 1000 * tm["rerank_s"],
+                       "lexical_ms": 1000 * tm["lexical_s"], "fusion_ms": 1000 * tm["fusion_s"],
+                       "fetch_ms": 1000 * (time.perf_counter() - t2)}
+            return FunnelResult(hits, len(found.ids), timings)
+        if lexical_weight is not None or fusion is not None or lexical_candidates is not None:
+            raise InvalidInputError("lexical_weight, fusion and lexical_candidates need hybrid=True")
         stats: dict[str, Any] = {}
         ids, _, scores = self._funnel(vector, k, candidates, filter, where_document, stats=stats)
         t2 = time.perf_counter()
@@ -883,6 +943,64 @@ class MatryoshkaChroma(VectorStore):
         timings = {"embed_ms": 1000 * embed_s, "coarse_ms": 1000 * stats["coarse_s"],
                    "rerank_ms": 1000 * stats["rerank_s"], "fetch_ms": 1000 * (time.perf_counter() - t2)}
         return FunnelResult(hits, len(ids), timings)
+
+    # ------------------------------------------------------------------ hybrid search
+
+    def _hybrid(self, query: str, vector: np.ndarray, k: int, filter: dict[str, Any] | None,
+                candidates: int | None, where_document: dict[str, Any] | None, lexical_weight: float | None,
+                fusion: str | None, lexical_candidates: int | None):
+        from medrag.lexical.hybrid import hybrid_candidates
+
+        return hybrid_candidates(
+            self, query, vector, k, lexical_weight=self._lexical_weight if lexical_weight is None else lexical_weight,
+            fusion=fusion or self._fusion, candidates=candidates, lexical_candidates=lexical_candidates,
+            filter=filter, where_document=where_document)
+
+    def hybrid_search(self, query: str, k: int = 4, filter: dict[str, Any] | None = None,
+                      **kwargs: Any) -> list[Document]:
+        """The ``k`` best documents by dense (Matryoshka funnel) and lexical (BM25) scores fused.
+
+        Stage 1: the funnel's HNSW candidates union the BM25 index's best hits; stage 2:
+        full-size cosine and BM25 for every candidate, fused (:mod:`medrag.lexical.hybrid`).
+        Use it for passages (leaflets, case reports, abstracts), where exact tokens (drug
+        names, analytes, units, acronyms) matter; on short-option corpora keep the weight low
+        (``docs/store.md``).
+
+        Example::
+
+            >>> store.hybrid_search("INR cible sous AVK", k=3, lexical_weight=0.3)
+
+        Args:
+            query: the query text.
+            k: number of documents.
+            filter: Chroma ``where`` filter, applied to both sides.
+            **kwargs: ``lexical_weight`` (0 = dense only, 1 = lexical only; default: the store's),
+                ``fusion`` (``"rrf"`` or ``"minmax"``), ``candidates`` (dense stage 1),
+                ``lexical_candidates`` (BM25 stage 1, default: as many as ``candidates``),
+                ``where_document``.
+        """
+        return [doc for doc, _ in self.hybrid_search_with_score(query, k, filter=filter, **kwargs)]
+
+    def hybrid_search_with_score(self, query: str, k: int = 4, filter: dict[str, Any] | None = None, *,
+                                 lexical_weight: float | None = None, fusion: str | None = None,
+                                 candidates: int | None = None, lexical_candidates: int | None = None,
+                                 where_document: dict[str, Any] | None = None,
+                                 **kwargs: Any) -> list[tuple[Document, float]]:
+        """:meth:`hybrid_search` with each document's fused score (higher is better; its scale
+        depends on the fusion: RRF scores are at most 1/61)."""
+        _no_extra(kwargs)
+        found = self._hybrid(query, self._embed_query(query), k, filter, candidates, where_document, lexical_weight,
+                             fusion, lexical_candidates)
+        return list(zip(self._documents(found.ids[:k]), found.fused[:k].tolist()))
+
+    def as_retriever(self, **kwargs: Any):
+        """A LangChain retriever; ``search_type="hybrid"`` runs :meth:`hybrid_search` (with
+        ``search_kwargs`` such as ``{"k": 4, "lexical_weight": 0.3}``), the other types as usual."""
+        from medrag.retriever import MatryoshkaRetriever
+
+        tags = kwargs.pop("tags", None) or []
+        tags.extend(self._get_retriever_tags())
+        return MatryoshkaRetriever(vectorstore=self, tags=tags, **kwargs)
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         if self.override_relevance_score_fn is not None:

@@ -26,6 +26,10 @@ from medrag.errors import InvalidInputError
 FUSION_METHODS = ("rrf", "minmax")
 #: The RRF constant (Cormack et al. 2009).
 RRF_K = 60
+#: The default fusion and lexical weight of ``MatryoshkaChroma``'s hybrid search, chosen on the
+#: validation suite (``docs/results.md``: macro NDCG@10, no domain more than 0.01 below dense-only).
+DEFAULT_FUSION = "rrf"
+DEFAULT_LEXICAL_WEIGHT = 0.3
 
 
 def check_weight(lexical_weight: float) -> float:

@@ -16,7 +16,8 @@ Domains (:data:`DOMAINS`):
 Choices are made on the macro-average over :data:`CHOICE_DOMAINS` of the ``val`` part, size by size.
 
 Pilot mode (``pilot=True``) caps each domain at ``max_queries`` queries (default 300) and
-``max_passages`` passages (default 3000), for sweeps on 2 CPU cores: the kept queries are the
+``max_passages`` passages (default 1500: about 4,000 texts in all, which e5-small encodes in about
+5 minutes on 2 CPU cores, docs/results.md "Validation suite"), for sweeps on 2 CPU cores: the kept queries are the
 first by a stable hash of their ids, every passage relevant to them is kept, and the corpus is
 filled up to the cap with the other passages in hash order (deterministic; the same suite every run,
 so the embedding cache is hit).
@@ -51,7 +52,7 @@ CHOICE_DOMAINS: tuple[str, ...] = ("frenchmedmcqa", "leaflets", "cases", "abstra
 REPORT_ONLY: tuple[str, ...] = ("sample",)
 SUITE_PARTS = ("val", "test")
 PILOT_MAX_QUERIES = 300
-PILOT_MAX_PASSAGES = 3000
+PILOT_MAX_PASSAGES = 1500
 #: Default folder holding ``frenchmedmcqa/`` and ``french-medical-text/`` (beside a checkout);
 #: override with ``data_root=`` or ``$MEDRAG_DATA``.
 DEFAULT_DATA_ROOT = Path("..") / "shared" / "data"
@@ -112,9 +113,8 @@ def domain_task(domain: str, part: str = "val", root: str | os.PathLike[str] | N
     elif domain in ("leaflets", "cases", "abstracts"):
         task = document_task(domain, part, root_dir / "french-medical-text")
     elif domain == "sample":
-        corpus = load_sample_corpus()
-        task = IRTask.from_pairs(corpus.pairs("eval"), name="sample (eval, report-only)",
-                                 extra_corpus=corpus.texts())
+        task = load_sample_corpus().task("eval")  # every passage that answers a question is relevant
+        task.name = f"sample v{task.extra['sample_version']} (eval, report-only)"
     else:
         raise DataError(f"unknown suite domain {domain!r}; use any of {', '.join(DOMAINS)}")
     return task
