@@ -576,6 +576,8 @@ def layouts(args: argparse.Namespace) -> None:
     sidecar       int8 in a SQLite table beside the persist folder (not in the record); stage 1 ids +
                   distances, one SELECT of the candidates' blobs, rerank, then a get of the top 10
     """
+    import base64
+
     import chromadb
 
     from medrag.vector_codec import decode_rows, encode_rows

@@ -45,7 +45,9 @@ from medrag.errors import (CollectionMismatchError, DimensionError, InvalidArgum
                            StoreConnectionError, StoreError, StoreLockedError)
 from medrag.lexical.analyzer import AnalyzerOptions
 from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FUSION_METHODS, check_weight
+from medrag.lexical.hybrid import hybrid_candidates
 from medrag.lexical.sidecar import LexicalSidecar
+from medrag.retriever import MatryoshkaRetriever
 
 # chromadb (heavy: its client, errors and validators) and tqdm are imported where a store uses them.
 if TYPE_CHECKING:
@@ -949,8 +951,6 @@ class MatryoshkaChroma(VectorStore):
     def _hybrid(self, query: str, vector: np.ndarray, k: int, filter: dict[str, Any] | None,
                 candidates: int | None, where_document: dict[str, Any] | None, lexical_weight: float | None,
                 fusion: str | None, lexical_candidates: int | None):
-        from medrag.lexical.hybrid import hybrid_candidates
-
         return hybrid_candidates(
             self, query, vector, k, lexical_weight=self._lexical_weight if lexical_weight is None else lexical_weight,
             fusion=fusion or self._fusion, candidates=candidates, lexical_candidates=lexical_candidates,
@@ -996,8 +996,6 @@ class MatryoshkaChroma(VectorStore):
     def as_retriever(self, **kwargs: Any):
         """A LangChain retriever; ``search_type="hybrid"`` runs :meth:`hybrid_search` (with
         ``search_kwargs`` such as ``{"k": 4, "lexical_weight": 0.3}``), the other types as usual."""
-        from medrag.retriever import MatryoshkaRetriever
-
         tags = kwargs.pop("tags", None) or []
         tags.extend(self._get_retriever_tags())
         return MatryoshkaRetriever(vectorstore=self, tags=tags, **kwargs)
