@@ -421,6 +421,11 @@ class MatryoshkaChroma(VectorStore):
         return meta[GENERATION_KEY]
 
     @property
+    def lexical_weight(self) -> float:
+        """Default weight of the lexical side in :meth:`hybrid_search` (0 = dense only)."""
+        return self._lexical_weight
+
+    @property
     def lexical(self) -> LexicalSidecar:
         """The hybrid search's lexical index manager (``store.lexical.index()`` gives a fresh BM25 index)."""
         return self._lexical
