@@ -972,7 +972,7 @@ class MatryoshkaChroma(VectorStore):
 
         Example::
 
-            >>> store.hybrid_search("INR cible sous AVK", k=3, lexical_weight=0.3)
+            store.hybrid_search("INR cible sous AVK", k=3, lexical_weight=0.3)
 
         Args:
             query: the query text.

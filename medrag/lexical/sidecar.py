@@ -20,9 +20,9 @@ is built until the first hybrid search: a dense-only user pays nothing.
 
 Example::
 
-    >>> store = MatryoshkaChroma("notes", MatryoshkaEmbeddings(), persist_directory="./chroma")
-    >>> store.lexical.index()          # built or loaded, fresh for the current generation
-    >>> store.lexical.path
+    store = MatryoshkaChroma("notes", MatryoshkaEmbeddings(), persist_directory="./chroma")
+    store.lexical.index()          # built or loaded, fresh for the current generation
+    store.lexical.path
     PosixPath('chroma/medrag-lexical/5f0c...npz')
 """
 
