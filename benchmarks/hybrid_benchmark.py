@@ -120,7 +120,7 @@ def main() -> None:
         queries.append(" ".join(words[start:start + 8]))
     report: dict = {"n": len(texts), "mean_words": round(float(np.mean([len(t.split()) for t in texts])), 1),
                     "queries": len(queries), "k": args.k, "cores": os.cpu_count(),
-                    "lexical_weight": DEFAULT_LEXICAL_WEIGHT}
+                    "lexical_weight": DEFAULT_LEXICAL_WEIGHT, "load_average_at_start": os.getloadavg()}
 
     # 1. the lexical index alone: analysis + matrix, size on disk (imports and the stemmer loaded first)
     warm = BM25Index()
@@ -178,6 +178,7 @@ def main() -> None:
     store.hybrid_search("procalcitonine", k=args.k)
     t2 = time.perf_counter()
     report["write_then_search"] = {"add_one_s": round(t1 - t0, 2), "next_hybrid_search_s": round(t2 - t1, 2)}
+    report["load_average_at_end"] = os.getloadavg()
     print(json.dumps(report, indent=1), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1))
