@@ -184,7 +184,7 @@ def evaluate_store(embeddings: MatryoshkaEncoder, task: IRTask, *, coarse_dim: i
     n_cand = int(candidates if candidates is not None else getattr(store, "candidates", None) or 100)
 
     def funnel(n: int):
-        return _timed_numpy(lambda i: _exact_funnel(q_coarse[i], q_full[i], d_coarse, d_full, dids, n, k), len(qids))
+        return _timed_numpy(lambda i: exact_funnel(q_coarse[i], q_full[i], d_coarse, d_full, dids, n, k), len(qids))
 
     sweep_rows = []
     try:
@@ -239,8 +239,17 @@ def _latency(ms: np.ndarray) -> dict:
     return {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)), "n": int(ms.size)}
 
 
-def _exact_funnel(qc: np.ndarray, qf: np.ndarray, dc: np.ndarray, df: np.ndarray, dids: Sequence[str],
-                  candidates: int, k: int) -> list[str]:
+def exact_funnel(qc: np.ndarray, qf: np.ndarray, dc: np.ndarray, df: np.ndarray, dids: Sequence,
+                 candidates: int, k: int) -> list:
+    """The store's two-stage search computed exactly: the top ``candidates`` documents by the coarse
+    vectors (exact, no HNSW), re-ranked by the full-size vectors; the ids of the best ``k``.
+
+    Args:
+        qc / qf: one query's coarse and full-size vectors (unit norm).
+        dc / df: the documents' coarse and full-size matrices (unit rows), in the order of ``dids``.
+        dids: the documents' ids (any sequence, e.g. ``range(n)`` for row numbers).
+        candidates / k: the stage-1 cut and the number of results; ties keep the lower row first.
+    """
     coarse = dc @ qc
     n = min(candidates, len(dids))
     cand = np.argpartition(-coarse, n - 1)[:n] if n < len(dids) else np.arange(len(dids))

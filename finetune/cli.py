@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import MISSING, Field, fields
 from typing import Literal, get_args, get_origin, get_type_hints
 
 import yaml
@@ -44,9 +44,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             kw["nargs"] = "+"
         elif target is bool:
             kw.update(nargs="?", const="true", metavar="BOOL")
-        p.add_argument("--" + f.name.replace("_", "-"), **kw, help=argparse.SUPPRESS if f.name == "device" else None)
+        p.add_argument("--" + f.name.replace("_", "-"), **kw,
+                       help=argparse.SUPPRESS if f.name == "device" else field_help(f))
     p.add_argument("--resume", dest="resume", action="store_const", const=True, default=None,
-                   help="continue from the last checkpoint in OUTPUT_DIR/checkpoints")
+                   help=field_help(next(f for f in fields(FinetuneConfig) if f.name == "resume")))
+
+
+def field_help(f: Field) -> str:
+    """A config field's help (its ``metadata["help"]``) with its default, escaped for argparse."""
+    default = f.default_factory() if f.default_factory is not MISSING else f.default
+    shown = "none" if default is None else " ".join(map(str, default)) if isinstance(default, list) else default
+    return f"{f.metadata['help']} (default: {shown})".replace("%", "%%")
 
 
 def register(sub: "argparse._SubParsersAction") -> None:

@@ -29,6 +29,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from medrag.errors import ConfigError
+from medrag.qa.pairs import ANSWER_COLUMN, DEFAULT_HUB_DATASET, EVAL_FRACTION, QUESTION_COLUMN, SPLIT_SEED
 
 try:
     import tomllib
@@ -36,95 +37,93 @@ except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
 
-LOSSES = ("auto", "mnrl", "cached_mnrl")
-SAMPLERS = ("batch_sampler", "no_duplicates")
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+DataFormat = Literal["auto", "pairs", "frenchmedmcqa"]
+Loss = Literal["auto", "mnrl", "cached_mnrl"]
+Sampler = Literal["batch_sampler", "no_duplicates"]
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
+ReportTo = Literal["none", "wandb", "tensorboard"]
+
+#: The allowed values of each choice, derived from the ``Literal`` types (the one place they are written).
+DATA_FORMATS: tuple[str, ...] = get_args(DataFormat)
+LOSSES: tuple[str, ...] = get_args(Loss)
+SAMPLERS: tuple[str, ...] = get_args(Sampler)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+REPORT_TO: tuple[str, ...] = get_args(ReportTo)
+
+
+def setting(default: Any = None, help: str = "", *, factory: Any = None) -> Any:
+    """A config field with its help text: ``field(metadata={"help": help})``, shown by ``medrag finetune --help``."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class FinetuneConfig:
-    """Everything a fine-tuning run needs. Every field has a CLI flag (``--field-name``).
+    """Everything a fine-tuning run needs. Every field has a CLI flag (``--field-name``) whose help
+    is the field's ``metadata["help"]`` (``medrag finetune --help`` lists them all).
 
-    Data:
-        data: a hub dataset id, a local .jsonl/.json/.csv/.parquet file, or a FrenchMedMCQA folder.
-        data_format: ``auto`` (FrenchMedMCQA folders are recognised), ``pairs`` or ``frenchmedmcqa``.
-        question_column / answer_column / negatives_column: column mapping for ``pairs`` data.
-        eval_data: a separate evaluation file or hub id.
-        eval_fraction: share of distinct questions held out when there is no eval split.
-        train_splits / eval_split: split names (hub datasets) or file stems (FrenchMedMCQA; default
-            train+dev -> test). ``eval_split=None``: the hub dataset's test/validation split if any.
-
-    Model and loss:
-        model: ``None`` (the embedded e5-small), a folder or a hub id, for :func:`medrag.load_model`.
-        dims: Matryoshka sizes; ``None`` = the seed's 1024/768/512/256/128/64 capped to the model,
-            always with the full size.
-        loss: ``mnrl`` (MultipleNegativesRankingLoss: in-batch negatives = the per-device batch),
-            ``cached_mnrl`` (GradCache: in-batch negatives = the whole batch, memory of ``mini_batch_size``)
-            or ``auto`` (default): ``cached_mnrl`` on GPU, ``mnrl`` on CPU. GradCache is exact -- both
-            give the same loss and gradients for the same batch -- but it runs one extra forward pass
-            (measured 4x slower per step on CPU, docs/results.md), and CPU memory is rarely the limit
-            at batch 64; on GPU it keeps the memory of a mini-batch.
-        hard_negatives: hard negatives per example taken from the data (0 = none; on FrenchMedMCQA the
-            wrong options hurt, docs/results.md).
-        batch_sampler: ``no_duplicates`` keeps a text from appearing twice in a batch (a duplicate
-            would be a false negative) or ``batch_sampler``.
-        gather_across_devices: with several processes, score each query against every device's passages.
-
-    Optimisation: epochs, learning_rate, batch_size (per device), gradient_accumulation_steps,
-        warmup_ratio, lr_scheduler (transformers name), weight_decay, max_seq_length, max_steps
-        (-1 = run the epochs), seed, precision (``auto`` = bf16 where the GPU supports it, else fp16 on
-        older GPUs, fp32 on CPU), tf32.
-
-    Run: output_dir, checkpoints (False: save none, no resume; for sweeps), save_steps (0 = at each epoch end), save_total_limit, keep_checkpoints (after a
-        successful run; default: deleted), logging_steps, resume,
-        report_to (``none``, ``wandb``, ``tensorboard``), run_name, evaluate_before, eval_batch_size,
-        device.
+    Groups: data (where the pairs come from and what is held out), model and loss, optimisation,
+    run (outputs, checkpoints, logging). The defaults are the recipe described in the module doc.
     """
 
     # data
-    data: str = "ilyass20/MedAnalyzer"
-    data_format: Literal["auto", "pairs", "frenchmedmcqa"] = "auto"
-    question_column: str = "anchor"
-    answer_column: str = "positive"
-    negatives_column: str | None = None
-    eval_data: str | None = None
-    eval_fraction: float = 0.1
-    train_splits: list[str] = field(default_factory=lambda: ["train", "dev"])
-    eval_split: str | None = None
+    data: str = setting(DEFAULT_HUB_DATASET, "a hub dataset id, a local .jsonl/.json/.csv/.parquet file, or a "
+                        "FrenchMedMCQA folder")
+    data_format: DataFormat = setting("auto", "how to read data: auto (FrenchMedMCQA folders are recognised), "
+                                      "pairs or frenchmedmcqa")
+    question_column: str = setting(QUESTION_COLUMN, "question column of pairs data")
+    answer_column: str = setting(ANSWER_COLUMN, "answer (positive passage) column of pairs data")
+    negatives_column: str | None = setting(None, "column of hard negatives in pairs data (a list of texts or one text)")
+    eval_data: str | None = setting(None, "a separate evaluation file or hub id (then nothing is held out of data)")
+    eval_fraction: float = setting(EVAL_FRACTION, "share of distinct questions held out for evaluation when there "
+                                   "is no eval split")
+    train_splits: list[str] = setting(help="training split names (hub datasets) or file stems (FrenchMedMCQA)",
+                                      factory=lambda: ["train", "dev"])
+    eval_split: str | None = setting(None, "evaluation split or file stem (FrenchMedMCQA: test); none: the hub "
+                                     "dataset's test/validation split if any")
     # model and loss
-    model: str | None = None
-    dims: list[int] | None = None
-    loss: Literal["auto", "mnrl", "cached_mnrl"] = "auto"
-    mini_batch_size: int = 16
-    hard_negatives: int = 0
-    batch_sampler: Literal["batch_sampler", "no_duplicates"] = "no_duplicates"
-    gather_across_devices: bool = True
+    model: str | None = setting(None, "model to fine-tune: none (the embedded e5-small), a folder or a hub id "
+                                "(medrag.load_model)")
+    dims: list[int] | None = setting(None, "Matryoshka sizes to train; none: the seed's 1024/768/512/256/128/64 "
+                                     "capped to the model (the full size is always added)")
+    loss: Loss = setting("auto", "mnrl (in-batch negatives = the per-device batch), cached_mnrl (GradCache: "
+                         "negatives = the whole batch in the memory of mini_batch_size; exact, one extra forward "
+                         "pass, slower on CPU, docs/results.md) or auto: cached_mnrl on GPU, mnrl on CPU")
+    mini_batch_size: int = setting(16, "mini-batch of cached_mnrl (memory, not the contrastive batch)")
+    hard_negatives: int = setting(0, "hard negatives per example taken from the data (0: none; on FrenchMedMCQA "
+                                  "the wrong options hurt, docs/results.md)")
+    batch_sampler: Sampler = setting("no_duplicates", "no_duplicates keeps a text from appearing twice in a batch "
+                                     "(a duplicate would be a false negative); batch_sampler does not")
+    gather_across_devices: bool = setting(True, "with several processes, score each query against every "
+                                          "device's passages")
     # optimisation
-    epochs: float = 1.0
-    learning_rate: float = 5e-5
-    batch_size: int = 64
-    gradient_accumulation_steps: int = 1
-    warmup_ratio: float = 0.1
-    lr_scheduler: str = "linear"
-    weight_decay: float = 0.01
-    max_seq_length: int | None = 128
-    max_steps: int = -1
-    seed: int = 42
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
-    tf32: bool = True
+    epochs: float = setting(1.0, "training epochs (fractions allowed)")
+    learning_rate: float = setting(5e-5, "peak learning rate")
+    batch_size: int = setting(64, "per-device batch size (the in-batch negatives of mnrl)")
+    gradient_accumulation_steps: int = setting(1, "batches accumulated per optimiser step")
+    warmup_ratio: float = setting(0.1, "share of the steps spent warming the learning rate up")
+    lr_scheduler: str = setting("linear", "learning-rate schedule (a transformers scheduler name)")
+    weight_decay: float = setting(0.01, "AdamW weight decay")
+    max_seq_length: int | None = setting(128, "token cap in training (the saved model keeps its inference length)")
+    max_steps: int = setting(-1, "stop after this many optimiser steps (-1: run the epochs)")
+    seed: int = setting(SPLIT_SEED, "random seed (data split, shuffling, initialisation)")
+    precision: Precision = setting("auto", "auto (bf16 where the GPU supports it, else fp16 on older GPUs, fp32 "
+                                   "on CPU), bf16, fp16 or fp32")
+    tf32: bool = setting(True, "allow TF32 matmuls on Ampere and newer GPUs")
     # run
-    output_dir: str = "medrag-finetuned"
-    checkpoints: bool = True
-    save_steps: int = 0
-    save_total_limit: int | None = 2
-    keep_checkpoints: bool = False
-    logging_steps: int = 10
-    resume: bool = False
-    report_to: Literal["none", "wandb", "tensorboard"] = "none"
-    run_name: str | None = None
-    evaluate_before: bool = True
-    eval_batch_size: int = 64
-    device: str | None = None
+    output_dir: str = setting("medrag-finetuned", "folder of the trained model, its matryoshka.json and model card")
+    checkpoints: bool = setting(True, "save checkpoints (false: none, no resume; for sweeps)")
+    save_steps: int = setting(0, "checkpoint every N steps (0: at each epoch end)")
+    save_total_limit: int | None = setting(2, "checkpoints kept on disk (none: all)")
+    keep_checkpoints: bool = setting(False, "keep the checkpoints after a successful run (default: deleted)")
+    logging_steps: int = setting(10, "log the loss every N steps")
+    resume: bool = setting(False, "continue from the last checkpoint in OUTPUT_DIR/checkpoints")
+    report_to: ReportTo = setting("none", "experiment tracker: none, wandb or tensorboard")
+    run_name: str | None = setting(None, "run name shown by the tracker")
+    evaluate_before: bool = setting(True, "score the model on the held-out pairs before training too")
+    eval_batch_size: int = setting(64, "encoding batch size of the before/after scores")
+    device: str | None = setting(None, "cpu, cuda... (default: CUDA when available); for the Python API")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -145,7 +144,7 @@ class FinetuneConfig:
             (self.loss in LOSSES, f"loss must be one of {LOSSES}"),
             (self.batch_sampler in SAMPLERS, f"batch_sampler must be one of {SAMPLERS}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
-            (self.report_to in ("none", "wandb", "tensorboard"), "report_to must be none, wandb or tensorboard"),
+            (self.report_to in REPORT_TO, f"report_to must be one of {REPORT_TO}"),
             (not self.dims or all(int(d) > 0 for d in self.dims), "dims must be positive"),
         ]
         for ok, msg in checks:

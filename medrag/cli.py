@@ -5,6 +5,7 @@ that adds its parser and sets ``func(args) -> int``:
 
 - ``medrag compare``  (this module): embed two texts and print their similarity per size;
 - ``medrag demo``     (:mod:`medrag.demo`);
+- ``medrag index``    (:mod:`medrag.indexing`);
 - ``medrag finetune`` (:mod:`finetune.cli`);
 - ``medrag evaluate`` (:mod:`evaluation.cli`).
 
@@ -24,7 +25,7 @@ from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.vectors import truncate_embeddings
 
 #: Modules that contribute subcommands, in the order of ``medrag --help``.
-SUBCOMMAND_MODULES = ("medrag.demo", "medrag.cli", "finetune.cli", "evaluation.cli")
+SUBCOMMAND_MODULES = ("medrag.demo", "medrag.cli", "medrag.indexing", "finetune.cli", "evaluation.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

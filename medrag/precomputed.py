@@ -40,12 +40,25 @@ class _Table:
     """Text -> row of one float32 matrix (the vectors as given)."""
 
     def __init__(self, vectors: Mapping[str, Any], side: str) -> None:
-        self.index = {text: i for i, text in enumerate(vectors)}
         rows = [np.asarray(v, dtype=np.float32).reshape(-1) for v in vectors.values()]
         sizes = {r.shape[0] for r in rows}
         if len(sizes) > 1:
             raise DimensionError(f"the precomputed {side} vectors have different sizes {sorted(sizes)}")
-        self.matrix = np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+        self._set(list(vectors), np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32), side)
+
+    @classmethod
+    def from_arrays(cls, texts: Sequence[str], matrix: Any, side: str) -> "_Table":
+        table = object.__new__(cls)
+        matrix = np.asarray(matrix, dtype=np.float32)  # no copy when it is float32 already
+        texts = list(texts)
+        if matrix.ndim != 2 or matrix.shape[0] != len(texts):
+            raise DimensionError(f"{len(texts)} {side} texts but vectors of shape {matrix.shape}: one row per text")
+        table._set(texts, matrix, side)
+        return table
+
+    def _set(self, texts: list[str], matrix: np.ndarray, side: str) -> None:
+        self.index = {text: i for i, text in enumerate(texts)}
+        self.matrix = matrix
         if not np.isfinite(self.matrix).all():
             bad = next(t for t, i in self.index.items() if not np.isfinite(self.matrix[i]).all())
             raise InvalidInputError(f"the precomputed {side} vector of {bad[:60]!r} has NaN or infinite values")
@@ -83,6 +96,27 @@ class PrecomputedEmbeddings(Embeddings):
                  fallback: MatryoshkaEncoder | None = None, dimension: int | None = None) -> None:
         self._documents = _Table(documents or {}, "document")
         self._queries = _Table(queries or {}, "query")
+        self._finish(spec, fingerprint, dims, fallback, dimension)
+
+    @classmethod
+    def from_arrays(cls, document_texts: Sequence[str] = (), document_vectors: Any = None,
+                    query_texts: Sequence[str] = (), query_vectors: Any = None, *, spec: str | None = None,
+                    fingerprint: str | None = None, dims: Sequence[int] | None = None,
+                    fallback: MatryoshkaEncoder | None = None, dimension: int | None = None) -> "PrecomputedEmbeddings":
+        """The same from parallel lists of texts and ``(n, full_dim)`` matrices (row ``i`` is text ``i``'s vector).
+
+        float32 matrices are used in place, not copied (a large cache stays in memory once).
+        """
+        empty = np.zeros((0, 0), dtype=np.float32)
+        obj = cls.__new__(cls)
+        obj._documents = _Table.from_arrays(document_texts, empty if document_vectors is None else document_vectors,
+                                            "document")
+        obj._queries = _Table.from_arrays(query_texts, empty if query_vectors is None else query_vectors, "query")
+        obj._finish(spec, fingerprint, dims, fallback, dimension)
+        return obj
+
+    def _finish(self, spec: str | None, fingerprint: str | None, dims: Sequence[int] | None,
+                fallback: MatryoshkaEncoder | None, dimension: int | None) -> None:
         sizes = {d for d in (self._documents.dim, self._queries.dim) if d is not None}
         if fallback is not None:
             sizes.add(int(fallback.full_dim))
@@ -142,12 +176,15 @@ class PrecomputedEmbeddings(Embeddings):
     # ------------------------------------------------------------------ LangChain API
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        """Passages' vectors at :attr:`dimension`."""
-        return truncate_embeddings(self.encode_documents(texts), self.dimension).tolist()
+        """Passages' vectors at :attr:`dimension` (as given at the full size)."""
+        return self._at_dimension(self.encode_documents(texts)).tolist()
 
     def embed_query(self, text: str) -> list[float]:
-        """One query's vector at :attr:`dimension`."""
-        return truncate_embeddings(self.encode_queries([text]), self.dimension)[0].tolist()
+        """One query's vector at :attr:`dimension` (as given at the full size)."""
+        return self._at_dimension(self.encode_queries([text]))[0].tolist()
+
+    def _at_dimension(self, vecs: np.ndarray) -> np.ndarray:
+        return vecs if self.dimension == self.full_dim else truncate_embeddings(vecs, self.dimension)
 
     def __repr__(self) -> str:
         return (f"PrecomputedEmbeddings(model={self.spec!r}, documents={len(self._documents.index)}, "

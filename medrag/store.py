@@ -37,7 +37,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
-from medrag._store_codec import ENCODINGS, decode_rows, encode_rows
+from medrag.vector_codec import ENCODINGS, decode_rows, encode_rows
 from medrag._store_lock import DirectoryLock
 from medrag.embeddings import validate_texts
 from medrag.encoder import is_encoder
@@ -754,10 +754,11 @@ class MatryoshkaChroma(VectorStore):
     ) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Run both stages; return all candidates' ids, full vectors and cosine scores, best first.
 
-        Stage 1 asks Chroma for ids and distances only; stage 2 reads the candidates' full
-        vectors through :meth:`get_full_vectors`'s storage path. Texts are fetched afterwards,
-        for the returned hits only (:meth:`_documents`). A candidate deleted between the two
-        stages is dropped.
+        Stage 1 asks Chroma for the candidates' ids, distances and metadatas (which carry the
+        packed full vectors) but not their texts; stage 2 decodes the full vectors with the
+        same code as :meth:`get_full_vectors` (``_decode_full``) and scores them. Texts are
+        fetched afterwards, for the returned hits only (:meth:`_documents`). The layout was
+        chosen by measurement (``docs/store.md``, "The rerank path").
 
         When ``stats`` is a dict, it receives each returned candidate's coarse cosine and 1-based
         stage-1 rank (``coarse_scores``, ``coarse_ranks``) and the seconds spent per stage
@@ -777,14 +778,14 @@ class MatryoshkaChroma(VectorStore):
             n_results=n,
             where=filter or None,
             where_document=where_document or None,
-            include=["distances"],
+            # the metadatas carry the packed full vectors; no documents: texts are read for the hits only
+            include=["metadatas", "distances"],
         )
         t1 = time.perf_counter()
         ids = list(res["ids"][0])
         distances = np.asarray(res["distances"][0], dtype=np.float64)
-        metas = self._full_metadatas(ids)
-        keep = [i for i, id_ in enumerate(ids) if id_ in metas]
-        ids, distances = [ids[i] for i in keep], distances[keep]
+        metas = dict(zip(ids, res["metadatas"][0]))
+        keep = list(range(len(ids)))
         if not ids:
             if stats is not None:
                 stats.update(coarse_scores=np.zeros(0), coarse_ranks=np.zeros(0, int), coarse_s=t1 - t0, rerank_s=0.0)

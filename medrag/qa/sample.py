@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from medrag.errors import DataError, InvalidInputError
+from medrag.errors import DataError, InvalidInputError, UnknownNameError
 from medrag.qa.task import IRTask
 
 logger = logging.getLogger(__name__)
@@ -150,11 +150,11 @@ class SampleCorpus:
         return [p.passage_id for p in self.passages]
 
     def passage(self, passage_id: str) -> SamplePassage:
-        """The passage with this id (``KeyError`` if there is none)."""
+        """The passage with this id (:class:`~medrag.errors.UnknownNameError`, a ``KeyError``, if there is none)."""
         for p in self.passages:
             if p.passage_id == passage_id:
                 return p
-        raise KeyError(passage_id)
+        raise UnknownNameError(f"no passage {passage_id!r} in the sample corpus")
 
 
 def load_sample_corpus(path: str | os.PathLike[str] | None = None) -> SampleCorpus:

@@ -16,7 +16,8 @@ Domains (:data:`DOMAINS`):
 Choices are made on the macro-average over :data:`CHOICE_DOMAINS` of the ``val`` part, size by size.
 
 Pilot mode (``pilot=True``) caps each domain at ``max_queries`` queries (default 300) and
-``max_passages`` passages (default 3000), for sweeps on 2 CPU cores: the kept queries are the
+``max_passages`` passages (default 1500: about 4,000 texts in all, which e5-small encodes in about
+5 minutes on 2 CPU cores, docs/results.md "Validation suite"), for sweeps on 2 CPU cores: the kept queries are the
 first by a stable hash of their ids, every passage relevant to them is kept, and the corpus is
 filled up to the cap with the other passages in hash order (deterministic; the same suite every run,
 so the embedding cache is hit).
@@ -38,6 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medrag.errors import DataError
+from medrag.qa.french_text import document_task
+from medrag.qa.pairs import load_frenchmedmcqa
+from medrag.qa.sample import load_sample_corpus
 from medrag.qa.task import IRTask
 
 logger = logging.getLogger(__name__)
@@ -48,7 +52,7 @@ CHOICE_DOMAINS: tuple[str, ...] = ("frenchmedmcqa", "leaflets", "cases", "abstra
 REPORT_ONLY: tuple[str, ...] = ("sample",)
 SUITE_PARTS = ("val", "test")
 PILOT_MAX_QUERIES = 300
-PILOT_MAX_PASSAGES = 3000
+PILOT_MAX_PASSAGES = 1500
 #: Default folder holding ``frenchmedmcqa/`` and ``french-medical-text/`` (beside a checkout);
 #: override with ``data_root=`` or ``$MEDRAG_DATA``.
 DEFAULT_DATA_ROOT = Path("..") / "shared" / "data"
@@ -102,22 +106,15 @@ def domain_task(domain: str, part: str = "val", root: str | os.PathLike[str] | N
         raise DataError(f"unknown suite part {part!r}; use 'val' (for choices) or 'test' (reported once)")
     root_dir = resolve_data_root(root)
     if domain == "frenchmedmcqa":
-        from medrag.qa.pairs import load_frenchmedmcqa
-
         folder = root_dir / "frenchmedmcqa"
         split = "dev" if part == "val" else "test"
         ds = load_frenchmedmcqa(folder, train_splits=(), eval_split=split)
         task = ds.eval_task(name=f"frenchmedmcqa ({part}: {split}.json)")
     elif domain in ("leaflets", "cases", "abstracts"):
-        from medrag.qa.french_text import document_task
-
         task = document_task(domain, part, root_dir / "french-medical-text")
     elif domain == "sample":
-        from medrag.qa.sample import load_sample_corpus
-
-        corpus = load_sample_corpus()
-        task = IRTask.from_pairs(corpus.pairs("eval"), name="sample (eval, report-only)",
-                                 extra_corpus=corpus.texts())
+        task = load_sample_corpus().task("eval")  # every passage that answers a question is relevant
+        task.name = f"sample v{task.extra['sample_version']} (eval, report-only)"
     else:
         raise DataError(f"unknown suite domain {domain!r}; use any of {', '.join(DOMAINS)}")
     return task

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from evaluation.retrieval import rank_documents
-from evaluation.store_eval import _exact_funnel, evaluate_store
+from evaluation.store_eval import exact_funnel, evaluate_store
 from medrag import PrecomputedEmbeddings
 
 from .helpers import TEXTS, counting, tiny_task
@@ -24,22 +24,22 @@ def unit(x):
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def test_exact_funnel_with_every_candidate_is_flat_search():
+def testexact_funnel_with_every_candidate_is_flat_search():
     rng = np.random.default_rng(0)
     d, q = unit(rng.normal(size=(50, 16))), unit(rng.normal(size=16))
     ids = [f"d{i}" for i in range(50)]
     flat = rank_documents(q[None], d, ids, 10)[0]
-    assert _exact_funnel(unit(q[:4]), q, unit(d[:, :4]), d, ids, candidates=50, k=10) == flat
+    assert exact_funnel(unit(q[:4]), q, unit(d[:, :4]), d, ids, candidates=50, k=10) == flat
 
 
-def test_exact_funnel_reranks_only_the_coarse_candidates():
+def testexact_funnel_reranks_only_the_coarse_candidates():
     # coarse (the sign of the first coordinate) keeps a and b; full size prefers c, which the cut removed
     ids = ["a", "b", "c"]
     full = unit(np.array([[0.9, 0.1], [0.8, 0.6], [-0.1, 1.0]]))
     q = unit(np.array([0.1, 1.0]))
     coarse = unit(full[:, :1])
-    assert _exact_funnel(unit(q[:1]), q, coarse, full, ids, candidates=2, k=3) == ["b", "a"]
-    assert _exact_funnel(unit(q[:1]), q, coarse, full, ids, candidates=3, k=3)[0] == "c"
+    assert exact_funnel(unit(q[:1]), q, coarse, full, ids, candidates=2, k=3) == ["b", "a"]
+    assert exact_funnel(unit(q[:1]), q, coarse, full, ids, candidates=3, k=3)[0] == "c"
 
 
 def test_precomputed_copy_returns_given_vectors_without_encoding(tiny_embeddings):
@@ -78,7 +78,7 @@ class ExactStore:
         from medrag import truncate_embeddings
 
         q = self.embedding.encode_queries([query])[0]
-        order = _exact_funnel(truncate_embeddings(q, self.coarse_dim), q, self.coarse, self.full, self.ids,
+        order = exact_funnel(truncate_embeddings(q, self.coarse_dim), q, self.coarse, self.full, self.ids,
                               candidates or self.candidates, k)
         return [(Document(page_content="", id=i), 0.0) for i in order]
 

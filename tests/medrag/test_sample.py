@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from medrag.errors import DataError, InvalidInputError
+from medrag.errors import DataError, InvalidInputError, UnknownNameError
 from medrag.qa.sample import FORMAT_VERSION, SAMPLE_VERSION, SPLITS, load_sample_corpus
 
 HEADER = {"format": "medrag-sample", "format_version": 2, "sample_version": 7}
@@ -109,6 +109,8 @@ def test_task_has_every_relevant_passage_and_passage_ids():
         corpus.task("test")
     with pytest.raises(InvalidInputError, match="split"):
         corpus.pairs("dev")
+    with pytest.raises(UnknownNameError, match="lab-999"):
+        corpus.passage("lab-999")
     with pytest.raises(InvalidInputError, match="limit"):
         corpus.task("eval", limit=0)
 

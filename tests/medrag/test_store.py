@@ -28,7 +28,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_tests.integration_tests import VectorStoreIntegrationTests
 
 from medrag import CollectionMismatchError, DimensionError, MatryoshkaChroma
-from medrag._store_codec import decode_rows, encode_rows
+from medrag.vector_codec import decode_rows, encode_rows
 from medrag.store import FULL_KEY
 
 REPO = Path(__file__).resolve().parents[2]
@@ -783,11 +783,11 @@ encode = emb.encode_documents
 calls = [0]
 def encode_documents(texts):  # report each batch, so the test can kill at any stage of the add
     calls[0] += 1
-    print("batch", calls[0], flush=True)
+    print("batch", calls[0], len(texts), flush=True)
     return encode(texts)
 emb.encode_documents = encode_documents
 store = MatryoshkaChroma("crash", emb, persist_directory=sys.argv[1], deterministic_ids=True)
-print("start", flush=True)
+print("start", len(store), flush=True)
 store.add_texts(texts, [{"i": i} for i in range(n)], batch_size=250, show_progress=False)
 print("done", len(store), flush=True)
 """
@@ -796,7 +796,7 @@ print("done", len(store), flush=True)
 @pytest.mark.integration
 def test_sigkill_during_add_then_resume(tmp_path, tiny_model_dir, tiny_embeddings) -> None:
     """A process adding 10,000 texts is SIGKILLed at random moments; the store stays consistent
-    and re-running the same add completes it."""
+    and re-running the same add completes it, encoding only what was not stored."""
     import chromadb
 
     n = 10_000
@@ -809,9 +809,11 @@ def test_sigkill_during_add_then_resume(tmp_path, tiny_model_dir, tiny_embedding
     seen_counts = []
     for attempt in range(3):
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-        assert proc.stdout.readline().strip() == "start"
-        target = rng.randrange(1, n // 250)  # 40 batches of 250: kill while batch `target` runs
-        while proc.stdout.readline().split() != ["batch", str(target)]:
+        start = proc.stdout.readline().split()
+        assert start[0] == "start" and int(start[1]) == (seen_counts[-1] if seen_counts else 0)
+        remaining = (n - int(start[1])) // 250  # stored batches are skipped, not re-encoded
+        target = rng.randrange(1, max(remaining, 2))  # kill while batch `target` of the rest runs
+        while proc.stdout.readline().split()[:2] != ["batch", str(target)]:
             assert proc.poll() is None, "the worker ended early"
         time.sleep(rng.uniform(0.0, 0.5))  # somewhere in that batch's encode or upsert
         proc.send_signal(signal.SIGKILL)
@@ -832,6 +834,8 @@ def test_sigkill_during_add_then_resume(tmp_path, tiny_model_dir, tiny_embedding
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-1] == str(n)
+    encoded = sum(int(line.split()[2]) for line in done.stdout.splitlines() if line.startswith("batch"))
+    assert encoded == n - seen_counts[-1], "the resumed add re-encoded stored texts"
     store = MatryoshkaChroma("crash", tiny_embeddings, client=chromadb.PersistentClient(path), deterministic_ids=True)
     assert len(store) == n
     texts = [f"document {i} : bilan sanguin, ferritine {i % 101}, CRP {i % 37}, patient {i % 13}" for i in (0, 4321, n - 1)]

@@ -1,5 +1,8 @@
 """How the store packs each record's full-size vector into a Chroma metadata string.
 
+Public so that tools reading or writing the same format (the store benchmark's layouts and
+vector caches) use this code rather than a copy of it.
+
 The full vector travels with its record (same upsert, same row), so every client that can
 read the record (another process, a restart, a Chroma server) reads its full vector too,
 and the stage-1 query returns the candidates' full vectors in the same call.
@@ -32,13 +35,28 @@ def encoded_size(encoding: str, dim: int) -> int:
     return {"int8": dim + 4, "float16": 2 * dim, "float32": 4 * dim}[encoding]
 
 
+def quantize_int8(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-row int8: ``(q, scale)`` with ``q = round(v / scale)`` in [-127, 127] and
+    ``scale = max|v| / 127`` (1 for a zero row); ``q * scale[:, None]`` approximates ``vectors``.
+
+    Example::
+
+        >>> import numpy as np
+        >>> q, scale = quantize_int8(np.array([[0.5, -1.0, 0.25]]))
+        >>> q.tolist(), scale.tolist()
+        ([[64, -127, 32]], [0.007874015718698502])
+    """
+    arr = np.asarray(vectors, dtype=np.float32)
+    peak = np.abs(arr).max(axis=1)
+    scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+    return np.clip(np.rint(arr / scale[:, None]), -127, 127).astype(np.int8), scale
+
+
 def encode_rows(vectors: np.ndarray, encoding: str) -> list[str]:
     """Pack each row of a ``(n, dim)`` float array into an ASCII string."""
     arr = np.ascontiguousarray(vectors, dtype=np.float32)
     if encoding == "int8":
-        peak = np.abs(arr).max(axis=1)
-        scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
-        q = np.clip(np.rint(arr / scale[:, None]), -127, 127).astype(np.int8)
+        q, scale = quantize_int8(arr)
         raw = np.concatenate([q.view(np.uint8), scale[:, None].view(np.uint8)], axis=1)
     elif encoding == "float16":
         raw = arr.astype(np.float16).view(np.uint8)
