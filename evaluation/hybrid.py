@@ -10,15 +10,15 @@ for candidates sharing a term with the query); :func:`medrag.lexical.fusion.fuse
 
 Example::
 
-    >>> from medrag import MatryoshkaEmbeddings
-    >>> from medrag.qa.sample import sample_task
-    >>> from evaluation.hybrid import evaluate_hybrid
-    >>> emb = MatryoshkaEmbeddings()
-    >>> task = sample_task()
-    >>> q = emb.encode_queries(list(task.queries.values()))
-    >>> d = emb.encode_documents(list(task.corpus.values()))
-    >>> result = evaluate_hybrid(task, q, d, dims=[384, 64], weights=[0.3])
-    >>> print(result.to_markdown())
+    from medrag import MatryoshkaEmbeddings
+    from medrag.qa.sample import sample_task
+    from evaluation.hybrid import evaluate_hybrid
+    emb = MatryoshkaEmbeddings()
+    task = sample_task()
+    q = emb.encode_queries(list(task.queries.values()))
+    d = emb.encode_documents(list(task.corpus.values()))
+    result = evaluate_hybrid(task, q, d, dims=[384, 64], weights=[0.3])
+    print(result.to_markdown())
 """
 
 from __future__ import annotations
@@ -234,9 +234,9 @@ def evaluate_hybrid_suite(embeddings, suite, dims: Sequence[int] | None = None, 
 
     Example::
 
-        >>> from medrag.qa.suite import build_suite
-        >>> res = evaluate_hybrid_suite(MatryoshkaEmbeddings(), build_suite("val", pilot=True), weights=[0.1, 0.3])
-        >>> print(res.to_markdown())
+        from medrag.qa.suite import build_suite
+        res = evaluate_hybrid_suite(MatryoshkaEmbeddings(), build_suite("val", pilot=True), weights=[0.1, 0.3])
+        print(res.to_markdown())
     """
     cache = cache if cache is not None else EmbeddingCache()
     sizes = sorted({int(d) for d in (dims if dims is not None else embeddings.dims)}, reverse=True)

@@ -487,6 +487,11 @@ class MatryoshkaChroma(VectorStore):
         self._sidecar.set_stamp(self._cid, generation)
 
     @property
+    def lexical_weight(self) -> float:
+        """Default weight of the lexical side in :meth:`hybrid_search` (0 = dense only)."""
+        return self._lexical_weight
+
+    @property
     def lexical(self) -> LexicalSidecar:
         """The hybrid search's lexical index manager (``store.lexical.index()`` gives a fresh BM25 index)."""
         return self._lexical
@@ -1104,7 +1109,7 @@ class MatryoshkaChroma(VectorStore):
 
         Example::
 
-            >>> store.hybrid_search("INR cible sous AVK", k=3, lexical_weight=0.3)
+            store.hybrid_search("INR cible sous AVK", k=3, lexical_weight=0.3)
 
         Args:
             query: the query text.
