@@ -198,8 +198,18 @@ class HybridSuiteResult:
                  for d in self.choice_domains for dim in self.sizes]
         return max(drops)
 
+    def recommended_weight(self, max_drop: float = 0.01) -> float | None:
+        """The weight with the best macro ``metric`` averaged over sizes among those that lose at most
+        ``max_drop`` against dense-only on every choice domain at every size (``None``: no such weight).
+        The rule the store's default lexical weight was chosen by (on the ``val`` part)."""
+        ok = [w for w in self.weights if self.worst_drop(w)[0] <= max_drop]
+        if not ok:
+            return None
+        return max(ok, key=lambda w: (np.mean([self.macro("hybrid", dim, w) for dim in self.sizes]), -w))
+
     def to_dict(self) -> dict:
         return {"part": self.part, "pilot": self.pilot, "metric": self.metric, "choice_domains": self.choice_domains,
+                "recommended_weight": self.recommended_weight(),
                 "domains": {d: r.to_dict() for d, r in self.domains.items()},
                 "macro": {"lexical": self.macro("lexical"),
                           "dense": {str(dim): self.macro("dense", dim) for dim in self.sizes},
@@ -222,6 +232,9 @@ class HybridSuiteResult:
         for x in w:
             drop, dom, dim = self.worst_drop(x)
             lines.append(f"- w={x:g}: {drop:+.4f} ({dom} at {dim})")
+        best = self.recommended_weight()
+        lines += ["", f"Best macro {self.metric} (mean over sizes) with no domain more than 0.01 below dense-only: "
+                      + (f"w={best:g}" if best is not None else "none")]
         for name, res in self.domains.items():
             lines += ["", f"### {name}", "", res.to_markdown(self.metric)]
         return "\n".join(lines)

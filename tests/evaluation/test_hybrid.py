@@ -128,3 +128,5 @@ def test_hybrid_suite_macro_and_worst_drop(tiny_embeddings) -> None:
     drop, domain, dim = res.worst_drop(0.5)
     assert domain in ("a", "b") and dim in (128, 64)
     assert "macro ndcg@10 over a, b" in res.to_markdown() and json.dumps(res.to_dict())
+    assert res.recommended_weight(max_drop=1.0) in (0.0, 0.5)
+    assert res.recommended_weight(max_drop=-1.0) is None
