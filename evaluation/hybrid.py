@@ -34,7 +34,7 @@ from evaluation.metrics import DEFAULT_METRICS, max_k, mean_metrics, per_query_m
 from evaluation.retrieval import SizeResult
 from medrag.errors import InvalidInputError
 from medrag.lexical.analyzer import AnalyzerOptions
-from medrag.lexical.fusion import FUSION_METHODS, RRF_K, check_weight, fuse
+from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FUSION_METHODS, RRF_K, check_weight, fuse
 from medrag.qa.task import IRTask
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class HybridEvalResult:
     lexical: dict[str, np.ndarray]
     dense: dict[int, SizeResult]
     hybrid: dict[float, dict[int, SizeResult]]
-    method: str = "rrf"
+    method: str = DEFAULT_FUSION
     depth: int = DEFAULT_DEPTH
     rrf_k: int = RRF_K
     analyzer: dict = field(default_factory=dict)
@@ -88,7 +88,8 @@ class HybridEvalResult:
         head = ["size", "dense", "lexical"] + [f"hybrid w={w:g}" for w in weights] + \
                [f"Δ w={w:g}" for w in weights]
         lex = self.score("lexical", metric=metric)
-        lines = [f"{metric}; fusion {self.method} (k={self.rrf_k}) over {self.depth}+{self.depth} candidates; "
+        fusion = f"rrf (k={self.rrf_k})" if self.method == "rrf" else self.method
+        lines = [f"{metric}; fusion {fusion} over {self.depth}+{self.depth} candidates; "
                  f"analyzer {self.analyzer.get('signature', '?')}", "",
                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for dim in self.sizes:
@@ -113,7 +114,7 @@ def lexical_rankings(task: IRTask, options: AnalyzerOptions | None = None, depth
 
 
 def evaluate_hybrid(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray, dims: Sequence[int], *,
-                    weights: Sequence[float] = (0.3,), method: str = "rrf", rrf_k: int = RRF_K,
+                    weights: Sequence[float] = (DEFAULT_LEXICAL_WEIGHT,), method: str = DEFAULT_FUSION, rrf_k: int = RRF_K,
                     depth: int = DEFAULT_DEPTH, options: AnalyzerOptions | None = None,
                     metrics: Sequence[str] = DEFAULT_METRICS, show_progress: bool = False) -> HybridEvalResult:
     """Score lexical, dense and hybrid search at each size from full-size vectors ordered as the task.
@@ -240,8 +241,8 @@ class HybridSuiteResult:
         return "\n".join(lines)
 
 
-def evaluate_hybrid_suite(embeddings, suite, dims: Sequence[int] | None = None, *, weights: Sequence[float] = (0.3,),
-                          method: str = "rrf", options: AnalyzerOptions | None = None, cache=None,
+def evaluate_hybrid_suite(embeddings, suite, dims: Sequence[int] | None = None, *,
+                          weights: Sequence[float] = (DEFAULT_LEXICAL_WEIGHT,), method: str = DEFAULT_FUSION, options: AnalyzerOptions | None = None, cache=None,
                           metrics: Sequence[str] = DEFAULT_METRICS, show_progress: bool = False) -> HybridSuiteResult:
     """:func:`evaluate_hybrid` on every domain of a :class:`medrag.qa.suite.ValidationSuite`, from the
     evaluator's embedding cache (a suite already scored by ``medrag evaluate --suite`` is not re-encoded).
