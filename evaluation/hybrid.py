@@ -30,12 +30,15 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
+from evaluation.cache import EmbeddingCache
 from evaluation.metrics import DEFAULT_METRICS, max_k, mean_metrics, per_query_metrics
 from evaluation.retrieval import SizeResult
 from medrag.errors import InvalidInputError
 from medrag.lexical.analyzer import AnalyzerOptions
+from medrag.lexical.bm25 import BM25Index
 from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FUSION_METHODS, RRF_K, check_weight, fuse
 from medrag.qa.task import IRTask
+from medrag.vectors import truncate_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +107,6 @@ class HybridEvalResult:
 def lexical_rankings(task: IRTask, options: AnalyzerOptions | None = None, depth: int = DEFAULT_DEPTH,
                      show_progress: bool = False):
     """The BM25 index of ``task.corpus`` and each query's ``depth`` best (id, score) pairs."""
-    from medrag.lexical.bm25 import BM25Index
-
     index = BM25Index(options)
     index.add(list(task.corpus), list(task.corpus.values()))
     runs = [dict(zip(*index.search(text, depth)))
@@ -128,8 +129,6 @@ def evaluate_hybrid(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray, 
         depth: candidates from each side.
         options: the analyzer's options (default: :class:`AnalyzerOptions`'s defaults).
     """
-    from medrag.vectors import truncate_embeddings
-
     weights = [check_weight(w) for w in weights]
     if method not in FUSION_METHODS:
         raise InvalidInputError(f"unknown fusion method {method!r}; use one of {FUSION_METHODS}")
@@ -253,8 +252,6 @@ def evaluate_hybrid_suite(embeddings, suite, dims: Sequence[int] | None = None, 
         res = evaluate_hybrid_suite(MatryoshkaEmbeddings(), build_suite("val", pilot=True), weights=[0.1, 0.3])
         print(res.to_markdown())
     """
-    from evaluation.cache import EmbeddingCache
-
     cache = cache if cache is not None else EmbeddingCache()
     sizes = sorted({int(d) for d in (dims if dims is not None else embeddings.dims)}, reverse=True)
     domains: dict[str, HybridEvalResult] = {}

@@ -11,7 +11,7 @@
 
 Example::
 
-    $ medrag demo                 # ~1 min on 2 CPU cores after the model's one-time conversion
+    $ medrag demo                 # offline, on a laptop CPU, after the model's one-time conversion
     $ medrag demo --finetune      # adds a short fine-tune (a few minutes on CPU)
 """
 

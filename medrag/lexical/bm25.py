@@ -7,7 +7,7 @@ each document's analysed terms (as vocabulary ids) and rebuilds the score matrix
 the first search after a change: analysis, the expensive part, is never redone, and a
 batch of writes costs one rebuild. The matrix is computed here in a few vectorised numpy
 steps with bm25s's Lucene formulas (bm25s's own builder loops over documents in Python,
-about 10x slower at 100k passages) and handed to ``bm25s.BM25`` for query scoring. Deleted or replaced documents leave the matrix at that
+much slower on a large corpus) and handed to ``bm25s.BM25`` for query scoring. Deleted or replaced documents leave the matrix at that
 rebuild. ``docs/benchmarks.md`` gives the measured build rate, rebuild time and size.
 
 The whole index (ids, vocabulary, terms, generation, analyzer signature) is one ``.npz``
@@ -30,6 +30,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Collection, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -235,6 +236,4 @@ def _score_matrix(rows: list[np.ndarray], n_terms: int, k1: float, b: float) -> 
 
 
 def _options_json(options: AnalyzerOptions) -> dict:
-    from dataclasses import asdict
-
     return {**asdict(options), "extra_stopwords": list(options.extra_stopwords)}
