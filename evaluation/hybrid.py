@@ -36,7 +36,7 @@ from evaluation.retrieval import SizeResult
 from medrag.errors import InvalidInputError
 from medrag.lexical.analyzer import AnalyzerOptions
 from medrag.lexical.bm25 import BM25Index
-from medrag.lexical.fusion import FUSION_METHODS, RRF_K, check_weight, fuse
+from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FUSION_METHODS, RRF_K, check_weight, fuse
 from medrag.qa.task import IRTask
 from medrag.vectors import truncate_embeddings
 
@@ -61,7 +61,7 @@ class HybridEvalResult:
     lexical: dict[str, np.ndarray]
     dense: dict[int, SizeResult]
     hybrid: dict[float, dict[int, SizeResult]]
-    method: str = "rrf"
+    method: str = DEFAULT_FUSION
     depth: int = DEFAULT_DEPTH
     rrf_k: int = RRF_K
     analyzer: dict = field(default_factory=dict)
@@ -91,7 +91,8 @@ class HybridEvalResult:
         head = ["size", "dense", "lexical"] + [f"hybrid w={w:g}" for w in weights] + \
                [f"Δ w={w:g}" for w in weights]
         lex = self.score("lexical", metric=metric)
-        lines = [f"{metric}; fusion {self.method} (k={self.rrf_k}) over {self.depth}+{self.depth} candidates; "
+        fusion = f"rrf (k={self.rrf_k})" if self.method == "rrf" else self.method
+        lines = [f"{metric}; fusion {fusion} over {self.depth}+{self.depth} candidates; "
                  f"analyzer {self.analyzer.get('signature', '?')}", "",
                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for dim in self.sizes:
@@ -114,7 +115,7 @@ def lexical_rankings(task: IRTask, options: AnalyzerOptions | None = None, depth
 
 
 def evaluate_hybrid(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray, dims: Sequence[int], *,
-                    weights: Sequence[float] = (0.3,), method: str = "rrf", rrf_k: int = RRF_K,
+                    weights: Sequence[float] = (DEFAULT_LEXICAL_WEIGHT,), method: str = DEFAULT_FUSION, rrf_k: int = RRF_K,
                     depth: int = DEFAULT_DEPTH, options: AnalyzerOptions | None = None,
                     metrics: Sequence[str] = DEFAULT_METRICS, show_progress: bool = False) -> HybridEvalResult:
     """Score lexical, dense and hybrid search at each size from full-size vectors ordered as the task.
@@ -197,8 +198,18 @@ class HybridSuiteResult:
                  for d in self.choice_domains for dim in self.sizes]
         return max(drops)
 
+    def recommended_weight(self, max_drop: float = 0.01) -> float | None:
+        """The weight with the best macro ``metric`` averaged over sizes among those that lose at most
+        ``max_drop`` against dense-only on every choice domain at every size (``None``: no such weight).
+        The rule the store's default lexical weight was chosen by (on the ``val`` part)."""
+        ok = [w for w in self.weights if self.worst_drop(w)[0] <= max_drop]
+        if not ok:
+            return None
+        return max(ok, key=lambda w: (np.mean([self.macro("hybrid", dim, w) for dim in self.sizes]), -w))
+
     def to_dict(self) -> dict:
         return {"part": self.part, "pilot": self.pilot, "metric": self.metric, "choice_domains": self.choice_domains,
+                "recommended_weight": self.recommended_weight(),
                 "domains": {d: r.to_dict() for d, r in self.domains.items()},
                 "macro": {"lexical": self.macro("lexical"),
                           "dense": {str(dim): self.macro("dense", dim) for dim in self.sizes},
@@ -221,13 +232,16 @@ class HybridSuiteResult:
         for x in w:
             drop, dom, dim = self.worst_drop(x)
             lines.append(f"- w={x:g}: {drop:+.4f} ({dom} at {dim})")
+        best = self.recommended_weight()
+        lines += ["", f"Best macro {self.metric} (mean over sizes) with no domain more than 0.01 below dense-only: "
+                      + (f"w={best:g}" if best is not None else "none")]
         for name, res in self.domains.items():
             lines += ["", f"### {name}", "", res.to_markdown(self.metric)]
         return "\n".join(lines)
 
 
-def evaluate_hybrid_suite(embeddings, suite, dims: Sequence[int] | None = None, *, weights: Sequence[float] = (0.3,),
-                          method: str = "rrf", options: AnalyzerOptions | None = None, cache=None,
+def evaluate_hybrid_suite(embeddings, suite, dims: Sequence[int] | None = None, *,
+                          weights: Sequence[float] = (DEFAULT_LEXICAL_WEIGHT,), method: str = DEFAULT_FUSION, options: AnalyzerOptions | None = None, cache=None,
                           metrics: Sequence[str] = DEFAULT_METRICS, show_progress: bool = False) -> HybridSuiteResult:
     """:func:`evaluate_hybrid` on every domain of a :class:`medrag.qa.suite.ValidationSuite`, from the
     evaluator's embedding cache (a suite already scored by ``medrag evaluate --suite`` is not re-encoded).
