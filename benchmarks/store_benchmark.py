@@ -46,6 +46,10 @@ import numpy as np
 
 from medrag.vector_codec import quantize_int8
 
+# The rest of medrag (and evaluation, LangChain, Chroma, torch) is imported inside the subcommand
+# that needs it: each measured child process loads only the store it measures, and `encode --pack`
+# runs where only numpy, torch and transformers are installed.
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "medquad" / "medquad.jsonl"
 DEFAULT_CACHE = Path(os.environ.get("MEDRAG_BENCH_CACHE", Path.home() / ".cache" / "medrag" / "bench"))
@@ -572,6 +576,8 @@ def layouts(args: argparse.Namespace) -> None:
     sidecar       int8 in a SQLite table beside the persist folder (not in the record); stage 1 ids +
                   distances, one SELECT of the candidates' blobs, rerank, then a get of the top 10
     """
+    import base64
+
     import chromadb
 
     from medrag.vector_codec import decode_rows, encode_rows

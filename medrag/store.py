@@ -47,8 +47,11 @@ from medrag.errors import (CollectionMismatchError, DimensionError, InvalidArgum
                            StoreConnectionError, StoreError, StoreLockedError)
 from medrag.lexical.analyzer import AnalyzerOptions
 from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FUSION_METHODS, check_weight
+from medrag.lexical.hybrid import hybrid_candidates
 from medrag.lexical.sidecar import LexicalSidecar
+from medrag.retriever import MatryoshkaRetriever
 
+# chromadb (heavy: its client, errors and validators) and tqdm are imported where a store uses them.
 if TYPE_CHECKING:
     import chromadb
 
@@ -75,11 +78,10 @@ ROTATION_KEY = "medrag:rotation_data"
 ROTATIONS = ("none", "pca")
 #: Collection-metadata key of the write generation (see :attr:`MatryoshkaChroma.write_generation`).
 GENERATION_KEY = "medrag:generation"
-#: Stage-1 candidates when neither the constructor nor the call says. Provisional: on the
-#: embedded e5-small, which is not Matryoshka-trained, no value up to 1,600 reaches recall@10
-#: 0.99 at coarse 64 (``docs/benchmarks.md``), and latency grows linearly with it (about 2.5 ms
-#: per 100 on 2 cores). 100 keeps a query within ~3x of plain Chroma; choose per model from the
-#: benchmark's candidates/coarse table (``benchmarks/store_benchmark.py run``).
+#: Stage-1 candidates when neither the constructor nor the call says. Provisional: a trade-off of
+#: recall against latency (which grows linearly with it), measured on the embedded e5-small in
+#: ``docs/benchmarks.md``; choose per model from the benchmark's candidates/coarse table
+#: (``benchmarks/store_benchmark.py run``).
 DEFAULT_CANDIDATES = 100
 #: Stage-1 (HNSW) size: e5's smallest trained Matryoshka size.
 DEFAULT_COARSE_DIM = 64
@@ -483,6 +485,11 @@ class MatryoshkaChroma(VectorStore):
             keep = [(i, b) for (i, _), b in zip(good, blobs) if b is not None]  # corrupt: read (and named) from Chroma
             self._sidecar.put(self._cid, [i for i, _ in keep], [b for _, b in keep])
         self._sidecar.set_stamp(self._cid, generation)
+
+    @property
+    def lexical_weight(self) -> float:
+        """Default weight of the lexical side in :meth:`hybrid_search` (0 = dense only)."""
+        return self._lexical_weight
 
     @property
     def lexical(self) -> LexicalSidecar:
@@ -1085,8 +1092,6 @@ class MatryoshkaChroma(VectorStore):
     def _hybrid(self, query: str, vector: np.ndarray, k: int, filter: dict[str, Any] | None,
                 candidates: int | None, where_document: dict[str, Any] | None, lexical_weight: float | None,
                 fusion: str | None, lexical_candidates: int | None):
-        from medrag.lexical.hybrid import hybrid_candidates
-
         return hybrid_candidates(
             self, query, vector, k, lexical_weight=self._lexical_weight if lexical_weight is None else lexical_weight,
             fusion=fusion or self._fusion, candidates=candidates, lexical_candidates=lexical_candidates,
@@ -1104,7 +1109,7 @@ class MatryoshkaChroma(VectorStore):
 
         Example::
 
-            >>> store.hybrid_search("INR cible sous AVK", k=3, lexical_weight=0.3)
+            store.hybrid_search("INR cible sous AVK", k=3, lexical_weight=0.3)
 
         Args:
             query: the query text.
@@ -1132,8 +1137,6 @@ class MatryoshkaChroma(VectorStore):
     def as_retriever(self, **kwargs: Any):
         """A LangChain retriever; ``search_type="hybrid"`` runs :meth:`hybrid_search` (with
         ``search_kwargs`` such as ``{"k": 4, "lexical_weight": 0.3}``), the other types as usual."""
-        from medrag.retriever import MatryoshkaRetriever
-
         tags = kwargs.pop("tags", None) or []
         tags.extend(self._get_retriever_tags())
         return MatryoshkaRetriever(vectorstore=self, tags=tags, **kwargs)
