@@ -900,6 +900,7 @@ def test_sigkill_during_add_then_resume(tmp_path, tiny_model_dir, tiny_embedding
         if res["ids"]:
             hits = store.similarity_search_with_score("bilan sanguin ferritine", k=10, candidates=200)
             assert len(hits) == min(10, len(res["ids"]))
+        store.close()  # let the next worker take the folder's lock (the store may live on until GC)
         del store
     assert max(seen_counts) < n, f"the worker finished before it was killed: {seen_counts}"
     assert max(seen_counts) > 0, f"no batch was committed before the kills: {seen_counts}"
