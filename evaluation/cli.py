@@ -61,6 +61,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    help="with --pilot: passages per domain (1500: one e5-small model scores the pilot in about 5 min on 2 cores)")
     p.add_argument("--domains", nargs="+", default=None, metavar="DOMAIN",
                    help="with --suite: a subset of frenchmedmcqa leaflets cases abstracts sample")
+    p.add_argument("--leaflet-queries", choices=("mixed", "heading", "question"), default="mixed",
+                   help="with --suite: phrasing of the leaflet queries (mixed, the suite's setting; the others for studies)")
     p.add_argument("--data-root", default=None,
                    help="with --suite: folder holding frenchmedmcqa/ and french-medical-text/ "
                         "(default: $MEDRAG_DATA or ../shared/data)")
@@ -227,7 +229,8 @@ def analyzer_options(pairs: list[str]):
 def _evaluate_suite(args: argparse.Namespace) -> int:
     """``medrag evaluate --suite``: every domain of the validation suite, every size, the macro-average."""
     suite = build_suite(args.part, pilot=args.pilot, data_root=args.data_root, domains=args.domains,
-                        max_queries=args.max_queries, max_passages=args.max_passages)
+                        max_queries=args.max_queries, max_passages=args.max_passages,
+                        leaflet_queries=args.leaflet_queries)
     print(suite.describe())
     loaded: dict[str, MatryoshkaEmbeddings] = {}
     for spec in args.model:

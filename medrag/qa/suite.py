@@ -96,8 +96,12 @@ def resolve_data_root(path: str | os.PathLike[str] | None = None) -> Path:
     return Path(path or os.environ.get("MEDRAG_DATA") or DEFAULT_DATA_ROOT).expanduser()
 
 
-def domain_task(domain: str, part: str = "val", root: str | os.PathLike[str] | None = None) -> IRTask:
+def domain_task(domain: str, part: str = "val", root: str | os.PathLike[str] | None = None, *,
+                leaflet_queries: str = "mixed") -> IRTask:
     """The full (uncapped) task of one domain and part.
+
+    ``leaflet_queries`` phrases the leaflet queries (``"mixed"``, the suite's setting: half heading
+    form, half question form by a stable hash; ``"heading"`` or ``"question"`` for studies).
 
     Raises:
         DataError: unknown domain or part, or missing data (naming the folder to pass).
@@ -111,7 +115,8 @@ def domain_task(domain: str, part: str = "val", root: str | os.PathLike[str] | N
         ds = load_frenchmedmcqa(folder, train_splits=(), eval_split=split)
         task = ds.eval_task(name=f"frenchmedmcqa ({part}: {split}.json)")
     elif domain in ("leaflets", "cases", "abstracts"):
-        task = document_task(domain, part, root_dir / "french-medical-text")
+        task = document_task(domain, part, root_dir / "french-medical-text",
+                             query_style=leaflet_queries if domain == "leaflets" else "mixed")
     elif domain == "sample":
         task = load_sample_corpus().task("eval")  # every passage that answers a question is relevant
         task.name = f"sample v{task.extra['sample_version']} (eval, report-only)"
@@ -167,7 +172,8 @@ def pilot_task(task: IRTask, max_queries: int = PILOT_MAX_QUERIES, max_passages:
 
 def build_suite(part: str = "val", *, pilot: bool = False, data_root: str | os.PathLike[str] | None = None,
                 domains: Sequence[str] | None = None, max_queries: int = PILOT_MAX_QUERIES,
-                max_passages: int = PILOT_MAX_PASSAGES, seed: int = 0) -> ValidationSuite:
+                max_passages: int = PILOT_MAX_PASSAGES, seed: int = 0, leaflet_queries: str = "mixed"
+                ) -> ValidationSuite:
     """The suite's tasks for ``part`` (``"val"``: choices; ``"test"``: reported once).
 
     Args:
@@ -176,6 +182,7 @@ def build_suite(part: str = "val", *, pilot: bool = False, data_root: str | os.P
         data_root: the folder with ``frenchmedmcqa/`` and ``french-medical-text/`` (default ``../shared/data``).
         domains: a subset of :data:`DOMAINS` (default: all).
         seed: seeds the pilot sampling.
+        leaflet_queries: see :func:`domain_task` (keep ``"mixed"`` for choices).
     """
     names = list(domains) if domains is not None else list(DOMAINS)
     bad = [d for d in names if d not in DOMAINS]
@@ -184,9 +191,10 @@ def build_suite(part: str = "val", *, pilot: bool = False, data_root: str | os.P
     data_root_path = resolve_data_root(data_root)
     suite = ValidationSuite(part, pilot, settings={
         "data_root": str(data_root_path), "seed": seed,
-        "max_queries": max_queries if pilot else None, "max_passages": max_passages if pilot else None})
+        "max_queries": max_queries if pilot else None, "max_passages": max_passages if pilot else None,
+        "leaflet_queries": leaflet_queries})
     for name in names:
-        task = domain_task(name, part, data_root_path)
+        task = domain_task(name, part, data_root_path, leaflet_queries=leaflet_queries)
         if pilot:
             task = pilot_task(task, max_queries, max_passages, seed)
         suite.domains[name] = SuiteDomain(name, task, report_only=name in REPORT_ONLY)
