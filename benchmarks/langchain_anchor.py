@@ -31,7 +31,7 @@ from evaluation.cache import EmbeddingCache
 from evaluation.hybrid import evaluate_hybrid
 from evaluation.metrics import per_query_metrics
 from medrag import MatryoshkaEmbeddings
-from medrag.lexical.fusion import DEFAULT_LEXICAL_WEIGHT
+from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT
 from medrag.qa.suite import build_suite
 from medrag.vectors import truncate_embeddings
 
@@ -76,6 +76,7 @@ def main() -> None:
     parser.add_argument("--max-passages", type=int, default=3000)
     parser.add_argument("--sizes", type=int, nargs="+", default=[384, 256, 128, 64])
     parser.add_argument("--weight", type=float, default=DEFAULT_LEXICAL_WEIGHT, help="medrag's lexical weight")
+    parser.add_argument("--fusion", default=DEFAULT_FUSION, choices=("rrf", "minmax"), help="medrag's fusion")
     parser.add_argument("--out", default="benchmarks/results/langchain_anchor.json")
     args = parser.parse_args()
 
@@ -91,7 +92,7 @@ def main() -> None:
         q = cache.encode(emb, list(task.queries.values()), side="query")
         d = cache.encode(emb, list(task.corpus.values()), side="document")
         relevant = [task.qrels[i] for i in task.queries]
-        ours = evaluate_hybrid(task, q, d, args.sizes, weights=[args.weight, 0.5], metrics=[metric])
+        ours = evaluate_hybrid(task, q, d, args.sizes, weights=[args.weight, 0.5], method=args.fusion, metrics=[metric])
         row = {"medrag_bm25": ours.score("lexical", metric=metric), "sizes": {}}
         for dim in args.sizes:
             qd, dd = truncate_embeddings(q, dim), truncate_embeddings(d, dim)
@@ -115,12 +116,12 @@ def main() -> None:
         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}" if not isinstance(v, bool)
         else f"--{k}" for k, v in vars(args).items() if v is not False),
         "suite": suite.settings | {"part": args.part, "pilot": args.pilot}, "model": args.model,
-        "weight": args.weight, "metric": metric, "choice_domains": choice, "domains": rows, "macro": macro}
+        "weight": args.weight, "fusion": args.fusion, "metric": metric, "choice_domains": choice, "domains": rows, "macro": macro}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     cols = ["dense", "medrag_hybrid", "medrag_hybrid_w0.5", "langchain_ensemble_k4", "langchain_ensemble_k10",
             "medrag_bm25", "langchain_bm25_k4", "langchain_bm25_k10"]
-    print(f"\nmacro {metric} over {', '.join(choice)} (medrag hybrid at w={args.weight:g})\n")
+    print(f"\nmacro {metric} over {', '.join(choice)} (medrag hybrid: {args.fusion} at w={args.weight:g}, and at 0.5)\n")
     print("| size | " + " | ".join(cols) + " |\n|" + "---|" * (len(cols) + 1))
     for dim in args.sizes:
         print(f"| {dim} | " + " | ".join(f"{macro[str(dim)][c]:.4f}" for c in cols) + " |")

@@ -46,6 +46,10 @@ import numpy as np
 
 from medrag.vector_codec import quantize_int8
 
+# The rest of medrag (and evaluation, LangChain, Chroma, torch) is imported inside the subcommand
+# that needs it: each measured child process loads only the store it measures, and `encode --pack`
+# runs where only numpy, torch and transformers are installed.
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "medquad" / "medquad.jsonl"
 DEFAULT_CACHE = Path(os.environ.get("MEDRAG_BENCH_CACHE", Path.home() / ".cache" / "medrag" / "bench"))
@@ -572,6 +576,8 @@ def layouts(args: argparse.Namespace) -> None:
     sidecar       int8 in a SQLite table beside the persist folder (not in the record); stage 1 ids +
                   distances, one SELECT of the candidates' blobs, rerank, then a get of the top 10
     """
+    import base64
+
     import chromadb
 
     from medrag.vector_codec import decode_rows, encode_rows
@@ -685,6 +691,213 @@ def layouts(args: argparse.Namespace) -> None:
         print(f"| {r['layout']} | {r['ingest_per_s']} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['disk_mb']} |")
 
 
+# ---------------------------------------------------------------------------- synthetic scale (issue 11)
+
+
+class _VectorTable:
+    """A LangChain Embeddings over precomputed vectors: text ``"<i>|..."`` -> row i (no model)."""
+
+    def __init__(self, vecs: np.ndarray, qvecs: np.ndarray) -> None:
+        import hashlib as _h
+
+        self.vecs, self.qvecs = vecs, qvecs
+        self.full_dim = vecs.shape[1]
+        self.spec = f"synthetic-{self.full_dim}"
+        self.fingerprint = _h.sha256(self.spec.encode()).hexdigest()[:16]
+
+    def _rows(self, texts, table):
+        return np.stack([table[int(t.split("|", 1)[0])] for t in texts])
+
+    def encode_documents(self, texts):
+        return self._rows(texts, self.vecs)
+
+    def encode_queries(self, texts):
+        return self._rows(texts, self.qvecs)
+
+    def embed_documents(self, texts):
+        return self.encode_documents(texts).tolist()
+
+    def embed_query(self, text):
+        return self.encode_queries([text])[0].tolist()
+
+
+def synthetic_vectors(n: int, dim: int, queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors with a decaying spectrum (so leading coordinates carry more variance, like a
+    Matryoshka model's), and queries = noisy copies of random rows."""
+    rng = np.random.default_rng(seed)
+    scale = (1.0 / np.sqrt(1 + np.arange(dim) / 16)).astype(np.float32)
+    vecs = rng.standard_normal((n, dim)).astype(np.float32) * scale
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    q = vecs[rng.choice(n, queries, replace=False)] + 0.3 * rng.standard_normal((queries, dim)).astype(np.float32) * scale
+    return vecs, (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _hnsw_bytes(path: Path) -> int:
+    """Bytes of Chroma's HNSW files (vectors + graph: what the index holds in RAM)."""
+    names = {"data_level0.bin", "link_lists.bin", "header.bin", "length.bin"}
+    return sum(f.stat().st_size for f in path.rglob("*") if f.name in names)
+
+
+def synthetic_one(args: argparse.Namespace) -> dict[str, Any]:
+    """One method in this (child) process: build, time ingest and queries, measure RSS and disk."""
+    vecs, qvecs = synthetic_vectors(args.n, args.dim, args.queries)
+    texts = [f"{i}|" + ("patient bilan ferritine " * 30)[:600] for i in range(args.n)]
+    qtexts = [f"{i}|q" for i in range(len(qvecs))]
+    emb = _VectorTable(vecs, qvecs)
+    workdir = Path(args.workdir)
+    shutil.rmtree(workdir, ignore_errors=True)
+    ids = [str(i) for i in range(args.n)]
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    lat: list[float] = []
+    got: list[list[int]] = []
+    if args.method == "exact":
+        for q in qvecs:
+            t = time.perf_counter()
+            got.append(np.argsort(-(vecs @ q))[:10].tolist())
+            lat.append(time.perf_counter() - t)
+        ingest = 0.0
+    else:
+        if args.method == "funnel":
+            from medrag import MatryoshkaChroma
+
+            store = MatryoshkaChroma("bench", emb, persist_directory=str(workdir), coarse_dim=args.coarse_dim,
+                                     candidates=args.candidates)
+            search = lambda q: store.similarity_search_by_vector(emb.embed_query(q), k=10)  # noqa: E731
+        else:
+            from langchain_chroma import Chroma
+            from langchain_core.embeddings import Embeddings
+
+            class _LC(Embeddings):
+                embed_documents = staticmethod(emb.embed_documents)
+                embed_query = staticmethod(emb.embed_query)
+
+            lc = _LC()
+            store = Chroma("bench", lc, persist_directory=str(workdir),
+                           collection_configuration={"hnsw": {"space": "cosine"}})
+            search = lambda q: store.similarity_search_by_vector(lc.embed_query(q), k=10)  # noqa: E731
+        for s in range(0, args.n, 1000):
+            store.add_texts(texts[s : s + 1000], ids=ids[s : s + 1000])
+        ingest = time.perf_counter() - t0
+        search(qtexts[0])
+        for q in qtexts:
+            t = time.perf_counter()
+            docs = search(q)
+            lat.append(time.perf_counter() - t)
+            got.append([int(d.id) for d in docs])
+        del store
+    res = {"method": args.method, "n": args.n, "dim": args.dim, "ingest_per_s": round(args.n / ingest) if ingest else None,
+           **_pcts(lat), "rss_growth_mb": round((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024, 1),
+           "hnsw_mb": round(_hnsw_bytes(workdir) / 1e6, 2) if workdir.exists() else 0.0,
+           "disk_mb": round(_du(workdir) / 1e6, 2) if workdir.exists() else 0.0, "ids": got}
+    return res
+
+
+def synthetic(args: argparse.Namespace) -> None:
+    """Funnel vs flat langchain-chroma vs exact on synthetic unit vectors (memory, ingest, latency)."""
+    root = Path(args.workdir or tempfile.mkdtemp(prefix="medrag-synth-"))
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for method in ("exact", "funnel", "flat"):
+        out = root / f"{method}.json"
+        subprocess.run([sys.executable, __file__, "_synthetic_one", "--method", method, "--n", str(args.n),
+                        "--dim", str(args.dim), "--queries", str(args.queries), "--coarse-dim", str(args.coarse_dim),
+                        "--candidates", str(args.candidates), "--workdir", str(root / method), "--result", str(out)],
+                       check=True)
+        rows.append(json.loads(out.read_text()))
+        shutil.rmtree(root / method, ignore_errors=True)
+    exact = rows[0]["ids"]
+    print(f"N = {args.n} synthetic unit vectors of {args.dim} dims, {args.queries} queries, funnel coarse "
+          f"{args.coarse_dim} / {args.candidates} candidates (embedded PersistentClient)\n")
+    print("| method | ingest/s | HNSW vectors+graph MB | disk MB | peak RSS growth MB | p50 ms | p95 ms | recall@10 vs exact |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        rec = np.mean([len(set(g) & set(e)) / 10 for g, e in zip(r["ids"], exact)])
+        print(f"| {r['method']} | {r['ingest_per_s'] or '-'} | {r['hnsw_mb']} | {r['disk_mb']} | {r['rss_growth_mb']} | "
+              f"{r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {rec:.3f} |")
+
+
+# ---------------------------------------------------------------------------- French recall: raw prefix vs PCA
+
+
+def french_chunks(max_chunks: int, seed: int = 0) -> list[str]:
+    """Chunks of the ../shared French medical text (leaflets, cases, abstracts) as ``medrag index``
+    makes them (default chunking), a fixed random sample of ``max_chunks`` of them."""
+    from medrag.indexing import chunk_text, iter_documents
+
+    folder = REPO.parent / "shared" / "data" / "french-medical-text"
+    chunks: list[str] = []
+    for name in ("drug_leaflets.jsonl.gz", "clinical_cases_pamj.jsonl.gz", "pubmed_abstracts_morfitt.jsonl.gz"):
+        for _, text, _ in iter_documents(folder / name, id_field="id"):
+            chunks += chunk_text(text)
+    chunks = list(dict.fromkeys(c for c in chunks if len(c.split()) >= 20))
+    random.Random(seed).shuffle(chunks)
+    return chunks[:max_chunks]
+
+
+def french_queries(n: int, seed: int = 1) -> list[str]:
+    """FrenchMedMCQA questions (the held-out style of query: a question, not a passage)."""
+    from medrag.qa.pairs import load_frenchmedmcqa
+
+    data = load_frenchmedmcqa(REPO.parent / "shared" / "data" / "frenchmedmcqa")
+    qs = list(dict.fromkeys(p.question for p in data.eval))  # the held-out (test split) questions
+    random.Random(seed).shuffle(qs)
+    return qs[:n]
+
+
+def fit_pca(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, rotation): centred PCA, components sorted by variance, no whitening."""
+    mean = vectors.mean(axis=0)
+    _, _, vt = np.linalg.svd(vectors - mean, full_matrices=False)
+    return mean.astype(np.float32), vt.T.astype(np.float32)
+
+
+def french_recall(args: argparse.Namespace) -> None:
+    """recall@10 against exact full-size search, for an exact stage 1 on the raw first
+    ``coarse`` coordinates vs the first ``coarse`` PCA components (fitted on half the chunks)."""
+    from medrag import MatryoshkaEmbeddings
+
+    cache = Path(args.cache).expanduser()
+    cache.mkdir(parents=True, exist_ok=True)
+    chunks = french_chunks(args.chunks)
+    queries = french_queries(args.queries)
+    key = hashlib.sha256(json.dumps([args.model or "default", chunks, queries]).encode()).hexdigest()[:12]
+    f = cache / f"french-{key}.npz"
+    if f.exists():
+        data = np.load(f)
+        docs, qs = data["docs"], data["queries"]
+    else:
+        emb = MatryoshkaEmbeddings(args.model, show_progress=True)
+        docs = emb.encode_documents(chunks)
+        qs = emb.encode_queries(queries)
+        np.savez(f, docs=docs, queries=qs)
+    docs = docs / np.linalg.norm(docs, axis=1, keepdims=True)
+    qs = qs / np.linalg.norm(qs, axis=1, keepdims=True)
+    exact = np.argsort(-(qs @ docs.T), axis=1)[:, :10]
+    mean, rot = fit_pca(docs[: len(docs) // 2])
+
+    def recall(dq: np.ndarray, dd: np.ndarray, cand: int) -> float:
+        dd = dd / np.linalg.norm(dd, axis=1, keepdims=True)
+        dq = dq / np.linalg.norm(dq, axis=1, keepdims=True)
+        first = np.argsort(-(dq @ dd.T), axis=1)[:, :cand]
+        hits = []
+        for i, c in enumerate(first):
+            top = c[np.argsort(-(docs[c] @ qs[i]))[:10]]
+            hits.append(len(set(top) & set(exact[i])) / 10)
+        return float(np.mean(hits))
+
+    print(f"model {args.model or 'embedded e5-small'}, {len(docs)} French chunks (medrag index chunking), "
+          f"{len(qs)} FrenchMedMCQA questions, exact stage 1, recall@10 vs exact full-size search; "
+          f"PCA fitted on the first {len(docs) // 2} chunks (centred, no whitening)\n")
+    print("| first stage | " + " | ".join(f"{c} candidates" for c in args.candidates) + " |")
+    print("|---|" + "---:|" * len(args.candidates))
+    for coarse in args.coarse:
+        raw = [recall(qs[:, :coarse], docs[:, :coarse], c) for c in args.candidates]
+        pca = [recall((qs - mean) @ rot[:, :coarse], (docs - mean) @ rot[:, :coarse], c) for c in args.candidates]
+        print(f"| first {coarse} coordinates | " + " | ".join(f"{x:.3f}" for x in raw) + " |")
+        print(f"| PCA-{coarse} | " + " | ".join(f"{x:.3f}" for x in pca) + " |")
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -732,6 +945,25 @@ def main(argv: list[str] | None = None) -> None:
     lay.add_argument("--dim", type=int, default=384, help="size of the random vectors when no cache is given")
     lay.add_argument("--workdir", default=None)
     lay.add_argument("--keep", action="store_true")
+    syn = sub.add_parser("synthetic", help="funnel vs flat vs exact on synthetic unit vectors (memory, speed)")
+    syn.add_argument("--n", type=int, default=20000)
+    syn.add_argument("--dim", type=int, default=1024)
+    syn.add_argument("--queries", type=int, default=200)
+    syn.add_argument("--coarse-dim", type=int, default=64)
+    syn.add_argument("--candidates", type=int, default=100)
+    syn.add_argument("--workdir", default=None)
+    one = sub.add_parser("_synthetic_one")
+    for name in ("--method", "--workdir", "--result"):
+        one.add_argument(name, required=True)
+    for name in ("--n", "--dim", "--queries", "--coarse-dim", "--candidates"):
+        one.add_argument(name, type=int, required=True)
+    fr = sub.add_parser("french-recall", help="recall@10 of raw prefix vs PCA stage 1 on the French corpus")
+    fr.add_argument("--model", default=None, help="model spec (default: the embedded e5-small)")
+    fr.add_argument("--chunks", type=int, default=3000)
+    fr.add_argument("--queries", type=int, default=300)
+    fr.add_argument("--coarse", type=lambda v: [int(x) for x in v.split(",")], default=[32, 64])
+    fr.add_argument("--candidates", type=lambda v: [int(x) for x in v.split(",")], default=[100, 400])
+    fr.add_argument("--cache", default=str(DEFAULT_CACHE))
     m = sub.add_parser("_measure")
     for name in ("--method", "--cache", "--data", "--workdir", "--result", "--candidates"):
         m.add_argument(name, required=True)
@@ -752,6 +984,12 @@ def main(argv: list[str] | None = None) -> None:
         print(render(json.loads(Path(args.results).read_text())))
     elif args.cmd == "layouts":
         layouts(args)
+    elif args.cmd == "synthetic":
+        synthetic(args)
+    elif args.cmd == "_synthetic_one":
+        Path(args.result).write_text(json.dumps(synthetic_one(args)))
+    elif args.cmd == "french-recall":
+        french_recall(args)
     elif args.cmd == "chunks":
         passages, _, qs = load_corpus(Path(args.data))
         words = [len(p.split()) for p in passages]

@@ -11,6 +11,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 from dataclasses import fields
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 from evaluation.cache import EmbeddingCache
 from evaluation.data import load_task
 from evaluation.evaluator import evaluate_models
-from evaluation.hybrid import evaluate_hybrid
+from evaluation.hybrid import evaluate_hybrid, evaluate_hybrid_suite
 from evaluation.metrics import DEFAULT_METRICS, PRIMARY_METRIC
 from evaluation.recommend import BALANCED_TOLERANCE, EDGE_TOLERANCE, write_metadata
 from evaluation.stats import CONFIDENCE, N_BOOTSTRAP, N_PERMUTATIONS, PAIRED_TESTS
@@ -202,6 +203,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def report_metrics(args: argparse.Namespace) -> list[str]:
+    """The metrics of a suite run, the primary one first."""
+    return list(dict.fromkeys([args.primary_metric, *args.metrics]))
+
+
 def analyzer_options(pairs: list[str]):
     """``["keep_acronyms=true", "extra_stopwords=patient,cas"]`` as :class:`medrag.lexical.analyzer.AnalyzerOptions`."""
     known = {f.name: f for f in fields(AnalyzerOptions)}
@@ -239,6 +245,19 @@ def _evaluate_suite(args: argparse.Namespace) -> int:
     paths = report.write(args.out)
     print()
     print(report.to_markdown())
+    if args.hybrid:
+        options = analyzer_options(args.analyzer or [])
+        for i, (spec, label) in enumerate(zip(args.model, report.models)):
+            result = evaluate_hybrid_suite(
+                loaded[spec], suite, dims=args.sizes, weights=args.lexical_weight or [DEFAULT_LEXICAL_WEIGHT],
+                method=args.fusion or DEFAULT_FUSION, options=options,
+                cache=EmbeddingCache(args.cache_dir, enabled=not args.no_cache), metrics=report_metrics(args))
+            name = "hybrid_suite" if len(report.models) == 1 else f"hybrid_suite_{i + 1}"
+            out = Path(args.out)
+            (out / f"{name}.md").write_text(f"# {label}\n\n{result.to_markdown()}\n", encoding="utf-8")
+            (out / f"{name}.json").write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
+            paths[name] = out / f"{name}.md"
+            print(f"\n{label}:\n{result.to_markdown()}")
     print(f"report: {Path(args.out).resolve()} ({', '.join(p.name for p in paths.values())})")
     return 0
 

@@ -10,15 +10,15 @@ for candidates sharing a term with the query); :func:`medrag.lexical.fusion.fuse
 
 Example::
 
-    >>> from medrag import MatryoshkaEmbeddings
-    >>> from medrag.qa.sample import sample_task
-    >>> from evaluation.hybrid import evaluate_hybrid
-    >>> emb = MatryoshkaEmbeddings()
-    >>> task = sample_task()
-    >>> q = emb.encode_queries(list(task.queries.values()))
-    >>> d = emb.encode_documents(list(task.corpus.values()))
-    >>> result = evaluate_hybrid(task, q, d, dims=[384, 64], weights=[0.3])
-    >>> print(result.to_markdown())
+    from medrag import MatryoshkaEmbeddings
+    from medrag.qa.sample import sample_task
+    from evaluation.hybrid import evaluate_hybrid
+    emb = MatryoshkaEmbeddings()
+    task = sample_task()
+    q = emb.encode_queries(list(task.queries.values()))
+    d = emb.encode_documents(list(task.corpus.values()))
+    result = evaluate_hybrid(task, q, d, dims=[384, 64], weights=[0.3])
+    print(result.to_markdown())
 """
 
 from __future__ import annotations
@@ -30,12 +30,15 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
+from evaluation.cache import EmbeddingCache
 from evaluation.metrics import DEFAULT_METRICS, max_k, mean_metrics, per_query_metrics
 from evaluation.retrieval import SizeResult
 from medrag.errors import InvalidInputError
 from medrag.lexical.analyzer import AnalyzerOptions
-from medrag.lexical.fusion import FUSION_METHODS, RRF_K, check_weight, fuse
+from medrag.lexical.bm25 import BM25Index
+from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FUSION_METHODS, RRF_K, check_weight, fuse
 from medrag.qa.task import IRTask
+from medrag.vectors import truncate_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +61,7 @@ class HybridEvalResult:
     lexical: dict[str, np.ndarray]
     dense: dict[int, SizeResult]
     hybrid: dict[float, dict[int, SizeResult]]
-    method: str = "rrf"
+    method: str = DEFAULT_FUSION
     depth: int = DEFAULT_DEPTH
     rrf_k: int = RRF_K
     analyzer: dict = field(default_factory=dict)
@@ -88,7 +91,8 @@ class HybridEvalResult:
         head = ["size", "dense", "lexical"] + [f"hybrid w={w:g}" for w in weights] + \
                [f"Δ w={w:g}" for w in weights]
         lex = self.score("lexical", metric=metric)
-        lines = [f"{metric}; fusion {self.method} (k={self.rrf_k}) over {self.depth}+{self.depth} candidates; "
+        fusion = f"rrf (k={self.rrf_k})" if self.method == "rrf" else self.method
+        lines = [f"{metric}; fusion {fusion} over {self.depth}+{self.depth} candidates; "
                  f"analyzer {self.analyzer.get('signature', '?')}", "",
                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for dim in self.sizes:
@@ -103,8 +107,6 @@ class HybridEvalResult:
 def lexical_rankings(task: IRTask, options: AnalyzerOptions | None = None, depth: int = DEFAULT_DEPTH,
                      show_progress: bool = False):
     """The BM25 index of ``task.corpus`` and each query's ``depth`` best (id, score) pairs."""
-    from medrag.lexical.bm25 import BM25Index
-
     index = BM25Index(options)
     index.add(list(task.corpus), list(task.corpus.values()))
     runs = [dict(zip(*index.search(text, depth)))
@@ -113,7 +115,7 @@ def lexical_rankings(task: IRTask, options: AnalyzerOptions | None = None, depth
 
 
 def evaluate_hybrid(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray, dims: Sequence[int], *,
-                    weights: Sequence[float] = (0.3,), method: str = "rrf", rrf_k: int = RRF_K,
+                    weights: Sequence[float] = (DEFAULT_LEXICAL_WEIGHT,), method: str = DEFAULT_FUSION, rrf_k: int = RRF_K,
                     depth: int = DEFAULT_DEPTH, options: AnalyzerOptions | None = None,
                     metrics: Sequence[str] = DEFAULT_METRICS, show_progress: bool = False) -> HybridEvalResult:
     """Score lexical, dense and hybrid search at each size from full-size vectors ordered as the task.
@@ -127,8 +129,6 @@ def evaluate_hybrid(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray, 
         depth: candidates from each side.
         options: the analyzer's options (default: :class:`AnalyzerOptions`'s defaults).
     """
-    from medrag.vectors import truncate_embeddings
-
     weights = [check_weight(w) for w in weights]
     if method not in FUSION_METHODS:
         raise InvalidInputError(f"unknown fusion method {method!r}; use one of {FUSION_METHODS}")
@@ -198,8 +198,18 @@ class HybridSuiteResult:
                  for d in self.choice_domains for dim in self.sizes]
         return max(drops)
 
+    def recommended_weight(self, max_drop: float = 0.01) -> float | None:
+        """The weight with the best macro ``metric`` averaged over sizes among those that lose at most
+        ``max_drop`` against dense-only on every choice domain at every size (``None``: no such weight).
+        The rule the store's default lexical weight was chosen by (on the ``val`` part)."""
+        ok = [w for w in self.weights if self.worst_drop(w)[0] <= max_drop]
+        if not ok:
+            return None
+        return max(ok, key=lambda w: (np.mean([self.macro("hybrid", dim, w) for dim in self.sizes]), -w))
+
     def to_dict(self) -> dict:
         return {"part": self.part, "pilot": self.pilot, "metric": self.metric, "choice_domains": self.choice_domains,
+                "recommended_weight": self.recommended_weight(),
                 "domains": {d: r.to_dict() for d, r in self.domains.items()},
                 "macro": {"lexical": self.macro("lexical"),
                           "dense": {str(dim): self.macro("dense", dim) for dim in self.sizes},
@@ -222,25 +232,26 @@ class HybridSuiteResult:
         for x in w:
             drop, dom, dim = self.worst_drop(x)
             lines.append(f"- w={x:g}: {drop:+.4f} ({dom} at {dim})")
+        best = self.recommended_weight()
+        lines += ["", f"Best macro {self.metric} (mean over sizes) with no domain more than 0.01 below dense-only: "
+                      + (f"w={best:g}" if best is not None else "none")]
         for name, res in self.domains.items():
             lines += ["", f"### {name}", "", res.to_markdown(self.metric)]
         return "\n".join(lines)
 
 
-def evaluate_hybrid_suite(embeddings, suite, dims: Sequence[int] | None = None, *, weights: Sequence[float] = (0.3,),
-                          method: str = "rrf", options: AnalyzerOptions | None = None, cache=None,
+def evaluate_hybrid_suite(embeddings, suite, dims: Sequence[int] | None = None, *,
+                          weights: Sequence[float] = (DEFAULT_LEXICAL_WEIGHT,), method: str = DEFAULT_FUSION, options: AnalyzerOptions | None = None, cache=None,
                           metrics: Sequence[str] = DEFAULT_METRICS, show_progress: bool = False) -> HybridSuiteResult:
     """:func:`evaluate_hybrid` on every domain of a :class:`medrag.qa.suite.ValidationSuite`, from the
     evaluator's embedding cache (a suite already scored by ``medrag evaluate --suite`` is not re-encoded).
 
     Example::
 
-        >>> from medrag.qa.suite import build_suite
-        >>> res = evaluate_hybrid_suite(MatryoshkaEmbeddings(), build_suite("val", pilot=True), weights=[0.1, 0.3])
-        >>> print(res.to_markdown())
+        from medrag.qa.suite import build_suite
+        res = evaluate_hybrid_suite(MatryoshkaEmbeddings(), build_suite("val", pilot=True), weights=[0.1, 0.3])
+        print(res.to_markdown())
     """
-    from evaluation.cache import EmbeddingCache
-
     cache = cache if cache is not None else EmbeddingCache()
     sizes = sorted({int(d) for d in (dims if dims is not None else embeddings.dims)}, reverse=True)
     domains: dict[str, HybridEvalResult] = {}

@@ -32,6 +32,7 @@ import io
 import json
 import logging
 import os
+import random
 import shutil
 import struct
 import tempfile
@@ -42,6 +43,8 @@ import numpy as np
 
 from medrag.errors import ModelLoadError
 
+# torch, safetensors, sentence-transformers, sentencepiece, tokenizers, filelock and platformdirs are
+# imported inside the functions that convert or locate the model: `import medrag` stays light.
 logger = logging.getLogger(__name__)
 
 BUNDLED_NAME = "multilingual-e5-small"
@@ -377,8 +380,6 @@ def e5s1_state_dict(cfg: dict[str, Any], tensors: dict[str, Any]) -> dict[str, n
 def _nmt_nfkc_charsmap() -> bytes:
     """sentencepiece's precompiled ``nmt_nfkc`` normaliser (the one XLM-R uses), taken from a
     throwaway model trained in memory: sentencepiece exposes the table no other way."""
-    import random
-
     import sentencepiece as spm
 
     rnd = random.Random(0)

@@ -3,13 +3,15 @@
 1. Index the French medical sample corpus (:mod:`medrag.qa.sample`) into a persistent two-stage
    store (:class:`medrag.MatryoshkaChroma`); a second run reuses it.
 2. Answer five French questions: top passages with their coarse (64-dim) and rerank (full-size)
-   scores, and the time spent in each stage.
-3. Evaluate NDCG@10 at every Matryoshka size on the sample's held-out questions and recommend sizes.
+   scores, and the time spent in each stage; beside them, the hybrid answer (the funnel fused
+   with French BM25, :meth:`medrag.MatryoshkaChroma.hybrid_search`) with each hit's BM25 rank.
+3. Evaluate NDCG@10 at every Matryoshka size on the sample's held-out questions and recommend
+   sizes; then dense vs BM25 vs hybrid at every size (:mod:`evaluation.hybrid`).
 4. With ``--finetune``: a short fine-tune on the sample's train split, then the before/after table.
 
 Example::
 
-    $ medrag demo                 # ~1 min on 2 CPU cores after the model's one-time conversion
+    $ medrag demo                 # offline, on a laptop CPU, after the model's one-time conversion
     $ medrag demo --finetune      # adds a short fine-tune (a few minutes on CPU)
 """
 
@@ -23,7 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from evaluation.cache import EmbeddingCache
 from evaluation.evaluator import evaluate_models
+from evaluation.hybrid import evaluate_hybrid
 from finetune.config import FinetuneConfig
 from finetune.model_card import score_table
 from finetune.training import MatryoshkaFinetuner
@@ -86,6 +90,13 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"   {rank}. [{hit.document.metadata.get('passage_id', hit.document.id)}] "
                   f"coarse {hit.coarse_score:.3f} (rank {hit.coarse_rank}) -> rerank {hit.score:.3f}  "
                   f"{text[:90]}{'...' if len(text) > 90 else ''}")
+        hybrid = store.search_with_stages(question, k=args.k, hybrid=True)
+        print(f"   hybrid (BM25 weight {store.lexical_weight:g}, {hybrid.timings['lexical_ms']:.1f} ms lexical):")
+        for rank, hit in enumerate(hybrid.hits, 1):
+            text = hit.document.page_content
+            bm25 = f"BM25 rank {hit.lexical_rank}" if hit.lexical_rank else "no BM25 match"
+            print(f"   {rank}. [{hit.document.metadata.get('passage_id', hit.document.id)}] "
+                  f"cosine {hit.score:.3f}, {bm25}  {text[:80]}{'...' if len(text) > 80 else ''}")
 
     print("\n== Retrieval quality per size (sample eval split: "
           f"{len(corpus.pairs('eval'))} questions against all {len(corpus.passages)} passages) ==")
@@ -94,6 +105,9 @@ def run_demo(args: argparse.Namespace) -> int:
     rec = report.models[0].recommendations
     print(f"\nRecommended sizes: max {rec.max}, balanced {rec.balanced} (within "
           f"{100 * rec.balanced_tolerance:g}% of the best), edge {rec.edge} (within {100 * rec.edge_tolerance:g}%)")
+
+    print("\n== Dense vs lexical (BM25) vs hybrid, NDCG@10 per size (same questions) ==")
+    print(hybrid_table(emb, corpus, sorted(report.models[0].sizes, reverse=True), store.lexical_weight))
 
     if args.finetune:
         run_finetune(emb, corpus, args)
@@ -178,6 +192,15 @@ def size_table(report) -> str:
         lines.append(f"| {dim} | {means['ndcg@10']:.3f} [{ci.low:.3f}, {ci.high:.3f}] | {means['mrr@10']:.3f} | "
                      f"{means['recall@10']:.3f} |")
     return "\n".join(lines)
+
+
+def hybrid_table(emb, corpus, sizes: list[int], weight: float) -> str:
+    """Dense, BM25 and hybrid NDCG@10 at each size on the sample's eval split (encodings from the cache)."""
+    task = corpus.task("eval")
+    cache = EmbeddingCache()
+    q = cache.encode(emb, list(task.queries.values()), side="query")
+    d = cache.encode(emb, list(task.corpus.values()), side="document")
+    return evaluate_hybrid(task, q, d, sizes, weights=[weight], metrics=["ndcg@10"]).to_markdown()
 
 
 def run_finetune(emb, corpus, args: argparse.Namespace) -> None:

@@ -44,7 +44,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.errors import DataError, InvalidInputError
+from medrag.qa.pairs import read_records
+from medrag.store import MatryoshkaChroma, _translate
 
 logger = logging.getLogger(__name__)
 
@@ -188,8 +191,6 @@ def _records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         except (OSError, EOFError) as exc:
             raise DataError(f"{path}: cannot read ({exc})") from None
         return
-    from medrag.qa.pairs import read_records
-
     for row, record in enumerate(read_records(path), 1):
         yield f"{path}:row {row}", record
 
@@ -315,10 +316,7 @@ def run_index(args: argparse.Namespace) -> int:
     fields = [f.strip() for f in args.metadata_fields.split(",") if f.strip()]
     # the first document proves the source readable (fields, JSON) before the model loads
     next(iter_documents(source, text_field=args.text_field, id_field=args.id_field, metadata_fields=fields), None)
-    import chromadb
-
-    from medrag.embeddings import MatryoshkaEmbeddings
-    from medrag.store import MatryoshkaChroma, _translate
+    import chromadb  # heavy: only an actual indexing run opens a client
 
     if args.host:
         try:

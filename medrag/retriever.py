@@ -2,8 +2,8 @@
 
 Example::
 
-    >>> retriever = store.as_retriever(search_type="hybrid", search_kwargs={"k": 4, "lexical_weight": 0.3})
-    >>> retriever.invoke("Quelle HbA1c cible chez le sujet âgé ?")
+    retriever = store.as_retriever(search_type="hybrid", search_kwargs={"k": 4, "lexical_weight": 0.3})
+    retriever.invoke("Quelle HbA1c cible chez le sujet âgé ?")
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -37,16 +38,20 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
-from medrag.vector_codec import ENCODINGS, decode_rows, encode_rows
+from medrag.vector_codec import ENCODINGS, encoded_size, pack_rows, unpack_rows
 from medrag._store_lock import DirectoryLock
+from medrag._store_sidecar import VectorSidecar
 from medrag.embeddings import validate_texts
 from medrag.encoder import is_encoder
 from medrag.errors import (CollectionMismatchError, DimensionError, InvalidArgumentError, InvalidInputError, MedragError,
                            StoreConnectionError, StoreError, StoreLockedError)
 from medrag.lexical.analyzer import AnalyzerOptions
 from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FUSION_METHODS, check_weight
+from medrag.lexical.hybrid import hybrid_candidates
 from medrag.lexical.sidecar import LexicalSidecar
+from medrag.retriever import MatryoshkaRetriever
 
+# chromadb (heavy: its client, errors and validators) and tqdm are imported where a store uses them.
 if TYPE_CHECKING:
     import chromadb
 
@@ -65,14 +70,18 @@ _C = {
     "coarse_dim": "medrag:coarse_dim",
     "distance": "medrag:distance",
     "encoding": "medrag:full_encoding",
+    "rotation": "medrag:coarse_rotation",
 }
+#: Collection-metadata key of a fitted coarse rotation (base64 float32: mean, then components).
+ROTATION_KEY = "medrag:rotation_data"
+#: Coarse rotations: ``"none"`` (the first ``coarse_dim`` coordinates) or ``"pca"``.
+ROTATIONS = ("none", "pca")
 #: Collection-metadata key of the write generation (see :attr:`MatryoshkaChroma.write_generation`).
 GENERATION_KEY = "medrag:generation"
-#: Stage-1 candidates when neither the constructor nor the call says. Provisional: on the
-#: embedded e5-small, which is not Matryoshka-trained, no value up to 1,600 reaches recall@10
-#: 0.99 at coarse 64 (``docs/benchmarks.md``), and latency grows linearly with it (about 2.5 ms
-#: per 100 on 2 cores). 100 keeps a query within ~3x of plain Chroma; choose per model from the
-#: benchmark's candidates/coarse table (``benchmarks/store_benchmark.py run``).
+#: Stage-1 candidates when neither the constructor nor the call says. Provisional: a trade-off of
+#: recall against latency (which grows linearly with it), measured on the embedded e5-small in
+#: ``docs/benchmarks.md``; choose per model from the benchmark's candidates/coarse table
+#: (``benchmarks/store_benchmark.py run``).
 DEFAULT_CANDIDATES = 100
 #: Stage-1 (HNSW) size: e5's smallest trained Matryoshka size.
 DEFAULT_COARSE_DIM = 64
@@ -148,6 +157,19 @@ class MatryoshkaChroma(VectorStore):
         hnsw: extra Chroma HNSW settings at creation (``ef_search``, ``max_neighbors``...;
             the space is always cosine).
         relevance_score_fn: maps a distance to a relevance score (default ``1 - distance``).
+        coarse_rotation: ``"none"`` (default: stage 1 indexes the first ``coarse_dim``
+            coordinates, right for a Matryoshka-trained model) or ``"pca"``: stage 1 indexes the
+            first ``coarse_dim`` principal components of the corpus's full vectors (centred, no
+            whitening), which moves the information of a model that is *not* Matryoshka-trained
+            into the coarse vector. Fitted once, on ``rotation_sample`` when given, else on the
+            first batch written (at least ``2 * coarse_dim`` texts); recorded in the collection
+            contract with the fitted matrix. Refitting means ``reindex`` into a new collection.
+            Measured reasons in ``docs/benchmarks.md``, "Coarse stage: raw prefix vs PCA".
+        rotation_sample: texts to fit the ``"pca"`` rotation on (encoded with the document prompt).
+        vector_sidecar: keep a local SQLite copy of the packed full vectors beside an embedded
+            folder and read the rerank's vectors from it (default: True for an embedded
+            ``PersistentClient``; not available for servers). The records keep their vectors
+            too. See ``docs/store.md``, "The rerank path", for the measured reason.
         lexical_analyzer: options of the French medical analyzer of the hybrid search's BM25
             index (:class:`medrag.lexical.analyzer.AnalyzerOptions`; default: the measured defaults).
         lexical_path: where to keep that index (default: beside an embedded store, in memory for
@@ -177,6 +199,9 @@ class MatryoshkaChroma(VectorStore):
         collection_metadata: dict[str, Any] | None = None,
         hnsw: dict[str, Any] | None = None,
         relevance_score_fn: Callable[[float], float] | None = None,
+        vector_sidecar: bool | None = None,
+        coarse_rotation: str = "none",
+        rotation_sample: Sequence[str] | None = None,
         lexical_analyzer: AnalyzerOptions | None = None,
         lexical_path: str | None = None,
         lexical_weight: float = DEFAULT_LEXICAL_WEIGHT,
@@ -188,6 +213,10 @@ class MatryoshkaChroma(VectorStore):
             raise InvalidInputError("MatryoshkaChroma needs an embedding_function (e.g. medrag.MatryoshkaEmbeddings())")
         if full_encoding not in ENCODINGS:
             raise InvalidInputError(f"full_encoding must be one of {ENCODINGS}, got {full_encoding!r}")
+        if coarse_rotation not in ROTATIONS:
+            raise InvalidInputError(f"coarse_rotation must be one of {ROTATIONS}, got {coarse_rotation!r}")
+        self._rotation_kind = coarse_rotation
+        self._rotation: tuple[np.ndarray, np.ndarray] | None = None
         _check_collection_name(collection_name)
         if client is None:
             try:
@@ -239,6 +268,19 @@ class MatryoshkaChroma(VectorStore):
         self._fusion = fusion
         self._collection = self._open_collection(collection_name, create_collection_if_not_exists,
                                                  collection_metadata, hnsw)
+        self._cid = str(self._collection.id)
+        if self._rotation_kind == "pca":
+            self._load_rotation()
+            if self._rotation is None and rotation_sample is not None:
+                self._fit_rotation(self._encode(validate_texts(rotation_sample), query=False))
+        self._sidecar: VectorSidecar | None = None
+        if vector_sidecar and persist is None:
+            raise InvalidInputError("vector_sidecar=True needs an embedded persistent client (persist_directory=...)")
+        if (vector_sidecar is None or vector_sidecar) and persist is not None and self._lock is not None \
+                and self._lock.held:
+            # another process owning the folder reads the vectors from the records instead
+            self._sidecar = VectorSidecar(persist)
+            self._sync_sidecar()
         self._lexical = LexicalSidecar(self, lexical_analyzer, lexical_path)
 
     # ------------------------------------------------------------------ setup
@@ -267,6 +309,7 @@ class MatryoshkaChroma(VectorStore):
             _C["coarse_dim"]: self._coarse_dim,
             _C["distance"]: "cosine",
             _C["encoding"]: self._encoding,
+            _C["rotation"]: self._rotation_kind,
         }
 
     def _open_collection(self, name: str, create: bool, extra_metadata: dict[str, Any] | None,
@@ -307,8 +350,8 @@ class MatryoshkaChroma(VectorStore):
             )
         expected = self._contract()
         problems = []
-        for key in ("full_dim", "coarse_dim", "distance", "encoding"):
-            if meta.get(_C[key]) != expected[_C[key]]:
+        for key in ("full_dim", "coarse_dim", "distance", "encoding", "rotation"):
+            if meta.get(_C[key], "none" if key == "rotation" else None) != expected[_C[key]]:
                 problems.append(f"{key}: collection has {meta.get(_C[key])!r}, this store {expected[_C[key]]!r}")
         stored_fp, fp = meta.get(_C["fingerprint"]) or "", expected[_C["fingerprint"]]
         if stored_fp != fp or (not fp and meta.get(_C["model"]) != expected[_C["model"]]):
@@ -365,6 +408,9 @@ class MatryoshkaChroma(VectorStore):
         store is garbage-collected); the store can still read afterwards."""
         if self._lock is not None:
             self._lock.release()
+        if self._sidecar is not None:
+            self._sidecar.close()
+            self._sidecar = None
 
     def _check_writer(self) -> None:
         """Refuse to write to an embedded persist directory that another process has open."""
@@ -415,10 +461,35 @@ class MatryoshkaChroma(VectorStore):
         current = self._chroma_call("read the collection metadata", self._client.get_collection,
                                     name=self._collection_name, embedding_function=None)
         meta = dict(current.metadata or {})
-        meta[GENERATION_KEY] = int(meta.get(GENERATION_KEY, 0)) + 1
+        meta[GENERATION_KEY] = generation = int(meta.get(GENERATION_KEY, 0)) + 1
         # modify() replaces the whole collection metadata: the contract is written back with it
         self._chroma_call("bump the write generation", self._collection.modify, metadata=meta)
-        return meta[GENERATION_KEY]
+        return generation
+
+    def _sync_sidecar(self) -> None:
+        """Rebuild the vector sidecar from the records when its stamp is not the collection's
+        write generation (a write it did not see: another tool, or a kill mid-write)."""
+        assert self._sidecar is not None
+        generation = self.write_generation
+        if self._sidecar.stamp(self._cid) == generation:
+            return
+        total = len(self)
+        logger.info("rebuilding the vector sidecar of %r from its %d records", self._collection_name, total)
+        self._sidecar.drop(self._cid)
+        batch = self._chroma_call("read the batch size", self._client.get_max_batch_size)
+        for offset in range(0, total, batch):
+            res = self._chroma_call("read records", self._collection.get, limit=batch, offset=offset,
+                                    include=["metadatas"])
+            good = [(i, md[FULL_KEY]) for i, md in zip(res["ids"], res["metadatas"]) if md and FULL_KEY in md]
+            blobs = [_b64(p) for _, p in good]
+            keep = [(i, b) for (i, _), b in zip(good, blobs) if b is not None]  # corrupt: read (and named) from Chroma
+            self._sidecar.put(self._cid, [i for i, _ in keep], [b for _, b in keep])
+        self._sidecar.set_stamp(self._cid, generation)
+
+    @property
+    def lexical_weight(self) -> float:
+        """Default weight of the lexical side in :meth:`hybrid_search` (0 = dense only)."""
+        return self._lexical_weight
 
     @property
     def lexical(self) -> LexicalSidecar:
@@ -444,7 +515,54 @@ class MatryoshkaChroma(VectorStore):
         norms = np.linalg.norm(vecs, axis=1, keepdims=True)
         return np.divide(vecs, norms, out=np.zeros_like(vecs), where=norms > 0)
 
+    def _load_rotation(self) -> None:
+        """Read a fitted rotation from the collection metadata (None while not fitted yet)."""
+        current = self._chroma_call("read the collection metadata", self._client.get_collection,
+                                    name=self._collection_name, embedding_function=None)
+        data = (current.metadata or {}).get(ROTATION_KEY)
+        if not data:
+            return
+        try:
+            flat = np.frombuffer(base64.b64decode(data, validate=True), dtype=np.float32)
+            mean, rest = flat[: self._full_dim], flat[self._full_dim :]
+            self._rotation = (mean.copy(), rest.reshape(self._full_dim, self._coarse_dim).copy())
+        except (ValueError, TypeError) as exc:
+            raise CollectionMismatchError(f"the PCA rotation stored in collection {self._collection_name!r} is "
+                                          "corrupt; reindex into a new collection") from exc
+
+    def _fit_rotation(self, full: np.ndarray) -> None:
+        """Fit the PCA rotation on full vectors and record it in the contract (before any write)."""
+        if len(full) < 2 * self._coarse_dim:
+            raise InvalidInputError(
+                f"coarse_rotation='pca' is fitted on the first batch written, which has {len(full)} texts; it needs "
+                f"at least {2 * self._coarse_dim} (2 x coarse_dim). Add more texts at once, or pass rotation_sample="
+            )
+        mean = full.mean(axis=0)
+        _, _, vt = np.linalg.svd(full - mean, full_matrices=False)
+        rotation = (mean.astype(np.float32), np.ascontiguousarray(vt[: self._coarse_dim].T, dtype=np.float32))
+        current = self._chroma_call("read the collection metadata", self._client.get_collection,
+                                    name=self._collection_name, embedding_function=None)
+        meta = dict(current.metadata or {})
+        if meta.get(ROTATION_KEY):  # another client fitted it first: use theirs
+            self._load_rotation()
+            return
+        meta[ROTATION_KEY] = base64.b64encode(np.concatenate([rotation[0], rotation[1].ravel()]).tobytes()).decode()
+        self._chroma_call("record the PCA rotation", self._collection.modify, metadata=meta)
+        self._rotation = rotation
+        logger.info("fitted the PCA-%d coarse rotation of %r on %d vectors", self._coarse_dim,
+                    self._collection_name, len(full))
+
     def _coarse(self, full: np.ndarray) -> np.ndarray:
+        if self._rotation_kind == "pca":
+            if self._rotation is None:
+                self._load_rotation()
+            if self._rotation is None:
+                raise InvalidInputError(f"collection {self._collection_name!r} uses a PCA coarse stage that is not "
+                                        "fitted yet: add texts first (or pass rotation_sample=)")
+            mean, rot = self._rotation
+            out = np.ascontiguousarray((full - mean) @ rot, dtype=np.float32)
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            return np.divide(out, norms, out=out, where=norms > 0)
         out = np.array(full[:, : self._coarse_dim], dtype=np.float32, copy=True, order="C")
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return np.divide(out, norms, out=out, where=norms > 0)
@@ -584,7 +702,12 @@ class MatryoshkaChroma(VectorStore):
                stored: dict[str, dict[str, Any]]) -> None:
         """Encode one batch (one model call) and upsert it (one Chroma call)."""
         full = self._encode([texts[i] for i in idx], query=False)
-        packed = encode_rows(full, self._encoding)
+        if self._rotation_kind == "pca" and self._rotation is None:
+            self._load_rotation()
+            if self._rotation is None:
+                self._fit_rotation(full)
+        raw = pack_rows(full, self._encoding)
+        packed = [base64.b64encode(r).decode("ascii") for r in raw]
         records = []
         for i, p in zip(idx, packed):
             # Chroma's upsert merges metadata; None removes a key: a re-add replaces the record.
@@ -593,6 +716,8 @@ class MatryoshkaChroma(VectorStore):
         # The generation is bumped before the write; one upsert writes the coarse vector, the
         # text and the full vector of each record together: no record is visible without its full vector.
         generation = self._bump_generation()
+        if self._sidecar is not None:  # before the record: a kill never leaves a record without its copy
+            self._sidecar.put(self._cid, [ids[i] for i in idx], raw)
         self._chroma_call(
             "write records", self._collection.upsert,
             ids=[ids[i] for i in idx],
@@ -600,6 +725,8 @@ class MatryoshkaChroma(VectorStore):
             documents=[texts[i] for i in idx],
             metadatas=records,
         )
+        if self._sidecar is not None:
+            self._sidecar.set_stamp(self._cid, generation)
         self._lexical.upserted(generation, [ids[i] for i in idx], [texts[i] for i in idx])
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
@@ -623,6 +750,9 @@ class MatryoshkaChroma(VectorStore):
                 for start in range(0, len(ids), max_batch):
                     generation = self._bump_generation()
                     self._chroma_call("delete records", self._collection.delete, ids=ids[start : start + max_batch])
+                    if self._sidecar is not None:
+                        self._sidecar.delete(self._cid, ids[start : start + max_batch])
+                        self._sidecar.set_stamp(self._cid, generation)
                     self._lexical.deleted(generation, ids[start : start + max_batch])
             finally:
                 self._lexical.write_done()
@@ -632,6 +762,8 @@ class MatryoshkaChroma(VectorStore):
         """Drop the whole Chroma collection (and its lexical index file); the store is unusable afterwards."""
         self._check_writer()
         self._chroma_call("delete the collection", self._client.delete_collection, self._collection_name)
+        if self._sidecar is not None:
+            self._sidecar.drop(self._cid)
         self._lexical.drop()
 
     # ------------------------------------------------------------------ reading
@@ -678,31 +810,37 @@ class MatryoshkaChroma(VectorStore):
         unique = list(dict.fromkeys(ids))
         if not unique:
             return np.zeros((0, self._full_dim), dtype=np.float32)
-        metas = self._full_metadatas(unique)
-        missing = [i for i in unique if i not in metas]
+        blobs = self._full_blobs(unique)
+        missing = [i for i in unique if i not in blobs]
         if missing:
             raise CollectionMismatchError(
                 f"{len(missing)} record(s) of collection {self._collection_name!r} do not exist: {missing[:5]}"
             )
-        rows = self._decode_full(unique, [metas[i] for i in unique])
+        rows = self._decode_full(unique, [blobs[i] for i in unique])
         position = {id_: n for n, id_ in enumerate(unique)}
         return rows[[position[i] for i in ids]]
 
-    def _decode_full(self, ids: Sequence[str], metas: Sequence[dict[str, Any] | None]) -> np.ndarray:
-        """Decode and normalise the packed full vectors of records; name any missing or corrupt one."""
-        packed = self._packed(ids, metas)
-        try:
-            full = decode_rows(packed, self._encoding, self._full_dim)
-        except (InvalidInputError, ValueError, TypeError):
-            full = None
-        bad: list[str] = []
-        if full is None:  # find the culprits row by row
-            full = np.zeros((len(ids), self._full_dim), dtype=np.float32)
-            for n, (id_, p) in enumerate(zip(ids, packed)):
-                try:
-                    full[n] = decode_rows([p], self._encoding, self._full_dim)[0]
-                except (InvalidInputError, ValueError, TypeError):
-                    bad.append(id_)
+    def _full_blobs(self, ids: Sequence[str]) -> dict[str, bytes | None]:
+        """Packed full vectors of the ids that exist: from the sidecar when there is one, else
+        (and for ids it lacks) from the records' metadata. ``None``: a corrupt stored value."""
+        found: dict[str, bytes | None] = dict(self._sidecar.get(self._cid, ids)) if self._sidecar is not None else {}
+        rest = [i for i in ids if i not in found]
+        if rest:
+            metas = self._full_metadatas(rest)
+            present = [i for i in rest if i in metas]
+            found.update(zip(present, self._blobs_from_metas(present, [metas[i] for i in present])))
+        return found
+
+    def _blobs_from_metas(self, ids: Sequence[str], metas: Sequence[dict[str, Any] | None]) -> list[bytes | None]:
+        return [_b64(p) for p in self._packed(ids, metas)]
+
+    def _decode_full(self, ids: Sequence[str], blobs: Sequence[bytes | None]) -> np.ndarray:
+        """Decode and normalise packed full vectors; name any corrupt one."""
+        size = encoded_size(self._encoding, self._full_dim)
+        bad = [id_ for id_, b in zip(ids, blobs) if b is None or len(b) != size]
+        full = np.zeros((len(ids), self._full_dim), dtype=np.float32)
+        if not bad:
+            full = unpack_rows(blobs, self._encoding, self._full_dim)  # type: ignore[arg-type]
         norms = np.linalg.norm(full, axis=1)
         bad += [id_ for id_, ok in zip(ids, np.isfinite(full).all(axis=1) & (norms > 0)) if not ok and id_ not in bad]
         if bad:
@@ -773,19 +911,24 @@ class MatryoshkaChroma(VectorStore):
             n_results=n,
             where=filter or None,
             where_document=where_document or None,
-            # the metadatas carry the packed full vectors; no documents: texts are read for the hits only
-            include=["metadatas", "distances"],
+            # no documents: texts are read for the hits only. Without a sidecar, the metadatas
+            # carry the packed full vectors (one call); with one, ids + distances are enough.
+            include=["distances"] if self._sidecar is not None else ["metadatas", "distances"],
         )
         t1 = time.perf_counter()
         ids = list(res["ids"][0])
         distances = np.asarray(res["distances"][0], dtype=np.float64)
-        metas = dict(zip(ids, res["metadatas"][0]))
-        keep = list(range(len(ids)))
+        if self._sidecar is not None:
+            blobs = self._full_blobs(ids)  # the get_full_vectors path
+        else:
+            blobs = dict(zip(ids, self._blobs_from_metas(ids, res["metadatas"][0])))
+        keep = [i for i, id_ in enumerate(ids) if id_ in blobs]  # a record deleted meanwhile is dropped
+        ids, distances = [ids[i] for i in keep], distances[keep]
         if not ids:
             if stats is not None:
                 stats.update(coarse_scores=np.zeros(0), coarse_ranks=np.zeros(0, int), coarse_s=t1 - t0, rerank_s=0.0)
             return [], np.zeros((0, self._full_dim), np.float32), np.zeros(0, np.float32)
-        full = self._decode_full(ids, [metas[i] for i in ids])
+        full = self._decode_full(ids, [blobs[i] for i in ids])
         scores = full @ query
         order = np.argsort(-scores, kind="stable")
         if stats is not None:
@@ -949,8 +1092,6 @@ class MatryoshkaChroma(VectorStore):
     def _hybrid(self, query: str, vector: np.ndarray, k: int, filter: dict[str, Any] | None,
                 candidates: int | None, where_document: dict[str, Any] | None, lexical_weight: float | None,
                 fusion: str | None, lexical_candidates: int | None):
-        from medrag.lexical.hybrid import hybrid_candidates
-
         return hybrid_candidates(
             self, query, vector, k, lexical_weight=self._lexical_weight if lexical_weight is None else lexical_weight,
             fusion=fusion or self._fusion, candidates=candidates, lexical_candidates=lexical_candidates,
@@ -968,7 +1109,7 @@ class MatryoshkaChroma(VectorStore):
 
         Example::
 
-            >>> store.hybrid_search("INR cible sous AVK", k=3, lexical_weight=0.3)
+            store.hybrid_search("INR cible sous AVK", k=3, lexical_weight=0.3)
 
         Args:
             query: the query text.
@@ -996,8 +1137,6 @@ class MatryoshkaChroma(VectorStore):
     def as_retriever(self, **kwargs: Any):
         """A LangChain retriever; ``search_type="hybrid"`` runs :meth:`hybrid_search` (with
         ``search_kwargs`` such as ``{"k": 4, "lexical_weight": 0.3}``), the other types as usual."""
-        from medrag.retriever import MatryoshkaRetriever
-
         tags = kwargs.pop("tags", None) or []
         tags.extend(self._get_retriever_tags())
         return MatryoshkaRetriever(vectorstore=self, tags=tags, **kwargs)
@@ -1160,6 +1299,14 @@ def _translate(exc: Exception, what: str, collection: str | None = None) -> Medr
     return StoreError(f"could not {what}{where}: {type(exc).__name__}: {exc}")
 
 
+def _b64(packed: Any) -> bytes | None:
+    """A base64 metadata string as bytes; None when it is not valid base64."""
+    try:
+        return base64.b64decode(packed, validate=True)
+    except (ValueError, TypeError):
+        return None
+
+
 def _persist_directory(client: Any) -> str | None:
     """The folder of an embedded persistent client; None for servers and in-memory clients."""
     try:
@@ -1266,4 +1413,5 @@ def _no_extra(kwargs: dict[str, Any]) -> None:
         raise InvalidArgumentError(f"unexpected search argument(s): {sorted(kwargs)}")
 
 
-__all__ = ["MatryoshkaChroma", "DEFAULT_CANDIDATES", "DEFAULT_COARSE_DIM", "FULL_KEY", "GENERATION_KEY", "STORE_SCHEMA_VERSION"]
+__all__ = ["MatryoshkaChroma", "DEFAULT_CANDIDATES", "DEFAULT_COARSE_DIM", "FULL_KEY", "GENERATION_KEY", "ROTATION_KEY", "ROTATIONS",
+           "STORE_SCHEMA_VERSION"]

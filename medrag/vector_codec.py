@@ -52,8 +52,9 @@ def quantize_int8(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(np.rint(arr / scale[:, None]), -127, 127).astype(np.int8), scale
 
 
-def encode_rows(vectors: np.ndarray, encoding: str) -> list[str]:
-    """Pack each row of a ``(n, dim)`` float array into an ASCII string."""
+def pack_rows(vectors: np.ndarray, encoding: str) -> list[bytes]:
+    """Pack each row of a ``(n, dim)`` float array into raw bytes (``encoded_size`` each); the
+    store's SQLite copy of the vectors holds these, the records their base64 form."""
     arr = np.ascontiguousarray(vectors, dtype=np.float32)
     if encoding == "int8":
         q, scale = quantize_int8(arr)
@@ -64,22 +65,26 @@ def encode_rows(vectors: np.ndarray, encoding: str) -> list[str]:
         raw = arr.view(np.uint8)
     else:
         raise InvalidInputError(f"unknown full-vector encoding {encoding!r}; use one of {ENCODINGS}")
-    return [base64.b64encode(row.tobytes()).decode("ascii") for row in raw]
+    return [row.tobytes() for row in raw]
 
 
-def decode_rows(strings: Sequence[str], encoding: str, dim: int) -> np.ndarray:
-    """Inverse of :func:`encode_rows`: a ``(n, dim)`` float32 array.
+def encode_rows(vectors: np.ndarray, encoding: str) -> list[str]:
+    """Pack each row of a ``(n, dim)`` float array into an ASCII (base64) string."""
+    return [base64.b64encode(row).decode("ascii") for row in pack_rows(vectors, encoding)]
+
+
+def unpack_rows(blobs: Sequence[bytes], encoding: str, dim: int) -> np.ndarray:
+    """Inverse of :func:`pack_rows`: a ``(n, dim)`` float32 array.
 
     Raises:
-        ValueError: a string is not a vector of this size and encoding.
+        InvalidInputError: a blob is not a vector of this size and encoding.
     """
     size = encoded_size(encoding, dim)
-    if not strings:
+    if not blobs:
         return np.zeros((0, dim), dtype=np.float32)
-    raw = b"".join(base64.b64decode(s) for s in strings)
-    if len(raw) != size * len(strings):
+    if any(len(b) != size for b in blobs):
         raise InvalidInputError(f"stored full vectors are not {encoding} vectors of size {dim}")
-    buf = np.frombuffer(raw, dtype=np.uint8).reshape(len(strings), size)
+    buf = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(len(blobs), size)
     if encoding == "int8":
         q = buf[:, :dim].view(np.int8).astype(np.float32)
         scale = buf[:, dim:].copy().view(np.float32)
@@ -87,3 +92,16 @@ def decode_rows(strings: Sequence[str], encoding: str, dim: int) -> np.ndarray:
     if encoding == "float16":
         return buf.copy().view(np.float16).astype(np.float32)
     return buf.copy().view(np.float32)
+
+
+def decode_rows(strings: Sequence[str], encoding: str, dim: int) -> np.ndarray:
+    """Inverse of :func:`encode_rows`: a ``(n, dim)`` float32 array.
+
+    Raises:
+        InvalidInputError: a string is not a base64 vector of this size and encoding.
+    """
+    try:
+        blobs = [base64.b64decode(s, validate=True) for s in strings]
+    except (ValueError, TypeError) as exc:
+        raise InvalidInputError(f"stored full vectors are not base64 {encoding} vectors: {exc}") from None
+    return unpack_rows(blobs, encoding, dim)

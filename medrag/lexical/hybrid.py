@@ -16,7 +16,7 @@ where the dense side is weakest, at small Matryoshka sizes (``docs/results.md``)
 
 Example::
 
-    >>> store.hybrid_search("HbA1c cible chez le sujet âgé", k=4, lexical_weight=0.3)
+    store.hybrid_search("HbA1c cible chez le sujet âgé", k=4, lexical_weight=0.3)
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ def hybrid_candidates(store: "MatryoshkaChroma", query: str, vector: np.ndarray,
     n_lex = lexical_candidates or max(candidates or store.candidates, k)
     index = store.lexical.index()
     filtered = bool(filter) or bool(where_document)
-    lex_ids, _ = index.search(query, n_lex * FILTER_OVERFETCH if filtered else n_lex)
+    query_scores = index.query_scores(query)  # BM25 against every document, once
+    lex_ids, _ = index.top(query_scores, n_lex * FILTER_OVERFETCH if filtered else n_lex)
     if filtered and lex_ids:
         allowed = set(store.collection.get(ids=lex_ids, where=filter or None, where_document=where_document or None,
                                            include=[])["ids"])
@@ -96,7 +97,7 @@ def hybrid_candidates(store: "MatryoshkaChroma", query: str, vector: np.ndarray,
         extra_scores = np.zeros(0, dtype=np.float32)
     union = [*dense_ids, *extra]
     dense = dict(zip(union, np.concatenate([dense_full_scores, extra_scores]).tolist()))
-    lex_u_ids, lex_u_scores = index.search(query, max(len(union), 1), ids=union)
+    lex_u_ids, lex_u_scores = index.top(query_scores, max(len(union), 1), ids=union)
     lexical = dict(zip(lex_u_ids, lex_u_scores.tolist()))
     fused = fused_scores(dense, lexical, lexical_weight=w, method=fusion, rrf_k=RRF_K)
     position = {i: p for p, i in enumerate(union)}

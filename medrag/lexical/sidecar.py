@@ -20,9 +20,9 @@ is built until the first hybrid search: a dense-only user pays nothing.
 
 Example::
 
-    >>> store = MatryoshkaChroma("notes", MatryoshkaEmbeddings(), persist_directory="./chroma")
-    >>> store.lexical.index()          # built or loaded, fresh for the current generation
-    >>> store.lexical.path
+    store = MatryoshkaChroma("notes", MatryoshkaEmbeddings(), persist_directory="./chroma")
+    store.lexical.index()          # built or loaded, fresh for the current generation
+    store.lexical.path
     PosixPath('chroma/medrag-lexical/5f0c...npz')
 """
 
@@ -78,7 +78,7 @@ class LexicalSidecar:
         generation = self._store.write_generation
         if self._index is not None and self._index.generation == generation:
             return self._index
-        if self._index is None and self.path is not None and self.path.exists():
+        if self.path is not None and self.path.exists():  # another store object may have saved a fresh one
             try:
                 loaded = BM25Index.load(self.path)
             except LexicalIndexError as exc:

@@ -50,6 +50,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import re
 import statistics
 import sys
@@ -598,8 +599,6 @@ def training_pairs(folder: str | os.PathLike[str] | None = None, *, sources: Seq
         :class:`SourcedPair` objects (a :class:`~medrag.qa.pairs.QAPair` with ``source``, ``licence``,
         ``doc_id``, ``kind``); exact duplicate (question, answer) pairs are dropped.
     """
-    import random
-
     if query_style not in QUERY_STYLES:
         raise DataError(f"unknown query_style {query_style!r}; use one of {', '.join(QUERY_STYLES)}")
     pairs: list[SourcedPair] = []

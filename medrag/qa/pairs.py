@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from medrag.errors import DataError
 
 from medrag.qa.task import IRTask
 
+# datasets and pyarrow (heavy) are imported only to read a hub dataset or a parquet file.
 if TYPE_CHECKING:
     from datasets import Dataset
 
@@ -114,8 +116,6 @@ class QADataset:
         a row with none gets answers of other training questions drawn at random (seeded), which
         is what in-batch negatives would give it anyway.
         """
-        import random
-
         from datasets import Dataset
 
         pairs = self.train if split == "train" else self.eval

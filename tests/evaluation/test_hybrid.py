@@ -128,3 +128,20 @@ def test_hybrid_suite_macro_and_worst_drop(tiny_embeddings) -> None:
     drop, domain, dim = res.worst_drop(0.5)
     assert domain in ("a", "b") and dim in (128, 64)
     assert "macro ndcg@10 over a, b" in res.to_markdown() and json.dumps(res.to_dict())
+    assert res.recommended_weight(max_drop=1.0) in (0.0, 0.5)
+    assert res.recommended_weight(max_drop=-1.0) is None
+
+
+def test_cli_suite_hybrid(tiny_model_dir, tmp_path, capsys) -> None:
+    from tests.medrag.french_fixtures import write_data_root
+
+    root = write_data_root(tmp_path / "data")
+    out = tmp_path / "report"
+    rc = main(["evaluate", "--suite", "--pilot", "--max-queries", "4", "--max-passages", "8", "--data-root", str(root),
+               "--model", str(tiny_model_dir), "--sizes", "128", "64", "--out", str(out), "--no-cache",
+               "--resamples", "100", "--domains", "cases", "leaflets", "--hybrid", "--lexical-weight", "0.2", "0.6"])
+    assert rc == 0
+    data = json.loads((out / "hybrid_suite.json").read_text())
+    assert data["choice_domains"] == ["cases", "leaflets"] and set(data["macro"]["hybrid"]) == {"0.2", "0.6"}
+    assert "recommended_weight" in data and "Best macro" in (out / "hybrid_suite.md").read_text()
+    assert "Lexical, dense and hybrid on the suite" in capsys.readouterr().out

@@ -10,6 +10,8 @@ def test_demo_indexes_then_reuses_the_store(tiny_model_dir, tmp_path, capsys):
     for q in QUESTIONS:
         assert q in out
     assert out.count("stage 1 (coarse)") == len(QUESTIONS)
+    assert out.count("hybrid (BM25 weight") == len(QUESTIONS) and "BM25 rank" in out
+    assert "Dense vs lexical (BM25) vs hybrid" in out and "hybrid w=" in out
     assert "| 128 |" in out and "| 64 |" in out and "Recommended sizes" in out
     assert main(args) == 0
     assert "Reusing the demo store" in capsys.readouterr().out

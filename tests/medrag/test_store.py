@@ -194,9 +194,11 @@ def test_records_hold_their_full_vector(store: MatryoshkaChroma, fake) -> None:
     np.testing.assert_allclose(res["embeddings"][0], coarse, atol=1e-6)
 
 
-def test_get_full_vectors_names_missing_and_corrupt_records(store: MatryoshkaChroma) -> None:
+def test_get_full_vectors_names_missing_and_corrupt_records(client, fake) -> None:
     from medrag import MedragError
 
+    # the records' own copy (the sidecar of an embedded store is tested below)
+    store = MatryoshkaChroma(_name(), fake, client=client, vector_sidecar=False)
     ids = store.add_texts(TEXTS[:3])
     with pytest.raises(MedragError, match="nope"):
         store.get_full_vectors([ids[0], "nope"])
@@ -210,6 +212,41 @@ def test_get_full_vectors_names_missing_and_corrupt_records(store: MatryoshkaChr
     assert store.get_full_vectors([ids[0], ids[2]]).shape == (2, 128)
     with pytest.raises(MedragError, match="bare string"):
         store.get_full_vectors(ids[0])
+    store.delete_collection()
+
+
+def test_vector_sidecar_matches_the_records_and_recovers_from_a_kill(tmp_path, fake, monkeypatch) -> None:
+    """Embedded stores read the rerank's vectors from a local SQLite copy written before each
+    record; a write the copy did not see (a kill between the copy and the record) is detected by
+    the write generation and the copy is rebuilt from the records when the store reopens."""
+    import chromadb
+
+    from medrag._store_sidecar import SIDECAR_NAME
+
+    path = str(tmp_path / "db")
+    store = MatryoshkaChroma("side", fake, persist_directory=path)
+    assert store._sidecar is not None and (tmp_path / "db" / SIDECAR_NAME).is_file()
+    ids = store.add_texts(TEXTS[:40], ids=[f"s{i}" for i in range(40)])
+    plain = MatryoshkaChroma("side", fake, client=chromadb.PersistentClient(path), vector_sidecar=False)
+    np.testing.assert_array_equal(store.get_full_vectors(ids), plain.get_full_vectors(ids))
+    for q in TEXTS[:5]:
+        assert ([(d.id, round(x, 6)) for d, x in store.similarity_search_with_score(q, k=5)]
+                == [(d.id, round(x, 6)) for d, x in plain.similarity_search_with_score(q, k=5)])
+    store.delete(["s0"])
+    assert store.similarity_search(TEXTS[0], k=1)[0].id != "s0"
+    # a re-add killed after the sidecar write, before the Chroma write
+    monkeypatch.setattr(store.collection, "upsert", lambda **kw: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        store.add_texts(["un tout autre texte"], ids=["s1"])
+    monkeypatch.undo()
+    del store, plain
+    import gc
+
+    gc.collect()
+    again = MatryoshkaChroma("side", fake, persist_directory=path)  # stamp != generation: rebuilt
+    expected = fake.encode_documents([TEXTS[1]])[0]
+    assert float(again.get_full_vectors(["s1"])[0] @ expected) > 0.9999
+    assert again.get_by_ids(["s1"])[0].page_content == TEXTS[1]
 
 
 def test_write_generation_is_bumped_before_every_write(client, fake) -> None:
@@ -252,6 +289,41 @@ def test_write_generation_bump_precedes_the_write(client, fake, monkeypatch) -> 
     store.add_texts(TEXTS[:3])
     assert seen == [1]
     store.delete_collection()
+
+
+def test_pca_coarse_rotation_is_fitted_once_and_recorded_in_the_contract(client, fake) -> None:
+    from medrag.errors import InvalidInputError
+    from medrag.store import ROTATION_KEY
+
+    name = _name()
+    store = MatryoshkaChroma(name, fake, client=client, coarse_rotation="pca")
+    with pytest.raises(InvalidInputError, match="at least 128"):
+        store.add_texts(TEXTS[:50])  # too few to fit a 64-dim PCA: nothing written
+    assert len(store) == 0
+    ids = store.add_texts(TEXTS[:200], batch_size=150)  # fitted on the first batch of 150
+    meta = client.get_collection(name).metadata
+    assert meta["medrag:coarse_rotation"] == "pca" and meta[ROTATION_KEY]
+    full = fake.encode_documents(TEXTS[:150])
+    mean = full.mean(axis=0)
+    _, _, vt = np.linalg.svd(full - mean, full_matrices=False)
+    proj = (fake.encode_documents(TEXTS[:1]) - mean) @ vt[:64].T
+    stored = np.asarray(store.collection.get(ids=[ids[0]], include=["embeddings"])["embeddings"][0])
+    assert abs(abs(float(stored @ (proj[0] / np.linalg.norm(proj[0])))) - 1) < 1e-4  # PCA axes up to sign
+    # all candidates: the funnel equals exact full-size search whatever the coarse stage
+    q = TEXTS[7]
+    exact = np.argsort(-(fake.encode_documents(TEXTS[:200]) @ fake.encode_queries([q])[0]))[:5]
+    assert [d.id for d in store.similarity_search(q, k=5, candidates=200)] == [ids[i] for i in exact]
+    # a reopened store reads the same rotation; another rotation setting is refused
+    again = MatryoshkaChroma(name, fake, client=client, coarse_rotation="pca")
+    assert [d.id for d in again.similarity_search(q, k=5, candidates=50)] == \
+        [d.id for d in store.similarity_search(q, k=5, candidates=50)]
+    with pytest.raises(CollectionMismatchError, match="rotation"):
+        MatryoshkaChroma(name, fake, client=client)
+    store.delete_collection()
+    sampled = MatryoshkaChroma(_name(), fake, client=client, coarse_rotation="pca", rotation_sample=TEXTS[:140])
+    sampled.add_texts(TEXTS[:3])  # fitted on the sample, so a small first add is fine
+    assert len(sampled) == 3
+    sampled.delete_collection()
 
 
 @pytest.mark.parametrize("encoding", ["float32", "int8"])
