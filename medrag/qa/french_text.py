@@ -34,8 +34,8 @@ Example::
 
     >>> from medrag.qa.french_text import training_pairs, unlabelled_texts
     >>> pairs = training_pairs("../shared/data/french-medical-text", commercial_ok=True)
-    >>> pairs[0].source, pairs[0].licence          # every pair says where it comes from
-    ('cases', 'CC BY 4.0')
+    >>> sorted({(p.source, p.licence) for p in pairs})     # every pair says where it comes from
+    [('abstracts', 'CC BY-SA 4.0'), ('cases', 'CC BY 4.0')]
     >>> texts = list(unlabelled_texts("../shared/data/french-medical-text", commercial_ok=True))
 
 Statistics: ``python -m medrag.qa.french_text --stats [--data DIR]``.

@@ -107,7 +107,7 @@ def test_harness_on_an_exact_store(tiny_embeddings, monkeypatch):
     assert res.encode_ms.size == 2
     assert res.ndcg_gap("flat", "ndcg@3") == 0.0
     d = res.to_dict()
-    assert set(d["methods"]) == {"flat", "funnel_exact", "store", "coarse"}
+    assert set(d["methods"]) == {"flat", "funnel_exact", "store", "coarse"}  # the double has no hybrid search
     assert d["encode_latency_ms"]["n"] == 2
     md = res.to_markdown()
     assert "| store |" in md and "p95 ms" in md and "(query encoding)" in md
@@ -137,5 +137,7 @@ def test_real_store_funnel_matches_flat_search(e5_embeddings):
     pairs = [(f"Que sait-on de ceci : {d[:40]} ?", d) for d in docs]
     res = evaluate_store(e5_embeddings, IRTask.from_pairs(pairs), encode_sample=3)
     assert res.ndcg_gap("store") <= 0.002
+    # the real store also runs its hybrid search (BM25 fused with the funnel)
+    assert res.methods["store_hybrid"].latencies_ms.size == len(pairs) and "| store_hybrid |" in res.to_markdown()
     assert res.methods["store"].means["ndcg@10"] == pytest.approx(res.methods["funnel_exact"].means["ndcg@10"],
                                                                   abs=0.002)

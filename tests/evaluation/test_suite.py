@@ -72,7 +72,8 @@ def test_cli_suite(root, tiny_model_dir, tmp_path, capsys):
 @requires_shared
 @pytest.mark.integration
 def test_real_suite_pilot_scores(e5_embeddings, tmp_path):
-    suite = build_suite("val", pilot=True, data_root=SHARED_DATA, max_queries=40, max_passages=300)
+    suite = build_suite("val", pilot=True, data_root=SHARED_DATA, domains=["leaflets", "cases", "abstracts"],
+                        max_queries=20, max_passages=60)
     report = evaluate_suite([e5_embeddings], suite, dims=[384, 64], cache=EmbeddingCache(tmp_path), n_resamples=100)
     label = report.models[0]
     for d in report.domains:

@@ -70,7 +70,8 @@ def test_filters_apply_to_both_sides(store: MatryoshkaChroma) -> None:
 
 
 def test_search_with_stages_shows_lexical_side(store: MatryoshkaChroma) -> None:
-    res = store.search_with_stages("troponine infarctus", k=3, hybrid=True, lexical_weight=0.5, candidates=3)
+    res = store.search_with_stages("troponine infarctus", k=3, hybrid=True, lexical_weight=0.5, candidates=3,
+                                   fusion="rrf")
     top = res.hits[0]
     assert top.document.id == "tropo" and top.lexical_rank == 1 and top.lexical_score > 0
     assert top.fused_score == pytest.approx(0.5 / 61 + 0.5 / (60 + _dense_rank(store, "troponine infarctus", "tropo")))
