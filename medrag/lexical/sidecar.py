@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,12 +62,21 @@ class LexicalSidecar:
                  path: str | Path | None = None) -> None:
         if options is not None and not isinstance(options, AnalyzerOptions):
             raise InvalidInputError(f"lexical_analyzer must be an AnalyzerOptions, got {type(options).__name__}")
-        self._store = store
+        # A weak reference: the store owns this sidecar, and a cycle would keep the store (and its
+        # folder lock) alive after the caller drops it, until the garbage collector runs.
+        self._store_ref = weakref.ref(store)
         self.options = options or AnalyzerOptions()
         self.signature = BM25Index(self.options).signature
         self.path = Path(path) if path is not None else _default_path(store)
         self._index: BM25Index | None = None
         self.rebuilds = 0  # how many times the index was rebuilt from the records (for tests and monitoring)
+
+    @property
+    def _store(self) -> "MatryoshkaChroma":
+        store = self._store_ref()
+        if store is None:
+            raise LexicalIndexError("the store of this lexical index was closed and collected; open the store again")
+        return store
 
     @property
     def loaded(self) -> bool:

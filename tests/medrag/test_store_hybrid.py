@@ -198,3 +198,21 @@ def test_in_memory_and_explicit_path(tmp_path, fake) -> None:
     explicit.hybrid_search("TSH", k=1)
     assert (tmp_path / "lex.npz").exists()
     explicit.delete_collection()
+
+
+def test_dropping_an_embedded_store_frees_it_without_the_garbage_collector(fake, tmp_path) -> None:
+    """The lexical index holds its store weakly: no reference cycle keeps a dropped store (and its
+    folder lock) alive until the next garbage collection."""
+    import gc
+    import weakref
+
+    store = MatryoshkaChroma("drop", fake, persist_directory=str(tmp_path / "db"))
+    store.add_texts(list(PASSAGES.values()), ids=list(PASSAGES))
+    assert store.hybrid_search("INR sous AVK", k=1, lexical_weight=1.0)[0].id == "avk"  # the index is built
+    ref = weakref.ref(store)
+    gc.disable()
+    try:
+        del store
+        assert ref() is None
+    finally:
+        gc.enable()
