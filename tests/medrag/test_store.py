@@ -870,6 +870,7 @@ def test_sigkill_during_add_then_resume(tmp_path, tiny_model_dir, tiny_embedding
     """A process adding 10,000 texts is SIGKILLed at random moments; the store stays consistent
     and re-running the same add completes it, encoding only what was not stored."""
     import chromadb
+    from chromadb.api.shared_system_client import SharedSystemClient
 
     n = 10_000
     path = str(tmp_path / "db")
@@ -890,6 +891,9 @@ def test_sigkill_during_add_then_resume(tmp_path, tiny_model_dir, tiny_embedding
         time.sleep(rng.uniform(0.0, 0.5))  # somewhere in that batch's encode or upsert
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
+        # A fresh Chroma client: chromadb caches one per path in a process, and the cached one would
+        # not see what the killed worker wrote (Chroma's embedded client is one-process, docs/store.md).
+        SharedSystemClient.clear_system_cache()
         store = MatryoshkaChroma("crash", tiny_embeddings, client=chromadb.PersistentClient(path),
                                  deterministic_ids=True)
         res = store.collection.get(include=["metadatas"])
@@ -909,6 +913,7 @@ def test_sigkill_during_add_then_resume(tmp_path, tiny_model_dir, tiny_embedding
     assert done.stdout.split()[-1] == str(n)
     encoded = sum(int(line.split()[2]) for line in done.stdout.splitlines() if line.startswith("batch"))
     assert encoded == n - seen_counts[-1], "the resumed add re-encoded stored texts"
+    SharedSystemClient.clear_system_cache()
     store = MatryoshkaChroma("crash", tiny_embeddings, client=chromadb.PersistentClient(path), deterministic_ids=True)
     assert len(store) == n
     texts = [f"document {i} : bilan sanguin, ferritine {i % 101}, CRP {i % 37}, patient {i % 13}" for i in (0, 4321, n - 1)]
