@@ -36,6 +36,8 @@ class ConfigError(MedragError, ValueError):
 LOSSES = ("auto", "mnrl", "cached_mnrl")
 SAMPLERS = ("batch_sampler", "no_duplicates")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+ENGINES = ("trainer", "loop")
+ROTATIONS = ("none", "pca", "pca_centered")
 
 
 @dataclass
@@ -71,6 +73,38 @@ class FinetuneConfig:
         warmup_ratio, lr_scheduler (transformers name), weight_decay, max_seq_length, max_steps
         (-1 = run the epochs), seed, precision (``auto`` = bf16 where the GPU supports it, else fp16 on
         older GPUs, fp32 on CPU), tf32.
+
+    Training loop (``engine: loop``; see :mod:`finetune.loop`):
+        engine: ``trainer`` (the sentence-transformers Trainer; default) or ``loop`` (a plain PyTorch
+            loop with capped query/passage lengths, LoRA, self-distillation and rotation; measured
+            faster on CPU). The options below need ``engine: loop``.
+        mixture: extra training-pair sources added to ``data``: ``frenchmedmcqa`` (train split),
+            ``sample`` (the shipped sample's train split), ``cases``, ``abstracts``, ``leaflets``
+            (:mod:`medrag.qa.french_text`, train documents only); ``name:N`` caps a source at N pairs.
+        shared_data: the folder holding the shared data sets (``../shared/data``).
+        max_train_pairs: cap on the training pairs after mixing (0 = all), drawn with ``seed``.
+        query_max_length / passage_max_length: token caps in training (queries are short; a passage
+            beyond 256 tokens costs time and rarely changes its embedding much).
+        lora_rank: LoRA rank on the encoder's linear layers (0 = full fine-tuning); lora_alpha
+            (scale = alpha / rank), lora_dropout, lora_layers (adapt only the top N layers; 0 = all).
+        freeze_embeddings: in full fine-tuning, keep the word embeddings (96M of e5-small's 118M
+            parameters) frozen.
+        distill_weight: weight of self-distillation from the frozen base model (0 = off): the base's
+            full-size in-batch similarities (query->passage and passage->passage, teacher vectors
+            cached once) distilled into the student's at every Matryoshka size (:mod:`finetune.losses`).
+        distill_temperature: softmax temperature of the distillation, on cosines.
+        distill_corpus: unlabelled text sources for passage->passage distillation (``cases``,
+            ``abstracts``, ``leaflets``, ``sample``; ``name:N`` caps it); distill_batch_size texts
+            per step (0 = no unlabelled batches).
+        matryoshka_weights: one loss weight per size of ``dims`` (default all 1).
+        rotation: ``none``, ``pca`` (orthogonal rotation onto the principal axes of the base's vectors of
+            the training passages, folded in as a final linear layer) or ``pca_centered`` (the same
+            after removing their mean: an affine map); rotation_trainable lets training adjust it.
+        teacher_cache: folder for cached teacher vectors (default: ``<medrag cache>/teacher``).
+        export_adapter: after training, write the LoRA adapter (+ rotation) as a medrag model-package
+            folder there (:mod:`finetune.export`), loadable as ``bundled:<adapter_name>`` once it is
+            in ``medrag/data/models``.
+        adapter_name: the name of the exported adapter.
 
     Run: output_dir, checkpoints (False: save none, no resume; for sweeps), save_steps (0 = at each epoch end), save_total_limit, keep_checkpoints (after a
         successful run; default: deleted), logging_steps, resume,
@@ -109,6 +143,28 @@ class FinetuneConfig:
     seed: int = 42
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     tf32: bool = True
+    # training loop (engine: loop)
+    engine: Literal["trainer", "loop"] = "trainer"
+    mixture: list[str] = field(default_factory=list)
+    shared_data: str = "../shared/data"
+    max_train_pairs: int = 0
+    query_max_length: int = 64
+    passage_max_length: int = 256
+    lora_rank: int = 0
+    lora_alpha: float = 32.0
+    lora_dropout: float = 0.0
+    lora_layers: int = 0
+    freeze_embeddings: bool = True
+    distill_weight: float = 0.0
+    distill_temperature: float = 0.05
+    distill_corpus: list[str] = field(default_factory=list)
+    distill_batch_size: int = 0
+    matryoshka_weights: list[float] | None = None
+    rotation: Literal["none", "pca", "pca_centered"] = "none"
+    rotation_trainable: bool = False
+    teacher_cache: str | None = None
+    export_adapter: str | None = None
+    adapter_name: str = "medrag-e5-small-fr"
     # run
     output_dir: str = "medrag-finetuned"
     checkpoints: bool = True
@@ -144,7 +200,30 @@ class FinetuneConfig:
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
             (self.report_to in ("none", "wandb", "tensorboard"), "report_to must be none, wandb or tensorboard"),
             (not self.dims or all(int(d) > 0 for d in self.dims), "dims must be positive"),
+            (self.engine in ENGINES, f"engine must be one of {ENGINES}"),
+            (self.max_train_pairs >= 0, "max_train_pairs must be >= 0"),
+            (self.query_max_length >= 8 and self.passage_max_length >= 8, "query/passage_max_length must be >= 8"),
+            (self.lora_rank >= 0 and self.lora_layers >= 0, "lora_rank and lora_layers must be >= 0"),
+            (0 <= self.lora_dropout < 1, "lora_dropout must be in [0, 1)"),
+            (self.distill_weight >= 0, "distill_weight must be >= 0"),
+            (self.distill_temperature > 0, "distill_temperature must be > 0"),
+            (self.distill_batch_size >= 0, "distill_batch_size must be >= 0"),
+            (not (self.distill_batch_size and not self.distill_corpus),
+             "distill_batch_size > 0 needs a distill_corpus (unlabelled text sources)"),
+            (self.rotation in ROTATIONS, f"rotation must be one of {ROTATIONS}"),
+            (self.matryoshka_weights is None or not self.dims or len(self.matryoshka_weights) == len(self.dims),
+             "matryoshka_weights needs one weight per size of dims"),
+            (self.export_adapter is None or self.lora_rank > 0,
+             "export_adapter ships a LoRA adapter: set lora_rank > 0 (full fine-tuning does not fit in 15 MB)"),
         ]
+        loop_only = [name for name, on in (
+            ("mixture", bool(self.mixture)), ("max_train_pairs", self.max_train_pairs > 0),
+            ("lora_rank", self.lora_rank > 0), ("distill_weight", self.distill_weight > 0),
+            ("distill_corpus", bool(self.distill_corpus)), ("rotation", self.rotation != "none"),
+            ("matryoshka_weights", self.matryoshka_weights is not None),
+            ("export_adapter", self.export_adapter is not None)) if on]
+        if self.engine != "loop" and loop_only:
+            checks.append((False, f"{', '.join(loop_only)} need(s) engine: loop (the plain training loop)"))
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)

@@ -79,6 +79,62 @@ def write_model_card(folder: str | Path, cfg: Any, result: Any, dataset: Any, in
     return path
 
 
+def adapter_card(name: str, cfg: Any, result: Any, metadata: Any, sources: list[str], licences: dict[str, str],
+                 pair_counts: dict[str, int], text_counts: dict[str, int]) -> str:
+    """The model card (``README.md``) of an exported adapter: data and licences, recipe, scores, limits."""
+    nc = any("NC" in v for v in licences.values())
+    scored_on = metadata.extra.get("scored_on") or "the run's evaluation split"
+    lines = [
+        f"# {name}" + (" (non-commercial)" if nc else ""),
+        "",
+        f"medrag's French medical Matryoshka embedding model: a LoRA adapter (rank {cfg.lora_rank}) over the embedded "
+        "`multilingual-e5-small` (MIT), merged at load time by `medrag.load_model(\"bundled:" + name + "\")`. "
+        "Queries take the prompt `query: `, passages `passage: ` (medrag adds them).",
+        "",
+        "## Data and licences",
+        "",
+        "| source | training pairs | licence |",
+        "|---|---:|---|",
+    ]
+    for src, n in pair_counts.items():
+        key = src.split("[")[0]
+        lines.append(f"| {src} | {n} | {licences.get(key, 'Apache-2.0 (FrenchMedMCQA)' if 'frenchmedmcqa' in src else 'see the source')} |")
+    for src, n in text_counts.items():
+        lines.append(f"| {src} (unlabelled, distillation) | {n} texts | {licences.get(src, 'see the source')} |")
+    if nc:
+        lines += ["", "**Trained on CC BY-NC data: the weights are for non-commercial use only.**"]
+    elif any("SA" in v for v in licences.values()):
+        lines += ["", "Part of the data is CC BY-SA (MORFITT abstracts): whether the share-alike term reaches "
+                  "model weights is unsettled; we note it and distribute the weights under the same terms as "
+                  "the source where it applies."]
+    lines += [
+        "",
+        "## Recipe",
+        "",
+        f"MatryoshkaLoss over in-batch negatives (sizes {', '.join(map(str, result.dims))}) + self-distillation of the "
+        f"frozen base model's full-size similarities into every size (weight {cfg.distill_weight:g}, temperature "
+        f"{cfg.distill_temperature:g}); LoRA rank {cfg.lora_rank}, alpha {cfg.lora_alpha:g}"
+        + (f", top {cfg.lora_layers} layers" if cfg.lora_layers else ", all layers")
+        + f"; rotation {cfg.rotation}; batch {cfg.batch_size}, lr {cfg.learning_rate:g}, {cfg.epochs:g} epoch(s), "
+        f"queries <= {cfg.query_max_length} tokens, passages <= {cfg.passage_max_length}; seed {cfg.seed}. "
+        f"{result.global_step} steps in {result.train_seconds:.0f} s ({result.samples_per_second:.2f} samples/s).",
+        "",
+        f"## Scores per size ({metadata.metric}, {scored_on})",
+        "",
+        score_table(metadata.scores_before, metadata.scores, metadata.metric) if metadata.scores else "(not scored)",
+        "",
+        "## Limits",
+        "",
+        "- Trained and selected for French medical passage retrieval; other languages and domains inherit the "
+        "base model's quality at best.",
+        "- A small model (384 dims, 118M parameters, 4-bit-rounded base weights): for the best quality, "
+        "fine-tune `intfloat/multilingual-e5-large` with the same recipe.",
+        "- Not a medical device; retrieval results need a clinician's judgement.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def _cpu_note(info: dict[str, Any]) -> str:
     """``, 812 s CPU time on 2 thread(s), load average 3.1`` (a busy machine stretches the wall time)."""
     if not info.get("train_cpu_seconds"):

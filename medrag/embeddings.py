@@ -264,7 +264,7 @@ class MatryoshkaEmbeddings(Embeddings):
             )
 
     def _folder_metadata(self) -> MatryoshkaMetadata | None:
-        spec = getattr(self.model, "medrag_spec", None)
+        spec = getattr(self.model, "medrag_folder", None) or getattr(self.model, "medrag_spec", None)
         if spec and Path(spec).expanduser().is_dir():
             return MatryoshkaMetadata.load(Path(spec).expanduser())
         return None

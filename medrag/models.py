@@ -66,11 +66,10 @@ def load_model(
         raise ModelLoadError("empty model spec: pass a folder, a hub id, or None for the embedded default")
     kwargs = dict(device=device, trust_remote_code=trust_remote_code)
 
+    folder: Path | None = None
     if spec_str.startswith("bundled:"):
-        if spec_str != BUNDLED_SPEC:
-            raise ModelLoadError(f"unknown embedded model {spec_str!r}; the only one is {BUNDLED_SPEC!r}")
-        path = ensure_bundled_model()
-        model = _load(SentenceTransformer, str(path), spec_str, **kwargs)
+        folder = bundled_folder(spec_str)
+        model = _load(SentenceTransformer, str(folder), spec_str, **kwargs)
     elif Path(spec_str).expanduser().exists() or _looks_like_path(spec_str):
         path = Path(spec_str).expanduser()
         if not path.exists():
@@ -91,7 +90,33 @@ def load_model(
     if _is_e5(spec_str) and not (model.prompts or {}).get("query"):
         model.prompts = {**(model.prompts or {}), **E5_PROMPTS}
     model.medrag_spec = spec_str
+    if folder is not None:  # where matryoshka.json lives for a bundled: spec
+        model.medrag_folder = str(folder)
     return model
+
+
+def bundled_specs() -> list[str]:
+    """Every ``bundled:`` spec this installation can load offline: the plain base and medrag's own models.
+
+    >>> bundled_specs()[0]
+    'bundled:multilingual-e5-small'
+    """
+    from medrag.adapters import packaged_models
+
+    return [BUNDLED_SPEC] + [f"bundled:{name}" for name in packaged_models()]
+
+
+def bundled_folder(spec: str) -> Path:
+    """The local folder of a ``bundled:`` spec, converted/built on first use (:mod:`medrag.bundled`,
+    :mod:`medrag.adapters`); :class:`ModelLoadError` for an unknown name."""
+    if spec == BUNDLED_SPEC:
+        return ensure_bundled_model()
+    from medrag.adapters import ensure_adapted_model, packaged_models
+
+    name = spec.split(":", 1)[1]
+    if name not in packaged_models():
+        raise ModelLoadError(f"unknown embedded model {spec!r}; available offline: {bundled_specs()}")
+    return ensure_adapted_model(name)
 
 
 def model_fingerprint(model: "SentenceTransformer") -> str:
