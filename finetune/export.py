@@ -46,14 +46,18 @@ def adapter_tensors(model: "SentenceTransformer") -> dict[str, np.ndarray]:
     from finetune.lora import lora_deltas
     from finetune.rotation import rotation_layer
 
+    from finetune.lora import has_lora
+
     out: dict[str, np.ndarray] = {}
-    for name, (a, b) in lora_deltas(model).items():
+    for name, (a, b) in (lora_deltas(model).items() if has_lora(model) else ()):
         out[f"{name}.lora_A"] = a.numpy().astype(np.float16)
         out[f"{name}.lora_B"] = b.numpy().astype(np.float16)
     dense = rotation_layer(model)
     if dense is not None:
         out["rotation.weight"] = dense.linear.weight.detach().float().cpu().numpy()
         out["rotation.bias"] = dense.linear.bias.detach().float().cpu().numpy()
+    if not out:
+        raise ConfigError("nothing to export: the model has neither LoRA adapters nor a final linear layer")
     return out
 
 

@@ -18,6 +18,11 @@ One step, for a batch of ``(question, passage)`` pairs (no text twice in a batch
 4. with ``distill_batch_size`` > 0, the same passage->passage distillation on a batch of unlabelled
    French medical text (one more forward/backward).
 
+With ``freeze_encoder`` only the final linear layer (initialised as the PCA rotation) trains, on the
+cached vectors of the frozen encoder: no encoder pass at all during training, so every pair of every
+source and thousands of steps fit in seconds -- the "Matryoshka-Adaptor" of Yoon et al. (2024), a
+linear map learned so that truncated vectors keep the full-size similarities.
+
 Example::
 
     from finetune.loop import TrainingLoop
@@ -123,10 +128,12 @@ class TrainingLoop:
         import torch
 
         cfg = self.config
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
         torch.manual_seed(cfg.seed)
         rng = random.Random(cfg.seed)
         result = LoopResult(pairs=len(self.pairs))
-        need_teacher = cfg.distill_weight > 0 or cfg.rotation != "none"
+        need_teacher = cfg.distill_weight > 0 or cfg.rotation != "none" or cfg.freeze_encoder
         teacher_q = teacher_p = teacher_u = None
         questions = [p.question for p in self.pairs]
         passages = [p.answer for p in self.pairs]
@@ -137,7 +144,7 @@ class TrainingLoop:
             fingerprint = model_fingerprint(self.model)
             teacher_q = self.teacher_vectors(questions, self.qprompt, cfg.query_max_length, fingerprint)
             teacher_p = self.teacher_vectors(passages, self.pprompt, cfg.passage_max_length, fingerprint)
-            if self.unlabelled and cfg.distill_batch_size:
+            if self.unlabelled and (cfg.distill_batch_size or cfg.freeze_encoder):
                 teacher_u = self.teacher_vectors(self.unlabelled, self.pprompt, cfg.passage_max_length, fingerprint)
             result.teacher_seconds = time.perf_counter() - t0
         if cfg.rotation != "none":
@@ -145,7 +152,7 @@ class TrainingLoop:
 
             fit_on = np.concatenate([v for v in (teacher_p, teacher_u) if v is not None])
             weight, bias = fit_pca_rotation(fit_on, center=cfg.rotation == "pca_centered")
-            add_rotation(self.model, weight, bias, trainable=cfg.rotation_trainable)
+            add_rotation(self.model, weight, bias, trainable=cfg.rotation_trainable or cfg.freeze_encoder)
             logger.info("added a %s rotation fitted on %d passage vectors", cfg.rotation, len(fit_on))
         result.trainable_parameters = self.prepare_parameters()
 
@@ -177,9 +184,20 @@ class TrainingLoop:
         start = time.perf_counter()
         seen = 0
         bar = tqdm(plan, desc="training", unit="step", mininterval=5)
+        head = None
+        if cfg.freeze_encoder:  # the encoder's output is the cached teacher vectors: only the head runs
+            from finetune.rotation import rotation_layer
+
+            head = rotation_layer(self.model).linear
+            teacher = {k: torch.from_numpy(v).to(self.device) for k, v in
+                       (("q", teacher_q), ("p", teacher_p), ("u", teacher_u)) if v is not None}
+        u_batch = cfg.distill_batch_size or cfg.batch_size
         for step, batch in enumerate(bar):
-            q_vec = self.forward([questions[i] for i in batch], self.qprompt, cfg.query_max_length)
-            p_vec = self.forward([passages[i] for i in batch], self.pprompt, cfg.passage_max_length)
+            if head is not None:
+                q_vec, p_vec = head(teacher["q"][batch]), head(teacher["p"][batch])
+            else:
+                q_vec = self.forward([questions[i] for i in batch], self.qprompt, cfg.query_max_length)
+                p_vec = self.forward([passages[i] for i in batch], self.pprompt, cfg.passage_max_length)
             loss = self.contrastive(q_vec, p_vec)
             if cfg.distill_weight > 0:
                 tq = torch.from_numpy(teacher_q[batch]).to(self.device)
@@ -187,9 +205,12 @@ class TrainingLoop:
                 loss = loss + cfg.distill_weight * (self.distill(q_vec, p_vec, tq @ tp.T)
                                                     + self.distill(p_vec, p_vec, tp @ tp.T, mask_diagonal=True))
                 if teacher_u is not None:
-                    take = [unlabelled_order[(u_pos + k) % len(unlabelled_order)] for k in range(cfg.distill_batch_size)]
-                    u_pos += cfg.distill_batch_size
-                    u_vec = self.forward([self.unlabelled[i] for i in take], self.pprompt, cfg.passage_max_length)
+                    take = [unlabelled_order[(u_pos + k) % len(unlabelled_order)] for k in range(u_batch)]
+                    u_pos += u_batch
+                    if head is not None:
+                        u_vec = head(teacher["u"][take])
+                    else:
+                        u_vec = self.forward([self.unlabelled[i] for i in take], self.pprompt, cfg.passage_max_length)
                     tu = torch.from_numpy(teacher_u[take]).to(self.device)
                     loss = loss + cfg.distill_weight * self.distill(u_vec, u_vec, tu @ tu.T, mask_diagonal=True)
             optimizer.zero_grad(set_to_none=True)
@@ -214,7 +235,14 @@ class TrainingLoop:
         """LoRA adapters or full fine-tuning (word embeddings frozen if asked); the unused BERT
         pooler is always frozen. Returns the number of trainable parameters."""
         cfg = self.config
-        if cfg.lora_rank > 0:
+        if cfg.freeze_encoder:
+            for name, p in self.model.named_parameters():
+                p.requires_grad_(False)
+            from finetune.rotation import rotation_layer
+
+            for p in rotation_layer(self.model).parameters():
+                p.requires_grad_(True)
+        elif cfg.lora_rank > 0:
             from finetune.lora import add_lora
 
             add_lora(self.model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, layers=cfg.lora_layers)

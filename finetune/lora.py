@@ -116,6 +116,11 @@ def lora_deltas(model: "SentenceTransformer") -> dict[str, tuple["torch.Tensor",
     return out
 
 
+def has_lora(model: "SentenceTransformer") -> bool:
+    """True when the model's encoder carries LoRA adapters."""
+    return any("lora_" in n for n, _ in encoder_model(model).named_parameters())
+
+
 def merge_lora(model: "SentenceTransformer") -> None:
     """Fold the LoRA deltas into the weights and remove the adapters (in place): a plain model again."""
     from peft.tuners.tuners_utils import BaseTunerLayer
@@ -129,4 +134,4 @@ def merge_lora(model: "SentenceTransformer") -> None:
             setattr(parent, child, module.get_base_layer())
 
 
-__all__ = ["add_lora", "lora_deltas", "merge_lora", "target_module_names", "encoder_model", "DEFAULT_TARGETS"]
+__all__ = ["has_lora", "add_lora", "lora_deltas", "merge_lora", "target_module_names", "encoder_model", "DEFAULT_TARGETS"]

@@ -87,8 +87,13 @@ def adapter_card(name: str, cfg: Any, result: Any, metadata: Any, sources: list[
     lines = [
         f"# {name}" + (" (non-commercial)" if nc else ""),
         "",
-        f"medrag's French medical Matryoshka embedding model: a LoRA adapter (rank {cfg.lora_rank}) over the embedded "
-        "`multilingual-e5-small` (MIT), merged at load time by `medrag.load_model(\"bundled:" + name + "\")`. "
+        "medrag's French medical Matryoshka embedding model: "
+        + (f"a LoRA adapter (rank {cfg.lora_rank})" if cfg.lora_rank else "")
+        + (" and " if cfg.lora_rank and cfg.rotation != "none" else "")
+        + ((f"a {'learned ' if cfg.freeze_encoder or cfg.rotation_trainable else ''}final linear layer "
+            f"(initialised as a {cfg.rotation} rotation)") if cfg.rotation != "none" else "")
+        + " over the embedded `multilingual-e5-small` (MIT), applied at load time by "
+        "`medrag.load_model(\"bundled:" + name + "\")`. "
         "Queries take the prompt `query: `, passages `passage: ` (medrag adds them).",
         "",
         "## Data and licences",
@@ -113,8 +118,10 @@ def adapter_card(name: str, cfg: Any, result: Any, metadata: Any, sources: list[
         "",
         f"MatryoshkaLoss over in-batch negatives (sizes {', '.join(map(str, result.dims))}) + self-distillation of the "
         f"frozen base model's full-size similarities into every size (weight {cfg.distill_weight:g}, temperature "
-        f"{cfg.distill_temperature:g}); LoRA rank {cfg.lora_rank}, alpha {cfg.lora_alpha:g}"
-        + (f", top {cfg.lora_layers} layers" if cfg.lora_layers else ", all layers")
+        f"{cfg.distill_temperature:g}); "
+        + ("encoder frozen, only the final linear layer trained on cached encoder vectors" if cfg.freeze_encoder
+           else f"LoRA rank {cfg.lora_rank}, alpha {cfg.lora_alpha:g}"
+           + (f", top {cfg.lora_layers} layers" if cfg.lora_layers else ", all layers"))
         + f"; rotation {cfg.rotation}; batch {cfg.batch_size}, lr {cfg.learning_rate:g}, {cfg.epochs:g} epoch(s), "
         f"queries <= {cfg.query_max_length} tokens, passages <= {cfg.passage_max_length}; seed {cfg.seed}. "
         f"{result.global_step} steps in {result.train_seconds:.0f} s ({result.samples_per_second:.2f} samples/s).",

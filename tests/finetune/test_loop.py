@@ -101,3 +101,27 @@ def test_loop_options_need_the_loop_engine():
         FinetuneConfig(lora_rank=4, distill_weight=1.0)
     with pytest.raises(ConfigError, match="set lora_rank > 0"):
         FinetuneConfig(engine="loop", export_adapter="out")
+
+
+def test_frozen_encoder_trains_only_the_final_layer_and_exports_it(tiny_model_dir, pairs_file, tmp_path):
+    import torch
+
+    import medrag
+    from medrag.adapters import build_adapted_model, read_adapter_config
+
+    cfg = loop_config(tiny_model_dir, pairs_file, tmp_path / "m", tmp_path, lora_rank=0, freeze_encoder=True,
+                      rotation="pca_centered", epochs=20, export_adapter=str(tmp_path / "a" / "head"),
+                      adapter_name="head", evaluate_before=False)
+    finetuner = MatryoshkaFinetuner(cfg)
+    result = finetuner.run()
+    assert finetuner.loop_result.trainable_parameters == 128 * 128 + 128
+    assert sum(result.losses[-5:]) < sum(result.losses[:5])
+    base = medrag.load_model(tiny_model_dir, device="cpu")
+    trained = medrag.load_model(tmp_path / "m", device="cpu")
+    w = "encoder.layer.0.attention.self.query.weight"
+    assert torch.equal(base[0].auto_model.get_parameter(w), trained[0].auto_model.get_parameter(w))
+    config = read_adapter_config(tmp_path / "a" / "head")
+    assert config["adapted_weights"] == [] and config["rotation"] is True
+    built = medrag.load_model(build_adapted_model(tmp_path / "a" / "head", tiny_model_dir, tmp_path / "b"), device="cpu")
+    texts = ["glycémie à jeun", "La TSH élevée oriente vers une hypothyroïdie."]
+    assert np.allclose(built.encode(texts), trained.encode(texts), atol=1e-5)
