@@ -28,6 +28,9 @@ from typing import Literal
 
 import numpy as np
 
+from medrag.bundled import cache_dir
+from medrag.errors import InvalidInputError
+
 logger = logging.getLogger(__name__)
 
 Side = Literal["query", "document"]
@@ -35,8 +38,6 @@ Side = Literal["query", "document"]
 
 def default_cache_dir() -> Path:
     """``$MEDRAG_CACHE/embeddings``, else the platform's user cache dir for medrag + ``/embeddings``."""
-    from medrag.bundled import cache_dir
-
     return cache_dir() / "embeddings"
 
 
@@ -71,7 +72,7 @@ class EmbeddingCache:
     def encode(self, embeddings, texts: list[str], side: Side) -> np.ndarray:
         """Vectors of ``texts`` (queries or documents), from the cache or by encoding them (then stored)."""
         if side not in ("query", "document"):
-            raise ValueError(f"side must be 'query' or 'document', got {side!r}")
+            raise InvalidInputError(f"side must be 'query' or 'document', got {side!r}")
         texts = list(texts)
         encode = embeddings.encode_queries if side == "query" else embeddings.encode_documents
         if not self.enabled:

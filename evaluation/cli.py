@@ -14,7 +14,14 @@ import argparse
 import shlex
 from pathlib import Path
 
+from evaluation.cache import EmbeddingCache
+from evaluation.data import load_task
+from evaluation.evaluator import evaluate_models
 from evaluation.metrics import DEFAULT_METRICS
+from evaluation.recommend import write_metadata
+from evaluation.store_eval import evaluate_store
+from medrag.embeddings import MatryoshkaEmbeddings
+from medrag.errors import DataError, MedragError
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
@@ -71,22 +78,12 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from medrag.errors import DataError
-
-    from evaluation.cache import EmbeddingCache
-    from evaluation.data import load_task
-    from evaluation.evaluator import evaluate_models
-    from evaluation.recommend import write_metadata
-
     if args.label and len(args.label) != len(args.model):
         raise DataError(f"{len(args.label)} --label for {len(args.model)} --model")
     for name in ("bootstrap", "batch_size"):
         if getattr(args, name) < 1:
             raise DataError(f"--{name.replace('_', '-')} must be >= 1")
-    from medrag import MatryoshkaEmbeddings
-    from medrag.errors import MedragError
-
-    if args.store:  # fail before any encoding when the store is not installed
+    if args.store:  # fail before any encoding when the store (chromadb) cannot be imported
         try:
             import medrag.store  # noqa: F401
         except ImportError as exc:
@@ -102,30 +99,19 @@ def _evaluate(args: argparse.Namespace) -> int:
                                                 show_progress=True)
     embeddings = [loaded[spec] for spec in args.model]
     cache = EmbeddingCache(args.cache_dir, enabled=not args.no_cache)
-    try:
-        report = evaluate_models(
-            embeddings, task, dims=args.sizes, metrics=args.metrics, primary_metric=args.primary_metric,
-            cache=cache, n_bootstrap=args.bootstrap,
-            confidence=args.confidence, test=args.test, n_resamples=args.resamples,
-            balanced_tolerance=args.balanced_tolerance, edge_tolerance=args.edge_tolerance, seed=args.seed,
-            labels=args.label, command=command_line(args), device=args.device, batch_size=args.batch_size,
-            show_progress=True)
-    except ValueError as exc:  # bad metric names, tolerances, confidence: user input
-        if isinstance(exc, DataError) or type(exc).__module__.startswith("medrag"):
-            raise
-        raise DataError(str(exc)) from exc
+    # bad metric names, tolerances, confidence, candidates below k: the library raises InvalidInputError
+    report = evaluate_models(
+        embeddings, task, dims=args.sizes, metrics=args.metrics, primary_metric=args.primary_metric,
+        cache=cache, n_bootstrap=args.bootstrap,
+        confidence=args.confidence, test=args.test, n_resamples=args.resamples,
+        balanced_tolerance=args.balanced_tolerance, edge_tolerance=args.edge_tolerance, seed=args.seed,
+        labels=args.label, command=command_line(args), device=args.device, batch_size=args.batch_size,
+        show_progress=True)
     if args.store:
-        from evaluation.store_eval import evaluate_store
-
         for emb, m in zip(embeddings, report.models):
-            try:
-                report.store[m.label] = evaluate_store(emb, task, coarse_dim=args.coarse_dim,
-                                                       candidates=args.candidates, cache=cache,
-                                                       sweep=args.candidates_sweep or ())
-            except ValueError as exc:  # candidates below k, bad coarse size: user input
-                if isinstance(exc, DataError) or type(exc).__module__.startswith("medrag"):
-                    raise
-                raise DataError(str(exc)) from exc
+            report.store[m.label] = evaluate_store(emb, task, coarse_dim=args.coarse_dim,
+                                                   candidates=args.candidates, cache=cache,
+                                                   sweep=args.candidates_sweep or ())
     paths = report.write(args.out, plot=not args.no_plot)
     print()
     if len(report.models) >= 2:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from medrag.errors import DataError
 from medrag.qa.pairs import load_frenchmedmcqa, load_qa_dataset
+from medrag.qa.sample import load_sample_corpus
 from medrag.qa.task import IRTask
 
 logger = logging.getLogger(__name__)
@@ -41,8 +42,6 @@ SAMPLE_SOURCE = "medrag:sample"
 
 def _sample_task(split: str | None, limit: int | None) -> IRTask:
     """The sample's held-out questions (``split`` "eval", the default, or "train") against all its passages."""
-    from medrag.qa.sample import load_sample_corpus
-
     split = split or "eval"
     if split not in ("eval", "train"):
         raise DataError(f"the sample corpus has the splits 'train' and 'eval', not {split!r}")

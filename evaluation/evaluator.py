@@ -24,11 +24,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from evaluation.cache import EmbeddingCache
 from evaluation.metrics import DEFAULT_METRICS, parse_metric
+from evaluation.report import EvaluationReport
 from evaluation.recommend import BALANCED_TOLERANCE, EDGE_TOLERANCE, Recommendations, recommend_sizes
 from evaluation.retrieval import SizeResult, evaluate_vectors
 from evaluation.stats import N_BOOTSTRAP, N_PERMUTATIONS, ConfidenceInterval, PairedTest, bootstrap_means, paired_test
+from medrag.embeddings import MatryoshkaEmbeddings
+from medrag.errors import DimensionError, InvalidInputError
 from medrag.qa.task import IRTask
 
 logger = logging.getLogger(__name__)
@@ -104,13 +109,8 @@ def evaluate_models(
         command: the command line that produced the report (recorded in its JSON).
         device / batch_size / show_progress: passed to :class:`medrag.MatryoshkaEmbeddings` for specs.
     """
-    from medrag import MatryoshkaEmbeddings
-    from medrag.errors import DimensionError
-
-    from evaluation.report import EvaluationReport
-
     if not models:
-        raise ValueError("no model to evaluate")
+        raise InvalidInputError("no model to evaluate")
     metrics = list(dict.fromkeys(metrics))
     for m in metrics:
         parse_metric(m)
@@ -119,9 +119,9 @@ def evaluate_models(
     parse_metric(primary_metric)
     recommend_sizes({1: 1.0}, balanced_tolerance, edge_tolerance)  # validates the tolerances before any work
     if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+        raise InvalidInputError(f"confidence must be in (0, 1), got {confidence}")
     if test not in ("permutation", "bootstrap"):
-        raise ValueError(f"unknown paired test {test!r}: use 'permutation' or 'bootstrap'")
+        raise InvalidInputError(f"unknown paired test {test!r}: use 'permutation' or 'bootstrap'")
     n_resamples = n_resamples or (N_PERMUTATIONS if test == "permutation" else 10 * N_BOOTSTRAP)
     cache = cache if cache is not None else EmbeddingCache()
     labels = list(labels) if labels is not None else []
@@ -180,8 +180,6 @@ def evaluate_models(
 
 def _cis(res: SizeResult, metrics: Sequence[str], n_bootstrap: int, confidence: float,
          seed: int) -> dict[str, ConfidenceInterval]:
-    import numpy as np
-
     stacked = np.stack([res.per_query[m] for m in metrics])
     means = bootstrap_means(stacked, n_bootstrap, seed)  # the same resampled queries for every metric
     alpha = (1 - confidence) / 2

@@ -22,14 +22,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from medrag.errors import DataError, InvalidInputError
+
 DEFAULT_METRICS = ("ndcg@10", "mrr@10", "map@100", "recall@1", "recall@10", "recall@100")
 
 
 def parse_metric(name: str) -> tuple[str, int]:
-    """Split ``"ndcg@10"`` into ``("ndcg", 10)``; raise ValueError on an unknown metric."""
+    """Split ``"ndcg@10"`` into ``("ndcg", 10)``; raise InvalidInputError on an unknown metric."""
     base, _, k = name.partition("@")
     if base not in {"ndcg", "mrr", "map", "recall"} or not k.isdigit() or int(k) < 1:
-        raise ValueError(f"unknown metric {name!r}: use ndcg@k, mrr@k, map@k or recall@k")
+        raise InvalidInputError(f"unknown metric {name!r}: use ndcg@k, mrr@k, map@k or recall@k")
     return base, int(k)
 
 
@@ -51,13 +53,13 @@ def per_query_metrics(rankings: Sequence[Sequence[str]], relevant: Sequence[set[
         metric name -> float array of one value per query.
     """
     if len(rankings) != len(relevant):
-        raise ValueError(f"{len(rankings)} rankings but {len(relevant)} relevance sets")
+        raise InvalidInputError(f"{len(rankings)} rankings but {len(relevant)} relevance sets")
     parsed = [(m, *parse_metric(m)) for m in metrics]
     out = {m: np.zeros(len(rankings), dtype=np.float64) for m in metrics}
     discounts = 1.0 / np.log2(np.arange(2, max_k(metrics) + 2))
     for i, (ranked, rel) in enumerate(zip(rankings, relevant)):
         if not rel:
-            raise ValueError(f"query {i} has no relevant document")
+            raise DataError(f"query {i} has no relevant document")
         hits = np.array([d in rel for d in ranked], dtype=np.float64)
         for name, base, k in parsed:
             h = hits[:k]

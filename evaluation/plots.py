@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from medrag.errors import InvalidInputError
+
 
 def plot_metric_vs_size(report, path: str | os.PathLike[str], metric: str | None = None,
                         title: str | None = None, dpi: int = 120) -> Path:
@@ -37,7 +39,7 @@ def plot_metric_vs_size(report, path: str | os.PathLike[str], metric: str | None
 
     metric = metric or report.primary_metric
     if metric not in report.metrics:
-        raise ValueError(f"metric {metric!r} was not measured; measured: {report.metrics}")
+        raise InvalidInputError(f"metric {metric!r} was not measured; measured: {report.metrics}")
     fig = Figure(figsize=(6.4, 4.2))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)

@@ -20,6 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+
+from medrag.errors import InvalidInputError, MetadataError
+from medrag.metadata import MatryoshkaMetadata
 
 #: The seed's tolerances.
 BALANCED_TOLERANCE = 0.005
@@ -47,13 +51,13 @@ def recommend_sizes(scores: Mapping[int, float], balanced_tolerance: float = BAL
     """The three tiers from ``scores`` (size -> metric value, higher is better).
 
     Raises:
-        ValueError: no scores, or a tolerance outside [0, 1).
+        InvalidInputError: no scores, or a tolerance outside [0, 1) (a ``ValueError`` too).
     """
     if not scores:
-        raise ValueError("no scores to recommend sizes from")
+        raise InvalidInputError("no scores to recommend sizes from")
     for name, tol in (("balanced_tolerance", balanced_tolerance), ("edge_tolerance", edge_tolerance)):
         if not 0 <= tol < 1:
-            raise ValueError(f"{name} must be in [0, 1), got {tol}")
+            raise InvalidInputError(f"{name} must be in [0, 1), got {tol}")
     items = {int(d): float(s) for d, s in scores.items()}
     best = max(items.values())
     best_size = min(d for d, s in items.items() if s == best)
@@ -82,11 +86,6 @@ def write_metadata(folder, result, baseline=None) -> "Path":
     Raises:
         MetadataError: ``folder`` is not a directory or its ``matryoshka.json`` is unusable.
     """
-    from pathlib import Path
-
-    from medrag.errors import MetadataError
-    from medrag.metadata import MatryoshkaMetadata
-
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise MetadataError(f"--write-metadata needs a model folder; {str(folder)!r} is not one")

@@ -34,6 +34,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from evaluation.plots import plot_metric_vs_size
+from medrag import __version__
+from medrag.errors import InvalidInputError, UnknownNameError
+
 logger = logging.getLogger(__name__)
 
 
@@ -72,7 +76,7 @@ class EvaluationReport:
         for m in self.models:
             if m.label == label_or_index:
                 return m
-        raise KeyError(f"no model {label_or_index!r} in the report; models: {[m.label for m in self.models]}")
+        raise UnknownNameError(f"no model {label_or_index!r} in the report; models: {[m.label for m in self.models]}")
 
     def comparison_rows(self, metric: str | None = None, initial: str | int = 0,
                         final: str | int = 1) -> list[dict[str, Any]]:
@@ -91,8 +95,6 @@ class EvaluationReport:
 
     def to_dict(self) -> dict[str, Any]:
         """Every number of the report, JSON-ready."""
-        from medrag import __version__
-
         models = []
         for m in self.models:
             models.append({
@@ -127,7 +129,7 @@ class EvaluationReport:
             initial / final: the two models, by label or position (default: first and second).
         """
         if len(self.models) < 2:
-            raise ValueError("the comparison table needs two models; use metrics_table() for one")
+            raise InvalidInputError("the comparison table needs two models; use metrics_table() for one")
         rows = self.comparison_rows(metric, initial, final)
         data = _data_table(rows, fmt, ["dimension", "score_initial", "score_final", "gain", "gain_pct", "p_value"])
         if data is not None:
@@ -234,8 +236,6 @@ class EvaluationReport:
             paths["comparison_csv"] = out / "comparison.csv"
             paths["comparison_csv"].write_text(self.comparison_table(fmt="csv"), encoding="utf-8")
         if plot:
-            from evaluation.plots import plot_metric_vs_size
-
             paths["plot"] = plot_metric_vs_size(self, out / f"{self.primary_metric.replace('@', '')}_vs_size.png")
         logger.info("report written to %s", out)
         return paths
@@ -252,7 +252,7 @@ def _data_table(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> str
     if fmt == "csv":
         return _csv(columns, rows)
     if fmt != "markdown":
-        raise ValueError(f"unknown table format {fmt!r}: use markdown, csv or json")
+        raise InvalidInputError(f"unknown table format {fmt!r}: use markdown, csv or json")
     return None
 
 

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from evaluation.metrics import DEFAULT_METRICS, max_k, mean_metrics, per_query_metrics
+from medrag.errors import InvalidInputError
 from medrag.qa.task import IRTask
+from medrag.vectors import truncate_embeddings
 
 
 @dataclass
@@ -60,11 +62,9 @@ def rank_documents(query_vecs: np.ndarray, doc_vecs: np.ndarray, doc_ids: Sequen
 def evaluate_vectors(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray, dims: Sequence[int],
                      metrics: Sequence[str] = DEFAULT_METRICS) -> dict[int, SizeResult]:
     """Metrics at each size from full-size vectors ordered as ``task.queries`` / ``task.corpus``."""
-    from medrag.vectors import truncate_embeddings
-
     qids, dids = list(task.queries), list(task.corpus)
     if len(query_vecs) != len(qids) or len(doc_vecs) != len(dids):
-        raise ValueError("vectors do not match the task's queries/corpus")
+        raise InvalidInputError("vectors do not match the task's queries/corpus")
     relevant = [task.qrels[q] for q in qids]
     results = {}
     for dim in sorted(set(dims), reverse=True):

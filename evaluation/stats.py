@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from medrag.errors import InvalidInputError
+
 #: Default number of resamples: enough for stable 95% percentiles and p-values to ~0.01.
 N_BOOTSTRAP = 1000
 N_PERMUTATIONS = 10000
@@ -78,9 +80,9 @@ def bootstrap_means(values: np.ndarray, n_resamples: int = N_BOOTSTRAP, seed: in
     arr = np.atleast_2d(np.asarray(values, dtype=np.float64))
     n = arr.shape[-1]
     if n == 0:
-        raise ValueError("cannot bootstrap an empty sample")
+        raise InvalidInputError("cannot bootstrap an empty sample")
     if n_resamples < 1:
-        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+        raise InvalidInputError(f"n_resamples must be >= 1, got {n_resamples}")
     rng = np.random.default_rng(seed)
     out = np.empty((arr.shape[0], n_resamples))
     for start in range(0, n_resamples, chunk):
@@ -101,7 +103,7 @@ def bootstrap_ci(values: np.ndarray, n_resamples: int = N_BOOTSTRAP, confidence:
         seed: random seed (``None``: fresh randomness); fixed by default so reports are reproducible.
     """
     if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+        raise InvalidInputError(f"confidence must be in (0, 1), got {confidence}")
     arr = np.asarray(values, dtype=np.float64)
     means = bootstrap_means(arr, n_resamples, seed)
     alpha = (1 - confidence) / 2
@@ -152,13 +154,13 @@ def paired_test(a: np.ndarray, b: np.ndarray, method: str = "permutation", n_res
         return paired_permutation_test(a, b, n_resamples or N_PERMUTATIONS, seed)
     if method == "bootstrap":
         return paired_bootstrap_test(a, b, n_resamples or N_BOOTSTRAP * 10, seed)
-    raise ValueError(f"unknown paired test {method!r}: use 'permutation' or 'bootstrap'")
+    raise InvalidInputError(f"unknown paired test {method!r}: use 'permutation' or 'bootstrap'")
 
 
 def _differences(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"paired samples must be 1-d and of equal length, got {a.shape} and {b.shape}")
+        raise InvalidInputError(f"paired samples must be 1-d and of equal length, got {a.shape} and {b.shape}")
     if a.size == 0:
-        raise ValueError("cannot test empty samples")
+        raise InvalidInputError("cannot test empty samples")
     return a - b

@@ -38,7 +38,9 @@ import numpy as np
 
 from evaluation.metrics import max_k, mean_metrics, per_query_metrics
 from evaluation.retrieval import rank_documents
+from medrag.errors import InvalidInputError, MedragError
 from medrag.qa.task import IRTask
+from medrag.vectors import truncate_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -138,10 +140,7 @@ def evaluate_store(embeddings, task: IRTask, *, coarse_dim: int = 64, candidates
     Raises:
         MedragError: the store is not installed (``medrag.store`` missing).
     """
-    from medrag import truncate_embeddings
-    from medrag.errors import MedragError
-
-    try:
+    try:  # imported here: the store pulls in chromadb, which only this evaluation needs
         from medrag.store import MatryoshkaChroma
     except ImportError as exc:
         raise MedragError(f"store-level evaluation needs medrag.store (MatryoshkaChroma): {exc}") from exc
@@ -150,7 +149,7 @@ def evaluate_store(embeddings, task: IRTask, *, coarse_dim: int = 64, candidates
     k = max_k(metrics)
     too_small = [c for c in [*sweep, *([candidates] if candidates is not None else [])] if c < k]
     if too_small:
-        raise ValueError(f"candidates {too_small} are below k={k}, the deepest metric cut-off")
+        raise InvalidInputError(f"candidates {too_small} are below k={k}, the deepest metric cut-off")
     qids, dids = list(task.queries), list(task.corpus)
     qtexts, dtexts = [task.queries[q] for q in qids], [task.corpus[d] for d in dids]
     relevant = [task.qrels[q] for q in qids]

@@ -21,7 +21,7 @@ from typing import Any
 
 _EXPORTS = {
     "FinetuneConfig": "finetune.config",
-    "ConfigError": "finetune.config",
+    "ConfigError": "medrag.errors",
     "MatryoshkaFinetuner": "finetune.training",
     "FinetuneResult": "finetune.training",
     "train": "finetune.training",

@@ -20,7 +20,13 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Literal, get_args, get_origin, get_type_hints
 
+import yaml
+
 from finetune.config import FinetuneConfig, unwrap_optional
+from finetune.data import load_dataset_from_config
+from finetune.model_card import score_table
+from finetune.training import MatryoshkaFinetuner
+from medrag.errors import MedragError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -57,22 +63,14 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from finetune.data import load_dataset_from_config
-
     cfg = config_from_args(args)
     dataset = load_dataset_from_config(cfg)
     if args.check:
-        import yaml
-
         print(dataset.summary())
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True), end="")
         return 0
     print(dataset.summary(), file=sys.stderr)
-    from finetune.training import MatryoshkaFinetuner
-
     result = MatryoshkaFinetuner(cfg, dataset=dataset).run()
-    from finetune.model_card import score_table
-
     if result.scores_after:
         print(score_table(result.scores_before, result.scores_after))
     print(f"trained {result.global_step} steps in {result.train_seconds:.0f} s "
@@ -82,8 +80,6 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m finetune``: same flags and exit codes as ``medrag finetune``."""
-    from medrag.errors import MedragError
-
     parser = argparse.ArgumentParser(prog="python -m finetune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")

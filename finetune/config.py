@@ -26,11 +26,14 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from medrag.errors import MedragError
+import yaml
 
+from medrag.errors import ConfigError
 
-class ConfigError(MedragError, ValueError):
-    """A configuration file or override is invalid (unknown key, wrong type, impossible value)."""
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib
 
 
 LOSSES = ("auto", "mnrl", "cached_mnrl")
@@ -249,8 +252,6 @@ class FinetuneConfig:
         path = Path(path)
         data = self.to_dict()
         if path.suffix in (".yaml", ".yml"):
-            import yaml
-
             path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
         else:
             path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -290,14 +291,8 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     text = path.read_text(encoding="utf-8")
     try:
         if path.suffix in (".yaml", ".yml"):
-            import yaml
-
             data = yaml.safe_load(text) or {}
         elif path.suffix == ".toml":
-            try:
-                import tomllib
-            except ModuleNotFoundError:  # Python < 3.11
-                import tomli as tomllib
             data = tomllib.loads(text)
             if isinstance(data.get("finetune"), dict) and len(data) == 1:
                 data = data["finetune"]
@@ -350,11 +345,11 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
             raise ConfigError(f"{name} must be true or false, got {value!r}")
         if target is int:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError(value)
+                raise ConfigError(f"{name} must be int, got {value!r}")
             return int(value)
         if target is float:
             if isinstance(value, bool):
-                raise ValueError(value)
+                raise ConfigError(f"{name} must be float, got {value!r}")
             return float(value)
         if target is str:
             return str(value)

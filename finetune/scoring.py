@@ -20,18 +20,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from evaluation.retrieval import evaluate_vectors
+from medrag.prompts import prompt_texts as _prompt_texts
+from medrag.qa.task import IRTask
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
-
-    from medrag.qa.task import IRTask
 
 #: The metrics recorded before and after training (NDCG@10 drives ``dimension="auto"``).
 TRAINING_METRICS = ("ndcg@10", "mrr@10", "recall@10")
 
 def prompt_texts(model: "SentenceTransformer") -> tuple[str, str]:
     """The (query, passage) prompt strings of ``model``, ``""`` where it has none (:mod:`medrag.prompts`)."""
-    from medrag.prompts import prompt_texts as _prompt_texts
-
     return _prompt_texts(model.prompts)
 
 
@@ -44,12 +44,10 @@ def encode(model: "SentenceTransformer", texts: Sequence[str], prompt: str, batc
     return np.asarray(vecs, dtype=np.float32)
 
 
-def score_sizes(model: "SentenceTransformer", task: "IRTask", dims: Sequence[int],
+def score_sizes(model: "SentenceTransformer", task: IRTask, dims: Sequence[int],
                 metrics: Sequence[str] = TRAINING_METRICS, batch_size: int = 64,
                 show_progress_bar: bool | None = None) -> dict[int, dict[str, float]]:
     """Mean of each metric at each size: ``{dim: {metric: value}}``."""
-    from evaluation.retrieval import evaluate_vectors
-
     qprompt, pprompt = prompt_texts(model)
     q = encode(model, list(task.queries.values()), qprompt, batch_size, show_progress_bar)
     d = encode(model, list(task.corpus.values()), pprompt, batch_size, show_progress_bar)

@@ -36,13 +36,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medrag.metadata import MatryoshkaMetadata, default_dims
-
-from finetune.config import ConfigError, FinetuneConfig
+from finetune.config import FinetuneConfig
 from finetune.data import load_dataset_from_config
-from medrag.qa.pairs import QADataset
+from finetune.model_card import write_model_card
 from finetune.scoring import TRAINING_METRICS, prompt_texts, score_sizes
+from medrag.errors import ConfigError
+from medrag.metadata import MatryoshkaMetadata, default_dims
+from medrag.models import embedding_dim, load_model
+from medrag.qa.pairs import QADataset
 
+# torch, accelerate, transformers and sentence-transformers (heavy) are imported inside the functions
+# that train: importing finetune (and `medrag --help`) stays fast.
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
@@ -118,8 +122,6 @@ class MatryoshkaFinetuner:
         if self.dataset is None:
             self.dataset = load_dataset_from_config(cfg)
         if self.model is None:
-            from medrag.models import load_model
-
             self.model = load_model(cfg.model, device="cpu" if _cpu_only(cfg) else cfg.device)
         model = self.model
         dims = self._dims(model)
@@ -280,8 +282,6 @@ class MatryoshkaFinetuner:
     # ------------------------------------------------------------------ pieces
 
     def _dims(self, model) -> list[int]:
-        from medrag.models import embedding_dim
-
         full = embedding_dim(model)
         dims = sorted({int(d) for d in (self.config.dims or default_dims(full))} | {full}, reverse=True)
         too_big = [d for d in dims if d > full]
@@ -390,10 +390,6 @@ class MatryoshkaFinetuner:
                                           loss=self.build_loss(model, dims), callbacks=self.callbacks)
 
     def _write_outputs(self, model, result: FinetuneResult) -> None:
-        from medrag.models import embedding_dim
-
-        from finetune.model_card import write_model_card
-
         cfg = self.config
         out = self.output_dir
         info = {

@@ -5,16 +5,17 @@ vector store (:class:`MatryoshkaChroma`: coarse 64-dim search, full-size rerank)
 loading that works offline on an embedded default (:func:`load_model`), plus the
 ``finetune`` and ``evaluation`` packages installed alongside.
 
-Imports are lazy: ``import medrag`` does no work and loads no heavy dependency.
+Imports are lazy: ``import medrag`` does no work and loads no heavy dependency (LangChain, torch,
+Chroma), and never the ``finetune`` or ``evaluation`` packages, which build on medrag. Each public
+name is listed once, in ``_EXPORTS``, and loaded from its module on first access.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+from typing import Any as _Any
 
 __version__ = "0.1.0"
 
+#: Public name -> the module that defines it; the one place the export list is written.
 _EXPORTS = {
     "load_model": "medrag.models",
     "model_fingerprint": "medrag.models",
@@ -22,33 +23,28 @@ _EXPORTS = {
     "truncate_embeddings": "medrag.vectors",
     "MatryoshkaChroma": "medrag.store",
     "MatryoshkaMetadata": "medrag.metadata",
+    "BUNDLED_SPEC": "medrag.bundled",
     "MedragError": "medrag.errors",
     "ModelLoadError": "medrag.errors",
+    "InvalidInputError": "medrag.errors",
+    "InvalidArgumentError": "medrag.errors",
+    "UnknownNameError": "medrag.errors",
     "DimensionError": "medrag.errors",
     "MetadataError": "medrag.errors",
     "CollectionMismatchError": "medrag.errors",
     "DataError": "medrag.errors",
-    "BUNDLED_SPEC": "medrag.bundled",
+    "ConfigError": "medrag.errors",
+    "LexicalIndexError": "medrag.errors",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
-if TYPE_CHECKING:  # pragma: no cover
-    from medrag.bundled import BUNDLED_SPEC
-    from medrag.embeddings import MatryoshkaEmbeddings
-    from medrag.errors import (CollectionMismatchError, DataError, DimensionError, MedragError, MetadataError,
-                               ModelLoadError)
-    from medrag.metadata import MatryoshkaMetadata
-    from medrag.models import load_model, model_fingerprint
-    from medrag.store import MatryoshkaChroma
-    from medrag.vectors import truncate_embeddings
 
-
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'medrag' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(_importlib.import_module(module), name)
     globals()[name] = value
     return value
 

@@ -19,6 +19,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from medrag.embeddings import MatryoshkaEmbeddings
+from medrag.errors import MedragError
+from medrag.vectors import truncate_embeddings
+
 #: Modules that contribute subcommands, in the order of ``medrag --help``.
 SUBCOMMAND_MODULES = ("medrag.demo", "medrag.cli", "finetune.cli", "evaluation.cli")
 
@@ -47,8 +51,6 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from medrag import MatryoshkaEmbeddings, truncate_embeddings
-
     emb = MatryoshkaEmbeddings(args.model)
     q = emb.encode_queries([args.query])
     docs = emb.encode_documents(args.passages)
@@ -62,8 +64,6 @@ def _compare(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``medrag`` console script."""
-    from medrag.errors import MedragError
-
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -22,6 +22,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from evaluation.evaluator import evaluate_models
+from finetune.config import FinetuneConfig
+from finetune.model_card import score_table
+from finetune.training import MatryoshkaFinetuner
+from medrag.bundled import cache_dir
+from medrag.embeddings import MatryoshkaEmbeddings
+from medrag.errors import CollectionMismatchError
+from medrag.qa.sample import load_sample_corpus
+from medrag.qa.task import IRTask
+from medrag.store import MatryoshkaChroma
+
 logger = logging.getLogger(__name__)
 
 COLLECTION = "medrag-demo"
@@ -50,10 +61,6 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from medrag import MatryoshkaEmbeddings
-    from medrag.bundled import cache_dir
-    from medrag.qa.sample import load_sample_corpus
-
     t_start = time.perf_counter()
     corpus = load_sample_corpus()
     emb = MatryoshkaEmbeddings(args.model)
@@ -91,9 +98,6 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def build_store(emb, corpus, folder: Path, rebuild: bool = False):
     """Open the demo store in ``folder``, indexing the sample corpus unless it is already there."""
-    from medrag import MatryoshkaChroma
-    from medrag.errors import CollectionMismatchError
-
     folder.mkdir(parents=True, exist_ok=True)
     try:
         store = MatryoshkaChroma(COLLECTION, embedding_function=emb, persist_directory=str(folder))
@@ -102,7 +106,7 @@ def build_store(emb, corpus, folder: Path, rebuild: bool = False):
             raise
         store = None
     if rebuild or store is None:
-        import chromadb
+        import chromadb  # heavy: only a rebuild needs the client itself
 
         client = chromadb.PersistentClient(path=str(folder))
         if COLLECTION in [c.name for c in client.list_collections()]:
@@ -122,9 +126,6 @@ def build_store(emb, corpus, folder: Path, rebuild: bool = False):
 
 def evaluate(emb, corpus):
     """Every size of ``emb`` on the sample's eval questions, the whole sample as corpus."""
-    from evaluation.evaluator import evaluate_models
-    from medrag.qa.task import IRTask
-
     task = IRTask.from_pairs(corpus.pairs("eval"), name="medrag sample (eval)", extra_corpus=corpus.texts())
     return evaluate_models([emb], task, metrics=("ndcg@10", "mrr@10", "recall@10"), n_bootstrap=1000,
                            n_resamples=1000)
@@ -143,11 +144,6 @@ def size_table(report) -> str:
 
 def run_finetune(emb, corpus, args: argparse.Namespace) -> None:
     """Fine-tune on the sample's train split, score on its eval split, print the seed-style table."""
-    from finetune import FinetuneConfig, MatryoshkaFinetuner
-    from finetune.model_card import score_table
-
-    from medrag.bundled import cache_dir
-
     out = Path(args.finetune_dir) if args.finetune_dir else cache_dir() / "demo-finetuned"
     print(f"\n== Fine-tuning on the sample's train split ({len(corpus.pairs('train'))} pairs, "
           f"{args.epochs:g} epoch) ==")

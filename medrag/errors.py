@@ -1,9 +1,16 @@
 """The exceptions medrag raises.
 
-Every error the library raises on purpose is a :class:`MedragError`, so an
-application can catch the library's failures in one place. The subclasses say
-what went wrong; several also derive from the built-in exception a Python user
-would expect (``ValueError`` for bad arguments), so ``except ValueError`` works too.
+Every error the library (``medrag``, ``evaluation``, ``finetune``) raises on purpose is a
+:class:`MedragError`, so an application can catch the library's failures in one place. The
+subclasses say what went wrong; several also derive from the built-in exception a Python user
+would expect (``ValueError`` for bad arguments, ``TypeError`` for an argument a call does not take,
+``KeyError`` for an unknown name), so ``except ValueError`` and the like keep working.
+
+Example::
+
+    >>> from medrag.errors import InvalidInputError, MedragError
+    >>> issubclass(InvalidInputError, MedragError) and issubclass(InvalidInputError, ValueError)
+    True
 """
 
 from __future__ import annotations
@@ -19,7 +26,19 @@ class ModelLoadError(MedragError):
 
 
 class InvalidInputError(MedragError, ValueError):
-    """An argument or input a call cannot use: an empty text, ``k <= 0``, a NaN vector, a bad batch size..."""
+    """An argument or input a call cannot use: an empty text, ``k <= 0``, a NaN vector, a bad batch size,
+    an unknown metric name, a confidence outside (0, 1)..."""
+
+
+class InvalidArgumentError(MedragError, TypeError):
+    """A call got an argument it does not take (an unknown keyword argument)."""
+
+
+class UnknownNameError(MedragError, KeyError):
+    """A name looked up in a result does not exist there (a model label absent from a report)."""
+
+    def __str__(self) -> str:  # KeyError would show the message quoted
+        return str(self.args[0]) if self.args else ""
 
 
 class DimensionError(MedragError, ValueError):
@@ -36,3 +55,12 @@ class CollectionMismatchError(MedragError):
 
 class DataError(MedragError, ValueError):
     """A dataset or data file is malformed: missing columns, unreadable rows, nothing left to use."""
+
+
+class ConfigError(MedragError, ValueError):
+    """A configuration file or override is invalid (unknown key, wrong type, impossible value)."""
+
+
+class LexicalIndexError(MedragError):
+    """A lexical (BM25) index file is missing, unreadable or was built by another analyzer; the store
+    rebuilds it from the collection's records, which stay the source of truth."""

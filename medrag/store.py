@@ -36,7 +36,8 @@ from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from medrag._store_codec import ENCODINGS, decode_rows, encode_rows
 from medrag.embeddings import validate_texts
-from medrag.errors import CollectionMismatchError, DimensionError, InvalidInputError, MedragError
+from medrag.errors import (CollectionMismatchError, DimensionError, InvalidArgumentError, InvalidInputError,
+                           MedragError)
 
 if TYPE_CHECKING:
     import chromadb
@@ -57,6 +58,8 @@ _C = {
     "distance": "medrag:distance",
     "encoding": "medrag:full_encoding",
 }
+#: Collection-metadata key of the write generation (see :attr:`MatryoshkaChroma.write_generation`).
+GENERATION_KEY = "medrag:generation"
 #: Stage-1 candidates when neither the constructor nor the call says. Provisional: on the
 #: embedded e5-small, which is not Matryoshka-trained, no value up to 1,600 reaches recall@10
 #: 0.99 at coarse 64 (``docs/benchmarks.md``), and latency grows linearly with it (about 2.5 ms
@@ -87,7 +90,9 @@ class FunnelHit:
 
 @dataclass(frozen=True)
 class FunnelResult:
-    """Hits, best first, the number of stage-1 candidates, and per-stage milliseconds."""
+    """Hits, best first, the number of stage-1 candidates, and per-stage milliseconds
+    (``embed_ms``, ``coarse_ms``: stage 1, ``rerank_ms``: reading the candidates' full vectors
+    and scoring them, ``fetch_ms``: reading the texts of the returned hits)."""
 
     hits: list[FunnelHit]
     candidates: int
@@ -223,7 +228,7 @@ class MatryoshkaChroma(VectorStore):
                 raise CollectionMismatchError(
                     f"collection {name!r} does not exist; pass create_collection_if_not_exists=True to create it"
                 ) from exc
-            metadata = {**(extra_metadata or {}), **self._contract()}
+            metadata = {**(extra_metadata or {}), **self._contract(), GENERATION_KEY: 0}
             config = {"hnsw": {**(hnsw or {}), "space": "cosine"}}
             collection = self._client.get_or_create_collection(
                 name=name, metadata=metadata, configuration=config, embedding_function=None
@@ -299,6 +304,37 @@ class MatryoshkaChroma(VectorStore):
 
     def __len__(self) -> int:
         return self._collection.count()
+
+    @property
+    def write_generation(self) -> int:
+        """The collection's write generation: an int bumped *before* every write (each add,
+        upsert or delete batch), stored in the collection metadata under ``medrag:generation``
+        and re-read from the collection on each access, so writes by other clients and
+        processes are seen.
+
+        Data derived beside the store (a lexical index, a vector sidecar) records the
+        generation it was built from; a different generation now means it may be stale and
+        must be rebuilt. Because the bump precedes the write, a build that reads the
+        generation first and the records second is never newer than its generation says.
+        Two clients writing at the same instant may bump to the same value (Chroma has no
+        compare-and-set); the value still changes, which is all a staleness check needs.
+
+        Example::
+
+            >>> g = store.write_generation
+            >>> store.add_texts(["Hémoglobine glyquée à 7 %."])
+            >>> store.write_generation > g
+            True
+        """
+        meta = self._client.get_collection(self._collection_name, embedding_function=None).metadata or {}
+        return int(meta.get(GENERATION_KEY, 0))
+
+    def _bump_generation(self) -> None:
+        """Increment the write generation; called before every write to the collection."""
+        current = self._client.get_collection(self._collection_name, embedding_function=None)
+        meta = dict(current.metadata or {})
+        meta[GENERATION_KEY] = int(meta.get(GENERATION_KEY, 0)) + 1
+        self._collection.modify(metadata=meta)  # replaces the whole collection metadata
 
     # ------------------------------------------------------------------ encoding
 
@@ -423,6 +459,7 @@ class MatryoshkaChroma(VectorStore):
                 packed = encode_rows(full, self._encoding)
                 # One upsert writes the coarse vector, the text and the full vector of each
                 # record together: a record is never visible without its full vector.
+                self._bump_generation()
                 self._collection.upsert(
                     ids=[ids[i] for i in idx],
                     embeddings=self._coarse(full),
@@ -447,13 +484,11 @@ class MatryoshkaChroma(VectorStore):
         """
         if ids is None:
             raise InvalidInputError("delete() needs a list of ids; use delete_collection() to remove the whole collection")
-        ids = list(ids)
-        for i, id_ in enumerate(ids):
-            if not isinstance(id_, str) or not id_:
-                raise InvalidInputError(f"id at index {i} must be a non-empty string, got {id_!r}")
+        ids = _check_ids(ids)
         if ids:
             max_batch = self._client.get_max_batch_size()
             for start in range(0, len(ids), max_batch):
+                self._bump_generation()
                 self._collection.delete(ids=ids[start : start + max_batch])
         return True
 
@@ -469,7 +504,7 @@ class MatryoshkaChroma(VectorStore):
         Args:
             ids: the ids to fetch.
         """
-        ids = list(dict.fromkeys(ids))
+        ids = list(dict.fromkeys(_check_ids(ids)))
         if not ids:
             return []
         found: dict[str, Document] = {}
@@ -480,16 +515,63 @@ class MatryoshkaChroma(VectorStore):
                 found[id_] = _document(id_, text, md)
         return [found[i] for i in ids if i in found]
 
-    def get_full_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
-        """The stored full-size vectors (decoded, float32) of these ids; unknown ids are skipped."""
-        ids = list(dict.fromkeys(ids))
-        out: dict[str, np.ndarray] = {}
-        max_batch = self._client.get_max_batch_size()
-        for start in range(0, len(ids), max_batch):
-            res = self._collection.get(ids=ids[start : start + max_batch], include=["metadatas"])
-            vecs = decode_rows(self._packed(res["ids"], res["metadatas"]), self._encoding, self._full_dim)
-            out.update(zip(res["ids"], vecs))
-        return out
+    def get_full_vectors(self, ids: Sequence[str]) -> np.ndarray:
+        """The stored full-size vectors of these records, one unit-norm float32 row per id, in
+        the order asked (a repeated id gives a repeated row).
+
+        This is the one way the rerank (stage 2), MMR and the hybrid search read full vectors,
+        whatever the storage layout.
+
+        Example::
+
+            >>> store.get_full_vectors(["a", "b"]).shape
+            (2, 384)
+
+        Args:
+            ids: the record ids.
+
+        Raises:
+            InvalidInputError: ``ids`` is a bare string or holds a non-string.
+            CollectionMismatchError: records that do not exist, that have no full vector
+                (written by another tool) or whose stored vector is corrupt; the message names them.
+        """
+        ids = _check_ids(ids)
+        unique = list(dict.fromkeys(ids))
+        if not unique:
+            return np.zeros((0, self._full_dim), dtype=np.float32)
+        metas = self._full_metadatas(unique)
+        missing = [i for i in unique if i not in metas]
+        if missing:
+            raise CollectionMismatchError(
+                f"{len(missing)} record(s) of collection {self._collection_name!r} do not exist: {missing[:5]}"
+            )
+        rows = self._decode_full(unique, [metas[i] for i in unique])
+        position = {id_: n for n, id_ in enumerate(unique)}
+        return rows[[position[i] for i in ids]]
+
+    def _decode_full(self, ids: Sequence[str], metas: Sequence[dict[str, Any] | None]) -> np.ndarray:
+        """Decode and normalise the packed full vectors of records; name any missing or corrupt one."""
+        packed = self._packed(ids, metas)
+        try:
+            full = decode_rows(packed, self._encoding, self._full_dim)
+        except (InvalidInputError, ValueError, TypeError):
+            full = None
+        bad: list[str] = []
+        if full is None:  # find the culprits row by row
+            full = np.zeros((len(ids), self._full_dim), dtype=np.float32)
+            for n, (id_, p) in enumerate(zip(ids, packed)):
+                try:
+                    full[n] = decode_rows([p], self._encoding, self._full_dim)[0]
+                except (InvalidInputError, ValueError, TypeError):
+                    bad.append(id_)
+        norms = np.linalg.norm(full, axis=1)
+        bad += [id_ for id_, ok in zip(ids, np.isfinite(full).all(axis=1) & (norms > 0)) if not ok and id_ not in bad]
+        if bad:
+            raise CollectionMismatchError(
+                f"the stored full vector of record(s) {bad[:5]} in collection {self._collection_name!r} is corrupt "
+                f"(not a finite {self._encoding} vector of size {self._full_dim}); delete those ids and add them again"
+            )
+        return (full / norms[:, None]).astype(np.float32, copy=False)
 
     # ------------------------------------------------------------------ search core
 
@@ -525,8 +607,13 @@ class MatryoshkaChroma(VectorStore):
         filter: dict[str, Any] | None,
         where_document: dict[str, Any] | None,
         stats: dict[str, Any] | None = None,
-    ) -> tuple[list[Document], np.ndarray, np.ndarray]:
-        """Run both stages; return all candidates' documents, full vectors and cosine scores, best first.
+    ) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Run both stages; return all candidates' ids, full vectors and cosine scores, best first.
+
+        Stage 1 asks Chroma for ids and distances only; stage 2 reads the candidates' full
+        vectors through :meth:`get_full_vectors`'s storage path. Texts are fetched afterwards,
+        for the returned hits only (:meth:`_documents`). A candidate deleted between the two
+        stages is dropped.
 
         When ``stats`` is a dict, it receives each returned candidate's coarse cosine and 1-based
         stage-1 rank (``coarse_scores``, ``coarse_ranks``) and the seconds spent per stage
@@ -540,28 +627,55 @@ class MatryoshkaChroma(VectorStore):
             raise InvalidInputError(f"candidates ({n}) must be >= k ({k}): stage 1 cannot return fewer than k")
         n = max(n, k)
         t0 = time.perf_counter()
-        res = self._collection.query(  # empty filters mean "no filter" (Chroma rejects {})
+        res = self._chroma_call(
+            "search", self._collection.query,  # empty filters mean "no filter" (Chroma rejects {})
             query_embeddings=[self._coarse(query[None, :])[0]],
             n_results=n,
             where=filter or None,
             where_document=where_document or None,
-            include=["metadatas", "documents", "distances"],
+            include=["distances"],
         )
         t1 = time.perf_counter()
-        ids, texts, metas = res["ids"][0], res["documents"][0], res["metadatas"][0]
+        ids = list(res["ids"][0])
+        distances = np.asarray(res["distances"][0], dtype=np.float64)
+        metas = self._full_metadatas(ids)
+        keep = [i for i, id_ in enumerate(ids) if id_ in metas]
+        ids, distances = [ids[i] for i in keep], distances[keep]
         if not ids:
             if stats is not None:
                 stats.update(coarse_scores=np.zeros(0), coarse_ranks=np.zeros(0, int), coarse_s=t1 - t0, rerank_s=0.0)
             return [], np.zeros((0, self._full_dim), np.float32), np.zeros(0, np.float32)
-        full = decode_rows(self._packed(ids, metas), self._encoding, self._full_dim)
-        norms = np.linalg.norm(full, axis=1)
-        scores = (full @ query) / np.where(norms > 0, norms, 1.0)
+        full = self._decode_full(ids, [metas[i] for i in ids])
+        scores = full @ query
         order = np.argsort(-scores, kind="stable")
-        docs = [_document(ids[i], texts[i], metas[i]) for i in order]
         if stats is not None:
-            stats.update(coarse_scores=1.0 - np.asarray(res["distances"][0], dtype=np.float64)[order],
-                         coarse_ranks=order + 1, coarse_s=t1 - t0, rerank_s=time.perf_counter() - t1)
-        return docs, full[order], scores[order]
+            stats.update(coarse_scores=1.0 - distances[order], coarse_ranks=np.asarray(keep)[order] + 1,
+                         coarse_s=t1 - t0, rerank_s=time.perf_counter() - t1)
+        return [ids[i] for i in order], full[order], scores[order]
+
+    def _full_metadatas(self, ids: Sequence[str]) -> dict[str, Any]:
+        """The stored metadata (holding the packed full vector) of the ids that exist."""
+        out: dict[str, Any] = {}
+        max_batch = self._client.get_max_batch_size()
+        for start in range(0, len(ids), max_batch):
+            res = self._chroma_call("read", self._collection.get, ids=list(ids[start : start + max_batch]),
+                                    include=["metadatas"])
+            out.update(zip(res["ids"], res["metadatas"]))
+        return out
+
+    def _documents(self, ids: Sequence[str]) -> list[Document]:
+        """Documents (text + user metadata) of these ids, in order; ids deleted meanwhile give an empty document."""
+        found: dict[str, Document] = {}
+        if ids:
+            res = self._chroma_call("read", self._collection.get, ids=list(dict.fromkeys(ids)),
+                                    include=["documents", "metadatas"])
+            for id_, text, md in zip(res["ids"], res["documents"], res["metadatas"]):
+                found[id_] = _document(id_, text, md)
+        return [found.get(i) or Document(id=i, page_content="") for i in ids]
+
+    def _chroma_call(self, what: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
+        """Call the Chroma client; turn its failures into :class:`MedragError` subclasses."""
+        return fn(**kwargs)
 
     # ------------------------------------------------------------------ LangChain search API
 
@@ -622,8 +736,8 @@ class MatryoshkaChroma(VectorStore):
         """
         _no_extra(kwargs)
         query = self._query_vector(embedding)
-        docs, _, scores = self._funnel(query, k, candidates, filter, where_document)
-        return [(doc, float(1.0 - s)) for doc, s in zip(docs[:k], scores[:k])]
+        ids, _, scores = self._funnel(query, k, candidates, filter, where_document)
+        return [(doc, float(1.0 - s)) for doc, s in zip(self._documents(ids[:k]), scores[:k])]
 
     def _packed(self, ids: Sequence[str], metas: Sequence[dict[str, Any] | None]) -> list[str]:
         """The packed full vectors of records, or a clear error for a record written by another tool."""
@@ -656,12 +770,14 @@ class MatryoshkaChroma(VectorStore):
         vector = self._embed_query(query)
         embed_s = time.perf_counter() - t0
         stats: dict[str, Any] = {}
-        docs, _, scores = self._funnel(vector, k, candidates, filter, where_document, stats=stats)
+        ids, _, scores = self._funnel(vector, k, candidates, filter, where_document, stats=stats)
+        t2 = time.perf_counter()
+        docs = self._documents(ids[:k])
         hits = [FunnelHit(doc, float(s), float(cs), int(cr))
-                for doc, s, cs, cr in zip(docs[:k], scores[:k], stats["coarse_scores"][:k], stats["coarse_ranks"][:k])]
+                for doc, s, cs, cr in zip(docs, scores[:k], stats["coarse_scores"][:k], stats["coarse_ranks"][:k])]
         timings = {"embed_ms": 1000 * embed_s, "coarse_ms": 1000 * stats["coarse_s"],
-                   "rerank_ms": 1000 * stats["rerank_s"]}
-        return FunnelResult(hits, len(docs), timings)
+                   "rerank_ms": 1000 * stats["rerank_s"], "fetch_ms": 1000 * (time.perf_counter() - t2)}
+        return FunnelResult(hits, len(ids), timings)
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         if self.override_relevance_score_fn is not None:
@@ -708,10 +824,10 @@ class MatryoshkaChroma(VectorStore):
             raise InvalidInputError(f"lambda_mult must be in [0, 1], got {lambda_mult}")
         query = self._query_vector(embedding)
         n = max(candidates if candidates is not None else self._candidates, fetch_k)
-        docs, full, _ = self._funnel(query, fetch_k, n, filter, where_document)
-        docs, full = docs[:fetch_k], full[:fetch_k]
+        ids, full, _ = self._funnel(query, fetch_k, n, filter, where_document)
+        ids, full = ids[:fetch_k], full[:fetch_k]
         picked = maximal_marginal_relevance(query, full, lambda_mult=lambda_mult, k=k)
-        return [docs[i] for i in picked]
+        return self._documents([ids[i] for i in picked])
 
     # ------------------------------------------------------------------ constructors
 
@@ -796,9 +912,23 @@ def _check_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def _check_ids(ids: Any) -> list[str]:
+    """A list of non-empty string ids; a bare string is refused (it would iterate its characters)."""
+    if isinstance(ids, (str, bytes)):
+        raise InvalidInputError(f"ids must be a list of ids, not a bare string: write [{ids!r}]")
+    try:
+        out = list(ids)
+    except TypeError as exc:
+        raise InvalidInputError(f"ids must be a list of strings, got {type(ids).__name__}") from exc
+    for i, id_ in enumerate(out):
+        if not isinstance(id_, str) or not id_:
+            raise InvalidInputError(f"id at index {i} must be a non-empty string, got {id_!r}")
+    return out
+
+
 def _no_extra(kwargs: dict[str, Any]) -> None:
     if kwargs:
-        raise TypeError(f"unexpected search argument(s): {sorted(kwargs)}")
+        raise InvalidArgumentError(f"unexpected search argument(s): {sorted(kwargs)}")
 
 
-__all__ = ["MatryoshkaChroma", "DEFAULT_CANDIDATES", "FULL_KEY", "STORE_SCHEMA_VERSION"]
+__all__ = ["MatryoshkaChroma", "DEFAULT_CANDIDATES", "FULL_KEY", "GENERATION_KEY", "STORE_SCHEMA_VERSION"]

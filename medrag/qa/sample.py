@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass
 from importlib import resources
 
+from medrag.errors import InvalidInputError
+
 SAMPLE_FILE = "french_medical_sample.jsonl"
 
 
@@ -37,7 +39,7 @@ class SampleCorpus:
     def pairs(self, split: str | None = None) -> list[tuple[str, str]]:
         """(question, passage) pairs of ``split`` (``"train"``, ``"eval"``, or ``None`` for both)."""
         if split not in (None, "train", "eval"):
-            raise ValueError(f"split must be 'train', 'eval' or None, got {split!r}")
+            raise InvalidInputError(f"split must be 'train', 'eval' or None, got {split!r}")
         return [(q, p.passage) for p in self.passages if split in (None, p.split) for q in p.questions]
 
     def texts(self) -> list[str]:

@@ -181,14 +181,77 @@ def test_add_and_search_strip_internal_metadata(store: MatryoshkaChroma) -> None
 
 def test_records_hold_their_full_vector(store: MatryoshkaChroma, fake) -> None:
     ids = store.add_texts(TEXTS[:20])
-    full = store.get_full_vectors(ids)
+    got = store.get_full_vectors(ids)
     expected = fake.encode_documents(TEXTS[:20])
-    got = np.stack([full[i] for i in ids])
-    cos = (got * expected).sum(1) / np.linalg.norm(got, axis=1)
+    assert got.dtype == np.float32 and got.shape == (20, 128)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    cos = (got * expected).sum(1)
     assert cos.min() > 0.9999  # int8 per-row quantisation
+    # in the order asked, repeats included
+    np.testing.assert_array_equal(store.get_full_vectors([ids[3], ids[0], ids[3]]), got[[3, 0, 3]])
     res = store.collection.get(ids=ids[:1], include=["embeddings"])
     coarse = expected[0, :64] / np.linalg.norm(expected[0, :64])
     np.testing.assert_allclose(res["embeddings"][0], coarse, atol=1e-6)
+
+
+def test_get_full_vectors_names_missing_and_corrupt_records(store: MatryoshkaChroma) -> None:
+    from medrag import MedragError
+
+    ids = store.add_texts(TEXTS[:3])
+    with pytest.raises(MedragError, match="nope"):
+        store.get_full_vectors([ids[0], "nope"])
+    # a record whose packed vector was damaged by another tool
+    meta = store.collection.get(ids=[ids[1]], include=["metadatas"])["metadatas"][0]
+    store.collection.update(ids=[ids[1]], metadatas=[{**meta, FULL_KEY: meta[FULL_KEY][:-8]}])
+    with pytest.raises(MedragError, match=ids[1]):
+        store.get_full_vectors(ids)
+    with pytest.raises(MedragError, match=ids[1]):  # a search reaching it names it too
+        store.similarity_search(TEXTS[1], k=1, candidates=3)
+    assert store.get_full_vectors([ids[0], ids[2]]).shape == (2, 128)
+    with pytest.raises(MedragError, match="bare string"):
+        store.get_full_vectors(ids[0])
+
+
+def test_write_generation_is_bumped_before_every_write(client, fake) -> None:
+    from medrag.store import GENERATION_KEY
+
+    store = MatryoshkaChroma(_name(), fake, client=client)
+    assert store.write_generation == 0
+    store.add_texts(TEXTS[:5], ids=[f"g{i}" for i in range(5)])
+    g1 = store.write_generation
+    assert g1 >= 1 and store.collection.metadata[GENERATION_KEY] == g1
+    store.add_texts(TEXTS[:40], batch_size=10)  # one bump per written batch
+    assert store.write_generation == g1 + 4
+    store.delete(["g0"])
+    assert store.write_generation == g1 + 5
+    # another client (another process, a server user) sees the bump, and its writes are seen here
+    other = MatryoshkaChroma(store.collection.name, fake, client=client)
+    assert other.write_generation == g1 + 5
+    other.add_texts(["un autre texte"])
+    assert store.write_generation == g1 + 6
+    # the rest of the contract and the user's collection metadata survive the bumps
+    assert store.collection.metadata["medrag:coarse_dim"] == 64
+    # a rejected call writes nothing and bumps nothing
+    with pytest.raises(ValueError):
+        store.add_texts(["ok", ""])
+    assert store.write_generation == g1 + 6
+    store.delete_collection()
+
+
+def test_write_generation_bump_precedes_the_write(client, fake, monkeypatch) -> None:
+    """A writer killed between the bump and the write leaves a newer generation, never an older one."""
+    store = MatryoshkaChroma(_name(), fake, client=client)
+    seen = []
+    real_upsert = store.collection.upsert
+
+    def spy(**kwargs):
+        seen.append(store.write_generation)
+        return real_upsert(**kwargs)
+
+    monkeypatch.setattr(store.collection, "upsert", spy)
+    store.add_texts(TEXTS[:3])
+    assert seen == [1]
+    store.delete_collection()
 
 
 @pytest.mark.parametrize("encoding", ["float32", "int8"])
@@ -402,8 +465,8 @@ def test_upsert_and_deterministic_ids(client, fake) -> None:
     assert len(s) == 10
     doc = s.get_by_ids([ids[0]])[0]
     assert (doc.page_content, doc.metadata) == ("texte final", {"v": 3})
-    full = s.get_full_vectors([ids[0]])[ids[0]]
-    assert float(full @ fake.encode_documents(["texte final"])[0]) / np.linalg.norm(full) > 0.9999
+    full = s.get_full_vectors([ids[0]])[0]
+    assert float(full @ fake.encode_documents(["texte final"])[0]) > 0.9999
     s.delete_collection()
 
 
@@ -565,8 +628,8 @@ def test_sigkill_during_add_then_resume(tmp_path, tiny_model_dir, tiny_embedding
     ids = [MatryoshkaChroma.content_id(t, {"i": i}) for t, i in zip(texts, (0, 4321, n - 1))]
     got = store.get_full_vectors(ids)
     exp = tiny_embeddings.encode_documents(texts)
-    for i, id_ in enumerate(ids):
-        assert float(got[id_] @ exp[i]) / np.linalg.norm(got[id_]) > 0.9999
+    for i in range(len(ids)):
+        assert float(got[i] @ exp[i]) / np.linalg.norm(exp[i]) > 0.9999
 
 
 # ---------------------------------------------------------------------------- langchain-tests

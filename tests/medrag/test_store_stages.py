@@ -27,7 +27,7 @@ def test_hits_match_similarity_search(store):
     assert all(-1.0 <= h.coarse_score <= 1.0 for h in result.hits)
     scores = [h.score for h in result.hits]
     assert scores == sorted(scores, reverse=True)
-    assert set(result.timings) == {"embed_ms", "coarse_ms", "rerank_ms"}
+    assert set(result.timings) == {"embed_ms", "coarse_ms", "rerank_ms", "fetch_ms"}
     assert all(v >= 0 for v in result.timings.values())
 
 

@@ -1,0 +1,231 @@
+"""An in-process BM25 index on ``bm25s`` with the French medical analyzer.
+
+``bm25s`` (Lù, 2024, "BM25S: Orders of magnitude faster lexical search via eager sparse
+scoring") precomputes every document-term BM25 score into a sparse matrix, so a query is a
+sum of a few matrix columns in numpy. It has no incremental update, so this index keeps
+each document's analysed terms (as vocabulary ids) and rebuilds the score matrix lazily, at
+the first search after a change: analysis, the expensive part, is never redone, and a
+batch of writes costs one rebuild. The matrix is computed here in a few vectorised numpy
+steps with bm25s's Lucene formulas (bm25s's own builder loops over documents in Python,
+about 10x slower at 100k passages) and handed to ``bm25s.BM25`` for query scoring. Deleted or replaced documents leave the matrix at that
+rebuild. ``docs/benchmarks.md`` gives the measured build rate, rebuild time and size.
+
+The whole index (ids, vocabulary, terms, generation, analyzer signature) is one ``.npz``
+file written to a temporary name and renamed, so a crash leaves the previous file whole.
+
+Example::
+
+    >>> index = BM25Index()
+    >>> index.add(["p1", "p2"], ["L'HbA1c mesure l'équilibre glycémique.", "La TSH explore la thyroïde."])
+    >>> ids, scores = index.search("hba1c glycémie", k=2)
+    >>> ids
+    ['p1']
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Collection, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from medrag.errors import InvalidInputError, LexicalIndexError
+from medrag.lexical.analyzer import AnalyzerOptions, FrenchMedicalAnalyzer
+
+logger = logging.getLogger(__name__)
+
+#: Version of the on-disk layout.
+FORMAT_VERSION = 1
+
+
+class BM25Index:
+    """BM25 (Lucene variant, ``k1``/``b``) over documents analysed by :class:`FrenchMedicalAnalyzer`.
+
+    Implements :class:`~medrag.lexical.protocol.LexicalIndex`.
+
+    >>> index = BM25Index(AnalyzerOptions(keep_acronyms=True))
+    >>> index.add(["x"], ["Relais des AVK par héparine."])
+    >>> index.search("avk", k=3)[0], len(index)
+    (['x'], 1)
+    """
+
+    def __init__(self, options: AnalyzerOptions | None = None, *, k1: float = 1.2, b: float = 0.75,
+                 generation: int | None = None) -> None:
+        if not (k1 > 0 and 0 <= b <= 1):
+            raise InvalidInputError(f"BM25 needs k1 > 0 and 0 <= b <= 1, got k1={k1}, b={b}")
+        self.analyzer = FrenchMedicalAnalyzer(options)
+        self.k1, self.b = float(k1), float(b)
+        self.generation = generation
+        self._vocab: dict[str, int] = {}
+        self._rows: dict[str, np.ndarray] = {}  # id -> term ids (int32), insertion-ordered
+        self._bm25 = None
+        self._order: list[str] = []  # the ids of the matrix rows
+
+    @property
+    def signature(self) -> str:
+        """The analyzer's signature plus the BM25 parameters."""
+        return f"{self.analyzer.signature}:bm25-{self.k1:g}-{self.b:g}"
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __contains__(self, id_: object) -> bool:
+        return id_ in self._rows
+
+    @property
+    def ids(self) -> list[str]:
+        """The indexed ids, in insertion order."""
+        return list(self._rows)
+
+    def add(self, ids: Sequence[str], texts: Sequence[str]) -> None:
+        """Index ``texts`` under ``ids`` (an id already indexed is replaced)."""
+        if len(ids) != len(texts):
+            raise InvalidInputError(f"add() got {len(ids)} ids for {len(texts)} texts; pass one id per text")
+        vocab, analyze = self._vocab, self.analyzer
+        for id_, text in zip(ids, texts):
+            terms = analyze(text or "")
+            row = []
+            for term in terms:
+                tid = vocab.get(term)
+                if tid is None:
+                    tid = vocab[term] = len(vocab)
+                row.append(tid)
+            row = np.array(row, dtype=np.int32)
+            self._rows.pop(id_, None)  # a replaced id moves to the end, like a new one
+            self._rows[id_] = row
+        if ids:
+            self._bm25 = None
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Forget ``ids``; unknown ids are ignored."""
+        removed = [self._rows.pop(id_) for id_ in ids if id_ in self._rows]
+        if removed:
+            self._bm25 = None
+
+    def _matrix(self):
+        """The bm25s model over the current documents (rebuilt after a change)."""
+        if self._bm25 is None and self._rows:
+            import bm25s
+
+            self._order = list(self._rows)
+            model = bm25s.BM25(k1=self.k1, b=self.b, method="lucene")
+            model.scores = _score_matrix(list(self._rows.values()), len(self._vocab), self.k1, self.b)
+            model.vocab_dict = self._vocab
+            model.unique_token_ids_set = set(range(len(self._vocab)))
+            model.nonoccurrence_array = None
+            self._bm25 = model
+        return self._bm25
+
+    def scores(self, query: str) -> dict[str, float]:
+        """Every document's BM25 score for ``query`` that is above zero, by id."""
+        ids, scores = self.search(query, k=max(len(self), 1))
+        return dict(zip(ids, scores.tolist()))
+
+    def search(self, query: str, k: int, ids: Collection[str] | None = None) -> tuple[list[str], np.ndarray]:
+        """The ``k`` best ids for ``query`` (restricted to ``ids`` when given) and their BM25 scores, best first.
+
+        Documents sharing no term with the query are left out, so fewer than ``k`` may come back.
+        """
+        if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
+            raise InvalidInputError(f"k must be a positive int, got {k!r}")
+        if not isinstance(query, str):
+            raise InvalidInputError(f"the query must be a str, got {type(query).__name__}")
+        model = self._matrix()
+        terms = [self._vocab[t] for t in self.analyzer(query) if t in self._vocab]
+        if model is None or not terms:
+            return [], np.zeros(0, dtype=np.float32)
+        scores = model.get_scores_from_ids(terms)
+        if ids is not None:
+            allowed = set(ids)
+            mask = np.fromiter((i in allowed for i in self._order), dtype=bool, count=len(self._order))
+            scores = np.where(mask, scores, 0.0)
+        hits = np.flatnonzero(scores > 0)
+        if hits.size > k:
+            hits = hits[np.argpartition(-scores[hits], k - 1)[:k]]
+        hits = hits[np.argsort(-scores[hits], kind="stable")]
+        return [self._order[i] for i in hits], scores[hits].astype(np.float32)
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> None:
+        """Write the index to ``path`` (one ``.npz`` file, replaced atomically)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = list(self._rows.values())
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        flat = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int32)
+        meta = {"format": FORMAT_VERSION, "signature": self.signature, "generation": self.generation,
+                "options": _options_json(self.analyzer.options), "k1": self.k1, "b": self.b}
+        buffer = io.BytesIO()
+        np.savez(buffer, meta=np.array(json.dumps(meta)), ids=np.array(list(self._rows), dtype=object).astype(str),
+                 vocab=np.array(list(self._vocab), dtype=str), lengths=lengths, terms=flat)
+        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(buffer.getbuffer())
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | Path) -> "BM25Index":
+        """Read an index written by :meth:`save`; a missing or unreadable file raises :class:`LexicalIndexError`."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                if meta.get("format") != FORMAT_VERSION:
+                    raise LexicalIndexError(f"{path}: lexical index format {meta.get('format')}, "
+                                            f"expected {FORMAT_VERSION}; it will be rebuilt")
+                ids, vocab = data["ids"].tolist(), data["vocab"].tolist()
+                lengths, flat = data["lengths"], data["terms"]
+        except LexicalIndexError:
+            raise
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+            raise LexicalIndexError(f"cannot read the lexical index {path}: {exc}") from exc
+        index = cls(AnalyzerOptions(**{**meta["options"], "extra_stopwords": tuple(meta["options"]["extra_stopwords"])}),
+                    k1=meta["k1"], b=meta["b"], generation=meta["generation"])
+        if index.signature != meta["signature"]:
+            raise LexicalIndexError(f"{path}: built by another analyzer version ({meta['signature']}); it will be rebuilt")
+        index._vocab = {term: i for i, term in enumerate(vocab)}
+        bounds = np.concatenate([[0], np.cumsum(lengths)])
+        index._rows = dict(zip(ids, np.split(flat.astype(np.int32), bounds[1:-1])))
+        return index
+
+
+def _score_matrix(rows: list[np.ndarray], n_terms: int, k1: float, b: float) -> dict:
+    """BM25 (Lucene variant) document-term scores as the CSC arrays bm25s scores queries with.
+
+    score(d, t) = idf(t) * tf / (tf + k1 * (1 - b + b * |d| / avgdl)), idf(t) = ln(1 + (N - df + .5) / (df + .5)),
+    the formulas of bm25s's ``method="lucene"`` (Kamphuis et al., ECIR 2020).
+    """
+    n_docs = len(rows)
+    lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=n_docs)
+    flat = np.concatenate(rows).astype(np.int64) if n_docs else np.zeros(0, dtype=np.int64)
+    docs = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
+    keys = flat * n_docs + docs
+    keys.sort()  # by term, then document
+    starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]])) if keys.size else np.zeros(0, np.int64)
+    pairs, tf = keys[starts], np.diff(np.append(starts, keys.size))
+    term, doc = np.divmod(pairs, n_docs)
+    df = np.bincount(term, minlength=n_terms)
+    idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
+    avg = max(float(lengths.mean()), 1e-9) if n_docs else 1.0
+    data = idf[term] * tf / (tf + k1 * (1 - b + b * lengths[doc] / avg))
+    indptr = np.concatenate([[0], np.cumsum(df)])
+    return {"data": data.astype(np.float32), "indices": doc.astype(np.int32), "indptr": indptr.astype(np.int64),
+            "num_docs": n_docs}
+
+
+def _options_json(options: AnalyzerOptions) -> dict:
+    from dataclasses import asdict
+
+    return {**asdict(options), "extra_stopwords": list(options.extra_stopwords)}

@@ -1,0 +1,86 @@
+"""Fusing a dense and a lexical ranking of the same candidates.
+
+Two methods, both with a per-call ``lexical_weight`` w in [0, 1] (0 = dense only, 1 = lexical only):
+
+- ``"rrf"``: weighted reciprocal rank fusion, score = (1 - w) / (k + rank_dense) + w / (k + rank_lex), k = 60
+  (Cormack, Clarke and Büttcher, SIGIR 2009; the k and the weighting of LangChain's
+  ``EnsembleRetriever`` and Chroma's ``Rrf``). A candidate missing from one ranking gets nothing from it.
+  Rank-based, so it needs no score calibration; it ignores how far ahead the top hit is.
+- ``"minmax"``: convex combination of min-max normalised scores, (1 - w) * dense' + w * lexical'
+  (Fox and Shaw's CombSUM on normalised scores; the "relative score fusion" of Weaviate). A
+  candidate missing from the lexical ranking has lexical score 0, i.e. the worst.
+
+Example::
+
+    >>> fuse({"a": 0.9, "b": 0.8}, {"b": 7.0, "c": 3.0}, lexical_weight=0.5)
+    ['b', 'a', 'c']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from medrag.errors import InvalidInputError
+
+#: The fusion methods :func:`fuse` knows.
+FUSION_METHODS = ("rrf", "minmax")
+#: The RRF constant (Cormack et al. 2009).
+RRF_K = 60
+
+
+def check_weight(lexical_weight: float) -> float:
+    """``lexical_weight`` as a float in [0, 1], or an :class:`InvalidInputError` saying what to pass."""
+    if isinstance(lexical_weight, bool) or not isinstance(lexical_weight, (int, float)) or not (
+        0.0 <= float(lexical_weight) <= 1.0
+    ):
+        raise InvalidInputError(f"lexical_weight must be a number in [0, 1] (0 = dense only), got {lexical_weight!r}")
+    return float(lexical_weight)
+
+
+def ranks(scores: Mapping[str, float]) -> dict[str, int]:
+    """1-based ranks of ``scores`` (higher score = better; ties broken by the mapping's order)."""
+    ordered = sorted(scores, key=lambda i: -scores[i])
+    return {id_: r for r, id_ in enumerate(ordered, start=1)}
+
+
+def fused_scores(dense: Mapping[str, float], lexical: Mapping[str, float], *, lexical_weight: float,
+                 method: str = "rrf", rrf_k: int = RRF_K) -> dict[str, float]:
+    """The fused score of every id in ``dense`` or ``lexical`` (higher is better).
+
+    >>> fused_scores({"a": 1.0}, {"a": 2.0, "b": 1.0}, lexical_weight=0.0)["b"]
+    0.0
+    """
+    w = check_weight(lexical_weight)
+    if method not in FUSION_METHODS:
+        raise InvalidInputError(f"unknown fusion method {method!r}; use one of {FUSION_METHODS}")
+    ids = list(dict.fromkeys([*dense, *lexical]))
+    if method == "rrf":
+        if isinstance(rrf_k, bool) or not isinstance(rrf_k, int) or rrf_k < 0:
+            raise InvalidInputError(f"rrf_k must be a non-negative int, got {rrf_k!r}")
+        rd, rl = ranks(dense), ranks(lexical)
+        return {i: (1 - w) * (1.0 / (rrf_k + rd[i]) if i in rd else 0.0)
+                + w * (1.0 / (rrf_k + rl[i]) if i in rl else 0.0) for i in ids}
+    nd, nl = _minmax(dense), _minmax(lexical)
+    return {i: (1 - w) * nd.get(i, 0.0) + w * nl.get(i, 0.0) for i in ids}
+
+
+def fuse(dense: Mapping[str, float], lexical: Mapping[str, float], *, lexical_weight: float,
+         method: str = "rrf", rrf_k: int = RRF_K, k: int | None = None) -> list[str]:
+    """The ids of both rankings ordered by fused score (the first ``k`` when given).
+
+    Ties keep the dense ranking's order, then the lexical one's.
+    """
+    scores = fused_scores(dense, lexical, lexical_weight=lexical_weight, method=method, rrf_k=rrf_k)
+    order = list(dict.fromkeys([*sorted(dense, key=lambda i: -dense[i]), *sorted(lexical, key=lambda i: -lexical[i])]))
+    position = {i: p for p, i in enumerate(order)}
+    ranked = sorted(scores, key=lambda i: (-scores[i], position[i]))
+    return ranked if k is None else ranked[:k]
+
+
+def _minmax(scores: Mapping[str, float]) -> dict[str, float]:
+    if not scores:
+        return {}
+    lo, hi = min(scores.values()), max(scores.values())
+    if hi == lo:
+        return {i: 1.0 for i in scores}
+    return {i: (s - lo) / (hi - lo) for i, s in scores.items()}

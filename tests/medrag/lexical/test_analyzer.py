@@ -1,0 +1,87 @@
+"""The French medical analyzer: elisions, stopwords, stems, accents, medical tokens, signature."""
+
+from __future__ import annotations
+
+import pytest
+
+from medrag.errors import InvalidInputError, MedragError
+from medrag.lexical.analyzer import AnalyzerOptions, FrenchMedicalAnalyzer, fold_accents
+
+
+@pytest.fixture()
+def analyzer() -> FrenchMedicalAnalyzer:
+    return FrenchMedicalAnalyzer()
+
+
+def test_inflected_and_unaccented_forms_meet(analyzer: FrenchMedicalAnalyzer) -> None:
+    assert analyzer("hémoglobine") == analyzer("Hemoglobine") == analyzer("hémoglobines")
+    assert analyzer("diabétique") == analyzer("diabétiques") == ["diabet"]
+
+
+@pytest.mark.parametrize("apostrophe", ["'", "\u2019", "\u02bc"])
+def test_elisions_split_with_every_apostrophe(analyzer: FrenchMedicalAnalyzer, apostrophe: str) -> None:
+    text = f"l{apostrophe}insuline d{apostrophe}action qu{apostrophe}il jusqu{apostrophe}au s{apostrophe}agit"
+    assert analyzer(text) == ["insulin", "action", "agit"]
+
+
+def test_elision_split_without_stopwords() -> None:
+    analyzer = FrenchMedicalAnalyzer(AnalyzerOptions(stopwords=False))
+    assert analyzer("l'insuline") == ["insulin"]
+    keep = FrenchMedicalAnalyzer(AnalyzerOptions(stopwords=False, split_elisions=False))
+    assert keep("l'insuline") == ["l", "insulin"]
+
+
+def test_stopwords_dropped(analyzer: FrenchMedicalAnalyzer) -> None:
+    assert analyzer("le la les de des du et est à une") == []
+    assert FrenchMedicalAnalyzer(AnalyzerOptions(stopwords=False))("le patient") == ["le", "patient"]
+    extra = FrenchMedicalAnalyzer(AnalyzerOptions(extra_stopwords=("Patient",)))
+    assert extra("le patient fébrile") == ["febril"]
+
+
+def test_medical_tokens_kept_whole(analyzer: FrenchMedicalAnalyzer) -> None:
+    assert analyzer("HbA1c, T4L, CD4, B12, COVID-19, IL-6") == ["hba1c", "t4l", "cd4", "b12", "covid-19", "il-6"]
+    assert analyzer("HbA1c à 6,5 %") == ["hba1c", "6,5", "%"]
+    assert analyzer("6.5%") == analyzer("6,5 %")
+    assert analyzer("500 mg/dl") == ["500", "mg", "dl"]
+
+
+def test_alphanumeric_off_splits_on_digits() -> None:
+    analyzer = FrenchMedicalAnalyzer(AnalyzerOptions(keep_alphanumeric=False))
+    assert analyzer("HbA1c 6,5") == ["hba", "1", "6", "5"]
+
+
+def test_hyphens_and_acronyms() -> None:
+    assert FrenchMedicalAnalyzer()("anti-inflammatoire") == ["anti", "inflammatoir"]
+    compound = FrenchMedicalAnalyzer(AnalyzerOptions(split_hyphens=False))
+    assert compound("anti-inflammatoire") == ["anti-inflammatoir"]
+    assert FrenchMedicalAnalyzer()("AINS") == FrenchMedicalAnalyzer()("ains") == ["ain"]
+    assert FrenchMedicalAnalyzer(AnalyzerOptions(keep_acronyms=True))("AINS") == ["ains"]
+
+
+def test_no_stemming_no_folding() -> None:
+    analyzer = FrenchMedicalAnalyzer(AnalyzerOptions(stem=False, fold_accents=False))
+    assert analyzer("Hémoglobines glyquées") == ["hémoglobines", "glyquées"]
+    assert fold_accents("œdème à Besançon") == "oedeme a Besancon"
+
+
+def test_signature_stable_and_option_sensitive() -> None:
+    a, b = FrenchMedicalAnalyzer(), FrenchMedicalAnalyzer(AnalyzerOptions())
+    assert a.signature == b.signature and len(a.signature) == 16
+    assert FrenchMedicalAnalyzer(AnalyzerOptions(stem=False)).signature != a.signature
+    assert FrenchMedicalAnalyzer(AnalyzerOptions(extra_stopwords=("b", "a"))).signature == FrenchMedicalAnalyzer(
+        AnalyzerOptions(extra_stopwords=("A", "b"))
+    ).signature
+
+
+def test_cache_gives_same_terms(analyzer: FrenchMedicalAnalyzer) -> None:
+    text = "Le patient diabétique a une HbA1c élevée."
+    assert analyzer(text) == analyzer(text) == analyzer.analyze_many([text, text])[1]
+
+
+def test_bad_input() -> None:
+    with pytest.raises(InvalidInputError):
+        FrenchMedicalAnalyzer()(None)  # type: ignore[arg-type]
+    with pytest.raises(MedragError):
+        AnalyzerOptions(extra_stopwords="patient")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError):
+        FrenchMedicalAnalyzer({"stem": True})  # type: ignore[arg-type]

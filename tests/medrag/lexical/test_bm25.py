@@ -1,0 +1,105 @@
+"""BM25Index: scores equal bm25s's own Lucene BM25, upserts/deletes, id filters, atomic save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medrag.errors import InvalidInputError, LexicalIndexError
+from medrag.lexical.analyzer import AnalyzerOptions
+from medrag.lexical.bm25 import BM25Index
+from medrag.lexical.protocol import LexicalIndex
+
+DOCS = {
+    "hba1c": "L'HbA1c reflète l'équilibre glycémique des trois derniers mois chez le diabétique.",
+    "tsh": "La TSH est le premier examen pour explorer la thyroïde.",
+    "avk": "Les AVK imposent une surveillance de l'INR ; l'INR cible est entre 2 et 3.",
+    "fer": "La ferritine basse traduit une carence en fer, cause d'anémie microcytaire.",
+    "diab": "Le diabète de type 2 se traite d'abord par la metformine et l'activité physique.",
+}
+
+
+@pytest.fixture()
+def index() -> BM25Index:
+    idx = BM25Index()
+    idx.add(list(DOCS), list(DOCS.values()))
+    return idx
+
+
+def test_is_a_lexical_index(index: BM25Index) -> None:
+    assert isinstance(index, LexicalIndex) and len(index) == 5
+
+
+def test_scores_match_bm25s_reference(index: BM25Index) -> None:
+    import bm25s
+
+    ref = bm25s.BM25(k1=1.2, b=0.75, method="lucene")
+    ref.index([index.analyzer(t) for t in DOCS.values()], show_progress=False)
+    for query in ["diabète glycémie", "INR AVK", "carence en fer ferritine", "thyroïde"]:
+        expected = ref.get_scores(index.analyzer(query))
+        got = index.scores(query)
+        assert {i: pytest.approx(float(s), rel=1e-5) for i, s in zip(DOCS, expected) if s > 0} == got
+
+
+def test_search_ranks_and_omits_non_matching(index: BM25Index) -> None:
+    ids, scores = index.search("Hémoglobine glyquée HbA1c du diabétique", k=5)
+    assert ids[0] == "hba1c" and "tsh" not in ids
+    assert list(scores) == sorted(scores, reverse=True)
+    assert index.search("zzz inconnu", k=3)[0] == []
+    assert index.search("le la les", k=3)[0] == []
+
+
+def test_ids_filter(index: BM25Index) -> None:
+    assert index.search("diabète", k=5, ids={"diab"})[0] == ["diab"]
+    assert index.search("diabète", k=5, ids=set())[0] == []
+
+
+def test_upsert_and_delete(index: BM25Index) -> None:
+    index.add(["tsh"], ["La ferritine aussi."])
+    assert "tsh" not in index.search("thyroïde", k=5)[0]
+    assert "tsh" in index.search("ferritine", k=5)[0]
+    index.delete(["fer", "absent"])
+    assert index.search("ferritine", k=5)[0] == ["tsh"] and len(index) == 4
+
+
+def test_save_load_round_trip(tmp_path, index: BM25Index) -> None:
+    index.generation = 7
+    path = tmp_path / "sub" / "lexical.npz"
+    index.save(path)
+    loaded = BM25Index.load(path)
+    assert loaded.generation == 7 and loaded.signature == index.signature and loaded.ids == index.ids
+    for query in ["INR", "diabète metformine", "fer"]:
+        a, sa = index.search(query, k=3)
+        b, sb = loaded.search(query, k=3)
+        assert a == b and np.allclose(sa, sb)
+    assert list(tmp_path.joinpath("sub").iterdir()) == [path]  # no temporary file left
+
+
+def test_options_survive_save(tmp_path) -> None:
+    idx = BM25Index(AnalyzerOptions(keep_acronyms=True, extra_stopwords=("patient",)), k1=1.5, b=0.5)
+    idx.add(["a"], ["AINS chez le patient"])
+    idx.save(tmp_path / "x.npz")
+    loaded = BM25Index.load(tmp_path / "x.npz")
+    assert loaded.signature == idx.signature != BM25Index().signature
+    assert loaded.analyzer.options == idx.analyzer.options
+
+
+def test_corrupt_or_missing_file(tmp_path) -> None:
+    with pytest.raises(LexicalIndexError):
+        BM25Index.load(tmp_path / "missing.npz")
+    (tmp_path / "bad.npz").write_bytes(b"not an index")
+    with pytest.raises(LexicalIndexError):
+        BM25Index.load(tmp_path / "bad.npz")
+
+
+def test_bad_arguments(index: BM25Index) -> None:
+    with pytest.raises(InvalidInputError):
+        index.search("fer", k=0)
+    with pytest.raises(InvalidInputError):
+        index.add(["a", "b"], ["un seul texte"])
+    with pytest.raises(InvalidInputError):
+        BM25Index(k1=0)
+
+
+def test_empty_index() -> None:
+    assert BM25Index().search("fer", k=3) == ([], pytest.approx(np.zeros(0)))

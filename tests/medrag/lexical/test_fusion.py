@@ -1,0 +1,55 @@
+"""Weighted RRF and min-max fusion."""
+
+from __future__ import annotations
+
+import pytest
+
+from medrag.errors import InvalidInputError
+from medrag.lexical.fusion import fuse, fused_scores, ranks
+
+DENSE = {"a": 0.90, "b": 0.85, "c": 0.10}
+LEX = {"c": 12.0, "d": 6.0, "b": 5.0}
+
+
+def test_rrf_formula() -> None:
+    s = fused_scores(DENSE, LEX, lexical_weight=0.25)
+    assert s["b"] == pytest.approx(0.75 / 62 + 0.25 / 63)
+    assert s["d"] == pytest.approx(0.25 / 62)
+    assert s["a"] == pytest.approx(0.75 / 61)
+
+
+def test_weight_extremes_reproduce_each_ranking() -> None:
+    assert fuse(DENSE, LEX, lexical_weight=0.0)[:3] == ["a", "b", "c"]
+    assert fuse(DENSE, LEX, lexical_weight=1.0)[:3] == ["c", "d", "b"]
+    assert fuse(DENSE, LEX, lexical_weight=0.0, method="minmax")[:3] == ["a", "b", "c"]
+    assert fuse(DENSE, LEX, lexical_weight=1.0, method="minmax")[:2] == ["c", "d"]  # the lowest lexical score maps to 0
+
+
+def test_equal_weight_rrf_rewards_agreement() -> None:
+    assert fuse({"a": 0.9, "b": 0.8}, {"x": 9.0, "b": 5.0}, lexical_weight=0.5)[0] == "b"
+
+
+def test_minmax_uses_score_gaps() -> None:
+    s = fused_scores({"a": 1.0, "b": 0.0}, {"b": 1.0, "a": 0.9}, lexical_weight=0.5, method="minmax")
+    assert s == {"a": pytest.approx(0.5), "b": pytest.approx(0.5)}
+    s = fused_scores({"a": 3.0}, {}, lexical_weight=0.5, method="minmax")
+    assert s == {"a": 0.5}
+
+
+def test_k_and_ranks() -> None:
+    assert len(fuse(DENSE, LEX, lexical_weight=0.5, k=2)) == 2
+    assert ranks({"x": 1.0, "y": 3.0}) == {"y": 1, "x": 2}
+    assert fuse({}, {}, lexical_weight=0.3) == []
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "0.5", True, float("nan")])
+def test_bad_weight(bad) -> None:
+    with pytest.raises(InvalidInputError):
+        fuse(DENSE, LEX, lexical_weight=bad)
+
+
+def test_bad_method() -> None:
+    with pytest.raises(InvalidInputError):
+        fuse(DENSE, LEX, lexical_weight=0.5, method="combmnz")
+    with pytest.raises(InvalidInputError):
+        fuse(DENSE, LEX, lexical_weight=0.5, rrf_k=-1)

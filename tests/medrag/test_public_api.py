@@ -1,0 +1,85 @@
+"""The public API of ``medrag``: ``__all__`` lists exactly the public names, every error is exported,
+and every error the library raises is a :class:`medrag.MedragError` (as httpx checks its own)."""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import inspect
+import types
+from pathlib import Path
+
+import medrag
+import medrag.errors
+
+REPO = Path(__file__).resolve().parents[2]
+LIBRARY_PACKAGES = ("medrag", "evaluation", "finetune")
+#: Built-in exceptions the library may still raise: the module protocol (``__getattr__``), and
+#: process control in the command-line layer.
+ALLOWED_BUILTINS = {"AttributeError", "KeyboardInterrupt", "SystemExit"}
+
+
+def test_all_equals_the_public_names() -> None:
+    for name in medrag.__all__:  # resolve every lazy export
+        getattr(medrag, name)
+    public = {name for name, value in vars(medrag).items()
+              if not name.startswith("_") and not isinstance(value, types.ModuleType)}
+    assert sorted(medrag.__all__) == sorted(public | {"__version__"})
+    assert medrag.__all__ == sorted(medrag.__all__[:-1]) + ["__version__"]
+    assert dir(medrag) == sorted(medrag.__all__)
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    try:
+        medrag.no_such_name  # noqa: B018
+    except AttributeError as exc:
+        assert "no_such_name" in str(exc)
+    else:  # pragma: no cover
+        raise AssertionError("medrag.no_such_name did not raise")
+
+
+def test_every_error_class_is_exported() -> None:
+    errors = [obj for _, obj in inspect.getmembers(medrag.errors, inspect.isclass)
+              if issubclass(obj, BaseException) and obj.__module__ == "medrag.errors"]
+    assert medrag.errors.MedragError in errors and len(errors) >= 9
+    for cls in errors:
+        assert issubclass(cls, medrag.MedragError), cls
+        assert cls.__name__ in medrag.__all__, f"{cls.__name__} is not exported from medrag"
+        assert getattr(medrag, cls.__name__) is cls
+
+
+def test_errors_that_replace_builtins_still_catch_as_them() -> None:
+    assert issubclass(medrag.InvalidInputError, ValueError)
+    assert issubclass(medrag.ConfigError, ValueError)
+    assert issubclass(medrag.DataError, ValueError)
+    assert issubclass(medrag.InvalidArgumentError, TypeError)
+    assert issubclass(medrag.UnknownNameError, KeyError)
+    assert str(medrag.UnknownNameError("no model 'x'")) == "no model 'x'"  # not quoted like a KeyError
+
+
+def _library_files() -> list[Path]:
+    return sorted(p for pkg in LIBRARY_PACKAGES for p in (REPO / pkg).rglob("*.py"))
+
+
+def test_no_exception_class_outside_medrag_errors() -> None:
+    defined = []
+    for path in _library_files():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and any(
+                    isinstance(b, ast.Name) and (b.id.endswith(("Error", "Exception")) or b.id == "Exception")
+                    for b in node.bases):
+                defined.append(f"{path.relative_to(REPO)}: {node.name}")
+    assert [d for d in defined if not d.startswith("medrag/errors.py")] == []
+
+
+def test_library_raises_only_medrag_errors() -> None:
+    builtin = {name for name, obj in vars(builtins).items() if isinstance(obj, type) and issubclass(obj, BaseException)}
+    offenders = []
+    for path in _library_files():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Raise) or node.exc is None:
+                continue
+            exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            if isinstance(exc, ast.Name) and exc.id in builtin and exc.id not in ALLOWED_BUILTINS:
+                offenders.append(f"{path.relative_to(REPO)}:{node.lineno}: raise {exc.id}")
+    assert offenders == []

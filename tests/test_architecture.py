@@ -1,0 +1,81 @@
+"""Dependencies point one way: ``medrag`` (core) <- ``evaluation`` <- ``finetune`` <- the CLI and demo.
+
+Only :mod:`medrag.cli` and :mod:`medrag.demo` (the thin top layer) may import ``evaluation`` or
+``finetune``; ``evaluation`` never imports ``finetune``; ``import medrag`` loads neither.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+#: The medrag modules allowed to import the packages that build on medrag.
+TOP_LAYER = {"medrag/cli.py", "medrag/demo.py"}
+
+
+def _imported_packages(path: Path) -> set[str]:
+    """Top-level package names imported anywhere in ``path`` (module level or inside functions)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def _files(package: str) -> list[Path]:
+    return sorted((REPO / package).rglob("*.py"))
+
+
+def test_medrag_imports_neither_evaluation_nor_finetune_outside_the_cli_layer() -> None:
+    bad = [f"{p.relative_to(REPO)} imports {sorted(_imported_packages(p) & {'evaluation', 'finetune'})}"
+           for p in _files("medrag")
+           if str(p.relative_to(REPO)) not in TOP_LAYER and _imported_packages(p) & {"evaluation", "finetune"}]
+    assert bad == []
+
+
+def test_evaluation_never_imports_finetune() -> None:
+    bad = [str(p.relative_to(REPO)) for p in _files("evaluation") if "finetune" in _imported_packages(p)]
+    assert bad == []
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_import_medrag_loads_neither_package() -> None:
+    res = _run("import medrag, sys; assert 'finetune' not in sys.modules and 'evaluation' not in sys.modules")
+    assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.integration
+def test_the_whole_core_api_loads_neither_package() -> None:
+    """Every medrag module but the CLI layer, and every public name, without evaluation or finetune."""
+    modules = sorted(".".join(p.relative_to(REPO).with_suffix("").parts) for p in _files("medrag")
+                     if str(p.relative_to(REPO)) not in TOP_LAYER and p.name != "__main__.py")
+    code = ("import importlib, sys, medrag\n"
+            f"for m in {modules!r}: importlib.import_module(m)\n"
+            "for n in medrag.__all__: getattr(medrag, n)\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('evaluation', 'finetune'))\n"
+            "assert not bad, bad\n")
+    res = _run(code)
+    assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("package,forbidden", [("evaluation", ("finetune",)), ("finetune", ())])
+def test_each_package_imports_in_isolation(package: str, forbidden: tuple[str, ...]) -> None:
+    modules = sorted(".".join(p.relative_to(REPO).with_suffix("").parts) for p in _files(package)
+                     if p.name != "__main__.py")
+    code = ("import importlib, sys\n"
+            f"for m in {modules!r}: importlib.import_module(m)\n"
+            f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {forbidden!r})\n"
+            "assert not bad, bad\n")
+    res = _run(code)
+    assert res.returncode == 0, res.stderr
