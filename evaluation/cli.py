@@ -33,9 +33,23 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    help="model spec (bundled:multilingual-e5-small, a folder, a hub id); repeat to compare, the first "
                         "is the baseline ('initial')")
     p.add_argument("--label", action="append", default=None, help="name of each --model in tables (same order)")
-    p.add_argument("--data", required=True, metavar="PATH_OR_ID",
+    p.add_argument("--data", default=None, metavar="PATH_OR_ID",
                    help="FrenchMedMCQA folder, pairs file (.jsonl/.json/.csv/.parquet), hub dataset id, "
-                        "or medrag:sample (the French sample shipped with medrag)")
+                        "or medrag:sample (the French sample shipped with medrag); or use --suite")
+    p.add_argument("--suite", action="store_true",
+                   help="score on the validation suite (medrag.qa.suite: frenchmedmcqa, leaflets, cases, abstracts, "
+                        "sample) instead of --data; writes suite.md / suite.json to --out")
+    p.add_argument("--part", choices=("val", "test"), default="val",
+                   help="with --suite: 'val' (every choice) or 'test' (reported once); default val")
+    p.add_argument("--pilot", action="store_true",
+                   help="with --suite: cap each domain at --max-queries x --max-passages (sweeps on a CPU)")
+    p.add_argument("--max-queries", type=int, default=300, help="with --pilot: queries per domain (300)")
+    p.add_argument("--max-passages", type=int, default=3000, help="with --pilot: passages per domain (3000)")
+    p.add_argument("--domains", nargs="+", default=None, metavar="DOMAIN",
+                   help="with --suite: a subset of frenchmedmcqa leaflets cases abstracts sample")
+    p.add_argument("--data-root", default=None,
+                   help="with --suite: folder holding frenchmedmcqa/ and french-medical-text/ "
+                        "(default: $MEDRAG_DATA or ../shared/data)")
     p.add_argument("--split", default=None,
                    help="held-out split: of a FrenchMedMCQA folder (default test) or a hub dataset (default "
                         "test/validation); 'all' evaluates every pair of a pairs file (default: the share of "
@@ -83,7 +97,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     for name in ("bootstrap", "batch_size"):
         if getattr(args, name) < 1:
             raise DataError(f"--{name.replace('_', '-')} must be >= 1")
-    if args.store:  # fail before any encoding when the store (chromadb) cannot be imported
+    if args.suite:
+        if args.data is not None or args.store:
+            raise DataError("--suite replaces --data (and does not run --store); drop one of them")
+        return _evaluate_suite(args)
+    if args.data is None:
+        raise DataError("give --data PATH_OR_ID (a dataset) or --suite (the validation suite)")
+    if args.store:  # fail before any encoding when the store is not installed
         try:
             import medrag.store  # noqa: F401
         except ImportError as exc:
@@ -136,6 +156,34 @@ def _evaluate(args: argparse.Namespace) -> int:
         if not written:
             print("--write-metadata: no --model is a local folder; nothing written")
     print(f"\nreport: {Path(args.out).resolve()} ({', '.join(p.name for p in paths.values())})")
+    return 0
+
+
+def _evaluate_suite(args: argparse.Namespace) -> int:
+    """``medrag evaluate --suite``: every domain of the validation suite, every size, the macro-average."""
+    from medrag import MatryoshkaEmbeddings
+    from medrag.qa.suite import build_suite
+
+    from evaluation.cache import EmbeddingCache
+    from evaluation.suite import evaluate_suite
+
+    suite = build_suite(args.part, pilot=args.pilot, data_root=args.data_root, domains=args.domains,
+                        max_queries=args.max_queries, max_passages=args.max_passages)
+    print(suite.describe())
+    loaded: dict[str, MatryoshkaEmbeddings] = {}
+    for spec in args.model:
+        if spec not in loaded:
+            loaded[spec] = MatryoshkaEmbeddings(spec, device=args.device, batch_size=args.batch_size,
+                                                show_progress=True)
+    report = evaluate_suite([loaded[s] for s in args.model], suite, dims=args.sizes, metrics=args.metrics,
+                            primary_metric=args.primary_metric, labels=args.label,
+                            cache=EmbeddingCache(args.cache_dir, enabled=not args.no_cache),
+                            n_bootstrap=args.bootstrap, n_resamples=args.resamples or 10000, seed=args.seed,
+                            command=command_line(args), show_progress=True)
+    paths = report.write(args.out)
+    print()
+    print(report.to_markdown())
+    print(f"report: {Path(args.out).resolve()} ({', '.join(p.name for p in paths.values())})")
     return 0
 
 

@@ -438,7 +438,7 @@ _LEAFLET_BOILERPLATE = re.compile(
 
 def _strip_heading_tail(text: str, product: str) -> str:
     """Drop the end of a sub-heading that names the product ("... jamais ABELCET 5 mg/ml, solution :")."""
-    text = text.strip(" .:")
+    text = text.lstrip(" .:").rstrip(" :")
     first = product.split()[0].lower() if product else ""
     colon = text.find(":", 0, 220)
     if first and colon >= 0 and first in text[:colon].lower():
@@ -449,13 +449,13 @@ def _strip_heading_tail(text: str, product: str) -> str:
         m = re.search(rf"\s(?=[{_UP}][a-zàâäçéèêëîïôöùûü])", text[len(first):220])
         if m:
             text = text[len(first) + m.end():]
-    return text.strip(" .:")
+    return text.lstrip(" .:").rstrip(" :")
 
 
 def _strip_trailing_product(text: str, product: str) -> str:
     first = product.split()[0] if product else ""
     i = text.rfind(first) if first else -1
-    return text[:i].strip(" .:") if i >= 0 and len(text) - i < 200 else text
+    return text[:i].rstrip(" :") if i >= 0 and len(text) - i < 200 else text
 
 
 # --------------------------------------------------------------------------- cases and abstracts
