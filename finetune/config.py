@@ -115,7 +115,8 @@ class FinetuneConfig:
 
     Run: output_dir, checkpoints (False: save none, no resume; for sweeps), save_steps (0 = at each epoch end), save_total_limit, keep_checkpoints (after a
         successful run; default: deleted), logging_steps, resume,
-        report_to (``none``, ``wandb``, ``tensorboard``), run_name, evaluate_before, eval_batch_size,
+        report_to (``none``, ``wandb``, ``tensorboard``), run_name, evaluate_before, evaluate_after
+        (score the eval split before / after training), eval_batch_size,
         device.
     """
 
@@ -185,6 +186,7 @@ class FinetuneConfig:
     report_to: Literal["none", "wandb", "tensorboard"] = "none"
     run_name: str | None = None
     evaluate_before: bool = True
+    evaluate_after: bool = True
     eval_batch_size: int = 64
     device: str | None = None
 

@@ -276,43 +276,76 @@ class TrainingLoop:
 
     def teacher_vectors(self, texts: Sequence[str], prompt: str, max_length: int, fingerprint: str,
                         batch_size: int = 32) -> np.ndarray:
-        """Unit float32 vectors of the frozen model (call before any training), cached on disk by
-        (model fingerprint, prompt, length cap, texts)."""
+        """Unit float32 vectors of the frozen model (call before any training), cached on disk per text
+        (:class:`TeacherCache`): candidates of a sweep that share texts encode them once."""
         import torch
 
-        h = hashlib.sha256(f"{fingerprint}|{prompt}|{max_length}|{len(texts)}".encode())
-        for t in texts:
-            h.update(t.encode("utf-8"))
-            h.update(b"\0")
-        path = teacher_cache_dir(self.config) / f"{h.hexdigest()[:24]}.npy"
-        if path.is_file():
-            try:
-                vecs = np.load(path)
-                if vecs.shape[0] == len(texts):
-                    return vecs
-            except (OSError, ValueError):
-                pass
-            logger.warning("teacher cache %s is unreadable; recomputing it", path)
-        from tqdm.auto import tqdm
+        cache = TeacherCache(teacher_cache_dir(self.config), fingerprint, prompt, max_length)
+        vectors, missing = cache.lookup(texts)
+        if missing:
+            from tqdm.auto import tqdm
 
-        was_training = self.model.training
-        self.model.eval()
-        order = np.argsort([len(t) for t in texts])  # similar lengths per batch: less padding
-        chunks = []
-        with torch.no_grad():
-            for start in tqdm(range(0, len(texts), batch_size), desc="teacher vectors", unit="batch", mininterval=5):
-                idx = order[start:start + batch_size]
-                vec = self.model(self.tokenize([texts[i] for i in idx], prompt, max_length))["sentence_embedding"]
-                chunks.append(torch.nn.functional.normalize(vec.float(), dim=-1).cpu().numpy())
-        self.model.train(was_training)
-        out = np.zeros((len(texts), chunks[0].shape[1]), dtype=np.float32)
-        out[order] = np.concatenate(chunks)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{random.getrandbits(32):08x}.tmp")
-        with open(tmp, "wb") as fh:
-            np.save(fh, out)
-        tmp.replace(path)
-        return out
+            was_training = self.model.training
+            self.model.eval()
+            todo = sorted(missing, key=lambda i: len(texts[i]))  # similar lengths per batch: less padding
+            try:
+                with torch.no_grad():
+                    for start in tqdm(range(0, len(todo), batch_size), desc="teacher vectors", unit="batch",
+                                      mininterval=5):
+                        idx = todo[start:start + batch_size]
+                        vec = self.model(self.tokenize([texts[i] for i in idx], prompt, max_length))["sentence_embedding"]
+                        vec = torch.nn.functional.normalize(vec.float(), dim=-1).cpu().numpy()
+                        for i, v in zip(idx, vec):
+                            vectors[i] = v
+                        if start // batch_size % 20 == 19:  # keep progress if the run is stopped
+                            cache.store({texts[i]: vectors[i] for i in todo[:start + batch_size]})
+            finally:
+                self.model.train(was_training)
+                cache.store({texts[i]: vectors[i] for i in todo if vectors[i] is not None})
+        return np.stack(vectors).astype(np.float32)
+
+
+class TeacherCache:
+    """Teacher vectors on disk, one row per distinct text, for one (model fingerprint, prompt, length cap).
+
+    A ``.npz`` file holds the texts' sha256 digests and their vectors; lookups return the cached rows
+    and the indices still to encode; :meth:`store` merges new rows in and rewrites the file atomically.
+    """
+
+    def __init__(self, folder: Path, fingerprint: str, prompt: str, max_length: int) -> None:
+        key = hashlib.sha256(f"{fingerprint}|{prompt}|{max_length}".encode()).hexdigest()[:16]
+        self.path = Path(folder) / f"{fingerprint}-{key}.npz"
+        self._rows: dict[str, np.ndarray] | None = None
+
+    @staticmethod
+    def digest(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+    def _load(self) -> dict[str, np.ndarray]:
+        if self._rows is None:
+            self._rows = {}
+            if self.path.is_file():
+                try:
+                    with np.load(self.path, allow_pickle=False) as data:
+                        self._rows = dict(zip(data["keys"].tolist(), data["vectors"]))
+                except (OSError, ValueError, KeyError) as exc:
+                    logger.warning("teacher cache %s is unreadable (%s); recomputing it", self.path, exc)
+        return self._rows
+
+    def lookup(self, texts: Sequence[str]) -> tuple[list, list[int]]:
+        rows = self._load()
+        vectors = [rows.get(self.digest(t)) for t in texts]
+        return vectors, [i for i, v in enumerate(vectors) if v is None]
+
+    def store(self, new: dict[str, np.ndarray]) -> None:
+        rows = self._load()
+        rows.update({self.digest(t): np.asarray(v, dtype=np.float32) for t, v in new.items()})
+        if not rows:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.stem}.{random.getrandbits(32):08x}.tmp.npz")
+        np.savez(tmp, keys=np.array(list(rows)), vectors=np.stack(list(rows.values())))
+        tmp.replace(self.path)
 
 
 def teacher_cache_dir(cfg: FinetuneConfig) -> Path:
@@ -324,4 +357,4 @@ def teacher_cache_dir(cfg: FinetuneConfig) -> Path:
     return cache_dir() / "teacher"
 
 
-__all__ = ["TrainingLoop", "LoopResult", "no_duplicate_batches", "teacher_cache_dir"]
+__all__ = ["TrainingLoop", "LoopResult", "TeacherCache", "no_duplicate_batches", "teacher_cache_dir"]

@@ -5,9 +5,10 @@ Sources, all read from ``shared_data`` (``../shared/data``) or the package:
 
 - ``frenchmedmcqa``: FrenchMedMCQA's train split (dev and test are the suite's validation and test);
 - ``sample``: the shipped sample corpus's train split (its eval split is a suite domain);
-- ``cases``, ``abstracts``, ``leaflets``: pairs built by :mod:`medrag.qa.french_text` from the train
-  documents of the French medical text (leak-free against the suite's val/test documents). As
-  unlabelled text (``distill_corpus``), the same train documents' passages.
+- ``cases``, ``abstracts``, ``leaflets``: pairs built by :func:`medrag.qa.french_text.training_pairs`
+  from the train documents of the French medical text (split by document: leak-free against the
+  suite's val/test documents). As unlabelled text (``distill_corpus``), the same train documents'
+  passages (:func:`medrag.qa.french_text.unlabelled_texts`).
 
 Each source carries its licence (:data:`LICENCES`); the shipped default model is trained only on
 sources that allow commercial use (the leaflets are CC BY-NC).
@@ -120,24 +121,16 @@ def _cap(items: list, cap: int, seed: int) -> list:
     return [items[i] for i in idx]
 
 
-def _french_text_module():
-    try:
-        from medrag.qa import french_text
-    except ImportError as exc:  # the builders land with the validation suite
-        raise DataError("the French medical text sources need medrag.qa.french_text (the pair builders); "
-                        "update medrag") from exc
-    return french_text
+def _french_text_pairs(name: str, shared: Path) -> list[QAPair]:
+    from medrag.qa.french_text import training_pairs
 
-
-def _french_text_pairs(name: str, shared: Path):
-    module = _french_text_module()
-    for pair in module.training_pairs(name, shared_data=shared):
-        yield pair if isinstance(pair, QAPair) else QAPair(pair.question, pair.answer)
+    return list(training_pairs(shared / "french-medical-text", sources=[name], commercial_ok=False))
 
 
 def _french_text_unlabelled(name: str, shared: Path):
-    module = _french_text_module()
-    yield from module.unlabelled_texts(name, shared_data=shared)
+    from medrag.qa.french_text import unlabelled_texts
+
+    yield from unlabelled_texts(shared / "french-medical-text", sources=[name], commercial_ok=False)
 
 
 __all__ = ["mixture_pairs", "mixture_texts", "source_pairs", "source_texts", "parse_source", "LICENCES",

@@ -218,7 +218,7 @@ class MatryoshkaFinetuner:
             merge_lora(model)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         model.save(str(self.output_dir))
-        if task is not None:
+        if task is not None and cfg.evaluate_after:
             model.eval()
             result.scores_after = score_sizes(model, task, dims, batch_size=cfg.eval_batch_size)
         self._write_outputs(model, result)

@@ -93,7 +93,7 @@ def test_rotation_keeps_full_size_cosines_of_the_base(tiny_model_dir, pairs_file
 
 def test_teacher_vectors_are_cached(lora_run):
     _, _, tmp = lora_run
-    assert len(list((tmp / "teacher").glob("*.npy"))) == 2  # questions and passages
+    assert len(list((tmp / "teacher").glob("*.npz"))) == 2  # questions and passages (prompt + cap each)
 
 
 def test_loop_options_need_the_loop_engine():
