@@ -57,7 +57,8 @@ class FinetuneConfig:
             train+dev -> test). ``eval_split=None``: the hub dataset's test/validation split if any.
 
     Model and loss:
-        model: ``None`` (the embedded e5-small), a folder or a hub id, for :func:`medrag.load_model`.
+        model: ``None`` (the plain embedded e5-small, ``bundled:multilingual-e5-small``), a folder, a
+            ``bundled:`` spec or a hub id, for :func:`medrag.load_model`.
         dims: Matryoshka sizes; ``None`` = the seed's 1024/768/512/256/128/64 capped to the model,
             always with the full size.
         loss: ``mnrl`` (MultipleNegativesRankingLoss: in-batch negatives = the per-device batch),

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from medrag.errors import DataError
 from medrag.qa.pairs import QAPair
 
 from finetune.config import FinetuneConfig
@@ -113,7 +114,7 @@ class TrainingLoop:
     def __init__(self, model: "SentenceTransformer", config: FinetuneConfig, dims: Sequence[int],
                  pairs: Sequence[QAPair], unlabelled: Sequence[str] = ()) -> None:
         if not pairs:
-            raise ValueError("no training pairs")
+            raise DataError("no training pairs: check data, mixture and max_train_pairs")
         self.model = model
         self.config = config
         self.dims = list(dims)

@@ -33,6 +33,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from medrag.errors import ConfigError
+
 #: sentence-transformers' MultipleNegativesRankingLoss scale (cosine * 20 = logits).
 CONTRASTIVE_SCALE = 20.0
 
@@ -46,7 +48,7 @@ def size_weights(dims: Sequence[int], weights: Sequence[float] | None) -> list[f
     if weights is None or len(weights) == 0:
         return [1.0] * len(dims)
     if len(weights) != len(dims):
-        raise ValueError(f"{len(weights)} Matryoshka weights for {len(dims)} sizes {list(dims)}")
+        raise ConfigError(f"{len(weights)} Matryoshka weights for {len(dims)} sizes {list(dims)}")
     return [float(w) for w in weights]
 
 
@@ -92,7 +94,7 @@ def similarity_distillation_loss(student_a: torch.Tensor, student_b: torch.Tenso
         The loss, ``sum_d w_d * mean_i KL(p_teacher_i || p_student_i,d)``; 0 for a batch of one.
     """
     if temperature <= 0:
-        raise ValueError("temperature must be > 0")
+        raise ConfigError("temperature must be > 0")
     n, m = teacher_sim.shape
     if mask_diagonal and n == m:
         if n < 3:  # one other item per row: a softmax over one value carries no signal

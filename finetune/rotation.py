@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from medrag.errors import InvalidInputError
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
@@ -44,7 +46,7 @@ def fit_pca_rotation(vectors: np.ndarray, center: bool = False) -> tuple[np.ndar
     """
     x = np.asarray(vectors, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 2:
-        raise ValueError(f"need a (n >= 2, d) matrix of vectors, got shape {x.shape}")
+        raise InvalidInputError(f"need a (n >= 2, d) matrix of vectors, got shape {x.shape}")
     mean = x.mean(axis=0)
     cov = np.cov(x - mean, rowvar=False)
     values, axes = np.linalg.eigh(cov)

@@ -122,7 +122,10 @@ class MatryoshkaFinetuner:
         if self.dataset is None:
             self.dataset = load_dataset_from_config(cfg)
         if self.model is None:
-            self.model = load_model(cfg.model, device="cpu" if _cpu_only(cfg) else cfg.device)
+            from medrag.bundled import BUNDLED_SPEC
+
+            # no model given: the plain embedded e5-small (not medrag's default model, trained from it)
+            self.model = load_model(cfg.model or BUNDLED_SPEC, device="cpu" if _cpu_only(cfg) else cfg.device)
         model = self.model
         dims = self._dims(model)
         precision = resolve_precision(cfg.precision, cpu=_cpu_only(cfg))

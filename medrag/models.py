@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from medrag.bundled import BUNDLED_NAME, BUNDLED_SPEC, ensure_bundled_model
+from medrag.bundled import BUNDLED_NAME, BUNDLED_SPEC, DEFAULT_SPEC, ensure_bundled_model
 from medrag.errors import ModelLoadError
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def load_model(
     """
     from sentence_transformers import SentenceTransformer
 
-    spec_str = BUNDLED_SPEC if spec is None else os.fspath(spec)
+    spec_str = DEFAULT_SPEC if spec is None else os.fspath(spec)
     if not spec_str.strip():
         raise ModelLoadError("empty model spec: pass a folder, a hub id, or None for the embedded default")
     kwargs = dict(device=device, trust_remote_code=trust_remote_code)

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from medrag.errors import ConfigError
 from finetune.losses import matryoshka_contrastive_loss, similarity_distillation_loss, size_weights
 
 
@@ -54,7 +55,7 @@ def test_distillation_gives_gradients_to_the_small_sizes():
 
 
 def test_bad_weights_and_temperature_are_rejected():
-    with pytest.raises(ValueError, match="2 Matryoshka weights for 3 sizes"):
+    with pytest.raises(ConfigError, match="2 Matryoshka weights for 3 sizes"):
         size_weights([8, 4, 2], [1, 1])
-    with pytest.raises(ValueError, match="temperature"):
+    with pytest.raises(ConfigError, match="temperature"):
         similarity_distillation_loss(torch.randn(3, 4), torch.randn(3, 4), torch.eye(3), [4], temperature=0)
