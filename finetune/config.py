@@ -93,6 +93,7 @@ class FinetuneConfig:
             (scale = alpha / rank), lora_dropout, lora_layers (adapt only the top N layers; 0 = all).
         freeze_embeddings: in full fine-tuning, keep the word embeddings (96M of e5-small's 118M
             parameters) frozen.
+        contrastive_weight: weight of the MatryoshkaLoss(MNRL) term on the pairs (0 = distillation only).
         distill_weight: weight of self-distillation from the frozen base model (0 = off): the base's
             full-size in-batch similarities (query->passage and passage->passage, teacher vectors
             cached once) distilled into the student's at every Matryoshka size (:mod:`finetune.losses`).
@@ -164,6 +165,7 @@ class FinetuneConfig:
     lora_dropout: float = 0.0
     lora_layers: int = 0
     freeze_embeddings: bool = True
+    contrastive_weight: float = 1.0
     distill_weight: float = 0.0
     distill_temperature: float = 0.05
     distill_corpus: list[str] = field(default_factory=list)
@@ -217,7 +219,8 @@ class FinetuneConfig:
             (self.query_max_length >= 8 and self.passage_max_length >= 8, "query/passage_max_length must be >= 8"),
             (self.lora_rank >= 0 and self.lora_layers >= 0, "lora_rank and lora_layers must be >= 0"),
             (0 <= self.lora_dropout < 1, "lora_dropout must be in [0, 1)"),
-            (self.distill_weight >= 0, "distill_weight must be >= 0"),
+            (self.distill_weight >= 0 and self.contrastive_weight >= 0, "loss weights must be >= 0"),
+            (self.distill_weight > 0 or self.contrastive_weight > 0, "contrastive_weight and distill_weight are both 0"),
             (self.distill_temperature > 0, "distill_temperature must be > 0"),
             (self.distill_batch_size >= 0, "distill_batch_size must be >= 0"),
             (not (self.distill_batch_size and not self.distill_corpus),
@@ -236,6 +239,7 @@ class FinetuneConfig:
         loop_only = [name for name, on in (
             ("mixture", bool(self.mixture)), ("max_train_pairs", self.max_train_pairs > 0),
             ("lora_rank", self.lora_rank > 0), ("distill_weight", self.distill_weight > 0),
+            ("contrastive_weight", self.contrastive_weight != 1.0),
             ("distill_corpus", bool(self.distill_corpus)), ("rotation", self.rotation != "none"),
             ("matryoshka_weights", self.matryoshka_weights is not None),
             ("export_adapter", self.export_adapter is not None), ("freeze_encoder", self.freeze_encoder)) if on]

@@ -199,7 +199,7 @@ class TrainingLoop:
             else:
                 q_vec = self.forward([questions[i] for i in batch], self.qprompt, cfg.query_max_length)
                 p_vec = self.forward([passages[i] for i in batch], self.pprompt, cfg.passage_max_length)
-            loss = self.contrastive(q_vec, p_vec)
+            loss = cfg.contrastive_weight * self.contrastive(q_vec, p_vec)
             if cfg.distill_weight > 0:
                 tq = torch.from_numpy(teacher_q[batch]).to(self.device)
                 tp = torch.from_numpy(teacher_p[batch]).to(self.device)
