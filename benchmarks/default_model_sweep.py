@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--part", default="val", choices=["val", "test"])
     p.add_argument("--pilot", action="store_true")
+    p.add_argument("--domains", nargs="+", help="a subset of the suite's domains (default: all)")
     p.add_argument("--candidate", action="append", default=[], metavar="NAME=DIR")
     p.add_argument("--train-config", default=str(REPO / "configs" / "medrag_default.yaml"))
     p.add_argument("--no-store", action="store_true", help="skip the store-rotation emulation")
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     from medrag.qa.suite import build_suite
 
     t0 = time.perf_counter()
-    suite = build_suite(args.part, pilot=args.pilot)
+    suite = build_suite(args.part, pilot=args.pilot, domains=args.domains)
     base = MatryoshkaEmbeddings("bundled:multilingual-e5-small", batch_size=32)
     cache = EmbeddingCache()
     vecs = {}
