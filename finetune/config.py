@@ -114,6 +114,9 @@ class FinetuneConfig:
             folder there (:mod:`finetune.export`), loadable as ``bundled:<adapter_name>`` once it is
             in ``medrag/data/models``.
         adapter_name: the name of the exported adapter.
+        export_scores: what the exported ``matryoshka.json`` records per size: ``suite_pilot`` (default)
+            or ``suite``: the validation suite's macro-average (val part, pilot caps or full), what
+            ``dimension="auto"`` compares; ``run``: the run's own eval split.
 
     Run: output_dir, checkpoints (False: save none, no resume; for sweeps), save_steps (0 = at each epoch end), save_total_limit, keep_checkpoints (after a
         successful run; default: deleted), logging_steps, resume,
@@ -178,6 +181,7 @@ class FinetuneConfig:
     teacher_cache: str | None = None
     export_adapter: str | None = None
     adapter_name: str = "medrag-e5-small-fr"
+    export_scores: Literal["run", "suite_pilot", "suite"] = "suite_pilot"
     # run
     output_dir: str = "medrag-finetuned"
     checkpoints: bool = True

@@ -266,10 +266,26 @@ class MatryoshkaFinetuner:
         sources = [self.dataset.name.split(" + ")[0]] + [parse_source(m)[0] for m in cfg.mixture]
         licences = {parse_source(m)[0]: LICENCES.get(parse_source(m)[0], "see the source")
                     for m in [*cfg.mixture, *cfg.distill_corpus]}
+        scores, before, scored_on, per_domain = result.scores_after, result.scores_before, None, {}
+        if self.dataset.eval:
+            scored_on = self.dataset.eval_task().name
+        if cfg.export_scores != "run":
+            from medrag.bundled import BUNDLED_SPEC
+
+            from finetune.suite_scores import suite_macro_scores
+
+            pilot = cfg.export_scores == "suite_pilot"
+            base = load_model(cfg.model or BUNDLED_SPEC, device="cpu" if _cpu_only(cfg) else cfg.device)
+            scores, per_domain = suite_macro_scores(self.model, base, result.dims, frozen_encoder=cfg.freeze_encoder,
+                                                    pilot=pilot)
+            before, _ = suite_macro_scores(base, None, result.dims, frozen_encoder=False, pilot=pilot)
+            scored_on = f"validation suite (val part{', pilot caps' if pilot else ''}), macro-average over domains"
         meta = MatryoshkaMetadata(
-            full_dim=embedding_dim(self.model), dims=result.dims, scores=result.scores_after,
-            scores_before=result.scores_before, base_model=cfg.model or "bundled:multilingual-e5-small",
-            extra={"scored_on": self.dataset.eval_task().name if self.dataset.eval else None,
+            full_dim=embedding_dim(self.model), dims=result.dims, scores=scores, scores_before=before,
+            base_model=cfg.model or "bundled:multilingual-e5-small",
+            extra={"scored_on": scored_on, "suite_domains": {d: {str(k): v for k, v in s.items()}
+                                                             for d, s in per_domain.items()},
+                   "rotation_folded": cfg.rotation != "none",
                    "training_sources": getattr(self, "source_counts", {}), "licences": licences})
         recipe = {k: getattr(cfg, k) for k in ("lora_rank", "lora_alpha", "lora_layers", "distill_weight",
                                                "distill_temperature", "distill_corpus", "distill_batch_size",
