@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--part", default="val", choices=["val", "test"])
     p.add_argument("--pilot", action="store_true")
     p.add_argument("--domains", nargs="+", help="a subset of the suite's domains (default: all)")
+    p.add_argument("--max-passages", type=int, default=3000,
+                   help="pilot cap on passages per domain (the suite's pilot: 3000)")
     p.add_argument("--candidate", action="append", default=[], metavar="NAME=DIR")
     p.add_argument("--train-config", default=str(REPO / "configs" / "medrag_default.yaml"))
     p.add_argument("--no-store", action="store_true", help="skip the store-rotation emulation")
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     from medrag.qa.suite import build_suite
 
     t0 = time.perf_counter()
-    suite = build_suite(args.part, pilot=args.pilot, domains=args.domains)
+    suite = build_suite(args.part, pilot=args.pilot, domains=args.domains, max_passages=args.max_passages)
     base = MatryoshkaEmbeddings("bundled:multilingual-e5-small", batch_size=32)
     cache = EmbeddingCache()
     vecs = {}
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     header = "| candidate | " + " | ".join(f"macro@{d}" for d in DIMS) + " | " + " | ".join(
         f"{n}@384/64" for n in vecs) + " |"
     rows += [header, "|---|" + "---:|" * (len(DIMS) + len(vecs))]
-    out = {"part": args.part, "pilot": args.pilot, "choice_domains": choice, "dims": list(DIMS),
+    out = {"part": args.part, "pilot": args.pilot, "max_passages": args.max_passages, "choice_domains": choice, "dims": list(DIMS),
            "domains": {n: {"queries": len(d.task.queries), "corpus": len(d.task.corpus)} for n, d in suite.domains.items()},
            "candidates": {}}
     for label, per in table.items():
