@@ -116,7 +116,8 @@ class FinetuneConfig:
         adapter_name: the name of the exported adapter.
         export_scores: what the exported ``matryoshka.json`` records per size: ``suite_pilot`` (default)
             or ``suite``: the validation suite's macro-average (val part, pilot caps or full), what
-            ``dimension="auto"`` compares; ``run``: the run's own eval split.
+            ``dimension="auto"`` compares; ``run``: the run's own eval split. suite_max_passages: the
+            pilot's passage cap per domain (the suite's default 3000).
 
     Run: output_dir, checkpoints (False: save none, no resume; for sweeps), save_steps (0 = at each epoch end), save_total_limit, keep_checkpoints (after a
         successful run; default: deleted), logging_steps, resume,
@@ -182,6 +183,7 @@ class FinetuneConfig:
     export_adapter: str | None = None
     adapter_name: str = "medrag-e5-small-fr"
     export_scores: Literal["run", "suite_pilot", "suite"] = "suite_pilot"
+    suite_max_passages: int = 3000
     # run
     output_dir: str = "medrag-finetuned"
     checkpoints: bool = True

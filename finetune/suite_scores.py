@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 
 def suite_macro_scores(model: "SentenceTransformer", base: "SentenceTransformer | None", dims: Sequence[int],
-                       *, frozen_encoder: bool, pilot: bool = True, data_root: str | None = None,
+                       *, frozen_encoder: bool, pilot: bool = True, max_passages: int = 3000,
+                       data_root: str | None = None,
                        metrics: Sequence[str] = TRAINING_METRICS
                        ) -> tuple[dict[int, dict[str, float]], dict[str, dict[int, dict[str, float]]]]:
     """``(macro, per_domain)``: the mean over the suite's choice domains of each metric at each size, and
@@ -39,7 +40,7 @@ def suite_macro_scores(model: "SentenceTransformer", base: "SentenceTransformer 
         model: the trained model (merged; with its final linear layer when ``frozen_encoder``).
         base: the frozen base model (needed when ``frozen_encoder``).
         frozen_encoder: score from the base's cached vectors and the model's final layer.
-        pilot: the suite's pilot caps (<= 300 queries x 3000 passages per domain).
+        pilot: the suite's pilot caps (<= 300 queries x ``max_passages`` passages per domain).
     """
     from evaluation.cache import EmbeddingCache
     from evaluation.retrieval import evaluate_vectors
@@ -48,7 +49,7 @@ def suite_macro_scores(model: "SentenceTransformer", base: "SentenceTransformer 
 
     from finetune.rotation import rotation_layer
 
-    suite = build_suite("val", pilot=pilot, data_root=data_root)
+    suite = build_suite("val", pilot=pilot, data_root=data_root, max_passages=max_passages)
     cache = EmbeddingCache()
     if frozen_encoder:
         dense = rotation_layer(model)

@@ -276,10 +276,12 @@ class MatryoshkaFinetuner:
 
             pilot = cfg.export_scores == "suite_pilot"
             base = load_model(cfg.model or BUNDLED_SPEC, device="cpu" if _cpu_only(cfg) else cfg.device)
+            caps = dict(pilot=pilot, max_passages=cfg.suite_max_passages)
             scores, per_domain = suite_macro_scores(self.model, base, result.dims, frozen_encoder=cfg.freeze_encoder,
-                                                    pilot=pilot)
-            before, _ = suite_macro_scores(base, None, result.dims, frozen_encoder=False, pilot=pilot)
-            scored_on = f"validation suite (val part{', pilot caps' if pilot else ''}), macro-average over domains"
+                                                    **caps)
+            before, _ = suite_macro_scores(base, None, result.dims, frozen_encoder=False, **caps)
+            scored_on = (f"validation suite (val part{f', pilot caps 300 x {cfg.suite_max_passages}' if pilot else ''}), "
+                         "macro-average over the choice domains")
         meta = MatryoshkaMetadata(
             full_dim=embedding_dim(self.model), dims=result.dims, scores=scores, scores_before=before,
             base_model=cfg.model or "bundled:multilingual-e5-small",
