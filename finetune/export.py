@@ -112,6 +112,9 @@ def export_adapter(model: "SentenceTransformer", folder: str | Path, *, name: st
         finally:
             shutil.rmtree(build, ignore_errors=True)
         (staging / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
+        staging.chmod(0o755)  # package data: readable by everyone (mkdtemp makes it private)
+        for path in staging.iterdir():
+            path.chmod(0o644)
         if folder.exists():
             shutil.rmtree(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)

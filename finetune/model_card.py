@@ -130,8 +130,10 @@ def adapter_card(name: str, cfg: Any, result: Any, metadata: Any, sources: list[
         "",
         score_table(metadata.scores_before, metadata.scores, metadata.metric) if metadata.scores else "(not scored)",
         "",
+        *_domain_lines(metadata),
         "## Limits",
         "",
+        *_regression_lines(metadata),
         "- Trained and selected for French medical passage retrieval; other languages and domains inherit the "
         "base model's quality at best.",
         "- A small model (384 dims, 118M parameters, 4-bit-rounded base weights): for the best quality, "
@@ -140,6 +142,37 @@ def adapter_card(name: str, cfg: Any, result: Any, metadata: Any, sources: list[
         "",
     ]
     return "\n".join(lines)
+
+
+def _domain_lines(metadata: Any) -> list[str]:
+    """Per-domain NDCG@10 of the base -> this model at every size (from ``matryoshka.json`` extra)."""
+    after, base = metadata.extra.get("suite_domains") or {}, metadata.extra.get("suite_domains_base") or {}
+    if not after:
+        return []
+    dims = [str(d) for d in metadata.dims]
+    lines = ["Per domain (base -> this model; `sample` is report-only, not in the macro-average):", "",
+             "| domain | " + " | ".join(dims) + " |", "|---|" + "---:|" * len(dims)]
+    for name, scores in after.items():
+        cells = []
+        for d in dims:
+            b = base.get(name, {}).get(d, {}).get(metadata.metric)
+            a = scores.get(d, {}).get(metadata.metric)
+            cells.append(f"{_fmt(b)} -> {_fmt(a)}" if b is not None else _fmt(a))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _regression_lines(metadata: Any) -> list[str]:
+    """A limit line for every domain and size where the model scores more than 0.01 below the base."""
+    after, base = metadata.extra.get("suite_domains") or {}, metadata.extra.get("suite_domains_base") or {}
+    out = []
+    for name, scores in after.items():
+        worse = [f"{d} ({base[name][d][metadata.metric]:.3f} -> {s[metadata.metric]:.3f})"
+                 for d, s in scores.items() if name in base and d in base[name]
+                 and s[metadata.metric] < base[name][d][metadata.metric] - 0.01]
+        if worse:
+            out.append(f"- Below the base model by more than 0.01 on {name} at size(s) " + ", ".join(worse) + ".")
+    return out
 
 
 def _cpu_note(info: dict[str, Any]) -> str:

@@ -266,7 +266,7 @@ class MatryoshkaFinetuner:
         sources = [self.dataset.name.split(" + ")[0]] + [parse_source(m)[0] for m in cfg.mixture]
         licences = {parse_source(m)[0]: LICENCES.get(parse_source(m)[0], "see the source")
                     for m in [*cfg.mixture, *cfg.distill_corpus]}
-        scores, before, scored_on, per_domain = result.scores_after, result.scores_before, None, {}
+        scores, before, scored_on, per_domain, base_domains = result.scores_after, result.scores_before, None, {}, {}
         if self.dataset.eval:
             scored_on = self.dataset.eval_task().name
         if cfg.export_scores != "run":
@@ -279,7 +279,7 @@ class MatryoshkaFinetuner:
             caps = dict(pilot=pilot, max_passages=cfg.suite_max_passages)
             scores, per_domain = suite_macro_scores(self.model, base, result.dims, frozen_encoder=cfg.freeze_encoder,
                                                     **caps)
-            before, _ = suite_macro_scores(base, None, result.dims, frozen_encoder=False, **caps)
+            before, base_domains = suite_macro_scores(base, None, result.dims, frozen_encoder=False, **caps)
             scored_on = (f"validation suite (val part{f', pilot caps 300 x {cfg.suite_max_passages}' if pilot else ''}), "
                          "macro-average over the choice domains")
         meta = MatryoshkaMetadata(
@@ -287,6 +287,7 @@ class MatryoshkaFinetuner:
             base_model=cfg.model or "bundled:multilingual-e5-small",
             extra={"scored_on": scored_on, "suite_domains": {d: {str(k): v for k, v in s.items()}
                                                              for d, s in per_domain.items()},
+                   "suite_domains_base": {d: {str(k): v for k, v in s.items()} for d, s in base_domains.items()},
                    "rotation_folded": cfg.rotation != "none",
                    "training_sources": getattr(self, "source_counts", {}), "licences": licences})
         recipe = {k: getattr(cfg, k) for k in ("lora_rank", "lora_alpha", "lora_layers", "distill_weight",

@@ -8,7 +8,7 @@ smaller, cheaper vectors with a measured quality loss.
 Example::
 
     >>> from medrag import MatryoshkaEmbeddings
-    >>> emb = MatryoshkaEmbeddings(dimension=64)           # embedded e5-small, offline
+    >>> emb = MatryoshkaEmbeddings(dimension=64)           # medrag's default model, offline
     >>> len(emb.embed_query("Quels sont les symptômes du diabète ?"))
     64
     >>> MatryoshkaEmbeddings(dimension="edge").dimension   # the seed's edge-device size
@@ -68,7 +68,8 @@ class MatryoshkaEmbeddings(Embeddings):
     """LangChain embeddings that return Matryoshka vectors truncated to one size.
 
     Args:
-        model: a model spec for :func:`medrag.load_model` (``None``: the embedded e5-small),
+        model: a model spec for :func:`medrag.load_model` (``None``: medrag's default model,
+            ``bundled:medrag-e5-small-fr``),
             or an already loaded ``SentenceTransformer``.
         dimension: the output size. An int among the allowed sizes; ``None`` or ``"max"`` for the
             full size; ``"balanced"`` (512) or ``"edge"`` (128), capped to the model; ``"auto"``

