@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candidate", action="append", default=[], metavar="NAME=DIR")
     p.add_argument("--train-config", default=str(REPO / "configs" / "medrag_default.yaml"))
     p.add_argument("--no-store", action="store_true", help="skip the store-rotation emulation")
-    p.add_argument("--check-model", metavar="DIR", help="verify the shortcut against the real model in DIR")
+    p.add_argument("--check-model", metavar="SPEC",
+                   help="verify the shortcut against the real model (a folder or a bundled: spec)")
+    p.add_argument("--check-n", type=int, default=100, help="texts per side per domain for --check-model")
     p.add_argument("--out", help="write the table as JSON here")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -132,7 +134,13 @@ def main(argv: list[str] | None = None) -> int:
                     + " | ".join(f"{per[n][384]:.3f}/{per[n][64]:.3f}" for n in vecs) + " |")
     print("\n".join(rows))
     if args.check_model:
-        out["check"] = _check(Path(args.check_model), suite, vecs, base)
+        folder = args.check_model
+        if folder.startswith("bundled:"):
+            from medrag.models import bundled_folder
+
+            folder = str(bundled_folder(folder))
+        out["check"] = _check(Path(folder), suite, vecs, base, args.check_n)
+        out["check"]["model"] = args.check_model
         print(f"check of {args.check_model}: {out['check']}")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
