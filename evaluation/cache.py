@@ -29,6 +29,8 @@ from typing import Literal
 import numpy as np
 
 from medrag.bundled import cache_dir
+from medrag.embeddings import MatryoshkaEmbeddings
+from medrag.encoder import MatryoshkaEncoder
 from medrag.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
@@ -58,10 +60,9 @@ class EmbeddingCache:
         self.hits = 0
         self.misses = 0
 
-    def key(self, embeddings, texts: list[str], side: Side) -> str:
+    def key(self, embeddings: MatryoshkaEncoder, texts: list[str], side: Side) -> str:
         """The cache key of encoding ``texts`` on ``side`` with ``embeddings``."""
-        prompt_name = embeddings.query_prompt_name if side == "query" else embeddings.document_prompt_name
-        prompt = (embeddings.model.prompts or {}).get(prompt_name or "", "")
+        prompt_name, prompt = _prompt(embeddings, side)
         h = hashlib.sha256()
         h.update(json.dumps([embeddings.fingerprint, side, prompt_name, prompt, embeddings.full_dim]).encode())
         for t in texts:
@@ -69,8 +70,11 @@ class EmbeddingCache:
             h.update(b"\0")
         return f"{embeddings.fingerprint}-{side}-{h.hexdigest()[:20]}"
 
-    def encode(self, embeddings, texts: list[str], side: Side) -> np.ndarray:
-        """Vectors of ``texts`` (queries or documents), from the cache or by encoding them (then stored)."""
+    def encode(self, embeddings: MatryoshkaEncoder, texts: list[str], side: Side) -> np.ndarray:
+        """Vectors of ``texts`` (queries or documents), from the cache or by encoding them (then stored).
+
+        ``embeddings`` is any :class:`medrag.encoder.MatryoshkaEncoder`; its ``fingerprint`` keys the files.
+        """
         if side not in ("query", "document"):
             raise InvalidInputError(f"side must be 'query' or 'document', got {side!r}")
         texts = list(texts)
@@ -105,3 +109,13 @@ class EmbeddingCache:
 
     def __repr__(self) -> str:
         return f"EmbeddingCache({str(self.folder)!r}, enabled={self.enabled})"
+
+
+def _prompt(encoder: MatryoshkaEncoder, side: Side) -> tuple[str | None, str]:
+    """The prompt (name, text) a :class:`medrag.MatryoshkaEmbeddings` puts before the texts of ``side``:
+    it decides the vectors as much as the weights do, and it can be chosen per instance. Any other
+    encoder's fingerprint alone identifies its vectors."""
+    if not isinstance(encoder, MatryoshkaEmbeddings):
+        return None, ""
+    name = encoder.query_prompt_name if side == "query" else encoder.document_prompt_name
+    return name, (encoder.model.prompts or {}).get(name or "", "")

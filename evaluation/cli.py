@@ -11,17 +11,30 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
+from dataclasses import fields
 from pathlib import Path
 
 from evaluation.cache import EmbeddingCache
 from evaluation.data import load_task
 from evaluation.evaluator import evaluate_models
-from evaluation.metrics import DEFAULT_METRICS
-from evaluation.recommend import write_metadata
+from evaluation.hybrid import evaluate_hybrid, evaluate_hybrid_suite
+from evaluation.metrics import DEFAULT_METRICS, PRIMARY_METRIC
+from evaluation.recommend import BALANCED_TOLERANCE, EDGE_TOLERANCE, write_metadata
+from evaluation.stats import CONFIDENCE, N_BOOTSTRAP, N_PERMUTATIONS, PAIRED_TESTS
 from evaluation.store_eval import evaluate_store
+from evaluation.suite import evaluate_suite
 from medrag.embeddings import MatryoshkaEmbeddings
+from medrag.encoding import DEFAULT_BATCH_SIZE
 from medrag.errors import DataError, MedragError
+from medrag.lexical.analyzer import AnalyzerOptions
+from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT
+from medrag.qa.suite import build_suite
+from medrag.qa.pairs import ANSWER_COLUMN, EVAL_FRACTION, QUESTION_COLUMN, SPLIT_SEED
+from medrag.store import DEFAULT_COARSE_DIM
+
+# Every default below is the library's own (imported above), so the CLI and the Python API agree.
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
@@ -44,9 +57,12 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--pilot", action="store_true",
                    help="with --suite: cap each domain at --max-queries x --max-passages (sweeps on a CPU)")
     p.add_argument("--max-queries", type=int, default=300, help="with --pilot: queries per domain (300)")
-    p.add_argument("--max-passages", type=int, default=3000, help="with --pilot: passages per domain (3000)")
+    p.add_argument("--max-passages", type=int, default=1500,
+                   help="with --pilot: passages per domain (1500: one e5-small model scores the pilot in about 5 min on 2 cores)")
     p.add_argument("--domains", nargs="+", default=None, metavar="DOMAIN",
                    help="with --suite: a subset of frenchmedmcqa leaflets cases abstracts sample")
+    p.add_argument("--leaflet-queries", choices=("mixed", "heading", "question"), default="mixed",
+                   help="with --suite: phrasing of the leaflet queries (mixed, the suite's setting; the others for studies)")
     p.add_argument("--data-root", default=None,
                    help="with --suite: folder holding frenchmedmcqa/ and french-medical-text/ "
                         "(default: $MEDRAG_DATA or ../shared/data)")
@@ -54,26 +70,33 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    help="held-out split: of a FrenchMedMCQA folder (default test) or a hub dataset (default "
                         "test/validation); 'all' evaluates every pair of a pairs file (default: the share of "
                         "questions that finetune holds out)")
-    p.add_argument("--eval-fraction", type=float, default=0.1,
-                   help="held-out share of distinct questions of a pairs file without splits (as finetune; 0.1)")
-    p.add_argument("--split-seed", type=int, default=42, help="seed of that held-out split (as finetune; 42)")
-    p.add_argument("--question-column", default="anchor", help="question column of a pairs file")
-    p.add_argument("--answer-column", default="positive", help="answer column of a pairs file")
+    p.add_argument("--eval-fraction", type=float, default=EVAL_FRACTION,
+                   help=f"held-out share of distinct questions of a pairs file without splits (as finetune; "
+                        f"{EVAL_FRACTION})")
+    p.add_argument("--split-seed", type=int, default=SPLIT_SEED,
+                   help=f"seed of that held-out split (as finetune; {SPLIT_SEED})")
+    p.add_argument("--question-column", default=QUESTION_COLUMN,
+                   help=f"question column of a pairs file (default {QUESTION_COLUMN})")
+    p.add_argument("--answer-column", default=ANSWER_COLUMN, help=f"answer column of a pairs file (default {ANSWER_COLUMN})")
     p.add_argument("--limit", type=int, default=None, help="use only the first N held-out pairs (quick runs)")
     p.add_argument("--sizes", type=int, nargs="+", default=None, help="sizes to evaluate (default: trained sizes)")
     p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), help="metrics (ndcg@k mrr@k map@k recall@k)")
-    p.add_argument("--primary-metric", default="ndcg@10", help="metric of the table, tests, plot and recommendations")
+    p.add_argument("--primary-metric", default=PRIMARY_METRIC,
+                   help=f"metric of the table, tests, plot and recommendations (default {PRIMARY_METRIC})")
     p.add_argument("--out", default="medrag-evaluation", help="report folder (default: ./medrag-evaluation)")
     p.add_argument("--cache-dir", default=None, help="embedding cache (default: $MEDRAG_CACHE/embeddings)")
     p.add_argument("--no-cache", action="store_true", help="always encode; read and write no cache")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs (default 1000)")
-    p.add_argument("--confidence", type=float, default=0.95, help="CI coverage (default 0.95)")
-    p.add_argument("--test", choices=("permutation", "bootstrap"), default="permutation", help="paired test")
-    p.add_argument("--resamples", type=int, default=None, help="resamples of the paired test (default 10000)")
-    p.add_argument("--balanced-tolerance", type=float, default=0.005, help="balanced tier: within this relative "
-                   "loss of the best (default 0.005 = 0.5%%)")
-    p.add_argument("--edge-tolerance", type=float, default=0.03, help="edge tier: within this relative loss "
-                   "(default 0.03 = 3%%)")
+    p.add_argument("--bootstrap", type=int, default=N_BOOTSTRAP,
+                   help=f"bootstrap resamples for the CIs (default {N_BOOTSTRAP})")
+    p.add_argument("--confidence", type=float, default=CONFIDENCE, help=f"CI coverage (default {CONFIDENCE})")
+    p.add_argument("--test", choices=PAIRED_TESTS, default=PAIRED_TESTS[0], help="paired test")
+    p.add_argument("--resamples", type=int, default=None,
+                   help=f"resamples of the paired test (default {N_PERMUTATIONS} permutations, "
+                        f"{10 * N_BOOTSTRAP} bootstrap draws)")
+    p.add_argument("--balanced-tolerance", type=float, default=BALANCED_TOLERANCE, help="balanced tier: within this "
+                   f"relative loss of the best (default {BALANCED_TOLERANCE} = {100 * BALANCED_TOLERANCE:g}%%)")
+    p.add_argument("--edge-tolerance", type=float, default=EDGE_TOLERANCE, help="edge tier: within this relative "
+                   f"loss (default {EDGE_TOLERANCE} = {100 * EDGE_TOLERANCE:g}%%)")
     p.add_argument("--seed", type=int, default=0, help="random seed of bootstrap and tests")
     p.add_argument("--write-metadata", action="store_true",
                    help="record scores and recommendations in matryoshka.json of each --model that is a folder "
@@ -81,13 +104,23 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
     p.add_argument("--store", action="store_true",
                    help="also evaluate the two-stage store (coarse + rerank) against flat and coarse-only search")
-    p.add_argument("--coarse-dim", type=int, default=64, help="coarse size of the store (with --store; default 64)")
+    p.add_argument("--coarse-dim", type=int, default=DEFAULT_COARSE_DIM,
+                   help=f"coarse size of the store (with --store; default {DEFAULT_COARSE_DIM})")
     p.add_argument("--candidates", type=int, default=None,
                    help="candidates passed to the rerank (with --store; default: the store's default)")
     p.add_argument("--candidates-sweep", type=int, nargs="+", default=None, metavar="N",
                    help="with --store: also measure these candidates values on the same index")
+    p.add_argument("--hybrid", action="store_true",
+                   help="also score BM25 (French medical analyzer) alone and fused with dense search, per size")
+    p.add_argument("--lexical-weight", type=float, nargs="+", default=None, metavar="W",
+                   help="with --hybrid: lexical weights to score, in [0, 1] (default: the store's default)")
+    p.add_argument("--fusion", choices=("rrf", "minmax"), default=None,
+                   help="with --hybrid: weighted reciprocal rank fusion or min-max score fusion (default: the store's)")
+    p.add_argument("--analyzer", action="append", default=None, metavar="OPTION=VALUE",
+                   help="with --hybrid: an analyzer option, e.g. keep_acronyms=true, stem=false (repeatable)")
     p.add_argument("--device", default=None, help="cpu, cuda... (default: CUDA when available)")
-    p.add_argument("--batch-size", type=int, default=32, help="encoding batch size")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help=f"encoding batch size (default {DEFAULT_BATCH_SIZE})")
     p.set_defaults(func=_evaluate, _parser=p)
 
 
@@ -103,7 +136,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         return _evaluate_suite(args)
     if args.data is None:
         raise DataError("give --data PATH_OR_ID (a dataset) or --suite (the validation suite)")
-    if args.store:  # fail before any encoding when the store is not installed
+    if args.store:  # fail before any encoding when the store (chromadb) cannot be imported
         try:
             import medrag.store  # noqa: F401
         except ImportError as exc:
@@ -132,6 +165,14 @@ def _evaluate(args: argparse.Namespace) -> int:
             report.store[m.label] = evaluate_store(emb, task, coarse_dim=args.coarse_dim,
                                                    candidates=args.candidates, cache=cache,
                                                    sweep=args.candidates_sweep or ())
+    if args.hybrid:
+        options = analyzer_options(args.analyzer or [])
+        for emb, m in zip(embeddings, report.models):
+            q = cache.encode(emb, list(task.queries.values()), side="query")
+            d = cache.encode(emb, list(task.corpus.values()), side="document")
+            report.hybrid[m.label] = evaluate_hybrid(
+                task, q, d, sorted(m.sizes, reverse=True), weights=args.lexical_weight or [DEFAULT_LEXICAL_WEIGHT],
+                method=args.fusion or DEFAULT_FUSION, options=options, metrics=report.metrics, show_progress=True)
     paths = report.write(args.out, plot=not args.no_plot)
     print()
     if len(report.models) >= 2:
@@ -146,6 +187,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     for label, res in report.store.items():
         print(f"\nstore-level retrieval, {label}:")
         print(res.to_markdown())
+    for label, res in report.hybrid.items():
+        print(f"\nlexical, dense and hybrid, {label}:")
+        print(res.to_markdown(report.primary_metric))
     if args.write_metadata:
         written = 0
         for i, m in enumerate(report.models):
@@ -159,16 +203,34 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def report_metrics(args: argparse.Namespace) -> list[str]:
+    """The metrics of a suite run, the primary one first."""
+    return list(dict.fromkeys([args.primary_metric, *args.metrics]))
+
+
+def analyzer_options(pairs: list[str]):
+    """``["keep_acronyms=true", "extra_stopwords=patient,cas"]`` as :class:`medrag.lexical.analyzer.AnalyzerOptions`."""
+    known = {f.name: f for f in fields(AnalyzerOptions)}
+    values: dict = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in known:
+            raise DataError(f"--analyzer {pair!r}: use OPTION=VALUE with OPTION one of {sorted(known)}")
+        if key == "extra_stopwords":
+            values[key] = tuple(w for w in raw.split(",") if w)
+        elif raw.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            values[key] = raw.lower() in ("true", "1", "yes", "on")
+        else:
+            raise DataError(f"--analyzer {pair!r}: {key} takes true or false")
+    return AnalyzerOptions(**values)
+
+
 def _evaluate_suite(args: argparse.Namespace) -> int:
     """``medrag evaluate --suite``: every domain of the validation suite, every size, the macro-average."""
-    from medrag import MatryoshkaEmbeddings
-    from medrag.qa.suite import build_suite
-
-    from evaluation.cache import EmbeddingCache
-    from evaluation.suite import evaluate_suite
-
     suite = build_suite(args.part, pilot=args.pilot, data_root=args.data_root, domains=args.domains,
-                        max_queries=args.max_queries, max_passages=args.max_passages)
+                        max_queries=args.max_queries, max_passages=args.max_passages,
+                        leaflet_queries=args.leaflet_queries)
     print(suite.describe())
     loaded: dict[str, MatryoshkaEmbeddings] = {}
     for spec in args.model:
@@ -183,6 +245,19 @@ def _evaluate_suite(args: argparse.Namespace) -> int:
     paths = report.write(args.out)
     print()
     print(report.to_markdown())
+    if args.hybrid:
+        options = analyzer_options(args.analyzer or [])
+        for i, (spec, label) in enumerate(zip(args.model, report.models)):
+            result = evaluate_hybrid_suite(
+                loaded[spec], suite, dims=args.sizes, weights=args.lexical_weight or [DEFAULT_LEXICAL_WEIGHT],
+                method=args.fusion or DEFAULT_FUSION, options=options,
+                cache=EmbeddingCache(args.cache_dir, enabled=not args.no_cache), metrics=report_metrics(args))
+            name = "hybrid_suite" if len(report.models) == 1 else f"hybrid_suite_{i + 1}"
+            out = Path(args.out)
+            (out / f"{name}.md").write_text(f"# {label}\n\n{result.to_markdown()}\n", encoding="utf-8")
+            (out / f"{name}.json").write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
+            paths[name] = out / f"{name}.md"
+            print(f"\n{label}:\n{result.to_markdown()}")
     print(f"report: {Path(args.out).resolve()} ({', '.join(p.name for p in paths.values())})")
     return 0
 

@@ -29,7 +29,8 @@ import os
 from pathlib import Path
 
 from medrag.errors import DataError
-from medrag.qa.pairs import load_frenchmedmcqa, load_qa_dataset
+from medrag.qa.pairs import (ANSWER_COLUMN, EVAL_FRACTION, QUESTION_COLUMN, SPLIT_SEED, load_frenchmedmcqa,
+                             load_qa_dataset)
 from medrag.qa.sample import load_sample_corpus
 from medrag.qa.task import IRTask
 
@@ -41,23 +42,26 @@ SAMPLE_SOURCE = "medrag:sample"
 
 
 def _sample_task(split: str | None, limit: int | None) -> IRTask:
-    """The sample's held-out questions (``split`` "eval", the default, or "train") against all its passages."""
+    """The sample's held-out questions (``split`` "eval", the default, or "train") against all its passages.
+
+    Every passage that answers a question is relevant to it (the sample's ``also_relevant``
+    judgements, :meth:`medrag.qa.sample.SampleCorpus.task`), not only the one it was written for.
+    """
     split = split or "eval"
     if split not in ("eval", "train"):
         raise DataError(f"the sample corpus has the splits 'train' and 'eval', not {split!r}")
-    corpus = load_sample_corpus()
-    pairs = corpus.pairs(split)[:limit] if limit else corpus.pairs(split)
-    return IRTask.from_pairs(pairs, name=f"medrag sample ({split})", extra_corpus=corpus.texts())
+    return load_sample_corpus().task(split, limit=limit)
 
 
-def load_task(source: str | os.PathLike[str], *, split: str | None = None, question_column: str = "anchor",
-              answer_column: str = "positive", eval_fraction: float = 0.1, split_seed: int = 42,
+def load_task(source: str | os.PathLike[str], *, split: str | None = None, question_column: str = QUESTION_COLUMN,
+              answer_column: str = ANSWER_COLUMN, eval_fraction: float = EVAL_FRACTION, split_seed: int = SPLIT_SEED,
               limit: int | None = None) -> IRTask:
     """The evaluation task of a dataset.
 
     Args:
         source: a FrenchMedMCQA folder, a local pairs file, a hub dataset id, or ``"medrag:sample"``
-            (the French medical sample shipped with medrag: its eval questions against all 193 passages).
+            (the French medical sample shipped with medrag: its eval questions against all 193 passages,
+            each question relevant to every passage that answers it).
         split: the held-out split (see the module doc); ``"all"`` evaluates every pair of a pairs file.
         question_column / answer_column: the columns of a pairs file or hub dataset.
         eval_fraction / split_seed: the held-out share of a pairs file without splits (as in ``finetune``).

@@ -27,13 +27,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from evaluation.cache import EmbeddingCache
-from evaluation.metrics import DEFAULT_METRICS, parse_metric
+from evaluation.metrics import DEFAULT_METRICS, PRIMARY_METRIC, parse_metric
 from evaluation.report import EvaluationReport
 from evaluation.recommend import BALANCED_TOLERANCE, EDGE_TOLERANCE, Recommendations, recommend_sizes
 from evaluation.retrieval import SizeResult, evaluate_vectors
-from evaluation.stats import N_BOOTSTRAP, N_PERMUTATIONS, ConfidenceInterval, PairedTest, bootstrap_means, paired_test
+from evaluation.stats import (CONFIDENCE, N_BOOTSTRAP, N_PERMUTATIONS, PAIRED_TESTS, ConfidenceInterval, PairedTest,
+                              bootstrap_means, paired_test)
 from medrag.embeddings import MatryoshkaEmbeddings
+from medrag.encoder import is_encoder
+from medrag.encoding import DEFAULT_BATCH_SIZE
 from medrag.errors import DimensionError, InvalidInputError
+from medrag.metadata import default_dims
 from medrag.qa.task import IRTask
 
 logger = logging.getLogger(__name__)
@@ -75,11 +79,11 @@ def evaluate_models(
     dims: Sequence[int] | None = None,
     metrics: Sequence[str] = DEFAULT_METRICS,
     *,
-    primary_metric: str = "ndcg@10",
+    primary_metric: str = PRIMARY_METRIC,
     cache: EmbeddingCache | None = None,
     n_bootstrap: int = N_BOOTSTRAP,
-    confidence: float = 0.95,
-    test: str = "permutation",
+    confidence: float = CONFIDENCE,
+    test: str = PAIRED_TESTS[0],
     n_resamples: int | None = None,
     balanced_tolerance: float = BALANCED_TOLERANCE,
     edge_tolerance: float = EDGE_TOLERANCE,
@@ -87,14 +91,15 @@ def evaluate_models(
     labels: Sequence[str] | None = None,
     command: str | None = None,
     device: str | None = None,
-    batch_size: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     show_progress: bool | None = None,
 ):
     """Evaluate ``models`` on ``task`` and return an :class:`~evaluation.report.EvaluationReport`.
 
     Args:
         models: model specs (anything :func:`medrag.load_model` accepts, such as a fine-tuned folder)
-            or :class:`medrag.MatryoshkaEmbeddings`. The first is the baseline ("initial") of comparisons.
+            or encoders (:class:`medrag.encoder.MatryoshkaEncoder`: a :class:`medrag.MatryoshkaEmbeddings`...).
+            The first is the baseline ("initial") of comparisons.
         task: the queries, corpus and judgements.
         dims: sizes to evaluate (default: each model's trained sizes, or the seed's list up to its size).
         metrics: metric names (``ndcg@10``, ``mrr@10``, ``map@100``, ``recall@k``...).
@@ -120,26 +125,27 @@ def evaluate_models(
     recommend_sizes({1: 1.0}, balanced_tolerance, edge_tolerance)  # validates the tolerances before any work
     if not 0 < confidence < 1:
         raise InvalidInputError(f"confidence must be in (0, 1), got {confidence}")
-    if test not in ("permutation", "bootstrap"):
-        raise InvalidInputError(f"unknown paired test {test!r}: use 'permutation' or 'bootstrap'")
+    if test not in PAIRED_TESTS:
+        raise InvalidInputError(f"unknown paired test {test!r}: use one of {PAIRED_TESTS}")
     n_resamples = n_resamples or (N_PERMUTATIONS if test == "permutation" else 10 * N_BOOTSTRAP)
     cache = cache if cache is not None else EmbeddingCache()
     labels = list(labels) if labels is not None else []
     results: list[ModelResult] = []
     for i, model in enumerate(models):
-        emb = model if isinstance(model, MatryoshkaEmbeddings) else MatryoshkaEmbeddings(
+        emb = model if is_encoder(model) else MatryoshkaEmbeddings(
             model, device=device, batch_size=batch_size, show_progress=show_progress)
-        if show_progress is not None and emb.show_progress != show_progress:
+        if show_progress is not None and isinstance(emb, MatryoshkaEmbeddings) and emb.show_progress != show_progress:
             emb = emb.with_dimension(emb.dimension)  # a copy: the caller's object keeps its setting
             emb.show_progress = show_progress
-        sizes = sorted({int(d) for d in (dims if dims is not None else emb.dims)}, reverse=True)
+        trained = list(getattr(emb, "dims", None) or default_dims(emb.full_dim))  # dims: optional encoder member
+        sizes = sorted({int(d) for d in (dims if dims is not None else trained)}, reverse=True)
         bad = [d for d in sizes if not 1 <= d <= emb.full_dim]
         if bad:
             raise DimensionError(f"sizes {bad} are outside 1..{emb.full_dim} for model {emb.spec!r}")
-        untrained = [d for d in sizes if d not in emb.dims]
+        untrained = [d for d in sizes if d not in trained]
         if untrained and dims is not None:
             logger.warning("sizes %s are not trained sizes of %s (trained: %s); they are evaluated by truncation anyway",
-                           untrained, emb.spec, emb.dims)
+                           untrained, emb.spec, trained)
         label = labels[i] if i < len(labels) else emb.spec
         if label in {r.label for r in results}:
             label = f"{label} #{i + 1}"

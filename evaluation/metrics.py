@@ -25,6 +25,8 @@ import numpy as np
 from medrag.errors import DataError, InvalidInputError
 
 DEFAULT_METRICS = ("ndcg@10", "mrr@10", "map@100", "recall@1", "recall@10", "recall@100")
+#: The metric of comparison tables, tests, plots and size recommendations.
+PRIMARY_METRIC = "ndcg@10"
 
 
 def parse_metric(name: str) -> tuple[str, int]:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from medrag.errors import InvalidInputError
 
+# matplotlib (heavy) is imported when a plot is drawn.
+
 
 def plot_metric_vs_size(report, path: str | os.PathLike[str], metric: str | None = None,
                         title: str | None = None, dpi: int = 120) -> Path:

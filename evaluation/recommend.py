@@ -5,6 +5,9 @@
 - ``edge``: the smallest size within ``edge_tolerance`` (default 3%) of the best score
   (resource-limited deployments).
 
+"The smallest size within a tolerance of the best score" is :func:`medrag.sizes.smallest_size_within`,
+the rule ``MatryoshkaEmbeddings(dimension="auto")`` applies too.
+
 Tolerances are relative: with a best NDCG@10 of 0.400, "within 0.5%" means at least 0.398.
 The tier names are the keys of ``recommendations`` in ``matryoshka.json``
 (:class:`medrag.metadata.MatryoshkaMetadata`).
@@ -24,6 +27,7 @@ from pathlib import Path
 
 from medrag.errors import InvalidInputError, MetadataError
 from medrag.metadata import MatryoshkaMetadata
+from medrag.sizes import smallest_size_within
 
 #: The seed's tolerances.
 BALANCED_TOLERANCE = 0.005
@@ -61,13 +65,8 @@ def recommend_sizes(scores: Mapping[int, float], balanced_tolerance: float = BAL
     items = {int(d): float(s) for d, s in scores.items()}
     best = max(items.values())
     best_size = min(d for d, s in items.items() if s == best)
-
-    def smallest_within(tol: float) -> int:
-        floor = best * (1 - tol) if best >= 0 else best * (1 + tol)
-        return min(d for d, s in items.items() if s >= floor - 1e-12)
-
-    return Recommendations(best_size, smallest_within(balanced_tolerance), smallest_within(edge_tolerance),
-                           metric, balanced_tolerance, edge_tolerance)
+    return Recommendations(best_size, smallest_size_within(items, balanced_tolerance),
+                           smallest_size_within(items, edge_tolerance), metric, balanced_tolerance, edge_tolerance)
 
 
 def write_metadata(folder, result, baseline=None) -> "Path":

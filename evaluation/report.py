@@ -54,6 +54,7 @@ class EvaluationReport:
         settings: bootstrap, test and cache settings.
         command: the command line that produced the report, if any.
         store: model label -> :class:`~evaluation.store_eval.StoreEvalResult` (``medrag evaluate --store``).
+        hybrid: model label -> :class:`~evaluation.hybrid.HybridEvalResult` (``medrag evaluate --hybrid``).
         query_ids: the task's query ids, in the order of the per-query arrays.
     """
 
@@ -65,6 +66,7 @@ class EvaluationReport:
     settings: dict[str, Any] = field(default_factory=dict)
     command: str | None = None
     store: dict[str, Any] = field(default_factory=dict)
+    hybrid: dict[str, Any] = field(default_factory=dict)
     query_ids: list[str] = field(default_factory=list)
 
     # ------------------------------------------------------------------ data
@@ -115,7 +117,8 @@ class EvaluationReport:
                 "command": self.command, "task": self.task_info, "metrics": self.metrics,
                 "primary_metric": self.primary_metric, "settings": self.settings, "models": models,
                 "comparisons": comparisons,
-                "store": {label: res.to_dict() for label, res in self.store.items()}}
+                "store": {label: res.to_dict() for label, res in self.store.items()},
+                "hybrid": {label: res.to_dict() for label, res in self.hybrid.items()}}
 
     # ------------------------------------------------------------------ tables
 
@@ -218,6 +221,8 @@ class EvaluationReport:
                   self.recommendations_table(), ""]
         for label, res in self.store.items():
             parts += [f"## Store-level retrieval: {label}", "", res.to_markdown(), ""]
+        for label, res in self.hybrid.items():
+            parts += [f"## Lexical, dense and hybrid: {label}", "", res.to_markdown(self.primary_metric), ""]
         return "\n".join(parts)
 
     # ------------------------------------------------------------------ files

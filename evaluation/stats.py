@@ -41,6 +41,10 @@ from medrag.errors import InvalidInputError
 #: Default number of resamples: enough for stable 95% percentiles and p-values to ~0.01.
 N_BOOTSTRAP = 1000
 N_PERMUTATIONS = 10000
+#: Coverage of the confidence intervals.
+CONFIDENCE = 0.95
+#: The paired tests :func:`paired_test` knows, the default first.
+PAIRED_TESTS = ("permutation", "bootstrap")
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ class ConfidenceInterval:
     mean: float
     low: float
     high: float
-    confidence: float = 0.95
+    confidence: float = CONFIDENCE
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,7 +96,7 @@ def bootstrap_means(values: np.ndarray, n_resamples: int = N_BOOTSTRAP, seed: in
     return out if np.ndim(values) > 1 else out[0]
 
 
-def bootstrap_ci(values: np.ndarray, n_resamples: int = N_BOOTSTRAP, confidence: float = 0.95,
+def bootstrap_ci(values: np.ndarray, n_resamples: int = N_BOOTSTRAP, confidence: float = CONFIDENCE,
                  seed: int | None = 0) -> ConfidenceInterval:
     """Percentile bootstrap confidence interval of the mean of per-query ``values``.
 
@@ -147,7 +151,7 @@ def paired_bootstrap_test(a: np.ndarray, b: np.ndarray, n_resamples: int = N_BOO
     return PairedTest(float(observed), (extreme + 1) / (n_resamples + 1), "bootstrap", n_resamples)
 
 
-def paired_test(a: np.ndarray, b: np.ndarray, method: str = "permutation", n_resamples: int | None = None,
+def paired_test(a: np.ndarray, b: np.ndarray, method: str = PAIRED_TESTS[0], n_resamples: int | None = None,
                 seed: int | None = 0) -> PairedTest:
     """:func:`paired_permutation_test` or :func:`paired_bootstrap_test` by name."""
     if method == "permutation":

@@ -13,8 +13,8 @@ queries, corpus and vectors:
 
 Each method reports the same metrics and per-query latency p50/p95 in milliseconds. Query
 encoding is timed once as its own stage (``encode``) and kept out of the search timings: the
-vectors are encoded once and handed to the store through a copy of the embeddings whose encoder
-returns them, so every method ranks the very same vectors.
+vectors are encoded once and handed to the store through :class:`medrag.PrecomputedEmbeddings`
+(with the model's identity), so every method ranks the very same vectors.
 
 Example::
 
@@ -38,8 +38,11 @@ import numpy as np
 
 from evaluation.metrics import max_k, mean_metrics, per_query_metrics
 from evaluation.retrieval import rank_documents
+from medrag.encoder import MatryoshkaEncoder
 from medrag.errors import InvalidInputError, MedragError
+from medrag.precomputed import PrecomputedEmbeddings
 from medrag.qa.task import IRTask
+from medrag.store import DEFAULT_COARSE_DIM
 from medrag.vectors import truncate_embeddings
 
 logger = logging.getLogger(__name__)
@@ -106,7 +109,8 @@ class StoreEvalResult:
             lines.append(f"| (query encoding) | " + " | ".join("-" for _ in self.metrics) +
                          f" | - | {enc['p50']:.2f} | {enc['p95']:.2f} |")
         lines += ["", "Search latencies exclude query encoding (timed separately on "
-                  f"{self.encode_ms.size} queries); store = coarse Chroma search + full-size rerank."]
+                  f"{self.encode_ms.size} queries); store = coarse Chroma search + full-size rerank; store_hybrid = "
+                  "the store's hybrid_search (BM25 fused with the funnel, default weight)."]
         if self.sweep:
             m0 = self.metrics[0]
             lines += ["", f"Candidates sweep (flat {m0} = {self.methods['flat'].means[m0]:.4f}):", "",
@@ -119,13 +123,14 @@ class StoreEvalResult:
         return "\n".join(lines)
 
 
-def evaluate_store(embeddings, task: IRTask, *, coarse_dim: int = 64, candidates: int | None = None,
+def evaluate_store(embeddings: MatryoshkaEncoder, task: IRTask, *, coarse_dim: int = DEFAULT_COARSE_DIM, candidates: int | None = None,
                    metrics: Sequence[str] = STORE_METRICS, cache=None, store_kwargs: dict | None = None,
                    encode_sample: int = 50, sweep: Sequence[int] = ()) -> StoreEvalResult:
     """Evaluate the two-stage store against flat full-size and coarse-only search.
 
     Args:
-        embeddings: a :class:`medrag.MatryoshkaEmbeddings` (its full size is the rerank size).
+        embeddings: an encoder (:class:`medrag.encoder.MatryoshkaEncoder`, e.g. a
+            :class:`medrag.MatryoshkaEmbeddings`); its full size is the rerank size.
         task: queries, corpus, judgements.
         coarse_dim: the store's coarse size.
         candidates: documents passed from the coarse stage to the rerank (default: the store's default;
@@ -140,7 +145,7 @@ def evaluate_store(embeddings, task: IRTask, *, coarse_dim: int = 64, candidates
     Raises:
         MedragError: the store is not installed (``medrag.store`` missing).
     """
-    try:  # imported here: the store pulls in chromadb, which only this evaluation needs
+    try:  # looked up at call time: the store opens chromadb, and a missing store is reported here
         from medrag.store import MatryoshkaChroma
     except ImportError as exc:
         raise MedragError(f"store-level evaluation needs medrag.store (MatryoshkaChroma): {exc}") from exc
@@ -167,7 +172,7 @@ def evaluate_store(embeddings, task: IRTask, *, coarse_dim: int = 64, candidates
                                           len(qids))
 
     # -- the store, fed the same vectors
-    fed = _precomputed(embeddings, dict(zip(qtexts, qv)), dict(zip(dtexts, dv)))
+    fed = PrecomputedEmbeddings(documents=dict(zip(dtexts, dv)), queries=dict(zip(qtexts, qv)), fallback=embeddings)
     kwargs = dict(store_kwargs or {})
     kwargs.setdefault("coarse_dim", coarse_dim)
     if candidates is not None:
@@ -180,11 +185,13 @@ def evaluate_store(embeddings, task: IRTask, *, coarse_dim: int = 64, candidates
     n_cand = int(candidates if candidates is not None else getattr(store, "candidates", None) or 100)
 
     def funnel(n: int):
-        return _timed_numpy(lambda i: _exact_funnel(q_coarse[i], q_full[i], d_coarse, d_full, dids, n, k), len(qids))
+        return _timed_numpy(lambda i: exact_funnel(q_coarse[i], q_full[i], d_coarse, d_full, dids, n, k), len(qids))
 
     sweep_rows = []
     try:
         store_rank, store_ms = _store_search(store, qtexts, k, candidates)
+        hybrid = hasattr(store, "hybrid_search_with_score")  # a store without hybrid search: skipped
+        hybrid_rank, hybrid_ms = _store_search(store, qtexts, k, candidates, hybrid=True) if hybrid else (None, None)
         for n in sorted(set(sweep)):
             s_rank, s_ms = _store_search(store, qtexts, k, n)
             f_rank, _ = funnel(n)
@@ -198,7 +205,10 @@ def evaluate_store(embeddings, task: IRTask, *, coarse_dim: int = 64, candidates
 
     methods = {}
     for method, ranked, ms in (("flat", flat_rank, flat_ms), ("funnel_exact", funnel_rank, funnel_ms),
-                               ("store", store_rank, store_ms), ("coarse", coarse_rank, coarse_ms)):
+                               ("store", store_rank, store_ms), ("coarse", coarse_rank, coarse_ms),
+                               ("store_hybrid", hybrid_rank, hybrid_ms)):
+        if ranked is None:
+            continue
         methods[method] = MethodResult(method, per_query_metrics(ranked, relevant, metrics), np.asarray(ms))
     encode_ms = []
     for text in qtexts[:encode_sample]:
@@ -218,12 +228,16 @@ def evaluate_store(embeddings, task: IRTask, *, coarse_dim: int = 64, candidates
     return result
 
 
-def _store_search(store, qtexts: list[str], k: int, candidates: int | None) -> tuple[list[list[str]], list[float]]:
+def _store_search(store, qtexts: list[str], k: int, candidates: int | None,
+                  hybrid: bool = False) -> tuple[list[list[str]], list[float]]:
     kwargs = {"candidates": candidates} if candidates is not None else {}
+    search = store.hybrid_search_with_score if hybrid else store.similarity_search_with_score
+    if hybrid:
+        store.lexical.index()  # built once before timing, as a deployed store would have it
     ranks, ms = [], []
     for text in qtexts:
         t = time.perf_counter()
-        hits = store.similarity_search_with_score(text, k=k, **kwargs)
+        hits = search(text, k=k, **kwargs)
         ms.append(1000 * (time.perf_counter() - t))
         ranks.append([_doc_id(doc) for doc, _score in hits])
     return ranks, ms
@@ -235,8 +249,17 @@ def _latency(ms: np.ndarray) -> dict:
     return {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)), "n": int(ms.size)}
 
 
-def _exact_funnel(qc: np.ndarray, qf: np.ndarray, dc: np.ndarray, df: np.ndarray, dids: Sequence[str],
-                  candidates: int, k: int) -> list[str]:
+def exact_funnel(qc: np.ndarray, qf: np.ndarray, dc: np.ndarray, df: np.ndarray, dids: Sequence,
+                 candidates: int, k: int) -> list:
+    """The store's two-stage search computed exactly: the top ``candidates`` documents by the coarse
+    vectors (exact, no HNSW), re-ranked by the full-size vectors; the ids of the best ``k``.
+
+    Args:
+        qc / qf: one query's coarse and full-size vectors (unit norm).
+        dc / df: the documents' coarse and full-size matrices (unit rows), in the order of ``dids``.
+        dids: the documents' ids (any sequence, e.g. ``range(n)`` for row numbers).
+        candidates / k: the stage-1 cut and the number of results; ties keep the lower row first.
+    """
     coarse = dc @ qc
     n = min(candidates, len(dids))
     cand = np.argpartition(-coarse, n - 1)[:n] if n < len(dids) else np.arange(len(dids))
@@ -252,26 +275,6 @@ def _timed_numpy(fn, n: int) -> tuple[list[list[str]], list[float]]:
         ranks.append(fn(i))
         ms.append(1000 * (time.perf_counter() - t))
     return ranks, ms
-
-
-def _precomputed(embeddings, queries: dict[str, np.ndarray], documents: dict[str, np.ndarray]):
-    """A copy of ``embeddings`` whose encoder returns already computed vectors for known texts.
-
-    Only the instance's ``_encode`` is replaced, so the copy keeps the model, fingerprint, sizes and
-    prompts (the store's collection contract sees the real model); unknown texts are encoded.
-    """
-    clone = embeddings.with_dimension(embeddings.dimension)
-    original = embeddings._encode
-
-    def _encode(texts, prompt_name):
-        table = queries if prompt_name == embeddings.query_prompt_name else documents
-        texts = list(texts)
-        if texts and all(t in table for t in texts):
-            return np.stack([table[t] for t in texts]).astype(np.float32)
-        return original(texts, prompt_name)
-
-    clone._encode = _encode
-    return clone
 
 
 def _doc_id(doc) -> str:

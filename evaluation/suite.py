@@ -39,8 +39,12 @@ from typing import Any
 import numpy as np
 
 from evaluation.cache import EmbeddingCache
+from evaluation.evaluator import evaluate_models
 from evaluation.metrics import DEFAULT_METRICS
 from evaluation.stats import N_PERMUTATIONS, PairedTest
+from medrag.embeddings import MatryoshkaEmbeddings
+from medrag.encoder import is_encoder
+from medrag.errors import InvalidInputError
 from medrag.qa.suite import ValidationSuite
 
 logger = logging.getLogger(__name__)
@@ -164,7 +168,7 @@ def evaluate_suite(models: Sequence, suite: ValidationSuite, dims: Sequence[int]
     """Score ``models`` on every domain of ``suite`` at every size.
 
     Args:
-        models: model specs or :class:`medrag.MatryoshkaEmbeddings`; the first is the reference of the
+        models: model specs or encoders (:class:`medrag.encoder.MatryoshkaEncoder`); the first is the reference of the
             paired comparisons.
         suite: from :func:`medrag.qa.suite.build_suite`.
         dims: sizes (default: each model's trained sizes).
@@ -174,16 +178,12 @@ def evaluate_suite(models: Sequence, suite: ValidationSuite, dims: Sequence[int]
         labels: names of the models (default: their specs).
         n_bootstrap / n_resamples / seed: per-domain confidence intervals and paired tests.
     """
-    from medrag import MatryoshkaEmbeddings
-
-    from evaluation.evaluator import evaluate_models
-
     if not models:
-        raise ValueError("no model to evaluate")
+        raise InvalidInputError("no model to evaluate")
     if not suite.domains:
-        raise ValueError("the suite has no domain")
+        raise InvalidInputError("the suite has no domain")
     cache = cache if cache is not None else EmbeddingCache()
-    embs = [m if isinstance(m, MatryoshkaEmbeddings) else
+    embs = [m if is_encoder(m) else
             MatryoshkaEmbeddings(m, device=device, batch_size=batch_size, show_progress=show_progress)
             for m in models]
     results: dict[str, Any] = {}
@@ -249,12 +249,12 @@ def macro_paired_test(a: Sequence[np.ndarray], b: Sequence[np.ndarray], n_resamp
         (1.0, True)
     """
     if len(a) != len(b) or not a:
-        raise ValueError("macro_paired_test needs the same non-empty list of domains for both systems")
+        raise InvalidInputError("macro_paired_test needs the same non-empty list of domains for both systems")
     diffs = []
     for x, y in zip(a, b):
         x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
         if x.shape != y.shape or x.size == 0:
-            raise ValueError("per-query arrays of a domain must have the same non-zero length")
+            raise InvalidInputError("per-query arrays of a domain must have the same non-zero length")
         diffs.append(x - y)
     observed = float(np.mean([d.mean() for d in diffs]))
     if not any(np.any(d) for d in diffs):

@@ -13,7 +13,6 @@ import time
 import numpy as np
 
 from evaluation.evaluator import evaluate_models
-from medrag.qa.task import IRTask
 from medrag import MatryoshkaEmbeddings, truncate_embeddings
 from medrag.qa.sample import load_sample_corpus
 
@@ -25,7 +24,7 @@ args = ap.parse_args()
 
 corpus = load_sample_corpus()
 emb = MatryoshkaEmbeddings()
-task = IRTask.from_pairs(corpus.pairs("eval"), extra_corpus=corpus.texts())
+task = corpus.task("eval")
 report = evaluate_models([emb], task, metrics=("ndcg@10",), n_bootstrap=200, n_resamples=200)
 docs = emb.encode_documents(corpus.texts())
 query = emb.encode_queries(["Que signifie une ferritine basse ?"])

@@ -12,7 +12,6 @@ run); run examples/finetune_own_data.py first to get a fine-tuned folder.
 import argparse
 
 from evaluation.evaluator import evaluate_models
-from medrag.qa.task import IRTask
 from medrag import MatryoshkaEmbeddings
 from medrag.qa.sample import load_sample_corpus
 
@@ -22,7 +21,7 @@ ap.add_argument("--out", default="outputs/report-sample")
 args = ap.parse_args()
 
 corpus = load_sample_corpus()
-task = IRTask.from_pairs(corpus.pairs("eval"), name="sample eval", extra_corpus=corpus.texts())
+task = corpus.task("eval")  # every passage that answers a question counts as relevant
 base = MatryoshkaEmbeddings()
 final = args.finetuned or MatryoshkaEmbeddings(base.model, batch_size=8)
 report = evaluate_models([base, final], task, labels=["base", "fine-tuned" if args.finetuned else "base (again)"])

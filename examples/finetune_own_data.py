@@ -5,7 +5,7 @@ default names `anchor` / `positive`; pass `question_column=` / `answer_column=` 
 This example writes such a file from the sample corpus's train split, fine-tunes the embedded
 e5-small on it (held-out questions scored before and after, at every Matryoshka size), and loads
 the result with `MatryoshkaEmbeddings(dimension="auto")`, which picks the smallest trained size
-whose NDCG@10 stays within 1% of the full size's.
+whose NDCG@10 stays within 1% of the best size's (normally the full one).
 
 Run: python examples/finetune_own_data.py [--out DIR] [--max-steps N]
 (--max-steps caps training for a quick try; leave it out for a real run.)

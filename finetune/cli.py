@@ -14,10 +14,9 @@ Errors in the data or the config end with one line on stderr and exit code 1.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import MISSING, Field, fields
 from typing import Literal, get_args, get_origin, get_type_hints
 
 import yaml
@@ -26,7 +25,7 @@ from finetune.config import FinetuneConfig, unwrap_optional
 from finetune.data import load_dataset_from_config
 from finetune.model_card import score_table
 from finetune.training import MatryoshkaFinetuner
-from medrag.errors import MedragError
+from medrag.command import new_parser, run_command
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,9 +44,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             kw["nargs"] = "+"
         elif target is bool:
             kw.update(nargs="?", const="true", metavar="BOOL")
-        p.add_argument("--" + f.name.replace("_", "-"), **kw, help=argparse.SUPPRESS if f.name == "device" else None)
+        p.add_argument("--" + f.name.replace("_", "-"), **kw,
+                       help=argparse.SUPPRESS if f.name == "device" else field_help(f))
     p.add_argument("--resume", dest="resume", action="store_const", const=True, default=None,
-                   help="continue from the last checkpoint in OUTPUT_DIR/checkpoints")
+                   help=field_help(next(f for f in fields(FinetuneConfig) if f.name == "resume")))
+
+
+def field_help(f: Field) -> str:
+    """A config field's help (its ``metadata["help"]``) with its default, escaped for argparse."""
+    default = f.default_factory() if f.default_factory is not MISSING else f.default
+    shown = "none" if default is None else " ".join(map(str, default)) if isinstance(default, list) else default
+    return f"{f.metadata['help']} (default: {shown})".replace("%", "%%")
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
@@ -80,18 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m finetune``: same flags and exit codes as ``medrag finetune``."""
-    parser = argparse.ArgumentParser(prog="python -m finetune", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser = new_parser("python -m finetune", __doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return run(args)
-    except MedragError as exc:
-        print(f"finetune: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("finetune: interrupted", file=sys.stderr)
-        return 130
+    parser.set_defaults(func=run)
+    return run_command(parser, argv, name="finetune")

@@ -29,6 +29,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from medrag.errors import ConfigError
+from medrag.qa.pairs import ANSWER_COLUMN, DEFAULT_HUB_DATASET, EVAL_FRACTION, QUESTION_COLUMN, SPLIT_SEED
 
 try:
     import tomllib
@@ -36,168 +37,142 @@ except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
 
-LOSSES = ("auto", "mnrl", "cached_mnrl")
-SAMPLERS = ("batch_sampler", "no_duplicates")
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
-ENGINES = ("trainer", "loop")
-ROTATIONS = ("none", "pca", "pca_centered")
+DataFormat = Literal["auto", "pairs", "frenchmedmcqa"]
+Loss = Literal["auto", "mnrl", "cached_mnrl"]
+Sampler = Literal["batch_sampler", "no_duplicates"]
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
+ReportTo = Literal["none", "wandb", "tensorboard"]
+
+#: The allowed values of each choice, derived from the ``Literal`` types (the one place they are written).
+DATA_FORMATS: tuple[str, ...] = get_args(DataFormat)
+LOSSES: tuple[str, ...] = get_args(Loss)
+SAMPLERS: tuple[str, ...] = get_args(Sampler)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+REPORT_TO: tuple[str, ...] = get_args(ReportTo)
+Engine = Literal["trainer", "loop"]
+Rotation = Literal["none", "pca", "pca_centered"]
+ExportScores = Literal["run", "suite_pilot", "suite"]
+ENGINES: tuple[str, ...] = get_args(Engine)
+ROTATIONS: tuple[str, ...] = get_args(Rotation)
+
+
+def setting(default: Any = None, help: str = "", *, factory: Any = None) -> Any:
+    """A config field with its help text: ``field(metadata={"help": help})``, shown by ``medrag finetune --help``."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class FinetuneConfig:
-    """Everything a fine-tuning run needs. Every field has a CLI flag (``--field-name``).
+    """Everything a fine-tuning run needs. Every field has a CLI flag (``--field-name``) whose help
+    is the field's ``metadata["help"]`` (``medrag finetune --help`` lists them all).
 
-    Data:
-        data: a hub dataset id, a local .jsonl/.json/.csv/.parquet file, or a FrenchMedMCQA folder.
-        data_format: ``auto`` (FrenchMedMCQA folders are recognised), ``pairs`` or ``frenchmedmcqa``.
-        question_column / answer_column / negatives_column: column mapping for ``pairs`` data.
-        eval_data: a separate evaluation file or hub id.
-        eval_fraction: share of distinct questions held out when there is no eval split.
-        train_splits / eval_split: split names (hub datasets) or file stems (FrenchMedMCQA; default
-            train+dev -> test). ``eval_split=None``: the hub dataset's test/validation split if any.
-
-    Model and loss:
-        model: ``None`` (the plain embedded e5-small, ``bundled:multilingual-e5-small``), a folder, a
-            ``bundled:`` spec or a hub id, for :func:`medrag.load_model`.
-        dims: Matryoshka sizes; ``None`` = the seed's 1024/768/512/256/128/64 capped to the model,
-            always with the full size.
-        loss: ``mnrl`` (MultipleNegativesRankingLoss: in-batch negatives = the per-device batch),
-            ``cached_mnrl`` (GradCache: in-batch negatives = the whole batch, memory of ``mini_batch_size``)
-            or ``auto`` (default): ``cached_mnrl`` on GPU, ``mnrl`` on CPU. GradCache is exact -- both
-            give the same loss and gradients for the same batch -- but it runs one extra forward pass
-            (measured 4x slower per step on CPU, docs/results.md), and CPU memory is rarely the limit
-            at batch 64; on GPU it keeps the memory of a mini-batch.
-        hard_negatives: hard negatives per example taken from the data (0 = none; on FrenchMedMCQA the
-            wrong options hurt, docs/results.md).
-        batch_sampler: ``no_duplicates`` keeps a text from appearing twice in a batch (a duplicate
-            would be a false negative) or ``batch_sampler``.
-        gather_across_devices: with several processes, score each query against every device's passages.
-
-    Optimisation: epochs, learning_rate, batch_size (per device), gradient_accumulation_steps,
-        warmup_ratio, lr_scheduler (transformers name), weight_decay, max_seq_length, max_steps
-        (-1 = run the epochs), seed, precision (``auto`` = bf16 where the GPU supports it, else fp16 on
-        older GPUs, fp32 on CPU), tf32.
-
-    Training loop (``engine: loop``; see :mod:`finetune.loop`):
-        engine: ``trainer`` (the sentence-transformers Trainer; default) or ``loop`` (a plain PyTorch
-            loop with capped query/passage lengths, LoRA, self-distillation and rotation; measured
-            faster on CPU). The options below need ``engine: loop``.
-        mixture: extra training-pair sources added to ``data``: ``frenchmedmcqa`` (train split),
-            ``sample`` (the shipped sample's train split), ``cases``, ``abstracts``, ``leaflets``
-            (:mod:`medrag.qa.french_text`, train documents only); ``name:N`` caps a source at N pairs.
-        shared_data: the folder holding the shared data sets (``../shared/data``).
-        max_train_pairs: cap on the training pairs after mixing (0 = all), drawn with ``seed``.
-        query_max_length / passage_max_length: token caps in training (queries are short; a passage
-            beyond 256 tokens costs time and rarely changes its embedding much).
-        lora_rank: LoRA rank on the encoder's linear layers (0 = full fine-tuning); lora_alpha
-            (scale = alpha / rank), lora_dropout, lora_layers (adapt only the top N layers; 0 = all).
-        freeze_embeddings: in full fine-tuning, keep the word embeddings (96M of e5-small's 118M
-            parameters) frozen.
-        contrastive_weight: weight of the MatryoshkaLoss(MNRL) term on the pairs (0 = distillation only).
-        distill_weight: weight of self-distillation from the frozen base model (0 = off): the base's
-            full-size in-batch similarities (query->passage and passage->passage, teacher vectors
-            cached once) distilled into the student's at every Matryoshka size (:mod:`finetune.losses`).
-        distill_temperature: softmax temperature of the distillation, on cosines.
-        distill_corpus: unlabelled text sources for passage->passage distillation (``cases``,
-            ``abstracts``, ``leaflets``, ``sample``; ``name:N`` caps it); distill_batch_size texts
-            per step (0 = no unlabelled batches).
-        matryoshka_weights: one loss weight per size of ``dims`` (default all 1).
-        rotation: ``none``, ``pca`` (orthogonal rotation onto the principal axes of the base's vectors of
-            the training passages, folded in as a final linear layer) or ``pca_centered`` (the same
-            after removing their mean: an affine map); rotation_trainable lets training adjust it.
-        freeze_encoder: train only that final linear layer (a learned Matryoshka adaptor, initialised
-            as the rotation) on cached encoder vectors: no encoder pass in training (needs a rotation).
-        torch_threads: CPU threads for torch in the loop (0 = torch's default). On a loaded shared
-            machine 1 thread measured 4x faster than 2 (threads waiting on each other).
-        teacher_cache: folder for cached teacher vectors (default: ``<medrag cache>/teacher``).
-        export_adapter: after training, write the LoRA adapter (+ rotation) as a medrag model-package
-            folder there (:mod:`finetune.export`), loadable as ``bundled:<adapter_name>`` once it is
-            in ``medrag/data/models``.
-        adapter_name: the name of the exported adapter.
-        export_scores: what the exported ``matryoshka.json`` records per size: ``suite_pilot`` (default)
-            or ``suite``: the validation suite's macro-average (val part, pilot caps or full), what
-            ``dimension="auto"`` compares; ``run``: the run's own eval split. suite_max_passages: the
-            pilot's passage cap per domain (the suite's default 3000).
-
-    Run: output_dir, checkpoints (False: save none, no resume; for sweeps), save_steps (0 = at each epoch end), save_total_limit, keep_checkpoints (after a
-        successful run; default: deleted), logging_steps, resume,
-        report_to (``none``, ``wandb``, ``tensorboard``), run_name, evaluate_before, evaluate_after
-        (score the eval split before / after training), eval_batch_size,
-        device.
+    Groups: data (where the pairs come from and what is held out), model and loss, optimisation,
+    run (outputs, checkpoints, logging). The defaults are the recipe described in the module doc.
     """
 
     # data
-    data: str = "ilyass20/MedAnalyzer"
-    data_format: Literal["auto", "pairs", "frenchmedmcqa"] = "auto"
-    question_column: str = "anchor"
-    answer_column: str = "positive"
-    negatives_column: str | None = None
-    eval_data: str | None = None
-    eval_fraction: float = 0.1
-    train_splits: list[str] = field(default_factory=lambda: ["train", "dev"])
-    eval_split: str | None = None
+    data: str = setting(DEFAULT_HUB_DATASET, "a hub dataset id, a local .jsonl/.json/.csv/.parquet file, or a "
+                        "FrenchMedMCQA folder")
+    data_format: DataFormat = setting("auto", "how to read data: auto (FrenchMedMCQA folders are recognised), "
+                                      "pairs or frenchmedmcqa")
+    question_column: str = setting(QUESTION_COLUMN, "question column of pairs data")
+    answer_column: str = setting(ANSWER_COLUMN, "answer (positive passage) column of pairs data")
+    negatives_column: str | None = setting(None, "column of hard negatives in pairs data (a list of texts or one text)")
+    eval_data: str | None = setting(None, "a separate evaluation file or hub id (then nothing is held out of data)")
+    eval_fraction: float = setting(EVAL_FRACTION, "share of distinct questions held out for evaluation when there "
+                                   "is no eval split")
+    train_splits: list[str] = setting(help="training split names (hub datasets) or file stems (FrenchMedMCQA)",
+                                      factory=lambda: ["train", "dev"])
+    eval_split: str | None = setting(None, "evaluation split or file stem (FrenchMedMCQA: test); none: the hub "
+                                     "dataset's test/validation split if any")
     # model and loss
-    model: str | None = None
-    dims: list[int] | None = None
-    loss: Literal["auto", "mnrl", "cached_mnrl"] = "auto"
-    mini_batch_size: int = 16
-    hard_negatives: int = 0
-    batch_sampler: Literal["batch_sampler", "no_duplicates"] = "no_duplicates"
-    gather_across_devices: bool = True
+    model: str | None = setting(None, "model to fine-tune: none (the plain embedded e5-small, "
+                                "bundled:multilingual-e5-small), a folder, a bundled: spec or a hub id (medrag.load_model)")
+    dims: list[int] | None = setting(None, "Matryoshka sizes to train; none: the seed's 1024/768/512/256/128/64 "
+                                     "capped to the model (the full size is always added)")
+    loss: Loss = setting("auto", "mnrl (in-batch negatives = the per-device batch), cached_mnrl (GradCache: "
+                         "negatives = the whole batch in the memory of mini_batch_size; exact, one extra forward "
+                         "pass, slower on CPU, docs/results.md) or auto: cached_mnrl on GPU, mnrl on CPU")
+    mini_batch_size: int = setting(16, "mini-batch of cached_mnrl (memory, not the contrastive batch)")
+    hard_negatives: int = setting(0, "hard negatives per example taken from the data (0: none; on FrenchMedMCQA "
+                                  "the wrong options hurt, docs/results.md)")
+    batch_sampler: Sampler = setting("no_duplicates", "no_duplicates keeps a text from appearing twice in a batch "
+                                     "(a duplicate would be a false negative); batch_sampler does not")
+    gather_across_devices: bool = setting(True, "with several processes, score each query against every "
+                                          "device's passages")
     # optimisation
-    epochs: float = 1.0
-    learning_rate: float = 5e-5
-    batch_size: int = 64
-    gradient_accumulation_steps: int = 1
-    warmup_ratio: float = 0.1
-    lr_scheduler: str = "linear"
-    weight_decay: float = 0.01
-    max_seq_length: int | None = 128
-    max_steps: int = -1
-    seed: int = 42
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
-    tf32: bool = True
-    # training loop (engine: loop)
-    engine: Literal["trainer", "loop"] = "trainer"
-    mixture: list[str] = field(default_factory=list)
-    shared_data: str = "../shared/data"
-    max_train_pairs: int = 0
-    query_max_length: int = 64
-    passage_max_length: int = 256
-    lora_rank: int = 0
-    lora_alpha: float = 32.0
-    lora_dropout: float = 0.0
-    lora_layers: int = 0
-    freeze_embeddings: bool = True
-    contrastive_weight: float = 1.0
-    distill_weight: float = 0.0
-    distill_temperature: float = 0.05
-    distill_corpus: list[str] = field(default_factory=list)
-    distill_batch_size: int = 0
-    matryoshka_weights: list[float] | None = None
-    rotation: Literal["none", "pca", "pca_centered"] = "none"
-    rotation_trainable: bool = False
-    freeze_encoder: bool = False
-    torch_threads: int = 0
-    teacher_cache: str | None = None
-    export_adapter: str | None = None
-    adapter_name: str = "medrag-e5-small-fr"
-    export_scores: Literal["run", "suite_pilot", "suite"] = "suite_pilot"
-    suite_max_passages: int = 3000
+    epochs: float = setting(1.0, "training epochs (fractions allowed)")
+    learning_rate: float = setting(5e-5, "peak learning rate")
+    batch_size: int = setting(64, "per-device batch size (the in-batch negatives of mnrl)")
+    gradient_accumulation_steps: int = setting(1, "batches accumulated per optimiser step")
+    warmup_ratio: float = setting(0.1, "share of the steps spent warming the learning rate up")
+    lr_scheduler: str = setting("linear", "learning-rate schedule (a transformers scheduler name)")
+    weight_decay: float = setting(0.01, "AdamW weight decay")
+    max_seq_length: int | None = setting(128, "token cap in training (the saved model keeps its inference length)")
+    max_steps: int = setting(-1, "stop after this many optimiser steps (-1: run the epochs)")
+    seed: int = setting(SPLIT_SEED, "random seed (data split, shuffling, initialisation)")
+    precision: Precision = setting("auto", "auto (bf16 where the GPU supports it, else fp16 on older GPUs, fp32 "
+                                   "on CPU), bf16, fp16 or fp32")
+    tf32: bool = setting(True, "allow TF32 matmuls on Ampere and newer GPUs")
+    # training loop (engine: loop; finetune.loop)
+    engine: Engine = setting("trainer", "trainer (the sentence-transformers Trainer) or loop (a plain PyTorch loop "
+                             "with capped query/passage lengths, LoRA, self-distillation, rotation, frozen encoder; "
+                             "the options below need it)")
+    mixture: list[str] = setting(help="extra training-pair sources added to data: frenchmedmcqa (train split), "
+                                 "sample (train split), cases, abstracts, leaflets (medrag.qa.french_text, train "
+                                 "documents); NAME:N caps a source at N pairs", factory=list)
+    shared_data: str = setting("../shared/data", "folder holding the shared data sets (for mixture sources)")
+    max_train_pairs: int = setting(0, "cap on the training pairs after mixing (0: all), seeded draw")
+    query_max_length: int = setting(64, "token cap of questions in training (loop)")
+    passage_max_length: int = setting(256, "token cap of passages in training (loop)")
+    lora_rank: int = setting(0, "LoRA rank on the encoder's linear layers (0: full fine-tuning), peft")
+    lora_alpha: float = setting(32.0, "LoRA alpha (scale = alpha / rank)")
+    lora_dropout: float = setting(0.0, "LoRA dropout")
+    lora_layers: int = setting(0, "adapt only the top N encoder layers (0: all)")
+    freeze_embeddings: bool = setting(True, "full fine-tuning: keep the word embeddings (96M of e5-small's 118M "
+                                      "parameters) frozen")
+    contrastive_weight: float = setting(1.0, "weight of MatryoshkaLoss(MNRL) on the pairs (0: distillation only)")
+    distill_weight: float = setting(0.0, "weight of self-distillation from the frozen base model: its full-size "
+                                    "in-batch similarities (query->passage, passage->passage; teacher vectors cached "
+                                    "once) distilled into every Matryoshka size (finetune.losses); 0: off")
+    distill_temperature: float = setting(0.05, "softmax temperature of the distillation, on cosines")
+    distill_corpus: list[str] = setting(help="unlabelled text sources for passage->passage distillation (cases, "
+                                        "abstracts, leaflets, sample; NAME:N caps)", factory=list)
+    distill_batch_size: int = setting(0, "unlabelled texts per step (0: none; frozen encoder: batch_size)")
+    matryoshka_weights: list[float] | None = setting(None, "one loss weight per size of dims (default all 1)")
+    rotation: Rotation = setting("none", "final linear layer: none, pca (orthogonal rotation onto the principal "
+                                 "axes of the base's vectors of the training passages) or pca_centered (the same "
+                                 "after removing their mean: affine)")
+    rotation_trainable: bool = setting(False, "let training adjust the rotation layer")
+    freeze_encoder: bool = setting(False, "train only the final linear layer (a learned Matryoshka adaptor, "
+                                   "initialised as the rotation) on cached encoder vectors: no encoder pass in training")
+    torch_threads: int = setting(0, "CPU threads for torch in the loop (0: torch's default; on a loaded shared "
+                                 "machine 1 thread measured 4x faster than 2)")
+    teacher_cache: str | None = setting(None, "folder of cached teacher vectors (default: <medrag cache>/teacher)")
+    export_adapter: str | None = setting(None, "after training, write the LoRA adapter and/or final layer as a "
+                                         "medrag model package there (bundled:<adapter_name> once in "
+                                         "medrag/data/models)")
+    adapter_name: str = setting("medrag-e5-small-fr", "name of the exported adapter")
+    export_scores: ExportScores = setting("suite_pilot", "what the exported matryoshka.json records: the "
+                                          "validation suite's macro-average (suite_pilot or suite) or run (the "
+                                          "run's eval split)")
+    suite_max_passages: int = setting(3000, "passages per domain of the pilot suite used by export_scores")
     # run
-    output_dir: str = "medrag-finetuned"
-    checkpoints: bool = True
-    save_steps: int = 0
-    save_total_limit: int | None = 2
-    keep_checkpoints: bool = False
-    logging_steps: int = 10
-    resume: bool = False
-    report_to: Literal["none", "wandb", "tensorboard"] = "none"
-    run_name: str | None = None
-    evaluate_before: bool = True
-    evaluate_after: bool = True
-    eval_batch_size: int = 64
-    device: str | None = None
+    output_dir: str = setting("medrag-finetuned", "folder of the trained model, its matryoshka.json and model card")
+    checkpoints: bool = setting(True, "save checkpoints (false: none, no resume; for sweeps)")
+    save_steps: int = setting(0, "checkpoint every N steps (0: at each epoch end)")
+    save_total_limit: int | None = setting(2, "checkpoints kept on disk (none: all)")
+    keep_checkpoints: bool = setting(False, "keep the checkpoints after a successful run (default: deleted)")
+    logging_steps: int = setting(10, "log the loss every N steps")
+    resume: bool = setting(False, "continue from the last checkpoint in OUTPUT_DIR/checkpoints")
+    report_to: ReportTo = setting("none", "experiment tracker: none, wandb or tensorboard")
+    run_name: str | None = setting(None, "run name shown by the tracker")
+    evaluate_before: bool = setting(True, "score the model on the held-out pairs before training too")
+    evaluate_after: bool = setting(True, "score the model on the held-out pairs after training")
+    eval_batch_size: int = setting(64, "encoding batch size of the before/after scores")
+    device: str | None = setting(None, "cpu, cuda... (default: CUDA when available); for the Python API")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -218,7 +193,7 @@ class FinetuneConfig:
             (self.loss in LOSSES, f"loss must be one of {LOSSES}"),
             (self.batch_sampler in SAMPLERS, f"batch_sampler must be one of {SAMPLERS}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
-            (self.report_to in ("none", "wandb", "tensorboard"), "report_to must be none, wandb or tensorboard"),
+            (self.report_to in REPORT_TO, f"report_to must be one of {REPORT_TO}"),
             (not self.dims or all(int(d) > 0 for d in self.dims), "dims must be positive"),
             (self.engine in ENGINES, f"engine must be one of {ENGINES}"),
             (self.max_train_pairs >= 0, "max_train_pairs must be >= 0"),
@@ -299,9 +274,14 @@ class FinetuneConfig:
 
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder; pass a .yaml, .toml or .json file")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
         if path.suffix in (".yaml", ".yml"):
             data = yaml.safe_load(text) or {}

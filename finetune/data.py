@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from finetune.config import DATA_FORMATS
 from medrag.errors import DataError
 from medrag.qa.pairs import QADataset, is_frenchmedmcqa_folder, load_frenchmedmcqa, load_qa_dataset
 
@@ -16,7 +17,7 @@ def load_dataset_from_config(cfg: Any) -> QADataset:
     if fmt == "frenchmedmcqa":
         return load_frenchmedmcqa(cfg.data, train_splits=tuple(cfg.train_splits), eval_split=cfg.eval_split or "test")
     if fmt != "pairs":
-        raise DataError(f"unknown data_format {cfg.data_format!r}: use 'auto', 'pairs' or 'frenchmedmcqa'")
+        raise DataError(f"unknown data_format {cfg.data_format!r}: use one of {DATA_FORMATS}")
     return load_qa_dataset(
         cfg.data, question_column=cfg.question_column, answer_column=cfg.answer_column,
         negatives_column=cfg.negatives_column, eval_source=cfg.eval_data, eval_fraction=cfg.eval_fraction,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from evaluation.retrieval import evaluate_vectors
+from medrag.encoding import encode_texts
 from medrag.prompts import prompt_texts as _prompt_texts
 from medrag.qa.task import IRTask
 
@@ -37,11 +38,9 @@ def prompt_texts(model: "SentenceTransformer") -> tuple[str, str]:
 
 def encode(model: "SentenceTransformer", texts: Sequence[str], prompt: str, batch_size: int = 64,
            show_progress_bar: bool | None = None) -> np.ndarray:
-    """Full-size unit float32 vectors of ``texts`` with ``prompt`` prepended (as in training)."""
-    show = len(texts) >= 256 if show_progress_bar is None else show_progress_bar
-    vecs = model.encode(list(texts), prompt=prompt or None, batch_size=batch_size, convert_to_numpy=True,
-                        normalize_embeddings=True, show_progress_bar=show)
-    return np.asarray(vecs, dtype=np.float32)
+    """Full-size unit float32 vectors of ``texts`` with ``prompt`` prepended (as in training):
+    :func:`medrag.encoding.encode_texts`, the encoder of :class:`medrag.MatryoshkaEmbeddings` too."""
+    return encode_texts(model, texts, prompt=prompt, batch_size=batch_size, show_progress=show_progress_bar)
 
 
 def score_sizes(model: "SentenceTransformer", task: IRTask, dims: Sequence[int],

@@ -17,7 +17,7 @@ the seed's batch 4 x accumulation 16 trains with 3 in-batch negatives per query.
 (CachedMultipleNegativesRankingLoss) makes the whole batch the contrastive batch at the memory
 of a mini-batch: the default on GPU. It computes exactly the loss and gradients of plain MNRL on
 the same batch, with one extra forward pass; on CPU, where memory is not the limit, ``loss="auto"``
-uses plain MNRL (4x faster per step there). Measured in docs/results.md.
+uses plain MNRL (faster per step there; measured in docs/results.md).
 
 Multi-GPU: launch the same command under ``torchrun --nproc_per_node N`` or ``accelerate launch``;
 the Trainer wraps the model in DDP and the loss gathers passages across devices.

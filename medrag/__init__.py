@@ -20,6 +20,8 @@ _EXPORTS = {
     "load_model": "medrag.models",
     "model_fingerprint": "medrag.models",
     "MatryoshkaEmbeddings": "medrag.embeddings",
+    "PrecomputedEmbeddings": "medrag.precomputed",
+    "MatryoshkaEncoder": "medrag.encoder",
     "truncate_embeddings": "medrag.vectors",
     "MatryoshkaChroma": "medrag.store",
     "MatryoshkaMetadata": "medrag.metadata",
@@ -36,6 +38,9 @@ _EXPORTS = {
     "DataError": "medrag.errors",
     "ConfigError": "medrag.errors",
     "LexicalIndexError": "medrag.errors",
+    "StoreError": "medrag.errors",
+    "StoreConnectionError": "medrag.errors",
+    "StoreLockedError": "medrag.errors",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

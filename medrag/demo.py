@@ -3,13 +3,15 @@
 1. Index the French medical sample corpus (:mod:`medrag.qa.sample`) into a persistent two-stage
    store (:class:`medrag.MatryoshkaChroma`); a second run reuses it.
 2. Answer five French questions: top passages with their coarse (64-dim) and rerank (full-size)
-   scores, and the time spent in each stage.
-3. Evaluate NDCG@10 at every Matryoshka size on the sample's held-out questions and recommend sizes.
+   scores, and the time spent in each stage; beside them, the hybrid answer (the funnel fused
+   with French BM25, :meth:`medrag.MatryoshkaChroma.hybrid_search`) with each hit's BM25 rank.
+3. Evaluate NDCG@10 at every Matryoshka size on the sample's held-out questions and recommend
+   sizes; then dense vs BM25 vs hybrid at every size (:mod:`evaluation.hybrid`).
 4. With ``--finetune``: a short fine-tune on the sample's train split, then the before/after table.
 
 Example::
 
-    $ medrag demo                 # ~1 min on 2 CPU cores after the model's one-time conversion
+    $ medrag demo                 # offline, on a laptop CPU, after the model's one-time conversion
     $ medrag demo --finetune      # adds a short fine-tune (a few minutes on CPU)
 """
 
@@ -18,19 +20,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
 
+from evaluation.cache import EmbeddingCache
 from evaluation.evaluator import evaluate_models
+from evaluation.hybrid import evaluate_hybrid
 from finetune.config import FinetuneConfig
 from finetune.model_card import score_table
 from finetune.training import MatryoshkaFinetuner
 from medrag.bundled import cache_dir
 from medrag.embeddings import MatryoshkaEmbeddings
-from medrag.errors import CollectionMismatchError
+from medrag.errors import CollectionMismatchError, InvalidInputError
 from medrag.qa.sample import load_sample_corpus
-from medrag.qa.task import IRTask
 from medrag.store import MatryoshkaChroma
 
 logger = logging.getLogger(__name__)
@@ -62,10 +66,15 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
+    folder = Path(args.dir) if args.dir else cache_dir() / "demo"
+    check_writable_dir(folder, "--dir")  # the cheap checks come before loading the model
+    if args.finetune and args.finetune_dir:
+        check_writable_dir(Path(args.finetune_dir), "--finetune-dir")
+    if args.k < 1:
+        raise InvalidInputError(f"--k must be >= 1, got {args.k}")
     corpus = load_sample_corpus()
     emb = MatryoshkaEmbeddings(args.model)
     print(f"Model: {emb.spec} - full size {emb.full_dim}, Matryoshka sizes {emb.dims}")
-    folder = Path(args.dir) if args.dir else cache_dir() / "demo"
     store = build_store(emb, corpus, folder, rebuild=args.rebuild)
 
     print(f"\n== Two-stage search: {store.coarse_dim}-dim coarse HNSW, {store.candidates} candidates, "
@@ -81,6 +90,13 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"   {rank}. [{hit.document.metadata.get('passage_id', hit.document.id)}] "
                   f"coarse {hit.coarse_score:.3f} (rank {hit.coarse_rank}) -> rerank {hit.score:.3f}  "
                   f"{text[:90]}{'...' if len(text) > 90 else ''}")
+        hybrid = store.search_with_stages(question, k=args.k, hybrid=True)
+        print(f"   hybrid (BM25 weight {store.lexical_weight:g}, {hybrid.timings['lexical_ms']:.1f} ms lexical):")
+        for rank, hit in enumerate(hybrid.hits, 1):
+            text = hit.document.page_content
+            bm25 = f"BM25 rank {hit.lexical_rank}" if hit.lexical_rank else "no BM25 match"
+            print(f"   {rank}. [{hit.document.metadata.get('passage_id', hit.document.id)}] "
+                  f"cosine {hit.score:.3f}, {bm25}  {text[:80]}{'...' if len(text) > 80 else ''}")
 
     print("\n== Retrieval quality per size (sample eval split: "
           f"{len(corpus.pairs('eval'))} questions against all {len(corpus.passages)} passages) ==")
@@ -90,14 +106,36 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"\nRecommended sizes: max {rec.max}, balanced {rec.balanced} (within "
           f"{100 * rec.balanced_tolerance:g}% of the best), edge {rec.edge} (within {100 * rec.edge_tolerance:g}%)")
 
+    print("\n== Dense vs lexical (BM25) vs hybrid, NDCG@10 per size (same questions) ==")
+    print(hybrid_table(emb, corpus, sorted(report.models[0].sizes, reverse=True), store.lexical_weight))
+
     if args.finetune:
         run_finetune(emb, corpus, args)
     print(f"\nDone in {time.perf_counter() - t_start:.0f} s. Store: {folder}")
     return 0
 
 
+def check_writable_dir(folder: Path, flag: str) -> None:
+    """Make ``folder`` (a directory) or raise a one-line :class:`InvalidInputError` saying why not."""
+    if folder.exists() and not folder.is_dir():
+        raise InvalidInputError(f"{flag} {folder} is a file; pass a folder (it is created if missing)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInputError(f"{flag} {folder}: cannot create the folder ({exc.strerror})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InvalidInputError(f"{flag} {folder} is not writable; pass a folder you can write to")
+
+
 def build_store(emb, corpus, folder: Path, rebuild: bool = False):
-    """Open the demo store in ``folder``, indexing the sample corpus unless it is already there."""
+    """Open the demo store in ``folder``, indexing the sample corpus unless it is already there.
+
+    The store is reused only when it holds exactly the sample's passages, with their current
+    text, indexed from the same sample version (``sample_version`` in each record's metadata):
+    after a new sample version (:data:`medrag.qa.sample.SAMPLE_VERSION`) the changed passages are
+    re-embedded and passages no longer in the sample removed, so the demo never answers from
+    outdated text.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     try:
         store = MatryoshkaChroma(COLLECTION, embedding_function=emb, persist_directory=str(folder))
@@ -112,21 +150,35 @@ def build_store(emb, corpus, folder: Path, rebuild: bool = False):
             client.delete_collection(COLLECTION)
         store = MatryoshkaChroma(COLLECTION, embedding_function=emb, client=client)
     ids = corpus.ids()
-    present = {d.id for d in store.get_by_ids(ids)}
-    if len(present) == len(ids) and len(store) == len(ids):
-        print(f"Reusing the demo store in {folder} ({len(ids)} passages).")
+    stored = {d.id: d for d in store.get_by_ids(ids)}
+    stale = [p.passage_id for p in corpus.passages
+             if p.passage_id not in stored or stored[p.passage_id].page_content != p.passage
+             or stored[p.passage_id].metadata.get("sample_version") != corpus.version]
+    extra = set(store.collection.get(include=[])["ids"]) - set(ids) if len(store) != len(stored) else set()
+    if not stale and not extra:
+        print(f"Reusing the demo store in {folder} ({len(ids)} passages, sample v{corpus.version}).")
         return store
+    if extra:
+        store.delete(sorted(extra))
+    if stored:
+        old = sorted({str(d.metadata.get("sample_version", 1)) for d in stored.values()})
+        print(f"The demo store in {folder} holds sample v{'/'.join(old)}: updating it to v{corpus.version} "
+              f"({len(stale)} passages re-indexed, {len(extra)} removed).")
     t0 = time.perf_counter()
-    store.add_texts(corpus.texts(), metadatas=[{"passage_id": p.passage_id, "topic": p.topic} for p in corpus.passages],
-                    ids=ids)
-    print(f"Indexed {len(ids)} passages into {folder} in {time.perf_counter() - t0:.1f} s.")
+    todo = [p for p in corpus.passages if p.passage_id in set(stale)]
+    store.add_texts([p.passage for p in todo],
+                    metadatas=[{"passage_id": p.passage_id, "topic": p.topic, "sample_version": corpus.version}
+                               for p in todo], ids=[p.passage_id for p in todo])
+    print(f"Indexed {len(todo)} passages into {folder} in {time.perf_counter() - t0:.1f} s.")
     return store
 
 
 def evaluate(emb, corpus):
-    """Every size of ``emb`` on the sample's eval questions, the whole sample as corpus."""
-    task = IRTask.from_pairs(corpus.pairs("eval"), name="medrag sample (eval)", extra_corpus=corpus.texts())
-    return evaluate_models([emb], task, metrics=("ndcg@10", "mrr@10", "recall@10"), n_bootstrap=1000,
+    """Every size of ``emb`` on the sample's eval questions, the whole sample as corpus.
+
+    A question is relevant to every passage that answers it (:meth:`medrag.qa.sample.SampleCorpus.task`).
+    """
+    return evaluate_models([emb], corpus.task("eval"), metrics=("ndcg@10", "mrr@10", "recall@10"), n_bootstrap=1000,
                            n_resamples=1000)
 
 
@@ -139,6 +191,15 @@ def size_table(report) -> str:
         lines.append(f"| {dim} | {means['ndcg@10']:.3f} [{ci.low:.3f}, {ci.high:.3f}] | {means['mrr@10']:.3f} | "
                      f"{means['recall@10']:.3f} |")
     return "\n".join(lines)
+
+
+def hybrid_table(emb, corpus, sizes: list[int], weight: float) -> str:
+    """Dense, BM25 and hybrid NDCG@10 at each size on the sample's eval split (encodings from the cache)."""
+    task = corpus.task("eval")
+    cache = EmbeddingCache()
+    q = cache.encode(emb, list(task.queries.values()), side="query")
+    d = cache.encode(emb, list(task.corpus.values()), side="document")
+    return evaluate_hybrid(task, q, d, sizes, weights=[weight], metrics=["ndcg@10"]).to_markdown()
 
 
 def run_finetune(emb, corpus, args: argparse.Namespace) -> None:

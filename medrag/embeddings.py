@@ -27,10 +27,12 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
+from medrag.encoding import DEFAULT_BATCH_SIZE, encode_texts
 from medrag.errors import DimensionError, InvalidInputError, MetadataError
 from medrag.metadata import MatryoshkaMetadata, default_dims
 from medrag.models import embedding_dim, load_model, model_fingerprint
 from medrag.prompts import DOCUMENT_PROMPT_NAMES, QUERY_PROMPT_NAMES, pick_prompt_name
+from medrag.sizes import smallest_size_within
 from medrag.vectors import truncate_embeddings
 
 if TYPE_CHECKING:
@@ -67,6 +69,10 @@ def validate_texts(texts: Sequence[str]) -> list[str]:
 class MatryoshkaEmbeddings(Embeddings):
     """LangChain embeddings that return Matryoshka vectors truncated to one size.
 
+    It implements :class:`medrag.encoder.MatryoshkaEncoder` (``encode_queries`` /
+    ``encode_documents`` give full-size vectors; ``spec``, ``full_dim``, ``dims``, ``fingerprint``),
+    the interface the store and the evaluation use.
+
     Args:
         model: a model spec for :func:`medrag.load_model` (``None``: medrag's default model,
             ``bundled:medrag-e5-small-fr``),
@@ -74,9 +80,10 @@ class MatryoshkaEmbeddings(Embeddings):
         dimension: the output size. An int among the allowed sizes; ``None`` or ``"max"`` for the
             full size; ``"balanced"`` (512) or ``"edge"`` (128), capped to the model; ``"auto"``
             for the smallest trained size whose recorded score is within ``max_quality_loss``
-            of the full size's (needs ``matryoshka.json`` scores, as written by ``medrag finetune``).
+            of the best recorded score, normally the full size's (:func:`medrag.sizes.smallest_size_within`;
+            needs ``matryoshka.json`` scores, as written by ``medrag finetune``).
         max_quality_loss: for ``"auto"``: the largest relative drop of the metric allowed
-            (0.01 = the chosen size keeps at least 99% of the full size's NDCG@10).
+            (0.01 = the chosen size keeps at least 99% of the best size's NDCG@10).
         strict_dims: when True (default), only trained sizes are accepted; False allows any
             size from 1 to the full size.
         metadata: Matryoshka metadata to use instead of the model folder's ``matryoshka.json``.
@@ -101,19 +108,24 @@ class MatryoshkaEmbeddings(Embeddings):
         max_quality_loss: float = 0.01,
         strict_dims: bool = True,
         metadata: MatryoshkaMetadata | None = None,
-        batch_size: int = 32,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         device: str | None = None,
         show_progress: bool | None = None,
         query_prompt_name: str | None = None,
         document_prompt_name: str | None = None,
         trust_remote_code: bool = False,
     ) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise InvalidInputError(f"batch_size must be an int >= 1, got {batch_size!r}")
         if model is None or isinstance(model, (str, os.PathLike)):
             model = load_model(model, device=device, trust_remote_code=trust_remote_code)
+        elif not callable(getattr(model, "encode", None)):
+            raise InvalidInputError(
+                f"model must be a model spec (a path, 'bundled:<name>', a hub id), None for the embedded model, "
+                f"or a loaded SentenceTransformer; got {type(model).__name__} {model!r}"
+            )
         self.model = model
         self.spec: str = getattr(model, "medrag_spec", None) or type(model).__name__
-        if batch_size < 1:
-            raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
         self.show_progress = show_progress
         self.full_dim = embedding_dim(model)
@@ -176,12 +188,11 @@ class MatryoshkaEmbeddings(Embeddings):
             )
         if not 0 <= self.max_quality_loss < 1:
             raise InvalidInputError(f"max_quality_loss must be in [0, 1), got {self.max_quality_loss}")
-        best = meta.score(max(meta.scores))
-        floor = best * (1 - self.max_quality_loss)
-        ok = [d for d in meta.scores if meta.score(d) >= floor - 1e-12]
-        chosen = min(ok)
+        scores = {d: meta.score(d) for d in meta.scores}
+        chosen = smallest_size_within(scores, self.max_quality_loss)
+        best = max(scores, key=lambda d: (scores[d], d))
         logger.info("dimension='auto' chose %d (%s %.4f vs %.4f at %d, tolerance %.1f%%)", chosen, meta.metric,
-                    meta.score(chosen), best, max(meta.scores), 100 * self.max_quality_loss)
+                    scores[chosen], scores[best], best, 100 * self.max_quality_loss)
         return chosen
 
     def with_dimension(self, dimension: DimensionSpec) -> "MatryoshkaEmbeddings":
@@ -226,16 +237,8 @@ class MatryoshkaEmbeddings(Embeddings):
         if not texts:
             return np.zeros((0, self.full_dim), dtype=np.float32)
         self._warn_if_truncated(texts, prompt_name)
-        show = self.show_progress if self.show_progress is not None else len(texts) >= 256
-        vecs = self.model.encode(
-            texts,
-            prompt_name=prompt_name,
-            batch_size=self.batch_size,
-            show_progress_bar=show,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-        )
-        return np.asarray(vecs, dtype=np.float32)
+        return encode_texts(self.model, texts, prompt_name=prompt_name, batch_size=self.batch_size,
+                            show_progress=self.show_progress)
 
     def _pick_prompt(self, override: str | None, candidates: tuple[str, ...]) -> str | None:
         prompts = self.model.prompts or {}

@@ -53,6 +53,20 @@ class CollectionMismatchError(MedragError):
     """A Chroma collection and the embeddings (or store settings) used to open it disagree."""
 
 
+class StoreError(MedragError):
+    """The vector store could not do what was asked: Chroma failed, or another process owns an
+    embedded persist directory (see the subclasses)."""
+
+
+class StoreConnectionError(StoreError, ConnectionError):
+    """The Chroma server could not be reached, or the connection dropped during a call."""
+
+
+class StoreLockedError(StoreError):
+    """Another process has the embedded Chroma persist directory open for writing. Chroma's
+    embedded client is not multi-process safe: run a Chroma server for several processes."""
+
+
 class DataError(MedragError, ValueError):
     """A dataset or data file is malformed: missing columns, unreadable rows, nothing left to use."""
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from medrag.bundled import BUNDLED_NAME, BUNDLED_SPEC, DEFAULT_SPEC, ensure_bundled_model
 from medrag.errors import ModelLoadError
 
+# sentence-transformers and torch (heavy) are imported when a model is loaded or fingerprinted.
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 

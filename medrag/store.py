@@ -19,10 +19,14 @@ Example::
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
+import math
+import re
 import time
+import weakref
 import uuid
 from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Sequence
@@ -34,11 +38,20 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
-from medrag._store_codec import ENCODINGS, decode_rows, encode_rows
+from medrag.vector_codec import ENCODINGS, encoded_size, pack_rows, unpack_rows
+from medrag._store_lock import DirectoryLock
+from medrag._store_sidecar import VectorSidecar
 from medrag.embeddings import validate_texts
-from medrag.errors import (CollectionMismatchError, DimensionError, InvalidArgumentError, InvalidInputError,
-                           MedragError)
+from medrag.encoder import is_encoder
+from medrag.errors import (CollectionMismatchError, DimensionError, InvalidArgumentError, InvalidInputError, MedragError,
+                           StoreConnectionError, StoreError, StoreLockedError)
+from medrag.lexical.analyzer import AnalyzerOptions
+from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FUSION_METHODS, check_weight
+from medrag.lexical.hybrid import hybrid_candidates
+from medrag.lexical.sidecar import LexicalSidecar
+from medrag.retriever import MatryoshkaRetriever
 
+# chromadb (heavy: its client, errors and validators) and tqdm are imported where a store uses them.
 if TYPE_CHECKING:
     import chromadb
 
@@ -57,18 +70,27 @@ _C = {
     "coarse_dim": "medrag:coarse_dim",
     "distance": "medrag:distance",
     "encoding": "medrag:full_encoding",
+    "rotation": "medrag:coarse_rotation",
 }
+#: Collection-metadata key of a fitted coarse rotation (base64 float32: mean, then components).
+ROTATION_KEY = "medrag:rotation_data"
+#: Coarse rotations: ``"none"`` (the first ``coarse_dim`` coordinates) or ``"pca"``.
+ROTATIONS = ("none", "pca")
 #: Collection-metadata key of the write generation (see :attr:`MatryoshkaChroma.write_generation`).
 GENERATION_KEY = "medrag:generation"
-#: Stage-1 candidates when neither the constructor nor the call says. Provisional: on the
-#: embedded e5-small, which is not Matryoshka-trained, no value up to 1,600 reaches recall@10
-#: 0.99 at coarse 64 (``docs/benchmarks.md``), and latency grows linearly with it (about 2.5 ms
-#: per 100 on 2 cores). 100 keeps a query within ~3x of plain Chroma; choose per model from the
-#: benchmark's candidates/coarse table (``benchmarks/store_benchmark.py run``).
+#: Stage-1 candidates when neither the constructor nor the call says. Provisional: a trade-off of
+#: recall against latency (which grows linearly with it), measured on the embedded e5-small in
+#: ``docs/benchmarks.md``; choose per model from the benchmark's candidates/coarse table
+#: (``benchmarks/store_benchmark.py run``).
 DEFAULT_CANDIDATES = 100
+#: Stage-1 (HNSW) size: e5's smallest trained Matryoshka size.
+DEFAULT_COARSE_DIM = 64
 DEFAULT_COLLECTION = "medrag"
 _WRITE_BATCH = 1000
 _PROGRESS_MIN = 1000
+#: Chroma's collection-name rule (checked here so a bad name fails with a clear message).
+_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-9]$")
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 @dataclass(frozen=True)
@@ -79,13 +101,20 @@ class FunnelHit:
         document: the document (internal storage stripped from its metadata).
         score: cosine of the full-size vectors (the rerank score; higher is closer).
         coarse_score: cosine of the coarse vectors (stage 1).
-        coarse_rank: 1-based rank among the stage-1 candidates.
+        coarse_rank: 1-based rank among the stage-1 candidates (0: a hybrid search's
+            lexical-only candidate, which stage 1's HNSW did not return; its coarse_score is NaN).
+        lexical_score: BM25 score (hybrid search only; NaN when the document shares no term with the query).
+        lexical_rank: 1-based BM25 rank among the candidates (hybrid search only; 0: no shared term).
+        fused_score: the fused score the hybrid ranking is sorted by (hybrid search only).
     """
 
     document: Document
     score: float
     coarse_score: float
     coarse_rank: int
+    lexical_score: float | None = None
+    lexical_rank: int | None = None
+    fused_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -104,9 +133,10 @@ class MatryoshkaChroma(VectorStore):
 
     Args:
         collection_name: the Chroma collection (created when missing).
-        embedding_function: the embeddings. A :class:`medrag.MatryoshkaEmbeddings` is used
+        embedding_function: the embeddings. An encoder (:class:`medrag.encoder.MatryoshkaEncoder`:
+            :class:`medrag.MatryoshkaEmbeddings`, :class:`medrag.PrecomputedEmbeddings`) is used
             through its numpy API (``encode_documents``/``encode_queries``: one model call per
-            batch gives both sizes). Any other LangChain ``Embeddings`` is accepted when its
+            batch gives both sizes) and its ``spec``/``fingerprint`` are recorded. Any other LangChain ``Embeddings`` is accepted when its
             ``embed_documents``/``embed_query`` return *Matryoshka* vectors (whose leading
             coordinates are a usable embedding) of at least ``coarse_dim`` values: those vectors
             are the full size, their first ``coarse_dim`` values the coarse one.
@@ -127,6 +157,26 @@ class MatryoshkaChroma(VectorStore):
         hnsw: extra Chroma HNSW settings at creation (``ef_search``, ``max_neighbors``...;
             the space is always cosine).
         relevance_score_fn: maps a distance to a relevance score (default ``1 - distance``).
+        coarse_rotation: ``"none"`` (default: stage 1 indexes the first ``coarse_dim``
+            coordinates, right for a Matryoshka-trained model) or ``"pca"``: stage 1 indexes the
+            first ``coarse_dim`` principal components of the corpus's full vectors (centred, no
+            whitening), which moves the information of a model that is *not* Matryoshka-trained
+            into the coarse vector. Fitted once, on ``rotation_sample`` when given, else on the
+            first batch written (at least ``2 * coarse_dim`` texts); recorded in the collection
+            contract with the fitted matrix. Refitting means ``reindex`` into a new collection.
+            Measured reasons in ``docs/benchmarks.md``, "Coarse stage: raw prefix vs PCA".
+        rotation_sample: texts to fit the ``"pca"`` rotation on (encoded with the document prompt).
+        vector_sidecar: keep a local SQLite copy of the packed full vectors beside an embedded
+            folder and read the rerank's vectors from it (default: True for an embedded
+            ``PersistentClient``; not available for servers). The records keep their vectors
+            too. See ``docs/store.md``, "The rerank path", for the measured reason.
+        lexical_analyzer: options of the French medical analyzer of the hybrid search's BM25
+            index (:class:`medrag.lexical.analyzer.AnalyzerOptions`; default: the measured defaults).
+        lexical_path: where to keep that index (default: beside an embedded store, in memory for
+            an in-memory or server client). It is derived data, rebuilt from the records when
+            missing, stale or built with another analyzer (:mod:`medrag.lexical.sidecar`).
+        lexical_weight: default weight of the lexical side in :meth:`hybrid_search` (0 = dense only).
+        fusion: default fusion of :meth:`hybrid_search`: ``"rrf"`` or ``"minmax"``.
 
     Raises:
         CollectionMismatchError: the collection was made by another tool, or with another
@@ -140,15 +190,22 @@ class MatryoshkaChroma(VectorStore):
         embedding_function: Embeddings | None = None,
         persist_directory: str | None = None,
         client: "chromadb.ClientAPI | None" = None,
-        coarse_dim: int = 64,
+        coarse_dim: int = DEFAULT_COARSE_DIM,
         candidates: int | None = None,
         *,
         full_encoding: str = "int8",
-        deterministic_ids: bool = False,
+        deterministic_ids: bool = True,
         create_collection_if_not_exists: bool = True,
         collection_metadata: dict[str, Any] | None = None,
         hnsw: dict[str, Any] | None = None,
         relevance_score_fn: Callable[[float], float] | None = None,
+        vector_sidecar: bool | None = None,
+        coarse_rotation: str = "none",
+        rotation_sample: Sequence[str] | None = None,
+        lexical_analyzer: AnalyzerOptions | None = None,
+        lexical_path: str | None = None,
+        lexical_weight: float = DEFAULT_LEXICAL_WEIGHT,
+        fusion: str = DEFAULT_FUSION,
     ) -> None:
         import chromadb
 
@@ -156,9 +213,29 @@ class MatryoshkaChroma(VectorStore):
             raise InvalidInputError("MatryoshkaChroma needs an embedding_function (e.g. medrag.MatryoshkaEmbeddings())")
         if full_encoding not in ENCODINGS:
             raise InvalidInputError(f"full_encoding must be one of {ENCODINGS}, got {full_encoding!r}")
+        if coarse_rotation not in ROTATIONS:
+            raise InvalidInputError(f"coarse_rotation must be one of {ROTATIONS}, got {coarse_rotation!r}")
+        self._rotation_kind = coarse_rotation
+        self._rotation: tuple[np.ndarray, np.ndarray] | None = None
+        _check_collection_name(collection_name)
         if client is None:
-            client = chromadb.PersistentClient(path=str(persist_directory)) if persist_directory else chromadb.EphemeralClient()
+            try:
+                client = (chromadb.PersistentClient(path=str(persist_directory)) if persist_directory
+                          else chromadb.EphemeralClient())
+            except Exception as exc:
+                raise StoreError(f"cannot open a Chroma store in {persist_directory!r}: {exc}. "
+                                 "persist_directory must be a writable folder (or a path where one can be made)") from exc
         self._client = client
+        self._lock: DirectoryLock | None = None
+        persist = _persist_directory(client)
+        if persist is not None:
+            self._lock = DirectoryLock(persist)
+            if not self._take_lock():
+                logger.warning(
+                    "another process (pid %s) has the embedded Chroma store %s open. Chroma's embedded client is "
+                    "not multi-process safe: searches here may miss that process's writes, and this process may "
+                    "not write. Run a Chroma server (chroma run --path %s) and connect every process with "
+                    "chromadb.HttpClient.", self._lock.holder(), persist, persist)
         self._embedding = embedding_function
         # The store draws its own progress bar over a whole add; a MatryoshkaEmbeddings left on
         # its default (a bar per batch of >= 256 texts) is used through a quiet copy sharing the model.
@@ -185,25 +262,42 @@ class MatryoshkaChroma(VectorStore):
         self._deterministic_ids = deterministic_ids
         self._collection_name = collection_name
         self.override_relevance_score_fn = relevance_score_fn
+        self._lexical_weight = check_weight(lexical_weight)
+        if fusion not in FUSION_METHODS:
+            raise InvalidInputError(f"fusion must be one of {FUSION_METHODS}, got {fusion!r}")
+        self._fusion = fusion
         self._collection = self._open_collection(collection_name, create_collection_if_not_exists,
                                                  collection_metadata, hnsw)
+        self._cid = str(self._collection.id)
+        if self._rotation_kind == "pca":
+            self._load_rotation()
+            if self._rotation is None and rotation_sample is not None:
+                self._fit_rotation(self._encode(validate_texts(rotation_sample), query=False))
+        self._sidecar: VectorSidecar | None = None
+        if vector_sidecar and persist is None:
+            raise InvalidInputError("vector_sidecar=True needs an embedded persistent client (persist_directory=...)")
+        if (vector_sidecar is None or vector_sidecar) and persist is not None and self._lock is not None \
+                and self._lock.held:
+            # another process owning the folder reads the vectors from the records instead
+            self._sidecar = VectorSidecar(persist)
+            self._sync_sidecar()
+        self._lexical = LexicalSidecar(self, lexical_analyzer, lexical_path)
 
     # ------------------------------------------------------------------ setup
 
     @staticmethod
     def _probe_full_dim(embedding: Embeddings) -> int:
-        dim = getattr(embedding, "full_dim", None)
-        if isinstance(dim, int) and dim > 0:
-            return dim
+        if is_encoder(embedding):  # medrag.encoder.MatryoshkaEncoder: it says its full size
+            return int(embedding.full_dim)
         # A plain Embeddings: its output size is the full size (one probe call).
         return len(embedding.embed_query("medrag dimension probe"))
 
     @property
     def _model_identity(self) -> tuple[str, str]:
         emb = self._embedding
-        spec = getattr(emb, "spec", None) or type(emb).__name__
-        fingerprint = getattr(emb, "fingerprint", None) or ""
-        return str(spec), str(fingerprint)
+        if is_encoder(emb):
+            return str(emb.spec), str(emb.fingerprint)
+        return type(emb).__name__, ""  # a plain Embeddings has no model identity
 
     def _contract(self) -> dict[str, Any]:
         spec, fingerprint = self._model_identity
@@ -215,6 +309,7 @@ class MatryoshkaChroma(VectorStore):
             _C["coarse_dim"]: self._coarse_dim,
             _C["distance"]: "cosine",
             _C["encoding"]: self._encoding,
+            _C["rotation"]: self._rotation_kind,
         }
 
     def _open_collection(self, name: str, create: bool, extra_metadata: dict[str, Any] | None,
@@ -230,9 +325,12 @@ class MatryoshkaChroma(VectorStore):
                 ) from exc
             metadata = {**(extra_metadata or {}), **self._contract(), GENERATION_KEY: 0}
             config = {"hnsw": {**(hnsw or {}), "space": "cosine"}}
-            collection = self._client.get_or_create_collection(
+            collection = self._chroma_call(
+                "create the collection", self._client.get_or_create_collection,
                 name=name, metadata=metadata, configuration=config, embedding_function=None
             )
+        except Exception as exc:
+            raise _translate(exc, f"open collection {name!r}") from exc
         self._check_contract(collection)
         return collection
 
@@ -252,8 +350,8 @@ class MatryoshkaChroma(VectorStore):
             )
         expected = self._contract()
         problems = []
-        for key in ("full_dim", "coarse_dim", "distance", "encoding"):
-            if meta.get(_C[key]) != expected[_C[key]]:
+        for key in ("full_dim", "coarse_dim", "distance", "encoding", "rotation"):
+            if meta.get(_C[key], "none" if key == "rotation" else None) != expected[_C[key]]:
                 problems.append(f"{key}: collection has {meta.get(_C[key])!r}, this store {expected[_C[key]]!r}")
         stored_fp, fp = meta.get(_C["fingerprint"]) or "", expected[_C["fingerprint"]]
         if stored_fp != fp or (not fp and meta.get(_C["model"]) != expected[_C["model"]]):
@@ -304,7 +402,35 @@ class MatryoshkaChroma(VectorStore):
         return self._candidates
 
     def __len__(self) -> int:
-        return self._collection.count()
+        return self._chroma_call("count", self._collection.count)
+
+    def close(self) -> None:
+        """Release this store's hold on an embedded persist directory's lock (also done when the
+        store is garbage-collected); the store can still read afterwards."""
+        if self._lock is not None:
+            self._lock.release()
+        if self._sidecar is not None:
+            self._sidecar.close()
+            self._sidecar = None
+
+    def _check_writer(self) -> None:
+        """Refuse to write to an embedded persist directory that another process has open."""
+        if not self._take_lock():
+            raise StoreLockedError(
+                f"another process (pid {self._lock.holder()}) has the embedded Chroma store {self._lock.directory} "
+                "open; nothing was written. Chroma's embedded client is not multi-process safe (that process would "
+                "not see these writes, nor this one its writes). Stop it, or run a Chroma server "
+                f"(chroma run --path {self._lock.directory}) and connect every process with chromadb.HttpClient."
+            )
+
+    def _take_lock(self) -> bool:
+        """Hold the persist directory's lock (no-op for servers and in-memory clients)."""
+        if self._lock is None or self._lock.held:
+            return True
+        if not self._lock.acquire():
+            return False
+        weakref.finalize(self, self._lock.release)  # released when the store is collected
+        return True
 
     @property
     def write_generation(self) -> int:
@@ -327,23 +453,56 @@ class MatryoshkaChroma(VectorStore):
             >>> store.write_generation > g
             True
         """
-        meta = self._client.get_collection(self._collection_name, embedding_function=None).metadata or {}
-        return int(meta.get(GENERATION_KEY, 0))
+        current = self._chroma_call("read the collection metadata", self._client.get_collection,
+                                    name=self._collection_name, embedding_function=None)
+        return int((current.metadata or {}).get(GENERATION_KEY, 0))
 
-    def _bump_generation(self) -> None:
-        """Increment the write generation; called before every write to the collection."""
-        current = self._client.get_collection(self._collection_name, embedding_function=None)
+    def _bump_generation(self) -> int:
+        """Increment the write generation; called before every write to the collection. Returns the new one."""
+        current = self._chroma_call("read the collection metadata", self._client.get_collection,
+                                    name=self._collection_name, embedding_function=None)
         meta = dict(current.metadata or {})
-        meta[GENERATION_KEY] = int(meta.get(GENERATION_KEY, 0)) + 1
-        self._collection.modify(metadata=meta)  # replaces the whole collection metadata
+        meta[GENERATION_KEY] = generation = int(meta.get(GENERATION_KEY, 0)) + 1
+        # modify() replaces the whole collection metadata: the contract is written back with it
+        self._chroma_call("bump the write generation", self._collection.modify, metadata=meta)
+        return generation
+
+    def _sync_sidecar(self) -> None:
+        """Rebuild the vector sidecar from the records when its stamp is not the collection's
+        write generation (a write it did not see: another tool, or a kill mid-write)."""
+        assert self._sidecar is not None
+        generation = self.write_generation
+        if self._sidecar.stamp(self._cid) == generation:
+            return
+        total = len(self)
+        logger.info("rebuilding the vector sidecar of %r from its %d records", self._collection_name, total)
+        self._sidecar.drop(self._cid)
+        batch = self._chroma_call("read the batch size", self._client.get_max_batch_size)
+        for offset in range(0, total, batch):
+            res = self._chroma_call("read records", self._collection.get, limit=batch, offset=offset,
+                                    include=["metadatas"])
+            good = [(i, md[FULL_KEY]) for i, md in zip(res["ids"], res["metadatas"]) if md and FULL_KEY in md]
+            blobs = [_b64(p) for _, p in good]
+            keep = [(i, b) for (i, _), b in zip(good, blobs) if b is not None]  # corrupt: read (and named) from Chroma
+            self._sidecar.put(self._cid, [i for i, _ in keep], [b for _, b in keep])
+        self._sidecar.set_stamp(self._cid, generation)
+
+    @property
+    def lexical_weight(self) -> float:
+        """Default weight of the lexical side in :meth:`hybrid_search` (0 = dense only)."""
+        return self._lexical_weight
+
+    @property
+    def lexical(self) -> LexicalSidecar:
+        """The hybrid search's lexical index manager (``store.lexical.index()`` gives a fresh BM25 index)."""
+        return self._lexical
 
     # ------------------------------------------------------------------ encoding
 
     def _encode(self, texts: list[str], *, query: bool) -> np.ndarray:
         emb = self._encoder
-        numpy_api = getattr(emb, "encode_queries" if query else "encode_documents", None)
-        if callable(numpy_api):
-            vecs = np.asarray(numpy_api(texts), dtype=np.float32)
+        if is_encoder(emb):
+            vecs = np.asarray(emb.encode_queries(texts) if query else emb.encode_documents(texts), dtype=np.float32)
         elif query:
             vecs = np.asarray([emb.embed_query(t) for t in texts], dtype=np.float32)
         else:
@@ -357,7 +516,54 @@ class MatryoshkaChroma(VectorStore):
         norms = np.linalg.norm(vecs, axis=1, keepdims=True)
         return np.divide(vecs, norms, out=np.zeros_like(vecs), where=norms > 0)
 
+    def _load_rotation(self) -> None:
+        """Read a fitted rotation from the collection metadata (None while not fitted yet)."""
+        current = self._chroma_call("read the collection metadata", self._client.get_collection,
+                                    name=self._collection_name, embedding_function=None)
+        data = (current.metadata or {}).get(ROTATION_KEY)
+        if not data:
+            return
+        try:
+            flat = np.frombuffer(base64.b64decode(data, validate=True), dtype=np.float32)
+            mean, rest = flat[: self._full_dim], flat[self._full_dim :]
+            self._rotation = (mean.copy(), rest.reshape(self._full_dim, self._coarse_dim).copy())
+        except (ValueError, TypeError) as exc:
+            raise CollectionMismatchError(f"the PCA rotation stored in collection {self._collection_name!r} is "
+                                          "corrupt; reindex into a new collection") from exc
+
+    def _fit_rotation(self, full: np.ndarray) -> None:
+        """Fit the PCA rotation on full vectors and record it in the contract (before any write)."""
+        if len(full) < 2 * self._coarse_dim:
+            raise InvalidInputError(
+                f"coarse_rotation='pca' is fitted on the first batch written, which has {len(full)} texts; it needs "
+                f"at least {2 * self._coarse_dim} (2 x coarse_dim). Add more texts at once, or pass rotation_sample="
+            )
+        mean = full.mean(axis=0)
+        _, _, vt = np.linalg.svd(full - mean, full_matrices=False)
+        rotation = (mean.astype(np.float32), np.ascontiguousarray(vt[: self._coarse_dim].T, dtype=np.float32))
+        current = self._chroma_call("read the collection metadata", self._client.get_collection,
+                                    name=self._collection_name, embedding_function=None)
+        meta = dict(current.metadata or {})
+        if meta.get(ROTATION_KEY):  # another client fitted it first: use theirs
+            self._load_rotation()
+            return
+        meta[ROTATION_KEY] = base64.b64encode(np.concatenate([rotation[0], rotation[1].ravel()]).tobytes()).decode()
+        self._chroma_call("record the PCA rotation", self._collection.modify, metadata=meta)
+        self._rotation = rotation
+        logger.info("fitted the PCA-%d coarse rotation of %r on %d vectors", self._coarse_dim,
+                    self._collection_name, len(full))
+
     def _coarse(self, full: np.ndarray) -> np.ndarray:
+        if self._rotation_kind == "pca":
+            if self._rotation is None:
+                self._load_rotation()
+            if self._rotation is None:
+                raise InvalidInputError(f"collection {self._collection_name!r} uses a PCA coarse stage that is not "
+                                        "fitted yet: add texts first (or pass rotation_sample=)")
+            mean, rot = self._rotation
+            out = np.ascontiguousarray((full - mean) @ rot, dtype=np.float32)
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            return np.divide(out, norms, out=out, where=norms > 0)
         out = np.array(full[:, : self._coarse_dim], dtype=np.float32, copy=True, order="C")
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return np.divide(out, norms, out=out, where=norms > 0)
@@ -378,75 +584,95 @@ class MatryoshkaChroma(VectorStore):
         *,
         batch_size: int | None = None,
         show_progress: bool | None = None,
+        skip_existing: bool = False,
         **kwargs: Any,
     ) -> list[str]:
-        """Encode texts once and upsert them (coarse vector + packed full vector per record).
+        """Encode texts once and write them (coarse vector + packed full vector per record).
 
-        Everything is validated before the first write: a rejected call changes nothing
-        stored. Records with an existing id are replaced (upsert); when the same id appears
-        twice in one call, the last one wins. Writing goes batch by batch: a failure during
-        a later batch (the model or Chroma raising, the process killed) leaves the earlier
-        batches stored, each record complete; re-running the same call with the same ids
-        completes the add.
+        The whole call is validated before the first write (texts, ids, metadata keys and
+        values as Chroma checks them, batch size; errors name the index in the call): a
+        rejected call changes nothing stored. An existing id is *replaced*: text, vectors and
+        metadata (keys absent from the new metadata are removed, as langchain-chroma does).
+        When the same id appears twice in one call, the last one wins.
+
+        **Idempotent ingest.** Texts added without ids get a content id
+        (:meth:`content_id`: SHA-256 of text and metadata; ``deterministic_ids=False`` gives
+        random UUIDs instead). A content id that is already stored holds this very text and
+        metadata, so it is skipped *without being encoded*; ``skip_existing=True`` does the
+        same for caller ids (resuming an ingest keyed by your own ids). Re-running an
+        interrupted ingest therefore neither duplicates nor re-encodes what was stored.
+
+        Writing goes batch by batch: a failure during a later batch (the model or Chroma
+        raising, the process killed) leaves the earlier batches stored, each record complete.
+
+        Example::
+
+            >>> ids = store.add_texts(["Ferritine basse.", "CRP élevée."], [{"src": "cours"}] * 2)
+            >>> store.add_texts(["Ferritine basse.", "CRP élevée."], [{"src": "cours"}] * 2) == ids
+            True
 
         Args:
             texts: the texts (non-empty strings).
             metadatas: one metadata dict per text (values as Chroma accepts: str, int, float,
-                bool, None or lists of those); keys starting with ``_medrag`` are reserved.
-            ids: one id per text (``None`` entries or no list: random UUIDs, or content ids
-                with ``deterministic_ids=True``).
+                bool, None or non-empty lists of one of those types; floats finite). Keys may not
+                be empty, start with ``$`` or ``#``, or start with ``_medrag`` (reserved).
+            ids: one id per text (``None`` entries or no list: content ids, or random UUIDs with
+                ``deterministic_ids=False``).
             batch_size: texts encoded (one model call) and upserted (one Chroma call) together;
                 default 1,000, capped by the client's ``get_max_batch_size()``.
             show_progress: tqdm progress bar (default: for 1,000 texts or more).
+            skip_existing: skip caller ids already stored (content ids are always skipped).
 
         Returns:
             The ids, in the order of ``texts``.
 
         Raises:
-            ValueError: empty text, length mismatch, invalid metadata or id.
+            InvalidInputError: empty or non-UTF-8 text, length mismatch, invalid metadata or id,
+                bad ``batch_size``.
+            StoreLockedError: another process has this embedded persist directory open.
+            StoreConnectionError: the Chroma server could not be reached.
         """
-        from chromadb.api.types import validate_metadata
-
+        _no_extra(kwargs)
         texts = validate_texts(texts)
         n = len(texts)
+        for i, text in enumerate(texts):
+            _check_utf8(text, f"text at index {i}")
+        batch = _WRITE_BATCH if batch_size is None else _check_int("batch_size", batch_size)
+        if batch < 1:
+            raise InvalidInputError(f"batch_size must be >= 1, got {batch}")
         if metadatas is None:
             metadatas = [{} for _ in texts]
+        if isinstance(metadatas, dict):
+            raise InvalidInputError("metadatas must be a list with one dict per text, got one dict")
         metadatas = list(metadatas)
         if len(metadatas) != n:
             raise InvalidInputError(f"got {len(metadatas)} metadatas for {n} texts")
         for i, md in enumerate(metadatas):
-            if md is None:
-                metadatas[i] = md = {}
-            if not isinstance(md, dict):
-                raise InvalidInputError(f"metadata at index {i} is {type(md).__name__}, not a dict")
-            reserved = [key for key in md if isinstance(key, str) and key.startswith("_medrag")]
-            if reserved:
-                raise InvalidInputError(f"metadata at index {i} uses reserved key(s) {reserved}")
-            try:
-                validate_metadata({**md, FULL_KEY: ""})
-            except (ValueError, TypeError) as exc:
-                raise InvalidInputError(f"metadata at index {i} is rejected by Chroma: {exc}") from exc
+            metadatas[i] = _check_metadata(md, i)
         if ids is None:
             ids = [None] * n  # type: ignore[list-item]
+        if isinstance(ids, (str, bytes)):
+            raise InvalidInputError(f"ids must be a list with one id per text, not a bare string: write [{ids!r}]")
         ids = list(ids)
         if len(ids) != n:
             raise InvalidInputError(f"got {len(ids)} ids for {n} texts")
+        generated = [id_ is None for id_ in ids]
         for i, id_ in enumerate(ids):
             if id_ is None:
                 ids[i] = self.content_id(texts[i], metadatas[i]) if self._deterministic_ids else str(uuid.uuid4())
             elif not isinstance(id_, str) or not id_:
                 raise InvalidInputError(f"id at index {i} must be a non-empty string, got {id_!r}")
+            else:
+                _check_utf8(id_, f"id at index {i}")
         if n == 0:
             return []
+        self._check_writer()
         # Upsert semantics inside one call too: the last occurrence of an id wins.
         last = {id_: i for i, id_ in enumerate(ids)}
         order = [i for i, id_ in enumerate(ids) if last[id_] == i]
+        skippable = {i for i in order if skip_existing or (generated[i] and self._deterministic_ids)}
 
-        max_batch = self._client.get_max_batch_size()
-        batch = _WRITE_BATCH if batch_size is None else _check_int("batch_size", batch_size)
-        if batch < 1:
-            raise InvalidInputError(f"batch_size must be >= 1, got {batch}")
-        batch = min(batch, max_batch)
+        batch = min(batch, self._chroma_call("read the batch size", self._client.get_max_batch_size))
         show = show_progress if show_progress is not None else len(order) >= _PROGRESS_MIN
         bar = None
         if show:
@@ -456,23 +682,53 @@ class MatryoshkaChroma(VectorStore):
         try:
             for start in range(0, len(order), batch):
                 idx = order[start : start + batch]
-                full = self._encode([texts[i] for i in idx], query=False)  # one model call per batch
-                packed = encode_rows(full, self._encoding)
-                # One upsert writes the coarse vector, the text and the full vector of each
-                # record together: a record is never visible without its full vector.
-                self._bump_generation()
-                self._collection.upsert(
-                    ids=[ids[i] for i in idx],
-                    embeddings=self._coarse(full),
-                    documents=[texts[i] for i in idx],
-                    metadatas=[{**metadatas[i], FULL_KEY: p} for i, p in zip(idx, packed)],
-                )
+                stored = self._stored_metadatas([ids[i] for i in idx])
+                todo = [i for i in idx if not (i in skippable and ids[i] in stored)]
+                if todo:
+                    self._write(todo, ids, texts, metadatas, stored)
                 if bar is not None:
                     bar.update(len(idx))
         finally:
             if bar is not None:
                 bar.close()
+            self._lexical.write_done()
         return ids
+
+    def _stored_metadatas(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The metadata of those ids that are already stored (one Chroma ``get``)."""
+        res = self._chroma_call("read existing records", self._collection.get, ids=ids, include=["metadatas"])
+        return {id_: md or {} for id_, md in zip(res["ids"], res["metadatas"])}
+
+    def _write(self, idx: list[int], ids: list[str], texts: list[str], metadatas: list[dict[str, Any]],
+               stored: dict[str, dict[str, Any]]) -> None:
+        """Encode one batch (one model call) and upsert it (one Chroma call)."""
+        full = self._encode([texts[i] for i in idx], query=False)
+        if self._rotation_kind == "pca" and self._rotation is None:
+            self._load_rotation()
+            if self._rotation is None:
+                self._fit_rotation(full)
+        raw = pack_rows(full, self._encoding)
+        packed = [base64.b64encode(r).decode("ascii") for r in raw]
+        records = []
+        for i, p in zip(idx, packed):
+            # Chroma's upsert merges metadata; None removes a key: a re-add replaces the record.
+            dropped = {key: None for key in stored.get(ids[i], {}) if key not in metadatas[i] and key != FULL_KEY}
+            records.append({**dropped, **metadatas[i], FULL_KEY: p})
+        # The generation is bumped before the write; one upsert writes the coarse vector, the
+        # text and the full vector of each record together: no record is visible without its full vector.
+        generation = self._bump_generation()
+        if self._sidecar is not None:  # before the record: a kill never leaves a record without its copy
+            self._sidecar.put(self._cid, [ids[i] for i in idx], raw)
+        self._chroma_call(
+            "write records", self._collection.upsert,
+            ids=[ids[i] for i in idx],
+            embeddings=self._coarse(full),
+            documents=[texts[i] for i in idx],
+            metadatas=records,
+        )
+        if self._sidecar is not None:
+            self._sidecar.set_stamp(self._cid, generation)
+        self._lexical.upserted(generation, [ids[i] for i in idx], [texts[i] for i in idx])
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
         """Delete records by id. Unknown ids are ignored (a documented no-op).
@@ -486,16 +742,30 @@ class MatryoshkaChroma(VectorStore):
         if ids is None:
             raise InvalidInputError("delete() needs a list of ids; use delete_collection() to remove the whole collection")
         ids = _check_ids(ids)
+        for i, id_ in enumerate(ids):
+            _check_utf8(id_, f"id at index {i}")
         if ids:
-            max_batch = self._client.get_max_batch_size()
-            for start in range(0, len(ids), max_batch):
-                self._bump_generation()
-                self._collection.delete(ids=ids[start : start + max_batch])
+            self._check_writer()
+            max_batch = self._chroma_call("read the batch size", self._client.get_max_batch_size)
+            try:
+                for start in range(0, len(ids), max_batch):
+                    generation = self._bump_generation()
+                    self._chroma_call("delete records", self._collection.delete, ids=ids[start : start + max_batch])
+                    if self._sidecar is not None:
+                        self._sidecar.delete(self._cid, ids[start : start + max_batch])
+                        self._sidecar.set_stamp(self._cid, generation)
+                    self._lexical.deleted(generation, ids[start : start + max_batch])
+            finally:
+                self._lexical.write_done()
         return True
 
     def delete_collection(self) -> None:
-        """Drop the whole Chroma collection; the store is unusable afterwards."""
-        self._client.delete_collection(self._collection_name)
+        """Drop the whole Chroma collection (and its lexical index file); the store is unusable afterwards."""
+        self._check_writer()
+        self._chroma_call("delete the collection", self._client.delete_collection, self._collection_name)
+        if self._sidecar is not None:
+            self._sidecar.drop(self._cid)
+        self._lexical.drop()
 
     # ------------------------------------------------------------------ reading
 
@@ -509,9 +779,10 @@ class MatryoshkaChroma(VectorStore):
         if not ids:
             return []
         found: dict[str, Document] = {}
-        max_batch = self._client.get_max_batch_size()
+        max_batch = self._chroma_call("read the batch size", self._client.get_max_batch_size)
         for start in range(0, len(ids), max_batch):
-            res = self._collection.get(ids=ids[start : start + max_batch], include=["documents", "metadatas"])
+            res = self._chroma_call("read records", self._collection.get, ids=ids[start : start + max_batch],
+                                    include=["documents", "metadatas"])
             for id_, text, md in zip(res["ids"], res["documents"], res["metadatas"]):
                 found[id_] = _document(id_, text, md)
         return [found[i] for i in ids if i in found]
@@ -540,31 +811,37 @@ class MatryoshkaChroma(VectorStore):
         unique = list(dict.fromkeys(ids))
         if not unique:
             return np.zeros((0, self._full_dim), dtype=np.float32)
-        metas = self._full_metadatas(unique)
-        missing = [i for i in unique if i not in metas]
+        blobs = self._full_blobs(unique)
+        missing = [i for i in unique if i not in blobs]
         if missing:
             raise CollectionMismatchError(
                 f"{len(missing)} record(s) of collection {self._collection_name!r} do not exist: {missing[:5]}"
             )
-        rows = self._decode_full(unique, [metas[i] for i in unique])
+        rows = self._decode_full(unique, [blobs[i] for i in unique])
         position = {id_: n for n, id_ in enumerate(unique)}
         return rows[[position[i] for i in ids]]
 
-    def _decode_full(self, ids: Sequence[str], metas: Sequence[dict[str, Any] | None]) -> np.ndarray:
-        """Decode and normalise the packed full vectors of records; name any missing or corrupt one."""
-        packed = self._packed(ids, metas)
-        try:
-            full = decode_rows(packed, self._encoding, self._full_dim)
-        except (InvalidInputError, ValueError, TypeError):
-            full = None
-        bad: list[str] = []
-        if full is None:  # find the culprits row by row
-            full = np.zeros((len(ids), self._full_dim), dtype=np.float32)
-            for n, (id_, p) in enumerate(zip(ids, packed)):
-                try:
-                    full[n] = decode_rows([p], self._encoding, self._full_dim)[0]
-                except (InvalidInputError, ValueError, TypeError):
-                    bad.append(id_)
+    def _full_blobs(self, ids: Sequence[str]) -> dict[str, bytes | None]:
+        """Packed full vectors of the ids that exist: from the sidecar when there is one, else
+        (and for ids it lacks) from the records' metadata. ``None``: a corrupt stored value."""
+        found: dict[str, bytes | None] = dict(self._sidecar.get(self._cid, ids)) if self._sidecar is not None else {}
+        rest = [i for i in ids if i not in found]
+        if rest:
+            metas = self._full_metadatas(rest)
+            present = [i for i in rest if i in metas]
+            found.update(zip(present, self._blobs_from_metas(present, [metas[i] for i in present])))
+        return found
+
+    def _blobs_from_metas(self, ids: Sequence[str], metas: Sequence[dict[str, Any] | None]) -> list[bytes | None]:
+        return [_b64(p) for p in self._packed(ids, metas)]
+
+    def _decode_full(self, ids: Sequence[str], blobs: Sequence[bytes | None]) -> np.ndarray:
+        """Decode and normalise packed full vectors; name any corrupt one."""
+        size = encoded_size(self._encoding, self._full_dim)
+        bad = [id_ for id_, b in zip(ids, blobs) if b is None or len(b) != size]
+        full = np.zeros((len(ids), self._full_dim), dtype=np.float32)
+        if not bad:
+            full = unpack_rows(blobs, self._encoding, self._full_dim)  # type: ignore[arg-type]
         norms = np.linalg.norm(full, axis=1)
         bad += [id_ for id_, ok in zip(ids, np.isfinite(full).all(axis=1) & (norms > 0)) if not ok and id_ not in bad]
         if bad:
@@ -611,10 +888,11 @@ class MatryoshkaChroma(VectorStore):
     ) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Run both stages; return all candidates' ids, full vectors and cosine scores, best first.
 
-        Stage 1 asks Chroma for ids and distances only; stage 2 reads the candidates' full
-        vectors through :meth:`get_full_vectors`'s storage path. Texts are fetched afterwards,
-        for the returned hits only (:meth:`_documents`). A candidate deleted between the two
-        stages is dropped.
+        Stage 1 asks Chroma for the candidates' ids, distances and metadatas (which carry the
+        packed full vectors) but not their texts; stage 2 decodes the full vectors with the
+        same code as :meth:`get_full_vectors` (``_decode_full``) and scores them. Texts are
+        fetched afterwards, for the returned hits only (:meth:`_documents`). The layout was
+        chosen by measurement (``docs/store.md``, "The rerank path").
 
         When ``stats`` is a dict, it receives each returned candidate's coarse cosine and 1-based
         stage-1 rank (``coarse_scores``, ``coarse_ranks``) and the seconds spent per stage
@@ -634,19 +912,24 @@ class MatryoshkaChroma(VectorStore):
             n_results=n,
             where=filter or None,
             where_document=where_document or None,
-            include=["distances"],
+            # no documents: texts are read for the hits only. Without a sidecar, the metadatas
+            # carry the packed full vectors (one call); with one, ids + distances are enough.
+            include=["distances"] if self._sidecar is not None else ["metadatas", "distances"],
         )
         t1 = time.perf_counter()
         ids = list(res["ids"][0])
         distances = np.asarray(res["distances"][0], dtype=np.float64)
-        metas = self._full_metadatas(ids)
-        keep = [i for i, id_ in enumerate(ids) if id_ in metas]
+        if self._sidecar is not None:
+            blobs = self._full_blobs(ids)  # the get_full_vectors path
+        else:
+            blobs = dict(zip(ids, self._blobs_from_metas(ids, res["metadatas"][0])))
+        keep = [i for i, id_ in enumerate(ids) if id_ in blobs]  # a record deleted meanwhile is dropped
         ids, distances = [ids[i] for i in keep], distances[keep]
         if not ids:
             if stats is not None:
                 stats.update(coarse_scores=np.zeros(0), coarse_ranks=np.zeros(0, int), coarse_s=t1 - t0, rerank_s=0.0)
             return [], np.zeros((0, self._full_dim), np.float32), np.zeros(0, np.float32)
-        full = self._decode_full(ids, [metas[i] for i in ids])
+        full = self._decode_full(ids, [blobs[i] for i in ids])
         scores = full @ query
         order = np.argsort(-scores, kind="stable")
         if stats is not None:
@@ -657,7 +940,7 @@ class MatryoshkaChroma(VectorStore):
     def _full_metadatas(self, ids: Sequence[str]) -> dict[str, Any]:
         """The stored metadata (holding the packed full vector) of the ids that exist."""
         out: dict[str, Any] = {}
-        max_batch = self._client.get_max_batch_size()
+        max_batch = self._chroma_call("read the batch size", self._client.get_max_batch_size)
         for start in range(0, len(ids), max_batch):
             res = self._chroma_call("read", self._collection.get, ids=list(ids[start : start + max_batch]),
                                     include=["metadatas"])
@@ -674,9 +957,14 @@ class MatryoshkaChroma(VectorStore):
                 found[id_] = _document(id_, text, md)
         return [found.get(i) or Document(id=i, page_content="") for i in ids]
 
-    def _chroma_call(self, what: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
+    def _chroma_call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call the Chroma client; turn its failures into :class:`MedragError` subclasses."""
-        return fn(**kwargs)
+        try:
+            return fn(*args, **kwargs)
+        except MedragError:
+            raise
+        except Exception as exc:
+            raise _translate(exc, what, self._collection_name) from exc
 
     # ------------------------------------------------------------------ LangChain search API
 
@@ -753,7 +1041,9 @@ class MatryoshkaChroma(VectorStore):
 
     def search_with_stages(self, query: str, k: int = 4, filter: dict[str, Any] | None = None, *,
                            candidates: int | None = None,
-                           where_document: dict[str, Any] | None = None) -> "FunnelResult":
+                           where_document: dict[str, Any] | None = None, hybrid: bool = False,
+                           lexical_weight: float | None = None, fusion: str | None = None,
+                           lexical_candidates: int | None = None) -> "FunnelResult":
         """Search like :meth:`similarity_search`, and show what each stage did.
 
         Each hit carries its full-size cosine (``score``), its coarse cosine and its rank in
@@ -766,10 +1056,28 @@ class MatryoshkaChroma(VectorStore):
             k: number of hits.
             filter / where_document: Chroma filters (stage 1).
             candidates: stage-1 candidates for this call (default: the store's).
+            hybrid: run :meth:`hybrid_search` instead; each hit then also carries its BM25 score
+                and rank and its fused score, and ``timings`` a ``lexical_ms`` and ``fusion_ms``.
+            lexical_weight / fusion / lexical_candidates: as in :meth:`hybrid_search` (with ``hybrid``).
         """
         t0 = time.perf_counter()
         vector = self._embed_query(query)
         embed_s = time.perf_counter() - t0
+        if hybrid:
+            found = self._hybrid(query, vector, k, filter, candidates, where_document, lexical_weight, fusion,
+                                 lexical_candidates)
+            t2 = time.perf_counter()
+            docs = self._documents(found.ids[:k])
+            hits = [FunnelHit(doc, float(found.dense_scores[i]), float(found.coarse_scores[i]),
+                              int(found.coarse_ranks[i]), float(found.lexical_scores[i]), int(found.lexical_ranks[i]),
+                              float(found.fused[i])) for i, doc in enumerate(docs)]
+            tm = found.timings
+            timings = {"embed_ms": 1000 * embed_s, "coarse_ms": 1000 * tm["coarse_s"], "rerank_ms": 1000 * tm["rerank_s"],
+                       "lexical_ms": 1000 * tm["lexical_s"], "fusion_ms": 1000 * tm["fusion_s"],
+                       "fetch_ms": 1000 * (time.perf_counter() - t2)}
+            return FunnelResult(hits, len(found.ids), timings)
+        if lexical_weight is not None or fusion is not None or lexical_candidates is not None:
+            raise InvalidInputError("lexical_weight, fusion and lexical_candidates need hybrid=True")
         stats: dict[str, Any] = {}
         ids, _, scores = self._funnel(vector, k, candidates, filter, where_document, stats=stats)
         t2 = time.perf_counter()
@@ -779,6 +1087,60 @@ class MatryoshkaChroma(VectorStore):
         timings = {"embed_ms": 1000 * embed_s, "coarse_ms": 1000 * stats["coarse_s"],
                    "rerank_ms": 1000 * stats["rerank_s"], "fetch_ms": 1000 * (time.perf_counter() - t2)}
         return FunnelResult(hits, len(ids), timings)
+
+    # ------------------------------------------------------------------ hybrid search
+
+    def _hybrid(self, query: str, vector: np.ndarray, k: int, filter: dict[str, Any] | None,
+                candidates: int | None, where_document: dict[str, Any] | None, lexical_weight: float | None,
+                fusion: str | None, lexical_candidates: int | None):
+        return hybrid_candidates(
+            self, query, vector, k, lexical_weight=self._lexical_weight if lexical_weight is None else lexical_weight,
+            fusion=fusion or self._fusion, candidates=candidates, lexical_candidates=lexical_candidates,
+            filter=filter, where_document=where_document)
+
+    def hybrid_search(self, query: str, k: int = 4, filter: dict[str, Any] | None = None,
+                      **kwargs: Any) -> list[Document]:
+        """The ``k`` best documents by dense (Matryoshka funnel) and lexical (BM25) scores fused.
+
+        Stage 1: the funnel's HNSW candidates union the BM25 index's best hits; stage 2:
+        full-size cosine and BM25 for every candidate, fused (:mod:`medrag.lexical.hybrid`).
+        Use it for passages (leaflets, case reports, abstracts), where exact tokens (drug
+        names, analytes, units, acronyms) matter; on short-option corpora keep the weight low
+        (``docs/store.md``).
+
+        Example::
+
+            store.hybrid_search("INR cible sous AVK", k=3, lexical_weight=0.3)
+
+        Args:
+            query: the query text.
+            k: number of documents.
+            filter: Chroma ``where`` filter, applied to both sides.
+            **kwargs: ``lexical_weight`` (0 = dense only, 1 = lexical only; default: the store's),
+                ``fusion`` (``"rrf"`` or ``"minmax"``), ``candidates`` (dense stage 1),
+                ``lexical_candidates`` (BM25 stage 1, default: as many as ``candidates``),
+                ``where_document``.
+        """
+        return [doc for doc, _ in self.hybrid_search_with_score(query, k, filter=filter, **kwargs)]
+
+    def hybrid_search_with_score(self, query: str, k: int = 4, filter: dict[str, Any] | None = None, *,
+                                 lexical_weight: float | None = None, fusion: str | None = None,
+                                 candidates: int | None = None, lexical_candidates: int | None = None,
+                                 where_document: dict[str, Any] | None = None,
+                                 **kwargs: Any) -> list[tuple[Document, float]]:
+        """:meth:`hybrid_search` with each document's fused score (higher is better; its scale
+        depends on the fusion: RRF scores are at most 1/61)."""
+        _no_extra(kwargs)
+        found = self._hybrid(query, self._embed_query(query), k, filter, candidates, where_document, lexical_weight,
+                             fusion, lexical_candidates)
+        return list(zip(self._documents(found.ids[:k]), found.fused[:k].tolist()))
+
+    def as_retriever(self, **kwargs: Any):
+        """A LangChain retriever; ``search_type="hybrid"`` runs :meth:`hybrid_search` (with
+        ``search_kwargs`` such as ``{"k": 4, "lexical_weight": 0.3}``), the other types as usual."""
+        tags = kwargs.pop("tags", None) or []
+        tags.extend(self._get_retriever_tags())
+        return MatryoshkaRetriever(vectorstore=self, tags=tags, **kwargs)
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         if self.override_relevance_score_fn is not None:
@@ -913,6 +1275,126 @@ def _check_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def _translate(exc: Exception, what: str, collection: str | None = None) -> MedragError:
+    """The :class:`MedragError` a Chroma failure becomes (the original is chained as the cause)."""
+    from chromadb.errors import ChromaError, InvalidArgumentError, NotFoundError
+
+    where = f" (collection {collection!r})" if collection else ""
+    try:
+        import httpx
+
+        transport: tuple[type[BaseException], ...] = (httpx.TransportError, ConnectionError)
+    except ImportError:  # pragma: no cover - httpx comes with chromadb
+        transport = (ConnectionError,)
+    if isinstance(exc, transport):
+        return StoreConnectionError(
+            f"lost the Chroma server while trying to {what}{where}: {type(exc).__name__}: {exc}. Check that the "
+            "server is running and reachable, then retry (a write re-run with the same ids completes it)"
+        )
+    if isinstance(exc, NotFoundError):
+        return CollectionMismatchError(f"could not {what}{where}: {exc} (was the collection deleted by another client?)")
+    if isinstance(exc, (InvalidArgumentError, ValueError, TypeError, UnicodeError)):
+        return InvalidInputError(f"Chroma rejected the request to {what}{where}: {exc}")
+    if isinstance(exc, ChromaError):
+        return StoreError(f"Chroma failed to {what}{where}: {type(exc).__name__}: {exc}")
+    return StoreError(f"could not {what}{where}: {type(exc).__name__}: {exc}")
+
+
+def _b64(packed: Any) -> bytes | None:
+    """A base64 metadata string as bytes; None when it is not valid base64."""
+    try:
+        return base64.b64decode(packed, validate=True)
+    except (ValueError, TypeError):
+        return None
+
+
+def _persist_directory(client: Any) -> str | None:
+    """The folder of an embedded persistent client; None for servers and in-memory clients."""
+    try:
+        settings = client.get_settings()
+    except Exception:
+        return None
+    if not getattr(settings, "is_persistent", False) or "rust" not in str(getattr(settings, "chroma_api_impl", "")).lower():
+        return None
+    return getattr(settings, "persist_directory", None) or None
+
+
+def _check_collection_name(name: Any) -> None:
+    if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
+        raise InvalidInputError(
+            f"invalid collection name {name!r}: Chroma needs 3-512 characters from [a-zA-Z0-9._-], starting and "
+            "ending with a letter or digit, without '..'"
+        )
+
+
+def _check_utf8(value: str, what: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"{what} is not valid UTF-8 text (a lone surrogate {value[exc.start:exc.end]!r} at position {exc.start}); "
+            "decode your source with errors='replace' or fix it"
+        ) from None
+
+
+def _check_value(value: Any, where: str) -> None:
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, (int, np.integer)):
+        if not _INT64[0] <= int(value) <= _INT64[1]:
+            raise InvalidInputError(f"{where} is an int outside the 64-bit range Chroma stores: {value}")
+    elif isinstance(value, (float, np.floating)):
+        if not math.isfinite(float(value)):
+            raise InvalidInputError(f"{where} is {value}: Chroma cannot store NaN or infinite floats")
+    elif isinstance(value, str):
+        _check_utf8(value, where)
+    else:
+        raise InvalidInputError(f"{where} is a {type(value).__name__}; Chroma stores str, int, float, bool or None")
+
+
+def _check_metadata(md: Any, index: int) -> dict[str, Any]:
+    """One record's metadata, checked as Chroma will check it (and for what breaks Chroma).
+
+    Non-finite floats are refused anywhere: a NaN inside a list value made the embedded
+    collection unreadable ("Error in compaction") even after reopening.
+    """
+    from chromadb.api.types import validate_metadata
+
+    where = f"metadata at index {index}"
+    if md is None:
+        return {}
+    if not isinstance(md, dict):
+        raise InvalidInputError(f"{where} is {type(md).__name__}, not a dict")
+    for key, value in md.items():
+        if not isinstance(key, str) or not key:
+            raise InvalidInputError(f"{where} has key {key!r}: keys must be non-empty strings")
+        _check_utf8(key, f"{where}, key {key!r}")
+        if key.startswith("_medrag"):
+            raise InvalidInputError(f"{where} uses the reserved key {key!r} (keys starting with _medrag are the store's)")
+        if key[0] in "$#":
+            raise InvalidInputError(f"{where} has key {key!r}: Chroma refuses keys starting with '$' or '#'")
+        if isinstance(value, (list, tuple)):
+            if not value:
+                raise InvalidInputError(f"{where}, key {key!r}: an empty list (Chroma needs at least one value)")
+            kinds = {bool if isinstance(v, bool) else str if isinstance(v, str) else
+                     int if isinstance(v, (int, np.integer)) else float if isinstance(v, (float, np.floating))
+                     else type(v) for v in value}
+            if len(kinds) != 1 or not kinds <= {bool, str, int, float}:
+                raise InvalidInputError(
+                    f"{where}, key {key!r}: a list must hold values of one type among str, int, float, bool; "
+                    f"got {sorted(k.__name__ for k in kinds)}"
+                )
+            for j, v in enumerate(value):
+                _check_value(v, f"{where}, key {key!r}, item {j}")
+        else:
+            _check_value(value, f"{where}, key {key!r}")
+    try:
+        validate_metadata({**md, FULL_KEY: ""})
+    except (ValueError, TypeError) as exc:
+        raise InvalidInputError(f"{where} is rejected by Chroma: {exc}") from exc
+    return md
+
+
 def _check_ids(ids: Any) -> list[str]:
     """A list of non-empty string ids; a bare string is refused (it would iterate its characters)."""
     if isinstance(ids, (str, bytes)):
@@ -932,9 +1414,6 @@ def _no_extra(kwargs: dict[str, Any]) -> None:
         raise InvalidArgumentError(f"unexpected search argument(s): {sorted(kwargs)}")
 
 
-__all__ = ["MatryoshkaChroma", "DEFAULT_CANDIDATES", "FULL_KEY", "GENERATION_KEY", "STORE_SCHEMA_VERSION"]
-
-
 def _default_change_hint(stored_spec: Any, spec: str, name: str) -> str:
     """A sentence for a collection built with the *previous* default model and opened with the new one."""
     from medrag.bundled import BUNDLED_SPEC, DEFAULT_SPEC
@@ -944,3 +1423,7 @@ def _default_change_hint(stored_spec: Any, spec: str, name: str) -> str:
     return (f" medrag's default model changed from {BUNDLED_SPEC!r} to {DEFAULT_SPEC!r}: reindex the collection "
             f"(MatryoshkaChroma.reindex(client, {name!r}, '<new name>', MatryoshkaEmbeddings())) to use "
             f"the new model, or keep the old one with MatryoshkaEmbeddings({BUNDLED_SPEC!r}).")
+
+
+__all__ = ["MatryoshkaChroma", "DEFAULT_CANDIDATES", "DEFAULT_COARSE_DIM", "FULL_KEY", "GENERATION_KEY", "ROTATION_KEY", "ROTATIONS",
+           "STORE_SCHEMA_VERSION"]

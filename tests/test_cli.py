@@ -20,3 +20,28 @@ def test_library_errors_exit_1_with_one_line(tmp_path, capsys):
 def test_help_lists_compare():
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--help"])
+
+
+def _one_line_error(capsys, argv, expected: str) -> None:
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0], err
+
+
+def test_bad_paths_are_one_line_errors_before_any_model_loads(tmp_path, capsys, monkeypatch):
+    """issue 11, defect 5: a file or unwritable --dir, a folder or non-UTF-8 --config, a folder as --data."""
+    import medrag.embeddings
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(medrag.embeddings, "load_model", no_model)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    _one_line_error(capsys, ["demo", "--dir", str(a_file)], "is a file")
+    _one_line_error(capsys, ["demo", "--dir", str(a_file / "below")], "cannot create")
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("mod\xe8le: x\n".encode("latin-1"))
+    _one_line_error(capsys, ["finetune", "--config", str(bad), "--check"], "not UTF-8")
+    _one_line_error(capsys, ["finetune", "--config", str(tmp_path), "--check"], "is a folder")
+    _one_line_error(capsys, ["finetune", "--data", str(tmp_path), "--check"], "is a folder")

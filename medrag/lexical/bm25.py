@@ -7,7 +7,7 @@ each document's analysed terms (as vocabulary ids) and rebuilds the score matrix
 the first search after a change: analysis, the expensive part, is never redone, and a
 batch of writes costs one rebuild. The matrix is computed here in a few vectorised numpy
 steps with bm25s's Lucene formulas (bm25s's own builder loops over documents in Python,
-about 10x slower at 100k passages) and handed to ``bm25s.BM25`` for query scoring. Deleted or replaced documents leave the matrix at that
+much slower on a large corpus) and handed to ``bm25s.BM25`` for query scoring. Deleted or replaced documents leave the matrix at that
 rebuild. ``docs/benchmarks.md`` gives the measured build rate, rebuild time and size.
 
 The whole index (ids, vocabulary, terms, generation, analyzer signature) is one ``.npz``
@@ -30,6 +30,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Collection, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,7 @@ class BM25Index:
         self._rows: dict[str, np.ndarray] = {}  # id -> term ids (int32), insertion-ordered
         self._bm25 = None
         self._order: list[str] = []  # the ids of the matrix rows
+        self._pos: dict[str, int] = {}  # id -> matrix row
 
     @property
     def signature(self) -> str:
@@ -113,6 +115,7 @@ class BM25Index:
             import bm25s
 
             self._order = list(self._rows)
+            self._pos = {id_: i for i, id_ in enumerate(self._order)}
             model = bm25s.BM25(k1=self.k1, b=self.b, method="lucene")
             model.scores = _score_matrix(list(self._rows.values()), len(self._vocab), self.k1, self.b)
             model.vocab_dict = self._vocab
@@ -133,22 +136,29 @@ class BM25Index:
         """
         if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
             raise InvalidInputError(f"k must be a positive int, got {k!r}")
+        return self.top(self.query_scores(query), k, ids)
+
+    def query_scores(self, query: str) -> np.ndarray:
+        """BM25 of ``query`` against every indexed document, one value per matrix row (for :meth:`top`)."""
         if not isinstance(query, str):
             raise InvalidInputError(f"the query must be a str, got {type(query).__name__}")
         model = self._matrix()
         terms = [self._vocab[t] for t in self.analyzer(query) if t in self._vocab]
         if model is None or not terms:
-            return [], np.zeros(0, dtype=np.float32)
-        scores = model.get_scores_from_ids(terms)
+            return np.zeros(len(self._order) if model is not None else 0, dtype=np.float32)
+        return model.get_scores_from_ids(terms)
+
+    def top(self, scores: np.ndarray, k: int, ids: Collection[str] | None = None) -> tuple[list[str], np.ndarray]:
+        """The ``k`` best ids of a :meth:`query_scores` vector with a positive score (among ``ids`` when given)."""
         if ids is not None:
-            allowed = set(ids)
-            mask = np.fromiter((i in allowed for i in self._order), dtype=bool, count=len(self._order))
-            scores = np.where(mask, scores, 0.0)
-        hits = np.flatnonzero(scores > 0)
-        if hits.size > k:
-            hits = hits[np.argpartition(-scores[hits], k - 1)[:k]]
-        hits = hits[np.argsort(-scores[hits], kind="stable")]
-        return [self._order[i] for i in hits], scores[hits].astype(np.float32)
+            rows = np.fromiter((self._pos[i] for i in dict.fromkeys(ids) if i in self._pos), dtype=np.int64)
+            rows = rows[scores[rows] > 0]
+        else:
+            rows = np.flatnonzero(scores > 0)
+        if rows.size > k:
+            rows = rows[np.argpartition(-scores[rows], k - 1)[:k]]
+        rows = rows[np.lexsort((rows, -scores[rows]))]
+        return [self._order[i] for i in rows], scores[rows].astype(np.float32)
 
     # -- persistence --------------------------------------------------------------------------
 
@@ -226,6 +236,4 @@ def _score_matrix(rows: list[np.ndarray], n_terms: int, k1: float, b: float) -> 
 
 
 def _options_json(options: AnalyzerOptions) -> dict:
-    from dataclasses import asdict
-
     return {**asdict(options), "extra_stopwords": list(options.extra_stopwords)}

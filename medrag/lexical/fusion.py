@@ -26,6 +26,13 @@ from medrag.errors import InvalidInputError
 FUSION_METHODS = ("rrf", "minmax")
 #: The RRF constant (Cormack et al. 2009).
 RRF_K = 60
+#: The default fusion and lexical weight of ``MatryoshkaChroma``'s hybrid search, chosen on the
+#: validation suite's val part (``docs/results.md``, "Hybrid retrieval"): the best macro NDCG@10
+#: averaged over sizes among weights 0.1..0.8 of both fusions, with no set of the suite (the
+#: report-only sample of lay questions included) more than 0.01 below dense-only at any size.
+#: Re-run ``medrag evaluate --suite --pilot --hybrid --lexical-weight ...`` when the model changes.
+DEFAULT_FUSION = "minmax"
+DEFAULT_LEXICAL_WEIGHT = 0.4
 
 
 def check_weight(lexical_weight: float) -> float:

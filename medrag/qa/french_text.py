@@ -34,8 +34,8 @@ Example::
 
     >>> from medrag.qa.french_text import training_pairs, unlabelled_texts
     >>> pairs = training_pairs("../shared/data/french-medical-text", commercial_ok=True)
-    >>> pairs[0].source, pairs[0].licence          # every pair says where it comes from
-    ('cases', 'CC BY 4.0')
+    >>> sorted({(p.source, p.licence) for p in pairs})     # every pair says where it comes from
+    [('abstracts', 'CC BY-SA 4.0'), ('cases', 'CC BY 4.0')]
     >>> texts = list(unlabelled_texts("../shared/data/french-medical-text", commercial_ok=True))
 
 Statistics: ``python -m medrag.qa.french_text --stats [--data DIR]``.
@@ -50,6 +50,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import re
 import statistics
 import sys
@@ -598,8 +599,6 @@ def training_pairs(folder: str | os.PathLike[str] | None = None, *, sources: Seq
         :class:`SourcedPair` objects (a :class:`~medrag.qa.pairs.QAPair` with ``source``, ``licence``,
         ``doc_id``, ``kind``); exact duplicate (question, answer) pairs are dropped.
     """
-    import random
-
     if query_style not in QUERY_STYLES:
         raise DataError(f"unknown query_style {query_style!r}; use one of {', '.join(QUERY_STYLES)}")
     pairs: list[SourcedPair] = []

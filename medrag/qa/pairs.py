@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from medrag.errors import DataError
 
 from medrag.qa.task import IRTask
 
+# datasets and pyarrow (heavy) are imported only to read a hub dataset or a parquet file.
 if TYPE_CHECKING:
     from datasets import Dataset
 
@@ -46,6 +48,12 @@ logger = logging.getLogger(__name__)
 
 #: The seed's training data on the Hugging Face hub (French medical Q/A, ``anchor`` / ``positive``).
 DEFAULT_HUB_DATASET = "ilyass20/MedAnalyzer"
+#: Defaults shared by ``medrag finetune`` and ``medrag evaluate``, so both hold out the same pairs:
+#: the columns of a pairs file, the held-out share of distinct questions and the seed of that split.
+QUESTION_COLUMN = "anchor"
+ANSWER_COLUMN = "positive"
+EVAL_FRACTION = 0.1
+SPLIT_SEED = 42
 LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 
 
@@ -108,8 +116,6 @@ class QADataset:
         a row with none gets answers of other training questions drawn at random (seeded), which
         is what in-batch negatives would give it anyway.
         """
-        import random
-
         from datasets import Dataset
 
         pairs = self.train if split == "train" else self.eval
@@ -164,12 +170,12 @@ class QADataset:
 def load_qa_dataset(
     source: str | os.PathLike[str] = DEFAULT_HUB_DATASET,
     *,
-    question_column: str = "anchor",
-    answer_column: str = "positive",
+    question_column: str = QUESTION_COLUMN,
+    answer_column: str = ANSWER_COLUMN,
     negatives_column: str | None = None,
     eval_source: str | os.PathLike[str] | None = None,
-    eval_fraction: float = 0.1,
-    seed: int = 42,
+    eval_fraction: float = EVAL_FRACTION,
+    seed: int = SPLIT_SEED,
     train_split: str = "train",
     eval_split: str | None = None,
 ) -> QADataset:
@@ -283,6 +289,8 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         DataError: missing file, unknown suffix, or a line/row that cannot be parsed (path and line).
     """
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"data file {path} is a folder; pass one .jsonl/.json/.csv/.parquet file")
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
     suffix = path.suffix.lower()

@@ -16,7 +16,8 @@ Domains (:data:`DOMAINS`):
 Choices are made on the macro-average over :data:`CHOICE_DOMAINS` of the ``val`` part, size by size.
 
 Pilot mode (``pilot=True``) caps each domain at ``max_queries`` queries (default 300) and
-``max_passages`` passages (default 3000), for sweeps on 2 CPU cores: the kept queries are the
+``max_passages`` passages (default 1500: about 4,000 texts in all, which e5-small encodes in about
+5 minutes on 2 CPU cores, docs/results.md "Validation suite"), for sweeps on 2 CPU cores: the kept queries are the
 first by a stable hash of their ids, every passage relevant to them is kept, and the corpus is
 filled up to the cap with the other passages in hash order (deterministic; the same suite every run,
 so the embedding cache is hit).
@@ -38,6 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medrag.errors import DataError
+from medrag.qa.french_text import document_task
+from medrag.qa.pairs import load_frenchmedmcqa
+from medrag.qa.sample import load_sample_corpus
 from medrag.qa.task import IRTask
 
 logger = logging.getLogger(__name__)
@@ -48,7 +52,7 @@ CHOICE_DOMAINS: tuple[str, ...] = ("frenchmedmcqa", "leaflets", "cases", "abstra
 REPORT_ONLY: tuple[str, ...] = ("sample",)
 SUITE_PARTS = ("val", "test")
 PILOT_MAX_QUERIES = 300
-PILOT_MAX_PASSAGES = 3000
+PILOT_MAX_PASSAGES = 1500
 #: Default folder holding ``frenchmedmcqa/`` and ``french-medical-text/`` (beside a checkout);
 #: override with ``data_root=`` or ``$MEDRAG_DATA``.
 DEFAULT_DATA_ROOT = Path("..") / "shared" / "data"
@@ -92,8 +96,12 @@ def resolve_data_root(path: str | os.PathLike[str] | None = None) -> Path:
     return Path(path or os.environ.get("MEDRAG_DATA") or DEFAULT_DATA_ROOT).expanduser()
 
 
-def domain_task(domain: str, part: str = "val", root: str | os.PathLike[str] | None = None) -> IRTask:
+def domain_task(domain: str, part: str = "val", root: str | os.PathLike[str] | None = None, *,
+                leaflet_queries: str = "mixed") -> IRTask:
     """The full (uncapped) task of one domain and part.
+
+    ``leaflet_queries`` phrases the leaflet queries (``"mixed"``, the suite's setting: half heading
+    form, half question form by a stable hash; ``"heading"`` or ``"question"`` for studies).
 
     Raises:
         DataError: unknown domain or part, or missing data (naming the folder to pass).
@@ -102,22 +110,16 @@ def domain_task(domain: str, part: str = "val", root: str | os.PathLike[str] | N
         raise DataError(f"unknown suite part {part!r}; use 'val' (for choices) or 'test' (reported once)")
     root_dir = resolve_data_root(root)
     if domain == "frenchmedmcqa":
-        from medrag.qa.pairs import load_frenchmedmcqa
-
         folder = root_dir / "frenchmedmcqa"
         split = "dev" if part == "val" else "test"
         ds = load_frenchmedmcqa(folder, train_splits=(), eval_split=split)
         task = ds.eval_task(name=f"frenchmedmcqa ({part}: {split}.json)")
     elif domain in ("leaflets", "cases", "abstracts"):
-        from medrag.qa.french_text import document_task
-
-        task = document_task(domain, part, root_dir / "french-medical-text")
+        task = document_task(domain, part, root_dir / "french-medical-text",
+                             query_style=leaflet_queries if domain == "leaflets" else "mixed")
     elif domain == "sample":
-        from medrag.qa.sample import load_sample_corpus
-
-        corpus = load_sample_corpus()
-        task = IRTask.from_pairs(corpus.pairs("eval"), name="sample (eval, report-only)",
-                                 extra_corpus=corpus.texts())
+        task = load_sample_corpus().task("eval")  # every passage that answers a question is relevant
+        task.name = f"sample v{task.extra['sample_version']} (eval, report-only)"
     else:
         raise DataError(f"unknown suite domain {domain!r}; use any of {', '.join(DOMAINS)}")
     return task
@@ -170,7 +172,8 @@ def pilot_task(task: IRTask, max_queries: int = PILOT_MAX_QUERIES, max_passages:
 
 def build_suite(part: str = "val", *, pilot: bool = False, data_root: str | os.PathLike[str] | None = None,
                 domains: Sequence[str] | None = None, max_queries: int = PILOT_MAX_QUERIES,
-                max_passages: int = PILOT_MAX_PASSAGES, seed: int = 0) -> ValidationSuite:
+                max_passages: int = PILOT_MAX_PASSAGES, seed: int = 0, leaflet_queries: str = "mixed"
+                ) -> ValidationSuite:
     """The suite's tasks for ``part`` (``"val"``: choices; ``"test"``: reported once).
 
     Args:
@@ -179,6 +182,7 @@ def build_suite(part: str = "val", *, pilot: bool = False, data_root: str | os.P
         data_root: the folder with ``frenchmedmcqa/`` and ``french-medical-text/`` (default ``../shared/data``).
         domains: a subset of :data:`DOMAINS` (default: all).
         seed: seeds the pilot sampling.
+        leaflet_queries: see :func:`domain_task` (keep ``"mixed"`` for choices).
     """
     names = list(domains) if domains is not None else list(DOMAINS)
     bad = [d for d in names if d not in DOMAINS]
@@ -187,9 +191,10 @@ def build_suite(part: str = "val", *, pilot: bool = False, data_root: str | os.P
     data_root_path = resolve_data_root(data_root)
     suite = ValidationSuite(part, pilot, settings={
         "data_root": str(data_root_path), "seed": seed,
-        "max_queries": max_queries if pilot else None, "max_passages": max_passages if pilot else None})
+        "max_queries": max_queries if pilot else None, "max_passages": max_passages if pilot else None,
+        "leaflet_queries": leaflet_queries})
     for name in names:
-        task = domain_task(name, part, data_root_path)
+        task = domain_task(name, part, data_root_path, leaflet_queries=leaflet_queries)
         if pilot:
             task = pilot_task(task, max_queries, max_passages, seed)
         suite.domains[name] = SuiteDomain(name, task, report_only=name in REPORT_ONLY)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.qa.task import IRTask
 from tests.tiny_model import SENTENCES
 
@@ -14,15 +15,21 @@ def tiny_task(n: int = 4) -> IRTask:
     return IRTask.from_pairs(pairs, name="tiny")
 
 
+class _Counting(MatryoshkaEmbeddings):
+    """Records ``(number of texts, prompt name)`` for every call of its public encoder methods."""
+
+    def encode_queries(self, texts):
+        self.calls.append((len(list(texts)), self.query_prompt_name))
+        return super().encode_queries(texts)
+
+    def encode_documents(self, texts):
+        self.calls.append((len(list(texts)), self.document_prompt_name))
+        return super().encode_documents(texts)
+
+
 def counting(embeddings):
     """A copy of ``embeddings`` that counts how many texts its encoder is asked for."""
     clone = embeddings.with_dimension(embeddings.dimension)
+    clone.__class__ = _Counting
     clone.calls = []
-    original = embeddings._encode
-
-    def _encode(texts, prompt_name):
-        clone.calls.append((len(list(texts)), prompt_name))
-        return original(texts, prompt_name)
-
-    clone._encode = _encode
     return clone

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from evaluation.retrieval import rank_documents
-from evaluation.store_eval import _exact_funnel, _precomputed, evaluate_store
+from evaluation.store_eval import exact_funnel, evaluate_store
+from medrag import PrecomputedEmbeddings
 
 from .helpers import TEXTS, counting, tiny_task
 
@@ -23,28 +24,28 @@ def unit(x):
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def test_exact_funnel_with_every_candidate_is_flat_search():
+def testexact_funnel_with_every_candidate_is_flat_search():
     rng = np.random.default_rng(0)
     d, q = unit(rng.normal(size=(50, 16))), unit(rng.normal(size=16))
     ids = [f"d{i}" for i in range(50)]
     flat = rank_documents(q[None], d, ids, 10)[0]
-    assert _exact_funnel(unit(q[:4]), q, unit(d[:, :4]), d, ids, candidates=50, k=10) == flat
+    assert exact_funnel(unit(q[:4]), q, unit(d[:, :4]), d, ids, candidates=50, k=10) == flat
 
 
-def test_exact_funnel_reranks_only_the_coarse_candidates():
+def testexact_funnel_reranks_only_the_coarse_candidates():
     # coarse (the sign of the first coordinate) keeps a and b; full size prefers c, which the cut removed
     ids = ["a", "b", "c"]
     full = unit(np.array([[0.9, 0.1], [0.8, 0.6], [-0.1, 1.0]]))
     q = unit(np.array([0.1, 1.0]))
     coarse = unit(full[:, :1])
-    assert _exact_funnel(unit(q[:1]), q, coarse, full, ids, candidates=2, k=3) == ["b", "a"]
-    assert _exact_funnel(unit(q[:1]), q, coarse, full, ids, candidates=3, k=3)[0] == "c"
+    assert exact_funnel(unit(q[:1]), q, coarse, full, ids, candidates=2, k=3) == ["b", "a"]
+    assert exact_funnel(unit(q[:1]), q, coarse, full, ids, candidates=3, k=3)[0] == "c"
 
 
 def test_precomputed_copy_returns_given_vectors_without_encoding(tiny_embeddings):
     emb = counting(tiny_embeddings)
     qv = {TEXTS[0]: np.full(128, 0.5, dtype=np.float32)}
-    fed = _precomputed(emb, qv, {})
+    fed = PrecomputedEmbeddings(queries=qv, fallback=emb)
     np.testing.assert_array_equal(fed.encode_queries([TEXTS[0]])[0], qv[TEXTS[0]])
     assert emb.calls == []
     fed.encode_documents([TEXTS[1]])  # unknown text: really encoded
@@ -77,7 +78,7 @@ class ExactStore:
         from medrag import truncate_embeddings
 
         q = self.embedding.encode_queries([query])[0]
-        order = _exact_funnel(truncate_embeddings(q, self.coarse_dim), q, self.coarse, self.full, self.ids,
+        order = exact_funnel(truncate_embeddings(q, self.coarse_dim), q, self.coarse, self.full, self.ids,
                               candidates or self.candidates, k)
         return [(Document(page_content="", id=i), 0.0) for i in order]
 
@@ -106,7 +107,7 @@ def test_harness_on_an_exact_store(tiny_embeddings, monkeypatch):
     assert res.encode_ms.size == 2
     assert res.ndcg_gap("flat", "ndcg@3") == 0.0
     d = res.to_dict()
-    assert set(d["methods"]) == {"flat", "funnel_exact", "store", "coarse"}
+    assert set(d["methods"]) == {"flat", "funnel_exact", "store", "coarse"}  # the double has no hybrid search
     assert d["encode_latency_ms"]["n"] == 2
     md = res.to_markdown()
     assert "| store |" in md and "p95 ms" in md and "(query encoding)" in md
@@ -136,5 +137,7 @@ def test_real_store_funnel_matches_flat_search(e5_embeddings):
     pairs = [(f"Que sait-on de ceci : {d[:40]} ?", d) for d in docs]
     res = evaluate_store(e5_embeddings, IRTask.from_pairs(pairs), encode_sample=3)
     assert res.ndcg_gap("store") <= 0.002
+    # the real store also runs its hybrid search (BM25 fused with the funnel)
+    assert res.methods["store_hybrid"].latencies_ms.size == len(pairs) and "| store_hybrid |" in res.to_markdown()
     assert res.methods["store"].means["ndcg@10"] == pytest.approx(res.methods["funnel_exact"].means["ndcg@10"],
                                                                   abs=0.002)

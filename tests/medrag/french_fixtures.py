@@ -52,7 +52,7 @@ def case_text(i: int) -> str:
     organ = ORGANS[i % len(ORGANS)]
     one = (f"Un homme âgé de {20 + i} ans consulte pour une douleur du {organ} évoluant depuis {i + 2} jours. "
            f"L'examen trouve une sensibilité du {organ} et une fièvre à 39 °C. La biologie montre une "
-           "hyperleucocytose et une CRP élevée à 120 mg/l. Le scanner confirme une collection de trois "
+           f"hyperleucocytose et une CRP élevée à {100 + i} mg/l. Le scanner confirme une collection de trois "
            "centimètres. Un drainage est réalisé avec une évolution favorable en une semaine sous antibiotiques.")
     if i % 5 == 0:
         two = (f"Une femme de {30 + i} ans est admise pour une toux chronique et un amaigrissement de six kilos. "

@@ -159,6 +159,15 @@ def test_batch_size_does_not_change_vectors(tiny_model):
         MatryoshkaEmbeddings(tiny_model, batch_size=0)
 
 
+def test_wrong_argument_types_are_medrag_errors(tiny_model):
+    from medrag.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="batch_size"):
+        MatryoshkaEmbeddings(tiny_model, batch_size="8")
+    with pytest.raises(InvalidInputError, match="model must be"):
+        MatryoshkaEmbeddings(123)
+
+
 def test_truncate_embeddings_checks_size_and_keeps_zero_rows():
     v = np.array([[3.0, 4.0, 12.0], [0.0, 0.0, 1.0]])
     out = truncate_embeddings(v, 2)

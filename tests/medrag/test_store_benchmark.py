@@ -52,7 +52,7 @@ def test_cache_roundtrip_and_cached_embeddings(tmp_path: Path) -> None:
     assert got.shape == (20, 32) and np.abs((got * vecs[:20]).sum(1) - 1).max() < 1e-3
     with pytest.raises(SystemExit, match="text hash"):
         sb.load_cache(tmp_path, passages[::-1], questions)
-    emb = sb.CachedEmbeddings(passages[:20], got, questions, q, "f")
+    emb = sb.cached_embeddings(passages[:20], got, questions, q, "f")
     np.testing.assert_array_equal(emb.encode_documents([passages[3]])[0], got[3])
     assert emb.embed_query(questions[2]) == q[2].tolist()
 

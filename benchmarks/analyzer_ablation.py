@@ -1,0 +1,90 @@
+"""Which analyzer options help French medical BM25: lexical-only NDCG@10 per suite domain, one option changed at a time.
+
+No model runs: BM25 alone over the validation suite's tasks, with the default
+:class:`~medrag.lexical.analyzer.AnalyzerOptions` and variants that flip one option, plus the
+whitespace split a LangChain ``BM25Retriever`` uses by default (through the same BM25 code, so
+only the tokenisation differs). The defaults are chosen on the ``val`` part (macro-average
+over the choice domains).
+
+Usage::
+
+    python benchmarks/analyzer_ablation.py --part val --pilot --max-queries 100 --max-passages 300 \\
+        --out benchmarks/results/analyzer_ablation_val.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+
+from evaluation.metrics import per_query_metrics
+from medrag.lexical.analyzer import AnalyzerOptions
+from medrag.lexical.bm25 import BM25Index
+from medrag.qa.suite import build_suite
+
+VARIANTS = {
+    "default": {},
+    "no stemming": {"stem": False},
+    "no accent folding": {"fold_accents": False},
+    "no elision split": {"split_elisions": False},
+    "no stopwords": {"stopwords": False},
+    "alphanumerics split": {"keep_alphanumeric": False},
+    "acronyms stemmed like words": {"keep_acronyms": False},
+    "hyphenated compounds whole": {"split_hyphens": False},
+}
+
+
+class WhitespaceIndex(BM25Index):
+    """The same BM25 over ``text.split()`` tokens (LangChain BM25Retriever's default preprocessing)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.analyzer = str.split  # type: ignore[assignment]
+
+    @property
+    def signature(self) -> str:
+        return "whitespace"
+
+
+def lexical_ndcg(task, index: BM25Index) -> float:
+    index.add(list(task.corpus), list(task.corpus.values()))
+    runs = [index.search(q, 10)[0] for q in task.queries.values()]
+    return float(per_query_metrics(runs, [task.qrels[q] for q in task.queries], ["ndcg@10"])["ndcg@10"].mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--part", default="val", choices=("val", "test"))
+    parser.add_argument("--pilot", action="store_true")
+    parser.add_argument("--max-queries", type=int, default=300)
+    parser.add_argument("--max-passages", type=int, default=3000)
+    parser.add_argument("--out", default="benchmarks/results/analyzer_ablation.json")
+    args = parser.parse_args()
+    suite = build_suite(args.part, pilot=args.pilot, max_queries=args.max_queries, max_passages=args.max_passages)
+    print(suite.describe())
+    rows: dict[str, dict[str, float]] = {}
+    for name, change in VARIANTS.items():
+        options = replace(AnalyzerOptions(), **change)
+        rows[name] = {d: lexical_ndcg(dom.task, BM25Index(options)) for d, dom in suite.domains.items()}
+    rows["whitespace split (LangChain default)"] = {d: lexical_ndcg(dom.task, WhitespaceIndex())
+                                                   for d, dom in suite.domains.items()}
+    choice = suite.choice_domains
+    for r in rows.values():
+        r["macro"] = float(np.mean([r[d] for d in choice]))
+    cols = [*suite.domains, "macro"]
+    print(f"\nBM25 NDCG@10, suite {args.part}{' (pilot)' if args.pilot else ''}; macro over {', '.join(choice)}\n")
+    print("| analyzer | " + " | ".join(cols) + " |\n|" + "---|" * (len(cols) + 1))
+    for name, r in rows.items():
+        print(f"| {name} | " + " | ".join(f"{r[c]:.4f}" for c in cols) + " |")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"suite": suite.settings | {"part": args.part, "pilot": args.pilot},
+                                          "defaults": asdict(AnalyzerOptions()), "variants": VARIANTS,
+                                          "choice_domains": choice, "ndcg@10": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""The hand-built LangChain hybrid anchor against medrag's lexical and hybrid search, per suite domain and size.
+
+What a LangChain user builds by hand: ``BM25Retriever.from_texts`` with its defaults
+(``preprocess_func=text.split``, rank_bm25's ``BM25Okapi``, ``k=4``) and a dense retriever
+(``k=4``), fused by ``EnsembleRetriever(weights=[0.5, 0.5])`` (weighted RRF, c=60). Run exactly
+as shipped (langchain-community / langchain-classic / rank_bm25, installed for this script only,
+not medrag dependencies), plus a ``k=10`` variant so that NDCG@10 sees ten documents from each
+side. The dense retriever is exact cosine at each size over the evaluator's cached encodings,
+the same dense ranking as medrag's (``evaluation.hybrid``).
+
+Usage (from the repository root; the suite encodings come from the evaluator's cache)::
+
+    pip install langchain-community langchain-classic rank_bm25      # benchmark only
+    python benchmarks/langchain_anchor.py --part val --pilot --max-queries 200 --max-passages 1000 \\
+        --out benchmarks/results/langchain_anchor_val.json
+
+It writes the JSON and prints a Markdown table (macro NDCG@10 over the suite's choice domains,
+and per domain) for docs/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from evaluation.cache import EmbeddingCache
+from evaluation.hybrid import evaluate_hybrid
+from evaluation.metrics import per_query_metrics
+from medrag import MatryoshkaEmbeddings
+from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT
+from medrag.qa.suite import build_suite
+from medrag.vectors import truncate_embeddings
+
+
+def anchor_rankings(task, q: np.ndarray, d: np.ndarray, k: int) -> tuple[list[list[str]], list[list[str]]]:
+    """(BM25Retriever alone, EnsembleRetriever 0.5/0.5) rankings of every query, as LangChain runs them."""
+    from langchain_classic.retrievers import EnsembleRetriever
+    from langchain_community.retrievers import BM25Retriever
+    from langchain_core.callbacks import CallbackManagerForRetrieverRun
+    from langchain_core.documents import Document
+    from langchain_core.retrievers import BaseRetriever
+
+    dids = list(task.corpus)
+    texts = list(task.corpus.values())
+    qvec = {text: q[i] for i, text in enumerate(task.queries.values())}
+
+    class DenseRetriever(BaseRetriever):
+        """Exact cosine over precomputed unit vectors (what a vector store's retriever returns)."""
+
+        k: int = 4
+
+        def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+            scores = d @ qvec[query]
+            top = np.argsort(-scores, kind="stable")[: self.k]
+            return [Document(page_content=texts[i], metadata={"id": dids[i]}) for i in top]
+
+    bm25 = BM25Retriever.from_texts(texts, metadatas=[{"id": i} for i in dids], k=k)
+    ensemble = EnsembleRetriever(retrievers=[bm25, DenseRetriever(k=k)], weights=[0.5, 0.5], id_key="id")
+    lexical, fused = [], []
+    for text in task.queries.values():
+        lexical.append([doc.metadata["id"] for doc in bm25.invoke(text)])
+        fused.append([doc.metadata["id"] for doc in ensemble.invoke(text)])
+    return lexical, fused
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="bundled:multilingual-e5-small")
+    parser.add_argument("--part", default="val", choices=("val", "test"))
+    parser.add_argument("--pilot", action="store_true")
+    parser.add_argument("--max-queries", type=int, default=300)
+    parser.add_argument("--max-passages", type=int, default=3000)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[384, 256, 128, 64])
+    parser.add_argument("--weight", type=float, default=DEFAULT_LEXICAL_WEIGHT, help="medrag's lexical weight")
+    parser.add_argument("--fusion", default=DEFAULT_FUSION, choices=("rrf", "minmax"), help="medrag's fusion")
+    parser.add_argument("--out", default="benchmarks/results/langchain_anchor.json")
+    args = parser.parse_args()
+
+    suite = build_suite(args.part, pilot=args.pilot, max_queries=args.max_queries, max_passages=args.max_passages)
+    print(suite.describe())
+    emb = MatryoshkaEmbeddings(args.model, device="cpu")
+    cache = EmbeddingCache()
+    metric = "ndcg@10"
+    rows: dict[str, dict] = {}
+    for name, dom in suite.domains.items():
+        t0 = time.perf_counter()
+        task = dom.task
+        q = cache.encode(emb, list(task.queries.values()), side="query")
+        d = cache.encode(emb, list(task.corpus.values()), side="document")
+        relevant = [task.qrels[i] for i in task.queries]
+        ours = evaluate_hybrid(task, q, d, args.sizes, weights=[args.weight, 0.5], method=args.fusion, metrics=[metric])
+        row = {"medrag_bm25": ours.score("lexical", metric=metric), "sizes": {}}
+        for dim in args.sizes:
+            qd, dd = truncate_embeddings(q, dim), truncate_embeddings(d, dim)
+            cell = {"dense": ours.score("dense", dim, metric=metric),
+                    "medrag_hybrid": ours.score("hybrid", dim, args.weight, metric),
+                    "medrag_hybrid_w0.5": ours.score("hybrid", dim, 0.5, metric)}
+            for k in (4, 10):
+                lex, fused = anchor_rankings(task, qd, dd, k)
+                cell[f"langchain_ensemble_k{k}"] = float(per_query_metrics(fused, relevant, [metric])[metric].mean())
+                row[f"langchain_bm25_k{k}"] = float(per_query_metrics(lex, relevant, [metric])[metric].mean())
+            row["sizes"][str(dim)] = cell
+        rows[name] = row
+        print(f"{name}: {time.perf_counter() - t0:.0f}s", flush=True)
+    choice = suite.choice_domains
+    macro = {str(dim): {key: float(np.mean([rows[n]["sizes"][str(dim)][key] for n in choice]))
+                        for key in rows[choice[0]]["sizes"][str(dim)]} for dim in args.sizes}
+    for key in ("medrag_bm25", "langchain_bm25_k4", "langchain_bm25_k10"):
+        for dim in args.sizes:
+            macro[str(dim)][key] = float(np.mean([rows[n][key] for n in choice]))
+    result = {"command": "python benchmarks/langchain_anchor.py " + " ".join(
+        f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}" if not isinstance(v, bool)
+        else f"--{k}" for k, v in vars(args).items() if v is not False),
+        "suite": suite.settings | {"part": args.part, "pilot": args.pilot}, "model": args.model,
+        "weight": args.weight, "fusion": args.fusion, "metric": metric, "choice_domains": choice, "domains": rows, "macro": macro}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    cols = ["dense", "medrag_hybrid", "medrag_hybrid_w0.5", "langchain_ensemble_k4", "langchain_ensemble_k10",
+            "medrag_bm25", "langchain_bm25_k4", "langchain_bm25_k10"]
+    print(f"\nmacro {metric} over {', '.join(choice)} (medrag hybrid: {args.fusion} at w={args.weight:g}, and at 0.5)\n")
+    print("| size | " + " | ".join(cols) + " |\n|" + "---|" * (len(cols) + 1))
+    for dim in args.sizes:
+        print(f"| {dim} | " + " | ".join(f"{macro[str(dim)][c]:.4f}" for c in cols) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,268 @@
+"""Lexical, dense and hybrid retrieval scored per size on the same task.
+
+``medrag evaluate --hybrid`` runs this beside the dense evaluation, from the same full-size
+encodings (the evaluator's cache): BM25 over the French medical analyzer alone (one row, it
+has no size), dense search at each size, and their fusion at each size for one or more
+lexical weights. The hybrid ranking is the one :class:`medrag.MatryoshkaChroma` computes with
+``search_type="hybrid"``: candidates = the ``depth`` best dense hits at that size union the
+``depth`` best BM25 hits; both sides score every candidate (dense cosine at that size, BM25
+for candidates sharing a term with the query); :func:`medrag.lexical.fusion.fuse` merges them.
+
+Example::
+
+    from medrag import MatryoshkaEmbeddings
+    from medrag.qa.sample import sample_task
+    from evaluation.hybrid import evaluate_hybrid
+    emb = MatryoshkaEmbeddings()
+    task = sample_task()
+    q = emb.encode_queries(list(task.queries.values()))
+    d = emb.encode_documents(list(task.corpus.values()))
+    result = evaluate_hybrid(task, q, d, dims=[384, 64], weights=[0.3])
+    print(result.to_markdown())
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from evaluation.cache import EmbeddingCache
+from evaluation.metrics import DEFAULT_METRICS, max_k, mean_metrics, per_query_metrics
+from evaluation.retrieval import SizeResult
+from medrag.errors import InvalidInputError
+from medrag.lexical.analyzer import AnalyzerOptions
+from medrag.lexical.bm25 import BM25Index
+from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FUSION_METHODS, RRF_K, check_weight, fuse
+from medrag.qa.task import IRTask
+from medrag.vectors import truncate_embeddings
+
+logger = logging.getLogger(__name__)
+
+#: Candidates taken from each side before fusion (the store's default ``candidates``).
+DEFAULT_DEPTH = 100
+
+
+@dataclass
+class HybridEvalResult:
+    """Per-query metrics of lexical-only, dense and hybrid search.
+
+    Attributes:
+        lexical: BM25 alone (size-independent).
+        dense: size -> dense search at that size.
+        hybrid: lexical weight -> size -> fused search.
+        method / depth / rrf_k: the fusion settings.
+        analyzer: the analyzer's options and signature.
+    """
+
+    lexical: dict[str, np.ndarray]
+    dense: dict[int, SizeResult]
+    hybrid: dict[float, dict[int, SizeResult]]
+    method: str = DEFAULT_FUSION
+    depth: int = DEFAULT_DEPTH
+    rrf_k: int = RRF_K
+    analyzer: dict = field(default_factory=dict)
+
+    @property
+    def sizes(self) -> list[int]:
+        return sorted(self.dense, reverse=True)
+
+    def score(self, kind: str, dim: int | None = None, weight: float | None = None, metric: str = "ndcg@10") -> float:
+        """Mean ``metric`` of ``kind`` (``"lexical"``, ``"dense"`` or ``"hybrid"``)."""
+        if kind == "lexical":
+            return float(self.lexical[metric].mean())
+        if kind == "dense":
+            return self.dense[dim].means[metric]
+        return self.hybrid[weight][dim].means[metric]
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "depth": self.depth, "rrf_k": self.rrf_k, "analyzer": self.analyzer,
+                "lexical": mean_metrics(self.lexical),
+                "dense": {str(d): r.means for d, r in sorted(self.dense.items(), reverse=True)},
+                "hybrid": {str(w): {str(d): r.means for d, r in sorted(per.items(), reverse=True)}
+                           for w, per in sorted(self.hybrid.items())}}
+
+    def to_markdown(self, metric: str = "ndcg@10") -> str:
+        """One row per size: dense, lexical (same every row), hybrid per weight, and hybrid - dense."""
+        weights = sorted(self.hybrid)
+        head = ["size", "dense", "lexical"] + [f"hybrid w={w:g}" for w in weights] + \
+               [f"Δ w={w:g}" for w in weights]
+        lex = self.score("lexical", metric=metric)
+        fusion = f"rrf (k={self.rrf_k})" if self.method == "rrf" else self.method
+        lines = [f"{metric}; fusion {fusion} over {self.depth}+{self.depth} candidates; "
+                 f"analyzer {self.analyzer.get('signature', '?')}", "",
+                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for dim in self.sizes:
+            dense = self.score("dense", dim, metric=metric)
+            hyb = [self.score("hybrid", dim, w, metric) for w in weights]
+            cells = [str(dim), f"{dense:.4f}", f"{lex:.4f}"] + [f"{h:.4f}" for h in hyb] + \
+                    [f"{h - dense:+.4f}" for h in hyb]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+
+def lexical_rankings(task: IRTask, options: AnalyzerOptions | None = None, depth: int = DEFAULT_DEPTH,
+                     show_progress: bool = False):
+    """The BM25 index of ``task.corpus`` and each query's ``depth`` best (id, score) pairs."""
+    index = BM25Index(options)
+    index.add(list(task.corpus), list(task.corpus.values()))
+    runs = [dict(zip(*index.search(text, depth)))
+            for text in tqdm(task.queries.values(), desc="BM25", disable=not show_progress)]
+    return index, runs
+
+
+def evaluate_hybrid(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray, dims: Sequence[int], *,
+                    weights: Sequence[float] = (DEFAULT_LEXICAL_WEIGHT,), method: str = DEFAULT_FUSION, rrf_k: int = RRF_K,
+                    depth: int = DEFAULT_DEPTH, options: AnalyzerOptions | None = None,
+                    metrics: Sequence[str] = DEFAULT_METRICS, show_progress: bool = False) -> HybridEvalResult:
+    """Score lexical, dense and hybrid search at each size from full-size vectors ordered as the task.
+
+    Args:
+        task: queries, corpus, judgements.
+        query_vecs / doc_vecs: full-size unit vectors in ``task.queries`` / ``task.corpus`` order.
+        dims: sizes (each derived by truncation and re-normalisation).
+        weights: lexical weights to score (0 = dense only).
+        method / rrf_k: fusion (``"rrf"`` or ``"minmax"``).
+        depth: candidates from each side.
+        options: the analyzer's options (default: :class:`AnalyzerOptions`'s defaults).
+    """
+    weights = [check_weight(w) for w in weights]
+    if method not in FUSION_METHODS:
+        raise InvalidInputError(f"unknown fusion method {method!r}; use one of {FUSION_METHODS}")
+    if depth < max_k(metrics):
+        raise InvalidInputError(f"depth {depth} is below the deepest metric cut-off {max_k(metrics)}")
+    qids, dids = list(task.queries), np.asarray(list(task.corpus))
+    if len(query_vecs) != len(qids) or len(doc_vecs) != len(dids):
+        raise InvalidInputError("vectors do not match the task's queries/corpus")
+    relevant = [task.qrels[q] for q in qids]
+    cut = max_k(metrics)
+    index, lex_runs = lexical_rankings(task, options, depth, show_progress)
+    lexical = per_query_metrics([list(r)[:cut] for r in lex_runs], relevant, metrics)
+    position = {d: i for i, d in enumerate(dids)}
+    dense: dict[int, SizeResult] = {}
+    hybrid: dict[float, dict[int, SizeResult]] = {w: {} for w in weights}
+    for dim in sorted(set(dims), reverse=True):
+        q, d = truncate_embeddings(query_vecs, dim), truncate_embeddings(doc_vecs, dim)
+        dense_ranked: list[list[str]] = []
+        fused: dict[float, list[list[str]]] = {w: [] for w in weights}
+        for start in tqdm(range(0, len(qids), 256), desc=f"hybrid @{dim}", disable=not show_progress):
+            scores = q[start:start + 256] @ d.T
+            for row, i in zip(scores, range(start, start + len(scores))):
+                n = min(depth, len(dids))
+                top = np.argpartition(-row, n - 1)[:n] if n < len(dids) else np.arange(len(dids))
+                top = top[np.lexsort((top, -row[top]))]
+                dense_ranked.append(dids[top[:cut]].tolist())
+                candidates = list(dict.fromkeys([*dids[top].tolist(), *lex_runs[i]]))
+                dense_scores = {c: float(row[position[c]]) for c in candidates}
+                lex_ids, lex_scores = index.search(task.queries[qids[i]], len(candidates), ids=candidates)
+                lex = dict(zip(lex_ids, lex_scores.tolist()))
+                for w in weights:
+                    fused[w].append(fuse(dense_scores, lex, lexical_weight=w, method=method, rrf_k=rrf_k, k=cut))
+        dense[dim] = SizeResult(dim, per_query_metrics(dense_ranked, relevant, metrics))
+        for w in weights:
+            hybrid[w][dim] = SizeResult(dim, per_query_metrics(fused[w], relevant, metrics))
+    analyzer = {"signature": index.signature, "options": asdict(index.analyzer.options)}
+    return HybridEvalResult(lexical, dense, hybrid, method, depth, rrf_k, analyzer)
+
+
+@dataclass
+class HybridSuiteResult:
+    """:class:`HybridEvalResult` per domain of the validation suite, and macro-averages over the
+    choice domains (``sample`` is report-only)."""
+
+    part: str
+    pilot: bool
+    domains: dict[str, HybridEvalResult]
+    choice_domains: list[str]
+    metric: str = "ndcg@10"
+
+    @property
+    def weights(self) -> list[float]:
+        return sorted(next(iter(self.domains.values())).hybrid)
+
+    @property
+    def sizes(self) -> list[int]:
+        return next(iter(self.domains.values())).sizes
+
+    def macro(self, kind: str, dim: int | None = None, weight: float | None = None) -> float:
+        """Macro-average of ``metric`` over the choice domains."""
+        return float(np.mean([self.domains[d].score(kind, dim, weight, self.metric) for d in self.choice_domains]))
+
+    def worst_drop(self, weight: float) -> tuple[float, str, int]:
+        """The largest loss of hybrid at ``weight`` against dense-only, over every domain and size.
+
+        Every domain counts here, the report-only ones too: the macro-average decides between
+        weights, but a default that makes any set worse than dense-only is not a safe default."""
+        drops = [(self.domains[d].score("dense", dim, metric=self.metric)
+                  - self.domains[d].score("hybrid", dim, weight, self.metric), d, dim)
+                 for d in self.domains for dim in self.sizes]
+        return max(drops)
+
+    def recommended_weight(self, max_drop: float = 0.01) -> float | None:
+        """The weight with the best macro ``metric`` averaged over sizes among those that lose at most
+        ``max_drop`` against dense-only on every domain (report-only ones too) at every size (``None``: no such weight).
+        The rule the store's default lexical weight was chosen by (on the ``val`` part)."""
+        ok = [w for w in self.weights if self.worst_drop(w)[0] <= max_drop]
+        if not ok:
+            return None
+        return max(ok, key=lambda w: (np.mean([self.macro("hybrid", dim, w) for dim in self.sizes]), -w))
+
+    def to_dict(self) -> dict:
+        return {"part": self.part, "pilot": self.pilot, "metric": self.metric, "choice_domains": self.choice_domains,
+                "recommended_weight": self.recommended_weight(),
+                "domains": {d: r.to_dict() for d, r in self.domains.items()},
+                "macro": {"lexical": self.macro("lexical"),
+                          "dense": {str(dim): self.macro("dense", dim) for dim in self.sizes},
+                          "hybrid": {str(w): {str(dim): self.macro("hybrid", dim, w) for dim in self.sizes}
+                                     for w in self.weights}},
+                "worst_drop": {str(w): dict(zip(("drop", "domain", "size"), self.worst_drop(w))) for w in self.weights}}
+
+    def to_markdown(self) -> str:
+        """The macro table (size x dense / lexical / hybrid per weight), the worst per-domain drop
+        of each weight, then every domain's table."""
+        w = self.weights
+        head = ["size", "dense", "lexical"] + [f"hybrid w={x:g}" for x in w]
+        lines = [f"## Lexical, dense and hybrid on the suite ({self.part}{', pilot' if self.pilot else ''}): "
+                 f"macro {self.metric} over {', '.join(self.choice_domains)}", "",
+                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for dim in self.sizes:
+            lines.append("| " + " | ".join([str(dim), f"{self.macro('dense', dim):.4f}", f"{self.macro('lexical'):.4f}"]
+                                            + [f"{self.macro('hybrid', dim, x):.4f}" for x in w]) + " |")
+        lines += ["", "Largest loss of hybrid against dense-only over domains and sizes (negative: a gain everywhere):", ""]
+        for x in w:
+            drop, dom, dim = self.worst_drop(x)
+            lines.append(f"- w={x:g}: {drop:+.4f} ({dom} at {dim})")
+        best = self.recommended_weight()
+        lines += ["", f"Best macro {self.metric} (mean over sizes) with no domain (report-only ones too) more than 0.01 below dense-only: "
+                      + (f"w={best:g}" if best is not None else "none")]
+        for name, res in self.domains.items():
+            lines += ["", f"### {name}", "", res.to_markdown(self.metric)]
+        return "\n".join(lines)
+
+
+def evaluate_hybrid_suite(embeddings, suite, dims: Sequence[int] | None = None, *,
+                          weights: Sequence[float] = (DEFAULT_LEXICAL_WEIGHT,), method: str = DEFAULT_FUSION, options: AnalyzerOptions | None = None, cache=None,
+                          metrics: Sequence[str] = DEFAULT_METRICS, show_progress: bool = False) -> HybridSuiteResult:
+    """:func:`evaluate_hybrid` on every domain of a :class:`medrag.qa.suite.ValidationSuite`, from the
+    evaluator's embedding cache (a suite already scored by ``medrag evaluate --suite`` is not re-encoded).
+
+    Example::
+
+        from medrag.qa.suite import build_suite
+        res = evaluate_hybrid_suite(MatryoshkaEmbeddings(), build_suite("val", pilot=True), weights=[0.1, 0.3])
+        print(res.to_markdown())
+    """
+    cache = cache if cache is not None else EmbeddingCache()
+    sizes = sorted({int(d) for d in (dims if dims is not None else embeddings.dims)}, reverse=True)
+    domains: dict[str, HybridEvalResult] = {}
+    for name, dom in suite.domains.items():
+        q = cache.encode(embeddings, list(dom.task.queries.values()), side="query")
+        d = cache.encode(embeddings, list(dom.task.corpus.values()), side="document")
+        domains[name] = evaluate_hybrid(dom.task, q, d, sizes, weights=weights, method=method, options=options,
+                                        metrics=metrics, show_progress=show_progress)
+        logger.info("hybrid suite domain %s done", name)
+    return HybridSuiteResult(suite.part, suite.pilot, domains, suite.choice_domains or list(suite.domains),
+                             metric=metrics[0] if "ndcg@10" not in metrics else "ndcg@10")

@@ -1,0 +1,100 @@
+"""One process per embedded Chroma persist directory: an advisory lock file.
+
+Chroma's embedded client (``chromadb.PersistentClient``) keeps its HNSW index in the memory of
+each process and is not multi-process safe: a second process on the same folder sees new
+records through ``count``/``get`` but searches a stale index (and may raise ``Error finding
+id``). :class:`MatryoshkaChroma` therefore takes an exclusive ``flock`` on
+``<persist_directory>/medrag.lock`` when it opens an embedded store; a second process gets a
+warning when it opens the folder and :class:`~medrag.errors.StoreLockedError` when it tries to
+write. Several stores in one process share the lock (a reference count). The lock is advisory
+(processes that do not use medrag ignore it) and is released by the kernel when the holding
+process dies, even on SIGKILL, so there is never a stale lock to delete. A Chroma server
+(``chroma run --path DIR``) is the multi-process deployment.
+
+Example::
+
+    >>> lock = DirectoryLock("./chroma")
+    >>> lock.acquire()
+    True
+    >>> lock.release()
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+#: Name of the lock file inside a persist directory.
+LOCK_NAME = "medrag.lock"
+
+_GUARD = threading.Lock()
+#: realpath -> [fd, reference count, pid that took it]
+_HELD: dict[str, list[int]] = {}
+
+
+class DirectoryLock:
+    """An exclusive, process-wide, reference-counted advisory lock on one persist directory."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / LOCK_NAME
+        self._key = os.path.realpath(self.directory)
+        self._mine = False
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds (a reference to) the lock."""
+        return self._mine
+
+    def acquire(self) -> bool:
+        """Take the lock (or a reference to this process's); False when another process holds it."""
+        if self._mine:
+            return True
+        try:
+            import fcntl
+        except ImportError:  # Windows: no flock; the documentation's warning is all there is
+            self._mine = True
+            return True
+        with _GUARD:
+            entry = _HELD.get(self._key)
+            if entry is not None and entry[2] == os.getpid():
+                entry[1] += 1
+                self._mine = True
+                return True
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                return False
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            _HELD[self._key] = [fd, 1, os.getpid()]
+            self._mine = True
+            return True
+
+    def release(self) -> None:
+        """Drop this object's reference; the file lock goes with the process's last one."""
+        if not self._mine:
+            return
+        self._mine = False
+        with _GUARD:
+            entry = _HELD.get(self._key)
+            if entry is None or entry[2] != os.getpid():
+                return
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del _HELD[self._key]
+                os.close(entry[0])  # closing the descriptor releases the flock
+
+    def holder(self) -> str:
+        """The pid written by the process holding the lock (``"unknown"`` if unreadable)."""
+        try:
+            return self.path.read_text().strip() or "unknown"
+        except OSError:
+            return "unknown"

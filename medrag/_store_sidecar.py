@@ -1,0 +1,103 @@
+"""A local SQLite table of packed full vectors beside an embedded Chroma folder (the rerank's read path).
+
+Why: reading the candidates' packed full vectors out of Chroma's metadata costs ~70 us per
+candidate on the embedded client (SQLite metadata rows, decoded by Chroma), so stage 2 cost
+more than stage 1. One ``SELECT ... WHERE id IN (...)`` on this table costs a few
+microseconds per candidate (``docs/store.md``, "The rerank path", for the measured numbers).
+
+What it is: a *derived copy*. Every record still carries its packed vector in its Chroma
+metadata (the source of truth, readable by any client and by a Chroma server started on the
+same folder later). The copy is
+
+* written and committed **before** the Chroma record, so a kill never leaves a record whose
+  vector is missing here;
+* keyed by the collection's UUID and the record id (a collection re-created under the same name
+  never sees old rows);
+* stamped with the collection's write generation after each write the store makes. When the
+  store opens a collection whose generation differs from the stamp (a write by another tool or
+  process, or a kill between the generation bump and the stamp), it rebuilds the copy from the
+  records' metadata before using it. Ids missing here are read from Chroma.
+
+Example::
+
+    >>> side = VectorSidecar("./chroma")
+    >>> side.put("collection-uuid", ["a"], [b"..."])
+    >>> side.get("collection-uuid", ["a"])
+    {'a': b'...'}
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+#: File name of the sidecar inside the persist directory.
+SIDECAR_NAME = "medrag_vectors.sqlite3"
+_CHUNK = 900  # SQLite's default limit of bound parameters is 999
+
+
+class VectorSidecar:
+    """Packed full vectors by (collection UUID, id), in ``<persist_directory>/medrag_vectors.sqlite3``."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.path = Path(directory) / SIDECAR_NAME
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS vectors (collection TEXT NOT NULL, id TEXT NOT NULL, "
+                             "vec BLOB NOT NULL, PRIMARY KEY (collection, id)) WITHOUT ROWID")
+            self._db.execute("CREATE TABLE IF NOT EXISTS stamps (collection TEXT PRIMARY KEY, generation INTEGER)")
+
+    def put(self, collection: str, ids: Sequence[str], blobs: Sequence[bytes]) -> None:
+        """Insert or replace rows, committed when this returns."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
+                                     [(collection, i, b) for i, b in zip(ids, blobs)])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def get(self, collection: str, ids: Sequence[str]) -> dict[str, bytes]:
+        """The rows of those ids that exist."""
+        out: dict[str, bytes] = {}
+        with self._lock:
+            for start in range(0, len(ids), _CHUNK):
+                part = list(ids[start : start + _CHUNK])
+                marks = ",".join("?" * len(part))
+                out.update(self._db.execute(
+                    f"SELECT id, vec FROM vectors WHERE collection = ? AND id IN ({marks})", [collection, *part]))
+        return out
+
+    def delete(self, collection: str, ids: Sequence[str]) -> None:
+        with self._lock:
+            for start in range(0, len(ids), _CHUNK):
+                part = list(ids[start : start + _CHUNK])
+                marks = ",".join("?" * len(part))
+                self._db.execute(f"DELETE FROM vectors WHERE collection = ? AND id IN ({marks})", [collection, *part])
+
+    def drop(self, collection: str) -> None:
+        """Forget a whole collection (rows and stamp)."""
+        with self._lock:
+            self._db.execute("DELETE FROM vectors WHERE collection = ?", (collection,))
+            self._db.execute("DELETE FROM stamps WHERE collection = ?", (collection,))
+
+    def stamp(self, collection: str) -> int | None:
+        """The write generation the rows of ``collection`` are known to match (None: never stamped)."""
+        with self._lock:
+            row = self._db.execute("SELECT generation FROM stamps WHERE collection = ?", (collection,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def set_stamp(self, collection: str, generation: int) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO stamps VALUES (?, ?)", (collection, int(generation)))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,58 @@
+"""How every medrag command runs: parse, set up logging, call the subcommand, turn library errors
+into one line on stderr.
+
+``medrag`` (:mod:`medrag.cli`) and ``python -m finetune`` (:mod:`finetune.cli`) both end in
+:func:`run_command`, so they share flags (``-v``), exit codes and error format. It lives in the
+core package, which imports neither ``finetune`` nor ``evaluation``, so both can use it.
+
+Exit codes: 0 success (or what the subcommand returns), 1 a :class:`medrag.MedragError` (its message
+on one line, no traceback: the message says what to do), 130 interrupted (Ctrl-C), 2 a usage error
+(argparse).
+
+Example::
+
+    >>> import argparse
+    >>> from medrag.command import new_parser, run_command
+    >>> parser = new_parser("demo-tool", "A tool.")
+    >>> parser.set_defaults(func=lambda args: 0, command="hello")
+    >>> run_command(parser, [])
+    0
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from medrag.errors import MedragError
+
+
+def new_parser(prog: str, description: str | None, **kwargs) -> argparse.ArgumentParser:
+    """An ``ArgumentParser`` with the flags every medrag command has (``-v/--verbose``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, **kwargs)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    return parser
+
+
+def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None, *, name: str | None = None) -> int:
+    """Parse ``argv`` with ``parser`` and run ``args.func(args)``.
+
+    Args:
+        parser: a parser from :func:`new_parser` whose (sub)commands set ``func``.
+        argv: the arguments (default: ``sys.argv[1:]``).
+        name: how error lines start (``"<name>: error: ..."``); default ``"<prog> <command>"``.
+    """
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    label = name or " ".join(p for p in (parser.prog, getattr(args, "command", None)) if p)
+    try:
+        return int(args.func(args) or 0)
+    except MedragError as exc:
+        print(f"{label}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{label}: interrupted", file=sys.stderr)
+        return 130

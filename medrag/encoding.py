@@ -1,0 +1,55 @@
+"""The one place texts become vectors: full-size, unit-norm float32 rows from a sentence-transformers model.
+
+:class:`medrag.MatryoshkaEmbeddings` (and through it the store and the evaluation cache) and the
+fine-tuning scores (:mod:`finetune.scoring`) all encode through :func:`encode_texts`, so a vector
+means the same thing wherever it was computed: the model's output for ``prompt + text``,
+L2-normalised at full size (smaller Matryoshka sizes are derived later by
+:func:`medrag.vectors.truncate_embeddings`).
+
+Example::
+
+    >>> from medrag import load_model
+    >>> from medrag.encoding import encode_texts
+    >>> model = load_model()                                            # embedded e5-small
+    >>> encode_texts(model, ["Que mesure la CRP ?"], prompt_name="query").shape
+    (1, 384)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from medrag.models import embedding_dim
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+#: Inputs at least this long get a progress bar when the caller does not say.
+PROGRESS_THRESHOLD = 256
+#: Encoding batch size of medrag's embeddings and evaluation (training scores use their own).
+DEFAULT_BATCH_SIZE = 32
+
+
+def encode_texts(model: "SentenceTransformer", texts: Sequence[str], *, prompt_name: str | None = None,
+                 prompt: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE, show_progress: bool | None = None) -> np.ndarray:
+    """Full-size, unit-norm float32 vectors of ``texts``, shape ``(len(texts), full_dim)``.
+
+    Args:
+        model: a loaded ``SentenceTransformer`` (:func:`medrag.load_model`).
+        texts: the texts, in order.
+        prompt_name: one of the model's prompt names (``"query"``, ``"passage"``...), or
+        prompt: the prompt text itself (as training uses it); give at most one. Neither: the
+            model's default prompt, if it has one.
+        batch_size: encoding batch size.
+        show_progress: progress bar; ``None`` shows it for :data:`PROGRESS_THRESHOLD` texts or more.
+    """
+    texts = list(texts)
+    if not texts:
+        return np.zeros((0, embedding_dim(model)), dtype=np.float32)
+    show = len(texts) >= PROGRESS_THRESHOLD if show_progress is None else show_progress
+    vecs = model.encode(texts, prompt_name=prompt_name, prompt=prompt or None, batch_size=batch_size,
+                        show_progress_bar=show, convert_to_numpy=True, normalize_embeddings=True)
+    return np.asarray(vecs, dtype=np.float32)

@@ -1,0 +1,191 @@
+"""Embeddings for vectors you already have: look texts up instead of running a model.
+
+Use it to index vectors computed elsewhere (a GPU job, a cache, another process) into
+:class:`medrag.MatryoshkaChroma`, or to feed an evaluation the very vectors it already
+encoded. It implements :class:`medrag.encoder.MatryoshkaEncoder` (and LangChain's
+``Embeddings``), so the store records the identity (``spec``, ``fingerprint``) of the model that
+made the vectors, and a store built from precomputed vectors can later be searched with that
+model itself.
+
+Example::
+
+    >>> import numpy as np
+    >>> from medrag import PrecomputedEmbeddings
+    >>> emb = PrecomputedEmbeddings(documents={"La CRP mesure l'inflammation.": np.array([0.6, 0.8, 0.0])},
+    ...                             queries={"Que mesure la CRP ?": np.array([1.0, 0.0, 0.0])},
+    ...                             spec="my-model", fingerprint="0123abcd")
+    >>> emb.full_dim, emb.encode_queries(["Que mesure la CRP ?"]).shape
+    (3, (1, 3))
+    >>> emb.encode_documents(["inconnu"])
+    Traceback (most recent call last):
+    ...
+    medrag.errors.InvalidInputError: no precomputed document vector for 1 text(s), e.g. 'inconnu'; pass fallback= an encoder (e.g. the MatryoshkaEmbeddings that made the vectors) to encode unknown texts
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+from medrag.encoder import MatryoshkaEncoder
+from medrag.errors import DimensionError, InvalidInputError
+from medrag.metadata import default_dims
+from medrag.vectors import truncate_embeddings
+
+
+class _Table:
+    """Text -> row of one float32 matrix (the vectors as given)."""
+
+    def __init__(self, vectors: Mapping[str, Any], side: str) -> None:
+        rows = [np.asarray(v, dtype=np.float32).reshape(-1) for v in vectors.values()]
+        sizes = {r.shape[0] for r in rows}
+        if len(sizes) > 1:
+            raise DimensionError(f"the precomputed {side} vectors have different sizes {sorted(sizes)}")
+        self._set(list(vectors), np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32), side)
+
+    @classmethod
+    def from_arrays(cls, texts: Sequence[str], matrix: Any, side: str) -> "_Table":
+        table = object.__new__(cls)
+        matrix = np.asarray(matrix, dtype=np.float32)  # no copy when it is float32 already
+        texts = list(texts)
+        if matrix.ndim != 2 or matrix.shape[0] != len(texts):
+            raise DimensionError(f"{len(texts)} {side} texts but vectors of shape {matrix.shape}: one row per text")
+        table._set(texts, matrix, side)
+        return table
+
+    def _set(self, texts: list[str], matrix: np.ndarray, side: str) -> None:
+        self.index = {text: i for i, text in enumerate(texts)}
+        self.matrix = matrix
+        if not np.isfinite(self.matrix).all():
+            bad = next(t for t, i in self.index.items() if not np.isfinite(self.matrix[i]).all())
+            raise InvalidInputError(f"the precomputed {side} vector of {bad[:60]!r} has NaN or infinite values")
+
+    @property
+    def dim(self) -> int | None:
+        return int(self.matrix.shape[1]) if self.index else None
+
+
+class PrecomputedEmbeddings(Embeddings):
+    """Vectors looked up by text, as an encoder (:class:`~medrag.encoder.MatryoshkaEncoder`).
+
+    Args:
+        documents / queries: text -> full-size vector of that text as a passage / as a query, as
+            the model returned it (unit norm); ``encode_*`` return them as given, in float32 (the
+            store normalises what it indexes). The two sides are separate because a model prompts
+            them differently.
+        spec / fingerprint: the model that made the vectors (recorded by the store, which then
+            refuses another model). Default: the fallback's; required without one.
+        dims: the model's trained sizes (default: the fallback's, else the seed's sizes up to the
+            full size).
+        fallback: an encoder (e.g. the :class:`medrag.MatryoshkaEmbeddings` that made the vectors)
+            for texts not in the tables; ``None``: an unknown text is an error.
+        dimension: the size returned by the LangChain methods ``embed_documents``/``embed_query``
+            (default: the full size); ``encode_*`` always return the full size.
+
+    Raises:
+        InvalidInputError: no vector and no fallback, no ``spec``/``fingerprint`` without a
+            fallback, or a NaN / infinite vector.
+        DimensionError: vectors of different sizes, or not of the fallback's full size.
+    """
+
+    def __init__(self, documents: Mapping[str, Any] | None = None, queries: Mapping[str, Any] | None = None, *,
+                 spec: str | None = None, fingerprint: str | None = None, dims: Sequence[int] | None = None,
+                 fallback: MatryoshkaEncoder | None = None, dimension: int | None = None) -> None:
+        self._documents = _Table(documents or {}, "document")
+        self._queries = _Table(queries or {}, "query")
+        self._finish(spec, fingerprint, dims, fallback, dimension)
+
+    @classmethod
+    def from_arrays(cls, document_texts: Sequence[str] = (), document_vectors: Any = None,
+                    query_texts: Sequence[str] = (), query_vectors: Any = None, *, spec: str | None = None,
+                    fingerprint: str | None = None, dims: Sequence[int] | None = None,
+                    fallback: MatryoshkaEncoder | None = None, dimension: int | None = None) -> "PrecomputedEmbeddings":
+        """The same from parallel lists of texts and ``(n, full_dim)`` matrices (row ``i`` is text ``i``'s vector).
+
+        float32 matrices are used in place, not copied (a large cache stays in memory once).
+        """
+        empty = np.zeros((0, 0), dtype=np.float32)
+        obj = cls.__new__(cls)
+        obj._documents = _Table.from_arrays(document_texts, empty if document_vectors is None else document_vectors,
+                                            "document")
+        obj._queries = _Table.from_arrays(query_texts, empty if query_vectors is None else query_vectors, "query")
+        obj._finish(spec, fingerprint, dims, fallback, dimension)
+        return obj
+
+    def _finish(self, spec: str | None, fingerprint: str | None, dims: Sequence[int] | None,
+                fallback: MatryoshkaEncoder | None, dimension: int | None) -> None:
+        sizes = {d for d in (self._documents.dim, self._queries.dim) if d is not None}
+        if fallback is not None:
+            sizes.add(int(fallback.full_dim))
+        if not sizes:
+            raise InvalidInputError("PrecomputedEmbeddings needs vectors (documents= / queries=) or a fallback encoder")
+        if len(sizes) > 1:
+            raise DimensionError(f"the precomputed vectors and the fallback disagree on the full size: {sorted(sizes)}")
+        self.full_dim: int = sizes.pop()
+        if fallback is None and (not spec or not fingerprint):
+            raise InvalidInputError("pass spec= and fingerprint= naming the model that made the vectors "
+                                    "(the store records them), or fallback= that model's encoder")
+        self.fallback = fallback
+        self.spec: str = spec or fallback.spec
+        self._fingerprint = fingerprint
+        fallback_dims = getattr(fallback, "dims", None)  # optional member of the encoder protocol
+        self.dims: list[int] = sorted({int(d) for d in (dims or fallback_dims or default_dims(self.full_dim))},
+                                      reverse=True)
+        self.dimension = int(dimension) if dimension is not None else self.full_dim
+        if not 1 <= self.dimension <= self.full_dim:
+            raise DimensionError(f"dimension {self.dimension} is outside 1..{self.full_dim}")
+
+    @property
+    def fingerprint(self) -> str:
+        """The fingerprint given, else the fallback's."""
+        return self._fingerprint or self.fallback.fingerprint
+
+    # ------------------------------------------------------------------ encoder API
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """The given full-size float32 vectors of passages, shape ``(n, full_dim)``."""
+        return self._lookup(self._documents, texts, "document")
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """The given full-size float32 vectors of queries, shape ``(n, full_dim)``."""
+        return self._lookup(self._queries, texts, "query")
+
+    def _lookup(self, table: _Table, texts: Sequence[str], side: str) -> np.ndarray:
+        if isinstance(texts, str):
+            raise InvalidInputError("expected a list of texts, got one string")
+        texts = list(texts)
+        out = np.zeros((len(texts), self.full_dim), dtype=np.float32)
+        rows = [table.index.get(t) for t in texts]
+        known = [i for i, r in enumerate(rows) if r is not None]
+        if known:
+            out[known] = table.matrix[[rows[i] for i in known]]
+        missing = [i for i, r in enumerate(rows) if r is None]
+        if missing:
+            if self.fallback is None:
+                raise InvalidInputError(
+                    f"no precomputed {side} vector for {len(missing)} text(s), e.g. {texts[missing[0]][:60]!r}; "
+                    "pass fallback= an encoder (e.g. the MatryoshkaEmbeddings that made the vectors) to encode "
+                    "unknown texts")
+            encode = self.fallback.encode_queries if side == "query" else self.fallback.encode_documents
+            out[missing] = encode([texts[i] for i in missing])
+        return out
+
+    # ------------------------------------------------------------------ LangChain API
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Passages' vectors at :attr:`dimension` (as given at the full size)."""
+        return self._at_dimension(self.encode_documents(texts)).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        """One query's vector at :attr:`dimension` (as given at the full size)."""
+        return self._at_dimension(self.encode_queries([text]))[0].tolist()
+
+    def _at_dimension(self, vecs: np.ndarray) -> np.ndarray:
+        return vecs if self.dimension == self.full_dim else truncate_embeddings(vecs, self.dimension)
+
+    def __repr__(self) -> str:
+        return (f"PrecomputedEmbeddings(model={self.spec!r}, documents={len(self._documents.index)}, "
+                f"queries={len(self._queries.index)}, full_dim={self.full_dim})")

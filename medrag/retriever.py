@@ -1,0 +1,34 @@
+"""The LangChain retriever of :class:`~medrag.store.MatryoshkaChroma`: the usual search types plus ``"hybrid"``.
+
+Example::
+
+    retriever = store.as_retriever(search_type="hybrid", search_kwargs={"k": 4, "lexical_weight": 0.3})
+    retriever.invoke("Quelle HbA1c cible chez le sujet âgé ?")
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.runnables.config import run_in_executor
+from langchain_core.vectorstores import VectorStoreRetriever
+
+
+class MatryoshkaRetriever(VectorStoreRetriever):
+    """:class:`~langchain_core.vectorstores.VectorStoreRetriever` with ``search_type="hybrid"``."""
+
+    allowed_search_types: ClassVar[tuple[str, ...]] = ("similarity", "similarity_score_threshold", "mmr", "hybrid")
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,
+                                **kwargs: Any) -> list[Document]:
+        if self.search_type == "hybrid":
+            return self.vectorstore.hybrid_search(query, **(self.search_kwargs | kwargs))
+        return super()._get_relevant_documents(query, run_manager=run_manager, **kwargs)
+
+    async def _aget_relevant_documents(self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun,
+                                       **kwargs: Any) -> list[Document]:
+        if self.search_type == "hybrid":
+            return await run_in_executor(None, self.vectorstore.hybrid_search, query, **(self.search_kwargs | kwargs))
+        return await super()._aget_relevant_documents(query, run_manager=run_manager, **kwargs)

@@ -1,0 +1,31 @@
+"""``medrag evaluate`` takes its defaults from the library: the CLI and the Python API cannot drift apart."""
+
+from __future__ import annotations
+
+import inspect
+
+from evaluation.data import load_task
+from evaluation.evaluator import evaluate_models
+from evaluation.store_eval import evaluate_store
+from medrag.cli import build_parser
+from medrag.embeddings import MatryoshkaEmbeddings
+from medrag.store import MatryoshkaChroma
+
+
+def _defaults(fn) -> dict:
+    return {name: p.default for name, p in inspect.signature(fn).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def test_evaluate_defaults_are_the_librarys():
+    args = build_parser().parse_args(["evaluate", "--model", "m", "--data", "d"])
+    task, models = _defaults(load_task), _defaults(evaluate_models)
+    assert (args.eval_fraction, args.split_seed, args.question_column, args.answer_column) == (
+        task["eval_fraction"], task["split_seed"], task["question_column"], task["answer_column"])
+    assert args.metrics == list(models["metrics"]) and args.primary_metric == models["primary_metric"]
+    assert (args.bootstrap, args.confidence, args.test, args.seed) == (
+        models["n_bootstrap"], models["confidence"], models["test"], models["seed"])
+    assert (args.balanced_tolerance, args.edge_tolerance, args.batch_size) == (
+        models["balanced_tolerance"], models["edge_tolerance"], models["batch_size"])
+    assert args.batch_size == _defaults(MatryoshkaEmbeddings.__init__)["batch_size"]
+    assert args.coarse_dim == _defaults(evaluate_store)["coarse_dim"] == _defaults(MatryoshkaChroma.__init__)["coarse_dim"]

@@ -1,0 +1,150 @@
+"""Lexical / dense / hybrid evaluation: fusion extremes, a task where the lexical side must help, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from evaluation.hybrid import evaluate_hybrid
+from medrag.cli import main
+from medrag.lexical.analyzer import AnalyzerOptions
+from medrag.qa.task import IRTask
+
+from .helpers import tiny_task
+
+ANSWERS = [
+    "L'HbA1c reflète l'équilibre glycémique des trois derniers mois.",
+    "La TSH est le premier examen de la fonction thyroïdienne.",
+    "Sous AVK, l'INR cible est habituellement entre 2 et 3.",
+    "La ferritine basse signe une carence martiale.",
+    "La metformine est le traitement de première intention du diabète de type 2.",
+    "La troponine s'élève dans l'infarctus du myocarde.",
+]
+QUESTIONS = ["Que mesure l'HbA1c ?", "Quel examen pour la thyroïde ?", "Quel INR sous AVK ?",
+             "Que signifie une ferritine basse ?", "Premier traitement du diabète de type 2 ?",
+             "Quel marqueur de l'infarctus ?"]
+
+
+def _task() -> IRTask:
+    return IRTask.from_pairs(zip(QUESTIONS, ANSWERS), name="lexical-friendly")
+
+
+def _vectors(n: int, dim: int, seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_lexical_helps_random_dense_and_extremes_reproduce_each_side() -> None:
+    task = _task()
+    q, d = _vectors(6, 64, 0), _vectors(6, 64, 1)  # dense vectors carry no signal
+    res = evaluate_hybrid(task, q, d, [64, 32], weights=[0.0, 0.5, 1.0], metrics=["ndcg@10", "recall@1"])
+    assert res.score("lexical") == pytest.approx(1.0)
+    for dim in (64, 32):
+        assert res.score("hybrid", dim, 0.0) == pytest.approx(res.score("dense", dim))
+        assert res.score("hybrid", dim, 1.0) == pytest.approx(res.score("lexical"))
+        assert res.score("hybrid", dim, 0.5) > res.score("dense", dim)
+    table = res.to_markdown()
+    assert "| 64 |" in table and "hybrid w=0.5" in table
+    assert json.dumps(res.to_dict())  # serialisable
+
+
+def test_perfect_dense_is_kept_at_small_weight() -> None:
+    task = _task()
+    q = _vectors(6, 32, 2)
+    res = evaluate_hybrid(task, q, q.copy(), [32], weights=[0.2], metrics=["ndcg@10"])
+    assert res.score("dense", 32) == pytest.approx(1.0)
+    assert res.score("hybrid", 32, 0.2) == pytest.approx(1.0)
+
+
+def test_analyzer_options_change_lexical() -> None:
+    task = IRTask.from_pairs([("diabétiques", "Le diabète de l'adulte."), ("thyroïde", "La TSH est basse.")])
+    q, d = _vectors(2, 8, 3), _vectors(2, 8, 4)
+    stemmed = evaluate_hybrid(task, q, d, [8], weights=[0.5], metrics=["recall@1"])
+    raw = evaluate_hybrid(task, q, d, [8], weights=[0.5], metrics=["recall@1"],
+                          options=AnalyzerOptions(stem=False))
+    assert stemmed.score("lexical", metric="recall@1") > raw.score("lexical", metric="recall@1")
+    assert stemmed.analyzer["signature"] != raw.analyzer["signature"]
+
+
+def test_bad_arguments() -> None:
+    task = _task()
+    q = _vectors(6, 8, 0)
+    with pytest.raises(ValueError):
+        evaluate_hybrid(task, q, q, [8], weights=[1.5])
+    with pytest.raises(ValueError):
+        evaluate_hybrid(task, q, q, [8], method="combmnz")
+    with pytest.raises(ValueError):
+        evaluate_hybrid(task, q[:2], q, [8])
+
+
+def test_cli_hybrid(tiny_model_dir, tmp_path, capsys) -> None:
+    task = tiny_task(6)
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("\n".join(json.dumps({"anchor": task.queries[q], "positive": task.corpus[d]}, ensure_ascii=False)
+                              for q, ds in task.qrels.items() for d in ds), encoding="utf-8")
+    out = tmp_path / "r"
+    argv = ["evaluate", "--model", str(tiny_model_dir), "--data", str(path), "--split", "all", "--out", str(out),
+            "--cache-dir", str(tmp_path / "cache"), "--bootstrap", "20", "--no-plot", "--device", "cpu",
+            "--hybrid", "--lexical-weight", "0.2", "0.5", "--fusion", "minmax", "--analyzer", "keep_acronyms=true"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "lexical, dense and hybrid" in printed and "hybrid w=0.2" in printed
+    data = json.loads((out / "report.json").read_text())
+    hyb = next(iter(data["hybrid"].values()))
+    assert hyb["method"] == "minmax" and set(hyb["hybrid"]) == {"0.2", "0.5"}
+    assert hyb["analyzer"]["options"]["keep_acronyms"] is True
+    assert "--hybrid" in data["command"]
+    assert "Lexical, dense and hybrid" in (out / "report.md").read_text()
+
+
+def test_cli_bad_analyzer_option(tiny_model_dir, tmp_path) -> None:
+    from medrag.errors import DataError
+
+    from evaluation.cli import analyzer_options
+
+    assert analyzer_options(["stem=false", "extra_stopwords=patient,cas"]) == AnalyzerOptions(
+        stem=False, extra_stopwords=("cas", "patient"))
+    with pytest.raises(DataError):
+        analyzer_options(["stemming=false"])
+    with pytest.raises(DataError):
+        analyzer_options(["stem=maybe"])
+
+
+def test_hybrid_suite_macro_and_worst_drop(tiny_embeddings) -> None:
+    from evaluation.cache import EmbeddingCache
+    from evaluation.hybrid import evaluate_hybrid_suite
+    from medrag.qa.suite import SuiteDomain, ValidationSuite
+
+    suite = ValidationSuite("val", False, {"a": SuiteDomain("a", _task()), "b": SuiteDomain("b", tiny_task(4)),
+                                           "s": SuiteDomain("s", tiny_task(3), report_only=True)})
+    res = evaluate_hybrid_suite(tiny_embeddings, suite, [128, 64], weights=[0.0, 0.5],
+                                cache=EmbeddingCache(enabled=False), metrics=["ndcg@10"])
+    assert res.choice_domains == ["a", "b"] and res.sizes == [128, 64]
+    expected = (res.domains["a"].score("hybrid", 64, 0.5) + res.domains["b"].score("hybrid", 64, 0.5)) / 2
+    assert res.macro("hybrid", 64, 0.5) == pytest.approx(expected)
+    assert res.worst_drop(0.0)[0] == pytest.approx(0.0)
+    drop, domain, dim = res.worst_drop(0.5)
+    # every set counts against a default weight, the report-only one too
+    drops = {(d, n): res.domains[d].score("dense", n) - res.domains[d].score("hybrid", n, 0.5)
+             for d in ("a", "b", "s") for n in (128, 64)}
+    assert (domain, dim) in drops and drop == pytest.approx(max(drops.values()))
+    assert "macro ndcg@10 over a, b" in res.to_markdown() and json.dumps(res.to_dict())
+    assert res.recommended_weight(max_drop=1.0) in (0.0, 0.5)
+    assert res.recommended_weight(max_drop=-1.0) is None
+
+
+def test_cli_suite_hybrid(tiny_model_dir, tmp_path, capsys) -> None:
+    from tests.medrag.french_fixtures import write_data_root
+
+    root = write_data_root(tmp_path / "data")
+    out = tmp_path / "report"
+    rc = main(["evaluate", "--suite", "--pilot", "--max-queries", "4", "--max-passages", "8", "--data-root", str(root),
+               "--model", str(tiny_model_dir), "--sizes", "128", "64", "--out", str(out), "--no-cache",
+               "--resamples", "100", "--domains", "cases", "leaflets", "--hybrid", "--lexical-weight", "0.2", "0.6"])
+    assert rc == 0
+    data = json.loads((out / "hybrid_suite.json").read_text())
+    assert data["choice_domains"] == ["cases", "leaflets"] and set(data["macro"]["hybrid"]) == {"0.2", "0.6"}
+    assert "recommended_weight" in data and "Best macro" in (out / "hybrid_suite.md").read_text()
+    assert "Lexical, dense and hybrid on the suite" in capsys.readouterr().out

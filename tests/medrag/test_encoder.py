@@ -1,0 +1,144 @@
+"""The encoder interface (medrag.encoder), the one encode function (medrag.encoding) and
+PrecomputedEmbeddings (medrag.precomputed)."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pytest
+
+from finetune.scoring import encode as scoring_encode
+from medrag import MatryoshkaChroma, PrecomputedEmbeddings
+from medrag.encoder import MatryoshkaEncoder, is_encoder
+from medrag.encoding import encode_texts
+from medrag.errors import CollectionMismatchError, DimensionError, InvalidInputError
+from tests.tiny_model import SENTENCES
+
+TEXTS = list(dict.fromkeys(SENTENCES))[:6]
+
+
+# ---------------------------------------------------------------------------- the protocol
+
+
+def test_both_embeddings_classes_are_encoders(tiny_embeddings):
+    pre = PrecomputedEmbeddings(documents={"a": np.ones(4)}, spec="toy", fingerprint="f")
+    for enc in (tiny_embeddings, pre):
+        assert is_encoder(enc) and isinstance(enc, MatryoshkaEncoder)
+
+
+def test_is_encoder_looks_members_up_without_evaluating_them():
+    class Lazy:
+        spec, full_dim = "lazy", 8
+
+        @property
+        def fingerprint(self):
+            raise AssertionError("fingerprint evaluated")
+
+        def encode_queries(self, texts):
+            return np.zeros((len(texts), 8), np.float32)
+
+        encode_documents = encode_queries
+
+    assert is_encoder(Lazy())
+    assert not is_encoder(object())
+    no_identity = type("NoIdentity", (), {"full_dim": 8, "encode_queries": Lazy.encode_queries,
+                                          "encode_documents": Lazy.encode_queries})()
+    assert not is_encoder(no_identity)
+
+
+# ---------------------------------------------------------------------------- one encode function
+
+
+def test_encode_texts_is_the_models_normalised_output(tiny_model):
+    vecs = encode_texts(tiny_model, TEXTS, prompt_name="passage")
+    expected = tiny_model.encode(["passage: " + t for t in TEXTS], normalize_embeddings=True)
+    assert vecs.dtype == np.float32 and vecs.shape == (len(TEXTS), 128)
+    np.testing.assert_allclose(vecs, expected, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(encode_texts(tiny_model, TEXTS, prompt="passage: "), vecs, atol=1e-6)
+    assert encode_texts(tiny_model, []).shape == (0, 128)
+
+
+def test_embeddings_and_training_scores_encode_alike(tiny_model, tiny_embeddings):
+    # MatryoshkaEmbeddings (store, evaluation) and finetune.scoring (training scores) share encode_texts
+    np.testing.assert_allclose(tiny_embeddings.encode_documents(TEXTS), scoring_encode(tiny_model, TEXTS, "passage: "),
+                               atol=1e-6)
+    np.testing.assert_allclose(tiny_embeddings.encode_queries(TEXTS), scoring_encode(tiny_model, TEXTS, "query: "),
+                               atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- PrecomputedEmbeddings
+
+
+def test_precomputed_returns_the_given_vectors_per_side():
+    d, q = np.arange(4, dtype=np.float64), -np.arange(4, dtype=np.float64)
+    emb = PrecomputedEmbeddings(documents={"x": d}, queries={"x": q}, spec="m", fingerprint="f")
+    np.testing.assert_array_equal(emb.encode_documents(["x", "x"]), np.stack([d, d]).astype(np.float32))
+    np.testing.assert_array_equal(emb.encode_queries(["x"]), q[None].astype(np.float32))
+    assert emb.encode_documents([]).shape == (0, 4)
+    assert (emb.spec, emb.fingerprint, emb.full_dim) == ("m", "f", 4)
+    assert emb.dims[0] == 4 and len(emb.embed_query("x")) == 4
+
+
+def test_precomputed_unknown_text_without_fallback_says_what_to_do():
+    emb = PrecomputedEmbeddings(documents={"x": np.ones(4)}, spec="m", fingerprint="f")
+    with pytest.raises(InvalidInputError, match="fallback="):
+        emb.encode_documents(["x", "y"])
+    with pytest.raises(InvalidInputError, match="fallback="):
+        emb.encode_queries(["x"])  # a document vector is not a query vector
+
+
+def test_precomputed_fallback_encodes_only_the_unknown_texts(tiny_embeddings):
+    full = tiny_embeddings.encode_documents(TEXTS)
+    calls = []
+
+    class Spy:
+        spec, full_dim, dims = tiny_embeddings.spec, tiny_embeddings.full_dim, tiny_embeddings.dims
+        fingerprint = tiny_embeddings.fingerprint
+
+        def encode_documents(self, texts):
+            calls.append(list(texts))
+            return tiny_embeddings.encode_documents(texts)
+
+        encode_queries = encode_documents
+
+    emb = PrecomputedEmbeddings(documents=dict(zip(TEXTS[:3], full[:3])), fallback=Spy())
+    out = emb.encode_documents(TEXTS)
+    np.testing.assert_allclose(out, full, atol=1e-6)
+    assert calls == [TEXTS[3:]]
+    assert (emb.spec, emb.fingerprint, emb.dims) == (tiny_embeddings.spec, tiny_embeddings.fingerprint,
+                                                     tiny_embeddings.dims)
+
+
+def test_precomputed_rejects_inconsistent_inputs(tiny_embeddings):
+    with pytest.raises(InvalidInputError, match="spec= and fingerprint="):
+        PrecomputedEmbeddings(documents={"x": np.ones(4)})
+    with pytest.raises(InvalidInputError):
+        PrecomputedEmbeddings(spec="m", fingerprint="f")
+    with pytest.raises(DimensionError):
+        PrecomputedEmbeddings(documents={"x": np.ones(4), "y": np.ones(3)}, spec="m", fingerprint="f")
+    with pytest.raises(DimensionError):
+        PrecomputedEmbeddings(documents={"x": np.ones(4)}, fallback=tiny_embeddings)
+    with pytest.raises(InvalidInputError, match="NaN"):
+        PrecomputedEmbeddings(documents={"x": np.array([1.0, np.nan])}, spec="m", fingerprint="f")
+
+
+def test_a_store_built_from_precomputed_vectors_serves_the_model(tiny_embeddings):
+    import chromadb
+
+    client = chromadb.EphemeralClient()
+    name = "t" + uuid.uuid4().hex[:12]
+    vecs = tiny_embeddings.encode_documents(TEXTS)
+    pre = PrecomputedEmbeddings(documents=dict(zip(TEXTS, vecs)), spec=tiny_embeddings.spec,
+                                fingerprint=tiny_embeddings.fingerprint)
+    ids = [f"d{i}" for i in range(len(TEXTS))]
+    MatryoshkaChroma(name, pre, client=client).add_texts(TEXTS, ids=ids)
+    store = MatryoshkaChroma(name, tiny_embeddings, client=client)  # the same model: accepted
+    hits = store.similarity_search_with_score(TEXTS[2], k=len(TEXTS))
+    q = tiny_embeddings.encode_queries([TEXTS[2]])[0]
+    assert [d.id for d, _ in hits] == [ids[i] for i in np.argsort(-(vecs @ q), kind="stable")]
+    other = PrecomputedEmbeddings(documents=dict(zip(TEXTS, vecs)), spec="other", fingerprint="0" * 16)
+    with pytest.raises(CollectionMismatchError):
+        MatryoshkaChroma(name, other, client=client)
+    client.delete_collection(name)

@@ -1,0 +1,205 @@
+"""Bulk indexing (``medrag index`` / ``medrag.indexing``): chunks, readers, resumability, CLI errors."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import chromadb
+import pytest
+
+from medrag import MatryoshkaChroma
+from medrag.cli import main
+from medrag.errors import DataError, InvalidInputError
+from medrag.indexing import chunk_id, chunk_text, index_corpus, iter_documents
+from tests.medrag.test_store import FakeMatryoshkaEmbeddings
+
+REPO = Path(__file__).resolve().parents[2]
+
+DOC = ("La ferritine basse traduit une carence en fer. Elle précède l'anémie ; la CRP aide à l'interpréter.\n"
+       "Un bilan martial comprend fer sérique, transferrine et coefficient de saturation. "
+       "Chez la femme enceinte, les besoins augmentent ! Faut-il supplémenter ? Souvent oui.")
+
+
+def test_chunks_are_whole_overlapping_sentences() -> None:
+    chunks = chunk_text(DOC, chunk_words=12, overlap=1)
+    assert len(chunks) > 2
+    for c in chunks[:-1]:
+        assert len(c.split()) >= 12
+    for a, b in zip(chunks, chunks[1:]):  # the last sentence of a chunk opens the next one
+        assert a.endswith(b.split(". ")[0].split(" ; ")[0].split("\n")[0]) or b.split()[0] in a
+    assert " ".join(DOC.split()).endswith(chunks[-1])
+    assert chunk_text(DOC, chunk_words=1000) == [" ".join(DOC.split())]
+    assert chunk_text("   ") == []
+    long = " ".join(["mot"] * 450)
+    assert [len(c.split()) for c in chunk_text(long, chunk_words=10, overlap=0, max_words=200)] == [200, 200, 50]
+    with pytest.raises(InvalidInputError):
+        chunk_text(DOC, chunk_words=0)
+
+
+def test_chunk_ids_are_stable_and_distinct() -> None:
+    assert chunk_id("doc1", 0, "a") == chunk_id("doc1", 0, "a")
+    assert len({chunk_id("doc1", 0, "a"), chunk_id("doc1", 1, "a"), chunk_id("doc2", 0, "a"),
+                chunk_id("doc1", 0, "b")}) == 4
+
+
+def _records(n: int) -> list[dict]:
+    return [{"id": f"d{i}", "text": f"Document {i}. " + DOC, "product": f"P{i % 3}", "n": i} for i in range(n)]
+
+
+def test_every_reader_gives_the_same_documents(tmp_path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = _records(5)
+    (tmp_path / "a.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n")
+    with gzip.open(tmp_path / "a.jsonl.gz", "wt", encoding="utf-8") as fh:
+        fh.write("\n".join(json.dumps(r, ensure_ascii=False) for r in rows))
+    (tmp_path / "a.csv").write_text("id,text,product,n\n" + "".join(
+        f'{r["id"]},"{r["text"]}",{r["product"]},{r["n"]}\n' for r in rows))
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "a.parquet")
+    seen = []
+    for name in ("a.jsonl", "a.jsonl.gz", "a.csv", "a.parquet"):
+        docs = list(iter_documents(tmp_path / name, id_field="id", metadata_fields=["product"]))
+        seen.append([(k, t, m["product"]) for k, t, m in docs])
+    assert all(s == seen[0] for s in seen) and len(seen[0]) == 5
+    folder = tmp_path / "notes"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "b.md").write_text("# Titre\nDu texte.")
+    (folder / "sub" / "a.txt").write_text("Autre texte.")
+    (folder / "ignored.pdf").write_text("x")
+    assert [(k, m) for k, _, m in iter_documents(folder)] == [("b.md", {"source": "b.md"}),
+                                                              ("sub/a.txt", {"source": "sub/a.txt"})]
+
+
+def test_reader_errors_name_the_problem(tmp_path) -> None:
+    (tmp_path / "a.jsonl").write_text('{"texte": "x"}\n')
+    (tmp_path / "b.jsonl").write_text('{"text": "x"}\n{oops\n')
+    (tmp_path / "c.docx").write_text("x")
+    cases = [(tmp_path / "a.jsonl", "no 'text' field"), (tmp_path / "b.jsonl", "b.jsonl:2"),
+             (tmp_path / "c.docx", "unsupported"), (tmp_path / "missing.jsonl", "does not exist")]
+    for path, msg in cases:
+        with pytest.raises(DataError, match=msg):
+            list(iter_documents(path))
+
+
+class CountingFake(FakeMatryoshkaEmbeddings):
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoded = 0
+
+    def encode_documents(self, texts):
+        self.encoded += len(texts)
+        return super().encode_documents(texts)
+
+
+def test_index_corpus_is_idempotent_and_does_not_re_encode(tmp_path) -> None:
+    path = tmp_path / "docs.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in _records(40)))
+    emb = CountingFake()
+    store = MatryoshkaChroma("idx", emb, client=chromadb.EphemeralClient())
+    first = index_corpus(path, store, id_field="id", metadata_fields=["product"], chunk_words=15, batch_size=16)
+    assert first.documents == 40 and first.chunks > 40 and first.added == first.chunks == len(store)
+    assert emb.encoded == first.chunks
+    again = index_corpus(path, store, id_field="id", metadata_fields=["product"], chunk_words=15, batch_size=16)
+    assert (again.added, again.skipped, again.stored) == (0, first.chunks, first.chunks) and emb.encoded == first.chunks
+    first_chunk = chunk_text("Document 7. " + DOC, 15)[0]
+    hit = store.similarity_search(first_chunk, k=1, filter={"doc": "d7"})[0]  # the fake maps equal texts together
+    assert hit.metadata["product"] == "P1" and hit.metadata["chunk"] == 0
+    store.delete_collection()
+
+
+def _one_line(capsys, argv, expected) -> None:
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0], err
+
+
+def test_cli_errors_are_one_line_and_come_before_the_model(tmp_path, capsys, monkeypatch) -> None:
+    import medrag.embeddings
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(medrag.embeddings, "load_model", no_model)
+    (tmp_path / "a.docx").write_text("x")
+    db = str(tmp_path / "db")
+    _one_line(capsys, ["index", str(tmp_path / "nope.jsonl"), "--persist-dir", db], "does not exist")
+    _one_line(capsys, ["index", str(tmp_path / "a.docx"), "--persist-dir", db], "unsupported file type")
+    _one_line(capsys, ["index", str(tmp_path / "a.docx"), "--persist-dir", db], "unsupported file type")
+    (tmp_path / "ok.jsonl").write_text('{"text": "x"}\n')
+    _one_line(capsys, ["index", str(tmp_path / "ok.jsonl"), "--persist-dir", db, "--chunk-words", "0"], "chunk_words")
+    _one_line(capsys, ["index", str(tmp_path / "ok.jsonl"), "--persist-dir", str(tmp_path / "a.docx")], "is a file")
+
+
+def test_cli_indexes_a_folder(tiny_model_dir, tmp_path, capsys) -> None:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"n{i}.txt").write_text(f"Note {i}. " + DOC)
+    (tmp_path / "bad.jsonl").write_text('{"titre": "x"}\n')
+    db = str(tmp_path / "db")
+    argv = ["index", str(folder), "--persist-dir", db, "--model", str(tiny_model_dir), "--chunk-words", "20",
+            "--collection", "notes", "--no-progress"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "3 documents" in out and "0 already stored" in out
+    assert main(argv) == 0
+    assert " 0 added" in capsys.readouterr().out
+    _one_line(capsys, ["index", str(tmp_path / "bad.jsonl"), "--persist-dir", db, "--model", str(tiny_model_dir),
+                       "--collection", "notes"], "no 'text' field")
+
+
+_KILLED_INDEX = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+import medrag.embeddings as E
+real = E.MatryoshkaEmbeddings.encode_documents
+def encode_documents(self, texts):  # report each batch, so the test can kill mid-ingest
+    print("encode", len(texts), flush=True)
+    return real(self, texts)
+E.MatryoshkaEmbeddings.encode_documents = encode_documents
+from medrag.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.integration
+def test_index_resumes_after_sigkill_without_duplicates_or_re_encoding(tiny_model_dir, tmp_path) -> None:
+    """``medrag index`` in a real subprocess, SIGKILLed mid-ingest, then re-run to completion."""
+    n_docs = 1500
+    data = tmp_path / "corpus.jsonl"
+    data.write_text("\n".join(json.dumps({"id": f"doc{i}", "text": f"Patient {i}, bilan {i % 17}. " + DOC})
+                              for i in range(n_docs)))
+    total = sum(len(chunk_text(f"Patient {i}, bilan {i % 17}. " + DOC, 30)) for i in range(n_docs))
+    db = tmp_path / "db"
+    script = tmp_path / "run_index.py"
+    script.write_text(_KILLED_INDEX)
+    cmd = [sys.executable, str(script), str(REPO), "index", str(data), "--persist-dir", str(db), "--model",
+           str(tiny_model_dir), "--id-field", "id", "--chunk-words", "30", "--batch-size", "100", "--no-progress"]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    batches = 0
+    while batches < 12:  # kill during the 12th batch (encode or write)
+        line = proc.stdout.readline()
+        assert line, "the indexer ended before it was killed"
+        batches += line.startswith("encode")
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    stored = chromadb.PersistentClient(str(db)).get_collection("medrag").count()
+    assert 0 < stored < total
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    encoded = sum(int(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("encode"))
+    assert encoded == total - stored, "the resumed run re-encoded stored chunks"
+    col = chromadb.PersistentClient(str(db)).get_collection("medrag")
+    assert col.count() == total
+    docs = col.get(include=["metadatas"])["metadatas"]
+    assert len({(m["doc"], m["chunk"]) for m in docs}) == total  # no duplicate chunk
