@@ -71,7 +71,7 @@ def export_adapter(model: "SentenceTransformer", folder: str | Path, *, name: st
         folder: the output folder (e.g. ``medrag/data/models/<name>``).
         name: the adapter's name (``bundled:<name>``).
         base_spec: the base model spec (``None``: the embedded e5-small); a folder for tests.
-        base_fingerprint: :func:`medrag.models.model_fingerprint` of the base before training.
+        base_fingerprint: :func:`medrag.adapters.base_weights_fingerprint` of the base before training.
         metadata: written as the folder's ``matryoshka.json``.
         card: the model card (``README.md``).
         extra: more keys for ``adapter_config.json`` (recipe, data, licences).

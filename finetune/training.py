@@ -181,7 +181,7 @@ class MatryoshkaFinetuner:
                   precision: str) -> FinetuneResult:
         """``engine: loop``: the plain loop of :mod:`finetune.loop` (one process), then the same outputs
         as the Trainer path, plus the adapter export when ``export_adapter`` is set."""
-        from medrag.models import model_fingerprint
+        from medrag.adapters import base_weights_fingerprint
         from medrag.qa.pairs import QADataset
 
         from finetune.loop import TrainingLoop
@@ -199,7 +199,7 @@ class MatryoshkaFinetuner:
                                  split_method=self.dataset.split_method)
         self.source_counts = counts
         self.text_counts = text_counts
-        base_fingerprint = model_fingerprint(model)
+        base_fingerprint = base_weights_fingerprint(model)
         inference_max_len = model.max_seq_length
         loop = TrainingLoop(model, cfg, dims, pairs, unlabelled)
         start_cpu = time.process_time()

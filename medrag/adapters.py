@@ -6,7 +6,7 @@ A packaged model is a folder ``medrag/data/models/<name>/`` holding:
   ``(r, in)`` and ``<weight>.lora_B`` ``(out, r)`` in fp16, the LoRA scale already folded into ``B``;
   optionally ``rotation.weight`` / ``rotation.bias`` (fp32) of a final linear layer;
 - ``adapter_config.json``: format version, name, the base spec (``bundled:multilingual-e5-small``) and
-  the base weights' fingerprint (:func:`medrag.models.model_fingerprint`), the sha256 of the
+  the base weights' fingerprint (:func:`base_weights_fingerprint`), the sha256 of the
   safetensors file, and a check vector (the model's embedding of a known sentence);
 - ``matryoshka.json``: the validation suite's macro-average per size (``dimension="auto"``, presets);
 - ``README.md``: the model card (data and licences, recipe, validation table, limits).
@@ -202,9 +202,7 @@ def build_adapted_model(adapter: Path, base: Path, out: Path, config: dict[str, 
         model = SentenceTransformer(str(base), device="cpu")
     except Exception as exc:  # noqa: BLE001 - any failure means an unusable base
         raise ModelLoadError(f"cannot load the base model {base} for adapter {config['name']!r}: {exc}") from exc
-    from medrag.models import model_fingerprint
-
-    fingerprint = model_fingerprint(model)
+    fingerprint = base_weights_fingerprint(model)
     if fingerprint != config["base_fingerprint"]:
         raise ModelLoadError(
             f"adapter {config['name']!r} was trained on base weights with fingerprint {config['base_fingerprint']}, "
@@ -219,6 +217,23 @@ def build_adapted_model(adapter: Path, base: Path, out: Path, config: dict[str, 
     if check:
         _check_build(out, config)
     return out
+
+
+def base_weights_fingerprint(model) -> str:
+    """A short id of the model's weights alone (16 hex chars): every parameter's name, shape, dtype
+    and 256 evenly spaced values, as :func:`medrag.models.model_fingerprint` samples them, but without
+    the transformers config, whose ``_name_or_path`` holds the folder the model was loaded from (the same
+    converted base in two cache dirs would otherwise differ)."""
+    import torch
+
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            flat = p.detach().reshape(-1)
+            sample = flat[:: max(1, flat.numel() // 256)][:256].cpu().contiguous().float()
+            h.update(f"{name}{tuple(p.shape)}{p.dtype}".encode())
+            h.update(sample.numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def apply_adapter(model, tensors: dict[str, np.ndarray]) -> None:
@@ -295,6 +310,6 @@ def _check_build(folder: Path, config: dict[str, Any]) -> None:
     (folder / MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
 
 
-__all__ = ["ensure_adapted_model", "build_adapted_model", "apply_adapter", "packaged_models", "adapter_folder",
+__all__ = ["ensure_adapted_model", "build_adapted_model", "apply_adapter", "base_weights_fingerprint", "packaged_models", "adapter_folder",
            "read_adapter_config", "read_adapter_tensors", "check_vector", "is_valid_build", "packaged_models_dir",
            "ADAPTER_FILE", "ADAPTER_CONFIG", "CHECK_SENTENCE"]

@@ -26,7 +26,7 @@ def write_tiny_adapter(folder: Path, base: Path, name: str = "tiny-fr", rotation
     """A rank-2 adapter over the tiny model at ``base``: LoRA on two weights and a random rotation."""
     from safetensors.numpy import save_file
 
-    from medrag.models import model_fingerprint
+    from medrag.adapters import base_weights_fingerprint
 
     base_model = medrag.load_model(base, device="cpu")
     params = dict(base_model[0].auto_model.named_parameters())
@@ -43,7 +43,7 @@ def write_tiny_adapter(folder: Path, base: Path, name: str = "tiny-fr", rotation
     folder.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(folder / ADAPTER_FILE))
     config = {"format": "medrag-adapter", "format_version": 1, "name": name, "base_model": str(base),
-              "base_fingerprint": model_fingerprint(base_model),
+              "base_fingerprint": base_weights_fingerprint(base_model),
               "sha256": hashlib.sha256((folder / ADAPTER_FILE).read_bytes()).hexdigest()}
     (folder / "matryoshka.json").write_text(json.dumps(
         {"schema_version": 1, "full_dim": 128, "dims": [128, 64, 32],
@@ -167,3 +167,35 @@ def test_shipped_adapters_are_complete_and_small():
         meta = json.loads((folder / "matryoshka.json").read_text())
         assert {int(d) for d in meta["scores"]} >= {384, 256, 128, 64, 32}
         assert "licen" in (folder / "README.md").read_text().lower()
+
+
+@pytest.mark.integration
+def test_the_default_model_builds_offline_from_a_fresh_cache(tmp_path, monkeypatch):
+    """A clean install: no cache, no network; load_model() converts the base, applies the packaged
+    adapter, checks it, and MatryoshkaEmbeddings picks a size from its matryoshka.json."""
+    from medrag.bundled import DEFAULT_SPEC
+
+    monkeypatch.setenv("MEDRAG_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = medrag.load_model(device="cpu")
+    assert model.medrag_spec == DEFAULT_SPEC == "bundled:medrag-e5-small-fr"
+    assert [type(m).__name__ for m in model][-2:] == ["Dense", "Normalize"]
+    emb = medrag.MatryoshkaEmbeddings(model, dimension="auto")
+    assert emb.dims == [384, 256, 128, 64, 32] and emb.metadata.extra["rotation_folded"] is True
+    assert emb.dimension < 384  # the validation macro-average is within 1% of full size below 384
+    q = np.array(emb.embed_query("Quels sont les effets indésirables du paracétamol ?"))
+    d = np.array(emb.embed_documents(["Le paracétamol peut provoquer de rares atteintes du foie en cas de surdosage.",
+                                      "La fracture du col du fémur touche surtout les personnes âgées."]))
+    assert q @ d[0] > q @ d[1]
+
+
+def test_base_fingerprint_does_not_depend_on_the_folder(tiny_model_dir, tmp_path):
+    """The same converted base in two cache dirs must accept the same adapter."""
+    import shutil
+
+    from medrag.adapters import base_weights_fingerprint
+
+    copy = shutil.copytree(tiny_model_dir, tmp_path / "elsewhere" / "tiny")
+    a = medrag.load_model(tiny_model_dir, device="cpu")
+    b = medrag.load_model(copy, device="cpu")
+    assert base_weights_fingerprint(a) == base_weights_fingerprint(b)
