@@ -231,7 +231,7 @@ def make_pack(data: Path, out: Path, max_passages: int | None, n_queries: int, c
     total = len(passages)
     passages = passages[:max_passages] if max_passages else passages
     questions = questions[:n_queries]
-    model = load_model(device="cpu")
+    model = load_model("bundled:multilingual-e5-small", device="cpu")  # the pack holds the base's weights
     emb = MatryoshkaEmbeddings(model, show_progress=False)
     prompts = model.prompts
     p_ids, p_off = _tokenize(model, passages, prompts[emb.document_prompt_name or ""] if emb.document_prompt_name else "")

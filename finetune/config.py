@@ -49,6 +49,11 @@ LOSSES: tuple[str, ...] = get_args(Loss)
 SAMPLERS: tuple[str, ...] = get_args(Sampler)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 REPORT_TO: tuple[str, ...] = get_args(ReportTo)
+Engine = Literal["trainer", "loop"]
+Rotation = Literal["none", "pca", "pca_centered"]
+ExportScores = Literal["run", "suite_pilot", "suite"]
+ENGINES: tuple[str, ...] = get_args(Engine)
+ROTATIONS: tuple[str, ...] = get_args(Rotation)
 
 
 def setting(default: Any = None, help: str = "", *, factory: Any = None) -> Any:
@@ -83,8 +88,8 @@ class FinetuneConfig:
     eval_split: str | None = setting(None, "evaluation split or file stem (FrenchMedMCQA: test); none: the hub "
                                      "dataset's test/validation split if any")
     # model and loss
-    model: str | None = setting(None, "model to fine-tune: none (the embedded e5-small), a folder or a hub id "
-                                "(medrag.load_model)")
+    model: str | None = setting(None, "model to fine-tune: none (the plain embedded e5-small, "
+                                "bundled:multilingual-e5-small), a folder, a bundled: spec or a hub id (medrag.load_model)")
     dims: list[int] | None = setting(None, "Matryoshka sizes to train; none: the seed's 1024/768/512/256/128/64 "
                                      "capped to the model (the full size is always added)")
     loss: Loss = setting("auto", "mnrl (in-batch negatives = the per-device batch), cached_mnrl (GradCache: "
@@ -111,6 +116,49 @@ class FinetuneConfig:
     precision: Precision = setting("auto", "auto (bf16 where the GPU supports it, else fp16 on older GPUs, fp32 "
                                    "on CPU), bf16, fp16 or fp32")
     tf32: bool = setting(True, "allow TF32 matmuls on Ampere and newer GPUs")
+    # training loop (engine: loop; finetune.loop)
+    engine: Engine = setting("trainer", "trainer (the sentence-transformers Trainer) or loop (a plain PyTorch loop "
+                             "with capped query/passage lengths, LoRA, self-distillation, rotation, frozen encoder; "
+                             "the options below need it)")
+    mixture: list[str] = setting(help="extra training-pair sources added to data: frenchmedmcqa (train split), "
+                                 "sample (train split), cases, abstracts, leaflets (medrag.qa.french_text, train "
+                                 "documents); NAME:N caps a source at N pairs", factory=list)
+    shared_data: str = setting("../shared/data", "folder holding the shared data sets (for mixture sources)")
+    max_train_pairs: int = setting(0, "cap on the training pairs after mixing (0: all), seeded draw")
+    query_max_length: int = setting(64, "token cap of questions in training (loop)")
+    passage_max_length: int = setting(256, "token cap of passages in training (loop)")
+    lora_rank: int = setting(0, "LoRA rank on the encoder's linear layers (0: full fine-tuning), peft")
+    lora_alpha: float = setting(32.0, "LoRA alpha (scale = alpha / rank)")
+    lora_dropout: float = setting(0.0, "LoRA dropout")
+    lora_layers: int = setting(0, "adapt only the top N encoder layers (0: all)")
+    freeze_embeddings: bool = setting(True, "full fine-tuning: keep the word embeddings (96M of e5-small's 118M "
+                                      "parameters) frozen")
+    contrastive_weight: float = setting(1.0, "weight of MatryoshkaLoss(MNRL) on the pairs (0: distillation only)")
+    distill_weight: float = setting(0.0, "weight of self-distillation from the frozen base model: its full-size "
+                                    "in-batch similarities (query->passage, passage->passage; teacher vectors cached "
+                                    "once) distilled into every Matryoshka size (finetune.losses); 0: off")
+    distill_temperature: float = setting(0.05, "softmax temperature of the distillation, on cosines")
+    distill_corpus: list[str] = setting(help="unlabelled text sources for passage->passage distillation (cases, "
+                                        "abstracts, leaflets, sample; NAME:N caps)", factory=list)
+    distill_batch_size: int = setting(0, "unlabelled texts per step (0: none; frozen encoder: batch_size)")
+    matryoshka_weights: list[float] | None = setting(None, "one loss weight per size of dims (default all 1)")
+    rotation: Rotation = setting("none", "final linear layer: none, pca (orthogonal rotation onto the principal "
+                                 "axes of the base's vectors of the training passages) or pca_centered (the same "
+                                 "after removing their mean: affine)")
+    rotation_trainable: bool = setting(False, "let training adjust the rotation layer")
+    freeze_encoder: bool = setting(False, "train only the final linear layer (a learned Matryoshka adaptor, "
+                                   "initialised as the rotation) on cached encoder vectors: no encoder pass in training")
+    torch_threads: int = setting(0, "CPU threads for torch in the loop (0: torch's default; on a loaded shared "
+                                 "machine 1 thread measured 4x faster than 2)")
+    teacher_cache: str | None = setting(None, "folder of cached teacher vectors (default: <medrag cache>/teacher)")
+    export_adapter: str | None = setting(None, "after training, write the LoRA adapter and/or final layer as a "
+                                         "medrag model package there (bundled:<adapter_name> once in "
+                                         "medrag/data/models)")
+    adapter_name: str = setting("medrag-e5-small-fr", "name of the exported adapter")
+    export_scores: ExportScores = setting("suite_pilot", "what the exported matryoshka.json records: the "
+                                          "validation suite's macro-average (suite_pilot or suite) or run (the "
+                                          "run's eval split)")
+    suite_max_passages: int = setting(3000, "passages per domain of the pilot suite used by export_scores")
     # run
     output_dir: str = setting("medrag-finetuned", "folder of the trained model, its matryoshka.json and model card")
     checkpoints: bool = setting(True, "save checkpoints (false: none, no resume; for sweeps)")
@@ -122,6 +170,7 @@ class FinetuneConfig:
     report_to: ReportTo = setting("none", "experiment tracker: none, wandb or tensorboard")
     run_name: str | None = setting(None, "run name shown by the tracker")
     evaluate_before: bool = setting(True, "score the model on the held-out pairs before training too")
+    evaluate_after: bool = setting(True, "score the model on the held-out pairs after training")
     eval_batch_size: int = setting(64, "encoding batch size of the before/after scores")
     device: str | None = setting(None, "cpu, cuda... (default: CUDA when available); for the Python API")
 
@@ -146,7 +195,37 @@ class FinetuneConfig:
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
             (self.report_to in REPORT_TO, f"report_to must be one of {REPORT_TO}"),
             (not self.dims or all(int(d) > 0 for d in self.dims), "dims must be positive"),
+            (self.engine in ENGINES, f"engine must be one of {ENGINES}"),
+            (self.max_train_pairs >= 0, "max_train_pairs must be >= 0"),
+            (self.query_max_length >= 8 and self.passage_max_length >= 8, "query/passage_max_length must be >= 8"),
+            (self.lora_rank >= 0 and self.lora_layers >= 0, "lora_rank and lora_layers must be >= 0"),
+            (0 <= self.lora_dropout < 1, "lora_dropout must be in [0, 1)"),
+            (self.distill_weight >= 0 and self.contrastive_weight >= 0, "loss weights must be >= 0"),
+            (self.distill_weight > 0 or self.contrastive_weight > 0, "contrastive_weight and distill_weight are both 0"),
+            (self.distill_temperature > 0, "distill_temperature must be > 0"),
+            (self.distill_batch_size >= 0, "distill_batch_size must be >= 0"),
+            (not (self.distill_batch_size and not self.distill_corpus),
+             "distill_batch_size > 0 needs a distill_corpus (unlabelled text sources)"),
+            (self.rotation in ROTATIONS, f"rotation must be one of {ROTATIONS}"),
+            (self.matryoshka_weights is None or not self.dims or len(self.matryoshka_weights) == len(self.dims),
+             "matryoshka_weights needs one weight per size of dims"),
+            (self.export_adapter is None or self.lora_rank > 0 or self.freeze_encoder,
+             "export_adapter ships a LoRA adapter and/or a final layer: set lora_rank > 0 or freeze_encoder "
+             "(full fine-tuning does not fit in 15 MB)"),
+            (not self.freeze_encoder or self.rotation != "none",
+             "freeze_encoder trains only the final linear layer: set rotation to pca or pca_centered"),
+            (not (self.freeze_encoder and self.lora_rank), "freeze_encoder and lora_rank exclude each other"),
+            (self.torch_threads >= 0, "torch_threads must be >= 0"),
         ]
+        loop_only = [name for name, on in (
+            ("mixture", bool(self.mixture)), ("max_train_pairs", self.max_train_pairs > 0),
+            ("lora_rank", self.lora_rank > 0), ("distill_weight", self.distill_weight > 0),
+            ("contrastive_weight", self.contrastive_weight != 1.0),
+            ("distill_corpus", bool(self.distill_corpus)), ("rotation", self.rotation != "none"),
+            ("matryoshka_weights", self.matryoshka_weights is not None),
+            ("export_adapter", self.export_adapter is not None), ("freeze_encoder", self.freeze_encoder)) if on]
+        if self.engine != "loop" and loop_only:
+            checks.append((False, f"{', '.join(loop_only)} need(s) engine: loop (the plain training loop)"))
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)

@@ -79,6 +79,102 @@ def write_model_card(folder: str | Path, cfg: Any, result: Any, dataset: Any, in
     return path
 
 
+def adapter_card(name: str, cfg: Any, result: Any, metadata: Any, sources: list[str], licences: dict[str, str],
+                 pair_counts: dict[str, int], text_counts: dict[str, int]) -> str:
+    """The model card (``README.md``) of an exported adapter: data and licences, recipe, scores, limits."""
+    nc = any("NC" in v for v in licences.values())
+    scored_on = metadata.extra.get("scored_on") or "the run's evaluation split"
+    lines = [
+        f"# {name}" + (" (non-commercial)" if nc else ""),
+        "",
+        "medrag's French medical Matryoshka embedding model: "
+        + (f"a LoRA adapter (rank {cfg.lora_rank})" if cfg.lora_rank else "")
+        + (" and " if cfg.lora_rank and cfg.rotation != "none" else "")
+        + ((f"a {'learned ' if cfg.freeze_encoder or cfg.rotation_trainable else ''}final linear layer "
+            f"(initialised as a {cfg.rotation} rotation)") if cfg.rotation != "none" else "")
+        + " over the embedded `multilingual-e5-small` (MIT), applied at load time by "
+        "`medrag.load_model(\"bundled:" + name + "\")`. "
+        "Queries take the prompt `query: `, passages `passage: ` (medrag adds them).",
+        "",
+        "## Data and licences",
+        "",
+        "| source | training pairs | licence |",
+        "|---|---:|---|",
+    ]
+    for src, n in pair_counts.items():
+        key = src.split("[")[0]
+        lines.append(f"| {src} | {n} | {licences.get(key, 'Apache-2.0 (FrenchMedMCQA)' if 'frenchmedmcqa' in src else 'see the source')} |")
+    for src, n in text_counts.items():
+        lines.append(f"| {src} (unlabelled, distillation) | {n} texts | {licences.get(src, 'see the source')} |")
+    if nc:
+        lines += ["", "**Trained on CC BY-NC data: the weights are for non-commercial use only.**"]
+    elif any("SA" in v for v in licences.values()):
+        lines += ["", "Part of the data is CC BY-SA (MORFITT abstracts): whether the share-alike term reaches "
+                  "model weights is unsettled; we note it and distribute the weights under the same terms as "
+                  "the source where it applies."]
+    lines += [
+        "",
+        "## Recipe",
+        "",
+        f"MatryoshkaLoss over in-batch negatives (sizes {', '.join(map(str, result.dims))}) + self-distillation of the "
+        f"frozen base model's full-size similarities into every size (weight {cfg.distill_weight:g}, temperature "
+        f"{cfg.distill_temperature:g}); "
+        + ("encoder frozen, only the final linear layer trained on cached encoder vectors" if cfg.freeze_encoder
+           else f"LoRA rank {cfg.lora_rank}, alpha {cfg.lora_alpha:g}"
+           + (f", top {cfg.lora_layers} layers" if cfg.lora_layers else ", all layers"))
+        + f"; rotation {cfg.rotation}; batch {cfg.batch_size}, lr {cfg.learning_rate:g}, {cfg.epochs:g} epoch(s), "
+        f"queries <= {cfg.query_max_length} tokens, passages <= {cfg.passage_max_length}; seed {cfg.seed}. "
+        f"{result.global_step} steps in {result.train_seconds:.0f} s ({result.samples_per_second:.2f} samples/s).",
+        "",
+        f"## Scores per size ({metadata.metric}, {scored_on})",
+        "",
+        score_table(metadata.scores_before, metadata.scores, metadata.metric) if metadata.scores else "(not scored)",
+        "",
+        *_domain_lines(metadata),
+        "## Limits",
+        "",
+        *_regression_lines(metadata),
+        "- Trained and selected for French medical passage retrieval; other languages and domains inherit the "
+        "base model's quality at best.",
+        "- A small model (384 dims, 118M parameters, 4-bit-rounded base weights): for the best quality, "
+        "fine-tune `intfloat/multilingual-e5-large` with the same recipe.",
+        "- Not a medical device; retrieval results need a clinician's judgement.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _domain_lines(metadata: Any) -> list[str]:
+    """Per-domain NDCG@10 of the base -> this model at every size (from ``matryoshka.json`` extra)."""
+    after, base = metadata.extra.get("suite_domains") or {}, metadata.extra.get("suite_domains_base") or {}
+    if not after:
+        return []
+    dims = [str(d) for d in metadata.dims]
+    lines = ["Per domain (base -> this model; `sample` is report-only, not in the macro-average):", "",
+             "| domain | " + " | ".join(dims) + " |", "|---|" + "---:|" * len(dims)]
+    for name, scores in after.items():
+        cells = []
+        for d in dims:
+            b = base.get(name, {}).get(d, {}).get(metadata.metric)
+            a = scores.get(d, {}).get(metadata.metric)
+            cells.append(f"{_fmt(b)} -> {_fmt(a)}" if b is not None else _fmt(a))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _regression_lines(metadata: Any) -> list[str]:
+    """A limit line for every domain and size where the model scores more than 0.01 below the base."""
+    after, base = metadata.extra.get("suite_domains") or {}, metadata.extra.get("suite_domains_base") or {}
+    out = []
+    for name, scores in after.items():
+        worse = [f"{d} ({base[name][d][metadata.metric]:.3f} -> {s[metadata.metric]:.3f})"
+                 for d, s in scores.items() if name in base and d in base[name]
+                 and s[metadata.metric] < base[name][d][metadata.metric] - 0.01]
+        if worse:
+            out.append(f"- Below the base model by more than 0.01 on {name} at size(s) " + ", ".join(worse) + ".")
+    return out
+
+
 def _cpu_note(info: dict[str, Any]) -> str:
     """``, 812 s CPU time on 2 thread(s), load average 3.1`` (a busy machine stretches the wall time)."""
     if not info.get("train_cpu_seconds"):

@@ -122,7 +122,10 @@ class MatryoshkaFinetuner:
         if self.dataset is None:
             self.dataset = load_dataset_from_config(cfg)
         if self.model is None:
-            self.model = load_model(cfg.model, device="cpu" if _cpu_only(cfg) else cfg.device)
+            from medrag.bundled import BUNDLED_SPEC
+
+            # no model given: the plain embedded e5-small (not medrag's default model, trained from it)
+            self.model = load_model(cfg.model or BUNDLED_SPEC, device="cpu" if _cpu_only(cfg) else cfg.device)
         model = self.model
         dims = self._dims(model)
         precision = resolve_precision(cfg.precision, cpu=_cpu_only(cfg))
@@ -133,6 +136,8 @@ class MatryoshkaFinetuner:
         before: dict[int, dict[str, float]] = {}
         if task is not None and cfg.evaluate_before:
             before = self._scores_before(model, task, dims, state)
+        if cfg.engine == "loop":
+            return self._run_loop(model, dims, task, before, precision)
 
         _freeze_unused_pooler(model)
         trainer = self._build_trainer(model, dims, precision)
@@ -171,6 +176,130 @@ class MatryoshkaFinetuner:
                 shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
         state.wait_for_everyone()
         return result
+
+    def _run_loop(self, model, dims: list[int], task, before: dict[int, dict[str, float]],
+                  precision: str) -> FinetuneResult:
+        """``engine: loop``: the plain loop of :mod:`finetune.loop` (one process), then the same outputs
+        as the Trainer path, plus the adapter export when ``export_adapter`` is set."""
+        from medrag.adapters import base_weights_fingerprint
+        from medrag.qa.pairs import QADataset
+
+        from finetune.loop import TrainingLoop
+        from finetune.mixture import mixture_pairs, mixture_texts
+
+        cfg = self.config
+        if _world_size() > 1:
+            raise ConfigError("engine: loop runs in one process; use engine: trainer under torchrun")
+        pairs, counts = self.training_pairs()
+        unlabelled, text_counts = mixture_texts(cfg.distill_corpus, cfg.shared_data, cfg.seed) if cfg.distill_corpus \
+            else ([], {})
+        logger.info("training pairs per source: %s; unlabelled texts: %s", counts, text_counts)
+        self.dataset = QADataset(pairs, self.dataset.eval, name=self.dataset.name if not cfg.mixture else
+                                 f"{self.dataset.name} + {'+'.join(cfg.mixture)}", stats=self.dataset.stats,
+                                 split_method=self.dataset.split_method)
+        self.source_counts = counts
+        self.text_counts = text_counts
+        base_fingerprint = base_weights_fingerprint(model)
+        inference_max_len = model.max_seq_length
+        loop = TrainingLoop(model, cfg, dims, pairs, unlabelled)
+        start_cpu = time.process_time()
+        loop_result = loop.run()
+        model.max_seq_length = inference_max_len
+        result = FinetuneResult(
+            output_dir=self.output_dir, dims=dims, scores_before=before, train_seconds=loop_result.train_seconds,
+            samples_per_second=loop_result.samples_per_second, losses=loop_result.losses, precision=precision,
+            global_step=loop_result.steps, train_cpu_seconds=time.process_time() - start_cpu)
+        self.loop_result = loop_result
+        adapter_model = None
+        if cfg.export_adapter:  # keep the unmerged adapters for the export; the saved folder is merged
+            import copy
+
+            adapter_model = copy.deepcopy(model)
+        if cfg.lora_rank > 0:
+            from finetune.lora import merge_lora
+
+            merge_lora(model)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        model.save(str(self.output_dir))
+        if task is not None and cfg.evaluate_after:
+            model.eval()
+            result.scores_after = score_sizes(model, task, dims, batch_size=cfg.eval_batch_size)
+        self._write_outputs(model, result)
+        if cfg.export_adapter:
+            self.export(adapter_model, result, base_fingerprint)
+        return result
+
+    def training_pairs(self):
+        """``data``'s train pairs plus the ``mixture`` sources, without duplicates or eval questions,
+        capped at ``max_train_pairs`` (seeded draw). Returns the pairs and the count per source."""
+        import random
+
+        from finetune.mixture import mixture_pairs
+
+        cfg = self.config
+        extra, counts = mixture_pairs(cfg.mixture, cfg.shared_data, cfg.seed) if cfg.mixture else ([], {})
+        counts = {self.dataset.name: len(self.dataset.train), **counts}
+        eval_questions = {p.question for p in self.dataset.eval}
+        seen: set[tuple[str, str]] = set()
+        pairs = []
+        for p in list(self.dataset.train) + extra:
+            key = (p.question, p.answer)
+            if key in seen or p.question in eval_questions:
+                continue
+            seen.add(key)
+            pairs.append(p)
+        if cfg.max_train_pairs and len(pairs) > cfg.max_train_pairs:
+            rng = random.Random(cfg.seed)
+            pairs = [pairs[i] for i in sorted(rng.sample(range(len(pairs)), cfg.max_train_pairs))]
+        return pairs, counts
+
+    def export(self, adapter_model, result: FinetuneResult, base_fingerprint: str) -> Path:
+        """Write the LoRA adapter folder (``export_adapter``), its matryoshka.json and card."""
+        from medrag.metadata import MatryoshkaMetadata
+        from medrag.models import embedding_dim
+
+        from finetune.export import export_adapter
+        from finetune.mixture import LICENCES, parse_source
+        from finetune.model_card import adapter_card
+
+        cfg = self.config
+        sources = [self.dataset.name.split(" + ")[0]] + [parse_source(m)[0] for m in cfg.mixture]
+        licences = {parse_source(m)[0]: LICENCES.get(parse_source(m)[0], "see the source")
+                    for m in [*cfg.mixture, *cfg.distill_corpus]}
+        scores, before, scored_on, per_domain, base_domains = result.scores_after, result.scores_before, None, {}, {}
+        if self.dataset.eval:
+            scored_on = self.dataset.eval_task().name
+        if cfg.export_scores != "run":
+            from medrag.bundled import BUNDLED_SPEC
+
+            from finetune.suite_scores import suite_macro_scores
+
+            pilot = cfg.export_scores == "suite_pilot"
+            base = load_model(cfg.model or BUNDLED_SPEC, device="cpu" if _cpu_only(cfg) else cfg.device)
+            caps = dict(pilot=pilot, max_passages=cfg.suite_max_passages)
+            scores, per_domain = suite_macro_scores(self.model, base, result.dims, frozen_encoder=cfg.freeze_encoder,
+                                                    **caps)
+            before, base_domains = suite_macro_scores(base, None, result.dims, frozen_encoder=False, **caps)
+            scored_on = (f"validation suite (val part{f', pilot caps 300 x {cfg.suite_max_passages}' if pilot else ''}), "
+                         "macro-average over the choice domains")
+        meta = MatryoshkaMetadata(
+            full_dim=embedding_dim(self.model), dims=result.dims, scores=scores, scores_before=before,
+            base_model=cfg.model or "bundled:multilingual-e5-small",
+            extra={"scored_on": scored_on, "suite_domains": {d: {str(k): v for k, v in s.items()}
+                                                             for d, s in per_domain.items()},
+                   "suite_domains_base": {d: {str(k): v for k, v in s.items()} for d, s in base_domains.items()},
+                   "rotation_folded": cfg.rotation != "none",
+                   "training_sources": getattr(self, "source_counts", {}), "licences": licences})
+        recipe = {k: getattr(cfg, k) for k in ("lora_rank", "lora_alpha", "lora_layers", "distill_weight",
+                                               "distill_temperature", "distill_corpus", "distill_batch_size",
+                                               "rotation", "mixture", "max_train_pairs", "batch_size", "epochs",
+                                               "learning_rate", "query_max_length", "passage_max_length", "seed")}
+        card = adapter_card(cfg.adapter_name, cfg, result, meta, sources, licences,
+                            getattr(self, "source_counts", {}), getattr(self, "text_counts", {}))
+        return export_adapter(adapter_model, cfg.export_adapter, name=cfg.adapter_name, base_spec=cfg.model,
+                              base_fingerprint=base_fingerprint, metadata=meta, card=card,
+                              extra={"recipe": recipe, "training_sources": getattr(self, "source_counts", {}),
+                                     "licences": licences})
 
     # ------------------------------------------------------------------ pieces
 

@@ -26,6 +26,7 @@ _EXPORTS = {
     "MatryoshkaChroma": "medrag.store",
     "MatryoshkaMetadata": "medrag.metadata",
     "BUNDLED_SPEC": "medrag.bundled",
+    "DEFAULT_SPEC": "medrag.bundled",
     "MedragError": "medrag.errors",
     "ModelLoadError": "medrag.errors",
     "InvalidInputError": "medrag.errors",

@@ -50,6 +50,11 @@ logger = logging.getLogger(__name__)
 BUNDLED_NAME = "multilingual-e5-small"
 #: The spec that selects the embedded model (also the default when no spec is given).
 BUNDLED_SPEC = f"bundled:{BUNDLED_NAME}"
+#: medrag's own French medical Matryoshka model: a packaged adapter over the base (:mod:`medrag.adapters`).
+MEDRAG_MODEL_SPEC = "bundled:medrag-e5-small-fr"
+#: The model of ``load_model(None)``, ``MatryoshkaEmbeddings()``, ``MatryoshkaChroma`` and ``medrag demo``:
+#: medrag's own model since it beat the base's validation macro-average at every size (docs/results.md).
+DEFAULT_SPEC = MEDRAG_MODEL_SPEC
 #: Bump when the conversion's output changes, so old caches are rebuilt.
 CONVERTER_VERSION = 1
 MARKER = "medrag_bundled.json"

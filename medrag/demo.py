@@ -52,7 +52,7 @@ QUESTIONS = (
 
 def register(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser("demo", help="index the French medical sample, answer questions, evaluate every size")
-    p.add_argument("--model", default=None, help="model spec (default: the embedded multilingual-e5-small)")
+    p.add_argument("--model", default=None, help="model spec (default: medrag's default model, medrag.DEFAULT_SPEC)")
     p.add_argument("--dir", default=None,
                    help="where the demo store lives (default: $MEDRAG_CACHE/demo, else ~/.cache/medrag/demo)")
     p.add_argument("--rebuild", action="store_true", help="drop the demo store and index the corpus again")
@@ -139,9 +139,8 @@ def build_store(emb, corpus, folder: Path, rebuild: bool = False):
     folder.mkdir(parents=True, exist_ok=True)
     try:
         store = MatryoshkaChroma(COLLECTION, embedding_function=emb, persist_directory=str(folder))
-    except CollectionMismatchError:
-        if not rebuild:
-            raise
+    except CollectionMismatchError:  # built with another model (e.g. a previous default): the demo owns it
+        print(f"The demo store in {folder} was built with another model; rebuilding it.")
         store = None
     if rebuild or store is None:
         import chromadb  # heavy: only a rebuild needs the client itself

@@ -8,7 +8,7 @@ smaller, cheaper vectors with a measured quality loss.
 Example::
 
     >>> from medrag import MatryoshkaEmbeddings
-    >>> emb = MatryoshkaEmbeddings(dimension=64)           # embedded e5-small, offline
+    >>> emb = MatryoshkaEmbeddings(dimension=64)           # medrag's default model, offline
     >>> len(emb.embed_query("Quels sont les symptômes du diabète ?"))
     64
     >>> MatryoshkaEmbeddings(dimension="edge").dimension   # the seed's edge-device size
@@ -74,7 +74,8 @@ class MatryoshkaEmbeddings(Embeddings):
     the interface the store and the evaluation use.
 
     Args:
-        model: a model spec for :func:`medrag.load_model` (``None``: the embedded e5-small),
+        model: a model spec for :func:`medrag.load_model` (``None``: medrag's default model,
+            ``bundled:medrag-e5-small-fr``),
             or an already loaded ``SentenceTransformer``.
         dimension: the output size. An int among the allowed sizes; ``None`` or ``"max"`` for the
             full size; ``"balanced"`` (512) or ``"edge"`` (128), capped to the model; ``"auto"``
@@ -267,7 +268,7 @@ class MatryoshkaEmbeddings(Embeddings):
             )
 
     def _folder_metadata(self) -> MatryoshkaMetadata | None:
-        spec = getattr(self.model, "medrag_spec", None)
+        spec = getattr(self.model, "medrag_folder", None) or getattr(self.model, "medrag_spec", None)
         if spec and Path(spec).expanduser().is_dir():
             return MatryoshkaMetadata.load(Path(spec).expanduser())
         return None

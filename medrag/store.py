@@ -366,6 +366,7 @@ class MatryoshkaChroma(VectorStore):
             raise CollectionMismatchError(
                 f"collection {name!r} does not match this store ({'; '.join(problems)}). Nothing was written. "
                 "Open it with the same model and sizes, or reindex into a new collection with MatryoshkaChroma.reindex."
+                + _default_change_hint(meta.get(_C["model"]), expected[_C["model"]], name)
             )
 
     # ------------------------------------------------------------------ properties
@@ -1411,6 +1412,17 @@ def _check_ids(ids: Any) -> list[str]:
 def _no_extra(kwargs: dict[str, Any]) -> None:
     if kwargs:
         raise InvalidArgumentError(f"unexpected search argument(s): {sorted(kwargs)}")
+
+
+def _default_change_hint(stored_spec: Any, spec: str, name: str) -> str:
+    """A sentence for a collection built with the *previous* default model and opened with the new one."""
+    from medrag.bundled import BUNDLED_SPEC, DEFAULT_SPEC
+
+    if stored_spec != BUNDLED_SPEC or spec != DEFAULT_SPEC or DEFAULT_SPEC == BUNDLED_SPEC:
+        return ""
+    return (f" medrag's default model changed from {BUNDLED_SPEC!r} to {DEFAULT_SPEC!r}: reindex the collection "
+            f"(MatryoshkaChroma.reindex(client, {name!r}, '<new name>', MatryoshkaEmbeddings())) to use "
+            f"the new model, or keep the old one with MatryoshkaEmbeddings({BUNDLED_SPEC!r}).")
 
 
 __all__ = ["MatryoshkaChroma", "DEFAULT_CANDIDATES", "DEFAULT_COARSE_DIM", "FULL_KEY", "GENERATION_KEY", "ROTATION_KEY", "ROTATIONS",

@@ -44,7 +44,7 @@ def e5_small():
     """The embedded multilingual-e5-small, converted into MEDRAG_CACHE (or the user cache) once."""
     import medrag
 
-    return medrag.load_model(device="cpu")
+    return medrag.load_model(medrag.BUNDLED_SPEC, device="cpu")
 
 
 @pytest.fixture(scope="session")

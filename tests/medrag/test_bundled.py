@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from medrag import MatryoshkaEmbeddings
-from medrag.bundled import MARKER, bundled_model_dir, ensure_bundled_model, is_valid_conversion
+from medrag.bundled import BUNDLED_SPEC, MARKER, bundled_model_dir, ensure_bundled_model, is_valid_conversion
 from tests.conftest import REPO, SHARED
 
 pytestmark = pytest.mark.integration
@@ -62,7 +62,7 @@ def test_conversion_writes_a_checked_model(fresh_cache):
     for name in ("model.safetensors", "tokenizer.json", "modules.json", "config_sentence_transformers.json", MARKER):
         assert (path / name).is_file(), name
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".tmp-")]
-    emb = MatryoshkaEmbeddings(device="cpu", dimension=64)
+    emb = MatryoshkaEmbeddings(BUNDLED_SPEC, device="cpu", dimension=64)
     vec = np.array(emb.embed_query("Quels sont les symptômes du diabète ?"))
     assert vec.shape == (64,) and abs(np.linalg.norm(vec) - 1) < 1e-5
     assert emb.query_prompt_name == "query" and emb.document_prompt_name == "passage"

@@ -17,7 +17,8 @@ def test_demo_indexes_then_reuses_the_store(tiny_model_dir, tmp_path, capsys):
     assert "Reusing the demo store" in capsys.readouterr().out
 
 
-def test_demo_refuses_a_store_of_another_model_unless_rebuilt(tiny_model_dir, tmp_path, capsys):
+def test_demo_rebuilds_its_store_when_the_model_changed(tiny_model_dir, tmp_path, capsys):
+    """The demo owns its store: a store built with another model (a previous default) is rebuilt."""
     import shutil
 
     import torch
@@ -33,10 +34,11 @@ def test_demo_refuses_a_store_of_another_model_unless_rebuilt(tiny_model_dir, tm
     store = str(tmp_path / "store")
     assert main(["demo", "--model", str(tiny_model_dir), "--dir", store, "--k", "1"]) == 0
     capsys.readouterr()
-    assert main(["demo", "--model", str(other), "--dir", store, "--k", "1"]) == 1
-    assert "error" in capsys.readouterr().err
-    assert main(["demo", "--model", str(other), "--dir", store, "--k", "1", "--rebuild"]) == 0
-    assert "Indexed 193 passages" in capsys.readouterr().out
+    assert main(["demo", "--model", str(other), "--dir", store, "--k", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "was built with another model; rebuilding it" in out and "Indexed 193 passages" in out
+    assert main(["demo", "--model", str(other), "--dir", store, "--k", "1"]) == 0
+    assert "Reusing the demo store" in capsys.readouterr().out
 
 
 def test_demo_finetune_prints_the_before_after_table(tiny_model_dir, tmp_path, capsys):

@@ -1,0 +1,196 @@
+"""Candidates for medrag's default model, scored on the validation suite from the base model's vectors.
+
+Every candidate here keeps the embedded e5-small's encoder frozen and changes only a final linear layer
+(``freeze_encoder: true`` in the fine-tuning config, or a rotation fitted without training). Their
+vectors are therefore ``normalize(W @ base_vector + b)``, computed exactly from the base model's suite
+vectors (read from the evaluation's embedding cache, so the base is encoded once for every candidate):
+a candidate scores in seconds instead of re-encoding ~15,000 texts on 2 CPU cores. The script also
+emulates the store's own fitted rotation (a PCA fitted on each domain's stored passages, applied to
+the base model), the comparison the issue asks for before folding a rotation into the shipped model.
+
+``--check-model DIR`` verifies the shortcut: it encodes a few hundred suite texts with the real model
+folder and reports the largest deviation from ``normalize(W @ base + b)``.
+
+Usage (from the repository root)::
+
+    python benchmarks/default_model_sweep.py --part val --pilot \\
+        --candidate head-a=/work/outputs/train/head-a --out docs/results/default_model_sweep_val_pilot.json
+
+Candidates: ``base``, ``pca-train`` (uncentred PCA fitted on the base vectors of the training passages
+of ``configs/medrag_default.yaml``), ``store-pca`` / ``store-pca-centered`` (fitted on each domain's
+corpus: the store's rotation), and any trained folder given with ``--candidate NAME=DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+DIMS = (384, 256, 128, 64, 32)
+
+
+def head_of(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(W, b)`` of the Dense layer of a saved sentence-transformers folder."""
+    from safetensors.numpy import load_file
+
+    modules = json.loads((folder / "modules.json").read_text())
+    dense = [m for m in modules if m["type"].endswith("Dense")]
+    if not dense:
+        raise SystemExit(f"{folder} has no Dense layer: not a frozen-encoder candidate")
+    sub = folder / dense[0]["path"]
+    tensors = load_file(str(next(sub.glob("*.safetensors"))))
+    return tensors["linear.weight"].astype(np.float32), tensors["linear.bias"].astype(np.float32)
+
+
+def apply(vecs: np.ndarray, head: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    if head is None:
+        return vecs
+    w, b = head
+    out = vecs @ w.T + b
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def score(task, q: np.ndarray, d: np.ndarray) -> dict[int, float]:
+    from evaluation.retrieval import evaluate_vectors
+
+    res = evaluate_vectors(task, q, d, DIMS, ("ndcg@10",))
+    return {dim: float(r.means["ndcg@10"]) for dim, r in res.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--part", default="val", choices=["val", "test"])
+    p.add_argument("--pilot", action="store_true")
+    p.add_argument("--domains", nargs="+", help="a subset of the suite's domains (default: all)")
+    p.add_argument("--max-passages", type=int, default=3000,
+                   help="pilot cap on passages per domain (the suite's pilot: 3000)")
+    p.add_argument("--candidate", action="append", default=[], metavar="NAME=DIR")
+    p.add_argument("--train-config", default=str(REPO / "configs" / "medrag_default.yaml"))
+    p.add_argument("--no-store", action="store_true", help="skip the store-rotation emulation")
+    p.add_argument("--check-model", metavar="SPEC",
+                   help="verify the shortcut against the real model (a folder or a bundled: spec)")
+    p.add_argument("--check-n", type=int, default=100, help="texts per side per domain for --check-model")
+    p.add_argument("--out", help="write the table as JSON here")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    from evaluation.cache import EmbeddingCache
+    from finetune.rotation import fit_pca_rotation
+    from medrag import MatryoshkaEmbeddings
+    from medrag.qa.suite import build_suite
+
+    t0 = time.perf_counter()
+    suite = build_suite(args.part, pilot=args.pilot, domains=args.domains, max_passages=args.max_passages)
+    base = MatryoshkaEmbeddings("bundled:multilingual-e5-small", batch_size=32)
+    cache = EmbeddingCache()
+    vecs = {}
+    for name, dom in suite.domains.items():
+        vecs[name] = (cache.encode(base, list(dom.task.queries.values()), "query"),
+                      cache.encode(base, list(dom.task.corpus.values()), "document"))
+    print(f"base vectors of {len(vecs)} domains in {time.perf_counter() - t0:.0f} s "
+          f"(cache hits {cache.hits}, misses {cache.misses})", file=sys.stderr)
+
+    heads: dict[str, object] = {"base": None}
+    train_passages = _training_passage_vectors(args.train_config, base)
+    if train_passages is not None:
+        heads["pca-train"] = fit_pca_rotation(train_passages, center=False)
+        heads["pca-train-centered"] = fit_pca_rotation(train_passages, center=True)
+    for spec in args.candidate:
+        label, _, folder = spec.partition("=")
+        heads[label] = head_of(Path(folder))
+
+    table: dict[str, dict] = {}
+    for label, head in heads.items():
+        per = {n: score(suite.domains[n].task, apply(q, head), apply(d, head)) for n, (q, d) in vecs.items()}
+        table[label] = per
+    if not args.no_store:
+        for label, center in (("store-pca", False), ("store-pca-centered", True)):
+            per = {}
+            for n, (q, d) in vecs.items():
+                head = fit_pca_rotation(d, center=center)  # fitted on the stored passages, as the store does
+                per[n] = score(suite.domains[n].task, apply(q, head), apply(d, head))
+            table[label] = per
+    choice = suite.choice_domains
+    rows = []
+    header = "| candidate | " + " | ".join(f"macro@{d}" for d in DIMS) + " | " + " | ".join(
+        f"{n}@384/64" for n in vecs) + " |"
+    rows += [header, "|---|" + "---:|" * (len(DIMS) + len(vecs))]
+    out = {"part": args.part, "pilot": args.pilot, "max_passages": args.max_passages, "choice_domains": choice, "dims": list(DIMS),
+           "domains": {n: {"queries": len(d.task.queries), "corpus": len(d.task.corpus)} for n, d in suite.domains.items()},
+           "candidates": {}}
+    for label, per in table.items():
+        macro = {dim: float(np.mean([per[n][dim] for n in choice])) for dim in DIMS}
+        out["candidates"][label] = {"macro": macro, "domains": per}
+        rows.append(f"| {label} | " + " | ".join(f"{macro[d]:.4f}" for d in DIMS) + " | "
+                    + " | ".join(f"{per[n][384]:.3f}/{per[n][64]:.3f}" for n in vecs) + " |")
+    print("\n".join(rows))
+    if args.check_model:
+        folder = args.check_model
+        if folder.startswith("bundled:"):
+            from medrag.models import bundled_folder
+
+            folder = str(bundled_folder(folder))
+        out["check"] = _check(Path(folder), suite, vecs, base, args.check_n)
+        out["check"]["model"] = args.check_model
+        print(f"check of {args.check_model}: {out['check']}")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=2))
+    return 0
+
+
+def _training_passage_vectors(config_path: str, base) -> np.ndarray | None:
+    """The base vectors of the training passages of the config, if its teacher cache holds them."""
+    from finetune.config import FinetuneConfig
+    from finetune.loop import TeacherCache, teacher_cache_dir
+    from finetune.training import MatryoshkaFinetuner
+    from medrag.prompts import prompt_texts
+
+    cfg = FinetuneConfig.from_file(config_path)
+    finetuner = MatryoshkaFinetuner(cfg)
+    from finetune.data import load_dataset_from_config
+
+    finetuner.dataset = load_dataset_from_config(cfg)
+    pairs, _ = finetuner.training_pairs()
+    from medrag.models import model_fingerprint
+
+    cache = TeacherCache(teacher_cache_dir(cfg), model_fingerprint(base.model), prompt_texts(base.model.prompts)[1],
+                         cfg.passage_max_length)
+    texts = list(dict.fromkeys(p.answer for p in pairs))
+    found, missing = cache.lookup(texts)
+    rows = [v for v in found if v is not None]
+    if len(rows) < 0.5 * len(texts):
+        print(f"pca-train skipped: {len(missing)} of {len(texts)} training passages not in the teacher cache",
+              file=sys.stderr)
+        return None
+    return np.stack(rows)
+
+
+def _check(folder: Path, suite, vecs, base, n: int = 100) -> dict[str, float]:
+    """Largest |real - shortcut| over ``n`` queries and ``n`` passages per domain."""
+    from medrag import MatryoshkaEmbeddings
+
+    model = MatryoshkaEmbeddings(str(folder), batch_size=32)
+    head = head_of(folder)
+    worst = 0.0
+    for name, (q, d) in vecs.items():
+        task = suite.domains[name].task
+        qt, dt = list(task.queries.values())[:n], list(task.corpus.values())[:n]
+        real_q = np.asarray(model.model.encode(qt, prompt_name=model.query_prompt_name, normalize_embeddings=True))
+        real_d = np.asarray(model.model.encode(dt, prompt_name=model.document_prompt_name, normalize_embeddings=True))
+        worst = max(worst, float(np.abs(real_q - apply(q[:n], head)).max()),
+                    float(np.abs(real_d - apply(d[:n], head)).max()))
+    return {"max_abs_diff": worst, "texts_per_side_per_domain": n}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,80 @@
+"""Validation-suite scores of a trained model, for the ``matryoshka.json`` of an exported adapter.
+
+The shipped model's ``matryoshka.json`` holds the validation suite's macro-average per size
+(:mod:`medrag.qa.suite`, part ``val``; ``dimension="auto"`` and the presets read it). With a frozen
+encoder (``freeze_encoder``) the model's vectors are exactly ``normalize(W @ base + b)``, so the suite
+is scored from the base model's vectors (the evaluation's embedding cache: encoded once for every
+candidate) and the trained layer; otherwise every text is encoded with the trained model.
+
+Example::
+
+    from finetune.suite_scores import suite_macro_scores
+    macro, per_domain = suite_macro_scores(model, base_model, frozen_encoder=True, pilot=True)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from finetune.scoring import TRAINING_METRICS
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+
+def suite_macro_scores(model: "SentenceTransformer", base: "SentenceTransformer | None", dims: Sequence[int],
+                       *, frozen_encoder: bool, pilot: bool = True, max_passages: int = 3000,
+                       data_root: str | None = None,
+                       metrics: Sequence[str] = TRAINING_METRICS
+                       ) -> tuple[dict[int, dict[str, float]], dict[str, dict[int, dict[str, float]]]]:
+    """``(macro, per_domain)``: the mean over the suite's choice domains of each metric at each size, and
+    the per-domain scores (report-only domains included).
+
+    Args:
+        model: the trained model (merged; with its final linear layer when ``frozen_encoder``).
+        base: the frozen base model (needed when ``frozen_encoder``).
+        frozen_encoder: score from the base's cached vectors and the model's final layer.
+        pilot: the suite's pilot caps (<= 300 queries x ``max_passages`` passages per domain).
+    """
+    from evaluation.cache import EmbeddingCache
+    from evaluation.retrieval import evaluate_vectors
+    from medrag import MatryoshkaEmbeddings
+    from medrag.qa.suite import build_suite
+
+    from finetune.rotation import rotation_layer
+
+    suite = build_suite("val", pilot=pilot, data_root=data_root, max_passages=max_passages)
+    cache = EmbeddingCache()
+    if frozen_encoder:
+        dense = rotation_layer(model)
+        w = dense.linear.weight.detach().float().cpu().numpy()
+        b = dense.linear.bias.detach().float().cpu().numpy()
+        encoder = MatryoshkaEmbeddings(base)
+    else:
+        encoder = MatryoshkaEmbeddings(model)
+    per_domain: dict[str, dict[int, dict[str, float]]] = {}
+    for name, dom in suite.domains.items():
+        q = cache.encode(encoder, list(dom.task.queries.values()), "query")
+        d = cache.encode(encoder, list(dom.task.corpus.values()), "document")
+        if frozen_encoder:
+            q, d = _apply(q, w, b), _apply(d, w, b)
+        res = evaluate_vectors(dom.task, q, d, dims, metrics)
+        per_domain[name] = {dim: dict(r.means) for dim, r in res.items()}
+        logger.info("suite %s: ndcg@10 %s", name, {k: round(v["ndcg@10"], 4) for k, v in per_domain[name].items()})
+    choice = suite.choice_domains
+    macro = {dim: {m: float(np.mean([per_domain[n][dim][m] for n in choice])) for m in metrics} for dim in dims}
+    return macro, per_domain
+
+
+def _apply(vecs: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    out = vecs @ w.T + b
+    return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+
+
+__all__ = ["suite_macro_scores"]

@@ -1,0 +1,127 @@
+"""The plain training loop on the tiny model: LoRA, self-distillation, rotation, adapter export."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from finetune.config import ConfigError, FinetuneConfig
+from finetune.loop import no_duplicate_batches
+from finetune.training import MatryoshkaFinetuner
+from medrag.qa.pairs import QAPair
+from tests.finetune.conftest import quick_config
+
+
+def loop_config(tiny_model_dir, pairs_file, out, tmp_path, **overrides):
+    base = dict(engine="loop", lora_rank=4, lora_alpha=8, distill_weight=1.0, distill_temperature=0.05,
+                query_max_length=32, passage_max_length=32, teacher_cache=str(tmp_path / "teacher"),
+                learning_rate=2e-3, export_scores="run")
+    return quick_config(tiny_model_dir, pairs_file, out, **{**base, **overrides})
+
+
+@pytest.fixture(scope="module")
+def lora_run(tiny_model_dir, pairs_file, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("loop")
+    cfg = loop_config(tiny_model_dir, pairs_file, tmp / "model", tmp, rotation="pca",
+                      export_adapter=str(tmp / "adapter" / "tiny-fr"), adapter_name="tiny-fr")
+    finetuner = MatryoshkaFinetuner(cfg)
+    return finetuner, finetuner.run(), tmp
+
+
+def test_batches_never_repeat_a_text_and_cover_every_pair():
+    pairs = [QAPair(f"q{i % 5}", f"a{i % 7}") for i in range(35)]
+    batches = no_duplicate_batches(pairs, 4, random.Random(0))
+    covered = sorted(i for b in batches for i in b)
+    assert len(covered) == len(set(covered)) >= 30  # only left-over pairs that share a text are dropped
+    for b in batches:
+        assert len({pairs[i].question for i in b}) == len(b) == len({pairs[i].answer for i in b}) <= 4
+
+
+def test_lora_loop_trains_and_scores(lora_run):
+    finetuner, result, _ = lora_run
+    assert result.global_step == len(result.losses) >= 9 and min(result.losses) > 0
+    assert sum(result.losses[-3:]) < sum(result.losses[:3])
+    assert finetuner.loop_result.trainable_parameters < 20_000  # adapters only (+ no trainable rotation)
+    assert set(result.scores_after) == set(result.scores_before) == {128, 64}
+    meta = json.loads((result.output_dir / "matryoshka.json").read_text())
+    assert meta["dims"] == [128, 64]
+
+
+def test_saved_folder_is_the_merged_model_with_its_rotation(lora_run):
+    import medrag
+
+    _, result, _ = lora_run
+    model = medrag.load_model(result.output_dir, device="cpu")
+    assert [type(m).__name__ for m in model][-2:] == ["Dense", "Normalize"]
+    assert not any("lora" in n for n, _ in model.named_parameters())
+
+
+def test_exported_adapter_rebuilds_the_trained_model(lora_run, tiny_model_dir, tmp_path):
+    import medrag
+    from medrag.adapters import ADAPTER_CONFIG, build_adapted_model, read_adapter_config
+
+    _, result, tmp = lora_run
+    adapter = tmp / "adapter" / "tiny-fr"
+    config = read_adapter_config(adapter)
+    assert config["lora_rank"] == 4 and config["rotation"] is True
+    assert len(config["adapted_weights"]) == 2 * 6  # 2 layers x q, k, v, attention out, ffn in, ffn out
+    built = build_adapted_model(adapter, tiny_model_dir, tmp_path / "built")
+    assert (built / "matryoshka.json").is_file() and "LoRA adapter (rank 4)" in (built / "README.md").read_text()
+    texts = ["query: glycémie à jeun", "passage: La TSH élevée oriente vers une hypothyroïdie."]
+    merged = medrag.load_model(result.output_dir, device="cpu").encode(texts, normalize_embeddings=True)
+    rebuilt = medrag.load_model(built, device="cpu").encode(texts, normalize_embeddings=True)
+    assert np.min(np.sum(merged * rebuilt, axis=1)) > 0.999  # fp16 adapter ~ fp32 training result
+    assert (adapter / ADAPTER_CONFIG).stat().st_size < 50_000
+
+
+def test_rotation_keeps_full_size_cosines_of_the_base(tiny_model_dir, pairs_file, tmp_path):
+    """An uncentred PCA rotation alone (no training step) changes no full-size cosine."""
+    import medrag
+
+    cfg = loop_config(tiny_model_dir, pairs_file, tmp_path / "m", tmp_path, rotation="pca", max_steps=1,
+                      learning_rate=1e-12, lora_rank=1, evaluate_before=False, eval_fraction=0.0)
+    MatryoshkaFinetuner(cfg).run()
+    texts = ["glycémie à jeun", "La TSH élevée oriente vers une hypothyroïdie.", "ferritine basse"]
+    a = medrag.load_model(tiny_model_dir, device="cpu").encode(texts, normalize_embeddings=True)
+    b = medrag.load_model(tmp_path / "m", device="cpu").encode(texts, normalize_embeddings=True)
+    assert np.allclose(a @ a.T, b @ b.T, atol=1e-4)
+    assert not np.allclose(a, b, atol=1e-2)
+
+
+def test_teacher_vectors_are_cached(lora_run):
+    _, _, tmp = lora_run
+    assert len(list((tmp / "teacher").glob("*.npz"))) == 2  # questions and passages (prompt + cap each)
+
+
+def test_loop_options_need_the_loop_engine():
+    with pytest.raises(ConfigError, match="lora_rank, distill_weight need"):
+        FinetuneConfig(lora_rank=4, distill_weight=1.0)
+    with pytest.raises(ConfigError, match="set lora_rank > 0"):
+        FinetuneConfig(engine="loop", export_adapter="out")
+
+
+def test_frozen_encoder_trains_only_the_final_layer_and_exports_it(tiny_model_dir, pairs_file, tmp_path):
+    import torch
+
+    import medrag
+    from medrag.adapters import build_adapted_model, read_adapter_config
+
+    cfg = loop_config(tiny_model_dir, pairs_file, tmp_path / "m", tmp_path, lora_rank=0, freeze_encoder=True,
+                      rotation="pca_centered", epochs=20, export_adapter=str(tmp_path / "a" / "head"),
+                      adapter_name="head", evaluate_before=False)
+    finetuner = MatryoshkaFinetuner(cfg)
+    result = finetuner.run()
+    assert finetuner.loop_result.trainable_parameters == 128 * 128 + 128
+    assert sum(result.losses[-5:]) < sum(result.losses[:5])
+    base = medrag.load_model(tiny_model_dir, device="cpu")
+    trained = medrag.load_model(tmp_path / "m", device="cpu")
+    w = "encoder.layer.0.attention.self.query.weight"
+    assert torch.equal(base[0].auto_model.get_parameter(w), trained[0].auto_model.get_parameter(w))
+    config = read_adapter_config(tmp_path / "a" / "head")
+    assert config["adapted_weights"] == [] and config["rotation"] is True
+    built = medrag.load_model(build_adapted_model(tmp_path / "a" / "head", tiny_model_dir, tmp_path / "b"), device="cpu")
+    texts = ["glycémie à jeun", "La TSH élevée oriente vers une hypothyroïdie."]
+    assert np.allclose(built.encode(texts), trained.encode(texts), atol=1e-5)
