@@ -46,7 +46,7 @@ from typing import Any
 
 from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.errors import DataError, InvalidInputError
-from medrag.qa.pairs import read_records
+from medrag.qa.pairs import json_objects, read_records
 from medrag.store import MatryoshkaChroma, _translate
 
 logger = logging.getLogger(__name__)
@@ -176,15 +176,7 @@ def _records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         opener = gzip.open if name.endswith(".gz") else open
         try:
             with opener(path, "rt", encoding="utf-8") as fh:
-                for lineno, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        obj = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-                    if not isinstance(obj, dict):
-                        raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+                for lineno, obj in json_objects(fh, path):
                     yield f"{path}:{lineno}", obj
         except UnicodeDecodeError as exc:
             raise DataError(f"{path}: not UTF-8 text ({exc.reason})") from None

@@ -47,7 +47,6 @@ import argparse
 import functools
 import gzip
 import hashlib
-import json
 import logging
 import os
 import random
@@ -59,7 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medrag.errors import DataError
-from medrag.qa.pairs import QAPair
+from medrag.qa.pairs import QAPair, json_objects
 from medrag.qa.task import IRTask
 
 logger = logging.getLogger(__name__)
@@ -228,14 +227,8 @@ def read_documents(source: str, folder: str | os.PathLike[str] | None = None) ->
     docs: list[FrenchDocument] = []
     try:
         with gzip.open(path, "rt", encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-                if not isinstance(row, dict) or any(not isinstance(row.get(k), str) for k in needed):
+            for lineno, row in json_objects(fh, path):
+                if any(not isinstance(row.get(k), str) for k in needed):
                     raise DataError(f"{path}:{lineno}: expected a JSON object with string fields {list(needed)}")
                 docs.append(FrenchDocument(source, row["id"], row["text"], row.get("product", "") or ""))
     except (OSError, EOFError, UnicodeDecodeError) as exc:  # gzip.BadGzipFile is an OSError

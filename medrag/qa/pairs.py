@@ -31,7 +31,7 @@ import logging
 import os
 import random
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -282,6 +282,32 @@ def split_by_question(pairs: Sequence[QAPair], eval_fraction: float, seed: int =
     return [p for p in pairs if p.question not in held], [p for p in pairs if p.question in held]
 
 
+def json_objects(lines: Iterable[str], source: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSON Lines text, in order.
+
+    The one JSON Lines parser of the data layer (pairs files, the sample, the French medical text,
+    ``medrag index``), so every reader names the file and line of a bad record the same way.
+
+    Raises:
+        DataError: a line that is not valid JSON, or not a JSON object.
+
+    Example::
+
+        >>> [obj for _, obj in json_objects(['{"a": 1}', '', '{"a": 2}'], "x.jsonl")]
+        [{'a': 1}, {'a': 2}]
+    """
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{source}:{lineno}: not valid JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{source}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        yield lineno, obj
+
+
 def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Rows of a local ``.jsonl`` / ``.json`` / ``.csv`` / ``.parquet`` file as dicts.
 
@@ -296,19 +322,8 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".jsonl":
-            rows = []
             with path.open(encoding="utf-8") as fh:
-                for lineno, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        obj = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-                    if not isinstance(obj, dict):
-                        raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-                    rows.append(obj)
-            return rows
+                return [obj for _, obj in json_objects(fh, path)]
         if suffix == ".json":
             text = path.read_text(encoding="utf-8")
             try:

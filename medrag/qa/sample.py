@@ -40,7 +40,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from importlib import resources
 from pathlib import Path
 
 from medrag.errors import DataError, InvalidInputError, UnknownNameError
+from medrag.qa.pairs import json_objects
 from medrag.qa.task import IRTask
 
 logger = logging.getLogger(__name__)
@@ -181,17 +181,7 @@ def load_sample_corpus(path: str | os.PathLike[str] | None = None) -> SampleCorp
 
 
 def _parse(text: str, source: str) -> SampleCorpus:
-    records: list[tuple[int, dict]] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{source}:{lineno}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(record, dict):
-            raise DataError(f"{source}:{lineno}: expected a JSON object, got {type(record).__name__}")
-        records.append((lineno, record))
+    records = list(json_objects(text.splitlines(), source))
     format_version, version = 1, 1
     if records and "passage_id" not in records[0][1]:
         lineno, header = records.pop(0)
