@@ -33,13 +33,13 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from medrag.bundled import BUNDLED_SPEC, build_cached_folder, cache_dir, ensure_bundled_model
 from medrag.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -127,8 +127,6 @@ def read_adapter_tensors(folder: Path, config: dict[str, Any]) -> dict[str, "np.
 
 def adapted_model_dir(name: str, config: dict[str, Any], base: Path, root: Path | None = None) -> Path:
     """Where the built model lives: named after the adapter, its sha256, the base folder and builder version."""
-    from medrag.bundled import cache_dir
-
     root = cache_dir() if root is None else Path(root)
     return root / "models" / f"{name}-{config['sha256'][:12]}-on-{Path(base).name}-b{BUILDER_VERSION}"
 
@@ -149,39 +147,17 @@ def ensure_adapted_model(name: str, *, models_root: Path | None = None, base: Pa
         ModelLoadError: unknown name, missing/corrupt adapter files, a base whose weights differ from
             the one the adapter was trained on, or a build that fails its check.
     """
-    from filelock import FileLock
-
     folder = adapter_folder(name, models_root)
     config = read_adapter_config(folder)
     if base is None:
-        from medrag.bundled import BUNDLED_SPEC, ensure_bundled_model
-
         if config["base_model"] != BUNDLED_SPEC:
             raise ModelLoadError(f"adapter {name!r} is for base {config['base_model']!r}; only {BUNDLED_SPEC!r} "
                                  "is available offline")
         base = ensure_bundled_model(cache_root)
     target = adapted_model_dir(name, config, base, cache_root)
-    if is_valid_build(target, config):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock", timeout=600):
-        if is_valid_build(target, config):
-            return target
-        if target.exists():
-            logger.warning("The cached model %s is incomplete or corrupt; rebuilding it.", target)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
-        try:
-            logger.info("Building %s from %s and its packaged adapter into %s (one time).", name, base, target)
-            build_adapted_model(folder, Path(base), tmp, config=config)
-            if target.exists():
-                trash = target.parent / f".trash-{target.name}-{os.getpid()}"
-                os.rename(target, trash)
-                shutil.rmtree(trash, ignore_errors=True)
-            os.rename(tmp, target)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return build_cached_folder(target, lambda path: is_valid_build(path, config),
+                               lambda tmp: build_adapted_model(folder, Path(base), tmp, config=config),
+                               f"model {name} (base {base} + its packaged adapter)")
 
 
 def build_adapted_model(adapter: Path, base: Path, out: Path, config: dict[str, Any] | None = None,

