@@ -14,7 +14,7 @@ folder and reports the largest deviation from ``normalize(W @ base + b)``.
 Usage (from the repository root)::
 
     python benchmarks/default_model_sweep.py --part val --pilot \\
-        --candidate head-a=/work/outputs/train/head-a --out docs/results/default_model_sweep_val_pilot.json
+        --candidate head-a=outputs/head-a --out docs/results/default_model_sweep_val_pilot.json
 
 Candidates: ``base``, ``pca-train`` (uncentred PCA fitted on the base vectors of the training passages
 of ``configs/medrag_default.yaml``), ``store-pca`` / ``store-pca-centered`` (fitted on each domain's
