@@ -852,50 +852,104 @@ def fit_pca(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), vt.T.astype(np.float32)
 
 
+def encode_sharded(texts: list[str], encode, cache: Path, tag: str, shard: int = 1024) -> np.ndarray:
+    """Vectors of ``texts``, encoded ``shard`` texts at a time and cached one file per shard.
+
+    Each shard's file is named after ``tag`` and the hash of its texts and written atomically, so a
+    killed run loses at most one shard and a rerun (or a larger ``--chunks``: the chunks are a fixed
+    shuffle, so the first N are always the same) encodes only the shards it does not find."""
+    parts = []
+    for start in range(0, len(texts), shard):
+        block = texts[start:start + shard]
+        f = cache / f"{tag}-{text_hash(block)[:16]}.npy"
+        if not f.exists():
+            logger.info("encoding shard %d/%d (%d texts)", start // shard + 1, -(-len(texts) // shard), len(block))
+            vecs = np.asarray(encode(block), dtype=np.float32)
+            tmp = f.with_suffix(".tmp.npy")
+            np.save(tmp, vecs)
+            os.replace(tmp, f)
+        parts.append(np.load(f))
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+
+def frozen_head(spec: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(W, b)`` of the final Dense layer of a frozen-encoder model (a ``bundled:`` adapter or a
+    folder): its vectors are ``normalise(W @ base + b)`` of the base's, exactly."""
+    from safetensors.numpy import load_file
+
+    from medrag.models import bundled_folder
+
+    folder = bundled_folder(spec) if spec.startswith("bundled:") else Path(spec)
+    modules = json.loads((folder / "modules.json").read_text())
+    dense = [m for m in modules if m["type"].endswith("Dense")]
+    if not dense:
+        raise SystemExit(f"{spec} has no final Dense layer: encode it with --model instead")
+    tensors = load_file(str(next((folder / dense[0]["path"]).glob("*.safetensors"))))
+    return tensors["linear.weight"].astype(np.float32), tensors["linear.bias"].astype(np.float32)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
 def french_recall(args: argparse.Namespace) -> None:
     """recall@10 against exact full-size search, for an exact stage 1 on the raw first
-    ``coarse`` coordinates vs the first ``coarse`` PCA components (fitted on half the chunks)."""
+    ``coarse`` coordinates vs the first ``coarse`` PCA components (fitted on half the chunks), for
+    the encoded model and for each frozen-encoder ``--head`` model derived from its vectors."""
     from medrag import MatryoshkaEmbeddings
 
     cache = Path(args.cache).expanduser()
     cache.mkdir(parents=True, exist_ok=True)
-    chunks = french_chunks(args.chunks)
+    chunks = french_chunks(10**9)
+    args.total_chunks = len(chunks)
+    chunks = chunks[: args.chunks]
     queries = french_queries(args.queries)
-    key = hashlib.sha256(json.dumps([args.model or "default", chunks, queries]).encode()).hexdigest()[:12]
-    f = cache / f"french-{key}.npz"
-    if f.exists():
-        data = np.load(f)
-        docs, qs = data["docs"], data["queries"]
-    else:
-        emb = MatryoshkaEmbeddings(args.model, show_progress=True)
-        docs = emb.encode_documents(chunks)
-        qs = emb.encode_queries(queries)
-        np.savez(f, docs=docs, queries=qs)
-    docs = docs / np.linalg.norm(docs, axis=1, keepdims=True)
-    qs = qs / np.linalg.norm(qs, axis=1, keepdims=True)
-    exact = np.argsort(-(qs @ docs.T), axis=1)[:, :10]
-    mean, rot = fit_pca(docs[: len(docs) // 2])
-
-    def recall(dq: np.ndarray, dd: np.ndarray, cand: int) -> float:
-        dd = dd / np.linalg.norm(dd, axis=1, keepdims=True)
-        dq = dq / np.linalg.norm(dq, axis=1, keepdims=True)
-        first = np.argsort(-(dq @ dd.T), axis=1)[:, :cand]
-        hits = []
-        for i, c in enumerate(first):
-            top = c[np.argsort(-(docs[c] @ qs[i]))[:10]]
-            hits.append(len(set(top) & set(exact[i])) / 10)
-        return float(np.mean(hits))
-
-    print(f"model {args.model or 'embedded e5-small'}, {len(docs)} French chunks (medrag index chunking), "
-          f"{len(qs)} FrenchMedMCQA questions, exact stage 1, recall@10 vs exact full-size search; "
+    emb = MatryoshkaEmbeddings(args.model, batch_size=32, show_progress=False)
+    tag = f"french-{hashlib.sha256(emb.fingerprint.encode()).hexdigest()[:8]}"
+    qs = encode_sharded(queries, emb.encode_queries, cache, tag + "-query")
+    docs = encode_sharded(chunks, emb.encode_documents, cache, tag + "-doc")
+    if args.encode_only:
+        print(f"{len(docs)} chunk vectors and {len(qs)} query vectors cached in {cache}")
+        return
+    models: dict[str, tuple[np.ndarray, np.ndarray]] = {args.model: (_unit(docs), _unit(qs))}
+    for spec in args.head:
+        w, b = frozen_head(spec)
+        real = MatryoshkaEmbeddings(spec).encode_documents(chunks[:16])
+        derived = _unit(docs[:16] @ w.T + b)
+        gap = float(np.abs(_unit(np.asarray(real)) - derived).max())
+        if gap > 1e-3:
+            raise SystemExit(f"{spec}: vectors derived from {args.model}'s differ by {gap:.2g}: not a frozen-encoder model")
+        models[spec] = (_unit(docs @ w.T + b), _unit(qs @ w.T + b))
+    report: dict[str, Any] = {"chunks": len(docs), "queries": len(qs), "pca_fitted_on": len(docs) // 2,
+                              "candidates": args.candidates, "rows": []}
+    print(f"{len(docs)} French chunks (medrag index chunking, a fixed shuffle of all "
+          f"{args.total_chunks} when --chunks is smaller), {len(qs)} held-out FrenchMedMCQA (test) questions, "
+          f"exact stage 1, recall@10 vs exact full-size search of the same model; "
           f"PCA fitted on the first {len(docs) // 2} chunks (centred, no whitening)\n")
-    print("| first stage | " + " | ".join(f"{c} candidates" for c in args.candidates) + " |")
-    print("|---|" + "---:|" * len(args.candidates))
-    for coarse in args.coarse:
-        raw = [recall(qs[:, :coarse], docs[:, :coarse], c) for c in args.candidates]
-        pca = [recall((qs - mean) @ rot[:, :coarse], (docs - mean) @ rot[:, :coarse], c) for c in args.candidates]
-        print(f"| first {coarse} coordinates | " + " | ".join(f"{x:.3f}" for x in raw) + " |")
-        print(f"| PCA-{coarse} | " + " | ".join(f"{x:.3f}" for x in pca) + " |")
+    print("| model | first stage | " + " | ".join(f"{c} candidates" for c in args.candidates) + " |")
+    print("|---|---|" + "---:|" * len(args.candidates))
+    for label, (dd, qq) in models.items():
+        exact = np.argsort(-(qq @ dd.T), axis=1)[:, :10]
+        mean, rot = fit_pca(dd[: len(dd) // 2])
+
+        def recall(dq: np.ndarray, ddc: np.ndarray, cand: int) -> float:
+            first = np.argsort(-(_unit(dq) @ _unit(ddc).T), axis=1)[:, :cand]
+            hits = []
+            for i, c in enumerate(first):
+                top = c[np.argsort(-(dd[c] @ qq[i]))[:10]]
+                hits.append(len(set(top) & set(exact[i])) / 10)
+            return float(np.mean(hits))
+
+        for coarse in args.coarse:
+            for stage, (dq, ddc) in {
+                f"first {coarse} coordinates": (qq[:, :coarse], dd[:, :coarse]),
+                f"PCA-{coarse}": ((qq - mean) @ rot[:, :coarse], (dd - mean) @ rot[:, :coarse]),
+            }.items():
+                values = [recall(dq, ddc, c) for c in args.candidates]
+                report["rows"].append({"model": label, "stage": stage, "recall": values})
+                print(f"| {label} | {stage} | " + " | ".join(f"{x:.3f}" for x in values) + " |")
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -958,8 +1012,12 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("--n", "--dim", "--queries", "--coarse-dim", "--candidates"):
         one.add_argument(name, type=int, required=True)
     fr = sub.add_parser("french-recall", help="recall@10 of raw prefix vs PCA stage 1 on the French corpus")
-    fr.add_argument("--model", default=None, help="model spec (default: the embedded e5-small)")
-    fr.add_argument("--chunks", type=int, default=3000)
+    fr.add_argument("--model", default="bundled:multilingual-e5-small", help="the model that encodes")
+    fr.add_argument("--head", action="append", default=[],
+                    help="a frozen-encoder model over --model (e.g. bundled:medrag-e5-small-fr): vectors derived")
+    fr.add_argument("--chunks", type=int, default=3000, help="the first N of a fixed shuffle of all chunks")
+    fr.add_argument("--encode-only", action="store_true", help="fill the (resumable, sharded) cache and stop")
+    fr.add_argument("--out", default=None, help="results JSON")
     fr.add_argument("--queries", type=int, default=300)
     fr.add_argument("--coarse", type=lambda v: [int(x) for x in v.split(",")], default=[32, 64])
     fr.add_argument("--candidates", type=lambda v: [int(x) for x in v.split(",")], default=[100, 400])

@@ -62,6 +62,8 @@ _APOSTROPHE_RE = re.compile(f"[{_APOSTROPHES}]")
 _NUMBER = r"\d+[.,]\d+(?![^\W_])"
 _WORD = f"[^\\W_]+(?:[-{_APOSTROPHES}][^\\W_]+)*"
 _SIGN = r"[%\u2030]"
+#: Distinct surface tokens whose terms are cached (a few hundred MB at most on any corpus).
+_CACHE_LIMIT = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -187,18 +189,31 @@ class FrenchMedicalAnalyzer:
             return (compound,) if compound else ()
         return self._word_terms(token)
 
-    def __call__(self, text: str) -> list[str]:
-        """The terms of ``text``, in order (``[]`` for a text made only of stopwords)."""
+    def tokens(self, text: str) -> list[str]:
+        """The surface tokens of ``text`` (before elision split, stopwords and stemming), in order;
+        :meth:`token_terms` turns each into its terms. Callers that map terms to ids (the BM25
+        index) cache per token on top of these two steps."""
         if not isinstance(text, str):
             raise InvalidInputError(f"the analyzer takes a str, got {type(text).__name__}")
+        return self._pattern.findall(text)
+
+    def token_terms(self, token: str) -> tuple[str, ...]:
+        """The terms of one surface token from :meth:`tokens` (cached)."""
+        terms = self._cache.get(token)
+        if terms is None:
+            terms = self._terms(token)
+            if len(self._cache) < _CACHE_LIMIT:
+                self._cache[token] = terms
+        return terms
+
+    def __call__(self, text: str) -> list[str]:
+        """The terms of ``text``, in order (``[]`` for a text made only of stopwords)."""
         cache = self._cache
         out: list[str] = []
-        for token in self._pattern.findall(text):
+        for token in self.tokens(text):
             terms = cache.get(token)
             if terms is None:
-                terms = self._terms(token)
-                if len(cache) < 2_000_000:
-                    cache[token] = terms
+                terms = self.token_terms(token)
             out.extend(terms)
         return out
 

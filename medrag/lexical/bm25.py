@@ -63,6 +63,7 @@ class BM25Index:
         self.k1, self.b = float(k1), float(b)
         self.generation = generation
         self._vocab: dict[str, int] = {}
+        self._token_ids: dict[str, tuple[int, ...]] = {}  # surface token -> term ids (see _term_ids)
         self._rows: dict[str, np.ndarray] = {}  # id -> term ids (int32), insertion-ordered
         self._bm25 = None
         self._order: list[str] = []  # the ids of the matrix rows
@@ -88,20 +89,30 @@ class BM25Index:
         """Index ``texts`` under ``ids`` (an id already indexed is replaced)."""
         if len(ids) != len(texts):
             raise InvalidInputError(f"add() got {len(ids)} ids for {len(texts)} texts; pass one id per text")
-        vocab, analyze = self._vocab, self.analyzer
         for id_, text in zip(ids, texts):
-            terms = analyze(text or "")
-            row = []
-            for term in terms:
-                tid = vocab.get(term)
-                if tid is None:
-                    tid = vocab[term] = len(vocab)
-                row.append(tid)
-            row = np.array(row, dtype=np.int32)
+            row = np.array(self._term_ids(text or ""), dtype=np.int32)
             self._rows.pop(id_, None)  # a replaced id moves to the end, like a new one
             self._rows[id_] = row
         if ids:
             self._bm25 = None
+
+    def _term_ids(self, text: str) -> list[int]:
+        """The vocabulary ids of ``text``'s terms, in order (new terms join the vocabulary).
+
+        Cached per surface token: a token always gives the same terms and a term keeps its id, so
+        after the first few thousand texts indexing a text is one regex scan and one dict lookup
+        per token (this cache is what brings the build to the rate in ``docs/benchmarks.md``)."""
+        cache, analyzer = self._token_ids, self.analyzer
+        out: list[int] = []
+        for token in analyzer.tokens(text):
+            tids = cache.get(token)
+            if tids is None:
+                vocab = self._vocab
+                tids = tuple(vocab.setdefault(term, len(vocab)) for term in analyzer.token_terms(token))
+                if len(cache) < 2_000_000:
+                    cache[token] = tids
+            out.extend(tids)
+        return out
 
     def delete(self, ids: Sequence[str]) -> None:
         """Forget ``ids``; unknown ids are ignored."""

@@ -216,3 +216,56 @@ def test_dropping_an_embedded_store_frees_it_without_the_garbage_collector(fake,
         assert ref() is None
     finally:
         gc.enable()
+
+
+_KILL_WORKER = r"""
+import os, signal, sys
+sys.path.insert(0, sys.argv[3])
+from medrag import MatryoshkaChroma, MatryoshkaEmbeddings, load_model
+from medrag.lexical.sidecar import LexicalSidecar
+emb = MatryoshkaEmbeddings(load_model(sys.argv[2], device="cpu"), show_progress=False)
+store = MatryoshkaChroma("kill", emb, persist_directory=sys.argv[1], candidates=10)
+store.add_texts([f"Note de suivi {i} : examen clinique sans particularité." for i in range(40)],
+                ids=[f"n{i}" for i in range(40)])
+store.hybrid_search("ferritine", k=1)  # the lexical index is built and saved beside the store
+def die(self, *args):
+    print("chroma written", len(store), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+setattr(LexicalSidecar, sys.argv[4], die)  # the Chroma upsert has returned: die before the index's write
+store.add_texts(["La lipasémie à trois fois la normale évoque une pancréatite aiguë."], ids=["lip"])
+print("not killed", flush=True)
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("hook", ["upserted", "write_done"])
+def test_sigkill_between_chroma_and_index_write(tmp_path, tiny_model_dir, tiny_embeddings, hook) -> None:
+    """A real process is SIGKILLed after Chroma stored a record and before the lexical index
+    recorded it (in memory or on disk): the reopened store finds its saved index stale, rebuilds
+    it, and the record is found by a lexical search; nothing stored is lost."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    folder = tmp_path / "chroma"
+    worker = tmp_path / "worker.py"
+    worker.write_text(_KILL_WORKER)
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, str(worker), str(folder), str(tiny_model_dir), str(repo), hook],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    assert done.stdout.split() == ["chroma", "written", "41"]
+    index_files = list((folder / "medrag-lexical").glob("*.npz"))
+    assert len(index_files) == 1  # the index saved before the kill, one generation behind
+    SharedSystemClient.clear_system_cache()  # a fresh client, as a new process would have
+    store = MatryoshkaChroma("kill", tiny_embeddings, persist_directory=str(folder), candidates=10)
+    assert len(store) == 41
+    hits = store.hybrid_search("lipasémie pancréatite", k=1, lexical_weight=1.0)
+    assert [d.id for d in hits] == ["lip"] and store.lexical.rebuilds == 1
+    assert len(store.lexical.index()) == 41 and store.lexical.index().generation == store.write_generation
+    store.close()

@@ -103,3 +103,22 @@ def test_bad_arguments(index: BM25Index) -> None:
 
 def test_empty_index() -> None:
     assert BM25Index().search("fer", k=3) == ([], pytest.approx(np.zeros(0)))
+
+
+def test_token_cache_gives_the_analyzers_terms(tmp_path, index: BM25Index) -> None:
+    """The per-token id cache of ``add`` stores exactly the analyzer's terms, also for texts added
+    after a reload (whose vocabulary is restored but whose cache starts empty)."""
+
+    def stored_terms(idx: BM25Index) -> dict[str, list[str]]:
+        words = {i: t for t, i in idx._vocab.items()}
+        return {id_: [words[int(t)] for t in row] for id_, row in idx._rows.items()}
+
+    for id_, text in DOCS.items():
+        assert stored_terms(index)[id_] == index.analyzer(text)
+    index.save(tmp_path / "lexical.npz")
+    loaded = BM25Index.load(tmp_path / "lexical.npz")
+    more = {"rep": "L'HbA1c et la TSH du diabétique, dosées à 6,5 %.", "new": "Hyperkaliémie sous IEC."}
+    loaded.add(list(more), list(more.values()))
+    assert len(set(loaded._vocab.values())) == len(loaded._vocab)
+    for id_, text in {**DOCS, **more}.items():
+        assert stored_terms(loaded)[id_] == loaded.analyzer(text)
