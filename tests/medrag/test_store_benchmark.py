@@ -64,3 +64,21 @@ def test_medquad_chunking_is_deterministic() -> None:
     a, _, qa = sb.load_corpus(data)
     b, _, qb = sb.load_corpus(data)
     assert a == b and qa == qb and len(a) >= 100_000 and len(set(a)) == len(a)
+
+
+def test_sharded_encoding_resumes_and_grows(tmp_path: Path) -> None:
+    """A rerun encodes nothing; a larger N encodes only its new shards (and the partial last one)."""
+    calls: list[int] = []
+
+    def encode(texts: list[str]) -> np.ndarray:
+        calls.append(len(texts))
+        return np.array([[len(t), t.count("a")] for t in texts], dtype=np.float32)
+
+    texts = [f"texte {'a' * i}" for i in range(10)]
+    first = sb.encode_sharded(texts[:7], encode, tmp_path, "t", shard=3)
+    assert calls == [3, 3, 1] and first.shape == (7, 2)
+    assert np.array_equal(sb.encode_sharded(texts[:7], encode, tmp_path, "t", shard=3), first)
+    assert calls == [3, 3, 1]
+    grown = sb.encode_sharded(texts, encode, tmp_path, "t", shard=3)
+    assert calls == [3, 3, 1, 3, 1] and np.array_equal(grown, encode(texts))
+    assert not list(tmp_path.glob("*.tmp.npy"))
