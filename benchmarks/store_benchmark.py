@@ -835,21 +835,15 @@ def french_chunks(max_chunks: int, seed: int = 0) -> list[str]:
     return chunks[:max_chunks]
 
 
-def french_queries(n: int, seed: int = 1) -> list[str]:
-    """FrenchMedMCQA questions (the held-out style of query: a question, not a passage)."""
+def french_queries(n: int, seed: int = 1, split: str = "test") -> list[str]:
+    """FrenchMedMCQA questions of ``split`` (the held-out style of query: a question, not a passage):
+    ``dev`` for choices, ``test`` for the reported numbers."""
     from medrag.qa.pairs import load_frenchmedmcqa
 
-    data = load_frenchmedmcqa(REPO.parent / "shared" / "data" / "frenchmedmcqa")
-    qs = list(dict.fromkeys(p.question for p in data.eval))  # the held-out (test split) questions
+    data = load_frenchmedmcqa(REPO.parent / "shared" / "data" / "frenchmedmcqa", train_splits=(), eval_split=split)
+    qs = list(dict.fromkeys(p.question for p in data.eval))
     random.Random(seed).shuffle(qs)
     return qs[:n]
-
-
-def fit_pca(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, rotation): centred PCA, components sorted by variance, no whitening."""
-    mean = vectors.mean(axis=0)
-    _, _, vt = np.linalg.svd(vectors - mean, full_matrices=False)
-    return mean.astype(np.float32), vt.T.astype(np.float32)
 
 
 def encode_sharded(texts: list[str], encode, cache: Path, tag: str, shard: int = 1024) -> np.ndarray:
@@ -893,20 +887,22 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 def french_recall(args: argparse.Namespace) -> None:
-    """recall@10 against exact full-size search, for an exact stage 1 on the raw first
-    ``coarse`` coordinates vs the first ``coarse`` PCA components (fitted on half the chunks), for
-    the encoded model and for each frozen-encoder ``--head`` model derived from its vectors."""
+    """recall@10 against exact full-size search, for an exact stage 1 on the raw first ``coarse``
+    coordinates vs the store's fitted projections (:mod:`medrag.coarse`: PCA, learned), fitted on
+    the first ``--fit`` chunks as the store fits them, for the encoded model and for each
+    frozen-encoder ``--head`` model derived from its vectors."""
     from medrag import MatryoshkaEmbeddings
+    from medrag.coarse import fit_learned, fit_pca
 
     cache = Path(args.cache).expanduser()
     cache.mkdir(parents=True, exist_ok=True)
     chunks = french_chunks(10**9)
-    args.total_chunks = len(chunks)
+    total = len(chunks)
     chunks = chunks[: args.chunks]
-    queries = french_queries(args.queries)
+    queries = french_queries(args.queries, split=args.query_split)
     emb = MatryoshkaEmbeddings(args.model, batch_size=32, show_progress=False)
     tag = f"french-{hashlib.sha256(emb.fingerprint.encode()).hexdigest()[:8]}"
-    qs = encode_sharded(queries, emb.encode_queries, cache, tag + "-query")
+    qs = encode_sharded(queries, emb.encode_queries, cache, f"{tag}-query-{args.query_split}")
     docs = encode_sharded(chunks, emb.encode_documents, cache, tag + "-doc")
     if args.encode_only:
         print(f"{len(docs)} chunk vectors and {len(qs)} query vectors cached in {cache}")
@@ -920,20 +916,22 @@ def french_recall(args: argparse.Namespace) -> None:
         if gap > 1e-3:
             raise SystemExit(f"{spec}: vectors derived from {args.model}'s differ by {gap:.2g}: not a frozen-encoder model")
         models[spec] = (_unit(docs @ w.T + b), _unit(qs @ w.T + b))
-    report: dict[str, Any] = {"chunks": len(docs), "queries": len(qs), "pca_fitted_on": len(docs) // 2,
-                              "candidates": args.candidates, "rows": []}
-    print(f"{len(docs)} French chunks (medrag index chunking, a fixed shuffle of all "
-          f"{args.total_chunks} when --chunks is smaller), {len(qs)} held-out FrenchMedMCQA (test) questions, "
-          f"exact stage 1, recall@10 vs exact full-size search of the same model; "
-          f"PCA fitted on the first {len(docs) // 2} chunks (centred, no whitening)\n")
-    print("| model | first stage | " + " | ".join(f"{c} candidates" for c in args.candidates) + " |")
-    print("|---|---|" + "---:|" * len(args.candidates))
+    fit = min(args.fit, len(docs))
+    report: dict[str, Any] = {"chunks": len(docs), "all_chunks": total, "queries": len(qs),
+                              "query_split": args.query_split, "fitted_on": fit, "candidates": args.candidates,
+                              "learned": {k: v for k, v in (("steps", args.learned_steps), ("temperature", args.learned_temperature),
+                                                       ("learning_rate", args.learned_lr)) if v is not None},
+                              "rows": []}
+    print(f"{len(docs)} of the {total} French chunks (medrag index chunking, a fixed shuffle), {len(qs)} "
+          f"FrenchMedMCQA {args.query_split} questions, exact stage 1, recall@10 vs exact full-size search of "
+          f"the same model; projections fitted on the first {fit} chunks\n")
+    print("| model | first stage | " + " | ".join(f"{c} candidates" for c in args.candidates) + " | fit s |")
+    print("|---|---|" + "---:|" * (len(args.candidates) + 1))
     for label, (dd, qq) in models.items():
         exact = np.argsort(-(qq @ dd.T), axis=1)[:, :10]
-        mean, rot = fit_pca(dd[: len(dd) // 2])
 
-        def recall(dq: np.ndarray, ddc: np.ndarray, cand: int) -> float:
-            first = np.argsort(-(_unit(dq) @ _unit(ddc).T), axis=1)[:, :cand]
+        def recall(cq: np.ndarray, cd: np.ndarray, cand: int) -> float:
+            first = np.argsort(-(_unit(cq) @ _unit(cd).T), axis=1)[:, :cand]
             hits = []
             for i, c in enumerate(first):
                 top = c[np.argsort(-(dd[c] @ qq[i]))[:10]]
@@ -941,13 +939,17 @@ def french_recall(args: argparse.Namespace) -> None:
             return float(np.mean(hits))
 
         for coarse in args.coarse:
-            for stage, (dq, ddc) in {
-                f"first {coarse} coordinates": (qq[:, :coarse], dd[:, :coarse]),
-                f"PCA-{coarse}": ((qq - mean) @ rot[:, :coarse], (dd - mean) @ rot[:, :coarse]),
-            }.items():
-                values = [recall(dq, ddc, c) for c in args.candidates]
-                report["rows"].append({"model": label, "stage": stage, "recall": values})
-                print(f"| {label} | {stage} | " + " | ".join(f"{x:.3f}" for x in values) + " |")
+            stages = {f"first {coarse} coordinates": (lambda v, c=coarse: v[:, :c], 0.0)}
+            for kind in args.rotations:
+                t0 = time.perf_counter()
+                projection = (fit_pca(dd[:fit], coarse) if kind == "pca" else
+                              fit_learned(dd[:fit], coarse, **report["learned"]))
+                stages[f"{kind}-{coarse}"] = (projection.project, time.perf_counter() - t0)
+            for stage, (project, seconds) in stages.items():
+                values = [recall(project(qq), project(dd), c) for c in args.candidates]
+                report["rows"].append({"model": label, "stage": stage, "recall": values, "fit_s": round(seconds, 2)})
+                print(f"| {label} | {stage} | " + " | ".join(f"{x:.3f}" for x in values) + f" | {seconds:.1f} |",
+                      flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
 
@@ -1017,6 +1019,13 @@ def main(argv: list[str] | None = None) -> None:
                     help="a frozen-encoder model over --model (e.g. bundled:medrag-e5-small-fr): vectors derived")
     fr.add_argument("--chunks", type=int, default=3000, help="the first N of a fixed shuffle of all chunks")
     fr.add_argument("--encode-only", action="store_true", help="fill the (resumable, sharded) cache and stop")
+    fr.add_argument("--query-split", default="test", choices=["dev", "test"],
+                    help="FrenchMedMCQA questions used as queries: dev for choices, test for reporting")
+    fr.add_argument("--rotations", type=lambda v: v.split(","), default=["pca", "learned"])
+    fr.add_argument("--fit", type=int, default=1000, help="chunks the projections are fitted on (the store's first batch)")
+    fr.add_argument("--learned-steps", type=int, default=None, help="fit_learned setting (default: the library's)")
+    fr.add_argument("--learned-temperature", type=float, default=None)
+    fr.add_argument("--learned-lr", type=float, default=None)
     fr.add_argument("--out", default=None, help="results JSON")
     fr.add_argument("--queries", type=int, default=300)
     fr.add_argument("--coarse", type=lambda v: [int(x) for x in v.split(",")], default=[32, 64])

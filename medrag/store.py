@@ -39,6 +39,7 @@ from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from medrag.vector_codec import ENCODINGS, encoded_size, pack_rows, unpack_rows
+from medrag.coarse import CoarseProjection, fit_learned, fit_pca
 from medrag._store_lock import DirectoryLock
 from medrag._store_sidecar import VectorSidecar
 from medrag.embeddings import validate_texts
@@ -74,8 +75,9 @@ _C = {
 }
 #: Collection-metadata key of a fitted coarse rotation (base64 float32: mean, then components).
 ROTATION_KEY = "medrag:rotation_data"
-#: Coarse rotations: ``"none"`` (the first ``coarse_dim`` coordinates) or ``"pca"``.
-ROTATIONS = ("none", "pca")
+#: Coarse stages: ``"none"`` (the first ``coarse_dim`` coordinates) or a fitted projection
+#: (:mod:`medrag.coarse`): ``"pca"`` or ``"learned"``.
+ROTATIONS = ("none", "pca", "learned")
 #: Collection-metadata key of the write generation (see :attr:`MatryoshkaChroma.write_generation`).
 GENERATION_KEY = "medrag:generation"
 #: Stage-1 candidates when neither the constructor nor the call says. Provisional: a trade-off of
@@ -158,14 +160,16 @@ class MatryoshkaChroma(VectorStore):
             the space is always cosine).
         relevance_score_fn: maps a distance to a relevance score (default ``1 - distance``).
         coarse_rotation: ``"none"`` (default: stage 1 indexes the first ``coarse_dim``
-            coordinates, right for a Matryoshka-trained model) or ``"pca"``: stage 1 indexes the
-            first ``coarse_dim`` principal components of the corpus's full vectors (centred, no
-            whitening), which moves the information of a model that is *not* Matryoshka-trained
-            into the coarse vector. Fitted once, on ``rotation_sample`` when given, else on the
-            first batch written (at least ``2 * coarse_dim`` texts); recorded in the collection
-            contract with the fitted matrix. Refitting means ``reindex`` into a new collection.
-            Measured reasons in ``docs/benchmarks.md``, "Coarse stage: raw prefix vs PCA".
-        rotation_sample: texts to fit the ``"pca"`` rotation on (encoded with the document prompt).
+            coordinates, right for a Matryoshka-trained model), ``"pca"`` (the first
+            ``coarse_dim`` principal components of the corpus's full vectors) or ``"learned"``
+            (that PCA trained a few steps to rank the corpus like the full vectors do,
+            :func:`medrag.coarse.fit_learned`): a fitted projection moves the information of a model
+            that is *not* Matryoshka-trained into the coarse vector. Fitted once, on
+            ``rotation_sample`` when given, else on the first batch written (at least
+            ``2 * coarse_dim`` texts for ``"pca"``, ``8 * coarse_dim`` for ``"learned"``); recorded in
+            the collection contract with the fitted matrix. Refitting means ``reindex`` into a new
+            collection. Measured reasons in ``docs/benchmarks.md``, "Coarse stage".
+        rotation_sample: texts to fit the projection on (encoded with the document prompt).
         vector_sidecar: keep a local SQLite copy of the packed full vectors beside an embedded
             folder and read the rerank's vectors from it (default: True for an embedded
             ``PersistentClient``; not available for servers). The records keep their vectors
@@ -216,7 +220,7 @@ class MatryoshkaChroma(VectorStore):
         if coarse_rotation not in ROTATIONS:
             raise InvalidInputError(f"coarse_rotation must be one of {ROTATIONS}, got {coarse_rotation!r}")
         self._rotation_kind = coarse_rotation
-        self._rotation: tuple[np.ndarray, np.ndarray] | None = None
+        self._rotation: CoarseProjection | None = None
         _check_collection_name(collection_name)
         if client is None:
             try:
@@ -269,7 +273,7 @@ class MatryoshkaChroma(VectorStore):
         self._collection = self._open_collection(collection_name, create_collection_if_not_exists,
                                                  collection_metadata, hnsw)
         self._cid = str(self._collection.id)
-        if self._rotation_kind == "pca":
+        if self._rotation_kind != "none":
             self._load_rotation()
             if self._rotation is None and rotation_sample is not None:
                 self._fit_rotation(self._encode(validate_texts(rotation_sample), query=False))
@@ -524,46 +528,43 @@ class MatryoshkaChroma(VectorStore):
         if not data:
             return
         try:
-            flat = np.frombuffer(base64.b64decode(data, validate=True), dtype=np.float32)
-            mean, rest = flat[: self._full_dim], flat[self._full_dim :]
-            self._rotation = (mean.copy(), rest.reshape(self._full_dim, self._coarse_dim).copy())
-        except (ValueError, TypeError) as exc:
-            raise CollectionMismatchError(f"the PCA rotation stored in collection {self._collection_name!r} is "
+            self._rotation = CoarseProjection.from_bytes(base64.b64decode(data, validate=True), self._full_dim,
+                                                         self._coarse_dim)
+        except (ValueError, TypeError, CollectionMismatchError) as exc:
+            raise CollectionMismatchError(f"the coarse projection stored in collection {self._collection_name!r} is "
                                           "corrupt; reindex into a new collection") from exc
 
     def _fit_rotation(self, full: np.ndarray) -> None:
-        """Fit the PCA rotation on full vectors and record it in the contract (before any write)."""
-        if len(full) < 2 * self._coarse_dim:
+        """Fit the coarse projection on full vectors and record it in the contract (before any write)."""
+        factor = 2 if self._rotation_kind == "pca" else 8
+        if len(full) < factor * self._coarse_dim:
             raise InvalidInputError(
-                f"coarse_rotation='pca' is fitted on the first batch written, which has {len(full)} texts; it needs "
-                f"at least {2 * self._coarse_dim} (2 x coarse_dim). Add more texts at once, or pass rotation_sample="
+                f"coarse_rotation={self._rotation_kind!r} is fitted on the first batch written, which has {len(full)} "
+                f"texts; it needs at least {factor * self._coarse_dim} ({factor} x coarse_dim). Add more texts at "
+                "once, or pass rotation_sample="
             )
-        mean = full.mean(axis=0)
-        _, _, vt = np.linalg.svd(full - mean, full_matrices=False)
-        rotation = (mean.astype(np.float32), np.ascontiguousarray(vt[: self._coarse_dim].T, dtype=np.float32))
+        fit = fit_pca if self._rotation_kind == "pca" else fit_learned
+        rotation = fit(full, self._coarse_dim)
         current = self._chroma_call("read the collection metadata", self._client.get_collection,
                                     name=self._collection_name, embedding_function=None)
         meta = dict(current.metadata or {})
         if meta.get(ROTATION_KEY):  # another client fitted it first: use theirs
             self._load_rotation()
             return
-        meta[ROTATION_KEY] = base64.b64encode(np.concatenate([rotation[0], rotation[1].ravel()]).tobytes()).decode()
-        self._chroma_call("record the PCA rotation", self._collection.modify, metadata=meta)
+        meta[ROTATION_KEY] = base64.b64encode(rotation.to_bytes()).decode()
+        self._chroma_call("record the coarse projection", self._collection.modify, metadata=meta)
         self._rotation = rotation
-        logger.info("fitted the PCA-%d coarse rotation of %r on %d vectors", self._coarse_dim,
+        logger.info("fitted the %s-%d coarse projection of %r on %d vectors", self._rotation_kind, self._coarse_dim,
                     self._collection_name, len(full))
 
     def _coarse(self, full: np.ndarray) -> np.ndarray:
-        if self._rotation_kind == "pca":
+        if self._rotation_kind != "none":
             if self._rotation is None:
                 self._load_rotation()
             if self._rotation is None:
-                raise InvalidInputError(f"collection {self._collection_name!r} uses a PCA coarse stage that is not "
-                                        "fitted yet: add texts first (or pass rotation_sample=)")
-            mean, rot = self._rotation
-            out = np.ascontiguousarray((full - mean) @ rot, dtype=np.float32)
-            norms = np.linalg.norm(out, axis=1, keepdims=True)
-            return np.divide(out, norms, out=out, where=norms > 0)
+                raise InvalidInputError(f"collection {self._collection_name!r} uses a {self._rotation_kind} coarse stage "
+                                        "that is not fitted yet: add texts first (or pass rotation_sample=)")
+            return self._rotation.project(full)
         out = np.array(full[:, : self._coarse_dim], dtype=np.float32, copy=True, order="C")
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return np.divide(out, norms, out=out, where=norms > 0)
@@ -703,7 +704,7 @@ class MatryoshkaChroma(VectorStore):
                stored: dict[str, dict[str, Any]]) -> None:
         """Encode one batch (one model call) and upsert it (one Chroma call)."""
         full = self._encode([texts[i] for i in idx], query=False)
-        if self._rotation_kind == "pca" and self._rotation is None:
+        if self._rotation_kind != "none" and self._rotation is None:
             self._load_rotation()
             if self._rotation is None:
                 self._fit_rotation(full)

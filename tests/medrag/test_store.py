@@ -326,6 +326,33 @@ def test_pca_coarse_rotation_is_fitted_once_and_recorded_in_the_contract(client,
     sampled.delete_collection()
 
 
+def test_learned_coarse_projection_is_fitted_once_and_recorded(client, fake) -> None:
+    from medrag.coarse import fit_learned
+    from medrag.errors import InvalidInputError
+    from medrag.store import ROTATION_KEY
+
+    name = _name()
+    store = MatryoshkaChroma(name, fake, client=client, coarse_dim=32, coarse_rotation="learned")
+    with pytest.raises(InvalidInputError, match="at least 256"):
+        store.add_texts(TEXTS[:200])  # too few for a learned 32-dim projection: nothing written
+    assert len(store) == 0
+    ids = store.add_texts(TEXTS, batch_size=280)  # fitted on the first batch of 280
+    meta = client.get_collection(name).metadata
+    assert meta["medrag:coarse_rotation"] == "learned" and meta[ROTATION_KEY]
+    expected = fit_learned(fake.encode_documents(TEXTS[:280]), 32).project(fake.encode_documents(TEXTS[:1]))
+    stored = np.asarray(store.collection.get(ids=[ids[0]], include=["embeddings"])["embeddings"][0])
+    assert np.allclose(stored, expected[0], atol=1e-4)  # the fit is deterministic
+    q = TEXTS[7]
+    exact = np.argsort(-(fake.encode_documents(TEXTS) @ fake.encode_queries([q])[0]))[:5]
+    assert [d.id for d in store.similarity_search(q, k=5, candidates=300)] == [ids[i] for i in exact]
+    again = MatryoshkaChroma(name, fake, client=client, coarse_dim=32, coarse_rotation="learned")
+    assert [d.id for d in again.similarity_search(q, k=5, candidates=40)] == \
+        [d.id for d in store.similarity_search(q, k=5, candidates=40)]
+    with pytest.raises(CollectionMismatchError, match="rotation"):
+        MatryoshkaChroma(name, fake, client=client, coarse_dim=32, coarse_rotation="pca")
+    store.delete_collection()
+
+
 @pytest.mark.parametrize("encoding", ["float32", "int8"])
 def test_funnel_with_all_candidates_equals_exact_search(client, fake, encoding) -> None:
     store = MatryoshkaChroma(_name(), fake, client=client, full_encoding=encoding)
