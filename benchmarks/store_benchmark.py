@@ -965,7 +965,7 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--max-passages", type=int, default=None)
     e.add_argument("--queries", type=int, default=1000)
     e.add_argument("--batch-size", type=int, default=256)
-    e.add_argument("--model", default=None, help="model spec for medrag.load_model (default: embedded e5-small)")
+    e.add_argument("--model", default="bundled:multilingual-e5-small", help="model spec for medrag.load_model (default: the plain embedded e5-small)")
     e.add_argument("--pack", default=None, help="encode a pack made by `pack` (torch + transformers only)")
     k = sub.add_parser("pack", help="tokenise + prune the embedded model into a small folder for a GPU machine")
     k.add_argument("--data", default=str(DEFAULT_DATA))

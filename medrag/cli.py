@@ -20,6 +20,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from medrag.bundled import DEFAULT_SPEC
 from medrag.command import new_parser, run_command
 from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.vectors import truncate_embeddings
@@ -46,7 +47,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser("compare", help="embed a query and passages, print cosine similarity at each size")
     p.add_argument("query", help="the question")
     p.add_argument("passages", nargs="+", help="one or more passages")
-    p.add_argument("--model", default=None, help="model spec (default: the embedded multilingual-e5-small)")
+    p.add_argument("--model", default=None, help=f"model spec (default: medrag's default model, {DEFAULT_SPEC})")
     p.set_defaults(func=_compare)
 
 

@@ -44,10 +44,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medrag.bundled import DEFAULT_SPEC
 from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.errors import DataError, InvalidInputError
 from medrag.qa.pairs import json_objects, read_records
-from medrag.store import MatryoshkaChroma, _translate
+from medrag.store import ROTATIONS, MatryoshkaChroma, _translate
 
 logger = logging.getLogger(__name__)
 
@@ -278,7 +279,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
     where.add_argument("--host", help="host of a Chroma server (chroma run); with --port")
     p.add_argument("--port", type=int, default=8000, help="port of the Chroma server (default 8000)")
     p.add_argument("--collection", default="medrag", help="collection name (default medrag)")
-    p.add_argument("--model", default=None, help="model spec (default: the embedded multilingual-e5-small)")
+    p.add_argument("--model", default=None, help=f"model spec (default: medrag's default model, {DEFAULT_SPEC})")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: CUDA when available)")
     p.add_argument("--text-field", default="text", help="record field holding the text (default text)")
     p.add_argument("--id-field", default=None, help="record field holding a stable document id")
@@ -288,6 +289,10 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    help=f"sentences of overlap between chunks (default {CHUNK_OVERLAP})")
     p.add_argument("--batch-size", type=int, default=512, help="chunks per model call and write (default 512)")
     p.add_argument("--coarse-dim", type=int, default=64, help="stage-1 size when the collection is created")
+    p.add_argument("--coarse-rotation", choices=ROTATIONS, default="none",
+                   help="stage-1 projection when the collection is created: none (the model's first coordinates: "
+                        "Matryoshka-trained models), learned or pca (other models; fitted on the first batch); "
+                        "see docs/store.md")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_index)
 
@@ -319,7 +324,7 @@ def run_index(args: argparse.Namespace) -> int:
         client = None
     emb = MatryoshkaEmbeddings(args.model, device=args.device, show_progress=False)
     store = MatryoshkaChroma(args.collection, emb, persist_directory=args.persist_dir, client=client,
-                             coarse_dim=args.coarse_dim)
+                             coarse_dim=args.coarse_dim, coarse_rotation=args.coarse_rotation)
     report = index_corpus(source, store, text_field=args.text_field, id_field=args.id_field, metadata_fields=fields,
                           chunk_words=args.chunk_words, overlap=args.overlap, batch_size=args.batch_size,
                           show_progress=False if args.no_progress else None)

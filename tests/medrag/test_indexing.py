@@ -156,6 +156,25 @@ def test_cli_indexes_a_folder(tiny_model_dir, tmp_path, capsys) -> None:
                        "--collection", "notes"], "no 'text' field")
 
 
+def test_cli_coarse_rotation_is_recorded(tiny_model_dir, tmp_path, capsys) -> None:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    for i in range(40):
+        (folder / f"n{i}.txt").write_text(f"Note {i} sur la ferritine {i * 7} et la CRP {i % 9}. " + DOC)
+    db = str(tmp_path / "db")
+    argv = ["index", str(folder), "--persist-dir", db, "--model", str(tiny_model_dir), "--chunk-words", "20",
+            "--collection", "notes", "--no-progress", "--coarse-dim", "16", "--coarse-rotation", "pca"]
+    assert main(argv) == 0
+    import chromadb
+
+    meta = chromadb.PersistentClient(db).get_collection("notes").metadata
+    assert meta["medrag:coarse_rotation"] == "pca" and meta["medrag:rotation_data"]
+    capsys.readouterr()
+    assert main(argv[:-1] + ["none"]) == 1  # the collection's contract says pca: refused, nothing written
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "rotation" in err[-1] and "reindex" in err[-1]
+
+
 _KILLED_INDEX = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
