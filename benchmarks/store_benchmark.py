@@ -846,16 +846,21 @@ def french_queries(n: int, seed: int = 1, split: str = "test") -> list[str]:
     return qs[:n]
 
 
-def encode_sharded(texts: list[str], encode, cache: Path, tag: str, shard: int = 1024) -> np.ndarray:
+def encode_sharded(texts: list[str], encode, cache: Path, tag: str, shard: int = 1024,
+                   cached_only: bool = False) -> np.ndarray:
     """Vectors of ``texts``, encoded ``shard`` texts at a time and cached one file per shard.
 
     Each shard's file is named after ``tag`` and the hash of its texts and written atomically, so a
     killed run loses at most one shard and a rerun (or a larger ``--chunks``: the chunks are a fixed
-    shuffle, so the first N are always the same) encodes only the shards it does not find."""
+    shuffle, so the first N are always the same) encodes only the shards it does not find. With
+    ``cached_only``, missing shards are skipped instead: the rows returned are those of
+    :func:`cached_shards` (for a shuffled corpus, still a uniform sample of it)."""
     parts = []
     for start in range(0, len(texts), shard):
         block = texts[start:start + shard]
         f = cache / f"{tag}-{text_hash(block)[:16]}.npy"
+        if cached_only and not f.exists():
+            continue
         if not f.exists():
             logger.info("encoding shard %d/%d (%d texts)", start // shard + 1, -(-len(texts) // shard), len(block))
             vecs = np.asarray(encode(block), dtype=np.float32)
@@ -864,6 +869,13 @@ def encode_sharded(texts: list[str], encode, cache: Path, tag: str, shard: int =
             os.replace(tmp, f)
         parts.append(np.load(f))
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+
+def cached_shards(texts: list[str], cache: Path, tag: str, shard: int = 1024) -> list[int]:
+    """Indices of ``texts`` whose shard file :func:`encode_sharded` has written."""
+    return [i for start in range(0, len(texts), shard)
+            if (cache / f"{tag}-{text_hash(texts[start:start + shard])[:16]}.npy").exists()
+            for i in range(start, min(start + shard, len(texts)))]
 
 
 def frozen_head(spec: str) -> tuple[np.ndarray, np.ndarray]:
@@ -903,6 +915,8 @@ def french_recall(args: argparse.Namespace) -> None:
     emb = MatryoshkaEmbeddings(args.model, batch_size=32, show_progress=False)
     tag = f"french-{hashlib.sha256(emb.fingerprint.encode()).hexdigest()[:8]}"
     qs = encode_sharded(queries, emb.encode_queries, cache, f"{tag}-query-{args.query_split}")
+    if args.cached_only:  # the shards already encoded (e.g. by several encoding processes): a uniform sample
+        chunks = [chunks[i] for i in cached_shards(chunks, cache, tag + "-doc")]
     docs = encode_sharded(chunks, emb.encode_documents, cache, tag + "-doc")
     if args.encode_only:
         print(f"{len(docs)} chunk vectors and {len(qs)} query vectors cached in {cache}")
@@ -922,7 +936,7 @@ def french_recall(args: argparse.Namespace) -> None:
                               "learned": {k: v for k, v in (("steps", args.learned_steps), ("temperature", args.learned_temperature),
                                                        ("learning_rate", args.learned_lr)) if v is not None},
                               "rows": []}
-    print(f"{len(docs)} of the {total} French chunks (medrag index chunking, a fixed shuffle), {len(qs)} "
+    print(f"{len(docs)} of the {total} French chunks (medrag index chunking, shards of a fixed shuffle), {len(qs)} "
           f"FrenchMedMCQA {args.query_split} questions, exact stage 1, recall@10 vs exact full-size search of "
           f"the same model; projections fitted on the first {fit} chunks\n")
     print("| model | first stage | " + " | ".join(f"{c} candidates" for c in args.candidates) + " | fit s |")
@@ -1019,6 +1033,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="a frozen-encoder model over --model (e.g. bundled:medrag-e5-small-fr): vectors derived")
     fr.add_argument("--chunks", type=int, default=3000, help="the first N of a fixed shuffle of all chunks")
     fr.add_argument("--encode-only", action="store_true", help="fill the (resumable, sharded) cache and stop")
+    fr.add_argument("--cached-only", action="store_true",
+                    help="measure on the shards of the first --chunks already in the cache (encode nothing)")
     fr.add_argument("--query-split", default="test", choices=["dev", "test"],
                     help="FrenchMedMCQA questions used as queries: dev for choices, test for reporting")
     fr.add_argument("--rotations", type=lambda v: v.split(","), default=["pca", "learned"])

@@ -60,15 +60,17 @@ class EmbeddingCache:
         self.hits = 0
         self.misses = 0
 
-    def key(self, embeddings: MatryoshkaEncoder, texts: list[str], side: Side) -> str:
-        """The cache key of encoding ``texts`` on ``side`` with ``embeddings``."""
+    def key(self, embeddings: MatryoshkaEncoder, texts: list[str], side: Side, fingerprint: str | None = None) -> str:
+        """The cache key of encoding ``texts`` on ``side`` with ``embeddings`` (under another of its
+        ``fingerprint`` values when given: the legacy ones of earlier medrag versions)."""
+        fingerprint = fingerprint or embeddings.fingerprint
         prompt_name, prompt = _prompt(embeddings, side)
         h = hashlib.sha256()
-        h.update(json.dumps([embeddings.fingerprint, side, prompt_name, prompt, embeddings.full_dim]).encode())
+        h.update(json.dumps([fingerprint, side, prompt_name, prompt, embeddings.full_dim]).encode())
         for t in texts:
             h.update(t.encode("utf-8"))
             h.update(b"\0")
-        return f"{embeddings.fingerprint}-{side}-{h.hexdigest()[:20]}"
+        return f"{fingerprint}-{side}-{h.hexdigest()[:20]}"
 
     def encode(self, embeddings: MatryoshkaEncoder, texts: list[str], side: Side) -> np.ndarray:
         """Vectors of ``texts`` (queries or documents), from the cache or by encoding them (then stored).
@@ -82,6 +84,12 @@ class EmbeddingCache:
         if not self.enabled:
             return encode(texts)
         path = self.folder / f"{self.key(embeddings, texts, side)}.npy"
+        if not path.is_file():  # written under the model's legacy fingerprint by an earlier medrag?
+            for legacy in getattr(embeddings, "legacy_fingerprints", ()):
+                old = self.folder / f"{self.key(embeddings, texts, side, legacy)}.npy"
+                if old.is_file():
+                    path = old
+                    break
         if path.is_file():
             try:
                 vecs = np.load(path, allow_pickle=False)

@@ -140,9 +140,9 @@ class TrainingLoop:
         passages = [p.answer for p in self.pairs]
         if need_teacher:
             t0 = time.perf_counter()
-            from medrag.models import model_fingerprint
+            from medrag.models import legacy_model_fingerprint, model_fingerprint
 
-            fingerprint = model_fingerprint(self.model)
+            fingerprint = (model_fingerprint(self.model), legacy_model_fingerprint(self.model))
             teacher_q = self.teacher_vectors(questions, self.qprompt, cfg.query_max_length, fingerprint)
             teacher_p = self.teacher_vectors(passages, self.pprompt, cfg.passage_max_length, fingerprint)
             if self.unlabelled and (cfg.distill_batch_size or cfg.freeze_encoder):
@@ -275,13 +275,15 @@ class TrainingLoop:
         return similarity_distillation_loss(a, b, teacher_sim, self.dims, self.config.matryoshka_weights,
                                             self.config.distill_temperature, mask_diagonal=mask_diagonal)
 
-    def teacher_vectors(self, texts: Sequence[str], prompt: str, max_length: int, fingerprint: str,
+    def teacher_vectors(self, texts: Sequence[str], prompt: str, max_length: int, fingerprint: str | tuple[str, ...],
                         batch_size: int = 32) -> np.ndarray:
         """Unit float32 vectors of the frozen model (call before any training), cached on disk per text
-        (:class:`TeacherCache`): candidates of a sweep that share texts encode them once."""
+        (:class:`TeacherCache`): candidates of a sweep that share texts encode them once. ``fingerprint``
+        is the model's, or a tuple of it and its legacy ones (whose cache files are read too)."""
         import torch
 
-        cache = TeacherCache(teacher_cache_dir(self.config), fingerprint, prompt, max_length)
+        current, *legacy = (fingerprint,) if isinstance(fingerprint, str) else fingerprint
+        cache = TeacherCache(teacher_cache_dir(self.config), current, prompt, max_length, legacy=legacy)
         vectors, missing = cache.lookup(texts)
         if missing:
             from tqdm.auto import tqdm
@@ -313,10 +315,17 @@ class TeacherCache:
     and the indices still to encode; :meth:`store` merges new rows in and rewrites the file atomically.
     """
 
-    def __init__(self, folder: Path, fingerprint: str, prompt: str, max_length: int) -> None:
-        key = hashlib.sha256(f"{fingerprint}|{prompt}|{max_length}".encode()).hexdigest()[:16]
-        self.path = Path(folder) / f"{fingerprint}-{key}.npz"
+    def __init__(self, folder: Path, fingerprint: str, prompt: str, max_length: int,
+                 legacy: Sequence[str] = ()) -> None:
+        self.path = self._path(folder, fingerprint, prompt, max_length)
+        # files written under the model's legacy fingerprints (earlier medrag versions): read, never written
+        self._legacy = [self._path(folder, f, prompt, max_length) for f in legacy if f != fingerprint]
         self._rows: dict[str, np.ndarray] | None = None
+
+    @staticmethod
+    def _path(folder: Path, fingerprint: str, prompt: str, max_length: int) -> Path:
+        key = hashlib.sha256(f"{fingerprint}|{prompt}|{max_length}".encode()).hexdigest()[:16]
+        return Path(folder) / f"{fingerprint}-{key}.npz"
 
     @staticmethod
     def digest(text: str) -> str:
@@ -325,12 +334,13 @@ class TeacherCache:
     def _load(self) -> dict[str, np.ndarray]:
         if self._rows is None:
             self._rows = {}
-            if self.path.is_file():
+            source = next((p for p in [self.path, *self._legacy] if p.is_file()), None)
+            if source is not None:
                 try:
-                    with np.load(self.path, allow_pickle=False) as data:
+                    with np.load(source, allow_pickle=False) as data:
                         self._rows = dict(zip(data["keys"].tolist(), data["vectors"]))
                 except (OSError, ValueError, KeyError) as exc:
-                    logger.warning("teacher cache %s is unreadable (%s); recomputing it", self.path, exc)
+                    logger.warning("teacher cache %s is unreadable (%s); recomputing it", source, exc)
         return self._rows
 
     def lookup(self, texts: Sequence[str]) -> tuple[list, list[int]]:

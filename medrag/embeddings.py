@@ -30,7 +30,7 @@ from langchain_core.embeddings import Embeddings
 from medrag.encoding import DEFAULT_BATCH_SIZE, encode_texts
 from medrag.errors import DimensionError, InvalidInputError, MetadataError
 from medrag.metadata import MatryoshkaMetadata, default_dims
-from medrag.models import embedding_dim, load_model, model_fingerprint
+from medrag.models import embedding_dim, legacy_model_fingerprint, load_model, model_fingerprint
 from medrag.prompts import DOCUMENT_PROMPT_NAMES, QUERY_PROMPT_NAMES, pick_prompt_name
 from medrag.sizes import smallest_size_within
 from medrag.vectors import truncate_embeddings
@@ -208,6 +208,13 @@ class MatryoshkaEmbeddings(Embeddings):
         if self._fingerprint is None:
             self._fingerprint = model_fingerprint(self.model)
         return self._fingerprint
+
+    @property
+    def legacy_fingerprints(self) -> tuple[str, ...]:
+        """Older fingerprints of this same model (:func:`medrag.models.legacy_model_fingerprint`), which
+        stores and caches written by earlier medrag versions recorded; empty when they equal :attr:`fingerprint`."""
+        legacy = legacy_model_fingerprint(self.model)
+        return () if legacy == self.fingerprint else (legacy,)
 
     # ------------------------------------------------------------------ LangChain API
 

@@ -126,19 +126,34 @@ def bundled_folder(spec: str) -> Path:
 def model_fingerprint(model: "SentenceTransformer") -> str:
     """A short, stable id of a model's architecture and weights (16 hex chars).
 
-    It hashes the transformer config, the output size and, for every parameter, its name,
-    shape, dtype and the raw bytes of 256 evenly spaced values (read on the CPU, so the same
-    weights give the same id on any device): any retraining or different checkpoint changes
-    it, at a cost of milliseconds. Used by the store's collection contract and the evaluation
-    cache.
+    It hashes the transformer config (without the folder or hub id it was loaded from), the
+    output size and, for every parameter, its name, shape, dtype and the raw bytes of 256 evenly
+    spaced values (read on the CPU, so the same weights give the same id on any device): any
+    retraining or different checkpoint changes it, at a cost of milliseconds, and the same model
+    copied to another folder or machine (another ``MEDRAG_CACHE``, a Docker image) keeps it. Used by
+    the store's collection contract and the evaluation cache.
     """
+    return _fingerprint(model, with_location=False)
+
+
+def legacy_model_fingerprint(model: "SentenceTransformer") -> str:
+    """The fingerprint medrag computed before 2026-12-02, which also hashed the folder the model was
+    loaded from (so a moved cache changed it). Stores and caches written with it are still
+    recognised when the model is loaded from the same place (see :attr:`MatryoshkaEmbeddings.legacy_fingerprints`)."""
+    return _fingerprint(model, with_location=True)
+
+
+def _fingerprint(model: "SentenceTransformer", with_location: bool) -> str:
     import torch
 
     h = hashlib.sha256()
     first = model[0]
     config = getattr(getattr(first, "auto_model", None), "config", None)
     if config is not None:
-        h.update(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
+        settings = config.to_dict()
+        if not with_location:
+            settings.pop("_name_or_path", None)
+        h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     h.update(str(embedding_dim(model)).encode())
     with torch.no_grad():
         for name, p in model.named_parameters():

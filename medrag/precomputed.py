@@ -143,6 +143,13 @@ class PrecomputedEmbeddings(Embeddings):
         """The fingerprint given, else the fallback's."""
         return self._fingerprint or self.fallback.fingerprint
 
+    @property
+    def legacy_fingerprints(self) -> tuple[str, ...]:
+        """The fallback model's legacy fingerprints when no fingerprint was given (else none)."""
+        if self._fingerprint or self.fallback is None:
+            return ()
+        return tuple(getattr(self.fallback, "legacy_fingerprints", ()))
+
     # ------------------------------------------------------------------ encoder API
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:

@@ -358,6 +358,9 @@ class MatryoshkaChroma(VectorStore):
             if meta.get(_C[key], "none" if key == "rotation" else None) != expected[_C[key]]:
                 problems.append(f"{key}: collection has {meta.get(_C[key])!r}, this store {expected[_C[key]]!r}")
         stored_fp, fp = meta.get(_C["fingerprint"]) or "", expected[_C["fingerprint"]]
+        if fp and stored_fp and stored_fp != fp and stored_fp in getattr(self._embedding, "legacy_fingerprints", ()):
+            self._upgrade_fingerprint(collection, stored_fp, fp)
+            stored_fp = fp
         if stored_fp != fp or (not fp and meta.get(_C["model"]) != expected[_C["model"]]):
             problems.append(
                 f"model: collection was built with {meta.get(_C['model'])!r} (fingerprint {stored_fp or 'none'}), "
@@ -372,6 +375,19 @@ class MatryoshkaChroma(VectorStore):
                 "Open it with the same model and sizes, or reindex into a new collection with MatryoshkaChroma.reindex."
                 + _default_change_hint(meta.get(_C["model"]), expected[_C["model"]], name)
             )
+
+    def _upgrade_fingerprint(self, collection: "chromadb.Collection", legacy: str, fingerprint: str) -> None:
+        """A collection recorded this model's legacy fingerprint (which hashed the model's folder):
+        record the current one, so that the same model loaded from another folder opens it too."""
+        logger.info("collection %r recorded the legacy fingerprint %s of this model; recording %s",
+                    collection.name, legacy, fingerprint)
+        try:
+            meta = dict(collection.metadata or {})
+            meta[_C["fingerprint"]] = fingerprint
+            collection.modify(metadata=meta)
+        except Exception as exc:  # noqa: BLE001 - read-only access still works with the legacy match
+            logger.warning("could not record the new fingerprint of collection %r (%s); it keeps opening with "
+                           "this model from this folder", collection.name, exc)
 
     # ------------------------------------------------------------------ properties
 

@@ -71,3 +71,15 @@ def test_default_dir_follows_medrag_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("MEDRAG_CACHE", str(tmp_path))
     assert default_cache_dir() == tmp_path / "embeddings"
     assert EmbeddingCache().folder == tmp_path / "embeddings"
+
+
+def test_files_under_the_legacy_fingerprint_are_read(tiny_embeddings, tmp_path):
+    """Vectors cached by an earlier medrag, under the model's legacy fingerprint, are hits."""
+    emb = counting(tiny_embeddings)
+    assert emb.legacy_fingerprints  # the tiny model was loaded from a folder
+    cache = EmbeddingCache(tmp_path)
+    legacy = emb.legacy_fingerprints[0]
+    vecs = tiny_embeddings.encode_documents(TEXTS[:4])
+    np.save(tmp_path / f"{cache.key(emb, TEXTS[:4], 'document', legacy)}.npy", vecs)
+    np.testing.assert_array_equal(cache.encode(emb, TEXTS[:4], side="document"), vecs)
+    assert emb.calls == [] and cache.hits == 1

@@ -125,3 +125,16 @@ def test_frozen_encoder_trains_only_the_final_layer_and_exports_it(tiny_model_di
     built = medrag.load_model(build_adapted_model(tmp_path / "a" / "head", tiny_model_dir, tmp_path / "b"), device="cpu")
     texts = ["glycémie à jeun", "La TSH élevée oriente vers une hypothyroïdie."]
     assert np.allclose(built.encode(texts), trained.encode(texts), atol=1e-5)
+
+
+def test_teacher_cache_reads_files_of_the_legacy_fingerprint(tmp_path):
+    from finetune.loop import TeacherCache
+
+    old = TeacherCache(tmp_path, "legacy0123456789", "passage: ", 64)
+    old.store({"a": np.ones(4, dtype=np.float32)})
+    new = TeacherCache(tmp_path, "current012345678", "passage: ", 64, legacy=["legacy0123456789"])
+    vectors, missing = new.lookup(["a", "b"])
+    assert missing == [1] and np.array_equal(vectors[0], np.ones(4))
+    new.store({"b": np.zeros(4, dtype=np.float32)})
+    assert new.path.is_file() and new.path != old.path  # written under the current fingerprint only
+    assert TeacherCache(tmp_path, "current012345678", "passage: ", 64).lookup(["a", "b"])[1] == []

@@ -90,3 +90,18 @@ def test_fingerprint_is_stable_and_tracks_weights(tiny_model_dir):
     with torch.no_grad():
         next(b.parameters())[0, 0] += 1.0
     assert model_fingerprint(a) != model_fingerprint(b)
+
+
+def test_fingerprint_does_not_depend_on_the_folder(tiny_model_dir, tmp_path):
+    """The same model copied elsewhere (another MEDRAG_CACHE, a Docker image) keeps its fingerprint;
+    the legacy fingerprint, which hashed the folder, does not."""
+    import shutil
+
+    from medrag.models import legacy_model_fingerprint
+
+    copy = shutil.copytree(tiny_model_dir, tmp_path / "elsewhere" / "model")
+    a, b = medrag.load_model(tiny_model_dir, device="cpu"), medrag.load_model(copy, device="cpu")
+    assert model_fingerprint(a) == model_fingerprint(b)
+    assert legacy_model_fingerprint(a) != legacy_model_fingerprint(b)
+    emb = medrag.MatryoshkaEmbeddings(a)
+    assert emb.legacy_fingerprints == (legacy_model_fingerprint(a),)

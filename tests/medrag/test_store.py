@@ -516,6 +516,29 @@ def test_reopen_with_other_model_or_sizes_fails_before_writing(client, fake) -> 
     s.delete_collection()
 
 
+def test_collection_with_the_legacy_fingerprint_opens_and_is_upgraded(client, fake) -> None:
+    """A collection written by an earlier medrag recorded the model's legacy fingerprint (it hashed
+    the model's folder): the same model opens it and the current fingerprint is recorded."""
+    name = _name()
+    s = MatryoshkaChroma(name, fake, client=client)
+    s.add_texts(TEXTS[:10], ids=[str(i) for i in range(10)])
+    meta = dict(client.get_collection(name).metadata)
+    meta["medrag:fingerprint"] = "0123456789abcdef"  # as the old medrag wrote it
+    client.get_collection(name).modify(metadata=meta)
+    with pytest.raises(CollectionMismatchError, match="fingerprint"):
+        MatryoshkaChroma(name, fake, client=client)
+
+    class Upgraded(FakeMatryoshkaEmbeddings):
+        legacy_fingerprints = ("0123456789abcdef",)
+
+    same = Upgraded(128)
+    reopened = MatryoshkaChroma(name, same, client=client)
+    assert reopened.similarity_search(TEXTS[1], k=1)[0].id == "1"
+    assert client.get_collection(name).metadata["medrag:fingerprint"] == fake.fingerprint
+    assert MatryoshkaChroma(name, fake, client=client).similarity_search(TEXTS[2], k=1)[0].id == "2"
+    s.delete_collection()
+
+
 def test_foreign_collection_is_refused_then_reindexed(client, fake) -> None:
     from langchain_chroma import Chroma
 

@@ -82,3 +82,8 @@ def test_sharded_encoding_resumes_and_grows(tmp_path: Path) -> None:
     grown = sb.encode_sharded(texts, encode, tmp_path, "t", shard=3)
     assert calls == [3, 3, 1, 3, 1] and np.array_equal(grown, encode(texts))
     assert not list(tmp_path.glob("*.tmp.npy"))
+    # another process encoded a later shard only: cached_only measures on what exists
+    more = [f"autre {i}" for i in range(6)]
+    sb.encode_sharded(more[3:], encode, tmp_path, "m", shard=3)
+    assert sb.cached_shards(more, tmp_path, "m", shard=3) == [3, 4, 5]
+    assert sb.encode_sharded(more, encode, tmp_path, "m", shard=3, cached_only=True).shape == (3, 2)
