@@ -63,7 +63,7 @@ _NUMBER = r"\d+[.,]\d+(?![^\W_])"
 _WORD = f"[^\\W_]+(?:[-{_APOSTROPHES}][^\\W_]+)*"
 _SIGN = r"[%\u2030]"
 #: Distinct surface tokens whose terms are cached (a few hundred MB at most on any corpus).
-_CACHE_LIMIT = 2_000_000
+TOKEN_CACHE_LIMIT = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,7 @@ class FrenchMedicalAnalyzer:
         terms = self._cache.get(token)
         if terms is None:
             terms = self._terms(token)
-            if len(self._cache) < _CACHE_LIMIT:
+            if len(self._cache) < TOKEN_CACHE_LIMIT:
                 self._cache[token] = terms
         return terms
 

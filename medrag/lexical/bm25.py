@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from medrag.errors import InvalidInputError, LexicalIndexError
-from medrag.lexical.analyzer import AnalyzerOptions, FrenchMedicalAnalyzer
+from medrag.lexical.analyzer import TOKEN_CACHE_LIMIT, AnalyzerOptions, FrenchMedicalAnalyzer
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class BM25Index:
             if tids is None:
                 vocab = self._vocab
                 tids = tuple(vocab.setdefault(term, len(vocab)) for term in analyzer.token_terms(token))
-                if len(cache) < 2_000_000:
+                if len(cache) < TOKEN_CACHE_LIMIT:
                     cache[token] = tids
             out.extend(tids)
         return out
