@@ -60,6 +60,17 @@ def passages(n: int) -> list[str]:
     return list(out)[:n]
 
 
+def window_queries(texts: list[str], n: int, words: int = 8, seed: int = 0) -> list[str]:
+    """``n`` queries: a window of ``words`` consecutive words from each of ``n`` random passages."""
+    rng = random.Random(seed)
+    queries = []
+    for t in rng.sample(texts, n):
+        split = t.split()
+        start = rng.randrange(0, max(1, len(split) - words))
+        queries.append(" ".join(split[start:start + words]))
+    return queries
+
+
 class SyntheticEmbeddings:
     """Seeded unit vectors per text (numpy API of MatryoshkaEmbeddings; no model)."""
 
@@ -112,12 +123,7 @@ def main() -> None:
     from medrag.lexical.fusion import DEFAULT_LEXICAL_WEIGHT
 
     texts = passages(args.n)
-    rng = random.Random(0)
-    queries = []
-    for t in rng.sample(texts, args.queries):
-        words = t.split()
-        start = rng.randrange(0, max(1, len(words) - 8))
-        queries.append(" ".join(words[start:start + 8]))
+    queries = window_queries(texts, args.queries)
     report: dict = {"n": len(texts), "mean_words": round(float(np.mean([len(t.split()) for t in texts])), 1),
                     "queries": len(queries), "k": args.k, "cores": os.cpu_count(),
                     "lexical_weight": DEFAULT_LEXICAL_WEIGHT, "load_average_at_start": os.getloadavg()}

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import sqlite3
 import statistics
 import sys
@@ -35,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hybrid_benchmark import passages  # noqa: E402
+from hybrid_benchmark import passages, window_queries  # noqa: E402
 
 
 def _p50(fn, queries) -> tuple[float, list]:
@@ -58,12 +57,7 @@ def main() -> None:
     from medrag.lexical.bm25 import BM25Index
 
     texts = passages(args.n)
-    rng = random.Random(0)
-    raw_queries = []
-    for t in rng.sample(texts, args.queries):
-        words = t.split()
-        start = rng.randrange(0, max(1, len(words) - 8))
-        raw_queries.append(" ".join(words[start:start + 8]))
+    raw_queries = window_queries(texts, args.queries)
     analyzer = FrenchMedicalAnalyzer()
     t0 = time.perf_counter()
     terms = [analyzer(t) for t in texts]

@@ -47,6 +47,16 @@ LEARNED_STEPS = 10
 LEARNED_TEMPERATURE = 0.05
 LEARNED_LEARNING_RATE = 1e-3
 LEARNED_BATCH = 512
+#: At most this many vectors are fitted on (a seeded sample of larger inputs): the fit holds an
+#: ``n x n`` similarity matrix (64 MB at this size).
+LEARNED_MAX_VECTORS = 4096
+#: Vectors needed per coarse dimension to fit each kind of projection.
+MIN_VECTORS_PER_DIM = {"pca": 2, "learned": 8}
+
+
+def min_vectors(kind: str, dim: int) -> int:
+    """How many vectors fitting a ``kind`` (``"pca"``, ``"learned"``) projection of size ``dim`` needs."""
+    return MIN_VECTORS_PER_DIM[kind] * dim
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,7 +108,7 @@ def _check(vectors: np.ndarray, dim: int, minimum: int) -> np.ndarray:
 
 def fit_pca(vectors: np.ndarray, dim: int) -> CoarseProjection:
     """The first ``dim`` principal components of ``vectors`` (centred, no whitening); needs ``2 * dim`` vectors."""
-    vectors = _check(vectors, dim, 2 * dim)
+    vectors = _check(vectors, dim, min_vectors("pca", dim))
     mean = vectors.mean(axis=0)
     _, _, vt = np.linalg.svd(vectors - mean, full_matrices=False)
     return CoarseProjection(mean.astype(np.float32), np.ascontiguousarray(vt[:dim].T, dtype=np.float32))
@@ -110,7 +120,8 @@ def fit_learned(vectors: np.ndarray, dim: int, *, steps: int = LEARNED_STEPS,
     """A projection trained so that coarse similarities rank the corpus like full-size ones.
 
     Args:
-        vectors: ``(n, full_dim)`` full vectors of the corpus (normalised here); ``n >= 8 * dim``.
+        vectors: ``(n, full_dim)`` full vectors of the corpus (normalised here); ``n >= 8 * dim``; a
+            seeded sample of :data:`LEARNED_MAX_VECTORS` of them when there are more.
         dim: the coarse size.
         steps: optimisation steps, each on ``batch`` of ``vectors`` as queries against all of them (few:
             the objective ranks passages by passages, a stand-in for questions, and training it
@@ -126,7 +137,10 @@ def fit_learned(vectors: np.ndarray, dim: int, *, steps: int = LEARNED_STEPS,
     import torch
     import torch.nn.functional as F
 
-    vectors = _check(vectors, dim, 8 * dim)
+    vectors = _check(vectors, dim, min_vectors("learned", dim))
+    if len(vectors) > LEARNED_MAX_VECTORS:
+        keep = np.random.default_rng(seed).choice(len(vectors), LEARNED_MAX_VECTORS, replace=False)
+        vectors = vectors[np.sort(keep)]
     vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     pca = fit_pca(vectors, dim)
     x = torch.from_numpy(vectors)
@@ -160,4 +174,4 @@ def fit_learned(vectors: np.ndarray, dim: int, *, steps: int = LEARNED_STEPS,
     return CoarseProjection(pca.mean, np.ascontiguousarray(matrix.detach().numpy(), dtype=np.float32))
 
 
-__all__ = ["CoarseProjection", "fit_pca", "fit_learned"]
+__all__ = ["CoarseProjection", "fit_pca", "fit_learned", "min_vectors"]

@@ -39,7 +39,7 @@ from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from medrag.vector_codec import ENCODINGS, encoded_size, pack_rows, unpack_rows
-from medrag.coarse import CoarseProjection, fit_learned, fit_pca
+from medrag.coarse import CoarseProjection, fit_learned, fit_pca, min_vectors
 from medrag._store_lock import DirectoryLock
 from medrag._store_sidecar import VectorSidecar
 from medrag.embeddings import validate_texts
@@ -358,10 +358,9 @@ class MatryoshkaChroma(VectorStore):
             if meta.get(_C[key], "none" if key == "rotation" else None) != expected[_C[key]]:
                 problems.append(f"{key}: collection has {meta.get(_C[key])!r}, this store {expected[_C[key]]!r}")
         stored_fp, fp = meta.get(_C["fingerprint"]) or "", expected[_C["fingerprint"]]
-        if fp and stored_fp and stored_fp != fp and stored_fp in getattr(self._embedding, "legacy_fingerprints", ()):
-            self._upgrade_fingerprint(collection, stored_fp, fp)
-            stored_fp = fp
-        if stored_fp != fp or (not fp and meta.get(_C["model"]) != expected[_C["model"]]):
+        legacy = bool(fp and stored_fp and stored_fp != fp
+                      and stored_fp in getattr(self._embedding, "legacy_fingerprints", ()))
+        if (stored_fp != fp and not legacy) or (not fp and meta.get(_C["model"]) != expected[_C["model"]]):
             problems.append(
                 f"model: collection was built with {meta.get(_C['model'])!r} (fingerprint {stored_fp or 'none'}), "
                 f"this store uses {expected[_C['model']]!r} (fingerprint {fp or 'none'})"
@@ -375,6 +374,8 @@ class MatryoshkaChroma(VectorStore):
                 "Open it with the same model and sizes, or reindex into a new collection with MatryoshkaChroma.reindex."
                 + _default_change_hint(meta.get(_C["model"]), expected[_C["model"]], name)
             )
+        if legacy:  # the same model, recorded by an earlier medrag: nothing else differs, record the new id
+            self._upgrade_fingerprint(collection, stored_fp, fp)
 
     def _upgrade_fingerprint(self, collection: "chromadb.Collection", legacy: str, fingerprint: str) -> None:
         """A collection recorded this model's legacy fingerprint (which hashed the model's folder):
@@ -552,12 +553,11 @@ class MatryoshkaChroma(VectorStore):
 
     def _fit_rotation(self, full: np.ndarray) -> None:
         """Fit the coarse projection on full vectors and record it in the contract (before any write)."""
-        factor = 2 if self._rotation_kind == "pca" else 8
-        if len(full) < factor * self._coarse_dim:
+        needed = min_vectors(self._rotation_kind, self._coarse_dim)
+        if len(full) < needed:
             raise InvalidInputError(
                 f"coarse_rotation={self._rotation_kind!r} is fitted on the first batch written, which has {len(full)} "
-                f"texts; it needs at least {factor * self._coarse_dim} ({factor} x coarse_dim). Add more texts at "
-                "once, or pass rotation_sample="
+                f"texts; it needs at least {needed}. Add more texts at once, or pass rotation_sample="
             )
         fit = fit_pca if self._rotation_kind == "pca" else fit_learned
         rotation = fit(full, self._coarse_dim)

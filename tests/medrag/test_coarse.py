@@ -77,3 +77,13 @@ def test_bad_input() -> None:
     bad[3, 0] = np.nan
     with pytest.raises(InvalidInputError, match="NaN"):
         fit_pca(bad, 8)
+
+
+def test_learned_fits_a_seeded_sample_of_a_large_input(monkeypatch) -> None:
+    """The fit holds an n x n matrix: beyond LEARNED_MAX_VECTORS it fits on a seeded sample."""
+    import medrag.coarse as coarse
+
+    monkeypatch.setattr(coarse, "LEARNED_MAX_VECTORS", 300)
+    x = _clustered(1000)
+    keep = np.sort(np.random.default_rng(0).choice(1000, 300, replace=False))
+    assert fit_learned(x, 8) == fit_learned(x[keep], 8)

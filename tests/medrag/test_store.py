@@ -532,6 +532,9 @@ def test_collection_with_the_legacy_fingerprint_opens_and_is_upgraded(client, fa
         legacy_fingerprints = ("0123456789abcdef",)
 
     same = Upgraded(128)
+    with pytest.raises(CollectionMismatchError, match="coarse_dim"):
+        MatryoshkaChroma(name, same, client=client, coarse_dim=32)
+    assert client.get_collection(name).metadata["medrag:fingerprint"] == "0123456789abcdef"  # nothing written
     reopened = MatryoshkaChroma(name, same, client=client)
     assert reopened.similarity_search(TEXTS[1], k=1)[0].id == "1"
     assert client.get_collection(name).metadata["medrag:fingerprint"] == fake.fingerprint
