@@ -29,6 +29,7 @@ import time
 import weakref
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,7 @@ from langchain_core.vectorstores.utils import maximal_marginal_relevance
 from medrag.vector_codec import ENCODINGS, encoded_size, pack_rows, unpack_rows
 from medrag.coarse import CoarseProjection, fit_learned, fit_pca, min_vectors
 from medrag._store_lock import DirectoryLock
+from medrag._store_repair import COMPLETE_KEY, REPAIR_SUFFIX, is_vector_index_failure, read_records, segment_ids
 from medrag._store_sidecar import VectorSidecar
 from medrag.embeddings import validate_texts
 from medrag.encoder import is_encoder
@@ -270,13 +272,17 @@ class MatryoshkaChroma(VectorStore):
         if fusion not in FUSION_METHODS:
             raise InvalidInputError(f"fusion must be one of {FUSION_METHODS}, got {fusion!r}")
         self._fusion = fusion
+        writer = persist is not None and self._lock is not None and self._lock.held
+        if writer:
+            self._finish_interrupted_repair()
         self._collection = self._open_collection(collection_name, create_collection_if_not_exists,
                                                  collection_metadata, hnsw)
         self._cid = str(self._collection.id)
         if self._rotation_kind != "none":
             self._load_rotation()
-            if self._rotation is None and rotation_sample is not None:
-                self._fit_rotation(self._encode(validate_texts(rotation_sample), query=False))
+        broken_id = self._check_vector_index(persist if writer else None)
+        if self._rotation_kind != "none" and self._rotation is None and rotation_sample is not None:
+            self._fit_rotation(self._encode(validate_texts(rotation_sample), query=False))
         self._sidecar: VectorSidecar | None = None
         if vector_sidecar and persist is None:
             raise InvalidInputError("vector_sidecar=True needs an embedded persistent client (persist_directory=...)")
@@ -284,8 +290,12 @@ class MatryoshkaChroma(VectorStore):
                 and self._lock.held:
             # another process owning the folder reads the vectors from the records instead
             self._sidecar = VectorSidecar(persist)
+            if broken_id is not None:
+                self._sidecar.drop(broken_id)
             self._sync_sidecar()
         self._lexical = LexicalSidecar(self, lexical_analyzer, lexical_path)
+        if broken_id is not None and persist is not None and lexical_path is None:
+            (Path(persist) / "medrag-lexical" / f"{broken_id}.npz").unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ setup
 
@@ -389,6 +399,127 @@ class MatryoshkaChroma(VectorStore):
         except Exception as exc:  # noqa: BLE001 - read-only access still works with the legacy match
             logger.warning("could not record the new fingerprint of collection %r (%s); it keeps opening with "
                            "this model from this folder", collection.name, exc)
+
+    # ------------------------------------------------------------------ crash recovery
+
+    def _check_vector_index(self, persist: str | None) -> str | None:
+        """Read the collection once through its HNSW index; when a crash left that index unreadable
+        (:mod:`medrag._store_repair`), rebuild the collection from its records (only for an embedded
+        folder this process owns). Returns the id of the collection replaced, None when it was sound."""
+        try:
+            if self._collection.count():
+                self._collection.query(query_embeddings=np.eye(1, self._coarse_dim, dtype=np.float32),
+                                       n_results=1, include=[])
+            return None
+        except Exception as exc:
+            if not is_vector_index_failure(exc):
+                raise _translate(exc, "read the collection", self._collection_name) from exc
+            if persist is None:
+                raise StoreError(
+                    f"the vector index of collection {self._collection_name!r} cannot be read ({exc}); its records "
+                    "are intact. Open it with an embedded client in a process that owns the folder "
+                    "(MatryoshkaChroma(..., persist_directory=...)), which rebuilds the index from them."
+                ) from exc
+            logger.warning("the vector index of collection %r cannot be read (%s): a process was probably killed "
+                           "while Chroma saved it. Rebuilding the collection from its records (nothing is re-encoded)",
+                           self._collection_name, exc)
+            broken = self._cid
+            self._repair_vector_index(persist)
+            return broken
+
+    def _repair_vector_index(self, persist: str) -> None:
+        """Rebuild the collection from the records in ``chroma.sqlite3`` into ``<name>__medrag_repair``,
+        mark it complete, drop the broken collection and rename the copy. The coarse vectors are
+        recomputed from each record's stored full vector; a record without a readable one is re-encoded."""
+        from tqdm.auto import tqdm
+
+        name, tmp = self._collection_name, self._collection_name + REPAIR_SUFFIX
+        try:
+            records = read_records(persist, self._cid)
+        except Exception as exc:  # noqa: BLE001 - sqlite3 errors: nothing can be recovered from that file
+            raise StoreError(f"the vector index of collection {name!r} is unreadable and its records could not be "
+                             f"read from {persist}/chroma.sqlite3 either ({exc}); restore the folder from a backup "
+                             "or re-add the texts into a new folder") from exc
+        segments = segment_ids(persist, self._cid)
+        meta = dict(self._collection.metadata or {})
+        meta[GENERATION_KEY] = int(meta.get(GENERATION_KEY, 0)) + 1  # derived data is rebuilt
+        meta.pop(COMPLETE_KEY, None)
+        hnsw = {k: v for k, v in ((self._collection.configuration or {}).get("hnsw") or {}).items() if v is not None}
+        self._delete_if_exists(tmp)  # a repair killed before it was complete
+        copy = self._chroma_call("create the repair collection", self._client.create_collection, name=tmp,
+                                 metadata=meta, configuration={"hnsw": {**hnsw, "space": "cosine"}},
+                                 embedding_function=None)
+        ids = list(records)
+        batch = min(_WRITE_BATCH, self._chroma_call("read the batch size", self._client.get_max_batch_size))
+        skipped = 0
+        for start in tqdm(range(0, len(ids), batch), desc=f"repair {name}", unit="batch",
+                          disable=len(ids) < 10 * _PROGRESS_MIN):
+            chunk = ids[start : start + batch]
+            docs = [records[i][0] for i in chunk]
+            metas = [records[i][1] for i in chunk]
+            full, bad = self._decode_readable(self._blobs_from_metas(chunk, metas))
+            if bad:  # no readable full vector: encode the text again, if there is one
+                again = [j for j in bad if docs[j]]
+                if again:
+                    vecs = self._encode([docs[j] for j in again], query=False)
+                    full[again] = vecs
+                    for j, packed in zip(again, pack_rows(vecs, self._encoding)):
+                        metas[j] = {**metas[j], FULL_KEY: base64.b64encode(packed).decode("ascii")}
+                keep = [j for j in range(len(chunk)) if j not in set(bad) - set(again)]
+                skipped += len(chunk) - len(keep)
+                chunk, docs, metas, full = ([chunk[j] for j in keep], [docs[j] for j in keep],
+                                            [metas[j] for j in keep], full[keep])
+            if chunk:
+                self._chroma_call("write repaired records", copy.upsert, ids=chunk, embeddings=self._coarse(full),
+                                  documents=docs, metadatas=[m or None for m in metas])
+        if skipped:
+            logger.warning("%d record(s) of %r had neither a readable full vector nor a text and were dropped",
+                           skipped, name)
+        self._chroma_call("mark the repair complete", copy.modify, metadata={**meta, COMPLETE_KEY: True})
+        self._chroma_call("drop the broken collection", self._client.delete_collection, name)
+        self._remove_segment_folders(persist, segments)
+        self._chroma_call("rename the repaired collection", copy.modify, name=name, metadata=meta)
+        self._collection = self._chroma_call("open the repaired collection", self._client.get_collection, name=name,
+                                             embedding_function=None)
+        self._cid = str(self._collection.id)
+        logger.warning("collection %r rebuilt: %d records", name, len(ids) - skipped)
+
+    def _finish_interrupted_repair(self) -> None:
+        """A repair killed after its copy was complete but before the rename: finish the rename."""
+        from chromadb.errors import NotFoundError
+
+        name, tmp = self._collection_name, self._collection_name + REPAIR_SUFFIX
+        try:
+            copy = self._client.get_collection(name=tmp, embedding_function=None)
+        except (NotFoundError, ValueError):
+            return
+        meta = dict(copy.metadata or {})
+        if not meta.pop(COMPLETE_KEY, False):
+            return  # incomplete: the broken collection is still there, the next repair starts over
+        logger.warning("finishing the interrupted repair of collection %r", name)
+        self._delete_if_exists(name)
+        self._chroma_call("rename the repaired collection", copy.modify, name=name, metadata=meta)
+
+    def _delete_if_exists(self, name: str) -> None:
+        from chromadb.errors import NotFoundError
+
+        try:
+            self._client.delete_collection(name)
+        except (NotFoundError, ValueError):
+            pass
+        except Exception as exc:
+            raise _translate(exc, f"delete collection {name!r}", name) from exc
+
+    @staticmethod
+    def _remove_segment_folders(persist: str, segments: Sequence[str]) -> None:
+        """Chroma leaves a deleted collection's HNSW folders on disk; remove the broken ones."""
+        import shutil
+
+        root = Path(persist).resolve()
+        for segment in segments:
+            folder = (root / segment).resolve()
+            if folder.parent == root and folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
 
     # ------------------------------------------------------------------ properties
 
@@ -851,6 +982,20 @@ class MatryoshkaChroma(VectorStore):
 
     def _blobs_from_metas(self, ids: Sequence[str], metas: Sequence[dict[str, Any] | None]) -> list[bytes | None]:
         return [_b64(p) for p in self._packed(ids, metas)]
+
+    def _decode_readable(self, blobs: Sequence[bytes | None]) -> tuple[np.ndarray, list[int]]:
+        """Decode and normalise the packed full vectors that are readable; also return the
+        positions of those that are not (zero rows in the result)."""
+        size = encoded_size(self._encoding, self._full_dim)
+        full = np.zeros((len(blobs), self._full_dim), dtype=np.float32)
+        sized = [j for j, b in enumerate(blobs) if b is not None and len(b) == size]
+        if sized:
+            full[sized] = unpack_rows([blobs[j] for j in sized], self._encoding, self._full_dim)
+        norms = np.linalg.norm(full, axis=1)
+        ok = np.isfinite(full).all(axis=1) & (norms > 0)
+        full[~ok] = 0.0
+        full[ok] /= norms[ok, None]
+        return full, [j for j in range(len(blobs)) if not ok[j]]
 
     def _decode_full(self, ids: Sequence[str], blobs: Sequence[bytes | None]) -> np.ndarray:
         """Decode and normalise packed full vectors; name any corrupt one."""
