@@ -826,6 +826,15 @@ def synthetic(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------------- French recall: raw prefix vs PCA
 
 
+def _rotation_list(value: str) -> list[str]:
+    """``--rotations``: a comma-separated subset of pca, learned; ``none`` for the raw prefix only."""
+    kinds = [] if value.strip().lower() == "none" else [v.strip() for v in value.split(",") if v.strip()]
+    bad = [k for k in kinds if k not in ("pca", "learned")]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown rotation(s) {bad}: use pca, learned, both (pca,learned) or none")
+    return kinds
+
+
 def french_chunks(max_chunks: int, seed: int = 0) -> list[str]:
     """Chunks of the ../shared French medical text (leaflets, cases, abstracts) as ``medrag index``
     makes them (default chunking), a fixed random sample of ``max_chunks`` of them."""
@@ -1044,7 +1053,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="measure on the shards of the first --chunks already in the cache (encode nothing)")
     fr.add_argument("--query-split", default="test", choices=["dev", "test"],
                     help="FrenchMedMCQA questions used as queries: dev for choices, test for reporting")
-    fr.add_argument("--rotations", type=lambda v: v.split(","), default=["pca", "learned"])
+    fr.add_argument("--rotations", type=_rotation_list, default=["pca", "learned"],
+                    help="fitted stages measured beside the raw prefix: pca,learned (default), one of them, or none")
     fr.add_argument("--fit", type=int, default=1000, help="chunks the projections are fitted on (the store's first batch)")
     fr.add_argument("--learned-steps", type=int, default=None, help="fit_learned setting (default: the library's)")
     fr.add_argument("--learned-temperature", type=float, default=None)

@@ -134,6 +134,7 @@ def adapter_card(name: str, cfg: Any, result: Any, metadata: Any, sources: list[
         "## Limits",
         "",
         *_regression_lines(metadata),
+        *_transfer_lines(metadata, sources),
         "- Trained and selected for French medical passage retrieval; other languages and domains inherit the "
         "base model's quality at best.",
         "- A small model (384 dims, 118M parameters, 4-bit-rounded base weights): for the best quality, "
@@ -173,6 +174,23 @@ def _regression_lines(metadata: Any) -> list[str]:
         if worse:
             out.append(f"- Below the base model by more than 0.01 on {name} at size(s) " + ", ".join(worse) + ".")
     return out
+
+
+def _transfer_lines(metadata: Any, sources: list[str]) -> list[str]:
+    """Which suite domains measure transfer: those without training pairs of their kind. A domain
+    that has them is scored on other documents of the same kind, with queries made by the same
+    builder as the training pairs (in distribution)."""
+    domains = list(metadata.extra.get("suite_domains") or {})
+    if not domains:
+        return []
+    trained = {s.split("[")[0].split(":")[0].strip().lower() for s in sources}
+    unseen = [d for d in domains if d not in trained]
+    seen = [d for d in domains if d in trained]
+    line = ("- Suite domains without training pairs of their kind (the transfer checks): "
+            + (", ".join(unseen) if unseen else "none")
+            + (f". Scores on {', '.join(seen)} are in distribution: other documents, queries made by the same "
+               "builders as the training pairs." if seen else "."))
+    return [line]
 
 
 def _cpu_note(info: dict[str, Any]) -> str:

@@ -189,6 +189,29 @@ def test_the_default_model_builds_offline_from_a_fresh_cache(tmp_path, monkeypat
     assert q @ d[0] > q @ d[1]
 
 
+@pytest.mark.integration
+def test_the_non_commercial_variant_loads_offline_and_is_never_the_default(monkeypatch):
+    """bundled:medrag-e5-small-fr-nc (trained with CC BY-NC drug leaflets) is a separate spec: it loads
+    offline over the same base, its card and matryoshka.json say non-commercial, and the default is unchanged."""
+    from medrag.adapters import packaged_models_dir
+    from medrag.bundled import DEFAULT_SPEC
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = packaged_models_dir() / "medrag-e5-small-fr-nc"
+    card = (folder / "README.md").read_text()
+    assert card.startswith("# medrag-e5-small-fr-nc (non-commercial)") and "CC BY-NC" in card
+    assert "non-commercial use only" in card
+    assert DEFAULT_SPEC == "bundled:medrag-e5-small-fr"
+    assert "leaflets" not in json.dumps(read_adapter_config(packaged_models_dir() / "medrag-e5-small-fr"))
+    emb = medrag.MatryoshkaEmbeddings("bundled:medrag-e5-small-fr-nc", dimension=64)
+    assert emb.spec == "bundled:medrag-e5-small-fr-nc" and emb.dims == [384, 256, 128, 64, 32]
+    q = np.array(emb.embed_query("Que faire en cas d'oubli d'une dose de DOLIPRANE 500 mg ?"))
+    d = np.array(emb.embed_documents([
+        "DOLIPRANE 500 mg : Ne prenez pas de dose double pour compenser la dose que vous avez oublié de prendre.",
+        "DOLIPRANE 500 mg : Conservez ce médicament hors de la vue et de la portée des enfants."]))
+    assert q @ d[0] > q @ d[1]
+
+
 def test_base_fingerprint_does_not_depend_on_the_folder(tiny_model_dir, tmp_path):
     """The same converted base in two cache dirs must accept the same adapter."""
     import shutil
