@@ -127,10 +127,19 @@ def read_records(persist_directory: str, collection_id: str) -> dict[str, tuple[
         applied = db.execute("SELECT seq_id FROM max_seq_id WHERE segment_id = ?", (segment,)).fetchone()
         topic = f"%/{collection_id}"
         pending = db.execute("SELECT operation, id, metadata FROM embeddings_queue WHERE topic LIKE ? AND seq_id > ? "
-                             "ORDER BY seq_id", (topic, int(applied[0]) if applied and applied[0] is not None else -1))
+                             "ORDER BY seq_id", (topic, _seq_id(applied[0] if applied else None)))
         for op, id_, meta_json in pending:
             _replay(records, _OPS.get(op, "?"), id_, json.loads(meta_json) if meta_json else {})
     return records
+
+
+def _seq_id(value: Any) -> int:
+    """A ``max_seq_id`` value: an integer (Chroma 1.x) or big-endian bytes (databases of Chroma 0.4-0.6)."""
+    if value is None:
+        return -1
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return int.from_bytes(bytes(value), "big")
+    return int(value)
 
 
 def _replay(records: dict[str, tuple[str | None, dict[str, Any]]], op: str, id_: str, logged: dict[str, Any]) -> None:

@@ -18,6 +18,14 @@ same folder later). The copy is
   process, or a kill between the generation bump and the stamp), it rebuilds the copy from the
   records' metadata before using it. Ids missing here are read from Chroma.
 
+Layout: an ordinary rowid table with a unique index on (collection, id). A ``WITHOUT ROWID``
+table (the first layout) keeps each row inside the primary-key B-tree, where SQLite stores at most
+about 1,000 bytes per row on a 4 KB page: an int8 vector of 1,024 dims (1,028 bytes) spilled into
+overflow pages, and at 100,000 rows the file was 468 MB and a read of 100 rows 0.93 ms, against
+146 MB and 0.34 ms for the rowid table (0.27 vs 0.30 ms at 384 dims, where rows fit either way;
+random rows, memory-mapped, 2 cores). The layout version is ``PRAGMA user_version``; a file of
+another version is emptied and rebuilt from the records (it is derived data).
+
 Example::
 
     >>> side = VectorSidecar("./chroma")
@@ -36,6 +44,8 @@ from pathlib import Path
 #: File name of the sidecar inside the persist directory.
 SIDECAR_NAME = "medrag_vectors.sqlite3"
 _CHUNK = 900  # SQLite's default limit of bound parameters is 999
+#: Version of the table layout (``PRAGMA user_version``): 2 = rowid table + unique index.
+LAYOUT_VERSION = 2
 _MMAP_BYTES = 1 << 30  # address space, not memory: SQLite maps at most the file's size
 
 
@@ -52,8 +62,13 @@ class VectorSidecar:
             # reads through a memory map: the rerank's 100 row lookups took 0.31 instead of 0.45 ms
             # (20,000 rows of 388 bytes, 2 loaded cores); pages are the OS's file cache, shared
             self._db.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version != LAYOUT_VERSION:  # an older layout (or a new file): start empty, rebuilt from the records
+                self._db.execute("DROP TABLE IF EXISTS vectors")
+                self._db.execute("DROP TABLE IF EXISTS stamps")
+                self._db.execute(f"PRAGMA user_version = {LAYOUT_VERSION}")
             self._db.execute("CREATE TABLE IF NOT EXISTS vectors (collection TEXT NOT NULL, id TEXT NOT NULL, "
-                             "vec BLOB NOT NULL, PRIMARY KEY (collection, id)) WITHOUT ROWID")
+                             "vec BLOB NOT NULL, UNIQUE (collection, id))")
             self._db.execute("CREATE TABLE IF NOT EXISTS stamps (collection TEXT PRIMARY KEY, generation INTEGER)")
 
     def put(self, collection: str, ids: Sequence[str], blobs: Sequence[bytes]) -> None:

@@ -16,7 +16,7 @@ import pytest
 from chromadb.api.shared_system_client import SharedSystemClient
 
 from medrag import MatryoshkaChroma
-from medrag._store_repair import COMPLETE_KEY, REPAIR_SUFFIX, _replay, is_vector_index_failure, read_records
+from medrag._store_repair import COMPLETE_KEY, REPAIR_SUFFIX, _replay, _seq_id, is_vector_index_failure, read_records
 from medrag.store import FULL_KEY, GENERATION_KEY
 
 from .test_store import FakeMatryoshkaEmbeddings
@@ -191,3 +191,7 @@ def test_is_vector_index_failure_reads_the_cause_chain() -> None:
     except ValueError as outer:
         assert is_vector_index_failure(outer)
     assert not is_vector_index_failure(RuntimeError("collection does not exist"))
+
+
+def test_seq_id_reads_both_encodings() -> None:
+    assert _seq_id(17000) == 17000 and _seq_id((17000).to_bytes(8, "big")) == 17000 and _seq_id(None) == -1
