@@ -36,7 +36,8 @@ def test_the_default_is_medrags_packaged_model_and_the_base_keeps_its_name():
     assert DEFAULT_SPEC == MEDRAG_MODEL_SPEC == "bundled:medrag-e5-small-fr"
     assert medrag.DEFAULT_SPEC == DEFAULT_SPEC
     assert BUNDLED_SPEC == "bundled:multilingual-e5-small"
-    assert medrag.models.bundled_specs() == [BUNDLED_SPEC, MEDRAG_MODEL_SPEC]
+    # the non-commercial variant is listed (loadable offline) but is never the default
+    assert medrag.models.bundled_specs() == [BUNDLED_SPEC, MEDRAG_MODEL_SPEC, "bundled:medrag-e5-small-fr-nc"]
 
 
 def test_store_built_with_the_previous_default_names_reindex(tmp_path, tiny_model_dir, monkeypatch):
