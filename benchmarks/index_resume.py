@@ -115,7 +115,9 @@ def stored_count(db: Path) -> int:
     out = subprocess.run([sys.executable, "-c", "import sys, chromadb\nc = chromadb.PersistentClient(sys.argv[1])\n"
                           "print(c.get_collection('medrag').count() if c.list_collections() else 0)", str(db)],
                          capture_output=True, text=True, timeout=600)
-    return int(out.stdout.strip() or 0) if out.returncode == 0 else -1
+    if out.returncode != 0:
+        raise SystemExit(f"could not count the records in {db}: {out.stderr[-1000:]}")
+    return int(out.stdout.strip() or 0)
 
 
 def main() -> None:

@@ -21,10 +21,11 @@ same folder later). The copy is
 Layout: an ordinary rowid table with a unique index on (collection, id). A ``WITHOUT ROWID``
 table (the first layout) keeps each row inside the primary-key B-tree, where SQLite stores at most
 about 1,000 bytes per row on a 4 KB page: an int8 vector of 1,024 dims (1,028 bytes) spilled into
-overflow pages, and at 100,000 rows the file was 468 MB and a read of 100 rows 0.93 ms, against
-146 MB and 0.34 ms for the rowid table (0.27 vs 0.30 ms at 384 dims, where rows fit either way;
-random rows, memory-mapped, 2 cores). The layout version is ``PRAGMA user_version``; a file of
-another version is emptied and rebuilt from the records (it is derived data).
+overflow pages: at 100,000 rows the file took 468 MB and a read of 100 random rows 0.98 ms, against
+146 MB and 0.51 ms for the rowid table (memory-mapped, 2 cores; at 384 dims, where rows fit either
+way, 58 vs 60 MB and 0.44 vs 0.32 ms): ``python benchmarks/sidecar_layout.py --rows 100000``. The
+layout version is ``PRAGMA user_version``; a file of another version is emptied and rebuilt from the
+records (it is derived data).
 
 Example::
 
@@ -59,8 +60,8 @@ class VectorSidecar:
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            # reads through a memory map: the rerank's 100 row lookups took 0.31 instead of 0.45 ms
-            # (20,000 rows of 388 bytes, 2 loaded cores); pages are the OS's file cache, shared
+            # reads through a memory map (benchmarks/sidecar_layout.py: 100 random rows of 100,000 in
+            # 0.32 instead of 0.51 ms at 384 dims); the pages are the OS's file cache, shared
             self._db.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version != LAYOUT_VERSION:  # an older layout (or a new file): start empty, rebuilt from the records

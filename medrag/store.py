@@ -51,7 +51,7 @@ from medrag.errors import (CollectionMismatchError, DimensionError, InvalidArgum
 from medrag.lexical.analyzer import AnalyzerOptions
 from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FUSION_METHODS, check_weight
 from medrag.lexical.hybrid import hybrid_candidates
-from medrag.lexical.sidecar import LexicalSidecar
+from medrag.lexical.sidecar import LexicalSidecar, index_file
 from medrag.retriever import MatryoshkaRetriever
 
 # chromadb (heavy: its client, errors and validators) and tqdm are imported where a store uses them.
@@ -295,7 +295,7 @@ class MatryoshkaChroma(VectorStore):
             self._sync_sidecar()
         self._lexical = LexicalSidecar(self, lexical_analyzer, lexical_path)
         if broken_id is not None and persist is not None and lexical_path is None:
-            (Path(persist) / "medrag-lexical" / f"{broken_id}.npz").unlink(missing_ok=True)
+            index_file(persist, broken_id).unlink(missing_ok=True)  # the replaced collection's lexical index
 
     # ------------------------------------------------------------------ setup
 
@@ -465,7 +465,8 @@ class MatryoshkaChroma(VectorStore):
                     full[again] = vecs
                     for j, packed in zip(again, pack_rows(vecs, self._encoding)):
                         metas[j] = {**metas[j], FULL_KEY: base64.b64encode(packed).decode("ascii")}
-                keep = [j for j in range(len(chunk)) if j not in set(bad) - set(again)]
+                lost = set(bad) - set(again)
+                keep = [j for j in range(len(chunk)) if j not in lost]
                 skipped += len(chunk) - len(keep)
                 chunk, docs, metas, full = ([chunk[j] for j in keep], [docs[j] for j in keep],
                                             [metas[j] for j in keep], full[keep])
@@ -999,19 +1000,14 @@ class MatryoshkaChroma(VectorStore):
 
     def _decode_full(self, ids: Sequence[str], blobs: Sequence[bytes | None]) -> np.ndarray:
         """Decode and normalise packed full vectors; name any corrupt one."""
-        size = encoded_size(self._encoding, self._full_dim)
-        bad = [id_ for id_, b in zip(ids, blobs) if b is None or len(b) != size]
-        full = np.zeros((len(ids), self._full_dim), dtype=np.float32)
-        if not bad:
-            full = unpack_rows(blobs, self._encoding, self._full_dim)  # type: ignore[arg-type]
-        norms = np.linalg.norm(full, axis=1)
-        bad += [id_ for id_, ok in zip(ids, np.isfinite(full).all(axis=1) & (norms > 0)) if not ok and id_ not in bad]
+        full, bad = self._decode_readable(blobs)
         if bad:
             raise CollectionMismatchError(
-                f"the stored full vector of record(s) {bad[:5]} in collection {self._collection_name!r} is corrupt "
-                f"(not a finite {self._encoding} vector of size {self._full_dim}); delete those ids and add them again"
+                f"the stored full vector of record(s) {[ids[j] for j in bad][:5]} in collection "
+                f"{self._collection_name!r} is corrupt (not a finite {self._encoding} vector of size "
+                f"{self._full_dim}); delete those ids and add them again"
             )
-        return (full / norms[:, None]).astype(np.float32, copy=False)
+        return full
 
     # ------------------------------------------------------------------ search core
 

@@ -175,4 +175,9 @@ def _default_path(store: "MatryoshkaChroma") -> Path | None:
     folder = getattr(settings, "persist_directory", None)
     if not folder:
         return None
-    return Path(folder) / "medrag-lexical" / f"{store.collection.id}.npz"
+    return index_file(folder, str(store.collection.id))
+
+
+def index_file(persist_directory: str | Path, collection_id: str) -> Path:
+    """Where the lexical index of a collection of an embedded folder is kept by default."""
+    return Path(persist_directory) / "medrag-lexical" / f"{collection_id}.npz"
