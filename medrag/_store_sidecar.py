@@ -1,22 +1,26 @@
-"""A local SQLite table of packed full vectors beside an embedded Chroma folder (the rerank's read path).
+"""A local SQLite copy of each record's packed full vector, text and metadata beside an embedded
+Chroma folder (the query's read path).
 
 Why: reading the candidates' packed full vectors out of Chroma's metadata costs ~70 us per
 candidate on the embedded client (SQLite metadata rows, decoded by Chroma), so stage 2 cost
 more than stage 1. One ``SELECT ... WHERE id IN (...)`` on this table costs a few
-microseconds per candidate (``docs/store.md``, "The rerank path", for the measured numbers).
+microseconds per candidate. The texts and metadata of the final k come from here too: a second
+Chroma call (a ``get`` by id) costs about 0.6 ms on the embedded client at 100,000 records, the
+fixed cost of a call, which left a funnel query 1.4x slower than flat Chroma's single call
+(``docs/store.md``, "The rerank path", for the measured numbers).
 
-What it is: a *derived copy*. Every record still carries its packed vector in its Chroma
-metadata (the source of truth, readable by any client and by a Chroma server started on the
+What it is: a *derived copy*. Every record still carries its text, metadata and packed vector
+in Chroma (the source of truth, readable by any client and by a Chroma server started on the
 same folder later). The copy is
 
 * written and committed **before** the Chroma record, so a kill never leaves a record whose
-  vector is missing here;
+  row is missing here;
 * keyed by the collection's UUID and the record id (a collection re-created under the same name
   never sees old rows);
 * stamped with the collection's write generation after each write the store makes. When the
   store opens a collection whose generation differs from the stamp (a write by another tool or
   process, or a kill between the generation bump and the stamp), it rebuilds the copy from the
-  records' metadata before using it. Ids missing here are read from Chroma.
+  records before using it. Ids missing here are read from Chroma.
 
 Layout: an ordinary rowid table with a unique index on (collection, id). A ``WITHOUT ROWID``
 table (the first layout) keeps each row inside the primary-key B-tree, where SQLite stores at most
@@ -24,34 +28,42 @@ about 1,000 bytes per row on a 4 KB page: an int8 vector of 1,024 dims (1,028 by
 overflow pages: at 100,000 rows the file took 468 MB and a read of 100 random rows 0.98 ms, against
 146 MB and 0.51 ms for the rowid table (memory-mapped, 2 cores; at 384 dims, where rows fit either
 way, 58 vs 60 MB and 0.44 vs 0.32 ms): ``python benchmarks/sidecar_layout.py --rows 100000``. The
-layout version is ``PRAGMA user_version``; a file of another version is emptied and rebuilt from the
-records (it is derived data).
+vector comes first in the row so that the rerank's read stops before the text. The layout version
+is ``PRAGMA user_version``; a file of another version is emptied and rebuilt from the records (it
+is derived data). Metadata is kept as JSON (Chroma's metadata values: str, int, float, bool and
+lists of them, all JSON types; non-finite floats are rejected before anything is written).
 
 Example::
 
     >>> side = VectorSidecar("./chroma")
-    >>> side.put("collection-uuid", ["a"], [b"..."])
+    >>> side.put("collection-uuid", ["a"], [b"..."], ["Ferritine basse."], [{"source": "bilan"}])
     >>> side.get("collection-uuid", ["a"])
     {'a': b'...'}
+    >>> side.records("collection-uuid", ["a"])
+    {'a': ('Ferritine basse.', {'source': 'bilan'})}
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 #: File name of the sidecar inside the persist directory.
 SIDECAR_NAME = "medrag_vectors.sqlite3"
 _CHUNK = 900  # SQLite's default limit of bound parameters is 999
-#: Version of the table layout (``PRAGMA user_version``): 2 = rowid table + unique index.
-LAYOUT_VERSION = 2
+#: Version of the table layout (``PRAGMA user_version``): 2 = rowid table + unique index,
+#: 3 = the same with each record's text and metadata.
+LAYOUT_VERSION = 3
 _MMAP_BYTES = 1 << 30  # address space, not memory: SQLite maps at most the file's size
 
 
 class VectorSidecar:
-    """Packed full vectors by (collection UUID, id), in ``<persist_directory>/medrag_vectors.sqlite3``."""
+    """Packed full vectors, texts and metadata by (collection UUID, id), in
+    ``<persist_directory>/medrag_vectors.sqlite3``."""
 
     def __init__(self, directory: str | Path) -> None:
         self.path = Path(directory) / SIDECAR_NAME
@@ -69,16 +81,24 @@ class VectorSidecar:
                 self._db.execute("DROP TABLE IF EXISTS stamps")
                 self._db.execute(f"PRAGMA user_version = {LAYOUT_VERSION}")
             self._db.execute("CREATE TABLE IF NOT EXISTS vectors (collection TEXT NOT NULL, id TEXT NOT NULL, "
-                             "vec BLOB NOT NULL, UNIQUE (collection, id))")
+                             "vec BLOB NOT NULL, doc TEXT, meta TEXT NOT NULL, UNIQUE (collection, id))")
             self._db.execute("CREATE TABLE IF NOT EXISTS stamps (collection TEXT PRIMARY KEY, generation INTEGER)")
 
-    def put(self, collection: str, ids: Sequence[str], blobs: Sequence[bytes]) -> None:
-        """Insert or replace rows, committed when this returns."""
+    def put(self, collection: str, ids: Sequence[str], blobs: Sequence[bytes], documents: Sequence[str | None],
+            metadatas: Sequence[Mapping[str, Any] | None]) -> None:
+        """Insert or replace rows (a replaced row loses its old metadata), committed when this returns.
+
+        Args:
+            collection: the collection's UUID.
+            ids, blobs, documents, metadatas: one entry per record: its id, packed full vector,
+                text (None: a record without text) and user metadata (without the packed vector).
+        """
+        rows = [(collection, i, b, d, json.dumps(dict(m or {}), ensure_ascii=False, allow_nan=False))
+                for i, b, d, m in zip(ids, blobs, documents, metadatas, strict=True)]
         with self._lock:
             self._db.execute("BEGIN")
             try:
-                self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
-                                     [(collection, i, b) for i, b in zip(ids, blobs)])
+                self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?, ?)", rows)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -93,6 +113,18 @@ class VectorSidecar:
                 marks = ",".join("?" * len(part))
                 out.update(self._db.execute(
                     f"SELECT id, vec FROM vectors WHERE collection = ? AND id IN ({marks})", [collection, *part]))
+        return out
+
+    def records(self, collection: str, ids: Sequence[str]) -> dict[str, tuple[str | None, dict[str, Any]]]:
+        """``{id: (text, metadata)}`` of those ids that exist."""
+        out: dict[str, tuple[str | None, dict[str, Any]]] = {}
+        with self._lock:
+            for start in range(0, len(ids), _CHUNK):
+                part = list(ids[start : start + _CHUNK])
+                marks = ",".join("?" * len(part))
+                for id_, doc, meta in self._db.execute(
+                        f"SELECT id, doc, meta FROM vectors WHERE collection = ? AND id IN ({marks})", [collection, *part]):
+                    out[id_] = (doc, json.loads(meta))
         return out
 
     def delete(self, collection: str, ids: Sequence[str]) -> None:

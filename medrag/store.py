@@ -172,10 +172,12 @@ class MatryoshkaChroma(VectorStore):
             the collection contract with the fitted matrix. Refitting means ``reindex`` into a new
             collection. Measured reasons in ``docs/benchmarks.md``, "Coarse stage".
         rotation_sample: texts to fit the projection on (encoded with the document prompt).
-        vector_sidecar: keep a local SQLite copy of the packed full vectors beside an embedded
-            folder and read the rerank's vectors from it (default: True for an embedded
-            ``PersistentClient``; not available for servers). The records keep their vectors
-            too. See ``docs/store.md``, "The rerank path", for the measured reason.
+        vector_sidecar: keep a local SQLite copy of each record's packed full vector, text and
+            metadata beside an embedded folder, and read the rerank's vectors and the returned
+            texts from it, so that a query is one Chroma call (default: True for an embedded
+            ``PersistentClient``; not available for servers). The records keep everything too;
+            ``False`` saves the copy's disk (about the texts' size again) at ~0.6 ms per query.
+            See ``docs/store.md``, "The rerank path", for the measured reason.
         lexical_analyzer: options of the French medical analyzer of the hybrid search's BM25
             index (:class:`medrag.lexical.analyzer.AnalyzerOptions`; default: the measured defaults).
         lexical_path: where to keep that index (default: beside an embedded store, in memory for
@@ -633,11 +635,15 @@ class MatryoshkaChroma(VectorStore):
         batch = self._chroma_call("read the batch size", self._client.get_max_batch_size)
         for offset in range(0, total, batch):
             res = self._chroma_call("read records", self._collection.get, limit=batch, offset=offset,
-                                    include=["metadatas"])
-            good = [(i, md[FULL_KEY]) for i, md in zip(res["ids"], res["metadatas"]) if md and FULL_KEY in md]
-            blobs = [_b64(p) for _, p in good]
-            keep = [(i, b) for (i, _), b in zip(good, blobs) if b is not None]  # corrupt: read (and named) from Chroma
-            self._sidecar.put(self._cid, [i for i, _ in keep], [b for _, b in keep])
+                                    include=["metadatas", "documents"])
+            keep = []  # a record without a readable vector is read (and named) from Chroma
+            for id_, text, md in zip(res["ids"], res["documents"], res["metadatas"]):
+                blob = _b64(md[FULL_KEY]) if md and FULL_KEY in md else None
+                if blob is not None:
+                    keep.append((id_, blob, text, _document(id_, text, md).metadata))
+            if keep:
+                ids_, blobs, texts, metas = (list(col) for col in zip(*keep))
+                self._sidecar.put(self._cid, ids_, blobs, texts, metas)
         self._sidecar.set_stamp(self._cid, generation)
 
     @property
@@ -866,15 +872,21 @@ class MatryoshkaChroma(VectorStore):
         # The generation is bumped before the write; one upsert writes the coarse vector, the
         # text and the full vector of each record together: no record is visible without its full vector.
         generation = self._bump_generation()
+        batch_ids = [ids[i] for i in idx]
         if self._sidecar is not None:  # before the record: a kill never leaves a record without its copy
-            self._sidecar.put(self._cid, [ids[i] for i in idx], raw)
-        self._chroma_call(
-            "write records", self._collection.upsert,
-            ids=[ids[i] for i in idx],
-            embeddings=self._coarse(full),
-            documents=[texts[i] for i in idx],
-            metadatas=records,
-        )
+            self._sidecar.put(self._cid, batch_ids, raw, [texts[i] for i in idx], [metadatas[i] for i in idx])
+        try:
+            self._chroma_call(
+                "write records", self._collection.upsert,
+                ids=batch_ids,
+                embeddings=self._coarse(full),
+                documents=[texts[i] for i in idx],
+                metadatas=records,
+            )
+        except BaseException:
+            if self._sidecar is not None:  # the records may still hold their old values: read them from Chroma
+                self._sidecar.delete(self._cid, batch_ids)
+            raise
         if self._sidecar is not None:
             self._sidecar.set_stamp(self._cid, generation)
         self._lexical.upserted(generation, [ids[i] for i in idx], [texts[i] for i in idx])
@@ -1046,11 +1058,12 @@ class MatryoshkaChroma(VectorStore):
     ) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Run both stages; return all candidates' ids, full vectors and cosine scores, best first.
 
-        Stage 1 asks Chroma for the candidates' ids, distances and metadatas (which carry the
-        packed full vectors) but not their texts; stage 2 decodes the full vectors with the
-        same code as :meth:`get_full_vectors` (``_decode_full``) and scores them. Texts are
-        fetched afterwards, for the returned hits only (:meth:`_documents`). The layout was
-        chosen by measurement (``docs/store.md``, "The rerank path").
+        Stage 1 asks Chroma for the candidates' ids and distances (and, without the local copy,
+        their metadatas, which carry the packed full vectors) but not their texts; stage 2
+        decodes the full vectors with the same code as :meth:`get_full_vectors`
+        (``_decode_full``) and scores them. Texts are read afterwards, for the returned hits
+        only (:meth:`_documents`: from the local copy when there is one, else one Chroma
+        ``get``). The layout was chosen by measurement (``docs/store.md``, "The rerank path").
 
         When ``stats`` is a dict, it receives each returned candidate's coarse cosine and 1-based
         stage-1 rank (``coarse_scores``, ``coarse_ranks``) and the seconds spent per stage
@@ -1108,9 +1121,13 @@ class MatryoshkaChroma(VectorStore):
     def _documents(self, ids: Sequence[str]) -> list[Document]:
         """Documents (text + user metadata) of these ids, in order; ids deleted meanwhile give an empty document."""
         found: dict[str, Document] = {}
-        if ids:
-            res = self._chroma_call("read", self._collection.get, ids=list(dict.fromkeys(ids)),
-                                    include=["documents", "metadatas"])
+        unique = list(dict.fromkeys(ids))
+        if self._sidecar is not None and unique:  # no second Chroma call per query (docs/store.md)
+            for id_, (text, md) in self._sidecar.records(self._cid, unique).items():
+                found[id_] = Document(id=id_, page_content=text or "", metadata=md)
+        rest = [i for i in unique if i not in found]
+        if rest:
+            res = self._chroma_call("read", self._collection.get, ids=rest, include=["documents", "metadatas"])
             for id_, text, md in zip(res["ids"], res["documents"], res["metadatas"]):
                 found[id_] = _document(id_, text, md)
         return [found.get(i) or Document(id=i, page_content="") for i in ids]

@@ -1,12 +1,13 @@
-"""The SQLite copy of the full vectors beside an embedded folder (medrag._store_sidecar)."""
+"""The SQLite copy of the records (full vectors, texts, metadata) beside an embedded folder (medrag._store_sidecar)."""
 
 from __future__ import annotations
 
 import sqlite3
 
 import numpy as np
+import pytest
 
-from medrag import MatryoshkaChroma
+from medrag import MatryoshkaChroma, MedragError
 from medrag._store_sidecar import LAYOUT_VERSION, SIDECAR_NAME, VectorSidecar
 
 from .test_store import FakeMatryoshkaEmbeddings
@@ -50,17 +51,83 @@ def test_a_file_of_the_first_layout_is_rebuilt_from_the_records(tmp_path) -> Non
 
 def test_put_replaces_and_get_returns_only_stored_ids(tmp_path) -> None:
     side = VectorSidecar(tmp_path)
-    side.put("c1", ["a", "b"], [b"1", b"2"])
-    side.put("c1", ["a"], [b"3"])  # the same (collection, id) again: replaced, not duplicated
-    side.put("c2", ["a"], [b"4"])
+    side.put("c1", ["a", "b"], [b"1", b"2"], ["texte a", None], [{"k": 1, "old": "x"}, None])
+    side.put("c1", ["a"], [b"3"], ["texte a2"], [{"k": 2}])  # the same (collection, id): replaced, not merged
+    side.put("c2", ["a"], [b"4"], ["autre"], [{}])
     assert side.get("c1", ["a", "b", "zz"]) == {"a": b"3", "b": b"2"}
+    assert side.records("c1", ["a", "b", "zz"]) == {"a": ("texte a2", {"k": 2}), "b": (None, {})}
     assert side.get("c2", ["a"]) == {"a": b"4"}
     side.delete("c1", ["b"])
-    assert side.get("c1", ["a", "b"]) == {"a": b"3"}
+    assert side.get("c1", ["a", "b"]) == {"a": b"3"} and side.records("c1", ["b"]) == {}
     side.set_stamp("c1", 7)
     side.drop("c1")
     assert side.get("c1", ["a"]) == {} and side.stamp("c1") is None and side.get("c2", ["a"]) == {"a": b"4"}
     side.close()
     reopened = VectorSidecar(tmp_path)  # the same layout version: rows are kept
-    assert reopened.get("c2", ["a"]) == {"a": b"4"}
+    assert reopened.get("c2", ["a"]) == {"a": b"4"} and reopened.records("c2", ["a"]) == {"a": ("autre", {})}
     reopened.close()
+
+
+def test_put_rejects_rows_of_unequal_lengths(tmp_path) -> None:
+    side = VectorSidecar(tmp_path)
+    with pytest.raises(ValueError):
+        side.put("c1", ["a", "b"], [b"1", b"2"], ["x"], [{}, {}])
+    assert side.get("c1", ["a", "b"]) == {}
+    side.close()
+
+
+METADATAS = [
+    {"source": "notice été", "page": 3, "score": 0.25, "valide": True, "codes": ["E11", "E78.5"], "poids": [1.5, 2.0]},
+    {},
+    {"grand": 2**53 + 1, "négatif": -7, "vide": ""},
+]
+
+
+def _search(store: MatryoshkaChroma, query: str) -> list[tuple[str, str, dict, float]]:
+    return [(d.id, d.page_content, d.metadata, round(s, 6)) for d, s in store.similarity_search_with_score(query, k=6)]
+
+
+def test_a_search_reads_texts_and_metadata_from_the_copy_in_one_chroma_call(tmp_path, monkeypatch) -> None:
+    """On an embedded store a query is one Chroma call (stage 1): the final k's texts and metadata
+    come from the copy, equal to what Chroma returns, a re-add's replaced metadata included."""
+    import chromadb
+
+    emb = FakeMatryoshkaEmbeddings(128)
+    store = MatryoshkaChroma("notes", emb, persist_directory=str(tmp_path))
+    metas = [METADATAS[i % 3] for i in range(60)]
+    ids = store.add_texts(TEXTS[:60], metas, ids=[f"n{i}" for i in range(60)], show_progress=False)
+    store.add_texts([TEXTS[0]], [{"statut": "corrigé"}], ids=[ids[0]], show_progress=False)  # replaces n0's metadata
+    plain = MatryoshkaChroma("notes", emb, client=chromadb.PersistentClient(str(tmp_path)), vector_sidecar=False)
+    calls: list[str] = []
+    for name in ("get", "query"):
+        real = getattr(store.collection, name)
+        monkeypatch.setattr(store.collection, name,
+                            lambda *a, _real=real, _name=name, **kw: calls.append(_name) or _real(*a, **kw))
+    for q in TEXTS[:6]:
+        calls.clear()
+        got = _search(store, q)
+        assert calls == ["query"]
+        assert got == _search(plain, q)
+    assert _search(store, TEXTS[0])[0][1:3] == (TEXTS[0], {"statut": "corrigé"})
+    doc = store.similarity_search(TEXTS[2], k=1)[0]  # every metadata type, as written
+    assert (doc.id, doc.page_content, doc.metadata) == (ids[2], TEXTS[2], METADATAS[2])
+    store.close()
+
+
+def test_a_rejected_write_leaves_searches_on_the_stored_record(tmp_path, monkeypatch) -> None:
+    """The copy is written before the record; when Chroma then rejects the write, the copy's new
+    rows are removed, so searches still show the record Chroma holds (its old text)."""
+    emb = FakeMatryoshkaEmbeddings(128)
+    store = MatryoshkaChroma("notes", emb, persist_directory=str(tmp_path))
+    store.add_texts(TEXTS[:20], ids=[f"n{i}" for i in range(20)], show_progress=False)
+
+    def refuse(**kwargs):
+        raise ValueError("refused by the server")
+
+    monkeypatch.setattr(store.collection, "upsert", refuse)
+    with pytest.raises(MedragError, match="refused"):
+        store.add_texts(["un texte qui ne sera pas écrit"], [{"v": 1}], ids=["n3"], show_progress=False)
+    monkeypatch.undo()
+    hit = store.similarity_search(TEXTS[3], k=1)[0]
+    assert (hit.id, hit.page_content, hit.metadata) == ("n3", TEXTS[3], {})
+    store.close()
