@@ -48,7 +48,8 @@ from medrag.bundled import DEFAULT_SPEC
 from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.errors import DataError, InvalidInputError
 from medrag.qa.pairs import json_objects, read_records
-from medrag.store import ROTATIONS, MatryoshkaChroma, _translate
+from medrag._chroma_errors import translate_chroma_error
+from medrag.store import ROTATIONS, MatryoshkaChroma
 
 logger = logging.getLogger(__name__)
 
@@ -319,7 +320,7 @@ def run_index(args: argparse.Namespace) -> int:
         try:
             client = chromadb.HttpClient(host=args.host, port=args.port)
         except Exception as exc:
-            raise _translate(exc, f"connect to the Chroma server at {args.host}:{args.port}") from exc
+            raise translate_chroma_error(exc, f"connect to the Chroma server at {args.host}:{args.port}") from exc
     else:
         client = None
     emb = MatryoshkaEmbeddings(args.model, device=args.device, show_progress=False)

@@ -43,11 +43,12 @@ from medrag.vector_codec import ENCODINGS, encoded_size, pack_rows, unpack_rows
 from medrag.coarse import CoarseProjection, fit_learned, fit_pca, min_vectors
 from medrag._store_lock import DirectoryLock
 from medrag._store_repair import COMPLETE_KEY, REPAIR_SUFFIX, is_vector_index_failure, read_records, segment_ids
+from medrag._chroma_errors import translate_chroma_error
 from medrag._store_sidecar import VectorSidecar
 from medrag.embeddings import validate_texts
 from medrag.encoder import is_encoder
 from medrag.errors import (CollectionMismatchError, DimensionError, InvalidArgumentError, InvalidInputError, MedragError,
-                           StoreConnectionError, StoreError, StoreLockedError)
+                           StoreError, StoreLockedError)
 from medrag.lexical.analyzer import AnalyzerOptions
 from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FUSION_METHODS, check_weight
 from medrag.lexical.hybrid import hybrid_candidates
@@ -346,7 +347,7 @@ class MatryoshkaChroma(VectorStore):
                 name=name, metadata=metadata, configuration=config, embedding_function=None
             )
         except Exception as exc:
-            raise _translate(exc, f"open collection {name!r}") from exc
+            raise translate_chroma_error(exc, f"open collection {name!r}") from exc
         self._check_contract(collection)
         return collection
 
@@ -415,7 +416,7 @@ class MatryoshkaChroma(VectorStore):
             return None
         except Exception as exc:
             if not is_vector_index_failure(exc):
-                raise _translate(exc, "read the collection", self._collection_name) from exc
+                raise translate_chroma_error(exc, "read the collection", self._collection_name) from exc
             if persist is None:
                 raise StoreError(
                     f"the vector index of collection {self._collection_name!r} cannot be read ({exc}); its records "
@@ -511,7 +512,7 @@ class MatryoshkaChroma(VectorStore):
         except (NotFoundError, ValueError):
             pass
         except Exception as exc:
-            raise _translate(exc, f"delete collection {name!r}", name) from exc
+            raise translate_chroma_error(exc, f"delete collection {name!r}", name) from exc
 
     @staticmethod
     def _remove_segment_folders(persist: str, segments: Sequence[str]) -> None:
@@ -1139,7 +1140,7 @@ class MatryoshkaChroma(VectorStore):
         except MedragError:
             raise
         except Exception as exc:
-            raise _translate(exc, what, self._collection_name) from exc
+            raise translate_chroma_error(exc, what, self._collection_name) from exc
 
     # ------------------------------------------------------------------ LangChain search API
 
@@ -1448,31 +1449,6 @@ def _check_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise InvalidInputError(f"{name} must be an int, got {value!r}")
     return int(value)
-
-
-def _translate(exc: Exception, what: str, collection: str | None = None) -> MedragError:
-    """The :class:`MedragError` a Chroma failure becomes (the original is chained as the cause)."""
-    from chromadb.errors import ChromaError, InvalidArgumentError, NotFoundError
-
-    where = f" (collection {collection!r})" if collection else ""
-    try:
-        import httpx
-
-        transport: tuple[type[BaseException], ...] = (httpx.TransportError, ConnectionError)
-    except ImportError:  # pragma: no cover - httpx comes with chromadb
-        transport = (ConnectionError,)
-    if isinstance(exc, transport):
-        return StoreConnectionError(
-            f"lost the Chroma server while trying to {what}{where}: {type(exc).__name__}: {exc}. Check that the "
-            "server is running and reachable, then retry (a write re-run with the same ids completes it)"
-        )
-    if isinstance(exc, NotFoundError):
-        return CollectionMismatchError(f"could not {what}{where}: {exc} (was the collection deleted by another client?)")
-    if isinstance(exc, (InvalidArgumentError, ValueError, TypeError, UnicodeError)):
-        return InvalidInputError(f"Chroma rejected the request to {what}{where}: {exc}")
-    if isinstance(exc, ChromaError):
-        return StoreError(f"Chroma failed to {what}{where}: {type(exc).__name__}: {exc}")
-    return StoreError(f"could not {what}{where}: {type(exc).__name__}: {exc}")
 
 
 def _b64(packed: Any) -> bytes | None:

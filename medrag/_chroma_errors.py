@@ -1,0 +1,41 @@
+"""Chroma's failures as :class:`~medrag.errors.MedragError` subclasses (the store and ``medrag index``).
+
+Chroma raises its own tree (``chromadb.errors``), httpx transport errors for a lost server, and
+built-in ``ValueError``/``TypeError`` for rejected requests; users catch ``MedragError`` and the CLI
+prints one line, so every Chroma call of the library goes through :func:`translate_chroma_error`.
+"""
+
+from __future__ import annotations
+
+from medrag.errors import (
+    CollectionMismatchError,
+    InvalidInputError,
+    MedragError,
+    StoreConnectionError,
+    StoreError,
+)
+
+
+def translate_chroma_error(exc: Exception, what: str, collection: str | None = None) -> MedragError:
+    """The :class:`MedragError` a Chroma failure becomes (the original is chained as the cause)."""
+    from chromadb.errors import ChromaError, InvalidArgumentError, NotFoundError
+
+    where = f" (collection {collection!r})" if collection else ""
+    try:
+        import httpx
+
+        transport: tuple[type[BaseException], ...] = (httpx.TransportError, ConnectionError)
+    except ImportError:  # pragma: no cover - httpx comes with chromadb
+        transport = (ConnectionError,)
+    if isinstance(exc, transport):
+        return StoreConnectionError(
+            f"lost the Chroma server while trying to {what}{where}: {type(exc).__name__}: {exc}. Check that the "
+            "server is running and reachable, then retry (a write re-run with the same ids completes it)"
+        )
+    if isinstance(exc, NotFoundError):
+        return CollectionMismatchError(f"could not {what}{where}: {exc} (was the collection deleted by another client?)")
+    if isinstance(exc, (InvalidArgumentError, ValueError, TypeError, UnicodeError)):
+        return InvalidInputError(f"Chroma rejected the request to {what}{where}: {exc}")
+    if isinstance(exc, ChromaError):
+        return StoreError(f"Chroma failed to {what}{where}: {type(exc).__name__}: {exc}")
+    return StoreError(f"could not {what}{where}: {type(exc).__name__}: {exc}")
