@@ -726,8 +726,10 @@ def synthetic_vectors(n: int, dim: int, queries: int, seed: int = 0) -> tuple[np
     Matryoshka model's), and queries = noisy copies of random rows."""
     rng = np.random.default_rng(seed)
     scale = (1.0 / np.sqrt(1 + np.arange(dim) / 16)).astype(np.float32)
-    vecs = rng.standard_normal((n, dim)).astype(np.float32) * scale
-    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    vecs = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, 10_000):  # in blocks: no float64 temporary of the whole table (peak memory)
+        block = rng.standard_normal((min(10_000, n - start), dim), dtype=np.float32) * scale
+        vecs[start : start + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
     q = vecs[rng.choice(n, queries, replace=False)] + 0.3 * rng.standard_normal((queries, dim)).astype(np.float32) * scale
     return vecs, (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
 
@@ -736,6 +738,21 @@ def _hnsw_bytes(path: Path) -> int:
     """Bytes of Chroma's HNSW files (vectors + graph: what the index holds in RAM)."""
     names = {"data_level0.bin", "link_lists.bin", "header.bin", "length.bin"}
     return sum(f.stat().st_size for f in path.rglob("*") if f.name in names)
+
+
+def _memory_mb() -> dict[str, float]:
+    """This process's memory from ``/proc/self/status`` (Linux): resident (``VmRSS``), its anonymous
+    part (``RssAnon``: heap, the HNSW index) and its file-backed part (``RssFile``: mapped files such
+    as the vector copy, pages of the OS's shared file cache), and the peak (``VmHWM``), in MB."""
+    out: dict[str, float] = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
+                out[key] = int(value.split()[0]) / 1024
+    except OSError:  # not Linux: the peak from getrusage only
+        out["VmHWM"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
 
 
 def synthetic_one(args: argparse.Namespace) -> dict[str, Any]:
@@ -747,7 +764,12 @@ def synthetic_one(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(args.workdir)
     shutil.rmtree(workdir, ignore_errors=True)
     ids = [str(i) for i in range(args.n)]
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    from langchain_chroma import Chroma  # both stores' libraries loaded before the baseline
+    from langchain_core.embeddings import Embeddings
+
+    from medrag import MatryoshkaChroma
+
+    mem0 = _memory_mb()
     t0 = time.perf_counter()
     lat: list[float] = []
     got: list[list[int]] = []
@@ -759,15 +781,10 @@ def synthetic_one(args: argparse.Namespace) -> dict[str, Any]:
         ingest = 0.0
     else:
         if args.method == "funnel":
-            from medrag import MatryoshkaChroma
-
             store = MatryoshkaChroma("bench", emb, persist_directory=str(workdir), coarse_dim=args.coarse_dim,
                                      candidates=args.candidates)
             search = lambda q: store.similarity_search_by_vector(emb.embed_query(q), k=10)  # noqa: E731
         else:
-            from langchain_chroma import Chroma
-            from langchain_core.embeddings import Embeddings
-
             class _LC(Embeddings):
                 embed_documents = staticmethod(emb.embed_documents)
                 embed_query = staticmethod(emb.embed_query)
@@ -785,11 +802,27 @@ def synthetic_one(args: argparse.Namespace) -> dict[str, Any]:
             docs = search(q)
             lat.append(time.perf_counter() - t)
             got.append([int(d.id) for d in docs])
+    calls: dict[str, Any] = {}
+    if args.method == "funnel":  # the cost of each Chroma call a funnel query makes or used to make
+        stage1, get10 = [], []
+        for q in qvecs:
+            coarse = store._coarse(q[None, :])[0]
+            t = time.perf_counter()
+            res = store.collection.query(query_embeddings=[coarse], n_results=args.candidates, include=["distances"])
+            stage1.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            store.collection.get(ids=res["ids"][0][:10], include=["documents", "metadatas"])
+            get10.append(time.perf_counter() - t)
+        calls = {"stage1_query": _pcts(stage1), "get_10_by_id": _pcts(get10)}
+    mem1 = _memory_mb()  # with the store still open: what serving it holds
+    if args.method != "exact":
         del store
+    growth = {f"{key.lower()}_growth_mb": round(mem1[key] - mem0[key], 1) for key in ("VmRSS", "RssAnon", "RssFile")
+              if key in mem0 and key in mem1}
     res = {"method": args.method, "n": args.n, "dim": args.dim, "ingest_per_s": round(args.n / ingest) if ingest else None,
-           **_pcts(lat), "rss_growth_mb": round((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024, 1),
+           **_pcts(lat), "rss_growth_mb": round(mem1["VmHWM"] - mem0["VmHWM"], 1), **growth,
            "hnsw_mb": round(_hnsw_bytes(workdir) / 1e6, 2) if workdir.exists() else 0.0,
-           "disk_mb": round(_du(workdir) / 1e6, 2) if workdir.exists() else 0.0, "ids": got}
+           "disk_mb": round(_du(workdir) / 1e6, 2) if workdir.exists() else 0.0, "chroma_calls": calls, "ids": got}
     return res
 
 
@@ -809,12 +842,18 @@ def synthetic(args: argparse.Namespace) -> None:
     exact = rows[0]["ids"]
     print(f"N = {args.n} synthetic unit vectors of {args.dim} dims, {args.queries} queries, funnel coarse "
           f"{args.coarse_dim} / {args.candidates} candidates (embedded PersistentClient)\n")
-    print("| method | ingest/s | HNSW vectors+graph MB | disk MB | peak RSS growth MB | p50 ms | p95 ms | recall@10 vs exact |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| method | ingest/s | HNSW vectors+graph MB | disk MB | peak RSS growth MB | RSS change MB (anonymous + file-backed) "
+          "| p50 ms | p95 ms | recall@10 vs exact |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         r["recall_at_10"] = round(float(np.mean([len(set(g) & set(e)) / 10 for g, e in zip(r.pop("ids"), exact)])), 4)
-        print(f"| {r['method']} | {r['ingest_per_s'] or '-'} | {r['hnsw_mb']} | {r['disk_mb']} | {r['rss_growth_mb']} | "
+        change = (f"{r['vmrss_growth_mb']} ({r['rssanon_growth_mb']} + {r['rssfile_growth_mb']})"
+                  if "vmrss_growth_mb" in r else "-")
+        print(f"| {r['method']} | {r['ingest_per_s'] or '-'} | {r['hnsw_mb']} | {r['disk_mb']} | {r['rss_growth_mb']} | {change} | "
               f"{r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['recall_at_10']:.3f} |")
+    for r in rows:
+        for call, pct in (r.get("chroma_calls") or {}).items():
+            print(f"\n{r['method']}: one raw Chroma `{call}` call: p50 {pct['p50_ms']:.2f} ms, p95 {pct['p95_ms']:.2f} ms")
     if args.out:
         report = {"n": args.n, "dim": args.dim, "queries": args.queries, "coarse_dim": args.coarse_dim,
                   "candidates": args.candidates, "cores": os.cpu_count(), "load_average_at_end": os.getloadavg(),
