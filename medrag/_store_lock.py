@@ -36,6 +36,22 @@ _GUARD = threading.Lock()
 _HELD: dict[str, list[int]] = {}
 
 
+_WRITE_LOCKS: dict[str, threading.RLock] = {}
+
+
+def folder_write_lock(directory: str | os.PathLike[str]) -> threading.RLock:
+    """The lock that serialises this process's writes to one persist directory.
+
+    Every store of the process on that folder shares it (threads, or two stores opened on the same
+    folder), so that a write's steps (generation bump, copy beside the folder, Chroma upsert,
+    stamp) never interleave with another write's: otherwise the copy could end holding one
+    write's text and Chroma the other's. Other processes cannot write (the file lock above).
+    """
+    key = os.path.realpath(directory)
+    with _GUARD:
+        return _WRITE_LOCKS.setdefault(key, threading.RLock())
+
+
 class DirectoryLock:
     """An exclusive, process-wide, reference-counted advisory lock on one persist directory."""
 

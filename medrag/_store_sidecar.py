@@ -93,7 +93,7 @@ class VectorSidecar:
             ids, blobs, documents, metadatas: one entry per record: its id, packed full vector,
                 text (None: a record without text) and user metadata (without the packed vector).
         """
-        rows = [(collection, i, b, d, json.dumps(dict(m or {}), ensure_ascii=False, allow_nan=False))
+        rows = [(collection, i, b, d, json.dumps(_as_chroma_returns(m or {}), ensure_ascii=False, allow_nan=False))
                 for i, b, d, m in zip(ids, blobs, documents, metadatas, strict=True)]
         with self._lock:
             self._db.execute("BEGIN")
@@ -153,3 +153,17 @@ class VectorSidecar:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _as_chroma_returns(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """Metadata as Chroma gives it back: a key whose value is None is removed (that is how an
+    upsert deletes a key), a float -0.0 reads 0.0."""
+    return {key: _chroma_value(value) for key, value in metadata.items() if value is not None}
+
+
+def _chroma_value(value: Any) -> Any:
+    if isinstance(value, float):
+        return value + 0.0  # -0.0 + 0.0 == 0.0
+    if isinstance(value, list):
+        return [_chroma_value(v) for v in value]
+    return value

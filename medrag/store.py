@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import re
+import threading
 import time
 import weakref
 import uuid
@@ -41,10 +42,10 @@ from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from medrag.vector_codec import ENCODINGS, encoded_size, pack_rows, unpack_rows
 from medrag.coarse import CoarseProjection, fit_learned, fit_pca, min_vectors
-from medrag._store_lock import DirectoryLock
+from medrag._store_lock import DirectoryLock, folder_write_lock
 from medrag._store_repair import COMPLETE_KEY, REPAIR_SUFFIX, is_vector_index_failure, read_records, segment_ids
 from medrag._chroma_errors import translate_chroma_error
-from medrag._store_sidecar import VectorSidecar
+from medrag._store_sidecar import SIDECAR_NAME, VectorSidecar
 from medrag.embeddings import validate_texts
 from medrag.encoder import is_encoder
 from medrag.errors import (CollectionMismatchError, DimensionError, InvalidArgumentError, InvalidInputError, MedragError,
@@ -237,6 +238,9 @@ class MatryoshkaChroma(VectorStore):
         self._client = client
         self._lock: DirectoryLock | None = None
         persist = _persist_directory(client)
+        self._persist = persist
+        # a write's steps never interleave with another write of this process to the folder
+        self._write_guard = folder_write_lock(persist) if persist is not None else threading.RLock()
         if persist is not None:
             self._lock = DirectoryLock(persist)
             if not self._take_lock():
@@ -287,6 +291,8 @@ class MatryoshkaChroma(VectorStore):
         if self._rotation_kind != "none" and self._rotation is None and rotation_sample is not None:
             self._fit_rotation(self._encode(validate_texts(rotation_sample), query=False))
         self._sidecar: VectorSidecar | None = None
+        self._other_copy: VectorSidecar | None = None  # see _forget_in_other_copy
+        self._keeps_copy = vector_sidecar is None or bool(vector_sidecar)
         if vector_sidecar and persist is None:
             raise InvalidInputError("vector_sidecar=True needs an embedded persistent client (persist_directory=...)")
         if (vector_sidecar is None or vector_sidecar) and persist is not None and self._lock is not None \
@@ -565,9 +571,10 @@ class MatryoshkaChroma(VectorStore):
         store is garbage-collected); the store can still read afterwards."""
         if self._lock is not None:
             self._lock.release()
-        if self._sidecar is not None:
-            self._sidecar.close()
-            self._sidecar = None
+        for copy in (self._sidecar, self._other_copy):
+            if copy is not None:
+                copy.close()
+        self._sidecar = self._other_copy = None
 
     def _check_writer(self) -> None:
         """Refuse to write to an embedded persist directory that another process has open."""
@@ -627,6 +634,11 @@ class MatryoshkaChroma(VectorStore):
         """Rebuild the vector sidecar from the records when its stamp is not the collection's
         write generation (a write it did not see: another tool, or a kill mid-write)."""
         assert self._sidecar is not None
+        with self._write_guard:
+            self._rebuild_sidecar_if_stale()
+
+    def _rebuild_sidecar_if_stale(self) -> None:
+        assert self._sidecar is not None
         generation = self.write_generation
         if self._sidecar.stamp(self._cid) == generation:
             return
@@ -646,6 +658,26 @@ class MatryoshkaChroma(VectorStore):
                 ids_, blobs, texts, metas = (list(col) for col in zip(*keep))
                 self._sidecar.put(self._cid, ids_, blobs, texts, metas)
         self._sidecar.set_stamp(self._cid, generation)
+
+    def _advance_stamp(self, generation: int) -> None:
+        """Stamp the copy with ``generation`` (just bumped by this write, under the write guard) only
+        when it was in step before the write: after a write it did not see (another store of this
+        process without a copy, raw chromadb), it stays behind, and the next open rebuilds it."""
+        assert self._sidecar is not None
+        if self._sidecar.stamp(self._cid) == generation - 1:
+            self._sidecar.set_stamp(self._cid, generation)
+
+    def _forget_in_other_copy(self, ids: list[str]) -> None:
+        """A store without a copy (``vector_sidecar=False``) that writes to a folder whose copy
+        other stores of this process read removes the written ids' rows from it (they then read
+        those records from Chroma), so no search returns an old text."""
+        if self._keeps_copy or self._persist is None or self._lock is None or not self._lock.held:
+            return
+        if self._other_copy is None:
+            if not (Path(self._persist) / SIDECAR_NAME).is_file():
+                return
+            self._other_copy = VectorSidecar(self._persist)
+        self._other_copy.delete(self._cid, ids)
 
     @property
     def lexical_weight(self) -> float:
@@ -870,27 +902,27 @@ class MatryoshkaChroma(VectorStore):
             # Chroma's upsert merges metadata; None removes a key: a re-add replaces the record.
             dropped = {key: None for key in stored.get(ids[i], {}) if key not in metadatas[i] and key != FULL_KEY}
             records.append({**dropped, **metadatas[i], FULL_KEY: p})
-        # The generation is bumped before the write; one upsert writes the coarse vector, the
-        # text and the full vector of each record together: no record is visible without its full vector.
-        generation = self._bump_generation()
+        coarse = self._coarse(full)
         batch_ids = [ids[i] for i in idx]
-        if self._sidecar is not None:  # before the record: a kill never leaves a record without its copy
-            self._sidecar.put(self._cid, batch_ids, raw, [texts[i] for i in idx], [metadatas[i] for i in idx])
-        try:
-            self._chroma_call(
-                "write records", self._collection.upsert,
-                ids=batch_ids,
-                embeddings=self._coarse(full),
-                documents=[texts[i] for i in idx],
-                metadatas=records,
-            )
-        except BaseException:
-            if self._sidecar is not None:  # the records may still hold their old values: read them from Chroma
-                self._sidecar.delete(self._cid, batch_ids)
-            raise
-        if self._sidecar is not None:
-            self._sidecar.set_stamp(self._cid, generation)
-        self._lexical.upserted(generation, [ids[i] for i in idx], [texts[i] for i in idx])
+        batch_texts = [texts[i] for i in idx]
+        with self._write_guard:
+            # The generation is bumped before the write; one upsert writes the coarse vector, the
+            # text and the full vector of each record together: no record is visible without its full vector.
+            generation = self._bump_generation()
+            if self._sidecar is not None:  # before the record: a kill never leaves a record without its copy
+                self._sidecar.put(self._cid, batch_ids, raw, batch_texts, [metadatas[i] for i in idx])
+            self._forget_in_other_copy(batch_ids)
+            try:
+                self._chroma_call("write records", self._collection.upsert, ids=batch_ids, embeddings=coarse,
+                                  documents=batch_texts, metadatas=records)
+            except BaseException:
+                if self._sidecar is not None:  # the records may still hold their old values: read them from Chroma
+                    self._sidecar.delete(self._cid, batch_ids)
+                    self._advance_stamp(generation)  # in step again: the rows left match the records
+                raise
+            if self._sidecar is not None:
+                self._advance_stamp(generation)
+            self._lexical.upserted(generation, batch_ids, batch_texts)
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
         """Delete records by id. Unknown ids are ignored (a documented no-op).
@@ -911,12 +943,15 @@ class MatryoshkaChroma(VectorStore):
             max_batch = self._chroma_call("read the batch size", self._client.get_max_batch_size)
             try:
                 for start in range(0, len(ids), max_batch):
-                    generation = self._bump_generation()
-                    self._chroma_call("delete records", self._collection.delete, ids=ids[start : start + max_batch])
-                    if self._sidecar is not None:
-                        self._sidecar.delete(self._cid, ids[start : start + max_batch])
-                        self._sidecar.set_stamp(self._cid, generation)
-                    self._lexical.deleted(generation, ids[start : start + max_batch])
+                    batch = ids[start : start + max_batch]
+                    with self._write_guard:
+                        generation = self._bump_generation()
+                        self._chroma_call("delete records", self._collection.delete, ids=batch)
+                        self._forget_in_other_copy(batch)
+                        if self._sidecar is not None:
+                            self._sidecar.delete(self._cid, batch)
+                            self._advance_stamp(generation)
+                        self._lexical.deleted(generation, batch)
             finally:
                 self._lexical.write_done()
         return True
@@ -924,10 +959,12 @@ class MatryoshkaChroma(VectorStore):
     def delete_collection(self) -> None:
         """Drop the whole Chroma collection (and its lexical index file); the store is unusable afterwards."""
         self._check_writer()
-        self._chroma_call("delete the collection", self._client.delete_collection, self._collection_name)
-        if self._sidecar is not None:
-            self._sidecar.drop(self._cid)
-        self._lexical.drop()
+        with self._write_guard:
+            self._chroma_call("delete the collection", self._client.delete_collection, self._collection_name)
+            for copy in (self._sidecar, self._other_copy):
+                if copy is not None:
+                    copy.drop(self._cid)
+            self._lexical.drop()
 
     # ------------------------------------------------------------------ reading
 

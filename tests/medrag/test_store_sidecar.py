@@ -131,3 +131,76 @@ def test_a_rejected_write_leaves_searches_on_the_stored_record(tmp_path, monkeyp
     hit = store.similarity_search(TEXTS[3], k=1)[0]
     assert (hit.id, hit.page_content, hit.metadata) == ("n3", TEXTS[3], {})
     store.close()
+
+
+def _hit(store: MatryoshkaChroma, query: str) -> tuple[str, str, dict]:
+    doc = store.similarity_search(query, k=1)[0]
+    return doc.id, doc.page_content, doc.metadata
+
+
+def _held(store: MatryoshkaChroma, id_: str) -> tuple[str, str, dict]:
+    doc = store.get_by_ids([id_])[0]  # what Chroma holds
+    return doc.id, doc.page_content, doc.metadata
+
+
+def test_a_key_set_to_none_is_absent_from_searches_as_in_chroma(tmp_path) -> None:
+    """Chroma drops a key whose value is None (an upsert's way to remove a key); the copy must too."""
+    store = MatryoshkaChroma("notes", FakeMatryoshkaEmbeddings(128), persist_directory=str(tmp_path))
+    store.add_texts([TEXTS[0]], [{"a": 1, "b": None, "z": -0.0}], ids=["n0"], show_progress=False)
+    assert _hit(store, TEXTS[0]) == _held(store, "n0") == ("n0", TEXTS[0], {"a": 1, "z": 0.0})
+    store.add_texts([TEXTS[0]], [{"a": None}], ids=["n0"], show_progress=False)
+    assert _hit(store, TEXTS[0]) == _held(store, "n0") == ("n0", TEXTS[0], {})
+    store.close()
+
+
+def test_a_write_by_a_store_without_the_copy_is_never_hidden_by_it(tmp_path) -> None:
+    """Another store of the same process on the folder, opened with vector_sidecar=False, re-adds an
+    id: the store reading the copy must return the new text at once, after its own next write, and
+    after a reopen (the copy's stamp must not be advanced past a write the copy did not see)."""
+    emb = FakeMatryoshkaEmbeddings(128)
+    a = MatryoshkaChroma("notes", emb, persist_directory=str(tmp_path))
+    a.add_texts(["texte ancien"], [{"v": 1}], ids=["x"], show_progress=False)
+    b = MatryoshkaChroma("notes", emb, persist_directory=str(tmp_path), vector_sidecar=False)
+    b.add_texts(["texte nouveau"], [{"v": 2}], ids=["x"], show_progress=False)
+    new = ("x", "texte nouveau", {"v": 2})
+    assert _hit(a, "texte nouveau") == _held(a, "x") == new
+    a.add_texts(["autre"], ids=["y"], show_progress=False)
+    assert _hit(a, "texte nouveau") == new
+    b.delete(["y"])
+    assert all(d.id != "y" for d in a.similarity_search("autre", k=2))
+    a.close()
+    b.close()
+    del a, b
+    import gc
+
+    gc.collect()
+    again = MatryoshkaChroma("notes", emb, persist_directory=str(tmp_path))
+    assert _hit(again, "texte nouveau") == new
+    assert float(again.get_full_vectors(["x"])[0] @ emb.encode_documents(["texte nouveau"])[0]) > 0.999
+    again.close()
+
+
+def test_concurrent_writes_of_one_id_leave_the_copy_and_chroma_in_step(tmp_path, monkeypatch) -> None:
+    """Two threads re-add the same id; the first one's Chroma write is slow. Its steps (copy, then
+    Chroma) must not interleave with the second's, or the copy ends with one text and Chroma the other."""
+    import threading
+    import time
+
+    store = MatryoshkaChroma("notes", FakeMatryoshkaEmbeddings(128), persist_directory=str(tmp_path))
+    store.add_texts(["graine"], ids=["x"], show_progress=False)
+    real, first_in = store.collection.upsert, threading.Event()
+
+    def slow_upsert(**kwargs):
+        if kwargs["documents"] == ["texte A"]:
+            first_in.set()
+            time.sleep(0.3)  # the second thread writes meanwhile, if nothing stops it
+        return real(**kwargs)
+
+    monkeypatch.setattr(store.collection, "upsert", slow_upsert)
+    a = threading.Thread(target=store.add_texts, args=(["texte A"],), kwargs={"ids": ["x"], "show_progress": False})
+    a.start()
+    assert first_in.wait(10)
+    store.add_texts(["texte B"], ids=["x"], show_progress=False)
+    a.join()
+    assert _hit(store, "texte B") == _held(store, "x") == ("x", "texte B", {})
+    store.close()
