@@ -900,6 +900,25 @@ def french_queries(n: int, seed: int = 1, split: str = "test") -> list[str]:
     return qs[:n]
 
 
+def suite_queries(n: int, split: str = "test", seed: int = 1) -> tuple[list[str], list[str]]:
+    """The validation suite's held-out queries of every choice domain (FrenchMedMCQA questions,
+    leaflet headings or questions, case and abstract openings: :mod:`medrag.qa.suite`), ``n // 4``
+    per domain by a fixed shuffle: ``dev`` -> the suite's ``val`` part, ``test`` -> its ``test`` part.
+    Returns the texts and each one's domain."""
+    from medrag.qa.suite import CHOICE_DOMAINS, domain_task
+
+    texts: list[str] = []
+    domains: list[str] = []
+    for domain in CHOICE_DOMAINS:
+        task = domain_task(domain, "val" if split == "dev" else "test", REPO.parent / "shared" / "data")
+        qs = list(dict.fromkeys(task.queries.values()))
+        random.Random(seed).shuffle(qs)
+        qs = qs[: n // len(CHOICE_DOMAINS)]
+        texts += qs
+        domains += [domain] * len(qs)
+    return texts, domains
+
+
 def encode_sharded(texts: list[str], encode, cache: Path, tag: str, shard: int = 1024,
                    cached_only: bool = False) -> np.ndarray:
     """Vectors of ``texts``, encoded ``shard`` texts at a time and cached one file per shard.
@@ -965,10 +984,15 @@ def french_recall(args: argparse.Namespace) -> None:
     chunks = french_chunks(10**9)
     total = len(chunks)
     chunks = chunks[: args.chunks]
-    queries = french_queries(args.queries, split=args.query_split)
+    if args.query_source == "suite":
+        queries, query_domains = suite_queries(args.queries, split=args.query_split)
+    else:
+        queries = french_queries(args.queries, split=args.query_split)
+        query_domains = ["frenchmedmcqa"] * len(queries)
     emb = MatryoshkaEmbeddings(args.model, batch_size=32, show_progress=False)
     tag = f"french-{hashlib.sha256(emb.fingerprint.encode()).hexdigest()[:8]}"
-    qs = encode_sharded(queries, emb.encode_queries, cache, f"{tag}-query-{args.query_split}")
+    source = "" if args.query_source == "frenchmedmcqa" else f"-{args.query_source}"
+    qs = encode_sharded(queries, emb.encode_queries, cache, f"{tag}-query{source}-{args.query_split}")
     if args.cached_only:  # the shards already encoded (e.g. by several encoding processes): a uniform sample
         chunks = [chunks[i] for i in cached_shards(chunks, cache, tag + "-doc")]
     docs = encode_sharded(chunks, emb.encode_documents, cache, tag + "-doc")
@@ -986,25 +1010,29 @@ def french_recall(args: argparse.Namespace) -> None:
         models[spec] = (_unit(docs @ w.T + b), _unit(qs @ w.T + b))
     fit = min(args.fit, len(docs))
     report: dict[str, Any] = {"chunks": len(docs), "all_chunks": total, "queries": len(qs),
-                              "query_split": args.query_split, "fitted_on": fit, "candidates": args.candidates,
+                              "query_split": args.query_split, "query_source": args.query_source,
+                              "queries_per_domain": {d: query_domains.count(d) for d in dict.fromkeys(query_domains)},
+                              "fitted_on": fit, "candidates": args.candidates,
                               "learned": {k: v for k, v in (("steps", args.learned_steps), ("temperature", args.learned_temperature),
                                                        ("learning_rate", args.learned_lr)) if v is not None},
                               "rows": []}
     print(f"{len(docs)} of the {total} French chunks (medrag index chunking, shards of a fixed shuffle), {len(qs)} "
-          f"FrenchMedMCQA {args.query_split} questions, exact stage 1, recall@10 vs exact full-size search of "
+          f"{'FrenchMedMCQA' if args.query_source == 'frenchmedmcqa' else 'validation-suite'} {args.query_split} "
+          "questions, exact stage 1, recall@10 vs exact full-size search of "
           f"the same model; projections fitted on the first {fit} chunks\n")
     print("| model | first stage | " + " | ".join(f"{c} candidates" for c in args.candidates) + " | fit s |")
     print("|---|---|" + "---:|" * (len(args.candidates) + 1))
     for label, (dd, qq) in models.items():
         exact = np.argsort(-(qq @ dd.T), axis=1)[:, :10]
 
-        def recall(cq: np.ndarray, cd: np.ndarray, cand: int) -> float:
+        def recall(cq: np.ndarray, cd: np.ndarray, cand: int) -> np.ndarray:
+            """Per query: the share of the exact top 10 that the funnel returns."""
             first = np.argsort(-(_unit(cq) @ _unit(cd).T), axis=1)[:, :cand]
             hits = []
             for i, c in enumerate(first):
                 top = c[np.argsort(-(dd[c] @ qq[i]))[:10]]
                 hits.append(len(set(top) & set(exact[i])) / 10)
-            return float(np.mean(hits))
+            return np.asarray(hits)
 
         for coarse in args.coarse:
             stages = {f"first {coarse} coordinates": (lambda v, c=coarse: v[:, :c], 0.0)}
@@ -1014,10 +1042,17 @@ def french_recall(args: argparse.Namespace) -> None:
                               fit_learned(dd[:fit], coarse, **report["learned"]))
                 stages[f"{kind}-{coarse}"] = (projection.project, time.perf_counter() - t0)
             for stage, (project, seconds) in stages.items():
-                values = [recall(project(qq), project(dd), c) for c in args.candidates]
-                report["rows"].append({"model": label, "stage": stage, "recall": values, "fit_s": round(seconds, 2)})
+                per_query = [recall(project(qq), project(dd), c) for c in args.candidates]
+                values = [float(h.mean()) for h in per_query]
+                by_domain = {d: [round(float(h[[j for j, x in enumerate(query_domains) if x == d]].mean()), 4)
+                                 for h in per_query] for d in dict.fromkeys(query_domains)}
+                report["rows"].append({"model": label, "stage": stage, "recall": values, "recall_by_domain": by_domain,
+                                       "fit_s": round(seconds, 2)})
                 print(f"| {label} | {stage} | " + " | ".join(f"{x:.3f}" for x in values) + f" | {seconds:.1f} |",
                       flush=True)
+                if len(by_domain) > 1:
+                    for d, r in by_domain.items():
+                        print(f"|   {d} | {stage} | " + " | ".join(f"{x:.3f}" for x in r) + " | |", flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
 
@@ -1091,7 +1126,10 @@ def main(argv: list[str] | None = None) -> None:
     fr.add_argument("--cached-only", action="store_true",
                     help="measure on the shards of the first --chunks already in the cache (encode nothing)")
     fr.add_argument("--query-split", default="test", choices=["dev", "test"],
-                    help="FrenchMedMCQA questions used as queries: dev for choices, test for reporting")
+                    help="queries of this split: dev for choices, test for reporting")
+    fr.add_argument("--query-source", default="frenchmedmcqa", choices=["frenchmedmcqa", "suite"],
+                    help="FrenchMedMCQA questions only, or the validation suite's held-out queries of every "
+                         "choice domain (a quarter each; recall reported per domain too)")
     fr.add_argument("--rotations", type=_rotation_list, default=["pca", "learned"],
                     help="fitted stages measured beside the raw prefix: pca,learned (default), one of them, or none")
     fr.add_argument("--fit", type=int, default=1000, help="chunks the projections are fitted on (the store's first batch)")
