@@ -87,3 +87,15 @@ def test_sharded_encoding_resumes_and_grows(tmp_path: Path) -> None:
     sb.encode_sharded(more[3:], encode, tmp_path, "m", shard=3)
     assert sb.cached_shards(more, tmp_path, "m", shard=3) == [3, 4, 5]
     assert sb.encode_sharded(more, encode, tmp_path, "m", shard=3, cached_only=True).shape == (3, 2)
+
+
+@requires_shared
+def test_suite_queries_take_a_quarter_of_each_choice_domain_deterministically() -> None:
+    from medrag.qa.suite import CHOICE_DOMAINS, domain_task
+
+    texts, domains = sb.suite_queries(40, split="dev")
+    assert list(dict.fromkeys(domains)) == list(CHOICE_DOMAINS)
+    assert all(domains.count(d) == 10 for d in CHOICE_DOMAINS)
+    assert (texts, domains) == sb.suite_queries(40, split="dev")
+    val = set(domain_task("leaflets", "val", SHARED_DATA).queries.values())
+    assert all(t in val for t, d in zip(texts, domains) if d == "leaflets")  # dev -> the suite's val part
