@@ -292,8 +292,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--coarse-dim", type=int, default=64, help="stage-1 size when the collection is created")
     p.add_argument("--coarse-rotation", choices=ROTATIONS, default="none",
                    help="stage-1 projection when the collection is created: none (the model's first coordinates: "
-                        "Matryoshka-trained models), learned or pca (other models; fitted on the first batch); "
-                        "see docs/store.md")
+                        "Matryoshka-trained models, small corpora), learned or pca (fitted on the first batch: other "
+                        "models, and large corpora with any model); see docs/store.md")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_index)
 

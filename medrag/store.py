@@ -168,7 +168,9 @@ class MatryoshkaChroma(VectorStore):
             ``coarse_dim`` principal components of the corpus's full vectors) or ``"learned"``
             (that PCA trained a few steps to rank the corpus like the full vectors do,
             :func:`medrag.coarse.fit_learned`): a fitted projection moves the information of a model
-            that is *not* Matryoshka-trained into the coarse vector. Fitted once, on
+            that is *not* Matryoshka-trained into the coarse vector, and on a large corpus it helps
+            the default model too (``"learned"``: 0.72 -> 0.76 recall@10 at coarse 64 / 100
+            candidates on 16,384 French chunks). Fitted once, on
             ``rotation_sample`` when given, else on the first batch written (at least
             ``2 * coarse_dim`` texts for ``"pca"``, ``8 * coarse_dim`` for ``"learned"``); recorded in
             the collection contract with the fitted matrix. Refitting means ``reindex`` into a new
