@@ -44,11 +44,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medrag._chroma_errors import translate_chroma_error
 from medrag.bundled import DEFAULT_SPEC
+from medrag.coarse import min_vectors
 from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.errors import DataError, InvalidInputError
 from medrag.qa.pairs import json_objects, read_records
-from medrag._chroma_errors import translate_chroma_error
 from medrag.store import ROTATIONS, MatryoshkaChroma
 
 logger = logging.getLogger(__name__)
@@ -216,7 +217,9 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
         store: a :class:`~medrag.store.MatryoshkaChroma`.
         text_field / id_field / metadata_fields: see :func:`iter_documents`.
         chunk_words / overlap / max_words: see :func:`chunk_text`.
-        batch_size: chunks encoded and written together (one model call, one Chroma write).
+        batch_size: chunks encoded and written together (one model call, one Chroma write). When
+            the store's coarse projection (``coarse_rotation``) is still to be fitted, the first
+            write is larger: twice the projection's minimum (1,024 texts for ``"learned"`` at 64 dims).
         show_progress: a tqdm bar over chunks (default: when stderr is a terminal).
 
     Raises:
@@ -229,16 +232,23 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
 
     t0 = time.perf_counter()
     before = len(store)
-    documents = chunks = 0
+    documents = chunks = flushes = 0
     pending_texts: list[str] = []
     pending_meta: list[dict[str, Any]] = []
     pending_ids: list[str] = []
     # disable=None: a bar only when stderr is a terminal
     bar = tqdm(desc="indexing", unit="chunk", disable=None if show_progress is None else not show_progress)
 
+    # A fitted coarse projection is fitted on the first write: make it at least twice the minimum
+    # (1,024 texts for "learned" at 64 dims, 2,048 at 128: the sample sizes measured in
+    # docs/benchmarks.md, "Coarse stage"), whatever batch_size is.
+    first = batch_size
+    if not getattr(store, "rotation_fitted", True):
+        first = max(batch_size, 2 * min_vectors(store.coarse_rotation, store.coarse_dim))
+
     def flush() -> None:
         if pending_texts:
-            store.add_texts(pending_texts, pending_meta, ids=pending_ids, batch_size=batch_size,
+            store.add_texts(pending_texts, pending_meta, ids=pending_ids, batch_size=max(batch_size, len(pending_texts)),
                             show_progress=False, skip_existing=True)
             bar.update(len(pending_texts))
             pending_texts.clear(), pending_meta.clear(), pending_ids.clear()
@@ -252,8 +262,9 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                 pending_texts.append(chunk)
                 pending_meta.append({**meta, "doc": key, "chunk": position})
                 pending_ids.append(chunk_id(key, position, chunk))
-                if len(pending_texts) >= batch_size:
+                if len(pending_texts) >= (first if flushes == 0 else batch_size):
                     flush()
+                    flushes += 1
         flush()
     finally:
         bar.close()

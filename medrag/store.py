@@ -561,6 +561,16 @@ class MatryoshkaChroma(VectorStore):
         return self._coarse_dim
 
     @property
+    def coarse_rotation(self) -> str:
+        """The stage-1 projection: ``"none"`` (the first ``coarse_dim`` coordinates), ``"pca"`` or ``"learned"``."""
+        return self._rotation_kind
+
+    @property
+    def rotation_fitted(self) -> bool:
+        """False while a ``"pca"`` or ``"learned"`` projection waits for the first write to be fitted on."""
+        return self._rotation_kind == "none" or self._rotation is not None
+
+    @property
     def candidates(self) -> int:
         """Default number of stage-1 candidates per query."""
         return self._candidates

@@ -222,3 +222,25 @@ def test_index_resumes_after_sigkill_without_duplicates_or_re_encoding(tiny_mode
     assert col.count() == total
     docs = col.get(include=["metadatas"])["metadatas"]
     assert len({(m["doc"], m["chunk"]) for m in docs}) == total  # no duplicate chunk
+
+
+def test_the_first_write_is_large_enough_to_fit_the_coarse_projection(tiny_model_dir, tmp_path) -> None:
+    """A learned projection needs 8 x coarse_dim texts at the first write; index_corpus makes its
+    first write twice that, whatever batch_size (a batch of 32 alone would be refused)."""
+    from medrag import MatryoshkaChroma, MatryoshkaEmbeddings
+    from medrag.coarse import min_vectors
+
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("\n".join(json.dumps({"text": f"Note {i} : ferritine {i} µg/L, CRP {i % 13} mg/L, "
+                                                  f"hémoglobine {i % 7} g/dL, bilan {i}."}) for i in range(300)),
+                    encoding="utf-8")
+    store = MatryoshkaChroma("notes", MatryoshkaEmbeddings(str(tiny_model_dir), device="cpu"),
+                             persist_directory=str(tmp_path / "db"), coarse_dim=8, coarse_rotation="learned")
+    assert store.coarse_rotation == "learned" and not store.rotation_fitted
+    fitted_on = []
+    real_fit = store._fit_rotation
+    store._fit_rotation = lambda full: fitted_on.append(len(full)) or real_fit(full)
+    report = index_corpus(docs, store, batch_size=32, show_progress=False)
+    assert report.stored == 300 and store.rotation_fitted
+    assert fitted_on == [2 * min_vectors("learned", 8)]
+    store.close()
