@@ -819,7 +819,9 @@ class MatryoshkaChroma(VectorStore):
             ids: one id per text (``None`` entries or no list: content ids, or random UUIDs with
                 ``deterministic_ids=False``).
             batch_size: texts encoded (one model call) and upserted (one Chroma call) together;
-                default 1,000, capped by the client's ``get_max_batch_size()``.
+                default 1,000, capped by the client's ``get_max_batch_size()``. While a fitted
+                coarse projection waits for its first write, the first batch is at least twice its
+                minimum (1,024 texts for ``"learned"`` at 64 dims).
             show_progress: tqdm progress bar (default: for 1,000 texts or more).
             skip_existing: skip caller ids already stored (content ids are always skipped).
 
@@ -872,22 +874,29 @@ class MatryoshkaChroma(VectorStore):
         order = [i for i, id_ in enumerate(ids) if last[id_] == i]
         skippable = {i for i in order if skip_existing or (generated[i] and self._deterministic_ids)}
 
-        batch = min(batch, self._chroma_call("read the batch size", self._client.get_max_batch_size))
+        max_batch = self._chroma_call("read the batch size", self._client.get_max_batch_size)
+        batch = min(batch, max_batch)
         show = show_progress if show_progress is not None else len(order) >= _PROGRESS_MIN
         bar = None
         if show:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(order), desc=f"adding to {self._collection_name}", unit="text")
+        # a coarse projection still to fit is fitted on the first batch: twice its minimum (the
+        # sample sizes measured in docs/benchmarks.md, "Coarse stage"), whatever batch_size
+        size = batch if self.rotation_fitted else max(batch, min(2 * min_vectors(self._rotation_kind, self._coarse_dim),
+                                                                 max_batch))
         try:
-            for start in range(0, len(order), batch):
-                idx = order[start : start + batch]
+            start = 0
+            while start < len(order):
+                idx = order[start : start + size]
                 stored = self._stored_metadatas([ids[i] for i in idx])
                 todo = [i for i in idx if not (i in skippable and ids[i] in stored)]
                 if todo:
                     self._write(todo, ids, texts, metadatas, stored)
                 if bar is not None:
                     bar.update(len(idx))
+                start, size = start + len(idx), batch
         finally:
             if bar is not None:
                 bar.close()

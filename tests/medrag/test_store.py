@@ -300,10 +300,11 @@ def test_pca_coarse_rotation_is_fitted_once_and_recorded_in_the_contract(client,
     with pytest.raises(InvalidInputError, match="at least 128"):
         store.add_texts(TEXTS[:50])  # too few to fit a 64-dim PCA: nothing written
     assert len(store) == 0
-    ids = store.add_texts(TEXTS[:200], batch_size=150)  # fitted on the first batch of 150
+    # fitted on the first batch, made twice the minimum (256 > batch_size): all 200 texts here
+    ids = store.add_texts(TEXTS[:200], batch_size=150)
     meta = client.get_collection(name).metadata
     assert meta["medrag:coarse_rotation"] == "pca" and meta[ROTATION_KEY]
-    full = fake.encode_documents(TEXTS[:150])
+    full = fake.encode_documents(TEXTS[:200])
     mean = full.mean(axis=0)
     _, _, vt = np.linalg.svd(full - mean, full_matrices=False)
     proj = (fake.encode_documents(TEXTS[:1]) - mean) @ vt[:64].T
@@ -336,10 +337,11 @@ def test_learned_coarse_projection_is_fitted_once_and_recorded(client, fake) -> 
     with pytest.raises(InvalidInputError, match="at least 256"):
         store.add_texts(TEXTS[:200])  # too few for a learned 32-dim projection: nothing written
     assert len(store) == 0
-    ids = store.add_texts(TEXTS, batch_size=280)  # fitted on the first batch of 280
+    # fitted on the first batch, made twice the minimum (512 > batch_size): all 300 texts here
+    ids = store.add_texts(TEXTS, batch_size=280)
     meta = client.get_collection(name).metadata
     assert meta["medrag:coarse_rotation"] == "learned" and meta[ROTATION_KEY]
-    expected = fit_learned(fake.encode_documents(TEXTS[:280]), 32).project(fake.encode_documents(TEXTS[:1]))
+    expected = fit_learned(fake.encode_documents(TEXTS), 32).project(fake.encode_documents(TEXTS[:1]))
     stored = np.asarray(store.collection.get(ids=[ids[0]], include=["embeddings"])["embeddings"][0])
     assert np.allclose(stored, expected[0], atol=1e-4)  # the fit is deterministic
     q = TEXTS[7]
@@ -1005,3 +1007,20 @@ class TestStandardServer(_Standard):
         store = MatryoshkaChroma(_name(), self.get_embeddings(), client=chromadb.HttpClient(host=host, port=port))
         yield store
         store.delete_collection()
+
+
+def test_the_first_batch_is_large_enough_to_fit_the_coarse_projection(tmp_path, fake) -> None:
+    """A learned projection needs 8 x coarse_dim texts; the first batch of add_texts is twice that
+    whatever batch_size (a first batch of 16 would be refused), the rest use batch_size."""
+    from medrag.coarse import min_vectors
+
+    store = MatryoshkaChroma(_name(), fake, persist_directory=str(tmp_path / "db"), coarse_dim=8,
+                             coarse_rotation="learned")
+    fitted_on, written = [], []
+    real_fit, real_write = store._fit_rotation, store._write
+    store._fit_rotation = lambda full: fitted_on.append(len(full)) or real_fit(full)
+    store._write = lambda idx, *a: written.append(len(idx)) or real_write(idx, *a)
+    store.add_texts(TEXTS[:200], batch_size=16, show_progress=False)
+    assert fitted_on == [2 * min_vectors("learned", 8)] and written[0] == 128 and set(written[1:-1]) == {16}
+    assert len(store) == 200 and store.rotation_fitted
+    store.close()
