@@ -5,8 +5,9 @@ Why: reading the candidates' packed full vectors out of Chroma's metadata costs 
 candidate on the embedded client (SQLite metadata rows, decoded by Chroma), so stage 2 cost
 more than stage 1. One ``SELECT ... WHERE id IN (...)`` on this table costs a few
 microseconds per candidate. The texts and metadata of the final k come from here too: a second
-Chroma call (a ``get`` by id) costs about 0.6 ms on the embedded client at 100,000 records, the
-fixed cost of a call, which left a funnel query 1.4x slower than flat Chroma's single call
+Chroma call (a ``get`` of 10 records by id) took 0.94 ms on the embedded client at 100,000 records
+(``chroma_calls`` of ``benchmarks/store_benchmark.py synthetic``), the fixed cost of a call, which
+left a funnel query 1.4x slower than flat Chroma's single call
 (``docs/store.md``, "The rerank path", for the measured numbers).
 
 What it is: a *derived copy*. Every record still carries its text, metadata and packed vector
@@ -116,7 +117,8 @@ class VectorSidecar:
         return out
 
     def records(self, collection: str, ids: Sequence[str]) -> dict[str, tuple[str | None, dict[str, Any]]]:
-        """``{id: (text, metadata)}`` of those ids that exist."""
+        """``{id: (text, metadata)}`` of those ids that exist (a row whose metadata does not parse is
+        left out, so the caller reads that record from Chroma)."""
         out: dict[str, tuple[str | None, dict[str, Any]]] = {}
         with self._lock:
             for start in range(0, len(ids), _CHUNK):
@@ -124,7 +126,10 @@ class VectorSidecar:
                 marks = ",".join("?" * len(part))
                 for id_, doc, meta in self._db.execute(
                         f"SELECT id, doc, meta FROM vectors WHERE collection = ? AND id IN ({marks})", [collection, *part]):
-                    out[id_] = (doc, json.loads(meta))
+                    try:
+                        out[id_] = (doc, json.loads(meta))
+                    except ValueError:  # a damaged row of this derived copy: the caller reads the record instead
+                        continue
         return out
 
     def delete(self, collection: str, ids: Sequence[str]) -> None:

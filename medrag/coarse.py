@@ -59,6 +59,13 @@ def min_vectors(kind: str, dim: int) -> int:
     return MIN_VECTORS_PER_DIM[kind] * dim
 
 
+def fit_sample_size(kind: str, dim: int) -> int:
+    """How many texts the store's first write holds when it fits a ``kind`` projection of size
+    ``dim``: twice the minimum (1,024 for ``"learned"`` at 64 dims, 2,048 at 128: about the sample
+    sizes measured in docs/benchmarks.md, "Coarse stage")."""
+    return 2 * min_vectors(kind, dim)
+
+
 @dataclass(frozen=True, eq=False)
 class CoarseProjection:
     """``coarse(x) = normalise((x - mean) @ matrix)``; ``mean`` is ``(full_dim,)``, ``matrix`` ``(full_dim, dim)``."""
@@ -174,4 +181,4 @@ def fit_learned(vectors: np.ndarray, dim: int, *, steps: int = LEARNED_STEPS,
     return CoarseProjection(pca.mean, np.ascontiguousarray(matrix.detach().numpy(), dtype=np.float32))
 
 
-__all__ = ["CoarseProjection", "fit_pca", "fit_learned", "min_vectors"]
+__all__ = ["CoarseProjection", "fit_pca", "fit_learned", "fit_sample_size", "min_vectors"]

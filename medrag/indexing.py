@@ -46,7 +46,7 @@ from typing import Any
 
 from medrag._chroma_errors import translate_chroma_error
 from medrag.bundled import DEFAULT_SPEC
-from medrag.coarse import min_vectors
+from medrag.coarse import fit_sample_size
 from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.errors import DataError, InvalidInputError
 from medrag.qa.pairs import json_objects, read_records
@@ -239,12 +239,10 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     # disable=None: a bar only when stderr is a terminal
     bar = tqdm(desc="indexing", unit="chunk", disable=None if show_progress is None else not show_progress)
 
-    # A fitted coarse projection is fitted on the first write: make it at least twice the minimum
-    # (1,024 texts for "learned" at 64 dims, 2,048 at 128: the sample sizes measured in
-    # docs/benchmarks.md, "Coarse stage"), whatever batch_size is.
+    # a coarse projection still to fit is fitted on the store's first write: hold that many chunks
     first = batch_size
     if not getattr(store, "rotation_fitted", True):
-        first = max(batch_size, 2 * min_vectors(store.coarse_rotation, store.coarse_dim))
+        first = max(batch_size, fit_sample_size(store.coarse_rotation, store.coarse_dim))
 
     def flush() -> None:
         if pending_texts:

@@ -41,7 +41,7 @@ from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from medrag.vector_codec import ENCODINGS, encoded_size, pack_rows, unpack_rows
-from medrag.coarse import CoarseProjection, fit_learned, fit_pca, min_vectors
+from medrag.coarse import CoarseProjection, fit_learned, fit_pca, fit_sample_size, min_vectors
 from medrag._store_lock import DirectoryLock, folder_write_lock
 from medrag._store_repair import COMPLETE_KEY, REPAIR_SUFFIX, is_vector_index_failure, read_records, segment_ids
 from medrag._chroma_errors import translate_chroma_error
@@ -180,7 +180,9 @@ class MatryoshkaChroma(VectorStore):
             metadata beside an embedded folder, and read the rerank's vectors and the returned
             texts from it, so that a query is one Chroma call (default: True for an embedded
             ``PersistentClient``; not available for servers). The records keep everything too;
-            ``False`` saves the copy's disk (about the texts' size again) at ~0.6 ms per query.
+            ``False`` saves the copy's disk (about the texts' size again) at the price of a second
+            Chroma call per query (0.94 ms at 100,000 records: ``chroma_calls`` in
+            ``benchmarks/results/synthetic_100k_384.json``).
             See ``docs/store.md``, "The rerank path", for the measured reason.
         lexical_analyzer: options of the French medical analyzer of the hybrid search's BM25
             index (:class:`medrag.lexical.analyzer.AnalyzerOptions`; default: the measured defaults).
@@ -240,7 +242,6 @@ class MatryoshkaChroma(VectorStore):
         self._client = client
         self._lock: DirectoryLock | None = None
         persist = _persist_directory(client)
-        self._persist = persist
         # a write's steps never interleave with another write of this process to the folder
         self._write_guard = folder_write_lock(persist) if persist is not None else threading.RLock()
         if persist is not None:
@@ -683,12 +684,12 @@ class MatryoshkaChroma(VectorStore):
         """A store without a copy (``vector_sidecar=False``) that writes to a folder whose copy
         other stores of this process read removes the written ids' rows from it (they then read
         those records from Chroma), so no search returns an old text."""
-        if self._keeps_copy or self._persist is None or self._lock is None or not self._lock.held:
+        if self._keeps_copy or self._lock is None or not self._lock.held:
             return
         if self._other_copy is None:
-            if not (Path(self._persist) / SIDECAR_NAME).is_file():
+            if not (self._lock.directory / SIDECAR_NAME).is_file():
                 return
-            self._other_copy = VectorSidecar(self._persist)
+            self._other_copy = VectorSidecar(self._lock.directory)
         self._other_copy.delete(self._cid, ids)
 
     @property
@@ -882,9 +883,8 @@ class MatryoshkaChroma(VectorStore):
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(order), desc=f"adding to {self._collection_name}", unit="text")
-        # a coarse projection still to fit is fitted on the first batch: twice its minimum (the
-        # sample sizes measured in docs/benchmarks.md, "Coarse stage"), whatever batch_size
-        size = batch if self.rotation_fitted else max(batch, min(2 * min_vectors(self._rotation_kind, self._coarse_dim),
+        # a coarse projection still to fit is fitted on the first batch, whatever batch_size
+        size = batch if self.rotation_fitted else max(batch, min(fit_sample_size(self._rotation_kind, self._coarse_dim),
                                                                  max_batch))
         try:
             start = 0
@@ -1183,7 +1183,7 @@ class MatryoshkaChroma(VectorStore):
         unique = list(dict.fromkeys(ids))
         if self._sidecar is not None and unique:  # no second Chroma call per query (docs/store.md)
             for id_, (text, md) in self._sidecar.records(self._cid, unique).items():
-                found[id_] = Document(id=id_, page_content=text or "", metadata=md)
+                found[id_] = _document(id_, text, md)
         rest = [i for i in unique if i not in found]
         if rest:
             res = self._chroma_call("read", self._collection.get, ids=rest, include=["documents", "metadatas"])

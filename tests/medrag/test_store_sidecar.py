@@ -204,3 +204,16 @@ def test_concurrent_writes_of_one_id_leave_the_copy_and_chroma_in_step(tmp_path,
     a.join()
     assert _hit(store, "texte B") == _held(store, "x") == ("x", "texte B", {})
     store.close()
+
+
+def test_a_damaged_row_of_the_copy_is_read_from_chroma(tmp_path) -> None:
+    """The copy is derived data: a row whose metadata no longer parses is skipped, and the search
+    returns the record as Chroma holds it."""
+    store = MatryoshkaChroma("notes", FakeMatryoshkaEmbeddings(128), persist_directory=str(tmp_path))
+    store.add_texts(TEXTS[:20], [{"i": i} for i in range(20)], ids=[f"n{i}" for i in range(20)], show_progress=False)
+    db = sqlite3.connect(tmp_path / SIDECAR_NAME)
+    db.execute("UPDATE vectors SET meta = '{not json' WHERE id = 'n4'")
+    db.commit()
+    db.close()
+    assert _hit(store, TEXTS[4]) == _held(store, "n4") == ("n4", TEXTS[4], {"i": 4})
+    store.close()
