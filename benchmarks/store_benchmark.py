@@ -865,12 +865,18 @@ def synthetic(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------------- French recall: raw prefix vs PCA
 
 
+ROTATION_KINDS = ("pca", "learned", "learned-passages")
+
+
 def _rotation_list(value: str) -> list[str]:
-    """``--rotations``: a comma-separated subset of pca, learned; ``none`` for the raw prefix only."""
+    """``--rotations``: a comma-separated subset of pca, learned (fitted for pseudo-queries, as the
+    store fits it), learned-passages (the earlier objective: passages as queries); ``none`` for the
+    raw prefix only."""
     kinds = [] if value.strip().lower() == "none" else [v.strip() for v in value.split(",") if v.strip()]
-    bad = [k for k in kinds if k not in ("pca", "learned")]
+    bad = [k for k in kinds if k not in ROTATION_KINDS]
     if bad:
-        raise argparse.ArgumentTypeError(f"unknown rotation(s) {bad}: use pca, learned, both (pca,learned) or none")
+        raise argparse.ArgumentTypeError(f"unknown rotation(s) {bad}: use a comma-separated subset of "
+                                         f"{', '.join(ROTATION_KINDS)}, or none")
     return kinds
 
 
@@ -977,7 +983,7 @@ def french_recall(args: argparse.Namespace) -> None:
     the first ``--fit`` chunks as the store fits them, for the encoded model and for each
     frozen-encoder ``--head`` model derived from its vectors."""
     from medrag import MatryoshkaEmbeddings
-    from medrag.coarse import fit_learned, fit_pca
+    from medrag.coarse import fit_learned, fit_pca, pseudo_queries
 
     cache = Path(args.cache).expanduser()
     cache.mkdir(parents=True, exist_ok=True)
@@ -996,10 +1002,13 @@ def french_recall(args: argparse.Namespace) -> None:
     if args.cached_only:  # the shards already encoded (e.g. by several encoding processes): a uniform sample
         chunks = [chunks[i] for i in cached_shards(chunks, cache, tag + "-doc")]
     docs = encode_sharded(chunks, emb.encode_documents, cache, tag + "-doc")
+    fit = min(args.fit, len(docs))
+    # the learned fit's queries, as the store makes them: spans of the fitted chunks, query prompt
+    pseudo = encode_sharded(pseudo_queries(chunks[:fit]), emb.encode_queries, cache, tag + "-pseudo")
     if args.encode_only:
         print(f"{len(docs)} chunk vectors and {len(qs)} query vectors cached in {cache}")
         return
-    models: dict[str, tuple[np.ndarray, np.ndarray]] = {args.model: (_unit(docs), _unit(qs))}
+    models: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {args.model: (_unit(docs), _unit(qs), _unit(pseudo))}
     for spec in args.head:
         w, b = frozen_head(spec)
         real = MatryoshkaEmbeddings(spec).encode_documents(chunks[:16])
@@ -1007,13 +1016,13 @@ def french_recall(args: argparse.Namespace) -> None:
         gap = float(np.abs(_unit(np.asarray(real)) - derived).max())
         if gap > 1e-3:
             raise SystemExit(f"{spec}: vectors derived from {args.model}'s differ by {gap:.2g}: not a frozen-encoder model")
-        models[spec] = (_unit(docs @ w.T + b), _unit(qs @ w.T + b))
-    fit = min(args.fit, len(docs))
+        models[spec] = (_unit(docs @ w.T + b), _unit(qs @ w.T + b), _unit(pseudo @ w.T + b))
     report: dict[str, Any] = {"chunks": len(docs), "all_chunks": total, "queries": len(qs),
                               "query_split": args.query_split, "query_source": args.query_source,
                               "queries_per_domain": {d: query_domains.count(d) for d in dict.fromkeys(query_domains)},
                               "fitted_on": fit, "candidates": args.candidates,
                               "learned": {k: v for k, v in (("steps", args.learned_steps), ("temperature", args.learned_temperature),
+                                                       ("target_temperature", args.learned_target_temperature),
                                                        ("learning_rate", args.learned_lr)) if v is not None},
                               "rows": []}
     print(f"{len(docs)} of the {total} French chunks (medrag index chunking, shards of a fixed shuffle), {len(qs)} "
@@ -1022,7 +1031,7 @@ def french_recall(args: argparse.Namespace) -> None:
           f"the same model; projections fitted on the first {fit} chunks\n")
     print("| model | first stage | " + " | ".join(f"{c} candidates" for c in args.candidates) + " | fit s |")
     print("|---|---|" + "---:|" * (len(args.candidates) + 1))
-    for label, (dd, qq) in models.items():
+    for label, (dd, qq, pq) in models.items():
         exact = np.argsort(-(qq @ dd.T), axis=1)[:, :10]
 
         def recall(cq: np.ndarray, cd: np.ndarray, cand: int) -> np.ndarray:
@@ -1038,8 +1047,11 @@ def french_recall(args: argparse.Namespace) -> None:
             stages = {f"first {coarse} coordinates": (lambda v, c=coarse: v[:, :c], 0.0)}
             for kind in args.rotations:
                 t0 = time.perf_counter()
-                projection = (fit_pca(dd[:fit], coarse) if kind == "pca" else
-                              fit_learned(dd[:fit], coarse, **report["learned"]))
+                if kind == "pca":
+                    projection = fit_pca(dd[:fit], coarse)
+                else:  # the store's fit (pseudo-queries), or the earlier one (passages as queries)
+                    projection = fit_learned(dd[:fit], coarse, queries=pq if kind == "learned" else None,
+                                             **report["learned"])
                 stages[f"{kind}-{coarse}"] = (projection.project, time.perf_counter() - t0)
             for stage, (project, seconds) in stages.items():
                 per_query = [recall(project(qq), project(dd), c) for c in args.candidates]
@@ -1134,7 +1146,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="fitted stages measured beside the raw prefix: pca,learned (default), one of them, or none")
     fr.add_argument("--fit", type=int, default=1000, help="chunks the projections are fitted on (the store's first batch)")
     fr.add_argument("--learned-steps", type=int, default=None, help="fit_learned setting (default: the library's)")
-    fr.add_argument("--learned-temperature", type=float, default=None)
+    fr.add_argument("--learned-temperature", type=float, default=None, help="fit_learned setting: coarse softmax temperature")
+    fr.add_argument("--learned-target-temperature", type=float, default=None,
+                    help="fit_learned setting: full-size softmax temperature")
     fr.add_argument("--learned-lr", type=float, default=None)
     fr.add_argument("--out", default=None, help="results JSON")
     fr.add_argument("--queries", type=int, default=300)

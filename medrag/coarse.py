@@ -8,13 +8,16 @@ projection ``normalise((x - mean) @ matrix)`` of each full vector instead (``coa
   whitening): keeps the most variance, knows nothing of what a search ranks.
 - :func:`fit_learned`: a Matryoshka-Adaptor-style map (Yoon et al., "Matryoshka-Adaptor:
   Unsupervised and Supervised Tuning for Smaller Embedding Dimensions", EMNLP 2024), initialised
-  as the PCA and trained, on the corpus's own vectors and without labels, so that the ranking of
-  the corpus by the coarse vectors reproduces the ranking by the full vectors: each sampled
-  passage serves as a query, and the row-wise KL divergence between the softmax of its full-size
-  similarities to the other passages and that of its coarse similarities is minimised. The store
-  needs exactly this (the true top hits must land among the stage-1 candidates). Measured in
-  ``docs/benchmarks.md``, "Coarse stage": it lifts recall@10 of the base e5-small far above its
-  raw prefix and its PCA; on a Matryoshka-trained model it adds little.
+  as the PCA and trained so that the ranking of the corpus by the coarse vectors reproduces the
+  ranking by the full vectors: for each query, the KL divergence between the softmax of its
+  full-size similarities to the passages and that of its coarse similarities is minimised. The
+  store needs exactly this (the true top hits must land among the stage-1 candidates). The queries
+  are what the store searches with: without real ones, :func:`pseudo_queries` cuts a short span
+  from each fitted passage and the store encodes it with the model's *query* prompt (questions are
+  short and sit elsewhere in the space than passages; ranking passages by passages, the earlier
+  objective, fitted a space that questions need less, and degraded with more steps). Measured in
+  ``docs/benchmarks.md``, "Coarse stage": it lifts recall@10 at coarse 64 of the base e5-small and
+  of the default model above their raw prefix, their PCA and the passage-as-query fit.
 
 Both give a :class:`CoarseProjection` (a mean and a ``(full_dim, dim)`` matrix), recorded in the
 collection contract so that every client projects queries and passages alike.
@@ -34,6 +37,8 @@ Example::
 from __future__ import annotations
 
 import logging
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,13 +47,20 @@ from medrag.errors import CollectionMismatchError, InvalidInputError
 
 logger = logging.getLogger(__name__)
 
-#: Settings of :func:`fit_learned`, chosen on the validation questions (``docs/benchmarks.md``).
+#: Settings of :func:`fit_learned`, chosen on the validation suite's dev questions
+#: (``docs/benchmarks.md``, "Coarse stage"): the coarse softmax is softer than the full-size target
+#: (the coarse cosines, centred, spread much wider than the full ones).
 LEARNED_STEPS = 10
-LEARNED_TEMPERATURE = 0.05
+LEARNED_TEMPERATURE = 0.1
+LEARNED_TARGET_TEMPERATURE = 0.02
 LEARNED_LEARNING_RATE = 1e-3
 LEARNED_BATCH = 512
+#: The earlier objective's temperature (both sides), used when no queries are given.
+PASSAGE_QUERY_TEMPERATURE = 0.05
+#: Words in a pseudo-query (:func:`pseudo_queries`): about a question's length.
+PSEUDO_QUERY_WORDS = (6, 14)
 #: At most this many vectors are fitted on (a seeded sample of larger inputs): the fit holds an
-#: ``n x n`` similarity matrix (64 MB at this size).
+#: ``n x n`` similarity matrix (64 MB at this size); the queries are capped alike.
 LEARNED_MAX_VECTORS = 4096
 #: Vectors needed per coarse dimension to fit each kind of projection.
 MIN_VECTORS_PER_DIM = {"pca": 2, "learned": 8}
@@ -121,54 +133,115 @@ def fit_pca(vectors: np.ndarray, dim: int) -> CoarseProjection:
     return CoarseProjection(mean.astype(np.float32), np.ascontiguousarray(vt[:dim].T, dtype=np.float32))
 
 
-def fit_learned(vectors: np.ndarray, dim: int, *, steps: int = LEARNED_STEPS,
-                temperature: float = LEARNED_TEMPERATURE, learning_rate: float = LEARNED_LEARNING_RATE,
-                batch: int = LEARNED_BATCH, seed: int = 0) -> CoarseProjection:
+def pseudo_queries(texts: Sequence[str], seed: int = 0, limit: int | None = LEARNED_MAX_VECTORS) -> list[str]:
+    """One query-like span per text for :func:`fit_learned`: 6 to 14 consecutive words (the whole
+    text when shorter), at a seeded random place, to be encoded with the model's *query* prompt.
+    With more than ``limit`` texts, a seeded sample of ``limit`` of them (in their order) gives one
+    span each: :func:`fit_learned` would not use more, so encoding them would be wasted.
+
+    Example::
+
+        >>> text = ("La ferritine basse signe une carence martiale, chez l'adulte comme chez l'enfant ; "
+        ...         "la CRP permet d'écarter une inflammation qui la masquerait.")
+        >>> span = pseudo_queries([text])[0]
+        >>> span in text and 6 <= len(span.split()) <= 14
+        True
+        >>> pseudo_queries(["Ferritine basse."])
+        ['Ferritine basse.']
+    """
+    rng = random.Random(seed)
+    if limit is not None and len(texts) > limit:
+        texts = [texts[i] for i in sorted(rng.sample(range(len(texts)), limit))]
+    out = []
+    for text in texts:
+        words = str(text).split()
+        n = rng.randint(*PSEUDO_QUERY_WORDS)
+        start = rng.randint(0, max(0, len(words) - n))
+        out.append(" ".join(words[start:start + n]) or str(text))
+    return out
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _sample(x: np.ndarray, seed: int) -> np.ndarray:
+    if len(x) <= LEARNED_MAX_VECTORS:
+        return x
+    keep = np.random.default_rng(seed).choice(len(x), LEARNED_MAX_VECTORS, replace=False)
+    return x[np.sort(keep)]
+
+
+def fit_learned(vectors: np.ndarray, dim: int, *, queries: np.ndarray | None = None, steps: int = LEARNED_STEPS,
+                temperature: float | None = None, target_temperature: float | None = None,
+                learning_rate: float = LEARNED_LEARNING_RATE, batch: int = LEARNED_BATCH,
+                seed: int = 0) -> CoarseProjection:
     """A projection trained so that coarse similarities rank the corpus like full-size ones.
 
     Args:
         vectors: ``(n, full_dim)`` full vectors of the corpus (normalised here); ``n >= 8 * dim``; a
             seeded sample of :data:`LEARNED_MAX_VECTORS` of them when there are more.
         dim: the coarse size.
-        steps: optimisation steps, each on ``batch`` of ``vectors`` as queries against all of them (few:
-            the objective ranks passages by passages, a stand-in for questions, and training it
-            longer fits it at the questions' expense; chosen on validation questions).
-        temperature: softmax temperature on cosines, full and coarse alike.
+        queries: ``(m, full_dim)`` full vectors of queries (real ones, or :func:`pseudo_queries` of
+            the passages encoded with the query prompt; the store does the latter). ``None``: each
+            passage serves as a query against the others (the unsupervised objective of the paper;
+            weaker for questions, see the module docstring).
+        steps: optimisation steps, each on ``batch`` queries against all the passages.
+        temperature: softmax temperature on the coarse cosines (default
+            :data:`LEARNED_TEMPERATURE`, or :data:`PASSAGE_QUERY_TEMPERATURE` without queries).
+        target_temperature: softmax temperature on the full-size cosines (default
+            :data:`LEARNED_TARGET_TEMPERATURE`, or :data:`PASSAGE_QUERY_TEMPERATURE` without queries).
         learning_rate: Adam's step size, from the PCA initialisation.
         batch: queries per step.
-        seed: the order of the queries (the fit is deterministic for a given seed and input).
+        seed: the samples and the order of the queries (the fit is deterministic for a given seed
+            and input).
 
     Returns:
-        The trained :class:`CoarseProjection` (its ``mean`` is the PCA's).
+        The trained :class:`CoarseProjection` (its ``mean`` is the PCA's of the passages).
     """
     import torch
     import torch.nn.functional as F
 
-    vectors = _check(vectors, dim, min_vectors("learned", dim))
-    if len(vectors) > LEARNED_MAX_VECTORS:
-        keep = np.random.default_rng(seed).choice(len(vectors), LEARNED_MAX_VECTORS, replace=False)
-        vectors = vectors[np.sort(keep)]
-    vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    vectors = _unit(_sample(_check(vectors, dim, min_vectors("learned", dim)), seed))
+    self_queries = queries is None
+    if self_queries:
+        q = vectors
+        default_t = default_target = PASSAGE_QUERY_TEMPERATURE
+    else:
+        q = np.asarray(queries, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != vectors.shape[1] or not len(q):
+            raise InvalidInputError(f"queries shaped {q.shape} for passages of {vectors.shape[1]} dims")
+        if not np.isfinite(q).all():
+            raise InvalidInputError("cannot fit a coarse projection on NaN or infinite query vectors")
+        q = _unit(_sample(q, seed + 1))
+        default_t, default_target = LEARNED_TEMPERATURE, LEARNED_TARGET_TEMPERATURE
+    temperature = default_t if temperature is None else temperature
+    target_temperature = default_target if target_temperature is None else target_temperature
     pca = fit_pca(vectors, dim)
-    x = torch.from_numpy(vectors)
-    centred = x - torch.from_numpy(pca.mean)
+    x, xq = torch.from_numpy(vectors), torch.from_numpy(np.ascontiguousarray(q))
+    mean = torch.from_numpy(pca.mean)
+    centred, centred_q = x - mean, xq - mean
     matrix = torch.from_numpy(pca.matrix.copy()).requires_grad_(True)
     optimizer = torch.optim.Adam([matrix], lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
-    n = len(vectors)
+    m = len(xq)
     with torch.no_grad():
-        full_logits = (x @ x.T) / temperature
-        full_logits.fill_diagonal_(float("-inf"))  # a passage is not its own neighbour
+        full_logits = (xq @ x.T) / target_temperature
+        if self_queries:
+            full_logits.fill_diagonal_(float("-inf"))  # a passage is not its own neighbour
         target = F.log_softmax(full_logits, dim=1)
-        target.fill_diagonal_(0.0)
+        if self_queries:
+            target.fill_diagonal_(0.0)
     order = torch.zeros(0, dtype=torch.long)
     for _ in range(steps):
-        if len(order) < min(batch, n):
-            order = torch.randperm(n, generator=generator)
+        if len(order) < min(batch, m):
+            order = torch.randperm(m, generator=generator)
         rows, order = order[:batch], order[batch:]
         coarse = F.normalize(centred @ matrix, dim=1)
-        logits = coarse[rows] @ coarse.T / temperature
-        logits[torch.arange(len(rows)), rows] = float("-inf")
+        coarse_q = coarse[rows] if self_queries else F.normalize(centred_q[rows] @ matrix, dim=1)
+        logits = coarse_q @ coarse.T / temperature
+        if self_queries:
+            logits[torch.arange(len(rows)), rows] = float("-inf")
         log_p = F.log_softmax(logits, dim=1)
         log_p = log_p.masked_fill(torch.isinf(log_p), 0.0)
         t = target[rows]
@@ -176,9 +249,10 @@ def fit_learned(vectors: np.ndarray, dim: int, *, steps: int = LEARNED_STEPS,
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    logger.info("fitted a learned %d-dim coarse projection on %d vectors (%d steps, final KL %.4f)",
-                dim, n, steps, float(loss.detach()))
+    logger.info("fitted a learned %d-dim coarse projection on %d vectors and %s (%d steps, final KL %.4f)",
+                dim, len(vectors), "the passages as queries" if self_queries else f"{m} queries", steps,
+                float(loss.detach()))
     return CoarseProjection(pca.mean, np.ascontiguousarray(matrix.detach().numpy(), dtype=np.float32))
 
 
-__all__ = ["CoarseProjection", "fit_pca", "fit_learned", "fit_sample_size", "min_vectors"]
+__all__ = ["CoarseProjection", "fit_pca", "fit_learned", "fit_sample_size", "min_vectors", "pseudo_queries"]

@@ -239,7 +239,7 @@ def test_the_first_write_is_large_enough_to_fit_the_coarse_projection(tiny_model
     assert store.coarse_rotation == "learned" and not store.rotation_fitted
     fitted_on = []
     real_fit = store._fit_rotation
-    store._fit_rotation = lambda full: fitted_on.append(len(full)) or real_fit(full)
+    store._fit_rotation = lambda full, texts: fitted_on.append(len(full)) or real_fit(full, texts)
     report = index_corpus(docs, store, batch_size=32, show_progress=False)
     assert report.stored == 300 and store.rotation_fitted
     assert fitted_on == [2 * min_vectors("learned", 8)]

@@ -328,7 +328,7 @@ def test_pca_coarse_rotation_is_fitted_once_and_recorded_in_the_contract(client,
 
 
 def test_learned_coarse_projection_is_fitted_once_and_recorded(client, fake) -> None:
-    from medrag.coarse import fit_learned
+    from medrag.coarse import fit_learned, pseudo_queries
     from medrag.errors import InvalidInputError
     from medrag.store import ROTATION_KEY
 
@@ -341,7 +341,9 @@ def test_learned_coarse_projection_is_fitted_once_and_recorded(client, fake) -> 
     ids = store.add_texts(TEXTS, batch_size=280)
     meta = client.get_collection(name).metadata
     assert meta["medrag:coarse_rotation"] == "learned" and meta[ROTATION_KEY]
-    expected = fit_learned(fake.encode_documents(TEXTS), 32).project(fake.encode_documents(TEXTS[:1]))
+    # fitted for the store's queries: spans of the texts, encoded with the query prompt
+    queries = fake.encode_queries(pseudo_queries(TEXTS))
+    expected = fit_learned(fake.encode_documents(TEXTS), 32, queries=queries).project(fake.encode_documents(TEXTS[:1]))
     stored = np.asarray(store.collection.get(ids=[ids[0]], include=["embeddings"])["embeddings"][0])
     assert np.allclose(stored, expected[0], atol=1e-4)  # the fit is deterministic
     q = TEXTS[7]
@@ -352,6 +354,36 @@ def test_learned_coarse_projection_is_fitted_once_and_recorded(client, fake) -> 
         [d.id for d in store.similarity_search(q, k=5, candidates=40)]
     with pytest.raises(CollectionMismatchError, match="rotation"):
         MatryoshkaChroma(name, fake, client=client, coarse_dim=32, coarse_rotation="pca")
+    store.delete_collection()
+
+
+def test_a_learned_projection_is_fitted_on_query_encoded_spans_of_the_first_batch(client) -> None:
+    """The learned fit's queries are pseudo_queries of the texts through the query prompt (a
+    MatryoshkaEncoder's encode_queries), or, for plain LangChain embeddings, one embed_documents
+    call on them (no per-text embed_query)."""
+    from medrag.coarse import fit_learned, pseudo_queries
+
+    class QueryPrompted(FakeMatryoshkaEmbeddings):  # queries land elsewhere than passages, like e5's
+        def encode_queries(self, texts):
+            return np.stack([self._vec("query: " + t) for t in texts])
+
+    emb = QueryPrompted(64)
+    store = MatryoshkaChroma(_name(), emb, client=client, coarse_dim=8, coarse_rotation="learned")
+    store.add_texts(TEXTS[:200], batch_size=16)  # the fit sees the first write: 2 x 64 texts
+    expected = fit_learned(emb.encode_documents(TEXTS[:128]), 8,
+                           queries=emb.encode_queries(pseudo_queries(TEXTS[:128])))
+    assert np.allclose(store._rotation.matrix, expected.matrix, atol=1e-5)
+    assert np.allclose(store._rotation.mean, expected.mean, atol=1e-6)
+    store.delete_collection()
+
+    plain = PlainEmbeddings(64)
+    seen: list[list[str]] = []
+    real_docs = plain.embed_documents
+    plain.embed_documents = lambda texts: seen.append(list(texts)) or real_docs(texts)
+    store = MatryoshkaChroma(_name(), plain, client=client, coarse_dim=8, coarse_rotation="learned")
+    plain.embed_query = lambda text: pytest.fail("the fit embedded a query one at a time")
+    store.add_texts(TEXTS[:200], batch_size=16)
+    assert pseudo_queries(TEXTS[:128]) in seen and store.rotation_fitted
     store.delete_collection()
 
 
@@ -1018,7 +1050,7 @@ def test_the_first_batch_is_large_enough_to_fit_the_coarse_projection(tmp_path, 
                              coarse_rotation="learned")
     fitted_on, written = [], []
     real_fit, real_write = store._fit_rotation, store._write
-    store._fit_rotation = lambda full: fitted_on.append(len(full)) or real_fit(full)
+    store._fit_rotation = lambda full, texts: fitted_on.append(len(full)) or real_fit(full, texts)
     store._write = lambda idx, *a: written.append(len(idx)) or real_write(idx, *a)
     store.add_texts(TEXTS[:200], batch_size=16, show_progress=False)
     assert fitted_on == [2 * min_vectors("learned", 8)] and written[0] == 128 and set(written[1:-1]) == {16}
