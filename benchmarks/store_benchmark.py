@@ -865,13 +865,17 @@ def synthetic(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------------- French recall: raw prefix vs PCA
 
 
-ROTATION_KINDS = ("pca", "learned", "learned-passages")
+ROTATION_KINDS = ("pca", "learned", "learned-passages", "ceiling")
+#: ``ceiling``: a linear projection fitted on the very queries it is scored on (against the first
+#: 4,096 chunks, 300 steps): no store can fit that; an empirical ceiling of what a linear coarse
+#: map of this size reaches on this corpus.
+CEILING = {"steps": 300, "learning_rate": 3e-3, "chunks": 4096}
 
 
 def _rotation_list(value: str) -> list[str]:
     """``--rotations``: a comma-separated subset of pca, learned (fitted for pseudo-queries, as the
-    store fits it), learned-passages (the earlier objective: passages as queries); ``none`` for the
-    raw prefix only."""
+    store fits it), learned-passages (the earlier objective: passages as queries), ceiling (see
+    :data:`CEILING`); ``none`` for the raw prefix only."""
     kinds = [] if value.strip().lower() == "none" else [v.strip() for v in value.split(",") if v.strip()]
     bad = [k for k in kinds if k not in ROTATION_KINDS]
     if bad:
@@ -1049,6 +1053,9 @@ def french_recall(args: argparse.Namespace) -> None:
                 t0 = time.perf_counter()
                 if kind == "pca":
                     projection = fit_pca(dd[:fit], coarse)
+                elif kind == "ceiling":
+                    projection = fit_learned(dd[:CEILING["chunks"]], coarse, queries=qq, steps=CEILING["steps"],
+                                             learning_rate=CEILING["learning_rate"])
                 else:  # the store's fit (pseudo-queries), or the earlier one (passages as queries)
                     projection = fit_learned(dd[:fit], coarse, queries=pq if kind == "learned" else None,
                                              **report["learned"])
@@ -1143,7 +1150,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="FrenchMedMCQA questions only, or the validation suite's held-out queries of every "
                          "choice domain (a quarter each; recall reported per domain too)")
     fr.add_argument("--rotations", type=_rotation_list, default=["pca", "learned"],
-                    help="fitted stages measured beside the raw prefix: pca,learned (default), one of them, or none")
+                    help="fitted stages measured beside the raw prefix, comma-separated: pca, learned (the store's), "
+                         "learned-passages (the first objective), ceiling (fitted on the scored queries themselves: "
+                         "an empirical ceiling); default pca,learned; none for the raw prefix only")
     fr.add_argument("--fit", type=int, default=1000, help="chunks the projections are fitted on (the store's first batch)")
     fr.add_argument("--learned-steps", type=int, default=None, help="fit_learned setting (default: the library's)")
     fr.add_argument("--learned-temperature", type=float, default=None, help="fit_learned setting: coarse softmax temperature")
