@@ -752,7 +752,13 @@ class MatryoshkaChroma(VectorStore):
         if self._rotation_kind == "pca":
             rotation = fit_pca(full, self._coarse_dim)
         else:
-            queries = self._encode(pseudo_queries(texts), query=is_encoder(self._encoder))
+            try:
+                queries = self._encode(pseudo_queries(texts), query=is_encoder(self._encoder))
+            except InvalidInputError as exc:  # e.g. PrecomputedEmbeddings without a fallback encoder
+                logger.warning("the embeddings cannot encode the pseudo-queries of the learned coarse fit (%s); "
+                               "fitting with the passages as queries instead, which measured lower recall: give "
+                               "the embeddings a way to encode new texts (PrecomputedEmbeddings(fallback=...))", exc)
+                queries = None
             rotation = fit_learned(full, self._coarse_dim, queries=queries)
         current = self._chroma_call("read the collection metadata", self._client.get_collection,
                                     name=self._collection_name, embedding_function=None)

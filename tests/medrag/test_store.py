@@ -387,6 +387,24 @@ def test_a_learned_projection_is_fitted_on_query_encoded_spans_of_the_first_batc
     store.delete_collection()
 
 
+def test_precomputed_vectors_without_a_fallback_fit_the_learned_projection_on_passages(client, caplog) -> None:
+    """PrecomputedEmbeddings cannot encode the pseudo-queries (texts it has no vector for): the fit
+    uses the passages as queries, says so, and the first write succeeds."""
+    from medrag import PrecomputedEmbeddings
+    from medrag.coarse import fit_learned
+
+    fake = FakeMatryoshkaEmbeddings(64)
+    vectors = fake.encode_documents(TEXTS[:200])
+    emb = PrecomputedEmbeddings.from_arrays(TEXTS[:200], vectors, spec="fake", fingerprint="0123abcd", dims=[64, 8])
+    store = MatryoshkaChroma(_name(), emb, client=client, coarse_dim=8, coarse_rotation="learned")
+    with caplog.at_level("WARNING", logger="medrag.store"):
+        store.add_texts(TEXTS[:200], batch_size=16)
+    assert len(store) == 200 and "passages as queries" in caplog.text
+    expected = fit_learned(vectors[:128], 8)
+    assert np.allclose(store._rotation.matrix, expected.matrix, atol=1e-5)
+    store.delete_collection()
+
+
 @pytest.mark.parametrize("encoding", ["float32", "int8"])
 def test_funnel_with_all_candidates_equals_exact_search(client, fake, encoding) -> None:
     store = MatryoshkaChroma(_name(), fake, client=client, full_encoding=encoding)
