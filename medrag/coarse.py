@@ -133,11 +133,18 @@ def fit_pca(vectors: np.ndarray, dim: int) -> CoarseProjection:
     return CoarseProjection(mean.astype(np.float32), np.ascontiguousarray(vt[:dim].T, dtype=np.float32))
 
 
-def pseudo_queries(texts: Sequence[str], seed: int = 0, limit: int | None = LEARNED_MAX_VECTORS) -> list[str]:
+def sample_indices(n: int, seed: int = 0) -> np.ndarray:
+    """The rows :func:`fit_learned` fits on out of ``n``: all of them, or a seeded sample of
+    :data:`LEARNED_MAX_VECTORS` (sorted). The store takes the same rows of its texts to cut the
+    pseudo-queries from, so that each query's passage is among the fitted ones."""
+    if n <= LEARNED_MAX_VECTORS:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, LEARNED_MAX_VECTORS, replace=False))
+
+
+def pseudo_queries(texts: Sequence[str], seed: int = 0) -> list[str]:
     """One query-like span per text for :func:`fit_learned`: 6 to 14 consecutive words (the whole
     text when shorter), at a seeded random place, to be encoded with the model's *query* prompt.
-    With more than ``limit`` texts, a seeded sample of ``limit`` of them (in their order) gives one
-    span each: :func:`fit_learned` would not use more, so encoding them would be wasted.
 
     Example::
 
@@ -150,8 +157,6 @@ def pseudo_queries(texts: Sequence[str], seed: int = 0, limit: int | None = LEAR
         ['Ferritine basse.']
     """
     rng = random.Random(seed)
-    if limit is not None and len(texts) > limit:
-        texts = [texts[i] for i in sorted(rng.sample(range(len(texts)), limit))]
     out = []
     for text in texts:
         words = str(text).split()
@@ -166,10 +171,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def _sample(x: np.ndarray, seed: int) -> np.ndarray:
-    if len(x) <= LEARNED_MAX_VECTORS:
-        return x
-    keep = np.random.default_rng(seed).choice(len(x), LEARNED_MAX_VECTORS, replace=False)
-    return x[np.sort(keep)]
+    return x if len(x) <= LEARNED_MAX_VECTORS else x[sample_indices(len(x), seed)]
 
 
 def fit_learned(vectors: np.ndarray, dim: int, *, queries: np.ndarray | None = None, steps: int = LEARNED_STEPS,
@@ -180,13 +182,15 @@ def fit_learned(vectors: np.ndarray, dim: int, *, queries: np.ndarray | None = N
 
     Args:
         vectors: ``(n, full_dim)`` full vectors of the corpus (normalised here); ``n >= 8 * dim``; a
-            seeded sample of :data:`LEARNED_MAX_VECTORS` of them when there are more.
+            seeded sample of :data:`LEARNED_MAX_VECTORS` of them when there are more
+            (:func:`sample_indices`).
         dim: the coarse size.
         queries: ``(m, full_dim)`` full vectors of queries (real ones, or :func:`pseudo_queries` of
             the passages encoded with the query prompt; the store does the latter). ``None``: each
             passage serves as a query against the others (the unsupervised objective of the paper;
-            weaker for questions, see the module docstring).
-        steps: optimisation steps, each on ``batch`` queries against all the passages.
+            weaker for questions, see the module docstring). More than
+            :data:`LEARNED_MAX_VECTORS` are sampled alike.
+        steps: optimisation steps (>= 1), each on ``batch`` queries against all the passages.
         temperature: softmax temperature on the coarse cosines (default
             :data:`LEARNED_TEMPERATURE`, or :data:`PASSAGE_QUERY_TEMPERATURE` without queries).
         target_temperature: softmax temperature on the full-size cosines (default
@@ -203,6 +207,8 @@ def fit_learned(vectors: np.ndarray, dim: int, *, queries: np.ndarray | None = N
     import torch.nn.functional as F
 
     vectors = _unit(_sample(_check(vectors, dim, min_vectors("learned", dim)), seed))
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise InvalidInputError(f"steps must be an int >= 1, got {steps!r}")
     self_queries = queries is None
     if self_queries:
         q = vectors
@@ -255,4 +261,5 @@ def fit_learned(vectors: np.ndarray, dim: int, *, queries: np.ndarray | None = N
     return CoarseProjection(pca.mean, np.ascontiguousarray(matrix.detach().numpy(), dtype=np.float32))
 
 
-__all__ = ["CoarseProjection", "fit_pca", "fit_learned", "fit_sample_size", "min_vectors", "pseudo_queries"]
+__all__ = ["CoarseProjection", "fit_pca", "fit_learned", "fit_sample_size", "min_vectors", "pseudo_queries",
+           "sample_indices"]

@@ -41,13 +41,15 @@ from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from medrag.vector_codec import ENCODINGS, encoded_size, pack_rows, unpack_rows
-from medrag.coarse import CoarseProjection, fit_learned, fit_pca, fit_sample_size, min_vectors, pseudo_queries
+from medrag.coarse import (CoarseProjection, fit_learned, fit_pca, fit_sample_size, min_vectors, pseudo_queries,
+                           sample_indices)
 from medrag._store_lock import DirectoryLock, folder_write_lock
 from medrag._store_repair import COMPLETE_KEY, REPAIR_SUFFIX, is_vector_index_failure, read_records, segment_ids
 from medrag._chroma_errors import translate_chroma_error
 from medrag._store_sidecar import SIDECAR_NAME, VectorSidecar
 from medrag.embeddings import validate_texts
 from medrag.encoder import is_encoder
+from medrag.precomputed import PrecomputedEmbeddings
 from medrag.errors import (CollectionMismatchError, DimensionError, InvalidArgumentError, InvalidInputError, MedragError,
                            StoreError, StoreLockedError)
 from medrag.lexical.analyzer import AnalyzerOptions
@@ -176,7 +178,8 @@ class MatryoshkaChroma(VectorStore):
             ``2 * coarse_dim`` texts for ``"pca"``, ``8 * coarse_dim`` for ``"learned"``); recorded in
             the collection contract with the fitted matrix. Refitting means ``reindex`` into a new
             collection. Measured reasons in ``docs/benchmarks.md``, "Coarse stage".
-        rotation_sample: texts to fit the projection on (encoded with the document prompt).
+        rotation_sample: texts to fit the projection on (encoded with the document prompt; for
+            ``"learned"``, spans of them with the query prompt too).
         vector_sidecar: keep a local SQLite copy of each record's packed full vector, text and
             metadata beside an embedded folder, and read the rerank's vectors and the returned
             texts from it, so that a query is one Chroma call (default: True for an embedded
@@ -740,9 +743,10 @@ class MatryoshkaChroma(VectorStore):
     def _fit_rotation(self, full: np.ndarray, texts: list[str]) -> None:
         """Fit the coarse projection on the full vectors of ``texts`` and record it in the contract
         (before any write). A learned one is fitted for the queries the store will see:
-        :func:`medrag.coarse.pseudo_queries` of the texts, encoded with the query prompt (one batch
-        call for a :class:`~medrag.encoder.MatryoshkaEncoder`; LangChain embeddings, which have no
-        batch query call, embed them as documents)."""
+        :func:`medrag.coarse.pseudo_queries` of the texts it fits on, encoded with the query prompt
+        (one batch call for a :class:`~medrag.encoder.MatryoshkaEncoder`; LangChain embeddings, which
+        have no batch query call, embed them as documents; :class:`~medrag.PrecomputedEmbeddings`
+        without a fallback cannot encode them, and the passages serve as queries)."""
         needed = min_vectors(self._rotation_kind, self._coarse_dim)
         if len(full) < needed:
             raise InvalidInputError(
@@ -752,13 +756,15 @@ class MatryoshkaChroma(VectorStore):
         if self._rotation_kind == "pca":
             rotation = fit_pca(full, self._coarse_dim)
         else:
-            try:
-                queries = self._encode(pseudo_queries(texts), query=is_encoder(self._encoder))
-            except InvalidInputError as exc:  # e.g. PrecomputedEmbeddings without a fallback encoder
-                logger.warning("the embeddings cannot encode the pseudo-queries of the learned coarse fit (%s); "
-                               "fitting with the passages as queries instead, which measured lower recall: give "
-                               "the embeddings a way to encode new texts (PrecomputedEmbeddings(fallback=...))", exc)
+            keep = sample_indices(len(texts))  # the rows fit_learned uses, and their texts
+            full, texts = full[keep], [texts[i] for i in keep]
+            if isinstance(self._encoder, PrecomputedEmbeddings) and self._encoder.fallback is None:
+                logger.warning("PrecomputedEmbeddings without a fallback cannot encode the pseudo-queries of the "
+                               "learned coarse fit: the passages serve as queries instead (lower recall measured); "
+                               "pass fallback= the model that made the vectors")
                 queries = None
+            else:
+                queries = self._encode(pseudo_queries(texts), query=is_encoder(self._encoder))
             rotation = fit_learned(full, self._coarse_dim, queries=queries)
         current = self._chroma_call("read the collection metadata", self._client.get_collection,
                                     name=self._collection_name, embedding_function=None)

@@ -387,6 +387,26 @@ def test_a_learned_projection_is_fitted_on_query_encoded_spans_of_the_first_batc
     store.delete_collection()
 
 
+def test_a_large_rotation_sample_cuts_its_pseudo_queries_from_the_fitted_passages(client) -> None:
+    """Above 4,096 texts the fit samples its passages; the pseudo-queries come from the same texts."""
+    from medrag.coarse import LEARNED_MAX_VECTORS, fit_learned, pseudo_queries, sample_indices
+
+    class QueryPrompted(FakeMatryoshkaEmbeddings):
+        def encode_queries(self, texts):
+            return np.stack([self._vec("query: " + t) for t in texts])
+
+    emb = QueryPrompted(64)
+    sample = [f"Compte rendu {i} : bilan {i % 97}, ferritine {i % 41} µg/L, CRP {i % 13} mg/L, avis {i}."
+              for i in range(LEARNED_MAX_VECTORS + 104)]
+    store = MatryoshkaChroma(_name(), emb, client=client, coarse_dim=8, coarse_rotation="learned",
+                             rotation_sample=sample)
+    keep = sample_indices(len(sample))
+    fitted = [sample[i] for i in keep]
+    expected = fit_learned(emb.encode_documents(fitted), 8, queries=emb.encode_queries(pseudo_queries(fitted)))
+    assert np.allclose(store._rotation.matrix, expected.matrix, atol=1e-5)
+    store.delete_collection()
+
+
 def test_precomputed_vectors_without_a_fallback_fit_the_learned_projection_on_passages(client, caplog) -> None:
     """PrecomputedEmbeddings cannot encode the pseudo-queries (texts it has no vector for): the fit
     uses the passages as queries, says so, and the first write succeeds."""
@@ -399,7 +419,7 @@ def test_precomputed_vectors_without_a_fallback_fit_the_learned_projection_on_pa
     store = MatryoshkaChroma(_name(), emb, client=client, coarse_dim=8, coarse_rotation="learned")
     with caplog.at_level("WARNING", logger="medrag.store"):
         store.add_texts(TEXTS[:200], batch_size=16)
-    assert len(store) == 200 and "passages as queries" in caplog.text
+    assert len(store) == 200 and "passages serve as queries" in caplog.text
     expected = fit_learned(vectors[:128], 8)
     assert np.allclose(store._rotation.matrix, expected.matrix, atol=1e-5)
     store.delete_collection()
