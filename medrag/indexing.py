@@ -219,7 +219,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
         chunk_words / overlap / max_words: see :func:`chunk_text`.
         batch_size: chunks encoded and written together (one model call, one Chroma write). When
             the store's coarse projection (``coarse_rotation``) is still to be fitted, the first
-            write is larger: twice the projection's minimum (1,024 texts for ``"learned"`` at 64 dims).
+            write is larger: :func:`medrag.coarse.fit_sample_size` texts (4,096).
         show_progress: a tqdm bar over chunks (default: when stderr is a terminal).
 
     Raises:

@@ -842,8 +842,8 @@ class MatryoshkaChroma(VectorStore):
                 ``deterministic_ids=False``).
             batch_size: texts encoded (one model call) and upserted (one Chroma call) together;
                 default 1,000, capped by the client's ``get_max_batch_size()``. While a fitted
-                coarse projection waits for its first write, the first batch is at least twice its
-                minimum (1,024 texts for ``"learned"`` at 64 dims).
+                coarse projection waits for its first write, the first batch holds
+                :func:`medrag.coarse.fit_sample_size` texts (4,096) to fit it on.
             show_progress: tqdm progress bar (default: for 1,000 texts or more).
             skip_existing: skip caller ids already stored (content ids are always skipped).
 

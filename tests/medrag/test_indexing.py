@@ -226,9 +226,8 @@ def test_index_resumes_after_sigkill_without_duplicates_or_re_encoding(tiny_mode
 
 def test_the_first_write_is_large_enough_to_fit_the_coarse_projection(tiny_model_dir, tmp_path) -> None:
     """A learned projection needs 8 x coarse_dim texts at the first write; index_corpus makes its
-    first write twice that, whatever batch_size (a batch of 32 alone would be refused)."""
+    first write fit_sample_size (4,096) texts, whatever batch_size (a batch of 32 alone would be refused)."""
     from medrag import MatryoshkaChroma, MatryoshkaEmbeddings
-    from medrag.coarse import min_vectors
 
     docs = tmp_path / "docs.jsonl"
     docs.write_text("\n".join(json.dumps({"text": f"Note {i} : ferritine {i} µg/L, CRP {i % 13} mg/L, "
@@ -242,5 +241,5 @@ def test_the_first_write_is_large_enough_to_fit_the_coarse_projection(tiny_model
     store._fit_rotation = lambda full, texts: fitted_on.append(len(full)) or real_fit(full, texts)
     report = index_corpus(docs, store, batch_size=32, show_progress=False)
     assert report.stored == 300 and store.rotation_fitted
-    assert fitted_on == [2 * min_vectors("learned", 8)]
+    assert fitted_on == [300]  # the first write holds fit_sample_size (4,096) texts: all of them, not 32
     store.close()

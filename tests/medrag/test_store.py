@@ -300,7 +300,7 @@ def test_pca_coarse_rotation_is_fitted_once_and_recorded_in_the_contract(client,
     with pytest.raises(InvalidInputError, match="at least 128"):
         store.add_texts(TEXTS[:50])  # too few to fit a 64-dim PCA: nothing written
     assert len(store) == 0
-    # fitted on the first batch, made twice the minimum (256 > batch_size): all 200 texts here
+    # fitted on the first batch, made fit_sample_size (4,096 > batch_size): all 200 texts here
     ids = store.add_texts(TEXTS[:200], batch_size=150)
     meta = client.get_collection(name).metadata
     assert meta["medrag:coarse_rotation"] == "pca" and meta[ROTATION_KEY]
@@ -337,7 +337,7 @@ def test_learned_coarse_projection_is_fitted_once_and_recorded(client, fake) -> 
     with pytest.raises(InvalidInputError, match="at least 256"):
         store.add_texts(TEXTS[:200])  # too few for a learned 32-dim projection: nothing written
     assert len(store) == 0
-    # fitted on the first batch, made twice the minimum (512 > batch_size): all 300 texts here
+    # fitted on the first batch, made fit_sample_size (4,096 > batch_size): all 300 texts here
     ids = store.add_texts(TEXTS, batch_size=280)
     meta = client.get_collection(name).metadata
     assert meta["medrag:coarse_rotation"] == "learned" and meta[ROTATION_KEY]
@@ -369,9 +369,9 @@ def test_a_learned_projection_is_fitted_on_query_encoded_spans_of_the_first_batc
 
     emb = QueryPrompted(64)
     store = MatryoshkaChroma(_name(), emb, client=client, coarse_dim=8, coarse_rotation="learned")
-    store.add_texts(TEXTS[:200], batch_size=16)  # the fit sees the first write: 2 x 64 texts
-    expected = fit_learned(emb.encode_documents(TEXTS[:128]), 8,
-                           queries=emb.encode_queries(pseudo_queries(TEXTS[:128])))
+    store.add_texts(TEXTS[:200], batch_size=16)  # the fit sees the first write: all 200 (< 4,096)
+    expected = fit_learned(emb.encode_documents(TEXTS[:200]), 8,
+                           queries=emb.encode_queries(pseudo_queries(TEXTS[:200])))
     assert np.allclose(store._rotation.matrix, expected.matrix, atol=1e-5)
     assert np.allclose(store._rotation.mean, expected.mean, atol=1e-6)
     store.delete_collection()
@@ -383,7 +383,7 @@ def test_a_learned_projection_is_fitted_on_query_encoded_spans_of_the_first_batc
     store = MatryoshkaChroma(_name(), plain, client=client, coarse_dim=8, coarse_rotation="learned")
     plain.embed_query = lambda text: pytest.fail("the fit embedded a query one at a time")
     store.add_texts(TEXTS[:200], batch_size=16)
-    assert pseudo_queries(TEXTS[:128]) in seen and store.rotation_fitted
+    assert pseudo_queries(TEXTS[:200]) in seen and store.rotation_fitted
     store.delete_collection()
 
 
@@ -420,7 +420,7 @@ def test_precomputed_vectors_without_a_fallback_fit_the_learned_projection_on_pa
     with caplog.at_level("WARNING", logger="medrag.store"):
         store.add_texts(TEXTS[:200], batch_size=16)
     assert len(store) == 200 and "passages serve as queries" in caplog.text
-    expected = fit_learned(vectors[:128], 8)
+    expected = fit_learned(vectors, 8)
     assert np.allclose(store._rotation.matrix, expected.matrix, atol=1e-5)
     store.delete_collection()
 
@@ -1080,9 +1080,10 @@ class TestStandardServer(_Standard):
 
 
 def test_the_first_batch_is_large_enough_to_fit_the_coarse_projection(tmp_path, fake) -> None:
-    """A learned projection needs 8 x coarse_dim texts; the first batch of add_texts is twice that
-    whatever batch_size (a first batch of 16 would be refused), the rest use batch_size."""
-    from medrag.coarse import min_vectors
+    """A learned projection needs 8 x coarse_dim texts; the first batch of add_texts holds
+    fit_sample_size (4,096) whatever batch_size (a first batch of 16 would be refused or fitted on
+    too few), the rest use batch_size."""
+    from medrag.coarse import fit_sample_size
 
     store = MatryoshkaChroma(_name(), fake, persist_directory=str(tmp_path / "db"), coarse_dim=8,
                              coarse_rotation="learned")
@@ -1090,7 +1091,9 @@ def test_the_first_batch_is_large_enough_to_fit_the_coarse_projection(tmp_path, 
     real_fit, real_write = store._fit_rotation, store._write
     store._fit_rotation = lambda full, texts: fitted_on.append(len(full)) or real_fit(full, texts)
     store._write = lambda idx, *a: written.append(len(idx)) or real_write(idx, *a)
-    store.add_texts(TEXTS[:200], batch_size=16, show_progress=False)
-    assert fitted_on == [2 * min_vectors("learned", 8)] and written[0] == 128 and set(written[1:-1]) == {16}
-    assert len(store) == 200 and store.rotation_fitted
+    texts = [f"Compte rendu {i} : ferritine {i % 41} µg/L, CRP {i % 13} mg/L." for i in range(4200)]
+    store.add_texts(texts, batch_size=16, show_progress=False)
+    first = fit_sample_size("learned", 8)
+    assert first == 4096 and fitted_on == [first] and written[0] == first and set(written[1:-1]) == {16}
+    assert len(store) == 4200 and store.rotation_fitted
     store.close()
