@@ -172,10 +172,11 @@ class MatryoshkaChroma(VectorStore):
             fitted texts encoded with the query prompt, like the full vectors do,
             :func:`medrag.coarse.fit_learned`): a fitted projection moves the information of a model
             that is *not* Matryoshka-trained into the coarse vector, and on a large corpus it helps
-            the default model too (``"learned"``: 0.72 -> 0.81 recall@10 at coarse 64 / 100
-            candidates on 16,384 French chunks, 0.97 at coarse 128). Fitted once, on
-            ``rotation_sample`` when given, else on the first batch written (at least
-            ``2 * coarse_dim`` texts for ``"pca"``, ``8 * coarse_dim`` for ``"learned"``); recorded in
+            the default model too (``"learned"``: 0.72 -> 0.84 recall@10 at coarse 64 / 100
+            candidates on 16,384 French chunks, 0.98 at coarse 128). Fitted once, on
+            ``rotation_sample`` when given, else on the first batch written (4,096 texts when
+            there are that many; at least ``2 * coarse_dim`` texts for ``"pca"``,
+            ``8 * coarse_dim`` for ``"learned"``); recorded in
             the collection contract with the fitted matrix. Refitting means ``reindex`` into a new
             collection. Measured reasons in ``docs/benchmarks.md``, "Coarse stage".
         rotation_sample: texts to fit the projection on (encoded with the document prompt; for
