@@ -981,13 +981,42 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
+def _store_recall(label: str, chunks: list[str], dd: np.ndarray, qq: np.ndarray, spans: list[str],
+                  span_vectors: np.ndarray, coarse: int, candidates: list[int], exact: np.ndarray
+                  ) -> tuple[list[float], float]:
+    """recall@10 of a real embedded ``MatryoshkaChroma`` (``coarse_rotation="learned"``, HNSW stage
+    1, int8 full vectors) built over ``chunks`` from their vectors: the store fits its projection
+    itself on its first write, with the span vectors looked up as its pseudo-queries. Returns the
+    recall per candidate count and the seconds the ingest took."""
+    import tempfile
+
+    from medrag import MatryoshkaChroma, PrecomputedEmbeddings
+
+    emb = PrecomputedEmbeddings.from_arrays(chunks, dd, spans, span_vectors, spec=label,
+                                            fingerprint=hashlib.sha256(label.encode()).hexdigest()[:16],
+                                            dims=[dd.shape[1], coarse])
+    with tempfile.TemporaryDirectory() as folder:
+        store = MatryoshkaChroma("recall", emb, persist_directory=folder, coarse_dim=coarse,
+                                 coarse_rotation="learned")
+        t0 = time.perf_counter()
+        store.add_texts(chunks, ids=[str(i) for i in range(len(chunks))], show_progress=False)
+        seconds = time.perf_counter() - t0
+        values = []
+        for cand in candidates:
+            hits = [len({int(doc.id) for doc, _ in store.similarity_search_by_vector_with_score(q, k=10, candidates=cand)}
+                        & set(exact[i].tolist())) / 10 for i, q in enumerate(qq)]
+            values.append(float(np.mean(hits)))
+        store.close()
+    return values, seconds
+
+
 def french_recall(args: argparse.Namespace) -> None:
     """recall@10 against exact full-size search, for an exact stage 1 on the raw first ``coarse``
     coordinates vs the store's fitted projections (:mod:`medrag.coarse`: PCA, learned), fitted on
     the first ``--fit`` chunks as the store fits them, for the encoded model and for each
     frozen-encoder ``--head`` model derived from its vectors."""
     from medrag import MatryoshkaEmbeddings
-    from medrag.coarse import fit_learned, fit_pca, pseudo_queries
+    from medrag.coarse import fit_learned, fit_pca, fit_sample_size, pseudo_queries
 
     cache = Path(args.cache).expanduser()
     cache.mkdir(parents=True, exist_ok=True)
@@ -1009,10 +1038,16 @@ def french_recall(args: argparse.Namespace) -> None:
     fit = min(args.fit, len(docs))
     # the learned fit's queries, as the store makes them: spans of the fitted chunks, query prompt
     pseudo = encode_sharded(pseudo_queries(chunks[:fit]), emb.encode_queries, cache, tag + "-pseudo")
+    # --store: the spans the store itself cuts from its first write (the fit sample), query prompt
+    store_fit = min(len(docs), fit_sample_size("learned", max(args.coarse)))
+    store_spans = pseudo_queries(chunks[:store_fit]) if args.store else []
+    store_pseudo = (encode_sharded(store_spans, emb.encode_queries, cache, tag + "-pseudo")
+                    if args.store else np.zeros((0, docs.shape[1]), np.float32))
     if args.encode_only:
         print(f"{len(docs)} chunk vectors and {len(qs)} query vectors cached in {cache}")
         return
     models: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {args.model: (_unit(docs), _unit(qs), _unit(pseudo))}
+    store_pseudos = {args.model: store_pseudo}
     for spec in args.head:
         w, b = frozen_head(spec)
         real = MatryoshkaEmbeddings(spec).encode_documents(chunks[:16])
@@ -1021,6 +1056,7 @@ def french_recall(args: argparse.Namespace) -> None:
         if gap > 1e-3:
             raise SystemExit(f"{spec}: vectors derived from {args.model}'s differ by {gap:.2g}: not a frozen-encoder model")
         models[spec] = (_unit(docs @ w.T + b), _unit(qs @ w.T + b), _unit(pseudo @ w.T + b))
+        store_pseudos[spec] = store_pseudo @ w.T + b if len(store_pseudo) else store_pseudo
     report: dict[str, Any] = {"chunks": len(docs), "all_chunks": total, "queries": len(qs),
                               "query_split": args.query_split, "query_source": args.query_source,
                               "queries_per_domain": {d: query_domains.count(d) for d in dict.fromkeys(query_domains)},
@@ -1072,6 +1108,13 @@ def french_recall(args: argparse.Namespace) -> None:
                 if len(by_domain) > 1:
                     for d, r in by_domain.items():
                         print(f"|   {d} | {stage} | " + " | ".join(f"{x:.3f}" for x in r) + " | |", flush=True)
+            if args.store:
+                values, seconds = _store_recall(label, chunks, dd, qq, store_spans, store_pseudos[label], coarse,
+                                                args.candidates, exact)
+                stage = f"store: HNSW + int8 rerank, learned-{coarse} fitted by the store on {store_fit}"
+                report["rows"].append({"model": label, "stage": stage, "recall": values, "ingest_s": round(seconds, 2)})
+                print(f"| {label} | {stage} | " + " | ".join(f"{x:.3f}" for x in values) + f" | ingest {seconds:.0f} s |",
+                      flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
 
@@ -1160,6 +1203,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="fit_learned setting: full-size softmax temperature")
     fr.add_argument("--learned-lr", type=float, default=None)
     fr.add_argument("--out", default=None, help="results JSON")
+    fr.add_argument("--store", action="store_true",
+                    help="also build a real embedded MatryoshkaChroma (learned coarse stage fitted by the store, HNSW, "
+                         "int8 rerank) per model and coarse size, and measure its recall")
     fr.add_argument("--queries", type=int, default=300)
     fr.add_argument("--coarse", type=lambda v: [int(x) for x in v.split(",")], default=[32, 64])
     fr.add_argument("--candidates", type=lambda v: [int(x) for x in v.split(",")], default=[100, 400])

@@ -408,10 +408,10 @@ def test_a_large_rotation_sample_cuts_its_pseudo_queries_from_the_fitted_passage
 
 
 def test_precomputed_vectors_without_a_fallback_fit_the_learned_projection_on_passages(client, caplog) -> None:
-    """PrecomputedEmbeddings cannot encode the pseudo-queries (texts it has no vector for): the fit
-    uses the passages as queries, says so, and the first write succeeds."""
+    """PrecomputedEmbeddings without the pseudo-queries' vectors (texts it has no vector for): the
+    fit uses the passages as queries, says so, and the first write succeeds; with them, it uses them."""
     from medrag import PrecomputedEmbeddings
-    from medrag.coarse import fit_learned
+    from medrag.coarse import fit_learned, pseudo_queries
 
     fake = FakeMatryoshkaEmbeddings(64)
     vectors = fake.encode_documents(TEXTS[:200])
@@ -421,6 +421,15 @@ def test_precomputed_vectors_without_a_fallback_fit_the_learned_projection_on_pa
         store.add_texts(TEXTS[:200], batch_size=16)
     assert len(store) == 200 and "passages serve as queries" in caplog.text
     expected = fit_learned(vectors, 8)
+    assert np.allclose(store._rotation.matrix, expected.matrix, atol=1e-5)
+    store.delete_collection()
+    # given the spans' query vectors, it fits for them like an encoder would
+    spans = pseudo_queries(TEXTS[:200])
+    emb = PrecomputedEmbeddings.from_arrays(TEXTS[:200], vectors, spans, fake.encode_queries(spans), spec="fake",
+                                            fingerprint="0123abcd", dims=[64, 8])
+    store = MatryoshkaChroma(_name(), emb, client=client, coarse_dim=8, coarse_rotation="learned")
+    store.add_texts(TEXTS[:200], batch_size=16)
+    expected = fit_learned(vectors, 8, queries=fake.encode_queries(spans))
     assert np.allclose(store._rotation.matrix, expected.matrix, atol=1e-5)
     store.delete_collection()
 
