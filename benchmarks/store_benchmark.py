@@ -982,12 +982,13 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 def _store_recall(label: str, chunks: list[str], dd: np.ndarray, qq: np.ndarray, spans: list[str],
-                  span_vectors: np.ndarray, coarse: int, candidates: list[int], exact: np.ndarray
-                  ) -> tuple[list[float], float]:
+                  span_vectors: np.ndarray, coarse: int, candidates: list[int], exact: np.ndarray,
+                  ef_search: int | None = None, encoding: str = "int8") -> tuple[list[float], float, float]:
     """recall@10 of a real embedded ``MatryoshkaChroma`` (``coarse_rotation="learned"``, HNSW stage
-    1, int8 full vectors) built over ``chunks`` from their vectors: the store fits its projection
-    itself on its first write, with the span vectors looked up as its pseudo-queries. Returns the
-    recall per candidate count and the seconds the ingest took."""
+    1 with ``ef_search`` (None: Chroma's default, 100), full vectors in ``encoding``) built over ``chunks`` from
+    their vectors: the store fits its projection itself on its first write, with the span vectors
+    looked up as its pseudo-queries. Returns the recall per candidate count, the seconds the ingest
+    took and the mean milliseconds of a search at the first candidate count."""
     import tempfile
 
     from medrag import MatryoshkaChroma, PrecomputedEmbeddings
@@ -997,17 +998,20 @@ def _store_recall(label: str, chunks: list[str], dd: np.ndarray, qq: np.ndarray,
                                             dims=[dd.shape[1], coarse])
     with tempfile.TemporaryDirectory() as folder:
         store = MatryoshkaChroma("recall", emb, persist_directory=folder, coarse_dim=coarse,
-                                 coarse_rotation="learned")
+                                 coarse_rotation="learned", hnsw={"ef_search": ef_search} if ef_search else None,
+                                 full_encoding=encoding)
         t0 = time.perf_counter()
         store.add_texts(chunks, ids=[str(i) for i in range(len(chunks))], show_progress=False)
         seconds = time.perf_counter() - t0
-        values = []
+        values, ms = [], 0.0
         for cand in candidates:
+            t1 = time.perf_counter()
             hits = [len({int(doc.id) for doc, _ in store.similarity_search_by_vector_with_score(q, k=10, candidates=cand)}
                         & set(exact[i].tolist())) / 10 for i, q in enumerate(qq)]
+            ms = ms or (time.perf_counter() - t1) / len(qq) * 1000
             values.append(float(np.mean(hits)))
         store.close()
-    return values, seconds
+    return values, seconds, ms
 
 
 def french_recall(args: argparse.Namespace) -> None:
@@ -1108,13 +1112,16 @@ def french_recall(args: argparse.Namespace) -> None:
                 if len(by_domain) > 1:
                     for d, r in by_domain.items():
                         print(f"|   {d} | {stage} | " + " | ".join(f"{x:.3f}" for x in r) + " | |", flush=True)
-            if args.store:
-                values, seconds = _store_recall(label, chunks, dd, qq, store_spans, store_pseudos[label], coarse,
-                                                args.candidates, exact)
-                stage = f"store: HNSW + int8 rerank, learned-{coarse} fitted by the store on {store_fit}"
-                report["rows"].append({"model": label, "stage": stage, "recall": values, "ingest_s": round(seconds, 2)})
-                print(f"| {label} | {stage} | " + " | ".join(f"{x:.3f}" for x in values) + f" | ingest {seconds:.0f} s |",
-                      flush=True)
+            variants = [(ef, enc) for ef in args.store_ef_search for enc in args.store_encoding] if args.store else []
+            for ef, enc in variants:
+                values, seconds, ms = _store_recall(label, chunks, dd, qq, store_spans, store_pseudos[label], coarse,
+                                                    args.candidates, exact, ef, enc)
+                stage = (f"store: HNSW (ef_search {ef or 'default'}) + {enc} rerank, learned-{coarse} fitted by the "
+                         f"store on {store_fit}")
+                report["rows"].append({"model": label, "stage": stage, "recall": values, "ingest_s": round(seconds, 2),
+                                       "search_ms_mean": round(ms, 2), "ef_search": ef, "full_encoding": enc})
+                print(f"| {label} | {stage} | " + " | ".join(f"{x:.3f}" for x in values)
+                      + f" | ingest {seconds:.0f} s, {ms:.1f} ms/search |", flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
 
@@ -1206,6 +1213,10 @@ def main(argv: list[str] | None = None) -> None:
     fr.add_argument("--store", action="store_true",
                     help="also build a real embedded MatryoshkaChroma (learned coarse stage fitted by the store, HNSW, "
                          "int8 rerank) per model and coarse size, and measure its recall")
+    fr.add_argument("--store-ef-search", type=lambda v: [int(x) or None for x in v.split(",")], default=[0],
+                    help="HNSW ef_search of the --store collections, comma-separated (0: Chroma's default, 100)")
+    fr.add_argument("--store-encoding", type=lambda v: v.split(","), default=["int8"],
+                    help="full_encoding of the --store collections, comma-separated (int8, float16, float32)")
     fr.add_argument("--queries", type=int, default=300)
     fr.add_argument("--coarse", type=lambda v: [int(x) for x in v.split(",")], default=[32, 64])
     fr.add_argument("--candidates", type=lambda v: [int(x) for x in v.split(",")], default=[100, 400])
