@@ -51,6 +51,7 @@ from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.errors import DataError, InvalidInputError
 from medrag.qa.pairs import json_objects, read_records
 from medrag.store import ROTATIONS, MatryoshkaChroma
+from medrag.vector_codec import ENCODINGS
 
 logger = logging.getLogger(__name__)
 
@@ -303,6 +304,12 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    help="stage-1 projection when the collection is created: none (the model's first coordinates: "
                         "Matryoshka-trained models, small corpora), learned or pca (fitted on the first batch: other "
                         "models, and large corpora with any model); see docs/store.md")
+    p.add_argument("--full-encoding", choices=ENCODINGS, default="int8",
+                   help="how the full vectors are stored when the collection is created (default int8; float16 "
+                        "keeps the rerank's recall on large corpora at twice the bytes: docs/store.md)")
+    p.add_argument("--ef-search", type=int, default=None,
+                   help="Chroma HNSW ef_search when the collection is created (default Chroma's, 100; 800 measured "
+                        "better for 100-400 candidates on a large corpus: docs/store.md)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_index)
 
@@ -317,6 +324,8 @@ def run_index(args: argparse.Namespace) -> int:
                         f"{', '.join(RECORD_SUFFIXES)}")
     if args.batch_size < 1:
         raise InvalidInputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.ef_search is not None and args.ef_search < 1:
+        raise InvalidInputError(f"--ef-search must be >= 1, got {args.ef_search}")
     chunk_text("x", args.chunk_words, args.overlap)
     if args.persist_dir and Path(args.persist_dir).exists() and not Path(args.persist_dir).is_dir():
         raise InvalidInputError(f"--persist-dir {args.persist_dir} is a file; pass a folder")
@@ -334,7 +343,9 @@ def run_index(args: argparse.Namespace) -> int:
         client = None
     emb = MatryoshkaEmbeddings(args.model, device=args.device, show_progress=False)
     store = MatryoshkaChroma(args.collection, emb, persist_directory=args.persist_dir, client=client,
-                             coarse_dim=args.coarse_dim, coarse_rotation=args.coarse_rotation)
+                             coarse_dim=args.coarse_dim, coarse_rotation=args.coarse_rotation,
+                             full_encoding=args.full_encoding,
+                             hnsw={"ef_search": args.ef_search} if args.ef_search else None)
     report = index_corpus(source, store, text_field=args.text_field, id_field=args.id_field, metadata_fields=fields,
                           chunk_words=args.chunk_words, overlap=args.overlap, batch_size=args.batch_size,
                           show_progress=False if args.no_progress else None)

@@ -175,6 +175,24 @@ def test_cli_coarse_rotation_is_recorded(tiny_model_dir, tmp_path, capsys) -> No
     assert "rotation" in err[-1] and "reindex" in err[-1]
 
 
+def test_cli_full_encoding_and_ef_search_are_recorded(tiny_model_dir, tmp_path, capsys) -> None:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    for i in range(12):
+        (folder / f"n{i}.txt").write_text(f"Note {i} sur la ferritine {i * 7} et la CRP {i % 9}. " + DOC)
+    db = str(tmp_path / "db")
+    argv = ["index", str(folder), "--persist-dir", db, "--model", str(tiny_model_dir), "--chunk-words", "20",
+            "--collection", "notes", "--no-progress", "--full-encoding", "float16", "--ef-search", "800"]
+    assert main(argv) == 0
+    import chromadb
+
+    collection = chromadb.PersistentClient(db).get_collection("notes")
+    assert collection.metadata["medrag:full_encoding"] == "float16"
+    assert collection.configuration["hnsw"]["ef_search"] == 800
+    capsys.readouterr()
+    _one_line(capsys, argv[:-1] + ["0"], "--ef-search must be >= 1")
+
+
 _KILLED_INDEX = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
