@@ -156,14 +156,20 @@ def test_cli_indexes_a_folder(tiny_model_dir, tmp_path, capsys) -> None:
                        "--collection", "notes"], "no 'text' field")
 
 
-def test_cli_coarse_rotation_is_recorded(tiny_model_dir, tmp_path, capsys) -> None:
+def _index_argv(tmp_path, tiny_model_dir, notes: int) -> tuple[list[str], str]:
+    """``medrag index`` arguments over a folder of ``notes`` small .txt notes, and the store's folder."""
     folder = tmp_path / "notes"
     folder.mkdir()
-    for i in range(40):
+    for i in range(notes):
         (folder / f"n{i}.txt").write_text(f"Note {i} sur la ferritine {i * 7} et la CRP {i % 9}. " + DOC)
     db = str(tmp_path / "db")
-    argv = ["index", str(folder), "--persist-dir", db, "--model", str(tiny_model_dir), "--chunk-words", "20",
-            "--collection", "notes", "--no-progress", "--coarse-dim", "16", "--coarse-rotation", "pca"]
+    return ["index", str(folder), "--persist-dir", db, "--model", str(tiny_model_dir), "--chunk-words", "20",
+            "--collection", "notes", "--no-progress"], db
+
+
+def test_cli_coarse_rotation_is_recorded(tiny_model_dir, tmp_path, capsys) -> None:
+    argv, db = _index_argv(tmp_path, tiny_model_dir, 40)
+    argv += ["--coarse-dim", "16", "--coarse-rotation", "pca"]
     assert main(argv) == 0
     import chromadb
 
@@ -176,13 +182,8 @@ def test_cli_coarse_rotation_is_recorded(tiny_model_dir, tmp_path, capsys) -> No
 
 
 def test_cli_full_encoding_and_ef_search_are_recorded(tiny_model_dir, tmp_path, capsys) -> None:
-    folder = tmp_path / "notes"
-    folder.mkdir()
-    for i in range(12):
-        (folder / f"n{i}.txt").write_text(f"Note {i} sur la ferritine {i * 7} et la CRP {i % 9}. " + DOC)
-    db = str(tmp_path / "db")
-    argv = ["index", str(folder), "--persist-dir", db, "--model", str(tiny_model_dir), "--chunk-words", "20",
-            "--collection", "notes", "--no-progress", "--full-encoding", "float16", "--ef-search", "800"]
+    argv, db = _index_argv(tmp_path, tiny_model_dir, 12)
+    argv += ["--full-encoding", "float16", "--ef-search", "800"]
     assert main(argv) == 0
     import chromadb
 
