@@ -207,9 +207,13 @@ def fit_learned(vectors: np.ndarray, dim: int, *, queries: np.ndarray | None = N
     import torch
     import torch.nn.functional as F
 
-    vectors = _unit(_sample(_check(vectors, dim, min_vectors("learned", dim)), seed))
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise InvalidInputError(f"steps must be an int >= 1, got {steps!r}")
+    for name, value in (("temperature", temperature), ("target_temperature", target_temperature),
+                        ("learning_rate", learning_rate)):
+        if value is not None and not (isinstance(value, (int, float)) and value > 0):
+            raise InvalidInputError(f"{name} must be a number > 0, got {value!r}")
+    vectors = _unit(_sample(_check(vectors, dim, min_vectors("learned", dim)), seed))
     self_queries = queries is None
     if self_queries:
         q = vectors

@@ -233,21 +233,23 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
 
     t0 = time.perf_counter()
     before = len(store)
-    documents = chunks = flushes = 0
+    documents = chunks = 0
     pending_texts: list[str] = []
     pending_meta: list[dict[str, Any]] = []
     pending_ids: list[str] = []
     # disable=None: a bar only when stderr is a terminal
     bar = tqdm(desc="indexing", unit="chunk", disable=None if show_progress is None else not show_progress)
 
-    # a coarse projection still to fit is fitted on the store's first write: hold that many chunks
-    first = batch_size
-    if not getattr(store, "rotation_fitted", True):
-        first = max(batch_size, fit_sample_size(store.coarse_rotation, store.coarse_dim))
+    def flush_size() -> int:
+        """A coarse projection still to fit is fitted on the store's first write: hold that many chunks
+        (add_texts then writes them as one batch)."""
+        if getattr(store, "rotation_fitted", True):
+            return batch_size
+        return max(batch_size, fit_sample_size(store.coarse_rotation, store.coarse_dim))
 
     def flush() -> None:
         if pending_texts:
-            store.add_texts(pending_texts, pending_meta, ids=pending_ids, batch_size=max(batch_size, len(pending_texts)),
+            store.add_texts(pending_texts, pending_meta, ids=pending_ids, batch_size=batch_size,
                             show_progress=False, skip_existing=True)
             bar.update(len(pending_texts))
             pending_texts.clear(), pending_meta.clear(), pending_ids.clear()
@@ -261,9 +263,8 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                 pending_texts.append(chunk)
                 pending_meta.append({**meta, "doc": key, "chunk": position})
                 pending_ids.append(chunk_id(key, position, chunk))
-                if len(pending_texts) >= (first if flushes == 0 else batch_size):
+                if len(pending_texts) >= flush_size():
                     flush()
-                    flushes += 1
         flush()
     finally:
         bar.close()

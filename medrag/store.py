@@ -759,18 +759,16 @@ class MatryoshkaChroma(VectorStore):
         else:
             keep = sample_indices(len(texts))  # the rows fit_learned uses, and their texts
             full, texts = full[keep], [texts[i] for i in keep]
-            spans = pseudo_queries(texts)
-            if isinstance(self._encoder, PrecomputedEmbeddings) and self._encoder.fallback is None:
-                try:  # it knows only the texts it was given: the spans' vectors, or none
-                    queries = self._encode(spans, query=True)
-                except InvalidInputError:
-                    logger.warning("PrecomputedEmbeddings without a fallback has no query vectors for the "
-                                   "pseudo-queries of the learned coarse fit (medrag.coarse.pseudo_queries): the "
-                                   "passages serve as queries instead (lower recall measured); pass fallback= the "
-                                   "model that made the vectors, or give it the spans' query vectors")
-                    queries = None
-            else:
-                queries = self._encode(spans, query=is_encoder(self._encoder))
+            try:
+                queries = self._encode(pseudo_queries(texts), query=is_encoder(self._encoder))
+            except InvalidInputError:  # only vectors looked up by text may lack the spans'
+                if not (isinstance(self._encoder, PrecomputedEmbeddings) and self._encoder.fallback is None):
+                    raise
+                logger.warning("PrecomputedEmbeddings without a fallback has no query vectors for the "
+                               "pseudo-queries of the learned coarse fit (medrag.coarse.pseudo_queries): the "
+                               "passages serve as queries instead (lower recall measured); pass fallback= the "
+                               "model that made the vectors, or give it the spans' query vectors")
+                queries = None
             rotation = fit_learned(full, self._coarse_dim, queries=queries)
         current = self._chroma_call("read the collection metadata", self._client.get_collection,
                                     name=self._collection_name, embedding_function=None)

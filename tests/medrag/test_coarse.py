@@ -89,6 +89,8 @@ def test_learned_fitted_for_queries_ranks_held_out_queries_better() -> None:
         fit_learned(passages, 8, queries=bad)
     with pytest.raises(InvalidInputError, match="steps must be an int >= 1"):
         fit_learned(passages, 8, queries=fit_queries, steps=0)
+    with pytest.raises(InvalidInputError, match="target_temperature must be a number > 0"):
+        fit_learned(passages, 8, queries=fit_queries, target_temperature=0.0)
 
 
 def test_the_shipped_settings_fit_for_queries() -> None:
