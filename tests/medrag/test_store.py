@@ -1020,9 +1020,12 @@ def test_sigkill_during_add_then_resume(tmp_path, tiny_model_dir, tiny_embedding
         assert start[0] == "start" and int(start[1]) == (seen_counts[-1] if seen_counts else 0)
         remaining = (n - int(start[1])) // 250  # stored batches are skipped, not re-encoded
         target = rng.randrange(1, max(remaining, 2))  # kill while batch `target` of the rest runs
-        while proc.stdout.readline().split()[:2] != ["batch", str(target)]:
+        last, one_batch = time.perf_counter(), 0.5
+        while (line := proc.stdout.readline().split()[:2]) != ["batch", str(target)]:
             assert proc.poll() is None, "the worker ended early"
-        time.sleep(rng.uniform(0.0, 0.5))  # somewhere in that batch's encode or upsert
+            if line[:1] == ["batch"]:  # how long a batch takes on this machine
+                last, one_batch = time.perf_counter(), time.perf_counter() - last
+        time.sleep(rng.uniform(0.0, one_batch))  # somewhere in that batch's encode or upsert
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
         # A fresh Chroma client: chromadb caches one per path in a process, and the cached one would
