@@ -51,6 +51,8 @@ from medrag.vector_codec import quantize_int8
 # runs where only numpy, torch and transformers are installed.
 
 REPO = Path(__file__).resolve().parents[1]
+#: Chroma's HNSW ef_search when a collection sets none (what ``0`` means in this script's options).
+DEFAULT_EF = 100
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "medquad" / "medquad.jsonl"
 DEFAULT_CACHE = Path(os.environ.get("MEDRAG_BENCH_CACHE", Path.home() / ".cache" / "medrag" / "bench"))
 #: Chunking parameters (part of the cache's identity).
@@ -782,7 +784,8 @@ def synthetic_one(args: argparse.Namespace) -> dict[str, Any]:
     else:
         if args.method == "funnel":
             store = MatryoshkaChroma("bench", emb, persist_directory=str(workdir), coarse_dim=args.coarse_dim,
-                                     candidates=args.candidates)
+                                     candidates=args.candidates, full_encoding=args.full_encoding, coarse_rotation="none",
+                                     hnsw={"ef_search": args.ef_search or DEFAULT_EF})
             search = lambda q: store.similarity_search_by_vector(emb.embed_query(q), k=10)  # noqa: E731
         else:
             class _LC(Embeddings):
@@ -826,22 +829,42 @@ def synthetic_one(args: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
+def _funnel_settings(value: str) -> list[tuple[int, str]]:
+    """``"0/int8,800/float16"`` -> ``[(0, "int8"), (800, "float16")]`` (ef_search 0: Chroma's default)."""
+    from medrag.vector_codec import ENCODINGS
+
+    out = []
+    for item in value.split(","):
+        ef, _, encoding = item.partition("/")
+        if not ef.isdigit() or encoding not in ENCODINGS:
+            raise argparse.ArgumentTypeError(f"{item!r}: expected EF/ENCODING, EF an integer, ENCODING one of {ENCODINGS}")
+        out.append((int(ef), encoding))
+    return out
+
+
 def synthetic(args: argparse.Namespace) -> None:
     """Funnel vs flat langchain-chroma vs exact on synthetic unit vectors (memory, ingest, latency)."""
     root = Path(args.workdir or tempfile.mkdtemp(prefix="medrag-synth-"))
     root.mkdir(parents=True, exist_ok=True)
     rows = []
-    for method in ("exact", "funnel", "flat"):
-        out = root / f"{method}.json"
+    runs = [("exact", 0, "int8")] + [("funnel", ef, enc) for ef, enc in args.funnel] + [("flat", 0, "int8")]
+    for method, ef, encoding in runs:
+        label = method if method != "funnel" or len(args.funnel) == 1 else f"funnel-ef{ef or DEFAULT_EF}-{encoding}"
+        out = root / f"{label}.json"
         subprocess.run([sys.executable, __file__, "_synthetic_one", "--method", method, "--n", str(args.n),
                         "--dim", str(args.dim), "--queries", str(args.queries), "--coarse-dim", str(args.coarse_dim),
-                        "--candidates", str(args.candidates), "--workdir", str(root / method), "--result", str(out)],
+                        "--candidates", str(args.candidates), "--ef-search", str(ef), "--full-encoding", encoding,
+                        "--workdir", str(root / label), "--result", str(out)],
                        check=True)
-        rows.append(json.loads(out.read_text()))
-        shutil.rmtree(root / method, ignore_errors=True)
+        row = json.loads(out.read_text())
+        if method == "funnel":
+            row.update(method=label, ef_search=ef or None, full_encoding=encoding)
+        rows.append(row)
+        shutil.rmtree(root / label, ignore_errors=True)
     exact = rows[0]["ids"]
     print(f"N = {args.n} synthetic unit vectors of {args.dim} dims, {args.queries} queries, funnel coarse "
-          f"{args.coarse_dim} / {args.candidates} candidates (embedded PersistentClient)\n")
+          f"{args.coarse_dim} / {args.candidates} candidates (embedded PersistentClient; funnel settings "
+          f"ef_search/full_encoding: {', '.join(f'{ef or DEFAULT_EF}/{enc}' for ef, enc in args.funnel)})\n")
     print("| method | ingest/s | HNSW vectors+graph MB | disk MB | peak RSS growth MB | RSS change MB (anonymous + file-backed) "
           "| p50 ms | p95 ms | recall@10 vs exact |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -856,7 +879,7 @@ def synthetic(args: argparse.Namespace) -> None:
             print(f"\n{r['method']}: one raw Chroma `{call}` call: p50 {pct['p50_ms']:.2f} ms, p95 {pct['p95_ms']:.2f} ms")
     if args.out:
         report = {"n": args.n, "dim": args.dim, "queries": args.queries, "coarse_dim": args.coarse_dim,
-                  "candidates": args.candidates, "cores": os.cpu_count(), "load_average_at_end": os.getloadavg(),
+                  "candidates": args.candidates, "funnel_settings": args.funnel, "cores": os.cpu_count(), "load_average_at_end": os.getloadavg(),
                   "rows": rows}
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
@@ -983,10 +1006,11 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 def _store_recall(label: str, chunks: list[str], dd: np.ndarray, qq: np.ndarray, spans: list[str],
                   span_vectors: np.ndarray, coarse: int, candidates: list[int], exact: np.ndarray,
-                  ef_search: int | None = None, encoding: str = "int8") -> tuple[list[float], float, float]:
-    """recall@10 of a real embedded ``MatryoshkaChroma`` (``coarse_rotation="learned"``, HNSW stage
+                  ef_search: int | None = None, encoding: str = "int8",
+                  rotation: str = "learned") -> tuple[list[float], float, float]:
+    """recall@10 of a real embedded ``MatryoshkaChroma`` (``coarse_rotation=rotation``, HNSW stage
     1 with ``ef_search`` (None: Chroma's default, 100), full vectors in ``encoding``) built over ``chunks`` from
-    their vectors: the store fits its projection itself on its first write, with the span vectors
+    their vectors: a fitted projection is fitted by the store itself on its first write, with the span vectors
     looked up as its pseudo-queries. Returns the recall per candidate count, the seconds the ingest
     took and the mean milliseconds of a search at the first candidate count."""
     import tempfile
@@ -998,7 +1022,7 @@ def _store_recall(label: str, chunks: list[str], dd: np.ndarray, qq: np.ndarray,
                                             dims=[dd.shape[1], coarse])
     with tempfile.TemporaryDirectory() as folder:
         store = MatryoshkaChroma("recall", emb, persist_directory=folder, coarse_dim=coarse,
-                                 coarse_rotation="learned", hnsw={"ef_search": ef_search} if ef_search else None,
+                                 coarse_rotation=rotation, hnsw={"ef_search": ef_search or DEFAULT_EF},
                                  full_encoding=encoding)
         t0 = time.perf_counter()
         store.add_texts(chunks, ids=[str(i) for i in range(len(chunks))], show_progress=False)
@@ -1112,14 +1136,17 @@ def french_recall(args: argparse.Namespace) -> None:
                 if len(by_domain) > 1:
                     for d, r in by_domain.items():
                         print(f"|   {d} | {stage} | " + " | ".join(f"{x:.3f}" for x in r) + " | |", flush=True)
-            variants = [(ef, enc) for ef in args.store_ef_search for enc in args.store_encoding] if args.store else []
-            for ef, enc in variants:
+            variants = ([(ef, enc, rot) for rot in args.store_rotation for ef in args.store_ef_search
+                         for enc in args.store_encoding] if args.store else [])
+            for ef, enc, rot in variants:
                 values, seconds, ms = _store_recall(label, chunks, dd, qq, store_spans, store_pseudos[label], coarse,
-                                                    args.candidates, exact, ef, enc)
-                stage = (f"store: HNSW (ef_search {ef or 'default'}) + {enc} rerank, learned-{coarse} fitted by the "
-                         f"store on {store_fit}")
+                                                    args.candidates, exact, ef, enc, rot)
+                first = (f"learned-{coarse} fitted by the store on {store_fit}" if rot != "none"
+                         else f"first {coarse} coordinates")
+                stage = f"store: HNSW (ef_search {ef or 'default'}) + {enc} rerank, {first}"
                 report["rows"].append({"model": label, "stage": stage, "recall": values, "ingest_s": round(seconds, 2),
-                                       "search_ms_mean": round(ms, 2), "ef_search": ef, "full_encoding": enc})
+                                       "search_ms_mean": round(ms, 2), "ef_search": ef, "full_encoding": enc,
+                                       "coarse_rotation": rot})
                 print(f"| {label} | {stage} | " + " | ".join(f"{x:.3f}" for x in values)
                       + f" | ingest {seconds:.0f} s, {ms:.1f} ms/search |", flush=True)
     if args.out:
@@ -1179,12 +1206,15 @@ def main(argv: list[str] | None = None) -> None:
     syn.add_argument("--queries", type=int, default=200)
     syn.add_argument("--coarse-dim", type=int, default=64)
     syn.add_argument("--candidates", type=int, default=100)
+    syn.add_argument("--funnel", type=_funnel_settings, default=[(0, "int8")],
+                     help="funnel settings EF/ENCODING, comma-separated (EF 0 = Chroma's default ef_search, 100), "
+                          "each run as its own funnel row: e.g. 0/int8,800/float16 (default: 0/int8)")
     syn.add_argument("--workdir", default=None)
     syn.add_argument("--out", default=None, help="also write the table as JSON here")
     one = sub.add_parser("_synthetic_one")
-    for name in ("--method", "--workdir", "--result"):
+    for name in ("--method", "--workdir", "--result", "--full-encoding"):
         one.add_argument(name, required=True)
-    for name in ("--n", "--dim", "--queries", "--coarse-dim", "--candidates"):
+    for name in ("--n", "--dim", "--queries", "--coarse-dim", "--candidates", "--ef-search"):
         one.add_argument(name, type=int, required=True)
     fr = sub.add_parser("french-recall", help="recall@10 of raw prefix vs PCA stage 1 on the French corpus")
     fr.add_argument("--model", default="bundled:multilingual-e5-small", help="the model that encodes")
@@ -1215,6 +1245,8 @@ def main(argv: list[str] | None = None) -> None:
                          "int8 rerank) per model and coarse size, and measure its recall")
     fr.add_argument("--store-ef-search", type=lambda v: [int(x) or None for x in v.split(",")], default=[0],
                     help="HNSW ef_search of the --store collections, comma-separated (0: Chroma's default, 100)")
+    fr.add_argument("--store-rotation", type=lambda v: v.split(","), default=["learned"],
+                    help="coarse_rotation of the --store collections, comma-separated (learned, none, auto)")
     fr.add_argument("--store-encoding", type=lambda v: v.split(","), default=["int8"],
                     help="full_encoding of the --store collections, comma-separated (int8, float16, float32)")
     fr.add_argument("--queries", type=int, default=300)

@@ -75,8 +75,9 @@ def fit_sample_size(kind: str, dim: int) -> int:
     """How many texts the store's first write holds when it fits a ``kind`` projection of size
     ``dim``: :data:`LEARNED_MAX_VECTORS` (4,096, the most :func:`fit_learned` uses), or twice the
     minimum when that is larger. Fitting on 4,096 chunks rather than 1,000 measured +0.02 to +0.03
-    recall@10 at coarse 64 / 100 candidates (docs/benchmarks.md, "Coarse stage")."""
-    return max(2 * min_vectors(kind, dim), LEARNED_MAX_VECTORS)
+    recall@10 at coarse 64 / 100 candidates (docs/benchmarks.md, "Coarse stage"). ``"auto"``
+    (the store's default, which may become ``"learned"``) counts as ``"learned"``."""
+    return max(2 * min_vectors("learned" if kind == "auto" else kind, dim), LEARNED_MAX_VECTORS)
 
 
 @dataclass(frozen=True, eq=False)

@@ -192,6 +192,16 @@ def test_cli_full_encoding_and_ef_search_are_recorded(tiny_model_dir, tmp_path, 
     assert collection.configuration["hnsw"]["ef_search"] == 800
     capsys.readouterr()
     _one_line(capsys, argv[:-1] + ["0"], "--ef-search must be >= 1")
+    # the defaults: a new collection gets the store's (float16 stated here, ef_search 400, "auto" ->
+    # "none" for a 12-document corpus); re-running without the flags keeps the collection's own settings
+    (tmp_path / "other").mkdir()
+    argv, db = _index_argv(tmp_path / "other", tiny_model_dir, 12)
+    assert main(argv + ["--full-encoding", "float16"]) == 0
+    assert main(argv) == 0
+    collection = chromadb.PersistentClient(db).get_collection("notes")
+    assert collection.metadata["medrag:full_encoding"] == "float16"
+    assert collection.metadata["medrag:coarse_rotation"] == "none"
+    assert collection.configuration["hnsw"]["ef_search"] == 400
 
 
 _KILLED_INDEX = r"""
@@ -220,7 +230,8 @@ def test_index_resumes_after_sigkill_without_duplicates_or_re_encoding(tiny_mode
     script = tmp_path / "run_index.py"
     script.write_text(_KILLED_INDEX)
     cmd = [sys.executable, str(script), str(REPO), "index", str(data), "--persist-dir", str(db), "--model",
-           str(tiny_model_dir), "--id-field", "id", "--chunk-words", "30", "--batch-size", "100", "--no-progress"]
+           str(tiny_model_dir), "--id-field", "id", "--chunk-words", "30", "--batch-size", "100", "--no-progress",
+           "--coarse-rotation", "none"]  # batches of 100 from the first ("auto" would fit on 4,096 first)
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     batches = 0

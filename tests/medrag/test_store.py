@@ -319,7 +319,8 @@ def test_pca_coarse_rotation_is_fitted_once_and_recorded_in_the_contract(client,
     assert [d.id for d in again.similarity_search(q, k=5, candidates=50)] == \
         [d.id for d in store.similarity_search(q, k=5, candidates=50)]
     with pytest.raises(CollectionMismatchError, match="rotation"):
-        MatryoshkaChroma(name, fake, client=client)
+        MatryoshkaChroma(name, fake, client=client, coarse_rotation="none")
+    assert MatryoshkaChroma(name, fake, client=client).coarse_rotation == "pca"  # "auto": the collection's own
     store.delete_collection()
     sampled = MatryoshkaChroma(_name(), fake, client=client, coarse_rotation="pca", rotation_sample=TEXTS[:140])
     sampled.add_texts(TEXTS[:3])  # fitted on the sample, so a small first add is fine
@@ -355,6 +356,106 @@ def test_learned_coarse_projection_is_fitted_once_and_recorded(client, fake) -> 
     with pytest.raises(CollectionMismatchError, match="rotation"):
         MatryoshkaChroma(name, fake, client=client, coarse_dim=32, coarse_rotation="pca")
     store.delete_collection()
+
+
+MANY = [f"note {i} : ferritine {i % 97} µg/L, CRP {i % 13} mg/L, patient {i % 31}" for i in range(1200)]
+
+
+def test_a_new_collection_gets_the_measured_defaults(client, fake) -> None:
+    """int8 full vectors, HNSW ef_search 400 and the "auto" coarse stage (docs/benchmarks.md,
+    "Store defaults"); an explicit setting still wins."""
+    from medrag.store import DEFAULT_EF_SEARCH, DEFAULT_FULL_ENCODING
+
+    store = MatryoshkaChroma(_name(), fake, client=client)
+    col = client.get_collection(store.collection.name)
+    assert col.metadata["medrag:full_encoding"] == DEFAULT_FULL_ENCODING == "int8"
+    assert col.configuration["hnsw"]["ef_search"] == DEFAULT_EF_SEARCH == 400
+    assert col.metadata["medrag:coarse_rotation"] == store.coarse_rotation == "auto"
+    other = MatryoshkaChroma(_name(), fake, client=client, full_encoding="float16", hnsw={"ef_search": 50})
+    col = client.get_collection(other.collection.name)
+    assert col.metadata["medrag:full_encoding"] == "float16" and col.configuration["hnsw"]["ef_search"] == 50
+    store.delete_collection()
+    other.delete_collection()
+
+
+def test_defaults_open_a_collection_made_with_other_settings(client, fake) -> None:
+    """A collection made with other settings (float16; the raw prefix, the default before "auto")
+    opens with the defaults and keeps its own settings; stating another one explicitly is refused."""
+    name = _name()
+    old = MatryoshkaChroma(name, fake, client=client, full_encoding="float16", coarse_rotation="none")
+    old.add_texts(MANY)  # 1,200 texts: "auto" would have chosen learned
+    reopened = MatryoshkaChroma(name, fake, client=client)
+    assert reopened.coarse_rotation == "none" and reopened.rotation_fitted
+    reopened.add_texts(["une note de plus sur la ferritine"])
+    assert client.get_collection(name).metadata["medrag:full_encoding"] == "float16"
+    assert reopened.similarity_search(MANY[5], k=1)[0].page_content == MANY[5]
+    for kwargs in (dict(full_encoding="int8"), dict(coarse_rotation="learned")):
+        with pytest.raises(CollectionMismatchError):
+            MatryoshkaChroma(name, fake, client=client, **kwargs)
+    old.delete_collection()
+
+
+def test_auto_coarse_stage_is_decided_by_the_first_write_and_recorded(client, fake) -> None:
+    """``coarse_rotation="auto"``: a first add of >= 1,000 texts fits the learned projection (the
+    whole add up to 4,096 is the first write, whatever batch_size); a smaller one records "none";
+    either way later writes and reopened stores keep the decision."""
+    from medrag.store import AUTO_LEARNED_MIN_TEXTS, ROTATION_KEY
+
+    assert AUTO_LEARNED_MIN_TEXTS == 1000
+    big = MatryoshkaChroma(_name(), fake, client=client)
+    assert not big.rotation_fitted
+    assert big.similarity_search(MANY[0], k=3) == []  # an empty pending store answers
+    big.add_texts(MANY, batch_size=100)
+    meta = client.get_collection(big.collection.name).metadata
+    assert meta["medrag:coarse_rotation"] == big.coarse_rotation == "learned" and meta[ROTATION_KEY]
+    assert big.rotation_fitted
+    q = MANY[42]
+    exact = np.argsort(-(fake.encode_documents(MANY) @ fake.encode_queries([q])[0]))[:5]
+    assert [d.page_content for d in big.similarity_search(q, k=5, candidates=1200)] == [MANY[i] for i in exact]
+    again = MatryoshkaChroma(big.collection.name, fake, client=client)
+    assert again.coarse_rotation == "learned"
+    assert [d.id for d in again.similarity_search(q, k=5, candidates=50)] == \
+        [d.id for d in big.similarity_search(q, k=5, candidates=50)]
+
+    small = MatryoshkaChroma(_name(), fake, client=client)
+    small.add_texts(MANY[:999], batch_size=400)
+    assert client.get_collection(small.collection.name).metadata["medrag:coarse_rotation"] == "none"
+    small.add_texts(MANY[999:])  # a later large add does not change the decision
+    meta = client.get_collection(small.collection.name).metadata
+    assert small.coarse_rotation == meta["medrag:coarse_rotation"] == "none" and ROTATION_KEY not in meta
+    assert small.similarity_search(MANY[1100], k=1)[0].page_content == MANY[1100]
+
+    # two clients on a pending collection: the first write decides for both
+    name = _name()
+    first, second = MatryoshkaChroma(name, fake, client=client), MatryoshkaChroma(name, fake, client=client)
+    first.add_texts(MANY[:10])
+    second.add_texts(MANY[10:])  # 1,190 texts, but "none" is already recorded
+    assert second.coarse_rotation == "none"
+    assert ROTATION_KEY not in client.get_collection(name).metadata
+    assert second.similarity_search(MANY[3], k=1)[0].page_content == MANY[3]
+
+    sampled = MatryoshkaChroma(_name(), fake, client=client, rotation_sample=MANY)
+    assert sampled.coarse_rotation == "learned" and sampled.rotation_fitted
+
+    # a learned fit that fails (here the pseudo-queries' encoding) records nothing and decides again
+    class FailingQueries(FakeMatryoshkaEmbeddings):
+        fail = True
+
+        def encode_queries(self, texts):
+            if self.fail and len(texts) > 1:
+                raise RuntimeError("query encoder down")
+            return super().encode_queries(texts)
+
+    flaky = FailingQueries(128)
+    retry = MatryoshkaChroma(_name(), flaky, client=client)
+    with pytest.raises(RuntimeError, match="down"):
+        retry.add_texts(MANY)
+    assert len(retry) == 0 and retry.coarse_rotation == "auto"
+    assert client.get_collection(retry.collection.name).metadata["medrag:coarse_rotation"] == "auto"
+    retry.add_texts(MANY[:20])  # a small first write now: "none", not a refused learned fit
+    assert retry.coarse_rotation == "none" and len(retry) == 20
+    for store in (big, small, first, sampled, retry):
+        store.delete_collection()
 
 
 def test_a_learned_projection_is_fitted_on_query_encoded_spans_of_the_first_batch(client) -> None:
@@ -992,7 +1093,9 @@ def encode_documents(texts):  # report each batch, so the test can kill at any s
     print("batch", calls[0], len(texts), flush=True)
     return encode(texts)
 emb.encode_documents = encode_documents
-store = MatryoshkaChroma("crash", emb, persist_directory=sys.argv[1], deterministic_ids=True)
+# the raw prefix: batches of 250 from the first one ("auto" would encode 4,096 first to fit on them)
+store = MatryoshkaChroma("crash", emb, persist_directory=sys.argv[1], deterministic_ids=True,
+                         coarse_rotation="none")
 print("start", len(store), flush=True)
 store.add_texts(texts, [{"i": i} for i in range(n)], batch_size=250, show_progress=False)
 print("done", len(store), flush=True)

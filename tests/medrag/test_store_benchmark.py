@@ -99,3 +99,28 @@ def test_suite_queries_take_a_quarter_of_each_choice_domain_deterministically() 
     assert (texts, domains) == sb.suite_queries(40, split="dev")
     val = set(domain_task("leaflets", "val", SHARED_DATA).queries.values())
     assert all(t in val for t, d in zip(texts, domains) if d == "leaflets")  # dev -> the suite's val part
+
+
+def test_funnel_settings_parse_and_reject_bad_items() -> None:
+    import argparse
+
+    assert sb._funnel_settings("0/int8,400/float16") == [(0, "int8"), (400, "float16")]
+    for bad in ("400", "x/int8", "400/int4", "-1/int8"):
+        with pytest.raises(argparse.ArgumentTypeError, match="EF/ENCODING"):
+            sb._funnel_settings(bad)
+
+
+def test_synthetic_runs_each_funnel_setting_as_its_own_row(tmp_path: Path) -> None:
+    """The synthetic benchmark's funnel rows are real stores built with the stated ef_search and
+    encoding (checked in the collection each child made)."""
+    out = tmp_path / "syn.json"
+    sb.main(["synthetic", "--n", "300", "--dim", "32", "--queries", "5", "--coarse-dim", "8",
+                          "--candidates", "20", "--funnel", "0/int8,50/float16", "--workdir", str(tmp_path / "w"),
+                          "--out", str(out)])
+    report = json.loads(out.read_text())
+    rows = {r["method"]: r for r in report["rows"]}
+    assert list(rows) == ["exact", "funnel-ef100-int8", "funnel-ef50-float16", "flat"]
+    assert rows["funnel-ef50-float16"]["ef_search"] == 50 and rows["funnel-ef50-float16"]["full_encoding"] == "float16"
+    assert rows["funnel-ef100-int8"]["ef_search"] is None
+    assert all(0.0 <= r["recall_at_10"] <= 1.0 for r in rows.values()) and rows["exact"]["recall_at_10"] == 1.0
+    assert report["funnel_settings"] == [[0, "int8"], [50, "float16"]]
