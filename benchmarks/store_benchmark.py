@@ -806,6 +806,10 @@ def synthetic_one(args: argparse.Namespace) -> dict[str, Any]:
             lat.append(time.perf_counter() - t)
             got.append([int(d.id) for d in docs])
     calls: dict[str, Any] = {}
+    settings: dict[str, Any] = {}
+    if args.method == "funnel":  # what the collection was really made with
+        settings = {"ef_search": (store.collection.configuration.get("hnsw") or {}).get("ef_search"),
+                    "full_encoding": store.collection.metadata["medrag:full_encoding"]}
     if args.method == "funnel":  # the cost of each Chroma call a funnel query makes or used to make
         stage1, get10 = [], []
         for q in qvecs:
@@ -825,7 +829,8 @@ def synthetic_one(args: argparse.Namespace) -> dict[str, Any]:
     res = {"method": args.method, "n": args.n, "dim": args.dim, "ingest_per_s": round(args.n / ingest) if ingest else None,
            **_pcts(lat), "rss_growth_mb": round(mem1["VmHWM"] - mem0["VmHWM"], 1), **growth,
            "hnsw_mb": round(_hnsw_bytes(workdir) / 1e6, 2) if workdir.exists() else 0.0,
-           "disk_mb": round(_du(workdir) / 1e6, 2) if workdir.exists() else 0.0, "chroma_calls": calls, "ids": got}
+           "disk_mb": round(_du(workdir) / 1e6, 2) if workdir.exists() else 0.0, "chroma_calls": calls, "ids": got,
+           **settings}
     return res
 
 
@@ -858,7 +863,7 @@ def synthetic(args: argparse.Namespace) -> None:
                        check=True)
         row = json.loads(out.read_text())
         if method == "funnel":
-            row.update(method=label, ef_search=ef or None, full_encoding=encoding)
+            row["method"] = label
         rows.append(row)
         shutil.rmtree(root / label, ignore_errors=True)
     exact = rows[0]["ids"]

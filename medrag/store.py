@@ -794,27 +794,30 @@ class MatryoshkaChroma(VectorStore):
             self._fit_rotation(full, texts)
             return
         needed = self._auto_needed
-        self._rotation_kind = "learned" if len(full) >= needed else "none"
+        kind = "learned" if len(full) >= needed else "none"
         logger.info("coarse_rotation='auto' on %r: %s (the first write holds %d texts; 'learned' needs %d)",
-                    self._collection_name, self._rotation_kind, len(full), needed)
-        if self._rotation_kind == "learned":
-            try:
+                    self._collection_name, kind, len(full), needed)
+        try:
+            if kind == "learned":
+                self._rotation_kind = kind
                 self._fit_rotation(full, texts)
-            except BaseException:
+                return
+            current = self._chroma_call("read the collection metadata", self._client.get_collection,
+                                        name=self._collection_name, embedding_function=None)
+            meta = dict(current.metadata or {})
+            if meta.get(_C["rotation"], "none") != "auto":  # another client decided first: use theirs
+                self._load_rotation()
+                if self._rotation_kind == "learned" and self._rotation is None:  # decided, not recorded yet
+                    raise StoreError(f"another client is fitting the coarse stage of {self._collection_name!r}; "
+                                     "retry the write")
+                return
+            meta[_C["rotation"]] = "none"
+            self._chroma_call("record the coarse stage", self._collection.modify, metadata=meta)
+            self._rotation_kind = "none"  # only once recorded: no record is written under an unrecorded stage
+        except BaseException:
+            if self._rotation is None:
                 self._rotation_kind = "auto"  # nothing recorded: the next write decides again
-                raise
-            return
-        current = self._chroma_call("read the collection metadata", self._client.get_collection,
-                                    name=self._collection_name, embedding_function=None)
-        meta = dict(current.metadata or {})
-        if meta.get(_C["rotation"], "none") != "auto":  # another client decided first: use theirs
-            self._rotation_kind = "auto"
-            self._load_rotation()
-            if self._rotation_kind == "learned" and self._rotation is None:  # decided, not recorded yet
-                raise StoreError(f"another client is fitting the coarse stage of {self._collection_name!r}; retry the write")
-            return
-        meta[_C["rotation"]] = "none"
-        self._chroma_call("record the coarse stage", self._collection.modify, metadata=meta)
+            raise
 
     def _fit_rotation(self, full: np.ndarray, texts: list[str]) -> None:
         """Fit the coarse projection on the full vectors of ``texts`` and record it in the contract
@@ -1019,9 +1022,10 @@ class MatryoshkaChroma(VectorStore):
         """Encode one batch (one model call) and upsert it (one Chroma call)."""
         full = self._encode([texts[i] for i in idx], query=False)
         if self._rotation_kind != "none" and self._rotation is None:
-            self._load_rotation()
-            if self._rotation_kind != "none" and self._rotation is None:
-                self._fit_or_resolve(full, [texts[i] for i in idx])
+            with self._write_guard:  # decided and recorded before another write of this process reads it
+                self._load_rotation()
+                if self._rotation_kind != "none" and self._rotation is None:
+                    self._fit_or_resolve(full, [texts[i] for i in idx])
         raw = pack_rows(full, self._encoding)
         packed = [base64.b64encode(r).decode("ascii") for r in raw]
         records = []
@@ -1591,9 +1595,15 @@ class MatryoshkaChroma(VectorStore):
         total = source.count()
         from tqdm.auto import tqdm
 
-        for offset in tqdm(range(0, total, batch_size), desc=f"reindex {source_collection}", unit="batch",
-                           disable=total < _PROGRESS_MIN):
-            res = source.get(limit=batch_size, offset=offset, include=["documents", "metadatas"])
+        bar = tqdm(total=total, desc=f"reindex {source_collection}", unit="record", disable=total < _PROGRESS_MIN)
+        offset = 0
+        while offset < total:
+            # a coarse stage still to fit or decide is fitted on the first write: make it as large as add_texts would
+            size = batch_size if store.rotation_fitted else max(
+                batch_size, fit_sample_size(store.coarse_rotation, store.coarse_dim))
+            res = source.get(limit=size, offset=offset, include=["documents", "metadatas"])
+            offset += size
+            bar.update(len(res["ids"]))
             keep = [i for i, text in enumerate(res["documents"]) if text]
             metas = [{k: v for k, v in (res["metadatas"][i] or {}).items() if not k.startswith("_medrag")}
                      for i in keep]
@@ -1601,6 +1611,7 @@ class MatryoshkaChroma(VectorStore):
                             show_progress=False)
             if len(keep) < len(res["ids"]):
                 logger.warning("reindex skipped %d record(s) without text", len(res["ids"]) - len(keep))
+        bar.close()
         return store
 
 

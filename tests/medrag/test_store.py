@@ -8,6 +8,7 @@ for this module, stopped at the end). langchain-tests' standard suite runs on bo
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import os
 import random
@@ -28,6 +29,8 @@ from langchain_core.embeddings import Embeddings
 from langchain_tests.integration_tests import VectorStoreIntegrationTests
 
 from medrag import CollectionMismatchError, DimensionError, MatryoshkaChroma
+from medrag.coarse import CoarseProjection
+from medrag.errors import StoreError
 from medrag.vector_codec import decode_rows, encode_rows
 from medrag.store import FULL_KEY
 
@@ -412,6 +415,13 @@ def test_auto_coarse_stage_is_decided_by_the_first_write_and_recorded(client, fa
     q = MANY[42]
     exact = np.argsort(-(fake.encode_documents(MANY) @ fake.encode_queries([q])[0]))[:5]
     assert [d.page_content for d in big.similarity_search(q, k=5, candidates=1200)] == [MANY[i] for i in exact]
+    # every stored coarse vector is the recorded projection of its full vector (also the last batch)
+    got = big.collection.get(ids=[big.content_id(MANY[i]) for i in (0, 1199)], include=["embeddings"])
+    recorded = CoarseProjection.from_bytes(base64.b64decode(meta[ROTATION_KEY]), 128, 64)
+    by_id = dict(zip(got["ids"], got["embeddings"]))
+    for i in (0, 1199):
+        expected = recorded.project(fake.encode_documents([MANY[i]]))[0]
+        assert np.allclose(by_id[big.content_id(MANY[i])], expected, atol=1e-4)
     again = MatryoshkaChroma(big.collection.name, fake, client=client)
     assert again.coarse_rotation == "learned"
     assert [d.id for d in again.similarity_search(q, k=5, candidates=50)] == \
@@ -456,6 +466,43 @@ def test_auto_coarse_stage_is_decided_by_the_first_write_and_recorded(client, fa
     assert retry.coarse_rotation == "none" and len(retry) == 20
     for store in (big, small, first, sampled, retry):
         store.delete_collection()
+
+
+def test_auto_writes_nothing_under_a_coarse_stage_it_could_not_record(client, fake, monkeypatch) -> None:
+    """When recording the "none" decision fails, nothing is written and the next write decides
+    again: no record may sit in the HNSW index under a stage the collection does not record
+    (a later store would fit "learned" over raw-prefix records)."""
+    store = MatryoshkaChroma(_name(), fake, client=client)
+    real = MatryoshkaChroma._chroma_call
+    failures = []
+
+    def flaky(self, what, *args, **kwargs):
+        if what == "record the coarse stage" and not failures:
+            failures.append(what)
+            raise StoreError("Chroma went away")
+        return real(self, what, *args, **kwargs)
+
+    monkeypatch.setattr(MatryoshkaChroma, "_chroma_call", flaky)
+    with pytest.raises(StoreError, match="went away"):
+        store.add_texts(MANY[:10])
+    assert len(store) == 0 and store.coarse_rotation == "auto"
+    store.add_texts(MANY[:10])  # retried: decided and recorded this time
+    assert store.coarse_rotation == client.get_collection(store.collection.name).metadata["medrag:coarse_rotation"] == "none"
+    assert len(store) == 10
+    store.delete_collection()
+
+
+def test_reindex_fits_the_auto_coarse_stage_on_a_first_write_as_large_as_add_texts_makes(client) -> None:
+    """reindex reads its source in pages of batch_size (1,000), but its first write holds up to
+    4,096 records like add_texts': at coarse 128 "auto" needs 1,024 texts to choose learned."""
+    emb = FakeMatryoshkaEmbeddings(256)
+    source = client.get_or_create_collection(_name())
+    source.add(ids=[str(i) for i in range(len(MANY))], documents=MANY, embeddings=np.ones((len(MANY), 3)).tolist())
+    new = MatryoshkaChroma.reindex(client, source.name, source.name + "-m", emb, coarse_dim=128)
+    assert new.coarse_rotation == "learned" and len(new) == len(MANY)
+    assert new.similarity_search(MANY[7], k=1)[0].page_content == MANY[7]
+    new.delete_collection()
+    client.delete_collection(source.name)
 
 
 def test_a_learned_projection_is_fitted_on_query_encoded_spans_of_the_first_batch(client) -> None:
