@@ -254,6 +254,31 @@ def test_index_resumes_after_sigkill_without_duplicates_or_re_encoding(tiny_mode
     assert len({(m["doc"], m["chunk"]) for m in docs}) == total  # no duplicate chunk
 
 
+def test_the_default_auto_stage_is_learned_for_a_corpus_indexed_in_one_run(tiny_model_dir, tmp_path) -> None:
+    """With the store's defaults, index_corpus's first write holds 4,096 chunks, so a corpus of
+    >= 1,000 chunks gets the learned coarse stage (fitted once, on all 1,200 here); a second run
+    adds nothing and keeps it."""
+    from medrag import MatryoshkaChroma, MatryoshkaEmbeddings
+
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("\n".join(json.dumps({"text": f"Note {i} : ferritine {i} µg/L, CRP {i % 13} mg/L, "
+                                                  f"hémoglobine {i % 7} g/dL, bilan {i}."}) for i in range(1200)),
+                    encoding="utf-8")
+    emb = MatryoshkaEmbeddings(str(tiny_model_dir), device="cpu")
+    store = MatryoshkaChroma("notes", emb, persist_directory=str(tmp_path / "db"), coarse_dim=8)
+    assert store.coarse_rotation == "auto"
+    fitted_on = []
+    real_fit = store._fit_rotation
+    store._fit_rotation = lambda full, texts: fitted_on.append(len(full)) or real_fit(full, texts)
+    report = index_corpus(docs, store, batch_size=100, show_progress=False)
+    assert report.stored == 1200 and fitted_on == [1200] and store.coarse_rotation == "learned"
+    store.close()
+    again = MatryoshkaChroma("notes", emb, persist_directory=str(tmp_path / "db"), coarse_dim=8)
+    assert index_corpus(docs, again, batch_size=100, show_progress=False).added == 0
+    assert again.coarse_rotation == "learned"
+    again.close()
+
+
 def test_the_first_write_is_large_enough_to_fit_the_coarse_projection(tiny_model_dir, tmp_path) -> None:
     """A learned projection needs 8 x coarse_dim texts at the first write; index_corpus makes its
     first write fit_sample_size (4,096) texts, whatever batch_size (a batch of 32 alone would be refused)."""
