@@ -40,11 +40,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from medrag.vector_codec import quantize_int8
+from medrag.vector_codec import ENCODINGS, quantize_int8
 
 # The rest of medrag (and evaluation, LangChain, Chroma, torch) is imported inside the subcommand
 # that needs it: each measured child process loads only the store it measures, and `encode --pack`
@@ -807,10 +807,10 @@ def synthetic_one(args: argparse.Namespace) -> dict[str, Any]:
             got.append([int(d.id) for d in docs])
     calls: dict[str, Any] = {}
     settings: dict[str, Any] = {}
-    if args.method == "funnel":  # what the collection was really made with
+    if args.method == "funnel":
+        # what the collection was really made with, and the cost of each Chroma call a funnel query makes or used to make
         settings = {"ef_search": (store.collection.configuration.get("hnsw") or {}).get("ef_search"),
                     "full_encoding": store.collection.metadata["medrag:full_encoding"]}
-    if args.method == "funnel":  # the cost of each Chroma call a funnel query makes or used to make
         stage1, get10 = [], []
         for q in qvecs:
             coarse = store._coarse(q[None, :])[0]
@@ -834,10 +834,27 @@ def synthetic_one(args: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
+def _ef_list(value: str) -> list[int | None]:
+    """``"0,400"`` -> ``[None, 400]`` (0: Chroma's default ef_search)."""
+    items = value.split(",")
+    if not all(x.isdigit() for x in items):
+        raise argparse.ArgumentTypeError(f"{value!r}: expected comma-separated integers >= 0")
+    return [int(x) or None for x in items]
+
+
+def _choice_list(*choices: str) -> Callable[[str], list[str]]:
+    """An argparse type: a comma-separated list of ``choices``."""
+    def parse(value: str) -> list[str]:
+        items = value.split(",")
+        bad = [x for x in items if x not in choices]
+        if bad:
+            raise argparse.ArgumentTypeError(f"{', '.join(map(repr, bad))}: expected some of {', '.join(choices)}")
+        return items
+    return parse
+
+
 def _funnel_settings(value: str) -> list[tuple[int, str]]:
     """``"0/int8,800/float16"`` -> ``[(0, "int8"), (800, "float16")]`` (ef_search 0: Chroma's default)."""
-    from medrag.vector_codec import ENCODINGS
-
     out = []
     for item in value.split(","):
         ef, _, encoding = item.partition("/")
@@ -1146,8 +1163,7 @@ def french_recall(args: argparse.Namespace) -> None:
             for ef, enc, rot in variants:
                 values, seconds, ms = _store_recall(label, chunks, dd, qq, store_spans, store_pseudos[label], coarse,
                                                     args.candidates, exact, ef, enc, rot)
-                first = (f"learned-{coarse} fitted by the store on {store_fit}" if rot != "none"
-                         else f"first {coarse} coordinates")
+                first = f"{rot}-{coarse} fitted by the store on {store_fit}" if rot != "none" else f"first {coarse} coordinates"
                 stage = f"store: HNSW (ef_search {ef or 'default'}) + {enc} rerank, {first}"
                 report["rows"].append({"model": label, "stage": stage, "recall": values, "ingest_s": round(seconds, 2),
                                        "search_ms_mean": round(ms, 2), "ef_search": ef, "full_encoding": enc,
@@ -1246,13 +1262,14 @@ def main(argv: list[str] | None = None) -> None:
     fr.add_argument("--learned-lr", type=float, default=None)
     fr.add_argument("--out", default=None, help="results JSON")
     fr.add_argument("--store", action="store_true",
-                    help="also build a real embedded MatryoshkaChroma (learned coarse stage fitted by the store, HNSW, "
-                         "int8 rerank) per model and coarse size, and measure its recall")
-    fr.add_argument("--store-ef-search", type=lambda v: [int(x) or None for x in v.split(",")], default=[0],
+                    help="also build real embedded MatryoshkaChroma stores (HNSW stage 1, the store's own coarse fit, "
+                         "the rerank from the stored encoding) per model, coarse size and --store-* setting, and "
+                         "measure their recall")
+    fr.add_argument("--store-ef-search", type=_ef_list, default=[None],
                     help="HNSW ef_search of the --store collections, comma-separated (0: Chroma's default, 100)")
-    fr.add_argument("--store-rotation", type=lambda v: v.split(","), default=["learned"],
-                    help="coarse_rotation of the --store collections, comma-separated (learned, none, auto)")
-    fr.add_argument("--store-encoding", type=lambda v: v.split(","), default=["int8"],
+    fr.add_argument("--store-rotation", type=_choice_list("none", "pca", "learned", "auto"), default=["learned"],
+                    help="coarse_rotation of the --store collections, comma-separated (learned, none, pca, auto)")
+    fr.add_argument("--store-encoding", type=_choice_list(*ENCODINGS), default=["int8"],
                     help="full_encoding of the --store collections, comma-separated (int8, float16, float32)")
     fr.add_argument("--queries", type=int, default=300)
     fr.add_argument("--coarse", type=lambda v: [int(x) for x in v.split(",")], default=[32, 64])

@@ -46,7 +46,6 @@ from typing import Any
 
 from medrag._chroma_errors import translate_chroma_error
 from medrag.bundled import DEFAULT_SPEC
-from medrag.coarse import fit_sample_size
 from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.errors import DataError, InvalidInputError
 from medrag.qa.pairs import json_objects, read_records
@@ -243,9 +242,8 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     def flush_size() -> int:
         """A coarse projection still to fit is fitted on the store's first write: hold that many chunks
         (add_texts then writes them as one batch)."""
-        if getattr(store, "rotation_fitted", True):
-            return batch_size
-        return max(batch_size, fit_sample_size(store.coarse_rotation, store.coarse_dim))
+        size = getattr(store, "next_write_size", None)
+        return size(batch_size) if size is not None else batch_size
 
     def flush() -> None:
         if pending_texts:

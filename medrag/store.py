@@ -319,7 +319,7 @@ class MatryoshkaChroma(VectorStore):
         broken_id = self._check_vector_index(persist if writer else None)
         if self._rotation_kind != "none" and self._rotation is None and rotation_sample is not None:
             sample = validate_texts(rotation_sample)
-            self._fit_or_resolve(self._encode(sample, query=False), sample)
+            self._settle_coarse_stage(self._encode(sample, query=False), sample)
         self._sidecar: VectorSidecar | None = None
         self._other_copy: VectorSidecar | None = None  # see _forget_in_other_copy
         self._keeps_copy = vector_sidecar is None or bool(vector_sidecar)
@@ -768,10 +768,7 @@ class MatryoshkaChroma(VectorStore):
         ``"auto"`` store first takes the kind another client decided, if one has."""
         current = self._chroma_call("read the collection metadata", self._client.get_collection,
                                     name=self._collection_name, embedding_function=None)
-        if self._rotation_kind == "auto":
-            recorded = (current.metadata or {}).get(_C["rotation"], "none")
-            if recorded in ROTATIONS:
-                self._rotation_kind = recorded
+        self._adopt_recorded(current.metadata or {})
         data = (current.metadata or {}).get(ROTATION_KEY)
         if not data or self._rotation_kind == "none":
             return
@@ -786,6 +783,32 @@ class MatryoshkaChroma(VectorStore):
     def _auto_needed(self) -> int:
         """Texts the first write of an ``"auto"`` store needs to decide ``"learned"``."""
         return max(AUTO_LEARNED_MIN_TEXTS, min_vectors("learned", self._coarse_dim))
+
+    def _settle_coarse_stage(self, full: np.ndarray, texts: list[str]) -> None:
+        """The first write (or ``rotation_sample``) fits the pending coarse stage, or decides
+        ``"auto"``, unless another client of the collection did first; under the folder's write
+        lock, so that no other write of this process reads it half-decided."""
+        with self._write_guard:
+            self._load_rotation()
+            if self._rotation_kind != "none" and self._rotation is None:
+                self._fit_or_resolve(full, texts)
+
+    def next_write_size(self, batch_size: int) -> int:
+        """How many texts the next write should hold: ``batch_size``, or, while the coarse stage
+        waits for the first write to be fitted on (or decided, ``"auto"``),
+        :func:`medrag.coarse.fit_sample_size` texts (4,096) when that is more. ``add_texts`` sizes
+        its first write so; callers that stream texts in (``index_corpus``, :meth:`reindex`)
+        gather that many before their first call.
+
+        Args:
+            batch_size: texts per write once the coarse stage is fitted (an int >= 1).
+        """
+        batch_size = _check_int("batch_size", batch_size)
+        if batch_size < 1:
+            raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
+        if self.rotation_fitted:
+            return batch_size
+        return max(batch_size, fit_sample_size(self._rotation_kind, self._coarse_dim))
 
     def _fit_or_resolve(self, full: np.ndarray, texts: list[str]) -> None:
         """Fit the pending projection on ``texts``; ``"auto"`` first decides which (see
@@ -993,8 +1016,8 @@ class MatryoshkaChroma(VectorStore):
             bar = tqdm(total=len(order), desc=f"adding to {self._collection_name}", unit="text")
         # a coarse projection still to fit is fitted on the first batch, whatever batch_size ("auto":
         # when this call holds enough texts to decide "learned"; else it decides "none" on the first batch)
-        size = batch if self.rotation_fitted or (self._rotation_kind == "auto" and len(order) < self._auto_needed) \
-            else max(batch, min(fit_sample_size(self._rotation_kind, self._coarse_dim), max_batch))
+        auto_none = self._rotation_kind == "auto" and len(order) < self._auto_needed
+        size = batch if auto_none else min(self.next_write_size(batch), max_batch)
         try:
             start = 0
             while start < len(order):
@@ -1022,10 +1045,7 @@ class MatryoshkaChroma(VectorStore):
         """Encode one batch (one model call) and upsert it (one Chroma call)."""
         full = self._encode([texts[i] for i in idx], query=False)
         if self._rotation_kind != "none" and self._rotation is None:
-            with self._write_guard:  # decided and recorded before another write of this process reads it
-                self._load_rotation()
-                if self._rotation_kind != "none" and self._rotation is None:
-                    self._fit_or_resolve(full, [texts[i] for i in idx])
+            self._settle_coarse_stage(full, [texts[i] for i in idx])
         raw = pack_rows(full, self._encoding)
         packed = [base64.b64encode(r).decode("ascii") for r in raw]
         records = []
@@ -1598,9 +1618,7 @@ class MatryoshkaChroma(VectorStore):
         bar = tqdm(total=total, desc=f"reindex {source_collection}", unit="record", disable=total < _PROGRESS_MIN)
         offset = 0
         while offset < total:
-            # a coarse stage still to fit or decide is fitted on the first write: make it as large as add_texts would
-            size = batch_size if store.rotation_fitted else max(
-                batch_size, fit_sample_size(store.coarse_rotation, store.coarse_dim))
+            size = store.next_write_size(batch_size)
             res = source.get(limit=size, offset=offset, include=["documents", "metadatas"])
             offset += size
             bar.update(len(res["ids"]))

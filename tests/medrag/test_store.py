@@ -30,7 +30,7 @@ from langchain_tests.integration_tests import VectorStoreIntegrationTests
 
 from medrag import CollectionMismatchError, DimensionError, MatryoshkaChroma
 from medrag.coarse import CoarseProjection
-from medrag.errors import StoreError
+from medrag.errors import InvalidInputError, StoreError
 from medrag.vector_codec import decode_rows, encode_rows
 from medrag.store import FULL_KEY
 
@@ -407,6 +407,9 @@ def test_auto_coarse_stage_is_decided_by_the_first_write_and_recorded(client, fa
     assert AUTO_LEARNED_MIN_TEXTS == 1000
     big = MatryoshkaChroma(_name(), fake, client=client)
     assert not big.rotation_fitted
+    assert big.next_write_size(100) == 4096  # what index_corpus and reindex gather before their first write
+    with pytest.raises(InvalidInputError, match="batch_size"):
+        big.next_write_size(0)
     assert big.similarity_search(MANY[0], k=3) == []  # an empty pending store answers
     big.add_texts(MANY, batch_size=100)
     meta = client.get_collection(big.collection.name).metadata
@@ -433,6 +436,7 @@ def test_auto_coarse_stage_is_decided_by_the_first_write_and_recorded(client, fa
     small.add_texts(MANY[999:])  # a later large add does not change the decision
     meta = client.get_collection(small.collection.name).metadata
     assert small.coarse_rotation == meta["medrag:coarse_rotation"] == "none" and ROTATION_KEY not in meta
+    assert small.next_write_size(100) == 100
     assert small.similarity_search(MANY[1100], k=1)[0].page_content == MANY[1100]
 
     # two clients on a pending collection: the first write decides for both

@@ -108,6 +108,13 @@ def test_funnel_settings_parse_and_reject_bad_items() -> None:
     for bad in ("400", "x/int8", "400/int4", "-1/int8"):
         with pytest.raises(argparse.ArgumentTypeError, match="EF/ENCODING"):
             sb._funnel_settings(bad)
+    # french-recall's --store-* lists: refused at parse time, before minutes of loading vectors
+    assert sb._ef_list("0,400") == [None, 400]
+    assert sb._choice_list("none", "auto")("auto,none") == ["auto", "none"]
+    with pytest.raises(argparse.ArgumentTypeError, match="integers"):
+        sb._ef_list("400,-1")
+    with pytest.raises(argparse.ArgumentTypeError, match="'bogus'"):
+        sb._choice_list("none", "auto")("none,bogus")
 
 
 def test_synthetic_runs_each_funnel_setting_as_its_own_row(tmp_path: Path) -> None:
