@@ -59,6 +59,12 @@ def apply(vecs: np.ndarray, head: tuple[np.ndarray, np.ndarray] | None) -> np.nd
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
+def interpolate(trained: tuple[np.ndarray, np.ndarray], init: tuple[np.ndarray, np.ndarray],
+                alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """``alpha * trained + (1 - alpha) * init``, weights and bias alike."""
+    return tuple(alpha * t + (1 - alpha) * i for t, i in zip(trained, init))
+
+
 def score(task, q: np.ndarray, d: np.ndarray) -> dict[int, float]:
     from evaluation.retrieval import evaluate_vectors
 
@@ -74,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-passages", type=int, default=3000,
                    help="pilot cap on passages per domain (the suite's pilot: 3000)")
     p.add_argument("--candidate", action="append", default=[], metavar="NAME=DIR")
+    p.add_argument("--interpolate", action="append", default=[], metavar="NAME=DIR:ALPHA",
+                   help="weight-space interpolation (WiSE-FT, Wortsman et al., 2022) of a trained head with its "
+                        "initialisation, the centred PCA of the training passages: ALPHA * trained + (1 - ALPHA) * "
+                        "init; needs the config's teacher cache")
     p.add_argument("--train-config", default=str(REPO / "configs" / "medrag_default.yaml"))
     p.add_argument("--no-store", action="store_true", help="skip the store-rotation emulation")
     p.add_argument("--check-model", metavar="SPEC",
@@ -107,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.candidate:
         label, _, folder = spec.partition("=")
         heads[label] = head_of(Path(folder))
+    for spec in args.interpolate:
+        label, _, rest = spec.partition("=")
+        folder, _, alpha = rest.rpartition(":")
+        if train_passages is None or not folder:
+            raise SystemExit(f"--interpolate {spec}: needs NAME=DIR:ALPHA and the config's teacher cache")
+        heads[label] = interpolate(head_of(Path(folder)), heads["pca-train-centered"], float(alpha))
 
     table: dict[str, dict] = {}
     for label, head in heads.items():

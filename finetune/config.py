@@ -52,8 +52,10 @@ REPORT_TO: tuple[str, ...] = get_args(ReportTo)
 Engine = Literal["trainer", "loop"]
 Rotation = Literal["none", "pca", "pca_centered"]
 ExportScores = Literal["run", "suite_pilot", "suite"]
+BatchSampling = Literal["random", "topic"]
 ENGINES: tuple[str, ...] = get_args(Engine)
 ROTATIONS: tuple[str, ...] = get_args(Rotation)
+BATCH_SAMPLINGS: tuple[str, ...] = get_args(BatchSampling)
 
 
 def setting(default: Any = None, help: str = "", *, factory: Any = None) -> Any:
@@ -122,7 +124,7 @@ class FinetuneConfig:
                              "the options below need it)")
     mixture: list[str] = setting(help="extra training-pair sources added to data: frenchmedmcqa (train split), "
                                  "sample (train split), cases, abstracts, leaflets (medrag.qa.french_text, train "
-                                 "documents); NAME:N caps a source at N pairs", factory=list)
+                                 "documents), medquad (English, medrag.qa.medquad); NAME:N caps a source at N pairs", factory=list)
     shared_data: str = setting("../shared/data", "folder holding the shared data sets (for mixture sources)")
     max_train_pairs: int = setting(0, "cap on the training pairs after mixing (0: all), seeded draw")
     query_max_length: int = setting(64, "token cap of questions in training (loop)")
@@ -142,6 +144,10 @@ class FinetuneConfig:
                                         "abstracts, leaflets, sample; NAME:N caps)", factory=list)
     distill_batch_size: int = setting(0, "unlabelled texts per step (0: none; frozen encoder: batch_size)")
     matryoshka_weights: list[float] | None = setting(None, "one loss weight per size of dims (default all 1)")
+    batch_sampling: BatchSampling = setting("random", "loop batches: random (shuffled) or topic (pairs of similar "
+                                            "questions together: k-means of the base's question vectors, "
+                                            "finetune.loop.topic_order; harder in-batch negatives)")
+    topic_cluster_size: int = setting(32, "topic sampling: mean number of pairs per question cluster")
     rotation: Rotation = setting("none", "final linear layer: none, pca (orthogonal rotation onto the principal "
                                  "axes of the base's vectors of the training passages) or pca_centered (the same "
                                  "after removing their mean: affine)")
@@ -207,6 +213,8 @@ class FinetuneConfig:
             (not (self.distill_batch_size and not self.distill_corpus),
              "distill_batch_size > 0 needs a distill_corpus (unlabelled text sources)"),
             (self.rotation in ROTATIONS, f"rotation must be one of {ROTATIONS}"),
+            (self.batch_sampling in BATCH_SAMPLINGS, f"batch_sampling must be one of {BATCH_SAMPLINGS}"),
+            (self.topic_cluster_size >= 2, "topic_cluster_size must be >= 2"),
             (self.matryoshka_weights is None or not self.dims or len(self.matryoshka_weights) == len(self.dims),
              "matryoshka_weights needs one weight per size of dims"),
             (self.export_adapter is None or self.lora_rank > 0 or self.freeze_encoder,
@@ -223,6 +231,7 @@ class FinetuneConfig:
             ("contrastive_weight", self.contrastive_weight != 1.0),
             ("distill_corpus", bool(self.distill_corpus)), ("rotation", self.rotation != "none"),
             ("matryoshka_weights", self.matryoshka_weights is not None),
+            ("batch_sampling", self.batch_sampling != "random"),
             ("export_adapter", self.export_adapter is not None), ("freeze_encoder", self.freeze_encoder)) if on]
         if self.engine != "loop" and loop_only:
             checks.append((False, f"{', '.join(loop_only)} need(s) engine: loop (the plain training loop)"))

@@ -71,19 +71,22 @@ class LoopResult:
     pairs: int = 0
 
 
-def no_duplicate_batches(pairs: Sequence[QAPair], batch_size: int, rng: random.Random) -> list[list[int]]:
+def no_duplicate_batches(pairs: Sequence[QAPair], batch_size: int, rng: random.Random,
+                         order: Sequence[int] | None = None) -> list[list[int]]:
     """Shuffled batches of pair indices in which no question and no passage occurs twice (a repeated
     passage would be a false in-batch negative). A pair that would repeat a text waits for a later batch;
-    a last batch of one pair is dropped.
+    a last batch of one pair is dropped. ``order`` (a permutation of the pair indices, e.g.
+    :func:`topic_order`) replaces the shuffle: batches are filled in that order.
 
     >>> ps = [QAPair("q1", "a"), QAPair("q2", "a"), QAPair("q3", "b")]
     >>> [len(b) for b in no_duplicate_batches(ps, 2, random.Random(0))]  # the left-over pair has no negative
     [2]
     """
-    order = list(range(len(pairs)))
-    rng.shuffle(order)
+    if order is None:
+        order = list(range(len(pairs)))
+        rng.shuffle(order)
     batches: list[list[int]] = []
-    pending = order
+    pending = list(order)
     while pending:
         batch: list[int] = []
         seen: set[str] = set()
@@ -98,6 +101,57 @@ def no_duplicate_batches(pairs: Sequence[QAPair], batch_size: int, rng: random.R
         batches.append(batch)
         pending = rest
     return [b for b in batches if len(b) >= 2 or len(pairs) == 1]  # a lone pair has no in-batch negative
+
+
+def topic_clusters(vectors: np.ndarray, n_clusters: int, seed: int = 0, iterations: int = 20) -> np.ndarray:
+    """Spherical k-means labels of unit ``vectors`` (k-means++ seeding, ``iterations`` Lloyd steps).
+
+    >>> v = np.array([[1, 0], [0.99, 0.14], [0, 1], [0.14, 0.99]], dtype=np.float32)
+    >>> labels = topic_clusters(v, 2)
+    >>> bool(labels[0] == labels[1] and labels[2] == labels[3] and labels[0] != labels[2])
+    True
+    """
+    x = np.asarray(vectors, dtype=np.float32)
+    n_clusters = max(1, min(n_clusters, len(x)))
+    rng = np.random.default_rng(seed)
+    centres = [x[rng.integers(len(x))]]
+    dist = np.full(len(x), np.inf, dtype=np.float64)
+    for _ in range(1, n_clusters):  # k-means++: far points are likelier seeds
+        dist = np.minimum(dist, np.maximum(0.0, 1.0 - x @ centres[-1]))
+        p = dist / dist.sum() if dist.sum() > 0 else None
+        centres.append(x[rng.choice(len(x), p=p)])
+    c = np.stack(centres)
+    labels = np.zeros(len(x), dtype=np.int64)
+    for _ in range(iterations):
+        labels = (x @ c.T).argmax(axis=1)
+        for k in range(n_clusters):
+            members = x[labels == k]
+            if len(members):
+                m = members.sum(axis=0)
+                c[k] = m / max(np.linalg.norm(m), 1e-12)
+    return labels
+
+
+def topic_order(labels: np.ndarray, rng: random.Random) -> list[int]:
+    """A permutation of the pair indices that keeps each cluster together: clusters in a random order,
+    members shuffled within. Batches filled in this order hold a few topics each, so their in-batch
+    negatives are similar questions (topic-aware sampling, TAS: Hofstätter et al., SIGIR 2021).
+
+    >>> topic_order(np.array([0, 1, 0, 1]), random.Random(0)) in ([0, 2, 1, 3], [2, 0, 1, 3], [0, 2, 3, 1],
+    ...     [2, 0, 3, 1], [1, 3, 0, 2], [3, 1, 0, 2], [1, 3, 2, 0], [3, 1, 2, 0])
+    True
+    """
+    groups: dict[int, list[int]] = {}
+    for i, k in enumerate(labels.tolist()):
+        groups.setdefault(int(k), []).append(i)
+    keys = list(groups)
+    rng.shuffle(keys)
+    order: list[int] = []
+    for k in keys:
+        members = groups[k]
+        rng.shuffle(members)
+        order += members
+    return order
 
 
 class TrainingLoop:
@@ -134,7 +188,8 @@ class TrainingLoop:
         torch.manual_seed(cfg.seed)
         rng = random.Random(cfg.seed)
         result = LoopResult(pairs=len(self.pairs))
-        need_teacher = cfg.distill_weight > 0 or cfg.rotation != "none" or cfg.freeze_encoder
+        need_teacher = (cfg.distill_weight > 0 or cfg.rotation != "none" or cfg.freeze_encoder
+                        or cfg.batch_sampling == "topic")
         teacher_q = teacher_p = teacher_u = None
         questions = [p.question for p in self.pairs]
         passages = [p.answer for p in self.pairs]
@@ -163,9 +218,14 @@ class TrainingLoop:
         optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                        {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
         epochs = max(1, math.ceil(cfg.epochs))
+        labels = None
+        if cfg.batch_sampling == "topic":
+            labels = topic_clusters(teacher_q, max(1, len(self.pairs) // cfg.topic_cluster_size), seed=cfg.seed)
+            logger.info("topic sampling: %d question clusters", len(set(labels.tolist())))
         plan: list[list[int]] = []
         for _ in range(epochs):
-            plan += no_duplicate_batches(self.pairs, cfg.batch_size, rng)
+            order = topic_order(labels, rng) if labels is not None else None
+            plan += no_duplicate_batches(self.pairs, cfg.batch_size, rng, order=order)
         if cfg.epochs < epochs:  # fractional epochs: cut the plan
             plan = plan[: max(1, round(len(plan) * cfg.epochs / epochs))]
         if cfg.max_steps > 0:

@@ -8,7 +8,9 @@ Sources, all read from ``shared_data`` (``../shared/data``) or the package:
 - ``cases``, ``abstracts``, ``leaflets``: pairs built by :func:`medrag.qa.french_text.training_pairs`
   from the train documents of the French medical text (split by document: leak-free against the
   suite's val/test documents). As unlabelled text (``distill_corpus``), the same train documents'
-  passages (:func:`medrag.qa.french_text.unlabelled_texts`).
+  passages (:func:`medrag.qa.french_text.unlabelled_texts`);
+- ``medquad``: English question -> answer-passage pairs of MedQuAD (:func:`medrag.qa.medquad.medquad_pairs`;
+  not a suite domain, so every pair is usable).
 
 Each source carries its licence (:data:`LICENCES`); the shipped default model is trained only on
 sources that allow commercial use (the leaflets are CC BY-NC).
@@ -38,6 +40,7 @@ LICENCES = {
     "cases": "CC BY 4.0 per source article (Pan African Medical Journal, via E3C)",
     "abstracts": "CC BY-SA 4.0 (MORFITT; share-alike)",
     "leaflets": "CC BY-NC 4.0 (E3C; non-commercial)",
+    "medquad": "CC BY 4.0 (MedQuAD, Ben Abacha & Demner-Fushman, 2019; English)",
 }
 PAIR_SOURCES = tuple(LICENCES)
 TEXT_SOURCES = ("cases", "abstracts", "leaflets", "sample")
@@ -73,6 +76,10 @@ def source_pairs(name: str, shared_data: str | Path) -> list[QAPair]:
         return [QAPair(q, p) for q, p in load_sample_corpus().pairs("train")]
     if name in ("cases", "abstracts", "leaflets"):
         return list(_french_text_pairs(name, shared))
+    if name == "medquad":
+        from medrag.qa.medquad import medquad_pairs
+
+        return list(medquad_pairs(shared / "medquad" / "medquad.jsonl"))
     raise DataError(f"unknown training source {name!r}; known: {', '.join(PAIR_SOURCES)}")
 
 

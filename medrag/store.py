@@ -566,7 +566,8 @@ class MatryoshkaChroma(VectorStore):
 
     @staticmethod
     def _remove_segment_folders(persist: str, segments: Sequence[str]) -> None:
-        """Chroma leaves a deleted collection's HNSW folders on disk; remove the broken ones."""
+        """Chroma leaves a deleted collection's HNSW folders on disk; remove them (only folders directly in
+        ``persist`` named by a segment id)."""
         import shutil
 
         root = Path(persist).resolve()
@@ -1108,14 +1109,26 @@ class MatryoshkaChroma(VectorStore):
         return True
 
     def delete_collection(self) -> None:
-        """Drop the whole Chroma collection (and its lexical index file); the store is unusable afterwards."""
+        """Drop the whole Chroma collection, its lexical index file and its vector copy; the store is
+        unusable afterwards. With an embedded persistent client the collection's vector-index folders are
+        removed too (chromadb 1.5 leaves them on disk, and they hold the whole HNSW index)."""
         self._check_writer()
         with self._write_guard:
+            persist = _persist_directory(self._client)
+            segments: list[str] = []
+            if persist is not None:
+                try:
+                    segments = segment_ids(persist, self._cid)
+                except Exception as exc:  # noqa: BLE001 - sqlite3 errors: the folders then stay, as Chroma leaves them
+                    logger.warning("could not list the index folders of collection %r (%s); they stay in %s",
+                                   self._collection_name, exc, persist)
             self._chroma_call("delete the collection", self._client.delete_collection, self._collection_name)
             for copy in (self._sidecar, self._other_copy):
                 if copy is not None:
                     copy.drop(self._cid)
             self._lexical.drop()
+            if segments:
+                self._remove_segment_folders(persist, segments)
 
     # ------------------------------------------------------------------ reading
 

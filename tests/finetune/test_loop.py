@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from finetune.config import ConfigError, FinetuneConfig
-from finetune.loop import no_duplicate_batches
+from finetune.loop import no_duplicate_batches, topic_clusters, topic_order
 from finetune.training import MatryoshkaFinetuner
 from medrag.qa.pairs import QAPair
 from tests.finetune.conftest import quick_config
@@ -38,6 +38,33 @@ def test_batches_never_repeat_a_text_and_cover_every_pair():
     assert len(covered) == len(set(covered)) >= 30  # only left-over pairs that share a text are dropped
     for b in batches:
         assert len({pairs[i].question for i in b}) == len(b) == len({pairs[i].answer for i in b}) <= 4
+
+
+def test_topic_batches_group_similar_questions_and_keep_the_no_duplicate_rule():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 16))
+    vecs = np.repeat(centres, 10, axis=0) + 0.05 * rng.normal(size=(40, 16))
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    labels = topic_clusters(vecs.astype(np.float32), 4, seed=0)
+    assert [len(set(labels[i * 10:(i + 1) * 10].tolist())) for i in range(4)] == [1, 1, 1, 1]
+    assert len(set(labels.tolist())) == 4
+    pairs = [QAPair(f"q{i}", f"a{i % 35}") for i in range(40)]         # a5..a9 twice: not in one batch
+    order = topic_order(labels, random.Random(1))
+    assert sorted(order) == list(range(40))
+    batches = no_duplicate_batches(pairs, 10, random.Random(0), order=order)
+    assert sorted(i for b in batches for i in b) == list(range(40))
+    for b in batches:
+        assert len({pairs[i].answer for i in b}) == len(b)
+    assert sum(len(set(labels[b].tolist())) == 1 for b in batches) >= 2   # whole topics per batch
+
+
+def test_topic_sampling_is_validated_and_needs_the_loop():
+    with pytest.raises(ConfigError, match="batch_sampling must be one of"):
+        FinetuneConfig(engine="loop", batch_sampling="cluster")
+    with pytest.raises(ConfigError, match="topic_cluster_size must be >= 2"):
+        FinetuneConfig(engine="loop", batch_sampling="topic", topic_cluster_size=1)
+    with pytest.raises(ConfigError, match="batch_sampling need"):
+        FinetuneConfig(batch_sampling="topic")
 
 
 def test_lora_loop_trains_and_scores(lora_run):
@@ -116,6 +143,11 @@ def test_frozen_encoder_trains_only_the_final_layer_and_exports_it(tiny_model_di
     result = finetuner.run()
     assert finetuner.loop_result.trainable_parameters == 128 * 128 + 128
     assert sum(result.losses[-5:]) < sum(result.losses[:5])
+    topic = MatryoshkaFinetuner(loop_config(tiny_model_dir, pairs_file, tmp_path / "t", tmp_path, lora_rank=0,
+                                            freeze_encoder=True, rotation="pca_centered", epochs=20,
+                                            batch_sampling="topic", topic_cluster_size=4, evaluate_before=False))
+    topic_losses = topic.run().losses
+    assert sum(topic_losses[-5:]) < sum(topic_losses[:5]) and topic_losses != result.losses
     base = medrag.load_model(tiny_model_dir, device="cpu")
     trained = medrag.load_model(tmp_path / "m", device="cpu")
     w = "encoder.layer.0.attention.self.query.weight"

@@ -252,6 +252,22 @@ def test_vector_sidecar_matches_the_records_and_recovers_from_a_kill(tmp_path, f
     assert again.get_by_ids(["s1"])[0].page_content == TEXTS[1]
 
 
+def test_delete_collection_removes_its_index_folders_and_keeps_the_others(tmp_path, fake) -> None:
+    """Chroma's delete_collection leaves the HNSW folder of an embedded collection on disk."""
+    path = tmp_path / "db"
+    keep = MatryoshkaChroma("keep", fake, persist_directory=str(path), coarse_rotation="none")
+    keep.add_texts(TEXTS[:20])
+    store = MatryoshkaChroma("gone", fake, persist_directory=str(path), coarse_rotation="none")
+    before = {p.name for p in path.iterdir() if p.is_dir()}
+    store.add_texts([f"{t} #{i}" for i in range(4) for t in TEXTS], batch_size=1200)  # > sync_threshold 1000
+    written = {p.name for p in path.iterdir() if p.is_dir()} - before
+    assert written, "the collection's HNSW folder was never persisted: the test would prove nothing"
+    store.delete_collection()
+    assert {p.name for p in path.iterdir() if p.is_dir()} == before
+    assert len(keep.similarity_search(TEXTS[3], k=3)) == 3     # the other collection is untouched
+    assert MatryoshkaChroma("gone", fake, persist_directory=str(path))._collection.count() == 0
+
+
 def test_write_generation_is_bumped_before_every_write(client, fake) -> None:
     from medrag.store import GENERATION_KEY
 
