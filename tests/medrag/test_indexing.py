@@ -254,6 +254,46 @@ def test_index_resumes_after_sigkill_without_duplicates_or_re_encoding(tiny_mode
     assert len({(m["doc"], m["chunk"]) for m in docs}) == total  # no duplicate chunk
 
 
+@pytest.mark.integration
+def test_index_with_the_default_auto_stage_resumes_after_sigkill(tiny_model_dir, tmp_path) -> None:
+    """The default path (``coarse_rotation`` "auto"): the first write (4,096 chunks) decides and
+    records the learned stage; a SIGKILL in a later batch, then a re-run, adds the rest without
+    duplicates or re-encoding and keeps the projection fitted by the first run."""
+    n_docs = 2500                                            # 5,000 chunks: 4,096 first, then batches of 100
+    data = tmp_path / "corpus.jsonl"
+    data.write_text("\n".join(json.dumps({"id": f"doc{i}", "text": f"Patient {i}, bilan {i % 17}. " + DOC})
+                              for i in range(n_docs)))
+    total = sum(len(chunk_text(f"Patient {i}, bilan {i % 17}. " + DOC, 30)) for i in range(n_docs))
+    db = tmp_path / "db"
+    script = tmp_path / "run_index.py"
+    script.write_text(_KILLED_INDEX)
+    cmd = [sys.executable, str(script), str(REPO), "index", str(data), "--persist-dir", str(db), "--model",
+           str(tiny_model_dir), "--id-field", "id", "--chunk-words", "30", "--batch-size", "100", "--no-progress"]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    encoded, later = 0, 0
+    while later < 3:  # kill during the 3rd batch after the first write
+        line = proc.stdout.readline()
+        assert line, "the indexer ended before it was killed"
+        if line.startswith("encode"):
+            later += encoded >= 4096
+            encoded += int(line.split()[1])
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    col = chromadb.PersistentClient(str(db)).get_collection("medrag")
+    stored, meta = col.count(), dict(col.metadata)
+    assert 4096 <= stored < total
+    assert meta["medrag:coarse_rotation"] == "learned" and meta["medrag:rotation_data"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    again = sum(int(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("encode"))
+    assert again == total - stored, "the resumed run re-encoded stored chunks"
+    col = chromadb.PersistentClient(str(db)).get_collection("medrag")
+    assert col.count() == total
+    assert len({(m["doc"], m["chunk"]) for m in col.get(include=["metadatas"])["metadatas"]}) == total
+    assert col.metadata["medrag:rotation_data"] == meta["medrag:rotation_data"]  # fitted once, kept
+
+
 def test_the_default_auto_stage_is_learned_for_a_corpus_indexed_in_one_run(tiny_model_dir, tmp_path) -> None:
     """With the store's defaults, index_corpus's first write holds 4,096 chunks, so a corpus of
     >= 1,000 chunks gets the learned coarse stage (fitted once, on all 1,200 here); a second run
