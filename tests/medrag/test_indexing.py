@@ -218,10 +218,9 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
-@pytest.mark.integration
-def test_index_resumes_after_sigkill_without_duplicates_or_re_encoding(tiny_model_dir, tmp_path) -> None:
-    """``medrag index`` in a real subprocess, SIGKILLed mid-ingest, then re-run to completion."""
-    n_docs = 1500
+def _killable_index(tiny_model_dir, tmp_path, n_docs: int, *extra: str):
+    """``(cmd, env, total chunks, db folder)`` of a ``medrag index`` run over ``n_docs`` two-chunk
+    documents that prints ``encode N`` per encoded batch (:data:`_KILLED_INDEX`)."""
     data = tmp_path / "corpus.jsonl"
     data.write_text("\n".join(json.dumps({"id": f"doc{i}", "text": f"Patient {i}, bilan {i % 17}. " + DOC})
                               for i in range(n_docs)))
@@ -231,8 +230,16 @@ def test_index_resumes_after_sigkill_without_duplicates_or_re_encoding(tiny_mode
     script.write_text(_KILLED_INDEX)
     cmd = [sys.executable, str(script), str(REPO), "index", str(data), "--persist-dir", str(db), "--model",
            str(tiny_model_dir), "--id-field", "id", "--chunk-words", "30", "--batch-size", "100", "--no-progress",
-           "--coarse-rotation", "none"]  # batches of 100 from the first ("auto" would fit on 4,096 first)
+           *extra]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    return cmd, env, total, db
+
+
+@pytest.mark.integration
+def test_index_resumes_after_sigkill_without_duplicates_or_re_encoding(tiny_model_dir, tmp_path) -> None:
+    """``medrag index`` in a real subprocess, SIGKILLed mid-ingest, then re-run to completion."""
+    # batches of 100 from the first ("auto" would fit on 4,096 first)
+    cmd, env, total, db = _killable_index(tiny_model_dir, tmp_path, 1500, "--coarse-rotation", "none")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     batches = 0
     while batches < 12:  # kill during the 12th batch (encode or write)
@@ -259,17 +266,7 @@ def test_index_with_the_default_auto_stage_resumes_after_sigkill(tiny_model_dir,
     """The default path (``coarse_rotation`` "auto"): the first write (4,096 chunks) decides and
     records the learned stage; a SIGKILL in a later batch, then a re-run, adds the rest without
     duplicates or re-encoding and keeps the projection fitted by the first run."""
-    n_docs = 2500                                            # 5,000 chunks: 4,096 first, then batches of 100
-    data = tmp_path / "corpus.jsonl"
-    data.write_text("\n".join(json.dumps({"id": f"doc{i}", "text": f"Patient {i}, bilan {i % 17}. " + DOC})
-                              for i in range(n_docs)))
-    total = sum(len(chunk_text(f"Patient {i}, bilan {i % 17}. " + DOC, 30)) for i in range(n_docs))
-    db = tmp_path / "db"
-    script = tmp_path / "run_index.py"
-    script.write_text(_KILLED_INDEX)
-    cmd = [sys.executable, str(script), str(REPO), "index", str(data), "--persist-dir", str(db), "--model",
-           str(tiny_model_dir), "--id-field", "id", "--chunk-words", "30", "--batch-size", "100", "--no-progress"]
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    cmd, env, total, db = _killable_index(tiny_model_dir, tmp_path, 2500)  # 5,000 chunks: 4,096, then 100s
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     encoded, later = 0, 0
     while later < 3:  # kill during the 3rd batch after the first write
