@@ -82,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candidate", action="append", default=[], metavar="NAME=DIR")
     p.add_argument("--interpolate", action="append", default=[], metavar="NAME=DIR:ALPHA",
                    help="weight-space interpolation (WiSE-FT, Wortsman et al., 2022) of a trained head with its "
-                        "initialisation, the centred PCA of the training passages: ALPHA * trained + (1 - ALPHA) * "
-                        "init; needs the config's teacher cache")
+                        "initialisation, the centred PCA of the training pairs' passages as the loop fits it (for "
+                        "a head trained with --train-config): ALPHA * trained + (1 - ALPHA) * init; needs the "
+                        "config's teacher cache")
     p.add_argument("--train-config", default=str(REPO / "configs" / "medrag_default.yaml"))
     p.add_argument("--no-store", action="store_true", help="skip the store-rotation emulation")
     p.add_argument("--check-model", metavar="SPEC",
@@ -117,12 +118,21 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.candidate:
         label, _, folder = spec.partition("=")
         heads[label] = head_of(Path(folder))
+    if args.interpolate:
+        # the loop's initialisation exactly: the centred PCA of every training pair's passage (repeats included)
+        every_passage = _training_passage_vectors(args.train_config, base, unique=False)
+        init = fit_pca_rotation(every_passage, center=True) if every_passage is not None else None
     for spec in args.interpolate:
         label, _, rest = spec.partition("=")
         folder, _, alpha = rest.rpartition(":")
-        if train_passages is None or not folder:
-            raise SystemExit(f"--interpolate {spec}: needs NAME=DIR:ALPHA and the config's teacher cache")
-        heads[label] = interpolate(head_of(Path(folder)), heads["pca-train-centered"], float(alpha))
+        try:
+            weight = float(alpha)
+        except ValueError:
+            weight = None
+        if init is None or not folder or weight is None or not 0 <= weight <= 1:
+            raise SystemExit(f"--interpolate {spec}: needs NAME=DIR:ALPHA (0 <= ALPHA <= 1) and the config's "
+                             "teacher cache")
+        heads[label] = interpolate(head_of(Path(folder)), init, weight)
 
     table: dict[str, dict] = {}
     for label, head in heads.items():
@@ -164,8 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _training_passage_vectors(config_path: str, base) -> np.ndarray | None:
-    """The base vectors of the training passages of the config, if its teacher cache holds them."""
+def _training_passage_vectors(config_path: str, base, unique: bool = True) -> np.ndarray | None:
+    """The base vectors of the training passages of the config, if its teacher cache holds them: each
+    distinct passage once (``unique``), or one row per training pair, as the loop fits its rotation."""
     from finetune.config import FinetuneConfig
     from finetune.loop import TeacherCache, teacher_cache_dir
     from finetune.training import MatryoshkaFinetuner
@@ -181,7 +192,7 @@ def _training_passage_vectors(config_path: str, base) -> np.ndarray | None:
 
     cache = TeacherCache(teacher_cache_dir(cfg), model_fingerprint(base.model), prompt_texts(base.model.prompts)[1],
                          cfg.passage_max_length, legacy=[legacy_model_fingerprint(base.model)])
-    texts = list(dict.fromkeys(p.answer for p in pairs))
+    texts = list(dict.fromkeys(p.answer for p in pairs)) if unique else [p.answer for p in pairs]
     found, missing = cache.lookup(texts)
     rows = [v for v in found if v is not None]
     if len(rows) < 0.5 * len(texts):

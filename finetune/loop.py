@@ -85,6 +85,8 @@ def no_duplicate_batches(pairs: Sequence[QAPair], batch_size: int, rng: random.R
     if order is None:
         order = list(range(len(pairs)))
         rng.shuffle(order)
+    elif sorted(order) != list(range(len(pairs))):
+        raise DataError(f"order must be a permutation of the {len(pairs)} pair indices")
     batches: list[list[int]] = []
     pending = list(order)
     while pending:
@@ -112,6 +114,8 @@ def topic_clusters(vectors: np.ndarray, n_clusters: int, seed: int = 0, iteratio
     True
     """
     x = np.asarray(vectors, dtype=np.float32)
+    if x.ndim != 2 or len(x) == 0:
+        raise DataError(f"topic clusters need a (n >= 1, d) matrix of vectors, got shape {x.shape}")
     n_clusters = max(1, min(n_clusters, len(x)))
     rng = np.random.default_rng(seed)
     centres = [x[rng.integers(len(x))]]

@@ -16,7 +16,8 @@ The builder:
   ..."): a passage that starts with its own question makes the pair a string match;
 - keeps the answer's first chunk of whole sentences of at most ``max_words`` words (the chunker of
   :mod:`medrag.qa.french_text`, so passages are as long as the French ones);
-- drops pairs whose passage is shorter than ``min_words`` words and exact duplicate pairs;
+- drops pairs whose passage is shorter than ``min_words`` words, questions whose entity is missing
+  in the source ("What is (are)  ?") and exact duplicate pairs;
 - returns the pairs in a seeded shuffle.
 
 Example::
@@ -52,8 +53,12 @@ LICENCE = "CC BY 4.0"
 #: Shortest passage kept (words): a one-line answer ("See the full article") teaches nothing.
 MIN_WORDS = 20
 
-# "What causes X? ", "How might X be treated? " at the very start of an answer (up to 300 characters).
-_ECHO = re.compile(r"^\s*(?:[^?.!\n]|\.(?=\S)){3,300}\?\s+")  # "22q11.2" is no sentence end
+# "What causes X? ", "How might X be treated? " at the very start of an answer: a question word, then at
+# most 150 characters without a sentence end or a colon ("22q11.2" is no sentence end), then "?".
+_ECHO = re.compile(r"^\s*(?:what|how|who|whose|which|why|when|where|is|are|was|were|do|does|did|can|could|"
+                   r"should|will|would|may|might|has|have)\b(?:[^?.!:\n]|\.(?=\S)){0,150}\?\s+", re.IGNORECASE)
+# "What is (are)  ?": a question whose entity is missing in the source.
+_NO_ENTITY = re.compile(r"\(are\)\s*\?$")
 
 
 #: Where the shared data keeps MedQuAD, relative to the repository root (as :mod:`medrag.qa.french_text`).
@@ -61,12 +66,14 @@ DEFAULT_PATH = Path("..") / "shared" / "data" / "medquad" / "medquad.jsonl"
 
 
 def strip_question_echo(answer: str) -> str:
-    """The answer without a leading question sentence.
+    """The answer without a leading question sentence (one that starts with a question word).
 
     >>> strip_question_echo("What causes X? Mutations in the Y gene cause X.")
     'Mutations in the Y gene cause X.'
     >>> strip_question_echo("X is a rare disease. Is it inherited? Rarely.")
     'X is a rare disease. Is it inherited? Rarely.'
+    >>> strip_question_echo("These resources address X: - Society: How is X diagnosed? Read on.")[:15]
+    'These resources'
     """
     return _ECHO.sub("", answer, count=1)
 
@@ -101,7 +108,7 @@ def medquad_pairs(path: str | os.PathLike[str] | None = None, *, max_words: int 
                 raise DataError(f"{path}:{lineno}: a MedQuAD record needs 'question' and 'answer' strings")
             question = " ".join(question.split())
             chunks = chunk_words(strip_question_echo(answer), max_words=max_words)
-            if not question or not chunks:
+            if not question or not chunks or _NO_ENTITY.search(question):
                 continue
             passage = chunks[0]
             if len(passage.split()) < min_words or (question, passage) in seen:
@@ -116,15 +123,19 @@ def medquad_pairs(path: str | os.PathLike[str] | None = None, *, max_words: int 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m medrag.qa.medquad --stats``: counts and lengths of the pairs."""
-    p = argparse.ArgumentParser(description="MedQuAD training pairs: statistics")
-    p.add_argument("--stats", action="store_true", help="print counts and lengths")
-    p.add_argument("--data", help="the JSON Lines file (default: ../shared/data/medquad/medquad.jsonl)")
+    p = argparse.ArgumentParser(prog="python -m medrag.qa.medquad", description="MedQuAD training pairs: statistics")
+    p.add_argument("--stats", action="store_true", help="print counts and lengths (the default action)")
+    p.add_argument("--data", help=f"the JSON Lines file (default: {DEFAULT_PATH})")
     args = p.parse_args(argv)
     try:
         pairs = medquad_pairs(args.data)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if not pairs:
+        print(f"error: no usable pair in {args.data or DEFAULT_PATH} (answers of >= {MIN_WORDS} words needed)",
+              file=sys.stderr)
+        return 1
     q_words = [len(p.question.split()) for p in pairs]
     p_words = [len(p.answer.split()) for p in pairs]
     docs = len({p.doc_id for p in pairs})

@@ -11,6 +11,7 @@ import pytest
 from finetune.config import ConfigError, FinetuneConfig
 from finetune.loop import no_duplicate_batches, topic_clusters, topic_order
 from finetune.training import MatryoshkaFinetuner
+from medrag.errors import DataError
 from medrag.qa.pairs import QAPair
 from tests.finetune.conftest import quick_config
 
@@ -56,6 +57,10 @@ def test_topic_batches_group_similar_questions_and_keep_the_no_duplicate_rule():
     for b in batches:
         assert len({pairs[i].answer for i in b}) == len(b)
     assert sum(len(set(labels[b].tolist())) == 1 for b in batches) >= 2   # whole topics per batch
+    with pytest.raises(DataError, match="permutation"):
+        no_duplicate_batches(pairs, 10, random.Random(0), order=order[:-1])
+    with pytest.raises(DataError, match="matrix of vectors"):
+        topic_clusters(np.zeros((0, 16), np.float32), 4)
 
 
 def test_topic_sampling_is_validated_and_needs_the_loop():

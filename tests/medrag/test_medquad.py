@@ -70,10 +70,28 @@ def test_missing_file_is_a_clear_error(tmp_path):
         medquad_pairs(tmp_path / "nope.jsonl")
 
 
+def test_questions_without_their_entity_are_dropped(tmp_path):
+    f = _write(tmp_path / "m.jsonl", [{"question": "What is (are)  ?", "answer": LONG},
+                                      {"question": "What is (are) Foo ?", "answer": LONG}])
+    assert [p.question for p in medquad_pairs(f)] == ["What is (are) Foo ?"]
+
+
+def test_stats_command(tmp_path, capsys):
+    from medrag.qa.medquad import main
+
+    assert main(["--data", str(_write(tmp_path / "m.jsonl", [{"question": "Q ?", "answer": LONG}]))]) == 0
+    assert "medquad: 1 pairs from 1 documents" in capsys.readouterr().out
+    assert main(["--data", str(_write(tmp_path / "s.jsonl", [{"question": "Q ?", "answer": "short"}]))]) == 1
+    assert "no usable pair" in capsys.readouterr().err
+    assert main(["--data", str(tmp_path / "none.jsonl")]) == 2
+
+
 def test_echo_is_only_stripped_at_the_start():
     assert strip_question_echo("How might X be treated? There is no cure.") == "There is no cure."
     assert strip_question_echo("No question here. Really?") == "No question here. Really?"
     assert strip_question_echo("Is 22q11.2 deletion inherited? Rarely.") == "Rarely."
+    listing = "These resources address the diagnosis of X: - Society: How is X Diagnosed? - Clinic."
+    assert strip_question_echo(listing) == listing          # an opening sentence, not a question
 
 
 REAL = REPO.parent / "shared" / "data" / "medquad" / "medquad.jsonl"
