@@ -120,6 +120,48 @@ def stored_count(db: Path) -> int:
     return int(out.stdout.strip() or 0)
 
 
+def coarse_stage(db: Path) -> dict:
+    """The coarse stage the collection records (kind, and a digest of the fitted projection)."""
+    if not (db / "chroma.sqlite3").exists():
+        return {"kind": None, "projection_sha256": None}
+    out = subprocess.run([sys.executable, "-c", "import sys, json, hashlib, chromadb\n"
+                          "c = chromadb.PersistentClient(sys.argv[1])\n"
+                          "m = dict(c.get_collection('medrag').metadata or {}) if c.list_collections() else {}\n"
+                          "d = m.get('medrag:rotation_data')\n"
+                          "print(json.dumps({'kind': m.get('medrag:coarse_rotation'),"
+                          " 'projection_sha256': d and hashlib.sha256(d.encode()).hexdigest()}))", str(db)],
+                         capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        raise SystemExit(f"could not read the collection metadata in {db}: {out.stderr[-1000:]}")
+    return json.loads(out.stdout)
+
+
+def coarse_agreement(col, sample: int, seed: int) -> float:
+    """The lowest cosine, over ``sample`` random records, between a record's stored coarse vector and
+    the collection's recorded coarse stage applied to its stored full vector (int8 rounding keeps it
+    above ~0.98; a record written under another projection would fall near 0)."""
+    import base64
+
+    from medrag.coarse import CoarseProjection
+    from medrag.vector_codec import decode_rows
+
+    meta = dict(col.metadata)
+    full_dim, coarse_dim = int(meta["medrag:full_dim"]), int(meta["medrag:coarse_dim"])
+    ids = col.get(include=[])["ids"]
+    pick = [ids[i] for i in np.random.default_rng(seed).choice(len(ids), min(sample, len(ids)), replace=False)]
+    res = col.get(ids=pick, include=["embeddings", "metadatas"])
+    full = decode_rows([m["_medrag_full"] for m in res["metadatas"]], meta["medrag:full_encoding"], full_dim)
+    full /= np.linalg.norm(full, axis=1, keepdims=True)
+    data = meta.get("medrag:rotation_data")
+    if data:
+        want = CoarseProjection.from_bytes(base64.b64decode(data), full_dim, coarse_dim).project(full)
+    else:
+        want = full[:, :coarse_dim] / np.linalg.norm(full[:, :coarse_dim], axis=1, keepdims=True)
+    stored = np.asarray(res["embeddings"], dtype=np.float32)
+    stored /= np.linalg.norm(stored, axis=1, keepdims=True)
+    return float(np.min(np.sum(stored * want, axis=1)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--vectors", choices=("precomputed", "model"), default="precomputed")
@@ -154,12 +196,17 @@ def main() -> None:
         cmd = [sys.executable, str(child), str(REPO), "index", str(corpus), "--persist-dir", str(db), "--id-field", "id",
                "--chunk-words", str(args.chunk_words), "--batch-size", str(args.batch_size), "--no-progress",
                "--device", "cpu"]
+    from medrag.coarse import fit_sample_size
+
     batches = -(-total // args.batch_size)
     runs = []
     t_all = time.perf_counter()
     for kill in range(args.kills):
         start = stored_count(db)
-        remaining = -(-(total - start) // args.batch_size)
+        # encode calls left: the first write of a new collection holds fit_sample_size texts
+        # (4,096: the default "auto" coarse stage decides and fits on it), then batch_size each
+        first = max(args.batch_size, fit_sample_size("learned", 64)) if start == 0 else args.batch_size
+        remaining = 1 + -(-max(total - start - first, 0) // args.batch_size)
         target = rng.randrange(1, max(remaining, 2))
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
@@ -176,7 +223,8 @@ def main() -> None:
         proc.wait(60)
         after = stored_count(db)
         runs.append({"run": kill, "stored_at_start": start, "killed_during_batch": target, "encoded_before_kill": encoded,
-                     "stored_after_kill": after, "seconds": round(time.perf_counter() - t0, 1)})
+                     "stored_after_kill": after, "seconds": round(time.perf_counter() - t0, 1),
+                     "coarse_stage": coarse_stage(db)})
         print(json.dumps(runs[-1]), flush=True)
     start = stored_count(db)
     t0 = time.perf_counter()
@@ -197,6 +245,9 @@ def main() -> None:
         res = col.get(limit=5000, offset=offset, include=["metadatas"])
         ids.update(res["ids"])
         keys.update((m["doc"], m["chunk"]) for m in res["metadatas"])
+    last = coarse_stage(db)
+    decided = [r["coarse_stage"] for r in runs[:-1] if r["coarse_stage"]["kind"] in ("learned", "none")]
+    agreement = coarse_agreement(col, 2000, args.seed)
     hits = col.query(query_embeddings=np.eye(1, 64, dtype=np.float32), n_results=5, include=[])["ids"][0]
     checks = {
         "count_equals_chunks": count == total,
@@ -204,11 +255,16 @@ def main() -> None:
         "one_record_per_doc_position": len(keys) == count,
         "final_run_encoded_only_the_missing": encoded == total - start,
         "search_answers": len(hits) == 5,
+        # once a run's first write decided the coarse stage (and fitted it), every later run kept it
+        "coarse_stage_decided": last["kind"] in ("learned", "none"),
+        "coarse_stage_kept": all(stage == last for stage in decided),
+        "coarse_vectors_match_the_recorded_stage": agreement > 0.95,
     }
     report = {
         "vectors": args.vectors, "chunks": total, "distinct_chunk_texts": len(texts), "chunk_words": args.chunk_words,
         "batch_size": args.batch_size, "batches": batches, "kills": args.kills, "documents": sum(1 for _ in corpus.open()),
-        "runs": runs, "stored": count, "checks": checks, "all_ok": all(checks.values()),
+        "runs": runs, "stored": count, "coarse_stage": last,
+        "min_cosine_stored_vs_recorded_coarse": round(agreement, 4), "checks": checks, "all_ok": all(checks.values()),
         "total_seconds": round(time.perf_counter() - t_all, 1), "cores": os.cpu_count(),
         "command": " ".join(["python", "benchmarks/index_resume.py"] + sys.argv[1:]),
     }
