@@ -128,11 +128,11 @@ def topic_clusters(vectors: np.ndarray, n_clusters: int, seed: int = 0, iteratio
     labels = np.zeros(len(x), dtype=np.int64)
     for _ in range(iterations):
         labels = (x @ c.T).argmax(axis=1)
-        for k in range(n_clusters):
-            members = x[labels == k]
-            if len(members):
-                m = members.sum(axis=0)
-                c[k] = m / max(np.linalg.norm(m), 1e-12)
+        sums = np.zeros_like(c)
+        np.add.at(sums, labels, x)  # one pass over the vectors, not one mask per cluster
+        norms = np.linalg.norm(sums, axis=1)
+        filled = np.bincount(labels, minlength=n_clusters) > 0  # an empty cluster keeps its centre
+        c[filled] = sums[filled] / np.maximum(norms[filled], 1e-12)[:, None]
     return labels
 
 

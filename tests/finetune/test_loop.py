@@ -63,6 +63,37 @@ def test_topic_batches_group_similar_questions_and_keep_the_no_duplicate_rule():
         topic_clusters(np.zeros((0, 16), np.float32), 4)
 
 
+def _lloyd_reference(x: np.ndarray, centres: np.ndarray, iterations: int) -> np.ndarray:
+    """Spherical Lloyd steps written the plain way: one mask and one mean per cluster."""
+    c = centres.copy()
+    for _ in range(iterations):
+        labels = (x @ c.T).argmax(axis=1)
+        for k in range(len(c)):
+            if (labels == k).any():
+                m = x[labels == k].sum(axis=0)
+                c[k] = m / np.linalg.norm(m)
+    return labels
+
+
+def test_topic_clusters_equal_the_plain_lloyd_steps_and_keep_empty_clusters():
+    """The vectorised centre update gives the labels of the per-cluster loop, also with many small
+    clusters (2 vectors each) and with an empty cluster (its centre is kept)."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(400, 24)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    for n_clusters in (5, 200):
+        labels = topic_clusters(x, n_clusters, seed=2, iterations=1)  # the seeds: the labels after one step
+        seeds = np.stack([x[labels == k].sum(axis=0) for k in range(n_clusters) if (labels == k).any()])
+        assert len(set(labels.tolist())) > 0.8 * n_clusters
+        ours = topic_clusters(x, n_clusters, seed=2, iterations=8)
+        # the same seeding, then 7 more steps; compare the partitions with the plain loop's from step 1
+        ref = _lloyd_reference(x, seeds / np.linalg.norm(seeds, axis=1, keepdims=True), 7)
+        assert len(set(zip(ours.tolist(), ref.tolist()))) == len(set(ours.tolist())) == len(set(ref.tolist()))
+    # three identical vectors and five clusters: clusters stay empty, the labels are still valid
+    same = np.tile(x[:1], (3, 1))
+    assert topic_clusters(same, 5, seed=0).tolist() == [topic_clusters(same, 5, seed=0)[0]] * 3
+
+
 def test_topic_sampling_is_validated_and_needs_the_loop():
     with pytest.raises(ConfigError, match="batch_sampling must be one of"):
         FinetuneConfig(engine="loop", batch_sampling="cluster")
