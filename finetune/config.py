@@ -52,7 +52,7 @@ REPORT_TO: tuple[str, ...] = get_args(ReportTo)
 Engine = Literal["trainer", "loop"]
 Rotation = Literal["none", "pca", "pca_centered"]
 ExportScores = Literal["run", "suite_pilot", "suite"]
-BatchSampling = Literal["random", "topic"]
+BatchSampling = Literal["random", "topic", "document"]
 ENGINES: tuple[str, ...] = get_args(Engine)
 ROTATIONS: tuple[str, ...] = get_args(Rotation)
 BATCH_SAMPLINGS: tuple[str, ...] = get_args(BatchSampling)
@@ -124,7 +124,8 @@ class FinetuneConfig:
                              "the options below need it)")
     mixture: list[str] = setting(help="extra training-pair sources added to data: frenchmedmcqa (train split), "
                                  "sample (train split), cases, abstracts, leaflets (medrag.qa.french_text, train "
-                                 "documents), medquad (English, medrag.qa.medquad); NAME:N caps a source at N pairs", factory=list)
+                                 "documents), medquad (English, medrag.qa.medquad); NAME:N caps a source at N pairs, "
+                                 "NAME:N:documents draws whole documents up to N pairs", factory=list)
     shared_data: str = setting("../shared/data", "folder holding the shared data sets (for mixture sources)")
     max_train_pairs: int = setting(0, "cap on the training pairs after mixing (0: all), seeded draw")
     query_max_length: int = setting(64, "token cap of questions in training (loop)")
@@ -144,9 +145,11 @@ class FinetuneConfig:
                                         "abstracts, leaflets, sample; NAME:N caps)", factory=list)
     distill_batch_size: int = setting(0, "unlabelled texts per step (0: none; frozen encoder: batch_size)")
     matryoshka_weights: list[float] | None = setting(None, "one loss weight per size of dims (default all 1)")
-    batch_sampling: BatchSampling = setting("random", "loop batches: random (shuffled) or topic (pairs of similar "
+    batch_sampling: BatchSampling = setting("random", "loop batches: random (shuffled), topic (pairs of similar "
                                             "questions together: k-means of the base's question vectors, "
-                                            "finetune.loop.topic_order; harder in-batch negatives)")
+                                            "finetune.loop.topic_order; harder in-batch negatives) or document "
+                                            "(the pairs of one source document together, e.g. one disease's "
+                                            "questions: the other aspects of the same entity as negatives)")
     topic_cluster_size: int = setting(32, "topic sampling: mean number of pairs per question cluster")
     rotation: Rotation = setting("none", "final linear layer: none, pca (orthogonal rotation onto the principal "
                                  "axes of the base's vectors of the training passages) or pca_centered (the same "

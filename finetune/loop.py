@@ -136,6 +136,24 @@ def topic_clusters(vectors: np.ndarray, n_clusters: int, seed: int = 0, iteratio
     return labels
 
 
+def document_labels(pairs: Sequence[QAPair]) -> np.ndarray:
+    """One label per source document (``doc_id`` with its ``source``; a pair without one is its own
+    document): :func:`topic_order` of these labels fills batches document by document, so a
+    document's pairs (one entity's aspects: its symptoms, causes, treatments) are each other's
+    in-batch negatives, the distinction a question about one section of a drug leaflet needs.
+
+    >>> from medrag.qa.french_text import SourcedPair
+    >>> ps = [SourcedPair("q1", "a1", doc_id="d1"), SourcedPair("q2", "a2", doc_id="d2"),
+    ...       SourcedPair("q3", "a3", doc_id="d1"), QAPair("q4", "a4")]
+    >>> document_labels(ps).tolist()
+    [0, 1, 0, 2]
+    """
+    ids: dict[object, int] = {}
+    labels = [ids.setdefault((getattr(p, "source", ""), p.doc_id) if getattr(p, "doc_id", "") else ("pair", i), len(ids))
+              for i, p in enumerate(pairs)]
+    return np.asarray(labels, dtype=np.int64)
+
+
 def topic_order(labels: np.ndarray, rng: random.Random) -> list[int]:
     """A permutation of the pair indices that keeps each cluster together: clusters in a random order,
     members shuffled within. Batches filled in this order hold a few topics each, so their in-batch
@@ -226,6 +244,10 @@ class TrainingLoop:
         if cfg.batch_sampling == "topic":
             labels = topic_clusters(teacher_q, max(1, len(self.pairs) // cfg.topic_cluster_size), seed=cfg.seed)
             logger.info("topic sampling: %d question clusters", len(set(labels.tolist())))
+        elif cfg.batch_sampling == "document":
+            labels = document_labels(self.pairs)
+            logger.info("document sampling: %d documents, %d with several pairs", len(set(labels.tolist())),
+                        int((np.bincount(labels) > 1).sum()))
         plan: list[list[int]] = []
         for _ in range(epochs):
             order = topic_order(labels, rng) if labels is not None else None

@@ -1,5 +1,8 @@
 """Training mixtures: named sources of training pairs and of unlabelled text (``mixture`` and
-``distill_corpus`` in the config), each optionally capped (``name:N``).
+``distill_corpus`` in the config), each optionally capped: ``name:N`` draws N pairs (seeded),
+``name:N:documents`` draws whole documents until N pairs (every pair of a drawn document kept, so the
+loop's ``batch_sampling: document`` can put a document's pairs, e.g. MedQuAD's questions on one
+disease's symptoms, causes and treatments, in one batch as each other's negatives).
 
 Sources, all read from ``shared_data`` (``../shared/data``) or the package:
 
@@ -27,6 +30,7 @@ import logging
 import random
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from medrag.errors import DataError
 from medrag.qa.pairs import QAPair
@@ -46,21 +50,42 @@ PAIR_SOURCES = tuple(LICENCES)
 TEXT_SOURCES = ("cases", "abstracts", "leaflets", "sample")
 
 
-def parse_source(entry: str) -> tuple[str, int]:
-    """``"name:N"`` -> ``(name, N)``; ``"name"`` -> ``(name, 0)`` (no cap).
+#: How ``name:N`` caps a source: a draw of pairs, or of whole documents (``name:N:documents``).
+DRAWS = ("pairs", "documents")
+
+
+class Source(NamedTuple):
+    """One mixture entry: the source's name, its cap (0: none) and how the cap draws."""
+
+    name: str
+    cap: int = 0
+    draw: str = "pairs"
+
+
+def parse_source(entry: str) -> Source:
+    """``"name:N"`` -> ``Source(name, N, "pairs")``; ``"name:N:documents"`` draws whole documents;
+    ``"name"`` -> no cap.
 
     >>> parse_source("cases:300")
-    ('cases', 300)
+    Source(name='cases', cap=300, draw='pairs')
+    >>> parse_source("medquad:3000:documents").draw
+    'documents'
     """
-    name, _, cap = entry.partition(":")
+    name, _, rest = entry.partition(":")
+    cap, _, draw = rest.partition(":")
     name = name.strip().lower()
+    draw = draw.strip().lower() or "pairs"
     try:
         n = int(cap) if cap else 0
     except ValueError:
-        raise DataError(f"bad source {entry!r}: use NAME or NAME:COUNT") from None
+        raise DataError(f"bad source {entry!r}: use NAME, NAME:COUNT or NAME:COUNT:documents") from None
     if n < 0:
         raise DataError(f"bad source {entry!r}: the count must be >= 0")
-    return name, n
+    if draw not in DRAWS:
+        raise DataError(f"bad source {entry!r}: the draw must be one of {', '.join(DRAWS)}")
+    if draw == "documents" and not n:
+        raise DataError(f"bad source {entry!r}: a documents draw needs a count (NAME:COUNT:documents)")
+    return Source(name, n, draw)
 
 
 def source_pairs(name: str, shared_data: str | Path) -> list[QAPair]:
@@ -100,9 +125,9 @@ def mixture_pairs(entries: Sequence[str], shared_data: str | Path, seed: int = 4
     out: list[QAPair] = []
     counts: dict[str, int] = {}
     for entry in entries:
-        name, cap = parse_source(entry)
+        name, cap, draw = parse_source(entry)
         pairs = source_pairs(name, shared_data)
-        pairs = _cap(pairs, cap, seed)
+        pairs = _cap_documents(pairs, cap, seed) if draw == "documents" else _cap(pairs, cap, seed)
         counts[name] = counts.get(name, 0) + len(pairs)
         out += pairs
     return out, counts
@@ -113,7 +138,9 @@ def mixture_texts(entries: Sequence[str], shared_data: str | Path, seed: int = 4
     out: list[str] = []
     counts: dict[str, int] = {}
     for entry in entries:
-        name, cap = parse_source(entry)
+        name, cap, draw = parse_source(entry)
+        if draw != "pairs":
+            raise DataError(f"bad source {entry!r}: unlabelled texts are capped by count only (NAME:COUNT)")
         texts = _cap(source_texts(name, shared_data), cap, seed)
         counts[name] = counts.get(name, 0) + len(texts)
         out += texts
@@ -128,6 +155,24 @@ def _cap(items: list, cap: int, seed: int) -> list:
     return [items[i] for i in idx]
 
 
+def _cap_documents(pairs: list[QAPair], cap: int, seed: int) -> list[QAPair]:
+    """Whole documents (``doc_id``; a pair without one is its own document) in a seeded order until
+    ``cap`` pairs; the last document drawn is cut to fit. Pairs keep their source order."""
+    if not cap or cap >= len(pairs):
+        return list(pairs)
+    groups: dict[object, list[int]] = {}
+    for i, pair in enumerate(pairs):
+        groups.setdefault(getattr(pair, "doc_id", "") or ("pair", i), []).append(i)
+    keys = list(groups)
+    random.Random(seed).shuffle(keys)
+    idx: list[int] = []
+    for key in keys:
+        idx += groups[key][: cap - len(idx)]
+        if len(idx) >= cap:
+            break
+    return [pairs[i] for i in sorted(idx)]
+
+
 def _french_text_pairs(name: str, shared: Path) -> list[QAPair]:
     from medrag.qa.french_text import training_pairs
 
@@ -140,5 +185,5 @@ def _french_text_unlabelled(name: str, shared: Path):
     yield from unlabelled_texts(shared / "french-medical-text", sources=[name], commercial_ok=False)
 
 
-__all__ = ["mixture_pairs", "mixture_texts", "source_pairs", "source_texts", "parse_source", "LICENCES",
+__all__ = ["mixture_pairs", "mixture_texts", "source_pairs", "source_texts", "parse_source", "Source", "DRAWS", "LICENCES",
            "PAIR_SOURCES", "TEXT_SOURCES"]

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from finetune.config import ConfigError, FinetuneConfig
-from finetune.loop import no_duplicate_batches, topic_clusters, topic_order
+from finetune.loop import document_labels, no_duplicate_batches, topic_clusters, topic_order
 from finetune.training import MatryoshkaFinetuner
 from medrag.errors import DataError
+from medrag.qa.french_text import SourcedPair
 from medrag.qa.pairs import QAPair
 from tests.finetune.conftest import quick_config
 
@@ -92,6 +93,28 @@ def test_topic_clusters_equal_the_plain_lloyd_steps_and_keep_empty_clusters():
     # three identical vectors and five clusters: clusters stay empty, the labels are still valid
     same = np.tile(x[:1], (3, 1))
     assert topic_clusters(same, 5, seed=0).tolist() == [topic_clusters(same, 5, seed=0)[0]] * 3
+
+
+def test_document_batches_hold_whole_documents():
+    """batch_sampling: document fills batches document by document: one entity's questions are each
+    other's in-batch negatives; a pair without a document is its own; the same doc_id of another
+    source is another document."""
+    pairs = [SourcedPair(f"q{d}-{a}", f"p{d}-{a}", (), "medquad", "", f"doc{d}") for d in range(10) for a in range(4)]
+    pairs += [SourcedPair("q-other", "p-other", (), "cases", "", "doc0"), QAPair("q-lone", "p-lone")]
+    labels = document_labels(pairs)
+    assert len(set(labels[:4].tolist())) == 1 and len(set(labels.tolist())) == 12
+    assert labels[40] != labels[0] and labels[41] not in labels[:41]
+    batches = no_duplicate_batches(pairs, 8, random.Random(0), order=topic_order(labels, random.Random(5)))
+    assert sorted(i for b in batches for i in b) == list(range(42))
+    where = {i: n for n, b in enumerate(batches) for i in b}
+    split = [d for d in range(10) if len({where[i] for i in range(d * 4, d * 4 + 4)}) > 1]
+    assert len(split) <= len(batches) - 1  # only a document straddling a batch boundary is split
+    shuffled = no_duplicate_batches(pairs, 8, random.Random(0))
+    where = {i: n for n, b in enumerate(shuffled) for i in b}
+    assert len([d for d in range(10) if len({where[i] for i in range(d * 4, d * 4 + 4)}) > 1]) > len(split)
+    FinetuneConfig(engine="loop", batch_sampling="document")
+    with pytest.raises(ConfigError, match="batch_sampling need"):
+        FinetuneConfig(batch_sampling="document")
 
 
 def test_topic_sampling_is_validated_and_needs_the_loop():
