@@ -246,8 +246,12 @@ class TrainingLoop:
             logger.info("topic sampling: %d question clusters", len(set(labels.tolist())))
         elif cfg.batch_sampling == "document":
             labels = document_labels(self.pairs)
-            logger.info("document sampling: %d documents, %d with several pairs", len(set(labels.tolist())),
-                        int((np.bincount(labels) > 1).sum()))
+            grouped = int((np.bincount(labels) > 1).sum())
+            logger.info("document sampling: %d documents, %d with several pairs", len(set(labels.tolist())), grouped)
+            if not grouped:
+                logger.warning("batch_sampling: document, but no source document holds several training pairs "
+                               "(pairs of frenchmedmcqa, sample or a pairs file carry none): the batches are a "
+                               "plain shuffle; draw whole documents with mixture entries NAME:N:documents")
         plan: list[list[int]] = []
         for _ in range(epochs):
             order = topic_order(labels, rng) if labels is not None else None

@@ -1,8 +1,9 @@
 """Training mixtures: named sources of training pairs and of unlabelled text (``mixture`` and
 ``distill_corpus`` in the config), each optionally capped: ``name:N`` draws N pairs (seeded),
-``name:N:documents`` draws whole documents until N pairs (every pair of a drawn document kept, so the
-loop's ``batch_sampling: document`` can put a document's pairs, e.g. MedQuAD's questions on one
-disease's symptoms, causes and treatments, in one batch as each other's negatives).
+``name:N:documents`` draws whole documents until N pairs (every pair of a drawn document kept, the
+last one cut to fit N, so the loop's ``batch_sampling: document`` can put a document's pairs, e.g.
+MedQuAD's questions on one disease's symptoms, causes and treatments, in one batch as each other's
+negatives). Sources with documents: ``cases``, ``abstracts``, ``leaflets``, ``medquad``.
 
 Sources, all read from ``shared_data`` (``../shared/data``) or the package:
 
@@ -127,6 +128,9 @@ def mixture_pairs(entries: Sequence[str], shared_data: str | Path, seed: int = 4
     for entry in entries:
         name, cap, draw = parse_source(entry)
         pairs = source_pairs(name, shared_data)
+        if draw == "documents" and pairs and not any(getattr(p, "doc_id", "") for p in pairs):
+            raise DataError(f"bad source {entry!r}: the {name} pairs carry no source document; cap it with "
+                            f"{name}:{cap} (sources with documents: cases, abstracts, leaflets, medquad)")
         pairs = _cap_documents(pairs, cap, seed) if draw == "documents" else _cap(pairs, cap, seed)
         counts[name] = counts.get(name, 0) + len(pairs)
         out += pairs

@@ -90,9 +90,12 @@ def test_topic_clusters_equal_the_plain_lloyd_steps_and_keep_empty_clusters():
         # the same seeding, then 7 more steps; compare the partitions with the plain loop's from step 1
         ref = _lloyd_reference(x, seeds / np.linalg.norm(seeds, axis=1, keepdims=True), 7)
         assert len(set(zip(ours.tolist(), ref.tolist()))) == len(set(ours.tolist())) == len(set(ref.tolist()))
-    # three identical vectors and five clusters: clusters stay empty, the labels are still valid
-    same = np.tile(x[:1], (3, 1))
-    assert topic_clusters(same, 5, seed=0).tolist() == [topic_clusters(same, 5, seed=0)[0]] * 3
+    # [a, a, b] in 3 clusters: k-means++ seeds a twice (every distance is 0 by then), one cluster stays
+    # empty from the first step; its centre must stay usable (a 0/0 centre would take every vector)
+    a, b = np.eye(2, dtype=np.float32)
+    for seed in range(4):
+        labels = topic_clusters(np.stack([a, a, b]), 3, seed=seed)
+        assert labels[0] == labels[1] != labels[2] and len(set(labels.tolist())) == 2
 
 
 def test_document_batches_hold_whole_documents():
@@ -189,7 +192,7 @@ def test_loop_options_need_the_loop_engine():
         FinetuneConfig(engine="loop", export_adapter="out")
 
 
-def test_frozen_encoder_trains_only_the_final_layer_and_exports_it(tiny_model_dir, pairs_file, tmp_path):
+def test_frozen_encoder_trains_only_the_final_layer_and_exports_it(tiny_model_dir, pairs_file, tmp_path, caplog):
     import torch
 
     import medrag
@@ -207,6 +210,12 @@ def test_frozen_encoder_trains_only_the_final_layer_and_exports_it(tiny_model_di
                                             batch_sampling="topic", topic_cluster_size=4, evaluate_before=False))
     topic_losses = topic.run().losses
     assert sum(topic_losses[-5:]) < sum(topic_losses[:5]) and topic_losses != result.losses
+    # batch_sampling: document on a pairs file (no source documents): trains, and says its batches are a shuffle
+    with caplog.at_level("WARNING", logger="finetune.loop"):
+        by_doc = MatryoshkaFinetuner(loop_config(tiny_model_dir, pairs_file, tmp_path / "d", tmp_path, lora_rank=0,
+                                                 freeze_encoder=True, rotation="pca_centered", epochs=20,
+                                                 batch_sampling="document", evaluate_before=False)).run().losses
+    assert sum(by_doc[-5:]) < sum(by_doc[:5]) and "no source document holds several" in caplog.text
     base = medrag.load_model(tiny_model_dir, device="cpu")
     trained = medrag.load_model(tmp_path / "m", device="cpu")
     w = "encoder.layer.0.attention.self.query.weight"

@@ -50,6 +50,8 @@ def test_a_documents_draw_keeps_whole_documents(tmp_path):
     assert [p.question for p in again] == [p.question for p in by_doc]
     with pytest.raises(DataError, match="capped by count only"):
         mixture_texts(["cases:10:documents"], shared_data=shared)
+    with pytest.raises(DataError, match="'sample:10:documents'.*no source document.*sample:10"):
+        mixture_pairs(["sample:10:documents"], shared_data=shared)
 
 
 def test_medquad_is_a_capped_pair_source_with_its_licence(tmp_path):
