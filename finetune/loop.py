@@ -105,6 +105,17 @@ def no_duplicate_batches(pairs: Sequence[QAPair], batch_size: int, rng: random.R
     return [b for b in batches if len(b) >= 2 or len(pairs) == 1]  # a lone pair has no in-batch negative
 
 
+def warmup_linear_schedule(optimizer: "torch.optim.Optimizer", total: int, warmup_ratio: float):
+    """The loop's learning-rate schedule: linear warm-up over ``warmup_ratio`` of the ``total`` steps,
+    then linear decay to 0 (the schedule of sentence-transformers' and transformers' trainers)."""
+    import torch
+
+    warmup = int(round(warmup_ratio * total))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: (step + 1) / max(1, warmup) if step < warmup
+        else max(0.0, (total - step) / max(1, total - warmup)))
+
+
 def topic_clusters(vectors: np.ndarray, n_clusters: int, seed: int = 0, iterations: int = 20) -> np.ndarray:
     """Spherical k-means labels of unit ``vectors`` (k-means++ seeding, ``iterations`` Lloyd steps).
 
@@ -261,10 +272,7 @@ class TrainingLoop:
         if cfg.max_steps > 0:
             plan = plan[: cfg.max_steps]
         total = len(plan)
-        warmup = int(round(cfg.warmup_ratio * total))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: (step + 1) / max(1, warmup) if step < warmup
-            else max(0.0, (total - step) / max(1, total - warmup)))
+        scheduler = warmup_linear_schedule(optimizer, total, cfg.warmup_ratio)
         unlabelled_order = list(range(len(self.unlabelled)))
         rng.shuffle(unlabelled_order)
         u_pos = 0

@@ -1,0 +1,243 @@
+"""Probe: the default model's recipe with its head reading the mean pools of several encoder layers.
+
+The shipped default (``configs/medrag_default.yaml``, "head-h") is a linear layer over the frozen
+e5-small's final vector (the mean pool of its last layer), so every size of it is a linear map of
+that one vector. This probe keeps everything else of the recipe (frozen encoder, centred PCA
+initialisation, MatryoshkaLoss(MNRL) + distillation of the base's full-size similarities, the
+loop's batches and schedule, read from the config) and lets the head read the concatenated,
+L2-normalised mean pools of other layers too (earlier layers keep more of the surface tokens:
+product names, section words). The extra layers' blocks of the head start at zero, so at step 0 a
+candidate is the shipped recipe's initialisation.
+
+It is a probe, not a shipping path: the loader (``medrag.adapters``) builds a model whose head reads
+the final vector only. Features are computed once per layer set with the base model (training texts
+at the config's token caps, the suite's val pilot at the model's own cap) and cached in
+``$MEDRAG_CACHE/layer_pools``; each candidate then trains in 10-60 s on 2 cores and is scored exactly.
+
+Usage (from the repository root; ~10 minutes of encoding the first time on 2 cores)::
+
+    python benchmarks/layer_pool_probe.py --candidate final=12:40 --candidate layers8-12=8,12:10 \\
+        --seeds 42 1 2 --out docs/results/layer_pool_probe_val.json
+
+A candidate is ``NAME=LAYERS:EPOCHS`` (layers 1-12 of e5-small, comma-separated, 12 included;
+``final=12:40`` is the shipped recipe, and reproduces its sweep row).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+DIMS = (384, 256, 128, 64, 32)
+CONFIG = REPO / "configs" / "medrag_default.yaml"
+
+
+def parse_candidate(spec: str) -> tuple[str, tuple[int, ...], int]:
+    """``NAME=LAYERS:EPOCHS`` -> (name, layers, epochs); SystemExit naming the problem otherwise."""
+    try:
+        name, rest = spec.split("=", 1)
+        layers_s, epochs_s = rest.rsplit(":", 1)
+        layers = tuple(sorted({int(x) for x in layers_s.split(",")}))
+        epochs = int(epochs_s)
+    except ValueError:
+        raise SystemExit(f"--candidate {spec!r}: expected NAME=LAYERS:EPOCHS, e.g. layers8-12=8,12:10") from None
+    if not name or epochs < 1 or 12 not in layers or not all(1 <= x <= 12 for x in layers):
+        raise SystemExit(f"--candidate {spec!r}: a name, epochs >= 1 and layers within 1-12 including 12")
+    return name, layers, epochs
+
+
+def layer_pools(model, texts: list[str], prompt: str, max_length: int, layers: tuple[int, ...],
+                batch_size: int = 32) -> np.ndarray:
+    """Attention-masked mean pools of the given hidden layers, ``(len(layers), len(texts), width)``,
+    not normalised. Layer L is the output of the L-th transformer block (0: the embeddings), so the
+    last layer's pool is what sentence-transformers' mean pooling returns."""
+    import torch
+    from tqdm.auto import tqdm
+
+    encoder, tokenizer = model[0].auto_model, model.tokenizer
+    width = encoder.config.hidden_size
+    out = np.zeros((len(layers), len(texts), width), np.float32)
+    order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths, less padding
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(texts), batch_size), desc="layer pools", unit="batch", mininterval=10):
+            idx = order[start:start + batch_size]
+            enc = tokenizer([prompt + texts[i] for i in idx], truncation=True, max_length=max_length,
+                            padding=True, return_tensors="pt")
+            hidden = encoder(**enc, output_hidden_states=True).hidden_states
+            mask = enc["attention_mask"].unsqueeze(-1).float()
+            for j, layer in enumerate(layers):
+                out[j, idx] = ((hidden[layer] * mask).sum(1) / mask.sum(1)).numpy()
+    return out
+
+
+def cached_pools(model, fingerprint: str, texts: list[str], prompt: str, max_length: int,
+                 layers: tuple[int, ...]) -> np.ndarray:
+    """:func:`layer_pools`, read from or written to ``$MEDRAG_CACHE/layer_pools``."""
+    from medrag.bundled import cache_dir
+
+    key = hashlib.sha256(json.dumps([fingerprint, prompt, max_length, list(layers), texts]).encode()).hexdigest()[:24]
+    path = cache_dir() / "layer_pools" / f"{key}.npy"
+    if path.is_file():
+        return np.load(path)
+    pools = layer_pools(model, texts, prompt, max_length, layers)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, pools)
+    tmp.replace(path)
+    return pools
+
+
+def unit(a: np.ndarray) -> np.ndarray:
+    return a / np.linalg.norm(a, axis=-1, keepdims=True)
+
+
+def features(pools: np.ndarray, all_layers: tuple[int, ...], layers: tuple[int, ...]) -> np.ndarray:
+    """The head's input: the unit-normalised pools of ``layers``, concatenated (last layer last)."""
+    return np.concatenate([unit(pools[all_layers.index(x)]) for x in layers], axis=-1)
+
+
+def initial_head(final_passages: np.ndarray, layers: tuple[int, ...]):
+    """A ``torch.nn.Linear`` over the concatenated pools: the recipe's centred PCA rotation on the
+    last layer's block, zeros on the others (so it starts as the shipped recipe's initialisation)."""
+    import torch
+
+    from finetune.rotation import fit_pca_rotation
+
+    width = final_passages.shape[1]
+    weight, bias = fit_pca_rotation(final_passages, center=True)
+    head = torch.nn.Linear(width * len(layers), weight.shape[0])
+    with torch.no_grad():
+        head.weight.zero_()
+        head.weight[:, width * (len(layers) - 1):] = torch.from_numpy(weight)
+        head.bias.copy_(torch.from_numpy(bias))
+    return head
+
+
+def train_head(cfg, pairs, q_in: np.ndarray, p_in: np.ndarray, teacher_q: np.ndarray, teacher_p: np.ndarray,
+               layers: tuple[int, ...], epochs: int, seed: int, dims: tuple[int, ...] = DIMS):
+    """The loop's frozen-encoder training (``finetune.loop.TrainingLoop`` with ``freeze_encoder``),
+    on the multi-layer input: same losses, batches (no duplicate texts) and schedule."""
+    import torch
+
+    from finetune.loop import no_duplicate_batches, warmup_linear_schedule
+    from finetune.losses import matryoshka_contrastive_loss, similarity_distillation_loss
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    head = initial_head(teacher_p, layers)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    plan: list[list[int]] = []
+    for _ in range(epochs):
+        plan += no_duplicate_batches(pairs, cfg.batch_size, rng)
+    scheduler = warmup_linear_schedule(optimizer, len(plan), cfg.warmup_ratio)
+    q_in, p_in = torch.from_numpy(q_in), torch.from_numpy(p_in)
+    t_q, t_p = torch.from_numpy(teacher_q), torch.from_numpy(teacher_p)
+    weights, temp = cfg.matryoshka_weights, cfg.distill_temperature
+    for batch in plan:
+        q, p = head(q_in[batch]), head(p_in[batch])
+        a, b = t_q[batch], t_p[batch]
+        loss = cfg.contrastive_weight * matryoshka_contrastive_loss(q, p, dims, weights)
+        loss = loss + cfg.distill_weight * (
+            similarity_distillation_loss(q, p, a @ b.T, dims, weights, temp)
+            + similarity_distillation_loss(p, p, b @ b.T, dims, weights, temp, mask_diagonal=True))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(head.parameters()), 1.0)
+        optimizer.step()
+        scheduler.step()
+    return head.eval()
+
+
+def _mean(scores: list[dict[str, float]]) -> dict[str, float]:
+    return {str(d): round(float(np.mean([s[str(d)] for s in scores])), 4) for d in DIMS}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--candidate", action="append", required=True, help="NAME=LAYERS:EPOCHS (repeatable)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42])
+    parser.add_argument("--max-passages", type=int, default=1500, help="suite pilot passages per domain")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    candidates = [parse_candidate(c) for c in args.candidate]
+    logging.basicConfig(level=logging.WARNING)
+
+    import torch
+
+    from evaluation.retrieval import evaluate_vectors
+    from finetune.config import FinetuneConfig
+    from finetune.data import load_dataset_from_config
+    from finetune.training import MatryoshkaFinetuner
+    from medrag import load_model
+    from medrag.models import model_fingerprint
+    from medrag.prompts import prompt_texts
+    from medrag.qa.suite import build_suite
+
+    cfg = FinetuneConfig.from_file(CONFIG)
+    torch.set_num_threads(max(1, cfg.torch_threads))
+    finetuner = MatryoshkaFinetuner(cfg)
+    finetuner.dataset = load_dataset_from_config(cfg)
+    pairs, _ = finetuner.training_pairs()
+    model = load_model("bundled:multilingual-e5-small", device="cpu")
+    fingerprint = model_fingerprint(model)
+    qprompt, pprompt = prompt_texts(model.prompts)
+    all_layers = tuple(sorted({x for _, layers, _ in candidates for x in layers}))
+
+    t0 = time.perf_counter()
+    train_q = cached_pools(model, fingerprint, [p.question for p in pairs], qprompt, cfg.query_max_length, all_layers)
+    train_p = cached_pools(model, fingerprint, [p.answer for p in pairs], pprompt, cfg.passage_max_length, all_layers)
+    suite = build_suite("val", pilot=True, max_passages=args.max_passages)
+    suite_pools = {
+        name: (cached_pools(model, fingerprint, list(d.task.queries.values()), qprompt, model.max_seq_length, all_layers),
+               cached_pools(model, fingerprint, list(d.task.corpus.values()), pprompt, model.max_seq_length, all_layers))
+        for name, d in suite.domains.items()}
+    report: dict = {"config": str(CONFIG.relative_to(REPO)), "pairs": len(pairs), "seeds": args.seeds,
+                    "choice_domains": list(suite.choice_domains), "features_seconds": round(time.perf_counter() - t0, 1),
+                    "command": "python benchmarks/layer_pool_probe.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                    "candidates": {}}
+    teacher_q, teacher_p = unit(train_q[-1]), unit(train_p[-1])  # the base's own vectors (last layer)
+    for name, layers, epochs in candidates:
+        runs = []
+        for seed in args.seeds:
+            t = time.perf_counter()
+            head = train_head(cfg, pairs, features(train_q, all_layers, layers), features(train_p, all_layers, layers),
+                              teacher_q, teacher_p, layers, epochs, seed)
+            per: dict[str, dict[str, float]] = {}
+            with torch.no_grad():
+                for domain, (q, d) in suite_pools.items():
+                    qv = unit(head(torch.from_numpy(features(q, all_layers, layers))).numpy())
+                    dv = unit(head(torch.from_numpy(features(d, all_layers, layers))).numpy())
+                    res = evaluate_vectors(suite.domains[domain].task, qv, dv, DIMS, ("ndcg@10",))
+                    per[domain] = {str(dim): round(float(r.means["ndcg@10"]), 4) for dim, r in res.items()}
+            macro = {str(dim): round(float(np.mean([per[dn][str(dim)] for dn in suite.choice_domains])), 4)
+                     for dim in DIMS}
+            runs.append({"seed": seed, "macro": macro, "domains": per, "seconds": round(time.perf_counter() - t, 1)})
+            leaflets = per.get("leaflets")
+            print(f"{name:>14} seed {seed:>3}  macro " + " ".join(f"{macro[str(d)]:.3f}" for d in DIMS)
+                  + ("  leaflets " + " ".join(f"{leaflets[str(d)]:.3f}" for d in (384, 64, 32)) if leaflets else ""),
+                  flush=True)
+        mean = {"macro": _mean([r["macro"] for r in runs])}
+        mean.update({domain: _mean([r["domains"][domain] for r in runs]) for domain in suite.domains})
+        sd = {str(d): round(float(np.std([r["macro"][str(d)] for r in runs], ddof=1)), 4) if len(runs) > 1 else None
+              for d in DIMS}
+        report["candidates"][name] = {"layers": list(layers), "epochs": epochs, "runs": runs, "mean": mean,
+                                      "macro_sd": sd}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
