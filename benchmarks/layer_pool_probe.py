@@ -14,7 +14,7 @@ the final vector only. Features are computed once per layer set with the base mo
 at the config's token caps, the suite's val pilot at the model's own cap) and cached in
 ``$MEDRAG_CACHE/layer_pools``; each candidate then trains in 10-60 s on 2 cores and is scored exactly.
 
-Usage (from the repository root; ~10 minutes of encoding the first time on 2 cores)::
+Usage (from the repository root; ~15 minutes of encoding the first time on 2 idle cores)::
 
     python benchmarks/layer_pool_probe.py --candidate final=12:40 --candidate layers8-12=8,12:10 \\
         --seeds 42 1 2 --out docs/results/layer_pool_probe_val.json
@@ -32,12 +32,21 @@ import logging
 import random
 import sys
 import time
+import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+if TYPE_CHECKING:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from finetune.config import FinetuneConfig
+    from medrag.qa.pairs import QAPair
 
 DIMS = (384, 256, 128, 64, 32)
 CONFIG = REPO / "configs" / "medrag_default.yaml"
@@ -57,7 +66,7 @@ def parse_candidate(spec: str) -> tuple[str, tuple[int, ...], int]:
     return name, layers, epochs
 
 
-def layer_pools(model, texts: list[str], prompt: str, max_length: int, layers: tuple[int, ...],
+def layer_pools(model: "SentenceTransformer", texts: list[str], prompt: str, max_length: int, layers: tuple[int, ...],
                 batch_size: int = 32) -> np.ndarray:
     """Attention-masked mean pools of the given hidden layers, ``(len(layers), len(texts), width)``,
     not normalised. Layer L is the output of the L-th transformer block (0: the embeddings), so the
@@ -81,24 +90,32 @@ def layer_pools(model, texts: list[str], prompt: str, max_length: int, layers: t
     return out
 
 
-def cached_pools(model, fingerprint: str, texts: list[str], prompt: str, max_length: int,
+def cached_pools(model: "SentenceTransformer", fingerprint: str, texts: list[str], prompt: str, max_length: int,
                  layers: tuple[int, ...]) -> np.ndarray:
-    """:func:`layer_pools`, read from or written to ``$MEDRAG_CACHE/layer_pools``."""
+    """:func:`layer_pools`, read from or written to ``$MEDRAG_CACHE/layer_pools`` (one file per text
+    list, prompt, cap and layer set; an unreadable file is computed again)."""
     from medrag.bundled import cache_dir
 
     key = hashlib.sha256(json.dumps([fingerprint, prompt, max_length, list(layers), texts]).encode()).hexdigest()[:24]
     path = cache_dir() / "layer_pools" / f"{key}.npy"
     if path.is_file():
-        return np.load(path)
+        try:
+            pools = np.load(path, allow_pickle=False)
+            if pools.shape[:2] == (len(layers), len(texts)):
+                return pools
+        except (OSError, ValueError):
+            pass
+        logging.getLogger(__name__).warning("recomputing the unreadable cache file %s", path)
     pools = layer_pools(model, texts, prompt, max_length, layers)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
+    tmp = path.with_name(f"{path.stem}.{uuid.uuid4().hex}.tmp.npy")  # concurrent runs never share a temp file
     np.save(tmp, pools)
     tmp.replace(path)
     return pools
 
 
 def unit(a: np.ndarray) -> np.ndarray:
+    """Rows (along the last axis) scaled to unit L2 norm."""
     return a / np.linalg.norm(a, axis=-1, keepdims=True)
 
 
@@ -107,7 +124,7 @@ def features(pools: np.ndarray, all_layers: tuple[int, ...], layers: tuple[int, 
     return np.concatenate([unit(pools[all_layers.index(x)]) for x in layers], axis=-1)
 
 
-def initial_head(final_passages: np.ndarray, layers: tuple[int, ...]):
+def initial_head(final_passages: np.ndarray, layers: tuple[int, ...]) -> "torch.nn.Linear":
     """A ``torch.nn.Linear`` over the concatenated pools: the recipe's centred PCA rotation on the
     last layer's block, zeros on the others (so it starts as the shipped recipe's initialisation)."""
     import torch
@@ -124,19 +141,27 @@ def initial_head(final_passages: np.ndarray, layers: tuple[int, ...]):
     return head
 
 
-def train_head(cfg, pairs, q_in: np.ndarray, p_in: np.ndarray, teacher_q: np.ndarray, teacher_p: np.ndarray,
-               layers: tuple[int, ...], epochs: int, seed: int, dims: tuple[int, ...] = DIMS):
+def train_head(cfg: "FinetuneConfig", pairs: "list[QAPair]", q_in: np.ndarray, p_in: np.ndarray, teacher_q: np.ndarray, teacher_p: np.ndarray,
+               layers: tuple[int, ...], epochs: int, seed: int, dims: tuple[int, ...] = DIMS) -> "torch.nn.Linear":
     """The loop's frozen-encoder training (``finetune.loop.TrainingLoop`` with ``freeze_encoder``),
-    on the multi-layer input: same losses, batches (no duplicate texts) and schedule."""
+    on the multi-layer input: same losses, batches (no duplicate texts), optimizer groups and
+    schedule (``tests/finetune/test_layer_pool_probe.py`` checks that on the last layer alone it
+    gives the loop's weights). Settings of the loop it does not reproduce are refused."""
     import torch
 
     from finetune.loop import no_duplicate_batches, warmup_linear_schedule
     from finetune.losses import matryoshka_contrastive_loss, similarity_distillation_loss
 
+    unsupported = [name for name, on in (("distill_corpus", bool(cfg.distill_corpus)), ("max_steps", cfg.max_steps > 0),
+                                         ("batch_sampling", cfg.batch_sampling != "random"),
+                                         ("rotation", cfg.rotation != "pca_centered")) if on]
+    if unsupported:
+        raise SystemExit(f"the probe reproduces the loop without {', '.join(unsupported)}: remove it from the config")
     torch.manual_seed(seed)
     rng = random.Random(seed)
     head = initial_head(teacher_p, layers)
-    optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW([{"params": [head.weight], "weight_decay": cfg.weight_decay},
+                                   {"params": [head.bias], "weight_decay": 0.0}], lr=cfg.learning_rate)
     plan: list[list[int]] = []
     for _ in range(epochs):
         plan += no_duplicate_batches(pairs, cfg.batch_size, rng)
@@ -160,7 +185,18 @@ def train_head(cfg, pairs, q_in: np.ndarray, p_in: np.ndarray, teacher_q: np.nda
 
 
 def _mean(scores: list[dict[str, float]]) -> dict[str, float]:
-    return {str(d): round(float(np.mean([s[str(d)] for s in scores])), 4) for d in DIMS}
+    return {str(d): float(np.mean([s[str(d)] for s in scores])) for d in DIMS}
+
+
+def _rounded(value: Any) -> Any:
+    """The report with every float rounded to 4 decimals (only when written: means use full precision)."""
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     candidates = [parse_candidate(c) for c in args.candidate]
+    names = [name for name, _, _ in candidates]
+    if len(set(names)) != len(names):
+        raise SystemExit(f"--candidate: each name once, got {names}")
+    if args.max_passages < 1:
+        raise SystemExit(f"--max-passages must be >= 1, got {args.max_passages}")
     logging.basicConfig(level=logging.WARNING)
 
     import torch
@@ -219,9 +260,8 @@ def main(argv: list[str] | None = None) -> int:
                     qv = unit(head(torch.from_numpy(features(q, all_layers, layers))).numpy())
                     dv = unit(head(torch.from_numpy(features(d, all_layers, layers))).numpy())
                     res = evaluate_vectors(suite.domains[domain].task, qv, dv, DIMS, ("ndcg@10",))
-                    per[domain] = {str(dim): round(float(r.means["ndcg@10"]), 4) for dim, r in res.items()}
-            macro = {str(dim): round(float(np.mean([per[dn][str(dim)] for dn in suite.choice_domains])), 4)
-                     for dim in DIMS}
+                    per[domain] = {str(dim): float(r.means["ndcg@10"]) for dim, r in res.items()}
+            macro = {str(dim): float(np.mean([per[dn][str(dim)] for dn in suite.choice_domains])) for dim in DIMS}
             runs.append({"seed": seed, "macro": macro, "domains": per, "seconds": round(time.perf_counter() - t, 1)})
             leaflets = per.get("leaflets")
             print(f"{name:>14} seed {seed:>3}  macro " + " ".join(f"{macro[str(d)]:.3f}" for d in DIMS)
@@ -229,12 +269,12 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
         mean = {"macro": _mean([r["macro"] for r in runs])}
         mean.update({domain: _mean([r["domains"][domain] for r in runs]) for domain in suite.domains})
-        sd = {str(d): round(float(np.std([r["macro"][str(d)] for r in runs], ddof=1)), 4) if len(runs) > 1 else None
+        sd = {str(d): float(np.std([r["macro"][str(d)] for r in runs], ddof=1)) if len(runs) > 1 else None
               for d in DIMS}
         report["candidates"][name] = {"layers": list(layers), "epochs": epochs, "runs": runs, "mean": mean,
                                       "macro_sd": sd}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    args.out.write_text(json.dumps(_rounded(report), indent=1) + "\n")
     print(f"wrote {args.out}")
     return 0
 

@@ -105,7 +105,8 @@ def no_duplicate_batches(pairs: Sequence[QAPair], batch_size: int, rng: random.R
     return [b for b in batches if len(b) >= 2 or len(pairs) == 1]  # a lone pair has no in-batch negative
 
 
-def warmup_linear_schedule(optimizer: "torch.optim.Optimizer", total: int, warmup_ratio: float):
+def warmup_linear_schedule(optimizer: "torch.optim.Optimizer", total: int,
+                           warmup_ratio: float) -> "torch.optim.lr_scheduler.LambdaLR":
     """The loop's learning-rate schedule: linear warm-up over ``warmup_ratio`` of the ``total`` steps,
     then linear decay to 0 (the schedule of sentence-transformers' and transformers' trainers)."""
     import torch
