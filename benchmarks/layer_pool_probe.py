@@ -11,7 +11,7 @@ candidate is the shipped recipe's initialisation.
 
 It is a probe, not a shipping path: the loader (``medrag.adapters``) builds a model whose head reads
 the final vector only. Features are computed once per layer set with the base model (training texts
-at the config's token caps, the suite's val pilot at the model's own cap) and cached in
+at the config's token caps, the suite's pilot, val or ``--part test``, at the model's own cap) and cached in
 ``$MEDRAG_CACHE/layer_pools``; each candidate then trains in 10-60 s on 2 cores and is scored exactly.
 
 Usage (from the repository root; ~15 minutes of encoding the first time on 2 idle cores)::
@@ -203,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--candidate", action="append", required=True, help="NAME=LAYERS:EPOCHS (repeatable)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
+    parser.add_argument("--part", choices=("val", "test"), default="val",
+                        help="the suite's part: val for choices, test to report a chosen candidate once")
     parser.add_argument("--max-passages", type=int, default=1500, help="suite pilot passages per domain")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -238,12 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     train_q = cached_pools(model, fingerprint, [p.question for p in pairs], qprompt, cfg.query_max_length, all_layers)
     train_p = cached_pools(model, fingerprint, [p.answer for p in pairs], pprompt, cfg.passage_max_length, all_layers)
-    suite = build_suite("val", pilot=True, max_passages=args.max_passages)
+    suite = build_suite(args.part, pilot=True, max_passages=args.max_passages)
     suite_pools = {
         name: (cached_pools(model, fingerprint, list(d.task.queries.values()), qprompt, model.max_seq_length, all_layers),
                cached_pools(model, fingerprint, list(d.task.corpus.values()), pprompt, model.max_seq_length, all_layers))
         for name, d in suite.domains.items()}
-    report: dict = {"config": str(CONFIG.relative_to(REPO)), "pairs": len(pairs), "seeds": args.seeds,
+    report: dict = {"config": str(CONFIG.relative_to(REPO)), "part": args.part, "pairs": len(pairs), "seeds": args.seeds,
                     "choice_domains": list(suite.choice_domains), "features_seconds": round(time.perf_counter() - t0, 1),
                     "command": "python benchmarks/layer_pool_probe.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                     "candidates": {}}
