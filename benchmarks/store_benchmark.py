@@ -910,11 +910,64 @@ def synthetic(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------------- French recall: raw prefix vs PCA
 
 
-ROTATION_KINDS = ("pca", "learned", "learned-passages", "ceiling")
+ROTATION_KINDS = ("pca", "learned", "learned-passages", "ceiling", "residual")
 #: ``ceiling``: a linear projection fitted on the very queries it is scored on (against the first
 #: 4,096 chunks, 300 steps): no store can fit that; an empirical ceiling of what a linear coarse
 #: map of this size reaches on this corpus.
 CEILING = {"steps": 300, "learning_rate": 3e-3, "chunks": 4096}
+#: ``residual``: the non-linear shape of the Matryoshka-Adaptor (Yoon et al., EMNLP 2024), a linear
+#: map plus a one-hidden-layer ReLU branch, fitted like the store's ``learned`` stage (same
+#: pseudo-queries, objective, temperatures, batch and learning rate); measured, not a store option
+#: (docs/benchmarks.md, "MedQuAD at 100,000 chunks"). Hidden width and steps: ``--residual-hidden``,
+#: ``--residual-steps``.
+RESIDUAL = {"hidden": 256, "steps": 30}
+
+
+def fit_residual(vectors: np.ndarray, queries: np.ndarray, dim: int, hidden: int = RESIDUAL["hidden"],
+                 steps: int = RESIDUAL["steps"], seed: int = 0) -> Callable[[np.ndarray], np.ndarray]:
+    """A non-linear coarse stage ``normalise(z @ P + relu(z @ V + c) @ U)``, ``z = x - mean``: ``P``
+    starts as the passages' PCA and ``U`` at zero (so step 0 is the PCA stage), then Adam steps of
+    :func:`medrag.coarse.fit_learned`'s objective (the KL divergence between the coarse and the
+    full-size softmax over the passages, per query). Returns the projection function."""
+    import torch
+    import torch.nn.functional as F
+
+    from medrag.coarse import (LEARNED_BATCH, LEARNED_LEARNING_RATE, LEARNED_TARGET_TEMPERATURE,
+                               LEARNED_TEMPERATURE, fit_pca)
+
+    x, xq = _unit(np.asarray(vectors, np.float32)), _unit(np.asarray(queries, np.float32))
+    pca = fit_pca(x, dim)
+    g = torch.Generator().manual_seed(seed)
+    mean = torch.from_numpy(pca.mean)
+    z, zq = torch.from_numpy(x) - mean, torch.from_numpy(xq) - mean
+    p = torch.from_numpy(pca.matrix.copy()).requires_grad_(True)
+    v = (torch.randn(x.shape[1], hidden, generator=g) / np.sqrt(x.shape[1])).requires_grad_(True)
+    c = torch.zeros(hidden, requires_grad=True)
+    u = torch.zeros(hidden, dim, requires_grad=True)
+    optimizer = torch.optim.Adam([p, v, c, u], lr=LEARNED_LEARNING_RATE)
+
+    def coarse(a: "torch.Tensor") -> "torch.Tensor":
+        return F.normalize(a @ p + F.relu(a @ v + c) @ u, dim=1)
+
+    with torch.no_grad():
+        target = F.log_softmax(torch.from_numpy(xq) @ torch.from_numpy(x).T / LEARNED_TARGET_TEMPERATURE, dim=1)
+    order = torch.zeros(0, dtype=torch.long)
+    for _ in range(steps):
+        if len(order) < min(LEARNED_BATCH, len(zq)):
+            order = torch.randperm(len(zq), generator=g)
+        rows, order = order[:LEARNED_BATCH], order[LEARNED_BATCH:]
+        log_p = F.log_softmax(coarse(zq[rows]) @ coarse(z).T / LEARNED_TEMPERATURE, dim=1)
+        t = target[rows]
+        loss = (t.exp() * (t - log_p)).sum(dim=1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    def project(a: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return coarse(torch.from_numpy(np.asarray(a, np.float32)) - mean).numpy()
+
+    return project
 
 
 def _rotation_list(value: str) -> list[str]:
@@ -1070,17 +1123,21 @@ def french_recall(args: argparse.Namespace) -> None:
 
     cache = Path(args.cache).expanduser()
     cache.mkdir(parents=True, exist_ok=True)
-    chunks = french_chunks(10**9)
+    if args.corpus == "medquad":  # the English corpus of `run`: its chunks and questions, same fixed shuffles
+        chunks, _, questions = load_corpus(Path(args.data))
+        queries, query_domains = questions[: args.queries], ["medquad"] * min(args.queries, len(questions))
+    else:
+        chunks = french_chunks(10**9)
+        if args.query_source == "suite":
+            queries, query_domains = suite_queries(args.queries, split=args.query_split)
+        else:
+            queries = french_queries(args.queries, split=args.query_split)
+            query_domains = ["frenchmedmcqa"] * len(queries)
     total = len(chunks)
     chunks = chunks[: args.chunks]
-    if args.query_source == "suite":
-        queries, query_domains = suite_queries(args.queries, split=args.query_split)
-    else:
-        queries = french_queries(args.queries, split=args.query_split)
-        query_domains = ["frenchmedmcqa"] * len(queries)
     emb = MatryoshkaEmbeddings(args.model, batch_size=32, show_progress=False)
-    tag = f"french-{hashlib.sha256(emb.fingerprint.encode()).hexdigest()[:8]}"
-    source = "" if args.query_source == "frenchmedmcqa" else f"-{args.query_source}"
+    tag = f"{args.corpus}-{hashlib.sha256(emb.fingerprint.encode()).hexdigest()[:8]}"
+    source = {"french": "" if args.query_source == "frenchmedmcqa" else f"-{args.query_source}", "medquad": ""}[args.corpus]
     qs = encode_sharded(queries, emb.encode_queries, cache, f"{tag}-query{source}-{args.query_split}")
     if args.cached_only:  # the shards already encoded (e.g. by several encoding processes): a uniform sample
         chunks = [chunks[i] for i in cached_shards(chunks, cache, tag + "-doc")]
@@ -1114,9 +1171,14 @@ def french_recall(args: argparse.Namespace) -> None:
                               "learned": {k: v for k, v in (("steps", args.learned_steps), ("temperature", args.learned_temperature),
                                                        ("target_temperature", args.learned_target_temperature),
                                                        ("learning_rate", args.learned_lr)) if v is not None},
+                              "residual": ({"hidden": args.residual_hidden, "steps": args.residual_steps}
+                                           if "residual" in args.rotations else None),
                               "rows": []}
-    print(f"{len(docs)} of the {total} French chunks (medrag index chunking, shards of a fixed shuffle), {len(qs)} "
-          f"{'FrenchMedMCQA' if args.query_source == 'frenchmedmcqa' else 'validation-suite'} {args.query_split} "
+    report["corpus"] = args.corpus
+    described = ("MedQuAD chunks (the `run` chunking and shuffle)", "MedQuAD") if args.corpus == "medquad" else (
+        "French chunks (medrag index chunking, shards of a fixed shuffle)",
+        f"{'FrenchMedMCQA' if args.query_source == 'frenchmedmcqa' else 'validation-suite'} {args.query_split}")
+    print(f"{len(docs)} of the {total} {described[0]}, {len(qs)} {described[1]} "
           "questions, exact stage 1, recall@10 vs exact full-size search of "
           f"the same model; projections fitted on the first {fit} chunks\n")
     print("| model | first stage | " + " | ".join(f"{c} candidates" for c in args.candidates) + " | fit s |")
@@ -1142,6 +1204,10 @@ def french_recall(args: argparse.Namespace) -> None:
                 elif kind == "ceiling":
                     projection = fit_learned(dd[:CEILING["chunks"]], coarse, queries=qq, steps=CEILING["steps"],
                                              learning_rate=CEILING["learning_rate"])
+                elif kind == "residual":
+                    stages[f"{kind}-{coarse}"] = (fit_residual(dd[:fit], pq, coarse, args.residual_hidden,
+                                                               args.residual_steps), time.perf_counter() - t0)
+                    continue
                 else:  # the store's fit (pseudo-queries), or the earlier one (passages as queries)
                     projection = fit_learned(dd[:fit], coarse, queries=pq if kind == "learned" else None,
                                              **report["learned"])
@@ -1237,7 +1303,13 @@ def main(argv: list[str] | None = None) -> None:
         one.add_argument(name, required=True)
     for name in ("--n", "--dim", "--queries", "--coarse-dim", "--candidates", "--ef-search"):
         one.add_argument(name, type=int, required=True)
-    fr = sub.add_parser("french-recall", help="recall@10 of raw prefix vs PCA stage 1 on the French corpus")
+    fr = sub.add_parser("french-recall", help="recall@10 of raw prefix vs fitted coarse stages on the French "
+                                              "corpus (or MedQuAD with --corpus medquad)")
+    fr.add_argument("--corpus", default="french", choices=["french", "medquad"],
+                    help="french: the ../shared French medical text chunked as `medrag index` does, with French "
+                         "queries (--query-source); medquad: the chunks and questions of `run` (--data), "
+                         "--query-source and --query-split ignored")
+    fr.add_argument("--data", default=str(DEFAULT_DATA), help="medquad.jsonl, for --corpus medquad")
     fr.add_argument("--model", default="bundled:multilingual-e5-small", help="the model that encodes")
     fr.add_argument("--head", action="append", default=[],
                     help="a frozen-encoder model over --model (e.g. bundled:medrag-e5-small-fr): vectors derived")
@@ -1260,6 +1332,8 @@ def main(argv: list[str] | None = None) -> None:
     fr.add_argument("--learned-target-temperature", type=float, default=None,
                     help="fit_learned setting: full-size softmax temperature")
     fr.add_argument("--learned-lr", type=float, default=None)
+    fr.add_argument("--residual-hidden", type=int, default=RESIDUAL["hidden"], help="the residual stage's hidden width")
+    fr.add_argument("--residual-steps", type=int, default=RESIDUAL["steps"], help="the residual stage's Adam steps")
     fr.add_argument("--out", default=None, help="results JSON")
     fr.add_argument("--store", action="store_true",
                     help="also build real embedded MatryoshkaChroma stores (HNSW stage 1, the store's own coarse fit, "
