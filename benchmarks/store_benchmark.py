@@ -1124,6 +1124,8 @@ def french_recall(args: argparse.Namespace) -> None:
     cache = Path(args.cache).expanduser()
     cache.mkdir(parents=True, exist_ok=True)
     if args.corpus == "medquad":  # the English corpus of `run`: its chunks and questions, same fixed shuffles
+        if not Path(args.data).is_file():
+            raise SystemExit(f"--data {args.data}: no such file (MedQuAD's medquad.jsonl, for --corpus medquad)")
         chunks, _, questions = load_corpus(Path(args.data))
         queries, query_domains = questions[: args.queries], ["medquad"] * min(args.queries, len(questions))
     else:
@@ -1137,8 +1139,11 @@ def french_recall(args: argparse.Namespace) -> None:
     chunks = chunks[: args.chunks]
     emb = MatryoshkaEmbeddings(args.model, batch_size=32, show_progress=False)
     tag = f"{args.corpus}-{hashlib.sha256(emb.fingerprint.encode()).hexdigest()[:8]}"
-    source = {"french": "" if args.query_source == "frenchmedmcqa" else f"-{args.query_source}", "medquad": ""}[args.corpus]
-    qs = encode_sharded(queries, emb.encode_queries, cache, f"{tag}-query{source}-{args.query_split}")
+    if args.corpus == "medquad":  # one question set whatever --query-split says: one cache entry
+        query_tag = f"{tag}-query"
+    else:
+        query_tag = f"{tag}-query{'' if args.query_source == 'frenchmedmcqa' else '-' + args.query_source}-{args.query_split}"
+    qs = encode_sharded(queries, emb.encode_queries, cache, query_tag)
     if args.cached_only:  # the shards already encoded (e.g. by several encoding processes): a uniform sample
         chunks = [chunks[i] for i in cached_shards(chunks, cache, tag + "-doc")]
     docs = encode_sharded(chunks, emb.encode_documents, cache, tag + "-doc")
@@ -1355,6 +1360,8 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("--n", "--coarse-dim", "--queries", "--batch"):
         m.add_argument(name, type=int, required=True)
     args = p.parse_args(argv)
+    if args.cmd == "french-recall" and (args.residual_hidden < 1 or args.residual_steps < 0 or args.queries < 1):
+        p.error("--residual-hidden and --queries must be >= 1, --residual-steps >= 0")
     if args.cmd == "encode" and args.pack:
         encode_from_pack(Path(args.pack), Path(args.out).expanduser(), args.device or "cuda", args.batch_size)
     elif args.cmd == "pack":

@@ -183,3 +183,11 @@ def test_residual_stage_starts_as_the_pca_and_learns_what_a_linear_map_cannot() 
     residual = recall(sb.fit_residual(passages, fit_queries, 4, hidden=64, steps=100))
     linear = recall(fit_learned(passages, 4, queries=fit_queries, steps=100).project)
     assert residual > recall(pca.project) + 0.1 and residual > linear + 0.1  # measured 0.329 vs 0.168 / 0.171
+
+
+def test_recall_refuses_bad_arguments_before_loading_anything(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="no such file"):
+        sb.main(["french-recall", "--corpus", "medquad", "--data", str(tmp_path / "missing.jsonl")])
+    for bad in (["--residual-hidden", "0"], ["--residual-steps", "-1"], ["--queries", "0"]):
+        with pytest.raises(SystemExit):
+            sb.main(["french-recall", "--corpus", "medquad", "--data", str(tmp_path / "missing.jsonl"), *bad])
