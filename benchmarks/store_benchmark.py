@@ -1082,19 +1082,20 @@ def _unit(v: np.ndarray) -> np.ndarray:
 def _store_recall(label: str, chunks: list[str], dd: np.ndarray, qq: np.ndarray, spans: list[str],
                   span_vectors: np.ndarray, coarse: int, candidates: list[int], exact: np.ndarray,
                   ef_search: int | None = None, encoding: str = "int8",
-                  rotation: str = "learned") -> tuple[list[float], float, float]:
+                  rotation: str = "learned", trained: bool = False) -> tuple[list[float], float, float]:
     """recall@10 of a real embedded ``MatryoshkaChroma`` (``coarse_rotation=rotation``, HNSW stage
     1 with ``ef_search`` (None: Chroma's default, 100), full vectors in ``encoding``) built over ``chunks`` from
     their vectors: a fitted projection is fitted by the store itself on its first write, with the span vectors
-    looked up as its pseudo-queries. Returns the recall per candidate count, the seconds the ingest
-    took and the mean milliseconds of a search at the first candidate count."""
+    looked up as its pseudo-queries (``trained``: the model is Matryoshka-trained, which sets the
+    store's fit steps). Returns the recall per candidate count, the seconds the ingest took and the
+    mean milliseconds of a search at the first candidate count."""
     import tempfile
 
     from medrag import MatryoshkaChroma, PrecomputedEmbeddings
 
     emb = PrecomputedEmbeddings.from_arrays(chunks, dd, spans, span_vectors, spec=label,
                                             fingerprint=hashlib.sha256(label.encode()).hexdigest()[:16],
-                                            dims=[dd.shape[1], coarse])
+                                            dims=[dd.shape[1], coarse], matryoshka_trained=trained)
     with tempfile.TemporaryDirectory() as folder:
         store = MatryoshkaChroma("recall", emb, persist_directory=folder, coarse_dim=coarse,
                                  coarse_rotation=rotation, hnsw={"ef_search": ef_search or DEFAULT_EF},
@@ -1119,7 +1120,7 @@ def french_recall(args: argparse.Namespace) -> None:
     the first ``--fit`` chunks as the store fits them, for the encoded model and for each
     frozen-encoder ``--head`` model derived from its vectors."""
     from medrag import MatryoshkaEmbeddings
-    from medrag.coarse import fit_learned, fit_pca, fit_sample_size, pseudo_queries
+    from medrag.coarse import fit_learned, fit_pca, fit_sample_size, learned_steps, pseudo_queries
 
     cache = Path(args.cache).expanduser()
     cache.mkdir(parents=True, exist_ok=True)
@@ -1160,9 +1161,12 @@ def french_recall(args: argparse.Namespace) -> None:
         return
     models: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {args.model: (_unit(docs), _unit(qs), _unit(pseudo))}
     store_pseudos = {args.model: store_pseudo}
+    trained = {args.model: emb.matryoshka_trained}  # sets the learned fit's steps, as in the store
     for spec in args.head:
         w, b = frozen_head(spec)
-        real = MatryoshkaEmbeddings(spec).encode_documents(chunks[:16])
+        head = MatryoshkaEmbeddings(spec)
+        trained[spec] = head.matryoshka_trained
+        real = head.encode_documents(chunks[:16])
         derived = _unit(docs[:16] @ w.T + b)
         gap = float(np.abs(_unit(np.asarray(real)) - derived).max())
         if gap > 1e-3:
@@ -1180,6 +1184,7 @@ def french_recall(args: argparse.Namespace) -> None:
                                            if "residual" in args.rotations else None),
                               "rows": []}
     report["corpus"] = args.corpus
+    report["matryoshka_trained"] = trained  # the learned fit's steps follow it (medrag.coarse.learned_steps)
     described = ("MedQuAD chunks (the `run` chunking and shuffle)", "MedQuAD") if args.corpus == "medquad" else (
         "French chunks (medrag index chunking, shards of a fixed shuffle)",
         f"{'FrenchMedMCQA' if args.query_source == 'frenchmedmcqa' else 'validation-suite'} {args.query_split}")
@@ -1213,9 +1218,10 @@ def french_recall(args: argparse.Namespace) -> None:
                     stages[f"{kind}-{coarse}"] = (fit_residual(dd[:fit], pq, coarse, args.residual_hidden,
                                                                args.residual_steps), time.perf_counter() - t0)
                     continue
-                else:  # the store's fit (pseudo-queries), or the earlier one (passages as queries)
-                    projection = fit_learned(dd[:fit], coarse, queries=pq if kind == "learned" else None,
-                                             **report["learned"])
+                else:  # the store's fit (pseudo-queries; its steps unless --learned-steps), or the earlier one
+                    settings = {**({"steps": learned_steps(trained[label])} if kind == "learned" else {}),
+                                **report["learned"]}
+                    projection = fit_learned(dd[:fit], coarse, queries=pq if kind == "learned" else None, **settings)
                 stages[f"{kind}-{coarse}"] = (projection.project, time.perf_counter() - t0)
             for stage, (project, seconds) in stages.items():
                 per_query = [recall(project(qq), project(dd), c) for c in args.candidates]
@@ -1233,7 +1239,7 @@ def french_recall(args: argparse.Namespace) -> None:
                          for enc in args.store_encoding] if args.store else [])
             for ef, enc, rot in variants:
                 values, seconds, ms = _store_recall(label, chunks, dd, qq, store_spans, store_pseudos[label], coarse,
-                                                    args.candidates, exact, ef, enc, rot)
+                                                    args.candidates, exact, ef, enc, rot, trained[label])
                 first = f"{rot}-{coarse} fitted by the store on {store_fit}" if rot != "none" else f"first {coarse} coordinates"
                 stage = f"store: HNSW (ef_search {ef or 'default'}) + {enc} rerank, {first}"
                 report["rows"].append({"model": label, "stage": stage, "recall": values, "ingest_s": round(seconds, 2),
@@ -1332,7 +1338,7 @@ def main(argv: list[str] | None = None) -> None:
                          "learned-passages (the first objective), ceiling (fitted on the scored queries themselves: "
                          "an empirical ceiling); default pca,learned; none for the raw prefix only")
     fr.add_argument("--fit", type=int, default=1000, help="chunks the projections are fitted on (the store's first batch)")
-    fr.add_argument("--learned-steps", type=int, default=None, help="fit_learned setting (default: the library's)")
+    fr.add_argument("--learned-steps", type=int, default=None, help="fit_learned steps (default: the store's for each model's kind, medrag.coarse.learned_steps)")
     fr.add_argument("--learned-temperature", type=float, default=None, help="fit_learned setting: coarse softmax temperature")
     fr.add_argument("--learned-target-temperature", type=float, default=None,
                     help="fit_learned setting: full-size softmax temperature")

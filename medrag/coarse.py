@@ -49,8 +49,11 @@ logger = logging.getLogger(__name__)
 
 #: Settings of :func:`fit_learned`, chosen on the validation suite's dev questions
 #: (``docs/benchmarks.md``, "Coarse stage"): the coarse softmax is softer than the full-size target
-#: (the coarse cosines, centred, spread much wider than the full ones).
+#: (the coarse cosines, centred, spread much wider than the full ones). ``LEARNED_STEPS`` suits a
+#: Matryoshka-trained model (its PCA start is already good; more steps fit the pseudo-queries at the
+#: real questions' expense); ``LEARNED_STEPS_UNTRAINED`` another one (:func:`learned_steps`).
 LEARNED_STEPS = 10
+LEARNED_STEPS_UNTRAINED = 150
 LEARNED_TEMPERATURE = 0.1
 LEARNED_TARGET_TEMPERATURE = 0.02
 LEARNED_LEARNING_RATE = 1e-3
@@ -168,6 +171,26 @@ def pseudo_queries(texts: Sequence[str], seed: int = 0) -> list[str]:
     return out
 
 
+def learned_steps(matryoshka_trained: bool) -> int:
+    """The steps of :func:`fit_learned` the store uses for a model of this kind.
+
+    Measured on the validation suite's dev questions over 16,384 French chunks, fitted on 4,096
+    (``docs/benchmarks.md``, "Coarse fit steps per model kind"), recall@10 at coarse 64 / 100
+    candidates: the base e5-small (not Matryoshka-trained) 0.688 at 10 steps, 0.723 at 30, 0.741 at
+    150 (flat from there); the Matryoshka-trained default 0.849 at 10, 0.833 at 30, 0.805 at 150.
+
+    Args:
+        matryoshka_trained: whether a Matryoshka loss trained the model (the encoder's
+            ``matryoshka_trained``; :class:`medrag.MatryoshkaEmbeddings` reads it from
+            ``matryoshka.json``).
+
+    Returns:
+        :data:`LEARNED_STEPS` (10) for a Matryoshka-trained model, else
+        :data:`LEARNED_STEPS_UNTRAINED` (150).
+    """
+    return LEARNED_STEPS if matryoshka_trained else LEARNED_STEPS_UNTRAINED
+
+
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
@@ -267,5 +290,5 @@ def fit_learned(vectors: np.ndarray, dim: int, *, queries: np.ndarray | None = N
     return CoarseProjection(pca.mean, np.ascontiguousarray(matrix.detach().numpy(), dtype=np.float32))
 
 
-__all__ = ["CoarseProjection", "fit_pca", "fit_learned", "fit_sample_size", "min_vectors", "pseudo_queries",
-           "sample_indices"]
+__all__ = ["CoarseProjection", "fit_pca", "fit_learned", "fit_sample_size", "learned_steps", "min_vectors",
+           "pseudo_queries", "sample_indices"]

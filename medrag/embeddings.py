@@ -98,6 +98,8 @@ class MatryoshkaEmbeddings(Embeddings):
         dimension: the resolved output size (an int).
         full_dim: the model's full size.
         dims: the allowed sizes, descending.
+        matryoshka_trained: whether the model folder records Matryoshka training (a
+            ``matryoshka.json``, as ``medrag finetune`` writes; the plain base models have none).
     """
 
     def __init__(
@@ -135,6 +137,7 @@ class MatryoshkaEmbeddings(Embeddings):
                 f"matryoshka.json says full_dim={self.metadata.full_dim} but the model outputs {self.full_dim}"
             )
         self.dims = self.metadata.dims if self.metadata is not None else default_dims(self.full_dim)
+        self.matryoshka_trained = self.metadata is not None
         self.strict_dims = strict_dims
         self.max_quality_loss = max_quality_loss
         self.query_prompt_name = self._pick_prompt(query_prompt_name, QUERY_PROMPT_NAMES)

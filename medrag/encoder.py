@@ -49,7 +49,9 @@ class MatryoshkaEncoder(Protocol):
 
     Optional: ``dims``, the sizes the model was trained for, descending. Where it is missing the
     evaluation scores the seed's sizes up to ``full_dim`` (:func:`medrag.metadata.default_dims`)
-    and the store does not warn about an untrained ``coarse_dim``.
+    and the store does not warn about an untrained ``coarse_dim``. ``matryoshka_trained``, a bool:
+    whether a Matryoshka loss trained the model (missing: False); the store's learned coarse fit
+    trains briefly for such a model and longer for another (:func:`medrag.coarse.learned_steps`).
     """
 
     spec: str

@@ -80,6 +80,10 @@ class PrecomputedEmbeddings(Embeddings):
             refuses another model). Default: the fallback's; required without one.
         dims: the model's trained sizes (default: the fallback's, else the seed's sizes up to the
             full size).
+        matryoshka_trained: whether the model was trained with a Matryoshka loss, so that its
+            leading coordinates already rank well (default: the fallback's, else False). The
+            store's learned coarse fit trains briefly for such a model and longer for another
+            (:func:`medrag.coarse.learned_steps`).
         fallback: an encoder (e.g. the :class:`medrag.MatryoshkaEmbeddings` that made the vectors)
             for texts not in the tables; ``None``: an unknown text is an error.
         dimension: the size returned by the LangChain methods ``embed_documents``/``embed_query``
@@ -93,16 +97,18 @@ class PrecomputedEmbeddings(Embeddings):
 
     def __init__(self, documents: Mapping[str, Any] | None = None, queries: Mapping[str, Any] | None = None, *,
                  spec: str | None = None, fingerprint: str | None = None, dims: Sequence[int] | None = None,
-                 fallback: MatryoshkaEncoder | None = None, dimension: int | None = None) -> None:
+                 fallback: MatryoshkaEncoder | None = None, dimension: int | None = None,
+                 matryoshka_trained: bool | None = None) -> None:
         self._documents = _Table(documents or {}, "document")
         self._queries = _Table(queries or {}, "query")
-        self._finish(spec, fingerprint, dims, fallback, dimension)
+        self._finish(spec, fingerprint, dims, fallback, dimension, matryoshka_trained)
 
     @classmethod
     def from_arrays(cls, document_texts: Sequence[str] = (), document_vectors: Any = None,
                     query_texts: Sequence[str] = (), query_vectors: Any = None, *, spec: str | None = None,
                     fingerprint: str | None = None, dims: Sequence[int] | None = None,
-                    fallback: MatryoshkaEncoder | None = None, dimension: int | None = None) -> "PrecomputedEmbeddings":
+                    fallback: MatryoshkaEncoder | None = None, dimension: int | None = None,
+                    matryoshka_trained: bool | None = None) -> "PrecomputedEmbeddings":
         """The same from parallel lists of texts and ``(n, full_dim)`` matrices (row ``i`` is text ``i``'s vector).
 
         float32 matrices are used in place, not copied (a large cache stays in memory once).
@@ -112,11 +118,11 @@ class PrecomputedEmbeddings(Embeddings):
         obj._documents = _Table.from_arrays(document_texts, empty if document_vectors is None else document_vectors,
                                             "document")
         obj._queries = _Table.from_arrays(query_texts, empty if query_vectors is None else query_vectors, "query")
-        obj._finish(spec, fingerprint, dims, fallback, dimension)
+        obj._finish(spec, fingerprint, dims, fallback, dimension, matryoshka_trained)
         return obj
 
     def _finish(self, spec: str | None, fingerprint: str | None, dims: Sequence[int] | None,
-                fallback: MatryoshkaEncoder | None, dimension: int | None) -> None:
+                fallback: MatryoshkaEncoder | None, dimension: int | None, matryoshka_trained: bool | None) -> None:
         sizes = {d for d in (self._documents.dim, self._queries.dim) if d is not None}
         if fallback is not None:
             sizes.add(int(fallback.full_dim))
@@ -134,6 +140,10 @@ class PrecomputedEmbeddings(Embeddings):
         fallback_dims = getattr(fallback, "dims", None)  # optional member of the encoder protocol
         self.dims: list[int] = sorted({int(d) for d in (dims or fallback_dims or default_dims(self.full_dim))},
                                       reverse=True)
+        if matryoshka_trained is not None and not isinstance(matryoshka_trained, bool):
+            raise InvalidInputError(f"matryoshka_trained must be True, False or None, got {matryoshka_trained!r}")
+        self.matryoshka_trained: bool = (matryoshka_trained if matryoshka_trained is not None
+                                         else bool(getattr(fallback, "matryoshka_trained", False)))
         self.dimension = int(dimension) if dimension is not None else self.full_dim
         if not 1 <= self.dimension <= self.full_dim:
             raise DimensionError(f"dimension {self.dimension} is outside 1..{self.full_dim}")

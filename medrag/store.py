@@ -41,8 +41,8 @@ from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from medrag.vector_codec import ENCODINGS, encoded_size, pack_rows, unpack_rows
-from medrag.coarse import (CoarseProjection, fit_learned, fit_pca, fit_sample_size, min_vectors, pseudo_queries,
-                           sample_indices)
+from medrag.coarse import (CoarseProjection, fit_learned, fit_pca, fit_sample_size, learned_steps, min_vectors,
+                           pseudo_queries, sample_indices)
 from medrag._store_lock import DirectoryLock, folder_write_lock
 from medrag._store_repair import COMPLETE_KEY, REPAIR_SUFFIX, is_vector_index_failure, read_records, segment_ids
 from medrag._chroma_errors import translate_chroma_error
@@ -103,6 +103,10 @@ DEFAULT_FULL_ENCODING = "int8"
 DEFAULT_EF_SEARCH = 400
 #: Collection-metadata key of the write generation (see :attr:`MatryoshkaChroma.write_generation`).
 GENERATION_KEY = "medrag:generation"
+#: Chroma HNSW settings that an existing collection can change (``collection.modify``); the others
+#: (``max_neighbors``, ``ef_construction``, ``space``) are fixed when the graph is built.
+UPDATABLE_HNSW = ("ef_search", "num_threads", "batch_size", "sync_threshold", "resize_factor")
+_HNSW_SETTINGS = (*UPDATABLE_HNSW, "max_neighbors", "ef_construction", "space")
 #: Stage-1 candidates when neither the constructor nor the call says. Provisional: a trade-off of
 #: recall against latency (which grows linearly with it), measured on the embedded e5-small in
 #: ``docs/benchmarks.md``; choose per model from the benchmark's candidates/coarse table
@@ -181,17 +185,25 @@ class MatryoshkaChroma(VectorStore):
             content and metadata (:meth:`content_id`), so re-adding the same texts is a no-op.
         create_collection_if_not_exists: False to fail if the collection is missing.
         collection_metadata: extra collection metadata stored at creation.
-        hnsw: extra Chroma HNSW settings at creation (``ef_search``, ``max_neighbors``...;
-            the space is always cosine; ``ef_search`` defaults to :data:`DEFAULT_EF_SEARCH`, 400).
+        hnsw: extra Chroma HNSW settings (``ef_search``, ``max_neighbors``...; the space is
+            always cosine; ``ef_search`` defaults to :data:`DEFAULT_EF_SEARCH`, 400, for a new
+            collection). On an existing collection, a setting of :data:`UPDATABLE_HNSW` that
+            differs from the recorded one is changed in the collection (e.g. a larger
+            ``ef_search`` for searches with more candidates; with an embedded client it takes
+            effect in processes that have not searched the collection yet, so open the store
+            with it before the first search); a different ``max_neighbors`` or
+            ``ef_construction`` raises :class:`CollectionMismatchError` (they are fixed when the
+            graph is built: :meth:`reindex` into a new collection with them).
         relevance_score_fn: maps a distance to a relevance score (default ``1 - distance``).
         coarse_rotation: ``"auto"`` (default: an existing collection's recorded choice; a new
             one decides on its first write, ``"learned"`` when it holds at least
             :data:`AUTO_LEARNED_MIN_TEXTS` texts (1,000), else ``"none"``), ``"none"`` (stage 1
             indexes the first ``coarse_dim`` coordinates), ``"pca"`` (the first
             ``coarse_dim`` principal components of the corpus's full vectors) or ``"learned"``
-            (that PCA trained a few steps to rank the corpus for pseudo-queries, spans of the
-            fitted texts encoded with the query prompt, like the full vectors do,
-            :func:`medrag.coarse.fit_learned`): a fitted projection moves the information of a model
+            (that PCA trained to rank the corpus for pseudo-queries, spans of the fitted texts
+            encoded with the query prompt, like the full vectors do,
+            :func:`medrag.coarse.fit_learned`; 10 steps for a model whose encoder says
+            ``matryoshka_trained``, 150 for another: :func:`medrag.coarse.learned_steps`): a fitted projection moves the information of a model
             that is *not* Matryoshka-trained into the coarse vector, and on a large corpus it helps
             the default model too (``"learned"``: 0.72 -> 0.84 recall@10 at coarse 64 / 100
             candidates on 16,384 French chunks, 0.98 at coarse 128). Fitted once, on
@@ -258,6 +270,7 @@ class MatryoshkaChroma(VectorStore):
         self._rotation_kind = coarse_rotation
         self._rotation: CoarseProjection | None = None
         _check_collection_name(collection_name)
+        hnsw = _check_hnsw(hnsw)
         if client is None:
             try:
                 client = (chromadb.PersistentClient(path=str(persist_directory)) if persist_directory
@@ -388,7 +401,30 @@ class MatryoshkaChroma(VectorStore):
         except Exception as exc:
             raise translate_chroma_error(exc, f"open collection {name!r}") from exc
         self._check_contract(collection)
+        if hnsw:
+            self._update_hnsw(collection, hnsw)
         return collection
+
+    def _update_hnsw(self, collection: "chromadb.Collection", hnsw: dict[str, Any]) -> None:
+        """Apply the updatable ``hnsw`` settings that differ from what ``collection`` recorded; refuse
+        the fixed ones (Chroma's ``modify`` accepts ``max_neighbors`` and silently keeps the old value)."""
+        recorded = (collection.configuration or {}).get("hnsw") or {}
+        fixed = {k: v for k, v in hnsw.items() if k not in UPDATABLE_HNSW and k != "space" and recorded.get(k) != v}
+        if fixed:
+            raise CollectionMismatchError(
+                f"collection {collection.name!r} was built with "
+                + ", ".join(f"{k}={recorded.get(k)!r}" for k in fixed)
+                + f", not {', '.join(f'{k}={v!r}' for k, v in fixed.items())}: these HNSW settings are fixed when "
+                "the graph is built. Nothing was changed. Open it without them, or reindex into a new collection "
+                "with MatryoshkaChroma.reindex(..., hnsw={...})."
+            )
+        changes = {k: v for k, v in hnsw.items() if k in UPDATABLE_HNSW and recorded.get(k) != v}
+        if not changes:
+            return
+        self._chroma_call("change the HNSW settings", collection.modify, configuration={"hnsw": changes})
+        logger.info("collection %r: HNSW %s (was %s)", collection.name,
+                    ", ".join(f"{k}={v!r}" for k, v in changes.items()),
+                    ", ".join(f"{k}={recorded.get(k)!r}" for k in changes))
 
     def _adopt_recorded(self, meta: dict[str, Any]) -> None:
         """``full_encoding=None`` and ``coarse_rotation="auto"`` take what an existing collection
@@ -871,7 +907,8 @@ class MatryoshkaChroma(VectorStore):
                                "passages serve as queries instead (lower recall measured); pass fallback= the "
                                "model that made the vectors, or give it the spans' query vectors")
                 queries = None
-            rotation = fit_learned(full, self._coarse_dim, queries=queries)
+            trained = bool(getattr(self._embedding, "matryoshka_trained", False))
+            rotation = fit_learned(full, self._coarse_dim, queries=queries, steps=learned_steps(trained))
         current = self._chroma_call("read the collection metadata", self._client.get_collection,
                                     name=self._collection_name, embedding_function=None)
         meta = dict(current.metadata or {})
@@ -1682,6 +1719,21 @@ def _check_collection_name(name: Any) -> None:
             f"invalid collection name {name!r}: Chroma needs 3-512 characters from [a-zA-Z0-9._-], starting and "
             "ending with a letter or digit, without '..'"
         )
+
+
+def _check_hnsw(hnsw: Any) -> dict[str, Any] | None:
+    """``hnsw`` as given (a dict or None); a space other than cosine is refused, not overridden."""
+    if hnsw is None:
+        return None
+    if not isinstance(hnsw, dict) or not all(isinstance(k, str) for k in hnsw):
+        raise InvalidInputError(f"hnsw must be a dict of Chroma HNSW settings (e.g. {{'ef_search': 800}}), got {hnsw!r}")
+    unknown = [k for k in hnsw if k not in _HNSW_SETTINGS]
+    if unknown:
+        raise InvalidInputError(f"unknown hnsw setting(s) {unknown}: Chroma's are {list(_HNSW_SETTINGS)}")
+    if hnsw.get("space", "cosine") != "cosine":
+        raise InvalidInputError(f"hnsw space {hnsw['space']!r}: the store always uses 'cosine' (its scores and "
+                                "reranking assume normalised vectors); leave 'space' out")
+    return dict(hnsw)
 
 
 def _check_utf8(value: str, what: str) -> None:

@@ -98,8 +98,9 @@ def test_the_shipped_settings_fit_for_queries() -> None:
     the fit for questions beats the passage-as-query fit on held-out questions."""
     from medrag import coarse
 
-    assert (coarse.LEARNED_STEPS, coarse.LEARNED_TEMPERATURE, coarse.LEARNED_TARGET_TEMPERATURE,
-            coarse.LEARNED_LEARNING_RATE) == (10, 0.1, 0.02, 1e-3)
+    assert (coarse.LEARNED_STEPS, coarse.LEARNED_STEPS_UNTRAINED, coarse.LEARNED_TEMPERATURE,
+            coarse.LEARNED_TARGET_TEMPERATURE, coarse.LEARNED_LEARNING_RATE) == (10, 150, 0.1, 0.02, 1e-3)
+    assert (coarse.learned_steps(True), coarse.learned_steps(False)) == (10, 150)
     passages, fit_queries = _questions(400, seed=1)
     _, held_out = _questions(300, seed=2)
     for_queries = _recall(passages, fit_learned(passages, 8, queries=fit_queries), 30, held_out)

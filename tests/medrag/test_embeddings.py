@@ -103,6 +103,19 @@ def test_auto_dimension_reads_the_model_folder(tmp_path, tiny_model_dir):
     assert MatryoshkaEmbeddings(str(folder), dimension="auto", device="cpu").dimension == 64
 
 
+def test_matryoshka_trained_is_read_from_the_model_folder(tmp_path, tiny_model_dir):
+    """A folder with a matryoshka.json (what ``medrag finetune`` writes) is Matryoshka-trained; a
+    plain model is not (the store's learned coarse fit trains longer for it)."""
+    import shutil
+
+    assert MatryoshkaEmbeddings(str(tiny_model_dir), device="cpu").matryoshka_trained is False
+    folder = tmp_path / "finetuned"
+    shutil.copytree(tiny_model_dir, folder)
+    MatryoshkaMetadata(full_dim=128, dims=[128, 64]).save(folder)
+    trained = MatryoshkaEmbeddings(str(folder), device="cpu")
+    assert trained.matryoshka_trained is True and trained.with_dimension(64).matryoshka_trained is True
+
+
 def test_auto_without_scores_is_an_error(tiny_model):
     with pytest.raises(MetadataError, match="needs per-size scores"):
         MatryoshkaEmbeddings(tiny_model, dimension="auto")

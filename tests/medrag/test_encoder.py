@@ -89,6 +89,20 @@ def test_precomputed_unknown_text_without_fallback_says_what_to_do():
         emb.encode_queries(["x"])  # a document vector is not a query vector
 
 
+def test_precomputed_says_whether_its_model_is_matryoshka_trained(tiny_embeddings):
+    """Stated, else the fallback's, else False; anything but a bool or None is refused."""
+    vectors = {"x": np.ones(4)}
+    assert PrecomputedEmbeddings(vectors, spec="m", fingerprint="f").matryoshka_trained is False
+    assert PrecomputedEmbeddings(vectors, spec="m", fingerprint="f", matryoshka_trained=True).matryoshka_trained
+    assert PrecomputedEmbeddings(fallback=tiny_embeddings).matryoshka_trained is False  # no matryoshka.json
+    trained = tiny_embeddings.with_dimension(tiny_embeddings.dimension)  # a copy: the fixture is shared
+    trained.matryoshka_trained = True
+    assert PrecomputedEmbeddings(fallback=trained).matryoshka_trained is True
+    assert PrecomputedEmbeddings(fallback=trained, matryoshka_trained=False).matryoshka_trained is False
+    with pytest.raises(InvalidInputError, match="matryoshka_trained"):
+        PrecomputedEmbeddings.from_arrays(["x"], np.ones((1, 4)), spec="m", fingerprint="f", matryoshka_trained="yes")
+
+
 def test_precomputed_fallback_encodes_only_the_unknown_texts(tiny_embeddings):
     full = tiny_embeddings.encode_documents(TEXTS)
     calls = []

@@ -202,6 +202,9 @@ def test_cli_full_encoding_and_ef_search_are_recorded(tiny_model_dir, tmp_path, 
     assert collection.metadata["medrag:full_encoding"] == "float16"
     assert collection.metadata["medrag:coarse_rotation"] == "none"
     assert collection.configuration["hnsw"]["ef_search"] == 400
+    # --ef-search on an existing collection changes it there (the rerun adds nothing: same ids)
+    assert main(argv + ["--ef-search", "800"]) == 0
+    assert chromadb.PersistentClient(db).get_collection("notes").configuration["hnsw"]["ef_search"] == 800
 
 
 _KILLED_INDEX = r"""

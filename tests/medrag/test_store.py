@@ -348,7 +348,7 @@ def test_pca_coarse_rotation_is_fitted_once_and_recorded_in_the_contract(client,
 
 
 def test_learned_coarse_projection_is_fitted_once_and_recorded(client, fake) -> None:
-    from medrag.coarse import fit_learned, pseudo_queries
+    from medrag.coarse import fit_learned, learned_steps, pseudo_queries
     from medrag.errors import InvalidInputError
     from medrag.store import ROTATION_KEY
 
@@ -361,9 +361,11 @@ def test_learned_coarse_projection_is_fitted_once_and_recorded(client, fake) -> 
     ids = store.add_texts(TEXTS, batch_size=280)
     meta = client.get_collection(name).metadata
     assert meta["medrag:coarse_rotation"] == "learned" and meta[ROTATION_KEY]
-    # fitted for the store's queries: spans of the texts, encoded with the query prompt
+    # fitted for the store's queries: spans of the texts, encoded with the query prompt; the fake
+    # model is not Matryoshka-trained (no matryoshka_trained attribute): the long fit
     queries = fake.encode_queries(pseudo_queries(TEXTS))
-    expected = fit_learned(fake.encode_documents(TEXTS), 32, queries=queries).project(fake.encode_documents(TEXTS[:1]))
+    expected = fit_learned(fake.encode_documents(TEXTS), 32, queries=queries,
+                           steps=learned_steps(False)).project(fake.encode_documents(TEXTS[:1]))
     stored = np.asarray(store.collection.get(ids=[ids[0]], include=["embeddings"])["embeddings"][0])
     assert np.allclose(stored, expected[0], atol=1e-4)  # the fit is deterministic
     q = TEXTS[7]
@@ -395,6 +397,60 @@ def test_a_new_collection_gets_the_measured_defaults(client, fake) -> None:
     assert col.metadata["medrag:full_encoding"] == "float16" and col.configuration["hnsw"]["ef_search"] == 50
     store.delete_collection()
     other.delete_collection()
+
+
+def test_hnsw_settings_reach_an_existing_collection(client, fake) -> None:
+    """``hnsw`` on an existing collection: an updatable setting (ef_search) is changed in it, not
+    silently ignored; a fixed one (max_neighbors) that differs is refused with nothing changed; the
+    recorded value itself is accepted."""
+    name = _name()
+    store = MatryoshkaChroma(name, fake, client=client)
+    store.add_texts(TEXTS)
+    hnsw = lambda: client.get_collection(name).configuration["hnsw"]  # noqa: E731
+    built = hnsw()["max_neighbors"]
+    again = MatryoshkaChroma(name, fake, client=client, hnsw={"ef_search": 800, "max_neighbors": built})
+    assert hnsw()["ef_search"] == 800 and hnsw()["max_neighbors"] == built
+    assert again.similarity_search(TEXTS[2], k=1)[0].page_content == TEXTS[2]
+    with pytest.raises(CollectionMismatchError, match=r"max_neighbors.*fixed when the graph is built.*reindex"):
+        MatryoshkaChroma(name, fake, client=client, hnsw={"ef_search": 200, "max_neighbors": built * 2})
+    assert hnsw()["ef_search"] == 800 and hnsw()["max_neighbors"] == built  # nothing changed
+    assert len(MatryoshkaChroma(name, fake, client=client)) == len(TEXTS)
+    store.delete_collection()
+
+
+@pytest.mark.parametrize("bad", ["fast", {"space": "l2"}, {"space": "ip", "ef_search": 10}, {1: 2}, {"ef": 800}])
+def test_bad_hnsw_settings_are_refused_before_anything_is_made(tmp_path, fake, bad) -> None:
+    """A non-dict ``hnsw``, an unknown setting or another space is refused (the store used to override
+    the space silently)."""
+    import chromadb
+
+    client = chromadb.PersistentClient(path=str(tmp_path))
+    with pytest.raises(InvalidInputError, match="hnsw"):
+        MatryoshkaChroma(_name(), fake, client=client, hnsw=bad)
+    assert client.list_collections() == []
+
+
+def test_the_learned_fit_trains_longer_for_a_model_that_is_not_matryoshka_trained(tmp_path, monkeypatch) -> None:
+    """10 steps (medrag.coarse.LEARNED_STEPS) when the encoder says ``matryoshka_trained``, 150
+    otherwise, a plain LangChain Embeddings included (docs/benchmarks.md, "Coarse fit steps per model kind")."""
+    import chromadb
+
+    import medrag.store as store_module
+
+    steps = []
+    real = store_module.fit_learned
+
+    def spy(*args, **kwargs):
+        steps.append(kwargs["steps"])
+        return real(*args, **{**kwargs, "steps": 1})  # the kind decides the steps; one is enough to run
+
+    monkeypatch.setattr(store_module, "fit_learned", spy)
+    client = chromadb.PersistentClient(path=str(tmp_path))
+    trained = FakeMatryoshkaEmbeddings()
+    trained.matryoshka_trained = True
+    for emb in (FakeMatryoshkaEmbeddings(seed=1), trained, PlainEmbeddings()):
+        MatryoshkaChroma(_name(), emb, client=client, coarse_dim=16, coarse_rotation="learned").add_texts(MANY[:300])
+    assert steps == [150, 10, 150]
 
 
 def test_defaults_open_a_collection_made_with_other_settings(client, fake) -> None:
