@@ -907,7 +907,9 @@ class MatryoshkaChroma(VectorStore):
                                "passages serve as queries instead (lower recall measured); pass fallback= the "
                                "model that made the vectors, or give it the spans' query vectors")
                 queries = None
-            trained = bool(getattr(self._embedding, "matryoshka_trained", False))
+            # the steps per model kind were chosen for pseudo-queries; the passages-as-queries
+            # objective keeps its own 10 (more degraded it: docs/benchmarks.md, "Coarse stage")
+            trained = queries is None or bool(getattr(self._embedding, "matryoshka_trained", False))
             rotation = fit_learned(full, self._coarse_dim, queries=queries, steps=learned_steps(trained))
         current = self._chroma_call("read the collection metadata", self._client.get_collection,
                                     name=self._collection_name, embedding_function=None)

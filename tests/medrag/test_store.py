@@ -585,7 +585,7 @@ def test_a_learned_projection_is_fitted_on_query_encoded_spans_of_the_first_batc
     """The learned fit's queries are pseudo_queries of the texts through the query prompt (a
     MatryoshkaEncoder's encode_queries), or, for plain LangChain embeddings, one embed_documents
     call on them (no per-text embed_query)."""
-    from medrag.coarse import fit_learned, pseudo_queries
+    from medrag.coarse import fit_learned, learned_steps, pseudo_queries
 
     class QueryPrompted(FakeMatryoshkaEmbeddings):  # queries land elsewhere than passages, like e5's
         def encode_queries(self, texts):
@@ -594,8 +594,8 @@ def test_a_learned_projection_is_fitted_on_query_encoded_spans_of_the_first_batc
     emb = QueryPrompted(64)
     store = MatryoshkaChroma(_name(), emb, client=client, coarse_dim=8, coarse_rotation="learned")
     store.add_texts(TEXTS[:200], batch_size=16)  # the fit sees the first write: all 200 (< 4,096)
-    expected = fit_learned(emb.encode_documents(TEXTS[:200]), 8,
-                           queries=emb.encode_queries(pseudo_queries(TEXTS[:200])))
+    expected = fit_learned(emb.encode_documents(TEXTS[:200]), 8,  # a fake: not Matryoshka-trained
+                           queries=emb.encode_queries(pseudo_queries(TEXTS[:200])), steps=learned_steps(False))
     assert np.allclose(store._rotation.matrix, expected.matrix, atol=1e-5)
     assert np.allclose(store._rotation.mean, expected.mean, atol=1e-6)
     store.delete_collection()
@@ -613,7 +613,7 @@ def test_a_learned_projection_is_fitted_on_query_encoded_spans_of_the_first_batc
 
 def test_a_large_rotation_sample_cuts_its_pseudo_queries_from_the_fitted_passages(client) -> None:
     """Above 4,096 texts the fit samples its passages; the pseudo-queries come from the same texts."""
-    from medrag.coarse import LEARNED_MAX_VECTORS, fit_learned, pseudo_queries, sample_indices
+    from medrag.coarse import LEARNED_MAX_VECTORS, fit_learned, learned_steps, pseudo_queries, sample_indices
 
     class QueryPrompted(FakeMatryoshkaEmbeddings):
         def encode_queries(self, texts):
@@ -626,7 +626,8 @@ def test_a_large_rotation_sample_cuts_its_pseudo_queries_from_the_fitted_passage
                              rotation_sample=sample)
     keep = sample_indices(len(sample))
     fitted = [sample[i] for i in keep]
-    expected = fit_learned(emb.encode_documents(fitted), 8, queries=emb.encode_queries(pseudo_queries(fitted)))
+    expected = fit_learned(emb.encode_documents(fitted), 8, queries=emb.encode_queries(pseudo_queries(fitted)),
+                           steps=learned_steps(False))
     assert np.allclose(store._rotation.matrix, expected.matrix, atol=1e-5)
     store.delete_collection()
 
@@ -635,7 +636,7 @@ def test_precomputed_vectors_without_a_fallback_fit_the_learned_projection_on_pa
     """PrecomputedEmbeddings without the pseudo-queries' vectors (texts it has no vector for): the
     fit uses the passages as queries, says so, and the first write succeeds; with them, it uses them."""
     from medrag import PrecomputedEmbeddings
-    from medrag.coarse import fit_learned, pseudo_queries
+    from medrag.coarse import fit_learned, learned_steps, pseudo_queries
 
     fake = FakeMatryoshkaEmbeddings(64)
     vectors = fake.encode_documents(TEXTS[:200])
@@ -644,7 +645,7 @@ def test_precomputed_vectors_without_a_fallback_fit_the_learned_projection_on_pa
     with caplog.at_level("WARNING", logger="medrag.store"):
         store.add_texts(TEXTS[:200], batch_size=16)
     assert len(store) == 200 and "passages serve as queries" in caplog.text
-    expected = fit_learned(vectors, 8)
+    expected = fit_learned(vectors, 8)  # the passages-as-queries objective keeps its 10 steps
     assert np.allclose(store._rotation.matrix, expected.matrix, atol=1e-5)
     store.delete_collection()
     # given the spans' query vectors, it fits for them like an encoder would
@@ -653,7 +654,7 @@ def test_precomputed_vectors_without_a_fallback_fit_the_learned_projection_on_pa
                                             fingerprint="0123abcd", dims=[64, 8])
     store = MatryoshkaChroma(_name(), emb, client=client, coarse_dim=8, coarse_rotation="learned")
     store.add_texts(TEXTS[:200], batch_size=16)
-    expected = fit_learned(vectors, 8, queries=fake.encode_queries(spans))
+    expected = fit_learned(vectors, 8, queries=fake.encode_queries(spans), steps=learned_steps(False))
     assert np.allclose(store._rotation.matrix, expected.matrix, atol=1e-5)
     store.delete_collection()
 
