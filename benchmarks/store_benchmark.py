@@ -1338,7 +1338,8 @@ def main(argv: list[str] | None = None) -> None:
                          "learned-passages (the first objective), ceiling (fitted on the scored queries themselves: "
                          "an empirical ceiling); default pca,learned; none for the raw prefix only")
     fr.add_argument("--fit", type=int, default=1000, help="chunks the projections are fitted on (the store's first batch)")
-    fr.add_argument("--learned-steps", type=int, default=None, help="fit_learned steps (default: the store's for each model's kind, medrag.coarse.learned_steps)")
+    fr.add_argument("--learned-steps", type=int, default=None, help="fit_learned steps of the exact-stage rows (default: the store's for each model's kind, "
+                         "medrag.coarse.learned_steps; the --store rows always fit as the store does)")
     fr.add_argument("--learned-temperature", type=float, default=None, help="fit_learned setting: coarse softmax temperature")
     fr.add_argument("--learned-target-temperature", type=float, default=None,
                     help="fit_learned setting: full-size softmax temperature")

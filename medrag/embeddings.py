@@ -98,8 +98,11 @@ class MatryoshkaEmbeddings(Embeddings):
         dimension: the resolved output size (an int).
         full_dim: the model's full size.
         dims: the allowed sizes, descending.
-        matryoshka_trained: whether the model folder records Matryoshka training (a
-            ``matryoshka.json``, as ``medrag finetune`` writes; the plain base models have none).
+        matryoshka_trained: whether the Matryoshka metadata says the model was trained from a
+            base (its ``base_model``, which ``medrag finetune`` and the bundled adapters record;
+            the plain base models have no ``matryoshka.json``, and ``medrag evaluate
+            --write-metadata`` on a folder without one records scores only). Assign it to
+            override.
     """
 
     def __init__(
@@ -137,7 +140,7 @@ class MatryoshkaEmbeddings(Embeddings):
                 f"matryoshka.json says full_dim={self.metadata.full_dim} but the model outputs {self.full_dim}"
             )
         self.dims = self.metadata.dims if self.metadata is not None else default_dims(self.full_dim)
-        self.matryoshka_trained = self.metadata is not None
+        self.matryoshka_trained = self.metadata is not None and self.metadata.base_model is not None
         self.strict_dims = strict_dims
         self.max_quality_loss = max_quality_loss
         self.query_prompt_name = self._pick_prompt(query_prompt_name, QUERY_PROMPT_NAMES)

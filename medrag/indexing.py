@@ -310,8 +310,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
                         "corpora at up to twice the disk: docs/store.md)")
     p.add_argument("--ef-search", type=int, default=None,
                    help=f"Chroma HNSW ef_search (default {DEFAULT_EF_SEARCH} for a new collection; given for an existing "
-                        "one, it is changed there; 800 measured a little better for 400 candidates on a large "
-                        "corpus: docs/store.md)")
+                        "one, it is changed there, for processes that open it afterwards; 800 measured a little "
+                        "better for 400 candidates on a large corpus: docs/store.md)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_index)
 

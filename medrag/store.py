@@ -41,8 +41,8 @@ from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
 from medrag.vector_codec import ENCODINGS, encoded_size, pack_rows, unpack_rows
-from medrag.coarse import (CoarseProjection, fit_learned, fit_pca, fit_sample_size, learned_steps, min_vectors,
-                           pseudo_queries, sample_indices)
+from medrag.coarse import (LEARNED_STEPS, CoarseProjection, fit_learned, fit_pca, fit_sample_size, learned_steps,
+                           min_vectors, pseudo_queries, sample_indices)
 from medrag._store_lock import DirectoryLock, folder_write_lock
 from medrag._store_repair import COMPLETE_KEY, REPAIR_SUFFIX, is_vector_index_failure, read_records, segment_ids
 from medrag._chroma_errors import translate_chroma_error
@@ -107,6 +107,9 @@ GENERATION_KEY = "medrag:generation"
 #: (``max_neighbors``, ``ef_construction``, ``space``) are fixed when the graph is built.
 UPDATABLE_HNSW = ("ef_search", "num_threads", "batch_size", "sync_threshold", "resize_factor")
 _HNSW_SETTINGS = (*UPDATABLE_HNSW, "max_neighbors", "ef_construction", "space")
+#: Of these, the ones Chroma does not report in ``collection.configuration`` (1.5.9): applied when
+#: given, never compared.
+_UNREPORTED_HNSW = ("num_threads", "batch_size")
 #: Stage-1 candidates when neither the constructor nor the call says. Provisional: a trade-off of
 #: recall against latency (which grows linearly with it), measured on the embedded e5-small in
 #: ``docs/benchmarks.md``; choose per model from the benchmark's candidates/coarse table
@@ -191,9 +194,11 @@ class MatryoshkaChroma(VectorStore):
             differs from the recorded one is changed in the collection (e.g. a larger
             ``ef_search`` for searches with more candidates; with an embedded client it takes
             effect in processes that have not searched the collection yet, so open the store
-            with it before the first search); a different ``max_neighbors`` or
+            with it before the first search; only the process that owns an embedded folder may
+            change it, :class:`StoreLockedError` otherwise); a different ``max_neighbors`` or
             ``ef_construction`` raises :class:`CollectionMismatchError` (they are fixed when the
-            graph is built: :meth:`reindex` into a new collection with them).
+            graph is built: :meth:`reindex` into a new collection with them). Integer settings
+            must be ints >= 1, ``resize_factor`` a number > 0.
         relevance_score_fn: maps a distance to a relevance score (default ``1 - distance``).
         coarse_rotation: ``"auto"`` (default: an existing collection's recorded choice; a new
             one decides on its first write, ``"learned"`` when it holds at least
@@ -203,7 +208,8 @@ class MatryoshkaChroma(VectorStore):
             (that PCA trained to rank the corpus for pseudo-queries, spans of the fitted texts
             encoded with the query prompt, like the full vectors do,
             :func:`medrag.coarse.fit_learned`; 10 steps for a model whose encoder says
-            ``matryoshka_trained``, 150 for another: :func:`medrag.coarse.learned_steps`): a fitted projection moves the information of a model
+            ``matryoshka_trained``, 150 for another: :func:`medrag.coarse.learned_steps`; 10 for
+            the passages-as-queries fallback of :class:`~medrag.PrecomputedEmbeddings`): a fitted projection moves the information of a model
             that is *not* Matryoshka-trained into the coarse vector, and on a large corpus it helps
             the default model too (``"learned"``: 0.72 -> 0.84 recall@10 at coarse 64 / 100
             candidates on 16,384 French chunks, 0.98 at coarse 128). Fitted once, on
@@ -407,7 +413,8 @@ class MatryoshkaChroma(VectorStore):
 
     def _update_hnsw(self, collection: "chromadb.Collection", hnsw: dict[str, Any]) -> None:
         """Apply the updatable ``hnsw`` settings that differ from what ``collection`` recorded; refuse
-        the fixed ones (Chroma's ``modify`` accepts ``max_neighbors`` and silently keeps the old value)."""
+        the fixed ones (Chroma 1.5.9 records a new ``max_neighbors`` without rebuilding the graph, and
+        rejects ``ef_construction``), and any change from a process that does not own the folder."""
         recorded = (collection.configuration or {}).get("hnsw") or {}
         fixed = {k: v for k, v in hnsw.items() if k not in UPDATABLE_HNSW and k != "space" and recorded.get(k) != v}
         if fixed:
@@ -418,9 +425,16 @@ class MatryoshkaChroma(VectorStore):
                 "the graph is built. Nothing was changed. Open it without them, or reindex into a new collection "
                 "with MatryoshkaChroma.reindex(..., hnsw={...})."
             )
-        changes = {k: v for k, v in hnsw.items() if k in UPDATABLE_HNSW and recorded.get(k) != v}
+        changes = {k: v for k, v in hnsw.items()
+                   if k in UPDATABLE_HNSW and (k in _UNREPORTED_HNSW or recorded.get(k) != v)}
         if not changes:
             return
+        if not self._take_lock():
+            raise StoreLockedError(
+                f"another process (pid {self._lock.holder()}) has the embedded Chroma store {self._lock.directory} "
+                f"open; the HNSW settings {changes} were not changed. Open the store with them in the process that "
+                "owns the folder (or after it stops), or run a Chroma server."
+            )
         self._chroma_call("change the HNSW settings", collection.modify, configuration={"hnsw": changes})
         logger.info("collection %r: HNSW %s (was %s)", collection.name,
                     ", ".join(f"{k}={v!r}" for k, v in changes.items()),
@@ -909,8 +923,9 @@ class MatryoshkaChroma(VectorStore):
                 queries = None
             # the steps per model kind were chosen for pseudo-queries; the passages-as-queries
             # objective keeps its own 10 (more degraded it: docs/benchmarks.md, "Coarse stage")
-            trained = queries is None or bool(getattr(self._embedding, "matryoshka_trained", False))
-            rotation = fit_learned(full, self._coarse_dim, queries=queries, steps=learned_steps(trained))
+            steps = (LEARNED_STEPS if queries is None
+                     else learned_steps(bool(getattr(self._embedding, "matryoshka_trained", False))))
+            rotation = fit_learned(full, self._coarse_dim, queries=queries, steps=steps)
         current = self._chroma_call("read the collection metadata", self._client.get_collection,
                                     name=self._collection_name, embedding_function=None)
         meta = dict(current.metadata or {})
@@ -1732,10 +1747,21 @@ def _check_hnsw(hnsw: Any) -> dict[str, Any] | None:
     unknown = [k for k in hnsw if k not in _HNSW_SETTINGS]
     if unknown:
         raise InvalidInputError(f"unknown hnsw setting(s) {unknown}: Chroma's are {list(_HNSW_SETTINGS)}")
+    for key, value in hnsw.items():
+        if key == "space":
+            continue
+        if key == "resize_factor":
+            ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and value > 0
+        else:
+            ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+        if not ok:
+            kind = "a number > 0" if key == "resize_factor" else "an int >= 1"
+            raise InvalidInputError(f"hnsw {key} must be {kind}, got {value!r} (leave a setting out for its default)")
     if hnsw.get("space", "cosine") != "cosine":
         raise InvalidInputError(f"hnsw space {hnsw['space']!r}: the store always uses 'cosine' (its scores and "
                                 "reranking assume normalised vectors); leave 'space' out")
-    return dict(hnsw)
+    return {k: (int(v) if isinstance(v, np.integer) else float(v) if isinstance(v, np.floating) else v)
+            for k, v in hnsw.items()}
 
 
 def _check_utf8(value: str, what: str) -> None:

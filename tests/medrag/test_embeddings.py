@@ -104,14 +104,18 @@ def test_auto_dimension_reads_the_model_folder(tmp_path, tiny_model_dir):
 
 
 def test_matryoshka_trained_is_read_from_the_model_folder(tmp_path, tiny_model_dir):
-    """A folder with a matryoshka.json (what ``medrag finetune`` writes) is Matryoshka-trained; a
-    plain model is not (the store's learned coarse fit trains longer for it)."""
+    """A folder whose matryoshka.json names the base it was trained from (what ``medrag finetune``
+    writes) is Matryoshka-trained; a plain model, or one whose matryoshka.json only records scores
+    (``medrag evaluate --write-metadata`` on a base model's folder), is not (the store's learned
+    coarse fit trains longer for it)."""
     import shutil
 
     assert MatryoshkaEmbeddings(str(tiny_model_dir), device="cpu").matryoshka_trained is False
     folder = tmp_path / "finetuned"
     shutil.copytree(tiny_model_dir, folder)
     MatryoshkaMetadata(full_dim=128, dims=[128, 64]).save(folder)
+    assert MatryoshkaEmbeddings(str(folder), device="cpu").matryoshka_trained is False
+    MatryoshkaMetadata(full_dim=128, dims=[128, 64], base_model="bundled:multilingual-e5-small").save(folder)
     trained = MatryoshkaEmbeddings(str(folder), device="cpu")
     assert trained.matryoshka_trained is True and trained.with_dimension(64).matryoshka_trained is True
 

@@ -414,14 +414,44 @@ def test_hnsw_settings_reach_an_existing_collection(client, fake) -> None:
     with pytest.raises(CollectionMismatchError, match=r"max_neighbors.*fixed when the graph is built.*reindex"):
         MatryoshkaChroma(name, fake, client=client, hnsw={"ef_search": 200, "max_neighbors": built * 2})
     assert hnsw()["ef_search"] == 800 and hnsw()["max_neighbors"] == built  # nothing changed
-    assert len(MatryoshkaChroma(name, fake, client=client)) == len(TEXTS)
+    with pytest.raises(CollectionMismatchError, match="ef_construction"):
+        MatryoshkaChroma(name, fake, client=client, hnsw={"ef_construction": hnsw()["ef_construction"] + 1})
+    same = MatryoshkaChroma(name, fake, client=client, hnsw={"space": "cosine", "ef_search": 800})
+    assert len(same) == len(TEXTS) and hnsw()["ef_search"] == 800
     store.delete_collection()
 
 
-@pytest.mark.parametrize("bad", ["fast", {"space": "l2"}, {"space": "ip", "ef_search": 10}, {1: 2}, {"ef": 800}])
+def test_a_process_that_does_not_own_the_folder_cannot_change_its_hnsw_settings(tmp_path, fake) -> None:
+    """The owner's folder is left as it is: the other process gets StoreLockedError, nothing changed."""
+    import chromadb
+
+    path = str(tmp_path / "db")
+    owner = MatryoshkaChroma("shared", fake, persist_directory=path)
+    owner.add_texts(TEXTS[:5])
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[2]);"
+        "from tests.medrag.test_store import FakeMatryoshkaEmbeddings as F;"
+        "from medrag import MatryoshkaChroma as M;"
+        "from medrag.errors import StoreLockedError;\n"
+        "try:\n    M('shared', F(), persist_directory=sys.argv[1], hnsw={'ef_search': 800}); print('CHANGED')\n"
+        "except StoreLockedError as e:\n    print('LOCKED', e)\n"
+        "print('SAME', len(M('shared', F(), persist_directory=sys.argv[1], hnsw={'ef_search': 400})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, path, str(REPO)], capture_output=True, text=True,
+                         timeout=120, cwd=REPO)
+    assert "LOCKED" in out.stdout and "were not changed" in out.stdout, out.stdout + out.stderr[-2000:]
+    assert "SAME 5" in out.stdout  # the recorded value itself: nothing to change, it opens
+    assert chromadb.PersistentClient(path).get_collection("shared").configuration["hnsw"]["ef_search"] == 400
+    owner.close()
+
+
+@pytest.mark.parametrize("bad", ["fast", {"space": "l2"}, {"space": "ip", "ef_search": 10}, {1: 2}, {"ef": 800},
+                                 {"ef_search": None}, {"ef_search": 0}, {"max_neighbors": "16"},
+                                 {"ef_search": 800.0}, {"ef_search": True}, {"resize_factor": 0}])
 def test_bad_hnsw_settings_are_refused_before_anything_is_made(tmp_path, fake, bad) -> None:
-    """A non-dict ``hnsw``, an unknown setting or another space is refused (the store used to override
-    the space silently)."""
+    """A non-dict ``hnsw``, an unknown setting, a value of the wrong type or range (None included: leave
+    a setting out for its default) or another space is refused (the store used to override the space
+    silently)."""
     import chromadb
 
     client = chromadb.PersistentClient(path=str(tmp_path))
