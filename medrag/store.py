@@ -388,8 +388,10 @@ class MatryoshkaChroma(VectorStore):
                          hnsw: dict[str, Any] | None) -> "chromadb.Collection":
         from chromadb.errors import NotFoundError
 
+        existing = False
         try:
             collection = self._client.get_collection(name=name, embedding_function=None)
+            existing = True
             self._adopt_recorded(collection.metadata or {})
         except (NotFoundError, ValueError) as exc:
             if not create:
@@ -407,7 +409,7 @@ class MatryoshkaChroma(VectorStore):
         except Exception as exc:
             raise translate_chroma_error(exc, f"open collection {name!r}") from exc
         self._check_contract(collection)
-        if hnsw:
+        if existing and hnsw:  # a new collection was created with them
             self._update_hnsw(collection, hnsw)
         return collection
 
@@ -429,12 +431,7 @@ class MatryoshkaChroma(VectorStore):
                    if k in UPDATABLE_HNSW and (k in _UNREPORTED_HNSW or recorded.get(k) != v)}
         if not changes:
             return
-        if not self._take_lock():
-            raise StoreLockedError(
-                f"another process (pid {self._lock.holder()}) has the embedded Chroma store {self._lock.directory} "
-                f"open; the HNSW settings {changes} were not changed. Open the store with them in the process that "
-                "owns the folder (or after it stops), or run a Chroma server."
-            )
+        self._check_writer()  # another process owns the folder: nothing changed
         self._chroma_call("change the HNSW settings", collection.modify, configuration={"hnsw": changes})
         logger.info("collection %r: HNSW %s (was %s)", collection.name,
                     ", ".join(f"{k}={v!r}" for k, v in changes.items()),
@@ -1747,21 +1744,22 @@ def _check_hnsw(hnsw: Any) -> dict[str, Any] | None:
     unknown = [k for k in hnsw if k not in _HNSW_SETTINGS]
     if unknown:
         raise InvalidInputError(f"unknown hnsw setting(s) {unknown}: Chroma's are {list(_HNSW_SETTINGS)}")
-    for key, value in hnsw.items():
-        if key == "space":
-            continue
-        if key == "resize_factor":
-            ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and value > 0
-        else:
-            ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
-        if not ok:
-            kind = "a number > 0" if key == "resize_factor" else "an int >= 1"
-            raise InvalidInputError(f"hnsw {key} must be {kind}, got {value!r} (leave a setting out for its default)")
     if hnsw.get("space", "cosine") != "cosine":
         raise InvalidInputError(f"hnsw space {hnsw['space']!r}: the store always uses 'cosine' (its scores and "
                                 "reranking assume normalised vectors); leave 'space' out")
-    return {k: (int(v) if isinstance(v, np.integer) else float(v) if isinstance(v, np.floating) else v)
-            for k, v in hnsw.items()}
+    out: dict[str, Any] = {}
+    for key, value in hnsw.items():
+        if key == "resize_factor":
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not value > 0:
+                raise InvalidInputError(f"hnsw resize_factor must be a number > 0, got {value!r}")
+            out[key] = float(value)
+        elif key != "space":
+            out[key] = _check_int(f"hnsw {key}", value)  # None included: leave a setting out for its default
+            if out[key] < 1:
+                raise InvalidInputError(f"hnsw {key} must be >= 1, got {value!r}")
+        else:
+            out[key] = value
+    return out
 
 
 def _check_utf8(value: str, what: str) -> None:
