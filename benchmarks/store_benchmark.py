@@ -926,14 +926,14 @@ RESIDUAL = {"hidden": 256, "steps": 30}
 def fit_residual(vectors: np.ndarray, queries: np.ndarray, dim: int, hidden: int = RESIDUAL["hidden"],
                  steps: int = RESIDUAL["steps"], seed: int = 0) -> Callable[[np.ndarray], np.ndarray]:
     """A non-linear coarse stage ``normalise(z @ P + relu(z @ V + c) @ U)``, ``z = x - mean``: ``P``
-    starts as the passages' PCA and ``U`` at zero (so step 0 is the PCA stage), then Adam steps of
-    :func:`medrag.coarse.fit_learned`'s objective (the KL divergence between the coarse and the
-    full-size softmax over the passages, per query). Returns the projection function."""
+    starts as the passages' PCA and ``U`` at zero (so step 0 is the PCA stage), then
+    :func:`medrag.coarse.kl_steps`, the optimisation of :func:`medrag.coarse.fit_learned` (the KL
+    divergence between the coarse and the full-size softmax over the passages, per query).
+    Returns the projection function."""
     import torch
     import torch.nn.functional as F
 
-    from medrag.coarse import (LEARNED_BATCH, LEARNED_LEARNING_RATE, LEARNED_TARGET_TEMPERATURE,
-                               LEARNED_TEMPERATURE, fit_pca)
+    from medrag.coarse import LEARNED_TARGET_TEMPERATURE, LEARNED_TEMPERATURE, fit_pca, kl_steps
 
     x, xq = _unit(np.asarray(vectors, np.float32)), _unit(np.asarray(queries, np.float32))
     pca = fit_pca(x, dim)
@@ -944,24 +944,13 @@ def fit_residual(vectors: np.ndarray, queries: np.ndarray, dim: int, hidden: int
     v = (torch.randn(x.shape[1], hidden, generator=g) / np.sqrt(x.shape[1])).requires_grad_(True)
     c = torch.zeros(hidden, requires_grad=True)
     u = torch.zeros(hidden, dim, requires_grad=True)
-    optimizer = torch.optim.Adam([p, v, c, u], lr=LEARNED_LEARNING_RATE)
 
     def coarse(a: "torch.Tensor") -> "torch.Tensor":
         return F.normalize(a @ p + F.relu(a @ v + c) @ u, dim=1)
 
     with torch.no_grad():
         target = F.log_softmax(torch.from_numpy(xq) @ torch.from_numpy(x).T / LEARNED_TARGET_TEMPERATURE, dim=1)
-    order = torch.zeros(0, dtype=torch.long)
-    for _ in range(steps):
-        if len(order) < min(LEARNED_BATCH, len(zq)):
-            order = torch.randperm(len(zq), generator=g)
-        rows, order = order[:LEARNED_BATCH], order[LEARNED_BATCH:]
-        log_p = F.log_softmax(coarse(zq[rows]) @ coarse(z).T / LEARNED_TEMPERATURE, dim=1)
-        t = target[rows]
-        loss = (t.exp() * (t - log_p)).sum(dim=1).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    kl_steps([p, v, c, u], coarse, z, zq, target, steps=steps, temperature=LEARNED_TEMPERATURE, generator=g)
 
     def project(a: np.ndarray) -> np.ndarray:
         with torch.no_grad():

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -255,11 +255,7 @@ def fit_learned(vectors: np.ndarray, dim: int, *, queries: np.ndarray | None = N
     pca = fit_pca(vectors, dim)
     x, xq = torch.from_numpy(vectors), torch.from_numpy(np.ascontiguousarray(q))
     mean = torch.from_numpy(pca.mean)
-    centred, centred_q = x - mean, xq - mean
     matrix = torch.from_numpy(pca.matrix.copy()).requires_grad_(True)
-    optimizer = torch.optim.Adam([matrix], lr=learning_rate)
-    generator = torch.Generator().manual_seed(seed)
-    m = len(xq)
     with torch.no_grad():
         full_logits = (xq @ x.T) / target_temperature
         if self_queries:
@@ -267,14 +263,57 @@ def fit_learned(vectors: np.ndarray, dim: int, *, queries: np.ndarray | None = N
         target = F.log_softmax(full_logits, dim=1)
         if self_queries:
             target.fill_diagonal_(0.0)
+    loss = kl_steps([matrix], lambda a: F.normalize(a @ matrix, dim=1), x - mean, xq - mean, target,
+                    steps=steps, temperature=temperature, learning_rate=learning_rate, batch=batch,
+                    generator=torch.Generator().manual_seed(seed), self_queries=self_queries)
+    logger.info("fitted a learned %d-dim coarse projection on %d vectors and %s (%d steps, final KL %.4f)",
+                dim, len(vectors), "the passages as queries" if self_queries else f"{len(q)} queries", steps,
+                loss)
+    return CoarseProjection(pca.mean, np.ascontiguousarray(matrix.detach().numpy(), dtype=np.float32))
+
+
+def kl_steps(parameters: Sequence["torch.Tensor"], coarse: Callable[["torch.Tensor"], "torch.Tensor"],
+             passages: "torch.Tensor", queries: "torch.Tensor", target: "torch.Tensor", *, steps: int,
+             temperature: float, learning_rate: float = LEARNED_LEARNING_RATE, batch: int = LEARNED_BATCH,
+             generator: "torch.Generator | None" = None, self_queries: bool = False) -> float:
+    """The optimisation of :func:`fit_learned`, for any coarse map: Adam steps that lower the KL
+    divergence between the full-size softmax over the passages (``target``, log-probabilities, one
+    row per query) and the coarse one, ``softmax(coarse(query) . coarse(passages) / temperature)``,
+    on ``batch`` queries per step (the Matryoshka-Adaptor objective, Yoon et al., EMNLP 2024).
+    The store's linear stage and the benchmark's non-linear one (``benchmarks/store_benchmark.py``,
+    ``fit_residual``) both train with it.
+
+    Args:
+        parameters: the tensors to train (``requires_grad``).
+        coarse: maps centred full vectors ``(n, full_dim)`` to unit coarse vectors.
+        passages: ``(n, full_dim)`` centred full vectors of the passages.
+        queries: ``(m, full_dim)`` centred full vectors of the queries (``passages`` itself when
+            ``self_queries``: then a passage is never scored against itself).
+        target: ``(m, n)`` log-softmax of the full-size similarities.
+        steps: optimisation steps.
+        temperature: softmax temperature on the coarse cosines.
+        learning_rate: Adam's step size.
+        batch: queries per step (a seeded permutation of them, drawn again when used up).
+        generator: the torch generator of that permutation (seeded by the caller).
+        self_queries: the passages serve as queries.
+
+    Returns:
+        The last step's loss.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    optimizer = torch.optim.Adam(list(parameters), lr=learning_rate)
+    m = len(queries)
     order = torch.zeros(0, dtype=torch.long)
+    loss = torch.zeros(())
     for _ in range(steps):
         if len(order) < min(batch, m):
             order = torch.randperm(m, generator=generator)
         rows, order = order[:batch], order[batch:]
-        coarse = F.normalize(centred @ matrix, dim=1)
-        coarse_q = coarse[rows] if self_queries else F.normalize(centred_q[rows] @ matrix, dim=1)
-        logits = coarse_q @ coarse.T / temperature
+        coarse_p = coarse(passages)
+        coarse_q = coarse_p[rows] if self_queries else coarse(queries[rows])
+        logits = coarse_q @ coarse_p.T / temperature
         if self_queries:
             logits[torch.arange(len(rows)), rows] = float("-inf")
         log_p = F.log_softmax(logits, dim=1)
@@ -284,11 +323,8 @@ def fit_learned(vectors: np.ndarray, dim: int, *, queries: np.ndarray | None = N
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    logger.info("fitted a learned %d-dim coarse projection on %d vectors and %s (%d steps, final KL %.4f)",
-                dim, len(vectors), "the passages as queries" if self_queries else f"{m} queries", steps,
-                float(loss.detach()))
-    return CoarseProjection(pca.mean, np.ascontiguousarray(matrix.detach().numpy(), dtype=np.float32))
+    return float(loss.detach())
 
 
-__all__ = ["CoarseProjection", "fit_pca", "fit_learned", "fit_sample_size", "learned_steps", "min_vectors",
+__all__ = ["CoarseProjection", "fit_pca", "fit_learned", "fit_sample_size", "kl_steps", "learned_steps", "min_vectors",
            "pseudo_queries", "sample_indices"]

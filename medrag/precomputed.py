@@ -140,9 +140,9 @@ class PrecomputedEmbeddings(Embeddings):
         fallback_dims = getattr(fallback, "dims", None)  # optional member of the encoder protocol
         self.dims: list[int] = sorted({int(d) for d in (dims or fallback_dims or default_dims(self.full_dim))},
                                       reverse=True)
-        if matryoshka_trained is not None and not isinstance(matryoshka_trained, bool):
+        if matryoshka_trained is not None and not isinstance(matryoshka_trained, (bool, np.bool_)):
             raise InvalidInputError(f"matryoshka_trained must be True, False or None, got {matryoshka_trained!r}")
-        self.matryoshka_trained: bool = (matryoshka_trained if matryoshka_trained is not None
+        self.matryoshka_trained: bool = (bool(matryoshka_trained) if matryoshka_trained is not None
                                          else bool(getattr(fallback, "matryoshka_trained", False)))
         self.dimension = int(dimension) if dimension is not None else self.full_dim
         if not 1 <= self.dimension <= self.full_dim:

@@ -90,7 +90,8 @@ def test_precomputed_unknown_text_without_fallback_says_what_to_do():
 
 
 def test_precomputed_says_whether_its_model_is_matryoshka_trained(tiny_embeddings):
-    """Stated, else the fallback's, else False; anything but a bool or None is refused."""
+    """Stated, else the fallback's, else False; a numpy bool (e.g. read from an array) counts as a
+    bool; anything else but None is refused."""
     vectors = {"x": np.ones(4)}
     assert PrecomputedEmbeddings(vectors, spec="m", fingerprint="f").matryoshka_trained is False
     assert PrecomputedEmbeddings(vectors, spec="m", fingerprint="f", matryoshka_trained=True).matryoshka_trained
@@ -99,8 +100,12 @@ def test_precomputed_says_whether_its_model_is_matryoshka_trained(tiny_embedding
     trained.matryoshka_trained = True
     assert PrecomputedEmbeddings(fallback=trained).matryoshka_trained is True
     assert PrecomputedEmbeddings(fallback=trained, matryoshka_trained=False).matryoshka_trained is False
+    from_numpy = PrecomputedEmbeddings(vectors, spec="m", fingerprint="f", matryoshka_trained=np.bool_(True))
+    assert from_numpy.matryoshka_trained is True  # a plain bool afterwards
     with pytest.raises(InvalidInputError, match="matryoshka_trained"):
         PrecomputedEmbeddings.from_arrays(["x"], np.ones((1, 4)), spec="m", fingerprint="f", matryoshka_trained="yes")
+    with pytest.raises(InvalidInputError, match="matryoshka_trained"):
+        PrecomputedEmbeddings(vectors, spec="m", fingerprint="f", matryoshka_trained=1)
 
 
 def test_precomputed_fallback_encodes_only_the_unknown_texts(tiny_embeddings):
