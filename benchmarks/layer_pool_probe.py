@@ -20,12 +20,15 @@ Usage (from the repository root; ~15 minutes of encoding the first time on 2 idl
         --seeds 42 1 2 --out docs/results/layer_pool_probe_val.json
 
 A candidate is ``NAME=LAYERS:EPOCHS`` (layers 1-12 of e5-small, comma-separated, 12 included;
-``final=12:40`` is the shipped recipe, and reproduces its sweep row).
+``final=12:40`` is the shipped recipe, and reproduces its sweep row), optionally ``:WEIGHTS``, the
+MatryoshkaLoss and distillation weights of the sizes 384/256/128/64/32 (default: the config's, all 1),
+e.g. ``layers8-12-w=8,12:10:1,1,1,2,4``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
@@ -52,18 +55,26 @@ DIMS = (384, 256, 128, 64, 32)
 CONFIG = REPO / "configs" / "medrag_default.yaml"
 
 
-def parse_candidate(spec: str) -> tuple[str, tuple[int, ...], int]:
-    """``NAME=LAYERS:EPOCHS`` -> (name, layers, epochs); SystemExit naming the problem otherwise."""
+def parse_candidate(spec: str) -> tuple[str, tuple[int, ...], int, tuple[float, ...] | None]:
+    """``NAME=LAYERS:EPOCHS[:WEIGHTS]`` -> (name, layers, epochs, Matryoshka weights or None: the
+    config's); SystemExit naming the problem otherwise. WEIGHTS: one loss weight per size of
+    384/256/128/64/32, comma-separated (e.g. ``1,1,1,2,4``)."""
     try:
         name, rest = spec.split("=", 1)
-        layers_s, epochs_s = rest.rsplit(":", 1)
-        layers = tuple(sorted({int(x) for x in layers_s.split(",")}))
-        epochs = int(epochs_s)
+        parts = rest.split(":")
+        if len(parts) not in (2, 3):
+            raise ValueError
+        layers = tuple(sorted({int(x) for x in parts[0].split(",")}))
+        epochs = int(parts[1])
+        weights = tuple(float(w) for w in parts[2].split(",")) if len(parts) == 3 else None
     except ValueError:
-        raise SystemExit(f"--candidate {spec!r}: expected NAME=LAYERS:EPOCHS, e.g. layers8-12=8,12:10") from None
+        raise SystemExit(f"--candidate {spec!r}: expected NAME=LAYERS:EPOCHS[:WEIGHTS], e.g. layers8-12=8,12:10 "
+                         "or layers8-12-w=8,12:10:1,1,1,2,4") from None
     if not name or epochs < 1 or 12 not in layers or not all(1 <= x <= 12 for x in layers):
         raise SystemExit(f"--candidate {spec!r}: a name, epochs >= 1 and layers within 1-12 including 12")
-    return name, layers, epochs
+    if weights is not None and (len(weights) != len(DIMS) or not all(np.isfinite(w) and w > 0 for w in weights)):
+        raise SystemExit(f"--candidate {spec!r}: WEIGHTS are {len(DIMS)} numbers > 0, one per size of {DIMS}")
+    return name, layers, epochs, weights
 
 
 def layer_pools(model: "SentenceTransformer", texts: list[str], prompt: str, max_length: int, layers: tuple[int, ...],
@@ -209,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     candidates = [parse_candidate(c) for c in args.candidate]
-    names = [name for name, _, _ in candidates]
+    names = [c[0] for c in candidates]
     if len(set(names)) != len(names):
         raise SystemExit(f"--candidate: each name once, got {names}")
     if args.max_passages < 1:
@@ -235,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model("bundled:multilingual-e5-small", device="cpu")
     fingerprint = model_fingerprint(model)
     qprompt, pprompt = prompt_texts(model.prompts)
-    all_layers = tuple(sorted({x for _, layers, _ in candidates for x in layers}))
+    all_layers = tuple(sorted({x for c in candidates for x in c[1]}))
 
     t0 = time.perf_counter()
     train_q = cached_pools(model, fingerprint, [p.question for p in pairs], qprompt, cfg.query_max_length, all_layers)
@@ -250,11 +261,12 @@ def main(argv: list[str] | None = None) -> int:
                     "command": "python benchmarks/layer_pool_probe.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                     "candidates": {}}
     teacher_q, teacher_p = unit(train_q[-1]), unit(train_p[-1])  # the base's own vectors (last layer)
-    for name, layers, epochs in candidates:
+    for name, layers, epochs, weights in candidates:
         runs = []
+        run_cfg = cfg if weights is None else dataclasses.replace(cfg, matryoshka_weights=list(weights))
         for seed in args.seeds:
             t = time.perf_counter()
-            head = train_head(cfg, pairs, features(train_q, all_layers, layers), features(train_p, all_layers, layers),
+            head = train_head(run_cfg, pairs, features(train_q, all_layers, layers), features(train_p, all_layers, layers),
                               teacher_q, teacher_p, layers, epochs, seed)
             per: dict[str, dict[str, float]] = {}
             with torch.no_grad():
@@ -273,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         mean.update({domain: _mean([r["domains"][domain] for r in runs]) for domain in suite.domains})
         sd = {str(d): float(np.std([r["macro"][str(d)] for r in runs], ddof=1)) if len(runs) > 1 else None
               for d in DIMS}
-        report["candidates"][name] = {"layers": list(layers), "epochs": epochs, "runs": runs, "mean": mean,
+        report["candidates"][name] = {"layers": list(layers), "epochs": epochs,
+                                      "matryoshka_weights": run_cfg.matryoshka_weights, "runs": runs, "mean": mean,
                                       "macro_sd": sd}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(_rounded(report), indent=1) + "\n")

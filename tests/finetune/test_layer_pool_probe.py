@@ -98,11 +98,14 @@ def test_settings_it_does_not_reproduce_are_refused():
         probe.train_head(cfg, [QAPair(str(i), str(i)) for i in range(4)], vecs, vecs, vecs, vecs, (12,), 1, 0, dims=(4,))
 
 
-@pytest.mark.parametrize("bad", ["x", "a=8,12", "a=8:10", "a=8,12:0", "a=0,12:5", "=12:5", "a=x,12:5"])
+@pytest.mark.parametrize("bad", ["x", "a=8,12", "a=8:10", "a=8,12:0", "a=0,12:5", "=12:5", "a=x,12:5",
+                                 "a=12:5:1,1", "a=12:5:1,1,1,1,0", "a=12:5:1,1,1,1,x", "a=12:5:1,1,1,1,nan",
+                                 "a=12:5:1,1,1,1,1:3"])
 def test_bad_candidates_are_named(bad):
     with pytest.raises(SystemExit, match="--candidate"):
         probe.parse_candidate(bad)
 
 
 def test_candidate_spec():
-    assert probe.parse_candidate("layers8-12=12,8:10") == ("layers8-12", (8, 12), 10)
+    assert probe.parse_candidate("layers8-12=12,8:10") == ("layers8-12", (8, 12), 10, None)
+    assert probe.parse_candidate("w=8,12:10:1,1,1,2,4") == ("w", (8, 12), 10, (1.0, 1.0, 1.0, 2.0, 4.0))
