@@ -52,11 +52,13 @@ def validate_texts(texts: Sequence[str]) -> list[str]:
     """Return ``texts`` as a list, or raise naming the first bad entry.
 
     Raises:
-        InvalidInputError: a single string instead of a list, or an entry that is not a string or is
+        InvalidInputError: a single string (or None, or another non-list) instead of a list, or an entry that is not a string or is
             empty or whitespace only (its index is named). It is a ``ValueError`` too.
     """
     if isinstance(texts, str):
         raise InvalidInputError("expected a list of texts, got one string; use embed_query for a single text")
+    if isinstance(texts, (bytes, dict)) or not hasattr(texts, "__iter__"):
+        raise InvalidInputError(f"expected a list of texts, got {type(texts).__name__}")
     out = list(texts)
     for i, t in enumerate(out):
         if not isinstance(t, str):

@@ -6,11 +6,17 @@ chunks (:func:`chunk_text`), and adds the chunks to an embedded (``--persist-dir
 (``--host``/``--port``) store.
 
 **Resumable.** Each chunk's id is derived from its document key (the ``--id-field`` value, the
-file's relative path, or the SHA-256 of the document's text), its position and its text, so
-re-running the same command after a crash or a SIGKILL neither duplicates chunks nor re-encodes
-the ones already stored: the store skips stored ids *before* encoding
+file's relative path, or the SHA-256 of the document's text and metadata), its position and its
+text, so re-running the same command after a crash or a SIGKILL neither duplicates chunks nor
+re-encodes the ones already stored: the store skips stored ids *before* encoding
 (``MatryoshkaChroma.add_texts(..., skip_existing=True)``). Chunks are written in batches of
 ``batch_size``; a kill loses at most the batch being encoded.
+
+**Edited documents.** A document with a stable key (``--id-field``, or a folder's file path)
+that is indexed again with another text *replaces* its earlier chunks: once its new chunks are
+written, the stored chunks of that key that are not among them are deleted (a kill in between
+leaves both versions until the next run). Records with the same text and different metadata
+are different documents; records identical in text and metadata are stored once.
 
 **Chunks.** Sentence-aware word windows: a document is split into sentences (after ``.``,
 ``!``, ``?``, ``;`` or a line break; a sentence longer than ``max_words`` is cut), consecutive
@@ -71,7 +77,9 @@ _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\s*\n\s*")
 @dataclass(frozen=True)
 class IndexReport:
     """What :func:`index_corpus` did: documents read, chunks made, chunks written now, chunks
-    already stored (skipped without encoding), the store's size afterwards, and seconds."""
+    already stored (skipped without encoding), the store's size afterwards, seconds, chunks that
+    repeated another chunk of this run (same document key, position and text: stored once), and
+    stale chunks removed (earlier versions of documents indexed again with another text)."""
 
     documents: int
     chunks: int
@@ -79,6 +87,8 @@ class IndexReport:
     skipped: int
     stored: int
     seconds: float
+    duplicates: int = 0
+    removed: int = 0
 
 
 def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_OVERLAP,
@@ -124,9 +134,10 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
             folder whose ``.txt``/``.md`` files (recursively, sorted) are one document each.
         text_field: the record field holding the text.
         id_field: the record field holding a stable document id (default: the SHA-256 of the
-            text, so an edited document is a new one).
+            text and the copied metadata, so an edited document is a new one).
         metadata_fields: record fields copied into every chunk's metadata (str, int, float,
-            bool values); a folder's documents get ``{"source": relative path}``.
+            bool values; a field that is absent or of another type is left out, and a warning
+            says how many records lacked it); a folder's documents get ``{"source": relative path}``.
 
     Raises:
         DataError: a missing source, an unsupported file type, a record without ``text_field``.
@@ -150,26 +161,32 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
     if not name.endswith(RECORD_SUFFIXES):
         raise DataError(f"{path}: unsupported file type; use a folder of .txt/.md files or one of "
                         f"{', '.join(RECORD_SUFFIXES)}")
+    lacking: dict[str, int] = {}
     for n, (where, record) in enumerate(_records(path)):
         if text_field not in record:
             raise DataError(f"{where}: no {text_field!r} field (fields: {sorted(record)[:10]}); pass --text-field")
         text = record[text_field]
         if not isinstance(text, str):
             raise DataError(f"{where}: field {text_field!r} is {type(text).__name__}, not text")
-        if id_field is not None:
-            if record.get(id_field) in (None, ""):
-                raise DataError(f"{where}: no {id_field!r} value (pass another --id-field, or none)")
-            key = str(record[id_field])
-        else:
-            key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
         meta = {}
         for field in metadata_fields or []:
             value = record.get(field)
             if isinstance(value, (str, int, float, bool)):
                 meta[field] = value
+            else:
+                lacking[field] = lacking.get(field, 0) + 1
         if id_field is not None:
+            if record.get(id_field) in (None, ""):
+                raise DataError(f"{where}: no {id_field!r} value (pass another --id-field, or none)")
+            key = str(record[id_field])
             meta.setdefault(id_field, key)
+        else:  # the text and the metadata: the same text from two sources is two documents
+            payload = json.dumps([text, meta], ensure_ascii=False, sort_keys=True) if meta else text  # (as before
+            key = hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()[:24]  # for no metadata)
         yield key, text, meta
+    for field, count in lacking.items():
+        logger.warning("%s: metadata field %r is absent, empty or not a str/int/float/bool in %d of %d records "
+                       "(left out of their metadata)", path, field, count, n + 1)
 
 
 def _records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -232,10 +249,13 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
 
     t0 = time.perf_counter()
     before = len(store)
-    documents = chunks = 0
+    documents = chunks = duplicates = removed = 0
+    stable_keys = id_field is not None or Path(source).is_dir()  # else a key is its content: never edited
+    seen: set[str] = set()
     pending_texts: list[str] = []
     pending_meta: list[dict[str, Any]] = []
     pending_ids: list[str] = []
+    pending_docs: dict[str, set[str]] = {}  # stable key -> all its chunk ids (this run's version)
     # disable=None: a bar only when stderr is a terminal
     bar = tqdm(desc="indexing", unit="chunk", disable=None if show_progress is None else not show_progress)
 
@@ -246,21 +266,38 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
         return size(batch_size) if size is not None else batch_size
 
     def flush() -> None:
+        nonlocal removed
         if pending_texts:
             store.add_texts(pending_texts, pending_meta, ids=pending_ids, batch_size=batch_size,
                             show_progress=False, skip_existing=True)
             bar.update(len(pending_texts))
             pending_texts.clear(), pending_meta.clear(), pending_ids.clear()
+        if pending_docs:  # after the new chunks are stored: the earlier versions' chunks go
+            found = store.collection.get(where={"doc": {"$in": list(pending_docs)}}, include=["metadatas"])
+            stale = [i for i, md in zip(found["ids"], found["metadatas"])
+                     if md and md.get("doc") in pending_docs and i not in pending_docs[md["doc"]]]
+            if stale:
+                store.delete(stale)
+                removed += len(stale)
+            pending_docs.clear()
 
     try:
         for key, text, meta in iter_documents(source, text_field=text_field, id_field=id_field,
                                               metadata_fields=metadata_fields):
             documents += 1
-            for position, chunk in enumerate(chunk_text(text, chunk_words, overlap, max_words)):
+            pieces = chunk_text(text, chunk_words, overlap, max_words)
+            ids = [chunk_id(key, position, chunk) for position, chunk in enumerate(pieces)]
+            if stable_keys:
+                pending_docs[key] = set(ids)  # a key seen twice in one run: its last version stays
+            for position, (chunk, id_) in enumerate(zip(pieces, ids)):
                 chunks += 1
+                if id_ in seen:
+                    duplicates += 1
+                    continue
+                seen.add(id_)
                 pending_texts.append(chunk)
                 pending_meta.append({**meta, "doc": key, "chunk": position})
-                pending_ids.append(chunk_id(key, position, chunk))
+                pending_ids.append(id_)
                 if len(pending_texts) >= flush_size():
                     flush()
         flush()
@@ -269,8 +306,9 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     if documents == 0:
         raise DataError(f"{source}: no document found")
     stored = len(store)
-    added = stored - before
-    report = IndexReport(documents, chunks, added, chunks - added, stored, time.perf_counter() - t0)
+    added = stored - before + removed
+    report = IndexReport(documents, chunks, added, chunks - duplicates - added, stored, time.perf_counter() - t0,
+                         duplicates, removed)
     logger.info("%s", report)
     return report
 
@@ -298,7 +336,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--overlap", type=int, default=CHUNK_OVERLAP,
                    help=f"sentences of overlap between chunks (default {CHUNK_OVERLAP})")
     p.add_argument("--batch-size", type=int, default=512, help="chunks per model call and write (default 512)")
-    p.add_argument("--coarse-dim", type=int, default=64, help="stage-1 size when the collection is created")
+    p.add_argument("--coarse-dim", type=int, default=None,
+                   help="stage-1 size when the collection is created (default 64; an existing collection keeps its own)")
     p.add_argument("--coarse-rotation", choices=(*ROTATIONS, "auto"), default="auto",
                    help="stage-1 projection when the collection is created (default auto: learned when the first "
                         f"write holds {AUTO_LEARNED_MIN_TEXTS:,} chunks or more, else none; an existing collection keeps "
@@ -316,6 +355,22 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.set_defaults(func=run_index)
 
 
+def _recorded_coarse_dim(client: Any, persist_dir: str | None, collection: str) -> int:
+    """The coarse size an existing medrag collection recorded, else the store's default (64)."""
+    from medrag.store import DEFAULT_COARSE_DIM
+
+    if client is None and not (persist_dir and (Path(persist_dir) / "chroma.sqlite3").exists()):
+        return DEFAULT_COARSE_DIM
+    import chromadb
+
+    try:
+        client = client or chromadb.PersistentClient(path=str(persist_dir))
+        recorded = (client.get_collection(collection, embedding_function=None).metadata or {}).get("medrag:coarse_dim")
+    except Exception:  # noqa: BLE001 - a missing collection (or an unreadable one: the store says why)
+        return DEFAULT_COARSE_DIM
+    return recorded if isinstance(recorded, int) and not isinstance(recorded, bool) else DEFAULT_COARSE_DIM
+
+
 def run_index(args: argparse.Namespace) -> int:
     """``medrag index``: cheap checks first, then the model, then the store, then the chunks."""
     source = Path(args.source)
@@ -326,6 +381,8 @@ def run_index(args: argparse.Namespace) -> int:
                         f"{', '.join(RECORD_SUFFIXES)}")
     if args.batch_size < 1:
         raise InvalidInputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.persist_dir and args.port != 8000:
+        raise InvalidInputError("--port is for a Chroma server: pass it with --host, not with --persist-dir")
     if args.ef_search is not None and args.ef_search < 1:
         raise InvalidInputError(f"--ef-search must be >= 1, got {args.ef_search}")
     chunk_text("x", args.chunk_words, args.overlap)
@@ -344,14 +401,18 @@ def run_index(args: argparse.Namespace) -> int:
     else:
         client = None
     emb = MatryoshkaEmbeddings(args.model, device=args.device, show_progress=False)
+    coarse_dim = args.coarse_dim if args.coarse_dim is not None else _recorded_coarse_dim(
+        client, args.persist_dir, args.collection)
     store = MatryoshkaChroma(args.collection, emb, persist_directory=args.persist_dir, client=client,
-                             coarse_dim=args.coarse_dim, coarse_rotation=args.coarse_rotation,
+                             coarse_dim=coarse_dim, coarse_rotation=args.coarse_rotation,
                              full_encoding=args.full_encoding,
                              hnsw={"ef_search": args.ef_search} if args.ef_search else None)
     report = index_corpus(source, store, text_field=args.text_field, id_field=args.id_field, metadata_fields=fields,
                           chunk_words=args.chunk_words, overlap=args.overlap, batch_size=args.batch_size,
                           show_progress=False if args.no_progress else None)
+    extra = "".join([f", {report.duplicates} repeated in the input (stored once)" if report.duplicates else "",
+                     f", {report.removed} stale chunks of re-indexed documents removed" if report.removed else ""])
     print(f"{report.documents} documents -> {report.chunks} chunks: {report.added} added, {report.skipped} already "
-          f"stored (not re-encoded); collection {args.collection!r} holds {report.stored} records "
+          f"stored (not re-encoded){extra}; collection {args.collection!r} holds {report.stored} records "
           f"({report.seconds:.0f} s)")
     return 0

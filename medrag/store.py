@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -51,7 +52,7 @@ from medrag.embeddings import validate_texts
 from medrag.encoder import is_encoder
 from medrag.precomputed import PrecomputedEmbeddings
 from medrag.errors import (CollectionMismatchError, DimensionError, InvalidArgumentError, InvalidInputError, MedragError,
-                           StoreError, StoreLockedError)
+                           StoreConnectionError, StoreError, StoreLockedError)
 from medrag.lexical.analyzer import AnalyzerOptions
 from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FUSION_METHODS, check_weight
 from medrag.lexical.hybrid import hybrid_candidates
@@ -120,6 +121,10 @@ DEFAULT_COARSE_DIM = 64
 DEFAULT_COLLECTION = "medrag"
 _WRITE_BATCH = 1000
 _PROGRESS_MIN = 1000
+#: The most results one Chroma query is asked for (its Rust binding takes an unsigned 32-bit count).
+_MAX_RESULTS = 2**32 - 1
+#: The metadata keys medrag writes into records itself (``reindex`` drops them from a source silently).
+_WRITTEN_KEYS = frozenset({FULL_KEY})
 #: Chroma's collection-name rule (checked here so a bad name fails with a clear message).
 _NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-9]$")
 _INT64 = (-(2**63), 2**63 - 1)
@@ -269,6 +274,22 @@ class MatryoshkaChroma(VectorStore):
 
         if embedding_function is None:
             raise InvalidInputError("MatryoshkaChroma needs an embedding_function (e.g. medrag.MatryoshkaEmbeddings())")
+        if not (callable(getattr(embedding_function, "embed_query", None))
+                and callable(getattr(embedding_function, "embed_documents", None))):
+            hint = (f" (for a model name, pass MatryoshkaEmbeddings({embedding_function!r}))"
+                    if isinstance(embedding_function, str) else "")
+            raise InvalidInputError("embedding_function must be LangChain embeddings (embed_query / embed_documents), "
+                                    f"got {type(embedding_function).__name__}{hint}")
+        if collection_metadata is not None and not isinstance(collection_metadata, dict):
+            raise InvalidInputError(f"collection_metadata must be a dict or None, got {type(collection_metadata).__name__}")
+        if relevance_score_fn is not None and not callable(relevance_score_fn):
+            raise InvalidInputError("relevance_score_fn must be a function of the distance (e.g. lambda d: 1 - d), "
+                                    f"got {relevance_score_fn!r}")
+        if vector_sidecar is not None and not isinstance(vector_sidecar, bool):
+            raise InvalidInputError(f"vector_sidecar must be True, False or None, got {vector_sidecar!r}")
+        if lexical_path is not None and not isinstance(lexical_path, (str, os.PathLike)):
+            raise InvalidInputError(f"lexical_path must be a path (str or os.PathLike) or None, got "
+                                    f"{type(lexical_path).__name__}")
         if full_encoding is not None and full_encoding not in ENCODINGS:
             raise InvalidInputError(f"full_encoding must be one of {ENCODINGS} or None, got {full_encoding!r}")
         if coarse_rotation not in (*ROTATIONS, "auto"):
@@ -392,6 +413,7 @@ class MatryoshkaChroma(VectorStore):
         try:
             collection = self._client.get_collection(name=name, embedding_function=None)
             existing = True
+            collection = self._reset_pending_coarse_stage(collection)
             self._adopt_recorded(collection.metadata or {})
         except (NotFoundError, ValueError) as exc:
             if not create:
@@ -436,6 +458,24 @@ class MatryoshkaChroma(VectorStore):
         logger.info("collection %r: HNSW %s (was %s)", collection.name,
                     ", ".join(f"{k}={v!r}" for k, v in changes.items()),
                     ", ".join(f"{k}={recorded.get(k)!r}" for k in changes))
+
+    def _reset_pending_coarse_stage(self, collection: "chromadb.Collection") -> "chromadb.Collection":
+        """An *empty* collection whose fitted coarse stage (``"pca"``/``"learned"``) was never fitted
+        (its first write failed, e.g. with too few texts to fit on) takes this store's
+        ``coarse_rotation`` instead: nothing is stored under the old choice, which would otherwise
+        refuse every later write with the same too-small batch."""
+        meta = collection.metadata or {}
+        recorded = meta.get(_C["rotation"])
+        if (_C["schema"] not in meta or recorded not in ("pca", "learned") or meta.get(ROTATION_KEY)
+                or recorded == self._rotation_kind or (self._lock is not None and not self._lock.held)
+                or self._chroma_call("count", collection.count) != 0):
+            return collection
+        self._chroma_call("record the coarse stage", collection.modify,
+                          metadata={**meta, _C["rotation"]: self._rotation_kind})
+        logger.info("collection %r is empty and its %s coarse stage was never fitted: it now uses %r",
+                    collection.name, recorded, self._rotation_kind)
+        return self._chroma_call("read the collection", self._client.get_collection, name=collection.name,
+                                 embedding_function=None)
 
     def _adopt_recorded(self, meta: dict[str, Any]) -> None:
         """``full_encoding=None`` and ``coarse_rotation="auto"`` take what an existing collection
@@ -901,7 +941,9 @@ class MatryoshkaChroma(VectorStore):
         if len(full) < needed:
             raise InvalidInputError(
                 f"coarse_rotation={self._rotation_kind!r} is fitted on the first batch written, which has {len(full)} "
-                f"texts; it needs at least {needed}. Add more texts at once, or pass rotation_sample="
+                f"texts; it needs at least {needed}. Add more texts at once, pass rotation_sample=, or use "
+                "coarse_rotation='auto' (medrag index --coarse-rotation auto), which falls back to the raw prefix "
+                "for a small first write; an empty collection takes the new setting"
             )
         if self._rotation_kind == "pca":
             rotation = fit_pca(full, self._coarse_dim)
@@ -1018,7 +1060,7 @@ class MatryoshkaChroma(VectorStore):
             StoreLockedError: another process has this embedded persist directory open.
             StoreConnectionError: the Chroma server could not be reached.
         """
-        _no_extra(kwargs)
+        _no_extra(kwargs, "add_texts()")
         texts = validate_texts(texts)
         n = len(texts)
         for i, text in enumerate(texts):
@@ -1127,20 +1169,43 @@ class MatryoshkaChroma(VectorStore):
                 self._advance_stamp(generation)
             self._lexical.upserted(generation, batch_ids, batch_texts)
 
-    def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
-        """Delete records by id. Unknown ids are ignored (a documented no-op).
+    def delete(self, ids: list[str] | None = None, *, where: dict[str, Any] | None = None,
+               where_document: dict[str, Any] | None = None, **kwargs: Any) -> bool | None:
+        """Delete records by id, by filter, or the records of those ids that match a filter (as
+        langchain-chroma passes ``where`` / ``where_document`` to Chroma). Unknown ids are ignored
+        (a documented no-op).
+
+        Example::
+
+            store.delete(["fer", "tsh"])                    # by id
+            store.delete(where={"status": "retracted"})     # every record matching a filter
+            store.delete(["fer", "tsh"], where={"src": "a"})  # of those ids, the ones matching it
 
         Args:
-            ids: the ids to delete (required; use :meth:`delete_collection` to drop everything).
+            ids: the ids to delete (a list; use :meth:`delete_collection` to drop everything).
+            where: a Chroma metadata filter; with ``ids``, only those of them that match it.
+            where_document: a Chroma document filter (``{"$contains": "..."}``), likewise.
 
         Returns:
             True.
+
+        Raises:
+            InvalidInputError: neither ids nor a non-empty filter, a bare string for ``ids``,
+                an unknown keyword argument, or a filter Chroma rejects (nothing deleted).
         """
-        if ids is None:
-            raise InvalidInputError("delete() needs a list of ids; use delete_collection() to remove the whole collection")
-        ids = _check_ids(ids)
-        for i, id_ in enumerate(ids):
-            _check_utf8(id_, f"id at index {i}")
+        _no_extra(kwargs, "delete()")
+        if ids is None and not where and not where_document:
+            raise InvalidInputError("delete() needs a list of ids or a non-empty where= / where_document= filter; "
+                                    "use delete_collection() to remove the whole collection")
+        if ids is not None:
+            ids = _check_ids(ids)
+            for i, id_ in enumerate(ids):
+                _check_utf8(id_, f"id at index {i}")
+        if where or where_document:
+            if ids is not None and not ids:
+                return True
+            ids = self._chroma_call("find the records to delete", self._collection.get, ids=ids,
+                                    where=where or None, where_document=where_document or None, include=[])["ids"]
         if ids:
             self._check_writer()
             max_batch = self._chroma_call("read the batch size", self._client.get_max_batch_size)
@@ -1329,6 +1394,15 @@ class MatryoshkaChroma(VectorStore):
         if candidates is not None and n < k:
             raise InvalidInputError(f"candidates ({n}) must be >= k ({k}): stage 1 cannot return fewer than k")
         n = max(n, k)
+        if n > _MAX_RESULTS:
+            raise InvalidInputError(f"candidates / k = {n} is more than a Chroma query can return ({_MAX_RESULTS})")
+        if self._rotation_kind in ("pca", "learned") and self._rotation is None:
+            self._load_rotation()
+            if self._rotation is None and self._chroma_call("count", self._collection.count) == 0:
+                # nothing written yet, so nothing fitted: an empty collection answers with no results
+                if stats is not None:
+                    stats.update(coarse_scores=np.zeros(0), coarse_ranks=np.zeros(0, int), coarse_s=0.0, rerank_s=0.0)
+                return [], np.zeros((0, self._full_dim), np.float32), np.zeros(0, np.float32)
         t0 = time.perf_counter()
         res = self._chroma_call(
             "search", self._collection.query,  # empty filters mean "no filter" (Chroma rejects {})
@@ -1354,7 +1428,7 @@ class MatryoshkaChroma(VectorStore):
                 stats.update(coarse_scores=np.zeros(0), coarse_ranks=np.zeros(0, int), coarse_s=t1 - t0, rerank_s=0.0)
             return [], np.zeros((0, self._full_dim), np.float32), np.zeros(0, np.float32)
         full = self._decode_full(ids, [blobs[i] for i in ids])
-        scores = full @ query
+        scores = np.clip(full @ query, -1.0, 1.0)  # float rounding: a cosine never leaves [-1, 1], a distance [0, 2]
         order = np.argsort(-scores, kind="stable")
         if stats is not None:
             stats.update(coarse_scores=1.0 - distances[order], coarse_ranks=np.asarray(keep)[order] + 1,
@@ -1451,7 +1525,7 @@ class MatryoshkaChroma(VectorStore):
             candidates: stage-1 candidates for this call (default: the store's).
             where_document: Chroma ``where_document`` filter (stage 1).
         """
-        _no_extra(kwargs)
+        _no_extra(kwargs, "similarity_search()")
         query = self._query_vector(embedding)
         ids, _, scores = self._funnel(query, k, candidates, filter, where_document)
         return [(doc, float(1.0 - s)) for doc, s in zip(self._documents(ids[:k]), scores[:k])]
@@ -1471,7 +1545,7 @@ class MatryoshkaChroma(VectorStore):
                            candidates: int | None = None,
                            where_document: dict[str, Any] | None = None, hybrid: bool = False,
                            lexical_weight: float | None = None, fusion: str | None = None,
-                           lexical_candidates: int | None = None) -> "FunnelResult":
+                           lexical_candidates: int | None = None, **kwargs: Any) -> "FunnelResult":
         """Search like :meth:`similarity_search`, and show what each stage did.
 
         Each hit carries its full-size cosine (``score``), its coarse cosine and its rank in
@@ -1488,6 +1562,9 @@ class MatryoshkaChroma(VectorStore):
                 and rank and its fused score, and ``timings`` a ``lexical_ms`` and ``fusion_ms``.
             lexical_weight / fusion / lexical_candidates: as in :meth:`hybrid_search` (with ``hybrid``).
         """
+        _no_extra(kwargs, "search_with_stages()")
+        if not isinstance(hybrid, bool):
+            raise InvalidInputError(f"hybrid must be True or False, got {hybrid!r}")
         t0 = time.perf_counter()
         vector = self._embed_query(query)
         embed_s = time.perf_counter() - t0
@@ -1523,7 +1600,7 @@ class MatryoshkaChroma(VectorStore):
                 fusion: str | None, lexical_candidates: int | None):
         return hybrid_candidates(
             self, query, vector, k, lexical_weight=self._lexical_weight if lexical_weight is None else lexical_weight,
-            fusion=fusion or self._fusion, candidates=candidates, lexical_candidates=lexical_candidates,
+            fusion=self._fusion if fusion is None else fusion, candidates=candidates, lexical_candidates=lexical_candidates,
             filter=filter, where_document=where_document)
 
     def hybrid_search(self, query: str, k: int = 4, filter: dict[str, Any] | None = None,
@@ -1558,16 +1635,42 @@ class MatryoshkaChroma(VectorStore):
                                  **kwargs: Any) -> list[tuple[Document, float]]:
         """:meth:`hybrid_search` with each document's fused score (higher is better; its scale
         depends on the fusion: RRF scores are at most 1/61)."""
-        _no_extra(kwargs)
+        _no_extra(kwargs, "hybrid_search()")
         found = self._hybrid(query, self._embed_query(query), k, filter, candidates, where_document, lexical_weight,
                              fusion, lexical_candidates)
         return list(zip(self._documents(found.ids[:k]), found.fused[:k].tolist()))
 
+    def search(self, query: str, search_type: str, **kwargs: Any) -> list[Document]:
+        """LangChain's search by type, with ``"hybrid"`` (:meth:`hybrid_search`) beside
+        ``"similarity"``, ``"similarity_score_threshold"`` and ``"mmr"``.
+
+        Args:
+            query: the query text.
+            search_type: one of those four.
+            **kwargs: the chosen search's arguments.
+        """
+        if search_type == "hybrid":
+            return self.hybrid_search(query, **kwargs)
+        if search_type not in ("similarity", "similarity_score_threshold", "mmr"):
+            raise InvalidInputError(f"search_type must be 'similarity', 'similarity_score_threshold', 'mmr' or "
+                                    f"'hybrid', got {search_type!r}")
+        return super().search(query, search_type, **kwargs)
+
+    async def asearch(self, query: str, search_type: str, **kwargs: Any) -> list[Document]:
+        """:meth:`search`, run in an executor for ``"hybrid"`` (as LangChain runs the other types)."""
+        if search_type == "hybrid":
+            from langchain_core.runnables.config import run_in_executor
+
+            return await run_in_executor(None, self.hybrid_search, query, **kwargs)
+        if search_type not in ("similarity", "similarity_score_threshold", "mmr"):
+            raise InvalidInputError(f"search_type must be 'similarity', 'similarity_score_threshold', 'mmr' or "
+                                    f"'hybrid', got {search_type!r}")
+        return await super().asearch(query, search_type, **kwargs)
+
     def as_retriever(self, **kwargs: Any):
         """A LangChain retriever; ``search_type="hybrid"`` runs :meth:`hybrid_search` (with
         ``search_kwargs`` such as ``{"k": 4, "lexical_weight": 0.3}``), the other types as usual."""
-        tags = kwargs.pop("tags", None) or []
-        tags.extend(self._get_retriever_tags())
+        tags = [*(kwargs.pop("tags", None) or []), *self._get_retriever_tags()]  # the caller's list is not changed
         return MatryoshkaRetriever(vectorstore=self, tags=tags, **kwargs)
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
@@ -1582,7 +1685,8 @@ class MatryoshkaChroma(VectorStore):
         Args:
             query: the query text.
             k: number of documents to return.
-            fetch_k: documents (best by full-size score) among which MMR chooses.
+            fetch_k: documents (best by full-size score) among which MMR chooses (raised to ``k``
+                when lower, so that a retriever asking for more than 20 documents gets them).
             lambda_mult: 1 for relevance only, 0 for diversity only.
             filter: Chroma ``where`` filter (stage 1).
             **kwargs: ``candidates`` (stage-1 size, at least ``fetch_k``), ``where_document``.
@@ -1600,19 +1704,26 @@ class MatryoshkaChroma(VectorStore):
         Args:
             embedding: full-size query vector.
             k: number of documents to return.
-            fetch_k: documents among which MMR chooses.
+            fetch_k: documents among which MMR chooses (raised to ``k`` when lower).
             lambda_mult: 1 for relevance only, 0 for diversity only.
             filter: Chroma ``where`` filter (stage 1).
-            candidates: stage-1 candidates (default: the larger of the store's and ``fetch_k``).
+            candidates: stage-1 candidates, at least ``fetch_k`` (default: the larger of the
+                store's and ``fetch_k``).
             where_document: Chroma ``where_document`` filter (stage 1).
         """
-        _no_extra(kwargs)
+        _no_extra(kwargs, "max_marginal_relevance_search()")
         fetch_k = _check_int("fetch_k", fetch_k)
         k = _check_int("k", k)
-        if k < 1 or fetch_k < k:
-            raise InvalidInputError(f"need 1 <= k <= fetch_k, got k={k}, fetch_k={fetch_k}")
-        if not 0.0 <= lambda_mult <= 1.0:
-            raise InvalidInputError(f"lambda_mult must be in [0, 1], got {lambda_mult}")
+        if k < 1:
+            raise InvalidInputError(f"k must be >= 1, got {k}")
+        fetch_k = max(fetch_k, k)  # as langchain-chroma, a retriever's k above the default fetch_k (20) is served
+        if isinstance(lambda_mult, bool) or not isinstance(lambda_mult, (int, float)) or not 0.0 <= lambda_mult <= 1.0:
+            raise InvalidInputError(f"lambda_mult must be a number in [0, 1], got {lambda_mult!r}")
+        if candidates is not None:
+            candidates = _check_int("candidates", candidates)
+            if candidates < fetch_k:
+                raise InvalidInputError(f"candidates ({candidates}) must be >= fetch_k ({fetch_k}): "
+                                        "MMR chooses among fetch_k stage-1 candidates")
         query = self._query_vector(embedding)
         n = max(candidates if candidates is not None else self._candidates, fetch_k)
         ids, full, _ = self._funnel(query, fetch_k, n, filter, where_document)
@@ -1674,26 +1785,46 @@ class MatryoshkaChroma(VectorStore):
         """
         if source_collection == collection_name:
             raise InvalidInputError("reindex needs a new collection name; the source collection is never modified")
-        source = client.get_collection(source_collection, embedding_function=None)
+        if not callable(getattr(client, "get_collection", None)):
+            raise InvalidInputError(f"client must be a chromadb client (e.g. chromadb.PersistentClient(path=...)), "
+                                    f"got {type(client).__name__}")
+        batch_size = _check_int("batch_size", batch_size)
+        if batch_size < 1:
+            raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
+        try:
+            source = client.get_collection(source_collection, embedding_function=None)
+        except Exception as exc:
+            err = translate_chroma_error(exc, "open the source collection", source_collection)
+            if isinstance(err, StoreConnectionError):
+                raise err from exc
+            raise InvalidInputError(f"cannot read the source collection {source_collection!r}: {exc}") from exc
         store = cls(collection_name, embedding_function, client=client, **kwargs)
         total = source.count()
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, desc=f"reindex {source_collection}", unit="record", disable=total < _PROGRESS_MIN)
         offset = 0
+        dropped: set[str] = set()
         while offset < total:
             size = store.next_write_size(batch_size)
             res = source.get(limit=size, offset=offset, include=["documents", "metadatas"])
             offset += size
             bar.update(len(res["ids"]))
             keep = [i for i, text in enumerate(res["documents"]) if text]
-            metas = [{k: v for k, v in (res["metadatas"][i] or {}).items() if not k.startswith("_medrag")}
-                     for i in keep]
+            metas = []
+            for i in keep:
+                md = res["metadatas"][i] or {}
+                reserved = [k for k in md if k.startswith("_medrag")]
+                dropped.update(k for k in reserved if k not in _WRITTEN_KEYS)
+                metas.append({k: v for k, v in md.items() if k not in reserved})
             store.add_texts([res["documents"][i] for i in keep], metas, ids=[res["ids"][i] for i in keep],
                             show_progress=False)
             if len(keep) < len(res["ids"]):
                 logger.warning("reindex skipped %d record(s) without text", len(res["ids"]) - len(keep))
         bar.close()
+        if dropped:
+            logger.warning("reindex dropped the metadata key(s) %s of %r: keys starting with '_medrag' are reserved "
+                           "by medrag; rename them in the source to keep them", sorted(dropped), source_collection)
         return store
 
 
@@ -1844,9 +1975,9 @@ def _check_ids(ids: Any) -> list[str]:
     return out
 
 
-def _no_extra(kwargs: dict[str, Any]) -> None:
+def _no_extra(kwargs: dict[str, Any], method: str) -> None:
     if kwargs:
-        raise InvalidArgumentError(f"unexpected search argument(s): {sorted(kwargs)}")
+        raise InvalidArgumentError(f"unexpected argument(s) of {method}: {sorted(kwargs)}")
 
 
 def _default_change_hint(stored_spec: Any, spec: str, name: str) -> str:

@@ -8,7 +8,12 @@ Two methods, both with a per-call ``lexical_weight`` w in [0, 1] (0 = dense only
   Rank-based, so it needs no score calibration; it ignores how far ahead the top hit is.
 - ``"minmax"``: convex combination of min-max normalised scores, (1 - w) * dense' + w * lexical'
   (Fox and Shaw's CombSUM on normalised scores; the "relative score fusion" of Weaviate). A
-  candidate missing from the lexical ranking has lexical score 0, i.e. the worst.
+  candidate missing from the lexical ranking has lexical score 0, i.e. the worst, which is also
+  the score of the weakest match (min-max sends each side's lowest score to 0).
+
+Ties (equal fused scores: at w = 0 or 1, or between candidates at 0 on both sides) keep the order
+of the heavier side (the dense one at w <= 0.5), then the other's; so at w = 1 the order is the
+lexical one, every match before the candidates that share no term with the query.
 
 Example::
 
@@ -76,10 +81,12 @@ def fuse(dense: Mapping[str, float], lexical: Mapping[str, float], *, lexical_we
          method: str = "rrf", rrf_k: int = RRF_K, k: int | None = None) -> list[str]:
     """The ids of both rankings ordered by fused score (the first ``k`` when given).
 
-    Ties keep the dense ranking's order, then the lexical one's.
+    Ties keep the order of the heavier side's ranking (the dense one when ``lexical_weight <= 0.5``),
+    then the other's.
     """
     scores = fused_scores(dense, lexical, lexical_weight=lexical_weight, method=method, rrf_k=rrf_k)
-    order = list(dict.fromkeys([*sorted(dense, key=lambda i: -dense[i]), *sorted(lexical, key=lambda i: -lexical[i])]))
+    by_dense, by_lexical = sorted(dense, key=lambda i: -dense[i]), sorted(lexical, key=lambda i: -lexical[i])
+    order = list(dict.fromkeys([*by_lexical, *by_dense] if lexical_weight > 0.5 else [*by_dense, *by_lexical]))
     position = {i: p for p, i in enumerate(order)}
     ranked = sorted(scores, key=lambda i: (-scores[i], position[i]))
     return ranked if k is None else ranked[:k]

@@ -100,7 +100,9 @@ def hybrid_candidates(store: "MatryoshkaChroma", query: str, vector: np.ndarray,
     lex_u_ids, lex_u_scores = index.top(query_scores, max(len(union), 1), ids=union)
     lexical = dict(zip(lex_u_ids, lex_u_scores.tolist()))
     fused = fused_scores(dense, lexical, lexical_weight=w, method=fusion, rrf_k=RRF_K)
-    position = {i: p for p, i in enumerate(union)}
+    # ties keep the heavier side's order (medrag.lexical.fusion.fuse): at w = 1 the lexical one
+    tie_order = list(dict.fromkeys([*lex_u_ids, *union])) if w > 0.5 else union
+    position = {i: p for p, i in enumerate(tie_order)}
     order = sorted(union, key=lambda i: (-fused[i], position[i]))
     t3 = time.perf_counter()
     coarse_rank = dict(zip(dense_ids, stats.get("coarse_ranks", np.zeros(0, int)).tolist()))

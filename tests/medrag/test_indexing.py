@@ -338,3 +338,76 @@ def test_the_first_write_is_large_enough_to_fit_the_coarse_projection(tiny_model
     assert report.stored == 300 and store.rotation_fitted
     assert fitted_on == [300]  # the first write holds fit_sample_size (4,096) texts: all of them, not 32
     store.close()
+
+
+# ---------------------------------------------------------------------------- December 3 review (each failed before its fix)
+
+
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n")
+    return path
+
+
+def test_a_document_indexed_again_with_another_text_replaces_its_chunks(tmp_path) -> None:
+    """The old version of an edited document (same --id-field value) used to stay searchable."""
+    store = MatryoshkaChroma("idx", CountingFake(), client=chromadb.EphemeralClient())
+    rows = _records(6)
+    index_corpus(_jsonl(tmp_path / "v1.jsonl", rows), store, id_field="id", chunk_words=15, batch_size=4)
+    kept = {d.id for d in store.get_by_ids(store.collection.get(where={"doc": {"$ne": "d2"}})["ids"])}
+    rows[2] = {**rows[2], "text": "Doliprane : 500 mg toutes les 4 heures, sans dépasser 3 g par jour."}
+    report = index_corpus(_jsonl(tmp_path / "v2.jsonl", rows), store, id_field="id", chunk_words=15, batch_size=4)
+    d2 = store.collection.get(where={"doc": "d2"}, include=["documents"])
+    assert d2["documents"] == [rows[2]["text"]]  # only the new version
+    assert report.removed > 0 and report.added == 1 and len(store) == len(kept) + 1
+    assert set(store.collection.get(where={"doc": {"$ne": "d2"}})["ids"]) == kept  # the others untouched
+    assert [d.page_content for d in store.hybrid_search("Doliprane 500 mg", k=1, lexical_weight=1.0)] == [rows[2]["text"]]
+    store.delete_collection()
+
+
+def test_an_edited_file_of_a_folder_replaces_its_chunks(tmp_path) -> None:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Note A. " + DOC)
+    (folder / "b.txt").write_text("Note B. " + DOC)
+    store = MatryoshkaChroma("idx", CountingFake(), client=chromadb.EphemeralClient())
+    index_corpus(folder, store, chunk_words=15)
+    (folder / "a.txt").write_text("Note A, corrigée : la ferritine se dose à jeun.")
+    index_corpus(folder, store, chunk_words=15)
+    assert store.collection.get(where={"source": "a.txt"}, include=["documents"])["documents"] == [
+        "Note A, corrigée : la ferritine se dose à jeun."]
+    store.delete_collection()
+
+
+def test_same_text_with_other_metadata_is_two_records_and_exact_repeats_are_counted(tmp_path, caplog) -> None:
+    """Records with one text and two sources were merged (the first source lost), and the report called
+    the repeats of a new collection "already stored"."""
+    text = "Surveiller la kaliémie sous IEC."
+    store = MatryoshkaChroma("idx", CountingFake(), client=chromadb.EphemeralClient())
+    path = _jsonl(tmp_path / "s.jsonl", [{"text": text, "source": "hopital-A"}, {"text": text, "source": "hopital-B"},
+                                         {"text": text, "source": "hopital-B"}])
+    with caplog.at_level("WARNING", logger="medrag.indexing"):
+        report = index_corpus(path, store, metadata_fields=["source", "servce"])
+    assert sorted(m["source"] for m in store.collection.get()["metadatas"]) == ["hopital-A", "hopital-B"]
+    assert (report.added, report.skipped, report.duplicates) == (2, 0, 1)
+    assert "'servce' is absent" in caplog.text and "3 of 3 records" in caplog.text  # a misspelled field is said
+    assert chunk_id(next(iter_documents(_jsonl(tmp_path / "t.jsonl", [{"text": text}])))[0], 0, text) == \
+        chunk_id(__import__("hashlib").sha256(text.encode()).hexdigest()[:24], 0, text)  # no metadata: ids as before
+    store.delete_collection()
+
+
+def test_cli_a_failed_first_fit_does_not_lock_the_store_and_coarse_dim_is_kept(tiny_model_dir, tmp_path, capsys) -> None:
+    """--coarse-rotation pca on too few chunks left an empty collection that refused every later run;
+    --coarse-dim defaulted to 64 and refused a collection made with another size."""
+    argv, db = _index_argv(tmp_path, tiny_model_dir, 3)
+    assert main(argv + ["--coarse-rotation", "pca"]) == 1
+    assert "coarse_rotation='auto'" in capsys.readouterr().err
+    assert main(argv) == 0  # the default auto stage takes over the empty collection
+    meta = chromadb.PersistentClient(db).get_collection("notes").metadata
+    assert meta["medrag:coarse_rotation"] == "none" and len(chromadb.PersistentClient(db).get_collection("notes").get()["ids"]) > 0
+    (tmp_path / "other").mkdir()
+    argv2, _ = _index_argv(tmp_path / "other", tiny_model_dir, 3)
+    assert main(argv2 + ["--coarse-dim", "16"]) == 0
+    capsys.readouterr()
+    assert main(argv2) == 0  # an existing collection keeps its own coarse size
+    assert " 0 added" in capsys.readouterr().out
+    _one_line(capsys, argv2 + ["--port", "1234"], "--host")

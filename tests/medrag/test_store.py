@@ -30,7 +30,7 @@ from langchain_tests.integration_tests import VectorStoreIntegrationTests
 
 from medrag import CollectionMismatchError, DimensionError, MatryoshkaChroma
 from medrag.coarse import CoarseProjection
-from medrag.errors import InvalidInputError, StoreError
+from medrag.errors import InvalidArgumentError, InvalidInputError, StoreError
 from medrag.vector_codec import decode_rows, encode_rows
 from medrag.store import FULL_KEY
 
@@ -954,7 +954,7 @@ def test_rejected_calls_change_nothing(store: MatryoshkaChroma) -> None:
         (lambda: store.add_texts(["ok"], [{}, {}]), ValueError, "metadatas"),
         (lambda: store.add_texts(["ok"], ids=[""]), ValueError, "id at index 0"),
         (lambda: store.delete(None), ValueError, "ids"),
-        (lambda: store.max_marginal_relevance_search(TEXTS[0], k=5, fetch_k=2), ValueError, "fetch_k"),
+        (lambda: store.max_marginal_relevance_search(TEXTS[0], k=2, fetch_k=5, candidates=3), ValueError, "fetch_k"),
     ]
     for call, exc, msg in bad_calls:
         with pytest.raises(exc, match=msg):
@@ -1366,3 +1366,127 @@ def test_the_first_batch_is_large_enough_to_fit_the_coarse_projection(tmp_path, 
     assert first == 4096 and fitted_on == [first] and written[0] == first and set(written[1:-1]) == {16}
     assert len(store) == 4200 and store.rotation_fitted
     store.close()
+
+
+# ---------------------------------------------------------------------------- December 3 review (each failed before its fix)
+
+
+def test_delete_applies_where_filters_and_refuses_unknown_arguments(store: MatryoshkaChroma) -> None:
+    """delete(ids, where=...) used to ignore the filter (and any misspelled keyword) and delete every id."""
+    store.add_texts(["ferritine basse", "tsh élevée", "crp haute", "inr cible"],
+                    [{"src": "a"}, {"src": "b"}, {"src": "a"}, {"src": "c"}], ids=["1", "2", "3", "4"])
+    assert store.delete(["1", "2"], where={"src": "a"}) is True
+    assert sorted(d.id for d in store.get_by_ids(["1", "2", "3", "4"])) == ["2", "3", "4"]  # as langchain-chroma
+    store.delete(where={"src": "a"})  # every record matching, no ids
+    assert sorted(d.id for d in store.get_by_ids(["2", "3", "4"])) == ["2", "4"]
+    store.delete(where_document={"$contains": "inr"})
+    assert [d.id for d in store.get_by_ids(["2", "4"])] == ["2"]
+    assert [d.id for d in store.similarity_search("crp haute", k=4)] == ["2"]  # index, copy and BM25 agree
+    assert [d.id for d in store.hybrid_search("crp haute", k=4)] == ["2"]
+    with pytest.raises(InvalidArgumentError, match="bogus"):
+        store.delete(["2"], bogus=1)
+    with pytest.raises(InvalidInputError, match="where"):
+        store.delete(where={})  # an empty filter is not "everything"
+    with pytest.raises(InvalidInputError):
+        store.delete(["2"], where={"$bad": 1})
+    assert [d.id for d in store.get_by_ids(["2"])] == ["2"]  # nothing deleted by the refused calls
+
+
+def test_retriever_tags_are_not_changed_and_may_be_a_tuple(store: MatryoshkaChroma) -> None:
+    mine = ["rag"]
+    store.as_retriever(tags=mine)
+    second = store.as_retriever(tags=mine)
+    assert mine == ["rag"] and second.tags.count("MatryoshkaChroma") == 1
+    assert store.as_retriever(tags=("rag",)).tags[0] == "rag"
+
+
+def test_scores_stay_in_their_ranges(client) -> None:
+    """A query equal to a stored vector gave a distance of -2.4e-07 (relevance above 1) with float32."""
+    fake = FakeMatryoshkaEmbeddings()
+    s = MatryoshkaChroma(_name(), fake, client=client, full_encoding="float32", coarse_rotation="none")
+    s.add_texts(TEXTS[:50])
+    for text in TEXTS[:50]:
+        (doc, distance), = s.similarity_search_with_score(text, k=1)
+        assert doc.page_content == text and 0.0 <= distance <= 2.0
+        assert s.similarity_search_with_relevance_scores(text, k=1)[0][1] <= 1.0
+        opposite = (-fake._vec(text)).tolist()
+        assert all(0.0 <= d <= 2.0 for _, d in s.similarity_search_by_vector_with_score(opposite, k=3))
+    s.delete_collection()
+
+
+def test_mmr_serves_a_k_above_fetch_k_and_checks_its_arguments(store: MatryoshkaChroma) -> None:
+    store.add_texts(TEXTS[:40])
+    assert len(store.as_retriever(search_type="mmr", search_kwargs={"k": 25}).invoke(TEXTS[3])) == 25
+    for bad in ({"lambda_mult": "0.5"}, {"lambda_mult": None}, {"lambda_mult": 1.5}, {"candidates": "50"},
+                {"candidates": 2}, {"k": 0}):
+        with pytest.raises(InvalidInputError):
+            store.max_marginal_relevance_search(TEXTS[3], **{"k": 3, "fetch_k": 5, **bad})
+
+
+@pytest.mark.parametrize("rotation", ["pca", "learned"])
+def test_an_empty_store_with_a_fitted_coarse_stage_answers_nothing(client, fake, rotation) -> None:
+    """Searching before the first write used to raise "not fitted yet"."""
+    s = MatryoshkaChroma(_name(), fake, client=client, coarse_rotation=rotation)
+    assert s.similarity_search("ferritine", k=3) == []
+    assert s.as_retriever().invoke("ferritine") == []
+    assert s.hybrid_search("ferritine", k=3) == []
+    assert s.search_with_stages("ferritine").hits == []
+    s.delete_collection()
+
+
+def test_more_bad_input_is_a_medrag_error(client, fake) -> None:
+    name = _name()
+    with pytest.raises(InvalidInputError, match=r"MatryoshkaEmbeddings\('intfloat/multilingual-e5-large'\)"):
+        MatryoshkaChroma(name, "intfloat/multilingual-e5-large", client=client)
+    for bad in ({"collection_metadata": [("a", 1)]}, {"lexical_path": 5}, {"relevance_score_fn": "cosine"},
+                {"vector_sidecar": "no"}):
+        with pytest.raises(InvalidInputError, match=next(iter(bad))):
+            MatryoshkaChroma(name, fake, client=client, **bad)
+    assert name not in [c.name for c in client.list_collections()]  # refused before anything was made
+    s = MatryoshkaChroma(name, fake, client=client)
+    s.add_texts(TEXTS[:20])
+    with pytest.raises(InvalidInputError, match="list of texts"):
+        s.add_texts(None)
+    with pytest.raises(InvalidArgumentError, match="add_texts"):
+        s.add_texts(TEXTS[:2], foo=1)
+    with pytest.raises(InvalidArgumentError, match="search_with_stages"):
+        s.search_with_stages(TEXTS[0], foo=1)
+    with pytest.raises(InvalidInputError, match="hybrid"):
+        s.search_with_stages(TEXTS[0], hybrid="no")
+    with pytest.raises(InvalidInputError, match="fusion"):
+        s.hybrid_search(TEXTS[0], fusion="")
+    with pytest.raises(InvalidInputError, match="more than a Chroma query"):
+        s.similarity_search(TEXTS[0], candidates=2**70)
+    with pytest.raises(InvalidInputError, match="search_type"):
+        s.search(TEXTS[0], "semantic")
+    assert s.search(TEXTS[0], "hybrid", k=1)[0].page_content == TEXTS[0]
+    assert s.search(TEXTS[0], "mmr", k=1)[0].page_content == TEXTS[0]
+    s.delete_collection()
+
+
+async def test_asearch_runs_a_hybrid_search(store: MatryoshkaChroma) -> None:
+    store.add_texts(TEXTS[:10])
+    assert (await store.asearch(TEXTS[4], "hybrid", k=1))[0].page_content == TEXTS[4]
+
+
+def test_reindex_checks_its_input_before_making_anything_and_says_what_it_drops(client, fake, caplog) -> None:
+    from langchain_chroma import Chroma
+
+    source = _name()
+    Chroma(source, embedding_function=PlainEmbeddings(128), client=client).add_texts(
+        ["ferritine basse", "tsh élevée"], [{"_medrag_source": "cours", "page": 3}, {"page": 4}], ids=["1", "2"])
+    before = sorted(c.name for c in client.list_collections())
+    for bad in (0, "500"):
+        with pytest.raises(InvalidInputError, match="batch_size"):
+            MatryoshkaChroma.reindex(client, source, _name(), fake, batch_size=bad)
+    with pytest.raises(InvalidInputError, match="source collection"):
+        MatryoshkaChroma.reindex(client, "does-not-exist", _name(), fake)
+    with pytest.raises(InvalidInputError, match="chromadb client"):
+        MatryoshkaChroma.reindex("/tmp/chroma", source, _name(), fake)
+    assert sorted(c.name for c in client.list_collections()) == before
+    with caplog.at_level("WARNING", logger="medrag.store"):
+        copy = MatryoshkaChroma.reindex(client, source, _name(), fake)
+    assert [d.metadata for d in copy.get_by_ids(["1"])] == [{"page": 3}]
+    assert "_medrag_source" in caplog.text
+    copy.delete_collection()
+    client.delete_collection(source)

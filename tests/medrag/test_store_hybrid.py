@@ -269,3 +269,23 @@ def test_sigkill_between_chroma_and_index_write(tmp_path, tiny_model_dir, tiny_e
     assert [d.id for d in hits] == ["lip"] and store.lexical.rebuilds == 1
     assert len(store.lexical.index()) == 41 and store.lexical.index().generation == store.write_generation
     store.close()
+
+
+@pytest.mark.parametrize("fusion", ["minmax", "rrf"])
+def test_lexical_weight_1_puts_every_match_before_the_non_matches(client, fake, fusion) -> None:  # noqa: F811
+    """With min-max the weakest match ties a non-match at 0; the tie was broken by the dense order,
+    here the non-match's first (the query's vector is its)."""
+
+    class QueryLikeB(FakeMatryoshkaEmbeddings):
+        def encode_queries(self, texts):
+            return np.stack([self._vec("la créatinine sérique") for _ in texts])
+
+        def embed_query(self, text):
+            return self._vec("la créatinine sérique").tolist()
+
+    s = MatryoshkaChroma(_name(), QueryLikeB(), client=client)
+    s.add_texts(["les hémoglobines glyquées", "la créatinine sérique", "hemoglobine"], ids=["a", "b", "c"])
+    assert [d.id for d in s.hybrid_search("hémoglobine", k=3, lexical_weight=1.0, fusion=fusion)] == ["c", "a", "b"]
+    hits = s.search_with_stages("hémoglobine", k=3, hybrid=True, lexical_weight=1.0, fusion=fusion).hits
+    assert [h.document.id for h in hits] == ["c", "a", "b"] and [h.lexical_rank for h in hits] == [1, 2, 0]
+    s.delete_collection()

@@ -22,7 +22,7 @@ def test_weight_extremes_reproduce_each_ranking() -> None:
     assert fuse(DENSE, LEX, lexical_weight=0.0)[:3] == ["a", "b", "c"]
     assert fuse(DENSE, LEX, lexical_weight=1.0)[:3] == ["c", "d", "b"]
     assert fuse(DENSE, LEX, lexical_weight=0.0, method="minmax")[:3] == ["a", "b", "c"]
-    assert fuse(DENSE, LEX, lexical_weight=1.0, method="minmax")[:2] == ["c", "d"]  # the lowest lexical score maps to 0
+    assert fuse(DENSE, LEX, lexical_weight=1.0, method="minmax") == ["c", "d", "b", "a"]  # b ties a at 0: lexical order
 
 
 def test_equal_weight_rrf_rewards_agreement() -> None:
@@ -53,3 +53,14 @@ def test_bad_method() -> None:
         fuse(DENSE, LEX, lexical_weight=0.5, method="combmnz")
     with pytest.raises(InvalidInputError):
         fuse(DENSE, LEX, lexical_weight=0.5, rrf_k=-1)
+
+
+def test_lexical_weight_1_orders_every_match_before_the_non_matches() -> None:
+    """Min-max gives the weakest BM25 match 0, like a candidate sharing no term with the query; at
+    lexical_weight=1 ("lexical only") the tie used to be broken by the dense order, a non-match first."""
+    dense = {"b": 0.5, "a": 0.2, "c": 0.1}
+    lexical = {"c": 0.255, "a": 0.197}  # b shares no term with the query
+    assert fuse(dense, lexical, lexical_weight=1.0, method="minmax") == ["c", "a", "b"]
+    assert fuse(dense, lexical, lexical_weight=1.0, method="rrf") == ["c", "a", "b"]
+    assert fuse(dense, lexical, lexical_weight=0.0, method="minmax") == ["b", "a", "c"]  # dense only
+    assert fuse(dense, lexical, lexical_weight=0.5, method="minmax")[-1] == "a"  # weak on both sides
