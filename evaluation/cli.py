@@ -124,6 +124,42 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.set_defaults(func=_evaluate, _parser=p)
 
 
+#: Options that only one mode reads (a run in another mode refuses them instead of ignoring them).
+_SUITE_ONLY = ("part", "pilot", "max_queries", "max_passages", "domains", "leaflet_queries", "data_root")
+_DATA_ONLY = ("split", "eval_fraction", "split_seed", "question_column", "answer_column", "limit", "confidence",
+              "test", "balanced_tolerance", "edge_tolerance", "write_metadata", "no_plot")
+_STORE_ONLY = ("coarse_dim", "candidates", "candidates_sweep")
+_HYBRID_ONLY = ("lexical_weight", "fusion", "analyzer")
+
+
+def _given(args: argparse.Namespace, dests: tuple[str, ...]) -> list[str]:
+    """The flags among ``dests`` that were set to something else than their default."""
+    parser: argparse.ArgumentParser = args._parser
+    return [action.option_strings[-1] for action in parser._actions
+            if action.dest in dests and getattr(args, action.dest, None) not in (None, False, action.default)]
+
+
+def _check_modes(args: argparse.Namespace) -> None:
+    """Refuse options the chosen mode would ignore, and an --out that is a file, before any work."""
+    unused = []
+    if args.suite:
+        unused += _given(args, _DATA_ONLY + _STORE_ONLY)
+        why = "--suite"
+    else:
+        unused += _given(args, _SUITE_ONLY)
+        why = "--data"
+    if unused:
+        raise DataError(f"{', '.join(unused)}: not used with {why}; drop {'them' if len(unused) > 1 else 'it'}")
+    if not args.store and _given(args, _STORE_ONLY):
+        raise DataError(f"{', '.join(_given(args, _STORE_ONLY))}: only used with --store")
+    if not args.hybrid and _given(args, _HYBRID_ONLY):
+        raise DataError(f"{', '.join(_given(args, _HYBRID_ONLY))}: only used with --hybrid")
+    if args.resamples is not None and args.resamples < 1:
+        raise DataError(f"--resamples must be >= 1, got {args.resamples}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise DataError(f"--out {args.out} is a file; pass a folder for the report")
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     if args.label and len(args.label) != len(args.model):
         raise DataError(f"{len(args.label)} --label for {len(args.model)} --model")
@@ -133,7 +169,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.suite:
         if args.data is not None or args.store:
             raise DataError("--suite replaces --data (and does not run --store); drop one of them")
+        _check_modes(args)
         return _evaluate_suite(args)
+    _check_modes(args)
     if args.data is None:
         raise DataError("give --data PATH_OR_ID (a dataset) or --suite (the validation suite)")
     if args.store:  # fail before any encoding when the store (chromadb) cannot be imported

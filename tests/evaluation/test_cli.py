@@ -112,3 +112,34 @@ def test_store_option_without_the_store_fails_before_encoding(tiny_model_dir, pa
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "--store needs medrag.store" in err and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--suite", "--write-metadata"], "--write-metadata: not used with --suite"),
+    (["--suite", "--confidence", "0.5", "--limit", "2"], "--limit, --confidence: not used with --suite"),
+    (["--suite", "--test", "bootstrap"], "--test: not used with --suite"),
+    (["--data", "PAIRS", "--pilot"], "--pilot: not used with --data"),
+    (["--data", "PAIRS", "--domains", "leaflets"], "--domains: not used with --data"),
+    (["--data", "PAIRS", "--candidates", "10"], "--candidates: only used with --store"),
+    (["--data", "PAIRS", "--lexical-weight", "0.5"], "--lexical-weight: only used with --hybrid"),
+    (["--data", "PAIRS", "--resamples", "0"], "--resamples must be >= 1"),
+    (["--data", "PAIRS", "--out", "AFILE"], "is a file"),
+])
+def test_options_the_run_would_ignore_are_refused_before_the_model(tiny_model_dir, pairs_file, tmp_path, capsys,
+                                                                  monkeypatch, extra, expected):
+    """They used to be accepted and ignored (--write-metadata with --suite wrote nothing), and an --out that
+    is a file raised a traceback after all the encoding."""
+    import medrag.embeddings
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(medrag.embeddings, "load_model", no_model)
+    (tmp_path / "afile").write_text("x")
+    extra = [str(pairs_file) if a == "PAIRS" else str(tmp_path / "afile") if a == "AFILE" else a for a in extra]
+    argv = ["evaluate", "--model", str(tiny_model_dir), *extra]
+    if "--out" not in extra:
+        argv += ["--out", str(tmp_path / "r")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0], err
