@@ -52,8 +52,9 @@ def validate_texts(texts: Sequence[str]) -> list[str]:
     """Return ``texts`` as a list, or raise naming the first bad entry.
 
     Raises:
-        InvalidInputError: a single string (or None, or another non-list) instead of a list, or an entry that is not a string or is
-            empty or whitespace only (its index is named). It is a ``ValueError`` too.
+        InvalidInputError: a single string (or None, or another non-list) instead of a list, or an
+            entry that is not a string, is empty or whitespace only, or holds a lone surrogate (its
+            index is named). It is a ``ValueError`` too.
     """
     if isinstance(texts, str):
         raise InvalidInputError("expected a list of texts, got one string; use embed_query for a single text")
@@ -65,7 +66,20 @@ def validate_texts(texts: Sequence[str]) -> list[str]:
             raise InvalidInputError(f"text at index {i} is {type(t).__name__}, not a string")
         if not t.strip():
             raise InvalidInputError(f"text at index {i} is empty or whitespace only")
+        check_utf8(t, f"text at index {i}")  # the tokenizer would raise a bare TypeError
     return out
+
+
+def check_utf8(value: str, what: str) -> None:
+    """Raise :class:`InvalidInputError` naming ``what`` when ``value`` cannot be UTF-8 encoded (a
+    lone surrogate, e.g. from a file decoded with ``errors="surrogateescape"``)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"{what} is not valid UTF-8 text (a lone surrogate {value[exc.start:exc.end]!r} at position {exc.start}); "
+            "decode your source with errors='replace' or fix it"
+        ) from None
 
 
 class MatryoshkaEmbeddings(Embeddings):
@@ -232,6 +246,8 @@ class MatryoshkaEmbeddings(Embeddings):
 
     def embed_query(self, text: str) -> list[float]:
         """Embed one query (with the query prompt) at :attr:`dimension`."""
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidInputError(f"the query must be a non-empty string, got {text!r}"[:200])
         return truncate_embeddings(self.encode_queries([text]), self.dimension)[0].tolist()
 
     # ------------------------------------------------------------------ numpy API

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -81,9 +82,11 @@ class MatryoshkaMetadata:
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        if not isinstance(self.full_dim, int) or self.full_dim <= 0:
+        if not _is_int(self.full_dim) or self.full_dim <= 0:
             raise MetadataError(f"full_dim must be a positive integer, got {self.full_dim!r}")
-        dims = {int(d) for d in self.dims} | {self.full_dim}
+        if not isinstance(self.dims, (list, tuple, set, frozenset)) or not all(_is_int(d) for d in self.dims):
+            raise MetadataError(f"dims must be a list of integer sizes, got {self.dims!r}")
+        dims = {int(d) for d in self.dims} | {int(self.full_dim)}
         bad = sorted(d for d in dims if d <= 0 or d > self.full_dim)
         if bad:
             raise MetadataError(f"trained sizes {bad} are outside 1..{self.full_dim} (full_dim)")
@@ -93,6 +96,12 @@ class MatryoshkaMetadata:
         unknown = sorted(set(self.scores) - set(self.dims))
         if unknown:
             raise MetadataError(f"scores given for sizes {unknown} that are not among the trained sizes {self.dims}")
+        if not isinstance(self.recommendations, dict) or not all(
+                isinstance(k, str) and _is_int(v) and v in self.dims for k, v in self.recommendations.items()):
+            raise MetadataError(f"recommendations must map tier names to trained sizes {self.dims}, "
+                                f"got {self.recommendations!r}")
+        if not isinstance(self.metric, str):
+            raise MetadataError(f"metric must be a metric name, got {self.metric!r}")
 
     def score(self, dim: int, metric: str | None = None) -> float:
         """The recorded score of ``dim`` for ``metric`` (default: :attr:`metric`)."""
@@ -147,11 +156,19 @@ class MatryoshkaMetadata:
         return cls.from_dict(data)
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _int_keys(mapping: dict[Any, dict[str, float]], name: str) -> dict[int, dict[str, float]]:
+    if mapping is not None and not isinstance(mapping, dict):
+        raise MetadataError(f"{name} must map sizes to {{metric: value}}, got {type(mapping).__name__}")
     out: dict[int, dict[str, float]] = {}
     for k, v in (mapping or {}).items():
         try:
-            out[int(k)] = {str(m): float(x) for m, x in dict(v).items()}
+            if not isinstance(v, dict):
+                raise TypeError(f"got {type(v).__name__}")
+            out[int(k)] = {str(m): float(x) for m, x in v.items()}
         except (TypeError, ValueError) as exc:
             raise MetadataError(f"{name}[{k!r}] must map metric names to numbers: {exc}") from exc
         bad = [m for m, x in out[int(k)].items() if not math.isfinite(x)]

@@ -65,6 +65,8 @@ def load_model(
     """
     from sentence_transformers import SentenceTransformer
 
+    if spec is not None and not isinstance(spec, (str, os.PathLike)):
+        raise ModelLoadError(f"a model spec is a folder, a hub id or a bundled: name (a str), got {type(spec).__name__}")
     spec_str = DEFAULT_SPEC if spec is None else os.fspath(spec)
     if not spec_str.strip():
         raise ModelLoadError("empty model spec: pass a folder, a hub id, or None for the embedded default")
@@ -84,6 +86,11 @@ def load_model(
                 "or a transformers folder (config.json), e.g. the output folder of `medrag finetune`"
             )
         model = _load(SentenceTransformer, str(path), spec_str, **kwargs)
+    elif _HUB_ID.match(spec_str) and Path(spec_str.split("/", 1)[0]).expanduser().is_dir():
+        # "outputs/my-model" with an "outputs" folder here is a missing folder, not a hub id to retry for a minute
+        raise ModelLoadError(f"model folder {spec_str!r} does not exist (there is a folder "
+                             f"{spec_str.split('/', 1)[0]!r} here, but no {spec_str.split('/', 1)[1]!r} in it); "
+                             f"for the hub model of that name, run where no such folder is, or pass its local download")
     elif _HUB_ID.match(spec_str):
         model = _load(SentenceTransformer, spec_str, spec_str, revision=revision, **kwargs)
     else:
@@ -197,9 +204,10 @@ def _load(cls, path: str, spec: str, **kwargs):
                 if offline
                 else "the hub could not be reached or has no such model"
             )
+            detail = " ".join(str(exc).split())  # one line: the hub's messages span several
             raise ModelLoadError(
-                f"cannot load hub model {spec!r}: {cause} ({type(exc).__name__}: {exc}). "
+                f"cannot load hub model {spec!r}: {cause} ({type(exc).__name__}: {detail}). "
                 "Download it where there is network (`huggingface-cli download ...`) and pass the local folder, "
-                f"or use the embedded default {BUNDLED_SPEC!r}."
+                f"or use an embedded model ({DEFAULT_SPEC!r}, the default, or {BUNDLED_SPEC!r})."
             ) from exc
-        raise ModelLoadError(f"cannot load model from {spec!r}: {type(exc).__name__}: {exc}") from exc
+        raise ModelLoadError(f"cannot load model from {spec!r}: {type(exc).__name__}: {' '.join(str(exc).split())}") from exc

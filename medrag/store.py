@@ -48,7 +48,7 @@ from medrag._store_lock import DirectoryLock, folder_write_lock
 from medrag._store_repair import COMPLETE_KEY, REPAIR_SUFFIX, is_vector_index_failure, read_records, segment_ids
 from medrag._chroma_errors import translate_chroma_error
 from medrag._store_sidecar import SIDECAR_NAME, VectorSidecar
-from medrag.embeddings import validate_texts
+from medrag.embeddings import check_utf8 as _check_utf8, validate_texts
 from medrag.encoder import is_encoder
 from medrag.precomputed import PrecomputedEmbeddings
 from medrag.errors import (CollectionMismatchError, DimensionError, InvalidArgumentError, InvalidInputError, MedragError,
@@ -1061,10 +1061,8 @@ class MatryoshkaChroma(VectorStore):
             StoreConnectionError: the Chroma server could not be reached.
         """
         _no_extra(kwargs, "add_texts()")
-        texts = validate_texts(texts)
+        texts = validate_texts(texts)  # also UTF-8-encodable
         n = len(texts)
-        for i, text in enumerate(texts):
-            _check_utf8(text, f"text at index {i}")
         batch = _WRITE_BATCH if batch_size is None else _check_int("batch_size", batch_size)
         if batch < 1:
             raise InvalidInputError(f"batch_size must be >= 1, got {batch}")
@@ -1891,16 +1889,6 @@ def _check_hnsw(hnsw: Any) -> dict[str, Any] | None:
         else:
             out[key] = value
     return out
-
-
-def _check_utf8(value: str, what: str) -> None:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidInputError(
-            f"{what} is not valid UTF-8 text (a lone surrogate {value[exc.start:exc.end]!r} at position {exc.start}); "
-            "decode your source with errors='replace' or fix it"
-        ) from None
 
 
 def _check_value(value: Any, where: str) -> None:

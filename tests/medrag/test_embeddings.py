@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from medrag import MatryoshkaEmbeddings, truncate_embeddings
-from medrag.errors import DimensionError, MetadataError
+from medrag.errors import DimensionError, InvalidInputError, MetadataError
 from medrag.metadata import MatryoshkaMetadata
 
 TEXTS = ["La glycémie à jeun normale est inférieure à 1,10 g/L.", "La TSH élevée oriente vers une hypothyroïdie."]
@@ -214,3 +214,38 @@ def test_prompt_choice_is_shared_with_training_and_evaluation(tiny_model):
     from medrag.prompts import prompt_texts as medrag_prompt_texts
 
     assert prompt_texts(tiny_model) == medrag_prompt_texts(tiny_model.prompts) == ("query: ", "passage: ")
+
+
+def test_odd_inputs_are_invalid_input_errors(tiny_embeddings):
+    """A lone surrogate reached the tokenizer (a bare TypeError), None a bare TypeError, and an empty
+    query was called "text at index 0"."""
+    with pytest.raises(InvalidInputError, match="lone surrogate"):
+        tiny_embeddings.embed_query("abc \udcff def")
+    with pytest.raises(InvalidInputError, match="index 1 is not valid UTF-8"):
+        tiny_embeddings.embed_documents(["ok", "abc \udcff def"])
+    with pytest.raises(InvalidInputError, match="list of texts"):
+        tiny_embeddings.embed_documents(None)
+    with pytest.raises(InvalidInputError, match="the query"):
+        tiny_embeddings.embed_query("  ")
+
+
+@pytest.mark.parametrize("content, expected", [
+    ({"full_dim": 32, "dims": "abc"}, "dims must be a list"),
+    ({"full_dim": 32, "dims": None}, "dims must be a list"),
+    ({"full_dim": 32, "dims": [32, "x"]}, "dims must be a list"),
+    ({"full_dim": 32, "dims": [True]}, "dims must be a list"),
+    ({"full_dim": 32, "dims": [32, 16], "scores": [1, 2]}, "scores must map"),
+    ({"full_dim": 32, "dims": [32, 16], "scores": {"32": 0.5}}, "must map metric names"),
+    ({"full_dim": 32, "dims": [32, 16], "recommendations": {"edge": "small"}}, "recommendations"),
+    ({"full_dim": 32, "dims": [32, 16], "recommendations": {"edge": 8}}, "recommendations"),
+])
+def test_a_corrupt_matryoshka_json_is_a_metadata_error(tiny_model_dir, tmp_path, content, expected):
+    """These raised ValueError / TypeError / AttributeError, or (dims [true]) were accepted."""
+    import json
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "matryoshka.json").write_text(json.dumps(content))
+    with pytest.raises(MetadataError, match=expected):
+        MatryoshkaEmbeddings(str(folder), dimension="edge")

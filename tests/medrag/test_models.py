@@ -105,3 +105,24 @@ def test_fingerprint_does_not_depend_on_the_folder(tiny_model_dir, tmp_path):
     assert legacy_model_fingerprint(a) != legacy_model_fingerprint(b)
     emb = medrag.MatryoshkaEmbeddings(a)
     assert emb.legacy_fingerprints == (legacy_model_fingerprint(a),)
+
+
+def test_a_missing_relative_folder_is_not_sent_to_the_hub(tmp_path, monkeypatch):
+    """``outputs/my-model`` (the README's folder example) with an ``outputs`` folder here and no model in
+    it was treated as a hub id: a minute of retries, then a message blaming the network."""
+    import sentence_transformers
+
+    def no_hub(*a, **k):
+        raise AssertionError("the hub was asked for a missing local folder")
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", no_hub)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs").mkdir()
+    with pytest.raises(ModelLoadError, match="model folder 'outputs/my-model' does not exist"):
+        medrag.load_model("outputs/my-model")
+
+
+@pytest.mark.parametrize("spec", [5, 3.0, ["bundled:multilingual-e5-small"]])
+def test_a_spec_that_is_not_a_string_is_a_model_load_error(spec):
+    with pytest.raises(ModelLoadError, match="model spec"):
+        medrag.load_model(spec)
