@@ -66,6 +66,14 @@ CHUNK_WORDS = 120
 CHUNK_OVERLAP = 1
 #: Sentences longer than this many words are cut into pieces of this size.
 MAX_SENTENCE_WORDS = 200
+#: A run of characters without whitespace longer than this (a pasted base64 blob, a text without
+#: spaces) is cut into pieces of this size, each counted as :data:`PIECE_WORDS` words: otherwise it
+#: is one "word" that no chunk size limits, and the model truncates it and everything after it in
+#: its chunk. Words up to this length count as one word, as before (the French medical corpus of
+#: ``../shared``, tables and URLs included, has none longer than 174 characters: its chunks are
+#: unchanged). A piece counts as many words as its characters would make in French text.
+MAX_WORD_CHARS = 200
+PIECE_WORDS = 30
 #: File suffixes read as records (one document per record).
 RECORD_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".csv", ".parquet")
 #: File suffixes read as one document per file when SOURCE is a folder.
@@ -99,7 +107,9 @@ def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_O
         text: the document.
         chunk_words: a chunk closes once it holds at least this many words (the last one may hold fewer).
         overlap: sentences repeated at the start of the next chunk (0 for none).
-        max_words: sentences longer than this are cut into pieces of this many words.
+        max_words: sentences longer than this are cut into pieces of this many words (a run of
+            more than :data:`MAX_WORD_CHARS` characters without whitespace is first cut into
+            pieces of that many characters, each counting :data:`PIECE_WORDS` words).
 
     Returns:
         The chunks, whitespace-normalised; ``[]`` for a blank text.
@@ -108,15 +118,30 @@ def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_O
         raise InvalidInputError(f"need chunk_words >= 1, max_words >= 1, overlap >= 0; got {chunk_words}, "
                                 f"{max_words}, {overlap}")
     sentences: list[list[str]] = []
+    weights: list[int] = []  # words a sentence counts for
     for raw in _SENTENCE_END.split(text):
-        words = raw.split()
-        sentences += [words[i : i + max_words] for i in range(0, len(words), max_words)]
+        sentence: list[str] = []
+        weight = 0
+        for word in raw.split():
+            pieces = [word] if len(word) <= MAX_WORD_CHARS else [
+                word[j : j + MAX_WORD_CHARS] for j in range(0, len(word), MAX_WORD_CHARS)]
+            for piece in pieces:
+                w = 1 if len(pieces) == 1 else PIECE_WORDS
+                if sentence and weight + w > max_words:  # a sentence longer than max_words is cut here
+                    sentences.append(sentence)
+                    weights.append(weight)
+                    sentence, weight = [], 0
+                sentence.append(piece)
+                weight += w
+        if sentence:
+            sentences.append(sentence)
+            weights.append(weight)
     chunks: list[str] = []
     start = 0
     while start < len(sentences):
         end, count = start, 0
         while end < len(sentences) and count < chunk_words:
-            count += len(sentences[end])
+            count += weights[end]
             end += 1
         chunks.append(" ".join(w for s in sentences[start:end] for w in s))
         if end >= len(sentences):

@@ -411,3 +411,15 @@ def test_cli_a_failed_first_fit_does_not_lock_the_store_and_coarse_dim_is_kept(t
     assert main(argv2) == 0  # an existing collection keeps its own coarse size
     assert " 0 added" in capsys.readouterr().out
     _one_line(capsys, argv2 + ["--port", "1234"], "--host")
+
+
+def test_text_without_whitespace_is_cut_so_what_follows_is_embedded() -> None:
+    """100,000 characters without a space were one "word", hence one chunk the model truncates, and the
+    sentence after it shared that chunk: it was never embedded."""
+    blob = "x" * 100_000
+    chunks = chunk_text(blob + " La ferritine basse traduit une carence en fer.", chunk_words=120, overlap=0)
+    assert max(len(c) for c in chunks) < 1_300  # a sentence is cut at max_words (200 words = 6 pieces of 200 characters)
+    assert "".join(c.replace(" ", "") for c in chunks).startswith(blob)  # nothing lost
+    assert chunks[-1].endswith("La ferritine basse traduit une carence en fer.") and len(chunks[-1]) < 1_300
+    assert chunk_text("a" * 450 + " b.", chunk_words=120) == [" ".join(["a" * 200, "a" * 200, "a" * 50, "b."])]
+    assert chunk_text("c" * 200 + " d.", chunk_words=120) == ["c" * 200 + " d."]  # up to 200 characters: a word
