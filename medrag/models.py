@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -192,6 +193,12 @@ def _is_e5(spec: str) -> bool:
 
 
 def _load(cls, path: str, spec: str, **kwargs):
+    from transformers.utils import logging as hf_logging
+
+    # transformers draws a "Loading weights" bar on every load: only for a terminal, as medrag's own bars
+    quiet = hf_logging.is_progress_bar_enabled() and not sys.stderr.isatty()
+    if quiet:
+        hf_logging.disable_progress_bar()
     try:
         return cls(path, **{k: v for k, v in kwargs.items() if v is not None or k == "device"})
     except Exception as exc:  # noqa: BLE001 - we rethrow every failure as one library error
@@ -211,3 +218,6 @@ def _load(cls, path: str, spec: str, **kwargs):
                 f"or use an embedded model ({DEFAULT_SPEC!r}, the default, or {BUNDLED_SPEC!r})."
             ) from exc
         raise ModelLoadError(f"cannot load model from {spec!r}: {type(exc).__name__}: {' '.join(str(exc).split())}") from exc
+    finally:
+        if quiet:
+            hf_logging.enable_progress_bar()

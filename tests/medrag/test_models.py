@@ -126,3 +126,12 @@ def test_a_missing_relative_folder_is_not_sent_to_the_hub(tmp_path, monkeypatch)
 def test_a_spec_that_is_not_a_string_is_a_model_load_error(spec):
     with pytest.raises(ModelLoadError, match="model spec"):
         medrag.load_model(spec)
+
+
+def test_no_loading_bar_when_stderr_is_not_a_terminal(tiny_model_dir, capsys):
+    """transformers drew a "Loading weights" bar on every load, also in logs and `medrag index --no-progress`."""
+    from transformers.utils import logging as hf_logging
+
+    medrag.load_model(str(tiny_model_dir))
+    assert "Loading weights" not in capsys.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()  # restored for the caller
