@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import numbers
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -114,8 +115,19 @@ def evaluate_models(
         command: the command line that produced the report (recorded in its JSON).
         device / batch_size / show_progress: passed to :class:`medrag.MatryoshkaEmbeddings` for specs.
     """
+    if isinstance(models, (str, bytes)) or is_encoder(models):
+        raise InvalidInputError("models is a list of model specs or encoders (e.g. [spec]), got one model")
+    models = list(models)
     if not models:
         raise InvalidInputError("no model to evaluate")
+    if labels is not None and len(list(labels)) != len(models):
+        raise InvalidInputError(f"{len(list(labels))} labels for {len(models)} models: give one label per model")
+    if dims is not None and (not len(list(dims)) or not all(
+            isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 1 for d in dims)):
+        raise InvalidInputError(f"dims must be a non-empty list of sizes >= 1 (or None: the trained sizes), got {dims!r}")
+    for name, value in (("n_bootstrap", n_bootstrap), ("n_resamples", n_resamples)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InvalidInputError(f"{name} must be an int >= 1, got {value!r}")
     metrics = list(dict.fromkeys(metrics))
     for m in metrics:
         parse_metric(m)

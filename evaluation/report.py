@@ -74,6 +74,8 @@ class EvaluationReport:
     def model(self, label_or_index: str | int = 0):
         """A model's results by label or position."""
         if isinstance(label_or_index, int):
+            if not -len(self.models) <= label_or_index < len(self.models):
+                raise UnknownNameError(f"no model at position {label_or_index}; the report has {len(self.models)}")
             return self.models[label_or_index]
         for m in self.models:
             if m.label == label_or_index:

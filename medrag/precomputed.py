@@ -24,12 +24,14 @@ Example::
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
+from medrag.embeddings import validate_texts
 from medrag.encoder import MatryoshkaEncoder
 from medrag.errors import DimensionError, InvalidInputError
 from medrag.metadata import default_dims
@@ -40,7 +42,13 @@ class _Table:
     """Text -> row of one float32 matrix (the vectors as given)."""
 
     def __init__(self, vectors: Mapping[str, Any], side: str) -> None:
-        rows = [np.asarray(v, dtype=np.float32).reshape(-1) for v in vectors.values()]
+        if not isinstance(vectors, Mapping):
+            raise InvalidInputError(f"{side}s= maps each text to its vector (a dict), got {type(vectors).__name__}; "
+                                    "for parallel lists use PrecomputedEmbeddings.from_arrays")
+        try:
+            rows = [np.asarray(v, dtype=np.float32).reshape(-1) for v in vectors.values()]
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"a precomputed {side} vector is not a list of numbers: {exc}") from exc
         sizes = {r.shape[0] for r in rows}
         if len(sizes) > 1:
             raise DimensionError(f"the precomputed {side} vectors have different sizes {sorted(sizes)}")
@@ -123,7 +131,13 @@ class PrecomputedEmbeddings(Embeddings):
 
     def _finish(self, spec: str | None, fingerprint: str | None, dims: Sequence[int] | None,
                 fallback: MatryoshkaEncoder | None, dimension: int | None, matryoshka_trained: bool | None) -> None:
+        if fallback is not None and not all(callable(getattr(fallback, m, None))
+                                            for m in ("encode_documents", "encode_queries")):
+            raise InvalidInputError("fallback must be an encoder such as MatryoshkaEmbeddings(spec), got "
+                                    f"{type(fallback).__name__}")
         sizes = {d for d in (self._documents.dim, self._queries.dim) if d is not None}
+        if len(sizes) > 1:
+            raise DimensionError(f"the precomputed document and query vectors differ in size: {sorted(sizes)}")
         if fallback is not None:
             sizes.add(int(fallback.full_dim))
         if not sizes:
@@ -138,12 +152,18 @@ class PrecomputedEmbeddings(Embeddings):
         self.spec: str = spec or fallback.spec
         self._fingerprint = fingerprint
         fallback_dims = getattr(fallback, "dims", None)  # optional member of the encoder protocol
+        if dims is not None and not (isinstance(dims, (list, tuple, set, frozenset)) and dims and all(
+                isinstance(d, numbers.Integral) and not isinstance(d, bool) and 1 <= d <= self.full_dim for d in dims)):
+            raise DimensionError(f"dims must be sizes between 1 and the full size {self.full_dim}, got {dims!r}")
         self.dims: list[int] = sorted({int(d) for d in (dims or fallback_dims or default_dims(self.full_dim))},
                                       reverse=True)
         if matryoshka_trained is not None and not isinstance(matryoshka_trained, (bool, np.bool_)):
             raise InvalidInputError(f"matryoshka_trained must be True, False or None, got {matryoshka_trained!r}")
         self.matryoshka_trained: bool = (bool(matryoshka_trained) if matryoshka_trained is not None
                                          else bool(getattr(fallback, "matryoshka_trained", False)))
+        if dimension is not None and (isinstance(dimension, bool) or not isinstance(dimension, numbers.Integral)):
+            raise DimensionError(f"dimension must be a size (an int; presets such as 'auto' are MatryoshkaEmbeddings' "
+                                 f"only), got {dimension!r}")
         self.dimension = int(dimension) if dimension is not None else self.full_dim
         if not 1 <= self.dimension <= self.full_dim:
             raise DimensionError(f"dimension {self.dimension} is outside 1..{self.full_dim}")
@@ -171,9 +191,7 @@ class PrecomputedEmbeddings(Embeddings):
         return self._lookup(self._queries, texts, "query")
 
     def _lookup(self, table: _Table, texts: Sequence[str], side: str) -> np.ndarray:
-        if isinstance(texts, str):
-            raise InvalidInputError("expected a list of texts, got one string")
-        texts = list(texts)
+        texts = validate_texts(texts)
         out = np.zeros((len(texts), self.full_dim), dtype=np.float32)
         rows = [table.index.get(t) for t in texts]
         known = [i for i, r in enumerate(rows) if r is not None]

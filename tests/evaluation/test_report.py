@@ -140,3 +140,28 @@ def test_primary_metric_is_added_and_recommendations_follow_it(tiny_embeddings):
     assert m.recommendations.metric == "mrr@10"
     assert scores[m.recommendations.max] == max(scores.values())
     assert np.isfinite(m.size_tests[64].p_value)
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    ({"models": "bundled:medrag-e5-small-fr"}, "got one model"),
+    ({"dims": []}, "dims must be"),
+    ({"dims": [64, "32"]}, "dims must be"),
+    ({"n_resamples": -1}, "n_resamples"),
+    ({"n_bootstrap": 0}, "n_bootstrap"),
+    ({"labels": ["a", "b"]}, "2 labels for 1 models"),
+])
+def test_bad_arguments_are_invalid_input_errors(tiny_embeddings, kwargs, expected):
+    """These raised ValueError (max of an empty list), ZeroDivisionError, a message naming the wrong
+    argument, or iterated a spec string's characters; extra labels were ignored."""
+    from medrag.errors import InvalidInputError
+
+    args = {"models": [tiny_embeddings], "task": tiny_task(), "cache": EmbeddingCache(enabled=False), **kwargs}
+    with pytest.raises(InvalidInputError, match=expected):
+        evaluate_models(**args)
+
+
+def test_a_model_position_out_of_range_is_an_unknown_name(report):
+    from medrag.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="position 5"):
+        report.model(5)

@@ -161,3 +161,26 @@ def test_a_store_built_from_precomputed_vectors_serves_the_model(tiny_embeddings
     with pytest.raises(CollectionMismatchError):
         MatryoshkaChroma(name, other, client=client)
     client.delete_collection(name)
+
+
+@pytest.mark.parametrize("kwargs, error, expected", [
+    ({"documents": [("a", [1.0, 0.0])]}, InvalidInputError, "from_arrays"),
+    ({"documents": {"a": ["x", "y"]}}, InvalidInputError, "not a list of numbers"),
+    ({"documents": {"a": [1.0, 0.0]}, "queries": {"q": [1.0, 0.0, 0.0]}}, DimensionError, "document and query"),
+    ({"documents": {"a": [1.0, 0.0]}, "dims": [0, 99]}, DimensionError, "dims"),
+    ({"documents": {"a": [1.0, 0.0]}, "dimension": "auto"}, DimensionError, "presets"),
+    ({"fallback": "bundled:medrag-e5-small-fr"}, InvalidInputError, "fallback must be an encoder"),
+])
+def test_precomputed_bad_arguments_are_medrag_errors(kwargs, error, expected):
+    """These raised AttributeError / ValueError from int(), or were accepted (dims [0, 99]); the size
+    mismatch of documents and queries blamed a fallback that was not given."""
+    args = {"spec": "m", "fingerprint": "f", **kwargs}
+    with pytest.raises(error, match=expected):
+        PrecomputedEmbeddings(**args)
+
+
+def test_precomputed_lookups_refuse_non_texts():
+    emb = PrecomputedEmbeddings({"a": [1.0, 0.0]}, spec="m", fingerprint="f")
+    for bad in (None, [1], [["a"]]):
+        with pytest.raises(InvalidInputError):
+            emb.encode_documents(bad)
