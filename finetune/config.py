@@ -308,7 +308,7 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - yaml/toml/json each raise their own error types
-        raise ConfigError(f"config file {path} cannot be parsed: {exc}") from None
+        raise ConfigError(f"config file {path} cannot be parsed: {' '.join(str(exc).split())}") from None  # one line
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of keys to values")
     return data

@@ -34,6 +34,11 @@ def translate_chroma_error(exc: Exception, what: str, collection: str | None = N
         )
     if isinstance(exc, NotFoundError):
         return CollectionMismatchError(f"could not {what}{where}: {exc} (was the collection deleted by another client?)")
+    if isinstance(exc, ValueError) and "could not connect" in str(exc).lower():  # chromadb.HttpClient(...)
+        return StoreConnectionError(
+            f"cannot reach a Chroma server to {what}{where}: {exc} Start it (chroma run --path DIR) or check "
+            "--host/--port"
+        )
     if isinstance(exc, (InvalidArgumentError, ValueError, TypeError, UnicodeError)):
         return InvalidInputError(f"Chroma rejected the request to {what}{where}: {exc}")
     if isinstance(exc, ChromaError):

@@ -113,3 +113,12 @@ def test_report_to_needs_its_package(name, monkeypatch):
         _report_to(name)
     monkeypatch.setattr(importlib.util, "find_spec", lambda mod, *a: object())
     assert _report_to(name) == [name]
+
+
+def test_a_parse_error_is_one_line(tmp_path):
+    """PyYAML's message spans several lines (the CLI promises one)."""
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: [1\nlr: 2\n")
+    with pytest.raises(ConfigError) as err:
+        FinetuneConfig.from_file(path)
+    assert "\n" not in str(err.value) and "cannot be parsed" in str(err.value)

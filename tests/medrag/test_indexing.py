@@ -423,3 +423,12 @@ def test_text_without_whitespace_is_cut_so_what_follows_is_embedded() -> None:
     assert chunks[-1].endswith("La ferritine basse traduit une carence en fer.") and len(chunks[-1]) < 1_300
     assert chunk_text("a" * 450 + " b.", chunk_words=120) == [" ".join(["a" * 200, "a" * 200, "a" * 50, "b."])]
     assert chunk_text("c" * 200 + " d.", chunk_words=120) == ["c" * 200 + " d."]  # up to 200 characters: a word
+
+
+def test_cli_an_unreachable_server_is_named_as_such(tmp_path, capsys) -> None:
+    """It was "Chroma rejected the request to connect...": nothing rejected it, nothing answered."""
+    from tests.medrag.test_store import _free_port
+
+    (tmp_path / "ok.jsonl").write_text('{"text": "La ferritine basse."}\n')
+    _one_line(capsys, ["index", str(tmp_path / "ok.jsonl"), "--host", "127.0.0.1", "--port", str(_free_port())],
+              "cannot reach a Chroma server")
