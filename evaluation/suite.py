@@ -87,17 +87,24 @@ class SuiteReport:
     def choice_domains(self) -> list[str]:
         return [d for d, info in self.domains.items() if not info["report_only"]]
 
+    @property
+    def macro_domains(self) -> list[str]:
+        """The domains the macro-average is over: the choice domains, or every domain of a run that
+        has none (e.g. ``--domains sample``), which the tables then say."""
+        return self.choice_domains or list(self.domains)
+
     def table(self, label: str | int = 0, metric: str | None = None) -> str:
         """Markdown table of one model: rows = sizes, columns = domains + macro (report-only marked *)."""
         label = self.models[label] if isinstance(label, int) else label
         metric = metric or self.primary_metric
         cols = list(self.domains)
-        head = ["size"] + [f"{d}{' *' if self.domains[d]['report_only'] else ''}" for d in cols] + ["macro"]
+        head = ["size"] + [f"{d}{' *' if self.domains[d]['report_only'] else ''}" for d in cols] + [
+            "macro" if self.choice_domains else "macro (of report-only domains)"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
         for dim in self.sizes[label]:
             row = [str(dim)] + [f"{self.scores[label][d][dim][metric]:.4f}" for d in cols]
             macro = self.macro[label][dim] if metric == self.primary_metric else \
-                float(np.mean([self.scores[label][d][dim][metric] for d in self.choice_domains]))
+                float(np.mean([self.scores[label][d][dim][metric] for d in self.macro_domains]))
             lines.append("| " + " | ".join(row + [f"**{macro:.4f}**"]) + " |")
         return "\n".join(lines)
 
@@ -122,7 +129,9 @@ class SuiteReport:
         out.append("| domain | queries | passages | in macro |")
         out.append("|---|---:|---:|---|")
         for d, info in self.domains.items():
-            out.append(f"| {d} | {info['queries']} | {info['corpus']} | {'no (report-only)' if info['report_only'] else 'yes'} |")
+            in_macro = "yes" if d in self.macro_domains and not info["report_only"] else (
+                "no (report-only)" if self.choice_domains else "yes (report-only; no choice domain in this run)")
+            out.append(f"| {d} | {info['queries']} | {info['corpus']} | {in_macro} |")
         for label in self.models:
             t = self.timings.get(label, {})
             out += ["", f"## {label}", "", f"fingerprint {self.fingerprints[label]}; scored in "
@@ -130,7 +139,9 @@ class SuiteReport:
                     self.table(label)]
         for label in self.models[1:]:
             out += ["", "## " + label + " vs " + self.models[0], "", self.comparison_table(label)]
-        out += ["", "`*` report-only: shown, not in the macro-average."]
+        out += ["", "`*` report-only: shown, not in the macro-average." if self.choice_domains else
+                "`*` report-only: this run has no choice domain, so its macro-average is over the report-only "
+                "domains (not comparable with a suite macro-average)."]
         if self.command:
             out += ["", f"Command: `{self.command}`"]
         return "\n".join(out) + "\n"

@@ -79,3 +79,17 @@ def test_real_suite_pilot_scores(e5_embeddings, tmp_path):
     for d in report.domains:
         assert report.scores[label][d][384]["ndcg@10"] > 0.2  # far above chance on every domain
     assert report.macro[label][384] >= report.macro[label][64] - 0.02
+
+
+def test_a_run_of_report_only_domains_says_what_its_macro_is(root, tiny_model_dir, tmp_path):
+    """With --domains sample the macro column was filled with the sample's scores while the footnote
+    said report-only domains are not in the macro-average."""
+    from medrag.cli import main
+
+    out = tmp_path / "report"
+    assert main(["evaluate", "--suite", "--pilot", "--max-queries", "4", "--max-passages", "8", "--data-root", str(root),
+                 "--model", str(tiny_model_dir), "--sizes", "64", "--out", str(out), "--no-cache",
+                 "--resamples", "100", "--domains", "sample"]) == 0
+    text = (out / "suite.md").read_text()
+    assert "macro (of report-only domains)" in text and "no choice domain" in text
+    assert "not in the macro-average." not in text
