@@ -165,9 +165,9 @@ def _int_keys(mapping: dict[Any, dict[str, float]], name: str) -> dict[int, dict
         raise MetadataError(f"{name} must map sizes to {{metric: value}}, got {type(mapping).__name__}")
     out: dict[int, dict[str, float]] = {}
     for k, v in (mapping or {}).items():
+        if not isinstance(v, dict):
+            raise MetadataError(f"{name}[{k!r}] must map metric names to numbers: got {type(v).__name__}")
         try:
-            if not isinstance(v, dict):
-                raise TypeError(f"got {type(v).__name__}")
             out[int(k)] = {str(m): float(x) for m, x in v.items()}
         except (TypeError, ValueError) as exc:
             raise MetadataError(f"{name}[{k!r}] must map metric names to numbers: {exc}") from exc
