@@ -1647,22 +1647,16 @@ class MatryoshkaChroma(VectorStore):
             search_type: one of those four.
             **kwargs: the chosen search's arguments.
         """
-        if search_type == "hybrid":
+        if _check_search_type(search_type) == "hybrid":
             return self.hybrid_search(query, **kwargs)
-        if search_type not in ("similarity", "similarity_score_threshold", "mmr"):
-            raise InvalidInputError(f"search_type must be 'similarity', 'similarity_score_threshold', 'mmr' or "
-                                    f"'hybrid', got {search_type!r}")
         return super().search(query, search_type, **kwargs)
 
     async def asearch(self, query: str, search_type: str, **kwargs: Any) -> list[Document]:
         """:meth:`search`, run in an executor for ``"hybrid"`` (as LangChain runs the other types)."""
-        if search_type == "hybrid":
+        if _check_search_type(search_type) == "hybrid":
             from langchain_core.runnables.config import run_in_executor
 
             return await run_in_executor(None, self.hybrid_search, query, **kwargs)
-        if search_type not in ("similarity", "similarity_score_threshold", "mmr"):
-            raise InvalidInputError(f"search_type must be 'similarity', 'similarity_score_threshold', 'mmr' or "
-                                    f"'hybrid', got {search_type!r}")
         return await super().asearch(query, search_type, **kwargs)
 
     def as_retriever(self, **kwargs: Any):
@@ -1961,6 +1955,14 @@ def _check_ids(ids: Any) -> list[str]:
         if not isinstance(id_, str) or not id_:
             raise InvalidInputError(f"id at index {i} must be a non-empty string, got {id_!r}")
     return out
+
+
+def _check_search_type(search_type: Any) -> str:
+    """``search_type`` of :meth:`MatryoshkaChroma.search`, or an :class:`InvalidInputError` listing the four."""
+    if search_type not in MatryoshkaRetriever.allowed_search_types:
+        raise InvalidInputError(f"search_type must be one of {MatryoshkaRetriever.allowed_search_types}, "
+                                f"got {search_type!r}")
+    return search_type
 
 
 def _no_extra(kwargs: dict[str, Any], method: str) -> None:
