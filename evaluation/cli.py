@@ -132,11 +132,20 @@ _STORE_ONLY = ("coarse_dim", "candidates", "candidates_sweep")
 _HYBRID_ONLY = ("lexical_weight", "fusion", "analyzer")
 
 
+def _set_options(args: argparse.Namespace):
+    """``(action, value)`` of every option set to something else than its default."""
+    parser: argparse.ArgumentParser = args._parser
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        value = getattr(args, action.dest, None)
+        if value is not None and value is not False and value != action.default:
+            yield action, value
+
+
 def _given(args: argparse.Namespace, dests: tuple[str, ...]) -> list[str]:
     """The flags among ``dests`` that were set to something else than their default."""
-    parser: argparse.ArgumentParser = args._parser
-    return [action.option_strings[-1] for action in parser._actions
-            if action.dest in dests and getattr(args, action.dest, None) not in (None, False, action.default)]
+    return [action.option_strings[-1] for action, _ in _set_options(args) if action.dest in dests]
 
 
 def _check_modes(args: argparse.Namespace) -> None:
@@ -302,14 +311,8 @@ def _evaluate_suite(args: argparse.Namespace) -> int:
 
 def command_line(args: argparse.Namespace) -> str:
     """The canonical ``medrag evaluate ...`` command that reproduces ``args`` (recorded in report.json)."""
-    parser: argparse.ArgumentParser = args._parser
     parts = ["medrag", "evaluate"]
-    for action in parser._actions:
-        if not action.option_strings or action.dest in ("help",):
-            continue
-        value = getattr(args, action.dest, None)
-        if value is None or value is False or value == action.default:
-            continue
+    for action, value in _set_options(args):
         flag = action.option_strings[-1]
         if value is True:
             parts.append(flag)

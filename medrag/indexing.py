@@ -206,8 +206,9 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
             key = str(record[id_field])
             meta.setdefault(id_field, key)
         else:  # the text and the metadata: the same text from two sources is two documents
-            payload = json.dumps([text, meta], ensure_ascii=False, sort_keys=True) if meta else text  # (as before
-            key = hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()[:24]  # for no metadata)
+            # (without metadata the key is the text's hash, as before: existing ids stay valid)
+            payload = json.dumps([text, meta], ensure_ascii=False, sort_keys=True) if meta else text
+            key = hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()[:24]
         yield key, text, meta
     for field, count in lacking.items():
         logger.warning("%s: metadata field %r is absent, empty or not a str/int/float/bool in %d of %d records "
@@ -298,9 +299,11 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
             bar.update(len(pending_texts))
             pending_texts.clear(), pending_meta.clear(), pending_ids.clear()
         if pending_docs:  # after the new chunks are stored: the earlier versions' chunks go
-            found = store.collection.get(where={"doc": {"$in": list(pending_docs)}}, include=["metadatas"])
-            stale = [i for i, md in zip(found["ids"], found["metadatas"])
-                     if md and md.get("doc") in pending_docs and i not in pending_docs[md["doc"]]]
+            # ids only (a chunk id hashes its document key, so one set of this run's ids serves every key;
+            # the metadatas would bring the packed full vectors along)
+            found = store.collection.get(where={"doc": {"$in": list(pending_docs)}}, include=[])
+            current = set().union(*pending_docs.values())
+            stale = [i for i in found["ids"] if i not in current]
             if stale:
                 store.delete(stale)
                 removed += len(stale)
