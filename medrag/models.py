@@ -93,7 +93,16 @@ def load_model(
                              f"{spec_str.split('/', 1)[0]!r} here, but no {spec_str.split('/', 1)[1]!r} in it); "
                              f"for the hub model of that name, run where no such folder is, or pass its local download")
     elif _HUB_ID.match(spec_str):
-        model = _load(SentenceTransformer, spec_str, spec_str, revision=revision, **kwargs)
+        unreachable = _hub_unreachable()
+        if unreachable and not _in_hf_cache(spec_str, revision):
+            raise ModelLoadError(
+                f"cannot load hub model {spec_str!r}: the hub cannot be reached ({unreachable}) and the model is "
+                "not in the HF cache. Download it where there is network (`huggingface-cli download ...`) and pass "
+                f"the local folder, or use an embedded model ({DEFAULT_SPEC!r}, the default, or {BUNDLED_SPEC!r})."
+            )
+        # cached and the hub unreachable: load the cached copy without a minute of retried requests
+        model = _load(SentenceTransformer, spec_str, spec_str, revision=revision,
+                      local_files_only=True if unreachable else None, **kwargs)
     else:
         raise ModelLoadError(
             f"model spec {spec_str!r} is neither an existing folder, a hub id (org/name), nor {BUNDLED_SPEC!r}"
@@ -179,6 +188,48 @@ def embedding_dim(model: "SentenceTransformer") -> int:
     if not dim:
         raise ModelLoadError("the model does not report its embedding size")
     return int(dim)
+
+
+#: Seconds :func:`_hub_unreachable` waits for a TCP connection to the hub.
+HUB_PROBE_TIMEOUT = 5.0
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _hub_unreachable() -> str | None:
+    """Why the hub (``HF_ENDPOINT``) cannot be reached, or ``None`` when it can or when this cannot tell.
+
+    Without network, a hub id took about 90 s to fail (huggingface_hub retries each request with
+    back-off) and printed a warning per retry. One TCP connection with a short timeout says it
+    at once. Not probed: offline mode (huggingface_hub is fast there already) and a proxy in the
+    environment (the hub is reached through it, not directly).
+    """
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.is_offline_mode() or any(os.environ.get(v) for v in _PROXY_VARIABLES):
+        return None
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname, url.port or (80 if url.scheme == "http" else 443)
+    if not host:
+        return None
+    import socket
+
+    try:
+        socket.create_connection((host, port), timeout=HUB_PROBE_TIMEOUT).close()
+    except OSError as exc:
+        return f"{host}:{port}: {exc}"
+    return None
+
+
+def _in_hf_cache(repo_id: str, revision: str | None) -> bool:
+    """Whether the HF cache holds ``repo_id``'s ``config.json`` (the model was downloaded before)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json", revision=revision), str)
+    except Exception:  # noqa: BLE001 - a malformed id or cache: not cached
+        return False
 
 
 def _looks_like_path(spec: str) -> bool:

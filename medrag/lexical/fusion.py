@@ -77,18 +77,28 @@ def fused_scores(dense: Mapping[str, float], lexical: Mapping[str, float], *, le
     return {i: (1 - w) * nd.get(i, 0.0) + w * nl.get(i, 0.0) for i in ids}
 
 
-def fuse(dense: Mapping[str, float], lexical: Mapping[str, float], *, lexical_weight: float,
-         method: str = "rrf", rrf_k: int = RRF_K, k: int | None = None) -> list[str]:
-    """The ids of both rankings ordered by fused score (the first ``k`` when given).
+def fused_ranking(dense: Mapping[str, float], lexical: Mapping[str, float], *, lexical_weight: float,
+                  method: str = "rrf", rrf_k: int = RRF_K) -> tuple[list[str], dict[str, float]]:
+    """Every id of both rankings ordered by fused score, and the fused scores (:func:`fused_scores`).
 
     Ties keep the order of the heavier side's ranking (the dense one when ``lexical_weight <= 0.5``),
-    then the other's.
+    then the other's: the one tie rule of :func:`fuse` and of the store's hybrid search.
+
+    >>> fused_ranking({"a": 0.9, "b": 0.1}, {"b": 2.0}, lexical_weight=1.0)[0]
+    ['b', 'a']
     """
     scores = fused_scores(dense, lexical, lexical_weight=lexical_weight, method=method, rrf_k=rrf_k)
     by_dense, by_lexical = sorted(dense, key=lambda i: -dense[i]), sorted(lexical, key=lambda i: -lexical[i])
     order = list(dict.fromkeys([*by_lexical, *by_dense] if lexical_weight > 0.5 else [*by_dense, *by_lexical]))
     position = {i: p for p, i in enumerate(order)}
-    ranked = sorted(scores, key=lambda i: (-scores[i], position[i]))
+    return sorted(scores, key=lambda i: (-scores[i], position[i])), scores
+
+
+def fuse(dense: Mapping[str, float], lexical: Mapping[str, float], *, lexical_weight: float,
+         method: str = "rrf", rrf_k: int = RRF_K, k: int | None = None) -> list[str]:
+    """The ids of both rankings ordered by fused score (the first ``k`` when given); ties as in
+    :func:`fused_ranking`."""
+    ranked, _ = fused_ranking(dense, lexical, lexical_weight=lexical_weight, method=method, rrf_k=rrf_k)
     return ranked if k is None else ranked[:k]
 
 

@@ -4,7 +4,7 @@ Stage 1 takes the union of two candidate sets: the dense funnel's (Chroma HNSW o
 coarse vectors) and the lexical index's best BM25 hits. Stage 2 scores every candidate on
 both sides: the full-size cosine (lexical-only candidates' full vectors are read through
 :meth:`~medrag.store.MatryoshkaChroma.get_full_vectors`) and BM25 (candidates sharing no
-term with the query have none), then :func:`medrag.lexical.fusion.fused_scores` merges them
+term with the query have none), then :func:`medrag.lexical.fusion.fused_ranking` merges them
 with the call's ``lexical_weight``. Metadata (``filter``) and ``where_document`` filters apply
 to both sides: Chroma applies them in stage 1, and lexical candidates are kept only if a
 Chroma ``get`` by id with the same filters returns them (the lexical side first over-fetches
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medrag.errors import CollectionMismatchError, InvalidInputError
-from medrag.lexical.fusion import FUSION_METHODS, RRF_K, check_weight, fused_scores
+from medrag.lexical.fusion import FUSION_METHODS, RRF_K, check_weight, fused_ranking
 
 if TYPE_CHECKING:
     from medrag.store import MatryoshkaChroma
@@ -99,11 +99,7 @@ def hybrid_candidates(store: "MatryoshkaChroma", query: str, vector: np.ndarray,
     dense = dict(zip(union, np.concatenate([dense_full_scores, extra_scores]).tolist()))
     lex_u_ids, lex_u_scores = index.top(query_scores, max(len(union), 1), ids=union)
     lexical = dict(zip(lex_u_ids, lex_u_scores.tolist()))
-    fused = fused_scores(dense, lexical, lexical_weight=w, method=fusion, rrf_k=RRF_K)
-    # ties keep the heavier side's order (medrag.lexical.fusion.fuse): at w = 1 the lexical one
-    tie_order = list(dict.fromkeys([*lex_u_ids, *union])) if w > 0.5 else union
-    position = {i: p for p, i in enumerate(tie_order)}
-    order = sorted(union, key=lambda i: (-fused[i], position[i]))
+    order, fused = fused_ranking(dense, lexical, lexical_weight=w, method=fusion, rrf_k=RRF_K)
     t3 = time.perf_counter()
     coarse_rank = dict(zip(dense_ids, stats.get("coarse_ranks", np.zeros(0, int)).tolist()))
     coarse_score = dict(zip(dense_ids, stats.get("coarse_scores", np.zeros(0)).tolist()))

@@ -135,3 +135,69 @@ def test_no_loading_bar_when_stderr_is_not_a_terminal(tiny_model_dir, capsys):
     medrag.load_model(str(tiny_model_dir))
     assert "Loading weights" not in capsys.readouterr().err
     assert hf_logging.is_progress_bar_enabled()  # restored for the caller
+
+
+def _no_network(monkeypatch):
+    import socket
+
+    from huggingface_hub import constants
+
+    def refuse(address, timeout=None):
+        raise OSError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # tests/conftest.py sets offline mode
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def test_an_unreachable_hub_fails_at_once_for_an_uncached_model(monkeypatch):
+    """Without network a hub id took about 90 s of retried requests (a warning per retry) to fail."""
+    import sentence_transformers
+
+    def no_hub(*a, **k):
+        raise AssertionError("the hub was asked although it cannot be reached")
+
+    _no_network(monkeypatch)
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", no_hub)
+    with pytest.raises(ModelLoadError, match=r"'intfloat/multilingual-e5-large': the hub cannot be reached "
+                                             r"\(huggingface.co:443: .*Name or service not known\).*bundled:"):
+        medrag.load_model("intfloat/multilingual-e5-large")
+
+
+def test_an_unreachable_hub_loads_a_cached_model_from_the_cache_only(monkeypatch):
+    import huggingface_hub
+    import sentence_transformers
+
+    seen = {}
+
+    def fake(path, **kwargs):
+        seen.update(kwargs, path=path)
+        raise RuntimeError("stop here")
+
+    _no_network(monkeypatch)
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: "/cache/config.json")
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", fake)
+    with pytest.raises(ModelLoadError):
+        medrag.load_model("intfloat/multilingual-e5-large")
+    assert seen["path"] == "intfloat/multilingual-e5-large" and seen["local_files_only"] is True
+
+
+def test_a_proxy_in_the_environment_skips_the_hub_probe(monkeypatch):
+    """Behind a proxy the hub is reached through it: a direct connection failing says nothing."""
+    import sentence_transformers
+
+    seen = {}
+
+    def fake(path, **kwargs):
+        seen.update(kwargs, path=path)
+        raise RuntimeError("stop here")
+
+    _no_network(monkeypatch)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.hospital.local:3128")
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", fake)
+    with pytest.raises(ModelLoadError, match="the hub could not be reached or has no such model"):
+        medrag.load_model("intfloat/multilingual-e5-large")
+    assert seen["path"] == "intfloat/multilingual-e5-large" and "local_files_only" not in seen
