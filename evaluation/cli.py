@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -118,6 +119,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    help="with --hybrid: weighted reciprocal rank fusion or min-max score fusion (default: the store's)")
     p.add_argument("--analyzer", action="append", default=None, metavar="OPTION=VALUE",
                    help="with --hybrid: an analyzer option, e.g. keep_acronyms=true, stem=false (repeatable)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                   help="no progress bars (default: bars when stderr is a terminal)")
     p.add_argument("--device", default=None, help="cpu, cuda... (default: CUDA when available)")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                    help=f"encoding batch size (default {DEFAULT_BATCH_SIZE})")
@@ -141,6 +144,11 @@ def _set_options(args: argparse.Namespace):
         value = getattr(args, action.dest, None)
         if value is not None and value is not False and value != action.default:
             yield action, value
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress bars: on when stderr is a terminal (not in logs or CI), off with ``--no-progress``."""
+    return sys.stderr.isatty() if args.progress is None else args.progress
 
 
 def _given(args: argparse.Namespace, dests: tuple[str, ...]) -> list[str]:
@@ -196,7 +204,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     for spec in args.model:
         if spec not in loaded:
             loaded[spec] = MatryoshkaEmbeddings(spec, device=args.device, batch_size=args.batch_size,
-                                                show_progress=True)
+                                                show_progress=_progress(args))
     embeddings = [loaded[spec] for spec in args.model]
     cache = EmbeddingCache(args.cache_dir, enabled=not args.no_cache)
     # bad metric names, tolerances, confidence, candidates below k: the library raises InvalidInputError
@@ -206,7 +214,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         confidence=args.confidence, test=args.test, n_resamples=args.resamples,
         balanced_tolerance=args.balanced_tolerance, edge_tolerance=args.edge_tolerance, seed=args.seed,
         labels=args.label, command=command_line(args), device=args.device, batch_size=args.batch_size,
-        show_progress=True)
+        show_progress=_progress(args))
     if args.store:
         for emb, m in zip(embeddings, report.models):
             report.store[m.label] = evaluate_store(emb, task, coarse_dim=args.coarse_dim,
@@ -219,7 +227,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             d = cache.encode(emb, list(task.corpus.values()), side="document")
             report.hybrid[m.label] = evaluate_hybrid(
                 task, q, d, sorted(m.sizes, reverse=True), weights=args.lexical_weight or [DEFAULT_LEXICAL_WEIGHT],
-                method=args.fusion or DEFAULT_FUSION, options=options, metrics=report.metrics, show_progress=True)
+                method=args.fusion or DEFAULT_FUSION, options=options, metrics=report.metrics, show_progress=_progress(args))
     paths = report.write(args.out, plot=not args.no_plot)
     print()
     if len(report.models) >= 2:
@@ -283,12 +291,12 @@ def _evaluate_suite(args: argparse.Namespace) -> int:
     for spec in args.model:
         if spec not in loaded:
             loaded[spec] = MatryoshkaEmbeddings(spec, device=args.device, batch_size=args.batch_size,
-                                                show_progress=True)
+                                                show_progress=_progress(args))
     report = evaluate_suite([loaded[s] for s in args.model], suite, dims=args.sizes, metrics=args.metrics,
                             primary_metric=args.primary_metric, labels=args.label,
                             cache=EmbeddingCache(args.cache_dir, enabled=not args.no_cache),
                             n_bootstrap=args.bootstrap, n_resamples=args.resamples or 10000, seed=args.seed,
-                            command=command_line(args), show_progress=True)
+                            command=command_line(args), show_progress=_progress(args))
     paths = report.write(args.out)
     print()
     print(report.to_markdown())

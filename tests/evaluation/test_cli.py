@@ -143,3 +143,19 @@ def test_options_the_run_would_ignore_are_refused_before_the_model(tiny_model_di
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expected in err[0], err
+
+
+@pytest.mark.parametrize("terminal, flags, bars", [(False, [], False), (True, [], True), (True, ["--no-progress"], False)])
+def test_progress_bars_only_on_a_terminal(tiny_model_dir, pairs_file, tmp_path, capsys, monkeypatch,
+                                          terminal, flags, bars):
+    """``medrag evaluate`` forced its bars, also into log files and CI output."""
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    argv = ["evaluate", "--model", str(tiny_model_dir), "--data", str(pairs_file), "--split", "all",
+            "--out", str(tmp_path / "report"), "--no-cache", "--bootstrap", "50", "--device", "cpu", "--no-plot",
+            *flags]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert ("Batches" in err) == bars, err[-500:]  # the encoding bars (not the terminal-only weight-loading one)
+    assert "--no-progress" not in json.loads((tmp_path / "report" / "report.json").read_text())["command"]
