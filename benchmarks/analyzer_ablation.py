@@ -38,12 +38,25 @@ VARIANTS = {
 }
 
 
+class WhitespaceAnalyzer:
+    """``text.split()`` as an analyzer: each token is its own term (LangChain BM25Retriever's default)."""
+
+    def __call__(self, text: str) -> list[str]:
+        return text.split()
+
+    def tokens(self, text: str) -> list[str]:
+        return text.split()
+
+    def token_terms(self, token: str) -> tuple[str, ...]:
+        return (token,)
+
+
 class WhitespaceIndex(BM25Index):
     """The same BM25 over ``text.split()`` tokens (LangChain BM25Retriever's default preprocessing)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.analyzer = str.split  # type: ignore[assignment]
+        self.analyzer = WhitespaceAnalyzer()  # type: ignore[assignment]
 
     @property
     def signature(self) -> str:

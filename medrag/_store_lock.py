@@ -36,10 +36,28 @@ _GUARD = threading.Lock()
 _HELD: dict[str, list[int]] = {}
 
 
-_WRITE_LOCKS: dict[str, threading.RLock] = {}
+class WriteGuard:
+    """A re-entrant lock over a store's writes (``with guard:``), and how many writes hold it
+    between their generation bump and their commit (``in_flight``): a search that runs inside a
+    write on the same thread (a callback) re-enters the lock, and must not take the records it
+    reads for the bumped generation's."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.in_flight = 0
+
+    def __enter__(self) -> "WriteGuard":
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
 
 
-def folder_write_lock(directory: str | os.PathLike[str]) -> threading.RLock:
+_WRITE_LOCKS: dict[str, WriteGuard] = {}
+
+
+def folder_write_lock(directory: str | os.PathLike[str]) -> WriteGuard:
     """The lock that serialises this process's writes to one persist directory.
 
     Every store of the process on that folder shares it (threads, or two stores opened on the same
@@ -49,7 +67,7 @@ def folder_write_lock(directory: str | os.PathLike[str]) -> threading.RLock:
     """
     key = os.path.realpath(directory)
     with _GUARD:
-        return _WRITE_LOCKS.setdefault(key, threading.RLock())
+        return _WRITE_LOCKS.setdefault(key, WriteGuard())
 
 
 class DirectoryLock:

@@ -44,7 +44,7 @@ from langchain_core.vectorstores.utils import maximal_marginal_relevance
 from medrag.vector_codec import ENCODINGS, encoded_size, pack_rows, unpack_rows
 from medrag.coarse import (LEARNED_STEPS, CoarseProjection, fit_learned, fit_pca, fit_sample_size, learned_steps,
                            min_vectors, pseudo_queries, sample_indices)
-from medrag._store_lock import DirectoryLock, folder_write_lock
+from medrag._store_lock import DirectoryLock, WriteGuard, folder_write_lock
 from medrag._store_repair import COMPLETE_KEY, REPAIR_SUFFIX, is_vector_index_failure, read_records, segment_ids
 from medrag._chroma_errors import translate_chroma_error
 from medrag._store_sidecar import SIDECAR_NAME, VectorSidecar
@@ -104,6 +104,9 @@ DEFAULT_FULL_ENCODING = "int8"
 DEFAULT_EF_SEARCH = 400
 #: Collection-metadata key of the write generation (see :attr:`MatryoshkaChroma.write_generation`).
 GENERATION_KEY = "medrag:generation"
+#: Collection-metadata key of the last write generation whose write has landed (see
+#: :meth:`MatryoshkaChroma.generation_state`); absent in collections made before it (then the generation).
+COMMITTED_KEY = "medrag:committed"
 #: Chroma HNSW settings that an existing collection can change (``collection.modify``); the others
 #: (``max_neighbors``, ``ef_construction``, ``space``) are fixed when the graph is built.
 UPDATABLE_HNSW = ("ef_search", "num_threads", "batch_size", "sync_threshold", "resize_factor")
@@ -309,7 +312,7 @@ class MatryoshkaChroma(VectorStore):
         self._lock: DirectoryLock | None = None
         persist = _persist_directory(client)
         # a write's steps never interleave with another write of this process to the folder
-        self._write_guard = folder_write_lock(persist) if persist is not None else threading.RLock()
+        self._write_guard = folder_write_lock(persist) if persist is not None else WriteGuard()
         if persist is not None:
             self._lock = DirectoryLock(persist)
             if not self._take_lock():
@@ -582,7 +585,7 @@ class MatryoshkaChroma(VectorStore):
                              "or re-add the texts into a new folder") from exc
         segments = segment_ids(persist, self._cid)
         meta = dict(self._collection.metadata or {})
-        meta[GENERATION_KEY] = int(meta.get(GENERATION_KEY, 0)) + 1  # derived data is rebuilt
+        meta[GENERATION_KEY] = meta[COMMITTED_KEY] = int(meta.get(GENERATION_KEY, 0)) + 1  # derived data is rebuilt
         meta.pop(COMPLETE_KEY, None)
         hnsw = {k: v for k, v in ((self._collection.configuration or {}).get("hnsw") or {}).items() if v is not None}
         self._delete_if_exists(tmp)  # a repair killed before it was complete
@@ -762,6 +765,37 @@ class MatryoshkaChroma(VectorStore):
         current = self._chroma_call("read the collection metadata", self._client.get_collection,
                                     name=self._collection_name, embedding_function=None)
         return int((current.metadata or {}).get(GENERATION_KEY, 0))
+
+    def generation_state(self) -> tuple[int, int]:
+        """``(generation, committed)``: the write generation (:attr:`write_generation`) and the last
+        one whose write has landed, read in one call. They differ while a write is in flight (its
+        generation is bumped, its records not yet written), or after a client died between the two.
+
+        A rebuild of derived data that reads the records while they differ may miss that write,
+        so it must not call itself fresh for the bumped generation
+        (:class:`medrag.lexical.sidecar.LexicalSidecar` checks this).
+        """
+        current = self._chroma_call("read the collection metadata", self._client.get_collection,
+                                    name=self._collection_name, embedding_function=None)
+        meta = current.metadata or {}
+        generation = int(meta.get(GENERATION_KEY, 0))
+        committed = meta.get(COMMITTED_KEY)
+        return generation, generation if committed is None else int(committed)
+
+    def _commit_generation(self, generation: int) -> None:
+        """After a write (landed or failed: the records are settled either way): record ``generation``
+        as committed, unless another client has bumped since (its own commit will follow)."""
+        try:
+            current = self._chroma_call("read the collection metadata", self._client.get_collection,
+                                        name=self._collection_name, embedding_function=None)
+            meta = dict(current.metadata or {})
+            if int(meta.get(GENERATION_KEY, 0)) != generation or meta.get(COMMITTED_KEY) == generation:
+                return
+            meta[COMMITTED_KEY] = generation
+            self._chroma_call("record the committed write", self._collection.modify, metadata=meta)
+        except MedragError as exc:  # readers then wait a little before they trust a rebuild (sidecar.py)
+            logger.warning("could not record write %d of collection %r as committed (%s)", generation,
+                           self._collection_name, exc)
 
     def _bump_generation(self) -> int:
         """Increment the write generation; called before every write to the collection. Returns the new one."""
@@ -1152,10 +1186,11 @@ class MatryoshkaChroma(VectorStore):
             # The generation is bumped before the write; one upsert writes the coarse vector, the
             # text and the full vector of each record together: no record is visible without its full vector.
             generation = self._bump_generation()
-            if self._sidecar is not None:  # before the record: a kill never leaves a record without its copy
-                self._sidecar.put(self._cid, batch_ids, raw, batch_texts, [metadatas[i] for i in idx])
-            self._forget_in_other_copy(batch_ids)
+            self._write_guard.in_flight += 1
             try:
+                if self._sidecar is not None:  # before the record: a kill never leaves a record without its copy
+                    self._sidecar.put(self._cid, batch_ids, raw, batch_texts, [metadatas[i] for i in idx])
+                self._forget_in_other_copy(batch_ids)
                 self._chroma_call("write records", self._collection.upsert, ids=batch_ids, embeddings=coarse,
                                   documents=batch_texts, metadatas=records)
             except BaseException:
@@ -1163,6 +1198,9 @@ class MatryoshkaChroma(VectorStore):
                     self._sidecar.delete(self._cid, batch_ids)
                     self._advance_stamp(generation)  # in step again: the rows left match the records
                 raise
+            finally:
+                self._write_guard.in_flight -= 1
+                self._commit_generation(generation)
             if self._sidecar is not None:
                 self._advance_stamp(generation)
             self._lexical.upserted(generation, batch_ids, batch_texts)
@@ -1199,11 +1237,12 @@ class MatryoshkaChroma(VectorStore):
             ids = _check_ids(ids)
             for i, id_ in enumerate(ids):
                 _check_utf8(id_, f"id at index {i}")
-        if where or where_document:
-            if ids is not None and not ids:
-                return True
-            ids = self._chroma_call("find the records to delete", self._collection.get, ids=ids,
-                                    where=where or None, where_document=where_document or None, include=[])["ids"]
+        if ids is not None and not ids:
+            return True
+        # only the records that exist (and match): deleting nothing writes nothing, so derived data
+        # (the lexical index, the vector copy, other clients' caches) is not made stale for nothing
+        ids = self._chroma_call("find the records to delete", self._collection.get, ids=ids,
+                                where=where or None, where_document=where_document or None, include=[])["ids"]
         if ids:
             self._check_writer()
             max_batch = self._chroma_call("read the batch size", self._client.get_max_batch_size)
@@ -1212,7 +1251,12 @@ class MatryoshkaChroma(VectorStore):
                     batch = ids[start : start + max_batch]
                     with self._write_guard:
                         generation = self._bump_generation()
-                        self._chroma_call("delete records", self._collection.delete, ids=batch)
+                        self._write_guard.in_flight += 1
+                        try:
+                            self._chroma_call("delete records", self._collection.delete, ids=batch)
+                        finally:
+                            self._write_guard.in_flight -= 1
+                            self._commit_generation(generation)
                         self._forget_in_other_copy(batch)
                         if self._sidecar is not None:
                             self._sidecar.delete(self._cid, batch)
@@ -1982,5 +2026,5 @@ def _default_change_hint(stored_spec: Any, spec: str, name: str) -> str:
 
 
 __all__ = ["MatryoshkaChroma", "AUTO_LEARNED_MIN_TEXTS", "DEFAULT_CANDIDATES", "DEFAULT_COARSE_DIM", "DEFAULT_EF_SEARCH",
-           "DEFAULT_FULL_ENCODING", "FULL_KEY", "GENERATION_KEY", "ROTATION_KEY", "ROTATIONS",
+           "COMMITTED_KEY", "DEFAULT_FULL_ENCODING", "FULL_KEY", "GENERATION_KEY", "ROTATION_KEY", "ROTATIONS",
            "STORE_SCHEMA_VERSION"]

@@ -39,8 +39,9 @@ from functools import cached_property
 
 from medrag.errors import InvalidInputError
 
-#: Bumped whenever the analysis of a given text changes for the same options.
-ANALYZER_VERSION = 1
+#: Bumped whenever the analysis of a given text changes for the same options (2: NFC
+#: normalisation, a decimal glued to its unit split from it, stopwords dropped from all-capital texts).
+ANALYZER_VERSION = 2
 
 #: The Snowball French stopword list (snowballstem.org, BSD licence), plus ``a`` (``il a``).
 FRENCH_STOPWORDS: frozenset[str] = frozenset(
@@ -59,9 +60,11 @@ ELISIONS: frozenset[str] = frozenset({"l", "d", "j", "n", "s", "c", "m", "t", "q
 _APOSTROPHES = "'\u2019\u02bc\u2018\u00b4"
 _APOSTROPHE_RE = re.compile(f"[{_APOSTROPHES}]")
 
-_NUMBER = r"\d+[.,]\d+(?![^\W_])"
+_NUMBER = r"\d+[.,]\d+"  # a unit glued to it ("0,5mg") is the next token: 0,5 must not become 0 and 5mg
 _WORD = f"[^\\W_]+(?:[-{_APOSTROPHES}][^\\W_]+)*"
 _SIGN = r"[%\u2030]"
+#: An all-capital text holding a word longer than an acronym is shouted prose (``keep_acronyms``).
+_LONGER_THAN_ACRONYM = re.compile(r"[^\W\d_]{7,}")
 #: Distinct surface tokens whose terms are cached (a few hundred MB at most on any corpus).
 TOKEN_CACHE_LIMIT = 2_000_000
 
@@ -77,9 +80,12 @@ class AnalyzerOptions:
     - ``stopwords``: drop the Snowball French stopwords.
     - ``keep_alphanumeric``: keep letters-and-digits tokens (``HbA1c``, ``CD4``, ``covid-19``) and
       decimal numbers (``6,5``) whole, unstemmed; off, they are split on digits/punctuation.
-    - ``keep_acronyms``: leave all-capital words of 2-6 letters (``AVK``, ``AINS``) unstemmed
+    - ``keep_acronyms``: leave all-capital words of 2-6 letters (``AVK``, ``AINS``) unstemmed, except in
+      a text written all in capitals that holds a word longer than any acronym (7+ letters: a
+      heading, a query typed with caps lock), whose words are read as lowercase ones
+      (``LE PATIENT EST SOUS AVK`` -> ``patient``, ``sous``, ``avk``)
       (on by default: +0.0065 macro BM25 NDCG@10 on the suite's val part, no domain lower;
-      ``benchmarks/analyzer_ablation.py``). No other flip gained more than +0.0021 (accent
+      ``benchmarks/analyzer_ablation.py``). No other flip gained more than +0.0020 (accent
       folding off, cases only: within the noise of 100 queries a domain; folding is kept for
       queries typed without accents), and stemming, stopwords and hyphen splitting each cost more.
     - ``split_hyphens``: index the parts of a hyphenated word without digits
@@ -195,6 +201,10 @@ class FrenchMedicalAnalyzer:
         index) cache per token on top of these two steps."""
         if not isinstance(text, str):
             raise InvalidInputError(f"the analyzer takes a str, got {type(text).__name__}")
+        if not text.isascii() and not unicodedata.is_normalized("NFC", text):
+            text = unicodedata.normalize("NFC", text)  # decomposed accents (macOS, PDF extraction) split words
+        if self.options.keep_acronyms and text.isupper() and _LONGER_THAN_ACRONYM.search(text):
+            text = text.lower()  # "LE PATIENT EST SOUS AVK": stopwords dropped, words stemmed
         return self._pattern.findall(text)
 
     def token_terms(self, token: str) -> tuple[str, ...]:

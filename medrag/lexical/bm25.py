@@ -10,8 +10,11 @@ steps with bm25s's Lucene formulas (bm25s's own builder loops over documents in 
 much slower on a large corpus) and handed to ``bm25s.BM25`` for query scoring. Deleted or replaced documents leave the matrix at that
 rebuild. ``docs/benchmarks.md`` gives the measured build rate, rebuild time and size.
 
-The whole index (ids, vocabulary, terms, generation, analyzer signature) is one ``.npz``
-file written to a temporary name and renamed, so a crash leaves the previous file whole.
+The whole index (ids, vocabulary, terms, generation, collection id, analyzer signature) is one
+``.npz`` file written to a temporary name and renamed, so a crash leaves the previous file
+whole; a file that cannot be read back whole and consistent raises :class:`LexicalIndexError`
+(the store then rebuilds it). Searches may run in threads while another thread writes: each
+query is scored against one immutable state of the matrix (:class:`QueryScores`).
 
 Example::
 
@@ -29,8 +32,10 @@ import json
 import logging
 import os
 import tempfile
+import threading
+import zipfile
 from collections.abc import Collection, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +47,25 @@ logger = logging.getLogger(__name__)
 
 #: Version of the on-disk layout.
 FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class QueryScores:
+    """BM25 of one query against every document of one state of a :class:`BM25Index`
+    (:meth:`BM25Index.query_scores`): ``values[i]`` is the score of ``order[i]``. Writes made
+    after it was computed do not change it, so :meth:`BM25Index.top` reads ids consistently."""
+
+    values: np.ndarray
+    order: list[str]
+    pos: dict[str, int]
+
+
+@dataclass(frozen=True)
+class _Matrix:
+    model: object
+    order: list[str]
+    pos: dict[str, int]
+    n_terms: int
 
 
 class BM25Index:
@@ -56,18 +80,19 @@ class BM25Index:
     """
 
     def __init__(self, options: AnalyzerOptions | None = None, *, k1: float = 1.2, b: float = 0.75,
-                 generation: int | None = None) -> None:
+                 generation: int | None = None, collection: str | None = None) -> None:
         if not (k1 > 0 and 0 <= b <= 1):
             raise InvalidInputError(f"BM25 needs k1 > 0 and 0 <= b <= 1, got k1={k1}, b={b}")
         self.analyzer = FrenchMedicalAnalyzer(options)
         self.k1, self.b = float(k1), float(b)
         self.generation = generation
+        #: The id of the Chroma collection indexed (a file found at a path is only used for it).
+        self.collection = collection
         self._vocab: dict[str, int] = {}
         self._token_ids: dict[str, tuple[int, ...]] = {}  # surface token -> term ids (see _term_ids)
         self._rows: dict[str, np.ndarray] = {}  # id -> term ids (int32), insertion-ordered
-        self._bm25 = None
-        self._order: list[str] = []  # the ids of the matrix rows
-        self._pos: dict[str, int] = {}  # id -> matrix row
+        self._bm25: _Matrix | None = None  # the matrix of the current rows (None: rebuilt at the next search)
+        self._lock = threading.RLock()  # writes, the matrix build and saves; searches read a _Matrix
 
     @property
     def signature(self) -> str:
@@ -89,12 +114,13 @@ class BM25Index:
         """Index ``texts`` under ``ids`` (an id already indexed is replaced)."""
         if len(ids) != len(texts):
             raise InvalidInputError(f"add() got {len(ids)} ids for {len(texts)} texts; pass one id per text")
-        for id_, text in zip(ids, texts):
-            row = np.array(self._term_ids(text or ""), dtype=np.int32)
-            self._rows.pop(id_, None)  # a replaced id moves to the end, like a new one
-            self._rows[id_] = row
-        if ids:
-            self._bm25 = None
+        with self._lock:
+            for id_, text in zip(ids, texts):
+                row = np.array(self._term_ids(text or ""), dtype=np.int32)
+                self._rows.pop(id_, None)  # a replaced id moves to the end, like a new one
+                self._rows[id_] = row
+            if ids:
+                self._bm25 = None
 
     def _term_ids(self, text: str) -> list[int]:
         """The vocabulary ids of ``text``'s terms, in order (new terms join the vocabulary).
@@ -116,24 +142,26 @@ class BM25Index:
 
     def delete(self, ids: Sequence[str]) -> None:
         """Forget ``ids``; unknown ids are ignored."""
-        removed = [self._rows.pop(id_) for id_ in ids if id_ in self._rows]
-        if removed:
-            self._bm25 = None
+        with self._lock:
+            removed = [self._rows.pop(id_) for id_ in ids if id_ in self._rows]
+            if removed:
+                self._bm25 = None
 
-    def _matrix(self):
-        """The bm25s model over the current documents (rebuilt after a change)."""
-        if self._bm25 is None and self._rows:
-            import bm25s
+    def _matrix(self) -> _Matrix | None:
+        """The bm25s model over the current documents (rebuilt after a change); ``None`` when empty."""
+        with self._lock:
+            if self._bm25 is None and self._rows:
+                import bm25s
 
-            self._order = list(self._rows)
-            self._pos = {id_: i for i, id_ in enumerate(self._order)}
-            model = bm25s.BM25(k1=self.k1, b=self.b, method="lucene")
-            model.scores = _score_matrix(list(self._rows.values()), len(self._vocab), self.k1, self.b)
-            model.vocab_dict = self._vocab
-            model.unique_token_ids_set = set(range(len(self._vocab)))
-            model.nonoccurrence_array = None
-            self._bm25 = model
-        return self._bm25
+                order = list(self._rows)
+                n_terms = len(self._vocab)
+                model = bm25s.BM25(k1=self.k1, b=self.b, method="lucene")
+                model.scores = _score_matrix(list(self._rows.values()), n_terms, self.k1, self.b)
+                model.vocab_dict = dict(self._vocab)
+                model.unique_token_ids_set = set(range(n_terms))
+                model.nonoccurrence_array = None
+                self._bm25 = _Matrix(model, order, {id_: i for i, id_ in enumerate(order)}, n_terms)
+            return self._bm25 if self._rows else None
 
     def scores(self, query: str) -> dict[str, float]:
         """Every document's BM25 score for ``query`` that is above zero, by id."""
@@ -149,27 +177,34 @@ class BM25Index:
             raise InvalidInputError(f"k must be a positive int, got {k!r}")
         return self.top(self.query_scores(query), k, ids)
 
-    def query_scores(self, query: str) -> np.ndarray:
-        """BM25 of ``query`` against every indexed document, one value per matrix row (for :meth:`top`)."""
+    def query_scores(self, query: str) -> QueryScores:
+        """BM25 of ``query`` against every indexed document (for :meth:`top`)."""
         if not isinstance(query, str):
             raise InvalidInputError(f"the query must be a str, got {type(query).__name__}")
-        model = self._matrix()
-        terms = [self._vocab[t] for t in self.analyzer(query) if t in self._vocab]
-        if model is None or not terms:
-            return np.zeros(len(self._order) if model is not None else 0, dtype=np.float32)
-        return model.get_scores_from_ids(terms)
+        vocab = self._vocab
+        return self._score_term_ids([vocab[t] for t in self.analyzer(query) if t in vocab])
 
-    def top(self, scores: np.ndarray, k: int, ids: Collection[str] | None = None) -> tuple[list[str], np.ndarray]:
-        """The ``k`` best ids of a :meth:`query_scores` vector with a positive score (among ``ids`` when given)."""
+    def _score_term_ids(self, term_ids: Sequence[int]) -> QueryScores:
+        matrix = self._matrix()
+        if matrix is None:
+            return QueryScores(np.zeros(0, dtype=np.float32), [], {})
+        terms = [t for t in term_ids if t < matrix.n_terms]  # a term added since has no column yet
+        values = (matrix.model.get_scores_from_ids(terms) if terms
+                  else np.zeros(len(matrix.order), dtype=np.float32))
+        return QueryScores(values, matrix.order, matrix.pos)
+
+    def top(self, scores: QueryScores, k: int, ids: Collection[str] | None = None) -> tuple[list[str], np.ndarray]:
+        """The ``k`` best ids of a :meth:`query_scores` result with a positive score (among ``ids`` when given)."""
+        values, pos = scores.values, scores.pos
         if ids is not None:
-            rows = np.fromiter((self._pos[i] for i in dict.fromkeys(ids) if i in self._pos), dtype=np.int64)
-            rows = rows[scores[rows] > 0]
+            rows = np.fromiter((pos[i] for i in dict.fromkeys(ids) if i in pos), dtype=np.int64)
+            rows = rows[values[rows] > 0]
         else:
-            rows = np.flatnonzero(scores > 0)
+            rows = np.flatnonzero(values > 0)
         if rows.size > k:
-            rows = rows[np.argpartition(-scores[rows], k - 1)[:k]]
-        rows = rows[np.lexsort((rows, -scores[rows]))]
-        return [self._order[i] for i in rows], scores[rows].astype(np.float32)
+            rows = rows[np.argpartition(-values[rows], k - 1)[:k]]
+        rows = rows[np.lexsort((rows, -values[rows]))]
+        return [scores.order[i] for i in rows], values[rows].astype(np.float32)
 
     # -- persistence --------------------------------------------------------------------------
 
@@ -177,16 +212,19 @@ class BM25Index:
         """Write the index to ``path`` (one ``.npz`` file, replaced atomically)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        rows = list(self._rows.values())
+        with self._lock:
+            ids, rows, vocab = list(self._rows), list(self._rows.values()), list(self._vocab)
+            meta = {"format": FORMAT_VERSION, "signature": self.signature, "generation": self.generation,
+                    "collection": self.collection, "options": _options_json(self.analyzer.options),
+                    "k1": self.k1, "b": self.b}
         lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
         flat = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int32)
-        meta = {"format": FORMAT_VERSION, "signature": self.signature, "generation": self.generation,
-                "options": _options_json(self.analyzer.options), "k1": self.k1, "b": self.b}
         buffer = io.BytesIO()
-        np.savez(buffer, meta=np.array(json.dumps(meta)), ids=np.array(list(self._rows), dtype=object).astype(str),
-                 vocab=np.array(list(self._vocab), dtype=str), lengths=lengths, terms=flat)
+        np.savez(buffer, meta=np.array(json.dumps(meta)), ids=np.array(ids, dtype=object).astype(str),
+                 vocab=np.array(vocab, dtype=str), lengths=lengths, terms=flat)
         fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
         try:
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600: other users of the folder could not read it
             with os.fdopen(fd, "wb") as handle:
                 handle.write(buffer.getbuffer())
                 handle.flush()
@@ -198,28 +236,49 @@ class BM25Index:
 
     @classmethod
     def load(cls, path: str | Path) -> "BM25Index":
-        """Read an index written by :meth:`save`; a missing or unreadable file raises :class:`LexicalIndexError`."""
+        """Read an index written by :meth:`save`; a missing, unreadable, damaged or inconsistent file
+        (or one of another format or analyzer version) raises :class:`LexicalIndexError`."""
         path = Path(path)
         try:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
-                if meta.get("format") != FORMAT_VERSION:
-                    raise LexicalIndexError(f"{path}: lexical index format {meta.get('format')}, "
+                if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+                    raise LexicalIndexError(f"{path}: lexical index format {meta.get('format') if isinstance(meta, dict) else meta!r}, "
                                             f"expected {FORMAT_VERSION}; it will be rebuilt")
                 ids, vocab = data["ids"].tolist(), data["vocab"].tolist()
                 lengths, flat = data["lengths"], data["terms"]
+            options = meta["options"]
+            index = cls(AnalyzerOptions(**{**options, "extra_stopwords": tuple(options["extra_stopwords"])}),
+                        k1=meta["k1"], b=meta["b"], generation=meta["generation"], collection=meta.get("collection"))
+            if index.signature != meta["signature"]:
+                raise LexicalIndexError(f"{path}: built by another analyzer version ({meta['signature']}); "
+                                        "it will be rebuilt")
+            if (lengths.ndim != 1 or len(lengths) != len(ids) or len(set(ids)) != len(ids) or (lengths < 0).any()
+                    or int(lengths.sum()) != len(flat) or (flat.size and not 0 <= int(flat.min()) <= int(flat.max()) < len(vocab))):
+                raise LexicalIndexError(f"{path}: inconsistent lexical index (ids, lengths and terms disagree); "
+                                        "it will be rebuilt")
         except LexicalIndexError:
             raise
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-            raise LexicalIndexError(f"cannot read the lexical index {path}: {exc}") from exc
-        index = cls(AnalyzerOptions(**{**meta["options"], "extra_stopwords": tuple(meta["options"]["extra_stopwords"])}),
-                    k1=meta["k1"], b=meta["b"], generation=meta["generation"])
-        if index.signature != meta["signature"]:
-            raise LexicalIndexError(f"{path}: built by another analyzer version ({meta['signature']}); it will be rebuilt")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile) as exc:
+            raise LexicalIndexError(f"cannot read the lexical index {path}: {type(exc).__name__}: {exc}") from exc
         index._vocab = {term: i for i, term in enumerate(vocab)}
         bounds = np.concatenate([[0], np.cumsum(lengths)])
         index._rows = dict(zip(ids, np.split(flat.astype(np.int32), bounds[1:-1])))
         return index
+
+
+_UMASK: list[int] = []
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    """The process's umask (read once: reading it means setting it)."""
+    with _UMASK_LOCK:
+        if not _UMASK:
+            mask = os.umask(0o022)
+            os.umask(mask)
+            _UMASK.append(mask)
+        return _UMASK[0]
 
 
 def _score_matrix(rows: list[np.ndarray], n_terms: int, k1: float, b: float) -> dict:

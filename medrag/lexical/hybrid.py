@@ -8,7 +8,8 @@ term with the query have none), then :func:`medrag.lexical.fusion.fused_ranking`
 with the call's ``lexical_weight``. Metadata (``filter``) and ``where_document`` filters apply
 to both sides: Chroma applies them in stage 1, and lexical candidates are kept only if a
 Chroma ``get`` by id with the same filters returns them (the lexical side first over-fetches
-4x so that a selective filter still leaves candidates).
+4x; when the filter leaves too few of those, the BM25 candidates are ranked among every id the
+filter allows, so a selective filter, e.g. one patient or one service, misses none of its matches).
 
 Why: BM25 over French stems finds the exact tokens dense vectors blur (drug names, lab
 analytes, units, acronyms), and rank fusion (Cormack et al., SIGIR 2009) lifts NDCG@10 most
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medrag.errors import CollectionMismatchError, InvalidInputError
+from medrag.errors import InvalidInputError
 from medrag.lexical.fusion import FUSION_METHODS, RRF_K, check_weight, fused_ranking
 
 if TYPE_CHECKING:
@@ -77,22 +78,26 @@ def hybrid_candidates(store: "MatryoshkaChroma", query: str, vector: np.ndarray,
     index = store.lexical.index()
     filtered = bool(filter) or bool(where_document)
     query_scores = index.query_scores(query)  # BM25 against every document, once
-    lex_ids, _ = index.top(query_scores, n_lex * FILTER_OVERFETCH if filtered else n_lex)
+    fetch = n_lex * FILTER_OVERFETCH if filtered else n_lex
+    lex_ids, _ = index.top(query_scores, fetch)
     if filtered and lex_ids:
-        allowed = set(store.collection.get(ids=lex_ids, where=filter or None, where_document=where_document or None,
-                                           include=[])["ids"])
+        where = {"where": filter or None, "where_document": where_document or None}
+        allowed = set(store.collection.get(ids=lex_ids, include=[], **where)["ids"])
+        if len(allowed) < n_lex and len(lex_ids) == fetch:
+            # a selective filter: the best matches overall are mostly filtered out, so rank the
+            # documents the filter allows (one get of their ids) instead of missing its matches
+            allowed = set(store.collection.get(include=[], **where)["ids"])
+            lex_ids, _ = index.top(query_scores, n_lex, ids=allowed)
         lex_ids = [i for i in lex_ids if i in allowed]
     lex_ids = lex_ids[:n_lex]
     in_dense = set(dense_ids)
     extra = [i for i in lex_ids if i not in in_dense]
     t2 = time.perf_counter()
     if extra:
-        try:
-            extra_full = store.get_full_vectors(extra)
-        except CollectionMismatchError:  # deleted by another client since the index was checked
-            extra = store.collection.get(ids=extra, include=[])["ids"]
-            extra_full = store.get_full_vectors(extra)
-        extra_scores = extra_full @ vector
+        blobs = store._full_blobs(extra)
+        extra = [i for i in extra if i in blobs]  # deleted by another thread or client since the index was read
+        extra_scores = (store._decode_full(extra, [blobs[i] for i in extra]) @ vector if extra
+                        else np.zeros(0, dtype=np.float32))
     else:
         extra_scores = np.zeros(0, dtype=np.float32)
     union = [*dense_ids, *extra]

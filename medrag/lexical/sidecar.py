@@ -11,7 +11,16 @@ means stale. So:
   bump the generation: this store's next hybrid search sees it and rebuilds;
 - an index built with other analyzer options (another signature) is rebuilt;
 - a store writing while its index is fresh updates the index in place (the generation it
-  read before its bump + 1 is the one it records), and saves it once per write call.
+  read before its bump + 1 is the one it records), and saves it once per write call;
+- a rebuild runs under the store's write guard (no write of this process, through any store
+  object on the same folder, runs in between), and calls itself fresh only when the
+  collection's last bumped generation is also *committed* (``medrag:committed``, set after
+  each write lands: :meth:`~medrag.store.MatryoshkaChroma.generation_state`). While another
+  client's write is in flight the rebuilt index serves that search but is not kept, so the
+  next search rebuilds again and sees the write. A client that died between its bump and its
+  write leaves the two apart: a store that holds its embedded folder's lock (the only writer)
+  knows no write is in flight and trusts its rebuild; any other client trusts it once the
+  same gap has lasted :data:`SETTLE_SECONDS`.
 
 Where the index lives: beside an embedded store (``<persist_directory>/medrag-lexical/
 <collection id>.npz``); for an in-memory or server client, in memory only (built from the
@@ -46,6 +55,9 @@ logger = logging.getLogger(__name__)
 
 #: Records read per Chroma ``get`` while rebuilding.
 _PAGE = 5000
+#: Seconds a gap between the bumped and the committed generation may last before a client that
+#: is not the folder's only writer takes it for a write that died, not one in flight.
+SETTLE_SECONDS = 30.0
 
 
 class LexicalSidecar:
@@ -69,6 +81,8 @@ class LexicalSidecar:
         self.signature = BM25Index(self.options).signature
         self.path = Path(path) if path is not None else _default_path(store)
         self._index: BM25Index | None = None
+        self._gap: tuple[int, float] | None = None  # (generation, first seen) of an uncommitted write
+        self._dirty = False  # the in-memory index changed since it was saved
         self.rebuilds = 0  # how many times the index was rebuilt from the records (for tests and monitoring)
 
     @property
@@ -85,40 +99,75 @@ class LexicalSidecar:
 
     def index(self) -> BM25Index:
         """The index, fresh for the collection's current write generation (loaded or rebuilt if needed)."""
-        generation = self._store.write_generation
-        if self._index is not None and self._index.generation == generation:
-            return self._index
-        if self.path is not None and self.path.exists():  # another store object may have saved a fresh one
-            try:
-                loaded = BM25Index.load(self.path)
-            except LexicalIndexError as exc:
-                logger.warning("%s; rebuilding the lexical index from the collection", exc)
-            else:
-                if loaded.signature == self.signature and loaded.generation == generation:
-                    self._index = loaded
-                    return loaded
-                logger.info("lexical index %s is stale (generation %s, collection %s; signature %s, wanted %s): "
-                            "rebuilding", self.path, loaded.generation, generation, loaded.signature, self.signature)
-        return self.rebuild()
+        store = self._store
+        with store._write_guard:  # no write of this process between the check, the records and the save
+            generation, committed = store.generation_state()
+            if self._index is not None and self._index.generation == generation:
+                return self._index
+            settled = committed == generation or self._settled(generation, store)
+            if settled and self.path is not None and self.path.exists():  # another store object may have saved one
+                try:
+                    loaded = BM25Index.load(self.path)
+                except LexicalIndexError as exc:
+                    logger.warning("%s; rebuilding the lexical index from the collection", exc)
+                else:
+                    if (loaded.signature == self.signature and loaded.generation == generation
+                            and loaded.collection in (None, self._collection_id(store))):
+                        self._index = loaded
+                        return loaded
+                    logger.info("lexical index %s is stale (generation %s, collection %s; signature %s, wanted %s): "
+                                "rebuilding", self.path, loaded.generation, generation, loaded.signature,
+                                self.signature)
+            return self._rebuild(generation if settled else None)
 
     def rebuild(self) -> BM25Index:
         """Rebuild the index from every record of the collection and save it (when it has a path)."""
+        store = self._store
+        with store._write_guard:
+            generation, committed = store.generation_state()
+            return self._rebuild(generation if committed == generation or self._settled(generation, store) else None)
+
+    def _settled(self, generation: int, store: "MatryoshkaChroma") -> bool:
+        """Whether a gap between ``generation`` (bumped) and the committed one is a write that died."""
+        lock = getattr(store, "_lock", None)
+        if lock is not None and lock.held and not store._write_guard.in_flight:
+            return True  # the folder's only writer, under its write guard, inside no write: a write died
+        now = time.monotonic()
+        if self._gap is None or self._gap[0] != generation:
+            self._gap = (generation, now)
+        if now - self._gap[1] < SETTLE_SECONDS:
+            return False
+        logger.warning("collection %r: write generation %d was bumped %.0f s ago and never committed (a client died "
+                       "mid-write?); the lexical index is rebuilt from the records as they are", store._collection_name,
+                       generation, now - self._gap[1])
+        return True
+
+    def _rebuild(self, generation: int | None) -> BM25Index:
+        """Rebuild from the records; ``generation`` ``None``: a write is in flight, so the index serves
+        this search only (not kept, not saved)."""
         from tqdm.auto import tqdm
 
         t0 = time.perf_counter()
-        generation = self._store.write_generation  # read before the records: never newer than it says
-        collection = self._store.collection
+        store = self._store
+        collection = store.collection
         total = collection.count()
-        index = BM25Index(self.options, generation=generation)
+        index = BM25Index(self.options, generation=generation, collection=self._collection_id(store))
         for offset in tqdm(range(0, total, _PAGE), desc="lexical index", unit="page", disable=total < 50_000):
             res = collection.get(limit=_PAGE, offset=offset, include=["documents"])
             index.add(res["ids"], [t or "" for t in res["documents"]])
-        self._index = index
         self.rebuilds += 1
+        if generation is None:
+            logger.info("lexical index rebuilt while another client's write is in flight: used for this search only")
+            return index
+        self._index = index
         self._save()
         logger.info("lexical index rebuilt: %d records in %.2fs (generation %d)", len(index),
                     time.perf_counter() - t0, generation)
         return index
+
+    @staticmethod
+    def _collection_id(store: "MatryoshkaChroma") -> str:
+        return str(store.collection.id)
 
     # -- called by the store around its writes -----------------------------------------------
 
@@ -127,16 +176,19 @@ class LexicalSidecar:
         if self._follows(generation):
             self._index.add(ids, texts)
             self._index.generation = generation
+            self._dirty = True
 
     def deleted(self, generation: int, ids: Sequence[str]) -> None:
         """The store bumped to ``generation`` then deleted ``ids``."""
         if self._follows(generation):
             self._index.delete(ids)
             self._index.generation = generation
+            self._dirty = True
 
     def write_done(self) -> None:
-        """End of one write call: persist the in-memory index (one save per add/delete call)."""
-        if self._index is not None:
+        """End of one write call: persist the in-memory index if the call changed it (one save per
+        add/delete call; a call that wrote nothing, e.g. every text already stored, saves nothing)."""
+        if self._index is not None and self._dirty:
             self._save()
 
     def drop(self) -> None:
@@ -155,6 +207,7 @@ class LexicalSidecar:
         return False
 
     def _save(self) -> None:
+        self._dirty = False
         if self.path is None or self._index is None:
             return
         try:

@@ -289,3 +289,134 @@ def test_lexical_weight_1_puts_every_match_before_the_non_matches(client, fake, 
     hits = s.search_with_stages("hémoglobine", k=3, hybrid=True, lexical_weight=1.0, fusion=fusion).hits
     assert [h.document.id for h in hits] == ["c", "a", "b"] and [h.lexical_rank for h in hits] == [1, 2, 0]
     s.delete_collection()
+
+
+# -- reliability of the lexical index (user review, December 3) ---------------------------------
+
+
+def test_a_search_inside_a_write_does_not_keep_a_stale_index(tmp_path, fake) -> None:
+    """A hybrid search between another write's generation bump and its upsert rebuilt the index
+    from the old records and kept it as fresh for the new generation: the new document stayed
+    missing from hybrid search (also after reopening) until the next write."""
+    folder = str(tmp_path / "chroma")
+    writer = MatryoshkaChroma("ccc", fake, persist_directory=folder, candidates=10)
+    _fill(writer)
+    reader = MatryoshkaChroma("ccc", fake, persist_directory=folder, candidates=10)
+    reader.hybrid_search("AVK", k=2)
+    collection, upsert = writer._collection, writer._collection.upsert
+
+    def upsert_with_a_search(*args, **kwargs):
+        reader.hybrid_search("AVK", k=2)  # the generation is bumped, the record not yet written
+        return upsert(*args, **kwargs)
+
+    object.__setattr__(collection, "upsert", upsert_with_a_search)
+    writer.add_texts(["Le dabigatran est un anticoagulant oral direct."], ids=["dabi"])
+    object.__setattr__(collection, "upsert", upsert)
+    assert reader.hybrid_search("dabigatran", k=1, lexical_weight=1.0)[0].id == "dabi"
+    assert "dabi" in reader.lexical.index() and reader.lexical.index().generation == writer.write_generation
+    generation, committed = writer.generation_state()
+    assert generation == committed
+
+
+def test_another_clients_write_in_flight_is_not_taken_for_committed(client, fake, monkeypatch) -> None:  # noqa: F811
+    """A Chroma server's other client: bumped, not committed. The rebuilt index serves the search
+    but is not kept; once the gap has lasted SETTLE_SECONDS it is taken for a client that died."""
+    import medrag.lexical.sidecar as sidecar
+    from medrag.store import COMMITTED_KEY, GENERATION_KEY
+
+    name = _name()
+    store = MatryoshkaChroma(name, fake, client=client, candidates=10)
+    _fill(store)
+    store.hybrid_search("ferritine", k=1)
+    meta = dict(store.collection.metadata)
+    meta[GENERATION_KEY] += 1  # what another client's bump leaves until its upsert and commit land
+    store.collection.modify(metadata=meta)
+    rebuilds = store.lexical.rebuilds
+    assert store.hybrid_search("ferritine basse", k=1, lexical_weight=1.0)[0].id == "fer"
+    store.hybrid_search("ferritine basse", k=1)
+    if store._lock is not None:  # an embedded folder's only writer knows no write is in flight: a client died
+        assert store.lexical.rebuilds == rebuilds + 1 and store.lexical.index().generation == meta[GENERATION_KEY]
+        return
+    assert store.lexical.rebuilds == rebuilds + 2  # rebuilt for each search, never kept
+    monkeypatch.setattr(sidecar, "SETTLE_SECONDS", 0.0)
+    store.hybrid_search("ferritine", k=1)
+    assert store.lexical.loaded and store.lexical.index().generation == meta[GENERATION_KEY]
+    assert store.collection.metadata[COMMITTED_KEY] == meta[GENERATION_KEY] - 1
+    store.delete_collection()
+
+
+def test_a_selective_filter_misses_no_lexical_match(tmp_path, fake) -> None:
+    """The BM25 side filtered only the 4 x lexical_candidates best documents of the whole collection:
+    one document of a service, outscored by 60 of another, was missed even at lexical_weight=1."""
+    store = MatryoshkaChroma("ccc", fake, persist_directory=str(tmp_path / "chroma"), candidates=10)
+    cardio = [f"Warfarine : fiche {i} du service de cardiologie, warfarine et INR." for i in range(60)]
+    endoc = [f"Compte rendu {i} du service d'endocrinologie, équilibre glycémique stable." for i in range(60)]
+    target = ("Compte rendu du service d'endocrinologie : patient sous warfarine depuis 2019, glycémie et "
+              "HbA1c suivies, pas d'autre traitement.")
+    store.add_texts(cardio + endoc + [target], [{"svc": "cardio"}] * 60 + [{"svc": "endoc"}] * 61,
+                    ids=[f"c{i}" for i in range(60)] + [f"e{i}" for i in range(60)] + ["target"])
+    for where in ({"filter": {"svc": "endoc"}}, {"where_document": {"$contains": "endocrinologie"}}):
+        assert store.hybrid_search("warfarine", k=3, lexical_weight=1.0, **where)[0].id == "target"
+
+
+def test_a_damaged_index_file_is_rebuilt(tmp_path, fake) -> None:
+    """A flipped byte, a truncated or an empty file raised zipfile/EOF errors on every hybrid search,
+    even after later writes, until the file was deleted by hand."""
+    folder = str(tmp_path / "chroma")
+    store = MatryoshkaChroma("ccc", fake, persist_directory=folder)
+    _fill(store)
+    store.hybrid_search("ferritine", k=1)
+    path = store.lexical.path
+    good = path.read_bytes()
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0xFF
+    for damaged in (bytes(flipped), good[: len(good) // 2], b""):
+        path.write_bytes(damaged)
+        reopened = MatryoshkaChroma("ccc", fake, persist_directory=folder)
+        assert reopened.hybrid_search("ferritine basse", k=1, lexical_weight=1.0)[0].id == "fer"
+        assert reopened.lexical.rebuilds == 1
+        del reopened
+
+
+def test_an_index_at_lexical_path_belongs_to_its_collection(tmp_path, fake) -> None:
+    """A collection dropped and re-created by another job counts its generation from 0 again: the old
+    file at lexical_path had the same generation and was trusted (BM25 of documents that are gone)."""
+    client = chromadb.EphemeralClient()
+    path = str(tmp_path / "bm25.npz")
+    name = _name()
+    app = MatryoshkaChroma(name, fake, client=client, lexical_path=path, candidates=10)
+    app.add_texts(["La warfarine est un AVK ; surveiller l'INR."], ids=["old1"])
+    app.hybrid_search("warfarine", k=1)
+    del app
+    client.delete_collection(name)
+    job = MatryoshkaChroma(name, fake, client=client, candidates=10)
+    job.add_texts(["L'apixaban est un anticoagulant oral direct."], ids=["new1"])
+    del job
+    app = MatryoshkaChroma(name, fake, client=client, lexical_path=path, candidates=10)
+    assert app.lexical.index().ids == ["new1"] and app.lexical.rebuilds == 1
+
+
+def test_writes_that_change_nothing_leave_the_index_and_generation_alone(tmp_path, fake) -> None:
+    store = MatryoshkaChroma("ccc", fake, persist_directory=str(tmp_path / "chroma"), deterministic_ids=True)
+    texts = [f"Texte {i} sur la warfarine et l'INR." for i in range(30)]
+    store.add_texts(texts)
+    store.hybrid_search("warfarine", k=1)
+    before = (store.lexical.path.stat().st_mtime_ns, store.write_generation)
+    store.add_texts(texts)  # every text already stored: skipped
+    store.delete(["does-not-exist"])
+    assert (store.lexical.path.stat().st_mtime_ns, store.write_generation) == before
+
+
+def test_the_index_file_is_readable_by_the_folders_other_users(tmp_path, fake) -> None:
+    """mkstemp made it 0600 whatever the umask: another user of the app rebuilt it on every start."""
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        store = MatryoshkaChroma("ccc", fake, persist_directory=str(tmp_path / "chroma"))
+        _fill(store)
+        store.hybrid_search("ferritine", k=1)
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(store.lexical.path.stat().st_mode) == 0o644

@@ -87,3 +87,28 @@ def test_bad_input() -> None:
         AnalyzerOptions(extra_stopwords="patient")  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError):
         FrenchMedicalAnalyzer({"stem": True})  # type: ignore[arg-type]
+
+
+def test_a_decimal_glued_to_its_unit_stays_whole(analyzer: FrenchMedicalAnalyzer) -> None:
+    """``0,5mg`` gave ``0`` and ``5mg``: a query for 5mg matched the 0,5 mg document."""
+    assert analyzer("warfarine 0,5mg") == ["warfarin", "0,5", "mg"]
+    assert analyzer("1,5g/j et 12,5 mg") == ["1,5", "g", "12,5", "mg"]  # "j" is a stopword
+    assert "5mg" not in analyzer("0,5mg")
+
+
+def test_decomposed_accents_give_the_composed_terms(analyzer: FrenchMedicalAnalyzer) -> None:
+    """NFD text (macOS copy-paste, PDF extraction) was split inside words: ``he``, ``moglobin``."""
+    import unicodedata
+
+    text = "Hémoglobine et fièvre chez l'enfant"
+    assert analyzer(unicodedata.normalize("NFD", text)) == analyzer(text) == ["hemoglobin", "fievr", "chez", "enfant"]
+
+
+def test_all_capital_prose_is_read_as_words_acronyms_stay(analyzer: FrenchMedicalAnalyzer) -> None:
+    """Stopwords written in capitals were kept (``LE``, ``EST``, ``ET`` matched headings) and
+    headings were not stemmed (``CONTRE-INDICATIONS`` missed ``contre-indications``)."""
+    assert analyzer("LE PATIENT EST SOUS AVK") == ["patient", "sous", "avk"]
+    assert analyzer("CONTRE-INDICATIONS") == analyzer("contre-indications")
+    assert analyzer("AINS ET AVK") == ["ains", "et", "avk"]  # no word longer than an acronym: acronyms
+    assert analyzer("Relais des AVK par héparine.") == ["rel", "avk", "heparin"]
+    assert FrenchMedicalAnalyzer(AnalyzerOptions(keep_acronyms=False))("LE PATIENT") == ["patient"]

@@ -122,3 +122,63 @@ def test_token_cache_gives_the_analyzers_terms(tmp_path, index: BM25Index) -> No
     assert len(set(loaded._vocab.values())) == len(loaded._vocab)
     for id_, text in {**DOCS, **more}.items():
         assert stored_terms(loaded)[id_] == loaded.analyzer(text)
+
+
+def _save_with(tmp_path, index: BM25Index, **arrays) -> str:
+    """``index`` saved, then some of its arrays replaced (a damaged or foreign file)."""
+    import json as _json
+
+    path = tmp_path / "index.npz"
+    index.save(path)
+    with np.load(path) as data:
+        content = {k: data[k] for k in data.files}
+    for key, value in arrays.items():
+        content[key] = np.array(_json.dumps(value)) if key == "meta" else value
+    np.savez(path, **content)
+    return str(path)
+
+
+def test_damaged_or_foreign_files_are_lexical_index_errors(tmp_path, index: BM25Index) -> None:
+    """zipfile, EOF, KeyError, TypeError and AttributeError escaped load(): every hybrid search failed."""
+    index.save(tmp_path / "good.npz")
+    good = (tmp_path / "good.npz").read_bytes()
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0xFF
+    for n, damaged in enumerate((bytes(flipped), good[: len(good) // 2], b"")):
+        (tmp_path / f"bad{n}.npz").write_bytes(damaged)
+        with pytest.raises(LexicalIndexError, match="cannot read the lexical index"):
+            BM25Index.load(tmp_path / f"bad{n}.npz")
+    import json as _json
+
+    with np.load(tmp_path / "good.npz") as data:
+        meta = _json.loads(str(data["meta"]))
+        lengths = data["lengths"]
+    for bad_meta in ({k: v for k, v in meta.items() if k != "options"}, ["not", "a", "dict"],
+                     {**meta, "options": {**meta["options"], "from_a_newer_version": True}}):
+        with pytest.raises(LexicalIndexError):
+            BM25Index.load(_save_with(tmp_path, index, meta=bad_meta))
+    with pytest.raises(LexicalIndexError, match="inconsistent"):
+        BM25Index.load(_save_with(tmp_path, index, lengths=lengths[:-1]))
+    with pytest.raises(LexicalIndexError, match="inconsistent"):
+        BM25Index.load(_save_with(tmp_path, index, vocab=np.array(["seul"])))
+
+
+def test_query_scores_stay_consistent_with_later_writes(index: BM25Index) -> None:
+    """A search in one thread read the row order that a write in another thread had just rebuilt:
+    IndexError, or scores attached to the wrong ids."""
+    scores = index.query_scores("ferritine")
+    before = index.top(scores, 3)
+    index.add(["z1", "z2"], ["Ferritine et fer sérique.", "Un mot nouveau : procalcitonine."])
+    index.delete([before[0][0]])
+    index.query_scores("fer")  # rebuilds the matrix for the new rows
+    after = index.top(scores, 3)
+    assert after[0] == before[0] and np.array_equal(after[1], before[1])
+    assert index.top(index.query_scores("ferritine"), 5)[0][0] != before[0][0]
+
+
+def test_a_term_newer_than_the_matrix_is_ignored_not_an_error(index: BM25Index) -> None:
+    matrix = index._matrix()
+    new_terms = index._term_ids("procalcitonine")  # joins the vocabulary; the matrix has no column for it yet
+    index._bm25 = matrix  # as a search that read the matrix just before another thread's add
+    scores = index._score_term_ids(new_terms)
+    assert scores.values.shape == (len(matrix.order),) and not scores.values.any()
