@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import types
 from dataclasses import asdict, dataclass, field, fields
@@ -46,6 +47,9 @@ ReportTo = Literal["none", "wandb", "tensorboard"]
 #: The allowed values of each choice, derived from the ``Literal`` types (the one place they are written).
 DATA_FORMATS: tuple[str, ...] = get_args(DataFormat)
 LOSSES: tuple[str, ...] = get_args(Loss)
+#: transformers schedules that need no ``lr_scheduler_kwargs`` (the others failed mid-run with a traceback).
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                 "inverse_sqrt")
 SAMPLERS: tuple[str, ...] = get_args(Sampler)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 REPORT_TO: tuple[str, ...] = get_args(ReportTo)
@@ -184,12 +188,31 @@ class FinetuneConfig:
     device: str | None = setting(None, "cpu, cuda... (default: CUDA when available); for the Python API")
 
     def __post_init__(self) -> None:
+        # the Python API gets the same type checks as files and the CLI: FinetuneConfig(dims="64")
+        # trained sizes [128, 6, 4], FinetuneConfig(batch_size="8") raised a bare TypeError
+        hints = get_type_hints(type(self))
+        for f in fields(self):
+            object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name), hints[f.name]))
         self.validate()
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` on impossible values (called on construction)."""
+        not_finite = [f.name for f in fields(self)
+                      if isinstance(getattr(self, f.name), float) and not math.isfinite(getattr(self, f.name))]
+        if not_finite:
+            raise ConfigError(f"{', '.join(not_finite)} must be finite numbers (a NaN or infinite learning rate "
+                              "trains a model of NaN weights)")
+        if self.matryoshka_weights and not all(math.isfinite(w) for w in self.matryoshka_weights):
+            raise ConfigError("matryoshka_weights must be finite numbers")
         checks = [
             (self.epochs > 0 or self.max_steps > 0, "epochs must be > 0 (or set max_steps)"),
+            (self.max_steps == -1 or self.max_steps >= 1, "max_steps must be -1 (run the epochs) or >= 1"),
+            (0 <= self.seed < 2**32, "seed must be between 0 and 2**32 - 1"),
+            (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
+            (self.logging_steps >= 1, "logging_steps must be >= 1"),
+            (self.lr_scheduler in LR_SCHEDULERS, f"lr_scheduler must be one of {LR_SCHEDULERS}"),
+            (self.engine != "loop" or self.lr_scheduler == "linear",
+             "engine: loop has a linear schedule with warmup only; drop lr_scheduler or use engine: trainer"),
             (self.learning_rate > 0, "learning_rate must be > 0"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (self.mini_batch_size >= 1, "mini_batch_size must be >= 1"),
@@ -241,6 +264,12 @@ class FinetuneConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+        out = Path(self.output_dir).expanduser()
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"output_dir {self.output_dir} is a file; pass a folder (it is created if missing)")
+        if self.model and Path(self.model).expanduser().is_dir() and out.resolve() == Path(self.model).expanduser().resolve():
+            raise ConfigError(f"output_dir {self.output_dir} is the folder of the model being fine-tuned: the run would "
+                              "overwrite it; pass another output_dir")
 
     # ------------------------------------------------------------------ I/O
 
@@ -338,10 +367,12 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         if origin is list:
             (item,) = get_args(target)
             if isinstance(value, str):
-                value = [v for v in value.replace(",", " ").split() if v]
+                value = [value]
             if not isinstance(value, (list, tuple)):
                 raise ConfigError(f"{name} must be a list, got {value!r}")
-            return [item(v) for v in value]
+            # "64,32" (one CLI word) or "64 32" (one YAML string) is two items
+            parts = [p for v in value for p in (v.replace(",", " ").split() if isinstance(v, str) else [v])]
+            return [_coerce(f"each item of {name}", p, item) for p in parts]
         if target is bool:
             if isinstance(value, bool):
                 return value

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -167,13 +168,14 @@ class MatryoshkaFinetuner:
             train_cpu_seconds=train_cpu_seconds,
         )
         if state.is_main_process:
+            _check_finite(model, trainer.state.global_step)
             model.save(str(self.output_dir))
-            if task is not None:
+            if task is not None and cfg.evaluate_after:
                 model.eval()
                 result.scores_after = score_sizes(model, task, dims, batch_size=cfg.eval_batch_size)
             self._write_outputs(model, result)
             if not cfg.keep_checkpoints:
-                shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
+                self._remove_checkpoints()
         state.wait_for_everyone()
         return result
 
@@ -201,7 +203,11 @@ class MatryoshkaFinetuner:
         self.text_counts = text_counts
         base_fingerprint = base_weights_fingerprint(model)
         inference_max_len = model.max_seq_length
-        loop = TrainingLoop(model, cfg, dims, pairs, unlabelled)
+        loop_cfg = cfg
+        if cfg.matryoshka_weights:  # each weight stays with the size it was given for; an added full size weighs 1
+            by_size = dict(zip(cfg.dims or [], cfg.matryoshka_weights))
+            loop_cfg = cfg.replace(dims=list(dims), matryoshka_weights=[by_size.get(d, 1.0) for d in dims])
+        loop = TrainingLoop(model, loop_cfg, dims, pairs, unlabelled)
         start_cpu = time.process_time()
         loop_result = loop.run()
         model.max_seq_length = inference_max_len
@@ -219,6 +225,7 @@ class MatryoshkaFinetuner:
             from finetune.lora import merge_lora
 
             merge_lora(model)
+        _check_finite(model, loop_result.steps)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         model.save(str(self.output_dir))
         if task is not None and cfg.evaluate_after:
@@ -328,19 +335,41 @@ class MatryoshkaFinetuner:
     def _scores_before(self, model, task, dims, state) -> dict[int, dict[str, float]]:
         """Base-model scores; computed once and kept beside the checkpoints so a resumed run reuses them."""
         path = self.checkpoint_dir / _BEFORE_FILENAME
+        key = {"task": task.content_hash(), "dims": list(dims)}
         if self.config.resume and path.is_file():
-            return {int(k): v for k, v in json.loads(path.read_text()).items()}
+            saved = _read_json(path)
+            if isinstance(saved, dict) and saved.get("key") == key:
+                return {int(k): v for k, v in saved["scores"].items()}
+            # a resumed run on other data or sizes: its base scores are not this task's
+            logger.warning("the run being resumed scored its base model on another eval task or other sizes; "
+                           "scoring the base model again")
         before: dict[int, dict[str, float]] = {}
         if state.is_main_process:
             logger.info("scoring the base model on %d queries x %d passages", len(task.queries), len(task.corpus))
             model.eval()
             before = score_sizes(model, task, dims, batch_size=self.config.eval_batch_size)
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({str(k): v for k, v in before.items()}))
+            path.write_text(json.dumps({"key": key, "scores": {str(k): v for k, v in before.items()}}))
         state.wait_for_everyone()
         if not state.is_main_process:
-            before = {int(k): v for k, v in json.loads(path.read_text()).items()}
+            before = {int(k): v for k, v in json.loads(path.read_text())["scores"].items()}
         return before
+
+    def _remove_checkpoints(self) -> None:
+        """Delete what the run kept in ``checkpoints/`` (its checkpoints and base scores), not files
+        of the user's that happen to be there; the folder goes when nothing else is left in it."""
+        folder = self.checkpoint_dir
+        if not folder.is_dir():
+            return
+        for entry in folder.iterdir():
+            if entry.is_dir() and entry.name.startswith("checkpoint-"):
+                shutil.rmtree(entry, ignore_errors=True)
+            elif entry.name in (_BEFORE_FILENAME, "runs"):
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+        try:
+            folder.rmdir()
+        except OSError:
+            logger.info("kept %s: it holds files this run did not write", folder)
 
     def build_loss(self, model, dims: list[int]):
         """MatryoshkaLoss over the configured in-batch-negatives loss."""
@@ -373,6 +402,21 @@ class MatryoshkaFinetuner:
         qprompt, pprompt = prompt_texts(model)
         return {c: (qprompt if c == "anchor" else pprompt) for c in columns if (qprompt if c == "anchor" else pprompt)}
 
+    def _warmup(self, n_train: int) -> float | int:
+        """``warmup_steps`` for the Trainer: the ratio (transformers warms up ``ceil(steps * ratio)``
+        steps), except when that would warm up every step: a 1-step run (60 pairs at batch 64)
+        then trained at learning rate 0 and saved the base weights as "trained". There the
+        warmup is ``floor(steps * ratio)`` (0 for one step), as in ``finetune.loop``."""
+        cfg = self.config
+        if cfg.max_steps > 0:
+            steps = cfg.max_steps
+        else:
+            batches = math.ceil(n_train / (cfg.batch_size * max(_world_size(), 1)))
+            steps = max(1, math.ceil(batches / cfg.gradient_accumulation_steps * cfg.epochs))
+        if math.ceil(steps * cfg.warmup_ratio) < steps:
+            return cfg.warmup_ratio
+        return int(steps * cfg.warmup_ratio)
+
     def _build_trainer(self, model, dims: list[int], precision: str):
         from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
@@ -386,7 +430,7 @@ class MatryoshkaFinetuner:
             per_device_train_batch_size=cfg.batch_size,
             gradient_accumulation_steps=cfg.gradient_accumulation_steps,
             learning_rate=cfg.learning_rate,
-            warmup_steps=cfg.warmup_ratio,
+            warmup_steps=self._warmup(len(train_ds)),
             lr_scheduler_type=cfg.lr_scheduler,
             weight_decay=cfg.weight_decay,
             bf16=precision == "bf16",
@@ -537,6 +581,25 @@ def _tf32_supported() -> bool:
     import torch
 
     return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8
+
+
+def _check_finite(model, steps: int) -> None:
+    """Refuse to save a model whose weights training made NaN or infinite (a learning rate far too
+    high, a loss that overflowed in fp16): it would load and answer NaN vectors."""
+    import torch
+
+    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise ConfigError(f"training diverged: after {steps} step(s) {len(bad)} weight tensor(s) are NaN or "
+                            f"infinite (e.g. {bad[0]}); nothing was saved. Lower the learning rate, or use bf16/fp32 "
+                            "instead of fp16")
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _freeze_unused_pooler(model) -> None:

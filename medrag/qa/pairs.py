@@ -322,10 +322,10 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".jsonl":
-            with path.open(encoding="utf-8") as fh:
+            with path.open(encoding="utf-8-sig") as fh:  # -sig: Excel and Windows tools write a BOM
                 return [obj for _, obj in json_objects(fh, path)]
         if suffix == ".json":
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as exc:
@@ -336,8 +336,11 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
                 raise DataError(f"{path}: expected a JSON list of objects (or {{\"data\": [...]}})")
             return obj
         if suffix == ".csv":
-            with path.open(encoding="utf-8", newline="") as fh:
-                reader = csv.DictReader(fh)
+            with path.open(encoding="utf-8-sig", newline="") as fh:
+                header = fh.readline()
+                fh.seek(0)
+                # French Excel writes ";"-separated CSV: a header with ";" and no "," is read that way
+                reader = csv.DictReader(fh, delimiter=";" if ";" in header and "," not in header else ",")
                 rows = []
                 try:
                     for row in reader:
@@ -369,6 +372,11 @@ def _read_source(source: str | os.PathLike[str], train_split: str, eval_split: s
     s = os.fspath(source)
     p = Path(s).expanduser()
     if p.exists() or p.suffix.lower() in LOCAL_SUFFIXES or s.startswith((".", "/", "~")):
+        named = [name for name in (train_split if train_split != "train" else None, eval_split) if name]
+        if named:  # a file has no named splits: the names were ignored, and the user never knew
+            raise DataError(f"{p} is one file of pairs, with no split named {named[0]!r}: drop the split option "
+                            "(a share of the questions is held out: eval_fraction / --eval-fraction), or pass a "
+                            "separate evaluation file (eval_data / --eval-data)")
         return read_records(p), None
     return _read_hub(s, train_split, eval_split)
 

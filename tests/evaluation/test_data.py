@@ -98,3 +98,20 @@ def test_the_shipped_sample_is_a_data_source():
 
     with pytest.raises(DataError, match="splits"):
         load_task("medrag:sample", split="test")
+
+
+@pytest.mark.parametrize("limit", ["5", 2.5, True, 0])
+def test_a_limit_that_is_not_a_positive_int_is_a_data_error(tmp_path, limit):
+    """load_task(limit="5") raised a TypeError; limit=True was taken as 1."""
+    path = tmp_path / "pairs.jsonl"
+    path.write_text('{"question": "q", "answer": "a"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match="limit must be an int >= 1"):
+        load_task(path, limit=limit)
+
+
+def test_a_split_name_on_a_pairs_file_is_a_data_error(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(f'{{"anchor": "q{i}", "positive": "a{i}"}}\n' for i in range(20)), encoding="utf-8")
+    with pytest.raises(DataError, match="no split named 'bogus'"):
+        load_task(path, split="bogus")
+    assert len(load_task(path, split="all").queries) == 20

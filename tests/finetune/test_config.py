@@ -122,3 +122,43 @@ def test_a_parse_error_is_one_line(tmp_path):
     with pytest.raises(ConfigError) as err:
         FinetuneConfig.from_file(path)
     assert "\n" not in str(err.value) and "cannot be parsed" in str(err.value)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"learning_rate": float("inf")}, "learning_rate must be finite"),
+    ({"epochs": float("nan")}, "epochs must be finite"),
+    ({"matryoshka_weights": [1.0, float("inf")], "dims": [64, 32], "engine": "loop"}, "finite"),
+    ({"max_steps": 0}, "max_steps must be -1"),
+    ({"max_steps": -5}, "max_steps must be -1"),
+    ({"seed": -1}, "seed must be between"),
+    ({"eval_batch_size": 0}, "eval_batch_size must be >= 1"),
+    ({"logging_steps": 0}, "logging_steps must be >= 1"),
+    ({"lr_scheduler": "bogus"}, "lr_scheduler must be one of"),
+    ({"lr_scheduler": "cosine", "engine": "loop"}, "linear schedule"),
+    ({"eval_fraction": None}, "eval_fraction cannot be empty"),
+    ({"dims": ["abc"]}, "each item of dims must be int, got 'abc'"),
+    ({"dims": [64.5]}, "each item of dims must be int, got 64.5"),
+    ({"dims": "1.5"}, "each item of dims must be int"),
+])
+def test_values_the_run_would_fail_on_are_config_errors(changes, message):
+    """Each passed `--check` and the constructor, then failed mid-run with a traceback (or, for a
+    non-finite learning rate, saved a model of NaN weights with exit code 0)."""
+    with pytest.raises(ConfigError, match=message):
+        FinetuneConfig(**changes)
+
+
+def test_the_python_api_coerces_like_the_cli():
+    """FinetuneConfig(dims="64") trained sizes [128, 6, 4]: the string was iterated."""
+    assert FinetuneConfig(dims="64").dims == [64]
+    assert FinetuneConfig(dims=["64,32"]).dims == [64, 32]
+    assert FinetuneConfig(batch_size="8").batch_size == 8
+    assert FinetuneConfig(train_splits="train").train_splits == ["train"]
+
+
+def test_output_dir_that_is_a_file_or_the_models_folder(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        FinetuneConfig(output_dir=str(tmp_path / "notes.txt"))
+    (tmp_path / "model").mkdir()
+    with pytest.raises(ConfigError, match="would overwrite it"):
+        FinetuneConfig(model=str(tmp_path / "model"), output_dir=str(tmp_path / "model" / "."))

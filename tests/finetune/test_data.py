@@ -245,3 +245,32 @@ def test_frenchmedmcqa_real_counts():
     # the same call twice gives the same pairs in the same order
     assert [(p.question, p.answer) for p in load_frenchmedmcqa(SHARED_DATA / "frenchmedmcqa").train] == \
         [(p.question, p.answer) for p in ds.train]
+
+
+def test_excel_exports_read_as_written(tmp_path):
+    """Excel's "CSV UTF-8" starts with a BOM (column '\\ufeffquestion' missing), French Excel separates
+    with ';' ("more fields than the header's 1 columns"), Windows tools put a BOM before JSON lines."""
+    rows = qa_pairs()
+    bom = tmp_path / "bom.csv"
+    with bom.open("w", newline="", encoding="utf-8-sig") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["question", "answer"])
+        writer.writeheader()
+        writer.writerows(rows)
+    semicolon = tmp_path / "semicolon.csv"
+    with semicolon.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["question", "answer"], delimiter=";")
+        writer.writeheader()
+        writer.writerows([{**r, "answer": r["answer"] + ", à jeun"} for r in rows])
+    jsonl = tmp_path / "bom.jsonl"
+    jsonl.write_text("\ufeff" + "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    assert read_records(bom) == rows == read_records(jsonl)
+    assert [r["answer"] for r in read_records(semicolon)] == [r["answer"] + ", à jeun" for r in rows]
+
+
+def test_split_names_on_a_pairs_file_are_errors(tmp_path):
+    """A pairs file has no named splits: --eval-split / --train-splits were ignored without a word."""
+    path = write_jsonl(tmp_path / "pairs.jsonl", qa_pairs())
+    with pytest.raises(DataError, match="no split named 'nonexistent'"):
+        _load(path, eval_split="nonexistent")
+    with pytest.raises(DataError, match="no split named 'foo'"):
+        _load(path, train_split="foo")

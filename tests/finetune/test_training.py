@@ -157,3 +157,81 @@ def test_cached_loss_and_hard_negatives_train(tiny_model_dir, pairs_file, tmp_pa
     info = json.loads((tmp_path / "m" / "training_info.json").read_text())
     assert info["loss"] == "cached_mnrl"
     assert "CachedMultipleNegativesRankingLoss (mini-batch 4)" in (tmp_path / "m" / "README.md").read_text()
+
+
+def _weights(folder):
+    from safetensors.numpy import load_file
+
+    return load_file(str(next(p for p in sorted(folder.rglob("model.safetensors")))))
+
+
+def test_a_one_step_run_trains_at_a_real_learning_rate(tiny_model_dir, pairs_file, tmp_path):
+    """transformers warms up ceil(steps * ratio) steps: one step (60 pairs at batch 64) ran at learning
+    rate 0 and the base weights were saved as the trained model."""
+    cfg = quick_config(tiny_model_dir, pairs_file, tmp_path / "m", batch_size=64, epochs=1, warmup_ratio=0.1)
+    result = MatryoshkaFinetuner(cfg).run()
+    assert result.global_step == 1
+    base, trained = _weights(tiny_model_dir), _weights(tmp_path / "m")
+    assert any(not (base[k] == trained[k]).all() for k in base if k in trained)
+
+
+def test_evaluate_after_false_skips_the_final_scores(tiny_model_dir, pairs_file, tmp_path):
+    cfg = quick_config(tiny_model_dir, pairs_file, tmp_path / "m", epochs=1, evaluate_after=False)
+    result = MatryoshkaFinetuner(cfg).run()
+    assert result.scores_before and not result.scores_after
+
+
+def test_a_diverged_run_saves_nothing(tiny_model_dir, pairs_file, tmp_path):
+    """lr 1e30 trained NaN weights, saved with exit 0: the model loaded and answered NaN vectors."""
+    cfg = quick_config(tiny_model_dir, pairs_file, tmp_path / "m", epochs=1, learning_rate=1e30)
+    with pytest.raises(ConfigError, match="training diverged"):
+        MatryoshkaFinetuner(cfg).run()
+    assert not (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_a_resumed_run_on_other_data_scores_its_base_model_again(tiny_model_dir, pairs_file, tmp_path):
+    """--resume reused the interrupted run's base scores whatever the eval task: a wrong before/after table."""
+    out = tmp_path / "m"
+    first = MatryoshkaFinetuner(quick_config(tiny_model_dir, pairs_file, out, epochs=1, keep_checkpoints=True)).run()
+    other = write_jsonl(tmp_path / "other.jsonl", qa_pairs(3))
+    cfg = quick_config(tiny_model_dir, other, out, epochs=2, resume=True, eval_fraction=0.5)
+    runner = MatryoshkaFinetuner(cfg)
+    from accelerate import PartialState
+
+    runner.dataset = None
+    from finetune.data import load_dataset_from_config
+    from medrag.models import load_model
+
+    task = load_dataset_from_config(cfg).eval_task()
+    before = runner._scores_before(load_model(str(tiny_model_dir), device="cpu"), task, first.dims,
+                                   PartialState(cpu=True))
+    from finetune.scoring import score_sizes
+
+    expected = score_sizes(load_model(str(tiny_model_dir), device="cpu"), task, first.dims, batch_size=16)
+    assert before == expected and before != first.scores_before
+
+
+def test_the_checkpoint_cleanup_keeps_the_users_files(tiny_model_dir, pairs_file, tmp_path):
+    (tmp_path / "m" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "m" / "checkpoints" / "my_notes.txt").write_text("à garder")
+    MatryoshkaFinetuner(quick_config(tiny_model_dir, pairs_file, tmp_path / "m", epochs=1)).run()
+    left = sorted(p.name for p in (tmp_path / "m" / "checkpoints").iterdir())
+    assert left == ["my_notes.txt"]
+
+
+def test_unsorted_sizes_keep_their_matryoshka_weights(tiny_model_dir, pairs_file, tmp_path, monkeypatch):
+    """dims [32, 64] with weights [5, 2] trained 64 at 5 and 32 at 2 (the sizes were sorted, the weights not)."""
+    import finetune.loop as loop
+
+    seen = {}
+    real = loop.TrainingLoop.__init__
+
+    def spy(self, model, config, dims, *args, **kwargs):
+        seen.update(zip(dims, config.matryoshka_weights))
+        real(self, model, config, dims, *args, **kwargs)
+
+    monkeypatch.setattr(loop.TrainingLoop, "__init__", spy)
+    cfg = quick_config(tiny_model_dir, pairs_file, tmp_path / "m", engine="loop", dims=[32, 64],
+                       matryoshka_weights=[5.0, 2.0], max_steps=1)
+    MatryoshkaFinetuner(cfg).run()
+    assert seen == {128: 1.0, 64: 2.0, 32: 5.0}
