@@ -530,7 +530,8 @@ def resolve_precision(requested: str, cpu: bool) -> str:
 
 
 class _GracefulStop:
-    """First Ctrl-C: finish the current step, save a checkpoint, stop. Second Ctrl-C: stop now."""
+    """First Ctrl-C (or SIGTERM: Slurm and Kubernetes preemption): finish the current step, save a
+    checkpoint, stop. A second one: stop now."""
 
     def __init__(self) -> None:
         from transformers import TrainerCallback
@@ -552,14 +553,14 @@ class _GracefulStop:
 
         class _Ctx:
             def __enter__(self):
-                self.previous = None
+                self.previous = {}
                 if threading.current_thread() is threading.main_thread():
-                    self.previous = signal.signal(signal.SIGINT, outer._handle)
+                    self.previous = {sig: signal.signal(sig, outer._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
                 return outer
 
             def __exit__(self, *exc):
-                if self.previous is not None:
-                    signal.signal(signal.SIGINT, self.previous)
+                for sig, handler in self.previous.items():
+                    signal.signal(sig, handler)
                 return False
 
         return _Ctx()
@@ -568,7 +569,8 @@ class _GracefulStop:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        logger.warning("Ctrl-C: saving a checkpoint after this step (press again to abort without saving)")
+        logger.warning("%s: saving a checkpoint after this step (again: abort without saving)",
+                       "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name)
 
 
 def _cpu_only(cfg: FinetuneConfig) -> bool:

@@ -104,13 +104,15 @@ def test_prompts_reach_the_model_in_training(tiny_model_dir, tmp_path):
     assert tok.batch_decode(batch["anchor_input_ids"], skip_special_tokens=True)[0].startswith("query :")
 
 
-def test_ctrl_c_leaves_a_checkpoint_and_resume_continues(tiny_model_dir, pairs_file, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_leaves_a_checkpoint_and_resume_continues(tiny_model_dir, pairs_file, tmp_path, stop):
+    """SIGTERM (Slurm, Kubernetes preemption) killed the run with no checkpoint at the current step."""
     from transformers import TrainerCallback
 
     class CtrlCAtStep3(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step == 3:
-                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), stop)
 
     out = tmp_path / "m"
     cfg = quick_config(tiny_model_dir, pairs_file, out, epochs=2, save_steps=100)
