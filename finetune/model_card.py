@@ -29,7 +29,9 @@ def write_model_card(folder: str | Path, cfg: Any, result: Any, dataset: Any, in
     recipe = (f"MatryoshkaLoss over {'CachedMultipleNegativesRankingLoss (mini-batch ' + str(cfg.mini_batch_size) + ')' if loss == 'cached_mnrl' else 'MultipleNegativesRankingLoss'}"
               f", sizes {', '.join(map(str, result.dims))}; batch {cfg.batch_size} x accumulation "
               f"{cfg.gradient_accumulation_steps}; {cfg.hard_negatives} hard negative(s) per example; "
-              f"sampler {cfg.batch_sampler}; {cfg.epochs:g} epoch(s); lr {cfg.learning_rate:g}, warmup "
+              f"sampler {cfg.batch_sampler}; "
+              f"{f'{cfg.max_steps} step(s) at most' if cfg.max_steps > 0 else f'{cfg.epochs:g} epoch(s)'}; "
+              f"lr {cfg.learning_rate:g}, warmup "
               f"{cfg.warmup_ratio:g}, {cfg.lr_scheduler} schedule; max_seq_length {cfg.max_seq_length}; "
               f"{result.precision}; seed {cfg.seed}")
     parts = [
@@ -45,11 +47,13 @@ def write_model_card(folder: str | Path, cfg: Any, result: Any, dataset: Any, in
         "",
         "## Retrieval quality per size",
         "",
-        f"Evaluated on {info['eval_queries']} held-out questions against {info['eval_corpus']} distinct answers, "
-        "with the query/passage prompts.",
+        (f"Evaluated on {info['eval_queries']} held-out questions against {info['eval_corpus']} distinct answers, "
+         "with the query/passage prompts.") if result.scores_after else
+        "Not evaluated (no held-out pairs, or `evaluate_after` off): score the folder with "
+        "`medrag evaluate --model <this folder> --data ... --write-metadata` to record its per-size NDCG@10.",
         "",
         score_table(result.scores_before, result.scores_after, "ndcg@10") if result.scores_after else
-        "(no evaluation split)",
+        "(no scores)",
     ]
     if result.scores_after:
         for metric in ("mrr@10", "recall@10"):
@@ -70,7 +74,9 @@ def write_model_card(folder: str | Path, cfg: Any, result: Any, dataset: Any, in
         "",
         "```python",
         "from medrag import MatryoshkaEmbeddings",
-        f'emb = MatryoshkaEmbeddings("{folder}", dimension="auto")  # smallest size within 1% of full-size NDCG@10',
+        (f'emb = MatryoshkaEmbeddings("{folder}", dimension="auto")  # smallest size within 1% of full-size NDCG@10'
+         if result.scores_after else
+         f'emb = MatryoshkaEmbeddings("{folder}", dimension={min(result.dims)})  # any trained size; "auto" needs scores'),
         "```",
         "",
     ]

@@ -237,3 +237,17 @@ def test_unsorted_sizes_keep_their_matryoshka_weights(tiny_model_dir, pairs_file
                        matryoshka_weights=[5.0, 2.0], max_steps=1)
     MatryoshkaFinetuner(cfg).run()
     assert seen == {128: 1.0, 64: 2.0, 32: 5.0}
+
+
+def test_a_run_without_evaluation_has_a_card_that_works(tiny_model_dir, pairs_file, tmp_path):
+    """With nothing held out the card said "by question, 0% held out" above an empty table, and its
+    `dimension="auto"` snippet raised MetadataError."""
+    from medrag import MatryoshkaEmbeddings
+
+    out = tmp_path / "m"
+    MatryoshkaFinetuner(quick_config(tiny_model_dir, pairs_file, out, eval_fraction=0.0, max_steps=2)).run()
+    card = (out / "README.md").read_text()
+    assert "Not evaluated" in card and 'dimension="auto"' not in card and "2 step(s) at most" in card
+    snippet = next(line for line in card.splitlines() if line.startswith("emb = "))
+    emb = eval(snippet.split(" = ", 1)[1].split("  #")[0], {"MatryoshkaEmbeddings": MatryoshkaEmbeddings})
+    assert len(emb.embed_query("fer")) == 64
