@@ -31,6 +31,7 @@ import math
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -450,10 +451,12 @@ class MatryoshkaFinetuner:
             run_name=cfg.run_name,
             dataloader_drop_last=_world_size() > 1,
             ddp_find_unused_parameters=False,
-            disable_tqdm=False,
+            disable_tqdm=not sys.stderr.isatty(),  # a bar on a terminal; in logs, one line per logged step
         )
-        return SentenceTransformerTrainer(model=model, args=args, train_dataset=train_ds,
-                                          loss=self.build_loss(model, dims), callbacks=self.callbacks)
+        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_ds,
+                                             loss=self.build_loss(model, dims), callbacks=self.callbacks)
+        _logs_to_stderr(trainer)
+        return trainer
 
     def _write_outputs(self, model, result: FinetuneResult) -> None:
         cfg = self.config
@@ -583,6 +586,31 @@ def _tf32_supported() -> bool:
     import torch
 
     return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8
+
+
+def _logs_to_stderr(trainer) -> None:
+    """The Trainer prints its ``{'loss': ...}`` lines on stdout (``ProgressCallback`` through tqdm,
+    ``PrinterCallback`` with ``print``), mixed into the before/after table that ``medrag finetune``
+    prints there (``> results.md`` captured them): send them to stderr, beside the bar."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    def shown(logs: dict | None) -> str:
+        return str({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in (logs or {}).items()
+                    if k != "total_flos"})
+
+    class _Progress(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and self.training_bar is not None:
+                self.training_bar.write(shown(logs), file=sys.stderr)
+
+    class _Printer(PrinterCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_local_process_zero:
+                print(shown(logs), file=sys.stderr, flush=True)
+
+    for old, new in ((ProgressCallback, _Progress), (PrinterCallback, _Printer)):
+        if trainer.pop_callback(old) is not None:
+            trainer.add_callback(new)
 
 
 def _check_finite(model, steps: int) -> None:

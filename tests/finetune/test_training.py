@@ -251,3 +251,10 @@ def test_a_run_without_evaluation_has_a_card_that_works(tiny_model_dir, pairs_fi
     snippet = next(line for line in card.splitlines() if line.startswith("emb = "))
     emb = eval(snippet.split(" = ", 1)[1].split("  #")[0], {"MatryoshkaEmbeddings": MatryoshkaEmbeddings})
     assert len(emb.embed_query("fer")) == 64
+
+
+def test_training_logs_stay_off_stdout(tiny_model_dir, pairs_file, tmp_path, capsys):
+    """The Trainer's {'loss': ...} lines went to stdout, into the table `medrag finetune > results.md` keeps."""
+    MatryoshkaFinetuner(quick_config(tiny_model_dir, pairs_file, tmp_path / "m", max_steps=2)).run()
+    captured = capsys.readouterr()
+    assert "'loss'" not in captured.out and "'loss'" in captured.err
