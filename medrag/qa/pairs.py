@@ -244,6 +244,9 @@ def load_frenchmedmcqa(
         (620, 618)
     """
     folder = Path(folder)
+    if folder.is_file():
+        raise DataError(f"{folder} is a file, not a FrenchMedMCQA folder (train/dev/test.json); for a pairs file "
+                        "use data_format pairs (--data-format pairs) or auto")
     if not folder.is_dir():
         raise DataError(f"FrenchMedMCQA folder {folder} does not exist")
     train: list[QAPair] = []
@@ -370,6 +373,8 @@ def _read_source(source: str | os.PathLike[str], train_split: str, eval_split: s
                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
     """Rows of the training split, and of an eval split when the source has one (else None)."""
     s = os.fspath(source)
+    if not s.strip():
+        raise DataError("empty data path: pass a .jsonl/.json/.csv/.parquet file or a hub dataset id")
     p = Path(s).expanduser()
     if p.exists() or p.suffix.lower() in LOCAL_SUFFIXES or s.startswith((".", "/", "~")):
         named = [name for name in (train_split if train_split != "train" else None, eval_split) if name]

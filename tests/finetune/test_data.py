@@ -274,3 +274,12 @@ def test_split_names_on_a_pairs_file_are_errors(tmp_path):
         _load(path, eval_split="nonexistent")
     with pytest.raises(DataError, match="no split named 'foo'"):
         _load(path, train_split="foo")
+
+
+def test_an_empty_path_and_a_file_as_frenchmedmcqa_folder_say_what_they_are(tmp_path):
+    """--data "" said "data file . is a folder"; --data-format frenchmedmcqa on a file said "folder ... does not exist"."""
+    with pytest.raises(DataError, match="empty data path"):
+        _load("")
+    path = write_jsonl(tmp_path / "pairs.jsonl", qa_pairs())
+    with pytest.raises(DataError, match="is a file, not a FrenchMedMCQA folder"):
+        load_frenchmedmcqa(path)
