@@ -29,7 +29,7 @@ import os
 from pathlib import Path
 
 from medrag.errors import DataError
-from medrag.qa.pairs import (ANSWER_COLUMN, EVAL_FRACTION, LOCAL_SUFFIXES, QUESTION_COLUMN, SPLIT_SEED,
+from medrag.qa.pairs import (ANSWER_COLUMN, EVAL_FRACTION, QUESTION_COLUMN, SPLIT_SEED,
                              load_frenchmedmcqa, load_qa_dataset)
 from medrag.qa.sample import load_sample_corpus
 from medrag.qa.task import IRTask
@@ -72,8 +72,7 @@ def load_task(source: str | os.PathLike[str], *, split: str | None = None, quest
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise DataError(f"limit must be an int >= 1 (or None for every pair), got {limit!r}")
-    if split not in (None, "all") and not Path(source).expanduser().is_dir() and (
-            Path(source).expanduser().is_file() or Path(os.fspath(source)).suffix.lower() in LOCAL_SUFFIXES):
+    if split not in (None, "all") and Path(source).expanduser().is_file():
         raise DataError(f"{os.fspath(source)} is one file of pairs, with no split named {split!r}: drop --split (a "
                         "share of the questions is held out: --eval-fraction) or pass --split all to evaluate "
                         "every pair")

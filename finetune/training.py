@@ -205,7 +205,7 @@ class MatryoshkaFinetuner:
         base_fingerprint = base_weights_fingerprint(model)
         inference_max_len = model.max_seq_length
         loop_cfg = cfg
-        if cfg.matryoshka_weights:  # each weight stays with the size it was given for; an added full size weighs 1
+        if cfg.matryoshka_weights and cfg.dims:  # each weight stays with its size; an added full size weighs 1
             by_size = dict(zip(cfg.dims or [], cfg.matryoshka_weights))
             loop_cfg = cfg.replace(dims=list(dims), matryoshka_weights=[by_size.get(d, 1.0) for d in dims])
         loop = TrainingLoop(model, loop_cfg, dims, pairs, unlabelled)

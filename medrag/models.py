@@ -207,7 +207,10 @@ def _hub_unreachable() -> str | None:
 
     from huggingface_hub import constants
 
-    if constants.is_offline_mode() or any(os.environ.get(v) for v in _PROXY_VARIABLES):
+    from urllib.request import getproxies
+
+    # a proxy (environment, or the system's: macOS settings, Windows registry, which httpx uses too)
+    if constants.is_offline_mode() or any(os.environ.get(v) for v in _PROXY_VARIABLES) or getproxies():
         return None
     url = urlparse(constants.ENDPOINT)
     host, port = url.hostname, url.port or (80 if url.scheme == "http" else 443)
@@ -223,13 +226,17 @@ def _hub_unreachable() -> str | None:
 
 
 def _in_hf_cache(repo_id: str, revision: str | None) -> bool:
-    """Whether the HF cache holds ``repo_id``'s ``config.json`` (the model was downloaded before)."""
+    """Whether the HF cache (or sentence-transformers' own, ``SENTENCE_TRANSFORMERS_HOME``) holds
+    ``repo_id``'s ``config.json`` (the model was downloaded before)."""
     from huggingface_hub import try_to_load_from_cache
 
-    try:
-        return isinstance(try_to_load_from_cache(repo_id, "config.json", revision=revision), str)
-    except Exception:  # noqa: BLE001 - a malformed id or cache: not cached
-        return False
+    for cache_dir in (None, os.environ.get("SENTENCE_TRANSFORMERS_HOME")):
+        try:
+            if isinstance(try_to_load_from_cache(repo_id, "config.json", cache_dir=cache_dir, revision=revision), str):
+                return True
+        except Exception:  # noqa: BLE001 - a malformed id or cache: not cached there
+            pass
+    return False
 
 
 def _looks_like_path(spec: str) -> bool:

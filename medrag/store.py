@@ -784,7 +784,12 @@ class MatryoshkaChroma(VectorStore):
 
     def _commit_generation(self, generation: int) -> None:
         """After a write (landed or failed: the records are settled either way): record ``generation``
-        as committed, unless another client has bumped since (its own commit will follow)."""
+        as committed, unless another client has bumped since (its own commit will follow).
+
+        Limits (Chroma has no compare-and-set): with several clients of one server writing at the
+        same instant, a faster write's commit can be recorded while a slower earlier one is still in
+        flight, and this read-modify-write of the metadata can overwrite a bump made in between; a
+        lexical index rebuilt at that instant can then miss that write until the next one."""
         try:
             current = self._chroma_call("read the collection metadata", self._client.get_collection,
                                         name=self._collection_name, embedding_function=None)
@@ -1240,9 +1245,17 @@ class MatryoshkaChroma(VectorStore):
         if ids is not None and not ids:
             return True
         # only the records that exist (and match): deleting nothing writes nothing, so derived data
-        # (the lexical index, the vector copy, other clients' caches) is not made stale for nothing
-        ids = self._chroma_call("find the records to delete", self._collection.get, ids=ids,
-                                where=where or None, where_document=where_document or None, include=[])["ids"]
+        # (the lexical index, the vector copy, other clients' caches) is not made stale for nothing.
+        # Looked up in batches: one get of 40,000 ids exceeds SQLite's limit of query variables.
+        if ids is None:
+            ids = self._chroma_call("find the records to delete", self._collection.get, where=where or None,
+                                    where_document=where_document or None, include=[])["ids"]
+        else:
+            lookup = self._chroma_call("read the batch size", self._client.get_max_batch_size)
+            ids = [found for start in range(0, len(ids), lookup)
+                   for found in self._chroma_call("find the records to delete", self._collection.get,
+                                                  ids=ids[start:start + lookup], where=where or None,
+                                                  where_document=where_document or None, include=[])["ids"]]
         if ids:
             self._check_writer()
             max_batch = self._chroma_call("read the batch size", self._client.get_max_batch_size)

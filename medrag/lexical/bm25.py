@@ -257,28 +257,32 @@ class BM25Index:
                     or int(lengths.sum()) != len(flat) or (flat.size and not 0 <= int(flat.min()) <= int(flat.max()) < len(vocab))):
                 raise LexicalIndexError(f"{path}: inconsistent lexical index (ids, lengths and terms disagree); "
                                         "it will be rebuilt")
+            index._vocab = {term: i for i, term in enumerate(vocab)}
+            bounds = np.concatenate([[0], np.cumsum(lengths)])
+            index._rows = dict(zip(ids, np.split(flat.astype(np.int32), bounds[1:-1])))
         except LexicalIndexError:
             raise
         except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile) as exc:
             raise LexicalIndexError(f"cannot read the lexical index {path}: {type(exc).__name__}: {exc}") from exc
-        index._vocab = {term: i for i, term in enumerate(vocab)}
-        bounds = np.concatenate([[0], np.cumsum(lengths)])
-        index._rows = dict(zip(ids, np.split(flat.astype(np.int32), bounds[1:-1])))
         return index
 
 
-_UMASK: list[int] = []
 _UMASK_LOCK = threading.Lock()
 
 
 def _umask() -> int:
-    """The process's umask (read once: reading it means setting it)."""
+    """The process's current umask: from ``/proc/self/status`` on Linux, else by setting it and
+    setting it back (the only portable way to read it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     with _UMASK_LOCK:
-        if not _UMASK:
-            mask = os.umask(0o022)
-            os.umask(mask)
-            _UMASK.append(mask)
-        return _UMASK[0]
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
 
 
 def _score_matrix(rows: list[np.ndarray], n_terms: int, k1: float, b: float) -> dict:

@@ -17,7 +17,10 @@ means stale. So:
   collection's last bumped generation is also *committed* (``medrag:committed``, set after
   each write lands: :meth:`~medrag.store.MatryoshkaChroma.generation_state`). While another
   client's write is in flight the rebuilt index serves that search but is not kept, so the
-  next search rebuilds again and sees the write. A client that died between its bump and its
+  next search rebuilds again and sees the write (each such search pays a full rebuild). Chroma
+  has no compare-and-set: with several clients writing at the same instant, a faster write's
+  commit can be recorded while a slower one is still in flight; an index rebuilt then misses
+  that write until the next one. A client that died between its bump and its
   write leaves the two apart: a store that holds its embedded folder's lock (the only writer)
   knows no write is in flight and trusts its rebuild; any other client trusts it once the
   same gap has lasted :data:`SETTLE_SECONDS`.
@@ -121,7 +124,8 @@ class LexicalSidecar:
             return self._rebuild(generation if settled else None)
 
     def rebuild(self) -> BM25Index:
-        """Rebuild the index from every record of the collection and save it (when it has a path)."""
+        """Rebuild the index from every record of the collection; keep and save it (when it has a path)
+        if the collection's generation is committed, else return it for one search only."""
         store = self._store
         with store._write_guard:
             generation, committed = store.generation_state()

@@ -377,12 +377,13 @@ def _read_source(source: str | os.PathLike[str], train_split: str, eval_split: s
         raise DataError("empty data path: pass a .jsonl/.json/.csv/.parquet file or a hub dataset id")
     p = Path(s).expanduser()
     if p.exists() or p.suffix.lower() in LOCAL_SUFFIXES or s.startswith((".", "/", "~")):
+        rows = read_records(p)  # a missing file says so first
         named = [name for name in (train_split if train_split != "train" else None, eval_split) if name]
         if named:  # a file has no named splits: the names were ignored, and the user never knew
             raise DataError(f"{p} is one file of pairs, with no split named {named[0]!r}: drop the split option "
                             "(a share of the questions is held out: eval_fraction / --eval-fraction), or pass a "
                             "separate evaluation file (eval_data / --eval-data)")
-        return read_records(p), None
+        return rows, None
     return _read_hub(s, train_split, eval_split)
 
 

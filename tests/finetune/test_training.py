@@ -258,3 +258,21 @@ def test_training_logs_stay_off_stdout(tiny_model_dir, pairs_file, tmp_path, cap
     MatryoshkaFinetuner(quick_config(tiny_model_dir, pairs_file, tmp_path / "m", max_steps=2)).run()
     captured = capsys.readouterr()
     assert "'loss'" not in captured.out and "'loss'" in captured.err
+
+
+def test_matryoshka_weights_without_dims_apply_in_order(tiny_model_dir, pairs_file, tmp_path, monkeypatch):
+    """Without dims, the weights go to the run's sizes in order (the default sizes, largest first)."""
+    import finetune.loop as loop
+
+    seen = {}
+    real = loop.TrainingLoop.__init__
+
+    def spy(self, model, config, dims, *args, **kwargs):
+        seen.update(zip(dims, config.matryoshka_weights))
+        real(self, model, config, dims, *args, **kwargs)
+
+    monkeypatch.setattr(loop.TrainingLoop, "__init__", spy)
+    cfg = quick_config(tiny_model_dir, pairs_file, tmp_path / "m", engine="loop", matryoshka_weights=[4.0, 1.0],
+                       max_steps=1)
+    MatryoshkaFinetuner(cfg).run()
+    assert seen == {128: 4.0, 64: 1.0}

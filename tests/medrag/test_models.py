@@ -151,6 +151,7 @@ def _no_network(monkeypatch):
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr("urllib.request.getproxies", dict)  # no system proxy either
 
 
 def test_an_unreachable_hub_fails_at_once_for_an_uncached_model(monkeypatch):
@@ -201,3 +202,21 @@ def test_a_proxy_in_the_environment_skips_the_hub_probe(monkeypatch):
     with pytest.raises(ModelLoadError, match="the hub could not be reached or has no such model"):
         medrag.load_model("intfloat/multilingual-e5-large")
     assert seen["path"] == "intfloat/multilingual-e5-large" and "local_files_only" not in seen
+
+
+def test_a_system_proxy_also_skips_the_hub_probe(monkeypatch):
+    """httpx (under huggingface_hub) uses the system's proxy settings (macOS, Windows registry) too."""
+    import sentence_transformers
+
+    seen = {}
+
+    def fake(path, **kwargs):
+        seen.update(kwargs, path=path)
+        raise RuntimeError("stop here")
+
+    _no_network(monkeypatch)
+    monkeypatch.setattr("urllib.request.getproxies", lambda: {"https": "http://proxy.hospital.local:3128"})
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", fake)
+    with pytest.raises(ModelLoadError, match="could not be reached or has no such model"):
+        medrag.load_model("intfloat/multilingual-e5-large")
+    assert seen["path"] == "intfloat/multilingual-e5-large"

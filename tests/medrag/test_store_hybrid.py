@@ -420,3 +420,12 @@ def test_the_index_file_is_readable_by_the_folders_other_users(tmp_path, fake) -
     finally:
         os.umask(mask)
     assert stat.S_IMODE(store.lexical.path.stat().st_mode) == 0o644
+
+
+def test_deleting_more_ids_than_sqlite_takes_in_one_query(fake) -> None:
+    """The existence lookup before a delete was one get of every id: 40,000 ids exceeded SQLite's limit."""
+    store = MatryoshkaChroma(_name(), fake, client=chromadb.EphemeralClient())
+    _fill(store)
+    assert store.delete(["fer"] + [f"absent{i}" for i in range(40_000)]) is True
+    assert "fer" not in {d.id for d in store.get_by_ids(["fer", "tsh"])} and len(store.get_by_ids(["tsh"])) == 1
+    store.delete_collection()

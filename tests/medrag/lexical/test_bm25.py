@@ -161,6 +161,8 @@ def test_damaged_or_foreign_files_are_lexical_index_errors(tmp_path, index: BM25
         BM25Index.load(_save_with(tmp_path, index, lengths=lengths[:-1]))
     with pytest.raises(LexicalIndexError, match="inconsistent"):
         BM25Index.load(_save_with(tmp_path, index, vocab=np.array(["seul"])))
+    with pytest.raises(LexicalIndexError, match="cannot read"):
+        BM25Index.load(_save_with(tmp_path, index, lengths=lengths.astype(float)))
 
 
 def test_query_scores_stay_consistent_with_later_writes(index: BM25Index) -> None:
