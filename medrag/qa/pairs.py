@@ -264,6 +264,11 @@ def load_frenchmedmcqa(
     ds = QADataset(train, evals, f"frenchmedmcqa[{'+'.join(train_splits)} -> {eval_split}]", stats,
                    f"upstream files: train {'+'.join(train_splits)}, eval {eval_split}")
     _drop_leaked(ds)
+    if train_splits and not ds.train:
+        overlap = [t for t in train_splits if t == eval_split]
+        raise DataError(f"FrenchMedMCQA {folder}: no training pair left"
+                        + (f": the eval split {eval_split!r} is also a training split, and its questions are kept "
+                           "out of training (pass train splits other than the eval split)" if overlap else ""))
     logger.info("%s", ds.summary())
     return ds
 
@@ -388,6 +393,13 @@ def _read_source(source: str | os.PathLike[str], train_split: str, eval_split: s
 
 
 def _read_hub(dataset_id: str, train_split: str, eval_split: str | None):
+    from medrag.models import _hub_unreachable
+
+    unreachable = _hub_unreachable()
+    if unreachable and not _dataset_cached(dataset_id):  # otherwise ~30 s of retried requests, then this error
+        raise DataError(f"cannot load hub dataset {dataset_id!r}: the hub cannot be reached ({unreachable}) and the "
+                        "dataset is not in the HF cache; without network, pass a local .jsonl/.json/.csv/.parquet "
+                        "file instead")
     try:
         from datasets import load_dataset
 
@@ -404,6 +416,15 @@ def _read_hub(dataset_id: str, train_split: str, eval_split: str | None):
     elif eval_split not in dd:
         raise DataError(f"hub dataset {dataset_id!r} has no split {eval_split!r}; splits: {sorted(dd)}")
     return list(dd[train_split]), (list(dd[eval_split]) if eval_split else None)
+
+
+def _dataset_cached(dataset_id: str) -> bool:
+    """Whether the HF hub cache or the datasets cache holds ``dataset_id`` (a download made earlier)."""
+    from huggingface_hub import constants
+
+    hub = Path(constants.HF_HUB_CACHE) / f"datasets--{dataset_id.replace('/', '--')}"
+    datasets_home = Path(os.environ.get("HF_DATASETS_CACHE") or Path(constants.HF_HOME) / "datasets")
+    return hub.is_dir() or (datasets_home / dataset_id.replace("/", "___")).is_dir()
 
 
 def _to_pairs(rows: Iterable[dict[str, Any]], name: str, *, question_column: str, answer_column: str,

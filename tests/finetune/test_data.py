@@ -283,3 +283,39 @@ def test_an_empty_path_and_a_file_as_frenchmedmcqa_folder_say_what_they_are(tmp_
     path = write_jsonl(tmp_path / "pairs.jsonl", qa_pairs())
     with pytest.raises(DataError, match="is a file, not a FrenchMedMCQA folder"):
         load_frenchmedmcqa(path)
+
+
+def test_an_unreachable_hub_dataset_fails_at_once(monkeypatch, tmp_path):
+    """Offline, a hub dataset id took ~27 s of retried requests to fail."""
+    import datasets
+    import socket
+
+    from huggingface_hub import constants
+
+    def refuse(address, timeout=None):
+        raise OSError("[Errno -2] Name or service not known")
+
+    def no_hub(*a, **k):
+        raise AssertionError("the hub was asked although it cannot be reached")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets"))
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("urllib.request.getproxies", dict)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(datasets, "load_dataset", no_hub)
+    with pytest.raises(DataError, match="'org/medical-qa': the hub cannot be reached .* not in the HF cache"):
+        _load("org/medical-qa")
+
+
+def test_the_eval_split_as_the_only_training_split_is_named(tmp_path):
+    """--train-splits train --eval-split train: `--check` said "train: 0 pairs", the run "the train split is empty"."""
+    folder = tmp_path / "mcqa"
+    folder.mkdir()
+    records = [mcqa_record(i, f"Question {i} sur le fer ?", [f"option {i}{c}" for c in "abcde"], ["a"]) for i in range(6)]
+    for split in ("train", "dev", "test"):
+        (folder / f"{split}.json").write_text(json.dumps(records), encoding="utf-8")
+    with pytest.raises(DataError, match="eval split 'train' is also a training split"):
+        load_frenchmedmcqa(folder, train_splits=("train",), eval_split="train")
