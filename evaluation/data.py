@@ -72,10 +72,6 @@ def load_task(source: str | os.PathLike[str], *, split: str | None = None, quest
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise DataError(f"limit must be an int >= 1 (or None for every pair), got {limit!r}")
-    if split not in (None, "all") and Path(source).expanduser().is_file():
-        raise DataError(f"{os.fspath(source)} is one file of pairs, with no split named {split!r}: drop --split (a "
-                        "share of the questions is held out: --eval-fraction) or pass --split all to evaluate "
-                        "every pair")
     if os.fspath(source) == SAMPLE_SOURCE:
         return _sample_task(split, limit)
     path = Path(source).expanduser()
@@ -95,7 +91,7 @@ def load_task(source: str | os.PathLike[str], *, split: str | None = None, quest
             raise DataError(f"dataset {os.fspath(source)!r} not found: pass a FrenchMedMCQA folder, a pairs file "
                             "(.jsonl/.json/.csv/.parquet) or a hub dataset id (org/name)")
         ds = load_qa_dataset(source, question_column=question_column, answer_column=answer_column,
-                             eval_fraction=eval_fraction, seed=split_seed, eval_split=None if local else split)
+                             eval_fraction=eval_fraction, seed=split_seed, eval_split=split)
         pairs = ds.eval
         name = f"{path.name if local else os.fspath(source)} (held out: {ds.split_method})"
     if not pairs:

@@ -206,7 +206,7 @@ class MatryoshkaFinetuner:
         inference_max_len = model.max_seq_length
         loop_cfg = cfg
         if cfg.matryoshka_weights and cfg.dims:  # each weight stays with its size; an added full size weighs 1
-            by_size = dict(zip(cfg.dims or [], cfg.matryoshka_weights))
+            by_size = dict(zip(cfg.dims, cfg.matryoshka_weights))
             loop_cfg = cfg.replace(dims=list(dims), matryoshka_weights=[by_size.get(d, 1.0) for d in dims])
         loop = TrainingLoop(model, loop_cfg, dims, pairs, unlabelled)
         start_cpu = time.process_time()
@@ -621,8 +621,8 @@ def _check_finite(model, steps: int) -> None:
     bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
     if bad:
         raise ConfigError(f"training diverged: after {steps} step(s) {len(bad)} weight tensor(s) are NaN or "
-                            f"infinite (e.g. {bad[0]}); nothing was saved. Lower the learning rate, or use bf16/fp32 "
-                            "instead of fp16")
+                          f"infinite (e.g. {bad[0]}); nothing was saved. Lower the learning rate, or use bf16/fp32 "
+                          "instead of fp16")
 
 
 def _read_json(path: Path):

@@ -93,7 +93,7 @@ def load_model(
                              f"{spec_str.split('/', 1)[0]!r} here, but no {spec_str.split('/', 1)[1]!r} in it); "
                              f"for the hub model of that name, run where no such folder is, or pass its local download")
     elif _HUB_ID.match(spec_str):
-        unreachable = _hub_unreachable()
+        unreachable = hub_unreachable()
         if unreachable and not _in_hf_cache(spec_str, revision):
             raise ModelLoadError(
                 f"cannot load hub model {spec_str!r}: the hub cannot be reached ({unreachable}) and the model is "
@@ -190,27 +190,26 @@ def embedding_dim(model: "SentenceTransformer") -> int:
     return int(dim)
 
 
-#: Seconds :func:`_hub_unreachable` waits for a TCP connection to the hub.
+#: Seconds :func:`hub_unreachable` waits for a TCP connection to the hub.
 HUB_PROBE_TIMEOUT = 5.0
-_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 
-def _hub_unreachable() -> str | None:
+def hub_unreachable() -> str | None:
     """Why the hub (``HF_ENDPOINT``) cannot be reached, or ``None`` when it can or when this cannot tell.
 
     Without network, a hub id took about 90 s to fail (huggingface_hub retries each request with
-    back-off) and printed a warning per retry. One TCP connection with a short timeout says it
-    at once. Not probed: offline mode (huggingface_hub is fast there already) and a proxy in the
-    environment (the hub is reached through it, not directly).
+    back-off) and printed a warning per retry (a hub dataset id, about 27 s). One TCP connection
+    with a short timeout says it at once. Not probed: offline mode (huggingface_hub is fast there
+    already) and a proxy (``urllib.request.getproxies``: the environment's ``*_proxy`` variables
+    or the system's settings, which httpx under huggingface_hub uses too): the hub is then
+    reached through it, not directly.
     """
     from urllib.parse import urlparse
+    from urllib.request import getproxies
 
     from huggingface_hub import constants
 
-    from urllib.request import getproxies
-
-    # a proxy (environment, or the system's: macOS settings, Windows registry, which httpx uses too)
-    if constants.is_offline_mode() or any(os.environ.get(v) for v in _PROXY_VARIABLES) or getproxies():
+    if constants.is_offline_mode() or getproxies():
         return None
     url = urlparse(constants.ENDPOINT)
     host, port = url.hostname, url.port or (80 if url.scheme == "http" else 443)

@@ -20,19 +20,19 @@ Example::
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
 import re
-import threading
 import time
 import weakref
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -762,9 +762,25 @@ class MatryoshkaChroma(VectorStore):
             >>> store.write_generation > g
             True
         """
+        return int(self._current_metadata().get(GENERATION_KEY, 0))
+
+    def _current_metadata(self) -> dict[str, Any]:
+        """A copy of the collection metadata as stored now (other clients' changes included)."""
         current = self._chroma_call("read the collection metadata", self._client.get_collection,
                                     name=self._collection_name, embedding_function=None)
-        return int((current.metadata or {}).get(GENERATION_KEY, 0))
+        return dict(current.metadata or {})
+
+    @contextlib.contextmanager
+    def _generation_write(self) -> Iterator[int]:
+        """One write batch's generation, under the write guard: bumped before the body (which
+        writes), counted in flight during it, committed after it, whether it landed or failed."""
+        generation = self._bump_generation()
+        self._write_guard.in_flight += 1
+        try:
+            yield generation
+        finally:
+            self._write_guard.in_flight -= 1
+            self._commit_generation(generation)
 
     def generation_state(self) -> tuple[int, int]:
         """``(generation, committed)``: the write generation (:attr:`write_generation`) and the last
@@ -775,9 +791,7 @@ class MatryoshkaChroma(VectorStore):
         so it must not call itself fresh for the bumped generation
         (:class:`medrag.lexical.sidecar.LexicalSidecar` checks this).
         """
-        current = self._chroma_call("read the collection metadata", self._client.get_collection,
-                                    name=self._collection_name, embedding_function=None)
-        meta = current.metadata or {}
+        meta = self._current_metadata()
         generation = int(meta.get(GENERATION_KEY, 0))
         committed = meta.get(COMMITTED_KEY)
         return generation, generation if committed is None else int(committed)
@@ -791,9 +805,7 @@ class MatryoshkaChroma(VectorStore):
         flight, and this read-modify-write of the metadata can overwrite a bump made in between; a
         lexical index rebuilt at that instant can then miss that write until the next one."""
         try:
-            current = self._chroma_call("read the collection metadata", self._client.get_collection,
-                                        name=self._collection_name, embedding_function=None)
-            meta = dict(current.metadata or {})
+            meta = self._current_metadata()
             if int(meta.get(GENERATION_KEY, 0)) != generation or meta.get(COMMITTED_KEY) == generation:
                 return
             meta[COMMITTED_KEY] = generation
@@ -804,9 +816,7 @@ class MatryoshkaChroma(VectorStore):
 
     def _bump_generation(self) -> int:
         """Increment the write generation; called before every write to the collection. Returns the new one."""
-        current = self._chroma_call("read the collection metadata", self._client.get_collection,
-                                    name=self._collection_name, embedding_function=None)
-        meta = dict(current.metadata or {})
+        meta = self._current_metadata()
         meta[GENERATION_KEY] = generation = int(meta.get(GENERATION_KEY, 0)) + 1
         # modify() replaces the whole collection metadata: the contract is written back with it
         self._chroma_call("bump the write generation", self._collection.modify, metadata=meta)
@@ -893,10 +903,9 @@ class MatryoshkaChroma(VectorStore):
     def _load_rotation(self) -> None:
         """Read a fitted rotation from the collection metadata (None while not fitted yet); an
         ``"auto"`` store first takes the kind another client decided, if one has."""
-        current = self._chroma_call("read the collection metadata", self._client.get_collection,
-                                    name=self._collection_name, embedding_function=None)
-        self._adopt_recorded(current.metadata or {})
-        data = (current.metadata or {}).get(ROTATION_KEY)
+        meta = self._current_metadata()
+        self._adopt_recorded(meta)
+        data = meta.get(ROTATION_KEY)
         if not data or self._rotation_kind == "none":
             return
         try:
@@ -952,9 +961,7 @@ class MatryoshkaChroma(VectorStore):
                 self._rotation_kind = kind
                 self._fit_rotation(full, texts)
                 return
-            current = self._chroma_call("read the collection metadata", self._client.get_collection,
-                                        name=self._collection_name, embedding_function=None)
-            meta = dict(current.metadata or {})
+            meta = self._current_metadata()
             if meta.get(_C["rotation"], "none") != "auto":  # another client decided first: use theirs
                 self._load_rotation()
                 if self._rotation_kind == "learned" and self._rotation is None:  # decided, not recorded yet
@@ -1004,9 +1011,7 @@ class MatryoshkaChroma(VectorStore):
             steps = (LEARNED_STEPS if queries is None
                      else learned_steps(bool(getattr(self._embedding, "matryoshka_trained", False))))
             rotation = fit_learned(full, self._coarse_dim, queries=queries, steps=steps)
-        current = self._chroma_call("read the collection metadata", self._client.get_collection,
-                                    name=self._collection_name, embedding_function=None)
-        meta = dict(current.metadata or {})
+        meta = self._current_metadata()
         if meta.get(ROTATION_KEY):  # another client fitted it first: use theirs
             self._load_rotation()
             return
@@ -1190,22 +1195,18 @@ class MatryoshkaChroma(VectorStore):
         with self._write_guard:
             # The generation is bumped before the write; one upsert writes the coarse vector, the
             # text and the full vector of each record together: no record is visible without its full vector.
-            generation = self._bump_generation()
-            self._write_guard.in_flight += 1
-            try:
-                if self._sidecar is not None:  # before the record: a kill never leaves a record without its copy
-                    self._sidecar.put(self._cid, batch_ids, raw, batch_texts, [metadatas[i] for i in idx])
-                self._forget_in_other_copy(batch_ids)
-                self._chroma_call("write records", self._collection.upsert, ids=batch_ids, embeddings=coarse,
-                                  documents=batch_texts, metadatas=records)
-            except BaseException:
-                if self._sidecar is not None:  # the records may still hold their old values: read them from Chroma
-                    self._sidecar.delete(self._cid, batch_ids)
-                    self._advance_stamp(generation)  # in step again: the rows left match the records
-                raise
-            finally:
-                self._write_guard.in_flight -= 1
-                self._commit_generation(generation)
+            with self._generation_write() as generation:
+                try:
+                    if self._sidecar is not None:  # before the record: a kill never leaves a record without its copy
+                        self._sidecar.put(self._cid, batch_ids, raw, batch_texts, [metadatas[i] for i in idx])
+                    self._forget_in_other_copy(batch_ids)
+                    self._chroma_call("write records", self._collection.upsert, ids=batch_ids, embeddings=coarse,
+                                      documents=batch_texts, metadatas=records)
+                except BaseException:
+                    if self._sidecar is not None:  # the records may still hold their old values: read them from Chroma
+                        self._sidecar.delete(self._cid, batch_ids)
+                        self._advance_stamp(generation)  # in step again: the rows left match the records
+                    raise
             if self._sidecar is not None:
                 self._advance_stamp(generation)
             self._lexical.upserted(generation, batch_ids, batch_texts)
@@ -1263,13 +1264,8 @@ class MatryoshkaChroma(VectorStore):
                 for start in range(0, len(ids), max_batch):
                     batch = ids[start : start + max_batch]
                     with self._write_guard:
-                        generation = self._bump_generation()
-                        self._write_guard.in_flight += 1
-                        try:
+                        with self._generation_write() as generation:
                             self._chroma_call("delete records", self._collection.delete, ids=batch)
-                        finally:
-                            self._write_guard.in_flight -= 1
-                            self._commit_generation(generation)
                         self._forget_in_other_copy(batch)
                         if self._sidecar is not None:
                             self._sidecar.delete(self._cid, batch)
@@ -1345,15 +1341,23 @@ class MatryoshkaChroma(VectorStore):
         unique = list(dict.fromkeys(ids))
         if not unique:
             return np.zeros((0, self._full_dim), dtype=np.float32)
-        blobs = self._full_blobs(unique)
-        missing = [i for i in unique if i not in blobs]
-        if missing:
+        found, rows = self._existing_full_vectors(unique)
+        if len(found) < len(unique):
+            missing = [i for i in unique if i not in set(found)]
             raise CollectionMismatchError(
                 f"{len(missing)} record(s) of collection {self._collection_name!r} do not exist: {missing[:5]}"
             )
-        rows = self._decode_full(unique, [blobs[i] for i in unique])
         position = {id_: n for n, id_ in enumerate(unique)}
         return rows[[position[i] for i in ids]]
+
+    def _existing_full_vectors(self, ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        """The ids among ``ids`` (distinct) that exist, in order, and their unit full vectors; a
+        corrupt stored vector raises :class:`CollectionMismatchError` naming it."""
+        blobs = self._full_blobs(ids) if ids else {}
+        found = [i for i in ids if i in blobs]
+        if not found:
+            return [], np.zeros((0, self._full_dim), dtype=np.float32)
+        return found, self._decode_full(found, [blobs[i] for i in found])
 
     def _full_blobs(self, ids: Sequence[str]) -> dict[str, bytes | None]:
         """Packed full vectors of the ids that exist: from the sidecar when there is one, else

@@ -93,13 +93,9 @@ def hybrid_candidates(store: "MatryoshkaChroma", query: str, vector: np.ndarray,
     in_dense = set(dense_ids)
     extra = [i for i in lex_ids if i not in in_dense]
     t2 = time.perf_counter()
-    if extra:
-        blobs = store._full_blobs(extra)
-        extra = [i for i in extra if i in blobs]  # deleted by another thread or client since the index was read
-        extra_scores = (store._decode_full(extra, [blobs[i] for i in extra]) @ vector if extra
-                        else np.zeros(0, dtype=np.float32))
-    else:
-        extra_scores = np.zeros(0, dtype=np.float32)
+    # lexical-only candidates deleted by another thread or client since the index was read are dropped
+    extra, extra_full = store._existing_full_vectors(extra)
+    extra_scores = extra_full @ vector
     union = [*dense_ids, *extra]
     dense = dict(zip(union, np.concatenate([dense_full_scores, extra_scores]).tolist()))
     lex_u_ids, lex_u_scores = index.top(query_scores, max(len(union), 1), ids=union)

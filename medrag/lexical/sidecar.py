@@ -107,7 +107,7 @@ class LexicalSidecar:
             generation, committed = store.generation_state()
             if self._index is not None and self._index.generation == generation:
                 return self._index
-            settled = committed == generation or self._settled(generation, store)
+            settled = self._settled(generation, committed, store)
             if settled and self.path is not None and self.path.exists():  # another store object may have saved one
                 try:
                     loaded = BM25Index.load(self.path)
@@ -115,7 +115,7 @@ class LexicalSidecar:
                     logger.warning("%s; rebuilding the lexical index from the collection", exc)
                 else:
                     if (loaded.signature == self.signature and loaded.generation == generation
-                            and loaded.collection in (None, self._collection_id(store))):
+                            and loaded.collection == self._collection_id(store)):
                         self._index = loaded
                         return loaded
                     logger.info("lexical index %s is stale (generation %s, collection %s; signature %s, wanted %s): "
@@ -129,10 +129,13 @@ class LexicalSidecar:
         store = self._store
         with store._write_guard:
             generation, committed = store.generation_state()
-            return self._rebuild(generation if committed == generation or self._settled(generation, store) else None)
+            return self._rebuild(generation if self._settled(generation, committed, store) else None)
 
-    def _settled(self, generation: int, store: "MatryoshkaChroma") -> bool:
-        """Whether a gap between ``generation`` (bumped) and the committed one is a write that died."""
+    def _settled(self, generation: int, committed: int, store: "MatryoshkaChroma") -> bool:
+        """Whether the records as they are now belong to ``generation``: its write is committed, or
+        the gap between ``generation`` (bumped) and the committed one is a write that died."""
+        if committed == generation:
+            return True
         lock = getattr(store, "_lock", None)
         if lock is not None and lock.held and not store._write_guard.in_flight:
             return True  # the folder's only writer, under its write guard, inside no write: a write died

@@ -386,16 +386,17 @@ def _read_source(source: str | os.PathLike[str], train_split: str, eval_split: s
         named = [name for name in (train_split if train_split != "train" else None, eval_split) if name]
         if named:  # a file has no named splits: the names were ignored, and the user never knew
             raise DataError(f"{p} is one file of pairs, with no split named {named[0]!r}: drop the split option "
-                            "(a share of the questions is held out: eval_fraction / --eval-fraction), or pass a "
-                            "separate evaluation file (eval_data / --eval-data)")
+                            "(a share of the questions is held out: eval_fraction / --eval-fraction), pass a "
+                            "separate evaluation file (eval_data / --eval-data), or evaluate every pair "
+                            "(medrag evaluate --split all)")
         return rows, None
     return _read_hub(s, train_split, eval_split)
 
 
 def _read_hub(dataset_id: str, train_split: str, eval_split: str | None):
-    from medrag.models import _hub_unreachable
+    from medrag.models import hub_unreachable
 
-    unreachable = _hub_unreachable()
+    unreachable = hub_unreachable()
     if unreachable and not _dataset_cached(dataset_id):  # otherwise ~30 s of retried requests, then this error
         raise DataError(f"cannot load hub dataset {dataset_id!r}: the hub cannot be reached ({unreachable}) and the "
                         "dataset is not in the HF cache; without network, pass a local .jsonl/.json/.csv/.parquet "

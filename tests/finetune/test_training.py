@@ -221,11 +221,11 @@ def test_the_checkpoint_cleanup_keeps_the_users_files(tiny_model_dir, pairs_file
     assert left == ["my_notes.txt"]
 
 
-def test_unsorted_sizes_keep_their_matryoshka_weights(tiny_model_dir, pairs_file, tmp_path, monkeypatch):
-    """dims [32, 64] with weights [5, 2] trained 64 at 5 and 32 at 2 (the sizes were sorted, the weights not)."""
+def _loss_weights(monkeypatch) -> dict:
+    """Size -> Matryoshka loss weight, as the training loop receives them."""
     import finetune.loop as loop
 
-    seen = {}
+    seen: dict = {}
     real = loop.TrainingLoop.__init__
 
     def spy(self, model, config, dims, *args, **kwargs):
@@ -233,6 +233,12 @@ def test_unsorted_sizes_keep_their_matryoshka_weights(tiny_model_dir, pairs_file
         real(self, model, config, dims, *args, **kwargs)
 
     monkeypatch.setattr(loop.TrainingLoop, "__init__", spy)
+    return seen
+
+
+def test_unsorted_sizes_keep_their_matryoshka_weights(tiny_model_dir, pairs_file, tmp_path, monkeypatch):
+    """dims [32, 64] with weights [5, 2] trained 64 at 5 and 32 at 2 (the sizes were sorted, the weights not)."""
+    seen = _loss_weights(monkeypatch)
     cfg = quick_config(tiny_model_dir, pairs_file, tmp_path / "m", engine="loop", dims=[32, 64],
                        matryoshka_weights=[5.0, 2.0], max_steps=1)
     MatryoshkaFinetuner(cfg).run()
@@ -262,16 +268,7 @@ def test_training_logs_stay_off_stdout(tiny_model_dir, pairs_file, tmp_path, cap
 
 def test_matryoshka_weights_without_dims_apply_in_order(tiny_model_dir, pairs_file, tmp_path, monkeypatch):
     """Without dims, the weights go to the run's sizes in order (the default sizes, largest first)."""
-    import finetune.loop as loop
-
-    seen = {}
-    real = loop.TrainingLoop.__init__
-
-    def spy(self, model, config, dims, *args, **kwargs):
-        seen.update(zip(dims, config.matryoshka_weights))
-        real(self, model, config, dims, *args, **kwargs)
-
-    monkeypatch.setattr(loop.TrainingLoop, "__init__", spy)
+    seen = _loss_weights(monkeypatch)
     cfg = quick_config(tiny_model_dir, pairs_file, tmp_path / "m", engine="loop", matryoshka_weights=[4.0, 1.0],
                        max_steps=1)
     MatryoshkaFinetuner(cfg).run()

@@ -138,7 +138,9 @@ def test_no_loading_bar_when_stderr_is_not_a_terminal(tiny_model_dir, capsys):
 
 
 def _no_network(monkeypatch):
+    """No route to the hub, no proxy (the environment's only: a test machine's own settings aside)."""
     import socket
+    import urllib.request
 
     from huggingface_hub import constants
 
@@ -151,72 +153,54 @@ def _no_network(monkeypatch):
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr("urllib.request.getproxies", dict)  # no system proxy either
+    monkeypatch.setattr(urllib.request, "getproxies", urllib.request.getproxies_environment)
 
 
-def test_an_unreachable_hub_fails_at_once_for_an_uncached_model(monkeypatch):
-    """Without network a hub id took about 90 s of retried requests (a warning per retry) to fail."""
+def _record_loads(monkeypatch) -> dict:
+    """What sentence-transformers is asked to load (the path and keyword arguments); it then fails."""
     import sentence_transformers
 
-    def no_hub(*a, **k):
-        raise AssertionError("the hub was asked although it cannot be reached")
-
-    _no_network(monkeypatch)
-    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", no_hub)
-    with pytest.raises(ModelLoadError, match=r"'intfloat/multilingual-e5-large': the hub cannot be reached "
-                                             r"\(huggingface.co:443: .*Name or service not known\).*bundled:"):
-        medrag.load_model("intfloat/multilingual-e5-large")
-
-
-def test_an_unreachable_hub_loads_a_cached_model_from_the_cache_only(monkeypatch):
-    import huggingface_hub
-    import sentence_transformers
-
-    seen = {}
+    seen: dict = {}
 
     def fake(path, **kwargs):
         seen.update(kwargs, path=path)
         raise RuntimeError("stop here")
 
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", fake)
+    return seen
+
+
+def test_an_unreachable_hub_fails_at_once_for_an_uncached_model(monkeypatch):
+    """Without network a hub id took about 90 s of retried requests (a warning per retry) to fail."""
+    _no_network(monkeypatch)
+    seen = _record_loads(monkeypatch)
+    with pytest.raises(ModelLoadError, match=r"'intfloat/multilingual-e5-large': the hub cannot be reached "
+                                             r"\(huggingface.co:443: .*Name or service not known\).*bundled:"):
+        medrag.load_model("intfloat/multilingual-e5-large")
+    assert not seen  # the hub was not asked
+
+
+def test_an_unreachable_hub_loads_a_cached_model_from_the_cache_only(monkeypatch):
+    import huggingface_hub
+
     _no_network(monkeypatch)
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: "/cache/config.json")
-    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", fake)
+    seen = _record_loads(monkeypatch)
     with pytest.raises(ModelLoadError):
         medrag.load_model("intfloat/multilingual-e5-large")
     assert seen["path"] == "intfloat/multilingual-e5-large" and seen["local_files_only"] is True
 
 
-def test_a_proxy_in_the_environment_skips_the_hub_probe(monkeypatch):
-    """Behind a proxy the hub is reached through it: a direct connection failing says nothing."""
-    import sentence_transformers
-
-    seen = {}
-
-    def fake(path, **kwargs):
-        seen.update(kwargs, path=path)
-        raise RuntimeError("stop here")
-
+@pytest.mark.parametrize("proxy", ["environment", "system"])
+def test_a_proxy_skips_the_hub_probe(monkeypatch, proxy):
+    """Behind a proxy the hub is reached through it: a direct connection failing says nothing. httpx
+    (under huggingface_hub) uses the system's proxy settings (macOS, Windows registry) too."""
     _no_network(monkeypatch)
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.hospital.local:3128")
-    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", fake)
+    if proxy == "environment":
+        monkeypatch.setenv("HTTPS_PROXY", "http://proxy.hospital.local:3128")
+    else:
+        monkeypatch.setattr("urllib.request.getproxies", lambda: {"https": "http://proxy.hospital.local:3128"})
+    seen = _record_loads(monkeypatch)
     with pytest.raises(ModelLoadError, match="the hub could not be reached or has no such model"):
         medrag.load_model("intfloat/multilingual-e5-large")
     assert seen["path"] == "intfloat/multilingual-e5-large" and "local_files_only" not in seen
-
-
-def test_a_system_proxy_also_skips_the_hub_probe(monkeypatch):
-    """httpx (under huggingface_hub) uses the system's proxy settings (macOS, Windows registry) too."""
-    import sentence_transformers
-
-    seen = {}
-
-    def fake(path, **kwargs):
-        seen.update(kwargs, path=path)
-        raise RuntimeError("stop here")
-
-    _no_network(monkeypatch)
-    monkeypatch.setattr("urllib.request.getproxies", lambda: {"https": "http://proxy.hospital.local:3128"})
-    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", fake)
-    with pytest.raises(ModelLoadError, match="could not be reached or has no such model"):
-        medrag.load_model("intfloat/multilingual-e5-large")
-    assert seen["path"] == "intfloat/multilingual-e5-large"
