@@ -38,14 +38,14 @@ import logging
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from medrag.errors import DataError
+from medrag.errors import ConfigError, DataError
 from medrag.qa.pairs import QAPair
 
 from finetune.config import FinetuneConfig
@@ -54,6 +54,8 @@ from finetune.scoring import prompt_texts
 if TYPE_CHECKING:
     import torch
     from sentence_transformers import SentenceTransformer
+
+    from finetune.loop_checkpoints import LoopCheckpoints
 
 logger = logging.getLogger(__name__)
 
@@ -210,13 +212,27 @@ class TrainingLoop:
         self.unlabelled = list(dict.fromkeys(t for t in unlabelled if t and t.strip()))
         self.qprompt, self.pprompt = prompt_texts(model)
         self.device = next(model.parameters()).device
+        self._stop_requested: Callable[[], bool] = lambda: False
 
     # ------------------------------------------------------------------ main
 
-    def run(self) -> LoopResult:
+    def run(self, checkpoints: "LoopCheckpoints | None" = None, resume_from: Path | None = None,
+            stop_requested: Callable[[], bool] | None = None,
+            on_step_end: Sequence[Callable[[int], None]] = ()) -> LoopResult:
+        """Train; returns what was measured.
+
+        Args:
+            checkpoints: where to save checkpoints (every ``save_steps`` steps, else at each epoch end,
+                and when a stop is requested); None: no checkpoint.
+            resume_from: a ``checkpoint-<step>`` folder of this run to continue from.
+            stop_requested: polled after each step; when it returns True the loop saves a checkpoint
+                (if ``checkpoints``) and raises :class:`KeyboardInterrupt` (Ctrl-C, SIGTERM).
+            on_step_end: callables given the number of steps completed, after each step.
+        """
         import torch
 
         cfg = self.config
+        self._stop_requested = stop_requested or (lambda: False)
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
         torch.manual_seed(cfg.seed)
@@ -265,9 +281,11 @@ class TrainingLoop:
                                "(pairs of frenchmedmcqa, sample or a pairs file carry none): the batches are a "
                                "plain shuffle; draw whole documents with mixture entries NAME:N:documents")
         plan: list[list[int]] = []
+        epoch_ends: set[int] = set()
         for _ in range(epochs):
             order = topic_order(labels, rng) if labels is not None else None
             plan += no_duplicate_batches(self.pairs, cfg.batch_size, rng, order=order)
+            epoch_ends.add(len(plan))
         if cfg.epochs < epochs:  # fractional epochs: cut the plan
             plan = plan[: max(1, round(len(plan) * cfg.epochs / epochs))]
         if cfg.max_steps > 0:
@@ -277,13 +295,27 @@ class TrainingLoop:
         unlabelled_order = list(range(len(self.unlabelled)))
         rng.shuffle(unlabelled_order)
         u_pos = 0
+        seen = 0
+        first = 0
+        if resume_from is not None:
+            if checkpoints is None:
+                raise ValueError("resume_from needs checkpoints (the run key checks the checkpoint is this run's)")
+            state = checkpoints.load(resume_from, self.model, optimizer, scheduler)
+            first, u_pos = state["step"], state["u_pos"]
+            result.losses = list(state["losses"])
+            if not 0 < first <= total:
+                raise ConfigError(f"the checkpoint {resume_from} is at step {first} of a {total}-step plan; "
+                                  "delete it, or start again without --resume")
+
+        def save(done: int) -> None:
+            checkpoints.save(done, self.model, optimizer, scheduler,
+                             {"u_pos": u_pos, "losses": list(result.losses), "total": total})
 
         from tqdm.auto import tqdm
 
         self.model.train()
         start = time.perf_counter()
-        seen = 0
-        bar = tqdm(plan, desc="training", unit="step", mininterval=5)
+        bar = tqdm(desc="training", unit="step", mininterval=5, initial=first, total=total)
         head = None
         if cfg.freeze_encoder:  # the encoder's output is the cached teacher vectors: only the head runs
             from finetune.rotation import rotation_layer
@@ -292,7 +324,8 @@ class TrainingLoop:
             teacher = {k: torch.from_numpy(v).to(self.device) for k, v in
                        (("q", teacher_q), ("p", teacher_p), ("u", teacher_u)) if v is not None}
         u_batch = cfg.distill_batch_size or cfg.batch_size
-        for step, batch in enumerate(bar):
+        for step in range(first, total):
+            batch = plan[step]
             if head is not None:
                 q_vec, p_vec = head(teacher["q"][batch]), head(teacher["p"][batch])
             else:
@@ -320,11 +353,27 @@ class TrainingLoop:
             scheduler.step()
             seen += len(batch)
             result.losses.append(float(loss.detach()))
+            bar.update(1)
             if step % max(1, cfg.logging_steps) == 0:
                 bar.set_postfix(loss=f"{result.losses[-1]:.4f}")
                 logger.info("step %d/%d loss %.4f", step + 1, total, result.losses[-1])
+            done = step + 1
+            for callback in on_step_end:
+                callback(done)
+            stopping = stop_requested is not None and stop_requested()
+            if checkpoints is not None and (stopping or (done < total or cfg.keep_checkpoints) and (
+                    done % cfg.save_steps == 0 if cfg.save_steps else done in epoch_ends)):
+                save(done)
+            if stopping:
+                bar.close()
+                if checkpoints is None:
+                    logger.warning("stopped at step %d/%d; checkpoints are off (checkpoints: false): nothing "
+                                   "was saved", done, total)
+                raise KeyboardInterrupt
+        bar.close()
         result.train_seconds = time.perf_counter() - start
         result.steps = total
+        # pairs of this session (a resumed run's earlier steps are not in train_seconds)
         result.samples_per_second = seen / result.train_seconds if result.train_seconds > 0 else 0.0
         self.model.eval()
         return result
@@ -401,6 +450,10 @@ class TrainingLoop:
                             vectors[i] = v
                         if start // batch_size % 20 == 19:  # keep progress if the run is stopped
                             cache.store({texts[i]: vectors[i] for i in todo[:start + batch_size]})
+                        if self._stop_requested():  # Ctrl-C / SIGTERM: what is encoded is kept (below)
+                            logger.warning("stopped while encoding the teacher vectors; the %d encoded are cached",
+                                           start + len(idx))
+                            raise KeyboardInterrupt
             finally:
                 self.model.train(was_training)
                 cache.store({texts[i]: vectors[i] for i in todo if vectors[i] is not None})

@@ -97,7 +97,8 @@ class MatryoshkaFinetuner:
         config: the run's configuration.
         dataset: already loaded data (default: loaded from ``config``).
         model: an already loaded model (default: ``medrag.load_model(config.model)``).
-        callbacks: extra ``transformers.TrainerCallback`` objects.
+        callbacks: with ``engine: trainer``, extra ``transformers.TrainerCallback`` objects; with
+            ``engine: loop``, callables given the number of steps completed after each step.
     """
 
     def __init__(self, config: FinetuneConfig, dataset: QADataset | None = None,
@@ -139,7 +140,7 @@ class MatryoshkaFinetuner:
         if task is not None and cfg.evaluate_before:
             before = self._scores_before(model, task, dims, state)
         if cfg.engine == "loop":
-            return self._run_loop(model, dims, task, before, precision)
+            return self._run_loop(model, dims, task, before, precision, resume_from)
 
         _freeze_unused_pooler(model)
         trainer = self._build_trainer(model, dims, precision)
@@ -181,9 +182,11 @@ class MatryoshkaFinetuner:
         return result
 
     def _run_loop(self, model, dims: list[int], task, before: dict[int, dict[str, float]],
-                  precision: str) -> FinetuneResult:
+                  precision: str, resume_from: Path | None) -> FinetuneResult:
         """``engine: loop``: the plain loop of :mod:`finetune.loop` (one process), then the same outputs
-        as the Trainer path, plus the adapter export when ``export_adapter`` is set."""
+        as the Trainer path, plus the adapter export when ``export_adapter`` is set. Checkpoints,
+        Ctrl-C / SIGTERM and ``--resume`` work as with the Trainer (:mod:`finetune.loop_checkpoints`);
+        ``callbacks`` are callables given the number of steps completed."""
         from medrag.adapters import base_weights_fingerprint
         from medrag.qa.pairs import QADataset
 
@@ -209,8 +212,29 @@ class MatryoshkaFinetuner:
             by_size = dict(zip(cfg.dims, cfg.matryoshka_weights))
             loop_cfg = cfg.replace(dims=list(dims), matryoshka_weights=[by_size.get(d, 1.0) for d in dims])
         loop = TrainingLoop(model, loop_cfg, dims, pairs, unlabelled)
+        checkpoints = None
+        if cfg.checkpoints:
+            from finetune.loop_checkpoints import LoopCheckpoints, run_key
+
+            checkpoints = LoopCheckpoints(self.checkpoint_dir, run_key(loop_cfg, dims, pairs, loop.unlabelled),
+                                          keep=cfg.save_total_limit)
+        elif resume_from is not None:
+            raise ConfigError("resume needs checkpoints: drop checkpoints: false")
+        stopper = _GracefulStop()
         start_cpu = time.process_time()
-        loop_result = loop.run()
+        with stopper.installed():
+            try:
+                loop_result = loop.run(checkpoints, resume_from, stop_requested=lambda: stopper.requested,
+                                       on_step_end=self.callbacks)
+            except KeyboardInterrupt:
+                if stopper.requested and checkpoints is not None:
+                    saved = self._resume_checkpoint_or_none()
+                    if saved is not None:
+                        logger.warning("interrupted: checkpoint saved in %s; rerun with --resume to continue", saved)
+                    else:
+                        logger.warning("interrupted before the first step (the encoded teacher vectors are cached): "
+                                       "rerun the same command to start again")
+                raise
         model.max_seq_length = inference_max_len
         result = FinetuneResult(
             output_dir=self.output_dir, dims=dims, scores_before=before, train_seconds=loop_result.train_seconds,
@@ -235,6 +259,8 @@ class MatryoshkaFinetuner:
         self._write_outputs(model, result)
         if cfg.export_adapter:
             self.export(adapter_model, result, base_fingerprint)
+        if not cfg.keep_checkpoints:
+            self._remove_checkpoints()
         return result
 
     def training_pairs(self):
@@ -319,10 +345,15 @@ class MatryoshkaFinetuner:
             raise ConfigError(f"dims {too_big} exceed the model's size {full}")
         return dims
 
-    def _resume_checkpoint(self) -> Path | None:
+    def _resume_checkpoint_or_none(self) -> Path | None:
+        """The newest ``checkpoint-<step>`` folder in the checkpoint folder, if any."""
         from transformers.trainer_utils import get_last_checkpoint
 
-        existing = get_last_checkpoint(str(self.checkpoint_dir)) if self.checkpoint_dir.is_dir() else None
+        found = get_last_checkpoint(str(self.checkpoint_dir)) if self.checkpoint_dir.is_dir() else None
+        return Path(found) if found else None
+
+    def _resume_checkpoint(self) -> Path | None:
+        existing = self._resume_checkpoint_or_none()
         if self.config.resume:
             if existing is None:
                 raise ConfigError(f"nothing to resume: no checkpoint in {self.checkpoint_dir}")

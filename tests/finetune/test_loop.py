@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
 
 import numpy as np
 import pytest
@@ -238,3 +240,95 @@ def test_teacher_cache_reads_files_of_the_legacy_fingerprint(tmp_path):
     new.store({"b": np.zeros(4, dtype=np.float32)})
     assert new.path.is_file() and new.path != old.path  # written under the current fingerprint only
     assert TeacherCache(tmp_path, "current012345678", "passage: ", 64).lookup(["a", "b"])[1] == []
+
+
+def _encode(folder):
+    import medrag
+
+    texts = ["glycémie à jeun", "La TSH élevée oriente vers une hypothyroïdie.", "ferritine basse"]
+    return medrag.load_model(folder, device="cpu").encode(texts, normalize_embeddings=True)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_loop_stopped_by_a_signal_resumes_to_the_uninterrupted_model(tiny_model_dir, pairs_file, tmp_path, stop):
+    """engine: loop saved nothing: Ctrl-C or SIGTERM (Slurm, Kubernetes preemption) lost the whole run, and
+    --resume said "nothing to resume"."""
+    settings = dict(rotation="pca", lora_dropout=0.1, epochs=2, save_steps=2, evaluate_before=False,
+                    evaluate_after=False)  # 24 training pairs / batch 8 x 2 epochs = 6 steps
+    straight = MatryoshkaFinetuner(loop_config(tiny_model_dir, pairs_file, tmp_path / "a", tmp_path, **settings)).run()
+
+    out = tmp_path / "b"
+    cfg = loop_config(tiny_model_dir, pairs_file, out, tmp_path, **settings)
+
+    def stop_at_3(done):
+        if done == 3:
+            os.kill(os.getpid(), stop)
+
+    with pytest.raises(KeyboardInterrupt):
+        MatryoshkaFinetuner(cfg, callbacks=[stop_at_3]).run()
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-2", "checkpoint-3"]
+    assert not (out / "matryoshka.json").exists()
+    with pytest.raises(ConfigError, match="pass --resume"):
+        MatryoshkaFinetuner(cfg).run()
+    with pytest.raises(ConfigError, match="other training settings"):  # never mix two runs
+        MatryoshkaFinetuner(cfg.replace(resume=True, learning_rate=1e-3)).run()
+
+    steps = []
+    resumed = MatryoshkaFinetuner(cfg.replace(resume=True), callbacks=[steps.append]).run()
+    assert steps == [4, 5, 6] and resumed.global_step == 6
+    assert np.allclose(resumed.losses, straight.losses, atol=1e-5)
+    assert np.allclose(_encode(out), _encode(tmp_path / "a"), atol=1e-5)  # dropout's random state restored too
+    assert not (out / "checkpoints").exists()
+
+
+def test_loop_checkpoint_errors_are_named(tiny_model_dir, pairs_file, tmp_path, caplog):
+    """A stop with checkpoints off, a Trainer checkpoint and a damaged one each say what to do."""
+    cfg = loop_config(tiny_model_dir, pairs_file, tmp_path / "m", tmp_path, epochs=1, evaluate_before=False,
+                      evaluate_after=False, checkpoints=False)
+
+    def stop_at_1(done):
+        os.kill(os.getpid(), signal.SIGINT)
+
+    with caplog.at_level("WARNING", logger="finetune.loop"), pytest.raises(KeyboardInterrupt):
+        MatryoshkaFinetuner(cfg, callbacks=[stop_at_1]).run()
+    assert "nothing was saved" in caplog.text and not (tmp_path / "m" / "checkpoints").exists()
+
+    trainer_checkpoint = tmp_path / "m" / "checkpoints" / "checkpoint-5"
+    trainer_checkpoint.mkdir(parents=True)
+    (trainer_checkpoint / "trainer_state.json").write_text("{}")
+    with pytest.raises(ConfigError, match="not a checkpoint of engine: loop"):
+        MatryoshkaFinetuner(cfg.replace(checkpoints=True, resume=True)).run()
+    (trainer_checkpoint / "loop_state.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ConfigError, match="is unreadable"):
+        MatryoshkaFinetuner(cfg.replace(checkpoints=True, resume=True)).run()
+    with pytest.raises(ConfigError, match="resume needs checkpoints"):
+        MatryoshkaFinetuner(cfg.replace(resume=True)).run()
+
+
+def test_loop_checkpoints_keep_the_newest(tiny_model_dir, pairs_file, tmp_path):
+    from finetune.loop_checkpoints import RUN_SETTINGS
+
+    assert RUN_SETTINGS <= set(FinetuneConfig().to_dict())  # every exempt name is a setting
+    out = tmp_path / "m"
+    cfg = loop_config(tiny_model_dir, pairs_file, out, tmp_path, epochs=3, evaluate_before=False,
+                      evaluate_after=False, keep_checkpoints=True, save_total_limit=2)
+    MatryoshkaFinetuner(cfg).run()  # 3 steps an epoch: saved at each epoch end, the two newest kept
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-6", "checkpoint-9"]
+
+
+def test_a_stop_while_encoding_the_teacher_vectors_keeps_what_is_encoded(tiny_model_dir, pairs_file, tmp_path):
+    """With the stop handler installed, Ctrl-C during the teacher encoding (27 minutes for the default
+    recipe on 2 cores) waited for the first training step; it stops after the current batch instead."""
+    import medrag
+    from finetune.loop import TrainingLoop
+
+    cfg = loop_config(tiny_model_dir, pairs_file, tmp_path / "m", tmp_path, lora_rank=0, freeze_encoder=True,
+                      rotation="pca_centered")
+    pairs = [QAPair(f"question {i}", f"passage {i}") for i in range(40)]
+    loop = TrainingLoop(medrag.load_model(tiny_model_dir, device="cpu"), cfg, [128, 64], pairs)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run(stop_requested=lambda: True)
+    files = list((tmp_path / "teacher").glob("*.npz"))
+    assert len(files) == 1  # the questions' first batch of 32, not the passages
+    with np.load(files[0]) as data:
+        assert len(data["keys"]) == 32

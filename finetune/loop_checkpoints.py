@@ -1,0 +1,179 @@
+"""Checkpoints of the plain training loop (``engine: loop``): stop with Ctrl-C or SIGTERM, ``--resume``.
+
+The Trainer engine has its own checkpoints; the loop writes ``checkpoint-<step>/loop_state.pt`` in the
+same ``OUTPUT_DIR/checkpoints`` folder, so ``--resume``, ``save_steps``, ``save_total_limit`` and
+``keep_checkpoints`` mean the same for both engines. A checkpoint holds what the next step needs and
+cannot be recomputed: the trainable parameters (LoRA adapters, the trainable final layer, or every
+unfrozen weight), the optimizer and schedule state, the step reached, the losses so far, the position
+in the unlabelled texts and the torch random state (LoRA dropout). The batch plan, the teacher vectors
+and a frozen rotation are deterministic functions of the config and the data, and are rebuilt.
+
+A checkpoint records the *run key*: a digest of every setting that changes training and of the
+training texts. Resuming under another key (another learning rate, more epochs, other data) is refused
+instead of silently mixing two runs.
+
+Example::
+
+    from finetune.loop_checkpoints import LoopCheckpoints
+    ckpt = LoopCheckpoints(Path("out/checkpoints"), run_key="...", keep=2)
+    ckpt.save(step, model, optimizer, scheduler, {"losses": losses})
+    state = ckpt.load(ckpt.folder / "checkpoint-3", model, optimizer, scheduler)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medrag.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+    from finetune.config import FinetuneConfig
+    from medrag.qa.pairs import QAPair
+
+logger = logging.getLogger(__name__)
+
+STATE_FILENAME = "loop_state.pt"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+#: settings that do not change what the loop trains (where it writes, what it logs and scores, how it
+#: checkpoints): a resumed run may change them; every other setting is part of the run key
+RUN_SETTINGS = frozenset({
+    "output_dir", "checkpoints", "save_steps", "save_total_limit", "keep_checkpoints", "logging_steps",
+    "resume", "report_to", "run_name", "evaluate_before", "evaluate_after", "eval_batch_size",
+    "export_adapter", "export_scores", "adapter_name", "suite_max_passages", "teacher_cache",
+    "torch_threads", "device", "shared_data", "data", "eval_data",  # the training texts themselves are in the key
+})
+
+
+def run_key(config: "FinetuneConfig", dims: Sequence[int], pairs: Sequence["QAPair"],
+            unlabelled: Sequence[str]) -> str:
+    """A digest of what the loop trains: the training settings, the sizes and the training texts.
+
+    >>> from finetune.config import FinetuneConfig
+    >>> from medrag.qa.pairs import QAPair
+    >>> a = run_key(FinetuneConfig(engine="loop"), [8, 4], [QAPair("q", "p")], [])
+    >>> a == run_key(FinetuneConfig(engine="loop", output_dir="elsewhere"), [8, 4], [QAPair("q", "p")], [])
+    True
+    >>> a == run_key(FinetuneConfig(engine="loop", learning_rate=1e-3), [8, 4], [QAPair("q", "p")], [])
+    False
+    """
+    settings = {k: v for k, v in sorted(config.to_dict().items()) if k not in RUN_SETTINGS}
+    h = hashlib.sha256(json.dumps({"settings": settings, "dims": list(dims)}, sort_keys=True, default=str).encode())
+    for p in pairs:
+        h.update(b"\x00pair\x00" + p.question.encode("utf-8", "surrogatepass") + b"\x00"
+                 + p.answer.encode("utf-8", "surrogatepass"))
+    for t in unlabelled:
+        h.update(b"\x00text\x00" + t.encode("utf-8", "surrogatepass"))
+    return h.hexdigest()[:32]
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The step of a ``checkpoint-<step>`` folder, or None for any other name.
+
+    >>> checkpoint_step(Path("out/checkpoints/checkpoint-12")), checkpoint_step(Path("notes"))
+    (12, None)
+    """
+    m = _CHECKPOINT.match(Path(path).name)
+    return int(m.group(1)) if m else None
+
+
+class LoopCheckpoints:
+    """Writes and reads the loop's checkpoints in ``folder`` (``OUTPUT_DIR/checkpoints``).
+
+    Args:
+        folder: where ``checkpoint-<step>`` folders go.
+        run_key: :func:`run_key` of this run; a checkpoint of another key is refused on load.
+        keep: how many checkpoints stay on disk (the newest; None: all).
+    """
+
+    def __init__(self, folder: Path, run_key: str, keep: int | None = 2) -> None:
+        self.folder = Path(folder)
+        self.run_key = run_key
+        self.keep = keep
+
+    def save(self, step: int, model: "torch.nn.Module", optimizer: "torch.optim.Optimizer",
+             scheduler: Any, extra: dict[str, Any]) -> Path:
+        """Write ``checkpoint-<step>`` (to a temporary folder first, renamed when complete: a kill
+        while saving leaves the previous checkpoints intact) and drop the oldest beyond ``keep``."""
+        import torch
+
+        state = {
+            "run_key": self.run_key,
+            "step": int(step),
+            "trainable": {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad},
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            **extra,
+        }
+        self.folder.mkdir(parents=True, exist_ok=True)
+        final = self.folder / f"checkpoint-{step}"
+        tmp = self.folder / f".checkpoint-{step}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        torch.save(state, tmp / STATE_FILENAME)
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        self._prune()
+        logger.info("checkpoint saved: %s", final)
+        return final
+
+    def load(self, path: Path, model: "torch.nn.Module", optimizer: "torch.optim.Optimizer",
+             scheduler: Any) -> dict[str, Any]:
+        """Restore the parameters, optimizer, schedule and random state saved in ``path``; returns the
+        whole saved state (``step`` and the loop's extras).
+
+        Raises:
+            ConfigError: ``path`` holds no loop checkpoint (e.g. one of the Trainer engine), an unreadable
+                one, or one of another run (other settings or data).
+        """
+        import torch
+
+        file = Path(path) / STATE_FILENAME
+        if not file.is_file():
+            raise ConfigError(f"{path} is not a checkpoint of engine: loop (no {STATE_FILENAME}); it was written by "
+                              "the Trainer engine: resume with engine: trainer, or choose another output_dir")
+        try:
+            state = torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises RuntimeError, pickle and zip errors alike
+            raise ConfigError(f"the checkpoint {file} is unreadable ({type(exc).__name__}: {exc}); delete {path} "
+                              "to resume from the one before it, or start again without --resume") from exc
+        if state.get("run_key") != self.run_key:
+            raise ConfigError(f"the checkpoint {path} was written by a run with other training settings or data; "
+                              "resume with the same config and data, or choose another output_dir")
+        params = dict(model.named_parameters())
+        trainable = {n for n, p in params.items() if p.requires_grad}
+        if set(state["trainable"]) != trainable:
+            raise ConfigError(f"the checkpoint {path} trains other parameters than this run; resume with the same "
+                              "config, or choose another output_dir")
+        with torch.no_grad():
+            for name, value in state["trainable"].items():
+                params[name].copy_(value.to(params[name].device))
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        logger.info("resumed from %s (step %d)", path, state["step"])
+        return state
+
+    def _prune(self) -> None:
+        if self.keep is None:
+            return
+        found = sorted((s, p) for p in self.folder.iterdir() if p.is_dir() and (s := checkpoint_step(p)) is not None)
+        for _, old in found[: max(0, len(found) - max(1, self.keep))]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+__all__ = ["LoopCheckpoints", "run_key", "checkpoint_step", "RUN_SETTINGS", "STATE_FILENAME"]
