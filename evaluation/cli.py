@@ -178,6 +178,13 @@ def _check_modes(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from medrag.models import loading_progress
+
+    with loading_progress(_progress(args)):
+        return _evaluate_checked(args)
+
+
+def _evaluate_checked(args: argparse.Namespace) -> int:
     if args.label and len(args.label) != len(args.model):
         raise DataError(f"{len(args.label)} --label for {len(args.model)} --model")
     for name in ("bootstrap", "batch_size"):

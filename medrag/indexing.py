@@ -44,6 +44,7 @@ import json
 import logging
 import os
 import re
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -401,6 +402,13 @@ def _recorded_coarse_dim(client: Any, persist_dir: str | None, collection: str) 
 
 def run_index(args: argparse.Namespace) -> int:
     """``medrag index``: cheap checks first, then the model, then the store, then the chunks."""
+    from medrag.models import loading_progress
+
+    with loading_progress(not args.no_progress and sys.stderr.isatty()):
+        return _run_index(args)
+
+
+def _run_index(args: argparse.Namespace) -> int:
     source = Path(args.source)
     if not source.exists():
         raise DataError(f"{source} does not exist: pass a data file or a folder of .txt/.md files")

@@ -10,12 +10,14 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -188,6 +190,33 @@ def embedding_dim(model: "SentenceTransformer") -> int:
     if not dim:
         raise ModelLoadError("the model does not report its embedding size")
     return int(dim)
+
+
+@contextlib.contextmanager
+def loading_progress(enabled: bool) -> Iterator[None]:
+    """Within the block, the progress bars of transformers and huggingface_hub (the "Loading weights"
+    bar of every model load, download bars) are on or off as asked, then restored: the commands'
+    ``--no-progress`` turns them off, which medrag's own bars alone did not do on a terminal.
+
+    >>> with loading_progress(False):
+    ...     pass
+    """
+    from huggingface_hub import utils as hub_utils
+    from transformers.utils import logging as transformers_logging
+
+    hub_was_on = not hub_utils.are_progress_bars_disabled()
+    transformers_was_on = transformers_logging.is_progress_bar_enabled()
+    if enabled:
+        hub_utils.enable_progress_bars()
+        transformers_logging.enable_progress_bar()
+    else:
+        hub_utils.disable_progress_bars()
+        transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hub_utils.enable_progress_bars() if hub_was_on else hub_utils.disable_progress_bars()
+        transformers_logging.enable_progress_bar() if transformers_was_on else transformers_logging.disable_progress_bar()
 
 
 #: Seconds :func:`hub_unreachable` waits for a TCP connection to the hub.

@@ -157,5 +157,6 @@ def test_progress_bars_only_on_a_terminal(tiny_model_dir, pairs_file, tmp_path, 
             *flags]
     assert main(argv) == 0
     err = capsys.readouterr().err
-    assert ("Batches" in err) == bars, err[-500:]  # the encoding bars (not the terminal-only weight-loading one)
+    assert ("Batches" in err) == bars, err[-500:]  # the encoding bars
+    assert ("Loading weights" in err) == bars, err[-500:]  # transformers' own bar followed --no-progress too
     assert "--no-progress" not in json.loads((tmp_path / "report" / "report.json").read_text())["command"]

@@ -432,3 +432,17 @@ def test_cli_an_unreachable_server_is_named_as_such(tmp_path, capsys) -> None:
     (tmp_path / "ok.jsonl").write_text('{"text": "La ferritine basse."}\n')
     _one_line(capsys, ["index", str(tmp_path / "ok.jsonl"), "--host", "127.0.0.1", "--port", str(_free_port())],
               "cannot reach a Chroma server")
+
+
+@pytest.mark.parametrize("flags, bars", [([], True), (["--no-progress"], False)])
+def test_cli_no_progress_hides_every_bar_on_a_terminal(tiny_model_dir, tmp_path, capsys, monkeypatch, flags, bars):
+    """``--no-progress`` hid medrag's bar but not transformers' "Loading weights" one."""
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    argv, _ = _index_argv(tmp_path, tiny_model_dir, 3)
+    argv = [a for a in argv if a != "--no-progress"] + flags
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert ("Loading weights" in err) == bars, err[-500:]
+    assert ("indexing" in err) == bars, err[-500:]
