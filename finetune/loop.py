@@ -299,7 +299,7 @@ class TrainingLoop:
         first = 0
         if resume_from is not None:
             if checkpoints is None:
-                raise ValueError("resume_from needs checkpoints (the run key checks the checkpoint is this run's)")
+                raise ConfigError("resume_from needs checkpoints (the run key checks the checkpoint is this run's)")
             state = checkpoints.load(resume_from, self.model, optimizer, scheduler)
             first, u_pos = state["step"], state["u_pos"]
             result.losses = list(state["losses"])
