@@ -195,7 +195,9 @@ class MatryoshkaChroma(VectorStore):
         deterministic_ids: when True, texts added without ids get an id derived from their
             content and metadata (:meth:`content_id`), so re-adding the same texts is a no-op.
         create_collection_if_not_exists: False to fail if the collection is missing.
-        collection_metadata: extra collection metadata stored at creation.
+        collection_metadata: extra collection metadata stored at creation. Chroma's legacy
+            ``hnsw:*`` keys (``{"hnsw:space": "cosine"}``, as langchain-chroma users pass them)
+            are read as the ``hnsw`` settings they stand for, not stored.
         hnsw: extra Chroma HNSW settings (``ef_search``, ``max_neighbors``...; the space is
             always cosine; ``ef_search`` defaults to :data:`DEFAULT_EF_SEARCH`, 400, for a new
             collection). On an existing collection, a setting of :data:`UPDATABLE_HNSW` that
@@ -300,6 +302,7 @@ class MatryoshkaChroma(VectorStore):
         self._rotation_kind = coarse_rotation
         self._rotation: CoarseProjection | None = None
         _check_collection_name(collection_name)
+        collection_metadata, hnsw = _legacy_hnsw_metadata(collection_metadata, hnsw)
         hnsw = _check_hnsw(hnsw)
         if client is None:
             try:
@@ -765,10 +768,12 @@ class MatryoshkaChroma(VectorStore):
         return int(self._current_metadata().get(GENERATION_KEY, 0))
 
     def _current_metadata(self) -> dict[str, Any]:
-        """A copy of the collection metadata as stored now (other clients' changes included)."""
+        """A copy of the collection metadata as stored now (other clients' changes included), without
+        Chroma's legacy ``hnsw:*`` keys: written back by ``modify``, ``hnsw:space`` reads to Chroma as a
+        request to change the distance and fails every write (the configuration holds them anyway)."""
         current = self._chroma_call("read the collection metadata", self._client.get_collection,
                                     name=self._collection_name, embedding_function=None)
-        return dict(current.metadata or {})
+        return {k: v for k, v in (current.metadata or {}).items() if not k.startswith(_LEGACY_HNSW_PREFIX)}
 
     @contextlib.contextmanager
     def _generation_write(self) -> Iterator[int]:
@@ -1917,6 +1922,42 @@ def _check_collection_name(name: Any) -> None:
             f"invalid collection name {name!r}: Chroma needs 3-512 characters from [a-zA-Z0-9._-], starting and "
             "ending with a letter or digit, without '..'"
         )
+
+
+_LEGACY_HNSW_PREFIX = "hnsw:"
+#: Chroma's legacy collection-metadata HNSW keys (``collection_metadata={"hnsw:space": "cosine"}``, the
+#: langchain-chroma idiom) and the ``hnsw`` configuration settings they stand for
+_LEGACY_HNSW_KEYS = {
+    "hnsw:space": "space", "hnsw:construction_ef": "ef_construction", "hnsw:M": "max_neighbors",
+    "hnsw:search_ef": "ef_search", "hnsw:num_threads": "num_threads", "hnsw:batch_size": "batch_size",
+    "hnsw:sync_threshold": "sync_threshold", "hnsw:resize_factor": "resize_factor",
+}
+
+
+def _legacy_hnsw_metadata(metadata: dict[str, Any] | None, hnsw: dict[str, Any] | None
+                          ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """``collection_metadata``'s ``hnsw:*`` keys moved into ``hnsw`` (checked there like any setting:
+    a space other than cosine is refused); stored as metadata they broke every later write.
+
+    >>> _legacy_hnsw_metadata({"hnsw:space": "cosine", "hnsw:search_ef": 800, "team": "x"}, None)
+    ({'team': 'x'}, {'space': 'cosine', 'ef_search': 800})
+    """
+    if not metadata or not any(isinstance(k, str) and k.startswith(_LEGACY_HNSW_PREFIX) for k in metadata):
+        return metadata, hnsw
+    if hnsw is not None and not isinstance(hnsw, dict):
+        return metadata, hnsw  # _check_hnsw names the error
+    unknown = [k for k in metadata if isinstance(k, str) and k.startswith(_LEGACY_HNSW_PREFIX)
+               and k not in _LEGACY_HNSW_KEYS]
+    if unknown:
+        raise InvalidInputError(f"unknown collection_metadata key(s) {unknown}: Chroma's HNSW keys are "
+                                f"{list(_LEGACY_HNSW_KEYS)}; or pass hnsw={{...}} (e.g. {{'ef_search': 800}})")
+    moved = {_LEGACY_HNSW_KEYS[k]: v for k, v in metadata.items() if k in _LEGACY_HNSW_KEYS}
+    both = [k for k, v in moved.items() if k in (hnsw or {}) and hnsw[k] != v]
+    if both:
+        raise InvalidInputError(f"hnsw {both} set twice, differently: in hnsw= and as 'hnsw:' keys of "
+                                "collection_metadata; keep one")
+    rest = {k: v for k, v in metadata.items() if k not in _LEGACY_HNSW_KEYS}
+    return rest, {**moved, **(hnsw or {})}
 
 
 def _check_hnsw(hnsw: Any) -> dict[str, Any] | None:

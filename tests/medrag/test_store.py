@@ -421,6 +421,39 @@ def test_hnsw_settings_reach_an_existing_collection(client, fake) -> None:
     store.delete_collection()
 
 
+def test_legacy_hnsw_collection_metadata_is_read_as_hnsw_settings(client, fake, monkeypatch) -> None:
+    """``collection_metadata={"hnsw:space": "cosine"}`` (the langchain-chroma idiom) was stored as
+    metadata, and every write, which writes the metadata back, failed with Chroma's "changing the
+    distance function ... is not supported", also after reopening: the collection was lost."""
+    import medrag.store as store_module
+
+    name = _name()
+    store = MatryoshkaChroma(name, fake, client=client, collection_metadata={"hnsw:space": "cosine",
+                                                                             "hnsw:search_ef": 800, "team": "x"})
+    store.add_texts(TEXTS)
+    store.add_texts(["Une phrase de plus."])
+    collection = client.get_collection(name)
+    assert collection.metadata["team"] == "x" and not any(k.startswith("hnsw:") for k in collection.metadata)
+    assert collection.configuration["hnsw"]["ef_search"] == 800
+    assert MatryoshkaChroma(name, fake, client=client).similarity_search(TEXTS[2], k=1)[0].page_content == TEXTS[2]
+    with pytest.raises(InvalidInputError, match="space 'l2'"):
+        MatryoshkaChroma(_name(), fake, client=client, collection_metadata={"hnsw:space": "l2"})
+    with pytest.raises(InvalidInputError, match="set twice"):
+        MatryoshkaChroma(_name(), fake, client=client, collection_metadata={"hnsw:search_ef": 100},
+                         hnsw={"ef_search": 800})
+    with pytest.raises(InvalidInputError, match="unknown collection_metadata key"):
+        MatryoshkaChroma(_name(), fake, client=client, collection_metadata={"hnsw:spaec": "cosine"})
+    # a collection made by an earlier medrag, the key stored: its next write succeeds and drops the key
+    monkeypatch.setattr(store_module, "_legacy_hnsw_metadata", lambda metadata, hnsw: (metadata, hnsw))
+    old_name = _name()
+    MatryoshkaChroma(old_name, fake, client=client, collection_metadata={"hnsw:space": "cosine"})
+    assert client.get_collection(old_name).metadata["hnsw:space"] == "cosine"
+    monkeypatch.undo()
+    MatryoshkaChroma(old_name, fake, client=client).add_texts(TEXTS[:3])
+    assert "hnsw:space" not in client.get_collection(old_name).metadata
+    store.delete_collection()
+
+
 def test_a_process_that_does_not_own_the_folder_cannot_change_its_hnsw_settings(tmp_path, fake) -> None:
     """The owner's folder is left as it is: the other process gets StoreLockedError, nothing changed."""
     import chromadb
