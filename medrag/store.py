@@ -332,6 +332,12 @@ class MatryoshkaChroma(VectorStore):
             self._encoder = embedding_function.with_dimension(embedding_function.dimension)
             self._encoder.show_progress = False
         self._full_dim = self._probe_full_dim(embedding_function)
+        # what ``embeddings`` hands out: a MatryoshkaEmbeddings set to a smaller size gave query vectors
+        # that this store's by-vector searches (which rerank at full size) refused
+        self._full_embedding: Embeddings = embedding_function
+        if hasattr(embedding_function, "with_dimension") and getattr(embedding_function, "dimension", None) not in (
+                None, self._full_dim):
+            self._full_embedding = embedding_function.with_dimension(self._full_dim)
         coarse_dim = _check_int("coarse_dim", coarse_dim)
         if not 1 <= coarse_dim < self._full_dim:
             raise DimensionError(
@@ -673,8 +679,11 @@ class MatryoshkaChroma(VectorStore):
 
     @property
     def embeddings(self) -> Embeddings:
-        """The embeddings this store encodes texts and queries with."""
-        return self._embedding
+        """The embeddings this store encodes texts and queries with, at the full size the store
+        reranks with: ``store.similarity_search_by_vector(store.embeddings.embed_query(q))`` works. For
+        a ``MatryoshkaEmbeddings`` built with a smaller ``dimension`` this is a full-size copy sharing
+        its model (the store ignores ``dimension``)."""
+        return self._full_embedding
 
     @property
     def client(self) -> "chromadb.ClientAPI":
@@ -1411,9 +1420,12 @@ class MatryoshkaChroma(VectorStore):
         except (TypeError, ValueError) as exc:
             raise DimensionError(f"the query vector is not a list of numbers: {exc}") from exc
         if vec.ndim != 1 or vec.shape[0] != self._full_dim:
+            truncated = vec.ndim == 1 and vec.shape[0] == getattr(self._embedding, "dimension", None)
             raise DimensionError(
                 f"the query vector has shape {vec.shape}; this store needs a full-size vector of "
                 f"{self._full_dim} values (the model's full size)"
+                + (f": {vec.shape[0]} is the size the embeddings were built with (dimension={vec.shape[0]}); make the "
+                   "vector with store.embeddings.embed_query(...), which is full size" if truncated else "")
             )
         if not np.isfinite(vec).all():
             raise InvalidInputError("the query vector contains NaN or infinite values")

@@ -1523,3 +1523,21 @@ def test_reindex_checks_its_input_before_making_anything_and_says_what_it_drops(
     assert "_medrag_source" in caplog.text
     copy.delete_collection()
     client.delete_collection(source)
+
+
+def test_the_store_embeddings_give_query_vectors_its_by_vector_searches_take(tiny_embeddings) -> None:
+    """With MatryoshkaEmbeddings(dimension=64) (the README's example), ``store.embeddings.embed_query``
+    gave 64 values, which every by-vector search refused (langchain-core's contract: the vector comes
+    from ``store.embeddings.embed_query``)."""
+    import chromadb
+
+    small = tiny_embeddings.with_dimension(64)
+    store = MatryoshkaChroma(_name(), small, client=chromadb.EphemeralClient(), coarse_dim=32)
+    store.add_texts(TEXTS[:6], ids=[f"t{i}" for i in range(6)])
+    vector = store.embeddings.embed_query(TEXTS[2])
+    assert len(vector) == 128 and small.dimension == 64  # the user's object is left as it was
+    assert store.similarity_search_by_vector(vector, k=1)[0].id == store.similarity_search(TEXTS[2], k=1)[0].id
+    assert store.max_marginal_relevance_search_by_vector(vector, k=2, fetch_k=4)
+    with pytest.raises(DimensionError, match=r"dimension=64.*store.embeddings.embed_query"):
+        store.similarity_search_by_vector(small.embed_query(TEXTS[2]), k=1)
+    store.delete_collection()
