@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -1292,7 +1293,10 @@ class MatryoshkaChroma(VectorStore):
     def delete_collection(self) -> None:
         """Drop the whole Chroma collection, its lexical index file and its vector copy; the store is
         unusable afterwards. With an embedded persistent client the collection's vector-index folders are
-        removed too (chromadb 1.5 leaves them on disk, and they hold the whole HNSW index)."""
+        removed too (chromadb 1.5 leaves them on disk, and they hold the whole HNSW index). A second
+        call is a no-op."""
+        if getattr(self, "_deleted", False):
+            return
         self._check_writer()
         with self._write_guard:
             persist = _persist_directory(self._client)
@@ -1308,6 +1312,7 @@ class MatryoshkaChroma(VectorStore):
                 if copy is not None:
                     copy.drop(self._cid)
             self._lexical.drop()
+            self._deleted = True
             if segments:
                 self._remove_segment_folders(persist, segments)
 
@@ -1330,6 +1335,89 @@ class MatryoshkaChroma(VectorStore):
             for id_, text, md in zip(res["ids"], res["documents"], res["metadatas"]):
                 found[id_] = _document(id_, text, md)
         return [found[i] for i in ids if i in found]
+
+    def get(self, ids: Sequence[str] | None = None, where: dict[str, Any] | None = None,
+            limit: int | None = None, offset: int | None = None, where_document: dict[str, Any] | None = None,
+            include: Sequence[str] | None = None) -> dict[str, Any]:
+        """Records by id and/or filter, as langchain-chroma's ``Chroma.get``: a dict with ``ids`` and the
+        ``include``-d fields (default ``documents`` and ``metadatas``). ``embeddings`` are the full-size
+        stored vectors (a float32 array, one row per id), not the coarse ones Chroma's index holds; the
+        metadatas leave out medrag's reserved keys.
+
+        Example::
+
+            store.get(where={"source": "leaflet"}, limit=10)["ids"]
+
+        Args:
+            ids: the ids to read (None: every record, or those matching the filters).
+            where: a Chroma metadata filter.
+            limit: at most this many records.
+            offset: skip this many records first.
+            where_document: a Chroma document filter (``{"$contains": "..."}``).
+            include: any of ``"documents"``, ``"metadatas"``, ``"embeddings"``.
+
+        Raises:
+            InvalidInputError: a bare string for ``ids``, an unknown ``include`` field, a negative limit
+                or offset, or a filter Chroma rejects.
+        """
+        fields = ["documents", "metadatas"] if include is None else list(include)
+        if isinstance(include, str) or any(f not in ("documents", "metadatas", "embeddings") for f in fields):
+            raise InvalidInputError(f"include must be a list of 'documents', 'metadatas' and 'embeddings', got {include!r}")
+        for name, value in (("limit", limit), ("offset", offset)):
+            if value is not None and _check_int(name, value) < 0:
+                raise InvalidInputError(f"{name} must be >= 0, got {value!r}")
+        read = functools.partial(self._chroma_call, "read records", self._collection.get, where=where or None,
+                                 where_document=where_document or None, include=["documents", "metadatas"])
+        if ids is None:
+            res = read(limit=limit, offset=offset)
+            found = list(zip(res["ids"], res["documents"], res["metadatas"]))
+        else:  # in batches (one get of tens of thousands of ids exceeds SQLite's variable limit)
+            wanted = list(dict.fromkeys(_check_ids(ids)))
+            max_batch = self._chroma_call("read the batch size", self._client.get_max_batch_size)
+            found = []
+            for start in range(0, len(wanted), max_batch):
+                res = read(ids=wanted[start : start + max_batch])
+                found += zip(res["ids"], res["documents"], res["metadatas"])
+            found = found[offset or 0:][:limit] if limit is not None else found[offset or 0:]
+        out: dict[str, Any] = {"ids": [f[0] for f in found], "included": fields}
+        if "documents" in fields:
+            out["documents"] = [f[1] for f in found]
+        if "metadatas" in fields:
+            out["metadatas"] = [{k: v for k, v in (f[2] or {}).items() if k != FULL_KEY} for f in found]
+        if "embeddings" in fields:
+            out["embeddings"] = (self.get_full_vectors(out["ids"]) if out["ids"]
+                                 else np.zeros((0, self._full_dim), dtype=np.float32))
+        return out
+
+    def update_documents(self, ids: Sequence[str], documents: Sequence[Document]) -> None:
+        """Replace the text and metadata of existing records (re-encoded), as langchain-chroma's
+        ``update_documents``; the whole record is replaced, no old metadata key survives.
+
+        Args:
+            ids: the ids of the records to replace, one per document.
+            documents: their new contents.
+
+        Raises:
+            InvalidInputError: ``ids`` and ``documents`` differ in length, or an id is not stored
+                (nothing is written: :meth:`add_documents` adds new records).
+        """
+        ids = _check_ids(ids)
+        documents = list(documents)
+        if len(ids) != len(documents):
+            raise InvalidInputError(f"{len(ids)} ids for {len(documents)} documents: give one id per document")
+        if not ids:
+            return
+        stored = set(self.get(ids=list(dict.fromkeys(ids)), include=[])["ids"])
+        missing = [i for i in ids if i not in stored]
+        if missing:
+            raise InvalidInputError(f"update_documents: {len(missing)} id(s) not stored (e.g. {missing[:3]}); nothing "
+                                    "was written. Use add_documents to add new records")
+        self.add_texts([d.page_content for d in documents], metadatas=[dict(d.metadata or {}) for d in documents],
+                       ids=ids)
+
+    def update_document(self, document_id: str, document: Document) -> None:
+        """Replace one stored record: :meth:`update_documents` with one id."""
+        self.update_documents([document_id], [document])
 
     def get_full_vectors(self, ids: Sequence[str]) -> np.ndarray:
         """The stored full-size vectors of these records, one unit-norm float32 row per id, in
@@ -1542,6 +1630,10 @@ class MatryoshkaChroma(VectorStore):
         except MedragError:
             raise
         except Exception as exc:
+            if getattr(self, "_deleted", False):
+                raise CollectionMismatchError(
+                    f"could not {what}: collection {self._collection_name!r} was deleted by this store's "
+                    "delete_collection(); create a new MatryoshkaChroma to start again") from exc
             raise translate_chroma_error(exc, what, self._collection_name) from exc
 
     # ------------------------------------------------------------------ LangChain search API

@@ -1541,3 +1541,34 @@ def test_the_store_embeddings_give_query_vectors_its_by_vector_searches_take(tin
     with pytest.raises(DimensionError, match=r"dimension=64.*store.embeddings.embed_query"):
         store.similarity_search_by_vector(small.embed_query(TEXTS[2]), k=1)
     store.delete_collection()
+
+
+def test_get_and_update_documents_as_langchain_chroma(store, fake) -> None:
+    """``get``, ``update_document(s)`` did not exist (AttributeError for code written for
+    langchain-chroma's Chroma), and a call after ``delete_collection`` blamed "another client"."""
+    ids = [f"t{i}" for i in range(6)]
+    store.add_texts(TEXTS[:6], metadatas=[{"n": i, "status": "draft"} for i in range(6)], ids=ids)
+    got = store.get(ids=["t3", "t1", "nope"])
+    assert sorted(got["ids"]) == ["t1", "t3"] and set(got) == {"ids", "documents", "metadatas", "included"}
+    assert all(not k.startswith("_medrag") for md in got["metadatas"] for k in md)
+    assert store.get(where={"n": {"$gte": 4}})["ids"] and set(store.get(where={"n": {"$gte": 4}})["ids"]) == {"t4", "t5"}
+    assert len(store.get(limit=2)["ids"]) == 2 and len(store.get(ids=ids, offset=4)["ids"]) == 2
+    full = store.get(ids=["t2"], include=["embeddings"])
+    assert full["embeddings"].shape == (1, 128) and "documents" not in full
+    assert np.allclose(full["embeddings"][0], fake.encode_documents([TEXTS[2]])[0], atol=0.02)  # int8 full vector
+    with pytest.raises(InvalidInputError, match="include"):
+        store.get(include=["distances"])
+
+    store.update_document("t2", Document(page_content="La ferritine mesure les réserves en fer.", metadata={"n": 2}))
+    after = store.get(ids=["t2"])
+    assert after["documents"] == ["La ferritine mesure les réserves en fer."] and after["metadatas"] == [{"n": 2}]
+    assert store.similarity_search("ferritine réserves en fer", k=1, filter={"n": 2})[0].id == "t2"
+    with pytest.raises(InvalidInputError, match="not stored.*nothing was written"):
+        store.update_documents(["t1", "zz"], [Document(page_content="a"), Document(page_content="b")])
+    assert store.get(ids=["t1"])["documents"] == [TEXTS[1]] and len(store) == 6
+    with pytest.raises(InvalidInputError, match="one id per document"):
+        store.update_documents(["t1"], [])
+
+    store.delete_collection()
+    with pytest.raises(CollectionMismatchError, match="deleted by this store's delete_collection"):
+        store.similarity_search("fer", k=1)
