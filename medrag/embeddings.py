@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,6 +47,16 @@ DimensionSpec = Union[int, Literal["auto", "max", "balanced", "edge"], None]
 #: devices. ``max`` is the model's full size; the others are capped to it.
 PRESETS: dict[str, int | None] = {"max": None, "balanced": 512, "edge": 128}
 
+
+
+def _first_caller_outside_medrag() -> int:
+    """The ``stacklevel`` that makes a warning point at the first caller outside the medrag package
+    (the user's ``embed_documents``, ``add_texts`` or retriever call), whatever the path to it."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1  # level 1: the function that warns
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def validate_texts(texts: Sequence[str]) -> list[str]:
@@ -289,13 +300,14 @@ class MatryoshkaEmbeddings(Embeddings):
         long = [prefix + t for t in texts if len(prefix) + len(t) > max_len - 2]
         if not long:
             return
-        lengths = [len(ids) for ids in tokenizer(long, add_special_tokens=True)["input_ids"]]
+        # verbose=False: counting the tokens of a long text is not a request to encode it whole
+        lengths = [len(ids) for ids in tokenizer(long, add_special_tokens=True, verbose=False)["input_ids"]]
         n = sum(1 for n_tok in lengths if n_tok > max_len)
         if n:
             warnings.warn(
                 f"{n} text(s) exceed the model's max_seq_length of {max_len} tokens and were truncated; "
                 "split long passages into chunks to embed all of their content",
-                stacklevel=4,
+                stacklevel=_first_caller_outside_medrag(),
             )
 
     def _folder_metadata(self) -> MatryoshkaMetadata | None:

@@ -156,6 +156,23 @@ def test_long_text_truncated_with_one_warning(tiny_embeddings):
     relevant = [w for w in caught if "max_seq_length" in str(w.message)]
     assert len(relevant) == 1 and "2 text(s)" in str(relevant[0].message)
     assert len(vecs) == 3
+    assert relevant[0].filename == __file__  # the caller's line, not medrag's (it named embeddings.py)
+
+
+def test_long_text_warning_points_at_the_caller_through_the_store(tiny_embeddings, caplog):
+    """Through the store the warning named store.py; the length count also made transformers log
+    "Token indices sequence length is longer than ..." on top of medrag's own warning."""
+    import chromadb
+
+    from medrag import MatryoshkaChroma
+
+    store = MatryoshkaChroma("longtexts", tiny_embeddings, client=chromadb.EphemeralClient(), coarse_rotation="none")
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level("WARNING"):
+        warnings.simplefilter("always")
+        store.add_texts([" ".join(["ferritine"] * 300)])
+    relevant = [w for w in caught if "max_seq_length" in str(w.message)]
+    assert len(relevant) == 1 and relevant[0].filename == __file__
+    assert "Token indices sequence length" not in caplog.text
 
 
 def test_async_variants_match_sync(tiny_embeddings):
