@@ -173,8 +173,9 @@ def _check_modes(args: argparse.Namespace) -> None:
         raise DataError(f"{', '.join(_given(args, _HYBRID_ONLY))}: only used with --hybrid")
     if args.resamples is not None and args.resamples < 1:
         raise DataError(f"--resamples must be >= 1, got {args.resamples}")
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise DataError(f"--out {args.out} is a file; pass a folder for the report")
+    from medrag.command import check_writable_dir
+
+    check_writable_dir(Path(args.out), "--out")  # made now: a path under a file failed after all the scoring
 
 
 def _evaluate(args: argparse.Namespace) -> int:

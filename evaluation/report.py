@@ -29,6 +29,7 @@ import io
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -244,6 +245,14 @@ class EvaluationReport:
             paths["comparison_csv"].write_text(self.comparison_table(fmt="csv"), encoding="utf-8")
         if plot:
             paths["plot"] = plot_metric_vs_size(self, out / f"{self.primary_metric.replace('@', '')}_vs_size.png")
+        # a report folder used again: the files an earlier report wrote and this one did not (its plot, a
+        # comparison of two models) would sit beside this report as if they were its own
+        written = {p.name for p in paths.values()}
+        stale = [f for f in out.iterdir() if f.is_file() and f.name not in written
+                 and (f.name == "comparison.csv" or re.fullmatch(r"[a-z0-9]+_vs_size\.png", f.name))]
+        for f in stale:
+            f.unlink()
+            logger.info("removed %s, written by an earlier report in %s", f.name, out)
         logger.info("report written to %s", out)
         return paths
 

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from medrag.errors import MedragError
+from medrag.errors import InvalidInputError, MedragError
 
 
 def new_parser(prog: str, description: str | None, **kwargs) -> argparse.ArgumentParser:
@@ -56,3 +58,17 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
     except KeyboardInterrupt:
         print(f"{label}: interrupted", file=sys.stderr)
         return 130
+
+
+def check_writable_dir(folder: Path, flag: str) -> None:
+    """Make ``folder`` (a directory) or raise a one-line :class:`InvalidInputError` saying why not:
+    the commands' output folders (``--dir``, ``--out``) are checked before any model loads, not when
+    the results are written at the end."""
+    if folder.exists() and not folder.is_dir():
+        raise InvalidInputError(f"{flag} {folder} is a file; pass a folder (it is created if missing)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInputError(f"{flag} {folder}: cannot create the folder ({exc.strerror})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InvalidInputError(f"{flag} {folder} is not writable; pass a folder you can write to")

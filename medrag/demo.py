@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +32,7 @@ from finetune.config import FinetuneConfig
 from finetune.model_card import score_table
 from finetune.training import MatryoshkaFinetuner
 from medrag.bundled import cache_dir
+from medrag.command import check_writable_dir
 from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.errors import CollectionMismatchError, InvalidInputError
 from medrag.qa.sample import load_sample_corpus
@@ -72,6 +73,13 @@ def run_demo(args: argparse.Namespace) -> int:
         check_writable_dir(Path(args.finetune_dir), "--finetune-dir")
     if args.k < 1:
         raise InvalidInputError(f"--k must be >= 1, got {args.k}")
+    if not args.finetune:
+        ignored = [flag for flag, given in (("--finetune-dir", args.finetune_dir is not None),
+                                            ("--epochs", args.epochs != 1.0)) if given]
+        if ignored:
+            raise InvalidInputError(f"{', '.join(ignored)}: only used with --finetune; add it or drop them")
+    elif not (args.epochs > 0 and math.isfinite(args.epochs)):  # checked before the demo's minutes, not after
+        raise InvalidInputError(f"--epochs must be a number > 0, got {args.epochs}")
     corpus = load_sample_corpus()
     emb = MatryoshkaEmbeddings(args.model)
     print(f"Model: {emb.spec} - full size {emb.full_dim}, Matryoshka sizes {emb.dims}")
@@ -113,18 +121,6 @@ def run_demo(args: argparse.Namespace) -> int:
         run_finetune(emb, corpus, args)
     print(f"\nDone in {time.perf_counter() - t_start:.0f} s. Store: {folder}")
     return 0
-
-
-def check_writable_dir(folder: Path, flag: str) -> None:
-    """Make ``folder`` (a directory) or raise a one-line :class:`InvalidInputError` saying why not."""
-    if folder.exists() and not folder.is_dir():
-        raise InvalidInputError(f"{flag} {folder} is a file; pass a folder (it is created if missing)")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InvalidInputError(f"{flag} {folder}: cannot create the folder ({exc.strerror})") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise InvalidInputError(f"{flag} {folder} is not writable; pass a folder you can write to")
 
 
 def build_store(emb, corpus, folder: Path, rebuild: bool = False):

@@ -88,7 +88,8 @@ class IndexReport:
     """What :func:`index_corpus` did: documents read, chunks made, chunks written now, chunks
     already stored (skipped without encoding), the store's size afterwards, seconds, chunks that
     repeated another chunk of this run (same document key, position and text: stored once), and
-    stale chunks removed (earlier versions of documents indexed again with another text)."""
+    stale chunks removed (earlier versions of documents indexed again with another text or other
+    chunk settings), and stored chunks rewritten because their metadata changed (same text)."""
 
     documents: int
     chunks: int
@@ -98,6 +99,7 @@ class IndexReport:
     seconds: float
     duplicates: int = 0
     removed: int = 0
+    updated: int = 0
 
 
 def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_OVERLAP,
@@ -152,7 +154,8 @@ def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_O
 
 
 def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", id_field: str | None = None,
-                   metadata_fields: list[str] | None = None) -> Iterator[tuple[str, str, dict[str, Any]]]:
+                   metadata_fields: list[str] | None = None, warn: bool = True
+                   ) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """``(document key, text, metadata)`` for every document of a file or folder.
 
     Args:
@@ -164,6 +167,10 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
         metadata_fields: record fields copied into every chunk's metadata (str, int, float,
             bool values; a field that is absent or of another type is left out, and a warning
             says how many records lacked it); a folder's documents get ``{"source": relative path}``.
+            Without ``id_field`` a document is its text and metadata: the same file indexed again
+            with other ``metadata_fields`` is another set of documents (the earlier ones stay).
+        warn: log the warnings about the source (linked folders not followed, metadata fields
+            missing); False for a caller that reads the source twice.
 
     Raises:
         DataError: a missing source, an unsupported file type, a record without ``text_field``.
@@ -171,14 +178,20 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
     path = Path(source)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+        linked = sorted(p for p in path.rglob("*") if p.is_symlink() and p.is_dir())
+        if linked and warn:  # rglob does not enter linked folders (no loops); say so instead of skipping in silence
+            logger.warning("%s: %d linked folder(s) not followed (e.g. %s): pass their targets as sources of "
+                           "their own", path, len(linked), linked[0].relative_to(path).as_posix())
         if not files:
             raise DataError(f"{path} holds no {'/'.join(TEXT_SUFFIXES)} file")
         for f in files:
             rel = f.relative_to(path).as_posix()
             try:
-                text = f.read_text(encoding="utf-8")
+                text = f.read_text(encoding="utf-8-sig")  # -sig: a BOM (Windows editors) is not text
             except UnicodeDecodeError as exc:
                 raise DataError(f"{f}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+            except OSError as exc:
+                raise DataError(f"{f}: cannot read ({exc.strerror or exc})") from None
             yield rel, text, {"source": rel}
         return
     if not path.exists():
@@ -211,7 +224,7 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
             payload = json.dumps([text, meta], ensure_ascii=False, sort_keys=True) if meta else text
             key = hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()[:24]
         yield key, text, meta
-    for field, count in lacking.items():
+    for field, count in lacking.items() if warn else ():
         logger.warning("%s: metadata field %r is absent, empty or not a str/int/float/bool in %d of %d records "
                        "(left out of their metadata)", path, field, count, n + 1)
 
@@ -222,11 +235,9 @@ def _records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     if name.endswith((".jsonl", ".jsonl.gz")):
         opener = gzip.open if name.endswith(".gz") else open
         try:
-            with opener(path, "rt", encoding="utf-8") as fh:
+            with opener(path, "rb") as fh:  # bytes: json_objects decodes each line (a bad one is named, a BOM dropped)
                 for lineno, obj in json_objects(fh, path):
                     yield f"{path}:{lineno}", obj
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path}: not UTF-8 text ({exc.reason})") from None
         except (OSError, EOFError) as exc:
             raise DataError(f"{path}: cannot read ({exc})") from None
         return
@@ -276,9 +287,9 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
 
     t0 = time.perf_counter()
     before = len(store)
-    documents = chunks = duplicates = removed = 0
-    stable_keys = id_field is not None or Path(source).is_dir()  # else a key is its content: never edited
+    documents = chunks = duplicates = removed = updated = 0
     seen: set[str] = set()
+    keys: dict[str, int] = {}  # --id-field values seen this run -> their document's number
     pending_texts: list[str] = []
     pending_meta: list[dict[str, Any]] = []
     pending_ids: list[str] = []
@@ -293,8 +304,17 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
         return size(batch_size) if size is not None else batch_size
 
     def flush() -> None:
-        nonlocal removed
+        nonlocal removed, updated
         if pending_texts:
+            # a stored chunk whose metadata changed (a new --metadata-fields, an edited value) is rewritten:
+            # skip_existing alone kept the old metadata, and filters kept matching stale values
+            found = store.get(ids=pending_ids, include=["metadatas"])
+            stored_meta = dict(zip(found["ids"], found["metadatas"]))
+            changed = [i for i, id_ in enumerate(pending_ids) if id_ in stored_meta and stored_meta[id_] != pending_meta[i]]
+            if changed:
+                store.add_texts([pending_texts[i] for i in changed], [pending_meta[i] for i in changed],
+                                ids=[pending_ids[i] for i in changed], batch_size=batch_size, show_progress=False)
+                updated += len(changed)
             store.add_texts(pending_texts, pending_meta, ids=pending_ids, batch_size=batch_size,
                             show_progress=False, skip_existing=True)
             bar.update(len(pending_texts))
@@ -316,8 +336,17 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
             documents += 1
             pieces = chunk_text(text, chunk_words, overlap, max_words)
             ids = [chunk_id(key, position, chunk) for position, chunk in enumerate(pieces)]
-            if stable_keys:
-                pending_docs[key] = set(ids)  # a key seen twice in one run: its last version stays
+            if id_field is not None:
+                if key in keys:
+                    flush()  # the documents before it are stored, as the message says
+                    raise DataError(f"{source}: document {documents} has the {id_field} {key!r} of document "
+                                    f"{keys[key]}: the {id_field} values must be unique (a repeated one replaced the "
+                                    "earlier document). Nothing of this document was written; the earlier ones are "
+                                    "stored. Fix the input or pass another --id-field")
+                keys[key] = documents
+            # every key, content keys too: the same document chunked otherwise (--chunk-words, --overlap)
+            # replaces its earlier chunks instead of adding a second copy
+            pending_docs[key] = set(ids)
             for position, (chunk, id_) in enumerate(zip(pieces, ids)):
                 chunks += 1
                 if id_ in seen:
@@ -336,8 +365,8 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
         raise DataError(f"{source}: no document found")
     stored = len(store)
     added = stored - before + removed
-    report = IndexReport(documents, chunks, added, chunks - duplicates - added, stored, time.perf_counter() - t0,
-                         duplicates, removed)
+    report = IndexReport(documents, chunks, added, chunks - duplicates - added - updated, stored,
+                         time.perf_counter() - t0, duplicates, removed, updated)
     logger.info("%s", report)
     return report
 
@@ -359,8 +388,13 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--model", default=None, help=f"model spec (default: medrag's default model, {DEFAULT_SPEC})")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: CUDA when available)")
     p.add_argument("--text-field", default="text", help="record field holding the text (default text)")
-    p.add_argument("--id-field", default=None, help="record field holding a stable document id")
-    p.add_argument("--metadata-fields", default="", help="comma-separated record fields copied into metadata")
+    p.add_argument("--id-field", default=None,
+                   help="record field holding a stable document id, unique within the input (a document indexed "
+                        "again under the same id, from any file, replaces the stored one)")
+    p.add_argument("--metadata-fields", default="",
+                   help="comma-separated record fields copied into metadata (to change them on a stored collection "
+                        "later, index with --id-field: without it a document is its text and metadata, and other "
+                        "fields make other documents)")
     p.add_argument("--chunk-words", type=int, default=CHUNK_WORDS, help=f"words per chunk (default {CHUNK_WORDS})")
     p.add_argument("--overlap", type=int, default=CHUNK_OVERLAP,
                    help=f"sentences of overlap between chunks (default {CHUNK_OVERLAP})")
@@ -425,8 +459,16 @@ def _run_index(args: argparse.Namespace) -> int:
     if args.persist_dir and Path(args.persist_dir).exists() and not Path(args.persist_dir).is_dir():
         raise InvalidInputError(f"--persist-dir {args.persist_dir} is a file; pass a folder")
     fields = [f.strip() for f in args.metadata_fields.split(",") if f.strip()]
-    # the first document proves the source readable (fields, JSON) before the model loads
-    next(iter_documents(source, text_field=args.text_field, id_field=args.id_field, metadata_fields=fields), None)
+    if source.is_dir():
+        ignored = [flag for flag, given in (("--text-field", args.text_field != "text"), ("--id-field", args.id_field),
+                                            ("--metadata-fields", fields)) if given]
+        if ignored:
+            raise InvalidInputError(f"{', '.join(ignored)} read(s) the fields of a records file; {source} is a folder, "
+                                    "whose files are one document each (key and metadata: their relative path)")
+    # the first document proves the source readable (fields, JSON) and not empty before the model loads
+    if next(iter_documents(source, text_field=args.text_field, id_field=args.id_field, metadata_fields=fields,
+                           warn=False), None) is None:
+        raise DataError(f"{source}: no document found; nothing was indexed")
     import chromadb  # heavy: only an actual indexing run opens a client
 
     if args.host:
@@ -447,6 +489,7 @@ def _run_index(args: argparse.Namespace) -> int:
                           chunk_words=args.chunk_words, overlap=args.overlap, batch_size=args.batch_size,
                           show_progress=False if args.no_progress else None)
     extra = "".join([f", {report.duplicates} repeated in the input (stored once)" if report.duplicates else "",
+                     f", {report.updated} rewritten with changed metadata" if report.updated else "",
                      f", {report.removed} stale chunks of re-indexed documents removed" if report.removed else ""])
     print(f"{report.documents} documents -> {report.chunks} chunks: {report.added} added, {report.skipped} already "
           f"stored (not re-encoded){extra}; collection {args.collection!r} holds {report.stored} records "

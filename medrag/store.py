@@ -310,6 +310,15 @@ class MatryoshkaChroma(VectorStore):
                 client = (chromadb.PersistentClient(path=str(persist_directory)) if persist_directory
                           else chromadb.EphemeralClient())
             except Exception as exc:
+                database = Path(persist_directory or ".") / "chroma.sqlite3"
+                try:
+                    damaged = database.is_file() and database.read_bytes()[:16] != b"SQLite format 3\x00"
+                except OSError:
+                    damaged = False
+                if damaged:
+                    raise StoreError(f"cannot open the Chroma store in {persist_directory!r}: {database} is not a SQLite "
+                                     "database (damaged, or not written by Chroma). Nothing was changed; restore the "
+                                     "folder from a backup, or move it away and index again") from exc
                 raise StoreError(f"cannot open a Chroma store in {persist_directory!r}: {exc}. "
                                  "persist_directory must be a writable folder (or a path where one can be made)") from exc
         self._client = client

@@ -45,3 +45,12 @@ def test_bad_paths_are_one_line_errors_before_any_model_loads(tmp_path, capsys, 
     _one_line_error(capsys, ["finetune", "--config", str(bad), "--check"], "not UTF-8")
     _one_line_error(capsys, ["finetune", "--config", str(tmp_path), "--check"], "is a folder")
     _one_line_error(capsys, ["finetune", "--data", str(tmp_path), "--check"], "is a folder")
+    # options the run would ignore, or check only after minutes of demo
+    _one_line_error(capsys, ["demo", "--dir", str(tmp_path / "d"), "--epochs", "3"], "only used with --finetune")
+    _one_line_error(capsys, ["demo", "--dir", str(tmp_path / "d"), "--finetune-dir", str(tmp_path / "f")],
+                    "only used with --finetune")
+    _one_line_error(capsys, ["demo", "--dir", str(tmp_path / "d"), "--finetune", "--epochs", "-1"], "--epochs must be")
+    # evaluate's --out under a file failed after every size was scored
+    (tmp_path / "q.jsonl").write_text('{"question": "q", "answer": "a"}\n')
+    _one_line_error(capsys, ["evaluate", "--model", "x", "--data", str(tmp_path / "q.jsonl"),
+                             "--out", str(a_file / "report")], "cannot create the folder")

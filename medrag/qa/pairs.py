@@ -31,6 +31,7 @@ import logging
 import os
 import random
 import statistics
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -290,8 +291,11 @@ def split_by_question(pairs: Sequence[QAPair], eval_fraction: float, seed: int =
     return [p for p in pairs if p.question not in held], [p for p in pairs if p.question in held]
 
 
-def json_objects(lines: Iterable[str], source: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line of a JSON Lines text, in order.
+def json_objects(lines: Iterable[str] | Iterable[bytes], source: str | os.PathLike[str]
+                 ) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSON Lines text, in order. Lines may be
+    bytes (a file opened in binary): each is decoded as UTF-8 (a BOM on the first is dropped), so
+    a record that is not UTF-8 is named by its line.
 
     The one JSON Lines parser of the data layer (pairs files, the sample, the French medical text,
     ``medrag index``), so every reader names the file and line of a bad record the same way.
@@ -305,6 +309,11 @@ def json_objects(lines: Iterable[str], source: str | os.PathLike[str]) -> Iterat
         [{'a': 1}, {'a': 2}]
     """
     for lineno, line in enumerate(lines, 1):
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{source}:{lineno}: not UTF-8 text ({exc.reason} at byte {exc.start} of the line)") from None
         if not line.strip():
             continue
         try:
@@ -349,6 +358,7 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
                 fh.seek(0)
                 # French Excel writes ";"-separated CSV: a header with ";" and no "," is read that way
                 reader = csv.DictReader(fh, delimiter=";" if ";" in header and "," not in header else ",")
+                _allow_long_csv_fields()
                 rows = []
                 try:
                     for row in reader:
@@ -368,10 +378,24 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
                 raise DataError(f"{path}: cannot read parquet ({type(exc).__name__}: {exc})") from None
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:  # permissions, I/O errors: a one-line error, not a traceback
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
     raise DataError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(LOCAL_SUFFIXES)}")
 
 
 # --------------------------------------------------------------------------- internals
+
+
+def _allow_long_csv_fields() -> None:
+    """Lift the csv module's 131,072-character field limit (a whole document in one cell is a record,
+    as it is in JSONL); the largest value the platform's C long takes."""
+    limit = sys.maxsize
+    while True:
+        try:
+            csv.field_size_limit(limit)
+            return
+        except OverflowError:
+            limit //= 10
 
 
 def _read_source(source: str | os.PathLike[str], train_split: str, eval_split: str | None

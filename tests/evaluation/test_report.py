@@ -120,6 +120,18 @@ def test_single_model_report_has_no_comparison(tiny_embeddings, tmp_path):
     assert "comparison.csv" not in names and "report.json" in names
 
 
+def test_a_reused_report_folder_keeps_no_file_of_the_earlier_report(report, tiny_embeddings, tmp_path):
+    """A second report into the same --out (one model, no plot) left the first one's plot and
+    comparison beside it, as if they were its own."""
+    (tmp_path / "notes.txt").write_text("mine")
+    report.write(tmp_path)
+    single = evaluate_models([tiny_embeddings], tiny_task(), dims=[128, 32], cache=EmbeddingCache(enabled=False),
+                             n_bootstrap=20, n_resamples=20)
+    single.write(tmp_path, plot=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv", "notes.txt", "per_query.csv",
+                                                          "report.json", "report.md"]
+
+
 def test_bad_inputs(tiny_embeddings):
     from medrag.errors import DimensionError
 

@@ -446,3 +446,102 @@ def test_cli_no_progress_hides_every_bar_on_a_terminal(tiny_model_dir, tmp_path,
     err = capsys.readouterr().err
     assert ("Loading weights" in err) == bars, err[-500:]
     assert ("indexing" in err) == bars, err[-500:]
+
+
+
+def test_cli_source_checks_before_the_model(tmp_path, capsys, monkeypatch) -> None:
+    """An empty source was found only after the model loaded (and left an empty collection tied to that
+    model); a folder silently ignored --text-field / --id-field / --metadata-fields."""
+    import medrag.embeddings
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(medrag.embeddings, "load_model", no_model)
+    db = tmp_path / "db"
+    for name, content in (("empty.jsonl", ""), ("empty.json", "[]"), ("header.csv", "text,id\n")):
+        (tmp_path / name).write_text(content)
+        _one_line(capsys, ["index", str(tmp_path / name), "--persist-dir", str(db)], "no document found")
+    assert not db.exists()
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.txt").write_text(DOC)
+    _one_line(capsys, ["index", str(folder), "--persist-dir", str(db), "--id-field", "id"], "is a folder")
+
+
+def test_index_input_defects(tmp_path, caplog) -> None:
+    """Repeated --id-field values replaced earlier documents in silence; a BOM broke JSONL (and stayed
+    in .txt texts); a CSV cell over 131,072 characters was refused; a bad byte deep in a JSONL file
+    had no line; an unreadable file was a traceback; linked folders were skipped in silence."""
+    emb = FakeMatryoshkaEmbeddings()
+    import chromadb
+
+    store = MatryoshkaChroma("dups", emb, client=chromadb.PersistentClient(str(tmp_path / "db")), coarse_rotation="none")
+    dup = tmp_path / "dup.jsonl"
+    dup.write_text('{"cat": "a", "text": "La TSH élevée."}\n{"cat": "b", "text": "La CRP monte."}\n'
+                   '{"cat": "a", "text": "Une HbA1c à 7 %."}\n')
+    with pytest.raises(DataError, match=r"document 3 has the cat 'a' of document 1.*must be unique"):
+        index_corpus(dup, store, id_field="cat")
+    assert sorted(store.get()["documents"]) == ["La CRP monte.", "La TSH élevée."]  # the earlier ones stored
+
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes("\ufeff".encode() + '{"text": "Une ferritine basse."}\n'.encode())
+    assert [t for _, t, _ in iter_documents(bom)] == ["Une ferritine basse."]
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "b.txt").write_bytes("\ufeffLa TSH élevée.".encode())
+    assert [t for _, t, _ in iter_documents(folder)] == ["La TSH élevée."]
+
+    long = tmp_path / "long.csv"
+    long.write_text("text\n" + "mot " * 40_000 + "\n")
+    assert len(next(iter_documents(long))[1]) == 160_000
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b'{"text": "un"}\n' * 3000 + '{"text": "fi\xe8vre"}\n'.encode("latin-1"))
+    with pytest.raises(DataError, match=r"bad.jsonl:3001: not UTF-8"):
+        list(iter_documents(bad))
+
+    def unreadable(self, *a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "c.txt").write_text("Une note.")
+    (folder / "linked").symlink_to(other, target_is_directory=True)
+    with caplog.at_level("WARNING", logger="medrag.indexing"):
+        assert [k for k, _, _ in iter_documents(folder)] == ["b.txt"]
+    assert "1 linked folder(s) not followed" in caplog.text
+    import pathlib
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(pathlib.Path, "read_text", unreadable)
+        with pytest.raises(DataError, match="b.txt: cannot read"):
+            list(iter_documents(folder))
+        m.setattr(pathlib.Path, "open", unreadable)
+        with pytest.raises(DataError, match="long.csv: cannot read"):
+            list(iter_documents(long))
+
+
+def test_reindexing_with_other_chunking_or_metadata_replaces_the_stored_chunks(tmp_path) -> None:
+    """Without --id-field, other chunk settings stored every document a second time; with it, changed
+    metadata never reached the store (skip_existing kept the old record)."""
+    import chromadb
+
+    client = chromadb.PersistentClient(str(tmp_path / "db"))
+    store = MatryoshkaChroma("notes", FakeMatryoshkaEmbeddings(), client=client, coarse_rotation="none")
+    src = tmp_path / "docs.jsonl"
+    src.write_text("".join(json.dumps({"text": f"{DOC} Document {i}."}) + "\n" for i in range(3)))
+    first = index_corpus(src, store)
+    again = index_corpus(src, store, chunk_words=20, overlap=0)
+    assert again.removed == first.stored and len(store) == again.chunks  # one copy, the new chunking
+    assert index_corpus(src, store, chunk_words=20, overlap=0).added == 0
+
+    by_id = MatryoshkaChroma("ids", FakeMatryoshkaEmbeddings(), client=client, coarse_rotation="none")
+    src.write_text('{"id": "fer", "cat": "fer", "text": "Une ferritine basse."}\n')
+    index_corpus(src, by_id, id_field="id")
+    report = index_corpus(src, by_id, id_field="id", metadata_fields=["cat"])
+    assert report.updated == 1 and report.added == 0 and by_id.get()["metadatas"][0]["cat"] == "fer"
+    src.write_text('{"id": "fer", "cat": "hematologie", "text": "Une ferritine basse."}\n')
+    assert index_corpus(src, by_id, id_field="id", metadata_fields=["cat"]).updated == 1
+    assert by_id.similarity_search("ferritine", k=1, filter={"cat": "hematologie"})
+    assert index_corpus(src, by_id, id_field="id", metadata_fields=["cat"]).updated == 0  # nothing changed
