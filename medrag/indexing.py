@@ -100,6 +100,7 @@ class IndexReport:
     duplicates: int = 0
     removed: int = 0
     updated: int = 0
+    pruned: int = 0
 
 
 def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_OVERLAP,
@@ -254,7 +255,7 @@ def chunk_id(document_key: str, position: int, chunk: str) -> str:
 def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str = "text",
                  id_field: str | None = None, metadata_fields: list[str] | None = None,
                  chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_OVERLAP, max_words: int = MAX_SENTENCE_WORDS,
-                 batch_size: int = 512, show_progress: bool | None = None) -> IndexReport:
+                 batch_size: int = 512, show_progress: bool | None = None, prune: bool = False) -> IndexReport:
     """Chunk every document of ``source`` and add the chunks to ``store``; resumable.
 
     Each chunk gets the document's metadata plus ``doc`` (the document key) and ``chunk`` (its
@@ -276,6 +277,9 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
             the store's coarse projection (``coarse_rotation``) is still to be fitted, the first
             write is larger: :func:`medrag.coarse.fit_sample_size` texts (4,096).
         show_progress: a tqdm bar over chunks (default: when stderr is a terminal).
+        prune: after the whole source is read and written, delete every stored chunk of a document
+            this run did not read (files deleted or renamed in a folder, records dropped from a
+            file): the collection then holds exactly this source. Use one collection per source.
 
     Raises:
         DataError: unreadable source. InvalidInputError: bad chunking settings or batch size.
@@ -289,6 +293,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     before = len(store)
     documents = chunks = duplicates = removed = updated = 0
     seen: set[str] = set()
+    read_keys: set[str] = set()  # every document key of this run (for prune)
     keys: dict[str, int] = {}  # --id-field values seen this run -> their document's number
     pending_texts: list[str] = []
     pending_meta: list[dict[str, Any]] = []
@@ -347,6 +352,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
             # every key, content keys too: the same document chunked otherwise (--chunk-words, --overlap)
             # replaces its earlier chunks instead of adding a second copy
             pending_docs[key] = set(ids)
+            read_keys.add(key)
             for position, (chunk, id_) in enumerate(zip(pieces, ids)):
                 chunks += 1
                 if id_ in seen:
@@ -363,12 +369,28 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
         bar.close()
     if documents == 0:
         raise DataError(f"{source}: no document found")
+    pruned = _prune(store, read_keys) if prune else 0
     stored = len(store)
-    added = stored - before + removed
+    added = stored - before + removed + pruned
     report = IndexReport(documents, chunks, added, chunks - duplicates - added - updated, stored,
-                         time.perf_counter() - t0, duplicates, removed, updated)
+                         time.perf_counter() - t0, duplicates, removed, updated, pruned)
     logger.info("%s", report)
     return report
+
+
+def _prune(store: Any, keep: set[str], page: int = 10_000) -> int:
+    """Delete the stored chunks whose document key (``doc``) is not in ``keep``; returns how many."""
+    stale: list[str] = []
+    offset = 0
+    while True:
+        found = store.get(include=["metadatas"], limit=page, offset=offset)
+        stale += [id_ for id_, md in zip(found["ids"], found["metadatas"]) if md.get("doc") not in keep]
+        if len(found["ids"]) < page:
+            break
+        offset += page
+    if stale:
+        store.delete(stale)
+    return len(stale)
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -414,6 +436,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    help=f"Chroma HNSW ef_search (default {DEFAULT_EF_SEARCH} for a new collection; given for an existing "
                         "one, it is changed there, for processes that open it afterwards; 800 measured a little "
                         "better for 400 candidates on a large corpus: docs/store.md)")
+    p.add_argument("--prune", action="store_true",
+                   help="after indexing, delete the stored documents this source no longer holds (deleted or renamed "
+                        "files, dropped records): the collection then mirrors the source; use one collection per source")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_index)
 
@@ -487,9 +512,10 @@ def _run_index(args: argparse.Namespace) -> int:
                              hnsw={"ef_search": args.ef_search} if args.ef_search else None)
     report = index_corpus(source, store, text_field=args.text_field, id_field=args.id_field, metadata_fields=fields,
                           chunk_words=args.chunk_words, overlap=args.overlap, batch_size=args.batch_size,
-                          show_progress=False if args.no_progress else None)
+                          show_progress=False if args.no_progress else None, prune=args.prune)
     extra = "".join([f", {report.duplicates} repeated in the input (stored once)" if report.duplicates else "",
                      f", {report.updated} rewritten with changed metadata" if report.updated else "",
+                     f", {report.pruned} chunks of documents no longer in the source pruned" if report.pruned else "",
                      f", {report.removed} stale chunks of re-indexed documents removed" if report.removed else ""])
     print(f"{report.documents} documents -> {report.chunks} chunks: {report.added} added, {report.skipped} already "
           f"stored (not re-encoded){extra}; collection {args.collection!r} holds {report.stored} records "

@@ -545,3 +545,21 @@ def test_reindexing_with_other_chunking_or_metadata_replaces_the_stored_chunks(t
     assert index_corpus(src, by_id, id_field="id", metadata_fields=["cat"]).updated == 1
     assert by_id.similarity_search("ferritine", k=1, filter={"cat": "hematologie"})
     assert index_corpus(src, by_id, id_field="id", metadata_fields=["cat"]).updated == 0  # nothing changed
+
+
+def test_prune_removes_documents_no_longer_in_the_source(tmp_path) -> None:
+    """Files deleted or renamed in an indexed folder stayed in the store for good."""
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    for name, text in (("fer.txt", "Une ferritine basse."), ("tsh.txt", "La TSH élevée."), ("old.txt", "Aspirine.")):
+        (folder / name).write_text(text)
+    store = MatryoshkaChroma("prune", FakeMatryoshkaEmbeddings(), client=chromadb.PersistentClient(str(tmp_path / "db")),
+                             coarse_rotation="none")
+    index_corpus(folder, store)
+    (folder / "old.txt").unlink()
+    (folder / "tsh.txt").rename(folder / "thyroide.txt")
+    kept = index_corpus(folder, store)  # without prune: reported nowhere, kept
+    assert len(store) == 4 and kept.pruned == 0
+    report = index_corpus(folder, store, prune=True)
+    assert report.pruned == 2 and report.added == 0
+    assert sorted(md["source"] for md in store.get()["metadatas"]) == ["fer.txt", "thyroide.txt"]
