@@ -6,6 +6,7 @@ that adds its parser and sets ``func(args) -> int``:
 - ``medrag compare``  (this module): embed two texts and print their similarity per size;
 - ``medrag demo``     (:mod:`medrag.demo`);
 - ``medrag index``    (:mod:`medrag.indexing`);
+- ``medrag search``   (:mod:`medrag.searching`);
 - ``medrag finetune`` (:mod:`finetune.cli`);
 - ``medrag evaluate`` (:mod:`evaluation.cli`).
 
@@ -26,7 +27,8 @@ from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.vectors import truncate_embeddings
 
 #: Modules that contribute subcommands, in the order of ``medrag --help``.
-SUBCOMMAND_MODULES = ("medrag.demo", "medrag.cli", "medrag.indexing", "finetune.cli", "evaluation.cli")
+SUBCOMMAND_MODULES = ("medrag.demo", "medrag.cli", "medrag.indexing", "medrag.searching", "finetune.cli",
+                      "evaluation.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

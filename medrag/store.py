@@ -81,6 +81,8 @@ _C = {
     "encoding": "medrag:full_encoding",
     "rotation": "medrag:coarse_rotation",
 }
+#: The contract's collection-metadata keys, by name (e.g. ``CONTRACT_KEYS["model"]``: the model spec).
+CONTRACT_KEYS = _C
 #: Collection-metadata key of a fitted coarse rotation (base64 float32: mean, then components).
 ROTATION_KEY = "medrag:rotation_data"
 #: Coarse stages: ``"none"`` (the first ``coarse_dim`` coordinates) or a fitted projection

@@ -1,0 +1,134 @@
+"""``medrag search``: query a store that ``medrag index`` (or any MatryoshkaChroma) built, from the shell.
+
+The dense funnel (64-dim HNSW, full-size rerank) by default, ``--hybrid`` for BM25 fused with it.
+Without ``--model`` the store is opened with the model its collection records (``medrag:model``), so
+``medrag index ... && medrag search ...`` needs no model argument twice. Nothing is created: a
+missing store or collection is an error, not a new empty one.
+
+Example::
+
+    medrag index notices.jsonl --persist-dir ./chroma --id-field id
+    medrag search "posologie du paracétamol chez l'enfant" --persist-dir ./chroma --k 5 --hybrid
+    medrag search "ferritine basse" --persist-dir ./chroma --filter '{"product": "Tardyferon"}' --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from medrag.errors import DataError, InvalidInputError
+
+
+def register(sub: "argparse._SubParsersAction") -> None:
+    p = sub.add_parser("search", help="query a store built by medrag index (dense funnel, or --hybrid with BM25)",
+                       description="Print the k best passages of a MatryoshkaChroma collection for a query.")
+    p.add_argument("query", help="the question")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--persist-dir", help="folder of an embedded Chroma store")
+    where.add_argument("--host", help="host of a Chroma server (chroma run); with --port")
+    p.add_argument("--port", type=int, default=8000, help="port of the Chroma server (default 8000)")
+    p.add_argument("--collection", default="medrag", help="collection name (default medrag)")
+    p.add_argument("--model", default=None,
+                   help="model spec (default: the model the collection was built with, as it records it)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: CUDA when available)")
+    p.add_argument("--k", type=int, default=4, help="passages to print (default 4)")
+    p.add_argument("--hybrid", action="store_true", help="fuse BM25 with the dense funnel (store.hybrid_search)")
+    p.add_argument("--lexical-weight", type=float, default=None,
+                   help="BM25's weight in the fusion with --hybrid (default: the store's, 0.2)")
+    p.add_argument("--candidates", type=int, default=None, help="stage-1 candidates (default: the store's)")
+    p.add_argument("--filter", default=None, help='a Chroma metadata filter as JSON, e.g. \'{"source": "a.txt"}\'')
+    p.add_argument("--json", action="store_true", help="one JSON object per line (rank, id, score, text, metadata)")
+    p.set_defaults(func=run_search)
+
+
+def run_search(args: argparse.Namespace) -> int:
+    """Cheap checks, then the collection's recorded model, then the query."""
+    if not args.query.strip():
+        raise InvalidInputError("the query is empty")
+    if args.k < 1:
+        raise InvalidInputError(f"--k must be >= 1, got {args.k}")
+    if args.candidates is not None and args.candidates < 1:
+        raise InvalidInputError(f"--candidates must be >= 1, got {args.candidates}")
+    if args.lexical_weight is not None and not args.hybrid:
+        raise InvalidInputError("--lexical-weight is only used with --hybrid")
+    if args.persist_dir and args.port != 8000:
+        raise InvalidInputError("--port is for a Chroma server: pass it with --host, not with --persist-dir")
+    where = _parse_filter(args.filter)
+    if args.persist_dir and not (Path(args.persist_dir) / "chroma.sqlite3").is_file():
+        raise DataError(f"{args.persist_dir} holds no Chroma store; build one with: medrag index SOURCE "
+                        f"--persist-dir {args.persist_dir}")
+    import chromadb
+
+    from medrag._chroma_errors import translate_chroma_error
+    from medrag.embeddings import MatryoshkaEmbeddings
+    from medrag.store import MatryoshkaChroma
+
+    try:
+        client = (chromadb.HttpClient(host=args.host, port=args.port) if args.host
+                  else chromadb.PersistentClient(path=str(args.persist_dir)))
+        names = [c if isinstance(c, str) else c.name for c in client.list_collections()]
+    except Exception as exc:
+        raise translate_chroma_error(exc, "open the Chroma store") from exc
+    if args.collection not in names:
+        raise DataError(f"no collection {args.collection!r} in this store (collections: {sorted(names) or 'none'}); "
+                        "pass --collection")
+    model = args.model or _recorded_model(client, args.collection)
+    emb = MatryoshkaEmbeddings(model, device=args.device, show_progress=False)
+    store = MatryoshkaChroma(args.collection, emb, client=client, create_collection_if_not_exists=False)
+    options: dict[str, Any] = {"candidates": args.candidates} if args.candidates else {}
+    if args.hybrid:
+        if args.lexical_weight is not None:
+            options["lexical_weight"] = args.lexical_weight
+        hits = store.hybrid_search_with_score(args.query, k=args.k, filter=where, **options)
+        label = "fused score"
+    else:
+        hits = [(d, 1.0 - dist) for d, dist in store.similarity_search_with_score(args.query, k=args.k,
+                                                                                filter=where, **options)]
+        label = "cosine"
+    for rank, (doc, score) in enumerate(hits, 1):
+        if args.json:
+            print(json.dumps({"rank": rank, "id": doc.id, "score": round(float(score), 6), "text": doc.page_content,
+                              "metadata": doc.metadata}, ensure_ascii=False))
+        else:
+            text = " ".join(doc.page_content.split())
+            print(f"{rank:>2}. [{label} {score:.4f}] {doc.id}  {_short(doc.metadata)}\n    "
+                  f"{text[:300]}{'...' if len(text) > 300 else ''}")
+    if not hits:
+        print("no result" + (" (the filter matched nothing, or the collection is empty)" if where else
+                             " (the collection is empty)"), file=sys.stderr)
+    return 0
+
+
+def _parse_filter(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"--filter is not valid JSON ({exc.msg}): write e.g. '{{\"source\": \"a.txt\"}}'") from None
+    if not isinstance(value, dict):
+        raise InvalidInputError(f"--filter must be a JSON object, got {type(value).__name__}")
+    return value or None
+
+
+def _recorded_model(client: Any, collection: str) -> str:
+    """The model spec the collection records; an error that says to pass --model when it has none."""
+    from medrag.store import CONTRACT_KEYS
+
+    meta = client.get_collection(collection, embedding_function=None).metadata or {}
+    spec = meta.get(CONTRACT_KEYS["model"])
+    if not isinstance(spec, str) or not spec or spec[0].isupper() and ":" not in spec and "/" not in spec:
+        raise DataError(f"collection {collection!r} records no model spec medrag can load ({spec!r}: built with "
+                        "other embeddings); pass --model")
+    return spec
+
+
+def _short(metadata: dict[str, Any]) -> str:
+    """The metadata without the chunk bookkeeping, on one short line."""
+    shown = {k: v for k, v in metadata.items() if k not in ("doc", "chunk")}
+    text = ", ".join(f"{k}={v}" for k, v in shown.items())
+    return f"({text[:120]}{'...' if len(text) > 120 else ''})" if text else ""

@@ -1,0 +1,56 @@
+"""``medrag search``: the shell's way to query what ``medrag index`` built."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from medrag.cli import main
+
+
+def _one_line(capsys, argv, expected) -> None:
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0], err
+
+
+@pytest.fixture
+def indexed(tiny_model_dir, tmp_path, capsys):
+    src = tmp_path / "a.jsonl"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in (
+        {"id": "fer", "cat": "hema", "text": "Une ferritine basse traduit une carence en fer."},
+        {"id": "tsh", "cat": "endo", "text": "La TSH élevée oriente vers une hypothyroïdie."},
+        {"id": "crp", "cat": "inflam", "text": "La CRP augmente lors d'une inflammation aiguë."})))
+    db = tmp_path / "db"
+    assert main(["index", str(src), "--persist-dir", str(db), "--model", str(tiny_model_dir), "--id-field", "id",
+                 "--metadata-fields", "cat", "--no-progress"]) == 0
+    capsys.readouterr()
+    return db
+
+
+def test_search_uses_the_model_the_collection_records(indexed, capsys) -> None:
+    """There was no way to query a store from the shell (``medrag search``: "invalid choice")."""
+    assert main(["search", "Que signifie une ferritine basse ?", "--persist-dir", str(indexed), "--k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("[cosine ") == 2 and "id=" in out
+    assert main(["search", "TSH élevée", "--persist-dir", str(indexed), "--hybrid", "--k", "3",
+                 "--filter", '{"cat": "endo"}', "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["metadata"]["id"] for r in rows] == ["tsh"] and rows[0]["rank"] == 1
+
+
+def test_search_errors_are_one_line_and_create_nothing(indexed, tmp_path, capsys, monkeypatch) -> None:
+    import medrag.embeddings
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(medrag.embeddings, "load_model", no_model)
+    _one_line(capsys, ["search", "x", "--persist-dir", str(tmp_path / "none")], "holds no Chroma store")
+    assert not (tmp_path / "none").exists()
+    _one_line(capsys, ["search", "x", "--persist-dir", str(indexed), "--collection", "nope"], "no collection 'nope'")
+    _one_line(capsys, ["search", " ", "--persist-dir", str(indexed)], "query is empty")
+    _one_line(capsys, ["search", "x", "--persist-dir", str(indexed), "--k", "0"], "--k must be")
+    _one_line(capsys, ["search", "x", "--persist-dir", str(indexed), "--filter", "{cat: 1}"], "not valid JSON")
+    _one_line(capsys, ["search", "x", "--persist-dir", str(indexed), "--lexical-weight", "0.5"], "only used with --hybrid")
