@@ -54,3 +54,13 @@ def test_bad_paths_are_one_line_errors_before_any_model_loads(tmp_path, capsys, 
     (tmp_path / "q.jsonl").write_text('{"question": "q", "answer": "a"}\n')
     _one_line_error(capsys, ["evaluate", "--model", "x", "--data", str(tmp_path / "q.jsonl"),
                              "--out", str(a_file / "report")], "cannot create the folder")
+
+
+def test_verbose_is_accepted_after_the_subcommand_too(capsys):
+    """``medrag compare ... -v`` was "unrecognized arguments"; only ``medrag -v compare`` worked."""
+    from medrag.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["compare", "q", "p", "-v"]).verbose is True
+    assert parser.parse_args(["-v", "compare", "q", "p"]).verbose is True
+    assert parser.parse_args(["compare", "q", "p"]).verbose is False
