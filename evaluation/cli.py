@@ -175,7 +175,8 @@ def _check_modes(args: argparse.Namespace) -> None:
         raise DataError(f"--resamples must be >= 1, got {args.resamples}")
     from medrag.command import check_writable_dir
 
-    check_writable_dir(Path(args.out), "--out")  # made now: a path under a file failed after all the scoring
+    # checked now (made when the report is written): a path under a file failed after all the scoring
+    check_writable_dir(Path(args.out), "--out", create=False)
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -234,6 +234,7 @@ class EvaluationReport:
         """Write the report folder (see the module doc) and return name -> path."""
         out = Path(out_dir).expanduser()
         out.mkdir(parents=True, exist_ok=True)
+        earlier_report = (out / "report.json").is_file()
         paths = {"json": out / "report.json", "markdown": out / "report.md", "metrics_csv": out / "metrics.csv"}
         paths["json"].write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
         paths["markdown"].write_text(self.to_markdown(), encoding="utf-8")
@@ -248,7 +249,8 @@ class EvaluationReport:
         # a report folder used again: the files an earlier report wrote and this one did not (its plot, a
         # comparison of two models) would sit beside this report as if they were its own
         written = {p.name for p in paths.values()}
-        stale = [f for f in out.iterdir() if f.is_file() and f.name not in written
+        # (only in a folder an earlier report wrote: a user's own comparison.csv elsewhere is not ours)
+        stale = [f for f in out.iterdir() if earlier_report and f.is_file() and f.name not in written
                  and (f.name == "comparison.csv" or re.fullmatch(r"[a-z0-9]+_vs_size\.png", f.name))]
         for f in stale:
             f.unlink()

@@ -6,8 +6,8 @@ into one line on stderr.
 core package, which imports neither ``finetune`` nor ``evaluation``, so both can use it.
 
 Exit codes: 0 success (or what the subcommand returns), 1 a :class:`medrag.MedragError` (its message
-on one line, no traceback: the message says what to do), 130 interrupted (Ctrl-C), 2 a usage error
-(argparse).
+on one line, no traceback: the message says what to do) or an ``OSError`` (disk full,
+permissions), 130 interrupted (Ctrl-C), 2 a usage error (argparse).
 
 Example::
 
@@ -58,14 +58,26 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
     except KeyboardInterrupt:
         print(f"{label}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # the machine's side (a full disk, permissions, an unwritable place): one line too
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"{label}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
 
 
-def check_writable_dir(folder: Path, flag: str) -> None:
+def check_writable_dir(folder: Path, flag: str, create: bool = True) -> None:
     """Make ``folder`` (a directory) or raise a one-line :class:`InvalidInputError` saying why not:
     the commands' output folders (``--dir``, ``--out``) are checked before any model loads, not when
-    the results are written at the end."""
+    the results are written at the end. ``create=False`` checks without making anything: the
+    nearest existing folder above it must be a writable directory."""
     if folder.exists() and not folder.is_dir():
         raise InvalidInputError(f"{flag} {folder} is a file; pass a folder (it is created if missing)")
+    if not create:
+        existing = next((p for p in [folder, *folder.absolute().parents] if p.exists()), None)
+        if existing is None or not existing.is_dir():
+            raise InvalidInputError(f"{flag} {folder}: cannot create the folder ({existing} is a file)")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise InvalidInputError(f"{flag} {folder}: cannot create the folder ({existing} is not writable)")
+        return
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

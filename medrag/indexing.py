@@ -42,6 +42,7 @@ import gzip
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -315,7 +316,8 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
             # skip_existing alone kept the old metadata, and filters kept matching stale values
             found = store.get(ids=pending_ids, include=["metadatas"])
             stored_meta = dict(zip(found["ids"], found["metadatas"]))
-            changed = [i for i, id_ in enumerate(pending_ids) if id_ in stored_meta and stored_meta[id_] != pending_meta[i]]
+            changed = [i for i, id_ in enumerate(pending_ids)
+                       if id_ in stored_meta and not _same_metadata(stored_meta[id_], pending_meta[i])]
             if changed:
                 store.add_texts([pending_texts[i] for i in changed], [pending_meta[i] for i in changed],
                                 ids=[pending_ids[i] for i in changed], batch_size=batch_size, show_progress=False)
@@ -376,6 +378,31 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                          time.perf_counter() - t0, duplicates, removed, updated, pruned)
     logger.info("%s", report)
     return report
+
+
+def _same_metadata(stored: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether a stored chunk's metadata equals this run's: floats to 12 significant digits (Chroma
+    hands some floats back changed in the last digit: 0.9097462559682401 -> 0.90974625596824, which
+    re-encoded the chunk on every run).
+
+    >>> _same_metadata({"p": 0.90974625596824, "n": 1}, {"p": 0.9097462559682401, "n": 1})
+    True
+    >>> _same_metadata({"p": 0.5}, {"p": 0.6}), _same_metadata({"n": 1}, {"n": True})
+    (False, False)
+    """
+    if stored.keys() != new.keys():
+        return False
+    for key, value in new.items():
+        old = stored[key]
+        if type(old) is not type(value) and not (isinstance(old, (int, float)) and isinstance(value, float)
+                                                  and not isinstance(old, bool)):
+            return False
+        if isinstance(value, float):
+            if not math.isclose(float(old), value, rel_tol=1e-12, abs_tol=1e-300):
+                return False
+        elif old != value:
+            return False
+    return True
 
 
 def _prune(store: Any, keep: set[str], page: int = 10_000) -> int:

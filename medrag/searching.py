@@ -76,9 +76,21 @@ def run_search(args: argparse.Namespace) -> int:
     if args.collection not in names:
         raise DataError(f"no collection {args.collection!r} in this store (collections: {sorted(names) or 'none'}); "
                         "pass --collection")
-    model = args.model or _recorded_model(client, args.collection)
-    emb = MatryoshkaEmbeddings(model, device=args.device, show_progress=False)
-    store = MatryoshkaChroma(args.collection, emb, client=client, create_collection_if_not_exists=False)
+    from medrag.errors import ModelLoadError
+    from medrag.store import CONTRACT_KEYS
+
+    meta = client.get_collection(args.collection, embedding_function=None).metadata or {}
+    model = args.model or _recorded_model(meta, args.collection)
+    try:
+        emb = MatryoshkaEmbeddings(model, device=args.device, show_progress=False)
+    except ModelLoadError as exc:
+        if args.model:
+            raise
+        raise ModelLoadError(f"the collection records the model {model!r}, which does not load from here ({exc}); "
+                             "pass --model with where that model is now") from exc
+    coarse_dim = meta.get(CONTRACT_KEYS["coarse_dim"])  # a collection indexed with --coarse-dim keeps its own
+    store = MatryoshkaChroma(args.collection, emb, client=client, create_collection_if_not_exists=False,
+                             **({"coarse_dim": coarse_dim} if isinstance(coarse_dim, int) else {}))
     options: dict[str, Any] = {"candidates": args.candidates} if args.candidates else {}
     if args.hybrid:
         if args.lexical_weight is not None:
@@ -115,15 +127,15 @@ def _parse_filter(text: str | None) -> dict[str, Any] | None:
     return value or None
 
 
-def _recorded_model(client: Any, collection: str) -> str:
-    """The model spec the collection records; an error that says to pass --model when it has none."""
+def _recorded_model(meta: dict[str, Any], collection: str) -> str:
+    """The model spec the collection's metadata records; an error that says to pass --model when it
+    was built with embeddings medrag cannot load (they record no fingerprint)."""
     from medrag.store import CONTRACT_KEYS
 
-    meta = client.get_collection(collection, embedding_function=None).metadata or {}
     spec = meta.get(CONTRACT_KEYS["model"])
-    if not isinstance(spec, str) or not spec or spec[0].isupper() and ":" not in spec and "/" not in spec:
-        raise DataError(f"collection {collection!r} records no model spec medrag can load ({spec!r}: built with "
-                        "other embeddings); pass --model")
+    if not isinstance(spec, str) or not spec or not meta.get(CONTRACT_KEYS["fingerprint"]):
+        raise DataError(f"collection {collection!r} records no model medrag can load ({spec!r}: built with other "
+                        "embeddings); pass --model")
     return spec
 
 

@@ -64,3 +64,18 @@ def test_verbose_is_accepted_after_the_subcommand_too(capsys):
     assert parser.parse_args(["compare", "q", "p", "-v"]).verbose is True
     assert parser.parse_args(["-v", "compare", "q", "p"]).verbose is True
     assert parser.parse_args(["compare", "q", "p"]).verbose is False
+
+
+def test_an_os_error_is_one_line(capsys):
+    """A full disk or a place that cannot be written (found only when writing) was a traceback."""
+    import argparse
+
+    from medrag.command import new_parser, run_command
+
+    def fails(args: argparse.Namespace) -> int:
+        raise OSError(28, "No space left on device", "/data/report.json")
+
+    parser = new_parser("tool", None)
+    parser.set_defaults(func=fails)
+    assert run_command(parser, []) == 1
+    assert capsys.readouterr().err.strip() == "tool: error: No space left on device (/data/report.json)"

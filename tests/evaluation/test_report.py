@@ -130,6 +130,13 @@ def test_a_reused_report_folder_keeps_no_file_of_the_earlier_report(report, tiny
     single.write(tmp_path, plot=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv", "notes.txt", "per_query.csv",
                                                           "report.json", "report.md"]
+    # a folder no report wrote before: files of those names are the user's, kept
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "comparison.csv").write_text("a,b")
+    (mine / "age_vs_size.png").write_bytes(b"png")
+    single.write(mine, plot=False)
+    assert (mine / "comparison.csv").read_text() == "a,b" and (mine / "age_vs_size.png").exists()
 
 
 def test_bad_inputs(tiny_embeddings):

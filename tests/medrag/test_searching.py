@@ -54,3 +54,24 @@ def test_search_errors_are_one_line_and_create_nothing(indexed, tmp_path, capsys
     _one_line(capsys, ["search", "x", "--persist-dir", str(indexed), "--k", "0"], "--k must be")
     _one_line(capsys, ["search", "x", "--persist-dir", str(indexed), "--filter", "{cat: 1}"], "not valid JSON")
     _one_line(capsys, ["search", "x", "--persist-dir", str(indexed), "--lexical-weight", "0.5"], "only used with --hybrid")
+
+
+def test_search_opens_what_index_built_whatever_its_settings(tiny_model_dir, tmp_path, capsys, monkeypatch) -> None:
+    """A collection indexed with --coarse-dim 32 was refused (search opened it at 64); a model folder
+    named with a capital was taken for a class name; a relative model path recorded by the index
+    failed from another folder without saying where the path came from."""
+    import shutil
+
+    model = tmp_path / "MedModel"
+    shutil.copytree(tiny_model_dir, model)
+    (tmp_path / "a.jsonl").write_text('{"text": "Une ferritine basse traduit une carence en fer."}\n')
+    monkeypatch.chdir(tmp_path)
+    assert main(["index", "a.jsonl", "--persist-dir", "db", "--model", "MedModel", "--coarse-dim", "32",
+                 "--no-progress"]) == 0
+    assert main(["search", "ferritine", "--persist-dir", "db"]) == 0
+    assert "[cosine " in capsys.readouterr().out
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    _one_line(capsys, ["search", "ferritine", "--persist-dir", "../db"], "the collection records the model 'MedModel'")
+    assert main(["search", "ferritine", "--persist-dir", "../db", "--model", str(model)]) == 0
