@@ -106,7 +106,7 @@ class StoreEvalResult:
                          f"{m.p50_ms:.2f} | {m.p95_ms:.2f} |")
         if self.encode_ms.size:
             enc = _latency(self.encode_ms)
-            lines.append(f"| (query encoding) | " + " | ".join("-" for _ in self.metrics) +
+            lines.append("| (query encoding) | " + " | ".join("-" for _ in self.metrics) +
                          f" | - | {enc['p50']:.2f} | {enc['p95']:.2f} |")
         lines += ["", "Search latencies exclude query encoding (timed separately on "
                   f"{self.encode_ms.size} queries); store = coarse Chroma search + full-size rerank; store_hybrid = "

@@ -191,7 +191,7 @@ class MatryoshkaFinetuner:
         from medrag.qa.pairs import QADataset
 
         from finetune.loop import TrainingLoop
-        from finetune.mixture import mixture_pairs, mixture_texts
+        from finetune.mixture import mixture_texts
 
         cfg = self.config
         if _world_size() > 1:

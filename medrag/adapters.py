@@ -168,7 +168,6 @@ def build_adapted_model(adapter: Path, base: Path, out: Path, config: dict[str, 
     ``rotation.*`` pair appends ``Dense`` + ``Normalize``. With ``check``, the result must reproduce the
     config's check vector (cosine >= 0.999) and a marker listing the files is written.
     """
-    import torch
     from sentence_transformers import SentenceTransformer
 
     adapter, out = Path(adapter), Path(out)

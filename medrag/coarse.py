@@ -40,10 +40,14 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from medrag.errors import CollectionMismatchError, InvalidInputError
+
+if TYPE_CHECKING:  # torch is imported by the fits themselves
+    import torch
 
 logger = logging.getLogger(__name__)
 

@@ -39,7 +39,9 @@ def test_every_finetune_flag_has_help_naming_its_default():
 
 
 def test_python_m_finetune_has_the_same_flags():
-    standalone = argparse.ArgumentParser()
+    from medrag.command import new_parser
+
+    standalone = new_parser("python -m finetune", None)  # -v/--verbose, as `medrag finetune ... -v` takes it too
     add_arguments(standalone)
     ours = {a.dest: a.help for a in standalone._actions if a.option_strings}
     theirs = {a.dest: a.help for a in _finetune_parser()._actions if a.option_strings}
