@@ -470,22 +470,6 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.set_defaults(func=run_index)
 
 
-def _recorded_coarse_dim(client: Any, persist_dir: str | None, collection: str) -> int:
-    """The coarse size an existing medrag collection recorded, else the store's default (64)."""
-    from medrag.store import DEFAULT_COARSE_DIM
-
-    if client is None and not (persist_dir and (Path(persist_dir) / "chroma.sqlite3").exists()):
-        return DEFAULT_COARSE_DIM
-    import chromadb
-
-    try:
-        client = client or chromadb.PersistentClient(path=str(persist_dir))
-        recorded = (client.get_collection(collection, embedding_function=None).metadata or {}).get("medrag:coarse_dim")
-    except Exception:  # noqa: BLE001 - a missing collection (or an unreadable one: the store says why)
-        return DEFAULT_COARSE_DIM
-    return recorded if isinstance(recorded, int) and not isinstance(recorded, bool) else DEFAULT_COARSE_DIM
-
-
 def run_index(args: argparse.Namespace) -> int:
     """``medrag index``: cheap checks first, then the model, then the store, then the chunks."""
     from medrag.models import loading_progress
@@ -531,10 +515,8 @@ def _run_index(args: argparse.Namespace) -> int:
     else:
         client = None
     emb = MatryoshkaEmbeddings(args.model, device=args.device, show_progress=False)
-    coarse_dim = args.coarse_dim if args.coarse_dim is not None else _recorded_coarse_dim(
-        client, args.persist_dir, args.collection)
     store = MatryoshkaChroma(args.collection, emb, persist_directory=args.persist_dir, client=client,
-                             coarse_dim=coarse_dim, coarse_rotation=args.coarse_rotation,
+                             coarse_dim=args.coarse_dim, coarse_rotation=args.coarse_rotation,
                              full_encoding=args.full_encoding,
                              hnsw={"ef_search": args.ef_search} if args.ef_search else None)
     report = index_corpus(source, store, text_field=args.text_field, id_field=args.id_field, metadata_fields=fields,

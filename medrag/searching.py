@@ -77,7 +77,6 @@ def run_search(args: argparse.Namespace) -> int:
         raise DataError(f"no collection {args.collection!r} in this store (collections: {sorted(names) or 'none'}); "
                         "pass --collection")
     from medrag.errors import ModelLoadError
-    from medrag.store import CONTRACT_KEYS
 
     meta = client.get_collection(args.collection, embedding_function=None).metadata or {}
     model = args.model or _recorded_model(meta, args.collection)
@@ -88,9 +87,8 @@ def run_search(args: argparse.Namespace) -> int:
             raise
         raise ModelLoadError(f"the collection records the model {model!r}, which does not load from here ({exc}); "
                              "pass --model with where that model is now") from exc
-    coarse_dim = meta.get(CONTRACT_KEYS["coarse_dim"])  # a collection indexed with --coarse-dim keeps its own
-    store = MatryoshkaChroma(args.collection, emb, client=client, create_collection_if_not_exists=False,
-                             **({"coarse_dim": coarse_dim} if isinstance(coarse_dim, int) else {}))
+    # coarse_dim left out: the store opens the collection at the size it recorded (--coarse-dim of the index)
+    store = MatryoshkaChroma(args.collection, emb, client=client, create_collection_if_not_exists=False)
     options: dict[str, Any] = {"candidates": args.candidates} if args.candidates else {}
     if args.hybrid:
         if args.lexical_weight is not None:

@@ -187,7 +187,10 @@ class MatryoshkaChroma(VectorStore):
             ``client`` is given).
         client: any chromadb client (``PersistentClient``, ``EphemeralClient``, ``HttpClient``).
             Neither ``client`` nor ``persist_directory``: an in-memory ``EphemeralClient``.
-        coarse_dim: size of the stage-1 vectors kept in Chroma's HNSW index.
+        coarse_dim: size of the stage-1 vectors kept in Chroma's HNSW index. None (default):
+            what an existing collection recorded, and :data:`DEFAULT_COARSE_DIM` (64) for a new
+            one (an existing collection built with another size used to be refused unless it
+            was repeated here).
         candidates: stage-1 candidates per query (default :data:`DEFAULT_CANDIDATES`); each
             search may override it; never fewer than ``k`` are fetched.
         full_encoding: how the full vectors are packed into each record: ``"int8"``
@@ -261,7 +264,7 @@ class MatryoshkaChroma(VectorStore):
         embedding_function: Embeddings | None = None,
         persist_directory: str | None = None,
         client: "chromadb.ClientAPI | None" = None,
-        coarse_dim: int = DEFAULT_COARSE_DIM,
+        coarse_dim: int | None = None,
         candidates: int | None = None,
         *,
         full_encoding: str | None = None,
@@ -350,14 +353,15 @@ class MatryoshkaChroma(VectorStore):
         if hasattr(embedding_function, "with_dimension") and getattr(embedding_function, "dimension", None) not in (
                 None, self._full_dim):
             self._full_embedding = embedding_function.with_dimension(self._full_dim)
-        coarse_dim = _check_int("coarse_dim", coarse_dim)
+        self._coarse_dim_given = coarse_dim is not None
+        coarse_dim = _check_int("coarse_dim", coarse_dim) if coarse_dim is not None else DEFAULT_COARSE_DIM
         if not 1 <= coarse_dim < self._full_dim:
             raise DimensionError(
                 f"coarse_dim={coarse_dim} must be between 1 and the model's full size minus one "
                 f"({self._full_dim - 1}); the funnel needs a smaller stage-1 vector"
             )
         allowed = getattr(embedding_function, "dims", None)
-        if allowed and coarse_dim not in allowed:
+        if allowed and coarse_dim not in allowed and self._coarse_dim_given:
             logger.warning("coarse_dim=%d is not a trained Matryoshka size of this model (%s): "
                            "stage-1 recall may drop", coarse_dim, allowed)
         self._coarse_dim = coarse_dim
@@ -502,8 +506,12 @@ class MatryoshkaChroma(VectorStore):
                                  embedding_function=None)
 
     def _adopt_recorded(self, meta: dict[str, Any]) -> None:
-        """``full_encoding=None`` and ``coarse_rotation="auto"`` take what an existing collection
-        recorded (an unknown value is left to :meth:`_check_contract` to report)."""
+        """``coarse_dim=None``, ``full_encoding=None`` and ``coarse_rotation="auto"`` take what an
+        existing collection recorded (an unknown value is left to :meth:`_check_contract` to report)."""
+        recorded_dim = meta.get(_C["coarse_dim"])
+        if (not self._coarse_dim_given and isinstance(recorded_dim, int) and not isinstance(recorded_dim, bool)
+                and 1 <= recorded_dim < self._full_dim):
+            self._coarse_dim = recorded_dim
         if self._encoding is None:
             recorded = meta.get(_C["encoding"])
             self._encoding = recorded if recorded in ENCODINGS else DEFAULT_FULL_ENCODING

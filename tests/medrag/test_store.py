@@ -1572,3 +1572,16 @@ def test_get_and_update_documents_as_langchain_chroma(store, fake) -> None:
     store.delete_collection()
     with pytest.raises(CollectionMismatchError, match="deleted by this store's delete_collection"):
         store.similarity_search("fer", k=1)
+
+
+def test_an_existing_collection_opens_at_its_recorded_coarse_size(client, fake) -> None:
+    """A collection built with coarse_dim=32 was refused by ``MatryoshkaChroma(name, emb)`` (64 by
+    default) unless the size was repeated: every reader had to know it (``medrag search`` did not)."""
+    name = _name()
+    MatryoshkaChroma(name, fake, client=client, coarse_dim=32).add_texts(TEXTS, ids=[str(i) for i in range(len(TEXTS))])
+    reopened = MatryoshkaChroma(name, fake, client=client)
+    assert reopened.coarse_dim == 32 and reopened.similarity_search(TEXTS[3], k=1)[0].id == "3"
+    with pytest.raises(CollectionMismatchError, match="coarse_dim"):  # an explicit other size is still refused
+        MatryoshkaChroma(name, fake, client=client, coarse_dim=64)
+    assert MatryoshkaChroma(_name(), fake, client=client).coarse_dim == 64  # a new one: the default
+    reopened.delete_collection()
