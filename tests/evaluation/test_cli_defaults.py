@@ -28,4 +28,8 @@ def test_evaluate_defaults_are_the_librarys():
     assert (args.balanced_tolerance, args.edge_tolerance, args.batch_size) == (
         models["balanced_tolerance"], models["edge_tolerance"], models["batch_size"])
     assert args.batch_size == _defaults(MatryoshkaEmbeddings.__init__)["batch_size"]
-    assert args.coarse_dim == _defaults(evaluate_store)["coarse_dim"] == _defaults(MatryoshkaChroma.__init__)["coarse_dim"]
+    from medrag.store import DEFAULT_COARSE_DIM
+
+    # the store's None: an existing collection's recorded size, else DEFAULT_COARSE_DIM (evaluate makes new ones)
+    assert args.coarse_dim == _defaults(evaluate_store)["coarse_dim"] == DEFAULT_COARSE_DIM
+    assert _defaults(MatryoshkaChroma.__init__)["coarse_dim"] is None
