@@ -84,3 +84,19 @@ def check_writable_dir(folder: Path, flag: str, create: bool = True) -> None:
         raise InvalidInputError(f"{flag} {folder}: cannot create the folder ({exc.strerror})") from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise InvalidInputError(f"{flag} {folder} is not writable; pass a folder you can write to")
+
+
+def add_store_location_arguments(parser: argparse.ArgumentParser, persist_help: str) -> None:
+    """The flags of the commands that open a store (``medrag index``, ``medrag search``): ``--persist-dir``
+    or ``--host``/``--port``, and ``--collection``; :func:`check_store_location` checks them."""
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--persist-dir", help=persist_help)
+    where.add_argument("--host", help="host of a Chroma server (chroma run); with --port")
+    parser.add_argument("--port", type=int, default=8000, help="port of the Chroma server (default 8000)")
+    parser.add_argument("--collection", default="medrag", help="collection name (default medrag)")
+
+
+def check_store_location(args: argparse.Namespace) -> None:
+    """Refuse ``--port`` without ``--host`` (it would be ignored)."""
+    if args.persist_dir and args.port != 8000:
+        raise InvalidInputError("--port is for a Chroma server: pass it with --host, not with --persist-dir")

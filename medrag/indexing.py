@@ -54,6 +54,7 @@ from typing import Any
 
 from medrag._chroma_errors import translate_chroma_error
 from medrag.bundled import DEFAULT_SPEC
+from medrag.command import add_store_location_arguments, check_store_location
 from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.errors import DataError, InvalidInputError
 from medrag.qa.pairs import json_objects, read_records
@@ -314,16 +315,15 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
         if pending_texts:
             # a stored chunk whose metadata changed (a new --metadata-fields, an edited value) is rewritten:
             # skip_existing alone kept the old metadata, and filters kept matching stale values
+            # one read tells the stored chunks (skipped unencoded) from the new and the changed (one write)
             found = store.get(ids=pending_ids, include=["metadatas"])
             stored_meta = dict(zip(found["ids"], found["metadatas"]))
-            changed = [i for i, id_ in enumerate(pending_ids)
-                       if id_ in stored_meta and not _same_metadata(stored_meta[id_], pending_meta[i])]
-            if changed:
-                store.add_texts([pending_texts[i] for i in changed], [pending_meta[i] for i in changed],
-                                ids=[pending_ids[i] for i in changed], batch_size=batch_size, show_progress=False)
-                updated += len(changed)
-            store.add_texts(pending_texts, pending_meta, ids=pending_ids, batch_size=batch_size,
-                            show_progress=False, skip_existing=True)
+            todo = [i for i, id_ in enumerate(pending_ids)
+                    if id_ not in stored_meta or not _same_metadata(stored_meta[id_], pending_meta[i])]
+            updated += sum(1 for i in todo if pending_ids[i] in stored_meta)
+            if todo:
+                store.add_texts([pending_texts[i] for i in todo], [pending_meta[i] for i in todo],
+                                ids=[pending_ids[i] for i in todo], batch_size=batch_size, show_progress=False)
             bar.update(len(pending_texts))
             pending_texts.clear(), pending_meta.clear(), pending_ids.clear()
         if pending_docs:  # after the new chunks are stored: the earlier versions' chunks go
@@ -390,19 +390,14 @@ def _same_metadata(stored: dict[str, Any], new: dict[str, Any]) -> bool:
     >>> _same_metadata({"p": 0.5}, {"p": 0.6}), _same_metadata({"n": 1}, {"n": True})
     (False, False)
     """
-    if stored.keys() != new.keys():
-        return False
-    for key, value in new.items():
-        old = stored[key]
-        if type(old) is not type(value) and not (isinstance(old, (int, float)) and isinstance(value, float)
-                                                  and not isinstance(old, bool)):
-            return False
-        if isinstance(value, float):
-            if not math.isclose(float(old), value, rel_tol=1e-12, abs_tol=1e-300):
-                return False
-        elif old != value:
-            return False
-    return True
+    return stored.keys() == new.keys() and all(_same_value(stored[k], v) for k, v in new.items())
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b))
+        return numbers and math.isclose(a, b, rel_tol=1e-12)
+    return type(a) is type(b) and a == b
 
 
 def _prune(store: Any, keep: set[str], page: int = 10_000) -> int:
@@ -429,11 +424,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
         description="Chunk documents and add them to a MatryoshkaChroma store. Re-running the same command "
                     "after an interruption adds only the missing chunks, without re-encoding stored ones.")
     p.add_argument("source", help="a .jsonl/.jsonl.gz/.json/.csv/.parquet file, or a folder of .txt/.md files")
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--persist-dir", help="folder of an embedded Chroma store (one process at a time)")
-    where.add_argument("--host", help="host of a Chroma server (chroma run); with --port")
-    p.add_argument("--port", type=int, default=8000, help="port of the Chroma server (default 8000)")
-    p.add_argument("--collection", default="medrag", help="collection name (default medrag)")
+    add_store_location_arguments(p, "folder of an embedded Chroma store (one process at a time)")
     p.add_argument("--model", default=None, help=f"model spec (default: medrag's default model, {DEFAULT_SPEC})")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: CUDA when available)")
     p.add_argument("--text-field", default="text", help="record field holding the text (default text)")
@@ -487,8 +478,7 @@ def _run_index(args: argparse.Namespace) -> int:
                         f"{', '.join(RECORD_SUFFIXES)}")
     if args.batch_size < 1:
         raise InvalidInputError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.persist_dir and args.port != 8000:
-        raise InvalidInputError("--port is for a Chroma server: pass it with --host, not with --persist-dir")
+    check_store_location(args)
     if args.ef_search is not None and args.ef_search < 1:
         raise InvalidInputError(f"--ef-search must be >= 1, got {args.ef_search}")
     chunk_text("x", args.chunk_words, args.overlap)

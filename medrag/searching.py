@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medrag.command import add_store_location_arguments, check_store_location
 from medrag.errors import DataError, InvalidInputError
 
 
@@ -27,11 +28,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser("search", help="query a store built by medrag index (dense funnel, or --hybrid with BM25)",
                        description="Print the k best passages of a MatryoshkaChroma collection for a query.")
     p.add_argument("query", help="the question")
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--persist-dir", help="folder of an embedded Chroma store")
-    where.add_argument("--host", help="host of a Chroma server (chroma run); with --port")
-    p.add_argument("--port", type=int, default=8000, help="port of the Chroma server (default 8000)")
-    p.add_argument("--collection", default="medrag", help="collection name (default medrag)")
+    add_store_location_arguments(p, "folder of an embedded Chroma store")
     p.add_argument("--model", default=None,
                    help="model spec (default: the model the collection was built with, as it records it)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: CUDA when available)")
@@ -55,8 +52,7 @@ def run_search(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"--candidates must be >= 1, got {args.candidates}")
     if args.lexical_weight is not None and not args.hybrid:
         raise InvalidInputError("--lexical-weight is only used with --hybrid")
-    if args.persist_dir and args.port != 8000:
-        raise InvalidInputError("--port is for a Chroma server: pass it with --host, not with --persist-dir")
+    check_store_location(args)
     where = _parse_filter(args.filter)
     if args.persist_dir and not (Path(args.persist_dir) / "chroma.sqlite3").is_file():
         raise DataError(f"{args.persist_dir} holds no Chroma store; build one with: medrag index SOURCE "

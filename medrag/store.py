@@ -1397,7 +1397,7 @@ class MatryoshkaChroma(VectorStore):
             for start in range(0, len(wanted), max_batch):
                 res = read(ids=wanted[start : start + max_batch])
                 found += zip(res["ids"], res["documents"], res["metadatas"])
-            found = found[offset or 0:][:limit] if limit is not None else found[offset or 0:]
+            found = found[offset or 0:][:limit]
         out: dict[str, Any] = {"ids": [f[0] for f in found], "included": fields}
         if "documents" in fields:
             out["documents"] = [f[1] for f in found]
