@@ -306,6 +306,7 @@ class MatryoshkaChroma(VectorStore):
         if coarse_rotation not in (*ROTATIONS, "auto"):
             raise InvalidInputError(f"coarse_rotation must be one of {(*ROTATIONS, 'auto')}, got {coarse_rotation!r}")
         self._rotation_kind = coarse_rotation
+        self._rotation_requested = coarse_rotation  # what reset_collection() starts again with
         self._rotation: CoarseProjection | None = None
         _check_collection_name(collection_name)
         collection_metadata, hnsw = _legacy_hnsw_metadata(collection_metadata, hnsw)
@@ -400,6 +401,7 @@ class MatryoshkaChroma(VectorStore):
             if broken_id is not None:
                 self._sidecar.drop(broken_id)
             self._sync_sidecar()
+        self._lexical_path = lexical_path
         self._lexical = LexicalSidecar(self, lexical_analyzer, lexical_path)
         if broken_id is not None and persist is not None and lexical_path is None:
             index_file(persist, broken_id).unlink(missing_ok=True)  # the replaced collection's lexical index
@@ -1311,13 +1313,14 @@ class MatryoshkaChroma(VectorStore):
 
     def delete_collection(self) -> None:
         """Drop the whole Chroma collection, its lexical index file and its vector copy; the store is
-        unusable afterwards. With an embedded persistent client the collection's vector-index folders are
-        removed too (chromadb 1.5 leaves them on disk, and they hold the whole HNSW index). A second
-        call is a no-op."""
+        unusable afterwards, except for :meth:`reset_collection`. With an embedded persistent client the
+        collection's vector-index folders are removed too (chromadb 1.5 leaves them on disk, and they
+        hold the whole HNSW index). A second call is a no-op."""
         if getattr(self, "_deleted", False):
             return
         self._check_writer()
         with self._write_guard:
+            self._recreate_with = self._recreation_settings()
             persist = _persist_directory(self._client)
             segments: list[str] = []
             if persist is not None:
@@ -1334,6 +1337,55 @@ class MatryoshkaChroma(VectorStore):
             self._deleted = True
             if segments:
                 self._remove_segment_folders(persist, segments)
+
+    def reset_collection(self) -> None:
+        """Delete every record and start the collection again, empty, with the same settings
+        (langchain-chroma's ``reset_collection``): the model contract, the coarse size, the full-vector
+        encoding, the HNSW settings and your own ``collection_metadata`` keys are kept. A fitted
+        coarse stage is not: the store's ``coarse_rotation`` (``"auto"`` by default) is fitted or
+        decided again on the next first write, as for a new collection. Also makes a store usable
+        again after :meth:`delete_collection` (then with the settings it had).
+
+        Other stores open on the same collection (other processes, server clients) must be opened
+        again: the collection they hold was deleted.
+
+        Raises:
+            StoreLockedError: another process has the embedded persist directory open; nothing was deleted.
+
+        Example::
+
+            >>> store.add_texts(["Ferritine basse : carence en fer."], ids=["fer"])
+            ['fer']
+            >>> store.reset_collection()
+            >>> len(store)
+            0
+        """
+        self._check_writer()
+        with self._write_guard:
+            settings = getattr(self, "_recreate_with", None) if getattr(self, "_deleted", False) else None
+            if settings is None:
+                settings = self._recreation_settings()
+                self.delete_collection()
+            extra, hnsw = settings
+            self._rotation_kind = self._rotation_requested
+            self._rotation = None
+            self._collection = self._open_collection(self._collection_name, True, extra, hnsw)
+            self._deleted = False
+            self._cid = str(self._collection.id)
+            if self._rotation_kind != "none":
+                self._load_rotation()
+            if self._sidecar is not None:
+                self._rebuild_sidecar_if_stale()
+            self._lexical = LexicalSidecar(self, self._lexical.options, self._lexical_path)
+        logger.info("collection %r reset: empty, coarse stage %r", self._collection_name, self._rotation_kind)
+
+    def _recreation_settings(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The collection's own metadata keys (not medrag's contract nor Chroma's legacy ``hnsw:*``)
+        and its HNSW settings, as :meth:`reset_collection` creates it again with them."""
+        extra = {k: v for k, v in self._current_metadata().items() if not k.startswith("medrag:")}
+        recorded = (self._collection.configuration or {}).get("hnsw") or {}
+        hnsw = {k: v for k, v in recorded.items() if v is not None and k != "space"}
+        return extra, hnsw
 
     # ------------------------------------------------------------------ reading
 
@@ -1652,7 +1704,7 @@ class MatryoshkaChroma(VectorStore):
             if getattr(self, "_deleted", False):
                 raise CollectionMismatchError(
                     f"could not {what}: collection {self._collection_name!r} was deleted by this store's "
-                    "delete_collection(); create a new MatryoshkaChroma to start again") from exc
+                    "delete_collection(); call reset_collection() (or create a new MatryoshkaChroma) to start again") from exc
             raise translate_chroma_error(exc, what, self._collection_name) from exc
 
     # ------------------------------------------------------------------ LangChain search API

@@ -1585,3 +1585,75 @@ def test_an_existing_collection_opens_at_its_recorded_coarse_size(client, fake) 
         MatryoshkaChroma(name, fake, client=client, coarse_dim=64)
     assert MatryoshkaChroma(_name(), fake, client=client).coarse_dim == 64  # a new one: the default
     reopened.delete_collection()
+
+
+# ------------------------------------------------------------------ reset_collection
+
+
+def test_reset_collection_empties_the_store_and_keeps_its_settings(client, fake) -> None:
+    """langchain-chroma's ``reset_collection``: every record gone, the same contract, HNSW settings
+    and own metadata; the fitted coarse stage is fitted again on the next first write."""
+    name = _name()
+    store = MatryoshkaChroma(name, fake, client=client, coarse_dim=32, coarse_rotation="pca",
+                             collection_metadata={"owner": "biologie"}, hnsw={"ef_search": 123})
+    store.add_texts(TEXTS[:80], ids=[f"old{i}" for i in range(80)])
+    old_rotation = store.collection.metadata["medrag:rotation_data"]
+    assert store.rotation_fitted
+    store.reset_collection()
+    assert len(store) == 0 and store.similarity_search(TEXTS[0], k=3) == []
+    assert not store.rotation_fitted and store.coarse_rotation == "pca" and store.coarse_dim == 32
+    meta = client.get_collection(name).metadata
+    assert meta["owner"] == "biologie" and meta["medrag:coarse_dim"] == 32
+    assert client.get_collection(name).configuration["hnsw"]["ef_search"] == 123
+    new = [f"{t} (nouveau)" for t in TEXTS[100:180]]
+    store.add_texts(new, ids=[f"new{i}" for i in range(80)])
+    assert store.rotation_fitted and store.collection.metadata["medrag:rotation_data"] != old_rotation
+    assert store.get_by_ids(["old0"]) == []
+    hits = store.similarity_search(new[7], k=3)
+    assert hits[0].id == "new7" and all(h.id.startswith("new") for h in hits)
+    assert {d.id for d in store.hybrid_search(new[7], k=5)} <= {f"new{i}" for i in range(80)}
+    # another store opening the collection sees the reset one
+    assert len(MatryoshkaChroma(name, fake, client=client)) == 80
+    store.delete_collection()
+
+
+def test_reset_collection_after_delete_collection_makes_the_store_usable_again(tmp_path, fake) -> None:
+    path = str(tmp_path / "db")
+    store = MatryoshkaChroma("docs", fake, persist_directory=path, coarse_rotation="none",
+                             collection_metadata={"source": "bdpm"})
+    store.add_texts(TEXTS[:10], ids=[f"a{i}" for i in range(10)])
+    store.hybrid_search(TEXTS[1], k=2)  # the lexical index file is written
+    lexical = Path(path) / "medrag-lexical"
+    assert any(lexical.iterdir())
+    store.delete_collection()
+    with pytest.raises(CollectionMismatchError, match="reset_collection"):
+        len(store)
+    store.reset_collection()
+    assert len(store) == 0 and store.collection.metadata["source"] == "bdpm"
+    store.add_texts(TEXTS[20:25], ids=[f"b{i}" for i in range(5)])
+    assert [d.id for d in store.hybrid_search(TEXTS[22], k=1)] == ["b2"]
+    assert store.get_full_vectors(["b2"]).shape == (1, fake.full_dim)  # from the vector copy
+    store.close()
+    reopened = MatryoshkaChroma("docs", fake, persist_directory=path)
+    assert len(reopened) == 5 and reopened.get_by_ids(["a1"]) == []
+    assert [d.id for d in reopened.similarity_search(TEXTS[22], k=1)] == ["b2"]
+
+
+def test_reset_collection_is_refused_to_a_process_that_does_not_own_the_folder(tmp_path, fake) -> None:
+    path = str(tmp_path / "db")
+    owner = MatryoshkaChroma("shared", fake, persist_directory=path)
+    owner.add_texts(TEXTS[:5])
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[2]);"
+        "from tests.medrag.test_store import FakeMatryoshkaEmbeddings as F;"
+        "from medrag import MatryoshkaChroma as M;"
+        "from medrag.errors import StoreLockedError;\n"
+        "s = M('shared', F(), persist_directory=sys.argv[1])\n"
+        "try:\n    s.reset_collection(); print('RESET')\n"
+        "except StoreLockedError as e:\n    print('LOCKED', e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, path, str(REPO)], capture_output=True, text=True,
+                         timeout=120, cwd=REPO)
+    assert "LOCKED" in out.stdout, out.stdout + out.stderr[-2000:]
+    assert len(owner) == 5
+    owner.close()
