@@ -1,8 +1,9 @@
 """Choose a Matryoshka size for a budget: storage, latency and quality per size.
 
 For each size of the model: bytes per vector (float32 and int8), the storage of N vectors,
-the time of an exact search over the sample corpus scaled to N, and NDCG@10 on the sample's eval
-questions. Then picks the best-scoring size that fits the budget.
+the time of an exact search over N vectors of that size (timed on a random matrix of N/100 rows,
+at least 1,000, and scaled to N), and NDCG@10 on the sample's eval questions. Then picks the
+best-scoring size that fits the budget.
 
 Run: python examples/choose_size.py [--n 1000000] [--max-gib 1.0] [--max-ms 50]
 """
@@ -21,26 +22,28 @@ ap.add_argument("--n", type=int, default=1_000_000, help="passages you plan to i
 ap.add_argument("--max-gib", type=float, default=1.0, help="vector storage budget (float32), GiB")
 ap.add_argument("--max-ms", type=float, default=50.0, help="exact-search latency budget per query, ms")
 args = ap.parse_args()
+if args.n < 1 or args.max_gib <= 0 or args.max_ms <= 0:  # before the model loads
+    ap.error("--n must be >= 1, --max-gib and --max-ms > 0")
 
 corpus = load_sample_corpus()
 emb = MatryoshkaEmbeddings()
 task = corpus.task("eval")
 report = evaluate_models([emb], task, metrics=("ndcg@10",), n_bootstrap=200, n_resamples=200)
-docs = emb.encode_documents(corpus.texts())
 query = emb.encode_queries(["Que signifie une ferritine basse ?"])
 
 rows = []
 rng = np.random.default_rng(0)
 for dim in emb.dims:
     # latency: exact search over a random matrix of the target size's shape, 1/100 of N, scaled up
-    sample_n = max(1, args.n // 100)
+    sample_n = min(args.n, max(1_000, args.n // 100))
     matrix = truncate_embeddings(rng.standard_normal((sample_n, dim)).astype(np.float32), dim)
     q = truncate_embeddings(query, dim)[0]
-    np.argpartition(-(matrix @ q), 10)[:10]  # warm-up: first-call costs are not the search's
+    top = min(10, sample_n - 1)  # argpartition needs kth < rows
+    np.argpartition(-(matrix @ q), top)[:10]  # warm-up: first-call costs are not the search's
     times = []
     for _ in range(21):  # the median of many runs: a mean of a few swung 20x on a busy machine
         start = time.perf_counter()
-        np.argpartition(-(matrix @ q), 10)[:10]
+        np.argpartition(-(matrix @ q), top)[:10]
         times.append(time.perf_counter() - start)
     ms = float(np.median(times)) * 1000 * (args.n / sample_n)
     gib = args.n * dim * 4 / 2**30

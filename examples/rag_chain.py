@@ -23,7 +23,7 @@ from medrag.qa.sample import load_sample_corpus
 corpus = load_sample_corpus()
 store = MatryoshkaChroma.from_texts(
     corpus.texts(),
-    embedding=MatryoshkaEmbeddings(),  # the embedded e5-small; use "intfloat/multilingual-e5-large" in production
+    embedding=MatryoshkaEmbeddings(),  # medrag-e5-small-fr, offline; use "intfloat/multilingual-e5-large" in production
     metadatas=[{"passage_id": p.passage_id, "topic": p.topic} for p in corpus.passages],
     ids=corpus.ids(),
     collection_name="rag-example",

@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 #: Licence of each named source (for model cards).
 LICENCES = {
     "frenchmedmcqa": "Apache-2.0 (FrenchMedMCQA, Labrak et al., 2023)",
-    "sample": "medrag's own sample (Apache-2.0)",
+    "sample": "medrag's own sample (CC BY 4.0)",
     "cases": "CC BY 4.0 per source article (Pan African Medical Journal, via E3C)",
     "abstracts": "CC BY-SA 4.0 (MORFITT; share-alike)",
     "leaflets": "CC BY-NC 4.0 (E3C; non-commercial)",

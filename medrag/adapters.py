@@ -22,7 +22,7 @@ with new weights builds a new folder.
 Example::
 
     from medrag.adapters import packaged_models, ensure_adapted_model
-    packaged_models()                                   # ['medrag-e5-small-fr']
+    packaged_models()                                   # ['medrag-e5-small-fr', 'medrag-e5-small-fr-nc']
     path = ensure_adapted_model("medrag-e5-small-fr")      # ~15 s the first time, then instant
 """
 

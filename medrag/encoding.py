@@ -10,7 +10,7 @@ Example::
 
     >>> from medrag import load_model
     >>> from medrag.encoding import encode_texts
-    >>> model = load_model()                                            # embedded e5-small
+    >>> model = load_model()                                            # medrag-e5-small-fr (offline)
     >>> encode_texts(model, ["Que mesure la CRP ?"], prompt_name="query").shape
     (1, 384)
 """

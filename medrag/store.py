@@ -1,20 +1,25 @@
 """A two-stage Chroma vector store: coarse Matryoshka search, full-size rerank.
 
 Stage 1 asks Chroma's HNSW index (cosine) for ``candidates`` ids using the first
-``coarse_dim`` coordinates of the query vector (64 by default). Stage 2 scores those
-candidates exactly against their full-size vectors and returns the top ``k``. The full
-vector of each record lives *in the record itself* (packed into a reserved metadata key,
-int8 by default), so the stage-1 query returns the candidates' full vectors in the same
-call, every client (another process, a restart, a Chroma server) sees them, and one upsert
-writes a record's coarse and full vectors together. ``docs/store.md`` gives the measured
-reasons for this layout.
+``coarse_dim`` coordinates of the query vector (64 by default; optionally after a projection
+fitted on the first write, ``coarse_rotation``). Stage 2 scores those candidates exactly against
+their full-size vectors and returns the top ``k``. The full vector of each record lives *in the
+record itself* (packed into a reserved metadata key, int8 by default), so every client (another
+process, a restart, a Chroma server) sees it and one upsert writes a record's coarse and full
+vectors together; an embedded store also keeps a local SQLite copy of each record's vector, text
+and metadata, so stage 1 asks Chroma for the candidates' ids only and stage 2 reads them locally.
+``docs/store.md`` gives the measured reasons for this layout.
 
 Example::
 
     >>> from medrag import MatryoshkaChroma, MatryoshkaEmbeddings
     >>> store = MatryoshkaChroma("notes", MatryoshkaEmbeddings(), persist_directory="./chroma")
-    >>> store.add_texts(["La ferritine basse traduit une carence en fer."])
-    >>> store.similarity_search("carence martiale", k=1)
+    >>> store.add_texts(["La ferritine basse traduit une carence en fer."], ids=["fer"])
+    ['fer']
+    >>> [d.id for d in store.similarity_search("carence martiale", k=1)]
+    ['fer']
+
+The method examples below use such a ``store``.
 """
 
 from __future__ import annotations

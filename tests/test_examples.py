@@ -42,5 +42,12 @@ def test_finetune_then_evaluate_and_plot(tmp_path):
 
 
 def test_choose_size():
-    out = run_example("choose_size.py", "--n", "100000", "--max-gib", "0.1", "--max-ms", "1000")
+    # a small N: the timing matrix (N/100 rows) once had fewer rows than the top 10 and crashed
+    out = run_example("choose_size.py", "--n", "1000", "--max-gib", "0.1", "--max-ms", "1000")
     assert "NDCG@10" in out and ("Within" in out or "No size fits" in out)
+
+
+def test_choose_size_refuses_a_bad_budget_before_loading_the_model():
+    proc = subprocess.run([sys.executable, str(REPO / "examples" / "choose_size.py"), "--n", "0"],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 2 and "--n must be >= 1" in proc.stderr
