@@ -114,6 +114,7 @@ class MatryoshkaMetadata:
             ) from None
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON object written to ``matryoshka.json`` (size keys as strings)."""
         d = asdict(self)
         d["scores"] = {str(k): v for k, v in self.scores.items()}
         d["scores_before"] = {str(k): v for k, v in self.scores_before.items()}
@@ -121,6 +122,14 @@ class MatryoshkaMetadata:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "MatryoshkaMetadata":
+        """Read a ``matryoshka.json`` object (unknown keys are ignored).
+
+        Args:
+            data: the parsed JSON object.
+
+        Raises:
+            MetadataError: not an object, another schema version, or ``full_dim`` / ``dims`` missing.
+        """
         if not isinstance(data, dict):
             raise MetadataError("Matryoshka metadata must be a JSON object")
         version = data.get("schema_version", SCHEMA_VERSION)

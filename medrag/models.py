@@ -151,6 +151,9 @@ def model_fingerprint(model: "SentenceTransformer") -> str:
     retraining or different checkpoint changes it, at a cost of milliseconds, and the same model
     copied to another folder or machine (another ``MEDRAG_CACHE``, a Docker image) keeps it. Used by
     the store's collection contract and the evaluation cache.
+
+    Args:
+        model: a loaded sentence-transformers model (e.g. from :func:`load_model`).
     """
     return _fingerprint(model, with_location=False)
 

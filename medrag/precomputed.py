@@ -120,6 +120,13 @@ class PrecomputedEmbeddings(Embeddings):
         """The same from parallel lists of texts and ``(n, full_dim)`` matrices (row ``i`` is text ``i``'s vector).
 
         float32 matrices are used in place, not copied (a large cache stays in memory once).
+
+        Args:
+            document_texts: the passages whose vectors ``document_vectors`` holds, in its row order.
+            document_vectors: an ``(len(document_texts), full_dim)`` array (``None``: no documents).
+            query_texts: the queries whose vectors ``query_vectors`` holds, in its row order.
+            query_vectors: an ``(len(query_texts), full_dim)`` array (``None``: no queries).
+            spec, fingerprint, dims, fallback, dimension, matryoshka_trained: as for the constructor.
         """
         empty = np.zeros((0, 0), dtype=np.float32)
         obj = cls.__new__(cls)

@@ -169,7 +169,8 @@ class FunnelHit:
 class FunnelResult:
     """Hits, best first, the number of stage-1 candidates, and per-stage milliseconds
     (``embed_ms``, ``coarse_ms``: stage 1, ``rerank_ms``: reading the candidates' full vectors
-    and scoring them, ``fetch_ms``: reading the texts of the returned hits)."""
+    and scoring them, ``fetch_ms``: reading the texts of the returned hits; a hybrid search adds
+    ``lexical_ms``: the BM25 side, and ``fusion_ms``: fusing both sides' scores)."""
 
     hits: list[FunnelHit]
     candidates: int
@@ -1878,7 +1879,18 @@ class MatryoshkaChroma(VectorStore):
                                  where_document: dict[str, Any] | None = None,
                                  **kwargs: Any) -> list[tuple[Document, float]]:
         """:meth:`hybrid_search` with each document's fused score (higher is better; its scale
-        depends on the fusion: RRF scores are at most 1/61)."""
+        depends on the fusion: RRF scores are at most 1/61).
+
+        Args:
+            query: the query text.
+            k: number of documents.
+            filter: Chroma ``where`` filter, applied to both sides.
+            lexical_weight: 0 = dense only, 1 = lexical only; ``None``: the store's (:attr:`lexical_weight`).
+            fusion: ``"minmax"`` or ``"rrf"``; ``None``: the store's.
+            candidates: dense stage-1 candidates; ``None``: the store's (:attr:`candidates`).
+            lexical_candidates: BM25 stage-1 candidates; ``None``: as many as ``candidates``.
+            where_document: Chroma document filter, applied to both sides.
+        """
         _no_extra(kwargs, "hybrid_search()")
         found = self._hybrid(query, self._embed_query(query), k, filter, candidates, where_document, lexical_weight,
                              fusion, lexical_candidates)
