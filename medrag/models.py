@@ -64,7 +64,7 @@ def load_model(
 
     Raises:
         ModelLoadError: a missing path, a folder without a model, an unknown ``bundled:`` name,
-            or a hub id that cannot be fetched (offline, no such repo).
+            a hub id that cannot be fetched (offline, no such repo), or a device this machine lacks.
     """
     from sentence_transformers import SentenceTransformer
 
@@ -73,6 +73,7 @@ def load_model(
     spec_str = DEFAULT_SPEC if spec is None else os.fspath(spec)
     if not spec_str.strip():
         raise ModelLoadError("empty model spec: pass a folder, a hub id, or None for the embedded default")
+    _check_device(device)
     kwargs = dict(device=device, trust_remote_code=trust_remote_code)
 
     folder: Path | None = None
@@ -140,6 +141,29 @@ def bundled_folder(spec: str) -> Path:
     if name not in packaged_models():
         raise ModelLoadError(f"unknown embedded model {spec!r}; available offline: {bundled_specs()}")
     return ensure_adapted_model(name)
+
+
+def _check_device(device: str | None) -> None:
+    """Refuse a device this machine does not have before anything loads (torch's own failure is an
+    ``AssertionError`` deep inside the first move of the weights)."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ModelLoadError(f"unknown device {device!r}: use 'cpu', 'cuda', 'cuda:1', 'mps', or leave it out "
+                             "(CUDA when available, else the CPU)") from exc
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelLoadError(f"device {device!r}: CUDA is not available here (no GPU seen, or torch "
+                                 f"{torch.__version__} is a CPU build); use 'cpu' or leave the device out")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ModelLoadError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                                 f"numbered from 0")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError(f"device {device!r}: Apple's MPS is not available here; use 'cpu' or leave it out")
 
 
 def model_fingerprint(model: "SentenceTransformer") -> str:

@@ -204,3 +204,24 @@ def test_a_proxy_skips_the_hub_probe(monkeypatch, proxy):
     with pytest.raises(ModelLoadError, match="the hub could not be reached or has no such model"):
         medrag.load_model("intfloat/multilingual-e5-large")
     assert seen["path"] == "intfloat/multilingual-e5-large" and "local_files_only" not in seen
+
+
+@pytest.mark.parametrize("device, message", [("cuda", "CUDA is not available"), ("cuda:0", "CUDA is not available"),
+                                             ("gpu", "unknown device"), ("mps", "MPS is not available")])
+def test_a_device_this_machine_lacks_is_a_model_load_error(tiny_model_dir, monkeypatch, device, message):
+    """torch's own failure was a bare AssertionError ('Torch not compiled with CUDA enabled')."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ModelLoadError, match=message):
+        medrag.load_model(str(tiny_model_dir), device=device)
+
+
+def test_a_cuda_index_beyond_the_machine_is_refused(tiny_model_dir, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ModelLoadError, match="has 1 CUDA device"):
+        medrag.load_model(str(tiny_model_dir), device="cuda:3")
+
+
+def test_the_cpu_device_loads(tiny_model_dir):
+    assert medrag.load_model(str(tiny_model_dir), device="cpu").device.type == "cpu"
