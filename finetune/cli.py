@@ -24,6 +24,7 @@ import yaml
 from finetune.config import FinetuneConfig, unwrap_optional
 from finetune.data import load_dataset_from_config
 from finetune.model_card import score_table
+from finetune.preflight import check_run
 from finetune.training import MatryoshkaFinetuner
 from medrag.command import new_parser, run_command
 
@@ -71,6 +72,7 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    check_run(cfg, create=False)  # folders and tracker before reading the data (the run checks again, creating)
     dataset = load_dataset_from_config(cfg)
     if args.check:
         print(dataset.summary())

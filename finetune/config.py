@@ -58,6 +58,11 @@ Rotation = Literal["none", "pca", "pca_centered"]
 ExportScores = Literal["run", "suite_pilot", "suite"]
 BatchSampling = Literal["random", "topic", "document"]
 ENGINES: tuple[str, ...] = get_args(Engine)
+#: options only ``engine: trainer`` reads (the loop has its own lengths, fp32, MNRL and a linear schedule);
+#: set away from their defaults with ``engine: loop`` they are refused instead of silently ignored
+TRAINER_ONLY: tuple[str, ...] = ("loss", "mini_batch_size", "hard_negatives", "batch_sampler", "gather_across_devices",
+                                 "gradient_accumulation_steps", "max_seq_length", "precision", "tf32", "report_to",
+                                 "run_name")
 ROTATIONS: tuple[str, ...] = get_args(Rotation)
 BATCH_SAMPLINGS: tuple[str, ...] = get_args(BatchSampling)
 
@@ -204,6 +209,13 @@ class FinetuneConfig:
                               "trains a model of NaN weights)")
         if self.matryoshka_weights and not all(math.isfinite(w) for w in self.matryoshka_weights):
             raise ConfigError("matryoshka_weights must be finite numbers")
+        if self.matryoshka_weights and not all(w > 0 for w in self.matryoshka_weights):
+            raise ConfigError("matryoshka_weights must be > 0 (a negative weight rewards a worse size: the loss "
+                              "goes below 0 and training degrades that size)")
+        if not str(self.output_dir).strip():
+            raise ConfigError("output_dir is empty; pass the folder to write the trained model to")
+        if self.export_adapter is not None and not str(self.export_adapter).strip():
+            raise ConfigError("export_adapter is empty; pass the folder to write the adapter to, or drop it")
         checks = [
             (self.epochs > 0 or self.max_steps > 0, "epochs must be > 0 (or set max_steps)"),
             (self.max_steps == -1 or self.max_steps >= 1, "max_steps must be -1 (run the epochs) or >= 1"),
@@ -214,7 +226,13 @@ class FinetuneConfig:
             (self.engine != "loop" or self.lr_scheduler == "linear",
              "engine: loop has a linear schedule with warmup only; drop lr_scheduler or use engine: trainer"),
             (self.learning_rate > 0, "learning_rate must be > 0"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.batch_size >= 2 or (self.engine == "trainer" and self.hard_negatives > 0),
+             "batch_size must be >= 2: the losses score each question against the other "
+             "passages of its batch (in-batch negatives); with 1 there is nothing to contrast, the loss is 0 and "
+             "nothing is learnt"),
+            (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (self.lora_alpha > 0, "lora_alpha must be > 0"),
+            (self.suite_max_passages >= 1, "suite_max_passages must be >= 1"),
             (self.mini_batch_size >= 1, "mini_batch_size must be >= 1"),
             (self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be >= 1"),
             (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
@@ -261,15 +279,33 @@ class FinetuneConfig:
             ("export_adapter", self.export_adapter is not None), ("freeze_encoder", self.freeze_encoder)) if on]
         if self.engine != "loop" and loop_only:
             checks.append((False, f"{', '.join(loop_only)} need(s) engine: loop (the plain training loop)"))
+        trainer_only = self.trainer_only_changes()
+        if self.engine == "loop" and trainer_only:
+            checks.append((False, f"{', '.join(trainer_only)} is/are used by engine: trainer only; engine: loop "
+                                  "would ignore it: drop it or use engine: trainer"))
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
         out = Path(self.output_dir).expanduser()
         if out.exists() and not out.is_dir():
             raise ConfigError(f"output_dir {self.output_dir} is a file; pass a folder (it is created if missing)")
-        if self.model and Path(self.model).expanduser().is_dir() and out.resolve() == Path(self.model).expanduser().resolve():
-            raise ConfigError(f"output_dir {self.output_dir} is the folder of the model being fine-tuned: the run would "
-                              "overwrite it; pass another output_dir")
+        if self.model and Path(self.model).expanduser().is_dir():
+            base = Path(self.model).expanduser().resolve()
+            if out.resolve() == base:
+                raise ConfigError(f"output_dir {self.output_dir} is the folder of the model being fine-tuned: the run "
+                                  "would overwrite it; pass another output_dir")
+            if base in out.resolve().parents:
+                raise ConfigError(f"output_dir {self.output_dir} is inside the folder of the model being fine-tuned "
+                                  f"({self.model}): the run would break it; pass a folder outside it")
+
+    def trainer_only_changes(self) -> list[str]:
+        """The options set away from their defaults that only ``engine: trainer`` reads."""
+        defaults = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+                    for f in fields(self)}
+        changed = [name for name in TRAINER_ONLY if getattr(self, name) != defaults[name]]
+        if "loss" in changed and self.loss == "mnrl":  # the loop's contrastive loss is MNRL: asking for it is fine
+            changed.remove("loss")
+        return changed
 
     # ------------------------------------------------------------------ I/O
 
@@ -354,6 +390,9 @@ def unwrap_optional(hint: Any) -> tuple[Any, bool]:
 def _coerce(name: str, value: Any, hint: Any) -> Any:
     """Check ``value`` against the field's type; turn CLI strings into ints/floats/bools/lists."""
     target, optional = unwrap_optional(hint)
+    if optional and isinstance(value, (list, tuple)) and len(value) == 1 and isinstance(value[0], str) \
+            and value[0].strip().lower() in ("none", "null"):
+        value = None  # `--dims none`: the CLI gives a list of one word
     if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and optional):
         if optional:
             return None

@@ -31,6 +31,7 @@ from medrag.adapters import (ADAPTER_CONFIG, ADAPTER_FILE, ADAPTER_FORMAT, ADAPT
 from medrag.metadata import MatryoshkaMetadata
 
 from finetune.config import ConfigError
+from finetune.preflight import check_export_folder
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -64,7 +65,7 @@ def adapter_tensors(model: "SentenceTransformer") -> dict[str, np.ndarray]:
 def export_adapter(model: "SentenceTransformer", folder: str | Path, *, name: str, base_spec: str | None,
                    base_fingerprint: str, metadata: MatryoshkaMetadata, card: str,
                    extra: dict[str, Any] | None = None) -> Path:
-    """Write the adapter folder (replacing it) and return its path.
+    """Write the adapter folder (replacing a previous export there) and return its path.
 
     Args:
         model: the trained model, LoRA adapters still in place (before merging).
@@ -77,13 +78,15 @@ def export_adapter(model: "SentenceTransformer", folder: str | Path, *, name: st
         extra: more keys for ``adapter_config.json`` (recipe, data, licences).
 
     Raises:
-        ConfigError: no LoRA adapters in the model, or the files exceed :data:`MAX_ADAPTER_BYTES`.
+        ConfigError: no LoRA adapters in the model, the files exceed :data:`MAX_ADAPTER_BYTES`, or
+            ``folder`` holds files other than a previous export (:func:`finetune.preflight.check_export_folder`).
     """
     from safetensors.numpy import save_file
 
     from medrag.bundled import BUNDLED_SPEC, ensure_bundled_model
 
     folder = Path(folder)
+    check_export_folder(folder)
     base_spec = base_spec or BUNDLED_SPEC
     base_dir = ensure_bundled_model() if base_spec == BUNDLED_SPEC else Path(base_spec)
     tensors = adapter_tensors(model)
@@ -116,6 +119,7 @@ def export_adapter(model: "SentenceTransformer", folder: str | Path, *, name: st
         for path in staging.iterdir():
             path.chmod(0o644)
         if folder.exists():
+            check_export_folder(folder)  # never wipe a folder holding anything but a previous export
             shutil.rmtree(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(staging), str(folder))

@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any
 from finetune.config import FinetuneConfig
 from finetune.data import load_dataset_from_config
 from finetune.model_card import write_model_card
+from finetune.preflight import (CHECKPOINT_DIR, CONFIG_FILENAME, INFO_FILENAME, check_matryoshka_weights,
+                                check_report_to, check_run)
 from finetune.scoring import TRAINING_METRICS, prompt_texts, score_sizes
 from medrag.errors import ConfigError
 from medrag.metadata import MatryoshkaMetadata, default_dims
@@ -54,10 +56,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_DIR = "checkpoints"
-INFO_FILENAME = "training_info.json"
-CONFIG_FILENAME = "finetune_config.yaml"
 _BEFORE_FILENAME = "scores_before.json"
+#: the Trainer engine's run key (:func:`finetune.loop_checkpoints.run_key`) beside its checkpoints
+_RUN_KEY_FILENAME = "run_key.json"
 
 
 @dataclass
@@ -120,6 +121,7 @@ class MatryoshkaFinetuner:
         from accelerate import PartialState
 
         cfg = self.config
+        check_run(cfg)  # output and export folders, tracker: before any model loads
         state = PartialState(cpu=_cpu_only(cfg))
         resume_from = self._resume_checkpoint()
         if self.dataset is None:
@@ -131,16 +133,21 @@ class MatryoshkaFinetuner:
             self.model = load_model(cfg.model or BUNDLED_SPEC, device="cpu" if _cpu_only(cfg) else cfg.device)
         model = self.model
         dims = self._dims(model)
+        check_matryoshka_weights(cfg, dims)
         precision = resolve_precision(cfg.precision, cpu=_cpu_only(cfg))
         self.loss_name = resolve_loss(cfg.loss, cpu=_cpu_only(cfg))
         task = self.dataset.eval_task() if self.dataset.eval else None
         inference_max_len = model.max_seq_length
 
+        if cfg.engine != "loop" and cfg.checkpoints:
+            self._check_run_key(dims, resume_from, state)
         before: dict[int, dict[str, float]] = {}
         if task is not None and cfg.evaluate_before:
             before = self._scores_before(model, task, dims, state)
         if cfg.engine == "loop":
-            return self._run_loop(model, dims, task, before, precision, resume_from)
+            result = self._run_loop(model, dims, task, before, precision, resume_from)
+            self._warn_without_scores(result)
+            return result
 
         _freeze_unused_pooler(model)
         trainer = self._build_trainer(model, dims, precision)
@@ -178,8 +185,41 @@ class MatryoshkaFinetuner:
             self._write_outputs(model, result)
             if not cfg.keep_checkpoints:
                 self._remove_checkpoints()
+            self._warn_without_scores(result)
         state.wait_for_everyone()
         return result
+
+    def _check_run_key(self, dims: list[int], resume_from: Path | None, state) -> None:
+        """Trainer engine: record the run key (settings + training pairs) beside the checkpoints; a
+        ``--resume`` under another key (other settings or data) is refused, as the loop engine does."""
+        from finetune.loop_checkpoints import run_key
+
+        key = run_key(self.config, dims, self.dataset.train, [])
+        path = self.checkpoint_dir / _RUN_KEY_FILENAME
+        if resume_from is not None:
+            saved = _read_json(path)
+            if saved is None:
+                logger.warning("%s records no run key (an older run): cannot check that its settings and data are "
+                               "this run's", self.checkpoint_dir)
+            elif saved.get("run_key") != key:
+                raise ConfigError(f"the checkpoints in {self.checkpoint_dir} were written by a run with other "
+                                  "training settings or data; resume with the same config and data, or choose "
+                                  "another output_dir")
+            return
+        if state.is_main_process:
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"run_key": key}), encoding="utf-8")
+        state.wait_for_everyone()
+
+    def _warn_without_scores(self, result: FinetuneResult) -> None:
+        """No eval scores: ``dimension="auto"`` cannot use the saved model; say how to add them."""
+        if result.scores_after:
+            return
+        logger.warning("%s records no scores (no eval set, or evaluate_after: false): MatryoshkaEmbeddings(%r, "
+                       "dimension='auto') cannot choose a size from it. Add the scores with: medrag evaluate "
+                       "--model %s --data EVAL_DATA --write-metadata (or train with an eval set: eval_fraction > 0 "
+                       "or eval_data)", Path(self.output_dir) / "matryoshka.json", str(self.output_dir),
+                       self.output_dir)
 
     def _run_loop(self, model, dims: list[int], task, before: dict[int, dict[str, float]],
                   precision: str, resume_from: Path | None) -> FinetuneResult:
@@ -396,7 +436,7 @@ class MatryoshkaFinetuner:
         for entry in folder.iterdir():
             if entry.is_dir() and entry.name.startswith("checkpoint-"):
                 shutil.rmtree(entry, ignore_errors=True)
-            elif entry.name in (_BEFORE_FILENAME, "runs"):
+            elif entry.name in (_BEFORE_FILENAME, _RUN_KEY_FILENAME, "runs"):
                 shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
         try:
             folder.rmdir()
@@ -454,7 +494,7 @@ class MatryoshkaFinetuner:
 
         cfg = self.config
         train_ds = self.build_train_dataset()
-        report_to = _report_to(cfg.report_to)
+        report_to = check_report_to(cfg.report_to)
         args = SentenceTransformerTrainingArguments(
             output_dir=str(self.checkpoint_dir),
             num_train_epochs=cfg.epochs,
@@ -692,17 +732,6 @@ def _load_average() -> list[float] | None:
 
 def _world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def _report_to(name: str) -> list[str]:
-    if name == "none":
-        return ["none"]
-    import importlib.util
-
-    module = {"wandb": "wandb", "tensorboard": "tensorboard"}[name]
-    if importlib.util.find_spec(module) is None and not (name == "tensorboard" and importlib.util.find_spec("tensorboardX")):
-        raise ConfigError(f"report_to={name!r} needs the {module} package: pip install 'medrag[{name}]'")
-    return [name]
 
 
 def _versions() -> dict[str, str]:

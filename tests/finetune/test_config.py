@@ -103,7 +103,7 @@ def test_cpu_training_is_fp32_whatever_is_asked():
 def test_report_to_needs_its_package(name, monkeypatch):
     import importlib.util
 
-    from finetune.training import _report_to
+    from finetune.preflight import check_report_to as _report_to
 
     assert _report_to("none") == ["none"]
     real = importlib.util.find_spec
@@ -162,3 +162,44 @@ def test_output_dir_that_is_a_file_or_the_models_folder(tmp_path):
     (tmp_path / "model").mkdir()
     with pytest.raises(ConfigError, match="would overwrite it"):
         FinetuneConfig(model=str(tmp_path / "model"), output_dir=str(tmp_path / "model" / "."))
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(engine="loop", dims=[64, 32], matryoshka_weights=[1.0, -2.0]), "matryoshka_weights must be > 0"),
+    (dict(weight_decay=-0.1), "weight_decay must be >= 0"),
+    (dict(engine="loop", lora_rank=4, lora_alpha=0), "lora_alpha must be > 0"),
+    (dict(suite_max_passages=0), "suite_max_passages must be >= 1"),
+    (dict(batch_size=1), "batch_size must be >= 2: .*in-batch negatives"),
+    (dict(engine="loop", batch_size=1), "batch_size must be >= 2"),
+])
+def test_out_of_range_values_are_refused(change, message):
+    with pytest.raises(ConfigError, match=message):
+        FinetuneConfig(**change)
+
+
+def test_batch_size_1_is_allowed_with_hard_negatives():
+    assert FinetuneConfig(batch_size=1, hard_negatives=2).batch_size == 1
+
+
+@pytest.mark.parametrize("option, value", [("report_to", "tensorboard"), ("gradient_accumulation_steps", 4),
+                                           ("hard_negatives", 2), ("loss", "cached_mnrl"), ("mini_batch_size", 8),
+                                           ("batch_sampler", "batch_sampler"), ("precision", "bf16"),
+                                           ("max_seq_length", 64), ("run_name", "x")])
+def test_the_loop_refuses_options_it_would_ignore(option, value):
+    with pytest.raises(ConfigError, match=rf"{option} is/are used by engine: trainer only"):
+        FinetuneConfig(engine="loop", **{option: value})
+    FinetuneConfig(engine="trainer", **{option: value})  # the Trainer uses it
+
+
+def test_the_loop_accepts_the_trainer_defaults_and_mnrl():
+    assert FinetuneConfig(engine="loop", loss="mnrl", report_to="none").loss == "mnrl"
+
+
+def test_dims_none_from_the_cli_is_no_value():
+    from finetune.cli import add_arguments, config_from_args
+    import argparse
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    assert config_from_args(p.parse_args(["--dims", "none"])).dims is None
+    assert config_from_args(p.parse_args(["--dims", "64", "32"])).dims == [64, 32]

@@ -1,0 +1,188 @@
+"""Checks made before a fine-tuning run loads a model or trains: where it writes, and what it needs installed.
+
+A run writes the model into ``output_dir`` (overwriting files of those names) and, with ``export_adapter``,
+replaces that folder. Both are checked first, so a typo cannot wipe a user's folder or break the base model,
+and an unwritable path fails at once instead of after the training:
+
+- ``output_dir`` must be empty, missing, or a previous medrag fine-tuning output (recognised by the files a
+  run writes: :data:`RUN_MARKERS`); a previous output is overwritten, with a warning;
+- ``export_adapter`` must be empty, missing, or a previous adapter export (only the files an export writes:
+  :data:`EXPORT_FILES`), and must not be, hold or sit inside ``output_dir`` or the base model's folder;
+- ``report_to``'s tracker must be installed;
+- without ``dims``, ``matryoshka_weights`` must have one weight per size the model gets.
+
+Example::
+
+    from finetune.preflight import check_run
+    check_run(cfg)               # raises ConfigError / InvalidInputError; creates output_dir
+    check_run(cfg, create=False) # the same without creating anything (``medrag finetune --check``)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from medrag.command import check_writable_dir
+from medrag.errors import ConfigError
+
+if TYPE_CHECKING:
+    from finetune.config import FinetuneConfig
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+INFO_FILENAME = "training_info.json"
+CONFIG_FILENAME = "finetune_config.yaml"
+#: a folder holding one of these is the output of an earlier ``medrag finetune`` run (the checkpoints
+#: folder alone: an interrupted one, which ``--resume`` continues)
+RUN_MARKERS = (CONFIG_FILENAME, INFO_FILENAME, CHECKPOINT_DIR)
+
+
+def export_files() -> frozenset[str]:
+    """The names :func:`finetune.export.export_adapter` writes in its folder."""
+    from medrag.adapters import ADAPTER_CONFIG, ADAPTER_FILE
+
+    return frozenset({ADAPTER_FILE, ADAPTER_CONFIG, "matryoshka.json", "README.md"})
+
+
+def is_finetune_output(folder: Path) -> bool:
+    """Whether ``folder`` holds what a previous fine-tuning run wrote."""
+    return (folder / CONFIG_FILENAME).is_file() or (folder / INFO_FILENAME).is_file() \
+        or (folder / CHECKPOINT_DIR).is_dir()
+
+
+def is_adapter_export(folder: Path) -> bool:
+    """Whether ``folder`` holds only a previous adapter export (its config among them)."""
+    from medrag.adapters import ADAPTER_CONFIG
+
+    names = {p.name for p in folder.iterdir()}
+    return ADAPTER_CONFIG in names and names <= export_files()
+
+
+def _nonempty_dir(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def _related(a: Path, b: Path) -> str | None:
+    """How folder ``a`` sits relative to ``b``: "is", "is inside", "holds", or None."""
+    a, b = a.expanduser().resolve(), b.expanduser().resolve()
+    if a == b:
+        return "is"
+    if b in a.parents:
+        return "is inside"
+    if a in b.parents:
+        return "holds"
+    return None
+
+
+def check_export_folder(folder: str | Path, output_dir: str | Path | None = None,
+                        base_model: str | None = None) -> None:
+    """Refuse an export folder the export would wipe or that would wipe the run's outputs.
+
+    Raises:
+        ConfigError: ``folder`` is empty text, a file, a non-empty folder that is not a previous adapter
+            export, or the same as / inside / above ``output_dir`` or the base model's folder.
+    """
+    if not str(folder).strip():
+        raise ConfigError("export_adapter is empty; pass the folder to write the adapter to, or drop it")
+    path = Path(folder).expanduser()
+    for other, what in ((output_dir, "output_dir"), (base_model, "the base model's folder")):
+        if other is None or not str(other).strip() or (what != "output_dir" and not Path(other).expanduser().is_dir()):
+            continue
+        how = _related(path, Path(other))
+        if how:
+            raise ConfigError(f"export_adapter {folder} {how} {what} ({other}): the export replaces its folder and "
+                              "would delete the trained model; pass a separate folder")
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"export_adapter {folder} is a file; pass a folder (it is created if missing)")
+    if _nonempty_dir(path) and not is_adapter_export(path):
+        raise ConfigError(f"export_adapter {folder} is a folder with other files in it and the export replaces the "
+                          "whole folder; pass a new or empty folder (or one holding only a previous adapter export)")
+
+
+def check_output_dir(cfg: "FinetuneConfig", create: bool = True) -> None:
+    """Refuse an ``output_dir`` holding anything but a previous run's output; check it can be written.
+
+    Raises:
+        ConfigError: empty text, or a non-empty folder that is not a previous fine-tuning output.
+        InvalidInputError: the folder cannot be created or written (:func:`medrag.command.check_writable_dir`).
+    """
+    if not str(cfg.output_dir).strip():
+        raise ConfigError("output_dir is empty; pass the folder to write the trained model to")
+    out = Path(cfg.output_dir).expanduser()
+    if _nonempty_dir(out):
+        if not is_finetune_output(out):
+            raise ConfigError(f"output_dir {cfg.output_dir} is a folder with other files in it (not a previous "
+                              "medrag finetune output): the run would overwrite them; pass a new or empty folder")
+        if not cfg.resume and create:  # said once, by the run itself
+            logger.warning("output_dir %s holds a previous fine-tuning output: its model files are overwritten",
+                           cfg.output_dir)
+    check_writable_dir(out, "output_dir", create=create)
+
+
+def check_report_to(name: str) -> list[str]:
+    """The Trainer's ``report_to`` for ``name``; refuses a tracker that is not installed."""
+    if name == "none":
+        return ["none"]
+    module = {"wandb": "wandb", "tensorboard": "tensorboard"}[name]
+    if importlib.util.find_spec(module) is None and not (name == "tensorboard"
+                                                         and importlib.util.find_spec("tensorboardX")):
+        raise ConfigError(f"report_to={name!r} needs the {module} package: pip install 'medrag[{name}]'")
+    return [name]
+
+
+def model_full_dim(spec: str | None) -> int | None:
+    """The output size of the model ``spec`` names, read without loading it: 384 for the embedded
+    e5-small (``None``), else a folder's ``matryoshka.json`` or, without a Dense layer, its
+    ``config.json`` ``hidden_size``; None when that cannot be told cheaply (hub ids, other bundled specs)."""
+    import json
+
+    if spec is None:
+        return 384
+    folder = Path(spec).expanduser()
+    if not folder.is_dir():
+        return None
+    try:
+        meta = folder / "matryoshka.json"
+        if meta.is_file():
+            return int(json.loads(meta.read_text(encoding="utf-8"))["full_dim"])
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+        if any("Dense" in str(m.get("type", "")) for m in modules):
+            return None
+        return int(json.loads((folder / "config.json").read_text(encoding="utf-8"))["hidden_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def check_matryoshka_weights(cfg: "FinetuneConfig", dims: list[int] | None = None) -> None:
+    """Without ``dims``, ``matryoshka_weights`` go to the run's sizes in order: refuse a count that differs
+    from those sizes (``dims``: the run's; default: computed from the model when it can be read cheaply)."""
+    from medrag.metadata import default_dims
+
+    if not cfg.matryoshka_weights or cfg.dims:
+        return  # with dims, FinetuneConfig.validate compares the counts
+    if dims is None:
+        full = model_full_dim(cfg.model)
+        if full is None:
+            return
+        dims = default_dims(full)
+    if len(cfg.matryoshka_weights) != len(dims):
+        raise ConfigError(f"matryoshka_weights has {len(cfg.matryoshka_weights)} weight(s) but the run trains "
+                          f"{len(dims)} sizes {list(dims)}: give one weight per size, or set dims")
+
+
+def check_run(cfg: "FinetuneConfig", create: bool = True) -> None:
+    """Everything a run checks before loading the model (``create=False``: make no folder)."""
+    check_matryoshka_weights(cfg)
+    check_output_dir(cfg, create=create)
+    if cfg.export_adapter is not None:
+        check_export_folder(cfg.export_adapter, cfg.output_dir, cfg.model)
+        check_writable_dir(Path(cfg.export_adapter).expanduser(), "export_adapter", create=False)
+    check_report_to(cfg.report_to)
+
+
+__all__ = ["check_run", "check_output_dir", "check_export_folder", "check_report_to", "is_finetune_output",
+           "is_adapter_export", "RUN_MARKERS"]

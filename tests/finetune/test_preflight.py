@@ -1,0 +1,172 @@
+"""Checks before a run: the output and export folders are never wiped, --check refuses what a run would,
+a Trainer --resume under other settings is refused, a run without scores says how to add them."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from finetune.config import ConfigError
+from finetune.preflight import check_export_folder, check_output_dir, check_run
+from finetune.training import MatryoshkaFinetuner
+from medrag.cli import main as medrag_main
+from medrag.errors import InvalidInputError
+from tests.finetune.conftest import quick_config
+
+
+def _one_error_line(capsys) -> str:
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1, err
+    return err[0]
+
+
+def _previous_export(folder: Path) -> Path:
+    from medrag.adapters import ADAPTER_CONFIG, ADAPTER_FILE
+
+    folder.mkdir(parents=True)
+    for name in (ADAPTER_FILE, ADAPTER_CONFIG, "matryoshka.json", "README.md"):
+        (folder / name).write_text("{}")
+    return folder
+
+
+# ------------------------------------------------------------------ export_adapter (item 1)
+
+
+def test_an_export_folder_with_user_files_is_refused_and_kept(tmp_path, monkeypatch):
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="other files in it"):
+        check_export_folder(user, tmp_path / "out")
+    monkeypatch.chdir(user)  # --export-adapter . emptied the current folder
+    with pytest.raises(ConfigError, match="other files in it"):
+        check_export_folder(".", tmp_path / "out")
+    # the export itself refuses too, before touching anything (the model is never read)
+    from finetune.export import export_adapter
+
+    with pytest.raises(ConfigError, match="other files in it"):
+        export_adapter(None, user, name="x", base_spec=None, base_fingerprint="", metadata=None, card="")
+    assert (user / "notes.txt").read_text() == "keep me"
+
+
+def test_an_export_folder_may_be_new_empty_or_a_previous_export(tmp_path):
+    check_export_folder(tmp_path / "new", tmp_path / "out")
+    (tmp_path / "empty").mkdir()
+    check_export_folder(tmp_path / "empty", tmp_path / "out")
+    check_export_folder(_previous_export(tmp_path / "old"), tmp_path / "out")
+    (tmp_path / "old" / "extra.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="other files in it"):
+        check_export_folder(tmp_path / "old", tmp_path / "out")
+
+
+@pytest.mark.parametrize("export, out, how", [("x", "x", "is"), ("x/adapter", "x", "is inside"),
+                                              ("x", "x/model", "holds")])
+def test_an_export_folder_overlapping_the_output_dir_is_refused(tmp_path, export, out, how):
+    with pytest.raises(ConfigError, match=f"export_adapter .* {how} output_dir"):
+        check_export_folder(tmp_path / export, tmp_path / out)
+
+
+def test_cli_refuses_export_equal_to_output_before_training(tmp_path, capsys, tiny_model_dir, pairs_file):
+    out = tmp_path / "x"
+    argv = ["finetune", "--data", str(pairs_file), "--question-column", "question", "--answer-column", "answer",
+            "--model", str(tiny_model_dir), "--device", "cpu", "--engine", "loop", "--lora-rank", "2",
+            "--export-adapter", str(out), "--output-dir", str(out)]
+    assert medrag_main(argv) == 1
+    assert "is output_dir" in _one_error_line(capsys)
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------ output_dir (item 2)
+
+
+def test_empty_output_dir_and_one_inside_the_base_model_are_refused(tmp_path, capsys, tiny_model_dir, pairs_file):
+    base = ["finetune", "--data", str(pairs_file), "--question-column", "question", "--answer-column", "answer",
+            "--model", str(tiny_model_dir), "--device", "cpu"]
+    assert medrag_main(base + ["--output-dir", ""]) == 1
+    assert "output_dir is empty" in _one_error_line(capsys)
+    assert medrag_main(base + ["--output-dir", str(tiny_model_dir / "1_Pooling")]) == 1
+    assert "inside the folder of the model being fine-tuned" in _one_error_line(capsys)
+
+
+def test_a_user_folder_as_output_dir_is_refused_before_loading(tmp_path, tiny_model_dir, pairs_file):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "README.md").write_text("my readme")
+    cfg = quick_config(tiny_model_dir, pairs_file, out)
+    runner = MatryoshkaFinetuner(cfg)
+    with pytest.raises(ConfigError, match="not a previous medrag finetune output"):
+        runner.run()
+    assert runner.model is None  # refused before the model was loaded
+    assert (out / "README.md").read_text() == "my readme"
+
+
+def test_a_previous_output_is_overwritten_with_a_warning(tmp_path, caplog):
+    from finetune.config import FinetuneConfig
+
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / "finetune_config.yaml").write_text("epochs: 1\n")
+    with caplog.at_level(logging.WARNING, logger="finetune.preflight"):
+        check_output_dir(FinetuneConfig(output_dir=str(out)))
+    assert "previous fine-tuning output" in caplog.text
+    # an interrupted run (checkpoints only) is one too: --resume needs it
+    (tmp_path / "cut" / "checkpoints" / "checkpoint-3").mkdir(parents=True)
+    check_output_dir(FinetuneConfig(output_dir=str(tmp_path / "cut"), resume=True))
+
+
+def test_an_output_dir_that_cannot_be_created_is_refused_first(tmp_path):
+    from finetune.config import FinetuneConfig
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(InvalidInputError, match="output_dir .*afile/sub: cannot create the folder"):
+        check_run(FinetuneConfig(output_dir=str(tmp_path / "afile" / "sub")))
+
+
+# ------------------------------------------------------------------ --check (item 5)
+
+
+def test_check_refuses_what_a_run_would(tmp_path, capsys, tiny_model_dir, pairs_file, monkeypatch):
+    base = ["finetune", "--data", str(pairs_file), "--question-column", "question", "--answer-column", "answer",
+            "--model", str(tiny_model_dir), "--output-dir", str(tmp_path / "o"), "--check"]
+    # the tiny model (128) trains sizes 128 and 64: three weights cannot apply
+    assert medrag_main(base + ["--engine", "loop", "--matryoshka-weights", "1", "2", "3"]) == 1
+    assert "matryoshka_weights has 3 weight(s) but the run trains 2 sizes [128, 64]" in _one_error_line(capsys)
+    assert medrag_main(base + ["--engine", "loop", "--matryoshka-weights", "2", "1"]) == 0
+    capsys.readouterr()
+
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda mod, *a: None if mod == "wandb" else real(mod, *a))
+    assert medrag_main(base + ["--report-to", "wandb"]) == 1
+    assert "needs the wandb package" in _one_error_line(capsys)
+    assert not (tmp_path / "o").exists()  # --check creates nothing
+
+
+# ------------------------------------------------------------------ Trainer --resume (item 6)
+
+
+def test_a_trainer_resume_under_other_settings_is_refused(tmp_path, tiny_model_dir, pairs_file):
+    out = tmp_path / "m"
+    MatryoshkaFinetuner(quick_config(tiny_model_dir, pairs_file, out, epochs=1, keep_checkpoints=True,
+                                     evaluate_before=False, evaluate_after=False)).run()
+    assert json.loads((out / "checkpoints" / "run_key.json").read_text())["run_key"]
+    changed = quick_config(tiny_model_dir, pairs_file, out, epochs=1, learning_rate=1e-3, resume=True,
+                           evaluate_before=False, evaluate_after=False)
+    with pytest.raises(ConfigError, match="other training settings or data"):
+        MatryoshkaFinetuner(changed).run()
+
+
+# ------------------------------------------------------------------ no scores (item 9)
+
+
+def test_a_run_without_eval_set_says_how_to_add_scores(tmp_path, tiny_model_dir, pairs_file, caplog):
+    out = tmp_path / "m"
+    cfg = quick_config(tiny_model_dir, pairs_file, out, epochs=1, eval_fraction=0.0, checkpoints=False)
+    with caplog.at_level(logging.WARNING, logger="finetune.training"):
+        MatryoshkaFinetuner(cfg).run()
+    assert "dimension='auto') cannot choose a size" in caplog.text
+    assert f"medrag evaluate --model {out}" in caplog.text and "--write-metadata" in caplog.text
