@@ -12,20 +12,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import re
 import shlex
 import sys
 from dataclasses import fields
 from pathlib import Path
 
 from evaluation.cache import EmbeddingCache
-from evaluation.data import load_task
+from evaluation.data import load_task, unused_options
 from evaluation.evaluator import evaluate_models
 from evaluation.hybrid import evaluate_hybrid, evaluate_hybrid_suite
-from evaluation.metrics import DEFAULT_METRICS, PRIMARY_METRIC
+from evaluation.metrics import DEFAULT_METRICS, PRIMARY_METRIC, max_k
 from evaluation.recommend import BALANCED_TOLERANCE, EDGE_TOLERANCE, write_metadata
 from evaluation.stats import CONFIDENCE, N_BOOTSTRAP, N_PERMUTATIONS, PAIRED_TESTS
-from evaluation.store_eval import evaluate_store
+from evaluation.store_eval import STORE_METRICS, evaluate_store
 from evaluation.suite import evaluate_suite
+from medrag.command import check_writable_dir
 from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.encoding import DEFAULT_BATCH_SIZE
 from medrag.errors import DataError, MedragError
@@ -34,6 +37,8 @@ from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT
 from medrag.qa.suite import build_suite
 from medrag.qa.pairs import ANSWER_COLUMN, EVAL_FRACTION, QUESTION_COLUMN, SPLIT_SEED
 from medrag.store import DEFAULT_COARSE_DIM
+
+logger = logging.getLogger(__name__)
 
 # Every default below is the library's own (imported above), so the CLI and the Python API agree.
 
@@ -125,6 +130,12 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                    help=f"encoding batch size (default {DEFAULT_BATCH_SIZE})")
     p.set_defaults(func=_evaluate, _parser=p)
+    # the options of one mode default to None, so that "given on the command line" is known (an explicit
+    # --part val without --suite is refused too); _fill_defaults puts the library's defaults in afterwards
+    for action in p._actions:
+        if action.dest in _MODE_ONLY and action.default is not None and action.default is not False:
+            _REAL_DEFAULTS[action.dest] = action.default
+            action.default = None
 
 
 #: Options that only one mode reads (a run in another mode refuses them instead of ignoring them).
@@ -133,6 +144,14 @@ _DATA_ONLY = ("split", "eval_fraction", "split_seed", "question_column", "answer
               "test", "balanced_tolerance", "edge_tolerance", "write_metadata", "no_plot")
 _STORE_ONLY = ("coarse_dim", "candidates", "candidates_sweep")
 _HYBRID_ONLY = ("lexical_weight", "fusion", "analyzer")
+_PILOT_ONLY = ("max_queries", "max_passages")
+_MODE_ONLY = _SUITE_ONLY + _DATA_ONLY + _STORE_ONLY + _HYBRID_ONLY
+#: The library defaults of the options above (their argparse default is None).
+_REAL_DEFAULTS: dict[str, object] = {}
+#: The report files medrag evaluate writes (by name): an earlier run's that this run did not write are removed.
+_REPORT_FILES = ("report.json", "report.md", "metrics.csv", "per_query.csv", "comparison.csv", "suite.md",
+                 "suite.json")
+_REPORT_PATTERNS = (r"[a-z0-9]+_vs_size\.png", r"hybrid_suite(_[0-9]+)?\.(md|json)")
 
 
 def _set_options(args: argparse.Namespace):
@@ -142,6 +161,8 @@ def _set_options(args: argparse.Namespace):
         if not action.option_strings or action.dest == "help":
             continue
         value = getattr(args, action.dest, None)
+        if action.dest in getattr(args, "_filled", ()):
+            continue  # a library default put in by _fill_defaults, not given
         if value is not None and value is not False and value != action.default:
             yield action, value
 
@@ -152,31 +173,84 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def _given(args: argparse.Namespace, dests: tuple[str, ...]) -> list[str]:
-    """The flags among ``dests`` that were set to something else than their default."""
+    """The flags among ``dests`` that were given (mode-only options: given at all, even with the default value)."""
     return [action.option_strings[-1] for action, _ in _set_options(args) if action.dest in dests]
+
+
+def _fill_defaults(args: argparse.Namespace) -> None:
+    """Put the library's default into every mode-only option that was not given (after the checks)."""
+    filled = set(getattr(args, "_filled", ()))
+    for dest, default in _REAL_DEFAULTS.items():
+        if getattr(args, dest, None) is None:
+            setattr(args, dest, list(default) if isinstance(default, list) else default)
+            filled.add(dest)
+    args._filled = filled
+
+
+def _them(flags: list[str]) -> str:
+    return "them" if len(flags) > 1 else "it"
+
+
+def _check_values(args: argparse.Namespace) -> None:
+    """Values the library would refuse only after the scoring: --lexical-weight, --analyzer, --coarse-dim,
+    --candidates (the checks that need the model's size are in :func:`_check_model_sizes`)."""
+    for w in args.lexical_weight or ():
+        if not 0.0 <= w <= 1.0:
+            raise DataError(f"--lexical-weight {w:g}: pass weights in [0, 1] (0 = dense only)")
+    if args.analyzer:
+        analyzer_options(args.analyzer)
+    if args.coarse_dim is not None and args.coarse_dim < 1:
+        raise DataError(f"--coarse-dim {args.coarse_dim}: pass a size >= 1 below the model's full size")
+    k = max_k(STORE_METRICS)  # the store table's metrics (not --metrics)
+    if args.candidates is not None and args.candidates < k:
+        raise DataError(f"--candidates {args.candidates} is below {k}, the deepest cut-off of the store's metrics; "
+                        f"pass --candidates >= {k}")
+    low = [c for c in args.candidates_sweep or () if c < k]
+    if low:
+        raise DataError(f"--candidates-sweep {' '.join(map(str, low))}: below {k}, the deepest cut-off of the "
+                        f"store's metrics; pass values >= {k}")
+
+
+def _check_model_sizes(args: argparse.Namespace, embeddings: list[MatryoshkaEmbeddings]) -> None:
+    """Right after the models load, before any scoring: --coarse-dim must be below each model's full size."""
+    if args.store and args.coarse_dim is not None:
+        for emb in embeddings:
+            if not 1 <= args.coarse_dim < emb.full_dim:
+                raise DataError(f"--coarse-dim {args.coarse_dim}: must be between 1 and {emb.full_dim - 1} "
+                                f"(below the full size {emb.full_dim} of {emb.spec})")
 
 
 def _check_modes(args: argparse.Namespace) -> None:
     """Refuse options the chosen mode would ignore, and an --out that is a file, before any work."""
-    unused = []
     if args.suite:
-        unused += _given(args, _DATA_ONLY + _STORE_ONLY)
-        why = "--suite"
+        unused = _given(args, _DATA_ONLY + _STORE_ONLY)
+        if unused:
+            raise DataError(f"{', '.join(unused)}: not used with --suite; drop {_them(unused)}")
+        if not args.pilot and _given(args, _PILOT_ONLY):
+            flags = _given(args, _PILOT_ONLY)
+            raise DataError(f"{', '.join(flags)}: only used with --pilot (the capped suite); add --pilot or drop "
+                            f"{_them(flags)}")
     else:
-        unused += _given(args, _SUITE_ONLY)
-        why = "--data"
-    if unused:
-        raise DataError(f"{', '.join(unused)}: not used with {why}; drop {'them' if len(unused) > 1 else 'it'}")
+        unused = _given(args, _SUITE_ONLY)
+        if unused:
+            raise DataError(f"{', '.join(unused)} need{'s' if len(unused) == 1 else ''} --suite; add --suite "
+                            f"or drop {_them(unused)}")
+        if args.data is not None:
+            ignored = set(unused_options(args.data, args.split))
+            flags = _given(args, tuple(d for d in _DATA_ONLY if d in ignored))
+            if flags:
+                kind = "--split all" if ignored == {"eval_fraction", "split_seed"} else \
+                    "a FrenchMedMCQA folder or medrag:sample (fixed splits and columns)"
+                raise DataError(f"{', '.join(flags)}: not used with --data {args.data} ({kind}); drop {_them(flags)}")
     if not args.store and _given(args, _STORE_ONLY):
         raise DataError(f"{', '.join(_given(args, _STORE_ONLY))}: only used with --store")
     if not args.hybrid and _given(args, _HYBRID_ONLY):
         raise DataError(f"{', '.join(_given(args, _HYBRID_ONLY))}: only used with --hybrid")
     if args.resamples is not None and args.resamples < 1:
         raise DataError(f"--resamples must be >= 1, got {args.resamples}")
-    from medrag.command import check_writable_dir
-
+    _check_values(args)
     # checked now (made when the report is written): a path under a file failed after all the scoring
-    check_writable_dir(Path(args.out), "--out", create=False)
+    check_writable_dir(Path(args.out).expanduser(), "--out", create=False)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -196,8 +270,10 @@ def _evaluate_checked(args: argparse.Namespace) -> int:
         if args.data is not None or args.store:
             raise DataError("--suite replaces --data (and does not run --store); drop one of them")
         _check_modes(args)
+        _fill_defaults(args)
         return _evaluate_suite(args)
     _check_modes(args)
+    _fill_defaults(args)
     if args.data is None:
         raise DataError("give --data PATH_OR_ID (a dataset) or --suite (the validation suite)")
     if args.store:  # fail before any encoding when the store (chromadb) cannot be imported
@@ -215,6 +291,7 @@ def _evaluate_checked(args: argparse.Namespace) -> int:
             loaded[spec] = MatryoshkaEmbeddings(spec, device=args.device, batch_size=args.batch_size,
                                                 show_progress=_progress(args))
     embeddings = [loaded[spec] for spec in args.model]
+    _check_model_sizes(args, embeddings)
     cache = EmbeddingCache(args.cache_dir, enabled=not args.no_cache)
     # bad metric names, tolerances, confidence, candidates below k: the library raises InvalidInputError
     report = evaluate_models(
@@ -237,7 +314,9 @@ def _evaluate_checked(args: argparse.Namespace) -> int:
             report.hybrid[m.label] = evaluate_hybrid(
                 task, q, d, sorted(m.sizes, reverse=True), weights=args.lexical_weight or [DEFAULT_LEXICAL_WEIGHT],
                 method=args.fusion or DEFAULT_FUSION, options=options, metrics=report.metrics, show_progress=_progress(args))
+    earlier = _earlier_report(Path(args.out).expanduser())
     paths = report.write(args.out, plot=not args.no_plot)
+    _remove_stale(Path(args.out).expanduser(), paths, earlier)
     print()
     if len(report.models) >= 2:
         for other in report.models[1:]:
@@ -306,24 +385,47 @@ def _evaluate_suite(args: argparse.Namespace) -> int:
                             cache=EmbeddingCache(args.cache_dir, enabled=not args.no_cache),
                             n_bootstrap=args.bootstrap, n_resamples=args.resamples or 10000, seed=args.seed,
                             command=command_line(args), show_progress=_progress(args))
-    paths = report.write(args.out)
-    print()
-    print(report.to_markdown())
-    if args.hybrid:
+    hybrid = []
+    if args.hybrid:  # scored before anything is written: a failure leaves no half report
         options = analyzer_options(args.analyzer or [])
-        for i, (spec, label) in enumerate(zip(args.model, report.models)):
-            result = evaluate_hybrid_suite(
+        for spec in args.model:
+            hybrid.append(evaluate_hybrid_suite(
                 loaded[spec], suite, dims=args.sizes, weights=args.lexical_weight or [DEFAULT_LEXICAL_WEIGHT],
                 method=args.fusion or DEFAULT_FUSION, options=options,
-                cache=EmbeddingCache(args.cache_dir, enabled=not args.no_cache), metrics=report_metrics(args))
-            name = "hybrid_suite" if len(report.models) == 1 else f"hybrid_suite_{i + 1}"
-            out = Path(args.out)
-            (out / f"{name}.md").write_text(f"# {label}\n\n{result.to_markdown()}\n", encoding="utf-8")
-            (out / f"{name}.json").write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
-            paths[name] = out / f"{name}.md"
-            print(f"\n{label}:\n{result.to_markdown()}")
+                cache=EmbeddingCache(args.cache_dir, enabled=not args.no_cache), metrics=report_metrics(args)))
+    out = Path(args.out).expanduser()
+    earlier = _earlier_report(out)
+    paths = report.write(out)
+    print()
+    print(report.to_markdown())
+    for i, (label, result) in enumerate(zip(report.models, hybrid)):
+        name = "hybrid_suite" if len(report.models) == 1 else f"hybrid_suite_{i + 1}"
+        (out / f"{name}.md").write_text(f"# {label}\n\n{result.to_markdown()}\n", encoding="utf-8")
+        (out / f"{name}.json").write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
+        paths[name] = out / f"{name}.md"
+        paths[f"{name}_json"] = out / f"{name}.json"
+        print(f"\n{label}:\n{result.to_markdown()}")
+    _remove_stale(out, paths, earlier)
     print(f"report: {Path(args.out).resolve()} ({', '.join(p.name for p in paths.values())})")
     return 0
+
+
+def _earlier_report(out: Path) -> bool:
+    """Whether ``out`` holds a report of an earlier ``medrag evaluate`` (its report.json or suite.json)."""
+    return (out / "report.json").is_file() or (out / "suite.json").is_file()
+
+
+def _remove_stale(out: Path, paths: dict[str, Path], earlier: bool) -> None:
+    """Remove the report files of an earlier run in ``out`` that this run did not write (known by name:
+    other files are left alone), so that none sits beside this report as if it were its own."""
+    if not earlier:
+        return
+    written = {p.name for p in paths.values()}
+    for f in out.iterdir():
+        if f.is_file() and f.name not in written and (
+                f.name in _REPORT_FILES or any(re.fullmatch(pat, f.name) for pat in _REPORT_PATTERNS)):
+            f.unlink()
+            logger.info("removed %s, written by an earlier run in %s", f.name, out)
 
 
 def command_line(args: argparse.Namespace) -> str:

@@ -40,6 +40,32 @@ logger = logging.getLogger(__name__)
 #: The ``--data`` value of medrag's own French medical sample corpus (:mod:`medrag.qa.sample`).
 SAMPLE_SOURCE = "medrag:sample"
 
+#: Endings of data files: a source ending so is a local path, never an ``org/name`` hub id.
+FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt", ".xlsx", ".xls", ".arrow", ".ndjson",
+                 ".gz", ".zip", ".bz2", ".xz")
+
+#: The options of :func:`load_task` that only a pairs file or a hub dataset reads.
+PAIRS_OPTIONS = ("question_column", "answer_column", "eval_fraction", "split_seed")
+
+
+def looks_like_path(source: str | os.PathLike[str]) -> bool:
+    """Whether ``source`` can only be a local path, not an ``org/name`` hub dataset id: it starts with
+    ``./``, ``../``, ``/`` or ``~``, has two slashes or more, or ends with a data file's extension."""
+    s = os.fspath(source)
+    return (s.startswith(("./", "../", "/", "~", ".\\", "..\\")) or s.count("/") >= 2 or "\\" in s
+            or Path(s).suffix.lower() in FILE_SUFFIXES)
+
+
+def unused_options(source: str | os.PathLike[str], split: str | None) -> tuple[str, ...]:
+    """The options among :data:`PAIRS_OPTIONS` that :func:`load_task` would ignore for ``source``:
+    all of them for ``"medrag:sample"`` and a FrenchMedMCQA folder (fixed splits), the held-out share
+    (``eval_fraction``, ``split_seed``) with ``split="all"``; none for a pairs file or a hub dataset."""
+    if os.fspath(source) == SAMPLE_SOURCE or Path(source).expanduser().is_dir():
+        return PAIRS_OPTIONS
+    if split == "all":
+        return ("eval_fraction", "split_seed")
+    return ()
+
 
 def _sample_task(split: str | None, limit: int | None) -> IRTask:
     """The sample's held-out questions (``split`` "eval", the default, or "train") against all its passages.
@@ -75,6 +101,13 @@ def load_task(source: str | os.PathLike[str], *, split: str | None = None, quest
     if os.fspath(source) == SAMPLE_SOURCE:
         return _sample_task(split, limit)
     path = Path(source).expanduser()
+    if not path.exists() and looks_like_path(source):  # a mistyped path is not a hub id (org/name)
+        raise DataError(f"{os.fspath(source)} does not exist: check the path (a FrenchMedMCQA folder or a "
+                        f".jsonl/.json/.csv/.parquet file); a hub dataset id has the form org/name")
+    if path.is_file() and split not in (None, "all"):
+        raise DataError(f"{path} is one file of pairs, with no split named {split!r}: drop the split (--split) to "
+                        "hold out a share of its questions (eval_fraction / --eval-fraction), or evaluate every "
+                        "pair of a dedicated evaluation file (split='all', --split all)")
     if path.is_dir():
         split = split or "test"
         if not (path / f"{split}.json").is_file():

@@ -11,7 +11,7 @@ p-value of the paired test, which the seed lacked). :meth:`EvaluationReport.writ
 - ``report.json``: every number (per-size means and intervals of every metric, tests, tiers,
   timings, settings, task hash, the exact command);
 - ``report.md``: the tables in Markdown;
-- ``comparison.csv`` (two models or more) and ``metrics.csv`` (long format: model, size, metric, mean, CI);
+- ``comparison.csv`` (two models or more: the baseline against every other model, both named) and ``metrics.csv`` (long format: model, size, metric, mean, CI);
 - ``per_query.csv``: every metric of every query at every size, per model;
 - ``ndcg10_vs_size.png`` (:func:`evaluation.plots.plot_metric_vs_size`).
 
@@ -147,6 +147,16 @@ class EvaluationReport:
                          f"{r['gain']:+.4f} ({r['gain_pct']:+.1f}%) | {p} |")
         return "\n".join(lines)
 
+    def comparisons_csv(self, metric: str | None = None) -> str:
+        """Every comparison of the report as CSV (comparison.csv): the baseline against each other model,
+        one row per model and size, the two models named (``initial``, ``final``)."""
+        if len(self.models) < 2:
+            raise InvalidInputError("the comparison table needs two models; use metrics_table() for one")
+        rows = [{"initial": self.models[0].label, "final": other.label, **row}
+                for other in self.models[1:] for row in self.comparison_rows(metric, 0, other.label)]
+        return _csv(["initial", "final", "dimension", "score_initial", "score_final", "gain", "gain_pct", "p_value"],
+                    rows)
+
     def metrics_rows(self) -> list[dict[str, Any]]:
         """Long format: one row per model, size and metric, with the mean and the CI."""
         rows = []
@@ -243,7 +253,7 @@ class EvaluationReport:
         paths["per_query_csv"].write_text(self.per_query_table(), encoding="utf-8")
         if len(self.models) >= 2:
             paths["comparison_csv"] = out / "comparison.csv"
-            paths["comparison_csv"].write_text(self.comparison_table(fmt="csv"), encoding="utf-8")
+            paths["comparison_csv"].write_text(self.comparisons_csv(), encoding="utf-8")
         if plot:
             paths["plot"] = plot_metric_vs_size(self, out / f"{self.primary_metric.replace('@', '')}_vs_size.png")
         # a report folder used again: the files an earlier report wrote and this one did not (its plot, a

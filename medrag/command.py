@@ -25,6 +25,7 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -67,8 +68,9 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
 def check_writable_dir(folder: Path, flag: str, create: bool = True) -> None:
     """Make ``folder`` (a directory) or raise a one-line :class:`InvalidInputError` saying why not:
     the commands' output folders (``--dir``, ``--out``) are checked before any model loads, not when
-    the results are written at the end. ``create=False`` checks without making anything: the
-    nearest existing folder above it must be a writable directory."""
+    the results are written at the end. ``create=False`` checks without making anything lasting:
+    the nearest existing folder above it must be a directory where a folder can be made (a probe
+    folder is made and removed there: ``os.access`` says yes to root even on ``/proc``)."""
     if folder.exists() and not folder.is_dir():
         raise InvalidInputError(f"{flag} {folder} is a file; pass a folder (it is created if missing)")
     if not create:
@@ -77,6 +79,11 @@ def check_writable_dir(folder: Path, flag: str, create: bool = True) -> None:
             raise InvalidInputError(f"{flag} {folder}: cannot create the folder ({existing} is a file)")
         if not os.access(existing, os.W_OK | os.X_OK):
             raise InvalidInputError(f"{flag} {folder}: cannot create the folder ({existing} is not writable)")
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".medrag-probe-", dir=existing))
+        except OSError as exc:
+            raise InvalidInputError(f"{flag} {folder}: cannot create the folder in {existing} ({exc.strerror}); "
+                                    "pass a folder you can write to") from None
         return
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from medrag.errors import DataError
 
@@ -26,8 +27,15 @@ class IRTask:
     Attributes:
         queries: query id -> text.
         corpus: document id -> text.
-        qrels: query id -> ids of the relevant documents.
+        qrels: query id -> ids of the relevant documents. Given as sets, lists or tuples of ids
+            (a repeated id counts once) or BEIR-style grades (``{"d1": 1, "d2": 0}``: a grade <= 0
+            is not relevant); held as sets of the relevant ids.
         name: a label for reports.
+
+    Raises:
+        DataError: no queries, an empty corpus, judgements of a query id not in ``queries`` or of a
+            document id not in ``corpus``, a grade that is not a number, or a query without a relevant
+            document.
     """
 
     queries: dict[str, str]
@@ -41,6 +49,7 @@ class IRTask:
             raise DataError(f"evaluation task {self.name!r} has no queries")
         if not self.corpus:
             raise DataError(f"evaluation task {self.name!r} has an empty corpus")
+        self.qrels = _relevant_sets(self.qrels, self.queries)
         missing = [q for q in self.queries if not self.qrels.get(q)]
         if missing:
             raise DataError(f"{len(missing)} queries have no relevant document, e.g. {missing[:3]}")
@@ -74,6 +83,30 @@ class IRTask:
         payload = json.dumps([sorted(self.queries.items()), sorted(self.corpus.items()),
                               sorted((q, sorted(d)) for q, d in self.qrels.items())], ensure_ascii=False)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+def _relevant_sets(qrels: Any, queries: dict[str, str]) -> dict[str, set[str]]:
+    """``qrels`` as sets of relevant ids: repeated ids once, BEIR grades <= 0 dropped (they were scored
+    as relevant, and a repeated id counted twice in recall's denominator)."""
+    if not isinstance(qrels, Mapping):
+        raise DataError(f"relevance judgements must map query ids to document ids, got {type(qrels).__name__}")
+    unknown = sorted(set(qrels) - set(queries))
+    if unknown:
+        raise DataError(f"relevance judgements name {len(unknown)} query ids absent from the queries, e.g. "
+                        f"{unknown[:3]}: judge only the task's queries (or add those queries)")
+    out: dict[str, set[str]] = {}
+    for qid, docs in qrels.items():
+        if isinstance(docs, Mapping):
+            bad = [(d, g) for d, g in docs.items() if isinstance(g, bool) or not isinstance(g, (int, float))]
+            if bad:
+                raise DataError(f"relevance judgements of query {qid!r}: grades must be numbers, got {bad[:3]}")
+            out[qid] = {d for d, g in docs.items() if g > 0}
+        elif isinstance(docs, (str, bytes)) or not isinstance(docs, Iterable):
+            raise DataError(f"relevance judgements of query {qid!r}: pass a set of document ids or a mapping "
+                            f"id -> grade, not {docs!r}")
+        else:
+            out[qid] = set(docs)
+    return out
 
 
 def _id(prefix: str, text: str) -> str:

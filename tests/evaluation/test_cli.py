@@ -118,12 +118,38 @@ def test_store_option_without_the_store_fails_before_encoding(tiny_model_dir, pa
     (["--suite", "--write-metadata"], "--write-metadata: not used with --suite"),
     (["--suite", "--confidence", "0.5", "--limit", "2"], "--limit, --confidence: not used with --suite"),
     (["--suite", "--test", "bootstrap"], "--test: not used with --suite"),
-    (["--data", "PAIRS", "--pilot"], "--pilot: not used with --data"),
-    (["--data", "PAIRS", "--domains", "leaflets"], "--domains: not used with --data"),
+    (["--data", "PAIRS", "--pilot"], "--pilot needs --suite"),
+    (["--data", "PAIRS", "--domains", "leaflets"], "--domains needs --suite"),
     (["--data", "PAIRS", "--candidates", "10"], "--candidates: only used with --store"),
     (["--data", "PAIRS", "--lexical-weight", "0.5"], "--lexical-weight: only used with --hybrid"),
     (["--data", "PAIRS", "--resamples", "0"], "--resamples must be >= 1"),
     (["--data", "PAIRS", "--out", "AFILE"], "is a file"),
+    # values the library refused only after all the dense scoring, with its parameter's name
+    (["--data", "PAIRS", "--hybrid", "--lexical-weight", "2"], "--lexical-weight 2: pass weights in [0, 1]"),
+    (["--data", "PAIRS", "--hybrid", "--lexical-weight", "-0.5"], "--lexical-weight -0.5: pass weights in [0, 1]"),
+    (["--data", "PAIRS", "--hybrid", "--analyzer", "stemm=false"], "--analyzer 'stemm=false'"),
+    (["--data", "PAIRS", "--hybrid", "--analyzer", "stem=maybe"], "stem takes true or false"),
+    (["--data", "PAIRS", "--store", "--coarse-dim", "0"], "--coarse-dim 0"),
+    (["--data", "PAIRS", "--store", "--candidates", "5"], "--candidates 5 is below 10"),
+    (["--data", "PAIRS", "--store", "--candidates-sweep", "5", "50"], "--candidates-sweep 5: below 10"),
+    (["--suite", "--hybrid", "--lexical-weight", "2"], "--lexical-weight 2: pass weights in [0, 1]"),
+    # options the data source does not read, given even with their default value
+    (["--data", "FOLDER", "--eval-fraction", "0.5", "--question-column", "foo"],
+     "--eval-fraction, --question-column: not used with --data"),
+    (["--data", "medrag:sample", "--question-column", "zzz"], "--question-column: not used with --data medrag:sample"),
+    (["--data", "PAIRS", "--split", "all", "--split-seed", "7", "--eval-fraction", "0.5"],
+     "--eval-fraction, --split-seed: not used with --data"),
+    (["--data", "PAIRS", "--part", "val"], "--part needs --suite"),
+    (["--suite", "--max-queries", "10"], "--max-queries: only used with --pilot"),
+    # no --data: the suite's options do not say "not used with --data"
+    (["--pilot"], "--pilot needs --suite"),
+    (["--part", "test"], "--part needs --suite"),
+    # a mistyped local path is not a hub dataset id
+    (["--data", "shared/data/frenchmedmca"], "shared/data/frenchmedmca does not exist"),
+    (["--data", "d/p.txt"], "d/p.txt does not exist"),
+    # the evaluate CLI has no --eval-data: the hint names its own options
+    (["--data", "PAIRS", "--split", "test"], "--split all"),
+    (["--data", "PAIRS", "--out", "/proc/evalx"], "--out /proc/evalx: cannot create"),
 ])
 def test_options_the_run_would_ignore_are_refused_before_the_model(tiny_model_dir, pairs_file, tmp_path, capsys,
                                                                   monkeypatch, extra, expected):
@@ -136,13 +162,86 @@ def test_options_the_run_would_ignore_are_refused_before_the_model(tiny_model_di
 
     monkeypatch.setattr(medrag.embeddings, "load_model", no_model)
     (tmp_path / "afile").write_text("x")
-    extra = [str(pairs_file) if a == "PAIRS" else str(tmp_path / "afile") if a == "AFILE" else a for a in extra]
+    (tmp_path / "fmcqa").mkdir()
+    (tmp_path / "fmcqa" / "test.json").write_text("[]")
+    subs = {"PAIRS": str(pairs_file), "AFILE": str(tmp_path / "afile"), "FOLDER": str(tmp_path / "fmcqa")}
+    extra = [subs.get(a, a) for a in extra]
     argv = ["evaluate", "--model", str(tiny_model_dir), *extra]
     if "--out" not in extra:
         argv += ["--out", str(tmp_path / "r")]
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expected in err[0], err
+    assert "not used with --data" not in err[0] or "--data" in extra
+    assert "--eval-data" not in err[0]  # medrag evaluate has no such option
+    assert not (tmp_path / "r").exists()  # nothing written (--suite --hybrid wrote suite.md, then failed)
+
+
+def test_coarse_dim_above_the_model_is_refused_before_scoring(tiny_model_dir, pairs_file, tmp_path, capsys,
+                                                              monkeypatch):
+    """--store --coarse-dim 256 on a 128-dim model failed in the store, after all the dense scoring."""
+    import evaluation.cli
+
+    def no_scoring(*a, **k):
+        raise AssertionError("scored before --coarse-dim was checked against the model")
+
+    monkeypatch.setattr(evaluation.cli, "evaluate_models", no_scoring)
+    argv = ["evaluate", "--model", str(tiny_model_dir), "--data", str(pairs_file), "--split", "all",
+            "--out", str(tmp_path / "r"), "--no-cache", "--device", "cpu", "--store", "--coarse-dim", "256"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--coarse-dim 256: must be between 1 and 127" in err[0], err
+
+
+def test_given_defaults_and_command_line(tiny_model_dir, pairs_file):
+    """Mode-only options parse to None (so "given" is known); the library defaults are put in after the
+    checks and are not recorded as given in the command line."""
+    from evaluation.cli import _fill_defaults, command_line
+    from medrag.cli import build_parser
+
+    args = build_parser().parse_args(["evaluate", "--model", "m", "--data", "d"])
+    assert args.part is None and args.eval_fraction is None
+    _fill_defaults(args)
+    assert args.part == "val" and args.eval_fraction == 0.1
+    assert command_line(args) == "medrag evaluate --model m --data d"
+
+
+def test_three_models_comparison_csv_names_every_pair(tiny_model_dir, pairs_file, tmp_path):
+    import csv
+
+    out = tmp_path / "r"
+    argv = ["evaluate", "--model", str(tiny_model_dir), "--model", str(tiny_model_dir), "--model", str(tiny_model_dir),
+            "--label", "a", "--label", "b", "--label", "c", "--data", str(pairs_file), "--split", "all",
+            "--out", str(out), "--no-cache", "--bootstrap", "20", "--resamples", "20", "--no-plot", "--device", "cpu"]
+    assert main(argv) == 0
+    rows = list(csv.DictReader((out / "comparison.csv").open()))
+    assert {(r["initial"], r["final"]) for r in rows} == {("a", "b"), ("a", "c")}
+    assert len(rows) == 2 * len({r["dimension"] for r in rows})
+
+
+def test_a_reused_out_folder_keeps_only_this_runs_report_files(tiny_model_dir, pairs_file, tmp_path):
+    """An earlier run's hybrid_suite.md/json, suite.md/json stayed beside a new report (and the reverse)."""
+    out = tmp_path / "r"
+    out.mkdir()
+    for name in ("suite.json", "suite.md", "hybrid_suite.md", "hybrid_suite.json", "hybrid_suite_2.json",
+                 "notes.txt", "suite_notes.md"):
+        (out / name).write_text("earlier")
+    argv = ["evaluate", "--model", str(tiny_model_dir), "--data", str(pairs_file), "--split", "all",
+            "--out", str(out), "--no-cache", "--bootstrap", "20", "--no-plot", "--device", "cpu"]
+    assert main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.csv", "notes.txt", "per_query.csv", "report.json",
+                                                     "report.md", "suite_notes.md"]
+    # the reverse: a suite run's files replace a --data report's
+    from evaluation.cli import _remove_stale
+
+    _remove_stale(out, {"markdown": out / "suite.md", "json": out / "suite.json"}, earlier=True)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "suite_notes.md"]
+    # a folder no report wrote: files of these names are the user's
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "suite.md").write_text("mine")
+    _remove_stale(mine, {}, earlier=False)
+    assert (mine / "suite.md").exists()
 
 
 @pytest.mark.parametrize("terminal, flags, bars", [(False, [], False), (True, [], True), (True, ["--no-progress"], False)])

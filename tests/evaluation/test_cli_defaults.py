@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 
+from evaluation.cli import _fill_defaults
 from evaluation.data import load_task
 from evaluation.evaluator import evaluate_models
 from evaluation.store_eval import evaluate_store
@@ -19,6 +20,7 @@ def _defaults(fn) -> dict:
 
 def test_evaluate_defaults_are_the_librarys():
     args = build_parser().parse_args(["evaluate", "--model", "m", "--data", "d"])
+    _fill_defaults(args)  # the mode-only options parse to None (given or not), then take the library's default
     task, models = _defaults(load_task), _defaults(evaluate_models)
     assert (args.eval_fraction, args.split_seed, args.question_column, args.answer_column) == (
         task["eval_fraction"], task["split_seed"], task["question_column"], task["answer_column"])

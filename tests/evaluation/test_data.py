@@ -115,3 +115,33 @@ def test_a_split_name_on_a_pairs_file_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="no split named 'bogus'"):
         load_task(path, split="bogus")
     assert len(load_task(path, split="all").queries) == 20
+
+
+@pytest.mark.parametrize("source", ["shared/data/frenchmedmca", "d/p.txt", "data/pairs.jsonl", "./x", "../y/z"])
+def test_a_mistyped_local_path_is_not_taken_for_a_hub_id(source, monkeypatch):
+    """They were read as hub dataset ids ("cannot load hub dataset ... hub cannot be reached")."""
+    import medrag.qa.pairs
+
+    def no_hub(*a, **k):
+        raise AssertionError("the hub was asked for a local path")
+
+    monkeypatch.setattr(medrag.qa.pairs, "_read_hub", no_hub)
+    with pytest.raises(DataError, match=f"{source} does not exist: check the path"):
+        load_task(source)
+
+
+def test_a_split_of_a_pairs_file_names_the_evaluate_options(tmp_path):
+    """The hint named eval_data / --eval-data, which medrag evaluate does not have."""
+    path = tmp_path / "good.jsonl"
+    path.write_text(json.dumps({"anchor": "q", "positive": "a"}) + "\n", encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        load_task(path, split="test")
+    assert "--split all" in str(err.value) and "eval-data" not in str(err.value) and "eval_data" not in str(err.value)
+
+
+def test_unused_options_by_source(tmp_path):
+    from evaluation.data import PAIRS_OPTIONS, unused_options
+
+    assert unused_options("medrag:sample", None) == PAIRS_OPTIONS == unused_options(tmp_path, "test")
+    assert unused_options(tmp_path / "p.jsonl", "all") == ("eval_fraction", "split_seed")
+    assert unused_options(tmp_path / "p.jsonl", None) == () == unused_options("org/name", "test")

@@ -84,3 +84,41 @@ def test_evaluate_vectors_truncates_per_size():
     res = evaluate_vectors(task, qv, dv, [2, 1], ["mrr@10"])
     assert res[2].means["mrr@10"] == 1.0
     assert res[1].means["mrr@10"] == 0.5
+
+
+# -- malformed relevance judgements given to the Python API (they were scored wrongly)
+
+def _two_doc_task(qrels):
+    return IRTask({"q1": "question"}, {"d1": "answer", "d2": "other"}, qrels)
+
+
+_Q = np.array([[1.0, 0.0]], dtype=np.float32)
+_D = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)  # d1 ranked first, d2 second
+
+
+def test_duplicate_judgements_count_once():
+    """{"q1": ["d1", "d1"]} gave recall@10 = 0.5 for a perfect ranking."""
+    res = evaluate_vectors(_two_doc_task({"q1": ["d1", "d1"]}), _Q, _D, [2], ["recall@10", "ndcg@10"])
+    assert res[2].means == {"recall@10": 1.0, "ndcg@10": 1.0}
+
+
+def test_graded_judgements_of_zero_are_not_relevant():
+    """BEIR-style {"d1": 1, "d2": 0} counted d2 as relevant (recall@1 0.5 instead of 1)."""
+    res = evaluate_vectors(_two_doc_task({"q1": {"d1": 1, "d2": 0}}), _Q, _D, [2], ["recall@1", "ndcg@10"])
+    assert res[2].means == {"recall@1": 1.0, "ndcg@10": 1.0}
+    # d2 ranked first, the only relevant document d1 second
+    res = evaluate_vectors(_two_doc_task({"q1": {"d1": 2, "d2": 0}}), _Q, _D[::-1].copy(), [2], ["mrr@10"])
+    assert res[2].means["mrr@10"] == 0.5
+
+
+@pytest.mark.parametrize("qrels, message", [
+    ({"q1": {"d1": 0, "d2": -1}}, "no relevant document"),
+    ({"q1": {"d1"}, "q9": {"d1"}}, "query ids absent from the queries"),
+    ({"q1": {"d1": "yes"}}, "grades must be numbers"),
+    ({"q1": "d1"}, "not 'd1'"),
+])
+def test_malformed_judgements_are_refused(qrels, message):
+    from medrag.errors import DataError
+
+    with pytest.raises(DataError, match=message):  # when the task is made, before any encoding
+        _two_doc_task(qrels)
