@@ -14,6 +14,7 @@ Errors in the data or the config end with one line on stderr and exit code 1.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import MISSING, Field, fields
@@ -30,7 +31,7 @@ from medrag.command import new_parser, run_command
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE", help="YAML or TOML config file (flags override it)")
+    p.add_argument("--config", metavar="FILE", help="YAML, TOML or JSON config file (flags override it)")
     p.add_argument("--check", action="store_true",
                    help="load and validate the data, print its summary and the resolved config, do not train")
     hints = get_type_hints(FinetuneConfig)
@@ -54,13 +55,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def field_help(f: Field) -> str:
     """A config field's help (its ``metadata["help"]``) with its default, escaped for argparse."""
     default = f.default_factory() if f.default_factory is not MISSING else f.default
-    shown = "none" if default is None else " ".join(map(str, default)) if isinstance(default, list) else default
+    shown = ("none" if default is None or default == [] else " ".join(map(str, default)) if isinstance(default, list)
+             else default)
     return f"{f.metadata['help']} (default: {shown})".replace("%", "%%")
+
+
+def _plain(doc: str) -> str:
+    """A module docstring as ``--help`` text: without the Sphinx roles and double backticks."""
+    return re.sub(r":\w+:`~?([^`]+)`", r"\1", doc).replace("``", "").replace("::\n", ":\n")
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser("finetune", help="Matryoshka fine-tuning on question -> answer pairs, scored per size",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=_plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     p.set_defaults(func=run)
 
@@ -89,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m finetune``: same flags and exit codes as ``medrag finetune``."""
-    parser = new_parser("python -m finetune", __doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("python -m finetune", _plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     parser.set_defaults(func=run)
     return run_command(parser, argv, name="finetune")

@@ -153,7 +153,7 @@ class FinetuneConfig:
     distill_corpus: list[str] = setting(help="unlabelled text sources for passage->passage distillation (cases, "
                                         "abstracts, leaflets, sample; NAME:N caps)", factory=list)
     distill_batch_size: int = setting(0, "unlabelled texts per step (0: none; frozen encoder: batch_size)")
-    matryoshka_weights: list[float] | None = setting(None, "one loss weight per size of dims (default all 1)")
+    matryoshka_weights: list[float] | None = setting(None, "one loss weight per size of dims (none: all 1)")
     batch_sampling: BatchSampling = setting("random", "loop batches: random (shuffled), topic (pairs of similar "
                                             "questions together: k-means of the base's question vectors, "
                                             "finetune.loop.topic_order; harder in-batch negatives) or document "
@@ -182,7 +182,7 @@ class FinetuneConfig:
     checkpoints: bool = setting(True, "save checkpoints (false: none, no resume; for sweeps)")
     save_steps: int = setting(0, "checkpoint every N steps (0: at each epoch end)")
     save_total_limit: int | None = setting(2, "checkpoints kept on disk (none: all)")
-    keep_checkpoints: bool = setting(False, "keep the checkpoints after a successful run (default: deleted)")
+    keep_checkpoints: bool = setting(False, "keep the checkpoints after a successful run (false: they are deleted)")
     logging_steps: int = setting(10, "log the loss every N steps")
     resume: bool = setting(False, "continue from the last checkpoint in OUTPUT_DIR/checkpoints")
     report_to: ReportTo = setting("none", "experiment tracker: none, wandb or tensorboard")

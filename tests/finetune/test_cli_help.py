@@ -62,3 +62,10 @@ def test_choice_lists_are_the_literals():
     assert literal_args["data_format"] == config_module.DATA_FORMATS
     choices = {a.dest: tuple(a.choices) for a in _finetune_parser()._actions if a.choices and a.option_strings}
     assert {k: choices[k] for k in literal_args} == literal_args
+
+
+def test_the_help_text_reads_as_plain_text():
+    """No Sphinx markup (``:class:``, double backticks) nor an empty '(default: )' in ``--help``."""
+    text = _finetune_parser().format_help()
+    assert ":class:" not in text and "``" not in text and "(default: )" not in text
+    assert "a thin layer over MatryoshkaFinetuner" in text and "--mixture" in text
