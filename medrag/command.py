@@ -27,14 +27,25 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
+from typing import NoReturn
 from pathlib import Path
 
 from medrag.errors import InvalidInputError, MedragError
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse whose usage errors (a mistyped flag, a value of the wrong type) are one line naming
+    ``--help``, not the whole usage block; exit code 2, as argparse's. Its subcommands' parsers are
+    of this class too (``add_subparsers`` makes them with the parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def new_parser(prog: str, description: str | None, **kwargs) -> argparse.ArgumentParser:
-    """An ``ArgumentParser`` with the flags every medrag command has (``-v/--verbose``)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description, **kwargs)
+    """An ``ArgumentParser`` with the flags every medrag command has (``-v/--verbose``) and one-line
+    usage errors (:class:`OneLineErrorParser`)."""
+    parser = OneLineErrorParser(prog=prog, description=description, **kwargs)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     return parser
 

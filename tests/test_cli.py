@@ -79,3 +79,15 @@ def test_an_os_error_is_one_line(capsys):
     parser.set_defaults(func=fails)
     assert run_command(parser, []) == 1
     assert capsys.readouterr().err.strip() == "tool: error: No space left on device (/data/report.json)"
+
+
+@pytest.mark.parametrize("argv, expected", [(["evaluate", "--model", "m", "--sizes", "abc"], "invalid int value: 'abc'"),
+                                            (["compare", "q", "p", "--nope"], "unrecognized arguments: --nope"),
+                                            (["evaluate"], "required"), (["nosuch"], "invalid choice")])
+def test_usage_errors_are_one_line_naming_help(capsys, argv, expected):
+    """argparse printed its whole usage block (28 lines for evaluate) before the error."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0] and "--help" in err[0], err
