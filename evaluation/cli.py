@@ -291,6 +291,10 @@ def _evaluate_checked(args: argparse.Namespace) -> int:
             loaded[spec] = MatryoshkaEmbeddings(spec, device=args.device, batch_size=args.batch_size,
                                                 show_progress=_progress(args))
     embeddings = [loaded[spec] for spec in args.model]
+    twice = sorted({spec for spec in args.model if args.model.count(spec) > 1})
+    if twice:
+        logger.warning("--model %s is given more than once: its comparison with itself measures nothing "
+                       "(gain 0, p = 1)", ", ".join(twice))
     _check_model_sizes(args, embeddings)
     cache = EmbeddingCache(args.cache_dir, enabled=not args.no_cache)
     # bad metric names, tolerances, confidence, candidates below k: the library raises InvalidInputError

@@ -43,6 +43,10 @@ from medrag.qa.task import IRTask
 
 logger = logging.getLogger(__name__)
 
+#: Below this many queries an evaluation is warned about: a bootstrap interval of a handful of
+#: per-query scores is not a measure of the model.
+FEW_QUERIES = 30
+
 
 @dataclass
 class ModelResult:
@@ -140,6 +144,10 @@ def evaluate_models(
     if test not in PAIRED_TESTS:
         raise InvalidInputError(f"unknown paired test {test!r}: use one of {PAIRED_TESTS}")
     n_resamples = n_resamples or (N_PERMUTATIONS if test == "permutation" else 10 * N_BOOTSTRAP)
+    if len(task.queries) < FEW_QUERIES:
+        logger.warning("task %r has %d queries: its scores, intervals and size recommendations say little "
+                       "(a single query scores 0 or 1); evaluate on %d queries or more (a larger held-out share, "
+                       "or a dedicated evaluation file)", task.name, len(task.queries), FEW_QUERIES)
     cache = cache if cache is not None else EmbeddingCache()
     labels = list(labels) if labels is not None else []
     results: list[ModelResult] = []

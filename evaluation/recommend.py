@@ -55,13 +55,18 @@ def recommend_sizes(scores: Mapping[int, float], balanced_tolerance: float = BAL
     """The three tiers from ``scores`` (size -> metric value, higher is better).
 
     Raises:
-        InvalidInputError: no scores, or a tolerance outside [0, 1) (a ``ValueError`` too).
+        InvalidInputError: no scores, a tolerance outside [0, 1), or ``edge_tolerance`` below
+            ``balanced_tolerance`` (a ``ValueError`` too).
     """
     if not scores:
         raise InvalidInputError("no scores to recommend sizes from")
     for name, tol in (("balanced_tolerance", balanced_tolerance), ("edge_tolerance", edge_tolerance)):
         if not 0 <= tol < 1:
             raise InvalidInputError(f"{name} must be in [0, 1), got {tol}")
+    if edge_tolerance < balanced_tolerance:
+        raise InvalidInputError(f"edge_tolerance {edge_tolerance} is below balanced_tolerance {balanced_tolerance} "
+                                "(--edge-tolerance / --balanced-tolerance): the edge tier may lose more than the "
+                                "balanced one, never less (it would recommend a larger edge size)")
     items = {int(d): float(s) for d, s in scores.items()}
     best = max(items.values())
     best_size = min(d for d, s in items.items() if s == best)

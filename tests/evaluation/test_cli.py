@@ -259,3 +259,12 @@ def test_progress_bars_only_on_a_terminal(tiny_model_dir, pairs_file, tmp_path, 
     assert ("Batches" in err) == bars, err[-500:]  # the encoding bars
     assert ("Loading weights" in err) == bars, err[-500:]  # transformers' own bar followed --no-progress too
     assert "--no-progress" not in json.loads((tmp_path / "report" / "report.json").read_text())["command"]
+
+
+def test_a_model_given_twice_is_warned_about(tiny_model_dir, pairs_file, tmp_path, caplog):
+    argv = ["evaluate", "--model", str(tiny_model_dir), "--model", str(tiny_model_dir), "--data", str(pairs_file),
+            "--split", "all", "--out", str(tmp_path / "r"), "--no-cache", "--sizes", "32", "--metrics", "ndcg@10",
+            "--bootstrap", "20", "--resamples", "20", "--no-plot", "--device", "cpu"]
+    with caplog.at_level("WARNING", logger="evaluation.cli"):
+        assert main(argv) == 0
+    assert "given more than once" in caplog.text and "measures nothing" in caplog.text

@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from evaluation.recommend import recommend_sizes
+from medrag.errors import InvalidInputError
 
 
 def test_tiers_with_seed_tolerances():
@@ -72,3 +73,10 @@ def _nocache():
     from evaluation.cache import EmbeddingCache
 
     return EmbeddingCache(enabled=False)
+
+
+def test_an_edge_tolerance_below_the_balanced_one_is_refused():
+    """--balanced-tolerance 0.2 --edge-tolerance 0.01 recommended edge 128 above balanced 64."""
+    with pytest.raises(InvalidInputError, match="edge_tolerance 0.01 is below balanced_tolerance 0.2"):
+        recommend_sizes({384: 0.8, 128: 0.79, 64: 0.7}, balanced_tolerance=0.2, edge_tolerance=0.01)
+    assert recommend_sizes({384: 0.8, 64: 0.7}, balanced_tolerance=0.05, edge_tolerance=0.05).edge == 384

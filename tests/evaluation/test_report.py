@@ -184,3 +184,20 @@ def test_a_model_position_out_of_range_is_an_unknown_name(report):
 
     with pytest.raises(UnknownNameError, match="position 5"):
         report.model(5)
+
+
+def test_a_task_of_few_queries_is_warned_about(tiny_embeddings, caplog):
+    """A 4-pair file held out one query and reported 1.0000 [1.000, 1.000] for every metric, silently."""
+    from evaluation.evaluator import FEW_QUERIES
+    from medrag.qa.task import IRTask
+
+    with caplog.at_level("WARNING", logger="evaluation.evaluator"):
+        evaluate_models([tiny_embeddings], tiny_task(3), cache=EmbeddingCache(enabled=False), n_bootstrap=10,
+                        n_resamples=10)
+    assert "has 3 queries" in caplog.text and f"{FEW_QUERIES} queries or more" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="evaluation.evaluator"):
+        many = IRTask.from_pairs([(f"question {i}", f"réponse {i}") for i in range(FEW_QUERIES)])
+        evaluate_models([tiny_embeddings], many, cache=EmbeddingCache(enabled=False), n_bootstrap=10,
+                        n_resamples=10)
+    assert "queries or more" not in caplog.text
