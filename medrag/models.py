@@ -84,6 +84,12 @@ def load_model(
         path = Path(spec_str).expanduser()
         if not path.exists():
             raise ModelLoadError(f"model folder {spec_str!r} does not exist")
+        if path.is_dir() and (path / "adapter_config.json").is_file() and not (path / "modules.json").is_file():
+            raise ModelLoadError(
+                f"{spec_str!r} is a medrag adapter export (medrag finetune --export-adapter), not a whole model: "
+                "load the fine-tuning run's --output-dir folder (the whole model) instead; an adapter over the "
+                "embedded e5-small ships as bundled:<name> from medrag/data/models/<name>"
+            )
         if not path.is_dir() or not any((path / f).is_file() for f in ("modules.json", "config.json")):
             raise ModelLoadError(
                 f"{spec_str!r} holds no model: expected a sentence-transformers folder (modules.json) "

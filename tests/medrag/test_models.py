@@ -225,3 +225,13 @@ def test_a_cuda_index_beyond_the_machine_is_refused(tiny_model_dir, monkeypatch)
 
 def test_the_cpu_device_loads(tiny_model_dir):
     assert medrag.load_model(str(tiny_model_dir), device="cpu").device.type == "cpu"
+
+
+def test_an_adapter_export_folder_says_what_to_load_instead(tmp_path):
+    """It said 'holds no model ... e.g. the output folder of medrag finetune', though finetune wrote it."""
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text("{}")
+    (folder / "adapter.safetensors").write_bytes(b"")
+    with pytest.raises(ModelLoadError, match="adapter export .* --output-dir"):
+        medrag.load_model(str(folder))
