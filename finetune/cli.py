@@ -14,6 +14,7 @@ Errors in the data or the config end with one line on stderr and exit code 1.
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import sys
 from collections.abc import Sequence
@@ -85,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
         print(dataset.summary())
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True), end="")
         return 0
-    print(dataset.summary(), file=sys.stderr)
+    if not logging.getLogger("medrag.qa.pairs").isEnabledFor(logging.INFO):  # with -v the loader logged it
+        print(dataset.summary(), file=sys.stderr)
     result = MatryoshkaFinetuner(cfg, dataset=dataset).run()
     if result.scores_after:
         print(score_table(result.scores_before, result.scores_after))

@@ -81,3 +81,16 @@ def test_python_dash_m_finetune_exit_code(tmp_path):
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("finetune: error: ") and "columns found: ['q']" in lines[0]
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_the_data_summary_is_shown_once(tmp_path, capsys, caplog, tiny_model_dir, pairs_file, verbose):
+    """With -v the loader logged it and the command printed it again."""
+    argv = ["finetune", *(["-v"] if verbose else []), "--data", str(pairs_file), "--question-column", "question",
+            "--answer-column", "answer", "--model", str(tiny_model_dir), "--device", "cpu",
+            "--output-dir", str(tmp_path / "m"), "--batch-size", "8", "--max-steps", "1", "--eval-fraction", "0.25",
+            "--checkpoints", "false", "--evaluate-before", "false", "--evaluate-after", "false"]
+    with caplog.at_level("INFO" if verbose else "WARNING"):
+        assert medrag_main(argv) == 0
+    shown = capsys.readouterr().err + caplog.text
+    assert shown.count("dataset: ") == 1, shown
