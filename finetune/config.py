@@ -19,6 +19,7 @@ accumulation 16, lr 2e-5, 1 epoch); on FrenchMedMCQA ``configs/frenchmedmcqa_see
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import os
@@ -329,7 +330,11 @@ class FinetuneConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(f"unknown config key(s) {unknown}; known keys: {sorted(known)}")
+            close = {k: difflib.get_close_matches(str(k), known, n=1) for k in unknown}
+            hints = [f"{k!r} -> {m[0]!r}" for k, m in close.items() if m]
+            raise ConfigError(f"unknown config key(s) {unknown}"
+                              + (f"; did you mean {', '.join(hints)}?" if hints else "")
+                              + " (`medrag finetune --help` lists every setting)")
         return cls(**{k: _coerce(k, v, hints[k]) for k, v in data.items()})
 
     @classmethod

@@ -41,7 +41,9 @@ def test_bad_line_bad_config_and_missing_file_exit_1(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("epochs: 1\nbatch_sise: 4\n")
     assert medrag_main(["finetune", "--config", str(cfg)]) == 1
-    assert "unknown config key(s) ['batch_sise']" in _one_error_line(capsys)
+    line = _one_error_line(capsys)
+    assert "unknown config key(s) ['batch_sise']; did you mean 'batch_sise' -> 'batch_size'?" in line
+    assert "learning_rate" not in line  # the ~70 known keys are not listed
 
     assert medrag_main(["finetune", "--config", str(tmp_path / "none.yaml")]) == 1
     assert "does not exist" in _one_error_line(capsys)
