@@ -145,6 +145,11 @@ class EvaluationReport:
             p = "n/a" if r["p_value"] is None else _p(r["p_value"])
             lines.append(f"| {r['dimension']} | {r['score_initial']:.4f} | {r['score_final']:.4f} | "
                          f"{r['gain']:+.4f} ({r['gain_pct']:+.1f}%) | {p} |")
+        a, b = self.model(initial), self.model(final)
+        only = [f"{m.label}: {', '.join(map(str, sorted(set(m.sizes) - set(o.sizes), reverse=True)))}"
+                for m, o in ((a, b), (b, a)) if set(m.sizes) - set(o.sizes)]
+        if only:  # a size one model lacks has no row: say so rather than drop it silently
+            lines.append(f"\nSizes scored for one model only (in its own table): {'; '.join(only)}")
         return "\n".join(lines)
 
     def comparisons_csv(self, metric: str | None = None) -> str:

@@ -201,3 +201,22 @@ def test_a_task_of_few_queries_is_warned_about(tiny_embeddings, caplog):
         evaluate_models([tiny_embeddings], many, cache=EmbeddingCache(enabled=False), n_bootstrap=10,
                         n_resamples=10)
     assert "queries or more" not in caplog.text
+
+
+def test_a_size_only_one_model_has_is_named_under_the_comparison(tiny_embeddings, tiny_model_dir, tmp_path):
+    """medrag-e5-small-fr's 32 vanished from a comparison with the base (no 32) without a word."""
+    import shutil
+
+    from medrag import MatryoshkaEmbeddings
+    from medrag.metadata import MatryoshkaMetadata
+
+    folder = tmp_path / "with-32"
+    shutil.copytree(tiny_model_dir, folder)
+    MatryoshkaMetadata(full_dim=128, dims=[128, 64, 32]).save(folder)
+    other = MatryoshkaEmbeddings(str(folder), device="cpu")
+    report = evaluate_models([tiny_embeddings, other], tiny_task(8), cache=EmbeddingCache(enabled=False),
+                             n_bootstrap=10, n_resamples=10)
+    assert 32 in report.models[1].sizes and 32 not in report.models[0].sizes
+    md = report.comparison_table()
+    assert "| 32 |" not in md and md.splitlines()[-1].endswith(f"{report.models[1].label}: 32")
+    assert "one model only" not in report.comparison_table(initial=0, final=0)
