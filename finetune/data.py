@@ -37,7 +37,7 @@ def check_text_values(source: str | os.PathLike[str], columns: Sequence[str]) ->
     """Refuse a local JSON/JSONL/parquet file whose question or answer is not text: ``{"question": 12}``
     or ``{"answer": {"a": 1}}`` would otherwise train on ``"12"`` and ``"{'a': 1}"``. CSV cells are
     always text; hub datasets and missing files are left to the loader. A missing or null value is
-    allowed (the loader drops the row as empty).
+    allowed, NaN included (``json.dumps`` writes a missing value so; the loader drops the row as empty).
 
     Raises:
         DataError: the file, the row (the line of a ``.jsonl``) and the column of the first non-text value.
@@ -49,7 +49,7 @@ def check_text_values(source: str | os.PathLike[str], columns: Sequence[str]) ->
     for where, row in _numbered_rows(path, suffix):
         for column in columns:
             value = row.get(column)
-            if value is not None and not isinstance(value, str):
+            if value is not None and not isinstance(value, str) and not (isinstance(value, float) and value != value):
                 raise DataError(f"{path}:{where}: {column} is {type(value).__name__} {_short(value)}, not text; "
                                 "every question and answer must be a string (quote numbers)")
 

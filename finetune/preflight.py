@@ -25,7 +25,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from medrag.command import check_writable_dir
+from medrag.command import PROBE_PREFIX, check_writable_dir
 from medrag.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -58,12 +58,18 @@ def is_adapter_export(folder: Path) -> bool:
     """Whether ``folder`` holds only a previous adapter export (its config among them)."""
     from medrag.adapters import ADAPTER_CONFIG
 
-    names = {p.name for p in folder.iterdir()}
+    names = {p.name for p in _entries(folder)}
     return ADAPTER_CONFIG in names and names <= export_files()
 
 
+def _entries(folder: Path) -> list[Path]:
+    """``folder``'s entries, without the probe folders of :func:`medrag.command.check_writable_dir` (another
+    rank of a torchrun job may hold one there for an instant)."""
+    return [p for p in folder.iterdir() if not p.name.startswith(PROBE_PREFIX)]
+
+
 def _nonempty_dir(folder: Path) -> bool:
-    return folder.is_dir() and any(folder.iterdir())
+    return folder.is_dir() and bool(_entries(folder))
 
 
 def _related(a: Path, b: Path) -> str | None:
@@ -174,9 +180,11 @@ def check_matryoshka_weights(cfg: "FinetuneConfig", dims: list[int] | None = Non
                           f"{len(dims)} sizes {list(dims)}: give one weight per size, or set dims")
 
 
-def check_run(cfg: "FinetuneConfig", create: bool = True) -> None:
-    """Everything a run checks before loading the model (``create=False``: make no folder)."""
-    check_matryoshka_weights(cfg)
+def check_run(cfg: "FinetuneConfig", create: bool = True, model_given: bool = False) -> None:
+    """Everything a run checks before loading the model (``create=False``: make no folder;
+    ``model_given``: a loaded model was passed in, whose sizes ``cfg.model`` does not tell)."""
+    if not model_given:
+        check_matryoshka_weights(cfg)
     check_output_dir(cfg, create=create)
     if cfg.export_adapter is not None:
         check_export_folder(cfg.export_adapter, cfg.output_dir, cfg.model)

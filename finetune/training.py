@@ -121,7 +121,7 @@ class MatryoshkaFinetuner:
         from accelerate import PartialState
 
         cfg = self.config
-        check_run(cfg)  # output and export folders, tracker: before any model loads
+        check_run(cfg, model_given=self.model is not None)  # output and export folders, tracker: before any model loads
         state = PartialState(cpu=_cpu_only(cfg))
         resume_from = self._resume_checkpoint()
         if self.dataset is None:

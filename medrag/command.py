@@ -76,6 +76,10 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
         return 1
 
 
+#: Name prefix of the folder :func:`check_writable_dir` makes and removes to probe a parent folder.
+PROBE_PREFIX = ".medrag-probe-"
+
+
 def check_writable_dir(folder: Path, flag: str, create: bool = True) -> None:
     """Make ``folder`` (a directory) or raise a one-line :class:`InvalidInputError` saying why not:
     the commands' output folders (``--dir``, ``--out``) are checked before any model loads, not when
@@ -91,7 +95,7 @@ def check_writable_dir(folder: Path, flag: str, create: bool = True) -> None:
         if not os.access(existing, os.W_OK | os.X_OK):
             raise InvalidInputError(f"{flag} {folder}: cannot create the folder ({existing} is not writable)")
         try:
-            os.rmdir(tempfile.mkdtemp(prefix=".medrag-probe-", dir=existing))
+            os.rmdir(tempfile.mkdtemp(prefix=PROBE_PREFIX, dir=existing))
         except OSError as exc:
             raise InvalidInputError(f"{flag} {folder}: cannot create the folder in {existing} ({exc.strerror}); "
                                     "pass a folder you can write to") from None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,7 +98,7 @@ def _relevant_sets(qrels: Any, queries: dict[str, str]) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for qid, docs in qrels.items():
         if isinstance(docs, Mapping):
-            bad = [(d, g) for d, g in docs.items() if isinstance(g, bool) or not isinstance(g, (int, float))]
+            bad = [(d, g) for d, g in docs.items() if isinstance(g, bool) or not isinstance(g, numbers.Real)]
             if bad:
                 raise DataError(f"relevance judgements of query {qid!r}: grades must be numbers, got {bad[:3]}")
             out[qid] = {d for d, g in docs.items() if g > 0}

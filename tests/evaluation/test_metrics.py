@@ -102,6 +102,11 @@ def test_duplicate_judgements_count_once():
     assert res[2].means == {"recall@10": 1.0, "ndcg@10": 1.0}
 
 
+def test_numpy_grades_are_numbers():
+    task = _two_doc_task({"q1": {"d1": np.int64(1), "d2": np.float32(0.0)}})
+    assert task.qrels == {"q1": {"d1"}}
+
+
 def test_graded_judgements_of_zero_are_not_relevant():
     """BEIR-style {"d1": 1, "d2": 0} counted d2 as relevant (recall@1 0.5 instead of 1)."""
     res = evaluate_vectors(_two_doc_task({"q1": {"d1": 1, "d2": 0}}), _Q, _D, [2], ["recall@1", "ndcg@10"])

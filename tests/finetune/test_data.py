@@ -336,3 +336,7 @@ def test_values_that_are_not_text_are_refused_with_row_and_field(tmp_path):
     # missing or null values stay the loader's empty rows
     nulls = write_jsonl(tmp_path / "n.jsonl", qa_pairs()[:8] + [{"question": None, "answer": "x"}])
     assert load_dataset_from_config(cfg.replace(data=str(nulls))).stats.empty_dropped == 1
+    # json.dumps writes a missing float value as NaN: an empty row too, not an error
+    nan = tmp_path / "nan.jsonl"
+    nan.write_text("".join(json.dumps(r) + "\n" for r in qa_pairs()[:8] + [{"question": "q", "answer": float("nan")}]))
+    assert load_dataset_from_config(cfg.replace(data=str(nan))).stats.empty_dropped == 1

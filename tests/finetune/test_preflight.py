@@ -170,3 +170,27 @@ def test_a_run_without_eval_set_says_how_to_add_scores(tmp_path, tiny_model_dir,
         MatryoshkaFinetuner(cfg).run()
     assert "dimension='auto') cannot choose a size" in caplog.text
     assert f"medrag evaluate --model {out}" in caplog.text and "--write-metadata" in caplog.text
+
+
+def test_a_probe_folder_of_another_rank_is_not_a_user_file(tmp_path, tiny_model_dir, pairs_file):
+    """Under torchrun every rank checks the folders; one rank's probe (check_writable_dir) must not look
+    like a user's file to another."""
+    from medrag.command import PROBE_PREFIX
+
+    out, export = tmp_path / "out", tmp_path / "adapter"
+    (out / f"{PROBE_PREFIX}abc").mkdir(parents=True)
+    (export / f"{PROBE_PREFIX}def").mkdir(parents=True)
+    check_output_dir(quick_config(tiny_model_dir, pairs_file, out), create=False)
+    check_export_folder(export, out)
+
+
+def test_the_weights_count_is_checked_against_a_model_passed_in(tmp_path, tiny_model_dir, pairs_file):
+    """A loaded model passed to MatryoshkaFinetuner: cfg.model (None) does not tell its sizes, so the
+    early check (which assumed e5-small's 4 sizes) is left to the one after loading."""
+    from medrag.metadata import default_dims
+
+    cfg = quick_config(tiny_model_dir, pairs_file, tmp_path / "o", model=None, engine="loop",
+                       matryoshka_weights=[1.0] * (len(default_dims(384)) + 1))
+    with pytest.raises(ConfigError, match="weight"):
+        check_run(cfg, create=False)
+    check_run(cfg, create=False, model_given=True)
