@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import shlex
 import sys
 from dataclasses import fields
@@ -25,6 +24,7 @@ from evaluation.evaluator import evaluate_models
 from evaluation.hybrid import evaluate_hybrid, evaluate_hybrid_suite
 from evaluation.metrics import DEFAULT_METRICS, PRIMARY_METRIC, max_k
 from evaluation.recommend import BALANCED_TOLERANCE, EDGE_TOLERANCE, write_metadata
+from evaluation.report import holds_report, remove_stale_report_files
 from evaluation.stats import CONFIDENCE, N_BOOTSTRAP, N_PERMUTATIONS, PAIRED_TESTS
 from evaluation.store_eval import STORE_METRICS, evaluate_store
 from evaluation.suite import evaluate_suite
@@ -148,10 +148,6 @@ _PILOT_ONLY = ("max_queries", "max_passages")
 _MODE_ONLY = _SUITE_ONLY + _DATA_ONLY + _STORE_ONLY + _HYBRID_ONLY
 #: The library defaults of the options above (their argparse default is None).
 _REAL_DEFAULTS: dict[str, object] = {}
-#: The report files medrag evaluate writes (by name): an earlier run's that this run did not write are removed.
-_REPORT_FILES = ("report.json", "report.md", "metrics.csv", "per_query.csv", "comparison.csv", "suite.md",
-                 "suite.json")
-_REPORT_PATTERNS = (r"[a-z0-9]+_vs_size\.png", r"hybrid_suite(_[0-9]+)?\.(md|json)")
 
 
 def _set_options(args: argparse.Namespace):
@@ -318,9 +314,7 @@ def _evaluate_checked(args: argparse.Namespace) -> int:
             report.hybrid[m.label] = evaluate_hybrid(
                 task, q, d, sorted(m.sizes, reverse=True), weights=args.lexical_weight or [DEFAULT_LEXICAL_WEIGHT],
                 method=args.fusion or DEFAULT_FUSION, options=options, metrics=report.metrics, show_progress=_progress(args))
-    earlier = _earlier_report(Path(args.out).expanduser())
-    paths = report.write(args.out, plot=not args.no_plot)
-    _remove_stale(Path(args.out).expanduser(), paths, earlier)
+    paths = report.write(args.out, plot=not args.no_plot)  # it removes an earlier run's report files
     print()
     if len(report.models) >= 2:
         for other in report.models[1:]:
@@ -398,7 +392,7 @@ def _evaluate_suite(args: argparse.Namespace) -> int:
                 method=args.fusion or DEFAULT_FUSION, options=options,
                 cache=EmbeddingCache(args.cache_dir, enabled=not args.no_cache), metrics=report_metrics(args)))
     out = Path(args.out).expanduser()
-    earlier = _earlier_report(out)
+    earlier = holds_report(out)
     paths = report.write(out)
     print()
     print(report.to_markdown())
@@ -409,27 +403,9 @@ def _evaluate_suite(args: argparse.Namespace) -> int:
         paths[name] = out / f"{name}.md"
         paths[f"{name}_json"] = out / f"{name}.json"
         print(f"\n{label}:\n{result.to_markdown()}")
-    _remove_stale(out, paths, earlier)
+    remove_stale_report_files(out, paths.values(), earlier)
     print(f"report: {Path(args.out).resolve()} ({', '.join(p.name for p in paths.values())})")
     return 0
-
-
-def _earlier_report(out: Path) -> bool:
-    """Whether ``out`` holds a report of an earlier ``medrag evaluate`` (its report.json or suite.json)."""
-    return (out / "report.json").is_file() or (out / "suite.json").is_file()
-
-
-def _remove_stale(out: Path, paths: dict[str, Path], earlier: bool) -> None:
-    """Remove the report files of an earlier run in ``out`` that this run did not write (known by name:
-    other files are left alone), so that none sits beside this report as if it were its own."""
-    if not earlier:
-        return
-    written = {p.name for p in paths.values()}
-    for f in out.iterdir():
-        if f.is_file() and f.name not in written and (
-                f.name in _REPORT_FILES or any(re.fullmatch(pat, f.name) for pat in _REPORT_PATTERNS)):
-            f.unlink()
-            logger.info("removed %s, written by an earlier run in %s", f.name, out)
 
 
 def command_line(args: argparse.Namespace) -> str:

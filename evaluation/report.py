@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -249,7 +250,7 @@ class EvaluationReport:
         """Write the report folder (see the module doc) and return name -> path."""
         out = Path(out_dir).expanduser()
         out.mkdir(parents=True, exist_ok=True)
-        earlier_report = (out / "report.json").is_file()
+        earlier = holds_report(out)
         paths = {"json": out / "report.json", "markdown": out / "report.md", "metrics_csv": out / "metrics.csv"}
         paths["json"].write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
         paths["markdown"].write_text(self.to_markdown(), encoding="utf-8")
@@ -261,17 +262,35 @@ class EvaluationReport:
             paths["comparison_csv"].write_text(self.comparisons_csv(), encoding="utf-8")
         if plot:
             paths["plot"] = plot_metric_vs_size(self, out / f"{self.primary_metric.replace('@', '')}_vs_size.png")
-        # a report folder used again: the files an earlier report wrote and this one did not (its plot, a
-        # comparison of two models) would sit beside this report as if they were its own
-        written = {p.name for p in paths.values()}
-        # (only in a folder an earlier report wrote: a user's own comparison.csv elsewhere is not ours)
-        stale = [f for f in out.iterdir() if earlier_report and f.is_file() and f.name not in written
-                 and (f.name == "comparison.csv" or re.fullmatch(r"[a-z0-9]+_vs_size\.png", f.name))]
-        for f in stale:
-            f.unlink()
-            logger.info("removed %s, written by an earlier report in %s", f.name, out)
+        remove_stale_report_files(out, paths.values(), earlier)
         logger.info("report written to %s", out)
         return paths
+
+
+#: The report files ``medrag evaluate`` writes (this report's and a suite's), by name and by pattern.
+REPORT_FILES = ("report.json", "report.md", "metrics.csv", "per_query.csv", "comparison.csv", "suite.md",
+                "suite.json")
+_REPORT_PATTERNS = (r"[a-z0-9]+_vs_size\.png", r"hybrid_suite(_[0-9]+)?\.(md|json)")
+
+
+def holds_report(out: Path) -> bool:
+    """Whether ``out`` holds a report of an earlier evaluation (its report.json or suite.json)."""
+    return (out / "report.json").is_file() or (out / "suite.json").is_file()
+
+
+def remove_stale_report_files(out: Path, written: Iterable[Path], earlier: bool) -> None:
+    """A report folder used again: remove the report files an earlier run wrote and this one did not (a
+    plot, a comparison of two models, a suite's tables), which would sit beside this report as if they were
+    its own. Only files of those names, and only where ``earlier`` (:func:`holds_report` before this run
+    wrote): a user's own comparison.csv elsewhere is not ours."""
+    if not earlier:
+        return
+    names = {p.name for p in written}
+    for f in out.iterdir():
+        if f.is_file() and f.name not in names and (
+                f.name in REPORT_FILES or any(re.fullmatch(pat, f.name) for pat in _REPORT_PATTERNS)):
+            f.unlink()
+            logger.info("removed %s, written by an earlier run in %s", f.name, out)
 
 
 def _p(p: float) -> str:

@@ -112,12 +112,12 @@ def check_export_folder(folder: str | Path, output_dir: str | Path | None = None
 def check_output_dir(cfg: "FinetuneConfig", create: bool = True) -> None:
     """Refuse an ``output_dir`` holding anything but a previous run's output; check it can be written.
 
+    (An empty ``output_dir`` is refused by :meth:`FinetuneConfig.validate`, when the config is made.)
+
     Raises:
-        ConfigError: empty text, or a non-empty folder that is not a previous fine-tuning output.
+        ConfigError: a non-empty folder that is not a previous fine-tuning output.
         InvalidInputError: the folder cannot be created or written (:func:`medrag.command.check_writable_dir`).
     """
-    if not str(cfg.output_dir).strip():
-        raise ConfigError("output_dir is empty; pass the folder to write the trained model to")
     out = Path(cfg.output_dir).expanduser()
     if _nonempty_dir(out):
         if not is_finetune_output(out):

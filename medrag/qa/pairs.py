@@ -467,7 +467,13 @@ def _to_pairs(rows: Iterable[dict[str, Any]], name: str, *, question_column: str
                         "Map yours with question_column= / answer_column= (CLI: --question-column ...)")
     stats = DataStats(rows=len(rows))
     pairs: list[QAPair] = []
-    for r in rows:
+    for i, r in enumerate(rows, 1):
+        for column in (question_column, answer_column):
+            value = r.get(column)
+            if not (value is None or isinstance(value, str) or (isinstance(value, float) and value != value)):
+                shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+                raise DataError(f"{name}: row {i}: {column} is {type(value).__name__} {shown}, not text; every "
+                                "question and answer must be a string (quote numbers)")
         q, a = _text(r.get(question_column)), _text(r.get(answer_column))
         if not q or not a:
             stats.empty_dropped += 1

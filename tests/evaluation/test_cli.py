@@ -232,15 +232,15 @@ def test_a_reused_out_folder_keeps_only_this_runs_report_files(tiny_model_dir, p
     assert sorted(p.name for p in out.iterdir()) == ["metrics.csv", "notes.txt", "per_query.csv", "report.json",
                                                      "report.md", "suite_notes.md"]
     # the reverse: a suite run's files replace a --data report's
-    from evaluation.cli import _remove_stale
+    from evaluation.report import remove_stale_report_files
 
-    _remove_stale(out, {"markdown": out / "suite.md", "json": out / "suite.json"}, earlier=True)
+    remove_stale_report_files(out, [out / "suite.md", out / "suite.json"], earlier=True)
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "suite_notes.md"]
     # a folder no report wrote: files of these names are the user's
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "suite.md").write_text("mine")
-    _remove_stale(mine, {}, earlier=False)
+    remove_stale_report_files(mine, [], earlier=False)
     assert (mine / "suite.md").exists()
 
 

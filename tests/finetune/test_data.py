@@ -327,11 +327,11 @@ def test_values_that_are_not_text_are_refused_with_row_and_field(tmp_path):
     rows = qa_pairs()[:3] + [{"question": 12, "answer": "a fact"}]
     data = write_jsonl(tmp_path / "p.jsonl", rows)
     cfg = FinetuneConfig(data=str(data), question_column="question", answer_column="answer")
-    with pytest.raises(DataError, match=r"p.jsonl:4: question is int 12, not text"):
+    with pytest.raises(DataError, match=r"p.jsonl: row 4: question is int 12, not text"):
         load_dataset_from_config(cfg)
     as_json = tmp_path / "p.json"
     as_json.write_text(json.dumps(qa_pairs()[:2] + [{"question": "q", "answer": {"a": 1}}]))
-    with pytest.raises(DataError, match=r"p.json:row 3: answer is dict \{'a': 1\}, not text"):
+    with pytest.raises(DataError, match=r"p.json: row 3: answer is dict \{'a': 1\}, not text"):
         load_dataset_from_config(cfg.replace(data=str(as_json)))
     # missing or null values stay the loader's empty rows
     nulls = write_jsonl(tmp_path / "n.jsonl", qa_pairs()[:8] + [{"question": None, "answer": "x"}])

@@ -454,6 +454,17 @@ def test_legacy_hnsw_collection_metadata_is_read_as_hnsw_settings(client, fake, 
     store.delete_collection()
 
 
+def _in_another_process(path: str, body: str) -> subprocess.CompletedProcess:
+    """Run ``body`` in a new Python process, with ``sys.argv[1]`` = ``path``, ``F`` = FakeMatryoshkaEmbeddings,
+    ``M`` = MatryoshkaChroma and ``StoreLockedError`` imported."""
+    header = ("import sys; sys.path.insert(0, sys.argv[2]);"
+              "from tests.medrag.test_store import FakeMatryoshkaEmbeddings as F;"
+              "from medrag import MatryoshkaChroma as M;"
+              "from medrag.errors import StoreLockedError\n")
+    return subprocess.run([sys.executable, "-c", header + body, path, str(REPO)], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+
+
 def test_a_process_that_does_not_own_the_folder_cannot_change_its_hnsw_settings(tmp_path, fake) -> None:
     """The owner's folder is left as it is: the other process gets StoreLockedError, nothing changed."""
     import chromadb
@@ -461,17 +472,11 @@ def test_a_process_that_does_not_own_the_folder_cannot_change_its_hnsw_settings(
     path = str(tmp_path / "db")
     owner = MatryoshkaChroma("shared", fake, persist_directory=path)
     owner.add_texts(TEXTS[:5])
-    code = (
-        "import sys; sys.path.insert(0, sys.argv[2]);"
-        "from tests.medrag.test_store import FakeMatryoshkaEmbeddings as F;"
-        "from medrag import MatryoshkaChroma as M;"
-        "from medrag.errors import StoreLockedError;\n"
+    out = _in_another_process(
+        path,
         "try:\n    M('shared', F(), persist_directory=sys.argv[1], hnsw={'ef_search': 800}); print('CHANGED')\n"
         "except StoreLockedError as e:\n    print('LOCKED', e)\n"
-        "print('SAME', len(M('shared', F(), persist_directory=sys.argv[1], hnsw={'ef_search': 400})))"
-    )
-    out = subprocess.run([sys.executable, "-c", code, path, str(REPO)], capture_output=True, text=True,
-                         timeout=120, cwd=REPO)
+        "print('SAME', len(M('shared', F(), persist_directory=sys.argv[1], hnsw={'ef_search': 400})))")
     assert "LOCKED" in out.stdout and "nothing was written" in out.stdout, out.stdout + out.stderr[-2000:]
     assert "SAME 5" in out.stdout  # the recorded value itself: nothing to change, it opens
     assert chromadb.PersistentClient(path).get_collection("shared").configuration["hnsw"]["ef_search"] == 400
@@ -1643,17 +1648,11 @@ def test_reset_collection_is_refused_to_a_process_that_does_not_own_the_folder(t
     path = str(tmp_path / "db")
     owner = MatryoshkaChroma("shared", fake, persist_directory=path)
     owner.add_texts(TEXTS[:5])
-    code = (
-        "import sys; sys.path.insert(0, sys.argv[2]);"
-        "from tests.medrag.test_store import FakeMatryoshkaEmbeddings as F;"
-        "from medrag import MatryoshkaChroma as M;"
-        "from medrag.errors import StoreLockedError;\n"
+    out = _in_another_process(
+        path,
         "s = M('shared', F(), persist_directory=sys.argv[1])\n"
         "try:\n    s.reset_collection(); print('RESET')\n"
-        "except StoreLockedError as e:\n    print('LOCKED', e)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code, path, str(REPO)], capture_output=True, text=True,
-                         timeout=120, cwd=REPO)
+        "except StoreLockedError as e:\n    print('LOCKED', e)\n")
     assert "LOCKED" in out.stdout, out.stdout + out.stderr[-2000:]
     assert len(owner) == 5
     owner.close()
