@@ -127,6 +127,7 @@ def main() -> None:
     work.rmdir()
     print(json.dumps(report, indent=1))
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
 
 

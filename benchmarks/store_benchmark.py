@@ -1237,6 +1237,7 @@ def french_recall(args: argparse.Namespace) -> None:
                 print(f"| {label} | {stage} | " + " | ".join(f"{x:.3f}" for x in values)
                       + f" | ingest {seconds:.0f} s, {ms:.1f} ms/search |", flush=True)
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
 
 

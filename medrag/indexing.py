@@ -65,6 +65,8 @@ logger = logging.getLogger(__name__)
 
 #: Default chunk size in words (a chunk closes once it holds at least this many).
 CHUNK_WORDS = 120
+#: Metadata keys every chunk gets: its document key and its position in the document.
+CHUNK_KEYS = ("doc", "chunk")
 #: Default overlap, in sentences, between consecutive chunks of a document.
 CHUNK_OVERLAP = 1
 #: Sentences longer than this many words are cut into pieces of this size.
@@ -213,7 +215,8 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
         meta = {}
         for field in metadata_fields or []:
             value = record.get(field)
-            if isinstance(value, (str, int, float, bool)):
+            # a NaN/inf float (pandas' missing value) is left out like a None: Chroma cannot store it
+            if isinstance(value, (str, int, float, bool)) and not (isinstance(value, float) and not math.isfinite(value)):
                 meta[field] = value
             else:
                 lacking[field] = lacking.get(field, 0) + 1
@@ -228,7 +231,7 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
             key = hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()[:24]
         yield key, text, meta
     for field, count in lacking.items() if warn else ():
-        logger.warning("%s: metadata field %r is absent, empty or not a str/int/float/bool in %d of %d records "
+        logger.warning("%s: metadata field %r is absent, null, NaN/inf or not a str/int/float/bool in %d of %d records "
                        "(left out of their metadata)", path, field, count, n + 1)
 
 
@@ -289,6 +292,10 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidInputError(f"batch_size must be an int >= 1, got {batch_size!r}")
     chunk_text("x", chunk_words, overlap, max_words)  # validate the settings before reading anything
+    taken = sorted(set(metadata_fields or []) & set(CHUNK_KEYS))
+    if taken:  # they were silently replaced by the chunk's bookkeeping (a filter on them found nothing)
+        raise InvalidInputError(f"metadata field(s) {taken} are the names medrag gives each chunk's document key "
+                                f"and position; rename them in the source before indexing")
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()

@@ -1176,6 +1176,8 @@ class MatryoshkaChroma(VectorStore):
                 raise InvalidInputError(f"id at index {i} must be a non-empty string, got {id_!r}")
             else:
                 _check_utf8(id_, f"id at index {i}")
+                if "\x00" in id_:  # as _check_ids: the lexical index file would drop a trailing NUL
+                    raise InvalidInputError(f"id at index {i} holds a NUL character (\\x00): {id_!r}; remove it")
         if n == 0:
             return []
         self._check_writer()
@@ -2248,6 +2250,8 @@ def _check_ids(ids: Any) -> list[str]:
     for i, id_ in enumerate(out):
         if not isinstance(id_, str) or not id_:
             raise InvalidInputError(f"id at index {i} must be a non-empty string, got {id_!r}")
+        if "\x00" in id_:  # the BM25 sidecar's file (numpy str arrays) would drop a trailing NUL
+            raise InvalidInputError(f"id at index {i} holds a NUL character (\\x00): {id_!r}; remove it from the id")
     return out
 
 

@@ -357,7 +357,9 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
                 header = fh.readline()
                 fh.seek(0)
                 # French Excel writes ";"-separated CSV: a header with ";" and no "," is read that way
-                reader = csv.DictReader(fh, delimiter=";" if ";" in header and "," not in header else ",")
+                # strict: a stray quote is an error, not every following row swallowed into one field
+                reader = csv.DictReader(fh, delimiter=";" if ";" in header and "," not in header else ",",
+                                        strict=True)
                 _allow_long_csv_fields()
                 rows = []
                 try:
@@ -367,7 +369,9 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
                                             f"{len(reader.fieldnames or [])} columns")
                         rows.append(row)
                 except csv.Error as exc:
-                    raise DataError(f"{path}:{reader.line_num}: {exc}") from None
+                    hint = (" (a quoted field is never closed: check the quotes from the last row read on)"
+                            if "end of data" in str(exc) else "")
+                    raise DataError(f"{path}:{reader.line_num}: {exc}{hint}; {len(rows)} rows read before it") from None
             return rows
         if suffix == ".parquet":
             import pyarrow.parquet as pq

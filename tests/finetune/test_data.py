@@ -88,6 +88,15 @@ def test_csv_row_with_too_many_fields_gives_path_and_line(tmp_path):
     assert f"{path}:3: more fields than the header's 2 columns" in str(exc.value)
 
 
+def test_csv_stray_quote_is_an_error_not_rows_swallowed(tmp_path):
+    # a lenient reader made rows 3 and 4 part of row 2's text, silently (found in review)
+    path = tmp_path / "p.csv"
+    path.write_text('question,answer\nq1,a1\nq2,"le patient dit ""ok\nq3,a3\nq4,a4\n', encoding="utf-8")
+    with pytest.raises(DataError, match="never closed") as exc:
+        _load(path)
+    assert "1 rows read before it" in str(exc.value)
+
+
 def test_corrupt_parquet_and_non_utf8_and_unknown_suffix(tmp_path):
     bad_pq = tmp_path / "p.parquet"
     bad_pq.write_bytes(b"not a parquet file")

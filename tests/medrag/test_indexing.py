@@ -570,3 +570,21 @@ def test_prune_removes_documents_no_longer_in_the_source(tmp_path) -> None:
     report = index_corpus(folder, store, prune=True)
     assert report.pruned == 2 and report.added == 0
     assert sorted(md["source"] for md in store.get()["metadatas"]) == ["fer.txt", "thyroide.txt"]
+
+
+def test_nan_metadata_is_left_out_and_the_chunk_keys_are_not_user_fields(tmp_path, caplog) -> None:
+    """A NaN score (pandas' missing float) aborted the run with a batch-relative index, and
+    --metadata-fields doc,chunk were silently overwritten by each chunk's bookkeeping (found in review)."""
+    path = _jsonl(tmp_path / "s.jsonl", [{"text": "La TSH est basse.", "score": 0.5},
+                                         {"text": "La CRP est haute.", "score": float("nan")},
+                                         {"text": "La ferritine est basse.", "score": float("inf")}])
+    store = MatryoshkaChroma("idx", CountingFake(), client=chromadb.EphemeralClient())
+    with caplog.at_level("WARNING", logger="medrag.indexing"):
+        report = index_corpus(path, store, metadata_fields=["score"])
+    assert report.added == 3
+    assert sorted(m.get("score", -1) for m in store.collection.get()["metadatas"]) == [-1, -1, 0.5]
+    assert "'score' is absent, null, NaN/inf" in caplog.text and "2 of 3 records" in caplog.text
+    with pytest.raises(InvalidInputError, match=r"\['chunk', 'doc'\].*rename them"):
+        index_corpus(path, store, metadata_fields=["doc", "chunk", "score"])
+    assert len(store) == 3
+    store.delete_collection()

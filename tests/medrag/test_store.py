@@ -1124,6 +1124,9 @@ def test_defect5_chroma_failures_are_medrag_errors(store: MatryoshkaChroma, fake
         store.delete("abc")
     with pytest.raises(InvalidInputError, match="bare string"):
         store.get_by_ids("abc")
+    # a NUL in an id: the lexical index file would come back with 'fer' for 'fer\x00' (found in review)
+    with pytest.raises(InvalidInputError, match="NUL"):
+        store.add_texts(["La ferritine est basse."], ids=["fer\x00"])
     assert len(store) == 5
     for bad_filter in ({"n": {"$gtx": 1}}, {"$and": [{"n": 1}]}, {"n": [1, 2]}):
         with pytest.raises(InvalidInputError, match="Chroma rejected"):
