@@ -21,7 +21,7 @@ are different documents; records identical in text and metadata are stored once.
 **Chunks.** Sentence-aware word windows: a document is split into sentences (after ``.``,
 ``!``, ``?``, ``;`` or a line break; a sentence longer than ``max_words`` is cut), consecutive
 sentences are packed into a chunk until it holds at least ``chunk_words`` words, and the next
-chunk starts ``overlap`` sentences before the end of the previous one. Defaults (120 words,
+chunk starts ``overlap`` sentences (at most half of its sentences) before the end of the previous one. Defaults (120 words,
 1 sentence of overlap) keep a chunk around 150 e5 tokens, inside the 512-token window of the
 e5/bge families with room for the ``passage:`` prompt; retrieval studies on fixed-size
 windows (e.g. Kamradt's chunking comparisons, LlamaIndex's evaluations) find 100-250 words a
@@ -114,7 +114,8 @@ def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_O
     Args:
         text: the document.
         chunk_words: a chunk closes once it holds at least this many words (the last one may hold fewer).
-        overlap: sentences repeated at the start of the next chunk (0 for none).
+        overlap: sentences repeated at the start of the next chunk (0 for none; at most half of
+            the previous chunk's sentences are repeated, whatever this value).
         max_words: sentences longer than this are cut into pieces of this many words (a run of
             more than :data:`MAX_WORD_CHARS` characters without whitespace is first cut into
             pieces of that many characters, each counting :data:`PIECE_WORDS` words).
@@ -154,7 +155,10 @@ def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_O
         chunks.append(" ".join(w for s in sentences[start:end] for w in s))
         if end >= len(sentences):
             break
-        start = max(end - overlap, start + 1)
+        # the overlap is capped at half the chunk's sentences: an overlap as long as the chunk stepped
+        # one sentence per chunk and stored every sentence up to ``overlap`` times (1 and the default
+        # chunk sizes are unchanged by the cap)
+        start = max(end - overlap, start + max(1, (end - start) // 2))
     return chunks
 
 
@@ -442,9 +446,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    help="comma-separated record fields copied into metadata (to change them on a stored collection "
                         "later, index with --id-field: without it a document is its text and metadata, and other "
                         "fields make other documents)")
-    p.add_argument("--chunk-words", type=int, default=CHUNK_WORDS, help=f"words per chunk (default {CHUNK_WORDS})")
+    p.add_argument("--chunk-words", type=int, default=CHUNK_WORDS, help=f"a chunk closes once it holds at least this many words (default {CHUNK_WORDS})")
     p.add_argument("--overlap", type=int, default=CHUNK_OVERLAP,
-                   help=f"sentences of overlap between chunks (default {CHUNK_OVERLAP})")
+                   help=f"sentences of overlap between chunks, at most half a chunk's (default {CHUNK_OVERLAP})")
     p.add_argument("--batch-size", type=int, default=512, help="chunks per model call and write (default 512)")
     p.add_argument("--coarse-dim", type=int, default=None,
                    help="stage-1 size when the collection is created (default 64; an existing collection keeps its own)")

@@ -588,3 +588,13 @@ def test_nan_metadata_is_left_out_and_the_chunk_keys_are_not_user_fields(tmp_pat
         index_corpus(path, store, metadata_fields=["doc", "chunk", "score"])
     assert len(store) == 3
     store.delete_collection()
+
+
+def test_an_overlap_as_long_as_the_chunk_is_capped_at_half_of_it() -> None:
+    """--overlap 50 on 9-word sentences stepped one sentence per chunk: 987 chunks, 13x the words (found in review)."""
+    text = " ".join(f"Phrase numéro {i} sur le bilan martial du patient." for i in range(100))
+    # 5 sentences a chunk: overlaps 1 and 2 step 4 and 3 sentences, as before the cap
+    assert [len(chunk_text(text, chunk_words=40, overlap=o)) for o in (0, 1, 2)] == [20, 25, 33]
+    capped = chunk_text(text, chunk_words=40, overlap=50)
+    assert capped == chunk_text(text, chunk_words=40, overlap=3)  # at most 2 of a chunk's 5 sentences repeated
+    assert len(capped) == 49 and sum(len(c.split()) for c in capped) < 2.5 * len(text.split())  # was 987 chunks
