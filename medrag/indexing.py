@@ -21,11 +21,11 @@ are different documents; records identical in text and metadata are stored once.
 **Chunks.** Sentence-aware word windows: a document is split into sentences (after ``.``,
 ``!``, ``?``, ``;`` or a line break; a sentence longer than ``max_words`` is cut), consecutive
 sentences are packed into a chunk until it holds at least ``chunk_words`` words, and the next
-chunk starts ``overlap`` sentences (at most half of its sentences) before the end of the previous one. Defaults (120 words,
-1 sentence of overlap) keep a chunk around 150 e5 tokens, inside the 512-token window of the
-e5/bge families with room for the ``passage:`` prompt; retrieval studies on fixed-size
-windows (e.g. Kamradt's chunking comparisons, LlamaIndex's evaluations) find 100-250 words a
-robust range for QA passages.
+chunk starts ``overlap`` sentences (at most half of its sentences) before the end of the
+previous one. Defaults (120 words, 1 sentence of overlap) keep a chunk around 150 e5 tokens,
+inside the 512-token window of the e5/bge families with room for the ``passage:`` prompt;
+retrieval studies on fixed-size windows (e.g. Kamradt's chunking comparisons, LlamaIndex's
+evaluations) find 100-250 words a robust range for QA passages.
 
 Example::
 

@@ -1176,8 +1176,7 @@ class MatryoshkaChroma(VectorStore):
                 raise InvalidInputError(f"id at index {i} must be a non-empty string, got {id_!r}")
             else:
                 _check_utf8(id_, f"id at index {i}")
-                if "\x00" in id_:  # as _check_ids: the lexical index file would drop a trailing NUL
-                    raise InvalidInputError(f"id at index {i} holds a NUL character (\\x00): {id_!r}; remove it")
+                _check_no_nul(id_, i)
         if n == 0:
             return []
         self._check_writer()
@@ -2250,9 +2249,14 @@ def _check_ids(ids: Any) -> list[str]:
     for i, id_ in enumerate(out):
         if not isinstance(id_, str) or not id_:
             raise InvalidInputError(f"id at index {i} must be a non-empty string, got {id_!r}")
-        if "\x00" in id_:  # the BM25 sidecar's file (numpy str arrays) would drop a trailing NUL
-            raise InvalidInputError(f"id at index {i} holds a NUL character (\\x00): {id_!r}; remove it from the id")
+        _check_no_nul(id_, i)
     return out
+
+
+def _check_no_nul(id_: str, i: int) -> None:
+    """Refuse a NUL in an id: the BM25 sidecar's file (numpy str arrays) would drop a trailing one."""
+    if "\x00" in id_:
+        raise InvalidInputError(f"id at index {i} holds a NUL character (\\x00): {id_!r}; remove it from the id")
 
 
 def _check_search_type(search_type: Any) -> str:
