@@ -6,7 +6,7 @@ chunks (:func:`chunk_text`), and adds the chunks to an embedded (``--persist-dir
 (``--host``/``--port``) store.
 
 **Resumable.** Each chunk's id is derived from its document key (the ``--id-field`` value, the
-file's relative path, or the SHA-256 of the document's text and metadata), its position and its
+file's path, or the SHA-256 of the document's text and metadata), its position and its
 text, so re-running the same command after a crash or a SIGKILL neither duplicates chunks nor
 re-encodes the ones already stored: the store skips stored ids *before* encoding
 (``MatryoshkaChroma.add_texts(..., skip_existing=True)``). Chunks are written in batches of
@@ -17,6 +17,12 @@ that is indexed again with another text *replaces* its earlier chunks: once its 
 written, the stored chunks of that key that are not among them are deleted (a kill in between
 leaves both versions until the next run). Records with the same text and different metadata
 are different documents; records identical in text and metadata are stored once.
+
+**Folders.** A folder's file is the document ``{"source": its relative path, "folder": the
+folder's absolute path}``; its chunk ids hash both, so two folders indexed into one collection
+keep their files apart even where relative paths repeat (``a/notes.txt``, ``b/notes.txt``), and
+re-indexing one replaces only its own. A moved folder is another source: index it with
+``--prune`` to drop the copies stored from its old place.
 
 **Chunks.** Sentence-aware word windows: a document is split into sentences (after ``.``,
 ``!``, ``?``, ``;`` or a line break; a sentence longer than ``max_words`` is cut), consecutive
@@ -169,13 +175,15 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
 
     Args:
         source: a ``.jsonl``/``.jsonl.gz``/``.json``/``.csv``/``.parquet`` file of records, or a
-            folder whose ``.txt``/``.md`` files (recursively, sorted) are one document each.
+            folder whose ``.txt``/``.md`` files (recursively, sorted; hidden ones, named with a
+            leading dot or in such a folder, skipped) are one document each.
         text_field: the record field holding the text.
         id_field: the record field holding a stable document id (default: the SHA-256 of the
             text and the copied metadata, so an edited document is a new one).
         metadata_fields: record fields copied into every chunk's metadata (str, int, float,
             bool values; a field that is absent or of another type is left out, and a warning
-            says how many records lacked it); a folder's documents get ``{"source": relative path}``.
+            says how many records lacked it); a folder's documents get ``{"source": relative path,
+            "folder": the folder's absolute path}``.
             Without ``id_field`` a document is its text and metadata: the same file indexed again
             with other ``metadata_fields`` is another set of documents (the earlier ones stay).
         warn: log the warnings about the source (linked folders not followed, metadata fields
@@ -187,12 +195,23 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
     path = Path(source)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+        # hidden files and folders (.git, .venv with its thousands of licence .txt files, .obsidian) are
+        # not documents: skipped, as ripgrep and LlamaIndex's SimpleDirectoryReader do, and counted
+        hidden = [p for p in files if any(part.startswith(".") for part in p.relative_to(path).parts)]
+        if hidden:
+            skipped = set(hidden)
+            files = [p for p in files if p not in skipped]
+            if warn:
+                logger.warning("%s: %d file(s) in hidden folders or with hidden names skipped (e.g. %s)", path,
+                               len(hidden), hidden[0].relative_to(path).as_posix())
         linked = sorted(p for p in path.rglob("*") if p.is_symlink() and p.is_dir())
         if linked and warn:  # rglob does not enter linked folders (no loops); say so instead of skipping in silence
             logger.warning("%s: %d linked folder(s) not followed (e.g. %s): pass their targets as sources of "
                            "their own", path, len(linked), linked[0].relative_to(path).as_posix())
         if not files:
-            raise DataError(f"{path} holds no {'/'.join(TEXT_SUFFIXES)} file")
+            raise DataError(f"{path} holds no {'/'.join(TEXT_SUFFIXES)} file"
+                            + (f" outside hidden folders ({len(hidden)} hidden ones skipped)" if hidden else ""))
+        root = path.resolve().as_posix()
         for f in files:
             rel = f.relative_to(path).as_posix()
             try:
@@ -201,7 +220,7 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
                 raise DataError(f"{f}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
             except OSError as exc:
                 raise DataError(f"{f}: cannot read ({exc.strerror or exc})") from None
-            yield rel, text, {"source": rel}
+            yield rel, text, {"source": rel, "folder": root}
         return
     if not path.exists():
         raise DataError(f"{path} does not exist: pass a data file or a folder of .txt/.md files")
@@ -302,6 +321,10 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                                 f"and position; rename them in the source before indexing")
     from tqdm.auto import tqdm
 
+    # a folder's files are keyed by their relative path *within this folder*: the chunk ids hash the
+    # folder too, and only this folder's chunks (or ones stored before chunks named their folder) are
+    # replaced, so a second folder with the same relative paths does not delete the first one's files
+    root = Path(source).resolve().as_posix() if Path(source).is_dir() else None
     t0 = time.perf_counter()
     before = len(store)
     documents = chunks = duplicates = removed = updated = 0
@@ -338,11 +361,13 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
             bar.update(len(pending_texts))
             pending_texts.clear(), pending_meta.clear(), pending_ids.clear()
         if pending_docs:  # after the new chunks are stored: the earlier versions' chunks go
-            # ids only (a chunk id hashes its document key, so one set of this run's ids serves every key;
-            # the metadatas would bring the packed full vectors along)
-            found = store.collection.get(where={"doc": {"$in": list(pending_docs)}}, include=[])
+            # a chunk id hashes its document key, so one set of this run's ids serves every key
+            # (a records file reads ids only: the metadatas would bring the packed full vectors along)
+            found = store.collection.get(where={"doc": {"$in": list(pending_docs)}},
+                                         include=["metadatas"] if root else [])
             current = set().union(*pending_docs.values())
-            stale = [i for i in found["ids"] if i not in current]
+            stale = [i for n, i in enumerate(found["ids"])
+                     if i not in current and (root is None or _of_folder(found["metadatas"][n], root))]
             if stale:
                 store.delete(stale)
                 removed += len(stale)
@@ -353,7 +378,8 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                                               metadata_fields=metadata_fields):
             documents += 1
             pieces = chunk_text(text, chunk_words, overlap, max_words)
-            ids = [chunk_id(key, position, chunk) for position, chunk in enumerate(pieces)]
+            id_key = key if root is None else f"{root}/{key}"
+            ids = [chunk_id(id_key, position, chunk) for position, chunk in enumerate(pieces)]
             if id_field is not None:
                 if key in keys:
                     flush()  # the documents before it are stored, as the message says
@@ -382,7 +408,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
         bar.close()
     if documents == 0:
         raise DataError(f"{source}: no document found")
-    pruned = _prune(store, read_keys) if prune else 0
+    pruned = _prune(store, read_keys, root) if prune else 0
     stored = len(store)
     added = stored - before + removed + pruned
     report = IndexReport(documents, chunks, added, chunks - duplicates - added - updated, stored,
@@ -411,13 +437,24 @@ def _same_value(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def _prune(store: Any, keep: set[str], page: int = 10_000) -> int:
-    """Delete the stored chunks whose document key (``doc``) is not in ``keep``; returns how many."""
+def _of_folder(metadata: dict[str, Any], root: str) -> bool:
+    """Whether a stored chunk is a file of the folder ``root``: its ``folder``, or for a chunk stored
+    before chunks named their folder, a ``source`` that is its document key (then it was a file of
+    some folder, keyed by its relative path alone: the earlier version of this folder's file)."""
+    if "folder" in metadata:
+        return metadata["folder"] == root
+    return "source" in metadata and metadata.get("source") == metadata.get("doc")
+
+
+def _prune(store: Any, keep: set[str], root: str | None = None, page: int = 10_000) -> int:
+    """Delete the stored chunks whose document key (``doc``) is not in ``keep`` (for a folder
+    ``root``: that are not chunks of ``keep``'s files of that folder); returns how many."""
     stale: list[str] = []
     offset = 0
     while True:
         found = store.get(include=["metadatas"], limit=page, offset=offset)
-        stale += [id_ for id_, md in zip(found["ids"], found["metadatas"]) if md.get("doc") not in keep]
+        stale += [id_ for id_, md in zip(found["ids"], found["metadatas"])
+                  if md.get("doc") not in keep or (root is not None and md.get("folder") != root)]
         if len(found["ids"]) < page:
             break
         offset += page
@@ -501,7 +538,7 @@ def _run_index(args: argparse.Namespace) -> int:
                                             ("--metadata-fields", fields)) if given]
         if ignored:
             raise InvalidInputError(f"{', '.join(ignored)} read(s) the fields of a records file; {source} is a folder, "
-                                    "whose files are one document each (key and metadata: their relative path)")
+                                    "whose files are one document each (metadata: their relative path and the folder)")
     # the first document proves the source readable (fields, JSON) and not empty before the model loads
     if next(iter_documents(source, text_field=args.text_field, id_field=args.id_field, metadata_fields=fields,
                            warn=False), None) is None:

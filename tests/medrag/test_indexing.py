@@ -74,8 +74,22 @@ def test_every_reader_gives_the_same_documents(tmp_path) -> None:
     (folder / "b.md").write_text("# Titre\nDu texte.")
     (folder / "sub" / "a.txt").write_text("Autre texte.")
     (folder / "ignored.pdf").write_text("x")
-    assert [(k, m) for k, _, m in iter_documents(folder)] == [("b.md", {"source": "b.md"}),
-                                                              ("sub/a.txt", {"source": "sub/a.txt"})]
+    (folder / ".git").mkdir()
+    (folder / ".git" / "description.txt").write_text("Unnamed repository")
+    (folder / ".brouillon.md").write_text("x")
+    root = folder.resolve().as_posix()
+    assert [(k, m) for k, _, m in iter_documents(folder)] == [("b.md", {"source": "b.md", "folder": root}),
+                                                              ("sub/a.txt", {"source": "sub/a.txt", "folder": root})]
+    with pytest.raises(DataError, match=r"no \.txt/\.md file outside hidden folders \(2 hidden ones skipped\)"):
+        list(iter_documents(_only_hidden(tmp_path)))
+
+
+def _only_hidden(tmp_path: Path) -> Path:
+    folder = tmp_path / "hidden-only"
+    (folder / ".obsidian").mkdir(parents=True)
+    (folder / ".obsidian" / "notes.md").write_text("x")
+    (folder / ".a.txt").write_text("x")
+    return folder
 
 
 def test_reader_errors_name_the_problem(tmp_path) -> None:
@@ -375,6 +389,63 @@ def test_an_edited_file_of_a_folder_replaces_its_chunks(tmp_path) -> None:
     index_corpus(folder, store, chunk_words=15)
     assert store.collection.get(where={"source": "a.txt"}, include=["documents"])["documents"] == [
         "Note A, corrigée : la ferritine se dose à jeun."]
+    store.delete_collection()
+
+
+def test_two_folders_with_the_same_file_names_share_a_collection_without_loss(tmp_path) -> None:
+    """Indexing b/ after a/ into one collection deleted a/'s files that had the same relative path
+    (the document key was the relative path alone, and b's version replaced a's: found in review)."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, text in ((a, "Notes du service A : la ferritine basse. "), (b, "Notes du service B : la TSH élevée. ")):
+        folder.mkdir()
+        (folder / "notes.txt").write_text(text + DOC)
+        (folder / f"{folder.name}.txt").write_text(text)
+    store = MatryoshkaChroma("idx", CountingFake(), client=chromadb.EphemeralClient())
+    index_corpus(a, store, chunk_words=15)
+    n_a = len(store)
+    report = index_corpus(b, store, chunk_words=15)
+    assert report.removed == 0 and len(store) == n_a + report.added
+    notes = store.collection.get(where={"source": "notes.txt"}, include=["metadatas", "documents"])
+    assert {md["folder"] for md in notes["metadatas"]} == {a.resolve().as_posix(), b.resolve().as_posix()}
+    # re-indexing a/ with an edited notes.txt replaces a's chunks only
+    (a / "notes.txt").write_text("Notes du service A, corrigées : la ferritine se dose à jeun.")
+    report = index_corpus(a, store, chunk_words=15)
+    assert report.removed > 0
+    by_folder = {}
+    for md, doc in zip(*[store.collection.get(where={"source": "notes.txt"}, include=["metadatas", "documents"])[k]
+                         for k in ("metadatas", "documents")]):
+        by_folder.setdefault(Path(md["folder"]).name, []).append(doc)
+    assert by_folder["a"] == ["Notes du service A, corrigées : la ferritine se dose à jeun."]
+    assert len(by_folder["b"]) > 1 and by_folder["b"][0].startswith("Notes du service B")
+    # prune mirrors the folder indexed: b's files and a's deleted file go, a's kept file stays
+    (a / "a.txt").unlink()
+    report = index_corpus(a, store, chunk_words=15, prune=True)
+    assert {md["folder"] for md in store.collection.get()["metadatas"]} == {a.resolve().as_posix()}
+    assert sorted(md["source"] for md in store.collection.get()["metadatas"]) == ["notes.txt"]
+    # identical files in two folders are two documents, not one chunk id rewritten back and forth
+    same = tmp_path / "same"
+    same.mkdir()
+    (same / "notes.txt").write_text((a / "notes.txt").read_text())
+    report = index_corpus(same, store, chunk_words=15)
+    assert (report.added, report.updated, report.removed) == (1, 0, 0) and len(store) == 2
+    store.delete_collection()
+
+
+def test_a_folder_stored_before_chunks_named_their_folder_is_replaced_not_doubled(tmp_path) -> None:
+    """Chunks of a folder written by an earlier medrag (ids from the relative path, no ``folder``
+    metadata) are the earlier version of the same files: the first run of this version replaces them
+    (once re-encoded) instead of keeping both copies; records of a records file are left alone."""
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.txt").write_text("La ferritine basse.")
+    store = MatryoshkaChroma("idx", CountingFake(), client=chromadb.EphemeralClient())
+    store.add_texts(["La ferritine basse."], [{"source": "a.txt", "doc": "a.txt", "chunk": 0}],
+                    ids=[chunk_id("a.txt", 0, "La ferritine basse.")])  # as the earlier version wrote it
+    store.add_texts(["Une fiche : a.txt"], [{"doc": "a.txt", "chunk": 0}], ids=["record"])  # --id-field a.txt
+    report = index_corpus(folder, store)
+    assert (report.added, report.removed) == (1, 1)
+    assert sorted(store.collection.get()["ids"]) == sorted(["record", chunk_id(f"{folder.resolve().as_posix()}/a.txt", 0,
+                                                                               "La ferritine basse.")])
     store.delete_collection()
 
 
