@@ -27,10 +27,13 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from pathlib import Path
 
-from medrag.errors import InvalidInputError, MedragError
+from medrag.errors import DataError, InvalidInputError, MedragError, ModelLoadError
+
+if TYPE_CHECKING:
+    from medrag.embeddings import MatryoshkaEmbeddings
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -119,6 +122,51 @@ def add_store_location_arguments(parser: argparse.ArgumentParser, persist_help: 
 
 
 def check_store_location(args: argparse.Namespace) -> None:
-    """Refuse ``--port`` without ``--host`` (it would be ignored)."""
+    """Refuse ``--port`` without ``--host`` (it would be ignored), a ``--persist-dir`` that is a file,
+    and a ``--collection`` name Chroma refuses: before any model loads."""
     if args.persist_dir and args.port != 8000:
         raise InvalidInputError("--port is for a Chroma server: pass it with --host, not with --persist-dir")
+    if args.persist_dir and Path(args.persist_dir).exists() and not Path(args.persist_dir).is_dir():
+        raise InvalidInputError(f"--persist-dir {args.persist_dir} is a file; pass a folder")
+    from medrag.store import _check_collection_name
+
+    _check_collection_name(args.collection, "--collection")
+
+
+def recorded_model(client: Any, collection: str) -> str | None:
+    """The model spec ``collection`` records (``medrag:model``), or None when there is no such
+    collection; a :class:`DataError` saying to pass ``--model`` when it was built with embeddings
+    medrag cannot load (they record no fingerprint)."""
+    from medrag._chroma_errors import translate_chroma_error
+    from medrag.store import CONTRACT_KEYS
+
+    try:
+        names = [c if isinstance(c, str) else c.name for c in client.list_collections()]
+        if collection not in names:
+            return None
+        meta = client.get_collection(collection, embedding_function=None).metadata or {}
+    except Exception as exc:
+        raise translate_chroma_error(exc, "open the Chroma store") from exc
+    spec = meta.get(CONTRACT_KEYS["model"])
+    if not isinstance(spec, str) or not spec or not meta.get(CONTRACT_KEYS["fingerprint"]):
+        raise DataError(f"collection {collection!r} records no model medrag can load ({spec!r}: built with other "
+                        "embeddings); pass --model")
+    return spec
+
+
+def store_embeddings(args: argparse.Namespace, recorded: str | None) -> "MatryoshkaEmbeddings":
+    """The embeddings ``medrag index``/``search`` open a collection with: ``--model`` when given (a
+    local folder made absolute, so the collection records a path that works from any folder), else
+    the model the collection records (``recorded``), else medrag's default."""
+    from medrag.embeddings import MatryoshkaEmbeddings
+
+    model = args.model
+    if model and Path(model).exists():
+        model = str(Path(model).resolve())
+    try:
+        return MatryoshkaEmbeddings(model or recorded, device=args.device, show_progress=False)
+    except ModelLoadError as exc:
+        if model or recorded is None:
+            raise
+        raise ModelLoadError(f"the collection records the model {recorded!r}, which does not load from here ({exc}); "
+                             "pass --model with where that model is now") from exc

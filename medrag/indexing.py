@@ -60,9 +60,10 @@ from typing import Any
 
 from medrag._chroma_errors import translate_chroma_error
 from medrag.bundled import DEFAULT_SPEC
-from medrag.command import add_store_location_arguments, check_store_location
-from medrag.embeddings import MatryoshkaEmbeddings
+from medrag.command import (add_store_location_arguments, check_store_location, check_writable_dir, recorded_model,
+                            store_embeddings)
 from medrag.errors import DataError, InvalidInputError
+from medrag.models import _check_device
 from medrag.qa.pairs import json_objects, read_records
 from medrag.store import AUTO_LEARNED_MIN_TEXTS, DEFAULT_EF_SEARCH, DEFAULT_FULL_ENCODING, ROTATIONS, MatryoshkaChroma
 from medrag.vector_codec import ENCODINGS
@@ -182,7 +183,10 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
             text and the copied metadata, so an edited document is a new one).
         metadata_fields: record fields copied into every chunk's metadata (str, int, float,
             bool values; a field that is absent or of another type is left out, and a warning
-            says how many records lacked it); a folder's documents get ``{"source": relative path,
+            says how many records lacked it). ``"year:int"`` (also ``:float``, ``:bool``,
+            ``:str``) converts the field's values: a CSV's are all text, and a filter
+            ``{"year": 2021}`` matches only numbers; a value that does not convert is an error
+            naming its record; a folder's documents get ``{"source": relative path,
             "folder": the folder's absolute path}``.
             Without ``id_field`` a document is its text and metadata: the same file indexed again
             with other ``metadata_fields`` is another set of documents (the earlier ones stay).
@@ -229,6 +233,7 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
         raise DataError(f"{path}: unsupported file type; use a folder of .txt/.md files or one of "
                         f"{', '.join(RECORD_SUFFIXES)}")
     lacking: dict[str, int] = {}
+    typed = [_typed_field(f) for f in metadata_fields or []]
     for n, (where, record) in enumerate(_records(path)):
         if text_field not in record:
             raise DataError(f"{where}: no {text_field!r} field (fields: {sorted(record)[:10]}); pass --text-field")
@@ -236,8 +241,10 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
         if not isinstance(text, str):
             raise DataError(f"{where}: field {text_field!r} is {type(text).__name__}, not text")
         meta = {}
-        for field in metadata_fields or []:
+        for field, convert in typed:
             value = record.get(field)
+            if convert is not None:  # an empty CSV cell of a typed field is a missing value, left out
+                value = None if value is None or value == "" else _convert(value, convert, field, where)
             # a NaN/inf float (pandas' missing value) is left out like a None: Chroma cannot store it
             if isinstance(value, (str, int, float, bool)) and not (isinstance(value, float) and not math.isfinite(value)):
                 meta[field] = value
@@ -256,6 +263,42 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
     for field, count in lacking.items() if warn else ():
         logger.warning("%s: metadata field %r is absent, null, NaN/inf or not a str/int/float/bool in %d of %d records "
                        "(left out of their metadata)", path, field, count, n + 1)
+
+
+#: ``--metadata-fields name:TYPE`` conversions.
+FIELD_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+_TRUE, _FALSE = ("true", "1", "yes", "oui", "vrai"), ("false", "0", "no", "non", "faux")
+
+
+def _typed_field(spec: str) -> tuple[str, type | None]:
+    """``"year:int"`` -> ``("year", int)``; a name without a known type suffix -> ``(name, None)``."""
+    name, _, kind = spec.rpartition(":")
+    if name and kind in FIELD_TYPES:
+        return name, FIELD_TYPES[kind]
+    return spec, None
+
+
+def _convert(value: Any, kind: type, field: str, where: str) -> Any:
+    """``value`` as ``kind`` (a CSV's text, a JSON number given as a string), or a DataError naming the record."""
+    if kind is str:
+        return value if isinstance(value, str) else str(value)
+    if isinstance(value, kind) and not (kind is not bool and isinstance(value, bool)):
+        return value
+    text = str(value).strip()
+    try:
+        if kind is bool:
+            if text.lower() in _TRUE or text.lower() in _FALSE:
+                return text.lower() in _TRUE
+            raise ValueError
+        if kind is int and isinstance(value, float) and value.is_integer():
+            return int(value)
+        if kind is float and "," in text and "." not in text:  # a French decimal comma: "0,5"
+            text = text.replace(",", ".", 1)
+        return kind(text)
+    except ValueError:
+        raise DataError(f"{where}: field {field!r} is {value!r}, not {'a' if kind is not int else 'an'} "
+                        f"{kind.__name__} (--metadata-fields {field}:{kind.__name__}); fix the value or leave the "
+                        "type out") from None
 
 
 def _records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -315,7 +358,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidInputError(f"batch_size must be an int >= 1, got {batch_size!r}")
     chunk_text("x", chunk_words, overlap, max_words)  # validate the settings before reading anything
-    taken = sorted(set(metadata_fields or []) & set(CHUNK_KEYS))
+    taken = sorted({_typed_field(f)[0] for f in metadata_fields or []} & set(CHUNK_KEYS))
     if taken:  # they were silently replaced by the chunk's bookkeeping (a filter on them found nothing)
         raise InvalidInputError(f"metadata field(s) {taken} are the names medrag gives each chunk's document key "
                                 f"and position; rename them in the source before indexing")
@@ -473,14 +516,17 @@ def register(sub: "argparse._SubParsersAction") -> None:
                     "after an interruption adds only the missing chunks, without re-encoding stored ones.")
     p.add_argument("source", help="a .jsonl/.jsonl.gz/.json/.csv/.parquet file, or a folder of .txt/.md files")
     add_store_location_arguments(p, "folder of an embedded Chroma store (one process at a time)")
-    p.add_argument("--model", default=None, help=f"model spec (default: medrag's default model, {DEFAULT_SPEC})")
+    p.add_argument("--model", default=None,
+                   help=f"model spec (default: the model an existing collection records, else {DEFAULT_SPEC})")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: CUDA when available)")
     p.add_argument("--text-field", default="text", help="record field holding the text (default text)")
     p.add_argument("--id-field", default=None,
                    help="record field holding a stable document id, unique within the input (a document indexed "
                         "again under the same id, from any file, replaces the stored one)")
     p.add_argument("--metadata-fields", default="",
-                   help="comma-separated record fields copied into metadata (to change them on a stored collection "
+                   help="comma-separated record fields copied into metadata; NAME:int (:float, :bool) converts a "
+                        "field's values, as a CSV's are text and a filter {\"year\": 2021} matches numbers only (to "
+                        "change the fields on a stored collection "
                         "later, index with --id-field: without it a document is its text and metadata, and other "
                         "fields make other documents)")
     p.add_argument("--chunk-words", type=int, default=CHUNK_WORDS, help=f"a chunk closes once it holds at least this many words (default {CHUNK_WORDS})")
@@ -524,14 +570,15 @@ def _run_index(args: argparse.Namespace) -> int:
     if source.is_file() and not source.name.lower().endswith(RECORD_SUFFIXES):
         raise DataError(f"{source}: unsupported file type; use a folder of .txt/.md files or one of "
                         f"{', '.join(RECORD_SUFFIXES)}")
-    if args.batch_size < 1:
-        raise InvalidInputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    for flag, value, least in (("--batch-size", args.batch_size, 1), ("--ef-search", args.ef_search, 1),
+                               ("--chunk-words", args.chunk_words, 1), ("--overlap", args.overlap, 0),
+                               ("--coarse-dim", args.coarse_dim, 1)):
+        if value is not None and value < least:
+            raise InvalidInputError(f"{flag} must be >= {least}, got {value}")
     check_store_location(args)
-    if args.ef_search is not None and args.ef_search < 1:
-        raise InvalidInputError(f"--ef-search must be >= 1, got {args.ef_search}")
-    chunk_text("x", args.chunk_words, args.overlap)
-    if args.persist_dir and Path(args.persist_dir).exists() and not Path(args.persist_dir).is_dir():
-        raise InvalidInputError(f"--persist-dir {args.persist_dir} is a file; pass a folder")
+    if args.persist_dir:  # checked without creating it: a run that fails before writing leaves nothing behind
+        check_writable_dir(Path(args.persist_dir), "--persist-dir", create=False)
+    _check_device(args.device)
     fields = [f.strip() for f in args.metadata_fields.split(",") if f.strip()]
     if source.is_dir():
         ignored = [flag for flag, given in (("--text-field", args.text_field != "text"), ("--id-field", args.id_field),
@@ -545,15 +592,19 @@ def _run_index(args: argparse.Namespace) -> int:
         raise DataError(f"{source}: no document found; nothing was indexed")
     import chromadb  # heavy: only an actual indexing run opens a client
 
+    # absolute: chromadb shares one client per path string, and "db" means another folder after a chdir
+    persist = str(Path(args.persist_dir).resolve()) if args.persist_dir else None
+    client = None
     if args.host:
         try:
             client = chromadb.HttpClient(host=args.host, port=args.port)
         except Exception as exc:
             raise translate_chroma_error(exc, f"connect to the Chroma server at {args.host}:{args.port}") from exc
-    else:
-        client = None
-    emb = MatryoshkaEmbeddings(args.model, device=args.device, show_progress=False)
-    store = MatryoshkaChroma(args.collection, emb, persist_directory=args.persist_dir, client=client,
+    elif (Path(persist) / "chroma.sqlite3").is_file():  # an existing store: its collection may record a model
+        client = chromadb.PersistentClient(path=persist)
+    # an existing collection is opened with the model it records (as medrag search does), not the default
+    emb = store_embeddings(args, None if args.model or client is None else recorded_model(client, args.collection))
+    store = MatryoshkaChroma(args.collection, emb, persist_directory=None if client else persist, client=client,
                              coarse_dim=args.coarse_dim, coarse_rotation=args.coarse_rotation,
                              full_encoding=args.full_encoding,
                              hnsw={"ef_search": args.ef_search} if args.ef_search else None)

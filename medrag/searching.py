@@ -7,7 +7,7 @@ missing store or collection is an error, not a new empty one.
 
 Example::
 
-    medrag index notices.jsonl --persist-dir ./chroma --id-field id
+    medrag index notices.jsonl --persist-dir ./chroma --id-field id --metadata-fields product
     medrag search "posologie du paracétamol chez l'enfant" --persist-dir ./chroma --k 5 --hybrid
     medrag search "ferritine basse" --persist-dir ./chroma --filter '{"product": "Tardyferon"}' --json
 """
@@ -20,8 +20,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medrag.command import add_store_location_arguments, check_store_location
+from medrag.command import add_store_location_arguments, check_store_location, recorded_model, store_embeddings
 from medrag.errors import DataError, InvalidInputError
+from medrag.models import _check_device
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
@@ -52,37 +53,30 @@ def run_search(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"--candidates must be >= 1, got {args.candidates}")
     if args.lexical_weight is not None and not args.hybrid:
         raise InvalidInputError("--lexical-weight is only used with --hybrid")
+    if args.lexical_weight is not None and not 0 <= args.lexical_weight <= 1:
+        raise InvalidInputError(f"--lexical-weight must be in [0, 1] (0 = dense only, 1 = BM25 only), "
+                                f"got {args.lexical_weight}")
     check_store_location(args)
     where = _parse_filter(args.filter)
+    _check_device(args.device)  # before the recorded model loads: its failure is not "the model moved"
     if args.persist_dir and not (Path(args.persist_dir) / "chroma.sqlite3").is_file():
         raise DataError(f"{args.persist_dir} holds no Chroma store; build one with: medrag index SOURCE "
                         f"--persist-dir {args.persist_dir}")
     import chromadb
 
     from medrag._chroma_errors import translate_chroma_error
-    from medrag.embeddings import MatryoshkaEmbeddings
     from medrag.store import MatryoshkaChroma
 
     try:
         client = (chromadb.HttpClient(host=args.host, port=args.port) if args.host
-                  else chromadb.PersistentClient(path=str(args.persist_dir)))
+                  else chromadb.PersistentClient(path=str(Path(args.persist_dir).resolve())))
         names = [c if isinstance(c, str) else c.name for c in client.list_collections()]
     except Exception as exc:
         raise translate_chroma_error(exc, "open the Chroma store") from exc
     if args.collection not in names:
         raise DataError(f"no collection {args.collection!r} in this store (collections: {sorted(names) or 'none'}); "
                         "pass --collection")
-    from medrag.errors import ModelLoadError
-
-    meta = client.get_collection(args.collection, embedding_function=None).metadata or {}
-    model = args.model or _recorded_model(meta, args.collection)
-    try:
-        emb = MatryoshkaEmbeddings(model, device=args.device, show_progress=False)
-    except ModelLoadError as exc:
-        if args.model:
-            raise
-        raise ModelLoadError(f"the collection records the model {model!r}, which does not load from here ({exc}); "
-                             "pass --model with where that model is now") from exc
+    emb = store_embeddings(args, None if args.model else recorded_model(client, args.collection))
     # coarse_dim left out: the store opens the collection at the size it recorded (--coarse-dim of the index)
     store = MatryoshkaChroma(args.collection, emb, client=client, create_collection_if_not_exists=False)
     options: dict[str, Any] = {"candidates": args.candidates} if args.candidates else {}
@@ -119,18 +113,6 @@ def _parse_filter(text: str | None) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise InvalidInputError(f"--filter must be a JSON object, got {type(value).__name__}")
     return value or None
-
-
-def _recorded_model(meta: dict[str, Any], collection: str) -> str:
-    """The model spec the collection's metadata records; an error that says to pass --model when it
-    was built with embeddings medrag cannot load (they record no fingerprint)."""
-    from medrag.store import CONTRACT_KEYS
-
-    spec = meta.get(CONTRACT_KEYS["model"])
-    if not isinstance(spec, str) or not spec or not meta.get(CONTRACT_KEYS["fingerprint"]):
-        raise DataError(f"collection {collection!r} records no model medrag can load ({spec!r}: built with other "
-                        "embeddings); pass --model")
-    return spec
 
 
 def _short(metadata: dict[str, Any]) -> str:

@@ -2109,10 +2109,10 @@ def _persist_directory(client: Any) -> str | None:
     return getattr(settings, "persist_directory", None) or None
 
 
-def _check_collection_name(name: Any) -> None:
+def _check_collection_name(name: Any, what: str = "collection name") -> None:
     if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
         raise InvalidInputError(
-            f"invalid collection name {name!r}: Chroma needs 3-512 characters from [a-zA-Z0-9._-], starting and "
+            f"invalid {what} {name!r}: Chroma needs 3-512 characters from [a-zA-Z0-9._-], starting and "
             "ending with a letter or digit, without '..'"
         )
 

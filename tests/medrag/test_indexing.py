@@ -148,7 +148,14 @@ def test_cli_errors_are_one_line_and_come_before_the_model(tmp_path, capsys, mon
     _one_line(capsys, ["index", str(tmp_path / "a.docx"), "--persist-dir", db], "unsupported file type")
     _one_line(capsys, ["index", str(tmp_path / "a.docx"), "--persist-dir", db], "unsupported file type")
     (tmp_path / "ok.jsonl").write_text('{"text": "x"}\n')
-    _one_line(capsys, ["index", str(tmp_path / "ok.jsonl"), "--persist-dir", db, "--chunk-words", "0"], "chunk_words")
+    ok = ["index", str(tmp_path / "ok.jsonl"), "--persist-dir", db]
+    # the flags' names, not the library's parameter names; all before the model loads (found in review)
+    _one_line(capsys, [*ok, "--chunk-words", "0"], "--chunk-words must be >= 1, got 0")
+    _one_line(capsys, [*ok, "--overlap", "-1"], "--overlap must be >= 0, got -1")
+    _one_line(capsys, [*ok, "--coarse-dim", "0"], "--coarse-dim must be >= 1, got 0")
+    _one_line(capsys, [*ok, "--collection", "a"], "invalid --collection 'a': Chroma needs 3-512 characters")
+    _one_line(capsys, [*ok, "--device", "bogus"], "unknown device 'bogus'")
+    assert not Path(db).exists()  # nothing was created by the refused runs
     _one_line(capsys, ["index", str(tmp_path / "ok.jsonl"), "--persist-dir", str(tmp_path / "a.docx")], "is a file")
 
 
@@ -168,6 +175,34 @@ def test_cli_indexes_a_folder(tiny_model_dir, tmp_path, capsys) -> None:
     assert " 0 added" in capsys.readouterr().out
     _one_line(capsys, ["index", str(tmp_path / "bad.jsonl"), "--persist-dir", db, "--model", str(tiny_model_dir),
                        "--collection", "notes"], "no 'text' field")
+
+
+def test_cli_index_and_search_reuse_the_model_the_collection_records(tiny_model_dir, tmp_path, capsys,
+                                                                     monkeypatch) -> None:
+    """A relative --model was recorded as given (search from another folder could not load it), and
+    index without --model opened an existing collection with the default model (search used the
+    recorded one): found in review."""
+    import shutil
+
+    shutil.copytree(tiny_model_dir, tmp_path / "work" / "model")
+    (tmp_path / "work" / "a.jsonl").write_text('{"text": "La ferritine basse traduit une carence en fer."}\n')
+    monkeypatch.chdir(tmp_path / "work")
+    argv = ["index", "a.jsonl", "--persist-dir", "db", "--collection", "notes", "--no-progress"]
+    assert main([*argv, "--model", "model"]) == 0
+    capsys.readouterr()
+    import medrag.embeddings
+
+    real = medrag.embeddings.load_model
+    monkeypatch.setattr(medrag.embeddings, "load_model", lambda spec, *a, **k: real(spec, *a, **k) if spec == str(
+        (tmp_path / "work" / "model").resolve()) else pytest.fail(f"loaded {spec!r}, not the recorded model"))
+    assert main(argv) == 0 and " 0 added" in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", "ferritine", "--persist-dir", "work/db", "--collection", "notes", "--k", "1"]) == 0
+    assert "ferritine basse" in capsys.readouterr().out
+    _one_line(capsys, ["search", "ferritine", "--persist-dir", "work/db", "--collection", "notes", "--device",
+                       "bogus"], "unknown device 'bogus'")  # not "the recorded model does not load from here"
+    _one_line(capsys, ["search", "ferritine", "--persist-dir", "work/db", "--collection", "notes", "--hybrid",
+                       "--lexical-weight", "2"], "--lexical-weight must be in [0, 1]")
 
 
 def _index_argv(tmp_path, tiny_model_dir, notes: int) -> tuple[list[str], str]:
@@ -390,6 +425,28 @@ def test_an_edited_file_of_a_folder_replaces_its_chunks(tmp_path) -> None:
     assert store.collection.get(where={"source": "a.txt"}, include=["documents"])["documents"] == [
         "Note A, corrigée : la ferritine se dose à jeun."]
     store.delete_collection()
+
+
+def test_typed_metadata_fields_make_csv_values_filterable_as_numbers(tmp_path) -> None:
+    """A CSV's values are all text: --metadata-fields year made {"year": 2021} match nothing (found in
+    review). year:int / dose:float / actif:bool convert them; a bad value names its row."""
+    path = tmp_path / "a.csv"
+    path.write_text("text,year,dose,actif\nLa TSH est basse.,2021,\"0,5\",oui\nLa CRP monte.,2019,1.5,false\n"
+                    "La ferritine.,,2,1\n")
+    docs = list(iter_documents(path, metadata_fields=["year:int", "dose:float", "actif:bool"], warn=False))
+    assert [m for _, _, m in docs] == [{"year": 2021, "dose": 0.5, "actif": True},
+                                       {"year": 2019, "dose": 1.5, "actif": False}, {"dose": 2.0, "actif": True}]
+    assert [m for _, _, m in iter_documents(path, metadata_fields=["year"], warn=False)][0] == {"year": "2021"}
+    store = MatryoshkaChroma("idx", CountingFake(), client=chromadb.EphemeralClient())
+    index_corpus(path, store, metadata_fields=["year:int"])
+    assert [d.page_content for d in store.similarity_search("TSH", k=3, filter={"year": {"$gte": 2020}})] == [
+        "La TSH est basse."]
+    store.delete_collection()
+    path.write_text("text,year\nLa TSH est basse.,2021\nLa CRP monte.,vingt\n")
+    with pytest.raises(DataError, match=r"a.csv:row 2: field 'year' is 'vingt', not an int"):
+        list(iter_documents(path, metadata_fields=["year:int"]))
+    with pytest.raises(InvalidInputError, match=r"\['doc'\]"):
+        index_corpus(path, store, metadata_fields=["doc:int"])
 
 
 def test_two_folders_with_the_same_file_names_share_a_collection_without_loss(tmp_path) -> None:

@@ -59,7 +59,7 @@ def test_search_errors_are_one_line_and_create_nothing(indexed, tmp_path, capsys
 def test_search_opens_what_index_built_whatever_its_settings(tiny_model_dir, tmp_path, capsys, monkeypatch) -> None:
     """A collection indexed with --coarse-dim 32 was refused (search opened it at 64); a model folder
     named with a capital was taken for a class name; a relative model path recorded by the index
-    failed from another folder without saying where the path came from."""
+    failed from another folder (it is recorded absolute now; a moved model is named)."""
     import shutil
 
     model = tmp_path / "MedModel"
@@ -73,5 +73,9 @@ def test_search_opens_what_index_built_whatever_its_settings(tiny_model_dir, tmp
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    _one_line(capsys, ["search", "ferritine", "--persist-dir", "../db"], "the collection records the model 'MedModel'")
-    assert main(["search", "ferritine", "--persist-dir", "../db", "--model", str(model)]) == 0
+    assert main(["search", "ferritine", "--persist-dir", "../db"]) == 0  # the index recorded the absolute path
+    moved = tmp_path / "moved"
+    model.rename(moved)
+    _one_line(capsys, ["search", "ferritine", "--persist-dir", "../db"],
+              f"the collection records the model {str(model.resolve())!r}, which does not load from here")
+    assert main(["search", "ferritine", "--persist-dir", "../db", "--model", str(moved)]) == 0
