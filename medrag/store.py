@@ -1922,6 +1922,8 @@ class MatryoshkaChroma(VectorStore):
         """A LangChain retriever; ``search_type="hybrid"`` runs :meth:`hybrid_search` (with
         ``search_kwargs`` such as ``{"k": 4, "lexical_weight": 0.3}``), the other types as usual."""
         tags = [*(kwargs.pop("tags", None) or []), *self._get_retriever_tags()]  # the caller's list is not changed
+        if "search_type" in kwargs:  # pydantic's ValidationError otherwise, not a MedragError
+            _check_search_type(kwargs["search_type"])
         return MatryoshkaRetriever(vectorstore=self, tags=tags, **kwargs)
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:

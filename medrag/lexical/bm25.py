@@ -30,6 +30,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import numbers
 import os
 import tempfile
 import threading
@@ -81,8 +82,9 @@ class BM25Index:
 
     def __init__(self, options: AnalyzerOptions | None = None, *, k1: float = 1.2, b: float = 0.75,
                  generation: int | None = None, collection: str | None = None) -> None:
-        if not (k1 > 0 and 0 <= b <= 1):
-            raise InvalidInputError(f"BM25 needs k1 > 0 and 0 <= b <= 1, got k1={k1}, b={b}")
+        numeric = all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in (k1, b))
+        if not numeric or not (k1 > 0 and 0 <= b <= 1):  # NaN fails both comparisons
+            raise InvalidInputError(f"BM25 needs numbers k1 > 0 and 0 <= b <= 1, got k1={k1!r}, b={b!r}")
         self.analyzer = FrenchMedicalAnalyzer(options)
         self.k1, self.b = float(k1), float(b)
         self.generation = generation
@@ -112,6 +114,8 @@ class BM25Index:
 
     def add(self, ids: Sequence[str], texts: Sequence[str]) -> None:
         """Index ``texts`` under ``ids`` (an id already indexed is replaced)."""
+        if isinstance(ids, str) or isinstance(texts, str):  # "ab" would index the ids "a" and "b"
+            raise InvalidInputError("add() takes lists of ids and texts, not a single string; pass [id], [text]")
         if len(ids) != len(texts):
             raise InvalidInputError(f"add() got {len(ids)} ids for {len(texts)} texts; pass one id per text")
         with self._lock:
@@ -211,6 +215,8 @@ class BM25Index:
     def save(self, path: str | Path) -> None:
         """Write the index to ``path`` (one ``.npz`` file, replaced atomically)."""
         path = Path(path)
+        if path.is_dir():
+            raise InvalidInputError(f"{path} is a folder; pass the path of the index file to write, e.g. {path / 'bm25.npz'}")
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             ids, rows, vocab = list(self._rows), list(self._rows.values()), list(self._vocab)

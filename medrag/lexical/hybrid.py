@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import numbers
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -67,9 +68,11 @@ def hybrid_candidates(store: "MatryoshkaChroma", query: str, vector: np.ndarray,
     w = check_weight(lexical_weight)
     if fusion not in FUSION_METHODS:
         raise InvalidInputError(f"unknown fusion {fusion!r}; use one of {FUSION_METHODS}")
-    if lexical_candidates is not None and (isinstance(lexical_candidates, bool)
-                                           or not isinstance(lexical_candidates, int) or lexical_candidates < 1):
-        raise InvalidInputError(f"lexical_candidates must be a positive int, got {lexical_candidates!r}")
+    if lexical_candidates is not None:  # numpy ints too, as for k
+        if (isinstance(lexical_candidates, bool) or not isinstance(lexical_candidates, numbers.Integral)
+                or lexical_candidates < 1):
+            raise InvalidInputError(f"lexical_candidates must be a positive int, got {lexical_candidates!r}")
+        lexical_candidates = int(lexical_candidates)
     t0 = time.perf_counter()
     stats: dict[str, Any] = {}
     dense_ids, _, dense_full_scores = store._funnel(vector, k, candidates, filter, where_document, stats=stats)
@@ -91,7 +94,9 @@ def hybrid_candidates(store: "MatryoshkaChroma", query: str, vector: np.ndarray,
         lex_ids = [i for i in lex_ids if i in allowed]
     lex_ids = lex_ids[:n_lex]
     in_dense = set(dense_ids)
-    extra = [i for i in lex_ids if i not in in_dense]
+    # w = 0 is the dense funnel exactly: BM25's candidates would otherwise join the union and could
+    # outrank the dense ones on their full-size score (documents stage 1 missed)
+    extra = [] if w == 0 else [i for i in lex_ids if i not in in_dense]
     t2 = time.perf_counter()
     # lexical-only candidates deleted by another thread or client since the index was read are dropped
     extra, extra_full = store._existing_full_vectors(extra)

@@ -85,7 +85,8 @@ def test_search_with_stages_shows_lexical_side(store: MatryoshkaChroma) -> None:
 
 
 def _dense_rank(store: MatryoshkaChroma, query: str, id_: str) -> int:
-    found = store._hybrid(query, store._embed_query(query), 3, None, 3, None, 0.0, "rrf", None)
+    # any w > 0: the union of both sides (w = 0 keeps the dense side only), ordered here by dense score
+    found = store._hybrid(query, store._embed_query(query), 3, None, 3, None, 0.5, "rrf", None)
     order = sorted(found.ids, key=lambda i: -float(found.dense_scores[found.ids.index(i)]))
     return order.index(id_) + 1
 
@@ -95,8 +96,8 @@ def test_retriever_hybrid(store: MatryoshkaChroma) -> None:
     assert isinstance(retriever, MatryoshkaRetriever)
     assert retriever.invoke("metformine diabète de type 2")[0].id == "metf"
     assert len(store.as_retriever(search_kwargs={"k": 3}).invoke("metformine")) == 3
-    with pytest.raises(ValueError):
-        store.as_retriever(search_type="bm42")
+    with pytest.raises(InvalidInputError, match="search_type must be one of"):  # not pydantic's ValidationError
+        store.as_retriever(search_type="bm25")
 
 
 async def test_retriever_hybrid_async(store: MatryoshkaChroma) -> None:
@@ -112,6 +113,17 @@ def test_bad_arguments(store: MatryoshkaChroma, fake) -> None:
         store.hybrid_search("fer", fusion="combsum")
     with pytest.raises(InvalidInputError):
         store.hybrid_search("fer", lexical_candidates=0)
+    assert len(store.hybrid_search("fer", k=2, lexical_candidates=np.int64(3))) == 2  # numpy ints, as for k
+
+
+def test_lexical_weight_0_is_exactly_the_dense_funnel(store: MatryoshkaChroma) -> None:
+    """BM25's candidates joined the union at w = 0 and could outrank the dense ones on their full-size
+    score (documents the coarse stage missed): "0 = dense only" was not (found in review)."""
+    for query in ("INR sous AVK", "ferritine basse", "troponine infarctus", "note de suivi", "metformine"):
+        dense = [d.id for d in store.similarity_search(query, k=10)]
+        assert [d.id for d in store.hybrid_search(query, k=10, lexical_weight=0.0)] == dense, query
+        staged = store.search_with_stages(query, k=10, hybrid=True, lexical_weight=0.0)
+        assert all(h.coarse_rank > 0 for h in staged.hits)  # every hit came from stage 1
     with pytest.raises(InvalidInputError):
         MatryoshkaChroma(_name(), fake, lexical_weight=1.5)
 
@@ -381,18 +393,18 @@ def test_a_damaged_index_file_is_rebuilt(tmp_path, fake) -> None:
 def test_an_index_at_lexical_path_belongs_to_its_collection(tmp_path, fake) -> None:
     """A collection dropped and re-created by another job counts its generation from 0 again: the old
     file at lexical_path had the same generation and was trusted (BM25 of documents that are gone)."""
-    client = chromadb.EphemeralClient()
+    local = chromadb.EphemeralClient()
     path = str(tmp_path / "bm25.npz")
     name = _name()
-    app = MatryoshkaChroma(name, fake, client=client, lexical_path=path, candidates=10)
+    app = MatryoshkaChroma(name, fake, client=local, lexical_path=path, candidates=10)
     app.add_texts(["La warfarine est un AVK ; surveiller l'INR."], ids=["old1"])
     app.hybrid_search("warfarine", k=1)
     del app
-    client.delete_collection(name)
-    job = MatryoshkaChroma(name, fake, client=client, candidates=10)
+    local.delete_collection(name)
+    job = MatryoshkaChroma(name, fake, client=local, candidates=10)
     job.add_texts(["L'apixaban est un anticoagulant oral direct."], ids=["new1"])
     del job
-    app = MatryoshkaChroma(name, fake, client=client, lexical_path=path, candidates=10)
+    app = MatryoshkaChroma(name, fake, client=local, lexical_path=path, candidates=10)
     assert app.lexical.index().ids == ["new1"] and app.lexical.rebuilds == 1
 
 
