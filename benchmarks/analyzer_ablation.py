@@ -14,17 +14,20 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
-from evaluation.metrics import per_query_metrics
-from medrag.lexical.analyzer import AnalyzerOptions
-from medrag.lexical.bm25 import BM25Index
-from medrag.qa.suite import build_suite
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _script import RESULTS, ScriptParser, positive_int, require_data, run_script, suite_data_root  # noqa: E402
+from evaluation.metrics import per_query_metrics  # noqa: E402
+from medrag.lexical.analyzer import AnalyzerOptions  # noqa: E402
+from medrag.lexical.bm25 import BM25Index  # noqa: E402
+from medrag.qa.suite import build_suite  # noqa: E402
 
 VARIANTS = {
     "default": {},
@@ -69,15 +72,21 @@ def lexical_ndcg(task, index: BM25Index) -> float:
     return float(per_query_metrics(runs, [task.qrels[q] for q in task.queries], ["ndcg@10"])["ndcg@10"].mean())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", default="val", choices=("val", "test"))
-    parser.add_argument("--pilot", action="store_true")
-    parser.add_argument("--max-queries", type=int, default=300)
-    parser.add_argument("--max-passages", type=int, default=3000)
-    parser.add_argument("--out", default="benchmarks/results/analyzer_ablation.json")
-    args = parser.parse_args()
-    suite = build_suite(args.part, pilot=args.pilot, max_queries=args.max_queries, max_passages=args.max_passages)
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = ScriptParser(__file__, __doc__.split("\n")[0])
+    parser.add_argument("--part", default="val", choices=("val", "test"),
+                        help="the suite's part: val for choices, test to report once")
+    parser.add_argument("--pilot", action="store_true", help="cap each domain at --max-queries x --max-passages")
+    parser.add_argument("--max-queries", type=positive_int, default=300, help="pilot cap on queries per domain")
+    parser.add_argument("--max-passages", type=positive_int, default=3000, help="pilot cap on passages per domain")
+    parser.add_argument("--data-root", default=None,
+                        help="folder holding frenchmedmcqa/ and french-medical-text/ (default: $MEDRAG_DATA, "
+                             "else ../shared/data beside the repository)")
+    parser.add_argument("--out", default=str(RESULTS / "analyzer_ablation.json"), help="the JSON written")
+    args = parser.parse_args(argv)
+    data_root = str(require_data(suite_data_root(args.data_root), "the suite's data folder", "--data-root"))
+    suite = build_suite(args.part, pilot=args.pilot, data_root=data_root, max_queries=args.max_queries,
+                        max_passages=args.max_passages)
     print(suite.describe())
     rows: dict[str, dict[str, float]] = {}
     for name, change in VARIANTS.items():
@@ -100,4 +109,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_script(main))

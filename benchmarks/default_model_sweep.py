@@ -13,8 +13,10 @@ folder and reports the largest deviation from ``normalize(W @ base + b)``.
 
 Usage (from the repository root)::
 
-    python benchmarks/default_model_sweep.py --part val --pilot \\
-        --candidate head-a=outputs/head-a --out docs/results/default_model_sweep_val_pilot.json
+    python benchmarks/default_model_sweep.py --part val --pilot --domains frenchmedmcqa cases abstracts sample \\
+        --candidate head-a=outputs/head-a --out docs/results/sweep_val_pilot_3domains.json
+
+(``outputs/head-a``: a folder ``medrag finetune`` wrote with a frozen-encoder config.)
 
 Candidates: ``base``, ``pca-train`` (uncentred PCA fitted on the base vectors of the training passages
 of ``configs/medrag_default.yaml``), ``store-pca`` / ``store-pca-centered`` (fitted on each domain's
@@ -28,12 +30,15 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from _script import ScriptParser, positive_int, require_data, run_script, suite_data_root  # noqa: E402
 
 DIMS = (384, 256, 128, 64, 32)
 
@@ -72,26 +77,66 @@ def score(task, q: np.ndarray, d: np.ndarray) -> dict[int, float]:
     return {dim: float(r.means["ndcg@10"]) for dim, r in res.items()}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--part", default="val", choices=["val", "test"])
-    p.add_argument("--pilot", action="store_true")
-    p.add_argument("--domains", nargs="+", help="a subset of the suite's domains (default: all)")
-    p.add_argument("--max-passages", type=int, default=3000,
-                   help="pilot cap on passages per domain (the suite's pilot: 3000)")
-    p.add_argument("--candidate", action="append", default=[], metavar="NAME=DIR")
-    p.add_argument("--interpolate", action="append", default=[], metavar="NAME=DIR:ALPHA",
+def candidate_arg(spec: str) -> tuple[str, Path]:
+    """argparse type of ``--candidate NAME=DIR``: DIR must be a saved sentence-transformers folder."""
+    label, _, folder = spec.partition("=")
+    if not label or not folder:
+        raise argparse.ArgumentTypeError(f"expected NAME=DIR, got {spec!r}")
+    if not (Path(folder) / "modules.json").is_file():
+        raise argparse.ArgumentTypeError(f"{spec!r}: {folder} is not a saved model folder (no modules.json)")
+    return label, Path(folder)
+
+
+def interpolate_arg(spec: str) -> tuple[str, Path, float]:
+    """argparse type of ``--interpolate NAME=DIR:ALPHA`` (0 <= ALPHA <= 1, DIR a saved model folder)."""
+    label, _, rest = spec.partition("=")
+    folder, _, alpha = rest.rpartition(":")
+    try:
+        weight = float(alpha)
+    except ValueError:
+        weight = None
+    if not label or not folder or weight is None or not 0 <= weight <= 1:
+        raise argparse.ArgumentTypeError(f"expected NAME=DIR:ALPHA with 0 <= ALPHA <= 1, got {spec!r}")
+    candidate_arg(f"{label}={folder}")
+    return label, Path(folder), weight
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from medrag.qa.suite import DOMAINS
+
+    p = ScriptParser(__file__, __doc__)
+    p.add_argument("--part", default="val", choices=["val", "test"],
+                   help="the suite's part: val for choices, test to report once")
+    p.add_argument("--pilot", action="store_true", help="cap each domain (the suite's pilot)")
+    p.add_argument("--domains", nargs="+", choices=DOMAINS, metavar="DOMAIN",
+                   help=f"a subset of the suite's domains, of {' '.join(DOMAINS)} (default: all)")
+    p.add_argument("--max-passages", type=positive_int, default=3000, help="pilot cap on passages per domain")
+    p.add_argument("--data-root", default=None,
+                   help="folder holding frenchmedmcqa/ and french-medical-text/ (default: $MEDRAG_DATA, "
+                        "else ../shared/data beside the repository)")
+    p.add_argument("--candidate", action="append", default=[], metavar="NAME=DIR", type=candidate_arg,
+                   help="a trained frozen-encoder model folder to score (repeatable)")
+    p.add_argument("--interpolate", action="append", default=[], metavar="NAME=DIR:ALPHA", type=interpolate_arg,
                    help="weight-space interpolation (WiSE-FT, Wortsman et al., 2022) of a trained head with its "
                         "initialisation, the centred PCA of the training pairs' passages as the loop fits it (for "
                         "a head trained with --train-config): ALPHA * trained + (1 - ALPHA) * init; needs the "
                         "config's teacher cache")
-    p.add_argument("--train-config", default=str(REPO / "configs" / "medrag_default.yaml"))
+    p.add_argument("--train-config", default=str(REPO / "configs" / "medrag_default.yaml"),
+                   help="fine-tuning config whose training passages the pca-train candidates are fitted on")
     p.add_argument("--no-store", action="store_true", help="skip the store-rotation emulation")
     p.add_argument("--check-model", metavar="SPEC",
                    help="verify the shortcut against the real model (a folder or a bundled: spec)")
-    p.add_argument("--check-n", type=int, default=100, help="texts per side per domain for --check-model")
+    p.add_argument("--check-n", type=positive_int, default=100, help="texts per side per domain for --check-model")
     p.add_argument("--out", help="write the table as JSON here")
     args = p.parse_args(argv)
+    # everything that can be checked cheaply, before the suite loads and the base model encodes
+    if not Path(args.train_config).is_file():
+        p.error(f"--train-config {args.train_config}: no such file")
+    if args.check_model and not args.check_model.startswith("bundled:") and not Path(args.check_model).is_dir():
+        p.error(f"--check-model {args.check_model}: no such folder (pass a model folder or a bundled: spec)")
+    given = {label: head_of(folder) for label, folder in args.candidate}  # a folder without a Dense layer stops here
+    trained_heads = {label: head_of(folder) for label, folder, _ in args.interpolate}
+    data_root = str(require_data(suite_data_root(args.data_root), "the suite's data folder", "--data-root"))
     logging.basicConfig(level=logging.WARNING)
 
     from evaluation.cache import EmbeddingCache
@@ -100,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     from medrag.qa.suite import build_suite
 
     t0 = time.perf_counter()
-    suite = build_suite(args.part, pilot=args.pilot, domains=args.domains, max_passages=args.max_passages)
+    suite = build_suite(args.part, pilot=args.pilot, data_root=data_root, domains=args.domains,
+                        max_passages=args.max_passages)
     base = MatryoshkaEmbeddings("bundled:multilingual-e5-small", batch_size=32)
     cache = EmbeddingCache()
     vecs = {}
@@ -115,24 +161,16 @@ def main(argv: list[str] | None = None) -> int:
     if train_passages is not None:
         heads["pca-train"] = fit_pca_rotation(train_passages, center=False)
         heads["pca-train-centered"] = fit_pca_rotation(train_passages, center=True)
-    for spec in args.candidate:
-        label, _, folder = spec.partition("=")
-        heads[label] = head_of(Path(folder))
+    heads.update(given)
     if args.interpolate:
         # the loop's initialisation exactly: the centred PCA of every training pair's passage (repeats included)
         every_passage = _training_passage_vectors(args.train_config, base, unique=False)
         init = fit_pca_rotation(every_passage, center=True) if every_passage is not None else None
-    for spec in args.interpolate:
-        label, _, rest = spec.partition("=")
-        folder, _, alpha = rest.rpartition(":")
-        try:
-            weight = float(alpha)
-        except ValueError:
-            weight = None
-        if init is None or not folder or weight is None or not 0 <= weight <= 1:
-            raise SystemExit(f"--interpolate {spec}: needs NAME=DIR:ALPHA (0 <= ALPHA <= 1) and the config's "
-                             "teacher cache")
-        heads[label] = interpolate(head_of(Path(folder)), init, weight)
+    for label, folder, weight in args.interpolate:
+        if init is None:
+            raise SystemExit(f"--interpolate {label}={folder}:{weight}: needs the config's teacher cache "
+                             f"(the training passages' vectors of {args.train_config})")
+        heads[label] = interpolate(trained_heads[label], init, weight)
 
     table: dict[str, dict] = {}
     for label, head in heads.items():
@@ -220,4 +258,4 @@ def _check(folder: Path, suite, vecs, base, n: int = 100) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_script(main))

@@ -28,7 +28,6 @@ not import LangChain or Chroma.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import logging
@@ -36,9 +35,12 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _script import ScriptParser, positive_int, require_data, run_script  # noqa: E402
 # medrag and finetune are imported inside each recipe's function: the GPU machine's environment is
 # minimal, and torch loads only when a recipe runs.
 
@@ -84,22 +86,25 @@ DIMS = [384, 256, 128, 64, 32]
 METRICS = ("ndcg@10", "mrr@10", "recall@10")
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = ScriptParser(__file__, __doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="FrenchMedMCQA folder (train.json, dev.json, test.json)")
     ap.add_argument("--model", default=None, help="model spec for medrag.load_model (default: embedded e5-small)")
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
-    ap.add_argument("--recipes", nargs="+", default=None, help=f"subset of: {' '.join(RECIPES)}")
-    ap.add_argument("--dims", nargs="+", type=int, default=DIMS)
+    ap.add_argument("--recipes", nargs="+", default=None, choices=list(RECIPES), metavar="RECIPE",
+                    help=f"run only these recipes, in this order (default: all, in the order {' '.join(RECIPES)})")
+    ap.add_argument("--dims", nargs="+", type=positive_int, default=DIMS, help="Matryoshka sizes trained and scored")
     ap.add_argument("--bf16", action="store_true", help="one bf16 run on train+dev, eval on test")
-    ap.add_argument("--recipe", default="default",
+    ap.add_argument("--recipe", default="default", choices=["default", *RECIPES], metavar="RECIPE",
                     help="recipe for --bf16: 'default' (FinetuneConfig defaults) or a name from the sweep")
-    ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--max-steps", type=int, default=-1, help="cap each run (smoke tests)")
+    ap.add_argument("--seed", type=int, default=42, help="training seed of every run")
+    ap.add_argument("--max-steps", type=positive_int, default=-1,
+                    help="cap each run at this many optimizer steps (smoke tests; default: no cap)")
     ap.add_argument("--time-losses", action="store_true", help="time MNRL vs CachedMNRL on one batch of 64")
-    ap.add_argument("--repeats", type=int, default=2, help="repeats for --time-losses")
-    args = ap.parse_args()
+    ap.add_argument("--repeats", type=positive_int, default=2, help="repeats for --time-losses")
+    args = ap.parse_args(argv)
+    require_data(args.data, "the FrenchMedMCQA folder", "--data")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     out = Path(args.out)
@@ -258,4 +263,4 @@ def run_bf16(args, out: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(run_script(main))

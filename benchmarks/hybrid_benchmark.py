@@ -18,32 +18,44 @@ Usage (run it alone: timings on a loaded machine are meaningless)::
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import os
 import random
 import shutil
 import statistics
+import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _script import RESULTS, SHARED_DATA, ScriptParser, positive_int, require_data, run_script  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "french-medical-text"
+DATA = SHARED_DATA / "french-medical-text"
 FILES = ("drug_leaflets", "clinical_cases_pamj", "pubmed_abstracts_morfitt")
 WORDS = 60
 DIM = 384
 
 
-def passages(n: int) -> list[str]:
-    """The first ``n`` 60-word passages of the French corpora (leaflets, cases, abstracts, interleaved by file)."""
+def check_data(data: Path, flag: str = "--data") -> None:
+    """A one-line :class:`medrag.DataError` unless ``data`` holds the French corpora's files."""
+    for name in FILES:
+        require_data(Path(data) / f"{name}.jsonl.gz", "the French medical text", flag)
+
+
+def passages(n: int, data: Path = DATA) -> list[str]:
+    """The first ``n`` 60-word passages of the French corpora in ``data`` (leaflets, cases, abstracts,
+    interleaved by file)."""
+    check_data(data)
     per_file = []
     for name in FILES:
         chunks = []
-        with gzip.open(DATA / f"{name}.jsonl.gz", "rt", encoding="utf-8") as fh:
+        with gzip.open(Path(data) / f"{name}.jsonl.gz", "rt", encoding="utf-8") as fh:
             for line in fh:
                 words = json.loads(line)["text"].split()
                 chunks += [" ".join(words[i:i + WORDS]) for i in range(0, len(words), WORDS) if len(words[i:i + WORDS]) >= 10]
@@ -108,21 +120,26 @@ def pcts(values: list[float]) -> dict[str, float]:
     return {"p50_ms": round(1000 * statistics.median(s), 2), "p95_ms": round(1000 * s[int(0.95 * (len(s) - 1))], 2)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=100_000)
-    parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--out", default="benchmarks/results/hybrid_benchmark.json")
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = ScriptParser(__file__, __doc__.split("\n")[0])
+    parser.add_argument("--n", type=positive_int, default=100_000, help="passages indexed")
+    parser.add_argument("--queries", type=positive_int, default=200, help="queries timed (at most --n)")
+    parser.add_argument("--k", type=positive_int, default=10, help="results per search")
+    parser.add_argument("--data", type=Path, default=DATA,
+                        help="folder of the French medical text (drug_leaflets.jsonl.gz, ...)")
+    parser.add_argument("--out", default=str(RESULTS / "hybrid_benchmark.json"), help="the JSON report")
     parser.add_argument("--workdir", default=None, help="temporary folder (default: a new one, removed at the end)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.queries > args.n:
+        parser.error(f"--queries {args.queries} is more than --n {args.n} (one query per sampled passage)")
+    check_data(args.data)
     os.environ.setdefault("OMP_NUM_THREADS", "2")
 
     from medrag import MatryoshkaChroma
     from medrag.lexical.bm25 import BM25Index
     from medrag.lexical.fusion import DEFAULT_LEXICAL_WEIGHT
 
-    texts = passages(args.n)
+    texts = passages(args.n, args.data)
     queries = window_queries(texts, args.queries)
     report: dict = {"n": len(texts), "mean_words": round(float(np.mean([len(t.split()) for t in texts])), 1),
                     "queries": len(queries), "k": args.k, "cores": os.cpu_count(),
@@ -201,4 +218,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_script(main))

@@ -34,7 +34,6 @@ batches of 128 there, so that the 964 chunks after the first write leave room fo
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import os
@@ -45,12 +44,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _script import SHARED_DATA, ScriptParser, positive_int, require_data, run_script  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "french-medical-text"
+DATA = SHARED_DATA / "french-medical-text"
 FILES = ("drug_leaflets", "clinical_cases_pamj", "pubmed_abstracts_morfitt")
 DIM = 384
 
@@ -89,14 +92,15 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
-def build_corpus(folder: Path, n_chunks: int, chunk_words: int, seed: int) -> tuple[Path, list[str], int]:
-    """Write whole documents (fixed shuffle) until their chunks reach ``n_chunks``; return the file,
-    the distinct chunk texts and the number of chunks."""
+def build_corpus(folder: Path, n_chunks: int, chunk_words: int, seed: int, data: Path = DATA
+                 ) -> tuple[Path, list[str], int]:
+    """Write whole documents of ``data`` (fixed shuffle) until their chunks reach ``n_chunks``; return
+    the file, the distinct chunk texts and the number of chunks."""
     from medrag.indexing import chunk_text
 
     docs = []
     for name in FILES:
-        with gzip.open(DATA / f"{name}.jsonl.gz", "rt", encoding="utf-8") as f:
+        with gzip.open(Path(data) / f"{name}.jsonl.gz", "rt", encoding="utf-8") as f:
             docs += [{"id": f"{name}:{r['id']}", "text": r["text"]} for r in map(json.loads, f) if r["text"].strip()]
     random.Random(seed).shuffle(docs)
     out, texts, total = folder / "corpus.jsonl", {}, 0
@@ -166,22 +170,27 @@ def coarse_agreement(col, sample: int, seed: int) -> float:
     return float(np.min(np.sum(stored * want, axis=1)))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--vectors", choices=("precomputed", "model"), default="precomputed")
-    parser.add_argument("--chunks", type=int, default=100_000)
-    parser.add_argument("--chunk-words", type=int, default=60)
-    parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--kills", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", required=True)
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = ScriptParser(__file__, __doc__.split("\n")[0])
+    parser.add_argument("--vectors", choices=("precomputed", "model"), default="precomputed",
+                        help="precomputed: seeded vectors looked up by text; model: `medrag index` with the default model")
+    parser.add_argument("--chunks", type=positive_int, default=100_000, help="chunks the corpus gives (at least)")
+    parser.add_argument("--chunk-words", type=positive_int, default=60, help="words per chunk")
+    parser.add_argument("--batch-size", type=positive_int, default=512, help="chunks encoded and written per batch")
+    parser.add_argument("--kills", type=positive_int, default=3, help="runs killed (SIGKILL) before the final run")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the corpus shuffle, the vectors and the kills")
+    parser.add_argument("--data", type=Path, default=DATA,
+                        help="folder of the French medical text (drug_leaflets.jsonl.gz, ...)")
+    parser.add_argument("--out", required=True, help="the JSON report")
     parser.add_argument("--workdir", default=None, help="temporary folder (default: a new one, removed at the end)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    for name in FILES:
+        require_data(args.data / f"{name}.jsonl.gz", "the French medical text", "--data")
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="medrag-index-resume-"))
     work.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
-    corpus, texts, total = build_corpus(work, args.chunks, args.chunk_words, args.seed)
+    corpus, texts, total = build_corpus(work, args.chunks, args.chunk_words, args.seed, args.data)
     db = work / "db"
     shutil.rmtree(db, ignore_errors=True)
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
@@ -272,7 +281,7 @@ def main() -> None:
         "runs": runs, "stored": count, "coarse_stage": last,
         "min_cosine_stored_vs_recorded_coarse": round(agreement, 4), "checks": checks, "all_ok": all(checks.values()),
         "total_seconds": round(time.perf_counter() - t_all, 1), "cores": os.cpu_count(),
-        "command": " ".join(["python", "benchmarks/index_resume.py"] + sys.argv[1:]),
+        "command": " ".join(["python", "benchmarks/index_resume.py", *(sys.argv[1:] if argv is None else argv)]),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
@@ -284,4 +293,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_script(main))

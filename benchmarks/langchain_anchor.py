@@ -11,8 +11,8 @@ the same dense ranking as medrag's (``evaluation.hybrid``).
 Usage (from the repository root; the suite encodings come from the evaluator's cache)::
 
     pip install langchain-community langchain-classic rank_bm25      # benchmark only
-    python benchmarks/langchain_anchor.py --part val --pilot --max-queries 200 --max-passages 1000 \\
-        --out benchmarks/results/langchain_anchor_val.json
+    python benchmarks/langchain_anchor.py --part test --pilot --max-queries 100 --max-passages 300 \\
+        --weight 0.4 --out benchmarks/results/langchain_anchor_test.json
 
 It writes the JSON and prints a Markdown table (macro NDCG@10 over the suite's choice domains,
 and per domain) for docs/results.md.
@@ -20,20 +20,23 @@ and per domain) for docs/results.md.
 
 from __future__ import annotations
 
-import argparse
+import importlib.util
 import json
+import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from evaluation.cache import EmbeddingCache
-from evaluation.hybrid import evaluate_hybrid
-from evaluation.metrics import per_query_metrics
-from medrag import MatryoshkaEmbeddings
-from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT
-from medrag.qa.suite import build_suite
-from medrag.vectors import truncate_embeddings
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _script import (RESULTS, ScriptParser, positive_int, require_data, run_script, suite_data_root,  # noqa: E402
+                     unit_float)
+from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT  # noqa: E402
+
+#: What the anchor runs on, installed for this script only: (module, pip package).
+ANCHOR_PACKAGES = (("langchain_community", "langchain-community"), ("langchain_classic", "langchain-classic"),
+                   ("rank_bm25", "rank_bm25"))
 
 
 def anchor_rankings(task, q: np.ndarray, d: np.ndarray, k: int) -> tuple[list[list[str]], list[list[str]]]:
@@ -67,20 +70,38 @@ def anchor_rankings(task, q: np.ndarray, d: np.ndarray, k: int) -> tuple[list[li
     return lexical, fused
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="bundled:multilingual-e5-small")
-    parser.add_argument("--part", default="val", choices=("val", "test"))
-    parser.add_argument("--pilot", action="store_true")
-    parser.add_argument("--max-queries", type=int, default=300)
-    parser.add_argument("--max-passages", type=int, default=3000)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[384, 256, 128, 64])
-    parser.add_argument("--weight", type=float, default=DEFAULT_LEXICAL_WEIGHT, help="medrag's lexical weight")
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = ScriptParser(__file__, __doc__.split("\n")[0])
+    parser.add_argument("--model", default="bundled:multilingual-e5-small", help="model spec of the dense side")
+    parser.add_argument("--part", default="val", choices=("val", "test"),
+                        help="the suite's part: val for choices, test to report once")
+    parser.add_argument("--pilot", action="store_true", help="cap each domain at --max-queries x --max-passages")
+    parser.add_argument("--max-queries", type=positive_int, default=300, help="pilot cap on queries per domain")
+    parser.add_argument("--max-passages", type=positive_int, default=3000, help="pilot cap on passages per domain")
+    parser.add_argument("--sizes", type=positive_int, nargs="+", default=[384, 256, 128, 64],
+                        help="Matryoshka sizes of the dense side")
+    parser.add_argument("--weight", type=unit_float, default=DEFAULT_LEXICAL_WEIGHT, help="medrag's lexical weight")
     parser.add_argument("--fusion", default=DEFAULT_FUSION, choices=("rrf", "minmax"), help="medrag's fusion")
-    parser.add_argument("--out", default="benchmarks/results/langchain_anchor.json")
-    args = parser.parse_args()
+    parser.add_argument("--data-root", default=None,
+                        help="folder holding frenchmedmcqa/ and french-medical-text/ (default: $MEDRAG_DATA, "
+                             "else ../shared/data beside the repository)")
+    parser.add_argument("--out", default=str(RESULTS / "langchain_anchor.json"), help="the JSON written")
+    args = parser.parse_args(argv)
+    data_root = str(require_data(suite_data_root(args.data_root), "the suite's data folder", "--data-root"))
+    missing = [pip for module, pip in ANCHOR_PACKAGES if importlib.util.find_spec(module) is None]
+    if missing:
+        raise SystemExit(f"the anchor needs {', '.join(missing)} (not medrag dependencies): "
+                         f"pip install {' '.join(missing)}")
 
-    suite = build_suite(args.part, pilot=args.pilot, max_queries=args.max_queries, max_passages=args.max_passages)
+    from evaluation.cache import EmbeddingCache
+    from evaluation.hybrid import evaluate_hybrid
+    from evaluation.metrics import per_query_metrics
+    from medrag import MatryoshkaEmbeddings
+    from medrag.qa.suite import build_suite
+    from medrag.vectors import truncate_embeddings
+
+    suite = build_suite(args.part, pilot=args.pilot, data_root=data_root, max_queries=args.max_queries,
+                        max_passages=args.max_passages)
     print(suite.describe())
     emb = MatryoshkaEmbeddings(args.model, device="cpu")
     cache = EmbeddingCache()
@@ -114,7 +135,7 @@ def main() -> None:
             macro[str(dim)][key] = float(np.mean([rows[n][key] for n in choice]))
     result = {"command": "python benchmarks/langchain_anchor.py " + " ".join(
         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}" if not isinstance(v, bool)
-        else f"--{k}" for k, v in vars(args).items() if v is not False),
+        else f"--{k}" for k, v in vars(args).items() if v is not False and v is not None),
         "suite": suite.settings | {"part": args.part, "pilot": args.pilot}, "model": args.model,
         "weight": args.weight, "fusion": args.fusion, "metric": metric, "choice_domains": choice, "domains": rows, "macro": macro}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -128,4 +149,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_script(main))

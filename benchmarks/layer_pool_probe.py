@@ -27,7 +27,6 @@ e.g. ``layers8-12-w=8,12:10:1,1,1,2,4``.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -36,6 +35,7 @@ import random
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from _script import ScriptParser, positive_int, require_data, run_script, suite_data_root  # noqa: E402
 
 if TYPE_CHECKING:
     import torch
@@ -210,21 +212,28 @@ def _rounded(value: Any) -> Any:
     return value
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--candidate", action="append", required=True, help="NAME=LAYERS:EPOCHS (repeatable)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[42])
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ScriptParser(__file__, __doc__.split("\n\n")[0])
+    parser.add_argument("--candidate", action="append", required=True,
+                        help="NAME=LAYERS:EPOCHS[:WEIGHTS], e.g. layers8-12=8,12:10 (repeatable; see the module's "
+                             "docstring)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42], help="training seeds of every candidate")
     parser.add_argument("--part", choices=("val", "test"), default="val",
                         help="the suite's part: val for choices, test to report a chosen candidate once")
-    parser.add_argument("--max-passages", type=int, default=1500, help="suite pilot passages per domain")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--max-passages", type=positive_int, default=1500, help="suite pilot passages per domain")
+    parser.add_argument("--data-root", default=None,
+                        help="folder holding frenchmedmcqa/ and french-medical-text/ (default: $MEDRAG_DATA, "
+                             "else ../shared/data beside the repository)")
+    parser.add_argument("--out", type=Path, required=True, help="the JSON report")
     args = parser.parse_args(argv)
-    candidates = [parse_candidate(c) for c in args.candidate]
+    try:
+        candidates = [parse_candidate(c) for c in args.candidate]
+    except SystemExit as exc:  # a bad spec is a usage error
+        parser.error(str(exc))
     names = [c[0] for c in candidates]
     if len(set(names)) != len(names):
-        raise SystemExit(f"--candidate: each name once, got {names}")
-    if args.max_passages < 1:
-        raise SystemExit(f"--max-passages must be >= 1, got {args.max_passages}")
+        parser.error(f"--candidate: each name once, got {names}")
+    data_root = str(require_data(suite_data_root(args.data_root), "the suite's data folder", "--data-root"))
     logging.basicConfig(level=logging.WARNING)
 
     import torch
@@ -251,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     train_q = cached_pools(model, fingerprint, [p.question for p in pairs], qprompt, cfg.query_max_length, all_layers)
     train_p = cached_pools(model, fingerprint, [p.answer for p in pairs], pprompt, cfg.passage_max_length, all_layers)
-    suite = build_suite(args.part, pilot=True, max_passages=args.max_passages)
+    suite = build_suite(args.part, pilot=True, data_root=data_root, max_passages=args.max_passages)
     suite_pools = {
         name: (cached_pools(model, fingerprint, list(d.task.queries.values()), qprompt, model.max_seq_length, all_layers),
                cached_pools(model, fingerprint, list(d.task.corpus.values()), pprompt, model.max_seq_length, all_layers))
@@ -295,4 +304,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_script(main))

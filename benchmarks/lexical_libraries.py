@@ -21,7 +21,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sqlite3
@@ -29,12 +28,14 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hybrid_benchmark import passages, window_queries  # noqa: E402
+from _script import ScriptParser, positive_int, run_script  # noqa: E402
+from hybrid_benchmark import DATA, check_data, passages, window_queries  # noqa: E402
 
 
 def _p50(fn, queries) -> tuple[float, list]:
@@ -46,17 +47,22 @@ def _p50(fn, queries) -> tuple[float, list]:
     return round(statistics.median(lat), 2), out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=100_000)
-    parser.add_argument("--queries", type=int, default=50)
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = ScriptParser(__file__, __doc__.split("\n")[0])
+    parser.add_argument("--n", type=positive_int, default=100_000, help="passages indexed")
+    parser.add_argument("--queries", type=positive_int, default=50, help="queries timed (at most --n)")
+    parser.add_argument("--data", type=Path, default=DATA,
+                        help="folder of the French medical text (drug_leaflets.jsonl.gz, ...)")
+    parser.add_argument("--out", default=None, help="also write the JSON report here")
+    args = parser.parse_args(argv)
+    if args.queries > args.n:
+        parser.error(f"--queries {args.queries} is more than --n {args.n} (one query per sampled passage)")
+    check_data(args.data)
 
     from medrag.lexical.analyzer import FrenchMedicalAnalyzer
     from medrag.lexical.bm25 import BM25Index
 
-    texts = passages(args.n)
+    texts = passages(args.n, args.data)
     raw_queries = window_queries(texts, args.queries)
     analyzer = FrenchMedicalAnalyzer()
     t0 = time.perf_counter()
@@ -136,4 +142,4 @@ def _overlap(got: list[list[int]], ref: list[list[int]]) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_script(main))

@@ -16,15 +16,19 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
 import sqlite3
 import statistics
+import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _script import ScriptParser, positive_int, run_script  # noqa: E402
 
 LAYOUTS = {
     "without-rowid": "CREATE TABLE vectors (collection TEXT NOT NULL, id TEXT NOT NULL, vec BLOB NOT NULL, "
@@ -67,14 +71,16 @@ def read_ms(path: Path, rows: int, mmap: bool, reads: int, k: int) -> float:
     return round(1000 * statistics.median(times), 3)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[388, 1028], help="row sizes in bytes")
-    parser.add_argument("--reads", type=int, default=300)
-    parser.add_argument("--k", type=int, default=100, help="rows per read (the rerank's candidates)")
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = ScriptParser(__file__, __doc__.split("\n")[0])
+    parser.add_argument("--rows", type=positive_int, default=100_000, help="rows in the table")
+    parser.add_argument("--sizes", type=positive_int, nargs="+", default=[388, 1028], help="row sizes in bytes")
+    parser.add_argument("--reads", type=positive_int, default=300, help="timed reads per layout")
+    parser.add_argument("--k", type=positive_int, default=100, help="rows per read (the rerank's candidates; at most --rows)")
+    parser.add_argument("--out", default=None, help="also write the JSON report here")
+    args = parser.parse_args(argv)
+    if args.k > args.rows:
+        parser.error(f"--k {args.k} is more than --rows {args.rows}")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
@@ -95,4 +101,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_script(main))

@@ -39,12 +39,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from medrag.vector_codec import ENCODINGS, quantize_int8
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _script import (SHARED_DATA, ScriptParser, non_negative_int, positive_int, positive_int_csv,  # noqa: E402
+                     positive_int_list, require_data, run_script)
+from medrag.vector_codec import ENCODINGS, quantize_int8  # noqa: E402
 
 # The rest of medrag (and evaluation, LangChain, Chroma, torch) is imported inside the subcommand
 # that needs it: each measured child process loads only the store it measures, and `encode --pack`
@@ -53,7 +57,7 @@ from medrag.vector_codec import ENCODINGS, quantize_int8
 REPO = Path(__file__).resolve().parents[1]
 #: Chroma's HNSW ef_search when a collection sets none (what ``0`` means in this script's options).
 DEFAULT_EF = 100
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "medquad" / "medquad.jsonl"
+DEFAULT_DATA = SHARED_DATA / "medquad" / "medquad.jsonl"
 DEFAULT_CACHE = Path(os.environ.get("MEDRAG_BENCH_CACHE", Path.home() / ".cache" / "medrag" / "bench"))
 #: Chunking parameters (part of the cache's identity).
 CHUNK_WORDS = 48      # a chunk closes once it holds at least this many words ...
@@ -976,7 +980,7 @@ def french_chunks(max_chunks: int, seed: int = 0) -> list[str]:
     makes them (default chunking), a fixed random sample of ``max_chunks`` of them."""
     from medrag.indexing import chunk_text, iter_documents
 
-    folder = REPO.parent / "shared" / "data" / "french-medical-text"
+    folder = SHARED_DATA / "french-medical-text"
     chunks: list[str] = []
     for name in ("drug_leaflets.jsonl.gz", "clinical_cases_pamj.jsonl.gz", "pubmed_abstracts_morfitt.jsonl.gz"):
         for _, text, _ in iter_documents(folder / name, id_field="id"):
@@ -991,7 +995,7 @@ def french_queries(n: int, seed: int = 1, split: str = "test") -> list[str]:
     ``dev`` for choices, ``test`` for the reported numbers."""
     from medrag.qa.pairs import load_frenchmedmcqa
 
-    data = load_frenchmedmcqa(REPO.parent / "shared" / "data" / "frenchmedmcqa", train_splits=(), eval_split=split)
+    data = load_frenchmedmcqa(SHARED_DATA / "frenchmedmcqa", train_splits=(), eval_split=split)
     qs = list(dict.fromkeys(p.question for p in data.eval))
     random.Random(seed).shuffle(qs)
     return qs[:n]
@@ -1007,7 +1011,7 @@ def suite_queries(n: int, split: str = "test", seed: int = 1) -> tuple[list[str]
     texts: list[str] = []
     domains: list[str] = []
     for domain in CHOICE_DOMAINS:
-        task = domain_task(domain, "val" if split == "dev" else "test", REPO.parent / "shared" / "data")
+        task = domain_task(domain, "val" if split == "dev" else "test", SHARED_DATA)
         qs = list(dict.fromkeys(task.queries.values()))
         random.Random(seed).shuffle(qs)
         qs = qs[: n // len(CHOICE_DOMAINS)]
@@ -1114,8 +1118,6 @@ def french_recall(args: argparse.Namespace) -> None:
     cache = Path(args.cache).expanduser()
     cache.mkdir(parents=True, exist_ok=True)
     if args.corpus == "medquad":  # the English corpus of `run`: its chunks and questions, same fixed shuffles
-        if not Path(args.data).is_file():
-            raise SystemExit(f"--data {args.data}: no such file (MedQuAD's medquad.jsonl, for --corpus medquad)")
         chunks, _, questions = load_corpus(Path(args.data))
         queries, query_domains = questions[: args.queries], ["medquad"] * min(args.queries, len(questions))
     else:
@@ -1241,69 +1243,83 @@ def french_recall(args: argparse.Namespace) -> None:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
 
 
-def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
+#: Subcommands the script runs in its own child processes (one per measured store): not in --help.
+INTERNAL_COMMANDS = ("_synthetic_one", "_measure")
+
+
+def _optional_int_csv(value: str) -> str:
+    """argparse type: comma-separated integers >= 1, or nothing (an empty sweep)."""
+    return positive_int_csv(value) if value.strip() else ""
+
+
+def build_parser() -> ScriptParser:
+    """The user-facing subcommands (the internal ones are :func:`internal_parser`'s)."""
+    p = ScriptParser(__file__, __doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    data_help = "MedQuAD's medquad.jsonl"
     e = sub.add_parser("encode", help="chunk medquad.jsonl and cache e5-small vectors of passages and queries")
-    e.add_argument("--data", default=str(DEFAULT_DATA))
-    e.add_argument("--out", default=str(DEFAULT_CACHE))
-    e.add_argument("--device", default=None)
-    e.add_argument("--max-passages", type=int, default=None)
-    e.add_argument("--queries", type=int, default=1000)
-    e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--data", default=str(DEFAULT_DATA), help=data_help)
+    e.add_argument("--out", default=str(DEFAULT_CACHE),
+                   help="the cache folder written ($MEDRAG_BENCH_CACHE sets the default)")
+    e.add_argument("--device", default=None, help="torch device (default: the model's choice; cuda with --pack)")
+    e.add_argument("--max-passages", type=positive_int, default=None,
+                   help="encode only the first N passages (default: all)")
+    e.add_argument("--queries", type=positive_int, default=1000, help="questions encoded")
+    e.add_argument("--batch-size", type=positive_int, default=256, help="texts per encoding batch")
     e.add_argument("--model", default="bundled:multilingual-e5-small", help="model spec for medrag.load_model (default: the plain embedded e5-small)")
     e.add_argument("--pack", default=None, help="encode a pack made by `pack` (torch + transformers only)")
     k = sub.add_parser("pack", help="tokenise + prune the embedded model into a small folder for a GPU machine")
-    k.add_argument("--data", default=str(DEFAULT_DATA))
-    k.add_argument("--out", required=True)
-    k.add_argument("--max-passages", type=int, default=None)
-    k.add_argument("--queries", type=int, default=1000)
-    k.add_argument("--check", type=int, default=32, help="passages re-encoded here to check the pack (0: none)")
+    k.add_argument("--data", default=str(DEFAULT_DATA), help=data_help)
+    k.add_argument("--out", required=True, help="the pack folder written")
+    k.add_argument("--max-passages", type=positive_int, default=None,
+                   help="pack only the first N passages (default: all)")
+    k.add_argument("--queries", type=positive_int, default=1000, help="questions packed")
+    k.add_argument("--check", type=non_negative_int, default=32,
+                   help="passages re-encoded here to check the pack (0: none)")
     r = sub.add_parser("run", help="run the comparison from the cache")
-    r.add_argument("--cache", default=str(DEFAULT_CACHE))
-    r.add_argument("--data", default=str(DEFAULT_DATA))
-    r.add_argument("--sizes", default="10000,30000,100000")
-    r.add_argument("--max-passages", type=int, default=None, help="when encoding a missing cache")
-    r.add_argument("--queries", type=int, default=500)
-    r.add_argument("--coarse-dim", type=int, default=64)
-    r.add_argument("--coarse-sweep", default="32,128", help="extra coarse sizes, at the largest N")
-    r.add_argument("--candidate-sweep", default="20,50,100,200,400")
-    r.add_argument("--batch", type=int, default=1000, help="texts per add_texts call, both stores")
-    r.add_argument("--workdir", default=None)
+    r.add_argument("--cache", default=str(DEFAULT_CACHE), help="the cache folder `encode` wrote")
+    r.add_argument("--data", default=str(DEFAULT_DATA), help=data_help)
+    r.add_argument("--sizes", type=positive_int_csv, default="10000,30000,100000",
+                   help="corpus sizes N, comma-separated")
+    r.add_argument("--max-passages", type=positive_int, default=None, help="when encoding a missing cache")
+    r.add_argument("--queries", type=positive_int, default=500, help="queries timed and scored")
+    r.add_argument("--coarse-dim", type=positive_int, default=64, help="the funnel's coarse size")
+    r.add_argument("--coarse-sweep", type=_optional_int_csv, default="32,128",
+                   help="extra coarse sizes, at the largest N")
+    r.add_argument("--candidate-sweep", type=positive_int_csv, default="20,50,100,200,400",
+                   help="candidate counts of the funnel, comma-separated")
+    r.add_argument("--batch", type=positive_int, default=1000, help="texts per add_texts call, both stores")
+    r.add_argument("--workdir", default=None, help="folder of the databases (default: a new temporary one)")
     r.add_argument("--keep", action="store_true", help="keep the databases")
     r.add_argument("--out", default=None, help="results JSON (default: results.json in the cache folder)")
     s = sub.add_parser("render", help="print the markdown tables of a results file")
-    s.add_argument("results")
+    s.add_argument("results", help="a results JSON written by `run`")
     c = sub.add_parser("chunks", help="print the corpus statistics of the chunking")
-    c.add_argument("--data", default=str(DEFAULT_DATA))
+    c.add_argument("--data", default=str(DEFAULT_DATA), help=data_help)
     lay = sub.add_parser("layouts", help="compare where the full vectors live (raw chromadb)")
-    lay.add_argument("--cache", default=None)
-    lay.add_argument("--data", default=str(DEFAULT_DATA))
-    lay.add_argument("--n", type=int, default=10000)
-    lay.add_argument("--queries", type=int, default=200)
-    lay.add_argument("--coarse-dim", type=int, default=64)
-    lay.add_argument("--candidates", type=int, default=100)
-    lay.add_argument("--modes", default="full,meta-f16,meta-i8,second,local")
-    lay.add_argument("--dim", type=int, default=384, help="size of the random vectors when no cache is given")
-    lay.add_argument("--workdir", default=None)
-    lay.add_argument("--keep", action="store_true")
+    lay.add_argument("--cache", default=None, help="the cache folder `encode` wrote (default: random vectors)")
+    lay.add_argument("--data", default=str(DEFAULT_DATA), help=data_help)
+    lay.add_argument("--n", type=positive_int, default=10000, help="passages stored")
+    lay.add_argument("--queries", type=positive_int, default=200, help="queries timed")
+    lay.add_argument("--coarse-dim", type=positive_int, default=64, help="the coarse size")
+    lay.add_argument("--candidates", type=positive_int, default=100, help="candidates of the first stage")
+    lay.add_argument("--modes", default="full,meta-f16,meta-i8,second,local",
+                     help="layouts measured, comma-separated, of full, meta-f16, meta-i8, second, local, "
+                          "meta-i8-q, meta-i8-get, sidecar")
+    lay.add_argument("--dim", type=positive_int, default=384, help="size of the random vectors when no cache is given")
+    lay.add_argument("--workdir", default=None, help="folder of the databases (default: a new temporary one)")
+    lay.add_argument("--keep", action="store_true", help="keep the databases")
     syn = sub.add_parser("synthetic", help="funnel vs flat vs exact on synthetic unit vectors (memory, speed)")
-    syn.add_argument("--n", type=int, default=20000)
-    syn.add_argument("--dim", type=int, default=1024)
-    syn.add_argument("--queries", type=int, default=200)
-    syn.add_argument("--coarse-dim", type=int, default=64)
-    syn.add_argument("--candidates", type=int, default=100)
+    syn.add_argument("--n", type=positive_int, default=20000, help="vectors stored")
+    syn.add_argument("--dim", type=positive_int, default=1024, help="their size")
+    syn.add_argument("--queries", type=positive_int, default=200, help="queries timed")
+    syn.add_argument("--coarse-dim", type=positive_int, default=64, help="the funnel's coarse size")
+    syn.add_argument("--candidates", type=positive_int, default=100, help="candidates of the funnel's first stage")
     syn.add_argument("--funnel", type=_funnel_settings, default=[(0, "int8")],
                      help="funnel settings EF/ENCODING, comma-separated (EF 0 = Chroma's default ef_search, 100), "
                           "each run as its own funnel row: e.g. 0/int8,800/float16 (default: 0/int8)")
-    syn.add_argument("--workdir", default=None)
+    syn.add_argument("--workdir", default=None, help="folder of the databases (default: a new temporary one)")
     syn.add_argument("--out", default=None, help="also write the table as JSON here")
-    one = sub.add_parser("_synthetic_one")
-    for name in ("--method", "--workdir", "--result", "--full-encoding"):
-        one.add_argument(name, required=True)
-    for name in ("--n", "--dim", "--queries", "--coarse-dim", "--candidates", "--ef-search"):
-        one.add_argument(name, type=int, required=True)
     fr = sub.add_parser("french-recall", help="recall@10 of raw prefix vs fitted coarse stages on the French "
                                               "corpus (or MedQuAD with --corpus medquad)")
     fr.add_argument("--corpus", default="french", choices=["french", "medquad"],
@@ -1314,7 +1330,7 @@ def main(argv: list[str] | None = None) -> None:
     fr.add_argument("--model", default="bundled:multilingual-e5-small", help="the model that encodes")
     fr.add_argument("--head", action="append", default=[],
                     help="a frozen-encoder model over --model (e.g. bundled:medrag-e5-small-fr): vectors derived")
-    fr.add_argument("--chunks", type=int, default=3000, help="the first N of a fixed shuffle of all chunks")
+    fr.add_argument("--chunks", type=positive_int, default=3000, help="the first N of a fixed shuffle of all chunks")
     fr.add_argument("--encode-only", action="store_true", help="fill the (resumable, sharded) cache and stop")
     fr.add_argument("--cached-only", action="store_true",
                     help="measure on the shards of the first --chunks already in the cache (encode nothing)")
@@ -1327,13 +1343,13 @@ def main(argv: list[str] | None = None) -> None:
                     help="fitted stages measured beside the raw prefix, comma-separated: pca, learned (the store's), "
                          "learned-passages (the first objective), ceiling (fitted on the scored queries themselves: "
                          "an empirical ceiling); default pca,learned; none for the raw prefix only")
-    fr.add_argument("--fit", type=int, default=1000, help="chunks the projections are fitted on (the store's first batch)")
-    fr.add_argument("--learned-steps", type=int, default=None, help="fit_learned steps of the exact-stage rows (default: the store's for each model's kind, "
+    fr.add_argument("--fit", type=positive_int, default=1000, help="chunks the projections are fitted on (the store's first batch)")
+    fr.add_argument("--learned-steps", type=positive_int, default=None, help="fit_learned steps of the exact-stage rows (default: the store's for each model's kind, "
                          "medrag.coarse.learned_steps; the --store rows always fit as the store does)")
     fr.add_argument("--learned-temperature", type=float, default=None, help="fit_learned setting: coarse softmax temperature")
     fr.add_argument("--learned-target-temperature", type=float, default=None,
                     help="fit_learned setting: full-size softmax temperature")
-    fr.add_argument("--learned-lr", type=float, default=None)
+    fr.add_argument("--learned-lr", type=float, default=None, help="fit_learned setting: learning rate")
     fr.add_argument("--residual-hidden", type=int, default=RESIDUAL["hidden"], help="the residual stage's hidden width")
     fr.add_argument("--residual-steps", type=int, default=RESIDUAL["steps"], help="the residual stage's Adam steps")
     fr.add_argument("--out", default=None, help="results JSON")
@@ -1347,18 +1363,53 @@ def main(argv: list[str] | None = None) -> None:
                     help="coarse_rotation of the --store collections, comma-separated (learned, none, pca, auto)")
     fr.add_argument("--store-encoding", type=_choice_list(*ENCODINGS), default=["int8"],
                     help="full_encoding of the --store collections, comma-separated (int8, float16, float32)")
-    fr.add_argument("--queries", type=int, default=300)
-    fr.add_argument("--coarse", type=lambda v: [int(x) for x in v.split(",")], default=[32, 64])
-    fr.add_argument("--candidates", type=lambda v: [int(x) for x in v.split(",")], default=[100, 400])
-    fr.add_argument("--cache", default=str(DEFAULT_CACHE))
+    fr.add_argument("--queries", type=positive_int, default=300, help="queries scored")
+    fr.add_argument("--coarse", type=positive_int_list, default=[32, 64], help="coarse sizes, comma-separated")
+    fr.add_argument("--candidates", type=positive_int_list, default=[100, 400],
+                    help="candidate counts of the first stage, comma-separated")
+    fr.add_argument("--cache", default=str(DEFAULT_CACHE), help="the (sharded, resumable) vector cache folder")
+    return p
+
+
+def internal_parser() -> ScriptParser:
+    """The subcommands the script runs in its child processes (:data:`INTERNAL_COMMANDS`)."""
+    p = ScriptParser(__file__, "Internal: one measured store, run by the script in a child process.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    one = sub.add_parser("_synthetic_one")
+    for name in ("--method", "--workdir", "--result", "--full-encoding"):
+        one.add_argument(name, required=True)
+    for name in ("--n", "--dim", "--queries", "--coarse-dim", "--candidates", "--ef-search"):
+        one.add_argument(name, type=int, required=True)
     m = sub.add_parser("_measure")
     for name in ("--method", "--cache", "--data", "--workdir", "--result", "--candidates"):
         m.add_argument(name, required=True)
     for name in ("--n", "--coarse-dim", "--queries", "--batch"):
         m.add_argument(name, type=int, required=True)
+    return p
+
+
+def check_data(args: argparse.Namespace) -> None:
+    """Stop with one line, before any work, when the data the subcommand reads is missing."""
+    if args.cmd in ("pack", "run", "chunks", "layouts") or (args.cmd == "encode" and not args.pack) or (
+            args.cmd == "french-recall" and args.corpus == "medquad"):
+        require_data(args.data, "MedQuAD (medquad.jsonl)", "--data")
+    elif args.cmd == "french-recall":
+        require_data(SHARED_DATA / "french-medical-text", "the French medical text")
+        require_data(SHARED_DATA / "frenchmedmcqa", "FrenchMedMCQA")
+    if args.cmd == "encode" and args.pack and not Path(args.pack).is_dir():
+        raise SystemExit(f"--pack {args.pack}: no such folder (make it with the pack subcommand)")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    internal = bool(argv) and argv[0] in INTERNAL_COMMANDS
+    p = internal_parser() if internal else build_parser()
     args = p.parse_args(argv)
     if args.cmd == "french-recall" and (args.residual_hidden < 1 or args.residual_steps < 0 or args.queries < 1):
         p.error("--residual-hidden and --queries must be >= 1, --residual-steps >= 0")
+    if not internal:
+        check_data(args)
     if args.cmd == "encode" and args.pack:
         encode_from_pack(Path(args.pack), Path(args.out).expanduser(), args.device or "cuda", args.batch_size)
     elif args.cmd == "pack":
@@ -1390,4 +1441,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_script(main))

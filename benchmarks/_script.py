@@ -1,0 +1,155 @@
+"""What every benchmark script shares: its parser, argument types that refuse nonsense, the data
+check, and :func:`run_script`, which ends a failed run with one line on stderr.
+
+Exit codes, as the ``medrag`` command's (:mod:`medrag.command`): 0 success, 2 a bad argument (one
+line naming the option), 1 a :class:`medrag.MedragError`, missing data, an ``OSError`` or a script's
+own ``SystemExit("message")`` (one line, no traceback; a failed child process too), 130 interrupted.
+
+A script uses it as::
+
+    from _script import ScriptParser, positive_int, run_script
+
+    def main(argv=None):
+        parser = ScriptParser(__file__, "What it measures.")
+        parser.add_argument("--n", type=positive_int, default=100, help="passages")
+        args = parser.parse_args(argv)
+        ...
+
+    if __name__ == "__main__":
+        raise SystemExit(run_script(main))
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from medrag.errors import DataError, MedragError
+
+#: The repository root (the scripts' default outputs are under it, whatever the current folder).
+REPO = Path(__file__).resolve().parents[1]
+#: The real data beside the checkout (``../shared/data``), never copied into the repository.
+SHARED_DATA = REPO.parent / "shared" / "data"
+#: Where the scripts' results are kept (docs/benchmarks.md, docs/results.md cite them there).
+RESULTS = REPO / "benchmarks" / "results"
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's line breaks and ends an option's help with its default, unless the
+    default is None/False/empty (nothing to show) or the help already says what it is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (not text or not action.option_strings or "default" in text or default is None or default is False
+                or default is argparse.SUPPRESS or default == []):
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
+class ScriptParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` named after the script's file, whose usage errors are one line naming
+    ``--help`` (exit code 2); its subcommands' parsers are of this class too."""
+
+    def __init__(self, file: str | None = None, description: str | None = None, **kwargs) -> None:
+        if file is not None:
+            kwargs.setdefault("prog", Path(file).name)
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(description=description, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _integer(value: str, minimum: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or number < minimum:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value!r}")
+    return number
+
+
+def positive_int(value: str) -> int:
+    """argparse type: an integer >= 1 (a count, a size)."""
+    return _integer(value, 1)
+
+
+def non_negative_int(value: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _integer(value, 0)
+
+
+def positive_int_list(value: str) -> list[int]:
+    """argparse type: comma-separated integers >= 1 (``32,64``)."""
+    items = [x.strip() for x in value.split(",")]
+    try:
+        return [positive_int(x) for x in items]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 1, got {value!r}") from None
+
+
+def positive_int_csv(value: str) -> str:
+    """argparse type: comma-separated integers >= 1, kept as the string (for options the script
+    splits itself)."""
+    positive_int_list(value)
+    return value
+
+
+def unit_float(value: str) -> float:
+    """argparse type: a number in [0, 1] (a weight, a share)."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = None
+    if number is None or not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {value!r}")
+    return number
+
+
+def require_data(path: str | os.PathLike[str], what: str, flag: str | None = None) -> Path:
+    """``path`` if it exists; else a :class:`DataError` (exit code 1) saying what is missing and
+    how to point the script at it (``flag``: the option that does; None: the path is fixed)."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        fix = f" or pass {flag} with where it is" if flag else ""
+        raise DataError(f"{what} not found at {path}: put the shared data beside the checkout ({SHARED_DATA}){fix}")
+    return path
+
+
+def suite_data_root(option: str | None) -> str:
+    """The validation suite's data folder: ``option`` (``--data-root``), else ``$MEDRAG_DATA``, else
+    the shared data beside this checkout, written relative to the current folder (``../shared/data``
+    from the repository root, as the recorded results have it)."""
+    return option or os.environ.get("MEDRAG_DATA") or os.path.relpath(SHARED_DATA)
+
+
+def run_script(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
+    """Run a script's ``main(argv)`` and return its exit code; a failure is one line on stderr,
+    ``<script>: error: <message>`` (see the module's docstring for the codes). Usage errors
+    (argparse's exit 2) and ``--help`` (exit 0) pass through."""
+    prog = Path(main.__code__.co_filename).name
+    try:
+        return int(main(argv) or 0)
+    except SystemExit as exc:  # argparse's exits carry a number; a script's own message a string
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        message = str(exc.code)
+    except MedragError as exc:
+        message = str(exc)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except subprocess.CalledProcessError as exc:  # a measured child process: it printed its own error above
+        message = f"a child process failed (exit code {exc.returncode}); its error is printed above"
+    except OSError as exc:  # the machine's side (a missing file, a full disk, permissions)
+        message = (exc.strerror or str(exc)) + (f" ({exc.filename})" if exc.filename else "")
+    print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr)
+    return 1

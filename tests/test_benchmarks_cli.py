@@ -1,0 +1,266 @@
+"""The benchmark scripts' command lines (benchmarks/*.py through benchmarks/_script.py): missing data
+or a nonsensical option ends in one line on stderr and exit code 1 or 2, never a traceback; --help
+lists user-facing choices only, each option with a help text; default outputs sit in the repository.
+No model loads and no real data is read: every run stops at its checks."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.conftest import REPO
+
+BENCH = REPO / "benchmarks"
+SCRIPTS = ("analyzer_ablation", "default_model_sweep", "finetune_sweep", "hybrid_benchmark", "index_resume",
+           "langchain_anchor", "layer_pool_probe", "lexical_libraries", "sidecar_layout", "store_benchmark")
+
+
+def load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(name: str, argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """The exit code of ``python benchmarks/<name>.py ARGV`` (as its ``__main__`` runs it) and its stderr."""
+    module = load(name)
+    code = module.run_script(module.main, argv)
+    return code, capsys.readouterr().err
+
+
+def assert_one_line(err: str, *fragments: str) -> None:
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "error: " in err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def missing_data_args(name: str, missing: Path, tmp_path: Path) -> list[str]:
+    return {
+        "analyzer_ablation": ["--data-root", str(missing)],
+        "default_model_sweep": ["--data-root", str(missing)],
+        "finetune_sweep": ["--data", str(missing), "--out", str(tmp_path / "out")],
+        "hybrid_benchmark": ["--data", str(missing)],
+        "index_resume": ["--data", str(missing), "--out", str(tmp_path / "out.json")],
+        "langchain_anchor": ["--data-root", str(missing)],
+        "layer_pool_probe": ["--candidate", "final=12:40", "--out", str(tmp_path / "out.json"), "--data-root",
+                             str(missing)],
+        "lexical_libraries": ["--data", str(missing)],
+        "store_benchmark": ["chunks", "--data", str(missing / "medquad.jsonl")],
+    }[name]
+
+
+@pytest.mark.parametrize("name", [s for s in SCRIPTS if s != "sidecar_layout"])  # the sidecar reads no data
+def test_missing_data_is_one_line_and_exit_code_1(name, tmp_path, capsys):
+    missing = tmp_path / "no-shared-data"
+    code, err = run(name, missing_data_args(name, missing, tmp_path), capsys)
+    assert code == 1
+    assert_one_line(err, f"{name}.py: error: ", str(missing), "not found", "pass --")
+
+
+def test_store_benchmark_french_corpus_reads_the_shared_constant(tmp_path, capsys, monkeypatch):
+    module = load("store_benchmark")
+    monkeypatch.setattr(module, "SHARED_DATA", tmp_path / "shared")
+    assert module.run_script(module.main, ["french-recall", "--cache", str(tmp_path / "cache")]) == 1
+    assert_one_line(capsys.readouterr().err, str(tmp_path / "shared" / "french-medical-text"))
+    assert not (tmp_path / "cache").exists()  # stopped before any work
+
+
+BAD_VALUES = [
+    ("analyzer_ablation", ["--max-queries", "0"], "--max-queries"),
+    ("analyzer_ablation", ["--max-passages", "-3"], "--max-passages"),
+    ("default_model_sweep", ["--max-passages", "0"], "--max-passages"),
+    ("default_model_sweep", ["--check-n", "-1"], "--check-n"),
+    ("finetune_sweep", ["--data", "x", "--out", "y", "--repeats", "0"], "--repeats"),
+    ("finetune_sweep", ["--data", "x", "--out", "y", "--dims", "384", "0"], "--dims"),
+    ("finetune_sweep", ["--data", "x", "--out", "y", "--max-steps", "0"], "--max-steps"),
+    ("finetune_sweep", ["--data", "x", "--out", "y", "--recipes", "nope"], "--recipes"),
+    ("hybrid_benchmark", ["--n", "0"], "--n"),
+    ("hybrid_benchmark", ["--queries", "-5"], "--queries"),
+    ("hybrid_benchmark", ["--n", "10", "--queries", "20"], "--queries"),
+    ("hybrid_benchmark", ["--k", "0"], "--k"),
+    ("index_resume", ["--out", "x", "--chunks", "0"], "--chunks"),
+    ("index_resume", ["--out", "x", "--kills", "-1"], "--kills"),
+    ("langchain_anchor", ["--sizes", "384", "0"], "--sizes"),
+    ("langchain_anchor", ["--weight", "2"], "--weight"),
+    ("layer_pool_probe", ["--candidate", "final=12:40", "--out", "x", "--max-passages", "0"], "--max-passages"),
+    ("layer_pool_probe", ["--candidate", "x", "--out", "x"], "--candidate"),
+    ("lexical_libraries", ["--n", "0"], "--n"),
+    ("lexical_libraries", ["--n", "5", "--queries", "6"], "--queries"),
+    ("sidecar_layout", ["--rows", "0"], "--rows"),
+    ("sidecar_layout", ["--k", "-1"], "--k"),
+    ("sidecar_layout", ["--rows", "10", "--k", "20"], "--k"),
+    ("sidecar_layout", ["--sizes", "388", "0"], "--sizes"),
+    ("store_benchmark", ["synthetic", "--n", "0"], "--n"),
+    ("store_benchmark", ["layouts", "--candidates", "0"], "--candidates"),
+    ("store_benchmark", ["run", "--sizes", "10000,0"], "--sizes"),
+    ("store_benchmark", ["french-recall", "--coarse", "0,64"], "--coarse"),
+    ("store_benchmark", ["french-recall", "--chunks", "-1"], "--chunks"),
+    ("store_benchmark", ["pack", "--out", "x", "--check", "-1"], "--check"),
+]
+
+
+@pytest.mark.parametrize("name,argv,option", BAD_VALUES, ids=[f"{n}{' '.join(a)}" for n, a, _ in BAD_VALUES])
+def test_nonsensical_values_are_refused_naming_the_option(name, argv, option, capsys):
+    code, err = run(name, argv, capsys)
+    assert code == 2
+    assert_one_line(err, f"{name}.py", option, "--help")
+
+
+def parsers_of(name: str, argv: list[str], monkeypatch: pytest.MonkeyPatch) -> list[argparse.ArgumentParser]:
+    """The parser ``main`` builds (and its subcommands'), caught at ``parse_args``."""
+    module = load(name)
+    seen: list[argparse.ArgumentParser] = []
+
+    def catch(self, args=None, namespace=None):
+        seen.append(self)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(module.ScriptParser, "parse_args", catch)
+    assert module.run_script(module.main, argv) == 0
+    parser = seen[0]
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return [parser, *(p for s in subs for p in s.choices.values())]
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_option_has_a_help_text(name, monkeypatch):
+    for parser in parsers_of(name, [], monkeypatch):
+        bare = [a.dest for a in parser._actions if not a.help and not isinstance(a, argparse._SubParsersAction)]
+        assert bare == [], f"{parser.prog}: {bare}"
+
+
+@pytest.mark.parametrize("name", ["analyzer_ablation", "hybrid_benchmark", "langchain_anchor"])
+def test_default_out_is_in_the_repository(name, monkeypatch):
+    out = parsers_of(name, [], monkeypatch)[0].get_default("out")
+    assert Path(out).is_absolute() and Path(out).parent == REPO / "benchmarks" / "results"
+
+
+def help_text(name: str, capsys: pytest.CaptureFixture[str]) -> str:
+    module = load(name)
+    assert module.run_script(module.main, ["--help"]) == 0
+    return capsys.readouterr().out
+
+
+def test_help_shows_defaults(capsys):
+    out = " ".join(help_text("hybrid_benchmark", capsys).split())
+    assert "passages indexed (default: 100000)" in out
+    assert "results per search (default: 10)" in out
+
+
+def test_store_benchmark_help_lists_user_facing_commands_only(capsys):
+    out = help_text("store_benchmark", capsys)
+    assert "french-recall" in out and "synthetic" in out
+    assert not re.search(r"(?<![\w-])_[a-z]", out), out
+    code, err = run("store_benchmark", ["nope"], capsys)
+    assert code == 2 and "_measure" not in err and "_synthetic_one" not in err
+    assert_one_line(err, "invalid choice")
+
+
+def test_store_benchmark_still_parses_its_internal_commands():
+    module = load("store_benchmark")
+    args = module.internal_parser().parse_args(
+        ["_measure", "--method", "a", "--cache", "c", "--data", "d", "--workdir", "w", "--result", "r",
+         "--candidates", "10,20", "--n", "5", "--coarse-dim", "4", "--queries", "3", "--batch", "2"])
+    assert (args.cmd, args.n, args.candidates) == ("_measure", 5, "10,20")
+    assert "_measure" not in module.build_parser().format_help()
+
+
+@pytest.fixture
+def no_heavy_work(monkeypatch):
+    """default_model_sweep's suite and base model must not load: everything cheap is checked first."""
+    import medrag.qa.suite
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the suite loaded before the arguments were checked")
+
+    monkeypatch.setattr(medrag.qa.suite, "build_suite", refuse)
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["--candidate", "nameonly"], "NAME=DIR"),
+    (["--candidate", "a=/nonexistent/model"], "no modules.json"),
+    (["--interpolate", "a=/nonexistent/model:0.5"], "no modules.json"),
+    (["--interpolate", "a=dir:2"], "ALPHA"),
+    (["--check-model", "/nonexistent/model"], "--check-model"),
+    (["--train-config", "/nonexistent.yaml"], "--train-config"),
+    (["--domains", "nope"], "--domains"),
+])
+def test_default_model_sweep_checks_arguments_before_loading(argv, fragment, capsys, no_heavy_work):
+    code, err = run("default_model_sweep", argv, capsys)
+    assert code == 2
+    assert_one_line(err, fragment)
+
+
+def test_default_model_sweep_refuses_a_candidate_without_a_head_before_loading(tmp_path, capsys, no_heavy_work):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "modules.json").write_text(json.dumps([{"type": "sentence_transformers.models.Transformer",
+                                                      "path": ""}]))
+    code, err = run("default_model_sweep", ["--candidate", f"a={folder}"], capsys)
+    assert code == 1
+    assert_one_line(err, "no Dense layer")
+
+
+def test_run_script_turns_failures_into_one_line(capsys):
+    sys.path.insert(0, str(BENCH))
+    try:
+        import _script
+    finally:
+        sys.path.remove(str(BENCH))
+    from medrag.errors import StoreError
+
+    def failing(error: BaseException):
+        def main(argv=None):
+            raise error
+        return main
+
+    cases = [(StoreError("the store\nis locked"), 1, "the store is locked"),
+             (FileNotFoundError(2, "No such file or directory", "/x"), 1, "No such file or directory (/x)"),
+             (SystemExit("only 3 passages"), 1, "only 3 passages"),
+             (subprocess.CalledProcessError(3, ["python", "child"]), 1, "exit code 3"),
+             (KeyboardInterrupt(), 130, "interrupted")]
+    for error, code, message in cases:
+        assert _script.run_script(failing(error)) == code
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and message in err, err
+    assert _script.run_script(failing(SystemExit(2))) == 2
+    assert _script.run_script(lambda argv=None: 0) == 0
+    with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
+        _script.run_script(failing(ZeroDivisionError()))
+
+
+def test_scripts_run_from_another_folder_end_in_one_line(tmp_path):
+    """The real command line, run from outside the repository: no traceback either way."""
+    script = str(BENCH / "hybrid_benchmark.py")
+    bad = subprocess.run([sys.executable, script, "--n", "0"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2
+    assert_one_line(bad.stderr, "--n")
+    missing = subprocess.run([sys.executable, script, "--data", str(tmp_path / "none")], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1
+    assert_one_line(missing.stderr, str(tmp_path / "none"))
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_docstrings_cite_files_of_the_repository(name):
+    tracked = set(subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True).stdout.split())
+    if not tracked:
+        pytest.skip("not a git checkout")
+    tree = ast.parse((BENCH / f"{name}.py").read_text(encoding="utf-8"))
+    docs = " ".join(ast.get_docstring(n) or "" for n in ast.walk(tree)
+                    if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef)))
+    cited = re.findall(r"(?<![\w/.$])((?:benchmarks|docs|configs|medrag|tests)/[\w./-]+\.(?:json|md|yaml|py))", docs)
+    assert [c for c in cited if c not in tracked] == []
