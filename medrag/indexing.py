@@ -62,7 +62,7 @@ from medrag._chroma_errors import translate_chroma_error
 from medrag.bundled import DEFAULT_SPEC
 from medrag.command import (add_store_location_arguments, check_store_location, check_writable_dir, recorded_model,
                             store_embeddings)
-from medrag.errors import DataError, InvalidInputError
+from medrag.errors import CollectionMismatchError, DataError, InvalidInputError
 from medrag.models import _check_device
 from medrag.qa.pairs import json_objects, read_records
 from medrag.store import AUTO_LEARNED_MIN_TEXTS, DEFAULT_EF_SEARCH, DEFAULT_FULL_ENCODING, ROTATIONS, MatryoshkaChroma
@@ -599,15 +599,19 @@ def _run_index(args: argparse.Namespace) -> int:
         try:
             client = chromadb.HttpClient(host=args.host, port=args.port)
         except Exception as exc:
-            raise translate_chroma_error(exc, f"connect to the Chroma server at {args.host}:{args.port}") from exc
+            raise translate_chroma_error(exc, f"open the store at {args.host}:{args.port}") from exc
     elif (Path(persist) / "chroma.sqlite3").is_file():  # an existing store: its collection may record a model
         client = chromadb.PersistentClient(path=persist)
     # an existing collection is opened with the model it records (as medrag search does), not the default
     emb = store_embeddings(args, None if args.model or client is None else recorded_model(client, args.collection))
-    store = MatryoshkaChroma(args.collection, emb, persist_directory=None if client else persist, client=client,
-                             coarse_dim=args.coarse_dim, coarse_rotation=args.coarse_rotation,
-                             full_encoding=args.full_encoding,
-                             hnsw={"ef_search": args.ef_search} if args.ef_search else None)
+    try:
+        store = MatryoshkaChroma(args.collection, emb, persist_directory=None if client else persist, client=client,
+                                 coarse_dim=args.coarse_dim, coarse_rotation=args.coarse_rotation,
+                                 full_encoding=args.full_encoding,
+                                 hnsw={"ef_search": args.ef_search} if args.ef_search else None)
+    except CollectionMismatchError as exc:  # its advice is the Python API's: say the shell's too
+        raise CollectionMismatchError(f"{exc} From the shell: leave --model out (the collection's own model is "
+                                      "used) or index into another --collection") from None
     report = index_corpus(source, store, text_field=args.text_field, id_field=args.id_field, metadata_fields=fields,
                           chunk_words=args.chunk_words, overlap=args.overlap, batch_size=args.batch_size,
                           show_progress=False if args.no_progress else None, prune=args.prune)

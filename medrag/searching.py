@@ -72,7 +72,8 @@ def run_search(args: argparse.Namespace) -> int:
                   else chromadb.PersistentClient(path=str(Path(args.persist_dir).resolve())))
         names = [c if isinstance(c, str) else c.name for c in client.list_collections()]
     except Exception as exc:
-        raise translate_chroma_error(exc, "open the Chroma store") from exc
+        where = f"the store at {args.host}:{args.port}" if args.host else f"the Chroma store in {args.persist_dir}"
+        raise translate_chroma_error(exc, f"open {where}") from exc
     if args.collection not in names:
         raise DataError(f"no collection {args.collection!r} in this store (collections: {sorted(names) or 'none'}); "
                         "pass --collection")

@@ -381,13 +381,28 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for corrupt files
                 raise DataError(f"{path}: cannot read parquet ({type(exc).__name__}: {exc})") from None
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise _not_utf8(path, exc) from None
     except OSError as exc:  # permissions, I/O errors: a one-line error, not a traceback
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
     raise DataError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(LOCAL_SUFFIXES)}")
 
 
 # --------------------------------------------------------------------------- internals
+
+
+def _not_utf8(path: Path, exc: UnicodeDecodeError) -> DataError:
+    """The error for a file that is not UTF-8, naming the line and the byte in the *file* (a text
+    reader decodes in blocks: ``exc.start`` counts from the start of the block it was decoding)."""
+    try:
+        data = path.read_bytes()
+        data.decode("utf-8")
+    except UnicodeDecodeError as whole:  # decoded at once: the offset is the file's
+        line = data.count(b"\n", 0, whole.start) + 1
+        return DataError(f"{path}:{line}: not UTF-8 text ({whole.reason} at byte {whole.start} of the file); "
+                         "save it as UTF-8")
+    except OSError:
+        pass
+    return DataError(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8")
 
 
 def _allow_long_csv_fields() -> None:

@@ -106,6 +106,13 @@ def test_corrupt_parquet_and_non_utf8_and_unknown_suffix(tmp_path):
     latin.write_bytes("question,answer\nfièvre,a\n".encode("latin-1"))
     with pytest.raises(DataError, match="not UTF-8"):
         _load(latin)
+    # past the text reader's first block: the line and the byte are the file's, not the block's
+    far = tmp_path / "far.csv"
+    body = "question,answer\n" + "".join(f"q{i},r{i}\n" for i in range(5000))
+    far.write_bytes(body.encode() + "fièvre,a\n".encode("latin-1"))
+    with pytest.raises(DataError, match=rf"far.csv:5002: not UTF-8 text \(invalid continuation byte at byte "
+                                        rf"{len(body.encode()) + 2} of the file\)"):
+        read_records(far)
     with pytest.raises(DataError, match="unsupported file type '.txt'"):
         read_records(write_jsonl(tmp_path / "p.txt", []))
     with pytest.raises(DataError, match="does not exist"):

@@ -203,6 +203,14 @@ def test_cli_index_and_search_reuse_the_model_the_collection_records(tiny_model_
                        "bogus"], "unknown device 'bogus'")  # not "the recorded model does not load from here"
     _one_line(capsys, ["search", "ferritine", "--persist-dir", "work/db", "--collection", "notes", "--hybrid",
                        "--lexical-weight", "2"], "--lexical-weight must be in [0, 1]")
+    # another model on the collection: the store's message, and what to do from the shell
+    from tests.tiny_model import build_tiny_model
+
+    monkeypatch.setattr(medrag.embeddings, "load_model", real)
+    other = build_tiny_model(tmp_path / "other-model", seed=1)
+    capsys.readouterr()  # the build's own progress bars
+    _one_line(capsys, ["index", "work/a.jsonl", "--persist-dir", "work/db", "--collection", "notes", "--model",
+                       str(other)], "From the shell: leave --model out")
 
 
 def _index_argv(tmp_path, tiny_model_dir, notes: int) -> tuple[list[str], str]:
