@@ -976,8 +976,9 @@ def _rotation_list(value: str) -> list[str]:
 
 
 def french_chunks(max_chunks: int, seed: int = 0) -> list[str]:
-    """Chunks of the ../shared French medical text (leaflets, cases, abstracts) as ``medrag index``
-    makes them (default chunking), a fixed random sample of ``max_chunks`` of them."""
+    """Chunks of the ../shared French medical text (leaflets, cases, abstracts) cut by ``medrag
+    index``'s chunker (default settings), without the chunks under 20 words and repeats (which
+    ``medrag index`` keeps), a fixed random sample of ``max_chunks`` of them."""
     from medrag.indexing import chunk_text, iter_documents
 
     folder = SHARED_DATA / "french-medical-text"

@@ -19,7 +19,7 @@ files with no retrieval labels. This module derives them, the same way for train
 - **abstracts** (``pubmed_abstracts_morfitt.jsonl.gz``, MORFITT, CC BY-SA 4.0): the title-like
   opening or first sentence(s) -> the rest of the abstract.
 
-Passages are chunks of whole sentences of at most ``max_words`` words (default 150, about 250
+Passages are chunks of whole sentences cut at ``max_words`` words (default 150, about 250
 e5 tokens: well inside e5-small's 512-token window, and in the 80-200-word range used for
 passage retrieval, e.g. DPR's 100-word passages, Karpukhin et al., 2020). A leaflet passage starts
 with the product's short name ("ABELCET 5 mg/ml : ..."), as a RAG chunk carries its document's
