@@ -285,20 +285,19 @@ def _convert(value: Any, kind: type, field: str, where: str) -> Any:
     if isinstance(value, kind) and not (kind is not bool and isinstance(value, bool)):
         return value
     text = str(value).strip()
+    if kind is bool and text.lower() in _TRUE + _FALSE:
+        return text.lower() in _TRUE
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if kind is float and "," in text and "." not in text:  # a French decimal comma: "0,5"
+        text = text.replace(",", ".", 1)
     try:
-        if kind is bool:
-            if text.lower() in _TRUE or text.lower() in _FALSE:
-                return text.lower() in _TRUE
-            raise ValueError
-        if kind is int and isinstance(value, float) and value.is_integer():
-            return int(value)
-        if kind is float and "," in text and "." not in text:  # a French decimal comma: "0,5"
-            text = text.replace(",", ".", 1)
-        return kind(text)
+        if kind is not bool:
+            return kind(text)
     except ValueError:
-        raise DataError(f"{where}: field {field!r} is {value!r}, not {'a' if kind is not int else 'an'} "
-                        f"{kind.__name__} (--metadata-fields {field}:{kind.__name__}); fix the value or leave the "
-                        "type out") from None
+        pass
+    raise DataError(f"{where}: field {field!r} is {value!r}, not {'a' if kind is not int else 'an'} {kind.__name__} "
+                    f"(--metadata-fields {field}:{kind.__name__}); fix the value or leave the type out")
 
 
 def _records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:

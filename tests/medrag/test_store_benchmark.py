@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medrag.errors import DataError
+
 from tests.conftest import REPO, SHARED_DATA, requires_shared
 
 spec = importlib.util.spec_from_file_location("store_benchmark", REPO / "benchmarks" / "store_benchmark.py")
@@ -186,7 +188,7 @@ def test_residual_stage_starts_as_the_pca_and_learns_what_a_linear_map_cannot() 
 
 
 def test_recall_refuses_bad_arguments_before_loading_anything(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="no such file"):
+    with pytest.raises(DataError, match="MedQuAD .medquad.jsonl. not found at .*pass --data"):
         sb.main(["french-recall", "--corpus", "medquad", "--data", str(tmp_path / "missing.jsonl")])
     for bad in (["--residual-hidden", "0"], ["--residual-steps", "-1"], ["--queries", "0"]):
         with pytest.raises(SystemExit):
