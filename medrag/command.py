@@ -5,6 +5,9 @@ into one line on stderr.
 :func:`run_command`, so they share flags (``-v``), exit codes and error format. It lives in the
 core package, which imports neither ``finetune`` nor ``evaluation``, so both can use it.
 
+Library warnings (texts truncated by the model, ...) are printed as one line,
+``<command>: warning: <message>``, like the errors.
+
 Exit codes: 0 success (or what the subcommand returns), 1 a :class:`medrag.MedragError` (its message
 on one line, no traceback: the message says what to do) or an ``OSError`` (disk full,
 permissions), 130 interrupted (Ctrl-C), 2 a usage error (argparse).
@@ -26,6 +29,7 @@ import logging
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 from pathlib import Path
@@ -65,6 +69,10 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     label = name or " ".join(p for p in (parser.prog, getattr(args, "command", None)) if p)
+    # a library warning (texts truncated, ...) is one line too, not the file, line and source line
+    # Python prints under it; restored afterwards, for a caller that runs commands in-process
+    format_before = warnings.formatwarning
+    warnings.formatwarning = lambda message, category, *_, **__: f"{label}: warning: {message}\n"
     try:
         return int(args.func(args) or 0)
     except MedragError as exc:
@@ -77,6 +85,8 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
         where = f" ({exc.filename})" if exc.filename else ""
         print(f"{label}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1
+    finally:
+        warnings.formatwarning = format_before
 
 
 #: Name prefix of the folder :func:`check_writable_dir` makes and removes to probe a parent folder.

@@ -213,6 +213,18 @@ def test_cli_index_and_search_reuse_the_model_the_collection_records(tiny_model_
                        str(other)], "From the shell: leave --model out")
 
 
+def test_cli_warnings_are_one_line(tiny_model_dir, tmp_path) -> None:
+    """The truncation warning printed the file, line and source line of the warn() call under it."""
+    (tmp_path / "a.jsonl").write_text(json.dumps({"text": DOC * 3}) + "\n")
+    run = subprocess.run([sys.executable, "-m", "medrag", "index", str(tmp_path / "a.jsonl"), "--persist-dir",
+                          str(tmp_path / "db"), "--model", str(tiny_model_dir), "--chunk-words", "1000", "--no-progress"],
+                         capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert run.returncode == 0, run.stderr
+    warned = [line for line in run.stderr.splitlines() if "exceed" in line]
+    assert len(warned) == 1 and warned[0].startswith("medrag index: warning: 1 text(s) exceed"), run.stderr
+    assert "UserWarning" not in run.stderr and "warnings.warn" not in run.stderr
+
+
 def _index_argv(tmp_path, tiny_model_dir, notes: int) -> tuple[list[str], str]:
     """``medrag index`` arguments over a folder of ``notes`` small .txt notes, and the store's folder."""
     folder = tmp_path / "notes"
