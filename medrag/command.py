@@ -159,8 +159,9 @@ def recorded_model(client: Any, collection: str) -> str | None:
         raise translate_chroma_error(exc, "open the Chroma store") from exc
     spec = meta.get(CONTRACT_KEYS["model"])
     if not isinstance(spec, str) or not spec or not meta.get(CONTRACT_KEYS["fingerprint"]):
-        raise DataError(f"collection {collection!r} records no model medrag can load ({spec!r}: built with other "
-                        "embeddings); pass --model")
+        raise DataError(f"collection {collection!r} records no model medrag can load ({spec!r}): it was built with "
+                        "other embeddings (langchain-chroma, or MatryoshkaChroma with an Embeddings object of yours), "
+                        "which the shell cannot load; index its source into another --collection")
     return spec
 
 

@@ -21,8 +21,8 @@ are different documents; records identical in text and metadata are stored once.
 **Folders.** A folder's file is the document ``{"source": its relative path, "folder": the
 folder's absolute path}``; its chunk ids hash both, so two folders indexed into one collection
 keep their files apart even where relative paths repeat (``a/notes.txt``, ``b/notes.txt``), and
-re-indexing one replaces only its own. A moved folder is another source: index it with
-``--prune`` to drop the copies stored from its old place.
+re-indexing or pruning one touches only its own files. A moved folder is another source:
+its copies from the old place stay until deleted (``store.delete(where={"folder": OLD_PATH})``).
 
 **Chunks.** Sentence-aware word windows: a document is split into sentences (after ``.``,
 ``!``, ``?``, ``;`` or a line break; a sentence longer than ``max_words`` is cut), consecutive
@@ -44,6 +44,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import hashlib
 import json
@@ -243,8 +244,11 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
         meta = {}
         for field, convert in typed:
             value = record.get(field)
-            if convert is not None:  # an empty CSV cell of a typed field is a missing value, left out
-                value = None if value is None or value == "" else _convert(value, convert, field, where)
+            if convert is not None:  # an empty CSV cell, a NaN (pandas' and json.dumps' missing value): left out
+                if value == "" or (isinstance(value, float) and not math.isfinite(value)):
+                    value = None
+                elif isinstance(value, (str, int, float, bool)):
+                    value = _convert(value, convert, field, where)
             # a NaN/inf float (pandas' missing value) is left out like a None: Chroma cannot store it
             if isinstance(value, (str, int, float, bool)) and not (isinstance(value, float) and not math.isfinite(value)):
                 meta[field] = value
@@ -278,26 +282,48 @@ def _typed_field(spec: str) -> tuple[str, type | None]:
     return spec, None
 
 
-def _convert(value: Any, kind: type, field: str, where: str) -> Any:
-    """``value`` as ``kind`` (a CSV's text, a JSON number given as a string), or a DataError naming the record."""
+def _convert(value: str | int | float | bool, kind: type, field: str, where: str) -> Any:
+    """A record's scalar ``value`` as ``kind`` (a CSV's text, a number given as a string), or a
+    :class:`DataError` naming the record.
+
+    >>> [_convert(v, int, "year", "r") for v in ("2021", "2021.0", 2021.0)]
+    [2021, 2021, 2021]
+    >>> _convert("0,5", float, "dose", "r"), _convert("oui", bool, "actif", "r")
+    (0.5, True)
+    """
     if kind is str:
         return value if isinstance(value, str) else str(value)
-    if isinstance(value, kind) and not (kind is not bool and isinstance(value, bool)):
-        return value
-    text = str(value).strip()
-    if kind is bool and text.lower() in _TRUE + _FALSE:
-        return text.lower() in _TRUE
-    if kind is int and isinstance(value, float) and value.is_integer():
-        return int(value)
-    if kind is float and "," in text and "." not in text:  # a French decimal comma: "0,5"
-        text = text.replace(",", ".", 1)
-    try:
-        if kind is not bool:
-            return kind(text)
-    except ValueError:
-        pass
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE + _FALSE:
+            return text in _TRUE
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        text = str(value).strip()
+        if "," in text and "." not in text:  # a French decimal comma: "0,5"
+            text = text.replace(",", ".", 1)
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    else:  # int; "2021.0" too: pandas writes an int column with gaps as floats
+        number: int | float | None = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+            number = int(value)
+        else:
+            with contextlib.suppress(ValueError):
+                number = float(str(value))
+        # Chroma stores 64-bit ints; the range first (a huge int does not convert to a float)
+        if number is not None and -2**63 <= number < 2**63 and float(number).is_integer():
+            return int(number)
     raise DataError(f"{where}: field {field!r} is {value!r}, not {'a' if kind is not int else 'an'} {kind.__name__} "
-                    f"(--metadata-fields {field}:{kind.__name__}); fix the value or leave the type out")
+                    f"(--metadata-fields {field}:{kind.__name__}"
+                    f"{', a 64-bit int' if kind is int else ''}); fix the value or leave the type out")
 
 
 def _records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -347,9 +373,10 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
             the store's coarse projection (``coarse_rotation``) is still to be fitted, the first
             write is larger: :func:`medrag.coarse.fit_sample_size` texts (4,096).
         show_progress: a tqdm bar over chunks (default: when stderr is a terminal).
-        prune: after the whole source is read and written, delete every stored chunk of a document
-            this run did not read (files deleted or renamed in a folder, records dropped from a
-            file): the collection then holds exactly this source. Use one collection per source.
+        prune: after the whole source is read and written, delete the stored chunks of the
+            documents this source no longer holds (files deleted or renamed in a folder, records
+            dropped from a file). A folder prunes only its own files; a records file prunes
+            every chunk it did not read except folders' files (one records file per collection).
 
     Raises:
         DataError: unreadable source. InvalidInputError: bad chunking settings or batch size.
@@ -403,13 +430,12 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
             bar.update(len(pending_texts))
             pending_texts.clear(), pending_meta.clear(), pending_ids.clear()
         if pending_docs:  # after the new chunks are stored: the earlier versions' chunks go
-            # a chunk id hashes its document key, so one set of this run's ids serves every key
-            # (a records file reads ids only: the metadatas would bring the packed full vectors along)
-            found = store.collection.get(where={"doc": {"$in": list(pending_docs)}},
-                                         include=["metadatas"] if root else [])
+            # a chunk id hashes its document key, so one set of this run's ids serves every key; the
+            # metadatas tell a folder's chunks from a records file's (their keys can be equal strings)
+            found = store.collection.get(where={"doc": {"$in": list(pending_docs)}}, include=["metadatas"])
             current = set().union(*pending_docs.values())
-            stale = [i for n, i in enumerate(found["ids"])
-                     if i not in current and (root is None or _of_folder(found["metadatas"][n], root))]
+            stale = [i for i, md in zip(found["ids"], found["metadatas"])
+                     if i not in current and _of_source(md or {}, root)]
             if stale:
                 store.delete(stale)
                 removed += len(stale)
@@ -479,24 +505,30 @@ def _same_value(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def _of_folder(metadata: dict[str, Any], root: str) -> bool:
-    """Whether a stored chunk is a file of the folder ``root``: its ``folder``, or for a chunk stored
-    before chunks named their folder, a ``source`` that is its document key (then it was a file of
-    some folder, keyed by its relative path alone: the earlier version of this folder's file)."""
+def _of_source(metadata: dict[str, Any], root: str | None) -> bool:
+    """Whether a stored chunk belongs to this run's kind of source, so that this run may replace or
+    prune it: for a folder ``root``, a file of that folder (its ``folder``; or, for a chunk stored
+    before chunks named their folder, a ``source`` equal to its document key: a folder's file keyed
+    by its relative path alone); for a records file (``root`` None), any chunk that is not a
+    folder's file. (A records file indexed with ``--id-field source`` whose values equal a folder
+    file's relative path looks like such an earlier folder chunk: the one case left ambiguous.)"""
+    if root is None:
+        return "folder" not in metadata
     if "folder" in metadata:
         return metadata["folder"] == root
     return "source" in metadata and metadata.get("source") == metadata.get("doc")
 
 
 def _prune(store: Any, keep: set[str], root: str | None = None, page: int = 10_000) -> int:
-    """Delete the stored chunks whose document key (``doc``) is not in ``keep`` (for a folder
-    ``root``: that are not chunks of ``keep``'s files of that folder); returns how many."""
+    """Delete the stored chunks of this run's source (:func:`_of_source`: the folder ``root``'s
+    files, or for a records file every chunk that is not a folder's) whose document key (``doc``)
+    is not in ``keep``; returns how many. Other folders' chunks are left alone."""
     stale: list[str] = []
     offset = 0
     while True:
         found = store.get(include=["metadatas"], limit=page, offset=offset)
         stale += [id_ for id_, md in zip(found["ids"], found["metadatas"])
-                  if md.get("doc") not in keep or (root is not None and md.get("folder") != root)]
+                  if md.get("doc") not in keep and _of_source(md or {}, root)]
         if len(found["ids"]) < page:
             break
         offset += page
@@ -549,7 +581,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
                         "better for 400 candidates on a large corpus: docs/store.md)")
     p.add_argument("--prune", action="store_true",
                    help="after indexing, delete the stored documents this source no longer holds (deleted or renamed "
-                        "files, dropped records): the collection then mirrors the source; use one collection per source")
+                        "files, dropped records); a folder prunes only its own files, a records file every record it "
+                        "did not read (one records file per collection)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_index)
 
@@ -600,7 +633,10 @@ def _run_index(args: argparse.Namespace) -> int:
         except Exception as exc:
             raise translate_chroma_error(exc, f"open the store at {args.host}:{args.port}") from exc
     elif (Path(persist) / "chroma.sqlite3").is_file():  # an existing store: its collection may record a model
-        client = chromadb.PersistentClient(path=persist)
+        try:
+            client = chromadb.PersistentClient(path=persist)
+        except Exception as exc:  # a damaged store: MatryoshkaChroma's own check names it and what to do
+            logger.debug("cannot open %s to read the recorded model: %s", persist, exc)
     # an existing collection is opened with the model it records (as medrag search does), not the default
     emb = store_embeddings(args, None if args.model or client is None else recorded_model(client, args.collection))
     try:

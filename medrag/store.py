@@ -1924,6 +1924,11 @@ class MatryoshkaChroma(VectorStore):
         tags = [*(kwargs.pop("tags", None) or []), *self._get_retriever_tags()]  # the caller's list is not changed
         if "search_type" in kwargs:  # pydantic's ValidationError otherwise, not a MedragError
             _check_search_type(kwargs["search_type"])
+            threshold = (kwargs.get("search_kwargs") or {}).get("score_threshold")
+            if kwargs["search_type"] == "similarity_score_threshold" and (
+                    isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
+                raise InvalidInputError("search_type='similarity_score_threshold' needs a number in "
+                                        "search_kwargs={'score_threshold': ...} (a relevance score, cosine in [-1, 1])")
         return MatryoshkaRetriever(vectorstore=self, tags=tags, **kwargs)
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import numbers
 import os
 import tempfile
@@ -83,7 +84,7 @@ class BM25Index:
     def __init__(self, options: AnalyzerOptions | None = None, *, k1: float = 1.2, b: float = 0.75,
                  generation: int | None = None, collection: str | None = None) -> None:
         numeric = all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in (k1, b))
-        if not numeric or not (k1 > 0 and 0 <= b <= 1):  # NaN fails both comparisons
+        if not numeric or not (0 < k1 < math.inf and 0 <= b <= 1):  # NaN fails both comparisons
             raise InvalidInputError(f"BM25 needs numbers k1 > 0 and 0 <= b <= 1, got k1={k1!r}, b={b!r}")
         self.analyzer = FrenchMedicalAnalyzer(options)
         self.k1, self.b = float(k1), float(b)

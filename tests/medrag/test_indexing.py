@@ -213,6 +213,17 @@ def test_cli_index_and_search_reuse_the_model_the_collection_records(tiny_model_
                        str(other)], "From the shell: leave --model out")
 
 
+def test_cli_a_damaged_store_is_a_one_line_error(tiny_model_dir, tmp_path, capsys) -> None:
+    """Reading the recorded model of an existing store opened a Chroma client outside the store's
+    checks: a damaged chroma.sqlite3 was a traceback (found in review)."""
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "chroma.sqlite3").write_bytes(b"garbage")
+    (tmp_path / "a.jsonl").write_text('{"text": "Une note."}\n')
+    _one_line(capsys, ["index", str(tmp_path / "a.jsonl"), "--persist-dir", str(tmp_path / "bad"), "--model",
+                       str(tiny_model_dir), "--no-progress"], "chroma.sqlite3 is not a SQLite database")
+    assert (tmp_path / "bad" / "chroma.sqlite3").read_bytes() == b"garbage"
+
+
 def test_cli_warnings_are_one_line(tiny_model_dir, tmp_path) -> None:
     """The truncation warning printed the file, line and source line of the warn() call under it."""
     (tmp_path / "a.jsonl").write_text(json.dumps({"text": DOC * 3}) + "\n")
@@ -467,6 +478,15 @@ def test_typed_metadata_fields_make_csv_values_filterable_as_numbers(tmp_path) -
         list(iter_documents(path, metadata_fields=["year:int"]))
     with pytest.raises(InvalidInputError, match=r"\['doc'\]"):
         index_corpus(path, store, metadata_fields=["doc:int"])
+    # missing values stay missing (NaN: json.dumps' and pandas'), "2021.0" is an int (pandas' int column with
+    # gaps), a value past 64 bits names its record, an object is not turned into its Python repr
+    path = _jsonl(tmp_path / "m.jsonl", [{"text": "a", "year": float("nan"), "cat": float("nan")},
+                                         {"text": "b", "year": "2021.0", "cat": {"x": 1}}])
+    assert [m for _, _, m in iter_documents(path, metadata_fields=["year:int", "cat:str"], warn=False)] == [
+        {}, {"year": 2021}]
+    path = _jsonl(tmp_path / "big.jsonl", [{"text": "a", "n": 99999999999999999999}, {"text": "b", "n": "9" * 400}])
+    with pytest.raises(DataError, match=r"big.jsonl:1: field 'n' is 99999999999999999999, not an int .*64-bit"):
+        list(iter_documents(path, metadata_fields=["n:int"]))
 
 
 def test_two_folders_with_the_same_file_names_share_a_collection_without_loss(tmp_path) -> None:
@@ -494,17 +514,28 @@ def test_two_folders_with_the_same_file_names_share_a_collection_without_loss(tm
         by_folder.setdefault(Path(md["folder"]).name, []).append(doc)
     assert by_folder["a"] == ["Notes du service A, corrigées : la ferritine se dose à jeun."]
     assert len(by_folder["b"]) > 1 and by_folder["b"][0].startswith("Notes du service B")
-    # prune mirrors the folder indexed: b's files and a's deleted file go, a's kept file stays
+    # prune touches this folder's files only: a's deleted file goes, b's files stay
     (a / "a.txt").unlink()
+    before_b = store.collection.get(where={"folder": b.resolve().as_posix()})["ids"]
     report = index_corpus(a, store, chunk_words=15, prune=True)
-    assert {md["folder"] for md in store.collection.get()["metadatas"]} == {a.resolve().as_posix()}
-    assert sorted(md["source"] for md in store.collection.get()["metadatas"]) == ["notes.txt"]
+    assert report.pruned == 1 and store.collection.get(where={"folder": b.resolve().as_posix()})["ids"] == before_b
+    assert sorted(md["source"] for md in store.collection.get(where={"folder": a.resolve().as_posix()})["metadatas"]) \
+        == ["notes.txt"]
+    # a records file whose ids equal a folder's relative path neither replaces nor prunes the folder's file
+    records = _jsonl(tmp_path / "r.jsonl", [{"id": "notes.txt", "text": "Une fiche nommée notes.txt."}])
+    index_corpus(records, store, id_field="id")
+    _jsonl(records, [{"id": "notes.txt", "text": "La fiche notes.txt, corrigée."}])
+    report = index_corpus(records, store, id_field="id", prune=True)
+    assert report.removed == 1 and report.pruned == 0
+    assert store.collection.get(where={"folder": b.resolve().as_posix()})["ids"] == before_b
+    assert len(store.collection.get(where={"folder": a.resolve().as_posix()})["ids"]) == 1
     # identical files in two folders are two documents, not one chunk id rewritten back and forth
     same = tmp_path / "same"
     same.mkdir()
     (same / "notes.txt").write_text((a / "notes.txt").read_text())
+    n = len(store)
     report = index_corpus(same, store, chunk_words=15)
-    assert (report.added, report.updated, report.removed) == (1, 0, 0) and len(store) == 2
+    assert (report.added, report.updated, report.removed) == (1, 0, 0) and len(store) == n + 1
     store.delete_collection()
 
 

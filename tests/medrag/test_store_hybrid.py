@@ -98,6 +98,9 @@ def test_retriever_hybrid(store: MatryoshkaChroma) -> None:
     assert len(store.as_retriever(search_kwargs={"k": 3}).invoke("metformine")) == 3
     with pytest.raises(InvalidInputError, match="search_type must be one of"):  # not pydantic's ValidationError
         store.as_retriever(search_type="bm25")
+    with pytest.raises(InvalidInputError, match="needs a number in search_kwargs"):
+        store.as_retriever(search_type="similarity_score_threshold")
+    assert store.as_retriever(search_type="similarity_score_threshold", search_kwargs={"score_threshold": 0.1})
 
 
 async def test_retriever_hybrid_async(store: MatryoshkaChroma) -> None:

@@ -104,7 +104,7 @@ def test_bad_arguments(index: BM25Index) -> None:
 def test_wrong_types_are_input_errors_not_type_errors(tmp_path, index: BM25Index) -> None:
     """Found in review: k1="a" was a TypeError, add("ab", ...) indexed the ids "a" and "b", and
     save() to a folder an IsADirectoryError."""
-    for k1, b in (("a", 0.75), (1.2, None), (True, 0.75), (float("nan"), 0.75)):
+    for k1, b in (("a", 0.75), (1.2, None), (True, 0.75), (float("nan"), 0.75), (float("inf"), 0.75)):
         with pytest.raises(InvalidInputError, match="BM25 needs numbers"):
             BM25Index(k1=k1, b=b)
     assert BM25Index(k1=np.float32(1.5), b=np.float64(0.5)).signature.endswith("bm25-1.5-0.5")
