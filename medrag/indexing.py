@@ -595,6 +595,26 @@ def run_index(args: argparse.Namespace) -> int:
         return _run_index(args)
 
 
+def _holds_collection(client: Any, name: str) -> bool:
+    """Whether the store holds ``name`` (True when it cannot tell: nothing is then deleted on failure)."""
+    try:
+        return name in [c if isinstance(c, str) else c.name for c in client.list_collections()]
+    except Exception as exc:  # the store's own checks report it next
+        logger.debug("cannot list the collections: %s", exc)
+        return True
+
+
+def _drop_if_empty(store: MatryoshkaChroma) -> None:
+    """Delete the collection this run created if nothing was written to it (the error being raised
+    is the one to report: a failure here is only logged)."""
+    try:
+        if len(store) == 0:
+            store.delete_collection()
+            logger.info("the empty collection this run created was deleted")
+    except Exception as exc:
+        logger.warning("could not delete the empty collection this run created: %s", exc)
+
+
 def _run_index(args: argparse.Namespace) -> int:
     source = Path(args.source)
     if not source.exists():
@@ -637,19 +657,27 @@ def _run_index(args: argparse.Namespace) -> int:
             client = chromadb.PersistentClient(path=persist)
         except Exception as exc:  # a damaged store: MatryoshkaChroma's own check names it and what to do
             logger.debug("cannot open %s to read the recorded model: %s", persist, exc)
+    existed = client is not None and _holds_collection(client, args.collection)
     # an existing collection is opened with the model it records (as medrag search does), not the default
-    emb = store_embeddings(args, None if args.model or client is None else recorded_model(client, args.collection))
+    emb = store_embeddings(args, None if args.model or not existed else recorded_model(client, args.collection))
     try:
         store = MatryoshkaChroma(args.collection, emb, persist_directory=None if client else persist, client=client,
                                  coarse_dim=args.coarse_dim, coarse_rotation=args.coarse_rotation,
                                  full_encoding=args.full_encoding,
                                  hnsw={"ef_search": args.ef_search} if args.ef_search else None)
     except CollectionMismatchError as exc:  # its advice is the Python API's: say the shell's too
-        raise CollectionMismatchError(f"{exc} From the shell: leave --model out (the collection's own model is "
-                                      "used) or index into another --collection") from None
-    report = index_corpus(source, store, text_field=args.text_field, id_field=args.id_field, metadata_fields=fields,
-                          chunk_words=args.chunk_words, overlap=args.overlap, batch_size=args.batch_size,
-                          show_progress=False if args.no_progress else None, prune=args.prune)
+        raise CollectionMismatchError(f"{exc} From the shell: leave out --model and the collection settings "
+                                      "(--coarse-dim, --coarse-rotation, --full-encoding), and the collection's own "
+                                      "are used, or index into another --collection") from None
+    try:
+        report = index_corpus(source, store, text_field=args.text_field, id_field=args.id_field,
+                              metadata_fields=fields, chunk_words=args.chunk_words, overlap=args.overlap,
+                              batch_size=args.batch_size, show_progress=False if args.no_progress else None,
+                              prune=args.prune)
+    except BaseException:
+        if not existed:  # a run that failed before its first write leaves no empty collection behind
+            _drop_if_empty(store)
+        raise
     extra = "".join([f", {report.duplicates} repeated in the input (stored once)" if report.duplicates else "",
                      f", {report.updated} rewritten with changed metadata" if report.updated else "",
                      f", {report.pruned} chunks of documents no longer in the source pruned" if report.pruned else "",

@@ -210,7 +210,7 @@ def test_cli_index_and_search_reuse_the_model_the_collection_records(tiny_model_
     other = build_tiny_model(tmp_path / "other-model", seed=1)
     capsys.readouterr()  # the build's own progress bars
     _one_line(capsys, ["index", "work/a.jsonl", "--persist-dir", "work/db", "--collection", "notes", "--model",
-                       str(other)], "From the shell: leave --model out")
+                       str(other)], "From the shell: leave out --model")
 
 
 def test_cli_a_damaged_store_is_a_one_line_error(tiny_model_dir, tmp_path, capsys) -> None:
@@ -222,6 +222,24 @@ def test_cli_a_damaged_store_is_a_one_line_error(tiny_model_dir, tmp_path, capsy
     _one_line(capsys, ["index", str(tmp_path / "a.jsonl"), "--persist-dir", str(tmp_path / "bad"), "--model",
                        str(tiny_model_dir), "--no-progress"], "chroma.sqlite3 is not a SQLite database")
     assert (tmp_path / "bad" / "chroma.sqlite3").read_bytes() == b"garbage"
+
+
+def test_cli_a_run_failing_before_its_first_write_leaves_no_empty_collection(tiny_model_dir, tmp_path, capsys) -> None:
+    """A bad line past the first record made the run fail after creating the collection: an empty
+    collection was left, which kept that run's settings (found in review)."""
+    (tmp_path / "a.jsonl").write_text('{"text": "Une note."}\n{"text": "Une autre."}\n{oops\n')
+    db = tmp_path / "db"
+    argv = ["index", str(tmp_path / "a.jsonl"), "--persist-dir", str(db), "--model", str(tiny_model_dir),
+            "--collection", "notes", "--coarse-dim", "16", "--no-progress"]
+    _one_line(capsys, argv, "a.jsonl:3")
+    assert "notes" not in [c.name for c in chromadb.PersistentClient(str(db)).list_collections()]
+    (tmp_path / "a.jsonl").write_text('{"text": "Une note."}\n')
+    assert main(argv[:-3] + ["--coarse-dim", "32", "--no-progress"]) == 0  # the new run's settings apply
+    assert chromadb.PersistentClient(str(db)).get_collection("notes").metadata["medrag:coarse_dim"] == 32
+    # an existing collection is never deleted by a failed run
+    (tmp_path / "a.jsonl").write_text('{"text": "Une note."}\n{oops\n')
+    _one_line(capsys, argv[:-3] + ["--no-progress"], "a.jsonl:2")
+    assert "notes" in [c.name for c in chromadb.PersistentClient(str(db)).list_collections()]
 
 
 def test_cli_warnings_are_one_line(tiny_model_dir, tmp_path) -> None:
