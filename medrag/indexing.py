@@ -22,7 +22,8 @@ are different documents; records identical in text and metadata are stored once.
 folder's absolute path}``; its chunk ids hash both, so two folders indexed into one collection
 keep their files apart even where relative paths repeat (``a/notes.txt``, ``b/notes.txt``), and
 re-indexing or pruning one touches only its own files. A moved folder is another source:
-its copies from the old place stay until deleted (``store.delete(where={"folder": OLD_PATH})``).
+its copies from the old place stay until deleted (``store.delete(where={"folder": OLD_PATH})``),
+unless it is indexed under a stable name (``--folder-name``) that stands for its path.
 
 **Chunks.** Sentence-aware word windows: a document is split into sentences (after ``.``,
 ``!``, ``?``, ``;`` or a line break; a sentence longer than ``max_words`` is cut), consecutive
@@ -171,7 +172,7 @@ def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_O
 
 
 def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", id_field: str | None = None,
-                   metadata_fields: list[str] | None = None, warn: bool = True
+                   metadata_fields: list[str] | None = None, warn: bool = True, folder_name: str | None = None
                    ) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """``(document key, text, metadata)`` for every document of a file or folder.
 
@@ -188,16 +189,20 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
             ``:str``) converts the field's values: a CSV's are all text, and a filter
             ``{"year": 2021}`` matches only numbers; a value that does not convert is an error
             naming its record; a folder's documents get ``{"source": relative path,
-            "folder": the folder's absolute path}``.
+            "folder": the folder's absolute path, or folder_name}``.
             Without ``id_field`` a document is its text and metadata: the same file indexed again
             with other ``metadata_fields`` is another set of documents (the earlier ones stay).
         warn: log the warnings about the source (linked folders not followed, metadata fields
             missing); False for a caller that reads the source twice.
+        folder_name: for a folder, the stable name that stands for it in its documents' ``folder``
+            (and chunk ids) instead of its absolute path: the same folder mounted elsewhere (a
+            container, another machine, a moved folder) is then the same source.
 
     Raises:
         DataError: a missing source, an unsupported file type, a record without ``text_field``.
     """
     path = Path(source)
+    _check_folder_name(folder_name, path)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
         # hidden files and folders (.git, .venv with its thousands of licence .txt files, .obsidian) are
@@ -216,7 +221,7 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
         if not files:
             raise DataError(f"{path} holds no {'/'.join(TEXT_SUFFIXES)} file"
                             + (f" outside hidden folders ({len(hidden)} hidden ones skipped)" if hidden else ""))
-        root = path.resolve().as_posix()
+        root = folder_name or path.resolve().as_posix()
         for f in files:
             rel = f.relative_to(path).as_posix()
             try:
@@ -326,6 +331,17 @@ def _convert(value: str | int | float | bool, kind: type, field: str, where: str
                     f"{', a 64-bit int' if kind is int else ''}); fix the value or leave the type out")
 
 
+def _check_folder_name(folder_name: Any, path: Path) -> None:
+    """``folder_name`` names a folder source: a non-empty string, and only for a folder."""
+    if folder_name is None:
+        return
+    if not isinstance(folder_name, str) or not folder_name.strip():
+        raise InvalidInputError(f"folder_name must be a non-empty string, got {folder_name!r}")
+    if path.exists() and not path.is_dir():
+        raise InvalidInputError(f"a folder name (--folder-name) names a folder source; {path} is a records file, "
+                                "whose documents are keyed by --id-field or their content, not their place")
+
+
 def _records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """(``file:line`` or ``file:row``, record) of a records file; JSONL is streamed."""
     name = path.name.lower()
@@ -351,7 +367,8 @@ def chunk_id(document_key: str, position: int, chunk: str) -> str:
 def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str = "text",
                  id_field: str | None = None, metadata_fields: list[str] | None = None,
                  chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_OVERLAP, max_words: int = MAX_SENTENCE_WORDS,
-                 batch_size: int = 512, show_progress: bool | None = None, prune: bool = False) -> IndexReport:
+                 batch_size: int = 512, show_progress: bool | None = None, prune: bool = False,
+                 folder_name: str | None = None) -> IndexReport:
     """Chunk every document of ``source`` and add the chunks to ``store``; resumable.
 
     Each chunk gets the document's metadata plus ``doc`` (the document key) and ``chunk`` (its
@@ -367,7 +384,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     Args:
         source: file or folder (:func:`iter_documents`).
         store: a :class:`~medrag.store.MatryoshkaChroma`.
-        text_field / id_field / metadata_fields: see :func:`iter_documents`.
+        text_field / id_field / metadata_fields / folder_name: see :func:`iter_documents`.
         chunk_words / overlap / max_words: see :func:`chunk_text`.
         batch_size: chunks encoded and written together (one model call, one Chroma write). When
             the store's coarse projection (``coarse_rotation``) is still to be fitted, the first
@@ -393,7 +410,8 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     # a folder's files are keyed by their relative path *within this folder*: the chunk ids hash the
     # folder too, and only this folder's chunks (or ones stored before chunks named their folder) are
     # replaced, so a second folder with the same relative paths does not delete the first one's files
-    root = Path(source).resolve().as_posix() if Path(source).is_dir() else None
+    _check_folder_name(folder_name, Path(source))
+    root = (folder_name or Path(source).resolve().as_posix()) if Path(source).is_dir() else None
     t0 = time.perf_counter()
     before = len(store)
     documents = chunks = duplicates = removed = updated = 0
@@ -443,7 +461,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
 
     try:
         for key, text, meta in iter_documents(source, text_field=text_field, id_field=id_field,
-                                              metadata_fields=metadata_fields):
+                                              metadata_fields=metadata_fields, folder_name=folder_name):
             documents += 1
             pieces = chunk_text(text, chunk_words, overlap, max_words)
             id_key = key if root is None else f"{root}/{key}"
@@ -579,6 +597,10 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    help=f"Chroma HNSW ef_search (default {DEFAULT_EF_SEARCH} for a new collection; given for an existing "
                         "one, it is changed there, for processes that open it afterwards; 800 measured a little "
                         "better for 400 candidates on a large corpus: docs/store.md)")
+    p.add_argument("--folder-name", default=None,
+                   help="for a folder source: a stable name recorded as its documents' 'folder' instead of its absolute "
+                        "path, so the folder mounted elsewhere (a container, another machine) or moved is the same "
+                        "source (not re-encoded, not stored twice)")
     p.add_argument("--prune", action="store_true",
                    help="after indexing, delete the stored documents this source no longer holds (deleted or renamed "
                         "files, dropped records); a folder prunes only its own files, a records file every record it "
@@ -640,7 +662,7 @@ def _run_index(args: argparse.Namespace) -> int:
                                     "whose files are one document each (metadata: their relative path and the folder)")
     # the first document proves the source readable (fields, JSON) and not empty before the model loads
     if next(iter_documents(source, text_field=args.text_field, id_field=args.id_field, metadata_fields=fields,
-                           warn=False), None) is None:
+                           warn=False, folder_name=args.folder_name), None) is None:
         raise DataError(f"{source}: no document found; nothing was indexed")
     import chromadb  # heavy: only an actual indexing run opens a client
 
@@ -673,7 +695,7 @@ def _run_index(args: argparse.Namespace) -> int:
         report = index_corpus(source, store, text_field=args.text_field, id_field=args.id_field,
                               metadata_fields=fields, chunk_words=args.chunk_words, overlap=args.overlap,
                               batch_size=args.batch_size, show_progress=False if args.no_progress else None,
-                              prune=args.prune)
+                              prune=args.prune, folder_name=args.folder_name)
     except BaseException:
         if not existed:  # a run that failed before its first write leaves no empty collection behind
             _drop_if_empty(store)

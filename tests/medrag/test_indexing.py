@@ -557,6 +557,30 @@ def test_two_folders_with_the_same_file_names_share_a_collection_without_loss(tm
     store.delete_collection()
 
 
+def test_a_named_folder_is_the_same_source_wherever_it_is_mounted(tmp_path) -> None:
+    """Folder ids hash the folder's absolute path: the same folder seen from a container or another
+    machine was re-encoded and stored twice. --folder-name gives it a stable identity."""
+    import shutil
+
+    host = tmp_path / "host" / "notes"
+    host.mkdir(parents=True)
+    (host / "a.txt").write_text("La ferritine basse.")
+    (host / "b.txt").write_text("La TSH élevée.")
+    store = MatryoshkaChroma("idx", CountingFake(), client=chromadb.EphemeralClient())
+    index_corpus(host, store, folder_name="service-notes")
+    mounted = tmp_path / "container" / "data"
+    shutil.copytree(host, mounted)
+    (mounted / "b.txt").unlink()
+    report = index_corpus(mounted, store, folder_name="service-notes", prune=True)
+    assert (report.added, report.skipped, report.pruned, len(store)) == (0, 1, 1, 1)
+    assert store.collection.get()["metadatas"][0]["folder"] == "service-notes"
+    with pytest.raises(InvalidInputError, match="names a folder source"):
+        index_corpus(_jsonl(tmp_path / "r.jsonl", [{"text": "x"}]), store, folder_name="service-notes")
+    with pytest.raises(InvalidInputError, match="non-empty string"):
+        list(iter_documents(host, folder_name=" "))
+    store.delete_collection()
+
+
 def test_a_folder_stored_before_chunks_named_their_folder_is_replaced_not_doubled(tmp_path) -> None:
     """Chunks of a folder written by an earlier medrag (ids from the relative path, no ``folder``
     metadata) are the earlier version of the same files: the first run of this version replaces them
