@@ -124,11 +124,20 @@ def require_data(path: str | os.PathLike[str], what: str, flag: str | None = Non
     return path
 
 
+def add_data_root_argument(parser: argparse.ArgumentParser) -> None:
+    """``--data-root``, the validation suite's data folder (read back by :func:`suite_data_root`)."""
+    parser.add_argument("--data-root", default=None,
+                        help="folder holding frenchmedmcqa/ and french-medical-text/ (default: $MEDRAG_DATA, "
+                             "else ../shared/data beside the repository)")
+
+
 def suite_data_root(option: str | None) -> str:
     """The validation suite's data folder: ``option`` (``--data-root``), else ``$MEDRAG_DATA``, else
     the shared data beside this checkout, written relative to the current folder (``../shared/data``
-    from the repository root, as the recorded results have it)."""
-    return option or os.environ.get("MEDRAG_DATA") or os.path.relpath(SHARED_DATA)
+    from the repository root, as the recorded results have it); a :class:`DataError` naming
+    ``--data-root`` when it is missing."""
+    root = option or os.environ.get("MEDRAG_DATA") or os.path.relpath(SHARED_DATA)
+    return str(require_data(root, "the suite's data folder", "--data-root"))
 
 
 def run_script(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:

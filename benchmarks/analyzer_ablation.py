@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _script import RESULTS, ScriptParser, positive_int, require_data, run_script, suite_data_root  # noqa: E402
+from _script import (RESULTS, ScriptParser, add_data_root_argument, positive_int, run_script,  # noqa: E402
+                     suite_data_root)
 from evaluation.metrics import per_query_metrics  # noqa: E402
 from medrag.lexical.analyzer import AnalyzerOptions  # noqa: E402
 from medrag.lexical.bm25 import BM25Index  # noqa: E402
@@ -79,12 +80,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--pilot", action="store_true", help="cap each domain at --max-queries x --max-passages")
     parser.add_argument("--max-queries", type=positive_int, default=300, help="pilot cap on queries per domain")
     parser.add_argument("--max-passages", type=positive_int, default=3000, help="pilot cap on passages per domain")
-    parser.add_argument("--data-root", default=None,
-                        help="folder holding frenchmedmcqa/ and french-medical-text/ (default: $MEDRAG_DATA, "
-                             "else ../shared/data beside the repository)")
+    add_data_root_argument(parser)
     parser.add_argument("--out", default=str(RESULTS / "analyzer_ablation.json"), help="the JSON written")
     args = parser.parse_args(argv)
-    data_root = str(require_data(suite_data_root(args.data_root), "the suite's data folder", "--data-root"))
+    data_root = suite_data_root(args.data_root)
     suite = build_suite(args.part, pilot=args.pilot, data_root=data_root, max_queries=args.max_queries,
                         max_passages=args.max_passages)
     print(suite.describe())

@@ -38,7 +38,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
-from _script import ScriptParser, positive_int, require_data, run_script, suite_data_root  # noqa: E402
+from _script import ScriptParser, add_data_root_argument, positive_int, run_script, suite_data_root  # noqa: E402
 
 DIMS = (384, 256, 128, 64, 32)
 
@@ -111,9 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--domains", nargs="+", choices=DOMAINS, metavar="DOMAIN",
                    help=f"a subset of the suite's domains, of {' '.join(DOMAINS)} (default: all)")
     p.add_argument("--max-passages", type=positive_int, default=3000, help="pilot cap on passages per domain")
-    p.add_argument("--data-root", default=None,
-                   help="folder holding frenchmedmcqa/ and french-medical-text/ (default: $MEDRAG_DATA, "
-                        "else ../shared/data beside the repository)")
+    add_data_root_argument(p)
     p.add_argument("--candidate", action="append", default=[], metavar="NAME=DIR", type=candidate_arg,
                    help="a trained frozen-encoder model folder to score (repeatable)")
     p.add_argument("--interpolate", action="append", default=[], metavar="NAME=DIR:ALPHA", type=interpolate_arg,
@@ -136,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(f"--check-model {args.check_model}: no such folder (pass a model folder or a bundled: spec)")
     given = {label: head_of(folder) for label, folder in args.candidate}  # a folder without a Dense layer stops here
     trained_heads = {label: head_of(folder) for label, folder, _ in args.interpolate}
-    data_root = str(require_data(suite_data_root(args.data_root), "the suite's data folder", "--data-root"))
+    data_root = suite_data_root(args.data_root)
     logging.basicConfig(level=logging.WARNING)
 
     from evaluation.cache import EmbeddingCache

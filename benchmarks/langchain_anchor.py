@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _script import (RESULTS, ScriptParser, positive_int, require_data, run_script, suite_data_root,  # noqa: E402
-                     unit_float)
+from _script import (RESULTS, ScriptParser, add_data_root_argument, positive_int, run_script,  # noqa: E402
+                     suite_data_root, unit_float)
 from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT  # noqa: E402
 
 #: What the anchor runs on, installed for this script only: (module, pip package).
@@ -82,12 +82,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="Matryoshka sizes of the dense side")
     parser.add_argument("--weight", type=unit_float, default=DEFAULT_LEXICAL_WEIGHT, help="medrag's lexical weight")
     parser.add_argument("--fusion", default=DEFAULT_FUSION, choices=("rrf", "minmax"), help="medrag's fusion")
-    parser.add_argument("--data-root", default=None,
-                        help="folder holding frenchmedmcqa/ and french-medical-text/ (default: $MEDRAG_DATA, "
-                             "else ../shared/data beside the repository)")
+    add_data_root_argument(parser)
     parser.add_argument("--out", default=str(RESULTS / "langchain_anchor.json"), help="the JSON written")
     args = parser.parse_args(argv)
-    data_root = str(require_data(suite_data_root(args.data_root), "the suite's data folder", "--data-root"))
+    data_root = suite_data_root(args.data_root)
     missing = [pip for module, pip in ANCHOR_PACKAGES if importlib.util.find_spec(module) is None]
     if missing:
         raise SystemExit(f"the anchor needs {', '.join(missing)} (not medrag dependencies): "

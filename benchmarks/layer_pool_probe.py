@@ -44,7 +44,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
-from _script import ScriptParser, positive_int, require_data, run_script, suite_data_root  # noqa: E402
+from _script import ScriptParser, add_data_root_argument, positive_int, run_script, suite_data_root  # noqa: E402
 
 if TYPE_CHECKING:
     import torch
@@ -221,9 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--part", choices=("val", "test"), default="val",
                         help="the suite's part: val for choices, test to report a chosen candidate once")
     parser.add_argument("--max-passages", type=positive_int, default=1500, help="suite pilot passages per domain")
-    parser.add_argument("--data-root", default=None,
-                        help="folder holding frenchmedmcqa/ and french-medical-text/ (default: $MEDRAG_DATA, "
-                             "else ../shared/data beside the repository)")
+    add_data_root_argument(parser)
     parser.add_argument("--out", type=Path, required=True, help="the JSON report")
     args = parser.parse_args(argv)
     try:
@@ -233,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = [c[0] for c in candidates]
     if len(set(names)) != len(names):
         parser.error(f"--candidate: each name once, got {names}")
-    data_root = str(require_data(suite_data_root(args.data_root), "the suite's data folder", "--data-root"))
+    data_root = suite_data_root(args.data_root)
     logging.basicConfig(level=logging.WARNING)
 
     import torch

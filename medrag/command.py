@@ -143,20 +143,27 @@ def check_store_location(args: argparse.Namespace) -> None:
     _check_collection_name(args.collection, "--collection")
 
 
-def recorded_model(client: Any, collection: str) -> str | None:
-    """The model spec ``collection`` records (``medrag:model``), or None when there is no such
-    collection; a :class:`DataError` saying to pass ``--model`` when it was built with embeddings
-    medrag cannot load (they record no fingerprint)."""
+def collection_names(client: Any, where: str) -> list[str]:
+    """The collections of the store ``client`` opens (chromadb 0.5 lists names, 1.x objects); a
+    Chroma failure is a :class:`MedragError` saying it could not open ``where``."""
+    from medrag._chroma_errors import translate_chroma_error
+
+    try:
+        return [c if isinstance(c, str) else c.name for c in client.list_collections()]
+    except Exception as exc:
+        raise translate_chroma_error(exc, f"open {where}") from exc
+
+
+def recorded_model(client: Any, collection: str) -> str:
+    """The model spec the existing ``collection`` records (``medrag:model``); a :class:`DataError`
+    saying what to do when it was built with embeddings medrag cannot load (no fingerprint)."""
     from medrag._chroma_errors import translate_chroma_error
     from medrag.store import CONTRACT_KEYS
 
     try:
-        names = [c if isinstance(c, str) else c.name for c in client.list_collections()]
-        if collection not in names:
-            return None
         meta = client.get_collection(collection, embedding_function=None).metadata or {}
     except Exception as exc:
-        raise translate_chroma_error(exc, "open the Chroma store") from exc
+        raise translate_chroma_error(exc, "read the collection", collection) from exc
     spec = meta.get(CONTRACT_KEYS["model"])
     if not isinstance(spec, str) or not spec or not meta.get(CONTRACT_KEYS["fingerprint"]):
         raise DataError(f"collection {collection!r} records no model medrag can load ({spec!r}): it was built with "

@@ -62,8 +62,8 @@ from typing import Any
 
 from medrag._chroma_errors import translate_chroma_error
 from medrag.bundled import DEFAULT_SPEC
-from medrag.command import (add_store_location_arguments, check_store_location, check_writable_dir, recorded_model,
-                            store_embeddings)
+from medrag.command import (add_store_location_arguments, check_store_location, check_writable_dir, collection_names,
+                            recorded_model, store_embeddings)
 from medrag.errors import CollectionMismatchError, DataError, InvalidInputError
 from medrag.models import _check_device
 from medrag.qa.pairs import json_objects, read_records
@@ -448,12 +448,14 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
             bar.update(len(pending_texts))
             pending_texts.clear(), pending_meta.clear(), pending_ids.clear()
         if pending_docs:  # after the new chunks are stored: the earlier versions' chunks go
-            # a chunk id hashes its document key, so one set of this run's ids serves every key; the
-            # metadatas tell a folder's chunks from a records file's (their keys can be equal strings)
-            found = store.collection.get(where={"doc": {"$in": list(pending_docs)}}, include=["metadatas"])
+            # a chunk id hashes its document key, so one set of this run's ids serves every key; ids
+            # first (the metadatas bring the packed full vectors along), then the metadatas of the
+            # chunks not rewritten only, which tell a folder's file from a record of the same key
+            found = store.collection.get(where={"doc": {"$in": list(pending_docs)}}, include=[])
             current = set().union(*pending_docs.values())
-            stale = [i for i, md in zip(found["ids"], found["metadatas"])
-                     if i not in current and _of_source(md or {}, root)]
+            others = [i for i in found["ids"] if i not in current]
+            found = store.collection.get(ids=others, include=["metadatas"]) if others else {"ids": []}
+            stale = [i for i, md in zip(found["ids"], found.get("metadatas") or []) if _of_source(md or {}, root)]
             if stale:
                 store.delete(stale)
                 removed += len(stale)
@@ -617,15 +619,6 @@ def run_index(args: argparse.Namespace) -> int:
         return _run_index(args)
 
 
-def _holds_collection(client: Any, name: str) -> bool:
-    """Whether the store holds ``name`` (True when it cannot tell: nothing is then deleted on failure)."""
-    try:
-        return name in [c if isinstance(c, str) else c.name for c in client.list_collections()]
-    except Exception as exc:  # the store's own checks report it next
-        logger.debug("cannot list the collections: %s", exc)
-        return True
-
-
 def _drop_if_empty(store: MatryoshkaChroma) -> None:
     """Delete the collection this run created if nothing was written to it (the error being raised
     is the one to report: a failure here is only logged)."""
@@ -679,7 +672,8 @@ def _run_index(args: argparse.Namespace) -> int:
             client = chromadb.PersistentClient(path=persist)
         except Exception as exc:  # a damaged store: MatryoshkaChroma's own check names it and what to do
             logger.debug("cannot open %s to read the recorded model: %s", persist, exc)
-    existed = client is not None and _holds_collection(client, args.collection)
+    place = f"the store at {args.host}:{args.port}" if args.host else f"the Chroma store in {persist}"
+    existed = client is not None and args.collection in collection_names(client, place)
     # an existing collection is opened with the model it records (as medrag search does), not the default
     emb = store_embeddings(args, None if args.model or not existed else recorded_model(client, args.collection))
     try:

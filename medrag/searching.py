@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medrag.command import add_store_location_arguments, check_store_location, recorded_model, store_embeddings
+from medrag.command import (add_store_location_arguments, check_store_location, collection_names, recorded_model,
+                            store_embeddings)
 from medrag.errors import DataError, InvalidInputError
 from medrag.models import _check_device
 
@@ -67,13 +68,13 @@ def run_search(args: argparse.Namespace) -> int:
     from medrag._chroma_errors import translate_chroma_error
     from medrag.store import MatryoshkaChroma
 
+    place = f"the store at {args.host}:{args.port}" if args.host else f"the Chroma store in {args.persist_dir}"
     try:
         client = (chromadb.HttpClient(host=args.host, port=args.port) if args.host
                   else chromadb.PersistentClient(path=str(Path(args.persist_dir).resolve())))
-        names = [c if isinstance(c, str) else c.name for c in client.list_collections()]
     except Exception as exc:
-        where = f"the store at {args.host}:{args.port}" if args.host else f"the Chroma store in {args.persist_dir}"
-        raise translate_chroma_error(exc, f"open {where}") from exc
+        raise translate_chroma_error(exc, f"open {place}") from exc
+    names = collection_names(client, place)
     if args.collection not in names:
         raise DataError(f"no collection {args.collection!r} in this store (collections: {sorted(names) or 'none'}); "
                         "pass --collection")
