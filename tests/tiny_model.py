@@ -1,9 +1,15 @@
 """A tiny randomly initialised BERT-style sentence-transformers model, built in seconds.
 
-Unit tests use it instead of a real model: it has a real tokenizer (WordPiece trained on
-the fly with ``tokenizers``), mean pooling and normalisation, e5-style prompts, and the
+Unit tests use it instead of a real model: it has a real WordPiece tokenizer (``tokenizers``),
+mean pooling and normalisation, e5-style prompts, and the
 empty ``"document"`` prompt that sentence-transformers >= 6.2 adds (so tests catch a
 document prompt that silently disappears). Its vectors carry no meaning.
+
+The model is the same in every process and on every machine: its vocabulary is built here in a
+fixed order (every character, alone and as a ``##`` continuation, then every word of
+:data:`SENTENCES`, sorted), not trained, because ``tokenizers``' WordPiece trainer breaks ties
+between equally frequent merges differently from one process to the next, which changed the
+token ids (and so every test vector) from run to run.
 """
 
 from __future__ import annotations
@@ -24,22 +30,38 @@ SENTENCES = [
 ] * 20
 
 
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def tiny_vocabulary() -> dict[str, int]:
+    """The tiny model's WordPiece vocabulary, in a fixed order: special tokens, then every character
+    of :data:`SENTENCES` (alone and as ``##`` continuation), then their whole words, sorted."""
+    from tokenizers import normalizers, pre_tokenizers
+
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words: set[str] = set()
+    for sentence in dict.fromkeys(SENTENCES):
+        words.update(w for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(sentence)))
+    chars = sorted({c for w in words for c in w})
+    tokens = SPECIAL_TOKENS + chars + [f"##{c}" for c in chars] + sorted(w for w in words if len(w) > 1)
+    return {t: i for i, t in enumerate(dict.fromkeys(tokens))}
+
+
 def build_tiny_model(path: Path, hidden: int = 128, layers: int = 2, seed: int = 0) -> Path:
     """Write a tiny sentence-transformers model folder at ``path`` and return it."""
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok = Tokenizer(models.WordPiece(tiny_vocabulary(), unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=400, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    tok.train_from_iterator(SENTENCES, trainer)
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
