@@ -4,7 +4,9 @@ No model runs: BM25 alone over the validation suite's tasks, with the default
 :class:`~medrag.lexical.analyzer.AnalyzerOptions` and variants that flip one option, plus the
 whitespace split a LangChain ``BM25Retriever`` uses by default (through the same BM25 code, so
 only the tokenisation differs). The defaults are chosen on the ``val`` part (macro-average
-over the choice domains).
+over the choice domains). Each variant is also scored with its queries typed without accents
+(``fold_accents`` on the query text, the passages as they are), as users on a phone or a
+keyboard without French accents type them.
 
 Usage::
 
@@ -26,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _script import (RESULTS, ScriptParser, add_data_root_argument, positive_int, run_script,  # noqa: E402
                      suite_data_root)
 from evaluation.metrics import per_query_metrics  # noqa: E402
-from medrag.lexical.analyzer import AnalyzerOptions  # noqa: E402
+from medrag.lexical.analyzer import AnalyzerOptions, fold_accents  # noqa: E402
 from medrag.lexical.bm25 import BM25Index  # noqa: E402
 from medrag.qa.suite import build_suite  # noqa: E402
 
@@ -39,6 +41,8 @@ VARIANTS = {
     "alphanumerics split": {"keep_alphanumeric": False},
     "acronyms stemmed like words": {"keep_acronyms": False},
     "hyphenated compounds whole": {"split_hyphens": False},
+    "stemmed before folding (version 2)": {"fold_before_stem": False},
+    "glued units whole": {"split_units": False},
 }
 
 
@@ -67,9 +71,22 @@ class WhitespaceIndex(BM25Index):
         return "whitespace"
 
 
-def lexical_ndcg(task, index: BM25Index) -> float:
+def accent_sensitivity(texts, analyzer) -> float:
+    """The share of accented word occurrences in ``texts`` whose terms change when the word is
+    typed without accents (0 for an analyzer whose terms never depend on accents)."""
+    import re
+    from collections import Counter
+
+    words = Counter(w for t in texts for w in re.findall(r"[^\W\d_]+", t) if not w.isascii())
+    changed = sum(n for w, n in words.items() if analyzer(w) != analyzer(fold_accents(w)))
+    return changed / max(1, sum(words.values()))
+
+
+def lexical_ndcg(task, index: BM25Index, fold_queries: bool = False) -> float:
+    """BM25 NDCG@10 of ``task`` with ``index`` (empty: the task's passages are added to it); with
+    ``fold_queries``, the queries lose their accents first."""
     index.add(list(task.corpus), list(task.corpus.values()))
-    runs = [index.search(q, 10)[0] for q in task.queries.values()]
+    runs = [index.search(fold_accents(q) if fold_queries else q, 10)[0] for q in task.queries.values()]
     return float(per_query_metrics(runs, [task.qrels[q] for q in task.queries], ["ndcg@10"])["ndcg@10"].mean())
 
 
@@ -88,23 +105,36 @@ def main(argv: Sequence[str] | None = None) -> None:
                         max_passages=args.max_passages)
     print(suite.describe())
     rows: dict[str, dict[str, float]] = {}
-    for name, change in VARIANTS.items():
-        options = replace(AnalyzerOptions(), **change)
-        rows[name] = {d: lexical_ndcg(dom.task, BM25Index(options)) for d, dom in suite.domains.items()}
-    rows["whitespace split (LangChain default)"] = {d: lexical_ndcg(dom.task, WhitespaceIndex())
-                                                   for d, dom in suite.domains.items()}
+    unaccented: dict[str, dict[str, float]] = {}
+    indexes = {name: lambda change=change: BM25Index(replace(AnalyzerOptions(), **change))
+               for name, change in VARIANTS.items()}
+    indexes["whitespace split (LangChain default)"] = WhitespaceIndex
+    for name, make_index in indexes.items():
+        rows[name] = {d: lexical_ndcg(dom.task, make_index()) for d, dom in suite.domains.items()}
+        unaccented[name] = {d: lexical_ndcg(dom.task, make_index(), fold_queries=True)
+                            for d, dom in suite.domains.items()}
+    passages = [p for dom in suite.domains.values() for p in dom.task.corpus.values()]
+    sensitivity = {name: accent_sensitivity(passages, BM25Index(replace(AnalyzerOptions(), **change)).analyzer)
+                   for name, change in VARIANTS.items() if "fold_accents" not in change}
     choice = suite.choice_domains
-    for r in rows.values():
+    for name, r in rows.items():
         r["macro"] = float(np.mean([r[d] for d in choice]))
-    cols = [*suite.domains, "macro"]
+        unaccented[name]["macro"] = float(np.mean([unaccented[name][d] for d in choice]))
+        r["macro, queries without accents"] = unaccented[name]["macro"]
+    cols = [*suite.domains, "macro", "macro, queries without accents"]
     print(f"\nBM25 NDCG@10, suite {args.part}{' (pilot)' if args.pilot else ''}; macro over {', '.join(choice)}\n")
     print("| analyzer | " + " | ".join(cols) + " |\n|" + "---|" * (len(cols) + 1))
     for name, r in rows.items():
         print(f"| {name} | " + " | ".join(f"{r[c]:.4f}" for c in cols) + " |")
+    print("\nAccented word occurrences in the passages whose terms change when typed without accents: "
+          + ", ".join(f"{name} {share:.1%}" for name, share in sensitivity.items()
+                      if name in ("default", "stemmed before folding (version 2)")))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"suite": suite.settings | {"part": args.part, "pilot": args.pilot},
                                           "defaults": asdict(AnalyzerOptions()), "variants": VARIANTS,
-                                          "choice_domains": choice, "ndcg@10": rows}, indent=1))
+                                          "choice_domains": choice, "ndcg@10": rows,
+                                          "ndcg@10, queries without accents": unaccented,
+                                          "accent_sensitivity": sensitivity}, indent=1))
 
 
 if __name__ == "__main__":

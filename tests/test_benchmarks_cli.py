@@ -21,7 +21,8 @@ from tests.conftest import REPO
 
 BENCH = REPO / "benchmarks"
 SCRIPTS = ("analyzer_ablation", "default_model_sweep", "finetune_sweep", "hybrid_benchmark", "index_resume",
-           "langchain_anchor", "layer_pool_probe", "lexical_libraries", "sidecar_layout", "store_benchmark")
+           "langchain_anchor", "layer_pool_probe", "lexical_libraries", "sidecar_layout", "store_benchmark",
+           "unaccented_queries")
 
 
 def load(name: str) -> ModuleType:
@@ -58,6 +59,7 @@ def missing_data_args(name: str, missing: Path, tmp_path: Path) -> list[str]:
                              str(missing)],
         "lexical_libraries": ["--data", str(missing)],
         "store_benchmark": ["chunks", "--data", str(missing / "medquad.jsonl")],
+        "unaccented_queries": ["--data-root", str(missing)],
     }[name]
 
 
@@ -108,6 +110,8 @@ BAD_VALUES = [
     ("store_benchmark", ["french-recall", "--coarse", "0,64"], "--coarse"),
     ("store_benchmark", ["french-recall", "--chunks", "-1"], "--chunks"),
     ("store_benchmark", ["pack", "--out", "x", "--check", "-1"], "--check"),
+    ("unaccented_queries", ["--max-queries", "0"], "--max-queries"),
+    ("unaccented_queries", ["--weight", "1.5"], "--weight"),
 ]
 
 
@@ -141,7 +145,7 @@ def test_every_option_has_a_help_text(name, monkeypatch):
         assert bare == [], f"{parser.prog}: {bare}"
 
 
-@pytest.mark.parametrize("name", ["analyzer_ablation", "hybrid_benchmark", "langchain_anchor"])
+@pytest.mark.parametrize("name", ["analyzer_ablation", "hybrid_benchmark", "langchain_anchor", "unaccented_queries"])
 def test_default_out_is_in_the_repository(name, monkeypatch):
     out = parsers_of(name, [], monkeypatch)[0].get_default("out")
     assert Path(out).is_absolute() and Path(out).parent == REPO / "benchmarks" / "results"

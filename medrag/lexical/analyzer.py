@@ -1,20 +1,27 @@
 """A French medical text analyzer for lexical (BM25) search.
 
 Text becomes index terms in one pass: elided articles are split off (``l'insuline`` ->
-``insuline``, straight and typographic apostrophes), French stopwords dropped, words reduced
-to their Snowball French stem (PyStemmer, the C Snowball implementation) and then
-accent-folded, so ``hémoglobine``, ``hemoglobine`` and ``hémoglobines`` meet on one term.
-Medical tokens that a stemmer would mangle are kept whole: letters-and-digits tokens
-(``HbA1c``, ``T4L``, ``CD4``, ``B12``, ``COVID-19``), numbers with their decimal comma
-(``6,5`` and ``6.5`` both become ``6,5``), and the percent / per-mille signs.
+``insuline``, straight and typographic apostrophes), French stopwords dropped, words
+accent-folded and reduced to their Snowball French stem (PyStemmer, the C Snowball
+implementation), so ``hémoglobine``, ``hemoglobine`` and ``hémoglobines`` meet on one term,
+and a word's term never depends on whether its accents were typed (``élevée`` and ``elevee``
+-> ``elev``). Medical tokens that a stemmer would mangle are kept whole: letters-and-digits
+tokens (``HbA1c``, ``T4L``, ``CD4``, ``B12``, ``COVID-19``, ``99mTc``), numbers with their
+decimal comma (``6,5`` and ``6.5`` both become ``6,5``), and the percent / per-mille signs;
+a number glued to a unit is read as the number and the unit (``500mg`` as ``500 mg``,
+``24h`` as ``24 h``: :data:`UNITS`).
 
 Why these choices: stemming and accent folding are what French BM25 needs to match
 inflected forms (Savoy, "A stemming procedure and stopword list for general French
-corpora", JASIS 1999); stemming *before* folding keeps the Snowball rules, which read
-accents (``-é``, ``-ée``), working on the text they were written for; the elision split is
-the one every French Lucene analyzer does (``ElisionFilter``). The issue's measurements on
-French medical passages: this analyzer beats whitespace splitting by about 40% of BM25's
-NDCG@10.
+corpora", JASIS 1999); the elision split is the one every French Lucene analyzer does
+(``ElisionFilter``). Folding comes *before* stemming, and the folded word is stemmed twice:
+Snowball's rules read accents, so stemming first gave a word typed without accents another
+term than its accented form for 18.5% of the accented word occurrences in the suite's val
+passages (``élevée`` -> ``élev`` but ``elevee`` -> ``eleve``; 0% now), and one pass over
+folded text leaves the participle endings that the accents marked (``elevee`` -> ``eleve``
+-> ``elev``).
+Measured on the validation suite's val part (``benchmarks/analyzer_ablation.py``): this analyzer
+beats whitespace splitting by 17% (100 x 300 per domain) to 30% (300 x 3,000) of BM25's NDCG@10.
 
 Every option lives in :class:`AnalyzerOptions`; :attr:`FrenchMedicalAnalyzer.signature`
 is a stable fingerprint of them, which a lexical index stores so that an index built with
@@ -40,8 +47,9 @@ from functools import cached_property
 from medrag.errors import InvalidInputError
 
 #: Bumped whenever the analysis of a given text changes for the same options (2: NFC
-#: normalisation, a decimal glued to its unit split from it, stopwords dropped from all-capital texts).
-ANALYZER_VERSION = 2
+#: normalisation, a decimal glued to its unit split from it, stopwords dropped from all-capital texts;
+#: 3: ``split_units`` and ``fold_before_stem``, which also drops stopwords typed without accents).
+ANALYZER_VERSION = 3
 
 #: The Snowball French stopword list (snowballstem.org, BSD licence), plus ``a`` (``il a``).
 FRENCH_STOPWORDS: frozenset[str] = frozenset(
@@ -63,6 +71,13 @@ _APOSTROPHE_RE = re.compile(f"[{_APOSTROPHES}]")
 _NUMBER = r"\d+[.,]\d+"  # a unit glued to it ("0,5mg") is the next token: 0,5 must not become 0 and 5mg
 _WORD = f"[^\\W_]+(?:[-{_APOSTROPHES}][^\\W_]+)*"
 _SIGN = r"[%\u2030]"
+#: Units read apart from a whole number glued to them (``500mg`` -> ``500``, ``mg``), compared
+#: lowercased. Not ``m`` (``99m`` technetium) nor ordinals (``2e``, ``1er``), which stay whole.
+UNITS: frozenset[str] = frozenset(
+    """mg g kg µg μg mcg ng pg ml l dl cl µl μl mmol µmol μmol umol nmol mol meq ui mui u h min j
+    mm cm mmhg kcal cal ms gy mgy mbq kbq""".split()
+)
+_GLUED_UNIT = re.compile(r"(\d+)([^\W\d_]+)")
 #: An all-capital text holding a word longer than an acronym is shouted prose (``keep_acronyms``).
 _LONGER_THAN_ACRONYM = re.compile(r"[^\W\d_]{7,}")
 #: Distinct surface tokens whose terms are cached (a few hundred MB at most on any corpus).
@@ -74,7 +89,12 @@ class AnalyzerOptions:
     """What :class:`FrenchMedicalAnalyzer` does; every field is part of the signature.
 
     - ``stem``: Snowball French stems (PyStemmer).
-    - ``fold_accents``: strip diacritics (after stemming).
+    - ``fold_accents``: strip diacritics.
+    - ``fold_before_stem``: with both of the above, fold the word first and stem the folded word
+      twice, so a word typed without accents has the same term as its accented form (``élevée``,
+      ``elevee`` -> ``elev``) and a stopword typed without accents is dropped too (``ete``); off, stem the accented word once, then fold (analyzer version 2,
+      where ``elevee`` -> ``eleve``). +0.0010 / +0.0039 macro BM25 NDCG@10 on the suite's val part
+      (pilot 100 x 300 / 300 x 3,000), +0.0018 / +0.0078 with the queries typed without accents.
     - ``split_elisions``: drop ``l'``, ``d'``, ``qu'``, ``j'``, ``n'``, ``s'``, ``c'``, ``m'``, ``t'``
       (and ``jusqu'``, ``lorsqu'``...) before a word.
     - ``stopwords``: drop the Snowball French stopwords.
@@ -84,10 +104,13 @@ class AnalyzerOptions:
       a text written all in capitals that holds a word longer than any acronym (7+ letters: a
       heading, a query typed with caps lock), whose words are read as lowercase ones
       (``LE PATIENT EST SOUS AVK`` -> ``patient``, ``sous``, ``avk``)
-      (on by default: +0.0065 macro BM25 NDCG@10 on the suite's val part, no domain lower;
-      ``benchmarks/analyzer_ablation.py``). No other flip gained more than +0.0020 (accent
-      folding off, cases only: within the noise of 100 queries a domain; folding is kept for
+      (on by default: +0.0056 macro BM25 NDCG@10 on the suite's val part, pilot 100 x 300, no
+      domain lower; +0.0008 at 300 x 3,000; ``benchmarks/analyzer_ablation.py``). No other flip
+      gained more than +0.0010 (accent folding off, with accented queries; it loses 0.019 with
       queries typed without accents), and stemming, stopwords and hyphen splitting each cost more.
+    - ``split_units``: read a whole number glued to a unit of :data:`UNITS` as the number and the unit
+      (``1000mg`` -> ``1000``, ``mg``, as ``1000 mg``); off, ``1000mg`` is one term. +0.0009 / +0.0009
+      macro on the val part (100 x 300 / 300 x 3,000; cases +0.004, the other domains level).
     - ``split_hyphens``: index the parts of a hyphenated word without digits
       (``anti-inflammatoire`` -> ``anti``, ``inflammatoir``) rather than the compound.
     - ``extra_stopwords``: more words to drop (compared lowercased, before stemming).
@@ -100,6 +123,8 @@ class AnalyzerOptions:
     keep_alphanumeric: bool = True
     keep_acronyms: bool = True
     split_hyphens: bool = True
+    fold_before_stem: bool = True
+    split_units: bool = True
     extra_stopwords: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -141,9 +166,10 @@ class FrenchMedicalAnalyzer:
             self._pattern = re.compile(f"{_NUMBER}|{_WORD}|{_SIGN}")
         else:
             self._pattern = re.compile(f"[^\\W\\d_]+(?:[-{_APOSTROPHES}][^\\W\\d_]+)*|\\d+|{_SIGN}")
-        self._stop = (FRENCH_STOPWORDS if self.options.stopwords else frozenset()) | frozenset(
-            self.options.extra_stopwords
-        )
+        stop = (FRENCH_STOPWORDS if self.options.stopwords else frozenset()) | frozenset(self.options.extra_stopwords)
+        if self.options.fold_accents and self.options.fold_before_stem:
+            stop |= {fold_accents(w) for w in stop}  # "ete", "meme", "etait" typed without accents
+        self._stop = stop
         self._cache: dict[str, tuple[str, ...]] = {}
         self._stemmer = None
 
@@ -172,6 +198,8 @@ class FrenchMedicalAnalyzer:
         lower = word.lower()
         if lower in self._stop or (opts.fold_accents and fold_accents(lower) in self._stop):
             return ()
+        if opts.stem and opts.fold_accents and opts.fold_before_stem:
+            return (self._stem(self._stem(fold_accents(lower))),)
         term = self._stem(lower) if opts.stem else lower
         return (fold_accents(term) if opts.fold_accents else term,)
 
@@ -184,6 +212,10 @@ class FrenchMedicalAnalyzer:
                     parts = parts[1:]
             return tuple(t for p in parts if p for t in self._terms(p))
         has_digit = any(c.isdigit() for c in token)
+        if has_digit and opts.split_units:
+            glued = _GLUED_UNIT.fullmatch(token)
+            if glued is not None and glued.group(2).lower() in UNITS:
+                return (glued.group(1), *self._word_terms(glued.group(2)))
         if has_digit or token in ("%", "\u2030"):
             term = token.lower().replace(".", ",")
             return (fold_accents(term) if opts.fold_accents else term,)

@@ -112,3 +112,26 @@ def test_all_capital_prose_is_read_as_words_acronyms_stay(analyzer: FrenchMedica
     assert analyzer("AINS ET AVK") == ["ains", "et", "avk"]  # no word longer than an acronym: acronyms
     assert analyzer("Relais des AVK par héparine.") == ["rel", "avk", "heparin"]
     assert FrenchMedicalAnalyzer(AnalyzerOptions(keep_acronyms=False))("LE PATIENT") == ["patient"]
+
+
+def test_a_whole_number_glued_to_a_unit_is_the_number_and_the_unit(analyzer: FrenchMedicalAnalyzer) -> None:
+    """``1000mg`` was one term: a query for "Doliprane 1000 mg" missed the leaflet that wrote 1000mg."""
+    assert analyzer("Doliprane 1000mg") == analyzer("Doliprane 1000 mg") == ["dolipran", "1000", "mg"]
+    assert analyzer("500MG, 24h, 5µg/kg, 140mmHg") == ["500", "mg", "24", "h", "5", "μg", "kg", "140", "mmhg"]
+    assert analyzer("3j") == analyzer("3 j") == ["3"]  # "j" (jours) is a stopword either way
+    # not units: technetium 99m, ordinals, analytes and vitamins stay whole
+    assert analyzer("99mTc 99m 2e 1er B12 T4L") == ["99mtc", "99m", "2e", "1er", "b12", "t4l"]
+    whole = FrenchMedicalAnalyzer(AnalyzerOptions(split_units=False))
+    assert whole("1000mg") == ["1000mg"] and whole.signature != analyzer.signature
+
+
+def test_a_word_typed_without_accents_has_the_accented_words_term(analyzer: FrenchMedicalAnalyzer) -> None:
+    """Stemming before folding gave ``élevée`` -> ``elev`` but ``elevee`` -> ``eleve``."""
+    for accented in ("élevée", "traitée", "administrée", "augmentées", "hépatique", "œdème", "été", "même", "étaient"):
+        assert analyzer(accented) == analyzer(fold_accents(accented)), accented
+    assert analyzer("élevée") == analyzer("élevé") == ["elev"]
+    before = FrenchMedicalAnalyzer(AnalyzerOptions(fold_before_stem=False))  # analyzer version 2
+    assert before("élevée") == ["elev"] and before("elevee") == ["eleve"]
+    assert before.signature != analyzer.signature
+    # without folding the option has nothing to do: the accented word is stemmed once
+    assert FrenchMedicalAnalyzer(AnalyzerOptions(fold_accents=False))("élevée") == ["élev"]

@@ -1,0 +1,99 @@
+"""Queries typed without accents: dense, BM25 and hybrid NDCG@10 per size, analyzer version 2 against 3.
+
+Users on a phone or a keyboard without French accents type ``creatinine elevee`` for
+``créatinine élevée``. This script scores the validation suite twice, with its queries as
+written and with every query accent-folded (the passages as they are), for the dense funnel's
+ranking (exact cosine at each size), BM25 alone and the hybrid fusion at the store's defaults,
+with the analyzer that stems before folding (version 2: ``fold_before_stem=False,
+split_units=False``) and the current one (version 3). Encodings come from the evaluator's
+cache (``$MEDRAG_CACHE/embeddings``); the folded queries are encoded once.
+
+Usage::
+
+    python benchmarks/unaccented_queries.py --part val --pilot --max-queries 100 --max-passages 300 \\
+        --out benchmarks/results/unaccented_queries_val.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _script import (RESULTS, ScriptParser, add_data_root_argument, positive_int, run_script,  # noqa: E402
+                     suite_data_root, unit_float)
+from medrag.lexical.analyzer import AnalyzerOptions, fold_accents  # noqa: E402
+from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT  # noqa: E402
+
+#: The analyzers compared: version 2's behaviour (stem, then fold; glued units whole) and the defaults.
+ANALYZERS = {"version 2": {"fold_before_stem": False, "split_units": False}, "version 3 (default)": {}}
+
+
+def unaccented(suite):
+    """A copy of ``suite`` whose queries are accent-folded (ids, passages and judgements unchanged)."""
+    from medrag.qa.suite import SuiteDomain
+
+    domains = {name: SuiteDomain(name, replace(dom.task, queries={q: fold_accents(t) for q, t in dom.task.queries.items()}),
+                                 dom.report_only)
+               for name, dom in suite.domains.items()}
+    return replace(suite, domains=domains)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = ScriptParser(__file__, __doc__.split("\n")[0])
+    parser.add_argument("--part", default="val", choices=("val", "test"),
+                        help="the suite's part: val for choices, test to report once")
+    parser.add_argument("--pilot", action="store_true", help="cap each domain at --max-queries x --max-passages")
+    parser.add_argument("--max-queries", type=positive_int, default=300, help="pilot cap on queries per domain")
+    parser.add_argument("--max-passages", type=positive_int, default=3000, help="pilot cap on passages per domain")
+    parser.add_argument("--model", default=None, help="the model spec (default: medrag's default model)")
+    parser.add_argument("--weight", type=unit_float, default=DEFAULT_LEXICAL_WEIGHT,
+                        help="the hybrid's lexical weight (the store's default)")
+    add_data_root_argument(parser)
+    parser.add_argument("--out", default=str(RESULTS / "unaccented_queries.json"), help="the JSON written")
+    args = parser.parse_args(argv)
+    data_root = suite_data_root(args.data_root)
+
+    from evaluation.hybrid import evaluate_hybrid_suite
+    from medrag import MatryoshkaEmbeddings
+    from medrag.qa.suite import build_suite
+
+    suite = build_suite(args.part, pilot=args.pilot, data_root=data_root, max_queries=args.max_queries,
+                        max_passages=args.max_passages)
+    print(suite.describe())
+    embeddings = MatryoshkaEmbeddings(args.model)
+    rows: dict[str, dict] = {}
+    for queries, variant in (("as written", suite), ("without accents", unaccented(suite))):
+        for name, change in ANALYZERS.items():
+            res = evaluate_hybrid_suite(embeddings, variant, weights=[args.weight], method=DEFAULT_FUSION,
+                                        options=replace(AnalyzerOptions(), **change))
+            rows[f"{queries}, {name}"] = {
+                "dense": {str(d): res.macro("dense", d) for d in res.sizes},
+                "lexical": res.macro("lexical"),
+                "hybrid": {str(d): res.macro("hybrid", d, args.weight) for d in res.sizes},
+                "domains": {dom: {"lexical": r.score("lexical", metric="ndcg@10"),
+                                  "hybrid": {str(d): r.score("hybrid", d, args.weight, "ndcg@10") for d in res.sizes}}
+                            for dom, r in res.domains.items()},
+            }
+    sizes = list(next(iter(rows.values()))["dense"])
+    print(f"\nMacro NDCG@10 over {', '.join(suite.choice_domains)}, suite {args.part}"
+          f"{' (pilot)' if args.pilot else ''}; hybrid: {DEFAULT_FUSION}, w = {args.weight:g}\n")
+    print("| queries, analyzer | BM25 | " + " | ".join(f"dense {d} | hybrid {d}" for d in sizes) + " |")
+    print("|---|---|" + "---|---|" * len(sizes))
+    for name, r in rows.items():
+        print(f"| {name} | {r['lexical']:.4f} | "
+              + " | ".join(f"{r['dense'][d]:.4f} | {r['hybrid'][d]:.4f}" for d in sizes) + " |")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({
+        "command": " ".join(sys.argv), "suite": suite.settings | {"part": args.part, "pilot": args.pilot},
+        "model": args.model or "the default model (load_model(None))",
+        "fusion": DEFAULT_FUSION, "weight": args.weight, "choice_domains": suite.choice_domains,
+        "analyzers": {name: asdict(replace(AnalyzerOptions(), **change)) for name, change in ANALYZERS.items()},
+        "ndcg@10": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_script(main))
