@@ -41,8 +41,9 @@ VARIANTS = {
     "alphanumerics split": {"keep_alphanumeric": False},
     "acronyms stemmed like words": {"keep_acronyms": False},
     "hyphenated compounds whole": {"split_hyphens": False},
-    "stemmed before folding (version 2)": {"fold_before_stem": False},
+    "stemmed before folding (as version 2)": {"fold_before_stem": False},
     "glued units whole": {"split_units": False},
+    "version 2 (both above)": {"fold_before_stem": False, "split_units": False},
 }
 
 
@@ -128,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"| {name} | " + " | ".join(f"{r[c]:.4f}" for c in cols) + " |")
     print("\nAccented word occurrences in the passages whose terms change when typed without accents: "
           + ", ".join(f"{name} {share:.1%}" for name, share in sensitivity.items()
-                      if name in ("default", "stemmed before folding (version 2)")))
+                      if name in ("default", "version 2 (both above)")))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"suite": suite.settings | {"part": args.part, "pilot": args.pilot},
                                           "defaults": asdict(AnalyzerOptions()), "variants": VARIANTS,

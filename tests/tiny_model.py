@@ -6,8 +6,8 @@ empty ``"document"`` prompt that sentence-transformers >= 6.2 adds (so tests cat
 document prompt that silently disappears). Its vectors carry no meaning.
 
 The model is the same in every process and on every machine: its vocabulary is built here in a
-fixed order (every character, alone and as a ``##`` continuation, then every word of
-:data:`SENTENCES`, sorted), not trained, because ``tokenizers``' WordPiece trainer breaks ties
+fixed order (every character of :data:`SENTENCES` and every ASCII letter and digit, alone and as
+a ``##`` continuation, then every word of :data:`SENTENCES`, sorted), not trained, because ``tokenizers``' WordPiece trainer breaks ties
 between equally frequent merges differently from one process to the next, which changed the
 token ids (and so every test vector) from run to run.
 """
@@ -15,6 +15,7 @@ token ids (and so every test vector) from run to run.
 from __future__ import annotations
 
 import json
+import string
 from pathlib import Path
 
 SENTENCES = [
@@ -35,7 +36,8 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 def tiny_vocabulary() -> dict[str, int]:
     """The tiny model's WordPiece vocabulary, in a fixed order: special tokens, then every character
-    of :data:`SENTENCES` (alone and as ``##`` continuation), then their whole words, sorted."""
+    of :data:`SENTENCES` and every ASCII letter and digit (alone and as ``##`` continuation, so any
+    such word is split into known pieces, not ``[UNK]``), then the sentences' whole words, sorted."""
     from tokenizers import normalizers, pre_tokenizers
 
     normalizer = normalizers.BertNormalizer(lowercase=True)
@@ -43,7 +45,7 @@ def tiny_vocabulary() -> dict[str, int]:
     words: set[str] = set()
     for sentence in dict.fromkeys(SENTENCES):
         words.update(w for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(sentence)))
-    chars = sorted({c for w in words for c in w})
+    chars = sorted({c for w in words for c in w} | set(string.ascii_lowercase + string.digits))
     tokens = SPECIAL_TOKENS + chars + [f"##{c}" for c in chars] + sorted(w for w in words if len(w) > 1)
     return {t: i for i, t in enumerate(dict.fromkeys(tokens))}
 

@@ -74,8 +74,8 @@ _SIGN = r"[%\u2030]"
 #: Units read apart from a whole number glued to them (``500mg`` -> ``500``, ``mg``), compared
 #: lowercased. Not ``m`` (``99m`` technetium) nor ordinals (``2e``, ``1er``), which stay whole.
 UNITS: frozenset[str] = frozenset(
-    """mg g kg µg μg mcg ng pg ml l dl cl µl μl mmol µmol μmol umol nmol mol meq ui mui u h min j
-    mm cm mmhg kcal cal ms gy mgy mbq kbq""".split()
+    """mg g kg µg μg ug mcg ng pg ml l dl cl µl μl ul fl mmol µmol μmol umol nmol pmol mol meq ui mui u
+    h min mn j mm cm mmhg kcal cal ms gy mgy mbq kbq""".split()
 )
 _GLUED_UNIT = re.compile(r"(\d+)([^\W\d_]+)")
 #: An all-capital text holding a word longer than an acronym is shouted prose (``keep_acronyms``).
@@ -90,9 +90,10 @@ class AnalyzerOptions:
 
     - ``stem``: Snowball French stems (PyStemmer).
     - ``fold_accents``: strip diacritics.
-    - ``fold_before_stem``: with both of the above, fold the word first and stem the folded word
+    - ``fold_before_stem``: with ``fold_accents``, drop stopwords typed without accents too
+      (``ete``, ``meme``) and, with ``stem`` as well, fold the word first and stem the folded word
       twice, so a word typed without accents has the same term as its accented form (``élevée``,
-      ``elevee`` -> ``elev``) and a stopword typed without accents is dropped too (``ete``); off, stem the accented word once, then fold (analyzer version 2,
+      ``elevee`` -> ``elev``); off, stem the accented word once, then fold (analyzer version 2,
       where ``elevee`` -> ``eleve``). +0.0010 / +0.0039 macro BM25 NDCG@10 on the suite's val part
       (pilot 100 x 300 / 300 x 3,000), +0.0018 / +0.0078 with the queries typed without accents.
     - ``split_elisions``: drop ``l'``, ``d'``, ``qu'``, ``j'``, ``n'``, ``s'``, ``c'``, ``m'``, ``t'``
@@ -104,13 +105,15 @@ class AnalyzerOptions:
       a text written all in capitals that holds a word longer than any acronym (7+ letters: a
       heading, a query typed with caps lock), whose words are read as lowercase ones
       (``LE PATIENT EST SOUS AVK`` -> ``patient``, ``sous``, ``avk``)
-      (on by default: +0.0056 macro BM25 NDCG@10 on the suite's val part, pilot 100 x 300, no
+      (on by default: +0.0055 macro BM25 NDCG@10 on the suite's val part, pilot 100 x 300, no
       domain lower; +0.0008 at 300 x 3,000; ``benchmarks/analyzer_ablation.py``). No other flip
-      gained more than +0.0010 (accent folding off, with accented queries; it loses 0.019 with
+      gained more than +0.0011 (accent folding off, with accented queries; it loses 0.019 with
       queries typed without accents), and stemming, stopwords and hyphen splitting each cost more.
     - ``split_units``: read a whole number glued to a unit of :data:`UNITS` as the number and the unit
-      (``1000mg`` -> ``1000``, ``mg``, as ``1000 mg``); off, ``1000mg`` is one term. +0.0009 / +0.0009
-      macro on the val part (100 x 300 / 300 x 3,000; cases +0.004, the other domains level).
+      (``1000mg`` -> ``1000``, ``mg``, as ``1000 mg``; a range ``5-10mg`` -> ``5``, ``10``, ``mg``); off,
+      ``1000mg`` is one term. The unit's term is a word's (``5 L`` and ``5L`` both lose the
+      stopword ``l``; ``5ms`` and ``5 ms`` both give ``m``). +0.0008 / +0.0006 macro on the val
+      part (100 x 300 / 300 x 3,000; cases +0.003, the other domains within 0.0005).
     - ``split_hyphens``: index the parts of a hyphenated word without digits
       (``anti-inflammatoire`` -> ``anti``, ``inflammatoir``) rather than the compound.
     - ``extra_stopwords``: more words to drop (compared lowercased, before stemming).
@@ -203,6 +206,14 @@ class FrenchMedicalAnalyzer:
         term = self._stem(lower) if opts.stem else lower
         return (fold_accents(term) if opts.fold_accents else term,)
 
+    def _glued_unit(self, token: str) -> tuple[str, ...] | None:
+        """The terms of a whole number glued to a unit (``500mg`` -> ``500``, ``mg``: the unit's
+        terms as a word's, so ``500 mg`` gives the same), or None for any other token."""
+        glued = _GLUED_UNIT.fullmatch(token)
+        if glued is None or glued.group(2).lower() not in UNITS:
+            return None
+        return (glued.group(1), *self._word_terms(glued.group(2)))
+
     def _terms(self, token: str) -> tuple[str, ...]:
         opts = self.options
         if _APOSTROPHE_RE.search(token):
@@ -213,9 +224,13 @@ class FrenchMedicalAnalyzer:
             return tuple(t for p in parts if p for t in self._terms(p))
         has_digit = any(c.isdigit() for c in token)
         if has_digit and opts.split_units:
-            glued = _GLUED_UNIT.fullmatch(token)
-            if glued is not None and glued.group(2).lower() in UNITS:
-                return (glued.group(1), *self._word_terms(glued.group(2)))
+            glued = self._glued_unit(token)
+            if glued is not None:
+                return glued
+            if "-" in token:  # a range: "5-10mg", "1g-2g" (not "covid-19", "IL-6": a part is a word)
+                parts = token.split("-")
+                if all(p.isdigit() or self._glued_unit(p) is not None for p in parts):
+                    return tuple(t for p in parts for t in ((p,) if p.isdigit() else self._glued_unit(p)))
         if has_digit or token in ("%", "\u2030"):
             term = token.lower().replace(".", ",")
             return (fold_accents(term) if opts.fold_accents else term,)

@@ -121,8 +121,13 @@ def test_a_whole_number_glued_to_a_unit_is_the_number_and_the_unit(analyzer: Fre
     assert analyzer("3j") == analyzer("3 j") == ["3"]  # "j" (jours) is a stopword either way
     # not units: technetium 99m, ordinals, analytes and vitamins stay whole
     assert analyzer("99mTc 99m 2e 1er B12 T4L") == ["99mtc", "99m", "2e", "1er", "b12", "t4l"]
+    assert analyzer("10mn, 5ug, 80fl") == ["10", "mn", "5", "ug", "80", "fl"]
+    # ranges read as their numbers and unit, like the en-dash form; hyphenated names stay whole
+    assert analyzer("5-10mg") == analyzer("5–10mg") == analyzer("5 - 10 mg") == ["5", "10", "mg"]
+    assert analyzer("1g-2g") == ["1", "g", "2", "g"]
+    assert analyzer("COVID-19, IL-6, 40mg-jour") == ["covid-19", "il-6", "40mg-jour"]
     whole = FrenchMedicalAnalyzer(AnalyzerOptions(split_units=False))
-    assert whole("1000mg") == ["1000mg"] and whole.signature != analyzer.signature
+    assert whole("1000mg") == ["1000mg"] and whole("5-10mg") == ["5-10mg"] and whole.signature != analyzer.signature
 
 
 def test_a_word_typed_without_accents_has_the_accented_words_term(analyzer: FrenchMedicalAnalyzer) -> None:
