@@ -268,3 +268,17 @@ def test_docstrings_cite_files_of_the_repository(name):
                     if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef)))
     cited = re.findall(r"(?<![\w/.$])((?:benchmarks|docs|configs|medrag|tests)/[\w./-]+\.(?:json|md|yaml|py))", docs)
     assert [c for c in cited if c not in tracked] == []
+
+
+def test_unaccented_queries_folds_the_queries_only():
+    from medrag.qa.suite import SuiteDomain, ValidationSuite
+    from medrag.qa.task import IRTask
+
+    task = IRTask({"q1": "Créatinine élevée ?"}, {"d1": "La créatinine élevée.", "d2": "Fièvre"}, {"q1": {"d1"}}, "t")
+    suite = ValidationSuite("val", True, {"leaflets": SuiteDomain("leaflets", task),
+                                          "sample": SuiteDomain("sample", task, report_only=True)})
+    folded = load("unaccented_queries").unaccented(suite)
+    assert folded.domains["leaflets"].task.queries == {"q1": "Creatinine elevee ?"}
+    assert folded.domains["leaflets"].task.corpus == task.corpus and folded.domains["leaflets"].task.qrels == task.qrels
+    assert folded.domains["sample"].report_only and folded.part == "val" and folded.pilot
+    assert task.queries == {"q1": "Créatinine élevée ?"}  # the original suite is untouched
