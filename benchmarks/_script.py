@@ -131,6 +131,28 @@ def add_data_root_argument(parser: argparse.ArgumentParser) -> None:
                              "else ../shared/data beside the repository)")
 
 
+def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
+    """The validation suite's options (``--part``, ``--pilot``, ``--max-queries``, ``--max-passages``,
+    ``--data-root``), read back by :func:`load_suite`."""
+    parser.add_argument("--part", default="val", choices=("val", "test"),
+                        help="the suite's part: val for choices, test to report once")
+    parser.add_argument("--pilot", action="store_true", help="cap each domain at --max-queries x --max-passages")
+    parser.add_argument("--max-queries", type=positive_int, default=300, help="pilot cap on queries per domain")
+    parser.add_argument("--max-passages", type=positive_int, default=3000, help="pilot cap on passages per domain")
+    add_data_root_argument(parser)
+
+
+def load_suite(args: argparse.Namespace, data_root: str | None = None):
+    """The validation suite that :func:`add_suite_arguments`' options ask for, described on stdout
+    (``data_root``: already checked by :func:`suite_data_root`; None: checked here)."""
+    from medrag.qa.suite import build_suite
+
+    suite = build_suite(args.part, pilot=args.pilot, data_root=data_root or suite_data_root(args.data_root),
+                        max_queries=args.max_queries, max_passages=args.max_passages)
+    print(suite.describe())
+    return suite
+
+
 def suite_data_root(option: str | None) -> str:
     """The validation suite's data folder: ``option`` (``--data-root``), else ``$MEDRAG_DATA``, else
     the shared data beside this checkout, written relative to the current folder (``../shared/data``

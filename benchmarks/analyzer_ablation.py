@@ -17,7 +17,9 @@ Usage::
 from __future__ import annotations
 
 import json
+import re
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -25,12 +27,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _script import (RESULTS, ScriptParser, add_data_root_argument, positive_int, run_script,  # noqa: E402
-                     suite_data_root)
+from _script import RESULTS, ScriptParser, add_suite_arguments, load_suite, run_script  # noqa: E402
 from evaluation.metrics import per_query_metrics  # noqa: E402
-from medrag.lexical.analyzer import AnalyzerOptions, fold_accents  # noqa: E402
+from medrag.lexical.analyzer import AnalyzerOptions, FrenchMedicalAnalyzer, fold_accents  # noqa: E402
 from medrag.lexical.bm25 import BM25Index  # noqa: E402
-from medrag.qa.suite import build_suite  # noqa: E402
 
 VARIANTS = {
     "default": {},
@@ -75,9 +75,6 @@ class WhitespaceIndex(BM25Index):
 def accent_sensitivity(texts, analyzer) -> float:
     """The share of accented word occurrences in ``texts`` whose terms change when the word is
     typed without accents (0 for an analyzer whose terms never depend on accents)."""
-    import re
-    from collections import Counter
-
     words = Counter(w for t in texts for w in re.findall(r"[^\W\d_]+", t) if not w.isascii())
     changed = sum(n for w, n in words.items() if analyzer(w) != analyzer(fold_accents(w)))
     return changed / max(1, sum(words.values()))
@@ -93,18 +90,10 @@ def lexical_ndcg(task, index: BM25Index, fold_queries: bool = False) -> float:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = ScriptParser(__file__, __doc__.split("\n")[0])
-    parser.add_argument("--part", default="val", choices=("val", "test"),
-                        help="the suite's part: val for choices, test to report once")
-    parser.add_argument("--pilot", action="store_true", help="cap each domain at --max-queries x --max-passages")
-    parser.add_argument("--max-queries", type=positive_int, default=300, help="pilot cap on queries per domain")
-    parser.add_argument("--max-passages", type=positive_int, default=3000, help="pilot cap on passages per domain")
-    add_data_root_argument(parser)
+    add_suite_arguments(parser)
     parser.add_argument("--out", default=str(RESULTS / "analyzer_ablation.json"), help="the JSON written")
     args = parser.parse_args(argv)
-    data_root = suite_data_root(args.data_root)
-    suite = build_suite(args.part, pilot=args.pilot, data_root=data_root, max_queries=args.max_queries,
-                        max_passages=args.max_passages)
-    print(suite.describe())
+    suite = load_suite(args)
     rows: dict[str, dict[str, float]] = {}
     unaccented: dict[str, dict[str, float]] = {}
     indexes = {name: lambda change=change: BM25Index(replace(AnalyzerOptions(), **change))
@@ -115,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         unaccented[name] = {d: lexical_ndcg(dom.task, make_index(), fold_queries=True)
                             for d, dom in suite.domains.items()}
     passages = [p for dom in suite.domains.values() for p in dom.task.corpus.values()]
-    sensitivity = {name: accent_sensitivity(passages, BM25Index(replace(AnalyzerOptions(), **change)).analyzer)
+    sensitivity = {name: accent_sensitivity(passages, FrenchMedicalAnalyzer(replace(AnalyzerOptions(), **change)))
                    for name, change in VARIANTS.items() if "fold_accents" not in change}
     choice = suite.choice_domains
     for name, r in rows.items():

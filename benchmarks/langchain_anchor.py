@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _script import (RESULTS, ScriptParser, add_data_root_argument, positive_int, run_script,  # noqa: E402
+from _script import (RESULTS, ScriptParser, add_suite_arguments, load_suite, positive_int, run_script,  # noqa: E402
                      suite_data_root, unit_float)
 from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT  # noqa: E402
 
@@ -73,16 +73,11 @@ def anchor_rankings(task, q: np.ndarray, d: np.ndarray, k: int) -> tuple[list[li
 def main(argv: Sequence[str] | None = None) -> None:
     parser = ScriptParser(__file__, __doc__.split("\n")[0])
     parser.add_argument("--model", default="bundled:multilingual-e5-small", help="model spec of the dense side")
-    parser.add_argument("--part", default="val", choices=("val", "test"),
-                        help="the suite's part: val for choices, test to report once")
-    parser.add_argument("--pilot", action="store_true", help="cap each domain at --max-queries x --max-passages")
-    parser.add_argument("--max-queries", type=positive_int, default=300, help="pilot cap on queries per domain")
-    parser.add_argument("--max-passages", type=positive_int, default=3000, help="pilot cap on passages per domain")
+    add_suite_arguments(parser)
     parser.add_argument("--sizes", type=positive_int, nargs="+", default=[384, 256, 128, 64],
                         help="Matryoshka sizes of the dense side")
     parser.add_argument("--weight", type=unit_float, default=DEFAULT_LEXICAL_WEIGHT, help="medrag's lexical weight")
     parser.add_argument("--fusion", default=DEFAULT_FUSION, choices=("rrf", "minmax"), help="medrag's fusion")
-    add_data_root_argument(parser)
     parser.add_argument("--out", default=str(RESULTS / "langchain_anchor.json"), help="the JSON written")
     args = parser.parse_args(argv)
     data_root = suite_data_root(args.data_root)
@@ -95,12 +90,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     from evaluation.hybrid import evaluate_hybrid
     from evaluation.metrics import per_query_metrics
     from medrag import MatryoshkaEmbeddings
-    from medrag.qa.suite import build_suite
     from medrag.vectors import truncate_embeddings
 
-    suite = build_suite(args.part, pilot=args.pilot, data_root=data_root, max_queries=args.max_queries,
-                        max_passages=args.max_passages)
-    print(suite.describe())
+    suite = load_suite(args, data_root)
     emb = MatryoshkaEmbeddings(args.model, device="cpu")
     cache = EmbeddingCache()
     metric = "ndcg@10"

@@ -23,7 +23,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _script import (RESULTS, ScriptParser, add_data_root_argument, positive_int, run_script,  # noqa: E402
+from _script import (RESULTS, ScriptParser, add_suite_arguments, load_suite, run_script,  # noqa: E402
                      suite_data_root, unit_float)
 from medrag.lexical.analyzer import AnalyzerOptions, fold_accents  # noqa: E402
 from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT  # noqa: E402
@@ -44,27 +44,19 @@ def unaccented(suite):
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = ScriptParser(__file__, __doc__.split("\n")[0])
-    parser.add_argument("--part", default="val", choices=("val", "test"),
-                        help="the suite's part: val for choices, test to report once")
-    parser.add_argument("--pilot", action="store_true", help="cap each domain at --max-queries x --max-passages")
-    parser.add_argument("--max-queries", type=positive_int, default=300, help="pilot cap on queries per domain")
-    parser.add_argument("--max-passages", type=positive_int, default=3000, help="pilot cap on passages per domain")
+    add_suite_arguments(parser)
     parser.add_argument("--model", default=None, help="the model spec (default: medrag's default model)")
     parser.add_argument("--weight", type=unit_float, default=DEFAULT_LEXICAL_WEIGHT,
                         help="the hybrid's lexical weight (the store's default, chosen with the default model; "
                              "0.4 was chosen with bundled:multilingual-e5-small)")
-    add_data_root_argument(parser)
     parser.add_argument("--out", default=str(RESULTS / "unaccented_queries.json"), help="the JSON written")
     args = parser.parse_args(argv)
     data_root = suite_data_root(args.data_root)
 
     from evaluation.hybrid import evaluate_hybrid_suite
     from medrag import MatryoshkaEmbeddings
-    from medrag.qa.suite import build_suite
 
-    suite = build_suite(args.part, pilot=args.pilot, data_root=data_root, max_queries=args.max_queries,
-                        max_passages=args.max_passages)
-    print(suite.describe())
+    suite = load_suite(args, data_root)
     embeddings = MatryoshkaEmbeddings(args.model)
     rows: dict[str, dict] = {}
     for queries, variant in (("as written", suite), ("without accents", unaccented(suite))):

@@ -228,9 +228,9 @@ class FrenchMedicalAnalyzer:
             if glued is not None:
                 return glued
             if "-" in token:  # a range: "5-10mg", "1g-2g" (not "covid-19", "IL-6": a part is a word)
-                parts = token.split("-")
-                if all(p.isdigit() or self._glued_unit(p) is not None for p in parts):
-                    return tuple(t for p in parts for t in ((p,) if p.isdigit() else self._glued_unit(p)))
+                pieces = [(p,) if p.isdigit() else self._glued_unit(p) for p in token.split("-")]
+                if all(piece is not None for piece in pieces):
+                    return tuple(t for piece in pieces for t in piece)
         if has_digit or token in ("%", "\u2030"):
             term = token.lower().replace(".", ",")
             return (fold_accents(term) if opts.fold_accents else term,)
