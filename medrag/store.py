@@ -286,8 +286,17 @@ class MatryoshkaChroma(VectorStore):
         lexical_path: str | None = None,
         lexical_weight: float = DEFAULT_LEXICAL_WEIGHT,
         fusion: str = DEFAULT_FUSION,
+        **kwargs: Any,
     ) -> None:
         import chromadb
+
+        if kwargs:  # langchain-chroma's arguments a user porting code passes, with what replaces them
+            hints = {"client_settings": "pass client=chromadb.HttpClient(...) or chromadb.PersistentClient(...)",
+                     "embedding": "it is embedding_function=", "persist_dir": "it is persist_directory=",
+                     "collection_configuration": "HNSW settings go in hnsw={...}"}
+            named = "; ".join(f"{k}: {hints[k]}" for k in sorted(kwargs) if k in hints)
+            raise InvalidArgumentError(f"unexpected argument(s) of MatryoshkaChroma(): {sorted(kwargs)}"
+                                       + (f" ({named})" if named else ""))
 
         if embedding_function is None:
             raise InvalidInputError("MatryoshkaChroma needs an embedding_function (e.g. medrag.MatryoshkaEmbeddings())")
@@ -761,6 +770,9 @@ class MatryoshkaChroma(VectorStore):
             if copy is not None:
                 copy.close()
         self._sidecar = self._other_copy = None
+        # a later write (it takes the lock again) no longer updates the folder's copy, which other
+        # stores of this process may read: it removes the written ids' rows from it instead
+        self._keeps_copy = False
 
     def _check_writer(self) -> None:
         """Refuse to write to an embedded persist directory that another process has open."""
@@ -1202,7 +1214,13 @@ class MatryoshkaChroma(VectorStore):
             while start < len(order):
                 idx = order[start : start + size]
                 stored = self._stored_metadatas([ids[i] for i in idx])
-                todo = [i for i in idx if not (i in skippable and ids[i] in stored)]
+                # a content id is skipped only while it holds its text and metadata (update_documents
+                # may have rewritten it); a caller id with skip_existing whenever it is stored
+                recheck = [ids[i] for i in idx if i in skippable and generated[i] and ids[i] in stored]
+                stored_texts = self._stored_texts(recheck) if recheck else {}
+                todo = [i for i in idx if not (i in skippable and ids[i] in stored and (
+                    not generated[i] or (stored_texts.get(ids[i]) == texts[i]
+                                         and _same_metadata(stored[ids[i]], metadatas[i]))))]
                 if todo:
                     self._write(todo, ids, texts, metadatas, stored)
                 if bar is not None:
@@ -1218,6 +1236,11 @@ class MatryoshkaChroma(VectorStore):
         """The metadata of those ids that are already stored (one Chroma ``get``)."""
         res = self._chroma_call("read existing records", self._collection.get, ids=ids, include=["metadatas"])
         return {id_: md or {} for id_, md in zip(res["ids"], res["metadatas"])}
+
+    def _stored_texts(self, ids: list[str]) -> dict[str, str]:
+        """The texts of those ids that are stored (one Chroma ``get``)."""
+        res = self._chroma_call("read existing records", self._collection.get, ids=ids, include=["documents"])
+        return {id_: text for id_, text in zip(res["ids"], res["documents"])}
 
     def _write(self, idx: list[int], ids: list[str], texts: list[str], metadatas: list[dict[str, Any]],
                stored: dict[str, dict[str, Any]]) -> None:
@@ -1286,6 +1309,7 @@ class MatryoshkaChroma(VectorStore):
             ids = _check_ids(ids)
             for i, id_ in enumerate(ids):
                 _check_utf8(id_, f"id at index {i}")
+            ids = list(dict.fromkeys(ids))  # an id named twice is deleted once (Chroma refuses repeats)
         if ids is not None and not ids:
             return True
         # only the records that exist (and match): deleting nothing writes nothing, so derived data
@@ -1480,7 +1504,14 @@ class MatryoshkaChroma(VectorStore):
                 (nothing is written: :meth:`add_documents` adds new records).
         """
         ids = _check_ids(ids)
+        if isinstance(documents, (str, Document)):
+            raise InvalidInputError("documents must be a list of langchain Document objects, not a single "
+                                    f"{type(documents).__name__}")
         documents = list(documents)
+        for i, doc in enumerate(documents):
+            if not isinstance(doc, Document):
+                raise InvalidInputError(f"document at index {i} is a {type(doc).__name__}, not a langchain Document: "
+                                        "write Document(page_content=...)")
         if len(ids) != len(documents):
             raise InvalidInputError(f"{len(ids)} ids for {len(documents)} documents: give one id per document")
         if not ids:
@@ -1662,7 +1693,9 @@ class MatryoshkaChroma(VectorStore):
         if self._sidecar is not None:
             blobs = self._full_blobs(ids)  # the get_full_vectors path
         else:
-            blobs = dict(zip(ids, self._blobs_from_metas(ids, res["metadatas"][0])))
+            metas = self._live_metadatas(ids, res["metadatas"][0])
+            live = [id_ for id_ in ids if id_ in metas]
+            blobs = dict(zip(live, self._blobs_from_metas(live, [metas[i] for i in live])))
         keep = [i for i, id_ in enumerate(ids) if id_ in blobs]  # a record deleted meanwhile is dropped
         ids, distances = [ids[i] for i in keep], distances[keep]
         if not ids:
@@ -1677,6 +1710,16 @@ class MatryoshkaChroma(VectorStore):
                          coarse_s=t1 - t0, rerank_s=time.perf_counter() - t1)
         return [ids[i] for i in order], full[order], scores[order]
 
+    def _live_metadatas(self, ids: Sequence[str], metas: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
+        """The metadatas of a query reply, by id, without the records deleted while Chroma answered
+        (another client's delete between its vector search and its metadata read gives ``None``);
+        a record that still exists without metadata stays, for :meth:`_packed` to name."""
+        out = {id_: md for id_, md in zip(ids, metas) if md is not None}
+        gone = [id_ for id_, md in zip(ids, metas) if md is None]
+        if gone:
+            out.update(self._full_metadatas(gone))
+        return out
+
     def _full_metadatas(self, ids: Sequence[str]) -> dict[str, Any]:
         """The stored metadata (holding the packed full vector) of the ids that exist."""
         out: dict[str, Any] = {}
@@ -1687,8 +1730,19 @@ class MatryoshkaChroma(VectorStore):
             out.update(zip(res["ids"], res["metadatas"]))
         return out
 
-    def _documents(self, ids: Sequence[str]) -> list[Document]:
-        """Documents (text + user metadata) of these ids, in order; ids deleted meanwhile give an empty document."""
+    def _top_documents(self, ids: Sequence[str], k: int) -> list[tuple[int, Document]]:
+        """The documents of the first ``k`` ids that still exist, with their positions in ``ids``: a
+        hit deleted by another client after the rerank is replaced by the next candidate."""
+        out: list[tuple[int, Document]] = []
+        start = 0
+        while len(out) < k and start < len(ids):
+            chunk = ids[start : start + k - len(out)]
+            out.extend((start + j, doc) for j, doc in enumerate(self._documents(chunk)) if doc is not None)
+            start += len(chunk)
+        return out
+
+    def _documents(self, ids: Sequence[str]) -> list[Document | None]:
+        """Documents (text + user metadata) of these ids, in order; None for an id deleted meanwhile."""
         found: dict[str, Document] = {}
         unique = list(dict.fromkeys(ids))
         if self._sidecar is not None and unique:  # no second Chroma call per query (docs/store.md)
@@ -1699,7 +1753,7 @@ class MatryoshkaChroma(VectorStore):
             res = self._chroma_call("read", self._collection.get, ids=rest, include=["documents", "metadatas"])
             for id_, text, md in zip(res["ids"], res["documents"], res["metadatas"]):
                 found[id_] = _document(id_, text, md)
-        return [found.get(i) or Document(id=i, page_content="") for i in ids]
+        return [found.get(i) for i in ids]
 
     def _chroma_call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call the Chroma client; turn its failures into :class:`MedragError` subclasses."""
@@ -1774,7 +1828,7 @@ class MatryoshkaChroma(VectorStore):
         _no_extra(kwargs, "similarity_search()")
         query = self._query_vector(embedding)
         ids, _, scores = self._funnel(query, k, candidates, filter, where_document)
-        return [(doc, float(1.0 - s)) for doc, s in zip(self._documents(ids[:k]), scores[:k])]
+        return [(doc, float(1.0 - scores[i])) for i, doc in self._top_documents(ids, k)]
 
     def _packed(self, ids: Sequence[str], metas: Sequence[dict[str, Any] | None]) -> list[str]:
         """The packed full vectors of records, or a clear error for a record written by another tool."""
@@ -1818,10 +1872,9 @@ class MatryoshkaChroma(VectorStore):
             found = self._hybrid(query, vector, k, filter, candidates, where_document, lexical_weight, fusion,
                                  lexical_candidates)
             t2 = time.perf_counter()
-            docs = self._documents(found.ids[:k])
             hits = [FunnelHit(doc, float(found.dense_scores[i]), float(found.coarse_scores[i]),
                               int(found.coarse_ranks[i]), float(found.lexical_scores[i]), int(found.lexical_ranks[i]),
-                              float(found.fused[i])) for i, doc in enumerate(docs)]
+                              float(found.fused[i])) for i, doc in self._top_documents(found.ids, k)]
             tm = found.timings
             timings = {"embed_ms": 1000 * embed_s, "coarse_ms": 1000 * tm["coarse_s"], "rerank_ms": 1000 * tm["rerank_s"],
                        "lexical_ms": 1000 * tm["lexical_s"], "fusion_ms": 1000 * tm["fusion_s"],
@@ -1832,9 +1885,8 @@ class MatryoshkaChroma(VectorStore):
         stats: dict[str, Any] = {}
         ids, _, scores = self._funnel(vector, k, candidates, filter, where_document, stats=stats)
         t2 = time.perf_counter()
-        docs = self._documents(ids[:k])
-        hits = [FunnelHit(doc, float(s), float(cs), int(cr))
-                for doc, s, cs, cr in zip(docs, scores[:k], stats["coarse_scores"][:k], stats["coarse_ranks"][:k])]
+        hits = [FunnelHit(doc, float(scores[i]), float(stats["coarse_scores"][i]), int(stats["coarse_ranks"][i]))
+                for i, doc in self._top_documents(ids, k)]
         timings = {"embed_ms": 1000 * embed_s, "coarse_ms": 1000 * stats["coarse_s"],
                    "rerank_ms": 1000 * stats["rerank_s"], "fetch_ms": 1000 * (time.perf_counter() - t2)}
         return FunnelResult(hits, len(ids), timings)
@@ -1895,7 +1947,7 @@ class MatryoshkaChroma(VectorStore):
         _no_extra(kwargs, "hybrid_search()")
         found = self._hybrid(query, self._embed_query(query), k, filter, candidates, where_document, lexical_weight,
                              fusion, lexical_candidates)
-        return list(zip(self._documents(found.ids[:k]), found.fused[:k].tolist()))
+        return [(doc, float(found.fused[i])) for i, doc in self._top_documents(found.ids, k)]
 
     def search(self, query: str, search_type: str, **kwargs: Any) -> list[Document]:
         """LangChain's search by type, with ``"hybrid"`` (:meth:`hybrid_search`) beside
@@ -1921,15 +1973,37 @@ class MatryoshkaChroma(VectorStore):
     def as_retriever(self, **kwargs: Any):
         """A LangChain retriever; ``search_type="hybrid"`` runs :meth:`hybrid_search` (with
         ``search_kwargs`` such as ``{"k": 4, "lexical_weight": 0.3}``), the other types as usual."""
+        from pydantic import ValidationError
+
         tags = [*(kwargs.pop("tags", None) or []), *self._get_retriever_tags()]  # the caller's list is not changed
+        search_kwargs = kwargs.get("search_kwargs")
+        if search_kwargs is not None and not isinstance(search_kwargs, dict):
+            raise InvalidInputError(f"search_kwargs must be a dict such as {{'k': 4}}, got {type(search_kwargs).__name__}")
         if "search_type" in kwargs:  # pydantic's ValidationError otherwise, not a MedragError
             _check_search_type(kwargs["search_type"])
-            threshold = (kwargs.get("search_kwargs") or {}).get("score_threshold")
-            if kwargs["search_type"] == "similarity_score_threshold" and (
-                    isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
-                raise InvalidInputError("search_type='similarity_score_threshold' needs a number in "
-                                        "search_kwargs={'score_threshold': ...} (a relevance score, cosine in [-1, 1])")
-        return MatryoshkaRetriever(vectorstore=self, tags=tags, **kwargs)
+            if kwargs["search_type"] == "similarity_score_threshold":
+                threshold = _check_threshold((search_kwargs or {}).get("score_threshold"))
+                # LangChain's retriever takes a float only: 0 and 1 are written as ints
+                kwargs["search_kwargs"] = {**(search_kwargs or {}), "score_threshold": threshold}
+        try:
+            return MatryoshkaRetriever(vectorstore=self, tags=tags, **kwargs)
+        except ValidationError as exc:  # an unknown or mistyped retriever field
+            raise InvalidInputError(f"as_retriever() got a bad argument: {exc.errors()[0].get('msg', exc)} "
+                                    f"(at {exc.errors()[0].get('loc')})") from exc
+
+    def similarity_search_with_relevance_scores(self, query: str, k: int = 4,
+                                                **kwargs: Any) -> list[tuple[Document, float]]:
+        """``(document, relevance)`` pairs, best first: relevance is the full-size cosine (``1 - distance``;
+        see the class for ``relevance_score_fn``). ``score_threshold=`` keeps the pairs at or above it.
+
+        Args:
+            query: the query text.
+            k: number of hits.
+            **kwargs: ``score_threshold`` (a number), and the arguments of :meth:`similarity_search_with_score`.
+        """
+        if kwargs.get("score_threshold") is not None:
+            kwargs["score_threshold"] = _check_threshold(kwargs["score_threshold"])
+        return super().similarity_search_with_relevance_scores(query, k, **kwargs)
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         if self.override_relevance_score_fn is not None:
@@ -1987,7 +2061,7 @@ class MatryoshkaChroma(VectorStore):
         ids, full, _ = self._funnel(query, fetch_k, n, filter, where_document)
         ids, full = ids[:fetch_k], full[:fetch_k]
         picked = maximal_marginal_relevance(query, full, lambda_mult=lambda_mult, k=k)
-        return self._documents([ids[i] for i in picked])
+        return [doc for doc in self._documents([ids[i] for i in picked]) if doc is not None]
 
     # ------------------------------------------------------------------ constructors
 
@@ -2089,6 +2163,21 @@ class MatryoshkaChroma(VectorStore):
 def _document(id_: str, text: str | None, metadata: dict[str, Any] | None) -> Document:
     md = {k: v for k, v in (metadata or {}).items() if k != FULL_KEY}
     return Document(id=id_, page_content=text or "", metadata=md)
+
+
+def _plain(value: Any) -> Any:
+    """A metadata value as Chroma gives it back (numpy scalars as Python ones, tuples as lists)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _same_metadata(stored: dict[str, Any], given: dict[str, Any]) -> bool:
+    """Whether a stored record's metadata (the store's keys aside) is ``given`` (None values: no key)."""
+    return ({k: v for k, v in stored.items() if k != FULL_KEY}
+            == {k: _plain(v) for k, v in given.items() if v is not None})
 
 
 def _check_int(name: str, value: Any) -> int:
@@ -2272,6 +2361,15 @@ def _check_search_type(search_type: Any) -> str:
         raise InvalidInputError(f"search_type must be one of {MatryoshkaRetriever.allowed_search_types}, "
                                 f"got {search_type!r}")
     return search_type
+
+
+def _check_threshold(threshold: Any) -> float:
+    """A relevance score threshold as a float (an int is fine: ``0``, ``1``)."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)):
+        raise InvalidInputError("search_type='similarity_score_threshold' needs a number in "
+                                "search_kwargs={'score_threshold': ...} (a relevance score, cosine in [-1, 1]), "
+                                f"got {threshold!r}")
+    return float(threshold)
 
 
 def _no_extra(kwargs: dict[str, Any], method: str) -> None:

@@ -1659,3 +1659,144 @@ def test_reset_collection_is_refused_to_a_process_that_does_not_own_the_folder(t
     assert "LOCKED" in out.stdout, out.stdout + out.stderr[-2000:]
     assert len(owner) == 5
     owner.close()
+
+
+# ---------------------------------------------------------------------------- races, close, ported calls
+
+
+def test_a_record_deleted_while_chroma_answers_is_dropped_not_an_error(client, fake, monkeypatch) -> None:
+    """Without the local copy (servers, vector_sidecar=False) a record deleted by another client between
+    Chroma's vector search and its metadata read came back with metadata None, and the search failed
+    with "written by another tool ... reindex"."""
+    s = MatryoshkaChroma(_name(), fake, client=client, vector_sidecar=False)
+    ids = s.add_texts(TEXTS[:30])
+    real = s._chroma_call
+    victims: list[str] = []
+
+    def racing(what, fn, *args, **kwargs):
+        res = real(what, fn, *args, **kwargs)
+        if what == "search" and not victims:
+            victims.append(res["ids"][0][0])
+            real("delete", s.collection.delete, ids=victims)  # another client's delete, meanwhile
+            res["metadatas"][0][0] = None
+        return res
+
+    monkeypatch.setattr(s, "_chroma_call", racing)
+    hits = s.similarity_search(TEXTS[3], k=4)
+    assert len(hits) == 4 and victims and victims[0] not in [d.id for d in hits]
+    assert all(d.page_content for d in hits) and set(d.id for d in hits) <= set(ids)
+    monkeypatch.undo()
+    s.delete_collection()
+
+
+def test_a_hit_deleted_after_the_rerank_is_replaced_not_blank(client, fake, monkeypatch) -> None:
+    """A hit deleted by another client after the rerank came back as Document(page_content="")."""
+    s = MatryoshkaChroma(_name(), fake, client=client)
+    other = MatryoshkaChroma(s.collection.name, fake, client=client)
+    s.add_texts(TEXTS[:30], ids=[str(i) for i in range(30)])
+    real = s._funnel
+
+    def racing(*args, **kwargs):
+        found = real(*args, **kwargs)
+        other.delete([found[0][0]])
+        return found
+
+    monkeypatch.setattr(s, "_funnel", racing)
+    searches = {"similarity": lambda q: s.similarity_search(q, k=4),
+                "with_score": lambda q: [d for d, _ in s.similarity_search_with_score(q, k=4)],
+                "stages": lambda q: [h.document for h in s.search_with_stages(q, k=4).hits],
+                "hybrid": lambda q: s.hybrid_search(q, k=4)}
+    for n, (name, search) in enumerate(searches.items()):
+        hits = search(TEXTS[3 + n])
+        assert len(hits) == 4 and all(d.page_content for d in hits), name  # the next candidate fills in
+        assert str(3 + n) not in [d.id for d in hits], name  # the exact match was deleted by the race
+    hits = s.max_marginal_relevance_search(TEXTS[11], k=4)  # picks among the candidates: one fewer
+    assert len(hits) == 3 and all(d.page_content for d in hits)
+    monkeypatch.undo()
+    s.delete_collection()
+
+
+def test_writes_after_close_are_seen_by_the_other_stores_of_the_process(tmp_path, fake) -> None:
+    """close() dropped the store's copy but not its role: its later writes left the folder's copy,
+    which other stores of the process read, with the old text, metadata and vector."""
+    d = str(tmp_path / "db")
+    a = MatryoshkaChroma("notes", fake, persist_directory=d)
+    a.add_texts(["ancien texte sur la ferritine"], [{"v": 1}], ids=["x"])
+    b = MatryoshkaChroma("notes", fake, persist_directory=d)
+    b.close()
+    b.add_texts(["nouveau texte sur la ferritine"], [{"v": 2}], ids=["x"])
+    hit = a.similarity_search("nouveau texte sur la ferritine", k=1)[0]
+    assert (hit.page_content, hit.metadata) == ("nouveau texte sur la ferritine", {"v": 2})
+    np.testing.assert_allclose(a.get_full_vectors(["x"])[0], fake.encode_documents(["nouveau texte sur la ferritine"])[0],
+                               atol=0.02)
+    b.delete(["x"])
+    assert len(a) == 0 and a.similarity_search("ferritine", k=1) == []
+    with pytest.raises(CollectionMismatchError, match="do not exist"):
+        a.get_full_vectors(["x"])
+
+
+def test_delete_names_an_id_twice(store: MatryoshkaChroma) -> None:
+    """delete(["a", "a"]) failed as a StoreError (Chroma's DuplicateIDError) and deleted nothing."""
+    store.add_texts(["ferritine basse", "tsh élevée"], ids=["a", "b"])
+    assert store.delete(["a", "a", "missing"]) is True
+    assert [d.id for d in store.get_by_ids(["a", "b"])] == ["b"]
+
+
+def test_score_thresholds_as_ints_and_bad_search_kwargs(store: MatryoshkaChroma) -> None:
+    """LangChain's retriever takes a float threshold only: 0 and 1 raised a pydantic ValidationError."""
+    store.add_texts(["ferritine basse", "tsh élevée"], ids=["a", "b"])
+    for threshold in (0, 1):
+        retriever = store.as_retriever(search_type="similarity_score_threshold",
+                                       search_kwargs={"score_threshold": threshold, "k": 2})
+        expected = [d.id for d, r in store.similarity_search_with_relevance_scores("ferritine basse", k=2) if r >= threshold]
+        assert [d.id for d in retriever.invoke("ferritine basse")] == expected
+    assert [d.id for d in store.as_retriever(search_type="similarity_score_threshold",
+                                             search_kwargs={"score_threshold": 0.99}).invoke("ferritine basse")] == ["a"]
+    with pytest.raises(InvalidInputError, match="search_kwargs"):
+        store.as_retriever(search_kwargs="k=4")
+    with pytest.raises(InvalidInputError, match="bad argument"):
+        store.as_retriever(search_type="similarity", metadata="not a dict")
+    with pytest.raises(InvalidInputError, match="score_threshold"):
+        store.similarity_search_with_relevance_scores("ferritine", score_threshold="0.5")
+    assert [d.id for d, _ in store.similarity_search_with_relevance_scores("ferritine basse", k=2,
+                                                                          score_threshold=0.99)] == ["a"]
+
+
+def test_unknown_constructor_arguments_name_what_replaces_them(tmp_path, fake) -> None:
+    """A langchain-chroma argument or a typo raised a plain TypeError, outside the MedragError tree."""
+    with pytest.raises(InvalidArgumentError, match="client_settings.*chromadb.HttpClient"):
+        MatryoshkaChroma.from_texts(["ferritine"], fake, collection_name="c", client_settings=None)
+    with pytest.raises(InvalidArgumentError, match="persist_directory"):
+        MatryoshkaChroma("c", fake, persist_dir=str(tmp_path / "db"))
+    with pytest.raises(TypeError):  # still a TypeError for code that catches that
+        MatryoshkaChroma("c", fake, colection_metadata={})
+    assert not (tmp_path / "db").exists()
+
+
+def test_update_documents_refuses_strings(store: MatryoshkaChroma) -> None:
+    """update_documents(ids, ["text"]) raised AttributeError: 'str' object has no attribute 'page_content'."""
+    store.add_texts(["tsh élevée"], ids=["tsh"])
+    with pytest.raises(InvalidInputError, match="index 0.*Document"):
+        store.update_documents(["tsh"], ["nouveau texte"])
+    with pytest.raises(InvalidInputError, match="list of langchain Document"):
+        store.update_documents(["tsh"], Document(page_content="nouveau texte"))
+    assert store.get_by_ids(["tsh"])[0].page_content == "tsh élevée"
+
+
+def test_a_content_id_rewritten_by_an_update_is_written_again(store: MatryoshkaChroma, fake) -> None:
+    """add_texts skipped a stored content id even when update_document had rewritten the record:
+    it returned the id as if the text were stored, and the edited text stayed."""
+    text = "La ferritine basse traduit une carence en fer."
+    [i] = store.add_texts([text], [{"src": "cours"}])
+    calls = fake.document_calls
+    assert store.add_texts([text], [{"src": "cours"}]) == [i] and fake.document_calls == calls  # skipped, not encoded
+    store.update_document(i, Document(page_content="Texte corrigé.", metadata={"src": "cours"}))
+    assert store.add_texts([text], [{"src": "cours"}]) == [i]
+    assert (store.get_by_ids([i])[0].page_content, store.get_by_ids([i])[0].metadata) == (text, {"src": "cours"})
+    store.update_document(i, Document(page_content=text, metadata={"src": "autre"}))  # metadata only
+    store.add_texts([text], [{"src": "cours"}])
+    assert store.get_by_ids([i])[0].metadata == {"src": "cours"}
+    ids = store.add_texts(["CRP élevée."], [{"tags": ["bio", "urgence"], "n": 2, "x": 0.5, "ok": True}])
+    calls = fake.document_calls
+    assert store.add_texts(["CRP élevée."], [{"tags": ["bio", "urgence"], "n": 2, "x": 0.5, "ok": True}]) == ids
+    assert fake.document_calls == calls
