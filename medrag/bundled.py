@@ -103,10 +103,22 @@ def build_cached_folder(target: Path, is_valid: Callable[[Path], bool], build: C
     and a crash leaves at most a temporary folder. An existing invalid ``target`` is replaced.
     Used by the embedded model's conversion and by the packaged adapters.
     """
-    from filelock import FileLock  # light, but only needed on the first build
-
     if is_valid(target):
         return target
+    try:
+        return _build_locked(target, is_valid, build, what)
+    except OSError as exc:  # the cache root is a file, read-only, or another user's
+        root = os.environ.get("MEDRAG_CACHE")
+        where = f"$MEDRAG_CACHE={root!r}" if root else "the user cache dir (set MEDRAG_CACHE to choose another)"
+        raise ModelLoadError(
+            f"cannot build {what} into {target.parent}: {type(exc).__name__}: {exc.strerror or exc}. The cache root "
+            f"is {where}: point MEDRAG_CACHE at a folder this user can write"
+        ) from exc
+
+
+def _build_locked(target: Path, is_valid: Callable[[Path], bool], build: Callable[[Path], None], what: str) -> Path:
+    from filelock import FileLock  # light, but only needed on the first build
+
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock", timeout=600):
         if is_valid(target):  # another process finished while we waited
@@ -117,6 +129,7 @@ def build_cached_folder(target: Path, is_valid: Callable[[Path], bool], build: C
         try:
             logger.info("Building %s into %s (one time).", what, target)
             build(tmp)
+            _apply_umask(tmp)
             if target.exists():
                 trash = target.parent / f".trash-{target.name}-{os.getpid()}"
                 os.rename(target, trash)
@@ -126,6 +139,17 @@ def build_cached_folder(target: Path, is_valid: Callable[[Path], bool], build: C
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _apply_umask(folder: Path) -> None:
+    """Give a built folder the modes of the user's umask: ``mkdtemp`` makes it 0700 and some
+    writers make files 0600, so a cache built by one user (a Docker image built as root) could not
+    be read by another (the app's user)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in [folder, *folder.rglob("*")]:
+        if not path.is_symlink():
+            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 def is_valid_conversion(folder: Path) -> bool:

@@ -156,6 +156,12 @@ class MatryoshkaEmbeddings(Embeddings):
                 f"model must be a model spec (a path, 'bundled:<name>', a hub id), None for the embedded model, "
                 f"or a loaded SentenceTransformer; got {type(model).__name__} {model!r}"
             )
+        if metadata is not None and not isinstance(metadata, MatryoshkaMetadata):
+            raise InvalidInputError(f"metadata must be a MatryoshkaMetadata (MatryoshkaMetadata.load(folder)), "
+                                    f"got {type(metadata).__name__}")
+        if isinstance(max_quality_loss, bool) or not isinstance(max_quality_loss, (int, float, np.integer, np.floating)) \
+                or not 0 <= max_quality_loss < 1:
+            raise InvalidInputError(f"max_quality_loss must be a number in [0, 1) (0.01 = 1%), got {max_quality_loss!r}")
         self.model = model
         self.spec: str = getattr(model, "medrag_spec", None) or type(model).__name__
         self.batch_size = batch_size
@@ -278,6 +284,12 @@ class MatryoshkaEmbeddings(Embeddings):
         texts = validate_texts(texts)
         if not texts:
             return np.zeros((0, self.full_dim), dtype=np.float32)
+        prefix = (self.model.prompts or {}).get(prompt_name or "", "")
+        if prefix.strip() and any(t.startswith(prefix) for t in texts):
+            # "query: ..." written by hand, as other e5 wrappers want it: the model's prompt is added once
+            logger.info("%d text(s) already start with the prompt %r: it is not added twice",
+                        sum(t.startswith(prefix) for t in texts), prefix)
+            texts = [t[len(prefix):] if t.startswith(prefix) else t for t in texts]
         self._warn_if_truncated(texts, prompt_name)
         return encode_texts(self.model, texts, prompt_name=prompt_name, batch_size=self.batch_size,
                             show_progress=self.show_progress)

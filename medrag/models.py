@@ -95,7 +95,14 @@ def load_model(
                 f"{spec_str!r} holds no model: expected a sentence-transformers folder (modules.json) "
                 "or a transformers folder (config.json), e.g. the output folder of `medrag finetune`"
             )
+        if (path / "matryoshka.json").is_file() and not (path / "modules.json").is_file():
+            # loaded anyway, it would be a bare transformer: no head, no normalisation, no prompts
+            raise ModelLoadError(
+                f"{spec_str!r} is an incomplete medrag model folder: it has matryoshka.json but no modules.json "
+                "(the list of its layers). Copy the whole folder again (or re-run `medrag finetune`)"
+            )
         model = _load(SentenceTransformer, str(path), spec_str, **kwargs)
+        _check_tokenizer(model, spec_str)
     elif _HUB_ID.match(spec_str) and Path(spec_str.split("/", 1)[0]).expanduser().is_dir():
         # "outputs/my-model" with an "outputs" folder here is a missing folder, not a hub id to retry for a minute
         raise ModelLoadError(f"model folder {spec_str!r} does not exist (there is a folder "
@@ -106,7 +113,7 @@ def load_model(
         if unreachable and not _in_hf_cache(spec_str, revision):
             raise ModelLoadError(
                 f"cannot load hub model {spec_str!r}: the hub cannot be reached ({unreachable}) and the model is "
-                "not in the HF cache. Download it where there is network (`huggingface-cli download ...`) and pass "
+                "not in the HF cache. Download it where there is network (`hf download ORG/NAME --local-dir DIR`) and pass "
                 f"the local folder, or use an embedded model ({DEFAULT_SPEC!r}, the default, or {BUNDLED_SPEC!r})."
             )
         # cached and the hub unreachable: load the cached copy without a minute of retried requests
@@ -300,6 +307,22 @@ def _in_hf_cache(repo_id: str, revision: str | None) -> bool:
     return False
 
 
+def _check_tokenizer(model, spec: str) -> None:
+    """Refuse a folder whose tokenizer is far smaller than the model's vocabulary: without its
+    ``tokenizer.json`` (an incomplete copy) transformers builds a 5-token tokenizer, every word
+    becomes ``<unk>`` and all vectors are nearly the same, without an error."""
+    try:
+        vocab = int(model[0].auto_model.config.vocab_size)
+        size = len(model.tokenizer)
+    except Exception:  # noqa: BLE001 - not a transformers model: nothing to compare
+        return
+    if size * 2 < vocab:
+        raise ModelLoadError(
+            f"{spec!r}: its tokenizer has {size} tokens for a model vocabulary of {vocab}: the tokenizer files "
+            "(tokenizer.json, sentencepiece model) are missing or damaged. Copy the whole folder again"
+        )
+
+
 def _looks_like_path(spec: str) -> bool:
     return spec.startswith((".", "/", "~")) or os.sep in spec.replace("/", "", 1) or spec.count("/") > 1
 
@@ -333,7 +356,7 @@ def _load(cls, path: str, spec: str, **kwargs):
             detail = " ".join(str(exc).split())  # one line: the hub's messages span several
             raise ModelLoadError(
                 f"cannot load hub model {spec!r}: {cause} ({type(exc).__name__}: {detail}). "
-                "Download it where there is network (`huggingface-cli download ...`) and pass the local folder, "
+                "Download it where there is network (`hf download ORG/NAME --local-dir DIR`) and pass the local folder, "
                 f"or use an embedded model ({DEFAULT_SPEC!r}, the default, or {BUNDLED_SPEC!r})."
             ) from exc
         raise ModelLoadError(f"cannot load model from {spec!r}: {type(exc).__name__}: {' '.join(str(exc).split())}") from exc

@@ -120,8 +120,9 @@ class BM25Index:
         if len(ids) != len(texts):
             raise InvalidInputError(f"add() got {len(ids)} ids for {len(texts)} texts; pass one id per text")
         with self._lock:
-            for id_, text in zip(ids, texts):
-                row = np.array(self._term_ids(text or ""), dtype=np.int32)
+            # every text analysed before the first row changes: a bad text (not a str) adds nothing
+            rows = [np.array(self._term_ids(text or ""), dtype=np.int32) for text in texts]
+            for id_, row in zip(ids, rows):
                 self._rows.pop(id_, None)  # a replaced id moves to the end, like a new one
                 self._rows[id_] = row
             if ids:
@@ -147,6 +148,8 @@ class BM25Index:
 
     def delete(self, ids: Sequence[str]) -> None:
         """Forget ``ids``; unknown ids are ignored."""
+        if isinstance(ids, str):  # "12" would delete the ids "1" and "2"
+            raise InvalidInputError(f"delete() takes a list of ids, not a single string: write [{ids!r}]")
         with self._lock:
             removed = [self._rows.pop(id_) for id_ in ids if id_ in self._rows]
             if removed:
@@ -180,6 +183,8 @@ class BM25Index:
         """
         if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
             raise InvalidInputError(f"k must be a positive int, got {k!r}")
+        if isinstance(ids, str):  # "ab" would restrict the search to the ids "a" and "b"
+            raise InvalidInputError(f"ids must be a collection of ids, not a single string: write [{ids!r}]")
         return self.top(self.query_scores(query), k, ids)
 
     def query_scores(self, query: str) -> QueryScores:

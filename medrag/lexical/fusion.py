@@ -17,13 +17,18 @@ lexical one, every match before the candidates that share no term with the query
 
 Example::
 
-    >>> fuse({"a": 0.9, "b": 0.8}, {"b": 7.0, "c": 3.0}, lexical_weight=0.5)
+    >>> fuse({"a": 0.9, "b": 0.8}, {"b": 7.0, "c": 3.0}, lexical_weight=0.5, method="rrf")
+    ['b', 'a', 'c']
+    >>> fuse({"a": 0.9, "b": 0.8}, {"b": 7.0, "c": 3.0}, lexical_weight=0.6)  # the store's fusion, min-max
     ['b', 'a', 'c']
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+
+import numpy as np
 
 from medrag.errors import InvalidInputError
 
@@ -43,7 +48,7 @@ DEFAULT_LEXICAL_WEIGHT = 0.2
 
 def check_weight(lexical_weight: float) -> float:
     """``lexical_weight`` as a float in [0, 1], or an :class:`InvalidInputError` saying what to pass."""
-    if isinstance(lexical_weight, bool) or not isinstance(lexical_weight, (int, float)) or not (
+    if isinstance(lexical_weight, bool) or not isinstance(lexical_weight, (int, float, np.integer, np.floating)) or not (
         0.0 <= float(lexical_weight) <= 1.0
     ):
         raise InvalidInputError(f"lexical_weight must be a number in [0, 1] (0 = dense only), got {lexical_weight!r}")
@@ -57,19 +62,23 @@ def ranks(scores: Mapping[str, float]) -> dict[str, int]:
 
 
 def fused_scores(dense: Mapping[str, float], lexical: Mapping[str, float], *, lexical_weight: float,
-                 method: str = "rrf", rrf_k: int = RRF_K) -> dict[str, float]:
+                 method: str = DEFAULT_FUSION, rrf_k: int = RRF_K) -> dict[str, float]:
     """The fused score of every id in ``dense`` or ``lexical`` (higher is better).
 
     >>> fused_scores({"a": 1.0}, {"a": 2.0, "b": 1.0}, lexical_weight=0.0)["b"]
     0.0
     """
     w = check_weight(lexical_weight)
+    for side, scores in (("dense", dense), ("lexical", lexical)):
+        bad = [i for i, v in scores.items() if not math.isfinite(v)]
+        if bad:  # min-max would make every fused score NaN, in an arbitrary order
+            raise InvalidInputError(f"the {side} scores of {bad[:3]} are not finite numbers (NaN or inf)")
     if method not in FUSION_METHODS:
         raise InvalidInputError(f"unknown fusion method {method!r}; use one of {FUSION_METHODS}")
+    if isinstance(rrf_k, bool) or not isinstance(rrf_k, int) or rrf_k < 0:
+        raise InvalidInputError(f"rrf_k must be a non-negative int, got {rrf_k!r}")
     ids = list(dict.fromkeys([*dense, *lexical]))
     if method == "rrf":
-        if isinstance(rrf_k, bool) or not isinstance(rrf_k, int) or rrf_k < 0:
-            raise InvalidInputError(f"rrf_k must be a non-negative int, got {rrf_k!r}")
         rd, rl = ranks(dense), ranks(lexical)
         return {i: (1 - w) * (1.0 / (rrf_k + rd[i]) if i in rd else 0.0)
                 + w * (1.0 / (rrf_k + rl[i]) if i in rl else 0.0) for i in ids}
@@ -78,7 +87,7 @@ def fused_scores(dense: Mapping[str, float], lexical: Mapping[str, float], *, le
 
 
 def fused_ranking(dense: Mapping[str, float], lexical: Mapping[str, float], *, lexical_weight: float,
-                  method: str = "rrf", rrf_k: int = RRF_K) -> tuple[list[str], dict[str, float]]:
+                  method: str = DEFAULT_FUSION, rrf_k: int = RRF_K) -> tuple[list[str], dict[str, float]]:
     """Every id of both rankings ordered by fused score, and the fused scores (:func:`fused_scores`).
 
     Ties keep the order of the heavier side's ranking (the dense one when ``lexical_weight <= 0.5``),
@@ -95,9 +104,11 @@ def fused_ranking(dense: Mapping[str, float], lexical: Mapping[str, float], *, l
 
 
 def fuse(dense: Mapping[str, float], lexical: Mapping[str, float], *, lexical_weight: float,
-         method: str = "rrf", rrf_k: int = RRF_K, k: int | None = None) -> list[str]:
+         method: str = DEFAULT_FUSION, rrf_k: int = RRF_K, k: int | None = None) -> list[str]:
     """The ids of both rankings ordered by fused score (the first ``k`` when given); ties as in
     :func:`fused_ranking`."""
+    if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
+        raise InvalidInputError(f"k must be a positive int or None (every id), got {k!r}")
     ranked, _ = fused_ranking(dense, lexical, lexical_weight=lexical_weight, method=method, rrf_k=rrf_k)
     return ranked if k is None else ranked[:k]
 

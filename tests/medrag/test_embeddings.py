@@ -266,3 +266,30 @@ def test_a_corrupt_matryoshka_json_is_a_metadata_error(tiny_model_dir, tmp_path,
     (folder / "matryoshka.json").write_text(json.dumps(content))
     with pytest.raises(MetadataError, match=expected):
         MatryoshkaEmbeddings(str(folder), dimension="edge")
+
+
+def test_a_prompt_written_by_hand_is_not_added_twice(tiny_embeddings, caplog):
+    """Users of other e5 wrappers write "query: ..." themselves: the model saw "query: query: ..."."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="medrag.embeddings"):
+        assert tiny_embeddings.embed_query("query: " + TEXTS[1]) == tiny_embeddings.embed_query(TEXTS[1])
+    assert "not added twice" in caplog.text
+    docs = tiny_embeddings.embed_documents(["passage: " + TEXTS[0], TEXTS[1]])
+    assert docs == tiny_embeddings.embed_documents([TEXTS[0], TEXTS[1]])
+    # only the model's own prompt of that side is recognised
+    assert tiny_embeddings.embed_query("passage: " + TEXTS[1]) != tiny_embeddings.embed_query(TEXTS[1])
+
+
+@pytest.mark.parametrize("bad", ["0.1", None, 1.5, -0.1, True])
+def test_max_quality_loss_is_checked_when_the_embeddings_are_made(tiny_model, bad):
+    """A string or None raised TypeError inside "auto"; 1.5 was accepted until "auto" was asked."""
+    with pytest.raises(InvalidInputError, match="max_quality_loss"):
+        MatryoshkaEmbeddings(tiny_model, max_quality_loss=bad)
+
+
+@pytest.mark.parametrize("bad", [{"full_dim": 128}, "outputs/model"])
+def test_metadata_must_be_matryoshka_metadata(tiny_model, bad):
+    """A dict or a folder name raised AttributeError: 'dict' object has no attribute 'full_dim'."""
+    with pytest.raises(InvalidInputError, match="MatryoshkaMetadata"):
+        MatryoshkaEmbeddings(tiny_model, metadata=bad)

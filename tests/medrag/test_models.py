@@ -235,3 +235,48 @@ def test_an_adapter_export_folder_says_what_to_load_instead(tmp_path):
     (folder / "adapter.safetensors").write_bytes(b"")
     with pytest.raises(ModelLoadError, match="adapter export .* --output-dir"):
         medrag.load_model(str(folder))
+
+
+def test_a_medrag_folder_without_modules_json_is_refused(tmp_path, tiny_model_dir):
+    """It loaded as a bare transformer (no head, no normalisation, no prompts) with its trained sizes."""
+    folder = tmp_path / "copy"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "matryoshka.json").write_text(json.dumps({"full_dim": 128, "dims": [128, 64]}))
+    medrag.load_model(folder, device="cpu")  # complete: loads
+    (folder / "modules.json").unlink()
+    with pytest.raises(ModelLoadError, match="incomplete medrag model folder.*modules.json"):
+        medrag.load_model(folder, device="cpu")
+
+
+def test_a_tokenizer_far_smaller_than_the_vocabulary_is_refused():
+    """Without tokenizer.json an e5 folder loaded a 5-token tokenizer: every word <unk>, near-equal vectors."""
+    from types import SimpleNamespace
+
+    from medrag.models import _check_tokenizer
+
+    class Model(list):
+        def __init__(self, tokens, vocab):
+            super().__init__([SimpleNamespace(auto_model=SimpleNamespace(config=SimpleNamespace(vocab_size=vocab)))])
+            self.tokenizer = list(range(tokens))
+
+    _check_tokenizer(Model(250002, 250037), "ok")  # a few added or padded entries: fine
+    with pytest.raises(ModelLoadError, match="5 tokens for a model vocabulary of 250037"):
+        _check_tokenizer(Model(5, 250037), "broken")
+    _check_tokenizer(object(), "not a transformers model")  # nothing to compare: no error
+
+
+@pytest.mark.integration
+def test_an_e5_folder_without_its_tokenizer_is_refused(tmp_path, e5_small):
+    from medrag.bundled import ensure_bundled_model
+
+    source = ensure_bundled_model()
+    folder = tmp_path / "e5-copy"
+    for path in source.rglob("*"):
+        target = folder / path.relative_to(source)
+        if path.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        elif path.name != "tokenizer.json":
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(path)
+    with pytest.raises(ModelLoadError, match="tokenizer"):
+        medrag.load_model(folder, device="cpu")

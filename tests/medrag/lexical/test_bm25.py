@@ -199,3 +199,25 @@ def test_a_term_newer_than_the_matrix_is_ignored_not_an_error(index: BM25Index) 
     index._bm25 = matrix  # as a search that read the matrix just before another thread's add
     scores = index._score_term_ids(new_terms)
     assert scores.values.shape == (len(matrix.order),) and not scores.values.any()
+
+
+def test_a_single_string_of_ids_is_refused_not_split() -> None:
+    """delete("12") deleted the ids "1" and "2" and kept "12"; search(ids="ab") searched "a" and "b"."""
+    index = BM25Index()
+    index.add(["1", "2", "12"], ["ferritine basse", "ferritine haute", "ferritine normale"])
+    with pytest.raises(InvalidInputError, match=r"\['12'\]"):
+        index.delete("12")
+    with pytest.raises(InvalidInputError, match="single string"):
+        index.search("ferritine", 3, ids="12")
+    assert sorted(index.ids) == ["1", "12", "2"]
+    assert index.search("ferritine", 3, ids=["12"])[0] == ["12"]
+
+
+def test_a_rejected_add_adds_nothing() -> None:
+    """A bad text late in add() left the earlier ones counted by len() but missing from searches."""
+    index = BM25Index()
+    index.add(["a"], ["ferritine basse"])
+    index.search("ferritine", 2)  # the matrix is built
+    with pytest.raises(InvalidInputError):
+        index.add(["b", "c"], ["ferritine haute", 42])  # type: ignore[list-item]
+    assert len(index) == 1 and index.search("ferritine", 3)[0] == ["a"]

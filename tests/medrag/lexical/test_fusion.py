@@ -12,21 +12,21 @@ LEX = {"c": 12.0, "d": 6.0, "b": 5.0}
 
 
 def test_rrf_formula() -> None:
-    s = fused_scores(DENSE, LEX, lexical_weight=0.25)
+    s = fused_scores(DENSE, LEX, lexical_weight=0.25, method="rrf")
     assert s["b"] == pytest.approx(0.75 / 62 + 0.25 / 63)
     assert s["d"] == pytest.approx(0.25 / 62)
     assert s["a"] == pytest.approx(0.75 / 61)
 
 
 def test_weight_extremes_reproduce_each_ranking() -> None:
-    assert fuse(DENSE, LEX, lexical_weight=0.0)[:3] == ["a", "b", "c"]
-    assert fuse(DENSE, LEX, lexical_weight=1.0)[:3] == ["c", "d", "b"]
+    assert fuse(DENSE, LEX, lexical_weight=0.0, method="rrf")[:3] == ["a", "b", "c"]
+    assert fuse(DENSE, LEX, lexical_weight=1.0, method="rrf")[:3] == ["c", "d", "b"]
     assert fuse(DENSE, LEX, lexical_weight=0.0, method="minmax")[:3] == ["a", "b", "c"]
     assert fuse(DENSE, LEX, lexical_weight=1.0, method="minmax") == ["c", "d", "b", "a"]  # b ties a at 0: lexical order
 
 
 def test_equal_weight_rrf_rewards_agreement() -> None:
-    assert fuse({"a": 0.9, "b": 0.8}, {"x": 9.0, "b": 5.0}, lexical_weight=0.5)[0] == "b"
+    assert fuse({"a": 0.9, "b": 0.8}, {"x": 9.0, "b": 5.0}, lexical_weight=0.5, method="rrf")[0] == "b"
 
 
 def test_minmax_uses_score_gaps() -> None:
@@ -64,3 +64,34 @@ def test_lexical_weight_1_orders_every_match_before_the_non_matches() -> None:
     assert fuse(dense, lexical, lexical_weight=1.0, method="rrf") == ["c", "a", "b"]
     assert fuse(dense, lexical, lexical_weight=0.0, method="minmax") == ["b", "a", "c"]  # dense only
     assert fuse(dense, lexical, lexical_weight=0.5, method="minmax")[-1] == "a"  # weak on both sides
+
+
+def test_the_default_fusion_is_the_stores() -> None:
+    """fuse() defaulted to RRF while the store fuses with min-max: the same call ranked otherwise."""
+    from medrag.lexical.fusion import DEFAULT_FUSION
+
+    assert DEFAULT_FUSION == "minmax"
+    assert fuse(DENSE, LEX, lexical_weight=0.2) == fuse(DENSE, LEX, lexical_weight=0.2, method="minmax")
+    assert fused_scores(DENSE, LEX, lexical_weight=0.2) == fused_scores(DENSE, LEX, lexical_weight=0.2, method="minmax")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_scores_are_refused(bad) -> None:
+    """With min-max one NaN dense score made every fused score NaN, in an arbitrary order."""
+    with pytest.raises(InvalidInputError, match="not finite"):
+        fuse({"a": bad, "b": 0.5}, LEX, lexical_weight=0.2)
+    with pytest.raises(InvalidInputError, match="lexical"):
+        fuse(DENSE, {"c": bad}, lexical_weight=0.2, method="rrf")
+
+
+@pytest.mark.parametrize("bad", [0, -1, "2", 1.5, True])
+def test_bad_k(bad) -> None:
+    """k=-1 silently dropped the last id."""
+    with pytest.raises(InvalidInputError, match="k must be"):
+        fuse(DENSE, LEX, lexical_weight=0.2, k=bad)
+
+
+def test_numpy_weights() -> None:
+    import numpy as np
+
+    assert fuse(DENSE, LEX, lexical_weight=np.float32(0.25)) == fuse(DENSE, LEX, lexical_weight=0.25)
