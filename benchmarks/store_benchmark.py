@@ -978,14 +978,16 @@ def _rotation_list(value: str) -> list[str]:
 def french_chunks(max_chunks: int, seed: int = 0) -> list[str]:
     """Chunks of the ../shared French medical text (leaflets, cases, abstracts) cut by ``medrag
     index``'s chunker (default settings), without the chunks under 20 words and repeats (which
-    ``medrag index`` keeps), a fixed random sample of ``max_chunks`` of them."""
+    ``medrag index`` keeps), a fixed random sample of ``max_chunks`` of them. The chunker runs as
+    before December 4 (``drop_repeats=False``), so the corpus, its cached vectors and the numbers
+    in docs/benchmarks.md stay those of every run so far."""
     from medrag.indexing import chunk_text, iter_documents
 
     folder = SHARED_DATA / "french-medical-text"
     chunks: list[str] = []
     for name in ("drug_leaflets.jsonl.gz", "clinical_cases_pamj.jsonl.gz", "pubmed_abstracts_morfitt.jsonl.gz"):
         for _, text, _ in iter_documents(folder / name, id_field="id"):
-            chunks += chunk_text(text)
+            chunks += chunk_text(text, drop_repeats=False)
     chunks = list(dict.fromkeys(c for c in chunks if len(c.split()) >= 20))
     random.Random(seed).shuffle(chunks)
     return chunks[:max_chunks]

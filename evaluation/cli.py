@@ -190,6 +190,14 @@ def _them(flags: list[str]) -> str:
 def _check_values(args: argparse.Namespace) -> None:
     """Values the library would refuse only after the scoring: --lexical-weight, --analyzer, --coarse-dim,
     --candidates (the checks that need the model's size are in :func:`_check_model_sizes`)."""
+    if any(not label.strip() for label in args.label or ()):
+        raise DataError("--label is empty: give each --model a name for the tables")
+    repeated = sorted({s for s in args.sizes or () if args.sizes.count(s) > 1})
+    if repeated:
+        raise DataError(f"--sizes names {', '.join(map(str, repeated))} more than once; give each size once")
+    if args.write_metadata and not any(Path(m).expanduser().is_dir() for m in args.model or ()):
+        raise DataError("--write-metadata writes into a model folder, and no --model is a local folder "
+                        "(the embedded and hub models are read-only here): pass --model PATH, or drop it")
     for w in args.lexical_weight or ():
         if not 0.0 <= w <= 1.0:
             raise DataError(f"--lexical-weight {w:g}: pass weights in [0, 1] (0 = dense only)")

@@ -134,6 +134,11 @@ def add_store_location_arguments(parser: argparse.ArgumentParser, persist_help: 
 def check_store_location(args: argparse.Namespace) -> None:
     """Refuse ``--port`` without ``--host`` (it would be ignored), a ``--persist-dir`` that is a file,
     and a ``--collection`` name Chroma refuses: before any model loads."""
+    for flag, value in (("--persist-dir", args.persist_dir), ("--host", args.host)):
+        if value is not None and not value.strip():  # "$DB" with DB unset: not "the current folder"
+            raise InvalidInputError(f"{flag} is empty; pass a folder (--persist-dir) or a server's host (--host)")
+    if not 1 <= args.port <= 65535:
+        raise InvalidInputError(f"--port must be a TCP port in 1..65535, got {args.port}")
     if args.persist_dir and args.port != 8000:
         raise InvalidInputError("--port is for a Chroma server: pass it with --host, not with --persist-dir")
     if args.persist_dir and Path(args.persist_dir).exists() and not Path(args.persist_dir).is_dir():

@@ -150,6 +150,9 @@ def test_store_option_without_the_store_fails_before_encoding(tiny_model_dir, pa
     # the evaluate CLI has no --eval-data: the hint names its own options
     (["--data", "PAIRS", "--split", "test"], "--split all"),
     (["--data", "PAIRS", "--out", "/proc/evalx"], "--out /proc/evalx: cannot create"),
+    # accepted before: a blank model name in the tables, a size merged silently
+    (["--data", "PAIRS", "--label", " "], "--label is empty"),
+    (["--data", "PAIRS", "--sizes", "64", "64", "32"], "--sizes names 64 more than once"),
 ])
 def test_options_the_run_would_ignore_are_refused_before_the_model(tiny_model_dir, pairs_file, tmp_path, capsys,
                                                                   monkeypatch, extra, expected):
@@ -268,3 +271,19 @@ def test_a_model_given_twice_is_warned_about(tiny_model_dir, pairs_file, tmp_pat
     with caplog.at_level("WARNING", logger="evaluation.cli"):
         assert main(argv) == 0
     assert "given more than once" in caplog.text and "measures nothing" in caplog.text
+
+
+def test_write_metadata_without_a_model_folder_is_refused_before_the_model(pairs_file, tmp_path, capsys,
+                                                                          monkeypatch):
+    """It ran the whole evaluation, then printed "nothing written" with exit code 0."""
+    import medrag.embeddings
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(medrag.embeddings, "load_model", no_model)
+    argv = ["evaluate", "--model", "bundled:multilingual-e5-small", "--data", str(pairs_file), "--split", "all",
+            "--out", str(tmp_path / "r"), "--write-metadata"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--write-metadata writes into a model folder" in err[0]

@@ -819,3 +819,84 @@ def test_an_overlap_as_long_as_the_chunk_is_capped_at_half_of_it() -> None:
     capped = chunk_text(text, chunk_words=40, overlap=50)
     assert capped == chunk_text(text, chunk_words=40, overlap=3)  # at most 2 of a chunk's 5 sentences repeated
     assert len(capped) == 49 and sum(len(c.split()) for c in capped) < 2.5 * len(text.split())  # was 987 chunks
+
+
+def test_no_chunk_sits_inside_the_previous_one() -> None:
+    """A short sentence before a long one: the one-sentence overlap made the next chunk that long
+    sentence alone, already whole in the previous chunk (2% of the shared French corpus's chunks)."""
+    long = " ".join(f"mot{i}" for i in range(130)) + "."
+    chunks = chunk_text("Introduction courte. " + long + " Conclusion finale.")
+    assert chunks == ["Introduction courte. " + long, "Conclusion finale."]
+    cut = chunk_text("Titre. " + " ".join(f"w{i}" for i in range(500)) + " Fin.")
+    assert [len(c.split()) for c in cut] == [201, 200, 101]
+    assert chunk_text("Un deux. Trois quatre cinq six. Sept huit. Neuf dix onze douze.", 3, 3) == [
+        "Un deux. Trois quatre cinq six.", "Sept huit. Neuf dix onze douze."]
+    for text in ("Introduction courte. " + long + " Conclusion finale.",
+                 "Titre. " + " ".join(f"w{i}" for i in range(500)) + " Fin.", DOC):
+        for words in (3, 12, 120):
+            chunks = chunk_text(text, words)
+            assert not any(b in a for a, b in zip(chunks, chunks[1:])), (words, chunks)
+    # the chunker before the fix, kept for the store benchmark's fixed corpus
+    assert chunk_text("Introduction courte. " + long + " Conclusion finale.", drop_repeats=False)[1] == long
+
+
+def test_cli_empty_flags_and_source_are_one_line_errors(tmp_path, capsys, monkeypatch) -> None:
+    """--persist-dir "" and --host "" (an unset shell variable) gave a traceback, search --persist-dir ""
+    made a store in the current folder, and index "" indexed the current folder recursively."""
+    import medrag.embeddings
+
+    monkeypatch.setattr(medrag.embeddings, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ok.jsonl").write_text('{"text": "x"}\n')
+    (tmp_path / "note.txt").write_text("Une note.")
+    _one_line(capsys, ["index", "ok.jsonl", "--persist-dir", ""], "--persist-dir is empty")
+    _one_line(capsys, ["index", "ok.jsonl", "--host", " "], "--host is empty")
+    _one_line(capsys, ["search", "fer", "--persist-dir", ""], "--persist-dir is empty")
+    _one_line(capsys, ["index", "", "--persist-dir", "db"], "SOURCE is empty")
+    _one_line(capsys, ["index", "ok.jsonl", "--host", "localhost", "--port", "70000"], "--port must be a TCP port")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["note.txt", "ok.jsonl"]  # nothing created
+
+
+def test_an_all_empty_source_is_an_error_and_empty_documents_are_counted(tmp_path, caplog) -> None:
+    """A source of empty documents "succeeded" with 0 chunks and an empty collection; empty files were
+    counted as documents without a word."""
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.txt").write_text("")
+    (folder / "b.md").write_text("  \n")
+    store = MatryoshkaChroma("notes", FakeMatryoshkaEmbeddings(), client=chromadb.EphemeralClient())
+    with pytest.raises(DataError, match="2 document\\(s\\) are all empty"):
+        index_corpus(folder, store)
+    (folder / "c.txt").write_text("La ferritine basse traduit une carence en fer.")
+    with caplog.at_level("WARNING", logger="medrag.indexing"):
+        report = index_corpus(folder, store)
+    assert report.documents == 3 and report.added == 1
+    assert "2 of 3 document(s) are empty" in caplog.text
+    store.delete_collection()
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_with_a_warning(tmp_path, caplog) -> None:
+    """One Latin-1 file name stopped the whole folder with "metadata at index 0, key 'source' ..."."""
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "ok.txt").write_text("La TSH élevée oriente vers une hypothyroïdie.")
+    with open(os.path.join(os.fsencode(folder), b"caf\xe9.txt"), "w") as f:
+        f.write("La ferritine basse.")
+    os.symlink(tmp_path / "missing.txt", folder / "lien.txt")
+    with caplog.at_level("WARNING", logger="medrag.indexing"):
+        docs = list(iter_documents(folder))
+    assert [key for key, _, _ in docs] == ["ok.txt"]
+    assert "not UTF-8 skipped (e.g. 'caf\\\\xe9.txt')" in caplog.text and "1 broken link(s)" in caplog.text
+
+
+def test_python_api_argument_types(tmp_path) -> None:
+    """metadata_fields="year" read the fields y, e, a, r; chunk_words="120" raised a bare TypeError."""
+    (tmp_path / "a.jsonl").write_text('{"text": "x", "year": 2020}\n')
+    store = MatryoshkaChroma("types", FakeMatryoshkaEmbeddings(), client=chromadb.EphemeralClient())
+    with pytest.raises(InvalidInputError, match=r"\['year'\]"):
+        index_corpus(tmp_path / "a.jsonl", store, metadata_fields="year")
+    for bad in ({"chunk_words": "120"}, {"overlap": None}, {"chunk_words": 2.5}, {"max_words": True}):
+        with pytest.raises(InvalidInputError, match="must be an int"):
+            index_corpus(tmp_path / "a.jsonl", store, **bad)
+    assert len(store) == 0
+    store.delete_collection()
