@@ -43,7 +43,7 @@ VARIANTS = {
     "hyphenated compounds whole": {"split_hyphens": False},
     "stemmed before folding (as version 2)": {"fold_before_stem": False},
     "glued units whole": {"split_units": False},
-    "version 2 (both above)": {"fold_before_stem": False, "split_units": False},
+    "both above (version 2's options)": {"fold_before_stem": False, "split_units": False},
 }
 
 
@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"| {name} | " + " | ".join(f"{r[c]:.4f}" for c in cols) + " |")
     print("\nAccented word occurrences in the passages whose terms change when typed without accents: "
           + ", ".join(f"{name} {share:.1%}" for name, share in sensitivity.items()
-                      if name in ("default", "version 2 (both above)")))
+                      if name in ("default", "both above (version 2's options)")))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"suite": suite.settings | {"part": args.part, "pilot": args.pilot},
                                           "defaults": asdict(AnalyzerOptions()), "variants": VARIANTS,

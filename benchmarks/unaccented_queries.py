@@ -1,11 +1,11 @@
-"""Queries typed without accents: dense, BM25 and hybrid NDCG@10 per size, analyzer version 2 against 3.
+"""Queries typed without accents: dense, BM25 and hybrid NDCG@10 per size, version 2's analyzer options against the defaults.
 
 Users on a phone or a keyboard without French accents type ``creatinine elevee`` for
 ``créatinine élevée``. This script scores the validation suite twice, with its queries as
 written and with every query accent-folded (the passages as they are), for the dense funnel's
 ranking (exact cosine at each size), BM25 alone and the hybrid fusion at the store's defaults,
-with the analyzer that stems before folding (version 2: ``fold_before_stem=False,
-split_units=False``) and the current one (version 3). Encodings come from the evaluator's
+with version 2's analyzer options (stem before folding, glued units whole: ``fold_before_stem=False,
+split_units=False``) and the defaults. Encodings come from the evaluator's
 cache (``$MEDRAG_CACHE/embeddings``); the folded queries are encoded once.
 
 Usage::
@@ -29,7 +29,7 @@ from medrag.lexical.analyzer import AnalyzerOptions, fold_accents  # noqa: E402
 from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT  # noqa: E402
 
 #: The analyzers compared: version 2's behaviour (stem, then fold; glued units whole) and the defaults.
-ANALYZERS = {"version 2": {"fold_before_stem": False, "split_units": False}, "version 3 (default)": {}}
+ANALYZERS = {"version 2's options": {"fold_before_stem": False, "split_units": False}, "default (version 4)": {}}
 
 
 def unaccented(suite):

@@ -9,7 +9,9 @@ and a word's term never depends on whether its accents were typed (``élevée`` 
 tokens (``HbA1c``, ``T4L``, ``CD4``, ``B12``, ``COVID-19``, ``99mTc``), numbers with their
 decimal comma (``6,5`` and ``6.5`` both become ``6,5``), and the percent / per-mille signs;
 a number glued to a unit is read as the number and the unit (``500mg`` as ``500 mg``,
-``24h`` as ``24 h``: :data:`UNITS`).
+``24h`` as ``24 h``: :data:`UNITS`), and a unit keeps its own term, unstemmed, even when it is
+also a stopword: ``mg/l``, ``mg/j`` and ``mg`` are three different things (``l`` and ``j`` after a
+number or in a ratio of units), and ``µg``, ``μg``, ``ug``, ``mcg`` one.
 
 Why these choices: stemming and accent folding are what French BM25 needs to match
 inflected forms (Savoy, "A stemming procedure and stopword list for general French
@@ -21,7 +23,7 @@ passages (``élevée`` -> ``élev`` but ``elevee`` -> ``eleve``; 0% now), and on
 folded text leaves the participle endings that the accents marked (``elevee`` -> ``eleve``
 -> ``elev``).
 Measured on the validation suite's val part (``benchmarks/analyzer_ablation.py``): this analyzer
-beats whitespace splitting by 17% (100 x 300 per domain) to 30% (300 x 3,000) of BM25's NDCG@10.
+beats whitespace splitting by 16% (100 x 300 per domain) to 30% (300 x 3,000) of BM25's NDCG@10.
 
 Every option lives in :class:`AnalyzerOptions`; :attr:`FrenchMedicalAnalyzer.signature`
 is a stable fingerprint of them, which a lexical index stores so that an index built with
@@ -48,8 +50,10 @@ from medrag.errors import InvalidInputError
 
 #: Bumped whenever the analysis of a given text changes for the same options (2: NFC
 #: normalisation, a decimal glued to its unit split from it, stopwords dropped from all-capital texts;
-#: 3: ``split_units`` and ``fold_before_stem``, which also drops stopwords typed without accents).
-ANALYZER_VERSION = 3
+#: 3: ``split_units`` and ``fold_before_stem``, which also drops stopwords typed without accents;
+#: 4: a unit's own term: ``l`` and ``j`` kept after a number and in a ratio ``mg/l``, units not
+#: stemmed, micro written ``u``; a lone capital letter kept: ``vitamine D``, ``hépatite C``).
+ANALYZER_VERSION = 4
 
 #: The Snowball French stopword list (snowballstem.org, BSD licence), plus ``a`` (``il a``).
 FRENCH_STOPWORDS: frozenset[str] = frozenset(
@@ -69,7 +73,12 @@ _APOSTROPHES = "'\u2019\u02bc\u2018\u00b4"
 _APOSTROPHE_RE = re.compile(f"[{_APOSTROPHES}]")
 
 _NUMBER = r"\d+[.,]\d+"  # a unit glued to it ("0,5mg") is the next token: 0,5 must not become 0 and 5mg
-_WORD = f"[^\\W_]+(?:[-{_APOSTROPHES}][^\\W_]+)*"
+#: A number and a unit that is also a stopword (``5 l``, ``1,5L``, ``3 j``): one token, so the unit stays.
+_STOPWORD_UNIT = r"\d+(?:[.,]\d+)?[ \u00a0]?[lLjJ](?![^\W_])"
+_STOPWORD_UNIT_PARTS = re.compile(r"(\d+(?:[.,]\d+)?)[ \u00a0]?([lLjJ])")
+#: Parts joined by hyphens or apostrophes, or by slashes before a letter (``mg/l``, ``mg/kg/j``: the
+#: parts of a unit ratio; ``microgrammes/0,5 ml`` keeps its decimal).
+_WORD = f"[^\\W_]+(?:[-{_APOSTROPHES}][^\\W_]+|/[^\\W\\d_][^\\W_]*)*"
 _SIGN = r"[%\u2030]"
 #: Units read apart from a whole number glued to them (``500mg`` -> ``500``, ``mg``), compared
 #: lowercased. Not ``m`` (``99m`` technetium) nor ordinals (``2e``, ``1er``), which stay whole.
@@ -78,6 +87,9 @@ UNITS: frozenset[str] = frozenset(
     h min mn j mm cm mmhg kcal cal ms gy mgy mbq kbq""".split()
 )
 _GLUED_UNIT = re.compile(r"(\d+)([^\W\d_]+)")
+#: Capital letters that are mostly words, not names: ``A`` is ``à`` written without its accent
+#: ("A jeun", "N'hésitez pas A..."; 6,514 of the shared leaflets' lone capitals), ``Y`` is ``y``.
+_NOT_LETTER_NAMES = frozenset("AY")
 #: An all-capital text holding a word longer than an acronym is shouted prose (``keep_acronyms``).
 _LONGER_THAN_ACRONYM = re.compile(r"[^\W\d_]{7,}")
 #: Distinct surface tokens whose terms are cached (a few hundred MB at most on any corpus).
@@ -94,26 +106,33 @@ class AnalyzerOptions:
       (``ete``, ``meme``) and, with ``stem`` as well, fold the word first and stem the folded word
       twice, so a word typed without accents has the same term as its accented form (``élevée``,
       ``elevee`` -> ``elev``); off, stem the accented word once, then fold (analyzer version 2,
-      where ``elevee`` -> ``eleve``). +0.0010 / +0.0039 macro BM25 NDCG@10 on the suite's val part
-      (pilot 100 x 300 / 300 x 3,000), +0.0018 / +0.0078 with the queries typed without accents.
+      where ``elevee`` -> ``eleve``). +0.0012 / +0.0037 macro BM25 NDCG@10 on the suite's val part
+      (pilot 100 x 300 / 300 x 3,000), +0.0027 / +0.0084 with the queries typed without accents.
     - ``split_elisions``: drop ``l'``, ``d'``, ``qu'``, ``j'``, ``n'``, ``s'``, ``c'``, ``m'``, ``t'``
       (and ``jusqu'``, ``lorsqu'``...) before a word.
     - ``stopwords``: drop the Snowball French stopwords.
     - ``keep_alphanumeric``: keep letters-and-digits tokens (``HbA1c``, ``CD4``, ``covid-19``) and
       decimal numbers (``6,5``) whole, unstemmed; off, they are split on digits/punctuation.
-    - ``keep_acronyms``: leave all-capital words of 2-6 letters (``AVK``, ``AINS``) unstemmed, except in
+    - ``keep_acronyms``: leave all-capital words of 2-6 letters (``AVK``, ``AINS``) unstemmed, and keep a
+      lone capital letter as a term (``vitamine D``, ``hépatite C``, ``lymphocytes T``: the lowercase
+      ``d``, ``c``, ``t`` are the stopwords of ``d'``, ``c'``, ``t'``; not ``A``, mostly ``à`` written
+      without its accent, nor ``Y``), except in
       a text written all in capitals that holds a word longer than any acronym (7+ letters: a
       heading, a query typed with caps lock), whose words are read as lowercase ones
       (``LE PATIENT EST SOUS AVK`` -> ``patient``, ``sous``, ``avk``)
-      (on by default: +0.0055 macro BM25 NDCG@10 on the suite's val part, pilot 100 x 300, no
-      domain lower; +0.0008 at 300 x 3,000; ``benchmarks/analyzer_ablation.py``). No other flip
-      gained more than +0.0011 (accent folding off, with accented queries; it loses 0.019 with
-      queries typed without accents), and stemming, stopwords and hyphen splitting each cost more.
+      (on by default: +0.0052 macro BM25 NDCG@10 on the suite's val part, pilot 100 x 300, cases
+      -0.003 (patients' initials); +0.0002 at 300 x 3,000; ``benchmarks/analyzer_ablation.py``). No other flip
+      gained more than +0.0015 (accent folding off, with accented queries; it loses 0.019 with
+      queries typed without accents; hyphenated compounds whole: -0.0010 / +0.0005), and turning
+      stemming or stopwords off costs more.
     - ``split_units``: read a whole number glued to a unit of :data:`UNITS` as the number and the unit
       (``1000mg`` -> ``1000``, ``mg``, as ``1000 mg``; a range ``5-10mg`` -> ``5``, ``10``, ``mg``); off,
-      ``1000mg`` is one term. The unit's term is a word's (``5 L`` and ``5L`` both lose the
-      stopword ``l``; ``5ms`` and ``5 ms`` both give ``m``). +0.0008 / +0.0006 macro on the val
-      part (100 x 300 / 300 x 3,000; cases +0.003, the other domains within 0.0005).
+      ``1000mg`` is one term. A unit has its own term (:func:`unit_term`: unstemmed, ``µg`` =
+      ``μg`` = ``ug`` = ``mcg``), kept even for the stopwords ``l`` (litre) and ``j`` (jour) when
+      they follow a number (``5 L``, ``1,5L``, ``3 j``) or sit in a ratio of units (``mg/l``,
+      ``mg/kg/j``), so ``mg/l`` is not ``mg/j``; a lone ``l`` elsewhere (``l'``, ``mg / l``) is still
+      a stopword. Off, units are words (``5 ms`` -> ``m``, ``mg/l`` -> ``mg``). +0.0006 / +0.0003
+      macro on the val part (100 x 300 / 300 x 3,000; cases +0.0016, the other domains within 0.0004).
     - ``split_hyphens``: index the parts of a hyphenated word without digits
       (``anti-inflammatoire`` -> ``anti``, ``inflammatoir``) rather than the compound.
     - ``extra_stopwords``: more words to drop (compared lowercased, before stemming).
@@ -134,6 +153,17 @@ class AnalyzerOptions:
         if isinstance(self.extra_stopwords, str) or not all(isinstance(w, str) for w in self.extra_stopwords):
             raise InvalidInputError("AnalyzerOptions.extra_stopwords must be a tuple of words, e.g. ('patient',)")
         object.__setattr__(self, "extra_stopwords", tuple(sorted({w.lower() for w in self.extra_stopwords})))
+
+
+def unit_term(unit: str) -> str:
+    """The index term of a unit of :data:`UNITS`: lowercased, micro written ``u`` (``µg``, ``μg``,
+    ``ug`` and ``mcg`` -> ``ug``), never stemmed nor dropped as a stopword (``mg/l`` is not ``mg/j``).
+
+    >>> [unit_term(u) for u in ("mg", "µg", "μmol", "mcg", "L")]
+    ['mg', 'ug', 'umol', 'ug', 'l']
+    """
+    unit = unit.lower().replace("\u00b5", "u").replace("\u03bc", "u")
+    return "ug" if unit == "mcg" else unit
 
 
 def fold_accents(text: str) -> str:
@@ -166,7 +196,7 @@ class FrenchMedicalAnalyzer:
         # One alternation, scanned once per text: the regex engine is the cost of analysis, so
         # elisions and hyphens stay inside the token and are split in the (cached) per-token step.
         if self.options.keep_alphanumeric:
-            self._pattern = re.compile(f"{_NUMBER}|{_WORD}|{_SIGN}")
+            self._pattern = re.compile(f"{_STOPWORD_UNIT}|{_NUMBER}|{_WORD}|{_SIGN}")
         else:
             self._pattern = re.compile(f"[^\\W\\d_]+(?:[-{_APOSTROPHES}][^\\W\\d_]+)*|\\d+|{_SIGN}")
         stop = (FRENCH_STOPWORDS if self.options.stopwords else frozenset()) | frozenset(self.options.extra_stopwords)
@@ -195,10 +225,13 @@ class FrenchMedicalAnalyzer:
     def _word_terms(self, word: str) -> tuple[str, ...]:
         """The terms of one pure-letter word (no digits, no hyphen)."""
         opts = self.options
-        if opts.keep_acronyms and 2 <= len(word) <= 6 and word.isupper():
-            term = word.lower()
+        if opts.keep_acronyms and word.isupper() and (2 <= len(word) <= 6 or (
+                len(word) == 1 and fold_accents(word) not in _NOT_LETTER_NAMES)):
+            term = word.lower()  # AINS, AVK; vitamine D, hépatite C, protéine S, lymphocytes T
             return (fold_accents(term) if opts.fold_accents else term,)
         lower = word.lower()
+        if opts.split_units and lower in UNITS and lower not in self._stop:
+            return (unit_term(lower),)  # "ms", "µg": a unit is not stemmed ("ms" -> "m")
         if lower in self._stop or (opts.fold_accents and fold_accents(lower) in self._stop):
             return ()
         if opts.stem and opts.fold_accents and opts.fold_before_stem:
@@ -212,10 +245,25 @@ class FrenchMedicalAnalyzer:
         glued = _GLUED_UNIT.fullmatch(token)
         if glued is None or glued.group(2).lower() not in UNITS:
             return None
-        return (glued.group(1), *self._word_terms(glued.group(2)))
+        return (glued.group(1), unit_term(glued.group(2)))
+
+    def _part_terms(self, part: str) -> tuple[str, ...]:
+        """The terms of one part of a slash-joined token (``mg/l``: a unit, even a stopword)."""
+        if self.options.split_units and part.lower() in UNITS:
+            return (unit_term(part),)
+        return self._terms(part) if part else ()
 
     def _terms(self, token: str) -> tuple[str, ...]:
         opts = self.options
+        if "/" in token:  # a ratio of units ("mg/l", "mg/kg/j") or words joined by a slash ("et/ou")
+            return tuple(t for part in token.split("/") for t in self._part_terms(part))
+        stopword_unit = _STOPWORD_UNIT_PARTS.fullmatch(token) if token[-1] in "lLjJ" else None
+        if stopword_unit is not None:  # "5 l", "1,5L", "3 j": the unit's term even though it is a stopword
+            number, unit = stopword_unit.groups()
+            if opts.split_units:
+                return (number.replace(".", ","), unit_term(unit))
+            if len(number) + len(unit) < len(token) or not number.isdigit():  # as two tokens: "5", "l"
+                return (*self._terms(number), *self._terms(unit))
         if _APOSTROPHE_RE.search(token):
             parts = _APOSTROPHE_RE.split(token)
             if opts.split_elisions:

@@ -92,7 +92,7 @@ def test_bad_input() -> None:
 def test_a_decimal_glued_to_its_unit_stays_whole(analyzer: FrenchMedicalAnalyzer) -> None:
     """``0,5mg`` gave ``0`` and ``5mg``: a query for 5mg matched the 0,5 mg document."""
     assert analyzer("warfarine 0,5mg") == ["warfarin", "0,5", "mg"]
-    assert analyzer("1,5g/j et 12,5 mg") == ["1,5", "g", "12,5", "mg"]  # "j" is a stopword
+    assert analyzer("1,5g/j et 12,5 mg") == ["1,5", "g", "j", "12,5", "mg"]
     assert "5mg" not in analyzer("0,5mg")
 
 
@@ -117,8 +117,8 @@ def test_all_capital_prose_is_read_as_words_acronyms_stay(analyzer: FrenchMedica
 def test_a_whole_number_glued_to_a_unit_is_the_number_and_the_unit(analyzer: FrenchMedicalAnalyzer) -> None:
     """``1000mg`` was one term: a query for "Doliprane 1000 mg" missed the leaflet that wrote 1000mg."""
     assert analyzer("Doliprane 1000mg") == analyzer("Doliprane 1000 mg") == ["dolipran", "1000", "mg"]
-    assert analyzer("500MG, 24h, 5µg/kg, 140mmHg") == ["500", "mg", "24", "h", "5", "μg", "kg", "140", "mmhg"]
-    assert analyzer("3j") == analyzer("3 j") == ["3"]  # "j" (jours) is a stopword either way
+    assert analyzer("500MG, 24h, 5µg/kg, 140mmHg") == ["500", "mg", "24", "h", "5", "ug", "kg", "140", "mmhg"]
+    assert analyzer("3j") == analyzer("3 j") == analyzer("3 J") == ["3", "j"]  # jours: a unit after a number
     # not units: technetium 99m, ordinals, analytes and vitamins stay whole
     assert analyzer("99mTc 99m 2e 1er B12 T4L") == ["99mtc", "99m", "2e", "1er", "b12", "t4l"]
     assert analyzer("10mn, 5ug, 80fl") == ["10", "mn", "5", "ug", "80", "fl"]
@@ -128,6 +128,29 @@ def test_a_whole_number_glued_to_a_unit_is_the_number_and_the_unit(analyzer: Fre
     assert analyzer("COVID-19, IL-6, 40mg-jour") == ["covid-19", "il-6", "40mg-jour"]
     whole = FrenchMedicalAnalyzer(AnalyzerOptions(split_units=False))
     assert whole("1000mg") == ["1000mg"] and whole("5-10mg") == ["5-10mg"] and whole.signature != analyzer.signature
+
+
+def test_units_that_are_stopwords_or_stem_apart_keep_their_term(analyzer: FrenchMedicalAnalyzer) -> None:
+    """``l`` (litre) and ``j`` (jour) were dropped as the stopwords of ``l'`` and ``j'``, so ``mg/l``,
+    ``mg/j`` and ``mg`` indexed alike; ``ms`` was stemmed to ``m``; ``µg`` and ``ug`` differed."""
+    assert analyzer("ferritine 30 mg/l") == ["ferritin", "30", "mg", "l"]
+    assert analyzer("30 mg/j") == ["30", "mg", "j"] != analyzer("30 mg/l")
+    assert analyzer("10 mg/kg/j") == ["10", "mg", "kg", "j"]
+    assert analyzer("Glycémie 1,2 g/L") == analyzer("glycémie 1,2 g/l") == ["glycem", "1,2", "g", "l"]
+    assert analyzer("1,5 l") == analyzer("1,5L") == analyzer("1.5\u00a0L") == ["1,5", "l"]
+    assert analyzer("5 ms") == analyzer("5ms") == ["5", "ms"]
+    # micro written four ways: micro sign, Greek mu, u, mcg
+    assert analyzer("20 µg") == analyzer("20 μg") == analyzer("20 ug") == analyzer("20mcg") == ["20", "ug"]
+    assert analyzer("µmol/l") == analyzer("μmol/L") == ["umol", "l"]
+    # a slash between words is a separator as before; a decimal after a slash stays whole
+    assert analyzer("et/ou") == [] and analyzer("infirmier/infirmière") == ["infirm", "infirmi"]
+    assert analyzer("10 microgrammes/0,5 ml") == ["10", "microgramm", "0,5", "ml"]
+    assert analyzer("12/03/2020, 24 h/24") == ["12", "03", "2020", "24", "h", "24"]
+    # elided l' and j' are still dropped, and so is a lone letter that follows no number
+    assert analyzer("l'insuline, j'ai, la lettre l") == ["insulin", "lettr"]
+    # with split_units off, units are words again (version 3's glued-units-whole reading)
+    whole = FrenchMedicalAnalyzer(AnalyzerOptions(split_units=False))
+    assert whole("30 mg/l, 3 j, 5 ms, 20 µg") == ["30", "mg", "3", "5", "m", "20", "μg"]
 
 
 def test_a_word_typed_without_accents_has_the_accented_words_term(analyzer: FrenchMedicalAnalyzer) -> None:
@@ -140,3 +163,27 @@ def test_a_word_typed_without_accents_has_the_accented_words_term(analyzer: Fren
     assert before.signature != analyzer.signature
     # without folding the option has nothing to do: the accented word is stemmed once
     assert FrenchMedicalAnalyzer(AnalyzerOptions(fold_accents=False))("élevée") == ["élev"]
+
+
+def test_a_capital_letter_that_names_something_is_a_term(analyzer: FrenchMedicalAnalyzer) -> None:
+    """``D``, ``C``, ``S``, ``T`` were dropped as the stopwords of ``d'``, ``c'``...: "vitamine D",
+    "vitamine A" and "vitamine" were one query, "hépatite C" was "hépatite"."""
+    assert analyzer("vitamine D") == ["vitamin", "d"] != analyzer("vitamine K") == ["vitamin", "k"]
+    assert analyzer("hépatite C") == ["hepat", "c"] and analyzer("protéine S, lymphocytes T")[1::2] == ["s", "t"]
+    # "A" is "à" written without its accent far more often than a name; lowercase letters are elisions
+    assert analyzer("A jeun, À jeun, hépatite A") == ["jeun", "jeun", "hepat"]
+    assert analyzer("d ou l, il y a") == []
+    assert analyzer("LE PATIENT A UNE VITAMINE D BASSE") == ["patient", "vitamin", "bass"]  # shouted prose
+    assert FrenchMedicalAnalyzer(AnalyzerOptions(keep_acronyms=False))("vitamine D") == ["vitamin"]
+
+
+def test_bm25_on_the_sample_tells_vitamin_d_from_the_others() -> None:
+    """On the shipped sample "vitamine D" ranked a passage without it first and a vitamin K one second."""
+    from medrag.lexical.bm25 import BM25Index
+    from medrag.qa.sample import load_sample_corpus
+
+    passages = {p.passage_id: p.passage for p in load_sample_corpus().passages}
+    index = BM25Index()
+    index.add(list(passages), list(passages.values()))
+    hits, _ = index.search("vitamine D", 5)
+    assert all("vitamine D" in passages[i] for i in hits), [passages[i][:80] for i in hits]
