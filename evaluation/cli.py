@@ -339,15 +339,11 @@ def _evaluate_checked(args: argparse.Namespace) -> int:
     for label, res in report.hybrid.items():
         print(f"\nlexical, dense and hybrid, {label}:")
         print(res.to_markdown(report.primary_metric))
-    if args.write_metadata:
-        written = 0
+    if args.write_metadata:  # at least one --model is a local folder (checked before the models loaded)
         for i, m in enumerate(report.models):
             if Path(m.spec).expanduser().is_dir():
                 path = write_metadata(m.spec, m, baseline=report.models[0] if i else None)
                 print(f"wrote scores and recommendations to {path}")
-                written += 1
-        if not written:
-            print("--write-metadata: no --model is a local folder; nothing written")
     print(f"\nreport: {Path(args.out).resolve()} ({', '.join(p.name for p in paths.values())})")
     return 0
 

@@ -25,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -103,11 +104,48 @@ def build_cached_folder(target: Path, is_valid: Callable[[Path], bool], build: C
     and a crash leaves at most a temporary folder. An existing invalid ``target`` is replaced.
     Used by the embedded model's conversion and by the packaged adapters.
     """
+    from filelock import FileLock  # light, but only needed on the first build
+
     if is_valid(target):
         return target
+    with _cache_errors(target, what):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(target) + ".lock", timeout=600)
+        lock.acquire()
     try:
-        return _build_locked(target, is_valid, build, what)
-    except OSError as exc:  # the cache root is a file, read-only, or another user's
+        if is_valid(target):  # another process finished while we waited
+            return target
+        if target.exists():
+            logger.warning("The cached %s at %s is incomplete or corrupt; rebuilding it.", what, target)
+        with _cache_errors(target, what):
+            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+        try:
+            logger.info("Building %s into %s (one time).", what, target)
+            build(tmp)  # its own errors (a model that does not load, a full disk) pass as they are
+            with _cache_errors(target, what):
+                _apply_umask(tmp)
+                if target.exists():
+                    trash = target.parent / f".trash-{target.name}-{os.getpid()}"
+                    os.rename(target, trash)
+                    shutil.rmtree(trash, ignore_errors=True)
+                os.rename(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        lock.release()
+    return target
+
+
+@contextlib.contextmanager
+def _cache_errors(target: Path, what: str) -> Iterator[None]:
+    """The cache root's own failures (a file, read-only, another user's) as a ModelLoadError naming
+    MEDRAG_CACHE; a lock wait that timed out (another process building for 10 minutes) passes as is."""
+    try:
+        yield
+    except TimeoutError:
+        raise
+    except OSError as exc:
         root = os.environ.get("MEDRAG_CACHE")
         where = f"$MEDRAG_CACHE={root!r}" if root else "the user cache dir (set MEDRAG_CACHE to choose another)"
         raise ModelLoadError(
@@ -116,37 +154,25 @@ def build_cached_folder(target: Path, is_valid: Callable[[Path], bool], build: C
         ) from exc
 
 
-def _build_locked(target: Path, is_valid: Callable[[Path], bool], build: Callable[[Path], None], what: str) -> Path:
-    from filelock import FileLock  # light, but only needed on the first build
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock", timeout=600):
-        if is_valid(target):  # another process finished while we waited
-            return target
-        if target.exists():
-            logger.warning("The cached %s at %s is incomplete or corrupt; rebuilding it.", what, target)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
-        try:
-            logger.info("Building %s into %s (one time).", what, target)
-            build(tmp)
-            _apply_umask(tmp)
-            if target.exists():
-                trash = target.parent / f".trash-{target.name}-{os.getpid()}"
-                os.rename(target, trash)
-                shutil.rmtree(trash, ignore_errors=True)
-            os.rename(tmp, target)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    return target
+def _umask() -> int:
+    """The process umask, read without changing it where /proc says it (os.umask sets it to read it,
+    which other threads could see for an instant)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _apply_umask(folder: Path) -> None:
     """Give a built folder the modes of the user's umask: ``mkdtemp`` makes it 0700 and some
     writers make files 0600, so a cache built by one user (a Docker image built as root) could not
     be read by another (the app's user)."""
-    mask = os.umask(0)
-    os.umask(mask)
+    mask = _umask()
     for path in [folder, *folder.rglob("*")]:
         if not path.is_symlink():
             os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)

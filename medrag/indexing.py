@@ -51,6 +51,7 @@ import hashlib
 import json
 import logging
 import math
+import numbers
 import os
 import re
 import sys
@@ -138,7 +139,7 @@ def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_O
         The chunks, whitespace-normalised; ``[]`` for a blank text.
     """
     for name, value in (("chunk_words", chunk_words), ("overlap", overlap), ("max_words", max_words)):
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # numpy ints too
             raise InvalidInputError(f"{name} must be an int, got {value!r}")
     if chunk_words < 1 or max_words < 1 or overlap < 0:
         raise InvalidInputError(f"need chunk_words >= 1, max_words >= 1, overlap >= 0; got {chunk_words}, "
@@ -241,7 +242,8 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
                 logger.warning("%s: %d file(s) whose name is not UTF-8 skipped (e.g. %r): rename them "
                                "(convmv -f latin1 -t utf8) and index again", path, len(undecodable),
                                os.fsencode(undecodable[0].relative_to(path)).decode("utf-8", "backslashreplace"))
-        broken = sorted(p for p in path.rglob("*") if p.is_symlink() and not p.exists())
+        broken = sorted(p for p in path.rglob("*") if p.suffix.lower() in TEXT_SUFFIXES and p.is_symlink()
+                        and not p.exists() and not any(part.startswith(".") for part in p.relative_to(path).parts))
         if broken and warn:
             logger.warning("%s: %d broken link(s) skipped (e.g. %s)", path, len(broken),
                            broken[0].relative_to(path).as_posix().encode("utf-8", "backslashreplace").decode())
@@ -526,13 +528,14 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                 pending_ids.append(id_)
                 if len(pending_texts) >= flush_size():
                     flush()
+        if documents and not chunks:  # before the last flush, which would delete their earlier chunks
+            raise DataError(f"{source}: its {documents} document(s) are all empty (no text); nothing was "
+                            "indexed and nothing stored was changed")
         flush()
     finally:
         bar.close()
     if documents == 0:
         raise DataError(f"{source}: no document found")
-    if chunks == 0:
-        raise DataError(f"{source}: its {documents} document(s) are all empty (no text); nothing was indexed")
     if empty:
         logger.warning("%s: %d of %d document(s) are empty (no text) and were not indexed", source, empty, documents)
     pruned = _prune(store, read_keys, root) if prune else 0

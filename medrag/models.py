@@ -95,10 +95,11 @@ def load_model(
                 f"{spec_str!r} holds no model: expected a sentence-transformers folder (modules.json) "
                 "or a transformers folder (config.json), e.g. the output folder of `medrag finetune`"
             )
-        if (path / "matryoshka.json").is_file() and not (path / "modules.json").is_file():
+        if not (path / "modules.json").is_file() and any(
+                (path / f).exists() for f in ("config_sentence_transformers.json", "sentence_bert_config.json", "1_Pooling")):
             # loaded anyway, it would be a bare transformer: no head, no normalisation, no prompts
             raise ModelLoadError(
-                f"{spec_str!r} is an incomplete medrag model folder: it has matryoshka.json but no modules.json "
+                f"{spec_str!r} is an incomplete sentence-transformers folder: it has their files but no modules.json "
                 "(the list of its layers). Copy the whole folder again (or re-run `medrag finetune`)"
             )
         model = _load(SentenceTransformer, str(path), spec_str, **kwargs)

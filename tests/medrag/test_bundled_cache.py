@@ -59,3 +59,15 @@ def test_an_unwritable_cache_root_is_a_model_load_error(tmp_path) -> None:
             build_cached_folder(root / "models" / "m", _valid, _build, "a test model")
     finally:
         os.chmod(root, 0o700)
+
+
+def test_the_builds_own_errors_are_not_blamed_on_the_cache(tmp_path) -> None:
+    """A failure inside the build (a model that does not load, a full disk) is its own error, not
+    "point MEDRAG_CACHE at a folder this user can write"; nothing is left in the cache."""
+    def failing(folder: Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left") as info:
+        build_cached_folder(tmp_path / "models" / "m", _valid, failing, "a test model")
+    assert not isinstance(info.value, ModelLoadError)
+    assert [p.name for p in (tmp_path / "models").iterdir()] == ["m.lock"]

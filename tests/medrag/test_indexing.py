@@ -872,6 +872,11 @@ def test_an_all_empty_source_is_an_error_and_empty_documents_are_counted(tmp_pat
         report = index_corpus(folder, store)
     assert report.documents == 3 and report.added == 1
     assert "2 of 3 document(s) are empty" in caplog.text
+    # emptied since: refused, and the stored chunk of c.txt is kept (the last flush deleted it first)
+    (folder / "c.txt").write_text(" ")
+    with pytest.raises(DataError, match="nothing stored was changed"):
+        index_corpus(folder, store)
+    assert len(store) == 1
     store.delete_collection()
 
 
@@ -895,6 +900,9 @@ def test_python_api_argument_types(tmp_path) -> None:
     store = MatryoshkaChroma("types", FakeMatryoshkaEmbeddings(), client=chromadb.EphemeralClient())
     with pytest.raises(InvalidInputError, match=r"\['year'\]"):
         index_corpus(tmp_path / "a.jsonl", store, metadata_fields="year")
+    import numpy as np
+
+    assert chunk_text("Un deux trois.", np.int64(2)) == ["Un deux trois."]  # numpy ints, as elsewhere
     for bad in ({"chunk_words": "120"}, {"overlap": None}, {"chunk_words": 2.5}, {"max_words": True}):
         with pytest.raises(InvalidInputError, match="must be an int"):
             index_corpus(tmp_path / "a.jsonl", store, **bad)

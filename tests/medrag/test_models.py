@@ -244,8 +244,13 @@ def test_a_medrag_folder_without_modules_json_is_refused(tmp_path, tiny_model_di
     (folder / "matryoshka.json").write_text(json.dumps({"full_dim": 128, "dims": [128, 64]}))
     medrag.load_model(folder, device="cpu")  # complete: loads
     (folder / "modules.json").unlink()
-    with pytest.raises(ModelLoadError, match="incomplete medrag model folder.*modules.json"):
+    with pytest.raises(ModelLoadError, match="incomplete sentence-transformers folder.*modules.json"):
         medrag.load_model(folder, device="cpu")
+    # a plain transformers folder (config.json only) with scores written by --write-metadata still loads
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_model_dir / "_hf", plain)
+    (plain / "matryoshka.json").write_text(json.dumps({"full_dim": 128, "dims": [128, 64]}))
+    assert medrag.load_model(plain, device="cpu").encode(["bonjour"]).shape == (1, 128)
 
 
 def test_a_tokenizer_far_smaller_than_the_vocabulary_is_refused():

@@ -146,8 +146,10 @@ def test_units_that_are_stopwords_or_stem_apart_keep_their_term(analyzer: French
     assert analyzer("et/ou") == [] and analyzer("infirmier/infirmière") == ["infirm", "infirmi"]
     assert analyzer("10 microgrammes/0,5 ml") == ["10", "microgramm", "0,5", "ml"]
     assert analyzer("12/03/2020, 24 h/24") == ["12", "03", "2020", "24", "h", "24"]
-    # elided l' and j' are still dropped, and so is a lone letter that follows no number
+    # elided l' and j' are still dropped, after a number too, and so is a lone letter that follows no number
     assert analyzer("l'insuline, j'ai, la lettre l") == ["insulin", "lettr"]
+    assert analyzer("En 2020 l'épidémie, article 3 L’utilisation, en 2019 j'ai") == [
+        "2020", "epidem", "articl", "3", "util", "2019"]
     # with split_units off, units are words again (version 3's glued-units-whole reading)
     whole = FrenchMedicalAnalyzer(AnalyzerOptions(split_units=False))
     assert whole("30 mg/l, 3 j, 5 ms, 20 µg") == ["30", "mg", "3", "5", "m", "20", "μg"]
@@ -187,3 +189,18 @@ def test_bm25_on_the_sample_tells_vitamin_d_from_the_others() -> None:
     index.add(list(passages), list(passages.values()))
     hits, _ = index.search("vitamine D", 5)
     assert all("vitamine D" in passages[i] for i in hits), [passages[i][:80] for i in hits]
+
+
+def test_the_possessive_token_pattern_gives_the_plain_patterns_tokens() -> None:
+    """On Python 3.11+ the token pattern's repeats are possessive (faster); they must not change a token."""
+    import re
+
+    from medrag.lexical import analyzer as module
+    from medrag.qa.sample import load_sample_corpus
+
+    plain = re.compile(f"{module._NUMBER}{module._STOPWORD_UNIT}|{module._WORD}{module._STOPWORD_UNIT}|{module._SIGN}")
+    texts = [p.passage for p in load_sample_corpus().passages] + [
+        "anti-inflammatoire/antalgique, 1,5L, 5 l, 3 j., 2020 l'épidémie, T4 L, mg/kg/j, et/ou, 10 microgrammes/0,5 ml",
+        "aujourd'hui l’HbA1c à 6,5 % ; covid-19 ; 99mTc ; 5-10mg ; 24 h/24 ; B12 ; lymphocytes T ; d' ; -x- ; 5 ‰"]
+    pattern = FrenchMedicalAnalyzer()._pattern
+    assert all(pattern.findall(t) == plain.findall(t) for t in texts)
