@@ -274,6 +274,12 @@ def _evaluate_checked(args: argparse.Namespace) -> int:
         if args.data is not None or args.store:
             raise DataError("--suite replaces --data (and does not run --store); drop one of them")
         _check_modes(args)
+        from medrag.qa.suite import resolve_data_root
+
+        root = resolve_data_root(args.data_root)
+        if not root.is_dir():  # named by its flag, before any model loads
+            raise DataError(f"--data-root {root} is not a folder: pass the folder that holds frenchmedmcqa/ and "
+                            "french-medical-text/ (default ../shared/data, or $MEDRAG_DATA)")
         _fill_defaults(args)
         return _evaluate_suite(args)
     _check_modes(args)

@@ -68,9 +68,10 @@ def register(sub: "argparse._SubParsersAction") -> None:
 def run_demo(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     folder = Path(args.dir) if args.dir else cache_dir() / "demo"
-    check_writable_dir(folder, "--dir")  # the cheap checks come before loading the model
+    # the cheap checks come before loading the model, and create nothing: a refused run leaves no folder
+    check_writable_dir(folder, "--dir", create=False)
     if args.finetune and args.finetune_dir:
-        check_writable_dir(Path(args.finetune_dir), "--finetune-dir")
+        check_writable_dir(Path(args.finetune_dir), "--finetune-dir", create=False)
     if args.k < 1:
         raise InvalidInputError(f"--k must be >= 1, got {args.k}")
     if not args.finetune:

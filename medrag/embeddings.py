@@ -23,7 +23,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
@@ -91,6 +91,19 @@ def check_utf8(value: str, what: str) -> None:
             f"{what} is not valid UTF-8 text (a lone surrogate {value[exc.start:exc.end]!r} at position {exc.start}); "
             "decode your source with errors='replace' or fix it"
         ) from None
+
+
+def _loaded_from(model: Any) -> Path | None:
+    """The local folder a SentenceTransformer loaded without medrag came from, or None: its first
+    module's transformers config records it (``_name_or_path``; a ``0_Transformer`` subfolder in the
+    older layout), so a model passed already loaded keeps its folder's ``matryoshka.json``."""
+    try:
+        path = Path(model[0].auto_model.config._name_or_path).expanduser()
+    except Exception:  # noqa: BLE001 - not a transformers-backed SentenceTransformer
+        return None
+    if path.name.startswith("0_") and (path.parent / "modules.json").is_file():
+        path = path.parent
+    return path if (path / "modules.json").is_file() else None
 
 
 class MatryoshkaEmbeddings(Embeddings):
@@ -326,7 +339,8 @@ class MatryoshkaEmbeddings(Embeddings):
         spec = getattr(self.model, "medrag_folder", None) or getattr(self.model, "medrag_spec", None)
         if spec and Path(spec).expanduser().is_dir():
             return MatryoshkaMetadata.load(Path(spec).expanduser())
-        return None
+        folder = _loaded_from(self.model)
+        return MatryoshkaMetadata.load(folder) if folder is not None else None
 
     def __repr__(self) -> str:
         return f"MatryoshkaEmbeddings(model={self.spec!r}, dimension={self.dimension}, full_dim={self.full_dim})"

@@ -509,9 +509,10 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                 if key in keys:
                     flush()  # the documents before it are stored, as the message says
                     raise DataError(f"{source}: document {documents} has the {id_field} {key!r} of document "
-                                    f"{keys[key]}: the {id_field} values must be unique (a repeated one replaced the "
-                                    "earlier document). Nothing of this document was written; the earlier ones are "
-                                    "stored. Fix the input or pass another --id-field")
+                                    f"{keys[key]}: the {id_field} values must be unique (a document's chunks are "
+                                    "keyed by it, so a repeated one would replace the earlier document). Nothing of "
+                                    "this document was written; the earlier ones are stored. Fix the input or pass "
+                                    "another --id-field")
                 keys[key] = documents
             # every key, content keys too: the same document chunked otherwise (--chunk-words, --overlap)
             # replaces its earlier chunks instead of adding a second copy

@@ -50,6 +50,8 @@ def test_bad_paths_are_one_line_errors_before_any_model_loads(tmp_path, capsys, 
     _one_line_error(capsys, ["demo", "--dir", str(tmp_path / "d"), "--finetune-dir", str(tmp_path / "f")],
                     "only used with --finetune")
     _one_line_error(capsys, ["demo", "--dir", str(tmp_path / "d"), "--finetune", "--epochs", "-1"], "--epochs must be")
+    _one_line_error(capsys, ["demo", "--dir", str(tmp_path / "d"), "--k", "0"], "--k must be >= 1")
+    assert not (tmp_path / "d").exists() and not (tmp_path / "f").exists()  # the refused runs made no folder
     # evaluate's --out under a file failed after every size was scored
     (tmp_path / "q.jsonl").write_text('{"question": "q", "answer": "a"}\n')
     _one_line_error(capsys, ["evaluate", "--model", "x", "--data", str(tmp_path / "q.jsonl"),

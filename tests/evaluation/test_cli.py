@@ -153,6 +153,7 @@ def test_store_option_without_the_store_fails_before_encoding(tiny_model_dir, pa
     # accepted before: a blank model name in the tables, a size merged silently
     (["--data", "PAIRS", "--label", " "], "--label is empty"),
     (["--data", "PAIRS", "--sizes", "64", "64", "32"], "--sizes names 64 more than once"),
+    (["--suite", "--data-root", "/nonexistent/shared"], "--data-root /nonexistent/shared is not a folder"),
 ])
 def test_options_the_run_would_ignore_are_refused_before_the_model(tiny_model_dir, pairs_file, tmp_path, capsys,
                                                                   monkeypatch, extra, expected):

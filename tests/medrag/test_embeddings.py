@@ -293,3 +293,20 @@ def test_metadata_must_be_matryoshka_metadata(tiny_model, bad):
     """A dict or a folder name raised AttributeError: 'dict' object has no attribute 'full_dim'."""
     with pytest.raises(InvalidInputError, match="MatryoshkaMetadata"):
         MatryoshkaEmbeddings(tiny_model, metadata=bad)
+
+
+def test_a_model_loaded_without_medrag_keeps_its_folders_metadata(tmp_path, tiny_model_dir):
+    """A SentenceTransformer loaded by the user lost its folder's matryoshka.json: a trained size
+    was refused as untrained, and "auto" said there were no recorded scores."""
+    import shutil
+
+    from sentence_transformers import SentenceTransformer
+
+    folder = tmp_path / "finetuned"
+    shutil.copytree(tiny_model_dir, folder)
+    MatryoshkaMetadata(full_dim=128, dims=[128, 64, 32], scores={128: {"ndcg@10": 0.3}, 64: {"ndcg@10": 0.299},
+                                                                  32: {"ndcg@10": 0.2}}).save(folder)
+    model = SentenceTransformer(str(folder), device="cpu")
+    emb = MatryoshkaEmbeddings(model, dimension="auto")
+    assert emb.dims == [128, 64, 32] and emb.dimension == 64
+    assert MatryoshkaEmbeddings(model, dimension=32).dimension == 32
