@@ -66,9 +66,11 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
         name: how error lines start (``"<name>: error: ..."``); default ``"<prog> <command>"``.
     """
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
     label = name or " ".join(p for p in (parser.prog, getattr(args, "command", None)) if p)
+    handler = logging.StreamHandler()
+    handler.setFormatter(_CommandFormatter(label))
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+                        handlers=[handler])
     # a library warning (texts truncated, ...) is one line too, not the file, line and source line
     # Python prints under it; restored afterwards, for a caller that runs commands in-process
     format_before = warnings.formatwarning
@@ -87,6 +89,20 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
         return 1
     finally:
         warnings.formatwarning = format_before
+
+
+class _CommandFormatter(logging.Formatter):
+    """Library log lines of a command: a warning reads as the command's (``medrag index: warning: ...``,
+    as Python warnings and errors do); ``-v``'s information keeps its level and logger name."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+        self.label = label
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno == logging.WARNING:
+            return f"{self.label}: warning: {record.getMessage()}"
+        return super().format(record)
 
 
 #: Name prefix of the folder :func:`check_writable_dir` makes and removes to probe a parent folder.

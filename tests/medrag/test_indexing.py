@@ -252,6 +252,17 @@ def test_cli_warnings_are_one_line(tiny_model_dir, tmp_path) -> None:
     warned = [line for line in run.stderr.splitlines() if "exceed" in line]
     assert len(warned) == 1 and warned[0].startswith("medrag index: warning: 1 text(s) exceed"), run.stderr
     assert "UserWarning" not in run.stderr and "warnings.warn" not in run.stderr
+    # the library's logged warnings read the same (they printed "WARNING medrag.indexing: ...")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text(DOC)
+    (tmp_path / "notes" / "vide.txt").write_text("")
+    run = subprocess.run([sys.executable, "-m", "medrag", "index", str(tmp_path / "notes"), "--persist-dir",
+                          str(tmp_path / "db2"), "--model", str(tiny_model_dir), "--no-progress"],
+                         capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert any(line.startswith("medrag index: warning: ") and "1 of 2 document(s) are empty" in line
+               for line in run.stderr.splitlines()), run.stderr
+    assert "WARNING medrag" not in run.stderr
 
 
 def _index_argv(tmp_path, tiny_model_dir, notes: int) -> tuple[list[str], str]:
