@@ -44,6 +44,7 @@ from typing import Any, Iterator, NamedTuple
 import numpy as np
 
 from medrag.errors import ModelLoadError
+from medrag.file_modes import apply_umask
 
 # torch, safetensors, sentence-transformers, sentencepiece, tokenizers, filelock and platformdirs are
 # imported inside the functions that convert or locate the model: `import medrag` stays light.
@@ -123,7 +124,7 @@ def build_cached_folder(target: Path, is_valid: Callable[[Path], bool], build: C
             logger.info("Building %s into %s (one time).", what, target)
             build(tmp)  # its own errors (a model that does not load, a full disk) pass as they are
             with _cache_errors(target, what):
-                _apply_umask(tmp)
+                apply_umask(tmp)  # mkdtemp made it 0700: other users of the cache could not read it
                 if target.exists():
                     trash = target.parent / f".trash-{target.name}-{os.getpid()}"
                     os.rename(target, trash)
@@ -152,30 +153,6 @@ def _cache_errors(target: Path, what: str) -> Iterator[None]:
             f"cannot build {what} into {target.parent}: {type(exc).__name__}: {exc.strerror or exc}. The cache root "
             f"is {where}: point MEDRAG_CACHE at a folder this user can write"
         ) from exc
-
-
-def _umask() -> int:
-    """The process umask, read without changing it where /proc says it (os.umask sets it to read it,
-    which other threads could see for an instant)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _apply_umask(folder: Path) -> None:
-    """Give a built folder the modes of the user's umask: ``mkdtemp`` makes it 0700 and some
-    writers make files 0600, so a cache built by one user (a Docker image built as root) could not
-    be read by another (the app's user)."""
-    mask = _umask()
-    for path in [folder, *folder.rglob("*")]:
-        if not path.is_symlink():
-            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 def is_valid_conversion(folder: Path) -> bool:

@@ -132,8 +132,8 @@ def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_O
         drop_repeats: no chunk inside the previous one: when the sentences the overlap repeats
             already hold ``chunk_words`` words (a short sentence, then one of ``chunk_words`` words
             or more), the next chunk starts after the previous one instead of repeating them. Off,
-            such a chunk is written again (2% of the chunks of the shared French medical text;
-            the chunker before December 4, kept for the store benchmark's fixed corpus).
+            such a chunk is written again (the chunker before December 4, kept for the store
+            benchmark's fixed corpus).
 
     Returns:
         The chunks, whitespace-normalised; ``[]`` for a blank text.

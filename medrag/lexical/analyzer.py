@@ -85,7 +85,7 @@ _WORD = f"[^\\W_]+(?:[-{_APOSTROPHES}][^\\W_]+|/[^\\W\\d_][^\\W_]*)*"
 _SIGN = r"[%\u2030]"
 #: The token pattern. Its repeats never need to give characters back (a word's letters, its joiners
 #: and its unit tail are disjoint classes), so on Python 3.11+ they are made possessive (``++``,
-#: ``*+``, ``?+``): the same tokens, 13% faster, which pays for the unit tail.
+#: ``*+``, ``?+``): the same tokens, faster, which pays for the unit tail.
 _TOKEN = f"{_NUMBER}{_STOPWORD_UNIT}|{_WORD}{_STOPWORD_UNIT}|{_SIGN}"
 if sys.version_info >= (3, 11):
     _TOKEN = _TOKEN.replace("]+", "]++").replace(")*", ")*+").replace("]*", "]*+").replace(")?", ")?+")
@@ -97,7 +97,7 @@ UNITS: frozenset[str] = frozenset(
 )
 _GLUED_UNIT = re.compile(r"(\d+)([^\W\d_]+)")
 #: Capital letters that are mostly words, not names: ``A`` is ``à`` written without its accent
-#: ("A jeun", "N'hésitez pas A..."; 6,514 of the shared leaflets' lone capitals), ``Y`` is ``y``.
+#: ("A jeun", "N'hésitez pas A...": the shared leaflets' most frequent lone capital), ``Y`` is ``y``.
 _NOT_LETTER_NAMES = frozenset("AY")
 #: An all-capital text holding a word longer than an acronym is shouted prose (``keep_acronyms``).
 _LONGER_THAN_ACRONYM = re.compile(r"[^\W\d_]{7,}")

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from medrag.errors import InvalidInputError, LexicalIndexError
+from medrag.file_modes import apply_umask
 from medrag.lexical.analyzer import TOKEN_CACHE_LIMIT, AnalyzerOptions, FrenchMedicalAnalyzer
 
 logger = logging.getLogger(__name__)
@@ -236,7 +237,7 @@ class BM25Index:
                  vocab=np.array(vocab, dtype=str), lengths=lengths, terms=flat)
         fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
         try:
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600: other users of the folder could not read it
+            apply_umask(Path(tmp))  # mkstemp makes it 0600: other users of the folder could not read it
             with os.fdopen(fd, "wb") as handle:
                 handle.write(buffer.getbuffer())
                 handle.flush()
@@ -277,24 +278,6 @@ class BM25Index:
         except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile) as exc:
             raise LexicalIndexError(f"cannot read the lexical index {path}: {type(exc).__name__}: {exc}") from exc
         return index
-
-
-_UMASK_LOCK = threading.Lock()
-
-
-def _umask() -> int:
-    """The process's current umask: from ``/proc/self/status`` on Linux, else by setting it and
-    setting it back (the only portable way to read it)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    with _UMASK_LOCK:
-        mask = os.umask(0o022)
-        os.umask(mask)
-        return mask
 
 
 def _score_matrix(rows: list[np.ndarray], n_terms: int, k1: float, b: float) -> dict:
