@@ -26,6 +26,8 @@ import os
 import threading
 from pathlib import Path
 
+from medrag.errors import StoreLockedError
+
 logger = logging.getLogger(__name__)
 
 #: Name of the lock file inside a persist directory.
@@ -55,6 +57,15 @@ class WriteGuard:
 
 
 _WRITE_LOCKS: dict[str, WriteGuard] = {}
+
+
+def locked_error(directory: str | os.PathLike[str], holder: str) -> StoreLockedError:
+    """The error for a write refused because process ``holder`` has ``directory`` open."""
+    return StoreLockedError(
+        f"another process (pid {holder}) has the embedded Chroma store {directory} open; nothing was written. "
+        "Chroma's embedded client is not multi-process safe (that process would not see these writes, nor this "
+        f"one its writes). Stop it, or run a Chroma server (chroma run --path {directory}) and connect every "
+        "process with chromadb.HttpClient.")
 
 
 def folder_write_lock(directory: str | os.PathLike[str]) -> WriteGuard:
@@ -125,6 +136,31 @@ class DirectoryLock:
             if entry[1] <= 0:
                 del _HELD[self._key]
                 os.close(entry[0])  # closing the descriptor releases the flock
+
+    def held_elsewhere(self) -> str | None:
+        """The pid of another process holding the lock (``"unknown"`` if unreadable), or None;
+        creates nothing (a command checks this before loading a model, for a folder that may not exist)."""
+        if self._mine or not self.path.is_file():
+            return None
+        try:
+            import fcntl
+        except ImportError:
+            return None
+        with _GUARD:
+            entry = _HELD.get(self._key)
+            if entry is not None and entry[2] == os.getpid():
+                return None  # this process holds it
+            try:
+                fd = os.open(self.path, os.O_RDONLY)
+            except OSError:
+                return None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return self.holder()
+            finally:
+                os.close(fd)  # also releases the probe's lock
+        return None
 
     def holder(self) -> str:
         """The pid written by the process holding the lock (``"unknown"`` if unreadable)."""

@@ -23,7 +23,8 @@ from collections.abc import Sequence
 
 from medrag.bundled import DEFAULT_SPEC
 from medrag.command import new_parser, run_command
-from medrag.embeddings import MatryoshkaEmbeddings
+from medrag.embeddings import MatryoshkaEmbeddings, check_utf8
+from medrag.errors import InvalidInputError
 from medrag.vectors import truncate_embeddings
 
 #: Modules that contribute subcommands, in the order of ``medrag --help``.
@@ -57,6 +58,11 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    # named as the command line shows them, and before the model loads ("text at index 0" said neither)
+    for what, text in [("the query", args.query), *((f"passage {i}", p) for i, p in enumerate(args.passages, 1))]:
+        if not text.strip():
+            raise InvalidInputError(f"{what} is empty; pass a text (an unset shell variable gives an empty argument)")
+        check_utf8(text, what)
     emb = MatryoshkaEmbeddings(args.model)
     q = emb.encode_queries([args.query])
     docs = emb.encode_documents(args.passages)

@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from medrag._chroma_errors import translate_chroma_error
+from medrag._store_lock import DirectoryLock, locked_error
 from medrag.bundled import DEFAULT_SPEC
 from medrag.command import (add_store_location_arguments, check_store_location, check_writable_dir, collection_names,
                             recorded_model, store_embeddings)
@@ -307,6 +308,36 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
                        "(left out of their metadata)", path, field, count, n + 1)
 
 
+def check_metadata_fields(source: str | os.PathLike[str], metadata_fields: list[str] | None) -> None:
+    """Raise :class:`DataError` when a field of ``metadata_fields`` is in no record of the records
+    file ``source`` (a misspelled name), naming the nearest field; nothing for a folder.
+
+    Reads the field names only (a CSV's or Parquet file's columns, every JSON record's keys: far
+    cheaper than encoding). Without it a misspelled field was a warning after the whole file was
+    stored without it, and indexing again with the right name (without ``id_field``) stored every
+    document a second time, as documents are keyed by their text and metadata.
+    """
+    path = Path(source)
+    wanted = [_typed_field(f)[0] for f in metadata_fields or []]
+    if not wanted or path.is_dir():
+        return
+    name = path.name.lower()
+    columnar = name.endswith((".csv", ".parquet"))  # every record has every column: the first says it all
+    seen: set[str] = set()
+    for _, record in _records(path):
+        seen.update(record)
+        if columnar or seen.issuperset(wanted):
+            break
+    unknown = [f for f in wanted if f not in seen]
+    if unknown and seen:
+        import difflib
+
+        match = difflib.get_close_matches(unknown[0], sorted(seen), n=1)
+        raise DataError(f"{path}: no record has the metadata field {unknown[0]!r}"
+                        f"{f' (did you mean {match[0]!r}?)' if match else ''}; the records' fields: "
+                        f"{', '.join(sorted(seen)[:20])}")
+
+
 #: ``--metadata-fields name:TYPE`` conversions.
 FIELD_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 _TRUE, _FALSE = ("true", "1", "yes", "oui", "vrai"), ("false", "0", "no", "non", "faux")
@@ -429,7 +460,8 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
             every chunk it did not read except folders' files (one records file per collection).
 
     Raises:
-        DataError: unreadable source. InvalidInputError: bad chunking settings or batch size.
+        DataError: unreadable source, or a metadata field in no record (:func:`check_metadata_fields`).
+        InvalidInputError: bad chunking settings or batch size.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidInputError(f"batch_size must be an int >= 1, got {batch_size!r}")
@@ -441,6 +473,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     if taken:  # they were silently replaced by the chunk's bookkeeping (a filter on them found nothing)
         raise InvalidInputError(f"metadata field(s) {taken} are the names medrag gives each chunk's document key "
                                 f"and position; rename them in the source before indexing")
+    check_metadata_fields(source, metadata_fields)
     from tqdm.auto import tqdm
 
     # a folder's files are keyed by their relative path *within this folder*: the chunk ids hash the
@@ -662,15 +695,35 @@ def run_index(args: argparse.Namespace) -> int:
         return _run_index(args)
 
 
-def _drop_if_empty(store: MatryoshkaChroma) -> None:
-    """Delete the collection this run created if nothing was written to it (the error being raised
-    is the one to report: a failure here is only logged)."""
+def _drop_if_empty(store: MatryoshkaChroma) -> bool:
+    """Delete the collection this run created if nothing was written to it, and say whether it was
+    (the error being raised is the one to report: a failure here is only logged)."""
     try:
         if len(store) == 0:
             store.delete_collection()
             logger.info("the empty collection this run created was deleted")
+            return True
     except Exception as exc:
         logger.warning("could not delete the empty collection this run created: %s", exc)
+    return False
+
+
+def _remove_created(store: MatryoshkaChroma, folder: Path, keep_folder: bool) -> None:
+    """Remove what this run wrote into ``folder`` for a store it left without records (a Chroma
+    database, the lock, the vector copy): the folder itself if the run made it, else only its content
+    (``keep_folder``: it was empty before), after closing the store's client so that no open database
+    of the process points into it."""
+    import shutil
+
+    try:
+        store.close()
+        store.client.close()
+        shutil.rmtree(folder)
+        if keep_folder:
+            folder.mkdir()
+        logger.info("what this run wrote in %s was removed", folder)
+    except Exception as exc:
+        logger.warning("could not remove what this run wrote in %s: %s", folder, exc)
 
 
 def _run_index(args: argparse.Namespace) -> int:
@@ -690,6 +743,9 @@ def _run_index(args: argparse.Namespace) -> int:
     check_store_location(args)
     if args.persist_dir:  # checked without creating it: a run that fails before writing leaves nothing behind
         check_writable_dir(Path(args.persist_dir), "--persist-dir", create=False)
+        holder = DirectoryLock(args.persist_dir).held_elsewhere()
+        if holder is not None:  # refused before the model loads (the store would only warn on opening)
+            raise locked_error(Path(args.persist_dir).resolve(), holder)
     _check_device(args.device)
     fields = [f.strip() for f in args.metadata_fields.split(",") if f.strip()]
     if source.is_dir():
@@ -702,10 +758,18 @@ def _run_index(args: argparse.Namespace) -> int:
     if next(iter_documents(source, text_field=args.text_field, id_field=args.id_field, metadata_fields=fields,
                            warn=False, folder_name=args.folder_name), None) is None:
         raise DataError(f"{source}: no document found; nothing was indexed")
+    check_metadata_fields(source, fields)
     import chromadb  # heavy: only an actual indexing run opens a client
 
     # absolute: chromadb shares one client per path string, and "db" means another folder after a chdir
     persist = str(Path(args.persist_dir).resolve()) if args.persist_dir else None
+    # the highest folder of the persist path this run makes (or the persist folder, if it is empty):
+    # emptied again if the run writes nothing
+    created, was_empty = None, False
+    if persist:
+        created = next((p for p in reversed([Path(persist), *Path(persist).parents]) if not p.exists()), None)
+        if created is None and not any(Path(persist).iterdir()):
+            created, was_empty = Path(persist), True
     client = None
     if args.host:
         try:
@@ -736,8 +800,9 @@ def _run_index(args: argparse.Namespace) -> int:
                               batch_size=args.batch_size, show_progress=False if args.no_progress else None,
                               prune=args.prune, folder_name=args.folder_name)
     except BaseException:
-        if not existed:  # a run that failed before its first write leaves no empty collection behind
-            _drop_if_empty(store)
+        # a run that failed before its first write leaves no empty collection, nor a folder it made, behind
+        if not existed and _drop_if_empty(store) and created is not None:
+            _remove_created(store, created, keep_folder=was_empty)
         raise
     extra = "".join([f", {report.duplicates} repeated in the input (stored once)" if report.duplicates else "",
                      f", {report.updated} rewritten with changed metadata" if report.updated else "",

@@ -50,7 +50,7 @@ from langchain_core.vectorstores.utils import maximal_marginal_relevance
 from medrag.vector_codec import ENCODINGS, encoded_size, pack_rows, unpack_rows
 from medrag.coarse import (LEARNED_STEPS, CoarseProjection, fit_learned, fit_pca, fit_sample_size, learned_steps,
                            min_vectors, pseudo_queries, sample_indices)
-from medrag._store_lock import DirectoryLock, WriteGuard, folder_write_lock
+from medrag._store_lock import DirectoryLock, WriteGuard, folder_write_lock, locked_error
 from medrag._store_repair import COMPLETE_KEY, REPAIR_SUFFIX, is_vector_index_failure, read_records, segment_ids
 from medrag._chroma_errors import translate_chroma_error
 from medrag._store_sidecar import SIDECAR_NAME, VectorSidecar
@@ -58,7 +58,7 @@ from medrag.embeddings import check_utf8 as _check_utf8, validate_texts
 from medrag.encoder import is_encoder
 from medrag.precomputed import PrecomputedEmbeddings
 from medrag.errors import (CollectionMismatchError, DimensionError, InvalidArgumentError, InvalidInputError, MedragError,
-                           StoreConnectionError, StoreError, StoreLockedError)
+                           StoreConnectionError, StoreError)
 from medrag.lexical.analyzer import AnalyzerOptions
 from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FUSION_METHODS, check_weight
 from medrag.lexical.hybrid import hybrid_candidates
@@ -573,21 +573,31 @@ class MatryoshkaChroma(VectorStore):
                 "Open it with the same model and sizes, or reindex into a new collection with MatryoshkaChroma.reindex."
                 + _default_change_hint(meta.get(_C["model"]), expected[_C["model"]], name)
             )
+        updates = {}
         if legacy:  # the same model, recorded by an earlier medrag: nothing else differs, record the new id
-            self._upgrade_fingerprint(collection, stored_fp, fp)
+            logger.info("collection %r recorded the legacy fingerprint %s of this model; recording %s",
+                        name, stored_fp, fp)
+            updates[_C["fingerprint"]] = fp
+        recorded = meta.get(_C["model"])
+        if fp and recorded != expected[_C["model"]] and _moved_folder(recorded):
+            # the same model (same fingerprint) from its new place: `medrag search`/`index` without
+            # --model load the recorded spec, which would fail every time
+            logger.info("collection %r recorded the model folder %s, which no longer exists; recording %r",
+                        name, recorded, expected[_C["model"]])
+            updates[_C["model"]] = expected[_C["model"]]
+        if updates and (self._lock is None or self._lock.held):
+            self._record(collection, updates)
 
-    def _upgrade_fingerprint(self, collection: "chromadb.Collection", legacy: str, fingerprint: str) -> None:
-        """A collection recorded this model's legacy fingerprint (which hashed the model's folder):
-        record the current one, so that the same model loaded from another folder opens it too."""
-        logger.info("collection %r recorded the legacy fingerprint %s of this model; recording %s",
-                    collection.name, legacy, fingerprint)
+    def _record(self, collection: "chromadb.Collection", updates: dict[str, str]) -> None:
+        """Record ``updates`` of the model's identity (a fingerprint an earlier medrag computed, a moved
+        model folder) in the collection's metadata, so that the same model opens it from now on."""
         try:
             meta = dict(collection.metadata or {})
-            meta[_C["fingerprint"]] = fingerprint
+            meta.update(updates)
             collection.modify(metadata=meta)
-        except Exception as exc:  # noqa: BLE001 - read-only access still works with the legacy match
-            logger.warning("could not record the new fingerprint of collection %r (%s); it keeps opening with "
-                           "this model from this folder", collection.name, exc)
+        except Exception as exc:  # noqa: BLE001 - this store works without it; only later openings differ
+            logger.warning("could not record %s in collection %r (%s); it keeps the earlier values",
+                           ", ".join(updates), collection.name, exc)
 
     # ------------------------------------------------------------------ crash recovery
 
@@ -777,12 +787,7 @@ class MatryoshkaChroma(VectorStore):
     def _check_writer(self) -> None:
         """Refuse to write to an embedded persist directory that another process has open."""
         if not self._take_lock():
-            raise StoreLockedError(
-                f"another process (pid {self._lock.holder()}) has the embedded Chroma store {self._lock.directory} "
-                "open; nothing was written. Chroma's embedded client is not multi-process safe (that process would "
-                "not see these writes, nor this one its writes). Stop it, or run a Chroma server "
-                f"(chroma run --path {self._lock.directory}) and connect every process with chromadb.HttpClient."
-            )
+            raise locked_error(self._lock.directory, self._lock.holder())
 
     def _take_lock(self) -> bool:
         """Hold the persist directory's lock (no-op for servers and in-memory clients)."""
@@ -2375,6 +2380,11 @@ def _check_threshold(threshold: Any) -> float:
 def _no_extra(kwargs: dict[str, Any], method: str) -> None:
     if kwargs:
         raise InvalidArgumentError(f"unexpected argument(s) of {method}: {sorted(kwargs)}")
+
+
+def _moved_folder(spec: Any) -> bool:
+    """Whether a recorded model ``spec`` is a local folder's absolute path that no longer exists."""
+    return isinstance(spec, str) and os.path.isabs(spec) and not os.path.exists(spec)
 
 
 def _default_change_hint(stored_spec: Any, spec: str, name: str) -> str:

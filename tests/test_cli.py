@@ -17,6 +17,17 @@ def test_library_errors_exit_1_with_one_line(tmp_path, capsys):
     assert len(err) == 1 and "does not exist" in err[0]
 
 
+def test_compare_names_an_empty_argument_before_the_model(capsys, monkeypatch):
+    """``medrag compare "" p`` said "text at index 0 is empty", naming neither the query nor the
+    passage as the command line shows them, after loading the model (review)."""
+    import medrag.embeddings
+
+    monkeypatch.setattr(medrag.embeddings, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    _one_line_error(capsys, ["compare", "", "un passage"], "the query is empty")
+    _one_line_error(capsys, ["compare", "fer", "un passage", "  "], "passage 2 is empty")
+    _one_line_error(capsys, ["compare", "fer", "un \udcff passage"], "passage 1 is not valid UTF-8 text")
+
+
 def test_help_lists_compare():
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--help"])

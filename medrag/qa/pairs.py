@@ -363,10 +363,19 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
                 _allow_long_csv_fields()
                 rows = []
                 try:
+                    names = reader.fieldnames or []
+                    repeated = sorted({n for n in names if names.count(n) > 1})
+                    if repeated:  # DictReader would keep the last column of each name, in silence
+                        raise DataError(f"{path}:1: the header names the column(s) {', '.join(map(repr, repeated))} "
+                                        "more than once; rename them so that each field has one column")
                     for row in reader:
                         if None in row:
                             raise DataError(f"{path}:{reader.line_num}: more fields than the header's "
-                                            f"{len(reader.fieldnames or [])} columns")
+                                            f"{len(names)} columns")
+                        if None in row.values():  # DictReader's filler for missing cells (an empty cell is "")
+                            raise DataError(f"{path}:{reader.line_num}: fewer fields than the header's {len(names)} "
+                                            f"columns ({sum(v is not None for v in row.values())}); a row may "
+                                            "leave a cell empty, not out")
                         rows.append(row)
                 except csv.Error as exc:
                     hint = (" (a quoted field is never closed: check the quotes from the last row read on)"

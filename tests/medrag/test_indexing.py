@@ -96,8 +96,13 @@ def test_reader_errors_name_the_problem(tmp_path) -> None:
     (tmp_path / "a.jsonl").write_text('{"texte": "x"}\n')
     (tmp_path / "b.jsonl").write_text('{"text": "x"}\n{oops\n')
     (tmp_path / "c.docx").write_text("x")
+    # a repeated column name kept its last column in silence, a short row gave None values (review)
+    (tmp_path / "d.csv").write_text("text,source,text\nun,a,deux\n")
+    (tmp_path / "e.csv").write_text("text,source\nun,a\ndeux\n")
     cases = [(tmp_path / "a.jsonl", "no 'text' field"), (tmp_path / "b.jsonl", "b.jsonl:2"),
-             (tmp_path / "c.docx", "unsupported"), (tmp_path / "missing.jsonl", "does not exist")]
+             (tmp_path / "c.docx", "unsupported"), (tmp_path / "missing.jsonl", "does not exist"),
+             (tmp_path / "d.csv", "d.csv:1: the header names the column.s. 'text' more than once"),
+             (tmp_path / "e.csv", "e.csv:3: fewer fields than the header's 2 columns")]
     for path, msg in cases:
         with pytest.raises(DataError, match=msg):
             list(iter_documents(path))
@@ -213,6 +218,32 @@ def test_cli_index_and_search_reuse_the_model_the_collection_records(tiny_model_
                        str(other)], "From the shell: leave out --model")
 
 
+def test_a_moved_model_folder_is_recorded_once_the_collection_is_opened_from_its_new_place(
+        tiny_model_dir, tmp_path, capsys) -> None:
+    """The collection records a local model as an absolute path; once that folder moved, every
+    ``medrag search`` needed ``--model`` with the new place, as the record was never updated (review).
+    The same model (same fingerprint) opened from its new place is now recorded there."""
+    import shutil
+
+    shutil.copytree(tiny_model_dir, tmp_path / "model")
+    (tmp_path / "a.jsonl").write_text('{"text": "La ferritine basse traduit une carence en fer."}\n')
+    db = str(tmp_path / "db")
+    search = ["search", "ferritine", "--persist-dir", db, "--collection", "notes", "--k", "1"]
+    assert main(["index", str(tmp_path / "a.jsonl"), "--persist-dir", db, "--collection", "notes", "--model",
+                 str(tmp_path / "model"), "--no-progress"]) == 0
+    (tmp_path / "model").rename(tmp_path / "moved")
+    capsys.readouterr()
+    _one_line(capsys, search, "pass --model with where that model is now")
+    assert main([*search, "--model", str(tmp_path / "moved")]) == 0
+    assert main(search) == 0 and "ferritine basse" in capsys.readouterr().out  # no --model needed any more
+    meta = chromadb.PersistentClient(db).get_collection("notes").metadata
+    assert meta["medrag:model"] == str(tmp_path / "moved")
+    # a recorded folder that still exists is kept: another copy of the same model does not replace it
+    shutil.copytree(tmp_path / "moved", tmp_path / "copy")
+    assert main([*search, "--model", str(tmp_path / "copy")]) == 0
+    assert chromadb.PersistentClient(db).get_collection("notes").metadata["medrag:model"] == str(tmp_path / "moved")
+
+
 def test_cli_a_damaged_store_is_a_one_line_error(tiny_model_dir, tmp_path, capsys) -> None:
     """Reading the recorded model of an existing store opened a Chroma client outside the store's
     checks: a damaged chroma.sqlite3 was a traceback (found in review)."""
@@ -232,7 +263,13 @@ def test_cli_a_run_failing_before_its_first_write_leaves_no_empty_collection(tin
     argv = ["index", str(tmp_path / "a.jsonl"), "--persist-dir", str(db), "--model", str(tiny_model_dir),
             "--collection", "notes", "--coarse-dim", "16", "--no-progress"]
     _one_line(capsys, argv, "a.jsonl:3")
-    assert "notes" not in [c.name for c in chromadb.PersistentClient(str(db)).list_collections()]
+    assert not db.exists()  # nor the folder it made (it held a database, a lock and a vector copy)
+    deep = tmp_path / "new" / "deeper" / "db"
+    _one_line(capsys, [*argv[:3], str(deep), *argv[4:]], "a.jsonl:3")
+    assert not (tmp_path / "new").exists()
+    db.mkdir()  # a folder that was there, empty, stays, empty
+    _one_line(capsys, argv, "a.jsonl:3")
+    assert db.is_dir() and list(db.iterdir()) == []
     (tmp_path / "a.jsonl").write_text('{"text": "Une note."}\n')
     assert main(argv[:-3] + ["--coarse-dim", "32", "--no-progress"]) == 0  # the new run's settings apply
     assert chromadb.PersistentClient(str(db)).get_collection("notes").metadata["medrag:coarse_dim"] == 32
@@ -240,6 +277,62 @@ def test_cli_a_run_failing_before_its_first_write_leaves_no_empty_collection(tin
     (tmp_path / "a.jsonl").write_text('{"text": "Une note."}\n{oops\n')
     _one_line(capsys, argv[:-3] + ["--no-progress"], "a.jsonl:2")
     assert "notes" in [c.name for c in chromadb.PersistentClient(str(db)).list_collections()]
+
+
+def test_cli_a_folder_another_process_has_open_is_refused_before_the_model(tmp_path, capsys, monkeypatch) -> None:
+    """The store only warns when it opens a folder another process holds, and refuses the write:
+    ``medrag index`` printed that warning, loaded the model, then failed (found in review). It is now
+    one error, before the model loads, and the other process's records are untouched."""
+    import medrag.embeddings
+
+    db = tmp_path / "db"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[2]);"
+         "from tests.medrag.test_store import FakeMatryoshkaEmbeddings as F; from medrag import MatryoshkaChroma as M;"
+         "s = M('notes', F(), persist_directory=sys.argv[1]); s.add_texts(['une note']); print('ready', flush=True);"
+         "sys.stdin.read()", str(db), str(REPO)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        monkeypatch.setattr(medrag.embeddings, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+        (tmp_path / "a.jsonl").write_text('{"text": "Une note."}\n')
+        _one_line(capsys, ["index", str(tmp_path / "a.jsonl"), "--persist-dir", str(db), "--collection", "notes"],
+                  f"another process (pid {holder.pid}) has the embedded Chroma store {db} open; nothing was written")
+    finally:
+        holder.communicate("", timeout=60)
+    assert len(MatryoshkaChroma("notes", FakeMatryoshkaEmbeddings(), persist_directory=str(db))) == 1
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_a_misspelled_metadata_field_is_an_error_before_anything_is_stored(tmp_path, capsys, monkeypatch,
+                                                                          suffix) -> None:
+    """A field in no record was a warning after the whole file was stored without it; indexing again
+    with the right name then stored every document twice (keyed by text and metadata) (review)."""
+    import medrag.embeddings
+
+    rows = [{"text": "Une note.", "year": 2021}, {"text": "Une autre.", "year": 2022, "service": "cardio"}]
+    src = tmp_path / f"notes{suffix}"
+    if suffix == ".csv":
+        src.write_text("text,year,service\nUne note.,2021,\nUne autre.,2022,cardio\n")
+    elif suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist([{**r, "service": r.get("service")} for r in rows]), src)
+    else:
+        _jsonl(src, rows)
+    monkeypatch.setattr(medrag.embeddings, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    db = tmp_path / "db"
+    _one_line(capsys, ["index", str(src), "--persist-dir", str(db), "--metadata-fields", "service,yaer:int"],
+              f"{src}: no record has the metadata field 'yaer' (did you mean 'year'?); the records' fields: "
+              "service, text, year")
+    assert not db.exists()
+    store = MatryoshkaChroma("notes", CountingFake(), persist_directory=str(db))
+    with pytest.raises(DataError, match="no record has the metadata field 'zzz'; the records"):
+        index_corpus(src, store, metadata_fields=["year", "zzz"])
+    assert len(store) == 0 and store.embeddings.encoded == 0
+    # a field some records lack (the second JSON record alone has "service") is no error
+    assert index_corpus(src, store, metadata_fields=["year:int", "service"]).added == 2
 
 
 def test_cli_warnings_are_one_line(tiny_model_dir, tmp_path) -> None:
@@ -615,13 +708,15 @@ def test_same_text_with_other_metadata_is_two_records_and_exact_repeats_are_coun
     the repeats of a new collection "already stored"."""
     text = "Surveiller la kaliémie sous IEC."
     store = MatryoshkaChroma("idx", CountingFake(), client=chromadb.EphemeralClient())
-    path = _jsonl(tmp_path / "s.jsonl", [{"text": text, "source": "hopital-A"}, {"text": text, "source": "hopital-B"},
-                                         {"text": text, "source": "hopital-B"}])
+    path = _jsonl(tmp_path / "s.jsonl", [{"text": text, "source": "hopital-A", "service": "cardio"},
+                                         {"text": text, "source": "hopital-B"}, {"text": text, "source": "hopital-B"}])
+    with pytest.raises(DataError, match="no record has the metadata field 'servce'"):  # a misspelled field
+        index_corpus(path, store, metadata_fields=["source", "servce"])
     with caplog.at_level("WARNING", logger="medrag.indexing"):
-        report = index_corpus(path, store, metadata_fields=["source", "servce"])
+        report = index_corpus(path, store, metadata_fields=["source", "service"])
     assert sorted(m["source"] for m in store.collection.get()["metadatas"]) == ["hopital-A", "hopital-B"]
     assert (report.added, report.skipped, report.duplicates) == (2, 0, 1)
-    assert "'servce' is absent" in caplog.text and "3 of 3 records" in caplog.text  # a misspelled field is said
+    assert "'service' is absent" in caplog.text and "2 of 3 records" in caplog.text  # a field some records lack
     assert chunk_id(next(iter_documents(_jsonl(tmp_path / "t.jsonl", [{"text": text}])))[0], 0, text) == \
         chunk_id(__import__("hashlib").sha256(text.encode()).hexdigest()[:24], 0, text)  # no metadata: ids as before
     store.delete_collection()
