@@ -297,7 +297,7 @@ class MatryoshkaEmbeddings(Embeddings):
         texts = validate_texts(texts)
         if not texts:
             return np.zeros((0, self.full_dim), dtype=np.float32)
-        prefix = (self.model.prompts or {}).get(prompt_name or "", "")
+        prefix = self._prompt_text(prompt_name)
         if prefix.strip() and any(t.startswith(prefix) for t in texts):
             # "query: ..." written by hand, as other e5 wrappers want it: the model's prompt is added once
             logger.info("%d text(s) already start with the prompt %r: it is not added twice",
@@ -306,6 +306,12 @@ class MatryoshkaEmbeddings(Embeddings):
         self._warn_if_truncated(texts, prompt_name)
         return encode_texts(self.model, texts, prompt_name=prompt_name, batch_size=self.batch_size,
                             show_progress=self.show_progress)
+
+    def _prompt_text(self, prompt_name: str | None) -> str:
+        """The prompt sentence-transformers puts before the texts encoded with ``prompt_name``: that
+        prompt, or without one the model's ``default_prompt_name``'s (which it then applies)."""
+        prompts = self.model.prompts or {}
+        return prompts.get(prompt_name or getattr(self.model, "default_prompt_name", None) or "", "")
 
     def _pick_prompt(self, override: str | None, candidates: tuple[str, ...]) -> str | None:
         prompts = self.model.prompts or {}
@@ -320,9 +326,10 @@ class MatryoshkaEmbeddings(Embeddings):
         tokenizer = getattr(self.model, "tokenizer", None)
         if not max_len or tokenizer is None:
             return
-        prefix = (self.model.prompts or {}).get(prompt_name or "", "")
-        # A token covers at least one character, so only texts longer than max_len chars can overflow.
-        long = [prefix + t for t in texts if len(prefix) + len(t) > max_len - 2]
+        prefix = self._prompt_text(prompt_name)
+        # A token covers at least one UTF-8 byte (a byte-level BPE splits "é" into two tokens: a count
+        # of characters would miss it), so only texts of more than max_len bytes can overflow.
+        long = [prefix + t for t in texts if len((prefix + t).encode("utf-8")) > max_len - 2]
         if not long:
             return
         # verbose=False: counting the tokens of a long text is not a request to encode it whole

@@ -60,7 +60,8 @@ def load_model(
 
     Returns:
         The model, with ``model.medrag_spec`` set to the spec it came from. e5 models without
-        saved prompts get the e5 prompts (``query: `` / ``passage: ``).
+        saved prompts get the e5 prompts (``query: `` / ``passage: ``): recognised by the spec,
+        or for a folder by its model card (:func:`_card_model_names`).
 
     Raises:
         ModelLoadError: a missing path, a folder without a model, an unknown ``bundled:`` name,
@@ -78,7 +79,8 @@ def load_model(
 
     folder: Path | None = None
     if spec_str.startswith("bundled:"):
-        folder = bundled_folder(spec_str)
+        with _terminal_bars_only():  # the first use builds the model into the cache: it loads and saves models
+            folder = bundled_folder(spec_str)
         model = _load(SentenceTransformer, str(folder), spec_str, **kwargs)
     elif Path(spec_str).expanduser().exists() or _looks_like_path(spec_str):
         path = Path(spec_str).expanduser()
@@ -125,8 +127,15 @@ def load_model(
             f"model spec {spec_str!r} is neither an existing folder, a hub id (org/name), nor {BUNDLED_SPEC!r}"
         )
 
-    if _is_e5(spec_str) and not (model.prompts or {}).get("query"):
-        model.prompts = {**(model.prompts or {}), **E5_PROMPTS}
+    if not (model.prompts or {}).get("query"):
+        # an e5 model by its spec, or a folder of another name by its model card
+        card = [] if _is_e5(spec_str) or folder is not None or not Path(spec_str).expanduser().is_dir() \
+            else [n for n in _card_model_names(Path(spec_str).expanduser()) if _is_e5(n)]
+        if _is_e5(spec_str) or card:
+            if card:
+                logger.info("%s: e5 prompts added ('query: ', 'passage: '), as its model card names %s",
+                            spec_str, card[0])
+            model.prompts = {**(model.prompts or {}), **E5_PROMPTS}
     model.medrag_spec = spec_str
     if folder is not None:  # where matryoshka.json lives for a bundled: spec
         model.medrag_folder = str(folder)
@@ -335,13 +344,58 @@ def _is_e5(spec: str) -> bool:
     return BUNDLED_NAME in name or bool(re.search(r"(^|[/_-])(multilingual-)?e5-(small|base|large)", name))
 
 
-def _load(cls, path: str, spec: str, **kwargs):
+_CARD_NAME = re.compile(r"^[ \t]*(?:-[ \t]*)?(?:base_model|name)[ \t]*:[ \t]*['\"]?([^'\"\s]+)", re.MULTILINE)
+_CARD_LIST_ITEM = re.compile(r"^base_model\s*:\s*\n((?:\s*-\s*\S+\s*\n)+)", re.MULTILINE)
+
+
+def _card_model_names(folder: Path) -> list[str]:
+    """The model names the front matter of a folder's model card (``README.md``) gives: its
+    ``base_model`` (sentence-transformers writes it for a fine-tuned model) and its ``model-index``
+    ``name`` (the e5 cards' own). An e5 model saved under another folder name ("./embedder") is
+    recognised by them: its name is how e5 prompts were found, and without them e5 loses about
+    0.02 NDCG@10 in silence.
+
+    >>> _card_model_names(Path("/no/such/folder"))
+    []
+    """
+    try:
+        with open(folder / "README.md", encoding="utf-8", errors="replace") as fh:
+            head = fh.read(20_000)
+    except OSError:
+        return []
+    if not head.startswith("---"):
+        return []
+    end = head.find("\n---", 3)
+    front = head[3:end if end > 0 else len(head)] + "\n"
+    names = _CARD_NAME.findall(front)
+    for block in _CARD_LIST_ITEM.findall(front):
+        names += [item.strip().lstrip("-").strip() for item in block.splitlines() if item.strip()]
+    return names
+
+
+@contextlib.contextmanager
+def _terminal_bars_only() -> Iterator[None]:
+    """Within the block, transformers' bars (the "Loading weights" bar of every load, "Writing model
+    shards" of a save) are drawn only for a terminal, as medrag's own bars are: in a log file or CI
+    output each is a line of carriage-return noise."""
     from transformers.utils import logging as hf_logging
 
-    # transformers draws a "Loading weights" bar on every load: only for a terminal, as medrag's own bars
     quiet = hf_logging.is_progress_bar_enabled() and not sys.stderr.isatty()
     if quiet:
         hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if quiet:
+            hf_logging.enable_progress_bar()
+
+
+def _load(cls, path: str, spec: str, **kwargs):
+    with _terminal_bars_only():
+        return _load_now(cls, path, spec, **kwargs)
+
+
+def _load_now(cls, path: str, spec: str, **kwargs):
     try:
         return cls(path, **{k: v for k, v in kwargs.items() if v is not None or k == "device"})
     except Exception as exc:  # noqa: BLE001 - we rethrow every failure as one library error
@@ -361,6 +415,3 @@ def _load(cls, path: str, spec: str, **kwargs):
                 f"or use an embedded model ({DEFAULT_SPEC!r}, the default, or {BUNDLED_SPEC!r})."
             ) from exc
         raise ModelLoadError(f"cannot load model from {spec!r}: {type(exc).__name__}: {' '.join(str(exc).split())}") from exc
-    finally:
-        if quiet:
-            hf_logging.enable_progress_bar()

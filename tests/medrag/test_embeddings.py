@@ -281,6 +281,43 @@ def test_a_prompt_written_by_hand_is_not_added_twice(tiny_embeddings, caplog):
     assert tiny_embeddings.embed_query("passage: " + TEXTS[1]) != tiny_embeddings.embed_query(TEXTS[1])
 
 
+def test_the_default_prompt_is_not_added_twice_and_counts_for_truncation(tiny_model_dir, tmp_path, caplog):
+    """A model without query/passage prompts but with a ``default_prompt_name``: sentence-transformers
+    applies that prompt, which medrag ignored (a hand-written one was doubled) (review)."""
+    import json
+    import logging
+    import shutil
+
+    folder = tmp_path / "instructed"
+    shutil.copytree(tiny_model_dir, folder)
+    cfg = folder / "config_sentence_transformers.json"
+    cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "prompts": {"instruct": "passage: "},
+                               "default_prompt_name": "instruct"}))
+    emb = MatryoshkaEmbeddings(str(folder))
+    assert emb.query_prompt_name is None and emb._prompt_text(None) == "passage: "
+    with caplog.at_level(logging.INFO, logger="medrag.embeddings"):
+        assert emb.embed_query("passage: " + TEXTS[1]) == emb.embed_query(TEXTS[1])
+    assert "not added twice" in caplog.text
+
+
+def test_the_truncation_check_counts_bytes_not_characters(tiny_embeddings):
+    """A byte-level tokenizer (BPE over UTF-8) gives "é" two tokens: a text of fewer characters than
+    max_seq_length can overflow, and the character prefilter skipped it without a warning (review)."""
+    from types import SimpleNamespace
+
+    class ByteTokenizer:  # one token per UTF-8 byte, plus two special tokens
+        def __call__(self, texts, add_special_tokens=True, verbose=False):
+            return {"input_ids": [[0] * (len(t.encode("utf-8")) + 2) for t in texts]}
+
+    model = SimpleNamespace(max_seq_length=32, tokenizer=ByteTokenizer(), prompts={}, default_prompt_name=None)
+    fake = SimpleNamespace(model=model)
+    fake._prompt_text = lambda name: MatryoshkaEmbeddings._prompt_text(fake, name)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        MatryoshkaEmbeddings._warn_if_truncated(fake, ["é" * 20, "e" * 20], None)  # 20 characters, 40 bytes
+    assert [str(w.message)[:9] for w in caught if "max_seq_length" in str(w.message)] == ["1 text(s)"]
+
+
 @pytest.mark.parametrize("bad", ["0.1", None, 1.5, -0.1, True])
 def test_max_quality_loss_is_checked_when_the_embeddings_are_made(tiny_model, bad):
     """A string or None raised TypeError inside "auto"; 1.5 was accepted until "auto" was asked."""
