@@ -81,6 +81,16 @@ def validate_texts(texts: Sequence[str]) -> list[str]:
     return out
 
 
+def is_utf8(value: str) -> bool:
+    """Whether ``value`` encodes as UTF-8 (text decoded with ``errors="surrogateescape"``, such as a
+    file name that is not UTF-8, holds lone surrogates, which do not)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_utf8(value: str, what: str) -> None:
     """Raise :class:`InvalidInputError` naming ``what`` when ``value`` cannot be UTF-8 encoded (a
     lone surrogate, e.g. from a file decoded with ``errors="surrogateescape"``)."""

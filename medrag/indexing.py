@@ -66,6 +66,7 @@ from medrag._store_lock import DirectoryLock, locked_error
 from medrag.bundled import DEFAULT_SPEC
 from medrag.command import (add_store_location_arguments, check_store_location, check_writable_dir, collection_names,
                             recorded_model, store_embeddings)
+from medrag.embeddings import is_utf8
 from medrag.errors import CollectionMismatchError, DataError, InvalidInputError
 from medrag.models import _check_device
 from medrag.qa.pairs import json_objects, read_records
@@ -183,15 +184,6 @@ def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_O
     return chunks
 
 
-def _utf8(text: str) -> bool:
-    """Whether ``text`` encodes as UTF-8 (a file name that is not UTF-8 decodes to lone surrogates)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", id_field: str | None = None,
                    metadata_fields: list[str] | None = None, warn: bool = True, folder_name: str | None = None
                    ) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -235,7 +227,7 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
             if warn:
                 logger.warning("%s: %d file(s) in hidden folders or with hidden names skipped (e.g. %s)", path,
                                len(hidden), hidden[0].relative_to(path).as_posix())
-        undecodable = [p for p in files if not _utf8(p.relative_to(path).as_posix())]
+        undecodable = [p for p in files if not is_utf8(p.relative_to(path).as_posix())]
         if undecodable:  # a Latin-1 name (old Windows, Samba shares) cannot be stored as the "source" text
             skipped = set(undecodable)
             files = [p for p in files if p not in skipped]
