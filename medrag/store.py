@@ -1121,7 +1121,9 @@ class MatryoshkaChroma(VectorStore):
         The whole call is validated before the first write (texts, ids, metadata keys and
         values as Chroma checks them, batch size; errors name the index in the call): a
         rejected call changes nothing stored. An existing id is *replaced*: text, vectors and
-        metadata (keys absent from the new metadata are removed, as langchain-chroma does).
+        metadata (keys absent from the new metadata are removed, as langchain-chroma does); when
+        its text is unchanged it keeps its stored vectors, unencoded, so a metadata-only change
+        costs no model call.
         When the same id appears twice in one call, the last one wins.
 
         **Idempotent ingest.** Texts added without ids get a content id
@@ -1249,18 +1251,25 @@ class MatryoshkaChroma(VectorStore):
 
     def _write(self, idx: list[int], ids: list[str], texts: list[str], metadatas: list[dict[str, Any]],
                stored: dict[str, dict[str, Any]]) -> None:
-        """Encode one batch (one model call) and upsert it (one Chroma call)."""
-        full = self._encode([texts[i] for i in idx], query=False)
-        if self._rotation_kind != "none" and self._rotation is None:
-            self._settle_coarse_stage(full, [texts[i] for i in idx])
-        raw = pack_rows(full, self._encoding)
+        """Encode one batch (one model call) and upsert it (one Chroma call). A stored record whose
+        text is unchanged keeps its stored vectors, unencoded: a metadata-only change (a new field, an
+        edited value) costs no model call."""
+        kept = self._reusable_vectors([ids[i] for i in idx if ids[i] in stored], {ids[i]: texts[i] for i in idx})
+        fresh = [i for i in idx if ids[i] not in kept]
+        vectors: dict[str, tuple[bytes, np.ndarray]] = dict(kept)
+        if fresh:
+            full = self._encode([texts[i] for i in fresh], query=False)
+            if self._rotation_kind != "none" and self._rotation is None:
+                self._settle_coarse_stage(full, [texts[i] for i in fresh])
+            vectors.update(zip([ids[i] for i in fresh], zip(pack_rows(full, self._encoding), self._coarse(full))))
+        raw = [vectors[ids[i]][0] for i in idx]
+        coarse = np.stack([vectors[ids[i]][1] for i in idx]).astype(np.float32, copy=False)
         packed = [base64.b64encode(r).decode("ascii") for r in raw]
         records = []
         for i, p in zip(idx, packed):
             # Chroma's upsert merges metadata; None removes a key: a re-add replaces the record.
             dropped = {key: None for key in stored.get(ids[i], {}) if key not in metadatas[i] and key != FULL_KEY}
             records.append({**dropped, **metadatas[i], FULL_KEY: p})
-        coarse = self._coarse(full)
         batch_ids = [ids[i] for i in idx]
         batch_texts = [texts[i] for i in idx]
         with self._write_guard:
@@ -1281,6 +1290,29 @@ class MatryoshkaChroma(VectorStore):
             if self._sidecar is not None:
                 self._advance_stamp(generation)
             self._lexical.upserted(generation, batch_ids, batch_texts)
+
+    def _reusable_vectors(self, stored_ids: list[str], text_of: dict[str, str]) -> dict[str, tuple[bytes, np.ndarray]]:
+        """Packed full vector and coarse vector, as stored, of the records among ``stored_ids`` whose
+        stored text is ``text_of[id]`` and whose stored vectors are sound (the collection's contract
+        guarantees they come from this model). Nothing while the coarse stage waits to be fitted."""
+        if not stored_ids:
+            return {}
+        if self._rotation_kind != "none" and self._rotation is None:
+            self._load_rotation()
+        if not self.rotation_fitted:
+            return {}
+        res = self._chroma_call("read existing records", self._collection.get, ids=stored_ids,
+                                include=["documents", "embeddings"])
+        coarse_of = {id_: np.asarray(e, dtype=np.float32) for id_, e in zip(res["ids"], res["embeddings"])}
+        same = [id_ for id_, text in zip(res["ids"], res["documents"]) if text == text_of.get(id_)]
+        blobs = self._full_blobs(same) if same else {}
+        readable = [id_ for id_ in same if blobs.get(id_) is not None]
+        if not readable:
+            return {}
+        _, bad = self._decode_readable([blobs[id_] for id_ in readable])  # a corrupt one is encoded again
+        corrupt = {readable[j] for j in bad}
+        return {id_: (blobs[id_], coarse_of[id_]) for id_ in readable if id_ not in corrupt
+                and coarse_of[id_].shape == (self._coarse_dim,) and np.isfinite(coarse_of[id_]).all()}
 
     def delete(self, ids: list[str] | None = None, *, where: dict[str, Any] | None = None,
                where_document: dict[str, Any] | None = None, **kwargs: Any) -> bool | None:

@@ -863,11 +863,12 @@ def test_reindexing_with_other_chunking_or_metadata_replaces_the_stored_chunks(t
     assert again.removed == first.stored and len(store) == again.chunks  # one copy, the new chunking
     assert index_corpus(src, store, chunk_words=20, overlap=0).added == 0
 
-    by_id = MatryoshkaChroma("ids", FakeMatryoshkaEmbeddings(), client=client, coarse_rotation="none")
+    by_id = MatryoshkaChroma("ids", CountingFake(), client=client, coarse_rotation="none")
     src.write_text('{"id": "fer", "cat": "fer", "text": "Une ferritine basse."}\n')
     index_corpus(src, by_id, id_field="id")
     report = index_corpus(src, by_id, id_field="id", metadata_fields=["cat"])
     assert report.updated == 1 and report.added == 0 and by_id.get()["metadatas"][0]["cat"] == "fer"
+    assert by_id.embeddings.encoded == 1  # the metadata-only change kept the stored vectors (it re-encoded)
     src.write_text('{"id": "fer", "cat": "hematologie", "text": "Une ferritine basse."}\n')
     assert index_corpus(src, by_id, id_field="id", metadata_fields=["cat"]).updated == 1
     assert by_id.similarity_search("ferritine", k=1, filter={"cat": "hematologie"})

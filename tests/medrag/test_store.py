@@ -1209,14 +1209,17 @@ def test_defect6_re_running_an_interrupted_ingest_neither_duplicates_nor_re_enco
     ids = again.add_texts(texts, metas, batch_size=25)
     assert len(again) == 100 and emb.encoded == 50 and len(set(ids)) == 100
     assert again.add_texts(texts, metas, batch_size=25) == ids and emb.encoded == 50 and len(again) == 100
-    # caller ids: skip_existing=True resumes the same way; without it, a re-add replaces
+    # caller ids: skip_existing=True resumes the same way; without it, a re-add replaces (its
+    # vectors are encoded again only where the text changed)
     own = [f"own{i}" for i in range(10)]
     again.add_texts(texts[:5], ids=own[:5])
     emb.encoded = 0
     again.add_texts(texts[:10], ids=own, skip_existing=True)
     assert emb.encoded == 5 and len(again) == 110
     again.add_texts(texts[:10], ids=own)
-    assert emb.encoded == 15
+    assert emb.encoded == 5
+    again.add_texts(texts[10:20], ids=own)
+    assert emb.encoded == 15 and again.get_by_ids(own[:1])[0].page_content == texts[10]
     again.delete_collection()
 
 
@@ -1800,3 +1803,47 @@ def test_a_content_id_rewritten_by_an_update_is_written_again(store: MatryoshkaC
     calls = fake.document_calls
     assert store.add_texts(["CRP élevée."], [{"tags": ["bio", "urgence"], "n": 2, "x": 0.5, "ok": True}]) == ids
     assert fake.document_calls == calls
+
+
+class _TextCounting(FakeMatryoshkaEmbeddings):
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoded: list[str] = []
+
+    def encode_documents(self, texts):
+        self.encoded += list(texts)
+        return super().encode_documents(texts)
+
+
+@pytest.mark.parametrize("layout", [{}, {"vector_sidecar": False}, {"full_encoding": "float32"},
+                                    {"coarse_rotation": "pca", "coarse_dim": 8}])
+def test_a_metadata_only_change_keeps_the_stored_vectors_unencoded(client, layout) -> None:
+    """Re-adding a record with its text unchanged and new metadata encoded it again: a new metadata
+    field on a whole corpus cost a full encoding (hours on CPU) (audit). It now keeps its stored
+    vectors, byte for byte, and writes the new metadata; a changed text is encoded."""
+    import chromadb
+
+    emb = _TextCounting()
+    store = MatryoshkaChroma(_name(), emb, client=client, **layout)
+    ids = [f"d{i}" for i in range(40)]
+    store.add_texts(TEXTS[:40], [{"service": "cardio", "old": 1}] * 40, ids=ids)
+    before = store.collection.get(ids=ids, include=["embeddings", "metadatas"])
+    vectors = store.get_full_vectors(ids)
+    emb.encoded.clear()
+    texts = TEXTS[:40]
+    texts[3] = "un texte corrigé: la ferritine basse du patient 3"
+    store.add_texts(texts, [{"service": "néphro", "year": 2024}] * 40, ids=ids)
+    assert emb.encoded == [texts[3]]  # only the edited text went through the model
+    after = store.collection.get(ids=ids, include=["embeddings", "metadatas"])
+    same = [i for i in range(40) if i != 3]
+    # Chroma normalises cosine vectors as it stores them: the last float bit may move
+    np.testing.assert_allclose(np.asarray(after["embeddings"])[same], np.asarray(before["embeddings"])[same], atol=1e-7)
+    np.testing.assert_array_equal(store.get_full_vectors(ids)[same], vectors[same])
+    assert [m[k] for m in after["metadatas"] for k in ("service", "year")] == ["néphro", 2024] * 40
+    assert all("old" not in m for m in after["metadatas"])  # a re-add still replaces the metadata
+    assert store.similarity_search(texts[3], k=1)[0].page_content == texts[3]
+    assert store.similarity_search(texts[7], k=1, filter={"service": "néphro"})[0].page_content == texts[7]
+    if isinstance(client, chromadb.api.client.Client) and not layout:  # the folder's copy serves the new metadata
+        other = MatryoshkaChroma(store.collection.name, FakeMatryoshkaEmbeddings(), client=client)
+        assert other.similarity_search(texts[7], k=1)[0].metadata["service"] == "néphro"
+    store.delete_collection()
