@@ -257,6 +257,52 @@ def _check_modes(args: argparse.Namespace) -> None:
     check_writable_dir(Path(args.out).expanduser(), "--out", create=False)
 
 
+def _finetune_split(spec: str, data: str) -> tuple[int, float] | None:
+    """``(split seed, eval fraction)`` of the held-out split the ``medrag finetune`` run that made the
+    model folder ``spec`` kept out of training, when it trained on the pairs file ``data`` without a
+    separate eval file; None otherwise (not a fine-tuning output, other data, unreadable config)."""
+    import yaml
+
+    config = Path(spec).expanduser() / "finetune_config.yaml"
+    try:
+        recorded = yaml.safe_load(config.read_text(encoding="utf-8")) if config.is_file() else None
+        if not isinstance(recorded, dict) or recorded.get("eval_data") or not recorded.get("data") \
+                or Path(str(recorded["data"])).expanduser().resolve() != Path(data).expanduser().resolve():
+            return None
+        # split_seed since December 4; before it, the run's seed drew the split
+        return int(recorded.get("split_seed", recorded.get("seed", SPLIT_SEED))), \
+            float(recorded.get("eval_fraction", EVAL_FRACTION))
+    except (OSError, ValueError, TypeError, yaml.YAMLError) as exc:
+        logger.debug("cannot read %s: %s", config, exc)
+        return None
+
+
+def _follow_finetune_split(args: argparse.Namespace) -> None:
+    """Score a fine-tuned model on the questions its run held out: a run's held-out split is its
+    own (``split_seed``; before December 4 its ``seed``), and the default --split-seed scored a
+    ``--seed 7`` run on its training questions in silence. Without --split-seed/--eval-fraction (or
+    with their defaults) the run's split is used, and said; given otherwise, a warning says the scores
+    include training questions."""
+    if args.split == "all" or unused_options(args.data, args.split):
+        return  # every pair, or fixed splits (FrenchMedMCQA, the sample)
+    splits = {spec: split for spec in dict.fromkeys(args.model)
+              if (split := _finetune_split(spec, args.data)) is not None}
+    current = (args.split_seed, args.eval_fraction)
+    given = bool(_given(args, ("split_seed", "eval_fraction")))  # given with another value than the default
+    differing = {spec: split for spec, split in splits.items() if split != current}
+    if not differing:
+        return
+    if not given and len(set(splits.values())) == 1:
+        args.split_seed, args.eval_fraction = next(iter(splits.values()))
+        logger.warning("scoring on the questions the fine-tuning of %s held out (split seed %d, eval fraction %g), "
+                       "as its finetune_config.yaml records", ", ".join(splits), args.split_seed, args.eval_fraction)
+        return
+    for spec, (seed, fraction) in differing.items():
+        logger.warning("%s was fine-tuned with the held-out split of split seed %d, eval fraction %g: on this split "
+                       "(%d, %g) its scores include questions it trained on; pass --split-seed %d --eval-fraction %g",
+                       spec, seed, fraction, args.split_seed, args.eval_fraction, seed, fraction)
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from medrag.models import loading_progress
 
@@ -291,6 +337,7 @@ def _evaluate_checked(args: argparse.Namespace) -> int:
             import medrag.store  # noqa: F401
         except ImportError as exc:
             raise MedragError(f"--store needs medrag.store (MatryoshkaChroma): {exc}") from exc
+    _follow_finetune_split(args)
     task = load_task(args.data, split=args.split, question_column=args.question_column,
                      answer_column=args.answer_column, eval_fraction=args.eval_fraction,
                      split_seed=args.split_seed, limit=args.limit)

@@ -124,7 +124,10 @@ class FinetuneConfig:
     weight_decay: float = setting(0.01, "AdamW weight decay")
     max_seq_length: int | None = setting(128, "token cap in training (the saved model keeps its inference length)")
     max_steps: int = setting(-1, "stop after this many optimiser steps (-1: run the epochs)")
-    seed: int = setting(SPLIT_SEED, "random seed (data split, shuffling, initialisation)")
+    seed: int = setting(SPLIT_SEED, "random seed (shuffling, initialisation, max_train_pairs draws)")
+    split_seed: int = setting(SPLIT_SEED, "seed of the held-out split of a pairs file without one (apart from seed, "
+                              "so that runs of any seed hold out the same questions, those medrag evaluate "
+                              "scores by default)")
     precision: Precision = setting("auto", "auto (bf16 where the GPU supports it, else fp16 on older GPUs, fp32 "
                                    "on CPU), bf16, fp16 or fp32")
     tf32: bool = setting(True, "allow TF32 matmuls on Ampere and newer GPUs")
@@ -221,6 +224,7 @@ class FinetuneConfig:
             (self.epochs > 0 or self.max_steps > 0, "epochs must be > 0 (or set max_steps)"),
             (self.max_steps == -1 or self.max_steps >= 1, "max_steps must be -1 (run the epochs) or >= 1"),
             (0 <= self.seed < 2**32, "seed must be between 0 and 2**32 - 1"),
+            (0 <= self.split_seed < 2**32, "split_seed must be between 0 and 2**32 - 1"),
             (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
             (self.logging_steps >= 1, "logging_steps must be >= 1"),
             (self.lr_scheduler in LR_SCHEDULERS, f"lr_scheduler must be one of {LR_SCHEDULERS}"),

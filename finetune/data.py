@@ -21,6 +21,6 @@ def load_dataset_from_config(cfg: Any) -> QADataset:
     return load_qa_dataset(
         cfg.data, question_column=cfg.question_column, answer_column=cfg.answer_column,
         negatives_column=cfg.negatives_column, eval_source=cfg.eval_data, eval_fraction=cfg.eval_fraction,
-        seed=cfg.seed, train_split=cfg.train_splits[0] if cfg.train_splits else "train",
+        seed=cfg.split_seed, train_split=cfg.train_splits[0] if cfg.train_splits else "train",
         eval_split=cfg.eval_split,
     )

@@ -50,7 +50,7 @@ RUN_SETTINGS = frozenset({
     "output_dir", "checkpoints", "save_steps", "save_total_limit", "keep_checkpoints", "logging_steps",
     "resume", "report_to", "run_name", "evaluate_before", "evaluate_after", "eval_batch_size",
     "export_adapter", "export_scores", "adapter_name", "suite_max_passages", "teacher_cache",
-    "torch_threads", "device", "shared_data", "data", "eval_data",  # the training texts themselves are in the key
+    "torch_threads", "device", "shared_data", "data", "eval_data", "split_seed",  # the training texts are in the key
 })
 
 

@@ -120,6 +120,32 @@ def source_texts(name: str, shared_data: str | Path) -> list[str]:
     raise DataError(f"unknown unlabelled-text source {name!r}; known: {', '.join(TEXT_SOURCES)}")
 
 
+#: What each source reads under ``shared_data`` (``sample`` ships with the package).
+SOURCE_PATHS = {"frenchmedmcqa": "frenchmedmcqa", "cases": "french-medical-text", "abstracts": "french-medical-text",
+                "leaflets": "french-medical-text", "medquad": "medquad/medquad.jsonl"}
+
+
+def check_sources(mixture: Sequence[str], distill_corpus: Sequence[str], shared_data: str | Path) -> None:
+    """Refuse, before anything loads, a ``mixture`` or ``distill_corpus`` entry that is malformed,
+    names an unknown source, or whose data is not under ``shared_data``.
+
+    >>> check_sources(["sample:100"], ["sample"], "/nowhere")  # the sample ships with the package
+    >>> check_sources(["caess"], [], "/nowhere")
+    Traceback (most recent call last):
+    ...
+    medrag.errors.DataError: unknown training source 'caess' in mixture; known: frenchmedmcqa, sample, cases, abstracts, leaflets, medquad
+    """
+    for field, entries, known in (("mixture", mixture, PAIR_SOURCES), ("distill_corpus", distill_corpus, TEXT_SOURCES)):
+        for entry in entries:
+            name = parse_source(entry).name
+            if name not in known:
+                raise DataError(f"unknown training source {name!r} in {field}; known: {', '.join(known)}")
+            if name in SOURCE_PATHS and not (Path(shared_data).expanduser() / SOURCE_PATHS[name]).exists():
+                raise DataError(f"{field} source {name!r} reads {Path(shared_data) / SOURCE_PATHS[name]}, which does "
+                                "not exist: pass the folder holding the shared data sets as --shared-data "
+                                "(shared_data: in a config)")
+
+
 def mixture_pairs(entries: Sequence[str], shared_data: str | Path, seed: int = 42
                   ) -> tuple[list[QAPair], dict[str, int]]:
     """The pairs of every source in ``entries`` (each capped by a seeded draw), and the count per source."""

@@ -22,18 +22,58 @@ def score_table(before: dict[int, dict[str, float]], after: dict[int, dict[str, 
     return "\n".join(lines)
 
 
+#: The settings each engine reads, recorded as the run's recipe (``matryoshka.json`` ``extra.recipe``).
+TRAINER_RECIPE = ("loss", "batch_size", "mini_batch_size", "gradient_accumulation_steps", "hard_negatives",
+                  "batch_sampler", "epochs", "max_steps", "learning_rate", "warmup_ratio", "lr_scheduler",
+                  "max_seq_length", "seed")
+LOOP_RECIPE = ("contrastive_weight", "lora_rank", "lora_alpha", "lora_layers", "freeze_embeddings", "freeze_encoder",
+               "rotation", "rotation_trainable", "distill_weight", "distill_temperature", "distill_corpus",
+               "distill_batch_size", "matryoshka_weights", "batch_sampling", "mixture", "max_train_pairs",
+               "batch_size", "epochs", "max_steps", "learning_rate", "query_max_length", "passage_max_length", "seed")
+
+
+def recipe_settings(cfg: Any) -> dict[str, Any]:
+    """The settings of ``cfg`` that its engine trains with (the other engine's are not read)."""
+    return {"engine": cfg.engine, **{k: getattr(cfg, k) for k in (LOOP_RECIPE if cfg.engine == "loop"
+                                                                   else TRAINER_RECIPE)}}
+
+
+def recipe_text(cfg: Any, result: Any, loss: str) -> str:
+    """One sentence of the recipe the run trained with, for the engine it ran (``engine: loop`` has its
+    own lengths, fp32, MNRL and a linear schedule: the Trainer's batch sampler, max_seq_length and
+    precision were printed for it)."""
+    length = f"{cfg.max_steps} step(s) at most" if cfg.max_steps > 0 else f"{cfg.epochs:g} epoch(s)"
+    if cfg.engine == "loop":
+        parts = [f"MatryoshkaLoss over in-batch negatives (MultipleNegativesRankingLoss, weight "
+                 f"{cfg.contrastive_weight:g}), sizes {', '.join(map(str, result.dims))}"]
+        if cfg.distill_weight:
+            parts.append(f"self-distillation of the frozen base model's full-size similarities into every size "
+                         f"(weight {cfg.distill_weight:g}, temperature {cfg.distill_temperature:g}"
+                         + (f", unlabelled {'+'.join(cfg.distill_corpus)}" if cfg.distill_corpus else "") + ")")
+        parts.append("encoder frozen, only the final linear layer trained on cached encoder vectors"
+                     if cfg.freeze_encoder else
+                     (f"LoRA rank {cfg.lora_rank}, alpha {cfg.lora_alpha:g}"
+                      + (f", top {cfg.lora_layers} layers" if cfg.lora_layers else ", all layers"))
+                     if cfg.lora_rank else "full fine-tuning")
+        parts.append(f"rotation {cfg.rotation}")
+        if cfg.mixture:
+            parts.append(f"pairs added from {'+'.join(cfg.mixture)}")
+        parts.append(f"{cfg.batch_sampling} batches of {cfg.batch_size}, {length}, lr {cfg.learning_rate:g}, "
+                     f"linear schedule; queries <= {cfg.query_max_length} tokens, passages <= "
+                     f"{cfg.passage_max_length}; fp32 (engine loop); seed {cfg.seed}")
+        return "; ".join(parts)
+    return (f"MatryoshkaLoss over {'CachedMultipleNegativesRankingLoss (mini-batch ' + str(cfg.mini_batch_size) + ')' if loss == 'cached_mnrl' else 'MultipleNegativesRankingLoss'}"
+            f", sizes {', '.join(map(str, result.dims))}; batch {cfg.batch_size} x accumulation "
+            f"{cfg.gradient_accumulation_steps}; {cfg.hard_negatives} hard negative(s) per example; "
+            f"sampler {cfg.batch_sampler}; {length}; lr {cfg.learning_rate:g}, warmup "
+            f"{cfg.warmup_ratio:g}, {cfg.lr_scheduler} schedule; max_seq_length {cfg.max_seq_length}; "
+            f"{result.precision}; seed {cfg.seed}")
+
+
 def write_model_card(folder: str | Path, cfg: Any, result: Any, dataset: Any, info: dict[str, Any]) -> Path:
     """Write ``README.md`` into ``folder`` (replacing sentence-transformers' generic card)."""
     folder = Path(folder)
-    loss = info.get("loss", cfg.loss)
-    recipe = (f"MatryoshkaLoss over {'CachedMultipleNegativesRankingLoss (mini-batch ' + str(cfg.mini_batch_size) + ')' if loss == 'cached_mnrl' else 'MultipleNegativesRankingLoss'}"
-              f", sizes {', '.join(map(str, result.dims))}; batch {cfg.batch_size} x accumulation "
-              f"{cfg.gradient_accumulation_steps}; {cfg.hard_negatives} hard negative(s) per example; "
-              f"sampler {cfg.batch_sampler}; "
-              f"{f'{cfg.max_steps} step(s) at most' if cfg.max_steps > 0 else f'{cfg.epochs:g} epoch(s)'}; "
-              f"lr {cfg.learning_rate:g}, warmup "
-              f"{cfg.warmup_ratio:g}, {cfg.lr_scheduler} schedule; max_seq_length {cfg.max_seq_length}; "
-              f"{result.precision}; seed {cfg.seed}")
+    recipe = recipe_text(cfg, result, info.get("loss", cfg.loss))
     parts = [
         "---",
         "library_name: sentence-transformers",
@@ -122,14 +162,7 @@ def adapter_card(name: str, cfg: Any, result: Any, metadata: Any, sources: list[
         "",
         "## Recipe",
         "",
-        f"MatryoshkaLoss over in-batch negatives (sizes {', '.join(map(str, result.dims))}) + self-distillation of the "
-        f"frozen base model's full-size similarities into every size (weight {cfg.distill_weight:g}, temperature "
-        f"{cfg.distill_temperature:g}); "
-        + ("encoder frozen, only the final linear layer trained on cached encoder vectors" if cfg.freeze_encoder
-           else f"LoRA rank {cfg.lora_rank}, alpha {cfg.lora_alpha:g}"
-           + (f", top {cfg.lora_layers} layers" if cfg.lora_layers else ", all layers"))
-        + f"; rotation {cfg.rotation}; batch {cfg.batch_size}, lr {cfg.learning_rate:g}, {cfg.epochs:g} epoch(s), "
-        f"queries <= {cfg.query_max_length} tokens, passages <= {cfg.passage_max_length}; seed {cfg.seed}. "
+        f"{recipe_text(cfg, result, 'mnrl')}. "
         f"{result.global_step} steps in {result.train_seconds:.0f} s ({result.samples_per_second:.2f} samples/s).",
         "",
         f"## Scores per size ({metadata.metric}, {scored_on})",

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 from medrag.command import PROBE_PREFIX, check_writable_dir
 from medrag.errors import ConfigError
 
+from finetune.mixture import check_sources
+
 if TYPE_CHECKING:
     from finetune.config import FinetuneConfig
 
@@ -185,11 +187,53 @@ def check_run(cfg: "FinetuneConfig", create: bool = True, model_given: bool = Fa
     ``model_given``: a loaded model was passed in, whose sizes ``cfg.model`` does not tell)."""
     if not model_given:
         check_matryoshka_weights(cfg)
+        check_dims(cfg)
+    check_resume(cfg)
     check_output_dir(cfg, create=create)
+    check_sources(cfg.mixture, cfg.distill_corpus, cfg.shared_data)
     if cfg.export_adapter is not None:
         check_export_folder(cfg.export_adapter, cfg.output_dir, cfg.model)
         check_writable_dir(Path(cfg.export_adapter).expanduser(), "export_adapter", create=False)
+        check_suite_data(cfg)
     check_report_to(cfg.report_to)
+
+
+def check_dims(cfg: "FinetuneConfig") -> None:
+    """Refuse ``dims`` larger than the model's size when that size can be read without loading it
+    (the run refused them after loading the data and the model)."""
+    full = model_full_dim(cfg.model) if cfg.dims else None
+    too_big = sorted({int(d) for d in cfg.dims or [] if full is not None and int(d) > full}, reverse=True)
+    if too_big:
+        raise ConfigError(f"dims {too_big} exceed the model's size {full}")
+
+
+def check_resume(cfg: "FinetuneConfig") -> None:
+    """``resume`` needs a checkpoint in ``output_dir/checkpoints``, and a run without it refuses a
+    folder holding one (the run said so only once it had made the output folder)."""
+    from finetune.loop_checkpoints import checkpoint_step
+
+    folder = Path(cfg.output_dir).expanduser() / CHECKPOINT_DIR
+    found = folder.is_dir() and any(p.is_dir() and checkpoint_step(p) is not None for p in folder.iterdir())
+    if cfg.resume and not found:
+        raise ConfigError(f"nothing to resume: no checkpoint in {folder}")
+    if found and not cfg.resume:
+        raise ConfigError(f"{folder} already holds checkpoints; pass --resume to continue that run, or choose "
+                          "another output_dir")
+
+
+def check_suite_data(cfg: "FinetuneConfig") -> None:
+    """An export that records the validation suite's scores (``export_scores`` suite or suite_pilot)
+    reads the suite from ``shared_data``: refuse before training when its folders are not there (the
+    export failed after the whole run)."""
+    if cfg.export_scores == "run":
+        return
+    root = Path(cfg.shared_data).expanduser()
+    missing = [name for name in ("frenchmedmcqa", "french-medical-text") if not (root / name).is_dir()]
+    if missing:
+        raise ConfigError(f"export_adapter records the validation suite's scores (export_scores: {cfg.export_scores}), "
+                          f"read from shared_data {cfg.shared_data}, which lacks {', '.join(missing)}: pass the "
+                          "shared data folder as --shared-data, or --export-scores run to record the run's own "
+                          "eval split")
 
 
 __all__ = ["check_run", "check_output_dir", "check_export_folder", "check_report_to", "is_finetune_output",

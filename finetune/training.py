@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from finetune.config import FinetuneConfig
 from finetune.data import load_dataset_from_config
-from finetune.model_card import write_model_card
+from finetune.model_card import recipe_settings, write_model_card
 from finetune.preflight import (CHECKPOINT_DIR, CONFIG_FILENAME, INFO_FILENAME, check_matryoshka_weights,
                                 check_report_to, check_run)
 from finetune.scoring import TRAINING_METRICS, prompt_texts, score_sizes
@@ -350,7 +350,7 @@ class MatryoshkaFinetuner:
 
             pilot = cfg.export_scores == "suite_pilot"
             base = load_model(cfg.model or BUNDLED_SPEC, device="cpu" if _cpu_only(cfg) else cfg.device)
-            caps = dict(pilot=pilot, max_passages=cfg.suite_max_passages)
+            caps = dict(pilot=pilot, max_passages=cfg.suite_max_passages, data_root=cfg.shared_data)
             scores, per_domain = suite_macro_scores(self.model, base, result.dims, frozen_encoder=cfg.freeze_encoder,
                                                     **caps)
             before, base_domains = suite_macro_scores(base, None, result.dims, frozen_encoder=False, **caps)
@@ -358,16 +358,13 @@ class MatryoshkaFinetuner:
                          "macro-average over the choice domains")
         meta = MatryoshkaMetadata(
             full_dim=embedding_dim(self.model), dims=result.dims, scores=scores, scores_before=before,
-            base_model=cfg.model or "bundled:multilingual-e5-small",
+            base_model=_recorded_spec(cfg.model or "bundled:multilingual-e5-small"),
             extra={"scored_on": scored_on, "suite_domains": {d: {str(k): v for k, v in s.items()}
                                                              for d, s in per_domain.items()},
                    "suite_domains_base": {d: {str(k): v for k, v in s.items()} for d, s in base_domains.items()},
                    "rotation_folded": cfg.rotation != "none",
                    "training_sources": getattr(self, "source_counts", {}), "licences": licences})
-        recipe = {k: getattr(cfg, k) for k in ("lora_rank", "lora_alpha", "lora_layers", "distill_weight",
-                                               "distill_temperature", "distill_corpus", "distill_batch_size",
-                                               "rotation", "mixture", "max_train_pairs", "batch_size", "epochs",
-                                               "learning_rate", "query_max_length", "passage_max_length", "seed")}
+        recipe = recipe_settings(cfg)
         card = adapter_card(cfg.adapter_name, cfg, result, meta, sources, licences,
                             getattr(self, "source_counts", {}), getattr(self, "text_counts", {}))
         return export_adapter(adapter_model, cfg.export_adapter, name=cfg.adapter_name, base_spec=cfg.model,
@@ -554,16 +551,22 @@ class MatryoshkaFinetuner:
         cfg.save(out / CONFIG_FILENAME)
         meta = MatryoshkaMetadata(
             full_dim=embedding_dim(model), dims=result.dims, scores=result.scores_after,
-            scores_before=result.scores_before, base_model=str(cfg.model or getattr(model, "medrag_spec", None)
-                                                               or "bundled:multilingual-e5-small"),
+            scores_before=result.scores_before, base_model=_recorded_spec(cfg.model or getattr(model, "medrag_spec", None)
+                                                                          or "bundled:multilingual-e5-small"),
             extra={"dataset": self.dataset.name, "training": info, "metrics": list(TRAINING_METRICS),
-                   "recipe": {"loss_used": self.loss_name, **{k: getattr(cfg, k) for k in ("loss", "batch_size", "mini_batch_size",
-                                                           "gradient_accumulation_steps", "hard_negatives",
-                                                           "batch_sampler", "epochs", "learning_rate",
-                                                           "warmup_ratio", "max_seq_length", "seed")}}},
+                   "recipe": {**({"loss_used": self.loss_name} if cfg.engine != "loop" else {}),
+                              **recipe_settings(cfg)}},
         )
         meta.save(out)
         write_model_card(out, cfg, result, self.dataset, info)
+
+
+def _recorded_spec(spec: Any) -> str:
+    """A model spec as a model folder records it: a local folder as its absolute path (a relative one
+    named the base model only from the folder the run started in), anything else as given."""
+    spec = str(spec)
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if not spec.startswith("bundled:") and path.is_dir() else spec
 
 
 def train(config: FinetuneConfig, **kwargs: Any) -> FinetuneResult:

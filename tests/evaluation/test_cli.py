@@ -288,3 +288,27 @@ def test_write_metadata_without_a_model_folder_is_refused_before_the_model(pairs
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--write-metadata writes into a model folder" in err[0]
+
+
+def test_a_fine_tuned_folder_is_scored_on_the_questions_its_run_held_out(tiny_model_dir, pairs_file, tmp_path,
+                                                                        capsys, caplog):
+    """``medrag finetune --seed 7`` held out the questions of seed 7, and ``medrag evaluate`` scored the
+    folder on those of split seed 42, its training questions among them, in silence (audit)."""
+    import yaml
+
+    folder = tmp_path / "ft"
+    shutil.copytree(tiny_model_dir, folder)
+    # written by a run before split_seed existed: its seed drew the split
+    (folder / "finetune_config.yaml").write_text(yaml.safe_dump({"data": str(pairs_file), "seed": 7,
+                                                                 "eval_fraction": 0.5, "eval_data": None}))
+    argv = ["evaluate", "--model", str(folder), "--data", str(pairs_file), "--out", str(tmp_path / "r"), "--no-cache",
+            "--sizes", "32", "--metrics", "ndcg@10", "--bootstrap", "20", "--no-plot", "--device", "cpu"]
+    with caplog.at_level("WARNING", logger="evaluation.cli"):
+        assert main(argv) == 0
+    assert "50% held out (seed 7)" in capsys.readouterr().out
+    assert "held out (split seed 7, eval fraction 0.5), as its finetune_config.yaml records" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="evaluation.cli"):
+        assert main([*argv, "--split-seed", "3"]) == 0
+    assert "(seed 3)" in capsys.readouterr().out
+    assert "its scores include questions it trained on; pass --split-seed 7 --eval-fraction 0.5" in caplog.text

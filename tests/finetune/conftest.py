@@ -21,7 +21,7 @@ def quick_config(tiny_model_dir, pairs_file, output_dir, **overrides):
     base = dict(data=str(pairs_file), question_column="question", answer_column="answer", eval_fraction=0.25,
                 model=str(tiny_model_dir), output_dir=str(output_dir), device="cpu", batch_size=8,
                 mini_batch_size=4, epochs=4, learning_rate=5e-4, warmup_ratio=0.0, max_seq_length=32,
-                logging_steps=1, eval_batch_size=16, seed=0)
+                logging_steps=1, eval_batch_size=16, seed=0, split_seed=0)
     if overrides.get("engine") == "loop":  # the loop refuses the Trainer's options
         base = {k: v for k, v in base.items() if k not in TRAINER_ONLY}
     return FinetuneConfig(**{**base, **overrides})

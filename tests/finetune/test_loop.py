@@ -229,6 +229,29 @@ def test_frozen_encoder_trains_only_the_final_layer_and_exports_it(tiny_model_di
     assert np.allclose(built.encode(texts), trained.encode(texts), atol=1e-5)
 
 
+def test_the_export_scores_the_suite_from_shared_data(tiny_model_dir, pairs_file, tmp_path, monkeypatch):
+    """The export read the suite from ../shared/data whatever --shared-data said, and failed after the
+    whole run when the working folder had no ../shared (audit)."""
+    import finetune.suite_scores
+
+    seen = []
+
+    def scores(model, base, dims, *, frozen_encoder, pilot=True, max_passages=3000, data_root=None, **kw):
+        seen.append(data_root)
+        return {d: {"ndcg@10": 0.5, "mrr@10": 0.5, "recall@10": 0.5} for d in dims}, {}
+
+    monkeypatch.setattr(finetune.suite_scores, "suite_macro_scores", scores)
+    data = tmp_path / "elsewhere"
+    for name in ("frenchmedmcqa", "french-medical-text"):
+        (data / name).mkdir(parents=True)
+    cfg = loop_config(tiny_model_dir, pairs_file, tmp_path / "m", tmp_path, lora_rank=0, freeze_encoder=True,
+                      rotation="pca", max_steps=2, export_adapter=str(tmp_path / "a"), adapter_name="head",
+                      export_scores="suite_pilot", shared_data=str(data), evaluate_before=False)
+    MatryoshkaFinetuner(cfg).run()
+    assert seen == [str(data), str(data)]  # the trained model, then the base
+    assert json.loads((tmp_path / "a" / "matryoshka.json").read_text())["scores"]["64"]["ndcg@10"] == 0.5
+
+
 def test_teacher_cache_reads_files_of_the_legacy_fingerprint(tmp_path):
     from finetune.loop import TeacherCache
 
@@ -332,3 +355,38 @@ def test_a_stop_while_encoding_the_teacher_vectors_keeps_what_is_encoded(tiny_mo
     assert len(files) == 1  # the questions' first batch of 32, not the passages
     with np.load(files[0]) as data:
         assert len(data["keys"]) == 32
+
+
+def test_a_loop_run_records_the_recipe_it_trained_with(tiny_model_dir, pairs_file, tmp_path, monkeypatch):
+    """The card and matryoshka.json of an engine: loop run described the Trainer's recipe (its sampler,
+    max_seq_length, precision), not the loop's frozen encoder, rotation or lengths; a base model given
+    as a relative folder was recorded relative, so nothing could load it from elsewhere (audit)."""
+    import shutil
+
+    shutil.copytree(tiny_model_dir, tmp_path / "base")
+    monkeypatch.chdir(tmp_path)
+    cfg = loop_config("base", pairs_file, tmp_path / "m", tmp_path, lora_rank=0, freeze_encoder=True,
+                      rotation="pca", max_steps=2, evaluate_before=False)
+    MatryoshkaFinetuner(cfg).run()
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert "encoder frozen, only the final linear layer trained" in card and "rotation pca" in card
+    assert "queries <= 32 tokens, passages <= 32" in card and "fp32 (engine loop)" in card
+    assert "sampler" not in card and "max_seq_length" not in card
+    meta = json.loads((tmp_path / "m" / "matryoshka.json").read_text())
+    assert meta["extra"]["recipe"]["engine"] == "loop" and meta["extra"]["recipe"]["freeze_encoder"] is True
+    assert "batch_sampler" not in meta["extra"]["recipe"]
+    assert meta["base_model"] == str(tmp_path / "base")
+
+
+def test_the_held_out_split_does_not_move_with_the_training_seed(pairs_file, tiny_model_dir, tmp_path):
+    """--seed drew the held-out split too: a seed-7 run held out other questions than medrag evaluate
+    scores by default (split seed 42), so it was scored on its training questions (audit)."""
+    from finetune.data import load_dataset_from_config
+
+    held = [sorted({p.question for p in load_dataset_from_config(
+        quick_config(tiny_model_dir, pairs_file, tmp_path / "o", **kw)).eval})
+        for kw in ({"seed": 0, "split_seed": 42}, {"seed": 7, "split_seed": 42}, {"seed": 7, "split_seed": 3})]
+    assert held[0] == held[1] != held[2]
+    from medrag.qa.pairs import SPLIT_SEED
+
+    assert FinetuneConfig().split_seed == SPLIT_SEED  # the split medrag evaluate scores by default

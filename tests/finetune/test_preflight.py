@@ -146,6 +146,50 @@ def test_check_refuses_what_a_run_would(tmp_path, capsys, tiny_model_dir, pairs_
     assert not (tmp_path / "o").exists()  # --check creates nothing
 
 
+@pytest.mark.parametrize("extra, expected", [
+    (["--dims", "512", "64"], "dims [512] exceed the model's size 128"),
+    (["--resume"], "nothing to resume: no checkpoint in"),
+    (["--engine", "loop", "--mixture", "caess"], "unknown training source 'caess' in mixture"),
+    (["--engine", "loop", "--distill-corpus", "medquad"], "unknown training source 'medquad' in distill_corpus"),
+    (["--engine", "loop", "--mixture", "cases:10"], "mixture source 'cases' reads NOWHERE/french-medical-text, which "
+                                                    "does not exist: pass the folder holding the shared data sets as "
+                                                    "--shared-data"),
+    (["--engine", "loop", "--freeze-encoder", "--rotation", "pca", "--export-adapter", "EXPORT"],
+     "export_adapter records the validation suite's scores (export_scores: suite_pilot), read from shared_data "
+     "NOWHERE, which lacks frenchmedmcqa, french-medical-text: pass the shared data folder as --shared-data"),
+])
+def test_check_and_the_run_refuse_before_anything_loads(tmp_path, capsys, tiny_model_dir, pairs_file, monkeypatch,
+                                                       extra, expected):
+    """These passed --check and failed in the run after the data, the model or the whole training
+    (the export read the suite from ../shared/data whatever --shared-data said) (audit)."""
+    import medrag.models
+
+    nowhere = str(tmp_path / "nowhere")
+    extra = [e.replace("EXPORT", str(tmp_path / "export")) for e in extra]
+    expected = expected.replace("NOWHERE", nowhere)
+    base = ["finetune", "--data", str(pairs_file), "--question-column", "question", "--answer-column", "answer",
+            "--model", str(tiny_model_dir), "--output-dir", str(tmp_path / "o"), "--shared-data", nowhere, *extra]
+    assert medrag_main([*base, "--check"]) == 1
+    assert expected in _one_error_line(capsys)
+    monkeypatch.setattr(medrag.models, "_load", lambda *a, **k: pytest.fail("the model was loaded"))
+    assert medrag_main(base) == 1
+    assert expected in _one_error_line(capsys)
+    assert not (tmp_path / "o").exists() and not (tmp_path / "export").exists()
+
+
+def test_a_folder_with_checkpoints_needs_resume_before_anything_loads(tmp_path, capsys, tiny_model_dir, pairs_file,
+                                                                      monkeypatch):
+    import medrag.models
+
+    (tmp_path / "o" / "checkpoints" / "checkpoint-3").mkdir(parents=True)
+    monkeypatch.setattr(medrag.models, "_load", lambda *a, **k: pytest.fail("the model was loaded"))
+    for check in (["--check"], []):
+        assert medrag_main(["finetune", "--data", str(pairs_file), "--question-column", "question", "--answer-column",
+                            "answer", "--model", str(tiny_model_dir), "--output-dir", str(tmp_path / "o"),
+                            *check]) == 1
+        assert "already holds checkpoints; pass --resume" in _one_error_line(capsys)
+
+
 # ------------------------------------------------------------------ Trainer --resume (item 6)
 
 
