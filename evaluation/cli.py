@@ -22,9 +22,9 @@ from evaluation.cache import EmbeddingCache
 from evaluation.data import load_task, unused_options
 from evaluation.evaluator import evaluate_models
 from evaluation.hybrid import evaluate_hybrid, evaluate_hybrid_suite
-from evaluation.metrics import DEFAULT_METRICS, PRIMARY_METRIC, max_k
-from evaluation.recommend import BALANCED_TOLERANCE, EDGE_TOLERANCE, write_metadata
-from evaluation.report import holds_report, remove_stale_report_files
+from evaluation.metrics import DEFAULT_METRICS, PRIMARY_METRIC, max_k, parse_metric
+from evaluation.recommend import BALANCED_TOLERANCE, EDGE_TOLERANCE, recommend_sizes, write_metadata
+from evaluation.report import check_report_folder, holds_report, remove_stale_report_files, report_file_names
 from evaluation.stats import CONFIDENCE, N_BOOTSTRAP, N_PERMUTATIONS, PAIRED_TESTS
 from evaluation.store_eval import STORE_METRICS, evaluate_store
 from evaluation.suite import evaluate_suite
@@ -192,12 +192,33 @@ def _check_values(args: argparse.Namespace) -> None:
     --candidates (the checks that need the model's size are in :func:`_check_model_sizes`)."""
     if any(not label.strip() for label in args.label or ()):
         raise DataError("--label is empty: give each --model a name for the tables")
+    bad = [s for s in args.sizes or () if s < 1]
+    if bad:
+        raise DataError(f"--sizes {' '.join(map(str, bad))}: pass sizes >= 1 (at most the model's full size)")
+    # the library checks these too, but after the task and the models were loaded
+    for name in [*(args.metrics or ()), *([args.primary_metric] if args.primary_metric else [])]:
+        parse_metric(name)
+    if args.confidence is not None and not 0 < args.confidence < 1:
+        raise DataError(f"--confidence {args.confidence:g}: pass a coverage in (0, 1), e.g. 0.95")
+    if args.balanced_tolerance is not None or args.edge_tolerance is not None:
+        recommend_sizes({1: 1.0}, BALANCED_TOLERANCE if args.balanced_tolerance is None else args.balanced_tolerance,
+                        EDGE_TOLERANCE if args.edge_tolerance is None else args.edge_tolerance)
     repeated = sorted({s for s in args.sizes or () if args.sizes.count(s) > 1})
     if repeated:
         raise DataError(f"--sizes names {', '.join(map(str, repeated))} more than once; give each size once")
     if args.write_metadata and not any(Path(m).expanduser().is_dir() for m in args.model or ()):
         raise DataError("--write-metadata writes into a model folder, and no --model is a local folder "
                         "(the embedded and hub models are read-only here): pass --model PATH, or drop it")
+    if args.write_metadata and args.sizes:  # every trained size is scored, or "auto" chooses among a few
+        from medrag.metadata import MatryoshkaMetadata
+
+        for m in args.model or ():
+            meta = MatryoshkaMetadata.load(Path(m).expanduser()) if Path(m).expanduser().is_dir() else None
+            missing = [d for d in meta.dims if d not in args.sizes] if meta is not None else []
+            if missing:
+                raise DataError(f"--write-metadata records scores for every trained size of {m} ({meta.dims}); "
+                                f"--sizes leaves out {missing}: pass --sizes {' '.join(map(str, meta.dims))}, or "
+                                "drop --sizes")
     for w in args.lexical_weight or ():
         if not 0.0 <= w <= 1.0:
             raise DataError(f"--lexical-weight {w:g}: pass weights in [0, 1] (0 = dense only)")
@@ -216,7 +237,13 @@ def _check_values(args: argparse.Namespace) -> None:
 
 
 def _check_model_sizes(args: argparse.Namespace, embeddings: list[MatryoshkaEmbeddings]) -> None:
-    """Right after the models load, before any scoring: --coarse-dim must be below each model's full size."""
+    """Right after the models load, before any scoring: --sizes within each model's full size (the
+    second model's were refused after the first one was encoded), --coarse-dim below it."""
+    for emb in embeddings:
+        above = [s for s in args.sizes or () if s > emb.full_dim]
+        if above:
+            raise DataError(f"--sizes {' '.join(map(str, above))}: above the full size {emb.full_dim} of {emb.spec}; "
+                            "pass sizes every --model has")
     if args.store and args.coarse_dim is not None:
         for emb in embeddings:
             if not 1 <= args.coarse_dim < emb.full_dim:
@@ -255,6 +282,12 @@ def _check_modes(args: argparse.Namespace) -> None:
     _check_values(args)
     # checked now (made when the report is written): a path under a file failed after all the scoring
     check_writable_dir(Path(args.out).expanduser(), "--out", create=False)
+    # a user's own report.md there was overwritten at the end
+    n_models = len(args.model or ())
+    hybrid = [f"hybrid_suite{'' if n_models == 1 else f'_{i + 1}'}.{e}" for i in range(n_models)
+              for e in ("md", "json")] if args.hybrid else []
+    check_report_folder(args.out, ["suite.md", "suite.json", *hybrid] if args.suite else
+                        report_file_names(n_models, args.primary_metric or PRIMARY_METRIC, not args.no_plot))
 
 
 def _finetune_split(spec: str, data: str) -> tuple[int, float] | None:
@@ -395,7 +428,8 @@ def _evaluate_checked(args: argparse.Namespace) -> int:
     if args.write_metadata:  # at least one --model is a local folder (checked before the models loaded)
         for i, m in enumerate(report.models):
             if Path(m.spec).expanduser().is_dir():
-                path = write_metadata(m.spec, m, baseline=report.models[0] if i else None)
+                path = write_metadata(m.spec, m, baseline=report.models[0] if i else None,
+                                      task=report.task_info.get("name"))
                 print(f"wrote scores and recommendations to {path}")
     print(f"\nreport: {Path(args.out).resolve()} ({', '.join(p.name for p in paths.values())})")
     return 0

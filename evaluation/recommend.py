@@ -74,7 +74,7 @@ def recommend_sizes(scores: Mapping[int, float], balanced_tolerance: float = BAL
                            smallest_size_within(items, edge_tolerance), metric, balanced_tolerance, edge_tolerance)
 
 
-def write_metadata(folder, result, baseline=None) -> "Path":
+def write_metadata(folder, result, baseline=None, task: str | None = None) -> "Path":
     """Record a model's measured scores and recommended sizes in its folder's ``matryoshka.json``.
 
     After this, ``MatryoshkaEmbeddings(folder, dimension="auto")`` picks a size from these scores.
@@ -82,13 +82,17 @@ def write_metadata(folder, result, baseline=None) -> "Path":
     Args:
         folder: the model folder (as written by ``medrag finetune``).
         result: the model's :class:`~evaluation.evaluator.ModelResult`.
-        baseline: the base model's result, stored as ``scores_before`` (optional).
+        baseline: the base model's result, stored as ``scores_before`` (optional; without it the
+            folder's earlier ``scores_before``, measured on another task, are removed).
+        task: the name of the task the scores come from, recorded as ``extra.scored_on``.
 
-    Only sizes among the folder's trained sizes are recorded; a folder without ``matryoshka.json``
-    gets one whose trained sizes are the evaluated sizes.
+    Every trained size must have been evaluated (``"auto"`` would otherwise choose among the
+    evaluated ones only); a folder without ``matryoshka.json`` gets one whose trained sizes are the
+    evaluated sizes. All scores, before and after, then come from this one evaluation.
 
     Raises:
-        MetadataError: ``folder`` is not a directory or its ``matryoshka.json`` is unusable.
+        MetadataError: ``folder`` is not a directory, its ``matryoshka.json`` is unusable, or a
+            trained size was not evaluated.
     """
     folder = Path(folder).expanduser()
     if not folder.is_dir():
@@ -98,16 +102,21 @@ def write_metadata(folder, result, baseline=None) -> "Path":
         meta = MatryoshkaMetadata(full_dim=result.full_dim, dims=sorted(result.sizes, reverse=True))
     if meta.full_dim != result.full_dim:
         raise MetadataError(f"{folder}/matryoshka.json says full_dim={meta.full_dim}, the model outputs {result.full_dim}")
+    missing = [d for d in meta.dims if d not in result.sizes]
+    if missing:
+        raise MetadataError(f"{folder} is trained at sizes {meta.dims}, and {missing} were not evaluated: record "
+                            f"scores for every trained size (--sizes {' '.join(map(str, meta.dims))}, or drop --sizes)")
     kept = [d for d in result.sizes if d in meta.dims]
-    if not kept:
-        raise MetadataError(f"none of the evaluated sizes {sorted(result.sizes)} is a trained size {meta.dims}")
     meta.scores = {d: dict(result.sizes[d].means) for d in kept}
-    if baseline is not None:
-        meta.scores_before = {d: dict(baseline.sizes[d].means) for d in kept if d in baseline.sizes}
+    # one evaluation for both: earlier base scores came from another task (the fine-tune's eval split)
+    meta.scores_before = {d: dict(baseline.sizes[d].means) for d in kept if d in baseline.sizes} \
+        if baseline is not None else {}
     meta.metric = result.recommendations.metric
     recs = recommend_sizes({d: meta.scores[d][meta.metric] for d in kept}, result.recommendations.balanced_tolerance,
                            result.recommendations.edge_tolerance, meta.metric)
     meta.recommendations = recs.to_dict()
     meta.extra = {**meta.extra, "recommendation_tolerances": {"balanced": recs.balanced_tolerance,
-                                                              "edge": recs.edge_tolerance}}
+                                                              "edge": recs.edge_tolerance},
+                  "metrics": list(next(iter(meta.scores.values()))),
+                  "scored_on": task or "medrag evaluate (task not named)"}
     return meta.save(folder)

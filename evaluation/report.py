@@ -246,9 +246,14 @@ class EvaluationReport:
 
     # ------------------------------------------------------------------ files
 
+    def file_names(self, plot: bool = True) -> list[str]:
+        """The names of the files :meth:`write` writes."""
+        return report_file_names(len(self.models), self.primary_metric, plot)
+
     def write(self, out_dir: str | os.PathLike[str], plot: bool = True) -> dict[str, Path]:
         """Write the report folder (see the module doc) and return name -> path."""
         out = Path(out_dir).expanduser()
+        check_report_folder(out, self.file_names(plot))
         out.mkdir(parents=True, exist_ok=True)
         earlier = holds_report(out)
         paths = {"json": out / "report.json", "markdown": out / "report.md", "metrics_csv": out / "metrics.csv"}
@@ -273,9 +278,34 @@ REPORT_FILES = ("report.json", "report.md", "metrics.csv", "per_query.csv", "com
 _REPORT_PATTERNS = (r"[a-z0-9]+_vs_size\.png", r"hybrid_suite(_[0-9]+)?\.(md|json)")
 
 
+def report_file_names(n_models: int, primary_metric: str, plot: bool = True) -> list[str]:
+    """The files a report of ``n_models`` models writes (the comparison with two or more, the plot)."""
+    return (["report.json", "report.md", "metrics.csv", "per_query.csv"] + (["comparison.csv"] if n_models >= 2 else [])
+            + ([f"{primary_metric.replace('@', '')}_vs_size.png"] if plot else []))
+
+
 def holds_report(out: Path) -> bool:
     """Whether ``out`` holds a report of an earlier evaluation (its report.json or suite.json)."""
     return (out / "report.json").is_file() or (out / "suite.json").is_file()
+
+
+def check_report_folder(out: str | os.PathLike[str], names: Iterable[str]) -> None:
+    """Refuse a report folder holding files of ``names`` (those a report is about to write) that no
+    earlier evaluation wrote (no report.json or suite.json beside them): a user's own ``report.md``
+    or ``metrics.csv`` was overwritten in silence. A new or empty folder, or an earlier report's
+    folder, is fine.
+
+    Raises:
+        InvalidInputError: naming the files and what to do.
+    """
+    folder = Path(out).expanduser()
+    if not folder.is_dir() or holds_report(folder):
+        return
+    taken = sorted(n for n in set(names) if (folder / n).exists())
+    if taken:
+        raise InvalidInputError(f"{folder} holds {', '.join(taken)}, which no earlier medrag evaluate wrote (no "
+                                "report.json or suite.json beside them): the report would overwrite them; pass a "
+                                "new or empty folder as --out")
 
 
 def remove_stale_report_files(out: Path, written: Iterable[Path], earlier: bool) -> None:

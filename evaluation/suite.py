@@ -161,8 +161,12 @@ class SuiteReport:
         }
 
     def write(self, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-        """Write ``suite.md`` and ``suite.json`` into ``out_dir`` (created)."""
+        """Write ``suite.md`` and ``suite.json`` into ``out_dir`` (created; a folder holding files of
+        those names that no earlier evaluation wrote is refused: :func:`evaluation.report.check_report_folder`)."""
+        from evaluation.report import check_report_folder
+
         out = Path(out_dir)
+        check_report_folder(out, ["suite.md", "suite.json"])
         out.mkdir(parents=True, exist_ok=True)
         paths = {"markdown": out / "suite.md", "json": out / "suite.json"}
         paths["markdown"].write_text(self.to_markdown(), encoding="utf-8")

@@ -66,7 +66,7 @@ def test_evaluate_single_model_prints_metrics(tiny_model_dir, pairs_file, tmp_pa
 @pytest.mark.parametrize("extra, message", [
     (["--data", "/nonexistent/data.jsonl"], "does not exist"),
     (["--data", "PAIRS", "--metrics", "bleu@4"], "unknown metric"),
-    (["--data", "PAIRS", "--sizes", "4096"], "outside"),
+    (["--data", "PAIRS", "--sizes", "4096"], "above the full size 128"),
     (["--data", "PAIRS", "--edge-tolerance", "2"], "edge_tolerance"),
 ])
 def test_errors_are_one_line_and_exit_1(tiny_model_dir, pairs_file, tmp_path, capsys, extra, message):
@@ -154,6 +154,13 @@ def test_store_option_without_the_store_fails_before_encoding(tiny_model_dir, pa
     (["--data", "PAIRS", "--label", " "], "--label is empty"),
     (["--data", "PAIRS", "--sizes", "64", "64", "32"], "--sizes names 64 more than once"),
     (["--suite", "--data-root", "/nonexistent/shared"], "--data-root /nonexistent/shared is not a folder"),
+    # refused by the library after the task and the models were loaded (11-18 s with the real data: audit)
+    (["--data", "PAIRS", "--metrics", "ndcg@10", "ndgc@10"], "unknown metric 'ndgc@10'"),
+    (["--suite", "--metrics", "ndgc@10"], "unknown metric 'ndgc@10'"),
+    (["--data", "PAIRS", "--primary-metric", "mrr"], "unknown metric 'mrr'"),
+    (["--data", "PAIRS", "--sizes", "0"], "--sizes 0: pass sizes >= 1"),
+    (["--data", "PAIRS", "--confidence", "1.5"], "--confidence 1.5: pass a coverage in (0, 1)"),
+    (["--data", "PAIRS", "--edge-tolerance", "0.001"], "edge_tolerance 0.001 is below balanced_tolerance"),
 ])
 def test_options_the_run_would_ignore_are_refused_before_the_model(tiny_model_dir, pairs_file, tmp_path, capsys,
                                                                   monkeypatch, extra, expected):
@@ -312,3 +319,70 @@ def test_a_fine_tuned_folder_is_scored_on_the_questions_its_run_held_out(tiny_mo
         assert main([*argv, "--split-seed", "3"]) == 0
     assert "(seed 3)" in capsys.readouterr().out
     assert "its scores include questions it trained on; pass --split-seed 7 --eval-fraction 0.5" in caplog.text
+
+
+def test_write_metadata_keeps_one_evaluation_and_every_trained_size(tiny_model_dir, pairs_file, tmp_path, capsys,
+                                                                   monkeypatch):
+    """--write-metadata replaced the scores and kept the fine-tune's scores_before (another task), its
+    metric list and no word of the task; with --sizes 64 it deleted the size-128 score, so "auto" chose
+    among 64 alone (audit)."""
+    folder = tmp_path / "ft"
+    shutil.copytree(tiny_model_dir, folder)
+    MatryoshkaMetadata(full_dim=128, dims=[128, 64], scores={128: {"ndcg@10": 1.0}, 64: {"ndcg@10": 1.0}},
+                       scores_before={128: {"ndcg@10": 0.9}, 64: {"ndcg@10": 0.8}},
+                       extra={"dataset": "train.jsonl", "metrics": ["ndcg@10"]}).save(folder)
+    argv = ["evaluate", "--model", str(folder), "--data", str(pairs_file), "--split", "all", "--out",
+            str(tmp_path / "r"), "--no-cache", "--bootstrap", "20", "--no-plot", "--device", "cpu", "--write-metadata"]
+    assert main(argv) == 0
+    written = MatryoshkaMetadata.load(folder)
+    assert sorted(written.scores) == [64, 128] and written.scores_before == {}
+    assert written.extra["scored_on"].startswith("pairs.jsonl") and written.extra["dataset"] == "train.jsonl"
+    assert sorted(written.extra["metrics"]) == sorted(written.scores[128]) and len(written.extra["metrics"]) > 1
+    import medrag.embeddings
+
+    monkeypatch.setattr(medrag.embeddings, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    capsys.readouterr()
+    assert main([*argv, "--sizes", "64"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--sizes leaves out [128]: pass --sizes 128 64" in err[0]
+    assert MatryoshkaMetadata.load(folder).scores == written.scores
+
+
+def test_an_out_folder_with_the_users_own_report_files_is_refused_before_the_model(pairs_file, tmp_path, capsys,
+                                                                                  monkeypatch):
+    """A user's report.md and metrics.csv in --out were overwritten in silence (audit)."""
+    import medrag.embeddings
+    from evaluation.report import check_report_folder
+    from medrag.errors import InvalidInputError
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "report.md").write_text("my notes")
+    (out / "metrics.csv").write_text("a,b\n")
+    monkeypatch.setattr(medrag.embeddings, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    assert main(["evaluate", "--model", "bundled:multilingual-e5-small", "--data", str(pairs_file), "--split", "all",
+                 "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds metrics.csv, report.md, which no earlier medrag evaluate wrote" in err[0]
+    assert (out / "report.md").read_text() == "my notes"
+    with pytest.raises(InvalidInputError, match="no earlier medrag evaluate wrote"):
+        check_report_folder(out, ["report.md"])
+    check_report_folder(out, ["suite.md"])  # only the files about to be written count
+    (out / "report.json").write_text("{}")  # an earlier report's folder is reused, as before
+    check_report_folder(out, ["report.md"])
+    check_report_folder(tmp_path / "new", ["report.md"])
+
+
+def test_sizes_beyond_a_second_model_are_refused_before_any_encoding(tiny_model_dir, pairs_file, tmp_path, capsys,
+                                                                    monkeypatch):
+    """--sizes 128 with a 128-dim and a 64-dim model: the first model was encoded, then the error (audit)."""
+    import evaluation.cli
+    from tests.tiny_model import build_tiny_model
+
+    small = build_tiny_model(tmp_path / "small", hidden=64)
+    monkeypatch.setattr(evaluation.cli, "evaluate_models", lambda *a, **k: pytest.fail("scoring started"))
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(tiny_model_dir), "--model", str(small), "--data", str(pairs_file),
+                 "--split", "all", "--sizes", "128", "64", "--out", str(tmp_path / "r"), "--no-cache"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("medrag evaluate: error: --sizes 128: above the full size 64 of")
