@@ -11,10 +11,10 @@ for candidates sharing a term with the query); :func:`medrag.lexical.fusion.fuse
 Example::
 
     from medrag import MatryoshkaEmbeddings
-    from medrag.qa.sample import sample_task
+    from medrag.qa.sample import load_sample_corpus
     from evaluation.hybrid import evaluate_hybrid
     emb = MatryoshkaEmbeddings()
-    task = sample_task()
+    task = load_sample_corpus().task("eval")
     q = emb.encode_queries(list(task.queries.values()))
     d = emb.encode_documents(list(task.corpus.values()))
     result = evaluate_hybrid(task, q, d, dims=[384, 64], weights=[0.3])

@@ -179,6 +179,7 @@ class MatryoshkaFinetuner:
         if state.is_main_process:
             _check_finite(model, trainer.state.global_step)
             model.save(str(self.output_dir))
+            _readable_weights(self.output_dir)
             if task is not None and cfg.evaluate_after:
                 model.eval()
                 result.scores_after = score_sizes(model, task, dims, batch_size=cfg.eval_batch_size)
@@ -293,6 +294,7 @@ class MatryoshkaFinetuner:
         _check_finite(model, loop_result.steps)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         model.save(str(self.output_dir))
+        _readable_weights(self.output_dir)
         if task is not None and cfg.evaluate_after:
             model.eval()
             result.scores_after = score_sizes(model, task, dims, batch_size=cfg.eval_batch_size)
@@ -559,6 +561,17 @@ class MatryoshkaFinetuner:
         )
         meta.save(out)
         write_model_card(out, cfg, result, self.dataset, info)
+
+
+def _readable_weights(folder: Path) -> None:
+    """safetensors writes weight files 0600 whatever the umask: the model's other files were readable
+    by the serving user of a Docker image, its weights not. Give the run's weight files (not its
+    checkpoints) the umask's modes, as every other file has."""
+    from medrag.file_modes import apply_umask
+
+    for path in Path(folder).rglob("*.safetensors"):
+        if CHECKPOINT_DIR not in path.relative_to(folder).parts:
+            apply_umask(path)
 
 
 def _recorded_spec(spec: Any) -> str:

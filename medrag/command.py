@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import sys
@@ -47,6 +48,30 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+                   ) -> argparse.Namespace:
+        """As argparse's, but an unknown flag is reported by the subcommand it was given to, with the
+        nearest known flag: argparse reported ``medrag finetune --lerning-rate`` as the top command's
+        ("see medrag --help", which does not list the subcommand's flags)."""
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            parser = self._chosen_subparser(namespace)
+            flags = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+            hints = [m[0] for e in extras if e.startswith("--")
+                     and (m := difflib.get_close_matches(e.split("=")[0], flags, n=1))]
+            parser.error(f"unrecognized arguments: {' '.join(extras)}"
+                         + (f" (did you mean {', '.join(hints)}?)" if hints else ""))
+        return namespace
+
+    def _chosen_subparser(self, namespace: argparse.Namespace) -> argparse.ArgumentParser:
+        """The parser of the subcommand ``namespace`` ran (nested ones too), else this one."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = action.choices.get(getattr(namespace, action.dest, None) or "")
+                if chosen is not None:
+                    return chosen._chosen_subparser(namespace) if isinstance(chosen, OneLineErrorParser) else chosen
+        return self
 
 
 def new_parser(prog: str, description: str | None, **kwargs) -> argparse.ArgumentParser:

@@ -104,3 +104,15 @@ def test_usage_errors_are_one_line_naming_help(capsys, argv, expected):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expected in err[0] and "--help" in err[0], err
+
+
+def test_a_mistyped_flag_is_named_by_its_subcommand_with_the_nearest_flag(capsys):
+    """``medrag finetune --lerning-rate 1`` said "see medrag --help", whose help lists no finetune flag (audit)."""
+    with pytest.raises(SystemExit) as stop:
+        main(["finetune", "--lerning-rate", "1"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == ("medrag finetune: error: unrecognized arguments: --lerning-rate 1 (did "
+                                              "you mean --learning-rate?) (see medrag finetune --help)")
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--model", "m", "--sizez", "3"])
+    assert "medrag evaluate: error: unrecognized arguments: --sizez 3 (did you mean --sizes?)" in capsys.readouterr().err

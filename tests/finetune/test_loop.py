@@ -390,3 +390,19 @@ def test_the_held_out_split_does_not_move_with_the_training_seed(pairs_file, tin
     from medrag.qa.pairs import SPLIT_SEED
 
     assert FinetuneConfig().split_seed == SPLIT_SEED  # the split medrag evaluate scores by default
+
+
+def test_the_saved_weights_are_readable_as_the_umask_says(tiny_model_dir, pairs_file, tmp_path):
+    """safetensors wrote model.safetensors 0600 while every other file of the folder was 0644: another
+    user (a Docker image's serving user) could not load the model (audit)."""
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        MatryoshkaFinetuner(loop_config(tiny_model_dir, pairs_file, tmp_path / "m", tmp_path, lora_rank=0,
+                                        freeze_encoder=True, rotation="pca", max_steps=1, evaluate_before=False,
+                                        evaluate_after=False)).run()
+    finally:
+        os.umask(old)
+    weights = list((tmp_path / "m").rglob("*.safetensors"))
+    assert weights and {oct(stat.S_IMODE(p.stat().st_mode)) for p in weights} == {"0o644"}
