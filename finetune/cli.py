@@ -91,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
     result = MatryoshkaFinetuner(cfg, dataset=dataset).run()
     if result.scores_after:
         print(score_table(result.scores_before, result.scores_after))
-    print(f"trained {result.global_step} steps in {result.train_seconds:.0f} s "
+    session = (f" (resumed from step {result.resumed_from_step}: {result.global_step - result.resumed_from_step} steps "
+               "this session)" if result.resumed_from_step else "")
+    print(f"trained {result.global_step} steps{session} in {result.train_seconds:.0f} s "
           f"({result.samples_per_second:.2f} samples/s); model saved to {result.output_dir}")
     return 0
 

@@ -47,6 +47,8 @@ ReportTo = Literal["none", "wandb", "tensorboard"]
 
 #: The allowed values of each choice, derived from the ``Literal`` types (the one place they are written).
 DATA_FORMATS: tuple[str, ...] = get_args(DataFormat)
+#: ``train_splits``' default: FrenchMedMCQA's train and dev files; a hub dataset without ``dev`` trains on ``train``.
+DEFAULT_TRAIN_SPLITS: tuple[str, ...] = ("train", "dev")
 LOSSES: tuple[str, ...] = get_args(Loss)
 #: transformers schedules that need no ``lr_scheduler_kwargs`` (the others failed mid-run with a traceback).
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
@@ -95,8 +97,10 @@ class FinetuneConfig:
     eval_data: str | None = setting(None, "a separate evaluation file or hub id (then nothing is held out of data)")
     eval_fraction: float = setting(EVAL_FRACTION, "share of distinct questions held out for evaluation when there "
                                    "is no eval split")
-    train_splits: list[str] = setting(help="training split names (hub datasets) or file stems (FrenchMedMCQA)",
-                                      factory=lambda: ["train", "dev"])
+    train_splits: list[str] = setting(help="training split names (hub datasets: every one is trained on, none is "
+                                           "the eval split; the default's dev only when the dataset has it) or file "
+                                           "stems (FrenchMedMCQA)",
+                                      factory=lambda: list(DEFAULT_TRAIN_SPLITS))
     eval_split: str | None = setting(None, "evaluation split or file stem (FrenchMedMCQA: test); none: the hub "
                                      "dataset's test/validation split if any")
     # model and loss
@@ -225,6 +229,9 @@ class FinetuneConfig:
             (self.max_steps == -1 or self.max_steps >= 1, "max_steps must be -1 (run the epochs) or >= 1"),
             (0 <= self.seed < 2**32, "seed must be between 0 and 2**32 - 1"),
             (0 <= self.split_seed < 2**32, "split_seed must be between 0 and 2**32 - 1"),
+            # 0 kept every checkpoint under the Trainer and one under the loop
+            (self.save_total_limit is None or self.save_total_limit >= 1,
+             "save_total_limit must be >= 1 (or none: keep every checkpoint)"),
             (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
             (self.logging_steps >= 1, "logging_steps must be >= 1"),
             (self.lr_scheduler in LR_SCHEDULERS, f"lr_scheduler must be one of {LR_SCHEDULERS}"),

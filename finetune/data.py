@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from finetune.config import DATA_FORMATS
+from finetune.config import DATA_FORMATS, DEFAULT_TRAIN_SPLITS
 from medrag.errors import DataError
 from medrag.qa.pairs import QADataset, is_frenchmedmcqa_folder, load_frenchmedmcqa, load_qa_dataset
 
@@ -21,6 +21,7 @@ def load_dataset_from_config(cfg: Any) -> QADataset:
     return load_qa_dataset(
         cfg.data, question_column=cfg.question_column, answer_column=cfg.answer_column,
         negatives_column=cfg.negatives_column, eval_source=cfg.eval_data, eval_fraction=cfg.eval_fraction,
-        seed=cfg.split_seed, train_split=cfg.train_splits[0] if cfg.train_splits else "train",
-        eval_split=cfg.eval_split,
+        seed=cfg.split_seed, train_split=tuple(cfg.train_splits) or ("train",), eval_split=cfg.eval_split,
+        # the default lists FrenchMedMCQA's dev: used when a hub dataset has it, else left out
+        optional_splits=("dev",) if list(cfg.train_splits) == list(DEFAULT_TRAIN_SPLITS) else (),
     )

@@ -104,7 +104,9 @@ def write_model_card(folder: str | Path, cfg: Any, result: Any, dataset: Any, in
         "",
         f"- Recipe: {recipe}.",
         f"- Time: {result.train_seconds:.0f} s of training, {result.samples_per_second:.2f} samples/s, "
-        f"{result.global_step} optimizer steps" + (f", peak GPU memory {result.peak_gpu_memory_bytes / 2**30:.2f} GiB"
+        f"{result.global_step} optimizer steps"
+        + (f" (resumed from step {result.resumed_from_step}: the time and rate are the last session's, "
+           f"{result.global_step - result.resumed_from_step} steps)" if getattr(result, "resumed_from_step", 0) else "") + (f", peak GPU memory {result.peak_gpu_memory_bytes / 2**30:.2f} GiB"
                                                   if result.peak_gpu_memory_bytes else _cpu_note(info)) + ".",
         f"- Data: {dataset.split_method}.",
         "- Full configuration: `finetune_config.yaml`; timings: `training_info.json`; sizes and scores: "

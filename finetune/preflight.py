@@ -189,6 +189,7 @@ def check_run(cfg: "FinetuneConfig", create: bool = True, model_given: bool = Fa
         check_matryoshka_weights(cfg)
         check_dims(cfg)
     check_resume(cfg)
+    check_data_options(cfg)
     check_output_dir(cfg, create=create)
     check_sources(cfg.mixture, cfg.distill_corpus, cfg.shared_data)
     if cfg.export_adapter is not None:
@@ -196,6 +197,25 @@ def check_run(cfg: "FinetuneConfig", create: bool = True, model_given: bool = Fa
         check_writable_dir(Path(cfg.export_adapter).expanduser(), "export_adapter", create=False)
         check_suite_data(cfg)
     check_report_to(cfg.report_to)
+
+
+#: Settings only a pairs file or a hub dataset reads (a FrenchMedMCQA folder has fixed files and fields).
+PAIRS_ONLY = ("question_column", "answer_column", "negatives_column", "eval_data", "eval_fraction", "split_seed")
+
+
+def check_data_options(cfg: "FinetuneConfig") -> None:
+    """Refuse pairs-only settings given with a FrenchMedMCQA folder, which would ignore them in
+    silence (``medrag evaluate`` refuses them too)."""
+    from finetune.config import FinetuneConfig
+    from medrag.qa.pairs import is_frenchmedmcqa_folder
+
+    fmcqa = cfg.data_format == "frenchmedmcqa" or (cfg.data_format == "auto" and is_frenchmedmcqa_folder(cfg.data))
+    defaults = FinetuneConfig()
+    given = [name for name in PAIRS_ONLY if getattr(cfg, name) != getattr(defaults, name)] if fmcqa else []
+    if given:
+        raise ConfigError(f"{', '.join(given)}: not used with the FrenchMedMCQA folder {cfg.data} (fixed files: "
+                          "train_splits and eval_split choose them, and fixed fields); drop "
+                          f"{'it' if len(given) == 1 else 'them'}")
 
 
 def check_dims(cfg: "FinetuneConfig") -> None:

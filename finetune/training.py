@@ -76,6 +76,8 @@ class FinetuneResult:
         losses: the logged training losses, in order.
         peak_gpu_memory_bytes: ``torch.cuda.max_memory_allocated`` on CUDA, else ``None``.
         precision: the precision actually used (``fp32``, ``bf16``, ``fp16``).
+        resumed_from_step: the checkpoint step a ``resume`` run continued from (0: a run from
+            the start); ``train_seconds`` and ``samples_per_second`` are then this session's only.
     """
 
     output_dir: Path
@@ -89,6 +91,7 @@ class FinetuneResult:
     precision: str = "fp32"
     global_step: int = 0
     train_cpu_seconds: float = 0.0
+    resumed_from_step: int = 0
 
 
 class MatryoshkaFinetuner:
@@ -174,7 +177,7 @@ class MatryoshkaFinetuner:
             samples_per_second=float(output.metrics.get("train_samples_per_second", 0.0)),
             losses=[float(h["loss"]) for h in trainer.state.log_history if "loss" in h],
             peak_gpu_memory_bytes=peak, precision=precision, global_step=trainer.state.global_step,
-            train_cpu_seconds=train_cpu_seconds,
+            train_cpu_seconds=train_cpu_seconds, resumed_from_step=_resumed_step(resume_from),
         )
         if state.is_main_process:
             _check_finite(model, trainer.state.global_step)
@@ -280,7 +283,8 @@ class MatryoshkaFinetuner:
         result = FinetuneResult(
             output_dir=self.output_dir, dims=dims, scores_before=before, train_seconds=loop_result.train_seconds,
             samples_per_second=loop_result.samples_per_second, losses=loop_result.losses, precision=precision,
-            global_step=loop_result.steps, train_cpu_seconds=time.process_time() - start_cpu)
+            global_step=loop_result.steps, train_cpu_seconds=time.process_time() - start_cpu,
+            resumed_from_step=_resumed_step(resume_from))
         self.loop_result = loop_result
         adapter_model = None
         if cfg.export_adapter:  # keep the unmerged adapters for the export; the saved folder is merged
@@ -533,6 +537,7 @@ class MatryoshkaFinetuner:
         out = self.output_dir
         info = {
             "train_seconds": round(result.train_seconds, 2),
+            "resumed_from_step": result.resumed_from_step,  # then the times are the last session's
             "train_cpu_seconds": round(result.train_cpu_seconds, 2),
             "torch_threads": _torch_threads(),
             "load_average": _load_average(),
@@ -561,6 +566,13 @@ class MatryoshkaFinetuner:
         )
         meta.save(out)
         write_model_card(out, cfg, result, self.dataset, info)
+
+
+def _resumed_step(resume_from: Path | None) -> int:
+    """The step of the checkpoint a resumed run continued from; 0 for a run from the start."""
+    from finetune.loop_checkpoints import checkpoint_step
+
+    return (checkpoint_step(resume_from) or 0) if resume_from is not None else 0
 
 
 def _readable_weights(folder: Path) -> None:

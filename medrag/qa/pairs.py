@@ -177,8 +177,9 @@ def load_qa_dataset(
     eval_source: str | os.PathLike[str] | None = None,
     eval_fraction: float = EVAL_FRACTION,
     seed: int = SPLIT_SEED,
-    train_split: str = "train",
+    train_split: str | Sequence[str] = "train",
     eval_split: str | None = None,
+    optional_splits: Sequence[str] = (),
 ) -> QADataset:
     """Load question -> answer pairs from a local file or a hub dataset, validate, split.
 
@@ -189,8 +190,12 @@ def load_qa_dataset(
         eval_source: a separate file or hub id for evaluation; when given, nothing is split off ``source``.
         eval_fraction: share of *distinct questions* held out when there is no eval source or split.
         seed: seeds the split (the same seed and data give the same split).
-        train_split / eval_split: split names of a hub dataset; ``eval_split=None`` uses ``test`` or
-            ``validation`` when the dataset has one, else splits ``train`` by question.
+        train_split / eval_split: split names of a hub dataset (``train_split``: one, or several
+            trained on together); ``eval_split=None`` uses ``test``, ``validation`` or ``dev`` when
+            the dataset has one that is not a training split, else splits the training rows by question.
+        optional_splits: training splits skipped when the source lacks them (a file has no splits;
+            ``medrag finetune``'s default ``train_splits`` name FrenchMedMCQA's ``dev``), where any
+            other missing split is an error.
 
     Raises:
         DataError: unreadable file (path and line), missing columns (naming those found), no usable rows.
@@ -198,13 +203,13 @@ def load_qa_dataset(
     name = os.fspath(source)
     kw = dict(question_column=question_column, answer_column=answer_column, negatives_column=negatives_column)
     if eval_source is not None:
-        train_rows, _ = _read_source(source, train_split, None)
+        train_rows, _ = _read_source(source, train_split, None, optional_splits)
         eval_rows, _ = _read_source(eval_source, eval_split or "train", None)
         train, s1 = _to_pairs(train_rows, name, **kw)
         evals, s2 = _to_pairs(eval_rows, os.fspath(eval_source), **kw)
         ds = QADataset(train, evals, name, s1.merge(s2), f"separate eval source {os.fspath(eval_source)}")
     else:
-        train_rows, eval_rows = _read_source(source, train_split, eval_split)
+        train_rows, eval_rows = _read_source(source, train_split, eval_split, optional_splits)
         if eval_rows is not None:
             train, s1 = _to_pairs(train_rows, name, **kw)
             evals, s2 = _to_pairs(eval_rows, name, **kw)
@@ -426,26 +431,29 @@ def _allow_long_csv_fields() -> None:
             limit //= 10
 
 
-def _read_source(source: str | os.PathLike[str], train_split: str, eval_split: str | None
-                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
-    """Rows of the training split, and of an eval split when the source has one (else None)."""
+def _read_source(source: str | os.PathLike[str], train_split: str | Sequence[str], eval_split: str | None,
+                 optional_splits: Sequence[str] = ()) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """Rows of the training split(s), and of an eval split when the source has one (else None)."""
+    splits = [train_split] if isinstance(train_split, str) else list(train_split) or ["train"]
     s = os.fspath(source)
     if not s.strip():
         raise DataError("empty data path: pass a .jsonl/.json/.csv/.parquet file or a hub dataset id")
     p = Path(s).expanduser()
     if p.exists() or p.suffix.lower() in LOCAL_SUFFIXES or s.startswith((".", "/", "~")):
         rows = read_records(p)  # a missing file says so first
-        named = [name for name in (train_split if train_split != "train" else None, eval_split) if name]
+        named = [name for name in (*[t for t in splits if t != "train" and t not in optional_splits], eval_split)
+                 if name]
         if named:  # a file has no named splits: the names were ignored, and the user never knew
             raise DataError(f"{p} is one file of pairs, with no split named {named[0]!r}: drop the split option "
                             "(a share of the questions is held out: eval_fraction / --eval-fraction), pass a "
                             "separate evaluation file (eval_data / --eval-data), or evaluate every pair "
                             "(medrag evaluate --split all)")
         return rows, None
-    return _read_hub(s, train_split, eval_split)
+    return _read_hub(s, splits, eval_split, optional_splits)
 
 
-def _read_hub(dataset_id: str, train_split: str, eval_split: str | None):
+def _read_hub(dataset_id: str, train_splits: Sequence[str], eval_split: str | None,
+              optional_splits: Sequence[str] = ()):
     from medrag.models import hub_unreachable
 
     unreachable = hub_unreachable()
@@ -462,13 +470,21 @@ def _read_hub(dataset_id: str, train_split: str, eval_split: str | None):
             f"cannot load hub dataset {dataset_id!r} ({type(exc).__name__}: {exc}); without network, pass a "
             "local .jsonl/.json/.csv/.parquet file instead"
         ) from exc
-    if train_split not in dd:
-        raise DataError(f"hub dataset {dataset_id!r} has no split {train_split!r}; splits: {sorted(dd)}")
-    if eval_split is None:
-        eval_split = next((s for s in ("test", "validation", "dev") if s in dd and s != train_split), None)
+    missing = [t for t in train_splits if t not in dd and t not in optional_splits]
+    if missing:
+        raise DataError(f"hub dataset {dataset_id!r} has no split {missing[0]!r}; splits: {sorted(dd)}")
+    used = [t for t in train_splits if t in dd]  # every one trained on (only the first was, in silence)
+    if not used:
+        raise DataError(f"hub dataset {dataset_id!r} has none of the training splits {list(train_splits)}; "
+                        f"splits: {sorted(dd)}")
+    if eval_split is None:  # never a split trained on (dev was the eval split while listed for training)
+        eval_split = next((s for s in ("test", "validation", "dev") if s in dd and s not in used), None)
     elif eval_split not in dd:
         raise DataError(f"hub dataset {dataset_id!r} has no split {eval_split!r}; splits: {sorted(dd)}")
-    return list(dd[train_split]), (list(dd[eval_split]) if eval_split else None)
+    elif eval_split in used:
+        raise DataError(f"hub dataset {dataset_id!r}: the split {eval_split!r} is both trained on and evaluated on; "
+                        "drop it from the training splits or pass another eval split")
+    return [row for t in used for row in dd[t]], (list(dd[eval_split]) if eval_split else None)
 
 
 def _dataset_cached(dataset_id: str) -> bool:

@@ -131,6 +131,8 @@ def test_a_parse_error_is_one_line(tmp_path):
     ({"max_steps": 0}, "max_steps must be -1"),
     ({"max_steps": -5}, "max_steps must be -1"),
     ({"seed": -1}, "seed must be between"),
+    ({"save_total_limit": 0}, "save_total_limit must be >= 1"),  # the engines read 0 differently (audit)
+    ({"split_seed": -1}, "split_seed must be between"),
     ({"eval_batch_size": 0}, "eval_batch_size must be >= 1"),
     ({"logging_steps": 0}, "logging_steps must be >= 1"),
     ({"lr_scheduler": "bogus"}, "lr_scheduler must be one of"),

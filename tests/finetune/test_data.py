@@ -356,3 +356,37 @@ def test_values_that_are_not_text_are_refused_with_row_and_field(tmp_path):
     nan = tmp_path / "nan.jsonl"
     nan.write_text("".join(json.dumps(r) + "\n" for r in qa_pairs()[:8] + [{"question": "q", "answer": float("nan")}]))
     assert load_dataset_from_config(cfg.replace(data=str(nan))).stats.empty_dropped == 1
+
+
+def test_every_listed_hub_split_is_trained_on_and_none_is_evaluated_on(monkeypatch):
+    """--train-splits train dev on a hub dataset trained on train alone and evaluated on dev, in
+    silence (audit)."""
+    import datasets
+
+    from finetune.config import FinetuneConfig
+    from finetune.data import load_dataset_from_config
+
+    def rows(prefix, n):
+        return [{"anchor": f"{prefix} question {i} ?", "positive": f"{prefix} answer {i}."} for i in range(n)]
+
+    splits = {"train": rows("train", 20), "dev": rows("dev", 10), "test": rows("test", 5)}
+    monkeypatch.setattr("medrag.qa.pairs._dataset_cached", lambda name: True)
+    monkeypatch.setattr("medrag.models.hub_unreachable", lambda: None)
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, *a, **k: dict(splits))
+
+    def questions(**kw):
+        ds = load_dataset_from_config(FinetuneConfig(data="org/x", **kw))
+        return {p.question.split()[0] for p in ds.train}, {p.question.split()[0] for p in ds.eval}
+
+    assert questions() == ({"train", "dev"}, {"test"})  # the default lists dev, which this dataset has
+    assert questions(train_splits=["train"]) == ({"train"}, {"test"})
+    del splits["test"]
+    trained, held = questions(train_splits=["train", "dev"])  # no test split: a share held out by question
+    assert trained == {"train", "dev"} and held and held <= {"train", "dev"}
+    assert questions(train_splits=["train"]) == ({"train"}, {"dev"})
+    with pytest.raises(DataError, match="has no split 'extra'"):
+        questions(train_splits=["train", "extra"])
+    with pytest.raises(DataError, match="the split 'dev' is both trained on and evaluated on"):
+        questions(train_splits=["train", "dev"], eval_split="dev")
+    del splits["dev"]
+    assert questions() == ({"train"}, {"train"})  # the default's dev is optional

@@ -238,3 +238,15 @@ def test_the_weights_count_is_checked_against_a_model_passed_in(tmp_path, tiny_m
     with pytest.raises(ConfigError, match="weight"):
         check_run(cfg, create=False)
     check_run(cfg, create=False, model_given=True)
+
+
+def test_pairs_options_with_a_frenchmedmcqa_folder_are_refused(tmp_path, capsys):
+    """--eval-fraction and --question-column were ignored in silence with a FrenchMedMCQA folder (audit)."""
+    folder = tmp_path / "mcqa"
+    folder.mkdir()
+    for split in ("train", "dev", "test"):
+        (folder / f"{split}.json").write_text("[]")
+    for extra, name in ((["--eval-fraction", "0.3"], "eval_fraction"), (["--question-column", "q"], "question_column")):
+        assert medrag_main(["finetune", "--check", "--data", str(folder), "--output-dir", str(tmp_path / "o"),
+                            *extra]) == 1
+        assert f"{name}: not used with the FrenchMedMCQA folder" in _one_error_line(capsys)

@@ -135,6 +135,10 @@ def test_ctrl_c_leaves_a_checkpoint_and_resume_continues(tiny_model_dir, pairs_f
     assert steps == [4, 5, 6]  # 24 pairs / batch 8 x 2 epochs = 6 steps; continued after step 3
     assert result.global_step == 6
     assert json.loads((out / "training_info.json").read_text())["global_step"] == 6
+    # the times are this session's: said, with the step it resumed from (they read as the whole run's: audit)
+    assert result.resumed_from_step == 3 and json.loads((out / "training_info.json").read_text())["resumed_from_step"] == 3
+    assert "6 optimizer steps (resumed from step 3: the time and rate are the last session's, 3 steps)" in \
+        (out / "README.md").read_text()
     assert result.scores_before  # kept beside the checkpoint, reused
     assert not (out / "checkpoints").exists()
 
