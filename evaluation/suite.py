@@ -41,8 +41,9 @@ import numpy as np
 from evaluation.cache import EmbeddingCache
 from evaluation.evaluator import evaluate_models
 from evaluation.metrics import DEFAULT_METRICS
-from evaluation.stats import N_PERMUTATIONS, PairedTest
+from evaluation.stats import N_BOOTSTRAP, N_PERMUTATIONS, PairedTest
 from medrag.embeddings import MatryoshkaEmbeddings
+from medrag.encoding import DEFAULT_BATCH_SIZE
 from medrag.encoder import is_encoder
 from medrag.errors import InvalidInputError
 from medrag.qa.suite import ValidationSuite
@@ -177,8 +178,8 @@ class SuiteReport:
 def evaluate_suite(models: Sequence, suite: ValidationSuite, dims: Sequence[int] | None = None,
                    metrics: Sequence[str] = DEFAULT_METRICS, *, primary_metric: str = "ndcg@10",
                    cache: EmbeddingCache | None = None, labels: Sequence[str] | None = None,
-                   n_bootstrap: int = 200, n_resamples: int = N_PERMUTATIONS, seed: int = 0,
-                   command: str | None = None, device: str | None = None, batch_size: int = 32,
+                   n_bootstrap: int = N_BOOTSTRAP, n_resamples: int = N_PERMUTATIONS, seed: int = 0,
+                   command: str | None = None, device: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                    show_progress: bool | None = None) -> SuiteReport:
     """Score ``models`` on every domain of ``suite`` at every size.
 

@@ -35,3 +35,16 @@ def test_evaluate_defaults_are_the_librarys():
     # the store's None: an existing collection's recorded size, else DEFAULT_COARSE_DIM (evaluate makes new ones)
     assert args.coarse_dim == _defaults(evaluate_store)["coarse_dim"] == DEFAULT_COARSE_DIM
     assert _defaults(MatryoshkaChroma.__init__)["coarse_dim"] is None
+
+
+def test_the_suite_defaults_are_the_librarys_too():
+    """evaluate_suite resampled 200 times with batches of 32 where the CLI (and evaluate_models) use
+    1,000 and the encoding default: the Python API's intervals were not the command's (audit)."""
+    from evaluation.suite import evaluate_suite
+
+    args = build_parser().parse_args(["evaluate", "--model", "m", "--suite"])
+    _fill_defaults(args)
+    suite, models = _defaults(evaluate_suite), _defaults(evaluate_models)
+    for name in ("n_bootstrap", "seed", "batch_size", "metrics", "primary_metric"):
+        assert suite[name] == models[name], name
+    assert (args.bootstrap, args.batch_size) == (suite["n_bootstrap"], suite["batch_size"])
