@@ -61,6 +61,7 @@ from medrag.errors import (CollectionMismatchError, DimensionError, InvalidArgum
                            StoreConnectionError, StoreError)
 from medrag.lexical.analyzer import AnalyzerOptions
 from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FUSION_METHODS, check_weight
+from medrag.lexical.bm25 import check_index_path
 from medrag.lexical.hybrid import hybrid_candidates
 from medrag.lexical.sidecar import LexicalSidecar, index_file
 from medrag.retriever import MatryoshkaRetriever
@@ -254,7 +255,8 @@ class MatryoshkaChroma(VectorStore):
             index (:class:`medrag.lexical.analyzer.AnalyzerOptions`; default: the measured defaults).
         lexical_path: where to keep that index (default: beside an embedded store, in memory for
             an in-memory or server client). It is derived data, rebuilt from the records when
-            missing, stale or built with another analyzer (:mod:`medrag.lexical.sidecar`).
+            missing, stale or built with another analyzer (:mod:`medrag.lexical.sidecar`). A folder,
+            or an existing file that is not a lexical index, is refused (it would be overwritten).
         lexical_weight: default weight of the lexical side in :meth:`hybrid_search` (0 = dense only).
         fusion: default fusion of :meth:`hybrid_search`: ``"rrf"`` or ``"minmax"``.
 
@@ -316,6 +318,8 @@ class MatryoshkaChroma(VectorStore):
         if lexical_path is not None and not isinstance(lexical_path, (str, os.PathLike)):
             raise InvalidInputError(f"lexical_path must be a path (str or os.PathLike) or None, got "
                                     f"{type(lexical_path).__name__}")
+        if lexical_path is not None:  # a folder, or a file that is not an index (a user's, chroma.sqlite3)
+            check_index_path(lexical_path)
         if full_encoding is not None and full_encoding not in ENCODINGS:
             raise InvalidInputError(f"full_encoding must be one of {ENCODINGS} or None, got {full_encoding!r}")
         if coarse_rotation not in (*ROTATIONS, "auto"):
@@ -1356,11 +1360,7 @@ class MatryoshkaChroma(VectorStore):
             ids = self._chroma_call("find the records to delete", self._collection.get, where=where or None,
                                     where_document=where_document or None, include=[])["ids"]
         else:
-            lookup = self._chroma_call("read the batch size", self._client.get_max_batch_size)
-            ids = [found for start in range(0, len(ids), lookup)
-                   for found in self._chroma_call("find the records to delete", self._collection.get,
-                                                  ids=ids[start:start + lookup], where=where or None,
-                                                  where_document=where_document or None, include=[])["ids"]]
+            ids = self._matching_ids(ids, where, where_document, "find the records to delete")
         if ids:
             self._check_writer()
             max_batch = self._chroma_call("read the batch size", self._client.get_max_batch_size)
@@ -1757,6 +1757,17 @@ class MatryoshkaChroma(VectorStore):
             out.update(self._full_metadatas(gone))
         return out
 
+    def _matching_ids(self, ids: Sequence[str], where: dict[str, Any] | None, where_document: dict[str, Any] | None,
+                      action: str = "read") -> list[str]:
+        """The ids among ``ids`` that exist and match the filters, in Chroma's order, looked up in
+        batches: one ``get`` of 40,000 ids (or 9,000 with a filter) exceeds SQLite's limit of query
+        variables ("too many SQL variables")."""
+        lookup = self._chroma_call("read the batch size", self._client.get_max_batch_size)
+        return [found for start in range(0, len(ids), lookup)
+                for found in self._chroma_call(action, self._collection.get, ids=list(ids[start:start + lookup]),
+                                               where=where or None, where_document=where_document or None,
+                                               include=[])["ids"]]
+
     def _full_metadatas(self, ids: Sequence[str]) -> dict[str, Any]:
         """The stored metadata (holding the packed full vector) of the ids that exist."""
         out: dict[str, Any] = {}
@@ -2022,6 +2033,8 @@ class MatryoshkaChroma(VectorStore):
                 threshold = _check_threshold((search_kwargs or {}).get("score_threshold"))
                 # LangChain's retriever takes a float only: 0 and 1 are written as ints
                 kwargs["search_kwargs"] = {**(search_kwargs or {}), "score_threshold": threshold}
+            elif kwargs["search_type"] == "hybrid":  # refused when built, not at the first query in production
+                _check_hybrid_kwargs(search_kwargs or {})
         try:
             return MatryoshkaRetriever(vectorstore=self, tags=tags, **kwargs)
         except ValidationError as exc:  # an unknown or mistyped retriever field
@@ -2398,6 +2411,31 @@ def _check_search_type(search_type: Any) -> str:
         raise InvalidInputError(f"search_type must be one of {MatryoshkaRetriever.allowed_search_types}, "
                                 f"got {search_type!r}")
     return search_type
+
+
+#: The arguments :meth:`MatryoshkaChroma.hybrid_search` takes, as ``search_kwargs`` of a hybrid retriever.
+HYBRID_KWARGS = ("k", "filter", "lexical_weight", "fusion", "candidates", "lexical_candidates", "where_document")
+
+
+def _check_hybrid_kwargs(search_kwargs: dict[str, Any]) -> None:
+    """The ``search_kwargs`` of a ``search_type="hybrid"`` retriever: known names, valid values."""
+    unknown = sorted(set(search_kwargs) - set(HYBRID_KWARGS))
+    if unknown:
+        raise InvalidInputError(f"search_kwargs {unknown} are not arguments of hybrid_search() (it takes "
+                                f"{', '.join(HYBRID_KWARGS)}); a score threshold needs "
+                                "search_type='similarity_score_threshold'")
+    for name in ("k", "candidates", "lexical_candidates"):
+        value = search_kwargs.get(name)
+        if value is not None and _check_int(f"search_kwargs[{name!r}]", value) < 1:
+            raise InvalidInputError(f"search_kwargs[{name!r}] must be >= 1, got {value!r}")
+    if search_kwargs.get("lexical_weight") is not None:
+        check_weight(search_kwargs["lexical_weight"])
+    if search_kwargs.get("fusion") is not None and search_kwargs["fusion"] not in FUSION_METHODS:
+        raise InvalidInputError(f"unknown fusion {search_kwargs['fusion']!r}; use one of {FUSION_METHODS}")
+    for name in ("filter", "where_document"):
+        if search_kwargs.get(name) is not None and not isinstance(search_kwargs[name], dict):
+            raise InvalidInputError(f"search_kwargs[{name!r}] must be a dict (a Chroma filter), got "
+                                    f"{type(search_kwargs[name]).__name__}")
 
 
 def _check_threshold(threshold: Any) -> float:

@@ -44,7 +44,7 @@ import re
 import sys
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property
 
 from medrag.errors import InvalidInputError
@@ -159,6 +159,9 @@ class AnalyzerOptions:
     extra_stopwords: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # "false" is a true value: the option stayed on in silence
+            if f.name != "extra_stopwords" and not isinstance(getattr(self, f.name), bool):
+                raise InvalidInputError(f"AnalyzerOptions.{f.name} must be True or False, got {getattr(self, f.name)!r}")
         if isinstance(self.extra_stopwords, str) or not all(isinstance(w, str) for w in self.extra_stopwords):
             raise InvalidInputError("AnalyzerOptions.extra_stopwords must be a tuple of words, e.g. ('patient',)")
         object.__setattr__(self, "extra_stopwords", tuple(sorted({w.lower() for w in self.extra_stopwords})))

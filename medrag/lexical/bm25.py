@@ -220,7 +220,8 @@ class BM25Index:
     # -- persistence --------------------------------------------------------------------------
 
     def save(self, path: str | Path) -> None:
-        """Write the index to ``path`` (one ``.npz`` file, replaced atomically)."""
+        """Write the index to ``path`` (one ``.npz`` file, replaced atomically; a store checks a path
+        it is given with :func:`check_index_path` first)."""
         path = Path(path)
         if path.is_dir():
             raise InvalidInputError(f"{path} is a folder; pass the path of the index file to write, e.g. {path / 'bm25.npz'}")
@@ -278,6 +279,40 @@ class BM25Index:
         except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile) as exc:
             raise LexicalIndexError(f"cannot read the lexical index {path}: {type(exc).__name__}: {exc}") from exc
         return index
+
+
+def is_index_file(path: str | Path) -> bool:
+    """Whether ``path`` may be replaced by a new index: a file :meth:`BM25Index.save` wrote (an
+    ``.npz`` zip holding its ``meta``, whatever its version), one damaged since (a zip that no longer
+    reads), or an empty file; not another zip nor any other file."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+        if not head:
+            return True
+        if head != b"PK\x03\x04":
+            return False
+        with zipfile.ZipFile(path) as archive:
+            return "meta.npy" in archive.namelist()
+    except zipfile.BadZipFile:
+        return True  # a zip that does not read: an index damaged (truncated, a flipped byte), rebuilt
+    except OSError:
+        return False
+
+
+def check_index_path(path: str | Path) -> None:
+    """Refuse ``path`` as where a lexical index is written when it is a folder, or an existing file
+    that is not a lexical index (writing there would destroy it).
+
+    Raises:
+        InvalidInputError: naming the path and what to pass instead.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InvalidInputError(f"{path} is a folder; pass the path of the index file to write, e.g. {path / 'bm25.npz'}")
+    if path.exists() and not is_index_file(path):
+        raise InvalidInputError(f"{path} exists and is not a medrag lexical index (a file of yours, or a store's "
+                                "database): it would be overwritten; pass a new path, e.g. one ending in .npz")
 
 
 def _score_matrix(rows: list[np.ndarray], n_terms: int, k1: float, b: float) -> dict:

@@ -84,12 +84,12 @@ def hybrid_candidates(store: "MatryoshkaChroma", query: str, vector: np.ndarray,
     fetch = n_lex * FILTER_OVERFETCH if filtered else n_lex
     lex_ids, _ = index.top(query_scores, fetch)
     if filtered and lex_ids:
-        where = {"where": filter or None, "where_document": where_document or None}
-        allowed = set(store.collection.get(ids=lex_ids, include=[], **where)["ids"])
+        allowed = set(store._matching_ids(lex_ids, filter, where_document, "filter the lexical candidates"))
         if len(allowed) < n_lex and len(lex_ids) == fetch:
             # a selective filter: the best matches overall are mostly filtered out, so rank the
             # documents the filter allows (one get of their ids) instead of missing its matches
-            allowed = set(store.collection.get(include=[], **where)["ids"])
+            allowed = set(store._chroma_call("filter the lexical candidates", store.collection.get, include=[],
+                                             where=filter or None, where_document=where_document or None)["ids"])
             lex_ids, _ = index.top(query_scores, n_lex, ids=allowed)
         lex_ids = [i for i in lex_ids if i in allowed]
     lex_ids = lex_ids[:n_lex]

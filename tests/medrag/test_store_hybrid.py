@@ -444,3 +444,67 @@ def test_deleting_more_ids_than_sqlite_takes_in_one_query(fake) -> None:
     assert store.delete(["fer"] + [f"absent{i}" for i in range(40_000)]) is True
     assert "fer" not in {d.id for d in store.get_by_ids(["fer", "tsh"])} and len(store.get_by_ids(["tsh"])) == 1
     store.delete_collection()
+
+
+def test_a_filtered_hybrid_search_reads_its_lexical_candidates_in_batches(store: MatryoshkaChroma,
+                                                                          monkeypatch) -> None:
+    """One get of every over-fetched lexical candidate: with candidates=9000 and a filter on a store of
+    34,000 records, Chroma raised "too many SQL variables" (audit). Here the batch size is made tiny."""
+    monkeypatch.setattr(store.client, "get_max_batch_size", lambda: 7)
+    real_get = store.collection.get
+    sizes = []
+
+    def get(ids=None, **kwargs):
+        sizes.append(len(ids) if ids is not None else 0)
+        return real_get(ids=ids, **kwargs)
+
+    monkeypatch.setattr(store.collection, "get", get)
+    hits = store.hybrid_search("patient consultation examen", k=3, filter={"kind": "note"}, lexical_candidates=30,
+                               lexical_weight=1.0)
+    assert len(hits) == 3 and all(h.metadata["kind"] == "note" for h in hits)
+    assert max(sizes) <= 7 and sum(s for s in sizes) >= 30
+
+
+def test_a_lexical_path_that_is_not_an_index_is_refused_before_anything_is_written(tmp_path, fake) -> None:
+    """lexical_path= on a user's file, or on the store's own chroma.sqlite3, replaced it with the index
+    (every collection of the folder lost); a folder failed at each hybrid search only (audit)."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my clinical notes\n")
+    store = MatryoshkaChroma(_name(), fake, persist_directory=str(tmp_path / "db"))
+    store.add_texts(["Sous AVK, l'INR cible est entre 2 et 3."], ids=["avk"])
+    for bad, expected in ((notes, "exists and is not a medrag lexical index"),
+                          (tmp_path / "db" / "chroma.sqlite3", "exists and is not a medrag lexical index"),
+                          (tmp_path, "is a folder")):
+        with pytest.raises(InvalidInputError, match=expected):
+            MatryoshkaChroma(_name(), fake, persist_directory=str(tmp_path / "db"), lexical_path=str(bad))
+    assert notes.read_text() == "my clinical notes\n"
+    assert store.hybrid_search("INR", k=1)[0].id == "avk"  # the database is whole
+    index = tmp_path / "lex.npz"  # an index file of an earlier run is replaced, as before
+    first = MatryoshkaChroma(_name(), fake, persist_directory=str(tmp_path / "db"), lexical_path=str(index))
+    first.add_texts(["La TSH explore la thyroïde."], ids=["tsh"])
+    first.hybrid_search("TSH", k=1)
+    again = MatryoshkaChroma(first.collection.name, fake, persist_directory=str(tmp_path / "db"), lexical_path=str(index))
+    assert again.hybrid_search("TSH", k=1)[0].id == "tsh"
+    index.write_bytes(index.read_bytes()[:40])  # a damaged index (truncated) is rebuilt, not refused
+    damaged = MatryoshkaChroma(first.collection.name, fake, persist_directory=str(tmp_path / "db"),
+                               lexical_path=str(index))
+    assert damaged.hybrid_search("TSH", k=1)[0].id == "tsh"
+
+
+@pytest.mark.parametrize("search_kwargs, expected", [
+    ({"lexical_weight": 2}, "lexical_weight"),
+    ({"lexical_wieght": 0.3}, r"\['lexical_wieght'\] are not arguments of hybrid_search"),
+    ({"score_threshold": 0.5}, "a score threshold needs search_type='similarity_score_threshold'"),
+    ({"fusion": "combsum"}, "unknown fusion 'combsum'"),
+    ({"k": 0}, r"search_kwargs\['k'\] must be >= 1"),
+    ({"candidates": "100"}, r"search_kwargs\['candidates'\] must be an int"),
+    ({"filter": "kind=note"}, r"search_kwargs\['filter'\] must be a dict"),
+])
+def test_a_hybrid_retriever_checks_its_search_kwargs_when_built(store: MatryoshkaChroma, search_kwargs, expected):
+    """A misspelled or out-of-range hybrid search_kwargs built a retriever that failed at its first
+    query, in production (audit); the threshold retriever already checked its threshold when built."""
+    with pytest.raises(InvalidInputError, match=expected):
+        store.as_retriever(search_type="hybrid", search_kwargs=search_kwargs)
+    ok = store.as_retriever(search_type="hybrid", search_kwargs={"k": 2, "lexical_weight": 0.5, "fusion": "rrf",
+                                                                "filter": {"kind": "fiche"}})
+    assert [d.metadata["kind"] for d in ok.invoke("TSH thyroïde")] == ["fiche", "fiche"]

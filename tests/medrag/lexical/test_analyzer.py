@@ -204,3 +204,11 @@ def test_the_possessive_token_pattern_gives_the_plain_patterns_tokens() -> None:
         "aujourd'hui l’HbA1c à 6,5 % ; covid-19 ; 99mTc ; 5-10mg ; 24 h/24 ; B12 ; lymphocytes T ; d' ; -x- ; 5 ‰"]
     pattern = FrenchMedicalAnalyzer()._pattern
     assert all(pattern.findall(t) == plain.findall(t) for t in texts)
+
+
+@pytest.mark.parametrize("field, value", [("stem", "false"), ("stopwords", "no"), ("fold_accents", 0),
+                                          ("keep_acronyms", None)])
+def test_on_off_options_must_be_booleans(field, value):
+    """AnalyzerOptions(stem="false") kept stemming (a non-empty string is true), in silence (audit)."""
+    with pytest.raises(InvalidInputError, match=f"AnalyzerOptions.{field} must be True or False"):
+        AnalyzerOptions(**{field: value})
