@@ -1967,7 +1967,8 @@ class MatryoshkaChroma(VectorStore):
             query: the query text.
             k: number of documents.
             filter: Chroma ``where`` filter, applied to both sides.
-            **kwargs: ``lexical_weight`` (0 = dense only, 1 = lexical only; default: the store's),
+            **kwargs: ``lexical_weight`` (0 = dense only, 1 = ranked by BM25 alone, documents without a
+                query term after the others; default: the store's),
                 ``fusion`` (``"rrf"`` or ``"minmax"``), ``candidates`` (dense stage 1),
                 ``lexical_candidates`` (BM25 stage 1, default: as many as ``candidates``),
                 ``where_document``.
@@ -1986,7 +1987,8 @@ class MatryoshkaChroma(VectorStore):
             query: the query text.
             k: number of documents.
             filter: Chroma ``where`` filter, applied to both sides.
-            lexical_weight: 0 = dense only, 1 = lexical only; ``None``: the store's (:attr:`lexical_weight`).
+            lexical_weight: 0 = dense only, 1 = ranked by BM25 alone (candidates without a query term
+                score 0 and follow, in dense order); ``None``: the store's (:attr:`lexical_weight`).
             fusion: ``"minmax"`` or ``"rrf"``; ``None``: the store's.
             candidates: dense stage-1 candidates; ``None``: the store's (:attr:`candidates`).
             lexical_candidates: BM25 stage-1 candidates; ``None``: as many as ``candidates``.
