@@ -1714,15 +1714,18 @@ class MatryoshkaChroma(VectorStore):
                     stats.update(coarse_scores=np.zeros(0), coarse_ranks=np.zeros(0, int), coarse_s=0.0, rerank_s=0.0)
                 return [], np.zeros((0, self._full_dim), np.float32), np.zeros(0, np.float32)
         t0 = time.perf_counter()
+        # Without a sidecar the metadatas carry the packed full vectors: read with the query (one
+        # call), unless there are more candidates than one read may name (34,000 raised SQLite's
+        # "too many SQL variables"): then read in batches after it
+        batched = self._sidecar is None and n > self._max_batch()
         res = self._chroma_call(
             "search", self._collection.query,  # empty filters mean "no filter" (Chroma rejects {})
             query_embeddings=[self._coarse(query[None, :])[0]],
             n_results=n,
             where=filter or None,
             where_document=where_document or None,
-            # no documents: texts are read for the hits only. Without a sidecar, the metadatas
-            # carry the packed full vectors (one call); with one, ids + distances are enough.
-            include=["distances"] if self._sidecar is not None else ["metadatas", "distances"],
+            # no documents: texts are read for the hits only; with a sidecar, ids + distances are enough
+            include=["distances"] if self._sidecar is not None or batched else ["metadatas", "distances"],
         )
         t1 = time.perf_counter()
         ids = list(res["ids"][0])
@@ -1730,7 +1733,7 @@ class MatryoshkaChroma(VectorStore):
         if self._sidecar is not None:
             blobs = self._full_blobs(ids)  # the get_full_vectors path
         else:
-            metas = self._live_metadatas(ids, res["metadatas"][0])
+            metas = self._full_metadatas(ids) if batched else self._live_metadatas(ids, res["metadatas"][0])
             live = [id_ for id_ in ids if id_ in metas]
             blobs = dict(zip(live, self._blobs_from_metas(live, [metas[i] for i in live])))
         keep = [i for i, id_ in enumerate(ids) if id_ in blobs]  # a record deleted meanwhile is dropped
@@ -1746,6 +1749,12 @@ class MatryoshkaChroma(VectorStore):
             stats.update(coarse_scores=1.0 - distances[order], coarse_ranks=np.asarray(keep)[order] + 1,
                          coarse_s=t1 - t0, rerank_s=time.perf_counter() - t1)
         return [ids[i] for i in order], full[order], scores[order]
+
+    def _max_batch(self) -> int:
+        """The client's largest batch (records per write, ids per read), asked once per store."""
+        if getattr(self, "_max_batch_size", None) is None:
+            self._max_batch_size = int(self._chroma_call("read the batch size", self._client.get_max_batch_size))
+        return self._max_batch_size
 
     def _live_metadatas(self, ids: Sequence[str], metas: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
         """The metadatas of a query reply, by id, without the records deleted while Chroma answered

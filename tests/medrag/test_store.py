@@ -1847,3 +1847,21 @@ def test_a_metadata_only_change_keeps_the_stored_vectors_unencoded(client, layou
         other = MatryoshkaChroma(store.collection.name, FakeMatryoshkaEmbeddings(), client=client)
         assert other.similarity_search(texts[7], k=1)[0].metadata["service"] == "néphro"
     store.delete_collection()
+
+
+def test_without_a_sidecar_many_candidates_read_their_vectors_in_batches(client, fake, monkeypatch) -> None:
+    """With vector_sidecar=False the query read every candidate's metadata at once: about 34,000
+    candidates raised SQLite's "too many SQL variables" (audit). Here the batch size is made tiny."""
+    store = MatryoshkaChroma(_name(), fake, client=client, vector_sidecar=False)
+    store.add_texts(TEXTS[:40], ids=[f"d{i}" for i in range(40)])
+    expected = store.similarity_search_with_score(TEXTS[5], k=5, candidates=30)
+    small = MatryoshkaChroma(store.collection.name, fake, client=client, vector_sidecar=False)
+    monkeypatch.setattr(small.client, "get_max_batch_size", lambda: 7)
+    real_get, real_query = small.collection.get, small.collection.query
+    read, asked = [], []
+    monkeypatch.setattr(small.collection, "get", lambda ids=None, **kw: read.append(len(ids or ())) or real_get(ids=ids, **kw))
+    monkeypatch.setattr(small.collection, "query", lambda **kw: asked.append(kw["include"]) or real_query(**kw))
+    found = small.similarity_search_with_score(TEXTS[5], k=5, candidates=30)
+    assert [(d.id, round(s, 5)) for d, s in found] == [(d.id, round(s, 5)) for d, s in expected]
+    assert asked == [["distances"]] and read and max(read) <= 7
+    store.delete_collection()
