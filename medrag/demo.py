@@ -31,12 +31,13 @@ from evaluation.hybrid import evaluate_hybrid
 from finetune.config import FinetuneConfig
 from finetune.model_card import score_table
 from finetune.training import MatryoshkaFinetuner
+from medrag._store_lock import DirectoryLock, locked_error
 from medrag.bundled import cache_dir
 from medrag.command import check_writable_dir
 from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.errors import CollectionMismatchError, InvalidInputError
 from medrag.qa.sample import load_sample_corpus
-from medrag.store import MatryoshkaChroma
+from medrag.store import MatryoshkaChroma, drop_collection
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +68,14 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
+    if args.dir is not None and not args.dir.strip():  # "$DIR" with DIR unset: not the default store
+        raise InvalidInputError("--dir is empty: pass the demo store's folder, or leave --dir out for the default")
     folder = Path(args.dir) if args.dir else cache_dir() / "demo"
     # the cheap checks come before loading the model, and create nothing: a refused run leaves no folder
     check_writable_dir(folder, "--dir", create=False)
+    holder = DirectoryLock(folder).held_elsewhere() if args.rebuild else None
+    if holder is not None:  # refused before the model loads, and before anything is dropped
+        raise locked_error(folder.resolve(), holder)
     if args.finetune and args.finetune_dir:
         check_writable_dir(Path(args.finetune_dir), "--finetune-dir", create=False)
     if args.k < 1:
@@ -140,12 +146,14 @@ def build_store(emb, corpus, folder: Path, rebuild: bool = False):
         print(f"The demo store in {folder} was built with another model; rebuilding it.")
         store = None
     if rebuild or store is None:
-        import chromadb  # heavy: only a rebuild needs the client itself
-
-        client = chromadb.PersistentClient(path=str(folder))
-        if COLLECTION in [c.name for c in client.list_collections()]:
-            client.delete_collection(COLLECTION)
-        store = MatryoshkaChroma(COLLECTION, embedding_function=emb, client=client)
+        # medrag's own drop: refused while another process has the folder open (the raw client's
+        # emptied it under that process, then said "nothing was written"), and the collection's
+        # rows of the vector copy and its lexical index go with it (they stayed, growing each rebuild)
+        if store is not None:
+            store.delete_collection()
+        else:
+            drop_collection(folder, COLLECTION)
+        store = MatryoshkaChroma(COLLECTION, embedding_function=emb, persist_directory=str(folder))
     ids = corpus.ids()
     stored = {d.id: d for d in store.get_by_ids(ids)}
     stale = [p.passage_id for p in corpus.passages
@@ -210,8 +218,15 @@ def run_finetune(emb, corpus, args: argparse.Namespace) -> None:
             with open(work / f"{split}.jsonl", "w", encoding="utf-8") as f:
                 for q, p in corpus.pairs(split):
                     f.write(json.dumps({"anchor": q, "positive": p}, ensure_ascii=False) + "\n")
+        # the starting model's sizes (the fine-tune's default list stops at 64: the default model's 32 was lost)
         cfg = FinetuneConfig(data=str(work / "train.jsonl"), eval_data=str(work / "eval.jsonl"), model=emb.spec,
-                             output_dir=str(out), epochs=args.epochs, batch_size=32, checkpoints=False)
+                             output_dir=str(out), epochs=args.epochs, batch_size=32, checkpoints=False,
+                             dims=sorted(emb.dims, reverse=True))
         result = MatryoshkaFinetuner(cfg).run()
+    eval_pairs = corpus.pairs("eval")
+    # not the table above: fine-tuning scores the eval questions against their own answers only
+    print(f"NDCG@10 on the fine-tuning's eval task: the {len({q for q, _ in eval_pairs})} eval questions against "
+          f"their {len({p for _, p in eval_pairs})} answer passages (the table above ranks all "
+          f"{len(corpus.passages)} passages, so its scores are lower)")
     print(score_table(result.scores_before, result.scores_after))
     print(f"Trained in {result.train_seconds:.0f} s ({result.samples_per_second:.1f} samples/s); model in {out}")

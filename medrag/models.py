@@ -116,15 +116,18 @@ def load_model(
         if unreachable and not _in_hf_cache(spec_str, revision):
             raise ModelLoadError(
                 f"cannot load hub model {spec_str!r}: the hub cannot be reached ({unreachable}) and the model is "
-                "not in the HF cache. Download it where there is network (`hf download ORG/NAME --local-dir DIR`) and pass "
-                f"the local folder, or use an embedded model ({DEFAULT_SPEC!r}, the default, or {BUNDLED_SPEC!r})."
+                f"not in the HF cache (nor is there a local folder of that name in {Path.cwd()}: for a folder, check "
+                "the path or the folder you run from). Download it where there is network (`hf download ORG/NAME "
+                "--local-dir DIR`) and pass the local folder, or use an embedded model "
+                f"({', '.join(map(repr, bundled_specs()))}; {DEFAULT_SPEC!r} is the default)."
             )
         # cached and the hub unreachable: load the cached copy without a minute of retried requests
         model = _load(SentenceTransformer, spec_str, spec_str, revision=revision,
                       local_files_only=True if unreachable else None, **kwargs)
     else:
         raise ModelLoadError(
-            f"model spec {spec_str!r} is neither an existing folder, a hub id (org/name), nor {BUNDLED_SPEC!r}"
+            f"model spec {spec_str!r} is neither an existing folder, a hub id (org/name), nor an embedded model: "
+            f"{', '.join(map(repr, bundled_specs()))} ({DEFAULT_SPEC!r} is the default)"
         )
 
     if not (model.prompts or {}).get("query"):

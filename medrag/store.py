@@ -2463,6 +2463,47 @@ def _no_extra(kwargs: dict[str, Any], method: str) -> None:
         raise InvalidArgumentError(f"unexpected argument(s) of {method}: {sorted(kwargs)}")
 
 
+def drop_collection(persist_directory: str | os.PathLike[str], name: str) -> bool:
+    """Drop the collection ``name`` of an embedded folder with what medrag keeps beside it (its rows
+    of the vector copy, its lexical index file, its HNSW folders), whatever model built it (a store
+    object needs that model: :meth:`MatryoshkaChroma.delete_collection` is the way for an open store).
+    Returns whether it existed.
+
+    Raises:
+        StoreLockedError: another process has the folder open (nothing is deleted).
+    """
+    import chromadb
+
+    folder = Path(persist_directory)
+    lock = DirectoryLock(folder)
+    holder = lock.held_elsewhere()
+    if holder is not None or not lock.acquire():
+        raise locked_error(folder.resolve(), holder or lock.holder())
+    try:
+        client = chromadb.PersistentClient(path=str(folder.resolve()))
+        found = [c for c in client.list_collections() if c.name == name]
+        if not found:
+            return False
+        cid = str(found[0].id)
+        try:
+            segments = segment_ids(str(folder.resolve()), cid)
+        except Exception:  # noqa: BLE001 - sqlite3 errors: the folders then stay, as Chroma leaves them
+            segments = []
+        with folder_write_lock(folder.resolve()):
+            client.delete_collection(name)
+            if (folder / SIDECAR_NAME).is_file():
+                copy = VectorSidecar(folder)
+                try:
+                    copy.drop(cid)
+                finally:
+                    copy.close()
+            index_file(folder, cid).unlink(missing_ok=True)
+            MatryoshkaChroma._remove_segment_folders(str(folder.resolve()), segments)
+        return True
+    finally:
+        lock.release()
+
+
 def _moved_folder(spec: Any) -> bool:
     """Whether a recorded model ``spec`` is a local folder's absolute path that no longer exists."""
     return isinstance(spec, str) and os.path.isabs(spec) and not os.path.exists(spec)

@@ -39,17 +39,67 @@ def test_demo_rebuilds_its_store_when_the_model_changed(tiny_model_dir, tmp_path
     assert "was built with another model; rebuilding it" in out and "Indexed 193 passages" in out
     assert main(["demo", "--model", str(other), "--dir", store, "--k", "1"]) == 0
     assert "Reusing the demo store" in capsys.readouterr().out
+    assert main(["demo", "--model", str(other), "--dir", store, "--k", "1", "--rebuild"]) == 0
+    # the dropped collections' vector copies and lexical indexes went with them (they piled up: audit)
+    import sqlite3
+    from pathlib import Path
+
+    with sqlite3.connect(Path(store) / "medrag_vectors.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*), COUNT(DISTINCT collection) FROM vectors").fetchone() == (193, 1)
+    assert len(list((Path(store) / "medrag-lexical").iterdir())) == 1
+
+
+def test_demo_rebuild_refuses_a_store_another_process_has_open(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    """--rebuild emptied the demo collection under a process that had it open, then said "nothing
+    was written" (the raw client's delete ran before medrag's lock check) (audit)."""
+    import subprocess
+    import sys
+
+    import chromadb
+    import pytest
+
+    from tests.conftest import REPO
+
+    store = tmp_path / "store"
+    assert main(["demo", "--model", str(tiny_model_dir), "--dir", str(store), "--k", "1"]) == 0
+    capsys.readouterr()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[2]); from medrag._store_lock import "
+         "DirectoryLock; DirectoryLock(sys.argv[1]).acquire(); print('ready', flush=True); sys.stdin.read()",
+         str(store), str(REPO)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        import medrag.embeddings
+
+        monkeypatch.setattr(medrag.embeddings, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+        assert main(["demo", "--model", str(tiny_model_dir), "--dir", str(store), "--rebuild"]) == 1
+        assert f"another process (pid {holder.pid}) has the embedded Chroma store" in capsys.readouterr().err
+    finally:
+        holder.communicate("", timeout=60)
+    assert chromadb.PersistentClient(str(store)).get_collection("medrag-demo").count() == 193
+    assert main(["demo", "--dir", ""]) == 1
+    assert "--dir is empty" in capsys.readouterr().err
 
 
 def test_demo_finetune_prints_the_before_after_table(tiny_model_dir, tmp_path, capsys):
+    """The fine-tune dropped the starting model's sizes below 64 (the default model's 32), and its
+    "Initial" column, scored against the eval answers only, read as contradicting the table above
+    (all 193 passages) without a word (audit)."""
+    import json
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    (model / "matryoshka.json").write_text(json.dumps({"full_dim": 128, "dims": [128, 64, 32]}))
     out_dir = tmp_path / "ft"
-    args = ["demo", "--model", str(tiny_model_dir), "--dir", str(tmp_path / "store"), "--k", "1",
+    args = ["demo", "--model", str(model), "--dir", str(tmp_path / "store"), "--k", "1",
             "--finetune", "--finetune-dir", str(out_dir), "--epochs", "1"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "Fine-tuning on the sample's train split (324 pairs" in out
+    assert "the table above ranks all 193 passages, so its scores are lower" in out
     assert "| Dimension | Initial ndcg@10 | Final ndcg@10 | Gain |" in out
-    assert (out_dir / "matryoshka.json").is_file()
+    assert json.loads((out_dir / "matryoshka.json").read_text())["dims"] == [128, 64, 32]
 
 
 def test_a_new_sample_version_updates_the_reused_store(tiny_embeddings, tmp_path, capsys):

@@ -331,3 +331,16 @@ def test_a_first_use_build_draws_no_transformers_bars_into_a_log(monkeypatch):
     with pytest.raises(ModelLoadError, match="stop here"):
         medrag.load_model("bundled:multilingual-e5-small")
     assert seen == [False, True]
+
+
+def test_spec_errors_name_every_embedded_model_and_the_local_folder_case(monkeypatch, tmp_path):
+    """A mistyped spec was answered with a list that left out the default model; a missing local
+    folder written like the README's ("outputs/my-model", no outputs/ here) read as an unreachable hub
+    model only (audit)."""
+    with pytest.raises(ModelLoadError, match="nor an embedded model: 'bundled:multilingual-e5-small', "
+                                             "'bundled:medrag-e5-small-fr'.*is the default"):
+        medrag.load_model("medrag-e5-small-fr")
+    _no_network(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelLoadError, match=f"nor is there a local folder of that name in {tmp_path}"):
+        medrag.load_model("outputs/e5-small-medical")
