@@ -47,8 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             kw["nargs"] = "+"
         elif target is bool:
             kw.update(nargs="?", const="true", metavar="BOOL")
-        p.add_argument("--" + f.name.replace("_", "-"), **kw,
-                       help=argparse.SUPPRESS if f.name == "device" else field_help(f))
+        p.add_argument("--" + f.name.replace("_", "-"), **kw, help=field_help(f))
     p.add_argument("--resume", dest="resume", action="store_const", const=True, default=None,
                    help=field_help(next(f for f in fields(FinetuneConfig) if f.name == "resume")))
 

@@ -198,7 +198,8 @@ class FinetuneConfig:
     evaluate_before: bool = setting(True, "score the model on the held-out pairs before training too")
     evaluate_after: bool = setting(True, "score the model on the held-out pairs after training")
     eval_batch_size: int = setting(64, "encoding batch size of the before/after scores")
-    device: str | None = setting(None, "cpu, cuda... (default: CUDA when available); for the Python API")
+    device: str | None = setting(None, "cpu, cuda, cuda:1... (default: CUDA when available; under torchrun, each "
+                                 "process's own GPU)")
 
     def __post_init__(self) -> None:
         # the Python API gets the same type checks as files and the CLI: FinetuneConfig(dims="64")
