@@ -284,10 +284,15 @@ def _check_modes(args: argparse.Namespace) -> None:
     check_writable_dir(Path(args.out).expanduser(), "--out", create=False)
     # a user's own report.md there was overwritten at the end
     n_models = len(args.model or ())
-    hybrid = [f"hybrid_suite{'' if n_models == 1 else f'_{i + 1}'}.{e}" for i in range(n_models)
-              for e in ("md", "json")] if args.hybrid else []
+    hybrid = [f"{_hybrid_suite_name(i, n_models)}.{e}" for i in range(n_models) for e in ("md", "json")] \
+        if args.hybrid else []
     check_report_folder(args.out, ["suite.md", "suite.json", *hybrid] if args.suite else
                         report_file_names(n_models, args.primary_metric or PRIMARY_METRIC, not args.no_plot))
+
+
+def _hybrid_suite_name(i: int, n_models: int) -> str:
+    """The stem of the ``i``-th model's hybrid suite table: ``hybrid_suite`` alone, else numbered."""
+    return "hybrid_suite" if n_models == 1 else f"hybrid_suite_{i + 1}"
 
 
 def _finetune_split(spec: str, data: str) -> tuple[int, float] | None:
@@ -488,7 +493,7 @@ def _evaluate_suite(args: argparse.Namespace) -> int:
     print()
     print(report.to_markdown())
     for i, (label, result) in enumerate(zip(report.models, hybrid)):
-        name = "hybrid_suite" if len(report.models) == 1 else f"hybrid_suite_{i + 1}"
+        name = _hybrid_suite_name(i, len(report.models))
         (out / f"{name}.md").write_text(f"# {label}\n\n{result.to_markdown()}\n", encoding="utf-8")
         (out / f"{name}.json").write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
         paths[name] = out / f"{name}.md"

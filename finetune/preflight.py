@@ -247,8 +247,10 @@ def check_suite_data(cfg: "FinetuneConfig") -> None:
     export failed after the whole run)."""
     if cfg.export_scores == "run":
         return
+    from medrag.qa.suite import DATA_FOLDERS
+
     root = Path(cfg.shared_data).expanduser()
-    missing = [name for name in ("frenchmedmcqa", "french-medical-text") if not (root / name).is_dir()]
+    missing = [name for name in DATA_FOLDERS if not (root / name).is_dir()]
     if missing:
         raise ConfigError(f"export_adapter records the validation suite's scores (export_scores: {cfg.export_scores}), "
                           f"read from shared_data {cfg.shared_data}, which lacks {', '.join(missing)}: pass the "

@@ -396,16 +396,13 @@ class MatryoshkaFinetuner:
         return Path(found) if found else None
 
     def _resume_checkpoint(self) -> Path | None:
+        """The checkpoint a ``resume`` run continues from (:func:`finetune.preflight.check_resume`
+        refused a resume without one, and checkpoints without resume, before anything loaded)."""
+        if not self.config.resume:
+            return None
         existing = self._resume_checkpoint_or_none()
-        if self.config.resume:
-            if existing is None:
-                raise ConfigError(f"nothing to resume: no checkpoint in {self.checkpoint_dir}")
-            logger.info("resuming from %s", existing)
-            return Path(existing)
-        if existing is not None:
-            raise ConfigError(f"{self.checkpoint_dir} already holds checkpoints; pass --resume to continue "
-                              "that run, or choose another output_dir")
-        return None
+        logger.info("resuming from %s", existing)
+        return existing
 
     def _scores_before(self, model, task, dims, state) -> dict[int, dict[str, float]]:
         """Base-model scores; computed once and kept beside the checkpoints so a resumed run reuses them."""

@@ -68,6 +68,14 @@ def locked_error(directory: str | os.PathLike[str], holder: str) -> StoreLockedE
         "process with chromadb.HttpClient.")
 
 
+def refuse_if_held_elsewhere(directory: str | os.PathLike[str]) -> None:
+    """Raise :func:`locked_error` when another process holds ``directory``'s lock; creates nothing
+    (a command checks this before loading a model, for a folder that may not exist)."""
+    holder = DirectoryLock(directory).held_elsewhere()
+    if holder is not None:
+        raise locked_error(Path(directory).resolve(), holder)
+
+
 def folder_write_lock(directory: str | os.PathLike[str]) -> WriteGuard:
     """The lock that serialises this process's writes to one persist directory.
 

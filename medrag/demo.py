@@ -31,7 +31,7 @@ from evaluation.hybrid import evaluate_hybrid
 from finetune.config import FinetuneConfig
 from finetune.model_card import score_table
 from finetune.training import MatryoshkaFinetuner
-from medrag._store_lock import DirectoryLock, locked_error
+from medrag._store_lock import refuse_if_held_elsewhere
 from medrag.bundled import cache_dir
 from medrag.command import check_writable_dir
 from medrag.embeddings import MatryoshkaEmbeddings
@@ -73,9 +73,8 @@ def run_demo(args: argparse.Namespace) -> int:
     folder = Path(args.dir) if args.dir else cache_dir() / "demo"
     # the cheap checks come before loading the model, and create nothing: a refused run leaves no folder
     check_writable_dir(folder, "--dir", create=False)
-    holder = DirectoryLock(folder).held_elsewhere() if args.rebuild else None
-    if holder is not None:  # refused before the model loads, and before anything is dropped
-        raise locked_error(folder.resolve(), holder)
+    if args.rebuild:  # refused before the model loads, and before anything is dropped
+        refuse_if_held_elsewhere(folder)
     if args.finetune and args.finetune_dir:
         check_writable_dir(Path(args.finetune_dir), "--finetune-dir", create=False)
     if args.k < 1:

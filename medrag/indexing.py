@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from medrag._chroma_errors import translate_chroma_error
-from medrag._store_lock import DirectoryLock, locked_error
+from medrag._store_lock import refuse_if_held_elsewhere
 from medrag.bundled import DEFAULT_SPEC
 from medrag.command import (add_store_location_arguments, check_store_location, check_writable_dir, collection_names,
                             recorded_model, store_embeddings)
@@ -735,9 +735,7 @@ def _run_index(args: argparse.Namespace) -> int:
     check_store_location(args)
     if args.persist_dir:  # checked without creating it: a run that fails before writing leaves nothing behind
         check_writable_dir(Path(args.persist_dir), "--persist-dir", create=False)
-        holder = DirectoryLock(args.persist_dir).held_elsewhere()
-        if holder is not None:  # refused before the model loads (the store would only warn on opening)
-            raise locked_error(Path(args.persist_dir).resolve(), holder)
+        refuse_if_held_elsewhere(args.persist_dir)  # before the model loads (the store would only warn on opening)
     _check_device(args.device)
     fields = [f.strip() for f in args.metadata_fields.split(",") if f.strip()]
     if source.is_dir():

@@ -117,9 +117,7 @@ def load_model(
             raise ModelLoadError(
                 f"cannot load hub model {spec_str!r}: the hub cannot be reached ({unreachable}) and the model is "
                 f"not in the HF cache (nor is there a local folder of that name in {Path.cwd()}: for a folder, check "
-                "the path or the folder you run from). Download it where there is network (`hf download ORG/NAME "
-                "--local-dir DIR`) and pass the local folder, or use an embedded model "
-                f"({', '.join(map(repr, bundled_specs()))}; {DEFAULT_SPEC!r} is the default)."
+                f"the path or the folder you run from). {_download_hint()}"
             )
         # cached and the hub unreachable: load the cached copy without a minute of retried requests
         model = _load(SentenceTransformer, spec_str, spec_str, revision=revision,
@@ -127,22 +125,26 @@ def load_model(
     else:
         raise ModelLoadError(
             f"model spec {spec_str!r} is neither an existing folder, a hub id (org/name), nor an embedded model: "
-            f"{', '.join(map(repr, bundled_specs()))} ({DEFAULT_SPEC!r} is the default)"
+            f"{_embedded_models()}"
         )
 
-    if not (model.prompts or {}).get("query"):
-        # an e5 model by its spec, or a folder of another name by its model card
-        card = [] if _is_e5(spec_str) or folder is not None or not Path(spec_str).expanduser().is_dir() \
-            else [n for n in _card_model_names(Path(spec_str).expanduser()) if _is_e5(n)]
-        if _is_e5(spec_str) or card:
-            if card:
-                logger.info("%s: e5 prompts added ('query: ', 'passage: '), as its model card names %s",
-                            spec_str, card[0])
-            model.prompts = {**(model.prompts or {}), **E5_PROMPTS}
+    if not (model.prompts or {}).get("query") and _is_e5_model(spec_str, local=folder is None):
+        model.prompts = {**(model.prompts or {}), **E5_PROMPTS}
     model.medrag_spec = spec_str
     if folder is not None:  # where matryoshka.json lives for a bundled: spec
         model.medrag_folder = str(folder)
     return model
+
+
+def _embedded_models() -> str:
+    """The embedded specs, for error messages: ``'bundled:...', ... ('bundled:...' is the default)``."""
+    return f"{', '.join(map(repr, bundled_specs()))} ({DEFAULT_SPEC!r} is the default)"
+
+
+def _download_hint() -> str:
+    """The advice of every "hub model cannot be loaded" error."""
+    return ("Download it where there is network (`hf download ORG/NAME --local-dir DIR`) and pass the local "
+            f"folder, or use an embedded model: {_embedded_models()}.")
 
 
 def bundled_specs() -> list[str]:
@@ -347,6 +349,18 @@ def _is_e5(spec: str) -> bool:
     return BUNDLED_NAME in name or bool(re.search(r"(^|[/_-])(multilingual-)?e5-(small|base|large)", name))
 
 
+def _is_e5_model(spec: str, local: bool) -> bool:
+    """Whether ``spec`` names an e5 model: by its name, or for a local folder of another name
+    (``local``: not a ``bundled:`` spec) by the model its card names."""
+    if _is_e5(spec):
+        return True
+    path = Path(spec).expanduser()
+    named = next((n for n in _card_model_names(path) if _is_e5(n)), None) if local and path.is_dir() else None
+    if named:
+        logger.info("%s: e5 prompts added ('query: ', 'passage: '), as its model card names %s", spec, named)
+    return named is not None
+
+
 _CARD_NAME = re.compile(r"^[ \t]*(?:-[ \t]*)?(?:base_model|name)[ \t]*:[ \t]*['\"]?([^'\"\s]+)", re.MULTILINE)
 _CARD_LIST_ITEM = re.compile(r"^base_model\s*:\s*\n((?:\s*-\s*\S+\s*\n)+)", re.MULTILINE)
 
@@ -376,21 +390,11 @@ def _card_model_names(folder: Path) -> list[str]:
     return names
 
 
-@contextlib.contextmanager
-def _terminal_bars_only() -> Iterator[None]:
-    """Within the block, transformers' bars (the "Loading weights" bar of every load, "Writing model
-    shards" of a save) are drawn only for a terminal, as medrag's own bars are: in a log file or CI
-    output each is a line of carriage-return noise."""
-    from transformers.utils import logging as hf_logging
-
-    quiet = hf_logging.is_progress_bar_enabled() and not sys.stderr.isatty()
-    if quiet:
-        hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if quiet:
-            hf_logging.enable_progress_bar()
+def _terminal_bars_only() -> contextlib.AbstractContextManager[None]:
+    """Within the block, the bars of transformers and huggingface_hub (the "Loading weights" bar of
+    every load, "Writing model shards" of a save) are drawn only for a terminal, as medrag's own bars
+    are: in a log file or CI output each is a line of carriage-return noise."""
+    return contextlib.nullcontext() if sys.stderr.isatty() else loading_progress(False)
 
 
 def _load(cls, path: str, spec: str, **kwargs):
@@ -413,8 +417,6 @@ def _load_now(cls, path: str, spec: str, **kwargs):
             )
             detail = " ".join(str(exc).split())  # one line: the hub's messages span several
             raise ModelLoadError(
-                f"cannot load hub model {spec!r}: {cause} ({type(exc).__name__}: {detail}). "
-                "Download it where there is network (`hf download ORG/NAME --local-dir DIR`) and pass the local folder, "
-                f"or use an embedded model ({DEFAULT_SPEC!r}, the default, or {BUNDLED_SPEC!r})."
+                f"cannot load hub model {spec!r}: {cause} ({type(exc).__name__}: {detail}). {_download_hint()}"
             ) from exc
         raise ModelLoadError(f"cannot load model from {spec!r}: {type(exc).__name__}: {' '.join(str(exc).split())}") from exc

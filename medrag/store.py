@@ -653,7 +653,7 @@ class MatryoshkaChroma(VectorStore):
                                  metadata=meta, configuration={"hnsw": {**hnsw, "space": "cosine"}},
                                  embedding_function=None)
         ids = list(records)
-        batch = min(_WRITE_BATCH, self._chroma_call("read the batch size", self._client.get_max_batch_size))
+        batch = min(_WRITE_BATCH, self._max_batch())
         skipped = 0
         for start in tqdm(range(0, len(ids), batch), desc=f"repair {name}", unit="batch",
                           disable=len(ids) < 10 * _PROGRESS_MIN):
@@ -900,7 +900,7 @@ class MatryoshkaChroma(VectorStore):
         total = len(self)
         logger.info("rebuilding the vector sidecar of %r from its %d records", self._collection_name, total)
         self._sidecar.drop(self._cid)
-        batch = self._chroma_call("read the batch size", self._client.get_max_batch_size)
+        batch = self._max_batch()
         for offset in range(0, total, batch):
             res = self._chroma_call("read records", self._collection.get, limit=batch, offset=offset,
                                     include=["metadatas", "documents"])
@@ -1208,7 +1208,7 @@ class MatryoshkaChroma(VectorStore):
         order = [i for i, id_ in enumerate(ids) if last[id_] == i]
         skippable = {i for i in order if skip_existing or (generated[i] and self._deterministic_ids)}
 
-        max_batch = self._chroma_call("read the batch size", self._client.get_max_batch_size)
+        max_batch = self._max_batch()
         batch = min(batch, max_batch)
         show = show_progress if show_progress is not None else len(order) >= _PROGRESS_MIN
         bar = None
@@ -1258,7 +1258,7 @@ class MatryoshkaChroma(VectorStore):
         """Encode one batch (one model call) and upsert it (one Chroma call). A stored record whose
         text is unchanged keeps its stored vectors, unencoded: a metadata-only change (a new field, an
         edited value) costs no model call."""
-        kept = self._reusable_vectors([ids[i] for i in idx if ids[i] in stored], {ids[i]: texts[i] for i in idx})
+        kept = self._reusable_vectors({ids[i]: texts[i] for i in idx if ids[i] in stored}, stored)
         fresh = [i for i in idx if ids[i] not in kept]
         vectors: dict[str, tuple[bytes, np.ndarray]] = dict(kept)
         if fresh:
@@ -1295,21 +1295,26 @@ class MatryoshkaChroma(VectorStore):
                 self._advance_stamp(generation)
             self._lexical.upserted(generation, batch_ids, batch_texts)
 
-    def _reusable_vectors(self, stored_ids: list[str], text_of: dict[str, str]) -> dict[str, tuple[bytes, np.ndarray]]:
-        """Packed full vector and coarse vector, as stored, of the records among ``stored_ids`` whose
-        stored text is ``text_of[id]`` and whose stored vectors are sound (the collection's contract
-        guarantees they come from this model). Nothing while the coarse stage waits to be fitted."""
-        if not stored_ids:
+    def _reusable_vectors(self, text_of: dict[str, str], stored: dict[str, dict[str, Any]]
+                          ) -> dict[str, tuple[bytes, np.ndarray]]:
+        """Packed full vector and coarse vector, as stored, of the stored records (``text_of``: id ->
+        the text about to be written; ``stored``: their metadatas, already read) whose stored text is
+        that text and whose stored vectors are sound (the collection's contract guarantees they come
+        from this model). Nothing while the coarse stage waits to be fitted."""
+        if not text_of:
             return {}
         if self._rotation_kind != "none" and self._rotation is None:
             self._load_rotation()
         if not self.rotation_fitted:
             return {}
-        res = self._chroma_call("read existing records", self._collection.get, ids=stored_ids,
+        res = self._chroma_call("read existing records", self._collection.get, ids=list(text_of),
                                 include=["documents", "embeddings"])
         coarse_of = {id_: np.asarray(e, dtype=np.float32) for id_, e in zip(res["ids"], res["embeddings"])}
-        same = [id_ for id_, text in zip(res["ids"], res["documents"]) if text == text_of.get(id_)]
-        blobs = self._full_blobs(same) if same else {}
+        # the same text, and a packed vector medrag wrote (every record medrag writes carries one in
+        # its metadata; one written by another tool has none and is encoded, as its error message advises)
+        same = [id_ for id_, text in zip(res["ids"], res["documents"])
+                if text == text_of.get(id_) and FULL_KEY in (stored.get(id_) or {})]
+        blobs = self._full_blobs(same, stored) if same else {}
         readable = [id_ for id_ in same if blobs.get(id_) is not None]
         if not readable:
             return {}
@@ -1363,7 +1368,7 @@ class MatryoshkaChroma(VectorStore):
             ids = self._matching_ids(ids, where, where_document, "find the records to delete")
         if ids:
             self._check_writer()
-            max_batch = self._chroma_call("read the batch size", self._client.get_max_batch_size)
+            max_batch = self._max_batch()
             try:
                 for start in range(0, len(ids), max_batch):
                     batch = ids[start : start + max_batch]
@@ -1467,7 +1472,7 @@ class MatryoshkaChroma(VectorStore):
         if not ids:
             return []
         found: dict[str, Document] = {}
-        max_batch = self._chroma_call("read the batch size", self._client.get_max_batch_size)
+        max_batch = self._max_batch()
         for start in range(0, len(ids), max_batch):
             res = self._chroma_call("read records", self._collection.get, ids=ids[start : start + max_batch],
                                     include=["documents", "metadatas"])
@@ -1512,7 +1517,7 @@ class MatryoshkaChroma(VectorStore):
             found = list(zip(res["ids"], res["documents"], res["metadatas"]))
         else:  # in batches (one get of tens of thousands of ids exceeds SQLite's variable limit)
             wanted = list(dict.fromkeys(_check_ids(ids)))
-            max_batch = self._chroma_call("read the batch size", self._client.get_max_batch_size)
+            max_batch = self._max_batch()
             found = []
             for start in range(0, len(wanted), max_batch):
                 res = read(ids=wanted[start : start + max_batch])
@@ -1607,13 +1612,14 @@ class MatryoshkaChroma(VectorStore):
             return [], np.zeros((0, self._full_dim), dtype=np.float32)
         return found, self._decode_full(found, [blobs[i] for i in found])
 
-    def _full_blobs(self, ids: Sequence[str]) -> dict[str, bytes | None]:
+    def _full_blobs(self, ids: Sequence[str], metas: dict[str, Any] | None = None) -> dict[str, bytes | None]:
         """Packed full vectors of the ids that exist: from the sidecar when there is one, else
-        (and for ids it lacks) from the records' metadata. ``None``: a corrupt stored value."""
+        (and for ids it lacks) from the records' metadata (``metas``: as already read, else read
+        now). ``None``: a corrupt stored value."""
         found: dict[str, bytes | None] = dict(self._sidecar.get(self._cid, ids)) if self._sidecar is not None else {}
         rest = [i for i in ids if i not in found]
         if rest:
-            metas = self._full_metadatas(rest)
+            metas = self._full_metadatas(rest) if metas is None else metas
             present = [i for i in rest if i in metas]
             found.update(zip(present, self._blobs_from_metas(present, [metas[i] for i in present])))
         return found
@@ -1751,10 +1757,8 @@ class MatryoshkaChroma(VectorStore):
         return [ids[i] for i in order], full[order], scores[order]
 
     def _max_batch(self) -> int:
-        """The client's largest batch (records per write, ids per read), asked once per store."""
-        if getattr(self, "_max_batch_size", None) is None:
-            self._max_batch_size = int(self._chroma_call("read the batch size", self._client.get_max_batch_size))
-        return self._max_batch_size
+        """The client's largest batch: records per write, ids per read (Chroma caches it)."""
+        return int(self._chroma_call("read the batch size", self._client.get_max_batch_size))
 
     def _live_metadatas(self, ids: Sequence[str], metas: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
         """The metadatas of a query reply, by id, without the records deleted while Chroma answered
@@ -1771,7 +1775,7 @@ class MatryoshkaChroma(VectorStore):
         """The ids among ``ids`` that exist and match the filters, in Chroma's order, looked up in
         batches: one ``get`` of 40,000 ids (or 9,000 with a filter) exceeds SQLite's limit of query
         variables ("too many SQL variables")."""
-        lookup = self._chroma_call("read the batch size", self._client.get_max_batch_size)
+        lookup = self._max_batch()
         return [found for start in range(0, len(ids), lookup)
                 for found in self._chroma_call(action, self._collection.get, ids=list(ids[start:start + lookup]),
                                                where=where or None, where_document=where_document or None,
@@ -1780,7 +1784,7 @@ class MatryoshkaChroma(VectorStore):
     def _full_metadatas(self, ids: Sequence[str]) -> dict[str, Any]:
         """The stored metadata (holding the packed full vector) of the ids that exist."""
         out: dict[str, Any] = {}
-        max_batch = self._chroma_call("read the batch size", self._client.get_max_batch_size)
+        max_batch = self._max_batch()
         for start in range(0, len(ids), max_batch):
             res = self._chroma_call("read", self._collection.get, ids=list(ids[start : start + max_batch]),
                                     include=["metadatas"])
@@ -2475,10 +2479,11 @@ def drop_collection(persist_directory: str | os.PathLike[str], name: str) -> boo
     import chromadb
 
     folder = Path(persist_directory)
+    if not folder.is_dir():
+        return False
     lock = DirectoryLock(folder)
-    holder = lock.held_elsewhere()
-    if holder is not None or not lock.acquire():
-        raise locked_error(folder.resolve(), holder or lock.holder())
+    if not lock.acquire():
+        raise locked_error(folder.resolve(), lock.holder())
     try:
         client = chromadb.PersistentClient(path=str(folder.resolve()))
         found = [c for c in client.list_collections() if c.name == name]

@@ -56,6 +56,9 @@ PILOT_MAX_PASSAGES = 1500
 #: Default folder holding ``frenchmedmcqa/`` and ``french-medical-text/`` (beside a checkout);
 #: override with ``data_root=`` or ``$MEDRAG_DATA``.
 DEFAULT_DATA_ROOT = Path("..") / "shared" / "data"
+#: The folders of the data root the suite reads: FrenchMedMCQA; the leaflets, cases and abstracts.
+FRENCHMEDMCQA_FOLDER, FRENCH_TEXT_FOLDER = "frenchmedmcqa", "french-medical-text"
+DATA_FOLDERS: tuple[str, ...] = (FRENCHMEDMCQA_FOLDER, FRENCH_TEXT_FOLDER)
 
 
 @dataclass(frozen=True)
@@ -110,12 +113,12 @@ def domain_task(domain: str, part: str = "val", root: str | os.PathLike[str] | N
         raise DataError(f"unknown suite part {part!r}; use 'val' (for choices) or 'test' (reported once)")
     root_dir = resolve_data_root(root)
     if domain == "frenchmedmcqa":
-        folder = root_dir / "frenchmedmcqa"
+        folder = root_dir / FRENCHMEDMCQA_FOLDER
         split = "dev" if part == "val" else "test"
         ds = load_frenchmedmcqa(folder, train_splits=(), eval_split=split)
         task = ds.eval_task(name=f"frenchmedmcqa ({part}: {split}.json)")
     elif domain in ("leaflets", "cases", "abstracts"):
-        task = document_task(domain, part, root_dir / "french-medical-text",
+        task = document_task(domain, part, root_dir / FRENCH_TEXT_FOLDER,
                              query_style=leaflet_queries if domain == "leaflets" else "mixed")
     elif domain == "sample":
         task = load_sample_corpus().task("eval")  # every passage that answers a question is relevant

@@ -1865,3 +1865,15 @@ def test_without_a_sidecar_many_candidates_read_their_vectors_in_batches(client,
     assert [(d.id, round(s, 5)) for d, s in found] == [(d.id, round(s, 5)) for d, s in expected]
     assert asked == [["distances"]] and read and max(read) <= 7
     store.delete_collection()
+
+
+def test_a_record_written_by_another_tool_is_re_added_with_its_text_unchanged(client, fake) -> None:
+    """The error for a record without a full vector says to re-add it through MatryoshkaChroma; the
+    re-add of the same text then tried to reuse its (missing) stored vector and raised that error
+    again (review)."""
+    store = MatryoshkaChroma(_name(), fake, client=client)
+    store.add_texts(TEXTS[:3], ids=["a", "b", "c"])
+    store.collection.upsert(ids=["raw"], documents=[TEXTS[7]], embeddings=[[0.1] * store.coarse_dim])
+    store.add_texts([TEXTS[7]], ids=["raw"])
+    assert store.similarity_search(TEXTS[7], k=1)[0].id == "raw"
+    store.delete_collection()
