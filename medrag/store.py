@@ -191,7 +191,9 @@ class MatryoshkaChroma(VectorStore):
             coordinates are a usable embedding) of at least ``coarse_dim`` values: those vectors
             are the full size, their first ``coarse_dim`` values the coarse one.
         persist_directory: folder of an embedded ``chromadb.PersistentClient`` (ignored when
-            ``client`` is given).
+            ``client`` is given); a relative one is resolved once, here, so the store keeps
+            working in that folder after an ``os.chdir`` (a client of your own made with a
+            relative path does not: Chroma reopens its files from that path).
         client: any chromadb client (``PersistentClient``, ``EphemeralClient``, ``HttpClient``).
             Neither ``client`` nor ``persist_directory``: an in-memory ``EphemeralClient``.
         coarse_dim: size of the stage-1 vectors kept in Chroma's HNSW index. None (default):
@@ -332,7 +334,9 @@ class MatryoshkaChroma(VectorStore):
         hnsw = _check_hnsw(hnsw)
         if client is None:
             try:
-                client = (chromadb.PersistentClient(path=str(persist_directory)) if persist_directory
+                # absolute: Chroma opens its segment files lazily, so after an os.chdir a relative path
+                # failed every write ('Failed to get segments') and the medrag files beside it moved
+                client = (chromadb.PersistentClient(path=str(Path(persist_directory).resolve())) if persist_directory
                           else chromadb.EphemeralClient())
             except Exception as exc:
                 database = Path(persist_directory or ".") / "chroma.sqlite3"

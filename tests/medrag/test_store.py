@@ -844,6 +844,21 @@ def test_from_texts_and_documents(client, fake) -> None:
     s2.delete_collection()
 
 
+def test_a_relative_persist_directory_survives_a_chdir(tmp_path, fake, monkeypatch) -> None:
+    """persist_directory="./store", then os.chdir (a notebook, a server's worker): every write failed
+    with Chroma's 'Failed to get segments' and the lexical index would have gone to the new folder."""
+    (tmp_path / "app").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "app")
+    s = MatryoshkaChroma("reldir", fake, persist_directory="./store")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    s.add_texts(["La ferritine basse signe une carence en fer.", "La TSH explore la thyroïde."], ids=["fer", "tsh"])
+    assert s.hybrid_search("ferritine", k=1, lexical_weight=1.0)[0].id == "fer"
+    assert s.lexical.path is not None and s.lexical.path.is_relative_to(tmp_path / "app" / "store")
+    assert s.lexical.path.is_file() and not any((tmp_path / "elsewhere").iterdir())
+    s.close()
+
+
 def test_persistent_reopen_sees_full_vectors(tmp_path, fake) -> None:
     import chromadb
 
