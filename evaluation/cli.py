@@ -35,7 +35,7 @@ from medrag.errors import DataError, MedragError
 from medrag.lexical.analyzer import AnalyzerOptions
 from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT
 from medrag.qa.suite import build_suite
-from medrag.qa.pairs import ANSWER_COLUMN, EVAL_FRACTION, QUESTION_COLUMN, SPLIT_SEED
+from medrag.qa.pairs import ANSWER_COLUMN, EVAL_FRACTION, QUESTION_COLUMN, SPLIT_SEED, data_file_record
 from medrag.store import DEFAULT_COARSE_DIM
 
 logger = logging.getLogger(__name__)
@@ -305,7 +305,7 @@ def _finetune_split(spec: str, data: str) -> tuple[int, float] | None:
     try:
         recorded = yaml.safe_load(config.read_text(encoding="utf-8")) if config.is_file() else None
         if not isinstance(recorded, dict) or recorded.get("eval_data") or not recorded.get("data") \
-                or Path(str(recorded["data"])).expanduser().resolve() != Path(data).expanduser().resolve():
+                or not _same_data(Path(spec).expanduser(), str(recorded["data"]), data):
             return None
         # split_seed since December 4; before it, the run's seed drew the split
         return int(recorded.get("split_seed", recorded.get("seed", SPLIT_SEED))), \
@@ -313,6 +313,23 @@ def _finetune_split(spec: str, data: str) -> tuple[int, float] | None:
     except (OSError, ValueError, TypeError, yaml.YAMLError) as exc:
         logger.debug("cannot read %s: %s", config, exc)
         return None
+
+
+def _same_data(folder: Path, recorded: str, data: str) -> bool:
+    """Whether ``data`` is the pairs file a fine-tuning run in ``folder`` trained on: the absolute
+    path or the content (sha256) its ``training_info.json`` records (runs since December 4), else
+    the path its config records as typed, resolved against the current folder (older runs)."""
+    try:
+        info = json.loads((folder / "training_info.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        info = None
+    record = info.get("data_file") if isinstance(info, dict) else None
+    if isinstance(record, dict) and record.get("path"):
+        if record["path"] == str(Path(data).expanduser().resolve()):
+            return True
+        current = data_file_record(data)  # a copy, or the same file reached through another path
+        return current is not None and record.get("sha256") == current["sha256"]
+    return Path(recorded).expanduser().resolve() == Path(data).expanduser().resolve()
 
 
 def _follow_finetune_split(args: argparse.Namespace) -> None:

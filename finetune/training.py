@@ -47,7 +47,7 @@ from finetune.scoring import TRAINING_METRICS, prompt_texts, score_sizes
 from medrag.errors import ConfigError
 from medrag.metadata import MatryoshkaMetadata, default_dims
 from medrag.models import embedding_dim, load_model
-from medrag.qa.pairs import QADataset
+from medrag.qa.pairs import QADataset, data_file_record
 
 # torch, accelerate, transformers and sentence-transformers (heavy) are imported inside the functions
 # that train: importing finetune (and `medrag --help`) stays fast.
@@ -549,6 +549,7 @@ class MatryoshkaFinetuner:
             "eval_queries": len({p.question for p in self.dataset.eval}),
             "eval_corpus": len({p.answer for p in self.dataset.eval}),
             "dataset": self.dataset.name,
+            "data_file": data_file_record(cfg.data),  # medrag evaluate knows the file from any folder
             "versions": _versions(),
         }
         (out / INFO_FILENAME).write_text(json.dumps(info, indent=2), encoding="utf-8")

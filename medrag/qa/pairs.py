@@ -296,6 +296,23 @@ def split_by_question(pairs: Sequence[QAPair], eval_fraction: float, seed: int =
     return [p for p in pairs if p.question not in held], [p for p in pairs if p.question in held]
 
 
+def data_file_record(source: str | os.PathLike[str]) -> dict[str, str] | None:
+    """The absolute path and sha256 of the local pairs file ``source``; None for a hub id or a folder.
+
+    A fine-tuning run records it (``training_info.json``'s ``data_file``) so that ``medrag evaluate``
+    knows the file it held questions out of when it is named from another folder, by another
+    relative path, or copied: the config keeps ``data`` as it was typed.
+    """
+    path = Path(source).expanduser()
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return {"path": str(path.resolve()), "sha256": digest.hexdigest()}
+
+
 def json_objects(lines: Iterable[str] | Iterable[bytes], source: str | os.PathLike[str]
                  ) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line of a JSON Lines text, in order. Lines may be

@@ -76,6 +76,46 @@ def test_cli_trains_the_tiny_model(tmp_path, capsys, tiny_model_dir, pairs_file)
     assert json.loads((out / "training_info.json").read_text())["global_step"] == 3
 
 
+def test_evaluate_from_another_folder_follows_the_split_of_a_run_given_a_relative_data_path(
+        tmp_path, monkeypatch, caplog, capsys, tiny_model_dir, pairs_file):
+    """``medrag finetune --data pairs.jsonl --split-seed 7`` run in one folder recorded ``data`` as
+    typed: ``medrag evaluate --data /abs/pairs.jsonl`` from another folder (or a copy of the file)
+    did not know the file and scored the model on split seed 42, its training questions among them."""
+    import shutil
+
+    (tmp_path / "work").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    shutil.copy(pairs_file, tmp_path / "work" / "pairs.jsonl")
+    out = tmp_path / "model"
+    monkeypatch.chdir(tmp_path / "work")
+    assert medrag_main(["finetune", "--data", "pairs.jsonl", "--question-column", "question", "--answer-column",
+                        "answer", "--model", str(tiny_model_dir), "--device", "cpu", "--output-dir", str(out),
+                        "--batch-size", "8", "--epochs", "1", "--max-seq-length", "32", "--eval-fraction", "0.25",
+                        "--split-seed", "7", "--checkpoints", "false"]) == 0
+    record = json.loads((out / "training_info.json").read_text())["data_file"]
+    assert record["path"] == str((tmp_path / "work" / "pairs.jsonl").resolve()) and len(record["sha256"]) == 64
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    shutil.copy(pairs_file, tmp_path / "elsewhere" / "copy.jsonl")
+    for data in (str(tmp_path / "work" / "pairs.jsonl"), "copy.jsonl"):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="evaluation.cli"):
+            assert medrag_main(["evaluate", "--model", str(out), "--data", data, "--question-column", "question",
+                                "--answer-column", "answer", "--out", f"r-{Path(data).stem}",
+                                "--no-cache", "--sizes", "64", "--metrics", "ndcg@10", "--bootstrap", "20",
+                                "--no-plot", "--device", "cpu"]) == 0
+        assert "25% held out (seed 7)" in capsys.readouterr().out
+        assert "held out (split seed 7, eval fraction 0.25), as its finetune_config.yaml records" in caplog.text
+    # another file under the name the config records, in this folder: not the run's data
+    write_jsonl(tmp_path / "elsewhere" / "pairs.jsonl",
+                [{"question": f"question {i} ?", "answer": f"réponse {i % 5}"} for i in range(20)])
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="evaluation.cli"):
+        assert medrag_main(["evaluate", "--model", str(out), "--data", "pairs.jsonl", "--question-column", "question",
+                            "--answer-column", "answer", "--out", "r-other", "--no-cache", "--sizes", "64", "--metrics",
+                            "ndcg@10", "--bootstrap", "20", "--no-plot", "--device", "cpu"]) == 0
+    assert "10% held out (seed 42)" in capsys.readouterr().out and "finetune_config.yaml records" not in caplog.text
+
+
 def test_python_dash_m_finetune_exit_code(tmp_path):
     data = write_jsonl(tmp_path / "p.jsonl", [{"q": "x"}])
     proc = subprocess.run([sys.executable, "-m", "finetune", "--data", str(data)], cwd=REPO,
