@@ -59,6 +59,9 @@ class WhitespaceAnalyzer:
     def token_terms(self, token: str) -> tuple[str, ...]:
         return (token,)
 
+    def other_reading(self, token: str) -> None:
+        return None  # case is part of the token: no other reading
+
 
 class WhitespaceIndex(BM25Index):
     """The same BM25 over ``text.split()`` tokens (LangChain BM25Retriever's default preprocessing)."""

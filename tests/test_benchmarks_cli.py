@@ -21,8 +21,8 @@ from tests.conftest import REPO
 
 BENCH = REPO / "benchmarks"
 SCRIPTS = ("analyzer_ablation", "default_model_sweep", "finetune_sweep", "hybrid_benchmark", "index_resume",
-           "langchain_anchor", "layer_pool_probe", "lexical_libraries", "sidecar_layout", "store_benchmark",
-           "unaccented_queries")
+           "langchain_anchor", "layer_pool_probe", "lexical_libraries", "query_case", "sidecar_layout",
+           "store_benchmark", "unaccented_queries")
 
 
 def load(name: str) -> ModuleType:
@@ -58,6 +58,7 @@ def missing_data_args(name: str, missing: Path, tmp_path: Path) -> list[str]:
         "layer_pool_probe": ["--candidate", "final=12:40", "--out", str(tmp_path / "out.json"), "--data-root",
                              str(missing)],
         "lexical_libraries": ["--data", str(missing)],
+        "query_case": ["--data-root", str(missing)],
         "store_benchmark": ["chunks", "--data", str(missing / "medquad.jsonl")],
         "unaccented_queries": ["--data-root", str(missing)],
     }[name]
@@ -110,6 +111,7 @@ BAD_VALUES = [
     ("store_benchmark", ["french-recall", "--coarse", "0,64"], "--coarse"),
     ("store_benchmark", ["french-recall", "--chunks", "-1"], "--chunks"),
     ("store_benchmark", ["pack", "--out", "x", "--check", "-1"], "--check"),
+    ("query_case", ["--max-passages", "0"], "--max-passages"),
     ("unaccented_queries", ["--max-queries", "0"], "--max-queries"),
     ("unaccented_queries", ["--weight", "1.5"], "--weight"),
 ]
@@ -145,7 +147,8 @@ def test_every_option_has_a_help_text(name, monkeypatch):
         assert bare == [], f"{parser.prog}: {bare}"
 
 
-@pytest.mark.parametrize("name", ["analyzer_ablation", "hybrid_benchmark", "langchain_anchor", "unaccented_queries"])
+@pytest.mark.parametrize("name", ["analyzer_ablation", "hybrid_benchmark", "langchain_anchor", "query_case",
+                                  "unaccented_queries"])
 def test_default_out_is_in_the_repository(name, monkeypatch):
     out = parsers_of(name, [], monkeypatch)[0].get_default("out")
     assert Path(out).is_absolute() and Path(out).parent == REPO / "benchmarks" / "results"
@@ -282,3 +285,34 @@ def test_unaccented_queries_folds_the_queries_only():
     assert folded.domains["leaflets"].task.corpus == task.corpus and folded.domains["leaflets"].task.qrels == task.qrels
     assert folded.domains["sample"].report_only and folded.part == "val" and folded.pilot
     assert task.queries == {"q1": "Créatinine élevée ?"}  # the original suite is untouched
+
+
+def _tiny_task():
+    from medrag.qa.task import IRTask
+
+    corpus = {"fer": "La ferritine basse signe une anémie par carence en fer.", "ains": "Les AINS et l'ulcère.",
+              "tsh": "La TSH explore la thyroïde."}
+    return IRTask({"q1": "Anémie et fer ?", "q2": "AINS"}, corpus, {"q1": {"fer"}, "q2": {"ains"}}, "t")
+
+
+def test_query_case_scores_the_retyped_queries_with_and_without_the_other_case_reading():
+    module = load("query_case")
+    task = _tiny_task()
+    reading, plain = module.BM25Index(), module.AnalyzerTermsIndex()
+    for index in (reading, plain):
+        index.add(list(task.corpus), list(task.corpus.values()))
+    capitals = module.FORMS["capitals"]
+    assert capitals("Anémie et fer ?") == "ANÉMIE ET FER ?" and module.FORMS["lowercase"]("AINS") == "ains"
+    assert plain.query_terms("ANÉMIE") == [] and reading.query_terms("ANÉMIE") == ["anem"]
+    runs = module.top10(task, reading, capitals)
+    assert runs == [["fer"], ["ains"]] and module.ndcg(task, runs) == 1.0
+    assert module.ndcg(task, module.top10(task, plain, module.FORMS["lowercase"])) == 0.5  # 'ains' -> 'ain'
+    assert module.overlap([["a", "b"]], [["b", "c"]]) == 0.5 and module.overlap([[]], [[]]) == 1.0
+
+
+def test_analyzer_ablation_whitespace_index_scores_a_task():
+    """The whitespace baseline replaces the index's analyzer: it must answer everything BM25Index asks."""
+    module = load("analyzer_ablation")
+    task = _tiny_task()
+    assert module.lexical_ndcg(task, module.WhitespaceIndex()) == 0.5  # 'Anémie' is not 'anémie'
+    assert module.lexical_ndcg(task, module.BM25Index()) == 1.0

@@ -115,8 +115,8 @@ class AnalyzerOptions:
       (``ete``, ``meme``) and, with ``stem`` as well, fold the word first and stem the folded word
       twice, so a word typed without accents has the same term as its accented form (``élevée``,
       ``elevee`` -> ``elev``); off, stem the accented word once, then fold (analyzer version 2,
-      where ``elevee`` -> ``eleve``). +0.0012 / +0.0037 macro BM25 NDCG@10 on the suite's val part
-      (pilot 100 x 300 / 300 x 3,000), +0.0027 / +0.0084 with the queries typed without accents.
+      where ``elevee`` -> ``eleve``). +0.0012 / +0.0027 macro BM25 NDCG@10 on the suite's val part
+      (pilot 100 x 300 / 300 x 3,000), +0.0033 / +0.0075 with the queries typed without accents.
     - ``split_elisions``: drop ``l'``, ``d'``, ``qu'``, ``j'``, ``n'``, ``s'``, ``c'``, ``m'``, ``t'``
       (and ``jusqu'``, ``lorsqu'``...) before a word.
     - ``stopwords``: drop the Snowball French stopwords.
@@ -128,10 +128,11 @@ class AnalyzerOptions:
       without its accent, nor ``Y``), except in
       a text written all in capitals that holds a word longer than any acronym (7+ letters: a
       heading, a query typed with caps lock), whose words are read as lowercase ones
-      (``LE PATIENT EST SOUS AVK`` -> ``patient``, ``sous``, ``avk``)
+      (``LE PATIENT EST SOUS AVK`` -> ``patient``, ``sous``, ``avk``); a shorter query in capitals
+      (``ANÉMIE``) or an acronym typed in lowercase is matched through :meth:`FrenchMedicalAnalyzer.other_reading`
       (on by default: +0.0052 macro BM25 NDCG@10 on the suite's val part, pilot 100 x 300, cases
       -0.003 (patients' initials); +0.0002 at 300 x 3,000; ``benchmarks/analyzer_ablation.py``). No other flip
-      gained more than +0.0015 (accent folding off, with accented queries; it loses 0.019 with
+      gained more than +0.0015 (accent folding off, with accented queries; it loses 0.020 with
       queries typed without accents; hyphenated compounds whole: -0.0010 / +0.0005), and turning
       stemming or stopwords off costs more.
     - ``split_units``: read a whole number glued to a unit of :data:`UNITS` as the number and the unit
@@ -299,6 +300,40 @@ class FrenchMedicalAnalyzer:
             compound = "-".join(t for p in parts for t in self._word_terms(p))
             return (compound,) if compound else ()
         return self._word_terms(token)
+
+    def other_reading(self, token: str) -> tuple[str, ...] | None:
+        """The terms of a surface token read with its other case, or None when its case decides nothing.
+
+        With ``keep_acronyms``, a word of 2-6 letters typed in capitals is an acronym (one unstemmed
+        term: ``AINS`` -> ``ains``), and the same word in lowercase or with a capital initial a word
+        (stemmed, or dropped as a stopword: ``ains`` -> ``ain``, ``Smecta`` -> ``smect``). So a query
+        typed with caps lock (``ANÉMIE``, ``TSH ÉLEVÉE``), or an acronym or a product name typed in
+        lowercase (``ains``, ``smecta``), gets terms the passages do not hold. The BM25 index reads
+        such a query word both ways and keeps the reading its documents use more
+        (:meth:`medrag.lexical.bm25.BM25Index.query_terms`). Only the query side reads a token
+        twice: the terms of indexed text never depend on it, so this is not part of
+        :attr:`signature`. An elided word (``L'ANÉMIE``) is read without its elision; hyphenated,
+        other mixed-case and letters-and-digits tokens have no other reading.
+
+        >>> analyzer = FrenchMedicalAnalyzer()
+        >>> analyzer("ANÉMIE"), analyzer.other_reading("ANÉMIE"), analyzer.other_reading("L'ANÉMIE")
+        (['anemie'], ('anem',), ('anem',))
+        >>> analyzer("ains"), analyzer.other_reading("ains"), analyzer.other_reading("Smecta"), analyzer.other_reading("HbA")
+        (['ain'], ('ains',), ('smecta',), None)
+        """
+        if not self.options.keep_acronyms:
+            return None
+        if _APOSTROPHE_RE.search(token):
+            parts = [p for p in _APOSTROPHE_RE.split(token) if p]
+            if self.options.split_elisions:
+                while len(parts) > 1 and parts[0].lower() in ELISIONS:
+                    parts = parts[1:]
+            return self.other_reading(parts[0]) if len(parts) == 1 else None
+        if not token.isalpha() or not 2 <= len(token) <= 6:
+            return None
+        if token.isupper():
+            return self._word_terms(token.lower())
+        return self._word_terms(token.upper()) if token.islower() or token.istitle() else None
 
     def tokens(self, text: str) -> list[str]:
         """The surface tokens of ``text`` (before elision split, stopwords and stemming), in order;

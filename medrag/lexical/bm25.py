@@ -188,12 +188,62 @@ class BM25Index:
             raise InvalidInputError(f"ids must be a collection of ids, not a single string: write [{ids!r}]")
         return self.top(self.query_scores(query), k, ids)
 
-    def query_scores(self, query: str) -> QueryScores:
-        """BM25 of ``query`` against every indexed document (for :meth:`top`)."""
+    def query_terms(self, query: str) -> list[str]:
+        """The terms ``query`` is scored on, in order: its analyzer terms that the indexed documents hold.
+
+        A query word whose case is ambiguous has two readings
+        (:meth:`~medrag.lexical.analyzer.FrenchMedicalAnalyzer.other_reading`): a short word in
+        capitals is an acronym to the analyzer, a lowercase or capitalised one a word. So a query
+        typed with caps lock, ``ANÉMIE`` or ``FIÈVRE``, missed the passages writing ``anémie`` or
+        ``fièvre`` (or found only the odd heading written in capitals), and an acronym or a product
+        name typed in lowercase, ``ains`` or ``smecta``, missed the passages writing them in
+        capitals. Such a word is scored on the reading that more of the indexed documents hold (a
+        stopword, dropped, counts as the most frequent reading). In a query that has lowercase
+        letters, a word written in capitals is meant as an acronym: it keeps that reading unless
+        no document holds it. A lowercase stopword stays one (``ta``, ``sa``: write ``TA``, ``SA``).
+
+        >>> index = BM25Index()
+        >>> index.add(["a", "b", "c", "d"], ["Anémie ferriprive sous AINS.", "TSH élevée, hypothyroïdie.",
+        ...                                  "Anémie et grossesse.", "ANÉMIE"])  # d: a heading in capitals
+        >>> index.query_terms("ANÉMIE SOUS AINS"), index.query_terms("ains"), index.query_terms("Anémie et AINS")
+        (['anem', 'sous', 'ains'], ['ains'], ['anem', 'ains'])
+        >>> index.query_terms("TSH ÉLEVÉE"), index.query_terms("le foie")
+        (['tsh', 'elev'], [])
+        """
         if not isinstance(query, str):
             raise InvalidInputError(f"the query must be a str, got {type(query).__name__}")
+        matrix = self._matrix()
+        if matrix is None:
+            return []
+        analyzer, vocab, n_terms = self.analyzer, self._vocab, matrix.n_terms
+        indptr = matrix.model.scores["indptr"]  # CSC by term: a term's documents are one slice
+
+        def held(term: str) -> int:
+            """How many indexed documents hold ``term``."""
+            i = vocab.get(term)
+            return int(indptr[i + 1] - indptr[i]) if i is not None and i < n_terms else 0
+
+        def documents(terms: Sequence[str]) -> float:
+            """How many documents hold the reading's most frequent term (a stopword reading: all of them)."""
+            return max(map(held, terms)) if terms else math.inf
+
+        acronyms_meant = any(c.islower() for c in query)  # not typed with caps lock
+        out: list[str] = []
+        for token in analyzer.tokens(query):
+            terms = analyzer.token_terms(token)
+            other = analyzer.other_reading(token) if terms else None  # a lowercase stopword stays one
+            if other is not None and other != terms:
+                mine, theirs = documents(terms), documents(other)
+                if (mine == 0 < theirs) if acronyms_meant and token.isupper() else theirs > mine:
+                    terms = other
+            out.extend(t for t in terms if held(t))
+        return out
+
+    def query_scores(self, query: str) -> QueryScores:
+        """BM25 of ``query`` against every indexed document (for :meth:`top`), scored on
+        :meth:`query_terms`."""
         vocab = self._vocab
-        return self._score_term_ids([vocab[t] for t in self.analyzer(query) if t in vocab])
+        return self._score_term_ids([vocab[t] for t in self.query_terms(query)])
 
     def _score_term_ids(self, term_ids: Sequence[int]) -> QueryScores:
         matrix = self._matrix()

@@ -91,6 +91,15 @@ def _dense_rank(store: MatryoshkaChroma, query: str, id_: str) -> int:
     return order.index(id_) + 1
 
 
+def test_a_query_typed_with_caps_lock_finds_its_passage(store: MatryoshkaChroma) -> None:
+    """'ANÉMIE' in capitals: a short word read as an acronym ('anemie') matched no passage's
+    'anémie' ('anem'); the lexical side now reads it as a word (BM25Index.query_terms)."""
+    assert store.hybrid_search("ANÉMIE", k=1, lexical_weight=1.0)[0].id == "fer"
+    assert store.hybrid_search("CIBLE SOUS AVK", k=1, lexical_weight=1.0)[0].id == "avk"
+    assert [d.id for d in store.as_retriever(search_type="hybrid", search_kwargs={"k": 1, "lexical_weight": 1.0})
+            .invoke("ANÉMIE")] == ["fer"]
+
+
 def test_retriever_hybrid(store: MatryoshkaChroma) -> None:
     retriever = store.as_retriever(search_type="hybrid", search_kwargs={"k": 2, "lexical_weight": 1.0})
     assert isinstance(retriever, MatryoshkaRetriever)

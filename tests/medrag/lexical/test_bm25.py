@@ -221,3 +221,43 @@ def test_a_rejected_add_adds_nothing() -> None:
     with pytest.raises(InvalidInputError):
         index.add(["b", "c"], ["ferritine haute", 42])  # type: ignore[list-item]
     assert len(index) == 1 and index.search("ferritine", 3)[0] == ["a"]
+
+
+def test_a_query_typed_in_capitals_or_an_acronym_in_lowercase_matches(index: BM25Index) -> None:
+    """A short word typed in capitals is an acronym to the analyzer (one unstemmed term), so a
+    query typed with caps lock matched nothing ('ANÉMIE' -> 'anemie', the passage's 'anem'), and an
+    acronym typed in lowercase missed its passage ('avk' ok, but 'ains' -> 'ain')."""
+    index.add(["ains"], ["Les AINS exposent à un risque d'ulcère gastrique."])
+    assert index.search("ANÉMIE", k=1)[0] == ["fer"]
+    assert index.search("ains", k=1)[0] == ["ains"]
+    assert index.search("L'ANÉMIE", k=1)[0] == ["fer"]
+    assert index.query_terms("TSH ÉLEVÉE ET ANÉMIE") == ["tsh", "anem"]  # 'elev' is in no passage
+
+
+def test_an_ambiguous_query_word_takes_the_reading_more_documents_hold() -> None:
+    """One heading written in capitals put 'fievre' in the vocabulary, and a caps-lock 'FIÈVRE' then
+    found that heading only; a deleted document's terms stay in the vocabulary and blocked the other
+    reading too (review). Each reading is weighed by the documents that hold it now."""
+    idx = BM25Index()
+    idx.add(["h", "f1", "f2", "pli", "ains", "smecta", "cap"],
+            ["FIÈVRE", "Une fièvre élevée.", "La fièvre de l'enfant.", "Le pli de l'aine et l'aine droite.",
+             "Les AINS et l'ulcère.", "SMECTA 3 g : composition.", "LES EFFETS DES AINS"])
+    assert idx.query_terms("FIÈVRE") == ["fievr"] and idx.search("FIÈVRE", k=3)[0][:2] == ["f1", "f2"]
+    assert idx.query_terms("fièvre") == ["fievr"]
+    # typed with lowercase letters around it, a word in capitals is an acronym (it has documents)
+    assert idx.query_terms("aine et AINS") == ["ain", "ains"]
+    assert idx.query_terms("AINS") == ["ains"]  # caps lock: 'ains' (2 documents) against 'ain' (1)
+    assert idx.query_terms("Smecta") == ["smecta"] and idx.query_terms("smecta") == ["smecta"]
+    assert idx.query_terms("LES AINS") == ["ains"]  # a stopword typed with caps lock is dropped
+    assert idx.query_terms("des ains") == ["ains"]  # a lowercase stopword is never an acronym
+    idx.delete(["f1", "f2"])
+    idx.add(["f3"], ["ANÉMIE et fer."])
+    idx.delete(["h"])
+    assert idx.query_terms("FIÈVRE") == [] and idx.query_terms("ANÉMIE") == ["anemie"]
+    idx.add(["a1"], ["Une anémie."])
+    assert idx.query_terms("ANÉMIE") == ["anemie"]  # a tie keeps the reading the analyzer gives
+    idx.add(["a2"], ["L'anémie ferriprive."])
+    assert idx.query_terms("ANÉMIE") == ["anem"]
+    assert idx.query_terms("") == [] and idx.query_terms("le la les") == [] and BM25Index().query_terms("x") == []
+    with pytest.raises(InvalidInputError, match="must be a str"):
+        idx.query_terms(None)  # type: ignore[arg-type]
