@@ -25,6 +25,7 @@ from medrag.bundled import DEFAULT_SPEC
 from medrag.command import new_parser, run_command
 from medrag.embeddings import MatryoshkaEmbeddings, check_utf8
 from medrag.errors import InvalidInputError
+from medrag.models import _check_device
 from medrag.vectors import truncate_embeddings
 
 #: Modules that contribute subcommands, in the order of ``medrag --help``.
@@ -54,6 +55,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("query", help="the question")
     p.add_argument("passages", nargs="+", help="one or more passages")
     p.add_argument("--model", default=None, help=f"model spec (default: medrag's default model, {DEFAULT_SPEC})")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: CUDA when available)")
     p.set_defaults(func=_compare)
 
 
@@ -63,7 +65,8 @@ def _compare(args: argparse.Namespace) -> int:
         if not text.strip():
             raise InvalidInputError(f"{what} is empty; pass a text (an unset shell variable gives an empty argument)")
         check_utf8(text, what)
-    emb = MatryoshkaEmbeddings(args.model)
+    _check_device(args.device)
+    emb = MatryoshkaEmbeddings(args.model, device=args.device)
     q = emb.encode_queries([args.query])
     docs = emb.encode_documents(args.passages)
     print(f"model: {emb.spec} (full size {emb.full_dim})")

@@ -31,7 +31,7 @@ from langchain_core.embeddings import Embeddings
 from medrag.encoding import DEFAULT_BATCH_SIZE, encode_texts
 from medrag.errors import DimensionError, InvalidInputError, MetadataError
 from medrag.metadata import MatryoshkaMetadata, default_dims
-from medrag.models import embedding_dim, legacy_model_fingerprint, load_model, model_fingerprint
+from medrag.models import _check_device, embedding_dim, legacy_model_fingerprint, load_model, model_fingerprint
 from medrag.prompts import DOCUMENT_PROMPT_NAMES, QUERY_PROMPT_NAMES, pick_prompt_name
 from medrag.sizes import smallest_size_within
 from medrag.vectors import truncate_embeddings
@@ -138,7 +138,8 @@ class MatryoshkaEmbeddings(Embeddings):
             size from 1 to the full size.
         metadata: Matryoshka metadata to use instead of the model folder's ``matryoshka.json``.
         batch_size: encoding batch size.
-        device: ``"cpu"``, ``"cuda"``...; ``None`` picks CUDA when available.
+        device: ``"cpu"``, ``"cuda"``...; ``None`` picks CUDA when available (a loaded model given
+            with a device is moved there; ``None`` leaves it where it is).
         show_progress: progress bar; ``None`` shows it for inputs of 256 texts or more.
         query_prompt_name / document_prompt_name: override the prompt names taken from the model
             (default: ``"query"``, and the first non-empty of ``"passage"``, ``"document"``, ``"corpus"``).
@@ -179,6 +180,14 @@ class MatryoshkaEmbeddings(Embeddings):
                 f"model must be a model spec (a path, 'bundled:<name>', a hub id), None for the embedded model, "
                 f"or a loaded SentenceTransformer; got {type(model).__name__} {model!r}"
             )
+        else:
+            if getattr(model, "truncate_dim", None) is not None:  # it would read as the model's full size
+                raise InvalidInputError(
+                    f"this SentenceTransformer was loaded with truncate_dim={model.truncate_dim}: MatryoshkaEmbeddings "
+                    f"truncates itself; load it without truncate_dim and pass dimension={model.truncate_dim}")
+            if device is not None:  # it was ignored: the vectors were computed where the model was
+                _check_device(device)
+                model.to(device)
         if metadata is not None and not isinstance(metadata, MatryoshkaMetadata):
             raise InvalidInputError(f"metadata must be a MatryoshkaMetadata (MatryoshkaMetadata.load(folder)), "
                                     f"got {type(metadata).__name__}")
@@ -313,6 +322,9 @@ class MatryoshkaEmbeddings(Embeddings):
             logger.info("%d text(s) already start with the prompt %r: it is not added twice",
                         sum(t.startswith(prefix) for t in texts), prefix)
             texts = [t[len(prefix):] if t.startswith(prefix) else t for t in texts]
+            empty = next((i for i, t in enumerate(texts) if not t.strip()), None)
+            if empty is not None:  # "query: " alone: the empty text validate_texts refuses
+                raise InvalidInputError(f"text at index {empty} is only the prompt {prefix.strip()!r}: it has no content")
         self._warn_if_truncated(texts, prompt_name)
         return encode_texts(self.model, texts, prompt_name=prompt_name, batch_size=self.batch_size,
                             show_progress=self.show_progress)

@@ -38,6 +38,13 @@ from medrag.metadata import default_dims
 from medrag.vectors import truncate_embeddings
 
 
+def _as_float32(value: Any, side: str) -> np.ndarray:
+    try:
+        return np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"a precomputed {side} vector is not a list of numbers: {exc}") from exc
+
+
 class _Table:
     """Text -> row of one float32 matrix (the vectors as given)."""
 
@@ -45,10 +52,15 @@ class _Table:
         if not isinstance(vectors, Mapping):
             raise InvalidInputError(f"{side}s= maps each text to its vector (a dict), got {type(vectors).__name__}; "
                                     "for parallel lists use PrecomputedEmbeddings.from_arrays")
-        try:
-            rows = [np.asarray(v, dtype=np.float32).reshape(-1) for v in vectors.values()]
-        except (TypeError, ValueError) as exc:
-            raise InvalidInputError(f"a precomputed {side} vector is not a list of numbers: {exc}") from exc
+        rows = []
+        for text, vector in vectors.items():
+            row = _as_float32(vector, side)
+            if row.ndim == 2 and row.shape[0] == 1:
+                row = row[0]  # one text's vector as a (1, d) row, as models return it
+            if row.ndim != 1 or row.shape[0] == 0:
+                raise DimensionError(f"the precomputed {side} vector of {str(text)[:60]!r} has shape {row.shape}: "
+                                     "one text's vector is a 1-D list of numbers")
+            rows.append(row)
         sizes = {r.shape[0] for r in rows}
         if len(sizes) > 1:
             raise DimensionError(f"the precomputed {side} vectors have different sizes {sorted(sizes)}")
@@ -57,14 +69,19 @@ class _Table:
     @classmethod
     def from_arrays(cls, texts: Sequence[str], matrix: Any, side: str) -> "_Table":
         table = object.__new__(cls)
-        matrix = np.asarray(matrix, dtype=np.float32)  # no copy when it is float32 already
+        matrix = _as_float32(matrix, side)  # no copy when it is float32 already
         texts = list(texts)
-        if matrix.ndim != 2 or matrix.shape[0] != len(texts):
+        if matrix.ndim != 2 or matrix.shape[0] != len(texts) or (texts and matrix.shape[1] == 0):
             raise DimensionError(f"{len(texts)} {side} texts but vectors of shape {matrix.shape}: one row per text")
         table._set(texts, matrix, side)
         return table
 
     def _set(self, texts: list[str], matrix: np.ndarray, side: str) -> None:
+        if texts:  # a text that is not a str, or empty, could never be looked up (encode_* refuse it)
+            try:
+                validate_texts(texts)
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"precomputed {side} texts: {exc}") from exc
         self.index = {text: i for i, text in enumerate(texts)}
         self.matrix = matrix
         if not np.isfinite(self.matrix).all():
@@ -87,7 +104,7 @@ class PrecomputedEmbeddings(Embeddings):
         spec / fingerprint: the model that made the vectors (recorded by the store, which then
             refuses another model). Default: the fallback's; required without one.
         dims: the model's trained sizes (default: the fallback's, else the seed's sizes up to the
-            full size).
+            full size); the full size is always among them.
         matryoshka_trained: whether the model was trained with a Matryoshka loss, so that its
             leading coordinates already rank well (default: the fallback's, else False). The
             store's learned coarse fit trains briefly for such a model and longer for another
@@ -162,8 +179,9 @@ class PrecomputedEmbeddings(Embeddings):
         if dims is not None and not (isinstance(dims, (list, tuple, set, frozenset)) and dims and all(
                 isinstance(d, numbers.Integral) and not isinstance(d, bool) and 1 <= d <= self.full_dim for d in dims)):
             raise DimensionError(f"dims must be sizes between 1 and the full size {self.full_dim}, got {dims!r}")
-        self.dims: list[int] = sorted({int(d) for d in (dims or fallback_dims or default_dims(self.full_dim))},
-                                      reverse=True)
+        # the full size is always one (as in matryoshka.json): the store reranks at it
+        self.dims: list[int] = sorted({self.full_dim, *(int(d) for d in (dims or fallback_dims or
+                                                                        default_dims(self.full_dim)))}, reverse=True)
         if matryoshka_trained is not None and not isinstance(matryoshka_trained, (bool, np.bool_)):
             raise InvalidInputError(f"matryoshka_trained must be True, False or None, got {matryoshka_trained!r}")
         self.matryoshka_trained: bool = (bool(matryoshka_trained) if matryoshka_trained is not None

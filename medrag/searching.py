@@ -22,6 +22,7 @@ from typing import Any
 
 from medrag.command import (add_store_location_arguments, check_store_location, collection_names, recorded_model,
                             store_embeddings)
+from medrag.embeddings import check_utf8
 from medrag.errors import DataError, InvalidInputError
 from medrag.models import _check_device
 
@@ -52,6 +53,15 @@ def run_search(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"--k must be >= 1, got {args.k}")
     if args.candidates is not None and args.candidates < 1:
         raise InvalidInputError(f"--candidates must be >= 1, got {args.candidates}")
+    # what the store would refuse after the model loaded (seconds on CPU), named as the command line has it
+    from medrag.store import _MAX_RESULTS  # the store module only for a real search
+
+    check_utf8(args.query, "the query")
+    if args.candidates is not None and args.candidates < args.k:
+        raise InvalidInputError(f"--candidates ({args.candidates}) must be >= --k ({args.k}): stage 1 cannot "
+                                "return fewer than k")
+    if max(args.k, args.candidates or 0) > _MAX_RESULTS:
+        raise InvalidInputError(f"--k / --candidates must be at most {_MAX_RESULTS} (what a Chroma query can return)")
     if args.lexical_weight is not None and not args.hybrid:
         raise InvalidInputError("--lexical-weight is only used with --hybrid")
     if args.lexical_weight is not None and not 0 <= args.lexical_weight <= 1:

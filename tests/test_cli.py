@@ -26,6 +26,13 @@ def test_compare_names_an_empty_argument_before_the_model(capsys, monkeypatch):
     _one_line_error(capsys, ["compare", "", "un passage"], "the query is empty")
     _one_line_error(capsys, ["compare", "fer", "un passage", "  "], "passage 2 is empty")
     _one_line_error(capsys, ["compare", "fer", "un \udcff passage"], "passage 1 is not valid UTF-8 text")
+    # --device, as search and index have it (it was "unrecognized arguments"), checked before the model
+    _one_line_error(capsys, ["compare", "fer", "un passage", "--device", "tpu9"], "unknown device 'tpu9'")
+
+
+def test_compare_runs_on_the_device_given(tiny_model_dir, capsys):
+    assert main(["compare", "--model", str(tiny_model_dir), "--device", "cpu", "glycémie", "la glycémie"]) == 0
+    assert "full size 128" in capsys.readouterr().out
 
 
 def test_help_lists_compare():

@@ -347,3 +347,27 @@ def test_a_model_loaded_without_medrag_keeps_its_folders_metadata(tmp_path, tiny
     emb = MatryoshkaEmbeddings(model, dimension="auto")
     assert emb.dims == [128, 64, 32] and emb.dimension == 64
     assert MatryoshkaEmbeddings(model, dimension=32).dimension == 32
+
+
+def test_a_text_that_is_only_the_prompt_is_refused(tiny_embeddings):
+    """'query: ' alone was encoded as an empty text, which embed_query('') refuses (audit)."""
+    with pytest.raises(InvalidInputError, match="only the prompt 'query:'"):
+        tiny_embeddings.embed_query("query:   ")
+    with pytest.raises(InvalidInputError, match="text at index 1 is only the prompt 'passage:'"):
+        tiny_embeddings.embed_documents([TEXTS[0], "passage: "])
+
+
+def test_a_loaded_model_honours_device_and_refuses_truncate_dim(tiny_model_dir):
+    """device= was ignored for a loaded model ('bogus' and 'cuda' stayed on the CPU), and a model
+    loaded with truncate_dim=64 gave "matryoshka.json says full_dim=128 but the model outputs 64" (audit)."""
+    from sentence_transformers import SentenceTransformer
+
+    from medrag.errors import ModelLoadError
+
+    model = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    with pytest.raises(ModelLoadError, match="unknown device 'bogus'"):
+        MatryoshkaEmbeddings(model, device="bogus")
+    assert MatryoshkaEmbeddings(model, device="cpu").model.device.type == "cpu"
+    truncated = SentenceTransformer(str(tiny_model_dir), device="cpu", truncate_dim=64)
+    with pytest.raises(InvalidInputError, match="loaded with truncate_dim=64.*pass dimension=64"):
+        MatryoshkaEmbeddings(truncated)

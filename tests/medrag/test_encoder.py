@@ -176,6 +176,11 @@ def test_a_store_built_from_precomputed_vectors_serves_the_model(tiny_embeddings
     ({"documents": {"a": [1.0, 0.0]}, "dims": [0, 99]}, DimensionError, "dims"),
     ({"documents": {"a": [1.0, 0.0]}, "dimension": "auto"}, DimensionError, "presets"),
     ({"fallback": "bundled:medrag-e5-small-fr"}, InvalidInputError, "fallback must be an encoder"),
+    # audit: a key that is not a text (it could never be looked up), one text's vector given as a
+    # matrix (flattened into a 4-dim "vector"), an empty vector ("dimension 0 is outside 1..0")
+    ({"documents": {1: [1.0, 0.0]}}, InvalidInputError, "text at index 0 is int"),
+    ({"documents": {"a": np.ones((2, 2))}}, DimensionError, r"shape \(2, 2\)"),
+    ({"documents": {"a": []}}, DimensionError, r"shape \(0,\)"),
 ])
 def test_precomputed_bad_arguments_are_medrag_errors(kwargs, error, expected):
     """These raised AttributeError / ValueError from int(), or were accepted (dims [0, 99]); the size
@@ -190,3 +195,21 @@ def test_precomputed_lookups_refuse_non_texts():
     for bad in (None, [1], [["a"]]):
         with pytest.raises(InvalidInputError):
             emb.encode_documents(bad)
+
+
+def test_precomputed_from_arrays_checks_texts_and_numbers():
+    """from_arrays raised a bare ValueError for a non-number and took non-text keys (audit)."""
+    with pytest.raises(InvalidInputError, match="not a list of numbers"):
+        PrecomputedEmbeddings.from_arrays(["a"], [["x", 1]], spec="m", fingerprint="f")
+    with pytest.raises(InvalidInputError, match="text at index 1 is int"):
+        PrecomputedEmbeddings.from_arrays(["a", 2], np.eye(2), spec="m", fingerprint="f")
+    with pytest.raises(DimensionError, match="one row per text"):
+        PrecomputedEmbeddings.from_arrays(["a"], np.zeros((1, 0)), spec="m", fingerprint="f")
+
+
+def test_precomputed_vector_rows_and_the_full_size_among_the_dims():
+    """A (1, d) row is one text's vector, as a model returns it; dims=[2] with 4-dim vectors left the
+    full size out of dims, which matryoshka.json and MatryoshkaEmbeddings always hold (audit)."""
+    emb = PrecomputedEmbeddings({"a": np.array([[0.6, 0.8, 0.0, 0.0]])}, spec="m", fingerprint="f", dims=[2])
+    assert emb.full_dim == 4 and emb.dims == [4, 2]
+    assert np.allclose(emb.encode_documents(["a"]), [[0.6, 0.8, 0.0, 0.0]])

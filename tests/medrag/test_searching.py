@@ -54,6 +54,11 @@ def test_search_errors_are_one_line_and_create_nothing(indexed, tmp_path, capsys
     _one_line(capsys, ["search", "x", "--persist-dir", str(indexed), "--k", "0"], "--k must be")
     _one_line(capsys, ["search", "x", "--persist-dir", str(indexed), "--filter", "{cat: 1}"], "not valid JSON")
     _one_line(capsys, ["search", "x", "--persist-dir", str(indexed), "--lexical-weight", "0.5"], "only used with --hybrid")
+    # these three failed only after the model had loaded (audit)
+    _one_line(capsys, ["search", "x", "--persist-dir", str(indexed), "--candidates", "1", "--k", "3"],
+              "--candidates (1) must be >= --k (3)")
+    _one_line(capsys, ["search", "x", "--persist-dir", str(indexed), "--k", "99999999999"], "--k / --candidates must be")
+    _one_line(capsys, ["search", "fer \udcff", "--persist-dir", str(indexed)], "the query is not valid UTF-8 text")
 
 
 def test_search_opens_what_index_built_whatever_its_settings(tiny_model_dir, tmp_path, capsys, monkeypatch) -> None:
