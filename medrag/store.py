@@ -514,19 +514,20 @@ class MatryoshkaChroma(VectorStore):
 
     def _reset_pending_coarse_stage(self, collection: "chromadb.Collection") -> "chromadb.Collection":
         """An *empty* collection whose fitted coarse stage (``"pca"``/``"learned"``) was never fitted
-        (its first write failed, e.g. with too few texts to fit on) takes this store's
-        ``coarse_rotation`` instead: nothing is stored under the old choice, which would otherwise
-        refuse every later write with the same too-small batch."""
+        (its first write failed, e.g. with too few texts to fit on), or whose ``"auto"`` stage is
+        still undecided (nothing written yet), takes this store's ``coarse_rotation`` instead:
+        nothing is stored under the old choice, which would otherwise refuse every later write with
+        the same too-small batch, or refuse an explicit stage and ask to reindex an empty collection."""
         meta = collection.metadata or {}
         recorded = meta.get(_C["rotation"])
-        if (_C["schema"] not in meta or recorded not in ("pca", "learned") or meta.get(ROTATION_KEY)
+        if (_C["schema"] not in meta or recorded not in ("pca", "learned", "auto") or meta.get(ROTATION_KEY)
                 or recorded == self._rotation_kind or (self._lock is not None and not self._lock.held)
                 or self._chroma_call("count", collection.count) != 0):
             return collection
         self._chroma_call("record the coarse stage", collection.modify,
                           metadata={**meta, _C["rotation"]: self._rotation_kind})
-        logger.info("collection %r is empty and its %s coarse stage was never fitted: it now uses %r",
-                    collection.name, recorded, self._rotation_kind)
+        logger.info("collection %r is empty and its %s coarse stage was never %s: it now uses %r", collection.name,
+                    recorded, "decided" if recorded == "auto" else "fitted", self._rotation_kind)
         return self._chroma_call("read the collection", self._client.get_collection, name=collection.name,
                                  embedding_function=None)
 
@@ -1109,9 +1110,13 @@ class MatryoshkaChroma(VectorStore):
 
     @staticmethod
     def content_id(text: str, metadata: dict[str, Any] | None = None) -> str:
-        """A deterministic id for a text and its metadata (SHA-256 based, 32 hex chars)."""
-        payload = json.dumps([text, metadata or {}], sort_keys=True, ensure_ascii=False, default=str)
-        return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
+        """A deterministic id for a text and its metadata (SHA-256 based, 32 hex chars).
+
+        ``None`` values count as absent keys, as Chroma stores them: ``{"page": None}`` and ``{}``
+        are one record (they were two ids, so re-adding a text without its empty field stored it
+        twice)."""
+        kept = {k: v for k, v in (metadata or {}).items() if v is not None}
+        return _content_hash(text, kept)
 
     def add_texts(
         self,
@@ -1206,6 +1211,8 @@ class MatryoshkaChroma(VectorStore):
                 _check_no_nul(id_, i)
         if n == 0:
             return []
+        if self._deterministic_ids:
+            self._keep_legacy_content_ids(ids, texts, metadatas, generated)
         self._check_writer()
         # Upsert semantics inside one call too: the last occurrence of an id wins.
         last = {id_: i for i, id_ in enumerate(ids)}
@@ -1246,6 +1253,20 @@ class MatryoshkaChroma(VectorStore):
                 bar.close()
             self._lexical.write_done()
         return ids
+
+    def _keep_legacy_content_ids(self, ids: list[str], texts: list[str], metadatas: list[dict[str, Any]],
+                                 generated: list[bool]) -> None:
+        """Until December 4 a content id hashed ``None`` metadata values too: a record stored under
+        such an id keeps it (it is then skipped as unchanged) instead of being stored a second time."""
+        legacy = [(i, _content_hash(texts[i], metadatas[i])) for i, new in enumerate(generated)
+                  if new and any(v is None for v in metadatas[i].values())]
+        step = self._max_batch()
+        for start in range(0, len(legacy), step):
+            chunk = legacy[start:start + step]
+            found = self._stored_metadatas([old for _, old in chunk])
+            for i, old in chunk:
+                if old in found:
+                    ids[i] = old
 
     def _stored_metadatas(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         """The metadata of those ids that are already stored (one Chroma ``get``)."""
@@ -2074,6 +2095,14 @@ class MatryoshkaChroma(VectorStore):
             kwargs["score_threshold"] = _check_threshold(kwargs["score_threshold"])
         return super().similarity_search_with_relevance_scores(query, k, **kwargs)
 
+    async def asimilarity_search_with_relevance_scores(self, query: str, k: int = 4,
+                                                       **kwargs: Any) -> list[tuple[Document, float]]:
+        """Async :meth:`similarity_search_with_relevance_scores` (the same checks: a threshold of
+        ``"0.5"`` raised a bare ``TypeError`` here and ``True`` returned nothing)."""
+        if kwargs.get("score_threshold") is not None:
+            kwargs["score_threshold"] = _check_threshold(kwargs["score_threshold"])
+        return await super().asimilarity_search_with_relevance_scores(query, k, **kwargs)
+
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         if self.override_relevance_score_fn is not None:
             return self.override_relevance_score_fn
@@ -2241,6 +2270,11 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+def _content_hash(text: str, metadata: dict[str, Any]) -> str:
+    payload = json.dumps([text, metadata], sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
 
 def _same_metadata(stored: dict[str, Any], given: dict[str, Any]) -> bool:
@@ -2458,8 +2492,9 @@ def _check_hybrid_kwargs(search_kwargs: dict[str, Any]) -> None:
 
 
 def _check_threshold(threshold: Any) -> float:
-    """A relevance score threshold as a float (an int is fine: ``0``, ``1``)."""
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)):
+    """A relevance score threshold as a float (an int is fine: ``0``, ``1``; NaN is refused: it kept nothing)."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)) \
+            or math.isnan(threshold):
         raise InvalidInputError("search_type='similarity_score_threshold' needs a number in "
                                 "search_kwargs={'score_threshold': ...} (a relevance score, cosine in [-1, 1]), "
                                 f"got {threshold!r}")

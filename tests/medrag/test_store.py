@@ -32,7 +32,7 @@ from medrag import CollectionMismatchError, DimensionError, MatryoshkaChroma
 from medrag.coarse import CoarseProjection
 from medrag.errors import InvalidArgumentError, InvalidInputError, StoreError
 from medrag.vector_codec import decode_rows, encode_rows
-from medrag.store import FULL_KEY
+from medrag.store import CONTRACT_KEYS, FULL_KEY
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -1892,3 +1892,51 @@ def test_a_record_written_by_another_tool_is_re_added_with_its_text_unchanged(cl
     store.add_texts([TEXTS[7]], ids=["raw"])
     assert store.similarity_search(TEXTS[7], k=1)[0].id == "raw"
     store.delete_collection()
+
+
+# ---------------------------------------------------------------------------- LangChain audit (December 4)
+
+
+async def test_async_relevance_scores_check_the_threshold_as_the_sync_path_does(store: MatryoshkaChroma) -> None:
+    """score_threshold="0.5" raised a bare TypeError on the async path and True returned nothing
+    (the sync path refused both); NaN kept nothing on either path (audit)."""
+    store.add_texts(TEXTS[:5])
+    for bad in ("0.5", True, float("nan")):
+        with pytest.raises(InvalidInputError, match="needs a number"):
+            await store.asimilarity_search_with_relevance_scores(TEXTS[0], k=2, score_threshold=bad)
+        with pytest.raises(InvalidInputError, match="needs a number"):
+            store.similarity_search_with_relevance_scores(TEXTS[0], k=2, score_threshold=bad)
+    with pytest.raises(InvalidInputError, match="needs a number"):
+        await store.asearch(TEXTS[0], "similarity_score_threshold", score_threshold="0.5")
+    hits = await store.asimilarity_search_with_relevance_scores(TEXTS[0], k=2, score_threshold=np.float32(-1.0))
+    assert len(hits) == 2 and hits[0][0].page_content == TEXTS[0]
+
+
+def test_a_none_metadata_value_does_not_change_the_content_id(store: MatryoshkaChroma) -> None:
+    """{"page": None} is stored as no key, but its content id differed from {}'s: re-adding the text
+    without the empty field stored it twice. A record stored under the old id keeps it (audit)."""
+    first = store.add_texts([TEXTS[0]], [{"page": None, "src": "a"}])
+    assert store.add_texts([TEXTS[0]], [{"src": "a"}]) == first and len(store) == 1
+    assert first == [MatryoshkaChroma.content_id(TEXTS[0], {"src": "a"})]
+    # a record written under the id an earlier medrag gave it (None values hashed)
+    import hashlib
+    import json
+
+    payload = json.dumps([TEXTS[1], {"page": None}], sort_keys=True, ensure_ascii=False, default=str)
+    old = hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
+    store.add_texts([TEXTS[1]], [{}], ids=[old])
+    assert store.add_texts([TEXTS[1]], [{"page": None}]) == [old] and len(store) == 2
+    assert store.add_texts([TEXTS[1]], [{}]) == [MatryoshkaChroma.content_id(TEXTS[1])]  # {}: the new id, as documented
+    assert len(store) == 3
+
+
+def test_an_empty_undecided_auto_collection_takes_an_explicit_coarse_stage(tmp_path, fake) -> None:
+    """A collection opened with the default "auto" and closed before any write refused
+    coarse_rotation="none" ("reindex into a new collection") though nothing was stored (audit)."""
+    MatryoshkaChroma("undecided", fake, persist_directory=str(tmp_path)).close()
+    s = MatryoshkaChroma("undecided", fake, persist_directory=str(tmp_path), coarse_rotation="none")
+    s.add_texts(TEXTS[:3])
+    assert s._collection.metadata[CONTRACT_KEYS["rotation"]] == "none" and len(s) == 3
+    s.close()
+    with pytest.raises(CollectionMismatchError, match="rotation"):  # decided and written: the contract holds
+        MatryoshkaChroma("undecided", fake, persist_directory=str(tmp_path), coarse_rotation="pca")
