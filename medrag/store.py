@@ -1260,6 +1260,8 @@ class MatryoshkaChroma(VectorStore):
         such an id keeps it (it is then skipped as unchanged) instead of being stored a second time."""
         legacy = [(i, _content_hash(texts[i], metadatas[i])) for i, new in enumerate(generated)
                   if new and any(v is None for v in metadatas[i].values())]
+        if not legacy:  # the common case: no None value, no read
+            return
         step = self._max_batch()
         for start in range(0, len(legacy), step):
             chunk = legacy[start:start + step]
