@@ -45,8 +45,11 @@ FORMS: dict[str, Callable[[str], str]] = {
 class AnalyzerTermsIndex(BM25Index):
     """BM25Index scoring a query on its analyzer terms alone (no other-case reading, as queries were read before)."""
 
-    def query_terms(self, query: str) -> list[str]:
-        return [t for t in self.analyzer(query) if t in self._vocab]
+    def _query_term_ids(self, query: str, matrix) -> list[tuple[str, int]]:  # what query_terms/query_scores read
+        if matrix is None:
+            return []
+        vocab = self._vocab
+        return [(t, vocab[t]) for t in self.analyzer(query) if vocab.get(t, matrix.n_terms) < matrix.n_terms]
 
 
 def top10(task, index: BM25Index, form: Callable[[str], str]) -> list[list[str]]:

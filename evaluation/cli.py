@@ -40,6 +40,11 @@ from medrag.store import DEFAULT_COARSE_DIM
 
 logger = logging.getLogger(__name__)
 
+#: ``--bootstrap`` below this is refused (a percentile interval of 1 resample excluded the mean) and
+#: below ``ROUGH_BOOTSTRAP`` warned about.
+MIN_BOOTSTRAP = 10
+ROUGH_BOOTSTRAP = 100
+
 # Every default below is the library's own (imported above), so the CLI and the Python API agree.
 
 
@@ -209,6 +214,10 @@ def _check_values(args: argparse.Namespace) -> None:
     if args.write_metadata and not any(Path(m).expanduser().is_dir() for m in args.model or ()):
         raise DataError("--write-metadata writes into a model folder, and no --model is a local folder "
                         "(the embedded and hub models are read-only here): pass --model PATH, or drop it")
+    if args.write_metadata and args.limit is not None:
+        # 3 queries against one passage scored 1.0 at every size, and dimension="auto" then chose the smallest
+        raise DataError("--write-metadata records the scores dimension='auto' chooses a size from: score the whole "
+                        "eval split (drop --limit), or drop --write-metadata")
     if args.write_metadata and args.sizes:  # every trained size is scored, or "auto" chooses among a few
         from medrag.metadata import MatryoshkaMetadata
 
@@ -368,12 +377,20 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _evaluate_checked(args: argparse.Namespace) -> int:
     if args.label and len(args.label) != len(args.model):
         raise DataError(f"{len(args.label)} --label for {len(args.model)} --model")
-    for name in ("bootstrap", "batch_size"):
-        if getattr(args, name) < 1:
-            raise DataError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.batch_size < 1:
+        raise DataError("--batch-size must be >= 1")
+    if args.bootstrap < MIN_BOOTSTRAP:  # --bootstrap 1 printed a "95% CI" [0.910, 0.910] around a mean of 0.850
+        raise DataError(f"--bootstrap {args.bootstrap}: a confidence interval needs at least {MIN_BOOTSTRAP} "
+                        f"resamples (default {N_BOOTSTRAP})")
+    if args.bootstrap < ROUGH_BOOTSTRAP:
+        logger.warning("--bootstrap %d: intervals from so few resamples are rough (default %d)", args.bootstrap,
+                       N_BOOTSTRAP)
     if args.suite:
         if args.data is not None or args.store:
             raise DataError("--suite replaces --data (and does not run --store); drop one of them")
+        if _given(args, ("bootstrap",)):  # it was accepted and its intervals dropped from the suite's tables
+            raise DataError("--bootstrap: the suite's tables report means per domain and size, without intervals; "
+                            "drop it (run a domain's data with --data for intervals)")
         _check_modes(args)
         from medrag.qa.suite import resolve_data_root
 

@@ -26,6 +26,7 @@ import os
 import types
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from collections.abc import Hashable
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
@@ -366,6 +367,31 @@ class FinetuneConfig:
         return dataclasses.replace(self, **changes)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses a key written twice in one mapping (PyYAML keeps the last in
+    silence, so a second ``data:`` line further down replaced the first without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable) and key in seen:
+                raise ConfigError(f"the key {key!r} is written twice (line {key_node.start_mark.line + 1}); "
+                                  "keep one")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` hook refusing a key written twice in one object (JSON keeps the last in silence)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ConfigError(f"the key {key!r} is written twice; keep one")
+        out[key] = value
+    return out
+
+
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
@@ -378,17 +404,23 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
         if path.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text) or {}
-        elif path.suffix == ".toml":
+            data = yaml.load(text, Loader=_UniqueKeyLoader) or {}
+        elif path.suffix == ".toml":  # TOML itself refuses a repeated key
             data = tomllib.loads(text)
-            if isinstance(data.get("finetune"), dict) and len(data) == 1:
+            if isinstance(data.get("finetune"), dict):  # a [finetune] table, maybe beside other tools' tables
+                loose = sorted(k for k, v in data.items() if k != "finetune" and not isinstance(v, dict))
+                if loose:
+                    raise ConfigError(f"config file {path} has a [finetune] table and settings outside it "
+                                      f"({', '.join(loose)}): put every setting under [finetune]")
                 data = data["finetune"]
         elif path.suffix == ".json":
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_keys)
         else:
             raise ConfigError(f"config file {path}: use .yaml, .yml, .toml or .json")
-    except ConfigError:
-        raise
+    except ConfigError as exc:
+        if str(exc).startswith("config file"):
+            raise
+        raise ConfigError(f"config file {path}: {exc}") from None  # a key written twice
     except Exception as exc:  # noqa: BLE001 - yaml/toml/json each raise their own error types
         raise ConfigError(f"config file {path} cannot be parsed: {' '.join(str(exc).split())}") from None  # one line
     if not isinstance(data, dict):
@@ -444,6 +476,8 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
                 raise ConfigError(f"{name} must be float, got {value!r}")
             return float(value)
         if target is str:
+            if isinstance(value, (list, tuple, dict)):  # str() made "['pairs.jsonl']" a file name
+                raise ConfigError(f"{name} must be text, got a {type(value).__name__}: {value!r}")
             return str(value)
     except ConfigError:  # a ValueError too: keep its own message
         raise

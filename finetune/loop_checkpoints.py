@@ -86,6 +86,39 @@ def checkpoint_step(path: Path) -> int | None:
     return int(m.group(1)) if m else None
 
 
+#: The file the Trainer writes last in a checkpoint (after the weights, optimizer and random state).
+TRAINER_STATE_FILENAME = "trainer_state.json"
+
+
+def is_complete_checkpoint(path: Path) -> bool:
+    """Whether the ``checkpoint-<step>`` folder ``path`` was written to the end: the loop's state
+    file (written under another name and renamed when complete), or the Trainer's
+    ``trainer_state.json``, which it writes last, holding valid JSON. A kill while the Trainer
+    saved left a folder without it, and ``--resume`` failed on it with a bare file error."""
+    path = Path(path)
+    if (path / STATE_FILENAME).is_file():
+        return True
+    try:
+        json.loads((path / TRAINER_STATE_FILENAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def latest_checkpoint(folder: Path) -> tuple[Path | None, list[Path]]:
+    """The newest complete ``checkpoint-<step>`` folder in ``folder`` (None: none), and the
+    incomplete ones newer than it (a run killed while saving), newest first."""
+    folder = Path(folder)
+    found = sorted(((checkpoint_step(p), p) for p in folder.iterdir() if p.is_dir() and checkpoint_step(p) is not None),
+                   reverse=True) if folder.is_dir() else []
+    incomplete: list[Path] = []
+    for _, path in found:
+        if is_complete_checkpoint(path):
+            return path, incomplete
+        incomplete.append(path)
+    return None, incomplete
+
+
 class LoopCheckpoints:
     """Writes and reads the loop's checkpoints in ``folder`` (``OUTPUT_DIR/checkpoints``).
 
@@ -176,4 +209,5 @@ class LoopCheckpoints:
             shutil.rmtree(old, ignore_errors=True)
 
 
-__all__ = ["LoopCheckpoints", "run_key", "checkpoint_step", "RUN_SETTINGS", "STATE_FILENAME"]
+__all__ = ["LoopCheckpoints", "run_key", "checkpoint_step", "is_complete_checkpoint", "latest_checkpoint",
+           "RUN_SETTINGS", "STATE_FILENAME", "TRAINER_STATE_FILENAME"]

@@ -8,6 +8,8 @@ and an unwritable path fails at once instead of after the training:
   run writes: :data:`RUN_MARKERS`); a previous output is overwritten, with a warning;
 - ``export_adapter`` must be empty, missing, or a previous adapter export (only the files an export writes:
   :data:`EXPORT_FILES`), and must not be, hold or sit inside ``output_dir`` or the base model's folder;
+- ``model`` must name an existing model folder or a known ``bundled:`` model (hub ids are not looked up),
+  and ``device`` a device this machine has;
 - ``report_to``'s tracker must be installed;
 - without ``dims``, ``matryoshka_weights`` must have one weight per size the model gets.
 
@@ -25,8 +27,10 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from medrag.bundled import BUNDLED_SPEC
 from medrag.command import PROBE_PREFIX, check_writable_dir
 from medrag.errors import ConfigError
+from medrag.models import check_device, check_model_spec
 
 from finetune.mixture import check_sources
 
@@ -144,12 +148,17 @@ def check_report_to(name: str) -> list[str]:
 
 def model_full_dim(spec: str | None) -> int | None:
     """The output size of the model ``spec`` names, read without loading it: 384 for the embedded
-    e5-small (``None``), else a folder's ``matryoshka.json`` or, without a Dense layer, its
-    ``config.json`` ``hidden_size``; None when that cannot be told cheaply (hub ids, other bundled specs)."""
+    e5-small (``None``), else the ``matryoshka.json`` of a folder or a packaged ``bundled:`` model or,
+    without a Dense layer, a folder's ``config.json`` ``hidden_size``; None when that cannot be told
+    cheaply (hub ids)."""
     import json
 
-    if spec is None:
+    if spec is None or spec == BUNDLED_SPEC:
         return 384
+    if spec.startswith("bundled:"):  # a packaged adapter: its matryoshka.json sits in the package data
+        from medrag.adapters import packaged_models_dir
+
+        spec = str(packaged_models_dir() / spec.split(":", 1)[1])
     folder = Path(spec).expanduser()
     if not folder.is_dir():
         return None
@@ -185,7 +194,10 @@ def check_matryoshka_weights(cfg: "FinetuneConfig", dims: list[int] | None = Non
 def check_run(cfg: "FinetuneConfig", create: bool = True, model_given: bool = False) -> None:
     """Everything a run checks before loading the model (``create=False``: make no folder;
     ``model_given``: a loaded model was passed in, whose sizes ``cfg.model`` does not tell)."""
+    check_device(cfg.device)  # an explicit device this machine lacks was ignored: the run trained on the CPU
     if not model_given:
+        if cfg.model is not None:  # a misspelled folder or bundled: name failed after the data had loaded
+            check_model_spec(cfg.model)
         check_matryoshka_weights(cfg)
         check_dims(cfg)
     check_resume(cfg)
@@ -230,15 +242,38 @@ def check_dims(cfg: "FinetuneConfig") -> None:
 def check_resume(cfg: "FinetuneConfig") -> None:
     """``resume`` needs a checkpoint in ``output_dir/checkpoints``, and a run without it refuses a
     folder holding one (the run said so only once it had made the output folder)."""
-    from finetune.loop_checkpoints import checkpoint_step
+    from finetune.loop_checkpoints import latest_checkpoint
 
-    folder = Path(cfg.output_dir).expanduser() / CHECKPOINT_DIR
-    found = folder.is_dir() and any(p.is_dir() and checkpoint_step(p) is not None for p in folder.iterdir())
-    if cfg.resume and not found:
+    out = Path(cfg.output_dir).expanduser()
+    folder = out / CHECKPOINT_DIR
+    latest, incomplete = latest_checkpoint(folder)
+    if cfg.resume and latest is None:
+        if incomplete:
+            raise ConfigError(f"nothing to resume: {incomplete[-1]} is incomplete (the run was killed while saving "
+                              f"it) and is the only checkpoint in {folder}; delete {folder} and run again without "
+                              "--resume")
         raise ConfigError(f"nothing to resume: no checkpoint in {folder}")
-    if found and not cfg.resume:
+    if latest is not None and _finished_after(out / INFO_FILENAME, latest):
+        # checkpoints kept by keep_checkpoints: --resume trained 0 steps, rewrote the run's timings as
+        # 0 samples/s and deleted the checkpoints the user had asked to keep
+        raise ConfigError(f"the run in {cfg.output_dir} finished ({INFO_FILENAME} is newer than its last checkpoint, "
+                          f"{latest.name}, kept by keep_checkpoints): there is nothing to resume. To train again in "
+                          f"this folder, delete {folder}; or choose another output_dir")
+    if (latest is not None or incomplete) and not cfg.resume:
         raise ConfigError(f"{folder} already holds checkpoints; pass --resume to continue that run, or choose "
                           "another output_dir")
+
+
+def _finished_after(info: Path, checkpoint: Path) -> bool:
+    """Whether the run's ``training_info.json`` (written when a run ends) is newer than every file
+    of ``checkpoint``: that run finished after it. An older one is a previous run's, overwritten by
+    the interrupted run the checkpoint belongs to."""
+    try:
+        written = info.stat().st_mtime
+        saved = max((p.stat().st_mtime for p in checkpoint.iterdir()), default=checkpoint.stat().st_mtime)
+    except OSError:
+        return False
+    return written > saved
 
 
 def check_suite_data(cfg: "FinetuneConfig") -> None:

@@ -389,11 +389,15 @@ class MatryoshkaFinetuner:
         return dims
 
     def _resume_checkpoint_or_none(self) -> Path | None:
-        """The newest ``checkpoint-<step>`` folder in the checkpoint folder, if any."""
-        from transformers.trainer_utils import get_last_checkpoint
+        """The newest complete ``checkpoint-<step>`` folder in the checkpoint folder, if any (one
+        a kill interrupted while it was being saved is skipped, with a warning)."""
+        from finetune.loop_checkpoints import latest_checkpoint
 
-        found = get_last_checkpoint(str(self.checkpoint_dir)) if self.checkpoint_dir.is_dir() else None
-        return Path(found) if found else None
+        found, incomplete = latest_checkpoint(self.checkpoint_dir)
+        for path in incomplete:
+            logger.warning("%s is incomplete (the run was killed while saving it): %s", path,
+                           f"continuing from {found.name}" if found else "no complete checkpoint")
+        return found
 
     def _resume_checkpoint(self) -> Path | None:
         """The checkpoint a ``resume`` run continues from (:func:`finetune.preflight.check_resume`

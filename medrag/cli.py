@@ -25,7 +25,7 @@ from medrag.bundled import DEFAULT_SPEC
 from medrag.command import new_parser, run_command
 from medrag.embeddings import MatryoshkaEmbeddings, check_utf8
 from medrag.errors import InvalidInputError
-from medrag.models import _check_device
+from medrag.models import check_device
 from medrag.vectors import truncate_embeddings
 
 #: Modules that contribute subcommands, in the order of ``medrag --help``.
@@ -65,7 +65,7 @@ def _compare(args: argparse.Namespace) -> int:
         if not text.strip():
             raise InvalidInputError(f"{what} is empty; pass a text (an unset shell variable gives an empty argument)")
         check_utf8(text, what)
-    _check_device(args.device)
+    check_device(args.device)
     emb = MatryoshkaEmbeddings(args.model, device=args.device)
     q = emb.encode_queries([args.query])
     docs = emb.encode_documents(args.passages)

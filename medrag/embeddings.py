@@ -31,7 +31,7 @@ from langchain_core.embeddings import Embeddings
 from medrag.encoding import DEFAULT_BATCH_SIZE, encode_texts
 from medrag.errors import DimensionError, InvalidInputError, MetadataError
 from medrag.metadata import MatryoshkaMetadata, default_dims
-from medrag.models import _check_device, embedding_dim, legacy_model_fingerprint, load_model, model_fingerprint
+from medrag.models import check_device, embedding_dim, legacy_model_fingerprint, load_model, model_fingerprint
 from medrag.prompts import DOCUMENT_PROMPT_NAMES, QUERY_PROMPT_NAMES, pick_prompt_name
 from medrag.sizes import smallest_size_within
 from medrag.vectors import truncate_embeddings
@@ -186,7 +186,7 @@ class MatryoshkaEmbeddings(Embeddings):
                     f"this SentenceTransformer was loaded with truncate_dim={model.truncate_dim}: MatryoshkaEmbeddings "
                     f"truncates itself; load it without truncate_dim and pass dimension={model.truncate_dim}")
             if device is not None:  # it was ignored: the vectors were computed where the model was
-                _check_device(device)
+                check_device(device)
                 model.to(device)
         if metadata is not None and not isinstance(metadata, MatryoshkaMetadata):
             raise InvalidInputError(f"metadata must be a MatryoshkaMetadata (MatryoshkaMetadata.load(folder)), "

@@ -10,7 +10,12 @@ file's path, or the SHA-256 of the document's text and metadata), its position a
 text, so re-running the same command after a crash or a SIGKILL neither duplicates chunks nor
 re-encodes the ones already stored: the store skips stored ids *before* encoding
 (``MatryoshkaChroma.add_texts(..., skip_existing=True)``). Chunks are written in batches of
-``batch_size``; a kill loses at most the batch being encoded.
+``batch_size``; a kill loses at most the batch being encoded. The one exception is a new
+collection's first write, while its coarse stage waits to be fitted (``coarse_rotation``
+``"auto"``, the default, or ``"pca"`` / ``"learned"``): it holds
+:meth:`~medrag.store.MatryoshkaChroma.next_write_size` chunks (4,096 with the learned projection),
+encoded and written as one batch, so a kill before it ends loses those (``--coarse-rotation none``
+writes ``batch_size`` from the first).
 
 **Edited documents.** A document with a stable key (``--id-field``, or a folder's file path)
 that is indexed again with another text *replaces* its earlier chunks: once its new chunks are
@@ -56,6 +61,7 @@ import os
 import re
 import sys
 import time
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +74,7 @@ from medrag.command import (add_store_location_arguments, check_store_location, 
                             recorded_model, store_embeddings)
 from medrag.embeddings import is_utf8
 from medrag.errors import CollectionMismatchError, DataError, InvalidInputError
-from medrag.models import _check_device
+from medrag.models import check_device
 from medrag.qa.pairs import json_objects, read_records
 from medrag.store import AUTO_LEARNED_MIN_TEXTS, DEFAULT_EF_SEARCH, DEFAULT_FULL_ENCODING, ROTATIONS, MatryoshkaChroma
 from medrag.vector_codec import ENCODINGS
@@ -152,6 +158,8 @@ def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_O
         sentence: list[str] = []
         weight = 0
         for word in raw.split():
+            if all(unicodedata.category(c) == "Cf" for c in word):
+                continue  # zero-width characters alone (U+200B, a BOM) are no word: such a text was indexed
             pieces = [word] if len(word) <= MAX_WORD_CHARS else [
                 word[j : j + MAX_WORD_CHARS] for j in range(0, len(word), MAX_WORD_CHARS)]
             for piece in pieces:
@@ -195,12 +203,14 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
             leading dot or in such a folder, skipped) are one document each.
         text_field: the record field holding the text.
         id_field: the record field holding a stable document id (default: the SHA-256 of the
-            text and the copied metadata, so an edited document is a new one).
+            text and the copied metadata, so an edited document is a new one); a text or a number,
+            also kept in the chunks' metadata as text.
         metadata_fields: record fields copied into every chunk's metadata (str, int, float,
             bool values; a field that is absent or of another type is left out, and a warning
             says how many records lacked it). ``"year:int"`` (also ``:float``, ``:bool``,
             ``:str``) converts the field's values: a CSV's are all text, and a filter
-            ``{"year": 2021}`` matches only numbers; a value that does not convert is an error
+            ``{"year": 2021}`` matches only numbers; ``:str`` also turns a date into ISO text and
+            a list or mapping into JSON text; a value that does not convert is an error
             naming its record; a folder's documents get ``{"source": relative path,
             "folder": the folder's absolute path, or folder_name}``.
             Without ``id_field`` a document is its text and metadata: the same file indexed again
@@ -211,8 +221,13 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
             (and chunk ids) instead of its absolute path: the same folder mounted elsewhere (a
             container, another machine, a moved folder) is then the same source.
 
+    A null or NaN text is an empty document (skipped and counted, as ``""``); a folder's file
+    that is not UTF-8 text is skipped with a warning naming it.
+
     Raises:
-        DataError: a missing source, an unsupported file type, a record without ``text_field``.
+        DataError: a missing source, an unsupported file type, a record without ``text_field``,
+            an id that is missing, NaN or not a text or number, a text or value holding a lone
+            surrogate (half a character: not storable).
     """
     path = Path(source)
     _check_folder_name(folder_name, path)
@@ -248,15 +263,21 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
             raise DataError(f"{path} holds no {'/'.join(TEXT_SUFFIXES)} file"
                             + (f" outside hidden folders ({len(hidden)} hidden ones skipped)" if hidden else ""))
         root = folder_name or path.resolve().as_posix()
+        not_utf8: list[str] = []
         for f in files:
             rel = f.relative_to(path).as_posix()
             try:
                 text = f.read_text(encoding="utf-8-sig")  # -sig: a BOM (Windows editors) is not text
             except UnicodeDecodeError as exc:
-                raise DataError(f"{f}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+                # one Latin-1 file stopped the whole folder: skipped and named, as the README says
+                not_utf8.append(f"{rel} ({exc.reason} at byte {exc.start})")
+                continue
             except OSError as exc:
                 raise DataError(f"{f}: cannot read ({exc.strerror or exc})") from None
             yield rel, text, {"source": rel, "folder": root}
+        if not_utf8 and warn:
+            logger.warning("%s: %d file(s) not UTF-8 text skipped (e.g. %s): save them as UTF-8 (iconv -f latin1 "
+                           "-t utf-8) and index again", path, len(not_utf8), not_utf8[0])
         return
     if not path.exists():
         raise DataError(f"{path} does not exist: pass a data file or a folder of .txt/.md files")
@@ -270,25 +291,38 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
         if text_field not in record:
             raise DataError(f"{where}: no {text_field!r} field (fields: {sorted(record)[:10]}); pass --text-field")
         text = record[text_field]
+        if _missing(text):  # null or NaN: how pandas and pyarrow write a missing text; skipped like ""
+            text = ""
         if not isinstance(text, str):
             raise DataError(f"{where}: field {text_field!r} is {type(text).__name__}, not text")
+        _check_text(text, f"{where}: field {text_field!r}")
         meta = {}
         for field, convert in typed:
             value = record.get(field)
             if convert is not None:  # an empty CSV cell, a NaN (pandas' and json.dumps' missing value): left out
-                if value == "" or (isinstance(value, float) and not math.isfinite(value)):
+                if value == "" or _missing(value):
                     value = None
                 elif isinstance(value, (str, int, float, bool)):
                     value = _convert(value, convert, field, where)
-            # a NaN/inf float (pandas' missing value) is left out like a None: Chroma cannot store it
-            if isinstance(value, (str, int, float, bool)) and not (isinstance(value, float) and not math.isfinite(value)):
+                elif convert is str:  # a Parquet date or list column: ISO date, JSON text
+                    value = _as_text(value)
+            if isinstance(value, str):
+                _check_text(value, f"{where}: field {field!r}")
+            # left out like a None: a NaN/inf float (pandas' missing value) and an int beyond 64 bits,
+            # which Chroma cannot store (the int stopped the run once the model had loaded)
+            if isinstance(value, (str, int, float, bool)) and not _missing(value) and not _too_big(value):
                 meta[field] = value
             else:
                 lacking[field] = lacking.get(field, 0) + 1
         if id_field is not None:
-            if record.get(id_field) in (None, ""):
+            value = record.get(id_field)
+            if value == "" or _missing(value):  # NaN too: it was the document key "nan"
                 raise DataError(f"{where}: no {id_field!r} value (pass another --id-field, or none)")
-            key = str(record[id_field])
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):  # a dict was stored as its repr
+                raise DataError(f"{where}: the {id_field!r} value {value!r} is a {type(value).__name__}; ids are "
+                                "text or numbers (pass another --id-field, or none)")
+            key = str(value)
+            _check_text(key, f"{where}: field {id_field!r}")
             meta.setdefault(id_field, key)
         else:  # the text and the metadata: the same text from two sources is two documents
             # (without metadata the key is the text's hash, as before: existing ids stay valid)
@@ -296,8 +330,54 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
             key = hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()[:24]
         yield key, text, meta
     for field, count in lacking.items() if warn else ():
-        logger.warning("%s: metadata field %r is absent, null, NaN/inf or not a str/int/float/bool in %d of %d records "
-                       "(left out of their metadata)", path, field, count, n + 1)
+        logger.warning("%s: metadata field %r is absent, null, NaN/inf, an int beyond 64 bits or not a "
+                       "str/int/float/bool in %d of %d records (left out of their metadata)", path, field, count, n + 1)
+
+
+def _missing(value: Any) -> bool:
+    """None or a NaN/inf float: a missing value (pandas, pyarrow and ``json.dumps`` write NaN)."""
+    return value is None or (isinstance(value, float) and not math.isfinite(value))
+
+
+def _too_big(value: Any) -> bool:
+    """An int outside the 64-bit range Chroma stores."""
+    return isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**63
+
+
+def _check_text(value: str, what: str) -> None:
+    """A :class:`DataError` naming the record when ``value`` cannot be stored (a lone surrogate, from a
+    JSON ``\\ud800`` escape): it stopped the run at the write, naming a position in a batch."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataError(f"{what} holds a lone surrogate {value[exc.start:exc.end]!r} at position {exc.start} (half "
+                        "of a character, not valid UTF-8 text): fix that record in the source") from None
+
+
+def _as_text(value: Any) -> Any:
+    """A ``NAME:str`` field's non-scalar value as text: a date or time in ISO format, a list or a mapping
+    as JSON; anything else unchanged (and then left out)."""
+    import datetime
+
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return value
+
+
+#: Metadata keys Chroma refuses (its operators, and the keys it keeps for itself).
+_RESERVED_PREFIXES = ("$", "#", "chroma:")
+
+
+def check_field_names(metadata_fields: list[str] | None) -> None:
+    """Raise :class:`InvalidInputError` for a metadata field name Chroma refuses as a key (one starting
+    with ``$``, ``#`` or ``chroma:``): it stopped the run at the first write, after the model loaded."""
+    for spec in metadata_fields or []:
+        name = _typed_field(spec)[0]
+        if name.startswith(_RESERVED_PREFIXES):
+            raise InvalidInputError(f"metadata field {name!r}: Chroma refuses metadata keys starting with "
+                                    f"{', '.join(map(repr, _RESERVED_PREFIXES))}; rename that column in the source")
 
 
 def check_metadata_fields(source: str | os.PathLike[str], metadata_fields: list[str] | None) -> None:
@@ -461,6 +541,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     if isinstance(metadata_fields, str):  # "year" would read the fields "y", "e", "a", "r"
         raise InvalidInputError(f"metadata_fields must be a list of field names, not a single string: "
                                 f"write [{metadata_fields!r}]")
+    check_field_names(metadata_fields)
     taken = sorted({_typed_field(f)[0] for f in metadata_fields or []} & set(CHUNK_KEYS))
     if taken:  # they were silently replaced by the chunk's bookkeeping (a filter on them found nothing)
         raise InvalidInputError(f"metadata field(s) {taken} are the names medrag gives each chunk's document key "
@@ -476,6 +557,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     t0 = time.perf_counter()
     before = len(store)
     documents = chunks = duplicates = removed = updated = empty = 0
+    empty_named: list[str] = []  # the first few, for the warning
     seen: set[str] = set()
     read_keys: set[str] = set()  # every document key of this run (for prune)
     keys: dict[str, int] = {}  # --id-field values seen this run -> their document's number
@@ -527,7 +609,10 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                                               metadata_fields=metadata_fields, folder_name=folder_name):
             documents += 1
             pieces = chunk_text(text, chunk_words, overlap, max_words)
-            empty += not pieces
+            if not pieces:
+                empty += 1
+                if len(empty_named) < 3:
+                    empty_named.append(meta["source"] if root else f"document {documents}")
             id_key = key if root is None else f"{root}/{key}"
             ids = [chunk_id(id_key, position, chunk) for position, chunk in enumerate(pieces)]
             if id_field is not None:
@@ -563,7 +648,8 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     if documents == 0:
         raise DataError(f"{source}: no document found")
     if empty:
-        logger.warning("%s: %d of %d document(s) are empty (no text) and were not indexed", source, empty, documents)
+        logger.warning("%s: %d of %d document(s) are empty (no text) and were not indexed (e.g. %s)", source, empty,
+                       documents, ", ".join(empty_named))
     pruned = _prune(store, read_keys, root) if prune else 0
     stored = len(store)
     added = stored - before + removed + pruned
@@ -610,13 +696,16 @@ def _of_source(metadata: dict[str, Any], root: str | None) -> bool:
 def _prune(store: Any, keep: set[str], root: str | None = None, page: int = 10_000) -> int:
     """Delete the stored chunks of this run's source (:func:`_of_source`: the folder ``root``'s
     files, or for a records file every chunk that is not a folder's) whose document key (``doc``)
-    is not in ``keep``; returns how many. Other folders' chunks are left alone."""
+    is not in ``keep``; returns how many. Other folders' chunks, and records that ``index_corpus``
+    did not write (no ``doc`` key: e.g. added with ``add_texts``), are left alone."""
     stale: list[str] = []
     offset = 0
     while True:
         found = store.get(include=["metadatas"], limit=page, offset=offset)
+        # only chunks medrag index wrote (they record their document key): texts added otherwise
+        # (add_texts) were deleted too
         stale += [id_ for id_, md in zip(found["ids"], found["metadatas"])
-                  if md.get("doc") not in keep and _of_source(md or {}, root)]
+                  if "doc" in (md or {}) and md["doc"] not in keep and _of_source(md, root)]
         if len(found["ids"]) < page:
             break
         offset += page
@@ -641,17 +730,19 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--text-field", default="text", help="record field holding the text (default text)")
     p.add_argument("--id-field", default=None,
                    help="record field holding a stable document id, unique within the input (a document indexed "
-                        "again under the same id, from any file, replaces the stored one)")
+                        "again under the same id, from any file, replaces the stored one); its value is also kept "
+                        "in each chunk's metadata, as text (filter {\"id\": \"42\"}, not 42)")
     p.add_argument("--metadata-fields", default="",
                    help="comma-separated record fields copied into metadata; NAME:int (:float, :bool) converts a "
-                        "field's values, as a CSV's are text and a filter {\"year\": 2021} matches numbers only (to "
+                        "field's values (NAME:str makes a date ISO text and a list JSON text), as a CSV's are text and a filter {\"year\": 2021} matches numbers only (to "
                         "change the fields on a stored collection "
                         "later, index with --id-field: without it a document is its text and metadata, and other "
                         "fields make other documents)")
     p.add_argument("--chunk-words", type=int, default=CHUNK_WORDS, help=f"a chunk closes once it holds at least this many words (default {CHUNK_WORDS})")
     p.add_argument("--overlap", type=int, default=CHUNK_OVERLAP,
                    help=f"sentences of overlap between chunks, at most half a chunk's (default {CHUNK_OVERLAP})")
-    p.add_argument("--batch-size", type=int, default=512, help="chunks per model call and write (default 512)")
+    p.add_argument("--batch-size", type=int, default=512, help="chunks per model call and write (default 512; a new collection's first write holds "
+                        "the chunks its coarse stage is fitted on: 4,096 with the default --coarse-rotation)")
     p.add_argument("--coarse-dim", type=int, default=None,
                    help="stage-1 size when the collection is created (default 64; an existing collection keeps its own)")
     p.add_argument("--coarse-rotation", choices=(*ROTATIONS, "auto"), default="auto",
@@ -736,8 +827,9 @@ def _run_index(args: argparse.Namespace) -> int:
     if args.persist_dir:  # checked without creating it: a run that fails before writing leaves nothing behind
         check_writable_dir(Path(args.persist_dir), "--persist-dir", create=False)
         refuse_if_held_elsewhere(args.persist_dir)  # before the model loads (the store would only warn on opening)
-    _check_device(args.device)
+    check_device(args.device)
     fields = [f.strip() for f in args.metadata_fields.split(",") if f.strip()]
+    check_field_names(fields)
     if source.is_dir():
         ignored = [flag for flag, given in (("--text-field", args.text_field != "text"), ("--id-field", args.id_field),
                                             ("--metadata-fields", fields)) if given]

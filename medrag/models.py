@@ -19,7 +19,7 @@ import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from medrag.bundled import BUNDLED_NAME, BUNDLED_SPEC, DEFAULT_SPEC, ensure_bundled_model
 from medrag.errors import ModelLoadError
@@ -72,46 +72,19 @@ def load_model(
     if spec is not None and not isinstance(spec, (str, os.PathLike)):
         raise ModelLoadError(f"a model spec is a folder, a hub id or a bundled: name (a str), got {type(spec).__name__}")
     spec_str = DEFAULT_SPEC if spec is None else os.fspath(spec)
-    if not spec_str.strip():
-        raise ModelLoadError("empty model spec: pass a folder, a hub id, or None for the embedded default")
-    _check_device(device)
+    check_device(device)
     kwargs = dict(device=device, trust_remote_code=trust_remote_code)
 
+    kind = check_model_spec(spec_str)
     folder: Path | None = None
-    if spec_str.startswith("bundled:"):
+    if kind == "bundled":
         with _terminal_bars_only():  # the first use builds the model into the cache: it loads and saves models
             folder = bundled_folder(spec_str)
         model = _load(SentenceTransformer, str(folder), spec_str, **kwargs)
-    elif Path(spec_str).expanduser().exists() or _looks_like_path(spec_str):
-        path = Path(spec_str).expanduser()
-        if not path.exists():
-            raise ModelLoadError(f"model folder {spec_str!r} does not exist")
-        if path.is_dir() and (path / "adapter_config.json").is_file() and not (path / "modules.json").is_file():
-            raise ModelLoadError(
-                f"{spec_str!r} is a medrag adapter export (medrag finetune --export-adapter), not a whole model: "
-                "load the fine-tuning run's --output-dir folder (the whole model) instead; an adapter over the "
-                "embedded e5-small ships as bundled:<name> from medrag/data/models/<name>"
-            )
-        if not path.is_dir() or not any((path / f).is_file() for f in ("modules.json", "config.json")):
-            raise ModelLoadError(
-                f"{spec_str!r} holds no model: expected a sentence-transformers folder (modules.json) "
-                "or a transformers folder (config.json), e.g. the output folder of `medrag finetune`"
-            )
-        if not (path / "modules.json").is_file() and any(
-                (path / f).exists() for f in ("config_sentence_transformers.json", "sentence_bert_config.json", "1_Pooling")):
-            # loaded anyway, it would be a bare transformer: no head, no normalisation, no prompts
-            raise ModelLoadError(
-                f"{spec_str!r} is an incomplete sentence-transformers folder: it has their files but no modules.json "
-                "(the list of its layers). Copy the whole folder again (or re-run `medrag finetune`)"
-            )
-        model = _load(SentenceTransformer, str(path), spec_str, **kwargs)
+    elif kind == "folder":
+        model = _load(SentenceTransformer, str(Path(spec_str).expanduser()), spec_str, **kwargs)
         _check_tokenizer(model, spec_str)
-    elif _HUB_ID.match(spec_str) and Path(spec_str.split("/", 1)[0]).expanduser().is_dir():
-        # "outputs/my-model" with an "outputs" folder here is a missing folder, not a hub id to retry for a minute
-        raise ModelLoadError(f"model folder {spec_str!r} does not exist (there is a folder "
-                             f"{spec_str.split('/', 1)[0]!r} here, but no {spec_str.split('/', 1)[1]!r} in it); "
-                             f"for the hub model of that name, run where no such folder is, or pass its local download")
-    elif _HUB_ID.match(spec_str):
+    else:  # a hub id
         unreachable = hub_unreachable()
         if unreachable and not _in_hf_cache(spec_str, revision):
             raise ModelLoadError(
@@ -122,11 +95,6 @@ def load_model(
         # cached and the hub unreachable: load the cached copy without a minute of retried requests
         model = _load(SentenceTransformer, spec_str, spec_str, revision=revision,
                       local_files_only=True if unreachable else None, **kwargs)
-    else:
-        raise ModelLoadError(
-            f"model spec {spec_str!r} is neither an existing folder, a hub id (org/name), nor an embedded model: "
-            f"{_embedded_models()}"
-        )
 
     if not (model.prompts or {}).get("query") and _is_e5_model(spec_str, local=folder is None):
         model.prompts = {**(model.prompts or {}), **E5_PROMPTS}
@@ -134,6 +102,59 @@ def load_model(
     if folder is not None:  # where matryoshka.json lives for a bundled: spec
         model.medrag_folder = str(folder)
     return model
+
+
+def check_model_spec(spec: str) -> Literal["bundled", "folder", "hub"]:
+    """What ``spec`` names, checked without loading anything: ``"bundled"`` (a known ``bundled:``
+    name), ``"folder"`` (a folder holding a model) or ``"hub"`` (an ``org/name`` id, not looked up).
+
+    ``medrag finetune --check`` and the commands' argument checks use it, so a misspelled folder or
+    embedded name fails at once instead of after the data (or another model) has loaded.
+
+    Raises:
+        ModelLoadError: an empty spec, an unknown ``bundled:`` name, a path that does not exist or
+            holds no whole model, or text that is neither.
+    """
+    if not spec.strip():
+        raise ModelLoadError("empty model spec: pass a folder, a hub id, or None for the embedded default")
+    if spec.startswith("bundled:"):
+        if spec not in bundled_specs():
+            raise ModelLoadError(f"unknown embedded model {spec!r}; available offline: {bundled_specs()}")
+        return "bundled"
+    path = Path(spec).expanduser()
+    if path.exists() or _looks_like_path(spec):
+        if not path.exists():
+            raise ModelLoadError(f"model folder {spec!r} does not exist")
+        if path.is_dir() and (path / "adapter_config.json").is_file() and not (path / "modules.json").is_file():
+            raise ModelLoadError(
+                f"{spec!r} is a medrag adapter export (medrag finetune --export-adapter), not a whole model: "
+                "load the fine-tuning run's --output-dir folder (the whole model) instead; an adapter over the "
+                "embedded e5-small ships as bundled:<name> from medrag/data/models/<name>"
+            )
+        if not path.is_dir() or not any((path / f).is_file() for f in ("modules.json", "config.json")):
+            raise ModelLoadError(
+                f"{spec!r} holds no model: expected a sentence-transformers folder (modules.json) "
+                "or a transformers folder (config.json), e.g. the output folder of `medrag finetune`"
+            )
+        if not (path / "modules.json").is_file() and any(
+                (path / f).exists() for f in ("config_sentence_transformers.json", "sentence_bert_config.json", "1_Pooling")):
+            # loaded anyway, it would be a bare transformer: no head, no normalisation, no prompts
+            raise ModelLoadError(
+                f"{spec!r} is an incomplete sentence-transformers folder: it has their files but no modules.json "
+                "(the list of its layers). Copy the whole folder again (or re-run `medrag finetune`)"
+            )
+        return "folder"
+    if _HUB_ID.match(spec):
+        if Path(spec.split("/", 1)[0]).expanduser().is_dir():
+            # "outputs/my-model" with an "outputs" folder here is a missing folder, not a hub id to retry for a minute
+            raise ModelLoadError(f"model folder {spec!r} does not exist (there is a folder "
+                                 f"{spec.split('/', 1)[0]!r} here, but no {spec.split('/', 1)[1]!r} in it); "
+                                 f"for the hub model of that name, run where no such folder is, or pass its local download")
+        return "hub"
+    raise ModelLoadError(
+        f"model spec {spec!r} is neither an existing folder, a hub id (org/name), nor an embedded model: "
+        f"{_embedded_models()}"
+    )
 
 
 def _embedded_models() -> str:
@@ -171,7 +192,7 @@ def bundled_folder(spec: str) -> Path:
     return ensure_adapted_model(name)
 
 
-def _check_device(device: str | None) -> None:
+def check_device(device: str | None) -> None:
     """Refuse a device this machine does not have before anything loads (torch's own failure is an
     ``AssertionError`` deep inside the first move of the weights)."""
     if device is None:

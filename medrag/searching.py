@@ -24,7 +24,7 @@ from medrag.command import (add_store_location_arguments, check_store_location, 
                             store_embeddings)
 from medrag.embeddings import check_utf8
 from medrag.errors import DataError, InvalidInputError
-from medrag.models import _check_device
+from medrag.models import check_device
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
@@ -49,19 +49,11 @@ def run_search(args: argparse.Namespace) -> int:
     """Cheap checks, then the collection's recorded model, then the query."""
     if not args.query.strip():
         raise InvalidInputError("the query is empty")
-    if args.k < 1:
-        raise InvalidInputError(f"--k must be >= 1, got {args.k}")
-    if args.candidates is not None and args.candidates < 1:
-        raise InvalidInputError(f"--candidates must be >= 1, got {args.candidates}")
     # what the store would refuse after the model loaded (seconds on CPU), named as the command line has it
-    from medrag.store import _MAX_RESULTS  # the store module only for a real search
+    from medrag.store import check_search_sizes  # the store module only for a real search
 
+    check_search_sizes(args.k, args.candidates, k_name="--k", candidates_name="--candidates")
     check_utf8(args.query, "the query")
-    if args.candidates is not None and args.candidates < args.k:
-        raise InvalidInputError(f"--candidates ({args.candidates}) must be >= --k ({args.k}): stage 1 cannot "
-                                "return fewer than k")
-    if max(args.k, args.candidates or 0) > _MAX_RESULTS:
-        raise InvalidInputError(f"--k / --candidates must be at most {_MAX_RESULTS} (what a Chroma query can return)")
     if args.lexical_weight is not None and not args.hybrid:
         raise InvalidInputError("--lexical-weight is only used with --hybrid")
     if args.lexical_weight is not None and not 0 <= args.lexical_weight <= 1:
@@ -69,7 +61,7 @@ def run_search(args: argparse.Namespace) -> int:
                                 f"got {args.lexical_weight}")
     check_store_location(args)
     where = _parse_filter(args.filter)
-    _check_device(args.device)  # before the recorded model loads: its failure is not "the model moved"
+    check_device(args.device)  # before the recorded model loads: its failure is not "the model moved"
     if args.persist_dir and not (Path(args.persist_dir) / "chroma.sqlite3").is_file():
         raise DataError(f"{args.persist_dir} holds no Chroma store; build one with: medrag index SOURCE "
                         f"--persist-dir {args.persist_dir}")

@@ -1510,8 +1510,9 @@ class MatryoshkaChroma(VectorStore):
     def get(self, ids: Sequence[str] | None = None, where: dict[str, Any] | None = None,
             limit: int | None = None, offset: int | None = None, where_document: dict[str, Any] | None = None,
             include: Sequence[str] | None = None) -> dict[str, Any]:
-        """Records by id and/or filter, as langchain-chroma's ``Chroma.get``: a dict with ``ids`` and the
-        ``include``-d fields (default ``documents`` and ``metadatas``). ``embeddings`` are the full-size
+        """Records by id and/or filter, as langchain-chroma's ``Chroma.get``: a dict with Chroma's keys,
+        ``ids`` and the ``include``-d fields (default ``documents`` and ``metadatas``; a field not
+        included is None, as in Chroma's result). ``embeddings`` are the full-size
         stored vectors (a float32 array, one row per id), not the coarse ones Chroma's index holds; the
         metadatas leave out medrag's reserved keys.
 
@@ -1550,7 +1551,9 @@ class MatryoshkaChroma(VectorStore):
                 res = read(ids=wanted[start : start + max_batch])
                 found += zip(res["ids"], res["documents"], res["metadatas"])
             found = found[offset or 0:][:limit]
-        out: dict[str, Any] = {"ids": [f[0] for f in found], "included": fields}
+        # Chroma's GetResult keys, a field not included being None (as langchain-chroma returns it)
+        out: dict[str, Any] = {"ids": [f[0] for f in found], "embeddings": None, "documents": None, "uris": None,
+                               "included": fields, "data": None, "metadatas": None}
         if "documents" in fields:
             out["documents"] = [f[1] for f in found]
         if "metadatas" in fields:
@@ -1730,14 +1733,9 @@ class MatryoshkaChroma(VectorStore):
         stage-1 rank (``coarse_scores``, ``coarse_ranks``) and the seconds spent per stage
         (``coarse_s``, ``rerank_s``).
         """
-        k = _check_int("k", k)
-        if k < 1:
-            raise InvalidInputError(f"k must be >= 1, got {k}")
-        n = self._candidates if candidates is None else _check_int("candidates", candidates)
-        if candidates is not None and n < k:
-            raise InvalidInputError(f"candidates ({n}) must be >= k ({k}): stage 1 cannot return fewer than k")
-        n = max(n, k)
-        if n > _MAX_RESULTS:
+        k, candidates = check_search_sizes(k, candidates)
+        n = max(self._candidates if candidates is None else candidates, k)
+        if n > _MAX_RESULTS:  # the store's own default candidates above what Chroma can return
             raise InvalidInputError(f"candidates / k = {n} is more than a Chroma query can return ({_MAX_RESULTS})")
         if self._rotation_kind in ("pca", "learned") and self._rotation is None:
             self._load_rotation()
@@ -2283,6 +2281,35 @@ def _same_metadata(stored: dict[str, Any], given: dict[str, Any]) -> bool:
     """Whether a stored record's metadata (the store's keys aside) is ``given`` (None values: no key)."""
     return ({k: v for k, v in stored.items() if k != FULL_KEY}
             == {k: _plain(v) for k, v in given.items() if v is not None})
+
+
+def check_search_sizes(k: Any, candidates: Any, *, k_name: str = "k",
+                       candidates_name: str = "candidates") -> tuple[int, int | None]:
+    """Check a search's ``k`` and stage-1 ``candidates`` (None: the store's); return them as ints.
+
+    ``k`` must be >= 1, ``candidates`` (when given) >= ``k``, and neither above what one Chroma
+    query can return. The names in the messages are the caller's: ``medrag search`` passes
+    ``"--k"`` and ``"--candidates"`` to check its flags before the model loads.
+
+        >>> check_search_sizes(4, None)
+        (4, None)
+        >>> check_search_sizes(10, 5, k_name="--k", candidates_name="--candidates")
+        Traceback (most recent call last):
+        ...
+        medrag.errors.InvalidInputError: --candidates (5) must be >= --k (10): stage 1 cannot return fewer than k
+    """
+    k = _check_int(k_name, k)
+    if k < 1:
+        raise InvalidInputError(f"{k_name} must be >= 1, got {k}")
+    if candidates is not None:
+        candidates = _check_int(candidates_name, candidates)
+        if candidates < k:
+            raise InvalidInputError(f"{candidates_name} ({candidates}) must be >= {k_name} ({k}): stage 1 cannot "
+                                    "return fewer than k")
+    if max(k, candidates or 0) > _MAX_RESULTS:
+        raise InvalidInputError(f"{k_name} / {candidates_name} must be at most {_MAX_RESULTS}: "
+                                f"{max(k, candidates or 0)} is more than a Chroma query can return")
+    return k, candidates
 
 
 def _check_int(name: str, value: Any) -> int:

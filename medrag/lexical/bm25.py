@@ -210,9 +210,12 @@ class BM25Index:
         >>> index.query_terms("TSH ÉLEVÉE"), index.query_terms("le foie")
         (['tsh', 'elev'], [])
         """
+        return [term for term, _ in self._query_term_ids(query, self._matrix())]
+
+    def _query_term_ids(self, query: str, matrix: _Matrix | None) -> list[tuple[str, int]]:
+        """:meth:`query_terms` with their column ids, read from one snapshot of the matrix."""
         if not isinstance(query, str):
             raise InvalidInputError(f"the query must be a str, got {type(query).__name__}")
-        matrix = self._matrix()
         if matrix is None:
             return []
         analyzer, vocab, n_terms = self.analyzer, self._vocab, matrix.n_terms
@@ -228,7 +231,7 @@ class BM25Index:
             return max(map(held, terms)) if terms else math.inf
 
         acronyms_meant = any(c.islower() for c in query)  # not typed with caps lock
-        out: list[str] = []
+        out: list[tuple[str, int]] = []
         for token in analyzer.tokens(query):
             terms = analyzer.token_terms(token)
             other = analyzer.other_reading(token) if terms else None  # a lowercase stopword stays one
@@ -236,20 +239,16 @@ class BM25Index:
                 mine, theirs = documents(terms), documents(other)
                 if (mine == 0 < theirs) if acronyms_meant and token.isupper() else theirs > mine:
                     terms = other
-            out.extend(t for t in terms if held(t))
+            out.extend((t, vocab[t]) for t in terms if held(t))
         return out
 
     def query_scores(self, query: str) -> QueryScores:
         """BM25 of ``query`` against every indexed document (for :meth:`top`), scored on
         :meth:`query_terms`."""
-        vocab = self._vocab
-        return self._score_term_ids([vocab[t] for t in self.query_terms(query)])
-
-    def _score_term_ids(self, term_ids: Sequence[int]) -> QueryScores:
-        matrix = self._matrix()
+        matrix = self._matrix()  # one snapshot for the terms and their scores
         if matrix is None:
             return QueryScores(np.zeros(0, dtype=np.float32), [], {})
-        terms = [t for t in term_ids if t < matrix.n_terms]  # a term added since has no column yet
+        terms = [i for _, i in self._query_term_ids(query, matrix)]  # held terms only: each has a column
         values = (matrix.model.get_scores_from_ids(terms) if terms
                   else np.zeros(len(matrix.order), dtype=np.float32))
         return QueryScores(values, matrix.order, matrix.pos)

@@ -118,6 +118,12 @@ def test_store_option_without_the_store_fails_before_encoding(tiny_model_dir, pa
     (["--suite", "--write-metadata"], "--write-metadata: not used with --suite"),
     (["--suite", "--confidence", "0.5", "--limit", "2"], "--limit, --confidence: not used with --suite"),
     (["--suite", "--test", "bootstrap"], "--test: not used with --suite"),
+    # accepted and ignored: the suite's tables have no intervals (audit)
+    (["--suite", "--bootstrap", "10"], "--bootstrap: the suite's tables report means"),
+    # a "95% CI" [0.910, 0.910] around a mean of 0.850 (audit)
+    (["--data", "PAIRS", "--bootstrap", "1"], "--bootstrap 1: a confidence interval needs at least 10 resamples"),
+    # 3 queries against 1 passage wrote perfect scores that dimension="auto" then chose from (audit)
+    (["--data", "PAIRS", "--limit", "3", "--write-metadata"], "score the whole eval split"),
     (["--data", "PAIRS", "--pilot"], "--pilot needs --suite"),
     (["--data", "PAIRS", "--domains", "leaflets"], "--domains needs --suite"),
     (["--data", "PAIRS", "--candidates", "10"], "--candidates: only used with --store"),

@@ -205,3 +205,29 @@ def test_dims_none_from_the_cli_is_no_value():
     add_arguments(p)
     assert config_from_args(p.parse_args(["--dims", "none"])).dims is None
     assert config_from_args(p.parse_args(["--dims", "64", "32"])).dims == [64, 32]
+
+
+@pytest.mark.parametrize("name, text, expected", [
+    ("c.yaml", "data: a.jsonl\nepochs: 2\ndata: b.jsonl\n", "the key 'data' is written twice (line 3)"),
+    ("c.json", '{"data": "a.jsonl", "data": "b.jsonl"}', "the key 'data' is written twice"),
+    ("c.toml", "epochs = 3\n[finetune]\nepochs = 2\n", "a [finetune] table and settings outside it (epochs)"),
+    ("c.yaml", "data: [a.jsonl]\n", "data must be text, got a list: ['a.jsonl']"),
+    ("c.json", '{"question_column": ["question"]}', "question_column must be text, got a list"),
+])
+def test_config_files_that_said_two_things_are_refused(tmp_path, name, text, expected):
+    """A second ``data:`` line replaced the first in silence; a list for a text setting became the
+    text "['a.jsonl']" (then "cannot load hub dataset"); a [finetune] table beside loose settings was
+    read as two unknown keys (audit)."""
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        FinetuneConfig.from_file(path)
+    assert expected in str(info.value)
+
+
+def test_a_finetune_table_beside_other_tools_tables_is_read(tmp_path):
+    """``[finetune]`` was read only when it was the file's only table (``unknown config key(s)
+    ['finetune', 'tool']`` beside a ``[tool.other]`` table) (audit)."""
+    path = tmp_path / "c.toml"
+    path.write_text("[finetune]\nepochs = 2\n[tool.other]\nx = 1\n", encoding="utf-8")
+    assert FinetuneConfig.from_file(path).epochs == 2

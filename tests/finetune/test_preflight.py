@@ -190,6 +190,85 @@ def test_a_folder_with_checkpoints_needs_resume_before_anything_loads(tmp_path, 
         assert "already holds checkpoints; pass --resume" in _one_error_line(capsys)
 
 
+def _finetune_args(pairs_file, model, out) -> list[str]:
+    return ["finetune", "--data", str(pairs_file), "--question-column", "question", "--answer-column", "answer",
+            "--model", str(model), "--output-dir", str(out)]
+
+
+@pytest.mark.parametrize("model, extra, expected", [
+    ("MISSING", [], "model folder 'MISSING' does not exist"),
+    ("bundled:nope", [], "unknown embedded model 'bundled:nope'; available offline: ['bundled:multilingual-e5-small'"),
+    ("bundled:multilingual-e5-small", ["--dims", "1024", "64"], "dims [1024] exceed the model's size 384"),
+    ("bundled:medrag-e5-small-fr", ["--dims", "1024", "64"], "dims [1024] exceed the model's size 384"),
+    ("TINY", ["--device", "banana"], "unknown device 'banana'"),
+    ("TINY", ["--device", "cuda:7"], "device 'cuda:7'"),
+])
+def test_a_bad_model_or_device_is_refused_by_check_and_before_the_data_loads(tmp_path, capsys, tiny_model_dir,
+                                                                            pairs_file, monkeypatch, model, extra,
+                                                                            expected):
+    """These passed --check; the run failed after reading the whole data set (a missing folder, an
+    unknown bundled: name, sizes above a bundled model's), or trained on the CPU in silence for a
+    device this machine lacks (audit)."""
+    import finetune.training
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    missing = str(tmp_path / "missing")
+    model = {"MISSING": missing, "TINY": str(tiny_model_dir)}.get(model, model)
+    args = _finetune_args(pairs_file, model, tmp_path / "o") + extra
+    monkeypatch.setattr(finetune.training, "load_dataset_from_config", lambda *a: pytest.fail("the data was read"))
+    for check in (["--check"], []):
+        assert medrag_main(args + check) == 1
+        assert expected.replace("MISSING", missing) in _one_error_line(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def _trainer_checkpoint(folder: Path, step: int, complete: bool) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.safetensors").write_bytes(b"\0" * 8)
+    if complete:
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+
+
+def test_a_checkpoint_killed_while_saving_is_skipped_by_resume(tmp_path, tiny_model_dir, pairs_file):
+    """A kill while the Trainer saved left checkpoint-24 without its trainer_state.json: --resume
+    failed on it ("No such file or directory"); a run with only that one had nothing to say (audit)."""
+    from finetune.loop_checkpoints import latest_checkpoint
+
+    ckpt = tmp_path / "o" / "checkpoints"
+    _trainer_checkpoint(ckpt / "checkpoint-23", 23, complete=True)
+    _trainer_checkpoint(ckpt / "checkpoint-24", 24, complete=False)
+    (ckpt / "checkpoint-25").mkdir()  # the loop's are renamed into place when complete: an empty one is not
+    assert latest_checkpoint(ckpt) == (ckpt / "checkpoint-23", [ckpt / "checkpoint-25", ckpt / "checkpoint-24"])
+    finetuner = MatryoshkaFinetuner(quick_config(tiny_model_dir, pairs_file, tmp_path / "o", resume=True))
+    assert finetuner._resume_checkpoint_or_none() == ckpt / "checkpoint-23"
+    check_run(quick_config(tiny_model_dir, pairs_file, tmp_path / "o", resume=True), create=False)  # something to resume
+
+    import shutil
+
+    shutil.rmtree(ckpt / "checkpoint-23")
+    with pytest.raises(ConfigError, match="checkpoint-24 is incomplete .* delete .* without --resume"):
+        check_run(quick_config(tiny_model_dir, pairs_file, tmp_path / "o", resume=True), create=False)
+    with pytest.raises(ConfigError, match="already holds checkpoints"):
+        check_run(quick_config(tiny_model_dir, pairs_file, tmp_path / "o"), create=False)
+
+
+def test_resuming_a_finished_run_is_refused_and_keeps_its_checkpoints(tmp_path, capsys, tiny_model_dir, pairs_file):
+    """--resume on a run finished with --keep-checkpoints trained 0 steps, rewrote its timings as
+    0 samples/s and deleted the checkpoints it had been asked to keep (audit)."""
+    out = tmp_path / "m"
+    args = _finetune_args(pairs_file, tiny_model_dir, out) + ["--epochs", "1", "--keep-checkpoints",
+                                                             "--evaluate-before", "false"]
+    assert medrag_main(args) == 0
+    info = (out / "training_info.json").read_text()
+    kept = sorted(p.name for p in (out / "checkpoints").iterdir())
+    capsys.readouterr()
+    assert medrag_main(args + ["--resume"]) == 1
+    assert "finished (training_info.json is newer than its last checkpoint" in _one_error_line(capsys)
+    assert (out / "training_info.json").read_text() == info
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == kept
+
+
 # ------------------------------------------------------------------ Trainer --resume (item 6)
 
 
@@ -198,6 +277,7 @@ def test_a_trainer_resume_under_other_settings_is_refused(tmp_path, tiny_model_d
     MatryoshkaFinetuner(quick_config(tiny_model_dir, pairs_file, out, epochs=1, keep_checkpoints=True,
                                      evaluate_before=False, evaluate_after=False)).run()
     assert json.loads((out / "checkpoints" / "run_key.json").read_text())["run_key"]
+    (out / "training_info.json").unlink()  # as a run interrupted after its last checkpoint (a finished one is refused)
     changed = quick_config(tiny_model_dir, pairs_file, out, epochs=1, learning_rate=1e-3, resume=True,
                            evaluate_before=False, evaluate_after=False)
     with pytest.raises(ConfigError, match="other training settings or data"):

@@ -601,11 +601,11 @@ def test_typed_metadata_fields_make_csv_values_filterable_as_numbers(tmp_path) -
     with pytest.raises(InvalidInputError, match=r"\['doc'\]"):
         index_corpus(path, store, metadata_fields=["doc:int"])
     # missing values stay missing (NaN: json.dumps' and pandas'), "2021.0" is an int (pandas' int column with
-    # gaps), a value past 64 bits names its record, an object is not turned into its Python repr
+    # gaps), a value past 64 bits names its record, an object becomes JSON text with :str (not its Python repr)
     path = _jsonl(tmp_path / "m.jsonl", [{"text": "a", "year": float("nan"), "cat": float("nan")},
                                          {"text": "b", "year": "2021.0", "cat": {"x": 1}}])
     assert [m for _, _, m in iter_documents(path, metadata_fields=["year:int", "cat:str"], warn=False)] == [
-        {}, {"year": 2021}]
+        {}, {"year": 2021, "cat": '{"x": 1}'}]
     path = _jsonl(tmp_path / "big.jsonl", [{"text": "a", "n": 99999999999999999999}, {"text": "b", "n": "9" * 400}])
     with pytest.raises(DataError, match=r"big.jsonl:1: field 'n' is 99999999999999999999, not an int .*64-bit"):
         list(iter_documents(path, metadata_fields=["n:int"]))
@@ -1014,4 +1014,93 @@ def test_python_api_argument_types(tmp_path) -> None:
         with pytest.raises(InvalidInputError, match="must be an int"):
             index_corpus(tmp_path / "a.jsonl", store, **bad)
     assert len(store) == 0
+    store.delete_collection()
+
+
+# ---------------------------------------------------------------- audit of December 5: bad records
+
+
+def _write_jsonl(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("line, kwargs, expected", [
+    # stopped the run at the write, after the model loaded: "text at index 1 is not valid UTF-8" (a batch position)
+    ('{"id": "s1", "text": "Texte avec \\ud83d coupé."}', {"id_field": "id"},
+     r"a\.jsonl:2: field 'text' holds a lone surrogate"),
+    ('{"id": "s1", "text": "ok.", "m": "x\\udc80"}', {"metadata_fields": ["m"]}, r"a\.jsonl:2: field 'm' holds a lone"),
+    ('{"id": NaN, "text": "La TSH."}', {"id_field": "id"}, r"a\.jsonl:2: no 'id' value"),  # it was the key "nan"
+    ('{"id": {"x": 1}, "text": "La TSH."}', {"id_field": "id"}, r"the 'id' value \{'x': 1\} is a dict"),  # its repr
+])
+def test_a_record_that_cannot_be_stored_is_named_by_its_line(tmp_path, line, kwargs, expected) -> None:
+    src = _write_jsonl(tmp_path / "a.jsonl", ['{"id": "a", "text": "Une ferritine basse."}', line])
+    with pytest.raises(DataError, match=expected):
+        list(iter_documents(src, **kwargs))
+
+
+def test_null_texts_big_ints_dates_and_lists_are_read_as_users_expect(tmp_path, caplog) -> None:
+    """A null text stopped the run (an empty one was skipped); an int beyond 64 bits stopped it at the
+    write; NAME:str left a Parquet date or list column out of every record (audit)."""
+    import datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = _write_jsonl(tmp_path / "a.jsonl", ['{"text": "ok."}', '{"text": null}', '{"text": "x.", "m": 12345678901234567890123}'])
+    with caplog.at_level("WARNING", logger="medrag.indexing"):
+        docs = list(iter_documents(src, metadata_fields=["m"]))
+    assert [text for _, text, _ in docs] == ["ok.", "", "x."] and all("m" not in md for _, _, md in docs)
+    assert "an int beyond 64 bits" in caplog.text
+    pq.write_table(pa.table({"text": ["La TSH.", None], "when": [datetime.date(2024, 3, 1)] * 2,
+                             "tags": [["thyroide", "tsh"], []]}), tmp_path / "t.parquet")
+    docs = list(iter_documents(tmp_path / "t.parquet", metadata_fields=["when:str", "tags:str"]))
+    assert docs[0][1:] == ("La TSH.", {"when": "2024-03-01", "tags": '["thyroide", "tsh"]'})
+    assert docs[1][1] == ""
+    store = MatryoshkaChroma("notes", FakeMatryoshkaEmbeddings(), client=chromadb.EphemeralClient())
+    with caplog.at_level("WARNING", logger="medrag.indexing"):
+        report = index_corpus(src, store, metadata_fields=["m"])
+    assert report.added == 2 and "1 of 3 document(s) are empty (no text) and were not indexed (e.g. document 2)" \
+        in caplog.text
+    store.delete_collection()
+
+
+def test_a_folder_file_that_is_not_utf8_is_skipped_and_zero_width_text_is_empty(tmp_path, caplog) -> None:
+    """One Latin-1 file stopped the whole folder (the README said: skipped with a warning); a text of
+    zero-width characters alone was indexed as a chunk (audit)."""
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.txt").write_bytes("fièvre".encode("latin-1"))
+    (folder / "b.txt").write_text("La TSH élevée.", encoding="utf-8")
+    (folder / "c.txt").write_text("\u200b \u00a0 \ufeff", encoding="utf-8")
+    with caplog.at_level("WARNING", logger="medrag.indexing"):
+        docs = list(iter_documents(folder))
+    assert [key for key, _, _ in docs] == ["b.txt", "c.txt"] and "1 file(s) not UTF-8 text skipped (e.g. a.txt" \
+        in caplog.text
+    assert chunk_text("\u200b \u00a0 \u3000") == [] and chunk_text("a \u200b b.") == ["a b."]
+
+
+def test_reserved_metadata_field_names_are_refused_before_the_model(tmp_path, capsys, monkeypatch) -> None:
+    """``$type`` or ``chroma:document`` failed at the first write, after the model had loaded (audit)."""
+    import medrag.embeddings
+
+    monkeypatch.setattr(medrag.embeddings, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    (tmp_path / "r.csv").write_text("text,$type,chroma:document\nbonjour,1,2\n", encoding="utf-8")
+    for field in ("$type", "chroma:document"):
+        assert main(["index", str(tmp_path / "r.csv"), "--persist-dir", str(tmp_path / "db"), "--metadata-fields",
+                     field]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"metadata field {field!r}: Chroma refuses" in err[0], err
+    assert not (tmp_path / "db").exists()
+
+
+def test_prune_leaves_records_that_index_did_not_write(tmp_path) -> None:
+    """--prune on a records file deleted texts added with add_texts (no document key) (audit)."""
+    store = MatryoshkaChroma("notes", FakeMatryoshkaEmbeddings(), client=chromadb.EphemeralClient())
+    store.add_texts(["La ferritine basse traduit une carence en fer.", "La TSH élevée."], ids=["fer", "tsh"])
+    src = _write_jsonl(tmp_path / "a.jsonl", ['{"id": "1", "text": "La CRP monte."}', '{"id": "2", "text": "Le fer."}'])
+    index_corpus(src, store, id_field="id")
+    _write_jsonl(src, ['{"id": "1", "text": "La CRP monte."}'])
+    report = index_corpus(src, store, id_field="id", prune=True)
+    assert report.pruned == 1 and sorted(store.get(include=[])["ids"])[-2:] == ["fer", "tsh"] and len(store) == 3
     store.delete_collection()

@@ -58,6 +58,8 @@ def test_search_errors_are_one_line_and_create_nothing(indexed, tmp_path, capsys
     _one_line(capsys, ["search", "x", "--persist-dir", str(indexed), "--candidates", "1", "--k", "3"],
               "--candidates (1) must be >= --k (3)")
     _one_line(capsys, ["search", "x", "--persist-dir", str(indexed), "--k", "99999999999"], "--k / --candidates must be")
+    # the store's own check, named as the command line has it (one check for both: check_search_sizes)
+    _one_line(capsys, ["search", "x", "--persist-dir", str(indexed), "--candidates", "0"], "--candidates (0) must be >= --k")
     _one_line(capsys, ["search", "fer \udcff", "--persist-dir", str(indexed)], "the query is not valid UTF-8 text")
 
 

@@ -1575,12 +1575,15 @@ def test_get_and_update_documents_as_langchain_chroma(store, fake) -> None:
     ids = [f"t{i}" for i in range(6)]
     store.add_texts(TEXTS[:6], metadatas=[{"n": i, "status": "draft"} for i in range(6)], ids=ids)
     got = store.get(ids=["t3", "t1", "nope"])
-    assert sorted(got["ids"]) == ["t1", "t3"] and set(got) == {"ids", "documents", "metadatas", "included"}
+    assert sorted(got["ids"]) == ["t1", "t3"] and got["included"] == ["documents", "metadatas"]
+    # Chroma's keys, a field not included None (it was absent: KeyError for code written for langchain-chroma)
+    assert set(got) == {"ids", "embeddings", "documents", "uris", "included", "data", "metadatas"}
+    assert got["embeddings"] is None and store.get(ids=["t1"], include=["metadatas"])["documents"] is None
     assert all(not k.startswith("_medrag") for md in got["metadatas"] for k in md)
     assert store.get(where={"n": {"$gte": 4}})["ids"] and set(store.get(where={"n": {"$gte": 4}})["ids"]) == {"t4", "t5"}
     assert len(store.get(limit=2)["ids"]) == 2 and len(store.get(ids=ids, offset=4)["ids"]) == 2
     full = store.get(ids=["t2"], include=["embeddings"])
-    assert full["embeddings"].shape == (1, 128) and "documents" not in full
+    assert full["embeddings"].shape == (1, 128) and full["documents"] is None and full["metadatas"] is None
     assert np.allclose(full["embeddings"][0], fake.encode_documents([TEXTS[2]])[0], atol=0.02)  # int8 full vector
     with pytest.raises(InvalidInputError, match="include"):
         store.get(include=["distances"])

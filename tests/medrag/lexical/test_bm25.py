@@ -197,8 +197,10 @@ def test_a_term_newer_than_the_matrix_is_ignored_not_an_error(index: BM25Index) 
     matrix = index._matrix()
     new_terms = index._term_ids("procalcitonine")  # joins the vocabulary; the matrix has no column for it yet
     index._bm25 = matrix  # as a search that read the matrix just before another thread's add
-    scores = index._score_term_ids(new_terms)
-    assert scores.values.shape == (len(matrix.order),) and not scores.values.any()
+    assert new_terms and index.query_terms("procalcitonine") == []
+    scores = index.query_scores("procalcitonine ferritine")
+    assert scores.values.shape == (len(matrix.order),) and scores.values.any()
+    assert np.array_equal(scores.values, index.query_scores("ferritine").values)
 
 
 def test_a_single_string_of_ids_is_refused_not_split() -> None:
