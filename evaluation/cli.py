@@ -392,10 +392,11 @@ def _evaluate_checked(args: argparse.Namespace) -> int:
             raise DataError("--bootstrap: the suite's tables report means per domain and size, without intervals; "
                             "drop it (run a domain's data with --data for intervals)")
         _check_modes(args)
-        from medrag.qa.suite import resolve_data_root
+        from medrag.qa.suite import PACKAGED_DOMAINS, resolve_data_root
 
         root = resolve_data_root(args.data_root)
-        if not root.is_dir():  # named by its flag, before any model loads
+        shipped_only = bool(args.domains) and set(args.domains) <= PACKAGED_DOMAINS  # the sample ships with medrag
+        if not root.is_dir() and not shipped_only:  # named by its flag, before any model loads
             raise DataError(f"--data-root {root} is not a folder: pass the folder that holds frenchmedmcqa/ and "
                             "french-medical-text/ (default ../shared/data, or $MEDRAG_DATA)")
         _fill_defaults(args)

@@ -285,8 +285,20 @@ def report_file_names(n_models: int, primary_metric: str, plot: bool = True) -> 
 
 
 def holds_report(out: Path) -> bool:
-    """Whether ``out`` holds a report of an earlier evaluation (its report.json or suite.json)."""
-    return (out / "report.json").is_file() or (out / "suite.json").is_file()
+    """Whether ``out`` holds a report of an earlier evaluation: its report.json or suite.json, read
+    as one (any file of that name passed: a user's ``{}`` let their own metrics.csv be overwritten)."""
+    return _is_report_json(out / "report.json", "medrag_version") or _is_report_json(out / "suite.json", "macro")
+
+
+def _is_report_json(path: Path, key: str) -> bool:
+    """Whether ``path`` is a JSON object with the keys a report of that name writes."""
+    if not path.is_file():
+        return False
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and key in data and "created" in data
 
 
 def check_report_folder(out: str | os.PathLike[str], names: Iterable[str]) -> None:

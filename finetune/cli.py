@@ -34,7 +34,8 @@ from medrag.command import new_parser, run_command
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML, TOML or JSON config file (flags override it)")
     p.add_argument("--check", action="store_true",
-                   help="load and validate the data, print its summary and the resolved config, do not train")
+                   help="load and validate the data, print its summary and the config (file and flags, as given: the "
+                        "run sorts dims and fills them from the model), do not train")
     hints = get_type_hints(FinetuneConfig)
     for f in fields(FinetuneConfig):
         if f.name == "resume":

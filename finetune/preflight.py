@@ -216,8 +216,9 @@ PAIRS_ONLY = ("question_column", "answer_column", "negatives_column", "eval_data
 
 
 def check_data_options(cfg: "FinetuneConfig") -> None:
-    """Refuse pairs-only settings given with a FrenchMedMCQA folder, which would ignore them in
-    silence (``medrag evaluate`` refuses them too)."""
+    """Refuse settings the data would ignore in silence: pairs-only settings with a FrenchMedMCQA
+    folder (``medrag evaluate`` refuses them too), ``eval_fraction`` / ``split_seed`` with an
+    ``eval_data`` file, ``hard_negatives`` on a pairs file without ``negatives_column``."""
     from finetune.config import FinetuneConfig
     from medrag.qa.pairs import is_frenchmedmcqa_folder
 
@@ -228,6 +229,14 @@ def check_data_options(cfg: "FinetuneConfig") -> None:
         raise ConfigError(f"{', '.join(given)}: not used with the FrenchMedMCQA folder {cfg.data} (fixed files: "
                           "train_splits and eval_split choose them, and fixed fields); drop "
                           f"{'it' if len(given) == 1 else 'them'}")
+    # accepted and ignored: an eval file holds nothing out of data; a pairs file has no negatives without the column
+    held_out = [name for name in ("eval_fraction", "split_seed") if getattr(cfg, name) != getattr(defaults, name)]
+    if cfg.eval_data is not None and held_out:
+        raise ConfigError(f"{', '.join(held_out)}: not used with eval_data {cfg.eval_data} (the eval set is that file; "
+                          f"nothing is held out of data); drop {'it' if len(held_out) == 1 else 'them'}")
+    if cfg.hard_negatives and not fmcqa and cfg.negatives_column is None:
+        raise ConfigError(f"hard_negatives {cfg.hard_negatives}: a pairs file's negatives are read from "
+                          "negatives_column; name that column (a list of texts or one text), or drop hard_negatives")
 
 
 def check_dims(cfg: "FinetuneConfig") -> None:

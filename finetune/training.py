@@ -154,6 +154,7 @@ class MatryoshkaFinetuner:
 
         _freeze_unused_pooler(model)
         trainer = self._build_trainer(model, dims, precision)
+        trainer.add_callback(_log_last_step_callback())
         stopper = _GracefulStop()
         trainer.add_callback(stopper.callback)
         if cfg.max_seq_length:  # shorter sequences in training only; never beyond what the model supports
@@ -183,6 +184,7 @@ class MatryoshkaFinetuner:
             _check_finite(model, trainer.state.global_step)
             model.save(str(self.output_dir))
             _readable_weights(self.output_dir)
+            _drop_stale_modules(self.output_dir)
             if task is not None and cfg.evaluate_after:
                 model.eval()
                 result.scores_after = score_sizes(model, task, dims, batch_size=cfg.eval_batch_size)
@@ -299,6 +301,7 @@ class MatryoshkaFinetuner:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         model.save(str(self.output_dir))
         _readable_weights(self.output_dir)
+        _drop_stale_modules(self.output_dir)
         if task is not None and cfg.evaluate_after:
             model.eval()
             result.scores_after = score_sizes(model, task, dims, batch_size=cfg.eval_batch_size)
@@ -577,6 +580,23 @@ def _resumed_step(resume_from: Path | None) -> int:
     return (checkpoint_step(resume_from) or 0) if resume_from is not None else 0
 
 
+def _drop_stale_modules(folder: Path) -> None:
+    """Remove the module folders (``3_Dense/``...) of an earlier run in ``folder`` that the model just
+    saved there does not list in its ``modules.json``: a run without a rotation layer over an output
+    with one left the old layer's folder beside the new model."""
+    import re
+    import shutil
+
+    try:
+        listed = {m["path"] for m in json.loads((folder / "modules.json").read_text(encoding="utf-8")) if m.get("path")}
+    except (OSError, ValueError, TypeError, KeyError):
+        return
+    for path in folder.iterdir():
+        if path.is_dir() and re.fullmatch(r"\d+_[A-Za-z]\w*", path.name) and path.name not in listed:
+            shutil.rmtree(path)
+            logger.info("removed %s: a layer of the earlier model in %s", path.name, folder)
+
+
 def _readable_weights(folder: Path) -> None:
     """safetensors writes weight files 0600 whatever the umask: the model's other files were readable
     by the serving user of a Docker image, its weights not. Give the run's weight files (not its
@@ -675,6 +695,21 @@ class _GracefulStop:
         self.requested = True
         logger.warning("%s: saving a checkpoint after this step (again: abort without saving)",
                        "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name)
+
+
+def _log_last_step_callback():
+    from transformers import TrainerCallback
+
+    class LogLastStep(TrainerCallback):
+        """Log the loss at the last step too: with ``logging_steps`` 10 a run of 4 steps logged step 1
+        alone, and ``training_info.json``'s ``final_loss`` was step 1's."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= state.max_steps:
+                control.should_log = True
+            return control
+
+    return LogLastStep()
 
 
 def _cpu_only(cfg: FinetuneConfig) -> bool:

@@ -39,6 +39,12 @@ def translate_chroma_error(exc: Exception, what: str, collection: str | None = N
             f"cannot reach a Chroma server to {what}{where}: {exc} Start it (chroma run --path DIR) or check "
             "--host/--port"
         )
+    if "readonly database" in str(exc).lower():  # SQLite's "attempt to write a readonly database"
+        return StoreError(
+            f"could not {what}{where}: the store's files are read-only, and Chroma's embedded client writes to "
+            "its folder even to read (its write-ahead log). Give this process write access to the folder, or "
+            "open a writable copy of it (cp -r)"
+        )
     if isinstance(exc, (InvalidArgumentError, ValueError, TypeError, UnicodeError)):
         return InvalidInputError(f"Chroma rejected the request to {what}{where}: {exc}")
     if isinstance(exc, ChromaError):

@@ -146,13 +146,15 @@ def check_writable_dir(folder: Path, flag: str, create: bool = True) -> None:
         existing = next((p for p in [folder, *folder.absolute().parents] if p.exists()), None)
         if existing is None or not existing.is_dir():
             raise InvalidInputError(f"{flag} {folder}: cannot create the folder ({existing} is a file)")
+        # an existing folder cannot be written to; a missing one cannot be made in the folder above it
+        what = "cannot write to the folder" if existing == folder else "cannot create the folder"
         if not os.access(existing, os.W_OK | os.X_OK):
-            raise InvalidInputError(f"{flag} {folder}: cannot create the folder ({existing} is not writable)")
+            raise InvalidInputError(f"{flag} {folder}: {what} ({existing} is not writable)")
         try:
             os.rmdir(tempfile.mkdtemp(prefix=PROBE_PREFIX, dir=existing))
         except OSError as exc:
-            raise InvalidInputError(f"{flag} {folder}: cannot create the folder in {existing} ({exc.strerror}); "
-                                    "pass a folder you can write to") from None
+            raise InvalidInputError(f"{flag} {folder}: {what}{'' if existing == folder else f' in {existing}'} "
+                                    f"({exc.strerror}); pass a folder you can write to") from None
         return
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -97,9 +97,11 @@ def check_utf8(value: str, what: str) -> None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
+        # a text read from a file: decoded with surrogateescape somewhere; a query: typed or pasted
+        advice = "fix the text" if what.startswith("the query") else "decode your source with errors='replace' or fix it"
         raise InvalidInputError(
             f"{what} is not valid UTF-8 text (a lone surrogate {value[exc.start:exc.end]!r} at position {exc.start}); "
-            "decode your source with errors='replace' or fix it"
+            f"{advice}"
         ) from None
 
 
@@ -297,6 +299,7 @@ class MatryoshkaEmbeddings(Embeddings):
         """Embed one query (with the query prompt) at :attr:`dimension`."""
         if not isinstance(text, str) or not text.strip():
             raise InvalidInputError(f"the query must be a non-empty string, got {text!r}"[:200])
+        check_utf8(text, "the query")  # not "text at index 0 ... decode your source", which is add_texts' advice
         return truncate_embeddings(self.encode_queries([text]), self.dimension)[0].tolist()
 
     # ------------------------------------------------------------------ numpy API

@@ -75,7 +75,7 @@ from medrag.command import (add_store_location_arguments, check_store_location, 
 from medrag.embeddings import is_utf8
 from medrag.errors import CollectionMismatchError, DataError, InvalidInputError
 from medrag.models import check_device
-from medrag.qa.pairs import json_objects, read_records
+from medrag.qa.pairs import iter_records, json_objects
 from medrag.store import AUTO_LEARNED_MIN_TEXTS, DEFAULT_EF_SEARCH, DEFAULT_FULL_ENCODING, ROTATIONS, MatryoshkaChroma
 from medrag.vector_codec import ENCODINGS
 
@@ -490,7 +490,7 @@ def _records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         except (OSError, EOFError) as exc:
             raise DataError(f"{path}: cannot read ({exc})") from None
         return
-    for row, record in enumerate(read_records(path), 1):
+    for row, record in enumerate(iter_records(path), 1):
         yield f"{path}:row {row}", record
 
 
@@ -765,7 +765,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--prune", action="store_true",
                    help="after indexing, delete the stored documents this source no longer holds (deleted or renamed "
                         "files, dropped records); a folder prunes only its own files, a records file every record it "
-                        "did not read (one records file per collection)")
+                        "did not read, except those medrag index did not write (one records file per collection)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_index)
 

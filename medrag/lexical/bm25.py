@@ -33,6 +33,7 @@ import logging
 import math
 import numbers
 import os
+import re
 import tempfile
 import threading
 import zipfile
@@ -50,6 +51,11 @@ logger = logging.getLogger(__name__)
 
 #: Version of the on-disk layout.
 FORMAT_VERSION = 1
+
+
+#: A letter standing alone after a word (``HÉPATITE C``): not after a number (``11 E``, an ordinal),
+#: in parentheses (``(S)``), elided (``D'``) or abbreviated (``N. SP.``).
+_LONE_LETTER = re.compile(r"(?<=[^\W\d_]{2} )[^\W\d_](?![\w)'’.])")
 
 
 @dataclass(frozen=True)
@@ -201,6 +207,10 @@ class BM25Index:
         stopword, dropped, counts as the most frequent reading). In a query that has lowercase
         letters, a word written in capitals is meant as an acronym: it keeps that reading unless
         no document holds it. A lowercase stopword stays one (``ta``, ``sa``: write ``TA``, ``SA``).
+        In a query typed with caps lock, a lone letter after a word (``HÉPATITE C``, ``VITAMINE D``;
+        not ``A`` or ``Y``, nor a letter after a number, in parentheses, elided or abbreviated:
+        ``11 E``, ``(S)``, ``D'``, ``N.``) is the letter, as ``hépatite C`` reads it, not the
+        stopword ``c``, when a document holds it.
 
         >>> index = BM25Index()
         >>> index.add(["a", "b", "c", "d"], ["Anémie ferriprive sous AINS.", "TSH élevée, hypothyroïdie.",
@@ -209,6 +219,9 @@ class BM25Index:
         (['anem', 'sous', 'ains'], ['ains'], ['anem', 'ains'])
         >>> index.query_terms("TSH ÉLEVÉE"), index.query_terms("le foie")
         (['tsh', 'elev'], [])
+        >>> index.add(["e", "f"], ["Le traitement de l'hépatite C.", "Le vaccin contre l'hépatite B."])
+        >>> index.query_terms("HÉPATITE C"), index.query_terms("hépatite C"), index.query_terms("PROPOSITION(S)")
+        (['hepat', 'c'], ['hepat', 'c'], [])
         """
         return [term for term, _ in self._query_term_ids(query, self._matrix())]
 
@@ -231,9 +244,14 @@ class BM25Index:
             return max(map(held, terms)) if terms else math.inf
 
         acronyms_meant = any(c.islower() for c in query)  # not typed with caps lock
+        # caps lock: the analyzer lowercases the shouted text, so "HÉPATITE C" lost its C to the stopword c
+        letters = set() if acronyms_meant else {m.lower() for m in _LONE_LETTER.findall(query)}
         out: list[tuple[str, int]] = []
         for token in analyzer.tokens(query):
             terms = analyzer.token_terms(token)
+            if not terms and token in letters:
+                letter = analyzer.token_terms(token.upper())  # the letter's term ("C" in "hépatite C"), or ()
+                terms = letter if letter and held(letter[0]) else terms
             other = analyzer.other_reading(token) if terms else None  # a lowercase stopword stays one
             if other is not None and other != terms:
                 mine, theirs = documents(terms), documents(other)

@@ -118,9 +118,9 @@ class LexicalSidecar:
                             and loaded.collection == self._collection_id(store)):
                         self._index = loaded
                         return loaded
-                    logger.info("lexical index %s is stale (generation %s, collection %s; signature %s, wanted %s): "
-                                "rebuilding", self.path, loaded.generation, generation, loaded.signature,
-                                self.signature)
+                    logger.info("lexical index %s is stale (generation %s, wanted %s; collection %s, wanted %s; "
+                                "signature %s, wanted %s): rebuilding", self.path, loaded.generation, generation,
+                                loaded.collection, self._collection_id(store), loaded.signature, self.signature)
             return self._rebuild(generation if settled else None)
 
     def rebuild(self) -> BM25Index:

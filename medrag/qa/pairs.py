@@ -353,17 +353,32 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     Raises:
         DataError: missing file, unknown suffix, or a line/row that cannot be parsed (path and line).
     """
+    return list(iter_records(path))
+
+
+def iter_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """:func:`read_records`, one row at a time: JSONL and CSV are streamed and Parquet is read a
+    batch of rows at a time, so the first rows cost no read of the whole file (``medrag index`` reads
+    the first record of a source to check it before the model loads). A row that cannot be parsed
+    raises when it is reached.
+
+    Raises:
+        DataError: as :func:`read_records`.
+    """
     path = Path(path)
     if path.is_dir():
         raise DataError(f"data file {path} is a folder; pass one .jsonl/.json/.csv/.parquet file")
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
     suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".json", ".csv", ".parquet"):
+        raise DataError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(LOCAL_SUFFIXES)}")
     try:
         if suffix == ".jsonl":
             with path.open(encoding="utf-8-sig") as fh:  # -sig: Excel and Windows tools write a BOM
-                return [obj for _, obj in json_objects(fh, path)]
-        if suffix == ".json":
+                for _, obj in json_objects(fh, path):
+                    yield obj
+        elif suffix == ".json":
             text = path.read_text(encoding="utf-8-sig")
             try:
                 obj = json.loads(text)
@@ -373,8 +388,8 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
                 obj = obj["data"]
             if not isinstance(obj, list) or not all(isinstance(r, dict) for r in obj):
                 raise DataError(f"{path}: expected a JSON list of objects (or {{\"data\": [...]}})")
-            return obj
-        if suffix == ".csv":
+            yield from obj
+        elif suffix == ".csv":
             with path.open(encoding="utf-8-sig", newline="") as fh:
                 header = fh.readline()
                 fh.seek(0)
@@ -383,7 +398,7 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
                 reader = csv.DictReader(fh, delimiter=";" if ";" in header and "," not in header else ",",
                                         strict=True)
                 _allow_long_csv_fields()
-                rows = []
+                n = 0
                 try:
                     names = reader.fieldnames or []
                     repeated = sorted({n for n in names if names.count(n) > 1})
@@ -398,24 +413,29 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
                             raise DataError(f"{path}:{reader.line_num}: fewer fields than the header's {len(names)} "
                                             f"columns ({sum(v is not None for v in row.values())}); a row may "
                                             "leave a cell empty, not out")
-                        rows.append(row)
+                        n += 1
+                        yield row
                 except csv.Error as exc:
                     hint = (" (a quoted field is never closed: check the quotes from the last row read on)"
                             if "end of data" in str(exc) else "")
-                    raise DataError(f"{path}:{reader.line_num}: {exc}{hint}; {len(rows)} rows read before it") from None
-            return rows
-        if suffix == ".parquet":
+                    raise DataError(f"{path}:{reader.line_num}: {exc}{hint}; {n} rows read before it") from None
+        else:  # .parquet
             import pyarrow.parquet as pq
 
             try:
-                return pq.read_table(path).to_pylist()
+                batches = pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH_ROWS)
+                for batch in batches:
+                    yield from batch.to_pylist()
             except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for corrupt files
                 raise DataError(f"{path}: cannot read parquet ({type(exc).__name__}: {exc})") from None
     except UnicodeDecodeError as exc:
         raise _not_utf8(path, exc) from None
     except OSError as exc:  # permissions, I/O errors: a one-line error, not a traceback
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    raise DataError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(LOCAL_SUFFIXES)}")
+
+
+#: Rows of a Parquet file converted at a time by :func:`iter_records`.
+PARQUET_BATCH_ROWS = 4096
 
 
 # --------------------------------------------------------------------------- internals

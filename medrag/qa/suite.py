@@ -50,6 +50,8 @@ DOMAINS: tuple[str, ...] = ("frenchmedmcqa", "leaflets", "cases", "abstracts", "
 #: Domains of the macro-average used for choices (``sample`` is report-only).
 CHOICE_DOMAINS: tuple[str, ...] = ("frenchmedmcqa", "leaflets", "cases", "abstracts")
 REPORT_ONLY: tuple[str, ...] = ("sample",)
+#: Domains whose data ships inside medrag (no ``../shared`` data root needed).
+PACKAGED_DOMAINS: frozenset[str] = frozenset({"sample"})
 SUITE_PARTS = ("val", "test")
 PILOT_MAX_QUERIES = 300
 PILOT_MAX_PASSAGES = 1500

@@ -240,9 +240,9 @@ def test_a_reused_out_folder_keeps_only_this_runs_report_files(tiny_model_dir, p
     """An earlier run's hybrid_suite.md/json, suite.md/json stayed beside a new report (and the reverse)."""
     out = tmp_path / "r"
     out.mkdir()
-    for name in ("suite.json", "suite.md", "hybrid_suite.md", "hybrid_suite.json", "hybrid_suite_2.json",
-                 "notes.txt", "suite_notes.md"):
+    for name in ("suite.md", "hybrid_suite.md", "hybrid_suite.json", "hybrid_suite_2.json", "notes.txt", "suite_notes.md"):
         (out / name).write_text("earlier")
+    (out / "suite.json").write_text(json.dumps({"macro": {}, "created": "2026-12-01T00:00:00+00:00"}))  # a suite's
     argv = ["evaluate", "--model", str(tiny_model_dir), "--data", str(pairs_file), "--split", "all",
             "--out", str(out), "--no-cache", "--bootstrap", "20", "--no-plot", "--device", "cpu"]
     assert main(argv) == 0
@@ -374,7 +374,12 @@ def test_an_out_folder_with_the_users_own_report_files_is_refused_before_the_mod
     with pytest.raises(InvalidInputError, match="no earlier medrag evaluate wrote"):
         check_report_folder(out, ["report.md"])
     check_report_folder(out, ["suite.md"])  # only the files about to be written count
-    (out / "report.json").write_text("{}")  # an earlier report's folder is reused, as before
+    # a report.json of the user's own (any file of that name passed: audit) is no report
+    (out / "report.json").write_text("{}")
+    with pytest.raises(InvalidInputError, match="no earlier medrag evaluate wrote"):
+        check_report_folder(out, ["metrics.csv"])
+    # an earlier report's folder is reused, as before
+    (out / "report.json").write_text(json.dumps({"medrag_version": "0", "created": "2026-12-05T00:00:00+00:00"}))
     check_report_folder(out, ["report.md"])
     check_report_folder(tmp_path / "new", ["report.md"])
 
@@ -392,3 +397,16 @@ def test_sizes_beyond_a_second_model_are_refused_before_any_encoding(tiny_model_
                  "--split", "all", "--sizes", "128", "64", "--out", str(tmp_path / "r"), "--no-cache"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("medrag evaluate: error: --sizes 128: above the full size 64 of")
+
+
+def test_the_suite_on_the_shipped_sample_alone_needs_no_data_root(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    """``--suite --domains sample`` outside the repository said "--data-root ../shared/data is not a
+    folder", although the sample ships with medrag (audit)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MEDRAG_DATA", raising=False)
+    assert main(["evaluate", "--model", str(tiny_model_dir), "--suite", "--pilot", "--max-queries", "3",
+                 "--max-passages", "10", "--domains", "sample", "--out", "s", "--no-cache", "--device", "cpu"]) == 0
+    assert json.loads((tmp_path / "s" / "suite.json").read_text())["macro"]
+    assert main(["evaluate", "--model", str(tiny_model_dir), "--suite", "--domains", "sample", "leaflets",
+                 "--out", "s2", "--device", "cpu"]) == 1
+    assert "is not a folder" in capsys.readouterr().err

@@ -406,3 +406,17 @@ def test_the_saved_weights_are_readable_as_the_umask_says(tiny_model_dir, pairs_
         os.umask(old)
     weights = list((tmp_path / "m").rglob("*.safetensors"))
     assert weights and {oct(stat.S_IMODE(p.stat().st_mode)) for p in weights} == {"0o644"}
+
+
+def test_a_run_over_an_earlier_output_leaves_none_of_its_layers(tiny_model_dir, pairs_file, tmp_path):
+    """A Trainer run into the output of a loop run with a rotation kept the old rotation's 2_Dense/
+    folder beside the new model (modules.json was right, the folder a leftover) (audit)."""
+    out = tmp_path / "m"
+    MatryoshkaFinetuner(loop_config(tiny_model_dir, pairs_file, out, tmp_path, rotation="pca", max_steps=1,
+                                    evaluate_before=False, evaluate_after=False, eval_fraction=0.0)).run()
+    layers = sorted(p.name for p in out.iterdir() if p.is_dir() and "Dense" in p.name)
+    assert layers, "the loop run with a rotation saved a Dense layer"
+    MatryoshkaFinetuner(quick_config(tiny_model_dir, pairs_file, out, max_steps=1, evaluate_before=False,
+                                     evaluate_after=False)).run()
+    listed = {m["path"] for m in json.loads((out / "modules.json").read_text()) if m.get("path")}
+    assert not [p.name for p in out.iterdir() if p.is_dir() and p.name[0].isdigit() and p.name not in listed]

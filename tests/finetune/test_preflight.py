@@ -154,6 +154,10 @@ def test_check_refuses_what_a_run_would(tmp_path, capsys, tiny_model_dir, pairs_
     (["--engine", "loop", "--mixture", "cases:10"], "mixture source 'cases' reads NOWHERE/french-medical-text, which "
                                                     "does not exist: pass the folder holding the shared data sets as "
                                                     "--shared-data"),
+    # accepted and ignored (audit): an eval file holds nothing out; a pairs file's negatives need their column
+    (["--eval-data", "other.jsonl", "--eval-fraction", "0.3", "--split-seed", "3"],
+     "eval_fraction, split_seed: not used with eval_data other.jsonl"),
+    (["--hard-negatives", "2"], "hard_negatives 2: a pairs file's negatives are read from negatives_column"),
     (["--engine", "loop", "--freeze-encoder", "--rotation", "pca", "--export-adapter", "EXPORT"],
      "export_adapter records the validation suite's scores (export_scores: suite_pilot), read from shared_data "
      "NOWHERE, which lacks frenchmedmcqa, french-medical-text: pass the shared data folder as --shared-data"),

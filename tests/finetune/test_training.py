@@ -155,9 +155,17 @@ def test_dims_beyond_the_model_are_an_error(tiny_model_dir, pairs_file, tmp_path
         MatryoshkaFinetuner(cfg).run()
 
 
-def test_cached_loss_and_hard_negatives_train(tiny_model_dir, pairs_file, tmp_path):
-    cfg = quick_config(tiny_model_dir, pairs_file, tmp_path / "m", loss="cached_mnrl", hard_negatives=1,
-                       epochs=1, evaluate_before=False, checkpoints=False)
+def test_cached_loss_and_hard_negatives_train(tiny_model_dir, tmp_path):
+    # each pair's negative: another fact (without negatives_column, hard_negatives is refused: the run
+    # trained on the pairs alone, with a warning)
+    from tests.finetune.helpers import qa_pairs, write_jsonl
+
+    rows = qa_pairs()
+    answers = sorted({r["answer"] for r in rows})
+    rows = [{**r, "negatives": [answers[(answers.index(r["answer"]) + 1) % len(answers)]]} for r in rows]
+    data = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    cfg = quick_config(tiny_model_dir, data, tmp_path / "m", loss="cached_mnrl", hard_negatives=1,
+                       negatives_column="negatives", epochs=1, evaluate_before=False, checkpoints=False)
     result = MatryoshkaFinetuner(cfg).run()
     assert result.global_step == 3 and not result.scores_before and result.scores_after
     info = json.loads((tmp_path / "m" / "training_info.json").read_text())
@@ -277,3 +285,12 @@ def test_matryoshka_weights_without_dims_apply_in_order(tiny_model_dir, pairs_fi
                        max_steps=1)
     MatryoshkaFinetuner(cfg).run()
     assert seen == {128: 4.0, 64: 1.0}
+
+
+def test_the_final_loss_is_the_last_steps(tiny_model_dir, pairs_file, tmp_path):
+    """With logging_steps 10, a run of 3 steps logged step 1 alone, and training_info.json's
+    final_loss was step 1's (audit)."""
+    result = MatryoshkaFinetuner(quick_config(tiny_model_dir, pairs_file, tmp_path / "m", epochs=1, logging_steps=10,
+                                              evaluate_before=False, evaluate_after=False)).run()
+    assert result.global_step == 3 and len(result.losses) == 2  # step 1 (logging_first_step) and the last
+    assert json.loads((tmp_path / "m" / "training_info.json").read_text())["final_loss"] == result.losses[-1]

@@ -1104,3 +1104,21 @@ def test_prune_leaves_records_that_index_did_not_write(tmp_path) -> None:
     report = index_corpus(src, store, id_field="id", prune=True)
     assert report.pruned == 1 and sorted(store.get(include=[])["ids"])[-2:] == ["fer", "tsh"] and len(store) == 3
     store.delete_collection()
+
+
+def test_records_files_are_streamed_not_read_whole_for_the_first_record(tmp_path) -> None:
+    """The check of a source's first record before the model loads read a whole CSV or Parquet file
+    (three to four whole reads per run: 18 s and 720 MB for a 30 MB CSV) (audit)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from medrag.qa.pairs import iter_records, read_records
+
+    csv_path = tmp_path / "a.csv"
+    csv_path.write_text("text,year\nLa TSH est basse.,2021\nLa CRP monte.,2019\nligne,de,trop\n", encoding="utf-8")
+    assert next(iter_documents(csv_path))[1] == "La TSH est basse."  # the bad last row is not reached
+    with pytest.raises(DataError, match=r"a\.csv:4: more fields than the header's 2 columns"):
+        read_records(csv_path)
+    rows = [{"text": f"texte {i}", "n": i} for i in range(10_000)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "a.parquet", row_group_size=1000)
+    assert list(iter_records(tmp_path / "a.parquet")) == rows == read_records(tmp_path / "a.parquet")

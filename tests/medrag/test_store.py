@@ -1943,3 +1943,19 @@ def test_an_empty_undecided_auto_collection_takes_an_explicit_coarse_stage(tmp_p
     s.close()
     with pytest.raises(CollectionMismatchError, match="rotation"):  # decided and written: the contract holds
         MatryoshkaChroma("undecided", fake, persist_directory=str(tmp_path), coarse_rotation="pca")
+
+
+def test_a_read_only_store_folder_says_what_to_do() -> None:
+    """``medrag search`` on a read-only store copy ended with "Chroma failed to open ... attempt to
+    write a readonly database" (audit): Chroma's embedded client writes even to read."""
+    from chromadb.errors import ChromaError
+
+    from medrag._chroma_errors import translate_chroma_error
+    from medrag.errors import StoreError
+
+    class Internal(ChromaError):
+        pass
+
+    err = translate_chroma_error(Internal("error returned from database: (code: 8) attempt to write a readonly "
+                                          "database"), "open the store")
+    assert isinstance(err, StoreError) and "the store's files are read-only" in str(err) and "cp -r" in str(err)

@@ -263,3 +263,18 @@ def test_an_ambiguous_query_word_takes_the_reading_more_documents_hold() -> None
     assert idx.query_terms("") == [] and idx.query_terms("le la les") == [] and BM25Index().query_terms("x") == []
     with pytest.raises(InvalidInputError, match="must be a str"):
         idx.query_terms(None)  # type: ignore[arg-type]
+
+
+def test_a_lone_letter_of_a_caps_lock_query_is_the_letter() -> None:
+    """``HÉPATITE C`` typed with caps lock was read ``hepat`` alone (``c``: a stopword of the
+    lowercased shout): hépatite B tied with C, and came first (audit)."""
+    index = BM25Index()
+    index.add(["hb", "hc", "vd", "s"], ["Le vaccin contre l'hépatite B est obligatoire.",
+                                        "Le traitement de l'hépatite C repose sur les antiviraux.",
+                                        "La vitamine D et le soleil.", "La protéine S et la phase S du cycle."])
+    ids, scores = index.search("HÉPATITE C", 2)
+    assert ids == ["hc", "hb"] and scores[0] > scores[1] and index.query_terms("VITAMINE D") == ["vitamin", "d"]
+    # a plural mark, an ordinal, an abbreviation, an elision, A and Y stay what the analyzer reads
+    for query in ("PROPOSITION(S) EXACTE(S)", "LA 11 E RÉVISION", "N. SP. NOUVELLE", "D'UNE PROTÉINE",
+                  "IL Y A UNE PROTÉINE"):
+        assert "s" not in index.query_terms(query) and "d" not in index.query_terms(query), query
