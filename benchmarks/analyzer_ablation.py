@@ -56,6 +56,9 @@ class WhitespaceAnalyzer:
     def tokens(self, text: str) -> list[str]:
         return text.split()
 
+    def token_spans(self, text: str) -> tuple[str, list[tuple[str, int]]]:
+        return text, [(m.group(), m.start()) for m in re.finditer(r"\S+", text)]
+
     def token_terms(self, token: str) -> tuple[str, ...]:
         return (token,)
 

@@ -98,7 +98,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--cache-dir", default=None, help="embedding cache (default: $MEDRAG_CACHE/embeddings)")
     p.add_argument("--no-cache", action="store_true", help="always encode; read and write no cache")
     p.add_argument("--bootstrap", type=int, default=N_BOOTSTRAP,
-                   help=f"bootstrap resamples for the CIs (default {N_BOOTSTRAP})")
+                   help=f"bootstrap resamples for the CIs (default {N_BOOTSTRAP}; at least {MIN_BOOTSTRAP}, "
+                        f"below {ROUGH_BOOTSTRAP} a warning)")
     p.add_argument("--confidence", type=float, default=CONFIDENCE, help=f"CI coverage (default {CONFIDENCE})")
     p.add_argument("--test", choices=PAIRED_TESTS, default=PAIRED_TESTS[0], help="paired test")
     p.add_argument("--resamples", type=int, default=None,

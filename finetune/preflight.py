@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoints"
 INFO_FILENAME = "training_info.json"
 CONFIG_FILENAME = "finetune_config.yaml"
+#: written in ``checkpoints/`` when a run that keeps its checkpoints ends: ``--resume`` refuses them
+FINISHED_FILENAME = "finished.json"
 #: a folder holding one of these is the output of an earlier ``medrag finetune`` run (the checkpoints
 #: folder alone: an interrupted one, which ``--resume`` continues)
 RUN_MARKERS = (CONFIG_FILENAME, INFO_FILENAME, CHECKPOINT_DIR)
@@ -234,7 +236,8 @@ def check_data_options(cfg: "FinetuneConfig") -> None:
     if cfg.eval_data is not None and held_out:
         raise ConfigError(f"{', '.join(held_out)}: not used with eval_data {cfg.eval_data} (the eval set is that file; "
                           f"nothing is held out of data); drop {'it' if len(held_out) == 1 else 'them'}")
-    if cfg.hard_negatives and not fmcqa and cfg.negatives_column is None:
+    # an existing pairs file only: a mistyped path is named by the data check ("does not exist")
+    if cfg.hard_negatives and not fmcqa and cfg.negatives_column is None and Path(cfg.data).expanduser().is_file():
         raise ConfigError(f"hard_negatives {cfg.hard_negatives}: a pairs file's negatives are read from "
                           "negatives_column; name that column (a list of texts or one text), or drop hard_negatives")
 
@@ -258,31 +261,19 @@ def check_resume(cfg: "FinetuneConfig") -> None:
     latest, incomplete = latest_checkpoint(folder)
     if cfg.resume and latest is None:
         if incomplete:
-            raise ConfigError(f"nothing to resume: {incomplete[-1]} is incomplete (the run was killed while saving "
-                              f"it) and is the only checkpoint in {folder}; delete {folder} and run again without "
-                              "--resume")
+            names = ", ".join(p.name for p in incomplete)
+            raise ConfigError(f"nothing to resume: the checkpoints in {folder} are incomplete ({names}: the run was "
+                              f"killed while saving them); delete {folder} and run again without --resume")
         raise ConfigError(f"nothing to resume: no checkpoint in {folder}")
-    if latest is not None and _finished_after(out / INFO_FILENAME, latest):
+    if latest is not None and (folder / FINISHED_FILENAME).is_file():
         # checkpoints kept by keep_checkpoints: --resume trained 0 steps, rewrote the run's timings as
         # 0 samples/s and deleted the checkpoints the user had asked to keep
-        raise ConfigError(f"the run in {cfg.output_dir} finished ({INFO_FILENAME} is newer than its last checkpoint, "
-                          f"{latest.name}, kept by keep_checkpoints): there is nothing to resume. To train again in "
-                          f"this folder, delete {folder}; or choose another output_dir")
+        raise ConfigError(f"{folder} holds the checkpoints of a finished run (kept by keep_checkpoints)"
+                          f"{': there is nothing to resume' if cfg.resume else ''}. To train again in this folder, "
+                          f"delete {folder}; or choose another output_dir")
     if (latest is not None or incomplete) and not cfg.resume:
         raise ConfigError(f"{folder} already holds checkpoints; pass --resume to continue that run, or choose "
                           "another output_dir")
-
-
-def _finished_after(info: Path, checkpoint: Path) -> bool:
-    """Whether the run's ``training_info.json`` (written when a run ends) is newer than every file
-    of ``checkpoint``: that run finished after it. An older one is a previous run's, overwritten by
-    the interrupted run the checkpoint belongs to."""
-    try:
-        written = info.stat().st_mtime
-        saved = max((p.stat().st_mtime for p in checkpoint.iterdir()), default=checkpoint.stat().st_mtime)
-    except OSError:
-        return False
-    return written > saved
 
 
 def check_suite_data(cfg: "FinetuneConfig") -> None:

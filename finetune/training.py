@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from finetune.config import FinetuneConfig
 from finetune.data import load_dataset_from_config
 from finetune.model_card import recipe_settings, write_model_card
-from finetune.preflight import (CHECKPOINT_DIR, CONFIG_FILENAME, INFO_FILENAME, check_matryoshka_weights,
+from finetune.preflight import (CHECKPOINT_DIR, CONFIG_FILENAME, FINISHED_FILENAME, INFO_FILENAME, check_matryoshka_weights,
                                 check_report_to, check_run)
 from finetune.scoring import TRAINING_METRICS, prompt_texts, score_sizes
 from medrag.errors import ConfigError
@@ -189,8 +189,7 @@ class MatryoshkaFinetuner:
                 model.eval()
                 result.scores_after = score_sizes(model, task, dims, batch_size=cfg.eval_batch_size)
             self._write_outputs(model, result)
-            if not cfg.keep_checkpoints:
-                self._remove_checkpoints()
+            self._end_checkpoints(result.global_step)
             self._warn_without_scores(result)
         state.wait_for_everyone()
         return result
@@ -308,8 +307,7 @@ class MatryoshkaFinetuner:
         self._write_outputs(model, result)
         if cfg.export_adapter:
             self.export(adapter_model, result, base_fingerprint)
-        if not cfg.keep_checkpoints:
-            self._remove_checkpoints()
+        self._end_checkpoints(result.global_step)
         return result
 
     def training_pairs(self):
@@ -434,6 +432,14 @@ class MatryoshkaFinetuner:
             before = {int(k): v for k, v in json.loads(path.read_text())["scores"].items()}
         return before
 
+    def _end_checkpoints(self, step: int) -> None:
+        """A finished run deletes its checkpoints, or (``keep_checkpoints``) marks them finished, so
+        that ``--resume`` refuses them instead of training 0 steps and deleting them."""
+        if not self.config.keep_checkpoints:
+            self._remove_checkpoints()
+        elif self.checkpoint_dir.is_dir():
+            (self.checkpoint_dir / FINISHED_FILENAME).write_text(json.dumps({"global_step": step}), encoding="utf-8")
+
     def _remove_checkpoints(self) -> None:
         """Delete what the run kept in ``checkpoints/`` (its checkpoints and base scores), not files
         of the user's that happen to be there; the folder goes when nothing else is left in it."""
@@ -443,7 +449,7 @@ class MatryoshkaFinetuner:
         for entry in folder.iterdir():
             if entry.is_dir() and entry.name.startswith("checkpoint-"):
                 shutil.rmtree(entry, ignore_errors=True)
-            elif entry.name in (_BEFORE_FILENAME, _RUN_KEY_FILENAME, "runs"):
+            elif entry.name in (_BEFORE_FILENAME, _RUN_KEY_FILENAME, FINISHED_FILENAME, "runs"):
                 shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
         try:
             folder.rmdir()
@@ -701,8 +707,9 @@ def _log_last_step_callback():
     from transformers import TrainerCallback
 
     class LogLastStep(TrainerCallback):
-        """Log the loss at the last step too: with ``logging_steps`` 10 a run of 4 steps logged step 1
-        alone, and ``training_info.json``'s ``final_loss`` was step 1's."""
+        """Log the loss at the last step too (the Trainer's mean over the steps since its previous
+        log): with ``logging_steps`` 10 a run of 4 steps logged step 1 alone, and
+        ``training_info.json``'s ``final_loss`` was step 1's."""
 
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step >= state.max_steps:

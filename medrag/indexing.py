@@ -193,8 +193,8 @@ def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_O
 
 
 def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", id_field: str | None = None,
-                   metadata_fields: list[str] | None = None, warn: bool = True, folder_name: str | None = None
-                   ) -> Iterator[tuple[str, str, dict[str, Any]]]:
+                   metadata_fields: list[str] | None = None, warn: bool = True, folder_name: str | None = None,
+                   skipped: list[str] | None = None) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """``(document key, text, metadata)`` for every document of a file or folder.
 
     Args:
@@ -220,6 +220,8 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
         folder_name: for a folder, the stable name that stands for it in its documents' ``folder``
             (and chunk ids) instead of its absolute path: the same folder mounted elsewhere (a
             container, another machine, a moved folder) is then the same source.
+        skipped: a list that receives the document keys of a folder's files skipped as not UTF-8
+            text (``index_corpus`` keeps their stored chunks when it prunes).
 
     A null or NaN text is an empty document (skipped and counted, as ``""``); a folder's file
     that is not UTF-8 text is skipped with a warning naming it.
@@ -271,10 +273,15 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
             except UnicodeDecodeError as exc:
                 # one Latin-1 file stopped the whole folder: skipped and named, as the README says
                 not_utf8.append(f"{rel} ({exc.reason} at byte {exc.start})")
+                if skipped is not None:
+                    skipped.append(rel)
                 continue
             except OSError as exc:
                 raise DataError(f"{f}: cannot read ({exc.strerror or exc})") from None
             yield rel, text, {"source": rel, "folder": root}
+        if not_utf8 and len(not_utf8) == len(files):  # "no document found" named neither the files nor why
+            raise DataError(f"{path}: none of its {len(files)} file(s) is UTF-8 text (e.g. {not_utf8[0]}): save them "
+                            "as UTF-8 (iconv -f latin1 -t utf-8) and index again")
         if not_utf8 and warn:
             logger.warning("%s: %d file(s) not UTF-8 text skipped (e.g. %s): save them as UTF-8 (iconv -f latin1 "
                            "-t utf-8) and index again", path, len(not_utf8), not_utf8[0])
@@ -318,9 +325,9 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
             value = record.get(id_field)
             if value == "" or _missing(value):  # NaN too: it was the document key "nan"
                 raise DataError(f"{where}: no {id_field!r} value (pass another --id-field, or none)")
-            if not isinstance(value, (str, int, float)) or isinstance(value, bool):  # a dict was stored as its repr
+            if isinstance(value, (dict, list, tuple, set)):  # it was stored as its Python repr
                 raise DataError(f"{where}: the {id_field!r} value {value!r} is a {type(value).__name__}; ids are "
-                                "text or numbers (pass another --id-field, or none)")
+                                "text, numbers or dates (pass another --id-field, or none)")
             key = str(value)
             _check_text(key, f"{where}: field {id_field!r}")
             meta.setdefault(id_field, key)
@@ -347,11 +354,10 @@ def _too_big(value: Any) -> bool:
 def _check_text(value: str, what: str) -> None:
     """A :class:`DataError` naming the record when ``value`` cannot be stored (a lone surrogate, from a
     JSON ``\\ud800`` escape): it stopped the run at the write, naming a position in a batch."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise DataError(f"{what} holds a lone surrogate {value[exc.start:exc.end]!r} at position {exc.start} (half "
-                        "of a character, not valid UTF-8 text): fix that record in the source") from None
+    if not is_utf8(value):
+        bad = next(i for i, c in enumerate(value) if not is_utf8(c))
+        raise DataError(f"{what} holds a lone surrogate {value[bad]!r} at position {bad} (half of a character, not "
+                        "valid UTF-8 text): fix that record in the source")
 
 
 def _as_text(value: Any) -> Any:
@@ -560,6 +566,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     empty_named: list[str] = []  # the first few, for the warning
     seen: set[str] = set()
     read_keys: set[str] = set()  # every document key of this run (for prune)
+    not_read: list[str] = []  # a folder's files skipped as not UTF-8: still in the source, so not pruned
     keys: dict[str, int] = {}  # --id-field values seen this run -> their document's number
     pending_texts: list[str] = []
     pending_meta: list[dict[str, Any]] = []
@@ -606,7 +613,8 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
 
     try:
         for key, text, meta in iter_documents(source, text_field=text_field, id_field=id_field,
-                                              metadata_fields=metadata_fields, folder_name=folder_name):
+                                              metadata_fields=metadata_fields, folder_name=folder_name,
+                                              skipped=not_read):
             documents += 1
             pieces = chunk_text(text, chunk_words, overlap, max_words)
             if not pieces:
@@ -650,7 +658,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     if empty:
         logger.warning("%s: %d of %d document(s) are empty (no text) and were not indexed (e.g. %s)", source, empty,
                        documents, ", ".join(empty_named))
-    pruned = _prune(store, read_keys, root) if prune else 0
+    pruned = _prune(store, read_keys | set(not_read), root) if prune else 0
     stored = len(store)
     added = stored - before + removed + pruned
     report = IndexReport(documents, chunks, added, chunks - duplicates - added - updated, stored,

@@ -108,8 +108,9 @@ def check_model_spec(spec: str) -> Literal["bundled", "folder", "hub"]:
     """What ``spec`` names, checked without loading anything: ``"bundled"`` (a known ``bundled:``
     name), ``"folder"`` (a folder holding a model) or ``"hub"`` (an ``org/name`` id, not looked up).
 
-    ``medrag finetune --check`` and the commands' argument checks use it, so a misspelled folder or
-    embedded name fails at once instead of after the data (or another model) has loaded.
+    :func:`load_model` starts with it, and ``medrag finetune`` (``--check`` too) calls it before
+    reading the data, so a misspelled folder or embedded name fails at once instead of after the
+    data has loaded.
 
     Raises:
         ModelLoadError: an empty spec, an unknown ``bundled:`` name, a path that does not exist or

@@ -2511,7 +2511,8 @@ def _check_hybrid_kwargs(search_kwargs: dict[str, Any]) -> None:
         if value is not None and _check_int(f"search_kwargs[{name!r}]", value) < 1:
             raise InvalidInputError(f"search_kwargs[{name!r}] must be >= 1, got {value!r}")
     if search_kwargs.get("candidates") is not None:  # below k: it failed at the first query
-        check_search_sizes(search_kwargs.get("k", 4), search_kwargs["candidates"], k_name="search_kwargs['k']",
+        k = search_kwargs.get("k")
+        check_search_sizes(4 if k is None else k, search_kwargs["candidates"], k_name="search_kwargs['k']",
                            candidates_name="search_kwargs['candidates']")
     if search_kwargs.get("lexical_weight") is not None:
         check_weight(search_kwargs["lexical_weight"])

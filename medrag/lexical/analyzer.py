@@ -339,13 +339,23 @@ class FrenchMedicalAnalyzer:
         """The surface tokens of ``text`` (before elision split, stopwords and stemming), in order;
         :meth:`token_terms` turns each into its terms. Callers that map terms to ids (the BM25
         index) cache per token on top of these two steps."""
+        return self._pattern.findall(self._read_as(text))
+
+    def token_spans(self, text: str) -> tuple[str, list[tuple[str, int]]]:
+        """``text`` as :meth:`tokens` reads it (NFC; lowercased when it is shouted prose) and its
+        tokens, each with its start offset in that text: what a caller needs to look at a token's
+        neighbours (``BM25Index.query_terms`` reads a lone letter of a caps-lock query)."""
+        text = self._read_as(text)
+        return text, [(m.group(), m.start()) for m in self._pattern.finditer(text)]
+
+    def _read_as(self, text: str) -> str:
         if not isinstance(text, str):
             raise InvalidInputError(f"the analyzer takes a str, got {type(text).__name__}")
         if not text.isascii() and not unicodedata.is_normalized("NFC", text):
             text = unicodedata.normalize("NFC", text)  # decomposed accents (macOS, PDF extraction) split words
         if self.options.keep_acronyms and text.isupper() and _LONGER_THAN_ACRONYM.search(text):
             text = text.lower()  # "LE PATIENT EST SOUS AVK": stopwords dropped, words stemmed
-        return self._pattern.findall(text)
+        return text
 
     def token_terms(self, token: str) -> tuple[str, ...]:
         """The terms of one surface token from :meth:`tokens` (cached)."""

@@ -55,7 +55,7 @@ FORMAT_VERSION = 1
 
 #: A letter standing alone after a word (``HÉPATITE C``): not after a number (``11 E``, an ordinal),
 #: in parentheses (``(S)``), elided (``D'``) or abbreviated (``N. SP.``).
-_LONE_LETTER = re.compile(r"(?<=[^\W\d_]{2} )[^\W\d_](?![\w)'’.])")
+_LONE_LETTER = re.compile(r"(?<=[^\W\d_]{2}[ \u00a0])[^\W\d_](?![\w)'’.])")
 
 
 @dataclass(frozen=True)
@@ -244,12 +244,14 @@ class BM25Index:
             return max(map(held, terms)) if terms else math.inf
 
         acronyms_meant = any(c.islower() for c in query)  # not typed with caps lock
-        # caps lock: the analyzer lowercases the shouted text, so "HÉPATITE C" lost its C to the stopword c
-        letters = set() if acronyms_meant else {m.lower() for m in _LONE_LETTER.findall(query)}
+        # caps lock: the analyzer lowercases the shouted text, so "HÉPATITE C" lost its C to the stopword c;
+        # a lone letter is found by its place, so "PROTÉINE S ... PROPOSITION(S)" reads only the first S
+        text, spans = analyzer.token_spans(query)
+        letters = set() if acronyms_meant else {m.start() for m in _LONE_LETTER.finditer(text)}
         out: list[tuple[str, int]] = []
-        for token in analyzer.tokens(query):
+        for token, start in spans:
             terms = analyzer.token_terms(token)
-            if not terms and token in letters:
+            if not terms and start in letters:
                 letter = analyzer.token_terms(token.upper())  # the letter's term ("C" in "hépatite C"), or ()
                 terms = letter if letter and held(letter[0]) else terms
             other = analyzer.other_reading(token) if terms else None  # a lowercase stopword stays one

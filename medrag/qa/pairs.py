@@ -347,6 +347,10 @@ def json_objects(lines: Iterable[str] | Iterable[bytes], source: str | os.PathLi
         yield lineno, obj
 
 
+#: Rows of a Parquet file converted at a time by :func:`iter_records`.
+PARQUET_BATCH_ROWS = 4096
+
+
 def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Rows of a local ``.jsonl`` / ``.json`` / ``.csv`` / ``.parquet`` file as dicts.
 
@@ -433,9 +437,6 @@ def iter_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     except OSError as exc:  # permissions, I/O errors: a one-line error, not a traceback
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
-
-#: Rows of a Parquet file converted at a time by :func:`iter_records`.
-PARQUET_BATCH_ROWS = 4096
 
 
 # --------------------------------------------------------------------------- internals

@@ -231,3 +231,12 @@ def test_a_finetune_table_beside_other_tools_tables_is_read(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text("[finetune]\nepochs = 2\n[tool.other]\nx = 1\n", encoding="utf-8")
     assert FinetuneConfig.from_file(path).epochs == 2
+
+
+def test_yaml_merge_keys_still_work_beside_the_repeated_key_check(tmp_path):
+    """The repeated-key check refused YAML's merge key ``<<: *base`` (review)."""
+    path = tmp_path / "c.yaml"
+    path.write_text("base: &b\n  epochs: 2\nrun:\n  <<: *b\n  batch_size: 8\n", encoding="utf-8")
+    from finetune.config import read_config_file
+
+    assert read_config_file(path)["run"] == {"epochs": 2, "batch_size": 8}

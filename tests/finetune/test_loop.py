@@ -336,7 +336,7 @@ def test_loop_checkpoints_keep_the_newest(tiny_model_dir, pairs_file, tmp_path):
     cfg = loop_config(tiny_model_dir, pairs_file, out, tmp_path, epochs=3, evaluate_before=False,
                       evaluate_after=False, keep_checkpoints=True, save_total_limit=2)
     MatryoshkaFinetuner(cfg).run()  # 3 steps an epoch: saved at each epoch end, the two newest kept
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-6", "checkpoint-9"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-6", "checkpoint-9", "finished.json"]
 
 
 def test_a_stop_while_encoding_the_teacher_vectors_keeps_what_is_encoded(tiny_model_dir, pairs_file, tmp_path):

@@ -251,7 +251,8 @@ def test_a_checkpoint_killed_while_saving_is_skipped_by_resume(tmp_path, tiny_mo
     import shutil
 
     shutil.rmtree(ckpt / "checkpoint-23")
-    with pytest.raises(ConfigError, match="checkpoint-24 is incomplete .* delete .* without --resume"):
+    with pytest.raises(ConfigError, match=r"the checkpoints in .* are incomplete \(checkpoint-25, checkpoint-24: .* "
+                                          r"delete .* without --resume"):
         check_run(quick_config(tiny_model_dir, pairs_file, tmp_path / "o", resume=True), create=False)
     with pytest.raises(ConfigError, match="already holds checkpoints"):
         check_run(quick_config(tiny_model_dir, pairs_file, tmp_path / "o"), create=False)
@@ -268,9 +269,22 @@ def test_resuming_a_finished_run_is_refused_and_keeps_its_checkpoints(tmp_path, 
     kept = sorted(p.name for p in (out / "checkpoints").iterdir())
     capsys.readouterr()
     assert medrag_main(args + ["--resume"]) == 1
-    assert "finished (training_info.json is newer than its last checkpoint" in _one_error_line(capsys)
+    assert "holds the checkpoints of a finished run (kept by keep_checkpoints): there is nothing to resume" \
+        in _one_error_line(capsys)
     assert (out / "training_info.json").read_text() == info
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == kept
+    # decided by the run's own record, not by file times: a copy that rewrote them changes nothing
+    import os
+    import time
+
+    later = time.time() + 60
+    for path in (out / "checkpoints").rglob("*"):
+        os.utime(path, (later, later))
+    assert medrag_main(args + ["--resume"]) == 1
+    assert "finished run" in _one_error_line(capsys)
+    assert medrag_main(args) == 1  # without --resume: no "nothing to resume", the same advice
+    line = _one_error_line(capsys)
+    assert "finished run" in line and "nothing to resume" not in line
 
 
 # ------------------------------------------------------------------ Trainer --resume (item 6)
@@ -281,7 +295,7 @@ def test_a_trainer_resume_under_other_settings_is_refused(tmp_path, tiny_model_d
     MatryoshkaFinetuner(quick_config(tiny_model_dir, pairs_file, out, epochs=1, keep_checkpoints=True,
                                      evaluate_before=False, evaluate_after=False)).run()
     assert json.loads((out / "checkpoints" / "run_key.json").read_text())["run_key"]
-    (out / "training_info.json").unlink()  # as a run interrupted after its last checkpoint (a finished one is refused)
+    (out / "checkpoints" / "finished.json").unlink()  # as a run interrupted after its last checkpoint (a finished one is refused)
     changed = quick_config(tiny_model_dir, pairs_file, out, epochs=1, learning_rate=1e-3, resume=True,
                            evaluate_before=False, evaluate_after=False)
     with pytest.raises(ConfigError, match="other training settings or data"):

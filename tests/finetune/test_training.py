@@ -287,7 +287,7 @@ def test_matryoshka_weights_without_dims_apply_in_order(tiny_model_dir, pairs_fi
     assert seen == {128: 4.0, 64: 1.0}
 
 
-def test_the_final_loss_is_the_last_steps(tiny_model_dir, pairs_file, tmp_path):
+def test_the_final_loss_is_logged_at_the_last_step(tiny_model_dir, pairs_file, tmp_path):
     """With logging_steps 10, a run of 3 steps logged step 1 alone, and training_info.json's
     final_loss was step 1's (audit)."""
     result = MatryoshkaFinetuner(quick_config(tiny_model_dir, pairs_file, tmp_path / "m", epochs=1, logging_steps=10,

@@ -1032,6 +1032,7 @@ def _write_jsonl(path: Path, lines: list[str]) -> Path:
     ('{"id": "s1", "text": "ok.", "m": "x\\udc80"}', {"metadata_fields": ["m"]}, r"a\.jsonl:2: field 'm' holds a lone"),
     ('{"id": NaN, "text": "La TSH."}', {"id_field": "id"}, r"a\.jsonl:2: no 'id' value"),  # it was the key "nan"
     ('{"id": {"x": 1}, "text": "La TSH."}', {"id_field": "id"}, r"the 'id' value \{'x': 1\} is a dict"),  # its repr
+    ('{"id": [1, 2], "text": "La TSH."}', {"id_field": "id"}, r"the 'id' value \[1, 2\] is a list"),
 ])
 def test_a_record_that_cannot_be_stored_is_named_by_its_line(tmp_path, line, kwargs, expected) -> None:
     src = _write_jsonl(tmp_path / "a.jsonl", ['{"id": "a", "text": "Une ferritine basse."}', line])
@@ -1078,6 +1079,20 @@ def test_a_folder_file_that_is_not_utf8_is_skipped_and_zero_width_text_is_empty(
     assert [key for key, _, _ in docs] == ["b.txt", "c.txt"] and "1 file(s) not UTF-8 text skipped (e.g. a.txt" \
         in caplog.text
     assert chunk_text("\u200b \u00a0 \u3000") == [] and chunk_text("a \u200b b.") == ["a b."]
+    # a file skipped so is still in the source: --prune keeps its stored chunks (review)
+    (folder / "a.txt").write_text("La fièvre.", encoding="utf-8")
+    store = MatryoshkaChroma("notes", FakeMatryoshkaEmbeddings(), client=chromadb.EphemeralClient())
+    index_corpus(folder, store)
+    (folder / "a.txt").write_bytes("La fièvre.".encode("latin-1"))
+    assert index_corpus(folder, store, prune=True).pruned == 0
+    assert "a.txt" in {md["source"] for md in store.get()["metadatas"]}
+    store.delete_collection()
+    # a folder whose files are all skipped names them ("no document found" named neither them nor why)
+    only = tmp_path / "latin"
+    only.mkdir()
+    (only / "x.txt").write_bytes("fièvre".encode("latin-1"))
+    with pytest.raises(DataError, match=r"none of its 1 file\(s\) is UTF-8 text \(e\.g\. x\.txt"):
+        list(iter_documents(only))
 
 
 def test_reserved_metadata_field_names_are_refused_before_the_model(tmp_path, capsys, monkeypatch) -> None:
@@ -1106,7 +1121,7 @@ def test_prune_leaves_records_that_index_did_not_write(tmp_path) -> None:
     store.delete_collection()
 
 
-def test_records_files_are_streamed_not_read_whole_for_the_first_record(tmp_path) -> None:
+def test_records_files_are_streamed_not_read_whole_for_the_first_record(tmp_path, monkeypatch) -> None:
     """The check of a source's first record before the model loads read a whole CSV or Parquet file
     (three to four whole reads per run: 18 s and 720 MB for a 30 MB CSV) (audit)."""
     import pyarrow as pa
@@ -1122,3 +1137,14 @@ def test_records_files_are_streamed_not_read_whole_for_the_first_record(tmp_path
     rows = [{"text": f"texte {i}", "n": i} for i in range(10_000)]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "a.parquet", row_group_size=1000)
     assert list(iter_records(tmp_path / "a.parquet")) == rows == read_records(tmp_path / "a.parquet")
+    # the first record of a Parquet file is read without converting the whole table (review)
+    read: list[int] = []
+
+    class Counting(pq.ParquetFile):
+        def iter_batches(self, *args, **kwargs):
+            for batch in super().iter_batches(*args, **kwargs):
+                read.append(batch.num_rows)
+                yield batch
+
+    monkeypatch.setattr(pq, "ParquetFile", Counting)
+    assert next(iter_documents(tmp_path / "a.parquet"))[1] == "texte 0" and 0 < sum(read) < len(rows)

@@ -511,6 +511,7 @@ def test_a_lexical_path_that_is_not_an_index_is_refused_before_anything_is_writt
     # built without complaint, failed at the first query (audit): k 4 is hybrid_search's default
     ({"candidates": 2}, r"search_kwargs\['candidates'\] \(2\) must be >= search_kwargs\['k'\] \(4\)"),
     ({"k": 2, "candidates": 1}, r"search_kwargs\['candidates'\] \(1\) must be >= search_kwargs\['k'\] \(2\)"),
+    ({"k": None, "candidates": 2}, r"search_kwargs\['candidates'\] \(2\) must be >= search_kwargs\['k'\] \(4\)"),
 ])
 def test_a_hybrid_retriever_checks_its_search_kwargs_when_built(store: MatryoshkaChroma, search_kwargs, expected):
     """A misspelled or out-of-range hybrid search_kwargs built a retriever that failed at its first

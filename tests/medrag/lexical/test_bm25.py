@@ -278,3 +278,6 @@ def test_a_lone_letter_of_a_caps_lock_query_is_the_letter() -> None:
     for query in ("PROPOSITION(S) EXACTE(S)", "LA 11 E RÉVISION", "N. SP. NOUVELLE", "D'UNE PROTÉINE",
                   "IL Y A UNE PROTÉINE"):
         assert "s" not in index.query_terms(query) and "d" not in index.query_terms(query), query
+    # by its place, not its text: one lone S does not make the plural marks letters too (review)
+    assert index.query_terms("PROTÉINE S : PROPOSITION(S) EXACTE(S)").count("s") == 1
+    assert index.query_terms("HÉPATITE\u00a0C") == ["hepat", "c"]  # a no-break space
