@@ -64,7 +64,7 @@ def _compare(args: argparse.Namespace) -> int:
     for what, text in [("the query", args.query), *((f"passage {i}", p) for i, p in enumerate(args.passages, 1))]:
         if not text.strip():
             raise InvalidInputError(f"{what} is empty; pass a text (an unset shell variable gives an empty argument)")
-        check_utf8(text, what)
+        check_utf8(text, what, "fix the text")
     check_device(args.device)
     emb = MatryoshkaEmbeddings(args.model, device=args.device)
     q = emb.encode_queries([args.query])

@@ -91,14 +91,17 @@ def is_utf8(value: str) -> bool:
     return True
 
 
-def check_utf8(value: str, what: str) -> None:
+#: What :func:`check_utf8` advises for a text read from a source (decoded with surrogateescape somewhere).
+SOURCE_ADVICE = "decode your source with errors='replace' or fix it"
+
+
+def check_utf8(value: str, what: str, advice: str = SOURCE_ADVICE) -> None:
     """Raise :class:`InvalidInputError` naming ``what`` when ``value`` cannot be UTF-8 encoded (a
-    lone surrogate, e.g. from a file decoded with ``errors="surrogateescape"``)."""
+    lone surrogate, e.g. from a file decoded with ``errors="surrogateescape"``), ending with
+    ``advice`` (a typed or pasted query: ``"fix the text"``)."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
-        # a text read from a file: decoded with surrogateescape somewhere; a query: typed or pasted
-        advice = "fix the text" if what.startswith("the query") else "decode your source with errors='replace' or fix it"
         raise InvalidInputError(
             f"{what} is not valid UTF-8 text (a lone surrogate {value[exc.start:exc.end]!r} at position {exc.start}); "
             f"{advice}"
@@ -299,7 +302,7 @@ class MatryoshkaEmbeddings(Embeddings):
         """Embed one query (with the query prompt) at :attr:`dimension`."""
         if not isinstance(text, str) or not text.strip():
             raise InvalidInputError(f"the query must be a non-empty string, got {text!r}"[:200])
-        check_utf8(text, "the query")  # not "text at index 0 ... decode your source", which is add_texts' advice
+        check_utf8(text, "the query", "fix the text")  # not "text at index 0 ... decode your source" (add_texts')
         return truncate_embeddings(self.encode_queries([text]), self.dimension)[0].tolist()
 
     # ------------------------------------------------------------------ numpy API

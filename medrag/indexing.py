@@ -76,7 +76,8 @@ from medrag.embeddings import is_utf8
 from medrag.errors import CollectionMismatchError, DataError, InvalidInputError
 from medrag.models import check_device
 from medrag.qa.pairs import iter_records, json_objects
-from medrag.store import AUTO_LEARNED_MIN_TEXTS, DEFAULT_EF_SEARCH, DEFAULT_FULL_ENCODING, ROTATIONS, MatryoshkaChroma
+from medrag.store import (AUTO_LEARNED_MIN_TEXTS, DEFAULT_EF_SEARCH, DEFAULT_FULL_ENCODING, ROTATIONS, MatryoshkaChroma,
+                          check_metadata_key)
 from medrag.vector_codec import ENCODINGS
 
 logger = logging.getLogger(__name__)
@@ -372,18 +373,16 @@ def _as_text(value: Any) -> Any:
     return value
 
 
-#: Metadata keys Chroma refuses (its operators, and the keys it keeps for itself).
-_RESERVED_PREFIXES = ("$", "#", "chroma:")
-
-
 def check_field_names(metadata_fields: list[str] | None) -> None:
-    """Raise :class:`InvalidInputError` for a metadata field name Chroma refuses as a key (one starting
-    with ``$``, ``#`` or ``chroma:``): it stopped the run at the first write, after the model loaded."""
+    """Raise :class:`InvalidInputError` for a metadata field name no record may have as a key
+    (:func:`medrag.store.check_metadata_key`): it stopped the run at the first write, after the
+    model loaded."""
     for spec in metadata_fields or []:
         name = _typed_field(spec)[0]
-        if name.startswith(_RESERVED_PREFIXES):
-            raise InvalidInputError(f"metadata field {name!r}: Chroma refuses metadata keys starting with "
-                                    f"{', '.join(map(repr, _RESERVED_PREFIXES))}; rename that column in the source")
+        try:
+            check_metadata_key(name, f"metadata field {name!r}")
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{exc}; rename that column in the source") from None
 
 
 def check_metadata_fields(source: str | os.PathLike[str], metadata_fields: list[str] | None) -> None:

@@ -53,7 +53,7 @@ def run_search(args: argparse.Namespace) -> int:
     from medrag.store import check_search_sizes  # the store module only for a real search
 
     check_search_sizes(args.k, args.candidates, k_name="--k", candidates_name="--candidates")
-    check_utf8(args.query, "the query")
+    check_utf8(args.query, "the query", "fix the text")
     if args.lexical_weight is not None and not args.hybrid:
         raise InvalidInputError("--lexical-weight is only used with --hybrid")
     if args.lexical_weight is not None and not 0 <= args.lexical_weight <= 1:

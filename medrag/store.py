@@ -2423,6 +2423,20 @@ def _check_value(value: Any, where: str) -> None:
         raise InvalidInputError(f"{where} is a {type(value).__name__}; Chroma stores str, int, float, bool or None")
 
 
+def check_metadata_key(key: str, where: str) -> None:
+    """Refuse a metadata key no record may have: one starting with ``_medrag`` (the store's own
+    keys) or with ``$``, ``#`` or ``chroma:`` (Chroma's operators and its own keys). ``medrag
+    index`` checks its ``--metadata-fields`` with it before the model loads.
+
+    Raises:
+        InvalidInputError: ``where``, then why.
+    """
+    if key.startswith("_medrag"):
+        raise InvalidInputError(f"{where}: keys starting with _medrag are the store's (reserved)")
+    if key.startswith(("$", "#", "chroma:")):
+        raise InvalidInputError(f"{where}: Chroma refuses metadata keys starting with '$', '#' or 'chroma:'")
+
+
 def _check_metadata(md: Any, index: int) -> dict[str, Any]:
     """One record's metadata, checked as Chroma will check it (and for what breaks Chroma).
 
@@ -2440,10 +2454,7 @@ def _check_metadata(md: Any, index: int) -> dict[str, Any]:
         if not isinstance(key, str) or not key:
             raise InvalidInputError(f"{where} has key {key!r}: keys must be non-empty strings")
         _check_utf8(key, f"{where}, key {key!r}")
-        if key.startswith("_medrag"):
-            raise InvalidInputError(f"{where} uses the reserved key {key!r} (keys starting with _medrag are the store's)")
-        if key[0] in "$#":
-            raise InvalidInputError(f"{where} has key {key!r}: Chroma refuses keys starting with '$' or '#'")
+        check_metadata_key(key, f"{where} has key {key!r}")
         if isinstance(value, (list, tuple)):
             if not value:
                 raise InvalidInputError(f"{where}, key {key!r}: an empty list (Chroma needs at least one value)")
