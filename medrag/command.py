@@ -90,7 +90,11 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
         argv: the arguments (default: ``sys.argv[1:]``).
         name: how error lines start (``"<name>: error: ..."``); default ``"<prog> <command>"``.
     """
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print(f"{name or parser.prog}: interrupted", file=sys.stderr)
+        return 130
     label = name or " ".join(p for p in (parser.prog, getattr(args, "command", None)) if p)
     handler = logging.StreamHandler()
     handler.setFormatter(_CommandFormatter(label))
@@ -101,7 +105,13 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
     format_before = warnings.formatwarning
     warnings.formatwarning = lambda message, category, *_, **__: f"{label}: warning: {message}\n"
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a reader that went away (| head) shows here, not as "Exception ignored" at exit
+        return code
+    except BrokenPipeError:
+        # `medrag search ... | head -1`: the reader has what it wanted; no error line, the shell's SIGPIPE status
+        _stdout_to_devnull()
+        return 141
     except MedragError as exc:
         print(f"{label}: error: {exc}", file=sys.stderr)
         return 1
@@ -114,6 +124,16 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
         return 1
     finally:
         warnings.formatwarning = format_before
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout at /dev/null, so that the interpreter's flush at exit does not raise on the closed
+    pipe again (Python's documented recipe for SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # a stdout without a file descriptor (captured in tests)
+        pass
 
 
 class _CommandFormatter(logging.Formatter):

@@ -407,6 +407,10 @@ def check_metadata_fields(source: str | os.PathLike[str], metadata_fields: list[
             break
     unknown = [f for f in wanted if f not in seen]
     if unknown and seen:
+        name, _, kind = unknown[0].rpartition(":")
+        if name in seen:  # "year:date" read as a field of that name ("did you mean 'year'?")
+            raise DataError(f"--metadata-fields {unknown[0]!r}: {kind!r} is not a type medrag converts to; write "
+                            f"{name}:TYPE with TYPE one of {', '.join(FIELD_TYPES)}, or {name} alone")
         import difflib
 
         match = difflib.get_close_matches(unknown[0], sorted(seen), n=1)
@@ -530,7 +534,9 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
         batch_size: chunks encoded and written together (one model call, one Chroma write). When
             the store's coarse projection (``coarse_rotation``) is still to be fitted, the first
             write is larger: :func:`medrag.coarse.fit_sample_size` texts (4,096).
-        show_progress: a tqdm bar over chunks (default: when stderr is a terminal).
+        show_progress: a tqdm bar over chunks, moved after each write (default: when stderr is a
+            terminal); the first write of a store that fits its coarse stage (thousands of chunks)
+            shows a bar of its own that moves as its chunks are encoded.
         prune: after the whole source is read and written, delete the stored chunks of the
             documents this source no longer holds (files deleted or renamed in a folder, records
             dropped from a file). A folder prunes only its own files; a records file prunes
@@ -592,8 +598,11 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                     if id_ not in stored_meta or not _same_metadata(stored_meta[id_], pending_meta[i])]
             updated += sum(1 for i in todo if pending_ids[i] in stored_meta)
             if todo:
+                # the write that fits the coarse stage holds thousands of chunks (minutes on a CPU): its
+                # own bar moves as they are encoded, where this one moves only after each write
                 store.add_texts([pending_texts[i] for i in todo], [pending_meta[i] for i in todo],
-                                ids=[pending_ids[i] for i in todo], batch_size=batch_size, show_progress=False)
+                                ids=[pending_ids[i] for i in todo], batch_size=batch_size,
+                                show_progress=len(todo) > batch_size and not bar.disable)
             bar.update(len(pending_texts))
             pending_texts.clear(), pending_meta.clear(), pending_ids.clear()
         if pending_docs:  # after the new chunks are stored: the earlier versions' chunks go
@@ -785,19 +794,6 @@ def run_index(args: argparse.Namespace) -> int:
         return _run_index(args)
 
 
-def _drop_if_empty(store: MatryoshkaChroma) -> bool:
-    """Delete the collection this run created if nothing was written to it, and say whether it was
-    (the error being raised is the one to report: a failure here is only logged)."""
-    try:
-        if len(store) == 0:
-            store.delete_collection()
-            logger.info("the empty collection this run created was deleted")
-            return True
-    except Exception as exc:
-        logger.warning("could not delete the empty collection this run created: %s", exc)
-    return False
-
-
 def _remove_created(store: MatryoshkaChroma, folder: Path, keep_folder: bool) -> None:
     """Remove what this run wrote into ``folder`` for a store it left without records (a Chroma
     database, the lock, the vector copy): the folder itself if the run made it, else only its content
@@ -890,7 +886,7 @@ def _run_index(args: argparse.Namespace) -> int:
                               prune=args.prune, folder_name=args.folder_name)
     except BaseException:
         # a run that failed before its first write leaves no empty collection, nor a folder it made, behind
-        if not existed and _drop_if_empty(store) and created is not None:
+        if not existed and store._drop_if_created_empty() and created is not None:
             _remove_created(store, created, keep_folder=was_empty)
         raise
     extra = "".join([f", {report.duplicates} repeated in the input (stored once)" if report.duplicates else "",

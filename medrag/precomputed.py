@@ -69,6 +69,8 @@ class _Table:
     @classmethod
     def from_arrays(cls, texts: Sequence[str], matrix: Any, side: str) -> "_Table":
         table = object.__new__(cls)
+        if isinstance(texts, (str, bytes)):  # "ab" read as the texts "a" and "b"
+            raise InvalidInputError(f"{side}_texts must be a list of texts, not a single string: write [{texts!r}]")
         matrix = _as_float32(matrix, side)  # no copy when it is float32 already
         texts = list(texts)
         if matrix.ndim != 2 or matrix.shape[0] != len(texts) or (texts and matrix.shape[1] == 0):
@@ -87,6 +89,13 @@ class _Table:
         if not np.isfinite(self.matrix).all():
             bad = next(t for t, i in self.index.items() if not np.isfinite(self.matrix[i]).all())
             raise InvalidInputError(f"the precomputed {side} vector of {bad[:60]!r} has NaN or infinite values")
+        if self.index:  # a zero vector has no direction: stored, it broke every search that reached it
+            zero = np.flatnonzero(~self.matrix.any(axis=1))
+            if zero.size:
+                bad = next(t for t, i in self.index.items() if i == zero[0])
+                raise InvalidInputError(f"the precomputed {side} vector of {bad[:60]!r} is all zeros "
+                                        f"({zero.size} such vector(s)): a vector with no direction cannot be "
+                                        "compared by cosine; encode that text again")
 
     @property
     def dim(self) -> int | None:
@@ -232,6 +241,19 @@ class PrecomputedEmbeddings(Embeddings):
             encode = self.fallback.encode_queries if side == "query" else self.fallback.encode_documents
             out[missing] = encode([texts[i] for i in missing])
         return out
+
+    def with_dimension(self, dimension: int) -> "PrecomputedEmbeddings":
+        """A copy sharing the same vectors (and fallback), whose LangChain methods return ``dimension``
+        coordinates (:class:`~medrag.store.MatryoshkaChroma` takes a full-size one for its
+        ``embeddings``, whose query vectors its by-vector searches need)."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        if isinstance(dimension, bool) or not isinstance(dimension, numbers.Integral):
+            raise DimensionError(f"dimension must be a size (an int), got {dimension!r}")
+        if not 1 <= dimension <= self.full_dim:
+            raise DimensionError(f"dimension {dimension} is outside 1..{self.full_dim}")
+        clone.dimension = int(dimension)
+        return clone
 
     # ------------------------------------------------------------------ LangChain API
 

@@ -12,7 +12,6 @@ from typing import Any, ClassVar
 
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
-from langchain_core.runnables.config import run_in_executor
 from langchain_core.vectorstores import VectorStoreRetriever
 
 
@@ -30,5 +29,5 @@ class MatryoshkaRetriever(VectorStoreRetriever):
     async def _aget_relevant_documents(self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun,
                                        **kwargs: Any) -> list[Document]:
         if self.search_type == "hybrid":
-            return await run_in_executor(None, self.vectorstore.hybrid_search, query, **(self.search_kwargs | kwargs))
+            return await self.vectorstore.ahybrid_search(query, **(self.search_kwargs | kwargs))
         return await super()._aget_relevant_documents(query, run_manager=run_manager, **kwargs)

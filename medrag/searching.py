@@ -23,7 +23,7 @@ from typing import Any
 from medrag.command import (add_store_location_arguments, check_store_location, collection_names, recorded_model,
                             store_embeddings)
 from medrag.embeddings import check_utf8
-from medrag.errors import DataError, InvalidInputError
+from medrag.errors import CollectionMismatchError, DataError, InvalidInputError
 from medrag.models import check_device
 
 
@@ -82,7 +82,11 @@ def run_search(args: argparse.Namespace) -> int:
                         "pass --collection")
     emb = store_embeddings(args, None if args.model else recorded_model(client, args.collection))
     # coarse_dim left out: the store opens the collection at the size it recorded (--coarse-dim of the index)
-    store = MatryoshkaChroma(args.collection, emb, client=client, create_collection_if_not_exists=False)
+    try:
+        store = MatryoshkaChroma(args.collection, emb, client=client, create_collection_if_not_exists=False)
+    except CollectionMismatchError as exc:  # its advice is the Python API's (reindex): say the shell's too
+        raise CollectionMismatchError(f"{exc} From the shell: leave out --model, and the model the collection "
+                                      "records is used") from None
     options: dict[str, Any] = {"candidates": args.candidates} if args.candidates else {}
     if args.hybrid:
         if args.lexical_weight is not None:

@@ -39,6 +39,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -61,7 +62,7 @@ from medrag.errors import (CollectionMismatchError, DimensionError, InvalidArgum
                            StoreConnectionError, StoreError)
 from medrag.lexical.analyzer import AnalyzerOptions
 from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FUSION_METHODS, check_weight
-from medrag.lexical.bm25 import check_index_path
+from medrag.lexical.bm25 import check_index_path, remove_stale_temporaries
 from medrag.lexical.hybrid import hybrid_candidates
 from medrag.lexical.sidecar import LexicalSidecar, index_file
 from medrag.retriever import MatryoshkaRetriever
@@ -133,6 +134,9 @@ DEFAULT_COARSE_DIM = 64
 DEFAULT_COLLECTION = "medrag"
 _WRITE_BATCH = 1000
 _PROGRESS_MIN = 1000
+#: With a progress bar, a write's texts are encoded this many at a time, so the bar moves during a
+#: long first write (the coarse stage is fitted on 4,096 texts written as one batch: minutes on a CPU).
+_PROGRESS_SLICE = 256
 #: The most results one Chroma query is asked for (its Rust binding takes an unsigned 32-bit count).
 _MAX_RESULTS = 2**32 - 1
 #: The metadata keys medrag writes into records itself (``reindex`` drops them from a source silently).
@@ -357,7 +361,12 @@ class MatryoshkaChroma(VectorStore):
         self._write_guard = folder_write_lock(persist) if persist is not None else WriteGuard()
         if persist is not None:
             self._lock = DirectoryLock(persist)
-            if not self._take_lock():
+            try:
+                taken = self._take_lock()
+            except StoreError as exc:  # a read-only folder: searches work, writes raise this error again
+                logger.warning("%s. This store can search but not write.", exc)
+                taken = True
+            if not taken:
                 logger.warning(
                     "another process (pid %s) has the embedded Chroma store %s open. Chroma's embedded client is "
                     "not multi-process safe: searches here may miss that process's writes, and this process may "
@@ -414,7 +423,6 @@ class MatryoshkaChroma(VectorStore):
             self._settle_coarse_stage(self._encode(sample, query=False), sample)
         self._sidecar: VectorSidecar | None = None
         self._other_copy: VectorSidecar | None = None  # see _forget_in_other_copy
-        self._keeps_copy = vector_sidecar is None or bool(vector_sidecar)
         if vector_sidecar and persist is None:
             raise InvalidInputError("vector_sidecar=True needs an embedded persistent client (persist_directory=...)")
         if (vector_sidecar is None or vector_sidecar) and persist is not None and self._lock is not None \
@@ -462,17 +470,16 @@ class MatryoshkaChroma(VectorStore):
                          hnsw: dict[str, Any] | None) -> "chromadb.Collection":
         from chromadb.errors import NotFoundError
 
-        existing = False
+        existing = self._created_collection = False
         try:
             collection = self._client.get_collection(name=name, embedding_function=None)
             existing = True
-            collection = self._reset_pending_coarse_stage(collection)
-            self._adopt_recorded(collection.metadata or {})
         except (NotFoundError, ValueError) as exc:
             if not create:
                 raise CollectionMismatchError(
                     f"collection {name!r} does not exist; pass create_collection_if_not_exists=True to create it"
                 ) from exc
+            self._check_writer()  # creating it is a write: refused while another process has the folder
             if self._encoding is None:
                 self._encoding = DEFAULT_FULL_ENCODING
             metadata = {**(extra_metadata or {}), **self._contract(), GENERATION_KEY: 0}
@@ -481,8 +488,12 @@ class MatryoshkaChroma(VectorStore):
                 "create the collection", self._client.get_or_create_collection,
                 name=name, metadata=metadata, configuration=config, embedding_function=None
             )
+            self._created_collection = True
         except Exception as exc:
             raise translate_chroma_error(exc, f"open collection {name!r}") from exc
+        if existing:
+            collection = self._reset_pending_coarse_stage(collection)
+            self._adopt_recorded(collection.metadata or {})
         self._check_contract(collection)
         if existing and hnsw:  # a new collection was created with them
             self._update_hnsw(collection, hnsw)
@@ -524,8 +535,12 @@ class MatryoshkaChroma(VectorStore):
                 or recorded == self._rotation_kind or (self._lock is not None and not self._lock.held)
                 or self._chroma_call("count", collection.count) != 0):
             return collection
-        self._chroma_call("record the coarse stage", collection.modify,
-                          metadata={**meta, _C["rotation"]: self._rotation_kind})
+        # the rest of the contract first: a store refused for another model wrote nothing ("Nothing was written")
+        reset = {**meta, _C["rotation"]: self._rotation_kind}
+        self._adopt_recorded(reset)
+        self._check_contract(SimpleNamespace(name=collection.name, configuration=collection.configuration,
+                                             metadata=reset))
+        self._chroma_call("record the coarse stage", collection.modify, metadata=reset)
         logger.info("collection %r is empty and its %s coarse stage was never %s: it now uses %r", collection.name,
                     recorded, "decided" if recorded == "auto" else "fitted", self._rotation_kind)
         return self._chroma_call("read the collection", self._client.get_collection, name=collection.name,
@@ -569,9 +584,15 @@ class MatryoshkaChroma(VectorStore):
         legacy = bool(fp and stored_fp and stored_fp != fp
                       and stored_fp in getattr(self._embedding, "legacy_fingerprints", ()))
         if (stored_fp != fp and not legacy) or (not fp and meta.get(_C["model"]) != expected[_C["model"]]):
+            same_name = meta.get(_C["model"]) == expected[_C["model"]] and stored_fp and fp
             problems.append(
                 f"model: collection was built with {meta.get(_C['model'])!r} (fingerprint {stored_fp or 'none'}), "
                 f"this store uses {expected[_C['model']]!r} (fingerprint {fp or 'none'})"
+                # a model of the same name whose weights differ: another version, or a damaged local copy,
+                # where reindexing would rebuild the store with the damaged model
+                + (": the same name with other weights here (another version of the model, or a damaged "
+                   "local copy: for a bundled model, delete its folder under $MEDRAG_CACHE/models and it is "
+                   "rebuilt)" if same_name else "")
             )
         space = ((collection.configuration or {}).get("hnsw") or {}).get("space")
         if space not in (None, "cosine"):
@@ -788,10 +809,9 @@ class MatryoshkaChroma(VectorStore):
         for copy in (self._sidecar, self._other_copy):
             if copy is not None:
                 copy.close()
-        self._sidecar = self._other_copy = None
         # a later write (it takes the lock again) no longer updates the folder's copy, which other
         # stores of this process may read: it removes the written ids' rows from it instead
-        self._keeps_copy = False
+        self._sidecar = self._other_copy = None
 
     def _check_writer(self) -> None:
         """Refuse to write to an embedded persist directory that another process has open."""
@@ -931,7 +951,9 @@ class MatryoshkaChroma(VectorStore):
         """A store without a copy (``vector_sidecar=False``) that writes to a folder whose copy
         other stores of this process read removes the written ids' rows from it (they then read
         those records from Chroma), so no search returns an old text."""
-        if self._keeps_copy or self._lock is None or not self._lock.held:
+        # no copy of its own, whatever the reason (vector_sidecar=False, closed, or opened while another
+        # process held the folder): a store opened since then may read the folder's copy
+        if self._sidecar is not None or self._lock is None or not self._lock.held:
             return
         if self._other_copy is None:
             if not (self._lock.directory / SIDECAR_NAME).is_file():
@@ -995,6 +1017,7 @@ class MatryoshkaChroma(VectorStore):
         with self._write_guard:
             self._load_rotation()
             if self._rotation_kind != "none" and self._rotation is None:
+                self._check_writer()  # recording the fitted stage is a write (rotation_sample= in a non-holder)
                 self._fit_or_resolve(full, texts)
 
     def next_write_size(self, batch_size: int) -> int:
@@ -1166,7 +1189,8 @@ class MatryoshkaChroma(VectorStore):
                 default 1,000, capped by the client's ``get_max_batch_size()``. While a fitted
                 coarse projection waits for its first write, the first batch holds
                 :func:`medrag.coarse.fit_sample_size` texts (4,096) to fit it on.
-            show_progress: tqdm progress bar (default: for 1,000 texts or more).
+            show_progress: tqdm progress bar (default: for 1,000 texts or more); with it, texts
+                are encoded 256 at a time so that it moves during a large batch.
             skip_existing: skip caller ids already stored (content ids are always skipped).
 
         Returns:
@@ -1243,10 +1267,10 @@ class MatryoshkaChroma(VectorStore):
                 todo = [i for i in idx if not (i in skippable and ids[i] in stored and (
                     not generated[i] or (stored_texts.get(ids[i]) == texts[i]
                                          and _same_metadata(stored[ids[i]], metadatas[i]))))]
-                if todo:
-                    self._write(todo, ids, texts, metadatas, stored)
-                if bar is not None:
-                    bar.update(len(idx))
+                encoded = self._write(todo, ids, texts, metadatas, stored,
+                                      progress=None if bar is None else bar.update) if todo else 0
+                if bar is not None and len(idx) > encoded:
+                    bar.update(len(idx) - encoded)
                 start, size = start + len(idx), batch
         finally:
             if bar is not None:
@@ -1281,15 +1305,31 @@ class MatryoshkaChroma(VectorStore):
         return {id_: text for id_, text in zip(res["ids"], res["documents"])}
 
     def _write(self, idx: list[int], ids: list[str], texts: list[str], metadatas: list[dict[str, Any]],
-               stored: dict[str, dict[str, Any]]) -> None:
-        """Encode one batch (one model call) and upsert it (one Chroma call). A stored record whose
-        text is unchanged keeps its stored vectors, unencoded: a metadata-only change (a new field, an
-        edited value) costs no model call."""
+               stored: dict[str, dict[str, Any]], progress: Callable[[int], Any] | None = None) -> int:
+        """Encode one batch (one model call; with ``progress``, one call per :data:`_PROGRESS_SLICE`
+        texts, each reported to ``progress``) and upsert it (one Chroma call); returns how many texts
+        were encoded and reported. A stored record whose text is unchanged keeps its stored vectors,
+        unencoded: a metadata-only change (a new field, an edited value) costs no model call."""
         kept = self._reusable_vectors({ids[i]: texts[i] for i in idx if ids[i] in stored}, stored)
         fresh = [i for i in idx if ids[i] not in kept]
         vectors: dict[str, tuple[bytes, np.ndarray]] = dict(kept)
         if fresh:
-            full = self._encode([texts[i] for i in fresh], query=False)
+            fresh_texts = [texts[i] for i in fresh]
+            if progress is None:
+                full = self._encode(fresh_texts, query=False)
+            else:
+                parts = []
+                for start in range(0, len(fresh_texts), _PROGRESS_SLICE):
+                    parts.append(self._encode(fresh_texts[start:start + _PROGRESS_SLICE], query=False))
+                    progress(len(parts[-1]))
+                full = np.concatenate(parts)
+            zero = np.flatnonzero(~full.any(axis=1))
+            if zero.size:  # no direction: stored, its packed vector read as corrupt and broke every search reaching it
+                first = fresh[int(zero[0])]
+                raise InvalidInputError(f"the embeddings returned an all-zero vector for the text at index {first} "
+                                        f"({texts[first][:60]!r}; {zero.size} such text(s) in this batch), which "
+                                        "cannot be compared by cosine; check the embedding model (or the precomputed "
+                                        "vector) for that text. Nothing of this batch was written")
             if self._rotation_kind != "none" and self._rotation is None:
                 self._settle_coarse_stage(full, [texts[i] for i in fresh])
             vectors.update(zip([ids[i] for i in fresh], zip(pack_rows(full, self._encoding), self._coarse(full))))
@@ -1321,6 +1361,7 @@ class MatryoshkaChroma(VectorStore):
             if self._sidecar is not None:
                 self._advance_stamp(generation)
             self._lexical.upserted(generation, batch_ids, batch_texts)
+        return len(fresh) if progress is not None else 0
 
     def _reusable_vectors(self, text_of: dict[str, str], stored: dict[str, dict[str, Any]]
                           ) -> dict[str, tuple[bytes, np.ndarray]]:
@@ -1401,10 +1442,13 @@ class MatryoshkaChroma(VectorStore):
                     batch = ids[start : start + max_batch]
                     with self._write_guard:
                         with self._generation_write() as generation:
+                            # the copies first: one that cannot be written stops the delete before Chroma's
+                            # (a copy without a record's row reads that record from Chroma)
+                            self._forget_in_other_copy(batch)
+                            if self._sidecar is not None:
+                                self._sidecar.delete(self._cid, batch)
                             self._chroma_call("delete records", self._collection.delete, ids=batch)
-                        self._forget_in_other_copy(batch)
                         if self._sidecar is not None:
-                            self._sidecar.delete(self._cid, batch)
                             self._advance_stamp(generation)
                         self._lexical.deleted(generation, batch)
             finally:
@@ -1576,14 +1620,7 @@ class MatryoshkaChroma(VectorStore):
                 (nothing is written: :meth:`add_documents` adds new records).
         """
         ids = _check_ids(ids)
-        if isinstance(documents, (str, Document)):
-            raise InvalidInputError("documents must be a list of langchain Document objects, not a single "
-                                    f"{type(documents).__name__}")
-        documents = list(documents)
-        for i, doc in enumerate(documents):
-            if not isinstance(doc, Document):
-                raise InvalidInputError(f"document at index {i} is a {type(doc).__name__}, not a langchain Document: "
-                                        "write Document(page_content=...)")
+        documents = _check_documents(documents)
         if len(ids) != len(documents):
             raise InvalidInputError(f"{len(ids)} ids for {len(documents)} documents: give one id per document")
         if not ids:
@@ -1709,6 +1746,7 @@ class MatryoshkaChroma(VectorStore):
             raise InvalidInputError(f"the query must be a string, got {type(query).__name__}")
         if not query.strip():
             raise InvalidInputError("the query is empty or whitespace only")
+        _check_utf8(query, "the query", "fix the text")  # not add_texts' "text at index 0 ... decode your source"
         return self._encode([query], query=True)[0]
 
     def _funnel(
@@ -2037,6 +2075,21 @@ class MatryoshkaChroma(VectorStore):
                              fusion, lexical_candidates)
         return [(doc, float(found.fused[i])) for i, doc in self._top_documents(found.ids, k)]
 
+    async def ahybrid_search(self, query: str, k: int = 4, filter: dict[str, Any] | None = None,
+                             **kwargs: Any) -> list[Document]:
+        """:meth:`hybrid_search` run in an executor, as LangChain runs its async searches (the store's
+        Chroma and BM25 calls block); the same arguments and documents."""
+        from langchain_core.runnables.config import run_in_executor
+
+        return await run_in_executor(None, self.hybrid_search, query, k, filter, **kwargs)
+
+    async def ahybrid_search_with_score(self, query: str, k: int = 4, filter: dict[str, Any] | None = None,
+                                        **kwargs: Any) -> list[tuple[Document, float]]:
+        """:meth:`hybrid_search_with_score` run in an executor; the same arguments and results."""
+        from langchain_core.runnables.config import run_in_executor
+
+        return await run_in_executor(None, self.hybrid_search_with_score, query, k, filter, **kwargs)
+
     def search(self, query: str, search_type: str, **kwargs: Any) -> list[Document]:
         """LangChain's search by type, with ``"hybrid"`` (:meth:`hybrid_search`) beside
         ``"similarity"``, ``"similarity_score_threshold"`` and ``"mmr"``.
@@ -2053,9 +2106,7 @@ class MatryoshkaChroma(VectorStore):
     async def asearch(self, query: str, search_type: str, **kwargs: Any) -> list[Document]:
         """:meth:`search`, run in an executor for ``"hybrid"`` (as LangChain runs the other types)."""
         if _check_search_type(search_type) == "hybrid":
-            from langchain_core.runnables.config import run_in_executor
-
-            return await run_in_executor(None, self.hybrid_search, query, **kwargs)
+            return await self.ahybrid_search(query, **kwargs)
         return await super().asearch(query, search_type, **kwargs)
 
     def as_retriever(self, **kwargs: Any):
@@ -2073,8 +2124,12 @@ class MatryoshkaChroma(VectorStore):
                 threshold = _check_threshold((search_kwargs or {}).get("score_threshold"))
                 # LangChain's retriever takes a float only: 0 and 1 are written as ints
                 kwargs["search_kwargs"] = {**(search_kwargs or {}), "score_threshold": threshold}
-            elif kwargs["search_type"] == "hybrid":  # refused when built, not at the first query in production
-                _check_hybrid_kwargs(search_kwargs or {})
+        # refused when built, not at the first query in production
+        _check_retriever_kwargs(kwargs.get("search_type", "similarity"), search_kwargs or {})
+        unknown = sorted(set(kwargs) - set(MatryoshkaRetriever.model_fields))
+        if unknown:  # pydantic ignored them: as_retriever(search_kwarg={"k": 10}) returned 4 documents
+            raise InvalidInputError(f"as_retriever() got unknown argument(s) {unknown}; it takes search_type, "
+                                    "search_kwargs, tags, metadata and the other fields of a LangChain retriever")
         try:
             return MatryoshkaRetriever(vectorstore=self, tags=tags, **kwargs)
         except ValidationError as exc:  # an unknown or mistyped retriever field
@@ -2187,8 +2242,51 @@ class MatryoshkaChroma(VectorStore):
             **kwargs: other constructor arguments (``coarse_dim``, ``candidates``...).
         """
         store = cls(collection_name, embedding, persist_directory, client, **kwargs)
-        store.add_texts(texts, metadatas, ids=ids)
+        try:
+            store.add_texts(texts, metadatas, ids=ids)
+        except BaseException:
+            # a rejected call left an empty collection whose recorded settings refused the corrected call
+            store._drop_if_created_empty()
+            raise
         return store
+
+    def add_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
+        """Add LangChain documents (:meth:`add_texts` with their texts, metadata and ids).
+
+        Args:
+            documents: ``Document`` objects; a document's ``id``, when any document has one, is its
+                record id (an ``ids=`` argument takes precedence).
+            **kwargs: :meth:`add_texts`' keyword arguments (``ids``, ``batch_size``...).
+        """
+        return super().add_documents(_check_documents(documents), **kwargs)
+
+    async def aadd_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
+        """:meth:`add_documents`, run in an executor."""
+        return await super().aadd_documents(_check_documents(documents), **kwargs)
+
+    @classmethod
+    def from_documents(cls, documents: list[Document], embedding: Embeddings, **kwargs: Any) -> "MatryoshkaChroma":
+        """:meth:`from_texts` with the documents' texts, metadata and ids (see :meth:`add_documents`)."""
+        return super().from_documents(_check_documents(documents), embedding, **kwargs)
+
+    @classmethod
+    async def afrom_documents(cls, documents: list[Document], embedding: Embeddings,
+                              **kwargs: Any) -> "MatryoshkaChroma":
+        """:meth:`from_documents`, run in an executor."""
+        return await super().afrom_documents(_check_documents(documents), embedding, **kwargs)
+
+    def _drop_if_created_empty(self) -> bool:
+        """Delete the collection if this object created it and nothing was written to it; say whether
+        it did. Called while an error is being raised (that error is the one to report: a failure
+        here is only logged)."""
+        try:
+            if self._created_collection and len(self) == 0:
+                self.delete_collection()
+                logger.info("the empty collection %r this call created was deleted", self._collection_name)
+                return True
+        except Exception as exc:
+            logger.warning("could not delete the empty collection %r this call created: %s", self._collection_name, exc)
+        return False
 
     @classmethod
     def reindex(
@@ -2437,6 +2535,11 @@ def check_metadata_key(key: str, where: str) -> None:
         raise InvalidInputError(f"{where}: Chroma refuses metadata keys starting with '$', '#' or 'chroma:'")
 
 
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value Chroma stores (``np.bool_`` -> bool, ``np.int64`` -> int...)."""
+    return value.item() if isinstance(value, (np.bool_, np.integer, np.floating, np.str_)) else value
+
+
 def _check_metadata(md: Any, index: int) -> dict[str, Any]:
     """One record's metadata, checked as Chroma will check it (and for what breaks Chroma).
 
@@ -2450,6 +2553,10 @@ def _check_metadata(md: Any, index: int) -> dict[str, Any]:
         return {}
     if not isinstance(md, dict):
         raise InvalidInputError(f"{where} is {type(md).__name__}, not a dict")
+    if any(isinstance(v, np.generic) or (isinstance(v, (list, tuple)) and any(isinstance(x, np.generic) for x in v))
+           for v in md.values()):
+        # numpy scalars (a pandas row's values): np.bool_ was refused as "a bool", np.int64 by Chroma
+        md = {k: [_plain(x) for x in v] if isinstance(v, (list, tuple)) else _plain(v) for k, v in md.items()}
     for key, value in md.items():
         if not isinstance(key, str) or not key:
             raise InvalidInputError(f"{where} has key {key!r}: keys must be non-empty strings")
@@ -2475,6 +2582,20 @@ def _check_metadata(md: Any, index: int) -> dict[str, Any]:
     except (ValueError, TypeError) as exc:
         raise InvalidInputError(f"{where} is rejected by Chroma: {exc}") from exc
     return md
+
+
+def _check_documents(documents: Any) -> list[Document]:
+    """``documents`` as a list of LangChain Documents, or an :class:`InvalidInputError` naming the first
+    entry that is not one (LangChain's base class raised a bare AttributeError on ``doc.page_content``)."""
+    if isinstance(documents, (str, bytes, dict, Document)) or documents is None or not hasattr(documents, "__iter__"):
+        raise InvalidInputError("documents must be a list of langchain Document objects, not "
+                                f"{'a single ' if documents is not None else ''}{type(documents).__name__}")
+    documents = list(documents)
+    for i, doc in enumerate(documents):
+        if not isinstance(doc, Document):
+            raise InvalidInputError(f"document at index {i} is a {type(doc).__name__}, not a langchain Document: "
+                                    "write Document(page_content=...)")
+    return documents
 
 
 def _check_ids(ids: Any) -> list[str]:
@@ -2510,21 +2631,40 @@ def _check_search_type(search_type: Any) -> str:
 HYBRID_KWARGS = ("k", "filter", "lexical_weight", "fusion", "candidates", "lexical_candidates", "where_document")
 
 
-def _check_hybrid_kwargs(search_kwargs: dict[str, Any]) -> None:
-    """The ``search_kwargs`` of a ``search_type="hybrid"`` retriever: known names, valid values."""
-    unknown = sorted(set(search_kwargs) - set(HYBRID_KWARGS))
+#: The ``search_kwargs`` each retriever ``search_type`` takes (its search method's arguments).
+RETRIEVER_KWARGS = {
+    "similarity": ("k", "filter", "candidates", "where_document"),
+    "similarity_score_threshold": ("k", "filter", "candidates", "where_document", "score_threshold"),
+    "mmr": ("k", "fetch_k", "lambda_mult", "filter", "candidates", "where_document"),
+    "hybrid": HYBRID_KWARGS,
+}
+_SEARCH_METHODS = {"similarity": "similarity_search()", "similarity_score_threshold":
+                   "similarity_search_with_relevance_scores()", "mmr": "max_marginal_relevance_search()",
+                   "hybrid": "hybrid_search()"}
+
+
+def _check_retriever_kwargs(search_type: str, search_kwargs: dict[str, Any]) -> None:
+    """A retriever's ``search_kwargs`` for ``search_type``: known names, valid values, checked when the
+    retriever is built (they failed at its first query, in production; a misspelt name was ignored)."""
+    allowed = RETRIEVER_KWARGS[search_type]
+    unknown = sorted(set(search_kwargs) - set(allowed))
     if unknown:
-        raise InvalidInputError(f"search_kwargs {unknown} are not arguments of hybrid_search() (it takes "
-                                f"{', '.join(HYBRID_KWARGS)}); a score threshold needs "
-                                "search_type='similarity_score_threshold'")
-    for name in ("k", "candidates", "lexical_candidates"):
+        hint = ("; a score threshold needs search_type='similarity_score_threshold'"
+                if "score_threshold" in unknown else "")
+        raise InvalidInputError(f"search_kwargs {unknown} are not arguments of {_SEARCH_METHODS[search_type]} "
+                                f"(search_type={search_type!r} takes {', '.join(allowed)}){hint}")
+    for name in ("k", "candidates", "lexical_candidates", "fetch_k"):
         value = search_kwargs.get(name)
         if value is not None and _check_int(f"search_kwargs[{name!r}]", value) < 1:
             raise InvalidInputError(f"search_kwargs[{name!r}] must be >= 1, got {value!r}")
-    if search_kwargs.get("candidates") is not None:  # below k: it failed at the first query
+    if search_kwargs.get("candidates") is not None and search_type != "mmr":  # below k: it failed at the first query
         k = search_kwargs.get("k")
         check_search_sizes(4 if k is None else k, search_kwargs["candidates"], k_name="search_kwargs['k']",
                            candidates_name="search_kwargs['candidates']")
+    lambda_mult = search_kwargs.get("lambda_mult")
+    if lambda_mult is not None and (isinstance(lambda_mult, bool) or not isinstance(lambda_mult, (int, float))
+                                    or not 0.0 <= lambda_mult <= 1.0):
+        raise InvalidInputError(f"search_kwargs['lambda_mult'] must be a number in [0, 1], got {lambda_mult!r}")
     if search_kwargs.get("lexical_weight") is not None:
         check_weight(search_kwargs["lexical_weight"])
     if search_kwargs.get("fusion") is not None and search_kwargs["fusion"] not in FUSION_METHODS:
@@ -2586,6 +2726,7 @@ def drop_collection(persist_directory: str | os.PathLike[str], name: str) -> boo
                 finally:
                     copy.close()
             index_file(folder, cid).unlink(missing_ok=True)
+            remove_stale_temporaries(index_file(folder, cid), older_than=0)
             MatryoshkaChroma._remove_segment_folders(str(folder.resolve()), segments)
         return True
     finally:

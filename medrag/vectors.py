@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from medrag.errors import DimensionError
+from medrag.errors import DimensionError, InvalidInputError
 
 
 def truncate_embeddings(vectors: np.ndarray, dim: int) -> np.ndarray:
@@ -26,8 +26,22 @@ def truncate_embeddings(vectors: np.ndarray, dim: int) -> np.ndarray:
 
     Returns:
         A new float32 array of shape ``(n, dim)`` (or ``(dim,)``); zero rows stay zero.
+
+    Raises:
+        InvalidInputError: ``vectors`` not a 1-d or 2-d array of numbers, or holding NaN or
+            infinite values; ``dim`` not an int.
+        DimensionError: ``dim`` outside ``1..full``.
     """
-    arr = np.asarray(vectors, dtype=np.float32)
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise InvalidInputError(f"dim must be an int, got {dim!r}")
+    try:
+        arr = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError) as exc:  # strings, ragged rows, None inside
+        raise InvalidInputError(f"vectors must be a (n, dim) or (dim,) array of numbers: {exc}") from None
+    if arr.ndim not in (1, 2):
+        raise InvalidInputError(f"vectors must be a (n, dim) or (dim,) array, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise InvalidInputError("vectors hold NaN or infinite values")
     if not 1 <= dim <= arr.shape[-1]:
         raise DimensionError(f"cannot truncate vectors of size {arr.shape[-1]} to {dim}")
     out = arr[..., :dim].copy()

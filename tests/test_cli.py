@@ -123,3 +123,52 @@ def test_a_mistyped_flag_is_named_by_its_subcommand_with_the_nearest_flag(capsys
     with pytest.raises(SystemExit):
         main(["evaluate", "--model", "m", "--sizez", "3"])
     assert "medrag evaluate: error: unrecognized arguments: --sizez 3 (did you mean --sizes?)" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- December 5 (failed before its fix)
+
+
+def test_a_reader_that_closes_the_pipe_is_not_an_error(tiny_model_dir, tmp_path):
+    """``medrag search ... | head -1`` printed "error: Broken pipe" and exited 1 (a `set -o pipefail`
+    script failed on it); now it stops quietly with the shell's SIGPIPE status, 141."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    passages = [f"passage {i} sur la glycémie" for i in range(3000)]
+    code = "import sys; from medrag.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, "compare", "--model", str(tiny_model_dir), "glycémie",
+                             *passages], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc.stdout.readline()
+    proc.stdout.close()  # as head does after its line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141 and "error" not in err and "Traceback" not in err, err[-2000:]
+
+
+def test_an_interrupt_while_the_commands_load_is_one_line(capsys, monkeypatch):
+    """Ctrl-C in the first second (while build_parser imports every command's module) printed a
+    traceback of 70-90 lines instead of "interrupted" and exit 130."""
+    import medrag.cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(medrag.cli, "build_parser", interrupted)
+    try:
+        code = medrag.cli.main(["search", "q"])
+    except KeyboardInterrupt:  # not let through to the test session
+        pytest.fail("the interrupt escaped main() (a traceback in a shell)")
+    assert code == 130
+    assert capsys.readouterr().err.strip() == "medrag: interrupted"
+
+
+def test_version(capsys):
+    """``medrag --version`` said "the following arguments are required: COMMAND"."""
+    from medrag import __version__
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"medrag {__version__}"

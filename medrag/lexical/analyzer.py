@@ -83,12 +83,23 @@ _DECIMAL = re.compile(_NUMBER)
 #: parts of a unit ratio; ``microgrammes/0,5 ml`` keeps its decimal).
 _WORD = f"[^\\W_]+(?:[-{_APOSTROPHES}][^\\W_]+|/[^\\W\\d_][^\\W_]*)*"
 _SIGN = r"[%\u2030]"
-#: The token pattern. Its repeats never need to give characters back (a word's letters, its joiners
-#: and its unit tail are disjoint classes), so on Python 3.11+ they are made possessive (``++``,
-#: ``*+``, ``?+``): the same tokens, faster, which pays for the unit tail.
-_TOKEN = f"{_NUMBER}{_STOPWORD_UNIT}|{_WORD}{_STOPWORD_UNIT}|{_SIGN}"
-if sys.version_info >= (3, 11):
-    _TOKEN = _TOKEN.replace("]+", "]++").replace(")*", ")*+").replace("]*", "]*+").replace(")?", ")?+")
+#: Possessive quantifiers (Python 3.11) matched wrongly until 3.11.5 (CPython gh-106052, gh-100061):
+#: on Debian 12's 3.11.2 "ferritine basse" gave the tokens ['ferritine', '', 'basse', ''] and hybrid
+#: search an IndexError.
+POSSESSIVE_SINCE = (3, 11, 5)
+
+
+def _token_pattern(version: tuple[int, ...]) -> str:
+    """The token pattern. Its repeats never need to give characters back (a word's letters, its joiners
+    and its unit tail are disjoint classes), so from :data:`POSSESSIVE_SINCE` on they are made
+    possessive (``++``, ``*+``, ``?+``): the same tokens, faster, which pays for the unit tail."""
+    pattern = f"{_NUMBER}{_STOPWORD_UNIT}|{_WORD}{_STOPWORD_UNIT}|{_SIGN}"
+    if tuple(version[:3]) >= POSSESSIVE_SINCE:
+        pattern = pattern.replace("]+", "]++").replace(")*", ")*+").replace("]*", "]*+").replace(")?", ")?+")
+    return pattern
+
+
+_TOKEN = _token_pattern(sys.version_info)
 #: Units read apart from a whole number glued to them (``500mg`` -> ``500``, ``mg``), compared
 #: lowercased. Not ``m`` (``99m`` technetium) nor ordinals (``2e``, ``1er``), which stay whole.
 UNITS: frozenset[str] = frozenset(

@@ -27,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import logging
@@ -36,6 +37,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 import zipfile
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
@@ -305,6 +307,7 @@ class BM25Index:
         buffer = io.BytesIO()
         np.savez(buffer, meta=np.array(json.dumps(meta)), ids=np.array(ids, dtype=object).astype(str),
                  vocab=np.array(vocab, dtype=str), lengths=lengths, terms=flat)
+        remove_stale_temporaries(path)
         fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
         try:
             apply_umask(Path(tmp))  # mkstemp makes it 0600: other users of the folder could not read it
@@ -410,3 +413,26 @@ def _score_matrix(rows: list[np.ndarray], n_terms: int, k1: float, b: float) -> 
 
 def _options_json(options: AnalyzerOptions) -> dict:
     return {**asdict(options), "extra_stopwords": list(options.extra_stopwords)}
+
+
+#: A temporary file of :meth:`BM25Index.save` older than this was left by a killed process (a save
+#: writes its file in seconds), and is removed by the next save of that index or its deletion.
+STALE_TEMPORARY_SECONDS = 600
+
+
+def remove_stale_temporaries(path: str | Path, older_than: float = STALE_TEMPORARY_SECONDS) -> int:
+    """Delete the temporary files a killed :meth:`BM25Index.save` of ``path`` left beside it (each the
+    size of the whole index; a kill between the write and the rename leaked one every time) that are
+    older than ``older_than`` seconds (a younger one may be another thread's save in progress);
+    return how many."""
+    path = Path(path)
+    removed = 0
+    now = time.time()
+    for tmp in path.parent.glob(f"{glob.escape(path.name)}*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime >= older_than:
+                tmp.unlink()
+                removed += 1
+        except OSError:  # gone meanwhile, or not ours to delete: left
+            continue
+    return removed

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from medrag.errors import InvalidInputError, LexicalIndexError
 from medrag.lexical.analyzer import AnalyzerOptions
-from medrag.lexical.bm25 import BM25Index
+from medrag.lexical.bm25 import BM25Index, remove_stale_temporaries
 
 if TYPE_CHECKING:
     from medrag.store import MatryoshkaChroma
@@ -203,6 +203,7 @@ class LexicalSidecar:
         self._index = None
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+            remove_stale_temporaries(self.path, older_than=0)  # a dropped collection's index: none is being saved
 
     def _follows(self, generation: int) -> bool:
         index = self._index

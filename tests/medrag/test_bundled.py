@@ -81,12 +81,15 @@ def test_two_processes_converting_at_once(fresh_cache):
     assert is_valid_conversion(Path(paths.pop()))
 
 
-@pytest.mark.parametrize("damage", ["truncate_weights", "delete_tokenizer", "delete_marker"])
+@pytest.mark.parametrize("damage", ["truncate_weights", "overwrite_header", "delete_tokenizer", "delete_marker"])
 def test_corrupt_cache_is_rebuilt(fresh_cache, damage):
     path = ensure_bundled_model()
     if damage == "truncate_weights":
         with open(path / "model.safetensors", "r+b") as f:
             f.truncate(1000)
+    elif damage == "overwrite_header":  # same size: "SafetensorError: header too large" on every load
+        with open(path / "model.safetensors", "r+b") as f:
+            f.write(b"\xff" * 64)
     elif damage == "delete_tokenizer":
         (path / "tokenizer.json").unlink()
     else:

@@ -10,6 +10,7 @@ import os
 import stat
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from medrag.bundled import build_cached_folder, ensure_bundled_model
@@ -71,3 +72,35 @@ def test_the_builds_own_errors_are_not_blamed_on_the_cache(tmp_path) -> None:
         build_cached_folder(tmp_path / "models" / "m", _valid, failing, "a test model")
     assert not isinstance(info.value, ModelLoadError)
     assert [p.name for p in (tmp_path / "models").iterdir()] == ["m.lock"]
+
+
+# ---------------------------------------------------------------------------- December 5 (failed before its fix)
+
+
+@pytest.mark.parametrize("damage", ["header", "middle", "end", "small_file"])
+def test_a_cached_file_overwritten_in_place_no_longer_matches_its_marker(tmp_path, damage) -> None:
+    """The marker recorded sizes only: 64 bytes overwritten at the start of model.safetensors gave
+    "SafetensorError: header too large" on every load, zeroed weights silently wrong vectors, and the
+    cache was never rebuilt (its size had not changed)."""
+    from medrag.bundled import SAMPLE_BLOCKS, files_match, files_record
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    big = rng.bytes(SAMPLE_BLOCKS * (1 << 16) * 3 + 12345)  # spread sampling, as for model.safetensors
+    (folder / "model.safetensors").write_bytes(big)
+    (folder / "tokenizer.json").write_text('{"version": "1.0"}')
+    info = files_record(folder)
+    assert files_match(folder, info)
+    name, offset = {"header": ("model.safetensors", 0), "middle": ("model.safetensors", len(big) // 2),
+                    "end": ("model.safetensors", len(big) - 64), "small_file": ("tokenizer.json", 3)}[damage]
+    with open(folder / name, "r+b") as handle:
+        if damage == "middle":  # a run of zeroed pages, as a crashed write or a bad disk leaves
+            handle.seek(offset - (1 << 18))
+            handle.write(bytes(1 << 19))
+        else:
+            handle.seek(offset)
+            handle.write(b"\xff" * (4 if damage == "small_file" else 64))
+    assert (folder / name).stat().st_size == (len(big) if name == "model.safetensors" else 18)
+    assert not files_match(folder, info)
+    assert files_match(folder, {"files": info["files"]}) is True  # an older marker: sizes only, as before

@@ -371,3 +371,20 @@ def test_a_loaded_model_honours_device_and_refuses_truncate_dim(tiny_model_dir):
     truncated = SentenceTransformer(str(tiny_model_dir), device="cpu", truncate_dim=64)
     with pytest.raises(InvalidInputError, match="loaded with truncate_dim=64.*pass dimension=64"):
         MatryoshkaEmbeddings(truncated)
+
+
+# ---------------------------------------------------------------------------- December 5 (failed before its fix)
+
+
+@pytest.mark.parametrize("vectors, dim, error", [
+    (np.ones((2, 4)), 4.0, "dim must be an int"), (np.ones((2, 4)), "4", "dim must be an int"),
+    (np.ones((2, 4)), None, "dim must be an int"), (np.ones((2, 4)), True, "dim must be an int"),
+    (None, 2, "array"), (3.0, 2, "array"), (np.ones((2, 2, 4)), 2, "array"), ([[1.0, 2.0], [1.0]], 1, "array"),
+    ([["a", "b"]], 1, "array"), (np.array([[1.0, np.nan]]), 1, "NaN"),
+])
+def test_truncate_embeddings_refuses_bad_input_with_medrag_errors(vectors, dim, error) -> None:
+    """They were TypeError / IndexError / ValueError from numpy, and ``dim=True`` (1) and NaN rows passed."""
+    from medrag import truncate_embeddings
+
+    with pytest.raises(InvalidInputError, match=error):
+        truncate_embeddings(vectors, dim)

@@ -1148,3 +1148,46 @@ def test_records_files_are_streamed_not_read_whole_for_the_first_record(tmp_path
 
     monkeypatch.setattr(pq, "ParquetFile", Counting)
     assert next(iter_documents(tmp_path / "a.parquet"))[1] == "texte 0" and 0 < sum(read) < len(rows)
+
+
+# ---------------------------------------------------------------------------- December 5 (failed before its fix)
+
+
+def test_the_first_write_shows_its_own_bar_when_indexing_shows_one(tmp_path, monkeypatch) -> None:
+    """``medrag index``'s bar moves after each write, and the first write (4,096 chunks when the store
+    fits its coarse stage) took minutes on a CPU with the bar at 0: that write now shows the store's
+    bar, which moves as the chunks are encoded; later writes and runs without a bar show none."""
+    shown = []
+    store = MatryoshkaChroma("notes", FakeMatryoshkaEmbeddings(), persist_directory=str(tmp_path / "db"),
+                             coarse_dim=8, coarse_rotation="pca")
+    real_add = store.add_texts
+    monkeypatch.setattr(store, "add_texts", lambda *a, show_progress=None, **k: shown.append(show_progress)
+                        or real_add(*a, show_progress=False, **k))
+    rows = [{"text": f"Note {i} : ferritine {i} µg/L, CRP {i % 13} mg/L."} for i in range(300)]
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    index_corpus(docs, store, batch_size=50, show_progress=True)
+    assert shown == [True]  # one write of all 300 (the fit), with its bar
+    docs.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows + [{"text": f"Autre note {i}."}
+                                                                                   for i in range(120)]))
+    shown.clear()
+    index_corpus(docs, store, batch_size=50, show_progress=True)
+    assert shown == [False, False, False]  # batches of 50 after the fit: the indexing bar is enough
+    shown.clear()
+    docs.write_text("\n".join(json.dumps({"text": f"Encore {i}."}) for i in range(300)))
+    store2 = MatryoshkaChroma("other", FakeMatryoshkaEmbeddings(), persist_directory=str(tmp_path / "db"),
+                              coarse_dim=8, coarse_rotation="pca")
+    monkeypatch.setattr(store2, "add_texts", lambda *a, show_progress=None, **k: shown.append(show_progress))
+    index_corpus(docs, store2, batch_size=50, show_progress=False)
+    assert shown == [False]
+    store.close()
+    store2.close()
+
+
+def test_an_unknown_field_type_is_named_as_such(tmp_path, capsys) -> None:
+    """``--metadata-fields year:date`` said "no record has the metadata field 'year:date' (did you mean 'year'?)"."""
+    docs = tmp_path / "a.jsonl"
+    docs.write_text('{"text": "La CRP.", "year": "2021-01-02"}\n')
+    _one_line(capsys, ["index", str(docs), "--persist-dir", str(tmp_path / "db"), "--metadata-fields", "year:date"],
+              "'date' is not a type medrag converts to; write year:TYPE with TYPE one of int, float, bool, str")
+    assert not (tmp_path / "db").exists()

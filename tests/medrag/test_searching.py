@@ -86,3 +86,14 @@ def test_search_opens_what_index_built_whatever_its_settings(tiny_model_dir, tmp
     _one_line(capsys, ["search", "ferritine", "--persist-dir", "../db"],
               f"the collection records the model {str(model.resolve())!r}, which does not load from here")
     assert main(["search", "ferritine", "--persist-dir", "../db", "--model", str(moved)]) == 0
+
+
+def test_another_model_is_refused_with_the_shells_advice(indexed, tmp_path, capsys) -> None:
+    """The refusal ended with the Python API's advice (``MatryoshkaChroma.reindex``); from the shell,
+    leaving out --model opens the collection with the model it records (December 5)."""
+    from tests.tiny_model import build_tiny_model
+
+    other = build_tiny_model(tmp_path / "other-model", seed=1)
+    capsys.readouterr()  # the build's own progress bars
+    _one_line(capsys, ["search", "ferritine", "--persist-dir", str(indexed), "--model", str(other)],
+              "From the shell: leave out --model")

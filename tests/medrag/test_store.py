@@ -1418,7 +1418,7 @@ def test_the_first_batch_is_large_enough_to_fit_the_coarse_projection(tmp_path, 
     fitted_on, written = [], []
     real_fit, real_write = store._fit_rotation, store._write
     store._fit_rotation = lambda full, texts: fitted_on.append(len(full)) or real_fit(full, texts)
-    store._write = lambda idx, *a: written.append(len(idx)) or real_write(idx, *a)
+    store._write = lambda idx, *a, **k: written.append(len(idx)) or real_write(idx, *a, **k)
     texts = [f"Compte rendu {i} : ferritine {i % 41} µg/L, CRP {i % 13} mg/L." for i in range(4200)]
     store.add_texts(texts, batch_size=16, show_progress=False)
     first = fit_sample_size("learned", 8)
@@ -1959,3 +1959,280 @@ def test_a_read_only_store_folder_says_what_to_do() -> None:
     err = translate_chroma_error(Internal("error returned from database: (code: 8) attempt to write a readonly "
                                           "database"), "open the store")
     assert isinstance(err, StoreError) and "the store's files are read-only" in str(err) and "cp -r" in str(err)
+
+
+# ---------------------------------------------------------------------------- December 5 (failed before its fix)
+
+
+class _RecordingBar:
+    """A stand-in for tqdm that records its updates."""
+
+    updates: list[int] = []
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.disable = False
+
+    def update(self, n: int) -> None:
+        _RecordingBar.updates.append(n)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_long_write_moves_its_bar_while_it_encodes(tmp_path, monkeypatch) -> None:
+    """The first write of a store that fits its coarse stage holds 4,096 texts, encoded in one model
+    call: its bar stood still for minutes on a CPU, then jumped to the end. With a bar the texts are
+    encoded 256 at a time (the same vectors); without one, in one call."""
+    import chromadb
+
+    monkeypatch.setattr("tqdm.auto.tqdm", _RecordingBar)
+    client = chromadb.PersistentClient(path=str(tmp_path / "db"))
+    texts = [f"ferritine {i} µg/L" for i in range(600)]
+    vectors = {}
+    for show in (True, False):
+        fake, calls = FakeMatryoshkaEmbeddings(), []
+        encode = fake.encode_documents
+        fake.encode_documents = lambda batch, encode=encode, calls=calls: calls.append(len(batch)) or encode(batch)
+        _RecordingBar.updates = []
+        store = MatryoshkaChroma(_name(), fake, client=client)
+        ids = store.add_texts(texts, batch_size=1000, show_progress=show)
+        assert calls == ([256, 256, 88] if show else [600])
+        assert _RecordingBar.updates == ([256, 256, 88] if show else [])
+        vectors[show] = store.get_full_vectors(ids)
+        if show:  # stored records are not encoded again: the bar still reaches the total
+            _RecordingBar.updates = []
+            store.add_texts(texts, ids=ids, batch_size=1000, show_progress=True, skip_existing=True)
+            assert sum(_RecordingBar.updates) == 600 and calls == [256, 256, 88]
+    np.testing.assert_array_equal(vectors[True], vectors[False])
+
+
+class _ZeroFor(FakeMatryoshkaEmbeddings):
+    """Fake embeddings that return an all-zero vector for one text (a broken model, a bad cache)."""
+
+    def __init__(self, zero_text: str) -> None:
+        super().__init__()
+        self.zero_text = zero_text
+
+    def _vec(self, text: str) -> np.ndarray:
+        return np.zeros(self.full_dim, np.float32) if text == self.zero_text else super()._vec(text)
+
+
+def test_an_all_zero_document_vector_is_refused_before_it_is_written(tmp_path) -> None:
+    """It was stored, then read back as a corrupt vector by every search that reached it (and adding
+    it again, as the message advised, stored it again)."""
+    store = MatryoshkaChroma(_name(), _ZeroFor("VIDE"), persist_directory=str(tmp_path / "db"))
+    store.add_texts(["La ferritine basse."], ids=["a"])
+    with pytest.raises(InvalidInputError, match=r"all-zero vector for the text at index 1 \('VIDE'"):
+        store.add_texts(["La CRP.", "VIDE", "La TSH."], ids=["b", "z", "c"])
+    assert store.get()["ids"] == ["a"]  # nothing of the batch written
+    assert [d.id for d in store.similarity_search("ferritine", k=4)] == ["a"]
+    store.close()
+
+
+def test_precomputed_vectors_all_zero_or_given_a_bare_string_are_refused() -> None:
+    from medrag import PrecomputedEmbeddings
+
+    with pytest.raises(InvalidInputError, match="'b' is all zeros"):
+        PrecomputedEmbeddings({"a": [1.0, 0.0], "b": [0.0, 0.0]}, spec="s", fingerprint="f")
+    with pytest.raises(InvalidInputError, match="not a single string"):  # it read the texts "a" and "b"
+        PrecomputedEmbeddings.from_arrays("ab", np.eye(2), spec="s", fingerprint="f")
+
+
+def test_a_store_over_smaller_precomputed_embeddings_hands_out_full_size_ones() -> None:
+    """``store.embeddings.embed_query`` returned 64 values on a 128-dim store with
+    ``PrecomputedEmbeddings(dimension=64)``, which the by-vector searches refused."""
+    from medrag import PrecomputedEmbeddings
+
+    fake = FakeMatryoshkaEmbeddings()
+    texts = TEXTS[:20]
+    emb = PrecomputedEmbeddings.from_arrays(texts, fake.encode_documents(texts), ["ferritine"],
+                                            fake.encode_queries(["ferritine"]), spec="s", fingerprint="f", dimension=64)
+    store = MatryoshkaChroma(_name(), emb, client=__import__("chromadb").EphemeralClient())
+    store.add_texts(texts)
+    assert len(emb.embed_query("ferritine")) == 64 and len(store.embeddings.embed_query("ferritine")) == 128
+    assert len(store.similarity_search_by_vector(store.embeddings.embed_query("ferritine"), k=2)) == 2
+    with pytest.raises(DimensionError):
+        emb.with_dimension(129)
+    store.delete_collection()
+
+
+def test_a_rejected_from_texts_leaves_no_collection(tmp_path) -> None:
+    """The empty collection it created recorded its settings, and refused the corrected call."""
+    import chromadb
+
+    client = chromadb.PersistentClient(path=str(tmp_path / "db"))
+    with pytest.raises(InvalidInputError, match="index 1 is empty"):
+        MatryoshkaChroma.from_texts(["La CRP.", ""], FakeMatryoshkaEmbeddings(), collection_name="notes", client=client,
+                                    full_encoding="float32")
+    assert [c.name for c in client.list_collections()] == []
+    store = MatryoshkaChroma.from_texts(["La CRP.", "La TSH."], FakeMatryoshkaEmbeddings(), collection_name="notes",
+                                        client=client, full_encoding="float16")
+    assert len(store) == 2
+    store.add_texts(["La ferritine."])
+    with pytest.raises(InvalidInputError):  # an existing collection is never dropped by a rejected call
+        MatryoshkaChroma.from_texts([""], FakeMatryoshkaEmbeddings(), collection_name="notes", client=client)
+    assert len(MatryoshkaChroma("notes", FakeMatryoshkaEmbeddings(), client=client)) == 3
+
+
+@pytest.mark.parametrize("bad", [["texte"], "texte", None, [{"page_content": "texte"}]])
+def test_documents_that_are_not_documents_are_named(bad) -> None:
+    """LangChain's base class raised AttributeError ('str' object has no attribute 'id') or TypeError."""
+    import chromadb
+
+    store = MatryoshkaChroma(_name(), FakeMatryoshkaEmbeddings(), client=chromadb.EphemeralClient())
+    for call in (lambda: store.add_documents(bad), lambda: asyncio.run(store.aadd_documents(bad)),
+                 lambda: MatryoshkaChroma.from_documents(bad, FakeMatryoshkaEmbeddings(), client=store.client),
+                 lambda: asyncio.run(MatryoshkaChroma.afrom_documents(bad, FakeMatryoshkaEmbeddings(),
+                                                                      client=store.client))):
+        with pytest.raises(InvalidInputError, match="langchain Document"):
+            call()
+    assert len(store) == 0
+    assert store.add_documents([Document(page_content="La CRP.", id="crp")]) == ["crp"]
+
+
+def test_retriever_arguments_are_checked_when_it_is_built() -> None:
+    """A misspelt argument was ignored (``search_kwarg={"k": 10}`` gave 4 documents, ``searchtype="mmr"``
+    a similarity search); bad ``search_kwargs`` failed only at the first query."""
+    import chromadb
+
+    store = MatryoshkaChroma(_name(), FakeMatryoshkaEmbeddings(), client=chromadb.EphemeralClient())
+    with pytest.raises(InvalidInputError, match=r"unknown argument\(s\) \['search_kwarg'\]"):
+        store.as_retriever(search_kwarg={"k": 10})
+    with pytest.raises(InvalidInputError, match="searchtype"):
+        store.as_retriever(searchtype="mmr")
+    for search_type, kwargs, match in (("similarity", {"k": 0}, "must be >= 1"),
+                                       ("similarity", {"kk": 3}, r"\['kk'\] are not arguments of similarity_search"),
+                                       ("similarity", {"score_threshold": 0.5}, "needs search_type='similarity_score"),
+                                       ("mmr", {"lambda_mult": 5}, r"lambda_mult'\] must be a number in \[0, 1\]"),
+                                       ("mmr", {"fetch_k": 0}, "must be >= 1"),
+                                       ("similarity_score_threshold", {"score_threshold": 0.2, "k": -1}, ">= 1"),
+                                       ("similarity", {"k": 10, "candidates": 5}, "candidates")):
+        with pytest.raises(InvalidInputError, match=match):
+            store.as_retriever(search_type=search_type, search_kwargs=kwargs)
+    assert store.as_retriever(search_type="mmr", search_kwargs={"k": 2, "fetch_k": 8, "lambda_mult": 0.3,
+                                                               "filter": {"a": 1}, "candidates": 50})
+    assert store.as_retriever(search_kwargs={"k": 2}, tags=["x"], metadata={"app": "demo"})
+
+
+def test_numpy_metadata_values_are_stored_as_python_values(tmp_path) -> None:
+    """``np.bool_`` was refused as "a bool; Chroma stores ... bool", ``np.int64`` by Chroma (a pandas row's values)."""
+    store = MatryoshkaChroma(_name(), FakeMatryoshkaEmbeddings(), persist_directory=str(tmp_path / "db"))
+    md = {"urgent": np.bool_(True), "year": np.int64(2021), "dose": np.float32(0.5), "codes": [np.int64(1), np.int64(2)]}
+    store.add_texts(["La CRP."], [md], ids=["crp"])
+    stored = store.get(ids=["crp"])["metadatas"][0]
+    assert stored == {"urgent": True, "year": 2021, "dose": 0.5, "codes": [1, 2]}
+    assert type(stored["year"]) is int and isinstance(md["year"], np.int64)  # the caller's dict is not changed
+    assert [d.id for d in store.similarity_search("CRP", filter={"year": 2021})] == ["crp"]
+    with pytest.raises(InvalidInputError, match="the query is not valid UTF-8 text"):
+        store.similarity_search("ferritine \udcff")
+    store.close()
+
+
+def _lock_holder(path: str) -> subprocess.Popen:
+    """Another process holding ``path``'s lock (as a medrag store there would), until killed."""
+    code = ("import fcntl, os, sys, time; p = os.path.join(sys.argv[1], 'medrag.lock');"
+            "fd = os.open(p, os.O_RDWR | os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX);"
+            "os.ftruncate(fd, 0); os.write(fd, f'{os.getpid()}\\n'.encode()); print('held', flush=True); time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", code, path], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_store_opened_while_another_process_held_the_folder_keeps_the_copy_true(tmp_path, fake) -> None:
+    """Opened while another process held the folder, a store has no copy of its own; once that process
+    died, another store of this process took the lock and read the copy, and kept serving the old text
+    of a record the first one rewrote."""
+    path = str(tmp_path / "db")
+    first = MatryoshkaChroma("notes", fake, persist_directory=path)
+    first.add_texts(TEXTS[:20], ids=[f"t{i}" for i in range(20)])
+    first.close()
+    holder = _lock_holder(path)
+    try:
+        without_copy = MatryoshkaChroma("notes", fake, persist_directory=path)
+    finally:
+        holder.kill()
+        holder.wait()
+    with_copy = MatryoshkaChroma("notes", fake, persist_directory=path)
+    assert with_copy._sidecar is not None and without_copy._sidecar is None
+    without_copy.add_texts(["TEXTE REMPLACÉ zorglub"], ids=["t3"])
+    hit = next(d for d in with_copy.similarity_search("TEXTE REMPLACÉ zorglub", k=20) if d.id == "t3")
+    assert hit.page_content == "TEXTE REMPLACÉ zorglub"
+    np.testing.assert_array_equal(with_copy.get_full_vectors(["t3"]), without_copy.get_full_vectors(["t3"]))
+    with_copy.close()
+
+
+def test_a_process_that_does_not_hold_the_folder_creates_and_fits_nothing(tmp_path, fake) -> None:
+    """It created a new collection (and reindex its target) and recorded a coarse projection fitted on
+    ``rotation_sample``, while the docs promise StoreLockedError with nothing written."""
+    import chromadb
+
+    path = str(tmp_path / "db")
+    owner = MatryoshkaChroma("notes", fake, persist_directory=path)
+    owner.add_texts(TEXTS[:20])
+    MatryoshkaChroma("pending", fake, persist_directory=path, coarse_dim=16, coarse_rotation="pca")
+    owner.close()
+    holder = _lock_holder(path)
+    try:
+        from medrag.errors import StoreLockedError
+
+        with pytest.raises(StoreLockedError, match="nothing was written"):
+            MatryoshkaChroma("autre", fake, persist_directory=path)
+        with pytest.raises(StoreLockedError):
+            MatryoshkaChroma("pending", fake, persist_directory=path, coarse_dim=16, coarse_rotation="pca",
+                             rotation_sample=TEXTS[:200])
+        with pytest.raises(StoreLockedError):
+            MatryoshkaChroma.reindex(chromadb.PersistentClient(path), "notes", "copie", fake)
+        names = {c.name for c in chromadb.PersistentClient(path).list_collections()}
+        assert names == {"notes", "pending"}
+        assert MatryoshkaChroma("pending", fake, persist_directory=path).rotation_fitted is False
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_lock_file_that_cannot_be_opened_leaves_searches_and_names_itself_on_writes(tmp_path, fake, caplog) -> None:
+    """A lock file that is a folder (or not writable by this user) raised a raw IsADirectoryError /
+    PermissionError from the constructor: the store could not even search."""
+    from medrag.errors import StoreError
+
+    path = tmp_path / "db"
+    store = MatryoshkaChroma("notes", fake, persist_directory=str(path))
+    store.add_texts(TEXTS[:10], ids=[f"t{i}" for i in range(10)])
+    store.close()
+    (path / "medrag.lock").unlink()
+    (path / "medrag.lock").mkdir()
+    with caplog.at_level("WARNING"):
+        reader = MatryoshkaChroma("notes", fake, persist_directory=str(path))
+    assert "can search but not write" in caplog.text
+    assert len(reader.similarity_search("ferritine", k=3)) == 3
+    with pytest.raises(StoreError, match=r"cannot open the store's lock file .*medrag.lock.*it holds no data"):
+        reader.add_texts(["nouveau"])
+    assert len(reader) == 10
+
+
+def test_a_refused_open_of_an_empty_collection_changes_nothing_recorded(tmp_path, fake) -> None:
+    """Opening an empty collection with another model and ``coarse_rotation="pca"`` raised
+    CollectionMismatchError ("Nothing was written") after recording "pca" as its coarse stage."""
+    import chromadb
+
+    path = str(tmp_path / "db")
+    MatryoshkaChroma("vide", fake, persist_directory=path).close()
+    with pytest.raises(CollectionMismatchError, match="model"):
+        MatryoshkaChroma("vide", FakeMatryoshkaEmbeddings(seed=1), persist_directory=path, coarse_rotation="pca")
+    meta = chromadb.PersistentClient(path).get_collection("vide").metadata
+    assert meta["medrag:coarse_rotation"] == "auto"
+    assert MatryoshkaChroma("vide", fake, persist_directory=path, coarse_rotation="pca").coarse_rotation == "pca"
+
+
+def test_a_model_of_the_same_name_with_other_weights_is_named_as_such(tmp_path, fake) -> None:
+    """A damaged cached copy of a bundled model loaded under its usual name with another fingerprint:
+    the message advised reindexing, which would rebuild the store with the damaged model."""
+    path = str(tmp_path / "db")
+    MatryoshkaChroma("notes", fake, persist_directory=path).add_texts(TEXTS[:5])
+    changed = FakeMatryoshkaEmbeddings(seed=1)
+    changed.spec = fake.spec  # the same name, other weights
+    with pytest.raises(CollectionMismatchError, match=r"the same name with other weights here .*\$MEDRAG_CACHE/models"):
+        MatryoshkaChroma("notes", changed, persist_directory=path)
+    with pytest.raises(CollectionMismatchError) as other:  # another model altogether: no such hint
+        MatryoshkaChroma("notes", FakeMatryoshkaEmbeddings(seed=2), persist_directory=path)
+    assert "same name" not in str(other.value)

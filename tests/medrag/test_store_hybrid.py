@@ -117,6 +117,17 @@ async def test_retriever_hybrid_async(store: MatryoshkaChroma) -> None:
     assert (await retriever.ainvoke("troponine"))[0].id == "tropo"
 
 
+async def test_async_hybrid_search_matches_the_sync_one(store: MatryoshkaChroma) -> None:
+    """The store had no ``ahybrid_search`` beside LangChain's ``asimilarity_search`` (December 5)."""
+    args = dict(k=3, filter={"kind": "fiche"}, lexical_weight=0.5, fusion="minmax")
+    sync = store.hybrid_search_with_score("INR sous AVK", **args)
+    assert await store.ahybrid_search_with_score("INR sous AVK", **args) == sync
+    assert [d.id for d in await store.ahybrid_search("INR sous AVK", **args)] == [d.id for d, _ in sync]
+    assert [d.id for d in await store.asearch("INR sous AVK", "hybrid", **args)] == [d.id for d, _ in sync]
+    with pytest.raises(InvalidInputError):  # the sync checks, raised to the awaiting caller
+        await store.ahybrid_search("fer", lexical_weight=2)
+
+
 def test_bad_arguments(store: MatryoshkaChroma, fake) -> None:
     for bad in (-0.1, 2, "0.3"):
         with pytest.raises(InvalidInputError):

@@ -217,3 +217,65 @@ def test_a_damaged_row_of_the_copy_is_read_from_chroma(tmp_path) -> None:
     db.close()
     assert _hit(store, TEXTS[4]) == _held(store, "n4") == ("n4", TEXTS[4], {"i": 4})
     store.close()
+
+
+# ---------------------------------------------------------------------------- December 5 (failed before its fix)
+
+
+def test_a_damaged_copy_file_is_rebuilt_when_the_store_opens(tmp_path, caplog) -> None:
+    """It raised sqlite3.DatabaseError ("file is not a database") from the constructor: the store could
+    not be opened, though the copy is derived data."""
+    emb = FakeMatryoshkaEmbeddings(128)
+    store = MatryoshkaChroma("notes", emb, persist_directory=str(tmp_path))
+    store.add_texts(TEXTS[:50], ids=[f"t{i}" for i in range(50)])
+    before = _search(store, "hémoglobine 7")
+    store.close()
+    del store
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / (SIDECAR_NAME + suffix)).unlink(missing_ok=True)
+    (tmp_path / SIDECAR_NAME).write_bytes(b"ceci n'est pas une base SQLite" * 100)
+    with caplog.at_level("WARNING"):
+        store = MatryoshkaChroma("notes", emb, persist_directory=str(tmp_path))
+    assert "is damaged" in caplog.text and store._sidecar is not None
+    assert _search(store, "hémoglobine 7") == before
+    store.close()
+
+
+def test_a_copy_that_cannot_be_written_stops_the_write_with_advice(tmp_path) -> None:
+    """A read-only copy (or a full disk) raised raw sqlite3.OperationalError, and a delete failed after
+    deleting the records from Chroma, whose full vectors the copy still returned."""
+    from medrag.errors import StoreError
+
+    emb = FakeMatryoshkaEmbeddings(128)
+    store = MatryoshkaChroma("notes", emb, persist_directory=str(tmp_path))
+    store.add_texts(TEXTS[:20], ids=[f"t{i}" for i in range(20)])
+    store._sidecar._db.close()
+    store._sidecar._db = sqlite3.connect(f"file:{tmp_path / SIDECAR_NAME}?mode=ro", uri=True,
+                                         check_same_thread=False, isolation_level=None)
+    for call in (lambda: store.delete(["t5"]), lambda: store.add_texts(["nouveau"], ids=["n"])):
+        with pytest.raises(StoreError, match="vector copy .* could not be written.*vector_sidecar=False"):
+            call()
+    assert len(store) == 20 and "t5" in store.get(ids=["t5"])["ids"]  # nothing deleted, nothing added
+    assert store.get_full_vectors(["t5"]).shape == (1, 128)
+
+
+def test_a_killed_index_save_leaves_no_temporary_file_for_long(tmp_path) -> None:
+    """A kill between the temporary write and the rename left a copy of the whole index each time,
+    kept forever (even after the collection was deleted)."""
+    import os
+    import time
+
+    from medrag.lexical.sidecar import index_file
+
+    store = MatryoshkaChroma("notes", FakeMatryoshkaEmbeddings(128), persist_directory=str(tmp_path))
+    store.add_texts(TEXTS[:20])
+    store.hybrid_search("hémoglobine", k=2)
+    path = index_file(tmp_path, str(store.collection.id))
+    old, young = (path.parent / f"{path.name}abc.tmp", path.parent / f"{path.name}def.tmp")
+    for leftover in (old, young):
+        leftover.write_bytes(b"x" * 100)
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    store.add_texts(TEXTS[20:25])  # saves the index
+    assert not old.exists() and young.exists()  # a young one may be another thread's save in progress
+    store.delete_collection()
+    assert not young.exists() and not path.exists()

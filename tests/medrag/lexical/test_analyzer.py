@@ -212,3 +212,45 @@ def test_on_off_options_must_be_booleans(field, value):
     """AnalyzerOptions(stem="false") kept stemming (a non-empty string is true), in silence (audit)."""
     with pytest.raises(InvalidInputError, match=f"AnalyzerOptions.{field} must be True or False"):
         AnalyzerOptions(**{field: value})
+
+
+# ---------------------------------------------------------------------------- December 5 (failed before its fix)
+
+_TOKEN_TEXT = "L'HbA1c à 6,5 % ; 500mg/j, 1,5L, mg/kg/j, anti-inflammatoire et vitamine D chez l'adulte."
+
+
+def test_possessive_quantifiers_only_from_python_3_11_5() -> None:
+    """Before 3.11.5 (CPython gh-106052) the possessive pattern tokenised "ferritine basse" as
+    ['ferritine', '', 'basse', ''] (Debian 12's Python 3.11.2) and hybrid search raised IndexError."""
+    import re
+    import sys
+
+    from medrag.lexical.analyzer import _token_pattern
+
+    assert "++" not in _token_pattern((3, 11, 4)) and "++" in _token_pattern((3, 11, 5))
+    assert "++" not in _token_pattern((3, 10, 14)) and "++" in _token_pattern((3, 12, 0))
+    here = re.findall(_token_pattern(sys.version_info), _TOKEN_TEXT)
+    assert here == re.findall(_token_pattern((3, 10)), _TOKEN_TEXT) and all(here)
+
+
+def test_the_analyzer_on_a_python_before_3_11_5() -> None:
+    """The same check on such an interpreter itself, where the machine has one (Debian 12's /usr/bin/python3)."""
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    python = shutil.which("python3", path="/usr/bin")
+    if python is None:
+        pytest.skip("no /usr/bin/python3")
+    version = subprocess.run([python, "-c", "import sys; print(*sys.version_info[:3])"], capture_output=True,
+                             text=True).stdout.split()
+    if not version or not (3, 11) <= tuple(map(int, version)) < (3, 11, 5):
+        pytest.skip(f"/usr/bin/python3 is {'.'.join(version)}, not 3.11.0-3.11.4")
+    root = Path(__file__).resolve().parents[3]
+    code = ("from medrag.lexical.analyzer import FrenchMedicalAnalyzer as A; "
+            f"print(repr(A().tokens({_TOKEN_TEXT!r})))")
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, cwd=root,
+                         env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert eval(out.stdout) == FrenchMedicalAnalyzer().tokens(_TOKEN_TEXT)
