@@ -4,8 +4,9 @@ Encoding is the slow part of an evaluation (tens of seconds to minutes per model
 while scoring every size from cached vectors takes well under a second. The cache key is
 everything that determines the vectors: the model's fingerprint (:func:`medrag.model_fingerprint`,
 which changes with any retraining), which side (query / document), the prompt text applied,
-and a hash of the texts in order. A changed model, prompt or dataset is a cache miss, never a
-stale hit.
+the model's token cap (``max_seq_length``) and a hash of the texts in order. A changed model,
+prompt, cap or dataset is a cache miss, never a stale hit. (The cap joined the key on December 5:
+vectors cached before are encoded again once.)
 
 Example::
 
@@ -66,7 +67,10 @@ class EmbeddingCache:
         fingerprint = fingerprint or embeddings.fingerprint
         prompt_name, prompt = _prompt(embeddings, side)
         h = hashlib.sha256()
-        h.update(json.dumps([fingerprint, side, prompt_name, prompt, embeddings.full_dim]).encode())
+        # the token cap too: model.max_seq_length = 6 changed the vectors and the cache returned the full-length ones
+        max_len = getattr(getattr(embeddings, "model", None), "max_seq_length", None)
+        h.update(json.dumps([fingerprint, side, prompt_name, prompt, embeddings.full_dim,
+                             max_len if isinstance(max_len, int) else None]).encode())
         for t in texts:
             h.update(t.encode("utf-8"))
             h.update(b"\0")

@@ -124,6 +124,9 @@ def evaluate_models(
     models = list(models)
     if not models:
         raise InvalidInputError("no model to evaluate")
+    # generators: the length check consumed them (labels then fell back to the specs in silence)
+    labels = list(labels) if labels is not None and not isinstance(labels, str) else labels
+    dims = list(dims) if dims is not None and not isinstance(dims, (str, bytes)) and hasattr(dims, "__iter__") else dims
     if labels is not None and len(list(labels)) != len(models):
         raise InvalidInputError(f"{len(list(labels))} labels for {len(models)} models: give one label per model")
     if dims is not None and (not len(list(dims)) or not all(

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from evaluation.cache import EmbeddingCache
 from evaluation.metrics import DEFAULT_METRICS, max_k, mean_metrics, per_query_metrics
-from evaluation.retrieval import SizeResult
+from evaluation.retrieval import SizeResult, top_indices
 from medrag.errors import InvalidInputError
 from medrag.lexical.analyzer import AnalyzerOptions
 from medrag.lexical.bm25 import BM25Index
@@ -152,8 +152,7 @@ def evaluate_hybrid(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray, 
             scores = q[start:start + 256] @ d.T
             for row, i in zip(scores, range(start, start + len(scores))):
                 n = min(depth, len(dids))
-                top = np.argpartition(-row, n - 1)[:n] if n < len(dids) else np.arange(len(dids))
-                top = top[np.lexsort((top, -row[top]))]
+                top = top_indices(row, n)
                 dense_ranked.append(dids[top[:cut]].tolist())
                 candidates = list(dict.fromkeys([*dids[top].tolist(), *lex_runs[i]]))
                 dense_scores = {c: float(row[position[c]]) for c in candidates}

@@ -1,11 +1,15 @@
 """Ranking metrics with binary relevance, per query, as in the IR literature.
 
-Definitions (those of ``trec_eval`` / ``ranx`` / sentence-transformers' InformationRetrievalEvaluator):
+Definitions (those of ``trec_eval`` / ``ranx`` / sentence-transformers' InformationRetrievalEvaluator,
+except ``map@k``'s normalisation, below):
 
 - ``ndcg@k``: DCG of the top k (gain 1 for a relevant document at rank r, discount 1/log2(r+1))
   divided by the DCG of an ideal ranking of the query's relevant documents (Järvelin & Kekäläinen, 2002).
 - ``mrr@k``: 1 / rank of the first relevant document in the top k, else 0.
-- ``map@k``: average precision over the top k, normalised by min(#relevant, k).
+- ``map@k``: average precision over the top k, normalised by min(#relevant, k), as
+  sentence-transformers' InformationRetrievalEvaluator does; ``trec_eval`` and ``ranx`` divide by
+  #relevant, so the two differ for a query with more than k relevant documents (never for the
+  default ``map@100`` on the suite's tasks, whose queries have a few relevant documents each).
 - ``recall@k``: share of the query's relevant documents found in the top k.
 
 Example::
@@ -60,8 +64,14 @@ def per_query_metrics(rankings: Sequence[Sequence[str]], relevant: Sequence[set[
     out = {m: np.zeros(len(rankings), dtype=np.float64) for m in metrics}
     discounts = 1.0 / np.log2(np.arange(2, max_k(metrics) + 2))
     for i, (ranked, rel) in enumerate(zip(rankings, relevant)):
+        if isinstance(rel, (str, bytes)) or not isinstance(rel, (set, frozenset, list, tuple)):
+            # a string was matched as substrings, and its length counted as the relevant documents
+            raise InvalidInputError(f"relevant[{i}] must be a set of document ids, got {type(rel).__name__} {rel!r}"[:200])
         if not rel:
             raise DataError(f"query {i} has no relevant document")
+        rel = set(rel)
+        if isinstance(ranked, (str, bytes)) or len(set(ranked)) != len(ranked):  # a repeat scored above 1
+            raise InvalidInputError(f"rankings[{i}] must be a list of distinct document ids")
         hits = np.array([d in rel for d in ranked], dtype=np.float64)
         for name, base, k in parsed:
             h = hits[:k]

@@ -21,6 +21,8 @@ Example::
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +70,8 @@ def recommend_sizes(scores: Mapping[int, float], balanced_tolerance: float = BAL
                                 "(--edge-tolerance / --balanced-tolerance): the edge tier may lose more than the "
                                 "balanced one, never less (it would recommend a larger edge size)")
     items = {int(d): float(s) for d, s in scores.items()}
+    if not all(math.isfinite(s) for s in items.values()):  # NaN: tiers that depended on the dict's order
+        raise InvalidInputError(f"scores must be finite numbers, got {scores!r}")
     best = max(items.values())
     best_size = min(d for d, s in items.items() if s == best)
     return Recommendations(best_size, smallest_size_within(items, balanced_tolerance),

@@ -88,6 +88,8 @@ class EvaluationReport:
                         final: str | int = 1) -> list[dict[str, Any]]:
         """Rows of the seed table: dimension, score_initial, score_final, gain, gain_pct, p_value."""
         metric = metric or self.primary_metric
+        if metric not in self.metrics:  # a bare KeyError (plot_metric_vs_size refused it properly)
+            raise InvalidInputError(f"metric {metric!r} was not measured; this report has {', '.join(self.metrics)}")
         a, b = self.model(initial), self.model(final)
         tests = self.comparisons.get(b.label, {}) if a is self.models[0] else {}
         rows = []

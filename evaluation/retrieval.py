@@ -51,12 +51,30 @@ def rank_documents(query_vecs: np.ndarray, doc_vecs: np.ndarray, doc_ids: Sequen
     out: list[list[str]] = []
     for start in range(0, len(query_vecs), chunk):
         scores = query_vecs[start:start + chunk] @ doc_vecs.T
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else \
-            np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1))
-        for row, cand in zip(scores, top):
-            order = cand[np.lexsort((cand, -row[cand]))]
-            out.append(ids[order].tolist())
+        for row in scores:
+            out.append(ids[top_indices(row, k)].tolist())
     return out
+
+
+def top_indices(scores: np.ndarray, n: int) -> np.ndarray:
+    """The indices of the ``n`` highest ``scores``, best first, ties broken by index (corpus order).
+
+    ``np.argpartition`` alone keeps an arbitrary subset of the scores tied at the cut-off (duplicate
+    passages), so the documented tie rule held inside the top ``n`` but not at its edge: every index
+    tied with the ``n``-th score is ordered before the cut.
+
+    >>> top_indices(np.array([0.5, 0.9, 0.5, 0.5]), 2).tolist()
+    [1, 0]
+    """
+    n = min(n, len(scores))
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if n < len(scores):
+        cutoff = scores[np.argpartition(-scores, n - 1)[n - 1]]
+        cand = np.flatnonzero(scores >= cutoff)
+    else:
+        cand = np.arange(len(scores))
+    return cand[np.lexsort((cand, -scores[cand]))][:n]
 
 
 def evaluate_vectors(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray, dims: Sequence[int],

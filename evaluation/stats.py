@@ -33,6 +33,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -81,12 +82,11 @@ def bootstrap_means(values: np.ndarray, n_resamples: int = N_BOOTSTRAP, seed: in
     same resampled queries, so their intervals are consistent. Returns ``(n_resamples,)`` or
     ``(m, n_resamples)``.
     """
-    arr = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    arr = np.atleast_2d(_finite(values, "values"))
     n = arr.shape[-1]
     if n == 0:
         raise InvalidInputError("cannot bootstrap an empty sample")
-    if n_resamples < 1:
-        raise InvalidInputError(f"n_resamples must be >= 1, got {n_resamples}")
+    _check_resamples(n_resamples)
     rng = np.random.default_rng(seed)
     out = np.empty((arr.shape[0], n_resamples))
     for start in range(0, n_resamples, chunk):
@@ -108,7 +108,7 @@ def bootstrap_ci(values: np.ndarray, n_resamples: int = N_BOOTSTRAP, confidence:
     """
     if not 0 < confidence < 1:
         raise InvalidInputError(f"confidence must be in (0, 1), got {confidence}")
-    arr = np.asarray(values, dtype=np.float64)
+    arr = _finite(values, "values")
     means = bootstrap_means(arr, n_resamples, seed)
     alpha = (1 - confidence) / 2
     low, high = np.quantile(means, [alpha, 1 - alpha])
@@ -125,6 +125,7 @@ def paired_permutation_test(a: np.ndarray, b: np.ndarray, n_resamples: int = N_P
         seed: random seed.
     """
     d = _differences(a, b)
+    _check_resamples(n_resamples)
     observed = d.mean()
     if not np.any(d):
         return PairedTest(0.0, 1.0, "permutation", n_resamples)
@@ -142,6 +143,7 @@ def paired_bootstrap_test(a: np.ndarray, b: np.ndarray, n_resamples: int = N_BOO
                           seed: int | None = 0) -> PairedTest:
     """Two-sided paired bootstrap test of ``mean(a) == mean(b)`` (shift method, see module doc)."""
     d = _differences(a, b)
+    _check_resamples(n_resamples)
     observed = d.mean()
     if not np.any(d):
         return PairedTest(0.0, 1.0, "bootstrap", n_resamples)
@@ -161,8 +163,27 @@ def paired_test(a: np.ndarray, b: np.ndarray, method: str = PAIRED_TESTS[0], n_r
     raise InvalidInputError(f"unknown paired test {method!r}: use 'permutation' or 'bootstrap'")
 
 
+def _finite(values: Any, what: str) -> np.ndarray:
+    """``values`` as float64, or an :class:`InvalidInputError` for NaN / infinite ones (one NaN made a
+    paired test report mean_diff nan with p ~ 1e-4, "significant", and an interval of NaN)."""
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{what} must be numbers: {exc}") from None
+    if not np.isfinite(arr).all():
+        raise InvalidInputError(f"{what} hold {int((~np.isfinite(arr)).sum())} NaN or infinite value(s): a "
+                                "per-query metric is a number; drop or fix those queries")
+    return arr
+
+
+def _check_resamples(n_resamples: Any) -> None:
+    """Resample counts are ints >= 1 (-5 gave p = -0.25, 2.5 a bare TypeError)."""
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)) or n_resamples < 1:
+        raise InvalidInputError(f"n_resamples must be an int >= 1, got {n_resamples!r}")
+
+
 def _differences(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    a, b = _finite(a, "a"), _finite(b, "b")
     if a.shape != b.shape or a.ndim != 1:
         raise InvalidInputError(f"paired samples must be 1-d and of equal length, got {a.shape} and {b.shape}")
     if a.size == 0:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from evaluation.metrics import max_k, mean_metrics, per_query_metrics
-from evaluation.retrieval import rank_documents
+from evaluation.retrieval import rank_documents, top_indices
 from medrag.encoder import MatryoshkaEncoder
 from medrag.errors import InvalidInputError, MedragError
 from medrag.precomputed import PrecomputedEmbeddings
@@ -87,6 +87,9 @@ class StoreEvalResult:
         return self.methods["flat"].means[metric] - self.methods[method].means[metric]
 
     def to_dict(self) -> dict:
+        """Every number, JSON-ready. Signs: ``gap_vs_flat`` is ``flat - method`` (the quality given up,
+        :meth:`ndcg_gap`), while the candidate sweep's ``store_gap`` and ``funnel_exact_gap`` are
+        ``method - flat``, as the Markdown's "Δ vs flat" column shows them (a loss is negative there)."""
         return {"settings": self.settings, "metrics": self.metrics,
                 "methods": {name: {"means": m.means, "latency_ms": _latency(m.latencies_ms)}
                             for name, m in self.methods.items()},
@@ -262,7 +265,7 @@ def exact_funnel(qc: np.ndarray, qf: np.ndarray, dc: np.ndarray, df: np.ndarray,
     """
     coarse = dc @ qc
     n = min(candidates, len(dids))
-    cand = np.argpartition(-coarse, n - 1)[:n] if n < len(dids) else np.arange(len(dids))
+    cand = top_indices(coarse, n)
     fine = df[cand] @ qf
     order = cand[np.lexsort((cand, -fine))][:k]
     return [dids[i] for i in order]

@@ -75,15 +75,17 @@ class VectorSidecar:
     def __init__(self, directory: str | Path) -> None:
         self.path = Path(directory) / SIDECAR_NAME
         self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
         try:
             self._open()
         except sqlite3.DatabaseError as exc:
+            if self._db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.close()
             if isinstance(exc, sqlite3.OperationalError):  # read-only, locked, no space: not damage
                 raise self._error("be opened", exc) from exc
             # damaged ("file is not a database", "malformed"): derived data, rebuilt from the records
             logger.warning("the store's vector copy %s is damaged (%s): it is rebuilt from the records", self.path, exc)
-            with contextlib.suppress(sqlite3.Error):
-                self._db.close()
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
             with self._sqlite("be made again"):
@@ -136,7 +138,8 @@ class VectorSidecar:
                 self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?, ?)", rows)
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back itself (a full disk):
+                    self._db.execute("ROLLBACK")          # "no transaction is active" hid the real error
                 raise
 
     def get(self, collection: str, ids: Sequence[str]) -> dict[str, bytes]:

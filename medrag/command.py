@@ -108,10 +108,6 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a reader that went away (| head) shows here, not as "Exception ignored" at exit
         return code
-    except BrokenPipeError:
-        # `medrag search ... | head -1`: the reader has what it wanted; no error line, the shell's SIGPIPE status
-        _stdout_to_devnull()
-        return 141
     except MedragError as exc:
         print(f"{label}: error: {exc}", file=sys.stderr)
         return 1
@@ -119,11 +115,28 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
         print(f"{label}: interrupted", file=sys.stderr)
         return 130
     except OSError as exc:  # the machine's side (a full disk, permissions, an unwritable place): one line too
+        if isinstance(exc, BrokenPipeError) and _stdout_reader_gone():
+            # `medrag search ... | head -1`: the reader has what it wanted; no error line, the shell's SIGPIPE
+            # status (a broken pipe elsewhere, a worker or a socket, stays an error)
+            _stdout_to_devnull()
+            return 141
         where = f" ({exc.filename})" if exc.filename else ""
         print(f"{label}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1
     finally:
         warnings.formatwarning = format_before
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (``poll`` reports an error on it)."""
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no poll (Windows), a stdout without a descriptor
+        return False
 
 
 def _stdout_to_devnull() -> None:

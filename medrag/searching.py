@@ -85,6 +85,8 @@ def run_search(args: argparse.Namespace) -> int:
     try:
         store = MatryoshkaChroma(args.collection, emb, client=client, create_collection_if_not_exists=False)
     except CollectionMismatchError as exc:  # its advice is the Python API's (reindex): say the shell's too
+        if not args.model or "model:" not in str(exc):
+            raise
         raise CollectionMismatchError(f"{exc} From the shell: leave out --model, and the model the collection "
                                       "records is used") from None
     options: dict[str, Any] = {"candidates": args.candidates} if args.candidates else {}

@@ -539,7 +539,7 @@ class MatryoshkaChroma(VectorStore):
         reset = {**meta, _C["rotation"]: self._rotation_kind}
         self._adopt_recorded(reset)
         self._check_contract(SimpleNamespace(name=collection.name, configuration=collection.configuration,
-                                             metadata=reset))
+                                             metadata=reset), record=False)
         self._chroma_call("record the coarse stage", collection.modify, metadata=reset)
         logger.info("collection %r is empty and its %s coarse stage was never %s: it now uses %r", collection.name,
                     recorded, "decided" if recorded == "auto" else "fitted", self._rotation_kind)
@@ -561,7 +561,7 @@ class MatryoshkaChroma(VectorStore):
             if recorded in (*ROTATIONS, "auto"):
                 self._rotation_kind = recorded
 
-    def _check_contract(self, collection: "chromadb.Collection") -> None:
+    def _check_contract(self, collection: "chromadb.Collection", record: bool = True) -> None:
         meta = collection.metadata or {}
         name = collection.name
         if _C["schema"] not in meta:
@@ -603,6 +603,8 @@ class MatryoshkaChroma(VectorStore):
                 "Open it with the same model and sizes, or reindex into a new collection with MatryoshkaChroma.reindex."
                 + _default_change_hint(meta.get(_C["model"]), expected[_C["model"]], name)
             )
+        if not record:  # a check only (before another change is written): the real open records
+            return
         updates = {}
         if legacy:  # the same model, recorded by an earlier medrag: nothing else differs, record the new id
             logger.info("collection %r recorded the legacy fingerprint %s of this model; recording %s",
@@ -1307,7 +1309,7 @@ class MatryoshkaChroma(VectorStore):
     def _write(self, idx: list[int], ids: list[str], texts: list[str], metadatas: list[dict[str, Any]],
                stored: dict[str, dict[str, Any]], progress: Callable[[int], Any] | None = None) -> int:
         """Encode one batch (one model call; with ``progress``, one call per :data:`_PROGRESS_SLICE`
-        texts, each reported to ``progress``) and upsert it (one Chroma call); returns how many texts
+        texts or the encoder's ``batch_size`` if larger, each reported to ``progress``) and upsert it (one Chroma call); returns how many texts
         were encoded and reported. A stored record whose text is unchanged keeps its stored vectors,
         unencoded: a metadata-only change (a new field, an edited value) costs no model call."""
         kept = self._reusable_vectors({ids[i]: texts[i] for i in idx if ids[i] in stored}, stored)
@@ -1319,8 +1321,10 @@ class MatryoshkaChroma(VectorStore):
                 full = self._encode(fresh_texts, query=False)
             else:
                 parts = []
-                for start in range(0, len(fresh_texts), _PROGRESS_SLICE):
-                    parts.append(self._encode(fresh_texts[start:start + _PROGRESS_SLICE], query=False))
+                # not below the encoder's own batch (a GPU user's larger batch keeps its throughput)
+                step = max(_PROGRESS_SLICE, int(getattr(self._encoder, "batch_size", 0) or 0))
+                for start in range(0, len(fresh_texts), step):
+                    parts.append(self._encode(fresh_texts[start:start + step], query=False))
                     progress(len(parts[-1]))
                 full = np.concatenate(parts)
             zero = np.flatnonzero(~full.any(axis=1))
@@ -1355,8 +1359,12 @@ class MatryoshkaChroma(VectorStore):
                                       documents=batch_texts, metadatas=records)
                 except BaseException:
                     if self._sidecar is not None:  # the records may still hold their old values: read them from Chroma
-                        self._sidecar.delete(self._cid, batch_ids)
-                        self._advance_stamp(generation)  # in step again: the rows left match the records
+                        try:
+                            self._sidecar.delete(self._cid, batch_ids)
+                            self._advance_stamp(generation)  # in step again: the rows left match the records
+                        except StoreError as cleanup:  # the write's own error is the one to report; the copy
+                            # stays behind its stamp, so the next open rebuilds it from the records
+                            logger.warning("the vector copy could not be cleaned after the failed write: %s", cleanup)
                     raise
             if self._sidecar is not None:
                 self._advance_stamp(generation)
@@ -2260,10 +2268,6 @@ class MatryoshkaChroma(VectorStore):
         """
         return super().add_documents(_check_documents(documents), **kwargs)
 
-    async def aadd_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
-        """:meth:`add_documents`, run in an executor."""
-        return await super().aadd_documents(_check_documents(documents), **kwargs)
-
     @classmethod
     def from_documents(cls, documents: list[Document], embedding: Embeddings, **kwargs: Any) -> "MatryoshkaChroma":
         """:meth:`from_texts` with the documents' texts, metadata and ids (see :meth:`add_documents`)."""
@@ -2327,6 +2331,16 @@ class MatryoshkaChroma(VectorStore):
                 raise err from exc
             raise InvalidInputError(f"cannot read the source collection {source_collection!r}: {exc}") from exc
         store = cls(collection_name, embedding_function, client=client, **kwargs)
+        try:
+            store._copy_from(source, source_collection, batch_size)
+        except BaseException:
+            store._drop_if_created_empty()  # a first write refused (e.g. a zero vector) left an empty collection
+            raise
+        return store
+
+    def _copy_from(self, source: "chromadb.Collection", source_collection: str, batch_size: int) -> None:
+        """:meth:`reindex`'s copy loop: every record of ``source`` re-encoded into this store."""
+        store = self
         total = source.count()
         from tqdm.auto import tqdm
 
@@ -2353,7 +2367,6 @@ class MatryoshkaChroma(VectorStore):
         if dropped:
             logger.warning("reindex dropped the metadata key(s) %s of %r: keys starting with '_medrag' are reserved "
                            "by medrag; rename them in the source to keep them", sorted(dropped), source_collection)
-        return store
 
 
 def _document(id_: str, text: str | None, metadata: dict[str, Any] | None) -> Document:
@@ -2535,11 +2548,6 @@ def check_metadata_key(key: str, where: str) -> None:
         raise InvalidInputError(f"{where}: Chroma refuses metadata keys starting with '$', '#' or 'chroma:'")
 
 
-def _plain(value: Any) -> Any:
-    """A numpy scalar as the Python value Chroma stores (``np.bool_`` -> bool, ``np.int64`` -> int...)."""
-    return value.item() if isinstance(value, (np.bool_, np.integer, np.floating, np.str_)) else value
-
-
 def _check_metadata(md: Any, index: int) -> dict[str, Any]:
     """One record's metadata, checked as Chroma will check it (and for what breaks Chroma).
 
@@ -2556,7 +2564,7 @@ def _check_metadata(md: Any, index: int) -> dict[str, Any]:
     if any(isinstance(v, np.generic) or (isinstance(v, (list, tuple)) and any(isinstance(x, np.generic) for x in v))
            for v in md.values()):
         # numpy scalars (a pandas row's values): np.bool_ was refused as "a bool", np.int64 by Chroma
-        md = {k: [_plain(x) for x in v] if isinstance(v, (list, tuple)) else _plain(v) for k, v in md.items()}
+        md = {k: _plain(v) for k, v in md.items()}
     for key, value in md.items():
         if not isinstance(key, str) or not key:
             raise InvalidInputError(f"{where} has key {key!r}: keys must be non-empty strings")
@@ -2657,10 +2665,16 @@ def _check_retriever_kwargs(search_type: str, search_kwargs: dict[str, Any]) -> 
         value = search_kwargs.get(name)
         if value is not None and _check_int(f"search_kwargs[{name!r}]", value) < 1:
             raise InvalidInputError(f"search_kwargs[{name!r}] must be >= 1, got {value!r}")
-    if search_kwargs.get("candidates") is not None and search_type != "mmr":  # below k: it failed at the first query
+    if search_kwargs.get("candidates") is not None:  # below k (MMR: fetch_k): it failed at the first query
         k = search_kwargs.get("k")
-        check_search_sizes(4 if k is None else k, search_kwargs["candidates"], k_name="search_kwargs['k']",
-                           candidates_name="search_kwargs['candidates']")
+        if search_type == "mmr":
+            least = max(4 if k is None else k, search_kwargs.get("fetch_k") or 20)
+            if search_kwargs["candidates"] < least:
+                raise InvalidInputError(f"search_kwargs['candidates'] ({search_kwargs['candidates']}) must be at least "
+                                        f"fetch_k and k ({least}): MMR chooses among fetch_k of the candidates")
+        else:
+            check_search_sizes(4 if k is None else k, search_kwargs["candidates"], k_name="search_kwargs['k']",
+                               candidates_name="search_kwargs['candidates']")
     lambda_mult = search_kwargs.get("lambda_mult")
     if lambda_mult is not None and (isinstance(lambda_mult, bool) or not isinstance(lambda_mult, (int, float))
                                     or not 0.0 <= lambda_mult <= 1.0):

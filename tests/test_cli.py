@@ -172,3 +172,19 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"medrag {__version__}"
+
+
+def test_a_broken_pipe_that_is_not_stdout_stays_an_error(capsys):
+    """Only a reader that closed stdout ends a command quietly: a worker's or a socket's broken pipe is
+    an error line and exit 1 (review)."""
+    import argparse
+
+    from medrag.command import new_parser, run_command
+
+    def fails(args: argparse.Namespace) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    parser = new_parser("tool", None)
+    parser.set_defaults(func=fails)
+    assert run_command(parser, []) == 1
+    assert capsys.readouterr().err.strip() == "tool: error: Broken pipe"

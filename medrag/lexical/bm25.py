@@ -428,7 +428,10 @@ def remove_stale_temporaries(path: str | Path, older_than: float = STALE_TEMPORA
     path = Path(path)
     removed = 0
     now = time.time()
+    shape = re.compile(re.escape(path.name) + r"[a-z0-9_]{8}\.tmp")  # mkstemp's: the name, 8 characters, .tmp
     for tmp in path.parent.glob(f"{glob.escape(path.name)}*.tmp"):
+        if not shape.fullmatch(tmp.name):  # another file that starts with this index's name
+            continue
         try:
             if now - tmp.stat().st_mtime >= older_than:
                 tmp.unlink()

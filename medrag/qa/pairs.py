@@ -282,8 +282,12 @@ def load_frenchmedmcqa(
 def split_by_question(pairs: Sequence[QAPair], eval_fraction: float, seed: int = 42) -> tuple[list[QAPair], list[QAPair]]:
     """Hold out ``eval_fraction`` of the distinct questions, with all of their pairs.
 
-    The choice depends only on the question text and the seed (a hash ranks the questions), so it
-    does not change when rows are reordered or other questions are added.
+    The choice depends only on the question texts and the seed (a hash ranks the questions, the
+    first ``eval_fraction`` of them are held out), so it does not change when rows are reordered or
+    repeated. Adding questions changes it: a new question can rank among the held-out ones and push
+    one out, and the count held out grows with the file. A model trained on a file's training
+    split must be scored on that same file's held-out split, not on the held-out split of a grown
+    file (which may hold questions it trained on): keep the file, or an ``eval_data`` file apart.
     """
     if not 0 <= eval_fraction < 1:
         raise DataError(f"eval_fraction must be in [0, 1), got {eval_fraction}")

@@ -50,6 +50,20 @@ class IRTask:
             raise DataError(f"evaluation task {self.name!r} has no queries")
         if not self.corpus:
             raise DataError(f"evaluation task {self.name!r} has an empty corpus")
+        for side, mapping in (("query", self.queries), ("document", self.corpus)):
+            if not isinstance(mapping, dict):
+                raise DataError(f"evaluation task {self.name!r}: the {side} texts must be a dict of id -> text, got "
+                                f"{type(mapping).__name__}")
+            # a number id (a spreadsheet's) never matched the judgements once the ranking made it a string:
+            # NDCG 0 in silence; a number or None text failed deep in the cache
+            bad_id = next((i for i in mapping if not isinstance(i, str)), None)
+            if bad_id is not None:
+                raise DataError(f"evaluation task {self.name!r}: {side} ids must be strings, got {bad_id!r} "
+                                f"({type(bad_id).__name__}); convert them, e.g. {{str(k): v for k, v in ...}}")
+            bad = next((i for i, text in mapping.items() if not isinstance(text, str)), None)
+            if bad is not None:
+                raise DataError(f"evaluation task {self.name!r}: the text of {side} {bad!r} is "
+                                f"{type(mapping[bad]).__name__}, not a string")
         self.qrels = _relevant_sets(self.qrels, self.queries)
         missing = [q for q in self.queries if not self.qrels.get(q)]
         if missing:
@@ -67,10 +81,19 @@ class IRTask:
         as distractors); a question asked several times is relevant to each of its answers.
         Ids are stable hashes of the texts, so the same data gives the same ids.
         """
+        if isinstance(pairs, (str, bytes, dict)) or type(pairs).__name__ == "DataFrame":
+            raise DataError(f"from_pairs takes (question, answer) pairs, got a {type(pairs).__name__}; from a "
+                            "DataFrame: IRTask.from_pairs(df[['question', 'answer']].itertuples(index=False))")
         queries: dict[str, str] = {}
         corpus: dict[str, str] = {}
         qrels: dict[str, set[str]] = {}
-        for question, answer in pairs:
+        for n, pair in enumerate(pairs):
+            if isinstance(pair, (str, bytes)) or not hasattr(pair, "__len__") or len(pair) != 2:
+                raise DataError(f"pair {n} is {pair!r}: each pair is (question, answer)")
+            question, answer = pair
+            for what, text in (("question", question), ("answer", answer)):
+                if not isinstance(text, str) or not text.strip():  # NaN / None from a DataFrame row, an int
+                    raise DataError(f"pair {n}: the {what} is {text!r}, not a text")
             qid, did = _id("q", question), _id("d", answer)
             queries[qid] = question
             corpus[did] = answer

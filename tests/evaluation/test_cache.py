@@ -83,3 +83,27 @@ def test_files_under_the_legacy_fingerprint_are_read(tiny_embeddings, tmp_path):
     np.save(tmp_path / f"{cache.key(emb, TEXTS[:4], 'document', legacy)}.npy", vecs)
     np.testing.assert_array_equal(cache.encode(emb, TEXTS[:4], side="document"), vecs)
     assert emb.calls == [] and cache.hits == 1
+
+
+def test_the_token_cap_is_part_of_the_key(tiny_embeddings, tmp_path) -> None:
+    """``model.max_seq_length = 6`` changes the vectors, and the cache returned the full-length ones (December 5)."""
+    cache = EmbeddingCache(tmp_path / "cache")
+    texts = ["une phrase assez longue pour être tronquée par un plafond de six jetons"]
+    emb = tiny_embeddings.with_dimension(tiny_embeddings.dimension)
+    before = cache.encode(emb, texts, "document")
+    cap = emb.model.max_seq_length
+    try:
+        emb.model.max_seq_length = 6
+        capped = cache.encode(emb, texts, "document")
+    finally:
+        emb.model.max_seq_length = cap
+    assert cache.hits == 0 and not np.allclose(before, capped)
+    assert np.allclose(cache.encode(emb, texts, "document"), before) and cache.hits == 1
+
+
+def test_labels_and_sizes_may_be_generators(tiny_embeddings, tmp_path) -> None:
+    """A generator of labels was consumed by the length check and replaced by the specs in silence; a
+    generator of sizes ended in a bare ValueError (December 5)."""
+    report = evaluate_models([tiny_embeddings], tiny_task(), dims=(d for d in [128, 64]),
+                             labels=(label for label in ["toy"]), cache=EmbeddingCache(tmp_path / "c"), n_bootstrap=10)
+    assert [m.label for m in report.models] == ["toy"] and sorted(report.models[0].sizes) == [64, 128]

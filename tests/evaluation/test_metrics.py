@@ -127,3 +127,59 @@ def test_malformed_judgements_are_refused(qrels, message):
 
     with pytest.raises(DataError, match=message):  # when the task is made, before any encoding
         _two_doc_task(qrels)
+
+
+# ---------------------------------------------------------------------------- December 5 (failed before its fix)
+
+
+def test_ties_at_the_cut_off_follow_corpus_order() -> None:
+    """argpartition kept an arbitrary subset of the documents tied at the k-th score (duplicate
+    passages): recall@10 could be 0 where the documented rule (corpus order) gives 1."""
+    from evaluation.retrieval import top_indices
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        scores = rng.integers(0, 4, size=60).astype(np.float64)  # many ties
+        expected = sorted(range(60), key=lambda i: (-scores[i], i))[:10]
+        assert top_indices(scores, 10).tolist() == expected
+    doc_vecs = np.eye(3)[[0, 1, 1, 1, 2]]  # documents 1, 2, 3 tie
+    ranked = rank_documents(np.array([[0.0, 1.0, 0.0]]), doc_vecs, ["a", "b", "c", "d", "e"], 2)
+    assert ranked == [["b", "c"]]
+
+
+def test_task_ids_and_texts_must_be_strings() -> None:
+    """A number id never matched its judgement once rankings made ids strings (NDCG 0 in silence);
+    a number or None text failed deep in the cache (AttributeError)."""
+    from medrag.errors import DataError
+
+    with pytest.raises(DataError, match="document ids must be strings, got 1"):
+        IRTask(queries={"q": "fer"}, corpus={1: "fer", "d2": "crp"}, qrels={"q": {1}})
+    with pytest.raises(DataError, match="query ids must be strings"):
+        IRTask(queries={7: "fer"}, corpus={"d": "fer"}, qrels={7: {"d"}})
+    with pytest.raises(DataError, match="the text of document 'd' is float"):
+        IRTask(queries={"q": "fer"}, corpus={"d": 3.5}, qrels={"q": {"d"}})
+
+
+@pytest.mark.parametrize("pairs, match", [
+    ([("q", "a", "x")], "each pair is"), ([("q", None)], "the answer is None"), ([("q", 3)], "the answer is 3"),
+    ([("", "a")], "the question is ''"), ("qa", "got a str"), ({"q": "a"}, "got a dict"),
+])
+def test_from_pairs_names_bad_pairs(pairs, match) -> None:
+    """A triple gave "too many values to unpack", a None or int answer an AttributeError, and an
+    empty question became a query."""
+    from medrag.errors import DataError
+
+    with pytest.raises(DataError, match=match):
+        IRTask.from_pairs(pairs)
+
+
+def test_per_query_metrics_refuses_a_string_of_ids_and_repeated_ids() -> None:
+    """A relevant "d12" was matched as substrings (NDCG 0.47 for a ranking without d12); a ranking
+    that repeats an id scored above 1 (NDCG 1.31, recall 1.5)."""
+    from medrag.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="set of document ids"):
+        per_query_metrics([["d1", "d2"]], ["d12"])
+    with pytest.raises(InvalidInputError, match="distinct document ids"):
+        per_query_metrics([["d1", "d1", "d2"]], [{"d1", "d2"}])
+    assert per_query_metrics([["d1", "d2"]], [["d2"]], ["recall@1", "mrr@10"])["mrr@10"][0] == 0.5

@@ -80,3 +80,10 @@ def test_an_edge_tolerance_below_the_balanced_one_is_refused():
     with pytest.raises(InvalidInputError, match="edge_tolerance 0.01 is below balanced_tolerance 0.2"):
         recommend_sizes({384: 0.8, 128: 0.79, 64: 0.7}, balanced_tolerance=0.2, edge_tolerance=0.01)
     assert recommend_sizes({384: 0.8, 64: 0.7}, balanced_tolerance=0.05, edge_tolerance=0.05).edge == 384
+
+
+def test_a_nan_score_is_refused() -> None:
+    """{64: 0.3, 384: nan} recommended 64 for every tier, and the other order a bare ValueError (December 5)."""
+    for scores in ({64: 0.3, 384: float("nan")}, {384: float("nan"), 64: 0.3}):
+        with pytest.raises(InvalidInputError, match="finite"):
+            recommend_sizes(scores)

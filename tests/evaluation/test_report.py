@@ -220,3 +220,11 @@ def test_a_size_only_one_model_has_is_named_under_the_comparison(tiny_embeddings
     md = report.comparison_table()
     assert "| 32 |" not in md and md.splitlines()[-1].endswith(f"{report.models[1].label}: 32")
     assert "one model only" not in report.comparison_table(initial=0, final=0)
+
+
+def test_a_metric_not_measured_is_named(report) -> None:
+    """comparison_table("recall@5") raised a bare KeyError (December 5)."""
+    from medrag.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="'recall@5' was not measured"):
+        report.comparison_table("recall@5")

@@ -88,3 +88,23 @@ def test_paired_test_input_errors():
         bootstrap_ci(np.array([]))
     with pytest.raises(ValueError):
         bootstrap_ci(np.ones(3), confidence=1.5)
+
+
+# ---------------------------------------------------------------------------- December 5 (failed before its fix)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: paired_permutation_test(np.array([1.0, np.nan, 0.5]), np.array([0.5, 0.5, 0.5])), "NaN"),
+    (lambda: paired_bootstrap_test(np.array([1.0, 0.2, 0.5]), np.array([0.5, np.inf, 0.5])), "NaN or infinite"),
+    (lambda: bootstrap_ci(np.array([1.0, np.nan])), "NaN"),
+    (lambda: paired_permutation_test(np.array([1.0, 0.0]), np.array([0.0, 0.0]), n_resamples=-5), "n_resamples"),
+    (lambda: paired_permutation_test(np.array([1.0, 0.0]), np.array([0.0, 0.0]), n_resamples=0), "n_resamples"),
+    (lambda: bootstrap_ci(np.array([1.0, 0.0]), n_resamples=2.5), "n_resamples"),
+])
+def test_bad_samples_and_resample_counts_are_refused(call, match) -> None:
+    """One NaN gave mean_diff nan with p ~ 1e-4 ("significant") and a NaN interval; n_resamples=-5 gave
+    p = -0.25, 0 gave p = 1, 2.5 a bare TypeError."""
+    from medrag.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match=match):
+        call()

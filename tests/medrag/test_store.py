@@ -2106,7 +2106,8 @@ def test_retriever_arguments_are_checked_when_it_is_built() -> None:
                                        ("mmr", {"lambda_mult": 5}, r"lambda_mult'\] must be a number in \[0, 1\]"),
                                        ("mmr", {"fetch_k": 0}, "must be >= 1"),
                                        ("similarity_score_threshold", {"score_threshold": 0.2, "k": -1}, ">= 1"),
-                                       ("similarity", {"k": 10, "candidates": 5}, "candidates")):
+                                       ("similarity", {"k": 10, "candidates": 5}, "candidates"),
+                                       ("mmr", {"fetch_k": 30, "candidates": 25}, "at least fetch_k")):
         with pytest.raises(InvalidInputError, match=match):
             store.as_retriever(search_type=search_type, search_kwargs=kwargs)
     assert store.as_retriever(search_type="mmr", search_kwargs={"k": 2, "fetch_k": 8, "lambda_mult": 0.3,
@@ -2236,3 +2237,30 @@ def test_a_model_of_the_same_name_with_other_weights_is_named_as_such(tmp_path, 
     with pytest.raises(CollectionMismatchError) as other:  # another model altogether: no such hint
         MatryoshkaChroma("notes", FakeMatryoshkaEmbeddings(seed=2), persist_directory=path)
     assert "same name" not in str(other.value)
+
+
+def test_async_add_texts_keeps_the_sync_checks() -> None:
+    """Overriding aadd_documents made LangChain's base aadd_texts build Documents itself: 2 ids for 3
+    texts dropped the third in silence, a bare string stored one record per letter (review)."""
+    import chromadb
+
+    store = MatryoshkaChroma(_name(), FakeMatryoshkaEmbeddings(), client=chromadb.EphemeralClient())
+    with pytest.raises(InvalidInputError, match="got 2 ids for 3 texts"):
+        asyncio.run(store.aadd_texts(["La CRP.", "La TSH.", "La ferritine."], ids=["a", "b"]))
+    with pytest.raises(InvalidInputError, match="one string"):
+        asyncio.run(store.aadd_texts("abc"))
+    assert asyncio.run(store.aadd_texts(["La CRP."], [None], ids=["crp"])) == ["crp"]
+    assert len(store) == 1
+
+
+def test_a_refused_reindex_leaves_no_target_collection(tmp_path) -> None:
+    """Its first write refused (here a zero vector) left an empty target whose recorded settings then
+    refused the corrected call, as from_texts did (review)."""
+    import chromadb
+
+    client = chromadb.PersistentClient(path=str(tmp_path / "db"))
+    source = client.create_collection("plain")
+    source.add(ids=["a", "b"], documents=["La CRP.", "VIDE"], embeddings=[[1.0, 0.0], [0.0, 1.0]])
+    with pytest.raises(InvalidInputError, match="all-zero vector"):
+        MatryoshkaChroma.reindex(client, "plain", "copie", _ZeroFor("VIDE"))
+    assert {c.name for c in client.list_collections()} == {"plain"}

@@ -271,11 +271,13 @@ def test_a_killed_index_save_leaves_no_temporary_file_for_long(tmp_path) -> None
     store.add_texts(TEXTS[:20])
     store.hybrid_search("hémoglobine", k=2)
     path = index_file(tmp_path, str(store.collection.id))
-    old, young = (path.parent / f"{path.name}abc.tmp", path.parent / f"{path.name}def.tmp")
-    for leftover in (old, young):
+    old, young = (path.parent / f"{path.name}abc_1234.tmp", path.parent / f"{path.name}def_5678.tmp")
+    mine = path.parent / f"{path.name}-mine.tmp"  # not a save's name: never touched
+    for leftover in (old, young, mine):
         leftover.write_bytes(b"x" * 100)
+    os.utime(mine, (time.time() - 3600, time.time() - 3600))
     os.utime(old, (time.time() - 3600, time.time() - 3600))
     store.add_texts(TEXTS[20:25])  # saves the index
     assert not old.exists() and young.exists()  # a young one may be another thread's save in progress
     store.delete_collection()
-    assert not young.exists() and not path.exists()
+    assert not young.exists() and not path.exists() and mine.exists()
