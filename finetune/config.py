@@ -259,6 +259,8 @@ class FinetuneConfig:
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
             (self.report_to in REPORT_TO, f"report_to must be one of {REPORT_TO}"),
             (not self.dims or all(int(d) > 0 for d in self.dims), "dims must be positive"),
+            (not self.dims or len(set(self.dims)) == len(self.dims),  # [64, 64] with weights [3, 5] dropped the 3
+             "dims must not repeat a size"),
             (self.engine in ENGINES, f"engine must be one of {ENGINES}"),
             (self.max_train_pairs >= 0, "max_train_pairs must be >= 0"),
             (self.query_max_length >= 8 and self.passage_max_length >= 8, "query/passage_max_length must be >= 8"),

@@ -211,6 +211,9 @@ class TrainingLoop:
         self.pairs = list(pairs)
         self.unlabelled = list(dict.fromkeys(t for t in unlabelled if t and t.strip()))
         self.qprompt, self.pprompt = prompt_texts(model)
+        # query_max_length / passage_max_length never beyond what the model takes (the Trainer caps the
+        # same way): 256 tokens on a 64-token model crashed mid-run with a RuntimeError from transformers
+        self.model_max_length = getattr(model, "max_seq_length", None)
         self.device = next(model.parameters()).device
         self._stop_requested: Callable[[], bool] = lambda: False
 
@@ -403,6 +406,8 @@ class TrainingLoop:
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
 
     def tokenize(self, texts: Sequence[str], prompt: str, max_length: int) -> dict[str, "torch.Tensor"]:
+        if self.model_max_length:
+            max_length = min(max_length, self.model_max_length)
         features = self.model.tokenizer([prompt + t for t in texts], truncation=True, max_length=max_length,
                                         padding=True, return_tensors="pt")
         return {k: v.to(self.device) for k, v in features.items()}

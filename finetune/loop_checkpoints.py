@@ -71,6 +71,8 @@ def run_key(config: "FinetuneConfig", dims: Sequence[int], pairs: Sequence["QAPa
     for p in pairs:
         h.update(b"\x00pair\x00" + p.question.encode("utf-8", "surrogatepass") + b"\x00"
                  + p.answer.encode("utf-8", "surrogatepass"))
+        for negative in p.negatives:  # a resume with rewritten hard negatives was accepted
+            h.update(b"\x00neg\x00" + negative.encode("utf-8", "surrogatepass"))
     for t in unlabelled:
         h.update(b"\x00text\x00" + t.encode("utf-8", "surrogatepass"))
     return h.hexdigest()[:32]

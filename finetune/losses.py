@@ -45,6 +45,9 @@ def size_weights(dims: Sequence[int], weights: Sequence[float] | None) -> list[f
     >>> size_weights([384, 64], None)
     [1.0, 1.0]
     """
+    if not dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims) \
+            or len(set(dims)) != len(dims):
+        raise ConfigError(f"dims must be distinct sizes >= 1, got {list(dims)}")
     if weights is None or len(weights) == 0:
         return [1.0] * len(dims)
     if len(weights) != len(dims):
@@ -54,6 +57,8 @@ def size_weights(dims: Sequence[int], weights: Sequence[float] | None) -> list[f
 
 def truncate(x: torch.Tensor, dim: int) -> torch.Tensor:
     """The first ``dim`` coordinates of each row, re-normalised to unit length."""
+    if not 1 <= dim <= x.shape[-1]:  # 1000 on 4-dim vectors computed the full width, -1 dropped a coordinate
+        raise ConfigError(f"size {dim} is outside 1..{x.shape[-1]}, the vectors' size")
     return F.normalize(x[:, :dim], p=2, dim=-1)
 
 

@@ -34,6 +34,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,10 +45,10 @@ from finetune.model_card import recipe_settings, write_model_card
 from finetune.preflight import (CHECKPOINT_DIR, CONFIG_FILENAME, FINISHED_FILENAME, INFO_FILENAME, check_matryoshka_weights,
                                 check_report_to, check_run)
 from finetune.scoring import TRAINING_METRICS, prompt_texts, score_sizes
-from medrag.errors import ConfigError
+from medrag.errors import ConfigError, DataError
 from medrag.metadata import MatryoshkaMetadata, default_dims
 from medrag.models import embedding_dim, load_model
-from medrag.qa.pairs import QADataset, data_file_record
+from medrag.qa.pairs import QADataset, QAPair, data_file_record
 
 # torch, accelerate, transformers and sentence-transformers (heavy) are imported inside the functions
 # that train: importing finetune (and `medrag --help`) stays fast.
@@ -129,6 +130,8 @@ class MatryoshkaFinetuner:
         resume_from = self._resume_checkpoint()
         if self.dataset is None:
             self.dataset = load_dataset_from_config(cfg)
+        if cfg.engine != "loop":  # the loop checks its pairs with the mixture's (training_pairs)
+            check_learnable(self.dataset.train)
         if self.model is None:
             from medrag.bundled import BUNDLED_SPEC
 
@@ -315,23 +318,32 @@ class MatryoshkaFinetuner:
         capped at ``max_train_pairs`` (seeded draw). Returns the pairs and the count per source."""
         import random
 
-        from finetune.mixture import mixture_pairs
+        from finetune.mixture import mixture_pairs, parse_source
 
         cfg = self.config
-        extra, counts = mixture_pairs(cfg.mixture, cfg.shared_data, cfg.seed) if cfg.mixture else ([], {})
-        counts = {self.dataset.name: len(self.dataset.train), **counts}
+        labelled = [(self.dataset.name, p) for p in self.dataset.train]
+        for entry in cfg.mixture:  # one source at a time: each pair keeps its source's name
+            extra, found = mixture_pairs([entry], cfg.shared_data, cfg.seed)
+            labelled += [(next(iter(found)), p) for p in extra]
         eval_questions = {p.question for p in self.dataset.eval}
         seen: set[tuple[str, str]] = set()
-        pairs = []
-        for p in list(self.dataset.train) + extra:
+        kept = []
+        for source, p in labelled:
             key = (p.question, p.answer)
             if key in seen or p.question in eval_questions:
                 continue
             seen.add(key)
-            pairs.append(p)
-        if cfg.max_train_pairs and len(pairs) > cfg.max_train_pairs:
+            kept.append((source, p))
+        if cfg.max_train_pairs and len(kept) > cfg.max_train_pairs:
             rng = random.Random(cfg.seed)
-            pairs = [pairs[i] for i in sorted(rng.sample(range(len(pairs)), cfg.max_train_pairs))]
+            kept = [kept[i] for i in sorted(rng.sample(range(len(kept)), cfg.max_train_pairs))]
+        # counted after duplicates, eval questions and the cap: the pairs trained (a source listed twice,
+        # or the counts before the cap, made the adapter card's table add up to more than the run trained)
+        counts = dict.fromkeys([self.dataset.name, *(parse_source(e)[0] for e in cfg.mixture)], 0)
+        for source, _ in kept:
+            counts[source] += 1
+        pairs = [p for _, p in kept]
+        check_learnable(pairs)
         return pairs, counts
 
     def export(self, adapter_model, result: FinetuneResult, base_fingerprint: str) -> Path:
@@ -586,6 +598,16 @@ def _resumed_step(resume_from: Path | None) -> int:
     return (checkpoint_step(resume_from) or 0) if resume_from is not None else 0
 
 
+def check_learnable(pairs: Sequence[QAPair]) -> None:
+    """Raise :class:`DataError` when ``pairs`` hold fewer than two distinct answers: the in-batch
+    contrastive loss (each question against the other pairs' answers) is then 0 at every step, and a
+    run "succeeded" with the base model's weights (one shared answer, or ``max_train_pairs: 1``)."""
+    if len({p.answer for p in pairs}) < 2:
+        raise DataError(f"the training pairs hold {len({p.answer for p in pairs})} distinct answer(s): the in-batch "
+                        "contrastive loss needs at least two (each question is scored against the other pairs' "
+                        "answers), so nothing would be learnt; add pairs or raise max_train_pairs")
+
+
 def _drop_stale_modules(folder: Path) -> None:
     """Remove the module folders (``3_Dense/``...) of an earlier run in ``folder`` that the model just
     saved there does not list in its ``modules.json``: a run without a rotation layer over an output
@@ -598,7 +620,9 @@ def _drop_stale_modules(folder: Path) -> None:
     except (OSError, ValueError, TypeError, KeyError):
         return
     for path in folder.iterdir():
-        if path.is_dir() and re.fullmatch(r"\d+_[A-Za-z]\w*", path.name) and path.name not in listed:
+        # a layer folder holds that layer's config (a user's 2024_reports/ was deleted for its name alone)
+        if (path.is_dir() and re.fullmatch(r"\d+_[A-Za-z]\w*", path.name) and path.name not in listed
+                and any((path / name).is_file() for name in ("config.json", "config_sentence_transformers.json"))):
             shutil.rmtree(path)
             logger.info("removed %s: a layer of the earlier model in %s", path.name, folder)
 

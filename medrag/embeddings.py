@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from medrag.encoding import DEFAULT_BATCH_SIZE, encode_texts
+from medrag.encoding import DEFAULT_BATCH_SIZE, encode_texts, model_lock
 from medrag.errors import DimensionError, InvalidInputError, MetadataError
 from medrag.metadata import MatryoshkaMetadata, default_dims
 from medrag.models import check_device, embedding_dim, legacy_model_fingerprint, load_model, model_fingerprint
@@ -331,9 +331,10 @@ class MatryoshkaEmbeddings(Embeddings):
             empty = next((i for i, t in enumerate(texts) if not t.strip()), None)
             if empty is not None:  # "query: " alone: the empty text validate_texts refuses
                 raise InvalidInputError(f"text at index {empty} is only the prompt {prefix.strip()!r}: it has no content")
-        self._warn_if_truncated(texts, prompt_name)
-        return encode_texts(self.model, texts, prompt_name=prompt_name, batch_size=self.batch_size,
-                            show_progress=self.show_progress)
+        with model_lock(self.model):  # the truncation check's tokenizer call, then the encode: one at a time
+            self._warn_if_truncated(texts, prompt_name)
+            return encode_texts(self.model, texts, prompt_name=prompt_name, batch_size=self.batch_size,
+                                show_progress=self.show_progress)
 
     def _prompt_text(self, prompt_name: str | None) -> str:
         """The prompt sentence-transformers puts before the texts encoded with ``prompt_name``: that

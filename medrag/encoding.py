@@ -17,8 +17,10 @@ Example::
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -50,6 +52,27 @@ def encode_texts(model: "SentenceTransformer", texts: Sequence[str], *, prompt_n
     if not texts:
         return np.zeros((0, embedding_dim(model)), dtype=np.float32)
     show = len(texts) >= PROGRESS_THRESHOLD if show_progress is None else show_progress
-    vecs = model.encode(texts, prompt_name=prompt_name, prompt=prompt or None, batch_size=batch_size,
-                        show_progress_bar=show, convert_to_numpy=True, normalize_embeddings=True)
+    with model_lock(model):
+        vecs = model.encode(texts, prompt_name=prompt_name, prompt=prompt or None, batch_size=batch_size,
+                            show_progress_bar=show, convert_to_numpy=True, normalize_embeddings=True)
     return np.asarray(vecs, dtype=np.float32)
+
+
+_LOCKS: "weakref.WeakKeyDictionary[Any, threading.RLock]" = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model: Any) -> "threading.RLock":
+    """The lock every encode of ``model`` holds, shared by all of its users in the process.
+
+    A fast tokenizer keeps its truncation and padding settings in shared state that each call
+    sets: a thread counting the tokens of long texts (no truncation) while another encoded made
+    the second one feed the model untruncated sequences (RuntimeError: "The expanded size of the
+    tensor (384) must match the existing size (64)"), 1 to 4 calls in 240 with 4 threads. Encodes of
+    one model therefore run one at a time (torch already uses every core inside one); re-entrant.
+    """
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock

@@ -214,6 +214,10 @@ def check_device(device: str | None) -> None:
                                  f"numbered from 0")
     elif parsed.type == "mps" and not torch.backends.mps.is_available():
         raise ModelLoadError(f"device {device!r}: Apple's MPS is not available here; use 'cpu' or leave it out")
+    elif parsed.type == "meta":  # accepted, then the first embed failed with a raw RuntimeError
+        raise ModelLoadError("device 'meta' holds shapes, not weights: use 'cpu', 'cuda' or leave it out")
+    elif parsed.type == "xpu" and not (hasattr(torch, "xpu") and torch.xpu.is_available()):
+        raise ModelLoadError(f"device {device!r}: no Intel XPU is available here; use 'cpu' or leave it out")
 
 
 def model_fingerprint(model: "SentenceTransformer") -> str:

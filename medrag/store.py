@@ -308,8 +308,8 @@ class MatryoshkaChroma(VectorStore):
 
         if embedding_function is None:
             raise InvalidInputError("MatryoshkaChroma needs an embedding_function (e.g. medrag.MatryoshkaEmbeddings())")
-        if not (callable(getattr(embedding_function, "embed_query", None))
-                and callable(getattr(embedding_function, "embed_documents", None))):
+        if not is_encoder(embedding_function) and not (callable(getattr(embedding_function, "embed_query", None))
+                                                       and callable(getattr(embedding_function, "embed_documents", None))):
             hint = (f" (for a model name, pass MatryoshkaEmbeddings({embedding_function!r}))"
                     if isinstance(embedding_function, str) else "")
             raise InvalidInputError("embedding_function must be LangChain embeddings (embed_query / embed_documents), "

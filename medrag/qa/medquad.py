@@ -101,7 +101,7 @@ def medquad_pairs(path: str | os.PathLike[str] | None = None, *, max_words: int 
         raise DataError(f"MedQuAD file not found: {path} (expected ../shared/data/medquad/medquad.jsonl)")
     pairs: list[SourcedPair] = []
     seen: set[tuple[str, str]] = set()
-    with open(path, encoding="utf-8") as fh:
+    with open(path, "rb") as fh:  # bytes: json_objects names a line that is not UTF-8 (a bare UnicodeDecodeError)
         for lineno, rec in json_objects(fh, path):
             question, answer = rec.get("question"), rec.get("answer")
             if not isinstance(question, str) or not isinstance(answer, str):

@@ -126,16 +126,16 @@ class QADataset:
         if num_negatives > 0:
             rng = random.Random(seed)
             answers = sorted({p.answer for p in pairs})
+            own_answers: dict[str, set[str]] = {}
+            for p in pairs:
+                own_answers.setdefault(p.question, set()).add(p.answer)
             cols: list[list[str]] = [[] for _ in range(num_negatives)]
             for p in pairs:
                 own = list(p.negatives)
                 rng.shuffle(own)
-                if not own:
-                    own = []
-                    while len(own) < num_negatives:
-                        cand = rng.choice(answers)
-                        if cand != p.answer or len(answers) == 1:
-                            own.append(cand)
+                if not own:  # answers of other questions: another answer of this one is a positive, not a negative
+                    others = [t for t in answers if t not in own_answers[p.question]] or answers
+                    own = [rng.choice(others) for _ in range(num_negatives)]
                 chosen = [own[i % len(own)] for i in range(num_negatives)]
                 for i, text in enumerate(chosen):
                     cols[i].append(text)
@@ -289,8 +289,8 @@ def split_by_question(pairs: Sequence[QAPair], eval_fraction: float, seed: int =
     split must be scored on that same file's held-out split, not on the held-out split of a grown
     file (which may hold questions it trained on): keep the file, or an ``eval_data`` file apart.
     """
-    if not 0 <= eval_fraction < 1:
-        raise DataError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
+    if isinstance(eval_fraction, bool) or not isinstance(eval_fraction, (int, float)) or not 0 <= eval_fraction < 1:
+        raise DataError(f"eval_fraction must be a number in [0, 1), got {eval_fraction!r}")
     questions = sorted({p.question for p in pairs},
                        key=lambda q: hashlib.sha256(f"{seed}\x00{q}".encode()).hexdigest())
     n_eval = round(len(questions) * eval_fraction)
@@ -568,6 +568,11 @@ def _to_pairs(rows: Iterable[dict[str, Any]], name: str, *, question_column: str
         if negatives_column:
             raw = r.get(negatives_column)
             items = raw if isinstance(raw, (list, tuple)) else ([] if raw is None else _split_negatives(raw))
+            bad = next((x for x in items if not (x is None or isinstance(x, str) or (isinstance(x, float) and x != x))),
+                       None)
+            if bad is not None:  # 7, {"id": 3}, True became the training texts '7', "{'id': 3}", 'True'
+                raise DataError(f"{name}: row {i}: {negatives_column} holds {type(bad).__name__} {bad!r:.40}, not text; "
+                                "hard negatives are texts")
             negs = tuple(dict.fromkeys(t for t in (_text(x) for x in items) if t and t != a))
         pairs.append(QAPair(q, a, negs))
     pairs, dups = _dedupe(pairs)

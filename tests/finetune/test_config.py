@@ -141,6 +141,7 @@ def test_a_parse_error_is_one_line(tmp_path):
     ({"dims": ["abc"]}, "each item of dims must be int, got 'abc'"),
     ({"dims": [64.5]}, "each item of dims must be int, got 64.5"),
     ({"dims": "1.5"}, "each item of dims must be int"),
+    ({"dims": [64, 64], "matryoshka_weights": [3.0, 5.0]}, "dims must not repeat a size"),  # the 3 was dropped
 ])
 def test_values_the_run_would_fail_on_are_config_errors(changes, message):
     """Each passed `--check` and the constructor, then failed mid-run with a traceback (or, for a

@@ -390,3 +390,46 @@ def test_every_listed_hub_split_is_trained_on_and_none_is_evaluated_on(monkeypat
         questions(train_splits=["train", "dev"], eval_split="dev")
     del splits["dev"]
     assert questions() == ({"train"}, {"train"})  # the default's dev is optional
+
+
+# ---------------------------------------------------------------------------- December 5 (failed before its fix)
+
+
+def test_filled_negatives_are_never_another_answer_of_the_same_question():
+    """A row without negatives got "answers of other training questions", but in 19 of 60 rows another
+    correct answer of its own question."""
+    from medrag.qa.pairs import QAPair, QADataset
+
+    pairs = [QAPair(f"question {i % 4}", f"réponse {i}") for i in range(12)]  # 3 answers per question
+    for seed in range(20):
+        ds = QADataset(pairs, [], name="t").to_hf_dataset(num_negatives=1, seed=seed)
+        for row in ds:
+            own = {p.answer for p in pairs if p.question == row["anchor"]}
+            assert row["negative_1"] not in own
+
+
+def test_non_text_negatives_and_a_text_eval_fraction_are_refused(tmp_path):
+    """Negatives [7, {"id": 3}, True] became the training texts '7', "{'id': 3}", 'True'; eval_fraction="0.2"
+    raised a bare TypeError."""
+    from medrag.errors import DataError
+    from medrag.qa.pairs import load_qa_dataset
+    from tests.finetune.helpers import write_jsonl
+
+    data = write_jsonl(tmp_path / "n.jsonl", [{"question": "q1", "answer": "a1", "neg": [7, {"id": 3}, True]},
+                                              {"question": "q2", "answer": "a2", "neg": ["a1"]}])
+    with pytest.raises(DataError, match="row 1: neg holds int 7"):
+        load_qa_dataset(str(data), question_column="question", answer_column="answer", negatives_column="neg")
+    with pytest.raises(DataError, match="eval_fraction must be a number"):
+        load_qa_dataset(str(data), question_column="question", answer_column="answer", eval_fraction="0.2")
+
+
+def test_a_medquad_file_that_is_not_utf8_is_named_by_line(tmp_path):
+    """It raised a bare UnicodeDecodeError."""
+    from medrag.errors import DataError
+    from medrag.qa.medquad import medquad_pairs
+
+    path = tmp_path / "medquad.jsonl"
+    path.write_bytes('{"question": "What is anemia?", "answer": "Anemia is a condition."}\n'.encode()
+                     + '{"question": "Qu\'est-ce que l\'anémie ?", "answer": "x"}\n'.encode("latin-1"))
+    with pytest.raises(DataError, match=r"medquad.jsonl:2"):
+        medquad_pairs(path)

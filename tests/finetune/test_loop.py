@@ -420,3 +420,57 @@ def test_a_run_over_an_earlier_output_leaves_none_of_its_layers(tiny_model_dir, 
                                      evaluate_after=False)).run()
     listed = {m["path"] for m in json.loads((out / "modules.json").read_text()) if m.get("path")}
     assert not [p.name for p in out.iterdir() if p.is_dir() and p.name[0].isdigit() and p.name not in listed]
+
+
+def test_a_users_folder_in_the_output_is_not_taken_for_a_layer(tiny_model_dir, pairs_file, tmp_path):
+    """A user's ``2024_reports/`` in an earlier output was deleted for its name alone (December 5)."""
+    out = tmp_path / "m"
+    run = lambda: MatryoshkaFinetuner(quick_config(tiny_model_dir, pairs_file, out, max_steps=1,  # noqa: E731
+                                                   evaluate_before=False, evaluate_after=False)).run()
+    run()
+    (out / "2024_reports").mkdir()
+    (out / "2024_reports" / "notes.md").write_text("mes notes")
+    run()
+    assert (out / "2024_reports" / "notes.md").read_text() == "mes notes"
+
+
+# ---------------------------------------------------------------------------- December 5 (failed before its fix)
+
+
+@pytest.mark.parametrize("engine", ["loop", "trainer"])
+def test_data_that_teaches_nothing_is_refused(tiny_model_dir, tmp_path, engine):
+    """Every pair sharing one answer: the loop ran 0 steps and saved the base weights, the Trainer 4
+    steps at loss 0, both "successfully", and the card showed +0.0% (December 5 audit)."""
+    from tests.finetune.helpers import write_jsonl
+
+    data = write_jsonl(tmp_path / "one.jsonl", [{"question": f"glycémie question {i}", "answer": "La glycémie."}
+                                                for i in range(12)])
+    make = loop_config if engine == "loop" else (lambda m, d, o, t, **kw: quick_config(m, d, o, **kw))
+    with pytest.raises(DataError, match="1 distinct answer"):
+        MatryoshkaFinetuner(make(tiny_model_dir, data, tmp_path / "m", tmp_path, evaluate_before=False,
+                                 eval_fraction=0.0)).run()
+    assert not (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_the_loop_caps_its_token_lengths_at_the_models(tiny_model_dir, pairs_file, tmp_path):
+    """passage_max_length 256 on a 64-token model crashed mid-run with a RuntimeError from transformers
+    (the Trainer capped at the model's own limit)."""
+    from tests.finetune.helpers import FACTS, write_jsonl
+
+    long = write_jsonl(tmp_path / "long.jsonl", [{"question": f"{fact[:20]} {i}", "answer": " ".join([fact] * 30)}
+                                                 for i, fact in enumerate(FACTS)])
+    cfg = loop_config(tiny_model_dir, long, tmp_path / "m", tmp_path, passage_max_length=256, query_max_length=256,
+                      max_steps=1, evaluate_before=False, evaluate_after=False, eval_fraction=0.0)
+    assert MatryoshkaFinetuner(cfg).run().global_step == 1
+
+
+def test_source_counts_are_those_of_the_pairs_trained(tiny_model_dir, pairs_file, tmp_path):
+    """The counts were taken before duplicates, eval questions and the cap (a source listed twice
+    counted twice): the adapter card's table added up to more than the run trained."""
+    finetuner = MatryoshkaFinetuner(loop_config(tiny_model_dir, pairs_file, tmp_path / "m", tmp_path,
+                                                max_train_pairs=10))
+    from finetune.data import load_dataset_from_config
+
+    finetuner.dataset = load_dataset_from_config(finetuner.config)
+    pairs, counts = finetuner.training_pairs()
+    assert len(pairs) == 10 and sum(counts.values()) == 10

@@ -59,3 +59,20 @@ def test_bad_weights_and_temperature_are_rejected():
         size_weights([8, 4, 2], [1, 1])
     with pytest.raises(ConfigError, match="temperature"):
         similarity_distillation_loss(torch.randn(3, 4), torch.randn(3, 4), torch.eye(3), [4], temperature=0)
+
+
+# ---------------------------------------------------------------------------- December 5 (failed before its fix)
+
+
+@pytest.mark.parametrize("dims", [[1000], [0], [-1], [4, 4], []])
+def test_impossible_sizes_are_refused(dims):
+    """dims=[1000] on 4-dim vectors computed the full width in silence, [0] gave log(n), [-1] dropped the
+    last coordinate; a repeated size silently dropped its weight."""
+    import torch
+
+    from finetune.losses import matryoshka_contrastive_loss
+    from medrag.errors import ConfigError
+
+    q, p = torch.nn.functional.normalize(torch.randn(3, 4), dim=1), torch.nn.functional.normalize(torch.randn(3, 4), dim=1)
+    with pytest.raises(ConfigError):
+        matryoshka_contrastive_loss(q, p, dims=dims)

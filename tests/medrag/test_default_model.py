@@ -110,7 +110,7 @@ def test_finetune_without_a_model_starts_from_the_plain_base(monkeypatch, tmp_pa
     from finetune.config import FinetuneConfig
     from medrag.qa.pairs import QADataset, QAPair
 
-    ds = QADataset([QAPair("q", "a")], [], "tiny")
+    ds = QADataset([QAPair("q", "a"), QAPair("q2", "b")], [], "tiny")
     with pytest.raises(Stop):
         training.MatryoshkaFinetuner(FinetuneConfig(device="cpu", output_dir=str(tmp_path / "out")), dataset=ds).run()
     assert seen == [BUNDLED_SPEC]

@@ -388,3 +388,60 @@ def test_truncate_embeddings_refuses_bad_input_with_medrag_errors(vectors, dim, 
 
     with pytest.raises(InvalidInputError, match=error):
         truncate_embeddings(vectors, dim)
+
+
+def test_one_model_encodes_one_call_at_a_time(tiny_model, monkeypatch) -> None:
+    """Threads embedding long and short texts with one model crashed now and then ("The expanded size
+    of the tensor ... must match", "Unable to create tensor"; 1-4 calls in 240 in the December 5
+    audit): the truncation check sets the shared fast tokenizer to "no truncation" while another
+    thread's encode relies on it truncating. The check and the encode of one model now run one call
+    at a time (made deterministic here: the check is slowed down, and no encode may start inside it)."""
+    import threading
+    import time
+
+    emb = MatryoshkaEmbeddings(tiny_model)
+    other = emb.with_dimension(64)  # a clone shares the model, hence the lock
+    inside, overlaps = threading.Event(), []
+    real_check = MatryoshkaEmbeddings._warn_if_truncated
+
+    def slow_check(self, texts, prompt_name):
+        if threading.current_thread().name != "first":
+            return real_check(self, texts, prompt_name)
+        inside.set()
+        time.sleep(0.3)
+        real_check(self, texts, prompt_name)
+        inside.clear()
+
+    import medrag.embeddings as E
+
+    real_encode = E.encode_texts
+
+    def watched_encode(*args, **kwargs):
+        if inside.is_set() and threading.current_thread().name != "first":
+            overlaps.append(threading.current_thread().name)
+        return real_encode(*args, **kwargs)
+
+    monkeypatch.setattr(MatryoshkaEmbeddings, "_warn_if_truncated", slow_check)
+    monkeypatch.setattr(E, "encode_texts", watched_encode)
+    first = threading.Thread(target=emb.embed_documents, args=(["la glycémie à jeun"],), name="first")
+    first.start()
+    inside.wait(5)
+    second = threading.Thread(target=other.embed_documents, args=(["la TSH"],), name="second")
+    second.start()
+    first.join()
+    second.join()
+    assert overlaps == []
+
+
+def test_devices_without_weights_or_absent_are_refused() -> None:
+    """device="meta" was accepted, then the first embed raised a raw RuntimeError (December 5 audit)."""
+    from medrag.errors import ModelLoadError
+    from medrag.models import check_device
+
+    with pytest.raises(ModelLoadError, match="meta"):
+        check_device("meta")
+    import torch
+
+    if not (hasattr(torch, "xpu") and torch.xpu.is_available()):
+        with pytest.raises(ModelLoadError, match="XPU"):
+            check_device("xpu")

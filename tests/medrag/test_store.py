@@ -2264,3 +2264,27 @@ def test_a_refused_reindex_leaves_no_target_collection(tmp_path) -> None:
     with pytest.raises(InvalidInputError, match="all-zero vector"):
         MatryoshkaChroma.reindex(client, "plain", "copie", _ZeroFor("VIDE"))
     assert {c.name for c in client.list_collections()} == {"plain"}
+
+
+def test_a_matryoshka_encoder_without_langchain_methods_is_a_valid_store_model() -> None:
+    """The protocol's docs say any object with its members works in the store; the store refused one
+    without embed_query / embed_documents (December 5 audit)."""
+    import chromadb
+
+    from medrag.encoder import is_encoder
+
+    fake = FakeMatryoshkaEmbeddings()
+
+    class Encoder:
+        spec, fingerprint, full_dim, dims = fake.spec, fake.fingerprint, fake.full_dim, [128, 64]
+
+        def encode_documents(self, texts):
+            return fake.encode_documents(texts)
+
+        def encode_queries(self, texts):
+            return fake.encode_queries(texts)
+
+    assert is_encoder(Encoder())
+    store = MatryoshkaChroma(_name(), Encoder(), client=chromadb.EphemeralClient())
+    store.add_texts(TEXTS[:10], ids=[f"t{i}" for i in range(10)])
+    assert [d.id for d in store.similarity_search(TEXTS[3], k=1)] == ["t3"]
