@@ -90,6 +90,7 @@ class MatryoshkaMetadata:
         bad = sorted(d for d in dims if d <= 0 or d > self.full_dim)
         if bad:
             raise MetadataError(f"trained sizes {bad} are outside 1..{self.full_dim} (full_dim)")
+        self.full_dim = int(self.full_dim)  # a numpy int passed the checks, then failed json.dumps in save()
         self.dims = sorted(dims, reverse=True)
         self.scores = _int_keys(self.scores, "scores")
         self.scores_before = _int_keys(self.scores_before, "scores_before")
@@ -100,6 +101,7 @@ class MatryoshkaMetadata:
                 isinstance(k, str) and _is_int(v) and v in self.dims for k, v in self.recommendations.items()):
             raise MetadataError(f"recommendations must map tier names to trained sizes {self.dims}, "
                                 f"got {self.recommendations!r}")
+        self.recommendations = {k: int(v) for k, v in self.recommendations.items()}
         if not isinstance(self.metric, str):
             raise MetadataError(f"metric must be a metric name, got {self.metric!r}")
 
@@ -133,7 +135,10 @@ class MatryoshkaMetadata:
         if not isinstance(data, dict):
             raise MetadataError("Matryoshka metadata must be a JSON object")
         version = data.get("schema_version", SCHEMA_VERSION)
-        if version != SCHEMA_VERSION:
+        if version != SCHEMA_VERSION or isinstance(version, bool):
+            if isinstance(version, str) and version.strip() == str(SCHEMA_VERSION):  # "1 ... (this medrag reads 1)"
+                raise MetadataError(f"Matryoshka metadata schema_version is the text {version!r}; write the number "
+                                    f"{SCHEMA_VERSION}")
             raise MetadataError(
                 f"Matryoshka metadata schema_version {version} is not supported (this medrag reads {SCHEMA_VERSION}); "
                 "upgrade medrag or re-export the model"
@@ -146,6 +151,8 @@ class MatryoshkaMetadata:
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write ``matryoshka.json`` into ``folder`` (atomically) and return its path."""
+        if not Path(folder).is_dir():  # a raw FileNotFoundError from the temporary file's write
+            raise MetadataError(f"cannot write {METADATA_FILENAME} into {folder}: no such folder (the model's folder)")
         path = Path(folder) / METADATA_FILENAME
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True), encoding="utf-8")
@@ -174,6 +181,8 @@ def _int_keys(mapping: dict[Any, dict[str, float]], name: str) -> dict[int, dict
         raise MetadataError(f"{name} must map sizes to {{metric: value}}, got {type(mapping).__name__}")
     out: dict[int, dict[str, float]] = {}
     for k, v in (mapping or {}).items():
+        if isinstance(k, bool) or (isinstance(k, float) and not k.is_integer()):  # 64.9 was stored as size 64
+            raise MetadataError(f"{name} has the size {k!r}: sizes are whole numbers")
         if not isinstance(v, dict):
             raise MetadataError(f"{name}[{k!r}] must map metric names to numbers: got {type(v).__name__}")
         try:

@@ -123,6 +123,16 @@ def check_model_spec(spec: str) -> Literal["bundled", "folder", "hub"]:
             raise ModelLoadError(f"unknown embedded model {spec!r}; available offline: {bundled_specs()}")
         return "bundled"
     path = Path(spec).expanduser()
+    try:
+        return _check_model_path(spec, path)
+    except PermissionError as exc:  # a folder this user cannot enter: a raw PermissionError before
+        raise ModelLoadError(f"model folder {spec!r} cannot be read by this user ({exc.strerror}: {exc.filename}): "
+                             "give it read (and, for folders, execute) permission, or copy it somewhere readable"
+                             ) from None
+
+
+def _check_model_path(spec: str, path: Path) -> Literal["bundled", "folder", "hub"]:
+    """:func:`check_model_spec` for a spec that is not a ``bundled:`` name."""
     if path.exists() or _looks_like_path(spec):
         if not path.exists():
             raise ModelLoadError(f"model folder {spec!r} does not exist")

@@ -445,3 +445,18 @@ def test_devices_without_weights_or_absent_are_refused() -> None:
     if not (hasattr(torch, "xpu") and torch.xpu.is_available()):
         with pytest.raises(ModelLoadError, match="XPU"):
             check_device("xpu")
+
+
+def test_metadata_takes_numpy_ints_and_names_what_it_cannot_save(tmp_path) -> None:
+    """np.int64 sizes passed the checks, then save() raised "int64 is not JSON serializable"; a missing
+    folder gave a raw FileNotFoundError; a size key 64.9 was stored as 64; schema_version "1" said
+    "1 is not supported (this medrag reads 1)" (December 5 audit)."""
+    meta = MatryoshkaMetadata(full_dim=np.int64(128), dims=[np.int64(64)], recommendations={"edge": np.int64(64)})
+    saved = MatryoshkaMetadata.load(meta.save(tmp_path).parent)
+    assert saved.full_dim == 128 and saved.recommendations == {"edge": 64}
+    with pytest.raises(MetadataError, match="no such folder"):
+        meta.save(tmp_path / "missing")
+    with pytest.raises(MetadataError, match="whole numbers"):
+        MatryoshkaMetadata(full_dim=128, dims=[64], scores={64.9: {"ndcg@10": 0.5}})
+    with pytest.raises(MetadataError, match="the text '1'"):
+        MatryoshkaMetadata.from_dict({"schema_version": "1", "full_dim": 128, "dims": [64]})

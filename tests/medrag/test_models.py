@@ -344,3 +344,20 @@ def test_spec_errors_name_every_embedded_model_and_the_local_folder_case(monkeyp
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ModelLoadError, match=f"nor is there a local folder of that name in {tmp_path}"):
         medrag.load_model("outputs/e5-small-medical")
+
+
+def test_a_model_folder_this_user_cannot_read_is_a_model_load_error(tmp_path, monkeypatch) -> None:
+    """A folder the user cannot enter raised a raw PermissionError from the spec check (December 5
+    audit; root reads every folder, so the filesystem's refusal is simulated here)."""
+    from pathlib import Path
+
+    import medrag.models as M
+    from medrag.errors import ModelLoadError
+
+    def refused(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    (tmp_path / "model").mkdir()
+    monkeypatch.setattr(Path, "is_file", refused)
+    with pytest.raises(ModelLoadError, match="cannot be read by this user"):
+        M.check_model_spec(str(tmp_path / "model"))
