@@ -127,9 +127,9 @@ def evaluate_models(
     # generators: the length check consumed them (labels then fell back to the specs in silence)
     labels = list(labels) if labels is not None and not isinstance(labels, str) else labels
     dims = list(dims) if dims is not None and not isinstance(dims, (str, bytes)) and hasattr(dims, "__iter__") else dims
-    if labels is not None and len(list(labels)) != len(models):
-        raise InvalidInputError(f"{len(list(labels))} labels for {len(models)} models: give one label per model")
-    if dims is not None and (not len(list(dims)) or not all(
+    if labels is not None and len(labels) != len(models):
+        raise InvalidInputError(f"{len(labels)} labels for {len(models)} models: give one label per model")
+    if dims is not None and (not isinstance(dims, list) or not dims or not all(
             isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 1 for d in dims)):
         raise InvalidInputError(f"dims must be a non-empty list of sizes >= 1 (or None: the trained sizes), got {dims!r}")
     for name, value in (("n_bootstrap", n_bootstrap), ("n_resamples", n_resamples)):

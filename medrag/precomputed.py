@@ -195,12 +195,7 @@ class PrecomputedEmbeddings(Embeddings):
             raise InvalidInputError(f"matryoshka_trained must be True, False or None, got {matryoshka_trained!r}")
         self.matryoshka_trained: bool = (bool(matryoshka_trained) if matryoshka_trained is not None
                                          else bool(getattr(fallback, "matryoshka_trained", False)))
-        if dimension is not None and (isinstance(dimension, bool) or not isinstance(dimension, numbers.Integral)):
-            raise DimensionError(f"dimension must be a size (an int; presets such as 'auto' are MatryoshkaEmbeddings' "
-                                 f"only), got {dimension!r}")
-        self.dimension = int(dimension) if dimension is not None else self.full_dim
-        if not 1 <= self.dimension <= self.full_dim:
-            raise DimensionError(f"dimension {self.dimension} is outside 1..{self.full_dim}")
+        self.dimension = self.full_dim if dimension is None else self._check_dimension(dimension)
 
     @property
     def fingerprint(self) -> str:
@@ -248,12 +243,17 @@ class PrecomputedEmbeddings(Embeddings):
         ``embeddings``, whose query vectors its by-vector searches need)."""
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
+        clone.dimension = self._check_dimension(dimension)
+        return clone
+
+    def _check_dimension(self, dimension: Any) -> int:
+        """``dimension`` as an int size in ``1..full_dim``, or a :class:`DimensionError`."""
         if isinstance(dimension, bool) or not isinstance(dimension, numbers.Integral):
-            raise DimensionError(f"dimension must be a size (an int), got {dimension!r}")
+            raise DimensionError(f"dimension must be a size (an int; presets such as 'auto' are MatryoshkaEmbeddings' "
+                                 f"only), got {dimension!r}")
         if not 1 <= dimension <= self.full_dim:
             raise DimensionError(f"dimension {dimension} is outside 1..{self.full_dim}")
-        clone.dimension = int(dimension)
-        return clone
+        return int(dimension)
 
     # ------------------------------------------------------------------ LangChain API
 

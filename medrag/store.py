@@ -1309,8 +1309,8 @@ class MatryoshkaChroma(VectorStore):
     def _write(self, idx: list[int], ids: list[str], texts: list[str], metadatas: list[dict[str, Any]],
                stored: dict[str, dict[str, Any]], progress: Callable[[int], Any] | None = None) -> int:
         """Encode one batch (one model call; with ``progress``, one call per :data:`_PROGRESS_SLICE`
-        texts or the encoder's ``batch_size`` if larger, each reported to ``progress``) and upsert it (one Chroma call); returns how many texts
-        were encoded and reported. A stored record whose text is unchanged keeps its stored vectors,
+        texts or the encoder's ``batch_size`` if larger, each reported to ``progress``) and upsert it
+        (one Chroma call); returns how many texts were encoded and reported. A stored record whose text is unchanged keeps its stored vectors,
         unencoded: a metadata-only change (a new field, an edited value) costs no model call."""
         kept = self._reusable_vectors({ids[i]: texts[i] for i in idx if ids[i] in stored}, stored)
         fresh = [i for i in idx if ids[i] not in kept]
@@ -2340,7 +2340,6 @@ class MatryoshkaChroma(VectorStore):
 
     def _copy_from(self, source: "chromadb.Collection", source_collection: str, batch_size: int) -> None:
         """:meth:`reindex`'s copy loop: every record of ``source`` re-encoded into this store."""
-        store = self
         total = source.count()
         from tqdm.auto import tqdm
 
@@ -2348,7 +2347,7 @@ class MatryoshkaChroma(VectorStore):
         offset = 0
         dropped: set[str] = set()
         while offset < total:
-            size = store.next_write_size(batch_size)
+            size = self.next_write_size(batch_size)
             res = source.get(limit=size, offset=offset, include=["documents", "metadatas"])
             offset += size
             bar.update(len(res["ids"]))
@@ -2359,7 +2358,7 @@ class MatryoshkaChroma(VectorStore):
                 reserved = [k for k in md if k.startswith("_medrag")]
                 dropped.update(k for k in reserved if k not in _WRITTEN_KEYS)
                 metas.append({k: v for k, v in md.items() if k not in reserved})
-            store.add_texts([res["documents"][i] for i in keep], metas, ids=[res["ids"][i] for i in keep],
+            self.add_texts([res["documents"][i] for i in keep], metas, ids=[res["ids"][i] for i in keep],
                             show_progress=False)
             if len(keep) < len(res["ids"]):
                 logger.warning("reindex skipped %d record(s) without text", len(res["ids"]) - len(keep))
