@@ -148,7 +148,8 @@ def load_suite(args: argparse.Namespace, data_root: str | None = None):
     from medrag.qa.suite import build_suite
 
     suite = build_suite(args.part, pilot=args.pilot, data_root=data_root or suite_data_root(args.data_root),
-                        max_queries=args.max_queries, max_passages=args.max_passages)
+                        max_queries=args.max_queries if args.pilot else None,
+                        max_passages=args.max_passages if args.pilot else None)
     print(suite.describe())
     return suite
 

@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     suite = build_suite(args.part, pilot=args.pilot, data_root=data_root, domains=args.domains,
-                        max_passages=args.max_passages)
+                        max_passages=args.max_passages if args.pilot else None)
     base = MatryoshkaEmbeddings("bundled:multilingual-e5-small", batch_size=32)
     cache = EmbeddingCache()
     vecs = {}
@@ -186,7 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     header = "| candidate | " + " | ".join(f"macro@{d}" for d in DIMS) + " | " + " | ".join(
         f"{n}@384/64" for n in vecs) + " |"
     rows += [header, "|---|" + "---:|" * (len(DIMS) + len(vecs))]
-    out = {"part": args.part, "pilot": args.pilot, "max_passages": args.max_passages, "choice_domains": choice, "dims": list(DIMS),
+    out = {"part": args.part, "pilot": args.pilot, "max_passages": args.max_passages,
+           "units_version": suite.settings["units_version"], "choice_domains": choice, "dims": list(DIMS),
            "domains": {n: {"queries": len(d.task.queries), "corpus": len(d.task.corpus)} for n, d in suite.domains.items()},
            "candidates": {}}
     for label, per in table.items():

@@ -35,7 +35,10 @@ from medrag.errors import DataError, MedragError
 from medrag.lexical.analyzer import AnalyzerOptions
 from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT
 from medrag.qa.suite import build_suite
-from medrag.qa.pairs import ANSWER_COLUMN, EVAL_FRACTION, QUESTION_COLUMN, SPLIT_SEED, data_file_record
+from medrag.qa.pairs import (
+    ANSWER_COLUMN, DEFAULT_TRAIN_SPLITS, EVAL_FRACTION, QUESTION_COLUMN, SPLIT_SEED, data_file_record,
+    is_frenchmedmcqa_folder,
+)
 from medrag.store import DEFAULT_COARSE_DIM
 
 logger = logging.getLogger(__name__)
@@ -248,12 +251,22 @@ def _check_values(args: argparse.Namespace) -> None:
 
 def _check_model_sizes(args: argparse.Namespace, embeddings: list[MatryoshkaEmbeddings]) -> None:
     """Right after the models load, before any scoring: --sizes within each model's full size (the
-    second model's were refused after the first one was encoded), --coarse-dim below it."""
+    second model's were refused after the first one was encoded), every size a folder without
+    matryoshka.json allows among them with --write-metadata, --coarse-dim below the full size."""
     for emb in embeddings:
         above = [s for s in args.sizes or () if s > emb.full_dim]
         if above:
             raise DataError(f"--sizes {' '.join(map(str, above))}: above the full size {emb.full_dim} of {emb.spec}; "
                             "pass sizes every --model has")
+    if args.write_metadata and args.sizes:  # a folder without matryoshka.json: it allows the default sizes
+        for emb in embeddings:
+            folder = Path(str(emb.spec)).expanduser()
+            if folder.is_dir() and emb.metadata is None:
+                missing = [d for d in emb.dims if d not in args.sizes]
+                if missing:  # the matryoshka.json written would allow the --sizes only (dimension=64 refused after)
+                    raise DataError(f"--write-metadata records the sizes {emb.spec} allows ({emb.dims}: it has no "
+                                    f"matryoshka.json yet), and --sizes leaves out {missing}: pass --sizes "
+                                    f"{' '.join(map(str, emb.dims))}, or drop --sizes")
     if args.store and args.coarse_dim is not None:
         for emb in embeddings:
             if not 1 <= args.coarse_dim < emb.full_dim:
@@ -499,11 +512,35 @@ def analyzer_options(pairs: list[str]):
     return AnalyzerOptions(**values)
 
 
+def _trained_on_frenchmedmcqa_dev(spec: str) -> bool:
+    """Whether the ``medrag finetune`` run that made the model folder ``spec`` trained on FrenchMedMCQA's
+    ``dev.json`` (its ``finetune_config.yaml``: a FrenchMedMCQA folder as data, ``dev`` among the
+    training splits, the default): the suite's FrenchMedMCQA val part."""
+    import yaml  # a fine-tuning output's config is YAML; only this check reads one
+
+    config = Path(spec).expanduser() / "finetune_config.yaml"
+    try:
+        recorded = yaml.safe_load(config.read_text(encoding="utf-8")) if config.is_file() else None
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        logger.debug("cannot read %s: %s", config, exc)
+        return False
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("data"), str):
+        return False
+    splits = recorded.get("train_splits") or DEFAULT_TRAIN_SPLITS
+    return is_frenchmedmcqa_folder(recorded["data"]) and isinstance(splits, (list, tuple)) and "dev" in splits
+
+
 def _evaluate_suite(args: argparse.Namespace) -> int:
     """``medrag evaluate --suite``: every domain of the validation suite, every size, the macro-average."""
+    if args.part == "val" and (args.domains is None or "frenchmedmcqa" in args.domains):
+        for spec in dict.fromkeys(args.model):
+            if _trained_on_frenchmedmcqa_dev(spec):  # 311 of the 312 val queries were training pairs
+                logger.warning("%s was fine-tuned on FrenchMedMCQA's dev.json, the suite's frenchmedmcqa val part: "
+                               "its frenchmedmcqa val scores (and the macro-average) include questions it trained "
+                               "on; compare it on --part test, or fine-tune with --train-splits train", spec)
     suite = build_suite(args.part, pilot=args.pilot, data_root=args.data_root, domains=args.domains,
-                        max_queries=args.max_queries, max_passages=args.max_passages,
-                        leaflet_queries=args.leaflet_queries)
+                        max_queries=args.max_queries if args.pilot else None,
+                        max_passages=args.max_passages if args.pilot else None, leaflet_queries=args.leaflet_queries)
     print(suite.describe())
     loaded: dict[str, MatryoshkaEmbeddings] = {}
     for spec in args.model:

@@ -167,12 +167,14 @@ def evaluate_store(embeddings: MatryoshkaEncoder, task: IRTask, *, coarse_dim: i
         qv, dv = embeddings.encode_queries(qtexts), embeddings.encode_documents(dtexts)
     full = embeddings.full_dim
 
-    # -- exact baselines, timed per query (search only: vectors are given)
+    # -- exact baselines, timed per query (search only: vectors are given); ranked as evaluate_vectors
+    # ranks them (all queries in one product: one query at a time rounds differently, ~5e-7, and flipped
+    # near-ties, so flat and evaluate_models' full size disagreed on the same vectors)
     q_coarse, d_coarse = truncate_embeddings(qv, coarse_dim), truncate_embeddings(dv, coarse_dim)
     q_full, d_full = truncate_embeddings(qv, full), truncate_embeddings(dv, full)
-    flat_rank, flat_ms = _timed_numpy(lambda i: rank_documents(q_full[i:i + 1], d_full, dids, k)[0], len(qids))
-    coarse_rank, coarse_ms = _timed_numpy(lambda i: rank_documents(q_coarse[i:i + 1], d_coarse, dids, k)[0],
-                                          len(qids))
+    _, flat_ms = _timed_numpy(lambda i: rank_documents(q_full[i:i + 1], d_full, dids, k)[0], len(qids))
+    _, coarse_ms = _timed_numpy(lambda i: rank_documents(q_coarse[i:i + 1], d_coarse, dids, k)[0], len(qids))
+    flat_rank, coarse_rank = rank_documents(q_full, d_full, dids, k), rank_documents(q_coarse, d_coarse, dids, k)
 
     # -- the store, fed the same vectors
     fed = PrecomputedEmbeddings(documents=dict(zip(dtexts, dv)), queries=dict(zip(qtexts, qv)), fallback=embeddings)

@@ -33,6 +33,7 @@ import yaml
 
 from medrag.errors import ConfigError
 from medrag.qa.pairs import ANSWER_COLUMN, DEFAULT_HUB_DATASET, EVAL_FRACTION, QUESTION_COLUMN, SPLIT_SEED
+from medrag.qa.pairs import DEFAULT_TRAIN_SPLITS as PAIRS_TRAIN_SPLITS
 
 try:
     import tomllib
@@ -48,8 +49,9 @@ ReportTo = Literal["none", "wandb", "tensorboard"]
 
 #: The allowed values of each choice, derived from the ``Literal`` types (the one place they are written).
 DATA_FORMATS: tuple[str, ...] = get_args(DataFormat)
-#: ``train_splits``' default: FrenchMedMCQA's train and dev files; a hub dataset without ``dev`` trains on ``train``.
-DEFAULT_TRAIN_SPLITS: tuple[str, ...] = ("train", "dev")
+#: ``train_splits``' default (:data:`medrag.qa.pairs.DEFAULT_TRAIN_SPLITS`): FrenchMedMCQA's train and dev
+#: files; a hub dataset without ``dev`` trains on ``train``.
+DEFAULT_TRAIN_SPLITS: tuple[str, ...] = PAIRS_TRAIN_SPLITS
 LOSSES: tuple[str, ...] = get_args(Loss)
 #: transformers schedules that need no ``lr_scheduler_kwargs`` (the others failed mid-run with a traceback).
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
@@ -329,13 +331,22 @@ class FinetuneConfig:
         return asdict(self)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the config as YAML (``.yaml``/``.yml``) or JSON (any other suffix)."""
+        """Write the config as YAML (``.yaml``/``.yml``) or JSON (``.json``), the formats
+        :meth:`from_file` reads back.
+
+        TOML is read but not written: it has no null, and some settings mean something by ``None``
+        (``save_total_limit: null`` keeps every checkpoint). Any other suffix is a
+        :class:`~medrag.errors.ConfigError`, before anything is written.
+        """
         path = Path(path)
+        if path.suffix not in (".yaml", ".yml", ".json"):
+            raise ConfigError(f"cannot save a config as {path.name!r}: use a .yaml, .yml or .json file "
+                              "(TOML has no null, which some settings use)")
         data = self.to_dict()
-        if path.suffix in (".yaml", ".yml"):
-            path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
-        else:
+        if path.suffix == ".json":
             path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+        else:
+            path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
         return path
 
     @classmethod
@@ -406,27 +417,25 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if path.suffix not in (".yaml", ".yml", ".toml", ".json"):
+        raise ConfigError(f"config file {path}: use .yaml, .yml, .toml or .json")
     try:
         if path.suffix in (".yaml", ".yml"):
             data = yaml.load(text, Loader=_UniqueKeyLoader) or {}
         elif path.suffix == ".toml":  # TOML itself refuses a repeated key
             data = tomllib.loads(text)
-            if isinstance(data.get("finetune"), dict):  # a [finetune] table, maybe beside other tools' tables
-                loose = sorted(k for k, v in data.items() if k != "finetune" and not isinstance(v, dict))
-                if loose:
-                    raise ConfigError(f"config file {path} has a [finetune] table and settings outside it "
-                                      f"({', '.join(loose)}): put every setting under [finetune]")
-                data = data["finetune"]
-        elif path.suffix == ".json":
-            data = json.loads(text, object_pairs_hook=_unique_keys)
         else:
-            raise ConfigError(f"config file {path}: use .yaml, .yml, .toml or .json")
-    except ConfigError as exc:
-        if str(exc).startswith("config file"):
-            raise
-        raise ConfigError(f"config file {path}: {exc}") from None  # a key written twice
+            data = json.loads(text, object_pairs_hook=_unique_keys)
+    except ConfigError as exc:  # a key written twice (the loaders above raise no other ConfigError)
+        raise ConfigError(f"config file {path}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - yaml/toml/json each raise their own error types
         raise ConfigError(f"config file {path} cannot be parsed: {' '.join(str(exc).split())}") from None  # one line
+    if path.suffix == ".toml" and isinstance(data.get("finetune"), dict):  # a [finetune] table, maybe beside other tools'
+        loose = sorted(k for k, v in data.items() if k != "finetune" and not isinstance(v, dict))
+        if loose:
+            raise ConfigError(f"config file {path} has a [finetune] table and settings outside it "
+                              f"({', '.join(loose)}): put every setting under [finetune]")
+        data = data["finetune"]
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of keys to values")
     return data

@@ -49,7 +49,7 @@ def suite_macro_scores(model: "SentenceTransformer", base: "SentenceTransformer 
 
     from finetune.rotation import rotation_layer
 
-    suite = build_suite("val", pilot=pilot, data_root=data_root, max_passages=max_passages)
+    suite = build_suite("val", pilot=pilot, data_root=data_root, max_passages=max_passages if pilot else None)
     cache = EmbeddingCache()
     if frozen_encoder:
         dense = rotation_layer(model)

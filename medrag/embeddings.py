@@ -330,7 +330,8 @@ class MatryoshkaEmbeddings(Embeddings):
             texts = [t[len(prefix):] if t.startswith(prefix) else t for t in texts]
             empty = next((i for i, t in enumerate(texts) if not t.strip()), None)
             if empty is not None:  # "query: " alone: the empty text validate_texts refuses
-                raise InvalidInputError(f"text at index {empty} is only the prompt {prefix.strip()!r}: it has no content")
+                where = "the text" if len(texts) == 1 else f"text at index {empty}"  # one: a query, most often
+                raise InvalidInputError(f"{where} is only the prompt {prefix.strip()!r}: it has no content")
         with model_lock(self.model):  # the truncation check's tokenizer call, then the encode: one at a time
             self._warn_if_truncated(texts, prompt_name)
             return encode_texts(self.model, texts, prompt_name=prompt_name, batch_size=self.batch_size,

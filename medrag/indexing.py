@@ -609,10 +609,12 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
             # a chunk id hashes its document key, so one set of this run's ids serves every key; ids
             # first (the metadatas bring the packed full vectors along), then the metadatas of the
             # chunks not rewritten only, which tell a folder's file from a record of the same key
-            found = store.collection.get(where={"doc": {"$in": list(pending_docs)}}, include=[])
+            found = store._chroma_call("find the earlier chunks of the documents", store.collection.get,
+                                       where={"doc": {"$in": list(pending_docs)}}, include=[])
             current = set().union(*pending_docs.values())
             others = [i for i in found["ids"] if i not in current]
-            found = store.collection.get(ids=others, include=["metadatas"]) if others else {"ids": []}
+            found = store._chroma_call("read the earlier chunks of the documents", store.collection.get, ids=others,
+                                       include=["metadatas"]) if others else {"ids": []}
             stale = [i for i, md in zip(found["ids"], found.get("metadatas") or []) if _of_source(md or {}, root)]
             if stale:
                 store.delete(stale)

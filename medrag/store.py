@@ -31,8 +31,10 @@ import hashlib
 import json
 import logging
 import math
+import numbers
 import os
 import re
+import threading
 import time
 import weakref
 import uuid
@@ -142,6 +144,11 @@ _MAX_RESULTS = 2**32 - 1
 #: The metadata keys medrag writes into records itself (``reindex`` drops them from a source silently).
 _WRITTEN_KEYS = frozenset({FULL_KEY})
 #: Chroma's collection-name rule (checked here so a bad name fails with a clear message).
+#: Chroma clients are made, and their collections first opened, one at a time in a process: chromadb
+#: 1.5 builds a client's shared system lazily, and threads opening stores at once (asyncio.gather of
+#: afrom_texts, a threaded server's first requests) all failed ("Could not connect to tenant
+#: default_tenant", "'RustBindingsAPI' object has no attribute 'bindings'"), plain chromadb too.
+_OPEN_GUARD = threading.RLock()
 _NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-9]$")
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -192,7 +199,7 @@ class MatryoshkaChroma(VectorStore):
             through its numpy API (``encode_documents``/``encode_queries``: one model call per
             batch gives both sizes) and its ``spec``/``fingerprint`` are recorded. Any other LangChain ``Embeddings`` is accepted when its
             ``embed_documents``/``embed_query`` return *Matryoshka* vectors (whose leading
-            coordinates are a usable embedding) of at least ``coarse_dim`` values: those vectors
+            coordinates are a usable embedding) of more than ``coarse_dim`` values: those vectors
             are the full size, their first ``coarse_dim`` values the coarse one.
         persist_directory: folder of an embedded ``chromadb.PersistentClient`` (ignored when
             ``client`` is given); a relative one is resolved once, here, so the store keeps
@@ -340,9 +347,12 @@ class MatryoshkaChroma(VectorStore):
             try:
                 # absolute: Chroma opens its segment files lazily, so after an os.chdir a relative path
                 # failed every write ('Failed to get segments') and the medrag files beside it moved
-                client = (chromadb.PersistentClient(path=str(Path(persist_directory).resolve())) if persist_directory
-                          else chromadb.EphemeralClient())
+                with _OPEN_GUARD:
+                    client = (chromadb.PersistentClient(path=str(Path(persist_directory).resolve()))
+                              if persist_directory else chromadb.EphemeralClient())
             except Exception as exc:
+                if not persist_directory:
+                    raise StoreError(f"cannot open an in-memory Chroma store: {exc}") from exc
                 database = Path(persist_directory or ".") / "chroma.sqlite3"
                 try:
                     damaged = database.is_file() and database.read_bytes()[:16] != b"SQLite format 3\x00"
@@ -412,8 +422,9 @@ class MatryoshkaChroma(VectorStore):
         writer = persist is not None and self._lock is not None and self._lock.held
         if writer:
             self._finish_interrupted_repair()
-        self._collection = self._open_collection(collection_name, create_collection_if_not_exists,
-                                                 collection_metadata, hnsw)
+        with _OPEN_GUARD:
+            self._collection = self._open_collection(collection_name, create_collection_if_not_exists,
+                                                     collection_metadata, hnsw)
         self._cid = str(self._collection.id)
         if self._rotation_kind != "none":
             self._load_rotation()
@@ -2122,7 +2133,12 @@ class MatryoshkaChroma(VectorStore):
         ``search_kwargs`` such as ``{"k": 4, "lexical_weight": 0.3}``), the other types as usual."""
         from pydantic import ValidationError
 
-        tags = [*(kwargs.pop("tags", None) or []), *self._get_retriever_tags()]  # the caller's list is not changed
+        given_tags = kwargs.pop("tags", None) or []
+        if not isinstance(given_tags, (list, tuple)) or not all(isinstance(t, str) for t in given_tags):
+            # "prod" became the tags p, r, o, d (LangChain's own stores refuse it)
+            hint = f" such as [{given_tags!r}]" if isinstance(given_tags, str) else ""
+            raise InvalidInputError(f"tags must be a list of strings{hint}, got {given_tags!r}")
+        tags = [*given_tags, *self._get_retriever_tags()]  # the caller's list is not changed
         search_kwargs = kwargs.get("search_kwargs")
         if search_kwargs is not None and not isinstance(search_kwargs, dict):
             raise InvalidInputError(f"search_kwargs must be a dict such as {{'k': 4}}, got {type(search_kwargs).__name__}")
@@ -2210,8 +2226,9 @@ class MatryoshkaChroma(VectorStore):
         if k < 1:
             raise InvalidInputError(f"k must be >= 1, got {k}")
         fetch_k = max(fetch_k, k)  # as langchain-chroma, a retriever's k above the default fetch_k (20) is served
-        if isinstance(lambda_mult, bool) or not isinstance(lambda_mult, (int, float)) or not 0.0 <= lambda_mult <= 1.0:
+        if not _is_unit_interval(lambda_mult):  # numpy's float32 too, as lexical_weight and score_threshold
             raise InvalidInputError(f"lambda_mult must be a number in [0, 1], got {lambda_mult!r}")
+        lambda_mult = float(lambda_mult)
         if candidates is not None:
             candidates = _check_int("candidates", candidates)
             if candidates < fetch_k:
@@ -2339,8 +2356,18 @@ class MatryoshkaChroma(VectorStore):
         return store
 
     def _copy_from(self, source: "chromadb.Collection", source_collection: str, batch_size: int) -> None:
-        """:meth:`reindex`'s copy loop: every record of ``source`` re-encoded into this store."""
-        total = source.count()
+        """:meth:`reindex`'s copy loop: every record of ``source`` re-encoded into this store.
+
+        The source is read by pages of offsets: another client writing to it during the copy can make
+        a page skip records (a delete shifts the offsets). The source's record count and write
+        generation are compared before and after; a change is a warning that says to run the same
+        ``reindex`` again (it copies what is missing, without re-encoding what was copied)."""
+        def source_state() -> tuple[int, Any]:
+            def read() -> tuple[int, Any]:
+                return source.count(), (source.metadata or {}).get(GENERATION_KEY)
+            return self._chroma_call(f"read the source collection {source_collection!r}", read)
+
+        total, before = source_state()
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, desc=f"reindex {source_collection}", unit="record", disable=total < _PROGRESS_MIN)
@@ -2348,7 +2375,8 @@ class MatryoshkaChroma(VectorStore):
         dropped: set[str] = set()
         while offset < total:
             size = self.next_write_size(batch_size)
-            res = source.get(limit=size, offset=offset, include=["documents", "metadatas"])
+            res = self._chroma_call(f"read the source collection {source_collection!r}", source.get, limit=size,
+                                    offset=offset, include=["documents", "metadatas"])
             offset += size
             bar.update(len(res["ids"]))
             keep = [i for i, text in enumerate(res["documents"]) if text]
@@ -2363,6 +2391,16 @@ class MatryoshkaChroma(VectorStore):
             if len(keep) < len(res["ids"]):
                 logger.warning("reindex skipped %d record(s) without text", len(res["ids"]) - len(keep))
         bar.close()
+        try:
+            source = self._client.get_collection(source_collection, embedding_function=None)  # fresh metadata
+        except Exception as exc:  # noqa: BLE001 - gone since: the count below says so
+            logger.debug("cannot reopen %r: %s", source_collection, exc)
+        after = source_state()
+        if after != (total, before):
+            logger.warning("the source collection %r changed during the copy (%d records at its start, %d now%s): "
+                           "records it wrote or deleted meanwhile may be missing here; run the same reindex again "
+                           "once no client writes to it (it copies only what is missing)", source_collection, total,
+                           after[0], "; another client wrote to it" if after[1] != before else "")
         if dropped:
             logger.warning("reindex dropped the metadata key(s) %s of %r: keys starting with '_medrag' are reserved "
                            "by medrag; rename them in the source to keep them", sorted(dropped), source_collection)
@@ -2650,6 +2688,11 @@ _SEARCH_METHODS = {"similarity": "similarity_search()", "similarity_score_thresh
                    "hybrid": "hybrid_search()"}
 
 
+def _is_unit_interval(value: Any) -> bool:
+    """Whether ``value`` is a real number (numpy's too, not a bool) in [0, 1]."""
+    return not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Real) and 0.0 <= float(value) <= 1.0
+
+
 def _check_retriever_kwargs(search_type: str, search_kwargs: dict[str, Any]) -> None:
     """A retriever's ``search_kwargs`` for ``search_type``: known names, valid values, checked when the
     retriever is built (they failed at its first query, in production; a misspelt name was ignored)."""
@@ -2660,6 +2703,9 @@ def _check_retriever_kwargs(search_type: str, search_kwargs: dict[str, Any]) -> 
                 if "score_threshold" in unknown else "")
         raise InvalidInputError(f"search_kwargs {unknown} are not arguments of {_SEARCH_METHODS[search_type]} "
                                 f"(search_type={search_type!r} takes {', '.join(allowed)}){hint}")
+    for name in ("k", "fetch_k", "lambda_mult"):  # None is no default here: the search itself refused it
+        if name in search_kwargs and search_kwargs[name] is None:
+            raise InvalidInputError(f"search_kwargs[{name!r}] is None; give a value, or leave it out for the default")
     for name in ("k", "candidates", "lexical_candidates", "fetch_k"):
         value = search_kwargs.get(name)
         if value is not None and _check_int(f"search_kwargs[{name!r}]", value) < 1:
@@ -2675,8 +2721,7 @@ def _check_retriever_kwargs(search_type: str, search_kwargs: dict[str, Any]) -> 
             check_search_sizes(4 if k is None else k, search_kwargs["candidates"], k_name="search_kwargs['k']",
                                candidates_name="search_kwargs['candidates']")
     lambda_mult = search_kwargs.get("lambda_mult")
-    if lambda_mult is not None and (isinstance(lambda_mult, bool) or not isinstance(lambda_mult, (int, float))
-                                    or not 0.0 <= lambda_mult <= 1.0):
+    if lambda_mult is not None and not _is_unit_interval(lambda_mult):
         raise InvalidInputError(f"search_kwargs['lambda_mult'] must be a number in [0, 1], got {lambda_mult!r}")
     if search_kwargs.get("lexical_weight") is not None:
         check_weight(search_kwargs["lexical_weight"])

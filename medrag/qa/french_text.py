@@ -81,6 +81,11 @@ SPLIT_SHARES = (0.8, 0.1, 0.1)
 MAX_WORDS = 150
 MIN_WORDS = 25
 QUERY_STYLES = ("heading", "question", "mixed", "both")
+#: Version of the units the builders make, recorded with every task (``extra["units_version"]``) and
+#: suite: 2 since December 5, 2026 (leaflets of the older template, whose table of contents is in
+#: upper case, had every unit filed under section 6: 212 of the 2,500 shared leaflets changed). Results
+#: measured on version 1 are reproduced at the commit that recorded them.
+UNITS_VERSION = 2
 
 
 # --------------------------------------------------------------------------- data types
@@ -174,8 +179,9 @@ class SourceStats:
 
     def line(self) -> str:
         parts = " / ".join(f"{p} {self.documents.get(p, 0)}" for p in PARTS)
-        return (f"{self.source:9s} [{LICENCES[self.source]}] documents {parts}; units (queries) "
+        return (f"{self.source:9s} [{LICENCES[self.source]}] documents {parts}; units "
                 + " / ".join(f"{p} {self.units.get(p, 0)}" for p in PARTS)
+                + " (a unit is a query; units asking the same text are one query of the suite)"
                 + "; passages " + " / ".join(f"{p} {self.passages.get(p, 0)}" for p in PARTS)
                 + f"; median words: query {self.query_words_median:.0f}, passage {self.passage_words_median:.0f}"
                   f" (max {self.passage_words_max})")
@@ -215,7 +221,8 @@ def read_documents(source: str, folder: str | os.PathLike[str] | None = None) ->
 
     Raises:
         DataError: unknown source, missing file, a file that is not gzip, a line that is not a JSON
-            object or lacks ``id`` / ``text`` (``product`` for leaflets), naming the file and line.
+            object or lacks ``id`` / ``text`` (``product`` for leaflets), an ``id`` already used by
+            another line, naming the file and line.
     """
     if source not in FILES:
         raise DataError(f"unknown source {source!r}; use one of {', '.join(SOURCES)}")
@@ -225,11 +232,16 @@ def read_documents(source: str, folder: str | os.PathLike[str] | None = None) ->
                         f"(data_dir=... or MEDRAG_FRENCH_TEXT; beside a checkout: {DEFAULT_DATA_DIR})")
     needed = ("id", "text", "product") if source == LEAFLETS else ("id", "text")
     docs: list[FrenchDocument] = []
+    seen: dict[str, int] = {}
     try:
         with gzip.open(path, "rt", encoding="utf-8") as fh:
             for lineno, row in json_objects(fh, path):
                 if any(not isinstance(row.get(k), str) for k in needed):
                     raise DataError(f"{path}:{lineno}: expected a JSON object with string fields {list(needed)}")
+                if row["id"] in seen:  # unit and passage ids are built from it: two documents' passages would merge
+                    raise DataError(f"{path}:{lineno}: the id {row['id']!r} is already the id of line "
+                                    f"{seen[row['id']]}; give every document its own id")
+                seen[row["id"]] = lineno
                 docs.append(FrenchDocument(source, row["id"], row["text"], row.get("product", "") or ""))
     except (OSError, EOFError, UnicodeDecodeError) as exc:  # gzip.BadGzipFile is an OSError
         raise DataError(f"{path}: cannot read as gzipped UTF-8 JSON Lines ({type(exc).__name__}: {exc})") from None
@@ -310,7 +322,9 @@ def _words(text: str) -> int:
 _UP = "A-ZÀÂÄÇÉÈÊËÎÏÔÖÙÛÜŒ"
 _BOX = re.compile(r"Encadré\s+Veuillez lire attentivement.*?(?:Voir (?:la )?rubrique 4\.|(?=\s1\.\s))", re.S)
 _SECTION = re.compile(rf"(?<![\w,/])([1-6])\s?\.\s+(?=[{_UP}’'][{_UP}’'\-]+\s)")
-_SECTION_6 = re.compile(r"CONTENU DE L.EMBALLAGE ET AUTRES INFORMATIONS\s*\.?", re.I)
+#: Section 6's heading: today's template, or the older one's (before 2010s QRD updates).
+_SECTION_6 = re.compile(r"(?:CONTENU DE L.EMBALLAGE ET AUTRES INFORMATIONS|INFORMATIONS SUPPL[EÉ]MENTAIRES)\s*\.?",
+                        re.I)
 
 #: The section each number opens: key, heading form (after "PRODUCT : "), question form ({p} = product).
 _SECTIONS = {
@@ -367,6 +381,43 @@ def product_short_name(product: str, max_words: int = 8) -> str:
     return " ".join(_clean(product).split(",")[0].split()[:max_words])
 
 
+def _section_starts(text: str) -> list[tuple[int, int, int]]:
+    """``(number, heading start, body start)`` of a leaflet's numbered sections 1..6, in order.
+
+    The headings are upper case. Today's template lists them in lower case in its table of contents;
+    the older one (about 7% of the shared leaflets) lists them in upper case too, so the sections are
+    found twice: the table of contents' chain, then the body's. The last complete chain 1..6 is the
+    body's (the table of contents' sections hold nothing but the next heading); without one, the
+    first chain found, however short.
+    """
+    matches = list(_SECTION.finditer(text))
+    best: list[tuple[int, int, int]] = []
+    for first, m in enumerate(matches):
+        if m.group(1) != "1":
+            continue
+        chain: list[tuple[int, int, int]] = []
+        want = 1
+        for m in matches[first:]:
+            n = int(m.group(1))
+            if n != want:
+                continue
+            if n == 6:
+                m6 = _SECTION_6.match(text, m.end())
+                body = m6.end() if m6 else m.end()
+            else:
+                q = text.find("?", m.end(), m.end() + 400)
+                if q < 0:
+                    continue
+                body = q + 1
+            chain.append((n, m.start(), body))
+            want += 1
+            if want > 6:
+                break
+        if not best or len(chain) == 6:  # a later complete chain: the body after an upper-case contents list
+            best = chain
+    return best
+
+
 def leaflet_units(doc: FrenchDocument, max_words: int = MAX_WORDS, min_unit_words: int = 8) -> list[TextUnit]:
     """The units of one leaflet: each numbered section's own text and each standard sub-section.
 
@@ -376,25 +427,7 @@ def leaflet_units(doc: FrenchDocument, max_words: int = MAX_WORDS, min_unit_word
     text = _clean(doc.text)
     text = _BOX.sub(" ", text, count=1)
     product = product_short_name(doc.title or doc.text[:80])
-    # numbered section headings in upper case, in order 1..6 (the table of contents is in lower case)
-    starts: list[tuple[int, int, int]] = []  # (number, heading start, body start)
-    want = 1
-    for m in _SECTION.finditer(text):
-        n = int(m.group(1))
-        if n != want:
-            continue
-        if n == 6:
-            m6 = _SECTION_6.match(text, m.end())
-            body = m6.end() if m6 else m.end()
-        else:
-            q = text.find("?", m.end(), m.end() + 400)
-            if q < 0:
-                continue
-            body = q + 1
-        starts.append((n, m.start(), body))
-        want += 1
-        if want > 6:
-            break
+    starts = _section_starts(text)
     units: list[TextUnit] = []
     part = doc.part
     for i, (n, _, body_start) in enumerate(starts):
@@ -534,6 +567,8 @@ def document_units(doc: FrenchDocument, max_words: int = MAX_WORDS) -> list[Text
 def build_units(source: str, folder: str | os.PathLike[str] | None = None, *, parts: Sequence[str] = PARTS,
                 max_words: int = MAX_WORDS) -> list[TextUnit]:
     """The units of every document of ``source`` whose part is in ``parts``, in file order."""
+    if isinstance(parts, str):  # "test" would be read as the parts 't', 'e', 's', 't'
+        raise DataError(f"parts must be a list of part names, e.g. ({parts!r},), not a string")
     bad = [p for p in parts if p not in PARTS]
     if bad:
         raise DataError(f"unknown part(s) {bad}; use {', '.join(PARTS)}")
@@ -669,7 +704,7 @@ def document_task(source: str, part: str, folder: str | os.PathLike[str] | None 
             del queries[qid]
     return IRTask(queries, corpus, qrels, name=f"{source} ({part})",
                   extra={"source": source, "part": part, "licence": LICENCES[source], "query_style": query_style,
-                         "documents": len({u.doc_id for u in units})})
+                         "documents": len({u.doc_id for u in units}), "units_version": UNITS_VERSION})
 
 
 # --------------------------------------------------------------------------- stats

@@ -32,6 +32,7 @@ import os
 import random
 import statistics
 import sys
+import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,10 @@ DEFAULT_HUB_DATASET = "ilyass20/MedAnalyzer"
 QUESTION_COLUMN = "anchor"
 ANSWER_COLUMN = "positive"
 EVAL_FRACTION = 0.1
+#: The training splits of a FrenchMedMCQA folder by default (and of ``medrag finetune``'s
+#: ``train_splits``): train and dev. The validation suite's FrenchMedMCQA val part is ``dev.json``:
+#: a model to be chosen on the suite trains on ``("train",)``.
+DEFAULT_TRAIN_SPLITS: tuple[str, ...] = ("train", "dev")
 SPLIT_SEED = 42
 LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 
@@ -227,7 +232,7 @@ def load_qa_dataset(
 
 def load_frenchmedmcqa(
     folder: str | os.PathLike[str],
-    train_splits: Sequence[str] = ("train", "dev"),
+    train_splits: Sequence[str] = DEFAULT_TRAIN_SPLITS,
     eval_split: str | None = "test",
 ) -> QADataset:
     """FrenchMedMCQA's original files as retrieval pairs (Labrak et al., 2023).
@@ -282,22 +287,23 @@ def load_frenchmedmcqa(
 def split_by_question(pairs: Sequence[QAPair], eval_fraction: float, seed: int = 42) -> tuple[list[QAPair], list[QAPair]]:
     """Hold out ``eval_fraction`` of the distinct questions, with all of their pairs.
 
-    The choice depends only on the question texts and the seed (a hash ranks the questions, the
-    first ``eval_fraction`` of them are held out), so it does not change when rows are reordered or
-    repeated. Adding questions changes it: a new question can rank among the held-out ones and push
+    The choice depends only on the question texts (their NFC form: :func:`same_text_key`) and the
+    seed (a hash ranks the questions, the first ``eval_fraction`` of them are held out), so it does
+    not change when rows are reordered or repeated. Adding questions changes it: a new question can rank among the held-out ones and push
     one out, and the count held out grows with the file. A model trained on a file's training
     split must be scored on that same file's held-out split, not on the held-out split of a grown
     file (which may hold questions it trained on): keep the file, or an ``eval_data`` file apart.
     """
     if isinstance(eval_fraction, bool) or not isinstance(eval_fraction, (int, float)) or not 0 <= eval_fraction < 1:
         raise DataError(f"eval_fraction must be a number in [0, 1), got {eval_fraction!r}")
-    questions = sorted({p.question for p in pairs},
+    questions = sorted({same_text_key(p.question) for p in pairs},
                        key=lambda q: hashlib.sha256(f"{seed}\x00{q}".encode()).hexdigest())
     n_eval = round(len(questions) * eval_fraction)
     if eval_fraction > 0 and n_eval == 0 and len(questions) > 1:
         n_eval = 1
     held = set(questions[:n_eval])
-    return [p for p in pairs if p.question not in held], [p for p in pairs if p.question in held]
+    return ([p for p in pairs if same_text_key(p.question) not in held],
+            [p for p in pairs if same_text_key(p.question) in held])
 
 
 def data_file_record(source: str | os.PathLike[str]) -> dict[str, str] | None:
@@ -317,11 +323,25 @@ def data_file_record(source: str | os.PathLike[str]) -> dict[str, str] | None:
     return {"path": str(path.resolve()), "sha256": digest.hexdigest()}
 
 
+def csv_delimiter(header: str) -> str:
+    """``";"`` when the header line splits into more columns on semicolons than on commas (French
+    Excel writes ";"-separated CSV, and a column name may hold a comma: ``question;"note, libre"``),
+    else ``","``.
+
+    >>> csv_delimiter('question;answer;"note, libre"'), csv_delimiter("question,answer"), csv_delimiter("text")
+    (';', ',', ',')
+    """
+    def columns(delimiter: str) -> int:
+        return len(next(csv.reader([header.rstrip("\r\n")], delimiter=delimiter), []))
+
+    return ";" if columns(";") > columns(",") else ","
+
+
 def json_objects(lines: Iterable[str] | Iterable[bytes], source: str | os.PathLike[str]
                  ) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line of a JSON Lines text, in order. Lines may be
-    bytes (a file opened in binary): each is decoded as UTF-8 (a BOM on the first is dropped), so
-    a record that is not UTF-8 is named by its line.
+    bytes (a file opened in binary): each is decoded as UTF-8, so a record that is not UTF-8 is
+    named by its line. A BOM before the first line is dropped, bytes or text.
 
     The one JSON Lines parser of the data layer (pairs files, the sample, the French medical text,
     ``medrag index``), so every reader names the file and line of a bad record the same way.
@@ -340,6 +360,8 @@ def json_objects(lines: Iterable[str] | Iterable[bytes], source: str | os.PathLi
                 line = line.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as exc:
                 raise DataError(f"{source}:{lineno}: not UTF-8 text ({exc.reason} at byte {exc.start} of the line)") from None
+        elif lineno == 1:  # a text file read as "utf-8" keeps a BOM (Windows tools write one)
+            line = line.removeprefix("\ufeff")
         if not line.strip():
             continue
         try:
@@ -401,10 +423,8 @@ def iter_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
             with path.open(encoding="utf-8-sig", newline="") as fh:
                 header = fh.readline()
                 fh.seek(0)
-                # French Excel writes ";"-separated CSV: a header with ";" and no "," is read that way
                 # strict: a stray quote is an error, not every following row swallowed into one field
-                reader = csv.DictReader(fh, delimiter=";" if ";" in header and "," not in header else ",",
-                                        strict=True)
+                reader = csv.DictReader(fh, delimiter=csv_delimiter(header), strict=True)
                 _allow_long_csv_fields()
                 n = 0
                 try:
@@ -549,6 +569,10 @@ def _to_pairs(rows: Iterable[dict[str, Any]], name: str, *, question_column: str
     wanted = [question_column, answer_column] + ([negatives_column] if negatives_column else [])
     missing = [c for c in wanted if c not in found]
     if missing:
+        if {"question", "answers", "correct_answers"} <= set(found) and Path(str(name)).is_file():  # FrenchMedMCQA's
+            raise DataError(f"{name} is a FrenchMedMCQA file (question, answers, correct_answers): pass its folder "
+                            f"({Path(str(name)).parent}, holding train.json, dev.json and test.json), whose "
+                            "questions are paired with their correct options")
         raise DataError(f"{name}: missing column(s) {missing}; columns found: {found}. "
                         "Map yours with question_column= / answer_column= (CLI: --question-column ...)")
     stats = DataStats(rows=len(rows))
@@ -605,11 +629,24 @@ def _text(value: Any) -> str:
     return str(value).strip()
 
 
+def same_text_key(text: str) -> str:
+    """The key under which two spellings of one text are the same: its NFC form (an accented
+    question pasted from macOS is often NFD, which compares unequal to the NFC one typed elsewhere).
+
+    The texts themselves are kept as written (the tokenizers normalise them); duplicates, the
+    held-out split and the leak check compare these keys.
+
+    >>> same_text_key("e\u0301") == same_text_key("\u00e9")
+    True
+    """
+    return unicodedata.normalize("NFC", text)
+
+
 def _dedupe(pairs: list[QAPair]) -> tuple[list[QAPair], int]:
     seen: set[tuple[str, str]] = set()
     out = []
     for p in pairs:
-        key = (p.question, p.answer)
+        key = (same_text_key(p.question), same_text_key(p.answer))
         if key in seen:
             continue
         seen.add(key)
@@ -619,9 +656,9 @@ def _dedupe(pairs: list[QAPair]) -> tuple[list[QAPair], int]:
 
 def _drop_leaked(ds: QADataset) -> None:
     """Remove from train the pairs whose question is also an eval question (no leakage)."""
-    held = {p.question for p in ds.eval}
+    held = {same_text_key(p.question) for p in ds.eval}
     before = len(ds.train)
-    ds.train = [p for p in ds.train if p.question not in held]
+    ds.train = [p for p in ds.train if same_text_key(p.question) not in held]
     if len(ds.train) != before:
         ds.split_method += f"; {before - len(ds.train)} train pair(s) whose question is in eval removed"
         logger.warning("%s: removed %d training pair(s) whose question also appears in the eval split",

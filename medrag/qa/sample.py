@@ -47,7 +47,7 @@ from importlib import resources
 from pathlib import Path
 
 from medrag.errors import DataError, InvalidInputError, UnknownNameError
-from medrag.qa.pairs import json_objects
+from medrag.qa.pairs import json_objects, same_text_key
 from medrag.qa.task import IRTask
 
 logger = logging.getLogger(__name__)
@@ -183,7 +183,8 @@ def load_sample_corpus(path: str | os.PathLike[str] | None = None) -> SampleCorp
 def _parse(text: str, source: str) -> SampleCorpus:
     records = list(json_objects(text.splitlines(), source))
     format_version, version = 1, 1
-    if records and "passage_id" not in records[0][1]:
+    # a first line without passage_id is the header, unless it reads as a passage (then it is named as one)
+    if records and "passage_id" not in records[0][1] and not {"passage", "questions"} & set(records[0][1]):
         lineno, header = records.pop(0)
         format_version, version = header.get("format_version"), header.get("sample_version")
         if not isinstance(format_version, int) or not isinstance(version, int):
@@ -241,6 +242,14 @@ def _parse(text: str, source: str) -> SampleCorpus:
         lineno, pid, q, x = unknown[0]
         raise DataError(f"{source}:{lineno}: question {q!r} of {pid} names {x!r} in 'also_relevant', which is no "
                         f"passage of the file ({len(unknown)} unknown id(s) in all): fix the id or remove it")
+    where: dict[str, tuple[str, str]] = {}  # question (NFC) -> (split, passage id) where first seen
+    for p in passages:
+        for q in p.questions:
+            split, first = where.setdefault(same_text_key(q), (p.split, p.passage_id))
+            if split != p.split:  # a training pair and an evaluation query at once: a leak
+                raise DataError(f"{source}: the question {q!r} is asked of {first} ({split}) and of "
+                                f"{p.passage_id} ({p.split}); a question belongs to one split: keep it under "
+                                "one passage and list the other in its 'also_relevant'")
     crossing = sum(known[x] != known[pid] for _, pid, _, x in wanted)
     if crossing:
         logger.debug("%s: %d judgement(s) name a passage of the other split (kept for evaluation, never "

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medrag.errors import DataError
-from medrag.qa.french_text import document_task
+from medrag.qa.french_text import UNITS_VERSION, document_task
 from medrag.qa.pairs import load_frenchmedmcqa
 from medrag.qa.sample import load_sample_corpus
 from medrag.qa.task import IRTask
@@ -176,28 +176,37 @@ def pilot_task(task: IRTask, max_queries: int = PILOT_MAX_QUERIES, max_passages:
 
 
 def build_suite(part: str = "val", *, pilot: bool = False, data_root: str | os.PathLike[str] | None = None,
-                domains: Sequence[str] | None = None, max_queries: int = PILOT_MAX_QUERIES,
-                max_passages: int = PILOT_MAX_PASSAGES, seed: int = 0, leaflet_queries: str = "mixed"
+                domains: Sequence[str] | None = None, max_queries: int | None = None,
+                max_passages: int | None = None, seed: int = 0, leaflet_queries: str = "mixed"
                 ) -> ValidationSuite:
     """The suite's tasks for ``part`` (``"val"``: choices; ``"test"``: reported once).
 
     Args:
         part: ``"val"`` or ``"test"``.
-        pilot: cap each domain at ``max_queries`` x ``max_passages`` (see :func:`pilot_task`).
+        pilot: cap each domain at ``max_queries`` x ``max_passages`` (see :func:`pilot_task`;
+            defaults :data:`PILOT_MAX_QUERIES` x :data:`PILOT_MAX_PASSAGES`). The caps without
+            ``pilot`` are a :class:`~medrag.errors.DataError` (they were ignored).
         data_root: the folder with ``frenchmedmcqa/`` and ``french-medical-text/`` (default ``../shared/data``).
         domains: a subset of :data:`DOMAINS` (default: all).
         seed: seeds the pilot sampling.
         leaflet_queries: see :func:`domain_task` (keep ``"mixed"`` for choices).
     """
+    if isinstance(domains, str):  # "cases" would be read as the domains 'c', 'a', 's', 'e', 's'
+        raise DataError(f"domains must be a list of domain names, e.g. [{domains!r}], not a string")
     names = list(domains) if domains is not None else list(DOMAINS)
     bad = [d for d in names if d not in DOMAINS]
     if bad:
         raise DataError(f"unknown suite domain(s) {bad}; use any of {', '.join(DOMAINS)}")
+    if not pilot and (max_queries is not None or max_passages is not None):  # silently ignored before
+        raise DataError("max_queries and max_passages cap the pilot suite: pass pilot=True with them, or "
+                        "neither for the full suite")
+    max_queries = PILOT_MAX_QUERIES if max_queries is None else max_queries
+    max_passages = PILOT_MAX_PASSAGES if max_passages is None else max_passages
     data_root_path = resolve_data_root(data_root)
     suite = ValidationSuite(part, pilot, settings={
         "data_root": str(data_root_path), "seed": seed,
         "max_queries": max_queries if pilot else None, "max_passages": max_passages if pilot else None,
-        "leaflet_queries": leaflet_queries})
+        "leaflet_queries": leaflet_queries, "units_version": UNITS_VERSION})
     for name in names:
         task = domain_task(name, part, data_root_path, leaflet_queries=leaflet_queries)
         if pilot:

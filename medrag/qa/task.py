@@ -64,6 +64,11 @@ class IRTask:
             if bad is not None:
                 raise DataError(f"evaluation task {self.name!r}: the text of {side} {bad!r} is "
                                 f"{type(mapping[bad]).__name__}, not a string")
+            # an empty text failed at the first encode as "text at index N is empty", naming no id
+            blank = next((i for i, text in mapping.items() if not text.strip()), None)
+            if blank is not None:
+                raise DataError(f"evaluation task {self.name!r}: the text of {side} {blank!r} is empty; "
+                                f"give it a text or leave it out")
         self.qrels = _relevant_sets(self.qrels, self.queries)
         missing = [q for q in self.queries if not self.qrels.get(q)]
         if missing:
@@ -98,7 +103,12 @@ class IRTask:
             queries[qid] = question
             corpus[did] = answer
             qrels.setdefault(qid, set()).add(did)
-        for text in extra_corpus:
+        if isinstance(extra_corpus, (str, bytes, dict)):  # a string was added as one distractor per character
+            raise DataError(f"extra_corpus takes a list of distractor texts, got a {type(extra_corpus).__name__}"
+                            f"{f'; one text: extra_corpus=[{extra_corpus[:30]!r}...]' if isinstance(extra_corpus, str) else ''}")
+        for n, text in enumerate(extra_corpus):
+            if not isinstance(text, str) or not text.strip():
+                raise DataError(f"extra_corpus item {n} is {text!r}, not a text")
             corpus.setdefault(_id("d", text), text)
         return cls(queries=queries, corpus=corpus, qrels=qrels, name=name)
 

@@ -354,6 +354,28 @@ def test_write_metadata_keeps_one_evaluation_and_every_trained_size(tiny_model_d
     assert MatryoshkaMetadata.load(folder).scores == written.scores
 
 
+def test_write_metadata_into_a_folder_without_matryoshka_json_keeps_its_sizes(tiny_model_dir, pairs_file, tmp_path,
+                                                                             capsys):
+    """A folder without matryoshka.json allows the default sizes (128 and 64 for the tiny model); --sizes 128
+    with --write-metadata wrote dims [128], and dimension=64 was refused afterwards (docs audit)."""
+    from medrag import MatryoshkaEmbeddings
+
+    folder = tmp_path / "plain"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "matryoshka.json").unlink(missing_ok=True)
+    assert MatryoshkaEmbeddings(str(folder), dimension=64).dims == [128, 64]
+    argv = ["evaluate", "--model", str(folder), "--data", str(pairs_file), "--split", "all", "--out",
+            str(tmp_path / "r"), "--no-cache", "--bootstrap", "20", "--no-plot", "--device", "cpu", "--write-metadata"]
+    capsys.readouterr()
+    assert main([*argv, "--sizes", "128"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no matryoshka.json yet), and --sizes leaves out [64]: pass --sizes 128 64" in err[0]
+    assert not (folder / "matryoshka.json").exists()
+    assert main([*argv, "--sizes", "128", "64"]) == 0
+    assert MatryoshkaMetadata.load(folder).dims == [128, 64]
+    assert MatryoshkaEmbeddings(str(folder), dimension=64).dimension == 64
+
+
 def test_an_out_folder_with_the_users_own_report_files_is_refused_before_the_model(pairs_file, tmp_path, capsys,
                                                                                   monkeypatch):
     """A user's report.md and metrics.csv in --out were overwritten in silence (audit)."""

@@ -158,6 +158,11 @@ def test_task_ids_and_texts_must_be_strings() -> None:
         IRTask(queries={7: "fer"}, corpus={"d": "fer"}, qrels={7: {"d"}})
     with pytest.raises(DataError, match="the text of document 'd' is float"):
         IRTask(queries={"q": "fer"}, corpus={"d": 3.5}, qrels={"q": {"d"}})
+    # an empty text failed at the first encode, as "text at index 1 is empty" without its id (audit)
+    with pytest.raises(DataError, match="the text of query 'q2' is empty"):
+        IRTask(queries={"q1": "fer ?", "q2": " "}, corpus={"d": "fer"}, qrels={"q1": {"d"}, "q2": {"d"}})
+    with pytest.raises(DataError, match="the text of document 'd2' is empty"):
+        IRTask(queries={"q": "fer ?"}, corpus={"d": "fer", "d2": ""}, qrels={"q": {"d"}})
 
 
 @pytest.mark.parametrize("pairs, match", [
@@ -171,6 +176,18 @@ def test_from_pairs_names_bad_pairs(pairs, match) -> None:
 
     with pytest.raises(DataError, match=match):
         IRTask.from_pairs(pairs)
+
+
+@pytest.mark.parametrize("extra, match", [
+    ("Distracteur glycémie", r"extra_corpus takes a list of distractor texts, got a str; one text: extra_corpus=\["),
+    (["ok", "  "], "extra_corpus item 1 is '  ', not a text"), ([None], "extra_corpus item 0 is None"),
+])
+def test_from_pairs_names_bad_distractors(extra, match) -> None:
+    """A string was added as one one-character distractor per letter; blank distractors failed at the encode (audit)."""
+    from medrag.errors import DataError
+
+    with pytest.raises(DataError, match=match):
+        IRTask.from_pairs([("fer ?", "fer")], extra_corpus=extra)
 
 
 def test_per_query_metrics_refuses_a_string_of_ids_and_repeated_ids() -> None:

@@ -141,3 +141,25 @@ def test_real_store_funnel_matches_flat_search(e5_embeddings):
     assert res.methods["store_hybrid"].latencies_ms.size == len(pairs) and "| store_hybrid |" in res.to_markdown()
     assert res.methods["store"].means["ndcg@10"] == pytest.approx(res.methods["funnel_exact"].means["ndcg@10"],
                                                                   abs=0.002)
+
+
+def test_flat_scores_equal_evaluate_models_full_size(tiny_embeddings, tmp_path):
+    """flat ranked one query at a time and evaluate_models all at once: float32 rounding (~5e-7) flipped
+    near-ties, and the same vectors scored 0.6229 and 0.6264 NDCG@10 in one report (audit)."""
+    import json
+
+    from evaluation.cache import EmbeddingCache
+    from evaluation.data import load_task
+    from evaluation.evaluator import evaluate_models
+
+    rows = [{"question": f"Quelle est la dose maximale de médicament numéro {i} chez l'adulte ?",
+             "answer": f"La dose maximale du médicament {i} est de {i + 1} g par jour."} for i in range(40)]
+    path = tmp_path / "ev.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    task = load_task(path, question_column="question", answer_column="answer", eval_fraction=0.5)
+    full = tiny_embeddings.full_dim
+    report = evaluate_models([tiny_embeddings], task, dims=[full], cache=EmbeddingCache(enabled=False),
+                             n_bootstrap=20, n_resamples=20)
+    result = evaluate_store(tiny_embeddings, task, encode_sample=0, candidates=20,
+                            store_kwargs={"full_encoding": "float32"})
+    assert result.methods["flat"].means["ndcg@10"] == report.models[0].score(full)

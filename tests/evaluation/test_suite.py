@@ -69,6 +69,35 @@ def test_cli_suite(root, tiny_model_dir, tmp_path, capsys):
     assert "--suite replaces --data" in err and "give --data" in err
 
 
+def test_cli_suite_warns_when_a_model_trained_on_frenchmedmcqa_dev(root, tiny_model_dir, tmp_path, caplog):
+    """The finetune default trains on FrenchMedMCQA train+dev, and dev is the suite's frenchmedmcqa val:
+    311 of its 312 queries were training pairs of such a model, without a word (audit)."""
+    import logging
+    import shutil
+
+    import yaml
+
+    from medrag.cli import main
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    args = ["evaluate", "--suite", "--pilot", "--max-queries", "3", "--max-passages", "6", "--data-root", str(root),
+            "--model", str(model), "--sizes", "64", "--no-cache", "--resamples", "100", "--domains", "frenchmedmcqa"]
+    warning = "was fine-tuned on FrenchMedMCQA's dev.json, the suite's frenchmedmcqa val part"
+    for n, (splits, warned) in enumerate(((None, True), (["train", "dev"], True), (["train"], False))):
+        config = {"data": str(root / "frenchmedmcqa")} | ({"train_splits": splits} if splits else {})
+        (model / "finetune_config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="evaluation.cli"):
+            assert main(args + ["--out", str(tmp_path / f"report{n}")]) == 0
+        assert (warning in caplog.text) is warned, (splits, caplog.text)
+    (model / "finetune_config.yaml").write_text(yaml.safe_dump({"data": str(root / "frenchmedmcqa")}), encoding="utf-8")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="evaluation.cli"):  # the test part is not what it trained on
+        assert main(args + ["--part", "test", "--out", str(tmp_path / "test-part")]) == 0
+    assert warning not in caplog.text
+
+
 @requires_shared
 @pytest.mark.integration
 def test_real_suite_pilot_scores(e5_embeddings, tmp_path):

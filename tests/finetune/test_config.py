@@ -57,8 +57,24 @@ def test_toml_with_or_without_a_finetune_table_and_json(tmp_path):
 
 def test_save_and_read_back(tmp_path):
     cfg = FinetuneConfig(epochs=3, dims=[64], run_name="x")
-    for name in ("c.yaml", "c.json"):
+    for name in ("c.yaml", "c.yml", "c.json"):
         assert FinetuneConfig.from_file(cfg.save(tmp_path / name)) == cfg
+
+
+@pytest.mark.parametrize("name", ["c.toml", "c.txt", "c"])
+def test_save_refuses_a_format_it_would_not_read_back(tmp_path, name):
+    """save("c.toml") wrote JSON under a .toml name, which from_file then could not parse."""
+    with pytest.raises(ConfigError, match=r"use a \.yaml, \.yml or \.json file"):
+        FinetuneConfig().save(tmp_path / name)
+    assert not (tmp_path / name).exists()
+
+
+def test_a_key_written_twice_is_named_with_the_file(tmp_path):
+    for name, text in (("c.yaml", "epochs: 1\nepochs: 2\n"), ("c.json", '{"epochs": 1, "epochs": 2}')):
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=rf"^config file {path}: the key 'epochs' is written twice"):
+            FinetuneConfig.from_file(path)
 
 
 @pytest.mark.parametrize("text, suffix, message", [

@@ -433,3 +433,43 @@ def test_a_medquad_file_that_is_not_utf8_is_named_by_line(tmp_path):
                      + '{"question": "Qu\'est-ce que l\'anémie ?", "answer": "x"}\n'.encode("latin-1"))
     with pytest.raises(DataError, match=r"medquad.jsonl:2"):
         medquad_pairs(path)
+
+
+def test_a_semicolon_csv_whose_header_names_a_comma_is_read_with_semicolons(tmp_path):
+    """'question;answer;"note, libre"' was read as a comma CSV: a parse error or 'missing column(s)' (audit)."""
+    path = tmp_path / "semi.csv"
+    path.write_text('question;answer;"note, libre"\r\n"Dose max du paracétamol ?";"4 g par jour, 3 g si fragile.";x\r\n',
+                    encoding="utf-8")
+    assert read_records(path) == [{"question": "Dose max du paracétamol ?", "answer": "4 g par jour, 3 g si fragile.",
+                                   "note, libre": "x"}]
+
+
+def test_nfc_and_nfd_spellings_are_one_question(tmp_path):
+    """The same accented question in NFC and NFD (pasted from macOS) was two questions: its duplicate pair
+    was kept and the held-out split could put it on both sides (audit)."""
+    import unicodedata
+
+    question, answer = "Quelle est la posologie de l'ibuprofène chez l'enfant ?", "10 mg/kg toutes les 8 heures."
+    rows = [{"question": unicodedata.normalize(form, question), "answer": unicodedata.normalize(form, answer)}
+            for form in ("NFC", "NFD")]
+    rows += [{"question": f"Question {i} sur la fièvre ?", "answer": f"Réponse {i}."} for i in range(30)]
+    path = write_jsonl(tmp_path / "nfc.jsonl", rows)
+    for seed in range(8):
+        ds = load_qa_dataset(path, question_column="question", answer_column="answer", eval_fraction=0.3, seed=seed)
+        assert ds.stats.duplicates_dropped == 1
+        key = unicodedata.normalize("NFC", question)
+        sides = [any(unicodedata.normalize("NFC", p.question) == key for p in part) for part in (ds.train, ds.eval)]
+        assert sides.count(True) == 1
+    nfd = QAPair(unicodedata.normalize("NFD", question), "a")
+    train, held = split_by_question([QAPair(question, "b"), nfd], 0.5, seed=1)
+    assert len(train) in (0, 2) and len(held) in (0, 2)
+
+
+def test_a_frenchmedmcqa_file_passed_alone_names_its_folder(tmp_path):
+    """FrenchMedMCQA's test.json as --data advised remapping columns, which then failed on its answers dict (audit)."""
+    folder = tmp_path / "fmcqa"
+    folder.mkdir()
+    (folder / "test.json").write_text(json.dumps([mcqa_record(0, "Quel organe ?", ["Le foie", "Le rein"], ["a"])]),
+                                      encoding="utf-8")
+    with pytest.raises(DataError, match=r"test.json is a FrenchMedMCQA file .*: pass its folder \(.*fmcqa, holding"):
+        load_qa_dataset(folder / "test.json")

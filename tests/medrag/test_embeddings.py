@@ -351,7 +351,7 @@ def test_a_model_loaded_without_medrag_keeps_its_folders_metadata(tmp_path, tiny
 
 def test_a_text_that_is_only_the_prompt_is_refused(tiny_embeddings):
     """'query: ' alone was encoded as an empty text, which embed_query('') refuses (audit)."""
-    with pytest.raises(InvalidInputError, match="only the prompt 'query:'"):
+    with pytest.raises(InvalidInputError, match="^the text is only the prompt 'query:'"):  # not "text at index 0"
         tiny_embeddings.embed_query("query:   ")
     with pytest.raises(InvalidInputError, match="text at index 1 is only the prompt 'passage:'"):
         tiny_embeddings.embed_documents([TEXTS[0], "passage: "])

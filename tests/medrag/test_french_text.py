@@ -118,6 +118,64 @@ def test_document_task(folder):
         document_task("cases", "val", folder, query_style="both")
 
 
+def old_template_leaflet(product: str = "ACIDRINE") -> str:
+    """A leaflet of the older template: its table of contents in upper case, section 6 headed
+    INFORMATIONS SUPPLEMENTAIRES (187 of the 2,500 shared leaflets)."""
+    toc = (f"1. QU'EST-CE QUE {product}, comprimé ET DANS QUELS CAS EST-IL UTILISE ? 2. QUELLES SONT LES "
+           f"INFORMATIONS A CONNAITRE AVANT DE PRENDRE {product} ? 3. COMMENT PRENDRE {product} ? 4. QUELS SONT "
+           f"LES EFFETS INDESIRABLES EVENTUELS ? 5. COMMENT CONSERVER {product} ? 6. INFORMATIONS SUPPLEMENTAIRES ")
+    body = (f"1. QU'EST-CE QUE {product}, comprimé ET DANS QUELS CAS EST-IL UTILISE ? Ce médicament est préconisé "
+            "dans le traitement des brûlures d'estomac et des remontées acides chez l'adulte. "
+            f"2. QUELLES SONT LES INFORMATIONS A CONNAITRE AVANT DE PRENDRE {product} ? Ne prenez jamais {product} : "
+            "si vous êtes allergique à l'un des composants ou en cas d'insuffisance rénale sévère. "
+            f"3. COMMENT PRENDRE {product} ? Croquer un à deux comprimés au moment des douleurs, sans dépasser six "
+            "comprimés par jour. 4. QUELS SONT LES EFFETS INDESIRABLES EVENTUELS ? Une constipation ou une diarrhée "
+            f"peuvent survenir chez certains patients traités. 5. COMMENT CONSERVER {product} ? Tenir hors de la vue "
+            "et de la portée des enfants, à une température ne dépassant pas 25°C. 6. INFORMATIONS SUPPLEMENTAIRES "
+            f"Ce que contient {product} Les substances actives sont l'hydroxyde d'aluminium et le carbonate de "
+            "magnésium.")
+    return f"{product}, comprimé {toc}{body}"
+
+
+def test_leaflet_of_the_older_template_keeps_its_sections():
+    """Its upper-case table of contents was taken for the sections: every unit was filed under section 6,
+    whose text ran over the whole leaflet ("Que contient la boîte ?" -> the indications; audit)."""
+    from medrag.qa.french_text import FrenchDocument
+
+    units = leaflet_units(FrenchDocument("leaflets", "L1", old_template_leaflet(), "ACIDRINE, comprimé à croquer"))
+    by_kind = {u.kind: u for u in units}
+    assert [u.unit_id.split("#")[1][0] for u in units] == ["1", "2", "3", "4", "5", "6"]
+    assert by_kind["indications"].passages == ("ACIDRINE : Ce médicament est préconisé dans le traitement des "
+                                               "brûlures d'estomac et des remontées acides chez l'adulte.",)
+    assert by_kind["contre-indications"].passages[0].endswith("insuffisance rénale sévère.")
+    assert by_kind["conservation"].passages[0].startswith("ACIDRINE : Tenir hors de la vue")
+    assert by_kind["excipients"].passages == ("ACIDRINE : Les substances actives sont l'hydroxyde d'aluminium et "
+                                              "le carbonate de magnésium.",)
+    for u in units:  # no unit's text holds another section's heading
+        assert not any(h in p for p in u.passages for h in ("QU'EST-CE QUE", "COMMENT PRENDRE", "INFORMATIONS SUPPL"))
+
+
+def test_documents_sharing_an_id_are_refused(tmp_path):
+    """Unit and passage ids are built from the document id: two case reports under one id had one's passage
+    judged relevant to the other's query and the second's passage dropped (audit)."""
+    with gzip.open(tmp_path / "clinical_cases_pamj.jsonl.gz", "wt", encoding="utf-8") as fh:
+        for text in ("Un homme de 54 ans diabétique.", "Une femme enceinte avec une pré-éclampsie."):
+            fh.write(json.dumps({"id": "X1", "text": text}, ensure_ascii=False) + "\n")
+    with pytest.raises(DataError, match=r"clinical_cases_pamj.jsonl.gz:2: the id 'X1' is already the id of line 1"):
+        read_documents("cases", tmp_path)
+
+
+def test_a_bom_before_the_first_document_is_read(tmp_path):
+    with gzip.open(tmp_path / "clinical_cases_pamj.jsonl.gz", "wt", encoding="utf-8") as fh:
+        fh.write("\ufeff" + json.dumps({"id": "c1", "text": "Un homme de 54 ans."}, ensure_ascii=False) + "\n")
+    assert [d.doc_id for d in read_documents("cases", tmp_path)] == ["c1"]
+
+
+def test_parts_given_as_a_string_are_refused(folder):
+    with pytest.raises(DataError, match=r"parts must be a list of part names, e.g. \('test',\), not a string"):
+        build_units("cases", folder, parts="test")
+
+
 def test_missing_and_corrupt_files(tmp_path, folder):
     with pytest.raises(DataError, match="does not exist"):
         read_documents("cases", tmp_path)
@@ -157,3 +215,9 @@ def test_real_data_builds():
         assert s.units["val"] > 50 and 60 <= s.passage_words_median <= 150 and s.passage_words_max <= 200
     pairs = training_pairs(folder, commercial_ok=True)
     assert len(pairs) > 3000 and {p.source for p in pairs} == {"cases", "abstracts"}
+    # units version 2: the older template's leaflets (187) had every unit under section 6; one leaflet
+    # (EN103607, a section-2 heading without its "?") still has
+    sections: dict[str, set[str]] = {}
+    for unit in build_units("leaflets", folder):
+        sections.setdefault(unit.doc_id, set()).add(unit.unit_id.split("#")[1].split(".")[0])
+    assert sum(found == {"6"} for found in sections.values()) <= 1

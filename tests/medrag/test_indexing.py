@@ -1191,3 +1191,28 @@ def test_an_unknown_field_type_is_named_as_such(tmp_path, capsys) -> None:
     _one_line(capsys, ["index", str(docs), "--persist-dir", str(tmp_path / "db"), "--metadata-fields", "year:date"],
               "'date' is not a type medrag converts to; write year:TYPE with TYPE one of int, float, bool, str")
     assert not (tmp_path / "db").exists()
+
+
+def test_a_server_lost_while_earlier_chunks_are_looked_up_is_a_store_error(tmp_path, monkeypatch) -> None:
+    """The lookup of a re-indexed document's earlier chunks called Chroma directly: a lost server was a raw
+    httpx.ConnectError traceback from medrag index (server audit)."""
+    from chromadb.api.models.Collection import Collection
+
+    from medrag.errors import StoreConnectionError
+
+    store = MatryoshkaChroma("idx", CountingFake(), client=chromadb.EphemeralClient())
+    rows = _records(4)
+    index_corpus(_jsonl(tmp_path / "v1.jsonl", rows), store, id_field="id", chunk_words=15, batch_size=4)
+    real_get = Collection.get
+
+    def lost(self, *args, **kwargs):
+        if "where" in kwargs and "doc" in (kwargs["where"] or {}):
+            raise ConnectionError("[Errno 111] Connection refused")
+        return real_get(self, *args, **kwargs)
+
+    monkeypatch.setattr(Collection, "get", lost)
+    rows[1] = {**rows[1], "text": "Doliprane : 500 mg toutes les 4 heures, sans dépasser 3 g par jour."}
+    with pytest.raises(StoreConnectionError, match="lost the Chroma server while trying to find the earlier chunks"):
+        index_corpus(_jsonl(tmp_path / "v2.jsonl", rows), store, id_field="id", chunk_words=15, batch_size=4)
+    monkeypatch.undo()
+    store.delete_collection()

@@ -162,6 +162,14 @@ def test_a_version_1_file_still_loads(tmp_path):
     ([_passage("a-001")], {**HEADER, "format_version": 3}, "newer than this medrag reads"),
     ([_passage("a-001")], {"format_version": 2}, "sample_version"),
     ([{"passage_id": "a-001", "topic": "t", "split": "train", "questions": ["Q ?"]}], HEADER, r"missing field.*passage"),
+    # a first passage without its id was read as a bad header line (audit)
+    ([{"topic": "t", "split": "eval", "passage": "La TSH.", "questions": ["TSH ?"]}], None,
+     r"bad.jsonl:1: missing field\(s\) \['passage_id'\]"),
+    # one question under a train and an eval passage: a training pair and an evaluation query at once (audit);
+    # the NFD spelling of the same question too
+    ([_passage("a-001", questions=["Qu'est-ce que la TSH ?"]), _passage("a-002", "eval", ["Qu'est-ce que la TSH ?"])],
+     HEADER, r"asked of a-001 \(train\) and of a-002 \(eval\)"),
+    ([_passage("a-001", questions=["Fièvre ?"]), _passage("a-002", "eval", ["Fie\u0300vre ?"])], HEADER, "asked of a-001"),
 ])
 def test_bad_files_raise_a_clear_data_error(tmp_path, records, header, match):
     path = _write(tmp_path / "bad.jsonl", records, header=header)

@@ -747,6 +747,15 @@ def test_funnel_with_all_candidates_equals_exact_search(client, fake, encoding) 
     store.delete_collection()
 
 
+def test_a_query_that_is_only_the_prompt_is_named_as_the_text(client, tiny_embeddings) -> None:
+    """'query: ' through the store said "text at index 0 is only the prompt" (audit): one text, no index."""
+    store = MatryoshkaChroma("prompt-only", embedding_function=tiny_embeddings, client=client)
+    store.add_texts(TEXTS[:3])
+    with pytest.raises(InvalidInputError, match="^the text is only the prompt 'query:': it has no content$"):
+        store.similarity_search("query: ")
+    store.delete_collection()
+
+
 def test_each_batch_is_encoded_once(client, tiny_embeddings) -> None:
     calls = {"docs": 0, "embed": 0}
     orig = tiny_embeddings.encode_documents
@@ -1551,6 +1560,47 @@ def test_reindex_checks_its_input_before_making_anything_and_says_what_it_drops(
     client.delete_collection(source)
 
 
+def test_reindex_names_a_lost_server_and_a_source_changed_during_the_copy(client, fake, caplog,
+                                                                          monkeypatch) -> None:
+    """reindex read its source without the store's error translation (a lost server: a raw
+    httpx.ConnectError), and paged it by offsets while another client deleted records it had passed:
+    50 records still in the source were never copied, without a word (server audit)."""
+    from chromadb.api.models.Collection import Collection
+
+    from medrag.errors import StoreConnectionError
+
+    source = _name()
+    src = MatryoshkaChroma(source, fake, client=client)
+    src.add_texts([f"Note {i} : ferritine à {i} µg/L." for i in range(30)], ids=[f"s{i:02d}" for i in range(30)])
+    real_get = Collection.get
+
+    def lost(self, *args, **kwargs):
+        if self.name == source and kwargs.get("offset") is not None:
+            raise ConnectionError("[Errno 111] Connection refused")
+        return real_get(self, *args, **kwargs)
+
+    monkeypatch.setattr(Collection, "get", lost)
+    with pytest.raises(StoreConnectionError, match=f"read the source collection '{source}'"):
+        MatryoshkaChroma.reindex(client, source, _name(), fake, batch_size=10)
+    monkeypatch.undo()
+    real_add, calls = MatryoshkaChroma.add_texts, []
+
+    def add_while_another_client_deletes(self, *args, **kwargs):
+        if self.collection.name != source and not calls:
+            client.get_collection(source).delete(ids=["s00", "s01", "s02"])  # records the copy has passed
+        calls.append(1)
+        return real_add(self, *args, **kwargs)
+
+    monkeypatch.setattr(MatryoshkaChroma, "add_texts", add_while_another_client_deletes)
+    with caplog.at_level("WARNING", logger="medrag.store"):
+        copy = MatryoshkaChroma.reindex(client, source, _name(), fake, batch_size=10)
+    monkeypatch.undo()
+    assert "changed during the copy (30 records at its start, 27 now" in caplog.text
+    assert "run the same reindex again" in caplog.text
+    copy.delete_collection()
+    src.delete_collection()
+
+
 def test_the_store_embeddings_give_query_vectors_its_by_vector_searches_take(tiny_embeddings) -> None:
     """With MatryoshkaEmbeddings(dimension=64) (the README's example), ``store.embeddings.embed_query``
     gave 64 values, which every by-vector search refused (langchain-core's contract: the vector comes
@@ -2113,6 +2163,34 @@ def test_retriever_arguments_are_checked_when_it_is_built() -> None:
     assert store.as_retriever(search_type="mmr", search_kwargs={"k": 2, "fetch_k": 8, "lambda_mult": 0.3,
                                                                "filter": {"a": 1}, "candidates": 50})
     assert store.as_retriever(search_kwargs={"k": 2}, tags=["x"], metadata={"app": "demo"})
+    # audit: a None value passed the build and failed at the first query; a string of tags became its letters
+    for search_type, kwargs in (("mmr", {"fetch_k": None}), ("similarity", {"k": None}),
+                                ("mmr", {"lambda_mult": None})):
+        with pytest.raises(InvalidInputError, match=r"\] is None; give a value, or leave it out"):
+            store.as_retriever(search_type=search_type, search_kwargs=kwargs)
+    with pytest.raises(InvalidInputError, match=r"tags must be a list of strings such as \['prod'\], got 'prod'"):
+        store.as_retriever(tags="prod")
+    with pytest.raises(InvalidInputError, match="tags must be a list of strings, got 5"):
+        store.as_retriever(tags=5)
+
+
+def test_numpy_floats_are_numbers_for_mmr() -> None:
+    """lambda_mult=np.float32(0.5) was refused as "must be a number in [0, 1], got np.float32(0.5)", while
+    numpy floats were accepted as lexical_weight and score_threshold (audit)."""
+    import chromadb
+
+    store = MatryoshkaChroma(_name(), FakeMatryoshkaEmbeddings(), client=chromadb.EphemeralClient())
+    store.add_texts(TEXTS[:10])
+    half = np.float32(0.5)
+    plain = [d.page_content for d in store.max_marginal_relevance_search(TEXTS[0], k=3, fetch_k=6, lambda_mult=0.5)]
+    assert [d.page_content for d in store.max_marginal_relevance_search(TEXTS[0], k=3, fetch_k=6,
+                                                                          lambda_mult=half)] == plain
+    retriever = store.as_retriever(search_type="mmr", search_kwargs={"k": 3, "fetch_k": 6, "lambda_mult": half})
+    assert [d.page_content for d in retriever.invoke(TEXTS[0])] == plain
+    for bad in (np.bool_(True), np.float64(1.5), "0.5"):
+        with pytest.raises(InvalidInputError, match="lambda_mult must be a number in"):
+            store.max_marginal_relevance_search(TEXTS[0], k=3, lambda_mult=bad)
+    store.delete_collection()
 
 
 def test_numpy_metadata_values_are_stored_as_python_values(tmp_path) -> None:
@@ -2288,3 +2366,43 @@ def test_a_matryoshka_encoder_without_langchain_methods_is_a_valid_store_model()
     store = MatryoshkaChroma(_name(), Encoder(), client=chromadb.EphemeralClient())
     store.add_texts(TEXTS[:10], ids=[f"t{i}" for i in range(10)])
     assert [d.id for d in store.similarity_search(TEXTS[3], k=1)] == ["t3"]
+
+
+_OPEN_RACE = r'''
+import sys, threading
+import numpy as np
+from langchain_core.embeddings import Embeddings
+from medrag import MatryoshkaChroma
+
+class Hashed(Embeddings):
+    def embed_documents(self, texts):
+        return [self.embed_query(t) for t in texts]
+    def embed_query(self, text):
+        v = np.random.default_rng(abs(hash(text)) % 2**32).normal(size=32)
+        return (v / np.linalg.norm(v)).tolist()
+
+folder = sys.argv[1] if len(sys.argv) > 1 else None
+errors, barrier = [], threading.Barrier(4)
+def open_store(i):
+    barrier.wait()
+    try:
+        MatryoshkaChroma(f"race-{i}", Hashed(), persist_directory=folder, coarse_dim=8)
+    except Exception as exc:
+        errors.append(f"{type(exc).__name__}: {exc}"[:300])
+threads = [threading.Thread(target=open_store, args=(i,)) for i in range(4)]
+[t.start() for t in threads]; [t.join() for t in threads]
+print("failures", len(errors), errors)
+'''
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["in-memory", "persistent"])
+def test_stores_opened_by_threads_at_once_all_open(tmp_path, persistent) -> None:
+    """Four threads opening stores at once in a fresh process (asyncio.gather of afrom_texts, a threaded
+    server's first requests) all failed inside chromadb ("Could not connect to tenant default_tenant"),
+    and the error blamed persist_directory=None (audit)."""
+    script = tmp_path / "race.py"
+    script.write_text(_OPEN_RACE, encoding="utf-8")
+    args = [sys.executable, str(script)] + ([str(tmp_path / "db")] if persistent else [])
+    out = subprocess.run(args, capture_output=True, text=True, timeout=240, cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "failures 0 []" in out.stdout, out.stdout[-2000:]

@@ -522,7 +522,8 @@ def test_a_lexical_path_that_is_not_an_index_is_refused_before_anything_is_writt
     # built without complaint, failed at the first query (audit): k 4 is hybrid_search's default
     ({"candidates": 2}, r"search_kwargs\['candidates'\] \(2\) must be >= search_kwargs\['k'\] \(4\)"),
     ({"k": 2, "candidates": 1}, r"search_kwargs\['candidates'\] \(1\) must be >= search_kwargs\['k'\] \(2\)"),
-    ({"k": None, "candidates": 2}, r"search_kwargs\['candidates'\] \(2\) must be >= search_kwargs\['k'\] \(4\)"),
+    # k None failed at the first query ("k must be an int, got None"): refused when built (audit)
+    ({"k": None, "candidates": 2}, r"search_kwargs\['k'\] is None; give a value, or leave it out"),
 ])
 def test_a_hybrid_retriever_checks_its_search_kwargs_when_built(store: MatryoshkaChroma, search_kwargs, expected):
     """A misspelled or out-of-range hybrid search_kwargs built a retriever that failed at its first
@@ -532,3 +533,79 @@ def test_a_hybrid_retriever_checks_its_search_kwargs_when_built(store: Matryoshk
     ok = store.as_retriever(search_type="hybrid", search_kwargs={"k": 2, "lexical_weight": 0.5, "fusion": "rrf",
                                                                 "filter": {"kind": "fiche"}})
     assert [d.metadata["kind"] for d in ok.invoke("TSH thyroïde")] == ["fiche", "fiche"]
+
+
+def test_a_write_that_collided_with_another_clients_is_not_lost_by_the_index(client, fake) -> None:  # noqa: F811
+    """Chroma has no compare-and-set: two clients writing at one instant both bumped the generation to
+    g + 1, and the one that updated its index in place labelled it g + 1 without the other's record,
+    fresh-looking for good (server audit: 22 records, an index of 21). The record count now tells."""
+    from medrag.store import COMMITTED_KEY, GENERATION_KEY, _persist_directory
+
+    if _persist_directory(client) is not None:  # the folder's only writer process never collides: in memory
+        client = chromadb.EphemeralClient()
+    name = _name()
+    a = MatryoshkaChroma(name, fake, client=client, candidates=10)
+    _fill(a)
+    a.hybrid_search("ferritine", k=1)  # a's index, fresh for generation g
+    g = a.write_generation
+    b = MatryoshkaChroma(name, fake, client=client, candidates=10)
+    b.add_texts(["Une omphalocèle géante a été opérée à la naissance."], ids=["rare"])
+    meta = dict(a.collection.metadata)
+    meta[GENERATION_KEY] = meta[COMMITTED_KEY] = g  # a's bump read g before b's landed, and wrote g + 1 over it
+    a.collection.modify(metadata=meta)
+    a.add_texts(["Note de sortie : retour à domicile."], ids=["sortie"])  # in place: a's index is labelled g + 1
+    assert a.write_generation == g + 1
+    top = a.hybrid_search_with_score("omphalocèle géante", k=1, lexical_weight=1.0)
+    assert top[0][0].id == "rare" and top[0][1] > 0
+    assert len(a.lexical.index()) == len(a)
+    a.delete_collection()
+
+
+def test_a_server_lost_during_a_rebuild_is_a_store_error(store: MatryoshkaChroma, monkeypatch) -> None:
+    """The lexical rebuild read the records without the store's error translation: a lost server was a raw
+    httpx.ConnectError, a collection dropped by another client chromadb's NotFoundError (server audit)."""
+    from chromadb.api.models.Collection import Collection
+    from chromadb.errors import NotFoundError
+
+    from medrag.errors import CollectionMismatchError, StoreConnectionError
+
+    for error, expected in ((ConnectionError("[Errno 111] Connection refused"), StoreConnectionError),
+                            (NotFoundError("Collection does not exist"), CollectionMismatchError)):
+        def fail(self, *args, _error=error, **kwargs):
+            raise _error
+
+        monkeypatch.setattr(Collection, "get", fail)
+        with pytest.raises(expected, match="read the records for the lexical index"):
+            store.lexical.rebuild()
+        monkeypatch.undo()
+
+
+def test_the_record_count_is_read_only_where_a_collision_can_happen(tmp_path, fake, monkeypatch) -> None:
+    """The count check costs a count() per hybrid search: not for the folder's only writer, and elsewhere
+    only for SETTLE_SECONDS after the store's own in-place update."""
+    import time
+
+    from chromadb.api.models.Collection import Collection
+
+    counts = []
+    real_count = Collection.count
+    monkeypatch.setattr(Collection, "count", lambda self: counts.append(1) or real_count(self))
+    owner = MatryoshkaChroma(_name(), fake, persist_directory=str(tmp_path / "db"), candidates=10)
+    _fill(owner)
+    owner.hybrid_search("ferritine", k=1)
+    owner.add_texts(["Note de sortie."], ids=["sortie"])
+    counts.clear()
+    for _ in range(3):
+        owner.hybrid_search("ferritine", k=1)
+    assert counts == []
+    shared = MatryoshkaChroma(_name(), fake, client=chromadb.EphemeralClient(), candidates=10)
+    _fill(shared)
+    shared.hybrid_search("ferritine", k=1)
+    shared.add_texts(["Note de sortie."], ids=["sortie"])
+    counts.clear()
+    shared.hybrid_search("ferritine", k=1)
+    assert len(counts) == 1
+    shared.lexical._verify_until = time.monotonic() - 1  # SETTLE_SECONDS have passed
+    counts.clear()
+    shared.hybrid_search("ferritine", k=1)
+    assert counts == []

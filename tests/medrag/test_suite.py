@@ -39,6 +39,21 @@ def test_errors(root, tmp_path):
         build_suite("val", data_root=root, domains=["medquad"])
     with pytest.raises(DataError, match="does not exist"):
         build_suite("val", data_root=tmp_path, domains=["cases"])
+    # audit: a string was read as its letters, and caps without pilot were ignored in silence
+    with pytest.raises(DataError, match=r"domains must be a list of domain names, e.g. \['cases'\], not a string"):
+        build_suite("val", data_root=root, domains="cases")
+    for caps in ({"max_queries": 5}, {"max_passages": 50}):
+        with pytest.raises(DataError, match="cap the pilot suite: pass pilot=True"):
+            build_suite("val", data_root=root, domains=["cases"], **caps)
+
+
+def test_tasks_and_suite_record_the_units_version(root):
+    from medrag.qa.french_text import UNITS_VERSION
+
+    suite = build_suite("val", data_root=root, domains=["leaflets", "cases"], pilot=True, max_queries=3)
+    assert suite.settings["units_version"] == UNITS_VERSION == 2
+    assert suite.settings["max_queries"] == 3 and suite.settings["max_passages"] == 1500
+    assert all(d.task.extra["units_version"] == UNITS_VERSION for d in suite.domains.values())
 
 
 def test_pilot_caps_keep_relevant_and_are_deterministic():
