@@ -527,7 +527,12 @@ def _trained_on_frenchmedmcqa_dev(spec: str) -> bool:
     if not isinstance(recorded, dict) or not isinstance(recorded.get("data"), str):
         return False
     splits = recorded.get("train_splits") or DEFAULT_TRAIN_SPLITS
-    return is_frenchmedmcqa_folder(recorded["data"]) and isinstance(splits, (list, tuple)) and "dev" in splits
+    data = Path(recorded["data"]).expanduser()
+    # the recorded path is as typed (../shared/data/frenchmedmcqa): from another folder, or after the data
+    # moved, it reads as the format or the folder's name says
+    fmcqa = is_frenchmedmcqa_folder(data) if data.exists() else (
+        recorded.get("data_format") == "frenchmedmcqa" or data.name.lower() == "frenchmedmcqa")
+    return fmcqa and isinstance(splits, (list, tuple)) and "dev" in splits
 
 
 def _evaluate_suite(args: argparse.Namespace) -> int:

@@ -319,18 +319,20 @@ class MatryoshkaFinetuner:
         import random
 
         from finetune.mixture import mixture_pairs, parse_source
+        from medrag.qa.pairs import same_text_key
 
         cfg = self.config
         labelled = [(self.dataset.name, p) for p in self.dataset.train]
         for entry in cfg.mixture:  # one source at a time: each pair keeps its source's name
             extra, found = mixture_pairs([entry], cfg.shared_data, cfg.seed)
             labelled += [(next(iter(found)), p) for p in extra]
-        eval_questions = {p.question for p in self.dataset.eval}
+        # NFC keys (same_text_key): a mixture pair spelling an eval question in NFD is that question
+        eval_questions = {same_text_key(p.question) for p in self.dataset.eval}
         seen: set[tuple[str, str]] = set()
         kept = []
         for source, p in labelled:
-            key = (p.question, p.answer)
-            if key in seen or p.question in eval_questions:
+            key = (same_text_key(p.question), same_text_key(p.answer))
+            if key in seen or key[0] in eval_questions:
                 continue
             seen.add(key)
             kept.append((source, p))

@@ -513,7 +513,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                  id_field: str | None = None, metadata_fields: list[str] | None = None,
                  chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_OVERLAP, max_words: int = MAX_SENTENCE_WORDS,
                  batch_size: int = 512, show_progress: bool | None = None, prune: bool = False,
-                 folder_name: str | None = None) -> IndexReport:
+                 folder_name: str | None = None, title_field: str | None = None) -> IndexReport:
     """Chunk every document of ``source`` and add the chunks to ``store``; resumable.
 
     Each chunk gets the document's metadata plus ``doc`` (the document key) and ``chunk`` (its
@@ -530,6 +530,14 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
         source: file or folder (:func:`iter_documents`).
         store: a :class:`~medrag.store.MatryoshkaChroma`.
         text_field / id_field / metadata_fields / folder_name: see :func:`iter_documents`.
+        title_field: a record field naming the document (a leaflet's product, an article's title):
+            every chunk is stored, encoded and BM25-indexed as ``"<title> : <chunk>"`` (a chunk that
+            already starts with it is kept as is), and the field is kept in the metadata. Most
+            chunks of a document never repeat its name ("Si vous avez pris plus de comprimés que
+            vous n'auriez dû..."), so a query naming the product or its substance cannot find them
+            by it; the validation suite's leaflet passages carry their product's name this way.
+            Records only (a folder's files have no fields); a record without a title is chunked
+            as is.
         chunk_words / overlap / max_words: see :func:`chunk_text`.
         batch_size: chunks encoded and written together (one model call, one Chroma write). When
             the store's coarse projection (``coarse_rotation``) is still to be fitted, the first
@@ -553,6 +561,14 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
         raise InvalidInputError(f"metadata_fields must be a list of field names, not a single string: "
                                 f"write [{metadata_fields!r}]")
     check_field_names(metadata_fields)
+    if title_field is not None:
+        if not isinstance(title_field, str) or not title_field.strip():
+            raise InvalidInputError(f"title_field must be a record field name, got {title_field!r}")
+        if Path(source).is_dir():
+            raise InvalidInputError(f"title_field reads a field of a records file; {source} is a folder, whose files "
+                                    "are one document each")
+        if title_field not in {_typed_field(f)[0] for f in metadata_fields or []}:
+            metadata_fields = [*(metadata_fields or []), title_field]  # kept with each chunk: shown and filterable
     taken = sorted({_typed_field(f)[0] for f in metadata_fields or []} & set(CHUNK_KEYS))
     if taken:  # they were silently replaced by the chunk's bookkeeping (a filter on them found nothing)
         raise InvalidInputError(f"metadata field(s) {taken} are the names medrag gives each chunk's document key "
@@ -627,6 +643,10 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                                               skipped=not_read):
             documents += 1
             pieces = chunk_text(text, chunk_words, overlap, max_words)
+            title = meta.get(title_field) if title_field is not None else None
+            if isinstance(title, str) and title.strip():
+                title = " ".join(title.split())
+                pieces = [p if p.startswith(title) else f"{title} : {p}" for p in pieces]
             if not pieces:
                 empty += 1
                 if len(empty_named) < 3:
@@ -750,6 +770,10 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    help="record field holding a stable document id, unique within the input (a document indexed "
                         "again under the same id, from any file, replaces the stored one); its value is also kept "
                         "in each chunk's metadata, as text (filter {\"id\": \"42\"}, not 42)")
+    p.add_argument("--title-field", default=None,
+                   help="record field naming the document (a leaflet's product, an article's title): each chunk "
+                        "is stored and searched as 'TITLE : chunk', so a query naming it finds every chunk of the "
+                        "document (most chunks never repeat it); the field is kept in the metadata too")
     p.add_argument("--metadata-fields", default="",
                    help="comma-separated record fields copied into metadata; NAME:int (:float, :bool) converts a "
                         "field's values (NAME:str makes a date ISO text and a list JSON text), as a CSV's are text and a filter {\"year\": 2021} matches numbers only (to "
@@ -837,7 +861,8 @@ def _run_index(args: argparse.Namespace) -> int:
     check_field_names(fields)
     if source.is_dir():
         ignored = [flag for flag, given in (("--text-field", args.text_field != "text"), ("--id-field", args.id_field),
-                                            ("--metadata-fields", fields)) if given]
+                                            ("--metadata-fields", fields), ("--title-field", args.title_field))
+                   if given]
         if ignored:
             raise InvalidInputError(f"{', '.join(ignored)} read(s) the fields of a records file; {source} is a folder, "
                                     "whose files are one document each (metadata: their relative path and the folder)")
@@ -845,6 +870,11 @@ def _run_index(args: argparse.Namespace) -> int:
     if next(iter_documents(source, text_field=args.text_field, id_field=args.id_field, metadata_fields=fields,
                            warn=False, folder_name=args.folder_name), None) is None:
         raise DataError(f"{source}: no document found; nothing was indexed")
+    if args.title_field is not None:
+        if not args.title_field.strip():
+            raise InvalidInputError("--title-field is empty: name a record field, or leave the flag out")
+        if args.title_field not in {_typed_field(f)[0] for f in fields}:
+            fields = [*fields, args.title_field]  # a misspelled title field is named below, before the model loads
     check_metadata_fields(source, fields)
     import chromadb  # heavy: only an actual indexing run opens a client
 
@@ -885,7 +915,7 @@ def _run_index(args: argparse.Namespace) -> int:
         report = index_corpus(source, store, text_field=args.text_field, id_field=args.id_field,
                               metadata_fields=fields, chunk_words=args.chunk_words, overlap=args.overlap,
                               batch_size=args.batch_size, show_progress=False if args.no_progress else None,
-                              prune=args.prune, folder_name=args.folder_name)
+                              prune=args.prune, folder_name=args.folder_name, title_field=args.title_field)
     except BaseException:
         # a run that failed before its first write leaves no empty collection, nor a folder it made, behind
         if not existed and store._drop_if_created_empty() and created is not None:

@@ -143,12 +143,13 @@ _PROGRESS_SLICE = 256
 _MAX_RESULTS = 2**32 - 1
 #: The metadata keys medrag writes into records itself (``reindex`` drops them from a source silently).
 _WRITTEN_KEYS = frozenset({FULL_KEY})
-#: Chroma's collection-name rule (checked here so a bad name fails with a clear message).
-#: Chroma clients are made, and their collections first opened, one at a time in a process: chromadb
-#: 1.5 builds a client's shared system lazily, and threads opening stores at once (asyncio.gather of
-#: afrom_texts, a threaded server's first requests) all failed ("Could not connect to tenant
-#: default_tenant", "'RustBindingsAPI' object has no attribute 'bindings'"), plain chromadb too.
+#: Embedded Chroma clients are made, and their collections first opened, one at a time in a process:
+#: chromadb 1.5 builds a local client's shared system lazily, and threads opening stores at once
+#: (asyncio.gather of afrom_texts, a threaded server's first requests) all failed ("Could not connect
+#: to tenant default_tenant", "'RustBindingsAPI' object has no attribute 'bindings'"), plain chromadb
+#: too. A server's client (HttpClient) is not held by it: a slow server would stall every open.
 _OPEN_GUARD = threading.RLock()
+#: Chroma's collection-name rule (checked here so a bad name fails with a clear message).
 _NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-9]$")
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -422,7 +423,7 @@ class MatryoshkaChroma(VectorStore):
         writer = persist is not None and self._lock is not None and self._lock.held
         if writer:
             self._finish_interrupted_repair()
-        with _OPEN_GUARD:
+        with _OPEN_GUARD if _is_local_client(client) else contextlib.nullcontext():
             self._collection = self._open_collection(collection_name, create_collection_if_not_exists,
                                                      collection_metadata, hnsw)
         self._cid = str(self._collection.id)
@@ -2359,13 +2360,19 @@ class MatryoshkaChroma(VectorStore):
         """:meth:`reindex`'s copy loop: every record of ``source`` re-encoded into this store.
 
         The source is read by pages of offsets: another client writing to it during the copy can make
-        a page skip records (a delete shifts the offsets). The source's record count and write
-        generation are compared before and after; a change is a warning that says to run the same
-        ``reindex`` again (it copies what is missing, without re-encoding what was copied)."""
+        a page skip records (a delete shifts the offsets), and a record deleted after it was copied
+        stays here. The source's record count (and, for a medrag source, its write generation) is
+        compared before and after; a change is a warning that says to reindex again, into a new
+        collection, once nobody writes to the source. A source gone by the end is a warning too:
+        every record was read."""
+        def read_source(fn: Callable[..., Any], **kwargs: Any) -> Any:
+            try:
+                return fn(**kwargs)
+            except Exception as exc:  # a lost server, a source dropped by another client: the source's name
+                raise translate_chroma_error(exc, "read the source collection", source_collection) from exc
+
         def source_state() -> tuple[int, Any]:
-            def read() -> tuple[int, Any]:
-                return source.count(), (source.metadata or {}).get(GENERATION_KEY)
-            return self._chroma_call(f"read the source collection {source_collection!r}", read)
+            return read_source(source.count), (source.metadata or {}).get(GENERATION_KEY)
 
         total, before = source_state()
         from tqdm.auto import tqdm
@@ -2375,8 +2382,7 @@ class MatryoshkaChroma(VectorStore):
         dropped: set[str] = set()
         while offset < total:
             size = self.next_write_size(batch_size)
-            res = self._chroma_call(f"read the source collection {source_collection!r}", source.get, limit=size,
-                                    offset=offset, include=["documents", "metadatas"])
+            res = read_source(source.get, limit=size, offset=offset, include=["documents", "metadatas"])
             offset += size
             bar.update(len(res["ids"]))
             keep = [i for i, text in enumerate(res["documents"]) if text]
@@ -2391,19 +2397,21 @@ class MatryoshkaChroma(VectorStore):
             if len(keep) < len(res["ids"]):
                 logger.warning("reindex skipped %d record(s) without text", len(res["ids"]) - len(keep))
         bar.close()
-        try:
-            source = self._client.get_collection(source_collection, embedding_function=None)  # fresh metadata
-        except Exception as exc:  # noqa: BLE001 - gone since: the count below says so
-            logger.debug("cannot reopen %r: %s", source_collection, exc)
-        after = source_state()
-        if after != (total, before):
-            logger.warning("the source collection %r changed during the copy (%d records at its start, %d now%s): "
-                           "records it wrote or deleted meanwhile may be missing here; run the same reindex again "
-                           "once no client writes to it (it copies only what is missing)", source_collection, total,
-                           after[0], "; another client wrote to it" if after[1] != before else "")
         if dropped:
             logger.warning("reindex dropped the metadata key(s) %s of %r: keys starting with '_medrag' are reserved "
                            "by medrag; rename them in the source to keep them", sorted(dropped), source_collection)
+        try:
+            source = self._client.get_collection(source_collection, embedding_function=None)  # fresh metadata
+            after = source_state()
+        except Exception as exc:  # noqa: BLE001 - the copy is done: its check cannot be, which is said
+            logger.warning("reindex copied %d record(s) of %r but could not read the source again to check that "
+                           "no client changed it during the copy (%s)", total, source_collection, exc)
+            return
+        if after != (total, before):
+            logger.warning("the source collection %r changed during the copy (%d records at its start, %d now%s): "
+                           "records written meanwhile may be missing here and records deleted meanwhile may remain; "
+                           "reindex it again, into a new collection, once no client writes to it", source_collection,
+                           total, after[0], "; another client wrote to it" if after[1] != before else "")
 
 
 def _document(id_: str, text: str | None, metadata: dict[str, Any] | None) -> Document:
@@ -2472,6 +2480,14 @@ def _b64(packed: Any) -> bytes | None:
         return base64.b64decode(packed, validate=True)
     except (ValueError, TypeError):
         return None
+
+
+def _is_local_client(client: Any) -> bool:
+    """Whether ``client`` is an embedded Chroma client (persistent or in memory), not a server's."""
+    try:
+        return "rust" in str(getattr(client.get_settings(), "chroma_api_impl", "")).lower()
+    except Exception:  # noqa: BLE001 - a client-like object without settings: treated as local (guarded)
+        return True
 
 
 def _persist_directory(client: Any) -> str | None:

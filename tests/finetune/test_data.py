@@ -473,3 +473,15 @@ def test_a_frenchmedmcqa_file_passed_alone_names_its_folder(tmp_path):
                                       encoding="utf-8")
     with pytest.raises(DataError, match=r"test.json is a FrenchMedMCQA file .*: pass its folder \(.*fmcqa, holding"):
         load_qa_dataset(folder / "test.json")
+
+
+def test_a_question_written_one_way_keeps_its_held_out_rank():
+    """NFC keys must not move the split of files whose questions have one spelling each (a model trained
+    before would be scored on questions it trained on): the ranking is still the raw text's hash (review)."""
+    import hashlib
+
+    pairs = [QAPair(f"Quelle est la dose {i} de l'ibuprofe\u0300ne ?" if i % 3 else f"Question {i} ?", f"R{i}")
+             for i in range(40)]
+    ranked = sorted({p.question for p in pairs}, key=lambda q: hashlib.sha256(f"42\x00{q}".encode()).hexdigest())
+    _, held = split_by_question(pairs, 0.25, seed=42)
+    assert {p.question for p in held} == set(ranked[:10])

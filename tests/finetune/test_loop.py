@@ -474,3 +474,20 @@ def test_source_counts_are_those_of_the_pairs_trained(tiny_model_dir, pairs_file
     finetuner.dataset = load_dataset_from_config(finetuner.config)
     pairs, counts = finetuner.training_pairs()
     assert len(pairs) == 10 and sum(counts.values()) == 10
+
+
+def test_an_nfd_spelling_of_an_eval_question_is_not_trained_on(tiny_model_dir, pairs_file, tmp_path):
+    """training_pairs compared raw texts: a pair spelling an eval question in NFD (pasted from macOS) was
+    trained on, though it is that question (review)."""
+    import unicodedata
+
+    from finetune.data import load_dataset_from_config
+    from medrag.qa.pairs import QAPair
+
+    finetuner = MatryoshkaFinetuner(loop_config(tiny_model_dir, pairs_file, tmp_path / "m", tmp_path))
+    finetuner.dataset = load_dataset_from_config(finetuner.config)
+    held = finetuner.dataset.eval[0]
+    finetuner.dataset.train.append(QAPair(unicodedata.normalize("NFD", held.question) + "", "Une autre réponse."))
+    assert unicodedata.normalize("NFD", held.question) != held.question  # the fixture's questions are accented
+    pairs, _ = finetuner.training_pairs()
+    assert all(unicodedata.normalize("NFC", p.question) != unicodedata.normalize("NFC", held.question) for p in pairs)

@@ -1216,3 +1216,61 @@ def test_a_server_lost_while_earlier_chunks_are_looked_up_is_a_store_error(tmp_p
         index_corpus(_jsonl(tmp_path / "v2.jsonl", rows), store, id_field="id", chunk_words=15, batch_size=4)
     monkeypatch.undo()
     store.delete_collection()
+
+
+LEAFLET_ROWS = [
+    {"id": "L1", "product": "SINTROM 4 mg, comprimé quadrisécable",
+     "text": "Prenez le comprimé le soir. Si vous oubliez de prendre une dose, ne la doublez pas. "
+             "Prévenez votre médecin avant toute intervention chirurgicale ou dentaire."},
+    {"id": "L2", "product": "BISOPROLOL 5 mg, comprimé",
+     "text": "Si vous oubliez de prendre une dose, prenez-la dès que possible. N'arrêtez jamais le traitement "
+             "brutalement sans l'avis de votre médecin."},
+    {"id": "L3", "text": "Une notice sans nom de produit. Elle est découpée telle quelle."},
+]
+
+
+def test_a_title_field_names_the_document_in_every_chunk(tmp_path) -> None:
+    """Most chunks of a leaflet never name its product: a query by the product or its substance found the
+    "oubli de dose" section of another drug first (quality audit: 37 of 75 top-5 hits by substance, dense)."""
+    store = MatryoshkaChroma("idx", CountingFake(), client=chromadb.EphemeralClient())
+    report = index_corpus(_jsonl(tmp_path / "l.jsonl", LEAFLET_ROWS), store, id_field="id", title_field="product",
+                          chunk_words=12, overlap=0)
+    got = store.collection.get(include=["documents", "metadatas"])
+    by_doc: dict[str, list[str]] = {}
+    for text, md in zip(got["documents"], got["metadatas"]):
+        by_doc.setdefault(md["doc"], []).append(text)
+        assert ("product" in md) is (md["doc"] != "L3")  # kept as metadata where the record has it
+    assert len(by_doc["L1"]) > 1 and all(t.startswith("SINTROM 4 mg, comprimé quadrisécable : ") for t in by_doc["L1"])
+    assert all(t.startswith("BISOPROLOL 5 mg, comprimé : ") for t in by_doc["L2"])
+    assert by_doc["L3"] == ["Une notice sans nom de produit. Elle est découpée telle quelle."]
+    hit = store.hybrid_search("SINTROM oubli de dose", k=1, lexical_weight=1.0)[0]
+    assert hit.metadata["doc"] == "L1" and "oubliez" in hit.page_content
+    # indexing again without the title replaces the titled chunks (the same documents, other texts)
+    again = index_corpus(_jsonl(tmp_path / "l.jsonl", LEAFLET_ROWS), store, id_field="id", chunk_words=12, overlap=0)
+    assert again.removed == report.added - 1 and not any(
+        t.startswith("SINTROM") for t in store.collection.get(include=["documents"])["documents"])
+    with pytest.raises(InvalidInputError, match="title_field reads a field of a records file"):
+        index_corpus(tmp_path, store, title_field="product")
+    with pytest.raises(InvalidInputError, match="title_field must be a record field name"):
+        index_corpus(tmp_path / "l.jsonl", store, title_field=" ")
+    with pytest.raises(DataError, match="no record has the metadata field 'prodcut' \\(did you mean 'product'\\?\\)"):
+        index_corpus(tmp_path / "l.jsonl", store, title_field="prodcut")
+    store.delete_collection()
+
+
+def test_cli_title_field_errors_come_before_the_model(tmp_path, capsys, monkeypatch) -> None:
+    import medrag.embeddings
+
+    monkeypatch.setattr(medrag.embeddings, "load_model",
+                        lambda *a, **k: pytest.fail("the model was loaded before the arguments were checked"))
+    _jsonl(tmp_path / "l.jsonl", LEAFLET_ROWS)
+    db = str(tmp_path / "db")
+    _one_line(capsys, ["index", str(tmp_path / "l.jsonl"), "--persist-dir", db, "--title-field", "prodcut"],
+              "no record has the metadata field 'prodcut' (did you mean 'product'?)")
+    _one_line(capsys, ["index", str(tmp_path / "l.jsonl"), "--persist-dir", db, "--title-field", ""],
+              "--title-field is empty")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("Une note.")
+    _one_line(capsys, ["index", str(tmp_path / "notes"), "--persist-dir", db, "--title-field", "product"],
+              "--title-field read(s) the fields of a records file")
+    assert not Path(db).exists()

@@ -1580,7 +1580,7 @@ def test_reindex_names_a_lost_server_and_a_source_changed_during_the_copy(client
         return real_get(self, *args, **kwargs)
 
     monkeypatch.setattr(Collection, "get", lost)
-    with pytest.raises(StoreConnectionError, match=f"read the source collection '{source}'"):
+    with pytest.raises(StoreConnectionError, match=f"read the source collection \\(collection '{source}'\\)"):
         MatryoshkaChroma.reindex(client, source, _name(), fake, batch_size=10)
     monkeypatch.undo()
     real_add, calls = MatryoshkaChroma.add_texts, []
@@ -1596,9 +1596,25 @@ def test_reindex_names_a_lost_server_and_a_source_changed_during_the_copy(client
         copy = MatryoshkaChroma.reindex(client, source, _name(), fake, batch_size=10)
     monkeypatch.undo()
     assert "changed during the copy (30 records at its start, 27 now" in caplog.text
-    assert "run the same reindex again" in caplog.text
+    assert "reindex it again, into a new collection, once no client writes to it" in caplog.text
     copy.delete_collection()
-    src.delete_collection()
+    # the source dropped by another client once every record was read: the copy is returned, with a warning
+    real_add, calls = MatryoshkaChroma.add_texts, []
+
+    def add_then_drop_the_source(self, *args, **kwargs):
+        out = real_add(self, *args, **kwargs)
+        if self.collection.name != source and not calls:
+            client.delete_collection(source)
+        calls.append(1)
+        return out
+
+    monkeypatch.setattr(MatryoshkaChroma, "add_texts", add_then_drop_the_source)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="medrag.store"):
+        copy = MatryoshkaChroma.reindex(client, source, _name(), fake, batch_size=10)
+    monkeypatch.undo()
+    assert len(copy) == 27 and "could not read the source again to check" in caplog.text
+    copy.delete_collection()
 
 
 def test_the_store_embeddings_give_query_vectors_its_by_vector_searches_take(tiny_embeddings) -> None:
