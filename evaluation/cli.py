@@ -318,23 +318,35 @@ def _hybrid_suite_name(i: int, n_models: int) -> str:
     return "hybrid_suite" if n_models == 1 else f"hybrid_suite_{i + 1}"
 
 
-def _finetune_split(spec: str, data: str) -> tuple[int, float] | None:
-    """``(split seed, eval fraction)`` of the held-out split the ``medrag finetune`` run that made the
-    model folder ``spec`` kept out of training, when it trained on the pairs file ``data`` without a
-    separate eval file; None otherwise (not a fine-tuning output, other data, unreadable config)."""
-    import yaml
+def _finetune_config(spec: str) -> dict | None:
+    """The ``finetune_config.yaml`` that ``medrag finetune`` wrote into the model folder ``spec``, as a
+    mapping; None when there is none (not a fine-tuning output) or it cannot be read."""
+    import yaml  # a fine-tuning output's config is YAML; only these checks read one
 
     config = Path(spec).expanduser() / "finetune_config.yaml"
     try:
         recorded = yaml.safe_load(config.read_text(encoding="utf-8")) if config.is_file() else None
-        if not isinstance(recorded, dict) or recorded.get("eval_data") or not recorded.get("data") \
-                or not _same_data(Path(spec).expanduser(), str(recorded["data"]), data):
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        logger.debug("cannot read %s: %s", config, exc)
+        return None
+    return recorded if isinstance(recorded, dict) else None
+
+
+def _finetune_split(spec: str, data: str) -> tuple[int, float] | None:
+    """``(split seed, eval fraction)`` of the held-out split the ``medrag finetune`` run that made the
+    model folder ``spec`` kept out of training, when it trained on the pairs file ``data`` without a
+    separate eval file; None otherwise (not a fine-tuning output, other data, unreadable config)."""
+    recorded = _finetune_config(spec)
+    if recorded is None or recorded.get("eval_data") or not recorded.get("data"):
+        return None
+    try:
+        if not _same_data(Path(spec).expanduser(), str(recorded["data"]), data):
             return None
         # split_seed since December 4; before it, the run's seed drew the split
         return int(recorded.get("split_seed", recorded.get("seed", SPLIT_SEED))), \
             float(recorded.get("eval_fraction", EVAL_FRACTION))
-    except (OSError, ValueError, TypeError, yaml.YAMLError) as exc:
-        logger.debug("cannot read %s: %s", config, exc)
+    except (OSError, ValueError, TypeError) as exc:
+        logger.debug("unreadable split settings in %s: %s", spec, exc)
         return None
 
 
@@ -516,15 +528,8 @@ def _trained_on_frenchmedmcqa_dev(spec: str) -> bool:
     """Whether the ``medrag finetune`` run that made the model folder ``spec`` trained on FrenchMedMCQA's
     ``dev.json`` (its ``finetune_config.yaml``: a FrenchMedMCQA folder as data, ``dev`` among the
     training splits, the default): the suite's FrenchMedMCQA val part."""
-    import yaml  # a fine-tuning output's config is YAML; only this check reads one
-
-    config = Path(spec).expanduser() / "finetune_config.yaml"
-    try:
-        recorded = yaml.safe_load(config.read_text(encoding="utf-8")) if config.is_file() else None
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        logger.debug("cannot read %s: %s", config, exc)
-        return False
-    if not isinstance(recorded, dict) or not isinstance(recorded.get("data"), str):
+    recorded = _finetune_config(spec)
+    if recorded is None or not isinstance(recorded.get("data"), str):
         return False
     splits = recorded.get("train_splits") or DEFAULT_TRAIN_SPLITS
     data = Path(recorded["data"]).expanduser()

@@ -32,8 +32,9 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from medrag.errors import ConfigError
-from medrag.qa.pairs import ANSWER_COLUMN, DEFAULT_HUB_DATASET, EVAL_FRACTION, QUESTION_COLUMN, SPLIT_SEED
-from medrag.qa.pairs import DEFAULT_TRAIN_SPLITS as PAIRS_TRAIN_SPLITS
+from medrag.qa.pairs import (  # DEFAULT_TRAIN_SPLITS: train_splits' default, FrenchMedMCQA's train and dev files
+    ANSWER_COLUMN, DEFAULT_HUB_DATASET, DEFAULT_TRAIN_SPLITS, EVAL_FRACTION, QUESTION_COLUMN, SPLIT_SEED,
+)
 
 try:
     import tomllib
@@ -49,9 +50,6 @@ ReportTo = Literal["none", "wandb", "tensorboard"]
 
 #: The allowed values of each choice, derived from the ``Literal`` types (the one place they are written).
 DATA_FORMATS: tuple[str, ...] = get_args(DataFormat)
-#: ``train_splits``' default (:data:`medrag.qa.pairs.DEFAULT_TRAIN_SPLITS`): FrenchMedMCQA's train and dev
-#: files; a hub dataset without ``dev`` trains on ``train``.
-DEFAULT_TRAIN_SPLITS: tuple[str, ...] = PAIRS_TRAIN_SPLITS
 LOSSES: tuple[str, ...] = get_args(Loss)
 #: transformers schedules that need no ``lr_scheduler_kwargs`` (the others failed mid-run with a traceback).
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",

@@ -564,6 +564,9 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     if title_field is not None:
         if not isinstance(title_field, str) or not title_field.strip():
             raise InvalidInputError(f"title_field must be a record field name, got {title_field!r}")
+        if _typed_field(title_field)[1] is not None:  # "code:int" named no field, and no chunk got a title
+            raise InvalidInputError(f"title_field {title_field!r}: a title is text; name the field alone "
+                                    f"({_typed_field(title_field)[0]!r})")
         if Path(source).is_dir():
             raise InvalidInputError(f"title_field reads a field of a records file; {source} is a folder, whose files "
                                     "are one document each")
@@ -644,8 +647,8 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
             documents += 1
             pieces = chunk_text(text, chunk_words, overlap, max_words)
             title = meta.get(title_field) if title_field is not None else None
-            if isinstance(title, str) and title.strip():
-                title = " ".join(title.split())
+            if title is not None and not isinstance(title, bool) and str(title).strip():  # a number: its text
+                title = " ".join(str(title).split())
                 pieces = [p if p.startswith(title) else f"{title} : {p}" for p in pieces]
             if not pieces:
                 empty += 1
@@ -873,6 +876,9 @@ def _run_index(args: argparse.Namespace) -> int:
     if args.title_field is not None:
         if not args.title_field.strip():
             raise InvalidInputError("--title-field is empty: name a record field, or leave the flag out")
+        if _typed_field(args.title_field)[1] is not None:
+            raise InvalidInputError(f"--title-field {args.title_field}: a title is text; name the field alone "
+                                    f"({_typed_field(args.title_field)[0]})")
         if args.title_field not in {_typed_field(f)[0] for f in fields}:
             fields = [*fields, args.title_field]  # a misspelled title field is named below, before the model loads
     check_metadata_fields(source, fields)

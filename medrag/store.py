@@ -354,7 +354,7 @@ class MatryoshkaChroma(VectorStore):
             except Exception as exc:
                 if not persist_directory:
                     raise StoreError(f"cannot open an in-memory Chroma store: {exc}") from exc
-                database = Path(persist_directory or ".") / "chroma.sqlite3"
+                database = Path(persist_directory) / "chroma.sqlite3"
                 try:
                     damaged = database.is_file() and database.read_bytes()[:16] != b"SQLite format 3\x00"
                 except OSError:
@@ -1322,8 +1322,9 @@ class MatryoshkaChroma(VectorStore):
                stored: dict[str, dict[str, Any]], progress: Callable[[int], Any] | None = None) -> int:
         """Encode one batch (one model call; with ``progress``, one call per :data:`_PROGRESS_SLICE`
         texts or the encoder's ``batch_size`` if larger, each reported to ``progress``) and upsert it
-        (one Chroma call); returns how many texts were encoded and reported. A stored record whose text is unchanged keeps its stored vectors,
-        unencoded: a metadata-only change (a new field, an edited value) costs no model call."""
+        (one Chroma call); returns how many texts were encoded and reported. A stored record whose
+        text is unchanged keeps its stored vectors, unencoded: a metadata-only change (a new field,
+        an edited value) costs no model call."""
         kept = self._reusable_vectors({ids[i]: texts[i] for i in idx if ids[i] in stored}, stored)
         fresh = [i for i in idx if ids[i] not in kept]
         vectors: dict[str, tuple[bytes, np.ndarray]] = dict(kept)

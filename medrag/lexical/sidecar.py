@@ -145,8 +145,7 @@ class LexicalSidecar:
         differs is such a lost write (or a record deleted): the index is rebuilt. A lost write that
         leaves the count unchanged (one client adds a record as another deletes one) is not caught.
 
-        One ``count()``, whose cost grows with the collection (the same order as a hybrid search's
-        own time at 100,000 records), so it runs on a loaded index file and, for
+        One ``count()``, whose cost grows with the collection, so it runs on a loaded index file and, for
         :data:`SETTLE_SECONDS` after each of this store's in-place updates, only where another
         client can write at the same instant (not for the store holding its embedded folder's lock:
         every writer of the folder is in this process, under one write guard)."""
@@ -162,8 +161,7 @@ class LexicalSidecar:
         the gap between ``generation`` (bumped) and the committed one is a write that died."""
         if committed == generation:
             return True
-        lock = getattr(store, "_lock", None)
-        if lock is not None and lock.held and not store._write_guard.in_flight:
+        if _only_writer(store) and not store._write_guard.in_flight:
             return True  # the folder's only writer, under its write guard, inside no write: a write died
         now = time.monotonic()
         if self._gap is None or self._gap[0] != generation:
@@ -239,8 +237,7 @@ class LexicalSidecar:
         if index is None:
             return False
         if index.generation == generation - 1:
-            lock = getattr(self._store, "_lock", None)
-            if lock is None or not lock.held:  # another client's bump may have collided with this one
+            if not _only_writer(self._store):  # another client's bump may have collided with this one
                 self._verify_until = time.monotonic() + SETTLE_SECONDS
             return True
         self._index = None  # someone else wrote in between: rebuild at the next search
@@ -269,6 +266,13 @@ def _default_path(store: "MatryoshkaChroma") -> Path | None:
     if not folder:
         return None
     return index_file(folder, str(store.collection.id))
+
+
+def _only_writer(store: "MatryoshkaChroma") -> bool:
+    """Whether ``store`` holds its embedded folder's lock: every writer of its collection is then in this
+    process, under one write guard (no write of another client can collide with or hide from it)."""
+    lock = getattr(store, "_lock", None)
+    return lock is not None and lock.held
 
 
 def index_file(persist_directory: str | Path, collection_id: str) -> Path:

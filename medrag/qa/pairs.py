@@ -290,25 +290,26 @@ def split_by_question(pairs: Sequence[QAPair], eval_fraction: float, seed: int =
     The choice depends only on the question texts and the seed (a hash ranks the questions, the
     first ``eval_fraction`` of them are held out), so it does not change when rows are reordered or
     repeated. Spellings of one question in NFC and NFD (:func:`same_text_key`) are one question,
-    ranked by its first spelling in sorted order: a question written one way keeps its rank. Adding questions changes it: a new question can rank among the held-out ones and push
-    one out, and the count held out grows with the file. A model trained on a file's training
+    ranked by its first spelling in sorted order: a question written one way keeps its rank.
+    Adding questions changes it: a new question can rank among the held-out ones and push one out, and the count held out grows with the file. A model trained on a file's training
     split must be scored on that same file's held-out split, not on the held-out split of a grown
     file (which may hold questions it trained on): keep the file, or an ``eval_data`` file apart.
     """
     if isinstance(eval_fraction, bool) or not isinstance(eval_fraction, (int, float)) or not 0 <= eval_fraction < 1:
         raise DataError(f"eval_fraction must be a number in [0, 1), got {eval_fraction!r}")
+    keys = [same_text_key(p.question) for p in pairs]
     spellings: dict[str, set[str]] = {}
-    for p in pairs:
-        spellings.setdefault(same_text_key(p.question), set()).add(p.question)
+    for key, p in zip(keys, pairs):
+        spellings.setdefault(key, set()).add(p.question)
     # ranked by the hash of a question's first spelling in sorted order: a question written one way only
-    # (every file before December 5's NFC keys) keeps the rank, so the held-out split, that it had
+    # (every file before December 5's NFC keys) keeps its rank, and so its side of the split
     questions = sorted(spellings, key=lambda q: hashlib.sha256(f"{seed}\x00{min(spellings[q])}".encode()).hexdigest())
     n_eval = round(len(questions) * eval_fraction)
     if eval_fraction > 0 and n_eval == 0 and len(questions) > 1:
         n_eval = 1
     held = set(questions[:n_eval])
-    return ([p for p in pairs if same_text_key(p.question) not in held],
-            [p for p in pairs if same_text_key(p.question) in held])
+    return ([p for key, p in zip(keys, pairs) if key not in held],
+            [p for key, p in zip(keys, pairs) if key in held])
 
 
 def data_file_record(source: str | os.PathLike[str]) -> dict[str, str] | None:

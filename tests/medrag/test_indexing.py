@@ -1274,3 +1274,16 @@ def test_cli_title_field_errors_come_before_the_model(tmp_path, capsys, monkeypa
     _one_line(capsys, ["index", str(tmp_path / "notes"), "--persist-dir", db, "--title-field", "product"],
               "--title-field read(s) the fields of a records file")
     assert not Path(db).exists()
+
+
+def test_a_title_field_with_a_type_is_refused_and_a_number_title_is_its_text(tmp_path) -> None:
+    """'code:int' named no record field, so no chunk got a title, in silence; a JSON number title was
+    left out (review)."""
+    store = MatryoshkaChroma("idx", CountingFake(), client=chromadb.EphemeralClient())
+    rows = [{"id": "a", "code": 4012, "text": "Prenez le comprimé le soir."}]
+    path = _jsonl(tmp_path / "c.jsonl", rows)
+    with pytest.raises(InvalidInputError, match="title_field 'code:int': a title is text; name the field alone"):
+        index_corpus(path, store, id_field="id", title_field="code:int")
+    index_corpus(path, store, id_field="id", title_field="code")
+    assert store.collection.get(include=["documents"])["documents"] == ["4012 : Prenez le comprimé le soir."]
+    store.delete_collection()
