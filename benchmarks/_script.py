@@ -131,6 +131,24 @@ def add_data_root_argument(parser: argparse.ArgumentParser) -> None:
                              "else ../shared/data beside the repository)")
 
 
+def lexical_weight(value: str) -> float | str:
+    """argparse type: ``auto`` (a weight per query) or a number in [0, 1]."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return unit_float(value)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number from 0 to 1, got {value!r}") from None
+
+
+def auto_range(weight: float | str) -> dict:
+    """``{"auto_weight_range": [low, high]}`` for a JSON whose weight is ``auto`` (the range may be
+    re-chosen later), else nothing."""
+    from medrag.lexical.fusion import AUTO_WEIGHT, AUTO_WEIGHT_RANGE
+
+    return {"auto_weight_range": list(AUTO_WEIGHT_RANGE)} if weight == AUTO_WEIGHT else {}
+
+
 def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
     """The validation suite's options (``--part``, ``--pilot``, ``--max-queries``, ``--max-passages``,
     ``--data-root``), read back by :func:`load_suite`."""

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _script import RESULTS, SHARED_DATA, ScriptParser, positive_int, require_data, run_script  # noqa: E402
+from _script import RESULTS, SHARED_DATA, ScriptParser, auto_range, positive_int, require_data, run_script  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = SHARED_DATA / "french-medical-text"
@@ -143,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     queries = window_queries(texts, args.queries)
     report: dict = {"n": len(texts), "mean_words": round(float(np.mean([len(t.split()) for t in texts])), 1),
                     "queries": len(queries), "k": args.k, "cores": os.cpu_count(),
-                    "lexical_weight": DEFAULT_LEXICAL_WEIGHT, "load_average_at_start": os.getloadavg()}
+                    "lexical_weight": DEFAULT_LEXICAL_WEIGHT, **auto_range(DEFAULT_LEXICAL_WEIGHT),
+                    "load_average_at_start": os.getloadavg()}
 
     # 1. the lexical index alone: analysis + matrix, size on disk (imports and the stemmer loaded first)
     warm = BM25Index()

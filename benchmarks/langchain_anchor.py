@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _script import (RESULTS, ScriptParser, add_suite_arguments, load_suite, positive_int, run_script,  # noqa: E402
-                     suite_data_root, unit_float)
+from _script import (RESULTS, ScriptParser, add_suite_arguments, auto_range, lexical_weight, load_suite,  # noqa: E402
+                     positive_int, run_script, suite_data_root)
 from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT  # noqa: E402
 
 #: What the anchor runs on, installed for this script only: (module, pip package).
@@ -76,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_suite_arguments(parser)
     parser.add_argument("--sizes", type=positive_int, nargs="+", default=[384, 256, 128, 64],
                         help="Matryoshka sizes of the dense side")
-    parser.add_argument("--weight", type=unit_float, default=DEFAULT_LEXICAL_WEIGHT, help="medrag's lexical weight")
+    parser.add_argument("--weight", type=lexical_weight, default=DEFAULT_LEXICAL_WEIGHT,
+                        help="medrag's lexical weight: auto (a weight per query) or a number")
     parser.add_argument("--fusion", default=DEFAULT_FUSION, choices=("rrf", "minmax"), help="medrag's fusion")
     parser.add_argument("--out", default=str(RESULTS / "langchain_anchor.json"), help="the JSON written")
     args = parser.parse_args(argv)
@@ -127,12 +128,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}" if not isinstance(v, bool)
         else f"--{k}" for k, v in vars(args).items() if v is not False and v is not None),
         "suite": suite.settings | {"part": args.part, "pilot": args.pilot}, "model": args.model,
-        "weight": args.weight, "fusion": args.fusion, "metric": metric, "choice_domains": choice, "domains": rows, "macro": macro}
+        "weight": args.weight, **auto_range(args.weight), "fusion": args.fusion, "metric": metric, "choice_domains": choice, "domains": rows, "macro": macro}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     cols = ["dense", "medrag_hybrid", "medrag_hybrid_w0.5", "langchain_ensemble_k4", "langchain_ensemble_k10",
             "medrag_bm25", "langchain_bm25_k4", "langchain_bm25_k10"]
-    print(f"\nmacro {metric} over {', '.join(choice)} (medrag hybrid: {args.fusion} at w={args.weight:g}, and at 0.5)\n")
+    print(f"\nmacro {metric} over {', '.join(choice)} (medrag hybrid: {args.fusion} at w={args.weight}, and at 0.5)\n")
     print("| size | " + " | ".join(cols) + " |\n|" + "---|" * (len(cols) + 1))
     for dim in args.sizes:
         print(f"| {dim} | " + " | ".join(f"{macro[str(dim)][c]:.4f}" for c in cols) + " |")

@@ -23,8 +23,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _script import (RESULTS, ScriptParser, add_suite_arguments, load_suite, run_script,  # noqa: E402
-                     suite_data_root, unit_float)
+from _script import (RESULTS, ScriptParser, add_suite_arguments, auto_range, lexical_weight, load_suite,  # noqa: E402
+                     run_script, suite_data_root)
 from medrag.lexical.analyzer import AnalyzerOptions, fold_accents  # noqa: E402
 from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT  # noqa: E402
 
@@ -46,9 +46,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = ScriptParser(__file__, __doc__.split("\n")[0])
     add_suite_arguments(parser)
     parser.add_argument("--model", default=None, help="the model spec (default: medrag's default model)")
-    parser.add_argument("--weight", type=unit_float, default=DEFAULT_LEXICAL_WEIGHT,
-                        help="the hybrid's lexical weight (the store's default, chosen with the default model; "
-                             "0.4 was chosen with bundled:multilingual-e5-small)")
+    parser.add_argument("--weight", type=lexical_weight, default=DEFAULT_LEXICAL_WEIGHT,
+                        help="the hybrid's lexical weight: auto (a weight per query) or a number (the store's "
+                             "default; the recorded JSONs ran at 0.2, 0.4 was chosen with bundled:multilingual-e5-small)")
     parser.add_argument("--out", default=str(RESULTS / "unaccented_queries.json"), help="the JSON written")
     args = parser.parse_args(argv)
     data_root = suite_data_root(args.data_root)
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             }
     sizes = list(next(iter(rows.values()))["dense"])
     print(f"\nMacro NDCG@10 over {', '.join(suite.choice_domains)}, suite {args.part}"
-          f"{' (pilot)' if args.pilot else ''}; hybrid: {DEFAULT_FUSION}, w = {args.weight:g}\n")
+          f"{' (pilot)' if args.pilot else ''}; hybrid: {DEFAULT_FUSION}, w = {args.weight}\n")
     print("| queries, analyzer | BM25 | " + " | ".join(f"dense {d} | hybrid {d}" for d in sizes) + " |")
     print("|---|---|" + "---|---|" * len(sizes))
     for name, r in rows.items():
@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     Path(args.out).write_text(json.dumps({
         "command": " ".join(sys.argv), "suite": suite.settings | {"part": args.part, "pilot": args.pilot},
         "model": args.model or "the default model (load_model(None))",
-        "fusion": DEFAULT_FUSION, "weight": args.weight, "choice_domains": suite.choice_domains,
+        "fusion": DEFAULT_FUSION, "weight": args.weight, **auto_range(args.weight), "choice_domains": suite.choice_domains,
         "analyzers": {name: asdict(replace(AnalyzerOptions(), **change)) for name, change in ANALYZERS.items()},
         "ndcg@10": rows}, indent=1))
 

@@ -28,7 +28,7 @@ from evaluation.report import check_report_folder, holds_report, remove_stale_re
 from evaluation.stats import CONFIDENCE, N_BOOTSTRAP, N_PERMUTATIONS, PAIRED_TESTS
 from evaluation.store_eval import STORE_METRICS, evaluate_store
 from evaluation.suite import evaluate_suite
-from medrag.command import check_writable_dir
+from medrag.command import check_writable_dir, lexical_weight_argument
 from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.encoding import DEFAULT_BATCH_SIZE
 from medrag.errors import DataError, MedragError
@@ -127,8 +127,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    help="with --store: also measure these candidates values on the same index")
     p.add_argument("--hybrid", action="store_true",
                    help="also score BM25 (French medical analyzer) alone and fused with dense search, per size")
-    p.add_argument("--lexical-weight", type=float, nargs="+", default=None, metavar="W",
-                   help="with --hybrid: lexical weights to score, in [0, 1] (default: the store's default)")
+    p.add_argument("--lexical-weight", type=lexical_weight_argument, nargs="+", default=None, metavar="W",
+                   help="with --hybrid: lexical weights to score, in [0, 1], or auto (a weight per query) "
+                        "(default: the store's default)")
     p.add_argument("--fusion", choices=("rrf", "minmax"), default=None,
                    help="with --hybrid: weighted reciprocal rank fusion or min-max score fusion (default: the store's)")
     p.add_argument("--analyzer", action="append", default=None, metavar="OPTION=VALUE",
@@ -233,7 +234,7 @@ def _check_values(args: argparse.Namespace) -> None:
                                 f"--sizes leaves out {missing}: pass --sizes {' '.join(map(str, meta.dims))}, or "
                                 "drop --sizes")
     for w in args.lexical_weight or ():
-        if not 0.0 <= w <= 1.0:
+        if w != "auto" and not 0.0 <= w <= 1.0:
             raise DataError(f"--lexical-weight {w:g}: pass weights in [0, 1] (0 = dense only)")
     if args.analyzer:
         analyzer_options(args.analyzer)

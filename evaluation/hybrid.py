@@ -24,7 +24,7 @@ Example::
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -36,14 +36,28 @@ from evaluation.retrieval import SizeResult, top_indices
 from medrag.errors import InvalidInputError
 from medrag.lexical.analyzer import AnalyzerOptions
 from medrag.lexical.bm25 import BM25Index
-from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FUSION_METHODS, RRF_K, check_weight, fuse
+from medrag.lexical.fusion import (AUTO_WEIGHT, AUTO_WEIGHT_RANGE, DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FUSION_METHODS, RRF_K,
+                                   check_lexical_weight, fuse, lexical_confidence, query_weight)
 from medrag.qa.task import IRTask
 from medrag.vectors import truncate_embeddings
 
 logger = logging.getLogger(__name__)
 
+#: A scored lexical weight: a number, or ``"auto"`` (a weight per query).
+Weight = float | str
+
 #: Candidates taken from each side before fusion (the store's default ``candidates``).
 DEFAULT_DEPTH = 100
+
+
+def weight_order(weight: Weight) -> tuple[int, float]:
+    """Sort key of scored weights: the numbers in order, then ``"auto"``."""
+    return (1, 0.0) if weight == AUTO_WEIGHT else (0, float(weight))
+
+
+def weight_label(weight: Weight) -> str:
+    """``0.2`` or ``auto``, as the tables write a weight."""
+    return AUTO_WEIGHT if weight == AUTO_WEIGHT else f"{weight:g}"
 
 
 @dataclass
@@ -53,14 +67,14 @@ class HybridEvalResult:
     Attributes:
         lexical: BM25 alone (size-independent).
         dense: size -> dense search at that size.
-        hybrid: lexical weight -> size -> fused search.
+        hybrid: lexical weight (a number, or ``"auto"``) -> size -> fused search.
         method / depth / rrf_k: the fusion settings.
         analyzer: the analyzer's options and signature.
     """
 
     lexical: dict[str, np.ndarray]
     dense: dict[int, SizeResult]
-    hybrid: dict[float, dict[int, SizeResult]]
+    hybrid: dict[Weight, dict[int, SizeResult]]
     method: str = DEFAULT_FUSION
     depth: int = DEFAULT_DEPTH
     rrf_k: int = RRF_K
@@ -70,7 +84,7 @@ class HybridEvalResult:
     def sizes(self) -> list[int]:
         return sorted(self.dense, reverse=True)
 
-    def score(self, kind: str, dim: int | None = None, weight: float | None = None, metric: str = "ndcg@10") -> float:
+    def score(self, kind: str, dim: int | None = None, weight: Weight | None = None, metric: str = "ndcg@10") -> float:
         """Mean ``metric`` of ``kind`` (``"lexical"``, ``"dense"`` or ``"hybrid"``)."""
         if kind == "lexical":
             return float(self.lexical[metric].mean())
@@ -79,17 +93,18 @@ class HybridEvalResult:
         return self.hybrid[weight][dim].means[metric]
 
     def to_dict(self) -> dict:
-        return {"method": self.method, "depth": self.depth, "rrf_k": self.rrf_k, "analyzer": self.analyzer,
+        auto = {"auto_weight_range": list(AUTO_WEIGHT_RANGE)} if AUTO_WEIGHT in self.hybrid else {}
+        return {"method": self.method, "depth": self.depth, "rrf_k": self.rrf_k, **auto, "analyzer": self.analyzer,
                 "lexical": mean_metrics(self.lexical),
                 "dense": {str(d): r.means for d, r in sorted(self.dense.items(), reverse=True)},
-                "hybrid": {str(w): {str(d): r.means for d, r in sorted(per.items(), reverse=True)}
-                           for w, per in sorted(self.hybrid.items())}}
+                "hybrid": {str(w): {str(d): r.means for d, r in sorted(self.hybrid[w].items(), reverse=True)}
+                           for w in sorted(self.hybrid, key=weight_order)}}
 
     def to_markdown(self, metric: str = "ndcg@10") -> str:
         """One row per size: dense, lexical (same every row), hybrid per weight, and hybrid - dense."""
-        weights = sorted(self.hybrid)
-        head = ["size", "dense", "lexical"] + [f"hybrid w={w:g}" for w in weights] + \
-               [f"Δ w={w:g}" for w in weights]
+        weights = sorted(self.hybrid, key=weight_order)
+        head = ["size", "dense", "lexical"] + [f"hybrid w={weight_label(w)}" for w in weights] + \
+               [f"Δ w={weight_label(w)}" for w in weights]
         lex = self.score("lexical", metric=metric)
         fusion = f"rrf (k={self.rrf_k})" if self.method == "rrf" else self.method
         lines = [f"{metric}; fusion {fusion} over {self.depth}+{self.depth} candidates; "
@@ -114,8 +129,47 @@ def lexical_rankings(task: IRTask, options: AnalyzerOptions | None = None, depth
     return index, runs
 
 
+@dataclass
+class QueryCandidates:
+    """One query's hybrid candidates at one size, as the store's hybrid search scores them.
+
+    Attributes:
+        dense_ranking: the ``depth`` best ids by dense cosine at that size, best first.
+        dense: every candidate's cosine (candidates: ``dense_ranking`` union BM25's ``depth`` best).
+        lexical: the BM25 score of the candidates that share a term with the query.
+        confidence: :func:`medrag.lexical.fusion.lexical_confidence` of the best of those scores.
+    """
+
+    dense_ranking: list[str]
+    dense: dict[str, float]
+    lexical: dict[str, float]
+    confidence: float
+
+
+def candidate_scores(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray, dim: int, lexical_side,
+                     depth: int = DEFAULT_DEPTH, show_progress: bool = False) -> Iterator[QueryCandidates]:
+    """:class:`QueryCandidates` of each query of ``task`` (in order) at size ``dim``, from full-size
+    vectors ordered as the task and ``lexical_side``, what :func:`lexical_rankings` returned for it."""
+    index, lex_runs = lexical_side
+    qids, dids = list(task.queries), np.asarray(list(task.corpus))
+    position = {d: i for i, d in enumerate(dids)}
+    q, d = truncate_embeddings(query_vecs, dim), truncate_embeddings(doc_vecs, dim)
+    for start in tqdm(range(0, len(qids), 256), desc=f"hybrid @{dim}", disable=not show_progress):
+        scores = q[start:start + 256] @ d.T
+        for row, i in zip(scores, range(start, start + len(scores))):
+            top = dids[top_indices(row, min(depth, len(dids)))].tolist()
+            candidates = list(dict.fromkeys([*top, *lex_runs[i]]))
+            # scored again at each size: one query's scores against the whole corpus are not kept
+            # (queries x passages floats: gigabytes for a large task)
+            lex_scores = index.query_scores(task.queries[qids[i]])
+            lex_ids, lex_values = index.top(lex_scores, len(candidates), ids=candidates)
+            lexical = dict(zip(lex_ids, lex_values.tolist()))
+            yield QueryCandidates(top, {c: float(row[position[c]]) for c in candidates}, lexical,
+                                  lexical_confidence(max(lexical.values(), default=0.0), lex_scores.bound))
+
+
 def evaluate_hybrid(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray, dims: Sequence[int], *,
-                    weights: Sequence[float] = (DEFAULT_LEXICAL_WEIGHT,), method: str = DEFAULT_FUSION, rrf_k: int = RRF_K,
+                    weights: Sequence[Weight] = (DEFAULT_LEXICAL_WEIGHT,), method: str = DEFAULT_FUSION, rrf_k: int = RRF_K,
                     depth: int = DEFAULT_DEPTH, options: AnalyzerOptions | None = None,
                     metrics: Sequence[str] = DEFAULT_METRICS, show_progress: bool = False) -> HybridEvalResult:
     """Score lexical, dense and hybrid search at each size from full-size vectors ordered as the task.
@@ -124,12 +178,13 @@ def evaluate_hybrid(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray, 
         task: queries, corpus, judgements.
         query_vecs / doc_vecs: full-size unit vectors in ``task.queries`` / ``task.corpus`` order.
         dims: sizes (each derived by truncation and re-normalisation).
-        weights: lexical weights to score (0 = dense only).
+        weights: lexical weights to score (0 = dense only; ``"auto"``: a weight per query, as the store
+            computes it from BM25's confidence among the candidates).
         method / rrf_k: fusion (``"rrf"`` or ``"minmax"``).
         depth: candidates from each side.
         options: the analyzer's options (default: :class:`AnalyzerOptions`'s defaults).
     """
-    weights = [check_weight(w) for w in weights]
+    weights = list(dict.fromkeys(check_lexical_weight(w) for w in weights))
     if method not in FUSION_METHODS:
         raise InvalidInputError(f"unknown fusion method {method!r}; use one of {FUSION_METHODS}")
     if depth < max_k(metrics):
@@ -139,30 +194,22 @@ def evaluate_hybrid(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray, 
         raise InvalidInputError("vectors do not match the task's queries/corpus")
     relevant = [task.qrels[q] for q in qids]
     cut = max_k(metrics)
-    index, lex_runs = lexical_rankings(task, options, depth, show_progress)
-    lexical = per_query_metrics([list(r)[:cut] for r in lex_runs], relevant, metrics)
-    position = {d: i for i, d in enumerate(dids)}
+    lexical_side = lexical_rankings(task, options, depth, show_progress)
+    lexical = per_query_metrics([list(r)[:cut] for r in lexical_side[1]], relevant, metrics)
     dense: dict[int, SizeResult] = {}
-    hybrid: dict[float, dict[int, SizeResult]] = {w: {} for w in weights}
+    hybrid: dict[Weight, dict[int, SizeResult]] = {w: {} for w in weights}
     for dim in sorted(set(dims), reverse=True):
-        q, d = truncate_embeddings(query_vecs, dim), truncate_embeddings(doc_vecs, dim)
         dense_ranked: list[list[str]] = []
-        fused: dict[float, list[list[str]]] = {w: [] for w in weights}
-        for start in tqdm(range(0, len(qids), 256), desc=f"hybrid @{dim}", disable=not show_progress):
-            scores = q[start:start + 256] @ d.T
-            for row, i in zip(scores, range(start, start + len(scores))):
-                n = min(depth, len(dids))
-                top = top_indices(row, n)
-                dense_ranked.append(dids[top[:cut]].tolist())
-                candidates = list(dict.fromkeys([*dids[top].tolist(), *lex_runs[i]]))
-                dense_scores = {c: float(row[position[c]]) for c in candidates}
-                lex_ids, lex_scores = index.search(task.queries[qids[i]], len(candidates), ids=candidates)
-                lex = dict(zip(lex_ids, lex_scores.tolist()))
-                for w in weights:
-                    fused[w].append(fuse(dense_scores, lex, lexical_weight=w, method=method, rrf_k=rrf_k, k=cut))
+        fused: dict[Weight, list[list[str]]] = {w: [] for w in weights}
+        for found in candidate_scores(task, query_vecs, doc_vecs, dim, lexical_side, depth, show_progress):
+            dense_ranked.append(found.dense_ranking[:cut])
+            for w in weights:
+                fused[w].append(fuse(found.dense, found.lexical, lexical_weight=query_weight(w, found.confidence),
+                                     method=method, rrf_k=rrf_k, k=cut))
         dense[dim] = SizeResult(dim, per_query_metrics(dense_ranked, relevant, metrics))
         for w in weights:
             hybrid[w][dim] = SizeResult(dim, per_query_metrics(fused[w], relevant, metrics))
+    index = lexical_side[0]
     analyzer = {"signature": index.signature, "options": asdict(index.analyzer.options)}
     return HybridEvalResult(lexical, dense, hybrid, method, depth, rrf_k, analyzer)
 
@@ -179,18 +226,18 @@ class HybridSuiteResult:
     metric: str = "ndcg@10"
 
     @property
-    def weights(self) -> list[float]:
-        return sorted(next(iter(self.domains.values())).hybrid)
+    def weights(self) -> list[Weight]:
+        return sorted(next(iter(self.domains.values())).hybrid, key=weight_order)
 
     @property
     def sizes(self) -> list[int]:
         return next(iter(self.domains.values())).sizes
 
-    def macro(self, kind: str, dim: int | None = None, weight: float | None = None) -> float:
+    def macro(self, kind: str, dim: int | None = None, weight: Weight | None = None) -> float:
         """Macro-average of ``metric`` over the choice domains."""
         return float(np.mean([self.domains[d].score(kind, dim, weight, self.metric) for d in self.choice_domains]))
 
-    def worst_drop(self, weight: float) -> tuple[float, str, int]:
+    def worst_drop(self, weight: Weight) -> tuple[float, str, int]:
         """The largest loss of hybrid at ``weight`` against dense-only, over every domain and size.
 
         Every domain counts here, the report-only ones too: the macro-average decides between
@@ -200,18 +247,21 @@ class HybridSuiteResult:
                  for d in self.domains for dim in self.sizes]
         return max(drops)
 
-    def recommended_weight(self, max_drop: float = 0.01) -> float | None:
+    def recommended_weight(self, max_drop: float = 0.01) -> Weight | None:
         """The weight with the best macro ``metric`` averaged over sizes among those that lose at most
         ``max_drop`` against dense-only on every domain (report-only ones too) at every size (``None``: no such weight).
         The rule the store's default lexical weight was chosen by (on the ``val`` part)."""
         ok = [w for w in self.weights if self.worst_drop(w)[0] <= max_drop]
         if not ok:
             return None
-        return max(ok, key=lambda w: (np.mean([self.macro("hybrid", dim, w) for dim in self.sizes]), -w))
+        # ties: a number before "auto", the smaller number first
+        return max(ok, key=lambda w: (np.mean([self.macro("hybrid", dim, w) for dim in self.sizes]),
+                                      *(-x for x in weight_order(w))))
 
     def to_dict(self) -> dict:
+        auto = {"auto_weight_range": list(AUTO_WEIGHT_RANGE)} if AUTO_WEIGHT in self.weights else {}
         return {"part": self.part, "pilot": self.pilot, "metric": self.metric, "choice_domains": self.choice_domains,
-                "recommended_weight": self.recommended_weight(),
+                "recommended_weight": self.recommended_weight(), **auto,
                 "domains": {d: r.to_dict() for d, r in self.domains.items()},
                 "macro": {"lexical": self.macro("lexical"),
                           "dense": {str(dim): self.macro("dense", dim) for dim in self.sizes},
@@ -223,7 +273,7 @@ class HybridSuiteResult:
         """The macro table (size x dense / lexical / hybrid per weight), the worst per-domain drop
         of each weight, then every domain's table."""
         w = self.weights
-        head = ["size", "dense", "lexical"] + [f"hybrid w={x:g}" for x in w]
+        head = ["size", "dense", "lexical"] + [f"hybrid w={weight_label(x)}" for x in w]
         lines = [f"## Lexical, dense and hybrid on the suite ({self.part}{', pilot' if self.pilot else ''}): "
                  f"macro {self.metric} over {', '.join(self.choice_domains)}", "",
                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -233,10 +283,10 @@ class HybridSuiteResult:
         lines += ["", "Largest loss of hybrid against dense-only over domains and sizes (negative: a gain everywhere):", ""]
         for x in w:
             drop, dom, dim = self.worst_drop(x)
-            lines.append(f"- w={x:g}: {drop:+.4f} ({dom} at {dim})")
+            lines.append(f"- w={weight_label(x)}: {drop:+.4f} ({dom} at {dim})")
         best = self.recommended_weight()
         lines += ["", f"Best macro {self.metric} (mean over sizes) with no domain (report-only ones too) more than 0.01 below dense-only: "
-                      + (f"w={best:g}" if best is not None else "none")]
+                      + (f"w={weight_label(best)}" if best is not None else "none")]
         for name, res in self.domains.items():
             lines += ["", f"### {name}", "", res.to_markdown(self.metric)]
         return "\n".join(lines)

@@ -197,6 +197,17 @@ def check_writable_dir(folder: Path, flag: str, create: bool = True) -> None:
         raise InvalidInputError(f"{flag} {folder} is not writable; pass a folder you can write to")
 
 
+def lexical_weight_argument(text: str) -> float | str:
+    """``--lexical-weight``'s type: ``auto`` (a weight per query) or a number (its range is checked
+    with the other cheap arguments, so the message names the option)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"pass a number in [0, 1] (0 = dense only) or auto, got {text!r}") from None
+
+
 def add_store_location_arguments(parser: argparse.ArgumentParser, persist_help: str) -> None:
     """The flags of the commands that open a store (``medrag index``, ``medrag search``): ``--persist-dir``
     or ``--host``/``--port``, and ``--collection``; :func:`check_store_location` checks them."""

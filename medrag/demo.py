@@ -105,7 +105,8 @@ def run_demo(args: argparse.Namespace) -> int:
                   f"coarse {hit.coarse_score:.3f} (rank {hit.coarse_rank}) -> rerank {hit.score:.3f}  "
                   f"{text[:90]}{'...' if len(text) > 90 else ''}")
         hybrid = store.search_with_stages(question, k=args.k, hybrid=True)
-        print(f"   hybrid (BM25 weight {store.lexical_weight:g}, {hybrid.timings['lexical_ms']:.1f} ms lexical):")
+        print(f"   hybrid (BM25 weight {hybrid.lexical_weight:.2f}{' (auto)' if store.lexical_weight == 'auto' else ''}, "
+              f"{hybrid.timings['lexical_ms']:.1f} ms lexical):")
         for rank, hit in enumerate(hybrid.hits, 1):
             text = hit.document.page_content
             bm25 = f"BM25 rank {hit.lexical_rank}" if hit.lexical_rank else "no BM25 match"
@@ -197,7 +198,7 @@ def size_table(report) -> str:
     return "\n".join(lines)
 
 
-def hybrid_table(emb, corpus, sizes: list[int], weight: float) -> str:
+def hybrid_table(emb, corpus, sizes: list[int], weight: float | str) -> str:
     """Dense, BM25 and hybrid NDCG@10 at each size on the sample's eval split (encodings from the cache)."""
     task = corpus.task("eval")
     cache = EmbeddingCache()

@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medrag.command import (add_store_location_arguments, check_store_location, collection_names, recorded_model,
-                            store_embeddings)
+from medrag.command import (add_store_location_arguments, check_store_location, collection_names,
+                            lexical_weight_argument, recorded_model, store_embeddings)
 from medrag.embeddings import check_utf8
 from medrag.errors import CollectionMismatchError, DataError, InvalidInputError
 from medrag.models import check_device
@@ -37,8 +37,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: CUDA when available)")
     p.add_argument("--k", type=int, default=4, help="passages to print (default 4)")
     p.add_argument("--hybrid", action="store_true", help="fuse BM25 with the dense funnel (store.hybrid_search)")
-    p.add_argument("--lexical-weight", type=float, default=None,
-                   help="BM25's weight in the fusion with --hybrid (default: the store's, 0.2)")
+    p.add_argument("--lexical-weight", type=lexical_weight_argument, default=None,
+                   help="BM25's weight in the fusion with --hybrid: a number in [0, 1], or auto (a weight per "
+                        "query, higher when BM25's best match holds the query's terms; default: the store's)")
     p.add_argument("--candidates", type=int, default=None, help="stage-1 candidates (default: the store's)")
     p.add_argument("--filter", default=None, help='a Chroma metadata filter as JSON, e.g. \'{"source": "a.txt"}\'')
     p.add_argument("--json", action="store_true", help="one JSON object per line (rank, id, score, text, metadata)")
@@ -56,7 +57,7 @@ def run_search(args: argparse.Namespace) -> int:
     check_utf8(args.query, "the query", "fix the text")
     if args.lexical_weight is not None and not args.hybrid:
         raise InvalidInputError("--lexical-weight is only used with --hybrid")
-    if args.lexical_weight is not None and not 0 <= args.lexical_weight <= 1:
+    if args.lexical_weight not in (None, "auto") and not 0 <= args.lexical_weight <= 1:
         raise InvalidInputError(f"--lexical-weight must be in [0, 1] (0 = dense only, 1 = BM25 only), "
                                 f"got {args.lexical_weight}")
     check_store_location(args)

@@ -63,7 +63,7 @@ from medrag.precomputed import PrecomputedEmbeddings
 from medrag.errors import (CollectionMismatchError, DimensionError, InvalidArgumentError, InvalidInputError, MedragError,
                            StoreConnectionError, StoreError)
 from medrag.lexical.analyzer import AnalyzerOptions
-from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FUSION_METHODS, check_weight
+from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FUSION_METHODS, check_lexical_weight
 from medrag.lexical.bm25 import check_index_path, remove_stale_temporaries
 from medrag.lexical.hybrid import hybrid_candidates
 from medrag.lexical.sidecar import LexicalSidecar, index_file
@@ -183,11 +183,13 @@ class FunnelResult:
     """Hits, best first, the number of stage-1 candidates, and per-stage milliseconds
     (``embed_ms``, ``coarse_ms``: stage 1, ``rerank_ms``: reading the candidates' full vectors
     and scoring them, ``fetch_ms``: reading the texts of the returned hits; a hybrid search adds
-    ``lexical_ms``: the BM25 side, and ``fusion_ms``: fusing both sides' scores)."""
+    ``lexical_ms``: the BM25 side, and ``fusion_ms``: fusing both sides' scores), and for a hybrid
+    search the lexical weight fused (the one ``"auto"`` chose for this query)."""
 
     hits: list[FunnelHit]
     candidates: int
     timings: dict[str, float]
+    lexical_weight: float | None = None
 
 
 class MatryoshkaChroma(VectorStore):
@@ -271,7 +273,9 @@ class MatryoshkaChroma(VectorStore):
             an in-memory or server client). It is derived data, rebuilt from the records when
             missing, stale or built with another analyzer (:mod:`medrag.lexical.sidecar`). A folder,
             or an existing file that is not a lexical index, is refused (it would be overwritten).
-        lexical_weight: default weight of the lexical side in :meth:`hybrid_search` (0 = dense only).
+        lexical_weight: default weight of the lexical side in :meth:`hybrid_search`: a number in
+            [0, 1] (0 = dense only), or ``"auto"``: a weight per query, higher when BM25's best match
+            holds the query's terms (:func:`medrag.lexical.fusion.query_weight`).
         fusion: default fusion of :meth:`hybrid_search`: ``"rrf"`` or ``"minmax"``.
 
     Raises:
@@ -300,7 +304,7 @@ class MatryoshkaChroma(VectorStore):
         rotation_sample: Sequence[str] | None = None,
         lexical_analyzer: AnalyzerOptions | None = None,
         lexical_path: str | None = None,
-        lexical_weight: float = DEFAULT_LEXICAL_WEIGHT,
+        lexical_weight: float | str = DEFAULT_LEXICAL_WEIGHT,
         fusion: str = DEFAULT_FUSION,
         **kwargs: Any,
     ) -> None:
@@ -416,7 +420,7 @@ class MatryoshkaChroma(VectorStore):
         self._deterministic_ids = deterministic_ids
         self._collection_name = collection_name
         self.override_relevance_score_fn = relevance_score_fn
-        self._lexical_weight = check_weight(lexical_weight)
+        self._lexical_weight = check_lexical_weight(lexical_weight)
         if fusion not in FUSION_METHODS:
             raise InvalidInputError(f"fusion must be one of {FUSION_METHODS}, got {fusion!r}")
         self._fusion = fusion
@@ -976,8 +980,8 @@ class MatryoshkaChroma(VectorStore):
         self._other_copy.delete(self._cid, ids)
 
     @property
-    def lexical_weight(self) -> float:
-        """Default weight of the lexical side in :meth:`hybrid_search` (0 = dense only)."""
+    def lexical_weight(self) -> float | str:
+        """Default weight of the lexical side in :meth:`hybrid_search` (0 = dense only; ``"auto"``: per query)."""
         return self._lexical_weight
 
     @property
@@ -1989,7 +1993,7 @@ class MatryoshkaChroma(VectorStore):
     def search_with_stages(self, query: str, k: int = 4, filter: dict[str, Any] | None = None, *,
                            candidates: int | None = None,
                            where_document: dict[str, Any] | None = None, hybrid: bool = False,
-                           lexical_weight: float | None = None, fusion: str | None = None,
+                           lexical_weight: float | str | None = None, fusion: str | None = None,
                            lexical_candidates: int | None = None, **kwargs: Any) -> "FunnelResult":
         """Search like :meth:`similarity_search`, and show what each stage did.
 
@@ -2024,7 +2028,7 @@ class MatryoshkaChroma(VectorStore):
             timings = {"embed_ms": 1000 * embed_s, "coarse_ms": 1000 * tm["coarse_s"], "rerank_ms": 1000 * tm["rerank_s"],
                        "lexical_ms": 1000 * tm["lexical_s"], "fusion_ms": 1000 * tm["fusion_s"],
                        "fetch_ms": 1000 * (time.perf_counter() - t2)}
-            return FunnelResult(hits, len(found.ids), timings)
+            return FunnelResult(hits, len(found.ids), timings, found.lexical_weight)
         if lexical_weight is not None or fusion is not None or lexical_candidates is not None:
             raise InvalidInputError("lexical_weight, fusion and lexical_candidates need hybrid=True")
         stats: dict[str, Any] = {}
@@ -2039,7 +2043,7 @@ class MatryoshkaChroma(VectorStore):
     # ------------------------------------------------------------------ hybrid search
 
     def _hybrid(self, query: str, vector: np.ndarray, k: int, filter: dict[str, Any] | None,
-                candidates: int | None, where_document: dict[str, Any] | None, lexical_weight: float | None,
+                candidates: int | None, where_document: dict[str, Any] | None, lexical_weight: float | str | None,
                 fusion: str | None, lexical_candidates: int | None):
         return hybrid_candidates(
             self, query, vector, k, lexical_weight=self._lexical_weight if lexical_weight is None else lexical_weight,
@@ -2065,7 +2069,7 @@ class MatryoshkaChroma(VectorStore):
             k: number of documents.
             filter: Chroma ``where`` filter, applied to both sides.
             **kwargs: ``lexical_weight`` (0 = dense only, 1 = ranked by BM25 alone, documents without a
-                query term after the others; default: the store's),
+                query term after the others; ``"auto"``: per query; default: the store's),
                 ``fusion`` (``"rrf"`` or ``"minmax"``), ``candidates`` (dense stage 1),
                 ``lexical_candidates`` (BM25 stage 1, default: as many as ``candidates``),
                 ``where_document``.
@@ -2073,7 +2077,7 @@ class MatryoshkaChroma(VectorStore):
         return [doc for doc, _ in self.hybrid_search_with_score(query, k, filter=filter, **kwargs)]
 
     def hybrid_search_with_score(self, query: str, k: int = 4, filter: dict[str, Any] | None = None, *,
-                                 lexical_weight: float | None = None, fusion: str | None = None,
+                                 lexical_weight: float | str | None = None, fusion: str | None = None,
                                  candidates: int | None = None, lexical_candidates: int | None = None,
                                  where_document: dict[str, Any] | None = None,
                                  **kwargs: Any) -> list[tuple[Document, float]]:
@@ -2085,7 +2089,9 @@ class MatryoshkaChroma(VectorStore):
             k: number of documents.
             filter: Chroma ``where`` filter, applied to both sides.
             lexical_weight: 0 = dense only, 1 = ranked by BM25 alone (candidates without a query term
-                score 0 and follow, in dense order); ``None``: the store's (:attr:`lexical_weight`).
+                score 0 and follow, in dense order); ``"auto"``: a weight per query, from BM25's
+                confidence (:func:`medrag.lexical.fusion.query_weight`); ``None``: the store's
+                (:attr:`lexical_weight`).
             fusion: ``"minmax"`` or ``"rrf"``; ``None``: the store's.
             candidates: dense stage-1 candidates; ``None``: the store's (:attr:`candidates`).
             lexical_candidates: BM25 stage-1 candidates; ``None``: as many as ``candidates``.
@@ -2741,7 +2747,7 @@ def _check_retriever_kwargs(search_type: str, search_kwargs: dict[str, Any]) -> 
     if lambda_mult is not None and not _is_unit_interval(lambda_mult):
         raise InvalidInputError(f"search_kwargs['lambda_mult'] must be a number in [0, 1], got {lambda_mult!r}")
     if search_kwargs.get("lexical_weight") is not None:
-        check_weight(search_kwargs["lexical_weight"])
+        check_lexical_weight(search_kwargs["lexical_weight"])
     if search_kwargs.get("fusion") is not None and search_kwargs["fusion"] not in FUSION_METHODS:
         raise InvalidInputError(f"unknown fusion {search_kwargs['fusion']!r}; use one of {FUSION_METHODS}")
     for name in ("filter", "where_document"):

@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import REPO
 
 BENCH = REPO / "benchmarks"
-SCRIPTS = ("analyzer_ablation", "default_model_sweep", "finetune_sweep", "hybrid_benchmark", "index_resume",
+SCRIPTS = ("analyzer_ablation", "auto_weight", "default_model_sweep", "finetune_sweep", "hybrid_benchmark", "index_resume",
            "langchain_anchor", "layer_pool_probe", "lexical_libraries", "query_case", "sidecar_layout",
            "store_benchmark", "unaccented_queries")
 
@@ -50,6 +50,7 @@ def assert_one_line(err: str, *fragments: str) -> None:
 def missing_data_args(name: str, missing: Path, tmp_path: Path) -> list[str]:
     return {
         "analyzer_ablation": ["--data-root", str(missing)],
+        "auto_weight": ["--data-root", str(missing)],
         "default_model_sweep": ["--data-root", str(missing)],
         "finetune_sweep": ["--data", str(missing), "--out", str(tmp_path / "out")],
         "hybrid_benchmark": ["--data", str(missing)],
@@ -114,6 +115,10 @@ BAD_VALUES = [
     ("query_case", ["--max-passages", "0"], "--max-passages"),
     ("unaccented_queries", ["--max-queries", "0"], "--max-queries"),
     ("unaccented_queries", ["--weight", "1.5"], "--weight"),
+    ("unaccented_queries", ["--weight", "automatic"], "--weight"),
+    ("auto_weight", ["--pilots", "300"], "--pilots"),
+    ("auto_weight", ["--pilots", "0x3000"], "--pilots"),
+    ("auto_weight", ["--lows", "1.2"], "--lows"),
 ]
 
 
@@ -316,3 +321,24 @@ def test_analyzer_ablation_whitespace_index_scores_a_task():
     task = _tiny_task()
     assert module.lexical_ndcg(task, module.WhitespaceIndex()) == 0.5  # 'Anémie' is not 'anémie'
     assert module.lexical_ndcg(task, module.BM25Index()) == 1.0
+
+
+def test_auto_weight_scores_fixed_and_auto_settings_on_the_same_candidates(tiny_embeddings):
+    """Fixed weights and "auto" ranges ranked as the store fuses them; the rule's summary per setting."""
+    from medrag.qa.suite import SuiteDomain, ValidationSuite
+    from tests.evaluation.helpers import tiny_task
+
+    module = load("auto_weight")
+    assert module.pilot_size("300x3000") == (300, 3000) and module.label((0.2, 0.4)) == "auto 0.2-0.4"
+    suite = ValidationSuite("val", True, {"a": SuiteDomain("a", _tiny_task()), "b": SuiteDomain("b", tiny_task(4)),
+                                          "s": SuiteDomain("s", tiny_task(3), report_only=True)})
+    scores = module.score_pilot(tiny_embeddings, suite, [0.0, 1.0, (0.2, 0.2), (0.2, 0.4)], sizes=(64, 32))
+    confidence = scores.pop("confidence")
+    assert set(confidence) == {"a", "b", "s"} and all(0 <= c["p10"] <= c["p50"] <= c["p90"] <= 1 for c in confidence.values())
+    assert set(scores) == {"dense", "fixed 0", "fixed 1", "auto 0.2-0.2", "auto 0.2-0.4"}
+    assert scores["fixed 0"] == scores["dense"]  # weight 0 is dense-only, candidate for candidate
+    summary = module.summarise(scores, ["a", "b"], sizes=(64, 32), rule_sizes=(64,))
+    assert summary["dense"]["worst_drop"]["drop"] == 0.0
+    assert summary["fixed 1"]["macro"]["64"] == pytest.approx(
+        (scores["fixed 1"]["a"]["64"] + scores["fixed 1"]["b"]["64"]) / 2)
+    assert scores["fixed 1"]["a"]["64"] == 1.0  # BM25 alone answers the tiny lexical task

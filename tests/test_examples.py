@@ -51,3 +51,10 @@ def test_choose_size_refuses_a_bad_budget_before_loading_the_model():
     proc = subprocess.run([sys.executable, str(REPO / "examples" / "choose_size.py"), "--n", "0"],
                           capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 2 and "--n must be >= 1" in proc.stderr
+
+
+def test_hybrid_search():
+    out = run_example("hybrid_search.py")
+    weights = [float(line.split(":")[1]) for line in out.splitlines() if "lexical weight chosen" in line]
+    assert len(weights) == 3 and all(0.2 <= w <= 0.4 for w in weights)
+    assert "retriever: [" in out and "BM25 rank 1" in out

@@ -64,11 +64,15 @@ _LONE_LETTER = re.compile(r"(?<=[^\W\d_]{2}[ \u00a0])[^\W\d_](?![\w)'’.])")
 class QueryScores:
     """BM25 of one query against every document of one state of a :class:`BM25Index`
     (:meth:`BM25Index.query_scores`): ``values[i]`` is the score of ``order[i]``. Writes made
-    after it was computed do not change it, so :meth:`BM25Index.top` reads ids consistently."""
+    after it was computed do not change it, so :meth:`BM25Index.top` reads ids consistently.
+    ``bound`` is the most any document could score: the sum of the idf of the scored query terms
+    (each term adds idf * tf / (tf + ...) < idf), what :func:`medrag.lexical.fusion.lexical_confidence`
+    divides the best score by."""
 
     values: np.ndarray
     order: list[str]
     pos: dict[str, int]
+    bound: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -273,7 +277,11 @@ class BM25Index:
         terms = [i for _, i in self._query_term_ids(query, matrix)]  # held terms only: each has a column
         values = (matrix.model.get_scores_from_ids(terms) if terms
                   else np.zeros(len(matrix.order), dtype=np.float32))
-        return QueryScores(values, matrix.order, matrix.pos)
+        indptr = matrix.model.scores["indptr"]
+        df = indptr[np.asarray(terms, dtype=np.int64) + 1] - indptr[np.asarray(terms, dtype=np.int64)]
+        n = len(matrix.order)  # the idf of _score_matrix; a repeated query term counts each time, as in values
+        bound = float(np.log1p((n - df + 0.5) / (df + 0.5)).sum())
+        return QueryScores(values, matrix.order, matrix.pos, bound)
 
     def top(self, scores: QueryScores, k: int, ids: Collection[str] | None = None) -> tuple[list[str], np.ndarray]:
         """The ``k`` best ids of a :meth:`query_scores` result with a positive score (among ``ids`` when given)."""

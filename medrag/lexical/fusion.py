@@ -11,6 +11,24 @@ Two methods, both with a per-call ``lexical_weight`` w in [0, 1] (0 = dense only
   candidate missing from the lexical ranking has lexical score 0, i.e. the worst, which is also
   the score of the weakest match (min-max sends each side's lowest score to 0).
 
+The weight is fixed per call, or ``"auto"``: per query, from how fully the best lexical match
+covers the query (:func:`lexical_confidence`: its BM25 over the most any document could score for
+the query's terms, in [0, 1]). Each term counts by its idf, so a best match that lacks the query's
+rare term (a drug name, an analyte) scores low however many common words it shares, and each term
+counts by its saturation (tf against the passage's length). A query matched whole by a short
+passage leans on BM25 (towards ``AUTO_WEIGHT_RANGE[1]``); one whose terms no passage holds together
+stays near ``AUTO_WEIGHT_RANGE[0]``, so BM25 does not override the dense ranking where no passage
+matches the query (exam options, lay paraphrases). It does not measure rarity itself: a one-word
+query's confidence is that word's saturation in its best passage, common word or not. The
+confidence is a score-based query performance predictor (the top retrieval score, as in the
+predictors of Shtok et al., ACM TOIS 2012, normalised here by its bound) used to weight the fusion
+per query, as Hsu and Tzeng's DAT (2025) does with an LLM's judgement instead. On the validation
+suite the weight follows the kind of query more than the single query (median weight about 0.30
+for leaflet queries, which name a product and a section; 0.23-0.25 for exam questions, case
+reports and abstracts), and it beats every fixed weight that keeps all sets within 0.01 of
+dense-only (``docs/results.md``, "A weight per query"). The range was chosen with min-max fusion;
+with RRF it applies as it is.
+
 Ties (equal fused scores: at w = 0 or 1, or between candidates at 0 on both sides) keep the order
 of the heavier side (the dense one at w <= 0.5), then the other's; so at w = 1 the order is the
 lexical one, every match before the candidates that share no term with the query.
@@ -36,14 +54,21 @@ from medrag.errors import InvalidInputError
 FUSION_METHODS = ("rrf", "minmax")
 #: The RRF constant (Cormack et al. 2009).
 RRF_K = 60
+#: The lexical weight that is chosen per query (:func:`query_weight`).
+AUTO_WEIGHT = "auto"
+#: The weights ``"auto"`` moves between: the weight of a query whose lexical confidence is 0, and
+#: the one it tends to at confidence 1 (chosen on the suite's val part with min-max fusion and the
+#: default model, ``benchmarks/auto_weight.py``: ``docs/results.md``, "A weight per query").
+AUTO_WEIGHT_RANGE = (0.2, 0.4)
 #: The default fusion and lexical weight of ``MatryoshkaChroma``'s hybrid search, chosen on the
 #: validation suite's val part (``docs/results.md``, "Hybrid retrieval"): min-max fusion (it beat
-#: RRF at every weight with the base model), and the lexical weight with the best macro NDCG@10
-#: averaged over sizes among 0.1..0.8 with no set of the suite (the report-only sample included)
-#: more than 0.01 below dense-only at any size, measured with medrag's default model.
-#: Re-run ``medrag evaluate --suite --pilot --hybrid --lexical-weight ...`` when the default model changes.
+#: RRF at every weight with the base model), and the weight setting with the best macro NDCG@10
+#: averaged over sizes with no set of the suite (the report-only sample included) more than 0.01
+#: below dense-only at any size, measured with medrag's default model: fixed weights 0.1..0.8
+#: (0.2 won), then ``"auto"`` ranges beside them (0.2-0.4 won, also over 0.2 fixed).
+#: Re-run ``benchmarks/auto_weight.py`` when the default model changes.
 DEFAULT_FUSION = "minmax"
-DEFAULT_LEXICAL_WEIGHT = 0.2
+DEFAULT_LEXICAL_WEIGHT: float | str = AUTO_WEIGHT
 
 
 def check_weight(lexical_weight: float) -> float:
@@ -53,6 +78,52 @@ def check_weight(lexical_weight: float) -> float:
     ):
         raise InvalidInputError(f"lexical_weight must be a number in [0, 1] (0 = dense only), got {lexical_weight!r}")
     return float(lexical_weight)
+
+
+def check_lexical_weight(lexical_weight: float | str) -> float | str:
+    """A number in [0, 1] (as a float) or ``"auto"``, or an :class:`InvalidInputError` saying what to pass."""
+    if lexical_weight == AUTO_WEIGHT:
+        return AUTO_WEIGHT
+    if isinstance(lexical_weight, str):
+        raise InvalidInputError(f"lexical_weight must be a number in [0, 1] (0 = dense only) or {AUTO_WEIGHT!r} "
+                                f"(chosen per query), got {lexical_weight!r}")
+    try:
+        return check_weight(lexical_weight)
+    except InvalidInputError:
+        raise InvalidInputError(f"lexical_weight must be a number in [0, 1] (0 = dense only) or {AUTO_WEIGHT!r} "
+                                f"(chosen per query), got {lexical_weight!r}") from None
+
+
+def lexical_confidence(best_score: float, bound: float) -> float:
+    """How fully BM25's best match covers a query: its score over ``bound``, the most any document could score.
+
+    Each query term adds at most its idf to a document's BM25 (Lucene's variant: idf * tf / (tf +
+    k1 * ...), below idf), so ``bound`` is the sum of the idf of the query's scored terms
+    (:attr:`medrag.lexical.bm25.QueryScores.bound`) and the ratio lies in [0, 1] (clipped: float32
+    sums may round past it): near 1 when the best match holds every term, several times for its
+    length; low when it lacks the query's high-idf terms. 0 when nothing matched.
+
+    >>> lexical_confidence(3.0, 4.0), lexical_confidence(0.0, 0.0)
+    (0.75, 0.0)
+    """
+    if not (bound > 0 and math.isfinite(bound)) or not math.isfinite(best_score):
+        return 0.0
+    return min(1.0, max(0.0, best_score / bound))
+
+
+def query_weight(lexical_weight: float | str, confidence: float,
+                 weight_range: tuple[float, float] = AUTO_WEIGHT_RANGE) -> float:
+    """The weight fused for one query: ``lexical_weight`` itself, or for ``"auto"`` the point of
+    ``weight_range`` (low, high: the weights at confidence 0 and 1) that the query's
+    :func:`lexical_confidence` gives (linear).
+
+    >>> query_weight(0.3, 0.9), query_weight("auto", 0.0), round(query_weight("auto", 0.5), 3)
+    (0.3, 0.2, 0.3)
+    """
+    if check_lexical_weight(lexical_weight) != AUTO_WEIGHT:
+        return float(lexical_weight)
+    low, high = (check_weight(w) for w in weight_range)
+    return low + (high - low) * min(1.0, max(0.0, float(confidence)))
 
 
 def ranks(scores: Mapping[str, float]) -> dict[str, int]:

@@ -5,7 +5,8 @@ coarse vectors) and the lexical index's best BM25 hits. Stage 2 scores every can
 both sides: the full-size cosine (lexical-only candidates' full vectors are read through
 :meth:`~medrag.store.MatryoshkaChroma.get_full_vectors`) and BM25 (candidates sharing no
 term with the query have none), then :func:`medrag.lexical.fusion.fused_ranking` merges them
-with the call's ``lexical_weight``. Metadata (``filter``) and ``where_document`` filters apply
+with the call's ``lexical_weight`` (``"auto"``: a weight per query, from BM25's confidence among
+the candidates, :func:`medrag.lexical.fusion.query_weight`). Metadata (``filter``) and ``where_document`` filters apply
 to both sides: Chroma applies them in stage 1, and lexical candidates are kept only if a
 Chroma ``get`` by id with the same filters returns them (the lexical side first over-fetches
 4x; when the filter leaves too few of those, the BM25 candidates are ranked among every id the
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medrag.errors import InvalidInputError
-from medrag.lexical.fusion import FUSION_METHODS, RRF_K, check_weight, fused_ranking
+from medrag.lexical.fusion import FUSION_METHODS, RRF_K, check_lexical_weight, fused_ranking, lexical_confidence, query_weight
 
 if TYPE_CHECKING:
     from medrag.store import MatryoshkaChroma
@@ -45,7 +46,8 @@ class HybridCandidates:
 
     ``dense_scores`` are full-size cosines; ``coarse_ranks`` the 1-based stage-1 rank (0: a
     lexical-only candidate), ``lexical_scores`` / ``lexical_ranks`` BM25 and its 1-based rank
-    among the candidates (NaN / 0: no query term in the document).
+    among the candidates (NaN / 0: no query term in the document); ``lexical_weight`` the weight
+    fused (the call's, or the one ``"auto"`` chose for this query).
     """
 
     ids: list[str]
@@ -57,15 +59,16 @@ class HybridCandidates:
     lexical_ranks: np.ndarray
     n_dense: int
     n_lexical: int
+    lexical_weight: float
     timings: dict[str, float] = field(default_factory=dict)
 
 
 def hybrid_candidates(store: "MatryoshkaChroma", query: str, vector: np.ndarray, k: int, *,
-                      lexical_weight: float, fusion: str = "rrf", candidates: int | None = None,
+                      lexical_weight: float | str, fusion: str = "rrf", candidates: int | None = None,
                       lexical_candidates: int | None = None, filter: dict[str, Any] | None = None,
                       where_document: dict[str, Any] | None = None) -> HybridCandidates:
     """Run the hybrid funnel for a query text and its (normalised, full-size) vector."""
-    w = check_weight(lexical_weight)
+    setting = check_lexical_weight(lexical_weight)
     if fusion not in FUSION_METHODS:
         raise InvalidInputError(f"unknown fusion {fusion!r}; use one of {FUSION_METHODS}")
     if lexical_candidates is not None:  # numpy ints too, as for k
@@ -96,7 +99,7 @@ def hybrid_candidates(store: "MatryoshkaChroma", query: str, vector: np.ndarray,
     in_dense = set(dense_ids)
     # w = 0 is the dense funnel exactly: BM25's candidates would otherwise join the union and could
     # outrank the dense ones on their full-size score (documents stage 1 missed)
-    extra = [] if w == 0 else [i for i in lex_ids if i not in in_dense]
+    extra = [] if setting == 0 else [i for i in lex_ids if i not in in_dense]
     t2 = time.perf_counter()
     # lexical-only candidates deleted by another thread or client since the index was read are dropped
     extra, extra_full = store._existing_full_vectors(extra)
@@ -105,6 +108,7 @@ def hybrid_candidates(store: "MatryoshkaChroma", query: str, vector: np.ndarray,
     dense = dict(zip(union, np.concatenate([dense_full_scores, extra_scores]).tolist()))
     lex_u_ids, lex_u_scores = index.top(query_scores, max(len(union), 1), ids=union)
     lexical = dict(zip(lex_u_ids, lex_u_scores.tolist()))
+    w = query_weight(setting, lexical_confidence(max(lexical.values(), default=0.0), query_scores.bound))
     order, fused = fused_ranking(dense, lexical, lexical_weight=w, method=fusion, rrf_k=RRF_K)
     t3 = time.perf_counter()
     coarse_rank = dict(zip(dense_ids, stats.get("coarse_ranks", np.zeros(0, int)).tolist()))
@@ -118,7 +122,7 @@ def hybrid_candidates(store: "MatryoshkaChroma", query: str, vector: np.ndarray,
         coarse_ranks=np.array([coarse_rank.get(i, 0) for i in order], dtype=int),
         lexical_scores=np.array([lexical.get(i, np.nan) for i in order], dtype=np.float64),
         lexical_ranks=np.array([lex_rank.get(i, 0) for i in order], dtype=int),
-        n_dense=len(dense_ids), n_lexical=len(lex_ids),
+        n_dense=len(dense_ids), n_lexical=len(lex_ids), lexical_weight=w,
         timings={"coarse_s": stats.get("coarse_s", t1 - t0), "rerank_s": stats.get("rerank_s", 0.0),
                  "lexical_s": (t2 - t1), "fusion_s": t3 - t2},
     )

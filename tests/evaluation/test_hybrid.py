@@ -9,6 +9,7 @@ import pytest
 
 from evaluation.hybrid import evaluate_hybrid
 from medrag.cli import main
+from medrag.errors import InvalidInputError
 from medrag.lexical.analyzer import AnalyzerOptions
 from medrag.qa.task import IRTask
 
@@ -79,15 +80,20 @@ def test_bad_arguments() -> None:
         evaluate_hybrid(task, q[:2], q, [8])
 
 
-def test_cli_hybrid(tiny_model_dir, tmp_path, capsys) -> None:
+def _evaluate_argv(model_dir, tmp_path) -> list[str]:
+    """``medrag evaluate --hybrid`` on a pairs file of a tiny task (report in ``tmp_path / "r"``)."""
     task = tiny_task(6)
     path = tmp_path / "pairs.jsonl"
     path.write_text("\n".join(json.dumps({"anchor": task.queries[q], "positive": task.corpus[d]}, ensure_ascii=False)
                               for q, ds in task.qrels.items() for d in ds), encoding="utf-8")
+    return ["evaluate", "--model", str(model_dir), "--data", str(path), "--split", "all", "--out", str(tmp_path / "r"),
+            "--cache-dir", str(tmp_path / "cache"), "--bootstrap", "20", "--no-plot", "--device", "cpu", "--hybrid"]
+
+
+def test_cli_hybrid(tiny_model_dir, tmp_path, capsys) -> None:
     out = tmp_path / "r"
-    argv = ["evaluate", "--model", str(tiny_model_dir), "--data", str(path), "--split", "all", "--out", str(out),
-            "--cache-dir", str(tmp_path / "cache"), "--bootstrap", "20", "--no-plot", "--device", "cpu",
-            "--hybrid", "--lexical-weight", "0.2", "0.5", "--fusion", "minmax", "--analyzer", "keep_acronyms=true"]
+    argv = [*_evaluate_argv(tiny_model_dir, tmp_path),
+            "--lexical-weight", "0.2", "0.5", "--fusion", "minmax", "--analyzer", "keep_acronyms=true"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "lexical, dense and hybrid" in printed and "hybrid w=0.2" in printed
@@ -148,3 +154,33 @@ def test_cli_suite_hybrid(tiny_model_dir, tmp_path, capsys) -> None:
     assert data["choice_domains"] == ["cases", "leaflets"] and set(data["macro"]["hybrid"]) == {"0.2", "0.6"}
     assert "recommended_weight" in data and "Best macro" in (out / "hybrid_suite.md").read_text()
     assert "Lexical, dense and hybrid on the suite" in capsys.readouterr().out
+
+
+def test_auto_weight_is_scored_beside_the_numbers() -> None:
+    """``"auto"`` scores each query at the weight the store would fuse it with: between the range's ends."""
+    from evaluation.hybrid import weight_label, weight_order
+    from medrag.lexical.fusion import AUTO_WEIGHT_RANGE
+
+    task = _task()
+    q, d = _vectors(6, 64, 0), _vectors(6, 64, 1)
+    low, high = AUTO_WEIGHT_RANGE
+    res = evaluate_hybrid(task, q, d, [64], weights=["auto", low, high, "auto"], metrics=["ndcg@10"])
+    assert sorted(res.hybrid, key=weight_order) == [low, high, "auto"]  # "auto" once, after the numbers
+    assert res.score("hybrid", 64, low) <= res.score("hybrid", 64, "auto") <= res.score("hybrid", 64, high)
+    assert "hybrid w=auto" in res.to_markdown() and set(res.to_dict()["hybrid"]) == {str(low), str(high), "auto"}
+    assert res.to_dict()["auto_weight_range"] == [low, high]  # a report says which range "auto" was
+    assert "auto_weight_range" not in evaluate_hybrid(task, q, d, [64], weights=[0.2]).to_dict()
+    assert weight_label(0.2) == "0.2" and weight_label("auto") == "auto"
+    with pytest.raises(InvalidInputError, match="'auto'"):
+        evaluate_hybrid(task, q, d, [64], weights=["automatic"])
+
+
+def test_cli_lexical_weight_auto(tiny_model_dir, tmp_path, capsys) -> None:
+    out = tmp_path / "r"
+    base = _evaluate_argv(tiny_model_dir, tmp_path)
+    assert main([*base, "--lexical-weight", "0.2", "AUTO"]) == 0
+    hyb = next(iter(json.loads((out / "report.json").read_text())["hybrid"].values()))
+    assert set(hyb["hybrid"]) == {"0.2", "auto"} and "hybrid w=auto" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main([*base, "--lexical-weight", "high"])
+    assert exc.value.code == 2 and "pass a number in [0, 1] (0 = dense only) or auto, got 'high'" in capsys.readouterr().err

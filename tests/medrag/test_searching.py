@@ -38,6 +38,9 @@ def test_search_uses_the_model_the_collection_records(indexed, capsys) -> None:
                  "--filter", '{"cat": "endo"}', "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["metadata"]["id"] for r in rows] == ["tsh"] and rows[0]["rank"] == 1
+    assert main(["search", "TSH élevée", "--persist-dir", str(indexed), "--hybrid", "--k", "2",
+                 "--lexical-weight", "auto"]) == 0  # a weight per query
+    assert capsys.readouterr().out.count("[fused score ") == 2
 
 
 def test_search_errors_are_one_line_and_create_nothing(indexed, tmp_path, capsys, monkeypatch) -> None:
@@ -54,6 +57,7 @@ def test_search_errors_are_one_line_and_create_nothing(indexed, tmp_path, capsys
     _one_line(capsys, ["search", "x", "--persist-dir", str(indexed), "--k", "0"], "--k must be")
     _one_line(capsys, ["search", "x", "--persist-dir", str(indexed), "--filter", "{cat: 1}"], "not valid JSON")
     _one_line(capsys, ["search", "x", "--persist-dir", str(indexed), "--lexical-weight", "0.5"], "only used with --hybrid")
+    _one_line(capsys, ["search", "x", "--persist-dir", str(indexed), "--lexical-weight", "auto"], "only used with --hybrid")
     # these three failed only after the model had loaded (audit)
     _one_line(capsys, ["search", "x", "--persist-dir", str(indexed), "--candidates", "1", "--k", "3"],
               "--candidates (1) must be >= --k (3)")

@@ -609,3 +609,39 @@ def test_the_record_count_is_read_only_where_a_collision_can_happen(tmp_path, fa
     counts.clear()
     shared.hybrid_search("ferritine", k=1)
     assert counts == []
+
+
+def test_auto_weight_is_chosen_per_query(client, fake) -> None:  # noqa: F811
+    """``lexical_weight="auto"``: a query whose best BM25 match holds all its terms gets a higher
+    weight than one whose terms no passage holds together; the weight fused is reported."""
+    from medrag.lexical.fusion import AUTO_WEIGHT_RANGE
+
+    store = MatryoshkaChroma(_name(), fake, client=client, candidates=10, lexical_weight="auto")
+    try:
+        _fill(store)
+        assert store.lexical_weight == "auto"
+        exact = store.search_with_stages("troponine infarctus myocarde", k=3, hybrid=True)
+        partial = store.search_with_stages("troponine et ferritine", k=3, hybrid=True)
+        none = store.search_with_stages("zzz", k=3, hybrid=True)
+        low, high = AUTO_WEIGHT_RANGE
+        assert low < partial.lexical_weight < exact.lexical_weight < high and none.lexical_weight == low
+        # the weight fused is the reported one: the same ranking as that fixed weight
+        fixed = store.hybrid_search("troponine infarctus myocarde", k=5, lexical_weight=exact.lexical_weight)
+        auto = store.hybrid_search("troponine infarctus myocarde", k=5)
+        assert [d.id for d in auto] == [d.id for d in fixed]
+        assert store.search_with_stages("troponine", k=3, hybrid=True, lexical_weight=0.3).lexical_weight == 0.3
+        assert store.search_with_stages("troponine", k=3).lexical_weight is None  # dense: no fusion
+        retriever = store.as_retriever(search_type="hybrid", search_kwargs={"k": 2, "lexical_weight": "auto"})
+        assert len(retriever.invoke("troponine infarctus")) == 2
+    finally:
+        store.delete_collection()
+
+
+@pytest.mark.parametrize("bad", ["AUTO", "high", "0.2"])
+def test_bad_lexical_weight_strings_are_refused(store: MatryoshkaChroma, fake, bad) -> None:
+    with pytest.raises(InvalidInputError, match="'auto'"):
+        store.hybrid_search("troponine", k=2, lexical_weight=bad)
+    with pytest.raises(InvalidInputError, match="'auto'"):
+        store.as_retriever(search_type="hybrid", search_kwargs={"lexical_weight": bad})
+    with pytest.raises(InvalidInputError, match="'auto'"):
+        MatryoshkaChroma(_name(), fake, lexical_weight=bad)

@@ -281,3 +281,22 @@ def test_a_lone_letter_of_a_caps_lock_query_is_the_letter() -> None:
     # by its place, not its text: one lone S does not make the plural marks letters too (review)
     assert index.query_terms("PROTÉINE S : PROPOSITION(S) EXACTE(S)").count("s") == 1
     assert index.query_terms("HÉPATITE\u00a0C") == ["hepat", "c"]  # a no-break space
+
+
+def test_bound_is_the_most_a_document_could_score(index: BM25Index) -> None:
+    """``QueryScores.bound``: the idf sum of the scored terms; every score lies below it, and a
+    document holding every term many times comes close (what "auto" fusion divides by)."""
+    import math
+
+    for query in ("INR sous AVK", "ferritine basse carence", "INR INR", "metformine"):
+        scores = index.query_scores(query)
+        terms = index.query_terms(query)
+        n, held = len(index), [sum(t in index.analyzer(text) for text in DOCS.values()) for t in terms]
+        assert scores.bound == pytest.approx(sum(math.log1p((n - df + 0.5) / (df + 0.5)) for df in held), rel=1e-5)
+        assert 0 < scores.values.max() < scores.bound
+    assert index.query_scores("INR INR").bound == pytest.approx(2 * index.query_scores("INR").bound)
+    assert index.query_scores("xyzzy").bound == 0.0 and BM25Index().query_scores("INR").bound == 0.0
+    repeated = BM25Index()
+    repeated.add(["x", "y", "z"], ["warfarine " * 40, "fer", "tsh"])
+    full = repeated.query_scores("warfarine")
+    assert full.values.max() / full.bound > 0.9  # saturation: near the bound

@@ -95,3 +95,28 @@ def test_numpy_weights() -> None:
     import numpy as np
 
     assert fuse(DENSE, LEX, lexical_weight=np.float32(0.25)) == fuse(DENSE, LEX, lexical_weight=0.25)
+
+
+def test_auto_weight_follows_the_lexical_confidence() -> None:
+    from medrag.lexical.fusion import AUTO_WEIGHT_RANGE, check_lexical_weight, lexical_confidence, query_weight
+
+    low, high = AUTO_WEIGHT_RANGE
+    assert 0 < low < high <= 1
+    assert query_weight("auto", 0.0) == pytest.approx(low) and query_weight("auto", 1.0) == pytest.approx(high)
+    assert query_weight("auto", 0.25) < query_weight("auto", 0.75)
+    assert query_weight("auto", 7.0) == pytest.approx(high) and query_weight("auto", -1.0) == pytest.approx(low)
+    assert query_weight(0.3, 0.9) == 0.3 and check_lexical_weight("auto") == "auto" and check_lexical_weight(1) == 1.0
+    assert lexical_confidence(3.0, 4.0) == pytest.approx(0.75)
+    # nothing matched, or no bound: no confidence (never a division by zero or a NaN weight)
+    for best, bound in ((0.0, 0.0), (1.0, 0.0), (float("nan"), 2.0), (1.0, float("inf"))):
+        assert lexical_confidence(best, bound) == 0.0
+
+
+@pytest.mark.parametrize("bad", ["Auto", "dense", "0.3", "", None, True])
+def test_bad_lexical_weight_setting(bad) -> None:
+    from medrag.lexical.fusion import check_lexical_weight, query_weight
+
+    with pytest.raises(InvalidInputError, match="'auto'"):
+        check_lexical_weight(bad)
+    with pytest.raises(InvalidInputError):
+        query_weight(bad, 0.5)
