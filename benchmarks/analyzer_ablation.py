@@ -44,6 +44,7 @@ VARIANTS = {
     "stemmed before folding (as version 2)": {"fold_before_stem": False},
     "glued units whole": {"split_units": False},
     "both above (version 2's options)": {"fold_before_stem": False, "split_units": False},
+    "spaced thousands split (as version 4)": {"join_thousands": False},
 }
 
 

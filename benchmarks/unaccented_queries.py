@@ -25,11 +25,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _script import (RESULTS, ScriptParser, add_suite_arguments, auto_range, lexical_weight, load_suite,  # noqa: E402
                      run_script, suite_data_root)
-from medrag.lexical.analyzer import AnalyzerOptions, fold_accents  # noqa: E402
+from medrag.lexical.analyzer import ANALYZER_VERSION, AnalyzerOptions, fold_accents  # noqa: E402
 from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT  # noqa: E402
 
 #: The analyzers compared: version 2's behaviour (stem, then fold; glued units whole) and the defaults.
-ANALYZERS = {"version 2's options": {"fold_before_stem": False, "split_units": False}, "default (version 4)": {}}
+ANALYZERS = {"version 2's options": {"fold_before_stem": False, "split_units": False},
+             f"default (version {ANALYZER_VERSION})": {}}
 
 
 def unaccented(suite):

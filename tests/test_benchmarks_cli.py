@@ -21,7 +21,7 @@ from tests.conftest import REPO
 
 BENCH = REPO / "benchmarks"
 SCRIPTS = ("analyzer_ablation", "auto_weight", "default_model_sweep", "finetune_sweep", "hybrid_benchmark", "index_resume",
-           "langchain_anchor", "layer_pool_probe", "lexical_libraries", "query_case", "sidecar_layout",
+           "langchain_anchor", "layer_pool_probe", "lexical_libraries", "number_forms", "query_case", "sidecar_layout",
            "store_benchmark", "unaccented_queries")
 
 
@@ -51,6 +51,7 @@ def missing_data_args(name: str, missing: Path, tmp_path: Path) -> list[str]:
     return {
         "analyzer_ablation": ["--data-root", str(missing)],
         "auto_weight": ["--data-root", str(missing)],
+        "number_forms": ["--data-root", str(missing)],
         "default_model_sweep": ["--data-root", str(missing)],
         "finetune_sweep": ["--data", str(missing), "--out", str(tmp_path / "out")],
         "hybrid_benchmark": ["--data", str(missing)],
@@ -119,6 +120,7 @@ BAD_VALUES = [
     ("auto_weight", ["--pilots", "300"], "--pilots"),
     ("auto_weight", ["--pilots", "0x3000"], "--pilots"),
     ("auto_weight", ["--lows", "1.2"], "--lows"),
+    ("number_forms", ["--window", "1"], "--window"),
 ]
 
 
@@ -342,3 +344,23 @@ def test_auto_weight_scores_fixed_and_auto_settings_on_the_same_candidates(tiny_
     assert summary["fixed 1"]["macro"]["64"] == pytest.approx(
         (scores["fixed 1"]["a"]["64"] + scores["fixed 1"]["b"]["64"]) / 2)
     assert scores["fixed 1"]["a"]["64"] == 1.0  # BM25 alone answers the tiny lexical task
+
+
+def test_number_forms_retypes_numbers_and_version_4_reads_them_apart():
+    module = load("number_forms")
+    spaced, unspaced = module.SPACED.search("sur 10 000 patients"), module.UNSPACED.search("1000 mg")
+    assert module.retype(spaced) == "10000" and module.retype(unspaced) == "1 000"
+    assert module.UNSPACED.search("1000mg")  # a unit glued after it is still a number
+    for not_a_dose in ("en 2010", "ISO 17025:2005", "ref 12553I", "YS-1-18097-A"):  # years, codes
+        assert module.UNSPACED.search(not_a_dose) is None, not_a_dose
+    items = module.known_items({"a": "La dose est de 100 000 UI par mois chez l'adulte.", "b": "Sans nombre."}, 6)
+    assert [(i["id"], i["kind"]) for i in items] == [("a", "spaced")]
+    assert "100 000 UI" in items[0]["written"] and "100000 UI" in items[0]["retyped"]
+    assert module.known_items({"a": "un deux trois quatre 10 000 UI"}, 2)[0]["written"] == "quatre 10 000 UI"
+    v4 = module.version4_index()
+    assert v4.analyzer("100 000 UI") == ["100", "000", "ui"] and module.BM25Index().analyzer("100 000 UI") == ["100000", "ui"]
+    v4.add(["a", "b"], ["100 000 UI par mois", "tout autre chose"])
+    assert module.score(v4, items, "written") == {"recall@1": 1.0, "mrr@10": 1.0, "n": 1}
+    v5 = module.BM25Index()
+    v5.add(["a", "b"], ["100 000 UI par mois", "tout autre chose"])
+    assert "100000" in v5.query_terms(items[0]["retyped"]) and "100000" not in v4.query_terms(items[0]["retyped"])

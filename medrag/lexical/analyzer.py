@@ -7,7 +7,8 @@ implementation), so ``hémoglobine``, ``hemoglobine`` and ``hémoglobines`` meet
 and a word's term never depends on whether its accents were typed (``élevée`` and ``elevee``
 -> ``elev``). Medical tokens that a stemmer would mangle are kept whole: letters-and-digits
 tokens (``HbA1c``, ``T4L``, ``CD4``, ``B12``, ``COVID-19``, ``99mTc``), numbers with their
-decimal comma (``6,5`` and ``6.5`` both become ``6,5``), and the percent / per-mille signs;
+decimal comma (``6,5`` and ``6.5`` both become ``6,5``) and without their thousands spaces
+(``10 000``, ``100 000 UI``: ``10000``, ``100000``, as they are also typed), and the percent / per-mille signs;
 a number glued to a unit is read as the number and the unit (``500mg`` as ``500 mg``,
 ``24h`` as ``24 h``: :data:`UNITS`), and a unit keeps its own term, unstemmed, even when it is
 also a stopword: ``mg/l``, ``mg/j`` and ``mg`` are three different things (``l`` and ``j`` after a
@@ -53,8 +54,9 @@ from medrag.errors import InvalidInputError
 #: normalisation, a decimal glued to its unit split from it, stopwords dropped from all-capital texts;
 #: 3: ``split_units`` and ``fold_before_stem``, which also drops stopwords typed without accents;
 #: 4: a unit's own term: ``l`` and ``j`` kept after a number and in a ratio ``mg/l``, units not
-#: stemmed, micro written ``u``; a lone capital letter kept: ``vitamine D``, ``hépatite C``).
-ANALYZER_VERSION = 4
+#: stemmed, micro written ``u``; a lone capital letter kept: ``vitamine D``, ``hépatite C``;
+#: 5: ``join_thousands``: ``10 000`` read as ``10000``).
+ANALYZER_VERSION = 5
 
 #: The Snowball French stopword list (snowballstem.org, BSD licence), plus ``a`` (``il a``).
 FRENCH_STOPWORDS: frozenset[str] = frozenset(
@@ -74,6 +76,12 @@ _APOSTROPHES = "'\u2019\u02bc\u2018\u00b4"
 _APOSTROPHE_RE = re.compile(f"[{_APOSTROPHES}]")
 
 _NUMBER = r"\d+[.,]\d+"  # a unit glued to it ("0,5mg") is the next token: 0,5 must not become 0 and 5mg
+#: A number written with spaced groups of three digits (``10 000``, ``1 000 000``, ``2 500,5``; French
+#: typography: a space, a no-break or a narrow no-break space), not after a digit or a decimal point.
+#: It starts with a digit, its lookbehind after it: a leading lookbehind was tried at every character
+#: (tokenising the shared texts took 25% longer; the same tokens).
+_THOUSANDS = r"\d(?<![\d.,]\d)\d{0,2}(?:[ \u00a0\u202f]\d{3})+(?:[.,]\d+)?(?!\d)"
+_THOUSANDS_SPACE = re.compile(r"(?<=\d)[ \u00a0\u202f](?=\d)")
 #: A number and a unit that is also a stopword (``5 l``, ``1,5L``, ``3 j``): one token, so the unit stays.
 #: It is an optional tail of a number's or a word's token (after a digit only; not "2020 l'épidémie").
 _STOPWORD_UNIT = f"(?:(?<=\\d)[ \\u00a0]?[lLjJ](?![^\\W_]|[{_APOSTROPHES}]))?"
@@ -89,17 +97,19 @@ _SIGN = r"[%\u2030]"
 POSSESSIVE_SINCE = (3, 11, 5)
 
 
-def _token_pattern(version: tuple[int, ...]) -> str:
-    """The token pattern. Its repeats never need to give characters back (a word's letters, its joiners
-    and its unit tail are disjoint classes), so from :data:`POSSESSIVE_SINCE` on they are made
-    possessive (``++``, ``*+``, ``?+``): the same tokens, faster, which pays for the unit tail."""
-    pattern = f"{_NUMBER}{_STOPWORD_UNIT}|{_WORD}{_STOPWORD_UNIT}|{_SIGN}"
+def _token_pattern(version: tuple[int, ...], thousands: bool = True) -> str:
+    """The token pattern (``thousands``: spaced thousands first, one token). Its repeats never need to
+    give characters back (a word's letters, its joiners and its unit tail are disjoint classes), so
+    from :data:`POSSESSIVE_SINCE` on they are made possessive (``++``, ``*+``, ``?+``): the same
+    tokens, faster, which pays for the unit tail."""
+    pattern = (f"{_THOUSANDS}{_STOPWORD_UNIT}|" if thousands else "") + f"{_NUMBER}{_STOPWORD_UNIT}|{_WORD}{_STOPWORD_UNIT}|{_SIGN}"
     if tuple(version[:3]) >= POSSESSIVE_SINCE:
         pattern = pattern.replace("]+", "]++").replace(")*", ")*+").replace("]*", "]*+").replace(")?", ")?+")
     return pattern
 
 
 _TOKEN = _token_pattern(sys.version_info)
+_TOKEN_SPACED_GROUPS = _token_pattern(sys.version_info, thousands=False)
 #: Units read apart from a whole number glued to them (``500mg`` -> ``500``, ``mg``), compared
 #: lowercased. Not ``m`` (``99m`` technetium) nor ordinals (``2e``, ``1er``), which stay whole.
 UNITS: frozenset[str] = frozenset(
@@ -154,6 +164,13 @@ class AnalyzerOptions:
       ``mg/kg/j``), so ``mg/l`` is not ``mg/j``; a lone lowercase ``l`` elsewhere (``l'``, ``2020 l'``,
       ``mg / l``) is still a stopword (a capital ``L`` is a letter's term: ``keep_acronyms``). Off, units are words (``5 ms`` -> ``m``, ``mg/l`` -> ``mg``). +0.0006 / +0.0003
       macro on the val part (100 x 300 / 300 x 3,000; cases +0.0016, the other domains within 0.0008).
+    - ``join_thousands``: read a number written with spaced thousands (``10 000``, ``100 000 UI``,
+      ``2 500,5``; a space, a no-break or a narrow no-break space between groups of three digits) as one
+      number, ``10000``, as it is also written; off, each group is a term (``10``, ``000``: a query
+      ``10000`` missed the passages writing ``10 000``). Only with ``keep_alphanumeric``. A table
+      flattened to text with numbers separated by spaces is read the same way where a group of three
+      digits follows (``10 - 20 200 - 400`` -> ``20200``), and so are spaced phone numbers
+      (``0 800 840 800``): one rare term instead of common ones.
     - ``split_hyphens``: index the parts of a hyphenated word without digits
       (``anti-inflammatoire`` -> ``anti``, ``inflammatoir``) rather than the compound.
     - ``extra_stopwords``: more words to drop (compared lowercased, before stemming).
@@ -168,6 +185,7 @@ class AnalyzerOptions:
     split_hyphens: bool = True
     fold_before_stem: bool = True
     split_units: bool = True
+    join_thousands: bool = True
     extra_stopwords: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -220,7 +238,7 @@ class FrenchMedicalAnalyzer:
         # One alternation, scanned once per text: the regex engine is the cost of analysis, so
         # elisions and hyphens stay inside the token and are split in the (cached) per-token step.
         if self.options.keep_alphanumeric:
-            self._pattern = re.compile(_TOKEN)
+            self._pattern = re.compile(_TOKEN if self.options.join_thousands else _TOKEN_SPACED_GROUPS)
         else:
             self._pattern = re.compile(f"[^\\W\\d_]+(?:[-{_APOSTROPHES}][^\\W\\d_]+)*|\\d+|{_SIGN}")
         stop = (FRENCH_STOPWORDS if self.options.stopwords else frozenset()) | frozenset(self.options.extra_stopwords)
@@ -279,6 +297,8 @@ class FrenchMedicalAnalyzer:
 
     def _terms(self, token: str) -> tuple[str, ...]:
         opts = self.options
+        if opts.join_thousands and any(c in token for c in " \u00a0\u202f"):
+            token = _THOUSANDS_SPACE.sub("", token)  # "10 000" -> "10000" ("5 l": the unit's space stays)
         if "/" in token:  # a ratio of units ("mg/l", "mg/kg/j") or words joined by a slash ("et/ou")
             return tuple(t for part in token.split("/") for t in self._part_terms(part))
         stopword_unit = _STOPWORD_UNIT_PARTS.fullmatch(token) if token[-1] in "lLjJ" else None

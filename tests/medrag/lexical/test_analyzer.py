@@ -198,10 +198,12 @@ def test_the_possessive_token_pattern_gives_the_plain_patterns_tokens() -> None:
     from medrag.lexical import analyzer as module
     from medrag.qa.sample import load_sample_corpus
 
-    plain = re.compile(f"{module._NUMBER}{module._STOPWORD_UNIT}|{module._WORD}{module._STOPWORD_UNIT}|{module._SIGN}")
+    plain = re.compile(f"{module._THOUSANDS}{module._STOPWORD_UNIT}|{module._NUMBER}{module._STOPWORD_UNIT}|"
+                       f"{module._WORD}{module._STOPWORD_UNIT}|{module._SIGN}")
     texts = [p.passage for p in load_sample_corpus().passages] + [
         "anti-inflammatoire/antalgique, 1,5L, 5 l, 3 j., 2020 l'épidémie, T4 L, mg/kg/j, et/ou, 10 microgrammes/0,5 ml",
-        "aujourd'hui l’HbA1c à 6,5 % ; covid-19 ; 99mTc ; 5-10mg ; 24 h/24 ; B12 ; lymphocytes T ; d' ; -x- ; 5 ‰"]
+        "aujourd'hui l’HbA1c à 6,5 % ; covid-19 ; 99mTc ; 5-10mg ; 24 h/24 ; B12 ; lymphocytes T ; d' ; -x- ; 5 ‰",
+        "1 sur 10 000 ; 100\u00a0000 UI ; 2 500,5 mg ; 1 000 L ; 1 0000 ; en 2010 100 ; 265 000/mm3"]
     pattern = FrenchMedicalAnalyzer()._pattern
     assert all(pattern.findall(t) == plain.findall(t) for t in texts)
 
@@ -254,3 +256,23 @@ def test_the_analyzer_on_a_python_before_3_11_5() -> None:
                          env={**os.environ, "PYTHONPATH": str(root)})
     assert out.returncode == 0, out.stderr[-2000:]
     assert eval(out.stdout) == FrenchMedicalAnalyzer().tokens(_TOKEN_TEXT)
+
+
+def test_spaced_thousands_are_one_number(analyzer: FrenchMedicalAnalyzer) -> None:
+    """``10 000`` gave the terms ``10`` and ``000``: a query for ``100000 UI`` missed the leaflets
+    writing ``100 000 UI`` (961 of the 2,500 shared leaflets write spaced thousands)."""
+    assert analyzer("1 personne sur 10 000") == analyzer("1 personne sur 10000") == ["1", "person", "10000"]
+    assert (analyzer("100 000 UI") == analyzer("100\u00a0000 UI") == analyzer("100\u202f000 UI")
+            == analyzer("100000 UI") == ["100000", "ui"])  # space, no-break space, narrow no-break space
+    assert analyzer("1 000 000 de patients") == ["1000000", "patient"]
+    assert analyzer("2 500,5 mg") == analyzer("2500.5 mg") == ["2500,5", "mg"]
+    assert analyzer("plaquettes 265 000/mm3") == ["plaquet", "265000", "mm3"]
+    assert analyzer("1 000 l") == ["1000", "l"]  # the unit that is a stopword keeps its term
+    # not a spaced number: after a 4-digit group, groups that are not of three digits, after a decimal
+    assert analyzer("en 2010 100 patients") == ["2010", "100", "patient"]
+    assert analyzer("1 0000, 12 34") == ["1", "0000", "12", "34"] and analyzer("1,5 000") == ["1,5", "000"]
+    assert analyzer("12 345 678") == ["12345678"]
+    off = FrenchMedicalAnalyzer(AnalyzerOptions(join_thousands=False))
+    assert off("100 000 UI") == ["100", "000", "ui"] and off.signature != analyzer.signature
+
+
