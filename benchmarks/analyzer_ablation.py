@@ -45,6 +45,8 @@ VARIANTS = {
     "glued units whole": {"split_units": False},
     "both above (version 2's options)": {"fold_before_stem": False, "split_units": False},
     "spaced thousands split (as version 4)": {"join_thousands": False},
+    "units of time as symbols (as version 5)": {"unit_words": False},
+    "both above (version 4's reading)": {"join_thousands": False, "unit_words": False},
 }
 
 

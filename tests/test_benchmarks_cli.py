@@ -346,21 +346,26 @@ def test_auto_weight_scores_fixed_and_auto_settings_on_the_same_candidates(tiny_
     assert scores["fixed 1"]["a"]["64"] == 1.0  # BM25 alone answers the tiny lexical task
 
 
-def test_number_forms_retypes_numbers_and_version_4_reads_them_apart():
+def test_number_forms_retypes_numbers_and_units_and_version_4_reads_them_apart():
     module = load("number_forms")
     spaced, unspaced = module.SPACED.search("sur 10 000 patients"), module.UNSPACED.search("1000 mg")
     assert module.retype(spaced) == "10000" and module.retype(unspaced) == "1 000"
     assert module.UNSPACED.search("1000mg")  # a unit glued after it is still a number
     for not_a_dose in ("en 2010", "ISO 17025:2005", "ref 12553I", "YS-1-18097-A"):  # years, codes
         assert module.UNSPACED.search(not_a_dose) is None, not_a_dose
-    items = module.known_items({"a": "La dose est de 100 000 UI par mois chez l'adulte.", "b": "Sans nombre."}, 6)
-    assert [(i["id"], i["kind"]) for i in items] == [("a", "spaced")]
-    assert "100 000 UI" in items[0]["written"] and "100000 UI" in items[0]["retyped"]
+    assert [module.retype_per_day(f) for f in ("/j", "/jour", " par jour")] == [" par jour", "/j", "/j"]
+    assert module.retype_hours(" h") == " heures" and module.retype_hours(" heures") == " h"
+    text = "La dose est de 3 g/j pendant 24 h puis 100 000 UI par mois."
+    items = {i["kind"]: i for i in module.known_items({"a": text, "b": "Sans nombre."}, 6)}
+    assert set(items) == {"spaced", "per day", "hours"}
+    assert items["spaced"]["written"] == "24 h puis 100 000 UI par mois." and "100000 UI" in items["spaced"]["retyped"]
+    assert "3 g par jour pendant" in items["per day"]["retyped"] and "24 heures puis" in items["hours"]["retyped"]
     assert module.known_items({"a": "un deux trois quatre 10 000 UI"}, 2)[0]["written"] == "quatre 10 000 UI"
-    v4 = module.version4_index()
-    assert v4.analyzer("100 000 UI") == ["100", "000", "ui"] and module.BM25Index().analyzer("100 000 UI") == ["100000", "ui"]
-    v4.add(["a", "b"], ["100 000 UI par mois", "tout autre chose"])
-    assert module.score(v4, items, "written") == {"recall@1": 1.0, "mrr@10": 1.0, "n": 1}
-    v5 = module.BM25Index()
-    v5.add(["a", "b"], ["100 000 UI par mois", "tout autre chose"])
-    assert "100000" in v5.query_terms(items[0]["retyped"]) and "100000" not in v4.query_terms(items[0]["retyped"])
+    v4, v6 = module.version4_index(), module.BM25Index()
+    assert v4.analyzer("100 000 UI, 3 g/j") == ["100", "000", "ui", "3", "g", "j"]
+    assert v6.analyzer("100 000 UI, 3 g/j") == ["100000", "ui", "3", "g", "jour"]
+    for index in (v4, v6):
+        index.add(["a", "b"], [text, "tout autre chose"])
+    assert module.score(v4, list(items.values()), "written") == {"recall@1": 1.0, "mrr@10": 1.0, "n": 3}
+    retyped = items["spaced"]["retyped"]
+    assert "100000" in v6.query_terms(retyped) and "100000" not in v4.query_terms(retyped)

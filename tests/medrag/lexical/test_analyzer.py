@@ -92,7 +92,7 @@ def test_bad_input() -> None:
 def test_a_decimal_glued_to_its_unit_stays_whole(analyzer: FrenchMedicalAnalyzer) -> None:
     """``0,5mg`` gave ``0`` and ``5mg``: a query for 5mg matched the 0,5 mg document."""
     assert analyzer("warfarine 0,5mg") == ["warfarin", "0,5", "mg"]
-    assert analyzer("1,5g/j et 12,5 mg") == ["1,5", "g", "j", "12,5", "mg"]
+    assert analyzer("1,5g/j et 12,5 mg") == ["1,5", "g", "jour", "12,5", "mg"]
     assert "5mg" not in analyzer("0,5mg")
 
 
@@ -117,11 +117,11 @@ def test_all_capital_prose_is_read_as_words_acronyms_stay(analyzer: FrenchMedica
 def test_a_whole_number_glued_to_a_unit_is_the_number_and_the_unit(analyzer: FrenchMedicalAnalyzer) -> None:
     """``1000mg`` was one term: a query for "Doliprane 1000 mg" missed the leaflet that wrote 1000mg."""
     assert analyzer("Doliprane 1000mg") == analyzer("Doliprane 1000 mg") == ["dolipran", "1000", "mg"]
-    assert analyzer("500MG, 24h, 5µg/kg, 140mmHg") == ["500", "mg", "24", "h", "5", "ug", "kg", "140", "mmhg"]
-    assert analyzer("3j") == analyzer("3 j") == analyzer("3 J") == ["3", "j"]  # jours: a unit after a number
+    assert analyzer("500MG, 24h, 5µg/kg, 140mmHg") == ["500", "mg", "24", "heur", "5", "ug", "kg", "140", "mmhg"]
+    assert analyzer("3j") == analyzer("3 j") == analyzer("3 J") == ["3", "jour"]  # jours: a unit after a number
     # not units: technetium 99m, ordinals, analytes and vitamins stay whole
     assert analyzer("99mTc 99m 2e 1er B12 T4L") == ["99mtc", "99m", "2e", "1er", "b12", "t4l"]
-    assert analyzer("10mn, 5ug, 80fl") == ["10", "mn", "5", "ug", "80", "fl"]
+    assert analyzer("10mn, 5ug, 80fl") == ["10", "minut", "5", "ug", "80", "fl"]
     # ranges read as their numbers and unit, like the en-dash form; hyphenated names stay whole
     assert analyzer("5-10mg") == analyzer("5–10mg") == analyzer("5 - 10 mg") == ["5", "10", "mg"]
     assert analyzer("1g-2g") == ["1", "g", "2", "g"]
@@ -134,8 +134,8 @@ def test_units_that_are_stopwords_or_stem_apart_keep_their_term(analyzer: French
     """``l`` (litre) and ``j`` (jour) were dropped as the stopwords of ``l'`` and ``j'``, so ``mg/l``,
     ``mg/j`` and ``mg`` indexed alike; ``ms`` was stemmed to ``m``; ``µg`` and ``ug`` differed."""
     assert analyzer("ferritine 30 mg/l") == ["ferritin", "30", "mg", "l"]
-    assert analyzer("30 mg/j") == ["30", "mg", "j"] != analyzer("30 mg/l")
-    assert analyzer("10 mg/kg/j") == ["10", "mg", "kg", "j"]
+    assert analyzer("30 mg/j") == ["30", "mg", "jour"] != analyzer("30 mg/l")
+    assert analyzer("10 mg/kg/j") == ["10", "mg", "kg", "jour"]
     assert analyzer("Glycémie 1,2 g/L") == analyzer("glycémie 1,2 g/l") == ["glycem", "1,2", "g", "l"]
     assert analyzer("1,5 l") == analyzer("1,5L") == analyzer("1.5\u00a0L") == ["1,5", "l"]
     assert analyzer("5 ms") == analyzer("5ms") == ["5", "ms"]
@@ -145,7 +145,7 @@ def test_units_that_are_stopwords_or_stem_apart_keep_their_term(analyzer: French
     # a slash between words is a separator as before; a decimal after a slash stays whole
     assert analyzer("et/ou") == [] and analyzer("infirmier/infirmière") == ["infirm", "infirmi"]
     assert analyzer("10 microgrammes/0,5 ml") == ["10", "microgramm", "0,5", "ml"]
-    assert analyzer("12/03/2020, 24 h/24") == ["12", "03", "2020", "24", "h", "24"]
+    assert analyzer("12/03/2020, 24 h/24") == ["12", "03", "2020", "24", "heur", "24"]
     # elided l' and j' are still dropped, after a number too, and so is a lone letter that follows no number
     assert analyzer("l'insuline, j'ai, la lettre l") == ["insulin", "lettr"]
     assert analyzer("En 2020 l'épidémie, article 3 L’utilisation, en 2019 j'ai") == [
@@ -276,3 +276,15 @@ def test_spaced_thousands_are_one_number(analyzer: FrenchMedicalAnalyzer) -> Non
     assert off("100 000 UI") == ["100", "000", "ui"] and off.signature != analyzer.signature
 
 
+
+
+def test_units_of_time_meet_the_words_they_abbreviate(analyzer: FrenchMedicalAnalyzer) -> None:
+    """``3 g/j`` gave ``j`` and ``3 g par jour`` gave ``jour``: a clinician's dose (case reports write
+    ``/j``) missed the leaflets' ``par jour``; ``24 h`` missed ``24 heures``."""
+    assert analyzer("3 g/j") == analyzer("3 g/jour") == analyzer("3 g par jour") == analyzer("3g/j") == ["3", "g", "jour"]
+    assert analyzer("3 j") == analyzer("3j") == analyzer("3 jours") == ["3", "jour"]
+    assert analyzer("24 h") == analyzer("24h") == analyzer("24 heures") == ["24", "heur"]
+    assert analyzer("10 min") == analyzer("10mn") == analyzer("10 minutes") == ["10", "minut"]
+    assert analyzer("mg/l, 1,5 l, J7") == ["mg", "l", "1,5", "l", "j7"]  # litres and day numbers unchanged
+    off = FrenchMedicalAnalyzer(AnalyzerOptions(unit_words=False))
+    assert off("3 g/j, 24 h, 10 mn") == ["3", "g", "j", "24", "h", "10", "mn"] and off.signature != analyzer.signature
