@@ -68,6 +68,16 @@ LAYOUT_VERSION = 3
 _MMAP_BYTES = 1 << 30  # address space, not memory: SQLite maps at most the file's size
 
 
+#: Opening a sidecar file sets its journal mode and may create or reset its tables: several stores
+#: opened by threads at once (asyncio.gather of afrom_texts) got "database is locked" from SQLite,
+#: whose busy handler does not cover a journal-mode switch or a schema change racing another
+#: connection's. Opens within one process take turns; other processes wait through ``connect``'s
+#: ``timeout``.
+_OPENING = threading.Lock()
+#: Seconds a connection waits for another's lock before SQLite answers "database is locked".
+BUSY_TIMEOUT_S = 30.0
+
+
 class VectorSidecar:
     """Packed full vectors, texts and metadata by (collection UUID, id), in
     ``<persist_directory>/medrag_vectors.sqlite3``."""
@@ -77,7 +87,8 @@ class VectorSidecar:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         try:
-            self._open()
+            with _OPENING:
+                self._open()
         except sqlite3.DatabaseError as exc:
             if self._db is not None:
                 with contextlib.suppress(sqlite3.Error):
@@ -88,7 +99,7 @@ class VectorSidecar:
             logger.warning("the store's vector copy %s is damaged (%s): it is rebuilt from the records", self.path, exc)
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
-            with self._sqlite("be made again"):
+            with self._sqlite("be made again"), _OPENING:
                 self._open()
 
     def _error(self, what: str, exc: BaseException) -> StoreError:
@@ -105,7 +116,8 @@ class VectorSidecar:
             raise self._error(what, exc) from exc
 
     def _open(self) -> None:
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
+                                   timeout=BUSY_TIMEOUT_S)
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
