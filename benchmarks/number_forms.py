@@ -75,8 +75,7 @@ KINDS = {"spaced": (SPACED, retype_number), "unspaced": (UNSPACED, retype_number
 
 def retype(match: re.Match) -> str:
     """The other spelling of a matched form (``KINDS``)."""
-    return next(fn(match.group()) for pattern, fn in KINDS.values() if pattern.fullmatch(match.group())
-                or pattern is match.re)
+    return next(fn for pattern, fn in KINDS.values() if pattern is match.re)(match.group())
 
 
 def known_items(corpus: dict[str, str], window: int) -> list[dict]:

@@ -81,7 +81,7 @@ _NUMBER = r"\d+[.,]\d+"  # a unit glued to it ("0,5mg") is the next token: 0,5 m
 #: A number written with spaced groups of three digits (``10 000``, ``1 000 000``, ``2 500,5``; French
 #: typography: a space, a no-break or a narrow no-break space), not after a digit or a decimal point.
 #: It starts with a digit, its lookbehind after it: a leading lookbehind was tried at every character
-#: (tokenising the shared texts took 25% longer; the same tokens).
+#: (tokenising took longer; the same tokens).
 _THOUSANDS = r"\d(?<![\d.,]\d)\d{0,2}(?:[ \u00a0\u202f]\d{3})+(?:[.,]\d+)?(?!\d)"
 _THOUSANDS_SPACE = re.compile(r"(?<=\d)[ \u00a0\u202f](?=\d)")
 #: A number and a unit that is also a stopword (``5 l``, ``1,5L``, ``3 j``): one token, so the unit stays.
@@ -171,8 +171,8 @@ class AnalyzerOptions:
       macro on the val part (100 x 300 / 300 x 3,000; cases +0.0016, the other domains within 0.0008).
     - ``unit_words``: with ``split_units``, the units of time have the terms of the words they
       abbreviate (:data:`UNIT_WORDS`): ``3 j``, ``3j`` and ``3 jours``; ``g/j``, ``g/jour`` and ``g par
-      jour``; ``24 h`` and ``24 heures``; ``10 min`` and ``10 minutes`` meet (the shared leaflets write
-      ``par jour`` 4,073 times and ``/j`` 69 times, the case reports ``/j`` 85 times and ``par jour`` 69).
+      jour``; ``24 h`` and ``24 heures``; ``10 min`` and ``10 minutes`` meet (leaflets mostly write
+      ``par jour``, case reports as often ``/j``).
     - ``join_thousands``: read a number written with spaced thousands (``10 000``, ``100 000 UI``,
       ``2 500,5``; a space, a no-break or a narrow no-break space between groups of three digits) as one
       number, ``10000``, as it is also written; off, each group is a term (``10``, ``000``: a query
