@@ -149,6 +149,36 @@ def auto_range(weight: float | str) -> dict:
     return {"auto_weight_range": list(AUTO_WEIGHT_RANGE)} if weight == AUTO_WEIGHT else {}
 
 
+def hybrid_row(result, weight: float | str) -> dict:
+    """NDCG@10 of an :func:`evaluation.hybrid.evaluate_hybrid_suite` result at one lexical ``weight``:
+    the macro-average of BM25, and of dense and hybrid search per size, and the same per domain."""
+    sizes = result.sizes
+    return {
+        "lexical": result.macro("lexical"),
+        "dense": {str(d): result.macro("dense", d) for d in sizes},
+        "hybrid": {str(d): result.macro("hybrid", d, weight) for d in sizes},
+        "domains": {dom: {"lexical": r.score("lexical", metric="ndcg@10"),
+                          "dense": {str(d): r.score("dense", d, metric="ndcg@10") for d in sizes},
+                          "hybrid": {str(d): r.score("hybrid", d, weight, "ndcg@10") for d in sizes}}
+                    for dom, r in result.domains.items()},
+    }
+
+
+def print_hybrid_table(rows: dict[str, dict], first_column: str, suite, args: argparse.Namespace) -> None:
+    """Print ``rows`` (name -> :func:`hybrid_row`) as a markdown table, titled with the suite's
+    part and ``args.weight`` (the store's default fusion)."""
+    from medrag.lexical.fusion import DEFAULT_FUSION
+
+    sizes = list(next(iter(rows.values()))["dense"])
+    print(f"\nMacro NDCG@10 over {', '.join(suite.choice_domains)}, suite {args.part}"
+          f"{' (pilot)' if args.pilot else ''}; hybrid: {DEFAULT_FUSION}, w = {args.weight}\n")
+    print(f"| {first_column} | BM25 | " + " | ".join(f"dense {d} | hybrid {d}" for d in sizes) + " |")
+    print("|---|---|" + "---|---|" * len(sizes))
+    for name, r in rows.items():
+        print(f"| {name} | {r['lexical']:.4f} | "
+              + " | ".join(f"{r['dense'][d]:.4f} | {r['hybrid'][d]:.4f}" for d in sizes) + " |")
+
+
 def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
     """The validation suite's options (``--part``, ``--pilot``, ``--max-queries``, ``--max-passages``,
     ``--data-root``), read back by :func:`load_suite`."""

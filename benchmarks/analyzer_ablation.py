@@ -47,6 +47,7 @@ VARIANTS = {
     "spaced thousands split (as version 4)": {"join_thousands": False},
     "units of time as symbols (as version 5)": {"unit_words": False},
     "both above (version 4's reading)": {"join_thousands": False, "unit_words": False},
+    "no typo tolerance": {"typo_tolerance": False},
 }
 
 
@@ -75,6 +76,7 @@ class WhitespaceIndex(BM25Index):
     def __init__(self) -> None:
         super().__init__()
         self.analyzer = WhitespaceAnalyzer()  # type: ignore[assignment]
+        self.typo_tolerance = False  # BM25Retriever reads a query as typed
 
     @property
     def signature(self) -> str:

@@ -23,8 +23,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _script import (RESULTS, ScriptParser, add_suite_arguments, auto_range, lexical_weight, load_suite,  # noqa: E402
-                     run_script, suite_data_root)
+from _script import (RESULTS, ScriptParser, add_suite_arguments, auto_range, hybrid_row, lexical_weight,  # noqa: E402
+                     load_suite, print_hybrid_table, run_script, suite_data_root)
 from medrag.lexical.analyzer import ANALYZER_VERSION, AnalyzerOptions, fold_accents  # noqa: E402
 from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT  # noqa: E402
 
@@ -64,22 +64,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         for name, change in ANALYZERS.items():
             res = evaluate_hybrid_suite(embeddings, variant, weights=[args.weight], method=DEFAULT_FUSION,
                                         options=replace(AnalyzerOptions(), **change))
-            rows[f"{queries}, {name}"] = {
-                "dense": {str(d): res.macro("dense", d) for d in res.sizes},
-                "lexical": res.macro("lexical"),
-                "hybrid": {str(d): res.macro("hybrid", d, args.weight) for d in res.sizes},
-                "domains": {dom: {"lexical": r.score("lexical", metric="ndcg@10"),
-                                  "hybrid": {str(d): r.score("hybrid", d, args.weight, "ndcg@10") for d in res.sizes}}
-                            for dom, r in res.domains.items()},
-            }
-    sizes = list(next(iter(rows.values()))["dense"])
-    print(f"\nMacro NDCG@10 over {', '.join(suite.choice_domains)}, suite {args.part}"
-          f"{' (pilot)' if args.pilot else ''}; hybrid: {DEFAULT_FUSION}, w = {args.weight}\n")
-    print("| queries, analyzer | BM25 | " + " | ".join(f"dense {d} | hybrid {d}" for d in sizes) + " |")
-    print("|---|---|" + "---|---|" * len(sizes))
-    for name, r in rows.items():
-        print(f"| {name} | {r['lexical']:.4f} | "
-              + " | ".join(f"{r['dense'][d]:.4f} | {r['hybrid'][d]:.4f}" for d in sizes) + " |")
+            rows[f"{queries}, {name}"] = hybrid_row(res, args.weight)
+    print_hybrid_table(rows, "queries, analyzer", suite, args)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({
         "command": " ".join(sys.argv), "suite": suite.settings | {"part": args.part, "pilot": args.pilot},

@@ -351,10 +351,55 @@ class MatryoshkaEmbeddings(Embeddings):
             return override
         return pick_prompt_name(prompts, candidates)
 
-    def _warn_if_truncated(self, texts: list[str], prompt_name: str | None) -> None:
+    @property
+    def max_tokens(self) -> int | None:
+        """The model's token window (its ``max_seq_length``, prompt and special tokens included):
+        the tokens of a text beyond it are not encoded. ``None`` when the model has no tokenizer or
+        does not say."""
         max_len = getattr(self.model, "max_seq_length", None)
-        tokenizer = getattr(self.model, "tokenizer", None)
-        if not max_len or tokenizer is None:
+        if not max_len or getattr(self.model, "tokenizer", None) is None:
+            return None
+        return int(max_len)
+
+    def count_tokens(self, texts: Sequence[str], *, kind: Literal["document", "query"] = "document") -> list[int]:
+        """How many tokens of the model's window each text takes when encoded as a ``kind``: its
+        prompt (``passage: ``, ``query: ``) and the special tokens included, before truncation. A
+        text longer than :attr:`max_tokens` loses its end (:func:`medrag.indexing.chunk_text` cuts
+        chunks to fit).
+
+        Example::
+
+            >>> emb = MatryoshkaEmbeddings()
+            >>> emb.count_tokens(["La metformine est contre-indiquée."])[0] <= emb.max_tokens
+            True
+
+        Raises:
+            InvalidInputError: ``kind`` is neither ``"document"`` nor ``"query"``, or the model
+                has no tokenizer (:attr:`max_tokens` is ``None``).
+        """
+        if kind not in ("document", "query"):
+            raise InvalidInputError(f"kind must be 'document' or 'query', got {kind!r}")
+        if self.max_tokens is None:
+            raise InvalidInputError(f"the model {self.spec} has no tokenizer with a max_seq_length: its tokens "
+                                    "cannot be counted")
+        texts = validate_texts(texts)
+        prefix = self._prompt_text(self.document_prompt_name if kind == "document" else self.query_prompt_name)
+        # a text that already starts with the prompt gets it once (as _encode feeds it)
+        fed = [t if prefix.strip() and t.startswith(prefix) else prefix + t for t in texts]
+        with model_lock(self.model):
+            return self._token_counts(fed)
+
+    def _token_counts(self, texts: list[str]) -> list[int]:
+        """Tokens of ``texts`` as given (prompt included by the caller); hold :func:`model_lock`: the
+        fast tokenizer's truncation settings are shared state."""
+        if not texts:
+            return []
+        # verbose=False: counting the tokens of a long text is not a request to encode it whole
+        return [len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]]
+
+    def _warn_if_truncated(self, texts: list[str], prompt_name: str | None) -> None:
+        max_len = self.max_tokens
+        if max_len is None:
             return
         prefix = self._prompt_text(prompt_name)
         # A token covers at least one UTF-8 byte (a byte-level BPE splits "é" into two tokens: a count
@@ -362,13 +407,12 @@ class MatryoshkaEmbeddings(Embeddings):
         long = [prefix + t for t in texts if len((prefix + t).encode("utf-8")) > max_len - 2]
         if not long:
             return
-        # verbose=False: counting the tokens of a long text is not a request to encode it whole
-        lengths = [len(ids) for ids in tokenizer(long, add_special_tokens=True, verbose=False)["input_ids"]]
-        n = sum(1 for n_tok in lengths if n_tok > max_len)
+        n = sum(1 for n_tok in self._token_counts(long) if n_tok > max_len)
         if n:
             warnings.warn(
                 f"{n} text(s) exceed the model's max_seq_length of {max_len} tokens and were truncated; "
-                "split long passages into chunks to embed all of their content",
+                "split long passages into chunks to embed all of their content (medrag index and "
+                "medrag.indexing.index_corpus cut their chunks to the model's window)",
                 stacklevel=_first_caller_outside_medrag(),
             )
 

@@ -62,10 +62,10 @@ import re
 import sys
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from medrag._chroma_errors import translate_chroma_error
 from medrag._store_lock import refuse_if_held_elsewhere
@@ -127,7 +127,8 @@ class IndexReport:
 
 
 def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_OVERLAP,
-               max_words: int = MAX_SENTENCE_WORDS, *, drop_repeats: bool = True) -> list[str]:
+               max_words: int = MAX_SENTENCE_WORDS, *, drop_repeats: bool = True, max_tokens: int | None = None,
+               count_tokens: Callable[[str], int] | None = None) -> list[str]:
     """Cut ``text`` into overlapping chunks of whole sentences (see the module docstring).
 
     Args:
@@ -143,6 +144,15 @@ def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_O
             or more), the next chunk starts after the previous one instead of repeating them. Off,
             such a chunk is written again (the chunker before December 4, kept for the store
             benchmark's fixed corpus).
+        max_tokens / count_tokens: the model's token window and a function that counts the tokens
+            a chunk takes in it (e.g. ``lambda c: emb.count_tokens([c])[0]`` with
+            ``max_tokens=emb.max_tokens``, :meth:`medrag.MatryoshkaEmbeddings.count_tokens`); give
+            both or neither. A chunk over the window drops its last sentences until it fits (they
+            start the next chunk), and a sentence over it alone is cut into the longest runs of
+            words that fit: a model encodes only the first ``max_tokens`` tokens of a text, and
+            what follows would be searchable by its words (BM25) but not by its meaning. Word
+            counts alone overflow on text dense in numbers, units and codes (a 256-word chunk of
+            a drug leaflet took 805 e5 tokens). A single word over the window stays whole.
 
     Returns:
         The chunks, whitespace-normalised; ``[]`` for a blank text.
@@ -153,11 +163,12 @@ def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_O
     if chunk_words < 1 or max_words < 1 or overlap < 0:
         raise InvalidInputError(f"need chunk_words >= 1, max_words >= 1, overlap >= 0; got {chunk_words}, "
                                 f"{max_words}, {overlap}")
+    check_token_window(max_tokens, count_tokens)
     sentences: list[list[str]] = []
-    weights: list[int] = []  # words a sentence counts for
+    weights: list[list[int]] = []  # words each word of a sentence counts for
     for raw in _SENTENCE_END.split(text):
         sentence: list[str] = []
-        weight = 0
+        weight: list[int] = []
         for word in raw.split():
             if all(unicodedata.category(c) == "Cf" for c in word):
                 continue  # zero-width characters alone (U+200B, a BOM) are no word: such a text was indexed
@@ -165,32 +176,82 @@ def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_O
                 word[j : j + MAX_WORD_CHARS] for j in range(0, len(word), MAX_WORD_CHARS)]
             for piece in pieces:
                 w = 1 if len(pieces) == 1 else PIECE_WORDS
-                if sentence and weight + w > max_words:  # a sentence longer than max_words is cut here
+                if sentence and sum(weight) + w > max_words:  # a sentence longer than max_words is cut here
                     sentences.append(sentence)
                     weights.append(weight)
-                    sentence, weight = [], 0
+                    sentence, weight = [], []
                 sentence.append(piece)
-                weight += w
+                weight.append(w)
         if sentence:
             sentences.append(sentence)
             weights.append(weight)
+
+    def over(first: int, last: int) -> bool:  # sentences[first:last] as one chunk overflow the window
+        joined = " ".join(w for s in sentences[first:last] for w in s)
+        return max_tokens is not None and count_tokens(joined) > max_tokens  # type: ignore[misc]
+
     chunks: list[str] = []
-    start = 0
+    start = previous_end = 0
     while start < len(sentences):
         end, count = start, 0
         while end < len(sentences) and count < chunk_words:
-            count += weights[end]
+            count += sum(weights[end])
             end += 1
+        if max_tokens is not None:
+            while end - start > 1 and over(start, end):
+                end -= 1
+            if end <= previous_end:  # cut to the window, it would sit inside the previous chunk: no overlap
+                start = previous_end
+                continue
+            if over(start, end):  # one sentence over the window: cut into runs of words that fit
+                runs = _fit_words(sentences[start], max_tokens, count_tokens)  # type: ignore[arg-type]
+                sentences[start:end] = [sentences[start][a:b] for a, b in runs]
+                weights[start:end] = [weights[start][a:b] for a, b in runs]
+                end = start + 1
         chunks.append(" ".join(w for s in sentences[start:end] for w in s))
+        previous_end = end
         if end >= len(sentences):
             break
         # the overlap is capped at half the chunk's sentences: an overlap as long as the chunk stepped
         # one sentence per chunk and stored every sentence up to ``overlap`` times (1 and the default
         # chunk sizes are unchanged by the cap)
         start = max(end - overlap, start + max(1, (end - start) // 2))
-        if drop_repeats and sum(weights[start:end]) >= chunk_words:
+        if drop_repeats and sum(sum(w) for w in weights[start:end]) >= chunk_words:
             start = end  # the repeated sentences alone would fill the next chunk: it would add nothing
     return chunks
+
+
+def check_token_window(max_tokens: int | None, count_tokens: Callable[[str], int] | None) -> None:
+    """Refuse a token window :func:`chunk_text` cannot use: both or neither of ``max_tokens`` (an
+    int >= 1) and ``count_tokens`` (a function of a text)."""
+    if max_tokens is None and count_tokens is None:
+        return
+    if max_tokens is None or count_tokens is None:
+        raise InvalidInputError("max_tokens and count_tokens go together: give both (the model's window and a "
+                                "function counting a chunk's tokens) or neither")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, numbers.Integral) or max_tokens < 1:
+        raise InvalidInputError(f"max_tokens must be an int >= 1, got {max_tokens!r}")
+    if not callable(count_tokens):
+        raise InvalidInputError(f"count_tokens must be a function of a text returning its token count, got "
+                                f"{count_tokens!r}")
+
+
+def _fit_words(words: list[str], max_tokens: int, count_tokens: Callable[[str], int]) -> list[tuple[int, int]]:
+    """``words`` cut into consecutive runs ``(start, end)``, each the longest that fits ``max_tokens``
+    (found by bisection; a single word over the window is a run of its own)."""
+    runs: list[tuple[int, int]] = []
+    start = 0
+    while start < len(words):
+        lo, hi = start + 1, len(words)  # lo always fits (or is one word): the answer is in [lo, hi]
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if count_tokens(" ".join(words[start:mid])) <= max_tokens:
+                lo = mid
+            else:
+                hi = mid - 1
+        runs.append((start, lo))
+        start = lo
+    return runs
 
 
 def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", id_field: str | None = None,
@@ -503,6 +564,34 @@ def _records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         yield f"{path}:row {row}", record
 
 
+def token_window(embeddings: Any, max_tokens: int | Literal["model"] | None = "model"
+                 ) -> tuple[int | None, Callable[[str], int] | None]:
+    """The ``(max_tokens, count_tokens)`` pair :func:`chunk_text` cuts chunks with, for a store's
+    ``embeddings`` (see :func:`index_corpus`'s ``max_tokens``); ``(None, None)`` for no cap.
+
+    Raises:
+        InvalidInputError: ``max_tokens`` is not ``"model"``, ``None`` or an int >= 1; an int with
+            embeddings that cannot count tokens, or over the model's window.
+    """
+    if max_tokens is None:
+        return None, None
+    if max_tokens != "model" and (isinstance(max_tokens, bool) or not isinstance(max_tokens, numbers.Integral)
+                                  or max_tokens < 1):
+        raise InvalidInputError(f"max_tokens must be 'model', None or an int >= 1, got {max_tokens!r}")
+    window = getattr(embeddings, "max_tokens", None)
+    if not isinstance(window, int) or not callable(getattr(embeddings, "count_tokens", None)):
+        if max_tokens == "model":
+            logger.info("the store's embeddings (%s) cannot count tokens: chunks are cut by words only",
+                        type(embeddings).__name__)
+            return None, None
+        raise InvalidInputError(f"max_tokens={max_tokens}: the store's embeddings ({type(embeddings).__name__}) "
+                                "cannot count tokens; pass max_tokens=None to cut chunks by words only")
+    if max_tokens != "model" and max_tokens > window:
+        raise InvalidInputError(f"max_tokens={max_tokens} is over the model's window of {window} tokens: what "
+                                f"follows its first {window} tokens would not be encoded; pass at most {window}")
+    return (window if max_tokens == "model" else int(max_tokens)), lambda chunk: embeddings.count_tokens([chunk])[0]
+
+
 def chunk_id(document_key: str, position: int, chunk: str) -> str:
     """The id of a document's ``position``-th chunk (stable across runs: this is what makes indexing resumable)."""
     payload = json.dumps([document_key, position, chunk], ensure_ascii=False)
@@ -513,7 +602,8 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                  id_field: str | None = None, metadata_fields: list[str] | None = None,
                  chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_OVERLAP, max_words: int = MAX_SENTENCE_WORDS,
                  batch_size: int = 512, show_progress: bool | None = None, prune: bool = False,
-                 folder_name: str | None = None, title_field: str | None = None) -> IndexReport:
+                 folder_name: str | None = None, title_field: str | None = None,
+                 max_tokens: int | Literal["model"] | None = "model") -> IndexReport:
     """Chunk every document of ``source`` and add the chunks to ``store``; resumable.
 
     Each chunk gets the document's metadata plus ``doc`` (the document key) and ``chunk`` (its
@@ -539,6 +629,13 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
             Records only (a folder's files have no fields); a record without a title is chunked
             as is.
         chunk_words / overlap / max_words: see :func:`chunk_text`.
+        max_tokens: the token window chunks are cut to fit, prompt and title included
+            (:func:`chunk_text`): ``"model"`` (default) for the store's model's own
+            (:attr:`medrag.MatryoshkaEmbeddings.max_tokens`, 512 for the e5 family; no cap for
+            embeddings without a tokenizer, such as precomputed vectors), an int for a smaller
+            one, ``None`` for word counts alone (the chunks of medrag before December 5: a
+            collection indexed then and indexed again re-encodes the documents whose chunks
+            overflowed, as edited documents).
         batch_size: chunks encoded and written together (one model call, one Chroma write). When
             the store's coarse projection (``coarse_rotation``) is still to be fitted, the first
             write is larger: :func:`medrag.coarse.fit_sample_size` texts (4,096).
@@ -552,11 +649,13 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
 
     Raises:
         DataError: unreadable source, or a metadata field in no record (:func:`check_metadata_fields`).
-        InvalidInputError: bad chunking settings or batch size.
+        InvalidInputError: bad chunking settings or batch size, or a ``max_tokens`` int over the
+            model's window or with embeddings that cannot count tokens.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidInputError(f"batch_size must be an int >= 1, got {batch_size!r}")
     chunk_text("x", chunk_words, overlap, max_words)  # validate the settings before reading anything
+    window, count = token_window(getattr(store, "embeddings", None), max_tokens)
     if isinstance(metadata_fields, str):  # "year" would read the fields "y", "e", "a", "r"
         raise InvalidInputError(f"metadata_fields must be a list of field names, not a single string: "
                                 f"write [{metadata_fields!r}]")
@@ -586,7 +685,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     root = (folder_name or Path(source).resolve().as_posix()) if Path(source).is_dir() else None
     t0 = time.perf_counter()
     before = len(store)
-    documents = chunks = duplicates = removed = updated = empty = 0
+    documents = chunks = duplicates = removed = updated = empty = long_titles = 0
     empty_named: list[str] = []  # the first few, for the warning
     seen: set[str] = set()
     read_keys: set[str] = set()  # every document key of this run (for prune)
@@ -645,11 +744,27 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                                               metadata_fields=metadata_fields, folder_name=folder_name,
                                               skipped=not_read):
             documents += 1
-            pieces = chunk_text(text, chunk_words, overlap, max_words)
             title = meta.get(title_field) if title_field is not None else None
             if title is not None and not isinstance(title, bool) and str(title).strip():  # a number: its text
                 title = " ".join(str(title).split())
-                pieces = [p if p.startswith(title) else f"{title} : {p}" for p in pieces]
+            else:
+                title = None
+            # the window holds the title too (counted on every chunk: one that starts with it keeps one copy),
+            # unless it takes half of it or more: every run of words would then overflow, one chunk a word
+            counter = count
+            if count is not None and title is not None:
+                if count(f"{title} :") * 2 < window:  # type: ignore[operator]
+                    counter = lambda chunk, t=title: count(f"{t} : {chunk}")  # noqa: E731
+                else:
+                    long_titles += 1
+                    if long_titles == 1:
+                        logger.warning("%s: the %s of document %d takes half of the model's %d-token window or more: "
+                                       "its chunks are cut without counting it, and the model reads only the "
+                                       "window's worth of title and chunk", source, title_field, documents, window)
+            pieces = chunk_text(text, chunk_words, overlap, max_words, max_tokens=window, count_tokens=counter)
+            if title is not None:
+                # a chunk that starts with the title as a word keeps one copy ("Anémies..." is not "Anémie")
+                pieces = [p if p == title or p.startswith(title + " ") else f"{title} : {p}" for p in pieces]
             if not pieces:
                 empty += 1
                 if len(empty_named) < 3:
@@ -688,6 +803,9 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
         bar.close()
     if documents == 0:
         raise DataError(f"{source}: no document found")
+    if long_titles > 1:
+        logger.warning("%s: %d document(s) had a %s taking half of the model's window or more (the first named above)",
+                       source, long_titles, title_field)
     if empty:
         logger.warning("%s: %d of %d document(s) are empty (no text) and were not indexed (e.g. %s)", source, empty,
                        documents, ", ".join(empty_named))
@@ -786,6 +904,10 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--chunk-words", type=int, default=CHUNK_WORDS, help=f"a chunk closes once it holds at least this many words (default {CHUNK_WORDS})")
     p.add_argument("--overlap", type=int, default=CHUNK_OVERLAP,
                    help=f"sentences of overlap between chunks, at most half a chunk's (default {CHUNK_OVERLAP})")
+    p.add_argument("--max-tokens", type=_max_tokens_argument, default="model",
+                   help="the token window chunks are cut to fit, prompt and title included: 'model' (default: the "
+                        "model's own, 512 for e5), a smaller number, or 'none' for word counts alone (a model "
+                        "encodes only a text's first tokens)")
     p.add_argument("--batch-size", type=int, default=512, help="chunks per model call and write (default 512; a new collection's first write holds "
                         "the chunks its coarse stage is fitted on: 4,096 with the default --coarse-rotation)")
     p.add_argument("--coarse-dim", type=int, default=None,
@@ -813,6 +935,20 @@ def register(sub: "argparse._SubParsersAction") -> None:
                         "did not read, except those medrag index did not write (one records file per collection)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_index)
+
+
+def _max_tokens_argument(value: str) -> int | str | None:
+    """``--max-tokens``: ``model``, ``none`` (any case) or an int >= 1."""
+    word = value.strip().lower()
+    if word in ("model", "none"):
+        return None if word == "none" else "model"
+    try:
+        number = int(word)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'model', 'none' or a number of tokens, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
+    return number
 
 
 def run_index(args: argparse.Namespace) -> int:
@@ -921,7 +1057,8 @@ def _run_index(args: argparse.Namespace) -> int:
         report = index_corpus(source, store, text_field=args.text_field, id_field=args.id_field,
                               metadata_fields=fields, chunk_words=args.chunk_words, overlap=args.overlap,
                               batch_size=args.batch_size, show_progress=False if args.no_progress else None,
-                              prune=args.prune, folder_name=args.folder_name, title_field=args.title_field)
+                              prune=args.prune, folder_name=args.folder_name, title_field=args.title_field,
+                              max_tokens=args.max_tokens)
     except BaseException:
         # a run that failed before its first write leaves no empty collection, nor a folder it made, behind
         if not existed and store._drop_if_created_empty() and created is not None:

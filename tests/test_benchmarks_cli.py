@@ -20,9 +20,9 @@ import pytest
 from tests.conftest import REPO
 
 BENCH = REPO / "benchmarks"
-SCRIPTS = ("analyzer_ablation", "auto_weight", "default_model_sweep", "finetune_sweep", "hybrid_benchmark", "index_resume",
+SCRIPTS = ("analyzer_ablation", "auto_weight", "chunk_window", "default_model_sweep", "finetune_sweep", "hybrid_benchmark", "index_resume",
            "langchain_anchor", "layer_pool_probe", "lexical_libraries", "number_forms", "query_case", "sidecar_layout",
-           "store_benchmark", "unaccented_queries")
+           "store_benchmark", "typo_queries", "unaccented_queries")
 
 
 def load(name: str) -> ModuleType:
@@ -51,6 +51,7 @@ def missing_data_args(name: str, missing: Path, tmp_path: Path) -> list[str]:
     return {
         "analyzer_ablation": ["--data-root", str(missing)],
         "auto_weight": ["--data-root", str(missing)],
+        "chunk_window": ["--data-root", str(missing)],
         "number_forms": ["--data-root", str(missing)],
         "default_model_sweep": ["--data-root", str(missing)],
         "finetune_sweep": ["--data", str(missing), "--out", str(tmp_path / "out")],
@@ -63,6 +64,7 @@ def missing_data_args(name: str, missing: Path, tmp_path: Path) -> list[str]:
         "query_case": ["--data-root", str(missing)],
         "store_benchmark": ["chunks", "--data", str(missing / "medquad.jsonl")],
         "unaccented_queries": ["--data-root", str(missing)],
+        "typo_queries": ["--data-root", str(missing)],
     }[name]
 
 
@@ -121,6 +123,10 @@ BAD_VALUES = [
     ("auto_weight", ["--pilots", "0x3000"], "--pilots"),
     ("auto_weight", ["--lows", "1.2"], "--lows"),
     ("number_forms", ["--window", "1"], "--window"),
+    ("chunk_window", ["--probe-docs", "-1"], "--probe-docs"),
+    ("chunk_window", ["--query-words", "0"], "--query-words"),
+    ("typo_queries", ["--weight", "2"], "--weight"),
+    ("typo_queries", ["--max-queries", "0"], "--max-queries"),
 ]
 
 
@@ -369,3 +375,59 @@ def test_number_forms_retypes_numbers_and_units_and_version_4_reads_them_apart()
     assert module.score(v4, list(items.values()), "written") == {"recall@1": 1.0, "mrr@10": 1.0, "n": 3}
     retyped = items["spaced"]["retyped"]
     assert "100000" in v6.query_terms(retyped) and "100000" not in v4.query_terms(retyped)
+
+
+def test_chunk_window_counts_and_probes_a_small_corpus(tiny_model_dir, tmp_path, capsys):
+    """The tiny model's window is 64 tokens: word-count chunks of 120 words overflow it, chunks cut to
+    it do not, and the probe's queries (sentences beyond the window) are found where they are encoded."""
+    import gzip
+    import json
+
+    folder = tmp_path / "data" / "french-medical-text"
+    folder.mkdir(parents=True)
+    sentences = [f"La posologie numero {i} du produit {chr(97 + i % 26)} est de {i} mg par jour chez l'adulte."
+                 for i in range(60)]
+    rows = {"drug_leaflets.jsonl.gz": [{"product": f"PRODUIT {d}", "text": " ".join(sentences[d * 20:(d + 1) * 20])}
+                                       for d in range(3)],
+            "clinical_cases_pamj.jsonl.gz": [{"text": "Un patient de 40 ans. Il a de la fièvre."}],
+            "pubmed_abstracts_morfitt.jsonl.gz": [{"text": "Une étude. Elle conclut."}]}
+    for name, items in rows.items():
+        with gzip.open(folder / name, "wt", encoding="utf-8") as f:
+            f.write("\n".join(json.dumps(r) for r in items))
+    out = tmp_path / "out.json"
+    code, err = run("chunk_window", ["--data-root", str(tmp_path / "data"), "--model", str(tiny_model_dir),
+                                     "--probe-docs", "3", "--query-words", "8", "--out", str(out)], capsys)
+    assert code == 0, err
+    result = json.loads(out.read_text())
+    leaflets = result["corpora"]["leaflets"]
+    assert result["window"] == 64 and leaflets["documents_with_a_chunk_over"] == 3
+    assert leaflets["words only (before)"]["over_window"] > 0 and leaflets["cut to the window (now)"]["over_window"] == 0
+    assert leaflets["words only (before)"]["words_never_encoded"] > 0
+    assert leaflets["cut to the window (now)"]["chunks"] > leaflets["words only (before)"]["chunks"]
+    probe = result["probe"]
+    assert probe["queries"] > 0 and probe["documents"] == 3
+    assert probe["cut to the window (now)"]["recall@10"] >= probe["words only (before)"]["recall@10"]
+
+
+def test_typo_queries_misspell_the_rarest_held_word_of_each_query():
+    import random
+
+    from medrag.qa.suite import SuiteDomain, ValidationSuite
+    from medrag.qa.task import IRTask
+
+    module = load("typo_queries")
+    for seed in range(50):
+        word = module.typo("amoxicilline", random.Random(seed))
+        assert word != "amoxicilline" and word[0] == "a" and abs(len(word) - 12) <= 1
+    corpus = {"d1": "La metformine et le diabète.", "d2": "Le diabète chez le patient.", "d3": "Le patient et la glycémie."}
+    task = IRTask({"q1": "Diabète traité par metformine", "q2": "ANTIBIOTIQUES du foie", "q3": "le foie"},
+                  corpus, {"q1": {"d1"}, "q2": {"d2"}, "q3": {"d3"}}, "t")
+    suite = ValidationSuite("val", True, {"cases": SuiteDomain("cases", task)})
+    written, typed = module.misspelt(suite, seed=1)
+    # q1: 'metformine' (held by one passage) is rarer than 'diabète' (two); q2 has only a word in capitals
+    # and a short one, q3 no word of 7 letters: both left out
+    assert list(typed.domains["cases"].task.queries) == ["q1"] == list(written.domains["cases"].task.queries)
+    misspelt = typed.domains["cases"].task.queries["q1"]
+    assert misspelt.startswith("Diabète traité par m") and "metformine" not in misspelt
+    assert typed.domains["cases"].task.qrels == {"q1": {"d1"}} and task.queries["q1"] == "Diabète traité par metformine"
+    assert module.misspelt(suite, seed=1)[1].domains["cases"].task.queries == typed.domains["cases"].task.queries

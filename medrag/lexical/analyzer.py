@@ -57,8 +57,11 @@ from medrag.errors import InvalidInputError
 #: 4: a unit's own term: ``l`` and ``j`` kept after a number and in a ratio ``mg/l``, units not
 #: stemmed, micro written ``u``; a lone capital letter kept: ``vitamine D``, ``hépatite C``;
 #: 5: ``join_thousands``: ``10 000`` read as ``10000``; 6: ``unit_words``: the units ``j``, ``h``, ``min``
-#: have the terms of ``jour``, ``heure``, ``minute``).
-ANALYZER_VERSION = 6
+#: have the terms of ``jour``, ``heure``, ``minute``; 7: a narrow no-break or a thin space (French
+#: typography's, common in texts from word processors) separates a number from its unit as a space
+#: does: ``3\u202fj`` kept its number only, ``j`` read as the stopword; thousands spaced by a thin space
+#: are joined too).
+ANALYZER_VERSION = 7
 
 #: The Snowball French stopword list (snowballstem.org, BSD licence), plus ``a`` (``il a``).
 FRENCH_STOPWORDS: frozenset[str] = frozenset(
@@ -79,15 +82,18 @@ _APOSTROPHE_RE = re.compile(f"[{_APOSTROPHES}]")
 
 _NUMBER = r"\d+[.,]\d+"  # a unit glued to it ("0,5mg") is the next token: 0,5 must not become 0 and 5mg
 #: A number written with spaced groups of three digits (``10 000``, ``1 000 000``, ``2 500,5``; French
-#: typography: a space, a no-break or a narrow no-break space), not after a digit or a decimal point.
+#: typography: any of :data:`_SPACES`), not after a digit or a decimal point.
 #: It starts with a digit, its lookbehind after it: a leading lookbehind was tried at every character
 #: (tokenising took longer; the same tokens).
-_THOUSANDS = r"\d(?<![\d.,]\d)\d{0,2}(?:[ \u00a0\u202f]\d{3})+(?:[.,]\d+)?(?!\d)"
-_THOUSANDS_SPACE = re.compile(r"(?<=\d)[ \u00a0\u202f](?=\d)")
+#: The spaces French typography puts inside a number or before its unit: a space, a no-break space,
+#: a narrow no-break space (U+202F) or a thin space (U+2009).
+_SPACES = " \u00a0\u202f\u2009"
+_THOUSANDS = f"\\d(?<![\\d.,]\\d)\\d{{0,2}}(?:[{_SPACES}]\\d{{3}})+(?:[.,]\\d+)?(?!\\d)"
+_THOUSANDS_SPACE = re.compile(f"(?<=\\d)[{_SPACES}](?=\\d)")
 #: A number and a unit that is also a stopword (``5 l``, ``1,5L``, ``3 j``): one token, so the unit stays.
 #: It is an optional tail of a number's or a word's token (after a digit only; not "2020 l'épidémie").
-_STOPWORD_UNIT = f"(?:(?<=\\d)[ \\u00a0]?[lLjJ](?![^\\W_]|[{_APOSTROPHES}]))?"
-_STOPWORD_UNIT_PARTS = re.compile(r"(.*\d)[ \u00a0]?([lLjJ])")
+_STOPWORD_UNIT = f"(?:(?<=\\d)[{_SPACES}]?[lLjJ](?![^\\W_]|[{_APOSTROPHES}]))?"
+_STOPWORD_UNIT_PARTS = re.compile(f"(.*\\d)[{_SPACES}]?([lLjJ])")
 _DECIMAL = re.compile(_NUMBER)
 #: Parts joined by hyphens or apostrophes, or by slashes before a letter (``mg/l``, ``mg/kg/j``: the
 #: parts of a unit ratio; ``microgrammes/0,5 ml`` keeps its decimal).
@@ -127,6 +133,9 @@ UNIT_WORDS = {"j": "jour", "h": "heure", "min": "minute", "mn": "minute"}
 _NOT_LETTER_NAMES = frozenset("AY")
 #: An all-capital text holding a word longer than an acronym is shouted prose (``keep_acronyms``).
 _LONGER_THAN_ACRONYM = re.compile(r"[^\W\d_]{7,}")
+#: Options of :class:`AnalyzerOptions` that change how queries are read, not what is indexed: left
+#: out of the analyzer's signature and of an index file (toggling one rebuilds nothing).
+QUERY_SIDE_OPTIONS = frozenset({"typo_tolerance"})
 #: Distinct surface tokens whose terms are cached (a few hundred MB at most on any corpus).
 TOKEN_CACHE_LIMIT = 2_000_000
 
@@ -174,7 +183,7 @@ class AnalyzerOptions:
       jour``; ``24 h`` and ``24 heures``; ``10 min`` and ``10 minutes`` meet (leaflets mostly write
       ``par jour``, case reports as often ``/j``).
     - ``join_thousands``: read a number written with spaced thousands (``10 000``, ``100 000 UI``,
-      ``2 500,5``; a space, a no-break or a narrow no-break space between groups of three digits) as one
+      ``2 500,5``; a space, a no-break, a narrow no-break or a thin space between groups of three digits) as one
       number, ``10000``, as it is also written; off, each group is a term (``10``, ``000``: a query
       ``10000`` missed the passages writing ``10 000``). Only with ``keep_alphanumeric``. A table
       flattened to text with numbers separated by spaces is read the same way where a group of three
@@ -183,6 +192,11 @@ class AnalyzerOptions:
     - ``split_hyphens``: index the parts of a hyphenated word without digits
       (``anti-inflammatoire`` -> ``anti``, ``inflammatoir``) rather than the compound.
     - ``extra_stopwords``: more words to drop (compared lowercased, before stemming).
+    - ``typo_tolerance`` (query side: an index and its signature do not depend on it): a query term
+      that no indexed document holds, of 5 letters or more and without digits, is read as the held
+      term one edit away that most documents hold (``amoxiciline`` -> ``amoxicilline``;
+      :meth:`medrag.lexical.bm25.BM25Index.query_terms`). A term some document holds is never
+      changed, nor an acronym typed in capitals, a number or a code.
     """
 
     stem: bool = True
@@ -197,6 +211,7 @@ class AnalyzerOptions:
     join_thousands: bool = True
     unit_words: bool = True
     extra_stopwords: tuple[str, ...] = field(default_factory=tuple)
+    typo_tolerance: bool = True
 
     def __post_init__(self) -> None:
         for f in fields(self):  # "false" is a true value: the option stayed on in silence
@@ -261,7 +276,8 @@ class FrenchMedicalAnalyzer:
     @cached_property
     def signature(self) -> str:
         """A stable fingerprint of the options, the analyzer version and the stemmer (16 hex digits)."""
-        payload = {"version": ANALYZER_VERSION, "options": asdict(self.options), "stemmer": "snowball-french"}
+        options = {k: v for k, v in asdict(self.options).items() if k not in QUERY_SIDE_OPTIONS}
+        payload = {"version": ANALYZER_VERSION, "options": options, "stemmer": "snowball-french"}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def __repr__(self) -> str:
@@ -314,7 +330,7 @@ class FrenchMedicalAnalyzer:
 
     def _terms(self, token: str) -> tuple[str, ...]:
         opts = self.options
-        if opts.join_thousands and any(c in token for c in " \u00a0\u202f"):
+        if opts.join_thousands and any(c in token for c in _SPACES):
             token = _THOUSANDS_SPACE.sub("", token)  # "10 000" -> "10000" ("5 l": the unit's space stays)
         if "/" in token:  # a ratio of units ("mg/l", "mg/kg/j") or words joined by a slash ("et/ou")
             return tuple(t for part in token.split("/") for t in self._part_terms(part))
@@ -348,6 +364,32 @@ class FrenchMedicalAnalyzer:
             compound = "-".join(t for p in parts for t in self._word_terms(p))
             return (compound,) if compound else ()
         return self._word_terms(token)
+
+    def word_terms(self, word: str) -> tuple[str, ...]:
+        """The terms of a letters-only word, not cached (for the spellings a query's typo is
+        compared with: :meth:`medrag.lexical.bm25.BM25Index.query_terms`).
+
+        >>> FrenchMedicalAnalyzer().word_terms("vascularites")
+        ('vascular',)
+        """
+        return self._word_terms(word)
+
+    def typed_word(self, token: str) -> str | None:
+        """The letters-only word a surface token was typed as, lowercased (accent-folded when the
+        options fold accents), its elision left out (``l'amoxiciline`` -> ``amoxiciline``); None
+        for a token with digits, a hyphen or another joiner.
+
+        >>> analyzer = FrenchMedicalAnalyzer()
+        >>> analyzer.typed_word("L’Amoxicilline"), analyzer.typed_word("HbA1c"), analyzer.typed_word("anti-TNF")
+        ('amoxicilline', None, None)
+        """
+        parts = _APOSTROPHE_RE.split(token)
+        if len(parts) > 1 and not (self.options.split_elisions and all(p.lower() in ELISIONS for p in parts[:-1])):
+            return None
+        word = parts[-1].lower()
+        if not word.isalpha():
+            return None
+        return fold_accents(word) if self.options.fold_accents else word
 
     def other_reading(self, token: str) -> tuple[str, ...] | None:
         """The terms of a surface token read with its other case, or None when its case decides nothing.

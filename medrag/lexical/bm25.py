@@ -47,12 +47,90 @@ import numpy as np
 
 from medrag.errors import InvalidInputError, LexicalIndexError
 from medrag.file_modes import apply_umask
-from medrag.lexical.analyzer import TOKEN_CACHE_LIMIT, AnalyzerOptions, FrenchMedicalAnalyzer
+from medrag.lexical.analyzer import QUERY_SIDE_OPTIONS, TOKEN_CACHE_LIMIT, AnalyzerOptions, FrenchMedicalAnalyzer
 
 logger = logging.getLogger(__name__)
 
 #: Version of the on-disk layout.
 FORMAT_VERSION = 1
+
+
+#: The shortest term (after stemming) read that way, and the shortest it may be read as: shorter
+#: words have too many neighbours one edit away (``fer``, ``foie``), as in the typo rules of search
+#: engines (Meilisearch: one typo from 5 letters).
+TYPO_MIN_CHARS = 5
+#: Longer typed words are not read that way (the spellings one edit away grow with the square of
+#: the length; no French medical word is this long).
+TYPO_MAX_CHARS = 30
+#: At most this many unknown terms of one query are read that way (a pasted paragraph of words no
+#: passage holds would cost a few milliseconds each: every spelling one edit from the typed word is
+#: analysed).
+TYPO_MAX_TERMS = 8
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def _one_edit(term: str) -> set[str]:
+    """Every string one edit from ``term``: a character deleted, two adjacent ones swapped, one
+    replaced or one inserted (Damerau's four errors, which make most typing errors; Norvig's
+    spelling corrector's ``edits1``), over a-z and ``term``'s own characters."""
+    letters = set(_LETTERS) | set(term)
+    splits = [(term[:i], term[i:]) for i in range(len(term) + 1)]
+    return ({a + b[1:] for a, b in splits if b}
+            | {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+            | {a + c + b[1:] for a, b in splits if b for c in letters}
+            | {a + c + b for a, b in splits for c in letters}) - {term}
+
+
+def _within_one_edit(a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` differ by at most one deletion, insertion, replacement or swap of two
+    adjacent characters."""
+    if a == b:
+        return True
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), len(a))
+    if len(a) < len(b):  # one insertion
+        return a[i:] == b[i + 1:]
+    if a[i + 1:] == b[i + 1:]:  # one replacement
+        return True
+    return i + 1 < len(a) and a[i] == b[i + 1] and a[i + 1] == b[i] and a[i + 2:] == b[i + 2:]  # one swap
+
+
+def _typo_candidate(term: str, word: str | None = None) -> bool:
+    """Whether an unknown ``term`` (typed as ``word``) is read as a held spelling: letters only, at
+    least :data:`TYPO_MIN_CHARS` of them, typed in at most :data:`TYPO_MAX_CHARS`."""
+    return len(term) >= TYPO_MIN_CHARS and term.isalpha() and len(word or term) <= TYPO_MAX_CHARS
+
+
+def _held_spelling(term: str, held, word: str | None = None, word_terms=None) -> str:
+    """The held term one edit from ``term`` or, when the typed ``word`` it came from is given, the
+    term of a word one edit from ``word`` (``word_terms``: a word's terms) that is one edit from
+    ``term`` or, shorter by at most 3 letters, its beginning (a typo near a word's end changes what
+    the stemmer strips: ``vascularittes`` -> ``vascularitt``, ``vascularites`` -> ``vascular``),
+    whichever most documents hold (``held(t)``: how many; the alphabetically first on a tie).
+    ``term`` itself when it is no :func:`_typo_candidate` or no such spelling is held; never a term
+    shorter than :data:`TYPO_MIN_CHARS` (a word's one-letter edits can stem to a short unrelated
+    term: ``traiter`` -> ``tiraiter`` -> ``tir``), nor one edit of the word that is a second edit of
+    the term (``glissement`` -> ``gliosement`` -> ``glios``, one edit from ``gliss``)."""
+    if not _typo_candidate(term, word):
+        return term
+    candidates = _one_edit(term)
+    if word is not None:
+        for edited in _one_edit(word):
+            terms = word_terms(edited)
+            if len(terms) == 1 and (t := terms[0]) not in candidates and len(t) >= TYPO_MIN_CHARS and (
+                    _within_one_edit(t, term) or (term.startswith(t) and len(t) >= len(term) - 3)):
+                candidates.add(t)
+    best, most = term, 0
+    for candidate in sorted(candidates):
+        if len(candidate) < TYPO_MIN_CHARS:
+            continue
+        n = held(candidate)
+        if n > most:
+            best, most = candidate, n
+    return best
 
 
 #: A letter standing alone after a word (``HÉPATITE C``): not after a number (``11 E``, an ordinal),
@@ -100,6 +178,10 @@ class BM25Index:
         if not numeric or not (0 < k1 < math.inf and 0 <= b <= 1):  # NaN fails both comparisons
             raise InvalidInputError(f"BM25 needs numbers k1 > 0 and 0 <= b <= 1, got k1={k1!r}, b={b!r}")
         self.analyzer = FrenchMedicalAnalyzer(options)
+        #: Whether a query term no document holds is read as a held term one edit away
+        #: (:meth:`query_terms`; ``AnalyzerOptions.typo_tolerance``): a query-side setting, which
+        #: the index, its file and its signature do not depend on.
+        self.typo_tolerance = self.analyzer.options.typo_tolerance
         self.k1, self.b = float(k1), float(b)
         self.generation = generation
         #: The id of the Chroma collection indexed (a file found at a path is only used for it).
@@ -218,6 +300,13 @@ class BM25Index:
         ``11 E``, ``(S)``, ``D'``, ``N.``) is the letter, as ``hépatite C`` reads it, not the
         stopword ``c``, when a document holds it.
 
+        With :attr:`typo_tolerance` (the default), a query term that no indexed document holds, of
+        :data:`TYPO_MIN_CHARS` letters or more and without digits, is read as the held term one edit
+        away (a letter deleted, inserted, replaced, or two swapped) that most documents hold:
+        ``amoxiciline`` finds ``amoxicilline``. A term the documents hold is never changed, nor an
+        acronym (a word of up to 6 letters typed in capitals), a number or a code (``HbA1c`` is not
+        ``HbA2c``).
+
         >>> index = BM25Index()
         >>> index.add(["a", "b", "c", "d"], ["Anémie ferriprive sous AINS.", "TSH élevée, hypothyroïdie.",
         ...                                  "Anémie et grossesse.", "ANÉMIE"])  # d: a heading in capitals
@@ -228,6 +317,8 @@ class BM25Index:
         >>> index.add(["e", "f"], ["Le traitement de l'hépatite C.", "Le vaccin contre l'hépatite B."])
         >>> index.query_terms("HÉPATITE C"), index.query_terms("hépatite C"), index.query_terms("PROPOSITION(S)")
         (['hepat', 'c'], ['hepat', 'c'], [])
+        >>> index.query_terms("hypothyroidie"), index.query_terms("hypotyroïdie")  # a letter left out
+        (['hypothyroid'], ['hypothyroid'])
         """
         return [term for term, _ in self._query_term_ids(query, self._matrix())]
 
@@ -255,6 +346,7 @@ class BM25Index:
         text, spans = analyzer.token_spans(query)
         letters = set() if acronyms_meant else {m.start() for m in _LONE_LETTER.finditer(text)}
         out: list[tuple[str, int]] = []
+        corrected = 0  # unknown terms read as a held spelling (at most TYPO_MAX_TERMS)
         for token, start in spans:
             terms = analyzer.token_terms(token)
             if not terms and start in letters:
@@ -265,6 +357,15 @@ class BM25Index:
                 mine, theirs = documents(terms), documents(other)
                 if (mine == 0 < theirs) if acronyms_meant and token.isupper() else theirs > mine:
                     terms = other
+            if self.typo_tolerance and not (token.isupper() and len(token) <= 6):  # an acronym is exact
+                word = analyzer.typed_word(token) if len(terms) == 1 else None
+                read = []
+                for t in terms:
+                    if corrected < TYPO_MAX_TERMS and not held(t) and _typo_candidate(t, word):
+                        corrected += 1
+                        t = _held_spelling(t, held, word, analyzer.word_terms)
+                    read.append(t)
+                terms = tuple(read)
             out.extend((t, vocab[t]) for t in terms if held(t))
         return out
 
@@ -420,7 +521,9 @@ def _score_matrix(rows: list[np.ndarray], n_terms: int, k1: float, b: float) -> 
 
 
 def _options_json(options: AnalyzerOptions) -> dict:
-    return {**asdict(options), "extra_stopwords": list(options.extra_stopwords)}
+    """The analysis options a file records (not the query-side ``typo_tolerance``)."""
+    return {**{k: v for k, v in asdict(options).items() if k not in QUERY_SIDE_OPTIONS},
+            "extra_stopwords": list(options.extra_stopwords)}
 
 
 #: A temporary file of :meth:`BM25Index.save` older than this was left by a killed process (a save

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medrag.errors import InvalidInputError, LexicalIndexError
-from medrag.lexical.analyzer import AnalyzerOptions
+from medrag.lexical.analyzer import AnalyzerOptions, FrenchMedicalAnalyzer
 from medrag.lexical.bm25 import BM25Index, remove_stale_temporaries
 
 if TYPE_CHECKING:
@@ -121,6 +121,8 @@ class LexicalSidecar:
                 else:
                     if (loaded.signature == self.signature and loaded.generation == generation
                             and loaded.collection == self._collection_id(store) and self._count_agrees(loaded, store)):
+                        # the query side is not in the file: this store's own (same analysis, same signature)
+                        loaded.analyzer, loaded.typo_tolerance = FrenchMedicalAnalyzer(self.options), self.options.typo_tolerance
                         self._index = loaded
                         return loaded
                     logger.info("lexical index %s is stale (generation %s, wanted %s; collection %s, wanted %s; "

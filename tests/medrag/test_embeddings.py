@@ -310,8 +310,9 @@ def test_the_truncation_check_counts_bytes_not_characters(tiny_embeddings):
             return {"input_ids": [[0] * (len(t.encode("utf-8")) + 2) for t in texts]}
 
     model = SimpleNamespace(max_seq_length=32, tokenizer=ByteTokenizer(), prompts={}, default_prompt_name=None)
-    fake = SimpleNamespace(model=model)
+    fake = SimpleNamespace(model=model, max_tokens=32)
     fake._prompt_text = lambda name: MatryoshkaEmbeddings._prompt_text(fake, name)
+    fake._token_counts = lambda texts: MatryoshkaEmbeddings._token_counts(fake, texts)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         MatryoshkaEmbeddings._warn_if_truncated(fake, ["é" * 20, "e" * 20], None)  # 20 characters, 40 bytes
@@ -460,3 +461,20 @@ def test_metadata_takes_numpy_ints_and_names_what_it_cannot_save(tmp_path) -> No
         MatryoshkaMetadata(full_dim=128, dims=[64], scores={64.9: {"ndcg@10": 0.5}})
     with pytest.raises(MetadataError, match="the text '1'"):
         MatryoshkaMetadata.from_dict({"schema_version": "1", "full_dim": 128, "dims": [64]})
+
+
+def test_count_tokens_counts_what_the_model_is_fed(tiny_model_dir) -> None:
+    """Prompt and special tokens included, as encode_documents / encode_queries feed the text."""
+    emb = MatryoshkaEmbeddings(str(tiny_model_dir))
+    tok = emb.model.tokenizer
+    assert emb.max_tokens == 64
+    text = "la ferritine basse traduit une carence en fer"
+    assert emb.count_tokens([text]) == [len(tok("passage: " + text)["input_ids"])]
+    assert emb.count_tokens([text], kind="query") == [len(tok("query: " + text)["input_ids"])]
+    assert emb.count_tokens(["passage: " + text]) == emb.count_tokens([text])  # the prompt once
+    long = " ".join([text] * 20)
+    assert emb.count_tokens([long])[0] > 64  # before truncation
+    with pytest.raises(InvalidInputError, match="kind must be 'document' or 'query'"):
+        emb.count_tokens([text], kind="passage")
+    with pytest.raises(InvalidInputError):
+        emb.count_tokens([""])

@@ -14,10 +14,10 @@ from pathlib import Path
 import chromadb
 import pytest
 
-from medrag import MatryoshkaChroma
+from medrag import MatryoshkaChroma, MatryoshkaEmbeddings
 from medrag.cli import main
 from medrag.errors import DataError, InvalidInputError
-from medrag.indexing import chunk_id, chunk_text, index_corpus, iter_documents
+from medrag.indexing import chunk_id, chunk_text, index_corpus, iter_documents, token_window
 from tests.medrag.test_store import FakeMatryoshkaEmbeddings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -339,7 +339,8 @@ def test_cli_warnings_are_one_line(tiny_model_dir, tmp_path) -> None:
     """The truncation warning printed the file, line and source line of the warn() call under it."""
     (tmp_path / "a.jsonl").write_text(json.dumps({"text": DOC * 3}) + "\n")
     run = subprocess.run([sys.executable, "-m", "medrag", "index", str(tmp_path / "a.jsonl"), "--persist-dir",
-                          str(tmp_path / "db"), "--model", str(tiny_model_dir), "--chunk-words", "1000", "--no-progress"],
+                          str(tmp_path / "db"), "--model", str(tiny_model_dir), "--chunk-words", "1000",
+                          "--max-tokens", "none", "--no-progress"],
                          capture_output=True, text=True, cwd=REPO, timeout=300)
     assert run.returncode == 0, run.stderr
     warned = [line for line in run.stderr.splitlines() if "exceed" in line]
@@ -429,7 +430,9 @@ def _killable_index(tiny_model_dir, tmp_path, n_docs: int, *extra: str):
     data = tmp_path / "corpus.jsonl"
     data.write_text("\n".join(json.dumps({"id": f"doc{i}", "text": f"Patient {i}, bilan {i % 17}. " + DOC})
                               for i in range(n_docs)))
-    total = sum(len(chunk_text(f"Patient {i}, bilan {i % 17}. " + DOC, 30)) for i in range(n_docs))
+    emb = MatryoshkaEmbeddings(str(tiny_model_dir))  # the run cuts chunks to its 64-token window
+    total = sum(len(chunk_text(f"Patient {i}, bilan {i % 17}. " + DOC, 30, max_tokens=emb.max_tokens,
+                               count_tokens=lambda c: emb.count_tokens([c])[0])) for i in range(n_docs))
     db = tmp_path / "db"
     script = tmp_path / "run_index.py"
     script.write_text(_KILLED_INDEX)
@@ -1286,4 +1289,135 @@ def test_a_title_field_with_a_type_is_refused_and_a_number_title_is_its_text(tmp
         index_corpus(path, store, id_field="id", title_field="code:int")
     index_corpus(path, store, id_field="id", title_field="code")
     assert store.collection.get(include=["documents"])["documents"] == ["4012 : Prenez le comprimé le soir."]
+    store.delete_collection()
+
+
+def _words(text: str) -> int:
+    """A token counter for the window tests: two tokens of prompt, then one a word."""
+    return 2 + len(text.split())
+
+
+def test_chunks_are_cut_to_the_token_window() -> None:
+    """Word counts alone overflowed the model's window on dense text (a 256-word leaflet chunk took 805
+    e5 tokens): its end was not encoded."""
+    plain = chunk_text(DOC, chunk_words=30, overlap=1)
+    assert max(_words(c) for c in plain) > 12
+    cut = chunk_text(DOC, chunk_words=30, overlap=1, max_tokens=12, count_tokens=_words)
+    assert all(_words(c) <= 12 for c in cut) and len(cut) > len(plain)
+    # every word is still in a chunk, in order (overlapping sentences repeat)
+    words = " ".join(DOC.split()).split()
+    assert set(words) <= {w for c in cut for w in c.split()}
+    assert cut[0].split()[:3] == words[:3] and cut[-1].split()[-2:] == words[-2:]
+    # a window nothing overflows changes nothing
+    assert chunk_text(DOC, chunk_words=30, overlap=1, max_tokens=1000, count_tokens=_words) == plain
+    # a sentence over the window alone is cut into the longest runs that fit; a word over it stays whole
+    long = " ".join(f"mot{i}" for i in range(25))
+    assert [len(c.split()) for c in chunk_text(long, max_tokens=10, count_tokens=_words)] == [8, 8, 8, 1]
+    assert chunk_text("anticonstitutionnellement", max_tokens=2, count_tokens=lambda t: 5) == [
+        "anticonstitutionnellement"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"max_tokens": 12}, "max_tokens and count_tokens go together"),
+    ({"count_tokens": _words}, "max_tokens and count_tokens go together"),
+    ({"max_tokens": 0, "count_tokens": _words}, "max_tokens must be an int >= 1"),
+    ({"max_tokens": True, "count_tokens": _words}, "max_tokens must be an int >= 1"),
+    ({"max_tokens": 12, "count_tokens": 3}, "count_tokens must be a function"),
+])
+def test_a_bad_token_window_is_refused(kwargs, message) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        chunk_text(DOC, **kwargs)
+
+
+def test_index_corpus_cuts_chunks_to_the_models_window(tiny_model_dir, tmp_path) -> None:
+    """The default ``max_tokens="model"``: no stored chunk is truncated by the model (the tiny model's
+    window is 64 tokens), the title counted; ``None`` keeps word counts alone (and the model warns)."""
+    emb = MatryoshkaEmbeddings(str(tiny_model_dir))
+    rows = [{"id": "a", "product": "FERRITINE", "text": DOC * 4}]
+    store = MatryoshkaChroma("win", emb, client=chromadb.EphemeralClient())
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the truncation warning would fail the test
+        index_corpus(_jsonl(tmp_path / "a.jsonl", rows), store, id_field="id", title_field="product", chunk_words=60)
+    texts = store.collection.get(include=["documents"])["documents"]
+    counts = emb.count_tokens(texts)
+    assert len(texts) > 1 and max(counts) <= 64 and all(t.startswith("FERRITINE : ") for t in texts)
+    assert max(counts) > 40  # filled near the window, not cut to pieces
+    store.delete_collection()
+    store = MatryoshkaChroma("win", emb, client=chromadb.EphemeralClient())
+    with pytest.warns(UserWarning, match="exceed the model's max_seq_length of 64 tokens"):
+        index_corpus(tmp_path / "a.jsonl", store, id_field="id", chunk_words=60, max_tokens=None)
+    assert max(emb.count_tokens(store.collection.get(include=["documents"])["documents"])) > 64
+    # a smaller window of one's own; one over the model's is refused
+    index_corpus(tmp_path / "a.jsonl", store, id_field="id", chunk_words=60, max_tokens=32)
+    assert max(emb.count_tokens(store.collection.get(include=["documents"])["documents"])) <= 32
+    with pytest.raises(InvalidInputError, match="over the model's window of 64 tokens"):
+        index_corpus(tmp_path / "a.jsonl", store, max_tokens=100)
+    store.delete_collection()
+
+
+def test_the_token_window_of_embeddings_without_a_tokenizer(caplog) -> None:
+    fake = FakeMatryoshkaEmbeddings()
+    assert token_window(fake, None) == (None, None)
+    with caplog.at_level("INFO", logger="medrag.indexing"):
+        assert token_window(fake, "model") == (None, None)
+    assert "cannot count tokens: chunks are cut by words only" in caplog.text
+    with pytest.raises(InvalidInputError, match="cannot count tokens; pass max_tokens=None"):
+        token_window(fake, 32)
+    for bad in ("Model", 0, 2.5, True):
+        with pytest.raises(InvalidInputError, match="max_tokens must be 'model', None or an int >= 1"):
+            token_window(fake, bad)
+
+
+def test_cli_max_tokens(tiny_model_dir, tmp_path, capsys) -> None:
+    for bad, message in (("beaucoup", "expected 'model', 'none' or a number of tokens"), ("0", "must be >= 1")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["index", str(tmp_path), "--max-tokens", bad])
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
+    _jsonl(tmp_path / "a.jsonl", [{"text": DOC * 4}])
+    db = str(tmp_path / "db")
+    _one_line(capsys, ["index", str(tmp_path / "a.jsonl"), "--persist-dir", db, "--model", str(tiny_model_dir),
+                       "--max-tokens", "100", "--no-progress"], "over the model's window of 64 tokens")
+    assert main(["index", str(tmp_path / "a.jsonl"), "--persist-dir", db, "--model", str(tiny_model_dir),
+                 "--max-tokens", "40", "--no-progress"]) == 0
+    emb = MatryoshkaEmbeddings(str(tiny_model_dir))
+    texts = chromadb.PersistentClient(db).get_collection("medrag").get(include=["documents"])["documents"]
+    assert max(emb.count_tokens(texts)) <= 40
+
+
+def test_a_chunk_cut_to_the_window_never_sits_inside_the_previous_one() -> None:
+    """The window cut [s0, s1] to fit, the overlap restarted at s1, and [s1, s2] overflowing again
+    left the chunk [s1], already stored (review: 35 of 12,349 leaflet chunks)."""
+    text = "a1 a2 a3. b1 b2 b3. c0 c1 c2 c3 c4 c5 c6 c7. d1 d2."
+    cut = chunk_text(text, chunk_words=5, overlap=1, max_tokens=9, count_tokens=_words)
+    assert all(_words(c) <= 9 for c in cut)
+    for a, b in zip(cut, cut[1:]):
+        assert b not in a, cut
+    assert cut == ["a1 a2 a3. b1 b2 b3.", "c0 c1 c2 c3 c4 c5 c6", "c7. d1 d2."]
+
+
+def test_a_title_taking_half_the_window_is_not_counted_and_is_named(tiny_model_dir, tmp_path, caplog) -> None:
+    """A title filling the window made every run of words overflow: one chunk a word (review)."""
+    emb = MatryoshkaEmbeddings(str(tiny_model_dir))
+    rows = [{"id": "a", "product": "ferritine " * 40, "text": DOC}, {"id": "b", "product": "fer " * 40, "text": DOC}]
+    store = MatryoshkaChroma("title", emb, client=chromadb.EphemeralClient())
+    with caplog.at_level("WARNING", logger="medrag.indexing"), pytest.warns(UserWarning, match="were truncated"):
+        report = index_corpus(_jsonl(tmp_path / "t.jsonl", rows), store, id_field="id", title_field="product",
+                              chunk_words=60)
+    untitled = chunk_text(DOC, 60, max_tokens=64, count_tokens=lambda c: emb.count_tokens([c])[0])
+    assert report.chunks == 2 * len(untitled)  # chunked as without a title, not one chunk a word
+    assert "the product of document 1 takes half of the model's 64-token window or more" in caplog.text
+    assert "2 document(s) had a product taking half of the model's window or more" in caplog.text
+    store.delete_collection()
+
+
+def test_a_chunk_keeps_one_title_only_when_it_starts_with_the_title_as_a_word(tmp_path) -> None:
+    """A chunk starting "Anémies..." was taken to start with the title "Anémie" and got none (review)."""
+    store = MatryoshkaChroma("idx", CountingFake(), client=chromadb.EphemeralClient())
+    rows = [{"id": "a", "product": "Anémie", "text": "Anémies carentielles : le bilan."},
+            {"id": "b", "product": "Anémie", "text": "Anémie ferriprive : le bilan."}]
+    index_corpus(_jsonl(tmp_path / "t.jsonl", rows), store, id_field="id", title_field="product")
+    got = dict(zip(*[store.collection.get(include=["metadatas", "documents"])[k] for k in ("ids", "documents")]))
+    assert sorted(got.values()) == ["Anémie : Anémies carentielles : le bilan.", "Anémie ferriprive : le bilan."]
     store.delete_collection()

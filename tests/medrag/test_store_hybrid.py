@@ -645,3 +645,16 @@ def test_bad_lexical_weight_strings_are_refused(store: MatryoshkaChroma, fake, b
         store.as_retriever(search_type="hybrid", search_kwargs={"lexical_weight": bad})
     with pytest.raises(InvalidInputError, match="'auto'"):
         MatryoshkaChroma(_name(), fake, lexical_weight=bad)
+
+
+def test_typo_tolerance_is_the_stores_setting_and_toggling_it_rebuilds_nothing(tmp_path, fake) -> None:
+    folder = str(tmp_path / "chroma")
+    store = MatryoshkaChroma("ccc", fake, persist_directory=folder)
+    _fill(store)
+    assert store.hybrid_search("ferritinne basse", k=1, lexical_weight=1.0)[0].id == "fer"  # a typo
+    strict = MatryoshkaChroma("ccc", fake, persist_directory=folder,
+                              lexical_analyzer=AnalyzerOptions(typo_tolerance=False))
+    assert strict.lexical.index().query_terms("ferritinne basse") == ["bass"] and strict.lexical.rebuilds == 0
+    assert strict.lexical.index().analyzer.options.typo_tolerance is False  # what it reports is what it does
+    again = MatryoshkaChroma("ccc", fake, persist_directory=folder)
+    assert again.lexical.index().query_terms("ferritinne") == ["ferritin"] and again.lexical.rebuilds == 0

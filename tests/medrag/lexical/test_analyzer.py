@@ -288,3 +288,14 @@ def test_units_of_time_meet_the_words_they_abbreviate(analyzer: FrenchMedicalAna
     assert analyzer("mg/l, 1,5 l, J7") == ["mg", "l", "1,5", "l", "j7"]  # litres and day numbers unchanged
     off = FrenchMedicalAnalyzer(AnalyzerOptions(unit_words=False))
     assert off("3 g/j, 24 h, 10 mn") == ["3", "g", "j", "24", "h", "10", "mn"] and off.signature != analyzer.signature
+
+
+@pytest.mark.parametrize("space", ["\u202f", "\u2009"], ids=["narrow no-break space", "thin space"])
+def test_french_typographys_thin_spaces_separate_a_unit_as_a_space_does(analyzer: FrenchMedicalAnalyzer,
+                                                                      space: str) -> None:
+    """Word processors put a narrow no-break space between a number and its unit: ``3\\u202fj`` gave
+    the number alone (``j`` read as the stopword), so ``pendant 3 jours`` missed it (version 7)."""
+    assert analyzer(f"pendant 3{space}j") == analyzer("pendant 3 jours") == ["pend", "3", "jour"]
+    assert analyzer(f"1,5{space}L de sérum") == analyzer("1,5 L de sérum") == ["1,5", "l", "serum"]
+    assert analyzer(f"100{space}000{space}UI") == analyzer("100000 UI") == ["100000", "ui"]
+    assert analyzer(f"2020{space}l'épidémie") == ["2020", "epidem"]  # an elided article stays a stopword

@@ -300,3 +300,73 @@ def test_bound_is_the_most_a_document_could_score(index: BM25Index) -> None:
     repeated.add(["x", "y", "z"], ["warfarine " * 40, "fer", "tsh"])
     full = repeated.query_scores("warfarine")
     assert full.values.max() / full.bound > 0.9  # saturation: near the bound
+
+
+def test_a_query_term_with_a_typo_is_read_as_the_held_term_one_edit_away(index: BM25Index) -> None:
+    """``metformne`` gave a term no passage holds: BM25 lost the query's most specific word."""
+    assert index.query_terms("metformne") == index.query_terms("metformine") == ["metformin"]
+    assert index.search("ferritinne basse", k=1)[0] == ["fer"]
+    assert index.query_terms("diabéte metfromine") == ["diabet", "metformin"]  # two letters swapped
+    # held terms, short words, numbers and codes, acronyms typed in capitals: unchanged
+    assert index.query_terms("thyroïde") == ["thyroid"] and index.query_terms("fel") == []
+    assert index.query_terms("HbA2c") == [] and index.query_terms("la TSG") == []
+    off = BM25Index(AnalyzerOptions(typo_tolerance=False))
+    off.add(list(DOCS), list(DOCS.values()))
+    assert off.query_terms("metformne") == [] and off.signature == index.signature  # query side only
+
+
+def test_the_typo_reading_takes_the_spelling_most_documents_hold() -> None:
+    idx = BM25Index()
+    idx.add(["a", "b", "c"], ["Le paracétamol.", "Paracétamol et fièvre.", "La paracétamel, une coquille."])
+    assert idx.query_terms("paracétamml") == ["paracetamol"]  # held by 2 against 1
+    assert idx.query_terms("paracetamel") == ["paracetamel"]  # a held term is never changed
+
+
+def test_typo_tolerance_is_not_recorded_in_the_index_file(tmp_path) -> None:
+    import json
+
+    off = BM25Index(AnalyzerOptions(typo_tolerance=False))
+    off.add(list(DOCS), list(DOCS.values()))
+    off.save(tmp_path / "x.npz")
+    with np.load(tmp_path / "x.npz", allow_pickle=False) as data:
+        assert "typo_tolerance" not in json.loads(str(data["meta"]))["options"]
+    loaded = BM25Index.load(tmp_path / "x.npz")  # the default reading; a store sets its own on it
+    assert loaded.typo_tolerance and loaded.signature == off.signature
+    assert loaded.query_terms("metformne") == ["metformin"] and off.query_terms("metformne") == []
+    with pytest.raises(InvalidInputError, match="typo_tolerance must be True or False"):
+        AnalyzerOptions(typo_tolerance="no")
+
+
+def test_a_long_word_in_capitals_gets_the_typo_reading_an_acronym_does_not() -> None:
+    idx = BM25Index()
+    idx.add(["a", "b"], ["Le DOLIPRANE et la fièvre.", "Les ANCA et les vascularites."])
+    assert idx.query_terms("effets du DOLIPRANNE") == ["dolipran"] and idx.query_terms("les ANKA") == []
+    assert idx.query_terms("VASCULARITTES") == ["vascular"]  # a caps-lock query
+
+
+def test_the_typo_reading_never_lands_on_a_short_or_unrelated_term() -> None:
+    """A word's one-letter edits can stem to a short unrelated term (review: ``traiter`` ->
+    ``tiraiter`` -> ``tir``, ``protéase`` -> ``port``, ``lipide`` -> ``lip``)."""
+    idx = BM25Index()
+    docs = ["Appliquer le gel deux fois.", "Le port du masque.", "Un lac de montagne.", "Tir sportif en plein air.",
+            "Les communications du comité (comm).", "La lipase pancréatique."]
+    idx.add([str(i) for i in range(len(docs))], docs)
+    for query in ("gélules", "protéase", "lactique", "comment traiter", "lipide"):
+        assert idx.query_terms(query) == [], query
+    long = "a" * 40 + "mine"
+    assert idx.query_terms(long) == []  # too long to be read (the edits grow with its square)
+    # an edit of the word must stay one edit from its term, or its beginning short of at most 3 letters
+    idx.add(["g", "v"], ["La gliose réactionnelle.", "Les vascularites."])
+    assert idx.query_terms("glissement") == [] and idx.query_terms("vascularittes") == ["vascular"]
+
+
+def test_at_most_a_few_unknown_words_of_a_query_are_read_as_typos() -> None:
+    from medrag.lexical.bm25 import TYPO_MAX_TERMS
+
+    idx = BM25Index()
+    idx.add(["a"], ["metformine"])
+    filler = " ".join("zzqx" + "abcdefghij"[i] + "abcdefghij"[-i] + "ou" for i in range(TYPO_MAX_TERMS))
+    assert idx.query_terms("metformne") == ["metformin"]
+    assert idx.query_terms(f"{filler} metformne") == []  # the budget went to the filler
+    # numbers, codes and short words are never read as typos: they spend none of it
+    assert idx.query_terms("T 38,5 CRP 145 15 200 3 j 12 7,2 140 toux nez dos cou metformne") == ["metformin"]
