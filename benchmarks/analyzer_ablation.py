@@ -73,10 +73,11 @@ class WhitespaceAnalyzer:
 class WhitespaceIndex(BM25Index):
     """The same BM25 over ``text.split()`` tokens (LangChain BM25Retriever's default preprocessing)."""
 
+    typo_tolerance = False  # BM25Retriever reads a query as typed
+
     def __init__(self) -> None:
         super().__init__()
         self.analyzer = WhitespaceAnalyzer()  # type: ignore[assignment]
-        self.typo_tolerance = False  # BM25Retriever reads a query as typed
 
     @property
     def signature(self) -> str:

@@ -148,20 +148,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         docs = read_documents(folder, name)
         row = {"documents": len(docs)}
         for label, cap in (("words only (before)", None), ("cut to the window (now)", window)):
-            counts = [n for text, title in docs
-                      for n in emb.count_tokens(chunks_of(text, title, emb, cap, args.chunk_words, args.overlap))]
+            counts: list[int] = []
+            lost = 0  # words past a chunk's window that the next chunk does not repeat (none once cut)
+            for doc in docs:
+                chunks = chunks_of(doc[0], doc[1], emb, cap, args.chunk_words, args.overlap)
+                doc_counts = emb.count_tokens(chunks)
+                counts += doc_counts
+                found = [i for i, n in enumerate(doc_counts) if n > window]
+                lost += sum(len(lost_words(chunks[i], chunks[i + 1] if i + 1 < len(chunks) else None, emb, window))
+                            for i in found)
+                if found and cap is None and name == "leaflets":
+                    overflowing.append(doc)
             over = [n for n in counts if n > window]
             row[label] = {"chunks": len(counts), "over_window": len(over), "tokens_beyond": sum(n - window for n in over),
                           "max_tokens": max(counts), "mean_tokens": round(float(np.mean(counts)), 1)}
             if cap is None:
-                lost = 0
-                for d in docs:
-                    chunks = chunks_of(d[0], d[1], emb, None, args.chunk_words, args.overlap)
-                    found = [i for i, n in enumerate(emb.count_tokens(chunks)) if n > window]
-                    lost += sum(len(lost_words(chunks[i], chunks[i + 1] if i + 1 < len(chunks) else None, emb, window))
-                                for i in found)
-                    if found and name == "leaflets":
-                        overflowing.append(d)
                 row[label]["words_never_encoded"] = lost
         row["documents_with_a_chunk_over"] = len(overflowing) if name == "leaflets" else None
         result["corpora"][name] = row

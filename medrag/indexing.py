@@ -151,8 +151,9 @@ def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_O
             start the next chunk), and a sentence over it alone is cut into the longest runs of
             words that fit: a model encodes only the first ``max_tokens`` tokens of a text, and
             what follows would be searchable by its words (BM25) but not by its meaning. Word
-            counts alone overflow on text dense in numbers, units and codes (a 256-word chunk of
-            a drug leaflet took 805 e5 tokens). A single word over the window stays whole.
+            counts alone overflow on text dense in numbers, units and codes (drug leaflets:
+            ``benchmarks/chunk_window.py``, docs/benchmarks.md). A single word over the window
+            stays whole.
 
     Returns:
         The chunks, whitespace-normalised; ``[]`` for a blank text.
@@ -169,6 +170,7 @@ def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_O
     for raw in _SENTENCE_END.split(text):
         sentence: list[str] = []
         weight: list[int] = []
+        total = 0  # sum(weight)
         for word in raw.split():
             if all(unicodedata.category(c) == "Cf" for c in word):
                 continue  # zero-width characters alone (U+200B, a BOM) are no word: such a text was indexed
@@ -176,12 +178,13 @@ def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_O
                 word[j : j + MAX_WORD_CHARS] for j in range(0, len(word), MAX_WORD_CHARS)]
             for piece in pieces:
                 w = 1 if len(pieces) == 1 else PIECE_WORDS
-                if sentence and sum(weight) + w > max_words:  # a sentence longer than max_words is cut here
+                if sentence and total + w > max_words:  # a sentence longer than max_words is cut here
                     sentences.append(sentence)
                     weights.append(weight)
-                    sentence, weight = [], []
+                    sentence, weight, total = [], [], 0
                 sentence.append(piece)
                 weight.append(w)
+                total += w
         if sentence:
             sentences.append(sentence)
             weights.append(weight)

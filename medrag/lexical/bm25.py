@@ -81,23 +81,6 @@ def _one_edit(term: str) -> set[str]:
             | {a + c + b for a, b in splits for c in letters}) - {term}
 
 
-def _within_one_edit(a: str, b: str) -> bool:
-    """Whether ``a`` and ``b`` differ by at most one deletion, insertion, replacement or swap of two
-    adjacent characters."""
-    if a == b:
-        return True
-    if abs(len(a) - len(b)) > 1:
-        return False
-    if len(a) > len(b):
-        a, b = b, a
-    i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), len(a))
-    if len(a) < len(b):  # one insertion
-        return a[i:] == b[i + 1:]
-    if a[i + 1:] == b[i + 1:]:  # one replacement
-        return True
-    return i + 1 < len(a) and a[i] == b[i + 1] and a[i + 1] == b[i] and a[i + 2:] == b[i + 2:]  # one swap
-
-
 def _typo_candidate(term: str, word: str | None = None) -> bool:
     """Whether an unknown ``term`` (typed as ``word``) is read as a held spelling: letters only, at
     least :data:`TYPO_MIN_CHARS` of them, typed in at most :data:`TYPO_MAX_CHARS`."""
@@ -105,24 +88,19 @@ def _typo_candidate(term: str, word: str | None = None) -> bool:
 
 
 def _held_spelling(term: str, held, word: str | None = None, word_terms=None) -> str:
-    """The held term one edit from ``term`` or, when the typed ``word`` it came from is given, the
-    term of a word one edit from ``word`` (``word_terms``: a word's terms) that is one edit from
-    ``term`` or, shorter by at most 3 letters, its beginning (a typo near a word's end changes what
-    the stemmer strips: ``vascularittes`` -> ``vascularitt``, ``vascularites`` -> ``vascular``),
-    whichever most documents hold (``held(t)``: how many; the alphabetically first on a tie).
-    ``term`` itself when it is no :func:`_typo_candidate` or no such spelling is held; never a term
-    shorter than :data:`TYPO_MIN_CHARS` (a word's one-letter edits can stem to a short unrelated
-    term: ``traiter`` -> ``tiraiter`` -> ``tir``), nor one edit of the word that is a second edit of
-    the term (``glissement`` -> ``gliosement`` -> ``glios``, one edit from ``gliss``)."""
-    if not _typo_candidate(term, word):
-        return term
+    """The held term one edit from ``term`` (a :func:`_typo_candidate`) or, when the typed ``word``
+    it came from is given, the term of a word one edit from ``word`` (``word_terms``: a word's
+    terms) that is the beginning of ``term`` short of at most 3 letters (a typo near a word's end
+    changes what the stemmer strips: ``vascularittes`` -> ``vascularitt``, ``vascularites`` ->
+    ``vascular``), whichever most documents hold (``held(t)``: how many; the alphabetically first
+    on a tie); ``term`` itself when none is held. Never a term shorter than :data:`TYPO_MIN_CHARS`
+    (a word's one-letter edits can stem to a short unrelated term: ``traiter`` -> ``tiraiter`` ->
+    ``tir``), nor another stem of an edited word, which would be a second edit of the term
+    (``glissement`` -> ``gliosement`` -> ``glios``, one edit from ``gliss``)."""
     candidates = _one_edit(term)
     if word is not None:
-        for edited in _one_edit(word):
-            terms = word_terms(edited)
-            if len(terms) == 1 and (t := terms[0]) not in candidates and len(t) >= TYPO_MIN_CHARS and (
-                    _within_one_edit(t, term) or (term.startswith(t) and len(t) >= len(term) - 3)):
-                candidates.add(t)
+        candidates |= {t[0] for edited in _one_edit(word) if len(t := word_terms(edited)) == 1
+                       and len(term) - 3 <= len(t[0]) < len(term) and term.startswith(t[0])}
     best, most = term, 0
     for candidate in sorted(candidates):
         if len(candidate) < TYPO_MIN_CHARS:
@@ -178,10 +156,6 @@ class BM25Index:
         if not numeric or not (0 < k1 < math.inf and 0 <= b <= 1):  # NaN fails both comparisons
             raise InvalidInputError(f"BM25 needs numbers k1 > 0 and 0 <= b <= 1, got k1={k1!r}, b={b!r}")
         self.analyzer = FrenchMedicalAnalyzer(options)
-        #: Whether a query term no document holds is read as a held term one edit away
-        #: (:meth:`query_terms`; ``AnalyzerOptions.typo_tolerance``): a query-side setting, which
-        #: the index, its file and its signature do not depend on.
-        self.typo_tolerance = self.analyzer.options.typo_tolerance
         self.k1, self.b = float(k1), float(b)
         self.generation = generation
         #: The id of the Chroma collection indexed (a file found at a path is only used for it).
@@ -191,6 +165,13 @@ class BM25Index:
         self._rows: dict[str, np.ndarray] = {}  # id -> term ids (int32), insertion-ordered
         self._bm25: _Matrix | None = None  # the matrix of the current rows (None: rebuilt at the next search)
         self._lock = threading.RLock()  # writes, the matrix build and saves; searches read a _Matrix
+
+    @property
+    def typo_tolerance(self) -> bool:
+        """Whether a query term no document holds is read as a held term one edit away
+        (:meth:`query_terms`; ``AnalyzerOptions.typo_tolerance``): a query-side setting, which the
+        index, its file and its signature do not depend on."""
+        return self.analyzer.options.typo_tolerance
 
     @property
     def signature(self) -> str:
@@ -357,7 +338,8 @@ class BM25Index:
                 mine, theirs = documents(terms), documents(other)
                 if (mine == 0 < theirs) if acronyms_meant and token.isupper() else theirs > mine:
                     terms = other
-            if self.typo_tolerance and not (token.isupper() and len(token) <= 6):  # an acronym is exact
+            # an acronym (up to 6 capitals) is exact; the typed word is only looked at for an unknown term
+            if self.typo_tolerance and not (token.isupper() and len(token) <= 6) and not all(map(held, terms)):
                 word = analyzer.typed_word(token) if len(terms) == 1 else None
                 read = []
                 for t in terms:

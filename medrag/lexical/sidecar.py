@@ -122,7 +122,7 @@ class LexicalSidecar:
                     if (loaded.signature == self.signature and loaded.generation == generation
                             and loaded.collection == self._collection_id(store) and self._count_agrees(loaded, store)):
                         # the query side is not in the file: this store's own (same analysis, same signature)
-                        loaded.analyzer, loaded.typo_tolerance = FrenchMedicalAnalyzer(self.options), self.options.typo_tolerance
+                        loaded.analyzer = FrenchMedicalAnalyzer(self.options)
                         self._index = loaded
                         return loaded
                     logger.info("lexical index %s is stale (generation %s, wanted %s; collection %s, wanted %s; "
