@@ -202,6 +202,8 @@ def _check_values(args: argparse.Namespace) -> None:
     --candidates (the checks that need the model's size are in :func:`_check_model_sizes`)."""
     if any(not label.strip() for label in args.label or ()):
         raise DataError("--label is empty: give each --model a name for the tables")
+    if args.limit is not None and args.limit < 1:  # the library's "limit must be >= 1" named no flag
+        raise DataError(f"--limit must be >= 1 (the number of held-out pairs to score), got {args.limit}")
     bad = [s for s in args.sizes or () if s < 1]
     if bad:
         raise DataError(f"--sizes {' '.join(map(str, bad))}: pass sizes >= 1 (at most the model's full size)")

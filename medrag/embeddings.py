@@ -318,20 +318,51 @@ class MatryoshkaEmbeddings(Embeddings):
         """Full-size, unit-norm float32 vectors of queries, shape ``(n, full_dim)``."""
         return self._encode(texts, self.query_prompt_name)
 
+    def check_texts(self, texts: Sequence[str], *, query: bool = False) -> list[str]:
+        """Refuse what this model cannot encode, naming the first bad text by its index in ``texts``.
+
+        What :func:`validate_texts` refuses, and a text that is only the model's prompt (``"passage: "``
+        typed by hand: the prompt is not added twice, and nothing is left to encode).
+        :class:`~medrag.MatryoshkaChroma` calls it on a whole ``add_texts`` call before its first
+        write, so such a text deep in a large call stores nothing, instead of failing at its batch.
+
+        Args:
+            texts: the texts.
+            query: check them as queries (the query prompt) rather than passages.
+
+        Returns:
+            ``texts`` as a list.
+
+        Raises:
+            InvalidInputError: a bad text (its index is named).
+        """
+        texts = validate_texts(texts)
+        self._without_prompt(texts, self.query_prompt_name if query else self.document_prompt_name)
+        return texts
+
+    def _without_prompt(self, texts: list[str], prompt_name: str | None) -> list[str]:
+        """``texts`` with the model's prompt removed where it was written by hand ("query: ..." as
+        other e5 wrappers want it: sentence-transformers adds it once more); an error naming the
+        first text that is only the prompt."""
+        prefix = self._prompt_text(prompt_name)
+        if not (prefix.strip() and any(t.startswith(prefix) for t in texts)):
+            return texts
+        stripped = [t[len(prefix):] if t.startswith(prefix) else t for t in texts]
+        empty = next((i for i, t in enumerate(stripped) if not t.strip()), None)
+        if empty is not None:  # "query: " alone: the empty text validate_texts refuses
+            where = "the text" if len(texts) == 1 else f"text at index {empty}"  # one: a query, most often
+            raise InvalidInputError(f"{where} is only the prompt {prefix.strip()!r}: it has no content")
+        return stripped
+
     def _encode(self, texts: Sequence[str], prompt_name: str | None) -> np.ndarray:
         texts = validate_texts(texts)
         if not texts:
             return np.zeros((0, self.full_dim), dtype=np.float32)
-        prefix = self._prompt_text(prompt_name)
-        if prefix.strip() and any(t.startswith(prefix) for t in texts):
-            # "query: ..." written by hand, as other e5 wrappers want it: the model's prompt is added once
+        stripped = self._without_prompt(texts, prompt_name)
+        if stripped is not texts:
             logger.info("%d text(s) already start with the prompt %r: it is not added twice",
-                        sum(t.startswith(prefix) for t in texts), prefix)
-            texts = [t[len(prefix):] if t.startswith(prefix) else t for t in texts]
-            empty = next((i for i, t in enumerate(texts) if not t.strip()), None)
-            if empty is not None:  # "query: " alone: the empty text validate_texts refuses
-                where = "the text" if len(texts) == 1 else f"text at index {empty}"  # one: a query, most often
-                raise InvalidInputError(f"{where} is only the prompt {prefix.strip()!r}: it has no content")
+                        sum(a != b for a, b in zip(texts, stripped)), self._prompt_text(prompt_name))
+            texts = stripped
         with model_lock(self.model):  # the truncation check's tokenizer call, then the encode: one at a time
             self._warn_if_truncated(texts, prompt_name)
             return encode_texts(self.model, texts, prompt_name=prompt_name, batch_size=self.batch_size,

@@ -52,6 +52,9 @@ class MatryoshkaEncoder(Protocol):
     and the store does not warn about an untrained ``coarse_dim``. ``matryoshka_trained``, a bool:
     whether a Matryoshka loss trained the model (missing: False); the store's learned coarse fit
     trains briefly for such a model and longer for another (:func:`medrag.coarse.learned_steps`).
+    ``check_texts(texts)``: raise :class:`~medrag.errors.InvalidInputError` naming the first text
+    (by its index) that the encoder cannot encode; the store calls it on a whole ``add_texts`` call
+    before its first write (missing: only :func:`medrag.embeddings.validate_texts`' checks run then).
     """
 
     spec: str

@@ -304,15 +304,15 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
         # not documents: skipped, as ripgrep and LlamaIndex's SimpleDirectoryReader do, and counted
         hidden = [p for p in files if any(part.startswith(".") for part in p.relative_to(path).parts)]
         if hidden:
-            skipped = set(hidden)
-            files = [p for p in files if p not in skipped]
+            hidden_set = set(hidden)  # not `skipped`: that is the caller's list of undecodable documents
+            files = [p for p in files if p not in hidden_set]
             if warn:
                 logger.warning("%s: %d file(s) in hidden folders or with hidden names skipped (e.g. %s)", path,
                                len(hidden), hidden[0].relative_to(path).as_posix())
         undecodable = [p for p in files if not is_utf8(p.relative_to(path).as_posix())]
         if undecodable:  # a Latin-1 name (old Windows, Samba shares) cannot be stored as the "source" text
-            skipped = set(undecodable)
-            files = [p for p in files if p not in skipped]
+            undecodable_set = set(undecodable)
+            files = [p for p in files if p not in undecodable_set]
             if warn:
                 logger.warning("%s: %d file(s) whose name is not UTF-8 skipped (e.g. %r): rename them "
                                "(convmv -f latin1 -t utf8) and index again", path, len(undecodable),
@@ -567,10 +567,11 @@ def _records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         yield f"{path}:row {row}", record
 
 
-def token_window(embeddings: Any, max_tokens: int | Literal["model"] | None = "model"
-                 ) -> tuple[int | None, Callable[[str], int] | None]:
+def token_window(embeddings: Any, max_tokens: int | Literal["model"] | None = "model", *,
+                 option: str = "max_tokens=") -> tuple[int | None, Callable[[str], int] | None]:
     """The ``(max_tokens, count_tokens)`` pair :func:`chunk_text` cuts chunks with, for a store's
     ``embeddings`` (see :func:`index_corpus`'s ``max_tokens``); ``(None, None)`` for no cap.
+    ``option`` names the setting in the errors (``medrag index``: ``"--max-tokens "``).
 
     Raises:
         InvalidInputError: ``max_tokens`` is not ``"model"``, ``None`` or an int >= 1; an int with
@@ -590,7 +591,7 @@ def token_window(embeddings: Any, max_tokens: int | Literal["model"] | None = "m
         raise InvalidInputError(f"max_tokens={max_tokens}: the store's embeddings ({type(embeddings).__name__}) "
                                 "cannot count tokens; pass max_tokens=None to cut chunks by words only")
     if max_tokens != "model" and max_tokens > window:
-        raise InvalidInputError(f"max_tokens={max_tokens} is over the model's window of {window} tokens: what "
+        raise InvalidInputError(f"{option}{max_tokens} is over the model's window of {window} tokens: what "
                                 f"follows its first {window} tokens would not be encoded; pass at most {window}")
     return (window if max_tokens == "model" else int(max_tokens)), lambda chunk: embeddings.count_tokens([chunk])[0]
 
@@ -1047,12 +1048,19 @@ def _run_index(args: argparse.Namespace) -> int:
     existed = client is not None and args.collection in collection_names(client, place)
     # an existing collection is opened with the model it records (as medrag search does), not the default
     emb = store_embeddings(args, None if args.model or not existed else recorded_model(client, args.collection))
+    if args.coarse_dim is not None and args.coarse_dim >= emb.full_dim:  # before the store makes its folder
+        raise InvalidInputError(f"--coarse-dim {args.coarse_dim} must be below the model's full size "
+                                f"({emb.full_dim}): the coarse stage searches a prefix of the full vectors")
+    token_window(emb, args.max_tokens, option="--max-tokens ")  # an int over the model's window, named so
     try:
         store = MatryoshkaChroma(args.collection, emb, persist_directory=None if client else persist, client=client,
                                  coarse_dim=args.coarse_dim, coarse_rotation=args.coarse_rotation,
                                  full_encoding=args.full_encoding,
                                  hnsw={"ef_search": args.ef_search} if args.ef_search else None)
     except CollectionMismatchError as exc:  # its advice is the Python API's: say the shell's too
+        if "does not match this store (" not in str(exc):  # not a medrag collection, or an older schema:
+            # leaving out --model would only fail on the model it records (user tryout)
+            raise CollectionMismatchError(f"{exc} From the shell: index into another --collection") from None
         raise CollectionMismatchError(f"{exc} From the shell: leave out --model and the collection settings "
                                       "(--coarse-dim, --coarse-rotation, --full-encoding), and the collection's own "
                                       "are used, or index into another --collection") from None

@@ -331,6 +331,8 @@ class MatryoshkaChroma(VectorStore):
         if relevance_score_fn is not None and not callable(relevance_score_fn):
             raise InvalidInputError("relevance_score_fn must be a function of the distance (e.g. lambda d: 1 - d), "
                                     f"got {relevance_score_fn!r}")
+        if not isinstance(deterministic_ids, (bool, np.bool_)):  # "false" is truthy: content ids, silently
+            raise InvalidInputError(f"deterministic_ids must be True or False, got {deterministic_ids!r}")
         if vector_sidecar is not None and not isinstance(vector_sidecar, bool):
             raise InvalidInputError(f"vector_sidecar must be True, False or None, got {vector_sidecar!r}")
         if lexical_path is not None and not isinstance(lexical_path, (str, os.PathLike)):
@@ -417,7 +419,7 @@ class MatryoshkaChroma(VectorStore):
         if self._candidates < 1:
             raise InvalidInputError(f"candidates must be >= 1, got {self._candidates}")
         self._encoding = full_encoding
-        self._deterministic_ids = deterministic_ids
+        self._deterministic_ids = bool(deterministic_ids)
         self._collection_name = collection_name
         self.override_relevance_score_fn = relevance_score_fn
         self._lexical_weight = check_lexical_weight(lexical_weight)
@@ -433,7 +435,9 @@ class MatryoshkaChroma(VectorStore):
         self._cid = str(self._collection.id)
         if self._rotation_kind != "none":
             self._load_rotation()
-        broken_id = self._check_vector_index(persist if writer else None)
+        # a collection replaced (an empty one created again with this store's settings, or one whose
+        # vector index was rebuilt): its vector copy and lexical index are dropped below
+        broken_id = self._check_vector_index(persist if writer else None) or self._replaced_id
         if self._rotation_kind != "none" and self._rotation is None and rotation_sample is not None:
             sample = validate_texts(rotation_sample)
             self._settle_coarse_stage(self._encode(sample, query=False), sample)
@@ -487,6 +491,7 @@ class MatryoshkaChroma(VectorStore):
         from chromadb.errors import NotFoundError
 
         existing = self._created_collection = False
+        self._replaced_id: str | None = None
         try:
             collection = self._client.get_collection(name=name, embedding_function=None)
             existing = True
@@ -508,6 +513,7 @@ class MatryoshkaChroma(VectorStore):
         except Exception as exc:
             raise translate_chroma_error(exc, f"open collection {name!r}") from exc
         if existing:
+            collection = self._renew_if_empty(collection, extra_metadata, hnsw)
             collection = self._reset_pending_coarse_stage(collection)
             self._adopt_recorded(collection.metadata or {})
         self._check_contract(collection)
@@ -561,6 +567,50 @@ class MatryoshkaChroma(VectorStore):
                     recorded, "decided" if recorded == "auto" else "fitted", self._rotation_kind)
         return self._chroma_call("read the collection", self._client.get_collection, name=collection.name,
                                  embedding_function=None)
+
+    def _renew_if_empty(self, collection: "chromadb.Collection", extra_metadata: dict[str, Any] | None,
+                        hnsw: dict[str, Any] | None) -> "chromadb.Collection":
+        """An existing medrag collection that holds no record and was made with other settings than
+        this store's (another model, coarse size or encoding: a run killed before its first write,
+        a store opened and never written to) is created again with this store's: nothing is stored
+        under the old ones, which would otherwise refuse every open with these settings and ask to
+        reindex an empty collection. Its own metadata keys and HNSW settings are kept. Only in an
+        embedded folder this process owns: a server's other clients may be about to write to it."""
+        meta = collection.metadata or {}
+        if (_C["schema"] not in meta or self._lock is None or not self._lock.held
+                or self._chroma_call("count", collection.count) != 0):
+            return collection
+        asked = (self._coarse_dim, self._encoding, self._rotation_kind)
+        try:  # as the open would check it: settings left out take the recorded ones; an unsettled coarse
+            # stage is _reset_pending_coarse_stage's (it keeps the collection)
+            self._adopt_recorded(meta)
+            self._rotation_kind = meta.get(_C["rotation"], "none")
+            self._check_contract(collection, record=False)
+            return collection
+        except CollectionMismatchError as exc:
+            reason = str(exc).split(" does not match this store (", 1)[-1].split("). Nothing was written", 1)[0]
+        finally:
+            self._coarse_dim, self._encoding, self._rotation_kind = asked
+        self._adopt_recorded(meta)  # what was left out is kept
+        name, persist = collection.name, _persist_directory(self._client)
+        segments = segment_ids(persist, str(collection.id)) if persist is not None else []
+        extra = {k: v for k, v in meta.items() if not k.startswith("medrag:")} | (extra_metadata or {})
+        recorded = {k: v for k, v in ((collection.configuration or {}).get("hnsw") or {}).items()
+                    if v is not None and k != "space"}
+        if self._encoding is None:
+            self._encoding = DEFAULT_FULL_ENCODING
+        self._chroma_call("delete the empty collection", self._client.delete_collection, name)
+        if segments:
+            self._remove_segment_folders(persist, segments)
+        self._replaced_id = str(collection.id)
+        renewed = self._chroma_call(
+            "create the collection", self._client.create_collection, name=name,
+            metadata={**extra, **self._contract(), GENERATION_KEY: 0},
+            configuration={"hnsw": {"ef_search": DEFAULT_EF_SEARCH, **recorded, **(hnsw or {}), "space": "cosine"}},
+            embedding_function=None)
+        logger.warning("collection %r held no record and was made with other settings (%s): it was created again "
+                       "with this store's", name, reason)
+        return renewed
 
     def _adopt_recorded(self, meta: dict[str, Any]) -> None:
         """``coarse_dim=None``, ``full_encoding=None`` and ``coarse_rotation="auto"`` take what an
@@ -1188,7 +1238,8 @@ class MatryoshkaChroma(VectorStore):
         interrupted ingest therefore neither duplicates nor re-encodes what was stored.
 
         Writing goes batch by batch: a failure during a later batch (the model or Chroma
-        raising, the process killed) leaves the earlier batches stored, each record complete.
+        raising, embeddings that return an all-zero vector, which only encoding reveals, the
+        process killed) leaves the earlier batches stored, each record complete.
 
         Example::
 
@@ -1215,13 +1266,17 @@ class MatryoshkaChroma(VectorStore):
             The ids, in the order of ``texts``.
 
         Raises:
-            InvalidInputError: empty or non-UTF-8 text, length mismatch, invalid metadata or id,
-                bad ``batch_size``.
+            InvalidInputError: empty or non-UTF-8 text (or one that is only the model's prompt),
+                length mismatch, invalid metadata or id, bad ``batch_size``; an all-zero vector
+                from the embeddings (that batch is not written).
             StoreLockedError: another process has this embedded persist directory open.
             StoreConnectionError: the Chroma server could not be reached.
         """
         _no_extra(kwargs, "add_texts()")
         texts = validate_texts(texts)  # also UTF-8-encodable
+        check = getattr(self._encoder, "check_texts", None)  # what the model cannot encode ("passage: " alone)
+        if callable(check):
+            check(texts)
         n = len(texts)
         batch = _WRITE_BATCH if batch_size is None else _check_int("batch_size", batch_size)
         if batch < 1:

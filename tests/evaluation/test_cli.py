@@ -129,6 +129,7 @@ def test_store_option_without_the_store_fails_before_encoding(tiny_model_dir, pa
     (["--data", "PAIRS", "--candidates", "10"], "--candidates: only used with --store"),
     (["--data", "PAIRS", "--lexical-weight", "0.5"], "--lexical-weight: only used with --hybrid"),
     (["--data", "PAIRS", "--resamples", "0"], "--resamples must be >= 1"),
+    (["--data", "PAIRS", "--limit", "0"], "--limit must be >= 1"),  # "limit must be", after the model (tryout)
     (["--data", "PAIRS", "--out", "AFILE"], "is a file"),
     # values the library refused only after all the dense scoring, with its parameter's name
     (["--data", "PAIRS", "--hybrid", "--lexical-weight", "2"], "--lexical-weight 2: pass weights in [0, 1]"),

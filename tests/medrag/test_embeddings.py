@@ -358,6 +358,19 @@ def test_a_text_that_is_only_the_prompt_is_refused(tiny_embeddings):
         tiny_embeddings.embed_documents([TEXTS[0], "passage: "])
 
 
+def test_check_texts_refuses_without_encoding(tiny_embeddings, monkeypatch):
+    """check_texts (the store's whole-call check) names the index in the call, for each side's prompt."""
+    monkeypatch.setattr(tiny_embeddings, "_encode", lambda *a: pytest.fail("check_texts encoded"))
+    assert tiny_embeddings.check_texts(("a", "passage: b")) == ["a", "passage: b"]
+    with pytest.raises(InvalidInputError, match="^text at index 2 is only the prompt 'passage:'"):
+        tiny_embeddings.check_texts(["a", "b", "passage:  "])
+    assert tiny_embeddings.check_texts(["a", "passage: "], query=True) == ["a", "passage: "]  # a query may say it
+    with pytest.raises(InvalidInputError, match="^text at index 1 is only the prompt 'query:'"):
+        tiny_embeddings.check_texts(["a", "query: "], query=True)
+    with pytest.raises(InvalidInputError, match="text at index 0 is empty"):
+        tiny_embeddings.check_texts([" "])
+
+
 def test_a_loaded_model_honours_device_and_refuses_truncate_dim(tiny_model_dir):
     """device= was ignored for a loaded model ('bogus' and 'cuda' stayed on the CPU), and a model
     loaded with truncate_dim=64 gave "matryoshka.json says full_dim=128 but the model outputs 64" (audit)."""

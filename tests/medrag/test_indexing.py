@@ -134,10 +134,11 @@ def test_index_corpus_is_idempotent_and_does_not_re_encode(tmp_path) -> None:
     store.delete_collection()
 
 
-def _one_line(capsys, argv, expected) -> None:
+def _one_line(capsys, argv, expected) -> str:
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expected in err[0], err
+    return err[0]
 
 
 def test_cli_errors_are_one_line_and_come_before_the_model(tmp_path, capsys, monkeypatch) -> None:
@@ -277,6 +278,45 @@ def test_cli_a_run_failing_before_its_first_write_leaves_no_empty_collection(tin
     (tmp_path / "a.jsonl").write_text('{"text": "Une note."}\n{oops\n')
     _one_line(capsys, argv[:-3] + ["--no-progress"], "a.jsonl:2")
     assert "notes" in [c.name for c in chromadb.PersistentClient(str(db)).list_collections()]
+
+
+def test_cli_an_empty_collection_left_by_a_killed_run_takes_the_new_settings(tiny_model_dir, tmp_path) -> None:
+    """A run killed before its first write left an empty collection; the next run with --coarse-dim,
+    --full-encoding or another --model was refused ("does not match this store") though the docs say an
+    empty one takes the new run's settings (user tryout)."""
+    from medrag import MatryoshkaEmbeddings
+
+    db = tmp_path / "db"
+    MatryoshkaChroma("notes", MatryoshkaEmbeddings(str(tiny_model_dir)), persist_directory=str(db), coarse_dim=16).close()
+    (tmp_path / "a.jsonl").write_text('{"text": "Une note sur la ferritine."}\n')
+    assert main(["index", str(tmp_path / "a.jsonl"), "--persist-dir", str(db), "--collection", "notes",
+                 "--model", str(tiny_model_dir), "--coarse-dim", "32", "--full-encoding", "float16", "--no-progress"]) == 0
+    meta = chromadb.PersistentClient(str(db)).get_collection("notes").metadata
+    assert (meta["medrag:coarse_dim"], meta["medrag:full_encoding"]) == (32, "float16")
+
+
+def test_cli_a_coarse_dim_above_the_model_leaves_no_folder(tiny_model_dir, tmp_path, capsys) -> None:
+    """--coarse-dim 500 with a smaller model: the store's error named `coarse_dim=` and the run left the
+    folder it had made, holding a database and a lock (user tryout)."""
+    (tmp_path / "a.jsonl").write_text('{"text": "Une note."}\n')
+    db = tmp_path / "db"
+    _one_line(capsys, ["index", str(tmp_path / "a.jsonl"), "--persist-dir", str(db), "--model", str(tiny_model_dir),
+                       "--coarse-dim", "500", "--no-progress"], "--coarse-dim 500 must be below the model's full size (128)")
+    assert not db.exists()
+
+
+def test_cli_a_plain_chroma_collection_is_named_with_the_shell_advice_that_works(tiny_model_dir, tmp_path,
+                                                                                capsys) -> None:
+    """On a langchain-chroma collection the advice was "From the shell: leave out --model ...", which only
+    fails differently ("records no model medrag can load") (user tryout)."""
+    db = tmp_path / "db"
+    chromadb.PersistentClient(str(db)).create_collection("notes").add(ids=["x"], documents=["une note"],
+                                                                      embeddings=[[0.1, 0.2]])
+    (tmp_path / "a.jsonl").write_text('{"text": "Une note."}\n')
+    err = _one_line(capsys, ["index", str(tmp_path / "a.jsonl"), "--persist-dir", str(db), "--collection", "notes",
+                             "--model", str(tiny_model_dir), "--no-progress"],
+                    "not created by MatryoshkaChroma")
+    assert "From the shell: index into another --collection" in err and "leave out --model" not in err
 
 
 def test_cli_a_folder_another_process_has_open_is_refused_before_the_model(tmp_path, capsys, monkeypatch) -> None:
@@ -1069,6 +1109,38 @@ def test_null_texts_big_ints_dates_and_lists_are_read_as_users_expect(tmp_path, 
     store.delete_collection()
 
 
+def test_a_folder_with_a_hidden_file_and_a_latin1_file_is_indexed(tmp_path) -> None:
+    """A hidden file (or a name that is not UTF-8) beside a Latin-1 file: `medrag index` ended in
+    AttributeError: 'set' object has no attribute 'append' (user tryout): the list of skipped documents,
+    which --prune keeps, was replaced by the set of hidden files."""
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "fer.txt").write_text("La ferritine basse traduit une carence en fer.", encoding="utf-8")
+    (folder / "latin1.txt").write_bytes("Traitement par lévothyroxine.".encode("latin-1"))
+    (folder / ".brouillon.txt").write_text("x", encoding="utf-8")
+    with open(os.fsencode(folder) + b"/r\xe9sum\xe9.txt", "wb") as f:  # a Latin-1 file name
+        f.write("Résumé.".encode())
+    skipped: list[str] = []
+    assert [key for key, _, _ in iter_documents(folder, skipped=skipped)] == ["fer.txt"]
+    assert skipped == ["latin1.txt"]
+    store = MatryoshkaChroma("notes", FakeMatryoshkaEmbeddings(), client=chromadb.EphemeralClient())
+    assert index_corpus(folder, store).added == 1
+    store.delete_collection()
+
+
+def test_adding_an_id_field_later_with_prune_replaces_the_content_keyed_chunks(tmp_path) -> None:
+    """A collection indexed without --id-field, then with it: every record got a new key and was stored
+    twice, silently (user tryout); docs/store.md says --prune on that run deletes the old keys' chunks."""
+    _jsonl(tmp_path / "a.jsonl", [{"id": "r1", "text": "La ferritine basse traduit une carence."},
+                                  {"id": "r2", "text": "La TSH élevée oriente vers une hypothyroïdie."}])
+    store = MatryoshkaChroma("ids", FakeMatryoshkaEmbeddings(), client=chromadb.EphemeralClient())
+    index_corpus(tmp_path / "a.jsonl", store)
+    assert index_corpus(tmp_path / "a.jsonl", store, id_field="id").stored == 4  # stored twice
+    report = index_corpus(tmp_path / "a.jsonl", store, id_field="id", prune=True)
+    assert (report.pruned, report.stored, sorted(md["id"] for md in store.get()["metadatas"])) == (2, 2, ["r1", "r2"])
+    store.delete_collection()
+
+
 def test_a_folder_file_that_is_not_utf8_is_skipped_and_zero_width_text_is_empty(tmp_path, caplog) -> None:
     """One Latin-1 file stopped the whole folder (the README said: skipped with a warning); a text of
     zero-width characters alone was indexed as a chunk (audit)."""
@@ -1378,7 +1450,8 @@ def test_cli_max_tokens(tiny_model_dir, tmp_path, capsys) -> None:
     _jsonl(tmp_path / "a.jsonl", [{"text": DOC * 4}])
     db = str(tmp_path / "db")
     _one_line(capsys, ["index", str(tmp_path / "a.jsonl"), "--persist-dir", db, "--model", str(tiny_model_dir),
-                       "--max-tokens", "100", "--no-progress"], "over the model's window of 64 tokens")
+                       "--max-tokens", "100", "--no-progress"], "--max-tokens 100 is over the model's window of 64 tokens")
+    assert not Path(db).exists()  # refused before the store made its folder (user tryout: named max_tokens=)
     assert main(["index", str(tmp_path / "a.jsonl"), "--persist-dir", db, "--model", str(tiny_model_dir),
                  "--max-tokens", "40", "--no-progress"]) == 0
     emb = MatryoshkaEmbeddings(str(tiny_model_dir))

@@ -31,6 +31,7 @@ from langchain_tests.integration_tests import VectorStoreIntegrationTests
 from medrag import CollectionMismatchError, DimensionError, MatryoshkaChroma
 from medrag.coarse import CoarseProjection
 from medrag.errors import InvalidArgumentError, InvalidInputError, StoreError
+from medrag.lexical.sidecar import index_file
 from medrag.vector_codec import decode_rows, encode_rows
 from medrag.store import CONTRACT_KEYS, FULL_KEY
 
@@ -754,6 +755,24 @@ def test_a_query_that_is_only_the_prompt_is_named_as_the_text(client, tiny_embed
     with pytest.raises(InvalidInputError, match="^the text is only the prompt 'query:': it has no content$"):
         store.similarity_search("query: ")
     store.delete_collection()
+
+
+def test_a_text_that_is_only_the_prompt_is_refused_before_the_first_write(client, tiny_embeddings) -> None:
+    """'passage: ' at index 3 with batch_size=2 (user tryout): texts 0-1 were stored before the error,
+    which named index 1 (its place in its batch)."""
+    store = MatryoshkaChroma("prompt-only-add", embedding_function=tiny_embeddings, client=client)
+    with pytest.raises(InvalidInputError, match="^text at index 3 is only the prompt 'passage:': it has no content$"):
+        store.add_texts([*TEXTS[:3], "passage: "], ids=["a", "b", "c", "d"], batch_size=2)
+    assert len(store) == 0
+    assert store.add_texts(["passage: la ferritine basse"], ids=["p"]) == ["p"]  # with content: the prompt once
+    store.delete_collection()
+
+
+@pytest.mark.parametrize("value", ["false", 0, None])
+def test_deterministic_ids_must_be_a_bool(client, fake, value) -> None:
+    """deterministic_ids="false" gave content ids, silently (user tryout)."""
+    with pytest.raises(InvalidInputError, match="deterministic_ids must be True or False"):
+        MatryoshkaChroma("det-ids", fake, client=client, deterministic_ids=value)
 
 
 def test_each_batch_is_encoded_once(client, tiny_embeddings) -> None:
@@ -2305,18 +2324,44 @@ def test_a_lock_file_that_cannot_be_opened_leaves_searches_and_names_itself_on_w
     assert len(reader) == 10
 
 
-def test_a_refused_open_of_an_empty_collection_changes_nothing_recorded(tmp_path, fake) -> None:
-    """Opening an empty collection with another model and ``coarse_rotation="pca"`` raised
-    CollectionMismatchError ("Nothing was written") after recording "pca" as its coarse stage."""
+def test_an_empty_collection_takes_the_settings_of_the_store_that_opens_it(tmp_path, fake, caplog) -> None:
+    """A collection left empty (a run killed before its first write, a store never written to) refused
+    every open with another coarse size, encoding or model and asked to reindex an empty collection,
+    though the `medrag index` docs say an empty one takes the new run's settings (user tryout). It is
+    created again with the new settings, keeping its own metadata keys; a refused open of a collection
+    that holds records still changes nothing recorded."""
     import chromadb
 
     path = str(tmp_path / "db")
-    MatryoshkaChroma("vide", fake, persist_directory=path).close()
+    MatryoshkaChroma("vide", fake, persist_directory=path, coarse_dim=64, collection_metadata={"team": "urgences"},
+                     hnsw={"max_neighbors": 8}).close()
+    old_id = str(chromadb.PersistentClient(path).get_collection("vide").id)
+    other = FakeMatryoshkaEmbeddings(seed=1)
+    with caplog.at_level("WARNING", logger="medrag.store"):
+        s = MatryoshkaChroma("vide", other, persist_directory=path, coarse_dim=32, full_encoding="float16",
+                             coarse_rotation="pca")
+    assert "held no record and was made with other settings (" in caplog.text and "coarse_dim" in caplog.text
+    meta = s._collection.metadata
+    assert (meta["medrag:model"], meta["medrag:coarse_dim"], meta["medrag:full_encoding"],
+            meta["medrag:coarse_rotation"], meta["team"]) == (other.spec, 32, "float16", "pca", "urgences")
+    assert (s._collection.configuration["hnsw"]["max_neighbors"], str(s._collection.id) != old_id) == (8, True)
+    assert not index_file(path, old_id).exists()
+    s.add_texts(TEXTS[:80])  # pca fits on the first write: 64 texts at least
+    assert s.similarity_search(TEXTS[3], k=1)[0].page_content == TEXTS[3]
+    s.close()
+    for settings in ({"coarse_dim": 64}, {"full_encoding": "int8"}):  # now it holds records: the contract holds
+        with pytest.raises(CollectionMismatchError):
+            MatryoshkaChroma("vide", other, persist_directory=path, **settings)
     with pytest.raises(CollectionMismatchError, match="model"):
-        MatryoshkaChroma("vide", FakeMatryoshkaEmbeddings(seed=1), persist_directory=path, coarse_rotation="pca")
+        MatryoshkaChroma("vide", fake, persist_directory=path)
     meta = chromadb.PersistentClient(path).get_collection("vide").metadata
-    assert meta["medrag:coarse_rotation"] == "auto"
-    assert MatryoshkaChroma("vide", fake, persist_directory=path, coarse_rotation="pca").coarse_rotation == "pca"
+    assert (meta["medrag:model"], meta["medrag:coarse_dim"]) == (other.spec, 32)
+    # the settings left out keep the empty collection's own: nothing to renew
+    MatryoshkaChroma("vide2", fake, persist_directory=path, coarse_dim=16).close()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="medrag.store"):
+        assert MatryoshkaChroma("vide2", fake, persist_directory=path).coarse_dim == 16
+    assert "held no record" not in caplog.text
 
 
 def test_a_model_of_the_same_name_with_other_weights_is_named_as_such(tmp_path, fake) -> None:
