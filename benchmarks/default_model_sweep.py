@@ -225,10 +225,10 @@ def _training_passage_vectors(config_path: str, base, unique: bool = True) -> np
 
     finetuner.dataset = load_dataset_from_config(cfg)
     pairs, _ = finetuner.training_pairs()
-    from medrag.models import legacy_model_fingerprint, model_fingerprint
+    from medrag.models import legacy_model_fingerprints, model_fingerprint
 
     cache = TeacherCache(teacher_cache_dir(cfg), model_fingerprint(base.model), prompt_texts(base.model.prompts)[1],
-                         cfg.passage_max_length, legacy=[legacy_model_fingerprint(base.model)])
+                         cfg.passage_max_length, legacy=legacy_model_fingerprints(base.model))
     texts = list(dict.fromkeys(p.answer for p in pairs)) if unique else [p.answer for p in pairs]
     found, missing = cache.lookup(texts)
     rows = [v for v in found if v is not None]

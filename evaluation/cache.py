@@ -6,7 +6,9 @@ everything that determines the vectors: the model's fingerprint (:func:`medrag.m
 which changes with any retraining), which side (query / document), the prompt text applied,
 the model's token cap (``max_seq_length``) and a hash of the texts in order. A changed model,
 prompt, cap or dataset is a cache miss, never a stale hit. (The cap joined the key on December 5:
-vectors cached before are encoded again once.)
+vectors cached before are encoded again once. So did the modules after the transformer, through the
+fingerprint: two poolings of the same weights had one; files under a model's older fingerprints are
+not read, as they cannot tell such models apart.)
 
 Example::
 
@@ -61,10 +63,9 @@ class EmbeddingCache:
         self.hits = 0
         self.misses = 0
 
-    def key(self, embeddings: MatryoshkaEncoder, texts: list[str], side: Side, fingerprint: str | None = None) -> str:
-        """The cache key of encoding ``texts`` on ``side`` with ``embeddings`` (under another of its
-        ``fingerprint`` values when given: the legacy ones of earlier medrag versions)."""
-        fingerprint = fingerprint or embeddings.fingerprint
+    def key(self, embeddings: MatryoshkaEncoder, texts: list[str], side: Side) -> str:
+        """The cache key of encoding ``texts`` on ``side`` with ``embeddings``."""
+        fingerprint = embeddings.fingerprint
         prompt_name, prompt = _prompt(embeddings, side)
         h = hashlib.sha256()
         # the token cap too: model.max_seq_length = 6 changed the vectors and the cache returned the full-length ones
@@ -88,12 +89,6 @@ class EmbeddingCache:
         if not self.enabled:
             return encode(texts)
         path = self.folder / f"{self.key(embeddings, texts, side)}.npy"
-        if not path.is_file():  # written under the model's legacy fingerprint by an earlier medrag?
-            for legacy in getattr(embeddings, "legacy_fingerprints", ()):
-                old = self.folder / f"{self.key(embeddings, texts, side, legacy)}.npy"
-                if old.is_file():
-                    path = old
-                    break
         if path.is_file():
             try:
                 vecs = np.load(path, allow_pickle=False)

@@ -202,6 +202,9 @@ def _check_values(args: argparse.Namespace) -> None:
     --candidates (the checks that need the model's size are in :func:`_check_model_sizes`)."""
     if any(not label.strip() for label in args.label or ()):
         raise DataError("--label is empty: give each --model a name for the tables")
+    for flag, value in (("--seed", args.seed), ("--split-seed", args.split_seed)):
+        if value is not None and value < 0:  # --seed -1: numpy's traceback after all the encoding
+            raise DataError(f"{flag} must be >= 0, got {value}")
     if args.limit is not None and args.limit < 1:  # the library's "limit must be >= 1" named no flag
         raise DataError(f"--limit must be >= 1 (the number of held-out pairs to score), got {args.limit}")
     bad = [s for s in args.sizes or () if s < 1]
@@ -396,6 +399,38 @@ def _follow_finetune_split(args: argparse.Namespace) -> None:
                        spec, seed, fraction, args.split_seed, args.eval_fraction, seed, fraction)
 
 
+def _warn_training_questions(args: argparse.Namespace) -> None:
+    """Warn when a model folder's ``medrag finetune`` run trained on the questions this run scores,
+    in the cases the held-out split does not cover (user tryout: each was scored in silence): the
+    pairs file it trained on every pair of (it had an ``--eval-data`` file), every pair (``--split
+    all``) of the file it trained on, or a FrenchMedMCQA split among its training splits."""
+    for spec in dict.fromkeys(args.model):
+        recorded = _finetune_config(spec)
+        if recorded is None or not isinstance(recorded.get("data"), str):
+            continue
+        folder, data = Path(spec).expanduser(), Path(args.data).expanduser()
+        if data.is_dir() and is_frenchmedmcqa_folder(data):
+            # FrenchMedMCQA's splits are fixed: any copy of the data has the same questions in each
+            split = args.split or "test"
+            if split in _frenchmedmcqa_trained_splits(spec):
+                logger.warning("%s was fine-tuned on FrenchMedMCQA's %s split: its scores on it are on questions "
+                               "it trained on; evaluate on --split test", spec, split)
+            continue
+        try:
+            same = data.is_file() and _same_data(folder, recorded["data"], args.data)
+        except OSError:
+            same = False
+        if not same:
+            continue
+        if recorded.get("eval_data"):
+            logger.warning("%s was fine-tuned on every pair of %s (its eval set was %s): these scores are on "
+                           "questions it trained on; evaluate on %s", spec, args.data, recorded["eval_data"],
+                           recorded["eval_data"])
+        elif args.split == "all":
+            logger.warning("%s was fine-tuned on %s: --split all scores the questions it trained on too; leave "
+                           "--split out to score the ones it held out", spec, args.data)
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from medrag.models import loading_progress
 
@@ -440,6 +475,7 @@ def _evaluate_checked(args: argparse.Namespace) -> int:
         except ImportError as exc:
             raise MedragError(f"--store needs medrag.store (MatryoshkaChroma): {exc}") from exc
     _follow_finetune_split(args)
+    _warn_training_questions(args)
     task = load_task(args.data, split=args.split, question_column=args.question_column,
                      answer_column=args.answer_column, eval_fraction=args.eval_fraction,
                      split_seed=args.split_seed, limit=args.limit)
@@ -527,20 +563,28 @@ def analyzer_options(pairs: list[str]):
     return AnalyzerOptions(**values)
 
 
-def _trained_on_frenchmedmcqa_dev(spec: str) -> bool:
-    """Whether the ``medrag finetune`` run that made the model folder ``spec`` trained on FrenchMedMCQA's
-    ``dev.json`` (its ``finetune_config.yaml``: a FrenchMedMCQA folder as data, ``dev`` among the
-    training splits, the default): the suite's FrenchMedMCQA val part."""
+def _frenchmedmcqa_trained_splits(spec: str) -> set[str]:
+    """The FrenchMedMCQA splits whose questions the ``medrag finetune`` run that made the model folder
+    ``spec`` trained on (its ``finetune_config.yaml``: a FrenchMedMCQA folder as data, its training
+    splits, train and dev by default, less its eval split, whose questions the run drops from
+    training); empty for another run or data."""
     recorded = _finetune_config(spec)
     if recorded is None or not isinstance(recorded.get("data"), str):
-        return False
+        return set()
     splits = recorded.get("train_splits") or DEFAULT_TRAIN_SPLITS
     data = Path(recorded["data"]).expanduser()
     # the recorded path is as typed (../shared/data/frenchmedmcqa): from another folder, or after the data
     # moved, it reads as the format or the folder's name says
     fmcqa = is_frenchmedmcqa_folder(data) if data.exists() else (
         recorded.get("data_format") == "frenchmedmcqa" or data.name.lower() == "frenchmedmcqa")
-    return fmcqa and isinstance(splits, (list, tuple)) and "dev" in splits
+    if not fmcqa or not isinstance(splits, (list, tuple)):
+        return set()
+    return {str(s) for s in splits} - {str(recorded.get("eval_split") or "test")}
+
+
+def _trained_on_frenchmedmcqa_dev(spec: str) -> bool:
+    """Whether that run trained on FrenchMedMCQA's ``dev.json``: the suite's FrenchMedMCQA val part."""
+    return "dev" in _frenchmedmcqa_trained_splits(spec)
 
 
 def _evaluate_suite(args: argparse.Namespace) -> int:

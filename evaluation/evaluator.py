@@ -33,7 +33,7 @@ from evaluation.report import EvaluationReport
 from evaluation.recommend import BALANCED_TOLERANCE, EDGE_TOLERANCE, Recommendations, recommend_sizes
 from evaluation.retrieval import SizeResult, evaluate_vectors
 from evaluation.stats import (CONFIDENCE, N_BOOTSTRAP, N_PERMUTATIONS, PAIRED_TESTS, ConfidenceInterval, PairedTest,
-                              bootstrap_means, paired_test)
+                              bootstrap_means, paired_test, seeded_rng)
 from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.encoder import is_encoder
 from medrag.encoding import DEFAULT_BATCH_SIZE
@@ -132,6 +132,7 @@ def evaluate_models(
     if dims is not None and (not isinstance(dims, list) or not dims or not all(
             isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 1 for d in dims)):
         raise InvalidInputError(f"dims must be a non-empty list of sizes >= 1 (or None: the trained sizes), got {dims!r}")
+    seeded_rng(seed)  # a negative seed failed in the bootstrap, after every model had encoded the task
     for name, value in (("n_bootstrap", n_bootstrap), ("n_resamples", n_resamples)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise InvalidInputError(f"{name} must be an int >= 1, got {value!r}")

@@ -87,7 +87,7 @@ def bootstrap_means(values: np.ndarray, n_resamples: int = N_BOOTSTRAP, seed: in
     if n == 0:
         raise InvalidInputError("cannot bootstrap an empty sample")
     _check_resamples(n_resamples)
-    rng = np.random.default_rng(seed)
+    rng = seeded_rng(seed)
     out = np.empty((arr.shape[0], n_resamples))
     for start in range(0, n_resamples, chunk):
         stop = min(start + chunk, n_resamples)
@@ -126,10 +126,10 @@ def paired_permutation_test(a: np.ndarray, b: np.ndarray, n_resamples: int = N_P
     """
     d = _differences(a, b)
     _check_resamples(n_resamples)
+    rng = seeded_rng(seed)
     observed = d.mean()
     if not np.any(d):
         return PairedTest(0.0, 1.0, "permutation", n_resamples)
-    rng = np.random.default_rng(seed)
     tol = 1e-12 * max(1.0, abs(observed))
     extreme = 0
     for start in range(0, n_resamples, chunk):
@@ -174,6 +174,18 @@ def _finite(values: Any, what: str) -> np.ndarray:
         raise InvalidInputError(f"{what} hold {int((~np.isfinite(arr)).sum())} NaN or infinite value(s): a "
                                 "per-query metric is a number; drop or fix those queries")
     return arr
+
+
+def seeded_rng(seed: Any) -> np.random.Generator:
+    """numpy's generator for ``seed``, an int >= 0 or None; an :class:`InvalidInputError` otherwise
+    (numpy's own ``ValueError: expected non-negative integer`` came after all the encoding).
+
+    >>> bool(seeded_rng(0).integers(10) == seeded_rng(0).integers(10))
+    True
+    """
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise InvalidInputError(f"seed must be an int >= 0 or None, got {seed!r}")
+    return np.random.default_rng(seed)
 
 
 def _check_resamples(n_resamples: Any) -> None:

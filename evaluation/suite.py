@@ -41,7 +41,7 @@ import numpy as np
 from evaluation.cache import EmbeddingCache
 from evaluation.evaluator import evaluate_models
 from evaluation.metrics import DEFAULT_METRICS
-from evaluation.stats import N_BOOTSTRAP, N_PERMUTATIONS, PairedTest
+from evaluation.stats import N_BOOTSTRAP, N_PERMUTATIONS, PairedTest, seeded_rng
 from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.encoding import DEFAULT_BATCH_SIZE
 from medrag.encoder import is_encoder
@@ -272,10 +272,10 @@ def macro_paired_test(a: Sequence[np.ndarray], b: Sequence[np.ndarray], n_resamp
         if x.shape != y.shape or x.size == 0:
             raise InvalidInputError("per-query arrays of a domain must have the same non-zero length")
         diffs.append(x - y)
+    rng = seeded_rng(seed)
     observed = float(np.mean([d.mean() for d in diffs]))
     if not any(np.any(d) for d in diffs):
         return PairedTest(0.0, 1.0, "stratified permutation", n_resamples)
-    rng = np.random.default_rng(seed)
     total = np.zeros(n_resamples)
     for d in diffs:
         for start in range(0, n_resamples, 1000):

@@ -42,8 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             continue
         target, _ = unwrap_optional(hints[f.name])
         kw: dict = {"dest": f.name, "default": None}
-        if get_origin(target) is Literal:
-            kw["choices"] = list(get_args(target))
+        if get_origin(target) is Literal:  # checked with the config file's values (exit code 1, one line),
+            # not by argparse's choices (exit code 2), as the README says of every finetune flag
+            kw["metavar"] = "{" + ",".join(map(str, get_args(target))) + "}"
         elif get_origin(target) is list:
             kw["nargs"] = "+"
         elif target is bool:

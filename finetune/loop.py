@@ -248,9 +248,9 @@ class TrainingLoop:
         passages = [p.answer for p in self.pairs]
         if need_teacher:
             t0 = time.perf_counter()
-            from medrag.models import legacy_model_fingerprint, model_fingerprint
+            from medrag.models import legacy_model_fingerprints, model_fingerprint
 
-            fingerprint = (model_fingerprint(self.model), legacy_model_fingerprint(self.model))
+            fingerprint = (model_fingerprint(self.model), *legacy_model_fingerprints(self.model))
             teacher_q = self.teacher_vectors(questions, self.qprompt, cfg.query_max_length, fingerprint)
             teacher_p = self.teacher_vectors(passages, self.pprompt, cfg.passage_max_length, fingerprint)
             if self.unlabelled and (cfg.distill_batch_size or cfg.freeze_encoder):

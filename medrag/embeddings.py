@@ -31,7 +31,7 @@ from langchain_core.embeddings import Embeddings
 from medrag.encoding import DEFAULT_BATCH_SIZE, encode_texts, model_lock
 from medrag.errors import DimensionError, InvalidInputError, MetadataError
 from medrag.metadata import MatryoshkaMetadata, default_dims
-from medrag.models import check_device, embedding_dim, legacy_model_fingerprint, load_model, model_fingerprint
+from medrag.models import check_device, embedding_dim, legacy_model_fingerprints, load_model, model_fingerprint
 from medrag.prompts import DOCUMENT_PROMPT_NAMES, QUERY_PROMPT_NAMES, pick_prompt_name
 from medrag.sizes import smallest_size_within
 from medrag.vectors import truncate_embeddings
@@ -287,10 +287,10 @@ class MatryoshkaEmbeddings(Embeddings):
 
     @property
     def legacy_fingerprints(self) -> tuple[str, ...]:
-        """Older fingerprints of this same model (:func:`medrag.models.legacy_model_fingerprint`), which
-        stores and caches written by earlier medrag versions recorded; empty when they equal :attr:`fingerprint`."""
-        legacy = legacy_model_fingerprint(self.model)
-        return () if legacy == self.fingerprint else (legacy,)
+        """Older fingerprints of this same model (:func:`medrag.models.legacy_model_fingerprints`), which
+        collections and teacher caches written by earlier medrag versions recorded; none that equals
+        :attr:`fingerprint`."""
+        return legacy_model_fingerprints(self.model)
 
     # ------------------------------------------------------------------ LangChain API
 

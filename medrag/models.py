@@ -233,8 +233,10 @@ def check_device(device: str | None) -> None:
 def model_fingerprint(model: "SentenceTransformer") -> str:
     """A short, stable id of a model's architecture and weights (16 hex chars).
 
-    It hashes the transformer config (without the folder or hub id it was loaded from), the
-    output size and, for every parameter, its name, shape, dtype and the raw bytes of 256 evenly
+    It hashes the transformer config (without the folder or hub id it was loaded from, nor the
+    version of transformers that wrote it), the output size, the type and settings of every module
+    after the transformer (pooling mode, normalisation, dense layers: two copies of the same weights
+    pooled differently give other vectors) and, for every parameter, its name, shape, dtype and the raw bytes of 256 evenly
     spaced values (read on the CPU, so the same weights give the same id on any device): any
     retraining or different checkpoint changes it, at a cost of milliseconds, and the same model
     copied to another folder or machine (another ``MEDRAG_CACHE``, a Docker image) keeps it. Used by
@@ -243,17 +245,29 @@ def model_fingerprint(model: "SentenceTransformer") -> str:
     Args:
         model: a loaded sentence-transformers model (e.g. from :func:`load_model`).
     """
-    return _fingerprint(model, with_location=False)
+    return _fingerprint(model, version=3)
 
 
-def legacy_model_fingerprint(model: "SentenceTransformer") -> str:
-    """The fingerprint medrag computed before 2026-12-02, which also hashed the folder the model was
-    loaded from (so a moved cache changed it). Stores and caches written with it are still
-    recognised when the model is loaded from the same place (see :attr:`MatryoshkaEmbeddings.legacy_fingerprints`)."""
-    return _fingerprint(model, with_location=True)
+def legacy_model_fingerprints(model: "SentenceTransformer") -> tuple[str, ...]:
+    """The fingerprints earlier medrag versions computed for ``model``, newest first, without
+    :func:`model_fingerprint`'s own: until 2026-12-05 the modules after the transformer were not
+    hashed (a pooling change kept the id) and the installed transformers version was (an upgrade
+    changed every id), and before 2026-12-02 the folder the model was loaded from was hashed too
+    (a moved cache changed it). Collections and teacher caches recorded under
+    them are still recognised (see :attr:`MatryoshkaEmbeddings.legacy_fingerprints`); the
+    evaluation's vector cache is not, as it could not tell two poolings of the same weights apart."""
+    current = model_fingerprint(model)
+    found = (_fingerprint(model, version=2), _fingerprint(model, version=1))
+    return tuple(f for f in dict.fromkeys(found) if f != current)
 
 
-def _fingerprint(model: "SentenceTransformer", with_location: bool) -> str:
+#: Module settings that name where a module reads and writes in the pipeline, not what it computes.
+_WIRING_KEYS = ("module_input_name", "module_output_name")
+
+
+def _fingerprint(model: "SentenceTransformer", version: int) -> str:
+    """Version 3: :func:`model_fingerprint`; 2 (December 2-5): with the transformers version, without
+    the modules; 1 (before December 2): with the folder too."""
     import torch
 
     h = hashlib.sha256()
@@ -261,10 +275,18 @@ def _fingerprint(model: "SentenceTransformer", with_location: bool) -> str:
     config = getattr(getattr(first, "auto_model", None), "config", None)
     if config is not None:
         settings = config.to_dict()
-        if not with_location:
+        if version >= 2:
             settings.pop("_name_or_path", None)
+        if version >= 3:
+            settings.pop("transformers_version", None)
         h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     h.update(str(embedding_dim(model)).encode())
+    if version >= 3:
+        for module in list(model)[1:]:  # the transformer's settings are its config above
+            get_config = getattr(module, "get_config_dict", None)
+            settings = {k: v for k, v in (get_config() if callable(get_config) else {}).items()
+                        if k not in _WIRING_KEYS}
+            h.update(json.dumps([type(module).__name__, settings], sort_keys=True, default=str).encode())
     with torch.no_grad():
         for name, p in model.named_parameters():
             flat = p.detach().reshape(-1)

@@ -575,10 +575,11 @@ class MatryoshkaChroma(VectorStore):
         a store opened and never written to) is created again with this store's: nothing is stored
         under the old ones, which would otherwise refuse every open with these settings and ask to
         reindex an empty collection. Its own metadata keys and HNSW settings are kept. Only in an
-        embedded folder this process owns: a server's other clients may be about to write to it."""
+        embedded folder this process owns (a server's other clients may be about to write to it),
+        under the folder's write lock; another store of this process open on the collection must be
+        opened again, as after :meth:`reset_collection`."""
         meta = collection.metadata or {}
-        if (_C["schema"] not in meta or self._lock is None or not self._lock.held
-                or self._chroma_call("count", collection.count) != 0):
+        if _C["schema"] not in meta or self._lock is None or not self._lock.held:
             return collection
         asked = (self._coarse_dim, self._encoding, self._rotation_kind)
         try:  # as the open would check it: settings left out take the recorded ones; an unsettled coarse
@@ -591,6 +592,18 @@ class MatryoshkaChroma(VectorStore):
             reason = str(exc).split(" does not match this store (", 1)[-1].split("). Nothing was written", 1)[0]
         finally:
             self._coarse_dim, self._encoding, self._rotation_kind = asked
+        with self._write_guard:  # no write of another store of this process between the count and the delete
+            try:
+                if collection.count() != 0:
+                    return collection
+            except Exception:  # noqa: BLE001 - an unreadable vector index: the open's own checks report or repair it
+                return collection
+            return self._renew(collection, extra_metadata, hnsw, reason)
+
+    def _renew(self, collection: "chromadb.Collection", extra_metadata: dict[str, Any] | None,
+               hnsw: dict[str, Any] | None, reason: str) -> "chromadb.Collection":
+        """Delete the empty ``collection`` and create it again with this store's settings (:meth:`_renew_if_empty`)."""
+        meta = collection.metadata or {}
         self._adopt_recorded(meta)  # what was left out is kept
         name, persist = collection.name, _persist_directory(self._client)
         segments = segment_ids(persist, str(collection.id)) if persist is not None else []

@@ -365,15 +365,6 @@ class FrenchMedicalAnalyzer:
             return (compound,) if compound else ()
         return self._word_terms(token)
 
-    def word_terms(self, word: str) -> tuple[str, ...]:
-        """The terms of a letters-only word, not cached (for the spellings a query's typo is
-        compared with: :meth:`medrag.lexical.bm25.BM25Index.query_terms`).
-
-        >>> FrenchMedicalAnalyzer().word_terms("vascularites")
-        ('vascular',)
-        """
-        return self._word_terms(word)
-
     def typed_word(self, token: str) -> str | None:
         """The letters-only word a surface token was typed as, lowercased (accent-folded when the
         options fold accents), its elision left out (``l'amoxiciline`` -> ``amoxiciline``); None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import numbers
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,7 +84,8 @@ class IRTask:
         """Build a task from (question, answer) pairs.
 
         Distinct questions become queries and distinct answers the corpus (plus ``extra_corpus``
-        as distractors); a question asked several times is relevant to each of its answers.
+        as distractors); a question asked several times is relevant to each of its answers. Two
+        spellings of one text in different Unicode forms (NFC, NFD) are one text.
         Ids are stable hashes of the texts, so the same data gives the same ids.
         """
         if isinstance(pairs, (str, bytes, dict)) or type(pairs).__name__ == "DataFrame":
@@ -100,8 +102,8 @@ class IRTask:
                 if not isinstance(text, str) or not text.strip():  # NaN / None from a DataFrame row, an int
                     raise DataError(f"pair {n}: the {what} is {text!r}, not a text")
             qid, did = _id("q", question), _id("d", answer)
-            queries[qid] = question
-            corpus[did] = answer
+            queries.setdefault(qid, question)  # a text spelled twice (NFC, NFD) keeps its first spelling
+            corpus.setdefault(did, answer)
             qrels.setdefault(qid, set()).add(did)
         if isinstance(extra_corpus, (str, bytes, dict)):  # a string was added as one distractor per character
             raise DataError(f"extra_corpus takes a list of distractor texts, got a {type(extra_corpus).__name__}"
@@ -144,4 +146,7 @@ def _relevant_sets(qrels: Any, queries: dict[str, str]) -> dict[str, set[str]]:
 
 
 def _id(prefix: str, text: str) -> str:
-    return prefix + hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
+    """A stable id of ``text``, the same for its NFC and NFD spellings (an accented question pasted
+    from macOS is often NFD; the same key as :func:`medrag.qa.pairs.same_text_key`'s: an NFC text's
+    id is unchanged)."""
+    return prefix + hashlib.sha1(unicodedata.normalize("NFC", text).encode("utf-8")).hexdigest()[:12]

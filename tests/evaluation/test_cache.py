@@ -73,16 +73,24 @@ def test_default_dir_follows_medrag_cache(monkeypatch, tmp_path):
     assert EmbeddingCache().folder == tmp_path / "embeddings"
 
 
-def test_files_under_the_legacy_fingerprint_are_read(tiny_embeddings, tmp_path):
-    """Vectors cached by an earlier medrag, under the model's legacy fingerprint, are hits."""
-    emb = counting(tiny_embeddings)
-    assert emb.legacy_fingerprints  # the tiny model was loaded from a folder
-    cache = EmbeddingCache(tmp_path)
-    legacy = emb.legacy_fingerprints[0]
-    vecs = tiny_embeddings.encode_documents(TEXTS[:4])
-    np.save(tmp_path / f"{cache.key(emb, TEXTS[:4], 'document', legacy)}.npy", vecs)
-    np.testing.assert_array_equal(cache.encode(emb, TEXTS[:4], side="document"), vecs)
-    assert emb.calls == [] and cache.hits == 1
+def test_a_pooling_change_is_a_miss(tiny_model_dir, tmp_path):
+    """The same weights with CLS pooling hit the mean-pooled model's cached vectors (user tryout:
+    +0.0000 with the cache, +0.0115 with --no-cache): the fingerprint now hashes the modules, and
+    files under a model's older fingerprints (which could not tell them apart) are not read."""
+    import json
+    import shutil
+
+    from medrag import MatryoshkaEmbeddings
+
+    copy = shutil.copytree(tiny_model_dir, tmp_path / "cls")
+    pooling = next(copy.glob("*Pooling/config.json"))
+    pooling.write_text(json.dumps({**json.loads(pooling.read_text()), "pooling_mode_mean_tokens": False,
+                                   "pooling_mode_cls_token": True, "pooling_mode": "cls"}))
+    cache = EmbeddingCache(tmp_path / "cache")
+    mean = cache.encode(MatryoshkaEmbeddings(str(tiny_model_dir)), TEXTS[:4], side="document")
+    cls = counting(MatryoshkaEmbeddings(str(copy)))
+    got = cache.encode(cls, TEXTS[:4], side="document")
+    assert cls.calls and not np.allclose(got, mean) and cache.hits == 0
 
 
 def test_the_token_cap_is_part_of_the_key(tiny_embeddings, tmp_path) -> None:

@@ -130,6 +130,10 @@ def test_store_option_without_the_store_fails_before_encoding(tiny_model_dir, pa
     (["--data", "PAIRS", "--lexical-weight", "0.5"], "--lexical-weight: only used with --hybrid"),
     (["--data", "PAIRS", "--resamples", "0"], "--resamples must be >= 1"),
     (["--data", "PAIRS", "--limit", "0"], "--limit must be >= 1"),  # "limit must be", after the model (tryout)
+    # numpy's traceback after all the encoding (user tryout)
+    (["--data", "PAIRS", "--seed", "-1"], "--seed must be >= 0"),
+    (["--suite", "--seed", "-1"], "--seed must be >= 0"),
+    (["--data", "PAIRS", "--split-seed", "-1"], "--split-seed must be >= 0"),
     (["--data", "PAIRS", "--out", "AFILE"], "is a file"),
     # values the library refused only after all the dense scoring, with its parameter's name
     (["--data", "PAIRS", "--hybrid", "--lexical-weight", "2"], "--lexical-weight 2: pass weights in [0, 1]"),
@@ -326,6 +330,51 @@ def test_a_fine_tuned_folder_is_scored_on_the_questions_its_run_held_out(tiny_mo
         assert main([*argv, "--split-seed", "3"]) == 0
     assert "(seed 3)" in capsys.readouterr().out
     assert "its scores include questions it trained on; pass --split-seed 7 --eval-fraction 0.5" in caplog.text
+
+
+def test_scores_on_questions_a_fine_tuned_folder_trained_on_are_named(tiny_model_dir, pairs_file, tmp_path, capsys,
+                                                                      caplog):
+    """Scored in silence (user tryout): the file a run with --eval-data trained on every pair of, --split
+    all on the file it trained on, and a FrenchMedMCQA split among its training splits."""
+    import yaml
+
+    folder = tmp_path / "ft"
+    shutil.copytree(tiny_model_dir, folder)
+    base = ["evaluate", "--model", str(folder), "--out", str(tmp_path / "r"), "--no-cache", "--sizes", "32",
+            "--metrics", "ndcg@10", "--bootstrap", "20", "--no-plot", "--device", "cpu"]
+    (folder / "finetune_config.yaml").write_text(yaml.safe_dump({"data": str(pairs_file), "eval_data": "ev.jsonl"}))
+    with caplog.at_level("WARNING", logger="evaluation.cli"):
+        assert main([*base, "--data", str(pairs_file)]) == 0
+    assert "was fine-tuned on every pair of" in caplog.text and "evaluate on ev.jsonl" in caplog.text
+    (folder / "finetune_config.yaml").write_text(yaml.safe_dump({"data": str(pairs_file), "eval_data": None}))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="evaluation.cli"):
+        assert main([*base, "--data", str(pairs_file), "--split", "all"]) == 0
+    assert "--split all scores the questions it trained on too" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="evaluation.cli"):  # its held-out split: no such warning
+        assert main([*base, "--data", str(pairs_file)]) == 0
+    assert "trained on" not in caplog.text
+    fmcqa = tmp_path / "frenchmedmcqa"
+    fmcqa.mkdir()
+    from tests.finetune.helpers import mcqa_record
+
+    for split in ("train", "dev", "test"):
+        (fmcqa / f"{split}.json").write_text(json.dumps([mcqa_record(i, f"Question {split} {i} ?", [
+            "Le fer.", "La CRP.", "La TSH.", "Le sodium.", "Le zinc."], ["a"]) for i in range(4)]))
+    # the path as typed, relative to the run's folder (review: compared resolved, it warned from there only)
+    (folder / "finetune_config.yaml").write_text(yaml.safe_dump({"data": "frenchmedmcqa", "train_splits": ["train", "dev"]}))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="evaluation.cli"):
+        main([*base, "--data", str(fmcqa), "--split", "dev"])
+    assert "fine-tuned on FrenchMedMCQA's dev split" in caplog.text
+    # a run whose eval split was dev dropped its questions from training (review)
+    (folder / "finetune_config.yaml").write_text(yaml.safe_dump({"data": "frenchmedmcqa", "eval_split": "dev",
+                                                                 "train_splits": ["train", "dev"]}))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="evaluation.cli"):
+        main([*base, "--data", str(fmcqa), "--split", "dev"])
+    assert "trained on" not in caplog.text
 
 
 def test_write_metadata_keeps_one_evaluation_and_every_trained_size(tiny_model_dir, pairs_file, tmp_path, capsys,

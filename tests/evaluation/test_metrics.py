@@ -190,6 +190,23 @@ def test_from_pairs_names_bad_distractors(extra, match) -> None:
         IRTask.from_pairs([("fer ?", "fer")], extra_corpus=extra)
 
 
+def test_from_pairs_reads_nfc_and_nfd_spellings_as_one_text() -> None:
+    """One question in NFC and NFD with two answers became two queries of one answer each, the other
+    answer counting as a wrong hit of each, though the split and the dedupe read them as one (user tryout)."""
+    import hashlib
+    import unicodedata
+
+    question = "Quels sont les symptômes du diabète ?"
+    task = IRTask.from_pairs([(question, "La glycémie à jeun."), (unicodedata.normalize("NFD", question),
+                                                                   "Une hémoglobine glyquée."),
+                              ("CRP ?", unicodedata.normalize("NFD", "Une CRP élevée.")), ("VS ?", "Une CRP élevée.")])
+    assert len(task.queries) == 3 and len(task.corpus) == 3
+    qid = next(q for q, text in task.queries.items() if text == question)  # the first spelling is kept
+    assert len(task.qrels[qid]) == 2
+    # an NFC text keeps the id it had
+    assert IRTask.from_pairs([("fer ?", "fer")]).queries == {"q" + hashlib.sha1(b"fer ?").hexdigest()[:12]: "fer ?"}
+
+
 def test_per_query_metrics_refuses_a_string_of_ids_and_repeated_ids() -> None:
     """A relevant "d12" was matched as substrings (NDCG 0.47 for a ranking without d12); a ranking
     that repeats an id scored above 1 (NDCG 1.31, recall 1.5)."""

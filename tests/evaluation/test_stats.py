@@ -100,6 +100,10 @@ def test_paired_test_input_errors():
     (lambda: paired_permutation_test(np.array([1.0, 0.0]), np.array([0.0, 0.0]), n_resamples=-5), "n_resamples"),
     (lambda: paired_permutation_test(np.array([1.0, 0.0]), np.array([0.0, 0.0]), n_resamples=0), "n_resamples"),
     (lambda: bootstrap_ci(np.array([1.0, 0.0]), n_resamples=2.5), "n_resamples"),
+    # numpy's bare ValueError (user tryout: `medrag evaluate --seed -1` after all the encoding)
+    (lambda: bootstrap_means(np.array([1.0, 0.0]), seed=-1), "seed must be an int >= 0"),
+    (lambda: paired_permutation_test(np.array([0.0, 0.0]), np.array([0.0, 0.0]), seed=-1), "seed must be"),
+    (lambda: paired_bootstrap_test(np.array([1.0, 0.0]), np.array([0.0, 0.0]), seed=1.5), "seed must be"),
 ])
 def test_bad_samples_and_resample_counts_are_refused(call, match) -> None:
     """One NaN gave mean_diff nan with p ~ 1e-4 ("significant") and a NaN interval; n_resamples=-5 gave

@@ -54,6 +54,10 @@ def test_bad_line_bad_config_and_missing_file_exit_1(tmp_path, capsys):
     assert medrag_main(["finetune", "--data", str(bad), "--learning-rate", "0"]) == 1
     assert "learning_rate must be > 0" in _one_error_line(capsys)
 
+    # a choice flag: argparse's exit code 2, where `engine: foo` in a config file gave 1 (user tryout)
+    assert medrag_main(["finetune", "--data", str(bad), "--engine", "foo"]) == 1
+    assert "engine must be one of ['trainer', 'loop'], got 'foo'" in _one_error_line(capsys)
+
 
 def test_check_prints_the_summary_and_the_resolved_config(tmp_path, capsys, pairs_file):
     cfg = tmp_path / "c.yaml"

@@ -117,14 +117,45 @@ def test_fingerprint_does_not_depend_on_the_folder(tiny_model_dir, tmp_path):
     the legacy fingerprint, which hashed the folder, does not."""
     import shutil
 
-    from medrag.models import legacy_model_fingerprint
+    from medrag.models import legacy_model_fingerprints
 
     copy = shutil.copytree(tiny_model_dir, tmp_path / "elsewhere" / "model")
     a, b = medrag.load_model(tiny_model_dir, device="cpu"), medrag.load_model(copy, device="cpu")
     assert model_fingerprint(a) == model_fingerprint(b)
-    assert legacy_model_fingerprint(a) != legacy_model_fingerprint(b)
+    # the fingerprint without the modules (until December 5) is the same, the one with the folder is not
+    assert legacy_model_fingerprints(a)[0] == legacy_model_fingerprints(b)[0]
+    assert legacy_model_fingerprints(a)[1] != legacy_model_fingerprints(b)[1]
     emb = medrag.MatryoshkaEmbeddings(a)
-    assert emb.legacy_fingerprints == (legacy_model_fingerprint(a),)
+    assert emb.legacy_fingerprints == legacy_model_fingerprints(a) and len(emb.legacy_fingerprints) == 2
+
+
+def test_fingerprint_does_not_change_with_the_transformers_version(tiny_model_dir, monkeypatch):
+    """config.to_dict() writes the installed transformers version: upgrading transformers changed every
+    fingerprint, and every store was refused as built with another model (review)."""
+    import transformers.configuration_utils as configuration_utils
+
+    model = medrag.load_model(tiny_model_dir, device="cpu")
+    before = model_fingerprint(model)
+    monkeypatch.setattr(configuration_utils, "__version__", "99.0.0")
+    assert model[0].auto_model.config.to_dict()["transformers_version"] == "99.0.0"
+    assert model_fingerprint(model) == before
+
+
+def test_fingerprint_tells_two_poolings_of_the_same_weights_apart(tiny_model_dir, tmp_path):
+    """A copy of a model with CLS pooling had the mean-pooled model's fingerprint, so the evaluation's
+    cache returned the other pooling's vectors and a store accepted them (user tryout)."""
+    import json
+    import shutil
+
+    copy = shutil.copytree(tiny_model_dir, tmp_path / "cls")
+    pooling = next(copy.glob("*Pooling/config.json"))
+    config = json.loads(pooling.read_text())
+    pooling.write_text(json.dumps({**config, "pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True,
+                                   "pooling_mode": "cls"}))
+    a, b = medrag.load_model(tiny_model_dir, device="cpu"), medrag.load_model(copy, device="cpu")
+    assert b[1].get_config_dict()["pooling_mode"] == "cls"
+    assert model_fingerprint(a) != model_fingerprint(b)
+    assert medrag.MatryoshkaEmbeddings(b).legacy_fingerprints[0] == medrag.MatryoshkaEmbeddings(a).legacy_fingerprints[0]
 
 
 def test_a_missing_relative_folder_is_not_sent_to_the_hub(tmp_path, monkeypatch):

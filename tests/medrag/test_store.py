@@ -2333,9 +2333,12 @@ def test_an_empty_collection_takes_the_settings_of_the_store_that_opens_it(tmp_p
     import chromadb
 
     path = str(tmp_path / "db")
-    MatryoshkaChroma("vide", fake, persist_directory=path, coarse_dim=64, collection_metadata={"team": "urgences"},
-                     hnsw={"max_neighbors": 8}).close()
+    first = MatryoshkaChroma("vide", fake, persist_directory=path, coarse_dim=64,
+                             collection_metadata={"team": "urgences"}, hnsw={"max_neighbors": 8})
+    assert first.hybrid_search("ferritine") == []  # writes the (empty) lexical index file of the old collection
+    first.close()
     old_id = str(chromadb.PersistentClient(path).get_collection("vide").id)
+    assert index_file(path, old_id).exists()
     other = FakeMatryoshkaEmbeddings(seed=1)
     with caplog.at_level("WARNING", logger="medrag.store"):
         s = MatryoshkaChroma("vide", other, persist_directory=path, coarse_dim=32, full_encoding="float16",
@@ -2362,6 +2365,24 @@ def test_an_empty_collection_takes_the_settings_of_the_store_that_opens_it(tmp_p
     with caplog.at_level("WARNING", logger="medrag.store"):
         assert MatryoshkaChroma("vide2", fake, persist_directory=path).coarse_dim == 16
     assert "held no record" not in caplog.text
+
+
+def test_the_same_weights_with_another_pooling_are_another_model(tiny_model_dir, tmp_path) -> None:
+    """The fingerprint hashed the weights only: a copy of the model with CLS pooling opened a collection
+    built with mean pooling and mixed its vectors with the stored ones (user tryout)."""
+    import json
+    import shutil
+
+    from medrag import MatryoshkaEmbeddings
+
+    copy = shutil.copytree(tiny_model_dir, tmp_path / "cls")
+    pooling = next(copy.glob("*Pooling/config.json"))
+    pooling.write_text(json.dumps({**json.loads(pooling.read_text()), "pooling_mode_mean_tokens": False,
+                                   "pooling_mode_cls_token": True, "pooling_mode": "cls"}))
+    path = str(tmp_path / "db")
+    MatryoshkaChroma("notes", MatryoshkaEmbeddings(str(tiny_model_dir)), persist_directory=path).add_texts(TEXTS[:3])
+    with pytest.raises(CollectionMismatchError, match="model"):
+        MatryoshkaChroma("notes", MatryoshkaEmbeddings(str(copy)), persist_directory=path)
 
 
 def test_a_model_of_the_same_name_with_other_weights_is_named_as_such(tmp_path, fake) -> None:
