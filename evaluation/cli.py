@@ -202,6 +202,9 @@ def _check_values(args: argparse.Namespace) -> None:
     --candidates (the checks that need the model's size are in :func:`_check_model_sizes`)."""
     if any(not label.strip() for label in args.label or ()):
         raise DataError("--label is empty: give each --model a name for the tables")
+    piped = [label for label in args.label or () if "|" in label]
+    if piped:  # it split the Markdown tables' cells (user tryout)
+        raise DataError(f"--label {piped[0]!r}: a label may not hold '|', which separates the tables' columns")
     for flag, value in (("--seed", args.seed), ("--split-seed", args.split_seed)):
         if value is not None and value < 0:  # --seed -1: numpy's traceback after all the encoding
             raise DataError(f"{flag} must be >= 0, got {value}")
@@ -290,6 +293,16 @@ def _check_modes(args: argparse.Namespace) -> None:
             flags = _given(args, _PILOT_ONLY)
             raise DataError(f"{', '.join(flags)}: only used with --pilot (the capped suite); add --pilot or drop "
                             f"{_them(flags)}")
+        if args.domains is not None:  # options of domains this run does not score: accepted and ignored before
+            from medrag.qa.suite import DOMAINS
+
+            unknown = [d for d in args.domains if d not in DOMAINS]
+            if unknown:  # before the data root: run elsewhere, "--data-root ... is not a folder" came first
+                raise DataError(f"--domains {' '.join(unknown)}: unknown domain(s); choose among {' '.join(DOMAINS)}")
+
+            if "leaflets" not in args.domains and _given(args, ("leaflet_queries",)):
+                raise DataError("--leaflet-queries: only used with the leaflets domain; add it to --domains or "
+                                "drop --leaflet-queries")
     else:
         unused = _given(args, _SUITE_ONLY)
         if unused:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.plots import plot_metric_vs_size
+from evaluation.stats import format_p_value
 from medrag import __version__
 from medrag.errors import InvalidInputError, UnknownNameError
 
@@ -145,7 +146,7 @@ class EvaluationReport:
             return data
         lines = ["| Dimension | Score Initial | Score Final | Gain | p-value |", "|---:|---:|---:|---:|---:|"]
         for r in rows:
-            p = "n/a" if r["p_value"] is None else _p(r["p_value"])
+            p = "n/a" if r["p_value"] is None else format_p_value(r["p_value"])
             lines.append(f"| {r['dimension']} | {r['score_initial']:.4f} | {r['score_final']:.4f} | "
                          f"{r['gain']:+.4f} ({r['gain_pct']:+.1f}%) | {p} |")
         a, b = self.model(initial), self.model(final)
@@ -208,7 +209,7 @@ class EvaluationReport:
             for dim in sorted(m.sizes, reverse=True):
                 cells = [f"{m.cis[dim][x].mean:.4f} [{m.cis[dim][x].low:.3f}, {m.cis[dim][x].high:.3f}]"
                          for x in self.metrics]
-                p = _p(m.size_tests[dim].p_value) if dim in m.size_tests else "-"
+                p = format_p_value(m.size_tests[dim].p_value) if dim in m.size_tests else "-"
                 out.append(f"| {dim} | " + " | ".join(cells) + f" | {p} |")
             out.append("")
         return "\n".join(out).rstrip()
@@ -337,8 +338,6 @@ def remove_stale_report_files(out: Path, written: Iterable[Path], earlier: bool)
             logger.info("removed %s, written by an earlier run in %s", f.name, out)
 
 
-def _p(p: float) -> str:
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _data_table(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> str | None:

@@ -176,6 +176,16 @@ def _finite(values: Any, what: str) -> np.ndarray:
     return arr
 
 
+def format_p_value(p: float) -> str:
+    """A p-value as the reports print it: three decimals, ``<0.001`` below (a permutation test's
+    smallest p is about 1 / its resamples, not 0).
+
+    >>> format_p_value(0.04321), format_p_value(0.0)
+    ('0.043', '<0.001')
+    """
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def seeded_rng(seed: Any) -> np.random.Generator:
     """numpy's generator for ``seed``, an int >= 0 or None; an :class:`InvalidInputError` otherwise
     (numpy's own ``ValueError: expected non-negative integer`` came after all the encoding).

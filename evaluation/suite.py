@@ -41,7 +41,7 @@ import numpy as np
 from evaluation.cache import EmbeddingCache
 from evaluation.evaluator import evaluate_models
 from evaluation.metrics import DEFAULT_METRICS
-from evaluation.stats import N_BOOTSTRAP, N_PERMUTATIONS, PairedTest, seeded_rng
+from evaluation.stats import N_BOOTSTRAP, N_PERMUTATIONS, PairedTest, format_p_value, seeded_rng
 from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.encoding import DEFAULT_BATCH_SIZE
 from medrag.encoder import is_encoder
@@ -121,8 +121,9 @@ class SuiteReport:
                 if test is None:
                     cells.append("")
                     continue
-                cells.append(f"{test.mean_diff:+.4f} (p={test.p_value:.3f})")
-            lines.append(f"| {dim} | " + " | ".join(cells) + " |")
+                cells.append(f"{test.mean_diff:+.4f} (p={format_p_value(test.p_value)})")
+            if any(cells):  # a size the reference model was not scored at has nothing to compare
+                lines.append(f"| {dim} | " + " | ".join(cells) + " |")
         return f"{label} minus {ref} ({self.primary_metric})\n\n" + "\n".join(lines)
 
     def to_markdown(self) -> str:

@@ -152,6 +152,9 @@ def test_store_option_without_the_store_fails_before_encoding(tiny_model_dir, pa
      "--eval-fraction, --split-seed: not used with --data"),
     (["--data", "PAIRS", "--part", "val"], "--part needs --suite"),
     (["--suite", "--max-queries", "10"], "--max-queries: only used with --pilot"),
+    # accepted and ignored before (user tryout)
+    (["--suite", "--domains", "sample", "--leaflet-queries", "question"], "--leaflet-queries: only used with the leaflets"),
+    (["--suite", "--domains", "foo", "--data-root", "/nonexistent"], "--domains foo: unknown domain(s)"),
     # no --data: the suite's options do not say "not used with --data"
     (["--pilot"], "--pilot needs --suite"),
     (["--part", "test"], "--part needs --suite"),
@@ -163,6 +166,7 @@ def test_store_option_without_the_store_fails_before_encoding(tiny_model_dir, pa
     (["--data", "PAIRS", "--out", "/proc/evalx"], "--out /proc/evalx: cannot create"),
     # accepted before: a blank model name in the tables, a size merged silently
     (["--data", "PAIRS", "--label", " "], "--label is empty"),
+    (["--data", "PAIRS", "--label", "base|v2"], "a label may not hold '|'"),  # it broke the tables (user tryout)
     (["--data", "PAIRS", "--sizes", "64", "64", "32"], "--sizes names 64 more than once"),
     (["--suite", "--data-root", "/nonexistent/shared"], "--data-root /nonexistent/shared is not a folder"),
     # refused by the library after the task and the models were loaded (11-18 s with the real data: audit)

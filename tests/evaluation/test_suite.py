@@ -129,3 +129,18 @@ def test_a_run_of_report_only_domains_says_what_its_macro_is(root, tiny_model_di
     text = (out / "suite.md").read_text()
     assert "macro (of report-only domains)" in text and "no choice domain" in text
     assert "not in the macro-average." not in text
+
+
+def test_the_comparison_table_prints_small_p_values_as_the_reports_do_and_skips_sizes_without_a_test() -> None:
+    """The suite printed p=0.000 where the --data report prints <0.001, and a row of empty cells at each
+    size the reference model was not scored at (user tryout: a 384-dim model against the 128-dim tiny one)."""
+    from evaluation.stats import PairedTest
+    from evaluation.suite import SuiteReport
+
+    report = SuiteReport(part="val", pilot=True, domains={"cases": {"report_only": False}}, primary_metric="ndcg@10",
+                         models=["ref", "other"], specs={}, fingerprints={}, sizes={"ref": [128, 64], "other": [384, 64]},
+                         scores={}, macro={},
+                         comparisons={"other": {"cases": {64: PairedTest(0.05, 0.0001, "permutation", 10000)},
+                                                "macro": {64: PairedTest(0.05, 0.2, "permutation", 10000)}}})
+    table = report.comparison_table("other")
+    assert "| 64 | +0.0500 (p=<0.001) | +0.0500 (p=0.200) |" in table and "| 384 |" not in table
