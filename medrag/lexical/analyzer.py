@@ -365,23 +365,6 @@ class FrenchMedicalAnalyzer:
             return (compound,) if compound else ()
         return self._word_terms(token)
 
-    def typed_word(self, token: str) -> str | None:
-        """The letters-only word a surface token was typed as, lowercased (accent-folded when the
-        options fold accents), its elision left out (``l'amoxiciline`` -> ``amoxiciline``); None
-        for a token with digits, a hyphen or another joiner.
-
-        >>> analyzer = FrenchMedicalAnalyzer()
-        >>> analyzer.typed_word("L’Amoxicilline"), analyzer.typed_word("HbA1c"), analyzer.typed_word("anti-TNF")
-        ('amoxicilline', None, None)
-        """
-        parts = _APOSTROPHE_RE.split(token)
-        if len(parts) > 1 and not (self.options.split_elisions and all(p.lower() in ELISIONS for p in parts[:-1])):
-            return None
-        word = parts[-1].lower()
-        if not word.isalpha():
-            return None
-        return fold_accents(word) if self.options.fold_accents else word
-
     def other_reading(self, token: str) -> tuple[str, ...] | None:
         """The terms of a surface token read with its other case, or None when its case decides nothing.
 

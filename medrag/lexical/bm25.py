@@ -59,8 +59,8 @@ FORMAT_VERSION = 1
 #: words have too many neighbours one edit away (``fer``, ``foie``), as in the typo rules of search
 #: engines (Meilisearch: one typo from 5 letters).
 TYPO_MIN_CHARS = 5
-#: Longer typed words are not read that way (the spellings one edit away grow with the square of
-#: the length; no French medical word is this long).
+#: Longer terms are not read that way (the spellings one edit away grow with the square of the
+#: length; no French medical word is this long).
 TYPO_MAX_CHARS = 30
 #: At most this many unknown terms of one query are read that way (a pasted paragraph of words no
 #: passage holds would cost a little each: every spelling one edit from the term is looked up).
@@ -80,10 +80,10 @@ def _one_edit(term: str) -> set[str]:
             | {a + c + b for a, b in splits for c in letters}) - {term}
 
 
-def _typo_candidate(term: str, word: str | None = None) -> bool:
-    """Whether an unknown ``term`` (typed as ``word``) is read as a held spelling: letters only, at
-    least :data:`TYPO_MIN_CHARS` of them, typed in at most :data:`TYPO_MAX_CHARS`."""
-    return len(term) >= TYPO_MIN_CHARS and term.isalpha() and len(word or term) <= TYPO_MAX_CHARS
+def _typo_candidate(term: str) -> bool:
+    """Whether an unknown ``term`` is read as a held spelling: letters only, from
+    :data:`TYPO_MIN_CHARS` to :data:`TYPO_MAX_CHARS` of them."""
+    return TYPO_MIN_CHARS <= len(term) <= TYPO_MAX_CHARS and term.isalpha()
 
 
 def _held_spelling(term: str, held) -> str:
@@ -333,12 +333,11 @@ class BM25Index:
                 mine, theirs = documents(terms), documents(other)
                 if (mine == 0 < theirs) if acronyms_meant and token.isupper() else theirs > mine:
                     terms = other
-            # an acronym (up to 6 capitals) is exact; the typed word is only looked at for an unknown term
+            # an acronym (up to 6 capitals) is exact
             if self.typo_tolerance and not (token.isupper() and len(token) <= 6) and not all(map(held, terms)):
-                word = analyzer.typed_word(token) if len(terms) == 1 else None
                 read = []
                 for t in terms:
-                    if corrected < TYPO_MAX_TERMS and not held(t) and _typo_candidate(t, word):
+                    if corrected < TYPO_MAX_TERMS and not held(t) and _typo_candidate(t):
                         corrected += 1
                         t = _held_spelling(t, held)
                     read.append(t)
