@@ -473,6 +473,9 @@ def _evaluate_checked(args: argparse.Namespace) -> int:
 
         root = resolve_data_root(args.data_root)
         shipped_only = bool(args.domains) and set(args.domains) <= PACKAGED_DOMAINS  # the sample ships with medrag
+        if shipped_only and args.data_root is not None:  # accepted and ignored: the sample ships with medrag
+            raise DataError(f"--data-root: not used with --domains {' '.join(args.domains)} (packaged with "
+                            "medrag); drop it, or add a domain read from the data root")
         if not root.is_dir() and not shipped_only:  # named by its flag, before any model loads
             raise DataError(f"--data-root {root} is not a folder: pass the folder that holds frenchmedmcqa/ and "
                             "french-medical-text/ (default ../shared/data, or $MEDRAG_DATA)")

@@ -110,6 +110,11 @@ def load_task(source: str | os.PathLike[str], *, split: str | None = None, quest
                         "pair of a dedicated evaluation file (split='all', --split all)")
     if path.is_dir():
         split = split or "test"
+        if split == "all":  # "all" is a pairs file's whole content; this folder's files are its splits
+            found = sorted(f.stem for f in path.glob("*.json"))
+            raise DataError(f"{path} is a folder of splits ({', '.join(found) or 'no .json file'}), not one file of "
+                            "pairs: --split all evaluates every pair of a pairs file; name a split "
+                            "(--split test, dev or train)")
         if not (path / f"{split}.json").is_file():
             raise DataError(f"{path} has no {split}.json: expected a FrenchMedMCQA folder (train/dev/test.json)")
         pairs = load_frenchmedmcqa(path, train_splits=(), eval_split=split).eval

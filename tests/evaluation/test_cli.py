@@ -155,6 +155,8 @@ def test_store_option_without_the_store_fails_before_encoding(tiny_model_dir, pa
     # accepted and ignored before (user tryout)
     (["--suite", "--domains", "sample", "--leaflet-queries", "question"], "--leaflet-queries: only used with the leaflets"),
     (["--suite", "--domains", "foo", "--data-root", "/nonexistent"], "--domains foo: unknown domain(s)"),
+    (["--suite", "--domains", "sample", "--data-root", "/nonexistent"], "--data-root: not used with --domains sample"),
+    (["--data", "FOLDER", "--split", "all"], "is a folder of splits (test), not one file of pairs"),
     # no --data: the suite's options do not say "not used with --data"
     (["--pilot"], "--pilot needs --suite"),
     (["--part", "test"], "--part needs --suite"),

@@ -130,6 +130,14 @@ def test_a_mistyped_local_path_is_not_taken_for_a_hub_id(source, monkeypatch):
         load_task(source)
 
 
+def test_split_all_on_a_frenchmedmcqa_folder_names_its_splits(tmp_path):
+    """It said "has no all.json: expected a FrenchMedMCQA folder" of a FrenchMedMCQA folder (user tryout)."""
+    for split in ("train", "dev", "test"):
+        (tmp_path / f"{split}.json").write_text("[]", encoding="utf-8")
+    with pytest.raises(DataError, match=r"folder of splits \(dev, test, train\).*name a split"):
+        load_task(tmp_path, split="all")
+
+
 def test_a_split_of_a_pairs_file_names_the_evaluate_options(tmp_path):
     """The hint named eval_data / --eval-data, which medrag evaluate does not have."""
     path = tmp_path / "good.jsonl"
