@@ -60,8 +60,11 @@ from medrag.errors import InvalidInputError
 #: have the terms of ``jour``, ``heure``, ``minute``; 7: a narrow no-break or a thin space (French
 #: typography's, common in texts from word processors) separates a number from its unit as a space
 #: does: ``3\u202fj`` kept its number only, ``j`` read as the stopword; thousands spaced by a thin space
-#: are joined too).
-ANALYZER_VERSION = 7
+#: are joined too; 8: a hyphenated token holding a digit (``COVID-19``, ``IL-6``, ``β2-mimétiques``) also
+#: has its parts' terms, Greek letters are read as their French names (``β-bloquant`` = ``bêta-bloquant``),
+#: soft hyphens and joiners are dropped, the non-breaking hyphens read as ``-``, and ``extra_stopwords``
+#: drop a word typed in capitals too).
+ANALYZER_VERSION = 8
 
 #: The Snowball French stopword list (snowballstem.org, BSD licence), plus ``a`` (``il a``).
 FRENCH_STOPWORDS: frozenset[str] = frozenset(
@@ -136,6 +139,44 @@ _LONGER_THAN_ACRONYM = re.compile(r"[^\W\d_]{7,}")
 #: Options of :class:`AnalyzerOptions` that change how queries are read, not what is indexed: left
 #: out of the analyzer's signature and of an index file (toggling one rebuilds nothing).
 QUERY_SIDE_OPTIONS = frozenset({"typo_tolerance"})
+#: Greek letters as French medical text spells them out (``β-bloquant`` / ``bêta-bloquant``,
+#: ``α-fœtoprotéine`` / ``alpha-fœtoprotéine``, ``γ-GT`` / ``gamma-GT``, ``Δ9-THC``); not ``μ``, the
+#: micro of units (``μg``, :data:`UNITS`).
+GREEK_NAMES = {
+    "α": "alpha", "β": "bêta", "γ": "gamma", "δ": "delta", "ε": "epsilon", "ζ": "zêta", "η": "êta",
+    "θ": "thêta", "ι": "iota", "κ": "kappa", "λ": "lambda", "ν": "nu", "ξ": "xi", "ο": "omicron", "π": "pi",
+    "ρ": "rhô", "σ": "sigma", "ς": "sigma", "τ": "tau", "υ": "upsilon", "φ": "phi", "χ": "khi", "ψ": "psi",
+    "ω": "oméga", "Α": "alpha", "Β": "bêta", "Γ": "gamma", "Δ": "delta", "Ε": "epsilon", "Ζ": "zêta",
+    "Η": "êta", "Θ": "thêta", "Ι": "iota", "Κ": "kappa", "Λ": "lambda", "Ν": "nu", "Ξ": "xi", "Ο": "omicron",
+    "Π": "pi", "Ρ": "rhô", "Σ": "sigma", "Τ": "tau", "Υ": "upsilon", "Φ": "phi", "Χ": "khi", "Ψ": "psi",
+    "Ω": "oméga",
+}
+_GREEK = re.compile(f"[{''.join(GREEK_NAMES)}]")
+#: Invisible characters inside words (soft hyphen: ``hémo\u00adglobine`` from a PDF or a word processor,
+#: zero-width and word joiners, a stray byte-order mark), dropped; the hyphen and the non-breaking
+#: hyphen (U+2010, U+2011), read as ``-``.
+_INVISIBLE = re.compile("[\u00ad\u200d\u2060\ufeff]")
+_UNICODE_HYPHENS = re.compile("[\u2010\u2011]")
+_SPECIAL = re.compile(f"[\u00ad\u200d\u2060\ufeff\u2010\u2011{''.join(GREEK_NAMES)}]")
+
+
+def spell_greek(text: str) -> str:
+    """``text`` with its Greek letters spelled out as words (:data:`GREEK_NAMES`), joined by a
+    hyphen to the letters or digits they touch, so ``β2-mimétiques`` reads as ``bêta-2-mimétiques``
+    and ``βhCG`` as ``bêta-hCG``.
+
+    >>> spell_greek("β-bloquant, α-fœtoprotéine, βhCG, β2 et 5α-réductase")
+    'bêta-bloquant, alpha-fœtoprotéine, bêta-hCG, bêta-2 et 5-alpha-réductase'
+    """
+    def name(match: re.Match[str]) -> str:
+        i, j = match.start(), match.end()
+        before = "-" if i > 0 and text[i - 1].isalnum() else ""
+        after = "-" if j < len(text) and text[j].isalnum() else ""
+        return before + GREEK_NAMES[match.group()] + after
+
+    return _GREEK.sub(name, text)
+
+
 #: Distinct surface tokens whose terms are cached (a few hundred MB at most on any corpus).
 TOKEN_CACHE_LIMIT = 2_000_000
 
@@ -190,8 +231,11 @@ class AnalyzerOptions:
       digits follows (``10 - 20 200 - 400`` -> ``20200``), and so are spaced phone numbers
       (``0 800 840 800``): one rare term instead of common ones.
     - ``split_hyphens``: index the parts of a hyphenated word without digits
-      (``anti-inflammatoire`` -> ``anti``, ``inflammatoir``) rather than the compound.
-    - ``extra_stopwords``: more words to drop (compared lowercased, before stemming).
+      (``anti-inflammatoire`` -> ``anti``, ``inflammatoir``) rather than the compound, and a
+      hyphenated token holding a digit as the whole token and its parts (``COVID-19`` -> ``covid-19``,
+      ``covid``, ``19``; ``IL-6`` -> ``il-6``, ``il``, ``6``), so ``covid``, ``covid 19`` and ``IL 6``
+      find it; off, such a token is one term.
+    - ``extra_stopwords``: more words to drop (compared lowercased, before stemming; ``CHU`` too).
     - ``typo_tolerance`` (query side: an index and its signature do not depend on it): a query term
       that no indexed document holds, of 5 letters or more and without digits, is read as the held
       term one edit away that most documents hold (``amoxiciline`` -> ``amoxicilline``;
@@ -293,6 +337,9 @@ class FrenchMedicalAnalyzer:
     def _word_terms(self, word: str) -> tuple[str, ...]:
         """The terms of one pure-letter word (no digits, no hyphen)."""
         opts = self.options
+        if opts.extra_stopwords and word.isupper() and (word.lower() in opts.extra_stopwords or (
+                opts.fold_accents and fold_accents(word.lower()) in self._stop)):
+            return ()  # "CHU" with extra_stopwords=("chu",): the acronym reading came first
         if opts.keep_acronyms and word.isupper() and (2 <= len(word) <= 6 or (
                 len(word) == 1 and fold_accents(word) not in _NOT_LETTER_NAMES)):
             term = word.lower()  # AINS, AVK; vitamine D, hépatite C, protéine S, lymphocytes T
@@ -320,6 +367,17 @@ class FrenchMedicalAnalyzer:
         if self.options.split_units and part.lower() in UNITS:
             return self._unit(part)
         return self._terms(part) if part else ()
+
+    def _hyphen_part(self, part: str) -> tuple[str, ...]:
+        """The terms of one part of a hyphenated token holding a digit (``19`` and ``covid`` of
+        ``COVID-19``; ``40mg`` of ``40mg-jour`` as ``40``, ``mg``)."""
+        if any(c.isdigit() for c in part):
+            glued = self._glued_unit(part) if self.options.split_units else None
+            if glued is not None:
+                return glued
+            term = part.lower().replace(".", ",")
+            return (fold_accents(term) if self.options.fold_accents else term,)
+        return self._word_terms(part)
 
     def _unit(self, unit: str) -> tuple[str, ...]:
         """The term of a unit of :data:`UNITS` (:func:`unit_term`; a unit of time as its word's with ``unit_words``)."""
@@ -356,7 +414,10 @@ class FrenchMedicalAnalyzer:
                     return tuple(t for piece in pieces for t in piece)
         if has_digit or token in ("%", "\u2030"):
             term = token.lower().replace(".", ",")
-            return (fold_accents(term) if opts.fold_accents else term,)
+            whole = (fold_accents(term) if opts.fold_accents else term,)
+            if has_digit and opts.split_hyphens and "-" in token:  # "COVID-19": also covid, 19
+                return whole + tuple(t for p in token.split("-") if p for t in self._hyphen_part(p))
+            return whole
         if "-" in token:
             parts = [p for p in token.split("-") if p]
             if opts.split_hyphens:
@@ -415,8 +476,11 @@ class FrenchMedicalAnalyzer:
     def _read_as(self, text: str) -> str:
         if not isinstance(text, str):
             raise InvalidInputError(f"the analyzer takes a str, got {type(text).__name__}")
-        if not text.isascii() and not unicodedata.is_normalized("NFC", text):
-            text = unicodedata.normalize("NFC", text)  # decomposed accents (macOS, PDF extraction) split words
+        if not text.isascii():
+            if not unicodedata.is_normalized("NFC", text):
+                text = unicodedata.normalize("NFC", text)  # decomposed accents (macOS, PDF extraction) split words
+            if _SPECIAL.search(text):  # one scan; most texts hold none of them
+                text = spell_greek(_UNICODE_HYPHENS.sub("-", _INVISIBLE.sub("", text)))
         if self.options.keep_acronyms and text.isupper() and _LONGER_THAN_ACRONYM.search(text):
             text = text.lower()  # "LE PATIENT EST SOUS AVK": stopwords dropped, words stemmed
         return text

@@ -31,6 +31,42 @@ def test_elision_split_without_stopwords() -> None:
     assert keep("l'insuline") == ["l", "insulin"]
 
 
+def test_a_hyphenated_token_with_a_digit_is_whole_and_its_parts(analyzer: FrenchMedicalAnalyzer) -> None:
+    """``COVID-19`` was only ``covid-19``: ``covid``, ``covid 19`` and ``patients covid`` found nothing,
+    ``IL 6`` missed ``IL-6``, and ``β2-mimétique`` missed ``β2-mimétiques`` (review)."""
+    assert analyzer("COVID-19") == ["covid-19", "covid", "19"]
+    for query, shared in [("covid", {"covid"}), ("covid 19", {"covid", "19"}), ("patients covid", {"covid"})]:
+        assert set(analyzer(query)) & set(analyzer("COVID-19")) == shared
+    assert set(analyzer("IL 6")) <= set(analyzer("IL-6"))
+    assert {"mimet", "2"} <= set(analyzer("β2-mimétique")) & set(analyzer("β2-mimétiques"))
+    assert analyzer("covid\u201119") == analyzer("covid\u201019") == analyzer("covid-19")  # non-breaking hyphens
+    compound = FrenchMedicalAnalyzer(AnalyzerOptions(split_hyphens=False))
+    assert compound("COVID-19, IL-6") == ["covid-19", "il-6"]
+
+
+def test_greek_letters_meet_their_names(analyzer: FrenchMedicalAnalyzer) -> None:
+    """``β`` gave the term ``β`` and ``bêta`` ``bet``: ``β-bloquant`` and ``bêta-bloquant`` met only on
+    ``bloqu`` (review)."""
+    for letter, name in [("β-bloquants", "bêta-bloquants"), ("α-fœtoprotéine", "alpha-foetoprotéine"),
+                         ("γ-GT", "gamma-GT"), ("βhCG", "bêta-hCG"), ("β2-mimétiques", "bêta-2-mimétiques"),
+                         ("Δ9-THC", "delta-9-THC")]:
+        assert analyzer(letter) == analyzer(name), letter
+    assert analyzer("10 μg") == analyzer("10 µg") == ["10", "ug"]  # mu stays the micro of units
+
+
+def test_invisible_characters_do_not_split_words(analyzer: FrenchMedicalAnalyzer) -> None:
+    """A soft hyphen (word processors, PDF extraction) split ``hémoglobine`` into ``hemo`` and ``globin``."""
+    assert analyzer("hémo\u00adglobine") == analyzer("hémoglobine\ufeff") == analyzer("hémo\u2060globine") == ["hemoglobin"]
+
+
+def test_extra_stopwords_drop_words_typed_in_capitals() -> None:
+    """``CHU`` was kept as an acronym although ``extra_stopwords=("chu",)`` named it (review)."""
+    extra = FrenchMedicalAnalyzer(AnalyzerOptions(extra_stopwords=("chu", "hôpital")))
+    assert extra("le CHU de Lyon") == extra("le chu de Lyon") == ["lyon"]
+    assert extra("HÔPITAL NORD") == extra("HOPITAL NORD") == ["nord"]
+    assert FrenchMedicalAnalyzer()("le CHU de Lyon") == ["chu", "lyon"]
+
+
 def test_stopwords_dropped(analyzer: FrenchMedicalAnalyzer) -> None:
     assert analyzer("le la les de des du et est à une") == []
     assert FrenchMedicalAnalyzer(AnalyzerOptions(stopwords=False))("le patient") == ["le", "patient"]
@@ -39,7 +75,7 @@ def test_stopwords_dropped(analyzer: FrenchMedicalAnalyzer) -> None:
 
 
 def test_medical_tokens_kept_whole(analyzer: FrenchMedicalAnalyzer) -> None:
-    assert analyzer("HbA1c, T4L, CD4, B12, COVID-19, IL-6") == ["hba1c", "t4l", "cd4", "b12", "covid-19", "il-6"]
+    assert analyzer("HbA1c, T4L, CD4, B12") == ["hba1c", "t4l", "cd4", "b12"]
     assert analyzer("HbA1c à 6,5 %") == ["hba1c", "6,5", "%"]
     assert analyzer("6.5%") == analyzer("6,5 %")
     assert analyzer("500 mg/dl") == ["500", "mg", "dl"]
@@ -125,9 +161,10 @@ def test_a_whole_number_glued_to_a_unit_is_the_number_and_the_unit(analyzer: Fre
     # ranges read as their numbers and unit, like the en-dash form; hyphenated names stay whole
     assert analyzer("5-10mg") == analyzer("5–10mg") == analyzer("5 - 10 mg") == ["5", "10", "mg"]
     assert analyzer("1g-2g") == ["1", "g", "2", "g"]
-    assert analyzer("COVID-19, IL-6, 40mg-jour") == ["covid-19", "il-6", "40mg-jour"]
+    assert analyzer("COVID-19, IL-6, 40mg-jour") == ["covid-19", "covid", "19", "il-6", "il", "6",
+                                                   "40mg-jour", "40", "mg", "jour"]
     whole = FrenchMedicalAnalyzer(AnalyzerOptions(split_units=False))
-    assert whole("1000mg") == ["1000mg"] and whole("5-10mg") == ["5-10mg"] and whole.signature != analyzer.signature
+    assert whole("1000mg") == ["1000mg"] and whole("5-10mg") == ["5-10mg", "5", "10mg"] and whole.signature != analyzer.signature
 
 
 def test_units_that_are_stopwords_or_stem_apart_keep_their_term(analyzer: FrenchMedicalAnalyzer) -> None:

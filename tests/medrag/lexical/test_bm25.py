@@ -175,7 +175,11 @@ def test_damaged_or_foreign_files_are_lexical_index_errors(tmp_path, index: BM25
     with pytest.raises(LexicalIndexError, match="inconsistent"):
         BM25Index.load(_save_with(tmp_path, index, lengths=lengths[:-1]))
     with pytest.raises(LexicalIndexError, match="inconsistent"):
-        BM25Index.load(_save_with(tmp_path, index, vocab=np.array(["seul"])))
+        BM25Index.load(_save_with(tmp_path, index, vocab=np.frombuffer(b"seul", np.uint8), vocab_ends=np.array([4])))
+    with pytest.raises(LexicalIndexError, match="cannot read"):  # offsets past the end of the blob
+        BM25Index.load(_save_with(tmp_path, index, id_ends=np.array([1, 2, 3, 4, 10_000])))
+    with pytest.raises(LexicalIndexError, match="cannot read"):
+        BM25Index.load(_save_with(tmp_path, index, ids=np.array(["hba1c", "tsh", "avk", "fer", "diab"])))
     with pytest.raises(LexicalIndexError, match="cannot read"):
         BM25Index.load(_save_with(tmp_path, index, lengths=lengths.astype(float)))
 
@@ -373,3 +377,46 @@ def test_at_most_a_few_unknown_words_of_a_query_are_read_as_typos() -> None:
     assert idx.query_terms(f"{filler} metformne") == []  # the budget went to the filler
     # numbers, codes and short words are never read as typos: they spend none of it
     assert idx.query_terms("T 38,5 CRP 145 15 200 3 j 12 7,2 140 toux nez dos cou metformne") == ["metformin"]
+
+
+def test_one_long_token_does_not_pad_every_term_of_the_file(tmp_path, index: BM25Index) -> None:
+    """Format 1 stored the vocabulary and ids as fixed-width unicode arrays: one 4,000-character
+    token (a URL, a PDF extraction without spaces) made every term 16 kB, a 0.7 MB index 320 MB (review)."""
+    for i in range(200):
+        index.add([f"extra-{i}"], [f"mot{i} terme{i} notice{i} posologie"])
+    index.save(tmp_path / "small.npz")
+    index.add(["long"], ["x" * 4000])
+    index.save(tmp_path / "long.npz")
+    small, long = (tmp_path / "small.npz").stat().st_size, (tmp_path / "long.npz").stat().st_size
+    assert long - small < 10_000, (small, long)
+    loaded = BM25Index.load(tmp_path / "long.npz")
+    assert loaded.ids == index.ids and loaded.search("x" * 4000, k=1)[0] == ["long"]
+
+
+def test_a_format_1_file_still_loads(tmp_path, index: BM25Index) -> None:
+    """Stores written before format 2 keep their lexical index (the next save writes format 2)."""
+    import json as _json
+
+    path = tmp_path / "v1.npz"
+    index.save(path)
+    with np.load(path) as data:
+        meta, lengths, terms = _json.loads(str(data["meta"])), data["lengths"], data["terms"]
+    np.savez(path, meta=np.array(_json.dumps({**meta, "format": 1})), ids=np.array(index.ids, dtype=str),
+             vocab=np.array(list(index._vocab), dtype=str), lengths=lengths, terms=terms)
+    loaded = BM25Index.load(path)
+    assert loaded.ids == index.ids and loaded.search("INR", k=2)[0] == index.search("INR", k=2)[0]
+    loaded.save(path)
+    with np.load(path) as data:
+        assert _json.loads(str(data["meta"]))["format"] == 2
+
+
+def test_the_k_best_are_a_prefix_of_the_full_ranking_when_scores_tie() -> None:
+    """argpartition picked an arbitrary subset of the rows tied at the k-th score: search(q, 1) gave
+    a later row than the full ranking's first, and the hybrid's candidates depended on k (review)."""
+    idx = BM25Index()
+    idx.add([f"d{i}" for i in range(8)], ["ferritine basse"] * 8)
+    full = idx.search("ferritine", k=8)[0]
+    assert full == [f"d{i}" for i in range(8)]
+    for k in range(1, 9):
+        assert idx.search("ferritine", k=k)[0] == full[:k]
+        assert idx.search("ferritine", k=k, ids={f"d{i}" for i in range(7, -1, -1)})[0] == full[:k]
