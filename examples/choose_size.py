@@ -2,7 +2,9 @@
 
 For each size of the model: bytes per vector (float32 and int8), the storage of N vectors,
 the time of an exact search over N vectors of that size (timed on a random matrix of N/100 rows,
-at least 1,000, and scaled to N), and NDCG@10 on the sample's eval questions. Then picks the
+at least 1,000, and scaled to N; with one BLAS thread, before the model encodes anything: on a
+busy 2-core machine each multi-threaded call waited ~8-12 ms for a descheduled thread, which the
+scaling multiplied by N/rows, so every size timed alike and the script picked size 32), and NDCG@10 on the sample's eval questions. Then picks the
 best-scoring size that fits the budget.
 
 Run: python examples/choose_size.py [--n 1000000] [--max-gib 1.0] [--max-ms 50]
@@ -10,6 +12,8 @@ Run: python examples/choose_size.py [--n 1000000] [--max-gib 1.0] [--max-ms 50]
 
 import argparse
 import time
+
+import contextlib
 
 import numpy as np
 
@@ -25,29 +29,33 @@ args = ap.parse_args()
 if args.n < 1 or args.max_gib <= 0 or args.max_ms <= 0:  # before the model loads
     ap.error("--n must be >= 1, --max-gib and --max-ms > 0")
 
-corpus = load_sample_corpus()
-emb = MatryoshkaEmbeddings()
-task = corpus.task("eval")
-report = evaluate_models([emb], task, metrics=("ndcg@10",), n_bootstrap=200, n_resamples=200)
-query = emb.encode_queries(["Que signifie une ferritine basse ?"])
+try:  # installed with sentence-transformers (scikit-learn); without it, OMP_NUM_THREADS=1 does the same
+    from threadpoolctl import threadpool_limits
+except ImportError:
+    threadpool_limits = None
 
-rows = []
+emb = MatryoshkaEmbeddings()
 rng = np.random.default_rng(0)
+latency = {}
 for dim in emb.dims:
-    # latency: exact search over a random matrix of the target size's shape, 1/100 of N, scaled up
+    # latency: exact search over random unit vectors of the size, 1/100 of N, scaled up; timed before
+    # any encoding, with a random query (the time does not depend on the values)
     sample_n = min(args.n, max(1_000, args.n // 100))
     matrix = truncate_embeddings(rng.standard_normal((sample_n, dim)).astype(np.float32), dim)
-    q = truncate_embeddings(query, dim)[0]
+    q = truncate_embeddings(rng.standard_normal((1, dim)).astype(np.float32), dim)[0]
     top = min(10, sample_n - 1)  # argpartition needs kth < rows
-    np.argpartition(-(matrix @ q), top)[:10]  # warm-up: first-call costs are not the search's
     times = []
-    for _ in range(21):  # the median of many runs: a mean of a few swung 20x on a busy machine
-        start = time.perf_counter()
-        np.argpartition(-(matrix @ q), top)[:10]
-        times.append(time.perf_counter() - start)
-    ms = float(np.median(times)) * 1000 * (args.n / sample_n)
-    gib = args.n * dim * 4 / 2**30
-    rows.append((dim, dim * 4, dim + 4, gib, ms, report.models[0].score(dim)))
+    with threadpool_limits(limits=1, user_api="blas") if threadpool_limits else contextlib.nullcontext():
+        np.argpartition(-(matrix @ q), top)[:10]  # warm-up: first-call costs are not the search's
+        for _ in range(21):  # the median of many runs: a mean of a few swung 20x on a busy machine
+            start = time.perf_counter()
+            np.argpartition(-(matrix @ q), top)[:10]
+            times.append(time.perf_counter() - start)
+    latency[dim] = float(np.median(times)) * 1000 * (args.n / sample_n)
+
+corpus = load_sample_corpus()
+report = evaluate_models([emb], corpus.task("eval"), metrics=("ndcg@10",), n_bootstrap=200, n_resamples=200)
+rows = [(dim, dim * 4, dim + 4, args.n * dim * 4 / 2**30, latency[dim], report.models[0].score(dim)) for dim in emb.dims]
 
 print(f"{'size':>5} {'B/vec f32':>9} {'B/vec int8':>10} {'GiB f32':>8} {'exact ms':>9} {'NDCG@10':>8}")
 for dim, b32, b8, gib, ms, ndcg in rows:

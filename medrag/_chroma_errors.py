@@ -46,7 +46,11 @@ def translate_chroma_error(exc: Exception, what: str, collection: str | None = N
             "open a writable copy of it (cp -r)"
         )
     if isinstance(exc, (InvalidArgumentError, ValueError, TypeError, UnicodeError)):
-        return InvalidInputError(f"Chroma rejected the request to {what}{where}: {exc}")
+        hint = ""
+        if "exactly one operator" in str(exc):  # LangChain users' most common filter mistake
+            hint = (" A filter on several keys joins them with $and, e.g. {'$and': [{'source': 'cours'}, "
+                    "{'year': 2024}]}; an operator takes one key: {'year': {'$gte': 2020}}")
+        return InvalidInputError(f"Chroma rejected the request to {what}{where}: {exc}{hint}")
     if isinstance(exc, ChromaError):
         return StoreError(f"Chroma failed to {what}{where}: {type(exc).__name__}: {exc}")
     return StoreError(f"could not {what}{where}: {type(exc).__name__}: {exc}")

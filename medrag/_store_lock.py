@@ -65,7 +65,8 @@ def locked_error(directory: str | os.PathLike[str], holder: str) -> StoreLockedE
         f"another process (pid {holder}) has the embedded Chroma store {directory} open; nothing was written. "
         "Chroma's embedded client is not multi-process safe (that process would not see these writes, nor this "
         f"one its writes). Stop it, or run a Chroma server (chroma run --path {directory}) and connect every "
-        "process with chromadb.HttpClient.")
+        "process with chromadb.HttpClient (medrag index / search: --host, --port); once a server serves the "
+        "folder, no process may open the folder itself (the server does not take this lock).")
 
 
 def refuse_if_held_elsewhere(directory: str | os.PathLike[str]) -> None:
@@ -74,6 +75,12 @@ def refuse_if_held_elsewhere(directory: str | os.PathLike[str]) -> None:
     holder = DirectoryLock(directory).held_elsewhere()
     if holder is not None:
         raise locked_error(Path(directory).resolve(), holder)
+
+
+def held_in_this_process(directory: str | os.PathLike[str]) -> bool:
+    """Whether a store of this process holds ``directory``'s lock (then no other medrag process writes there)."""
+    with _GUARD:
+        return os.path.realpath(directory) in _HELD
 
 
 def folder_write_lock(directory: str | os.PathLike[str]) -> WriteGuard:

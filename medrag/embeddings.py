@@ -29,6 +29,7 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from medrag.encoding import DEFAULT_BATCH_SIZE, encode_texts, model_lock
+from medrag.flags import check_flag
 from medrag.errors import DimensionError, InvalidInputError, MetadataError
 from medrag.metadata import MatryoshkaMetadata, default_dims
 from medrag.models import check_device, embedding_dim, legacy_model_fingerprints, load_model, model_fingerprint
@@ -178,6 +179,9 @@ class MatryoshkaEmbeddings(Embeddings):
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise InvalidInputError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        check_flag("trust_remote_code", trust_remote_code)  # before any model loads: "false" ran the model's code
+        strict_dims = check_flag("strict_dims", strict_dims)
+        check_flag("show_progress", show_progress, none=True)
         if model is None or isinstance(model, (str, os.PathLike)):
             model = load_model(model, device=device, trust_remote_code=trust_remote_code)
         elif not callable(getattr(model, "encode", None)):

@@ -73,6 +73,7 @@ from medrag.bundled import DEFAULT_SPEC
 from medrag.command import (add_store_location_arguments, check_store_location, check_writable_dir, collection_names,
                             recorded_model, store_embeddings)
 from medrag.embeddings import is_utf8
+from medrag.flags import check_flag
 from medrag.errors import CollectionMismatchError, DataError, InvalidInputError
 from medrag.models import check_device
 from medrag.qa.pairs import iter_records, json_objects
@@ -86,6 +87,9 @@ logger = logging.getLogger(__name__)
 CHUNK_WORDS = 120
 #: Metadata keys every chunk gets: its document key and its position in the document.
 CHUNK_KEYS = ("doc", "chunk")
+#: The metadata key of a folder's files (their folder): a record field of that name would make a
+#: records file's chunks read as a folder's, never replaced nor pruned by their own source.
+FOLDER_KEY = "folder"
 #: Default overlap, in sentences, between consecutive chunks of a document.
 CHUNK_OVERLAP = 1
 #: Sentences longer than this many words are cut into pieces of this size.
@@ -545,7 +549,7 @@ def _check_folder_name(folder_name: Any, path: Path) -> None:
     if folder_name is None:
         return
     if not isinstance(folder_name, str) or not folder_name.strip():
-        raise InvalidInputError(f"folder_name must be a non-empty string, got {folder_name!r}")
+        raise InvalidInputError(f"folder_name (--folder-name) must be a non-empty string, got {folder_name!r}")
     if path.exists() and not path.is_dir():
         raise InvalidInputError(f"a folder name (--folder-name) names a folder source; {path} is a records file, "
                                 "whose documents are keyed by --id-field or their content, not their place")
@@ -675,11 +679,14 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                                     "are one document each")
         if title_field not in {_typed_field(f)[0] for f in metadata_fields or []}:
             metadata_fields = [*(metadata_fields or []), title_field]  # kept with each chunk: shown and filterable
-    taken = sorted({_typed_field(f)[0] for f in metadata_fields or []} & set(CHUNK_KEYS))
-    if taken:  # they were silently replaced by the chunk's bookkeeping (a filter on them found nothing)
+    taken = sorted({_typed_field(f)[0] for f in metadata_fields or []} & {*CHUNK_KEYS, FOLDER_KEY})
+    if taken:  # they were silently replaced by the chunk's bookkeeping (a filter on them found nothing); a
+        # records file's "folder" made its chunks read as a folder's: edits kept the old text, --prune nothing
         raise InvalidInputError(f"metadata field(s) {taken} are the names medrag gives each chunk's document key "
-                                f"and position; rename them in the source before indexing")
+                                f"and position, and a folder file's folder; rename them in the source before indexing")
     check_metadata_fields(source, metadata_fields)
+    prune = check_flag("prune", prune)  # "false" would have deleted the chunks of every document not read
+    check_flag("show_progress", show_progress, none=True)
     from tqdm.auto import tqdm
 
     # a folder's files are keyed by their relative path *within this folder*: the chunk ids hash the
@@ -688,8 +695,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     _check_folder_name(folder_name, Path(source))
     root = (folder_name or Path(source).resolve().as_posix()) if Path(source).is_dir() else None
     t0 = time.perf_counter()
-    before = len(store)
-    documents = chunks = duplicates = removed = updated = empty = long_titles = 0
+    documents = chunks = duplicates = removed = updated = added = empty = long_titles = 0
     empty_named: list[str] = []  # the first few, for the warning
     seen: set[str] = set()
     read_keys: set[str] = set()  # every document key of this run (for prune)
@@ -709,7 +715,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
         return size(batch_size) if size is not None else batch_size
 
     def flush() -> None:
-        nonlocal removed, updated
+        nonlocal removed, updated, added
         if pending_texts:
             # a stored chunk whose metadata changed (a new --metadata-fields, an edited value) is rewritten:
             # skip_existing alone kept the old metadata, and filters kept matching stale values
@@ -719,6 +725,8 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
             todo = [i for i, id_ in enumerate(pending_ids)
                     if id_ not in stored_meta or not _same_metadata(stored_meta[id_], pending_meta[i])]
             updated += sum(1 for i in todo if pending_ids[i] in stored_meta)
+            added += sum(1 for i in todo if pending_ids[i] not in stored_meta)  # counted, not read off len(store):
+            # another client of a server writing meanwhile made it "92 added, -32 already stored" (user tryout)
             if todo:
                 # the write that fits the coarse stage holds thousands of chunks (minutes on a CPU): its
                 # own bar moves as they are encoded, where this one moves only after each write
@@ -785,8 +793,10 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                                     "another --id-field")
                 keys[key] = documents
             # every key, content keys too: the same document chunked otherwise (--chunk-words, --overlap)
-            # replaces its earlier chunks instead of adding a second copy
-            pending_docs[key] = set(ids)
+            # replaces its earlier chunks instead of adding a second copy; an empty document keeps them (a
+            # null text in a broken export deleted the stored document, while the warning said "not indexed")
+            if pieces:
+                pending_docs[key] = set(ids)
             read_keys.add(key)
             for position, (chunk, id_) in enumerate(zip(pieces, ids)):
                 chunks += 1
@@ -811,11 +821,10 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
         logger.warning("%s: %d document(s) had a %s taking half of the model's window or more (the first named above)",
                        source, long_titles, title_field)
     if empty:
-        logger.warning("%s: %d of %d document(s) are empty (no text) and were not indexed (e.g. %s)", source, empty,
-                       documents, ", ".join(empty_named))
+        logger.warning("%s: %d of %d document(s) are empty (no text) and were not indexed; what was stored for them "
+                       "earlier is kept (e.g. %s)", source, empty, documents, ", ".join(empty_named))
     pruned = _prune(store, read_keys | set(not_read), root) if prune else 0
     stored = len(store)
-    added = stored - before + removed + pruned
     report = IndexReport(documents, chunks, added, chunks - duplicates - added - updated, stored,
                          time.perf_counter() - t0, duplicates, removed, updated, pruned)
     logger.info("%s", report)
@@ -963,22 +972,31 @@ def run_index(args: argparse.Namespace) -> int:
         return _run_index(args)
 
 
-def _remove_created(store: MatryoshkaChroma, folder: Path, keep_folder: bool) -> None:
-    """Remove what this run wrote into ``folder`` for a store it left without records (a Chroma
-    database, the lock, the vector copy): the folder itself if the run made it, else only its content
+def _remove_created(store: MatryoshkaChroma, persist: Path, created: Path, keep_folder: bool) -> None:
+    """Remove what this run wrote into the persist folder for a store it left without records (a
+    Chroma database, the lock, the vector copy): that folder if the run made it, else only its content
     (``keep_folder``: it was empty before), after closing the store's client so that no open database
-    of the process points into it."""
+    of the process points into it; then the parent folders the run made (up to ``created``), each only
+    while it is empty: another run may have made its own store beside this one meanwhile (the whole
+    highest folder made was deleted, with it)."""
     import shutil
 
     try:
         store.close()
         store.client.close()
-        shutil.rmtree(folder)
+        shutil.rmtree(persist)
         if keep_folder:
-            folder.mkdir()
-        logger.info("what this run wrote in %s was removed", folder)
+            persist.mkdir()
+        parent = persist.parent
+        while persist != created and (parent == created or created in parent.parents):
+            try:
+                parent.rmdir()  # only an empty folder
+            except OSError:
+                break
+            parent = parent.parent
+        logger.info("what this run wrote in %s was removed", persist)
     except Exception as exc:
-        logger.warning("could not remove what this run wrote in %s: %s", folder, exc)
+        logger.warning("could not remove what this run wrote in %s: %s", persist, exc)
 
 
 def _run_index(args: argparse.Namespace) -> int:
@@ -1073,7 +1091,7 @@ def _run_index(args: argparse.Namespace) -> int:
     except BaseException:
         # a run that failed before its first write leaves no empty collection, nor a folder it made, behind
         if not existed and store._drop_if_created_empty() and created is not None:
-            _remove_created(store, created, keep_folder=was_empty)
+            _remove_created(store, Path(persist), created, keep_folder=was_empty)
         raise
     extra = "".join([f", {report.duplicates} repeated in the input (stored once)" if report.duplicates else "",
                      f", {report.updated} rewritten with changed metadata" if report.updated else "",

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Literal
 
 from medrag.bundled import BUNDLED_NAME, BUNDLED_SPEC, DEFAULT_SPEC, ensure_bundled_model
 from medrag.errors import ModelLoadError
+from medrag.flags import check_flag
 
 # sentence-transformers and torch (heavy) are imported when a model is loaded or fingerprinted.
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ def load_model(
         raise ModelLoadError(f"a model spec is a folder, a hub id or a bundled: name (a str), got {type(spec).__name__}")
     spec_str = DEFAULT_SPEC if spec is None else os.fspath(spec)
     check_device(device)
+    trust_remote_code = check_flag("trust_remote_code", trust_remote_code)  # "false" ran the model's own code
     kwargs = dict(device=device, trust_remote_code=trust_remote_code)
 
     kind = check_model_spec(spec_str)

@@ -53,13 +53,14 @@ from langchain_core.vectorstores.utils import maximal_marginal_relevance
 from medrag.vector_codec import ENCODINGS, encoded_size, pack_rows, unpack_rows
 from medrag.coarse import (LEARNED_STEPS, CoarseProjection, fit_learned, fit_pca, fit_sample_size, learned_steps,
                            min_vectors, pseudo_queries, sample_indices)
-from medrag._store_lock import DirectoryLock, WriteGuard, folder_write_lock, locked_error
+from medrag._store_lock import DirectoryLock, WriteGuard, folder_write_lock, held_in_this_process, locked_error
 from medrag._store_repair import COMPLETE_KEY, REPAIR_SUFFIX, is_vector_index_failure, read_records, segment_ids
 from medrag._chroma_errors import translate_chroma_error
 from medrag._store_sidecar import SIDECAR_NAME, VectorSidecar
 from medrag.embeddings import check_utf8 as _check_utf8, validate_texts
 from medrag.encoder import is_encoder
 from medrag.precomputed import PrecomputedEmbeddings
+from medrag.flags import check_flag
 from medrag.errors import (CollectionMismatchError, DimensionError, InvalidArgumentError, InvalidInputError, MedragError,
                            StoreConnectionError, StoreError)
 from medrag.lexical.analyzer import AnalyzerOptions
@@ -149,6 +150,15 @@ _WRITTEN_KEYS = frozenset({FULL_KEY})
 #: to tenant default_tenant", "'RustBindingsAPI' object has no attribute 'bindings'"), plain chromadb
 #: too. A server's client (HttpClient) is not held by it: a slow server would stall every open.
 _OPEN_GUARD = threading.RLock()
+#: (persist directory, collection id) -> the write generation that this process's Chroma vector index
+#: holds. Chroma's embedded client loads a collection's HNSW index once per process and never sees
+#: another process's later writes (a store closed, then written by another process): searches then
+#: miss those records, while ``len`` and ``get`` count them.
+_INDEX_GENERATION: dict[tuple[str, str], int] = {}
+#: Keys whose index in this process misses another process's writes, and the generations warned about.
+_INDEX_STALE: set[tuple[str, str]] = set()
+_INDEX_WARNED: set[tuple[str, str, int]] = set()
+_INDEX_GUARD = threading.Lock()
 #: Chroma's collection-name rule (checked here so a bad name fails with a clear message).
 _NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-9]$")
 _INT64 = (-(2**63), 2**63 - 1)
@@ -331,10 +341,9 @@ class MatryoshkaChroma(VectorStore):
         if relevance_score_fn is not None and not callable(relevance_score_fn):
             raise InvalidInputError("relevance_score_fn must be a function of the distance (e.g. lambda d: 1 - d), "
                                     f"got {relevance_score_fn!r}")
-        if not isinstance(deterministic_ids, (bool, np.bool_)):  # "false" is truthy: content ids, silently
-            raise InvalidInputError(f"deterministic_ids must be True or False, got {deterministic_ids!r}")
-        if vector_sidecar is not None and not isinstance(vector_sidecar, bool):
-            raise InvalidInputError(f"vector_sidecar must be True, False or None, got {vector_sidecar!r}")
+        deterministic_ids = check_flag("deterministic_ids", deterministic_ids)  # "false" is truthy: content ids, silently
+        create_collection_if_not_exists = check_flag("create_collection_if_not_exists", create_collection_if_not_exists)
+        vector_sidecar = check_flag("vector_sidecar", vector_sidecar, none=True)
         if lexical_path is not None and not isinstance(lexical_path, (str, os.PathLike)):
             raise InvalidInputError(f"lexical_path must be a path (str or os.PathLike) or None, got "
                                     f"{type(lexical_path).__name__}")
@@ -438,6 +447,7 @@ class MatryoshkaChroma(VectorStore):
         # a collection replaced (an empty one created again with this store's settings, or one whose
         # vector index was rebuilt): its vector copy and lexical index are dropped below
         broken_id = self._check_vector_index(persist if writer else None) or self._replaced_id
+        self._check_index_fresh()  # the probe above loaded the index: its generation, or another process's writes
         if self._rotation_kind != "none" and self._rotation is None and rotation_sample is not None:
             sample = validate_texts(rotation_sample)
             self._settle_coarse_stage(self._encode(sample, query=False), sample)
@@ -906,7 +916,49 @@ class MatryoshkaChroma(VectorStore):
         if not self._lock.acquire():
             return False
         weakref.finalize(self, self._lock.release)  # released when the store is collected
+        self._check_index_fresh(force=True)  # another process may have written while this one let go
         return True
+
+    def _index_key(self) -> tuple[str, str] | None:
+        """This collection's key in :data:`_INDEX_GENERATION` (embedded persistent clients only)."""
+        persist, collection = _persist_directory(self._client), getattr(self, "_collection", None)
+        return None if persist is None or collection is None else (os.path.realpath(persist), str(collection.id))
+
+    def _check_index_fresh(self, force: bool = False) -> None:
+        """Warn when another process wrote to this embedded store after this process loaded its
+        vector index: Chroma's embedded client keeps searching the index it loaded, so searches miss
+        those records (``len`` and ``get`` see them). Only read while no store of this process holds
+        the folder's lock (holding it, no other medrag process writes), or once to learn the
+        generation; ``force``: read now (the lock was just taken back)."""
+        key = self._index_key()
+        if key is None:
+            return
+        if not force and key not in _INDEX_STALE and key in _INDEX_GENERATION and held_in_this_process(key[0]):
+            return
+        current = self.write_generation
+        with _INDEX_GUARD:
+            known = _INDEX_GENERATION.setdefault(key, current)
+            if current == known and key not in _INDEX_STALE:
+                return
+            _INDEX_STALE.add(key)  # for good: this process's index stays as it was loaded
+            if (*key, current) in _INDEX_WARNED:  # once per generation
+                return
+            _INDEX_WARNED.add((*key, current))
+        logger.warning(
+            "another process wrote to the embedded Chroma store %s (collection %r) after this process had loaded "
+            "its vector index: Chroma's embedded client does not reload it, so this process's searches miss "
+            "those records (len() and get() see them). Open the folder in a new process to search them, or serve "
+            "it with a Chroma server (chroma run --path %s) and connect every process with chromadb.HttpClient",
+            key[0], self._collection_name, key[0])
+
+    def _note_own_write(self, generation: int) -> None:
+        """After this process's write ``generation`` (it holds the lock: no other process wrote), its
+        index holds it, unless the index already missed another process's writes."""
+        key = self._index_key()
+        if key is not None:
+            with _INDEX_GUARD:
+                if key not in _INDEX_STALE:
+                    _INDEX_GENERATION[key] = generation
 
     @property
     def write_generation(self) -> int:
@@ -950,6 +1002,7 @@ class MatryoshkaChroma(VectorStore):
         finally:
             self._write_guard.in_flight -= 1
             self._commit_generation(generation)
+            self._note_own_write(generation)
 
     def generation_state(self) -> tuple[int, int]:
         """``(generation, committed)``: the write generation (:attr:`write_generation`) and the last
@@ -1071,6 +1124,24 @@ class MatryoshkaChroma(VectorStore):
         norms = np.linalg.norm(vecs, axis=1, keepdims=True)
         return np.divide(vecs, norms, out=np.zeros_like(vecs), where=norms > 0)
 
+    def _encode_pseudo_queries(self, queries: list[str]) -> np.ndarray:
+        """The learned coarse fit's pseudo-queries encoded as queries (as documents for LangChain
+        embeddings, which have no batch query call), with a progress bar of their own when the write
+        shows one: encoding them is most of the fit's time (a minute for 1,000 texts on 2 cores)."""
+        query = is_encoder(self._encoder)
+        if not getattr(self, "_fit_progress", False):
+            return self._encode(queries, query=query)
+        from tqdm.auto import tqdm
+
+        logger.info("fitting the learned coarse stage of %r (once per collection): encoding %d pseudo-queries",
+                    self._collection_name, len(queries))
+        parts = []
+        with tqdm(total=len(queries), desc=f"coarse stage of {self._collection_name} (once)", unit="query") as bar:
+            for start in range(0, len(queries), _PROGRESS_SLICE):
+                parts.append(self._encode(queries[start:start + _PROGRESS_SLICE], query=query))
+                bar.update(len(parts[-1]))
+        return np.concatenate(parts) if parts else np.zeros((0, self._full_dim), np.float32)
+
     def _load_rotation(self) -> None:
         """Read a fitted rotation from the collection metadata (None while not fitted yet); an
         ``"auto"`` store first takes the kind another client decided, if one has."""
@@ -1169,7 +1240,7 @@ class MatryoshkaChroma(VectorStore):
             keep = sample_indices(len(texts))  # the rows fit_learned uses, and their texts
             full, texts = full[keep], [texts[i] for i in keep]
             try:
-                queries = self._encode(pseudo_queries(texts), query=is_encoder(self._encoder))
+                queries = self._encode_pseudo_queries(pseudo_queries(texts))
             except InvalidInputError:  # only vectors looked up by text may lack the spans'
                 if not (isinstance(self._encoder, PrecomputedEmbeddings) and self._encoder.fallback is None):
                     raise
@@ -1218,8 +1289,16 @@ class MatryoshkaChroma(VectorStore):
 
         ``None`` values count as absent keys, as Chroma stores them: ``{"page": None}`` and ``{}``
         are one record (they were two ids, so re-adding a text without its empty field stored it
-        twice)."""
-        kept = {k: v for k, v in (metadata or {}).items() if v is not None}
+        twice); numpy values (a pandas row's) count as the Python values :meth:`add_texts` stores.
+
+        Raises:
+            InvalidInputError: ``text`` is not a str, or ``metadata`` not a dict.
+        """
+        if not isinstance(text, str):
+            raise InvalidInputError(f"content_id takes the text (a str), got {type(text).__name__}")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise InvalidInputError(f"content_id takes the metadata as a dict or None, got {type(metadata).__name__}")
+        kept = {k: _plain(v) for k, v in (metadata or {}).items() if v is not None}  # np.int64(3) is stored as 3
         return _content_hash(text, kept)
 
     def add_texts(
@@ -1286,6 +1365,8 @@ class MatryoshkaChroma(VectorStore):
             StoreConnectionError: the Chroma server could not be reached.
         """
         _no_extra(kwargs, "add_texts()")
+        skip_existing = check_flag("skip_existing", skip_existing)  # "false" skipped the update in silence
+        check_flag("show_progress", show_progress, none=True)
         texts = validate_texts(texts)  # also UTF-8-encodable
         check = getattr(self._encoder, "check_texts", None)  # what the model cannot encode ("passage: " alone)
         if callable(check):
@@ -1337,6 +1418,7 @@ class MatryoshkaChroma(VectorStore):
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(order), desc=f"adding to {self._collection_name}", unit="text")
+        self._fit_progress = bar is not None  # the learned coarse fit shows its own bar (it took a silent minute)
         # a coarse projection still to fit is fitted on the first batch, whatever batch_size ("auto":
         # when this call holds enough texts to decide "learned"; else it decides "none" on the first batch)
         auto_none = self._rotation_kind == "auto" and len(order) < self._auto_needed
@@ -1361,6 +1443,7 @@ class MatryoshkaChroma(VectorStore):
         finally:
             if bar is not None:
                 bar.close()
+            self._fit_progress = False
             self._lexical.write_done()
         return ids
 
@@ -1866,6 +1949,7 @@ class MatryoshkaChroma(VectorStore):
         """
         k, candidates = check_search_sizes(k, candidates)
         n = max(self._candidates if candidates is None else candidates, k)
+        self._check_index_fresh()
         if n > _MAX_RESULTS:  # the store's own default candidates above what Chroma can return
             raise InvalidInputError(f"candidates / k = {n} is more than a Chroma query can return ({_MAX_RESULTS})")
         if self._rotation_kind in ("pca", "learned") and self._rotation is None:
@@ -2080,8 +2164,7 @@ class MatryoshkaChroma(VectorStore):
             lexical_weight / fusion / lexical_candidates: as in :meth:`hybrid_search` (with ``hybrid``).
         """
         _no_extra(kwargs, "search_with_stages()")
-        if not isinstance(hybrid, bool):
-            raise InvalidInputError(f"hybrid must be True or False, got {hybrid!r}")
+        check_flag("hybrid", hybrid)
         t0 = time.perf_counter()
         vector = self._embed_query(query)
         embed_s = time.perf_counter() - t0
@@ -2376,11 +2459,21 @@ class MatryoshkaChroma(VectorStore):
         """Delete the collection if this object created it and nothing was written to it; say whether
         it did. Called while an error is being raised (that error is the one to report: a failure
         here is only logged)."""
+        if not self._created_collection:
+            return False
         try:
-            if self._created_collection and len(self) == 0:
-                self.delete_collection()
-                logger.info("the empty collection %r this call created was deleted", self._collection_name)
-                return True
+            count = len(self)
+        except Exception as exc:  # the server lost: nothing can be checked, nor deleted; say only that
+            logger.warning("could not check whether the collection %r this call created holds records (%s); "
+                           "it was left as it is (what was written stays: re-run to complete it)",
+                           self._collection_name, exc)
+            return False
+        if count:
+            return False
+        try:
+            self.delete_collection()
+            logger.info("the empty collection %r this call created was deleted", self._collection_name)
+            return True
         except Exception as exc:
             logger.warning("could not delete the empty collection %r this call created: %s", self._collection_name, exc)
         return False

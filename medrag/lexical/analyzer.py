@@ -63,10 +63,12 @@ from medrag.errors import InvalidInputError
 #: are joined too; 8: a hyphenated token holding a digit (``COVID-19``, ``IL-6``, ``β2-mimétiques``) also
 #: has its parts' terms, Greek letters are read as their French names (``β-bloquant`` = ``bêta-bloquant``),
 #: soft hyphens and joiners are dropped, the non-breaking hyphens read as ``-``, and ``extra_stopwords``
-#: drop a word typed in capitals too).
+#: drop a word typed in capitals too; ``ainsi`` is a stopword).
 ANALYZER_VERSION = 8
 
-#: The Snowball French stopword list (snowballstem.org, BSD licence), plus ``a`` (``il a``).
+#: The Snowball French stopword list (snowballstem.org, BSD licence), plus ``a`` (``il a``) and
+#: ``ainsi`` (in Savoy's and Lucene's French lists; stemmed twice it is ``ain``, the word reading of the
+#: acronym ``AINS`` typed in lowercase, so ``ains`` found the passages saying "ainsi").
 FRENCH_STOPWORDS: frozenset[str] = frozenset(
     """a ai aie aient aies ait as au aura aurai auraient aurais aurait auras aurez auriez aurions aurons auront
     aux avaient avais avait avec avez aviez avions avons ayant ayante ayantes ayants ayez ayons c ce ces d dans
@@ -75,7 +77,7 @@ FRENCH_STOPWORDS: frozenset[str] = frozenset(
     m ma mais me mes moi mon même n ne nos notre nous on ont ou par pas pour qu que qui s sa se sera serai
     seraient serais serait seras serez seriez serions serons seront ses soient sois soit sommes son sont soyez
     soyons suis sur t ta te tes toi ton tu un une vos votre vous y à étaient étais était étant étante étantes
-    étants étiez étions été étée étées étés êtes""".split()
+    étants étiez étions été étée étées étés êtes ainsi""".split()
 )
 
 #: Elided prefixes split off a word (``l'``, ``qu'``, ``jusqu'``...).

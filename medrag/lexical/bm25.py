@@ -333,8 +333,10 @@ class BM25Index:
                 letter = analyzer.token_terms(token.upper())  # the letter's term ("C" in "hépatite C"), or ()
                 terms = letter if letter and held(letter[0]) else terms
             other = analyzer.other_reading(token) if terms else None  # a lowercase stopword stays one
-            if other is not None and other != terms:
+            if other is not None and other != terms and not _one_letter(other, token):
                 mine, theirs = documents(terms), documents(other)
+                if _one_letter(terms, token):  # "vs" stemmed to "v": the letter's term ("facteur V"), not the word
+                    mine = 0
                 if (mine == 0 < theirs) if acronyms_meant and token.isupper() else theirs > mine:
                     terms = other
             # an acronym (up to 6 capitals) is exact
@@ -426,8 +428,8 @@ class BM25Index:
                 if meta["format"] == 1:
                     ids, vocab = data["ids"].tolist(), data["vocab"].tolist()
                 else:
-                    ids = _unpack_strings(data["ids"], data["id_ends"])
-                    vocab = _unpack_strings(data["vocab"], data["vocab_ends"])
+                    ids = _unpack_strings(data["ids"], data["id_ends"], path)
+                    vocab = _unpack_strings(data["vocab"], data["vocab_ends"], path)
                 lengths, flat = data["lengths"], data["terms"]
             options = meta["options"]
             index = cls(AnalyzerOptions(**{**options, "extra_stopwords": tuple(options["extra_stopwords"])}),
@@ -449,6 +451,12 @@ class BM25Index:
         return index
 
 
+def _one_letter(terms: Sequence[str], token: str) -> bool:
+    """Whether a token of several letters reads as one letter's term (``VS`` in lowercase is
+    stemmed to ``v``, the term of the lone capital of "facteur V"): not a reading of that token."""
+    return len(token) > 1 and len(terms) == 1 and len(terms[0]) == 1
+
+
 def _pack_strings(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """``strings`` as one UTF-8 byte array and the end offset of each (no padding: a fixed-width
     unicode array costs 4 bytes x the longest string for every one)."""
@@ -457,11 +465,12 @@ def _pack_strings(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     return np.frombuffer(b"".join(encoded), dtype=np.uint8), ends
 
 
-def _unpack_strings(blob: np.ndarray, ends: np.ndarray) -> list[str]:
-    """The strings :func:`_pack_strings` packed (a ValueError when the offsets do not fit the blob)."""
+def _unpack_strings(blob: np.ndarray, ends: np.ndarray, path: Path) -> list[str]:
+    """The strings :func:`_pack_strings` packed (:class:`LexicalIndexError` when the offsets do not fit the blob)."""
     if blob.dtype != np.uint8 or blob.ndim != 1 or ends.ndim != 1 or (not ends.size and blob.size) or (ends.size and (
             int(ends[-1]) != blob.size or (np.diff(ends) < 0).any() or int(ends[0]) < 0)):
-        raise ValueError("string offsets do not match their blob")
+        raise LexicalIndexError(f"cannot read the lexical index {path}: its string offsets do not match their "
+                                "blob; it will be rebuilt")
     raw = blob.tobytes()
     starts = np.concatenate([[0], ends[:-1]]) if ends.size else ends
     return [raw[a:b].decode("utf-8", "surrogatepass") for a, b in zip(starts.tolist(), ends.tolist())]

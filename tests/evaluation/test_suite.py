@@ -123,9 +123,9 @@ def test_a_run_of_report_only_domains_says_what_its_macro_is(root, tiny_model_di
     from medrag.cli import main
 
     out = tmp_path / "report"
-    assert main(["evaluate", "--suite", "--pilot", "--max-queries", "4", "--max-passages", "8", "--data-root", str(root),
+    assert main(["evaluate", "--suite", "--pilot", "--max-queries", "4", "--max-passages", "8",
                  "--model", str(tiny_model_dir), "--sizes", "64", "--out", str(out), "--no-cache",
-                 "--resamples", "100", "--domains", "sample"]) == 0
+                 "--resamples", "100", "--domains", "sample"]) == 0  # the sample ships: no --data-root
     text = (out / "suite.md").read_text()
     assert "macro (of report-only domains)" in text and "no choice domain" in text
     assert "not in the macro-average." not in text

@@ -280,6 +280,27 @@ def test_cli_a_run_failing_before_its_first_write_leaves_no_empty_collection(tin
     assert "notes" in [c.name for c in chromadb.PersistentClient(str(db)).list_collections()]
 
 
+def test_cli_a_failed_run_removes_only_its_own_store_not_a_folder_shared_since(tiny_model_dir, tmp_path, capsys,
+                                                                              monkeypatch) -> None:
+    """A run into new/a, new not existing, removed the whole of new when it failed: a store another
+    job had made in new/b meanwhile went with it (user tryout)."""
+    import medrag.indexing
+    from medrag.errors import DataError
+
+    (tmp_path / "a.jsonl").write_text('{"text": "Une note."}\n')
+
+    def sibling_then_fail(*args, **kwargs):
+        (tmp_path / "new" / "b").mkdir(parents=True)
+        (tmp_path / "new" / "b" / "chroma.sqlite3").write_text("the other job's store")
+        raise DataError("interrupted")
+
+    monkeypatch.setattr(medrag.indexing, "index_corpus", sibling_then_fail)
+    _one_line(capsys, ["index", str(tmp_path / "a.jsonl"), "--persist-dir", str(tmp_path / "new" / "deeper" / "a"),
+                       "--model", str(tiny_model_dir), "--no-progress"], "interrupted")
+    assert not (tmp_path / "new" / "deeper").exists()  # this run's folders, empty once its store is gone
+    assert (tmp_path / "new" / "b" / "chroma.sqlite3").read_text() == "the other job's store"
+
+
 def test_cli_an_empty_collection_left_by_a_killed_run_takes_the_new_settings(tiny_model_dir, tmp_path) -> None:
     """A run killed before its first write left an empty collection; the next run with --coarse-dim,
     --full-encoding or another --model was refused ("does not match this store") though the docs say an
@@ -943,6 +964,42 @@ def test_prune_removes_documents_no_longer_in_the_source(tmp_path) -> None:
     assert sorted(md["source"] for md in store.get()["metadatas"]) == ["fer.txt", "thyroide.txt"]
 
 
+def test_an_emptied_document_keeps_what_was_stored_for_it(tmp_path, caplog) -> None:
+    """A null text (a broken export) deleted the document's stored chunks, without --prune, while the
+    warning said it was "not indexed" (user tryout)."""
+    rows = [{"id": f"doc{i}", "text": f"Note {i} : la ferritine du patient {i} est basse."} for i in range(6)]
+    store = MatryoshkaChroma("emptied", FakeMatryoshkaEmbeddings(), client=chromadb.EphemeralClient(),
+                             coarse_rotation="none")
+    index_corpus(_jsonl(tmp_path / "a.jsonl", rows), store, id_field="id")
+    broken = [{**r, "text": None} if i % 2 else r for i, r in enumerate(rows)]
+    with caplog.at_level("WARNING", logger="medrag.indexing"):
+        report = index_corpus(_jsonl(tmp_path / "b.jsonl", broken), store, id_field="id", prune=True)
+    assert report.removed == report.pruned == 0 and len(store) == 6
+    assert store.get(where={"doc": "doc1"})["documents"] == [rows[1]["text"]]
+    assert "3 of 6 document(s) are empty" in caplog.text and "earlier is kept" in caplog.text
+
+
+def test_the_counts_are_this_runs_writes_whatever_other_clients_do(tmp_path) -> None:
+    """"added" was the change in len(store): another client deleting meanwhile gave "92 added, -32
+    already stored" on a server (user tryout)."""
+    store = MatryoshkaChroma("counts", FakeMatryoshkaEmbeddings(), client=chromadb.EphemeralClient(),
+                             coarse_rotation="none")
+    store.add_texts([f"Autre texte {i} sur la TSH." for i in range(10)], ids=[f"other{i}" for i in range(10)])
+    real_add = store.add_texts
+
+    def add_while_another_client_deletes(*args, **kwargs):
+        ids = real_add(*args, **kwargs)
+        store.collection.delete(ids=[f"other{i}" for i in range(10)])  # another client, meanwhile
+        return ids
+
+    store.add_texts = add_while_another_client_deletes
+    rows = [{"text": f"Note {i} : la ferritine du patient {i} est basse."} for i in range(5)]
+    report = index_corpus(_jsonl(tmp_path / "a.jsonl", rows), store, batch_size=2)
+    assert (report.added, report.skipped, report.stored) == (5, 0, 5)
+    again = index_corpus(_jsonl(tmp_path / "a.jsonl", rows), store, batch_size=2)
+    assert (again.added, again.skipped) == (0, 5)
+
+
 def test_nan_metadata_is_left_out_and_the_chunk_keys_are_not_user_fields(tmp_path, caplog) -> None:
     """A NaN score (pandas' missing float) aborted the run with a batch-relative index, and
     --metadata-fields doc,chunk were silently overwritten by each chunk's bookkeeping (found in review)."""
@@ -957,6 +1014,10 @@ def test_nan_metadata_is_left_out_and_the_chunk_keys_are_not_user_fields(tmp_pat
     assert "'score' is absent, null, NaN/inf" in caplog.text and "2 of 3 records" in caplog.text
     with pytest.raises(InvalidInputError, match=r"\['chunk', 'doc'\].*rename them"):
         index_corpus(path, store, metadata_fields=["doc", "chunk", "score"])
+    # a records file's "folder" made its chunks read as a folder's: an edit kept the old text beside the
+    # new one, --prune removed nothing, and a folder named alike pruned them all (user tryout)
+    with pytest.raises(InvalidInputError, match=r"\['folder'\].*a folder file's folder; rename them"):
+        index_corpus(path, store, metadata_fields=["folder"])
     assert len(store) == 3
     store.delete_collection()
 
@@ -1104,7 +1165,7 @@ def test_null_texts_big_ints_dates_and_lists_are_read_as_users_expect(tmp_path, 
     store = MatryoshkaChroma("notes", FakeMatryoshkaEmbeddings(), client=chromadb.EphemeralClient())
     with caplog.at_level("WARNING", logger="medrag.indexing"):
         report = index_corpus(src, store, metadata_fields=["m"])
-    assert report.added == 2 and "1 of 3 document(s) are empty (no text) and were not indexed (e.g. document 2)" \
+    assert report.added == 2 and "1 of 3 document(s) are empty (no text) and were not indexed; what was stored for them earlier is kept (e.g. document 2)" \
         in caplog.text
     store.delete_collection()
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import medrag
-from medrag.errors import ModelLoadError
+from medrag.errors import InvalidInputError, ModelLoadError
 from medrag.models import embedding_dim, model_fingerprint
 
 
@@ -70,6 +70,22 @@ def test_trust_remote_code_is_off_by_default(monkeypatch, tiny_model_dir):
     assert seen["trust_remote_code"] is False
     medrag.load_model(tiny_model_dir, device="cpu", trust_remote_code=True)
     assert seen["trust_remote_code"] is True
+
+
+@pytest.mark.parametrize("value", ["false", "no", 0, None])
+def test_trust_remote_code_other_than_a_bool_is_refused_before_loading(monkeypatch, tiny_model_dir, value):
+    """trust_remote_code="false" (a flag read from a config file or the environment) is truthy: the
+    model folder's own code ran (user tryout)."""
+    import sentence_transformers
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", no_load)
+    with pytest.raises(InvalidInputError, match="trust_remote_code must be True or False"):
+        medrag.load_model(tiny_model_dir, device="cpu", trust_remote_code=value)
+    with pytest.raises(InvalidInputError, match="trust_remote_code must be True or False"):
+        medrag.MatryoshkaEmbeddings(tiny_model_dir, device="cpu", trust_remote_code=value)
 
 
 def test_e5_prompts_added_to_e5_models_without_prompts(tmp_path, tiny_model_dir):

@@ -348,6 +348,22 @@ def test_pca_coarse_rotation_is_fitted_once_and_recorded_in_the_contract(client,
     sampled.delete_collection()
 
 
+def test_the_learned_fit_shows_its_progress_when_the_write_does(client, fake, capsys) -> None:
+    """A first write of 1,098 texts showed its bar at 100% for a silent minute while the learned
+    coarse stage encoded its pseudo-queries (user tryout); it now has a bar of its own, with the
+    same result as without one."""
+    quiet = MatryoshkaChroma(_name(), fake, client=client, coarse_dim=32, coarse_rotation="learned")
+    quiet.add_texts(TEXTS, show_progress=False)
+    assert "coarse stage of" not in capsys.readouterr().err
+    shown = MatryoshkaChroma(_name(), fake, client=client, coarse_dim=32, coarse_rotation="learned")
+    shown.add_texts(TEXTS, show_progress=True)
+    err = capsys.readouterr().err
+    assert f"coarse stage of {shown.collection.name} (once)" in err and "adding to" in err
+    q = TEXTS[3]
+    assert [d.id for d in shown.similarity_search(q, k=5, candidates=40)] == \
+        [d.id for d in quiet.similarity_search(q, k=5, candidates=40)]
+
+
 def test_learned_coarse_projection_is_fitted_once_and_recorded(client, fake) -> None:
     from medrag.coarse import fit_learned, learned_steps, pseudo_queries
     from medrag.errors import InvalidInputError
@@ -775,6 +791,28 @@ def test_deterministic_ids_must_be_a_bool(client, fake, value) -> None:
         MatryoshkaChroma("det-ids", fake, client=client, deterministic_ids=value)
 
 
+@pytest.mark.parametrize("flag", ["create_collection_if_not_exists", "vector_sidecar"])
+def test_store_flags_must_be_bools(client, fake, flag) -> None:
+    """create_collection_if_not_exists="false" created the collection anyway (user tryout)."""
+    with pytest.raises(InvalidInputError, match=f"{flag} must be True"):
+        MatryoshkaChroma("flags", fake, client=client, **{flag: "false"})
+    assert "flags" not in [c.name for c in client.list_collections()]
+
+
+def test_skip_existing_must_be_a_bool_and_nothing_is_written(client, fake) -> None:
+    """skip_existing="false" was truthy: the update of an existing id was skipped in silence and
+    the old text stayed stored (user tryout)."""
+    store = MatryoshkaChroma("skip-flag", fake, client=client)
+    store.add_texts(["Paracétamol : 4 g par jour au plus."], ids=["doliprane"])
+    with pytest.raises(InvalidInputError, match="skip_existing must be True or False, got 'false'"):
+        store.add_texts(["Paracétamol : 3 g par jour au plus."], ids=["doliprane"], skip_existing="false")
+    with pytest.raises(InvalidInputError, match="show_progress must be True, False or None"):
+        store.add_texts(["Paracétamol : 3 g par jour au plus."], ids=["doliprane"], show_progress="no")
+    assert store.get_by_ids(["doliprane"])[0].page_content == "Paracétamol : 4 g par jour au plus."
+    store.add_texts(["Paracétamol : 3 g par jour au plus."], ids=["doliprane"], skip_existing=np.bool_(False))
+    assert store.get_by_ids(["doliprane"])[0].page_content == "Paracétamol : 3 g par jour au plus."
+
+
 def test_each_batch_is_encoded_once(client, tiny_embeddings) -> None:
     calls = {"docs": 0, "embed": 0}
     orig = tiny_embeddings.encode_documents
@@ -819,6 +857,14 @@ def test_plain_langchain_embeddings_are_accepted(client) -> None:
     meta = store.collection.metadata
     assert meta["medrag:model"] == "PlainEmbeddings" and meta["medrag:full_dim"] == 96
     store.delete_collection()
+
+
+def test_a_filter_on_two_keys_says_how_to_join_them(store: MatryoshkaChroma) -> None:
+    """Chroma's "Expected where to have exactly one operator" gave no fix (user tryout)."""
+    store.add_texts(TEXTS[:2], [{"source": "cours", "year": 2024}] * 2)
+    with pytest.raises(InvalidInputError, match=r"joins them with \$and, e.g. \{'\$and'"):
+        store.similarity_search("ferritine", k=1, filter={"source": "cours", "year": 2024})
+    assert len(store.similarity_search("ferritine", k=1, filter={"$and": [{"source": "cours"}, {"year": 2024}]})) == 1
 
 
 def test_filters_apply_in_stage_one(store: MatryoshkaChroma) -> None:
@@ -1157,6 +1203,39 @@ def test_defect4_a_second_process_is_warned_and_cannot_write(tmp_path, fake, cap
     # and this process takes the lock back on its next write (the other one exited)
     owner.add_texts(TEXTS[7:8], ids=["o7"])
     assert (tmp_path / "db" / "medrag.lock").read_text().strip() == str(os.getpid())
+
+
+def test_searches_that_miss_another_processs_writes_are_warned(tmp_path, fake, caplog) -> None:
+    """A store closed, then written by another process: Chroma's embedded client keeps the index this
+    process loaded, so its searches missed the new records without a word (user tryout). They are
+    warned about, once per write generation; this process's own writes warn nothing."""
+    import logging
+
+    path = str(tmp_path / "db")
+    store = MatryoshkaChroma("handoff", fake, persist_directory=path)
+    store.add_texts(TEXTS[:4], ids=[f"a{i}" for i in range(4)])
+    with caplog.at_level(logging.WARNING, logger="medrag.store"):
+        store.similarity_search(TEXTS[0], k=1)
+        store.add_texts(TEXTS[4:5], ids=["a4"])
+        store.similarity_search(TEXTS[0], k=1)
+    assert "another process wrote" not in caplog.text
+    store.close()
+    code = ("import sys; sys.path.insert(0, sys.argv[2]);"
+            "from tests.medrag.test_store import FakeMatryoshkaEmbeddings as F;"
+            "from medrag import MatryoshkaChroma as M;"
+            "s = M('handoff', F(), persist_directory=sys.argv[1]); s.add_texts([sys.argv[3]], ids=['b']);"
+            "print('FOUND', [d.id for d in s.similarity_search(sys.argv[3], k=1)])")
+    out = subprocess.run([sys.executable, "-c", code, path, str(REPO), TEXTS[7]], capture_output=True, text=True,
+                         timeout=120, cwd=REPO)
+    assert "FOUND ['b']" in out.stdout, out.stderr[-2000:]
+    assert "another process wrote" not in out.stderr  # a process that loads the index after the writes sees them
+    with caplog.at_level(logging.WARNING, logger="medrag.store"):
+        store.similarity_search(TEXTS[7], k=1)
+        store.similarity_search(TEXTS[7], k=1)
+        MatryoshkaChroma("handoff", fake, persist_directory=path).similarity_search(TEXTS[7], k=1)
+    warned = [r for r in caplog.records if "another process wrote" in r.getMessage()]
+    assert len(warned) == 1 and "chroma run --path" in warned[0].getMessage()
+    assert len(store) == 6  # nothing lost: counted, and found by a new process
 
 
 def test_defect5_chroma_failures_are_medrag_errors(store: MatryoshkaChroma, fake, client) -> None:
@@ -1998,6 +2077,22 @@ async def test_async_relevance_scores_check_the_threshold_as_the_sync_path_does(
         await store.asearch(TEXTS[0], "similarity_score_threshold", score_threshold="0.5")
     hits = await store.asimilarity_search_with_relevance_scores(TEXTS[0], k=2, score_threshold=np.float32(-1.0))
     assert len(hits) == 2 and hits[0][0].page_content == TEXTS[0]
+
+
+def test_content_id_of_numpy_metadata_is_the_id_add_texts_gives(store: MatryoshkaChroma) -> None:
+    """add_texts stores a pandas row's np.int64 / np.float64 / np.bool_ as Python values, but
+    content_id hashed them with default=str: the documented id of a text was not the stored one, and
+    get_by_ids(content_id(...)) found nothing; content_id(None) hashed None (user tryout)."""
+    md = {"page": np.int64(3), "score": np.float64(0.5), "ok": np.bool_(True), "tags": [np.int64(1), np.int64(2)]}
+    [stored] = store.add_texts([TEXTS[0]], [md])
+    assert MatryoshkaChroma.content_id(TEXTS[0], md) == stored == MatryoshkaChroma.content_id(
+        TEXTS[0], {"page": 3, "score": 0.5, "ok": True, "tags": [1, 2]})
+    assert store.get_by_ids([MatryoshkaChroma.content_id(TEXTS[0], md)])[0].page_content == TEXTS[0]
+    for bad in (None, 3, b"bytes"):
+        with pytest.raises(InvalidInputError, match="content_id takes the text"):
+            MatryoshkaChroma.content_id(bad)
+    with pytest.raises(InvalidInputError, match="content_id takes the metadata as a dict"):
+        MatryoshkaChroma.content_id(TEXTS[0], [("page", 3)])
 
 
 def test_a_none_metadata_value_does_not_change_the_content_id(store: MatryoshkaChroma) -> None:

@@ -420,3 +420,21 @@ def test_the_k_best_are_a_prefix_of_the_full_ranking_when_scores_tie() -> None:
     for k in range(1, 9):
         assert idx.search("ferritine", k=k)[0] == full[:k]
         assert idx.search("ferritine", k=k, ids={f"d{i}" for i in range(7, -1, -1)})[0] == full[:k]
+
+
+def test_an_acronym_query_is_not_read_as_a_common_word_or_a_letter() -> None:
+    """``VS`` was read as ``v`` (the letter of "facteur V": lowercase ``vs`` stems to it) and ``AINS``
+    / ``ains`` as ``ain`` (the adverb "ainsi" stemmed twice), because more passages held those:
+    the passage with the acronym had no BM25 match (user tryout)."""
+    idx = BM25Index()
+    idx.add(["vs", "fv1", "fv2", "ains", "ainsi1", "ainsi2"], [
+        "La vitesse de sédimentation (VS) mesure la chute des globules rouges en une heure.",
+        "Le taux de prothrombine explore notamment le facteur V.",
+        "La chute du facteur V est un critère de gravité de l'insuffisance hépatique.",
+        "Les AINS sont contre-indiqués au troisième trimestre de la grossesse.",
+        "Le diabète se traite ainsi : régime, activité physique, puis metformine.",
+        "La fièvre de l'enfant se surveille ainsi : température, hydratation.",
+    ])
+    for query, best in [("VS", "vs"), ("VS élevée", "vs"), ("AINS", "ains"), ("ains", "ains"), ("facteur V", "fv1")]:
+        assert idx.search(query, k=1)[0] == [best], query
+    assert idx.query_terms("ainsi") == []  # a stopword
