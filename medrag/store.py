@@ -447,7 +447,9 @@ class MatryoshkaChroma(VectorStore):
         # a collection replaced (an empty one created again with this store's settings, or one whose
         # vector index was rebuilt): its vector copy and lexical index are dropped below
         broken_id = self._check_vector_index(persist if writer else None) or self._replaced_id
-        self._check_index_fresh()  # the probe above loaded the index: its generation, or another process's writes
+        # the probe above loaded the index: its generation, or another process's writes (read even while this
+        # process holds the lock: another process may have written while none of its stores held it)
+        self._check_index_fresh(force=True)
         if self._rotation_kind != "none" and self._rotation is None and rotation_sample is not None:
             sample = validate_texts(rotation_sample)
             self._settle_coarse_stage(self._encode(sample, query=False), sample)
@@ -947,18 +949,20 @@ class MatryoshkaChroma(VectorStore):
         logger.warning(
             "another process wrote to the embedded Chroma store %s (collection %r) after this process had loaded "
             "its vector index: Chroma's embedded client does not reload it, so this process's searches miss "
-            "those records (len() and get() see them). Open the folder in a new process to search them, or serve "
-            "it with a Chroma server (chroma run --path %s) and connect every process with chromadb.HttpClient",
+            "those records (len() and get() see them) until this process writes to the collection. Open the "
+            "folder in a new process to search them, or serve it with a Chroma server (chroma run --path %s) "
+            "and connect every process with chromadb.HttpClient",
             key[0], self._collection_name, key[0])
 
     def _note_own_write(self, generation: int) -> None:
         """After this process's write ``generation`` (it holds the lock: no other process wrote), its
-        index holds it, unless the index already missed another process's writes."""
+        index holds it: Chroma's local segment applies the log since its last entry on a write, the
+        other processes' writes included, so an index that missed them has caught up."""
         key = self._index_key()
         if key is not None:
             with _INDEX_GUARD:
-                if key not in _INDEX_STALE:
-                    _INDEX_GENERATION[key] = generation
+                _INDEX_STALE.discard(key)
+                _INDEX_GENERATION[key] = generation
 
     @property
     def write_generation(self) -> int:

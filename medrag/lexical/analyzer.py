@@ -316,6 +316,8 @@ class FrenchMedicalAnalyzer:
         if self.options.fold_accents and self.options.fold_before_stem:
             stop |= {fold_accents(w) for w in stop}  # "ete", "meme", "etait" typed without accents
         self._stop = stop
+        extra = frozenset(self.options.extra_stopwords)  # lowercased; "HÔPITAL" typed "HOPITAL" too
+        self._extra = extra | {fold_accents(w) for w in extra} if self.options.fold_accents else extra
         self._cache: dict[str, tuple[str, ...]] = {}
         self._stemmer = None
 
@@ -339,8 +341,7 @@ class FrenchMedicalAnalyzer:
     def _word_terms(self, word: str) -> tuple[str, ...]:
         """The terms of one pure-letter word (no digits, no hyphen)."""
         opts = self.options
-        if opts.extra_stopwords and word.isupper() and (word.lower() in opts.extra_stopwords or (
-                opts.fold_accents and fold_accents(word.lower()) in self._stop)):
+        if opts.extra_stopwords and word.isupper() and word.lower() in self._extra:
             return ()  # "CHU" with extra_stopwords=("chu",): the acronym reading came first
         if opts.keep_acronyms and word.isupper() and (2 <= len(word) <= 6 or (
                 len(word) == 1 and fold_accents(word) not in _NOT_LETTER_NAMES)):
@@ -478,13 +479,16 @@ class FrenchMedicalAnalyzer:
     def _read_as(self, text: str) -> str:
         if not isinstance(text, str):
             raise InvalidInputError(f"the analyzer takes a str, got {type(text).__name__}")
+        greek = False
         if not text.isascii():
             if not unicodedata.is_normalized("NFC", text):
                 text = unicodedata.normalize("NFC", text)  # decomposed accents (macOS, PDF extraction) split words
             if _SPECIAL.search(text):  # one scan; most texts hold none of them
-                text = spell_greek(_UNICODE_HYPHENS.sub("-", _INVISIBLE.sub("", text)))
+                text, greek = _UNICODE_HYPHENS.sub("-", _INVISIBLE.sub("", text)), True
         if self.options.keep_acronyms and text.isupper() and _LONGER_THAN_ACRONYM.search(text):
             text = text.lower()  # "LE PATIENT EST SOUS AVK": stopwords dropped, words stemmed
+        if greek:  # after the capitals test: the names are written in lowercase ("Β-BLOQUANTS" stays shouted)
+            text = spell_greek(text)
         return text
 
     def token_terms(self, token: str) -> tuple[str, ...]:

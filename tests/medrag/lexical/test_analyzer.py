@@ -52,6 +52,8 @@ def test_greek_letters_meet_their_names(analyzer: FrenchMedicalAnalyzer) -> None
                          ("Δ9-THC", "delta-9-THC")]:
         assert analyzer(letter) == analyzer(name), letter
     assert analyzer("10 μg") == analyzer("10 µg") == ["10", "ug"]  # mu stays the micro of units
+    # a shouted text with a capital Greek letter is still read as lowercase words (review)
+    assert analyzer("TRAITEMENT PAR Β-BLOQUANTS DES PATIENTS") == analyzer("traitement par bêta-bloquants des patients")
 
 
 def test_invisible_characters_do_not_split_words(analyzer: FrenchMedicalAnalyzer) -> None:
@@ -65,6 +67,9 @@ def test_extra_stopwords_drop_words_typed_in_capitals() -> None:
     assert extra("le CHU de Lyon") == extra("le chu de Lyon") == ["lyon"]
     assert extra("HÔPITAL NORD") == extra("HOPITAL NORD") == ["nord"]
     assert FrenchMedicalAnalyzer()("le CHU de Lyon") == ["chu", "lyon"]
+    # only the extra words: the letters and acronyms that are also French stopwords stay (review)
+    patient = FrenchMedicalAnalyzer(AnalyzerOptions(extra_stopwords=("patient",)))
+    assert patient("vitamine D, hépatite C, NOS, SA") == FrenchMedicalAnalyzer()("vitamine D, hépatite C, NOS, SA")
 
 
 def test_stopwords_dropped(analyzer: FrenchMedicalAnalyzer) -> None:
