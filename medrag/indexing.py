@@ -362,6 +362,7 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
         raise DataError(f"{path}: unsupported file type; use a folder of .txt/.md files or one of "
                         f"{', '.join(RECORD_SUFFIXES)}")
     lacking: dict[str, int] = {}
+    first_float_id, n_float_ids = None, 0  # whole-number ids read as floats ("1.0"), for the warning
     typed = [_typed_field(f) for f in metadata_fields or []]
     for n, (where, record) in enumerate(_records(path)):
         if text_field not in record:
@@ -398,6 +399,8 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
                 raise DataError(f"{where}: the {id_field!r} value {value!r} is a {type(value).__name__}; ids are "
                                 "text, numbers or dates (pass another --id-field, or none)")
             key = str(value)
+            if isinstance(value, float) and value.is_integer():  # a Parquet/CSV int column with gaps reads as floats
+                first_float_id, n_float_ids = first_float_id or key, n_float_ids + 1
             _check_text(key, f"{where}: field {id_field!r}")
             meta.setdefault(id_field, key)
         else:  # the text and the metadata: the same text from two sources is two documents
@@ -405,6 +408,11 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
             payload = json.dumps([text, meta], ensure_ascii=False, sort_keys=True) if meta else text
             key = hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()[:24]
         yield key, text, meta
+    if warn and first_float_id is not None:
+        logger.warning("%s: %d %r value(s) are whole numbers stored as floats (e.g. %r): documents are keyed by them "
+                       "as written, so the same ids exported as integers (%r) would be other documents, stored a "
+                       "second time; keep one export format, or export the ids as integers or text", path,
+                       n_float_ids, id_field, first_float_id, first_float_id.removesuffix(".0"))
     for field, count in lacking.items() if warn else ():
         logger.warning("%s: metadata field %r is absent, null, NaN/inf, an int beyond 64 bits or not a "
                        "str/int/float/bool in %d of %d records (left out of their metadata)", path, field, count, n + 1)

@@ -979,6 +979,21 @@ def test_an_emptied_document_keeps_what_was_stored_for_it(tmp_path, caplog) -> N
     assert "3 of 6 document(s) are empty" in caplog.text and "earlier is kept" in caplog.text
 
 
+def test_whole_number_ids_read_as_floats_are_warned_about(tmp_path, caplog) -> None:
+    """A Parquet id column read as floats keys documents "1.0" where the same ids as integers key "1":
+    switching export format stored every document twice, without a word (user tryout)."""
+    floats = _jsonl(tmp_path / "f.jsonl", [{"id": 1.0, "text": "La TSH."}, {"id": 2.0, "text": "La CRP."}])
+    with caplog.at_level("WARNING", logger="medrag.indexing"):
+        keys = [key for key, _, _ in iter_documents(floats, id_field="id")]
+    assert keys == ["1.0", "2.0"]
+    assert "2 'id' value(s) are whole numbers stored as floats (e.g. '1.0')" in caplog.text and "('1')" in caplog.text
+    caplog.clear()
+    ints = _jsonl(tmp_path / "i.jsonl", [{"id": 1, "text": "La TSH."}, {"id": 2.5, "text": "La CRP."}])
+    with caplog.at_level("WARNING", logger="medrag.indexing"):
+        list(iter_documents(ints, id_field="id"))
+    assert "stored as floats" not in caplog.text
+
+
 def test_the_counts_are_this_runs_writes_whatever_other_clients_do(tmp_path) -> None:
     """"added" was the change in len(store): another client deleting meanwhile gave "92 added, -32
     already stored" on a server (user tryout)."""
