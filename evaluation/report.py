@@ -338,8 +338,6 @@ def remove_stale_report_files(out: Path, written: Iterable[Path], earlier: bool)
             logger.info("removed %s, written by an earlier run in %s", f.name, out)
 
 
-
-
 def _data_table(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> str | None:
     """``rows`` as JSON or CSV; ``None`` for Markdown (the caller formats it); an error for other formats."""
     if fmt == "json":

@@ -3,7 +3,7 @@
 For each size of the model: bytes per vector (float32 and int8), the storage of N vectors,
 the time of an exact search over N vectors of that size (timed on a random matrix of N/100 rows,
 at least 1,000, and scaled to N; with one BLAS thread, before the model encodes anything: on a
-busy 2-core machine each multi-threaded call waited ~8-12 ms for a descheduled thread, which the
+busy 2-core machine each multi-threaded call waited for a descheduled thread, a fixed cost that the
 scaling multiplied by N/rows, so every size timed alike and the script picked size 32), and NDCG@10 on the sample's eval questions. Then picks the
 best-scoring size that fits the budget.
 

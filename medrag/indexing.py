@@ -995,13 +995,13 @@ def _remove_created(store: MatryoshkaChroma, persist: Path, created: Path, keep_
         shutil.rmtree(persist)
         if keep_folder:
             persist.mkdir()
-        parent = persist.parent
-        while persist != created and (parent == created or created in parent.parents):
+        for parent in persist.parents if persist != created else ():
             try:
                 parent.rmdir()  # only an empty folder
             except OSError:
                 break
-            parent = parent.parent
+            if parent == created:
+                break
         logger.info("what this run wrote in %s was removed", persist)
     except Exception as exc:
         logger.warning("could not remove what this run wrote in %s: %s", persist, exc)

@@ -155,8 +155,8 @@ _OPEN_GUARD = threading.RLock()
 #: another process's later writes (a store closed, then written by another process): searches then
 #: miss those records, while ``len`` and ``get`` count them.
 _INDEX_GENERATION: dict[tuple[str, str], int] = {}
-#: Keys whose index in this process misses another process's writes, and the generations warned about.
-_INDEX_STALE: set[tuple[str, str]] = set()
+#: The (key, generation) pairs warned about: once each (generations only grow, so an index is stale
+#: exactly while the collection's generation is not the one recorded above).
 _INDEX_WARNED: set[tuple[str, str, int]] = set()
 _INDEX_GUARD = threading.Lock()
 #: Chroma's collection-name rule (checked here so a bad name fails with a clear message).
@@ -354,6 +354,7 @@ class MatryoshkaChroma(VectorStore):
         if coarse_rotation not in (*ROTATIONS, "auto"):
             raise InvalidInputError(f"coarse_rotation must be one of {(*ROTATIONS, 'auto')}, got {coarse_rotation!r}")
         self._rotation_kind = coarse_rotation
+        self._fit_progress = False  # set by add_texts while its progress bar shows (_encode_pseudo_queries)
         self._rotation_requested = coarse_rotation  # what reset_collection() starts again with
         self._rotation: CoarseProjection | None = None
         _check_collection_name(collection_name)
@@ -935,15 +936,11 @@ class MatryoshkaChroma(VectorStore):
         key = self._index_key()
         if key is None:
             return
-        if not force and key not in _INDEX_STALE and key in _INDEX_GENERATION and held_in_this_process(key[0]):
-            return
+        if not force and key in _INDEX_GENERATION and held_in_this_process(key[0]):
+            return  # nothing new to warn about: no other medrag process writes while this one holds the lock
         current = self.write_generation
         with _INDEX_GUARD:
-            known = _INDEX_GENERATION.setdefault(key, current)
-            if current == known and key not in _INDEX_STALE:
-                return
-            _INDEX_STALE.add(key)  # for good: this process's index stays as it was loaded
-            if (*key, current) in _INDEX_WARNED:  # once per generation
+            if _INDEX_GENERATION.setdefault(key, current) == current or (*key, current) in _INDEX_WARNED:
                 return
             _INDEX_WARNED.add((*key, current))
         logger.warning(
@@ -961,7 +958,6 @@ class MatryoshkaChroma(VectorStore):
         key = self._index_key()
         if key is not None:
             with _INDEX_GUARD:
-                _INDEX_STALE.discard(key)
                 _INDEX_GENERATION[key] = generation
 
     @property
@@ -1133,18 +1129,27 @@ class MatryoshkaChroma(VectorStore):
         embeddings, which have no batch query call), with a progress bar of their own when the write
         shows one: encoding them is most of the fit's time (a minute for 1,000 texts on 2 cores)."""
         query = is_encoder(self._encoder)
-        if not getattr(self, "_fit_progress", False):
+        if not self._fit_progress:
             return self._encode(queries, query=query)
         from tqdm.auto import tqdm
 
         logger.info("fitting the learned coarse stage of %r (once per collection): encoding %d pseudo-queries",
                     self._collection_name, len(queries))
-        parts = []
         with tqdm(total=len(queries), desc=f"coarse stage of {self._collection_name} (once)", unit="query") as bar:
-            for start in range(0, len(queries), _PROGRESS_SLICE):
-                parts.append(self._encode(queries[start:start + _PROGRESS_SLICE], query=query))
-                bar.update(len(parts[-1]))
-        return np.concatenate(parts) if parts else np.zeros((0, self._full_dim), np.float32)
+            return self._encode_in_slices(queries, query=query, progress=bar.update)
+
+    def _encode_in_slices(self, texts: list[str], *, query: bool, progress: Callable[[int], Any] | None) -> np.ndarray:
+        """:meth:`_encode`, in one call, or with ``progress`` one call per :data:`_PROGRESS_SLICE` texts
+        (the encoder's ``batch_size`` if larger: a GPU user's larger batch keeps its throughput), each
+        reported to ``progress``."""
+        if progress is None or not texts:
+            return self._encode(texts, query=query)
+        step = max(_PROGRESS_SLICE, int(getattr(self._encoder, "batch_size", 0) or 0))
+        parts = []
+        for start in range(0, len(texts), step):
+            parts.append(self._encode(texts[start:start + step], query=query))
+            progress(len(parts[-1]))
+        return np.concatenate(parts)
 
     def _load_rotation(self) -> None:
         """Read a fitted rotation from the collection metadata (None while not fitted yet); an
@@ -1488,17 +1493,7 @@ class MatryoshkaChroma(VectorStore):
         fresh = [i for i in idx if ids[i] not in kept]
         vectors: dict[str, tuple[bytes, np.ndarray]] = dict(kept)
         if fresh:
-            fresh_texts = [texts[i] for i in fresh]
-            if progress is None:
-                full = self._encode(fresh_texts, query=False)
-            else:
-                parts = []
-                # not below the encoder's own batch (a GPU user's larger batch keeps its throughput)
-                step = max(_PROGRESS_SLICE, int(getattr(self._encoder, "batch_size", 0) or 0))
-                for start in range(0, len(fresh_texts), step):
-                    parts.append(self._encode(fresh_texts[start:start + step], query=False))
-                    progress(len(parts[-1]))
-                full = np.concatenate(parts)
+            full = self._encode_in_slices([texts[i] for i in fresh], query=False, progress=progress)
             zero = np.flatnonzero(~full.any(axis=1))
             if zero.size:  # no direction: stored, its packed vector read as corrupt and broke every search reaching it
                 first = fresh[int(zero[0])]

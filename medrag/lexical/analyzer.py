@@ -371,17 +371,6 @@ class FrenchMedicalAnalyzer:
             return self._unit(part)
         return self._terms(part) if part else ()
 
-    def _hyphen_part(self, part: str) -> tuple[str, ...]:
-        """The terms of one part of a hyphenated token holding a digit (``19`` and ``covid`` of
-        ``COVID-19``; ``40mg`` of ``40mg-jour`` as ``40``, ``mg``)."""
-        if any(c.isdigit() for c in part):
-            glued = self._glued_unit(part) if self.options.split_units else None
-            if glued is not None:
-                return glued
-            term = part.lower().replace(".", ",")
-            return (fold_accents(term) if self.options.fold_accents else term,)
-        return self._word_terms(part)
-
     def _unit(self, unit: str) -> tuple[str, ...]:
         """The term of a unit of :data:`UNITS` (:func:`unit_term`; a unit of time as its word's with ``unit_words``)."""
         term = unit_term(unit)
@@ -419,7 +408,7 @@ class FrenchMedicalAnalyzer:
             term = token.lower().replace(".", ",")
             whole = (fold_accents(term) if opts.fold_accents else term,)
             if has_digit and opts.split_hyphens and "-" in token:  # "COVID-19": also covid, 19
-                return whole + tuple(t for p in token.split("-") if p for t in self._hyphen_part(p))
+                return whole + tuple(t for p in token.split("-") if p for t in self._terms(p))
             return whole
         if "-" in token:
             parts = [p for p in token.split("-") if p]
