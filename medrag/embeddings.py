@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import unicodedata
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,12 +61,26 @@ def _first_caller_outside_medrag() -> int:
     return level
 
 
+def is_blank(text: str) -> bool:
+    """Whether ``text`` has nothing to embed: only whitespace, control characters and invisible format
+    characters (Unicode categories Cc and Cf: a zero-width space or joiner, a byte-order mark, a soft
+    hyphen). Tokenizers drop them all, so such a text encodes as the empty one (a query of a lone
+    U+200B returned arbitrary documents; ``str.strip`` keeps them). The chunker of ``medrag index``
+    reads them as no word either.
+
+    >>> is_blank("\u200b \ufeff"), is_blank("fer")
+    (True, False)
+    """
+    return all(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in text)
+
+
 def validate_texts(texts: Sequence[str]) -> list[str]:
     """Return ``texts`` as a list, or raise naming the first bad entry.
 
     Raises:
         InvalidInputError: a single string (or None, or another non-list) instead of a list, or an
-            entry that is not a string, is empty or whitespace only, or holds a lone surrogate (its
+            entry that is not a string, is blank (empty, or only whitespace or invisible characters:
+            :func:`is_blank`), or holds a lone surrogate (its
             index is named). It is a ``ValueError`` too.
     """
     if isinstance(texts, str):
@@ -76,8 +91,8 @@ def validate_texts(texts: Sequence[str]) -> list[str]:
     for i, t in enumerate(out):
         if not isinstance(t, str):
             raise InvalidInputError(f"text at index {i} is {type(t).__name__}, not a string")
-        if not t.strip():
-            raise InvalidInputError(f"text at index {i} is empty or whitespace only")
+        if is_blank(t):
+            raise InvalidInputError(f"text at index {i} is empty or holds only whitespace or invisible characters")
         check_utf8(t, f"text at index {i}")  # the tokenizer would raise a bare TypeError
     return out
 
@@ -304,7 +319,7 @@ class MatryoshkaEmbeddings(Embeddings):
 
     def embed_query(self, text: str) -> list[float]:
         """Embed one query (with the query prompt) at :attr:`dimension`."""
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str) or is_blank(text):
             raise InvalidInputError(f"the query must be a non-empty string, got {text!r}"[:200])
         check_utf8(text, "the query", "fix the text")  # not "text at index 0 ... decode your source" (add_texts')
         return truncate_embeddings(self.encode_queries([text]), self.dimension)[0].tolist()
@@ -352,7 +367,7 @@ class MatryoshkaEmbeddings(Embeddings):
         if not (prefix.strip() and any(t.startswith(prefix) for t in texts)):
             return texts
         stripped = [t[len(prefix):] if t.startswith(prefix) else t for t in texts]
-        empty = next((i for i, t in enumerate(stripped) if not t.strip()), None)
+        empty = next((i for i, t in enumerate(stripped) if is_blank(t)), None)
         if empty is not None:  # "query: " alone: the empty text validate_texts refuses
             where = "the text" if len(texts) == 1 else f"text at index {empty}"  # one: a query, most often
             raise InvalidInputError(f"{where} is only the prompt {prefix.strip()!r}: it has no content")

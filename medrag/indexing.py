@@ -61,7 +61,6 @@ import os
 import re
 import sys
 import time
-import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +71,7 @@ from medrag._store_lock import refuse_if_held_elsewhere
 from medrag.bundled import DEFAULT_SPEC
 from medrag.command import (add_store_location_arguments, check_store_location, check_writable_dir, collection_names,
                             recorded_model, store_embeddings)
-from medrag.embeddings import is_utf8
+from medrag.embeddings import is_blank, is_utf8
 from medrag.flags import check_flag
 from medrag.errors import CollectionMismatchError, DataError, InvalidInputError
 from medrag.models import check_device
@@ -176,8 +175,8 @@ def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_O
         weight: list[int] = []
         total = 0  # sum(weight)
         for word in raw.split():
-            if all(unicodedata.category(c) == "Cf" for c in word):
-                continue  # zero-width characters alone (U+200B, a BOM) are no word: such a text was indexed
+            if is_blank(word):
+                continue  # zero-width or control characters alone (U+200B, a BOM, NUL) are no word
             pieces = [word] if len(word) <= MAX_WORD_CHARS else [
                 word[j : j + MAX_WORD_CHARS] for j in range(0, len(word), MAX_WORD_CHARS)]
             for piece in pieces:

@@ -22,7 +22,7 @@ from typing import Any
 
 from medrag.command import (add_store_location_arguments, check_store_location, collection_names,
                             lexical_weight_argument, recorded_model, store_embeddings)
-from medrag.embeddings import check_utf8
+from medrag.embeddings import check_utf8, is_blank
 from medrag.errors import CollectionMismatchError, DataError, InvalidInputError
 from medrag.models import check_device
 
@@ -48,8 +48,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
 
 def run_search(args: argparse.Namespace) -> int:
     """Cheap checks, then the collection's recorded model, then the query."""
-    if not args.query.strip():
-        raise InvalidInputError("the query is empty")
+    if is_blank(args.query):
+        raise InvalidInputError("the query is empty (or only whitespace or invisible characters)")
     # what the store would refuse after the model loaded (seconds on CPU), named as the command line has it
     from medrag.store import check_search_sizes  # the store module only for a real search
 

@@ -57,7 +57,7 @@ from medrag._store_lock import DirectoryLock, WriteGuard, folder_write_lock, hel
 from medrag._store_repair import COMPLETE_KEY, REPAIR_SUFFIX, is_vector_index_failure, read_records, segment_ids
 from medrag._chroma_errors import translate_chroma_error
 from medrag._store_sidecar import SIDECAR_NAME, VectorSidecar
-from medrag.embeddings import check_utf8 as _check_utf8, validate_texts
+from medrag.embeddings import check_utf8 as _check_utf8, is_blank, validate_texts
 from medrag.encoder import is_encoder
 from medrag.precomputed import PrecomputedEmbeddings
 from medrag.flags import check_flag
@@ -1919,8 +1919,8 @@ class MatryoshkaChroma(VectorStore):
     def _embed_query(self, query: str) -> np.ndarray:
         if not isinstance(query, str):
             raise InvalidInputError(f"the query must be a string, got {type(query).__name__}")
-        if not query.strip():
-            raise InvalidInputError("the query is empty or whitespace only")
+        if is_blank(query):
+            raise InvalidInputError("the query is empty or holds only whitespace or invisible characters")
         _check_utf8(query, "the query", "fix the text")  # not add_texts' "text at index 0 ... decode your source"
         return self._encode([query], query=True)[0]
 
@@ -2308,6 +2308,9 @@ class MatryoshkaChroma(VectorStore):
                 kwargs["search_kwargs"] = {**(search_kwargs or {}), "score_threshold": threshold}
         # refused when built, not at the first query in production
         _check_retriever_kwargs(kwargs.get("search_type", "similarity"), search_kwargs or {})
+        if "vectorstore" in kwargs:  # a raw TypeError (two values for one argument) otherwise
+            raise InvalidInputError("as_retriever() takes no vectorstore: the retriever searches this store; "
+                                    "call as_retriever on the store you want searched")
         unknown = sorted(set(kwargs) - set(MatryoshkaRetriever.model_fields))
         if unknown:  # pydantic ignored them: as_retriever(search_kwarg={"k": 10}) returned 4 documents
             raise InvalidInputError(f"as_retriever() got unknown argument(s) {unknown}; it takes search_type, "

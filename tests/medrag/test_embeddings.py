@@ -135,10 +135,22 @@ def test_empty_list_gives_empty_list(tiny_embeddings):
     assert tiny_embeddings.encode_queries([]).shape == (0, 128)
 
 
-@pytest.mark.parametrize("bad, index", [(["ok", ""], 1), (["   "], 0), (["ok", "ok", None], 2), ([3], 0)])
+@pytest.mark.parametrize("bad, index", [(["ok", ""], 1), (["   "], 0), (["ok", "ok", None], 2), ([3], 0),
+                                        (["ok", "\u200b\u2060\ufeff"], 1), (["\u00ad \x00"], 0)])
 def test_bad_texts_name_their_index(tiny_embeddings, bad, index):
     with pytest.raises(ValueError, match=f"index {index}"):
         tiny_embeddings.embed_documents(bad)
+
+
+def test_a_text_of_invisible_characters_is_blank(tiny_embeddings):
+    """A lone zero-width space passed ``str.strip``, encoded as the empty text and returned arbitrary
+    documents (review): tokenizers drop format and control characters."""
+    from medrag.embeddings import is_blank
+
+    assert is_blank("") and is_blank(" \u200b\ufeff\u00ad\x00\t") and not is_blank("\u200bfer")
+    for query in ("\u200b", "\u00ad", "query: \u2060"):
+        with pytest.raises(InvalidInputError):
+            tiny_embeddings.embed_query(query)
 
 
 def test_bad_query(tiny_embeddings):

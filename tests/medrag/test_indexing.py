@@ -1230,6 +1230,7 @@ def test_a_folder_file_that_is_not_utf8_is_skipped_and_zero_width_text_is_empty(
     assert [key for key, _, _ in docs] == ["b.txt", "c.txt"] and "1 file(s) not UTF-8 text skipped (e.g. a.txt" \
         in caplog.text
     assert chunk_text("\u200b \u00a0 \u3000") == [] and chunk_text("a \u200b b.") == ["a b."]
+    assert chunk_text("\x00 \u200b\x01") == []  # control characters alone are no word either
     # a file skipped so is still in the source: --prune keeps its stored chunks (review)
     (folder / "a.txt").write_text("La fièvre.", encoding="utf-8")
     store = MatryoshkaChroma("notes", FakeMatryoshkaEmbeddings(), client=chromadb.EphemeralClient())

@@ -1353,6 +1353,21 @@ def test_defect6_re_running_an_interrupted_ingest_neither_duplicates_nor_re_enco
     again.delete_collection()
 
 
+def test_blank_queries_and_texts_of_invisible_characters_are_refused(store: MatryoshkaChroma) -> None:
+    """A query of a lone U+200B or soft hyphen returned arbitrary documents, and add_texts stored a
+    record with no content (review): the checks used ``str.strip``."""
+    store.add_texts(TEXTS[:5])
+    for query in ("\u200b", "\u00ad", " \ufeff "):
+        for search in (store.similarity_search, store.hybrid_search, store.max_marginal_relevance_search):
+            with pytest.raises(InvalidInputError, match="invisible"):
+                search(query, k=2)
+    with pytest.raises(InvalidInputError, match="index 1"):
+        store.add_texts(["la ferritine", "\u200b\u2060\ufeff"])
+    assert len(store) == 5
+    with pytest.raises(InvalidInputError, match="no vectorstore"):  # a raw TypeError before
+        store.as_retriever(vectorstore=store)
+
+
 def test_search_on_empty_store_and_small_collections(store: MatryoshkaChroma) -> None:
     assert store.similarity_search("rien", k=3) == []
     store.add_texts(TEXTS[:2])
