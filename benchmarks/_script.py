@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from medrag.command import NEGATIVE_NUMBER
 from medrag.errors import DataError, MedragError
 
 #: The repository root (the scripts' default outputs are under it, whatever the current folder).
@@ -62,6 +63,7 @@ class ScriptParser(argparse.ArgumentParser):
             kwargs.setdefault("prog", Path(file).name)
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(description=description, **kwargs)
+        self._negative_number_matcher = NEGATIVE_NUMBER  # -1e-4 is a value, not a flag
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

@@ -31,7 +31,7 @@ from evaluation.cache import EmbeddingCache
 from evaluation.metrics import DEFAULT_METRICS, PRIMARY_METRIC, parse_metric
 from evaluation.report import EvaluationReport
 from evaluation.recommend import BALANCED_TOLERANCE, EDGE_TOLERANCE, Recommendations, recommend_sizes
-from evaluation.retrieval import SizeResult, evaluate_vectors
+from evaluation.retrieval import SizeResult, evaluate_vectors, warn_if_few_queries
 from evaluation.stats import (CONFIDENCE, N_BOOTSTRAP, N_PERMUTATIONS, PAIRED_TESTS, ConfidenceInterval, PairedTest,
                               bootstrap_means, paired_test, seeded_rng)
 from medrag.embeddings import MatryoshkaEmbeddings
@@ -42,10 +42,6 @@ from medrag.metadata import default_dims
 from medrag.qa.task import IRTask
 
 logger = logging.getLogger(__name__)
-
-#: Below this many queries an evaluation is warned about: a bootstrap interval of a handful of
-#: per-query scores is not a measure of the model.
-FEW_QUERIES = 30
 
 
 @dataclass
@@ -148,10 +144,7 @@ def evaluate_models(
     if test not in PAIRED_TESTS:
         raise InvalidInputError(f"unknown paired test {test!r}: use one of {PAIRED_TESTS}")
     n_resamples = n_resamples or (N_PERMUTATIONS if test == "permutation" else 10 * N_BOOTSTRAP)
-    if len(task.queries) < FEW_QUERIES:
-        logger.warning("task %r has %d queries: its scores, intervals and size recommendations say little "
-                       "(a single query scores 0 or 1); evaluate on %d queries or more (a larger held-out share, "
-                       "or a dedicated evaluation file)", task.name, len(task.queries), FEW_QUERIES)
+    warn_if_few_queries(task)
     cache = cache if cache is not None else EmbeddingCache()
     labels = list(labels) if labels is not None else []
     results: list[ModelResult] = []

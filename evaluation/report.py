@@ -255,9 +255,11 @@ class EvaluationReport:
 
     def write(self, out_dir: str | os.PathLike[str], plot: bool = True) -> dict[str, Path]:
         """Write the report folder (see the module doc) and return name -> path."""
+        from medrag.command import check_writable_dir
+
         out = Path(out_dir).expanduser()
         check_report_folder(out, self.file_names(plot))
-        out.mkdir(parents=True, exist_ok=True)
+        check_writable_dir(out, "the report folder")  # a file there was a raw FileExistsError
         earlier = holds_report(out)
         paths = {"json": out / "report.json", "markdown": out / "report.md", "metrics_csv": out / "metrics.csv"}
         paths["json"].write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
@@ -319,8 +321,8 @@ def check_report_folder(out: str | os.PathLike[str], names: Iterable[str]) -> No
     taken = sorted(n for n in set(names) if (folder / n).exists())
     if taken:
         raise InvalidInputError(f"{folder} holds {', '.join(taken)}, which no earlier medrag evaluate wrote (no "
-                                "report.json or suite.json beside them): the report would overwrite them; pass a "
-                                "new or empty folder as --out")
+                                "report.json or suite.json that medrag evaluate wrote is there): the report would "
+                                "overwrite them; pass a new or empty folder as --out")
 
 
 def remove_stale_report_files(out: Path, written: Iterable[Path], earlier: bool) -> None:

@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,6 +27,23 @@ from evaluation.metrics import DEFAULT_METRICS, max_k, mean_metrics, per_query_m
 from medrag.errors import InvalidInputError
 from medrag.qa.task import IRTask
 from medrag.vectors import truncate_embeddings
+
+logger = logging.getLogger(__name__)
+
+#: Below this many queries an evaluation is warned about: a bootstrap interval of a handful of
+#: per-query scores is not a measure of the model.
+FEW_QUERIES = 30
+
+
+def warn_if_few_queries(task: IRTask, scores_for: str = "its scores, intervals and size recommendations") -> bool:
+    """Log a warning when ``task`` has fewer than :data:`FEW_QUERIES` queries (a single query scores 0
+    or 1 at every size); ``scores_for`` names what those scores feed. Returns whether it warned."""
+    if len(task.queries) >= FEW_QUERIES:
+        return False
+    logger.warning("task %r has %d queries: %s say little (a single query scores 0 or 1); evaluate on %d "
+                   "queries or more (a larger held-out share, or a dedicated evaluation file)", task.name,
+                   len(task.queries), scores_for, FEW_QUERIES)
+    return True
 
 
 @dataclass

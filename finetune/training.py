@@ -143,6 +143,11 @@ class MatryoshkaFinetuner:
         precision = resolve_precision(cfg.precision, cpu=_cpu_only(cfg))
         self.loss_name = resolve_loss(cfg.loss, cpu=_cpu_only(cfg))
         task = self.dataset.eval_task() if self.dataset.eval else None
+        if task is not None and (cfg.evaluate_before or cfg.evaluate_after):
+            from evaluation.retrieval import warn_if_few_queries
+
+            # 3 pairs held out 10%: one query scored 1.0 at every size and dimension="auto" took the smallest
+            warn_if_few_queries(task, "the before/after table and the scores dimension='auto' chooses a size from")
         inference_max_len = model.max_seq_length
 
         if cfg.engine != "loop" and cfg.checkpoints:

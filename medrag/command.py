@@ -28,6 +28,7 @@ import argparse
 import difflib
 import logging
 import os
+import re
 import sys
 import tempfile
 import warnings
@@ -41,10 +42,21 @@ if TYPE_CHECKING:
     from medrag.embeddings import MatryoshkaEmbeddings
 
 
+#: What argparse takes for a negative number, not a flag: its own ``-1`` and ``-0.5`` (Python 3.11's
+#: pattern) and scientific notation, ``-1e-4`` (the configs write learning rates as ``1.0e-4``):
+#: ``--learning-rate -1e-4`` was "expected one argument" (exit 2), not the value check.
+NEGATIVE_NUMBER = re.compile(r"^-(?:\d+|\d*\.\d+|\d+\.?\d*[eE][-+]?\d+|\d*\.\d+[eE][-+]?\d+)$")
+
+
 class OneLineErrorParser(argparse.ArgumentParser):
     """argparse whose usage errors (a mistyped flag, a value of the wrong type) are one line naming
     ``--help``, not the whole usage block; exit code 2, as argparse's. Its subcommands' parsers are
-    of this class too (``add_subparsers`` makes them with the parent's class)."""
+    of this class too (``add_subparsers`` makes them with the parent's class). A negative number in
+    scientific notation is a value (:data:`NEGATIVE_NUMBER`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = NEGATIVE_NUMBER
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

@@ -454,8 +454,9 @@ def test_an_out_folder_with_the_users_own_report_files_is_refused_before_the_mod
     check_report_folder(out, ["suite.md"])  # only the files about to be written count
     # a report.json of the user's own (any file of that name passed: audit) is no report
     (out / "report.json").write_text("{}")
-    with pytest.raises(InvalidInputError, match="no earlier medrag evaluate wrote"):
-        check_report_folder(out, ["metrics.csv"])
+    with pytest.raises(InvalidInputError, match="no earlier medrag evaluate wrote") as refused:
+        check_report_folder(out, ["metrics.csv", "report.json"])
+    assert "no report.json or suite.json beside" not in str(refused.value)  # it is there (tryout: it said so)
     # an earlier report's folder is reused, as before
     (out / "report.json").write_text(json.dumps({"medrag_version": "0", "created": "2026-12-05T00:00:00+00:00"}))
     check_report_folder(out, ["report.md"])

@@ -120,6 +120,16 @@ def test_single_model_report_has_no_comparison(tiny_embeddings, tmp_path):
     assert "comparison.csv" not in names and "report.json" in names
 
 
+def test_writing_into_a_file_is_a_medrag_error(report, tmp_path):
+    """The Python API's ``report.write`` on a path that is a file raised a raw FileExistsError (tryout)."""
+    from medrag.errors import InvalidInputError
+
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(InvalidInputError, match="is a file"):
+        report.write(tmp_path / "afile")
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
 def test_a_reused_report_folder_keeps_no_file_of_the_earlier_report(report, tiny_embeddings, tmp_path):
     """A second report into the same --out (one model, no plot) left the first one's plot and
     comparison beside it, as if they were its own."""
@@ -188,15 +198,15 @@ def test_a_model_position_out_of_range_is_an_unknown_name(report):
 
 def test_a_task_of_few_queries_is_warned_about(tiny_embeddings, caplog):
     """A 4-pair file held out one query and reported 1.0000 [1.000, 1.000] for every metric, silently."""
-    from evaluation.evaluator import FEW_QUERIES
+    from evaluation.retrieval import FEW_QUERIES
     from medrag.qa.task import IRTask
 
-    with caplog.at_level("WARNING", logger="evaluation.evaluator"):
+    with caplog.at_level("WARNING", logger="evaluation.retrieval"):
         evaluate_models([tiny_embeddings], tiny_task(3), cache=EmbeddingCache(enabled=False), n_bootstrap=10,
                         n_resamples=10)
     assert "has 3 queries" in caplog.text and f"{FEW_QUERIES} queries or more" in caplog.text
     caplog.clear()
-    with caplog.at_level("WARNING", logger="evaluation.evaluator"):
+    with caplog.at_level("WARNING", logger="evaluation.retrieval"):
         many = IRTask.from_pairs([(f"question {i}", f"réponse {i}") for i in range(FEW_QUERIES)])
         evaluate_models([tiny_embeddings], many, cache=EmbeddingCache(enabled=False), n_bootstrap=10,
                         n_resamples=10)

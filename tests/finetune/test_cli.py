@@ -53,6 +53,10 @@ def test_bad_line_bad_config_and_missing_file_exit_1(tmp_path, capsys):
 
     assert medrag_main(["finetune", "--data", str(bad), "--learning-rate", "0"]) == 1
     assert "learning_rate must be > 0" in _one_error_line(capsys)
+    # scientific notation, as the configs write learning rates: argparse took -1e-4 for a flag (exit 2,
+    # "expected one argument"; tryout)
+    assert medrag_main(["finetune", "--data", str(bad), "--learning-rate", "-1e-4"]) == 1
+    assert "learning_rate must be > 0" in _one_error_line(capsys)
 
     # a choice flag: argparse's exit code 2, where `engine: foo` in a config file gave 1 (user tryout)
     assert medrag_main(["finetune", "--data", str(bad), "--engine", "foo"]) == 1

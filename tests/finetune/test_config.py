@@ -55,6 +55,15 @@ def test_toml_with_or_without_a_finetune_table_and_json(tmp_path):
     assert FinetuneConfig.from_file(c).epochs == 6
 
 
+@pytest.mark.parametrize("name, text", [("c.json", '{"epochs": 6}'), ("c.toml", "epochs = 6\n"), ("c.yaml", "epochs: 6\n")])
+def test_a_config_saved_with_a_bom_is_read(tmp_path, name, text):
+    """Notepad's UTF-8 starts with a BOM: JSON refused it ("Unexpected UTF-8 BOM"), TOML said "Invalid
+    statement" (new-user tryout)."""
+    path = tmp_path / name
+    path.write_bytes("\ufeff".encode() + text.encode())
+    assert FinetuneConfig.from_file(path).epochs == 6
+
+
 def test_save_and_read_back(tmp_path):
     cfg = FinetuneConfig(epochs=3, dims=[64], run_name="x")
     for name in ("c.yaml", "c.yml", "c.json"):

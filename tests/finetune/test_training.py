@@ -189,6 +189,15 @@ def test_a_one_step_run_trains_at_a_real_learning_rate(tiny_model_dir, pairs_fil
     assert any(not (base[k] == trained[k]).all() for k in base if k in trained)
 
 
+def test_a_held_out_split_of_few_queries_is_warned_about(tiny_model_dir, pairs_file, tmp_path, caplog):
+    """3 pairs with 10% held out scored one query: 1.0 at every size, no warning, and dimension="auto"
+    took the smallest size (tryout); medrag evaluate warned on the same split."""
+    cfg = quick_config(tiny_model_dir, pairs_file, tmp_path / "m", epochs=1)  # 8 held-out questions
+    with caplog.at_level("WARNING", logger="evaluation.retrieval"):
+        MatryoshkaFinetuner(cfg).run()
+    assert "has 8 queries: the before/after table and the scores dimension='auto' chooses" in caplog.text
+
+
 def test_evaluate_after_false_skips_the_final_scores(tiny_model_dir, pairs_file, tmp_path):
     cfg = quick_config(tiny_model_dir, pairs_file, tmp_path / "m", epochs=1, evaluate_after=False)
     result = MatryoshkaFinetuner(cfg).run()
