@@ -68,7 +68,7 @@ def is_blank(text: str) -> bool:
     U+200B returned arbitrary documents; ``str.strip`` keeps them). The chunker of ``medrag index``
     reads them as no word either.
 
-    >>> is_blank("\u200b \ufeff"), is_blank("fer")
+    >>> is_blank(chr(0x200B) + " " + chr(0xFEFF)), is_blank("fer")  # a zero-width space and a BOM
     (True, False)
     """
     return all(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in text)

@@ -22,7 +22,7 @@ from tests.conftest import REPO
 BENCH = REPO / "benchmarks"
 SCRIPTS = ("analyzer_ablation", "auto_weight", "chunk_window", "default_model_sweep", "finetune_sweep", "hybrid_benchmark", "index_resume",
            "langchain_anchor", "layer_pool_probe", "lexical_libraries", "number_forms", "query_case", "sidecar_layout",
-           "store_benchmark", "typo_queries", "unaccented_queries")
+           "store_benchmark", "top_block_probe", "typo_queries", "unaccented_queries")
 
 
 def load(name: str) -> ModuleType:
@@ -63,6 +63,7 @@ def missing_data_args(name: str, missing: Path, tmp_path: Path) -> list[str]:
         "lexical_libraries": ["--data", str(missing)],
         "query_case": ["--data-root", str(missing)],
         "store_benchmark": ["chunks", "--data", str(missing / "medquad.jsonl")],
+        "top_block_probe": ["--candidate", "head-h=0", "--out", str(tmp_path / "out.json"), "--data-root", str(missing)],
         "unaccented_queries": ["--data-root", str(missing)],
         "typo_queries": ["--data-root", str(missing)],
     }[name]
@@ -103,6 +104,11 @@ BAD_VALUES = [
     ("langchain_anchor", ["--weight", "2"], "--weight"),
     ("layer_pool_probe", ["--candidate", "final=12:40", "--out", "x", "--max-passages", "0"], "--max-passages"),
     ("layer_pool_probe", ["--candidate", "x", "--out", "x"], "--candidate"),
+    ("top_block_probe", ["--candidate", "x", "--out", "x"], "--candidate"),
+    ("top_block_probe", ["--candidate", "a=1:0", "--out", "x"], "--candidate"),
+    ("top_block_probe", ["--candidate", "a=1:1e-4:1e-4:-2", "--out", "x"], "--candidate"),
+    ("top_block_probe", ["--candidate", "a=0", "--candidate", "a=1", "--out", "x"], "--candidate"),
+    ("top_block_probe", ["--candidate", "a=0", "--out", "x", "--threads", "0"], "--threads"),
     ("lexical_libraries", ["--n", "0"], "--n"),
     ("lexical_libraries", ["--n", "5", "--queries", "6"], "--queries"),
     ("sidecar_layout", ["--rows", "0"], "--rows"),
