@@ -62,6 +62,10 @@ if TYPE_CHECKING:
 
 #: The cached hidden layer: the input of the encoder's last block (e5-small has 12).
 CACHED_LAYER = 11
+#: AdamW's weight decay on a whole trained block (torch's default, on every parameter of the block,
+#: biases and norms included; the loop's config has 0 and never decays 1-D parameters). LoRA
+#: matrices are not decayed.
+FULL_BLOCK_WEIGHT_DECAY = 0.01
 
 
 class TokenStates:
@@ -217,7 +221,8 @@ def train_block(cfg: "FinetuneConfig", pairs: "list[QAPair]", encoder: TopBlockE
                 dims: tuple[int, ...] = DIMS) -> None:
     """Train ``encoder``'s block and head together: the loop's losses (MatryoshkaLoss(MNRL) + the
     distillation of the base's similarities, the config's weights and temperature) on the loop's
-    batches without duplicate texts (``cfg.batch_size``), AdamW, warm-up then linear decay. A batch's
+    batches without duplicate texts (``cfg.batch_size``), AdamW (a whole block with
+    :data:`FULL_BLOCK_WEIGHT_DECAY`), warm-up then linear decay. A batch's
     forward runs in micro-batches of ``micro_batch`` texts (memory); the loss is the batch's. ``rank``
     > 0 trains LoRA matrices of that rank on the block's linear layers instead of the whole block."""
     import torch
@@ -233,7 +238,7 @@ def train_block(cfg: "FinetuneConfig", pairs: "list[QAPair]", encoder: TopBlockE
     encoder.block.train()
     block_params = [p for p in encoder.block.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW([
-        {"params": block_params, "lr": block_lr, "weight_decay": 0.0 if rank else 0.01},
+        {"params": block_params, "lr": block_lr, "weight_decay": 0.0 if rank else FULL_BLOCK_WEIGHT_DECAY},
         {"params": [head.weight], "lr": head_lr, "weight_decay": cfg.weight_decay},
         {"params": [head.bias], "lr": head_lr, "weight_decay": 0.0}])
     plan: list[list[int]] = []
@@ -393,7 +398,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       "lora_rank": rank, "runs": runs,
                                       "mean": mean, "macro_sd": sd}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(_rounded(report), indent=1) + "\n")
+    written = _rounded(report)
+    for name, _, block_lr, head_lr, _ in candidates:  # not rounded to 4 decimals (5e-5 was written 0.0001)
+        written["candidates"][name].update(block_lr=block_lr, head_lr=head_lr)
+    args.out.write_text(json.dumps(written, indent=1) + "\n")
     print(f"wrote {args.out}")
     return 0
 

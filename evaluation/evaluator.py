@@ -31,7 +31,7 @@ from evaluation.cache import EmbeddingCache
 from evaluation.metrics import DEFAULT_METRICS, PRIMARY_METRIC, parse_metric
 from evaluation.report import EvaluationReport
 from evaluation.recommend import BALANCED_TOLERANCE, EDGE_TOLERANCE, Recommendations, recommend_sizes
-from evaluation.retrieval import SizeResult, evaluate_vectors, warn_if_few_queries
+from evaluation.retrieval import FEW_QUERIES, SizeResult, evaluate_vectors, warn_if_few_queries  # noqa: F401 (FEW_QUERIES: its old home)
 from evaluation.stats import (CONFIDENCE, N_BOOTSTRAP, N_PERMUTATIONS, PAIRED_TESTS, ConfidenceInterval, PairedTest,
                               bootstrap_means, paired_test, seeded_rng)
 from medrag.embeddings import MatryoshkaEmbeddings

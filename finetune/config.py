@@ -18,6 +18,7 @@ accumulation 16, lr 2e-5, 1 epoch); on FrenchMedMCQA ``configs/frenchmedmcqa_see
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import difflib
 import json
@@ -411,10 +412,12 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is a folder; pass a .yaml, .toml or .json file")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
+    raw = path.read_bytes()
+    bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0  # Notepad's UTF-8: JSON and TOML refused it
     try:
-        text = path.read_text(encoding="utf-8-sig")  # a BOM (Notepad's UTF-8) broke JSON and TOML
+        text = raw[bom:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise ConfigError(f"config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start + bom})") from None
     if path.suffix not in (".yaml", ".yml", ".toml", ".json"):
         raise ConfigError(f"config file {path}: use .yaml, .yml, .toml or .json")
     try:

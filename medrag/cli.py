@@ -27,6 +27,7 @@ from medrag.command import new_parser, run_command
 from medrag.embeddings import MatryoshkaEmbeddings, check_utf8
 from medrag.errors import InvalidInputError
 from medrag.models import check_device
+from medrag.text_checks import is_blank
 from medrag.vectors import truncate_embeddings
 
 #: Modules that contribute subcommands, in the order of ``medrag --help``.
@@ -64,7 +65,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
 def _compare(args: argparse.Namespace) -> int:
     # named as the command line shows them, and before the model loads ("text at index 0" said neither)
     for what, text in [("the query", args.query), *((f"passage {i}", p) for i, p in enumerate(args.passages, 1))]:
-        if not text.strip():
+        if is_blank(text):
             raise InvalidInputError(f"{what} is empty; pass a text (an unset shell variable gives an empty argument)")
         check_utf8(text, what, "fix the text")
     check_device(args.device)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import unicodedata
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +35,7 @@ from medrag.metadata import MatryoshkaMetadata, default_dims
 from medrag.models import check_device, embedding_dim, legacy_model_fingerprints, load_model, model_fingerprint
 from medrag.prompts import DOCUMENT_PROMPT_NAMES, QUERY_PROMPT_NAMES, pick_prompt_name
 from medrag.sizes import smallest_size_within
+from medrag.text_checks import is_blank
 from medrag.vectors import truncate_embeddings
 
 if TYPE_CHECKING:
@@ -59,19 +59,6 @@ def _first_caller_outside_medrag() -> int:
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
         frame, level = frame.f_back, level + 1
     return level
-
-
-def is_blank(text: str) -> bool:
-    """Whether ``text`` has nothing to embed: only whitespace, control characters and invisible format
-    characters (Unicode categories Cc and Cf: a zero-width space or joiner, a byte-order mark, a soft
-    hyphen). Tokenizers drop them all, so such a text encodes as the empty one (a query of a lone
-    U+200B returned arbitrary documents; ``str.strip`` keeps them). The chunker of ``medrag index``
-    reads them as no word either.
-
-    >>> is_blank(chr(0x200B) + " " + chr(0xFEFF)), is_blank("fer")  # a zero-width space and a BOM
-    (True, False)
-    """
-    return all(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in text)
 
 
 def validate_texts(texts: Sequence[str]) -> list[str]:

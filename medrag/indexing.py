@@ -71,7 +71,8 @@ from medrag._store_lock import refuse_if_held_elsewhere
 from medrag.bundled import DEFAULT_SPEC
 from medrag.command import (add_store_location_arguments, check_store_location, check_writable_dir, collection_names,
                             recorded_model, store_embeddings)
-from medrag.embeddings import is_blank, is_utf8
+from medrag.embeddings import is_utf8
+from medrag.text_checks import is_blank
 from medrag.flags import check_flag
 from medrag.errors import CollectionMismatchError, DataError, InvalidInputError
 from medrag.models import check_device
@@ -764,7 +765,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                                               skipped=not_read):
             documents += 1
             title = meta.get(title_field) if title_field is not None else None
-            if title is not None and not isinstance(title, bool) and str(title).strip():  # a number: its text
+            if title is not None and not isinstance(title, bool) and not is_blank(str(title)):  # a number: its text
                 title = " ".join(str(title).split())
             else:
                 title = None

@@ -22,7 +22,8 @@ from typing import Any
 
 from medrag.command import (add_store_location_arguments, check_store_location, collection_names,
                             lexical_weight_argument, recorded_model, store_embeddings)
-from medrag.embeddings import check_utf8, is_blank
+from medrag.embeddings import check_utf8
+from medrag.text_checks import is_blank
 from medrag.errors import CollectionMismatchError, DataError, InvalidInputError
 from medrag.models import check_device
 

@@ -57,7 +57,8 @@ from medrag._store_lock import DirectoryLock, WriteGuard, folder_write_lock, hel
 from medrag._store_repair import COMPLETE_KEY, REPAIR_SUFFIX, is_vector_index_failure, read_records, segment_ids
 from medrag._chroma_errors import translate_chroma_error
 from medrag._store_sidecar import SIDECAR_NAME, VectorSidecar
-from medrag.embeddings import check_utf8 as _check_utf8, is_blank, validate_texts
+from medrag.embeddings import check_utf8 as _check_utf8, validate_texts
+from medrag.text_checks import is_blank
 from medrag.encoder import is_encoder
 from medrag.precomputed import PrecomputedEmbeddings
 from medrag.flags import check_flag

@@ -25,6 +25,7 @@ def test_compare_names_an_empty_argument_before_the_model(capsys, monkeypatch):
     monkeypatch.setattr(medrag.embeddings, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
     _one_line_error(capsys, ["compare", "", "un passage"], "the query is empty")
     _one_line_error(capsys, ["compare", "fer", "un passage", "  "], "passage 2 is empty")
+    _one_line_error(capsys, ["compare", "\u200b", "un passage"], "the query is empty")  # invisible only (review)
     _one_line_error(capsys, ["compare", "fer", "un \udcff passage"], "passage 1 is not valid UTF-8 text")
     # --device, as search and index have it (it was "unrecognized arguments"), checked before the model
     _one_line_error(capsys, ["compare", "fer", "un passage", "--device", "tpu9"], "unknown device 'tpu9'")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medrag.errors import DataError
+from medrag.text_checks import is_blank
 
 
 @dataclass
@@ -66,7 +67,7 @@ class IRTask:
                 raise DataError(f"evaluation task {self.name!r}: the text of {side} {bad!r} is "
                                 f"{type(mapping[bad]).__name__}, not a string")
             # an empty text failed at the first encode as "text at index N is empty", naming no id
-            blank = next((i for i, text in mapping.items() if not text.strip()), None)
+            blank = next((i for i, text in mapping.items() if is_blank(text)), None)
             if blank is not None:
                 raise DataError(f"evaluation task {self.name!r}: the text of {side} {blank!r} is empty; "
                                 f"give it a text or leave it out")
@@ -99,7 +100,7 @@ class IRTask:
                 raise DataError(f"pair {n} is {pair!r}: each pair is (question, answer)")
             question, answer = pair
             for what, text in (("question", question), ("answer", answer)):
-                if not isinstance(text, str) or not text.strip():  # NaN / None from a DataFrame row, an int
+                if not isinstance(text, str) or is_blank(text):  # NaN / None from a DataFrame row, an int
                     raise DataError(f"pair {n}: the {what} is {text!r}, not a text")
             qid, did = _id("q", question), _id("d", answer)
             queries.setdefault(qid, question)  # a text spelled twice (NFC, NFD) keeps its first spelling
@@ -109,7 +110,7 @@ class IRTask:
             raise DataError(f"extra_corpus takes a list of distractor texts, got a {type(extra_corpus).__name__}"
                             f"{f'; one text: extra_corpus=[{extra_corpus[:30]!r}...]' if isinstance(extra_corpus, str) else ''}")
         for n, text in enumerate(extra_corpus):
-            if not isinstance(text, str) or not text.strip():
+            if not isinstance(text, str) or is_blank(text):
                 raise DataError(f"extra_corpus item {n} is {text!r}, not a text")
             corpus.setdefault(_id("d", text), text)
         return cls(queries=queries, corpus=corpus, qrels=qrels, name=name)

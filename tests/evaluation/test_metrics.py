@@ -181,6 +181,7 @@ def test_from_pairs_names_bad_pairs(pairs, match) -> None:
 @pytest.mark.parametrize("extra, match", [
     ("Distracteur glycémie", r"extra_corpus takes a list of distractor texts, got a str; one text: extra_corpus=\["),
     (["ok", "  "], "extra_corpus item 1 is '  ', not a text"), ([None], "extra_corpus item 0 is None"),
+    (["ok", "\u2060"], r"extra_corpus item 1 is '\\u2060', not a text"),  # invisible only: blank (review)
 ])
 def test_from_pairs_names_bad_distractors(extra, match) -> None:
     """A string was added as one one-character distractor per letter; blank distractors failed at the encode (audit)."""

@@ -62,6 +62,9 @@ def test_a_config_saved_with_a_bom_is_read(tmp_path, name, text):
     path = tmp_path / name
     path.write_bytes("\ufeff".encode() + text.encode())
     assert FinetuneConfig.from_file(path).epochs == 6
+    path.write_bytes("\ufeff".encode() + b"epochs\xff")  # a bad byte is named at its place in the file
+    with pytest.raises(ConfigError, match="at byte 9"):
+        FinetuneConfig.from_file(path)
 
 
 def test_save_and_read_back(tmp_path):
