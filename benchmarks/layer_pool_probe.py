@@ -47,6 +47,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from _script import ScriptParser, add_data_root_argument, positive_int, run_script, suite_data_root  # noqa: E402
 
 if TYPE_CHECKING:
+    import argparse
+
     import torch
     from sentence_transformers import SentenceTransformer
 
@@ -201,6 +203,51 @@ def _mean(scores: list[dict[str, float]]) -> dict[str, float]:
     return {str(d): float(np.mean([s[str(d)] for s in scores])) for d in DIMS}
 
 
+def add_probe_arguments(parser: "argparse.ArgumentParser", candidate_help: str) -> None:
+    """The options every probe of the default's recipe takes: candidates, seeds, the suite's part and
+    pilot size, the data folder and the report (this probe's and ``top_block_probe``'s)."""
+    parser.add_argument("--candidate", action="append", required=True, help=candidate_help)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42], help="training seeds of every candidate")
+    parser.add_argument("--part", choices=("val", "test"), default="val",
+                        help="the suite's part: val for choices, test to report a chosen candidate once")
+    parser.add_argument("--max-passages", type=positive_int, default=1500, help="suite pilot passages per domain")
+    add_data_root_argument(parser)
+    parser.add_argument("--out", type=Path, required=True, help="the JSON report")
+
+
+def parse_candidates(parser: "argparse.ArgumentParser", specs: list[str], parse) -> list[tuple]:
+    """``parse`` applied to every ``--candidate``; a bad spec or a name given twice is a usage error."""
+    try:
+        candidates = [parse(c) for c in specs]
+    except SystemExit as exc:  # a bad spec is a usage error
+        parser.error(str(exc))
+    names = [c[0] for c in candidates]
+    if len(set(names)) != len(names):
+        parser.error(f"--candidate: each name once, got {names}")
+    return candidates
+
+
+def run_row(name: str, seed: int, per: dict[str, dict[str, float]], choice_domains: Sequence[str],
+            seconds: float) -> dict:
+    """One run's report row (its macro-average over the choice domains and every domain's scores),
+    printed as one line with the leaflets beside it."""
+    macro = {str(dim): float(np.mean([per[dn][str(dim)] for dn in choice_domains])) for dim in DIMS}
+    leaflets = per.get("leaflets")
+    print(f"{name:>14} seed {seed:>3}  macro " + " ".join(f"{macro[str(d)]:.3f}" for d in DIMS)
+          + ("  leaflets " + " ".join(f"{leaflets[str(d)]:.3f}" for d in (384, 64, 32)) if leaflets else ""),
+          flush=True)
+    return {"seed": seed, "macro": macro, "domains": per, "seconds": round(seconds, 1)}
+
+
+def summarise_runs(runs: list[dict], domains: Sequence[str]) -> dict:
+    """A candidate's ``mean`` (macro and every domain, over its runs) and ``macro_sd`` (None for one run)."""
+    mean = {"macro": _mean([r["macro"] for r in runs])}
+    mean.update({domain: _mean([r["domains"][domain] for r in runs]) for domain in domains})
+    sd = {str(d): float(np.std([r["macro"][str(d)] for r in runs], ddof=1)) if len(runs) > 1 else None
+          for d in DIMS}
+    return {"mean": mean, "macro_sd": sd}
+
+
 def _rounded(value: Any) -> Any:
     """The report with every float rounded to 4 decimals (only when written: means use full precision)."""
     if isinstance(value, float):
@@ -214,23 +261,10 @@ def _rounded(value: Any) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = ScriptParser(__file__, __doc__.split("\n\n")[0])
-    parser.add_argument("--candidate", action="append", required=True,
-                        help="NAME=LAYERS:EPOCHS[:WEIGHTS], e.g. layers8-12=8,12:10 (repeatable; see the module's "
-                             "docstring)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[42], help="training seeds of every candidate")
-    parser.add_argument("--part", choices=("val", "test"), default="val",
-                        help="the suite's part: val for choices, test to report a chosen candidate once")
-    parser.add_argument("--max-passages", type=positive_int, default=1500, help="suite pilot passages per domain")
-    add_data_root_argument(parser)
-    parser.add_argument("--out", type=Path, required=True, help="the JSON report")
+    add_probe_arguments(parser, "NAME=LAYERS:EPOCHS[:WEIGHTS], e.g. layers8-12=8,12:10 (repeatable; see the "
+                                "module's docstring)")
     args = parser.parse_args(argv)
-    try:
-        candidates = [parse_candidate(c) for c in args.candidate]
-    except SystemExit as exc:  # a bad spec is a usage error
-        parser.error(str(exc))
-    names = [c[0] for c in candidates]
-    if len(set(names)) != len(names):
-        parser.error(f"--candidate: each name once, got {names}")
+    candidates = parse_candidates(parser, args.candidate, parse_candidate)
     data_root = suite_data_root(args.data_root)
     logging.basicConfig(level=logging.WARNING)
 
@@ -282,19 +316,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     dv = unit(head(torch.from_numpy(features(d, all_layers, layers))).numpy())
                     res = evaluate_vectors(suite.domains[domain].task, qv, dv, DIMS, ("ndcg@10",))
                     per[domain] = {str(dim): float(r.means["ndcg@10"]) for dim, r in res.items()}
-            macro = {str(dim): float(np.mean([per[dn][str(dim)] for dn in suite.choice_domains])) for dim in DIMS}
-            runs.append({"seed": seed, "macro": macro, "domains": per, "seconds": round(time.perf_counter() - t, 1)})
-            leaflets = per.get("leaflets")
-            print(f"{name:>14} seed {seed:>3}  macro " + " ".join(f"{macro[str(d)]:.3f}" for d in DIMS)
-                  + ("  leaflets " + " ".join(f"{leaflets[str(d)]:.3f}" for d in (384, 64, 32)) if leaflets else ""),
-                  flush=True)
-        mean = {"macro": _mean([r["macro"] for r in runs])}
-        mean.update({domain: _mean([r["domains"][domain] for r in runs]) for domain in suite.domains})
-        sd = {str(d): float(np.std([r["macro"][str(d)] for r in runs], ddof=1)) if len(runs) > 1 else None
-              for d in DIMS}
+            runs.append(run_row(name, seed, per, suite.choice_domains, time.perf_counter() - t))
         report["candidates"][name] = {"layers": list(layers), "epochs": epochs,
-                                      "matryoshka_weights": run_cfg.matryoshka_weights, "runs": runs, "mean": mean,
-                                      "macro_sd": sd}
+                                      "matryoshka_weights": run_cfg.matryoshka_weights, "runs": runs,
+                                      **summarise_runs(runs, suite.domains)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(_rounded(report), indent=1) + "\n")
     print(f"wrote {args.out}")

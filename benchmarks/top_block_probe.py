@@ -18,8 +18,8 @@ the block at its own small learning rate. Starting from a trained head keeps the
 from distorting the block's features (the paper's reason), and the distillation term holds the
 full-size similarities near the base's (the leaflets, never trained on, are the check).
 
-Usage (from the repository root; ~20 minutes of encoding on 2 idle cores the first time, cached
-in ``$MEDRAG_CACHE/block_states``; then ~3 minutes per epoch of block training)::
+Usage (from the repository root; minutes of encoding the first time, cached in
+``$MEDRAG_CACHE/block_states`` and reported as ``features_seconds``; each run's ``seconds`` in the report)::
 
     python benchmarks/top_block_probe.py --candidate head-h=0 --candidate lpft-1=1:5e-5 \\
         --out docs/results/top_block_probe_val_1.json
@@ -50,8 +50,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
-from _script import ScriptParser, add_data_root_argument, positive_int, run_script, suite_data_root  # noqa: E402
-from layer_pool_probe import CONFIG, DIMS, _mean, _rounded, train_head, unit  # noqa: E402
+from _script import ScriptParser, positive_int, run_script, suite_data_root  # noqa: E402
+from layer_pool_probe import (CONFIG, DIMS, _rounded, add_probe_arguments, parse_candidates, run_row,  # noqa: E402
+                              summarise_runs, train_head, unit)
 
 if TYPE_CHECKING:
     import torch
@@ -77,6 +78,10 @@ class TokenStates:
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
+
+    def first(self, n: int) -> "TokenStates":
+        """The states of the first ``n`` texts."""
+        return TokenStates(self.flat[:self.offsets[n]], self.offsets[:n + 1])
 
     def batch(self, idx: Sequence[int]) -> tuple["torch.Tensor", "torch.Tensor"]:
         """Padded float32 states ``(b, longest, width)`` and the 0/1 mask ``(b, longest)``."""
@@ -289,24 +294,11 @@ def parse_candidate(spec: str) -> tuple[str, int, float, float, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = ScriptParser(__file__, __doc__.split("\n\n")[0])
-    parser.add_argument("--candidate", action="append", required=True,
-                        help="NAME=EPOCHS[:BLOCK_LR[:HEAD_LR[:RANK]]], e.g. lpft-1=1:5e-5 (repeatable; see the module's "
-                             "docstring)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[42], help="training seeds of every candidate")
-    parser.add_argument("--part", choices=("val", "test"), default="val",
-                        help="the suite's part: val for choices, test to report a chosen candidate once")
-    parser.add_argument("--max-passages", type=positive_int, default=1500, help="suite pilot passages per domain")
+    add_probe_arguments(parser, "NAME=EPOCHS[:BLOCK_LR[:HEAD_LR[:RANK]]], e.g. lpft-1=1:5e-5 (repeatable; see the "
+                                "module's docstring)")
     parser.add_argument("--threads", type=positive_int, default=2, help="torch threads")
-    add_data_root_argument(parser)
-    parser.add_argument("--out", type=Path, required=True, help="the JSON report")
     args = parser.parse_args(argv)
-    try:
-        candidates = [parse_candidate(c) for c in args.candidate]
-    except SystemExit as exc:  # a bad spec is a usage error
-        parser.error(str(exc))
-    names = [c[0] for c in candidates]
-    if len(set(names)) != len(names):
-        parser.error(f"--candidate: each name once, got {names}")
+    candidates = parse_candidates(parser, args.candidate, parse_candidate)
     data_root = suite_data_root(args.data_root)
     logging.basicConfig(level=logging.WARNING)
 
@@ -345,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     domain = next(iter(suite.domains))
     texts = list(suite.domains[domain].task.corpus.values())[:16]
     direct = model.encode(texts, prompt=pprompt, convert_to_numpy=True, normalize_embeddings=True)
-    cached = base.encode(TokenStates(*_subset(suite_states[domain][1], 16)))
+    cached = base.encode(suite_states[domain][1].first(16))
     check = float(np.abs(direct - cached).max())
     if check > 5e-3:
         raise SystemExit(f"the cached block path differs from the base model by {check:.2g}: not a valid probe")
@@ -365,15 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             per[name] = {str(dim): float(r.means["ndcg@10"]) for dim, r in res.items()}
         return per
 
-    def summary(name: str, seed: int, per: dict[str, dict[str, float]], seconds: float) -> dict:
-        macro = {str(dim): float(np.mean([per[dn][str(dim)] for dn in suite.choice_domains])) for dim in DIMS}
-        leaflets = per.get("leaflets")
-        print(f"{name:>14} seed {seed:>3}  macro " + " ".join(f"{macro[str(d)]:.3f}" for d in DIMS)
-              + ("  leaflets " + " ".join(f"{leaflets[str(d)]:.3f}" for d in (384, 64, 32)) if leaflets else ""),
-              flush=True)
-        return {"seed": seed, "macro": macro, "domains": per, "seconds": round(seconds, 1)}
-
-    base_run = summary("base", 0, score(lambda name, side, states: suite_base[name][side]), 0.0)
+    base_run = run_row("base", 0, score(lambda name, side, states: suite_base[name][side]), suite.choice_domains, 0.0)
     report["base"] = {"macro": base_run["macro"], **base_run["domains"]}
     for name, epochs, block_lr, head_lr, rank in candidates:
         runs = []
@@ -389,14 +373,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:  # the block is the base's: score from the base's vectors
                 with torch.no_grad():
                     per = score(lambda name_, side, states: unit(head(torch.from_numpy(suite_base[name_][side])).numpy()))
-            runs.append(summary(name, seed, per, time.perf_counter() - t))
-        mean = {"macro": _mean([r["macro"] for r in runs])}
-        mean.update({domain: _mean([r["domains"][domain] for r in runs]) for domain in suite.domains})
-        sd = {str(d): float(np.std([r["macro"][str(d)] for r in runs], ddof=1)) if len(runs) > 1 else None
-              for d in DIMS}
+            runs.append(run_row(name, seed, per, suite.choice_domains, time.perf_counter() - t))
         report["candidates"][name] = {"block_epochs": epochs, "block_lr": block_lr, "head_lr": head_lr,
-                                      "lora_rank": rank, "runs": runs,
-                                      "mean": mean, "macro_sd": sd}
+                                      "lora_rank": rank, "runs": runs, **summarise_runs(runs, suite.domains)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     written = _rounded(report)
     for name, _, block_lr, head_lr, _ in candidates:  # not rounded to 4 decimals (5e-5 was written 0.0001)
@@ -404,11 +383,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.write_text(json.dumps(written, indent=1) + "\n")
     print(f"wrote {args.out}")
     return 0
-
-
-def _subset(states: TokenStates, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``n`` texts' flat rows and offsets."""
-    return states.flat[:states.offsets[n]], states.offsets[:n + 1]
 
 
 if __name__ == "__main__":
