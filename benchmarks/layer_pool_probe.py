@@ -46,6 +46,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 from _script import ScriptParser, add_data_root_argument, positive_int, run_script, suite_data_root  # noqa: E402
 
+from finetune.top_block import unit  # noqa: E402
+
 if TYPE_CHECKING:
     import argparse
 
@@ -127,11 +129,6 @@ def cached_pools(model: "SentenceTransformer", fingerprint: str, texts: list[str
     np.save(tmp, pools)
     tmp.replace(path)
     return pools
-
-
-def unit(a: np.ndarray) -> np.ndarray:
-    """Rows (along the last axis) scaled to unit L2 norm."""
-    return a / np.linalg.norm(a, axis=-1, keepdims=True)
 
 
 def features(pools: np.ndarray, all_layers: tuple[int, ...], layers: tuple[int, ...]) -> np.ndarray:

@@ -176,9 +176,18 @@ class FinetuneConfig:
     rotation_trainable: bool = setting(False, "let training adjust the rotation layer")
     freeze_encoder: bool = setting(False, "train only the final linear layer (a learned Matryoshka adaptor, "
                                    "initialised as the rotation) on cached encoder vectors: no encoder pass in training")
+    top_block_epochs: int = setting(0, "after the frozen-encoder training, train the encoder's last block (LoRA) "
+                                    "with the final layer for N epochs on cached hidden states, same losses "
+                                    "(finetune.top_block; LP-FT); 0: off")
+    top_block_learning_rate: float = setting(2e-3, "learning rate of the last block's LoRA matrices")
+    top_block_head_learning_rate: float = setting(1e-4, "learning rate of the final layer while the block trains")
+    top_block_lora_rank: int = setting(16, "LoRA rank on the last block's six linear layers")
+    top_block_lora_alpha: float = setting(32.0, "LoRA alpha of the last block (scale = alpha / rank)")
     torch_threads: int = setting(0, "CPU threads for torch in the loop (0: torch's default; on a loaded shared "
                                  "machine 1 thread measured 4x faster than 2)")
-    teacher_cache: str | None = setting(None, "folder of cached teacher vectors (default: <medrag cache>/teacher)")
+    teacher_cache: str | None = setting(None, "folder of cached teacher vectors (default: <medrag cache>/teacher); "
+                                      "top_block_epochs caches hidden states in its block_states subfolder "
+                                      "(default: <medrag cache>/block_states)")
     export_adapter: str | None = setting(None, "after training, write the LoRA adapter and/or final layer as a "
                                          "medrag model package there (bundled:<adapter_name> once in "
                                          "medrag/data/models)")
@@ -285,6 +294,15 @@ class FinetuneConfig:
              "freeze_encoder trains only the final linear layer: set rotation to pca or pca_centered"),
             (not (self.freeze_encoder and self.lora_rank), "freeze_encoder and lora_rank exclude each other"),
             (self.torch_threads >= 0, "torch_threads must be >= 0"),
+            (self.top_block_epochs >= 0, "top_block_epochs must be >= 0"),
+            (not self.top_block_epochs or self.freeze_encoder,
+             "top_block_epochs trains the last block after the final layer: set freeze_encoder: true"),
+            (self.top_block_learning_rate > 0 and self.top_block_head_learning_rate > 0,
+             "top_block_learning_rate and top_block_head_learning_rate must be > 0"),
+            (self.top_block_lora_rank >= 1, "top_block_lora_rank must be >= 1 (the adapter ships LoRA matrices)"),
+            (self.top_block_lora_alpha > 0, "top_block_lora_alpha must be > 0"),
+            (not self.top_block_epochs or (not self.distill_corpus and self.batch_sampling == "random"),
+             "top_block_epochs trains on the pairs with random batches only: drop distill_corpus and batch_sampling"),
         ]
         loop_only = [name for name, on in (
             ("mixture", bool(self.mixture)), ("max_train_pairs", self.max_train_pairs > 0),
@@ -293,7 +311,8 @@ class FinetuneConfig:
             ("distill_corpus", bool(self.distill_corpus)), ("rotation", self.rotation != "none"),
             ("matryoshka_weights", self.matryoshka_weights is not None),
             ("batch_sampling", self.batch_sampling != "random"),
-            ("export_adapter", self.export_adapter is not None), ("freeze_encoder", self.freeze_encoder)) if on]
+            ("export_adapter", self.export_adapter is not None), ("freeze_encoder", self.freeze_encoder),
+            ("top_block_epochs", self.top_block_epochs > 0)) if on]
         if self.engine != "loop" and loop_only:
             checks.append((False, f"{', '.join(loop_only)} need(s) engine: loop (the plain training loop)"))
         trainer_only = self.trainer_only_changes()

@@ -42,17 +42,21 @@ logger = logging.getLogger(__name__)
 MAX_ADAPTER_BYTES = 15 * 1024 * 1024
 
 
-def adapter_tensors(model: "SentenceTransformer") -> dict[str, np.ndarray]:
-    """The tensors to ship: LoRA A/B (fp16, B scaled) and the rotation layer (fp32) if the model has one."""
-    from finetune.lora import lora_deltas
+def adapter_tensors(model: "SentenceTransformer",
+                    lora: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, np.ndarray]:
+    """The tensors to ship: LoRA A/B (fp16, B scaled) and the rotation layer (fp32) if the model has one.
+
+    ``lora`` gives the deltas ``{encoder weight name: (A, B_scaled)}`` directly (the last block's, from
+    :class:`finetune.top_block.TopBlockPhase`); otherwise they are read from the model's peft adapters."""
+    from finetune.lora import has_lora, lora_deltas
     from finetune.rotation import rotation_layer
 
-    from finetune.lora import has_lora
-
     out: dict[str, np.ndarray] = {}
-    for name, (a, b) in (lora_deltas(model).items() if has_lora(model) else ()):
-        out[f"{name}.lora_A"] = a.numpy().astype(np.float16)
-        out[f"{name}.lora_B"] = b.numpy().astype(np.float16)
+    if lora is None:
+        lora = {k: (a.numpy(), b.numpy()) for k, (a, b) in lora_deltas(model).items()} if has_lora(model) else {}
+    for name, (a, b) in lora.items():
+        out[f"{name}.lora_A"] = np.asarray(a).astype(np.float16)
+        out[f"{name}.lora_B"] = np.asarray(b).astype(np.float16)
     dense = rotation_layer(model)
     if dense is not None:
         out["rotation.weight"] = dense.linear.weight.detach().float().cpu().numpy()
@@ -64,7 +68,8 @@ def adapter_tensors(model: "SentenceTransformer") -> dict[str, np.ndarray]:
 
 def export_adapter(model: "SentenceTransformer", folder: str | Path, *, name: str, base_spec: str | None,
                    base_fingerprint: str, metadata: MatryoshkaMetadata, card: str,
-                   extra: dict[str, Any] | None = None) -> Path:
+                   extra: dict[str, Any] | None = None,
+                   lora: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> Path:
     """Write the adapter folder (replacing a previous export there) and return its path.
 
     Args:
@@ -76,6 +81,8 @@ def export_adapter(model: "SentenceTransformer", folder: str | Path, *, name: st
         metadata: written as the folder's ``matryoshka.json``.
         card: the model card (``README.md``).
         extra: more keys for ``adapter_config.json`` (recipe, data, licences).
+        lora: LoRA deltas given directly (:func:`adapter_tensors`), e.g. the last block's; the model
+            then holds them merged, and only its final layer is read from it.
 
     Raises:
         ConfigError: no LoRA adapters in the model, the files exceed :data:`MAX_ADAPTER_BYTES`, or
@@ -89,7 +96,7 @@ def export_adapter(model: "SentenceTransformer", folder: str | Path, *, name: st
     check_export_folder(folder)
     base_spec = base_spec or BUNDLED_SPEC
     base_dir = ensure_bundled_model() if base_spec == BUNDLED_SPEC else Path(base_spec)
-    tensors = adapter_tensors(model)
+    tensors = adapter_tensors(model, lora)
     rank = max((t.shape[0] for k, t in tensors.items() if k.endswith(".lora_A")), default=0)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent if folder.parent.is_dir() else None))
     try:

@@ -29,6 +29,8 @@ TRAINER_RECIPE = ("loss", "batch_size", "mini_batch_size", "gradient_accumulatio
 LOOP_RECIPE = ("contrastive_weight", "lora_rank", "lora_alpha", "lora_layers", "freeze_embeddings", "freeze_encoder",
                "rotation", "rotation_trainable", "distill_weight", "distill_temperature", "distill_corpus",
                "distill_batch_size", "matryoshka_weights", "batch_sampling", "mixture", "max_train_pairs",
+               "top_block_epochs", "top_block_learning_rate", "top_block_head_learning_rate", "top_block_lora_rank",
+               "top_block_lora_alpha",
                "batch_size", "epochs", "max_steps", "learning_rate", "query_max_length", "passage_max_length", "seed")
 
 
@@ -56,6 +58,11 @@ def recipe_text(cfg: Any, result: Any, loss: str) -> str:
                       + (f", top {cfg.lora_layers} layers" if cfg.lora_layers else ", all layers"))
                      if cfg.lora_rank else "full fine-tuning")
         parts.append(f"rotation {cfg.rotation}")
+        if getattr(cfg, "top_block_epochs", 0):
+            parts.append(f"then the encoder's last block (LoRA rank {cfg.top_block_lora_rank}, alpha "
+                         f"{cfg.top_block_lora_alpha:g}, lr {cfg.top_block_learning_rate:g}) trained with the final layer "
+                         f"(lr {cfg.top_block_head_learning_rate:g}) for {cfg.top_block_epochs} epoch(s) on cached "
+                         "hidden states, same losses (LP-FT)")
         if cfg.mixture:
             parts.append(f"pairs added from {'+'.join(cfg.mixture)}")
         parts.append(f"{cfg.batch_sampling} batches of {cfg.batch_size}, {length}, lr {cfg.learning_rate:g}, "
@@ -137,7 +144,9 @@ def adapter_card(name: str, cfg: Any, result: Any, metadata: Any, sources: list[
         "",
         "medrag's French medical Matryoshka embedding model: "
         + (f"a LoRA adapter (rank {cfg.lora_rank})" if cfg.lora_rank else "")
-        + (" and " if cfg.lora_rank and cfg.rotation != "none" else "")
+        + (f"a LoRA adapter of the encoder's last block (rank {cfg.top_block_lora_rank})"
+           if getattr(cfg, "top_block_epochs", 0) else "")
+        + (" and " if (cfg.lora_rank or getattr(cfg, "top_block_epochs", 0)) and cfg.rotation != "none" else "")
         + ((f"a {'learned ' if cfg.freeze_encoder or cfg.rotation_trainable else ''}final linear layer "
             f"(initialised as a {cfg.rotation} rotation)") if cfg.rotation != "none" else "")
         + " over the embedded `multilingual-e5-small` (MIT), applied at load time by "
@@ -165,7 +174,9 @@ def adapter_card(name: str, cfg: Any, result: Any, metadata: Any, sources: list[
         "## Recipe",
         "",
         f"{recipe_text(cfg, result, 'mnrl')}. "
-        f"{result.global_step} steps in {result.train_seconds:.0f} s ({result.samples_per_second:.2f} samples/s).",
+        f"{result.global_step} steps in {result.train_seconds:.0f} s ({result.samples_per_second:.2f} samples/s)"
+        + (f", then {result.top_block_steps} steps of the last block in {result.top_block_seconds:.0f} s"
+           if getattr(result, "top_block_steps", 0) else "") + ".",
         "",
         f"## Scores per size ({metadata.metric}, {scored_on})",
         "",

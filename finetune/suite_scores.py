@@ -4,7 +4,9 @@ The shipped model's ``matryoshka.json`` holds the validation suite's macro-avera
 (:mod:`medrag.qa.suite`, part ``val``; ``dimension="auto"`` and the presets read it). With a frozen
 encoder (``freeze_encoder``) the model's vectors are exactly ``normalize(W @ base + b)``, so the suite
 is scored from the base model's vectors (the evaluation's embedding cache: encoded once for every
-candidate) and the trained layer; otherwise every text is encoded with the trained model.
+candidate) and the trained layer. With the last block trained too (``top_block_epochs``), the suite's
+texts go through the base's cached hidden states entering that block (:mod:`finetune.top_block`,
+computed once) and the trained block and layer. Otherwise every text is encoded with the trained model.
 
 Example::
 
@@ -23,13 +25,18 @@ import numpy as np
 from finetune.scoring import TRAINING_METRICS
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from sentence_transformers import SentenceTransformer
+
+    from finetune.top_block import TopBlockEncoder
 
 logger = logging.getLogger(__name__)
 
 
 def suite_macro_scores(model: "SentenceTransformer", base: "SentenceTransformer | None", dims: Sequence[int],
-                       *, frozen_encoder: bool, pilot: bool = True, max_passages: int = 3000,
+                       *, frozen_encoder: bool, top_block: "TopBlockEncoder | None" = None,
+                       states_dir: "Path | None" = None, pilot: bool = True, max_passages: int = 3000,
                        data_root: str | None = None,
                        metrics: Sequence[str] = TRAINING_METRICS
                        ) -> tuple[dict[int, dict[str, float]], dict[str, dict[int, dict[str, float]]]]:
@@ -40,16 +47,20 @@ def suite_macro_scores(model: "SentenceTransformer", base: "SentenceTransformer 
         model: the trained model (merged; with its final linear layer when ``frozen_encoder``).
         base: the frozen base model (needed when ``frozen_encoder``).
         frozen_encoder: score from the base's cached vectors and the model's final layer.
+        top_block: the trained last block and final layer, scored from ``base``'s cached block states
+            (replaces ``frozen_encoder``'s path), cached in ``states_dir`` (default
+            :func:`finetune.top_block.block_states_dir`).
         pilot: the suite's pilot caps (<= 300 queries x ``max_passages`` passages per domain).
     """
     from evaluation.cache import EmbeddingCache
-    from evaluation.retrieval import evaluate_vectors
     from medrag import MatryoshkaEmbeddings
     from medrag.qa.suite import build_suite
 
     from finetune.rotation import rotation_layer
 
     suite = build_suite("val", pilot=pilot, data_root=data_root, max_passages=max_passages if pilot else None)
+    if top_block is not None:
+        return _scores(suite, dims, metrics, _block_encoder(top_block, base, states_dir))
     cache = EmbeddingCache()
     if frozen_encoder:
         dense = rotation_layer(model)
@@ -58,12 +69,40 @@ def suite_macro_scores(model: "SentenceTransformer", base: "SentenceTransformer 
         encoder = MatryoshkaEmbeddings(base)
     else:
         encoder = MatryoshkaEmbeddings(model)
+
+    def encode(texts: list[str], side: str) -> np.ndarray:
+        vecs = cache.encode(encoder, texts, side)
+        return _apply(vecs, w, b) if frozen_encoder else vecs
+
+    return _scores(suite, dims, metrics, encode)
+
+
+def _block_encoder(top_block: "TopBlockEncoder", base: "SentenceTransformer", states_dir: "Path | None"):
+    """``encode(texts, side)`` through ``base``'s cached last-block states and ``top_block``."""
+    from medrag.models import model_fingerprint
+    from medrag.prompts import prompt_texts
+
+    from finetune.top_block import cached_states
+
+    if base is None:
+        raise ValueError("top_block scoring needs the base model (its hidden states feed the block)")
+    fingerprint = model_fingerprint(base)
+    prompts = dict(zip(("query", "document"), prompt_texts(base.prompts)))
+
+    def encode(texts: list[str], side: str) -> np.ndarray:
+        return top_block.encode(cached_states(base, fingerprint, texts, prompts[side], base.max_seq_length,
+                                                states_dir))
+
+    return encode
+
+
+def _scores(suite, dims: Sequence[int], metrics: Sequence[str], encode):
+    from evaluation.retrieval import evaluate_vectors
+
     per_domain: dict[str, dict[int, dict[str, float]]] = {}
     for name, dom in suite.domains.items():
-        q = cache.encode(encoder, list(dom.task.queries.values()), "query")
-        d = cache.encode(encoder, list(dom.task.corpus.values()), "document")
-        if frozen_encoder:
-            q, d = _apply(q, w, b), _apply(d, w, b)
+        q = encode(list(dom.task.queries.values()), "query")
+        d = encode(list(dom.task.corpus.values()), "document")
         res = evaluate_vectors(dom.task, q, d, dims, metrics)
         per_domain[name] = {dim: dict(r.means) for dim, r in res.items()}
         logger.info("suite %s: ndcg@10 %s", name, {k: round(v["ndcg@10"], 4) for k, v in per_domain[name].items()})

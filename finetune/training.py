@@ -79,6 +79,8 @@ class FinetuneResult:
         precision: the precision actually used (``fp32``, ``bf16``, ``fp16``).
         resumed_from_step: the checkpoint step a ``resume`` run continued from (0: a run from
             the start); ``train_seconds`` and ``samples_per_second`` are then this session's only.
+        top_block_steps / top_block_seconds: steps and wall time of the last-block phase
+            (``top_block_epochs``; :mod:`finetune.top_block`), 0 without it.
     """
 
     output_dir: Path
@@ -93,6 +95,8 @@ class FinetuneResult:
     global_step: int = 0
     train_cpu_seconds: float = 0.0
     resumed_from_step: int = 0
+    top_block_steps: int = 0
+    top_block_seconds: float = 0.0
 
 
 class MatryoshkaFinetuner:
@@ -265,6 +269,12 @@ class MatryoshkaFinetuner:
             by_size = dict(zip(cfg.dims, cfg.matryoshka_weights))
             loop_cfg = cfg.replace(dims=list(dims), matryoshka_weights=[by_size.get(d, 1.0) for d in dims])
         loop = TrainingLoop(model, loop_cfg, dims, pairs, unlabelled)
+        phase = None
+        if cfg.top_block_epochs:  # block states first: the loop's teacher vectors come from them
+            from finetune.top_block import TopBlockPhase
+
+            phase = TopBlockPhase(model, loop_cfg, pairs, dims)
+            phase.prepare()
         checkpoints = None
         if cfg.checkpoints:
             from finetune.loop_checkpoints import LoopCheckpoints, run_key
@@ -295,12 +305,19 @@ class MatryoshkaFinetuner:
             global_step=loop_result.steps, train_cpu_seconds=time.process_time() - start_cpu,
             resumed_from_step=_resumed_step(resume_from))
         self.loop_result = loop_result
+        self.block_deltas = None
+        if phase is not None:  # Ctrl-C here stops the run; a rerun reuses the cached states
+            t0 = time.perf_counter()
+            self.block_deltas = phase.train()
+            result.top_block_steps, result.top_block_seconds = phase.steps, time.perf_counter() - t0
+            result.train_cpu_seconds = time.process_time() - start_cpu
+        self.top_block = phase.encoder if phase is not None else None
         adapter_model = None
         if cfg.export_adapter:  # keep the unmerged adapters for the export; the saved folder is merged
             import copy
 
             adapter_model = copy.deepcopy(model)
-        if cfg.lora_rank > 0:
+        if cfg.lora_rank > 0:  # (the last block's LoRA is already folded in by TopBlockPhase.train)
             from finetune.lora import merge_lora
 
             merge_lora(model)
@@ -373,12 +390,14 @@ class MatryoshkaFinetuner:
             from medrag.bundled import BUNDLED_SPEC
 
             from finetune.suite_scores import suite_macro_scores
+            from finetune.top_block import block_states_dir
 
             pilot = cfg.export_scores == "suite_pilot"
             base = load_model(cfg.model or BUNDLED_SPEC, device="cpu" if _cpu_only(cfg) else cfg.device)
             caps = dict(pilot=pilot, max_passages=cfg.suite_max_passages, data_root=cfg.shared_data)
             scores, per_domain = suite_macro_scores(self.model, base, result.dims, frozen_encoder=cfg.freeze_encoder,
-                                                    **caps)
+                                                    top_block=getattr(self, "top_block", None),
+                                                    states_dir=block_states_dir(cfg), **caps)
             before, base_domains = suite_macro_scores(base, None, result.dims, frozen_encoder=False, **caps)
             scored_on = (f"validation suite (val part{f', pilot caps 300 x {cfg.suite_max_passages}' if pilot else ''}), "
                          "macro-average over the choice domains")
@@ -395,6 +414,7 @@ class MatryoshkaFinetuner:
                             getattr(self, "source_counts", {}), getattr(self, "text_counts", {}))
         return export_adapter(adapter_model, cfg.export_adapter, name=cfg.adapter_name, base_spec=cfg.model,
                               base_fingerprint=base_fingerprint, metadata=meta, card=card,
+                              lora=getattr(self, "block_deltas", None),
                               extra={"recipe": recipe, "training_sources": getattr(self, "source_counts", {}),
                                      "licences": licences})
 
@@ -572,6 +592,8 @@ class MatryoshkaFinetuner:
             "load_average": _load_average(),
             "samples_per_second": round(result.samples_per_second, 3),
             "global_step": result.global_step,
+            "top_block_steps": result.top_block_steps,
+            "top_block_seconds": round(result.top_block_seconds, 2),
             "final_loss": result.losses[-1] if result.losses else None,
             "precision": result.precision,
             "loss": self.loss_name,
