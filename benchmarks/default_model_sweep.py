@@ -19,7 +19,7 @@ Usage (from the repository root)::
 (``outputs/head-a``: a folder ``medrag finetune`` wrote with a frozen-encoder config.)
 
 Candidates: ``base``, ``pca-train`` (uncentred PCA fitted on the base vectors of the training passages
-of ``configs/medrag_default.yaml``), ``store-pca`` / ``store-pca-centered`` (fitted on each domain's
+of ``configs/medrag_head.yaml``), ``store-pca`` / ``store-pca-centered`` (fitted on each domain's
 corpus: the store's rotation), and any trained folder given with ``--candidate NAME=DIR``.
 """
 
@@ -38,22 +38,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
+from _frozen_head import frozen_head  # noqa: E402
 from _script import ScriptParser, add_data_root_argument, positive_int, run_script, suite_data_root  # noqa: E402
 
 DIMS = (384, 256, 128, 64, 32)
-
-
-def head_of(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """``(W, b)`` of the Dense layer of a saved sentence-transformers folder."""
-    from safetensors.numpy import load_file
-
-    modules = json.loads((folder / "modules.json").read_text())
-    dense = [m for m in modules if m["type"].endswith("Dense")]
-    if not dense:
-        raise SystemExit(f"{folder} has no Dense layer: not a frozen-encoder candidate")
-    sub = folder / dense[0]["path"]
-    tensors = load_file(str(next(sub.glob("*.safetensors"))))
-    return tensors["linear.weight"].astype(np.float32), tensors["linear.bias"].astype(np.float32)
 
 
 def apply(vecs: np.ndarray, head: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
@@ -119,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "initialisation, the centred PCA of the training pairs' passages as the loop fits it (for "
                         "a head trained with --train-config): ALPHA * trained + (1 - ALPHA) * init; needs the "
                         "config's teacher cache")
-    p.add_argument("--train-config", default=str(REPO / "configs" / "medrag_default.yaml"),
+    p.add_argument("--train-config", default=str(REPO / "configs" / "medrag_head.yaml"),
                    help="fine-tuning config whose training passages the pca-train candidates are fitted on")
     p.add_argument("--no-store", action="store_true", help="skip the store-rotation emulation")
     p.add_argument("--check-model", metavar="SPEC",
@@ -132,8 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(f"--train-config {args.train_config}: no such file")
     if args.check_model and not args.check_model.startswith("bundled:") and not Path(args.check_model).is_dir():
         p.error(f"--check-model {args.check_model}: no such folder (pass a model folder or a bundled: spec)")
-    given = {label: head_of(folder) for label, folder in args.candidate}  # a folder without a Dense layer stops here
-    trained_heads = {label: head_of(folder) for label, folder, _ in args.interpolate}
+    given = {label: frozen_head(folder) for label, folder in args.candidate}  # a folder without a Dense layer stops here
+    trained_heads = {label: frozen_head(folder) for label, folder, _ in args.interpolate}
     data_root = suite_data_root(args.data_root)
     logging.basicConfig(level=logging.WARNING)
 
@@ -244,7 +232,7 @@ def _check(folder: Path, suite, vecs, base, n: int = 100) -> dict[str, float]:
     from medrag import MatryoshkaEmbeddings
 
     model = MatryoshkaEmbeddings(str(folder), batch_size=32)
-    head = head_of(folder)
+    head = frozen_head(folder)
     worst = 0.0
     for name, (q, d) in vecs.items():
         task = suite.domains[name].task

@@ -1,6 +1,6 @@
 """Probe: the default model's recipe with its head reading the mean pools of several encoder layers.
 
-The shipped default (``configs/medrag_default.yaml``, "head-h") is a linear layer over the frozen
+The head recipe (``configs/medrag_head.yaml``, "head-h", the default until December 6) is a linear layer over the frozen
 e5-small's final vector (the mean pool of its last layer), so every size of it is a linear map of
 that one vector. This probe keeps everything else of the recipe (frozen encoder, centred PCA
 initialisation, MatryoshkaLoss(MNRL) + distillation of the base's full-size similarities, the
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from medrag.qa.pairs import QAPair
 
 DIMS = (384, 256, 128, 64, 32)
-CONFIG = REPO / "configs" / "medrag_default.yaml"
+CONFIG = REPO / "configs" / "medrag_head.yaml"
 
 
 def parse_candidate(spec: str) -> tuple[str, tuple[int, ...], int, tuple[float, ...] | None]:

@@ -46,6 +46,7 @@ from typing import Any, Callable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _frozen_head import frozen_head  # noqa: E402
 from _script import (SHARED_DATA, ScriptParser, non_negative_int, positive_int, positive_int_csv,  # noqa: E402
                      positive_int_list, require_data, run_script)
 from medrag.vector_codec import ENCODINGS, quantize_int8  # noqa: E402
@@ -1055,22 +1056,6 @@ def cached_shards(texts: list[str], cache: Path, tag: str, shard: int = 1024) ->
             for i in range(start, min(start + shard, len(texts)))]
 
 
-def frozen_head(spec: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(W, b)`` of the final Dense layer of a frozen-encoder model (a ``bundled:`` adapter or a
-    folder): its vectors are ``normalise(W @ base + b)`` of the base's, exactly."""
-    from safetensors.numpy import load_file
-
-    from medrag.models import bundled_folder
-
-    folder = bundled_folder(spec) if spec.startswith("bundled:") else Path(spec)
-    modules = json.loads((folder / "modules.json").read_text())
-    dense = [m for m in modules if m["type"].endswith("Dense")]
-    if not dense:
-        raise SystemExit(f"{spec} has no final Dense layer: encode it with --model instead")
-    tensors = load_file(str(next((folder / dense[0]["path"]).glob("*.safetensors"))))
-    return tensors["linear.weight"].astype(np.float32), tensors["linear.bias"].astype(np.float32)
-
-
 def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
@@ -1332,7 +1317,7 @@ def build_parser() -> ScriptParser:
     fr.add_argument("--data", default=str(DEFAULT_DATA), help="medquad.jsonl, for --corpus medquad")
     fr.add_argument("--model", default="bundled:multilingual-e5-small", help="the model that encodes")
     fr.add_argument("--head", action="append", default=[],
-                    help="a frozen-encoder model over --model (e.g. bundled:medrag-e5-small-fr): vectors derived")
+                    help="a frozen-encoder model over --model (e.g. bundled:medrag-e5-small-fr-head): vectors derived")
     fr.add_argument("--chunks", type=positive_int, default=3000, help="the first N of a fixed shuffle of all chunks")
     fr.add_argument("--encode-only", action="store_true", help="fill the (resumable, sharded) cache and stop")
     fr.add_argument("--cached-only", action="store_true",

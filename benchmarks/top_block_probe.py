@@ -1,10 +1,11 @@
 """Probe: encoder-level training on 2 CPU cores -- the default recipe, then the encoder's last block trained too.
 
-The shipped default (``configs/medrag_default.yaml``, "head-h") trains a linear head over the frozen
-e5-small's final vector, and falls below the base on the drug leaflets (docs/results.md): every
+The head recipe (``configs/medrag_head.yaml``, "head-h", the default until December 6) trains a linear
+head over the frozen e5-small's final vector, and falls below the base on the drug leaflets
+(docs/results.md): every
 data, batch and loss change of the head traded the leaflets against the other domains. The issue's
 other lever, training the encoder itself (LoRA or full), costs ~17 s per step of 32 pairs on 2 cores
-for the whole encoder and was never measured. This probe measures the cheapest encoder-level
+for the whole encoder and had never been measured. This probe measures the cheapest encoder-level
 change: the encoder's **last transformer block** trained with the head. The hidden states entering
 that block (output of block 11 of 12) are computed once with the base model and cached, so a
 training step runs one block of twelve.

@@ -129,7 +129,8 @@ class FinetuneConfig:
     lr_scheduler: str = setting("linear", "learning-rate schedule (a transformers scheduler name)")
     weight_decay: float = setting(0.01, "AdamW weight decay")
     max_seq_length: int | None = setting(128, "token cap in training (the saved model keeps its inference length)")
-    max_steps: int = setting(-1, "stop after this many optimiser steps (-1: run the epochs)")
+    max_steps: int = setting(-1, "stop after this many optimiser steps (-1: run the epochs); with "
+                             "top_block_epochs, each of the two phases stops there")
     seed: int = setting(SPLIT_SEED, "random seed (shuffling, initialisation, max_train_pairs draws)")
     split_seed: int = setting(SPLIT_SEED, "seed of the held-out split of a pairs file without one (apart from seed, "
                               "so that runs of any seed hold out the same questions, those medrag evaluate "

@@ -216,6 +216,9 @@ class TrainingLoop:
         self.model_max_length = getattr(model, "max_seq_length", None)
         self.device = next(model.parameters()).device
         self._stop_requested: Callable[[], bool] = lambda: False
+        #: the frozen base's unit vectors of the questions and passages, when the caller has them
+        #: (:class:`finetune.top_block.TopBlockPhase`); otherwise encoded here, cached on disk
+        self.teacher: tuple[np.ndarray, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ main
 
@@ -251,8 +254,11 @@ class TrainingLoop:
             from medrag.models import legacy_model_fingerprints, model_fingerprint
 
             fingerprint = (model_fingerprint(self.model), *legacy_model_fingerprints(self.model))
-            teacher_q = self.teacher_vectors(questions, self.qprompt, cfg.query_max_length, fingerprint)
-            teacher_p = self.teacher_vectors(passages, self.pprompt, cfg.passage_max_length, fingerprint)
+            if self.teacher is not None:
+                teacher_q, teacher_p = self.teacher
+            else:
+                teacher_q = self.teacher_vectors(questions, self.qprompt, cfg.query_max_length, fingerprint)
+                teacher_p = self.teacher_vectors(passages, self.pprompt, cfg.passage_max_length, fingerprint)
             if self.unlabelled and (cfg.distill_batch_size or cfg.freeze_encoder):
                 teacher_u = self.teacher_vectors(self.unlabelled, self.pprompt, cfg.passage_max_length, fingerprint)
             result.teacher_seconds = time.perf_counter() - t0

@@ -51,6 +51,9 @@ RUN_SETTINGS = frozenset({
     "resume", "report_to", "run_name", "evaluate_before", "evaluate_after", "eval_batch_size",
     "export_adapter", "export_scores", "adapter_name", "suite_max_passages", "teacher_cache",
     "torch_threads", "device", "shared_data", "data", "eval_data", "split_seed",  # the training texts are in the key
+    # the last-block phase runs after the loop, from its final layer: not what a loop checkpoint holds
+    "top_block_epochs", "top_block_learning_rate", "top_block_head_learning_rate", "top_block_lora_rank",
+    "top_block_lora_alpha",
 })
 
 

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from medrag.errors import InvalidInputError
+
 from finetune.scoring import TRAINING_METRICS
 
 if TYPE_CHECKING:
@@ -85,7 +87,7 @@ def _block_encoder(top_block: "TopBlockEncoder", base: "SentenceTransformer", st
     from finetune.top_block import cached_states
 
     if base is None:
-        raise ValueError("top_block scoring needs the base model (its hidden states feed the block)")
+        raise InvalidInputError("top_block scoring needs the base model (its hidden states feed the block)")
     fingerprint = model_fingerprint(base)
     prompts = dict(zip(("query", "document"), prompt_texts(base.prompts)))
 

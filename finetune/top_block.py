@@ -37,13 +37,14 @@ import logging
 import math
 import random
 import uuid
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from medrag.errors import ConfigError
+from medrag.errors import ConfigError, InvalidInputError
 
 if TYPE_CHECKING:
     import torch
@@ -124,6 +125,7 @@ def token_states(model: "SentenceTransformer", texts: list[str], prompt: str, ma
 
     layer = cached_layer(model)
     encoder, tokenizer = encoder_model(model), model.tokenizer
+    device = next(encoder.parameters()).device
     per_text: list[np.ndarray | None] = [None] * len(texts)
     order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths, less padding
     with torch.inference_mode():
@@ -131,10 +133,11 @@ def token_states(model: "SentenceTransformer", texts: list[str], prompt: str, ma
             idx = order[start:start + batch_size]
             enc = tokenizer([prompt + texts[i] for i in idx], truncation=True, max_length=max_length,
                             padding=True, return_tensors="pt")
-            hidden = encoder(**enc, output_hidden_states=True).hidden_states[layer]
             lengths = enc["attention_mask"].sum(1).tolist()
+            enc = {k: v.to(device) for k, v in enc.items()}
+            hidden = encoder(**enc, output_hidden_states=True).hidden_states[layer].float().cpu()
             for row, i in enumerate(idx):
-                per_text[i] = hidden[row, :lengths[row]].float().numpy().astype(np.float16)
+                per_text[i] = hidden[row, :lengths[row]].numpy().astype(np.float16)
     offsets = np.zeros(len(texts) + 1, np.int64)
     offsets[1:] = np.cumsum([len(a) for a in per_text])
     width = encoder.config.hidden_size
@@ -165,14 +168,17 @@ def cached_states(model: "SentenceTransformer", fingerprint: str, texts: list[st
                 states = TokenStates(f["flat"], f["offsets"])
             if len(states) == len(texts):
                 return states
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # a truncated file is a BadZipFile
             pass
         logger.warning("recomputing the unreadable cache file %s", path)
     states = token_states(model, texts, prompt, max_length)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{uuid.uuid4().hex}.tmp.npz")  # concurrent runs never share a temp file
-    np.savez(tmp, flat=states.flat, offsets=states.offsets)
-    tmp.replace(path)
+    try:
+        np.savez(tmp, flat=states.flat, offsets=states.offsets)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written temp file behind
     return states
 
 
@@ -186,9 +192,9 @@ def lora_linear(base: "torch.nn.Linear", rank: int, alpha: float) -> "torch.nn.M
         def __init__(self) -> None:
             super().__init__()
             self.base = base.requires_grad_(False)
-            self.lora_A = torch.nn.Parameter(torch.empty(rank, base.in_features))
+            self.lora_A = torch.nn.Parameter(torch.empty(rank, base.in_features, device=base.weight.device))
             torch.nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
-            self.lora_B = torch.nn.Parameter(torch.zeros(base.out_features, rank))
+            self.lora_B = torch.nn.Parameter(torch.zeros(base.out_features, rank, device=base.weight.device))
             self.scale = alpha / rank
 
         def forward(self, x: "torch.Tensor") -> "torch.Tensor":
@@ -219,8 +225,8 @@ def add_block_lora(block: "torch.nn.Module", rank: int, alpha: float = 32.0) -> 
 def block_lora_deltas(wrapped: dict[str, "torch.nn.Module"], prefix: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{prefix + name + ".weight": (A, B_scaled)}`` of :func:`add_block_lora`'s layers, float32, with
     ``W_merged = W + B_scaled @ A``: the names and form of :mod:`medrag.adapters`."""
-    return {f"{prefix}{name}.weight": (m.lora_A.detach().float().numpy().copy(),
-                                       (m.lora_B.detach().float() * m.scale).numpy())
+    return {f"{prefix}{name}.weight": (m.lora_A.detach().float().cpu().numpy().copy(),
+                                       (m.lora_B.detach().float() * m.scale).cpu().numpy())
             for name, m in wrapped.items()}
 
 
@@ -252,6 +258,8 @@ class TopBlockEncoder:
     def __call__(self, states: "torch.Tensor", mask: "torch.Tensor") -> "torch.Tensor":
         import torch
 
+        device = next(self.block.parameters()).device  # the model's (a GPU run keeps the block there)
+        states, mask = states.to(device), mask.to(device)
         additive = (1.0 - mask)[:, None, None, :] * torch.finfo(states.dtype).min
         out = self.block(states, attention_mask=additive)
         out = out[0] if isinstance(out, tuple) else out
@@ -270,23 +278,23 @@ class TopBlockEncoder:
         with torch.no_grad():
             for start in range(0, len(states), batch_size):
                 idx = order[start:start + batch_size]
-                out[idx] = self(*states.batch(idx)).numpy()
+                out[idx] = self(*states.batch(idx)).float().cpu().numpy()
         return unit(out)
 
 
 def train_block(cfg: "FinetuneConfig", pairs: "Sequence[QAPair]", encoder: TopBlockEncoder, q_states: TokenStates,
                 p_states: TokenStates, teacher_q: np.ndarray, teacher_p: np.ndarray, epochs: int, block_lr: float,
                 head_lr: float, seed: int, rank: int = 0, dims: Sequence[int] = (384, 256, 128, 64, 32),
-                micro_batch: int = 64, alpha: float = 32.0,
-                on_step: "Callable[[], None] | None" = None) -> dict[str, "torch.nn.Module"]:
+                micro_batch: int = 64, alpha: float = 32.0, on_step: "Callable[[float], None] | None" = None,
+                max_steps: int = 0) -> dict[str, "torch.nn.Module"]:
     """Train ``encoder``'s block and head together: the loop's losses (MatryoshkaLoss(MNRL) + the
     distillation of the base's similarities, the config's weights and temperature) on the loop's
     batches without duplicate texts (``cfg.batch_size``), AdamW (a whole block with
     :data:`FULL_BLOCK_WEIGHT_DECAY`), warm-up then linear decay. A batch's forward runs in
     micro-batches of ``micro_batch`` texts (memory); the loss is the batch's. ``rank`` > 0 trains LoRA
     matrices of that rank (scale ``alpha / rank``) on the block's linear layers instead of the whole
-    block; they are returned by name (:func:`add_block_lora`), still in place. ``on_step`` is called
-    after every optimizer step."""
+    block; they are returned by name (:func:`add_block_lora`), still in place. ``on_step`` is given
+    each step's loss; ``max_steps`` > 0 cuts the plan there (the schedule decays over the steps run)."""
     import torch
     from tqdm.auto import tqdm
 
@@ -306,8 +314,11 @@ def train_block(cfg: "FinetuneConfig", pairs: "Sequence[QAPair]", encoder: TopBl
     plan: list[list[int]] = []
     for _ in range(epochs):
         plan += no_duplicate_batches(pairs, cfg.batch_size, rng)
+    if max_steps > 0:
+        plan = plan[:max_steps]
     scheduler = warmup_linear_schedule(optimizer, len(plan), cfg.warmup_ratio)
-    t_q, t_p = torch.from_numpy(teacher_q), torch.from_numpy(teacher_p)
+    device = next(encoder.block.parameters()).device
+    t_q, t_p = torch.from_numpy(teacher_q).to(device), torch.from_numpy(teacher_p).to(device)
     dims = list(dims)
     weights, temp = cfg.matryoshka_weights, cfg.distill_temperature
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -327,7 +338,7 @@ def train_block(cfg: "FinetuneConfig", pairs: "Sequence[QAPair]", encoder: TopBl
         optimizer.step()
         scheduler.step()
         if on_step is not None:
-            on_step()
+            on_step(float(loss.detach()))
     encoder.block.eval()
     return wrapped
 
@@ -358,18 +369,21 @@ class TopBlockPhase:
         self.teacher_q: np.ndarray | None = None
         self.teacher_p: np.ndarray | None = None
         self.encoder: TopBlockEncoder | None = None
-        #: optimizer steps :meth:`train` ran
+        #: optimizer steps :meth:`train` ran, and their losses
         self.steps = 0
+        self.losses: list[float] = []
 
     def _cap(self, length: int) -> int:
         top = getattr(self.model, "max_seq_length", None)
         return min(length, top) if top else length
 
     def prepare(self) -> None:
-        """Cache the training texts' block states and fill the loop's teacher cache from them."""
+        """Cache the training texts' block states and compute the base's vectors from them (the
+        teacher of both phases: give them to the loop as ``TrainingLoop.teacher``). They are not
+        written to the loop's teacher cache: they differ from a full encoding by ~3e-5 (float16
+        states), and a frozen-encoder run without this phase must read exact ones."""
         from medrag.models import model_fingerprint
 
-        from finetune.loop import TeacherCache, teacher_cache_dir
         from finetune.scoring import prompt_texts
 
         cfg = self.config
@@ -383,18 +397,15 @@ class TopBlockPhase:
         self.p_states = cached_states(self.model, fingerprint, passages, pprompt, self._cap(cfg.passage_max_length),
                                       folder)
         base = TopBlockEncoder(self.model)
-        self.teacher_q, self.teacher_p = base.encode(self.q_states), base.encode(self.p_states)
-        for texts, vectors, prompt, length in ((questions, self.teacher_q, qprompt, cfg.query_max_length),
-                                               (passages, self.teacher_p, pprompt, cfg.passage_max_length)):
-            cache = TeacherCache(teacher_cache_dir(cfg), fingerprint, prompt, length)
-            _, missing = cache.lookup(texts)
-            if missing:
-                cache.store({texts[i]: vectors[i] for i in missing})
-        logger.info("block states of %d pairs cached; %d teacher vectors from them", len(self.pairs),
-                    len(questions) + len(passages))
+        self.teacher_q = base.encode(self.q_states).astype(np.float32)
+        self.teacher_p = base.encode(self.p_states).astype(np.float32)
+        logger.info("block states of %d pairs cached; the teacher vectors computed from them", len(self.pairs))
 
-    def _count_step(self) -> None:
+    def _count_step(self, loss: float) -> None:
         self.steps += 1
+        self.losses.append(loss)
+        if self.steps % self.config.logging_steps == 0:
+            logger.info("block step %d: loss %.4f", self.steps, loss)
 
     def train(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Train the last block (LoRA) and the model's final layer; fold the block's deltas into the
@@ -403,7 +414,7 @@ class TopBlockPhase:
 
         cfg = self.config
         if self.q_states is None:
-            raise RuntimeError("TopBlockPhase.prepare() must run before train()")
+            raise InvalidInputError("TopBlockPhase.prepare() must run before train()")
         dense = rotation_layer(self.model)
         if dense is None:
             raise ConfigError("top_block_epochs trains the final layer too: the model has none (freeze_encoder)")
@@ -413,7 +424,8 @@ class TopBlockPhase:
         wrapped = train_block(cfg, self.pairs, self.encoder, self.q_states, self.p_states, self.teacher_q,
                               self.teacher_p, cfg.top_block_epochs, cfg.top_block_learning_rate,
                               cfg.top_block_head_learning_rate, cfg.seed, rank=cfg.top_block_lora_rank,
-                              dims=self.dims, alpha=cfg.top_block_lora_alpha, on_step=self._count_step)
+                              dims=self.dims, alpha=cfg.top_block_lora_alpha, on_step=self._count_step,
+                              max_steps=cfg.max_steps if cfg.max_steps > 0 else 0)
         layers = encoder_layers(self.model)
         deltas = block_lora_deltas(wrapped, f"encoder.layer.{len(layers) - 1}.")
         merge_block_lora(self.encoder.block, wrapped)

@@ -271,10 +271,15 @@ class MatryoshkaFinetuner:
         loop = TrainingLoop(model, loop_cfg, dims, pairs, unlabelled)
         phase = None
         if cfg.top_block_epochs:  # block states first: the loop's teacher vectors come from them
+            import torch
+
             from finetune.top_block import TopBlockPhase
 
+            if cfg.torch_threads:  # the encoding of the states is the run's longest part
+                torch.set_num_threads(cfg.torch_threads)
             phase = TopBlockPhase(model, loop_cfg, pairs, dims)
             phase.prepare()
+            loop.teacher = (phase.teacher_q, phase.teacher_p)
         checkpoints = None
         if cfg.checkpoints:
             from finetune.loop_checkpoints import LoopCheckpoints, run_key
@@ -310,6 +315,7 @@ class MatryoshkaFinetuner:
             t0 = time.perf_counter()
             self.block_deltas = phase.train()
             result.top_block_steps, result.top_block_seconds = phase.steps, time.perf_counter() - t0
+            self.top_block_final_loss = phase.losses[-1] if phase.losses else None
             result.train_cpu_seconds = time.process_time() - start_cpu
         self.top_block = phase.encoder if phase is not None else None
         adapter_model = None
@@ -398,7 +404,15 @@ class MatryoshkaFinetuner:
             scores, per_domain = suite_macro_scores(self.model, base, result.dims, frozen_encoder=cfg.freeze_encoder,
                                                     top_block=getattr(self, "top_block", None),
                                                     states_dir=block_states_dir(cfg), **caps)
-            before, base_domains = suite_macro_scores(base, None, result.dims, frozen_encoder=False, **caps)
+            top_block = getattr(self, "top_block", None)
+            if top_block is not None:  # the base's own block over the same cached states: no encoding
+                from finetune.top_block import TopBlockEncoder
+
+                before, base_domains = suite_macro_scores(base, base, result.dims, frozen_encoder=False,
+                                                          top_block=TopBlockEncoder(base),
+                                                          states_dir=block_states_dir(cfg), **caps)
+            else:
+                before, base_domains = suite_macro_scores(base, None, result.dims, frozen_encoder=False, **caps)
             scored_on = (f"validation suite (val part{f', pilot caps 300 x {cfg.suite_max_passages}' if pilot else ''}), "
                          "macro-average over the choice domains")
         meta = MatryoshkaMetadata(
@@ -594,6 +608,7 @@ class MatryoshkaFinetuner:
             "global_step": result.global_step,
             "top_block_steps": result.top_block_steps,
             "top_block_seconds": round(result.top_block_seconds, 2),
+            "top_block_final_loss": getattr(self, "top_block_final_loss", None),
             "final_loss": result.losses[-1] if result.losses else None,
             "precision": result.precision,
             "loss": self.loss_name,

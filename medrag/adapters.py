@@ -22,7 +22,7 @@ with new weights builds a new folder.
 Example::
 
     from medrag.adapters import packaged_models, ensure_adapted_model
-    packaged_models()                                   # ['medrag-e5-small-fr', 'medrag-e5-small-fr-nc']
+    packaged_models()          # ['medrag-e5-small-fr', 'medrag-e5-small-fr-head', 'medrag-e5-small-fr-nc']
     path = ensure_adapted_model("medrag-e5-small-fr")      # ~15 s the first time, then instant
 """
 
@@ -100,6 +100,26 @@ def read_adapter_config(folder: Path) -> dict[str, Any]:
         if not config.get(key):
             raise ModelLoadError(f"{path} lacks {key!r}; reinstall medrag")
     return config
+
+
+def former_weights_spec(spec: str, fingerprint: str, root: Path | None = None) -> str | None:
+    """The packaged model that now ships the weights ``spec`` had when something recorded ``fingerprint``.
+
+    When a packaged model gets new weights, the earlier ones may ship on under another name, whose
+    ``adapter_config.json`` lists them: ``"formerly": [{"spec": ..., "until": ..., "fingerprints": [...]}]``
+    (:func:`medrag.models.model_fingerprint` of the earlier weights, and its legacy forms). A store
+    built with the earlier weights names that spec (:class:`medrag.MatryoshkaChroma`) instead of
+    only asking for a reindex. ``None`` when no packaged model claims them.
+    """
+    for name in packaged_models(root):
+        try:
+            config = read_adapter_config(adapter_folder(name, root))
+        except ModelLoadError:
+            continue
+        for entry in config.get("formerly") or ():
+            if isinstance(entry, dict) and entry.get("spec") == spec and fingerprint in (entry.get("fingerprints") or ()):
+                return f"bundled:{name}"
+    return None
 
 
 def read_adapter_tensors(folder: Path, config: dict[str, Any]) -> dict[str, "np.ndarray"]:

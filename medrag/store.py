@@ -676,14 +676,18 @@ class MatryoshkaChroma(VectorStore):
         stored_fp, fp = meta.get(_C["fingerprint"]) or "", expected[_C["fingerprint"]]
         legacy = bool(fp and stored_fp and stored_fp != fp
                       and stored_fp in getattr(self._embedding, "legacy_fingerprints", ()))
+        same_name, former = False, None
         if (stored_fp != fp and not legacy) or (not fp and meta.get(_C["model"]) != expected[_C["model"]]):
             same_name = meta.get(_C["model"]) == expected[_C["model"]] and stored_fp and fp
+            former = _former_weights(meta.get(_C["model"]), stored_fp) if same_name else None
             problems.append(
                 f"model: collection was built with {meta.get(_C['model'])!r} (fingerprint {stored_fp or 'none'}), "
                 f"this store uses {expected[_C['model']]!r} (fingerprint {fp or 'none'})"
                 # a model of the same name whose weights differ: another version, or a damaged local copy,
                 # where reindexing would rebuild the store with the damaged model
-                + (": the same name with other weights here (another version of the model, or a damaged "
+                + (f": this medrag ships new weights under that name; the collection's, the earlier ones, ship "
+                   f"as {former!r}" if former else
+                   ": the same name with other weights here (another version of the model, or a damaged "
                    "local copy: for a bundled model, delete its folder under $MEDRAG_CACHE/models and it is "
                    "rebuilt)" if same_name else "")
             )
@@ -694,7 +698,8 @@ class MatryoshkaChroma(VectorStore):
             raise CollectionMismatchError(
                 f"collection {name!r} does not match this store ({'; '.join(problems)}). Nothing was written. "
                 "Open it with the same model and sizes, or reindex into a new collection with MatryoshkaChroma.reindex."
-                + _default_change_hint(meta.get(_C["model"]), expected[_C["model"]], name)
+                + (_former_weights_hint(former, name) if former else
+                   _default_change_hint(meta.get(_C["model"]), expected[_C["model"]], name))
             )
         if not record:  # a check only (before another change is written): the real open records
             return
@@ -2981,6 +2986,21 @@ def drop_collection(persist_directory: str | os.PathLike[str], name: str) -> boo
 def _moved_folder(spec: Any) -> bool:
     """Whether a recorded model ``spec`` is a local folder's absolute path that no longer exists."""
     return isinstance(spec, str) and os.path.isabs(spec) and not os.path.exists(spec)
+
+
+def _former_weights(spec: Any, fingerprint: str) -> str | None:
+    """The packaged spec that ships the earlier weights of bundled model ``spec`` (``fingerprint``), if any."""
+    if not (isinstance(spec, str) and spec.startswith("bundled:") and fingerprint):
+        return None
+    from medrag.adapters import former_weights_spec
+
+    return former_weights_spec(spec, fingerprint)
+
+
+def _former_weights_hint(former: str, name: str) -> str:
+    """A sentence for a collection built with earlier weights of a bundled model that now ship as ``former``."""
+    return (f" To keep serving the collection as it is, open it with MatryoshkaEmbeddings({former!r}); to use the new "
+            f"weights, reindex it (MatryoshkaChroma.reindex(client, {name!r}, '<new name>', MatryoshkaEmbeddings())).")
 
 
 def _default_change_hint(stored_spec: Any, spec: str, name: str) -> str:

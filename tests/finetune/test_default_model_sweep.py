@@ -34,3 +34,31 @@ def test_applied_head_gives_unit_vectors_and_none_is_the_base():
     np.testing.assert_allclose(out * np.linalg.norm(vecs @ head[0].T + head[1], axis=1, keepdims=True),
                                vecs @ head[0].T + head[1], rtol=1e-4, atol=1e-5)
     assert sweep.apply(vecs, None) is vecs
+
+
+def _folder_with_recipe(tmp_path, tiny_model_dir, recipe):
+    import json
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "matryoshka.json").write_text(json.dumps({"extra": {"recipe": recipe}}))
+    return folder
+
+
+def test_a_model_whose_encoder_was_trained_is_not_scored_as_a_head(tmp_path, tiny_model_dir):
+    """The default since December 6 trains the encoder's last block: read as a head over the base's
+    vectors it would print wrong numbers, silently."""
+    import pytest
+
+    for i, recipe in enumerate(({"freeze_encoder": True, "top_block_epochs": 6}, {"freeze_encoder": False, "lora_rank": 8})):
+        with pytest.raises(SystemExit, match="not a linear map of the base's"):
+            sweep.frozen_head(_folder_with_recipe(tmp_path / f"r{i}", tiny_model_dir, recipe))
+    with pytest.raises(SystemExit, match="adapts the encoder's weights"):
+        sweep.frozen_head("bundled:medrag-e5-small-fr")
+    built = _folder_with_recipe(tmp_path / "built", tiny_model_dir, {})  # the default as built in the cache
+    (built / "medrag_adapted.json").write_text('{"adapter": "medrag-e5-small-fr"}')
+    with pytest.raises(SystemExit, match="adapts the encoder's weights"):
+        sweep.frozen_head(built)
+    with pytest.raises(SystemExit, match="no Dense layer"):  # a frozen recipe, but no head saved
+        sweep.frozen_head(_folder_with_recipe(tmp_path / "plain", tiny_model_dir, {"freeze_encoder": True}))

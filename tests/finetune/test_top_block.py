@@ -70,7 +70,7 @@ def test_lora_starts_as_the_base_block_and_trains_only_its_matrices(tiny_model):
                          distill_weight=1.0)
     steps = []
     wrapped = train_block(cfg, pairs, encoder, states, states, before, before, epochs=2, block_lr=1e-2, head_lr=1e-2,
-                          seed=0, rank=4, dims=(width, width // 2), on_step=lambda: steps.append(1))
+                          seed=0, rank=4, dims=(width, width // 2), on_step=steps.append)
     assert len(steps) == 4  # 2 epochs of 2 batches of 4 pairs
     after = dict(encoder.block.named_parameters())
     base_after = {n.replace(".base.", "."): p for n, p in after.items() if ".lora_" not in n}
@@ -120,15 +120,25 @@ def block_run(tiny_model_dir, pairs_file, tmp_path_factory):
                       top_block_head_learning_rate=1e-3, top_block_lora_rank=4, export_adapter=str(tmp / "a" / "blk"),
                       adapter_name="blk", evaluate_before=False)
     finetuner = MatryoshkaFinetuner(cfg)
-    return finetuner, finetuner.run(), tmp
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("the loop encoded teacher vectors: they come from the block states")
+
+    with pytest.MonkeyPatch.context() as mp:
+        from finetune.loop import TrainingLoop
+
+        mp.setattr(TrainingLoop, "teacher_vectors", no_encoding)
+        return finetuner, finetuner.run(), tmp
 
 
 def test_a_block_run_reads_its_teacher_from_the_block_states(block_run):
     finetuner, result, tmp = block_run
     assert list((tmp / "teacher" / "block_states").glob("*.npz"))  # beside the teacher cache the config names
+    # the approximate (float16-state) vectors are not written where a frozen-encoder run reads exact ones
+    assert not list((tmp / "teacher").glob("*.npz"))
     assert finetuner.loop_result.steps > 0 and result.top_block_steps > 0 and result.top_block_seconds > 0
     info = json.loads((tmp / "m" / "training_info.json").read_text())
-    assert info["top_block_steps"] == result.top_block_steps
+    assert info["top_block_steps"] == result.top_block_steps and np.isfinite(info["top_block_final_loss"])
     recipe = json.loads((tmp / "m" / "matryoshka.json").read_text())["extra"]["recipe"]
     assert recipe["top_block_epochs"] == 3 and recipe["top_block_lora_rank"] == 4
 
@@ -179,5 +189,21 @@ def test_the_export_scores_a_block_run_through_its_block(tiny_model_dir, pairs_f
                       rotation="pca", max_steps=2, top_block_epochs=1, top_block_lora_rank=2,
                       export_adapter=str(tmp_path / "a"), adapter_name="blk", export_scores="suite_pilot",
                       evaluate_before=False)
-    MatryoshkaFinetuner(cfg).run()
-    assert seen == [(True, tmp_path / "teacher" / "block_states"), (False, None)]  # the trained model, then the base
+    result = MatryoshkaFinetuner(cfg).run()
+    # the trained model, then the base: both through the cached block states
+    assert seen == [(True, tmp_path / "teacher" / "block_states"), (True, tmp_path / "teacher" / "block_states")]
+    assert result.global_step == 2 and result.top_block_steps == 2  # max_steps caps both phases
+
+
+def test_the_suite_is_scored_through_the_cached_block_path(tiny_model, tmp_path):
+    """What the export scores a block run with: the base's cached states through the block and layer."""
+    from finetune.suite_scores import _block_encoder
+    from medrag.encoding import encode_texts
+    from medrag.prompts import prompt_texts
+
+    top = TopBlockEncoder(tiny_model)  # the base's block, no layer: the base model's vectors
+    encode = _block_encoder(top, tiny_model, tmp_path)
+    qprompt, pprompt = prompt_texts(tiny_model.prompts)
+    for side, prompt in (("query", qprompt), ("document", pprompt)):
+        np.testing.assert_allclose(encode(TEXTS, side), encode_texts(tiny_model, TEXTS, prompt=prompt), atol=2e-3)
+    assert list(tmp_path.glob("*.npz"))

@@ -39,7 +39,8 @@ def test_the_default_is_medrags_packaged_model_and_the_base_keeps_its_name():
     assert medrag.DEFAULT_SPEC == DEFAULT_SPEC
     assert BUNDLED_SPEC == "bundled:multilingual-e5-small"
     # the non-commercial variant is listed (loadable offline) but is never the default
-    assert medrag.models.bundled_specs() == [BUNDLED_SPEC, MEDRAG_MODEL_SPEC, "bundled:medrag-e5-small-fr-nc"]
+    assert medrag.models.bundled_specs() == [BUNDLED_SPEC, MEDRAG_MODEL_SPEC, "bundled:medrag-e5-small-fr-head",
+                                             "bundled:medrag-e5-small-fr-nc"]
 
 
 def test_the_shipped_models_say_they_are_matryoshka_trained() -> None:
@@ -50,7 +51,7 @@ def test_the_shipped_models_say_they_are_matryoshka_trained() -> None:
 
     from medrag.metadata import MatryoshkaMetadata
 
-    for name in ("medrag-e5-small-fr", "medrag-e5-small-fr-nc"):
+    for name in ("medrag-e5-small-fr", "medrag-e5-small-fr-head", "medrag-e5-small-fr-nc"):
         meta = MatryoshkaMetadata.load(Path(str(files("medrag") / "data" / "models" / name)))
         assert meta is not None and meta.base_model == BUNDLED_SPEC
 
@@ -114,3 +115,62 @@ def test_finetune_without_a_model_starts_from_the_plain_base(monkeypatch, tmp_pa
     with pytest.raises(Stop):
         training.MatryoshkaFinetuner(FinetuneConfig(device="cpu", output_dir=str(tmp_path / "out")), dataset=ds).run()
     assert seen == [BUNDLED_SPEC]
+
+
+def test_a_store_of_the_defaults_earlier_weights_names_the_spec_that_ships_them(tmp_path, tiny_model_dir, monkeypatch):
+    """bundled:medrag-e5-small-fr got new weights (December 6); the earlier ones ship as
+    bundled:medrag-e5-small-fr-head. A store built with them names that spec, and opens with it."""
+    import chromadb
+
+    import medrag.adapters
+    from medrag import MatryoshkaChroma, MatryoshkaEmbeddings
+    from medrag.models import model_fingerprint
+    from tests.tiny_model import build_tiny_model
+
+    old = medrag.load_model(tiny_model_dir, device="cpu")
+    old.medrag_spec = MEDRAG_MODEL_SPEC
+    new = medrag.load_model(build_tiny_model(tmp_path / "new-weights", seed=5), device="cpu")
+    new.medrag_spec = MEDRAG_MODEL_SPEC
+    former = medrag.load_model(tiny_model_dir, device="cpu")  # the earlier weights under their new name
+    former.medrag_spec = "bundled:medrag-e5-small-fr-head"
+    old_fp = model_fingerprint(old)
+    monkeypatch.setattr(medrag.adapters, "former_weights_spec",
+                        lambda spec, fp, root=None: former.medrag_spec if (spec, fp) == (MEDRAG_MODEL_SPEC, old_fp) else None)
+    client = chromadb.PersistentClient(path=str(tmp_path / "db"))
+    MatryoshkaChroma("notes", MatryoshkaEmbeddings(old), client=client).add_texts(["ferritine basse"], ids=["a"])
+    with pytest.raises(CollectionMismatchError) as err:
+        MatryoshkaChroma("notes", MatryoshkaEmbeddings(new), client=client)
+    message = str(err.value)
+    assert "ship as 'bundled:medrag-e5-small-fr-head'" in message and "damaged" not in message
+    assert "MatryoshkaEmbeddings('bundled:medrag-e5-small-fr-head')" in message and "reindex" in message
+    kept = MatryoshkaChroma("notes", MatryoshkaEmbeddings(former), client=client)  # same weights: it opens
+    assert [d.page_content for d in kept.similarity_search("ferritine", k=1)] == ["ferritine basse"]
+
+
+def test_the_head_model_ships_the_earlier_default_weights():
+    """Its adapter is byte for byte the default's of December 3-6 (that file's sha256, checked against
+    the file by test_shipped_adapters_are_complete_and_small), and its config claims their fingerprints."""
+    from importlib.resources import files
+
+    from medrag.adapters import former_weights_spec, read_adapter_config
+
+    head = read_adapter_config(Path(str(files("medrag") / "data" / "models" / "medrag-e5-small-fr-head")))
+    assert head["sha256"] == "7e439e166322b72f82d8580f57cdfbfc92b78b1df23079f0a3b9b129dcb8df44"
+
+    assert former_weights_spec(MEDRAG_MODEL_SPEC, "af88ba4c87244c69") == "bundled:medrag-e5-small-fr-head"
+    assert former_weights_spec(MEDRAG_MODEL_SPEC, "bae34d418679f15b") == "bundled:medrag-e5-small-fr-head"
+    assert former_weights_spec(MEDRAG_MODEL_SPEC, "0000000000000000") is None
+    assert former_weights_spec("bundled:medrag-e5-small-fr-nc", "af88ba4c87244c69") is None
+
+
+@pytest.mark.integration
+def test_the_head_models_fingerprint_is_the_one_its_config_claims(monkeypatch):
+    from importlib.resources import files
+
+    from medrag.adapters import read_adapter_config
+    from medrag.models import legacy_model_fingerprints, model_fingerprint
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = medrag.load_model("bundled:medrag-e5-small-fr-head", device="cpu")
+    claimed = read_adapter_config(Path(str(files("medrag") / "data" / "models" / "medrag-e5-small-fr-head")))
+    assert claimed["formerly"][0]["fingerprints"] == [model_fingerprint(model), legacy_model_fingerprints(model)[0]]
