@@ -358,12 +358,16 @@ class TopBlockPhase:
         config: the run's configuration (``top_block_*``, the losses, ``batch_size``, lengths).
         pairs: the training pairs (the loop's).
         dims: the Matryoshka sizes, full size first.
+        stop_requested: polled after each block step; when it returns True, :meth:`train` raises
+            :class:`KeyboardInterrupt` (Ctrl-C, SIGTERM: the run's final-layer checkpoint and the cached
+            states stay, so ``--resume`` starts this phase again at once).
     """
 
     def __init__(self, model: "SentenceTransformer", config: "FinetuneConfig", pairs: "Sequence[QAPair]",
-                 dims: Sequence[int]) -> None:
+                 dims: Sequence[int], stop_requested: Callable[[], bool] | None = None) -> None:
         encoder_layers(model)  # a clear error before any encoding when the model does not fit
         self.model, self.config, self.pairs, self.dims = model, config, list(pairs), list(dims)
+        self.stop_requested = stop_requested or (lambda: False)
         self.q_states: TokenStates | None = None
         self.p_states: TokenStates | None = None
         self.teacher_q: np.ndarray | None = None
@@ -406,6 +410,8 @@ class TopBlockPhase:
         self.losses.append(loss)
         if self.steps % self.config.logging_steps == 0:
             logger.info("block step %d: loss %.4f", self.steps, loss)
+        if self.stop_requested():
+            raise KeyboardInterrupt
 
     def train(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Train the last block (LoRA) and the model's final layer; fold the block's deltas into the

@@ -277,7 +277,7 @@ class MatryoshkaFinetuner:
 
             if cfg.torch_threads:  # the encoding of the states is the run's longest part
                 torch.set_num_threads(cfg.torch_threads)
-            phase = TopBlockPhase(model, loop_cfg, pairs, dims)
+            phase = TopBlockPhase(model, loop_cfg, pairs, dims, stop_requested=lambda: stopper.requested)
             phase.prepare()
             loop.teacher = (phase.teacher_q, phase.teacher_p)
         checkpoints = None
@@ -311,9 +311,18 @@ class MatryoshkaFinetuner:
             resumed_from_step=_resumed_step(resume_from))
         self.loop_result = loop_result
         self.block_deltas = None
-        if phase is not None:  # Ctrl-C here stops the run; a rerun reuses the cached states
+        if phase is not None:
             t0 = time.perf_counter()
-            self.block_deltas = phase.train()
+            with stopper.installed():
+                try:
+                    self.block_deltas = phase.train()
+                except KeyboardInterrupt:
+                    saved = self._resume_checkpoint_or_none() if checkpoints is not None else None
+                    logger.warning("interrupted while training the last block (step %d of the phase)%s", phase.steps,
+                                   f"; rerun with --resume: the final layer's checkpoint ({saved}) and the cached "
+                                   "states are kept, the block phase starts again" if saved is not None else
+                                   "; rerun the same command (the cached states are kept)")
+                    raise
             result.top_block_steps, result.top_block_seconds = phase.steps, time.perf_counter() - t0
             self.top_block_final_loss = phase.losses[-1] if phase.losses else None
             result.train_cpu_seconds = time.process_time() - start_cpu

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import signal
 
 import numpy as np
 import pytest
@@ -207,3 +208,39 @@ def test_the_suite_is_scored_through_the_cached_block_path(tiny_model, tmp_path)
     for side, prompt in (("query", qprompt), ("document", pprompt)):
         np.testing.assert_allclose(encode(TEXTS, side), encode_texts(tiny_model, TEXTS, prompt=prompt), atol=2e-3)
     assert list(tmp_path.glob("*.npz"))
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_in_the_block_phase_resumes_to_the_uninterrupted_model(tiny_model_dir, pairs_file, tmp_path, stop,
+                                                                      monkeypatch, caplog):
+    """Ctrl-C or SIGTERM while the last block trains: the step ends, the run stops with a message, the
+    final layer's checkpoint stays, and --resume gives the model of an uninterrupted run."""
+    import os
+
+    import medrag
+    from finetune.top_block import TopBlockPhase
+    from finetune.training import MatryoshkaFinetuner
+
+    settings = dict(lora_rank=0, freeze_encoder=True, rotation="pca_centered", epochs=2, top_block_epochs=2,
+                    top_block_lora_rank=2, evaluate_before=False, evaluate_after=False)
+    MatryoshkaFinetuner(loop_config(tiny_model_dir, pairs_file, tmp_path / "a", tmp_path, **settings)).run()
+    cfg = loop_config(tiny_model_dir, pairs_file, tmp_path / "b", tmp_path, **settings)
+    count = TopBlockPhase._count_step
+
+    def stop_at_first_block_step(self, loss):
+        if self.steps == 0:
+            os.kill(os.getpid(), stop)
+        count(self, loss)
+
+    monkeypatch.setattr(TopBlockPhase, "_count_step", stop_at_first_block_step)
+    with caplog.at_level("WARNING", logger="finetune.training"), pytest.raises(KeyboardInterrupt):
+        MatryoshkaFinetuner(cfg).run()
+    assert "interrupted while training the last block (step 1 of the phase); rerun with --resume" in caplog.text
+    assert not (tmp_path / "b" / "matryoshka.json").exists()
+    monkeypatch.setattr(TopBlockPhase, "_count_step", count)
+    resumed = MatryoshkaFinetuner(cfg.replace(resume=True)).run()
+    assert resumed.top_block_steps > 1
+    texts = ["glycémie à jeun", "La TSH élevée oriente vers une hypothyroïdie."]
+    a = medrag.load_model(tmp_path / "a", device="cpu").encode(texts)
+    b = medrag.load_model(tmp_path / "b", device="cpu").encode(texts)
+    np.testing.assert_allclose(b, a, atol=1e-5)
