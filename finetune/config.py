@@ -226,8 +226,8 @@ class FinetuneConfig:
         not_finite = [f.name for f in fields(self)
                       if isinstance(getattr(self, f.name), float) and not math.isfinite(getattr(self, f.name))]
         if not_finite:
-            raise ConfigError(f"{', '.join(not_finite)} must be finite numbers (a NaN or infinite learning rate "
-                              "trains a model of NaN weights)")
+            raise ConfigError(f"{', '.join(not_finite)} must be finite numbers (a NaN or infinite learning rate, "
+                              "weight or scale trains a model of NaN weights)")
         if self.matryoshka_weights and not all(math.isfinite(w) for w in self.matryoshka_weights):
             raise ConfigError("matryoshka_weights must be finite numbers")
         if self.matryoshka_weights and not all(w > 0 for w in self.matryoshka_weights):
@@ -297,14 +297,23 @@ class FinetuneConfig:
             (self.torch_threads >= 0, "torch_threads must be >= 0"),
             (self.top_block_epochs >= 0, "top_block_epochs must be >= 0"),
             (not self.top_block_epochs or self.freeze_encoder,
-             "top_block_epochs trains the last block after the final layer: set freeze_encoder: true"),
-            (self.top_block_learning_rate > 0 and self.top_block_head_learning_rate > 0,
+             "top_block_epochs trains the last block after the final layer: set freeze_encoder: true (or "
+             "top_block_epochs: 0)"),
+            (not self.top_block_epochs or (self.top_block_learning_rate > 0 and self.top_block_head_learning_rate > 0),
              "top_block_learning_rate and top_block_head_learning_rate must be > 0"),
-            (self.top_block_lora_rank >= 1, "top_block_lora_rank must be >= 1 (the adapter ships LoRA matrices)"),
-            (self.top_block_lora_alpha > 0, "top_block_lora_alpha must be > 0"),
-            (not self.top_block_epochs or (not self.distill_corpus and self.batch_sampling == "random"),
-             "top_block_epochs trains on the pairs with random batches only: drop distill_corpus and batch_sampling"),
+            (not self.top_block_epochs or self.top_block_lora_rank >= 1,
+             "top_block_lora_rank must be >= 1 (the adapter ships LoRA matrices)"),
+            (not self.top_block_epochs or self.top_block_lora_alpha > 0, "top_block_lora_alpha must be > 0"),
+            (not self.top_block_epochs or not self.distill_corpus,
+             "top_block_epochs trains on the pairs only: drop distill_corpus (or set top_block_epochs: 0)"),
+            (not self.top_block_epochs or self.batch_sampling == "random",
+             "top_block_epochs trains with random batches only: drop batch_sampling (or set top_block_epochs: 0)"),
         ]
+        block_only = [f.name for f in fields(self) if f.name.startswith("top_block_") and f.name != "top_block_epochs"
+                      and getattr(self, f.name) != f.default]
+        if block_only and not self.top_block_epochs:
+            checks.append((False, f"{', '.join(block_only)} set(s) the last-block phase, which is off: set "
+                                  "top_block_epochs > 0, or drop them"))
         loop_only = [name for name, on in (
             ("mixture", bool(self.mixture)), ("max_train_pairs", self.max_train_pairs > 0),
             ("lora_rank", self.lora_rank > 0), ("distill_weight", self.distill_weight > 0),

@@ -366,6 +366,12 @@ class TopBlockPhase:
     def __init__(self, model: "SentenceTransformer", config: "FinetuneConfig", pairs: "Sequence[QAPair]",
                  dims: Sequence[int], stop_requested: Callable[[], bool] | None = None) -> None:
         encoder_layers(model)  # a clear error before any encoding when the model does not fit
+        from finetune.lora import encoder_model
+
+        width = encoder_model(model).config.hidden_size
+        if config.top_block_lora_rank > width:
+            raise ConfigError(f"top_block_lora_rank {config.top_block_lora_rank} is above the block's width {width}: "
+                              "a LoRA rank is a small fraction of it (16 for e5-small's 384)")
         self.model, self.config, self.pairs, self.dims = model, config, list(pairs), list(dims)
         self.stop_requested = stop_requested or (lambda: False)
         self.q_states: TokenStates | None = None

@@ -269,10 +269,20 @@ def recorded_model(client: Any, collection: str) -> str:
     except Exception as exc:
         raise translate_chroma_error(exc, "read the collection", collection) from exc
     spec = meta.get(CONTRACT_KEYS["model"])
-    if not isinstance(spec, str) or not spec or not meta.get(CONTRACT_KEYS["fingerprint"]):
+    fingerprint = meta.get(CONTRACT_KEYS["fingerprint"])
+    if not isinstance(spec, str) or not spec or not fingerprint:
         raise DataError(f"collection {collection!r} records no model medrag can load ({spec!r}): it was built with "
                         "other embeddings (langchain-chroma, or MatryoshkaChroma with an Embeddings object of yours), "
                         "which the shell cannot load; index its source into another --collection")
+    if spec.startswith("bundled:"):  # built with earlier weights of a packaged model, shipped on under another name
+        from medrag.adapters import former_weights_spec
+
+        former = former_weights_spec(spec, str(fingerprint))
+        if former:
+            logging.getLogger(__name__).warning(
+                "collection %r was built with the earlier weights of %s, which now ship as %s: using %s (reindex "
+                "into a new --collection to use the new weights)", collection, spec, former, former)
+            return former
     return spec
 
 

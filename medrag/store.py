@@ -709,7 +709,13 @@ class MatryoshkaChroma(VectorStore):
                         name, stored_fp, fp)
             updates[_C["fingerprint"]] = fp
         recorded = meta.get(_C["model"])
-        if fp and recorded != expected[_C["model"]] and _moved_folder(recorded):
+        if fp and recorded != expected[_C["model"]] and _former_weights(recorded, fp) == expected[_C["model"]]:
+            # built with the earlier weights of a packaged model, opened with the spec that ships them now:
+            # record that spec, so `medrag search`/`index` without --model load these weights from now on
+            logger.info("collection %r recorded %r, whose earlier weights (this model's) now ship as %r; recording it",
+                        name, recorded, expected[_C["model"]])
+            updates[_C["model"]] = expected[_C["model"]]
+        elif fp and recorded != expected[_C["model"]] and _moved_folder(recorded):
             # the same model (same fingerprint) from its new place: `medrag search`/`index` without
             # --model load the recorded spec, which would fail every time
             logger.info("collection %r recorded the model folder %s, which no longer exists; recording %r",

@@ -103,6 +103,12 @@ def test_lora_starts_as_the_base_block_and_trains_only_its_matrices(tiny_model):
     (dict(top_block_epochs=1, freeze_encoder=True, rotation="pca", top_block_learning_rate=0), "must be > 0"),
     (dict(top_block_epochs=1, freeze_encoder=True, rotation="pca", batch_sampling="topic"), "random batches"),
     (dict(top_block_epochs=1, freeze_encoder=True, rotation="pca", engine="trainer"), "need(s) engine: loop"),
+    (dict(top_block_epochs=1, freeze_encoder=True, rotation="pca", distill_corpus=["cases"]), "drop distill_corpus"),
+    # the phase off: its settings would be ignored (user tryout: accepted silently, or a rank error)
+    (dict(top_block_lora_rank=8), "top_block_lora_rank set(s) the last-block phase, which is off"),
+    (dict(top_block_lora_rank=0, top_block_learning_rate=1e-3), "top_block_learning_rate, top_block_lora_rank set(s)"),
+    (dict(top_block_epochs=1, freeze_encoder=True, rotation="pca", top_block_lora_alpha=float("nan")),
+     "top_block_lora_alpha must be finite numbers"),
 ])
 def test_bad_top_block_settings_are_refused(overrides, message):
     from finetune.config import FinetuneConfig
@@ -244,3 +250,14 @@ def test_a_stop_in_the_block_phase_resumes_to_the_uninterrupted_model(tiny_model
     a = medrag.load_model(tmp_path / "a", device="cpu").encode(texts)
     b = medrag.load_model(tmp_path / "b", device="cpu").encode(texts)
     np.testing.assert_allclose(b, a, atol=1e-5)
+
+
+def test_a_lora_rank_above_the_blocks_width_is_refused_before_any_encoding(tiny_model):
+    from finetune.config import FinetuneConfig
+    from finetune.top_block import TopBlockPhase
+    from medrag.qa.pairs import QAPair
+
+    cfg = FinetuneConfig(engine="loop", freeze_encoder=True, rotation="pca", top_block_epochs=1,
+                         top_block_lora_rank=1000)
+    with pytest.raises(ConfigError, match="above the block's width 128"):
+        TopBlockPhase(tiny_model, cfg, [QAPair("q", "p")], [128, 64])

@@ -145,6 +145,8 @@ def test_a_store_of_the_defaults_earlier_weights_names_the_spec_that_ships_them(
     assert "MatryoshkaEmbeddings('bundled:medrag-e5-small-fr-head')" in message and "reindex" in message
     kept = MatryoshkaChroma("notes", MatryoshkaEmbeddings(former), client=client)  # same weights: it opens
     assert [d.page_content for d in kept.similarity_search("ferritine", k=1)] == ["ferritine basse"]
+    # and records the name that loads these weights now (the shell opens a store with the name it records)
+    assert client.get_collection("notes").metadata["medrag:model"] == "bundled:medrag-e5-small-fr-head"
 
 
 def test_the_head_model_ships_the_earlier_default_weights():

@@ -101,3 +101,33 @@ def test_another_model_is_refused_with_the_shells_advice(indexed, tmp_path, caps
     capsys.readouterr()  # the build's own progress bars
     _one_line(capsys, ["search", "ferritine", "--persist-dir", str(indexed), "--model", str(other)],
               "From the shell: leave out --model")
+
+
+def test_search_and_index_open_a_store_of_a_bundled_models_earlier_weights(indexed, tiny_model_dir, tmp_path, capsys,
+                                                                           monkeypatch, caplog) -> None:
+    """A store built with medrag-e5-small-fr before December 6 records that name; its weights now ship as
+    -head. `medrag search`/`index` without --model loaded the name's new weights and were refused, with the
+    advice to leave out --model (user tryout)."""
+    import chromadb
+
+    import medrag.adapters
+    from medrag.store import CONTRACT_KEYS
+
+    client = chromadb.PersistentClient(path=str(indexed))
+    col = client.get_collection("medrag")
+    recorded_fp = col.metadata[CONTRACT_KEYS["fingerprint"]]
+    col.modify(metadata={**col.metadata, CONTRACT_KEYS["model"]: "bundled:medrag-e5-small-fr"})  # as an old store
+    del client
+    monkeypatch.setattr(medrag.adapters, "former_weights_spec",  # the tiny model plays the weights shipped on
+                        lambda spec, fp, root=None: str(tiny_model_dir)
+                        if (spec, fp) == ("bundled:medrag-e5-small-fr", recorded_fp) else None)
+    with caplog.at_level("WARNING", logger="medrag.command"):
+        assert main(["search", "ferritine basse", "--persist-dir", str(indexed), "--k", "1"]) == 0
+    assert "Une ferritine basse" in capsys.readouterr().out
+    assert "earlier weights of bundled:medrag-e5-small-fr" in caplog.text
+    src = tmp_path / "more.jsonl"
+    src.write_text(json.dumps({"id": "na", "text": "Une hyponatrémie se corrige lentement."}, ensure_ascii=False) + "\n")
+    assert main(["index", str(src), "--persist-dir", str(indexed), "--id-field", "id", "--no-progress"]) == 0
+    col = chromadb.PersistentClient(path=str(indexed)).get_collection("medrag")
+    assert col.count() == 4
+    assert col.metadata[CONTRACT_KEYS["model"]] == str(tiny_model_dir)  # the name that loads these weights now
