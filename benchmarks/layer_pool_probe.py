@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 from _script import ScriptParser, add_data_root_argument, positive_int, run_script, suite_data_root  # noqa: E402
 
-from finetune.top_block import unit  # noqa: E402
+from finetune.top_block import hidden_state_batches, unit  # noqa: E402
 
 if TYPE_CHECKING:
     import argparse
@@ -88,22 +88,12 @@ def layer_pools(model: "SentenceTransformer", texts: list[str], prompt: str, max
     """Attention-masked mean pools of the given hidden layers, ``(len(layers), len(texts), width)``,
     not normalised. Layer L is the output of the L-th transformer block (0: the embeddings), so the
     last layer's pool is what sentence-transformers' mean pooling returns."""
-    import torch
-    from tqdm.auto import tqdm
-
-    encoder, tokenizer = model[0].auto_model, model.tokenizer
-    width = encoder.config.hidden_size
+    width = model[0].auto_model.config.hidden_size
     out = np.zeros((len(layers), len(texts), width), np.float32)
-    order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths, less padding
-    with torch.inference_mode():
-        for start in tqdm(range(0, len(texts), batch_size), desc="layer pools", unit="batch", mininterval=10):
-            idx = order[start:start + batch_size]
-            enc = tokenizer([prompt + texts[i] for i in idx], truncation=True, max_length=max_length,
-                            padding=True, return_tensors="pt")
-            hidden = encoder(**enc, output_hidden_states=True).hidden_states
-            mask = enc["attention_mask"].unsqueeze(-1).float()
-            for j, layer in enumerate(layers):
-                out[j, idx] = ((hidden[layer] * mask).sum(1) / mask.sum(1)).numpy()
+    for idx, mask, hidden in hidden_state_batches(model, texts, prompt, max_length, batch_size, "layer pools"):
+        mask = mask.unsqueeze(-1).float()
+        for j, layer in enumerate(layers):
+            out[j, idx] = ((hidden[layer] * mask).sum(1) / mask.sum(1)).numpy()
     return out
 
 

@@ -114,33 +114,44 @@ class TokenStates:
         return torch.from_numpy(states), torch.from_numpy(mask)
 
 
-def token_states(model: "SentenceTransformer", texts: list[str], prompt: str, max_length: int,
-                 batch_size: int = 32) -> TokenStates:
-    """The base encoder's hidden states entering its last block, per token of every text (prompt
-    included, truncated at ``max_length``), as float16."""
+def hidden_state_batches(model: "SentenceTransformer", texts: Sequence[str], prompt: str, max_length: int,
+                         batch_size: int = 32, desc: str = "hidden states"):
+    """Yield ``(idx, mask, hidden_states)`` per batch of ``texts`` (prompt prepended, truncated at
+    ``max_length``), batched by length (less padding): the texts' positions, their 0/1 attention mask
+    ``(b, tokens)`` and the encoder's ``hidden_states`` tuple (index 0: the embeddings), on the CPU, no
+    gradient. The one encoding loop of the cached-state and layer-pool paths."""
     import torch
     from tqdm.auto import tqdm
 
     from finetune.lora import encoder_model
 
-    layer = cached_layer(model)
     encoder, tokenizer = encoder_model(model), model.tokenizer
     device = next(encoder.parameters()).device
-    per_text: list[np.ndarray | None] = [None] * len(texts)
-    order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths, less padding
+    order = np.argsort([len(t) for t in texts], kind="stable")
     with torch.inference_mode():
-        for start in tqdm(range(0, len(texts), batch_size), desc="block states", unit="batch", mininterval=10):
+        for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", mininterval=10):
             idx = order[start:start + batch_size]
             enc = tokenizer([prompt + texts[i] for i in idx], truncation=True, max_length=max_length,
                             padding=True, return_tensors="pt")
-            lengths = enc["attention_mask"].sum(1).tolist()
-            enc = {k: v.to(device) for k, v in enc.items()}
-            hidden = encoder(**enc, output_hidden_states=True).hidden_states[layer].float().cpu()
-            for row, i in enumerate(idx):
-                per_text[i] = hidden[row, :lengths[row]].numpy().astype(np.float16)
+            hidden = encoder(**{k: v.to(device) for k, v in enc.items()}, output_hidden_states=True).hidden_states
+            yield idx, enc["attention_mask"], tuple(h.float().cpu() for h in hidden)
+
+
+def token_states(model: "SentenceTransformer", texts: list[str], prompt: str, max_length: int,
+                 batch_size: int = 32) -> TokenStates:
+    """The base encoder's hidden states entering its last block, per token of every text (prompt
+    included, truncated at ``max_length``), as float16."""
+    from finetune.lora import encoder_model
+
+    layer = cached_layer(model)
+    per_text: list[np.ndarray | None] = [None] * len(texts)
+    for idx, mask, hidden in hidden_state_batches(model, texts, prompt, max_length, batch_size, "block states"):
+        lengths = mask.sum(1).tolist()
+        for row, i in enumerate(idx):
+            per_text[i] = hidden[layer][row, :lengths[row]].numpy().astype(np.float16)
     offsets = np.zeros(len(texts) + 1, np.int64)
     offsets[1:] = np.cumsum([len(a) for a in per_text])
-    width = encoder.config.hidden_size
+    width = encoder_model(model).config.hidden_size
     flat = np.concatenate(per_text) if texts else np.zeros((0, width), np.float16)
     return TokenStates(flat, offsets)
 
@@ -445,7 +456,7 @@ class TopBlockPhase:
         return deltas
 
 
-__all__ = ["TokenStates", "TopBlockEncoder", "TopBlockPhase", "token_states", "cached_states", "block_states_dir",
+__all__ = ["TokenStates", "TopBlockEncoder", "TopBlockPhase", "hidden_state_batches", "token_states", "cached_states", "block_states_dir",
            "cached_layer", "encoder_layers",
            "add_block_lora", "block_lora_deltas", "merge_block_lora", "train_block", "unit",
            "FULL_BLOCK_WEIGHT_DECAY"]
