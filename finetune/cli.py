@@ -5,7 +5,7 @@ flags override the config file, which overrides the defaults. Examples::
 
     medrag finetune --config configs/frenchmedmcqa_default.yaml --epochs 3 --output-dir runs/mcqa
     medrag finetune --data pairs.jsonl --question-column question --answer-column answer
-    medrag finetune --config configs/frenchmedmcqa_default.yaml --check      # data summary + config, no training
+    medrag finetune --config configs/frenchmedmcqa_default.yaml --check      # data, plan and config, no training
     torchrun --nproc_per_node 2 -m finetune --config configs/frenchmedmcqa_default.yaml   # data parallel
 
 Errors in the data or the config end with one line on stderr and exit code 1.
@@ -34,7 +34,8 @@ from medrag.command import new_parser, run_command
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML, TOML or JSON config file (flags override it)")
     p.add_argument("--check", action="store_true",
-                   help="load and validate the data, print its summary and the config (file and flags, as given: the "
+                   help="load and validate the data, print its summary (with the mixture's pairs), what the run trains "
+                        "(phases, losses) and the config (file and flags, as given: the "
                         "run sorts dims and fills them from the model), do not train")
     hints = get_type_hints(FinetuneConfig)
     for f in fields(FinetuneConfig):
@@ -85,6 +86,12 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_dataset_from_config(cfg)
     if args.check:
         print(dataset.summary())
+        if cfg.mixture or cfg.max_train_pairs:  # what the run trains on, not only data's pairs
+            pairs, counts = MatryoshkaFinetuner(cfg, dataset=dataset).training_pairs()
+            print(f"  trained on: {len(pairs)} pairs ({', '.join(f'{name} {n}' for name, n in counts.items())}; "
+                  "duplicates and eval questions dropped" + (f", capped at {cfg.max_train_pairs}"
+                                                             if cfg.max_train_pairs else "") + ")")
+        print("\n".join(cfg.plan()))
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True), end="")
         return 0
     if not logging.getLogger("medrag.qa.pairs").isEnabledFor(logging.INFO):  # with -v the loader logged it

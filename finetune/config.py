@@ -353,6 +353,51 @@ class FinetuneConfig:
             changed.remove("loss")
         return changed
 
+    @property
+    def uses_teacher(self) -> bool:
+        """The loop encodes teacher vectors with the frozen base (cached in :attr:`teacher_cache`):
+        distillation, a rotation, a frozen encoder or topic batches need them."""
+        return self.engine == "loop" and (self.distill_weight > 0 or self.rotation != "none" or self.freeze_encoder
+                                          or self.batch_sampling == "topic")
+
+    def plan(self) -> list[str]:
+        """What a run of this configuration trains, one phase per line (``medrag finetune --check``
+        prints it): the engine, what is trained, for how long, with which losses."""
+        length = (f"{self.max_steps} steps at most" if self.max_steps > 0
+                  else f"{self.epochs:g} epoch{'' if self.epochs == 1 else 's'}")
+        losses = []
+        if self.contrastive_weight > 0:
+            losses.append(f"MatryoshkaLoss(MNRL) x{self.contrastive_weight:g}" if self.engine == "loop"
+                          else f"MatryoshkaLoss over loss {self.loss}")
+        if self.engine == "loop" and self.distill_weight > 0:
+            losses.append(f"self-distillation of the frozen base x{self.distill_weight:g} "
+                          f"(temperature {self.distill_temperature:g})")
+        sizes = " ".join(map(str, self.dims)) if self.dims else "the model's trained sizes"
+        if self.engine == "loop" and self.freeze_encoder:
+            what = f"the final linear layer ({self.rotation} initialisation) over the frozen encoder"
+        elif self.engine == "loop" and self.lora_rank:
+            layers = f"the top {self.lora_layers} layers" if self.lora_layers else "every layer"
+            what = f"the encoder through LoRA rank {self.lora_rank} (alpha {self.lora_alpha:g}) on {layers}"
+        elif self.lora_rank:
+            what = f"the encoder through LoRA rank {self.lora_rank} (alpha {self.lora_alpha:g})"
+        else:
+            what = "the whole encoder" + (" (word embeddings frozen)" if self.engine == "loop" and self.freeze_embeddings
+                                          else "")
+        engine = "the plain loop (engine: loop)" if self.engine == "loop" else "the sentence-transformers Trainer"
+        lines = [f"plan: {engine}, sizes {sizes}",
+                 f"  {'phase 1' if self.top_block_epochs else 'trains'}: {what}, {length}, lr {self.learning_rate:g}, batch {self.batch_size}; "
+                 f"{' + '.join(losses)}"]
+        if self.top_block_epochs:
+            block = f"{self.max_steps} steps at most" if self.max_steps > 0 else f"{self.top_block_epochs} epochs"
+            lines.append(f"  phase 2: the encoder's last block (LoRA rank {self.top_block_lora_rank}, alpha "
+                         f"{self.top_block_lora_alpha:g}, lr {self.top_block_learning_rate:g}) and the final layer "
+                         f"(lr {self.top_block_head_learning_rate:g}), {block}, same losses and batches, on hidden "
+                         "states cached once")
+        if self.export_adapter:
+            lines.append(f"  export: {self.export_adapter} ({self.adapter_name}; matryoshka.json scores: "
+                         f"{self.export_scores})")
+        return lines
+
     # ------------------------------------------------------------------ I/O
 
     def to_dict(self) -> dict[str, Any]:

@@ -206,6 +206,8 @@ def check_run(cfg: "FinetuneConfig", create: bool = True, model_given: bool = Fa
     check_data_options(cfg)
     check_output_dir(cfg, create=create)
     check_sources(cfg.mixture, cfg.distill_corpus, cfg.shared_data)
+    if cfg.teacher_cache is not None:  # a file there failed after the data and the model had loaded
+        check_writable_dir(Path(cfg.teacher_cache).expanduser(), "teacher_cache", create=False)
     if cfg.export_adapter is not None:
         check_export_folder(cfg.export_adapter, cfg.output_dir, cfg.model)
         check_writable_dir(Path(cfg.export_adapter).expanduser(), "export_adapter", create=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -70,6 +71,25 @@ def test_check_prints_the_summary_and_the_resolved_config(tmp_path, capsys, pair
     out = capsys.readouterr().out
     assert "rows read: 32; empty dropped: 0; duplicate pairs dropped: 0" in out
     assert "epochs: 5.0" in out and "loss: auto" in out
+    assert "plan: the sentence-transformers Trainer" in out and "trains: the whole encoder, 5 epochs" in out
+    assert "phase 2" not in out
+
+
+def test_check_describes_the_mixture_and_both_phases(tmp_path, capsys, tiny_model_dir, pairs_file):
+    """--check printed data's 32 pairs and the config only: not the pairs the mixture adds, nor that
+    the run trains the final layer, then the encoder's last block (user tryout)."""
+    assert medrag_main(["finetune", "--data", str(pairs_file), "--question-column", "question", "--answer-column",
+                        "answer", "--model", str(tiny_model_dir), "--output-dir", str(tmp_path / "o"), "--engine",
+                        "loop", "--freeze-encoder", "--rotation", "pca_centered", "--distill-weight", "3",
+                        "--mixture", "sample:10", "--top-block-epochs", "2", "--check"]) == 0
+    out = capsys.readouterr().out
+    trained = next(line for line in out.splitlines() if "trained on:" in line)
+    own = int(re.search(r"train: (\d+) pairs", out).group(1))  # data's train split
+    assert "sample 10;" in trained and f"trained on: {own + 10} pairs" in trained and f"pairs.jsonl {own}," in trained
+    assert "phase 1: the final linear layer (pca_centered initialisation) over the frozen encoder" in out
+    assert "MatryoshkaLoss(MNRL) x1 + self-distillation of the frozen base x3" in out
+    assert "phase 2: the encoder's last block (LoRA rank 16, alpha 32, lr 0.002)" in out and "2 epochs" in out
+    assert not (tmp_path / "o").exists()
 
 
 def test_cli_trains_the_tiny_model(tmp_path, capsys, tiny_model_dir, pairs_file):

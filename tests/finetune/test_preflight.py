@@ -158,6 +158,9 @@ def test_check_refuses_what_a_run_would(tmp_path, capsys, tiny_model_dir, pairs_
     (["--eval-data", "other.jsonl", "--eval-fraction", "0.3", "--split-seed", "3"],
      "eval_fraction, split_seed: not used with eval_data other.jsonl"),
     (["--hard-negatives", "2"], "hard_negatives 2: a pairs file's negatives are read from negatives_column"),
+    # a file as the teacher cache passed --check and failed once the data and the model had loaded
+    (["--engine", "loop", "--distill-weight", "1", "--teacher-cache", "AFILE"],
+     "teacher_cache AFILE is a file; pass a folder"),
     (["--engine", "loop", "--freeze-encoder", "--rotation", "pca", "--export-adapter", "EXPORT"],
      "export_adapter records the validation suite's scores (export_scores: suite_pilot), read from shared_data "
      "NOWHERE, which lacks frenchmedmcqa, french-medical-text: pass the shared data folder as --shared-data"),
@@ -169,8 +172,9 @@ def test_check_and_the_run_refuse_before_anything_loads(tmp_path, capsys, tiny_m
     import medrag.models
 
     nowhere = str(tmp_path / "nowhere")
-    extra = [e.replace("EXPORT", str(tmp_path / "export")) for e in extra]
-    expected = expected.replace("NOWHERE", nowhere)
+    (tmp_path / "afile").write_text("x")
+    extra = [e.replace("EXPORT", str(tmp_path / "export")).replace("AFILE", str(tmp_path / "afile")) for e in extra]
+    expected = expected.replace("NOWHERE", nowhere).replace("AFILE", str(tmp_path / "afile"))
     base = ["finetune", "--data", str(pairs_file), "--question-column", "question", "--answer-column", "answer",
             "--model", str(tiny_model_dir), "--output-dir", str(tmp_path / "o"), "--shared-data", nowhere, *extra]
     assert medrag_main([*base, "--check"]) == 1
