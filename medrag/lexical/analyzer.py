@@ -13,7 +13,9 @@ a number glued to a unit is read as the number and the unit (``500mg`` as ``500 
 ``24h`` as ``24 h``: :data:`UNITS`), and a unit keeps its own term, unstemmed, even when it is
 also a stopword: ``mg/l``, ``mg/j`` and ``mg`` are three different things (``l`` and ``j`` after a
 number or in a ratio of units), and ``µg``, ``μg``, ``ug``, ``mcg`` one; the units of time meet the
-words they abbreviate (``3 g/j`` = ``3 g par jour``, ``24 h`` = ``24 heures``).
+words they abbreviate (``3 g/j`` = ``3 g par jour``, ``24 h`` = ``24 heures``); clinical notations
+of numbers are read as their plain forms (``38°5`` = ``38,5``; ``150 × 10⁹/L`` = ``150x10^9/l``: ``150``,
+``10^9``, ``l``).
 
 Why these choices: stemming and accent folding are what French BM25 needs to match
 inflected forms (Savoy, "A stemming procedure and stopword list for general French
@@ -63,8 +65,10 @@ from medrag.errors import InvalidInputError
 #: are joined too; 8: a hyphenated token holding a digit (``COVID-19``, ``IL-6``, ``β2-mimétiques``) also
 #: has its parts' terms, Greek letters are read as their French names (``β-bloquant`` = ``bêta-bloquant``),
 #: soft hyphens and joiners are dropped, the non-breaking hyphens read as ``-``, and ``extra_stopwords``
-#: drop a word typed in capitals too; ``ainsi`` is a stopword).
-ANALYZER_VERSION = 8
+#: drop a word typed in capitals too; ``ainsi`` is a stopword; 9: clinical notations of numbers: a
+#: temperature ``38°5`` read as ``38,5``, powers of ten ``10⁹``, ``10^9``, ``10*9`` as one term ``10^9``,
+#: apart from the count they multiply: ``150 × 10⁹/L``, ``150x10^9/l``, ``150.10⁹/L`` -> ``150``, ``10^9``, ``l``).
+ANALYZER_VERSION = 9
 
 #: The Snowball French stopword list (snowballstem.org, BSD licence), plus ``a`` (``il a``) and
 #: ``ainsi`` (in Savoy's and Lucene's French lists; stemmed twice it is ``ain``, the word reading of the
@@ -100,6 +104,38 @@ _THOUSANDS_SPACE = re.compile(f"(?<=\\d)[{_SPACES}](?=\\d)")
 _STOPWORD_UNIT = f"(?:(?<=\\d)[{_SPACES}]?[lLjJ](?![^\\W_]|[{_APOSTROPHES}]))?"
 _STOPWORD_UNIT_PARTS = re.compile(f"(.*\\d)[{_SPACES}]?([lLjJ])")
 _DECIMAL = re.compile(_NUMBER)
+#: French clinical notes write a temperature's decimal with the degree sign (``38°5``, ``37°2``: 38.5 °C;
+#: also ``º``, the ordinal indicator typed for it): two digits, the sign, one digit; read as ``38,5``,
+#: as ``38,5 °C`` and ``38.5°C`` are. The patterns here start with the character they look for, so the
+#: regex engine skips to it (a leading lookbehind made analysis 1.7x slower).
+_DEGREE_DECIMAL = re.compile(r"[°º](?<=(?<![\d,.])\d\d[°º])(?=\d(?!\d|[.,]\d))")
+_SUPERSCRIPTS = "⁰¹²³⁴⁵⁶⁷⁸⁹"
+#: A power of ten as laboratory reports write it (``10⁹``, ``10⁻³``, ``10^9``, ``10^-3``, UCUM's ``10*9``):
+#: rewritten `` 10^9``, one term (before, ``10⁹`` became ``109`` and ``150x10^9`` the terms ``150x10``, ``9``);
+#: then :data:`_TIMES_POWER` parts it from the count it multiplies (``150 × 10⁹``, ``150x10^9``, ``150.10⁹``).
+_POWER_OF_TEN = re.compile(f"10(?<![\\d,]10)(?:[{_SPACES}]?(?:\\^|\\*\\*?)[{_SPACES}]?([-−]?)(\\d{{1,2}})"
+                           f"|(⁻?)([{_SUPERSCRIPTS}]{{1,2}}))(?![\\d{_SUPERSCRIPTS}])")
+_TIMES_POWER = re.compile(f"(?<=\\d)[{_SPACES}]?[x×X*·.][{_SPACES}]? 10\\^")
+_POWER_TERM = r"10\^-?\d{1,2}"
+_SUPERSCRIPT_DIGITS = str.maketrans(_SUPERSCRIPTS, "0123456789")
+
+
+def _power_of_ten(match: re.Match[str]) -> str:
+    sign = "-" if (match.group(1) or match.group(3)) else ""
+    digits = (match.group(2) or match.group(4)).translate(_SUPERSCRIPT_DIGITS)
+    return f" 10^{sign}{int(digits)}"
+
+
+def _clinical_numbers(text: str) -> str:
+    """``text`` with the clinical notations of numbers rewritten: ``38°5`` -> ``38,5``, ``150 × 10⁹``
+    -> ``150 10^9`` (:data:`_DEGREE_DECIMAL`, :data:`_POWER_OF_TEN`)."""
+    if "°" in text or "º" in text:
+        text = _DEGREE_DECIMAL.sub(",", text)
+    if "10" in text:
+        powers = _POWER_OF_TEN.sub(_power_of_ten, text)
+        if powers != text:
+            text = _TIMES_POWER.sub(" 10^", powers)
+    return text
 #: Parts joined by hyphens or apostrophes, or by slashes before a letter (``mg/l``, ``mg/kg/j``: the
 #: parts of a unit ratio; ``microgrammes/0,5 ml`` keeps its decimal).
 _WORD = f"[^\\W_]+(?:[-{_APOSTROPHES}][^\\W_]+|/[^\\W\\d_][^\\W_]*)*"
@@ -115,7 +151,8 @@ def _token_pattern(version: tuple[int, ...], thousands: bool = True) -> str:
     give characters back (a word's letters, its joiners and its unit tail are disjoint classes), so
     from :data:`POSSESSIVE_SINCE` on they are made possessive (``++``, ``*+``, ``?+``): the same
     tokens, faster, which pays for the unit tail."""
-    pattern = (f"{_THOUSANDS}{_STOPWORD_UNIT}|" if thousands else "") + f"{_NUMBER}{_STOPWORD_UNIT}|{_WORD}{_STOPWORD_UNIT}|{_SIGN}"
+    pattern = ((f"{_THOUSANDS}{_STOPWORD_UNIT}|" if thousands else "")
+               + f"{_POWER_TERM}(?:/[^\\W\\d_][^\\W_]*)*|{_NUMBER}{_STOPWORD_UNIT}|{_WORD}{_STOPWORD_UNIT}|{_SIGN}")
     if tuple(version[:3]) >= POSSESSIVE_SINCE:
         pattern = pattern.replace("]+", "]++").replace(")*", ")*+").replace("]*", "]*+").replace(")?", ")?+")
     return pattern
@@ -382,6 +419,8 @@ class FrenchMedicalAnalyzer:
         opts = self.options
         if opts.join_thousands and any(c in token for c in _SPACES):
             token = _THOUSANDS_SPACE.sub("", token)  # "10 000" -> "10000" ("5 l": the unit's space stays)
+        if token.startswith("10^") and "/" not in token:  # a power of ten (_POWER_OF_TEN): one term
+            return (token,)
         if "/" in token:  # a ratio of units ("mg/l", "mg/kg/j") or words joined by a slash ("et/ou")
             return tuple(t for part in token.split("/") for t in self._part_terms(part))
         stopword_unit = _STOPWORD_UNIT_PARTS.fullmatch(token) if token[-1] in "lLjJ" else None
@@ -474,6 +513,8 @@ class FrenchMedicalAnalyzer:
                 text = unicodedata.normalize("NFC", text)  # decomposed accents (macOS, PDF extraction) split words
             if _SPECIAL.search(text):  # one scan; most texts hold none of them
                 text, greek = _UNICODE_HYPHENS.sub("-", _INVISIBLE.sub("", text)), True
+        if self.options.keep_alphanumeric and (not text.isascii() or "^" in text or "*" in text):
+            text = _clinical_numbers(text)  # 38°5, 10⁹, 10^9, 10*9
         if self.options.keep_acronyms and text.isupper() and _LONGER_THAN_ACRONYM.search(text):
             text = text.lower()  # "LE PATIENT EST SOUS AVK": stopwords dropped, words stemmed
         if greek:  # after the capitals test: the names are written in lowercase ("Β-BLOQUANTS" stays shouted)

@@ -318,6 +318,38 @@ def test_spaced_thousands_are_one_number(analyzer: FrenchMedicalAnalyzer) -> Non
     assert off("100 000 UI") == ["100", "000", "ui"] and off.signature != analyzer.signature
 
 
+def test_clinical_notations_of_numbers(analyzer: FrenchMedicalAnalyzer) -> None:
+    """``38°5`` (case reports' 38.5 °C) gave ``38`` and ``5``; ``10⁹/L`` gave ``109`` and ``150x10^9/l``
+    the terms ``150x10``, ``9``: a lab value never met its other spellings (analyzer version 9)."""
+    assert analyzer("fièvre à 38°5") == analyzer("fièvre à 38,5") == analyzer("fièvre à 38.5") == ["fievr", "38,5"]
+    assert analyzer("température : 37°4, pouls 98") == ["temperatur", "37,4", "poul", "98"]
+    assert analyzer("38º5") == ["38,5"]  # the ordinal indicator typed for the degree sign
+    assert analyzer("38,5 °C") == analyzer("38.5°C") == ["38,5", "c"]
+    # not a temperature's decimal: three digits before, two after, a decimal after
+    assert analyzer("138°5") == ["138", "5"] and analyzer("37°45") == ["37", "45"] and analyzer("38°5,2") == ["38", "5,2"]
+    counts = ["plaquettes 150 × 10⁹/L", "plaquettes 150x10^9/l", "plaquettes 150 x 10^9/L", "plaquettes 150.10⁹/L",
+              "plaquettes 150 10*9/L", "plaquettes 150 · 10 ^ 9/L"]
+    assert all(analyzer(t) == ["plaquet", "150", "10^9", "l"] for t in counts), [analyzer(t) for t in counts]
+    assert analyzer("GB 4,5.10⁹/L") == ["gb", "4,5", "10^9", "l"]
+    assert analyzer("dilution 10⁻³") == analyzer("dilution 10^-3") == ["dilut", "10^-3"]
+    # no power marker, or a digit or a decimal comma before the 10: left as they were
+    assert analyzer("le 10 juin, 2010 patients, 3x10 récipients, 1/10") == [
+        "10", "juin", "2010", "patient", "3x10", "recipient", "1", "10"]
+    assert analyzer("310⁹") == ["3109"] and analyzer("1,10⁹") == ["1,10", "9"]
+    # the notations are read only with keep_alphanumeric (which keeps numbers whole)
+    plain = FrenchMedicalAnalyzer(AnalyzerOptions(keep_alphanumeric=False))
+    assert plain("38°5 10^9") == ["38", "5", "10", "9"]
+
+
+def test_bm25_finds_a_lab_value_written_another_way() -> None:
+    from medrag.lexical.bm25 import BM25Index
+
+    texts = ["Thrombopénie à 45 × 10⁹/L sous héparine.", "Hyperleucocytose à 15 000/mm3.",
+             "Fièvre à 38°5 depuis trois jours."]
+    index = BM25Index()
+    index.add(["a", "b", "c"], texts)
+    assert index.search("plaquettes 45x10^9/l", k=1)[0] == ["a"]
+    assert index.search("température 38,5", k=1)[0] == ["c"]
 
 
 def test_units_of_time_meet_the_words_they_abbreviate(analyzer: FrenchMedicalAnalyzer) -> None:
