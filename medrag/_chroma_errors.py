@@ -32,12 +32,18 @@ def translate_chroma_error(exc: Exception, what: str, collection: str | None = N
             f"lost the Chroma server while trying to {what}{where}: {type(exc).__name__}: {exc}. Check that the "
             "server is running and reachable, then retry (a write re-run with the same ids completes it)"
         )
+    if isinstance(exc, NotFoundError) and str(exc).startswith(("Database [", "Tenant [")):  # HttpClient(...)
+        return StoreConnectionError(
+            f"could not {what}: {exc} The server's tenants and databases are made by its administrator "
+            "(chromadb.AdminClient: create_tenant, create_database); check --tenant/--database, or leave them out "
+            "for Chroma's defaults"
+        )
     if isinstance(exc, NotFoundError):
         return CollectionMismatchError(f"could not {what}{where}: {exc} (was the collection deleted by another client?)")
     if isinstance(exc, ValueError) and "could not connect" in str(exc).lower():  # chromadb.HttpClient(...)
         return StoreConnectionError(
             f"cannot reach a Chroma server to {what}{where}: {exc} Start it (chroma run --path DIR) or check "
-            "--host/--port"
+            "--host/--port (and --ssl: an HTTPS server needs it, an HTTP one refuses it)"
         )
     if "readonly database" in str(exc).lower():  # SQLite's "attempt to write a readonly database"
         return StoreError(

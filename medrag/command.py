@@ -225,8 +225,13 @@ def add_store_location_arguments(parser: argparse.ArgumentParser, persist_help: 
     or ``--host``/``--port``, and ``--collection``; :func:`check_store_location` checks them."""
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--persist-dir", help=persist_help)
-    where.add_argument("--host", help="host of a Chroma server (chroma run); with --port")
+    where.add_argument("--host", help="host of a Chroma server (chroma run); with --port. A server that asks for a "
+                       "token: set CHROMA_CLIENT_AUTH_PROVIDER=chromadb.auth.token_authn.TokenAuthClientProvider and "
+                       "CHROMA_CLIENT_AUTH_CREDENTIALS=<token> in the environment (chromadb reads them)")
     parser.add_argument("--port", type=int, default=8000, help="port of the Chroma server (default 8000)")
+    parser.add_argument("--ssl", action="store_true", help="connect to the Chroma server over HTTPS")
+    parser.add_argument("--tenant", help="the server's tenant (default: Chroma's default_tenant)")
+    parser.add_argument("--database", help="the server's database (default: Chroma's default_database)")
     parser.add_argument("--collection", default="medrag", help="collection name (default medrag)")
 
 
@@ -238,13 +243,42 @@ def check_store_location(args: argparse.Namespace) -> None:
             raise InvalidInputError(f"{flag} is empty; pass a folder (--persist-dir) or a server's host (--host)")
     if not 1 <= args.port <= 65535:
         raise InvalidInputError(f"--port must be a TCP port in 1..65535, got {args.port}")
-    if args.persist_dir and args.port != 8000:
-        raise InvalidInputError("--port is for a Chroma server: pass it with --host, not with --persist-dir")
+    server_only = [flag for flag, given in (("--port", args.port != 8000), ("--ssl", args.ssl),
+                                            ("--tenant", args.tenant is not None),
+                                            ("--database", args.database is not None)) if given]
+    if args.persist_dir and server_only:
+        raise InvalidInputError(f"{', '.join(server_only)}: for a Chroma server: pass {'it' if len(server_only) == 1 else 'them'} "
+                                "with --host, not with --persist-dir")
+    for flag, value in (("--tenant", args.tenant), ("--database", args.database)):
+        if value is not None and not value.strip():
+            raise InvalidInputError(f"{flag} is empty; pass the server's {flag[2:]} name, or leave {flag} out")
     if args.persist_dir and Path(args.persist_dir).exists() and not Path(args.persist_dir).is_dir():
         raise InvalidInputError(f"--persist-dir {args.persist_dir} is a file; pass a folder")
     from medrag.store import _check_collection_name
 
     _check_collection_name(args.collection, "--collection")
+
+
+def server_place(args: argparse.Namespace) -> str:
+    """How messages name the server of ``--host`` (with its tenant and database when given)."""
+    scheme = "https://" if args.ssl else ""
+    within = "/".join(x for x in (args.tenant, args.database) if x)
+    return f"the store at {scheme}{args.host}:{args.port}{f' ({within})' if within else ''}"
+
+
+def open_server(args: argparse.Namespace) -> Any:
+    """The ``chromadb.HttpClient`` of ``--host``/``--port``/``--ssl``/``--tenant``/``--database`` (a
+    token, if the server asks for one, comes from chromadb's environment variables: see ``--host``);
+    a connection failure is a one-line :class:`MedragError`."""
+    import chromadb
+
+    from medrag._chroma_errors import translate_chroma_error
+
+    extra = {k: v for k, v in (("tenant", args.tenant), ("database", args.database)) if v is not None}
+    try:
+        return chromadb.HttpClient(host=args.host, port=args.port, ssl=args.ssl, **extra)
+    except Exception as exc:
+        raise translate_chroma_error(exc, f"open {server_place(args)}") from exc
 
 
 def collection_names(client: Any, where: str) -> list[str]:

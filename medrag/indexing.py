@@ -66,11 +66,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from medrag._chroma_errors import translate_chroma_error
 from medrag._store_lock import refuse_if_held_elsewhere
 from medrag.bundled import DEFAULT_SPEC
 from medrag.command import (add_store_location_arguments, check_store_location, check_writable_dir, collection_names,
-                            recorded_model, store_embeddings)
+                            open_server, recorded_model, server_place, store_embeddings)
 from medrag.embeddings import is_utf8
 from medrag.text_checks import is_blank
 from medrag.flags import check_flag
@@ -1061,16 +1060,13 @@ def _run_index(args: argparse.Namespace) -> int:
             created, was_empty = Path(persist), True
     client = None
     if args.host:
-        try:
-            client = chromadb.HttpClient(host=args.host, port=args.port)
-        except Exception as exc:
-            raise translate_chroma_error(exc, f"open the store at {args.host}:{args.port}") from exc
+        client = open_server(args)
     elif (Path(persist) / "chroma.sqlite3").is_file():  # an existing store: its collection may record a model
         try:
             client = chromadb.PersistentClient(path=persist)
         except Exception as exc:  # a damaged store: MatryoshkaChroma's own check names it and what to do
             logger.debug("cannot open %s to read the recorded model: %s", persist, exc)
-    place = f"the store at {args.host}:{args.port}" if args.host else f"the Chroma store in {persist}"
+    place = server_place(args) if args.host else f"the Chroma store in {persist}"
     existed = client is not None and args.collection in collection_names(client, place)
     # an existing collection is opened with the model it records (as medrag search does), not the default
     emb = store_embeddings(args, None if args.model or not existed else recorded_model(client, args.collection))

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from medrag.command import (add_store_location_arguments, check_store_location, collection_names,
-                            lexical_weight_argument, recorded_model, store_embeddings)
+                            lexical_weight_argument, open_server, recorded_model, server_place, store_embeddings)
 from medrag.embeddings import check_utf8
 from medrag.text_checks import is_blank
 from medrag.errors import CollectionMismatchError, DataError, InvalidInputError
@@ -72,12 +72,14 @@ def run_search(args: argparse.Namespace) -> int:
     from medrag._chroma_errors import translate_chroma_error
     from medrag.store import MatryoshkaChroma
 
-    place = f"the store at {args.host}:{args.port}" if args.host else f"the Chroma store in {args.persist_dir}"
-    try:
-        client = (chromadb.HttpClient(host=args.host, port=args.port) if args.host
-                  else chromadb.PersistentClient(path=str(Path(args.persist_dir).resolve())))
-    except Exception as exc:
-        raise translate_chroma_error(exc, f"open {place}") from exc
+    place = server_place(args) if args.host else f"the Chroma store in {args.persist_dir}"
+    if args.host:
+        client = open_server(args)
+    else:
+        try:
+            client = chromadb.PersistentClient(path=str(Path(args.persist_dir).resolve()))
+        except Exception as exc:
+            raise translate_chroma_error(exc, f"open {place}") from exc
     names = collection_names(client, place)
     if args.collection not in names:
         raise DataError(f"no collection {args.collection!r} in this store (collections: {sorted(names) or 'none'}); "

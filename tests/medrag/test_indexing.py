@@ -18,7 +18,7 @@ from medrag import MatryoshkaChroma, MatryoshkaEmbeddings
 from medrag.cli import main
 from medrag.errors import DataError, InvalidInputError
 from medrag.indexing import chunk_id, chunk_text, index_corpus, iter_documents, token_window
-from tests.medrag.test_store import FakeMatryoshkaEmbeddings
+from tests.medrag.test_store import FakeMatryoshkaEmbeddings, chroma_server  # noqa: F401 (a fixture)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -823,6 +823,34 @@ def test_cli_an_unreachable_server_is_named_as_such(tmp_path, capsys) -> None:
     (tmp_path / "ok.jsonl").write_text('{"text": "La ferritine basse."}\n')
     _one_line(capsys, ["index", str(tmp_path / "ok.jsonl"), "--host", "127.0.0.1", "--port", str(_free_port())],
               "cannot reach a Chroma server")
+
+
+def test_cli_a_servers_database_and_tenant(tiny_model_dir, tmp_path, capsys, chroma_server) -> None:
+    """`medrag index`/`search` reached only Chroma's default tenant and database, over HTTP: a
+    deployment with a database per service, or behind HTTPS, could not use the shell."""
+    host, port = chroma_server
+    admin = chromadb.AdminClient(chromadb.config.Settings(chroma_api_impl="chromadb.api.fastapi.FastAPI",
+                                                          chroma_server_host=host, chroma_server_http_port=port))
+    admin.create_database("cardiologie")
+    argv, _ = _index_argv(tmp_path, tiny_model_dir, 3)
+    at = argv.index("--persist-dir")
+    server = argv[:at] + ["--host", host, "--port", str(port)] + argv[at + 2:]
+    assert main(server + ["--database", "cardiologie"]) == 0
+    capsys.readouterr()
+    in_db = chromadb.HttpClient(host=host, port=port, database="cardiologie")
+    assert len(in_db.get_collection("notes").get()["ids"]) > 0
+    assert "notes" not in [c.name for c in chromadb.HttpClient(host=host, port=port).list_collections()]
+    assert main(["search", "ferritine", "--host", host, "--port", str(port), "--database", "cardiologie",
+                 "--collection", "notes", "--k", "1"]) == 0
+    assert "ferritine" in capsys.readouterr().out
+    # a database or a tenant the server lacks, HTTPS to an HTTP server: one line each, before any model
+    _one_line(capsys, server + ["--database", "nope"], "Database [nope] not found")
+    _one_line(capsys, server + ["--tenant", "nope"], "check --tenant/--database")
+    _one_line(capsys, server + ["--ssl"], "--ssl")
+    # server options with a local folder would be ignored
+    _one_line(capsys, argv + ["--database", "cardiologie"], "--database: for a Chroma server")
+    _one_line(capsys, argv + ["--ssl", "--tenant", "t"], "--ssl, --tenant: for a Chroma server")
+    _one_line(capsys, server + ["--database", " "], "--database is empty")
 
 
 @pytest.mark.parametrize("flags, bars", [([], True), (["--no-progress"], False)])
