@@ -14,6 +14,13 @@ Which pairs are held out:
   (a dedicated evaluation file);
 - a hub dataset: its ``split`` (default: its ``test`` or ``validation`` split, else a held-out share).
 
+Your own passages and judgements: a **BEIR folder** (Thakur et al., 2021; the format of most public
+retrieval benchmarks): ``corpus.jsonl`` (``{"_id", "title", "text"}``: every passage, judged or
+not), ``queries.jsonl`` (``{"_id", "text"}``) and ``qrels/<split>.tsv`` (``query-id corpus-id score``,
+tab-separated with a header line, or TREC's ``query-id 0 corpus-id score``), graded or binary
+(:func:`load_beir`). The queries are those judged in the split with a grade > 0; a passage's
+title, when it has one, is put before its text. From Python, build an :class:`IRTask` directly.
+
 Example::
 
     >>> from evaluation.data import load_task
@@ -96,6 +103,9 @@ def load_task(source: str | os.PathLike[str], *, split: str | None = None, quest
     Raises:
         DataError: a missing or unreadable source, missing columns, or no held-out pair.
     """
+    if not isinstance(source, (str, os.PathLike)):  # a dict failed with TypeError inside Path()
+        raise DataError(f"load_task reads a dataset path or id, got {type(source).__name__}; for your own queries, "
+                        "passages and judgements build an IRTask(queries, corpus, qrels) (medrag.qa.task)")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise DataError(f"limit must be an int >= 1 (or None for every pair), got {limit!r}")
     if os.fspath(source) == SAMPLE_SOURCE:
@@ -108,6 +118,8 @@ def load_task(source: str | os.PathLike[str], *, split: str | None = None, quest
         raise DataError(f"{path} is one file of pairs, with no split named {split!r}: drop the split (--split) to "
                         "hold out a share of its questions (eval_fraction / --eval-fraction), or evaluate every "
                         "pair of a dedicated evaluation file (split='all', --split all)")
+    if path.is_dir() and is_beir_folder(path):
+        return load_beir(path, split=split or "test", limit=limit)
     if path.is_dir():
         split = split or "test"
         if split == "all":  # "all" is a pairs file's whole content; this folder's files are its splits
@@ -116,7 +128,8 @@ def load_task(source: str | os.PathLike[str], *, split: str | None = None, quest
                             "pairs: --split all evaluates every pair of a pairs file; name a split "
                             "(--split test, dev or train)")
         if not (path / f"{split}.json").is_file():
-            raise DataError(f"{path} has no {split}.json: expected a FrenchMedMCQA folder (train/dev/test.json)")
+            raise DataError(f"{path} has no {split}.json: expected a FrenchMedMCQA folder (train/dev/test.json) or "
+                            "a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)")
         pairs = load_frenchmedmcqa(path, train_splits=(), eval_split=split).eval
         name = f"{path.name}/{split}"
     elif split == "all":
@@ -133,9 +146,123 @@ def load_task(source: str | os.PathLike[str], *, split: str | None = None, quest
         pairs = ds.eval
         name = f"{path.name if local else os.fspath(source)} (held out: {ds.split_method})"
     if not pairs:
-        raise DataError(f"{os.fspath(source)}: no held-out pair to evaluate on")
+        raise DataError(f"{os.fspath(source)}: no held-out pair to evaluate on"
+                        + (": the file is too small for a held-out share of its questions; evaluate every pair "
+                           "(split='all', --split all)" if path.is_file() else ""))
     if limit:
         pairs = pairs[:limit]
     task = IRTask.from_pairs(((p.question, p.answer) for p in pairs), name=name)
     logger.info("evaluation task %s: %d queries, %d documents", name, len(task.queries), len(task.corpus))
+    return task
+
+
+#: The files of a BEIR folder (:func:`load_beir`).
+BEIR_FILES = ("corpus.jsonl", "queries.jsonl", "qrels")
+
+
+def is_beir_folder(folder: str | os.PathLike[str]) -> bool:
+    """Whether ``folder`` holds a BEIR dataset (``corpus.jsonl`` and ``queries.jsonl``)."""
+    path = Path(folder).expanduser()
+    return (path / "corpus.jsonl").is_file() and (path / "queries.jsonl").is_file()
+
+
+def _jsonl_texts(path: Path, what: str, title: bool) -> dict[str, str]:
+    """``_id -> text`` of a BEIR ``corpus.jsonl`` / ``queries.jsonl`` (``title`` put before the text)."""
+    import json
+
+    out: dict[str, str] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not UTF-8 text (byte {exc.start}): convert it, e.g. iconv -f latin1 -t utf-8") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}, line {n}: not a JSON object ({exc.msg})") from None
+        if not isinstance(row, dict) or "_id" not in row or not isinstance(row.get("text"), str):
+            raise DataError(f"{path}, line {n}: a {what} needs \"_id\" and a \"text\" string, got "
+                            f"{sorted(row) if isinstance(row, dict) else type(row).__name__}")
+        key = str(row["_id"])  # numbers in some BEIR files: the qrels' ids are read as strings
+        if key in out:
+            raise DataError(f"{path}, line {n}: the {what} id {key!r} appears twice")
+        head = row.get("title") if title else None
+        text = row["text"].strip()
+        out[key] = f"{head.strip()} {text}".strip() if isinstance(head, str) and head.strip() else text
+    if not out:
+        raise DataError(f"{path} holds no {what}")
+    return out
+
+
+def _qrels(path: Path) -> dict[str, dict[str, float]]:
+    """The judgements of a BEIR ``qrels/<split>.tsv``: ``query-id<TAB>corpus-id<TAB>score`` (an optional
+    header line) or TREC's ``query-id 0 corpus-id score``."""
+    out: dict[str, dict[str, float]] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+    for n, line in enumerate(lines, 1):
+        fields = line.split("\t") if "\t" in line else line.split()
+        if not fields or not line.strip():
+            continue
+        if n == 1 and fields[-1].strip().lower() == "score":
+            continue  # BEIR's header
+        if len(fields) == 4:  # TREC: qid iteration docid grade
+            fields = [fields[0], fields[2], fields[3]]
+        if len(fields) != 3:
+            raise DataError(f"{path}, line {n}: expected query-id, corpus-id and score (or TREC's 4 columns), "
+                            f"got {len(fields)} field(s): {line[:80]!r}")
+        qid, did, score = (f.strip() for f in fields)
+        try:
+            grade = float(score)
+        except ValueError:
+            raise DataError(f"{path}, line {n}: the score {score!r} is not a number") from None
+        out.setdefault(qid, {})[did] = int(grade) if grade.is_integer() else grade
+    return out
+
+
+def load_beir(folder: str | os.PathLike[str], split: str = "test", limit: int | None = None) -> IRTask:
+    """The task of a BEIR folder: its judged queries of ``split`` against its whole corpus.
+
+    Args:
+        folder: holds ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/<split>.tsv``.
+        split: the judgements file (``test``, ``dev``, ``train``...).
+        limit: keep the first ``limit`` judged queries (in the qrels file's order).
+
+    Raises:
+        DataError: a missing file or split, a malformed line (named with its number), non-UTF-8 text,
+            judgements naming unknown ids, or no query judged relevant to anything.
+
+    Queries judged in ``split`` with no grade > 0 (BEIR keeps grade-0 lines for "judged not
+    relevant") are left out, as BEIR and trec_eval do, with a log line; graded judgements weigh NDCG
+    (:class:`~medrag.qa.task.IRTask`).
+    """
+    path = Path(folder).expanduser()
+    qrels_file = path / "qrels" / f"{split}.tsv"
+    if not qrels_file.is_file():
+        found = sorted(f.stem for f in (path / "qrels").glob("*.tsv")) if (path / "qrels").is_dir() else []
+        raise DataError(f"{path}: no qrels/{split}.tsv (the BEIR judgements of split {split!r}); "
+                        + (f"its splits: {', '.join(found)} (--split)" if found else "add a qrels folder with "
+                           "<split>.tsv files of query-id, corpus-id, score"))
+    corpus = _jsonl_texts(path / "corpus.jsonl", "passage", title=True)
+    all_queries = _jsonl_texts(path / "queries.jsonl", "query", title=False)
+    judged = _qrels(qrels_file)
+    unknown = sorted(set(judged) - set(all_queries))
+    if unknown:
+        raise DataError(f"{qrels_file} judges {len(unknown)} query id(s) absent from queries.jsonl, e.g. {unknown[:3]}")
+    relevant = {q: g for q, g in judged.items() if any(v > 0 for v in g.values())}
+    skipped = len(judged) - len(relevant)
+    if skipped:
+        logger.warning("%s: %d judged quer%s with no relevant passage left out (as BEIR and trec_eval do)", qrels_file,
+                       skipped, "y" if skipped == 1 else "ies")
+    if not relevant:
+        raise DataError(f"{qrels_file}: no query has a passage judged relevant (score > 0)")
+    qids = list(relevant)[:limit] if limit else list(relevant)
+    task = IRTask({q: all_queries[q] for q in qids}, corpus, {q: relevant[q] for q in qids},
+                  name=f"{path.name}/{split}", extra={"format": "beir"})
+    logger.info("evaluation task %s: %d queries, %d documents%s", task.name, len(task.queries), len(task.corpus),
+                " (graded)" if task.graded else "")
     return task

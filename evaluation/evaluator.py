@@ -39,7 +39,7 @@ from medrag.encoder import is_encoder
 from medrag.encoding import DEFAULT_BATCH_SIZE
 from medrag.errors import DimensionError, InvalidInputError
 from medrag.metadata import default_dims
-from medrag.qa.task import IRTask
+from medrag.qa.task import IRTask, check_task
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +117,7 @@ def evaluate_models(
     """
     if isinstance(models, (str, bytes)) or is_encoder(models):
         raise InvalidInputError("models is a list of model specs or encoders (e.g. [spec]), got one model")
+    check_task(task)
     models = list(models)
     if not models:
         raise InvalidInputError("no model to evaluate")
@@ -198,7 +199,7 @@ def evaluate_models(
                 "cache_hits": cache.hits, "cache_misses": cache.misses}
     return EvaluationReport(task_info=_task_info(task), metrics=metrics, primary_metric=primary_metric,
                             models=results, comparisons=comparisons, settings=settings, command=command,
-                            query_ids=list(task.queries))
+                            query_ids=list(task.queries), query_texts=list(task.queries.values()))
 
 
 def _cis(res: SizeResult, metrics: Sequence[str], n_bootstrap: int, confidence: float,

@@ -170,7 +170,7 @@ def candidate_scores(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray,
 
 def evaluate_hybrid(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray, dims: Sequence[int], *,
                     weights: Sequence[Weight] = (DEFAULT_LEXICAL_WEIGHT,), method: str = DEFAULT_FUSION, rrf_k: int = RRF_K,
-                    depth: int = DEFAULT_DEPTH, options: AnalyzerOptions | None = None,
+                    depth: int | None = None, options: AnalyzerOptions | None = None,
                     metrics: Sequence[str] = DEFAULT_METRICS, show_progress: bool = False) -> HybridEvalResult:
     """Score lexical, dense and hybrid search at each size from full-size vectors ordered as the task.
 
@@ -181,18 +181,21 @@ def evaluate_hybrid(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray, 
         weights: lexical weights to score (0 = dense only; ``"auto"``: a weight per query, as the store
             computes it from BM25's confidence among the candidates).
         method / rrf_k: fusion (``"rrf"`` or ``"minmax"``).
-        depth: candidates from each side.
+        depth: candidates from each side (default: :data:`DEFAULT_DEPTH`, or the deepest metric
+            cut-off when deeper: ``recall@200`` scores 200 + 200 candidates).
         options: the analyzer's options (default: :class:`AnalyzerOptions`'s defaults).
     """
     weights = list(dict.fromkeys(check_lexical_weight(w) for w in weights))
     if method not in FUSION_METHODS:
         raise InvalidInputError(f"unknown fusion method {method!r}; use one of {FUSION_METHODS}")
+    if depth is None:  # recall@200 with --hybrid failed once the dense scores were done (user tryout)
+        depth = max(DEFAULT_DEPTH, max_k(metrics))
     if depth < max_k(metrics):
         raise InvalidInputError(f"depth {depth} is below the deepest metric cut-off {max_k(metrics)}")
     qids, dids = list(task.queries), np.asarray(list(task.corpus))
     if len(query_vecs) != len(qids) or len(doc_vecs) != len(dids):
         raise InvalidInputError("vectors do not match the task's queries/corpus")
-    relevant = [task.qrels[q] for q in qids]
+    relevant = [task.grades[q] for q in qids]  # graded NDCG where the task is graded
     cut = max_k(metrics)
     lexical_side = lexical_rankings(task, options, depth, show_progress)
     lexical = per_query_metrics([list(r)[:cut] for r in lexical_side[1]], relevant, metrics)

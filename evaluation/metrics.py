@@ -1,10 +1,12 @@
-"""Ranking metrics with binary relevance, per query, as in the IR literature.
+"""Ranking metrics with binary or graded relevance, per query, as in the IR literature.
 
 Definitions (those of ``trec_eval`` / ``ranx`` / sentence-transformers' InformationRetrievalEvaluator,
 except ``map@k``'s normalisation, below):
 
-- ``ndcg@k``: DCG of the top k (gain 1 for a relevant document at rank r, discount 1/log2(r+1))
-  divided by the DCG of an ideal ranking of the query's relevant documents (Järvelin & Kekäläinen, 2002).
+- ``ndcg@k``: DCG of the top k (gain: the grade of a relevant document at rank r, 1 with binary
+  judgements; discount 1/log2(r+1)) divided by the DCG of an ideal ranking of the query's relevant
+  documents (Järvelin & Kekäläinen, 2002; linear gains, as trec_eval and ranx).
+- The other metrics count every grade > 0 as relevant.
 - ``mrr@k``: 1 / rank of the first relevant document in the top k, else 0.
 - ``map@k``: average precision over the top k, normalised by min(#relevant, k), as
   sentence-transformers' InformationRetrievalEvaluator does; ``trec_eval`` and ``ranx`` divide by
@@ -22,7 +24,7 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -46,13 +48,16 @@ def max_k(metrics: Sequence[str]) -> int:
     return max(parse_metric(m)[1] for m in metrics)
 
 
-def per_query_metrics(rankings: Sequence[Sequence[str]], relevant: Sequence[set[str]],
+def per_query_metrics(rankings: Sequence[Sequence[str]], relevant: Sequence[set[str] | Mapping[str, float]],
                       metrics: Sequence[str] = DEFAULT_METRICS) -> dict[str, np.ndarray]:
     """Each metric for each query.
 
     Args:
         rankings: per query, document ids best first (at least as deep as the deepest cut-off).
-        relevant: per query, the set of relevant document ids (non-empty).
+        relevant: per query, the set of relevant document ids (non-empty), or their grades
+            (``IRTask.grades``: id -> grade > 0). NDCG weighs a hit by its grade (linear gains,
+            ``sum(grade / log2(rank + 1))`` over the ideal ordering's, as trec_eval and ranx compute
+            it); MRR, MAP and recall count each relevant id once. A set is every grade 1.
         metrics: metric names such as ``"ndcg@10"``.
 
     Returns:
@@ -64,20 +69,24 @@ def per_query_metrics(rankings: Sequence[Sequence[str]], relevant: Sequence[set[
     out = {m: np.zeros(len(rankings), dtype=np.float64) for m in metrics}
     discounts = 1.0 / np.log2(np.arange(2, max_k(metrics) + 2))
     for i, (ranked, rel) in enumerate(zip(rankings, relevant)):
-        if isinstance(rel, (str, bytes)) or not isinstance(rel, (set, frozenset, list, tuple)):
+        if isinstance(rel, (str, bytes)) or not isinstance(rel, (set, frozenset, list, tuple, Mapping)):
             # a string was matched as substrings, and its length counted as the relevant documents
             raise InvalidInputError(f"relevant[{i}] must be a set of document ids, got {type(rel).__name__} {rel!r}"[:200])
-        if not rel:
+        grades = ({d: float(g) for d, g in rel.items() if g > 0} if isinstance(rel, Mapping)
+                  else dict.fromkeys(rel, 1.0))
+        if not grades:
             raise DataError(f"query {i} has no relevant document")
-        rel = set(rel)
         if isinstance(ranked, (str, bytes)) or len(set(ranked)) != len(ranked):  # a repeat scored above 1
             raise InvalidInputError(f"rankings[{i}] must be a list of distinct document ids")
-        hits = np.array([d in rel for d in ranked], dtype=np.float64)
+        hits = np.array([d in grades for d in ranked], dtype=np.float64)
+        gains = np.array([grades.get(d, 0.0) for d in ranked], dtype=np.float64)
+        ideal_gains = np.sort(np.fromiter(grades.values(), dtype=np.float64))[::-1]
+        rel = grades
         for name, base, k in parsed:
             h = hits[:k]
             if base == "ndcg":
-                ideal = discounts[: min(len(rel), k)].sum()
-                out[name][i] = float((h * discounts[: len(h)]).sum() / ideal)
+                ideal = float((ideal_gains[:k] * discounts[: min(len(ideal_gains), k)]).sum())
+                out[name][i] = float((gains[:k] * discounts[: len(h)]).sum() / ideal)
             elif base == "mrr":
                 first = np.flatnonzero(h)
                 out[name][i] = 1.0 / (first[0] + 1) if first.size else 0.0

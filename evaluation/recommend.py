@@ -78,6 +78,11 @@ def recommend_sizes(scores: Mapping[int, float], balanced_tolerance: float = BAL
                            smallest_size_within(items, edge_tolerance), metric, balanced_tolerance, edge_tolerance)
 
 
+#: ``matryoshka.json`` ``extra`` keys that describe the scores :func:`write_metadata` replaces (the
+#: validation suite's per-domain scores written by ``medrag finetune --export-adapter``): dropped.
+STALE_AFTER_RESCORING = ("suite_domains", "suite_domains_base")
+
+
 def write_metadata(folder, result, baseline=None, task: str | None = None) -> "Path":
     """Record a model's measured scores and recommended sizes in its folder's ``matryoshka.json``.
 
@@ -119,7 +124,9 @@ def write_metadata(folder, result, baseline=None, task: str | None = None) -> "P
     recs = recommend_sizes({d: meta.scores[d][meta.metric] for d in kept}, result.recommendations.balanced_tolerance,
                            result.recommendations.edge_tolerance, meta.metric)
     meta.recommendations = recs.to_dict()
-    meta.extra = {**meta.extra, "recommendation_tolerances": {"balanced": recs.balanced_tolerance,
+    # the per-domain scores of an earlier suite evaluation described the scores replaced here (user tryout)
+    earlier = {k: v for k, v in meta.extra.items() if k not in STALE_AFTER_RESCORING}
+    meta.extra = {**earlier, "recommendation_tolerances": {"balanced": recs.balanced_tolerance,
                                                               "edge": recs.edge_tolerance},
                   "metrics": list(next(iter(meta.scores.values()))),
                   "scored_on": task or "medrag evaluate (task not named)"}

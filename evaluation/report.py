@@ -59,6 +59,7 @@ class EvaluationReport:
         store: model label -> :class:`~evaluation.store_eval.StoreEvalResult` (``medrag evaluate --store``).
         hybrid: model label -> :class:`~evaluation.hybrid.HybridEvalResult` (``medrag evaluate --hybrid``).
         query_ids: the task's query ids, in the order of the per-query arrays.
+        query_texts: the queries themselves, in that order (``per_query.csv``: which question failed).
     """
 
     task_info: dict[str, Any]
@@ -71,6 +72,7 @@ class EvaluationReport:
     store: dict[str, Any] = field(default_factory=dict)
     hybrid: dict[str, Any] = field(default_factory=dict)
     query_ids: list[str] = field(default_factory=list)
+    query_texts: list[str] = field(default_factory=list)
 
     # ------------------------------------------------------------------ data
 
@@ -178,17 +180,19 @@ class EvaluationReport:
         return rows
 
     def per_query_table(self) -> str:
-        """CSV of every per-query value: ``model, dimension, query_id`` and one column per metric
-        (for your own tests or plots; the query ids are those of the task, see :class:`IRTask`)."""
+        """CSV of every per-query value: ``model, dimension, query_id, query`` and one column per
+        metric (for your own tests or plots; the query ids are those of the task, see :class:`IRTask`,
+        hashes of the texts for a pairs file: the ``query`` column says which question each row is)."""
         rows = []
         for m in self.models:
             for dim in sorted(m.sizes, reverse=True):
                 pq = m.sizes[dim].per_query
                 ids = self.query_ids or [str(i) for i in range(len(pq[self.metrics[0]]))]
+                texts = self.query_texts if len(self.query_texts) == len(ids) else [""] * len(ids)
                 for i, qid in enumerate(ids):
-                    rows.append({"model": m.label, "dimension": dim, "query_id": qid,
+                    rows.append({"model": m.label, "dimension": dim, "query_id": qid, "query": texts[i],
                                  **{x: float(pq[x][i]) for x in self.metrics}})
-        return _csv(["model", "dimension", "query_id", *self.metrics], rows)
+        return _csv(["model", "dimension", "query_id", "query", *self.metrics], rows)
 
     def metrics_table(self, fmt: str = "markdown", model: str | int | None = None) -> str:
         """Every metric at every size with its CI, per model (Markdown), or the long rows (CSV/JSON)."""
@@ -204,7 +208,8 @@ class EvaluationReport:
         for m in self.models if model is None else [self.model(model)]:
             out.append(f"**{m.label}** (mean [{level}% CI]; p: paired test of {self.primary_metric} vs size "
                        f"{max(m.sizes)})\n")
-            out.append("| Dimension | " + " | ".join(self.metrics) + " | p vs full |")
+            top = "full" if max(m.sizes) == m.full_dim else str(max(m.sizes))  # --sizes 128 64: vs 128
+            out.append("| Dimension | " + " | ".join(self.metrics) + f" | p vs {top} |")
             out.append("|---:|" + "---:|" * (len(self.metrics) + 1))
             for dim in sorted(m.sizes, reverse=True):
                 cells = [f"{m.cis[dim][x].mean:.4f} [{m.cis[dim][x].low:.3f}, {m.cis[dim][x].high:.3f}]"
@@ -322,7 +327,7 @@ def check_report_folder(out: str | os.PathLike[str], names: Iterable[str]) -> No
     if taken:
         raise InvalidInputError(f"{folder} holds {', '.join(taken)}, which no earlier medrag evaluate wrote (no "
                                 "report.json or suite.json that medrag evaluate wrote is there): the report would "
-                                "overwrite them; pass a new or empty folder as --out")
+                                "overwrite them; pass a new or empty folder (--out)")
 
 
 def remove_stale_report_files(out: Path, written: Iterable[Path], earlier: bool) -> None:

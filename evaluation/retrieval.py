@@ -41,7 +41,8 @@ def warn_if_few_queries(task: IRTask, scores_for: str = "its scores, intervals a
     if len(task.queries) >= FEW_QUERIES:
         return False
     logger.warning("task %r has %d queries: %s say little (a single query scores 0 or 1); evaluate on %d "
-                   "queries or more (a larger held-out share, or a dedicated evaluation file)", task.name,
+                   "queries or more (a larger held-out share: --eval-fraction; every pair of a dedicated "
+                   "evaluation file: --split all, split='all')", task.name,
                    len(task.queries), scores_for, FEW_QUERIES)
     return True
 
@@ -101,7 +102,7 @@ def evaluate_vectors(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray,
     qids, dids = list(task.queries), list(task.corpus)
     if len(query_vecs) != len(qids) or len(doc_vecs) != len(dids):
         raise InvalidInputError("vectors do not match the task's queries/corpus")
-    relevant = [task.qrels[q] for q in qids]
+    relevant = [task.grades[q] for q in qids]  # graded NDCG where the task is graded
     results = {}
     for dim in sorted(set(dims), reverse=True):
         ranked = rank_documents(truncate_embeddings(query_vecs, dim), truncate_embeddings(doc_vecs, dim),

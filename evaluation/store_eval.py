@@ -29,6 +29,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from collections.abc import Sequence
@@ -38,10 +39,11 @@ import numpy as np
 
 from evaluation.metrics import max_k, mean_metrics, per_query_metrics
 from evaluation.retrieval import rank_documents, top_indices
-from medrag.encoder import MatryoshkaEncoder
+from medrag.embeddings import MatryoshkaEmbeddings
+from medrag.encoder import MatryoshkaEncoder, is_encoder
 from medrag.errors import InvalidInputError, MedragError
 from medrag.precomputed import PrecomputedEmbeddings
-from medrag.qa.task import IRTask
+from medrag.qa.task import IRTask, check_task
 from medrag.store import DEFAULT_COARSE_DIM
 from medrag.vectors import truncate_embeddings
 
@@ -133,7 +135,7 @@ def evaluate_store(embeddings: MatryoshkaEncoder, task: IRTask, *, coarse_dim: i
 
     Args:
         embeddings: an encoder (:class:`medrag.encoder.MatryoshkaEncoder`, e.g. a
-            :class:`medrag.MatryoshkaEmbeddings`); its full size is the rerank size.
+            :class:`medrag.MatryoshkaEmbeddings`) or a model spec; its full size is the rerank size.
         task: queries, corpus, judgements.
         coarse_dim: the store's coarse size.
         candidates: documents passed from the coarse stage to the rerank (default: the store's default;
@@ -153,6 +155,12 @@ def evaluate_store(embeddings: MatryoshkaEncoder, task: IRTask, *, coarse_dim: i
     except ImportError as exc:
         raise MedragError(f"store-level evaluation needs medrag.store (MatryoshkaChroma): {exc}") from exc
 
+    check_task(task)
+    if isinstance(embeddings, (str, os.PathLike)):  # a spec, as evaluate_models takes (it failed with AttributeError)
+        embeddings = MatryoshkaEmbeddings(embeddings)
+    elif not is_encoder(embeddings):
+        raise InvalidInputError(f"embeddings must be a model spec or an encoder (MatryoshkaEmbeddings), got "
+                                f"{type(embeddings).__name__}")
     metrics = list(metrics)
     k = max_k(metrics)
     too_small = [c for c in [*sweep, *([candidates] if candidates is not None else [])] if c < k]
@@ -160,7 +168,7 @@ def evaluate_store(embeddings: MatryoshkaEncoder, task: IRTask, *, coarse_dim: i
         raise InvalidInputError(f"candidates {too_small} are below k={k}, the deepest metric cut-off")
     qids, dids = list(task.queries), list(task.corpus)
     qtexts, dtexts = [task.queries[q] for q in qids], [task.corpus[d] for d in dids]
-    relevant = [task.qrels[q] for q in qids]
+    relevant = [task.grades[q] for q in qids]  # graded NDCG where the task is graded
     if cache is not None:
         qv, dv = cache.encode(embeddings, qtexts, "query"), cache.encode(embeddings, dtexts, "document")
     else:

@@ -206,6 +206,12 @@ def load_qa_dataset(
         DataError: unreadable file (path and line), missing columns (naming those found), no usable rows.
     """
     name = os.fspath(source)
+    if question_column == answer_column or negatives_column in (question_column, answer_column):
+        # each question then "retrieved" itself: every metric 1.0 at every size, in silence (user tryout)
+        raise DataError(f"the question, answer{' and negatives' if negatives_column else ''} columns must differ "
+                        f"(question {question_column!r}, answer {answer_column!r}"
+                        f"{f', negatives {negatives_column!r}' if negatives_column else ''}): name each column "
+                        "once (--question-column, --answer-column)")
     kw = dict(question_column=question_column, answer_column=answer_column, negatives_column=negatives_column)
     if eval_source is not None:
         train_rows, _ = _read_source(source, train_split, None, optional_splits)

@@ -170,7 +170,7 @@ def pilot_task(task: IRTask, max_queries: int = PILOT_MAX_QUERIES, max_passages:
         kept_d.add(did)
     queries = {q: task.queries[q] for q in task.queries if q in set(kept_q)}
     corpus = {d: t for d, t in task.corpus.items() if d in kept_d}
-    qrels = {q: set(task.qrels[q]) for q in queries}
+    qrels = {q: dict(task.grades[q]) for q in queries}
     return IRTask(queries, corpus, qrels, name=f"{task.name} [pilot {max_queries}x{max_passages}]",
                   extra=dict(task.extra, pilot=True))
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import numbers
+import os
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,20 +27,24 @@ from medrag.text_checks import is_blank
 
 @dataclass
 class IRTask:
-    """Queries, corpus and relevance judgements (binary: a relevant document has grade 1).
+    """Queries, corpus and relevance judgements, binary or graded.
 
     Attributes:
         queries: query id -> text.
         corpus: document id -> text.
         qrels: query id -> ids of the relevant documents. Given as sets, lists or tuples of ids
-            (a repeated id counts once) or BEIR-style grades (``{"d1": 1, "d2": 0}``: a grade <= 0
-            is not relevant); held as sets of the relevant ids.
+            (a repeated id counts once: grade 1) or as grades, BEIR / TREC style (``{"d1": 2, "d2": 1,
+            "d3": 0}``: a grade <= 0 is not relevant); held as sets of the relevant ids.
         name: a label for reports.
+        grades: (computed) query id -> relevant document id -> grade (1 for a set). NDCG weighs each
+            hit by its grade (linear gains, as trec_eval, pytrec_eval, BEIR and ranx do), so a
+            highly relevant passage ranked first scores more than a partly relevant one; MRR, MAP and
+            recall count every grade > 0 as relevant.
 
     Raises:
         DataError: no queries, an empty corpus, judgements of a query id not in ``queries`` or of a
-            document id not in ``corpus``, a grade that is not a number, or a query without a relevant
-            document.
+            document id not in ``corpus``, a grade that is not a finite number, or a query without a
+            relevant document.
     """
 
     queries: dict[str, str]
@@ -46,6 +52,7 @@ class IRTask:
     qrels: dict[str, set[str]]
     name: str = "task"
     extra: dict = field(default_factory=dict)
+    grades: dict[str, dict[str, float]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.queries:
@@ -71,10 +78,12 @@ class IRTask:
             if blank is not None:
                 raise DataError(f"evaluation task {self.name!r}: the text of {side} {blank!r} is empty; "
                                 f"give it a text or leave it out")
-        self.qrels = _relevant_sets(self.qrels, self.queries)
+        self.grades = _relevant_grades(self.qrels, self.queries)
+        self.qrels = {q: set(g) for q, g in self.grades.items()}
         missing = [q for q in self.queries if not self.qrels.get(q)]
         if missing:
-            raise DataError(f"{len(missing)} queries have no relevant document, e.g. {missing[:3]}")
+            raise DataError(f"{len(missing)} queries have no relevant document, e.g. {missing[:3]}: leave them out "
+                            "of queries (trec_eval and BEIR skip them), or judge a relevant document for each")
         unknown = {d for docs in self.qrels.values() for d in docs} - set(self.corpus)
         if unknown:
             raise DataError(f"relevance judgements name {len(unknown)} ids absent from the corpus, e.g. {sorted(unknown)[:3]}")
@@ -115,34 +124,55 @@ class IRTask:
             corpus.setdefault(_id("d", text), text)
         return cls(queries=queries, corpus=corpus, qrels=qrels, name=name)
 
+    @property
+    def graded(self) -> bool:
+        """Some judgement has a grade other than 1 (NDCG then differs from binary NDCG)."""
+        return any(g != 1 for grades in self.grades.values() for g in grades.values())
+
     def content_hash(self) -> str:
         """A hash of the queries, corpus and judgements (for caches keyed by data)."""
-        payload = json.dumps([sorted(self.queries.items()), sorted(self.corpus.items()),
-                              sorted((q, sorted(d)) for q, d in self.qrels.items())], ensure_ascii=False)
+        parts: list[Any] = [sorted(self.queries.items()), sorted(self.corpus.items()),
+                            sorted((q, sorted(d)) for q, d in self.qrels.items())]
+        if self.graded:  # binary tasks keep the hash they had before grades were kept
+            parts.append(sorted((q, sorted(g.items())) for q, g in self.grades.items()))
+        payload = json.dumps(parts, ensure_ascii=False)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
-def _relevant_sets(qrels: Any, queries: dict[str, str]) -> dict[str, set[str]]:
-    """``qrels`` as sets of relevant ids: repeated ids once, BEIR grades <= 0 dropped (they were scored
-    as relevant, and a repeated id counted twice in recall's denominator)."""
+def check_task(task: object, name: str = "task") -> IRTask:
+    """``task`` itself when it is an :class:`IRTask`, else an :class:`~medrag.errors.InvalidInputError`
+    saying how to make one (a path given instead failed deep inside with ``AttributeError``)."""
+    if isinstance(task, IRTask):
+        return task
+    from medrag.errors import InvalidInputError
+
+    hint = (f"; read the file with evaluation.data.load_task({str(task)!r})" if isinstance(task, (str, os.PathLike))
+            else "; build one with IRTask(queries, corpus, qrels) or IRTask.from_pairs(pairs)")
+    raise InvalidInputError(f"{name} must be an IRTask, got {type(task).__name__}{hint}")
+
+
+def _relevant_grades(qrels: Any, queries: dict[str, str]) -> dict[str, dict[str, float]]:
+    """``qrels`` as the grades of the relevant ids: a set's ids grade 1 (a repeated id once: it counted
+    twice in recall's denominator), BEIR / TREC grades <= 0 dropped (they were scored as relevant)."""
     if not isinstance(qrels, Mapping):
         raise DataError(f"relevance judgements must map query ids to document ids, got {type(qrels).__name__}")
     unknown = sorted(set(qrels) - set(queries))
     if unknown:
         raise DataError(f"relevance judgements name {len(unknown)} query ids absent from the queries, e.g. "
                         f"{unknown[:3]}: judge only the task's queries (or add those queries)")
-    out: dict[str, set[str]] = {}
+    out: dict[str, dict[str, float]] = {}
     for qid, docs in qrels.items():
         if isinstance(docs, Mapping):
-            bad = [(d, g) for d, g in docs.items() if isinstance(g, bool) or not isinstance(g, numbers.Real)]
+            bad = [(d, g) for d, g in docs.items()
+                   if isinstance(g, bool) or not isinstance(g, numbers.Real) or not math.isfinite(g)]
             if bad:
-                raise DataError(f"relevance judgements of query {qid!r}: grades must be numbers, got {bad[:3]}")
-            out[qid] = {d for d, g in docs.items() if g > 0}
+                raise DataError(f"relevance judgements of query {qid!r}: grades must be finite numbers, got {bad[:3]}")
+            out[qid] = {d: (int(g) if float(g).is_integer() else float(g)) for d, g in docs.items() if g > 0}
         elif isinstance(docs, (str, bytes)) or not isinstance(docs, Iterable):
             raise DataError(f"relevance judgements of query {qid!r}: pass a set of document ids or a mapping "
                             f"id -> grade, not {docs!r}")
         else:
-            out[qid] = set(docs)
+            out[qid] = dict.fromkeys(docs, 1)
     return out
 
 

@@ -392,13 +392,16 @@ def test_write_metadata_keeps_one_evaluation_and_every_trained_size(tiny_model_d
     shutil.copytree(tiny_model_dir, folder)
     MatryoshkaMetadata(full_dim=128, dims=[128, 64], scores={128: {"ndcg@10": 1.0}, 64: {"ndcg@10": 1.0}},
                        scores_before={128: {"ndcg@10": 0.9}, 64: {"ndcg@10": 0.8}},
-                       extra={"dataset": "train.jsonl", "metrics": ["ndcg@10"]}).save(folder)
+                       extra={"dataset": "train.jsonl", "metrics": ["ndcg@10"],
+                              "suite_domains": {"leaflets": {"128": 0.7}}, "suite_domains_base": {}}).save(folder)
     argv = ["evaluate", "--model", str(folder), "--data", str(pairs_file), "--split", "all", "--out",
             str(tmp_path / "r"), "--no-cache", "--bootstrap", "20", "--no-plot", "--device", "cpu", "--write-metadata"]
     assert main(argv) == 0
     written = MatryoshkaMetadata.load(folder)
     assert sorted(written.scores) == [64, 128] and written.scores_before == {}
     assert written.extra["scored_on"].startswith("pairs.jsonl") and written.extra["dataset"] == "train.jsonl"
+    # the earlier suite's per-domain scores no longer describe the scores (user tryout)
+    assert "suite_domains" not in written.extra and "suite_domains_base" not in written.extra
     assert sorted(written.extra["metrics"]) == sorted(written.scores[128]) and len(written.extra["metrics"]) > 1
     import medrag.embeddings
 
@@ -489,3 +492,16 @@ def test_the_suite_on_the_shipped_sample_alone_needs_no_data_root(tiny_model_dir
     assert main(["evaluate", "--model", str(tiny_model_dir), "--suite", "--domains", "sample", "leaflets",
                  "--out", "s2", "--device", "cpu"]) == 1
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_evaluate_a_beir_folder_from_the_command_line(tiny_model_dir, tmp_path, capsys):
+    """Your own passages and graded judgements through `medrag evaluate --data FOLDER`."""
+    from tests.evaluation.test_data import _beir
+
+    folder = _beir(tmp_path / "beir", ["query-id\tcorpus-id\tscore", "q1\td1\t2", "q1\td2\t1", "q2\td2\t1"])
+    assert main(["evaluate", "--model", str(tiny_model_dir), "--data", str(folder), "--out", str(tmp_path / "r"),
+                 "--no-cache", "--no-plot", "--bootstrap", "20", "--device", "cpu", "--sizes", "64", "32"]) == 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert "beir/test" in json.dumps(report)
+    # the paired test's column names the largest size scored, not "full" (the model's is 128)
+    assert "| p vs 64 |" in capsys.readouterr().out

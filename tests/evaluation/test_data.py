@@ -153,3 +153,67 @@ def test_unused_options_by_source(tmp_path):
     assert unused_options("medrag:sample", None) == PAIRS_OPTIONS == unused_options(tmp_path, "test")
     assert unused_options(tmp_path / "p.jsonl", "all") == ("eval_fraction", "split_seed")
     assert unused_options(tmp_path / "p.jsonl", None) == () == unused_options("org/name", "test")
+
+
+# ------------------------------------------------------------------ BEIR folders (user tryout, December 6)
+
+
+def _beir(folder, qrels_lines, queries=None):
+    folder.mkdir()
+    corpus = [{"_id": "d1", "title": "Ferritine", "text": "La ferritine basse signe une carence martiale."},
+              {"_id": "d2", "title": "", "text": "La TSH explore la thyroïde."},
+              {"_id": 3, "text": "Passage jamais jugé : horaires de la cafétéria."}]
+    (folder / "corpus.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in corpus) + "\n",
+                                         encoding="utf-8")
+    queries = queries or [{"_id": "q1", "text": "ferritine basse ?"}, {"_id": "q2", "text": "TSH ?"},
+                          {"_id": "q3", "text": "question sans réponse"}]
+    (folder / "queries.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in queries),
+                                          encoding="utf-8")
+    (folder / "qrels").mkdir()
+    (folder / "qrels" / "test.tsv").write_text("\n".join(qrels_lines) + "\n")
+    return folder
+
+
+def test_a_beir_folder_is_the_users_own_passages_and_graded_judgements(tmp_path, caplog):
+    """A BEIR folder ("has no test.json: expected a FrenchMedMCQA folder"): the way to score one's own
+    passages, distractors included, with graded judgements (user tryout)."""
+    folder = _beir(tmp_path / "beir", ["query-id\tcorpus-id\tscore", "q1\td1\t2", "q1\td2\t1", "q2\td2\t1",
+                                       "q3\td1\t0"])
+    with caplog.at_level("WARNING"):
+        task = load_task(folder)
+    assert task.queries == {"q1": "ferritine basse ?", "q2": "TSH ?"}  # q3: judged, nothing relevant: left out
+    assert "1 judged query with no relevant passage left out" in caplog.text
+    assert task.corpus["d1"] == "Ferritine La ferritine basse signe une carence martiale."  # the title first
+    assert task.corpus["d2"] == "La TSH explore la thyroïde." and "3" in task.corpus  # unjudged passages stay
+    assert task.grades == {"q1": {"d1": 2, "d2": 1}, "q2": {"d2": 1}} and task.graded
+    assert len(load_task(folder, limit=1).queries) == 1
+    # TREC's four columns read alike
+    trec = _beir(tmp_path / "trec", ["q1 0 d1 2", "q1 0 d2 1", "q2 0 d2 1"])
+    assert load_task(trec).grades == task.grades
+
+
+@pytest.mark.parametrize("qrels, split, message", [
+    (["q1\td1\t1"], "dev", "no qrels/dev.tsv (the BEIR judgements of split 'dev'); its splits: test (--split)"),
+    (["q1\td1"], "test", "line 1: expected query-id, corpus-id and score"),
+    (["q1\td1\toui"], "test", "line 1: the score 'oui' is not a number"),
+    (["q9\td1\t1"], "test", "judges 1 query id(s) absent from queries.jsonl"),
+    (["q1\td9\t1"], "test", "ids absent from the corpus"),
+    (["q1\td1\t0"], "test", "no query has a passage judged relevant"),
+])
+def test_a_malformed_beir_folder_is_named(tmp_path, qrels, split, message):
+    folder = _beir(tmp_path / "beir", qrels)
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_task(folder, split=split)
+
+
+def test_a_beir_file_that_is_not_utf8_or_not_json_is_named(tmp_path):
+    folder = _beir(tmp_path / "beir", ["q1\td1\t1"])
+    (folder / "corpus.jsonl").write_bytes('{"_id": "d1", "text": "fi\xe8vre"}\n'.encode("latin-1"))
+    with pytest.raises(DataError, match="corpus.jsonl is not UTF-8"):
+        load_task(folder)
+    (folder / "corpus.jsonl").write_text('{"_id": "d1", "text": "ok"}\n{"_id": "d2"}\n')
+    with pytest.raises(DataError, match=r"corpus.jsonl, line 2: a passage needs \"_id\" and a \"text\""):
+        load_task(folder)
+    (folder / "corpus.jsonl").write_text('{"_id": "d1", "text": "ok"}\n{"_id": "d1", "text": "bis"}\n')
+    with pytest.raises(DataError, match="line 2: the passage id 'd1' appears twice"):
+        load_task(folder)

@@ -80,6 +80,18 @@ def test_bad_arguments() -> None:
         evaluate_hybrid(task, q[:2], q, [8])
 
 
+def test_the_depth_follows_a_deep_metric() -> None:
+    """recall@200 with --hybrid failed after the whole dense evaluation: "depth 100 is below the
+    deepest metric cut-off 200", a depth no flag sets (user tryout)."""
+    task = _task()
+    q, d = _vectors(6, 8, 0), _vectors(6, 8, 1)
+    res = evaluate_hybrid(task, q, d, [8], weights=[0.5], metrics=["ndcg@10", "recall@200"])
+    assert res.depth == 200 and res.score("lexical", metric="recall@200") == pytest.approx(1.0)
+    assert evaluate_hybrid(task, q, d, [8], weights=[0.5], metrics=["ndcg@10"]).depth == 100
+    with pytest.raises(ValueError, match="depth 50 is below the deepest metric cut-off 200"):
+        evaluate_hybrid(task, q, d, [8], depth=50, metrics=["recall@200"])
+
+
 def _evaluate_argv(model_dir, tmp_path) -> list[str]:
     """``medrag evaluate --hybrid`` on a pairs file of a tiny task (report in ``tmp_path / "r"``)."""
     task = tiny_task(6)

@@ -116,10 +116,34 @@ def test_graded_judgements_of_zero_are_not_relevant():
     assert res[2].means["mrr@10"] == 0.5
 
 
+def test_graded_judgements_weigh_ndcg_as_trec_eval_and_ranx_do():
+    """Grades were flattened to 1: a partly relevant passage ranked above the highly relevant one
+    scored NDCG@10 0.92 where ranx (the reference) gives 0.76 (user tryout)."""
+    ranx = pytest.importorskip("ranx")
+    qrels = {"q1": {"d1": 2, "d2": 1}, "q2": {"d3": 3, "d1": 1, "d2": 0}}
+    task = IRTask({"q1": "ferritine basse ?", "q2": "TSH ?"}, {f"d{i}": f"texte {i}" for i in range(1, 5)}, qrels)
+    assert task.graded and task.qrels == {"q1": {"d1", "d2"}, "q2": {"d3", "d1"}}
+    assert task.grades == {"q1": {"d1": 2, "d2": 1}, "q2": {"d3": 3, "d1": 1}}
+    rankings = [["d2", "d4", "d1", "d3"], ["d1", "d2", "d4", "d3"]]
+    metrics = ["ndcg@10", "ndcg@2", "map@10", "recall@2", "mrr@10"]
+    ours = per_query_metrics(rankings, [task.grades[q] for q in ("q1", "q2")], metrics)
+    run = ranx.Run({q: {d: float(4 - j) for j, d in enumerate(r)} for q, r in zip(("q1", "q2"), rankings)})
+    for m in metrics:
+        reference = ranx.evaluate(ranx.Qrels(qrels), run, m, return_mean=False)
+        assert ours[m] == pytest.approx(reference), m
+    assert ours["ndcg@10"][0] == pytest.approx(0.7601875, abs=1e-6)
+    # binary judgements give the same numbers as before, and the same cache key
+    binary = _two_doc_task({"q1": {"d1"}})
+    assert not binary.graded and binary.content_hash() == _two_doc_task({"q1": {"d1": 1}}).content_hash()
+    same_ids = IRTask(task.queries, task.corpus, {q: set(ids) for q, ids in task.qrels.items()})
+    assert task.content_hash() != same_ids.content_hash()  # grades are part of a graded task's cache key
+
+
 @pytest.mark.parametrize("qrels, message", [
     ({"q1": {"d1": 0, "d2": -1}}, "no relevant document"),
     ({"q1": {"d1"}, "q9": {"d1"}}, "query ids absent from the queries"),
-    ({"q1": {"d1": "yes"}}, "grades must be numbers"),
+    ({"q1": {"d1": "yes"}}, "grades must be finite numbers"),
+    ({"q1": {"d1": float("nan")}}, "grades must be finite numbers"),
     ({"q1": "d1"}, "not 'd1'"),
 ])
 def test_malformed_judgements_are_refused(qrels, message):

@@ -87,6 +87,8 @@ def test_write_folder_json_and_plot(report, tmp_path):
     assert len(per_query) == 2 * 2 * 8 and set(report.metrics) < set(per_query[0])
     rows64 = [r for r in per_query if r["model"] == "base" and r["dimension"] == "64"]
     assert [r["query_id"] for r in rows64] == list(tiny_task(8).queries)
+    # the question of each row, not only its id (a hash for a pairs file; user tryout)
+    assert [r["query"] for r in rows64] == list(tiny_task(8).queries.values())
     assert np.mean([float(r["ndcg@10"]) for r in rows64]) == pytest.approx(report.models[0].score(64))
     data = json.loads(paths["json"].read_text())
     assert data["command"] == "medrag evaluate --model a --model b --data x"

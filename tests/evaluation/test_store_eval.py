@@ -163,3 +163,25 @@ def test_flat_scores_equal_evaluate_models_full_size(tiny_embeddings, tmp_path):
     result = evaluate_store(tiny_embeddings, task, encode_sample=0, candidates=20,
                             store_kwargs={"full_encoding": "float32"})
     assert result.methods["flat"].means["ndcg@10"] == report.models[0].score(full)
+
+
+def test_a_spec_evaluates_like_evaluate_models_and_a_path_is_no_task(tiny_model_dir, tmp_path):
+    """evaluate_store("bundled:...", task) failed with AttributeError ('str' has no encode_queries), though
+    evaluate_models takes specs; a path as the task, or a dict to load_task, failed with AttributeError /
+    TypeError (user tryout)."""
+    from evaluation.data import load_task
+    from evaluation.evaluator import evaluate_models
+    from medrag.errors import DataError, InvalidInputError
+
+    task = tiny_task(6)
+    res = evaluate_store(str(tiny_model_dir), task, coarse_dim=32, candidates=20, encode_sample=0)
+    assert 0.0 <= res.methods["store"].means["ndcg@10"] <= 1.0
+    with pytest.raises(InvalidInputError, match="embeddings must be a model spec or an encoder"):
+        evaluate_store(42, task)
+    with pytest.raises(InvalidInputError, match=r"task must be an IRTask, got str; read the file with "
+                                                r"evaluation.data.load_task\('pairs.jsonl'\)"):
+        evaluate_models([str(tiny_model_dir)], "pairs.jsonl")
+    with pytest.raises(InvalidInputError, match="task must be an IRTask"):
+        evaluate_store(str(tiny_model_dir), {"queries": {}})
+    with pytest.raises(DataError, match=r"load_task reads a dataset path or id, got dict; .* IRTask\(queries"):
+        load_task({"queries": {}})

@@ -51,6 +51,15 @@ def test_missing_columns_name_the_columns_found(tmp_path):
     assert "columns found: ['anchor', 'text']" in msg
 
 
+def test_one_column_for_two_roles_is_refused(tmp_path):
+    """--question-column anchor --answer-column anchor scored 1.0 everywhere: each question found itself."""
+    path = write_jsonl(tmp_path / "p.jsonl", [{"anchor": f"q{i}", "positive": f"a{i}"} for i in range(4)])
+    with pytest.raises(DataError, match="columns must differ \\(question 'anchor', answer 'anchor'\\)"):
+        load_qa_dataset(path, question_column="anchor", answer_column="anchor")
+    with pytest.raises(DataError, match="negatives 'positive'"):
+        load_qa_dataset(path, question_column="anchor", answer_column="positive", negatives_column="positive")
+
+
 def test_missing_negatives_column_is_named(tmp_path):
     path = write_jsonl(tmp_path / "p.jsonl", qa_pairs(1))
     with pytest.raises(DataError, match=r"missing column\(s\) \['negs'\]"):

@@ -18,7 +18,7 @@ from medrag import MatryoshkaChroma, MatryoshkaEmbeddings
 from medrag.cli import main
 from medrag.errors import DataError, InvalidInputError
 from medrag.indexing import chunk_id, chunk_text, index_corpus, iter_documents, token_window
-from tests.medrag.test_store import FakeMatryoshkaEmbeddings, chroma_server  # noqa: F401 (a fixture)
+from tests.medrag.test_store import FakeMatryoshkaEmbeddings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -818,7 +818,7 @@ def test_text_without_whitespace_is_cut_so_what_follows_is_embedded() -> None:
 
 def test_cli_an_unreachable_server_is_named_as_such(tmp_path, capsys) -> None:
     """It was "Chroma rejected the request to connect...": nothing rejected it, nothing answered."""
-    from tests.medrag.test_store import _free_port
+    from tests.medrag.conftest import _free_port
 
     (tmp_path / "ok.jsonl").write_text('{"text": "La ferritine basse."}\n')
     _one_line(capsys, ["index", str(tmp_path / "ok.jsonl"), "--host", "127.0.0.1", "--port", str(_free_port())],

@@ -12,9 +12,7 @@ import base64
 import hashlib
 import os
 import random
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +32,7 @@ from medrag.errors import InvalidArgumentError, InvalidInputError, StoreError
 from medrag.lexical.sidecar import index_file
 from medrag.vector_codec import decode_rows, encode_rows
 from medrag.store import CONTRACT_KEYS, FULL_KEY
+from tests.medrag.conftest import _chroma_exe, _free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -85,49 +84,6 @@ class PlainEmbeddings(Embeddings):
 
     def embed_query(self, text: str) -> list[float]:
         return self.inner.embed_query(text)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _chroma_exe() -> str:
-    exe = Path(sys.executable).with_name("chroma")
-    return str(exe) if exe.exists() else (shutil.which("chroma") or "chroma")
-
-
-@pytest.fixture(scope="module")
-def chroma_server(tmp_path_factory: pytest.TempPathFactory):
-    """``chroma run`` on 127.0.0.1:<free port>; yields (host, port); stopped at the end."""
-    import chromadb
-
-    path = tmp_path_factory.mktemp("chroma-server")
-    port = _free_port()
-    log = open(path / "server.log", "wb")
-    proc = subprocess.Popen([_chroma_exe(), "run", "--path", str(path / "data"), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"chroma server exited: {(path / 'server.log').read_text()[-2000:]}")
-            try:
-                chromadb.HttpClient(host="127.0.0.1", port=port).heartbeat()
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        yield "127.0.0.1", port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(params=["embedded", "server"])
