@@ -19,7 +19,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from evaluation.cache import EmbeddingCache
-from evaluation.data import load_task, unused_options
+from evaluation.data import is_beir_folder, load_task, unused_options
 from evaluation.evaluator import evaluate_models
 from evaluation.hybrid import evaluate_hybrid, evaluate_hybrid_suite
 from evaluation.metrics import DEFAULT_METRICS, PRIMARY_METRIC, max_k, parse_metric
@@ -61,8 +61,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
                         "is the baseline ('initial')")
     p.add_argument("--label", action="append", default=None, help="name of each --model in tables (same order)")
     p.add_argument("--data", default=None, metavar="PATH_OR_ID",
-                   help="FrenchMedMCQA folder, pairs file (.jsonl/.json/.csv/.parquet), hub dataset id, "
-                        "or medrag:sample (the French sample shipped with medrag); or use --suite")
+                   help="FrenchMedMCQA folder, pairs file (.jsonl/.json/.csv/.parquet), BEIR folder (your own "
+                        "passages and graded judgements: corpus.jsonl, queries.jsonl, qrels/<split>.tsv), hub "
+                        "dataset id, or medrag:sample (the French sample shipped with medrag); or use --suite")
     p.add_argument("--suite", action="store_true",
                    help="score on the validation suite (medrag.qa.suite: frenchmedmcqa, leaflets, cases, abstracts, "
                         "sample) instead of --data; writes suite.md / suite.json to --out")
@@ -81,7 +82,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    help="with --suite: folder holding frenchmedmcqa/ and french-medical-text/ "
                         "(default: $MEDRAG_DATA or ../shared/data)")
     p.add_argument("--split", default=None,
-                   help="held-out split: of a FrenchMedMCQA folder (default test) or a hub dataset (default "
+                   help="held-out split: of a FrenchMedMCQA or BEIR folder (default test) or a hub dataset (default "
                         "test/validation); 'all' evaluates every pair of a pairs file (default: the share of "
                         "questions that finetune holds out)")
     p.add_argument("--eval-fraction", type=float, default=EVAL_FRACTION,
@@ -313,6 +314,7 @@ def _check_modes(args: argparse.Namespace) -> None:
             flags = _given(args, tuple(d for d in _DATA_ONLY if d in ignored))
             if flags:
                 kind = "--split all" if ignored == {"eval_fraction", "split_seed"} else \
+                    "a BEIR folder (its own queries, passages and judgements)" if is_beir_folder(args.data) else \
                     "a FrenchMedMCQA folder or medrag:sample (fixed splits and columns)"
                 raise DataError(f"{', '.join(flags)}: not used with --data {args.data} ({kind}); drop {_them(flags)}")
     if not args.store and _given(args, _STORE_ONLY):

@@ -40,6 +40,7 @@ from medrag.qa.pairs import (ANSWER_COLUMN, EVAL_FRACTION, QUESTION_COLUMN, SPLI
                              load_frenchmedmcqa, load_qa_dataset)
 from medrag.qa.sample import load_sample_corpus
 from medrag.qa.task import IRTask
+from medrag.text_checks import is_blank
 
 logger = logging.getLogger(__name__)
 
@@ -167,12 +168,15 @@ def is_beir_folder(folder: str | os.PathLike[str]) -> bool:
 
 
 def _jsonl_texts(path: Path, what: str, title: bool) -> dict[str, str]:
-    """``_id -> text`` of a BEIR ``corpus.jsonl`` / ``queries.jsonl`` (``title`` put before the text)."""
+    """``_id -> text`` of a BEIR ``corpus.jsonl`` / ``queries.jsonl`` (``title`` put before the text;
+    a record whose title and text are both blank is left out, with a log line: public BEIR corpora
+    hold a few)."""
     import json
 
     out: dict[str, str] = {}
+    blank: list[str] = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a byte-order mark is not JSON
     except UnicodeDecodeError as exc:
         raise DataError(f"{path} is not UTF-8 text (byte {exc.start}): convert it, e.g. iconv -f latin1 -t utf-8") from None
     for n, line in enumerate(lines, 1):
@@ -190,7 +194,13 @@ def _jsonl_texts(path: Path, what: str, title: bool) -> dict[str, str]:
             raise DataError(f"{path}, line {n}: the {what} id {key!r} appears twice")
         head = row.get("title") if title else None
         text = row["text"].strip()
-        out[key] = f"{head.strip()} {text}".strip() if isinstance(head, str) and head.strip() else text
+        text = f"{head.strip()} {text}".strip() if isinstance(head, str) and head.strip() else text
+        if is_blank(text):
+            blank.append(key)
+            continue
+        out[key] = text
+    if blank:
+        logger.warning("%s: %d %s(s) with neither title nor text left out, e.g. %s", path, len(blank), what, blank[:3])
     if not out:
         raise DataError(f"{path} holds no {what}")
     return out
@@ -201,13 +211,14 @@ def _qrels(path: Path) -> dict[str, dict[str, float]]:
     header line) or TREC's ``query-id 0 corpus-id score``."""
     out: dict[str, dict[str, float]] = {}
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as exc:
         raise DataError(f"{path} is not UTF-8 text (byte {exc.start})") from None
     for n, line in enumerate(lines, 1):
-        fields = line.split("\t") if "\t" in line else line.split()
-        if not fields or not line.strip():
+        line = line.strip()  # a trailing tab read as an empty fourth field
+        if not line:
             continue
+        fields = line.split("\t") if "\t" in line else line.split()
         if n == 1 and fields[-1].strip().lower() == "score":
             continue  # BEIR's header
         if len(fields) == 4:  # TREC: qid iteration docid grade
@@ -234,11 +245,13 @@ def load_beir(folder: str | os.PathLike[str], split: str = "test", limit: int | 
 
     Raises:
         DataError: a missing file or split, a malformed line (named with its number), non-UTF-8 text,
-            judgements naming unknown ids, or no query judged relevant to anything.
+            judgements naming unknown query ids, or no query judged relevant to anything.
 
     Queries judged in ``split`` with no grade > 0 (BEIR keeps grade-0 lines for "judged not
     relevant") are left out, as BEIR and trec_eval do, with a log line; graded judgements weigh NDCG
-    (:class:`~medrag.qa.task.IRTask`).
+    (:class:`~medrag.qa.task.IRTask`). A judgement of a passage absent from the corpus (or left out
+    as blank) is dropped with a warning; BEIR keeps it in the ideal ranking, so BEIR's NDCG of such a
+    query can be a little lower.
     """
     path = Path(folder).expanduser()
     qrels_file = path / "qrels" / f"{split}.tsv"
@@ -253,6 +266,13 @@ def load_beir(folder: str | os.PathLike[str], split: str = "test", limit: int | 
     unknown = sorted(set(judged) - set(all_queries))
     if unknown:
         raise DataError(f"{qrels_file} judges {len(unknown)} query id(s) absent from queries.jsonl, e.g. {unknown[:3]}")
+    # a judgement of a passage absent from corpus.jsonl (public BEIR sets hold a few, e.g. ArguAna:
+    # beir-cellar/beir#101) is dropped with a warning: no model can retrieve it
+    absent = sorted({d for g in judged.values() for d, v in g.items() if v > 0 and d not in corpus})
+    if absent:
+        logger.warning("%s judges %d passage(s) absent from corpus.jsonl (or left out as blank), e.g. %s: those "
+                       "judgements are dropped", qrels_file, len(absent), absent[:3])
+        judged = {q: {d: v for d, v in g.items() if d in corpus} for q, g in judged.items()}
     relevant = {q: g for q, g in judged.items() if any(v > 0 for v in g.values())}
     skipped = len(judged) - len(relevant)
     if skipped:

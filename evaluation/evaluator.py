@@ -215,4 +215,5 @@ def _cis(res: SizeResult, metrics: Sequence[str], n_bootstrap: int, confidence: 
 def _task_info(task: IRTask) -> dict:
     n_rel = [len(v) for v in task.qrels.values()]
     return {"name": task.name, "queries": len(task.queries), "corpus": len(task.corpus),
-            "relevant_per_query": round(sum(n_rel) / len(n_rel), 4), "content_hash": task.content_hash()}
+            "relevant_per_query": round(sum(n_rel) / len(n_rel), 4), "graded": task.graded,
+            "content_hash": task.content_hash()}

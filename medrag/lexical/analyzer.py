@@ -113,16 +113,18 @@ _SUPERSCRIPTS = "⁰¹²³⁴⁵⁶⁷⁸⁹"
 #: A power of ten as laboratory reports write it (``10⁹``, ``10⁻³``, ``10^9``, ``10^-3``, UCUM's ``10*9``):
 #: rewritten `` 10^9``, one term (before, ``10⁹`` became ``109`` and ``150x10^9`` the terms ``150x10``, ``9``);
 #: then :data:`_TIMES_POWER` parts it from the count it multiplies (``150 × 10⁹``, ``150x10^9``, ``150.10⁹``).
-_POWER_OF_TEN = re.compile(f"10(?<![\\d,]10)(?:[{_SPACES}]?(?:\\^|\\*\\*?)[{_SPACES}]?([-−]?)(\\d{{1,2}})"
+#: ``*`` only in UCUM's unit form, unspaced before a ratio (``10*9/L``): ``10 * 12 mm`` is a size.
+_POWER_OF_TEN = re.compile(f"10(?<![\\d,]10)(?:[{_SPACES}]*\\^[{_SPACES}]*([-−]?)(\\d{{1,2}})|\\*\\*?(\\d{{1,2}})(?=/)"
                            f"|(⁻?)([{_SUPERSCRIPTS}]{{1,2}}))(?![\\d{_SUPERSCRIPTS}])")
-_TIMES_POWER = re.compile(f"(?<=\\d)[{_SPACES}]?[x×X*·.][{_SPACES}]? 10\\^")
-_POWER_TERM = r"10\^-?\d{1,2}"
+_TIMES_POWER = re.compile(f"(?<=\\d)[{_SPACES}]*[x×X*·.][{_SPACES}]* 10\\^")
+_POWER_TERM = r"10\^-?\d{1,2}(?!\d)"
+_POWER = re.compile(_POWER_TERM)
 _SUPERSCRIPT_DIGITS = str.maketrans(_SUPERSCRIPTS, "0123456789")
 
 
 def _power_of_ten(match: re.Match[str]) -> str:
-    sign = "-" if (match.group(1) or match.group(3)) else ""
-    digits = (match.group(2) or match.group(4)).translate(_SUPERSCRIPT_DIGITS)
+    sign = "-" if (match.group(1) or match.group(4)) else ""
+    digits = (match.group(2) or match.group(3) or match.group(5)).translate(_SUPERSCRIPT_DIGITS)
     return f" 10^{sign}{int(digits)}"
 
 
@@ -152,7 +154,7 @@ def _token_pattern(version: tuple[int, ...], thousands: bool = True) -> str:
     from :data:`POSSESSIVE_SINCE` on they are made possessive (``++``, ``*+``, ``?+``): the same
     tokens, faster, which pays for the unit tail."""
     pattern = ((f"{_THOUSANDS}{_STOPWORD_UNIT}|" if thousands else "")
-               + f"{_POWER_TERM}(?:/[^\\W\\d_][^\\W_]*)*|{_NUMBER}{_STOPWORD_UNIT}|{_WORD}{_STOPWORD_UNIT}|{_SIGN}")
+               + f"{_POWER_TERM}(?:/[^\\W\\d_][^\\W_]*)*{_STOPWORD_UNIT}|{_NUMBER}{_STOPWORD_UNIT}|{_WORD}{_STOPWORD_UNIT}|{_SIGN}")
     if tuple(version[:3]) >= POSSESSIVE_SINCE:
         pattern = pattern.replace("]+", "]++").replace(")*", ")*+").replace("]*", "]*+").replace(")?", ")?+")
     return pattern
@@ -419,14 +421,15 @@ class FrenchMedicalAnalyzer:
         opts = self.options
         if opts.join_thousands and any(c in token for c in _SPACES):
             token = _THOUSANDS_SPACE.sub("", token)  # "10 000" -> "10000" ("5 l": the unit's space stays)
-        if token.startswith("10^") and "/" not in token:  # a power of ten (_POWER_OF_TEN): one term
+        if _POWER.fullmatch(token):  # a power of ten (_POWER_OF_TEN): one term
             return (token,)
         if "/" in token:  # a ratio of units ("mg/l", "mg/kg/j") or words joined by a slash ("et/ou")
             return tuple(t for part in token.split("/") for t in self._part_terms(part))
         stopword_unit = _STOPWORD_UNIT_PARTS.fullmatch(token) if token[-1] in "lLjJ" else None
         if stopword_unit is not None:  # "5 l", "1,5L", "3 j": the unit's term even though it is a stopword
             number, unit = stopword_unit.groups()
-            if len(number) + len(unit) < len(token) or _DECIMAL.fullmatch(number):  # spaced, or after a decimal
+            if len(number) + len(unit) < len(token) or _DECIMAL.fullmatch(number) or _POWER.fullmatch(number):
+                # spaced, or after a decimal or a power of ten ("1,5L", "10^9l")
                 return (*self._terms(number), *(self._unit(unit) if opts.split_units else self._terms(unit)))
         if _APOSTROPHE_RE.search(token):
             parts = _APOSTROPHE_RE.split(token)

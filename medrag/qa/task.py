@@ -39,7 +39,8 @@ class IRTask:
         grades: (computed) query id -> relevant document id -> grade (1 for a set). NDCG weighs each
             hit by its grade (linear gains, as trec_eval, pytrec_eval, BEIR and ranx do), so a
             highly relevant passage ranked first scores more than a partly relevant one; MRR, MAP and
-            recall count every grade > 0 as relevant.
+            recall count every grade > 0 as relevant. A copy of a graded task passes ``task.grades``
+            as ``qrels`` (``task.qrels`` holds the ids only).
 
     Raises:
         DataError: no queries, an empty corpus, judgements of a query id not in ``queries`` or of a

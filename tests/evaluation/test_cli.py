@@ -505,3 +505,7 @@ def test_evaluate_a_beir_folder_from_the_command_line(tiny_model_dir, tmp_path, 
     assert "beir/test" in json.dumps(report)
     # the paired test's column names the largest size scored, not "full" (the model's is 128)
     assert "| p vs 64 |" in capsys.readouterr().out
+    assert main(["evaluate", "--model", str(tiny_model_dir), "--data", str(folder), "--question-column", "q",
+                 "--out", str(tmp_path / "r2")]) == 1
+    err = capsys.readouterr().err
+    assert "--question-column: not used with --data" in err and "(a BEIR folder (its own queries" in err

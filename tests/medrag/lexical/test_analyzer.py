@@ -336,6 +336,13 @@ def test_clinical_notations_of_numbers(analyzer: FrenchMedicalAnalyzer) -> None:
     assert analyzer("le 10 juin, 2010 patients, 3x10 récipients, 1/10") == [
         "10", "juin", "2010", "patient", "3x10", "recipient", "1", "10"]
     assert analyzer("310⁹") == ["3109"] and analyzer("1,10⁹") == ["1,10", "9"]
+    # review: the unit after a power keeps its term; doubled spaces (PDF text) read alike; a size written
+    # with * is no power (UCUM's 10*9 only before a ratio); an exponent of 3+ digits is not cut
+    assert analyzer("10^9 l") == analyzer("10^9l") == ["10^9", "l"] and analyzer("150 x 10^9 l") == ["150", "10^9", "l"]
+    assert analyzer("150 x  10^9/L") == analyzer("150  x 10^9/L") == ["150", "10^9", "l"]
+    assert analyzer("nodule de 10*9 mm") == ["nodul", "10", "9", "mm"]
+    assert analyzer("lésion de 10 * 12 mm") == ["lesion", "10", "12", "mm"]
+    assert analyzer("10^999") == ["10", "999"] and analyzer("10^123/L") == ["10", "123", "l"]
     # the notations are read only with keep_alphanumeric (which keeps numbers whole)
     plain = FrenchMedicalAnalyzer(AnalyzerOptions(keep_alphanumeric=False))
     assert plain("38°5 10^9") == ["38", "5", "10", "9"]
