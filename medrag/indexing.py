@@ -1,7 +1,7 @@
 """Bulk indexing: files -> chunks -> a :class:`~medrag.store.MatryoshkaChroma` store, resumably.
 
 ``medrag index SOURCE`` (and :func:`index_corpus`) reads a JSONL (also ``.jsonl.gz``), JSON,
-CSV or Parquet file of records, or a folder of ``.txt``/``.md`` files, cuts every document into
+CSV or Parquet file of records, or a folder of ``.txt``/``.md``/``.pdf`` files, cuts every document into
 chunks (:func:`chunk_text`), and adds the chunks to an embedded (``--persist-dir``) or server
 (``--host``/``--port``) store.
 
@@ -71,6 +71,7 @@ from medrag.bundled import DEFAULT_SPEC
 from medrag.command import (add_store_location_arguments, check_store_location, check_writable_dir, collection_names,
                             open_server, recorded_model, server_place, store_embeddings)
 from medrag.embeddings import is_utf8
+from medrag.pdf import PDF_EXTRA, pdf_available, pdf_text
 from medrag.text_checks import is_blank
 from medrag.flags import check_flag
 from medrag.errors import CollectionMismatchError, DataError, InvalidInputError
@@ -103,8 +104,10 @@ MAX_WORD_CHARS = 200
 PIECE_WORDS = 30
 #: File suffixes read as records (one document per record).
 RECORD_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".csv", ".parquet")
-#: File suffixes read as one document per file when SOURCE is a folder.
+#: File suffixes read as one document per file when SOURCE is a folder (``.pdf``: with pypdf,
+#: :mod:`medrag.pdf`).
 TEXT_SUFFIXES = (".txt", ".md")
+FOLDER_SUFFIXES = (*TEXT_SUFFIXES, ".pdf")
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\s*\n\s*")
 
@@ -268,7 +271,9 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
     Args:
         source: a ``.jsonl``/``.jsonl.gz``/``.json``/``.csv``/``.parquet`` file of records, or a
             folder whose ``.txt``/``.md`` files (recursively, sorted; hidden ones, named with a
-            leading dot or in such a folder, skipped) are one document each.
+            leading dot or in such a folder, skipped) are one document each, and its ``.pdf`` files
+            too with pypdf installed (their text layer, reflowed: :mod:`medrag.pdf`; a damaged or
+            encrypted one skipped with a warning, a scanned one empty).
         text_field: the record field holding the text.
         id_field: the record field holding a stable document id (default: the SHA-256 of the
             text and the copied metadata, so an edited document is a new one); a text or a number,
@@ -302,7 +307,7 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
     path = Path(source)
     _check_folder_name(folder_name, path)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in FOLDER_SUFFIXES)
         # hidden files and folders (.git, .venv with its thousands of licence .txt files, .obsidian) are
         # not documents: skipped, as ripgrep and LlamaIndex's SimpleDirectoryReader do, and counted
         hidden = [p for p in files if any(part.startswith(".") for part in p.relative_to(path).parts)]
@@ -320,7 +325,7 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
                 logger.warning("%s: %d file(s) whose name is not UTF-8 skipped (e.g. %r): rename them "
                                "(convmv -f latin1 -t utf8) and index again", path, len(undecodable),
                                os.fsencode(undecodable[0].relative_to(path)).decode("utf-8", "backslashreplace"))
-        broken = sorted(p for p in path.rglob("*") if p.suffix.lower() in TEXT_SUFFIXES and p.is_symlink()
+        broken = sorted(p for p in path.rglob("*") if p.suffix.lower() in FOLDER_SUFFIXES and p.is_symlink()
                         and not p.exists() and not any(part.startswith(".") for part in p.relative_to(path).parts))
         if broken and warn:
             logger.warning("%s: %d broken link(s) skipped (e.g. %s)", path, len(broken),
@@ -329,13 +334,35 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
         if linked and warn:  # rglob does not enter linked folders (no loops); say so instead of skipping in silence
             logger.warning("%s: %d linked folder(s) not followed (e.g. %s): pass their targets as sources of "
                            "their own", path, len(linked), linked[0].relative_to(path).as_posix())
+        pdfs = [p for p in files if p.suffix.lower() == ".pdf"]
+        if pdfs and not pdf_available():
+            if len(pdfs) == len(files):
+                raise DataError(f"{path}: its {len(pdfs)} .pdf file(s) need pypdf: {PDF_EXTRA}")
+            files = [p for p in files if p.suffix.lower() != ".pdf"]
+            if warn:
+                logger.warning("%s: %d .pdf file(s) skipped (e.g. %s): reading them needs pypdf: %s", path, len(pdfs),
+                               pdfs[0].relative_to(path).as_posix(), PDF_EXTRA)
         if not files:
-            raise DataError(f"{path} holds no {'/'.join(TEXT_SUFFIXES)} file"
+            raise DataError(f"{path} holds no {'/'.join(FOLDER_SUFFIXES)} file"
                             + (f" outside hidden folders ({len(hidden)} hidden ones skipped)" if hidden else ""))
         root = folder_name or path.resolve().as_posix()
         not_utf8: list[str] = []
+        unreadable_pdf: list[str] = []
+        no_text_layer: list[str] = []
         for f in files:
             rel = f.relative_to(path).as_posix()
+            if f.suffix.lower() == ".pdf":
+                try:
+                    text = pdf_text(f)
+                except DataError as exc:  # damaged or encrypted: skipped and named, as a file not UTF-8 is
+                    unreadable_pdf.append(str(exc))
+                    if skipped is not None:
+                        skipped.append(rel)
+                    continue
+                if not text:
+                    no_text_layer.append(rel)
+                yield rel, text, {"source": rel, "folder": root}
+                continue
             try:
                 text = f.read_text(encoding="utf-8-sig")  # -sig: a BOM (Windows editors) is not text
             except UnicodeDecodeError as exc:
@@ -350,15 +377,20 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
         if not_utf8 and len(not_utf8) == len(files):  # "no document found" named neither the files nor why
             raise DataError(f"{path}: none of its {len(files)} file(s) is UTF-8 text (e.g. {not_utf8[0]}): save them "
                             "as UTF-8 (iconv -f latin1 -t utf-8) and index again")
+        if unreadable_pdf and warn:
+            logger.warning("%s: %d .pdf file(s) skipped: %s", path, len(unreadable_pdf), unreadable_pdf[0])
+        if no_text_layer and warn:
+            logger.warning("%s: %d .pdf file(s) without a text layer (scanned pages?), e.g. %s: OCR them first "
+                           "(e.g. ocrmypdf) and index again", path, len(no_text_layer), no_text_layer[0])
         if not_utf8 and warn:
             logger.warning("%s: %d file(s) not UTF-8 text skipped (e.g. %s): save them as UTF-8 (iconv -f latin1 "
                            "-t utf-8) and index again", path, len(not_utf8), not_utf8[0])
         return
     if not path.exists():
-        raise DataError(f"{path} does not exist: pass a data file or a folder of .txt/.md files")
+        raise DataError(f"{path} does not exist: pass a data file or a folder of .txt/.md/.pdf files")
     name = path.name.lower()
     if not name.endswith(RECORD_SUFFIXES):
-        raise DataError(f"{path}: unsupported file type; use a folder of .txt/.md files or one of "
+        raise DataError(f"{path}: unsupported file type; use a folder of .txt/.md/.pdf files or one of "
                         f"{', '.join(RECORD_SUFFIXES)}")
     lacking: dict[str, int] = {}
     first_float_id, n_float_ids = None, 0  # whole-number ids read as floats ("1.0"), for the warning
@@ -898,10 +930,10 @@ def _prune(store: Any, keep: set[str], root: str | None = None, page: int = 10_0
 
 def register(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser(
-        "index", help="chunk a JSONL/CSV/Parquet file or a folder of .txt/.md files into a store (resumable)",
+        "index", help="chunk a JSONL/CSV/Parquet file or a folder of .txt/.md/.pdf files into a store (resumable)",
         description="Chunk documents and add them to a MatryoshkaChroma store. Re-running the same command "
                     "after an interruption adds only the missing chunks, without re-encoding stored ones.")
-    p.add_argument("source", help="a .jsonl/.jsonl.gz/.json/.csv/.parquet file, or a folder of .txt/.md files")
+    p.add_argument("source", help="a .jsonl/.jsonl.gz/.json/.csv/.parquet file, or a folder of .txt/.md/.pdf files")
     add_store_location_arguments(p, "folder of an embedded Chroma store (one process at a time)")
     p.add_argument("--model", default=None,
                    help=f"model spec (default: the model an existing collection records, else {DEFAULT_SPEC})")
@@ -1008,12 +1040,15 @@ def _remove_created(store: MatryoshkaChroma, persist: Path, created: Path, keep_
 
 def _run_index(args: argparse.Namespace) -> int:
     if not args.source.strip():  # "$SRC" with SRC unset would index the current folder
-        raise DataError("SOURCE is empty: pass a data file or a folder of .txt/.md files")
+        raise DataError("SOURCE is empty: pass a data file or a folder of .txt/.md/.pdf files")
     source = Path(args.source)
     if not source.exists():
-        raise DataError(f"{source} does not exist: pass a data file or a folder of .txt/.md files")
+        raise DataError(f"{source} does not exist: pass a data file or a folder of .txt/.md/.pdf files")
+    if source.is_file() and source.suffix.lower() in FOLDER_SUFFIXES:  # one document: its folder's file
+        raise DataError(f"{source}: a {source.suffix.lower()} file is one document of a folder: index the folder "
+                        f"holding it ({source.resolve().parent}), or a folder of its own holding it")
     if source.is_file() and not source.name.lower().endswith(RECORD_SUFFIXES):
-        raise DataError(f"{source}: unsupported file type; use a folder of .txt/.md files or one of "
+        raise DataError(f"{source}: unsupported file type; use a folder of .txt/.md/.pdf files or one of "
                         f"{', '.join(RECORD_SUFFIXES)}")
     for flag, value, least in (("--batch-size", args.batch_size, 1), ("--ef-search", args.ef_search, 1),
                                ("--chunk-words", args.chunk_words, 1), ("--overlap", args.overlap, 0),

@@ -80,7 +80,7 @@ def test_every_reader_gives_the_same_documents(tmp_path) -> None:
     root = folder.resolve().as_posix()
     assert [(k, m) for k, _, m in iter_documents(folder)] == [("b.md", {"source": "b.md", "folder": root}),
                                                               ("sub/a.txt", {"source": "sub/a.txt", "folder": root})]
-    with pytest.raises(DataError, match=r"no \.txt/\.md file outside hidden folders \(2 hidden ones skipped\)"):
+    with pytest.raises(DataError, match=r"no \.txt/\.md/\.pdf file outside hidden folders \(2 hidden ones skipped\)"):
         list(iter_documents(_only_hidden(tmp_path)))
 
 

@@ -16,7 +16,7 @@ from medrag.lexical.analyzer import AnalyzerOptions
 from medrag.lexical.sidecar import LexicalSidecar
 from medrag.retriever import MatryoshkaRetriever
 
-from .test_store import FakeMatryoshkaEmbeddings, _name, chroma_server, client  # noqa: F401 (fixtures)
+from .test_store import FakeMatryoshkaEmbeddings, _name, client  # noqa: F401 (client: a fixture)
 
 PASSAGES = {
     "hba1c": "L'HbA1c reflète l'équilibre glycémique des trois derniers mois chez le diabétique.",

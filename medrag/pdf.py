@@ -1,0 +1,110 @@
+"""The text of PDF files, for indexing: ``medrag index`` reads the ``.pdf`` files of a folder.
+
+Hospital protocols, drug leaflets (the ANSM publishes them as PDFs) and guidelines come as PDFs.
+Their text layer is read by pypdf (BSD licence, pure Python; ``pip install 'medrag[pdf]'``), then
+*reflowed*: a PDF's text comes as the lines of the printed page, a sentence wrapped over several
+lines and words hyphenated at the line's end ("carence mar-" / "tiale"). medrag's chunker ends a
+sentence at a line break (right for ``.txt``/``.md``, where a line is a unit), and the BM25 analyzer
+would index ``mar`` and ``tial``; so :func:`reflow` joins a line to the next one unless it ends a
+sentence or the next one starts an item, and rejoins a word cut at a line's end without its hyphen
+(``mar-`` / ``tiale`` -> ``martiale``), unless the cut follows the first element of a compound
+(:data:`COMPOUND_HEADS`: ``anti-`` / ``inflammatoire`` stays a compound) or the document writes the
+hyphenated form elsewhere.
+
+A scanned PDF has no text layer: it gives an empty text (OCR it first, e.g. ``ocrmypdf``).
+
+Example::
+
+    >>> reflow("2. Posologie\\nLa ferritine basse signe une carence mar-\\ntiale ; un anti-\\ninflammatoire\\n"
+    ...        "est évité.\\n- fer oral")
+    '2. Posologie\\nLa ferritine basse signe une carence martiale ; un anti-inflammatoire est évité.\\n- fer oral'
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import re
+from pathlib import Path
+
+from medrag.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+#: What ``pip install`` brings the PDF reader.
+PDF_EXTRA = "pip install 'medrag[pdf]'  (or: pip install pypdf)"
+
+#: A word cut at a line's end: letters, a hyphen, the line break, letters.
+_CUT_WORD = re.compile(r"(\w+)-[ \t]*\n[ \t]*(\w+)")
+_WORDS = re.compile(r"\w+")
+#: First elements of French compounds, whose hyphen a line's end does not remove (``anti-`` /
+#: ``inflammatoire``): a word cut after one of them keeps its hyphen unless the document writes the
+#: word whole elsewhere.
+COMPOUND_HEADS = frozenset("""anti auto avant bien contre demi entre ex extra grand hyper hypo infra inter
+    intra mal mi micro mini multi néo neo non post pré pre pro pseudo quasi semi sous sur super supra trans
+    ultra vice""".split())
+#: A line that starts an item, not the rest of a sentence: a dash, a bullet, ``1.``, ``2)``.
+_ITEM = re.compile(r"[-–—•·▪◦*]|\d+[.)]")
+_SENTENCE_END = tuple(".!?:;")
+
+
+def pdf_available() -> bool:
+    """Whether pypdf is installed (``medrag index`` reads ``.pdf`` files then)."""
+    return importlib.util.find_spec("pypdf") is not None
+
+
+def reflow(text: str) -> str:
+    """``text`` with the line breaks of a printed page removed inside paragraphs and the words cut at
+    a line's end rejoined (see the module docstring): a line is joined to the previous one when that
+    one does not end a sentence (``.``, ``!``, ``?``, ``:``, ``;``) and it goes on in lowercase (or
+    with ``(``, ``«`` or a number that is not an item's); a heading, an item or a blank line keeps its
+    break."""
+    vocabulary = {w.lower() for w in _WORDS.findall(text)}
+
+    def join(match: re.Match[str]) -> str:
+        head, tail = match.group(1), match.group(2)
+        whole = head + tail
+        compound = head.lower() in COMPOUND_HEADS or any(c.isdigit() for c in head + tail) or tail[:1].isupper()
+        keep = f"{head}-{tail}".lower() in text.lower() or (compound and whole.lower() not in vocabulary)
+        return f"{head}-{tail}" if keep else whole
+
+    lines = _CUT_WORD.sub(join, text).split("\n")
+    out = [lines[0].rstrip()]
+    for line in lines[1:]:
+        line = line.strip()
+        previous = out[-1]
+        goes_on = bool(line) and (line[0].islower() or line[0] in "(«" or (line[0].isdigit() and not _ITEM.match(line)))
+        if previous and goes_on and not previous.endswith(_SENTENCE_END):
+            out[-1] = f"{previous} {line}"
+        else:
+            out.append(line)
+    return "\n".join(out).strip()
+
+
+def pdf_text(path: str | os.PathLike[str]) -> str:
+    """The reflowed text of every page of the PDF at ``path``, pages separated by a blank line
+    (``""`` for a PDF without a text layer).
+
+    Raises:
+        DataError: pypdf is not installed (naming the install command), or the file cannot be read
+            as a PDF (damaged, or encrypted with a password), naming the file.
+    """
+    if not pdf_available():
+        raise DataError(f"{path}: reading PDF files needs pypdf: {PDF_EXTRA}")
+    import pypdf
+    from pypdf.errors import PyPdfError
+
+    try:
+        reader = pypdf.PdfReader(Path(path))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise DataError(f"{path}: the PDF is encrypted with a password; save a decrypted copy (qpdf --decrypt)")
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except DataError:
+        raise
+    except (PyPdfError, OSError, ValueError, KeyError, TypeError) as exc:  # pypdf raises several kinds on bad files
+        raise DataError(f"{path}: cannot read it as a PDF ({type(exc).__name__}: {exc})") from None
+    return "\n\n".join(t for t in (reflow(p) for p in pages) if t)
+
+
+__all__ = ["PDF_EXTRA", "pdf_available", "pdf_text", "reflow"]

@@ -1,0 +1,130 @@
+"""PDF files in `medrag index` folders (medrag.pdf): the text layer, reflowed; damaged, encrypted,
+scanned PDFs and a missing pypdf named."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import chromadb
+import pytest
+
+import medrag.indexing
+import medrag.pdf
+from medrag import MatryoshkaChroma
+from medrag.errors import DataError
+from medrag.indexing import index_corpus, iter_documents
+from medrag.pdf import pdf_text, reflow
+from tests.medrag.test_store import FakeMatryoshkaEmbeddings
+
+pypdf = pytest.importorskip("pypdf")
+
+PROTOCOL = [["Protocole : anémie ferriprive de l'adulte.", "La ferritine basse signe une carence mar-",
+             "tiale ; un anti-", "inflammatoire est évité.", "1. Fer oral", "2. Contrôle de l'hémo-",
+             "globine à 4 semaines (hémoglobine cible > 12 g/dl)."],
+            ["Page deux : surveillance."]]
+
+
+def make_pdf(pages: list[list[str]]) -> bytes:
+    """A minimal PDF: one Helvetica line per item of each page, WinAnsi-encoded (accents kept)."""
+    objects: list[bytes] = [b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"]
+    for lines in pages:
+        ops = [b"BT /F1 11 Tf 72 760 Td 14 TL"]
+        for line in lines:
+            text = line.encode("cp1252").replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
+            ops.append(b"(" + text + b") Tj T*")
+        stream = b"\n".join([*ops, b"ET"])
+        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+    pages_id = 1 + 2 * len(pages) + 1
+    page_ids = []
+    for i in range(len(pages)):
+        objects.append(b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 1 0 R >> >> "
+                       b"/Contents %d 0 R >>" % (pages_id, 2 + i))
+        page_ids.append(len(objects))
+    objects.append(b"<< /Type /Pages /Kids [" + b" ".join(b"%d 0 R" % p for p in page_ids) + b"] /Count %d >>"
+                   % len(page_ids))
+    objects.append(b"<< /Type /Catalog /Pages %d 0 R >>" % pages_id)
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for i, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1) + b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, len(objects), xref)
+    return bytes(out)
+
+
+def test_the_text_layer_is_reflowed_into_sentences(tmp_path) -> None:
+    (tmp_path / "p.pdf").write_bytes(make_pdf(PROTOCOL))
+    text = pdf_text(tmp_path / "p.pdf")
+    assert text == ("Protocole : anémie ferriprive de l'adulte.\n"
+                    "La ferritine basse signe une carence martiale ; un anti-inflammatoire est évité.\n"
+                    "1. Fer oral\n2. Contrôle de l'hémoglobine à 4 semaines (hémoglobine cible > 12 g/dl).\n\n"
+                    "Page deux : surveillance.")
+
+
+def test_reflow_keeps_headings_items_and_paragraphs() -> None:
+    assert reflow("Posologie\nLe patient prend\n2 comprimés par jour.") == "Posologie\nLe patient prend 2 comprimés par jour."
+    assert reflow("Effets :\n- nausées\n• céphalées\n3) vertiges") == "Effets :\n- nausées\n• céphalées\n3) vertiges"
+    assert reflow("Un paragraphe\n\nun autre") == "Un paragraphe\n\nun autre"
+    # the hyphenated form written elsewhere is kept; a capital after the cut is a name's compound
+    assert reflow("le porte-greffe et le porte-\ngreffe") == "le porte-greffe et le porte-greffe"
+    assert reflow("le Jean-\nPierre") == "le Jean-Pierre" and reflow("la COVID-\n19") == "la COVID-19"
+
+
+def test_damaged_encrypted_and_scanned_pdfs(tmp_path) -> None:
+    (tmp_path / "bad.pdf").write_bytes(b"%PDF-1.4\nnot really")
+    with pytest.raises(DataError, match="bad.pdf: cannot read it as a PDF"):
+        pdf_text(tmp_path / "bad.pdf")
+    writer = pypdf.PdfWriter(clone_from=pypdf.PdfReader(io.BytesIO(make_pdf(PROTOCOL))))
+    writer.encrypt(user_password="secret", owner_password="owner")
+    with open(tmp_path / "locked.pdf", "wb") as f:
+        writer.write(f)
+    with pytest.raises(DataError, match="locked.pdf: the PDF is encrypted with a password"):
+        pdf_text(tmp_path / "locked.pdf")
+    (tmp_path / "scan.pdf").write_bytes(make_pdf([[]]))
+    assert pdf_text(tmp_path / "scan.pdf") == ""
+
+
+def test_a_folder_indexes_its_pdfs_beside_its_text_files(tmp_path, caplog) -> None:
+    folder = tmp_path / "protocoles"
+    folder.mkdir()
+    (folder / "anemie.pdf").write_bytes(make_pdf(PROTOCOL))
+    (folder / "notes.txt").write_text("La TSH explore la thyroïde.")
+    (folder / "scan.pdf").write_bytes(make_pdf([[]]))
+    (folder / "abime.pdf").write_bytes(b"%PDF-1.4\nnot really")
+    skipped: list[str] = []
+    with caplog.at_level(logging.WARNING):
+        docs = {key: text for key, text, _ in iter_documents(folder, skipped=skipped)}
+    assert set(docs) == {"anemie.pdf", "notes.txt", "scan.pdf"} and "carence martiale" in docs["anemie.pdf"]
+    assert docs["scan.pdf"] == "" and skipped == ["abime.pdf"]  # prune keeps a damaged file's stored chunks
+    assert "1 .pdf file(s) skipped: " in caplog.text and "abime.pdf: cannot read it as a PDF" in caplog.text
+    assert "1 .pdf file(s) without a text layer (scanned pages?), e.g. scan.pdf: OCR them first" in caplog.text
+    store = MatryoshkaChroma("protocoles", FakeMatryoshkaEmbeddings(), client=chromadb.EphemeralClient())
+    report = index_corpus(folder, store, chunk_words=20, show_progress=False)
+    assert report.added >= 2 and any(d.metadata["source"] == "anemie.pdf"
+                                      for d in store.similarity_search("ferritine carence martiale", k=4))
+
+
+def test_without_pypdf_the_pdfs_are_named_with_the_install_command(tmp_path, monkeypatch, caplog) -> None:
+    monkeypatch.setattr(medrag.indexing, "pdf_available", lambda: False)
+    monkeypatch.setattr(medrag.pdf, "pdf_available", lambda: False)
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.pdf").write_bytes(make_pdf(PROTOCOL))
+    with pytest.raises(DataError, match=r"its 1 \.pdf file\(s\) need pypdf: pip install 'medrag\[pdf\]'"):
+        list(iter_documents(folder))
+    (folder / "b.txt").write_text("Du texte.")
+    with caplog.at_level(logging.WARNING):
+        assert [key for key, _, _ in iter_documents(folder)] == ["b.txt"]
+    assert "1 .pdf file(s) skipped (e.g. a.pdf): reading them needs pypdf" in caplog.text
+    with pytest.raises(DataError, match="reading PDF files needs pypdf"):
+        pdf_text(folder / "a.pdf")
+
+
+def test_a_single_document_file_points_at_its_folder(tmp_path, capsys) -> None:
+    from medrag.cli import main
+
+    (tmp_path / "a.pdf").write_bytes(make_pdf(PROTOCOL))
+    assert main(["index", str(tmp_path / "a.pdf"), "--persist-dir", str(tmp_path / "db")]) == 1
+    assert "a .pdf file is one document of a folder: index the folder holding it" in capsys.readouterr().err
