@@ -394,6 +394,16 @@ def _follow_finetune_split(args: argparse.Namespace) -> None:
     ``--seed 7`` run on its training questions in silence. Without --split-seed/--eval-fraction (or
     with their defaults) the run's split is used, and said; given otherwise, a warning says the scores
     include training questions."""
+    if args.split is None and Path(args.data).expanduser().is_file():
+        # the eval file of a fine-tuning (--eval-data) is scored whole, as that run scored it (10% of it were)
+        evals = [spec for spec in dict.fromkeys(args.model)
+                 if isinstance(recorded := _finetune_config(spec), dict) and isinstance(recorded.get("eval_data"), str)
+                 and Path(recorded["eval_data"]).expanduser().resolve() == Path(args.data).expanduser().resolve()]
+        if evals:
+            args.split = "all"
+            logger.warning("scoring every pair of %s, the eval file the fine-tuning of %s used (--eval-data), as "
+                           "--split all does", args.data, ", ".join(evals))
+            return
     if args.split == "all" or unused_options(args.data, args.split):
         return  # every pair, or fixed splits (FrenchMedMCQA, the sample)
     splits = {spec: split for spec in dict.fromkeys(args.model)

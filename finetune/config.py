@@ -292,7 +292,8 @@ class FinetuneConfig:
              "export_adapter ships a LoRA adapter and/or a final layer: set lora_rank > 0 or freeze_encoder "
              "(full fine-tuning does not fit in 15 MB)"),
             (not self.freeze_encoder or self.rotation != "none",
-             "freeze_encoder trains only the final linear layer: set rotation to pca or pca_centered"),
+             "freeze_encoder trains only the final linear layer: set rotation to pca or pca_centered "
+             "(--rotation pca_centered)"),
             (not (self.freeze_encoder and self.lora_rank), "freeze_encoder and lora_rank exclude each other"),
             (self.torch_threads >= 0, "torch_threads must be >= 0"),
             (self.top_block_epochs >= 0, "top_block_epochs must be >= 0"),
@@ -360,9 +361,10 @@ class FinetuneConfig:
         return self.engine == "loop" and (self.distill_weight > 0 or self.rotation != "none" or self.freeze_encoder
                                           or self.batch_sampling == "topic")
 
-    def plan(self) -> list[str]:
+    def plan(self, model_dims: list[int] | None = None) -> list[str]:
         """What a run of this configuration trains, one phase per line (``medrag finetune --check``
-        prints it): the engine, what is trained, for how long, with which losses."""
+        prints it): the engine, what is trained, for how long, with which losses (``model_dims``: the
+        sizes the model was trained at, the run's without ``dims``)."""
         length = (f"{self.max_steps} steps at most" if self.max_steps > 0
                   else f"{self.epochs:g} epoch{'' if self.epochs == 1 else 's'}")
         losses = []
@@ -372,7 +374,7 @@ class FinetuneConfig:
         if self.engine == "loop" and self.distill_weight > 0:
             losses.append(f"self-distillation of the frozen base x{self.distill_weight:g} "
                           f"(temperature {self.distill_temperature:g})")
-        sizes = " ".join(map(str, self.dims)) if self.dims else "the model's trained sizes"
+        sizes = " ".join(map(str, self.dims or model_dims or [])) or "the model's trained sizes"
         if self.engine == "loop" and self.freeze_encoder:
             what = f"the final linear layer ({self.rotation} initialisation) over the frozen encoder"
         elif self.engine == "loop" and self.lora_rank:
@@ -544,6 +546,9 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
             (item,) = get_args(target)
             if isinstance(value, str):
                 value = [value]
+            if isinstance(value, (list, tuple)) and len(value) == 1 and isinstance(value[0], str) \
+                    and value[0].strip().lower() in ("none", "null", ""):
+                return []  # `--mixture none`: clear a config file's list (--help shows "default: none")
             if not isinstance(value, (list, tuple)):
                 raise ConfigError(f"{name} must be a list, got {value!r}")
             # "64,32" (one CLI word) or "64 32" (one YAML string) is two items

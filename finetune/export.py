@@ -76,7 +76,8 @@ def export_adapter(model: "SentenceTransformer", folder: str | Path, *, name: st
         model: the trained model, LoRA adapters still in place (before merging).
         folder: the output folder (e.g. ``medrag/data/models/<name>``).
         name: the adapter's name (``bundled:<name>``).
-        base_spec: the base model spec (``None``: the embedded e5-small); a folder for tests.
+        base_spec: the base model spec (``None``: the embedded e5-small): a ``bundled:`` name, a hub id,
+            or a local folder (recorded as an absolute path), e.g. an earlier fine-tune.
         base_fingerprint: :func:`medrag.adapters.base_weights_fingerprint` of the base before training.
         metadata: written as the folder's ``matryoshka.json``.
         card: the model card (``README.md``).
@@ -90,12 +91,15 @@ def export_adapter(model: "SentenceTransformer", folder: str | Path, *, name: st
     """
     from safetensors.numpy import save_file
 
-    from medrag.bundled import BUNDLED_SPEC, ensure_bundled_model
+    from medrag.adapters import resolve_base
+    from medrag.bundled import BUNDLED_SPEC
 
     folder = Path(folder)
     check_export_folder(folder)
     base_spec = base_spec or BUNDLED_SPEC
-    base_dir = ensure_bundled_model() if base_spec == BUNDLED_SPEC else Path(base_spec)
+    if not base_spec.startswith("bundled:") and Path(base_spec).expanduser().exists():
+        base_spec = str(Path(base_spec).expanduser().resolve())  # "out/ft1" did not load from another folder
+    base_dir = resolve_base(base_spec)
     tensors = adapter_tensors(model, lora)
     rank = max((t.shape[0] for k, t in tensors.items() if k.endswith(".lora_A")), default=0)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent if folder.parent.is_dir() else None))

@@ -69,8 +69,7 @@ def run_key(config: "FinetuneConfig", dims: Sequence[int], pairs: Sequence["QAPa
     >>> a == run_key(FinetuneConfig(engine="loop", learning_rate=1e-3), [8, 4], [QAPair("q", "p")], [])
     False
     """
-    settings = {k: v for k, v in sorted(config.to_dict().items()) if k not in RUN_SETTINGS}
-    h = hashlib.sha256(json.dumps({"settings": settings, "dims": list(dims)}, sort_keys=True, default=str).encode())
+    h = hashlib.sha256(json.dumps(run_settings(config, dims), sort_keys=True, default=str).encode())
     for p in pairs:
         h.update(b"\x00pair\x00" + p.question.encode("utf-8", "surrogatepass") + b"\x00"
                  + p.answer.encode("utf-8", "surrogatepass"))
@@ -79,6 +78,29 @@ def run_key(config: "FinetuneConfig", dims: Sequence[int], pairs: Sequence["QAPa
     for t in unlabelled:
         h.update(b"\x00text\x00" + t.encode("utf-8", "surrogatepass"))
     return h.hexdigest()[:32]
+
+
+def run_settings(config: "FinetuneConfig", dims: Sequence[int]) -> dict[str, Any]:
+    """The settings :func:`run_key` digests (all but :data:`RUN_SETTINGS`, and the sizes): saved in
+    each checkpoint, so a refused resume names the settings that differ."""
+    return {"settings": {k: v for k, v in sorted(config.to_dict().items()) if k not in RUN_SETTINGS},
+            "dims": list(dims)}
+
+
+def _differences(saved: Any, current: dict[str, Any]) -> list[str]:
+    """``name: saved -> now`` for each setting that differs (empty: only the data differs)."""
+    if not isinstance(saved, str):
+        return []
+    try:
+        before = json.loads(saved)
+    except ValueError:
+        return []
+    now = json.loads(json.dumps(current, default=str))
+    out = [f"{k}: {before['settings'].get(k)!r} -> {v!r}" for k, v in now["settings"].items()
+           if before.get("settings", {}).get(k) != v]
+    if before.get("dims") != now["dims"]:
+        out.append(f"dims: {before.get('dims')} -> {now['dims']}")
+    return out
 
 
 def checkpoint_step(path: Path) -> int | None:
@@ -133,10 +155,11 @@ class LoopCheckpoints:
         keep: how many checkpoints stay on disk (the newest; None: all).
     """
 
-    def __init__(self, folder: Path, run_key: str, keep: int | None = 2) -> None:
+    def __init__(self, folder: Path, run_key: str, keep: int | None = 2, settings: dict[str, Any] | None = None) -> None:
         self.folder = Path(folder)
         self.run_key = run_key
         self.keep = keep
+        self.settings = settings  # run_settings(): a refused resume names what changed
 
     def save(self, step: int, model: "torch.nn.Module", optimizer: "torch.optim.Optimizer",
              scheduler: Any, extra: dict[str, Any]) -> Path:
@@ -146,6 +169,7 @@ class LoopCheckpoints:
 
         state = {
             "run_key": self.run_key,
+            "run_settings": json.dumps(self.settings, sort_keys=True, default=str) if self.settings else "",
             "step": int(step),
             "trainable": {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad},
             "optimizer": optimizer.state_dict(),
@@ -188,8 +212,12 @@ class LoopCheckpoints:
             raise ConfigError(f"the checkpoint {file} is unreadable ({type(exc).__name__}: {exc}); delete {path} "
                               "to resume from the one before it, or start again without --resume") from exc
         if state.get("run_key") != self.run_key:
-            raise ConfigError(f"the checkpoint {path} was written by a run with other training settings or data; "
-                              "resume with the same config and data, or choose another output_dir")
+            changed = _differences(state.get("run_settings"), self.settings) if self.settings else []
+            what = (f"other training settings ({'; '.join(changed)})" if changed else
+                    "other training data (the same settings)" if self.settings and state.get("run_settings")
+                    else "other training settings or data")
+            raise ConfigError(f"the checkpoint {path} was written by a run with {what}; resume with the same config "
+                              "and data, or choose another output_dir")
         params = dict(model.named_parameters())
         trainable = {n for n, p in params.items() if p.requires_grad}
         if set(state["trainable"]) != trainable:
@@ -214,5 +242,5 @@ class LoopCheckpoints:
             shutil.rmtree(old, ignore_errors=True)
 
 
-__all__ = ["LoopCheckpoints", "run_key", "checkpoint_step", "is_complete_checkpoint", "latest_checkpoint",
+__all__ = ["LoopCheckpoints", "run_key", "run_settings", "checkpoint_step", "is_complete_checkpoint", "latest_checkpoint",
            "RUN_SETTINGS", "STATE_FILENAME", "TRAINER_STATE_FILENAME"]

@@ -176,6 +176,25 @@ def model_full_dim(spec: str | None) -> int | None:
         return None
 
 
+def model_trained_dims(spec: str | None) -> list[int] | None:
+    """The sizes the model ``spec`` names was trained at (its ``matryoshka.json``: a folder or a
+    packaged ``bundled:`` model), read without loading it; None when it records none."""
+    import json
+
+    if spec is None or spec == BUNDLED_SPEC:
+        return None
+    if spec.startswith("bundled:"):
+        from medrag.adapters import packaged_models_dir
+
+        spec = str(packaged_models_dir() / spec.split(":", 1)[1])
+    meta = Path(spec).expanduser() / "matryoshka.json"
+    try:
+        dims = json.loads(meta.read_text(encoding="utf-8"))["dims"] if meta.is_file() else None
+        return sorted({int(d) for d in dims}, reverse=True) if dims else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def check_matryoshka_weights(cfg: "FinetuneConfig", dims: list[int] | None = None) -> None:
     """Without ``dims``, ``matryoshka_weights`` go to the run's sizes in order: refuse a count that differs
     from those sizes (``dims``: the run's; default: computed from the model when it can be read cheaply)."""
@@ -187,7 +206,7 @@ def check_matryoshka_weights(cfg: "FinetuneConfig", dims: list[int] | None = Non
         full = model_full_dim(cfg.model)
         if full is None:
             return
-        dims = default_dims(full)
+        dims = model_trained_dims(cfg.model) or default_dims(full)
     if len(cfg.matryoshka_weights) != len(dims):
         raise ConfigError(f"matryoshka_weights has {len(cfg.matryoshka_weights)} weight(s) but the run trains "
                           f"{len(dims)} sizes {list(dims)}: give one weight per size, or set dims")

@@ -76,13 +76,17 @@ def add_rotation(model: "SentenceTransformer", weight: np.ndarray, bias: np.ndar
 
 
 def rotation_layer(model: "SentenceTransformer"):
-    """The rotation :class:`Dense` layer of ``model``, or ``None``."""
+    """The rotation :class:`Dense` layer of ``model``, or ``None``: its *last* Dense layer, the one
+    :func:`add_rotation` appended. (The first one was trained before: fine-tuning medrag's default
+    model, which ends with its own final layer, trained that layer again and saved the new one
+    untrained.)"""
     from sentence_transformers.sentence_transformer.modules import Dense
 
+    found = None
     for module in model:
         if isinstance(module, Dense):
-            return module
-    return None
+            found = module
+    return found
 
 
 __all__ = ["fit_pca_rotation", "add_rotation", "rotation_layer"]

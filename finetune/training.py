@@ -268,6 +268,14 @@ class MatryoshkaFinetuner:
         if cfg.matryoshka_weights and cfg.dims:  # each weight stays with its size; an added full size weighs 1
             by_size = dict(zip(cfg.dims, cfg.matryoshka_weights))
             loop_cfg = cfg.replace(dims=list(dims), matryoshka_weights=[by_size.get(d, 1.0) for d in dims])
+        if cfg.top_block_epochs:
+            from finetune.rotation import rotation_layer
+
+            if rotation_layer(model) is not None:  # the block's states skip the layer the model already has
+                raise ConfigError(f"top_block_epochs trains the encoder's last block from the base's hidden states, "
+                                  f"but {cfg.model or 'the model'} already ends with a trained final layer (a fine-tuned "
+                                  "model): drop top_block_epochs to train a new final layer over it, or start from "
+                                  "its base (--model bundled:multilingual-e5-small)")
         loop = TrainingLoop(model, loop_cfg, dims, pairs, unlabelled)
         phase = None
         if cfg.top_block_epochs:  # block states first: the loop's teacher vectors come from them
@@ -282,10 +290,10 @@ class MatryoshkaFinetuner:
             loop.teacher = (phase.teacher_q, phase.teacher_p)
         checkpoints = None
         if cfg.checkpoints:
-            from finetune.loop_checkpoints import LoopCheckpoints, run_key
+            from finetune.loop_checkpoints import LoopCheckpoints, run_key, run_settings
 
             checkpoints = LoopCheckpoints(self.checkpoint_dir, run_key(loop_cfg, dims, pairs, loop.unlabelled),
-                                          keep=cfg.save_total_limit)
+                                          keep=cfg.save_total_limit, settings=run_settings(loop_cfg, dims))
         elif resume_from is not None:
             raise ConfigError("resume needs checkpoints: drop checkpoints: false")
         stopper = _GracefulStop()
@@ -444,8 +452,14 @@ class MatryoshkaFinetuner:
     # ------------------------------------------------------------------ pieces
 
     def _dims(self, model) -> list[int]:
+        """``dims``, else the sizes the model was trained at (its ``matryoshka.json``: fine-tuning
+        medrag's default dropped its 32), else the seed's list capped to its size; with its full size."""
         full = embedding_dim(model)
-        dims = sorted({int(d) for d in (self.config.dims or default_dims(full))} | {full}, reverse=True)
+        folder = getattr(model, "medrag_folder", None) or (
+            self.config.model if self.config.model and Path(self.config.model).expanduser().is_dir() else None)
+        meta = MatryoshkaMetadata.load(Path(folder).expanduser()) if folder else None
+        trained = meta.dims if meta is not None and meta.full_dim == full else None
+        dims = sorted({int(d) for d in (self.config.dims or trained or default_dims(full))} | {full}, reverse=True)
         too_big = [d for d in dims if d > full]
         if too_big:
             raise ConfigError(f"dims {too_big} exceed the model's size {full}")
@@ -651,14 +665,24 @@ def _resumed_step(resume_from: Path | None) -> int:
     return (checkpoint_step(resume_from) or 0) if resume_from is not None else 0
 
 
+#: Fewer training pairs than this get a warning (:func:`check_learnable`).
+FEW_PAIRS = 100
+
+
 def check_learnable(pairs: Sequence[QAPair]) -> None:
     """Raise :class:`DataError` when ``pairs`` hold fewer than two distinct answers: the in-batch
     contrastive loss (each question against the other pairs' answers) is then 0 at every step, and a
-    run "succeeded" with the base model's weights (one shared answer, or ``max_train_pairs: 1``)."""
+    run "succeeded" with the base model's weights (one shared answer, or ``max_train_pairs: 1``).
+    Warn below :data:`FEW_PAIRS` pairs."""
     if len({p.answer for p in pairs}) < 2:
         raise DataError(f"the training pairs hold {len({p.answer for p in pairs})} distinct answer(s): the in-batch "
                         "contrastive loss needs at least two (each question is scored against the other pairs' "
                         "answers), so nothing would be learnt; add pairs or raise max_train_pairs")
+    if len(pairs) < FEW_PAIRS:  # 3 pairs trained and scored 1.0 on one held-out question (user tryout)
+        logger.warning("only %d training pairs: a model fine-tuned on so few learns them by heart and is often worse "
+                       "than before on other questions; use a few hundred pairs or more, and compare it with its base "
+                       "on questions it did not train on (medrag evaluate --model BASE --model OUTPUT --data EVAL)",
+                       len(pairs))
 
 
 def _drop_stale_modules(folder: Path) -> None:

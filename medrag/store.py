@@ -484,7 +484,11 @@ class MatryoshkaChroma(VectorStore):
     def _model_identity(self) -> tuple[str, str]:
         emb = self._embedding
         if is_encoder(emb):
-            return str(emb.spec), str(emb.fingerprint)
+            spec = str(emb.spec)
+            if not spec.startswith("bundled:") and Path(spec).expanduser().is_dir():
+                # a relative folder ("out/ft1") did not load from another working folder (medrag search)
+                spec = str(Path(spec).expanduser().resolve())
+            return spec, str(emb.fingerprint)
         return type(emb).__name__, ""  # a plain Embeddings has no model identity
 
     def _contract(self) -> dict[str, Any]:

@@ -450,9 +450,13 @@ def iter_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                             raise DataError(f"{path}:{reader.line_num}: more fields than the header's "
                                             f"{len(names)} columns")
                         if None in row.values():  # DictReader's filler for missing cells (an empty cell is "")
+                            # a file without a header row: its first row was read as the column names
+                            shown = ", ".join(repr(x[:40]) for x in names[:4])
                             raise DataError(f"{path}:{reader.line_num}: fewer fields than the header's {len(names)} "
                                             f"columns ({sum(v is not None for v in row.values())}); a row may "
-                                            "leave a cell empty, not out")
+                                            "leave a cell empty, not out. The first line is read as the header "
+                                            f"(columns {shown}): a file without one needs a first line naming the "
+                                            "columns, e.g. question;answer")
                         n += 1
                         yield row
                 except csv.Error as exc:

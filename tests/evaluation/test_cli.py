@@ -338,6 +338,23 @@ def test_a_fine_tuned_folder_is_scored_on_the_questions_its_run_held_out(tiny_mo
     assert "its scores include questions it trained on; pass --split-seed 7 --eval-fraction 0.5" in caplog.text
 
 
+def test_the_eval_file_of_a_fine_tuning_is_scored_whole(tiny_model_dir, pairs_file, tmp_path, capsys, caplog):
+    """After `finetune --eval-data eval.jsonl`, `evaluate --data eval.jsonl` scored 10% of it (user tryout)."""
+    import yaml
+
+    folder = tmp_path / "ft"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "finetune_config.yaml").write_text(yaml.safe_dump({"data": str(tmp_path / "train.jsonl"),
+                                                                 "eval_data": str(pairs_file)}))
+    argv = ["evaluate", "--model", str(folder), "--data", str(pairs_file), "--out", str(tmp_path / "r"), "--no-cache",
+            "--sizes", "32", "--metrics", "ndcg@10", "--bootstrap", "20", "--no-plot", "--device", "cpu"]
+    with caplog.at_level("WARNING", logger="evaluation.cli"):
+        assert main(argv) == 0
+    assert "the eval file the fine-tuning of" in caplog.text
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["task"]["name"].endswith("(all pairs)")  # every pair, not the 10% held out
+
+
 def test_scores_on_questions_a_fine_tuned_folder_trained_on_are_named(tiny_model_dir, pairs_file, tmp_path, capsys,
                                                                       caplog):
     """Scored in silence (user tryout): the file a run with --eval-data trained on every pair of, --split

@@ -269,3 +269,28 @@ def test_yaml_merge_keys_still_work_beside_the_repeated_key_check(tmp_path):
     from finetune.config import read_config_file
 
     assert read_config_file(path)["run"] == {"epochs": 2, "batch_size": 8}
+
+
+def test_none_clears_a_config_files_list(tmp_path):
+    """`--mixture none` was refused ("unknown training source 'none'") though --help shows the default as
+    none; only the undocumented `--mixture ""` cleared the shipped config's list (user tryout)."""
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("engine: loop\nmixture: [sample, cases]\ndistill_corpus: [cases]\n")
+    for word in ("none", "None", ""):
+        cfg = FinetuneConfig.from_file(cfg_file, {"mixture": [word], "distill_corpus": [word]})
+        assert cfg.mixture == [] and cfg.distill_corpus == []
+    assert FinetuneConfig.from_file(cfg_file, {"dims": ["none"]}).dims is None  # an optional list: none
+
+
+def test_few_training_pairs_are_warned_about(caplog):
+    """Three pairs trained without a word, and the one held-out question scored 1.0 (user tryout)."""
+    from finetune.training import FEW_PAIRS, check_learnable
+    from medrag.qa.pairs import QAPair
+
+    with caplog.at_level("WARNING"):
+        check_learnable([QAPair(f"q{i}", f"a{i}") for i in range(3)])
+    assert "only 3 training pairs" in caplog.text and "medrag evaluate --model BASE --model OUTPUT" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        check_learnable([QAPair(f"q{i}", f"a{i}") for i in range(FEW_PAIRS)])
+    assert not caplog.text

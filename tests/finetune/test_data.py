@@ -494,3 +494,13 @@ def test_a_question_written_one_way_keeps_its_held_out_rank():
     ranked = sorted({p.question for p in pairs}, key=lambda q: hashlib.sha256(f"42\x00{q}".encode()).hexdigest())
     _, held = split_by_question(pairs, 0.25, seed=42)
     assert {p.question for p in held} == set(ranked[:10])
+
+
+def test_a_csv_without_a_header_row_says_its_first_line_was_read_as_one(tmp_path):
+    """The error named a 3-column header the file does not have: its first row was split on the commas
+    inside the passage (user tryout)."""
+    path = tmp_path / "p.csv"
+    path.write_text('Quand faut-il être à jeun ?;"Avant le bilan, à jeun depuis 12 heures, eau autorisée."\n'
+                    'Peut-on boire de l\'eau ?;"Oui, l\'eau plate."\n' * 3, encoding="utf-8")
+    with pytest.raises(DataError, match="The first line is read as the header .*e.g. question;answer"):
+        _load(path)

@@ -293,8 +293,8 @@ def test_loop_stopped_by_a_signal_resumes_to_the_uninterrupted_model(tiny_model_
     assert not (out / "matryoshka.json").exists()
     with pytest.raises(ConfigError, match="pass --resume"):
         MatryoshkaFinetuner(cfg).run()
-    with pytest.raises(ConfigError, match="other training settings"):  # never mix two runs
-        MatryoshkaFinetuner(cfg.replace(resume=True, learning_rate=1e-3)).run()
+    with pytest.raises(ConfigError, match=r"other training settings \(learning_rate: 0.002 -> 0.001\)"):
+        MatryoshkaFinetuner(cfg.replace(resume=True, learning_rate=1e-3)).run()  # never mix two runs; say what differs
 
     steps = []
     resumed = MatryoshkaFinetuner(cfg.replace(resume=True), callbacks=[steps.append]).run()
@@ -491,3 +491,45 @@ def test_an_nfd_spelling_of_an_eval_question_is_not_trained_on(tiny_model_dir, p
     assert unicodedata.normalize("NFD", held.question) != held.question  # the fixture's questions are accented
     pairs, _ = finetuner.training_pairs()
     assert all(unicodedata.normalize("NFC", p.question) != unicodedata.normalize("NFC", held.question) for p in pairs)
+
+
+def test_a_frozen_encoder_run_over_a_fine_tuned_model_trains_its_new_layer(tiny_model_dir, pairs_file, tmp_path,
+                                                                          monkeypatch):
+    """Fine-tuning a model that already ends with a trained layer (medrag's default) trained that layer
+    again and saved the appended one untrained; its exported adapter carried the old layer (cosine 0.04
+    with the saved model) and recorded a relative base path (user tryout)."""
+    import torch
+
+    import medrag
+    from finetune.rotation import add_rotation, rotation_layer
+    from medrag.metadata import MatryoshkaMetadata
+
+    headed = medrag.load_model(str(tiny_model_dir), device="cpu")
+    q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(128, 128)))
+    add_rotation(headed, q.astype(np.float32), np.zeros(128, np.float32))
+    headed.save(str(tmp_path / "headed"))
+    MatryoshkaMetadata(full_dim=128, dims=[128, 64, 32]).save(tmp_path / "headed")  # trained at 32 too
+    old = rotation_layer(headed).linear.weight.detach().clone()
+    monkeypatch.chdir(tmp_path)  # the base given as a relative path, as a user types it
+    cfg = loop_config(tiny_model_dir, pairs_file, tmp_path / "ft", tmp_path, model="headed", freeze_encoder=True,
+                      rotation="pca_centered", lora_rank=0, epochs=6, learning_rate=1e-2,
+                      export_adapter=str(tmp_path / "adapter" / "helpdesk"), adapter_name="helpdesk")
+    MatryoshkaFinetuner(cfg).run()
+    saved = medrag.load_model(str(tmp_path / "ft"), device="cpu")
+    assert MatryoshkaMetadata.load(tmp_path / "ft").dims == [128, 64, 32]  # the base's sizes: 32 was dropped
+    from sentence_transformers.sentence_transformer.modules import Dense
+
+    dense = [m for m in saved if isinstance(m, Dense)]
+    assert len(dense) == 2 and torch.equal(dense[0].linear.weight, old)  # the base's layer untouched
+    w = dense[1].linear.weight.detach().numpy()
+    assert np.abs(w @ w.T - np.eye(128)).max() > 1e-3  # trained, not its orthogonal PCA start
+    config = json.loads((tmp_path / "adapter" / "helpdesk" / "adapter_config.json").read_text())
+    assert config["base_model"] == str((tmp_path / "headed").resolve())
+    rebuilt = medrag.load_model(str(tmp_path / "adapter" / "helpdesk"), device="cpu")  # from another folder too
+    monkeypatch.chdir("/")
+    text = ["Quelle est la posologie du paracétamol ?"]
+    assert float(rebuilt.encode(text)[0] @ saved.encode(text)[0]) > 0.999
+    # the last-block phase cannot start from a model that already has a final layer: refused before training
+    with pytest.raises(ConfigError, match="already ends with a trained final layer"):
+        MatryoshkaFinetuner(cfg.replace(model=str(tmp_path / "headed"), output_dir=str(tmp_path / "tb"),
+                                        export_adapter=None, top_block_epochs=1)).run()

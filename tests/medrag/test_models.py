@@ -1,6 +1,7 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -294,14 +295,24 @@ def test_the_cpu_device_loads(tiny_model_dir):
     assert medrag.load_model(str(tiny_model_dir), device="cpu").device.type == "cpu"
 
 
-def test_an_adapter_export_folder_says_what_to_load_instead(tmp_path):
-    """It said 'holds no model ... e.g. the output folder of medrag finetune', though finetune wrote it."""
-    folder = tmp_path / "adapter"
-    folder.mkdir()
-    (folder / "adapter_config.json").write_text("{}")
-    (folder / "adapter.safetensors").write_bytes(b"")
-    with pytest.raises(ModelLoadError, match="adapter export .* --output-dir"):
-        medrag.load_model(str(folder))
+def test_an_adapter_export_folder_loads_as_its_model(tmp_path, tiny_model_dir, monkeypatch):
+    """An adapter export was refused ("load the --output-dir folder instead"): the few-MB adapter could
+    not ship to an application; it is built over its recorded base into the cache on first use."""
+    from medrag.adapters import check_vector
+    from tests.medrag.test_adapters import write_tiny_adapter
+
+    monkeypatch.setenv("MEDRAG_CACHE", str(tmp_path / "cache"))
+    folder = write_tiny_adapter(tmp_path / "shipped" / "helpdesk", tiny_model_dir, name="helpdesk")
+    model = medrag.load_model(str(folder), device="cpu")
+    config = json.loads((folder / "adapter_config.json").read_text())
+    assert np.allclose(check_vector(model), config["check_vector"], atol=1e-4)
+    emb = medrag.MatryoshkaEmbeddings(str(folder), dimension="auto")
+    assert emb.dims == [128, 64, 32] and emb.dimension == 64  # its matryoshka.json: 64 within 1% of 128
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "adapter_config.json").write_text("{}")
+    with pytest.raises(ModelLoadError, match="is not a medrag adapter config"):
+        medrag.load_model(str(broken))
 
 
 def test_a_medrag_folder_without_modules_json_is_refused(tmp_path, tiny_model_dir):

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -2562,3 +2563,23 @@ def test_stores_opened_by_threads_at_once_all_open(tmp_path, persistent) -> None
     out = subprocess.run(args, capture_output=True, text=True, timeout=240, cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 0, out.stderr[-2000:]
     assert "failures 0 []" in out.stdout, out.stdout[-2000:]
+
+
+def test_a_relative_model_folder_is_recorded_as_an_absolute_path(tiny_model_dir, tmp_path, monkeypatch):
+    """A store built from Python with MatryoshkaEmbeddings("out/ft1") recorded "out/ft1": `medrag search`
+    run from another folder then took it for a hub id; `medrag index` records absolute paths (user tryout)."""
+    import chromadb
+
+    from medrag import MatryoshkaEmbeddings
+
+    shutil.copytree(tiny_model_dir, tmp_path / "out" / "ft1")
+    monkeypatch.chdir(tmp_path)
+    client = chromadb.PersistentClient(str(tmp_path / "db"))
+    store = MatryoshkaChroma("notes", MatryoshkaEmbeddings("out/ft1"), client=client, coarse_dim=16)
+    store.add_texts(["La ferritine basse signe une carence martiale."])
+    recorded = client.get_collection("notes").metadata[CONTRACT_KEYS["model"]]
+    assert recorded == str((tmp_path / "out" / "ft1").resolve())
+    monkeypatch.chdir("/")
+    from medrag.cli import main
+
+    assert main(["search", "ferritine", "--persist-dir", str(tmp_path / "db"), "--collection", "notes", "--k", "1"]) == 0
