@@ -47,6 +47,9 @@ def frozen_head(spec: str | Path) -> tuple[np.ndarray, np.ndarray]:
     dense = [m for m in modules if m["type"].endswith("Dense")]
     if not dense:
         raise SystemExit(f"{spec} has no Dense layer (a final linear layer): not a frozen-encoder model; encode it instead")
+    if len(dense) > 1:  # a fine-tune of a fine-tuned model: the shortcut would score its first layer alone
+        raise SystemExit(f"{spec} has {len(dense)} Dense layers (a fine-tune of a fine-tuned model): its vectors are "
+                         "not one linear map of the base's; score it by encoding (medrag evaluate --suite --model ...)")
     tensors = load_file(str(next((folder / dense[0]["path"]).glob("*.safetensors"))))
     return tensors["linear.weight"].astype(np.float32), tensors["linear.bias"].astype(np.float32)
 

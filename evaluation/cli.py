@@ -371,6 +371,26 @@ def _finetune_split(spec: str, data: str) -> tuple[int, float] | None:
         return None
 
 
+def _is_eval_file(spec: str, data: str) -> bool:
+    """Whether ``data`` is the ``--eval-data`` file of the fine-tuning that made the folder ``spec``:
+    its absolute path or content as ``training_info.json`` records it (since December 6), else the
+    path its config records, resolved against the current folder."""
+    recorded = _finetune_config(spec)
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("eval_data"), str):
+        return False
+    try:
+        info = json.loads((Path(spec).expanduser() / "training_info.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        info = None
+    record = info.get("eval_data_file") if isinstance(info, dict) else None
+    if isinstance(record, dict) and record.get("path"):
+        if record["path"] == str(Path(data).expanduser().resolve()):
+            return True
+        current = data_file_record(data)  # a copy, or the same file reached through another path
+        return current is not None and record.get("sha256") == current["sha256"]
+    return Path(recorded["eval_data"]).expanduser().resolve() == Path(data).expanduser().resolve()
+
+
 def _same_data(folder: Path, recorded: str, data: str) -> bool:
     """Whether ``data`` is the pairs file a fine-tuning run in ``folder`` trained on: the absolute
     path or the content (sha256) its ``training_info.json`` records (runs since December 4), else
@@ -396,9 +416,7 @@ def _follow_finetune_split(args: argparse.Namespace) -> None:
     include training questions."""
     if args.split is None and Path(args.data).expanduser().is_file():
         # the eval file of a fine-tuning (--eval-data) is scored whole, as that run scored it (10% of it were)
-        evals = [spec for spec in dict.fromkeys(args.model)
-                 if isinstance(recorded := _finetune_config(spec), dict) and isinstance(recorded.get("eval_data"), str)
-                 and Path(recorded["eval_data"]).expanduser().resolve() == Path(args.data).expanduser().resolve()]
+        evals = [spec for spec in dict.fromkeys(args.model) if _is_eval_file(spec, args.data)]
         if evals:
             args.split = "all"
             logger.warning("scoring every pair of %s, the eval file the fine-tuning of %s used (--eval-data), as "

@@ -532,6 +532,8 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
     if optional and isinstance(value, (list, tuple)) and len(value) == 1 and isinstance(value[0], str) \
             and value[0].strip().lower() in ("none", "null"):
         value = None  # `--dims none`: the CLI gives a list of one word
+    if value is None and not optional and get_origin(target) is list:
+        return []  # `mixture:` or `mixture: null` in a config file, as `--mixture none` clears it
     if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and optional):
         if optional:
             return None

@@ -57,7 +57,7 @@ def adapter_tensors(model: "SentenceTransformer",
     for name, (a, b) in lora.items():
         out[f"{name}.lora_A"] = np.asarray(a).astype(np.float16)
         out[f"{name}.lora_B"] = np.asarray(b).astype(np.float16)
-    dense = rotation_layer(model)
+    dense = rotation_layer(model, appended_only=True)  # a base's own final layer is the base's, not the adapter's
     if dense is not None:
         out["rotation.weight"] = dense.linear.weight.detach().float().cpu().numpy()
         out["rotation.bias"] = dense.linear.bias.detach().float().cpu().numpy()

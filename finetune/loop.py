@@ -402,8 +402,10 @@ class TrainingLoop:
                 p.requires_grad_(True)
         elif cfg.lora_rank > 0:
             from finetune.lora import add_lora
+            from finetune.rotation import freeze_own_layers
 
             add_lora(self.model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, layers=cfg.lora_layers)
+            freeze_own_layers(self.model)  # the adapter ships the deltas and this run's layer, over the base as it is
         else:
             for name, p in self.model.named_parameters():
                 frozen = ".pooler." in f".{name}" or (cfg.freeze_embeddings and "word_embeddings" in name)

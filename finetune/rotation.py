@@ -70,23 +70,37 @@ def add_rotation(model: "SentenceTransformer", weight: np.ndarray, bias: np.ndar
                   init_bias=torch.tensor(bias, dtype=torch.float32))
     for p in dense.parameters():
         p.requires_grad_(trainable)
+    dense.medrag_appended = True  # this run's layer, not one the model came with (rotation_layer, the export)
     device = next(model.parameters()).device
     model.append(dense.to(device))
     model.append(Normalize())
 
 
-def rotation_layer(model: "SentenceTransformer"):
+def rotation_layer(model: "SentenceTransformer", appended_only: bool = False):
     """The rotation :class:`Dense` layer of ``model``, or ``None``: its *last* Dense layer, the one
     :func:`add_rotation` appended. (The first one was trained before: fine-tuning medrag's default
     model, which ends with its own final layer, trained that layer again and saved the new one
-    untrained.)"""
+    untrained.) ``appended_only``: only a layer :func:`add_rotation` appended in this process (the
+    adapter export: a model's own layer belongs to its base)."""
     from sentence_transformers.sentence_transformer.modules import Dense
 
     found = None
     for module in model:
-        if isinstance(module, Dense):
+        if isinstance(module, Dense) and (not appended_only or getattr(module, "medrag_appended", False)):
             found = module
     return found
 
 
-__all__ = ["fit_pca_rotation", "add_rotation", "rotation_layer"]
+def freeze_own_layers(model: "SentenceTransformer") -> int:
+    """Freeze the Dense layers ``model`` came with (a fine-tuned base's final layer): a LoRA run over
+    it trained that layer too, which its adapter (the base + the deltas + this run's layer) does not
+    carry. Returns how many were frozen."""
+    from sentence_transformers.sentence_transformer.modules import Dense
+
+    own = [m for m in model if isinstance(m, Dense) and not getattr(m, "medrag_appended", False)]
+    for module in own:
+        module.requires_grad_(False)
+    return len(own)
+
+
+__all__ = ["fit_pca_rotation", "add_rotation", "rotation_layer", "freeze_own_layers"]

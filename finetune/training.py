@@ -642,6 +642,7 @@ class MatryoshkaFinetuner:
             "eval_corpus": len({p.answer for p in self.dataset.eval}),
             "dataset": self.dataset.name,
             "data_file": data_file_record(cfg.data),  # medrag evaluate knows the file from any folder
+            "eval_data_file": data_file_record(cfg.eval_data) if cfg.eval_data else None,
             "versions": _versions(),
         }
         (out / INFO_FILENAME).write_text(json.dumps(info, indent=2), encoding="utf-8")

@@ -339,6 +339,8 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
             if len(pdfs) == len(files):
                 raise DataError(f"{path}: its {len(pdfs)} .pdf file(s) need pypdf: {PDF_EXTRA}")
             files = [p for p in files if p.suffix.lower() != ".pdf"]
+            if skipped is not None:  # not read is not removed: a --prune run keeps their stored chunks
+                skipped.extend(p.relative_to(path).as_posix() for p in pdfs)
             if warn:
                 logger.warning("%s: %d .pdf file(s) skipped (e.g. %s): reading them needs pypdf: %s", path, len(pdfs),
                                pdfs[0].relative_to(path).as_posix(), PDF_EXTRA)
@@ -377,6 +379,9 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
         if not_utf8 and len(not_utf8) == len(files):  # "no document found" named neither the files nor why
             raise DataError(f"{path}: none of its {len(files)} file(s) is UTF-8 text (e.g. {not_utf8[0]}): save them "
                             "as UTF-8 (iconv -f latin1 -t utf-8) and index again")
+        if unreadable_pdf and len(unreadable_pdf) + len(not_utf8) == len(files):
+            raise DataError(f"{path}: none of its {len(files)} file(s) could be read: {unreadable_pdf[0]}"
+                            + (f" (and {len(files) - 1} more)" if len(files) > 1 else ""))
         if unreadable_pdf and warn:
             logger.warning("%s: %d .pdf file(s) skipped: %s", path, len(unreadable_pdf), unreadable_pdf[0])
         if no_text_layer and warn:

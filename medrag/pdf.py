@@ -39,14 +39,21 @@ PDF_EXTRA = "pip install 'medrag[pdf]'  (or: pip install pypdf)"
 _CUT_WORD = re.compile(r"(\w+)-[ \t]*\n[ \t]*(\w+)")
 _WORDS = re.compile(r"\w+")
 #: First elements of French compounds, whose hyphen a line's end does not remove (``anti-`` /
-#: ``inflammatoire``): a word cut after one of them keeps its hyphen unless the document writes the
-#: word whole elsewhere.
-COMPOUND_HEADS = frozenset("""anti auto avant bien contre demi entre ex extra grand hyper hypo infra inter
-    intra mal mi micro mini multi néo neo non post pré pre pro pseudo quasi semi sous sur super supra trans
-    ultra vice""".split())
-#: A line that starts an item, not the rest of a sentence: a dash, a bullet, ``1.``, ``2)``.
-_ITEM = re.compile(r"[-–—•·▪◦*]|\d+[.)]")
+#: ``inflammatoire``, ``sous-`` / ``cutanée``): a word cut after one of them keeps its hyphen unless the
+#: document writes the word whole elsewhere. Short elements that are also common first syllables
+#: (``pré-sente``, ``pro-duit``, ``sur-veillance``, ``mi-nute``) are left out: rejoined.
+COMPOUND_HEADS = frozenset("""anti auto avant bien contre demi entre extra grand hyper hypo infra inter
+    intra micro mini multi non post pseudo quasi semi sous super supra trans ultra vice""".split())
+#: A line that starts an item, not the rest of a sentence: a dash or a bullet, ``1.``, ``2)``, ``a)``,
+#: ``ii.``, followed by a space (``1.5 mg`` goes on a sentence).
+_ITEM = re.compile(r"(?:[-–—•·▪◦*]|\d+[.)]|[a-zA-Z][.)]|[ivxIVX]+[.)])(?=\s|$)")
 _SENTENCE_END = tuple(".!?:;")
+#: A line of its own (after a sentence's end, a blank line, a heading or an item), starting with a
+#: capital and shorter than this share of the page's width (the 80th percentile of the text's line
+#: lengths: the lines that wrap a paragraph are nearly as long as the page) is a heading
+#: (``Posologie`` over a paragraph). Needs :data:`HEADING_MIN_LINES` lines for the width to mean anything.
+HEADING_LENGTH = 0.5
+HEADING_MIN_LINES = 5
 
 
 def pdf_available() -> bool:
@@ -57,9 +64,12 @@ def pdf_available() -> bool:
 def reflow(text: str) -> str:
     """``text`` with the line breaks of a printed page removed inside paragraphs and the words cut at
     a line's end rejoined (see the module docstring): a line is joined to the previous one when that
-    one does not end a sentence (``.``, ``!``, ``?``, ``:``, ``;``) and it goes on in lowercase (or
-    with ``(``, ``«`` or a number that is not an item's); a heading, an item or a blank line keeps its
-    break."""
+    one does not end a sentence (``.``, ``!``, ``?``, ``:``, ``;``), is not a heading (in capitals, or
+    a short line of its own starting with a capital: :data:`HEADING_LENGTH`) and the line goes on in
+    lowercase, with ``(`` or ``«``, or with a number that does not start an item (:data:`_ITEM`).
+    Items, headings and blank lines keep their breaks; the rows of a table are joined (a PDF's text
+    layer does not say which lines are cells)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     vocabulary = {w.lower() for w in _WORDS.findall(text)}
 
     def join(match: re.Match[str]) -> str:
@@ -70,14 +80,21 @@ def reflow(text: str) -> str:
         return f"{head}-{tail}" if keep else whole
 
     lines = _CUT_WORD.sub(join, text).split("\n")
-    out = [lines[0].rstrip()]
+    lengths = sorted(len(x.strip()) for x in lines if x.strip())
+    short = HEADING_LENGTH * lengths[int(0.8 * (len(lengths) - 1))] if len(lengths) >= HEADING_MIN_LINES else 0.0
+    out = [lines[0].strip()]
+    alone = [True]  # the line in out is one printed line that starts a paragraph (a heading can be one)
     for line in lines[1:]:
         line = line.strip()
         previous = out[-1]
-        goes_on = bool(line) and (line[0].islower() or line[0] in "(«" or (line[0].isdigit() and not _ITEM.match(line)))
-        if previous and goes_on and not previous.endswith(_SENTENCE_END):
+        heading = any(c.isalpha() for c in previous) and (previous == previous.upper() or (
+            alone[-1] and previous[:1].isupper() and len(previous) < short))
+        goes_on = bool(line) and not _ITEM.match(line) and (line[0].islower() or line[0] in "(«" or line[0].isdigit())
+        if previous and goes_on and not heading and not previous.endswith(_SENTENCE_END):
             out[-1] = f"{previous} {line}"
+            alone[-1] = False
         else:
+            alone.append(not previous or previous.endswith(_SENTENCE_END) or heading or bool(_ITEM.match(previous)))
             out.append(line)
     return "\n".join(out).strip()
 
@@ -93,8 +110,11 @@ def pdf_text(path: str | os.PathLike[str]) -> str:
     if not pdf_available():
         raise DataError(f"{path}: reading PDF files needs pypdf: {PDF_EXTRA}")
     import pypdf
-    from pypdf.errors import PyPdfError
+    from pypdf.errors import DependencyError
 
+    pypdf_log = logging.getLogger("pypdf")  # its recoveries ("EOF marker not found") named no file: ours do
+    level = pypdf_log.level
+    pypdf_log.setLevel(logging.ERROR)
     try:
         reader = pypdf.PdfReader(Path(path))
         if reader.is_encrypted and not reader.decrypt(""):
@@ -102,8 +122,13 @@ def pdf_text(path: str | os.PathLike[str]) -> str:
         pages = [page.extract_text() or "" for page in reader.pages]
     except DataError:
         raise
-    except (PyPdfError, OSError, ValueError, KeyError, TypeError) as exc:  # pypdf raises several kinds on bad files
+    except DependencyError as exc:  # AES encryption (even with an empty password) needs the cryptography package
+        raise DataError(f"{path}: this PDF's encryption needs the cryptography package: pip install 'pypdf[crypto]' "
+                        f"({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - a damaged file raises anything from pypdf (AttributeError too)
         raise DataError(f"{path}: cannot read it as a PDF ({type(exc).__name__}: {exc})") from None
+    finally:
+        pypdf_log.setLevel(level)
     return "\n\n".join(t for t in (reflow(p) for p in pages) if t)
 
 

@@ -353,6 +353,13 @@ def test_the_eval_file_of_a_fine_tuning_is_scored_whole(tiny_model_dir, pairs_fi
     assert "the eval file the fine-tuning of" in caplog.text
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert report["task"]["name"].endswith("(all pairs)")  # every pair, not the 10% held out
+    # recorded as typed (relative) by a run elsewhere: training_info.json's record finds it (review)
+    from medrag.qa.pairs import data_file_record
+
+    (folder / "finetune_config.yaml").write_text(yaml.safe_dump({"data": "train.jsonl", "eval_data": "data/eval.jsonl"}))
+    (folder / "training_info.json").write_text(json.dumps({"eval_data_file": data_file_record(pairs_file)}))
+    assert main([str(tmp_path / "r2") if a == str(tmp_path / "r") else a for a in argv]) == 0
+    assert json.loads((tmp_path / "r2" / "report.json").read_text())["task"]["name"].endswith("(all pairs)")
 
 
 def test_scores_on_questions_a_fine_tuned_folder_trained_on_are_named(tiny_model_dir, pairs_file, tmp_path, capsys,

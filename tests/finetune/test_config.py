@@ -280,6 +280,8 @@ def test_none_clears_a_config_files_list(tmp_path):
         cfg = FinetuneConfig.from_file(cfg_file, {"mixture": [word], "distill_corpus": [word]})
         assert cfg.mixture == [] and cfg.distill_corpus == []
     assert FinetuneConfig.from_file(cfg_file, {"dims": ["none"]}).dims is None  # an optional list: none
+    cfg_file.write_text("engine: loop\nmixture:\ndistill_corpus: null\n")  # YAML's empty values alike (review)
+    assert FinetuneConfig.from_file(cfg_file).mixture == [] == FinetuneConfig.from_file(cfg_file).distill_corpus
 
 
 def test_few_training_pairs_are_warned_about(caplog):

@@ -529,6 +529,17 @@ def test_a_frozen_encoder_run_over_a_fine_tuned_model_trains_its_new_layer(tiny_
     monkeypatch.chdir("/")
     text = ["Quelle est la posologie du paracétamol ?"]
     assert float(rebuilt.encode(text)[0] @ saved.encode(text)[0]) > 0.999
+    # a LoRA run over it, with or without a layer of its own: the base's layer is frozen and never exported
+    # (it was appended a second time: cosine -0.01; or trained and left out: 0.90) (review)
+    for rotation in ("none", "pca"):
+        lora = cfg.replace(model=str(tmp_path / "headed"), output_dir=str(tmp_path / f"lora-{rotation}"),
+                           freeze_encoder=False, rotation=rotation, lora_rank=4, learning_rate=2e-3,
+                           export_adapter=str(tmp_path / "adapter" / f"lora-{rotation}"), adapter_name=f"lora-{rotation}")
+        MatryoshkaFinetuner(lora).run()
+        trained = medrag.load_model(str(tmp_path / f"lora-{rotation}"), device="cpu")
+        assert torch.equal([m for m in trained if isinstance(m, Dense)][0].linear.weight, old)
+        built = medrag.load_model(str(tmp_path / "adapter" / f"lora-{rotation}"), device="cpu")
+        assert float(built.encode(text)[0] @ trained.encode(text)[0]) > 0.999, rotation
     # the last-block phase cannot start from a model that already has a final layer: refused before training
     with pytest.raises(ConfigError, match="already ends with a trained final layer"):
         MatryoshkaFinetuner(cfg.replace(model=str(tmp_path / "headed"), output_dir=str(tmp_path / "tb"),

@@ -70,6 +70,20 @@ def test_reflow_keeps_headings_items_and_paragraphs() -> None:
     # the hyphenated form written elsewhere is kept; a capital after the cut is a name's compound
     assert reflow("le porte-greffe et le porte-\ngreffe") == "le porte-greffe et le porte-greffe"
     assert reflow("le Jean-\nPierre") == "le Jean-Pierre" and reflow("la COVID-\n19") == "la COVID-19"
+    # review: syllables that are also prefixes rejoin; lettered and roman items, a decimal at a line's
+    # start, Windows line ends; a short line of its own over a paragraph is a heading
+    assert reflow("La patiente pré-\nsente une sur-\nveillance d'une mi-\nnute.") == \
+        "La patiente présente une surveillance d'une minute."
+    assert reflow("Traitement :\na) fer oral\nb) fer injectable\ni. fièvre\nii. toux") == \
+        "Traitement :\na) fer oral\nb) fer injectable\ni. fièvre\nii. toux"
+    assert reflow("La dose est de\r\n1.5 mg par kg et de 5-\r\n10 mg.") == "La dose est de 1.5 mg par kg et de 5-10 mg."
+    page = ("Posologie\nLa dose habituelle chez l'adulte est de un gramme trois fois par jour, sans dépasser\n"
+            "quatre grammes par jour, et la dose de l'enfant dépend de son poids et de son âge.\n"
+            "Mode d'administration\nvoie orale, avec un grand verre d'eau, de préférence au cours des repas\n"
+            "pour limiter les troubles digestifs.")
+    assert reflow(page).split("\n")[2:] == ["Mode d'administration", "voie orale, avec un grand verre d'eau, de "
+                                             "préférence au cours des repas pour limiter les troubles digestifs."]
+    assert reflow("POSOLOGIE\n500 mg deux fois par jour.") == "POSOLOGIE\n500 mg deux fois par jour."
 
 
 def test_damaged_encrypted_and_scanned_pdfs(tmp_path) -> None:
@@ -82,6 +96,10 @@ def test_damaged_encrypted_and_scanned_pdfs(tmp_path) -> None:
         writer.write(f)
     with pytest.raises(DataError, match="locked.pdf: the PDF is encrypted with a password"):
         pdf_text(tmp_path / "locked.pdf")
+    # a broken trailer made pypdf raise AttributeError, which crashed medrag index (review)
+    (tmp_path / "trailer.pdf").write_bytes(make_pdf(PROTOCOL).replace(b"\ntrailer\n", b"\ntrailer1"))
+    with pytest.raises(DataError, match="trailer.pdf: cannot read it as a PDF"):
+        pdf_text(tmp_path / "trailer.pdf")
     (tmp_path / "scan.pdf").write_bytes(make_pdf([[]]))
     assert pdf_text(tmp_path / "scan.pdf") == ""
 
@@ -115,9 +133,11 @@ def test_without_pypdf_the_pdfs_are_named_with_the_install_command(tmp_path, mon
     with pytest.raises(DataError, match=r"its 1 \.pdf file\(s\) need pypdf: pip install 'medrag\[pdf\]'"):
         list(iter_documents(folder))
     (folder / "b.txt").write_text("Du texte.")
+    skipped: list[str] = []
     with caplog.at_level(logging.WARNING):
-        assert [key for key, _, _ in iter_documents(folder)] == ["b.txt"]
+        assert [key for key, _, _ in iter_documents(folder, skipped=skipped)] == ["b.txt"]
     assert "1 .pdf file(s) skipped (e.g. a.pdf): reading them needs pypdf" in caplog.text
+    assert skipped == ["a.pdf"]  # not read is not removed: --prune deleted their chunks (review)
     with pytest.raises(DataError, match="reading PDF files needs pypdf"):
         pdf_text(folder / "a.pdf")
 
@@ -128,3 +148,13 @@ def test_a_single_document_file_points_at_its_folder(tmp_path, capsys) -> None:
     (tmp_path / "a.pdf").write_bytes(make_pdf(PROTOCOL))
     assert main(["index", str(tmp_path / "a.pdf"), "--persist-dir", str(tmp_path / "db")]) == 1
     assert "a .pdf file is one document of a folder: index the folder holding it" in capsys.readouterr().err
+
+
+def test_a_folder_whose_pdfs_are_all_unreadable_says_why(tmp_path) -> None:
+    """It said "no document found; nothing was indexed", naming neither the files nor why (review)."""
+    folder = tmp_path / "abimes"
+    folder.mkdir()
+    (folder / "a.pdf").write_bytes(b"%PDF-1.4\nnot really")
+    (folder / "b.pdf").write_bytes(b"%PDF-1.4\nnot either")
+    with pytest.raises(DataError, match=r"none of its 2 file\(s\) could be read: .*a.pdf: cannot read it as a PDF"):
+        list(iter_documents(folder))
