@@ -35,7 +35,8 @@ config = FinetuneConfig(
     data=str(pairs_file),      # or a hub id such as "ilyass20/MedAnalyzer" where there is network
     model=None,                # the embedded e5-small; "intfloat/multilingual-e5-large" in production
     output_dir=str(out),
-    eval_fraction=0.2,         # held-out questions (split by question, so no leakage)
+    eval_fraction=0.2,         # held-out questions (split by question: no held-out question is trained on,
+                               # but a passage answering several questions can be a training positive too)
     batch_size=32,
     max_steps=args.max_steps,
     checkpoints=False,
