@@ -372,40 +372,36 @@ def _finetune_split(spec: str, data: str) -> tuple[int, float] | None:
 
 
 def _is_eval_file(spec: str, data: str) -> bool:
-    """Whether ``data`` is the ``--eval-data`` file of the fine-tuning that made the folder ``spec``:
-    its absolute path or content as ``training_info.json`` records it (since December 6), else the
-    path its config records, resolved against the current folder."""
+    """Whether ``data`` is the ``--eval-data`` file of the fine-tuning that made the folder ``spec``
+    (:func:`_recorded_file`; ``training_info.json`` records it since December 6)."""
     recorded = _finetune_config(spec)
     if not isinstance(recorded, dict) or not isinstance(recorded.get("eval_data"), str):
         return False
-    try:
-        info = json.loads((Path(spec).expanduser() / "training_info.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        info = None
-    record = info.get("eval_data_file") if isinstance(info, dict) else None
-    if isinstance(record, dict) and record.get("path"):
-        if record["path"] == str(Path(data).expanduser().resolve()):
-            return True
-        current = data_file_record(data)  # a copy, or the same file reached through another path
-        return current is not None and record.get("sha256") == current["sha256"]
-    return Path(recorded["eval_data"]).expanduser().resolve() == Path(data).expanduser().resolve()
+    return _recorded_file(Path(spec).expanduser(), "eval_data_file", recorded["eval_data"], data)
 
 
 def _same_data(folder: Path, recorded: str, data: str) -> bool:
-    """Whether ``data`` is the pairs file a fine-tuning run in ``folder`` trained on: the absolute
-    path or the content (sha256) its ``training_info.json`` records (runs since December 4), else
-    the path its config records as typed, resolved against the current folder (older runs)."""
+    """Whether ``data`` is the pairs file a fine-tuning run in ``folder`` trained on (:func:`_recorded_file`;
+    ``training_info.json`` records it since December 4)."""
+    return _recorded_file(folder, "data_file", recorded, data)
+
+
+def _recorded_file(folder: Path, key: str, typed: str, data: str) -> bool:
+    """Whether ``data`` is the file a fine-tuning run in ``folder`` recorded under ``key`` of its
+    ``training_info.json`` (:func:`data_file_record`: its absolute path, or its content's sha256 for a
+    copy or another path to it), else, for older runs, the path its config records as ``typed``,
+    resolved against the current folder."""
     try:
         info = json.loads((folder / "training_info.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         info = None
-    record = info.get("data_file") if isinstance(info, dict) else None
+    record = info.get(key) if isinstance(info, dict) else None
     if isinstance(record, dict) and record.get("path"):
         if record["path"] == str(Path(data).expanduser().resolve()):
             return True
         current = data_file_record(data)  # a copy, or the same file reached through another path
         return current is not None and record.get("sha256") == current["sha256"]
-    return Path(recorded).expanduser().resolve() == Path(data).expanduser().resolve()
+    return Path(typed).expanduser().resolve() == Path(data).expanduser().resolve()
 
 
 def _follow_finetune_split(args: argparse.Namespace) -> None:

@@ -171,34 +171,24 @@ def _jsonl_texts(path: Path, what: str, title: bool) -> dict[str, str]:
     """``_id -> text`` of a BEIR ``corpus.jsonl`` / ``queries.jsonl`` (``title`` put before the text;
     a record whose title and text are both blank is left out, with a log line: public BEIR corpora
     hold a few)."""
-    import json
+    from medrag.qa.pairs import json_objects
 
     out: dict[str, str] = {}
     blank: list[str] = []
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a byte-order mark is not JSON
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path} is not UTF-8 text (byte {exc.start}): convert it, e.g. iconv -f latin1 -t utf-8") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}, line {n}: not a JSON object ({exc.msg})") from None
-        if not isinstance(row, dict) or "_id" not in row or not isinstance(row.get("text"), str):
-            raise DataError(f"{path}, line {n}: a {what} needs \"_id\" and a \"text\" string, got "
-                            f"{sorted(row) if isinstance(row, dict) else type(row).__name__}")
-        key = str(row["_id"])  # numbers in some BEIR files: the qrels' ids are read as strings
-        if key in out:
-            raise DataError(f"{path}, line {n}: the {what} id {key!r} appears twice")
-        head = row.get("title") if title else None
-        text = row["text"].strip()
-        text = f"{head.strip()} {text}".strip() if isinstance(head, str) and head.strip() else text
-        if is_blank(text):
-            blank.append(key)
-            continue
-        out[key] = text
+    with path.open("rb") as lines:  # streamed; a BOM, bad UTF-8, blank lines, bad JSON: json_objects
+        for n, row in json_objects(lines, str(path)):
+            if "_id" not in row or not isinstance(row.get("text"), str):
+                raise DataError(f"{path}:{n}: a {what} needs \"_id\" and a \"text\" string, got {sorted(row)}")
+            key = str(row["_id"])  # numbers in some BEIR files: the qrels' ids are read as strings
+            if key in out:
+                raise DataError(f"{path}:{n}: the {what} id {key!r} appears twice")
+            head = row.get("title") if title else None
+            text = row["text"].strip()
+            text = f"{head.strip()} {text}".strip() if isinstance(head, str) and head.strip() else text
+            if is_blank(text):
+                blank.append(key)
+                continue
+            out[key] = text
     if blank:
         logger.warning("%s: %d %s(s) with neither title nor text left out, e.g. %s", path, len(blank), what, blank[:3])
     if not out:

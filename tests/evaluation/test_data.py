@@ -208,13 +208,13 @@ def test_a_malformed_beir_folder_is_named(tmp_path, qrels, split, message):
 def test_a_beir_file_that_is_not_utf8_or_not_json_is_named(tmp_path):
     folder = _beir(tmp_path / "beir", ["q1\td1\t1"])
     (folder / "corpus.jsonl").write_bytes('{"_id": "d1", "text": "fi\xe8vre"}\n'.encode("latin-1"))
-    with pytest.raises(DataError, match="corpus.jsonl is not UTF-8"):
+    with pytest.raises(DataError, match=r"corpus.jsonl:1: not UTF-8 text"):
         load_task(folder)
     (folder / "corpus.jsonl").write_text('{"_id": "d1", "text": "ok"}\n{"_id": "d2"}\n')
-    with pytest.raises(DataError, match=r"corpus.jsonl, line 2: a passage needs \"_id\" and a \"text\""):
+    with pytest.raises(DataError, match=r"corpus.jsonl:2: a passage needs \"_id\" and a \"text\""):
         load_task(folder)
     (folder / "corpus.jsonl").write_text('{"_id": "d1", "text": "ok"}\n{"_id": "d1", "text": "bis"}\n')
-    with pytest.raises(DataError, match="line 2: the passage id 'd1' appears twice"):
+    with pytest.raises(DataError, match="corpus.jsonl:2: the passage id 'd1' appears twice"):
         load_task(folder)
 
 
