@@ -7,6 +7,9 @@ prints one line, so every Chroma call of the library goes through :func:`transla
 
 from __future__ import annotations
 
+import os
+import shutil
+
 from medrag.errors import (
     CollectionMismatchError,
     InvalidInputError,
@@ -16,8 +19,32 @@ from medrag.errors import (
 )
 
 
-def translate_chroma_error(exc: Exception, what: str, collection: str | None = None) -> MedragError:
-    """The :class:`MedragError` a Chroma failure becomes (the original is chained as the cause)."""
+#: Free bytes under which a failure of an embedded store is put down to a full disk.
+LOW_DISK_BYTES = 64 * 1024 * 1024
+
+
+def _full_disk(folder: str | os.PathLike[str] | None) -> int | None:
+    """The free bytes of the disk holding ``folder`` when they are under :data:`LOW_DISK_BYTES`, else None."""
+    if folder is None:
+        return None
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return None
+    return free if free < LOW_DISK_BYTES else None
+
+
+def translate_chroma_error(exc: Exception, what: str, collection: str | None = None,
+                           folder: str | os.PathLike[str] | None = None) -> MedragError:
+    """The :class:`MedragError` a Chroma failure becomes (the original is chained as the cause).
+
+    Args:
+        exc: Chroma's exception.
+        what: what was being done ("search", "write records"...), for the message.
+        collection: the collection's name, for the message.
+        folder: an embedded store's persist directory: when its disk is (nearly) full, the error
+            says so (Chroma itself said "Error in compaction", the disk named nowhere).
+    """
     from chromadb.errors import ChromaError, InvalidArgumentError, NotFoundError
 
     where = f" (collection {collection!r})" if collection else ""
@@ -34,7 +61,7 @@ def translate_chroma_error(exc: Exception, what: str, collection: str | None = N
         )
     if isinstance(exc, NotFoundError) and str(exc).startswith(("Database [", "Tenant [")):  # HttpClient(...)
         return StoreConnectionError(
-            f"could not {what}: {exc} The server's tenants and databases are made by its administrator "
+            f"could not {what}: {str(exc).rstrip('. ')}. The server's tenants and databases are made by its administrator "
             "(chromadb.AdminClient: create_tenant, create_database); check --tenant/--database, or leave them out "
             "for Chroma's defaults"
         )
@@ -42,7 +69,7 @@ def translate_chroma_error(exc: Exception, what: str, collection: str | None = N
         return CollectionMismatchError(f"could not {what}{where}: {exc} (was the collection deleted by another client?)")
     if isinstance(exc, ValueError) and "could not connect" in str(exc).lower():  # chromadb.HttpClient(...)
         return StoreConnectionError(
-            f"cannot reach a Chroma server to {what}{where}: {exc} Start it (chroma run --path DIR) or check "
+            f"cannot reach a Chroma server to {what}{where}: {str(exc).rstrip('. ')}. Start it (chroma run --path DIR) or check "
             "--host/--port (and --ssl: an HTTPS server needs it, an HTTP one refuses it)"
         )
     if "readonly database" in str(exc).lower():  # SQLite's "attempt to write a readonly database"
@@ -57,6 +84,14 @@ def translate_chroma_error(exc: Exception, what: str, collection: str | None = N
             hint = (" A filter on several keys joins them with $and, e.g. {'$and': [{'source': 'cours'}, "
                     "{'year': 2024}]}; an operator takes one key: {'year': {'$gte': 2020}}")
         return InvalidInputError(f"Chroma rejected the request to {what}{where}: {exc}{hint}")
+    # a failure no branch above explains (Chroma said "Error in compaction" when the disk filled)
+    free = _full_disk(folder)
+    if free is not None or "database or disk is full" in str(exc).lower():
+        return StoreError(
+            f"could not {what}{where}: the disk holding {folder or 'the store'} is full"
+            f"{f' ({free // 1024} KiB free)' if free is not None else ''} ({type(exc).__name__}: {exc}). Free "
+            "space there (or move the store to a larger disk) and run the same call again: what was stored is "
+            "kept, and a re-run writes only what is missing")
     if isinstance(exc, ChromaError):
         return StoreError(f"Chroma failed to {what}{where}: {type(exc).__name__}: {exc}")
     return StoreError(f"could not {what}{where}: {type(exc).__name__}: {exc}")

@@ -79,8 +79,9 @@ def refuse_if_held_elsewhere(directory: str | os.PathLike[str]) -> None:
 
 def held_in_this_process(directory: str | os.PathLike[str]) -> bool:
     """Whether a store of this process holds ``directory``'s lock (then no other medrag process writes there)."""
-    with _GUARD:
-        return os.path.realpath(directory) in _HELD
+    with _GUARD:  # a forked child inherits the table, not the lock
+        entry = _HELD.get(os.path.realpath(directory))
+        return entry is not None and entry[2] == os.getpid()
 
 
 def folder_write_lock(directory: str | os.PathLike[str]) -> WriteGuard:

@@ -61,8 +61,12 @@ def _first_caller_outside_medrag() -> int:
     return level
 
 
-def validate_texts(texts: Sequence[str]) -> list[str]:
+def validate_texts(texts: Sequence[str], *, one_text_hint: str = "use embed_query for a single text") -> list[str]:
     """Return ``texts`` as a list, or raise naming the first bad entry.
+
+    Args:
+        texts: the texts.
+        one_text_hint: what the error for a single string tells the caller to do instead.
 
     Raises:
         InvalidInputError: a single string (or None, or another non-list) instead of a list, or an
@@ -71,7 +75,7 @@ def validate_texts(texts: Sequence[str]) -> list[str]:
             index is named). It is a ``ValueError`` too.
     """
     if isinstance(texts, str):
-        raise InvalidInputError("expected a list of texts, got one string; use embed_query for a single text")
+        raise InvalidInputError(f"expected a list of texts, got one string; {one_text_hint}")
     if isinstance(texts, (bytes, dict)) or not hasattr(texts, "__iter__"):
         raise InvalidInputError(f"expected a list of texts, got {type(texts).__name__}")
     out = list(texts)
@@ -322,7 +326,7 @@ class MatryoshkaEmbeddings(Embeddings):
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Full-size, unit-norm float32 vectors of queries, shape ``(n, full_dim)``."""
-        return self._encode(texts, self.query_prompt_name)
+        return self._encode(texts, self.query_prompt_name, query=True)
 
     def check_texts(self, texts: Sequence[str], *, query: bool = False) -> list[str]:
         """Refuse what this model cannot encode, naming the first bad text by its index in ``texts``.
@@ -360,7 +364,7 @@ class MatryoshkaEmbeddings(Embeddings):
             raise InvalidInputError(f"{where} is only the prompt {prefix.strip()!r}: it has no content")
         return stripped
 
-    def _encode(self, texts: Sequence[str], prompt_name: str | None) -> np.ndarray:
+    def _encode(self, texts: Sequence[str], prompt_name: str | None, *, query: bool = False) -> np.ndarray:
         texts = validate_texts(texts)
         if not texts:
             return np.zeros((0, self.full_dim), dtype=np.float32)
@@ -370,7 +374,7 @@ class MatryoshkaEmbeddings(Embeddings):
                         sum(a != b for a, b in zip(texts, stripped)), self._prompt_text(prompt_name))
             texts = stripped
         with model_lock(self.model):  # the truncation check's tokenizer call, then the encode: one at a time
-            self._warn_if_truncated(texts, prompt_name)
+            self._warn_if_truncated(texts, prompt_name, query=query)
             return encode_texts(self.model, texts, prompt_name=prompt_name, batch_size=self.batch_size,
                                 show_progress=self.show_progress)
 
@@ -434,7 +438,7 @@ class MatryoshkaEmbeddings(Embeddings):
         # verbose=False: counting the tokens of a long text is not a request to encode it whole
         return [len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]]
 
-    def _warn_if_truncated(self, texts: list[str], prompt_name: str | None) -> None:
+    def _warn_if_truncated(self, texts: list[str], prompt_name: str | None, *, query: bool = False) -> None:
         max_len = self.max_tokens
         if max_len is None:
             return
@@ -446,10 +450,12 @@ class MatryoshkaEmbeddings(Embeddings):
             return
         n = sum(1 for n_tok in self._token_counts(long) if n_tok > max_len)
         if n:
+            advice = ("only their first tokens were searched with; shorten the query (a question, not a document)"
+                      if query else "split long passages into chunks to embed all of their content (medrag index "
+                      "and medrag.indexing.index_corpus cut their chunks to the model's window)")
             warnings.warn(
-                f"{n} text(s) exceed the model's max_seq_length of {max_len} tokens and were truncated; "
-                "split long passages into chunks to embed all of their content (medrag index and "
-                "medrag.indexing.index_corpus cut their chunks to the model's window)",
+                f"{n} {'query' if query else 'text'}(s) exceed the model's max_seq_length of {max_len} tokens "
+                f"and were truncated; {advice}",
                 stacklevel=_first_caller_outside_medrag(),
             )
 

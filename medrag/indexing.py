@@ -497,6 +497,23 @@ def check_field_names(metadata_fields: list[str] | None) -> None:
             raise InvalidInputError(f"{exc}; rename that column in the source") from None
 
 
+def _note_unkept_fields(source: Path, kept: set[str | None]) -> None:
+    """Warn, naming them, about the first record's fields that no chunk keeps: a ``--filter`` on them
+    later finds nothing, with no error to say why (they are kept with ``--metadata-fields``)."""
+    first = next(_records(source), None)
+    record = first[1] if first else {}
+    # fields --metadata-fields can name: not medrag's own chunk keys, not a CSV's unnamed index column,
+    # not a name holding the flag's separators; lists and dicts are kept as JSON text (NAME:str)
+    unkept = [f if not isinstance(record[f], (list, tuple, dict)) else f"{f}:str" for f in sorted(record)
+              if f not in kept and f.strip() and f not in (*CHUNK_KEYS, FOLDER_KEY) and not set(f) & {",", ":"}]
+    if unkept:
+        shown = unkept[:10]
+        logger.warning("%s: the records' field(s) %s are not kept with the chunks; to show them in results and "
+                       "filter on them (--filter), index with --metadata-fields %s%s", source,
+                       ", ".join(f.split(":")[0] for f in shown), ",".join(shown),
+                       f" (and {len(unkept) - 10} more fields)" if len(unkept) > 10 else "")
+
+
 def check_metadata_fields(source: str | os.PathLike[str], metadata_fields: list[str] | None) -> None:
     """Raise :class:`DataError` when a field of ``metadata_fields`` is in no record of the records
     file ``source`` (a misspelled name), naming the nearest field; nothing for a folder.
@@ -1087,6 +1104,8 @@ def _run_index(args: argparse.Namespace) -> int:
         if args.title_field not in {_typed_field(f)[0] for f in fields}:
             fields = [*fields, args.title_field]  # a misspelled title field is named below, before the model loads
     check_metadata_fields(source, fields)
+    if not source.is_dir():
+        _note_unkept_fields(source, {args.text_field, args.id_field, *(_typed_field(f)[0] for f in fields)})
     import chromadb  # heavy: only an actual indexing run opens a client
 
     # absolute: chromadb shares one client per path string, and "db" means another folder after a chdir

@@ -39,6 +39,26 @@ E5_PROMPTS = {"query": "query: ", "passage": "passage: "}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 
+_FORK_HOOK: list[bool] = []
+
+
+def _one_thread_after_fork() -> None:
+    """In a forked child: torch on one thread. Its OpenMP pool does not survive fork, and a child
+    whose parent had encoded hung on its first encode (gunicorn --preload workers, fork pools); one
+    thread per worker is also what several workers on one machine want (PyTorch's DataLoader
+    workers do the same)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _register_fork_hook() -> None:
+    """Once per process, when the first model loads: :func:`_one_thread_after_fork` in forked children."""
+    if not _FORK_HOOK and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_one_thread_after_fork)
+        _FORK_HOOK.append(True)
+
+
 def load_model(
     spec: "str | os.PathLike[str] | None" = None,
     device: str | None = None,
@@ -78,6 +98,7 @@ def load_model(
     check_device(device)
     trust_remote_code = check_flag("trust_remote_code", trust_remote_code)  # "false" ran the model's own code
     kwargs = dict(device=device, trust_remote_code=trust_remote_code)
+    _register_fork_hook()
 
     kind = check_model_spec(spec_str)
     folder: Path | None = None

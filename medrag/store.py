@@ -151,6 +151,18 @@ _WRITTEN_KEYS = frozenset({FULL_KEY})
 #: to tenant default_tenant", "'RustBindingsAPI' object has no attribute 'bindings'"), plain chromadb
 #: too. A server's client (HttpClient) is not held by it: a slow server would stall every open.
 _OPEN_GUARD = threading.RLock()
+#: realpath of each embedded persist directory a store opened -> the pid of the process that opened
+#: it first. A forked child inherits this table: an entry of another pid is a folder an ancestor
+#: had open, whose cached Chroma client hangs in the child (a client anew on that folder too).
+_OPENED_FOLDERS: dict[str, int] = {}
+
+
+def _fork_error(what: str) -> StoreError:
+    return StoreError(
+        f"{what}: Chroma's embedded client does not work in a forked process (its calls hang). Open the store in "
+        "each worker process started afresh (gunicorn: without --preload; multiprocessing: the 'spawn' start "
+        "method, multiprocessing.get_context('spawn')), or run a Chroma server (chroma run --path DIR) and have "
+        "each worker connect to it (chromadb.HttpClient; medrag search/index: --host, --port)")
 #: (persist directory, collection id) -> the write generation that this process's Chroma vector index
 #: holds. Chroma's embedded client loads a collection's HNSW index once per process and never sees
 #: another process's later writes (a store closed, then written by another process): searches then
@@ -361,6 +373,13 @@ class MatryoshkaChroma(VectorStore):
         _check_collection_name(collection_name)
         collection_metadata, hnsw = _legacy_hnsw_metadata(collection_metadata, hnsw)
         hnsw = _check_hnsw(hnsw)
+        self._pid = os.getpid()  # a forked child cannot use an embedded client (_check_process)
+        folder = (os.path.realpath(persist_directory) if client is None and persist_directory
+                  else _persist_directory(client) if client is not None else None)
+        opener = _OPENED_FOLDERS.get(os.path.realpath(folder)) if folder else None
+        if opener is not None and opener != self._pid:
+            raise _fork_error(f"this process was forked from process {opener} after that process had opened the "
+                              f"embedded Chroma store {folder}")
         if client is None:
             try:
                 # absolute: Chroma opens its segment files lazily, so after an os.chdir a relative path
@@ -383,6 +402,9 @@ class MatryoshkaChroma(VectorStore):
                 raise StoreError(f"cannot open a Chroma store in {persist_directory!r}: {exc}. "
                                  "persist_directory must be a writable folder (or a path where one can be made)") from exc
         self._client = client
+        self._embedded = _is_local_client(client)
+        if _persist_directory(client) is not None:
+            _OPENED_FOLDERS.setdefault(os.path.realpath(_persist_directory(client)), self._pid)
         self._lock: DirectoryLock | None = None
         persist = _persist_directory(client)
         # a write's steps never interleave with another write of this process to the folder
@@ -923,6 +945,18 @@ class MatryoshkaChroma(VectorStore):
         # stores of this process may read: it removes the written ids' rows from it instead
         self._sidecar = self._other_copy = None
 
+    def __enter__(self) -> "MatryoshkaChroma":
+        """``with MatryoshkaChroma(...) as store:`` closes the store (:meth:`close`) at the block's end."""
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def _check_process(self) -> None:
+        """Refuse, rather than hang, in a process forked after this embedded store opened."""
+        if self._pid != os.getpid() and self._embedded:
+            raise _fork_error(f"this store was opened in process {self._pid}, which then forked")
+
     def _check_writer(self) -> None:
         """Refuse to write to an embedded persist directory that another process has open."""
         if not self._take_lock():
@@ -1124,13 +1158,15 @@ class MatryoshkaChroma(VectorStore):
     # ------------------------------------------------------------------ encoding
 
     def _encode(self, texts: list[str], *, query: bool) -> np.ndarray:
+        self._check_process()
         emb = self._encoder
         if is_encoder(emb):
-            vecs = np.asarray(emb.encode_queries(texts) if query else emb.encode_documents(texts), dtype=np.float32)
+            rows = emb.encode_queries(texts) if query else emb.encode_documents(texts)
         elif query:
-            vecs = np.asarray([emb.embed_query(t) for t in texts], dtype=np.float32)
+            rows = [emb.embed_query(t) for t in texts]
         else:
-            vecs = np.asarray(emb.embed_documents(texts), dtype=np.float32)
+            rows = emb.embed_documents(texts)
+        vecs = _vector_rows(rows, self._full_dim)
         if vecs.ndim != 2 or vecs.shape != (len(texts), self._full_dim):
             raise DimensionError(
                 f"the embeddings returned shape {vecs.shape}, expected ({len(texts)}, {self._full_dim})"
@@ -1392,7 +1428,7 @@ class MatryoshkaChroma(VectorStore):
         _no_extra(kwargs, "add_texts()")
         skip_existing = check_flag("skip_existing", skip_existing)  # "false" skipped the update in silence
         check_flag("show_progress", show_progress, none=True)
-        texts = validate_texts(texts)  # also UTF-8-encodable
+        texts = validate_texts(texts, one_text_hint="wrap a single text in a list: [text]")  # also UTF-8
         check = getattr(self._encoder, "check_texts", None)  # what the model cannot encode ("passage: " alone)
         if callable(check):
             check(texts)
@@ -1425,6 +1461,7 @@ class MatryoshkaChroma(VectorStore):
             else:
                 _check_utf8(id_, f"id at index {i}")
                 _check_no_nul(id_, i)
+                ids[i] = str(id_)  # numpy's np.str_ (ids from an array) as plain str
         if n == 0:
             return []
         if self._deterministic_ids:
@@ -1792,7 +1829,7 @@ class MatryoshkaChroma(VectorStore):
         if "documents" in fields:
             out["documents"] = [f[1] for f in found]
         if "metadatas" in fields:
-            out["metadatas"] = [{k: v for k, v in (f[2] or {}).items() if k != FULL_KEY} for f in found]
+            out["metadatas"] = [_user_metadata(f[2]) for f in found]
         if "embeddings" in fields:
             out["embeddings"] = (self.get_full_vectors(out["ids"]) if out["ids"]
                                  else np.zeros((0, self._full_dim), dtype=np.float32))
@@ -2072,7 +2109,12 @@ class MatryoshkaChroma(VectorStore):
         return [found.get(i) for i in ids]
 
     def _chroma_call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Call the Chroma client; turn its failures into :class:`MedragError` subclasses."""
+        """Call the Chroma client; turn its failures into :class:`MedragError` subclasses. Filters
+        (``where``, ``where_document``) reach Chroma with numpy scalars as Python ones, as writes store them."""
+        self._check_process()
+        for key in ("where", "where_document"):
+            if kwargs.get(key) is not None:
+                kwargs[key] = _plain_filter(kwargs[key])
         try:
             return fn(*args, **kwargs)
         except MedragError:
@@ -2082,7 +2124,8 @@ class MatryoshkaChroma(VectorStore):
                 raise CollectionMismatchError(
                     f"could not {what}: collection {self._collection_name!r} was deleted by this store's "
                     "delete_collection(); call reset_collection() (or create a new MatryoshkaChroma) to start again") from exc
-            raise translate_chroma_error(exc, what, self._collection_name) from exc
+            raise translate_chroma_error(exc, what, self._collection_name,
+                                         _persist_directory(self._client)) from exc
 
     # ------------------------------------------------------------------ LangChain search API
 
@@ -2441,11 +2484,13 @@ class MatryoshkaChroma(VectorStore):
             metadatas: one metadata dict per text.
             ids: one id per text.
             collection_name / persist_directory / client: as in the constructor.
-            **kwargs: other constructor arguments (``coarse_dim``, ``candidates``...).
+            **kwargs: :meth:`add_texts`' ``batch_size``, ``show_progress`` and ``skip_existing``, and
+                the other constructor arguments (``coarse_dim``, ``candidates``...).
         """
+        writing = {key: kwargs.pop(key) for key in ("batch_size", "show_progress", "skip_existing") if key in kwargs}
         store = cls(collection_name, embedding, persist_directory, client, **kwargs)
         try:
-            store.add_texts(texts, metadatas, ids=ids)
+            store.add_texts(texts, metadatas, ids=ids, **writing)
         except BaseException:
             # a rejected call left an empty collection whose recorded settings refused the corrected call
             store._drop_if_created_empty()
@@ -2600,9 +2645,14 @@ class MatryoshkaChroma(VectorStore):
                            total, after[0], "; another client wrote to it" if after[1] != before else "")
 
 
+def _user_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """A record's metadata without medrag's reserved keys, keys sorted: Chroma returns them in an order
+    that changes from call to call, and a prompt rendering them should not (LLM caches, snapshots)."""
+    return {k: (metadata or {})[k] for k in sorted(metadata or {}) if k != FULL_KEY}
+
+
 def _document(id_: str, text: str | None, metadata: dict[str, Any] | None) -> Document:
-    md = {k: v for k, v in (metadata or {}).items() if k != FULL_KEY}
-    return Document(id=id_, page_content=text or "", metadata=md)
+    return Document(id=str(id_), page_content=text or "", metadata=_user_metadata(metadata))
 
 
 def _plain(value: Any) -> Any:
@@ -2611,6 +2661,39 @@ def _plain(value: Any) -> Any:
         return value.item()
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    return value
+
+
+def _vector_rows(rows: Any, dim: int) -> np.ndarray:
+    """The embeddings' vectors as a float32 array; a row of another length (a flaky embedding API) or a
+    value that is not a number is a :class:`DimensionError` / :class:`MedragError` naming the text."""
+    if not isinstance(rows, np.ndarray):
+        try:
+            rows = list(rows)
+        except TypeError as exc:
+            raise MedragError(f"the embeddings returned {type(rows).__name__}, not a list of vectors") from exc
+        for i, row in enumerate(rows):
+            size = len(row) if hasattr(row, "__len__") else None
+            if size != dim:
+                raise DimensionError(f"the embeddings returned a vector of {size} values for text {i} "
+                                     f"(expected {dim}); check the embedding model or API for that text")
+    try:
+        return np.asarray(rows, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise MedragError(f"the embeddings returned values that are not numbers: {exc}") from exc
+
+
+def _plain_filter(value: Any) -> Any:
+    """A Chroma filter with numpy scalars as Python ones, and tuples, numpy arrays and pandas Series or
+    Index objects (``{"$in": df["year"].unique()}``) as lists."""
+    if isinstance(value, dict):
+        return {k: _plain_filter(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_filter(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if not isinstance(value, (str, bytes)) and callable(getattr(value, "tolist", None)):  # arrays, Series, Index
+        return _plain_filter(value.tolist())
     return value
 
 
@@ -2857,7 +2940,7 @@ def _check_ids(ids: Any) -> list[str]:
         if not isinstance(id_, str) or not id_:
             raise InvalidInputError(f"id at index {i} must be a non-empty string, got {id_!r}")
         _check_no_nul(id_, i)
-    return out
+    return [str(id_) for id_ in out]  # numpy's np.str_ (ids from an array) as plain str
 
 
 def _check_no_nul(id_: str, i: int) -> None:

@@ -81,8 +81,9 @@ def check_weight(lexical_weight: float) -> float:
 
 
 def check_lexical_weight(lexical_weight: float | str) -> float | str:
-    """A number in [0, 1] (as a float) or ``"auto"``, or an :class:`InvalidInputError` saying what to pass."""
-    if lexical_weight == AUTO_WEIGHT:
+    """A number in [0, 1] (as a float) or ``"auto"`` (any case: ``medrag search --lexical-weight AUTO``
+    took it), or an :class:`InvalidInputError` saying what to pass."""
+    if isinstance(lexical_weight, str) and lexical_weight.strip().lower() == AUTO_WEIGHT:
         return AUTO_WEIGHT
     if isinstance(lexical_weight, str):
         raise InvalidInputError(f"lexical_weight must be a number in [0, 1] (0 = dense only) or {AUTO_WEIGHT!r} "

@@ -499,3 +499,25 @@ def test_count_tokens_counts_what_the_model_is_fed(tiny_model_dir) -> None:
         emb.count_tokens([text], kind="passage")
     with pytest.raises(InvalidInputError):
         emb.count_tokens([""])
+
+
+def test_a_long_query_is_warned_about_as_a_query(tiny_embeddings):
+    """A long query was told to 'split long passages into chunks ... medrag index' (user tryout)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tiny_embeddings.embed_query(" ".join(["glycémie"] * 200))
+    said = [str(w.message) for w in caught if "max_seq_length" in str(w.message)]
+    assert len(said) == 1 and said[0].startswith("1 query(s) exceed") and "shorten the query" in said[0], said
+    assert "passages" not in said[0]
+    model = tiny_embeddings.model
+    model.prompts, prompts = {}, model.prompts  # a model without prompts (review)
+    try:
+        symmetric = MatryoshkaEmbeddings(model)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            symmetric.embed_query(" ".join(["glycémie"] * 200))
+            symmetric.embed_documents([" ".join(["glycémie"] * 200)])
+    finally:
+        model.prompts = prompts
+    said = [str(w.message) for w in caught if "max_seq_length" in str(w.message)]
+    assert said[0].startswith("1 query(s)") and said[1].startswith("1 text(s)") and "passages" in said[1], said

@@ -845,7 +845,8 @@ def test_cli_a_servers_database_and_tenant(tiny_model_dir, tmp_path, capsys, chr
     assert "ferritine" in capsys.readouterr().out
     # a database or a tenant the server lacks, HTTPS to an HTTP server: one line each, before any model
     _one_line(capsys, server + ["--database", "nope"], "Database [nope] not found")
-    _one_line(capsys, server + ["--tenant", "nope"], "check --tenant/--database")
+    said = _one_line(capsys, server + ["--tenant", "nope"], "check --tenant/--database")
+    assert "not found. The server" in said, said  # a sentence ends before the hint (it ran on: "not found The")
     _one_line(capsys, server + ["--ssl"], "--ssl")
     # server options with a local folder would be ignored
     _one_line(capsys, argv + ["--database", "cardiologie"], "--database: for a Chroma server")
@@ -1599,3 +1600,24 @@ def test_a_chunk_keeps_one_title_only_when_it_starts_with_the_title_as_a_word(tm
     got = dict(zip(*[store.collection.get(include=["metadatas", "documents"])[k] for k in ("ids", "documents")]))
     assert sorted(got.values()) == ["Anémie : Anémies carentielles : le bilan.", "Anémie ferriprive : le bilan."]
     store.delete_collection()
+
+
+def test_record_fields_no_chunk_keeps_are_named_before_the_model(tmp_path, capsys, caplog, monkeypatch) -> None:
+    """A JSONL's year/topic fields were dropped in silence without --metadata-fields: a later
+    --filter on them found nothing, exit 0 (user tryout)."""
+    import medrag.embeddings
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(medrag.embeddings, "load_model", no_model)
+    src = _jsonl(tmp_path / "a.jsonl", [{"id": 1, "text": "Une note sur les AVK.", "year": 2021, "topic": "AVK",
+                                         "source": "cours", "tags": ["avk", "inr"], "doc": "x", "chunk": 1,
+                                         "": 0, "a,b": 1, "dose:mg": 5}])
+    with caplog.at_level("WARNING", logger="medrag"), pytest.raises(AssertionError, match="the model was loaded"):
+        main(["index", str(src), "--persist-dir", str(tmp_path / "db"), "--id-field", "id",
+              "--metadata-fields", "year:int"])
+    said = caplog.text + capsys.readouterr().err
+    # advice that works: not medrag's own chunk keys, nor names the flag cannot hold; a list as JSON text (review)
+    assert "field(s) source, tags, topic are not kept with the chunks" in said, said
+    assert "--metadata-fields source,tags:str,topic" in said and "year" not in said.split("not kept")[0], said

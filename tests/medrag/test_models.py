@@ -419,3 +419,33 @@ def test_a_model_folder_this_user_cannot_read_is_a_model_load_error(tmp_path, mo
     monkeypatch.setattr(Path, "is_file", refused)
     with pytest.raises(ModelLoadError, match="cannot be read by this user"):
         M.check_model_spec(str(tmp_path / "model"))
+
+
+def test_a_forked_worker_encodes_on_one_thread(tiny_model_dir):
+    """A worker forked after the parent encoded (gunicorn --preload, a fork pool) hung on its first
+    encode: torch's OpenMP pool does not survive fork (user tryout). It now runs on one thread."""
+    import subprocess
+    import sys
+
+    script = (
+        "import faulthandler, os, sys, torch\n"
+        "from medrag.models import load_model\n"
+        "model = load_model(sys.argv[1], device='cpu')\n"
+        "model.encode(['ferritine basse'] * 8)\n"
+        "threads = torch.get_num_threads()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    faulthandler.dump_traceback_later(120, exit=True)\n"
+        "    model.encode(['ferritine basse'] * 8)\n"
+        "    print('child threads', torch.get_num_threads(), flush=True)\n"
+        "    os._exit(0)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print('child exit', os.waitstatus_to_exitcode(status), 'parent threads', torch.get_num_threads(), threads)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script, str(tiny_model_dir)], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.split("\n")
+    assert "child threads 1" in lines, run.stdout
+    exit_line = next(line for line in lines if line.startswith("child exit"))
+    assert exit_line.split()[2] == "0" and exit_line.split()[5] == exit_line.split()[6]  # the parent keeps its threads

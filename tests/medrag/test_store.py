@@ -27,7 +27,7 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_tests.integration_tests import VectorStoreIntegrationTests
 
-from medrag import CollectionMismatchError, DimensionError, MatryoshkaChroma
+from medrag import CollectionMismatchError, DimensionError, MatryoshkaChroma, MedragError
 from medrag.coarse import CoarseProjection
 from medrag.errors import InvalidArgumentError, InvalidInputError, StoreError
 from medrag.lexical.sidecar import index_file
@@ -2583,3 +2583,165 @@ def test_a_relative_model_folder_is_recorded_as_an_absolute_path(tiny_model_dir,
     from medrag.cli import main
 
     assert main(["search", "ferritine", "--persist-dir", str(tmp_path / "db"), "--collection", "notes", "--k", "1"]) == 0
+
+
+# ---------------------------------------------------------------------------- LangChain app tryout (December 6)
+
+def test_returned_metadata_keys_come_in_one_order_on_every_path(store: MatryoshkaChroma) -> None:
+    """Chroma returns a record's metadata keys in an order that changes from call to call: a chain
+    rendering them into its prompt made 10 different prompts of 10 identical runs (LLM caches missed)."""
+    md = {"source": "cours.pdf", "page": 3, "auteur": "Dr X", "annee": 2020, "service": "hémato", "b": 1}
+    store.add_texts(["La ferritine basse traduit une carence en fer."], [md], ids=["fer"])
+    want = sorted(md)
+    for _ in range(8):
+        assert list(store.get_by_ids(["fer"])[0].metadata) == want
+        assert list(store.get(ids=["fer"])["metadatas"][0]) == want
+        assert list(store.similarity_search("ferritine", k=1)[0].metadata) == want
+        assert list(store.hybrid_search("ferritine", k=1)[0].metadata) == want
+        assert list(store.max_marginal_relevance_search("ferritine", k=1, fetch_k=1)[0].metadata) == want
+
+
+def test_numpy_values_in_filters_match_as_they_were_stored(store: MatryoshkaChroma) -> None:
+    """A filter built from a pandas column (np.int64) was refused ('got 2022') though writes accept it."""
+    years = np.array([2021, 2022])
+    store.add_texts(["texte A", "texte B"], [{"year": years[0]}, {"year": years[1]}], ids=["a", "b"])
+    assert [d.id for d in store.similarity_search("texte", k=2, filter={"year": years[1]})] == ["b"]
+    assert [d.id for d in store.hybrid_search("texte", k=2, filter={"year": {"$in": list(years[:1])}})] == ["a"]
+    assert store.get(where={"year": {"$gte": np.int64(2022)}})["ids"] == ["b"]
+    import pandas as pd
+
+    column = pd.Series(years, name="year")
+    for values in (years, column, pd.Index(years), column.unique(), (2021, 2022)):  # review: arrays were refused
+        assert sorted(store.get(where={"year": {"$in": values}})["ids"]) == ["a", "b"]
+    assert [d.id for d in store.similarity_search("texte", k=2, filter={"year": {"$nin": years[:1]}})] == ["b"]
+
+
+class _RaggedEmbeddings(Embeddings):
+    """A flaky embedding API: the second text's vector is cut short, or holds a non-number."""
+
+    def __init__(self, bad: object) -> None:
+        self.inner, self.bad = FakeMatryoshkaEmbeddings(), bad
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        out = self.inner.embed_documents(texts)
+        out[1] = self.bad(out[1])
+        return out
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.inner.embed_query(text)
+
+
+def test_a_vector_of_the_wrong_length_is_a_dimension_error_naming_the_text(client) -> None:
+    store = MatryoshkaChroma(_name(), _RaggedEmbeddings(lambda v: v[:100]), client=client)
+    with pytest.raises(DimensionError, match="100 values for text 1 \\(expected 128\\)"):
+        store.add_texts(["texte un", "texte deux", "texte trois"])
+    assert len(store) == 0
+    store = MatryoshkaChroma(_name(), _RaggedEmbeddings(lambda v: ["x"] * len(v)), client=client)
+    with pytest.raises(MedragError, match="not numbers"):
+        store.add_texts(["texte un", "texte deux"])
+
+
+def test_ids_from_a_numpy_array_come_back_as_str(store: MatryoshkaChroma) -> None:
+    ids = store.add_texts(["texte un", "texte deux"], ids=np.array(["n1", "n2"]))
+    assert ids == ["n1", "n2"] and all(type(i) is str for i in ids)
+    assert all(type(d.id) is str for d in store.get_by_ids(np.array(["n1"])))
+
+
+def test_a_single_string_is_told_to_be_wrapped_in_a_list(store: MatryoshkaChroma) -> None:
+    with pytest.raises(InvalidInputError, match=r"wrap a single text in a list: \[text\]"):
+        store.add_texts("La CRP est élevée.")
+
+
+def test_from_texts_takes_add_texts_writing_options(client, fake) -> None:
+    store = MatryoshkaChroma.from_texts(TEXTS[:30], fake, client=client, collection_name=_name(),
+                                        batch_size=7, show_progress=False)
+    assert len(store) == 30 and fake.document_calls == 5  # 30 texts, 7 per model call
+    store.delete_collection()
+
+
+def test_the_store_is_a_context_manager_that_closes(tmp_path, fake) -> None:
+    with MatryoshkaChroma("ctx", fake, persist_directory=str(tmp_path / "db")) as store:
+        store.add_texts(["texte un"], ids=["u"])
+        assert store._lock is not None and store._lock.held
+    assert not store._lock.held
+    assert [d.id for d in store.similarity_search("texte un", k=1)] == ["u"]  # reads after closing
+
+
+def test_an_embedded_store_refuses_a_forked_process_instead_of_hanging(tmp_path) -> None:
+    """Opened before a fork (gunicorn --preload, a fork pool), a store's first call in the child hung
+    forever inside Chroma's embedded client, and so did a store opened anew in the child (user tryout)."""
+    body = (
+        "import os\n"
+        "from medrag.errors import StoreError\n"
+        "store = M('forked', F(), persist_directory=sys.argv[1])\n"
+        "store.add_texts(['INR cible sous AVK', 'paracétamol 1 g'], ids=['avk', 'para'])\n"
+        "import faulthandler\n"
+        "def child(call):\n"
+        "    faulthandler.cancel_dump_traceback_later()\n"  # a watchdog armed before a fork deadlocks the child
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        faulthandler.dump_traceback_later(60, exit=True)\n"
+        "        try:\n"
+        "            call(); print('no error', flush=True)\n"
+        "        except StoreError as exc:\n"
+        "            print('refused:', exc, flush=True)\n"
+        "        os._exit(0)\n"
+        "    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0\n"
+        "child(lambda: store.similarity_search('INR', k=1))\n"
+        "child(lambda: store.add_texts(['une autre note']))\n"
+        "child(lambda: M('forked', F(), persist_directory=sys.argv[1]))\n"
+        "def grandchild():\n"  # the message names the process that opened the folder, not the parent
+        "    child(lambda: M('forked', F(), persist_directory=sys.argv[1]))\n"
+        "child(grandchild)\n"
+        "def elsewhere():\n"  # another folder, or an in-memory store, works in the child
+        "    other = M('other', F(), persist_directory=sys.argv[1] + '-other')\n"
+        "    other.add_texts(['une autre note'], ids=['o'])\n"
+        "    memory = M('memory', F())\n"
+        "    memory.add_texts(['une note'], ids=['m'])\n"
+        "    assert [d.id for d in other.similarity_search('note', k=1)] == ['o'] and len(memory) == 1\n"
+        "child(elsewhere)\n"
+        "print('parent', os.getpid(), [d.id for d in store.similarity_search('INR cible sous AVK', k=1)], len(store))\n"
+    )
+    run = _in_another_process(str(tmp_path / "db"), body)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    parent = lines[-1].split()[1]
+    assert len(lines) == 7 and lines[-1] == f"parent {parent} ['avk'] 2", run.stdout
+    assert all(line.startswith("refused: ") and "forked" in line and "'spawn'" in line for line in lines[:4]), lines
+    assert "which then forked" in lines[0] and f"forked from process {parent} " in lines[2]
+    assert f"forked from process {parent} " in lines[3] and lines[4:6] == ["no error", "no error"], lines
+
+
+def test_a_full_disk_is_named_in_the_error(tmp_path, fake, monkeypatch) -> None:
+    """A write that filled the disk ended with "Error in compaction: Failed to apply logs to the
+    metadata segment": an operator suspected corruption, not a full disk (user tryout)."""
+    from collections import namedtuple
+
+    from chromadb.errors import ChromaError
+
+    import medrag._chroma_errors as chroma_errors
+    from medrag.errors import StoreError
+
+    class Internal(ChromaError):
+        pass
+
+    store = MatryoshkaChroma("notes", fake, persist_directory=str(tmp_path / "db"))
+    store.add_texts(TEXTS[:3])
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(chroma_errors.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 300_000, 300_000))
+
+    def compaction(*a, **k):
+        raise Internal("Error in compaction: Failed to apply logs to the metadata segment")
+
+    with pytest.raises(StoreError, match=r"the disk holding .*db is full \(292 KiB free\).*run the same call again"):
+        store._chroma_call("write records", compaction)
+    with pytest.raises(InvalidInputError, match=r"\$gtx"):  # a bad filter is no full disk (review)
+        store.similarity_search("texte", k=1, filter={"n": {"$gtx": 1}})
+    assert len(store.similarity_search("texte", k=1)) == 1  # searches work on such a disk
+    monkeypatch.undo()
+    with pytest.raises(StoreError, match="Chroma failed to write records") as raised:
+        store._chroma_call("write records", compaction)
+    assert "full" not in str(raised.value)  # a disk with room: Chroma's own message
+    err = chroma_errors.translate_chroma_error(Internal("database or disk is full"), "write records")
+    assert "the disk holding the store is full" in str(err)
+    assert len(store) == 3

@@ -637,7 +637,7 @@ def test_auto_weight_is_chosen_per_query(client, fake) -> None:  # noqa: F811
         store.delete_collection()
 
 
-@pytest.mark.parametrize("bad", ["AUTO", "high", "0.2"])
+@pytest.mark.parametrize("bad", ["high", "0.2", "automatic"])
 def test_bad_lexical_weight_strings_are_refused(store: MatryoshkaChroma, fake, bad) -> None:
     with pytest.raises(InvalidInputError, match="'auto'"):
         store.hybrid_search("troponine", k=2, lexical_weight=bad)
@@ -658,3 +658,20 @@ def test_typo_tolerance_is_the_stores_setting_and_toggling_it_rebuilds_nothing(t
     assert strict.lexical.index().analyzer.options.typo_tolerance is False  # what it reports is what it does
     again = MatryoshkaChroma("ccc", fake, persist_directory=folder)
     assert again.lexical.index().query_terms("ferritinne") == ["ferritin"] and again.lexical.rebuilds == 0
+
+
+def test_the_auto_weight_of_a_query_each_passage_term_matches_once(fake) -> None:
+    """README: a passage holding each query term once, at an average length, gives "auto" about 0.29
+    (BM25's saturation at tf 1: 1 / (1 + k1) of each term's bound, k1 = 1.2), and repeated terms in a
+    short passage move it towards 0.4; a query no passage matches stays at 0.2. "AUTO" is "auto"."""
+    words = ["ferritine", "transferrine", "hepcidine", "haptoglobine", "bilirubine", "reticulocytes",
+             "erythropoietine", "folates", "cobalamine", "myelogramme", "hemolyse", "carence"]
+    texts = [" ".join(words[i:] + words[:i]).replace(words[i], f"{words[i]}x{i}") for i in range(len(words))]
+    store = MatryoshkaChroma(_name(), fake, client=chromadb.EphemeralClient(), coarse_rotation="none")
+    store.add_texts(texts, ids=[f"t{i}" for i in range(len(texts))])
+    once = store.search_with_stages("ferritinex0 transferrine", k=1, hybrid=True).lexical_weight
+    assert once == pytest.approx(0.2 + 0.2 / 2.2, abs=0.01)
+    store.add_texts(["ferritinex0 ferritinex0 ferritinex0 ferritinex0"], ids=["short"])
+    assert store.search_with_stages("ferritinex0", k=1, hybrid=True, lexical_weight="AUTO").lexical_weight > 0.35
+    assert store.search_with_stages("scintigraphie", k=1, hybrid=True).lexical_weight == pytest.approx(0.2)
+    store.delete_collection()

@@ -106,13 +106,14 @@ def test_auto_weight_follows_the_lexical_confidence() -> None:
     assert query_weight("auto", 0.25) < query_weight("auto", 0.75)
     assert query_weight("auto", 7.0) == pytest.approx(high) and query_weight("auto", -1.0) == pytest.approx(low)
     assert query_weight(0.3, 0.9) == 0.3 and check_lexical_weight("auto") == "auto" and check_lexical_weight(1) == 1.0
+    assert check_lexical_weight("AUTO") == check_lexical_weight(" Auto") == "auto"  # as the CLI takes it
     assert lexical_confidence(3.0, 4.0) == pytest.approx(0.75)
     # nothing matched, or no bound: no confidence (never a division by zero or a NaN weight)
     for best, bound in ((0.0, 0.0), (1.0, 0.0), (float("nan"), 2.0), (1.0, float("inf"))):
         assert lexical_confidence(best, bound) == 0.0
 
 
-@pytest.mark.parametrize("bad", ["Auto", "dense", "0.3", "", None, True])
+@pytest.mark.parametrize("bad", ["dense", "0.3", "", None, True])
 def test_bad_lexical_weight_setting(bad) -> None:
     from medrag.lexical.fusion import check_lexical_weight, query_weight
 
