@@ -156,13 +156,6 @@ _OPEN_GUARD = threading.RLock()
 #: had open, whose cached Chroma client hangs in the child (a client anew on that folder too).
 _OPENED_FOLDERS: dict[str, int] = {}
 
-
-def _fork_error(what: str) -> StoreError:
-    return StoreError(
-        f"{what}: Chroma's embedded client does not work in a forked process (its calls hang). Open the store in "
-        "each worker process started afresh (gunicorn: without --preload; multiprocessing: the 'spawn' start "
-        "method, multiprocessing.get_context('spawn')), or run a Chroma server (chroma run --path DIR) and have "
-        "each worker connect to it (chromadb.HttpClient; medrag search/index: --host, --port)")
 #: (persist directory, collection id) -> the write generation that this process's Chroma vector index
 #: holds. Chroma's embedded client loads a collection's HNSW index once per process and never sees
 #: another process's later writes (a store closed, then written by another process): searches then
@@ -373,9 +366,11 @@ class MatryoshkaChroma(VectorStore):
         _check_collection_name(collection_name)
         collection_metadata, hnsw = _legacy_hnsw_metadata(collection_metadata, hnsw)
         hnsw = _check_hnsw(hnsw)
+        if persist_directory is not None and not isinstance(persist_directory, (str, os.PathLike)):
+            raise InvalidInputError(f"persist_directory must be a folder path (str or Path), got "
+                                    f"{type(persist_directory).__name__}")
         self._pid = os.getpid()  # a forked child cannot use an embedded client (_check_process)
-        folder = (os.path.realpath(persist_directory) if client is None and persist_directory
-                  else _persist_directory(client) if client is not None else None)
+        folder = persist_directory if client is None else _persist_directory(client)
         opener = _OPENED_FOLDERS.get(os.path.realpath(folder)) if folder else None
         if opener is not None and opener != self._pid:
             raise _fork_error(f"this process was forked from process {opener} after that process had opened the "
@@ -403,10 +398,10 @@ class MatryoshkaChroma(VectorStore):
                                  "persist_directory must be a writable folder (or a path where one can be made)") from exc
         self._client = client
         self._embedded = _is_local_client(client)
-        if _persist_directory(client) is not None:
-            _OPENED_FOLDERS.setdefault(os.path.realpath(_persist_directory(client)), self._pid)
         self._lock: DirectoryLock | None = None
         persist = _persist_directory(client)
+        if persist is not None:
+            _OPENED_FOLDERS.setdefault(os.path.realpath(persist), self._pid)
         # a write's steps never interleave with another write of this process to the folder
         self._write_guard = folder_write_lock(persist) if persist is not None else WriteGuard()
         if persist is not None:
@@ -866,6 +861,7 @@ class MatryoshkaChroma(VectorStore):
         from chromadb.errors import NotFoundError
 
         try:
+            _empty(self._client.get_collection(name), self._max_batch())
             self._client.delete_collection(name)
         except (NotFoundError, ValueError):
             pass
@@ -1701,6 +1697,7 @@ class MatryoshkaChroma(VectorStore):
                 except Exception as exc:  # noqa: BLE001 - sqlite3 errors: the folders then stay, as Chroma leaves them
                     logger.warning("could not list the index folders of collection %r (%s); they stay in %s",
                                    self._collection_name, exc, persist)
+            self._chroma_call("empty the collection", _empty, self._collection, self._max_batch())
             self._chroma_call("delete the collection", self._client.delete_collection, self._collection_name)
             for copy in (self._sidecar, self._other_copy):
                 if copy is not None:
@@ -2114,7 +2111,7 @@ class MatryoshkaChroma(VectorStore):
         self._check_process()
         for key in ("where", "where_document"):
             if kwargs.get(key) is not None:
-                kwargs[key] = _plain_filter(kwargs[key])
+                kwargs[key] = _plain(kwargs[key])
         try:
             return fn(*args, **kwargs)
         except MedragError:
@@ -2652,15 +2649,21 @@ def _user_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _document(id_: str, text: str | None, metadata: dict[str, Any] | None) -> Document:
-    return Document(id=str(id_), page_content=text or "", metadata=_user_metadata(metadata))
+    return Document(id=id_, page_content=text or "", metadata=_user_metadata(metadata))
 
 
 def _plain(value: Any) -> Any:
-    """A metadata value as Chroma gives it back (numpy scalars as Python ones, tuples as lists)."""
-    if isinstance(value, np.generic):
-        return value.item()
+    """A metadata value or filter as Chroma takes and gives it back: numpy scalars as Python ones;
+    tuples, numpy arrays and pandas Series or Index objects (``{"$in": df["year"].unique()}``) as
+    lists; dicts (filters) converted value by value."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if not isinstance(value, (str, bytes)) and callable(getattr(value, "tolist", None)):  # arrays, Series, Index
+        return _plain(value.tolist())
     return value
 
 
@@ -2673,7 +2676,9 @@ def _vector_rows(rows: Any, dim: int) -> np.ndarray:
         except TypeError as exc:
             raise MedragError(f"the embeddings returned {type(rows).__name__}, not a list of vectors") from exc
         for i, row in enumerate(rows):
-            size = len(row) if hasattr(row, "__len__") else None
+            if not hasattr(row, "__len__"):
+                raise MedragError(f"the embeddings returned {type(row).__name__} for text {i}, not a vector")
+            size = len(row)
             if size != dim:
                 raise DimensionError(f"the embeddings returned a vector of {size} values for text {i} "
                                      f"(expected {dim}); check the embedding model or API for that text")
@@ -2681,20 +2686,6 @@ def _vector_rows(rows: Any, dim: int) -> np.ndarray:
         return np.asarray(rows, dtype=np.float32)
     except (TypeError, ValueError) as exc:
         raise MedragError(f"the embeddings returned values that are not numbers: {exc}") from exc
-
-
-def _plain_filter(value: Any) -> Any:
-    """A Chroma filter with numpy scalars as Python ones, and tuples, numpy arrays and pandas Series or
-    Index objects (``{"$in": df["year"].unique()}``) as lists."""
-    if isinstance(value, dict):
-        return {k: _plain_filter(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain_filter(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if not isinstance(value, (str, bytes)) and callable(getattr(value, "tolist", None)):  # arrays, Series, Index
-        return _plain_filter(value.tolist())
-    return value
 
 
 def _content_hash(text: str, metadata: dict[str, Any]) -> str:
@@ -2749,6 +2740,25 @@ def _b64(packed: Any) -> bytes | None:
         return base64.b64decode(packed, validate=True)
     except (ValueError, TypeError):
         return None
+
+
+def _empty(collection: "chromadb.Collection", page: int) -> None:
+    """Delete every record of ``collection``, ``page`` ids at a time, before the collection itself:
+    chromadb 1.5.9 leaves a deleted collection's list-valued metadata behind, and the records of a
+    collection made after it came back holding those keys (a phantom ``tags`` that filters matched)."""
+    while True:
+        ids = collection.get(include=[], limit=page)["ids"]
+        if not ids:
+            return
+        collection.delete(ids=ids)
+
+
+def _fork_error(what: str) -> StoreError:
+    return StoreError(
+        f"{what}: Chroma's embedded client does not work in a forked process (its calls hang). Open the store in "
+        "each worker process started afresh (gunicorn: without --preload; multiprocessing: the 'spawn' start "
+        "method, multiprocessing.get_context('spawn')), or run a Chroma server (chroma run --path DIR) and have "
+        "each worker connect to it (chromadb.HttpClient; medrag search/index: --host, --port)")
 
 
 def _is_local_client(client: Any) -> bool:
@@ -3061,6 +3071,7 @@ def drop_collection(persist_directory: str | os.PathLike[str], name: str) -> boo
         except Exception:  # noqa: BLE001 - sqlite3 errors: the folders then stay, as Chroma leaves them
             segments = []
         with folder_write_lock(folder.resolve()):
+            _empty(found[0], client.get_max_batch_size())
             client.delete_collection(name)
             if (folder / SIDECAR_NAME).is_file():
                 copy = VectorSidecar(folder)

@@ -2659,6 +2659,32 @@ def test_from_texts_takes_add_texts_writing_options(client, fake) -> None:
     store.delete_collection()
 
 
+def test_a_deleted_collections_list_metadata_never_reaches_a_new_one(client, fake) -> None:
+    """chromadb 1.5.9 left a deleted collection's list-valued metadata behind: a record of a collection
+    made after it came back with a phantom ``tags`` key, which filters matched (found in re-read)."""
+    old = MatryoshkaChroma(_name(), fake, client=client)
+    old.add_texts(["CRP élevée."], [{"page": 3, "tags": ["bio", "urgence"]}])
+    old.delete_collection()
+    new = MatryoshkaChroma(_name(), fake, client=client)
+    new.add_texts(["La ferritine basse."], [{"source": "cours", "page": 3}], ids=["fer"])
+    assert new.get_by_ids(["fer"])[0].metadata == {"page": 3, "source": "cours"}
+    assert new.get(where={"tags": {"$contains": "bio"}})["ids"] == []
+    new.delete_collection()
+
+
+def test_a_persist_directory_that_is_no_path_is_named(fake) -> None:
+    """persist_directory=123 raised os.path's raw TypeError (re-read)."""
+    with pytest.raises(InvalidInputError, match="persist_directory must be a folder path .*got int"):
+        MatryoshkaChroma("abc", fake, persist_directory=123)
+
+
+def test_a_non_vector_row_is_named(client) -> None:
+    store = MatryoshkaChroma(_name(), _RaggedEmbeddings(lambda v: 0.5), client=client)
+    with pytest.raises(MedragError, match="returned float for text 1, not a vector"):
+        store.add_texts(["texte un", "texte deux"])
+    assert len(store) == 0
+
+
 def test_the_store_is_a_context_manager_that_closes(tmp_path, fake) -> None:
     with MatryoshkaChroma("ctx", fake, persist_directory=str(tmp_path / "db")) as store:
         store.add_texts(["texte un"], ids=["u"])
