@@ -24,8 +24,8 @@ from evaluation.evaluator import evaluate_models
 from evaluation.hybrid import evaluate_hybrid, evaluate_hybrid_suite
 from evaluation.metrics import DEFAULT_METRICS, PRIMARY_METRIC, max_k, parse_metric
 from evaluation.recommend import BALANCED_TOLERANCE, EDGE_TOLERANCE, recommend_sizes, write_metadata
-from evaluation.report import check_report_folder, holds_report, remove_stale_report_files, report_file_names
-from evaluation.stats import CONFIDENCE, N_BOOTSTRAP, N_PERMUTATIONS, PAIRED_TESTS
+from evaluation.report import check_report_folder, earlier_report_files, remove_stale_report_files, report_file_names
+from evaluation.stats import CONFIDENCE, MIN_BOOTSTRAP, N_BOOTSTRAP, N_PERMUTATIONS, PAIRED_TESTS, ROUGH_BOOTSTRAP
 from evaluation.store_eval import STORE_METRICS, evaluate_store
 from evaluation.suite import evaluate_suite
 from medrag.command import check_writable_dir, lexical_weight_argument
@@ -43,10 +43,6 @@ from medrag.store import DEFAULT_COARSE_DIM
 
 logger = logging.getLogger(__name__)
 
-#: ``--bootstrap`` below this is refused (a percentile interval of 1 resample excluded the mean) and
-#: below ``ROUGH_BOOTSTRAP`` warned about.
-MIN_BOOTSTRAP = 10
-ROUGH_BOOTSTRAP = 100
 
 # Every default below is the library's own (imported above), so the CLI and the Python API agree.
 
@@ -326,6 +322,8 @@ def _check_modes(args: argparse.Namespace) -> None:
     _check_values(args)
     # checked now (made when the report is written): a path under a file failed after all the scoring
     check_writable_dir(Path(args.out).expanduser(), "--out", create=False)
+    if args.cache_dir is not None and not args.no_cache:  # a file there warned once per encoded text set, unnamed
+        check_writable_dir(Path(args.cache_dir).expanduser(), "--cache-dir", create=False)
     # a user's own report.md there was overwritten at the end
     n_models = len(args.model or ())
     hybrid = [f"{_hybrid_suite_name(i, n_models)}.{e}" for i in range(n_models) for e in ("md", "json")] \
@@ -660,7 +658,7 @@ def _evaluate_suite(args: argparse.Namespace) -> int:
                 method=args.fusion or DEFAULT_FUSION, options=options,
                 cache=EmbeddingCache(args.cache_dir, enabled=not args.no_cache), metrics=report_metrics(args)))
     out = Path(args.out).expanduser()
-    earlier = holds_report(out)
+    earlier = earlier_report_files(out)
     paths = report.write(out)
     print()
     print(report.to_markdown())

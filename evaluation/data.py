@@ -32,6 +32,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -113,8 +114,9 @@ def load_task(source: str | os.PathLike[str], *, split: str | None = None, quest
         return _sample_task(split, limit)
     path = Path(source).expanduser()
     if not path.exists() and looks_like_path(source):  # a mistyped path is not a hub id (org/name)
-        raise DataError(f"{os.fspath(source)} does not exist: check the path (a FrenchMedMCQA folder or a "
-                        f".jsonl/.json/.csv/.parquet file); a hub dataset id has the form org/name")
+        raise DataError(f"{os.fspath(source)} does not exist: check the path (a BEIR folder of your own passages, "
+                        f"a FrenchMedMCQA folder or a .jsonl/.json/.csv/.parquet file of pairs); a hub dataset id "
+                        f"has the form org/name")
     if path.is_file() and split not in (None, "all"):
         raise DataError(f"{path} is one file of pairs, with no split named {split!r}: drop the split (--split) to "
                         "hold out a share of its questions (eval_fraction / --eval-fraction), or evaluate every "
@@ -140,7 +142,8 @@ def load_task(source: str | os.PathLike[str], *, split: str | None = None, quest
     else:
         local = path.exists() or os.fspath(source).startswith((".", "/", "~"))
         if not local and "/" not in os.fspath(source):
-            raise DataError(f"dataset {os.fspath(source)!r} not found: pass a FrenchMedMCQA folder, a pairs file "
+            raise DataError(f"dataset {os.fspath(source)!r} not found: pass a BEIR folder (corpus.jsonl, "
+                            "queries.jsonl, qrels/<split>.tsv), a FrenchMedMCQA folder, a pairs file "
                             "(.jsonl/.json/.csv/.parquet) or a hub dataset id (org/name)")
         ds = load_qa_dataset(source, question_column=question_column, answer_column=answer_column,
                              eval_fraction=eval_fraction, seed=split_seed, eval_split=split)
@@ -200,6 +203,7 @@ def _qrels(path: Path) -> dict[str, dict[str, float]]:
     """The judgements of a BEIR ``qrels/<split>.tsv``: ``query-id<TAB>corpus-id<TAB>score`` (an optional
     header line) or TREC's ``query-id 0 corpus-id score``."""
     out: dict[str, dict[str, float]] = {}
+    where: dict[tuple[str, str], int] = {}  # (query, passage) -> its line, for a conflicting repeat
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as exc:
@@ -221,7 +225,16 @@ def _qrels(path: Path) -> dict[str, dict[str, float]]:
             grade = float(score)
         except ValueError:
             raise DataError(f"{path}, line {n}: the score {score!r} is not a number") from None
-        out.setdefault(qid, {})[did] = int(grade) if grade.is_integer() else grade
+        if not math.isfinite(grade):  # a NaN or -inf grade dropped its query as "no relevant passage"
+            raise DataError(f"{path}, line {n}: the score {score!r} is not a finite number; grade the passage "
+                            "0 (not relevant) or more")
+        grade = int(grade) if grade.is_integer() else grade
+        earlier = out.setdefault(qid, {}).get(did)
+        if earlier is not None and earlier != grade:  # the last one won in silence (2 then 0: the query vanished)
+            raise DataError(f"{path}, line {n}: query {qid!r} and passage {did!r} were graded {earlier} on line "
+                            f"{where[qid, did]} and {grade} here; keep one judgement per pair")
+        out[qid][did] = grade
+        where[qid, did] = n
     return out
 
 

@@ -32,8 +32,8 @@ from evaluation.metrics import DEFAULT_METRICS, PRIMARY_METRIC, parse_metric
 from evaluation.report import EvaluationReport
 from evaluation.recommend import BALANCED_TOLERANCE, EDGE_TOLERANCE, Recommendations, recommend_sizes
 from evaluation.retrieval import FEW_QUERIES, SizeResult, evaluate_vectors, warn_if_few_queries  # noqa: F401 (FEW_QUERIES: its old home)
-from evaluation.stats import (CONFIDENCE, N_BOOTSTRAP, N_PERMUTATIONS, PAIRED_TESTS, ConfidenceInterval, PairedTest,
-                              bootstrap_means, paired_test, seeded_rng)
+from evaluation.stats import (CONFIDENCE, MIN_BOOTSTRAP, N_BOOTSTRAP, N_PERMUTATIONS, PAIRED_TESTS,
+                              ConfidenceInterval, PairedTest, bootstrap_means, paired_test, seeded_rng)
 from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.encoder import is_encoder
 from medrag.encoding import DEFAULT_BATCH_SIZE
@@ -69,9 +69,21 @@ class ModelResult:
     size_tests: dict[int, PairedTest]
     recommendations: Recommendations
     timings: dict[str, float] = field(default_factory=dict)
+    primary_metric: str = PRIMARY_METRIC
 
-    def score(self, dim: int, metric: str = "ndcg@10") -> float:
-        return self.sizes[dim].means[metric]
+    def score(self, dim: int, metric: str | None = None) -> float:
+        """The mean ``metric`` (default: the evaluation's primary metric) at size ``dim``.
+
+        Raises:
+            InvalidInputError: a size or metric that was not evaluated (naming those that were).
+        """
+        metric = self.primary_metric if metric is None else metric
+        if dim not in self.sizes:
+            raise InvalidInputError(f"{self.label}: size {dim!r} was not evaluated; sizes: {sorted(self.sizes, reverse=True)}")
+        means = self.sizes[dim].means
+        if metric not in means:
+            raise InvalidInputError(f"{self.label}: metric {metric!r} was not measured; metrics: {sorted(means)}")
+        return means[metric]
 
 
 def evaluate_models(
@@ -126,6 +138,10 @@ def evaluate_models(
     dims = list(dims) if dims is not None and not isinstance(dims, (str, bytes)) and hasattr(dims, "__iter__") else dims
     if labels is not None and len(labels) != len(models):
         raise InvalidInputError(f"{len(labels)} labels for {len(models)} models: give one label per model")
+    for label in labels or ():  # as the CLI's --label: a '|' split the Markdown tables' cells
+        if not isinstance(label, str) or not label.strip() or "|" in label:
+            raise InvalidInputError(f"label {label!r}: a label is a non-empty text without '|' (which separates "
+                                    "the tables' columns)")
     if dims is not None and (not isinstance(dims, list) or not dims or not all(
             isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 1 for d in dims)):
         raise InvalidInputError(f"dims must be a non-empty list of sizes >= 1 (or None: the trained sizes), got {dims!r}")
@@ -133,6 +149,9 @@ def evaluate_models(
     for name, value in (("n_bootstrap", n_bootstrap), ("n_resamples", n_resamples)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise InvalidInputError(f"{name} must be an int >= 1, got {value!r}")
+    if n_bootstrap < MIN_BOOTSTRAP:  # as the CLI's --bootstrap: 1 resample made a zero-width "95% CI"
+        raise InvalidInputError(f"n_bootstrap={n_bootstrap}: a confidence interval needs at least {MIN_BOOTSTRAP} "
+                                f"resamples (default {N_BOOTSTRAP})")
     metrics = list(dict.fromkeys(metrics))
     for m in metrics:
         parse_metric(m)
@@ -182,7 +201,7 @@ def evaluate_models(
         recs = recommend_sizes({dim: r.means[primary_metric] for dim, r in per_size.items()},
                                balanced_tolerance, edge_tolerance, primary_metric)
         results.append(ModelResult(label, emb.spec, emb.fingerprint, emb.full_dim, per_size, cis, size_tests, recs,
-                                   {"encode_s": round(t1 - t0, 3), "score_s": round(t2 - t1, 3)}))
+                                   {"encode_s": round(t1 - t0, 3), "score_s": round(t2 - t1, 3)}, primary_metric))
 
     comparisons: dict[str, dict[int, dict[str, PairedTest]]] = {}
     base = results[0]

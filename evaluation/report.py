@@ -265,7 +265,7 @@ class EvaluationReport:
         out = Path(out_dir).expanduser()
         check_report_folder(out, self.file_names(plot))
         check_writable_dir(out, "the report folder")  # a file there was a raw FileExistsError
-        earlier = holds_report(out)
+        earlier = earlier_report_files(out)
         paths = {"json": out / "report.json", "markdown": out / "report.md", "metrics_csv": out / "metrics.csv"}
         paths["json"].write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
         paths["markdown"].write_text(self.to_markdown(), encoding="utf-8")
@@ -282,12 +282,6 @@ class EvaluationReport:
         return paths
 
 
-#: The report files ``medrag evaluate`` writes (this report's and a suite's), by name and by pattern.
-REPORT_FILES = ("report.json", "report.md", "metrics.csv", "per_query.csv", "comparison.csv", "suite.md",
-                "suite.json")
-_REPORT_PATTERNS = (r"[a-z0-9]+_vs_size\.png", r"hybrid_suite(_[0-9]+)?\.(md|json)")
-
-
 def report_file_names(n_models: int, primary_metric: str, plot: bool = True) -> list[str]:
     """The files a report of ``n_models`` models writes (the comparison with two or more, the plot)."""
     return (["report.json", "report.md", "metrics.csv", "per_query.csv"] + (["comparison.csv"] if n_models >= 2 else [])
@@ -297,18 +291,19 @@ def report_file_names(n_models: int, primary_metric: str, plot: bool = True) -> 
 def holds_report(out: Path) -> bool:
     """Whether ``out`` holds a report of an earlier evaluation: its report.json or suite.json, read
     as one (any file of that name passed: a user's ``{}`` let their own metrics.csv be overwritten)."""
-    return _is_report_json(out / "report.json", "medrag_version") or _is_report_json(out / "suite.json", "macro")
+    return (_report_json(out / "report.json", "medrag_version") is not None
+            or _report_json(out / "suite.json", "macro") is not None)
 
 
-def _is_report_json(path: Path, key: str) -> bool:
-    """Whether ``path`` is a JSON object with the keys a report of that name writes."""
+def _report_json(path: Path, key: str) -> dict[str, Any] | None:
+    """``path`` read as a JSON object with the keys a report of that name writes, else None."""
     if not path.is_file():
-        return False
+        return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and key in data and "created" in data
+        return None
+    return data if isinstance(data, dict) and key in data and "created" in data else None
 
 
 def check_report_folder(out: str | os.PathLike[str], names: Iterable[str]) -> None:
@@ -330,17 +325,36 @@ def check_report_folder(out: str | os.PathLike[str], names: Iterable[str]) -> No
                                 "overwrite them; pass a new or empty folder (--out)")
 
 
-def remove_stale_report_files(out: Path, written: Iterable[Path], earlier: bool) -> None:
+def earlier_report_files(out: Path) -> set[str]:
+    """The names of the report files an earlier evaluation wrote into ``out``, read off what it
+    recorded: a report.json's primary metric (its plot) and number of models (the comparison), a
+    suite.json's tables and the hybrid suite tables beside it. Empty where no report is (a user's
+    folder). Read before a new run writes: :func:`remove_stale_report_files` removes what it lists
+    and the new run did not write, and nothing else (every ``*_vs_size.png`` and ``suite.*`` was
+    removed, a user's own ``latency_vs_size.png`` and ``suite.md`` notes too: user tryout)."""
+    out = Path(out)
+    names: set[str] = set()
+    report = _report_json(out / "report.json", "medrag_version")
+    if report is not None:
+        metric = report.get("primary_metric")
+        models = report.get("models")
+        names |= set(report_file_names(len(models) if isinstance(models, list) else 2,
+                                       metric if isinstance(metric, str) else "ndcg@10"))
+    if _report_json(out / "suite.json", "macro") is not None:
+        names |= {"suite.md", "suite.json"} | {f.name for f in out.iterdir()
+                                               if re.fullmatch(r"hybrid_suite(_[0-9]+)?\.(md|json)", f.name)}
+    return names
+
+
+def remove_stale_report_files(out: Path, written: Iterable[Path], earlier: Iterable[str]) -> None:
     """A report folder used again: remove the report files an earlier run wrote and this one did not (a
     plot, a comparison of two models, a suite's tables), which would sit beside this report as if they were
-    its own. Only files of those names, and only where ``earlier`` (:func:`holds_report` before this run
-    wrote): a user's own comparison.csv elsewhere is not ours."""
-    if not earlier:
-        return
+    its own. ``earlier``: the names the earlier run wrote (:func:`earlier_report_files`, read before this
+    run wrote); other files are the user's and stay."""
     names = {p.name for p in written}
-    for f in out.iterdir():
-        if f.is_file() and f.name not in names and (
-                f.name in REPORT_FILES or any(re.fullmatch(pat, f.name) for pat in _REPORT_PATTERNS)):
+    for name in sorted(set(earlier) - names):
+        f = out / name
+        if f.is_file():
             f.unlink()
             logger.info("removed %s, written by an earlier run in %s", f.name, out)
 

@@ -130,9 +130,24 @@ def load_model(
     if not (model.prompts or {}).get("query") and _is_e5_model(spec_str, local=folder is None):
         model.prompts = {**(model.prompts or {}), **E5_PROMPTS}
     model.medrag_spec = spec_str
-    if folder is not None:  # where matryoshka.json lives for a bundled: spec
-        model.medrag_folder = str(folder)
+    if folder is not None:  # where matryoshka.json lives for a bundled: spec or an adapter export
+        model.medrag_folder = str(_metadata_folder(spec_str, kind, folder))
     return model
+
+
+def _metadata_folder(spec: str, kind: str, built: Path) -> Path:
+    """The folder whose ``matryoshka.json`` describes a model loaded from a ``bundled:`` spec or an
+    adapter export: the adapter's own folder, not the model built from it into the cache. The build
+    copies that file once and is shared by every adapter with the same weights, so a copy of the
+    default's adapter given new scores (``medrag evaluate --write-metadata``) kept its old ones and,
+    built first, passed its new ones on to ``bundled:medrag-e5-small-fr`` (user tryout)."""
+    if kind == "adapter":
+        return Path(spec).expanduser()
+    if spec != BUNDLED_SPEC:
+        from medrag.adapters import adapter_folder
+
+        return adapter_folder(spec.split(":", 1)[1])
+    return built
 
 
 def check_model_spec(spec: str) -> Literal["bundled", "folder", "adapter", "hub"]:

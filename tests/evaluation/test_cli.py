@@ -135,6 +135,7 @@ def test_store_option_without_the_store_fails_before_encoding(tiny_model_dir, pa
     (["--suite", "--seed", "-1"], "--seed must be >= 0"),
     (["--data", "PAIRS", "--split-seed", "-1"], "--split-seed must be >= 0"),
     (["--data", "PAIRS", "--out", "AFILE"], "is a file"),
+    (["--data", "PAIRS", "--cache-dir", "AFILE"], "afile is a file; pass a folder"),  # a warning per text set (tryout)
     # values the library refused only after all the dense scoring, with its parameter's name
     (["--data", "PAIRS", "--hybrid", "--lexical-weight", "2"], "--lexical-weight 2: pass weights in [0, 1]"),
     (["--data", "PAIRS", "--hybrid", "--lexical-weight", "-0.5"], "--lexical-weight -0.5: pass weights in [0, 1]"),
@@ -260,16 +261,32 @@ def test_a_reused_out_folder_keeps_only_this_runs_report_files(tiny_model_dir, p
     assert sorted(p.name for p in out.iterdir()) == ["metrics.csv", "notes.txt", "per_query.csv", "report.json",
                                                      "report.md", "suite_notes.md"]
     # the reverse: a suite run's files replace a --data report's
-    from evaluation.report import remove_stale_report_files
+    from evaluation.report import earlier_report_files, remove_stale_report_files
 
-    remove_stale_report_files(out, [out / "suite.md", out / "suite.json"], earlier=True)
+    remove_stale_report_files(out, [out / "suite.md", out / "suite.json"], earlier=earlier_report_files(out))
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "suite_notes.md"]
     # a folder no report wrote: files of these names are the user's
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "suite.md").write_text("mine")
-    remove_stale_report_files(mine, [], earlier=False)
+    remove_stale_report_files(mine, [], earlier=earlier_report_files(mine))
     assert (mine / "suite.md").exists()
+
+
+def test_a_reused_out_folder_keeps_the_users_own_files_named_like_report_files(tiny_model_dir, pairs_file, tmp_path):
+    """Every ``*_vs_size.png`` and ``suite.*`` of an earlier report's folder was removed, a user's own plot
+    and notes too: only what the earlier run recorded writing goes (user tryout)."""
+    out = tmp_path / "r"
+    argv = ["evaluate", "--model", str(tiny_model_dir), "--data", str(pairs_file), "--split", "all",
+            "--out", str(out), "--no-cache", "--bootstrap", "20", "--device", "cpu", "--metrics", "ndcg@10", "mrr@10"]
+    assert main(argv) == 0
+    assert (out / "ndcg10_vs_size.png").is_file()
+    for name in ("latency_vs_size.png", "suite.md", "hybrid_suite.md"):
+        (out / name).write_text("mine")
+    assert main([*argv, "--primary-metric", "mrr@10"]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert "ndcg10_vs_size.png" not in names and "mrr10_vs_size.png" in names  # the earlier plot is replaced
+    assert {"latency_vs_size.png", "suite.md", "hybrid_suite.md"} <= set(names)
 
 
 @pytest.mark.parametrize("terminal, flags, bars", [(False, [], False), (True, [], True), (True, ["--no-progress"], False)])

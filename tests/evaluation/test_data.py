@@ -187,6 +187,8 @@ def test_a_beir_folder_is_the_users_own_passages_and_graded_judgements(tmp_path,
     assert task.corpus["d2"] == "La TSH explore la thyroïde." and "3" in task.corpus  # unjudged passages stay
     assert task.grades == {"q1": {"d1": 2, "d2": 1}, "q2": {"d2": 1}} and task.graded
     assert len(load_task(folder, limit=1).queries) == 1
+    assert load_task(_beir(tmp_path / "again", ["q1\td1\t2", "q1\td1\t2.0", "q2\td2\t1"])).grades == {
+        "q1": {"d1": 2}, "q2": {"d2": 1}}  # the same judgement twice is one
     # TREC's four columns read alike
     trec = _beir(tmp_path / "trec", ["q1 0 d1 2", "q1 0 d2 1", "q2 0 d2 1"])
     assert load_task(trec).grades == task.grades
@@ -198,6 +200,12 @@ def test_a_beir_folder_is_the_users_own_passages_and_graded_judgements(tmp_path,
     (["q1\td1\toui"], "test", "line 1: the score 'oui' is not a number"),
     (["q9\td1\t1"], "test", "judges 1 query id(s) absent from queries.jsonl"),
     (["q1\td1\t0"], "test", "no query has a passage judged relevant"),
+    # a NaN or -inf grade dropped its query as "no relevant passage"; inf was refused later, unnamed
+    (["q1\td1\tnan", "q2\td2\t1"], "test", "line 1: the score 'nan' is not a finite number"),
+    (["q2\td2\t1", "q1\td1\t-inf"], "test", "line 2: the score '-inf' is not a finite number"),
+    # the last of two different grades won in silence (2 then 0: the query vanished)
+    (["q1\td1\t2", "q2\td2\t1", "q1\td1\t0"], "test",
+     "line 3: query 'q1' and passage 'd1' were graded 2 on line 1 and 0 here"),
 ])
 def test_a_malformed_beir_folder_is_named(tmp_path, qrels, split, message):
     folder = _beir(tmp_path / "beir", qrels)

@@ -171,6 +171,18 @@ def test_primary_metric_is_added_and_recommendations_follow_it(tiny_embeddings):
     assert m.recommendations.metric == "mrr@10"
     assert scores[m.recommendations.max] == max(scores.values())
     assert np.isfinite(m.size_tests[64].p_value)
+    assert m.score(64) == scores[64]  # the primary metric by default (it was ndcg@10: a bare KeyError here)
+
+
+def test_a_size_or_metric_a_model_result_lacks_is_named(report) -> None:
+    """``ModelResult.score`` raised bare KeyErrors (user tryout)."""
+    from medrag.errors import InvalidInputError
+
+    m = report.models[0]
+    with pytest.raises(InvalidInputError, match=r"base: size 999 was not evaluated; sizes: \[128, 64\]"):
+        m.score(999)
+    with pytest.raises(InvalidInputError, match="metric 'recall@5' was not measured"):
+        m.score(64, "recall@5")
 
 
 @pytest.mark.parametrize("kwargs, expected", [
@@ -180,6 +192,10 @@ def test_primary_metric_is_added_and_recommendations_follow_it(tiny_embeddings):
     ({"n_resamples": -1}, "n_resamples"),
     ({"n_bootstrap": 0}, "n_bootstrap"),
     ({"labels": ["a", "b"]}, "2 labels for 1 models"),
+    # the CLI refused these, the library did not: a zero-width "95% CI", broken Markdown tables (user tryout)
+    ({"n_bootstrap": 1}, "needs at least 10 resamples"),
+    ({"labels": ["a|b"]}, "without '|'"),
+    ({"labels": [" "]}, "non-empty text"),
 ])
 def test_bad_arguments_are_invalid_input_errors(tiny_embeddings, kwargs, expected):
     """These raised ValueError (max of an empty list), ZeroDivisionError, a message naming the wrong

@@ -92,6 +92,24 @@ def test_adapter_metadata_drives_auto_dimension(packaged):
     assert emb.dims == [128, 64, 32] and emb.dimension == 64  # 0.497 is within 1% of 0.50
 
 
+def test_a_copied_adapter_reads_its_own_scores_and_never_changes_the_packaged_ones(packaged, tmp_path):
+    """``medrag evaluate --write-metadata`` on a copy of a packaged adapter was ignored (the cached build
+    kept the copy of matryoshka.json made when it was built) and, when the copy was built first, its
+    scores became the packaged model's: both share one build (user tryout)."""
+    import shutil
+
+    copy = tmp_path / "mine"
+    shutil.copytree(packaged / "tiny-fr", copy)
+    scores = {"schema_version": 1, "full_dim": 128, "dims": [128, 64, 32],
+              "scores": {"128": {"ndcg@10": 0.50}, "64": {"ndcg@10": 0.40}, "32": {"ndcg@10": 0.499}}}
+    (copy / "matryoshka.json").write_text(json.dumps(scores))
+    assert medrag.MatryoshkaEmbeddings(str(copy), dimension="auto").dimension == 32  # built first
+    assert medrag.MatryoshkaEmbeddings("bundled:tiny-fr", dimension="auto").dimension == 64  # its own scores
+    scores["scores"]["32"] = {"ndcg@10": 0.30}
+    (copy / "matryoshka.json").write_text(json.dumps(scores))  # scored again after the build
+    assert medrag.MatryoshkaEmbeddings(str(copy), dimension="auto").dimension == 128
+
+
 def test_build_is_cached_with_a_marker_and_rebuilt_when_corrupt(packaged, tiny_model_dir):
     import medrag.adapters as adapters
 
