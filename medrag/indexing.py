@@ -50,6 +50,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
 import gzip
 import hashlib
@@ -265,7 +266,8 @@ def _fit_words(words: list[str], max_tokens: int, count_tokens: Callable[[str], 
 
 def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", id_field: str | None = None,
                    metadata_fields: list[str] | None = None, warn: bool = True, folder_name: str | None = None,
-                   skipped: list[str] | None = None) -> Iterator[tuple[str, str, dict[str, Any]]]:
+                   skipped: list[str] | None = None, empty_folder: bool = False
+                   ) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """``(document key, text, metadata)`` for every document of a file or folder.
 
     Args:
@@ -295,6 +297,8 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
             container, another machine, a moved folder) is then the same source.
         skipped: a list that receives the document keys of a folder's files skipped as not UTF-8
             text (``index_corpus`` keeps their stored chunks when it prunes).
+        empty_folder: a folder holding no file to read yields nothing instead of raising (a
+            ``--prune`` run then removes the chunks of its files, all deleted).
 
     A null or NaN text is an empty document (skipped and counted, as ``""``); a folder's file
     that is not UTF-8 text is skipped with a warning naming it.
@@ -334,6 +338,17 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
         if linked and warn:  # rglob does not enter linked folders (no loops); say so instead of skipping in silence
             logger.warning("%s: %d linked folder(s) not followed (e.g. %s): pass their targets as sources of "
                            "their own", path, len(linked), linked[0].relative_to(path).as_posix())
+        targets = {p.resolve() for p in files if not p.is_symlink()}
+        twins = [p for p in files if p.is_symlink() and p.resolve() in targets]
+        if twins:  # a link to a file of the folder: the same text twice, two identical hits (user tryout)
+            twin_set = set(twins)
+            files = [p for p in files if p not in twin_set]
+            if warn:
+                logger.warning("%s: %d link(s) to files of the same folder skipped (e.g. %s -> %s): their files are "
+                               "indexed once, under their own names", path, len(twins),
+                               twins[0].relative_to(path).as_posix(), twins[0].resolve().relative_to(path.resolve()).as_posix())
+        if warn:  # a hospital folder's .docx, .rtf, .html were left out in silence (user tryout)
+            _note_other_file_types(path)
         pdfs = [p for p in files if p.suffix.lower() == ".pdf"]
         if pdfs and not pdf_available():
             if len(pdfs) == len(files):
@@ -344,6 +359,8 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
             if warn:
                 logger.warning("%s: %d .pdf file(s) skipped (e.g. %s): reading them needs pypdf: %s", path, len(pdfs),
                                pdfs[0].relative_to(path).as_posix(), PDF_EXTRA)
+        if not files and empty_folder:
+            return
         if not files:
             raise DataError(f"{path} holds no {'/'.join(FOLDER_SUFFIXES)} file"
                             + (f" outside hidden folders ({len(hidden)} hidden ones skipped)" if hidden else ""))
@@ -366,7 +383,7 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
                 yield rel, text, {"source": rel, "folder": root}
                 continue
             try:
-                text = f.read_text(encoding="utf-8-sig")  # -sig: a BOM (Windows editors) is not text
+                text = _read_text_file(f)
             except UnicodeDecodeError as exc:
                 # one Latin-1 file stopped the whole folder: skipped and named, as the README says
                 not_utf8.append(f"{rel} ({exc.reason} at byte {exc.start})")
@@ -378,7 +395,7 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
             yield rel, text, {"source": rel, "folder": root}
         if not_utf8 and len(not_utf8) == len(files):  # "no document found" named neither the files nor why
             raise DataError(f"{path}: none of its {len(files)} file(s) is UTF-8 text (e.g. {not_utf8[0]}): save them "
-                            "as UTF-8 (iconv -f latin1 -t utf-8) and index again")
+                            "as UTF-8 (Windows files: iconv -f cp1252 -t utf-8) and index again")
         if unreadable_pdf and len(unreadable_pdf) + len(not_utf8) == len(files):
             raise DataError(f"{path}: none of its {len(files)} file(s) could be read: {unreadable_pdf[0]}"
                             + (f" (and {len(files) - 1} more)" if len(files) > 1 else ""))
@@ -388,8 +405,8 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
             logger.warning("%s: %d .pdf file(s) without a text layer (scanned pages?), e.g. %s: OCR them first "
                            "(e.g. ocrmypdf) and index again", path, len(no_text_layer), no_text_layer[0])
         if not_utf8 and warn:
-            logger.warning("%s: %d file(s) not UTF-8 text skipped (e.g. %s): save them as UTF-8 (iconv -f latin1 "
-                           "-t utf-8) and index again", path, len(not_utf8), not_utf8[0])
+            logger.warning("%s: %d file(s) not UTF-8 text skipped (e.g. %s): save them as UTF-8 (Windows files: iconv -f "
+                           "cp1252 -t utf-8; Latin-1 has no œ) and index again", path, len(not_utf8), not_utf8[0])
         return
     if not path.exists():
         raise DataError(f"{path} does not exist: pass a data file or a folder of .txt/.md/.pdf files")
@@ -452,6 +469,45 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
     for field, count in lacking.items() if warn else ():
         logger.warning("%s: metadata field %r is absent, null, NaN/inf, an int beyond 64 bits or not a "
                        "str/int/float/bool in %d of %d records (left out of their metadata)", path, field, count, n + 1)
+
+
+def _note_other_file_types(folder: Path) -> None:
+    """Warn about a folder's files that no run reads (types other than :data:`FOLDER_SUFFIXES`,
+    outside hidden folders), counted by suffix."""
+    others: dict[str, int] = {}
+    first: Path | None = None
+    for p in folder.rglob("*"):
+        rel = p.relative_to(folder)
+        if p.suffix.lower() in FOLDER_SUFFIXES or any(part.startswith(".") for part in rel.parts) or not p.is_file():
+            continue
+        others[p.suffix.lower() or "(no suffix)"] = others.get(p.suffix.lower() or "(no suffix)", 0) + 1
+        first = first or rel
+    if others:
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(others.items(), key=lambda kv: (-kv[1], kv[0]))[:6])
+        logger.warning("%s: %d file(s) of other types not indexed (%s; e.g. %s): medrag reads %s files; convert "
+                       "the others to text first (e.g. pandoc -t plain, or a records file)", folder,
+                       sum(others.values()), kinds, first.as_posix().encode("utf-8", "backslashreplace").decode(),
+                       "/".join(FOLDER_SUFFIXES))
+
+
+def _read_text_file(path: Path) -> str:
+    """A folder's ``.txt``/``.md`` file as text: UTF-8 (a BOM dropped), or UTF-16 when it starts with
+    UTF-16's BOM (Windows Notepad's "Unicode"; its advice to re-save as Latin-1 made text with a NUL
+    between every letter, indexed without a word: user tryout).
+
+    Raises:
+        UnicodeDecodeError: neither, or text holding NUL characters (UTF-16 without its BOM, a binary
+            file named .txt), which no search would match.
+    """
+    raw = path.read_bytes()
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        text = raw.decode("utf-16")
+    else:
+        text = raw.decode("utf-8-sig")
+    if "\0" in text:
+        at = raw.find(b"\0")
+        raise UnicodeDecodeError("utf-8", raw, at, at + 1, "a NUL byte (UTF-16 without its BOM, or not a text file)")
+    return text
 
 
 def _missing(value: Any) -> bool:
@@ -815,7 +871,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     try:
         for key, text, meta in iter_documents(source, text_field=text_field, id_field=id_field,
                                               metadata_fields=metadata_fields, folder_name=folder_name,
-                                              skipped=not_read):
+                                              skipped=not_read, empty_folder=prune):
             documents += 1
             title = meta.get(title_field) if title_field is not None else None
             if title is not None and not isinstance(title, bool) and not is_blank(str(title)):  # a number: its text
@@ -870,14 +926,17 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                 pending_ids.append(id_)
                 if len(pending_texts) >= flush_size():
                     flush()
-        if documents and not chunks:  # before the last flush, which would delete their earlier chunks
+        if documents and not chunks and not (prune and root is not None):  # before the last flush, which would
+            # delete their earlier chunks (a folder pruned keeps an empty file's chunks and drops deleted files')
             raise DataError(f"{source}: its {documents} document(s) are all empty (no text); nothing was "
                             "indexed and nothing stored was changed")
         flush()
     finally:
         bar.close()
-    if documents == 0:
+    if documents == 0 and not (prune and root is not None):
         raise DataError(f"{source}: no document found")
+    if documents == 0:  # its last file deleted: --prune removes what was stored of the folder (user tryout)
+        logger.warning("%s holds no file to index: --prune removes the chunks stored for its files", source)
     if long_titles > 1:
         logger.warning("%s: %d document(s) had a %s taking half of the model's window or more (the first named above)",
                        source, long_titles, title_field)
@@ -1093,7 +1152,8 @@ def _run_index(args: argparse.Namespace) -> int:
                                     "whose files are one document each (metadata: their relative path and the folder)")
     # the first document proves the source readable (fields, JSON) and not empty before the model loads
     if next(iter_documents(source, text_field=args.text_field, id_field=args.id_field, metadata_fields=fields,
-                           warn=False, folder_name=args.folder_name), None) is None:
+                           warn=False, folder_name=args.folder_name, empty_folder=args.prune),
+            None) is None and not (args.prune and source.is_dir()):  # a folder emptied: --prune removes its chunks
         raise DataError(f"{source}: no document found; nothing was indexed")
     if args.title_field is not None:
         if not args.title_field.strip():

@@ -934,7 +934,7 @@ def test_index_input_defects(tmp_path, caplog) -> None:
     import pathlib
 
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(pathlib.Path, "read_text", unreadable)
+        m.setattr(pathlib.Path, "read_bytes", unreadable)
         with pytest.raises(DataError, match="b.txt: cannot read"):
             list(iter_documents(folder))
         m.setattr(pathlib.Path, "open", unreadable)
@@ -991,6 +991,57 @@ def test_prune_removes_documents_no_longer_in_the_source(tmp_path) -> None:
     report = index_corpus(folder, store, prune=True)
     assert report.pruned == 2 and report.added == 0
     assert sorted(md["source"] for md in store.get()["metadatas"]) == ["fer.txt", "thyroide.txt"]
+
+
+def test_prune_removes_the_last_documents_of_a_folder(tmp_path, capsys) -> None:
+    """A folder whose last file was deleted, or whose files left are all empty, was refused ("holds no
+    .txt/.md/.pdf file", "all empty"): a withdrawn protocol stayed searchable (user tryout). Without
+    --prune it still is an error, and another folder's chunks are kept."""
+    folder, other = tmp_path / "gone", tmp_path / "other"
+    folder.mkdir(), other.mkdir()
+    (folder / "old.txt").write_text("Le dextropropoxyphène est retiré du marché.")
+    (folder / "keep.txt").write_text("La TSH explore la thyroïde.")
+    (other / "fer.txt").write_text("Une ferritine basse.")
+    store = MatryoshkaChroma("gone", FakeMatryoshkaEmbeddings(), client=chromadb.EphemeralClient(),
+                             coarse_rotation="none")
+    index_corpus(folder, store), index_corpus(other, store)
+    (folder / "keep.txt").unlink()
+    (folder / "old.txt").write_text("")
+    with pytest.raises(DataError, match="all empty"):
+        index_corpus(folder, store)
+    report = index_corpus(folder, store, prune=True)  # the empty file keeps its chunks, the deleted one goes
+    assert report.pruned == 1 and sorted(md["source"] for md in store.get()["metadatas"]) == ["fer.txt", "old.txt"]
+    (folder / "old.txt").unlink()
+    with pytest.raises(DataError, match="holds no .txt/.md/.pdf file"):
+        index_corpus(folder, store)
+    assert index_corpus(folder, store, prune=True).pruned == 1
+    assert [md["source"] for md in store.get()["metadatas"]] == ["fer.txt"]
+    store.delete_collection()
+
+
+def test_the_cli_prunes_an_emptied_folder(tmp_path, tiny_model_dir, capsys) -> None:
+    """``medrag index FOLDER --prune`` refused a folder with no file left before the model loaded."""
+    folder, db = tmp_path / "gone", str(tmp_path / "db")
+    folder.mkdir()
+    (folder / "old.txt").write_text("Le dextropropoxyphène est retiré du marché.")
+    argv = ["index", str(folder), "--persist-dir", db, "--model", str(tiny_model_dir), "--no-progress"]
+    assert main(argv) == 0
+    (folder / "old.txt").unlink()
+    assert main(argv) == 1 and "holds no .txt/.md/.pdf file" in capsys.readouterr().err
+    assert main([*argv, "--prune"]) == 0
+    assert "1 chunks of documents no longer in the source pruned" in capsys.readouterr().out
+    assert chromadb.PersistentClient(db).get_collection("medrag").count() == 0
+
+
+def test_an_emptied_records_file_is_still_refused_with_prune(tmp_path) -> None:
+    """A records file's --prune removes every record it did not read: an empty export must not empty the store."""
+    store = MatryoshkaChroma("rec", FakeMatryoshkaEmbeddings(), client=chromadb.EphemeralClient(), coarse_rotation="none")
+    index_corpus(_jsonl(tmp_path / "a.jsonl", [{"text": "Une ferritine basse."}]), store)
+    (tmp_path / "a.jsonl").write_text("")
+    with pytest.raises(DataError, match="no document found"):
+        index_corpus(tmp_path / "a.jsonl", store, prune=True)
+    assert len(store) == 1
+    store.delete_collection()
 
 
 def test_an_emptied_document_keeps_what_was_stored_for_it(tmp_path, caplog) -> None:
@@ -1274,6 +1325,28 @@ def test_a_folder_file_that_is_not_utf8_is_skipped_and_zero_width_text_is_empty(
     (only / "x.txt").write_bytes("fièvre".encode("latin-1"))
     with pytest.raises(DataError, match=r"none of its 1 file\(s\) is UTF-8 text \(e\.g\. x\.txt"):
         list(iter_documents(only))
+
+
+def test_utf16_files_are_read_and_other_file_types_and_twin_links_named(tmp_path, caplog) -> None:
+    """Windows Notepad's "Unicode" (UTF-16 with a BOM) was skipped with advice (iconv -f latin1) that made
+    text with a NUL between every letter, indexed without a word; .docx/.html files were left out in
+    silence; a link to a file of the same folder indexed it twice (user tryout)."""
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "notepad.txt").write_bytes("Note : héparine 5000 UI.".encode("utf-16"))  # with its BOM
+    (folder / "be.txt").write_bytes(b"\xfe\xff" + "Œdème.".encode("utf-16-be"))
+    (folder / "nul.txt").write_bytes("Note".encode("utf-16-le"))  # UTF-16 without a BOM: NULs
+    (folder / "cr.docx").write_bytes(b"PK\x03\x04")
+    (folder / "page.html").write_text("<p>x</p>")
+    (folder / ".cache").mkdir()
+    (folder / ".cache" / "x.bin").write_bytes(b"x")  # hidden: not named
+    (folder / "lien.txt").symlink_to(folder / "notepad.txt")
+    with caplog.at_level("WARNING", logger="medrag.indexing"):
+        docs = {key: text for key, text, _ in iter_documents(folder)}
+    assert docs == {"be.txt": "Œdème.", "notepad.txt": "Note : héparine 5000 UI."}
+    assert "1 file(s) not UTF-8 text skipped (e.g. nul.txt (a NUL byte" in caplog.text and "cp1252" in caplog.text
+    assert "2 file(s) of other types not indexed (.docx 1, .html 1; e.g. cr.docx)" in caplog.text
+    assert "1 link(s) to files of the same folder skipped (e.g. lien.txt -> notepad.txt)" in caplog.text
 
 
 def test_reserved_metadata_field_names_are_refused_before_the_model(tmp_path, capsys, monkeypatch) -> None:
