@@ -70,8 +70,9 @@ class OneLineErrorParser(argparse.ArgumentParser):
         if extras:
             parser = self._chosen_subparser(namespace)
             flags = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
-            hints = [m[0] for e in extras if e.startswith("--")
-                     and (m := difflib.get_close_matches(e.split("=")[0], flags, n=1))]
+            # compared without the dashes, which made any flag look alike (--nosuch: "did you mean --epochs?")
+            hints = ["--" + m[0] for e in extras if e.startswith("--")
+                     and (m := difflib.get_close_matches(e.split("=")[0][2:], [f[2:] for f in flags], n=1))]
             parser.error(f"unrecognized arguments: {' '.join(extras)}"
                          + (f" (did you mean {', '.join(hints)}?)" if hints else ""))
         return namespace

@@ -30,7 +30,7 @@ from langchain_core.embeddings import Embeddings
 
 from medrag.encoding import DEFAULT_BATCH_SIZE, encode_texts, model_lock
 from medrag.flags import check_flag
-from medrag.errors import DimensionError, InvalidInputError, MetadataError
+from medrag.errors import DimensionError, InvalidInputError, MetadataError, checked_arguments
 from medrag.metadata import MatryoshkaMetadata, default_dims
 from medrag.models import check_device, embedding_dim, legacy_model_fingerprints, load_model, model_fingerprint
 from medrag.prompts import DOCUMENT_PROMPT_NAMES, QUERY_PROMPT_NAMES, pick_prompt_name
@@ -168,6 +168,7 @@ class MatryoshkaEmbeddings(Embeddings):
             override.
     """
 
+    @checked_arguments
     def __init__(
         self,
         model: "str | os.PathLike[str] | SentenceTransformer | None" = None,

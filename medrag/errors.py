@@ -15,6 +15,13 @@ Example::
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
 
 class MedragError(Exception):
     """Base class of every error raised by medrag."""
@@ -78,3 +85,36 @@ class ConfigError(MedragError, ValueError):
 class LexicalIndexError(MedragError):
     """A lexical (BM25) index file is missing, unreadable or was built by another analyzer; the store
     rebuilds it from the collection's records, which stay the source of truth."""
+
+
+#: Keyword arguments other libraries name otherwise, and what medrag calls them.
+_OTHER_NAMES = {"dimensions": "dimension", "filter": "where", "where": "filter", "embedding": "embedding_function",
+                "persist_dir": "persist_directory"}
+
+
+def checked_arguments(function: F) -> F:
+    """Decorate a public function or method of fixed signature so that a call it cannot bind (an
+    unknown keyword argument, one too many) raises :class:`InvalidArgumentError` instead of Python's
+    bare ``TypeError``: every error of the library is a :class:`MedragError`, and the message says
+    what the function does take (``MatryoshkaEmbeddings(dimensions=64)``, OpenAI's spelling, now
+    names ``dimension``). Nothing runs before the binding fails, and a call that binds costs nothing."""
+    signature = inspect.signature(function)
+    name = function.__qualname__.removesuffix(".__init__")
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except TypeError:
+            try:
+                signature.bind(*args, **kwargs)
+            except TypeError as exc:  # the call itself was wrong, not something inside the function
+                taken = [p for p in signature.parameters if p != "self" and not p.startswith("_")]
+                hints = [f"{k}= is {_OTHER_NAMES[k]}=" for k in kwargs
+                         if k not in signature.parameters and _OTHER_NAMES.get(k) in signature.parameters]
+                raise InvalidArgumentError(f"{name}(): {exc}"
+                                           + (f" ({'; '.join(hints)} here)" if hints else "")
+                                           + f"; it takes {', '.join(taken) or 'no argument'}") from None
+            raise
+
+    return wrapper  # type: ignore[return-value]

@@ -386,12 +386,17 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
                 text = _read_text_file(f)
             except UnicodeDecodeError as exc:
                 # one Latin-1 file stopped the whole folder: skipped and named, as the README says
-                not_utf8.append(f"{rel} ({exc.reason} at byte {exc.start})")
+                text, problem = None, f"{rel} ({exc.reason} at byte {exc.start})"
+            except OSError as exc:
+                raise DataError(f"{f}: cannot read ({exc.strerror or exc})") from None
+            else:
+                if "\0" in text:  # UTF-16 without its BOM, a binary file named .txt: no search would match it
+                    text, problem = None, f"{rel} (a NUL character: UTF-16 without its BOM, or not a text file)"
+            if text is None:
+                not_utf8.append(problem)
                 if skipped is not None:
                     skipped.append(rel)
                 continue
-            except OSError as exc:
-                raise DataError(f"{f}: cannot read ({exc.strerror or exc})") from None
             yield rel, text, {"source": rel, "folder": root}
         if not_utf8 and len(not_utf8) == len(files):  # "no document found" named neither the files nor why
             raise DataError(f"{path}: none of its {len(files)} file(s) is UTF-8 text (e.g. {not_utf8[0]}): save them "
@@ -496,18 +501,12 @@ def _read_text_file(path: Path) -> str:
     between every letter, indexed without a word: user tryout).
 
     Raises:
-        UnicodeDecodeError: neither, or text holding NUL characters (UTF-16 without its BOM, a binary
-            file named .txt), which no search would match.
+        UnicodeDecodeError: neither.
     """
     raw = path.read_bytes()
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        text = raw.decode("utf-16")
-    else:
-        text = raw.decode("utf-8-sig")
-    if "\0" in text:
-        at = raw.find(b"\0")
-        raise UnicodeDecodeError("utf-8", raw, at, at + 1, "a NUL byte (UTF-16 without its BOM, or not a text file)")
-    return text
+        return raw.decode("utf-16")
+    return raw.decode("utf-8-sig")
 
 
 def _missing(value: Any) -> bool:

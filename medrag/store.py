@@ -63,7 +63,7 @@ from medrag.encoder import is_encoder
 from medrag.precomputed import PrecomputedEmbeddings
 from medrag.flags import check_flag
 from medrag.errors import (CollectionMismatchError, DimensionError, InvalidArgumentError, InvalidInputError, MedragError,
-                           StoreConnectionError, StoreError)
+                           StoreConnectionError, StoreError, checked_arguments)
 from medrag.lexical.analyzer import AnalyzerOptions
 from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FUSION_METHODS, check_lexical_weight
 from medrag.lexical.bm25 import check_index_path, remove_stale_temporaries
@@ -371,6 +371,12 @@ class MatryoshkaChroma(VectorStore):
                                     f"{type(persist_directory).__name__}")
         self._pid = os.getpid()  # a forked child cannot use an embedded client (_check_process)
         folder = persist_directory if client is None else _persist_directory(client)
+        if client is not None and persist_directory is not None and (
+                folder is None or os.path.realpath(folder) != os.path.realpath(persist_directory)):
+            # langchain-chroma ignores it: the records went to the client's store, not to the folder named
+            raise InvalidInputError(f"persist_directory={os.fspath(persist_directory)!r} and a client "
+                                    f"({'in-memory or a server' if folder is None else f'of the folder {folder}'}) "
+                                    "name two places: pass one of them")
         opener = _OPENED_FOLDERS.get(os.path.realpath(folder)) if folder else None
         if opener is not None and opener != self._pid:
             raise _fork_error(f"this process was forked from process {opener} after that process had opened the "
@@ -495,7 +501,17 @@ class MatryoshkaChroma(VectorStore):
         if is_encoder(embedding):  # medrag.encoder.MatryoshkaEncoder: it says its full size
             return int(embedding.full_dim)
         # A plain Embeddings: its output size is the full size (one probe call).
-        return len(embedding.embed_query("medrag dimension probe"))
+        try:
+            probe = embedding.embed_query("medrag dimension probe")
+        except Exception as exc:  # noqa: BLE001 - an API's ConnectionError, a missing key: raw before
+            raise MedragError(f"MatryoshkaChroma() calls {type(embedding).__name__}.embed_query once to learn the "
+                              f"vector size, and it failed: {type(exc).__name__}: {exc}; check the embeddings "
+                              "(API reachable, key set) and open the store again") from exc
+        shape = np.shape(probe)
+        if len(shape) != 1:  # a (1, d) array was "a vector of 1 values"
+            raise DimensionError(f"{type(embedding).__name__}.embed_query returned an array of shape {shape}; it "
+                                 "should return one vector (a list of floats)")
+        return shape[0]
 
     @property
     def _model_identity(self) -> tuple[str, str]:
@@ -1023,7 +1039,8 @@ class MatryoshkaChroma(VectorStore):
         Example::
 
             >>> g = store.write_generation
-            >>> store.add_texts(["Hémoglobine glyquée à 7 %."])
+            >>> store.add_texts(["Hémoglobine glyquée à 7 %."], ids=["hba1c"])
+            ['hba1c']
             >>> store.write_generation > g
             True
         """
@@ -1169,8 +1186,10 @@ class MatryoshkaChroma(VectorStore):
             )
         if not np.isfinite(vecs).all():
             raise MedragError("the embeddings returned NaN or infinite values")
-        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
-        return np.divide(vecs, norms, out=np.zeros_like(vecs), where=norms > 0)
+        # the norms in float64: valid float32 vectors of huge or tiny values (1e20, 1e-25) overflowed to inf or
+        # underflowed to 0 in float32 and were refused as "all-zero vectors" (user tryout)
+        norms = np.linalg.norm(vecs.astype(np.float64), axis=1, keepdims=True)
+        return np.divide(vecs, norms, out=np.zeros_like(vecs), where=norms > 0).astype(np.float32)
 
     def _encode_pseudo_queries(self, queries: list[str]) -> np.ndarray:
         """The learned coarse fit's pseudo-queries encoded as queries (as documents for LangChain
@@ -1229,6 +1248,7 @@ class MatryoshkaChroma(VectorStore):
                 self._check_writer()  # recording the fitted stage is a write (rotation_sample= in a non-holder)
                 self._fit_or_resolve(full, texts)
 
+    @checked_arguments
     def next_write_size(self, batch_size: int) -> int:
         """How many texts the next write should hold: ``batch_size``, or, while the coarse stage
         waits for the first write to be fitted on (or decided, ``"auto"``),
@@ -1679,6 +1699,7 @@ class MatryoshkaChroma(VectorStore):
                 self._lexical.write_done()
         return True
 
+    @checked_arguments
     def delete_collection(self) -> None:
         """Drop the whole Chroma collection, its lexical index file and its vector copy; the store is
         unusable afterwards, except for :meth:`reset_collection`. With an embedded persistent client the
@@ -1707,6 +1728,7 @@ class MatryoshkaChroma(VectorStore):
             if segments:
                 self._remove_segment_folders(persist, segments)
 
+    @checked_arguments
     def reset_collection(self) -> None:
         """Delete every record and start the collection again, empty, with the same settings
         (langchain-chroma's ``reset_collection``): the model contract, the coarse size, the full-vector
@@ -1758,6 +1780,7 @@ class MatryoshkaChroma(VectorStore):
 
     # ------------------------------------------------------------------ reading
 
+    @checked_arguments
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """Documents with these ids, in the order asked; unknown ids are skipped.
 
@@ -1776,6 +1799,7 @@ class MatryoshkaChroma(VectorStore):
                 found[id_] = _document(id_, text, md)
         return [found[i] for i in ids if i in found]
 
+    @checked_arguments
     def get(self, ids: Sequence[str] | None = None, where: dict[str, Any] | None = None,
             limit: int | None = None, offset: int | None = None, where_document: dict[str, Any] | None = None,
             include: Sequence[str] | None = None) -> dict[str, Any]:
@@ -1832,6 +1856,7 @@ class MatryoshkaChroma(VectorStore):
                                  else np.zeros((0, self._full_dim), dtype=np.float32))
         return out
 
+    @checked_arguments
     def update_documents(self, ids: Sequence[str], documents: Sequence[Document]) -> None:
         """Replace the text and metadata of existing records (re-encoded), as langchain-chroma's
         ``update_documents``; the whole record is replaced, no old metadata key survives.
@@ -1858,10 +1883,12 @@ class MatryoshkaChroma(VectorStore):
         self.add_texts([d.page_content for d in documents], metadatas=[dict(d.metadata or {}) for d in documents],
                        ids=ids)
 
+    @checked_arguments
     def update_document(self, document_id: str, document: Document) -> None:
         """Replace one stored record: :meth:`update_documents` with one id."""
         self.update_documents([document_id], [document])
 
+    @checked_arguments
     def get_full_vectors(self, ids: Sequence[str]) -> np.ndarray:
         """The stored full-size vectors of these records, one unit-norm float32 row per id, in
         the order asked (a repeated id gives a repeated row).
@@ -1871,7 +1898,7 @@ class MatryoshkaChroma(VectorStore):
 
         Example::
 
-            >>> store.get_full_vectors(["a", "b"]).shape
+            >>> store.get_full_vectors(["fer", "hba1c"]).shape
             (2, 384)
 
         Args:
@@ -1961,10 +1988,10 @@ class MatryoshkaChroma(VectorStore):
             )
         if not np.isfinite(vec).all():
             raise InvalidInputError("the query vector contains NaN or infinite values")
-        norm = float(np.linalg.norm(vec))
+        norm = float(np.linalg.norm(vec.astype(np.float64)))
         if norm == 0:
-            raise InvalidInputError("the query vector is all zeros")
-        return vec / norm
+            raise InvalidInputError("the query vector is all zeros (check the embedding model or API that made it)")
+        return (vec / norm).astype(np.float32)
 
     def _embed_query(self, query: str) -> np.ndarray:
         if not isinstance(query, str):
@@ -1972,7 +1999,9 @@ class MatryoshkaChroma(VectorStore):
         if is_blank(query):
             raise InvalidInputError("the query is empty or holds only whitespace or invisible characters")
         _check_utf8(query, "the query", "fix the text")  # not add_texts' "text at index 0 ... decode your source"
-        return self._encode([query], query=True)[0]
+        # checked as a given vector is: hybrid_search and search_with_stages ranked by an all-zero query vector
+        # (every dense score 0) where similarity_search refused it (user tryout)
+        return self._query_vector(self._encode([query], query=True)[0])
 
     def _funnel(
         self,
@@ -2369,7 +2398,7 @@ class MatryoshkaChroma(VectorStore):
                                     "call as_retriever on the store you want searched")
         unknown = sorted(set(kwargs) - set(MatryoshkaRetriever.model_fields))
         if unknown:  # pydantic ignored them: as_retriever(search_kwarg={"k": 10}) returned 4 documents
-            raise InvalidInputError(f"as_retriever() got unknown argument(s) {unknown}; it takes search_type, "
+            raise InvalidArgumentError(f"as_retriever() got unknown argument(s) {unknown}; it takes search_type, "
                                     "search_kwargs, tags, metadata and the other fields of a LangChain retriever")
         try:
             return MatryoshkaRetriever(vectorstore=self, tags=tags, **kwargs)
@@ -2683,9 +2712,13 @@ def _vector_rows(rows: Any, dim: int) -> np.ndarray:
                 raise DimensionError(f"the embeddings returned a vector of {size} values for text {i} "
                                      f"(expected {dim}); check the embedding model or API for that text")
     try:
-        return np.asarray(rows, dtype=np.float32)
+        array = np.asarray(rows)
     except (TypeError, ValueError) as exc:
         raise MedragError(f"the embeddings returned values that are not numbers: {exc}") from exc
+    if array.dtype.kind not in "fiu":  # numeric strings ("0.12") were read as numbers, None and objects refused late
+        raise MedragError(f"the embeddings returned values that are not numbers ({array.dtype.name} values, e.g. "
+                          f"{array.ravel()[0]!r})" if array.size else "the embeddings returned no values")
+    return array.astype(np.float32, copy=False)
 
 
 def _content_hash(text: str, metadata: dict[str, Any]) -> str:

@@ -124,6 +124,9 @@ def test_a_mistyped_flag_is_named_by_its_subcommand_with_the_nearest_flag(capsys
     with pytest.raises(SystemExit):
         main(["evaluate", "--model", "m", "--sizez", "3"])
     assert "medrag evaluate: error: unrecognized arguments: --sizez 3 (did you mean --sizes?)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the dashes alone made it "did you mean --epochs?" (user tryout)
+        main(["finetune", "--nosuch", "1"])
+    assert "did you mean" not in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------- December 5 (failed before its fix)

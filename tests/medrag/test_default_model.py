@@ -24,6 +24,8 @@ def tiny_default(monkeypatch, tiny_model_dir):
         return tiny_model_dir
 
     monkeypatch.setattr(medrag.models, "bundled_folder", folder)
+    # its matryoshka.json too (a bundled adapter's is read from its packaged folder, which describes e5-small)
+    monkeypatch.setattr(medrag.models, "_metadata_folder", lambda spec, kind, built: built)
     return asked
 
 

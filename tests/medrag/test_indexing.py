@@ -1344,7 +1344,7 @@ def test_utf16_files_are_read_and_other_file_types_and_twin_links_named(tmp_path
     with caplog.at_level("WARNING", logger="medrag.indexing"):
         docs = {key: text for key, text, _ in iter_documents(folder)}
     assert docs == {"be.txt": "Œdème.", "notepad.txt": "Note : héparine 5000 UI."}
-    assert "1 file(s) not UTF-8 text skipped (e.g. nul.txt (a NUL byte" in caplog.text and "cp1252" in caplog.text
+    assert "1 file(s) not UTF-8 text skipped (e.g. nul.txt (a NUL character" in caplog.text and "cp1252" in caplog.text
     assert "2 file(s) of other types not indexed (.docx 1, .html 1; e.g. cr.docx)" in caplog.text
     assert "1 link(s) to files of the same folder skipped (e.g. lien.txt -> notepad.txt)" in caplog.text
 

@@ -1927,6 +1927,44 @@ def test_score_thresholds_as_ints_and_bad_search_kwargs(store: MatryoshkaChroma)
                                                                           score_threshold=0.99)] == ["a"]
 
 
+@pytest.mark.parametrize("call, expected", [
+    (lambda s: s.get(filter={"a": 1}), r"MatryoshkaChroma.get\(\): .*'filter' \(filter= is where= here\)"),
+    (lambda s: s.get_by_ids(["a"], foo=1), r"get_by_ids\(\): .*'foo'; it takes ids"),
+    (lambda s: s.update_documents(["a"], [], foo=1), r"update_documents\(\): .*'foo'"),
+    (lambda s: s.update_document("a", None, foo=1), r"update_document\(\): .*'foo'"),
+    (lambda s: s.get_full_vectors(["a"], foo=1), r"get_full_vectors\(\): .*'foo'"),
+    (lambda s: s.reset_collection(foo=1), r"reset_collection\(\): .*'foo'; it takes no argument"),
+    (lambda s: s.next_write_size(10, foo=1), r"next_write_size\(\): .*'foo'"),
+    (lambda s: __import__("medrag").MatryoshkaEmbeddings(dimensions=64), r"MatryoshkaEmbeddings\(\): .*\(dimensions= is dimension= here\)"),
+])
+def test_every_unknown_keyword_argument_is_an_invalid_argument_error(fake, call, expected) -> None:
+    """Methods of fixed signature raised Python's bare TypeError, outside the MedragError tree the docs
+    promise for an unknown keyword argument of any method (user tryout); nothing ran before it."""
+    import chromadb
+
+    store = MatryoshkaChroma(_name(), fake, client=chromadb.EphemeralClient(), coarse_rotation="none")
+    store.add_texts(["La ferritine basse."], ids=["a"])
+    with pytest.raises(InvalidArgumentError, match=expected):
+        call(store)
+    assert store.get_by_ids(["a"])[0].page_content == "La ferritine basse."
+    store.delete_collection()
+
+
+def test_a_client_and_another_persist_directory_are_refused(tmp_path, fake) -> None:
+    """The folder was ignored in silence (langchain-chroma's behaviour): the records went to the client's
+    store (user tryout). The client's own folder is fine."""
+    import chromadb
+
+    with pytest.raises(InvalidInputError, match="name two places: pass one of them"):
+        MatryoshkaChroma("notes", fake, persist_directory=str(tmp_path / "db2"), client=chromadb.EphemeralClient())
+    client = chromadb.PersistentClient(str(tmp_path / "db"))
+    with pytest.raises(InvalidInputError, match=f"of the folder {tmp_path / 'db'}"):
+        MatryoshkaChroma("notes", fake, persist_directory=str(tmp_path / "db2"), client=client)
+    store = MatryoshkaChroma("notes", fake, persist_directory=str(tmp_path / "db"), client=client)
+    store.close()
+    assert not (tmp_path / "db2").exists()
+
+
 def test_unknown_constructor_arguments_name_what_replaces_them(tmp_path, fake) -> None:
     """A langchain-chroma argument or a typo raised a plain TypeError, outside the MedragError tree."""
     with pytest.raises(InvalidArgumentError, match="client_settings.*chromadb.HttpClient"):
@@ -2189,6 +2227,71 @@ def test_an_all_zero_document_vector_is_refused_before_it_is_written(tmp_path) -
     store.close()
 
 
+def test_an_all_zero_query_vector_is_refused_by_every_search() -> None:
+    """similarity_search refused it; hybrid_search and search_with_stages ranked by it (every dense score
+    0: BM25 alone, in silence) (user tryout)."""
+    import chromadb
+
+    store = MatryoshkaChroma(_name(), _ZeroFor("VIDE"), client=chromadb.EphemeralClient(), coarse_rotation="none")
+    store.add_texts(["La ferritine basse.", "La TSH élevée."])
+    for search in (store.similarity_search, store.hybrid_search, store.search_with_stages,
+                   store.max_marginal_relevance_search):
+        with pytest.raises(InvalidInputError, match="the query vector is all zeros"):
+            search("VIDE")
+    store.delete_collection()
+
+
+class _Scaled(FakeMatryoshkaEmbeddings):
+    """Valid float32 vectors of huge or tiny values (an unnormalised model's)."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def _vec(self, text: str) -> np.ndarray:
+        return (super()._vec(text) * self.scale).astype(np.float32)
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e-25])
+def test_vectors_of_huge_or_tiny_values_are_normalised_not_refused(scale) -> None:
+    """Their float32 norm overflowed to inf or underflowed to 0, and they were refused as all-zero vectors."""
+    import chromadb
+
+    store = MatryoshkaChroma(_name(), _Scaled(scale), client=chromadb.EphemeralClient(), coarse_rotation="none")
+    store.add_texts(["La ferritine basse.", "La TSH élevée."], ids=["a", "b"])
+    found = store.similarity_search_with_score("La TSH élevée.", k=1)
+    assert found[0][0].id == "b" and found[0][1] == pytest.approx(0.0, abs=1e-3)
+    store.delete_collection()
+
+
+def test_plain_embeddings_that_fail_the_probe_or_return_odd_values_are_named() -> None:
+    """The construction probe's ConnectionError came out raw; a (1, d) query array was "a vector of 1
+    values"; numeric strings were stored as numbers (user tryout)."""
+    import chromadb
+
+    class Down(PlainEmbeddings):
+        def embed_query(self, text):
+            raise ConnectionError("API unreachable")
+
+    class Nested(PlainEmbeddings):
+        def embed_query(self, text):
+            return np.asarray([super().embed_query(text)])
+
+    class Strings(PlainEmbeddings):
+        def embed_documents(self, texts):
+            return [[str(x) for x in row] for row in super().embed_documents(texts)]
+
+    client = chromadb.EphemeralClient()
+    with pytest.raises(MedragError, match=r"Down.embed_query once .* ConnectionError: API unreachable"):
+        MatryoshkaChroma(_name(), Down(), client=client)
+    with pytest.raises(DimensionError, match=r"shape \(1, 96\); it should return one vector"):
+        MatryoshkaChroma(_name(), Nested(), client=client)
+    store = MatryoshkaChroma(_name(), Strings(), client=client, coarse_rotation="none")
+    with pytest.raises(MedragError, match="not numbers"):
+        store.add_texts(["La ferritine basse."])
+    assert len(store) == 0
+
+
 def test_precomputed_vectors_all_zero_or_given_a_bare_string_are_refused() -> None:
     from medrag import PrecomputedEmbeddings
 
@@ -2256,9 +2359,9 @@ def test_retriever_arguments_are_checked_when_it_is_built() -> None:
     import chromadb
 
     store = MatryoshkaChroma(_name(), FakeMatryoshkaEmbeddings(), client=chromadb.EphemeralClient())
-    with pytest.raises(InvalidInputError, match=r"unknown argument\(s\) \['search_kwarg'\]"):
+    with pytest.raises(InvalidArgumentError, match=r"unknown argument\(s\) \['search_kwarg'\]"):
         store.as_retriever(search_kwarg={"k": 10})
-    with pytest.raises(InvalidInputError, match="searchtype"):
+    with pytest.raises(InvalidArgumentError, match="searchtype"):
         store.as_retriever(searchtype="mmr")
     for search_type, kwargs, match in (("similarity", {"k": 0}, "must be >= 1"),
                                        ("similarity", {"kk": 3}, r"\['kk'\] are not arguments of similarity_search"),
