@@ -267,7 +267,9 @@ class EvaluationReport:
         check_writable_dir(out, "the report folder")  # a file there was a raw FileExistsError
         earlier = earlier_report_files(out)
         paths = {"json": out / "report.json", "markdown": out / "report.md", "metrics_csv": out / "metrics.csv"}
-        paths["json"].write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+        # the files this run writes, so that a later run in this folder removes these and nothing else
+        record = {**self.to_dict(), "files": self.file_names(plot)}
+        paths["json"].write_text(json.dumps(record, indent=2, ensure_ascii=False), encoding="utf-8")
         paths["markdown"].write_text(self.to_markdown(), encoding="utf-8")
         paths["metrics_csv"].write_text(self.metrics_table(fmt="csv"), encoding="utf-8")
         paths["per_query_csv"] = out / "per_query.csv"
@@ -335,7 +337,9 @@ def earlier_report_files(out: Path) -> set[str]:
     out = Path(out)
     names: set[str] = set()
     report = _report_json(out / "report.json", "medrag_version")
-    if report is not None:
+    if report is not None and isinstance(report.get("files"), list):  # recorded since December 6
+        names |= {n for n in report["files"] if isinstance(n, str) and "/" not in n and n not in ("", ".", "..")}
+    elif report is not None:  # an earlier version's report: the names its settings imply
         metric = report.get("primary_metric")
         models = report.get("models")
         names |= set(report_file_names(len(models) if isinstance(models, list) else 2,

@@ -481,12 +481,14 @@ def _note_other_file_types(folder: Path) -> None:
     outside hidden folders), counted by suffix."""
     others: dict[str, int] = {}
     first: Path | None = None
-    for p in folder.rglob("*"):
-        rel = p.relative_to(folder)
-        if p.suffix.lower() in FOLDER_SUFFIXES or any(part.startswith(".") for part in rel.parts) or not p.is_file():
-            continue
-        others[p.suffix.lower() or "(no suffix)"] = others.get(p.suffix.lower() or "(no suffix)", 0) + 1
-        first = first or rel
+    for top, dirs, names in os.walk(folder):  # hidden folders (.git: thousands of files) pruned, not walked
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            p = Path(top) / name
+            if name.startswith(".") or p.suffix.lower() in FOLDER_SUFFIXES or not p.is_file():
+                continue
+            others[p.suffix.lower() or "(no suffix)"] = others.get(p.suffix.lower() or "(no suffix)", 0) + 1
+            first = first or p.relative_to(folder)
     if others:
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(others.items(), key=lambda kv: (-kv[1], kv[0]))[:6])
         logger.warning("%s: %d file(s) of other types not indexed (%s; e.g. %s): medrag reads %s files; convert "
@@ -496,14 +498,16 @@ def _note_other_file_types(folder: Path) -> None:
 
 
 def _read_text_file(path: Path) -> str:
-    """A folder's ``.txt``/``.md`` file as text: UTF-8 (a BOM dropped), or UTF-16 when it starts with
-    UTF-16's BOM (Windows Notepad's "Unicode"; its advice to re-save as Latin-1 made text with a NUL
+    """A folder's ``.txt``/``.md`` file as text: UTF-8 (a BOM dropped), or UTF-16/32 when it starts with
+    their BOM (Windows Notepad's "Unicode"; its advice to re-save as Latin-1 made text with a NUL
     between every letter, indexed without a word: user tryout).
 
     Raises:
         UnicodeDecodeError: neither.
     """
     raw = path.read_bytes()
+    if raw.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16: FF FE 00 00 starts with FF FE
+        return raw.decode("utf-32")
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return raw.decode("utf-16")
     return raw.decode("utf-8-sig")

@@ -220,8 +220,8 @@ class MatryoshkaChroma(VectorStore):
             ``embed_documents``/``embed_query`` return *Matryoshka* vectors (whose leading
             coordinates are a usable embedding) of more than ``coarse_dim`` values: those vectors
             are the full size, their first ``coarse_dim`` values the coarse one.
-        persist_directory: folder of an embedded ``chromadb.PersistentClient`` (ignored when
-            ``client`` is given); a relative one is resolved once, here, so the store keeps
+        persist_directory: folder of an embedded ``chromadb.PersistentClient`` (with ``client``,
+            refused unless it is that client's own folder); a relative one is resolved once, here, so the store keeps
             working in that folder after an ``os.chdir`` (a client of your own made with a
             relative path does not: Chroma reopens its files from that path).
         client: any chromadb client (``PersistentClient``, ``EphemeralClient``, ``HttpClient``).
@@ -371,12 +371,13 @@ class MatryoshkaChroma(VectorStore):
                                     f"{type(persist_directory).__name__}")
         self._pid = os.getpid()  # a forked child cannot use an embedded client (_check_process)
         folder = persist_directory if client is None else _persist_directory(client)
-        if client is not None and persist_directory is not None and (
-                folder is None or os.path.realpath(folder) != os.path.realpath(persist_directory)):
+        if client is not None and persist_directory is not None and (folder is None or _real_folder(folder)
+                                                                      != _real_folder(persist_directory)):
             # langchain-chroma ignores it: the records went to the client's store, not to the folder named
-            raise InvalidInputError(f"persist_directory={os.fspath(persist_directory)!r} and a client "
-                                    f"({'in-memory or a server' if folder is None else f'of the folder {folder}'}) "
-                                    "name two places: pass one of them")
+            raise InvalidInputError(
+                f"persist_directory={os.fspath(persist_directory)!r} and a client "
+                f"({'in-memory or a server' if folder is None else f'of the folder {_real_folder(folder)}'}) "
+                "name two places: pass one of them")
         opener = _OPENED_FOLDERS.get(os.path.realpath(folder)) if folder else None
         if opener is not None and opener != self._pid:
             raise _fork_error(f"this process was forked from process {opener} after that process had opened the "
@@ -1975,8 +1976,8 @@ class MatryoshkaChroma(VectorStore):
 
     def _query_vector(self, embedding: Sequence[float] | np.ndarray) -> np.ndarray:
         try:
-            vec = np.asarray(embedding, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
+            vec = _numbers(embedding, "the query vector holds")
+        except MedragError as exc:
             raise DimensionError(f"the query vector is not a list of numbers: {exc}") from exc
         if vec.ndim != 1 or vec.shape[0] != self._full_dim:
             truncated = vec.ndim == 1 and vec.shape[0] == getattr(self._embedding, "dimension", None)
@@ -2711,14 +2712,19 @@ def _vector_rows(rows: Any, dim: int) -> np.ndarray:
             if size != dim:
                 raise DimensionError(f"the embeddings returned a vector of {size} values for text {i} "
                                      f"(expected {dim}); check the embedding model or API for that text")
+    return _numbers(rows, "the embeddings returned")
+
+
+def _numbers(values: Any, what: str) -> np.ndarray:
+    """``values`` as a float32 array: numbers of any type (numpy, Decimal, torch, object arrays of
+    floats), not text (numeric strings such as ``"0.12"`` were stored as numbers: user tryout)."""
     try:
-        array = np.asarray(rows)
+        array = np.asarray(values)
+        if array.dtype.kind in "USV":
+            raise TypeError(f"{array.dtype.name} values, e.g. {array.ravel()[0]!r}" if array.size else "no values")
+        return array.astype(np.float32, copy=False)
     except (TypeError, ValueError) as exc:
-        raise MedragError(f"the embeddings returned values that are not numbers: {exc}") from exc
-    if array.dtype.kind not in "fiu":  # numeric strings ("0.12") were read as numbers, None and objects refused late
-        raise MedragError(f"the embeddings returned values that are not numbers ({array.dtype.name} values, e.g. "
-                          f"{array.ravel()[0]!r})" if array.size else "the embeddings returned no values")
-    return array.astype(np.float32, copy=False)
+        raise MedragError(f"{what} values that are not numbers: {exc}") from exc
 
 
 def _content_hash(text: str, metadata: dict[str, Any]) -> str:
@@ -2800,6 +2806,11 @@ def _is_local_client(client: Any) -> bool:
         return "rust" in str(getattr(client.get_settings(), "chroma_api_impl", "")).lower()
     except Exception:  # noqa: BLE001 - a client-like object without settings: treated as local (guarded)
         return True
+
+
+def _real_folder(path: str | os.PathLike[str]) -> str:
+    """A folder path as the file system resolves it (``~`` expanded, links followed, absolute)."""
+    return os.path.realpath(os.path.expanduser(os.fspath(path)))
 
 
 def _persist_directory(client: Any) -> str | None:

@@ -287,6 +287,11 @@ def test_a_reused_out_folder_keeps_the_users_own_files_named_like_report_files(t
     names = sorted(p.name for p in out.iterdir())
     assert "ndcg10_vs_size.png" not in names and "mrr10_vs_size.png" in names  # the earlier plot is replaced
     assert {"latency_vs_size.png", "suite.md", "hybrid_suite.md"} <= set(names)
+    # a run without a plot: the user's own file of the plot's name is not removed by the next (review)
+    assert main([*argv, "--no-plot"]) == 0 and "mrr10_vs_size.png" not in {p.name for p in out.iterdir()}
+    (out / "ndcg10_vs_size.png").write_text("mine")
+    assert main([*argv, "--no-plot", "--primary-metric", "mrr@10"]) == 0
+    assert (out / "ndcg10_vs_size.png").read_text() == "mine"
 
 
 @pytest.mark.parametrize("terminal, flags, bars", [(False, [], False), (True, [], True), (True, ["--no-progress"], False)])

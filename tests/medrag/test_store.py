@@ -1963,6 +1963,9 @@ def test_a_client_and_another_persist_directory_are_refused(tmp_path, fake) -> N
     store = MatryoshkaChroma("notes", fake, persist_directory=str(tmp_path / "db"), client=client)
     store.close()
     assert not (tmp_path / "db2").exists()
+    with pytest.MonkeyPatch.context() as m:  # "~/db" is that folder too (review: refused by the first fix)
+        m.setenv("HOME", str(tmp_path))
+        MatryoshkaChroma("notes", fake, persist_directory="~/db", client=client).close()
 
 
 def test_unknown_constructor_arguments_name_what_replaces_them(tmp_path, fake) -> None:
@@ -2290,6 +2293,18 @@ def test_plain_embeddings_that_fail_the_probe_or_return_odd_values_are_named() -
     with pytest.raises(MedragError, match="not numbers"):
         store.add_texts(["La ferritine basse."])
     assert len(store) == 0
+    with pytest.raises(DimensionError, match="not a list of numbers"):
+        store.similarity_search_by_vector([str(x) for x in PlainEmbeddings().embed_query("x")])
+
+    class Objects(PlainEmbeddings):  # numbers of other types are numbers (review: refused by the first fix)
+        def embed_documents(self, texts):
+            from decimal import Decimal
+
+            rows = super().embed_documents(texts)
+            return [np.array(rows[0], dtype=object), [Decimal(repr(x)) for x in rows[1]]]
+
+    store = MatryoshkaChroma(_name(), Objects(), client=client, coarse_rotation="none")
+    assert store.add_texts(["La ferritine basse.", "La TSH."], ids=["a", "b"]) == ["a", "b"]
 
 
 def test_precomputed_vectors_all_zero_or_given_a_bare_string_are_refused() -> None:
