@@ -374,7 +374,9 @@ class FinetuneConfig:
         if self.engine == "loop" and self.distill_weight > 0:
             losses.append(f"self-distillation of the frozen base x{self.distill_weight:g} "
                           f"(temperature {self.distill_temperature:g})")
-        sizes = " ".join(map(str, self.dims or model_dims or [])) or "the model's trained sizes"
+        # a model without matryoshka.json trains the seed's sizes capped to it, not "its trained sizes" (tryout)
+        sizes = (" ".join(map(str, self.dims or model_dims or []))
+                 or "the model's trained sizes (matryoshka.json), else 1024 768 512 256 128 64 capped to its size")
         if self.engine == "loop" and self.freeze_encoder:
             what = f"the final linear layer ({self.rotation} initialisation) over the frozen encoder"
         elif self.engine == "loop" and self.lora_rank:
@@ -390,7 +392,8 @@ class FinetuneConfig:
                  f"  {'phase 1' if self.top_block_epochs else 'trains'}: {what}, {length}, lr {self.learning_rate:g}, batch {self.batch_size}; "
                  f"{' + '.join(losses)}"]
         if self.top_block_epochs:
-            block = f"{self.max_steps} steps at most" if self.max_steps > 0 else f"{self.top_block_epochs} epochs"
+            block = (f"{self.max_steps} steps at most" if self.max_steps > 0 else
+                     f"{self.top_block_epochs} epoch{'' if self.top_block_epochs == 1 else 's'}")
             lines.append(f"  phase 2: the encoder's last block (LoRA rank {self.top_block_lora_rank}, alpha "
                          f"{self.top_block_lora_alpha:g}, lr {self.top_block_learning_rate:g}) and the final layer "
                          f"(lr {self.top_block_head_learning_rate:g}), {block}, same losses and batches, on hidden "
@@ -432,7 +435,7 @@ class FinetuneConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             close = {k: difflib.get_close_matches(str(k), known, n=1) for k in unknown}
-            hints = [f"{k!r} -> {m[0]!r}" for k, m in close.items() if m]
+            hints = [f"{m[0]!r} for {k!r}" for k, m in close.items() if m]
             raise ConfigError(f"unknown config key(s) {unknown}"
                               + (f"; did you mean {', '.join(hints)}?" if hints else "")
                               + " (`medrag finetune --help` lists every setting)")

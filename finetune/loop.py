@@ -363,7 +363,8 @@ class TrainingLoop:
             seen += len(batch)
             result.losses.append(float(loss.detach()))
             bar.update(1)
-            if step % max(1, cfg.logging_steps) == 0:
+            if step % max(1, cfg.logging_steps) == 0 or step + 1 == total:  # the last step too: the bar ended on
+                # an older loss than training_info.json's final_loss (user tryout)
                 bar.set_postfix(loss=f"{result.losses[-1]:.4f}")
                 logger.info("step %d/%d loss %.4f", step + 1, total, result.losses[-1])
             done = step + 1

@@ -137,20 +137,33 @@ def write_model_card(folder: str | Path, cfg: Any, result: Any, dataset: Any, in
 def adapter_card(name: str, cfg: Any, result: Any, metadata: Any, sources: list[str], licences: dict[str, str],
                  pair_counts: dict[str, int], text_counts: dict[str, int]) -> str:
     """The model card (``README.md``) of an exported adapter: data and licences, recipe, scores, limits."""
+    from medrag.adapters import packaged_models
+    from medrag.bundled import BUNDLED_SPEC
+
     nc = any("NC" in v for v in licences.values())
     scored_on = metadata.extra.get("scored_on") or "the run's evaluation split"
+    # a user's export (its own base, loaded from its folder) was described as medrag's packaged model over
+    # the embedded e5-small, loaded as bundled:NAME, with e5-small's size in its limits (user tryout)
+    packaged = name in packaged_models()
+    base = cfg.model or BUNDLED_SPEC
+    over_e5_small = base == BUNDLED_SPEC or (base.startswith("bundled:") and base.removeprefix("bundled:") in packaged_models())
+    base_text = ("the embedded `multilingual-e5-small` (MIT)" if base == BUNDLED_SPEC else
+                 f"`{base}`" + (" (medrag's model over the embedded `multilingual-e5-small`, MIT)" if over_e5_small else ""))
+    load_text = (f'`medrag.load_model("bundled:{name}")`' if packaged else
+                 f'`MatryoshkaEmbeddings("{cfg.export_adapter}")` (this folder; `medrag.load_model` alike)')
+    trained_on = ", ".join(pair_counts) or "the run's pairs"
     lines = [
         f"# {name}" + (" (non-commercial)" if nc else ""),
         "",
-        "medrag's French medical Matryoshka embedding model: "
+        ("medrag's French medical Matryoshka embedding model: " if packaged else
+         "A Matryoshka embedding model trained with `medrag finetune`: ")
         + (f"a LoRA adapter (rank {cfg.lora_rank})" if cfg.lora_rank else "")
         + (f"a LoRA adapter of the encoder's last block (rank {cfg.top_block_lora_rank})"
            if getattr(cfg, "top_block_epochs", 0) else "")
         + (" and " if (cfg.lora_rank or getattr(cfg, "top_block_epochs", 0)) and cfg.rotation != "none" else "")
         + ((f"a {'learned ' if cfg.freeze_encoder or cfg.rotation_trainable else ''}final linear layer "
             f"(initialised as a {cfg.rotation} rotation)") if cfg.rotation != "none" else "")
-        + " over the embedded `multilingual-e5-small` (MIT), applied at load time by "
-        "`medrag.load_model(\"bundled:" + name + "\")`. "
+        + f" over {base_text}, applied at load time by {load_text}. "
         "Queries take the prompt `query: `, passages `passage: ` (medrag adds them).",
         "",
         "## Data and licences",
@@ -187,10 +200,12 @@ def adapter_card(name: str, cfg: Any, result: Any, metadata: Any, sources: list[
         "",
         *_regression_lines(metadata),
         *_transfer_lines(metadata, sources),
-        "- Trained and selected for French medical passage retrieval; other languages and domains inherit the "
-        "base model's quality at best.",
-        "- A small model (384 dims, 118M parameters, 4-bit-rounded base weights): for the best quality, "
-        "fine-tune `intfloat/multilingual-e5-large` with the same recipe.",
+        *(["- Trained and selected for French medical passage retrieval; other languages and domains inherit the "
+           "base model's quality at best."] if packaged else
+          [f"- Trained on {trained_on}: other data and domains inherit the base model's quality at best."]),
+        *(["- A small model (384 dims, 118M parameters, 4-bit-rounded base weights): for the best quality, "
+           "fine-tune `intfloat/multilingual-e5-large` with the same recipe."] if over_e5_small else
+          [f"- {metadata.full_dim} dims over `{base}`."]),
         "- Not a medical device; retrieval results need a clinician's judgement.",
         "",
     ]

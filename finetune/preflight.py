@@ -131,7 +131,9 @@ def check_output_dir(cfg: "FinetuneConfig", create: bool = True) -> None:
         if not is_finetune_output(out):
             raise ConfigError(f"output_dir {cfg.output_dir} is a folder with other files in it (not a previous "
                               "medrag finetune output): the run would overwrite them; pass a new or empty folder")
-        if not cfg.resume and create:  # said once, by the run itself
+        # said once, by the run itself; only where a model was saved (a run that failed early left its
+        # checkpoints folder alone, and the next run warned about model files that never were: user tryout)
+        if not cfg.resume and create and (out / "modules.json").is_file():
             logger.warning("output_dir %s holds a previous fine-tuning output: its model files are overwritten",
                            cfg.output_dir)
     check_writable_dir(out, "output_dir", create=create)
@@ -229,6 +231,10 @@ def check_run(cfg: "FinetuneConfig", create: bool = True, model_given: bool = Fa
         check_writable_dir(Path(cfg.teacher_cache).expanduser(), "teacher_cache", create=False)
     if cfg.export_adapter is not None:
         check_export_folder(cfg.export_adapter, cfg.output_dir, cfg.model)
+        export = Path(cfg.export_adapter).expanduser()
+        if create and export.is_dir() and is_adapter_export(export):  # replaced in silence (user tryout)
+            logger.warning("export_adapter %s holds a previous adapter export: it is replaced by this run's",
+                           cfg.export_adapter)
         check_writable_dir(Path(cfg.export_adapter).expanduser(), "export_adapter", create=False)
         check_suite_data(cfg)
     check_report_to(cfg.report_to)

@@ -272,10 +272,13 @@ class MatryoshkaFinetuner:
             from finetune.rotation import rotation_layer
 
             if rotation_layer(model) is not None:  # the block's states skip the layer the model already has
+                folder = getattr(model, "medrag_folder", None) or (cfg.model if cfg.model and Path(cfg.model).expanduser().is_dir() else None)
+                meta = MatryoshkaMetadata.load(Path(folder).expanduser()) if folder else None
+                base = meta.base_model if meta is not None and meta.base_model else None  # its recorded base, if any
                 raise ConfigError(f"top_block_epochs trains the encoder's last block from the base's hidden states, "
                                   f"but {cfg.model or 'the model'} already ends with a trained final layer (a fine-tuned "
                                   "model): drop top_block_epochs to train a new final layer over it, or start from "
-                                  "its base (--model bundled:multilingual-e5-small)")
+                                  + (f"its base (--model {base})" if base else "the model it was fine-tuned from"))
         loop = TrainingLoop(model, loop_cfg, dims, pairs, unlabelled)
         phase = None
         if cfg.top_block_epochs:  # block states first: the loop's teacher vectors come from them

@@ -212,8 +212,9 @@ def _check_model_path(spec: str, path: Path) -> Literal["bundled", "folder", "ad
 
 
 def _embedded_models() -> str:
-    """The embedded specs, for error messages: ``'bundled:...', ... ('bundled:...' is the default)``."""
-    return f"{', '.join(map(repr, bundled_specs()))} ({DEFAULT_SPEC!r} is the default)"
+    """The embedded specs, for error messages: ``'bundled:...', ... ('bundled:...' is the default model of
+    MatryoshkaEmbeddings and the store)`` (``medrag finetune`` starts from the plain e5-small by default)."""
+    return f"{', '.join(map(repr, bundled_specs()))} ({DEFAULT_SPEC!r} is the default model of MatryoshkaEmbeddings and the store)"
 
 
 def _download_hint() -> str:

@@ -43,7 +43,7 @@ def test_bad_line_bad_config_and_missing_file_exit_1(tmp_path, capsys):
     cfg.write_text("epochs: 1\nbatch_sise: 4\n")
     assert medrag_main(["finetune", "--config", str(cfg)]) == 1
     line = _one_error_line(capsys)
-    assert "unknown config key(s) ['batch_sise']; did you mean 'batch_sise' -> 'batch_size'?" in line
+    assert "unknown config key(s) ['batch_sise']; did you mean 'batch_size' for 'batch_sise'?" in line
     assert "learning_rate" not in line  # the ~70 known keys are not listed
 
     assert medrag_main(["finetune", "--config", str(tmp_path / "none.yaml")]) == 1

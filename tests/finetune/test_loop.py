@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 
 import numpy as np
@@ -161,6 +162,12 @@ def test_exported_adapter_rebuilds_the_trained_model(lora_run, tiny_model_dir, t
     assert len(config["adapted_weights"]) == 2 * 6  # 2 layers x q, k, v, attention out, ffn in, ffn out
     built = build_adapted_model(adapter, tiny_model_dir, tmp_path / "built")
     assert (built / "matryoshka.json").is_file() and "LoRA adapter (rank 4)" in (built / "README.md").read_text()
+    # a user's export: its own base, loaded from its folder (it was described as medrag's packaged model over
+    # e5-small, loaded as bundled:tiny-fr, with e5-small's size: user tryout)
+    card = (adapter / "README.md").read_text()
+    assert "trained with `medrag finetune`" in card and f"over `{config['base_model']}`" in card
+    assert f'MatryoshkaEmbeddings("{adapter}")' in card and "bundled:tiny-fr" not in card
+    assert "384 dims" not in card and "128 dims over" in card and "multilingual-e5-small" not in card
     texts = ["query: glycémie à jeun", "passage: La TSH élevée oriente vers une hypothyroïdie."]
     merged = medrag.load_model(result.output_dir, device="cpu").encode(texts, normalize_embeddings=True)
     rebuilt = medrag.load_model(built, device="cpu").encode(texts, normalize_embeddings=True)
@@ -541,6 +548,13 @@ def test_a_frozen_encoder_run_over_a_fine_tuned_model_trains_its_new_layer(tiny_
         built = medrag.load_model(str(tmp_path / "adapter" / f"lora-{rotation}"), device="cpu")
         assert float(built.encode(text)[0] @ trained.encode(text)[0]) > 0.999, rotation
     # the last-block phase cannot start from a model that already has a final layer: refused before training
-    with pytest.raises(ConfigError, match="already ends with a trained final layer"):
+    # it names the folder's recorded base, if any (it said bundled:multilingual-e5-small whatever the base: user
+    # tryout)
+    with pytest.raises(ConfigError, match="already ends with a trained final layer.*the model it was fine-tuned from"):
         MatryoshkaFinetuner(cfg.replace(model=str(tmp_path / "headed"), output_dir=str(tmp_path / "tb"),
+                                        export_adapter=None, top_block_epochs=1)).run()
+    base = MatryoshkaMetadata.load(tmp_path / "ft").base_model
+    assert base and base != "bundled:multilingual-e5-small"
+    with pytest.raises(ConfigError, match=f"its base \\(--model {re.escape(base)}\\)"):
+        MatryoshkaFinetuner(cfg.replace(model=str(tmp_path / "ft"), output_dir=str(tmp_path / "tb"),
                                         export_adapter=None, top_block_epochs=1)).run()

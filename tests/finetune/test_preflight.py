@@ -52,6 +52,20 @@ def test_an_export_folder_with_user_files_is_refused_and_kept(tmp_path, monkeypa
     assert (user / "notes.txt").read_text() == "keep me"
 
 
+def test_a_previous_export_is_replaced_with_a_warning(tmp_path, caplog, tiny_model_dir, pairs_file):
+    """It was replaced in silence, where a previous output_dir gets a warning (user tryout)."""
+    from finetune.preflight import check_run
+
+    cfg = quick_config(tiny_model_dir, pairs_file, tmp_path / "out", engine="loop", freeze_encoder=True,
+                       rotation="pca_centered", export_adapter=str(_previous_export(tmp_path / "old")))
+    with caplog.at_level(logging.WARNING, logger="finetune.preflight"):
+        check_run(cfg, create=False)
+    assert "previous adapter export" not in caplog.text  # --check: said by the run
+    with caplog.at_level(logging.WARNING, logger="finetune.preflight"):
+        check_run(cfg)
+    assert "holds a previous adapter export: it is replaced" in caplog.text
+
+
 def test_an_export_folder_may_be_new_empty_or_a_previous_export(tmp_path):
     check_export_folder(tmp_path / "new", tmp_path / "out")
     (tmp_path / "empty").mkdir()
@@ -109,9 +123,17 @@ def test_a_previous_output_is_overwritten_with_a_warning(tmp_path, caplog):
     out = tmp_path / "old"
     out.mkdir()
     (out / "finetune_config.yaml").write_text("epochs: 1\n")
+    (out / "modules.json").write_text("[]")
     with caplog.at_level(logging.WARNING, logger="finetune.preflight"):
         check_output_dir(FinetuneConfig(output_dir=str(out)))
     assert "previous fine-tuning output" in caplog.text
+    # a run that failed before saving a model left its checkpoints folder: no model files to warn about (tryout)
+    caplog.clear()
+    (tmp_path / "failed" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "failed" / "checkpoints" / "scores_before.json").write_text("{}")
+    with caplog.at_level(logging.WARNING, logger="finetune.preflight"):
+        check_output_dir(FinetuneConfig(output_dir=str(tmp_path / "failed")))
+    assert "previous fine-tuning output" not in caplog.text
     # an interrupted run (checkpoints only) is one too: --resume needs it
     (tmp_path / "cut" / "checkpoints" / "checkpoint-3").mkdir(parents=True)
     check_output_dir(FinetuneConfig(output_dir=str(tmp_path / "cut"), resume=True))

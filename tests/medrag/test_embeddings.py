@@ -521,3 +521,21 @@ def test_a_long_query_is_warned_about_as_a_query(tiny_embeddings):
         model.prompts = prompts
     said = [str(w.message) for w in caught if "max_seq_length" in str(w.message)]
     assert said[0].startswith("1 query(s)") and said[1].startswith("1 text(s)") and "passages" in said[1], said
+
+
+def test_a_model_copied_as_the_readme_says_keeps_its_sizes_and_scores(tiny_model_dir, tmp_path):
+    """sentence-transformers' save leaves matryoshka.json out (the copy lost its sizes and "auto"'s scores:
+    user tryout); README: ``emb.model.save(folder); emb.metadata.save(folder)``."""
+    import shutil
+
+    source = tmp_path / "source"
+    shutil.copytree(tiny_model_dir, source)
+    MatryoshkaMetadata(full_dim=128, dims=[128, 64, 32],
+                       scores={128: {"ndcg@10": 0.5}, 64: {"ndcg@10": 0.499}, 32: {"ndcg@10": 0.3}}).save(source)
+    emb = MatryoshkaEmbeddings(str(source), dimension="auto")
+    emb.model.save(str(tmp_path / "bare"))
+    assert MatryoshkaEmbeddings(str(tmp_path / "bare")).dims != [128, 64, 32]  # what the README's step is for
+    emb.model.save(str(tmp_path / "copy"))
+    emb.metadata.save(tmp_path / "copy")
+    copy = MatryoshkaEmbeddings(str(tmp_path / "copy"), dimension="auto")
+    assert copy.dims == [128, 64, 32] and copy.dimension == emb.dimension == 64
