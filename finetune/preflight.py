@@ -214,6 +214,49 @@ def check_matryoshka_weights(cfg: "FinetuneConfig", dims: list[int] | None = Non
                           f"{len(dims)} sizes {list(dims)}: give one weight per size, or set dims")
 
 
+def check_top_block_base(spec: str) -> None:
+    """Refuse, before anything loads, a model the last-block phase cannot start from: one that already
+    ends with a trained final layer (a fine-tuned folder, an adapter export or packaged model with a
+    layer), read off its ``modules.json`` or ``adapter_config.json``; the run refuses it too, once loaded.
+
+    Raises:
+        ConfigError: naming the model's recorded base when it has one.
+    """
+    import json
+
+    from medrag.adapters import adapter_folder, read_adapter_config
+    from medrag.metadata import MatryoshkaMetadata
+
+    if spec == BUNDLED_SPEC:
+        return
+    folder = adapter_folder(spec.removeprefix("bundled:")) if spec.startswith("bundled:") else Path(spec).expanduser()
+    if not folder.is_dir():
+        return  # a hub id: the run checks the loaded model
+    base = None
+    if (folder / "adapter_config.json").is_file() and not (folder / "modules.json").is_file():
+        config = read_adapter_config(folder)
+        headed, base = bool(config.get("rotation")), config.get("base_model")
+    else:
+        try:
+            modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return  # the run's own load names what is wrong
+        headed = any(isinstance(m, dict) and str(m.get("type", "")).endswith("Dense") for m in modules)
+        meta = MatryoshkaMetadata.load(folder) if headed else None
+        base = meta.base_model if meta is not None else None
+    if headed:
+        raise top_block_refusal(spec, base)
+
+
+def top_block_refusal(spec: str, base: str | None) -> ConfigError:
+    """The error for a last-block phase over ``spec``, a model with a trained final layer (``base``: its
+    recorded base, named as the model to start from)."""
+    return ConfigError(f"top_block_epochs trains the encoder's last block from the base's hidden states, but {spec} "
+                       "already ends with a trained final layer (a fine-tuned model): drop top_block_epochs to "
+                       "train a new final layer over it, or start from "
+                       + (f"its base (--model {base})" if base else "the model it was fine-tuned from"))
+
+
 def check_run(cfg: "FinetuneConfig", create: bool = True, model_given: bool = False) -> None:
     """Everything a run checks before loading the model (``create=False``: make no folder;
     ``model_given``: a loaded model was passed in, whose sizes ``cfg.model`` does not tell)."""
@@ -221,6 +264,8 @@ def check_run(cfg: "FinetuneConfig", create: bool = True, model_given: bool = Fa
     if not model_given:
         if cfg.model is not None:  # a misspelled folder or bundled: name failed after the data had loaded
             check_model_spec(cfg.model)
+            if cfg.top_block_epochs:  # refused by the run after the data and the scores before (and not by --check)
+                check_top_block_base(cfg.model)
         check_matryoshka_weights(cfg)
         check_dims(cfg)
     check_resume(cfg)
@@ -320,5 +365,6 @@ def check_suite_data(cfg: "FinetuneConfig") -> None:
                           "eval split")
 
 
-__all__ = ["check_run", "check_output_dir", "check_export_folder", "check_report_to", "is_finetune_output",
+__all__ = ["check_run", "check_output_dir", "check_export_folder", "check_report_to", "check_top_block_base",
+           "is_finetune_output",
            "is_adapter_export", "RUN_MARKERS"]

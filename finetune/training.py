@@ -43,7 +43,7 @@ from finetune.config import FinetuneConfig
 from finetune.data import load_dataset_from_config
 from finetune.model_card import recipe_settings, write_model_card
 from finetune.preflight import (CHECKPOINT_DIR, CONFIG_FILENAME, FINISHED_FILENAME, INFO_FILENAME, check_matryoshka_weights,
-                                check_report_to, check_run)
+                                check_report_to, check_run, top_block_refusal)
 from finetune.scoring import TRAINING_METRICS, prompt_texts, score_sizes
 from medrag.errors import ConfigError, DataError
 from medrag.metadata import MatryoshkaMetadata, default_dims
@@ -275,10 +275,7 @@ class MatryoshkaFinetuner:
                 folder = getattr(model, "medrag_folder", None) or (cfg.model if cfg.model and Path(cfg.model).expanduser().is_dir() else None)
                 meta = MatryoshkaMetadata.load(Path(folder).expanduser()) if folder else None
                 base = meta.base_model if meta is not None and meta.base_model else None  # its recorded base, if any
-                raise ConfigError(f"top_block_epochs trains the encoder's last block from the base's hidden states, "
-                                  f"but {cfg.model or 'the model'} already ends with a trained final layer (a fine-tuned "
-                                  "model): drop top_block_epochs to train a new final layer over it, or start from "
-                                  + (f"its base (--model {base})" if base else "the model it was fine-tuned from"))
+                raise top_block_refusal(cfg.model or "the model", base)
         loop = TrainingLoop(model, loop_cfg, dims, pairs, unlabelled)
         phase = None
         if cfg.top_block_epochs:  # block states first: the loop's teacher vectors come from them

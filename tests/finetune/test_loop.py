@@ -558,3 +558,11 @@ def test_a_frozen_encoder_run_over_a_fine_tuned_model_trains_its_new_layer(tiny_
     with pytest.raises(ConfigError, match=f"its base \\(--model {re.escape(base)}\\)"):
         MatryoshkaFinetuner(cfg.replace(model=str(tmp_path / "ft"), output_dir=str(tmp_path / "tb"),
                                         export_adapter=None, top_block_epochs=1)).run()
+    # before anything loads, so --check refuses it too (it printed both phases: user tryout); the exported
+    # adapter (a layer) alike, the plain base not
+    from finetune.preflight import check_top_block_base
+
+    for spec in (str(tmp_path / "ft"), str(tmp_path / "headed"), str(tmp_path / "adapter" / "helpdesk")):
+        with pytest.raises(ConfigError, match="already ends with a trained final layer"):
+            check_top_block_base(spec)
+    check_top_block_base(str(tiny_model_dir))
