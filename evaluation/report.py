@@ -338,7 +338,8 @@ def earlier_report_files(out: Path) -> set[str]:
     names: set[str] = set()
     report = _report_json(out / "report.json", "medrag_version")
     if report is not None and isinstance(report.get("files"), list):  # recorded since December 6
-        names |= {n for n in report["files"] if isinstance(n, str) and "/" not in n and n not in ("", ".", "..")}
+        # only names a report writes: an edited or crafted report.json must not delete other files
+        names |= {n for n in report["files"] if isinstance(n, str) and _is_report_file_name(n)}
     elif report is not None:  # an earlier version's report: the names its settings imply
         metric = report.get("primary_metric")
         models = report.get("models")
@@ -348,6 +349,12 @@ def earlier_report_files(out: Path) -> set[str]:
         names |= {"suite.md", "suite.json"} | {f.name for f in out.iterdir()
                                                if re.fullmatch(r"hybrid_suite(_[0-9]+)?\.(md|json)", f.name)}
     return names
+
+
+def _is_report_file_name(name: str) -> bool:
+    """Whether ``name`` is a plain file name of the kind :meth:`EvaluationReport.write` writes."""
+    return (name in ("report.json", "report.md", "metrics.csv", "per_query.csv", "comparison.csv")
+            or re.fullmatch(r"[a-z0-9]+_vs_size\.png", name) is not None)
 
 
 def remove_stale_report_files(out: Path, written: Iterable[Path], earlier: Iterable[str]) -> None:

@@ -137,14 +137,17 @@ def write_model_card(folder: str | Path, cfg: Any, result: Any, dataset: Any, in
 def adapter_card(name: str, cfg: Any, result: Any, metadata: Any, sources: list[str], licences: dict[str, str],
                  pair_counts: dict[str, int], text_counts: dict[str, int]) -> str:
     """The model card (``README.md``) of an exported adapter: data and licences, recipe, scores, limits."""
-    from medrag.adapters import packaged_models
+    from medrag.adapters import packaged_models, packaged_models_dir
     from medrag.bundled import BUNDLED_SPEC
 
     nc = any("NC" in v for v in licences.values())
     scored_on = metadata.extra.get("scored_on") or "the run's evaluation split"
     # a user's export (its own base, loaded from its folder) was described as medrag's packaged model over
     # the embedded e5-small, loaded as bundled:NAME, with e5-small's size in its limits (user tryout)
-    packaged = name in packaged_models()
+    # packaged: exported into medrag's own models folder under its name (the recipes of the shipped models),
+    # not merely named like one (the default adapter_name is the default model's)
+    packaged = cfg.export_adapter is not None and \
+        Path(cfg.export_adapter).expanduser().resolve() == (packaged_models_dir() / name).resolve()
     base = cfg.model or BUNDLED_SPEC
     over_e5_small = base == BUNDLED_SPEC or (base.startswith("bundled:") and base.removeprefix("bundled:") in packaged_models())
     base_text = ("the embedded `multilingual-e5-small` (MIT)" if base == BUNDLED_SPEC else

@@ -241,6 +241,8 @@ def check_top_block_base(spec: str) -> None:
             modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return  # the run's own load names what is wrong
+        if not isinstance(modules, list):
+            return  # not a module list: the run's own load names what is wrong
         headed = any(isinstance(m, dict) and str(m.get("type", "")).endswith("Dense") for m in modules)
         meta = MatryoshkaMetadata.load(folder) if headed else None
         base = meta.base_model if meta is not None else None

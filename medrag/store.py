@@ -1978,7 +1978,7 @@ class MatryoshkaChroma(VectorStore):
         try:
             vec = _numbers(embedding, "the query vector holds")
         except MedragError as exc:
-            raise DimensionError(f"the query vector is not a list of numbers: {exc}") from exc
+            raise DimensionError(f"{exc}: a query vector is a list of numbers") from exc
         if vec.ndim != 1 or vec.shape[0] != self._full_dim:
             truncated = vec.ndim == 1 and vec.shape[0] == getattr(self._embedding, "dimension", None)
             raise DimensionError(
@@ -2716,15 +2716,28 @@ def _vector_rows(rows: Any, dim: int) -> np.ndarray:
 
 
 def _numbers(values: Any, what: str) -> np.ndarray:
-    """``values`` as a float32 array: numbers of any type (numpy, Decimal, torch, object arrays of
-    floats), not text (numeric strings such as ``"0.12"`` were stored as numbers: user tryout)."""
+    """``values`` as a float32 array: real numbers of any type (numpy, bool, Decimal, torch, object
+    arrays of floats); not text (numeric strings such as ``"0.12"`` were stored as numbers: user
+    tryout), None, complex numbers or dates.
+
+    Raises:
+        MedragError: ``what`` followed by the first value that is not a number.
+    """
     try:
         array = np.asarray(values)
-        if array.dtype.kind in "USV":
-            raise TypeError(f"{array.dtype.name} values, e.g. {array.ravel()[0]!r}" if array.size else "no values")
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise MedragError(f"{what} values that are not numbers ({exc})") from exc
+    if array.dtype.kind == "O":
+        bad = next((v for v in array.ravel() if isinstance(v, (str, bytes, complex)) or v is None), None)
+        if bad is not None or any(v is None for v in array.ravel()):
+            raise MedragError(f"{what} a value that is not a number: {bad!r}")
+    elif array.dtype.kind not in "fiub":
+        first = array.ravel()[0].item() if array.size else None
+        raise MedragError(f"{what} values that are not numbers ({array.dtype.name}, e.g. {first!r})")
+    try:
         return array.astype(np.float32, copy=False)
-    except (TypeError, ValueError) as exc:
-        raise MedragError(f"{what} values that are not numbers: {exc}") from exc
+    except (TypeError, ValueError, OverflowError) as exc:  # 10**400 in an object array: a raw OverflowError
+        raise MedragError(f"{what} values that are not numbers ({exc})") from exc
 
 
 def _content_hash(text: str, metadata: dict[str, Any]) -> str:
@@ -2809,8 +2822,10 @@ def _is_local_client(client: Any) -> bool:
 
 
 def _real_folder(path: str | os.PathLike[str]) -> str:
-    """A folder path as the file system resolves it (``~`` expanded, links followed, absolute)."""
-    return os.path.realpath(os.path.expanduser(os.fspath(path)))
+    """A folder path as the file system resolves it (links followed, absolute). ``~`` is not expanded,
+    as neither Chroma's ``PersistentClient`` nor the store expands it: ``"~/db"`` is a folder named
+    ``~`` in the working folder to both (review)."""
+    return os.path.realpath(os.fspath(path))
 
 
 def _persist_directory(client: Any) -> str | None:

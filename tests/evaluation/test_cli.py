@@ -292,6 +292,11 @@ def test_a_reused_out_folder_keeps_the_users_own_files_named_like_report_files(t
     (out / "ndcg10_vs_size.png").write_text("mine")
     assert main([*argv, "--no-plot", "--primary-metric", "mrr@10"]) == 0
     assert (out / "ndcg10_vs_size.png").read_text() == "mine"
+    # an edited report.json lists only names a report writes (review: any plain name was deleted)
+    report = json.loads((out / "report.json").read_text())
+    (out / "thesis.docx").write_text("mine")
+    (out / "report.json").write_text(json.dumps({**report, "files": [*report["files"], "thesis.docx", "..", "x/../y"]}))
+    assert main([*argv, "--no-plot"]) == 0 and (out / "thesis.docx").read_text() == "mine"
 
 
 @pytest.mark.parametrize("terminal, flags, bars", [(False, [], False), (True, [], True), (True, ["--no-progress"], False)])

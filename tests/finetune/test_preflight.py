@@ -374,3 +374,12 @@ def test_pairs_options_with_a_frenchmedmcqa_folder_are_refused(tmp_path, capsys)
         assert medrag_main(["finetune", "--check", "--data", str(folder), "--output-dir", str(tmp_path / "o"),
                             *extra]) == 1
         assert f"{name}: not used with the FrenchMedMCQA folder" in _one_error_line(capsys)
+
+
+def test_the_last_block_check_leaves_an_odd_modules_json_to_the_load(tmp_path):
+    """A modules.json of valid JSON that is no list raised a TypeError traceback from --check (review)."""
+    from finetune.preflight import check_top_block_base
+
+    for content in ("5", "null", "{}"):
+        (tmp_path / "modules.json").write_text(content)
+        check_top_block_base(str(tmp_path))  # the run's own load names what is wrong

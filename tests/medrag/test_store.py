@@ -1963,9 +1963,10 @@ def test_a_client_and_another_persist_directory_are_refused(tmp_path, fake) -> N
     store = MatryoshkaChroma("notes", fake, persist_directory=str(tmp_path / "db"), client=client)
     store.close()
     assert not (tmp_path / "db2").exists()
-    with pytest.MonkeyPatch.context() as m:  # "~/db" is that folder too (review: refused by the first fix)
+    with pytest.MonkeyPatch.context() as m:  # "~/db" is a folder named "~" to Chroma and the store alike (review)
         m.setenv("HOME", str(tmp_path))
-        MatryoshkaChroma("notes", fake, persist_directory="~/db", client=client).close()
+        with pytest.raises(InvalidInputError, match="name two places"):
+            MatryoshkaChroma("notes", fake, persist_directory="~/db", client=client)
 
 
 def test_unknown_constructor_arguments_name_what_replaces_them(tmp_path, fake) -> None:
@@ -2293,8 +2294,11 @@ def test_plain_embeddings_that_fail_the_probe_or_return_odd_values_are_named() -
     with pytest.raises(MedragError, match="not numbers"):
         store.add_texts(["La ferritine basse."])
     assert len(store) == 0
-    with pytest.raises(DimensionError, match="not a list of numbers"):
+    with pytest.raises(DimensionError, match="holds values that are not numbers .*: a query vector is a list of numbers"):
         store.similarity_search_by_vector([str(x) for x in PlainEmbeddings().embed_query("x")])
+    for odd in (np.array(["0.5"] * 96, dtype=object), [None] * 96, [complex(1, 1)] * 96, [10**400] * 96):
+        with pytest.raises(DimensionError, match="not (a number|numbers)"):  # text, None, complex; a raw OverflowError
+            store.similarity_search_by_vector(odd)
 
     class Objects(PlainEmbeddings):  # numbers of other types are numbers (review: refused by the first fix)
         def embed_documents(self, texts):
