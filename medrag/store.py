@@ -2472,6 +2472,8 @@ class MatryoshkaChroma(VectorStore):
         k = _check_int("k", k)
         if k < 1:
             raise InvalidInputError(f"k must be >= 1, got {k}")
+        if fetch_k < 1:  # refused as an MMR retriever's search_kwargs refuse it (it was raised to k here: tryout)
+            raise InvalidInputError(f"fetch_k must be >= 1, got {fetch_k}")
         fetch_k = max(fetch_k, k)  # as langchain-chroma, a retriever's k above the default fetch_k (20) is served
         if not _is_unit_interval(lambda_mult):  # numpy's float32 too, as lexical_weight and score_threshold
             raise InvalidInputError(f"lambda_mult must be a number in [0, 1], got {lambda_mult!r}")

@@ -2394,6 +2394,8 @@ def test_retriever_arguments_are_checked_when_it_is_built() -> None:
             store.as_retriever(search_type=search_type, search_kwargs=kwargs)
     assert store.as_retriever(search_type="mmr", search_kwargs={"k": 2, "fetch_k": 8, "lambda_mult": 0.3,
                                                                "filter": {"a": 1}, "candidates": 50})
+    with pytest.raises(InvalidInputError, match="fetch_k must be >= 1"):  # the search itself agrees (tryout)
+        store.max_marginal_relevance_search("ferritine", fetch_k=0)
     assert store.as_retriever(search_kwargs={"k": 2}, tags=["x"], metadata={"app": "demo"})
     # audit: a None value passed the build and failed at the first query; a string of tags became its letters
     for search_type, kwargs in (("mmr", {"fetch_k": None}), ("similarity", {"k": None}),
