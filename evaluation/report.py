@@ -284,9 +284,15 @@ class EvaluationReport:
         return paths
 
 
+#: The tables a report writes (the comparison with two models or more), and the name of its plot.
+_TABLE_FILES = ("report.json", "report.md", "metrics.csv", "per_query.csv")
+_COMPARISON_FILE = "comparison.csv"
+_PLOT_NAME = re.compile(r"[a-z0-9]+_vs_size\.png")
+
+
 def report_file_names(n_models: int, primary_metric: str, plot: bool = True) -> list[str]:
     """The files a report of ``n_models`` models writes (the comparison with two or more, the plot)."""
-    return (["report.json", "report.md", "metrics.csv", "per_query.csv"] + (["comparison.csv"] if n_models >= 2 else [])
+    return ([*_TABLE_FILES] + ([_COMPARISON_FILE] if n_models >= 2 else [])
             + ([f"{primary_metric.replace('@', '')}_vs_size.png"] if plot else []))
 
 
@@ -329,8 +335,9 @@ def check_report_folder(out: str | os.PathLike[str], names: Iterable[str]) -> No
 
 def earlier_report_files(out: Path) -> set[str]:
     """The names of the report files an earlier evaluation wrote into ``out``, read off what it
-    recorded: a report.json's primary metric (its plot) and number of models (the comparison), a
-    suite.json's tables and the hybrid suite tables beside it. Empty where no report is (a user's
+    recorded: a report.json's ``files`` (names a report writes only; an earlier version's report:
+    those its primary metric and number of models imply), a suite.json's tables and the hybrid
+    suite tables beside it. Empty where no report is (a user's
     folder). Read before a new run writes: :func:`remove_stale_report_files` removes what it lists
     and the new run did not write, and nothing else (every ``*_vs_size.png`` and ``suite.*`` was
     removed, a user's own ``latency_vs_size.png`` and ``suite.md`` notes too: user tryout)."""
@@ -353,8 +360,7 @@ def earlier_report_files(out: Path) -> set[str]:
 
 def _is_report_file_name(name: str) -> bool:
     """Whether ``name`` is a plain file name of the kind :meth:`EvaluationReport.write` writes."""
-    return (name in ("report.json", "report.md", "metrics.csv", "per_query.csv", "comparison.csv")
-            or re.fullmatch(r"[a-z0-9]+_vs_size\.png", name) is not None)
+    return name in (*_TABLE_FILES, _COMPARISON_FILE) or _PLOT_NAME.fullmatch(name) is not None
 
 
 def remove_stale_report_files(out: Path, written: Iterable[Path], earlier: Iterable[str]) -> None:

@@ -272,10 +272,8 @@ class MatryoshkaFinetuner:
             from finetune.rotation import rotation_layer
 
             if rotation_layer(model) is not None:  # the block's states skip the layer the model already has
-                folder = getattr(model, "medrag_folder", None) or (cfg.model if cfg.model and Path(cfg.model).expanduser().is_dir() else None)
-                meta = MatryoshkaMetadata.load(Path(folder).expanduser()) if folder else None
-                base = meta.base_model if meta is not None and meta.base_model else None  # its recorded base, if any
-                raise top_block_refusal(cfg.model or "the model", base)
+                meta = self._folder_metadata(model)  # its recorded base, if any, is named
+                raise top_block_refusal(cfg.model or "the model", meta.base_model if meta is not None else None)
         loop = TrainingLoop(model, loop_cfg, dims, pairs, unlabelled)
         phase = None
         if cfg.top_block_epochs:  # block states first: the loop's teacher vectors come from them
@@ -455,15 +453,20 @@ class MatryoshkaFinetuner:
         """``dims``, else the sizes the model was trained at (its ``matryoshka.json``: fine-tuning
         medrag's default dropped its 32), else the seed's list capped to its size; with its full size."""
         full = embedding_dim(model)
-        folder = getattr(model, "medrag_folder", None) or (
-            self.config.model if self.config.model and Path(self.config.model).expanduser().is_dir() else None)
-        meta = MatryoshkaMetadata.load(Path(folder).expanduser()) if folder else None
+        meta = self._folder_metadata(model)
         trained = meta.dims if meta is not None and meta.full_dim == full else None
         dims = sorted({int(d) for d in (self.config.dims or trained or default_dims(full))} | {full}, reverse=True)
         too_big = [d for d in dims if d > full]
         if too_big:
             raise ConfigError(f"dims {too_big} exceed the model's size {full}")
         return dims
+
+    def _folder_metadata(self, model) -> MatryoshkaMetadata | None:
+        """The ``matryoshka.json`` of the model being fine-tuned: of its ``bundled:`` or adapter folder
+        (:func:`medrag.load_model` records it), else of the folder ``model`` names; None without one."""
+        folder = getattr(model, "medrag_folder", None) or (
+            self.config.model if self.config.model and Path(self.config.model).expanduser().is_dir() else None)
+        return MatryoshkaMetadata.load(Path(folder).expanduser()) if folder else None
 
     def _resume_checkpoint_or_none(self) -> Path | None:
         """The newest complete ``checkpoint-<step>`` folder in the checkpoint folder, if any (one

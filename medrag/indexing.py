@@ -390,8 +390,10 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
             except OSError as exc:
                 raise DataError(f"{f}: cannot read ({exc.strerror or exc})") from None
             else:
-                if "\0" in text:  # UTF-16 without its BOM, a binary file named .txt: no search would match it
-                    text, problem = None, f"{rel} (a NUL character: UTF-16 without its BOM, or not a text file)"
+                if _mostly_nul(text):  # UTF-16 without its BOM, a binary file named .txt: no search would match it
+                    text, problem = None, f"{rel} (NUL characters: UTF-16 without its BOM, or not a text file)"
+                else:  # a few NULs (an old export's padding) are no text: dropped, not stored in chunks
+                    text = text.replace("\0", "")
             if text is None:
                 not_utf8.append(problem)
                 if skipped is not None:
@@ -487,7 +489,8 @@ def _note_other_file_types(folder: Path) -> None:
             p = Path(top) / name
             if name.startswith(".") or p.suffix.lower() in FOLDER_SUFFIXES or not p.is_file():
                 continue
-            others[p.suffix.lower() or "(no suffix)"] = others.get(p.suffix.lower() or "(no suffix)", 0) + 1
+            kind = p.suffix.lower() or "(no suffix)"
+            others[kind] = others.get(kind, 0) + 1
             first = first or p.relative_to(folder)
     if others:
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(others.items(), key=lambda kv: (-kv[1], kv[0]))[:6])
@@ -495,6 +498,13 @@ def _note_other_file_types(folder: Path) -> None:
                        "the others to text first (e.g. pandoc -t plain, or a records file)", folder,
                        sum(others.values()), kinds, first.as_posix().encode("utf-8", "backslashreplace").decode(),
                        "/".join(FOLDER_SUFFIXES))
+
+
+def _mostly_nul(text: str) -> bool:
+    """Whether NUL characters make up a tenth of ``text`` or more: UTF-16 read without its BOM (a NUL
+    between every letter) or a binary file; a few NULs (padding left by an old export) do not make the
+    file binary: it is indexed, without them."""
+    return text.count("\0") * 10 >= max(len(text), 1)
 
 
 def _read_text_file(path: Path) -> str:
@@ -815,6 +825,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     _check_folder_name(folder_name, Path(source))
     root = (folder_name or Path(source).resolve().as_posix()) if Path(source).is_dir() else None
     t0 = time.perf_counter()
+    prune_folder = prune and root is not None  # a folder emptied or all empty is pruned, not refused
     documents = chunks = duplicates = removed = updated = added = empty = long_titles = 0
     empty_named: list[str] = []  # the first few, for the warning
     seen: set[str] = set()
@@ -929,16 +940,17 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                 pending_ids.append(id_)
                 if len(pending_texts) >= flush_size():
                     flush()
-        if documents and not chunks and not (prune and root is not None):  # before the last flush, which would
-            # delete their earlier chunks (a folder pruned keeps an empty file's chunks and drops deleted files')
+        if documents and not chunks and not prune_folder:  # before the last flush, which would delete their
+            # earlier chunks (a folder pruned keeps an empty file's chunks and drops deleted files')
             raise DataError(f"{source}: its {documents} document(s) are all empty (no text); nothing was "
                             "indexed and nothing stored was changed")
         flush()
     finally:
         bar.close()
-    if documents == 0 and not (prune and root is not None):
-        raise DataError(f"{source}: no document found")
-    if documents == 0:  # its last file deleted: --prune removes what was stored of the folder (user tryout)
+    if documents == 0:
+        if not prune_folder:
+            raise DataError(f"{source}: no document found")
+        # its last file deleted: --prune removes what was stored of the folder (user tryout)
         logger.warning("%s holds no file to index: --prune removes the chunks stored for its files", source)
     if long_titles > 1:
         logger.warning("%s: %d document(s) had a %s taking half of the model's window or more (the first named above)",

@@ -378,7 +378,7 @@ class MatryoshkaChroma(VectorStore):
                 f"persist_directory={os.fspath(persist_directory)!r} and a client "
                 f"({'in-memory or a server' if folder is None else f'of the folder {_real_folder(folder)}'}) "
                 "name two places: pass one of them")
-        opener = _OPENED_FOLDERS.get(os.path.realpath(folder)) if folder else None
+        opener = _OPENED_FOLDERS.get(_real_folder(folder)) if folder else None
         if opener is not None and opener != self._pid:
             raise _fork_error(f"this process was forked from process {opener} after that process had opened the "
                               f"embedded Chroma store {folder}")
@@ -408,7 +408,7 @@ class MatryoshkaChroma(VectorStore):
         self._lock: DirectoryLock | None = None
         persist = _persist_directory(client)
         if persist is not None:
-            _OPENED_FOLDERS.setdefault(os.path.realpath(persist), self._pid)
+            _OPENED_FOLDERS.setdefault(_real_folder(persist), self._pid)
         # a write's steps never interleave with another write of this process to the folder
         self._write_guard = folder_write_lock(persist) if persist is not None else WriteGuard()
         if persist is not None:
@@ -523,7 +523,7 @@ class MatryoshkaChroma(VectorStore):
                 # a relative folder ("out/ft1") did not load from another working folder (medrag search)
                 spec = str(Path(spec).expanduser().resolve())
             return spec, str(emb.fingerprint)
-        return type(emb).__name__, ""  # a plain Embeddings has no model identity
+        return _plain_identity(emb), ""  # a plain Embeddings has no fingerprint
 
     def _contract(self) -> dict[str, Any]:
         spec, fingerprint = self._model_identity
@@ -712,10 +712,12 @@ class MatryoshkaChroma(VectorStore):
             if meta.get(_C[key], "none" if key == "rotation" else None) != expected[_C[key]]:
                 problems.append(f"{key}: collection has {meta.get(_C[key])!r}, this store {expected[_C[key]]!r}")
         stored_fp, fp = meta.get(_C["fingerprint"]) or "", expected[_C["fingerprint"]]
+        # a store built by an earlier medrag recorded a plain Embeddings by its class name alone
+        named_now = not fp and not stored_fp and _named_plain_identity(meta.get(_C["model"]), expected[_C["model"]])
         legacy = bool(fp and stored_fp and stored_fp != fp
                       and stored_fp in getattr(self._embedding, "legacy_fingerprints", ()))
         same_name, former = False, None
-        if (stored_fp != fp and not legacy) or (not fp and meta.get(_C["model"]) != expected[_C["model"]]):
+        if (stored_fp != fp and not legacy) or (not fp and not named_now and meta.get(_C["model"]) != expected[_C["model"]]):
             same_name = meta.get(_C["model"]) == expected[_C["model"]] and stored_fp and fp
             former = _former_weights(meta.get(_C["model"]), stored_fp) if same_name else None
             problems.append(
@@ -747,7 +749,11 @@ class MatryoshkaChroma(VectorStore):
                         name, stored_fp, fp)
             updates[_C["fingerprint"]] = fp
         recorded = meta.get(_C["model"])
-        if fp and recorded != expected[_C["model"]] and _former_weights(recorded, fp) == expected[_C["model"]]:
+        if named_now:  # from now on another model of the same class is told apart
+            logger.info("collection %r recorded the embeddings class %r alone; recording %r",
+                        name, recorded, expected[_C["model"]])
+            updates[_C["model"]] = expected[_C["model"]]
+        elif fp and recorded != expected[_C["model"]] and _former_weights(recorded, fp) == expected[_C["model"]]:
             # built with the earlier weights of a packaged model, opened with the spec that ships them now:
             # record that spec, so `medrag search`/`index` without --model load these weights from now on
             logger.info("collection %r recorded %r, whose earlier weights (this model's) now ship as %r; recording it",
@@ -1190,7 +1196,7 @@ class MatryoshkaChroma(VectorStore):
         # the norms in float64: valid float32 vectors of huge or tiny values (1e20, 1e-25) overflowed to inf or
         # underflowed to 0 in float32 and were refused as "all-zero vectors" (user tryout)
         norms = np.linalg.norm(vecs.astype(np.float64), axis=1, keepdims=True)
-        return np.divide(vecs, norms, out=np.zeros_like(vecs), where=norms > 0).astype(np.float32)
+        return np.divide(vecs, norms, out=np.zeros_like(vecs), where=norms > 0)  # float32, as vecs
 
     def _encode_pseudo_queries(self, queries: list[str]) -> np.ndarray:
         """The learned coarse fit's pseudo-queries encoded as queries (as documents for LangChain
@@ -2389,7 +2395,8 @@ class MatryoshkaChroma(VectorStore):
         if "search_type" in kwargs:  # pydantic's ValidationError otherwise, not a MedragError
             _check_search_type(kwargs["search_type"])
             if kwargs["search_type"] == "similarity_score_threshold":
-                threshold = _check_threshold((search_kwargs or {}).get("score_threshold"))
+                threshold = _check_threshold((search_kwargs or {}).get("score_threshold"),
+                                             cosine=self.override_relevance_score_fn is None)
                 # LangChain's retriever takes a float only: 0 and 1 are written as ints
                 kwargs["search_kwargs"] = {**(search_kwargs or {}), "score_threshold": threshold}
         # refused when built, not at the first query in production
@@ -2418,7 +2425,8 @@ class MatryoshkaChroma(VectorStore):
             **kwargs: ``score_threshold`` (a number), and the arguments of :meth:`similarity_search_with_score`.
         """
         if kwargs.get("score_threshold") is not None:
-            kwargs["score_threshold"] = _check_threshold(kwargs["score_threshold"])
+            kwargs["score_threshold"] = _check_threshold(kwargs["score_threshold"],
+                                                         cosine=self.override_relevance_score_fn is None)
         return super().similarity_search_with_relevance_scores(query, k, **kwargs)
 
     async def asimilarity_search_with_relevance_scores(self, query: str, k: int = 4,
@@ -2426,7 +2434,8 @@ class MatryoshkaChroma(VectorStore):
         """Async :meth:`similarity_search_with_relevance_scores` (the same checks: a threshold of
         ``"0.5"`` raised a bare ``TypeError`` here and ``True`` returned nothing)."""
         if kwargs.get("score_threshold") is not None:
-            kwargs["score_threshold"] = _check_threshold(kwargs["score_threshold"])
+            kwargs["score_threshold"] = _check_threshold(kwargs["score_threshold"],
+                                                         cosine=self.override_relevance_score_fn is None)
         return await super().asimilarity_search_with_relevance_scores(query, k, **kwargs)
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
@@ -2730,9 +2739,9 @@ def _numbers(values: Any, what: str) -> np.ndarray:
     except (TypeError, ValueError, OverflowError) as exc:
         raise MedragError(f"{what} values that are not numbers ({exc})") from exc
     if array.dtype.kind == "O":
-        bad = next((v for v in array.ravel() if isinstance(v, (str, bytes, complex)) or v is None), None)
-        if bad is not None or any(v is None for v in array.ravel()):
-            raise MedragError(f"{what} a value that is not a number: {bad!r}")
+        for value in array.ravel():
+            if value is None or isinstance(value, (str, bytes, complex)):
+                raise MedragError(f"{what} a value that is not a number: {value!r}")
     elif array.dtype.kind not in "fiub":
         first = array.ravel()[0].item() if array.size else None
         raise MedragError(f"{what} values that are not numbers ({array.dtype.name}, e.g. {first!r})")
@@ -3089,14 +3098,51 @@ def _check_retriever_kwargs(search_type: str, search_kwargs: dict[str, Any]) -> 
                                     f"{type(search_kwargs[name]).__name__}")
 
 
-def _check_threshold(threshold: Any) -> float:
-    """A relevance score threshold as a float (an int is fine: ``0``, ``1``; NaN is refused: it kept nothing)."""
+#: The attributes LangChain's embeddings classes name their model by (HuggingFaceEmbeddings'
+#: ``model_name``, OpenAIEmbeddings', OllamaEmbeddings' and MistralAIEmbeddings' ``model``,
+#: BedrockEmbeddings' ``model_id``): another size of one model is told apart by the vector size.
+_MODEL_ATTRIBUTES = ("model", "model_name", "model_id")
+
+
+def _plain_identity(embedding: Any) -> str:
+    """What a collection records of a plain LangChain ``Embeddings`` (no fingerprint): its class and,
+    where it has one, its model name (``HuggingFaceEmbeddings:intfloat/multilingual-e5-base``). The
+    class name alone let two models of one class and one size write into one collection, their vectors
+    compared as if of one model (re-read)."""
+    identity = type(embedding).__name__
+    for attr in _MODEL_ATTRIBUTES:
+        try:
+            value = getattr(embedding, attr, None)
+        except Exception:  # a property that fails: no model name
+            value = None
+        if isinstance(value, str) and value.strip():
+            identity += f":{value.strip()}"
+            break
+    return identity
+
+
+def _named_plain_identity(recorded: Any, identity: str) -> bool:
+    """Whether ``recorded`` is the class name alone that an earlier medrag recorded for the plain
+    Embeddings whose identity is now ``identity`` (its model name added): the same store, upgraded."""
+    return isinstance(recorded, str) and ":" not in recorded and identity.startswith(recorded + ":")
+
+
+def _check_threshold(threshold: Any, cosine: bool = True) -> float:
+    """A relevance score threshold as a float (an int is fine: ``0``, ``1``; NaN is refused: it kept nothing).
+    With the default relevance (``cosine``: no ``relevance_score_fn``), one outside [-1, 1] is refused:
+    ``75`` (a percentage) kept nothing and ``-2`` everything, in silence."""
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)) \
             or math.isnan(threshold):
         raise InvalidInputError("search_type='similarity_score_threshold' needs a number in "
                                 "search_kwargs={'score_threshold': ...} (a relevance score, cosine in [-1, 1]), "
                                 f"got {threshold!r}")
-    return float(threshold)
+    value = float(threshold)
+    if cosine and not -1.0 <= value <= 1.0:
+        effect = ("kept nothing" + (f" (for {value:g}%, use {value / 100:g})" if value <= 100 else "")
+                  if value > 1 else "kept every hit")
+        raise InvalidInputError(f"score_threshold={value:g} is outside [-1, 1], the range of the relevance "
+                                f"score (the full-size cosine): it would have {effect}")
+    return value
 
 
 def _no_extra(kwargs: dict[str, Any], method: str) -> None:

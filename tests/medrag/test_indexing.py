@@ -1337,6 +1337,7 @@ def test_utf16_files_are_read_and_other_file_types_and_twin_links_named(tmp_path
     (folder / "be.txt").write_bytes(b"\xfe\xff" + "Œdème.".encode("utf-16-be"))
     (folder / "nul.txt").write_bytes("Note".encode("utf-16-le"))  # UTF-16 without a BOM: NULs
     (folder / "u32.txt").write_bytes("Fièvre.".encode("utf-32"))  # its BOM starts with UTF-16's (review)
+    (folder / "padded.txt").write_bytes("Note de sortie : fièvre.".encode() + b"\0" * 2)  # an old export's padding
     (folder / "cr.docx").write_bytes(b"PK\x03\x04")
     (folder / "page.html").write_text("<p>x</p>")
     (folder / ".cache").mkdir()
@@ -1344,8 +1345,9 @@ def test_utf16_files_are_read_and_other_file_types_and_twin_links_named(tmp_path
     (folder / "lien.txt").symlink_to(folder / "notepad.txt")
     with caplog.at_level("WARNING", logger="medrag.indexing"):
         docs = {key: text for key, text, _ in iter_documents(folder)}
-    assert docs == {"be.txt": "Œdème.", "notepad.txt": "Note : héparine 5000 UI.", "u32.txt": "Fièvre."}
-    assert "1 file(s) not UTF-8 text skipped (e.g. nul.txt (a NUL character" in caplog.text and "cp1252" in caplog.text
+    assert docs == {"be.txt": "Œdème.", "notepad.txt": "Note : héparine 5000 UI.", "u32.txt": "Fièvre.",
+                    "padded.txt": "Note de sortie : fièvre."}  # indexed without its NULs (re-read: it was skipped)
+    assert "1 file(s) not UTF-8 text skipped (e.g. nul.txt (NUL characters" in caplog.text and "cp1252" in caplog.text
     assert "2 file(s) of other types not indexed (.docx 1, .html 1; e.g. cr.docx)" in caplog.text
     assert "1 link(s) to files of the same folder skipped (e.g. lien.txt -> notepad.txt)" in caplog.text
 

@@ -816,6 +816,32 @@ def test_plain_langchain_embeddings_are_accepted(client) -> None:
     store.delete_collection()
 
 
+class NamedEmbeddings(PlainEmbeddings):
+    """A plain Embeddings naming its model, as HuggingFaceEmbeddings' ``model_name`` does."""
+
+    def __init__(self, model_name: str, seed: int) -> None:
+        self.inner = FakeMatryoshkaEmbeddings(96, seed=seed)
+        self.model_name = model_name
+
+
+def test_two_models_of_one_plain_embeddings_class_are_told_apart(client) -> None:
+    """The class name alone was recorded: another model of the same class and size wrote into the
+    collection, its vectors ranked against the first model's (re-read). A store recorded by the class
+    name alone opens with that class and records its model from then on."""
+    name = _name()
+    store = MatryoshkaChroma(name, NamedEmbeddings("org/model-a", 1), client=client, coarse_dim=32)
+    store.add_texts(TEXTS[:5], ids=[f"a{i}" for i in range(5)])
+    assert store.collection.metadata["medrag:model"] == "NamedEmbeddings:org/model-a"
+    with pytest.raises(CollectionMismatchError, match="'NamedEmbeddings:org/model-a'.*'NamedEmbeddings:org/model-b'"):
+        MatryoshkaChroma(name, NamedEmbeddings("org/model-b", 2), client=client, coarse_dim=32)
+    assert len(MatryoshkaChroma(name, NamedEmbeddings("org/model-a", 1), client=client, coarse_dim=32).get()["ids"]) == 5
+    store.collection.modify(metadata={**store.collection.metadata, "medrag:model": "NamedEmbeddings"})  # an earlier medrag's
+    reopened = MatryoshkaChroma(name, NamedEmbeddings("org/model-a", 1), client=client, coarse_dim=32)
+    assert reopened.collection.metadata["medrag:model"] == "NamedEmbeddings:org/model-a"
+    assert reopened.similarity_search(TEXTS[2], k=1)[0].id == "a2"
+    store.delete_collection()
+
+
 def test_a_filter_on_two_keys_says_how_to_join_them(store: MatryoshkaChroma) -> None:
     """Chroma's "Expected where to have exactly one operator" gave no fix (user tryout)."""
     store.add_texts(TEXTS[:2], [{"source": "cours", "year": 2024}] * 2)
@@ -2099,6 +2125,29 @@ async def test_async_relevance_scores_check_the_threshold_as_the_sync_path_does(
         await store.asearch(TEXTS[0], "similarity_score_threshold", score_threshold="0.5")
     hits = await store.asimilarity_search_with_relevance_scores(TEXTS[0], k=2, score_threshold=np.float32(-1.0))
     assert len(hits) == 2 and hits[0][0].page_content == TEXTS[0]
+
+
+async def test_a_threshold_outside_the_cosine_range_is_refused_unless_relevance_is_the_users(
+        store: MatryoshkaChroma, client, fake) -> None:
+    """score_threshold=75 (a percentage) kept nothing and -2 every hit, in silence (re-read); with a
+    relevance_score_fn of the user's, its range is theirs."""
+    store.add_texts(TEXTS[:5])
+    for bad, said in ((75, "for 75%, use 0.75"), (-2, "kept every hit"), (np.float32(1.5), "kept nothing")):
+        with pytest.raises(InvalidInputError, match=f"outside \\[-1, 1\\].*{said}"):
+            store.as_retriever(search_type="similarity_score_threshold", search_kwargs={"score_threshold": bad})
+        with pytest.raises(InvalidInputError, match="outside"):
+            store.similarity_search_with_relevance_scores(TEXTS[0], k=2, score_threshold=bad)
+        with pytest.raises(InvalidInputError, match="outside"):
+            await store.asimilarity_search_with_relevance_scores(TEXTS[0], k=2, score_threshold=bad)
+    assert len(store.similarity_search_with_relevance_scores(TEXTS[0], k=2, score_threshold=-1)) == 2
+    scaled = MatryoshkaChroma(_name(), fake, client=client, relevance_score_fn=lambda d: 100 * (1 - d))
+    try:
+        scaled.add_texts(TEXTS[:5])
+        hits = scaled.as_retriever(search_type="similarity_score_threshold",
+                                   search_kwargs={"score_threshold": 99.9, "k": 3}).invoke(TEXTS[0])
+        assert [d.page_content for d in hits] == [TEXTS[0]]
+    finally:
+        scaled.delete_collection()
 
 
 def test_content_id_of_numpy_metadata_is_the_id_add_texts_gives(store: MatryoshkaChroma) -> None:
