@@ -229,11 +229,17 @@ def add_store_location_arguments(parser: argparse.ArgumentParser, persist_help: 
     where.add_argument("--host", help="host of a Chroma server (chroma run); with --port. A server that asks for a "
                        "token: set CHROMA_CLIENT_AUTH_PROVIDER=chromadb.auth.token_authn.TokenAuthClientProvider and "
                        "CHROMA_CLIENT_AUTH_CREDENTIALS=<token> in the environment (chromadb reads them)")
-    parser.add_argument("--port", type=int, default=8000, help="port of the Chroma server (default 8000)")
+    # default None, read as 8000 once checked: a --port 8000 given with --persist-dir was not told
+    # apart from the default and was ignored in silence (user tryout)
+    parser.add_argument("--port", type=int, default=None, help="port of the Chroma server (default 8000)")
     parser.add_argument("--ssl", action="store_true", help="connect to the Chroma server over HTTPS")
     parser.add_argument("--tenant", help="the server's tenant (default: Chroma's default_tenant)")
     parser.add_argument("--database", help="the server's database (default: Chroma's default_database)")
     parser.add_argument("--collection", default="medrag", help="collection name (default medrag)")
+
+
+#: The Chroma server's port when ``--host`` comes without ``--port`` (Chroma's own default).
+DEFAULT_PORT = 8000
 
 
 def check_store_location(args: argparse.Namespace) -> None:
@@ -242,14 +248,15 @@ def check_store_location(args: argparse.Namespace) -> None:
     for flag, value in (("--persist-dir", args.persist_dir), ("--host", args.host)):
         if value is not None and not value.strip():  # "$DB" with DB unset: not "the current folder"
             raise InvalidInputError(f"{flag} is empty; pass a folder (--persist-dir) or a server's host (--host)")
-    if not 1 <= args.port <= 65535:
+    if args.port is not None and not 1 <= args.port <= 65535:
         raise InvalidInputError(f"--port must be a TCP port in 1..65535, got {args.port}")
-    server_only = [flag for flag, given in (("--port", args.port != 8000), ("--ssl", args.ssl),
+    server_only = [flag for flag, given in (("--port", args.port is not None), ("--ssl", args.ssl),
                                             ("--tenant", args.tenant is not None),
                                             ("--database", args.database is not None)) if given]
     if args.persist_dir and server_only:
         raise InvalidInputError(f"{', '.join(server_only)}: for a Chroma server: pass {'it' if len(server_only) == 1 else 'them'} "
                                 "with --host, not with --persist-dir")
+
     for flag, value in (("--tenant", args.tenant), ("--database", args.database)):
         if value is not None and not value.strip():
             raise InvalidInputError(f"{flag} is empty; pass the server's {flag[2:]} name, or leave {flag} out")
@@ -264,7 +271,7 @@ def server_place(args: argparse.Namespace) -> str:
     """How messages name the server of ``--host`` (with its tenant and database when given)."""
     scheme = "https://" if args.ssl else ""
     within = "/".join(x for x in (args.tenant, args.database) if x)
-    return f"the store at {scheme}{args.host}:{args.port}{f' ({within})' if within else ''}"
+    return f"the store at {scheme}{args.host}:{args.port or DEFAULT_PORT}{f' ({within})' if within else ''}"
 
 
 def open_server(args: argparse.Namespace) -> Any:
@@ -277,7 +284,7 @@ def open_server(args: argparse.Namespace) -> Any:
 
     extra = {k: v for k, v in (("tenant", args.tenant), ("database", args.database)) if v is not None}
     try:
-        return chromadb.HttpClient(host=args.host, port=args.port, ssl=args.ssl, **extra)
+        return chromadb.HttpClient(host=args.host, port=args.port or DEFAULT_PORT, ssl=args.ssl, **extra)
     except Exception as exc:
         raise translate_chroma_error(exc, f"open {server_place(args)}") from exc
 

@@ -110,6 +110,9 @@ def checked_arguments(function: F) -> F:
                 signature.bind(*args, **kwargs)
             except TypeError as exc:  # the call itself was wrong, not something inside the function
                 taken = [p for p in signature.parameters if p != "self" and not p.startswith("_")]
+                keyword_only = [p for p in taken if signature.parameters[p].kind is inspect.Parameter.KEYWORD_ONLY]
+                if keyword_only and len(keyword_only) < len(taken):  # "query, k, filter, *, candidates" (review)
+                    taken.insert(taken.index(keyword_only[0]), "*")
                 hints = [f"{k}= is {_OTHER_NAMES[k]}=" for k in kwargs
                          if k not in signature.parameters and _OTHER_NAMES.get(k) in signature.parameters]
                 raise InvalidArgumentError(f"{name}(): {exc}"

@@ -72,7 +72,7 @@ from medrag.bundled import DEFAULT_SPEC
 from medrag.command import (add_store_location_arguments, check_store_location, check_writable_dir, collection_names,
                             open_server, recorded_model, server_place, store_embeddings)
 from medrag.embeddings import is_utf8
-from medrag.pdf import PDF_EXTRA, pdf_available, pdf_text
+from medrag.pdf import PDF_EXTRA, pdf_available, pdf_text, reflow
 from medrag.text_checks import is_blank
 from medrag.flags import check_flag
 from medrag.errors import CollectionMismatchError, DataError, InvalidInputError
@@ -273,9 +273,11 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
     Args:
         source: a ``.jsonl``/``.jsonl.gz``/``.json``/``.csv``/``.parquet`` file of records, or a
             folder whose ``.txt``/``.md`` files (recursively, sorted; hidden ones, named with a
-            leading dot or in such a folder, skipped) are one document each, and its ``.pdf`` files
-            too with pypdf installed (their text layer, reflowed: :mod:`medrag.pdf`; a damaged or
-            encrypted one skipped with a warning, a scanned one empty).
+            leading dot or in such a folder, skipped) are one document each, their lines reflowed
+            (:func:`medrag.pdf.reflow`: a paragraph wrapped over lines joined, a word cut at a line's
+            end rejoined), and its ``.pdf`` files too with pypdf installed (their text layer,
+            reflowed: :mod:`medrag.pdf`; a damaged or encrypted one skipped with a warning, a
+            scanned one empty).
         text_field: the record field holding the text.
         id_field: the record field holding a stable document id (default: the SHA-256 of the
             text and the copied metadata, so an edited document is a new one); a text or a number,
@@ -393,7 +395,10 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
                 if _mostly_nul(text):  # UTF-16 without its BOM, a binary file named .txt: no search would match it
                     text, problem = None, f"{rel} (NUL characters: UTF-16 without its BOM, or not a text file)"
                 else:  # a few NULs (an old export's padding) are no text: dropped, not stored in chunks
-                    text = text.replace("\0", "")
+                    # hard-wrapped exports (a line break every 70 characters) reflowed as a PDF's lines are: every
+                    # break ended a sentence, so chunks began mid-sentence and "mar-"/"tiale" was indexed as two
+                    # words (user tryout); items, headings, table rows and blank lines keep their breaks
+                    text = reflow(text.replace("\0", ""))
             if text is None:
                 not_utf8.append(problem)
                 if skipped is not None:
@@ -480,11 +485,13 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
 
 def _note_other_file_types(folder: Path) -> None:
     """Warn about a folder's files that no run reads (types other than :data:`FOLDER_SUFFIXES`,
-    outside hidden folders), counted by suffix."""
+    outside hidden folders and Chroma stores), counted by suffix."""
     others: dict[str, int] = {}
     first: Path | None = None
     for top, dirs, names in os.walk(folder):  # hidden folders (.git: thousands of files) pruned, not walked
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        # a store kept inside the folder (--persist-dir docs/index): its files were counted and the warning
+        # advised converting them to text (user tryout)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (Path(top) / d / "chroma.sqlite3").exists())
         for name in sorted(names):
             p = Path(top) / name
             if name.startswith(".") or p.suffix.lower() in FOLDER_SUFFIXES or not p.is_file():
@@ -701,11 +708,17 @@ def _records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         yield f"{path}:row {row}", record
 
 
+#: Below this many tokens of text per chunk (the window less the model's prompt and special tokens),
+#: ``max_tokens`` makes chunks of a few words: a warning says so.
+MIN_TEXT_TOKENS = 32
+
+
 def token_window(embeddings: Any, max_tokens: int | Literal["model"] | None = "model", *,
-                 option: str = "max_tokens=") -> tuple[int | None, Callable[[str], int] | None]:
+                 option: str = "max_tokens=", warn: bool = True) -> tuple[int | None, Callable[[str], int] | None]:
     """The ``(max_tokens, count_tokens)`` pair :func:`chunk_text` cuts chunks with, for a store's
     ``embeddings`` (see :func:`index_corpus`'s ``max_tokens``); ``(None, None)`` for no cap.
-    ``option`` names the setting in the errors (``medrag index``: ``"--max-tokens "``).
+    ``option`` names the setting in the errors (``medrag index``: ``"--max-tokens "``); ``warn=False``
+    leaves the warning about a window of a few tokens to a later call (``medrag index`` checks first).
 
     Raises:
         InvalidInputError: ``max_tokens`` is not ``"model"``, ``None`` or an int >= 1; an int with
@@ -727,7 +740,14 @@ def token_window(embeddings: Any, max_tokens: int | Literal["model"] | None = "m
     if max_tokens != "model" and max_tokens > window:
         raise InvalidInputError(f"{option}{max_tokens} is over the model's window of {window} tokens: what "
                                 f"follows its first {window} tokens would not be encoded; pass at most {window}")
-    return (window if max_tokens == "model" else int(max_tokens)), lambda chunk: embeddings.count_tokens([chunk])[0]
+    count = lambda chunk: embeddings.count_tokens([chunk])[0]  # noqa: E731
+    if max_tokens != "model" and warn:
+        room = int(max_tokens) - (count("x") - 1)  # the prompt's and the special tokens' share of the window
+        if room < MIN_TEXT_TOKENS:  # --max-tokens 5: one-word chunks, the whole index rebuilt (user tryout)
+            logger.warning("a token window of %d (--max-tokens, max_tokens=) leaves %d token(s) of text per chunk "
+                           "beside the model's prompt and special tokens: chunks of a few words, which no search "
+                           "reads well; pass 'model' (its window, %d) unless you mean it", max_tokens, max(room, 0), window)
+    return (window if max_tokens == "model" else int(max_tokens)), count
 
 
 def chunk_id(document_key: str, position: int, chunk: str) -> str:
@@ -959,11 +979,26 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
         logger.warning("%s: %d of %d document(s) are empty (no text) and were not indexed; what was stored for them "
                        "earlier is kept (e.g. %s)", source, empty, documents, ", ".join(empty_named))
     pruned = _prune(store, read_keys | set(not_read), root) if prune else 0
+    if not prune and root is not None:
+        _note_gone_files(store, read_keys | set(not_read), root, source)
     stored = len(store)
     report = IndexReport(documents, chunks, added, chunks - duplicates - added - updated, stored,
                          time.perf_counter() - t0, duplicates, removed, updated, pruned)
     logger.info("%s", report)
     return report
+
+
+def _note_gone_files(store: Any, keep: set[str], root: str, source: Any) -> None:
+    """Warn about the files stored for the folder ``root`` that it no longer holds: without
+    ``--prune`` their chunks stay searchable, and a withdrawn protocol kept coming first with no word
+    of it (user tryout)."""
+    # each file's first chunk only: reading every chunk's metadata added 40% to a run that changed nothing (review)
+    gone = sorted({doc for _, doc in _stale_chunks(store, keep, root, where={"$and": [{FOLDER_KEY: root},
+                                                                                      {CHUNK_KEYS[1]: 0}]})})
+    if gone:
+        logger.warning("%s: %d file(s) stored for this folder are no longer in it (e.g. %s): their chunks stay "
+                       "searchable; --prune (index_corpus(prune=True)) removes them", source, len(gone),
+                       ", ".join(gone[:3]))
 
 
 def _same_metadata(stored: dict[str, Any], new: dict[str, Any]) -> bool:
@@ -1005,20 +1040,28 @@ def _prune(store: Any, keep: set[str], root: str | None = None, page: int = 10_0
     files, or for a records file every chunk that is not a folder's) whose document key (``doc``)
     is not in ``keep``; returns how many. Other folders' chunks, and records that ``index_corpus``
     did not write (no ``doc`` key: e.g. added with ``add_texts``), are left alone."""
-    stale: list[str] = []
+    stale = [id_ for id_, _ in _stale_chunks(store, keep, root, page)]
+    if stale:
+        store.delete(stale)
+    return len(stale)
+
+
+def _stale_chunks(store: Any, keep: set[str], root: str | None = None, page: int = 10_000,
+                  where: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    """``(id, document key)`` of the stored chunks :func:`_prune` deletes (``where``: read only the
+    records matching it)."""
+    stale: list[tuple[str, str]] = []
     offset = 0
     while True:
-        found = store.get(include=["metadatas"], limit=page, offset=offset)
+        found = store.get(where=where, include=["metadatas"], limit=page, offset=offset)
         # only chunks medrag index wrote (they record their document key): texts added otherwise
         # (add_texts) were deleted too
-        stale += [id_ for id_, md in zip(found["ids"], found["metadatas"])
+        stale += [(id_, md["doc"]) for id_, md in zip(found["ids"], found["metadatas"])
                   if "doc" in (md or {}) and md["doc"] not in keep and _of_source(md, root)]
         if len(found["ids"]) < page:
             break
         offset += page
-    if stale:
-        store.delete(stale)
-    return len(stale)
+    return stale
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -1207,7 +1250,8 @@ def _run_index(args: argparse.Namespace) -> int:
     if args.coarse_dim is not None and args.coarse_dim >= emb.full_dim:  # before the store makes its folder
         raise InvalidInputError(f"--coarse-dim {args.coarse_dim} must be below the model's full size "
                                 f"({emb.full_dim}): the coarse stage searches a prefix of the full vectors")
-    token_window(emb, args.max_tokens, option="--max-tokens ")  # an int over the model's window, named so
+    # an int over the model's window, named so (index_corpus warns about a small one: once, review)
+    token_window(emb, args.max_tokens, option="--max-tokens ", warn=False)
     try:
         store = MatryoshkaChroma(args.collection, emb, persist_directory=None if client else persist, client=client,
                                  coarse_dim=args.coarse_dim, coarse_rotation=args.coarse_rotation,

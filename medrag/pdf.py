@@ -4,12 +4,15 @@ Hospital protocols, drug leaflets (the ANSM publishes them as PDFs) and guidelin
 Their text layer is read by pypdf (BSD licence, pure Python; ``pip install 'medrag[pdf]'``), then
 *reflowed*: a PDF's text comes as the lines of the printed page, a sentence wrapped over several
 lines and words hyphenated at the line's end ("carence mar-" / "tiale"). medrag's chunker ends a
-sentence at a line break (right for ``.txt``/``.md``, where a line is a unit), and the BM25 analyzer
-would index ``mar`` and ``tial``; so :func:`reflow` joins a line to the next one unless it ends a
+sentence at a line break, and the BM25 analyzer would index ``mar`` and ``tial``; so :func:`reflow` joins a line to the next one unless it ends a
 sentence or the next one starts an item, and rejoins a word cut at a line's end without its hyphen
 (``mar-`` / ``tiale`` -> ``martiale``), unless the cut follows the first element of a compound
 (:data:`COMPOUND_HEADS`: ``anti-`` / ``inflammatoire`` stays a compound) or the document writes the
 hyphenated form elsewhere.
+
+A folder's ``.txt`` and ``.md`` files are reflowed too: exports from hospital software and e-mail
+clients wrap their paragraphs at 70-80 characters the same way (a line that is a unit, an item, a
+heading or a table row, keeps its break).
 
 A scanned PDF has no text layer: it gives an empty text (OCR it first, e.g. ``ocrmypdf``).
 
@@ -65,10 +68,10 @@ def reflow(text: str) -> str:
     """``text`` with the line breaks of a printed page removed inside paragraphs and the words cut at
     a line's end rejoined (see the module docstring): a line is joined to the previous one when that
     one does not end a sentence (``.``, ``!``, ``?``, ``:``, ``;``), is not a heading (in capitals, or
-    a short line of its own starting with a capital: :data:`HEADING_LENGTH`) and the line goes on in
-    lowercase, with ``(`` or ``«``, or with a number that does not start an item (:data:`_ITEM`).
-    Items, headings and blank lines keep their breaks; the rows of a table are joined (a PDF's text
-    layer does not say which lines are cells)."""
+    a short line of its own starting with a capital: :data:`HEADING_LENGTH`; a Markdown ``#`` heading)
+    and the line goes on in lowercase, with ``(`` or ``«``, or with a number that does not start an item (:data:`_ITEM`).
+    Items, headings, blank lines and the lines of a Markdown code block (between fences of three
+    backticks) keep their breaks; the rows of a table are joined (a PDF's text layer does not say which lines are cells)."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     vocabulary = {w.lower() for w in _WORDS.findall(text)}
 
@@ -84,11 +87,17 @@ def reflow(text: str) -> str:
     short = HEADING_LENGTH * lengths[int(0.8 * (len(lengths) - 1))] if len(lengths) >= HEADING_MIN_LINES else 0.0
     out = [lines[0].strip()]
     alone = [True]  # the line in out is one printed line that starts a paragraph (a heading can be one)
+    fenced = out[0].startswith("```")  # inside a Markdown code block: its lines are kept as they are
     for line in lines[1:]:
         line = line.strip()
         previous = out[-1]
-        heading = any(c.isalpha() for c in previous) and (previous == previous.upper() or (
-            alone[-1] and previous[:1].isupper() and len(previous) < short))
+        if fenced or line.startswith("```"):
+            fenced = fenced != line.startswith("```")  # a fence opens or closes the block
+            alone.append(True)
+            out.append(line)
+            continue
+        heading = previous.startswith(("#", "```")) or any(c.isalpha() for c in previous) and (  # "## Posologie" (review)
+            previous == previous.upper() or (alone[-1] and previous[:1].isupper() and len(previous) < short))
         goes_on = bool(line) and not _ITEM.match(line) and (line[0].islower() or line[0] in "(«" or line[0].isdigit())
         if previous and goes_on and not heading and not previous.endswith(_SENTENCE_END):
             out[-1] = f"{previous} {line}"

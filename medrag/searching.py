@@ -25,6 +25,7 @@ from medrag.command import (add_store_location_arguments, check_store_location, 
 from medrag.embeddings import check_utf8
 from medrag.text_checks import is_blank
 from medrag.errors import CollectionMismatchError, DataError, InvalidInputError
+from medrag.indexing import FOLDER_KEY
 from medrag.models import check_device
 
 
@@ -130,7 +131,12 @@ def _parse_filter(text: str | None) -> dict[str, Any] | None:
 
 
 def _short(metadata: dict[str, Any]) -> str:
-    """The metadata without the chunk bookkeeping, on one short line."""
-    shown = {k: v for k, v in metadata.items() if k not in ("doc", "chunk")}
-    text = ", ".join(f"{k}={v}" for k, v in shown.items())
+    """The metadata without the chunk bookkeeping, on one short line: the file (``source``) and the
+    chunk's position first, the folder last (a long share path first hid the file name: user tryout)."""
+    shown = {k: v for k, v in metadata.items() if k not in ("doc", "chunk", "source", FOLDER_KEY)}
+    first = {k: metadata[k] for k in ("source",) if k in metadata}
+    if "chunk" in metadata:
+        first["chunk"] = metadata["chunk"]
+    last = {k: metadata[k] for k in (FOLDER_KEY,) if k in metadata}
+    text = ", ".join(f"{k}={v}" for k, v in {**first, **shown, **last}.items())
     return f"({text[:120]}{'...' if len(text) > 120 else ''})" if text else ""

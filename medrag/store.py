@@ -729,7 +729,11 @@ class MatryoshkaChroma(VectorStore):
                    f"as {former!r}" if former else
                    ": the same name with other weights here (another version of the model, or a damaged "
                    "local copy: for a bundled model, delete its folder under $MEDRAG_CACHE/models and it is "
-                   "rebuilt)" if same_name else "")
+                   "rebuilt)" if same_name else
+                   ": a plain Embeddings is recorded by its class and model name, so the same model under "
+                   "another name (a tag such as ':latest') counts as another model: open it under the recorded name"
+                   if not fp and not stored_fp and str(meta.get(_C["model"])).split(":")[0] ==
+                   expected[_C["model"]].split(":")[0] else "")
             )
         space = ((collection.configuration or {}).get("hnsw") or {}).get("space")
         if space not in (None, "cosine"):
@@ -1052,6 +1056,19 @@ class MatryoshkaChroma(VectorStore):
             True
         """
         return int(self._current_metadata().get(GENERATION_KEY, 0))
+
+    def _collection_exists(self) -> bool:
+        """Whether the collection this store opened still exists (another store object or client may
+        have deleted it, and made another of the same name: not this one)."""
+        from chromadb.errors import NotFoundError
+
+        try:
+            found = self._client.get_collection(name=self._collection_name, embedding_function=None)
+        except (NotFoundError, ValueError):
+            return False
+        except Exception as exc:
+            raise translate_chroma_error(exc, "read the collection", self._collection_name) from exc
+        return str(found.id) == self._cid
 
     def _current_metadata(self) -> dict[str, Any]:
         """A copy of the collection metadata as stored now (other clients' changes included), without
@@ -1463,6 +1480,9 @@ class MatryoshkaChroma(VectorStore):
             metadatas = [{} for _ in texts]
         if isinstance(metadatas, dict):
             raise InvalidInputError("metadatas must be a list with one dict per text, got one dict")
+        if hasattr(metadatas, "to_dict") and hasattr(metadatas, "columns"):  # iterating it gave its column names
+            raise InvalidInputError("metadatas must be a list with one dict per text, got a DataFrame: pass "
+                                    "df.to_dict('records')")
         metadatas = list(metadatas)
         if len(metadatas) != n:
             raise InvalidInputError(f"got {len(metadatas)} metadatas for {n} texts")
@@ -1711,12 +1731,16 @@ class MatryoshkaChroma(VectorStore):
         """Drop the whole Chroma collection, its lexical index file and its vector copy; the store is
         unusable afterwards, except for :meth:`reset_collection`. With an embedded persistent client the
         collection's vector-index folders are removed too (chromadb 1.5 leaves them on disk, and they
-        hold the whole HNSW index). A second call is a no-op."""
+        hold the whole HNSW index). A second call is a no-op, and so is the Chroma part when another
+        store object or client deleted the collection first: its vector copy and lexical index here
+        are dropped all the same (they held its texts)."""
         if getattr(self, "_deleted", False):
             return
         self._check_writer()
         with self._write_guard:
-            self._recreate_with = self._recreation_settings()
+            gone = not self._collection_exists()
+            # deleted elsewhere: the settings this store opened it with (user tryout: reset_collection failed)
+            self._recreate_with = self._recreation_settings((self._collection.metadata or {}) if gone else None)
             persist = _persist_directory(self._client)
             segments: list[str] = []
             if persist is not None:
@@ -1725,8 +1749,9 @@ class MatryoshkaChroma(VectorStore):
                 except Exception as exc:  # noqa: BLE001 - sqlite3 errors: the folders then stay, as Chroma leaves them
                     logger.warning("could not list the index folders of collection %r (%s); they stay in %s",
                                    self._collection_name, exc, persist)
-            self._chroma_call("empty the collection", _empty, self._collection, self._max_batch())
-            self._chroma_call("delete the collection", self._client.delete_collection, self._collection_name)
+            if not gone:
+                self._chroma_call("empty the collection", _empty, self._collection, self._max_batch())
+                self._chroma_call("delete the collection", self._client.delete_collection, self._collection_name)
             for copy in (self._sidecar, self._other_copy):
                 if copy is not None:
                     copy.drop(self._cid)
@@ -1760,10 +1785,9 @@ class MatryoshkaChroma(VectorStore):
         """
         self._check_writer()
         with self._write_guard:
-            settings = getattr(self, "_recreate_with", None) if getattr(self, "_deleted", False) else None
-            if settings is None:
-                settings = self._recreation_settings()
-                self.delete_collection()
+            if not getattr(self, "_deleted", False):
+                self.delete_collection()  # also when another store object or client deleted it first
+            settings = self._recreate_with
             extra, hnsw = settings
             self._rotation_kind = self._rotation_requested
             self._rotation = None
@@ -1777,10 +1801,12 @@ class MatryoshkaChroma(VectorStore):
             self._lexical = LexicalSidecar(self, self._lexical.options, self._lexical_path)
         logger.info("collection %r reset: empty, coarse stage %r", self._collection_name, self._rotation_kind)
 
-    def _recreation_settings(self) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _recreation_settings(self, metadata: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """The collection's own metadata keys (not medrag's contract nor Chroma's legacy ``hnsw:*``)
-        and its HNSW settings, as :meth:`reset_collection` creates it again with them."""
-        extra = {k: v for k, v in self._current_metadata().items() if not k.startswith("medrag:")}
+        and its HNSW settings, as :meth:`reset_collection` creates it again with them (``metadata``:
+        the collection's as this store opened it; default: as stored now)."""
+        metadata = self._current_metadata() if metadata is None else metadata
+        extra = {k: v for k, v in metadata.items() if not k.startswith(("medrag:", _LEGACY_HNSW_PREFIX))}
         recorded = (self._collection.configuration or {}).get("hnsw") or {}
         hnsw = {k: v for k, v in recorded.items() if v is not None and k != "space"}
         return extra, hnsw
@@ -2222,6 +2248,47 @@ class MatryoshkaChroma(VectorStore):
         ids, _, scores = self._funnel(query, k, candidates, filter, where_document)
         return [(doc, float(1.0 - scores[i])) for i, doc in self._top_documents(ids, k)]
 
+    @checked_arguments
+    def similarity_search_by_vector_with_relevance_scores(
+        self, embedding: Sequence[float] | np.ndarray, k: int = 4, filter: dict[str, Any] | None = None,
+        *, candidates: int | None = None, where_document: dict[str, Any] | None = None,
+    ) -> list[tuple[Document, float]]:
+        """:meth:`similarity_search_by_vector` with each document's relevance score (higher is closer:
+        the cosine, or ``relevance_score_fn`` of the distance), as
+        :meth:`similarity_search_with_relevance_scores` gives for a query text.
+
+        langchain-chroma's method of this name returns the *distance* (lower is closer) despite its
+        name; code ported from it that needs distances calls
+        :meth:`similarity_search_by_vector_with_score`, which takes the same arguments.
+        """
+        relevance = self._select_relevance_score_fn()
+        return [(doc, relevance(distance)) for doc, distance in self.similarity_search_by_vector_with_score(
+            embedding, k, filter, candidates=candidates, where_document=where_document)]
+
+    @checked_arguments
+    def similarity_search_with_vectors(
+        self, query: str, k: int = 4, filter: dict[str, Any] | None = None, *,
+        candidates: int | None = None, where_document: dict[str, Any] | None = None,
+    ) -> list[tuple[Document, np.ndarray]]:
+        """:meth:`similarity_search` with each document's stored full-size vector (unit-norm float32,
+        as :meth:`get_full_vectors` reads it), as langchain-chroma's method of this name returns.
+
+        Example::
+
+            >>> [(doc.id, vector.shape) for doc, vector in store.similarity_search_with_vectors("ferritine", k=1)]
+            [('fer', (384,))]
+
+        Args:
+            query: the query text.
+            k: number of documents to return.
+            filter: Chroma ``where`` filter (stage 1).
+            candidates: stage-1 candidates for this call (default: the store's).
+            where_document: Chroma ``where_document`` filter (stage 1).
+        """
+        ids, vectors, _ = self._funnel(self._query_vector(self._embed_query(query)), k, candidates, filter,
+                                       where_document)
+        return [(doc, vectors[i].copy()) for i, doc in self._top_documents(ids, k)]
+
     def _packed(self, ids: Sequence[str], metas: Sequence[dict[str, Any] | None]) -> list[str]:
         """The packed full vectors of records, or a clear error for a record written by another tool."""
         missing = [i for i, md in zip(ids, metas) if not md or FULL_KEY not in md]
@@ -2396,7 +2463,7 @@ class MatryoshkaChroma(VectorStore):
             _check_search_type(kwargs["search_type"])
             if kwargs["search_type"] == "similarity_score_threshold":
                 threshold = _check_threshold((search_kwargs or {}).get("score_threshold"),
-                                             cosine=self.override_relevance_score_fn is None)
+                                             cosine=self.override_relevance_score_fn is None, retriever=True)
                 # LangChain's retriever takes a float only: 0 and 1 are written as ints
                 kwargs["search_kwargs"] = {**(search_kwargs or {}), "score_threshold": threshold}
         # refused when built, not at the first query in production
@@ -2929,11 +2996,29 @@ def _check_value(value: Any, where: str) -> None:
             raise InvalidInputError(f"{where} is an int outside the 64-bit range Chroma stores: {value}")
     elif isinstance(value, (float, np.floating)):
         if not math.isfinite(float(value)):
-            raise InvalidInputError(f"{where} is {value}: Chroma cannot store NaN or infinite floats")
+            raise InvalidInputError(f"{where} is {value}: Chroma cannot store NaN or infinite floats"
+                                    + (" (a missing value: pass None, or leave the key out)" if math.isnan(value) else ""))
     elif isinstance(value, str):
         _check_utf8(value, where)
     else:
-        raise InvalidInputError(f"{where} is a {type(value).__name__}; Chroma stores str, int, float, bool or None")
+        raise InvalidInputError(f"{where} is a {type(value).__name__}; Chroma stores str, int, float, bool, None "
+                                f"or a non-empty list of one of the first four{_value_advice(value)}")
+
+
+def _value_advice(value: Any) -> str:
+    """What to store instead of ``value``, for the kinds pandas and databases hand over (user tryout:
+    a date, pandas' NA and a numpy array were refused with no way out)."""
+    import datetime
+
+    kind = type(value).__name__
+    if kind in ("NAType", "NaTType"):  # before the dates: pandas' NaT is a datetime (review)
+        return "; for a missing value pass None, or leave the key out"
+    if isinstance(value, (datetime.date, datetime.time, np.datetime64)) or kind == "Timestamp":
+        return ("; store a date as an ISO string ('2024-03-01', value.isoformat()) or, to filter on a range "
+                "with $gte/$lt, as a number such as 20240301")
+    if isinstance(value, np.ndarray) or hasattr(value, "tolist"):
+        return "; pass value.tolist() (a list of str, int, float or bool)"
+    return ""
 
 
 def check_metadata_key(key: str, where: str) -> None:
@@ -3116,7 +3201,13 @@ def _plain_identity(embedding: Any) -> str:
         except Exception:  # a property that fails: no model name
             value = None
         if isinstance(value, str) and value.strip():
-            identity += f":{value.strip()}"
+            name = value.strip()
+            try:  # a local folder ("models/e5") read from another working folder is the same model (review)
+                path = Path(name).expanduser()
+                name = str(path.resolve()) if path.exists() else name
+            except (OSError, RuntimeError, ValueError):
+                pass
+            identity += f":{name}"
             break
     return identity
 
@@ -3127,15 +3218,16 @@ def _named_plain_identity(recorded: Any, identity: str) -> bool:
     return isinstance(recorded, str) and ":" not in recorded and identity.startswith(recorded + ":")
 
 
-def _check_threshold(threshold: Any, cosine: bool = True) -> float:
+def _check_threshold(threshold: Any, cosine: bool = True, retriever: bool = False) -> float:
     """A relevance score threshold as a float (an int is fine: ``0``, ``1``; NaN is refused: it kept nothing).
     With the default relevance (``cosine``: no ``relevance_score_fn``), one outside [-1, 1] is refused:
     ``75`` (a percentage) kept nothing and ``-2`` everything, in silence."""
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)) \
             or math.isnan(threshold):
-        raise InvalidInputError("search_type='similarity_score_threshold' needs a number in "
-                                "search_kwargs={'score_threshold': ...} (a relevance score, cosine in [-1, 1]), "
-                                f"got {threshold!r}")
+        raise InvalidInputError(("search_type='similarity_score_threshold' needs a number in "
+                                 "search_kwargs={'score_threshold': ...}" if retriever else
+                                 "score_threshold needs a number") +
+                                f" (a relevance score, cosine in [-1, 1]), got {threshold!r}")
     value = float(threshold)
     if cosine and not -1.0 <= value <= 1.0:
         effect = ("kept nothing" + (f" (for {value:g}%, use {value / 100:g})" if value <= 100 else "")

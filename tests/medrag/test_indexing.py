@@ -802,6 +802,7 @@ def test_cli_a_failed_first_fit_does_not_lock_the_store_and_coarse_dim_is_kept(t
     assert main(argv2) == 0  # an existing collection keeps its own coarse size
     assert " 0 added" in capsys.readouterr().out
     _one_line(capsys, argv2 + ["--port", "1234"], "--host")
+    _one_line(capsys, argv2 + ["--port", "8000"], "--host")  # the default's value was taken for no --port (user tryout)
 
 
 def test_text_without_whitespace_is_cut_so_what_follows_is_embedded() -> None:
@@ -975,8 +976,9 @@ def test_reindexing_with_other_chunking_or_metadata_replaces_the_stored_chunks(t
     assert again.updated == 0 and again.skipped == 20
 
 
-def test_prune_removes_documents_no_longer_in_the_source(tmp_path) -> None:
-    """Files deleted or renamed in an indexed folder stayed in the store for good."""
+def test_prune_removes_documents_no_longer_in_the_source(tmp_path, caplog) -> None:
+    """Files deleted or renamed in an indexed folder stayed in the store for good; without --prune a
+    warning names them (user tryout: a withdrawn protocol kept coming first with no word of it)."""
     folder = tmp_path / "notes"
     folder.mkdir()
     for name, text in (("fer.txt", "Une ferritine basse."), ("tsh.txt", "La TSH élevée."), ("old.txt", "Aspirine.")):
@@ -986,10 +988,16 @@ def test_prune_removes_documents_no_longer_in_the_source(tmp_path) -> None:
     index_corpus(folder, store)
     (folder / "old.txt").unlink()
     (folder / "tsh.txt").rename(folder / "thyroide.txt")
-    kept = index_corpus(folder, store)  # without prune: reported nowhere, kept
+    with caplog.at_level("WARNING", logger="medrag.indexing"):
+        kept = index_corpus(folder, store)  # without prune: kept, and named
     assert len(store) == 4 and kept.pruned == 0
-    report = index_corpus(folder, store, prune=True)
-    assert report.pruned == 2 and report.added == 0
+    assert "2 file(s) stored for this folder are no longer in it (e.g. old.txt, tsh.txt)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="medrag.indexing"):
+        report = index_corpus(folder, store, prune=True)
+        assert report.pruned == 2 and report.added == 0
+        index_corpus(folder, store)
+    assert "no longer in it" not in caplog.text
     assert sorted(md["source"] for md in store.get()["metadatas"]) == ["fer.txt", "thyroide.txt"]
 
 
@@ -1343,6 +1351,9 @@ def test_utf16_files_are_read_and_other_file_types_and_twin_links_named(tmp_path
     (folder / ".cache").mkdir()
     (folder / ".cache" / "x.bin").write_bytes(b"x")  # hidden: not named
     (folder / "lien.txt").symlink_to(folder / "notepad.txt")
+    (folder / "index" / "1f0e").mkdir(parents=True)  # a store kept inside the folder: not named (user tryout)
+    (folder / "index" / "chroma.sqlite3").write_bytes(b"SQLite format 3\0")
+    (folder / "index" / "1f0e" / "data_level0.bin").write_bytes(b"x")
     with caplog.at_level("WARNING", logger="medrag.indexing"):
         docs = {key: text for key, text, _ in iter_documents(folder)}
     assert docs == {"be.txt": "Œdème.", "notepad.txt": "Note : héparine 5000 UI.", "u32.txt": "Fièvre.",
@@ -1624,7 +1635,7 @@ def test_the_token_window_of_embeddings_without_a_tokenizer(caplog) -> None:
             token_window(fake, bad)
 
 
-def test_cli_max_tokens(tiny_model_dir, tmp_path, capsys) -> None:
+def test_cli_max_tokens(tiny_model_dir, tmp_path, capsys, caplog) -> None:
     for bad, message in (("beaucoup", "expected 'model', 'none' or a number of tokens"), ("0", "must be >= 1")):
         with pytest.raises(SystemExit) as exit_:
             main(["index", str(tmp_path), "--max-tokens", bad])
@@ -1634,11 +1645,31 @@ def test_cli_max_tokens(tiny_model_dir, tmp_path, capsys) -> None:
     _one_line(capsys, ["index", str(tmp_path / "a.jsonl"), "--persist-dir", db, "--model", str(tiny_model_dir),
                        "--max-tokens", "100", "--no-progress"], "--max-tokens 100 is over the model's window of 64 tokens")
     assert not Path(db).exists()  # refused before the store made its folder (user tryout: named max_tokens=)
-    assert main(["index", str(tmp_path / "a.jsonl"), "--persist-dir", db, "--model", str(tiny_model_dir),
-                 "--max-tokens", "40", "--no-progress"]) == 0
+    with caplog.at_level("WARNING", logger="medrag.indexing"):
+        assert main(["index", str(tmp_path / "a.jsonl"), "--persist-dir", db, "--model", str(tiny_model_dir),
+                     "--max-tokens", "40", "--no-progress"]) == 0
     emb = MatryoshkaEmbeddings(str(tiny_model_dir))
     texts = chromadb.PersistentClient(db).get_collection("medrag").get(include=["documents"])["documents"]
     assert max(emb.count_tokens(texts)) <= 40
+    assert "a token window of" not in caplog.text
+    with caplog.at_level("WARNING", logger="medrag.indexing"):
+        assert main(["index", str(tmp_path / "a.jsonl"), "--persist-dir", db, "--model", str(tiny_model_dir),
+                     "--max-tokens", "8", "--no-progress"]) == 0
+    assert caplog.text.count("a token window of 8") == 1  # once, not from the check and the run (review)
+
+
+def test_a_window_leaving_a_few_tokens_of_text_is_warned_about(tiny_model_dir, caplog) -> None:
+    """--max-tokens 5 rebuilt the index into one-word chunks without a word (user tryout)."""
+    emb = MatryoshkaEmbeddings(str(tiny_model_dir))
+    overhead = emb.count_tokens(["x"])[0] - 1
+    with caplog.at_level("WARNING", logger="medrag.indexing"):
+        assert token_window(emb, 5, option="--max-tokens ")[0] == 5
+    assert f"a token window of 5 (--max-tokens, max_tokens=) leaves {max(5 - overhead, 0)} token(s)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="medrag.indexing"):
+        token_window(emb, overhead + 32)
+        token_window(emb, "model")
+    assert caplog.text == ""
 
 
 def test_a_chunk_cut_to_the_window_never_sits_inside_the_previous_one() -> None:
@@ -1697,3 +1728,26 @@ def test_record_fields_no_chunk_keeps_are_named_before_the_model(tmp_path, capsy
     # advice that works: not medrag's own chunk keys, nor names the flag cannot hold; a list as JSON text (review)
     assert "field(s) source, tags, topic are not kept with the chunks" in said, said
     assert "--metadata-fields source,tags:str,topic" in said and "year" not in said.split("not kept")[0], said
+
+
+def test_hard_wrapped_text_files_are_reflowed_before_chunking(tmp_path) -> None:
+    """A .txt export wrapped at 70 characters: every line break ended a sentence, so chunks began
+    mid-sentence, and "mar-"/"tiale" was indexed as "mar" and "tiale" (user tryout). Markdown items,
+    headings and table rows keep their lines."""
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    (folder / "cr.txt").write_text("Le patient présente une carence mar-\ntiale et une anémie ; le traitement\n"
+                                   "martial est débuté.\n\nSortie le 3 mars.\n", encoding="utf-8")
+    (folder / "protocole.md").write_text("## Conduite à tenir\n1. Vérifier la kaliémie sur un\nprélèvement non "
+                                         "hémolysé.\n2. Réaliser un ECG.\n| DFG | dose |\n|---|---|\n## Antécédents\n"
+                                         "diabète de type 2\n```\nclairance = (140 - age)\ndfg = ckd_epi(creat)\n```\n"
+                                         "puis contrôle\n", encoding="utf-8")
+    docs = {key: text for key, text, _ in iter_documents(folder)}
+    assert docs["cr.txt"] == ("Le patient présente une carence martiale et une anémie ; le traitement martial est "
+                              "débuté.\n\nSortie le 3 mars.")
+    assert docs["protocole.md"].splitlines() == ["## Conduite à tenir", "1. Vérifier la kaliémie sur un prélèvement "
+                                                 "non hémolysé.", "2. Réaliser un ECG.", "| DFG | dose |", "|---|---|",
+                                                 "## Antécédents", "diabète de type 2", "```", "clairance = (140 - age)",
+                                                 "dfg = ckd_epi(creat)", "```", "puis contrôle"]  # review: headings, fences
+    chunks = chunk_text(docs["cr.txt"], chunk_words=8, overlap=0)
+    assert chunks[0].endswith("une anémie ;") and chunks[1].startswith("le traitement martial")

@@ -131,3 +131,15 @@ def test_search_and_index_open_a_store_of_a_bundled_models_earlier_weights(index
     col = chromadb.PersistentClient(path=str(indexed)).get_collection("medrag")
     assert col.count() == 4
     assert col.metadata[CONTRACT_KEYS["model"]] == str(tiny_model_dir)  # the name that loads these weights now
+
+
+def test_the_text_output_names_the_file_and_chunk_before_a_long_folder() -> None:
+    """The metadata line was cut at 120 characters with the folder first: a share's long path hid the
+    file name (user tryout)."""
+    from medrag.searching import _short
+
+    line = _short({"folder": "/mnt/partage/" + "protocoles_valides_" * 8, "source": "sub/b12.txt", "doc": "k",
+                   "chunk": 3, "service": "cardio"})
+    assert line.startswith("(source=sub/b12.txt, chunk=3, service=cardio, folder=/mnt/partage/protocoles")
+    assert line.endswith("...)") and "doc=" not in line
+    assert _short({"id": "tsh"}) == "(id=tsh)" and _short({}) == ""

@@ -32,7 +32,7 @@ from medrag.coarse import CoarseProjection
 from medrag.errors import InvalidArgumentError, InvalidInputError, StoreError
 from medrag.lexical.sidecar import index_file
 from medrag.vector_codec import decode_rows, encode_rows
-from medrag.store import CONTRACT_KEYS, FULL_KEY
+from medrag.store import CONTRACT_KEYS, FULL_KEY, _plain_identity
 from tests.medrag.conftest import _chroma_exe, _free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -832,8 +832,11 @@ def test_two_models_of_one_plain_embeddings_class_are_told_apart(client) -> None
     store = MatryoshkaChroma(name, NamedEmbeddings("org/model-a", 1), client=client, coarse_dim=32)
     store.add_texts(TEXTS[:5], ids=[f"a{i}" for i in range(5)])
     assert store.collection.metadata["medrag:model"] == "NamedEmbeddings:org/model-a"
-    with pytest.raises(CollectionMismatchError, match="'NamedEmbeddings:org/model-a'.*'NamedEmbeddings:org/model-b'"):
+    with pytest.raises(CollectionMismatchError, match="'NamedEmbeddings:org/model-a'.*'NamedEmbeddings:org/model-b'"
+                       ".*open it under the recorded name"):
         MatryoshkaChroma(name, NamedEmbeddings("org/model-b", 2), client=client, coarse_dim=32)
+    folder = Path(__file__).parent  # a local model folder, named relatively from another working folder (review)
+    assert _plain_identity(NamedEmbeddings(os.path.relpath(folder), 1)) == f"NamedEmbeddings:{folder.resolve()}"
     assert len(MatryoshkaChroma(name, NamedEmbeddings("org/model-a", 1), client=client, coarse_dim=32).get()["ids"]) == 5
     store.collection.modify(metadata={**store.collection.metadata, "medrag:model": "NamedEmbeddings"})  # an earlier medrag's
     reopened = MatryoshkaChroma(name, NamedEmbeddings("org/model-a", 1), client=client, coarse_dim=32)
@@ -2944,3 +2947,112 @@ def test_a_full_disk_is_named_in_the_error(tmp_path, fake, monkeypatch) -> None:
     err = chroma_errors.translate_chroma_error(Internal("database or disk is full"), "write records")
     assert "the disk holding the store is full" in str(err)
     assert len(store) == 3
+
+
+# ---------------------------------------------------------------------------- LangChain user tryout (December 6)
+
+
+def test_metadata_values_pandas_hands_over_are_refused_with_what_to_store(store: MatryoshkaChroma) -> None:
+    """A date, a NaN, pandas' NA and a numpy array were refused with no way out, and the message
+    left out lists, which are stored (user tryout). Nothing is written."""
+    import datetime
+
+    import pandas as pd
+
+    for value, advice in ((datetime.date(2024, 3, 1), "ISO string .* 20240301"), (pd.Timestamp("2024-03-01"), "20240301"),
+                          (float("nan"), "a missing value: pass None"), (pd.NA, "for a missing value pass None"),
+                          (pd.NaT, "for a missing value pass None"),
+                          (np.array([1, 2]), r"value\.tolist\(\)")):
+        with pytest.raises(InvalidInputError, match=advice):
+            store.add_texts(["ferritine basse"], [{"v": value}])
+    with pytest.raises(InvalidInputError, match="or a non-empty list"):
+        store.add_texts(["ferritine basse"], [{"v": object()}])
+    frame = pd.DataFrame({"service": ["cardio", "néphro"], "année": [2023, 2024]})
+    with pytest.raises(InvalidInputError, match=r"got a DataFrame: pass df\.to_dict\('records'\)"):
+        store.add_texts(["ferritine basse", "tsh élevée"], frame)
+    assert len(store) == 0
+    store.add_texts(["ferritine basse", "tsh élevée"], frame.to_dict("records"), ids=["a", "b"])
+    assert store.get_by_ids(["b"])[0].metadata == {"année": 2024, "service": "néphro"}
+
+
+def test_the_threshold_error_names_the_argument_the_caller_passed(store: MatryoshkaChroma) -> None:
+    """Called directly, the message spoke of a retriever's search_kwargs (user tryout)."""
+    store.add_texts(TEXTS[:3])
+    with pytest.raises(InvalidInputError, match=r"^score_threshold needs a number"):
+        store.similarity_search_with_relevance_scores(TEXTS[0], score_threshold="0.5")
+    with pytest.raises(InvalidInputError, match=r"^search_type='similarity_score_threshold' needs a number in search_kwargs"):
+        store.as_retriever(search_type="similarity_score_threshold", search_kwargs={"score_threshold": "0.5"})
+
+
+def test_langchain_chromas_vector_and_relevance_by_vector_methods(store: MatryoshkaChroma, fake) -> None:
+    """similarity_search_with_vectors and similarity_search_by_vector_with_relevance_scores raised
+    AttributeError: code ported from langchain-chroma broke (user tryout)."""
+    store.add_texts(TEXTS[:20], [{"i": i} for i in range(20)], ids=[f"r{i}" for i in range(20)])
+    hits = store.similarity_search_with_vectors(TEXTS[3], k=3, filter={"i": {"$lt": 10}})
+    assert [d.id for d, _ in hits] == [d.id for d in store.similarity_search(TEXTS[3], k=3, filter={"i": {"$lt": 10}})]
+    assert hits[0][0].id == "r3"
+    np.testing.assert_allclose(np.stack([v for _, v in hits]), store.get_full_vectors([d.id for d, _ in hits]), atol=1e-6)
+    query = fake.encode_queries([TEXTS[5]])[0]
+    scored = store.similarity_search_by_vector_with_relevance_scores(query, k=2, where_document={"$contains": "passage"})
+    distances = store.similarity_search_by_vector_with_score(query, k=2)
+    assert [d.id for d, _ in scored] == [d.id for d, _ in distances] and scored[0][0].id == "r5"
+    assert [round(r, 6) for _, r in scored] == [round(1 - x, 6) for _, x in distances] and scored[0][1] > 0.99
+    with pytest.raises(InvalidArgumentError, match=r"takes query, k, filter, \*, candidates, where_document"):
+        store.similarity_search_with_vectors(TEXTS[3], k=3, fetch_k=9)
+    with pytest.raises(InvalidArgumentError, match=r"positional argument.*\*, candidates"):  # keyword-only (review)
+        store.similarity_search_with_vectors(TEXTS[3], 3, None, {"$contains": "passage"})
+
+
+def test_a_collection_deleted_by_another_store_object_says_what_to_do(client, fake) -> None:
+    """The store that deleted it said what to do; another store object on it did not (user tryout)."""
+    name = _name()
+    first, second = MatryoshkaChroma(name, fake, client=client), MatryoshkaChroma(name, fake, client=client)
+    first.add_texts(TEXTS[:3])
+    first.delete_collection()
+    with pytest.raises(CollectionMismatchError, match="starts again with reset_collection\\(\\)"):
+        second.add_texts(TEXTS[:3])
+    second.reset_collection()
+    second.add_texts(TEXTS[:3])
+    assert len(second) == 3
+    second.delete_collection()
+
+
+def test_a_collection_deleted_by_raw_chroma_is_deleted_here_too_with_its_texts(tmp_path, fake) -> None:
+    """reset_collection() after another client deleted the collection left the vector copy's rows
+    (texts, vectors, metadata) and the lexical index of the old collection on disk for good (review);
+    delete_collection() then failed instead of being done."""
+    import sqlite3
+
+    import chromadb
+
+    path = str(tmp_path / "db")
+    store = MatryoshkaChroma("notes", fake, persist_directory=path)
+    store.add_texts(TEXTS[:20], ids=[f"n{i}" for i in range(20)])
+    store.hybrid_search(TEXTS[0], k=2)  # the lexical index written
+    old_id = store._cid
+    chromadb.PersistentClient(path).delete_collection("notes")
+    rows = lambda: sum(sqlite3.connect(f).execute(f"SELECT count(*) FROM {t} WHERE {c} = ?", (old_id,)).fetchone()[0]
+                       for f, t, c in _copy_tables(tmp_path / "db"))
+    assert rows() > 0 and list((tmp_path / "db").rglob(f"*{old_id}*"))
+    store.reset_collection()
+    assert rows() == 0 and not list((tmp_path / "db").rglob(f"*{old_id}*"))
+    store.add_texts(TEXTS[:2], ids=["a", "b"])
+    assert [d.id for d in store.hybrid_search(TEXTS[1], k=1)] == ["b"] and len(store) == 2
+    chromadb.PersistentClient(path).delete_collection("notes")
+    store.delete_collection()  # done elsewhere: its derived data dropped here, no error
+    store.close()
+
+
+def _copy_tables(folder) -> list[tuple[str, str, str]]:
+    """(file, table, collection-id column) of every table of medrag's SQLite files in ``folder``."""
+    import sqlite3
+
+    found = []
+    for f in sorted(folder.glob("*.sqlite3")):
+        if f.name == "chroma.sqlite3":
+            continue
+        con = sqlite3.connect(f)
+        for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'"):
+            columns = [r[1] for r in con.execute(f"PRAGMA table_info({table})")]
+            found += [(str(f), table, c) for c in columns if c in ("collection", "collection_id", "cid")]
+    return found
