@@ -850,6 +850,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     empty_named: list[str] = []  # the first few, for the warning
     seen: set[str] = set()
     read_keys: set[str] = set()  # every document key of this run (for prune)
+    elsewhere: dict[str, set[str]] = {}  # another folder -> this run's document keys stored under it too
     not_read: list[str] = []  # a folder's files skipped as not UTF-8: still in the source, so not pruned
     keys: dict[str, int] = {}  # --id-field values seen this run -> their document's number
     pending_texts: list[str] = []
@@ -897,6 +898,10 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
             found = store._chroma_call("read the earlier chunks of the documents", store.collection.get, ids=others,
                                        include=["metadatas"]) if others else {"ids": []}
             stale = [i for i, md in zip(found["ids"], found.get("metadatas") or []) if _of_source(md or {}, root)]
+            for md in found.get("metadatas") or []:  # the same files stored under another folder: moved?
+                other = (md or {}).get(FOLDER_KEY)
+                if root is not None and isinstance(other, str) and other != root:
+                    elsewhere.setdefault(other, set()).add(md.get("doc"))
             if stale:
                 store.delete(stale)
                 removed += len(stale)
@@ -981,6 +986,13 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     pruned = _prune(store, read_keys | set(not_read), root) if prune else 0
     if not prune and root is not None:
         _note_gone_files(store, read_keys | set(not_read), root, source)
+    if added and elsewhere:  # a renamed folder was indexed again beside its old copy: every hit twice (user tryout)
+        other, keys_there = max(elsewhere.items(), key=lambda kv: (len(kv[1]), kv[0]))
+        if 2 * len(keys_there) >= documents:
+            logger.warning("%s: %d of its %d file(s) are also stored under the folder %s: if the folder was moved or "
+                           "renamed, both copies are searched (each hit twice); delete the old one's chunks "
+                           "(store.delete(where={'folder': %r})), and index with --folder-name NAME so that a "
+                           "later move keeps one source", source, len(keys_there), documents, other, other)
     stored = len(store)
     report = IndexReport(documents, chunks, added, chunks - duplicates - added - updated, stored,
                          time.perf_counter() - t0, duplicates, removed, updated, pruned)

@@ -41,6 +41,8 @@ PDF_EXTRA = "pip install 'medrag[pdf]'  (or: pip install pypdf)"
 #: A word cut at a line's end: letters, a hyphen, the line break, letters.
 _CUT_WORD = re.compile(r"(\w+)-[ \t]*\n[ \t]*(\w+)")
 _WORDS = re.compile(r"\w+")
+#: A word written with a hyphen on one line (``anti-inflammatoire``; ``a-b-c`` gives ``a-b`` and ``b-c``).
+_HYPHENATED = re.compile(r"(?=\b(\w+-\w+)\b)")
 #: First elements of French compounds, whose hyphen a line's end does not remove (``anti-`` /
 #: ``inflammatoire``, ``sous-`` / ``cutanée``): a word cut after one of them keeps its hyphen unless the
 #: document writes the word whole elsewhere. Short elements that are also common first syllables
@@ -74,38 +76,57 @@ def reflow(text: str) -> str:
     backticks) keep their breaks; the rows of a table are joined (a PDF's text layer does not say which lines are cells)."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     vocabulary = {w.lower() for w in _WORDS.findall(text)}
+    # the hyphenated words the text writes on one line, read once (the whole text lowered and searched
+    # again for each cut word made a long .txt file quadratic: 300 KB wrapped at 70 characters, 5.5 s);
+    # a cut form written inside one of them counts ("abdomino-pelvien" in "abdomino-pelvienne")
+    hyphenated = "\n".join(sorted({w.lower() for w in _HYPHENATED.findall(text)}))
+    written: dict[str, bool] = {}
 
     def join(match: re.Match[str]) -> str:
         head, tail = match.group(1), match.group(2)
-        whole = head + tail
+        whole, form = head + tail, f"{head}-{tail}".lower()
         compound = head.lower() in COMPOUND_HEADS or any(c.isdigit() for c in head + tail) or tail[:1].isupper()
-        keep = f"{head}-{tail}".lower() in text.lower() or (compound and whole.lower() not in vocabulary)
+        if form not in written:
+            written[form] = form in hyphenated
+        keep = written[form] or (compound and whole.lower() not in vocabulary)
         return f"{head}-{tail}" if keep else whole
 
     lines = _CUT_WORD.sub(join, text).split("\n")
     lengths = sorted(len(x.strip()) for x in lines if x.strip())
     short = HEADING_LENGTH * lengths[int(0.8 * (len(lengths) - 1))] if len(lengths) >= HEADING_MIN_LINES else 0.0
-    out = [lines[0].strip()]
-    alone = [True]  # the line in out is one printed line that starts a paragraph (a heading can be one)
-    fenced = out[0].startswith("```")  # inside a Markdown code block: its lines are kept as they are
+    # each output line as its printed lines (joined once at the end: a paragraph grown by string
+    # concatenation made a long unpunctuated .txt file quadratic), with what the rules read of it
+    out: list[list[str]] = []
+    alone: list[bool] = []  # the line in out is one printed line that starts a paragraph (a heading can be one)
+    capitals: list[bool] = []  # every printed line of it in capitals
+    letters: list[bool] = []  # it holds a letter
+
+    def start(line: str, single: bool) -> None:
+        out.append([line])
+        alone.append(single)
+        capitals.append(line == line.upper())
+        letters.append(any(c.isalpha() for c in line))
+
+    start(lines[0].strip(), True)
+    fenced = out[0][0].startswith("```")  # inside a Markdown code block: its lines are kept as they are
     for line in lines[1:]:
         line = line.strip()
-        previous = out[-1]
+        first, last = out[-1][0], out[-1][-1]
         if fenced or line.startswith("```"):
             fenced = fenced != line.startswith("```")  # a fence opens or closes the block
-            alone.append(True)
-            out.append(line)
+            start(line, True)
             continue
-        heading = previous.startswith(("#", "```")) or any(c.isalpha() for c in previous) and (  # "## Posologie" (review)
-            previous == previous.upper() or (alone[-1] and previous[:1].isupper() and len(previous) < short))
+        heading = first.startswith(("#", "```")) or letters[-1] and (  # "## Posologie" (review)
+            capitals[-1] or (alone[-1] and first[:1].isupper() and len(first) < short))
         goes_on = bool(line) and not _ITEM.match(line) and (line[0].islower() or line[0] in "(«" or line[0].isdigit())
-        if previous and goes_on and not heading and not previous.endswith(_SENTENCE_END):
-            out[-1] = f"{previous} {line}"
+        if last and goes_on and not heading and not last.endswith(_SENTENCE_END):
+            out[-1].append(line)
             alone[-1] = False
+            capitals[-1] = capitals[-1] and line == line.upper()
+            letters[-1] = letters[-1] or any(c.isalpha() for c in line)
         else:
-            alone.append(not previous or previous.endswith(_SENTENCE_END) or heading or bool(_ITEM.match(previous)))
-            out.append(line)
-    return "\n".join(out).strip()
+            start(line, not last or last.endswith(_SENTENCE_END) or heading or bool(_ITEM.match(first)))
+    return "\n".join(" ".join(parts) for parts in out).strip()
 
 
 def pdf_text(path: str | os.PathLike[str]) -> str:

@@ -1751,3 +1751,32 @@ def test_hard_wrapped_text_files_are_reflowed_before_chunking(tmp_path) -> None:
                                                  "dfg = ckd_epi(creat)", "```", "puis contrôle"]  # review: headings, fences
     chunks = chunk_text(docs["cr.txt"], chunk_words=8, overlap=0)
     assert chunks[0].endswith("une anémie ;") and chunks[1].startswith("le traitement martial")
+
+
+def test_a_renamed_folder_indexed_again_names_its_old_copy(tmp_path, caplog) -> None:
+    """After a rename, a run re-encoded every file beside the old copy, and every hit came twice, with
+    no word of it (user tryout). A folder sharing a file name with another is not taken for a move."""
+    store = MatryoshkaChroma("moved", FakeMatryoshkaEmbeddings(), client=chromadb.PersistentClient(str(tmp_path / "db")),
+                             coarse_rotation="none")
+    folder = tmp_path / "protocoles"
+    folder.mkdir()
+    for name, text in (("fer.txt", "Une ferritine basse."), ("tsh.txt", "La TSH élevée."), ("avk.md", "INR cible.")):
+        (folder / name).write_text(text)
+    index_corpus(folder, store)
+    old = folder.resolve().as_posix()
+    folder = folder.rename(tmp_path / "protocoles_2024")
+    with caplog.at_level("WARNING", logger="medrag.indexing"):
+        assert index_corpus(folder, store).added == 3
+    assert f"3 of its 3 file(s) are also stored under the folder {old}" in caplog.text
+    assert f"store.delete(where={{'folder': '{old}'}})" in caplog.text
+    caplog.clear()
+    other = tmp_path / "cardio"
+    other.mkdir()
+    for name, text in (("fer.txt", "Fer injectable."), ("ecg.txt", "ECG normal."), ("bnp.txt", "BNP élevé.")):
+        (other / name).write_text(text)
+    with caplog.at_level("WARNING", logger="medrag.indexing"):
+        index_corpus(folder, store)  # nothing added
+        index_corpus(other, store)  # one name of three shared
+    assert "also stored under" not in caplog.text
+    store.delete(where={"folder": old})
+    assert len(store) == 6
