@@ -133,10 +133,7 @@ def _parse_filter(text: str | None) -> dict[str, Any] | None:
 def _short(metadata: dict[str, Any]) -> str:
     """The metadata without the chunk bookkeeping, on one short line: the file (``source``) and the
     chunk's position first, the folder last (a long share path first hid the file name: user tryout)."""
-    shown = {k: v for k, v in metadata.items() if k not in ("doc", "chunk", "source", FOLDER_KEY)}
-    first = {k: metadata[k] for k in ("source",) if k in metadata}
-    if "chunk" in metadata:
-        first["chunk"] = metadata["chunk"]
-    last = {k: metadata[k] for k in (FOLDER_KEY,) if k in metadata}
-    text = ", ".join(f"{k}={v}" for k, v in {**first, **shown, **last}.items())
+    placed = ("doc", "source", "chunk", FOLDER_KEY)  # the document key is bookkeeping: not shown
+    order = ["source", "chunk", *(k for k in metadata if k not in placed), FOLDER_KEY]
+    text = ", ".join(f"{k}={metadata[k]}" for k in order if k in metadata)
     return f"({text[:120]}{'...' if len(text) > 120 else ''})" if text else ""

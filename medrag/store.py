@@ -732,8 +732,8 @@ class MatryoshkaChroma(VectorStore):
                    "rebuilt)" if same_name else
                    ": a plain Embeddings is recorded by its class and model name, so the same model under "
                    "another name (a tag such as ':latest') counts as another model: open it under the recorded name"
-                   if not fp and not stored_fp and str(meta.get(_C["model"])).split(":")[0] ==
-                   expected[_C["model"]].split(":")[0] else "")
+                   if not fp and not stored_fp and _plain_class(meta.get(_C["model"])) == _plain_class(expected[_C["model"]])
+                   else "")
             )
         space = ((collection.configuration or {}).get("hnsw") or {}).get("space")
         if space not in (None, "cosine"):
@@ -2462,8 +2462,7 @@ class MatryoshkaChroma(VectorStore):
         if "search_type" in kwargs:  # pydantic's ValidationError otherwise, not a MedragError
             _check_search_type(kwargs["search_type"])
             if kwargs["search_type"] == "similarity_score_threshold":
-                threshold = _check_threshold((search_kwargs or {}).get("score_threshold"),
-                                             cosine=self.override_relevance_score_fn is None, retriever=True)
+                threshold = self._checked_threshold((search_kwargs or {}).get("score_threshold"), retriever=True)
                 # LangChain's retriever takes a float only: 0 and 1 are written as ints
                 kwargs["search_kwargs"] = {**(search_kwargs or {}), "score_threshold": threshold}
         # refused when built, not at the first query in production
@@ -2492,8 +2491,7 @@ class MatryoshkaChroma(VectorStore):
             **kwargs: ``score_threshold`` (a number), and the arguments of :meth:`similarity_search_with_score`.
         """
         if kwargs.get("score_threshold") is not None:
-            kwargs["score_threshold"] = _check_threshold(kwargs["score_threshold"],
-                                                         cosine=self.override_relevance_score_fn is None)
+            kwargs["score_threshold"] = self._checked_threshold(kwargs["score_threshold"])
         return super().similarity_search_with_relevance_scores(query, k, **kwargs)
 
     async def asimilarity_search_with_relevance_scores(self, query: str, k: int = 4,
@@ -2501,9 +2499,13 @@ class MatryoshkaChroma(VectorStore):
         """Async :meth:`similarity_search_with_relevance_scores` (the same checks: a threshold of
         ``"0.5"`` raised a bare ``TypeError`` here and ``True`` returned nothing)."""
         if kwargs.get("score_threshold") is not None:
-            kwargs["score_threshold"] = _check_threshold(kwargs["score_threshold"],
-                                                         cosine=self.override_relevance_score_fn is None)
+            kwargs["score_threshold"] = self._checked_threshold(kwargs["score_threshold"])
         return await super().asimilarity_search_with_relevance_scores(query, k, **kwargs)
+
+    def _checked_threshold(self, threshold: Any, retriever: bool = False) -> float:
+        """:func:`_check_threshold` with this store's relevance: the cosine's range [-1, 1] checked
+        unless the scores are a ``relevance_score_fn`` of the user's."""
+        return _check_threshold(threshold, cosine=self.override_relevance_score_fn is None, retriever=retriever)
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         if self.override_relevance_score_fn is not None:
@@ -3016,7 +3018,7 @@ def _value_advice(value: Any) -> str:
     if isinstance(value, (datetime.date, datetime.time, np.datetime64)) or kind == "Timestamp":
         return ("; store a date as an ISO string ('2024-03-01', value.isoformat()) or, to filter on a range "
                 "with $gte/$lt, as a number such as 20240301")
-    if isinstance(value, np.ndarray) or hasattr(value, "tolist"):
+    if hasattr(value, "tolist"):  # numpy arrays, pandas arrays
         return "; pass value.tolist() (a list of str, int, float or bool)"
     return ""
 
@@ -3212,10 +3214,15 @@ def _plain_identity(embedding: Any) -> str:
     return identity
 
 
+def _plain_class(identity: Any) -> str:
+    """The class name of a plain Embeddings' recorded identity (:func:`_plain_identity`)."""
+    return str(identity).split(":", 1)[0]
+
+
 def _named_plain_identity(recorded: Any, identity: str) -> bool:
     """Whether ``recorded`` is the class name alone that an earlier medrag recorded for the plain
     Embeddings whose identity is now ``identity`` (its model name added): the same store, upgraded."""
-    return isinstance(recorded, str) and ":" not in recorded and identity.startswith(recorded + ":")
+    return isinstance(recorded, str) and ":" not in recorded and _plain_class(identity) == recorded != identity
 
 
 def _check_threshold(threshold: Any, cosine: bool = True, retriever: bool = False) -> float:
