@@ -28,6 +28,7 @@ from evaluation.report import check_report_folder, earlier_report_files, remove_
 from evaluation.stats import CONFIDENCE, MIN_BOOTSTRAP, N_BOOTSTRAP, N_PERMUTATIONS, PAIRED_TESTS, ROUGH_BOOTSTRAP
 from evaluation.store_eval import STORE_METRICS, evaluate_store
 from evaluation.suite import evaluate_suite
+from medrag.adapters import ADAPTER_CONFIG, TRAINING_RUN_KEY
 from medrag.command import check_writable_dir, lexical_weight_argument
 from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.encoding import DEFAULT_BATCH_SIZE
@@ -197,8 +198,6 @@ def _them(flags: list[str]) -> str:
 def _check_values(args: argparse.Namespace) -> None:
     """Values the library would refuse only after the scoring: --lexical-weight, --analyzer, --coarse-dim,
     --candidates (the checks that need the model's size are in :func:`_check_model_sizes`)."""
-    if any(not label.strip() for label in args.label or ()):
-        raise DataError("--label is empty: give each --model a name for the tables")
     piped = [label for label in args.label or () if "|" in label]
     if piped:  # it split the Markdown tables' cells (user tryout)
         raise DataError(f"--label {piped[0]!r}: a label may not hold '|', which separates the tables' columns")
@@ -338,17 +337,33 @@ def _hybrid_suite_name(i: int, n_models: int) -> str:
 
 
 def _finetune_config(spec: str) -> dict | None:
-    """The ``finetune_config.yaml`` that ``medrag finetune`` wrote into the model folder ``spec``, as a
-    mapping; None when there is none (not a fine-tuning output) or it cannot be read."""
+    """The ``finetune_config.yaml`` that ``medrag finetune`` wrote into the model folder ``spec``, or
+    the run settings an adapter it exported records (:func:`_adapter_run`), as a mapping; None when
+    there is none (not a fine-tuning output) or it cannot be read."""
     import yaml  # a fine-tuning output's config is YAML; only these checks read one
 
     config = Path(spec).expanduser() / "finetune_config.yaml"
+    if not config.is_file():
+        recorded = _adapter_run(Path(spec).expanduser()).get("config")
+        return recorded if isinstance(recorded, dict) else None
     try:
-        recorded = yaml.safe_load(config.read_text(encoding="utf-8")) if config.is_file() else None
+        recorded = yaml.safe_load(config.read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError) as exc:
         logger.debug("cannot read %s: %s", config, exc)
         return None
     return recorded if isinstance(recorded, dict) else None
+
+
+def _adapter_run(folder: Path) -> dict:
+    """The run record (``config``, ``data_file``, ``eval_data_file``) of an adapter folder exported by
+    ``medrag finetune --export-adapter`` (its ``adapter_config.json``); empty for another folder, an
+    unreadable config or an adapter exported before December 6, which recorded none."""
+    try:
+        config = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    run = config.get(TRAINING_RUN_KEY) if isinstance(config, dict) else None
+    return run if isinstance(run, dict) else {}
 
 
 def _finetune_split(spec: str, data: str) -> tuple[int, float] | None:
@@ -392,7 +407,7 @@ def _recorded_file(folder: Path, key: str, typed: str, data: str) -> bool:
     try:
         info = json.loads((folder / "training_info.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        info = None
+        info = _adapter_run(folder)  # an exported adapter records the same files
     record = info.get(key) if isinstance(info, dict) else None
     if isinstance(record, dict) and record.get("path"):
         if record["path"] == str(Path(data).expanduser().resolve()):
@@ -539,7 +554,7 @@ def _evaluate_checked(args: argparse.Namespace) -> int:
         confidence=args.confidence, test=args.test, n_resamples=args.resamples,
         balanced_tolerance=args.balanced_tolerance, edge_tolerance=args.edge_tolerance, seed=args.seed,
         labels=args.label, command=command_line(args), device=args.device, batch_size=args.batch_size,
-        show_progress=_progress(args))
+        show_progress=_progress(args), more_queries=_more_queries(args))
     if args.store:
         for emb, m in zip(embeddings, report.models):
             report.store[m.label] = evaluate_store(emb, task, coarse_dim=args.coarse_dim,
@@ -578,6 +593,18 @@ def _evaluate_checked(args: argparse.Namespace) -> int:
                 print(f"wrote scores and recommendations to {path}")
     print(f"\nreport: {Path(args.out).resolve()} ({', '.join(p.name for p in paths.values())})")
     return 0
+
+
+def _more_queries(args: argparse.Namespace) -> str:
+    """The options that give a small task more queries, as the warning about fewer than 30 says them:
+    none for fixed splits (a BEIR or FrenchMedMCQA folder, the sample) or every pair of a file (user
+    tryout: it advised --eval-fraction, which a BEIR folder refuses, and --split all, already given)."""
+    if args.limit is not None:
+        return "--limit keeps fewer"
+    if unused_options(args.data, args.split):
+        return ""
+    return (f"a larger held-out share: --eval-fraction, now {args.eval_fraction:g}; or every pair of a dedicated "
+            "evaluation file: --split all")
 
 
 def report_metrics(args: argparse.Namespace) -> list[str]:
@@ -674,10 +701,17 @@ def _evaluate_suite(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Options that change no number of a report: left out of the command it records (the docs say so; a
+#: user tryout found -v and --cache-dir there).
+_NO_RESULT_OPTIONS = frozenset({"verbose", "cache_dir", "no_cache", "progress"})
+
+
 def command_line(args: argparse.Namespace) -> str:
     """The canonical ``medrag evaluate ...`` command that reproduces ``args`` (recorded in report.json)."""
     parts = ["medrag", "evaluate"]
     for action, value in _set_options(args):
+        if action.dest in _NO_RESULT_OPTIONS:
+            continue
         flag = action.option_strings[-1]
         if value is True:
             parts.append(flag)

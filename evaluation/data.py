@@ -145,6 +145,12 @@ def load_task(source: str | os.PathLike[str], *, split: str | None = None, quest
             raise DataError(f"dataset {os.fspath(source)!r} not found: pass a BEIR folder (corpus.jsonl, "
                             "queries.jsonl, qrels/<split>.tsv), a FrenchMedMCQA folder, a pairs file "
                             "(.jsonl/.json/.csv/.parquet) or a hub dataset id (org/name)")
+        if local and not (isinstance(eval_fraction, (int, float)) and not isinstance(eval_fraction, bool)
+                          and 0 < eval_fraction < 1):
+            # 0 was "the file is too small", 1 named the Python parameter alone (user tryout)
+            raise DataError(f"eval_fraction (--eval-fraction) is the held-out share of the questions of "
+                            f"{path.name}, in (0, 1), got {eval_fraction!r}; to score every pair: split='all' "
+                            "(--split all)")
         ds = load_qa_dataset(source, question_column=question_column, answer_column=answer_column,
                              eval_fraction=eval_fraction, seed=split_seed, eval_split=split)
         pairs = ds.eval
@@ -170,10 +176,10 @@ def is_beir_folder(folder: str | os.PathLike[str]) -> bool:
     return (path / "corpus.jsonl").is_file() and (path / "queries.jsonl").is_file()
 
 
-def _jsonl_texts(path: Path, what: str, title: bool) -> dict[str, str]:
-    """``_id -> text`` of a BEIR ``corpus.jsonl`` / ``queries.jsonl`` (``title`` put before the text;
-    a record whose title and text are both blank is left out, with a log line: public BEIR corpora
-    hold a few)."""
+def _jsonl_texts(path: Path, what: str, title: bool) -> tuple[dict[str, str], list[str]]:
+    """``_id -> text`` of a BEIR ``corpus.jsonl`` / ``queries.jsonl`` (``title`` put before the text)
+    and the ids of the records left out as blank (title and text both blank: public BEIR corpora hold
+    a few), which a log line names."""
     from medrag.qa.pairs import json_objects
 
     out: dict[str, str] = {}
@@ -193,10 +199,16 @@ def _jsonl_texts(path: Path, what: str, title: bool) -> dict[str, str]:
                 continue
             out[key] = text
     if blank:
-        logger.warning("%s: %d %s(s) with neither title nor text left out, e.g. %s", path, len(blank), what, blank[:3])
+        logger.warning("%s: %d %s(s) with %s left out, e.g. %s", path, len(blank), what,
+                       "neither title nor text" if title else "a blank text", blank[:3])
     if not out:
         raise DataError(f"{path} holds no {what}")
-    return out
+    return out, blank
+
+
+#: Names of the score column that mark a qrels file's first line as a header: BEIR's, and those of
+#: other tools and hand-made files (``query-id corpus-id relevance``, ``qid docid rel``).
+_SCORE_HEADERS = frozenset({"score", "relevance", "rel", "grade", "label", "judgement", "judgment", "relevant"})
 
 
 def _qrels(path: Path) -> dict[str, dict[str, float]]:
@@ -213,8 +225,8 @@ def _qrels(path: Path) -> dict[str, dict[str, float]]:
         if not line:
             continue
         fields = line.split("\t") if "\t" in line else line.split()
-        if n == 1 and fields[-1].strip().lower() == "score":
-            continue  # BEIR's header
+        if n == 1 and fields[-1].strip().lower() in _SCORE_HEADERS:
+            continue  # BEIR's header ("score"), or another tool's name for that column (user tryout)
         if len(fields) == 4:  # TREC: qid iteration docid grade
             fields = [fields[0], fields[2], fields[3]]
         if len(fields) != 3:
@@ -224,7 +236,8 @@ def _qrels(path: Path) -> dict[str, dict[str, float]]:
         try:
             grade = float(score)
         except ValueError:
-            raise DataError(f"{path}, line {n}: the score {score!r} is not a number") from None
+            header = " (a header line names its last column 'score')" if n == 1 else ""
+            raise DataError(f"{path}, line {n}: the score {score!r} is not a number{header}") from None
         if not math.isfinite(grade):  # a NaN or -inf grade dropped its query as "no relevant passage"
             raise DataError(f"{path}, line {n}: the score {score!r} is not a finite number; grade the passage "
                             "0 (not relevant) or more")
@@ -263,9 +276,13 @@ def load_beir(folder: str | os.PathLike[str], split: str = "test", limit: int | 
         raise DataError(f"{path}: no qrels/{split}.tsv (the BEIR judgements of split {split!r}); "
                         + (f"its splits: {', '.join(found)} (--split)" if found else "add a qrels folder with "
                            "<split>.tsv files of query-id, corpus-id, score"))
-    corpus = _jsonl_texts(path / "corpus.jsonl", "passage", title=True)
-    all_queries = _jsonl_texts(path / "queries.jsonl", "query", title=False)
+    corpus, _ = _jsonl_texts(path / "corpus.jsonl", "passage", title=True)
+    all_queries, blank = _jsonl_texts(path / "queries.jsonl", "query", title=False)
     judged = _qrels(qrels_file)
+    blank_judged = sorted(set(judged) & set(blank))
+    if blank_judged:  # "absent from queries.jsonl" contradicted the line that had just left it out (user tryout)
+        raise DataError(f"{path / 'queries.jsonl'}: {len(blank_judged)} query(s) judged in {qrels_file.name} have a "
+                        f"blank text, e.g. {blank_judged[:3]}: write their text, or remove their judgements")
     unknown = sorted(set(judged) - set(all_queries))
     if unknown:
         raise DataError(f"{qrels_file} judges {len(unknown)} query id(s) absent from queries.jsonl, e.g. {unknown[:3]}")

@@ -106,6 +106,7 @@ def evaluate_models(
     device: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     show_progress: bool | None = None,
+    more_queries: str = "",
 ):
     """Evaluate ``models`` on ``task`` and return an :class:`~evaluation.report.EvaluationReport`.
 
@@ -126,6 +127,8 @@ def evaluate_models(
         labels: names of the models in tables (default: their specs).
         command: the command line that produced the report (recorded in its JSON).
         device / batch_size / show_progress: passed to :class:`medrag.MatryoshkaEmbeddings` for specs.
+        more_queries: how the task's source gives more queries, added to the warning about a task of
+            fewer than 30 (the CLI names its options where they apply).
     """
     if isinstance(models, (str, bytes)) or is_encoder(models):
         raise InvalidInputError("models is a list of model specs or encoders (e.g. [spec]), got one model")
@@ -164,7 +167,7 @@ def evaluate_models(
     if test not in PAIRED_TESTS:
         raise InvalidInputError(f"unknown paired test {test!r}: use one of {PAIRED_TESTS}")
     n_resamples = n_resamples or (N_PERMUTATIONS if test == "permutation" else 10 * N_BOOTSTRAP)
-    warn_if_few_queries(task)
+    warn_if_few_queries(task, more=more_queries)
     cache = cache if cache is not None else EmbeddingCache()
     labels = list(labels) if labels is not None else []
     results: list[ModelResult] = []
@@ -181,8 +184,11 @@ def evaluate_models(
             raise DimensionError(f"sizes {bad} are outside 1..{emb.full_dim} for model {emb.spec!r}")
         untrained = [d for d in sizes if d not in trained]
         if untrained and dims is not None:
-            logger.warning("sizes %s are not trained sizes of %s (trained: %s); they are evaluated by truncation anyway",
-                           untrained, emb.spec, trained)
+            # a model without matryoshka.json was never trained at any size: its list is the default one
+            recorded = getattr(emb, "metadata", True) is not None
+            logger.warning("sizes %s are not %s of %s (%s: %s); they are evaluated by truncation anyway",
+                           untrained, "trained sizes" if recorded else "among the sizes", emb.spec,
+                           "trained" if recorded else "it records no trained size; the default list", trained)
         label = labels[i] if i < len(labels) else emb.spec
         if label in {r.label for r in results}:
             label = f"{label} #{i + 1}"

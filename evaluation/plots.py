@@ -14,11 +14,22 @@ Example::
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 
 from medrag.errors import InvalidInputError
 
 # matplotlib (heavy) is imported when a plot is drawn.
+
+#: Characters per line of a plot's title: a longer one is wrapped (a task named after a long file was
+#: cut at both edges of the figure: user tryout).
+TITLE_WIDTH = 64
+
+
+def wrapped_title(text: str, width: int = TITLE_WIDTH) -> str:
+    """``text`` on lines of at most ``width`` characters; a word longer than that (a file name) is cut
+    where the line ends."""
+    return textwrap.fill(text, width=width, break_long_words=True, break_on_hyphens=False)
 
 
 def plot_metric_vs_size(report, path: str | os.PathLike[str], metric: str | None = None,
@@ -63,7 +74,7 @@ def plot_metric_vs_size(report, path: str | os.PathLike[str], metric: str | None
     ax.set_xticklabels([str(d) for d in ticks])
     ax.set_xlabel("Matryoshka size (dimensions, log2 scale)")
     ax.set_ylabel(metric.upper().replace("@", "@"))
-    ax.set_title(title or f"{metric} vs size: {report.task_info.get('name', '')}")
+    ax.set_title(wrapped_title(title or f"{metric} vs size: {report.task_info.get('name', '')}"), fontsize="medium")
     ax.grid(True, alpha=0.3)
     band = f"{round(100 * level)}% bootstrap CI bands" if level else ""
     ax.legend(title=band, fontsize="small", title_fontsize="small")

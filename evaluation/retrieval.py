@@ -35,15 +35,16 @@ logger = logging.getLogger(__name__)
 FEW_QUERIES = 30
 
 
-def warn_if_few_queries(task: IRTask, scores_for: str = "its scores, intervals and size recommendations") -> bool:
+def warn_if_few_queries(task: IRTask, scores_for: str = "its scores, intervals and size recommendations",
+                        more: str = "") -> bool:
     """Log a warning when ``task`` has fewer than :data:`FEW_QUERIES` queries (a single query scores 0
-    or 1 at every size); ``scores_for`` names what those scores feed. Returns whether it warned."""
+    or 1 at every size); ``scores_for`` names what those scores feed, ``more`` how the caller's data
+    source gives more queries (e.g. an option; empty: none, only more data). Returns whether it warned."""
     if len(task.queries) >= FEW_QUERIES:
         return False
     logger.warning("task %r has %d queries: %s say little (a single query scores 0 or 1); evaluate on %d "
-                   "queries or more (a larger held-out share: --eval-fraction; every pair of a dedicated "
-                   "evaluation file: --split all, split='all')", task.name,
-                   len(task.queries), scores_for, FEW_QUERIES)
+                   "queries or more%s", task.name, len(task.queries), scores_for, FEW_QUERIES,
+                   f" ({more})" if more else "")
     return True
 
 

@@ -27,7 +27,7 @@ from finetune.config import FinetuneConfig, unwrap_optional
 from finetune.data import load_dataset_from_config
 from finetune.model_card import score_table
 from finetune.preflight import check_run, model_trained_dims
-from finetune.training import MatryoshkaFinetuner
+from finetune.training import MatryoshkaFinetuner, check_learnable
 from medrag.command import new_parser, run_command
 
 
@@ -91,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"  trained on: {len(pairs)} pairs ({', '.join(f'{name} {n}' for name, n in counts.items())}; "
                   "duplicates and eval questions dropped" + (f", capped at {cfg.max_train_pairs}"
                                                              if cfg.max_train_pairs else "") + ")")
+        else:  # pairs the run refuses (one distinct answer) passed --check (user tryout)
+            check_learnable(dataset.train)
         print("\n".join(cfg.plan(model_dims=model_trained_dims(cfg.model))))
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True), end="")
         return 0

@@ -192,7 +192,8 @@ class FinetuneConfig:
     export_adapter: str | None = setting(None, "after training, write the LoRA adapter and/or final layer as a "
                                          "medrag model package there (bundled:<adapter_name> once in "
                                          "medrag/data/models)")
-    adapter_name: str = setting("medrag-e5-small-fr", "name of the exported adapter")
+    adapter_name: str | None = setting(None, "name of the exported adapter (default: the export folder's name; "
+                                       "it was medrag's own default model's name, on every user's adapter)")
     export_scores: ExportScores = setting("suite_pilot", "what the exported matryoshka.json records: the "
                                           "validation suite's macro-average (suite_pilot or suite) or run (the "
                                           "run's eval split)")
@@ -399,7 +400,7 @@ class FinetuneConfig:
                          f"(lr {self.top_block_head_learning_rate:g}), {block}, same losses and batches, on hidden "
                          "states cached once")
         if self.export_adapter:
-            lines.append(f"  export: {self.export_adapter} ({self.adapter_name}; matryoshka.json scores: "
+            lines.append(f"  export: {self.export_adapter} ({self.exported_name()}; matryoshka.json scores: "
                          f"{self.export_scores})")
         return lines
 
@@ -453,6 +454,10 @@ class FinetuneConfig:
             data = read_config_file(path)
         data.update({k: v for k, v in (overrides or {}).items()})
         return cls.from_dict(data)
+
+    def exported_name(self) -> str:
+        """The exported adapter's name: ``adapter_name``, else the name of the ``export_adapter`` folder."""
+        return self.adapter_name or Path(str(self.export_adapter or "adapter")).expanduser().resolve().name
 
     def replace(self, **changes: Any) -> "FinetuneConfig":
         return dataclasses.replace(self, **changes)

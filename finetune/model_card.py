@@ -97,7 +97,8 @@ def write_model_card(folder: str | Path, cfg: Any, result: Any, dataset: Any, in
         (f"Evaluated on {info['eval_queries']} held-out questions against {info['eval_corpus']} distinct answers, "
          "with the query/passage prompts.") if result.scores_after else
         "Not evaluated (no held-out pairs, or `evaluate_after` off): score the folder with "
-        "`medrag evaluate --model <this folder> --data ... --write-metadata` to record its per-size NDCG@10.",
+        "`medrag evaluate --model <this folder> --data EVAL.jsonl --split all --write-metadata` (every pair of a "
+        "file of questions it did not train on) to record its per-size NDCG@10.",
         "",
         score_table(result.scores_before, result.scores_after, "ndcg@10") if result.scores_after else
         "(no scores)",
@@ -145,7 +146,7 @@ def adapter_card(name: str, cfg: Any, result: Any, metadata: Any, sources: list[
     # a user's export (its own base, loaded from its folder) was described as medrag's packaged model over
     # the embedded e5-small, loaded as bundled:NAME, with e5-small's size in its limits (user tryout)
     # packaged: exported into medrag's own models folder under its name (the recipes of the shipped models),
-    # not merely named like one (the default adapter_name is the default model's)
+    # not merely named like one
     packaged = cfg.export_adapter is not None and \
         Path(cfg.export_adapter).expanduser().resolve() == (packaged_models_dir() / name).resolve()
     base = cfg.model or BUNDLED_SPEC

@@ -294,7 +294,8 @@ PAIRS_ONLY = ("question_column", "answer_column", "negatives_column", "eval_data
 def check_data_options(cfg: "FinetuneConfig") -> None:
     """Refuse settings the data would ignore in silence: pairs-only settings with a FrenchMedMCQA
     folder (``medrag evaluate`` refuses them too), ``eval_fraction`` / ``split_seed`` with an
-    ``eval_data`` file, ``hard_negatives`` on a pairs file without ``negatives_column``."""
+    ``eval_data`` file, ``hard_negatives`` on a pairs file without ``negatives_column``, and
+    ``negatives_column`` without ``hard_negatives`` (or with the loop engine, which trains none)."""
     from finetune.config import FinetuneConfig
     from medrag.qa.pairs import is_frenchmedmcqa_folder
 
@@ -314,6 +315,12 @@ def check_data_options(cfg: "FinetuneConfig") -> None:
     if cfg.hard_negatives and not fmcqa and cfg.negatives_column is None and Path(cfg.data).expanduser().is_file():
         raise ConfigError(f"hard_negatives {cfg.hard_negatives}: a pairs file's negatives are read from "
                           "negatives_column; name that column (a list of texts or one text), or drop hard_negatives")
+    # the reverse: the column read and counted ("88 hard negatives"), then never trained on (user tryout)
+    if cfg.negatives_column is not None and not fmcqa and (cfg.engine == "loop" or not cfg.hard_negatives):
+        raise ConfigError(f"negatives_column {cfg.negatives_column!r}: its negatives are trained on with "
+                          + ("engine: trainer and hard_negatives >= 1 (engine: loop trains in-batch negatives only)"
+                             if cfg.engine == "loop" else "hard_negatives >= 1 (--hard-negatives 1)")
+                          + "; set that, or drop negatives_column")
 
 
 def check_dims(cfg: "FinetuneConfig") -> None:

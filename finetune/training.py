@@ -45,8 +45,9 @@ from finetune.model_card import recipe_settings, write_model_card
 from finetune.preflight import (CHECKPOINT_DIR, CONFIG_FILENAME, FINISHED_FILENAME, INFO_FILENAME, check_matryoshka_weights,
                                 check_report_to, check_run, top_block_refusal)
 from finetune.scoring import TRAINING_METRICS, prompt_texts, score_sizes
+from medrag.adapters import TRAINING_RUN_KEY
 from medrag.errors import ConfigError, DataError
-from medrag.metadata import MatryoshkaMetadata, default_dims
+from medrag.metadata import METADATA_FILENAME, MatryoshkaMetadata, default_dims
 from medrag.models import embedding_dim, load_model
 from medrag.qa.pairs import QADataset, QAPair, data_file_record
 
@@ -128,7 +129,9 @@ class MatryoshkaFinetuner:
         import torch
         from accelerate import PartialState
 
-        cfg = self.config
+        # checked again as built: a field set after construction (cfg.batch_size = 1, cfg.learning_rate = "1e-3")
+        # ran 0 steps and saved the base as "fine-tuned", or failed with a bare TypeError (user tryout)
+        cfg = self.config = self.config.replace()
         check_run(cfg, model_given=self.model is not None)  # output and export folders, tracker: before any model loads
         state = PartialState(cpu=_cpu_only(cfg))
         resume_from = self._resume_checkpoint()
@@ -151,7 +154,11 @@ class MatryoshkaFinetuner:
             from evaluation.retrieval import warn_if_few_queries
 
             # 3 pairs held out 10%: one query scored 1.0 at every size and dimension="auto" took the smallest
-            warn_if_few_queries(task, "the before/after table and the scores dimension='auto' chooses a size from")
+            more = ("" if cfg.eval_data else
+                    "a larger held-out share: eval_fraction, --eval-fraction; or a dedicated evaluation file: "
+                    "eval_data, --eval-data")
+            warn_if_few_queries(task, "the before/after table and the scores dimension='auto' chooses a size from",
+                                more)
         inference_max_len = model.max_seq_length
 
         if cfg.engine != "loop" and cfg.checkpoints:
@@ -194,13 +201,7 @@ class MatryoshkaFinetuner:
         )
         if state.is_main_process:
             _check_finite(model, trainer.state.global_step)
-            model.save(str(self.output_dir))
-            _readable_weights(self.output_dir)
-            _drop_stale_modules(self.output_dir)
-            if task is not None and cfg.evaluate_after:
-                model.eval()
-                result.scores_after = score_sizes(model, task, dims, batch_size=cfg.eval_batch_size)
-            self._write_outputs(model, result)
+            self._save_and_score(model, task, dims, result)
             self._end_checkpoints(result.global_step)
             self._warn_without_scores(result)
         state.wait_for_everyone()
@@ -234,7 +235,8 @@ class MatryoshkaFinetuner:
             return
         logger.warning("%s records no scores (no eval set, or evaluate_after: false): MatryoshkaEmbeddings(%r, "
                        "dimension='auto') cannot choose a size from it. Add the scores with: medrag evaluate "
-                       "--model %s --data EVAL_DATA --write-metadata (or train with an eval set: eval_fraction > 0 "
+                       "--model %s --data EVAL_DATA --split all --write-metadata (every pair of a dedicated evaluation "
+                       "file of 30 questions or more, none trained on; or train with an eval set: eval_fraction > 0 "
                        "or eval_data)", Path(self.output_dir) / "matryoshka.json", str(self.output_dir),
                        self.output_dir)
 
@@ -259,7 +261,7 @@ class MatryoshkaFinetuner:
         logger.info("training pairs per source: %s; unlabelled texts: %s", counts, text_counts)
         self.dataset = QADataset(pairs, self.dataset.eval, name=self.dataset.name if not cfg.mixture else
                                  f"{self.dataset.name} + {'+'.join(cfg.mixture)}", stats=self.dataset.stats,
-                                 split_method=self.dataset.split_method)
+                                 split_method=self.dataset.split_method, eval_name=self.dataset.eval_name)
         self.source_counts = counts
         self.text_counts = text_counts
         base_fingerprint = base_weights_fingerprint(model)
@@ -343,14 +345,7 @@ class MatryoshkaFinetuner:
 
             merge_lora(model)
         _check_finite(model, loop_result.steps)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        model.save(str(self.output_dir))
-        _readable_weights(self.output_dir)
-        _drop_stale_modules(self.output_dir)
-        if task is not None and cfg.evaluate_after:
-            model.eval()
-            result.scores_after = score_sizes(model, task, dims, batch_size=cfg.eval_batch_size)
-        self._write_outputs(model, result)
+        self._save_and_score(model, task, dims, result)
         if cfg.export_adapter:
             self.export(adapter_model, result, base_fingerprint)
         self._end_checkpoints(result.global_step)
@@ -439,13 +434,23 @@ class MatryoshkaFinetuner:
                    "rotation_folded": cfg.rotation != "none",
                    "training_sources": getattr(self, "source_counts", {}), "licences": licences})
         recipe = recipe_settings(cfg)
-        card = adapter_card(cfg.adapter_name, cfg, result, meta, sources, licences,
+        card = adapter_card(cfg.exported_name(), cfg, result, meta, sources, licences,
                             getattr(self, "source_counts", {}), getattr(self, "text_counts", {}))
-        return export_adapter(adapter_model, cfg.export_adapter, name=cfg.adapter_name, base_spec=cfg.model,
+        return export_adapter(adapter_model, cfg.export_adapter, name=cfg.exported_name(), base_spec=cfg.model,
                               base_fingerprint=base_fingerprint, metadata=meta, card=card,
                               lora=getattr(self, "block_deltas", None),
                               extra={"recipe": recipe, "training_sources": getattr(self, "source_counts", {}),
-                                     "licences": licences})
+                                     "licences": licences, TRAINING_RUN_KEY: self._training_run()})
+
+    def _training_run(self) -> dict[str, Any]:
+        """What ``medrag evaluate`` reads of a run to score an exported adapter on the questions the
+        run held out, as it does a run's output folder from its ``finetune_config.yaml`` and
+        ``training_info.json``: the data settings and the pairs files' records (user tryout: an
+        adapter was scored on the default split, its training questions, in silence)."""
+        cfg = self.config
+        return {"config": {key: getattr(cfg, key) for key in _RUN_DATA_KEYS},
+                "data_file": data_file_record(cfg.data),
+                "eval_data_file": data_file_record(cfg.eval_data) if cfg.eval_data else None}
 
     # ------------------------------------------------------------------ pieces
 
@@ -621,6 +626,30 @@ class MatryoshkaFinetuner:
         _logs_to_stderr(trainer)
         return trainer
 
+    def _save_and_score(self, model, task, dims: list[int], result: FinetuneResult) -> None:
+        """Save the trained model into ``output_dir``, score it on the eval task, write its metadata,
+        config and card. An earlier run's metadata is removed first: Ctrl-C while the new model was
+        scored left its weights beside the earlier run's ``matryoshka.json`` (other sizes and scores,
+        from which ``dimension="auto"`` chose a size this run never trained) and no word (user tryout)."""
+        cfg = self.config
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        for name in (METADATA_FILENAME, INFO_FILENAME, CONFIG_FILENAME):
+            (self.output_dir / name).unlink(missing_ok=True)
+        try:
+            model.save(str(self.output_dir))
+            _readable_weights(self.output_dir)
+            _drop_stale_modules(self.output_dir)
+            if task is not None and cfg.evaluate_after:
+                model.eval()
+                result.scores_after = score_sizes(model, task, dims, batch_size=cfg.eval_batch_size)
+            self._write_outputs(model, result)
+        except KeyboardInterrupt:
+            logger.warning("interrupted after training, while the model was saved and scored: %s is incomplete "
+                           "(no matryoshka.json: no sizes or scores); rerun with --resume to finish it from the last "
+                           "checkpoint%s", self.output_dir,
+                           "" if cfg.checkpoints else " (checkpoints: false: rerun the whole run)")
+            raise
+
     def _write_outputs(self, model, result: FinetuneResult) -> None:
         cfg = self.config
         out = self.output_dir
@@ -685,7 +714,8 @@ def check_learnable(pairs: Sequence[QAPair]) -> None:
     if len(pairs) < FEW_PAIRS:  # 3 pairs trained and scored 1.0 on one held-out question (user tryout)
         logger.warning("only %d training pairs: a model fine-tuned on so few learns them by heart and is often worse "
                        "than before on other questions; use a few hundred pairs or more, and compare it with its base "
-                       "on questions it did not train on (medrag evaluate --model BASE --model OUTPUT --data EVAL)",
+                       "on questions it did not train on (medrag evaluate --model BASE --model OUTPUT --data EVAL --split all, "
+                       "EVAL a file of such questions)",
                        len(pairs))
 
 
@@ -717,6 +747,11 @@ def _readable_weights(folder: Path) -> None:
     for path in Path(folder).rglob("*.safetensors"):
         if CHECKPOINT_DIR not in path.relative_to(folder).parts:
             apply_umask(path)
+
+
+#: The settings that say which questions a run trained on (``medrag evaluate`` reads them).
+_RUN_DATA_KEYS = ("data", "data_format", "eval_data", "eval_fraction", "split_seed", "seed", "train_splits",
+                  "eval_split")
 
 
 def _recorded_spec(spec: Any) -> str:

@@ -24,6 +24,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from medrag.errors import StoreError, StoreLockedError
@@ -95,6 +97,28 @@ def folder_write_lock(directory: str | os.PathLike[str]) -> WriteGuard:
     key = os.path.realpath(directory)
     with _GUARD:
         return _WRITE_LOCKS.setdefault(key, WriteGuard())
+
+
+@contextmanager
+def opening_lock(directory: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the folder itself (made if missing) while Chroma opens it: two
+    processes creating one new store at once both ran Chroma's table creation, and one failed with
+    "table collections already exists" (user tryout: two ``medrag demo`` started together). Blocks
+    until the other process's open is done (a fraction of a second); no file is added to the folder.
+    A no-op where ``flock`` does not exist (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 class DirectoryLock:

@@ -51,6 +51,11 @@ ADAPTER_FORMAT_VERSION = 1
 #: Bump when the build's output changes, so old cached builds are rebuilt.
 BUILDER_VERSION = 1
 MARKER = "medrag_adapted.json"
+#: The ``adapter_config.json`` key of an adapter exported by ``medrag finetune --export-adapter``
+#: holding its run's data settings and pairs-file records (``config``, ``data_file``,
+#: ``eval_data_file``), which ``medrag evaluate`` reads as it reads a run folder's
+#: ``finetune_config.yaml`` and ``training_info.json``: to score the questions the run held out.
+TRAINING_RUN_KEY = "training_run"
 CHECK_SENTENCE = "query: Quels sont les effets indésirables du paracétamol ?"
 _CHECK_MIN_COSINE = 0.999
 

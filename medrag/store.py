@@ -53,7 +53,8 @@ from langchain_core.vectorstores.utils import maximal_marginal_relevance
 from medrag.vector_codec import ENCODINGS, encoded_size, pack_rows, unpack_rows
 from medrag.coarse import (LEARNED_STEPS, CoarseProjection, fit_learned, fit_pca, fit_sample_size, learned_steps,
                            min_vectors, pseudo_queries, sample_indices)
-from medrag._store_lock import DirectoryLock, WriteGuard, folder_write_lock, held_in_this_process, locked_error
+from medrag._store_lock import (DirectoryLock, WriteGuard, folder_write_lock, held_in_this_process, locked_error,
+                                opening_lock)
 from medrag._store_repair import COMPLETE_KEY, REPAIR_SUFFIX, is_vector_index_failure, read_records, segment_ids
 from medrag._chroma_errors import translate_chroma_error
 from medrag._store_sidecar import SIDECAR_NAME, VectorSidecar
@@ -387,8 +388,11 @@ class MatryoshkaChroma(VectorStore):
                 # absolute: Chroma opens its segment files lazily, so after an os.chdir a relative path
                 # failed every write ('Failed to get segments') and the medrag files beside it moved
                 with _OPEN_GUARD:
-                    client = (chromadb.PersistentClient(path=str(Path(persist_directory).resolve()))
-                              if persist_directory else chromadb.EphemeralClient())
+                    if persist_directory:
+                        with opening_lock(Path(persist_directory).resolve()):  # one process creates it at a time
+                            client = chromadb.PersistentClient(path=str(Path(persist_directory).resolve()))
+                    else:
+                        client = chromadb.EphemeralClient()
             except Exception as exc:
                 if not persist_directory:
                     raise StoreError(f"cannot open an in-memory Chroma store: {exc}") from exc

@@ -129,6 +129,26 @@ def test_a_mistyped_flag_is_named_by_its_subcommand_with_the_nearest_flag(capsys
     assert "did you mean" not in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, expected", [
+    # argparse's prefix matching took --lr for --lr-scheduler ("lr_scheduler must be one of") and accepted
+    # a cut --learning-rat (user tryout): a flag is given whole, a short name gets the flags it stands for
+    (["finetune", "--lr", "1e-3"], "--lr 1e-3 (did you mean --learning-rate or --lora-rank?)"),
+    (["finetune", "--learning-rat", "1e-3"], "--learning-rat 1e-3 (did you mean --learning-rate?)"),
+    # an unset shell variable: the report went to the current folder, --data "" was named "."
+    (["evaluate", "--model", "m", "--out", ""], "--out is empty (an unset shell variable?)"),
+    (["evaluate", "--model", "m", "--data", " "], "--data is empty"),
+    (["evaluate", "--model", "m", "--model", "", "--data", "d"], "--model is empty"),
+    (["evaluate", "--model", "m", "--label", " ", "--data", "d"], "--label is empty"),
+    (["search", "fer", "--persist-dir", ""], "--persist-dir is empty"),
+])
+def test_cut_flags_and_empty_values_are_usage_errors(capsys, argv, expected):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0], err
+
+
 # ---------------------------------------------------------------------------- December 5 (failed before its fix)
 
 
@@ -192,3 +212,27 @@ def test_a_broken_pipe_that_is_not_stdout_stays_an_error(capsys):
     parser.set_defaults(func=fails)
     assert run_command(parser, []) == 1
     assert capsys.readouterr().err.strip() == "tool: error: Broken pipe"
+
+
+def test_the_one_time_model_build_is_shown_without_verbose(monkeypatch):
+    """A first `medrag demo` printed nothing for its minute of model building: the line was INFO (user tryout)."""
+    import logging
+
+    from medrag.command import NOTICE_LOGGERS, _CommandFormatter, new_parser, run_command
+
+    for name in NOTICE_LOGGERS:
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
+    monkeypatch.setattr(logging.getLogger(), "level", logging.WARNING)
+    seen = []
+
+    def build(args):
+        seen.extend((logging.getLogger("medrag.bundled").isEnabledFor(logging.INFO),
+                     logging.getLogger("medrag.store").isEnabledFor(logging.INFO)))
+        return 0
+
+    parser = new_parser("tool", None)
+    parser.set_defaults(func=build, command="go")
+    assert run_command(parser, []) == 0
+    assert seen == [True, False]  # the build's line passes, other information stays for -v
+    record = logging.LogRecord("medrag.bundled", logging.INFO, __file__, 1, "Building %s (one time).", ("m",), None)
+    assert _CommandFormatter("tool go").format(record) == "tool go: Building m (one time)."

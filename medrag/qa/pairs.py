@@ -4,7 +4,7 @@ Sources:
 
 - a Hugging Face hub dataset id (the seed's data, ``ilyass20/MedAnalyzer``, columns ``anchor`` /
   ``positive``) -- needs network the first time;
-- a local file: ``.jsonl``, ``.json`` (a list of objects, or ``{"data": [...]}``), ``.csv``, ``.parquet``;
+- a local file: ``.jsonl``, ``.json`` (a list of objects, or ``{"data": [...]}``), ``.csv`` (comma, semicolon or tab: read from the header), ``.tsv``, ``.parquet``;
 - FrenchMedMCQA's original JSON files (:func:`load_frenchmedmcqa`): question -> the text of its
   correct option(s) joined with ``"; "``, its wrong options as hard negatives.
 
@@ -60,7 +60,7 @@ EVAL_FRACTION = 0.1
 #: a model to be chosen on the suite trains on ``("train",)``.
 DEFAULT_TRAIN_SPLITS: tuple[str, ...] = ("train", "dev")
 SPLIT_SEED = 42
-LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,7 @@ class QADataset:
         name: a label (source path or hub id).
         stats: rows read, empty rows and duplicate pairs dropped.
         split_method: how train/eval were obtained (``"dataset splits"``, ``"by question, 10%"``...).
+        eval_name: the label of the eval pairs' own source (a separate eval file); None: ``name``'s.
     """
 
     train: list[QAPair]
@@ -103,13 +104,16 @@ class QADataset:
     name: str = "dataset"
     stats: DataStats = field(default_factory=DataStats)
     split_method: str = ""
+    eval_name: str | None = None
 
     def eval_task(self, name: str | None = None) -> "IRTask":
         """The evaluation task: distinct held-out questions as queries, distinct held-out answers
         as the corpus, each question relevant to its own answer(s)."""
         if not self.eval:
             raise DataError(f"{self.name}: no evaluation pairs (set an eval split or eval_fraction > 0)")
-        return IRTask.from_pairs(((p.question, p.answer) for p in self.eval), name=name or f"{self.name} (eval)")
+        # a separate eval file is named, not the training file (user tryout: "train.jsonl (eval)")
+        return IRTask.from_pairs(((p.question, p.answer) for p in self.eval),
+                                 name=name or self.eval_name or f"{self.name} (eval)")
 
     def has_negatives(self) -> bool:
         return any(p.negatives for p in self.train)
@@ -189,7 +193,7 @@ def load_qa_dataset(
     """Load question -> answer pairs from a local file or a hub dataset, validate, split.
 
     Args:
-        source: a local ``.jsonl`` / ``.json`` / ``.csv`` / ``.parquet`` file, or a hub dataset id.
+        source: a local ``.jsonl`` / ``.json`` / ``.csv`` / ``.tsv`` / ``.parquet`` file, or a hub dataset id.
         question_column / answer_column: the columns holding the question and the answer passage.
         negatives_column: optional column of hard negatives (a list of texts, or one text).
         eval_source: a separate file or hub id for evaluation; when given, nothing is split off ``source``.
@@ -218,7 +222,8 @@ def load_qa_dataset(
         eval_rows, _ = _read_source(eval_source, eval_split or "train", None)
         train, s1 = _to_pairs(train_rows, name, **kw)
         evals, s2 = _to_pairs(eval_rows, os.fspath(eval_source), **kw)
-        ds = QADataset(train, evals, name, s1.merge(s2), f"separate eval source {os.fspath(eval_source)}")
+        ds = QADataset(train, evals, name, s1.merge(s2), f"separate eval source {os.fspath(eval_source)}",
+                       eval_name=os.fspath(eval_source))
     else:
         train_rows, eval_rows = _read_source(source, train_split, eval_split, optional_splits)
         if eval_rows is not None:
@@ -228,12 +233,30 @@ def load_qa_dataset(
         else:
             pairs, stats = _to_pairs(train_rows, name, **kw)
             train, evals = split_by_question(pairs, eval_fraction, seed)
+            if evals and not train:  # "no training pairs left after validation" read as a data defect
+                raise DataError(f"{name}: eval_fraction {eval_fraction:g} holds out every one of its "
+                                f"{len({p.question for p in evals})} question(s), leaving none to train on: "
+                                "lower it (--eval-fraction)")
             ds = QADataset(train, evals, name, stats, f"by question, {eval_fraction:.0%} held out (seed {seed})")
     _drop_leaked(ds)
     if not ds.train:
         raise DataError(f"{name}: no training pairs left after validation")
+    _warn_answers_repeating_questions(ds, question_column, answer_column)
     logger.info("%s", ds.summary())
     return ds
+
+
+def _warn_answers_repeating_questions(ds: QADataset, question_column: str, answer_column: str) -> None:
+    """Warn when half the pairs or more have an answer that repeats its question: a file whose answer
+    column holds the questions again (an export mix-up) scored 1.0 at every size, each question
+    finding itself, and trains nothing (user tryout; the same column named twice is refused)."""
+    pairs = [*ds.train, *ds.eval]
+    same = sum(same_text_key(p.question) == same_text_key(p.answer) for p in pairs)
+    if pairs and same * 2 >= len(pairs):
+        logger.warning("%s: %d of %d pairs have an answer that repeats its question (columns %r and %r): each "
+                       "question finds itself (every metric near 1.0) and training learns nothing; check that "
+                       "the answer column holds the answer passages", ds.name, same, len(pairs), question_column,
+                       answer_column)
 
 
 def load_frenchmedmcqa(
@@ -336,17 +359,19 @@ def data_file_record(source: str | os.PathLike[str]) -> dict[str, str] | None:
 
 
 def csv_delimiter(header: str) -> str:
-    """``";"`` when the header line splits into more columns on semicolons than on commas (French
+    """The delimiter that splits the header line into the most columns: ``","``, else ``";"`` (French
     Excel writes ";"-separated CSV, and a column name may hold a comma: ``question;"note, libre"``),
-    else ``","``.
+    else a tab (a spreadsheet's "tab-separated" export, often saved as ``.csv``: it read as one column).
 
     >>> csv_delimiter('question;answer;"note, libre"'), csv_delimiter("question,answer"), csv_delimiter("text")
     (';', ',', ',')
+    >>> csv_delimiter("question" + chr(9) + "answer") == chr(9)  # a tab
+    True
     """
     def columns(delimiter: str) -> int:
         return len(next(csv.reader([header.rstrip("\r\n")], delimiter=delimiter), []))
 
-    return ";" if columns(";") > columns(",") else ","
+    return max((",", ";", "\t"), key=columns)  # the first of equals: "," for a one-column header
 
 
 def json_objects(lines: Iterable[str] | Iterable[bytes], source: str | os.PathLike[str]
@@ -390,7 +415,7 @@ PARQUET_BATCH_ROWS = 4096
 
 
 def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Rows of a local ``.jsonl`` / ``.json`` / ``.csv`` / ``.parquet`` file as dicts.
+    """Rows of a local ``.jsonl`` / ``.json`` / ``.csv`` / ``.tsv`` / ``.parquet`` file as dicts.
 
     Raises:
         DataError: missing file, unknown suffix, or a line/row that cannot be parsed (path and line).
@@ -409,11 +434,11 @@ def iter_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     """
     path = Path(path)
     if path.is_dir():
-        raise DataError(f"data file {path} is a folder; pass one .jsonl/.json/.csv/.parquet file")
+        raise DataError(f"data file {path} is a folder; pass one .jsonl/.json/.csv/.tsv/.parquet file")
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
     suffix = path.suffix.lower()
-    if suffix not in (".jsonl", ".json", ".csv", ".parquet"):
+    if suffix not in LOCAL_SUFFIXES:
         raise DataError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(LOCAL_SUFFIXES)}")
     try:
         if suffix == ".jsonl":
@@ -431,7 +456,7 @@ def iter_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
             if not isinstance(obj, list) or not all(isinstance(r, dict) for r in obj):
                 raise DataError(f"{path}: expected a JSON list of objects (or {{\"data\": [...]}})")
             yield from obj
-        elif suffix == ".csv":
+        elif suffix in (".csv", ".tsv"):  # the delimiter read from the header, either way
             with path.open(encoding="utf-8-sig", newline="") as fh:
                 header = fh.readline()
                 fh.seek(0)
@@ -591,6 +616,13 @@ def _to_pairs(rows: Iterable[dict[str, Any]], name: str, *, question_column: str
                             "questions are paired with their correct options")
         raise DataError(f"{name}: missing column(s) {missing}; columns found: {found}. "
                         "Map yours with question_column= / answer_column= (CLI: --question-column ...)")
+    # rows naming a column otherwise (half a JSONL file "question", half "anchor") were dropped as "empty"
+    lacking = [(i, c) for i, r in enumerate(rows, 1) for c in (question_column, answer_column) if c not in r]
+    if lacking:
+        i, column = lacking[0]
+        raise DataError(f"{name}: row {i} has no {column!r} key (its keys: {', '.join(map(str, rows[i - 1]))}), nor "
+                        f"do {len({j for j, _ in lacking}) - 1} other row(s): the rows name their columns "
+                        "differently; give every row the same keys")
     stats = DataStats(rows=len(rows))
     pairs: list[QAPair] = []
     for i, r in enumerate(rows, 1):

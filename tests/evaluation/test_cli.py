@@ -38,6 +38,7 @@ def test_evaluate_two_models_writes_report_and_metadata(tiny_model_dir, pairs_fi
     data = json.loads((out / "report.json").read_text())
     assert data["command"].startswith("medrag evaluate --model ")
     assert "--write-metadata" in data["command"] and "--bootstrap 100" in data["command"]
+    assert "--cache-dir" not in data["command"]  # changes no number (user tryout)
     assert [m["label"] for m in data["models"]] == ["base", "ft"]
     assert (out / "ndcg10_vs_size.png").stat().st_size > 5000
     # the same weights: identical scores, p = 1
@@ -168,7 +169,6 @@ def test_store_option_without_the_store_fails_before_encoding(tiny_model_dir, pa
     (["--data", "PAIRS", "--split", "test"], "--split all"),
     (["--data", "PAIRS", "--out", "/proc/evalx"], "--out /proc/evalx: cannot create"),
     # accepted before: a blank model name in the tables, a size merged silently
-    (["--data", "PAIRS", "--label", " "], "--label is empty"),
     (["--data", "PAIRS", "--label", "base|v2"], "a label may not hold '|'"),  # it broke the tables (user tryout)
     (["--data", "PAIRS", "--sizes", "64", "64", "32"], "--sizes names 64 more than once"),
     (["--suite", "--data-root", "/nonexistent/shared"], "--data-root /nonexistent/shared is not a folder"),
@@ -560,3 +560,25 @@ def test_evaluate_a_beir_folder_from_the_command_line(tiny_model_dir, tmp_path, 
                  "--out", str(tmp_path / "r2")]) == 1
     err = capsys.readouterr().err
     assert "--question-column: not used with --data" in err and "(a BEIR folder (its own queries" in err
+
+
+def test_the_few_queries_warning_names_only_options_that_apply(tiny_model_dir, pairs_file, tmp_path, caplog):
+    """Every small run advised --eval-fraction and --split all: a BEIR folder refuses the first and has
+    no qrels/all.tsv for the second, and a --split all run was told to pass it (user tryout)."""
+    from tests.evaluation.test_data import _beir
+
+    folder = _beir(tmp_path / "beir", ["q1\td1\t1", "q2\td2\t1"])
+    common = ["--model", str(tiny_model_dir), "--no-cache", "--no-plot", "--bootstrap", "20", "--device", "cpu",
+              "--sizes", "32", "--metrics", "ndcg@10"]
+    runs = {"beir": ["--data", str(folder)], "held out": ["--data", str(pairs_file), "--eval-fraction", "0.5"],
+            "all": ["--data", str(pairs_file), "--split", "all"]}
+    warnings = {}
+    for name, data in runs.items():
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            assert main(["evaluate", *common, *data, "--out", str(tmp_path / name.replace(" ", "_"))]) == 0
+        warnings[name] = " ".join(r.getMessage() for r in caplog.records if "queries or more" in r.getMessage())
+    assert all(warnings.values()), warnings
+    assert "--eval-fraction" not in warnings["beir"] and "--split all" not in warnings["beir"]
+    assert "--eval-fraction, now 0.5" in warnings["held out"] and "--split all" in warnings["held out"]
+    assert "--eval-fraction" not in warnings["all"] and "--split all" not in warnings["all"]

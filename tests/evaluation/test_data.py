@@ -51,6 +51,15 @@ def test_pairs_file_held_out_share_and_all(tmp_path):
     assert set(held.queries.values()) == {p.question for p in ft.eval}
     assert load_task(path, split_seed=7).queries != held.queries
     assert len(load_task(path, eval_fraction=0.5).queries) == 20
+    # 0 was "the file is too small", 1 named the Python parameter alone, 0.99 spoke of training pairs
+    # (user tryout)
+    for share in (0, 1):
+        with pytest.raises(DataError, match=r"eval_fraction \(--eval-fraction\) is the held-out share .* got "
+                                            rf"{share}; to score every pair: split='all' \(--split all\)"):
+            load_task(path, eval_fraction=share)
+    with pytest.raises(DataError, match="eval_fraction 0.99 holds out every one of its 40 question.s., leaving none "
+                                        r"to train on: lower it \(--eval-fraction\)"):
+        load_task(path, eval_fraction=0.99)
 
 
 def test_other_formats_and_columns(tmp_path):
@@ -239,3 +248,39 @@ def test_beir_folders_as_public_sets_write_them(tmp_path, caplog):
     assert task.grades == {"q1": {"d1": 1}, "q2": {"d2": 1}} and "empty" not in task.corpus
     assert "judges 1 passage(s) absent from corpus.jsonl" in caplog.text
     assert "1 passage(s) with neither title nor text left out" in caplog.text
+
+
+def test_a_judged_blank_query_and_another_header_are_named(tmp_path, caplog):
+    """A judged query with a blank text was "left out" then "absent from queries.jsonl" (two messages
+    contradicting each other), and a header naming its score column ``relevance`` was read as data
+    (user tryout)."""
+    queries = [{"_id": "q1", "text": "  "}, {"_id": "q2", "text": "TSH ?"}, {"_id": "q3", "text": ""}]
+    folder = _beir(tmp_path / "blank", ["q1\td1\t1", "q2\td2\t1"], queries=queries)
+    with pytest.raises(DataError, match=r"1 query\(s\) judged in test.tsv have a blank text, e.g. \['q1'\]"):
+        load_task(folder)
+    with caplog.at_level("WARNING"):  # an unjudged blank query is left out, said as such
+        task = load_task(_beir(tmp_path / "unjudged", ["q2\td2\t1"], queries=queries))
+    assert list(task.queries) == ["q2"] and "2 query(s) with a blank text left out" in caplog.text
+    for header in ("query-id\tcorpus-id\trelevance", "qid docid rel"):
+        folder = _beir(tmp_path / header.split()[-1], [header, "q1\td1\t2", "q2\td2\t1"])
+        assert load_task(folder).grades == {"q1": {"d1": 2}, "q2": {"d2": 1}}
+    folder = _beir(tmp_path / "other", ["query corpus pertinence", "q1\td1\t2"])
+    with pytest.raises(DataError, match="line 1: the score 'pertinence' is not a number .a header line names"):
+        load_task(folder)
+
+
+def test_answers_that_repeat_their_questions_are_warned_about(tmp_path, caplog):
+    """A file whose answer column held the questions again scored 1.0 at every size in silence (user
+    tryout); a few such pairs among real ones are left alone."""
+    rows = [{"anchor": f"question {i} ?", "positive": f"question {i} ?"} for i in range(20)]
+    path = tmp_path / "same.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        load_task(path, split="all")
+    assert "20 of 20 pairs have an answer that repeats its question (columns 'anchor' and 'positive')" in caplog.text
+    rows[3:] = [{"anchor": f"question {i} ?", "positive": f"réponse {i}."} for i in range(3, 20)]
+    path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        load_task(path, split="all")
+    assert "repeats its question" not in caplog.text

@@ -112,6 +112,27 @@ def test_plot_other_metric_and_unknown_metric(report, tmp_path):
         plot_metric_vs_size(report, tmp_path / "x.png", metric="ndcg@3")
 
 
+def test_a_long_task_name_stays_inside_the_plot(report, tmp_path, monkeypatch):
+    """A task named after a long file was cut at both edges of the figure (user tryout)."""
+    from matplotlib.figure import Figure
+
+    from evaluation.plots import plot_metric_vs_size, wrapped_title
+
+    drawn = []
+    save = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: (drawn.append(fig), save(fig, *a, **k))[1])
+    monkeypatch.setitem(report.task_info, "name", "questions_test_service_endocrinologie_hopital_2024_version_"
+                                                  "finale.jsonl (held out: by question, 10% held out (seed 42))")
+    plot_metric_vs_size(report, tmp_path / "long.png")
+    fig = drawn[0]
+    renderer = fig.canvas.get_renderer()
+    title = fig.axes[0].title
+    box, frame = title.get_window_extent(renderer), fig.bbox
+    assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and box.y1 <= frame.y1, (box, frame)
+    assert "endocrinologie" in title.get_text().replace("\n", "")
+    assert wrapped_title("a " * 10, 64) == ("a " * 10).strip()  # a short one is left alone
+
+
 def test_single_model_report_has_no_comparison(tiny_embeddings, tmp_path):
     rep = evaluate_models([tiny_embeddings], tiny_task(), dims=[128, 32], cache=EmbeddingCache(enabled=False),
                           n_bootstrap=50, n_resamples=50)
@@ -256,3 +277,22 @@ def test_a_metric_not_measured_is_named(report) -> None:
 
     with pytest.raises(InvalidInputError, match="'recall@5' was not measured"):
         report.comparison_table("recall@5")
+
+
+def test_sizes_of_a_model_without_trained_sizes_are_not_called_trained(tiny_model_dir, tmp_path, caplog):
+    """A plain model (no matryoshka.json) was said to have "trained: [128, 64]" (user tryout)."""
+    import shutil
+
+    from medrag import MatryoshkaEmbeddings
+    from medrag.metadata import MatryoshkaMetadata
+
+    trained = tmp_path / "trained"
+    shutil.copytree(tiny_model_dir, trained)
+    MatryoshkaMetadata(full_dim=128, dims=[128, 32]).save(trained)
+    for folder, expected in ((trained, "(trained: [128, 32])"),
+                             (tiny_model_dir, "(it records no trained size; the default list: [128, 64])")):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="evaluation.evaluator"):
+            evaluate_models([MatryoshkaEmbeddings(str(folder), device="cpu")], tiny_task(4), dims=[100],
+                            cache=EmbeddingCache(enabled=False), n_bootstrap=20, n_resamples=20)
+        assert expected in caplog.text, caplog.text

@@ -75,6 +75,17 @@ def test_check_prints_the_summary_and_the_resolved_config(tmp_path, capsys, pair
     assert "phase 2" not in out
 
 
+def test_check_refuses_pairs_the_run_refuses(tmp_path, capsys):
+    """Pairs sharing one answer passed --check; the run refused them after the model had loaded and left
+    an empty output folder (user tryout)."""
+    data = tmp_path / "dups.jsonl"
+    data.write_text("\n".join(json.dumps({"anchor": f"question {i} ?", "positive": "La même réponse."})
+                              for i in range(20)), encoding="utf-8")
+    assert medrag_main(["finetune", "--data", str(data), "--output-dir", str(tmp_path / "o"), "--check"]) == 1
+    assert "the training pairs hold 1 distinct answer(s)" in _one_error_line(capsys)
+    assert not (tmp_path / "o").exists()
+
+
 def test_check_describes_the_mixture_and_both_phases(tmp_path, capsys, tiny_model_dir, pairs_file):
     """--check printed data's 32 pairs and the config only: not the pairs the mixture adds, nor that
     the run trains the final layer, then the encoder's last block (user tryout)."""

@@ -184,6 +184,7 @@ def test_separate_eval_file_and_no_leakage(tmp_path):
     assert len(ds.train) == len(rows) - 4  # the 4 questions also in eval left train
     assert not {p.question for p in ds.train} & {p.question for p in ds.eval}
     assert "removed" in ds.split_method
+    assert ds.eval_task().name == str(evals)  # the eval file, not "train.jsonl (eval)" (user tryout)
 
 
 def test_eval_task_queries_corpus_and_qrels(tmp_path):
@@ -290,6 +291,14 @@ def test_excel_exports_read_as_written(tmp_path):
     jsonl.write_text("\ufeff" + "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     assert read_records(bom) == rows == read_records(jsonl)
     assert [r["answer"] for r in read_records(semicolon)] == [r["answer"] + ", à jeun" for r in rows]
+    # a spreadsheet's tab-separated export, saved as .csv ("more fields than the header's 1 columns") or
+    # as .tsv ("unsupported file type") (user tryout)
+    for name in ("tabs.csv", "tabs.tsv"):
+        with (tmp_path / name).open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["question", "answer"], delimiter="\t")
+            writer.writeheader()
+            writer.writerows([{**r, "answer": r["answer"] + "; à jeun, 2 fois"} for r in rows])
+        assert [r["answer"] for r in read_records(tmp_path / name)] == [r["answer"] + "; à jeun, 2 fois" for r in rows]
 
 
 def test_split_names_on_a_pairs_file_are_errors(tmp_path):
@@ -504,3 +513,12 @@ def test_a_csv_without_a_header_row_says_its_first_line_was_read_as_one(tmp_path
                     'Peut-on boire de l\'eau ?;"Oui, l\'eau plate."\n' * 3, encoding="utf-8")
     with pytest.raises(DataError, match="The first line is read as the header .*e.g. question;answer"):
         _load(path)
+
+
+def test_rows_naming_their_columns_otherwise_are_named(tmp_path):
+    """Half a file's rows used "question", half "anchor": half the data was dropped as "empty" (user tryout)."""
+    rows = [{"question": f"q{i} ?", "answer": f"a{i}."} if i % 2 else {"anchor": f"q{i} ?", "answer": f"a{i}."}
+            for i in range(10)]
+    with pytest.raises(DataError, match=r"row 1 has no 'question' key \(its keys: anchor, answer\), nor do 4 other "
+                                        r"row\(s\): the rows name their columns differently"):
+        _load(write_jsonl(tmp_path / "mixed.jsonl", rows))

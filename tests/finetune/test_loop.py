@@ -566,3 +566,62 @@ def test_a_frozen_encoder_run_over_a_fine_tuned_model_trains_its_new_layer(tiny_
         with pytest.raises(ConfigError, match="already ends with a trained final layer"):
             check_top_block_base(spec)
     check_top_block_base(str(tiny_model_dir))
+
+
+def test_an_exported_adapter_is_scored_on_the_questions_its_run_held_out(tiny_model_dir, pairs_file, tmp_path,
+                                                                         caplog):
+    """``medrag evaluate`` followed a run folder's held-out split (its finetune_config.yaml) but scored the
+    adapter the same run exported on the default split, its training questions among them, in silence,
+    and said nothing of --split all on the file it trained on (user tryout)."""
+    from medrag.cli import main
+
+    cfg = loop_config(tiny_model_dir, pairs_file, tmp_path / "ft", tmp_path, freeze_encoder=True, lora_rank=0,
+                      rotation="pca_centered", epochs=1, split_seed=7, eval_fraction=0.5,
+                      export_adapter=str(tmp_path / "helpdesk"))
+    MatryoshkaFinetuner(cfg).run()
+    assert not (tmp_path / "helpdesk" / "finetune_config.yaml").exists()  # the adapter folder alone
+    # named after its folder: every user's adapter was named medrag-e5-small-fr, medrag's default (user tryout)
+    assert json.loads((tmp_path / "helpdesk" / "adapter_config.json").read_text())["name"] == "helpdesk"
+    argv = ["evaluate", "--model", str(tmp_path / "helpdesk"), "--data", str(pairs_file), "--question-column",
+            "question", "--answer-column", "answer", "--no-cache", "--sizes", "64", "--metrics", "ndcg@10",
+            "--bootstrap", "20", "--no-plot", "--device", "cpu"]
+    with caplog.at_level("WARNING", logger="evaluation.cli"):
+        assert main([*argv, "--out", str(tmp_path / "r1")]) == 0
+    assert "held out (split seed 7, eval fraction 0.5)" in caplog.text
+    report = json.loads((tmp_path / "r1" / "report.json").read_text())
+    assert "50% held out (seed 7)" in report["task"]["name"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="evaluation.cli"):
+        assert main([*argv, "--out", str(tmp_path / "r2"), "--split", "all"]) == 0
+    assert "--split all scores the questions it trained on too" in caplog.text
+
+
+def test_ctrl_c_while_the_new_model_is_scored_leaves_no_earlier_metadata(tiny_model_dir, pairs_file, tmp_path,
+                                                                          monkeypatch, caplog):
+    """Ctrl-C after training, while the saved model was scored, left its weights beside the earlier run's
+    matryoshka.json (other sizes and scores: dimension="auto" chose a size this run never trained) and
+    config, and said only "interrupted" (user tryout). Now the folder has no metadata, the message
+    says to --resume, and the resumed run finishes it from its last checkpoint."""
+    import finetune.training
+    from medrag.metadata import MatryoshkaMetadata
+
+    out = tmp_path / "out"
+    first = loop_config(tiny_model_dir, pairs_file, out, tmp_path, rotation="pca", epochs=1, dims=[128, 64])
+    MatryoshkaFinetuner(first).run()
+    assert MatryoshkaMetadata.load(out).dims == [128, 64]
+    cfg = first.replace(dims=[128, 32], save_steps=1, evaluate_before=False)
+    real = finetune.training.score_sizes
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(finetune.training, "score_sizes", interrupted)
+    with caplog.at_level("WARNING", logger="finetune.training"), pytest.raises(KeyboardInterrupt):
+        MatryoshkaFinetuner(cfg).run()  # a previous output is overwritten
+    assert "is incomplete (no matryoshka.json" in caplog.text and "rerun with --resume" in caplog.text
+    assert not (out / "matryoshka.json").exists() and not (out / "finetune_config.yaml").exists()
+    monkeypatch.setattr(finetune.training, "score_sizes", real)
+    steps = []
+    MatryoshkaFinetuner(cfg.replace(resume=True), callbacks=[steps.append]).run()
+    meta = MatryoshkaMetadata.load(out)
+    assert meta.dims == [128, 32] and meta.scores and len(steps) < 3  # finished from its last checkpoint

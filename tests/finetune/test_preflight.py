@@ -99,8 +99,9 @@ def test_cli_refuses_export_equal_to_output_before_training(tmp_path, capsys, ti
 def test_empty_output_dir_and_one_inside_the_base_model_are_refused(tmp_path, capsys, tiny_model_dir, pairs_file):
     base = ["finetune", "--data", str(pairs_file), "--question-column", "question", "--answer-column", "answer",
             "--model", str(tiny_model_dir), "--device", "cpu"]
-    assert medrag_main(base + ["--output-dir", ""]) == 1
-    assert "output_dir is empty" in _one_error_line(capsys)
+    with pytest.raises(SystemExit) as stop:  # a usage error, as every option given an empty value
+        medrag_main(base + ["--output-dir", ""])
+    assert stop.value.code == 2 and "--output-dir is empty" in _one_error_line(capsys)
     assert medrag_main(base + ["--output-dir", str(tiny_model_dir / "1_Pooling")]) == 1
     assert "inside the folder of the model being fine-tuned" in _one_error_line(capsys)
 
@@ -180,6 +181,10 @@ def test_check_refuses_what_a_run_would(tmp_path, capsys, tiny_model_dir, pairs_
     (["--eval-data", "other.jsonl", "--eval-fraction", "0.3", "--split-seed", "3"],
      "eval_fraction, split_seed: not used with eval_data other.jsonl"),
     (["--hard-negatives", "2"], "hard_negatives 2: a pairs file's negatives are read from negatives_column"),
+    # the reverse: read and counted ("88 hard negatives"), never trained on (user tryout)
+    (["--negatives-column", "neg"], "negatives_column 'neg': its negatives are trained on with hard_negatives >= 1"),
+    (["--engine", "loop", "--negatives-column", "neg"], "with engine: trainer and hard_negatives >= 1 (engine: loop "
+                                                        "trains in-batch negatives only)"),
     # a file as the teacher cache passed --check and failed once the data and the model had loaded
     (["--engine", "loop", "--distill-weight", "1", "--teacher-cache", "AFILE"],
      "teacher_cache AFILE is a file; pass a folder"),

@@ -149,6 +149,22 @@ def test_resume_without_a_checkpoint_is_an_error(tiny_model_dir, pairs_file, tmp
         MatryoshkaFinetuner(cfg).run()
 
 
+def test_a_config_changed_after_it_was_built_is_checked_again(tiny_model_dir, pairs_file, tmp_path, monkeypatch):
+    """``cfg.batch_size = 1`` ran 0 steps and saved the base as fine-tuned; ``cfg.learning_rate = "1e-3"``
+    failed with a bare TypeError after the model had loaded (user tryout)."""
+    import medrag
+
+    monkeypatch.setattr(medrag, "load_model", lambda *a, **k: pytest.fail("loaded the model first"))
+    cfg = quick_config(tiny_model_dir, pairs_file, tmp_path / "m")
+    cfg.batch_size = 1
+    with pytest.raises(ConfigError, match="batch_size must be >= 2"):
+        MatryoshkaFinetuner(cfg).run()
+    cfg.batch_size, cfg.epochs = 8, -2
+    with pytest.raises(ConfigError, match="epochs must be > 0"):
+        MatryoshkaFinetuner(cfg).run()
+    assert not (tmp_path / "m").exists()
+
+
 def test_dims_beyond_the_model_are_an_error(tiny_model_dir, pairs_file, tmp_path):
     cfg = quick_config(tiny_model_dir, pairs_file, tmp_path / "m", dims=[256, 64])
     with pytest.raises(ConfigError, match=r"dims \[256\] exceed the model's size 128"):

@@ -74,6 +74,42 @@ def test_the_builds_own_errors_are_not_blamed_on_the_cache(tmp_path) -> None:
     assert [p.name for p in (tmp_path / "models").iterdir()] == ["m.lock"]
 
 
+def test_folders_a_killed_build_left_are_removed_by_the_next_build(tmp_path) -> None:
+    """SIGTERM, SIGKILL or a closed terminal stopped a first build without its clean-up: each left a
+    half-built model (about 0.5 GB) that no later run removed (user tryout). The next build of that
+    folder removes them; another target's recent temporary folder (a live build) is left alone."""
+    models = tmp_path / "models"
+    models.mkdir()
+    killed = models / ".tmp-m-abc123"
+    killed.mkdir()
+    (killed / "model.safetensors").write_bytes(b"half")
+    trash = models / ".trash-m-4242"
+    trash.mkdir()
+    old_unnamed = models / ".tmp-x1y2z3"  # an earlier medrag's name, hours old
+    old_unnamed.mkdir()
+    os.utime(old_unnamed, (1, 1))
+    live = models / ".tmp-other-q9"  # another model being built right now
+    live.mkdir()
+    build_cached_folder(models / "m", _valid, _build, "a test model")
+    assert sorted(p.name for p in models.iterdir()) == [".tmp-other-q9", "m", "m.lock"]
+
+
+def test_a_relative_cache_root_is_warned_about_once(tmp_path, monkeypatch, caplog) -> None:
+    """MEDRAG_CACHE=relcache built a second cache of about 1 GB in each working folder, in silence."""
+    from medrag.bundled import cache_dir
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MEDRAG_CACHE", "relcache-test-once")
+    with caplog.at_level("WARNING", logger="medrag.bundled"):
+        assert cache_dir() == Path("relcache-test-once") and cache_dir() == Path("relcache-test-once")
+    assert caplog.text.count("is a relative path: it is read from the current folder") == 1
+    monkeypatch.setenv("MEDRAG_CACHE", str(tmp_path / "abs"))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="medrag.bundled"):
+        cache_dir()
+    assert "relative" not in caplog.text
+
+
 # ---------------------------------------------------------------------------- December 5 (failed before its fix)
 
 

@@ -13,6 +13,18 @@ def test_demo_indexes_then_reuses_the_store(tiny_model_dir, tmp_path, capsys):
     assert out.count("hybrid (BM25 weight") == len(QUESTIONS) and "BM25 rank" in out
     assert "Dense vs lexical (BM25) vs hybrid" in out and "hybrid w=" in out
     assert "| 128 |" in out and "| 64 |" in out and "Recommended sizes" in out
+    # the presets of the same names are fixed sizes: "edge 256" read as dimension="edge" gave 128 (user tryout)
+    assert "the presets 'balanced'/'edge' are fixed sizes (512/128, capped to the model)" in out
+    lexical_ms = [float(line.split(" ms lexical")[0].rsplit(", ", 1)[1]) for line in out.splitlines()
+                  if "ms lexical" in line]
+    assert len(lexical_ms) == len(QUESTIONS) and lexical_ms[0] < 100  # the BM25 index loaded before the timing
+    # how to query the store it built ("no collection 'medrag'": the demo's is medrag-demo) (user tryout)
+    command = out.strip().splitlines()[-1]
+    assert command.startswith("Search it: medrag search") and "--collection medrag-demo" in command
+    import shlex
+
+    assert main(shlex.split(command.removeprefix("Search it: medrag "))) == 0
+    assert "passage_id" in capsys.readouterr().out
     assert main(args) == 0
     assert "Reusing the demo store" in capsys.readouterr().out
 
@@ -77,8 +89,9 @@ def test_demo_rebuild_refuses_a_store_another_process_has_open(tiny_model_dir, t
     finally:
         holder.communicate("", timeout=60)
     assert chromadb.PersistentClient(str(store)).get_collection("medrag-demo").count() == 193
-    assert main(["demo", "--dir", ""]) == 1
-    assert "--dir is empty" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # a usage error, as every option given an empty value
+        main(["demo", "--dir", ""])
+    assert stop.value.code == 2 and "--dir is empty" in capsys.readouterr().err
 
 
 def test_demo_finetune_prints_the_before_after_table(tiny_model_dir, tmp_path, capsys):

@@ -141,6 +141,16 @@ def _one_line(capsys, argv, expected) -> str:
     return err[0]
 
 
+def _usage_line(capsys, argv, expected) -> str:
+    """A usage error (argparse's exit code 2): one line naming the flag, before anything runs."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0], err
+    return err[0]
+
+
 def test_cli_errors_are_one_line_and_come_before_the_model(tmp_path, capsys, monkeypatch) -> None:
     import medrag.embeddings
 
@@ -852,7 +862,7 @@ def test_cli_a_servers_database_and_tenant(tiny_model_dir, tmp_path, capsys, chr
     # server options with a local folder would be ignored
     _one_line(capsys, argv + ["--database", "cardiologie"], "--database: for a Chroma server")
     _one_line(capsys, argv + ["--ssl", "--tenant", "t"], "--ssl, --tenant: for a Chroma server")
-    _one_line(capsys, server + ["--database", " "], "--database is empty")
+    _usage_line(capsys, server + ["--database", " "], "--database is empty")
 
 
 @pytest.mark.parametrize("flags, bars", [([], True), (["--no-progress"], False)])
@@ -1037,7 +1047,7 @@ def test_the_cli_prunes_an_emptied_folder(tmp_path, tiny_model_dir, capsys) -> N
     (folder / "old.txt").unlink()
     assert main(argv) == 1 and "holds no .txt/.md/.pdf file" in capsys.readouterr().err
     assert main([*argv, "--prune"]) == 0
-    assert "1 chunks of documents no longer in the source pruned" in capsys.readouterr().out
+    assert "1 chunk of documents no longer in the source pruned" in capsys.readouterr().out
     assert chromadb.PersistentClient(db).get_collection("medrag").count() == 0
 
 
@@ -1163,9 +1173,9 @@ def test_cli_empty_flags_and_source_are_one_line_errors(tmp_path, capsys, monkey
     monkeypatch.chdir(tmp_path)
     (tmp_path / "ok.jsonl").write_text('{"text": "x"}\n')
     (tmp_path / "note.txt").write_text("Une note.")
-    _one_line(capsys, ["index", "ok.jsonl", "--persist-dir", ""], "--persist-dir is empty")
-    _one_line(capsys, ["index", "ok.jsonl", "--host", " "], "--host is empty")
-    _one_line(capsys, ["search", "fer", "--persist-dir", ""], "--persist-dir is empty")
+    _usage_line(capsys, ["index", "ok.jsonl", "--persist-dir", ""], "--persist-dir is empty")
+    _usage_line(capsys, ["index", "ok.jsonl", "--host", " "], "--host is empty")
+    _usage_line(capsys, ["search", "fer", "--persist-dir", ""], "--persist-dir is empty")
     _one_line(capsys, ["index", "", "--persist-dir", "db"], "SOURCE is empty")
     _one_line(capsys, ["index", "ok.jsonl", "--host", "localhost", "--port", "70000"], "--port must be a TCP port")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["note.txt", "ok.jsonl"]  # nothing created
@@ -1535,8 +1545,8 @@ def test_cli_title_field_errors_come_before_the_model(tmp_path, capsys, monkeypa
     db = str(tmp_path / "db")
     _one_line(capsys, ["index", str(tmp_path / "l.jsonl"), "--persist-dir", db, "--title-field", "prodcut"],
               "no record has the metadata field 'prodcut' (did you mean 'product'?)")
-    _one_line(capsys, ["index", str(tmp_path / "l.jsonl"), "--persist-dir", db, "--title-field", ""],
-              "--title-field is empty")
+    _usage_line(capsys, ["index", str(tmp_path / "l.jsonl"), "--persist-dir", db, "--title-field", ""],
+                "--title-field is empty")
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "a.txt").write_text("Une note.")
     _one_line(capsys, ["index", str(tmp_path / "notes"), "--persist-dir", db, "--title-field", "product"],

@@ -439,6 +439,31 @@ def _in_another_process(path: str, body: str) -> subprocess.CompletedProcess:
                           timeout=120, cwd=REPO)
 
 
+def test_two_processes_creating_one_store_open_it_one_after_the_other(tmp_path, fake) -> None:
+    """Two ``medrag demo`` started together both ran Chroma's table creation on the new folder; one failed
+    with "table collections already exists", blamed on the folder's permissions (user tryout). A process
+    now waits while another holds the folder's opening lock (held only while Chroma opens it)."""
+    import time
+
+    from medrag._store_lock import opening_lock
+
+    path = tmp_path / "new-store"
+    with opening_lock(path):
+        child = subprocess.Popen([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[2]);"
+                                  "from tests.medrag.test_store import FakeMatryoshkaEmbeddings as F;"
+                                  "from medrag import MatryoshkaChroma as M;"
+                                  "print('OPEN', len(M('race', F(), persist_directory=sys.argv[1])))",
+                                  str(path), str(REPO)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 cwd=REPO)
+        time.sleep(8)  # the imports take a few seconds: it must be waiting, not done
+        assert child.poll() is None, child.communicate()
+    out, err = child.communicate(timeout=120)  # opened once the lock was let go
+    assert "OPEN 0" in out, out + err[-2000:]
+    store = MatryoshkaChroma("race", fake, persist_directory=str(path))  # the store it made
+    assert len(store) == 0
+    store.close()
+
+
 def test_a_process_that_does_not_own_the_folder_cannot_change_its_hnsw_settings(tmp_path, fake) -> None:
     """The owner's folder is left as it is: the other process gets StoreLockedError, nothing changed."""
     import chromadb
