@@ -430,8 +430,12 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
     first_float_id, n_float_ids = None, 0  # whole-number ids read as floats ("1.0"), for the warning
     typed = [_typed_field(f) for f in metadata_fields or []]
     for n, (where, record) in enumerate(_records(path)):
-        if text_field not in record:
-            raise DataError(f"{where}: no {text_field!r} field (fields: {sorted(record)[:10]}); pass --text-field")
+        if text_field not in record:  # "pass --text-field" read oddly when it was passed (user tryout)
+            raise DataError(
+                f"{where}: no {text_field!r} field (fields: {sorted(record)[:10]}); " + (
+                    "name the field that holds the text with --text-field (text_field=), or remove a first line "
+                    "that is not a record (a format header)" if n == 0 else
+                    f"the {n} record(s) before it have it: every record needs it; fix or remove this one"))
         text = record[text_field]
         if _missing(text):  # null or NaN: how pandas and pyarrow write a missing text; skipped like ""
             text = ""

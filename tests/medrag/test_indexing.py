@@ -106,6 +106,15 @@ def test_reader_errors_name_the_problem(tmp_path) -> None:
     for path, msg in cases:
         with pytest.raises(DataError, match=msg):
             list(iter_documents(path))
+    # "pass --text-field" read oddly when it was passed: a header line first, or one record without it
+    (tmp_path / "f.jsonl").write_text('{"format": "x", "version": 1}\n{"passage": "un"}\n')
+    with pytest.raises(DataError, match=r"f.jsonl:1: no 'passage' field .*, or remove a first line that is not a "
+                                        r"record \(a format header\)"):
+        list(iter_documents(tmp_path / "f.jsonl", text_field="passage"))
+    (tmp_path / "g.jsonl").write_text('{"passage": "un"}\n{"passage": "deux"}\n{"texte": "trois"}\n')
+    with pytest.raises(DataError, match=r"g.jsonl:3: no 'passage' field .*; the 2 record\(s\) before it have it: "
+                                        "every record needs it"):
+        list(iter_documents(tmp_path / "g.jsonl", text_field="passage"))
 
 
 class CountingFake(FakeMatryoshkaEmbeddings):
