@@ -241,4 +241,21 @@ def run_finetune(emb, corpus, args: argparse.Namespace) -> None:
           f"their {len({p for _, p in eval_pairs})} answer passages (the table above ranks all "
           f"{len(corpus.passages)} passages, so its scores are lower)")
     print(score_table(result.scores_before, result.scores_after))
+    verdict = full_size_verdict(result.scores_before, result.scores_after)
+    if verdict:
+        print(verdict)
     print(f"Trained in {result.train_seconds:.0f} s ({result.samples_per_second:.1f} samples/s); model in {out}")
+
+
+def full_size_verdict(before: dict[int, dict[str, float]], after: dict[int, dict[str, float]],
+                      metric: str = "ndcg@10") -> str | None:
+    """A line saying that the fine-tuned model scores lower at full size than its start, or None: the
+    demo's and the examples' short fine-tunes often do, and the table alone left a newcomer to spot it
+    (user tryout)."""
+    full = max(after, default=None)
+    if full is None or full not in before or after[full][metric] >= before[full][metric]:
+        return None
+    return (f"At full size ({full}) the fine-tuned model scores lower than its start ({before[full][metric]:.3f} -> "
+            f"{after[full][metric]:.3f}): a few hundred pairs of one small sample teach little to a model already "
+            "trained on French medical text. Fine-tune on pairs of your own domain (a few thousand), and keep "
+            "whichever scores higher on questions neither trained on (medrag evaluate --model START --model OUTPUT).")

@@ -115,6 +115,16 @@ def test_demo_finetune_prints_the_before_after_table(tiny_model_dir, tmp_path, c
     assert json.loads((out_dir / "matryoshka.json").read_text())["dims"] == [128, 64, 32]
 
 
+def test_a_fine_tune_that_lowers_the_full_size_score_is_said_to():
+    """The demo's short fine-tune lowered the full-size score (-1.0%) and only the table showed it (user tryout)."""
+    from medrag.demo import full_size_verdict
+
+    before = {384: {"ndcg@10": 0.877}, 64: {"ndcg@10": 0.70}}
+    line = full_size_verdict(before, {384: {"ndcg@10": 0.867}, 64: {"ndcg@10": 0.75}})
+    assert line.startswith("At full size (384) the fine-tuned model scores lower than its start (0.877 -> 0.867)")
+    assert full_size_verdict(before, {384: {"ndcg@10": 0.880}, 64: {"ndcg@10": 0.60}}) is None
+
+
 def test_a_new_sample_version_updates_the_reused_store(tiny_embeddings, tmp_path, capsys):
     """A demo store built from an older sample is not reused as is: changed passages are re-indexed
     (their text and version), passages gone from the sample are removed, unchanged ones are kept."""
