@@ -633,8 +633,11 @@ class MatryoshkaFinetuner:
         from which ``dimension="auto"`` chose a size this run never trained) and no word (user tryout)."""
         cfg = self.config
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        for name in (METADATA_FILENAME, INFO_FILENAME, CONFIG_FILENAME):
+        for name in (METADATA_FILENAME, INFO_FILENAME):
             (self.output_dir / name).unlink(missing_ok=True)
+        # this run's config first: the folder stays a finetune output that a rerun may overwrite (weights
+        # alone read as a user's folder, refused: review), and describes the model being saved
+        cfg.save(self.output_dir / CONFIG_FILENAME)
         try:
             model.save(str(self.output_dir))
             _readable_weights(self.output_dir)

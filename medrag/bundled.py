@@ -122,7 +122,10 @@ def _remove_leftovers(target: Path) -> None:
     now = time.time()
     for path in target.parent.iterdir():
         name = path.name
-        mine = name.startswith((f".tmp-{target.name}-", f".trash-{target.name}-"))
+        # this target's: its prefix, then mkdtemp's suffix or a pid, which hold no "-" (a name going on with
+        # "-words-" is another target's, whose live build holds another lock: review)
+        mine = any(name.startswith(prefix) and "-" not in name[len(prefix):]
+                   for prefix in (f".tmp-{target.name}-", f".trash-{target.name}-"))
         try:
             stale = name.startswith((".tmp-", ".trash-")) and now - path.stat().st_mtime > LEFTOVER_AGE
         except OSError:

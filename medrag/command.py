@@ -110,8 +110,11 @@ def _refuse_blank_options(parser: argparse.ArgumentParser, namespace: argparse.N
         value = getattr(namespace, action.dest, None)
         values = value if isinstance(value, list) else [value]
         if value != action.default and any(isinstance(v, str) and not v.strip() for v in values):
+            # a list of medrag finetune is cleared with `none` (`""` did it, undocumented: review)
+            clear = "; `none` clears a config file's list" if isinstance(value, list) and \
+                parser.prog.endswith("finetune") else ""
             parser.error(f"{action.option_strings[-1]} is empty (an unset shell variable?): give "
-                         "it a value, or leave the option out")
+                         f"it a value, or leave the option out{clear}")
 
 
 def new_parser(prog: str, description: str | None, **kwargs) -> argparse.ArgumentParser:

@@ -140,6 +140,8 @@ def test_a_mistyped_flag_is_named_by_its_subcommand_with_the_nearest_flag(capsys
     (["evaluate", "--model", "m", "--model", "", "--data", "d"], "--model is empty"),
     (["evaluate", "--model", "m", "--label", " ", "--data", "d"], "--label is empty"),
     (["search", "fer", "--persist-dir", ""], "--persist-dir is empty"),
+    (["finetune", "--mixture", ""], "--mixture is empty (an unset shell variable?): give it a value, or leave the "
+                                    "option out; `none` clears a config file's list"),
 ])
 def test_cut_flags_and_empty_values_are_usage_errors(capsys, argv, expected):
     with pytest.raises(SystemExit) as stop:

@@ -461,7 +461,8 @@ def iter_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                 header = fh.readline()
                 fh.seek(0)
                 # strict: a stray quote is an error, not every following row swallowed into one field
-                reader = csv.DictReader(fh, delimiter=csv_delimiter(header), strict=True)
+                # a .tsv is tab-separated whatever its header (a one-column header read as commas: review)
+                reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else csv_delimiter(header), strict=True)
                 _allow_long_csv_fields()
                 n = 0
                 try:

@@ -299,6 +299,10 @@ def test_excel_exports_read_as_written(tmp_path):
             writer.writeheader()
             writer.writerows([{**r, "answer": r["answer"] + "; à jeun, 2 fois"} for r in rows])
         assert [r["answer"] for r in read_records(tmp_path / name)] == [r["answer"] + "; à jeun, 2 fois" for r in rows]
+    # a .tsv is tab-separated whatever its header: one column of texts with commas (review)
+    (tmp_path / "one.tsv").write_text("text\nLe paracétamol, 500 mg, trois fois par jour.\nLa CRP.\n", encoding="utf-8")
+    assert read_records(tmp_path / "one.tsv") == [{"text": "Le paracétamol, 500 mg, trois fois par jour."},
+                                                   {"text": "La CRP."}]
 
 
 def test_split_names_on_a_pairs_file_are_errors(tmp_path):

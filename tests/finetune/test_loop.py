@@ -619,7 +619,13 @@ def test_ctrl_c_while_the_new_model_is_scored_leaves_no_earlier_metadata(tiny_mo
     with caplog.at_level("WARNING", logger="finetune.training"), pytest.raises(KeyboardInterrupt):
         MatryoshkaFinetuner(cfg).run()  # a previous output is overwritten
     assert "is incomplete (no matryoshka.json" in caplog.text and "rerun with --resume" in caplog.text
-    assert not (out / "matryoshka.json").exists() and not (out / "finetune_config.yaml").exists()
+    assert not (out / "matryoshka.json").exists() and not (out / "training_info.json").exists()
+    import yaml  # the config is this run's: the folder stays one a rerun may overwrite (review)
+
+    assert yaml.safe_load((out / "finetune_config.yaml").read_text())["dims"] == [128, 32]
+    from finetune.preflight import check_output_dir
+
+    check_output_dir(cfg.replace(checkpoints=False), create=False)  # a rerun without checkpoints is not refused
     monkeypatch.setattr(finetune.training, "score_sizes", real)
     steps = []
     MatryoshkaFinetuner(cfg.replace(resume=True), callbacks=[steps.append]).run()

@@ -90,8 +90,10 @@ def test_folders_a_killed_build_left_are_removed_by_the_next_build(tmp_path) -> 
     os.utime(old_unnamed, (1, 1))
     live = models / ".tmp-other-q9"  # another model being built right now
     live.mkdir()
+    longer = models / ".tmp-m-large-q9x"  # another target whose name starts with this one's (review)
+    longer.mkdir()
     build_cached_folder(models / "m", _valid, _build, "a test model")
-    assert sorted(p.name for p in models.iterdir()) == [".tmp-other-q9", "m", "m.lock"]
+    assert sorted(p.name for p in models.iterdir()) == [".tmp-m-large-q9x", ".tmp-other-q9", "m", "m.lock"]
 
 
 def test_a_relative_cache_root_is_warned_about_once(tmp_path, monkeypatch, caplog) -> None:
