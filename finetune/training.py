@@ -119,6 +119,7 @@ class MatryoshkaFinetuner:
         self.callbacks = list(callbacks or [])
         self.output_dir = Path(config.output_dir)
         self.checkpoint_dir = self.output_dir / CHECKPOINT_DIR
+        self._data_file_records: dict[str, Any] | None = None  # :meth:`_data_files`
         #: the loss actually trained with (``loss="auto"`` resolved for the device)
         self.loss_name = resolve_loss(config.loss, cpu=None)
 
@@ -447,10 +448,16 @@ class MatryoshkaFinetuner:
         run held out, as it does a run's output folder from its ``finetune_config.yaml`` and
         ``training_info.json``: the data settings and the pairs files' records (user tryout: an
         adapter was scored on the default split, its training questions, in silence)."""
-        cfg = self.config
-        return {"config": {key: getattr(cfg, key) for key in _RUN_DATA_KEYS},
-                "data_file": data_file_record(cfg.data),
-                "eval_data_file": data_file_record(cfg.eval_data) if cfg.eval_data else None}
+        return {"config": {key: getattr(self.config, key) for key in _RUN_DATA_KEYS}, **self._data_files()}
+
+    def _data_files(self) -> dict[str, Any]:
+        """``data_file`` and ``eval_data_file``: the pairs files' records (path and sha256), read once
+        for ``training_info.json`` and the exported adapter (a large file was hashed twice)."""
+        if self._data_file_records is None:
+            cfg = self.config
+            self._data_file_records = {"data_file": data_file_record(cfg.data),
+                                       "eval_data_file": data_file_record(cfg.eval_data) if cfg.eval_data else None}
+        return self._data_file_records
 
     # ------------------------------------------------------------------ pieces
 
@@ -648,9 +655,9 @@ class MatryoshkaFinetuner:
             self._write_outputs(model, result)
         except KeyboardInterrupt:
             logger.warning("interrupted after training, while the model was saved and scored: %s is incomplete "
-                           "(no matryoshka.json: no sizes or scores); rerun with --resume to finish it from the last "
-                           "checkpoint%s", self.output_dir,
-                           "" if cfg.checkpoints else " (checkpoints: false: rerun the whole run)")
+                           "(no matryoshka.json: no sizes or scores); %s", self.output_dir,
+                           "rerun with --resume to finish it from the last checkpoint" if cfg.checkpoints else
+                           "rerun the whole run (checkpoints: false keeps none to resume from)")
             raise
 
     def _write_outputs(self, model, result: FinetuneResult) -> None:
@@ -676,12 +683,10 @@ class MatryoshkaFinetuner:
             "eval_queries": len({p.question for p in self.dataset.eval}),
             "eval_corpus": len({p.answer for p in self.dataset.eval}),
             "dataset": self.dataset.name,
-            "data_file": data_file_record(cfg.data),  # medrag evaluate knows the file from any folder
-            "eval_data_file": data_file_record(cfg.eval_data) if cfg.eval_data else None,
+            **self._data_files(),  # medrag evaluate knows the file from any folder
             "versions": _versions(),
         }
-        (out / INFO_FILENAME).write_text(json.dumps(info, indent=2), encoding="utf-8")
-        cfg.save(out / CONFIG_FILENAME)
+        (out / INFO_FILENAME).write_text(json.dumps(info, indent=2), encoding="utf-8")  # the config: _save_and_score
         meta = MatryoshkaMetadata(
             full_dim=embedding_dim(model), dims=result.dims, scores=result.scores_after,
             scores_before=result.scores_before, base_model=_recorded_spec(cfg.model or getattr(model, "medrag_spec", None)

@@ -456,7 +456,7 @@ def iter_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
             if not isinstance(obj, list) or not all(isinstance(r, dict) for r in obj):
                 raise DataError(f"{path}: expected a JSON list of objects (or {{\"data\": [...]}})")
             yield from obj
-        elif suffix in (".csv", ".tsv"):  # the delimiter read from the header, either way
+        elif suffix in (".csv", ".tsv"):
             with path.open(encoding="utf-8-sig", newline="") as fh:
                 header = fh.readline()
                 fh.seek(0)
