@@ -37,8 +37,8 @@ from medrag.lexical.analyzer import AnalyzerOptions
 from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT
 from medrag.qa.suite import build_suite
 from medrag.qa.pairs import (
-    ANSWER_COLUMN, DEFAULT_TRAIN_SPLITS, EVAL_FRACTION, QUESTION_COLUMN, SPLIT_SEED, data_file_record,
-    is_frenchmedmcqa_folder,
+    ANSWER_COLUMN, DATA_GIVEN_KEY, DEFAULT_TRAIN_SPLITS, EVAL_FRACTION, QUESTION_COLUMN, SPLIT_SEED,
+    data_file_record, is_frenchmedmcqa_folder,
 )
 from medrag.store import DEFAULT_COARSE_DIM
 
@@ -371,7 +371,8 @@ def _finetune_split(spec: str, data: str) -> tuple[int, float] | None:
     model folder ``spec`` kept out of training, when it trained on the pairs file ``data`` without a
     separate eval file; None otherwise (not a fine-tuning output, other data, unreadable config)."""
     recorded = _finetune_config(spec)
-    if recorded is None or recorded.get("eval_data") or not recorded.get("data"):
+    if recorded is None or recorded.get("eval_data") or not recorded.get("data") \
+            or _run_record(Path(spec).expanduser()).get(DATA_GIVEN_KEY) is not None:  # trained on other data
         return None
     try:
         if not _same_data(Path(spec).expanduser(), str(recorded["data"]), data):
@@ -404,17 +405,23 @@ def _recorded_file(folder: Path, key: str, typed: str, data: str) -> bool:
     ``training_info.json`` (:func:`data_file_record`: its absolute path, or its content's sha256 for a
     copy or another path to it), else, for older runs, the path its config records as ``typed``,
     resolved against the current folder."""
-    try:
-        info = json.loads((folder / "training_info.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        info = _adapter_run(folder)  # an exported adapter records the same files
-    record = info.get(key) if isinstance(info, dict) else None
+    record = _run_record(folder).get(key)
     if isinstance(record, dict) and record.get("path"):
         if record["path"] == str(Path(data).expanduser().resolve()):
             return True
         current = data_file_record(data)  # a copy, or the same file reached through another path
         return current is not None and record.get("sha256") == current["sha256"]
     return Path(typed).expanduser().resolve() == Path(data).expanduser().resolve()
+
+
+def _run_record(folder: Path) -> dict:
+    """A fine-tuning run folder's ``training_info.json``, else the run record of an adapter it
+    exported (:func:`_adapter_run`: the same files); empty for any other folder."""
+    try:
+        info = json.loads((folder / "training_info.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return _adapter_run(folder)
+    return info if isinstance(info, dict) else {}
 
 
 def _follow_finetune_split(args: argparse.Namespace) -> None:
@@ -461,6 +468,12 @@ def _warn_training_questions(args: argparse.Namespace) -> None:
         if recorded is None or not isinstance(recorded.get("data"), str):
             continue
         folder, data = Path(spec).expanduser(), Path(args.data).expanduser()
+        given = _run_record(folder).get(DATA_GIVEN_KEY)
+        if given is not None:  # its finetune_config.yaml names other data (review)
+            logger.warning("%s was fine-tuned on a dataset passed in Python (%s), not the data its "
+                           "finetune_config.yaml names: medrag evaluate cannot tell which questions it trained on; "
+                           "make sure %s holds none of them", spec, given, args.data)
+            continue
         if data.is_dir() and is_frenchmedmcqa_folder(data):
             # FrenchMedMCQA's splits are fixed: any copy of the data has the same questions in each
             split = args.split or "test"

@@ -9,8 +9,25 @@ from medrag.errors import DataError
 from medrag.qa.pairs import QADataset, is_frenchmedmcqa_folder, load_frenchmedmcqa, load_qa_dataset
 
 
+#: The config settings that decide a run's training and held-out pairs (recorded with an exported adapter).
+DATA_SETTINGS = ("data", "data_format", "eval_data", "eval_fraction", "split_seed", "seed", "train_splits",
+                 "eval_split")
+
+
+def data_settings(cfg: Any) -> dict[str, Any]:
+    """The values of :data:`DATA_SETTINGS` in ``cfg``."""
+    return {key: getattr(cfg, key) for key in DATA_SETTINGS}
+
+
 def load_dataset_from_config(cfg: Any) -> QADataset:
-    """The dataset a :class:`finetune.config.FinetuneConfig` describes (``data_format`` picks the loader)."""
+    """The dataset a :class:`finetune.config.FinetuneConfig` describes (``data_format`` picks the loader),
+    marked with the settings it was read with (``loaded_from``)."""
+    dataset = _load(cfg)
+    dataset.loaded_from = data_settings(cfg)
+    return dataset
+
+
+def _load(cfg: Any) -> QADataset:
     fmt = cfg.data_format
     if fmt == "auto":
         fmt = "frenchmedmcqa" if is_frenchmedmcqa_folder(cfg.data) else "pairs"

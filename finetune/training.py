@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from finetune.config import FinetuneConfig
-from finetune.data import load_dataset_from_config
+from finetune.data import data_settings, load_dataset_from_config
 from finetune.model_card import recipe_settings, write_model_card
 from finetune.preflight import (CHECKPOINT_DIR, CONFIG_FILENAME, FINISHED_FILENAME, INFO_FILENAME, check_matryoshka_weights,
                                 check_report_to, check_run, top_block_refusal)
@@ -49,7 +49,7 @@ from medrag.adapters import TRAINING_RUN_KEY
 from medrag.errors import ConfigError, DataError
 from medrag.metadata import METADATA_FILENAME, MatryoshkaMetadata, default_dims
 from medrag.models import embedding_dim, load_model
-from medrag.qa.pairs import QADataset, QAPair, data_file_record
+from medrag.qa.pairs import DATA_GIVEN_KEY, QADataset, QAPair, data_file_record
 
 # torch, accelerate, transformers and sentence-transformers (heavy) are imported inside the functions
 # that train: importing finetune (and `medrag --help`) stays fast.
@@ -115,6 +115,8 @@ class MatryoshkaFinetuner:
                  model: "SentenceTransformer | None" = None, callbacks: list | None = None) -> None:
         self.config = config
         self.dataset = dataset
+        self._dataset_given = dataset is not None
+        self._other_data = False  # set by :meth:`run`: a dataset passed in that the config does not describe
         self.model = model
         self.callbacks = list(callbacks or [])
         self.output_dir = Path(config.output_dir)
@@ -138,6 +140,8 @@ class MatryoshkaFinetuner:
         resume_from = self._resume_checkpoint()
         if self.dataset is None:
             self.dataset = load_dataset_from_config(cfg)
+        # a dataset passed in and read otherwise than the config says: the saved config does not describe it
+        self._other_data = self._dataset_given and self.dataset.loaded_from != data_settings(cfg)
         if cfg.engine != "loop":  # the loop checks its pairs with the mixture's (training_pairs)
             check_learnable(self.dataset.train)
         if self.model is None:
@@ -448,7 +452,7 @@ class MatryoshkaFinetuner:
         run held out, as it does a run's output folder from its ``finetune_config.yaml`` and
         ``training_info.json``: the data settings and the pairs files' records (user tryout: an
         adapter was scored on the default split, its training questions, in silence)."""
-        return {"config": {key: getattr(self.config, key) for key in _RUN_DATA_KEYS}, **self._data_files()}
+        return {"config": data_settings(self.config), **self._data_files()}
 
     def _data_files(self) -> dict[str, Any]:
         """``data_file`` and ``eval_data_file``: the pairs files' records (path and sha256), read once
@@ -457,6 +461,11 @@ class MatryoshkaFinetuner:
             cfg = self.config
             self._data_file_records = {"data_file": data_file_record(cfg.data),
                                        "eval_data_file": data_file_record(cfg.eval_data) if cfg.eval_data else None}
+            if self._other_data:
+                # MatryoshkaFinetuner(cfg, dataset=ds): the config names other data, whose held-out split
+                # medrag evaluate would have followed (review); it cannot tell ds's training questions
+                self._data_file_records = {"data_file": None, "eval_data_file": None,
+                                           DATA_GIVEN_KEY: self.dataset.name}
         return self._data_file_records
 
     # ------------------------------------------------------------------ pieces
@@ -758,8 +767,6 @@ def _readable_weights(folder: Path) -> None:
 
 
 #: The settings that say which questions a run trained on (``medrag evaluate`` reads them).
-_RUN_DATA_KEYS = ("data", "data_format", "eval_data", "eval_fraction", "split_seed", "seed", "train_splits",
-                  "eval_split")
 
 
 def _recorded_spec(spec: Any) -> str:

@@ -78,6 +78,7 @@ from medrag.flags import check_flag
 from medrag.errors import CollectionMismatchError, DataError, InvalidInputError
 from medrag.models import check_device
 from medrag.qa.pairs import iter_records, json_objects
+from medrag.qa.sample import is_sample_header
 from medrag.store import (AUTO_LEARNED_MIN_TEXTS, DEFAULT_EF_SEARCH, DEFAULT_FULL_ENCODING, ROTATIONS, MatryoshkaChroma,
                           check_metadata_key)
 from medrag.vector_codec import ENCODINGS
@@ -430,6 +431,10 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
     first_float_id, n_float_ids = None, 0  # whole-number ids read as floats ("1.0"), for the warning
     typed = [_typed_field(f) for f in metadata_fields or []]
     for n, (where, record) in enumerate(_records(path)):
+        if n == 0 and text_field not in record and is_sample_header(record):
+            # the header line of medrag's own sample format stopped `medrag index` on the shipped sample
+            logger.info("%s: the sample format's header line is not a record: skipped", where)
+            continue
         if text_field not in record:  # "pass --text-field" read oddly when it was passed (user tryout)
             raise DataError(
                 f"{where}: no {text_field!r} field (fields: {sorted(record)[:10]}); " + (

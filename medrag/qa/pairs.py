@@ -97,6 +97,9 @@ class QADataset:
         stats: rows read, empty rows and duplicate pairs dropped.
         split_method: how train/eval were obtained (``"dataset splits"``, ``"by question, 10%"``...).
         eval_name: the label of the eval pairs' own source (a separate eval file); None: ``name``'s.
+        loaded_from: the data settings of the fine-tuning config it was read from
+            (``finetune.data.load_dataset_from_config``), so a run given it knows its config describes
+            it; None for a dataset built otherwise.
     """
 
     train: list[QAPair]
@@ -105,6 +108,7 @@ class QADataset:
     stats: DataStats = field(default_factory=DataStats)
     split_method: str = ""
     eval_name: str | None = None
+    loaded_from: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def eval_task(self, name: str | None = None) -> "IRTask":
         """The evaluation task: distinct held-out questions as queries, distinct held-out answers
@@ -339,6 +343,12 @@ def split_by_question(pairs: Sequence[QAPair], eval_fraction: float, seed: int =
     held = set(questions[:n_eval])
     return ([p for key, p in zip(keys, pairs) if key not in held],
             [p for key, p in zip(keys, pairs) if key in held])
+
+
+#: The key of a fine-tuning run's ``training_info.json`` (and of an adapter it exported) naming the
+#: dataset passed to it in Python (``MatryoshkaFinetuner(cfg, dataset=...)``) instead of the data its
+#: config names: its training questions cannot be told from any file, which ``medrag evaluate`` says.
+DATA_GIVEN_KEY = "data_given"
 
 
 def data_file_record(source: str | os.PathLike[str]) -> dict[str, str] | None:

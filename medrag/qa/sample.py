@@ -180,6 +180,12 @@ def load_sample_corpus(path: str | os.PathLike[str] | None = None) -> SampleCorp
     return _parse(text, source)
 
 
+def is_sample_header(record: dict) -> bool:
+    """Whether a JSON record is the header line of a sample file (format 2), not a passage."""
+    return "passage_id" not in record and not {"passage", "questions"} & set(record) \
+        and {"format_version", "sample_version"} <= set(record)
+
+
 def _parse(text: str, source: str) -> SampleCorpus:
     records = list(json_objects(text.splitlines(), source))
     format_version, version = 1, 1

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from finetune.config import ConfigError, FinetuneConfig
+from finetune.data import load_dataset_from_config
 from finetune.loop import document_labels, no_duplicate_batches, topic_clusters, topic_order
 from finetune.training import MatryoshkaFinetuner
 from medrag.errors import DataError
@@ -594,6 +595,38 @@ def test_an_exported_adapter_is_scored_on_the_questions_its_run_held_out(tiny_mo
     with caplog.at_level("WARNING", logger="evaluation.cli"):
         assert main([*argv, "--out", str(tmp_path / "r2"), "--split", "all"]) == 0
     assert "--split all scores the questions it trained on too" in caplog.text
+
+
+def test_a_dataset_passed_in_python_is_not_taken_for_the_data_its_config_names(tiny_model_dir, pairs_file,
+                                                                                tmp_path, caplog):
+    """``MatryoshkaFinetuner(cfg, dataset=ds)`` saved a config naming other data (here the same file,
+    split otherwise): ``medrag evaluate`` followed the config's split and called it the questions the run
+    held out, scoring questions the model trained on (review). Now the run records the dataset it was
+    given and evaluate says it cannot tell its training questions; the CLI's own dataset (loaded from
+    the config) is still followed."""
+    from medrag.cli import main
+    from medrag.qa.pairs import load_qa_dataset
+
+    cfg = loop_config(tiny_model_dir, pairs_file, tmp_path / "ft", tmp_path, freeze_encoder=True, lora_rank=0,
+                      rotation="pca_centered", epochs=1, split_seed=7, eval_fraction=0.5)
+    ds = load_qa_dataset(pairs_file, question_column="question", answer_column="answer", eval_fraction=0.3, seed=1)
+    MatryoshkaFinetuner(cfg, dataset=ds).run()
+    info = json.loads((tmp_path / "ft" / "training_info.json").read_text())
+    assert info["data_given"] == str(pairs_file) and info["data_file"] is None
+    argv = ["evaluate", "--model", str(tmp_path / "ft"), "--data", str(pairs_file), "--question-column", "question",
+            "--answer-column", "answer", "--no-cache", "--sizes", "64", "--metrics", "ndcg@10", "--bootstrap", "20", "--no-plot", "--device", "cpu"]
+    with caplog.at_level("WARNING", logger="evaluation.cli"):
+        assert main([*argv, "--out", str(tmp_path / "r1")]) == 0
+    assert "held out (split seed 7" not in caplog.text
+    assert "fine-tuned on a dataset passed in Python" in caplog.text and "cannot tell" in caplog.text
+    # the same dataset the config loads (the CLI's case) is the config's data: followed as before
+    caplog.clear()
+    same = cfg.replace(output_dir=str(tmp_path / "ft2"))
+    MatryoshkaFinetuner(same, dataset=load_dataset_from_config(same)).run()
+    assert "data_given" not in json.loads((tmp_path / "ft2" / "training_info.json").read_text())
+    with caplog.at_level("WARNING", logger="evaluation.cli"):
+        assert main([*argv[:2], str(tmp_path / "ft2"), *argv[3:], "--out", str(tmp_path / "r2")]) == 0
+    assert "held out (split seed 7, eval fraction 0.5)" in caplog.text
 
 
 def test_ctrl_c_while_the_new_model_is_scored_leaves_no_earlier_metadata(tiny_model_dir, pairs_file, tmp_path,

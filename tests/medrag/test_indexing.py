@@ -117,6 +117,17 @@ def test_reader_errors_name_the_problem(tmp_path) -> None:
         list(iter_documents(tmp_path / "g.jsonl", text_field="passage"))
 
 
+def test_the_shipped_sample_indexes_past_its_header_line() -> None:
+    """medrag's own sample file opens with a format header: `medrag index` stopped on it (tryout)."""
+    from medrag.qa.sample import SAMPLE_FILE, load_sample_corpus
+    from importlib import resources
+
+    with resources.as_file(resources.files("medrag.data") / SAMPLE_FILE) as sample:
+        docs = list(iter_documents(sample, text_field="passage", id_field="passage_id"))
+    corpus = load_sample_corpus()
+    assert [d[0] for d in docs] == [p.passage_id for p in corpus.passages]
+
+
 class CountingFake(FakeMatryoshkaEmbeddings):
     def __init__(self) -> None:
         super().__init__()
