@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
 import sys
 from dataclasses import fields
@@ -529,8 +530,12 @@ def _evaluate_checked(args: argparse.Namespace) -> int:
             raise DataError(f"--data-root: not used with --domains {' '.join(args.domains)} (packaged with "
                             "medrag); drop it, or add a domain read from the data root")
         if not root.is_dir() and not shipped_only:  # named by its flag, before any model loads
-            raise DataError(f"--data-root {root} is not a folder: pass the folder that holds frenchmedmcqa/ and "
-                            "french-medical-text/ (default ../shared/data, or $MEDRAG_DATA)")
+            # the default was named as if --data-root had been passed (user tryout)
+            where = (f"--data-root {root}" if args.data_root is not None else
+                     f"$MEDRAG_DATA ({root})" if os.environ.get("MEDRAG_DATA") else
+                     f"the default data root {root} (relative to the current folder, {Path.cwd()})")
+            raise DataError(f"{where} is not a folder: pass --data-root, or set $MEDRAG_DATA to, the folder that holds "
+                            "frenchmedmcqa/ and french-medical-text/ (../shared/data from the repository's root)")
         _fill_defaults(args)
         return _evaluate_suite(args)
     _check_modes(args)
@@ -602,7 +607,11 @@ def _evaluate_checked(args: argparse.Namespace) -> int:
         for i, m in enumerate(report.models):
             if Path(m.spec).expanduser().is_dir():
                 path = write_metadata(m.spec, m, baseline=report.models[0] if i else None,
-                                      task=report.task_info.get("name"))
+                                      task=report.task_info.get("name"), task_details={
+                                          "data": str(Path(args.data).expanduser().resolve())
+                                          if Path(args.data).expanduser().exists() else args.data,
+                                          **{k: report.task_info[k] for k in ("queries", "corpus", "content_hash")
+                                             if k in report.task_info}, "command": report.command})
                 print(f"wrote scores and recommendations to {path}")
     print(f"\nreport: {Path(args.out).resolve()} ({', '.join(p.name for p in paths.values())})")
     return 0
@@ -696,7 +705,8 @@ def _evaluate_suite(args: argparse.Namespace) -> int:
             hybrid.append(evaluate_hybrid_suite(
                 loaded[spec], suite, dims=args.sizes, weights=args.lexical_weight or [DEFAULT_LEXICAL_WEIGHT],
                 method=args.fusion or DEFAULT_FUSION, options=options,
-                cache=EmbeddingCache(args.cache_dir, enabled=not args.no_cache), metrics=report_metrics(args)))
+                cache=EmbeddingCache(args.cache_dir, enabled=not args.no_cache), metrics=report_metrics(args),
+                primary_metric=report.primary_metric, command=report.command))  # --primary-metric was ignored
     out = Path(args.out).expanduser()
     earlier = earlier_report_files(out)
     paths = report.write(out)
@@ -704,6 +714,7 @@ def _evaluate_suite(args: argparse.Namespace) -> int:
     print(report.to_markdown())
     for i, (label, result) in enumerate(zip(report.models, hybrid)):
         name = _hybrid_suite_name(i, len(report.models))
+        result.model = label
         (out / f"{name}.md").write_text(f"# {label}\n\n{result.to_markdown()}\n", encoding="utf-8")
         (out / f"{name}.json").write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
         paths[name] = out / f"{name}.md"

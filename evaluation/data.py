@@ -289,20 +289,30 @@ def load_beir(folder: str | os.PathLike[str], split: str = "test", limit: int | 
     # a judgement of a passage absent from corpus.jsonl (public BEIR sets hold a few, e.g. ArguAna:
     # beir-cellar/beir#101) is dropped with a warning: no model can retrieve it
     absent = sorted({d for g in judged.values() for d, v in g.items() if v > 0 and d not in corpus})
+    never_relevant = {q for q, g in judged.items() if not any(v > 0 for v in g.values())}
+    dropped = sum(1 for g in judged.values() for d, v in g.items() if v > 0 and d not in corpus)
     if absent:
         logger.warning("%s judges %d passage(s) absent from corpus.jsonl (or left out as blank), e.g. %s: those "
                        "judgements are dropped", qrels_file, len(absent), absent[:3])
         judged = {q: {d: v for d, v in g.items() if d in corpus} for q, g in judged.items()}
     relevant = {q: g for q, g in judged.items() if any(v > 0 for v in g.values())}
-    skipped = len(judged) - len(relevant)
-    if skipped:
-        logger.warning("%s: %d judged quer%s with no relevant passage left out (as BEIR and trec_eval do)", qrels_file,
-                       skipped, "y" if skipped == 1 else "ies")
+    # told apart: a query judged relevant to absent passages only was reported as one "with no relevant
+    # passage", and the report itself said nothing of the queries left out (user tryout)
+    left_out = {"no_relevant_judgement": len(never_relevant),
+                "relevant_passages_absent": len(judged) - len(relevant) - len(never_relevant)}
+    if never_relevant:
+        logger.warning("%s: %d judged quer%s with no passage judged relevant left out (as BEIR and trec_eval do)",
+                       qrels_file, len(never_relevant), "y" if len(never_relevant) == 1 else "ies")
+    if left_out["relevant_passages_absent"]:
+        logger.warning("%s: %d quer%s whose relevant passages are all absent from corpus.jsonl left out", qrels_file,
+                       left_out["relevant_passages_absent"], "y" if left_out["relevant_passages_absent"] == 1 else "ies")
     if not relevant:
         raise DataError(f"{qrels_file}: no query has a passage judged relevant (score > 0)")
     qids = list(relevant)[:limit] if limit else list(relevant)
     task = IRTask({q: all_queries[q] for q in qids}, corpus, {q: relevant[q] for q in qids},
-                  name=f"{path.name}/{split}", extra={"format": "beir"})
+                  name=f"{path.name}/{split}",
+                  extra={"format": "beir", "judged_queries": len(judged), "left_out_queries": left_out,
+                         "dropped_judgements_of_absent_passages": dropped})
     logger.info("evaluation task %s: %d queries, %d documents%s", task.name, len(task.queries), len(task.corpus),
                 " (graded)" if task.graded else "")
     return task

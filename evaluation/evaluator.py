@@ -239,6 +239,9 @@ def _cis(res: SizeResult, metrics: Sequence[str], n_bootstrap: int, confidence: 
 
 def _task_info(task: IRTask) -> dict:
     n_rel = [len(v) for v in task.qrels.values()]
+    # what a BEIR folder's loader left out (evaluation.data.load_beir): the report alone tells it
+    provenance = {k: task.extra[k] for k in ("judged_queries", "left_out_queries", "dropped_judgements_of_absent_passages")
+                  if k in task.extra}
     return {"name": task.name, "queries": len(task.queries), "corpus": len(task.corpus),
             "relevant_per_query": round(sum(n_rel) / len(n_rel), 4), "graded": task.graded,
-            "content_hash": task.content_hash()}
+            "content_hash": task.content_hash(), **provenance}

@@ -220,13 +220,22 @@ def evaluate_hybrid(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray, 
 @dataclass
 class HybridSuiteResult:
     """:class:`HybridEvalResult` per domain of the validation suite, and macro-averages over the
-    choice domains (``sample`` is report-only)."""
+    choice domains (``sample`` is report-only).
+
+    ``tasks`` names each domain's task as scored (a pilot's caps included where they cut it:
+    ``[pilot 100x300]``) with its query and passage (``corpus``) counts, as ``suite.json`` does; ``model``, ``spec``, ``fingerprint`` and ``command`` say what made
+    it: an archived ``hybrid_suite.json`` recorded none of them (user tryout)."""
 
     part: str
     pilot: bool
     domains: dict[str, HybridEvalResult]
     choice_domains: list[str]
     metric: str = "ndcg@10"
+    tasks: dict[str, dict] = field(default_factory=dict)
+    model: str | None = None
+    spec: str | None = None
+    fingerprint: str | None = None
+    command: str | None = None
 
     @property
     def weights(self) -> list[Weight]:
@@ -263,7 +272,9 @@ class HybridSuiteResult:
 
     def to_dict(self) -> dict:
         auto = {"auto_weight_range": list(AUTO_WEIGHT_RANGE)} if AUTO_WEIGHT in self.weights else {}
-        return {"part": self.part, "pilot": self.pilot, "metric": self.metric, "choice_domains": self.choice_domains,
+        return {"model": self.model, "spec": self.spec, "fingerprint": self.fingerprint, "command": self.command,
+                "part": self.part, "pilot": self.pilot, "tasks": self.tasks,
+                "metric": self.metric, "choice_domains": self.choice_domains,
                 "recommended_weight": self.recommended_weight(), **auto,
                 "domains": {d: r.to_dict() for d, r in self.domains.items()},
                 "macro": {"lexical": self.macro("lexical"),
@@ -291,15 +302,23 @@ class HybridSuiteResult:
         lines += ["", f"Best macro {self.metric} (mean over sizes) with no domain (report-only ones too) more than 0.01 below dense-only: "
                       + (f"w={weight_label(best)}" if best is not None else "none")]
         for name, res in self.domains.items():
-            lines += ["", f"### {name}", "", res.to_markdown(self.metric)]
+            task = self.tasks.get(name)
+            lines += ["", f"### {name}", ""]
+            if task:
+                lines += [f"{task['name']}: {task['queries']} queries, {task['corpus']} passages", ""]
+            lines.append(res.to_markdown(self.metric))
         return "\n".join(lines)
 
 
 def evaluate_hybrid_suite(embeddings, suite, dims: Sequence[int] | None = None, *,
                           weights: Sequence[float] = (DEFAULT_LEXICAL_WEIGHT,), method: str = DEFAULT_FUSION, options: AnalyzerOptions | None = None, cache=None,
-                          metrics: Sequence[str] = DEFAULT_METRICS, show_progress: bool = False) -> HybridSuiteResult:
+                          metrics: Sequence[str] = DEFAULT_METRICS, primary_metric: str | None = None,
+                          command: str | None = None, show_progress: bool = False) -> HybridSuiteResult:
     """:func:`evaluate_hybrid` on every domain of a :class:`medrag.qa.suite.ValidationSuite`, from the
     evaluator's embedding cache (a suite already scored by ``medrag evaluate --suite`` is not re-encoded).
+
+    ``primary_metric`` is the metric of the macro table and of the recommended weight (default
+    ``ndcg@10`` when scored, else the first of ``metrics``); ``command`` is recorded in the result.
 
     Example::
 
@@ -316,5 +335,11 @@ def evaluate_hybrid_suite(embeddings, suite, dims: Sequence[int] | None = None, 
         domains[name] = evaluate_hybrid(dom.task, q, d, sizes, weights=weights, method=method, options=options,
                                         metrics=metrics, show_progress=show_progress)
         logger.info("hybrid suite domain %s done", name)
+    if primary_metric is not None and primary_metric not in metrics:
+        raise InvalidInputError(f"the primary metric {primary_metric!r} is not among the metrics scored {list(metrics)}")
+    metric = primary_metric or (metrics[0] if "ndcg@10" not in metrics else "ndcg@10")
+    tasks = {name: {"name": dom.task.name, "queries": len(dom.task.queries), "corpus": len(dom.task.corpus)}
+             for name, dom in suite.domains.items()}
     return HybridSuiteResult(suite.part, suite.pilot, domains, suite.choice_domains or list(suite.domains),
-                             metric=metrics[0] if "ndcg@10" not in metrics else "ndcg@10")
+                             metric=metric, tasks=tasks, spec=getattr(embeddings, "spec", None),
+                             fingerprint=getattr(embeddings, "fingerprint", None), command=command)

@@ -80,10 +80,11 @@ def recommend_sizes(scores: Mapping[int, float], balanced_tolerance: float = BAL
 
 #: ``matryoshka.json`` ``extra`` keys that describe the scores :func:`write_metadata` replaces (the
 #: validation suite's per-domain scores written by ``medrag finetune --export-adapter``): dropped.
-STALE_AFTER_RESCORING = ("suite_domains", "suite_domains_base")
+STALE_AFTER_RESCORING = ("suite_domains", "suite_domains_base", "scored_on_task")
 
 
-def write_metadata(folder, result, baseline=None, task: str | None = None) -> "Path":
+def write_metadata(folder, result, baseline=None, task: str | None = None,
+                   task_details: dict | None = None) -> "Path":
     """Record a model's measured scores and recommended sizes in its folder's ``matryoshka.json``.
 
     After this, ``MatryoshkaEmbeddings(folder, dimension="auto")`` picks a size from these scores.
@@ -94,6 +95,9 @@ def write_metadata(folder, result, baseline=None, task: str | None = None) -> "P
         baseline: the base model's result, stored as ``scores_before`` (optional; without it the
             folder's earlier ``scores_before``, measured on another task, are removed).
         task: the name of the task the scores come from, recorded as ``extra.scored_on``.
+        task_details: what else tells that task apart (query and passage counts, content hash, the
+            command), recorded as ``extra.scored_on_task``: a name such as ``beir/test`` alone did
+            not say which folder or how many queries the scores that ``dimension="auto"`` reads came from.
 
     Every trained size must have been evaluated (``"auto"`` would otherwise choose among the
     evaluated ones only); a folder without ``matryoshka.json`` gets one whose trained sizes are the
@@ -129,5 +133,6 @@ def write_metadata(folder, result, baseline=None, task: str | None = None) -> "P
     meta.extra = {**earlier, "recommendation_tolerances": {"balanced": recs.balanced_tolerance,
                                                               "edge": recs.edge_tolerance},
                   "metrics": list(next(iter(meta.scores.values()))),
-                  "scored_on": task or "medrag evaluate (task not named)"}
+                  "scored_on": task or "medrag evaluate (task not named)",
+                  **({"scored_on_task": task_details} if task_details else {})}
     return meta.save(folder)

@@ -235,8 +235,15 @@ class EvaluationReport:
         """The whole report as a Markdown document."""
         t = self.task_info
         parts = [f"# Retrieval evaluation: {t['name']}", "",
-                 f"{t['queries']} queries, {t['corpus']} documents (task hash `{t['content_hash']}`); "
+                 f"{t['queries']} queries, {t['corpus']} documents (task hash `{t['content_hash']}`)"
+                 f"{', graded relevance (NDCG gains are the grades)' if t.get('graded') else ''}; "
                  f"metrics: {', '.join(self.metrics)}.", ""]
+        left = _left_out_line(t)
+        if left:
+            parts += [left, ""]
+        if "n_bootstrap" in self.settings:  # said in report.json only (user tryout)
+            parts += [f"Intervals: {round(100 * self.settings.get('confidence', 0.95))}% percentile bootstrap over "
+                      f"queries ({self.settings['n_bootstrap']:,} resamples).", ""]
         if self.command:
             parts += ["Command:", "", f"    {self.command}", ""]
         if len(self.models) >= 2:
@@ -394,3 +401,21 @@ def _csv(columns: list[str], rows: list[dict[str, Any]]) -> str:
     for r in rows:
         writer.writerow({k: ("" if r[k] is None else r[k]) for k in columns})
     return buf.getvalue()
+
+
+def _left_out_line(task_info: dict) -> str:
+    """What a BEIR folder's loader left out of the task (judged queries, judgements), as a sentence;
+    empty when nothing was."""
+    left = task_info.get("left_out_queries") or {}
+    dropped = task_info.get("dropped_judgements_of_absent_passages") or 0
+    parts = []
+    if left.get("no_relevant_judgement"):
+        parts.append(f"{left['no_relevant_judgement']} with no passage judged relevant")
+    if left.get("relevant_passages_absent"):
+        parts.append(f"{left['relevant_passages_absent']} whose relevant passages are all absent from the corpus")
+    line = ""
+    if parts:
+        line = f"Of {task_info.get('judged_queries')} judged queries, left out: {'; '.join(parts)}."
+    if dropped:
+        line += (" " if line else "") + f"{dropped} relevance judgement(s) of passages absent from the corpus dropped."
+    return line

@@ -1022,10 +1022,11 @@ class MatryoshkaChroma(VectorStore):
             _INDEX_WARNED.add((*key, current))
         logger.warning(
             "another process wrote to the embedded Chroma store %s (collection %r) after this process had loaded "
-            "its vector index: Chroma's embedded client does not reload it, so this process's searches miss "
-            "those records (len() and get() see them) until this process writes to the collection. Open the "
-            "folder in a new process to search them, or serve it with a Chroma server (chroma run --path %s) "
-            "and connect every process with chromadb.HttpClient",
+            "its vector index: Chroma's embedded client does not reload it, so this process's dense searches "
+            "(similarity_search, MMR, the dense side of hybrid_search) miss those records; len(), get() and "
+            "hybrid_search's BM25 side see them. Once the other process has closed the store, a write from this "
+            "process or a new process catches up; for several processes at once, serve the folder with a Chroma "
+            "server (chroma run --path %s) and connect every process with chromadb.HttpClient",
             key[0], self._collection_name, key[0])
 
     def _note_own_write(self, generation: int) -> None:
@@ -2580,8 +2581,8 @@ class MatryoshkaChroma(VectorStore):
         texts: list[str],
         embedding: Embeddings,
         metadatas: list[dict[str, Any]] | None = None,
-        *,
         ids: list[str] | None = None,
+        *,
         collection_name: str = DEFAULT_COLLECTION,
         persist_directory: str | None = None,
         client: "chromadb.ClientAPI | None" = None,
@@ -2593,7 +2594,7 @@ class MatryoshkaChroma(VectorStore):
             texts: the texts.
             embedding: the embeddings (see the class).
             metadatas: one metadata dict per text.
-            ids: one id per text.
+            ids: one id per text (positional too, as langchain-chroma takes it).
             collection_name / persist_directory / client: as in the constructor.
             **kwargs: :meth:`add_texts`' ``batch_size``, ``show_progress`` and ``skip_existing``, and
                 the other constructor arguments (``coarse_dim``, ``candidates``...).
@@ -2619,15 +2620,17 @@ class MatryoshkaChroma(VectorStore):
         return super().add_documents(_check_documents(documents), **kwargs)
 
     @classmethod
-    def from_documents(cls, documents: list[Document], embedding: Embeddings, **kwargs: Any) -> "MatryoshkaChroma":
-        """:meth:`from_texts` with the documents' texts, metadata and ids (see :meth:`add_documents`)."""
-        return super().from_documents(_check_documents(documents), embedding, **kwargs)
+    def from_documents(cls, documents: list[Document], embedding: Embeddings, ids: list[str] | None = None,
+                       **kwargs: Any) -> "MatryoshkaChroma":
+        """:meth:`from_texts` with the documents' texts, metadata and ids (see :meth:`add_documents`;
+        ``ids``, positional too as langchain-chroma takes it, take precedence)."""
+        return super().from_documents(_check_documents(documents), embedding, **_with_ids(ids, kwargs))
 
     @classmethod
-    async def afrom_documents(cls, documents: list[Document], embedding: Embeddings,
+    async def afrom_documents(cls, documents: list[Document], embedding: Embeddings, ids: list[str] | None = None,
                               **kwargs: Any) -> "MatryoshkaChroma":
         """:meth:`from_documents`, run in an executor."""
-        return await super().afrom_documents(_check_documents(documents), embedding, **kwargs)
+        return await super().afrom_documents(_check_documents(documents), embedding, **_with_ids(ids, kwargs))
 
     def _drop_if_created_empty(self) -> bool:
         """Delete the collection if this object created it and nothing was written to it; say whether
@@ -3083,6 +3086,11 @@ def _check_metadata(md: Any, index: int) -> dict[str, Any]:
     except (ValueError, TypeError) as exc:
         raise InvalidInputError(f"{where} is rejected by Chroma: {exc}") from exc
     return md
+
+
+def _with_ids(ids: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with ``ids`` when given (as langchain-core's ``from_documents`` passes them on)."""
+    return kwargs if ids is None else {**kwargs, "ids": ids}
 
 
 def _check_documents(documents: Any) -> list[Document]:

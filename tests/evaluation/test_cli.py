@@ -451,6 +451,12 @@ def test_write_metadata_keeps_one_evaluation_and_every_trained_size(tiny_model_d
     written = MatryoshkaMetadata.load(folder)
     assert sorted(written.scores) == [64, 128] and written.scores_before == {}
     assert written.extra["scored_on"].startswith("pairs.jsonl") and written.extra["dataset"] == "train.jsonl"
+    # "scored_on": "beir/test" alone said neither which folder nor how many queries (user tryout)
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert written.extra["scored_on_task"] == {"data": str(pairs_file.resolve()), "queries": report["task"]["queries"],
+                                               "corpus": report["task"]["corpus"],
+                                               "content_hash": report["task"]["content_hash"],
+                                               "command": report["command"]}
     # the earlier suite's per-domain scores no longer describe the scores (user tryout)
     assert "suite_domains" not in written.extra and "suite_domains_base" not in written.extra
     assert sorted(written.extra["metrics"]) == sorted(written.scores[128]) and len(written.extra["metrics"]) > 1
@@ -542,7 +548,13 @@ def test_the_suite_on_the_shipped_sample_alone_needs_no_data_root(tiny_model_dir
     assert json.loads((tmp_path / "s" / "suite.json").read_text())["macro"]
     assert main(["evaluate", "--model", str(tiny_model_dir), "--suite", "--domains", "sample", "leaflets",
                  "--out", "s2", "--device", "cpu"]) == 1
-    assert "is not a folder" in capsys.readouterr().err
+    # the default was named as an option never passed (user tryout)
+    err = capsys.readouterr().err
+    assert "the default data root ../shared/data (relative to the current folder" in err and "--data-root ../" not in err
+    monkeypatch.setenv("MEDRAG_DATA", str(tmp_path / "nowhere"))
+    assert main(["evaluate", "--model", str(tiny_model_dir), "--suite", "--domains", "leaflets", "--out", "s3"]) == 1
+    assert f"$MEDRAG_DATA ({tmp_path / 'nowhere'}) is not a folder: pass --data-root, or set $MEDRAG_DATA" in \
+        capsys.readouterr().err
 
 
 def test_evaluate_a_beir_folder_from_the_command_line(tiny_model_dir, tmp_path, capsys):

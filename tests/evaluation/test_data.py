@@ -191,7 +191,7 @@ def test_a_beir_folder_is_the_users_own_passages_and_graded_judgements(tmp_path,
     with caplog.at_level("WARNING"):
         task = load_task(folder)
     assert task.queries == {"q1": "ferritine basse ?", "q2": "TSH ?"}  # q3: judged, nothing relevant: left out
-    assert "1 judged query with no relevant passage left out" in caplog.text
+    assert "1 judged query with no passage judged relevant left out" in caplog.text
     assert task.corpus["d1"] == "Ferritine La ferritine basse signe une carence martiale."  # the title first
     assert task.corpus["d2"] == "La TSH explore la thyroïde." and "3" in task.corpus  # unjudged passages stay
     assert task.grades == {"q1": {"d1": 2, "d2": 1}, "q2": {"d2": 1}} and task.graded
@@ -248,6 +248,32 @@ def test_beir_folders_as_public_sets_write_them(tmp_path, caplog):
     assert task.grades == {"q1": {"d1": 1}, "q2": {"d2": 1}} and "empty" not in task.corpus
     assert "judges 1 passage(s) absent from corpus.jsonl" in caplog.text
     assert "1 passage(s) with neither title nor text left out" in caplog.text
+
+
+def test_the_queries_a_beir_folder_leaves_out_are_told_apart_and_recorded(tmp_path, caplog, tiny_model_dir):
+    """A query judged relevant to absent passages only was reported as one "with no relevant passage",
+    and report.md / report.json said nothing of the queries left out (user tryout)."""
+    from evaluation.cache import EmbeddingCache
+    from evaluation.evaluator import evaluate_models
+
+    folder = _beir(tmp_path / "beir", ["q1\td1\t2", "q1\tgone\t1", "q2\td2\t1", "q3\tnowhere\t2", "q3\td1\t0"],
+                   queries=[{"_id": "q1", "text": "ferritine basse ?"}, {"_id": "q2", "text": "TSH ?"},
+                            {"_id": "q3", "text": "question sans réponse"}, {"_id": "q4", "text": "autre"}])
+    (folder / "qrels" / "test.tsv").open("a").write("q4\td2\t0\n")
+    with caplog.at_level("WARNING"):
+        task = load_task(folder)
+    assert set(task.queries) == {"q1", "q2"}
+    assert "1 judged query with no passage judged relevant left out" in caplog.text  # q4
+    assert "1 query whose relevant passages are all absent from corpus.jsonl left out" in caplog.text  # q3
+    report = evaluate_models([str(tiny_model_dir)], task, dims=[64], n_bootstrap=20, n_resamples=20,
+                             cache=EmbeddingCache(enabled=False))
+    info = report.to_dict()["task"]
+    assert info["judged_queries"] == 4 and info["dropped_judgements_of_absent_passages"] == 2
+    assert info["left_out_queries"] == {"no_relevant_judgement": 1, "relevant_passages_absent": 1}
+    text = report.to_markdown()
+    assert ("Of 4 judged queries, left out: 1 with no passage judged relevant; 1 whose relevant passages are all "
+            "absent from the corpus. 2 relevance judgement(s) of passages absent from the corpus dropped.") in text
+    assert "graded relevance" in text and "95% percentile bootstrap over queries (20 resamples)" in text
 
 
 def test_a_judged_blank_query_and_another_header_are_named(tmp_path, caplog):

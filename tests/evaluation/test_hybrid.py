@@ -166,6 +166,22 @@ def test_cli_suite_hybrid(tiny_model_dir, tmp_path, capsys) -> None:
     assert data["choice_domains"] == ["cases", "leaflets"] and set(data["macro"]["hybrid"]) == {"0.2", "0.6"}
     assert "recommended_weight" in data and "Best macro" in (out / "hybrid_suite.md").read_text()
     assert "Lexical, dense and hybrid on the suite" in capsys.readouterr().out
+    # an archived hybrid_suite.json said neither which model nor which pilot caps made it (user tryout)
+    suite = json.loads((out / "suite.json").read_text())
+    assert data["model"] == suite["models"][0] and data["fingerprint"] == suite["fingerprints"][data["model"]]
+    assert data["spec"] == suite["specs"][data["model"]] and data["command"] == suite["command"]
+    assert "--max-passages 8" in data["command"]
+    for domain in ("cases", "leaflets"):  # as suite.json names them: "[pilot 4x8]" where the caps cut a set
+        assert data["tasks"][domain] == {k: suite["domains"][domain][k] for k in ("name", "queries", "corpus")}
+        assert f"{suite['domains'][domain]['name']}: " in (out / "hybrid_suite.md").read_text()
+    assert any("[pilot 4x8]" in t["name"] for t in data["tasks"].values())
+    # --primary-metric decides the hybrid tables and the weight too (they stayed on ndcg@10: user tryout)
+    rc = main(["evaluate", "--suite", "--pilot", "--max-queries", "4", "--max-passages", "8", "--data-root", str(root),
+               "--model", str(tiny_model_dir), "--sizes", "128", "64", "--out", str(tmp_path / "mrr"), "--no-cache",
+               "--resamples", "100", "--domains", "cases", "leaflets", "--hybrid", "--primary-metric", "mrr@10"])
+    assert rc == 0
+    data = json.loads((tmp_path / "mrr" / "hybrid_suite.json").read_text())
+    assert data["metric"] == "mrr@10" and "macro mrr@10 over" in (tmp_path / "mrr" / "hybrid_suite.md").read_text()
 
 
 def test_auto_weight_is_scored_beside_the_numbers() -> None:

@@ -926,6 +926,13 @@ def test_from_texts_and_documents(client, fake) -> None:
     s2 = MatryoshkaChroma.from_documents([Document(page_content="une autre", metadata={"x": 1}, id="f")], fake,
                                          collection_name=name, client=client)
     assert len(s2) == 6
+    # ids positional, as langchain-chroma takes them (code ported from it raised a TypeError: user tryout)
+    s3 = MatryoshkaChroma.from_texts(["trois", "quatre"], fake, [{"n": 3}, {"n": 4}], ["t3", "t4"],
+                                     collection_name=name, client=client)
+    assert s3.get_by_ids(["t4"])[0].metadata == {"n": 4}
+    s4 = MatryoshkaChroma.from_documents([Document(page_content="cinq", id="ignored")], fake, ["t5"],
+                                         collection_name=name, client=client)
+    assert s4.get_by_ids(["t5"])[0].page_content == "cinq" and not s4.get_by_ids(["ignored"])
     s2.delete_collection()
 
 
@@ -1247,6 +1254,10 @@ def test_searches_that_miss_another_processs_writes_are_warned(tmp_path, fake, c
         store.similarity_search(TEXTS[7], k=1)
     warned = [r for r in caplog.records if "another process wrote" in r.getMessage()]
     assert len(warned) == 1 and "chroma run --path" in warned[0].getMessage()
+    # a write while the other process holds the folder is refused: the advice says when it helps, and that
+    # BM25 sees the records (it "missed" them all: user tryout)
+    assert "Once the other process has closed the store, a write from this process" in warned[0].getMessage()
+    assert "dense searches" in warned[0].getMessage() and "BM25 side see them" in warned[0].getMessage()
     assert len(store) == 6  # nothing lost: counted, and found by a new process
     # a write of this process brings its index up to date (Chroma applies the log since its last
     # entry): found, and no more warnings (review)
