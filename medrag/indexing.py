@@ -132,6 +132,8 @@ class IndexReport:
     removed: int = 0
     updated: int = 0
     pruned: int = 0
+    #: chunks of the first write whose encodings an interrupted run had kept (not encoded again)
+    reused: int = 0
 
 
 def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_OVERLAP,
@@ -299,12 +301,14 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
             (and chunk ids) instead of its absolute path: the same folder mounted elsewhere (a
             container, another machine, a moved folder) is then the same source.
         skipped: a list that receives the document keys of a folder's files skipped as not UTF-8
-            text (``index_corpus`` keeps their stored chunks when it prunes).
+            text, unreadable (no read rights) or damaged/encrypted PDFs (``index_corpus`` keeps their
+            stored chunks when it prunes).
         empty_folder: a folder holding no file to read yields nothing instead of raising (a
             ``--prune`` run then removes the chunks of its files, all deleted).
 
     A null or NaN text is an empty document (skipped and counted, as ``""``); a folder's file
-    that is not UTF-8 text is skipped with a warning naming it.
+    that is not UTF-8 text, cannot be read or is a damaged PDF is skipped with a warning per reason
+    (logged at INFO level, each file is named with its own).
 
     Raises:
         DataError: a missing source, an unsupported file type, a record without ``text_field``,
@@ -369,6 +373,7 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
                             + (f" outside hidden folders ({len(hidden)} hidden ones skipped)" if hidden else ""))
         root = folder_name or path.resolve().as_posix()
         not_utf8: list[str] = []
+        unreadable: list[str] = []  # no read rights, an I/O error
         unreadable_pdf: list[str] = []
         no_text_layer: list[str] = []
         for f in files:
@@ -377,7 +382,9 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
                 try:
                     text = pdf_text(f)
                 except DataError as exc:  # damaged or encrypted: skipped and named, as a file not UTF-8 is
-                    unreadable_pdf.append(str(exc))
+                    # each with its own reason, the folder-relative path as the other warnings name files (the
+                    # first file's "encrypted" read as every skipped PDF's reason: user tryout)
+                    unreadable_pdf.append(f"{rel} ({str(exc).removeprefix(f'{f}: ')})")
                     if skipped is not None:
                         skipped.append(rel)
                     continue
@@ -390,8 +397,12 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
             except UnicodeDecodeError as exc:
                 # one Latin-1 file stopped the whole folder: skipped and named, as the README says
                 text, problem = None, f"{rel} ({exc.reason} at byte {exc.start})"
-            except OSError as exc:
-                raise DataError(f"{f}: cannot read ({exc.strerror or exc})") from None
+            except OSError as exc:  # one file without read rights stopped a whole shared drive (user tryout)
+                text, problem = None, f"{rel} (cannot read: {exc.strerror or exc})"
+                unreadable.append(problem)
+                if skipped is not None:
+                    skipped.append(rel)
+                continue
             else:
                 if _mostly_nul(text):  # UTF-16 without its BOM, a binary file named .txt: no search would match it
                     text, problem = None, f"{rel} (NUL characters: UTF-16 without its BOM, or not a text file)"
@@ -409,17 +420,20 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
         if not_utf8 and len(not_utf8) == len(files):  # "no document found" named neither the files nor why
             raise DataError(f"{path}: none of its {len(files)} file(s) is UTF-8 text (e.g. {not_utf8[0]}): save them "
                             "as UTF-8 (Windows files: iconv -f cp1252 -t utf-8) and index again")
-        if unreadable_pdf and len(unreadable_pdf) + len(not_utf8) == len(files):
-            raise DataError(f"{path}: none of its {len(files)} file(s) could be read: {unreadable_pdf[0]}"
+        failed = [*unreadable, *unreadable_pdf]
+        if failed and len(failed) + len(not_utf8) == len(files):
+            raise DataError(f"{path}: none of its {len(files)} file(s) could be read: {failed[0]}"
                             + (f" (and {len(files) - 1} more)" if len(files) > 1 else ""))
-        if unreadable_pdf and warn:
-            logger.warning("%s: %d .pdf file(s) skipped: %s", path, len(unreadable_pdf), unreadable_pdf[0])
-        if no_text_layer and warn:
-            logger.warning("%s: %d .pdf file(s) without a text layer (scanned pages?), e.g. %s: OCR them first "
-                           "(e.g. ocrmypdf) and index again", path, len(no_text_layer), no_text_layer[0])
-        if not_utf8 and warn:
-            logger.warning("%s: %d file(s) not UTF-8 text skipped (e.g. %s): save them as UTF-8 (Windows files: iconv -f "
-                           "cp1252 -t utf-8; Latin-1 has no œ) and index again", path, len(not_utf8), not_utf8[0])
+        if warn:
+            # the warnings gave one example each and no word of the others (user tryout): -v names every file
+            _warn_skipped(path, unreadable, "file(s) that cannot be read skipped", "not readable",
+                          "give this user read access and index again")
+            _warn_skipped(path, unreadable_pdf, ".pdf file(s) skipped", "PDF not read",
+                          "decrypt or repair them and index again")
+            _warn_skipped(path, no_text_layer, ".pdf file(s) without a text layer (scanned pages?): no text indexed",
+                          "PDF without text", "OCR them first (e.g. ocrmypdf) and index again")
+            _warn_skipped(path, not_utf8, "file(s) not UTF-8 text skipped", "not UTF-8 text",
+                          "save them as UTF-8 (Windows files: iconv -f cp1252 -t utf-8; Latin-1 has no œ) and index again")
         return
     if not path.exists():
         raise DataError(f"{path} does not exist: pass a data file or a folder of .txt/.md/.pdf files")
@@ -428,6 +442,7 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
         raise DataError(f"{path}: unsupported file type; use a folder of .txt/.md/.pdf files or one of "
                         f"{', '.join(RECORD_SUFFIXES)}")
     lacking: dict[str, int] = {}
+    blank_rows = 0  # neither text nor id (with id_field)
     first_float_id, n_float_ids = None, 0  # whole-number ids read as floats ("1.0"), for the warning
     typed = [_typed_field(f) for f in metadata_fields or []]
     for n, (where, record) in enumerate(_records(path)):
@@ -467,6 +482,11 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
                 lacking[field] = lacking.get(field, 0) + 1
         if id_field is not None:
             value = record.get(id_field)
+            if (value == "" or _missing(value)) and is_blank(text):
+                # the empty rows a spreadsheet export ends with (";;" from Excel) stopped the run with --id-field,
+                # where without it they were empty documents, skipped (user tryout)
+                blank_rows += 1
+                continue
             if value == "" or _missing(value):  # NaN too: it was the document key "nan"
                 raise DataError(f"{where}: no {id_field!r} value (pass another --id-field, or none)")
             if isinstance(value, (dict, list, tuple, set)):  # it was stored as its Python repr
@@ -482,6 +502,9 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
             payload = json.dumps([text, meta], ensure_ascii=False, sort_keys=True) if meta else text
             key = hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()[:24]
         yield key, text, meta
+    if warn and blank_rows:
+        logger.warning("%s: %d record(s) with neither text nor %r value skipped (the empty rows of a spreadsheet "
+                       "export?)", path, blank_rows, id_field)
     if warn and first_float_id is not None:
         logger.warning("%s: %d %r value(s) are whole numbers stored as floats (e.g. %r): documents are keyed by them "
                        "as written, so the same ids exported as integers (%r) would be other documents, stored a "
@@ -521,6 +544,18 @@ def _mostly_nul(text: str) -> bool:
     between every letter) or a binary file; a few NULs (padding left by an old export) do not make the
     file binary: it is indexed, without them."""
     return text.count("\0") * 10 >= max(len(text), 1)
+
+
+def _warn_skipped(path: Path, problems: list[str], what: str, label: str, advice: str) -> None:
+    """One warning for the files of a folder skipped for one reason (their count, the first named),
+    and, at INFO level (``-v``), a line naming each (``label``: the reason, short): a hospital
+    folder's hundreds of skipped exports were counted, one named (user tryout)."""
+    if not problems:
+        return
+    logger.warning("%s: %d %s (e.g. %s): %s%s", path, len(problems), what, problems[0], advice,
+                   "; -v names them all" if len(problems) > 1 and not logger.isEnabledFor(logging.INFO) else "")
+    for problem in problems:
+        logger.info("%s: %s: %s", path, label, problem)
 
 
 def _read_text_file(path: Path) -> str:
@@ -855,12 +890,12 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     root = (folder_name or Path(source).resolve().as_posix()) if Path(source).is_dir() else None
     t0 = time.perf_counter()
     prune_folder = prune and root is not None  # a folder emptied or all empty is pruned, not refused
-    documents = chunks = duplicates = removed = updated = added = empty = long_titles = 0
+    documents = chunks = duplicates = removed = updated = added = empty = long_titles = reused = 0
     empty_named: list[str] = []  # the first few, for the warning
     seen: set[str] = set()
     read_keys: set[str] = set()  # every document key of this run (for prune)
     elsewhere: dict[str, set[str]] = {}  # another folder -> this run's document keys stored under it too
-    not_read: list[str] = []  # a folder's files skipped as not UTF-8: still in the source, so not pruned
+    not_read: list[str] = []  # a folder's files skipped (not UTF-8, unreadable): still in the source, not pruned
     keys: dict[str, int] = {}  # --id-field values seen this run -> their document's number
     pending_texts: list[str] = []
     pending_meta: list[dict[str, Any]] = []
@@ -868,6 +903,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     pending_docs: dict[str, set[str]] = {}  # stable key -> all its chunk ids (this run's version)
     # disable=None: a bar only when stderr is a terminal
     bar = tqdm(desc="indexing", unit="chunk", disable=None if show_progress is None else not show_progress)
+    checkpoint = _first_write_checkpoint(store)  # a new collection's first write survives a kill
 
     def flush_size() -> int:
         """A coarse projection still to fit is fitted on the store's first write: hold that many chunks
@@ -876,7 +912,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
         return size(batch_size) if size is not None else batch_size
 
     def flush() -> None:
-        nonlocal removed, updated, added
+        nonlocal removed, updated, added, checkpoint, reused
         if pending_texts:
             # a stored chunk whose metadata changed (a new --metadata-fields, an edited value) is rewritten:
             # skip_existing alone kept the old metadata, and filters kept matching stale values
@@ -896,6 +932,9 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                                 show_progress=len(todo) > batch_size and not bar.disable)
             bar.update(len(pending_texts))
             pending_texts.clear(), pending_meta.clear(), pending_ids.clear()
+            if checkpoint is not None and store.rotation_fitted:  # the first write is stored: its encodings too
+                _end_checkpoint(store, checkpoint, remove=True)
+                reused, checkpoint = checkpoint.reused, None
         if pending_docs:  # after the new chunks are stored: the earlier versions' chunks go
             # a chunk id hashes its document key, so one set of this run's ids serves every key; ids
             # first (the metadatas bring the packed full vectors along), then the metadatas of the
@@ -981,6 +1020,8 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
         flush()
     finally:
         bar.close()
+        if checkpoint is not None:  # interrupted before the first write was stored: kept for the rerun
+            _end_checkpoint(store, checkpoint, remove=False)
     if documents == 0:
         if not prune_folder:
             raise DataError(f"{source}: no document found")
@@ -1004,9 +1045,40 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                            "later move keeps one source", source, len(keys_there), documents, other, other)
     stored = len(store)
     report = IndexReport(documents, chunks, added, chunks - duplicates - added - updated, stored,
-                         time.perf_counter() - t0, duplicates, removed, updated, pruned)
+                         time.perf_counter() - t0, duplicates, removed, updated, pruned, reused)
     logger.info("%s", report)
     return report
+
+
+def _first_write_checkpoint(store: Any) -> Any:
+    """While ``store``'s first write is pending (its coarse stage is fitted on the first 4,096 chunks,
+    all encoded before anything is stored), its encoder wrapped in a
+    :class:`~medrag._encoding_checkpoint.CheckpointedEncoder`, which saves their vectors as they are
+    encoded, so a killed run's rerun does not encode them again (user tryout: a kill lost up to 4,096
+    chunks' encoding); None when nothing is pending, for an in-memory client or LangChain embeddings."""
+    from medrag._encoding_checkpoint import CheckpointedEncoder, checkpoint_folder
+    from medrag.bundled import cache_dir
+    from medrag.encoder import is_encoder
+
+    from medrag.precomputed import PrecomputedEmbeddings
+
+    encoder = getattr(store, "_encoder", None)
+    if getattr(store, "rotation_fitted", True) or not is_encoder(encoder) or isinstance(encoder, PrecomputedEmbeddings):
+        return None  # nothing pending, LangChain embeddings, or vectors already at hand
+    folder = checkpoint_folder(store, cache_dir())
+    if folder is None:
+        return None
+    checkpoint = CheckpointedEncoder(encoder, folder)
+    store._encoder = checkpoint
+    return checkpoint
+
+
+def _end_checkpoint(store: Any, checkpoint: Any, *, remove: bool) -> None:
+    """Give ``store`` its own encoder back; ``remove``: delete the saved encodings (stored now)."""
+    if store._encoder is checkpoint:
+        store._encoder = checkpoint.inner
+    if remove:
+        checkpoint.remove()
 
 
 def _note_gone_files(store: Any, keep: set[str], root: str, source: Any) -> None:
@@ -1092,7 +1164,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser(
         "index", help="chunk a JSONL/CSV/Parquet file or a folder of .txt/.md/.pdf files into a store (resumable)",
         description="Chunk documents and add them to a MatryoshkaChroma store. Re-running the same command "
-                    "after an interruption adds only the missing chunks, without re-encoding stored ones.")
+                    "after an interruption adds only the missing chunks, without re-encoding stored ones (a new "
+                    "collection's first 4,096 chunks, encoded before its first write, are kept under "
+                    "$MEDRAG_CACHE/index-checkpoints until that write is stored).")
     p.add_argument("source", help="a .jsonl/.jsonl.gz/.json/.csv/.tsv/.parquet file, or a folder of .txt/.md/.pdf files")
     add_store_location_arguments(p, "folder of an embedded Chroma store (one process at a time)")
     p.add_argument("--model", default=None,
@@ -1299,7 +1373,9 @@ def _run_index(args: argparse.Namespace) -> int:
         if not existed and store._drop_if_created_empty() and created is not None:
             _remove_created(store, Path(persist), created, keep_folder=was_empty)
         raise
-    extra = "".join([f", {report.duplicates} repeated in the input (stored once)" if report.duplicates else "",
+    extra = "".join([f", {report.reused} of them encoded by the interrupted run (not encoded again)"
+                     if report.reused else "",
+                     f", {report.duplicates} repeated in the input (stored once)" if report.duplicates else "",
                      f", {report.updated} rewritten with changed metadata" if report.updated else "",
                      f", {_count(report.pruned, 'chunk')} of documents no longer in the source pruned"
                      if report.pruned else "",

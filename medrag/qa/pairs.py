@@ -406,7 +406,8 @@ def json_objects(lines: Iterable[str] | Iterable[bytes], source: str | os.PathLi
             try:
                 line = line.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as exc:
-                raise DataError(f"{source}:{lineno}: not UTF-8 text ({exc.reason} at byte {exc.start} of the line)") from None
+                raise DataError(f"{source}:{lineno}: not UTF-8 text ({exc.reason} at byte {exc.start} of the line); "
+                                f"{UTF8_ADVICE}") from None
         elif lineno == 1:  # a text file read as "utf-8" keeps a BOM (Windows tools write one)
             line = line.removeprefix("\ufeff")
         if not line.strip():
@@ -518,6 +519,11 @@ def iter_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
 # --------------------------------------------------------------------------- internals
 
 
+#: What to do with a data file that is not UTF-8 (most often a French Windows or Excel export, cp1252).
+UTF8_ADVICE = ('save it as UTF-8 (a Windows or Excel export: iconv -f cp1252 -t utf-8 FILE > FILE_utf8, or '
+               'Excel\'s "CSV UTF-8" format)')
+
+
 def _not_utf8(path: Path, exc: UnicodeDecodeError) -> DataError:
     """The error for a file that is not UTF-8, naming the line and the byte in the *file* (a text
     reader decodes in blocks: ``exc.start`` counts from the start of the block it was decoding)."""
@@ -527,10 +533,10 @@ def _not_utf8(path: Path, exc: UnicodeDecodeError) -> DataError:
     except UnicodeDecodeError as whole:  # decoded at once: the offset is the file's
         line = data.count(b"\n", 0, whole.start) + 1
         return DataError(f"{path}:{line}: not UTF-8 text ({whole.reason} at byte {whole.start} of the file); "
-                         "save it as UTF-8")
+                         f"{UTF8_ADVICE}")
     except OSError:
         pass
-    return DataError(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8")
+    return DataError(f"{path}: not UTF-8 text ({exc.reason}); {UTF8_ADVICE}")
 
 
 def _allow_long_csv_fields() -> None:

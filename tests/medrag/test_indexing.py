@@ -154,6 +154,44 @@ def test_index_corpus_is_idempotent_and_does_not_re_encode(tmp_path) -> None:
     store.delete_collection()
 
 
+def test_a_kill_before_the_first_write_keeps_the_encodings_for_the_rerun(tmp_path, monkeypatch) -> None:
+    """A new collection's first write holds 4,096 chunks (its coarse stage is fitted on them), all encoded
+    before anything is stored: a kill meanwhile lost that encoding and the rerun did it again (user tryout:
+    tens of minutes on a CPU). Now each slice's vectors are kept in the cache until the first write is
+    stored, and the rerun encodes only what the killed run had not."""
+    from medrag._encoding_checkpoint import FOLDER, SLICE
+
+    monkeypatch.setenv("MEDRAG_CACHE", str(tmp_path / "cache"))
+    source = tmp_path / "notes.jsonl"
+    n = 4200
+    source.write_text("".join(json.dumps({"id": i, "text": f"Note {i} : ferritine {i % 97}, CRP {i % 13}."}) + "\n"
+                              for i in range(n)), encoding="utf-8")
+
+    class KilledAtSlice5(CountingFake):
+        def encode_documents(self, texts):
+            if self.encoded >= 4 * SLICE:
+                raise KeyboardInterrupt  # the kill: nothing after this slice is saved, nothing is stored
+            return super().encode_documents(texts)
+
+    store = MatryoshkaChroma("notes", KilledAtSlice5(), persist_directory=str(tmp_path / "db"), coarse_dim=16,
+                             coarse_rotation="pca")
+    with pytest.raises(KeyboardInterrupt):
+        index_corpus(source, store, id_field="id", show_progress=False)
+    assert len(store) == 0
+    parts = list((tmp_path / "cache" / FOLDER).glob("*/part-*.npz"))
+    assert len(parts) == 4
+    store.close()
+    emb = CountingFake()
+    store = MatryoshkaChroma("notes", emb, persist_directory=str(tmp_path / "db"), coarse_dim=16, coarse_rotation="pca")
+    report = index_corpus(source, store, id_field="id", show_progress=False)
+    assert report.added == n and len(store) == n and emb.encoded == n - 4 * SLICE and report.reused == 4 * SLICE
+    assert not list((tmp_path / "cache" / FOLDER).glob("*/part-*.npz"))  # removed once the first write is stored
+    # the vectors kept are the model's: a search finds its note first
+    hit = store.similarity_search("Note 7 : ferritine 7, CRP 7.", k=1)[0]
+    assert hit.metadata["id"] == "7"
+    store.close()
+
+
 def _one_line(capsys, argv, expected) -> str:
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -966,11 +1004,73 @@ def test_index_input_defects(tmp_path, caplog) -> None:
 
     with pytest.MonkeyPatch.context() as m:
         m.setattr(pathlib.Path, "read_bytes", unreadable)
-        with pytest.raises(DataError, match="b.txt: cannot read"):
+        with pytest.raises(DataError, match=r"none of its 1 file\(s\) could be read: b.txt \(cannot read: Permission"):
             list(iter_documents(folder))
         m.setattr(pathlib.Path, "open", unreadable)
         with pytest.raises(DataError, match="long.csv: cannot read"):
             list(iter_documents(long))
+
+
+def test_the_empty_rows_of_a_spreadsheet_export_are_skipped_with_an_id_field(tmp_path, caplog) -> None:
+    """Excel FR ends an export with ";;" rows: without --id-field they were empty documents (skipped with a
+    warning), with it "no 'id' value" stopped the whole run (user tryout). A row with text and no id is
+    still an error."""
+    csv = tmp_path / "excel.csv"
+    csv.write_text("id;service;texte\n1;cardio;La troponine monte.\n2;endoc;La TSH explore la thyroïde.\n;;\n;;\n",
+                   encoding="utf-8")
+    with caplog.at_level("WARNING", logger="medrag.indexing"):
+        docs = list(iter_documents(csv, text_field="texte", id_field="id"))
+    assert [key for key, _, _ in docs] == ["1", "2"]
+    assert "2 record(s) with neither text nor 'id' value skipped" in caplog.text
+    # the Excel FR export's encoding: the error says how to convert it, as the folder's warning does (tryout)
+    csv.write_bytes("id;texte\n1;Fièvre élevée.\n".encode("cp1252"))
+    with pytest.raises(DataError, match=r"excel.csv:2: not UTF-8 text .*iconv -f cp1252 -t utf-8"):
+        list(iter_documents(csv, text_field="texte", id_field="id"))
+    csv.write_text("id;texte\n1;La troponine monte.\n;Une note sans id.\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"excel.csv:row 2: no 'id' value"):
+        list(iter_documents(csv, text_field="texte", id_field="id"))
+
+
+def test_every_skipped_file_is_named_with_its_own_reason(tmp_path, caplog, monkeypatch) -> None:
+    """A hospital folder: one file without read rights stopped the whole folder, the warnings named one
+    file per reason, and the first PDF's "encrypted" read as every skipped PDF's reason (user tryout).
+    Now an unreadable file is skipped (kept by --prune, as the others), each warning counts its files,
+    and -v names every one with its reason."""
+    import logging
+    import pathlib
+
+    folder = tmp_path / "partage"
+    folder.mkdir()
+    for name in ("a.txt", "m_protege.txt", "z.txt"):
+        (folder / name).write_text(f"Le document {name} parle de la ferritine.")
+    (folder / "latin1.txt").write_bytes("Fièvre élevée.".encode("latin-1"))
+    (folder / "cp1252.txt").write_bytes("Œdème du genou.".encode("cp1252"))
+    (folder / "b_tronque.pdf").write_bytes(b"%PDF-1.4\nnot really")
+    (folder / "c_faux.pdf").write_bytes(b"pas un PDF")
+    real = pathlib.Path.read_bytes
+
+    def read_bytes(self):
+        if self.name == "m_protege.txt":
+            raise PermissionError(13, "Permission denied")
+        return real(self)
+
+    monkeypatch.setattr(pathlib.Path, "read_bytes", read_bytes)
+    skipped: list[str] = []
+    with caplog.at_level(logging.WARNING, logger="medrag.indexing"):
+        keys = [k for k, _, _ in iter_documents(folder, skipped=skipped)]
+    assert keys == ["a.txt", "z.txt"]
+    assert sorted(skipped) == ["b_tronque.pdf", "c_faux.pdf", "cp1252.txt", "latin1.txt", "m_protege.txt"]
+    text = caplog.text
+    assert "1 file(s) that cannot be read skipped (e.g. m_protege.txt (cannot read: Permission denied))" in text
+    assert "2 .pdf file(s) skipped (e.g. b_tronque.pdf (cannot read it as a PDF" in text
+    assert "2 file(s) not UTF-8 text skipped (e.g. cp1252.txt" in text and "; -v names them all" in text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="medrag.indexing"):
+        list(iter_documents(folder))
+    named = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    for name in ("b_tronque.pdf", "c_faux.pdf", "cp1252.txt", "latin1.txt", "m_protege.txt"):
+        assert sum(f": {name} (" in line for line in named) == 1, name
+    assert any("PDF not read: c_faux.pdf (" in line for line in named) and "-v names them all" not in caplog.text
 
 
 def test_reindexing_with_other_chunking_or_metadata_replaces_the_stored_chunks(tmp_path) -> None:
