@@ -390,7 +390,8 @@ def _is_eval_file(spec: str, data: str) -> bool:
     """Whether ``data`` is the ``--eval-data`` file of the fine-tuning that made the folder ``spec``
     (:func:`_recorded_file`; ``training_info.json`` records it since December 6)."""
     recorded = _finetune_config(spec)
-    if not isinstance(recorded, dict) or not isinstance(recorded.get("eval_data"), str):
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("eval_data"), str) \
+            or _run_record(Path(spec).expanduser()).get(DATA_GIVEN_KEY) is not None:  # its config is not its data
         return False
     return _recorded_file(Path(spec).expanduser(), "eval_data_file", recorded["eval_data"], data)
 

@@ -326,6 +326,8 @@ def evaluate_hybrid_suite(embeddings, suite, dims: Sequence[int] | None = None, 
         res = evaluate_hybrid_suite(MatryoshkaEmbeddings(), build_suite("val", pilot=True), weights=[0.1, 0.3])
         print(res.to_markdown())
     """
+    if primary_metric is not None and primary_metric not in metrics:  # before any domain is scored
+        raise InvalidInputError(f"the primary metric {primary_metric!r} is not among the metrics scored {list(metrics)}")
     cache = cache if cache is not None else EmbeddingCache()
     sizes = sorted({int(d) for d in (dims if dims is not None else embeddings.dims)}, reverse=True)
     domains: dict[str, HybridEvalResult] = {}
@@ -335,8 +337,6 @@ def evaluate_hybrid_suite(embeddings, suite, dims: Sequence[int] | None = None, 
         domains[name] = evaluate_hybrid(dom.task, q, d, sizes, weights=weights, method=method, options=options,
                                         metrics=metrics, show_progress=show_progress)
         logger.info("hybrid suite domain %s done", name)
-    if primary_metric is not None and primary_metric not in metrics:
-        raise InvalidInputError(f"the primary metric {primary_metric!r} is not among the metrics scored {list(metrics)}")
     metric = primary_metric or (metrics[0] if "ndcg@10" not in metrics else "ndcg@10")
     tasks = {name: {"name": dom.task.name, "queries": len(dom.task.queries), "corpus": len(dom.task.corpus)}
              for name, dom in suite.domains.items()}

@@ -14,16 +14,22 @@ DATA_SETTINGS = ("data", "data_format", "eval_data", "eval_fraction", "split_see
                  "eval_split")
 
 
-def data_settings(cfg: Any) -> dict[str, Any]:
-    """The values of :data:`DATA_SETTINGS` in ``cfg``."""
-    return {key: getattr(cfg, key) for key in DATA_SETTINGS}
+#: The config settings :func:`load_dataset_from_config` reads: a dataset read with other values is
+#: other data (``seed`` draws batches, not the split; the columns change the pairs: review).
+LOADER_SETTINGS = ("data", "data_format", "eval_data", "eval_fraction", "split_seed", "train_splits", "eval_split",
+                   "question_column", "answer_column", "negatives_column")
+
+
+def data_settings(cfg: Any, keys: tuple[str, ...] = DATA_SETTINGS) -> dict[str, Any]:
+    """The values of ``keys`` (default :data:`DATA_SETTINGS`) in ``cfg``."""
+    return {key: getattr(cfg, key) for key in keys}
 
 
 def load_dataset_from_config(cfg: Any) -> QADataset:
     """The dataset a :class:`finetune.config.FinetuneConfig` describes (``data_format`` picks the loader),
-    marked with the settings it was read with (``loaded_from``)."""
+    marked with the settings it was read with (``loaded_from``: :data:`LOADER_SETTINGS`)."""
     dataset = _load(cfg)
-    dataset.loaded_from = data_settings(cfg)
+    dataset.loaded_from = data_settings(cfg, LOADER_SETTINGS)
     return dataset
 
 

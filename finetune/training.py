@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from finetune.config import FinetuneConfig
-from finetune.data import data_settings, load_dataset_from_config
+from finetune.data import LOADER_SETTINGS, data_settings, load_dataset_from_config
 from finetune.model_card import recipe_settings, write_model_card
 from finetune.preflight import (CHECKPOINT_DIR, CONFIG_FILENAME, FINISHED_FILENAME, INFO_FILENAME, check_matryoshka_weights,
                                 check_report_to, check_run, top_block_refusal)
@@ -141,7 +141,7 @@ class MatryoshkaFinetuner:
         if self.dataset is None:
             self.dataset = load_dataset_from_config(cfg)
         # a dataset passed in and read otherwise than the config says: the saved config does not describe it
-        self._other_data = self._dataset_given and self.dataset.loaded_from != data_settings(cfg)
+        self._other_data = self._dataset_given and self.dataset.loaded_from != data_settings(cfg, LOADER_SETTINGS)
         if cfg.engine != "loop":  # the loop checks its pairs with the mixture's (training_pairs)
             check_learnable(self.dataset.train)
         if self.model is None:

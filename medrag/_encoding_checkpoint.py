@@ -13,6 +13,7 @@ folder is removed once the first write is stored.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -25,7 +26,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 #: Texts encoded (and saved) per slice: a kill loses at most one slice's encoding.
-SLICE = 256
+SLICE = 256  # or the encoder's batch_size when larger
 FOLDER = "index-checkpoints"
 
 
@@ -48,8 +49,24 @@ def checkpoint_folder(store: Any, cache_root: Path) -> Path | None:
             return None
         where = (f"server:{host}:{getattr(settings, 'chroma_server_http_port', '')}:"
                  f"{getattr(client, 'tenant', '')}:{getattr(client, 'database', '')}")
-    key = "\x00".join([where, store._collection_name, str(store._encoder.fingerprint)])
+    key = "\x00".join([where, store._collection_name, *encoding_identity(store._encoder)])
     return cache_root / FOLDER / hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+
+
+def encoding_identity(encoder: Any) -> list[str]:
+    """What decides a document's vector besides its text: the weights' fingerprint, and, where the
+    encoder has them, its document prompt and token window (the fingerprint hashes neither: a rerun
+    with another prompt must not read the first run's vectors back: review)."""
+    parts = [str(encoder.fingerprint)]
+    name = getattr(encoder, "document_prompt_name", None)
+    prompts = getattr(getattr(encoder, "model", None), "prompts", None)
+    if name is not None or prompts:
+        parts.append(f"prompt={name}:{(prompts or {}).get(name) if name else ''}")
+    try:
+        parts.append(f"max_tokens={getattr(encoder, 'max_tokens', None)}")
+    except Exception:  # noqa: BLE001  (a property that cannot answer: left out of the key)
+        pass
+    return parts
 
 
 class CheckpointedEncoder:
@@ -65,14 +82,27 @@ class CheckpointedEncoder:
         self.inner = inner
         self.folder = folder
         self.reused = 0
+        self._saving = True  # off after a failed save: the checkpoint is a help, never a reason to fail
         self._vectors: dict[str, np.ndarray] = {}
-        for part in sorted(folder.glob("part-*.npz")) if folder.is_dir() else ():
+        try:
+            parts = sorted(folder.glob("part-*.npz")) if folder.is_dir() else []
+        except OSError as exc:
+            logger.warning("cannot read the kept encodings in %s (%s): the first write is encoded whole", folder, exc)
+            parts = []
+        for part in parts:
             try:
                 with np.load(part) as data:
-                    self._vectors.update(zip(data["keys"].tolist(), data["vectors"]))
+                    keys, vectors = data["keys"].tolist(), data["vectors"]
             except Exception as exc:  # noqa: BLE001  (a damaged slice is encoded again, not fatal)
                 logger.debug("ignoring the unreadable checkpoint slice %s: %s", part, exc)
-        self._parts = len(list(folder.glob("part-*.npz"))) if folder.is_dir() else 0
+                continue
+            if vectors.ndim == 2 and len(keys) == len(vectors):
+                self._vectors.update(zip(keys, vectors))
+            else:
+                logger.debug("ignoring the checkpoint slice %s: %d keys for vectors of shape %s", part, len(keys),
+                             vectors.shape)
+        self._kept = frozenset(self._vectors)  # read from an interrupted run: what `reused` counts
+        self._parts = 0
         if self._vectors:
             logger.info("%d encodings of an interrupted first write found in %s: not encoded again",
                         len(self._vectors), folder)
@@ -101,10 +131,12 @@ class CheckpointedEncoder:
         """The vectors of ``texts``: saved ones read back, the others encoded in slices, each saved."""
         keys = [hashlib.sha256(t.encode("utf-8", "surrogatepass")).hexdigest() for t in texts]
         todo = list(dict.fromkeys(k for k in keys if k not in self._vectors))
-        self.reused += sum(1 for k in keys if k in self._vectors)
+        # a text this run encoded already (a repeated header in a later slice) is not "reused" (review)
+        self.reused += sum(1 for k in keys if k in self._kept)
         first_text = dict(zip(keys, texts))
-        for start in range(0, len(todo), SLICE):
-            batch = todo[start:start + SLICE]
+        step = max(SLICE, int(getattr(self.inner, "batch_size", 0) or 0))  # a GPU's larger batch kept (review)
+        for start in range(0, len(todo), step):
+            batch = todo[start:start + step]
             rows = np.asarray(self.inner.encode_documents([first_text[k] for k in batch]), dtype=np.float32)
             self._save(batch, rows)
             self._vectors.update(zip(batch, rows))
@@ -113,13 +145,25 @@ class CheckpointedEncoder:
         return np.stack([self._vectors[k] for k in keys])
 
     def _save(self, keys: list[str], rows: np.ndarray) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        """Write one slice (to a temporary name, then renamed: a kill leaves it whole or absent); a
+        failure (an unwritable cache, a full disk) is logged once and saving stops."""
+        if not self._saving:
+            return
         self._parts += 1
-        final = self.folder / f"part-{self._parts:06d}.npz"
+        # named by process too: two runs on one server collection overwrote each other's slices (review)
+        final = self.folder / f"part-{os.getpid()}-{self._parts:06d}.npz"
         tmp = self.folder / f".tmp-{os.getpid()}-{final.name}"
-        with open(tmp, "wb") as f:
-            np.savez(f, keys=np.asarray(keys), vectors=rows)
-        os.replace(tmp, final)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                np.savez(f, keys=np.asarray(keys), vectors=rows)
+            os.replace(tmp, final)
+        except OSError as exc:
+            self._saving = False
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            logger.warning("cannot keep the first write's encodings in %s (%s): indexing goes on, but a run "
+                           "interrupted before that write is stored will encode them again", self.folder, exc)
 
     def remove(self) -> None:
         """Delete the saved slices (the first write is stored)."""

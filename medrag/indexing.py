@@ -60,6 +60,7 @@ import math
 import numbers
 import os
 import re
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -354,6 +355,14 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
                 logger.warning("%s: %d link(s) to files of the same folder skipped (e.g. %s -> %s): their files are "
                                "indexed once, under their own names", path, len(twins),
                                twins[0].relative_to(path).as_posix(), twins[0].resolve().relative_to(path.resolve()).as_posix())
+        # a sub-folder this user may not list: rglob skips it in silence, and --prune deleted its files'
+        # stored chunks as gone (review); its path (ending with "/") keeps every stored file under it
+        unlisted = _unlisted_folders(path)
+        if skipped is not None:
+            skipped.extend(f"{rel}/" for rel, _ in unlisted)
+        if warn:
+            _warn_skipped(path, [f"{rel}/ ({why})" for rel, why in unlisted], "folder(s) that cannot be listed skipped",
+                          "not listable", "give this user read access and index again (their stored files are kept)")
         if warn:  # a hospital folder's .docx, .rtf, .html were left out in silence (user tryout)
             _note_other_file_types(path)
         pdfs = [p for p in files if p.suffix.lower() == ".pdf"]
@@ -379,6 +388,14 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
         for f in files:
             rel = f.relative_to(path).as_posix()
             if f.suffix.lower() == ".pdf":
+                try:  # read rights first: pdf_text's error advised decrypting or repairing it (review)
+                    with open(f, "rb"):
+                        pass
+                except OSError as exc:
+                    unreadable.append(f"{rel} (cannot read: {exc.strerror or exc})")
+                    if skipped is not None:
+                        skipped.append(rel)
+                    continue
                 try:
                     text = pdf_text(f)
                 except DataError as exc:  # damaged or encrypted: skipped and named, as a file not UTF-8 is
@@ -443,13 +460,16 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
                         f"{', '.join(RECORD_SUFFIXES)}")
     lacking: dict[str, int] = {}
     blank_rows = 0  # neither text nor id (with id_field)
+    header = 0  # 1 once a sample file's header line was skipped
     first_float_id, n_float_ids = None, 0  # whole-number ids read as floats ("1.0"), for the warning
     typed = [_typed_field(f) for f in metadata_fields or []]
     for n, (where, record) in enumerate(_records(path)):
         if n == 0 and text_field not in record and is_sample_header(record):
             # the header line of medrag's own sample format stopped `medrag index` on the shipped sample
             logger.info("%s: the sample format's header line is not a record: skipped", where)
+            header = 1
             continue
+        n -= header  # the records before this one, the header not counted (review)
         if text_field not in record:  # "pass --text-field" read oddly when it was passed (user tryout)
             raise DataError(
                 f"{where}: no {text_field!r} field (fields: {sorted(record)[:10]}); " + (
@@ -544,6 +564,20 @@ def _mostly_nul(text: str) -> bool:
     between every letter) or a binary file; a few NULs (padding left by an old export) do not make the
     file binary: it is indexed, without them."""
     return text.count("\0") * 10 >= max(len(text), 1)
+
+
+def _unlisted_folders(folder: Path) -> list[tuple[str, str]]:
+    """``(path relative to folder, reason)`` of the sub-folders (not hidden) that cannot be listed."""
+    found: list[tuple[str, str]] = []
+
+    def note(exc: OSError) -> None:
+        where = Path(exc.filename or folder)
+        if where != folder:
+            found.append((where.relative_to(folder).as_posix(), exc.strerror or str(exc)))
+
+    for _, dirs, _ in os.walk(folder, onerror=note):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+    return sorted(found)
 
 
 def _warn_skipped(path: Path, problems: list[str], what: str, label: str, advice: str) -> None:
@@ -1063,10 +1097,16 @@ def _first_write_checkpoint(store: Any) -> Any:
     from medrag.precomputed import PrecomputedEmbeddings
 
     encoder = getattr(store, "_encoder", None)
-    if getattr(store, "rotation_fitted", True) or not is_encoder(encoder) or isinstance(encoder, PrecomputedEmbeddings):
-        return None  # nothing pending, LangChain embeddings, or vectors already at hand
+    if not is_encoder(encoder) or isinstance(encoder, (PrecomputedEmbeddings, CheckpointedEncoder)):
+        return None  # LangChain embeddings, vectors already at hand, or another run of this store keeps them
     folder = checkpoint_folder(store, cache_dir())
     if folder is None:
+        return None
+    if getattr(store, "rotation_fitted", True):
+        # the coarse stage is recorded before the first write's records: a kill in between left the kept
+        # encodings of a write this run will not make (review)
+        if folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
         return None
     checkpoint = CheckpointedEncoder(encoder, folder)
     store._encoder = checkpoint
@@ -1145,12 +1185,14 @@ def _stale_chunks(store: Any, keep: set[str], root: str | None = None, page: int
     records matching it)."""
     stale: list[tuple[str, str]] = []
     offset = 0
+    folders = tuple(k for k in keep if k.endswith("/"))  # a folder that could not be listed: all kept
     while True:
         found = store.get(where=where, include=["metadatas"], limit=page, offset=offset)
         # only chunks medrag index wrote (they record their document key): texts added otherwise
         # (add_texts) were deleted too
         stale += [(id_, md["doc"]) for id_, md in zip(found["ids"], found["metadatas"])
-                  if "doc" in (md or {}) and md["doc"] not in keep and _of_source(md, root)]
+                  if "doc" in (md or {}) and md["doc"] not in keep and _of_source(md, root)
+                  and not str(md["doc"]).startswith(folders)]
         if len(found["ids"]) < page:
             break
         offset += page

@@ -627,6 +627,15 @@ def test_a_dataset_passed_in_python_is_not_taken_for_the_data_its_config_names(t
     with caplog.at_level("WARNING", logger="evaluation.cli"):
         assert main([*argv[:2], str(tmp_path / "ft2"), *argv[3:], "--out", str(tmp_path / "r2")]) == 0
     assert "held out (split seed 7, eval fraction 0.5)" in caplog.text
+    # another training seed draws other batches, not another split: the same data (review)
+    MatryoshkaFinetuner(same.replace(seed=3, output_dir=str(tmp_path / "ft3")), dataset=load_dataset_from_config(same)).run()
+    assert "data_given" not in json.loads((tmp_path / "ft3" / "training_info.json").read_text())
+    # a separate eval file named by the config is not "the eval file the run used" either (review)
+    from evaluation.cli import _is_eval_file
+
+    (tmp_path / "ft" / "finetune_config.yaml").write_text(
+        (tmp_path / "ft" / "finetune_config.yaml").read_text() + f"\neval_data: {pairs_file}\n")
+    assert not _is_eval_file(str(tmp_path / "ft"), str(pairs_file))
 
 
 def test_ctrl_c_while_the_new_model_is_scored_leaves_no_earlier_metadata(tiny_model_dir, pairs_file, tmp_path,

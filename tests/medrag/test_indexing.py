@@ -124,6 +124,8 @@ def test_the_shipped_sample_indexes_past_its_header_line() -> None:
 
     with resources.as_file(resources.files("medrag.data") / SAMPLE_FILE) as sample:
         docs = list(iter_documents(sample, text_field="passage", id_field="passage_id"))
+        with pytest.raises(DataError, match="name the field that holds the text with --text-field"):  # not "the 1
+            list(iter_documents(sample))  # record(s) before it have it": the header is no record (review)
     corpus = load_sample_corpus()
     assert [d[0] for d in docs] == [p.passage_id for p in corpus.passages]
 
@@ -189,6 +191,55 @@ def test_a_kill_before_the_first_write_keeps_the_encodings_for_the_rerun(tmp_pat
     # the vectors kept are the model's: a search finds its note first
     hit = store.similarity_search("Note 7 : ferritine 7, CRP 7.", k=1)[0]
     assert hit.metadata["id"] == "7"
+    store.close()
+
+
+def test_a_checkpoint_that_cannot_be_written_or_read_never_stops_indexing(tmp_path, monkeypatch, caplog) -> None:
+    """The kept encodings are a help: an unwritable cache (a full disk) or a damaged slice must not fail the run."""
+    import numpy as np
+
+    from medrag._encoding_checkpoint import CheckpointedEncoder
+
+    emb = CountingFake()
+    (tmp_path / "blocked").write_text("a file where the folder should be")
+    encoder = CheckpointedEncoder(emb, tmp_path / "blocked" / "ck")
+    with caplog.at_level("WARNING", logger="medrag._encoding_checkpoint"):
+        vectors = encoder.encode_documents([f"texte {i}" for i in range(600)])
+    assert vectors.shape == (600, 128) and np.allclose(vectors[3], emb._vec("texte 3"))
+    assert caplog.text.count("cannot keep the first write's encodings") == 1  # once, then saving stops
+    good = CheckpointedEncoder(emb, tmp_path / "ck")
+    good.encode_documents(["un", "deux"])
+    (tmp_path / "ck" / "part-000002.npz").write_bytes(b"not a npz")  # a damaged slice is encoded again
+    good.encode_documents(["un", "quatre"])  # "un" again in this run: not "kept from an interrupted run" (review)
+    assert good.reused == 0
+    (tmp_path / "ck" / "part-damaged.npz").write_bytes(b"not a npz")  # a damaged slice is encoded again
+    again = CheckpointedEncoder(CountingFake(), tmp_path / "ck")
+    assert again.encode_documents(["un", "trois"]).shape == (2, 128)
+    assert again.reused == 1 and again.inner.encoded == 1 and len(list((tmp_path / "ck").glob("part-*.npz"))) == 4
+
+
+def test_the_kept_encodings_are_keyed_by_what_decides_a_vector(tmp_path, monkeypatch) -> None:
+    """The fingerprint hashes the weights, not the document prompt nor the token window: a rerun with
+    another prompt read the first run's vectors back (review). A store already fitted removes kept
+    encodings of a first write that a kill left after the coarse stage was recorded; a store already
+    wrapped by another run is not wrapped twice."""
+    from medrag._encoding_checkpoint import CheckpointedEncoder, checkpoint_folder
+    from medrag.indexing import _end_checkpoint, _first_write_checkpoint
+
+    monkeypatch.setenv("MEDRAG_CACHE", str(tmp_path / "cache"))
+    emb = CountingFake()
+    store = MatryoshkaChroma("notes", emb, persist_directory=str(tmp_path / "db"), coarse_dim=16, coarse_rotation="pca")
+    folder = checkpoint_folder(store, tmp_path / "cache")
+    emb.document_prompt_name = "passage"
+    assert checkpoint_folder(store, tmp_path / "cache") != folder
+    first = _first_write_checkpoint(store)
+    assert isinstance(store._encoder, CheckpointedEncoder) and _first_write_checkpoint(store) is None
+    first.encode_documents(["une note"])
+    assert first.folder.is_dir()
+    _end_checkpoint(store, first, remove=False)
+    assert store._encoder is emb
+    store.add_texts([f"note {i}" for i in range(40)])  # fitted on a small first write (pca needs 32)
+    assert store.rotation_fitted and _first_write_checkpoint(store) is None and not first.folder.exists()
     store.close()
 
 
@@ -1011,6 +1062,35 @@ def test_index_input_defects(tmp_path, caplog) -> None:
             list(iter_documents(long))
 
 
+def test_a_folder_that_cannot_be_listed_is_named_and_its_stored_files_kept_by_prune(tmp_path, monkeypatch,
+                                                                                  caplog) -> None:
+    """rglob skips a sub-folder it may not list in silence: --prune then deleted its files' stored chunks
+    as gone (review)."""
+    import chromadb
+
+    folder = tmp_path / "partage"
+    (folder / "prive").mkdir(parents=True)
+    (folder / "a.txt").write_text("La ferritine basse signe une carence martiale.")
+    (folder / "prive" / "b.txt").write_text("La TSH explore la thyroïde.")
+    store = MatryoshkaChroma("partage", FakeMatryoshkaEmbeddings(), client=chromadb.EphemeralClient())
+    index_corpus(folder, store, show_progress=False)
+    assert {md["doc"] for md in store.get()["metadatas"]} == {"a.txt", "prive/b.txt"}
+    real = os.scandir
+
+    def scandir(path="."):
+        if Path(path).name == "prive":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with caplog.at_level("WARNING", logger="medrag.indexing"):
+        report = index_corpus(folder, store, show_progress=False, prune=True)
+    assert report.pruned == 0 and {md["doc"] for md in store.get()["metadatas"]} == {"a.txt", "prive/b.txt"}
+    assert "1 folder(s) that cannot be listed skipped (e.g. prive/ (Permission denied))" in caplog.text
+    assert "no longer in it" not in caplog.text
+    store.delete_collection()
+
+
 def test_the_empty_rows_of_a_spreadsheet_export_are_skipped_with_an_id_field(tmp_path, caplog) -> None:
     """Excel FR ends an export with ";;" rows: without --id-field they were empty documents (skipped with a
     warning), with it "no 'id' value" stopped the whole run (user tryout). A row with text and no id is
@@ -1055,20 +1135,32 @@ def test_every_skipped_file_is_named_with_its_own_reason(tmp_path, caplog, monke
         return real(self)
 
     monkeypatch.setattr(pathlib.Path, "read_bytes", read_bytes)
+    (folder / "d_protege.pdf").write_bytes(b"%PDF-1.4")  # no read rights: not "decrypt or repair" (review)
+    import builtins
+
+    import medrag.indexing
+
+    def guarded_open(file, *args, **kwargs):
+        if Path(file).name == "d_protege.pdf":
+            raise PermissionError(13, "Permission denied")
+        return builtins.open(file, *args, **kwargs)
+
+    monkeypatch.setattr(medrag.indexing, "open", guarded_open, raising=False)
     skipped: list[str] = []
     with caplog.at_level(logging.WARNING, logger="medrag.indexing"):
         keys = [k for k, _, _ in iter_documents(folder, skipped=skipped)]
     assert keys == ["a.txt", "z.txt"]
-    assert sorted(skipped) == ["b_tronque.pdf", "c_faux.pdf", "cp1252.txt", "latin1.txt", "m_protege.txt"]
+    assert sorted(skipped) == ["b_tronque.pdf", "c_faux.pdf", "cp1252.txt", "d_protege.pdf", "latin1.txt",
+                               "m_protege.txt"]
     text = caplog.text
-    assert "1 file(s) that cannot be read skipped (e.g. m_protege.txt (cannot read: Permission denied))" in text
+    assert "2 file(s) that cannot be read skipped (e.g. d_protege.pdf (cannot read: Permission denied))" in text
     assert "2 .pdf file(s) skipped (e.g. b_tronque.pdf (cannot read it as a PDF" in text
     assert "2 file(s) not UTF-8 text skipped (e.g. cp1252.txt" in text and "; -v names them all" in text
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="medrag.indexing"):
         list(iter_documents(folder))
     named = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
-    for name in ("b_tronque.pdf", "c_faux.pdf", "cp1252.txt", "latin1.txt", "m_protege.txt"):
+    for name in ("b_tronque.pdf", "c_faux.pdf", "cp1252.txt", "d_protege.pdf", "latin1.txt", "m_protege.txt"):
         assert sum(f": {name} (" in line for line in named) == 1, name
     assert any("PDF not read: c_faux.pdf (" in line for line in named) and "-v names them all" not in caplog.text
 
