@@ -66,9 +66,10 @@ def translate_chroma_error(exc: Exception, what: str, collection: str | None = N
             "for Chroma's defaults"
         )
     if isinstance(exc, NotFoundError):
-        return CollectionMismatchError(f"could not {what}{where}: {exc} (was the collection deleted by another client "
-                                       "or store object? Then its records are gone: a MatryoshkaChroma open on it "
-                                       "starts again with reset_collection(), and they must be added again)")
+        return CollectionMismatchError(f"could not {what}{where}: {exc} (another client or store object deleted the "
+                                       "collection this store had open. If it created a new one of the same name (a "
+                                       "re-index), open a new MatryoshkaChroma on it; otherwise its records are gone: "
+                                       "reset_collection() starts it again, empty, and they must be added again)")
     if isinstance(exc, ValueError) and "could not connect" in str(exc).lower():  # chromadb.HttpClient(...)
         return StoreConnectionError(
             f"cannot reach a Chroma server to {what}{where}: {str(exc).rstrip('. ')}. Start it (chroma run --path DIR) or check "

@@ -26,6 +26,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -44,7 +45,7 @@ from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
-from medrag.errors import ModelLoadError
+from medrag.errors import MedragError, ModelLoadError
 from medrag.file_modes import apply_umask
 
 # torch, safetensors, sentence-transformers, sentencepiece, tokenizers, filelock and platformdirs are
@@ -163,7 +164,18 @@ def build_cached_folder(target: Path, is_valid: Callable[[Path], bool], build: C
             tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
         try:
             logger.info("Building %s into %s (one time: a minute at most, about 0.5 GB).", what, target)
-            build(tmp)  # its own errors (a model that does not load, a full disk) pass as they are
+            try:
+                build(tmp)
+            except MedragError:
+                raise
+            except Exception as exc:  # noqa: BLE001  a full disk surfaced as safetensors' SafetensorError (tryout)
+                if not _no_space(exc):
+                    raise  # a model that does not load: its own error, as it is
+                root = os.environ.get("MEDRAG_CACHE")
+                raise ModelLoadError(
+                    f"no space left on the device of {target.parent} while building {what} (about 1 GB is needed: "
+                    f"two fp32 copies of e5-small): free some, or point MEDRAG_CACHE at a larger disk"
+                    + (f" (now $MEDRAG_CACHE={root!r})" if root else "")) from exc
             with _cache_errors(target, what):
                 apply_umask(tmp)  # mkdtemp made it 0700: other users of the cache could not read it
                 if target.exists():
@@ -177,6 +189,17 @@ def build_cached_folder(target: Path, is_valid: Callable[[Path], bool], build: C
     finally:
         lock.release()
     return target
+
+
+def _no_space(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it was raised from) says the disk is full: an ``OSError`` with
+    ``ENOSPC``, or a library's wrapping of it (safetensors: "No space left on device (os error 28)")."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC or "No space left on device" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 @contextlib.contextmanager

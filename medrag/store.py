@@ -980,9 +980,17 @@ class MatryoshkaChroma(VectorStore):
         self.close()
 
     def _check_process(self) -> None:
-        """Refuse, rather than hang, in a process forked after this embedded store opened."""
-        if self._pid != os.getpid() and self._embedded:
-            raise _fork_error(f"this store was opened in process {self._pid}, which then forked")
+        """Refuse, rather than hang, in a process forked after this embedded store opened; and, on a
+        server's client, rather than answer wrong: forked workers share the parent's HTTP connection
+        and read each other's replies (gunicorn --preload: other queries' results, in silence: user tryout)."""
+        if self._pid != os.getpid():
+            if self._embedded:
+                raise _fork_error(f"this store was opened in process {self._pid}, which then forked")
+            raise StoreError(
+                f"this store was opened in process {self._pid}, which then forked: forked processes share its "
+                "Chroma server connection and read each other's replies (wrong results). Create the "
+                "chromadb.HttpClient and the MatryoshkaChroma in each worker, after the fork (gunicorn: without "
+                "--preload, or in a post_fork hook; multiprocessing: in the worker function)")
 
     def _check_writer(self) -> None:
         """Refuse to write to an embedded persist directory that another process has open."""
@@ -1775,7 +1783,10 @@ class MatryoshkaChroma(VectorStore):
         again after :meth:`delete_collection` (then with the settings it had).
 
         Other stores open on the same collection (other processes, server clients) must be opened
-        again: the collection they hold was deleted.
+        again: the collection they hold was deleted. When another client had already deleted this
+        store's collection and created a new one of the same name (a re-index on a server), this
+        store opens that one as it is, its records kept (they are another client's): to empty it,
+        call ``reset_collection()`` again.
 
         Raises:
             StoreLockedError: another process has the embedded persist directory open; nothing was deleted.

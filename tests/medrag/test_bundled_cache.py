@@ -63,14 +63,26 @@ def test_an_unwritable_cache_root_is_a_model_load_error(tmp_path) -> None:
 
 
 def test_the_builds_own_errors_are_not_blamed_on_the_cache(tmp_path) -> None:
-    """A failure inside the build (a model that does not load, a full disk) is its own error, not
-    "point MEDRAG_CACHE at a folder this user can write"; nothing is left in the cache."""
-    def failing(folder: Path) -> None:
-        raise OSError(28, "No space left on device")
+    """A failure inside the build (a model that does not load) is its own error, not "point MEDRAG_CACHE at
+    a folder this user can write"; a full disk is a ModelLoadError saying so (safetensors raised its own
+    SafetensorError, which no `except MedragError` caught: user tryout); nothing is left in the cache."""
+    class SafetensorError(Exception):  # safetensors' Rust error: not an OSError
+        pass
 
-    with pytest.raises(OSError, match="No space left") as info:
-        build_cached_folder(tmp_path / "models" / "m", _valid, failing, "a test model")
-    assert not isinstance(info.value, ModelLoadError)
+    def broken(folder: Path) -> None:
+        raise RuntimeError("the weights do not load")
+
+    with pytest.raises(RuntimeError, match="do not load"):
+        build_cached_folder(tmp_path / "models" / "m", _valid, broken, "a test model")
+    for error in (OSError(28, "No space left on device"),
+                  SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")):
+        def full(folder: Path, error=error) -> None:
+            raise error
+
+        with pytest.raises(ModelLoadError, match="no space left on the device of .*about 1 GB is needed.*MEDRAG_CACHE"
+                           ) as info:
+            build_cached_folder(tmp_path / "models" / "m", _valid, full, "a test model")
+        assert "can write" not in str(info.value) and info.value.__cause__ is error
     assert [p.name for p in (tmp_path / "models").iterdir()] == ["m.lock"]
 
 

@@ -2905,6 +2905,37 @@ def test_the_store_is_a_context_manager_that_closes(tmp_path, fake) -> None:
     assert [d.id for d in store.similarity_search("texte un", k=1)] == ["u"]  # reads after closing
 
 
+def test_a_server_store_refuses_a_forked_process_instead_of_answering_wrong(chroma_server) -> None:
+    """gunicorn --preload: the master's store on a server's client, used in forked workers, shared its HTTP
+    connection; workers read each other's replies (another query's results, in silence, or errors blaming
+    the input: user tryout). The child is refused; a store it creates itself, on its own client, works."""
+    host, port = chroma_server
+    body = (
+        "import os, chromadb\n"
+        "from medrag.errors import StoreError\n"
+        "host, port = sys.argv[1].split(':')\n"
+        "store = M('forked-server', F(), client=chromadb.HttpClient(host=host, port=int(port)))\n"
+        "store.add_texts(['INR cible sous AVK', 'paracétamol 1 g'], ids=['avk', 'para'])\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    try:\n"
+        "        store.similarity_search('INR', k=1); print('no error', flush=True)\n"
+        "    except StoreError as exc:\n"
+        "        print('refused:', exc, flush=True)\n"
+        "    own = M('forked-server', F(), client=chromadb.HttpClient(host=host, port=int(port)))\n"
+        "    print('own', [d.id for d in own.similarity_search('INR cible sous AVK', k=1)], flush=True)\n"
+        "    os._exit(0)\n"
+        "assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0\n"
+        "print('parent', [d.id for d in store.similarity_search('INR cible sous AVK', k=1)])\n"
+        "store.delete_collection()\n"
+    )
+    run = _in_another_process(f"{host}:{port}", body)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("refused: ") and "share its Chroma server connection" in lines[0], lines
+    assert lines[1:] == ["own ['avk']", "parent ['avk']"], lines
+
+
 def test_an_embedded_store_refuses_a_forked_process_instead_of_hanging(tmp_path) -> None:
     """Opened before a fork (gunicorn --preload, a fork pool), a store's first call in the child hung
     forever inside Chroma's embedded client, and so did a store opened anew in the child (user tryout)."""
@@ -3045,11 +3076,23 @@ def test_a_collection_deleted_by_another_store_object_says_what_to_do(client, fa
     first, second = MatryoshkaChroma(name, fake, client=client), MatryoshkaChroma(name, fake, client=client)
     first.add_texts(TEXTS[:3])
     first.delete_collection()
-    with pytest.raises(CollectionMismatchError, match="starts again with reset_collection\\(\\)"):
+    with pytest.raises(CollectionMismatchError, match="starts it again, empty") as info:
         second.add_texts(TEXTS[:3])
+    # a re-index by another client (a new collection of the same name): the advice it was given, reset,
+    # is not what it needs (user tryout); the message names both cases
+    assert "If it created a new one of the same name (a re-index), open a new MatryoshkaChroma" in str(info.value)
     second.reset_collection()
     second.add_texts(TEXTS[:3])
     assert len(second) == 3
+    # deleted and re-created by another store object: reset opens the new one as it is, a second reset empties it
+    third = MatryoshkaChroma(name, fake, client=client)
+    third.delete_collection()
+    fourth = MatryoshkaChroma(name, fake, client=client)
+    fourth.add_texts(TEXTS[5:7])
+    second.reset_collection()
+    assert len(second) == 2
+    second.reset_collection()
+    assert len(second) == 0
     second.delete_collection()
 
 
