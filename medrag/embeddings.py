@@ -152,7 +152,8 @@ class MatryoshkaEmbeddings(Embeddings):
         batch_size: encoding batch size.
         device: ``"cpu"``, ``"cuda"``...; ``None`` picks CUDA when available (a loaded model given
             with a device is moved there; ``None`` leaves it where it is).
-        show_progress: progress bar; ``None`` shows it for inputs of 256 texts or more.
+        show_progress: progress bar; ``None`` shows it for inputs of 256 texts or more when stderr is
+            a terminal (``True`` draws it anywhere).
         query_prompt_name / document_prompt_name: override the prompt names taken from the model
             (default: ``"query"``, and the first non-empty of ``"passage"``, ``"document"``, ``"corpus"``).
         trust_remote_code: passed to :func:`medrag.load_model`.

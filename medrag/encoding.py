@@ -46,12 +46,13 @@ def encode_texts(model: "SentenceTransformer", texts: Sequence[str], *, prompt_n
         prompt: the prompt text itself (as training uses it); give at most one. Neither: the
             model's default prompt, if it has one.
         batch_size: encoding batch size.
-        show_progress: progress bar; ``None`` shows it for :data:`PROGRESS_THRESHOLD` texts or more.
+        show_progress: progress bar; ``None`` shows it for :data:`PROGRESS_THRESHOLD` texts or more
+            when stderr is a terminal (a service's log file got a bar per call: user tryout).
     """
     texts = list(texts)
     if not texts:
         return np.zeros((0, embedding_dim(model)), dtype=np.float32)
-    show = len(texts) >= PROGRESS_THRESHOLD if show_progress is None else show_progress
+    show = len(texts) >= PROGRESS_THRESHOLD and stderr_is_terminal() if show_progress is None else show_progress
     with model_lock(model):
         vecs = model.encode(texts, prompt_name=prompt_name, prompt=prompt or None, batch_size=batch_size,
                             show_progress_bar=show, convert_to_numpy=True, normalize_embeddings=True)
@@ -76,3 +77,13 @@ def model_lock(model: Any) -> "threading.RLock":
         if lock is None:
             lock = _LOCKS[model] = threading.RLock()
         return lock
+
+
+def stderr_is_terminal() -> bool:
+    """Whether stderr is a terminal: where a default progress bar is drawn (tqdm's ``disable=None``)."""
+    import sys
+
+    try:
+        return bool(sys.stderr is not None and sys.stderr.isatty())
+    except (AttributeError, ValueError):  # a closed or replaced stream
+        return False

@@ -59,6 +59,7 @@ from medrag._store_repair import COMPLETE_KEY, REPAIR_SUFFIX, is_vector_index_fa
 from medrag._chroma_errors import translate_chroma_error
 from medrag._store_sidecar import SIDECAR_NAME, VectorSidecar
 from medrag.embeddings import check_utf8 as _check_utf8, validate_texts
+from medrag.encoding import stderr_is_terminal
 from medrag.text_checks import is_blank
 from medrag.encoder import is_encoder
 from medrag.precomputed import PrecomputedEmbeddings
@@ -1464,7 +1465,8 @@ class MatryoshkaChroma(VectorStore):
                 default 1,000, capped by the client's ``get_max_batch_size()``. While a fitted
                 coarse projection waits for its first write, the first batch holds
                 :func:`medrag.coarse.fit_sample_size` texts (4,096) to fit it on.
-            show_progress: tqdm progress bar (default: for 1,000 texts or more); with it, texts
+            show_progress: tqdm progress bar (default: for 1,000 texts or more, when stderr is a
+                terminal); with it, texts
                 are encoded 256 at a time so that it moves during a large batch.
             skip_existing: skip caller ids already stored (content ids are always skipped).
 
@@ -1530,7 +1532,7 @@ class MatryoshkaChroma(VectorStore):
 
         max_batch = self._max_batch()
         batch = min(batch, max_batch)
-        show = show_progress if show_progress is not None else len(order) >= _PROGRESS_MIN
+        show = show_progress if show_progress is not None else len(order) >= _PROGRESS_MIN and stderr_is_terminal()
         bar = None
         if show:
             from tqdm.auto import tqdm

@@ -539,3 +539,16 @@ def test_a_model_copied_as_the_readme_says_keeps_its_sizes_and_scores(tiny_model
     emb.metadata.save(tmp_path / "copy")
     copy = MatryoshkaEmbeddings(str(tmp_path / "copy"), dimension="auto")
     assert copy.dims == [128, 64, 32] and copy.dimension == emb.dimension == 64
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_the_default_progress_bar_is_drawn_on_a_terminal_only(tiny_model_dir, capsys, monkeypatch, terminal):
+    """A service's log file got a tqdm bar for every embed_documents of 256 texts or more (user tryout)."""
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    emb = MatryoshkaEmbeddings(str(tiny_model_dir), device="cpu")
+    emb.embed_documents([f"note {i}" for i in range(300)])
+    assert ("Batches" in capsys.readouterr().err) == terminal
+    MatryoshkaEmbeddings(str(tiny_model_dir), device="cpu", show_progress=True).embed_documents(["une note"] * 2)
+    assert "Batches" in capsys.readouterr().err  # asked for: drawn anywhere
