@@ -96,7 +96,7 @@ class CheckpointedEncoder:
             except Exception as exc:  # noqa: BLE001  (a damaged slice is encoded again, not fatal)
                 logger.debug("ignoring the unreadable checkpoint slice %s: %s", part, exc)
                 continue
-            if vectors.ndim == 2 and len(keys) == len(vectors):
+            if vectors.ndim == 2 and len(keys) == len(vectors) and vectors.shape[1] == inner.full_dim:
                 self._vectors.update(zip(keys, vectors))
             else:
                 logger.debug("ignoring the checkpoint slice %s: %d keys for vectors of shape %s", part, len(keys),

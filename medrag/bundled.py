@@ -195,9 +195,11 @@ def _no_space(exc: BaseException) -> bool:
     """Whether ``exc`` (or an error it was raised from) says the disk is full: an ``OSError`` with
     ``ENOSPC``, or a library's wrapping of it (safetensors: "No space left on device (os error 28)")."""
     seen: BaseException | None = exc
-    while seen is not None:
+    visited: set[int] = set()  # a chain may loop back on itself
+    while seen is not None and id(seen) not in visited:
         if isinstance(seen, OSError) and seen.errno == errno.ENOSPC or "No space left on device" in str(seen):
             return True
+        visited.add(id(seen))
         seen = seen.__cause__ or seen.__context__
     return False
 

@@ -385,6 +385,12 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
         unreadable: list[str] = []  # no read rights, an I/O error
         unreadable_pdf: list[str] = []
         no_text_layer: list[str] = []
+        def skip(problems: list[str], rel: str, why: str) -> None:
+            """Name a file not read, and keep its stored chunks from --prune (``skipped``)."""
+            problems.append(f"{rel} ({why})")
+            if skipped is not None:
+                skipped.append(rel)
+
         for f in files:
             rel = f.relative_to(path).as_posix()
             if f.suffix.lower() == ".pdf":
@@ -392,18 +398,14 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
                     with open(f, "rb"):
                         pass
                 except OSError as exc:
-                    unreadable.append(f"{rel} (cannot read: {exc.strerror or exc})")
-                    if skipped is not None:
-                        skipped.append(rel)
+                    skip(unreadable, rel, f"cannot read: {exc.strerror or exc}")
                     continue
                 try:
                     text = pdf_text(f)
                 except DataError as exc:  # damaged or encrypted: skipped and named, as a file not UTF-8 is
                     # each with its own reason, the folder-relative path as the other warnings name files (the
                     # first file's "encrypted" read as every skipped PDF's reason: user tryout)
-                    unreadable_pdf.append(f"{rel} ({str(exc).removeprefix(f'{f}: ')})")
-                    if skipped is not None:
-                        skipped.append(rel)
+                    skip(unreadable_pdf, rel, str(exc).removeprefix(f"{f}: "))
                     continue
                 if not text:
                     no_text_layer.append(rel)
@@ -413,27 +415,19 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
                 text = _read_text_file(f)
             except UnicodeDecodeError as exc:
                 # one Latin-1 file stopped the whole folder: skipped and named, as the README says
-                text, problem = None, f"{rel} ({exc.reason} at byte {exc.start})"
+                skip(not_utf8, rel, f"{exc.reason} at byte {exc.start}")
+                continue
             except OSError as exc:  # one file without read rights stopped a whole shared drive (user tryout)
-                text, problem = None, f"{rel} (cannot read: {exc.strerror or exc})"
-                unreadable.append(problem)
-                if skipped is not None:
-                    skipped.append(rel)
+                skip(unreadable, rel, f"cannot read: {exc.strerror or exc}")
                 continue
-            else:
-                if _mostly_nul(text):  # UTF-16 without its BOM, a binary file named .txt: no search would match it
-                    text, problem = None, f"{rel} (NUL characters: UTF-16 without its BOM, or not a text file)"
-                else:  # a few NULs (an old export's padding) are no text: dropped, not stored in chunks
-                    # hard-wrapped exports (a line break every 70 characters) reflowed as a PDF's lines are: every
-                    # break ended a sentence, so chunks began mid-sentence and "mar-"/"tiale" was indexed as two
-                    # words (user tryout); items, headings, table rows and blank lines keep their breaks
-                    text = reflow(text.replace("\0", ""))
-            if text is None:
-                not_utf8.append(problem)
-                if skipped is not None:
-                    skipped.append(rel)
+            if _mostly_nul(text):  # UTF-16 without its BOM, a binary file named .txt: no search would match it
+                skip(not_utf8, rel, "NUL characters: UTF-16 without its BOM, or not a text file")
                 continue
-            yield rel, text, {"source": rel, "folder": root}
+            # a few NULs (an old export's padding) are no text: dropped, not stored in chunks; hard-wrapped
+            # exports (a line break every 70 characters) reflowed as a PDF's lines are: every break ended a
+            # sentence, so chunks began mid-sentence and "mar-"/"tiale" was indexed as two words (user tryout);
+            # items, headings, table rows and blank lines keep their breaks
+            yield rel, reflow(text.replace("\0", "")), {"source": rel, "folder": root}
         if not_utf8 and len(not_utf8) == len(files):  # "no document found" named neither the files nor why
             raise DataError(f"{path}: none of its {len(files)} file(s) is UTF-8 text (e.g. {not_utf8[0]}): save them "
                             "as UTF-8 (Windows files: iconv -f cp1252 -t utf-8) and index again")
@@ -1093,7 +1087,6 @@ def _first_write_checkpoint(store: Any) -> Any:
     from medrag._encoding_checkpoint import CheckpointedEncoder, checkpoint_folder
     from medrag.bundled import cache_dir
     from medrag.encoder import is_encoder
-
     from medrag.precomputed import PrecomputedEmbeddings
 
     encoder = getattr(store, "_encoder", None)

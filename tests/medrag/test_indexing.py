@@ -213,9 +213,11 @@ def test_a_checkpoint_that_cannot_be_written_or_read_never_stops_indexing(tmp_pa
     good.encode_documents(["un", "quatre"])  # "un" again in this run: not "kept from an interrupted run" (review)
     assert good.reused == 0
     (tmp_path / "ck" / "part-damaged.npz").write_bytes(b"not a npz")  # a damaged slice is encoded again
+    np.savez(tmp_path / "ck" / "part-otherdim.npz", keys=np.asarray(list(good._vectors)),  # and one of another size
+             vectors=np.ones((len(good._vectors), 64), np.float32))
     again = CheckpointedEncoder(CountingFake(), tmp_path / "ck")
     assert again.encode_documents(["un", "trois"]).shape == (2, 128)
-    assert again.reused == 1 and again.inner.encoded == 1 and len(list((tmp_path / "ck").glob("part-*.npz"))) == 4
+    assert again.reused == 1 and again.inner.encoded == 1 and len(list((tmp_path / "ck").glob("part-*.npz"))) == 5
 
 
 def test_the_kept_encodings_are_keyed_by_what_decides_a_vector(tmp_path, monkeypatch) -> None:
