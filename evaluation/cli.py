@@ -498,10 +498,39 @@ def _warn_training_questions(args: argparse.Namespace) -> None:
                            "--split out to score the ones it held out", spec, args.data)
 
 
+class _WarningLog(logging.Handler):
+    """Keeps the text of every warning logged while a report is made, to write them into it."""
+
+    #: the loggers whose warnings qualify a report (the library's, the evaluation's, a fine-tune's checks)
+    LOGGERS = ("medrag", "evaluation", "finetune")
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = " ".join(record.getMessage().split())
+        except Exception:  # a record whose arguments do not format: logging itself reports it
+            return
+        if message not in self.messages:
+            self.messages.append(message)
+
+    def __enter__(self) -> "_WarningLog":
+        for name in self.LOGGERS:
+            logging.getLogger(name).addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeHandler(self)
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from medrag.models import loading_progress
 
-    with loading_progress(_progress(args)):
+    with loading_progress(_progress(args)), _WarningLog() as warnings:
+        args._warnings = warnings.messages  # what report.md / report.json record (user tryout: stderr only)
         return _evaluate_checked(args)
 
 
@@ -587,6 +616,7 @@ def _evaluate_checked(args: argparse.Namespace) -> int:
             report.hybrid[m.label] = evaluate_hybrid(
                 task, q, d, sorted(m.sizes, reverse=True), weights=args.lexical_weight or [DEFAULT_LEXICAL_WEIGHT],
                 method=args.fusion or DEFAULT_FUSION, options=options, metrics=report.metrics, show_progress=_progress(args))
+    report.warnings = list(getattr(args, "_warnings", []))
     paths = report.write(args.out, plot=not args.no_plot)  # it removes an earlier run's report files
     print()
     if len(report.models) >= 2:
@@ -710,6 +740,7 @@ def _evaluate_suite(args: argparse.Namespace) -> int:
                 primary_metric=report.primary_metric, command=report.command))  # --primary-metric was ignored
     out = Path(args.out).expanduser()
     earlier = earlier_report_files(out)
+    report.warnings = list(getattr(args, "_warnings", []))
     paths = report.write(out)
     print()
     print(report.to_markdown())

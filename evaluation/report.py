@@ -30,7 +30,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,6 +42,15 @@ from medrag import __version__
 from medrag.errors import InvalidInputError, UnknownNameError
 
 logger = logging.getLogger(__name__)
+
+
+def warnings_markdown(warnings: Sequence[str]) -> list[str]:
+    """The lines of a report's warnings section (none without warnings): a report.md shown without the
+    terminal's stderr read a model's scores on its own training questions as a gain (user tryout)."""
+    if not warnings:
+        return []
+    return ["**Warnings** (logged when this report was made; they qualify the numbers below):", "",
+            *(f"- {w}" for w in warnings), ""]
 
 
 @dataclass
@@ -60,6 +69,8 @@ class EvaluationReport:
         hybrid: model label -> :class:`~evaluation.hybrid.HybridEvalResult` (``medrag evaluate --hybrid``).
         query_ids: the task's query ids, in the order of the per-query arrays.
         query_texts: the queries themselves, in that order (``per_query.csv``: which question failed).
+        warnings: the warnings logged while the report was made (``medrag evaluate``: a model scored on
+            questions it trained on, fewer than 30 queries...), kept with the numbers they qualify.
     """
 
     task_info: dict[str, Any]
@@ -73,6 +84,7 @@ class EvaluationReport:
     hybrid: dict[str, Any] = field(default_factory=dict)
     query_ids: list[str] = field(default_factory=list)
     query_texts: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     # ------------------------------------------------------------------ data
 
@@ -125,7 +137,7 @@ class EvaluationReport:
         return {"medrag_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "command": self.command, "task": self.task_info, "metrics": self.metrics,
                 "primary_metric": self.primary_metric, "settings": self.settings, "models": models,
-                "comparisons": comparisons,
+                "comparisons": comparisons, "warnings": list(self.warnings),
                 "store": {label: res.to_dict() for label, res in self.store.items()},
                 "hybrid": {label: res.to_dict() for label, res in self.hybrid.items()}}
 
@@ -241,6 +253,7 @@ class EvaluationReport:
         left = _left_out_line(t)
         if left:
             parts += [left, ""]
+        parts += warnings_markdown(self.warnings)
         if "n_bootstrap" in self.settings:  # said in report.json only (user tryout)
             parts += [f"Intervals: {round(100 * self.settings.get('confidence', 0.95))}% percentile bootstrap over "
                       f"queries ({self.settings['n_bootstrap']:,} resamples).", ""]

@@ -41,6 +41,7 @@ import numpy as np
 from evaluation.cache import EmbeddingCache
 from evaluation.evaluator import evaluate_models
 from evaluation.metrics import DEFAULT_METRICS
+from evaluation.report import warnings_markdown
 from evaluation.stats import N_BOOTSTRAP, N_PERMUTATIONS, PairedTest, format_p_value, seeded_rng
 from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.encoding import DEFAULT_BATCH_SIZE
@@ -67,6 +68,8 @@ class SuiteReport:
         comparisons: label -> domain (or ``"macro"``) -> size -> paired test against the reference.
         timings: label -> domain -> seconds (encoding + scoring), plus ``"total"``.
         command: the command line, if any.
+        warnings: the warnings logged while the report was made (a model scored on its training
+            questions...), kept with the numbers they qualify.
     """
 
     part: str
@@ -83,6 +86,7 @@ class SuiteReport:
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     command: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def choice_domains(self) -> list[str]:
@@ -134,6 +138,8 @@ class SuiteReport:
             in_macro = "yes" if d in self.macro_domains and not info["report_only"] else (
                 "no (report-only)" if self.choice_domains else "yes (report-only; no choice domain in this run)")
             out.append(f"| {d} | {info['queries']} | {info['corpus']} | {in_macro} |")
+        if self.warnings:
+            out += ["", *warnings_markdown(self.warnings)[:-1]]
         for label in self.models:
             t = self.timings.get(label, {})
             out += ["", f"## {label}", "", f"fingerprint {self.fingerprints[label]}; scored in "
@@ -159,7 +165,7 @@ class SuiteReport:
             "comparisons": {m: {d: {str(k): t.to_dict() for k, t in per.items()} for d, per in doms.items()}
                             for m, doms in self.comparisons.items()},
             "timings": self.timings, "settings": self.settings, "command": self.command,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "warnings": list(self.warnings), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
 
     def write(self, out_dir: str | os.PathLike[str]) -> dict[str, Path]:

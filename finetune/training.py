@@ -25,6 +25,7 @@ the Trainer wraps the model in DDP and the loss gathers passages across devices.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -42,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from finetune.config import FinetuneConfig
 from finetune.data import LOADER_SETTINGS, data_settings, load_dataset_from_config
 from finetune.model_card import recipe_settings, write_model_card
+from finetune.output_lock import OutputLock
 from finetune.preflight import (CHECKPOINT_DIR, CONFIG_FILENAME, FINISHED_FILENAME, INFO_FILENAME, check_matryoshka_weights,
                                 check_report_to, check_run, top_block_refusal)
 from finetune.scoring import TRAINING_METRICS, prompt_texts, score_sizes
@@ -129,7 +131,6 @@ class MatryoshkaFinetuner:
 
     def run(self) -> FinetuneResult:
         """Load, score before, train, save, score after; return the result (same on every process)."""
-        import torch
         from accelerate import PartialState
 
         # checked again as built: a field set after construction (cfg.batch_size = 1, cfg.learning_rate = "1e-3")
@@ -137,6 +138,15 @@ class MatryoshkaFinetuner:
         cfg = self.config = self.config.replace()
         check_run(cfg, model_given=self.model is not None)  # output and export folders, tracker: before any model loads
         state = PartialState(cpu=_cpu_only(cfg))
+        with contextlib.ExitStack() as held:
+            if state.is_main_process:  # a second run into this folder mixed both runs' files (user tryout)
+                held.enter_context(OutputLock(self.output_dir))
+            return self._run(cfg, state)
+
+    def _run(self, cfg: FinetuneConfig, state: Any) -> FinetuneResult:
+        """:meth:`run` once its checks passed and its output folder is locked."""
+        import torch
+
         resume_from = self._resume_checkpoint()
         if self.dataset is None:
             self.dataset = load_dataset_from_config(cfg)

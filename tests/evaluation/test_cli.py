@@ -403,6 +403,12 @@ def test_scores_on_questions_a_fine_tuned_folder_trained_on_are_named(tiny_model
     with caplog.at_level("WARNING", logger="evaluation.cli"):
         assert main([*base, "--data", str(pairs_file)]) == 0
     assert "was fine-tuned on every pair of" in caplog.text and "evaluate on ev.jsonl" in caplog.text
+    # and in the report's files: report.md read "+48%" without the warning, on stderr only (user tryout)
+    recorded = json.loads((tmp_path / "r" / "report.json").read_text())["warnings"]
+    assert any("was fine-tuned on every pair of" in w for w in recorded)
+    assert any("queries" in w and "30" in w for w in recorded)  # the few-queries warning too
+    markdown = (tmp_path / "r" / "report.md").read_text()
+    assert "**Warnings**" in markdown and "was fine-tuned on every pair of" in markdown
     (folder / "finetune_config.yaml").write_text(yaml.safe_dump({"data": str(pairs_file), "eval_data": None}))
     caplog.clear()
     with caplog.at_level("WARNING", logger="evaluation.cli"):
@@ -412,6 +418,7 @@ def test_scores_on_questions_a_fine_tuned_folder_trained_on_are_named(tiny_model
     with caplog.at_level("WARNING", logger="evaluation.cli"):  # its held-out split: no such warning
         assert main([*base, "--data", str(pairs_file)]) == 0
     assert "trained on" not in caplog.text
+    assert not any("trained on" in w for w in json.loads((tmp_path / "r" / "report.json").read_text())["warnings"])
     fmcqa = tmp_path / "frenchmedmcqa"
     fmcqa.mkdir()
     from tests.finetune.helpers import mcqa_record

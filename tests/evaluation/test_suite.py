@@ -91,6 +91,9 @@ def test_cli_suite_warns_when_a_model_trained_on_frenchmedmcqa_dev(root, tiny_mo
         with caplog.at_level(logging.WARNING, logger="evaluation.cli"):
             assert main(args + ["--out", str(tmp_path / f"report{n}")]) == 0
         assert (warning in caplog.text) is warned, (splits, caplog.text)
+        recorded = json.loads((tmp_path / f"report{n}" / "suite.json").read_text())["warnings"]  # not stderr only
+        assert any(warning in w for w in recorded) is warned
+        assert (warning in (tmp_path / f"report{n}" / "suite.md").read_text()) is warned
     # a relative path recorded by a run in another folder (the shipped configs' ../shared/data/frenchmedmcqa)
     (model / "finetune_config.yaml").write_text(yaml.safe_dump({"data": "../elsewhere/data/frenchmedmcqa"}),
                                                 encoding="utf-8")

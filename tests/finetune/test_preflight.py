@@ -388,3 +388,37 @@ def test_the_last_block_check_leaves_an_odd_modules_json_to_the_load(tmp_path):
     for content in ("5", "null", "{}"):
         (tmp_path / "modules.json").write_text(content)
         check_top_block_base(str(tmp_path))  # the run's own load names what is wrong
+
+
+def test_a_second_run_into_an_output_dir_being_written_is_refused(tmp_path, tiny_model_dir, pairs_file):
+    """Two runs into one --output-dir both exited 0 and left one run's weights beside the other's scores
+    and model card (user tryout). A run holds a lock on the folder; another process's run is refused
+    before it loads anything, and the lock goes with the run (the same folder runs again after it)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from finetune.output_lock import OutputLock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from finetune.output_lock import OutputLock
+        with OutputLock({str(out)!r}):
+            print("held", flush=True)
+            sys.stdin.readline()
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2])
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        runner = MatryoshkaFinetuner(quick_config(tiny_model_dir, pairs_file, out))
+        with pytest.raises(ConfigError, match="is being written by another fine-tuning run"):
+            runner.run()
+        assert runner.model is None and list(out.iterdir()) == []  # nothing loaded, nothing written
+    finally:
+        holder.communicate("\n", timeout=30)
+    with OutputLock(out), pytest.raises(ConfigError, match="output_dir"):  # another open in this process: refused too
+        with OutputLock(out):
+            pass
+    with OutputLock(out):  # released: taken again
+        pass
