@@ -37,7 +37,8 @@ from medrag.errors import InvalidInputError
 from medrag.lexical.analyzer import AnalyzerOptions
 from medrag.lexical.bm25 import BM25Index
 from medrag.lexical.fusion import (AUTO_WEIGHT, AUTO_WEIGHT_RANGE, DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FUSION_METHODS, RRF_K,
-                                   check_lexical_weight, fuse, lexical_confidence, query_weight)
+                                   check_lexical_weight, fuse, lexical_confidence, lookup_holders,
+                                   query_weight)
 from medrag.qa.task import IRTask
 from medrag.vectors import truncate_embeddings
 
@@ -138,12 +139,15 @@ class QueryCandidates:
         dense: every candidate's cosine (candidates: ``dense_ranking`` union BM25's ``depth`` best).
         lexical: the BM25 score of the candidates that share a term with the query.
         confidence: :func:`medrag.lexical.fusion.lexical_confidence` of the best of those scores.
+        holders: an identifier lookup's documents holding all its codes
+            (:attr:`medrag.lexical.bm25.QueryScores.holders`), ``None`` for another query.
     """
 
     dense_ranking: list[str]
     dense: dict[str, float]
     lexical: dict[str, float]
     confidence: float
+    holders: frozenset[str] | None = None
 
 
 def candidate_scores(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray, dim: int, lexical_side,
@@ -165,7 +169,8 @@ def candidate_scores(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray,
             lex_ids, lex_values = index.top(lex_scores, len(candidates), ids=candidates)
             lexical = dict(zip(lex_ids, lex_values.tolist()))
             yield QueryCandidates(top, {c: float(row[position[c]]) for c in candidates}, lexical,
-                                  lexical_confidence(max(lexical.values(), default=0.0), lex_scores.bound))
+                                  lexical_confidence(max(lexical.values(), default=0.0), lex_scores.bound),
+                                  lex_scores.holders)
 
 
 def evaluate_hybrid(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray, dims: Sequence[int], *,
@@ -208,7 +213,7 @@ def evaluate_hybrid(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray, 
             dense_ranked.append(found.dense_ranking[:cut])
             for w in weights:
                 fused[w].append(fuse(found.dense, found.lexical, lexical_weight=query_weight(w, found.confidence),
-                                     method=method, rrf_k=rrf_k, k=cut))
+                                     method=method, rrf_k=rrf_k, k=cut, first=lookup_holders(w, found.holders)))
         dense[dim] = SizeResult(dim, per_query_metrics(dense_ranked, relevant, metrics))
         for w in weights:
             hybrid[w][dim] = SizeResult(dim, per_query_metrics(fused[w], relevant, metrics))

@@ -62,6 +62,9 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self._negative_number_matcher = NEGATIVE_NUMBER
 
     def error(self, message: str) -> NoReturn:
+        if message.startswith("the following arguments are required:") and not message.split(":", 1)[1].strip().startswith("-"):
+            # `medrag search "-CRP"`: argparse read the query as an option and asked for one (user tryout)
+            message += "; a value that starts with '-' goes after '--' (-- \"-CRP\")"
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
     def parse_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None

@@ -37,7 +37,9 @@ chunk starts ``overlap`` sentences (at most half of its sentences) before the en
 previous one. Defaults (120 words, 1 sentence of overlap) keep a chunk around 150 e5 tokens,
 inside the 512-token window of the e5/bge families with room for the ``passage:`` prompt;
 retrieval studies on fixed-size windows (e.g. Kamradt's chunking comparisons, LlamaIndex's
-evaluations) find 100-250 words a robust range for QA passages.
+evaluations) find 100-250 words a robust range for QA passages. A folder's ``.md`` files are
+chunked section by section, each chunk led by its heading trail (``markdown_headings``,
+:mod:`medrag.markdown`).
 
 Example::
 
@@ -73,6 +75,7 @@ from medrag.bundled import DEFAULT_SPEC
 from medrag.command import (add_store_location_arguments, check_store_location, check_writable_dir, collection_names,
                             open_server, recorded_model, server_place, store_embeddings)
 from medrag.embeddings import is_utf8
+from medrag.markdown import heading_trail, markdown_sections
 from medrag.pdf import PDF_EXTRA, pdf_available, pdf_text, reflow
 from medrag.text_checks import is_blank
 from medrag.flags import check_flag
@@ -93,6 +96,9 @@ CHUNK_KEYS = ("doc", "chunk")
 #: The metadata key of a folder's files (their folder): a record field of that name would make a
 #: records file's chunks read as a folder's, never replaced nor pruned by their own source.
 FOLDER_KEY = "folder"
+#: The metadata key of a folder's ``.md`` chunk that sits under headings: their trail
+#: ("Doliprane 1000 mg > Posologie"), also written before the chunk's text.
+SECTION_KEY = "section"
 #: Default overlap, in sentences, between consecutive chunks of a document.
 CHUNK_OVERLAP = 1
 #: Sentences longer than this many words are cut into pieces of this size.
@@ -833,7 +839,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                  chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_OVERLAP, max_words: int = MAX_SENTENCE_WORDS,
                  batch_size: int = 512, show_progress: bool | None = None, prune: bool = False,
                  folder_name: str | None = None, title_field: str | None = None,
-                 max_tokens: int | Literal["model"] | None = "model") -> IndexReport:
+                 max_tokens: int | Literal["model"] | None = "model", markdown_headings: bool = True) -> IndexReport:
     """Chunk every document of ``source`` and add the chunks to ``store``; resumable.
 
     Each chunk gets the document's metadata plus ``doc`` (the document key) and ``chunk`` (its
@@ -858,6 +864,15 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
             by it; the validation suite's leaflet passages carry their product's name this way.
             Records only (a folder's files have no fields); a record without a title is chunked
             as is.
+        markdown_headings: a folder's ``.md`` files are chunked section by section
+            (:func:`medrag.markdown.markdown_sections`), each chunk stored, encoded and
+            BM25-indexed as ``"<heading trail> : <chunk>"`` ("Doliprane 1000 mg > Posologie :
+            Prendre un comprimé...") with the trail in its ``section`` metadata, as ``title_field``
+            does for records: a chunk deep in a section rarely repeats the headings above it, so a
+            question naming them could not find it by them. False chunks them as plain text, the
+            headings' lines being sentences of the first chunk of their section (medrag before
+            December 7: a folder indexed then and indexed again re-encodes its ``.md`` files that
+            have headings, as edited documents).
         chunk_words / overlap / max_words: see :func:`chunk_text`.
         max_tokens: the token window chunks are cut to fit, prompt and title included
             (:func:`chunk_text`): ``"model"`` (default) for the store's model's own
@@ -908,6 +923,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                                 f"and position, and a folder file's folder; rename them in the source before indexing")
     check_metadata_fields(source, metadata_fields)
     prune = check_flag("prune", prune)  # "false" would have deleted the chunks of every document not read
+    markdown_headings = check_flag("markdown_headings", markdown_headings)
     check_flag("show_progress", show_progress, none=True)
     from tqdm.auto import tqdm
 
@@ -993,22 +1009,35 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                 title = " ".join(str(title).split())
             else:
                 title = None
-            # the window holds the title too (counted on every chunk: one that starts with it keeps one copy),
-            # unless it takes half of it or more: every run of words would then overflow, one chunk a word
-            counter = count
-            if count is not None and title is not None:
-                if count(f"{title} :") * 2 < window:  # type: ignore[operator]
-                    counter = lambda chunk, t=title: count(f"{t} : {chunk}")  # noqa: E731
-                else:
-                    long_titles += 1
-                    if long_titles == 1:
-                        logger.warning("%s: the %s of document %d takes half of the model's %d-token window or more: "
-                                       "its chunks are cut without counting it, and the model reads only the "
-                                       "window's worth of title and chunk", source, title_field, documents, window)
-            pieces = chunk_text(text, chunk_words, overlap, max_words, max_tokens=window, count_tokens=counter)
-            if title is not None:
-                # a chunk that starts with the title as a word keeps one copy ("Anémies..." is not "Anémie")
-                pieces = [p if p == title or p.startswith(title + " ") else f"{title} : {p}" for p in pieces]
+            if markdown_headings and root is not None and key.lower().endswith(".md"):
+                sections = [(heading_trail(h) or None, body) for h, body in markdown_sections(text)]
+            else:
+                sections = [(title, text)]
+            pieces, trails = [], []
+            long_title = False
+            for head, body in sections:
+                # the window holds the title too (counted on every chunk: one that starts with it keeps one
+                # copy), unless it takes half of it or more: every run of words would then overflow, one chunk a word
+                counter = count
+                if count is not None and head is not None:
+                    if count(f"{head} :") * 2 < window:  # type: ignore[operator]
+                        counter = lambda chunk, t=head: count(f"{t} : {chunk}")  # noqa: E731
+                    elif not long_title:
+                        long_title, long_titles = True, long_titles + 1
+                        if long_titles == 1:
+                            logger.warning("%s: the %s of document %d takes half of the model's %d-token window or "
+                                           "more: its chunks are cut without counting it, and the model reads only "
+                                           "the window's worth of title and chunk", source,
+                                           title_field or "heading trail", documents, window)
+                cut = chunk_text(body, chunk_words, overlap, max_words, max_tokens=window, count_tokens=counter)
+                if head is not None:
+                    # a chunk that starts with the title as a word keeps one copy ("Anémies..." is not "Anémie")
+                    cut = [p if p == head or p.startswith(head + " ") else f"{head} : {p}" for p in cut]
+                pieces += cut
+                trails += [head if len(sections) > 1 else None] * len(cut)
+            if not pieces and len(sections) > 1:  # headings alone (a table of contents): indexed as its text
+                pieces = chunk_text(text, chunk_words, overlap, max_words, max_tokens=window, count_tokens=count)
+                trails = [None] * len(pieces)
             if not pieces:
                 empty += 1
                 if len(empty_named) < 3:
@@ -1030,14 +1059,15 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
             if pieces:
                 pending_docs[key] = set(ids)
             read_keys.add(key)
-            for position, (chunk, id_) in enumerate(zip(pieces, ids)):
+            for position, (chunk, id_, trail) in enumerate(zip(pieces, ids, trails)):
                 chunks += 1
                 if id_ in seen:
                     duplicates += 1
                     continue
                 seen.add(id_)
                 pending_texts.append(chunk)
-                pending_meta.append({**meta, "doc": key, "chunk": position})
+                pending_meta.append({**meta, "doc": key, "chunk": position}
+                                    | ({SECTION_KEY: trail} if trail is not None else {}))
                 pending_ids.append(id_)
                 if len(pending_texts) >= flush_size():
                     flush()
@@ -1057,7 +1087,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
         logger.warning("%s holds no file to index: --prune removes the chunks stored for its files", source)
     if long_titles > 1:
         logger.warning("%s: %d document(s) had a %s taking half of the model's window or more (the first named above)",
-                       source, long_titles, title_field)
+                       source, long_titles, title_field or "heading trail")
     if empty:
         logger.warning("%s: %d of %d document(s) are empty (no text) and were not indexed; what was stored for them "
                        "earlier is kept (e.g. %s)", source, empty, documents, ", ".join(empty_named))
@@ -1216,6 +1246,10 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    help="record field naming the document (a leaflet's product, an article's title): each chunk "
                         "is stored and searched as 'TITLE : chunk', so a query naming it finds every chunk of the "
                         "document (most chunks never repeat it); the field is kept in the metadata too")
+    p.add_argument("--markdown-headings", action=argparse.BooleanOptionalAction, default=True,
+                   help="a folder's .md files are chunked section by section, each chunk stored and searched as "
+                        "'Heading > Sub-heading : chunk' with the trail in its 'section' metadata, so a query naming "
+                        "a heading finds the chunks under it (default; --no-markdown-headings: plain text)")
     p.add_argument("--metadata-fields", default="",
                    help="comma-separated record fields copied into metadata; NAME:int (:float, :bool) converts a "
                         "field's values (NAME:str makes a date ISO text and a list JSON text), as a CSV's are text and a filter {\"year\": 2021} matches numbers only (to "
@@ -1402,7 +1436,7 @@ def _run_index(args: argparse.Namespace) -> int:
                               metadata_fields=fields, chunk_words=args.chunk_words, overlap=args.overlap,
                               batch_size=args.batch_size, show_progress=False if args.no_progress else None,
                               prune=args.prune, folder_name=args.folder_name, title_field=args.title_field,
-                              max_tokens=args.max_tokens)
+                              max_tokens=args.max_tokens, markdown_headings=args.markdown_headings)
     except BaseException:
         # a run that failed before its first write leaves no empty collection, nor a folder it made, behind
         if not existed and store._drop_if_created_empty() and created is not None:

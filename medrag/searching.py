@@ -32,7 +32,9 @@ from medrag.models import check_device
 def register(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser("search", help="query a store built by medrag index (dense funnel, or --hybrid with BM25)",
                        description="Print the k best passages of a MatryoshkaChroma collection for a query.")
-    p.add_argument("query", help="the question")
+    p.add_argument("query", help="the question; - reads the queries from stdin, one per line (the model loads "
+                                 "once; with --json each object names its query); a query that starts with '-' "
+                                 "goes after '--': medrag search --persist-dir DB -- \"-CRP\"")
     add_store_location_arguments(p, "folder of an embedded Chroma store")
     p.add_argument("--model", default=None,
                    help="model spec (default: the model the collection was built with, as it records it)")
@@ -44,19 +46,19 @@ def register(sub: "argparse._SubParsersAction") -> None:
                         "query, higher when BM25's best match holds the query's terms; default: the store's)")
     p.add_argument("--candidates", type=int, default=None, help="stage-1 candidates (default: the store's)")
     p.add_argument("--filter", default=None, help='a Chroma metadata filter as JSON, e.g. \'{"source": "a.txt"}\'')
-    p.add_argument("--json", action="store_true", help="one JSON object per line (rank, id, score, text, metadata)")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per line (query, rank, id, score, score_kind: 'cosine' or with --hybrid "
+                        "'fused', whose scale is the fusion's, text, metadata)")
     p.set_defaults(func=run_search)
 
 
 def run_search(args: argparse.Namespace) -> int:
-    """Cheap checks, then the collection's recorded model, then the query."""
-    if is_blank(args.query):
-        raise InvalidInputError("the query is empty (or only whitespace or invisible characters)")
+    """Cheap checks, then the collection's recorded model, then the queries."""
+    queries = _read_queries(args.query)
     # what the store would refuse after the model loaded (seconds on CPU), named as the command line has it
     from medrag.store import check_search_sizes  # the store module only for a real search
 
     check_search_sizes(args.k, args.candidates, k_name="--k", candidates_name="--candidates")
-    check_utf8(args.query, "the query", "fix the text")
     if args.lexical_weight is not None and not args.hybrid:
         raise InvalidInputError("--lexical-weight is only used with --hybrid")
     if args.lexical_weight not in (None, "auto") and not 0 <= args.lexical_weight <= 1:
@@ -95,27 +97,58 @@ def run_search(args: argparse.Namespace) -> int:
         raise CollectionMismatchError(f"{exc} From the shell: leave out --model, and the model the collection "
                                       "records is used") from None
     options: dict[str, Any] = {"candidates": args.candidates} if args.candidates else {}
-    if args.hybrid:
-        if args.lexical_weight is not None:
-            options["lexical_weight"] = args.lexical_weight
-        hits = store.hybrid_search_with_score(args.query, k=args.k, filter=where, **options)
-        label = "fused score"
-    else:
-        hits = [(d, 1.0 - dist) for d, dist in store.similarity_search_with_score(args.query, k=args.k,
-                                                                                filter=where, **options)]
-        label = "cosine"
-    for rank, (doc, score) in enumerate(hits, 1):
-        if args.json:
-            print(json.dumps({"rank": rank, "id": doc.id, "score": round(float(score), 6), "text": doc.page_content,
-                              "metadata": doc.metadata}, ensure_ascii=False))
+    if args.hybrid and args.lexical_weight is not None:
+        options["lexical_weight"] = args.lexical_weight
+    for n, query in enumerate(queries):
+        if args.hybrid:
+            hits = store.hybrid_search_with_score(query, k=args.k, filter=where, **options)
+            label, kind = "fused score", "fused"
         else:
-            text = " ".join(doc.page_content.split())
-            print(f"{rank:>2}. [{label} {score:.4f}] {doc.id}  {_short(doc.metadata)}\n    "
-                  f"{text[:300]}{'...' if len(text) > 300 else ''}")
-    if not hits:
-        print("no result" + (" (the filter matched nothing, or the collection is empty)" if where else
-                             " (the collection is empty)"), file=sys.stderr)
+            hits = [(d, 1.0 - dist) for d, dist in store.similarity_search_with_score(query, k=args.k,
+                                                                                    filter=where, **options)]
+            label, kind = "cosine", "cosine"
+        if len(queries) > 1 and not args.json:
+            print(f"{'' if n == 0 else chr(10)}query {n + 1}: {query}")
+        for rank, (doc, score) in enumerate(hits, 1):
+            if args.json:
+                # score_kind: a script thresholding "score" read fused scores as cosines once --hybrid was added
+                print(json.dumps({"query": query, "rank": rank, "id": doc.id, "score": round(float(score), 6),
+                                  "score_kind": kind, "text": doc.page_content, "metadata": doc.metadata},
+                                 ensure_ascii=False))
+            else:
+                text = " ".join(doc.page_content.split())
+                print(f"{rank:>2}. [{label} {score:.4f}] {doc.id}  {_short(doc.metadata)}\n    "
+                      f"{text[:300]}{'...' if len(text) > 300 else ''}")
+        if not hits:
+            print("no result" + (f" for query {n + 1}" if len(queries) > 1 else "")
+                  + (" (the filter matched nothing, or the collection is empty)" if where else
+                     " (the collection is empty)"), file=sys.stderr)
     return 0
+
+
+def _read_queries(query: str) -> list[str]:
+    """The query, or with ``-`` the non-blank lines of stdin; each checked as a query (before the model loads)."""
+    if query == "-":
+        try:
+            lines = sys.stdin.read().splitlines()
+        except UnicodeDecodeError as exc:
+            raise InvalidInputError(f"stdin is not UTF-8 text ({exc.reason} at byte {exc.start}): convert it "
+                                    "(iconv -f cp1252 -t utf-8)") from None
+        queries = [" ".join(line.split()) for line in lines if not is_blank(line)]
+        if not queries:
+            raise InvalidInputError("no query on stdin (the query '-' reads one query per line from stdin)")
+        where = lambda n: f"stdin line {n}: " if len(queries) > 1 else ""  # noqa: E731
+    else:
+        if is_blank(query):
+            raise InvalidInputError("the query is empty (or only whitespace or invisible characters)")
+        queries, where = [query], (lambda n: "")
+    for n, text in enumerate(queries, 1):
+        check_utf8(text, f"{where(n)}the query", "fix the text")
+        if not any(c.isalnum() for c in text):  # "?" or "-" alone: some passage was printed, exit 0 (user tryout)
+            raise InvalidInputError(f"{where(n)}the query {text!r} holds no word nor number: type what to search for"
+                                    + (" (a query starting with '-' goes after '--': medrag search --persist-dir DB "
+                                       "-- \"-CRP\")" if text.startswith("-") else ""))
+    return queries
 
 
 def _parse_filter(text: str | None) -> dict[str, Any] | None:

@@ -202,12 +202,15 @@ class FunnelResult:
     (``embed_ms``, ``coarse_ms``: stage 1, ``rerank_ms``: reading the candidates' full vectors
     and scoring them, ``fetch_ms``: reading the texts of the returned hits; a hybrid search adds
     ``lexical_ms``: the BM25 side, and ``fusion_ms``: fusing both sides' scores), and for a hybrid
-    search the lexical weight fused (the one ``"auto"`` chose for this query)."""
+    search the lexical weight fused (the one ``"auto"`` chose for this query) and, for an
+    identifier lookup with ``"auto"``, how many candidates held all its codes and came first
+    (``lookup``, :func:`medrag.lexical.fusion.fused_ranking`)."""
 
     hits: list[FunnelHit]
     candidates: int
     timings: dict[str, float]
     lexical_weight: float | None = None
+    lookup: int = 0
 
 
 class MatryoshkaChroma(VectorStore):
@@ -293,7 +296,9 @@ class MatryoshkaChroma(VectorStore):
             or an existing file that is not a lexical index, is refused (it would be overwritten).
         lexical_weight: default weight of the lexical side in :meth:`hybrid_search`: a number in
             [0, 1] (0 = dense only), or ``"auto"``: a weight per query, higher when BM25's best match
-            holds the query's terms (:func:`medrag.lexical.fusion.query_weight`).
+            holds the query's terms (:func:`medrag.lexical.fusion.query_weight`), and a query made
+            mostly of codes (``3400936379848``, ``ATC N02BE01``) ranks the passages holding them first
+            (an identifier lookup: :mod:`medrag.lexical.fusion`).
         fusion: default fusion of :meth:`hybrid_search`: ``"rrf"`` or ``"minmax"``.
 
     Raises:
@@ -2355,7 +2360,7 @@ class MatryoshkaChroma(VectorStore):
             timings = {"embed_ms": 1000 * embed_s, "coarse_ms": 1000 * tm["coarse_s"], "rerank_ms": 1000 * tm["rerank_s"],
                        "lexical_ms": 1000 * tm["lexical_s"], "fusion_ms": 1000 * tm["fusion_s"],
                        "fetch_ms": 1000 * (time.perf_counter() - t2)}
-            return FunnelResult(hits, len(found.ids), timings, found.lexical_weight)
+            return FunnelResult(hits, len(found.ids), timings, found.lexical_weight, found.lookup)
         if lexical_weight is not None or fusion is not None or lexical_candidates is not None:
             raise InvalidInputError("lexical_weight, fusion and lexical_candidates need hybrid=True")
         stats: dict[str, Any] = {}
@@ -2417,8 +2422,9 @@ class MatryoshkaChroma(VectorStore):
             filter: Chroma ``where`` filter, applied to both sides.
             lexical_weight: 0 = dense only, 1 = ranked by BM25 alone (candidates without a query term
                 score 0 and follow, in dense order); ``"auto"``: a weight per query, from BM25's
-                confidence (:func:`medrag.lexical.fusion.query_weight`); ``None``: the store's
-                (:attr:`lexical_weight`).
+                confidence (:func:`medrag.lexical.fusion.query_weight`), and for a query made mostly
+                of codes (an identifier lookup, :mod:`medrag.lexical.fusion`) the documents holding
+                them first, whatever their fused score; ``None``: the store's (:attr:`lexical_weight`).
             fusion: ``"minmax"`` or ``"rrf"``; ``None``: the store's.
             candidates: dense stage-1 candidates; ``None``: the store's (:attr:`candidates`).
             lexical_candidates: BM25 stage-1 candidates; ``None``: as many as ``candidates``.

@@ -21,7 +21,7 @@ from tests.conftest import REPO
 
 BENCH = REPO / "benchmarks"
 SCRIPTS = ("analyzer_ablation", "auto_weight", "chunk_window", "default_model_sweep", "finetune_sweep", "hybrid_benchmark", "index_resume",
-           "langchain_anchor", "layer_pool_probe", "lexical_libraries", "number_forms", "query_case", "sidecar_layout",
+           "langchain_anchor", "layer_pool_probe", "lexical_libraries", "lookup_queries", "number_forms", "query_case", "sidecar_layout",
            "store_benchmark", "top_block_probe", "typo_queries", "unaccented_queries")
 
 
@@ -61,6 +61,7 @@ def missing_data_args(name: str, missing: Path, tmp_path: Path) -> list[str]:
         "layer_pool_probe": ["--candidate", "final=12:40", "--out", str(tmp_path / "out.json"), "--data-root",
                              str(missing)],
         "lexical_libraries": ["--data", str(missing)],
+        "lookup_queries": ["--data-root", str(missing)],
         "query_case": ["--data-root", str(missing)],
         "store_benchmark": ["chunks", "--data", str(missing / "medquad.jsonl")],
         "top_block_probe": ["--candidate", "head-h=0", "--out", str(tmp_path / "out.json"), "--data-root", str(missing)],
@@ -437,3 +438,15 @@ def test_typo_queries_misspell_the_rarest_held_word_of_each_query():
     assert misspelt.startswith("Diabète traité par m") and "metformine" not in misspelt
     assert typed.domains["cases"].task.qrels == {"q1": {"d1"}} and task.queries["q1"] == "Diabète traité par metformine"
     assert module.misspelt(suite, seed=1)[1].domains["cases"].task.queries == typed.domains["cases"].task.queries
+
+
+def test_lookup_queries_counts_the_queries_made_mostly_of_codes():
+    from medrag.qa.suite import SuiteDomain, ValidationSuite
+    from medrag.qa.task import IRTask
+
+    task = IRTask({"q1": "ATC N02BE01", "q2": "Que soigne le paracétamol ?", "q3": "3400000000000"},
+                  {"p1": "Paracétamol, code ATC N02BE01.", "p2": "Le paracétamol soigne la douleur."},
+                  {"q1": {"p1"}, "q2": {"p2"}, "q3": {"p1"}}, name="t")
+    counted = load("lookup_queries").count_lookups(ValidationSuite("val", False, {"x": SuiteDomain("x", task)}))
+    assert counted["x"]["lookups"] == 1 and counted["x"]["lookups_with_holders"] == 1  # q3: no passage holds it
+    assert counted["x"]["examples"] == [{"query": "q1", "codes": ["n02be01"], "holders": 1}]

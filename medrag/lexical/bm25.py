@@ -71,6 +71,22 @@ TYPO_MAX_CHARS = 30
 TYPO_MAX_TERMS = 8
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
+#: A term naming one thing exactly: letters and digits mixed, 4 characters or more (an ATC code
+#: ``n02be01``, a lot ``4a21b``, ``hba1c``, ``cyp3a4``, ``her2``; not ``b12`` nor ``cd4``, nor the
+#: terms of a hyphenated word, ``covid-19``), or a number of 5 digits or more (a CIP code
+#: ``3400936379848``, ``100000``).
+_IDENTIFIER = re.compile(r"\d{5,}|(?=[a-z0-9]*\d)(?=[a-z0-9]*[a-z])[a-z0-9]{4,}")
+
+
+def is_identifier_term(term: str) -> bool:
+    """Whether an analyzer term is a code (:data:`_IDENTIFIER`): what makes a query a lookup
+    (:attr:`QueryScores.holders`).
+
+    >>> [t for t in ("n02be01", "3400936379848", "hba1c", "b12", "1000", "covid-19", "anem") if is_identifier_term(t)]
+    ['n02be01', '3400936379848', 'hba1c']
+    """
+    return _IDENTIFIER.fullmatch(term) is not None
+
 
 def _one_edit(term: str) -> set[str]:
     """Every string one edit from ``term``: a character deleted, two adjacent ones swapped, one
@@ -128,6 +144,11 @@ class QueryScores:
     order: list[str]
     pos: dict[str, int]
     bound: float = 0.0
+    #: When the query is an identifier lookup (codes, :func:`is_identifier_term`, make up at least
+    #: half of its scored terms): the ids of the documents holding every one of its codes (a hybrid
+    #: search with the ``"auto"`` weight ranks them first: :func:`medrag.lexical.fusion.fused_ranking`).
+    #: ``None`` for any other query.
+    holders: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -357,14 +378,25 @@ class BM25Index:
         matrix = self._matrix()  # one snapshot for the terms and their scores
         if matrix is None:
             return QueryScores(np.zeros(0, dtype=np.float32), [], {})
-        terms = [i for _, i in self._query_term_ids(query, matrix)]  # held terms only: each has a column
+        scored = self._query_term_ids(query, matrix)
+        terms = [i for _, i in scored]  # held terms only: each has a column
         values = (matrix.model.get_scores_from_ids(terms) if terms
                   else np.zeros(len(matrix.order), dtype=np.float32))
         indptr = matrix.model.scores["indptr"]
         df = indptr[np.asarray(terms, dtype=np.int64) + 1] - indptr[np.asarray(terms, dtype=np.int64)]
         n = len(matrix.order)  # the idf of _score_matrix; a repeated query term counts each time, as in values
         bound = float(np.log1p((n - df + 0.5) / (df + 0.5)).sum())
-        return QueryScores(values, matrix.order, matrix.pos, bound)
+        codes = sorted({i for term, i in scored if is_identifier_term(term)})
+        holders = None
+        # a lookup: codes are half of the query's terms or more (those no document holds counted too: "quelle est
+        # la cible de l'HbA1c" is a question); its documents holding every code the index knows
+        if codes and 2 * len(codes) >= len(set(self.analyzer.analyze_many([query])[0])):
+            indices = matrix.model.scores["indices"]
+            rows = set(indices[indptr[codes[0]]:indptr[codes[0] + 1]].tolist())
+            for c in codes[1:]:
+                rows &= set(indices[indptr[c]:indptr[c + 1]].tolist())
+            holders = frozenset(matrix.order[r] for r in rows)
+        return QueryScores(values, matrix.order, matrix.pos, bound, holders)
 
     def top(self, scores: QueryScores, k: int, ids: Collection[str] | None = None) -> tuple[list[str], np.ndarray]:
         """The ``k`` best ids of a :meth:`query_scores` result with a positive score (among ``ids`` when given)."""

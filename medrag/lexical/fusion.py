@@ -29,6 +29,17 @@ reports and abstracts), and it beats every fixed weight that keeps all sets with
 dense-only (``docs/results.md``, "A weight per query"). The range was chosen with min-max fusion;
 with RRF it applies as it is.
 
+**Identifier lookups.** A query made mostly of codes (a CIP ``3400936379848``, an ATC
+``N02BE01``, ``HbA1c``, ``CYP3A4``: :func:`medrag.lexical.bm25.is_identifier_term`, at least half
+of its scored terms) is a lookup: with ``"auto"``, the candidates holding every one of its codes
+come first, in fused order, then the others. The weight alone could not do it: a code's BM25
+confidence is its saturation in its best passage (about 0.45 for a code written once), so the
+weight stayed near 0.3, and min-max fusion ranked the one passage holding the code below passages
+the dense side liked more (a user tryout: 4th of 4). The suite's queries are sentences: the rule
+fires on 3 of its 3,859 val queries (leaflet queries naming the product ``L114``, whose passages,
+the relevant ones among them, it ranks first) and on none of its 3,626 test queries
+(``benchmarks/lookup_queries.py``), so its numbers are those of the weight alone, within those 3.
+
 Ties (equal fused scores: at w = 0 or 1, or between candidates at 0 on both sides) keep the order
 of the heavier side (the dense one at w <= 0.5), then the other's; so at w = 1 the order is the
 lexical one, every match before the candidates that share no term with the query.
@@ -44,7 +55,7 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import numpy as np
 
@@ -159,30 +170,48 @@ def fused_scores(dense: Mapping[str, float], lexical: Mapping[str, float], *, le
 
 
 def fused_ranking(dense: Mapping[str, float], lexical: Mapping[str, float], *, lexical_weight: float,
-                  method: str = DEFAULT_FUSION, rrf_k: int = RRF_K) -> tuple[list[str], dict[str, float]]:
+                  method: str = DEFAULT_FUSION, rrf_k: int = RRF_K, first: Collection[str] | None = None
+                  ) -> tuple[list[str], dict[str, float]]:
     """Every id of both rankings ordered by fused score, and the fused scores (:func:`fused_scores`).
 
     Ties keep the order of the heavier side's ranking (the dense one when ``lexical_weight <= 0.5``),
-    then the other's: the one tie rule of :func:`fuse` and of the store's hybrid search.
+    then the other's: the one tie rule of :func:`fuse` and of the store's hybrid search. The ids of
+    ``first`` (the documents holding an identifier lookup's codes, :func:`lookup_holders`) come
+    before all others, each group in fused order.
 
     >>> fused_ranking({"a": 0.9, "b": 0.1}, {"b": 2.0}, lexical_weight=1.0)[0]
+    ['b', 'a']
+    >>> fused_ranking({"a": 0.9, "b": 0.1}, {"b": 2.0}, lexical_weight=0.3, first={"b"})[0]
     ['b', 'a']
     """
     scores = fused_scores(dense, lexical, lexical_weight=lexical_weight, method=method, rrf_k=rrf_k)
     by_dense, by_lexical = sorted(dense, key=lambda i: -dense[i]), sorted(lexical, key=lambda i: -lexical[i])
     order = list(dict.fromkeys([*by_lexical, *by_dense] if lexical_weight > 0.5 else [*by_dense, *by_lexical]))
     position = {i: p for p, i in enumerate(order)}
-    return sorted(scores, key=lambda i: (-scores[i], position[i])), scores
+    lead = set(first or ())
+    return sorted(scores, key=lambda i: (i not in lead, -scores[i], position[i])), scores
 
 
 def fuse(dense: Mapping[str, float], lexical: Mapping[str, float], *, lexical_weight: float,
-         method: str = DEFAULT_FUSION, rrf_k: int = RRF_K, k: int | None = None) -> list[str]:
-    """The ids of both rankings ordered by fused score (the first ``k`` when given); ties as in
-    :func:`fused_ranking`."""
+         method: str = DEFAULT_FUSION, rrf_k: int = RRF_K, k: int | None = None,
+         first: Collection[str] | None = None) -> list[str]:
+    """The ids of both rankings ordered by fused score (the first ``k`` when given); ties and
+    ``first`` as in :func:`fused_ranking`."""
     if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
         raise InvalidInputError(f"k must be a positive int or None (every id), got {k!r}")
-    ranked, _ = fused_ranking(dense, lexical, lexical_weight=lexical_weight, method=method, rrf_k=rrf_k)
+    ranked, _ = fused_ranking(dense, lexical, lexical_weight=lexical_weight, method=method, rrf_k=rrf_k, first=first)
     return ranked if k is None else ranked[:k]
+
+
+def lookup_holders(lexical_weight: float | str, holders: Collection[str] | None) -> Collection[str] | None:
+    """The ids an ``"auto"`` weight puts first: those holding every code of an identifier lookup
+    (:attr:`medrag.lexical.bm25.QueryScores.holders`); ``None`` for a fixed weight, which is the
+    caller's choice of how much BM25 counts, or a query that is no lookup.
+
+    >>> lookup_holders("auto", {"a"}), lookup_holders(0.3, {"a"}), lookup_holders("auto", None)
+    ({'a'}, None, None)
+    """
+    return holders if check_lexical_weight(lexical_weight) == AUTO_WEIGHT and holders else None
 
 
 def _minmax(scores: Mapping[str, float]) -> dict[str, float]:

@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medrag.errors import InvalidInputError
-from medrag.lexical.fusion import FUSION_METHODS, RRF_K, check_lexical_weight, fused_ranking, lexical_confidence, query_weight
+from medrag.lexical.fusion import (FUSION_METHODS, RRF_K, check_lexical_weight, fused_ranking, lexical_confidence,
+                                   lookup_holders, query_weight)
 
 if TYPE_CHECKING:
     from medrag.store import MatryoshkaChroma
@@ -42,7 +43,8 @@ FILTER_OVERFETCH = 4
 
 @dataclass
 class HybridCandidates:
-    """Every stage-2 candidate of one hybrid search, best fused score first.
+    """Every stage-2 candidate of one hybrid search, best fused score first (an identifier lookup's
+    holders before the others: ``lookup``).
 
     ``dense_scores`` are full-size cosines; ``coarse_ranks`` the 1-based stage-1 rank (0: a
     lexical-only candidate), ``lexical_scores`` / ``lexical_ranks`` BM25 and its 1-based rank
@@ -60,6 +62,9 @@ class HybridCandidates:
     n_dense: int
     n_lexical: int
     lexical_weight: float
+    #: for an identifier lookup with the ``"auto"`` weight, how many candidates hold all its codes and
+    #: were ranked first (:func:`medrag.lexical.fusion.fused_ranking`); 0 otherwise
+    lookup: int = 0
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -109,7 +114,8 @@ def hybrid_candidates(store: "MatryoshkaChroma", query: str, vector: np.ndarray,
     lex_u_ids, lex_u_scores = index.top(query_scores, max(len(union), 1), ids=union)
     lexical = dict(zip(lex_u_ids, lex_u_scores.tolist()))
     w = query_weight(setting, lexical_confidence(max(lexical.values(), default=0.0), query_scores.bound))
-    order, fused = fused_ranking(dense, lexical, lexical_weight=w, method=fusion, rrf_k=RRF_K)
+    first = lookup_holders(setting, query_scores.holders)  # an identifier lookup: its holders first
+    order, fused = fused_ranking(dense, lexical, lexical_weight=w, method=fusion, rrf_k=RRF_K, first=first)
     t3 = time.perf_counter()
     coarse_rank = dict(zip(dense_ids, stats.get("coarse_ranks", np.zeros(0, int)).tolist()))
     coarse_score = dict(zip(dense_ids, stats.get("coarse_scores", np.zeros(0)).tolist()))
@@ -123,6 +129,7 @@ def hybrid_candidates(store: "MatryoshkaChroma", query: str, vector: np.ndarray,
         lexical_scores=np.array([lexical.get(i, np.nan) for i in order], dtype=np.float64),
         lexical_ranks=np.array([lex_rank.get(i, 0) for i in order], dtype=int),
         n_dense=len(dense_ids), n_lexical=len(lex_ids), lexical_weight=w,
+        lookup=sum(1 for i in order if i in first) if first else 0,
         timings={"coarse_s": stats.get("coarse_s", t1 - t0), "rerank_s": stats.get("rerank_s", 0.0),
                  "lexical_s": (t2 - t1), "fusion_s": t3 - t2},
     )

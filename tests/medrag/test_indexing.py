@@ -2004,3 +2004,85 @@ def test_a_renamed_folder_indexed_again_names_its_old_copy(tmp_path, caplog) -> 
     assert "also stored under" not in caplog.text
     store.delete(where={"folder": old})
     assert len(store) == 6
+
+
+PROTOCOL_MD = ("# Doliprane 1000 mg\n"
+               "Paracétamol, antalgique et antipyrétique.\n"
+               "## Posologie\n"
+               "Prendre un comprimé toutes les six heures. Ne pas dépasser quatre comprimés par jour. "
+               "Espacer les prises d'au moins quatre heures. Boire un verre d'eau.\n"
+               "### Insuffisance rénale\n"
+               "Espacer les prises de huit heures.\n"
+               "## Surdosage\n"
+               "Risque d'atteinte hépatique : appeler le centre antipoison.\n")
+
+
+def test_markdown_files_are_chunked_by_section_with_their_heading_trail(tmp_path) -> None:
+    """A chunk deep in a Markdown section named neither the drug nor the section ("Ne pas dépasser quatre
+    comprimés par jour."): a query "posologie du Doliprane" could not find it by them. Each section's
+    chunks now start with their heading trail, kept in the ``section`` metadata too; a .txt file and a
+    .md file without headings are chunked as before."""
+    folder = tmp_path / "protocoles"
+    folder.mkdir()
+    (folder / "doliprane.md").write_text(PROTOCOL_MD, encoding="utf-8")
+    (folder / "plain.md").write_text("Un texte sans titre. Il reste tel quel.", encoding="utf-8")
+    (folder / "notes.txt").write_text("# Pas du Markdown\nUn texte.", encoding="utf-8")
+    store = MatryoshkaChroma("mdsec", CountingFake(), client=chromadb.EphemeralClient())
+    report = index_corpus(folder, store, chunk_words=6, overlap=0)
+    got = store.collection.get(include=["documents", "metadatas"])
+    rows = sorted((md["doc"], md["chunk"], md.get("section"), text) for text, md in zip(got["documents"], got["metadatas"]))
+    assert rows == [
+        ("doliprane.md", 0, "Doliprane 1000 mg", "Doliprane 1000 mg : Paracétamol, antalgique et antipyrétique."),
+        ("doliprane.md", 1, "Doliprane 1000 mg > Posologie",
+         "Doliprane 1000 mg > Posologie : Prendre un comprimé toutes les six heures."),
+        ("doliprane.md", 2, "Doliprane 1000 mg > Posologie",
+         "Doliprane 1000 mg > Posologie : Ne pas dépasser quatre comprimés par jour."),
+        ("doliprane.md", 3, "Doliprane 1000 mg > Posologie",
+         "Doliprane 1000 mg > Posologie : Espacer les prises d'au moins quatre heures."),
+        ("doliprane.md", 4, "Doliprane 1000 mg > Posologie", "Doliprane 1000 mg > Posologie : Boire un verre d'eau."),
+        ("doliprane.md", 5, "Doliprane 1000 mg > Posologie > Insuffisance rénale",
+         "Doliprane 1000 mg > Posologie > Insuffisance rénale : Espacer les prises de huit heures."),
+        ("doliprane.md", 6, "Doliprane 1000 mg > Surdosage",
+         "Doliprane 1000 mg > Surdosage : Risque d'atteinte hépatique : appeler le centre antipoison."),
+        ("notes.txt", 0, None, "# Pas du Markdown Un texte."),
+        ("plain.md", 0, None, "Un texte sans titre. Il reste tel quel."),
+    ]
+    assert report.chunks == 9
+    hit = store.hybrid_search("Doliprane posologie maximale par jour", k=1, lexical_weight=1.0)[0]
+    assert hit.page_content.endswith("Ne pas dépasser quatre comprimés par jour.")
+    assert store.similarity_search("x", k=9, filter={"section": "Doliprane 1000 mg > Surdosage"})[0].metadata["chunk"] == 6
+    # indexing again as plain text replaces the sectioned chunks, and back (the same file, other chunks)
+    plain = index_corpus(folder, store, chunk_words=6, overlap=0, markdown_headings=False)
+    texts = store.collection.get(where={"doc": "doliprane.md"}, include=["documents", "metadatas"])
+    assert plain.removed == 7 and all("section" not in md for md in texts["metadatas"])
+    assert sorted(texts["documents"])[0].startswith("# Doliprane 1000 mg Paracétamol")
+    assert index_corpus(folder, store, chunk_words=6, overlap=0).removed == plain.added
+    assert index_corpus(folder, store, chunk_words=6, overlap=0).added == 0  # resumable: nothing encoded again
+    with pytest.raises(InvalidInputError, match="markdown_headings"):
+        index_corpus(folder, store, markdown_headings="no")
+    store.delete_collection()
+
+
+def test_a_markdown_file_of_headings_alone_is_indexed_as_its_text(tmp_path) -> None:
+    """A table of contents (headings, no body) has no section text: indexed as its text, not as an empty file."""
+    folder = tmp_path / "toc"
+    folder.mkdir()
+    (folder / "sommaire.md").write_text("# Protocoles\n## Kaliémie\n## Natrémie\n", encoding="utf-8")
+    store = MatryoshkaChroma("toc", CountingFake(), client=chromadb.EphemeralClient())
+    assert index_corpus(folder, store).chunks == 1
+    assert store.collection.get(include=["documents"])["documents"] == ["# Protocoles ## Kaliémie ## Natrémie"]
+    store.delete_collection()
+
+
+def test_cli_no_markdown_headings_chunks_markdown_as_plain_text(tmp_path, capsys, tiny_model_dir) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "fer.md").write_text("# Fer\nUne ferritine basse.\n## Dose\nUn comprimé.", encoding="utf-8")
+    db = tmp_path / "db"
+    for flag, expected in (("--no-markdown-headings", ["# Fer Une ferritine basse. ## Dose Un comprimé."]),
+                           ("--markdown-headings", ["Fer : Une ferritine basse.", "Fer > Dose : Un comprimé."])):
+        assert main(["index", str(folder), "--persist-dir", str(db), "--model", str(tiny_model_dir),
+                     "--coarse-rotation", "none", "--no-progress", flag]) == 0
+        client = chromadb.PersistentClient(str(db))
+        assert sorted(client.get_collection("medrag").get(include=["documents"])["documents"]) == expected
+        del client

@@ -143,3 +143,30 @@ def test_the_text_output_names_the_file_and_chunk_before_a_long_folder() -> None
     assert line.startswith("(source=sub/b12.txt, chunk=3, service=cardio, folder=/mnt/partage/protocoles")
     assert line.endswith("...)") and "doc=" not in line
     assert _short({"id": "tsh"}) == "(id=tsh)" and _short({}) == ""
+
+
+def test_search_reads_queries_from_stdin_and_json_names_the_score_kind(indexed, capsys, monkeypatch) -> None:
+    """A script piped its queries (`-` searched the text "-"), thresholded `score` and got fused scores
+    once --hybrid was added, and "?" printed a passage with exit code 0 (user tryout)."""
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("ferritine basse\n\n  TSH   élevée \n"))
+    assert main(["search", "-", "--persist-dir", str(indexed), "--k", "1", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["query"], r["rank"], r["score_kind"]) for r in rows] == [("ferritine basse", 1, "cosine"),
+                                                                       ("TSH élevée", 1, "cosine")]
+    monkeypatch.setattr("sys.stdin", io.StringIO("ferritine\nCRP\n"))
+    assert main(["search", "-", "--persist-dir", str(indexed), "--k", "1", "--hybrid"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("query 1: ferritine\n") and "\nquery 2: CRP\n" in out and out.count("[fused score ") == 2
+    assert main(["search", "CRP", "--persist-dir", str(indexed), "--k", "1", "--hybrid", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["score_kind"] == "fused"
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n \n"))
+    _one_line(capsys, ["search", "-", "--persist-dir", str(indexed)], "no query on stdin")
+    monkeypatch.setattr("sys.stdin", io.StringIO("fer\n??\n"))
+    _one_line(capsys, ["search", "-", "--persist-dir", str(indexed)], "stdin line 2: the query '??' holds no word nor number")
+    _one_line(capsys, ["search", "?", "--persist-dir", str(indexed)], "the query '?' holds no word nor number")
+    with pytest.raises(SystemExit) as exit_:
+        main(["search", "-CRP", "--persist-dir", str(indexed)])
+    assert exit_.value.code == 2 and "goes after '--'" in capsys.readouterr().err
+    assert main(["search", "--persist-dir", str(indexed), "--k", "1", "--", "-CRP"]) == 0

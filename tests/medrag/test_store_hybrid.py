@@ -675,3 +675,30 @@ def test_the_auto_weight_of_a_query_each_passage_term_matches_once(fake) -> None
     assert store.search_with_stages("ferritinex0", k=1, hybrid=True, lexical_weight="AUTO").lexical_weight > 0.35
     assert store.search_with_stages("scintigraphie", k=1, hybrid=True).lexical_weight == pytest.approx(0.2)
     store.delete_collection()
+
+
+def test_an_identifier_lookup_ranks_the_passages_holding_its_codes_first(fake) -> None:
+    """The one passage holding a CIP code ranked 4th of 4 with the default "auto" weight (user tryout): a
+    code's BM25 confidence is its saturation (about 0.45), so the weight stayed near 0.3 and min-max
+    fusion put the passages the dense side liked first. A query made mostly of codes is a lookup: the
+    passages holding all its codes come first; a fixed weight is left as the caller chose it."""
+    store = MatryoshkaChroma(_name(), fake, client=chromadb.EphemeralClient(), coarse_rotation="none", candidates=10)
+    try:
+        _fill(store)
+        store.add_texts(["Levothyrox 50 microgrammes, comprimé sécable, code CIP 3400936379848.",
+                         "Kardegic 75 mg, poudre pour solution buvable, code CIP 3400934998331.",
+                         "Le lot 4A21B du vaccin a été rappelé."], ids=["cip", "cip2", "lot"])
+        for query, holder in (("3400936379848", "cip"), ("CIP 3400934998331", "cip2"), ("lot 4A21B", "lot")):
+            found = store.search_with_stages(query, k=5, hybrid=True)
+            assert found.hits[0].document.id == holder and found.lookup == 1, (query, found)
+            if holder != "lot":  # the weight alone did not (this fake's vectors: the tryout's case)
+                assert store.hybrid_search(query, k=5, lexical_weight=found.lexical_weight)[0].id != holder
+        sentence = store.search_with_stages("la metformine du diabète de type 2 et le code 3400936379848", k=3,
+                                            hybrid=True)
+        assert sentence.lookup == 0  # codes are under half of its terms: no lookup
+        assert store.search_with_stages("3400936379848", k=3, hybrid=True, lexical_weight=0.2).lookup == 0
+        assert store.search_with_stages("3400000000000", k=3, hybrid=True).lookup == 0  # no passage holds it
+        scored = store.hybrid_search_with_score("3400936379848", k=3)
+        assert scored[0][0].id == "cip"
+    finally:
+        store.delete_collection()

@@ -438,3 +438,22 @@ def test_an_acronym_query_is_not_read_as_a_common_word_or_a_letter() -> None:
     for query, best in [("VS", "vs"), ("VS élevée", "vs"), ("AINS", "ains"), ("ains", "ains"), ("facteur V", "fv1")]:
         assert idx.search(query, k=1)[0] == [best], query
     assert idx.query_terms("ainsi") == []  # a stopword
+
+
+def test_a_query_made_mostly_of_codes_names_the_documents_holding_them_all() -> None:
+    """``QueryScores.holders``: what an identifier lookup puts first (``None`` for another query)."""
+    from medrag.lexical.bm25 import is_identifier_term
+
+    index = BM25Index()
+    index.add(["a", "b", "c", "d"], ["Code ATC N02BE01, code CIP 3400936379848.", "Code ATC N02BE01 seulement.",
+                                     "L'HbA1c cible est de 7 %.", "Un texte sans code."])
+    assert index.query_scores("3400936379848").holders == {"a"}
+    assert index.query_scores("ATC N02BE01").holders == {"a", "b"}  # 1 code of 2 terms: a lookup
+    assert index.query_scores("N02BE01 3400936379848").holders == {"a"}  # every code
+    assert index.query_scores("hba1c cible").holders == {"c"}
+    assert index.query_scores("quelle est la cible de l'HbA1c chez le diabétique").holders is None
+    assert index.query_scores("un texte").holders is None and index.query_scores("N02BE02").holders is None
+    assert index.query_scores("N02BE01 3400000000000").holders == {"a", "b"}  # a code no document holds is not scored
+    assert [is_identifier_term(t) for t in ("cyp3a4", "100000", "4a21b", "b12", "1000", "7,0", "covid-19", "j05a")] == [
+        True, True, True, False, False, False, False, True]
+    assert BM25Index().query_scores("N02BE01").holders is None  # an empty index

@@ -121,3 +121,18 @@ def test_bad_lexical_weight_setting(bad) -> None:
         check_lexical_weight(bad)
     with pytest.raises(InvalidInputError):
         query_weight(bad, 0.5)
+
+
+def test_first_ids_lead_in_fused_order_and_only_with_the_auto_weight() -> None:
+    """An identifier lookup's holders come before every other candidate, each group in fused order."""
+    from medrag.lexical.fusion import fused_ranking, lookup_holders
+
+    dense = {"a": 0.9, "b": 0.8, "c": 0.1, "d": 0.05}
+    lexical = {"c": 2.0, "d": 1.0}
+    assert fuse(dense, lexical, lexical_weight=0.3) == ["a", "b", "c", "d"]
+    assert fuse(dense, lexical, lexical_weight=0.3, first={"c", "d"}) == ["c", "d", "a", "b"]
+    order, scores = fused_ranking(dense, lexical, lexical_weight=0.3, first={"d"})
+    assert order == ["d", "a", "b", "c"] and scores == fused_scores(dense, lexical, lexical_weight=0.3)
+    assert fuse(dense, lexical, lexical_weight=0.3, first={"zz"}) == ["a", "b", "c", "d"]  # not a candidate
+    assert lookup_holders("auto", frozenset({"c"})) == {"c"} and lookup_holders("AUTO", frozenset({"c"})) == {"c"}
+    assert lookup_holders(0.3, frozenset({"c"})) is None and lookup_holders("auto", frozenset()) is None
