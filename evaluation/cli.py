@@ -20,7 +20,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from evaluation.cache import EmbeddingCache
-from evaluation.data import is_beir_folder, load_task, unused_options
+from evaluation.data import check_data_folder, is_beir_folder, load_task, unused_options
 from evaluation.evaluator import evaluate_models
 from evaluation.hybrid import evaluate_hybrid, evaluate_hybrid_suite
 from evaluation.metrics import DEFAULT_METRICS, PRIMARY_METRIC, max_k, parse_metric
@@ -306,6 +306,7 @@ def _check_modes(args: argparse.Namespace) -> None:
             raise DataError(f"{', '.join(unused)} need{'s' if len(unused) == 1 else ''} --suite; add --suite "
                             f"or drop {_them(unused)}")
         if args.data is not None:
+            check_data_folder(args.data)  # before the options it would make look unused
             ignored = set(unused_options(args.data, args.split))
             flags = _given(args, tuple(d for d in _DATA_ONLY if d in ignored))
             if flags:
@@ -617,6 +618,11 @@ def _evaluate_checked(args: argparse.Namespace) -> int:
                 task, q, d, sorted(m.sizes, reverse=True), weights=args.lexical_weight or [DEFAULT_LEXICAL_WEIGHT],
                 method=args.fusion or DEFAULT_FUSION, options=options, metrics=report.metrics, show_progress=_progress(args))
     report.warnings = list(getattr(args, "_warnings", []))
+    # the data as read, not only as typed ("test.jsonl"): its absolute path, and for a file its sha256, as
+    # training_info.json records a run's data (user tryout)
+    source = Path(args.data).expanduser()
+    if source.exists():
+        report.task_info["data"] = data_file_record(source) or {"path": str(source.resolve())}
     paths = report.write(args.out, plot=not args.no_plot)  # it removes an earlier run's report files
     print()
     if len(report.models) >= 2:

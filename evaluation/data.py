@@ -55,6 +55,8 @@ FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt", ".xlsx",
 
 #: The options of :func:`load_task` that only a pairs file or a hub dataset reads.
 PAIRS_OPTIONS = ("question_column", "answer_column", "eval_fraction", "split_seed")
+#: The suffixes of a file of pairs (named by :func:`check_data_folder`).
+PAIRS_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".csv", ".tsv", ".parquet")
 
 
 def looks_like_path(source: str | os.PathLike[str]) -> bool:
@@ -69,7 +71,7 @@ def unused_options(source: str | os.PathLike[str], split: str | None) -> tuple[s
     """The options among :data:`PAIRS_OPTIONS` that :func:`load_task` would ignore for ``source``:
     all of them for ``"medrag:sample"`` and a FrenchMedMCQA folder (fixed splits), the held-out share
     (``eval_fraction``, ``split_seed``) with ``split="all"``; none for a pairs file or a hub dataset."""
-    if os.fspath(source) == SAMPLE_SOURCE or Path(source).expanduser().is_dir():
+    if os.fspath(source) == SAMPLE_SOURCE or is_split_folder(source) or is_beir_folder(source):
         return PAIRS_OPTIONS
     if split == "all":
         return ("eval_fraction", "split_seed")
@@ -121,6 +123,7 @@ def load_task(source: str | os.PathLike[str], *, split: str | None = None, quest
         raise DataError(f"{path} is one file of pairs, with no split named {split!r}: drop the split (--split) to "
                         "hold out a share of its questions (eval_fraction / --eval-fraction), or evaluate every "
                         "pair of a dedicated evaluation file (split='all', --split all)")
+    check_data_folder(path)
     if path.is_dir() and is_beir_folder(path):
         return load_beir(path, split=split or "test", limit=limit)
     if path.is_dir():
@@ -168,6 +171,26 @@ def load_task(source: str | os.PathLike[str], *, split: str | None = None, quest
 
 #: The files of a BEIR folder (:func:`load_beir`).
 BEIR_FILES = ("corpus.jsonl", "queries.jsonl", "qrels")
+
+
+def is_split_folder(folder: str | os.PathLike[str]) -> bool:
+    """Whether ``folder`` holds FrenchMedMCQA-style split files (``train.json``, ``dev.json`` or ``test.json``)."""
+    path = Path(folder).expanduser()
+    return path.is_dir() and any((path / f"{split}.json").is_file() for split in ("train", "dev", "test"))
+
+
+def check_data_folder(source: str | os.PathLike[str]) -> None:
+    """Refuse a folder that is neither a BEIR folder nor a FrenchMedMCQA folder, naming the pairs files
+    it holds: a folder holding one .jsonl of pairs got "drop --question-column", then "a folder of
+    splits", then "no test.json", each fix leading to the next error (user tryout)."""
+    path = Path(source).expanduser()
+    if not path.is_dir() or is_beir_folder(path) or is_split_folder(path):
+        return
+    files = sorted(p.name for p in path.iterdir() if p.is_file() and p.name.lower().endswith(PAIRS_SUFFIXES))
+    raise DataError(f"{os.fspath(source)} is a folder, but neither a BEIR folder (corpus.jsonl, queries.jsonl, "
+                    "qrels/<split>.tsv) nor a FrenchMedMCQA folder (train/dev/test.json)"
+                    + (f"; pass one file of pairs: --data {(path / files[0]).as_posix()}" if files else
+                       "; pass one .jsonl/.json/.csv/.parquet file of pairs"))
 
 
 def is_beir_folder(folder: str | os.PathLike[str]) -> bool:

@@ -250,6 +250,10 @@ class EvaluationReport:
                  f"{t['queries']} queries, {t['corpus']} documents (task hash `{t['content_hash']}`)"
                  f"{', graded relevance (NDCG gains are the grades)' if t.get('graded') else ''}; "
                  f"metrics: {', '.join(self.metrics)}.", ""]
+        if isinstance(t.get("data"), dict):
+            data = t["data"]
+            parts += [f"Data: `{data.get('path')}`" + (f" (sha256 `{data['sha256'][:16]}`)" if data.get("sha256") else ""),
+                      ""]
         left = _left_out_line(t)
         if left:
             parts += [left, ""]

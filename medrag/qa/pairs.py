@@ -158,10 +158,12 @@ class QADataset:
 
     def summary(self) -> str:
         """A few lines: counts, lengths, what was dropped, how the split was made."""
-        lines = [f"dataset: {self.name}"]
+        # with a separate eval file, "dataset: train.jsonl / rows read: 338" counted its 118 rows as the
+        # training file's 220 (user tryout)
+        lines = [f"dataset: {self.name}" + (f" + eval file {self.eval_name}" if self.eval_name else "")]
         s = self.stats
-        lines.append(f"  rows read: {s.rows}; empty dropped: {s.empty_dropped}; duplicate pairs dropped: "
-                     f"{s.duplicates_dropped}")
+        lines.append(f"  rows read: {s.rows}{' (both files)' if self.eval_name else ''}; empty dropped: "
+                     f"{s.empty_dropped}; duplicate pairs dropped: {s.duplicates_dropped}")
         lines.append(f"  split: {self.split_method}")
         for label, pairs in (("train", self.train), ("eval", self.eval)):
             if not pairs:
@@ -223,7 +225,10 @@ def load_qa_dataset(
     kw = dict(question_column=question_column, answer_column=answer_column, negatives_column=negatives_column)
     if eval_source is not None:
         train_rows, _ = _read_source(source, train_split, None, optional_splits)
-        eval_rows, _ = _read_source(eval_source, eval_split or "train", None)
+        try:
+            eval_rows, _ = _read_source(eval_source, eval_split or "train", None)
+        except DataError as exc:  # "data file nope.jsonl does not exist" did not say it was the eval file (user tryout)
+            raise DataError(f"eval file: {exc}") from None
         train, s1 = _to_pairs(train_rows, name, **kw)
         evals, s2 = _to_pairs(eval_rows, os.fspath(eval_source), **kw)
         ds = QADataset(train, evals, name, s1.merge(s2), f"separate eval source {os.fspath(eval_source)}",
@@ -415,7 +420,8 @@ def json_objects(lines: Iterable[str] | Iterable[bytes], source: str | os.PathLi
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{source}:{lineno}: not valid JSON ({exc.msg})") from None
+            # the column too: "Invalid control character at" said nowhere where (user tryout)
+            raise DataError(f"{source}:{lineno}: not valid JSON ({exc.msg}: column {exc.colno})") from None
         if not isinstance(obj, dict):
             raise DataError(f"{source}:{lineno}: expected a JSON object, got {type(obj).__name__}")
         yield lineno, obj
@@ -461,7 +467,7 @@ def iter_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+                raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}: column {exc.colno})") from None
             if isinstance(obj, dict) and isinstance(obj.get("data"), list):
                 obj = obj["data"]
             if not isinstance(obj, list) or not all(isinstance(r, dict) for r in obj):
@@ -637,9 +643,11 @@ def _to_pairs(rows: Iterable[dict[str, Any]], name: str, *, question_column: str
     lacking = [(i, c) for i, r in enumerate(rows, 1) for c in (question_column, answer_column) if c not in r]
     if lacking:
         i, column = lacking[0]
-        raise DataError(f"{name}: row {i} has no {column!r} key (its keys: {', '.join(map(str, rows[i - 1]))}), nor "
-                        f"do {len({j for j, _ in lacking}) - 1} other row(s): the rows name their columns "
-                        "differently; give every row the same keys")
+        others = len({j for j, _ in lacking}) - 1  # "nor do 0 other row(s)" read oddly (user tryout)
+        raise DataError(f"{name}: row {i} has no {column!r} key (its keys: {', '.join(map(str, rows[i - 1]))})"
+                        + (f", nor do {others} other row(s): the rows name their columns differently; give every "
+                           "row the same keys" if others else
+                           "; every other row has it: fix that row or remove it"))
     stats = DataStats(rows=len(rows))
     pairs: list[QAPair] = []
     for i, r in enumerate(rows, 1):

@@ -409,6 +409,10 @@ def test_scores_on_questions_a_fine_tuned_folder_trained_on_are_named(tiny_model
     assert any("queries" in w and "30" in w for w in recorded)  # the few-queries warning too
     markdown = (tmp_path / "r" / "report.md").read_text()
     assert "**Warnings**" in markdown and "was fine-tuned on every pair of" in markdown
+    from medrag.qa.pairs import data_file_record  # the data as read: absolute path and sha256 (user tryout)
+
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["task"]["data"] == data_file_record(pairs_file)
+    assert f"Data: `{pairs_file.resolve()}`" in markdown
     (folder / "finetune_config.yaml").write_text(yaml.safe_dump({"data": str(pairs_file), "eval_data": None}))
     caplog.clear()
     with caplog.at_level("WARNING", logger="evaluation.cli"):
@@ -601,3 +605,20 @@ def test_the_few_queries_warning_names_only_options_that_apply(tiny_model_dir, p
     assert "--eval-fraction" not in warnings["beir"] and "--split all" not in warnings["beir"]
     assert "--eval-fraction, now 0.5" in warnings["held out"] and "--split all" in warnings["held out"]
     assert "--eval-fraction" not in warnings["all"] and "--split all" not in warnings["all"]
+
+
+def test_a_folder_holding_a_pairs_file_is_named_first(tiny_model_dir, pairs_file, tmp_path, capsys, monkeypatch):
+    """--data FOLDER holding one .jsonl: "drop --question-column", then "a folder of splits", then "no
+    test.json", each fix leading to the next error (user tryout). One error, before the model loads."""
+    import medrag.embeddings
+
+    monkeypatch.setattr(medrag.embeddings, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    folder = tmp_path / "afolder"
+    folder.mkdir()
+    shutil.copy(pairs_file, folder / "base.jsonl")
+    for extra in (["--question-column", "question", "--answer-column", "answer", "--split", "all"], ["--split", "all"],
+                  []):
+        assert main(["evaluate", "--model", str(tiny_model_dir), "--data", str(folder), *extra,
+                     "--out", str(tmp_path / "r")]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "neither a BEIR folder" in err[0] and f"--data {folder}/base.jsonl" in err[0], err

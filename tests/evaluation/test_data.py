@@ -82,7 +82,13 @@ def test_bad_sources(tmp_path):
         load_task(bad, split="all")
     with pytest.raises(DataError, match="limit"):
         load_task(bad, limit=0)
-    with pytest.raises(DataError, match="no test.json"):
+    # a folder holding a pairs file: named as such (user tryout: "drop --question-column", then "a folder of
+    # splits", then "no test.json")
+    with pytest.raises(DataError, match="neither a BEIR folder .* nor a FrenchMedMCQA folder .*; pass one file of "
+                                        "pairs: --data .*/bad.jsonl"):
+        load_task(tmp_path)
+    (tmp_path / "dev.json").write_text("[]")
+    with pytest.raises(DataError, match="no test.json"):  # a FrenchMedMCQA folder without the split asked
         load_task(tmp_path)
 
 
@@ -159,7 +165,9 @@ def test_a_split_of_a_pairs_file_names_the_evaluate_options(tmp_path):
 def test_unused_options_by_source(tmp_path):
     from evaluation.data import PAIRS_OPTIONS, unused_options
 
+    (tmp_path / "test.json").write_text("[]")
     assert unused_options("medrag:sample", None) == PAIRS_OPTIONS == unused_options(tmp_path, "test")
+    assert unused_options(tmp_path / "other", "test") == ()  # not a folder of splits: check_data_folder names it
     assert unused_options(tmp_path / "p.jsonl", "all") == ("eval_fraction", "split_seed")
     assert unused_options(tmp_path / "p.jsonl", None) == () == unused_options("org/name", "test")
 

@@ -526,3 +526,26 @@ def test_rows_naming_their_columns_otherwise_are_named(tmp_path):
     with pytest.raises(DataError, match=r"row 1 has no 'question' key \(its keys: anchor, answer\), nor do 4 other "
                                         r"row\(s\): the rows name their columns differently"):
         _load(write_jsonl(tmp_path / "mixed.jsonl", rows))
+
+
+def test_data_errors_name_the_eval_file_the_json_column_and_the_row_alone(tmp_path):
+    """User tryout: "data file nope.jsonl does not exist" for --eval-data; a cut JSON line without its
+    column; "nor do 0 other row(s)"; a summary counting the eval file's rows as the training file's."""
+    cols = {"question_column": "question", "answer_column": "answer"}
+    good = tmp_path / "train.jsonl"
+    good.write_text("".join(json.dumps({"question": f"Question {i} ?", "answer": f"Réponse {i}."}) + "\n"
+                            for i in range(12)))
+    with pytest.raises(DataError, match=r"^eval file: data file .*nope\.jsonl does not exist"):
+        load_qa_dataset(good, eval_source=tmp_path / "nope.jsonl", **cols)
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text(good.read_text() + '{"question": "x", "ans\n')
+    with pytest.raises(DataError, match=r"cut\.jsonl:13: not valid JSON \(Invalid control character at: column 23\)"):
+        load_qa_dataset(cut, **cols)
+    one = tmp_path / "one.jsonl"
+    one.write_text(good.read_text() + json.dumps({"question": "Question ?"}) + "\n")
+    with pytest.raises(DataError, match=r"row 13 has no 'answer' key \(its keys: question\); every other row has it"):
+        load_qa_dataset(one, **cols)
+    evals = tmp_path / "eval.jsonl"
+    evals.write_text("".join(json.dumps({"question": f"Autre {i} ?", "answer": f"Texte {i}."}) + "\n" for i in range(5)))
+    summary = load_qa_dataset(good, eval_source=evals, **cols).summary()
+    assert f"dataset: {good} + eval file {evals}" in summary and "rows read: 17 (both files)" in summary
