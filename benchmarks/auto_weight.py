@@ -60,7 +60,7 @@ def score_pilot(embeddings, suite, settings: list, sizes: Sequence[int] = SIZES)
     from evaluation.cache import EmbeddingCache
     from evaluation.hybrid import candidate_scores, lexical_rankings
     from evaluation.metrics import per_query_metrics
-    from medrag.lexical.fusion import fuse, query_weight
+    from medrag.lexical.fusion import fuse, lookup_holders, query_weight
 
     cache = EmbeddingCache()
     out: dict = {"dense": {}, **{label(s): {} for s in settings}}
@@ -81,7 +81,9 @@ def score_pilot(embeddings, suite, settings: list, sizes: Sequence[int] = SIZES)
                 seen.append(found.confidence)
                 for s in settings:
                     w = (query_weight("auto", found.confidence, s) if isinstance(s, tuple) else s)
-                    runs[label(s)].append(fuse(found.dense, found.lexical, lexical_weight=w, k=10))
+                    # an "auto" range ranks an identifier lookup's holders first, as the store does (review)
+                    first = lookup_holders("auto", found.holders) if isinstance(s, tuple) else None
+                    runs[label(s)].append(fuse(found.dense, found.lexical, lexical_weight=w, k=10, first=first))
             for key, ranked in runs.items():
                 out[key][name][str(dim)] = float(per_query_metrics(ranked, relevant, ["ndcg@10"])["ndcg@10"].mean())
         confidence[name] = {f"p{q}": float(np.percentile(seen, q)) for q in (10, 50, 90)} | {"mean": float(np.mean(seen))}

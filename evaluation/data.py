@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shlex
 from pathlib import Path
 
 from medrag.errors import DataError
@@ -189,7 +190,7 @@ def check_data_folder(source: str | os.PathLike[str]) -> None:
     files = sorted(p.name for p in path.iterdir() if p.is_file() and p.name.lower().endswith(PAIRS_SUFFIXES))
     raise DataError(f"{os.fspath(source)} is a folder, but neither a BEIR folder (corpus.jsonl, queries.jsonl, "
                     "qrels/<split>.tsv) nor a FrenchMedMCQA folder (train/dev/test.json)"
-                    + (f"; pass one file of pairs: --data {(path / files[0]).as_posix()}" if files else
+                    + (f"; pass one file of pairs, e.g. {shlex.quote((path / files[0]).as_posix())}" if files else
                        "; pass one .jsonl/.json/.csv/.parquet file of pairs"))
 
 

@@ -8,7 +8,9 @@ an exclusive ``flock`` on the output folder from its checks to its last write, a
 refused at once. The lock is taken on the folder's own descriptor, so no file is added to the model
 folder; the kernel drops it when the process ends, even on SIGKILL, so ``--resume`` after a kill
 never meets a stale lock. Only the main process of a multi-process (``accelerate``/``torchrun``) run
-takes it. Where ``flock`` does not exist (Windows) the lock is a no-op.
+takes it, and tells the other processes whether the run may go on. Where ``flock`` does not exist
+(Windows) or fails for another reason than a holder (a network file system) the run goes on
+unlocked, with a warning.
 
 Example::
 
@@ -19,10 +21,13 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 from medrag.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["OutputLock"]
 
@@ -54,12 +59,17 @@ class OutputLock:
             return self
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             os.close(fd)
             raise ConfigError(
                 f"{self.what} {self.directory} is being written by another fine-tuning run (another process holds "
                 "its lock): two runs in one folder would mix their weights and scores. Wait for that run to end, "
                 "or pass another folder") from None
+        except OSError as exc:  # NFS (a directory opened read-only: EBADF), Lustre without flock (ENOSYS)...
+            os.close(fd)  # not "another run holds it" (review): said, and the run goes on unlocked
+            logger.warning("%s %s cannot be locked on this file system (%s): another run writing into it at the same "
+                           "time would not be refused", self.what, self.directory, exc.strerror or exc)
+            return self
         self._fd = fd
         return self
 

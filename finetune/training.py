@@ -139,8 +139,18 @@ class MatryoshkaFinetuner:
         check_run(cfg, model_given=self.model is not None)  # output and export folders, tracker: before any model loads
         state = PartialState(cpu=_cpu_only(cfg))
         with contextlib.ExitStack() as held:
+            refused = None
             if state.is_main_process:  # a second run into this folder mixed both runs' files (user tryout)
-                held.enter_context(OutputLock(self.output_dir))
+                try:
+                    held.enter_context(OutputLock(self.output_dir))
+                except ConfigError as exc:
+                    refused = str(exc)
+            if state.num_processes > 1:  # every process stops, not the main one alone (review: the others hung)
+                from accelerate.utils import broadcast_object_list
+
+                refused = broadcast_object_list([refused], from_process=0)[0]
+            if refused is not None:
+                raise ConfigError(refused)
             return self._run(cfg, state)
 
     def _run(self, cfg: FinetuneConfig, state: Any) -> FinetuneResult:

@@ -47,6 +47,10 @@ if TYPE_CHECKING:
 #: ``--learning-rate -1e-4`` was "expected one argument" (exit 2), not the value check.
 NEGATIVE_NUMBER = re.compile(r"^-(?:\d+|\d*\.\d+|\d+\.?\d*[eE][-+]?\d+|\d*\.\d+[eE][-+]?\d+)$")
 
+#: The arguments of the command line being parsed (:meth:`OneLineErrorParser.parse_args`), for the
+#: errors of its subcommands' parsers.
+_ARGV: list[str] = []
+
 
 class OneLineErrorParser(argparse.ArgumentParser):
     """argparse whose usage errors (a mistyped flag, a value of the wrong type) are one line naming
@@ -62,9 +66,11 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self._negative_number_matcher = NEGATIVE_NUMBER
 
     def error(self, message: str) -> NoReturn:
-        if message.startswith("the following arguments are required:") and not message.split(":", 1)[1].strip().startswith("-"):
+        dashed = [a for a in _ARGV if a.startswith("-") and a not in self._option_string_actions
+                  and a.split("=")[0] not in self._option_string_actions and not NEGATIVE_NUMBER.match(a)]
+        if message.startswith("the following arguments are required:") and dashed:
             # `medrag search "-CRP"`: argparse read the query as an option and asked for one (user tryout)
-            message += "; a value that starts with '-' goes after '--' (-- \"-CRP\")"
+            message += f"; a value that starts with '-' goes after '--' (-- \"{dashed[0]}\")"
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
     def parse_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
@@ -72,6 +78,7 @@ class OneLineErrorParser(argparse.ArgumentParser):
         """As argparse's, but an unknown flag is reported by the subcommand it was given to, with the
         nearest known flag: argparse reported ``medrag finetune --lerning-rate`` as the top command's
         ("see medrag --help", which does not list the subcommand's flags)."""
+        _ARGV[:] = list(sys.argv[1:] if args is None else args)  # what error() reads for its '--' hint
         namespace, extras = self.parse_known_args(args, namespace)
         if extras:
             parser = self._chosen_subparser(namespace)

@@ -75,7 +75,7 @@ from medrag.bundled import DEFAULT_SPEC
 from medrag.command import (add_store_location_arguments, check_store_location, check_writable_dir, collection_names,
                             open_server, recorded_model, server_place, store_embeddings)
 from medrag.embeddings import is_utf8
-from medrag.markdown import heading_trail, markdown_sections
+from medrag.markdown import heading_trail, markdown_sections, parse_markdown
 from medrag.pdf import PDF_EXTRA, pdf_available, pdf_text, reflow
 from medrag.text_checks import is_blank
 from medrag.flags import check_flag
@@ -433,7 +433,11 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
             # exports (a line break every 70 characters) reflowed as a PDF's lines are: every break ended a
             # sentence, so chunks began mid-sentence and "mar-"/"tiale" was indexed as two words (user tryout);
             # items, headings, table rows and blank lines keep their breaks
-            yield rel, reflow(text.replace("\0", "")), {"source": rel, "folder": root}
+            text = text.replace("\0", "")
+            # a Markdown file is reflowed section by section, written back with ATX headings: reflowing it whole
+            # joined its front matter's lines, and a Setext underline to the next line (review)
+            text = parse_markdown(text).text(reflow) if f.suffix.lower() == ".md" else reflow(text)
+            yield rel, text, {"source": rel, "folder": root}
         if not_utf8 and len(not_utf8) == len(files):  # "no document found" named neither the files nor why
             raise DataError(f"{path}: none of its {len(files)} file(s) is UTF-8 text (e.g. {not_utf8[0]}): save them "
                             "as UTF-8 (Windows files: iconv -f cp1252 -t utf-8) and index again")
@@ -828,6 +832,16 @@ def token_window(embeddings: Any, max_tokens: int | Literal["model"] | None = "m
     return (window if max_tokens == "model" else int(max_tokens)), count
 
 
+def _fitting_trail(headings: tuple[str, ...], count: Callable[[str], int] | None, window: int | None) -> str | None:
+    """A section's heading trail for its chunks (None without headings): its outer headings dropped
+    while it takes half of the model's token window or more (a deep trail of long headings left the
+    model mostly headings to read: review); the innermost heading is always kept."""
+    while count is not None and window is not None and len(headings) > 1 \
+            and count(f"{heading_trail(headings)} :") * 2 >= window:
+        headings = headings[1:]
+    return heading_trail(headings) or None
+
+
 def chunk_id(document_key: str, position: int, chunk: str) -> str:
     """The id of a document's ``position``-th chunk (stable across runs: this is what makes indexing resumable)."""
     payload = json.dumps([document_key, position, chunk], ensure_ascii=False)
@@ -869,7 +883,9 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
             BM25-indexed as ``"<heading trail> : <chunk>"`` ("Doliprane 1000 mg > Posologie :
             Prendre un comprimé...") with the trail in its ``section`` metadata, as ``title_field``
             does for records: a chunk deep in a section rarely repeats the headings above it, so a
-            question naming them could not find it by them. False chunks them as plain text, the
+            question naming them could not find it by them. A trail taking half of the model's token
+            window or more loses its outer headings until it fits (the innermost one stays). False
+            chunks them as plain text, the
             headings' lines being sentences of the first chunk of their section (medrag before
             December 7: a folder indexed then and indexed again re-encodes its ``.md`` files that
             have headings, as edited documents).
@@ -1010,7 +1026,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
             else:
                 title = None
             if markdown_headings and root is not None and key.lower().endswith(".md"):
-                sections = [(heading_trail(h) or None, body) for h, body in markdown_sections(text)]
+                sections = [(_fitting_trail(h, count, window), body) for h, body in markdown_sections(text)]
             else:
                 sections = [(title, text)]
             pieces, trails = [], []

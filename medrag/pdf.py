@@ -66,6 +66,10 @@ def pdf_available() -> bool:
     return importlib.util.find_spec("pypdf") is not None
 
 
+#: The fences of a Markdown code block (backticks or tildes: CommonMark's two kinds).
+_FENCES = ("```", "~~~")
+
+
 def reflow(text: str) -> str:
     """``text`` with the line breaks of a printed page removed inside paragraphs and the words cut at
     a line's end rejoined (see the module docstring): a line is joined to the previous one when that
@@ -73,7 +77,7 @@ def reflow(text: str) -> str:
     a short line of its own starting with a capital: :data:`HEADING_LENGTH`; a Markdown ``#`` heading)
     and the line goes on in lowercase, with ``(`` or ``«``, or with a number that does not start an item (:data:`_ITEM`).
     Items, headings, blank lines and the lines of a Markdown code block (between fences of three
-    backticks) keep their breaks; the rows of a table are joined (a PDF's text layer does not say which lines are cells)."""
+    backticks or tildes) keep their breaks; the rows of a table are joined (a PDF's text layer does not say which lines are cells)."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     vocabulary = {w.lower() for w in _WORDS.findall(text)}
     # the hyphenated words the text writes on one line, read once (the whole text lowered and searched
@@ -108,15 +112,15 @@ def reflow(text: str) -> str:
         letters.append(any(c.isalpha() for c in line))
 
     start(lines[0].strip(), True)
-    fenced = out[0][0].startswith("```")  # inside a Markdown code block: its lines are kept as they are
+    fenced = out[0][0].startswith(_FENCES)  # inside a Markdown code block: its lines are kept as they are
     for line in lines[1:]:
         line = line.strip()
         first, last = out[-1][0], out[-1][-1]
-        if fenced or line.startswith("```"):
-            fenced = fenced != line.startswith("```")  # a fence opens or closes the block
+        if fenced or line.startswith(_FENCES):
+            fenced = fenced != line.startswith(_FENCES)  # a fence opens or closes the block
             start(line, True)
             continue
-        heading = first.startswith(("#", "```")) or letters[-1] and (  # "## Posologie" (review)
+        heading = first.startswith(("#", *_FENCES)) or letters[-1] and (  # "## Posologie" (review)
             capitals[-1] or (alone[-1] and first[:1].isupper() and len(first) < short))
         goes_on = bool(line) and not _ITEM.match(line) and (line[0].islower() or line[0] in "(«" or line[0].isdigit())
         if last and goes_on and not heading and not last.endswith(_SENTENCE_END):

@@ -134,21 +134,24 @@ def _read_queries(query: str) -> list[str]:
         except UnicodeDecodeError as exc:
             raise InvalidInputError(f"stdin is not UTF-8 text ({exc.reason} at byte {exc.start}): convert it "
                                     "(iconv -f cp1252 -t utf-8)") from None
-        queries = [" ".join(line.split()) for line in lines if not is_blank(line)]
-        if not queries:
+        if lines:
+            lines[0] = lines[0].removeprefix("\ufeff")  # a file saved with a BOM (Windows tools)
+        # numbered before the blank lines go: an error names the line of the file (review)
+        numbered = [(n, " ".join(line.split())) for n, line in enumerate(lines, 1) if not is_blank(line)]
+        if not numbered:
             raise InvalidInputError("no query on stdin (the query '-' reads one query per line from stdin)")
-        where = lambda n: f"stdin line {n}: " if len(queries) > 1 else ""  # noqa: E731
+        where = (lambda n: f"stdin line {n}: ") if len(lines) > 1 else (lambda n: "")
     else:
         if is_blank(query):
             raise InvalidInputError("the query is empty (or only whitespace or invisible characters)")
-        queries, where = [query], (lambda n: "")
-    for n, text in enumerate(queries, 1):
+        numbered, where = [(1, query)], (lambda n: "")
+    for n, text in numbered:
         check_utf8(text, f"{where(n)}the query", "fix the text")
         if not any(c.isalnum() for c in text):  # "?" or "-" alone: some passage was printed, exit 0 (user tryout)
             raise InvalidInputError(f"{where(n)}the query {text!r} holds no word nor number: type what to search for"
                                     + (" (a query starting with '-' goes after '--': medrag search --persist-dir DB "
-                                       "-- \"-CRP\")" if text.startswith("-") else ""))
-    return queries
+                                       "-- \"-CRP\")" if text.startswith("-") and query != "-" else ""))
+    return [text for _, text in numbered]
 
 
 def _parse_filter(text: str | None) -> dict[str, Any] | None:

@@ -7,12 +7,13 @@ implementation), so ``hémoglobine``, ``hemoglobine`` and ``hémoglobines`` meet
 and a word's term never depends on whether its accents were typed (``élevée`` and ``elevee``
 -> ``elev``). Medical tokens that a stemmer would mangle are kept whole: letters-and-digits
 tokens (``HbA1c``, ``T4L``, ``CD4``, ``B12``, ``COVID-19``, ``99mTc``), numbers with their
-decimal comma (``6,5`` and ``6.5`` both become ``6,5``) and without their thousands spaces
+decimal comma (``6,5`` and ``6.5`` both become ``6,5``; ``5,0`` is ``5``) and without their thousands spaces
 (``10 000``, ``100 000 UI``: ``10000``, ``100000``, as they are also typed), and the percent / per-mille signs;
 a number glued to a unit is read as the number and the unit (``500mg`` as ``500 mg``,
 ``24h`` as ``24 h``: :data:`UNITS`), and a unit keeps its own term, unstemmed, even when it is
 also a stopword: ``mg/l``, ``mg/j`` and ``mg`` are three different things (``l`` and ``j`` after a
-number or in a ratio of units), and ``µg``, ``μg``, ``ug``, ``mcg`` one; the units of time meet the
+number or in a ratio of units), and ``µg``, ``μg``, ``ug``, ``mcg``, ``microgrammes`` one (a unit written out has
+its symbol's term: :data:`UNIT_NAMES`); the units of time meet the
 words they abbreviate (``3 g/j`` = ``3 g par jour``, ``24 h`` = ``24 heures``); clinical notations
 of numbers are read as their plain forms (``38°5`` = ``38,5``; ``150 × 10⁹/L`` = ``150x10^9/l``: ``150``,
 ``10^9``, ``l``).
@@ -67,8 +68,12 @@ from medrag.errors import InvalidInputError
 #: soft hyphens and joiners are dropped, the non-breaking hyphens read as ``-``, and ``extra_stopwords``
 #: drop a word typed in capitals too; ``ainsi`` is a stopword; 9: clinical notations of numbers: a
 #: temperature ``38°5`` read as ``38,5``, powers of ten ``10⁹``, ``10^9``, ``10*9`` as one term ``10^9``,
-#: apart from the count they multiply: ``150 × 10⁹/L``, ``150x10^9/l``, ``150.10⁹/L`` -> ``150``, ``10^9``, ``l``).
-ANALYZER_VERSION = 9
+#: apart from the count they multiply: ``150 × 10⁹/L``, ``150x10^9/l``, ``150.10⁹/L`` -> ``150``, ``10^9``, ``l``;
+#: 10: units written out have their symbol's term (``microgrammes`` = ``µg``, ``milligramme`` = ``mg``:
+#: :data:`UNIT_NAMES`; the shared drug leaflets write ``microgramme(s)`` 3,775 times, ``µg``/``mcg`` 137), and a decimal
+#: ends without its trailing zeros when it has one or two decimals (``5,0`` = ``5``, ``0,50`` = ``0,5``;
+#: ``1.000``, three decimals, may be a thousands group and stays)).
+ANALYZER_VERSION = 10
 
 #: The Snowball French stopword list (snowballstem.org, BSD licence), plus ``a`` (``il a``) and
 #: ``ainsi`` (in Savoy's and Lucene's French lists; stemmed twice it is ``ain``, the word reading of the
@@ -166,9 +171,22 @@ _TOKEN_SPACED_GROUPS = _token_pattern(sys.version_info, thousands=False)
 #: lowercased. Not ``m`` (``99m`` technetium) nor ordinals (``2e``, ``1er``), which stay whole.
 UNITS: frozenset[str] = frozenset(
     """mg g kg µg μg ug mcg ng pg ml l dl cl µl μl ul fl mmol µmol μmol umol nmol pmol mol meq ui mui u
-    h min mn j mm cm mmhg kcal cal ms gy mgy mbq kbq""".split()
+    h min mn j mm cm mmhg kcal cal ms gy mgy bq mbq kbq""".split()
 )
 _GLUED_UNIT = re.compile(r"(\d+)([^\W\d_]+)")
+#: Units written out (accents folded, singular and plural) and the unit whose term they have, with
+#: ``split_units`` (analyzer version 10): a query ``500 µg`` finds the leaflets that write
+#: ``500 microgrammes``, and ``50 microgrammes`` the ones that write ``50 µg``.
+UNIT_NAMES = {f"{name}{plural}": unit for name, unit in (
+    ("microgramme", "ug"), ("milligramme", "mg"), ("nanogramme", "ng"), ("picogramme", "pg"), ("gramme", "g"),
+    ("kilogramme", "kg"), ("litre", "l"), ("millilitre", "ml"), ("microlitre", "ul"), ("decilitre", "dl"),
+    ("centilitre", "cl"), ("femtolitre", "fl"), ("gray", "gy"), ("calorie", "cal"),
+    ("millimole", "mmol"), ("micromole", "umol"), ("nanomole", "nmol"), ("picomole", "pmol"),
+    ("milliequivalent", "meq"), ("kilocalorie", "kcal"), ("millimetre", "mm"), ("centimetre", "cm"),
+    ("becquerel", "bq"), ("megabecquerel", "mbq"), ("kilobecquerel", "kbq"), ("milligray", "mgy"))
+    for plural in ("", "s")}
+#: A decimal with one or two decimals ending in zeros (``5,0``, ``0,50``, ``7,00``): read without them.
+_TRAILING_ZEROS = re.compile(r"(\d+)(?:,0{1,2}|(,\d)0)")
 #: Units of time read as the word they abbreviate (``unit_words``): ``3 j`` as ``3 jours``, ``g/j`` as
 #: ``g par jour``, ``24 h`` as ``24 heures``, ``10 min`` as ``10 minutes``.
 UNIT_WORDS = {"j": "jour", "h": "heure", "min": "minute", "mn": "minute"}
@@ -389,6 +407,8 @@ class FrenchMedicalAnalyzer:
         lower = word.lower()
         if opts.split_units and lower in UNITS and lower not in self._stop:
             return self._unit(lower)  # "ms", "µg": a unit is not stemmed ("ms" -> "m")
+        if opts.split_units and fold_accents(lower) in UNIT_NAMES:  # "microgrammes" is "µg" (version 10)
+            return self._unit(UNIT_NAMES[fold_accents(lower)])
         if lower in self._stop or (opts.fold_accents and fold_accents(lower) in self._stop):
             return ()
         if opts.stem and opts.fold_accents and opts.fold_before_stem:
@@ -400,9 +420,14 @@ class FrenchMedicalAnalyzer:
         """The terms of a whole number glued to a unit (``500mg`` -> ``500``, ``mg``: the unit's
         terms as a word's, so ``500 mg`` gives the same), or None for any other token."""
         glued = _GLUED_UNIT.fullmatch(token)
-        if glued is None or glued.group(2).lower() not in UNITS:
+        if glued is None:
             return None
-        return (glued.group(1), *self._unit(glued.group(2)))
+        unit = glued.group(2).lower()
+        if unit not in UNITS:
+            unit = UNIT_NAMES.get(fold_accents(unit), "")  # "500microgrammes" (version 10)
+            if not unit:
+                return None
+        return (glued.group(1), *self._unit(unit))
 
     def _part_terms(self, part: str) -> tuple[str, ...]:
         """The terms of one part of a slash-joined token (``mg/l``: a unit, even a stopword)."""
@@ -448,6 +473,9 @@ class FrenchMedicalAnalyzer:
                     return tuple(t for piece in pieces for t in piece)
         if has_digit or token in ("%", "\u2030"):
             term = token.lower().replace(".", ",")
+            zeros = _TRAILING_ZEROS.fullmatch(term) if opts.keep_alphanumeric else None
+            if zeros:  # "5,0" is "5", "0,50" is "0,5" (version 10)
+                term = zeros.group(1) + (zeros.group(2) or "")
             whole = (fold_accents(term) if opts.fold_accents else term,)
             if has_digit and opts.split_hyphens and "-" in token:  # "COVID-19": also covid, 19
                 return whole + tuple(t for p in token.split("-") if p for t in self._terms(p))

@@ -76,16 +76,19 @@ _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 #: terms of a hyphenated word, ``covid-19``), or a number of 5 digits or more (a CIP code
 #: ``3400936379848``, ``100000``).
 _IDENTIFIER = re.compile(r"\d{5,}|(?=[a-z0-9]*\d)(?=[a-z0-9]*[a-z])[a-z0-9]{4,}")
+#: Letters-and-digits terms that are French words glued to a number, not codes: ordinals (``2eme``,
+#: ``1ere``), ages and durations (``18ans``, ``6mois``, ``3jours``), products of numbers (``3x10``) (review).
+_NOT_IDENTIFIER = re.compile(r"\d+(?:e|er|ere|eme|emes|nd|nde|ans?|mois|jours?|semaines?|heures?|x\d+)")
 
 
 def is_identifier_term(term: str) -> bool:
     """Whether an analyzer term is a code (:data:`_IDENTIFIER`): what makes a query a lookup
     (:attr:`QueryScores.holders`).
 
-    >>> [t for t in ("n02be01", "3400936379848", "hba1c", "b12", "1000", "covid-19", "anem") if is_identifier_term(t)]
+    >>> [t for t in ("n02be01", "3400936379848", "hba1c", "b12", "1000", "covid-19", "2eme", "18ans") if is_identifier_term(t)]
     ['n02be01', '3400936379848', 'hba1c']
     """
-    return _IDENTIFIER.fullmatch(term) is not None
+    return _IDENTIFIER.fullmatch(term) is not None and _NOT_IDENTIFIER.fullmatch(term) is None
 
 
 def _one_edit(term: str) -> set[str]:

@@ -62,10 +62,10 @@ class HybridCandidates:
     n_dense: int
     n_lexical: int
     lexical_weight: float
+    timings: dict[str, float] = field(default_factory=dict)
     #: for an identifier lookup with the ``"auto"`` weight, how many candidates hold all its codes and
     #: were ranked first (:func:`medrag.lexical.fusion.fused_ranking`); 0 otherwise
     lookup: int = 0
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 def hybrid_candidates(store: "MatryoshkaChroma", query: str, vector: np.ndarray, k: int, *,

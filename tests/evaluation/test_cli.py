@@ -621,4 +621,4 @@ def test_a_folder_holding_a_pairs_file_is_named_first(tiny_model_dir, pairs_file
         assert main(["evaluate", "--model", str(tiny_model_dir), "--data", str(folder), *extra,
                      "--out", str(tmp_path / "r")]) == 1
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and "neither a BEIR folder" in err[0] and f"--data {folder}/base.jsonl" in err[0], err
+        assert len(err) == 1 and "neither a BEIR folder" in err[0] and f"e.g. {folder}/base.jsonl" in err[0], err

@@ -85,7 +85,7 @@ def test_bad_sources(tmp_path):
     # a folder holding a pairs file: named as such (user tryout: "drop --question-column", then "a folder of
     # splits", then "no test.json")
     with pytest.raises(DataError, match="neither a BEIR folder .* nor a FrenchMedMCQA folder .*; pass one file of "
-                                        "pairs: --data .*/bad.jsonl"):
+                                        "pairs, e.g. .*/bad.jsonl"):
         load_task(tmp_path)
     (tmp_path / "dev.json").write_text("[]")
     with pytest.raises(DataError, match="no test.json"):  # a FrenchMedMCQA folder without the split asked

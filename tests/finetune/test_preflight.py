@@ -422,3 +422,20 @@ def test_a_second_run_into_an_output_dir_being_written_is_refused(tmp_path, tiny
             pass
     with OutputLock(out):  # released: taken again
         pass
+
+
+def test_a_file_system_without_flock_warns_instead_of_refusing(tmp_path, monkeypatch, caplog):
+    """On NFS a directory opened read-only cannot be flocked (EBADF): every run was refused as if another
+    run held the folder (review). Only a held lock refuses; another failure is said and the run goes on."""
+    import errno
+    import fcntl
+
+    from finetune.output_lock import OutputLock
+
+    def fails(fd, op):
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(fcntl, "flock", fails)
+    with caplog.at_level(logging.WARNING, logger="finetune.output_lock"), OutputLock(tmp_path):
+        pass
+    assert "cannot be locked on this file system (Bad file descriptor)" in caplog.text

@@ -2086,3 +2086,32 @@ def test_cli_no_markdown_headings_chunks_markdown_as_plain_text(tmp_path, capsys
         client = chromadb.PersistentClient(str(db))
         assert sorted(client.get_collection("medrag").get(include=["documents"])["documents"]) == expected
         del client
+
+
+def test_markdown_front_matter_setext_and_a_long_trail_are_read_as_written(tmp_path, tiny_model_dir) -> None:
+    """Review: the whole .md file was reflowed before its sections were cut, so a front matter's lines
+    became one heading-like line and a Setext underline was joined to the text; a trail of long headings
+    filled the window (it now loses its outer headings until it fits half of it)."""
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "fm.md").write_text("---\ntitle: Doliprane\ndate: 2024-01-01\n---\nAntalgique de palier 1.\n"
+                                  "Posologie\n=========\nun comprimé le matin,\nun le soir.\n", encoding="utf-8")
+    store = MatryoshkaChroma("mdfm", CountingFake(), client=chromadb.EphemeralClient())
+    index_corpus(folder, store)
+    got = store.collection.get(include=["documents", "metadatas"])
+    assert sorted(zip(got["documents"], [md.get("section") for md in got["metadatas"]]), key=str) == [
+        ("---\ntitle: Doliprane\ndate: 2024-01-01\n--- Antalgique de palier 1.".replace("\n", " "), None),
+        ("Posologie : un comprimé le matin, un le soir.", "Posologie")]
+    store.delete_collection()
+    emb = MatryoshkaEmbeddings(str(tiny_model_dir))  # a 64-token window
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    (deep / "p.md").write_text("# Protocole régional de prise en charge des hyperkaliémies sévères\n"
+                               "## Situations cliniques particulières chez l'insuffisant rénal chronique dialysé\n"
+                               "### Kayexalate\nUne cuillère mesure.\n", encoding="utf-8")
+    store = MatryoshkaChroma("mddeep", emb, client=chromadb.EphemeralClient())
+    index_corpus(deep, store)
+    (text,) = store.collection.get(include=["documents"])["documents"]
+    assert text.endswith("Kayexalate : Une cuillère mesure.") and emb.count_tokens([text])[0] <= emb.max_tokens
+    assert not text.startswith("Protocole régional")  # the outer heading went
+    store.delete_collection()

@@ -33,7 +33,7 @@ def test_setext_headings_and_not_a_list_table_or_front_matter() -> None:
     text = ("---\ntitle: Protocole\n---\nIntro\n\nKaliémie\n========\nTexte.\nConduite *à tenir* :\n---\n"
             "- un item\n---\n| a | b |\n|---|---|\nFin.")
     sections = markdown_sections(text)
-    assert sections[0] == ((), "---\ntitle: Protocole\n---\nIntro")
+    assert sections[0] == ((), "---\ntitle: Protocole\n---\nIntro")  # the front matter is text of the first section
     assert sections[1] == (("Kaliémie",), "Texte.")
     assert sections[2] == (("Kaliémie", "Conduite à tenir"), "- un item\n---\n| a | b |\n|---|---|\nFin.")
     assert len(sections) == 3
@@ -43,3 +43,33 @@ def test_an_empty_heading_closes_the_trail_and_crlf_reads_as_lf() -> None:
     assert markdown_sections("# A\r\nx\r\n#\r\ny") == [((), ""), (("A",), "x"), ((), "y")]
     assert markdown_sections("sans titre") == [((), "sans titre")]
     assert heading_trail(("A", "B/C")) == "A > B/C"
+
+
+def test_a_setext_underline_needs_a_paragraph_line_above_it() -> None:
+    """Review (against CommonMark, markdown-it-py): a closing fence, a pipe-less table row, a list item's
+    continuation, indented code, HTML or a quote followed by ``---`` made a heading of that line."""
+    assert markdown_sections("# A\n## B\n```\ncode\n```\n---\ntexte") == [
+        ((), ""), (("A",), ""), (("A", "B"), "```\ncode\n```\n---\ntexte")]
+    for above in ("a | b\n--|--\n1 | 2", "- item\n  suite de l'item", "    code indenté", "</div>", "> citation"):
+        sections = markdown_sections(f"# A\n{above}\n---\ntexte")
+        assert sections == [((), ""), (("A",), f"{above}\n---\ntexte".lstrip())], above
+    assert markdown_sections("# A\nUn paragraphe\nsur deux lignes\n---\ntexte")[2] == (("A", "sur deux lignes"), "texte")
+
+
+def test_the_document_written_back_keeps_headings_front_matter_and_fences_apart_from_bodies() -> None:
+    """A folder's .md file is reflowed section by section (review: reflowing the whole file first joined
+    the front matter's lines and a Setext underline to the text)."""
+    from medrag.markdown import parse_markdown
+    from medrag.pdf import reflow
+
+    text = ("---\ntitle: Doliprane\ndate: 2024-01-01\n---\nAntalgique de\npalier 1.\nPosologie\n=========\n"
+            "un comprimé le matin,\nun le soir.\n~~~\nligne un\nligne deux\n~~~\n")
+    doc = parse_markdown(text)
+    assert doc.front_matter == "---\ntitle: Doliprane\ndate: 2024-01-01\n---"
+    written = doc.text(reflow)
+    assert written.splitlines() == ["---", "title: Doliprane", "date: 2024-01-01", "---", "Antalgique de palier 1.",
+                                    "# Posologie", "un comprimé le matin, un le soir.", "~~~", "ligne un",
+                                    "ligne deux", "~~~"]
+    assert markdown_sections(written) == [((), "---\ntitle: Doliprane\ndate: 2024-01-01\n---\nAntalgique de palier 1."),
+                                          (("Posologie",), "un comprimé le matin, un le soir.\n~~~\nligne un\n"
+                                                           "ligne deux\n~~~")]

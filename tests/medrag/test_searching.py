@@ -163,8 +163,11 @@ def test_search_reads_queries_from_stdin_and_json_names_the_score_kind(indexed, 
     assert json.loads(capsys.readouterr().out)["score_kind"] == "fused"
     monkeypatch.setattr("sys.stdin", io.StringIO("\n \n"))
     _one_line(capsys, ["search", "-", "--persist-dir", str(indexed)], "no query on stdin")
-    monkeypatch.setattr("sys.stdin", io.StringIO("fer\n??\n"))
-    _one_line(capsys, ["search", "-", "--persist-dir", str(indexed)], "stdin line 2: the query '??' holds no word nor number")
+    monkeypatch.setattr("sys.stdin", io.StringIO("\ufefffer\n\n??\n"))  # the file's line, blank lines counted
+    _one_line(capsys, ["search", "-", "--persist-dir", str(indexed)], "stdin line 3: the query '??' holds no word nor number")
+    monkeypatch.setattr("sys.stdin", io.StringIO("\ufefffer\n"))  # a BOM is no part of the query
+    assert main(["search", "-", "--persist-dir", str(indexed), "--k", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["query"] == "fer"
     _one_line(capsys, ["search", "?", "--persist-dir", str(indexed)], "the query '?' holds no word nor number")
     with pytest.raises(SystemExit) as exit_:
         main(["search", "-CRP", "--persist-dir", str(indexed)])

@@ -186,7 +186,7 @@ def test_units_that_are_stopwords_or_stem_apart_keep_their_term(analyzer: French
     assert analyzer("µmol/l") == analyzer("μmol/L") == ["umol", "l"]
     # a slash between words is a separator as before; a decimal after a slash stays whole
     assert analyzer("et/ou") == [] and analyzer("infirmier/infirmière") == ["infirm", "infirmi"]
-    assert analyzer("10 microgrammes/0,5 ml") == ["10", "microgramm", "0,5", "ml"]
+    assert analyzer("10 microgrammes/0,5 ml") == ["10", "ug", "0,5", "ml"]  # a unit written out (version 10)
     assert analyzer("12/03/2020, 24 h/24") == ["12", "03", "2020", "24", "heur", "24"]
     # elided l' and j' are still dropped, after a number too, and so is a lone letter that follows no number
     assert analyzer("l'insuline, j'ai, la lettre l") == ["insulin", "lettr"]
@@ -335,7 +335,7 @@ def test_clinical_notations_of_numbers(analyzer: FrenchMedicalAnalyzer) -> None:
     # no power marker, or a digit or a decimal comma before the 10: left as they were
     assert analyzer("le 10 juin, 2010 patients, 3x10 récipients, 1/10") == [
         "10", "juin", "2010", "patient", "3x10", "recipient", "1", "10"]
-    assert analyzer("310⁹") == ["3109"] and analyzer("1,10⁹") == ["1,10", "9"]
+    assert analyzer("310⁹") == ["3109"] and analyzer("1,10⁹") == ["1,1", "9"]  # trailing zero: version 10
     # review: the unit after a power keeps its term; doubled spaces (PDF text) read alike; a size written
     # with * is no power (UCUM's 10*9 only before a ratio); an exponent of 3+ digits is not cut
     assert analyzer("10^9 l") == analyzer("10^9l") == ["10^9", "l"] and analyzer("150 x 10^9 l") == ["150", "10^9", "l"]
@@ -380,3 +380,25 @@ def test_french_typographys_thin_spaces_separate_a_unit_as_a_space_does(analyzer
     assert analyzer(f"1,5{space}L de sérum") == analyzer("1,5 L de sérum") == ["1,5", "l", "serum"]
     assert analyzer(f"100{space}000{space}UI") == analyzer("100000 UI") == ["100000", "ui"]
     assert analyzer(f"2020{space}l'épidémie") == ["2020", "epidem"]  # an elided article stays a stopword
+
+
+def test_units_written_out_and_decimals_with_trailing_zeros_meet_their_short_forms():
+    """Analyzer version 10 (user tryout): "500 microgrammes" found the "500 µg" passage 3rd, behind "50
+    microgrammes" and "Paracétamol 500 mg", even by BM25 alone (the shared drug leaflets write "microgramme(s)" 3,775
+    times, "µg" or "mcg" 137); "0,50 mg" missed "0,5 mg", "HbA1c 7,0 %" missed "7 %"."""
+    analyzer = FrenchMedicalAnalyzer()
+    assert analyzer("500 microgrammes") == analyzer("500 µg") == analyzer("500 mcg") == ["500", "ug"]
+    assert analyzer("0,5 microgramme/kg") == analyzer("0,5 µg/kg") == ["0,5", "ug", "kg"]
+    assert analyzer("3 Millilitres") == analyzer("3 ml") and analyzer("100 grammes") == analyzer("100 g")
+    assert analyzer("2 milliéquivalents") == analyzer("2 mEq") == ["2", "meq"]
+    assert analyzer("1,5 litre") == analyzer("1,5 L") and analyzer("VGM 90 femtolitres") == analyzer("VGM 90 fL")
+    assert analyzer("500microgrammes") == analyzer("500 µg") and analyzer("500Bq") == analyzer("500 becquerels") == [
+        "500", "bq"]  # glued too (review)
+    assert analyzer("0,50 mg") == analyzer("0,5 mg") == analyzer("0.50 mg") == ["0,5", "mg"]
+    assert analyzer("HbA1c 7,0 %") == analyzer("HbA1c 7 %") == analyzer("HbA1c 7,00 %") == ["hba1c", "7", "%"]
+    assert analyzer("5,0mg") == analyzer("5 mg") and analyzer("1,50L") == analyzer("1,5 L")
+    # kept: decimals without trailing zeros, three decimals (a thousands group: 1.000), words that only hold a unit
+    assert analyzer("2,05 g") == ["2,05", "g"] and analyzer("1.000 mg") == ["1,000", "mg"]
+    assert analyzer("le programme") == ["programm"] and analyzer("2,10") != analyzer("2,01")
+    plain = FrenchMedicalAnalyzer(AnalyzerOptions(split_units=False))
+    assert plain("500 microgrammes") == ["500", "microgramm"]  # a unit word is a word without split_units

@@ -456,4 +456,8 @@ def test_a_query_made_mostly_of_codes_names_the_documents_holding_them_all() -> 
     assert index.query_scores("N02BE01 3400000000000").holders == {"a", "b"}  # a code no document holds is not scored
     assert [is_identifier_term(t) for t in ("cyp3a4", "100000", "4a21b", "b12", "1000", "7,0", "covid-19", "j05a")] == [
         True, True, True, False, False, False, False, True]
+    # a number glued to a French word is no code (review): ordinals, ages and durations, products
+    assert not any(map(is_identifier_term, ("2eme", "1ere", "3emes", "18ans", "6mois", "3jours", "3x10", "2nd")))
+    index.add(["e"], ["En 2ème ligne de traitement."])
+    assert index.query_scores("2ème ligne").holders is None
     assert BM25Index().query_scores("N02BE01").holders is None  # an empty index
