@@ -1040,11 +1040,12 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                         counter = lambda chunk, t=head: count(f"{t} : {chunk}")  # noqa: E731
                     elif not long_title:
                         long_title, long_titles = True, long_titles + 1
-                        if long_titles == 1:
-                            logger.warning("%s: the %s of document %d takes half of the model's %d-token window or "
+                        if long_titles == 1:  # a folder's file by its name: "document 1" said nothing (user tryout)
+                            logger.warning("%s: the %s of %s takes half of the model's %d-token window or "
                                            "more: its chunks are cut without counting it, and the model reads only "
                                            "the window's worth of title and chunk", source,
-                                           title_field or "heading trail", documents, window)
+                                           title_field or "innermost heading", meta["source"] if root else
+                                           f"document {documents}", window)
                 cut = chunk_text(body, chunk_words, overlap, max_words, max_tokens=window, count_tokens=counter)
                 if head is not None:
                     # a chunk that starts with the title as a word keeps one copy ("Anémies..." is not "Anémie")
@@ -1103,7 +1104,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
         logger.warning("%s holds no file to index: --prune removes the chunks stored for its files", source)
     if long_titles > 1:
         logger.warning("%s: %d document(s) had a %s taking half of the model's window or more (the first named above)",
-                       source, long_titles, title_field or "heading trail")
+                       source, long_titles, title_field or "innermost heading")
     if empty:
         logger.warning("%s: %d of %d document(s) are empty (no text) and were not indexed; what was stored for them "
                        "earlier is kept (e.g. %s)", source, empty, documents, ", ".join(empty_named))

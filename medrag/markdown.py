@@ -12,10 +12,11 @@ LangChain's ``MarkdownHeaderTextSplitter`` (headings kept as each chunk's metada
 
 What counts as a heading is CommonMark's: an ATX line (``#`` to ``######``, then a space or the
 end of the line; up to three spaces before it; closing ``#`` characters dropped) or a Setext
-underline (a line of ``=`` or ``-`` right under a line of a paragraph, levels 1 and 2: not under a
-list item or its continuation, a table row, a quote, a fence, indented code or an HTML line),
-outside fenced code blocks (``` or ``~~~``) and outside a YAML front matter block at the top of
-the file. The heading text loses its emphasis markers (``*``, ``` ` ```) and a trailing colon.
+underline (a line of ``=`` or ``-`` right under a paragraph, which is the heading, levels 1 and 2:
+not under a list item or its continuation, a table row, a quote, a fence, indented code or an HTML
+line), outside code blocks (fenced with ``` or ``~~~``, or indented by four spaces or a tab), HTML
+blocks (``<!-- ... -->``, ``<pre>``, ``<div>``...) and a YAML front matter block at the top of the
+file. The heading text loses its emphasis markers (``*``, ``` ` ```) and a trailing colon.
 
 Example::
 
@@ -43,6 +44,14 @@ _SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _EMPHASIS = re.compile(r"[*`]+")
 _ITEM = re.compile(r"^ {0,3}(?:[-+*]|\d{1,9}[.)])(?:[ \t]|$)")
+#: The start of an HTML block (CommonMark's kinds 1-6, roughly: a comment, <pre>/<script>/<style>/
+#: <textarea>, a declaration, or a block-level tag); its lines are no Markdown.
+_HTML_BLOCK = re.compile(r"^ {0,3}<(?:!--|!\[CDATA\[|![A-Za-z]|\?|/?(?:pre|script|style|textarea|address|article|aside|"
+                         r"blockquote|details|div|dl|figure|footer|form|h[1-6]|header|hr|li|nav|ol|p|section|summary|"
+                         r"table|tbody|td|th|thead|tr|ul)(?:[\s/>]|$))", re.IGNORECASE)
+#: What closes the HTML blocks that may hold blank lines (the others end at a blank line).
+_HTML_CLOSERS = (("<!--", "-->"), ("<pre", "</pre>"), ("<script", "</script>"), ("<style", "</style>"),
+                 ("<textarea", "</textarea>"), ("<![cdata[", "]]>"), ("<?", "?>"))
 #: What joins the headings of a trail (LlamaIndex's MarkdownNodeParser writes its "header_path" with "/",
 #: which medical headings hold: "Grossesse/allaitement").
 TRAIL_SEPARATOR = " > "
@@ -60,6 +69,9 @@ class MarkdownDocument:
 
     front_matter: str = ""
     sections: list[tuple[int, str, str]] = field(default_factory=list)
+    #: each section's body as runs of lines, each run verbatim (a fenced or indented code block, an
+    #: HTML block) or prose: :meth:`text` passes only the prose through its ``body`` function
+    runs: list[list[tuple[bool, str]]] = field(default_factory=list, repr=False)
 
     def trails(self) -> list[tuple[tuple[str, ...], str]]:
         """:func:`markdown_sections` of the document."""
@@ -79,13 +91,22 @@ class MarkdownDocument:
         """The document written back with ATX headings (Setext ones rewritten), each section's body
         passed through ``body`` (:func:`medrag.pdf.reflow` for a folder's files): the front matter
         is kept as it is, and no body can join a heading's line."""
-        parts = [self.front_matter] if self.front_matter else []
-        for level, heading, text in self.sections:
+        parts = [(False, self.front_matter)] if self.front_matter else []
+        for (level, heading, _), runs in zip(self.sections, self.runs):
             if level:
-                parts.append(("#" * level + " " + heading).rstrip())
-            if text:
-                parts.append(body(text))
-        return "\n".join(parts)
+                parts.append((False, ("#" * level + " " + heading).rstrip()))
+            for verbatim, text in runs:
+                # code and HTML kept as written: reflowed, "    # exemple" lost the indent that kept it
+                # from being a heading, and the next parse took it for one (user tryout)
+                text = text if verbatim else body(text)
+                if text.strip():
+                    parts.append((verbatim, text))
+        out = []
+        for i, (verbatim, text) in enumerate(parts):
+            if i:  # a blank line around a code or HTML block: an HTML block ends at one
+                out.append("\n\n" if verbatim or parts[i - 1][0] else "\n")
+            out.append(text)
+        return "".join(out)
 
 
 def _heading_text(raw: str) -> str:
@@ -114,48 +135,81 @@ def parse_markdown(text: str) -> MarkdownDocument:
                 doc.front_matter = "\n".join(lines[: end + 1])
                 start = end + 1
                 break
-    level, heading, body = 0, "", []
+    level, heading = 0, ""
+    body: list[tuple[bool, str]] = []  # the section's lines, each marked verbatim (code, HTML) or not
     fence: str | None = None  # the opening fence's characters while inside a code block
-    paragraph = False  # the last line is a line of a paragraph (what a Setext underline may follow)
+    html_end: str | None = None  # what closes the HTML block the line is in ("-->", "</pre>"...), or None
+    paragraph_start: int | None = None  # where the paragraph the last line belongs to starts in body
     in_item = False  # inside a list item (its continuation lines are no paragraph of their own)
+    blank_before = True  # the previous line is blank (or the section's start): indented code may start
+    in_code = False  # the last non-blank line was indented code
 
     def close(new_level: int, new_heading: str) -> None:
-        nonlocal level, heading, paragraph, in_item
-        doc.sections.append((level, heading, "\n".join(body).strip()))
+        nonlocal level, heading, paragraph_start, in_item, blank_before, in_code
+        runs: list[tuple[bool, str]] = []
+        for verbatim, line in body:
+            if runs and runs[-1][0] == verbatim:
+                runs[-1] = (verbatim, runs[-1][1] + "\n" + line)
+            else:
+                runs.append((verbatim, line))
+        doc.sections.append((level, heading, "\n".join(line for _, line in body).strip()))
+        doc.runs.append([(v, t.strip("\n") if v else t.strip()) for v, t in runs if t.strip()])
         body.clear()
-        level, heading, paragraph, in_item = new_level, new_heading, False, False
+        level, heading, paragraph_start, in_item, blank_before, in_code = new_level, new_heading, None, False, True, False
 
     for line in lines[start:]:
-        opened = _FENCE.match(line)
+        stripped = line.strip()
         if fence is not None:
-            if opened and opened.group(1)[0] == fence[0] and len(opened.group(1)) >= len(fence) \
-                    and not line.strip()[len(opened.group(1)):].strip():
+            closing = _FENCE.match(line)
+            if closing and closing.group(1)[0] == fence[0] and len(closing.group(1)) >= len(fence) \
+                    and not stripped[len(closing.group(1)):].strip():
                 fence = None
-            body.append(line)
+            body.append((True, line))
             continue
+        if html_end is not None:
+            if (html_end in line.lower()) if html_end else not stripped:  # "": the block ends at a blank line
+                html_end = None
+            body.append((True, line))
+            continue
+        opened = _FENCE.match(line)
         if opened:
-            fence, paragraph = opened.group(1), False
-            body.append(line)
+            fence, paragraph_start = opened.group(1), None
+            body.append((True, line))
+            continue
+        indented = line.startswith(("    ", "\t")) or line.startswith((" \t", "  \t", "   \t"))
+        if indented and stripped and paragraph_start is None and not in_item and (blank_before or in_code):
+            body.append((True, line))  # indented code: "    # exemple" is no heading (user tryout)
+            blank_before, in_code = False, True
+            continue
+        in_code = in_code and not stripped  # a blank line may sit inside indented code
+        if _HTML_BLOCK.match(line) and paragraph_start is None:
+            lower = line.lower().lstrip()
+            opener, closer = next(((o, c) for o, c in _HTML_CLOSERS if lower.startswith(o)), ("", ""))
+            # a comment or <pre> runs to its closer (blank lines included), another block to a blank line
+            html_end = None if closer and closer in lower[len(opener):] else closer
+            body.append((True, line))
+            blank_before = False
             continue
         atx = _ATX.match(line)
         if atx:
             close(len(atx.group(1)), _heading_text(atx.group(2)))
             continue
-        if _SETEXT.match(line) and paragraph:
-            underlined = body.pop()  # the paragraph's line is the heading
-            close(1 if line.strip()[0] == "=" else 2, _heading_text(underlined))
+        if _SETEXT.match(line) and paragraph_start is not None:
+            # the whole paragraph is the heading (CommonMark), not its last line alone (user tryout)
+            underlined = " ".join(text.strip() for _, text in body[paragraph_start:])
+            del body[paragraph_start:]
+            close(1 if stripped[0] == "=" else 2, _heading_text(underlined))
             continue
-        stripped = line.strip()
         if not stripped:
-            paragraph = in_item = False
+            paragraph_start, in_item = None, False
         elif _ITEM.match(line):
-            paragraph, in_item = False, True
-        elif in_item or "|" in line or stripped.startswith((">", "<")) or line.startswith(("    ", "\t")) \
-                or _SETEXT.match(line):
-            paragraph = False  # an item's continuation, a table row, a quote, HTML, indented code, a rule
-        else:
-            paragraph = True
-        body.append(line)
+            paragraph_start, in_item = None, True
+        elif in_item or "|" in line or stripped.startswith(">") or _SETEXT.match(line):
+            paragraph_start = None  # an item's continuation, a table row, a quote, a rule
+        elif paragraph_start is None:
+            paragraph_start = len(body)
+        blank_before = not stripped
+        body.append((False, line))
     close(0, "")
     return doc
 

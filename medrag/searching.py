@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,9 @@ from medrag.text_checks import is_blank
 from medrag.errors import CollectionMismatchError, DataError, InvalidInputError
 from medrag.indexing import FOLDER_KEY
 from medrag.models import check_device
+
+
+logger = logging.getLogger(__name__)
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
@@ -145,13 +149,20 @@ def _read_queries(query: str) -> list[str]:
         if is_blank(query):
             raise InvalidInputError("the query is empty (or only whitespace or invisible characters)")
         numbered, where = [(1, query)], (lambda n: "")
+    kept = []
     for n, text in numbered:
         check_utf8(text, f"{where(n)}the query", "fix the text")
-        if not any(c.isalnum() for c in text):  # "?" or "-" alone: some passage was printed, exit 0 (user tryout)
+        if any(c.isalnum() for c in text):
+            kept.append(text)
+        elif query == "-" and len(numbered) > 1:  # one "---" line stopped a batch of queries (user tryout)
+            logger.warning("%sthe query %r holds no word nor number: skipped", where(n), text)
+        else:  # "?" or "-" alone: some passage was printed, exit 0 (user tryout)
             raise InvalidInputError(f"{where(n)}the query {text!r} holds no word nor number: type what to search for"
                                     + (" (a query starting with '-' goes after '--': medrag search --persist-dir DB "
                                        "-- \"-CRP\")" if text.startswith("-") and query != "-" else ""))
-    return [text for _, text in numbered]
+    if not kept:
+        raise InvalidInputError("no query on stdin holds a word or a number (the query '-' reads one query per line)")
+    return kept
 
 
 def _parse_filter(text: str | None) -> dict[str, Any] | None:

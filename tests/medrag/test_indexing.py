@@ -1971,8 +1971,9 @@ def test_hard_wrapped_text_files_are_reflowed_before_chunking(tmp_path) -> None:
                               "débuté.\n\nSortie le 3 mars.")
     assert docs["protocole.md"].splitlines() == ["## Conduite à tenir", "1. Vérifier la kaliémie sur un prélèvement "
                                                  "non hémolysé.", "2. Réaliser un ECG.", "| DFG | dose |", "|---|---|",
-                                                 "## Antécédents", "diabète de type 2", "```", "clairance = (140 - age)",
-                                                 "dfg = ckd_epi(creat)", "```", "puis contrôle"]  # review: headings, fences
+                                                 "## Antécédents", "diabète de type 2", "", "```",
+                                                 "clairance = (140 - age)", "dfg = ckd_epi(creat)", "```", "",
+                                                 "puis contrôle"]  # review: headings, fences (a blank line around)
     chunks = chunk_text(docs["cr.txt"], chunk_words=8, overlap=0)
     assert chunks[0].endswith("une anémie ;") and chunks[1].startswith("le traitement martial")
 
@@ -2094,7 +2095,7 @@ def test_markdown_front_matter_setext_and_a_long_trail_are_read_as_written(tmp_p
     filled the window (it now loses its outer headings until it fits half of it)."""
     folder = tmp_path / "notes"
     folder.mkdir()
-    (folder / "fm.md").write_text("---\ntitle: Doliprane\ndate: 2024-01-01\n---\nAntalgique de palier 1.\n"
+    (folder / "fm.md").write_text("---\ntitle: Doliprane\ndate: 2024-01-01\n---\nAntalgique de palier 1.\n\n"
                                   "Posologie\n=========\nun comprimé le matin,\nun le soir.\n", encoding="utf-8")
     store = MatryoshkaChroma("mdfm", CountingFake(), client=chromadb.EphemeralClient())
     index_corpus(folder, store)

@@ -30,7 +30,7 @@ def test_what_is_not_a_heading_stays_in_the_body() -> None:
 
 
 def test_setext_headings_and_not_a_list_table_or_front_matter() -> None:
-    text = ("---\ntitle: Protocole\n---\nIntro\n\nKaliémie\n========\nTexte.\nConduite *à tenir* :\n---\n"
+    text = ("---\ntitle: Protocole\n---\nIntro\n\nKaliémie\n========\nTexte.\n\nConduite *à tenir* :\n---\n"
             "- un item\n---\n| a | b |\n|---|---|\nFin.")
     sections = markdown_sections(text)
     assert sections[0] == ((), "---\ntitle: Protocole\n---\nIntro")  # the front matter is text of the first section
@@ -53,7 +53,9 @@ def test_a_setext_underline_needs_a_paragraph_line_above_it() -> None:
     for above in ("a | b\n--|--\n1 | 2", "- item\n  suite de l'item", "    code indenté", "</div>", "> citation"):
         sections = markdown_sections(f"# A\n{above}\n---\ntexte")
         assert sections == [((), ""), (("A",), f"{above}\n---\ntexte".lstrip())], above
-    assert markdown_sections("# A\nUn paragraphe\nsur deux lignes\n---\ntexte")[2] == (("A", "sur deux lignes"), "texte")
+    # the whole paragraph is the heading (CommonMark; user tryout: a hard-wrapped title lost its first line)
+    assert markdown_sections("# A\nUn paragraphe\nsur deux lignes\n---\ntexte")[2] == (
+        ("A", "Un paragraphe sur deux lignes"), "texte")
 
 
 def test_the_document_written_back_keeps_headings_front_matter_and_fences_apart_from_bodies() -> None:
@@ -62,14 +64,33 @@ def test_the_document_written_back_keeps_headings_front_matter_and_fences_apart_
     from medrag.markdown import parse_markdown
     from medrag.pdf import reflow
 
-    text = ("---\ntitle: Doliprane\ndate: 2024-01-01\n---\nAntalgique de\npalier 1.\nPosologie\n=========\n"
+    text = ("---\ntitle: Doliprane\ndate: 2024-01-01\n---\nAntalgique de\npalier 1.\n\nPosologie\n=========\n"
             "un comprimé le matin,\nun le soir.\n~~~\nligne un\nligne deux\n~~~\n")
     doc = parse_markdown(text)
     assert doc.front_matter == "---\ntitle: Doliprane\ndate: 2024-01-01\n---"
     written = doc.text(reflow)
     assert written.splitlines() == ["---", "title: Doliprane", "date: 2024-01-01", "---", "Antalgique de palier 1.",
-                                    "# Posologie", "un comprimé le matin, un le soir.", "~~~", "ligne un",
+                                    "# Posologie", "un comprimé le matin, un le soir.", "", "~~~", "ligne un",
                                     "ligne deux", "~~~"]
     assert markdown_sections(written) == [((), "---\ntitle: Doliprane\ndate: 2024-01-01\n---\nAntalgique de palier 1."),
-                                          (("Posologie",), "un comprimé le matin, un le soir.\n~~~\nligne un\n"
+                                          (("Posologie",), "un comprimé le matin, un le soir.\n\n~~~\nligne un\n"
                                                            "ligne deux\n~~~")]
+
+
+def test_code_and_html_blocks_hold_no_heading_and_are_written_back_as_they_are() -> None:
+    """User tryout: "    # exemple de saisie" (indented code) and a "# Ancienne version" inside an HTML
+    comment became level-1 headings, and the drug's name left every chunk's trail. The document written
+    back keeps such blocks verbatim (reflowed, the indent went and the next parse read a heading)."""
+    from medrag.markdown import parse_markdown
+    from medrag.pdf import reflow
+
+    text = ("# Midazolam\n\n    # exemple de saisie\n    dose = 0.05 mg/kg\n\n\t# tabulé\n\n<!--\n# Ancienne version\n"
+            "Dose 2 mg.\n\n-->\n<pre>\n# sortie\n</pre>\n<div>\n# dans un div\n</div>\n\n## Posologie\nSédation\nvigile.")
+    trails = [h for h, _ in markdown_sections(text)]
+    assert trails == [(), ("Midazolam",), ("Midazolam", "Posologie")]
+    written = parse_markdown(text).text(reflow)
+    assert "    # exemple de saisie\n    dose = 0.05 mg/kg" in written and "<!--\n# Ancienne version" in written
+    assert [h for h, _ in markdown_sections(written)] == trails  # the second reading agrees
+    assert markdown_sections(written)[-1] == (("Midazolam", "Posologie"), "Sédation vigile.")
+    # an indented line inside a paragraph or a list item is no code: it continues them
+    assert markdown_sections("# A\nUn texte\n    qui continue")[1] == (("A",), "Un texte\n    qui continue")

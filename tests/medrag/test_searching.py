@@ -145,7 +145,7 @@ def test_the_text_output_names_the_file_and_chunk_before_a_long_folder() -> None
     assert _short({"id": "tsh"}) == "(id=tsh)" and _short({}) == ""
 
 
-def test_search_reads_queries_from_stdin_and_json_names_the_score_kind(indexed, capsys, monkeypatch) -> None:
+def test_search_reads_queries_from_stdin_and_json_names_the_score_kind(indexed, capsys, caplog, monkeypatch) -> None:
     """A script piped its queries (`-` searched the text "-"), thresholded `score` and got fused scores
     once --hybrid was added, and "?" printed a passage with exit code 0 (user tryout)."""
     import io
@@ -163,8 +163,13 @@ def test_search_reads_queries_from_stdin_and_json_names_the_score_kind(indexed, 
     assert json.loads(capsys.readouterr().out)["score_kind"] == "fused"
     monkeypatch.setattr("sys.stdin", io.StringIO("\n \n"))
     _one_line(capsys, ["search", "-", "--persist-dir", str(indexed)], "no query on stdin")
-    monkeypatch.setattr("sys.stdin", io.StringIO("\ufefffer\n\n??\n"))  # the file's line, blank lines counted
-    _one_line(capsys, ["search", "-", "--persist-dir", str(indexed)], "stdin line 3: the query '??' holds no word nor number")
+    monkeypatch.setattr("sys.stdin", io.StringIO("\ufefffer\n\n---\nCRP\n"))  # a line without a word: skipped, said
+    with caplog.at_level("WARNING", logger="medrag.searching"):  # with the file's line, blank lines counted
+        assert main(["search", "-", "--persist-dir", str(indexed), "--k", "1", "--json"]) == 0
+    assert [json.loads(line)["query"] for line in capsys.readouterr().out.splitlines()] == ["fer", "CRP"]
+    assert "stdin line 3: the query '---' holds no word nor number: skipped" in caplog.text
+    monkeypatch.setattr("sys.stdin", io.StringIO("?\n---\n"))
+    _one_line(capsys, ["search", "-", "--persist-dir", str(indexed)], "no query on stdin holds a word or a number")
     monkeypatch.setattr("sys.stdin", io.StringIO("\ufefffer\n"))  # a BOM is no part of the query
     assert main(["search", "-", "--persist-dir", str(indexed), "--k", "1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["query"] == "fer"
