@@ -15,8 +15,10 @@ end of the line; up to three spaces before it; closing ``#`` characters dropped)
 underline (a line of ``=`` or ``-`` right under a paragraph, which is the heading, levels 1 and 2:
 not under a list item or its continuation, a table row, a quote, a fence, indented code or an HTML
 line), outside code blocks (fenced with ``` or ``~~~``, or indented by four spaces or a tab), HTML
-blocks (``<!-- ... -->``, ``<pre>``, ``<div>``...) and a YAML front matter block at the top of the
-file. The heading text loses its emphasis markers (``*``, ``` ` ```) and a trailing colon.
+blocks (``<pre>``, ``<div>``...) and a YAML front matter block at the top of the file; an HTML
+comment block (``<!-- ... -->`` from the start of a line) is dropped: it is not shown, and an
+author's note or a superseded dose commented out is no text to answer from. The heading text loses
+its emphasis markers (``*``, ``` ` ```) and a trailing colon.
 
 Example::
 
@@ -143,6 +145,7 @@ def parse_markdown(text: str) -> MarkdownDocument:
     in_item = False  # inside a list item (its continuation lines are no paragraph of their own)
     blank_before = True  # the previous line is blank (or the section's start): indented code may start
     in_code = False  # the last non-blank line was indented code
+    in_comment = False  # inside an HTML comment block (its lines are dropped)
 
     def close(new_level: int, new_heading: str) -> None:
         nonlocal level, heading, paragraph_start, in_item, blank_before, in_code
@@ -169,7 +172,9 @@ def parse_markdown(text: str) -> MarkdownDocument:
         if html_end is not None:
             if (html_end in line.lower()) if html_end else not stripped:  # "": the block ends at a blank line
                 html_end = None
-            body.append((True, line))
+            if not in_comment:
+                body.append((True, line))
+            in_comment = in_comment and html_end is not None
             continue
         opened = _FENCE.match(line)
         if opened:
@@ -182,12 +187,16 @@ def parse_markdown(text: str) -> MarkdownDocument:
             blank_before, in_code = False, True
             continue
         in_code = in_code and not stripped  # a blank line may sit inside indented code
-        if _HTML_BLOCK.match(line) and paragraph_start is None:
+        if _HTML_BLOCK.match(line):  # these kinds of HTML block may interrupt a paragraph (CommonMark 1-6)
+            paragraph_start = None
             lower = line.lower().lstrip()
             opener, closer = next(((o, c) for o, c in _HTML_CLOSERS if lower.startswith(o)), ("", ""))
             # a comment or <pre> runs to its closer (blank lines included), another block to a blank line
             html_end = None if closer and closer in lower[len(opener):] else closer
-            body.append((True, line))
+            # a comment is not shown: an author's note or an old dose commented out is not indexed (user tryout)
+            in_comment = opener == "<!--" and html_end is not None
+            if opener != "<!--":
+                body.append((True, line))
             blank_before = False
             continue
         atx = _ATX.match(line)

@@ -89,8 +89,15 @@ def test_code_and_html_blocks_hold_no_heading_and_are_written_back_as_they_are()
     trails = [h for h, _ in markdown_sections(text)]
     assert trails == [(), ("Midazolam",), ("Midazolam", "Posologie")]
     written = parse_markdown(text).text(reflow)
-    assert "    # exemple de saisie\n    dose = 0.05 mg/kg" in written and "<!--\n# Ancienne version" in written
+    assert "    # exemple de saisie\n    dose = 0.05 mg/kg" in written and "<pre>\n# sortie\n</pre>" in written
+    # an HTML comment is not shown: a superseded dose commented out is not indexed (user tryout)
+    assert "Ancienne version" not in written and "Dose 2 mg" not in written and "-->" not in written
     assert [h for h, _ in markdown_sections(written)] == trails  # the second reading agrees
     assert markdown_sections(written)[-1] == (("Midazolam", "Posologie"), "Sédation vigile.")
     # an indented line inside a paragraph or a list item is no code: it continues them
     assert markdown_sections("# A\nUn texte\n    qui continue")[1] == (("A",), "Un texte\n    qui continue")
+
+
+def test_a_comment_on_one_line_is_dropped_and_the_text_after_it_kept() -> None:
+    assert markdown_sections("# A\n<!-- note -->\nTexte.\n<!--\n\nvieux\n-->\nSuite.") == [
+        ((), ""), (("A",), "Texte.\nSuite.")]
