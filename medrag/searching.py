@@ -26,7 +26,7 @@ from medrag.command import (add_store_location_arguments, check_store_location, 
 from medrag.embeddings import check_utf8
 from medrag.text_checks import is_blank
 from medrag.errors import CollectionMismatchError, DataError, InvalidInputError
-from medrag.indexing import FOLDER_KEY
+from medrag.indexing import FOLDER_KEY, SECTION_KEY
 from medrag.models import check_device
 
 
@@ -121,8 +121,10 @@ def run_search(args: argparse.Namespace) -> int:
                                  ensure_ascii=False))
             else:
                 text = " ".join(doc.page_content.split())
+                section = doc.metadata.get(SECTION_KEY)  # whole, on its own line: cut, it could not be a --filter
                 print(f"{rank:>2}. [{label} {score:.4f}] {doc.id}  {_short(doc.metadata)}\n    "
-                      f"{text[:300]}{'...' if len(text) > 300 else ''}")
+                      + (f"section: {section}\n    " if isinstance(section, str) else "")
+                      + f"{text[:300]}{'...' if len(text) > 300 else ''}")
         if not hits:
             print("no result" + (f" for query {n + 1}" if len(queries) > 1 else "")
                   + (" (the filter matched nothing, or the collection is empty)" if where else
@@ -180,7 +182,7 @@ def _parse_filter(text: str | None) -> dict[str, Any] | None:
 def _short(metadata: dict[str, Any]) -> str:
     """The metadata without the chunk bookkeeping, on one short line: the file (``source``) and the
     chunk's position first, the folder last (a long share path first hid the file name: user tryout)."""
-    placed = ("doc", "source", "chunk", FOLDER_KEY)  # the document key is bookkeeping: not shown
-    order = ["source", "chunk", *(k for k in metadata if k not in placed), FOLDER_KEY]
+    placed = ("doc", "source", "chunk", FOLDER_KEY, SECTION_KEY)  # the document key is bookkeeping: not shown
+    order = ["source", "chunk", *(k for k in metadata if k not in placed), FOLDER_KEY]  # section: a line of its own
     text = ", ".join(f"{k}={metadata[k]}" for k in order if k in metadata)
     return f"({text[:120]}{'...' if len(text) > 120 else ''})" if text else ""

@@ -178,3 +178,24 @@ def test_search_reads_queries_from_stdin_and_json_names_the_score_kind(indexed, 
         main(["search", "-CRP", "--persist-dir", str(indexed)])
     assert exit_.value.code == 2 and "goes after '--'" in capsys.readouterr().err
     assert main(["search", "--persist-dir", str(indexed), "--k", "1", "--", "-CRP"]) == 0
+
+
+def test_a_markdown_chunks_section_is_printed_whole_on_its_own_line(tiny_model_dir, tmp_path, capsys) -> None:
+    """The metadata line is cut at 120 characters: a long heading trail could not be pasted into
+    --filter (user tryout). It is printed whole, and --filter on it finds the chunk."""
+    folder = tmp_path / "vault"
+    folder.mkdir()
+    trail = "Protocole régional de prise en charge des hyperkaliémies sévères de l'adulte > Kayexalate"
+    (folder / "p.md").write_text("# Protocole régional de prise en charge des hyperkaliémies sévères de l'adulte\n"
+                                 "## Kayexalate\nUne cuillère mesure.\n", encoding="utf-8")
+    db = tmp_path / "db"
+    assert main(["index", str(folder), "--persist-dir", str(db), "--model", str(tiny_model_dir), "--no-progress",
+                 "--coarse-rotation", "none"]) == 0
+    capsys.readouterr()
+    assert main(["search", "cuillère", "--persist-dir", str(db), "--k", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"\n    section: {trail}\n" in out or "\n    section: Kayexalate\n" in out, out
+    section = out.split("section: ", 1)[1].splitlines()[0]
+    assert main(["search", "cuillère", "--persist-dir", str(db), "--k", "1", "--json",
+                 "--filter", json.dumps({"section": section})]) == 0
+    assert json.loads(capsys.readouterr().out)["metadata"]["section"] == section
