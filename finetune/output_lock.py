@@ -37,7 +37,9 @@ class OutputLock:
 
     Args:
         directory: the output folder (it must exist: the preflight checks create it).
-        what: how the folder is named in the error (``output_dir``, ``export_adapter``).
+        what: how the folder is named in the error (``output_dir``: the one folder a run locks; an
+            ``export_adapter`` folder is replaced whole at the end of a run, so a lock on it would
+            not outlive the replacement, and two runs exporting into one folder are not refused).
 
     Raises:
         ConfigError: another process holds the lock (another run writes into this folder).
