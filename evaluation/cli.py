@@ -531,11 +531,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     from medrag.models import loading_progress
 
     with loading_progress(_progress(args)), _WarningLog() as warnings:
-        args._warnings = warnings.messages  # what report.md / report.json record (user tryout: stderr only)
-        return _evaluate_checked(args)
+        # what report.md / report.json record (user tryout: the warnings were on stderr only)
+        return _evaluate_checked(args, warnings.messages)
 
 
-def _evaluate_checked(args: argparse.Namespace) -> int:
+def _evaluate_checked(args: argparse.Namespace, warnings: list[str]) -> int:
     if args.label and len(args.label) != len(args.model):
         raise DataError(f"{len(args.label)} --label for {len(args.model)} --model")
     if args.batch_size < 1:
@@ -568,7 +568,7 @@ def _evaluate_checked(args: argparse.Namespace) -> int:
             raise DataError(f"{where} is not a folder: pass --data-root, or set $MEDRAG_DATA to, the folder that holds "
                             "frenchmedmcqa/ and french-medical-text/ (../shared/data from the repository's root)")
         _fill_defaults(args)
-        return _evaluate_suite(args)
+        return _evaluate_suite(args, warnings)
     _check_modes(args)
     _fill_defaults(args)
     if args.data is None:
@@ -617,7 +617,7 @@ def _evaluate_checked(args: argparse.Namespace) -> int:
             report.hybrid[m.label] = evaluate_hybrid(
                 task, q, d, sorted(m.sizes, reverse=True), weights=args.lexical_weight or [DEFAULT_LEXICAL_WEIGHT],
                 method=args.fusion or DEFAULT_FUSION, options=options, metrics=report.metrics, show_progress=_progress(args))
-    report.warnings = list(getattr(args, "_warnings", []))
+    report.warnings = list(warnings)
     # the data as read, not only as typed ("test.jsonl"): its absolute path, and for a file its sha256, as
     # training_info.json records a run's data (user tryout)
     source = Path(args.data).expanduser()
@@ -713,7 +713,7 @@ def _trained_on_frenchmedmcqa_dev(spec: str) -> bool:
     return "dev" in _frenchmedmcqa_trained_splits(spec)
 
 
-def _evaluate_suite(args: argparse.Namespace) -> int:
+def _evaluate_suite(args: argparse.Namespace, warnings: list[str]) -> int:
     """``medrag evaluate --suite``: every domain of the validation suite, every size, the macro-average."""
     if args.part == "val" and (args.domains is None or "frenchmedmcqa" in args.domains):
         for spec in dict.fromkeys(args.model):
@@ -746,7 +746,7 @@ def _evaluate_suite(args: argparse.Namespace) -> int:
                 primary_metric=report.primary_metric, command=report.command))  # --primary-metric was ignored
     out = Path(args.out).expanduser()
     earlier = earlier_report_files(out)
-    report.warnings = list(getattr(args, "_warnings", []))
+    report.warnings = list(warnings)
     paths = report.write(out)
     print()
     print(report.to_markdown())

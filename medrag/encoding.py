@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import sys
 import threading
 import weakref
 from collections.abc import Sequence
@@ -81,8 +82,6 @@ def model_lock(model: Any) -> "threading.RLock":
 
 def stderr_is_terminal() -> bool:
     """Whether stderr is a terminal: where a default progress bar is drawn (tqdm's ``disable=None``)."""
-    import sys
-
     try:
         return bool(sys.stderr is not None and sys.stderr.isatty())
     except (AttributeError, ValueError):  # a closed or replaced stream

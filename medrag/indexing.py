@@ -1025,7 +1025,8 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                 title = " ".join(str(title).split())
             else:
                 title = None
-            if markdown_headings and root is not None and key.lower().endswith(".md"):
+            markdown = markdown_headings and root is not None and key.lower().endswith(".md")
+            if markdown:
                 sections = [(_fitting_trail(h, count, window), body) for h, body in markdown_sections(text)]
             else:
                 sections = [(title, text)]
@@ -1051,8 +1052,8 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                     # a chunk that starts with the title as a word keeps one copy ("Anémies..." is not "Anémie")
                     cut = [p if p == head or p.startswith(head + " ") else f"{head} : {p}" for p in cut]
                 pieces += cut
-                trails += [head if len(sections) > 1 else None] * len(cut)
-            if not pieces and len(sections) > 1:  # headings alone (a table of contents): indexed as its text
+                trails += [head if markdown else None] * len(cut)  # a record's title is no section
+            if not pieces and markdown:  # headings alone (a table of contents): indexed as its text
                 pieces = chunk_text(text, chunk_words, overlap, max_words, max_tokens=window, count_tokens=count)
                 trails = [None] * len(pieces)
             if not pieces:

@@ -181,7 +181,7 @@ def parse_markdown(text: str) -> MarkdownDocument:
             fence, paragraph_start = opened.group(1), None
             body.append((True, line))
             continue
-        indented = line.startswith(("    ", "\t")) or line.startswith((" \t", "  \t", "   \t"))
+        indented = line.startswith(("    ", "\t", " \t", "  \t", "   \t"))  # four columns, a tab counting to them
         if indented and stripped and paragraph_start is None and not in_item and (blank_before or in_code):
             body.append((True, line))  # indented code: "    # exemple" is no heading (user tryout)
             blank_before, in_code = False, True
