@@ -8,7 +8,10 @@ leaves the folder unreadable, and from then on *every* call on the collection (`
 ``get``, ``query``) fails with an ``InternalError`` such as "Error sending backfill request to
 compactor: Error constructing hnsw segment reader: Error deserializing pickle file" or "Failed
 to apply logs to the hnsw segment writer" (measured: SIGKILL at random moments of a long add,
-chromadb 1.5.9; upstream treats it as expected of a kill, chroma-core/chroma#2594). The SQLite
+chromadb 1.5.9; upstream treats it as expected of a kill, chroma-core/chroma#2594). A kill after
+the data files were saved but before the id map was leaves a folder that loads, but whose newest
+vectors have no id: a search or ``get`` that reaches one fails with "Error finding id" (measured in
+CI); :func:`latest_ids` names the records to probe for it. The SQLite
 records are intact, and a MatryoshkaChroma record carries its full vector in its metadata, so
 the coarse vectors can be recomputed without re-encoding anything.
 
@@ -35,12 +38,16 @@ REPAIR_SUFFIX = "__medrag_repair"
 #: Collection-metadata key set on the temporary collection once every record is in it.
 COMPLETE_KEY = "medrag:repair_complete"
 
-# Messages of Chroma's embedded (Rust) executor when a collection's HNSW segment cannot be loaded.
+_MISSING_ID = "error finding id"
+# Messages of Chroma's embedded (Rust) executor when a collection's HNSW segment cannot be loaded,
+# or disagrees with itself: "Error finding id" when its id map (index_metadata.pickle) is older
+# than its vectors (the data files were saved, the kill came before the map was).
 _SIGNATURES = (
     "hnsw segment",
     "error loading hnsw index",
     "backfill request to compactor",
     "error deserializing pickle file",
+    _MISSING_ID,
 )
 _DOCUMENT_KEY = "chroma:document"
 _OPS = {0: "add", 1: "update", 2: "upsert", 3: "delete"}  # chromadb/db/mixins/embeddings_queue.py
@@ -53,6 +60,18 @@ def is_vector_index_failure(exc: BaseException) -> bool:
         seen.add(id(exc))
         text = str(exc).lower()
         if any(sig in text for sig in _SIGNATURES):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
+
+
+def is_missing_id(exc: BaseException) -> bool:
+    """True when a Chroma error says the vector index holds a vector without an id ("Error finding id"):
+    damage on disk, or an index this process loaded before another process wrote (no damage)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if _MISSING_ID in str(exc).lower():
             return True
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
     return False
@@ -72,6 +91,22 @@ def segment_ids(persist_directory: str, collection_id: str) -> list[str]:
     """The ids of a collection's segments (the vector segment's files are in a folder of that name)."""
     with _read_only(persist_directory) as db:
         return [row[0] for row in db.execute("SELECT id FROM segments WHERE collection = ?", (collection_id,))]
+
+
+def latest_ids(persist_directory: str, collection_id: str, n: int) -> list[str]:
+    """The ids of the ``n`` records of a collection written last (highest ``seq_id`` in its SQLite
+    metadata segment): the ones a vector index saved before its id map lacks.
+
+    Raises:
+        sqlite3.Error: the database is unreadable.
+    """
+    with _read_only(persist_directory) as db:
+        row = db.execute("SELECT id FROM segments WHERE collection = ? AND scope = 'METADATA'",
+                         (collection_id,)).fetchone()
+        if row is None:
+            return []
+        return [r[0] for r in db.execute("SELECT embedding_id FROM embeddings WHERE segment_id = ? "
+                                         "ORDER BY seq_id DESC LIMIT ?", (row[0], n))]
 
 
 def _value(string: Any, integer: Any, real: Any, boolean: Any) -> Any:

@@ -34,6 +34,7 @@ import math
 import numbers
 import os
 import re
+import sqlite3
 import threading
 import time
 import weakref
@@ -55,7 +56,8 @@ from medrag.coarse import (LEARNED_STEPS, CoarseProjection, fit_learned, fit_pca
                            min_vectors, pseudo_queries, sample_indices)
 from medrag._store_lock import (DirectoryLock, WriteGuard, folder_write_lock, held_in_this_process, locked_error,
                                 opening_lock)
-from medrag._store_repair import COMPLETE_KEY, REPAIR_SUFFIX, is_vector_index_failure, read_records, segment_ids
+from medrag._store_repair import (COMPLETE_KEY, REPAIR_SUFFIX, is_missing_id, is_vector_index_failure, latest_ids,
+                                  read_records, segment_ids)
 from medrag._chroma_errors import translate_chroma_error
 from medrag._store_sidecar import SIDECAR_NAME, VectorSidecar
 from medrag.embeddings import check_utf8 as _check_utf8, validate_texts
@@ -140,6 +142,8 @@ DEFAULT_COARSE_DIM = 64
 DEFAULT_COLLECTION = "medrag"
 _WRITE_BATCH = 1000
 _PROGRESS_MIN = 1000
+#: Records written last whose vectors an opening reads (a kill can leave the newest vectors without ids).
+_PROBED_RECORDS = 64
 #: With a progress bar, a write's texts are encoded this many at a time, so the bar moves during a
 #: long first write (the coarse stage is fitted on 4,096 texts written as one batch: minutes on a CPU).
 _PROGRESS_SLICE = 256
@@ -159,10 +163,12 @@ _OPEN_GUARD = threading.RLock()
 _OPENED_FOLDERS: dict[str, int] = {}
 
 #: (persist directory, collection id) -> the write generation that this process's Chroma vector index
-#: holds. Chroma's embedded client loads a collection's HNSW index once per process and never sees
-#: another process's later writes (a store closed, then written by another process): searches then
-#: miss those records, while ``len`` and ``get`` count them.
-_INDEX_GENERATION: dict[tuple[str, str], int] = {}
+#: holds, and (weakly) the Chroma ``System`` that loaded it. Chroma's embedded client loads a
+#: collection's HNSW index once per System (one per folder and process, until
+#: ``SharedSystemClient.clear_system_cache()``) and never sees another process's later writes (a
+#: store closed, then written by another process): searches then miss those records, while ``len``
+#: and ``get`` count them. A new System loads the index afresh, so its entry starts over.
+_INDEX_GENERATION: dict[tuple[str, str], tuple[int, "weakref.ref[Any] | None"]] = {}
 #: The (key, generation) pairs warned about: once each (generations only grow, so an index is stale
 #: exactly while the collection's generation is not the one recorded above).
 _INDEX_WARNED: set[tuple[str, str, int]] = set()
@@ -482,7 +488,7 @@ class MatryoshkaChroma(VectorStore):
             self._load_rotation()
         # a collection replaced (an empty one created again with this store's settings, or one whose
         # vector index was rebuilt): its vector copy and lexical index are dropped below
-        broken_id = self._check_vector_index(persist if writer else None) or self._replaced_id
+        broken_id = self._check_vector_index(persist, repair=writer) or self._replaced_id
         # the probe above loaded the index: its generation, or another process's writes (read even while this
         # process holds the lock: another process may have written while none of its stores held it)
         self._check_index_fresh(force=True)
@@ -795,19 +801,27 @@ class MatryoshkaChroma(VectorStore):
 
     # ------------------------------------------------------------------ crash recovery
 
-    def _check_vector_index(self, persist: str | None) -> str | None:
-        """Read the collection once through its HNSW index; when a crash left that index unreadable
-        (:mod:`medrag._store_repair`), rebuild the collection from its records (only for an embedded
-        folder this process owns). Returns the id of the collection replaced, None when it was sound."""
+    def _check_vector_index(self, persist: str | None, repair: bool) -> str | None:
+        """Read the collection once through its HNSW index, and (embedded) the vectors of the records
+        written last; when a crash left that index unreadable or without the ids of its newest vectors
+        (:mod:`medrag._store_repair`), rebuild the collection from its records (``repair``: only for an
+        embedded folder this process owns). Returns the id of the collection replaced, None when it was sound."""
         try:
             if self._collection.count():
                 self._collection.query(query_embeddings=np.eye(1, self._coarse_dim, dtype=np.float32),
                                        n_results=1, include=[])
+                newest = self._latest_ids(persist)
+                if newest:
+                    self._collection.get(ids=newest, include=["embeddings"])
             return None
         except Exception as exc:
             if not is_vector_index_failure(exc):
                 raise translate_chroma_error(exc, "read the collection", self._collection_name) from exc
-            if persist is None:
+            if is_missing_id(exc) and self._index_may_be_stale():
+                # not damage: this process's index was loaded before another process's writes, whose
+                # newest records it lacks (the staleness warning follows); a new process reads the files
+                return None
+            if persist is None or not repair:
                 raise StoreError(
                     f"the vector index of collection {self._collection_name!r} cannot be read ({exc}); its records "
                     "are intact. Open it with an embedded client in a process that owns the folder "
@@ -819,6 +833,17 @@ class MatryoshkaChroma(VectorStore):
             broken = self._cid
             self._repair_vector_index(persist)
             return broken
+
+    def _latest_ids(self, persist: str | None) -> list[str]:
+        """The ids of an embedded collection's last-written records (:func:`medrag._store_repair.latest_ids`);
+        none for a server, or when the database cannot be read directly (Chroma reads it, and says why)."""
+        if persist is None:
+            return []
+        try:
+            return latest_ids(persist, self._cid, _PROBED_RECORDS)
+        except sqlite3.Error as exc:
+            logger.debug("could not read the newest record ids from %s: %s", persist, exc)
+            return []
 
     def _repair_vector_index(self, persist: str) -> None:
         """Rebuild the collection from the records in ``chroma.sqlite3`` into ``<name>__medrag_repair``,
@@ -1031,7 +1056,11 @@ class MatryoshkaChroma(VectorStore):
             return  # nothing new to warn about: no other medrag process writes while this one holds the lock
         current = self.write_generation
         with _INDEX_GUARD:
-            if _INDEX_GENERATION.setdefault(key, current) == current or (*key, current) in _INDEX_WARNED:
+            seen = self._index_generation(key)
+            if seen is None:  # this System loads the index now: it holds every write so far
+                _INDEX_GENERATION[key] = (current, self._system_ref())
+                return
+            if seen == current or (*key, current) in _INDEX_WARNED:
                 return
             _INDEX_WARNED.add((*key, current))
         logger.warning(
@@ -1050,7 +1079,36 @@ class MatryoshkaChroma(VectorStore):
         key = self._index_key()
         if key is not None:
             with _INDEX_GUARD:
-                _INDEX_GENERATION[key] = generation
+                _INDEX_GENERATION[key] = (generation, self._system_ref())
+
+    def _system_ref(self) -> "weakref.ref[Any] | None":
+        system = getattr(self._client, "_system", None)
+        try:
+            return weakref.ref(system) if system is not None else None
+        except TypeError:  # a client whose System takes no weak reference: one index per process assumed
+            return None
+
+    def _index_generation(self, key: tuple[str, str]) -> int | None:
+        """The generation this process's vector index of ``key`` holds; None when no index of this
+        client's Chroma System was seen (a new System loads the index afresh: call with _INDEX_GUARD held)."""
+        entry = _INDEX_GENERATION.get(key)
+        if entry is None:
+            return None
+        generation, ref = entry
+        system = getattr(self._client, "_system", None)
+        if ref is not None and ref() is not system:
+            return None
+        return generation
+
+    def _index_may_be_stale(self) -> bool:
+        """True when this process's Chroma System loaded this collection's vector index before another
+        process wrote to it (see :meth:`_check_index_fresh`): then it lacks those records' vectors."""
+        key = self._index_key()
+        if key is None:
+            return False
+        with _INDEX_GUARD:
+            seen = self._index_generation(key)
+        return seen is not None and seen != self.write_generation
 
     @property
     def write_generation(self) -> int:

@@ -89,6 +89,42 @@ def test_unreadable_vector_index_is_rebuilt_from_the_records(tmp_path, emb, capl
     store.close()
 
 
+def test_a_vector_index_whose_id_map_is_older_than_its_vectors_is_rebuilt(tmp_path, emb, caplog) -> None:
+    """The other state a kill leaves (CI, SIGKILL during a long add): the HNSW data files saved, the
+    id map (``index_metadata.pickle``) still the previous save's. The folder loads, but every query
+    that reaches a newer vector fails with "Error finding id"; the store rebuilds it as above."""
+    path = tmp_path / "db"
+    store = MatryoshkaChroma("notes", emb, persist_directory=str(path), hnsw={"sync_threshold": 100})
+    store.add_texts(TEXTS[:600], METAS[:600], show_progress=False)
+    (pickle,) = glob.glob(str(path / "*" / "index_metadata.pickle"))
+    old_map = Path(pickle).read_bytes()
+    store.add_texts(TEXTS[600:], METAS[600:], show_progress=False)
+    before = [(d.id, round(s, 5)) for d, s in store.similarity_search_with_score("ferritine 12 µg/L", k=10, candidates=N)]
+    store.close()
+    del store
+    # what the killed process did besides: it wrote, so the generation this process saw is old; but
+    # this process's index goes with its cleared client (the open below loads the files: no stale
+    # index, no "another process wrote" warning, and the damage is repaired)
+    collection = _reopen_client(path).get_collection("notes")
+    collection.modify(metadata={**collection.metadata, GENERATION_KEY: collection.metadata[GENERATION_KEY] + 1})
+    SharedSystemClient.clear_system_cache()
+    Path(pickle).write_bytes(old_map)
+    with pytest.raises(Exception, match="Error finding id") as info:
+        _reopen_client(path).get_collection("notes").query(query_embeddings=np.ones((1, 64), np.float32),
+                                                           n_results=50, include=[])
+    assert is_vector_index_failure(info.value)
+    SharedSystemClient.clear_system_cache()
+
+    store = MatryoshkaChroma("notes", emb, persist_directory=str(path))
+
+    assert "cannot be read" in caplog.text and "rebuilt: 1200 records" in caplog.text
+    assert "another process wrote" not in caplog.text
+    assert len(store) == N
+    after = [(d.id, round(s, 5)) for d, s in store.similarity_search_with_score("ferritine 12 µg/L", k=10, candidates=N)]
+    assert after == before
+    store.close()
+
+
 def test_a_record_without_a_readable_full_vector_is_encoded_again(tmp_path, emb) -> None:
     path = tmp_path / "db"
     _build(path, emb)
