@@ -1778,11 +1778,20 @@ class MatryoshkaChroma(VectorStore):
         # only the records that exist (and match): deleting nothing writes nothing, so derived data
         # (the lexical index, the vector copy, other clients' caches) is not made stale for nothing.
         # Looked up in batches: one get of 40,000 ids exceeds SQLite's limit of query variables.
+        filters = {k: v for k, v in (("where", where), ("where_document", where_document)) if v}
         if ids is None:
             ids = self._chroma_call("find the records to delete", self._collection.get, where=where or None,
                                     where_document=where_document or None, include=[])["ids"]
+            nothing = "no stored record matches the filter"
         else:
+            nothing = f"none of the {len(ids)} id(s) given is stored" + (" and matches the filter" if filters else "")
             ids = self._matching_ids(ids, where, where_document, "find the records to delete")
+        if not ids:
+            # an erasure that deletes nothing must not pass unnoticed (a misspelt key, a number stored as
+            # text: user tryout); still True: LangChain's indexing API takes False for a failure
+            logger.warning("delete() deleted nothing in collection %r: %s%s. Check the ids, or the filter's keys and "
+                           "the types of its values (a number stored as text matches only as text)",
+                           self._collection_name, nothing, "".join(f" ({k}={v!r})" for k, v in filters.items()))
         if ids:
             self._check_writer()
             max_batch = self._max_batch()

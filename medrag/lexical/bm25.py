@@ -419,7 +419,8 @@ class BM25Index:
 
     def save(self, path: str | Path) -> None:
         """Write the index to ``path`` (one ``.npz`` file, replaced atomically; a store checks a path
-        it is given with :func:`check_index_path` first)."""
+        it is given with :func:`check_index_path` first). Only the terms of the indexed texts are
+        written: nothing of a deleted text stays in the file."""
         path = Path(path)
         if path.is_dir():
             raise InvalidInputError(f"{path} is a folder; pass the path of the index file to write, e.g. {path / 'bm25.npz'}")
@@ -431,6 +432,12 @@ class BM25Index:
                     "k1": self.k1, "b": self.b}
         lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
         flat = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int32)
+        # only the terms of the indexed texts: a deleted text's terms (a name, a patient number)
+        # stay in the vocabulary in memory, but are not written (the right to erasure: user tryout)
+        used = np.bincount(flat, minlength=len(vocab)) > 0 if len(vocab) else np.zeros(0, dtype=bool)
+        if not used.all():
+            flat = (np.cumsum(used) - 1)[flat].astype(np.int32)
+            vocab = [term for term, keep in zip(vocab, used) if keep]
         buffer = io.BytesIO()
         id_blob, id_ends = _pack_strings(ids)
         vocab_blob, vocab_ends = _pack_strings(vocab)

@@ -237,13 +237,26 @@ class LexicalSidecar:
     def _follows(self, generation: int) -> bool:
         index = self._index
         if index is None:
+            self._discard_file()
             return False
         if index.generation == generation - 1:
             if not _only_writer(self._store):  # another client's bump may have collided with this one
                 self._verify_until = time.monotonic() + SETTLE_SECONDS
             return True
         self._index = None  # someone else wrote in between: rebuild at the next search
+        self._discard_file()
         return False
+
+    def _discard_file(self) -> None:
+        """A write this index does not follow makes its file stale (never loaded again: its generation
+        is old), and a stale file may hold the terms of a text just deleted or replaced (the right to
+        erasure: user tryout): remove it. The next hybrid search rebuilds and saves it."""
+        if self.path is not None:
+            try:
+                self.path.unlink(missing_ok=True)
+            except OSError as exc:
+                logger.warning("could not remove the stale lexical index %s (%s): it holds the terms of texts "
+                               "written over or deleted until the next hybrid search rebuilds it", self.path, exc)
 
     def _save(self) -> None:
         self._dirty = False

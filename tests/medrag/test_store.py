@@ -1268,6 +1268,75 @@ def test_searches_that_miss_another_processs_writes_are_warned(tmp_path, fake, c
     assert "another process wrote" not in caplog.text
 
 
+def test_a_delete_that_deletes_nothing_is_warned(store: MatryoshkaChroma, caplog) -> None:
+    """An erasure with a misspelt key, a value of another type or unknown ids returned True without a
+    word, the patient's records still stored (user tryout, right to erasure)."""
+    import logging
+
+    store.add_texts(TEXTS[:4], [{"patient_id": "P42", "nip": 7734219881}, {"patient_id": "P7"}, {}, {}],
+                    ids=list("abcd"))
+    for kwargs, said in [({"where": {"patientid": "P42"}}, "no stored record matches the filter (where="),
+                         ({"where": {"nip": "7734219881"}}, "no stored record matches the filter"),
+                         ({"ids": ["zz", "yy"]}, "none of the 2 id(s) given is stored. Check"),
+                         ({"ids": ["b"], "where": {"patient_id": "P42"}}, "none of the 1 id(s) given is stored and "
+                                                                          "matches the filter")]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="medrag.store"):
+            assert store.delete(**kwargs) is True
+        assert "deleted nothing" in caplog.text and said in caplog.text, (kwargs, caplog.text)
+    assert len(store) == 4
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="medrag.store"):
+        store.delete(where={"patient_id": "P42"})
+        store.delete(["b", "nothere"])
+    assert "deleted nothing" not in caplog.text and len(store) == 2
+
+
+def test_an_erased_text_is_gone_from_medrags_files_and_after_the_documented_procedure_from_every_file(
+        tmp_path, fake) -> None:
+    """docs/store.md, "Erasure": after delete() no file of medrag's holds the text (the vector copy's
+    write-ahead log held it: user tryout); Chroma's own log does until the collection is copied
+    without it, dropped, and the database vacuumed."""
+    import sqlite3
+
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    path = tmp_path / "db"
+    secret = b"Zorbulinek"
+
+    def files_holding_it() -> list[str]:
+        return sorted(str(f.relative_to(path)) for f in path.rglob("*") if f.is_file() and secret in f.read_bytes())
+
+    store = MatryoshkaChroma("notes", fake, persist_directory=str(path))
+    store.add_texts(TEXTS[:40] + ["Patient Zorbulinek, NIP 7734219881."], [{"p": "x"}] * 40 + [{"p": "P42"}])
+    store.hybrid_search("ferritine", k=2)
+    assert "medrag_vectors.sqlite3" in " ".join(files_holding_it())  # the copy holds texts
+    store.delete(where={"p": "P42"})
+    assert files_holding_it() == ["chroma.sqlite3"]  # Chroma's log and free pages only
+    copy = MatryoshkaChroma.reindex(store.client, "notes", "notes-v2", fake)
+    store.delete_collection()
+    assert len(copy) == 40
+    copy.close()
+    store.close()
+    del store, copy
+    SharedSystemClient.clear_system_cache()
+    with sqlite3.connect(path / "chroma.sqlite3") as db:
+        db.execute("VACUUM")
+    assert files_holding_it() == []
+
+
+@pytest.mark.parametrize("bad", [{"$foo": 1}, {"patient_id": {"$eq": ["P1"]}}])
+def test_a_malformed_filter_is_explained(store: MatryoshkaChroma, bad) -> None:
+    """Chroma said only "Invalid where clause" (user tryout): the error says what a filter is."""
+    from medrag.errors import InvalidInputError
+
+    store.add_texts(TEXTS[:2], [{"patient_id": "P1"}, {}])
+    for call in (lambda: store.similarity_search("ferritine", filter=bad), lambda: store.delete(where=bad)):
+        with pytest.raises(InvalidInputError, match=r"Invalid where clause\. A where filter is .*\$in or \$nin"):
+            call()
+    assert len(store) == 2
+
+
 def test_defect5_chroma_failures_are_medrag_errors(store: MatryoshkaChroma, fake, client) -> None:
     from medrag.errors import InvalidInputError, MedragError
 

@@ -702,3 +702,42 @@ def test_an_identifier_lookup_ranks_the_passages_holding_its_codes_first(fake) -
         assert scored[0][0].id == "cip"
     finally:
         store.delete_collection()
+
+
+def _terms_on_disk(store: MatryoshkaChroma) -> set[str]:
+    """The terms of the lexical index file, read as a stranger would (np.load of its vocabulary)."""
+    from medrag.lexical.bm25 import _unpack_strings
+
+    with np.load(store.lexical.path, allow_pickle=False) as data:
+        return set(_unpack_strings(data["vocab"], data["vocab_ends"], store.lexical.path))
+
+
+SECRET = "Patient Zorbulinek, NIP 7734219881, suivi pour une sérologie positive."
+
+
+@pytest.mark.parametrize("loaded", [True, False], ids=["index-loaded", "index-not-loaded"])
+def test_an_erased_record_leaves_no_term_in_the_lexical_index_file(tmp_path, fake, loaded) -> None:
+    """Right to erasure (user tryout): after delete(), the index file on disk kept the erased text's
+    terms, with a zero count when this process's index was loaded (its vocabulary was saved whole),
+    and the whole old index when it was not (the file is rebuilt only at the next hybrid search)."""
+    path = str(tmp_path / "db")
+    store = MatryoshkaChroma("notes", fake, persist_directory=path)
+    _fill(store)
+    store.add_texts([SECRET], [{"patient_id": "P42"}], ids=["p42"])
+    store.hybrid_search("ferritine", k=2)  # builds and saves the index file
+    assert {"zorbulinek", "7734219881"} <= _terms_on_disk(store)
+    if not loaded:  # another process (a nightly erasure job) that never runs a hybrid search
+        store.close()
+        del store
+        store = MatryoshkaChroma("notes", fake, persist_directory=path)
+        assert not store.lexical.loaded
+    store.delete(where={"patient_id": "P42"})
+    if store.lexical.path.exists():
+        terms = _terms_on_disk(store)
+        assert not {"zorbulinek", "7734219881"} & terms
+        assert {"ferritin", "troponin"} <= terms  # the other records' terms are all there
+    assert [d.id for d in store.hybrid_search("Zorbulinek 7734219881", k=3, lexical_weight=1.0)
+            if d.id == "p42"] == []
+    assert store.hybrid_search("ferritine basse", k=1, lexical_weight=1.0)[0].id == "fer"
+    assert not {"zorbulinek", "7734219881"} & _terms_on_disk(store)  # the file the search saved
+    store.close()

@@ -7,7 +7,7 @@ import pytest
 
 from medrag.errors import InvalidInputError, LexicalIndexError
 from medrag.lexical.analyzer import AnalyzerOptions
-from medrag.lexical.bm25 import BM25Index
+from medrag.lexical.bm25 import BM25Index, _unpack_strings
 from medrag.lexical.protocol import LexicalIndex
 
 DOCS = {
@@ -461,3 +461,21 @@ def test_a_query_made_mostly_of_codes_names_the_documents_holding_them_all() -> 
     index.add(["e"], ["En 2ème ligne de traitement."])
     assert index.query_scores("2ème ligne").holders is None
     assert BM25Index().query_scores("N02BE01").holders is None  # an empty index
+
+
+def test_a_saved_index_holds_only_the_terms_of_its_texts(tmp_path) -> None:
+    """A deleted text's terms stay in the in-memory vocabulary, not in the file (right to erasure);
+    the file still loads to the same scores."""
+    index = BM25Index()
+    index.add(["a", "b", "c"], ["Ferritine basse, carence martiale.", "Patient Zorbulinek, NIP 7734219881.",
+                                "Troponine élevée : infarctus."])
+    index.delete(["b"])
+    index.save(tmp_path / "i.npz")
+    with np.load(tmp_path / "i.npz", allow_pickle=False) as data:
+        vocab = set(_unpack_strings(data["vocab"], data["vocab_ends"], tmp_path / "i.npz"))
+    assert "zorbulinek" not in vocab and "7734219881" not in vocab and {"ferritin", "troponin"} <= vocab
+    loaded = BM25Index.load(tmp_path / "i.npz")
+    for query in ("ferritine carence", "troponine infarctus", "Zorbulinek"):
+        assert loaded.scores(query) == pytest.approx(index.scores(query))
+    loaded.add(["d"], ["Zorbulinek revu en consultation."])  # the reloaded vocabulary grows as before
+    assert loaded.search("Zorbulinek", k=2)[0] == ["d"]
