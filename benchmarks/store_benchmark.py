@@ -814,7 +814,7 @@ def synthetic_one(args: argparse.Namespace) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     if args.method == "funnel":
         # what the collection was really made with, and the cost of each Chroma call a funnel query makes or used to make
-        settings = {"ef_search": (store.collection.configuration.get("hnsw") or {}).get("ef_search"),
+        settings = {"ef_search": ((store.collection.configuration_json or {}).get("hnsw") or {}).get("ef_search"),
                     "full_encoding": store.collection.metadata["medrag:full_encoding"]}
         stage1, get10 = [], []
         for q in qvecs:

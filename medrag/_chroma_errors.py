@@ -88,8 +88,8 @@ def translate_chroma_error(exc: Exception, what: str, collection: str | None = N
                     "{'year': 2024}]}; an operator takes one key: {'year': {'$gte': 2020}}")
         elif str(exc).strip().lower() == "invalid where clause":  # Chroma names neither the key nor the rule
             hint = (". A where filter is {key: value}, {key: {operator: value}} with $eq, $ne, $gt, $gte, $lt, $lte "
-                    "(value a str, int, float or bool), $in or $nin (a list of them), or {'$and' or '$or': [filters]}; "
-                    "a key does not start with '$'")
+                    "(value a str, int, float or bool), $in or $nin (a list of them), $contains or $not_contains (a "
+                    "value of a list field), or {'$and' or '$or': [filters]}; a metadata key does not start with '$'")
         return InvalidInputError(f"Chroma rejected the request to {what}{where}: {exc}{hint}")
     # a failure no branch above explains (Chroma said "Error in compaction" when the disk filled)
     free = _full_disk(folder)

@@ -11,7 +11,9 @@ to apply logs to the hnsw segment writer" (measured: SIGKILL at random moments o
 chromadb 1.5.9; upstream treats it as expected of a kill, chroma-core/chroma#2594). A kill after
 the data files were saved but before the id map was leaves a folder that loads, but whose newest
 vectors have no id: a search or ``get`` that reaches one fails with "Error finding id" (measured in
-CI); :func:`latest_ids` names the records to probe for it. The SQLite
+CI); :func:`latest_ids` names the records to probe for it. The same message comes from an index a
+process loaded before another process wrote (no damage), so the store confirms it in a new process
+before it rebuilds anything. The SQLite
 records are intact, and a MatryoshkaChroma record carries its full vector in its metadata, so
 the coarse vectors can be recomputed without re-encoding anything.
 
@@ -94,8 +96,10 @@ def segment_ids(persist_directory: str, collection_id: str) -> list[str]:
 
 
 def latest_ids(persist_directory: str, collection_id: str, n: int) -> list[str]:
-    """The ids of the ``n`` records of a collection written last (highest ``seq_id`` in its SQLite
-    metadata segment): the ones a vector index saved before its id map lacks.
+    """The ids of the ``n`` records of a collection added last (highest row ids of its SQLite metadata
+    segment: a new record gets the next one, an update keeps its own): the ones a vector index saved
+    before its id map lacks. By row id, not ``seq_id``, which has no index (a sort of every row: 4 s
+    for a million, review) and was a BLOB in databases of Chroma 0.4-0.5.
 
     Raises:
         sqlite3.Error: the database is unreadable.
@@ -106,7 +110,7 @@ def latest_ids(persist_directory: str, collection_id: str, n: int) -> list[str]:
         if row is None:
             return []
         return [r[0] for r in db.execute("SELECT embedding_id FROM embeddings WHERE segment_id = ? "
-                                         "ORDER BY seq_id DESC LIMIT ?", (row[0], n))]
+                                         "ORDER BY id DESC LIMIT ?", (row[0], n))]
 
 
 def _value(string: Any, integer: Any, real: Any, boolean: Any) -> Any:

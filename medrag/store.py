@@ -144,6 +144,22 @@ _WRITE_BATCH = 1000
 _PROGRESS_MIN = 1000
 #: Records written last whose vectors an opening reads (a kill can leave the newest vectors without ids).
 _PROBED_RECORDS = 64
+#: Reads a collection's vector index with a new Chroma client (``MatryoshkaChroma._damage_confirmed``).
+_PROBE_SCRIPT = """
+import json, sys
+request = json.loads(sys.stdin.read())
+try:
+    import chromadb, numpy as np
+    collection = chromadb.PersistentClient(request["path"]).get_collection(request["name"])
+    collection.query(query_embeddings=np.eye(1, request["dim"], dtype=np.float32), n_results=1, include=[])
+    if request["ids"]:
+        collection.get(ids=request["ids"], include=["embeddings"])
+except Exception as exc:
+    print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
+else:
+    print(json.dumps({"error": None}))
+"""
+_PROBE_TIMEOUT_S = 300
 #: With a progress bar, a write's texts are encoded this many at a time, so the bar moves during a
 #: long first write (the coarse stage is fitted on 4,096 texts written as one batch: minutes on a CPU).
 _PROGRESS_SLICE = 256
@@ -163,12 +179,10 @@ _OPEN_GUARD = threading.RLock()
 _OPENED_FOLDERS: dict[str, int] = {}
 
 #: (persist directory, collection id) -> the write generation that this process's Chroma vector index
-#: holds, and (weakly) the Chroma ``System`` that loaded it. Chroma's embedded client loads a
-#: collection's HNSW index once per System (one per folder and process, until
-#: ``SharedSystemClient.clear_system_cache()``) and never sees another process's later writes (a
-#: store closed, then written by another process): searches then miss those records, while ``len``
-#: and ``get`` count them. A new System loads the index afresh, so its entry starts over.
-_INDEX_GENERATION: dict[tuple[str, str], tuple[int, "weakref.ref[Any] | None"]] = {}
+#: holds. Chroma's embedded client loads a collection's HNSW index once per process and never sees
+#: another process's later writes (a store closed, then written by another process): searches then
+#: miss those records, while ``len`` and ``get`` count them.
+_INDEX_GENERATION: dict[tuple[str, str], int] = {}
 #: The (key, generation) pairs warned about: once each (generations only grow, so an index is stale
 #: exactly while the collection's generation is not the one recorded above).
 _INDEX_WARNED: set[tuple[str, str, int]] = set()
@@ -532,7 +546,7 @@ class MatryoshkaChroma(VectorStore):
 
     @property
     def _model_identity(self) -> tuple[str, str]:
-        emb = self._embedding
+        emb = _unwrapped(self._embedding)
         if is_encoder(emb):
             spec = str(emb.spec)
             if not spec.startswith("bundled:") and Path(spec).expanduser().is_dir():
@@ -593,7 +607,7 @@ class MatryoshkaChroma(VectorStore):
         """Apply the updatable ``hnsw`` settings that differ from what ``collection`` recorded; refuse
         the fixed ones (Chroma 1.5.9 records a new ``max_neighbors`` without rebuilding the graph, and
         rejects ``ef_construction``), and any change from a process that does not own the folder."""
-        recorded = (collection.configuration or {}).get("hnsw") or {}
+        recorded = _hnsw_settings(collection) or {}
         fixed = {k: v for k, v in hnsw.items() if k not in UPDATABLE_HNSW and k != "space" and recorded.get(k) != v}
         if fixed:
             raise CollectionMismatchError(
@@ -628,7 +642,7 @@ class MatryoshkaChroma(VectorStore):
         # the rest of the contract first: a store refused for another model wrote nothing ("Nothing was written")
         reset = {**meta, _C["rotation"]: self._rotation_kind}
         self._adopt_recorded(reset)
-        self._check_contract(SimpleNamespace(name=collection.name, configuration=collection.configuration,
+        self._check_contract(SimpleNamespace(name=collection.name, configuration={"hnsw": _hnsw_settings(collection)},
                                              metadata=reset), record=False)
         self._chroma_call("record the coarse stage", collection.modify, metadata=reset)
         logger.info("collection %r is empty and its %s coarse stage was never %s: it now uses %r", collection.name,
@@ -676,7 +690,7 @@ class MatryoshkaChroma(VectorStore):
         name, persist = collection.name, _persist_directory(self._client)
         segments = segment_ids(persist, str(collection.id)) if persist is not None else []
         extra = {k: v for k, v in meta.items() if not k.startswith("medrag:")} | (extra_metadata or {})
-        recorded = {k: v for k, v in ((collection.configuration or {}).get("hnsw") or {}).items()
+        recorded = {k: v for k, v in (_hnsw_settings(collection) or {}).items()
                     if v is not None and k != "space"}
         if self._encoding is None:
             self._encoding = DEFAULT_FULL_ENCODING
@@ -751,7 +765,7 @@ class MatryoshkaChroma(VectorStore):
                    if not fp and not stored_fp and _plain_class(meta.get(_C["model"])) == _plain_class(expected[_C["model"]])
                    else "")
             )
-        space = ((collection.configuration or {}).get("hnsw") or {}).get("space")
+        space = (_hnsw_settings(collection) or {}).get("space")
         if space not in (None, "cosine"):
             problems.append(f"hnsw space: collection uses {space!r}, the store needs 'cosine'")
         if problems:
@@ -802,37 +816,67 @@ class MatryoshkaChroma(VectorStore):
     # ------------------------------------------------------------------ crash recovery
 
     def _check_vector_index(self, persist: str | None, repair: bool) -> str | None:
-        """Read the collection once through its HNSW index, and (embedded) the vectors of the records
-        written last; when a crash left that index unreadable or without the ids of its newest vectors
-        (:mod:`medrag._store_repair`), rebuild the collection from its records (``repair``: only for an
-        embedded folder this process owns). Returns the id of the collection replaced, None when it was sound."""
+        """Read the collection once through its HNSW index and, in an embedded folder this process owns
+        (``repair``), the vectors of the records written last; when a crash left that index unreadable or
+        without the ids of its newest vectors (:mod:`medrag._store_repair`), rebuild the collection from
+        its records. Returns the id of the collection replaced, None when it was sound.
+
+        The newest records are read only by the folder's owner: a process without the lock can see
+        records another process wrote after it loaded the index ("Error finding id" without damage:
+        review). Even the owner's own Chroma client may hold an index loaded before another process
+        wrote, so that error is confirmed in a new process (:meth:`_damage_confirmed`) before a rebuild."""
+        newest: list[str] = []
         try:
             if self._collection.count():
                 self._collection.query(query_embeddings=np.eye(1, self._coarse_dim, dtype=np.float32),
                                        n_results=1, include=[])
-                newest = self._latest_ids(persist)
+                newest = self._latest_ids(persist) if repair else []
                 if newest:
                     self._collection.get(ids=newest, include=["embeddings"])
             return None
         except Exception as exc:
-            if not is_vector_index_failure(exc):
+            if not is_vector_index_failure(exc) or (is_missing_id(exc) and not (repair and persist)):
                 raise translate_chroma_error(exc, "read the collection", self._collection_name) from exc
-            if is_missing_id(exc) and self._index_may_be_stale():
-                # not damage: this process's index was loaded before another process's writes, whose
-                # newest records it lacks (the staleness warning follows); a new process reads the files
-                return None
             if persist is None or not repair:
                 raise StoreError(
                     f"the vector index of collection {self._collection_name!r} cannot be read ({exc}); its records "
                     "are intact. Open it with an embedded client in a process that owns the folder "
                     "(MatryoshkaChroma(..., persist_directory=...)), which rebuilds the index from them."
                 ) from exc
+            if is_missing_id(exc):
+                confirmed = self._damage_confirmed(persist, newest)
+                if confirmed is False or (confirmed is None and self._index_may_be_stale()):
+                    # not damage: this process's index was loaded before another process's writes, whose
+                    # newest records it lacks (the staleness warning follows); a new process reads the files
+                    logger.info("collection %r: this process's vector index lacks records another process "
+                                "wrote (%s); its files are sound", self._collection_name, exc)
+                    return None
             logger.warning("the vector index of collection %r cannot be read (%s): a process was probably killed "
                            "while Chroma saved it. Rebuilding the collection from its records (nothing is re-encoded)",
                            self._collection_name, exc)
             broken = self._cid
             self._repair_vector_index(persist)
             return broken
+
+    def _damage_confirmed(self, persist: str, newest: list[str]) -> bool | None:
+        """Whether a new process, whose Chroma client loads the vector index from the files, fails to
+        read it too (True: the files are damaged; False: only this process's loaded index lacks records;
+        None: the check could not run). Seconds, paid only after such a failure."""
+        import subprocess
+        import sys
+
+        request = json.dumps({"path": persist, "name": self._collection_name, "ids": newest, "dim": self._coarse_dim})
+        try:
+            done = subprocess.run([sys.executable, "-c", _PROBE_SCRIPT], input=request, capture_output=True,
+                                  text=True, timeout=_PROBE_TIMEOUT_S, env={**os.environ, "ANONYMIZED_TELEMETRY": "False"})
+            answer = json.loads(done.stdout.strip().splitlines()[-1])
+        except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
+            logger.warning("could not check collection %r's vector index in a new process (%s)",
+                           self._collection_name, exc)
+            return None
+        error = answer.get("error") if isinstance(answer, dict) else None
+        logger.info("collection %r: a new process read its vector index: %s", self._collection_name, error or "sound")
+        return bool(error) and is_vector_index_failure(RuntimeError(error))
 
     def _latest_ids(self, persist: str | None) -> list[str]:
         """The ids of an embedded collection's last-written records (:func:`medrag._store_repair.latest_ids`);
@@ -862,7 +906,7 @@ class MatryoshkaChroma(VectorStore):
         meta = dict(self._collection.metadata or {})
         meta[GENERATION_KEY] = meta[COMMITTED_KEY] = int(meta.get(GENERATION_KEY, 0)) + 1  # derived data is rebuilt
         meta.pop(COMPLETE_KEY, None)
-        hnsw = {k: v for k, v in ((self._collection.configuration or {}).get("hnsw") or {}).items() if v is not None}
+        hnsw = {k: v for k, v in (_hnsw_settings(self._collection) or {}).items() if v is not None}
         self._delete_if_exists(tmp)  # a repair killed before it was complete
         copy = self._chroma_call("create the repair collection", self._client.create_collection, name=tmp,
                                  metadata=meta, configuration={"hnsw": {**hnsw, "space": "cosine"}},
@@ -1056,11 +1100,7 @@ class MatryoshkaChroma(VectorStore):
             return  # nothing new to warn about: no other medrag process writes while this one holds the lock
         current = self.write_generation
         with _INDEX_GUARD:
-            seen = self._index_generation(key)
-            if seen is None:  # this System loads the index now: it holds every write so far
-                _INDEX_GENERATION[key] = (current, self._system_ref())
-                return
-            if seen == current or (*key, current) in _INDEX_WARNED:
+            if _INDEX_GENERATION.setdefault(key, current) == current or (*key, current) in _INDEX_WARNED:
                 return
             _INDEX_WARNED.add((*key, current))
         logger.warning(
@@ -1068,7 +1108,8 @@ class MatryoshkaChroma(VectorStore):
             "its vector index: Chroma's embedded client does not reload it, so this process's dense searches "
             "(similarity_search, MMR, the dense side of hybrid_search) miss those records; len(), get() and "
             "hybrid_search's BM25 side see them. Once the other process has closed the store, a write from this "
-            "process or a new process catches up; for several processes at once, serve the folder with a Chroma "
+            "process catches up on the writes still in Chroma's log (fewer than the index's sync_threshold, 1,000 by "
+            "default), a new process on all of them; for several processes at once, serve the folder with a Chroma "
             "server (chroma run --path %s) and connect every process with chromadb.HttpClient",
             key[0], self._collection_name, key[0])
 
@@ -1079,35 +1120,16 @@ class MatryoshkaChroma(VectorStore):
         key = self._index_key()
         if key is not None:
             with _INDEX_GUARD:
-                _INDEX_GENERATION[key] = (generation, self._system_ref())
-
-    def _system_ref(self) -> "weakref.ref[Any] | None":
-        system = getattr(self._client, "_system", None)
-        try:
-            return weakref.ref(system) if system is not None else None
-        except TypeError:  # a client whose System takes no weak reference: one index per process assumed
-            return None
-
-    def _index_generation(self, key: tuple[str, str]) -> int | None:
-        """The generation this process's vector index of ``key`` holds; None when no index of this
-        client's Chroma System was seen (a new System loads the index afresh: call with _INDEX_GUARD held)."""
-        entry = _INDEX_GENERATION.get(key)
-        if entry is None:
-            return None
-        generation, ref = entry
-        system = getattr(self._client, "_system", None)
-        if ref is not None and ref() is not system:
-            return None
-        return generation
+                _INDEX_GENERATION[key] = generation
 
     def _index_may_be_stale(self) -> bool:
-        """True when this process's Chroma System loaded this collection's vector index before another
-        process wrote to it (see :meth:`_check_index_fresh`): then it lacks those records' vectors."""
+        """True when this process loaded this collection's vector index before another process wrote to
+        it (see :meth:`_check_index_fresh`): then it lacks those records' vectors."""
         key = self._index_key()
         if key is None:
             return False
         with _INDEX_GUARD:
-            seen = self._index_generation(key)
+            seen = _INDEX_GENERATION.get(key)
         return seen is not None and seen != self.write_generation
 
     @property
@@ -1221,7 +1243,8 @@ class MatryoshkaChroma(VectorStore):
         if self._sidecar.stamp(self._cid) == generation:
             return
         total = len(self)
-        logger.info("rebuilding the vector sidecar of %r from its %d records", self._collection_name, total)
+        if total:  # a new collection's copy just starts empty ("rebuilding ... from its 0 records": tryout)
+            logger.info("rebuilding the vector sidecar of %r from its %d records", self._collection_name, total)
         self._sidecar.drop(self._cid)
         batch = self._max_batch()
         for offset in range(0, total, batch):
@@ -1375,8 +1398,10 @@ class MatryoshkaChroma(VectorStore):
             return
         needed = self._auto_needed
         kind = "learned" if len(full) >= needed else "none"
-        logger.info("coarse_rotation='auto' on %r: %s (the first write holds %d texts; 'learned' needs %d)",
-                    self._collection_name, kind, len(full), needed)
+        logger.info("coarse_rotation='auto' on %r: %s (the first write holds %d texts; 'learned' needs %d%s)",
+                    self._collection_name, kind, len(full), needed,
+                    "" if kind == "learned" else ": for a large corpus, write it in one call (LangChain's index(): "
+                    "batch_size=4096) or pass rotation_sample=")
         try:
             if kind == "learned":
                 self._rotation_kind = kind
@@ -1789,9 +1814,11 @@ class MatryoshkaChroma(VectorStore):
         if not ids:
             # an erasure that deletes nothing must not pass unnoticed (a misspelt key, a number stored as
             # text: user tryout); still True: LangChain's indexing API takes False for a failure
+            # the filter's keys, not its values: a value may be a patient's identifier, kept out of the logs
+            keys = sorted({key for f in filters.values() for key in _filter_keys(f)})
             logger.warning("delete() deleted nothing in collection %r: %s%s. Check the ids, or the filter's keys and "
                            "the types of its values (a number stored as text matches only as text)",
-                           self._collection_name, nothing, "".join(f" ({k}={v!r})" for k, v in filters.items()))
+                           self._collection_name, nothing, f" (keys: {', '.join(keys)})" if keys else "")
         if ids:
             self._check_writer()
             max_batch = self._max_batch()
@@ -1897,7 +1924,7 @@ class MatryoshkaChroma(VectorStore):
         the collection's as this store opened it; default: as stored now)."""
         metadata = self._current_metadata() if metadata is None else metadata
         extra = {k: v for k, v in metadata.items() if not k.startswith(("medrag:", _LEGACY_HNSW_PREFIX))}
-        recorded = (self._collection.configuration or {}).get("hnsw") or {}
+        recorded = _hnsw_settings(self._collection) or {}
         hnsw = {k: v for k, v in recorded.items() if v is not None and k != "space"}
         return extra, hnsw
 
@@ -3001,6 +3028,28 @@ def _real_folder(path: str | os.PathLike[str]) -> str:
     return os.path.realpath(os.fspath(path))
 
 
+def _hnsw_settings(collection: Any) -> dict[str, Any]:
+    """A collection's recorded HNSW settings (``space``, ``sync_threshold``...), read from its raw
+    configuration: ``collection.configuration`` warns "legacy embedding function config"
+    (DeprecationWarning) for every collection made without an embedding function, as medrag's are,
+    and that warning reached users' test output at every open (user tryout)."""
+    raw = getattr(collection, "configuration_json", None)
+    if raw is None:  # a client without it (an older chromadb, a fake)
+        raw = getattr(collection, "configuration", None)
+    return dict((raw or {}).get("hnsw") or {})
+
+
+def _filter_keys(where: Any) -> Iterator[str]:
+    """The metadata keys and operators a Chroma filter names (for a log line without its values)."""
+    if isinstance(where, dict):
+        for key, value in where.items():
+            yield str(key)
+            yield from _filter_keys(value)
+    elif isinstance(where, list):
+        for item in where:
+            yield from _filter_keys(item)
+
+
 def _persist_directory(client: Any) -> str | None:
     """The folder of an embedded persistent client; None for servers and in-memory clients."""
     try:
@@ -3287,6 +3336,17 @@ def _check_retriever_kwargs(search_type: str, search_kwargs: dict[str, Any]) -> 
 #: ``model_name``, OpenAIEmbeddings', OllamaEmbeddings' and MistralAIEmbeddings' ``model``,
 #: BedrockEmbeddings' ``model_id``): another size of one model is told apart by the vector size.
 _MODEL_ATTRIBUTES = ("model", "model_name", "model_id")
+
+
+def _unwrapped(embedding: Any) -> Any:
+    """The model a caching wrapper encodes with (LangChain's ``CacheBackedEmbeddings`` names it
+    ``underlying_embeddings``): a collection records that model, not the wrapper. Recorded as
+    "CacheBackedEmbeddings", a store let another model of the same size write into it through the
+    wrapper, and refused the model that built it (user tryout)."""
+    seen = 0
+    while seen < 8 and isinstance(getattr(embedding, "underlying_embeddings", None), Embeddings):
+        embedding, seen = embedding.underlying_embeddings, seen + 1
+    return embedding
 
 
 def _plain_identity(embedding: Any) -> str:

@@ -1268,6 +1268,53 @@ def test_searches_that_miss_another_processs_writes_are_warned(tmp_path, fake, c
     assert "another process wrote" not in caplog.text
 
 
+def test_opening_and_using_a_store_raises_no_chromadb_deprecation_warning(client, fake) -> None:
+    """chromadb's "legacy embedding function config" DeprecationWarning came at every open (medrag read
+    ``collection.configuration``), in users' test output where langchain-chroma's store gives none (user tryout)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        name = _name()
+        store = MatryoshkaChroma(name, fake, client=client, hnsw={"sync_threshold": 500})
+        store.add_texts(TEXTS[:3])
+        store.similarity_search("ferritine", k=2)
+        again = MatryoshkaChroma(name, fake, client=client)
+        assert len(again) == 3
+        store.delete_collection()
+    assert not [w for w in caught if issubclass(w.category, DeprecationWarning)], [str(w.message) for w in caught]
+
+
+class _Cached(Embeddings):
+    """What LangChain's ``CacheBackedEmbeddings`` is to a store: an Embeddings that names the model it
+    caches ``underlying_embeddings`` (the real class needs the ``langchain`` package)."""
+
+    def __init__(self, underlying: Embeddings) -> None:
+        self.underlying_embeddings = underlying
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.underlying_embeddings.embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.underlying_embeddings.embed_query(text)
+
+
+def test_a_caching_wrapper_is_identified_by_the_model_it_caches(tmp_path) -> None:
+    """Recorded as "CacheBackedEmbeddings", a collection took another model's vectors through the
+    wrapper and refused the model that built it (user tryout)."""
+    path = str(tmp_path / "db")
+    built_with = FakeMatryoshkaEmbeddings(128, seed=0)
+    store = MatryoshkaChroma("notes", _Cached(built_with), persist_directory=path)
+    store.add_texts(TEXTS[:3])
+    assert store.collection.metadata["medrag:model"] == built_with.spec
+    store.close()
+    with pytest.raises(CollectionMismatchError):
+        MatryoshkaChroma("notes", _Cached(FakeMatryoshkaEmbeddings(128, seed=1)), persist_directory=path)
+    again = MatryoshkaChroma("notes", built_with, persist_directory=path)  # the serving process, uncached
+    assert len(again) == 3 and again.similarity_search(TEXTS[1], k=1)[0].page_content == TEXTS[1]
+    again.close()
+
+
 def test_a_delete_that_deletes_nothing_is_warned(store: MatryoshkaChroma, caplog) -> None:
     """An erasure with a misspelt key, a value of another type or unknown ids returned True without a
     word, the patient's records still stored (user tryout, right to erasure)."""
@@ -1275,7 +1322,7 @@ def test_a_delete_that_deletes_nothing_is_warned(store: MatryoshkaChroma, caplog
 
     store.add_texts(TEXTS[:4], [{"patient_id": "P42", "nip": 7734219881}, {"patient_id": "P7"}, {}, {}],
                     ids=list("abcd"))
-    for kwargs, said in [({"where": {"patientid": "P42"}}, "no stored record matches the filter (where="),
+    for kwargs, said in [({"where": {"patientid": "P42"}}, "no stored record matches the filter (keys: patientid)"),
                          ({"where": {"nip": "7734219881"}}, "no stored record matches the filter"),
                          ({"ids": ["zz", "yy"]}, "none of the 2 id(s) given is stored. Check"),
                          ({"ids": ["b"], "where": {"patient_id": "P42"}}, "none of the 1 id(s) given is stored and "
@@ -1284,6 +1331,7 @@ def test_a_delete_that_deletes_nothing_is_warned(store: MatryoshkaChroma, caplog
         with caplog.at_level(logging.WARNING, logger="medrag.store"):
             assert store.delete(**kwargs) is True
         assert "deleted nothing" in caplog.text and said in caplog.text, (kwargs, caplog.text)
+        assert "7734219881" not in caplog.text and "P42" not in caplog.text  # no identifier in the logs
     assert len(store) == 4
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="medrag.store"):

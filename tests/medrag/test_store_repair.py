@@ -8,6 +8,8 @@ that plain Chroma can no longer read the collection.
 from __future__ import annotations
 
 import glob
+import subprocess
+import sys
 from pathlib import Path
 
 import chromadb
@@ -19,7 +21,7 @@ from medrag import MatryoshkaChroma
 from medrag._store_repair import COMPLETE_KEY, REPAIR_SUFFIX, _replay, _seq_id, is_vector_index_failure, read_records
 from medrag.store import FULL_KEY, GENERATION_KEY
 
-from .test_store import FakeMatryoshkaEmbeddings
+from .test_store import REPO, FakeMatryoshkaEmbeddings
 
 N = 1_200
 TEXTS = [f"compte rendu {i} : ferritine {i % 97} µg/L, CRP {i % 31} mg/L" for i in range(N)]
@@ -102,9 +104,9 @@ def test_a_vector_index_whose_id_map_is_older_than_its_vectors_is_rebuilt(tmp_pa
     before = [(d.id, round(s, 5)) for d, s in store.similarity_search_with_score("ferritine 12 µg/L", k=10, candidates=N)]
     store.close()
     del store
-    # what the killed process did besides: it wrote, so the generation this process saw is old; but
-    # this process's index goes with its cleared client (the open below loads the files: no stale
-    # index, no "another process wrote" warning, and the damage is repaired)
+    # what the killed process did besides: it wrote, so the generation this process saw is old (its
+    # index is "stale" by that record, though its client was cleared): the damage is confirmed in a
+    # new process and repaired all the same
     collection = _reopen_client(path).get_collection("notes")
     collection.modify(metadata={**collection.metadata, GENERATION_KEY: collection.metadata[GENERATION_KEY] + 1})
     SharedSystemClient.clear_system_cache()
@@ -118,7 +120,6 @@ def test_a_vector_index_whose_id_map_is_older_than_its_vectors_is_rebuilt(tmp_pa
     store = MatryoshkaChroma("notes", emb, persist_directory=str(path))
 
     assert "cannot be read" in caplog.text and "rebuilt: 1200 records" in caplog.text
-    assert "another process wrote" not in caplog.text
     assert len(store) == N
     after = [(d.id, round(s, 5)) for d, s in store.similarity_search_with_score("ferritine 12 µg/L", k=10, candidates=N)]
     assert after == before
@@ -231,3 +232,59 @@ def test_is_vector_index_failure_reads_the_cause_chain() -> None:
 
 def test_seq_id_reads_both_encodings() -> None:
     assert _seq_id(17000) == 17000 and _seq_id((17000).to_bytes(8, "big")) == 17000 and _seq_id(None) == -1
+
+
+_WRITER = ("import sys, time; sys.path.insert(0, sys.argv[2]);"
+           "from tests.medrag.test_store import FakeMatryoshkaEmbeddings as F;"
+           "from medrag import MatryoshkaChroma as M;"
+           "s = M('notes', F(128), persist_directory=sys.argv[1]);"
+           "s.add_texts([f'note {i} : troponine {i} ng/L' for i in range(100)], show_progress=False);"
+           "print('written', flush=True); time.sleep(float(sys.argv[3]))")
+
+
+def _other_process_writes(path: Path, hold_s: float) -> subprocess.Popen:
+    """Another process opens the folder, adds 100 records and keeps it for ``hold_s`` seconds."""
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path), str(REPO), str(hold_s)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    assert proc.stdout.readline().strip() == "written", proc.stderr.read()[-2000:]
+    return proc
+
+
+def _loaded_raw_client(path: Path) -> chromadb.ClientAPI:
+    """A client of this process that has loaded the collection's vector index outside medrag."""
+    client = _reopen_client(path)
+    client.get_collection("notes").query(query_embeddings=np.ones((1, 64), np.float32), n_results=1, include=[])
+    return client
+
+
+def test_an_index_this_process_loaded_before_another_process_wrote_is_not_rebuilt(tmp_path, emb, caplog) -> None:
+    """Review: the newest records' vectors are missing from an index loaded before another process
+    added them ("Error finding id", no damage): a new process confirms the files are sound, and the
+    collection is not rebuilt (a rebuild changed its id, dropping every other client's handle)."""
+    path = tmp_path / "db"
+    _build(path, emb)
+    client = _loaded_raw_client(path)
+    cid = client.get_collection("notes").id
+    _other_process_writes(path, 0).wait(60)
+
+    store = MatryoshkaChroma("notes", emb, client=client)
+
+    assert "rebuilt" not in caplog.text and store.collection.id == cid and len(store) == N + 100
+    assert "another process wrote" in caplog.text  # what this process's searches miss is said
+    store.close()
+
+
+def test_a_reader_opens_while_the_owner_writes(tmp_path, emb) -> None:
+    """Review: a process without the folder's lock, whose index misses records the owner just wrote,
+    failed to open ("the vector index cannot be read"); it opens, and is warned about the stale index."""
+    path = tmp_path / "db"
+    _build(path, emb)
+    client = _loaded_raw_client(path)
+    cid = client.get_collection("notes").id
+    owner = _other_process_writes(path, 60)
+    try:
+        store = MatryoshkaChroma("notes", emb, client=client)
+        assert store.collection.id == cid and len(store) == N + 100
+    finally:
+        owner.kill()
+        owner.wait(30)
