@@ -7,6 +7,7 @@ that adds its parser and sets ``func(args) -> int``:
 - ``medrag demo``     (:mod:`medrag.demo`);
 - ``medrag index``    (:mod:`medrag.indexing`);
 - ``medrag search``   (:mod:`medrag.searching`);
+- ``medrag delete``   (:mod:`medrag.deleting`);
 - ``medrag finetune`` (:mod:`finetune.cli`);
 - ``medrag evaluate`` (:mod:`evaluation.cli`).
 
@@ -31,8 +32,8 @@ from medrag.text_checks import is_blank
 from medrag.vectors import truncate_embeddings
 
 #: Modules that contribute subcommands, in the order of ``medrag --help``.
-SUBCOMMAND_MODULES = ("medrag.demo", "medrag.cli", "medrag.indexing", "medrag.searching", "finetune.cli",
-                      "evaluation.cli")
+SUBCOMMAND_MODULES = ("medrag.demo", "medrag.cli", "medrag.indexing", "medrag.searching", "medrag.deleting",
+                      "finetune.cli", "evaluation.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medrag.command import (add_store_location_arguments, check_store_location, collection_names,
                             lexical_weight_argument, open_server, recorded_model, server_place, store_embeddings)
@@ -29,6 +29,8 @@ from medrag.errors import CollectionMismatchError, DataError, InvalidInputError
 from medrag.indexing import FOLDER_KEY, SECTION_KEY
 from medrag.models import check_device
 
+if TYPE_CHECKING:
+    from medrag.store import MatryoshkaChroma
 
 logger = logging.getLogger(__name__)
 
@@ -69,37 +71,8 @@ def run_search(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"--lexical-weight must be in [0, 1] (0 = dense only, 1 = BM25 only), "
                                 f"got {args.lexical_weight}")
     check_store_location(args)
-    where = _parse_filter(args.filter)
-    check_device(args.device)  # before the recorded model loads: its failure is not "the model moved"
-    if args.persist_dir and not (Path(args.persist_dir) / "chroma.sqlite3").is_file():
-        raise DataError(f"{args.persist_dir} holds no Chroma store; build one with: medrag index SOURCE "
-                        f"--persist-dir {args.persist_dir}")
-    import chromadb
-
-    from medrag._chroma_errors import translate_chroma_error
-    from medrag.store import MatryoshkaChroma
-
-    place = server_place(args) if args.host else f"the Chroma store in {args.persist_dir}"
-    if args.host:
-        client = open_server(args)
-    else:
-        try:
-            client = chromadb.PersistentClient(path=str(Path(args.persist_dir).resolve()))
-        except Exception as exc:
-            raise translate_chroma_error(exc, f"open {place}") from exc
-    names = collection_names(client, place)
-    if args.collection not in names:
-        raise DataError(f"no collection {args.collection!r} in this store (collections: {sorted(names) or 'none'}); "
-                        "pass --collection")
-    emb = store_embeddings(args, None if args.model else recorded_model(client, args.collection))
-    # coarse_dim left out: the store opens the collection at the size it recorded (--coarse-dim of the index)
-    try:
-        store = MatryoshkaChroma(args.collection, emb, client=client, create_collection_if_not_exists=False)
-    except CollectionMismatchError as exc:  # its advice is the Python API's (reindex): say the shell's too
-        if not args.model or "model:" not in str(exc):
-            raise
-        raise CollectionMismatchError(f"{exc} From the shell: leave out --model, and the model the collection "
-                                      "records is used") from None
+    where = parse_filter(args.filter)
+    store = open_indexed_store(args)
     options: dict[str, Any] = {"candidates": args.candidates} if args.candidates else {}
     if args.hybrid and args.lexical_weight is not None:
         options["lexical_weight"] = args.lexical_weight
@@ -130,6 +103,42 @@ def run_search(args: argparse.Namespace) -> int:
                   + (" (the filter matched nothing, or the collection is empty)" if where else
                      " (the collection is empty)"), file=sys.stderr)
     return 0
+
+
+def open_indexed_store(args: argparse.Namespace) -> "MatryoshkaChroma":
+    """The collection ``--collection`` of the store ``--persist-dir`` (or ``--host``), opened with the
+    model it records unless ``--model`` is given; nothing is created (``medrag search`` and ``medrag
+    delete``). ``args`` needs the store location arguments, ``model`` and ``device``."""
+    check_device(args.device)  # before the recorded model loads: its failure is not "the model moved"
+    if args.persist_dir and not (Path(args.persist_dir) / "chroma.sqlite3").is_file():
+        raise DataError(f"{args.persist_dir} holds no Chroma store; build one with: medrag index SOURCE "
+                        f"--persist-dir {args.persist_dir}")
+    import chromadb
+
+    from medrag._chroma_errors import translate_chroma_error
+    from medrag.store import MatryoshkaChroma
+
+    place = server_place(args) if args.host else f"the Chroma store in {args.persist_dir}"
+    if args.host:
+        client = open_server(args)
+    else:
+        try:
+            client = chromadb.PersistentClient(path=str(Path(args.persist_dir).resolve()))
+        except Exception as exc:
+            raise translate_chroma_error(exc, f"open {place}") from exc
+    names = collection_names(client, place)
+    if args.collection not in names:
+        raise DataError(f"no collection {args.collection!r} in this store (collections: {sorted(names) or 'none'}); "
+                        "pass --collection")
+    emb = store_embeddings(args, None if args.model else recorded_model(client, args.collection))
+    # coarse_dim left out: the store opens the collection at the size it recorded (--coarse-dim of the index)
+    try:
+        return MatryoshkaChroma(args.collection, emb, client=client, create_collection_if_not_exists=False)
+    except CollectionMismatchError as exc:  # its advice is the Python API's (reindex): say the shell's too
+        if not args.model or "model:" not in str(exc):
+            raise
+        raise CollectionMismatchError(f"{exc} From the shell: leave out --model, and the model the collection "
+                                      "records is used") from None
 
 
 def _read_queries(query: str) -> list[str]:
@@ -167,15 +176,16 @@ def _read_queries(query: str) -> list[str]:
     return kept
 
 
-def _parse_filter(text: str | None) -> dict[str, Any] | None:
+def parse_filter(text: str | None, flag: str = "--filter") -> dict[str, Any] | None:
+    """A metadata filter given as JSON on the command line (None when not given or empty)."""
     if text is None:
         return None
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"--filter is not valid JSON ({exc.msg}): write e.g. '{{\"source\": \"a.txt\"}}'") from None
+        raise InvalidInputError(f"{flag} is not valid JSON ({exc.msg}): write e.g. '{{\"source\": \"a.txt\"}}'") from None
     if not isinstance(value, dict):
-        raise InvalidInputError(f"--filter must be a JSON object, got {type(value).__name__}")
+        raise InvalidInputError(f"{flag} must be a JSON object, got {type(value).__name__}")
     return value or None
 
 
