@@ -57,23 +57,22 @@ _OPS = {0: "add", 1: "update", 2: "upsert", 3: "delete"}  # chromadb/db/mixins/e
 
 def is_vector_index_failure(exc: BaseException) -> bool:
     """True when a Chroma error (or its cause) says the collection's HNSW segment cannot be loaded."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        text = str(exc).lower()
-        if any(sig in text for sig in _SIGNATURES):
-            return True
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    return False
+    return _chain_says(exc, _SIGNATURES)
 
 
 def is_missing_id(exc: BaseException) -> bool:
     """True when a Chroma error says the vector index holds a vector without an id ("Error finding id"):
     damage on disk, or an index this process loaded before another process wrote (no damage)."""
+    return _chain_says(exc, (_MISSING_ID,))
+
+
+def _chain_says(exc: BaseException, signatures: tuple[str, ...]) -> bool:
+    """Whether ``exc`` or an exception of its cause/context chain has one of ``signatures`` in its message."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if _MISSING_ID in str(exc).lower():
+        text = str(exc).lower()
+        if any(sig in text for sig in signatures):
             return True
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
     return False

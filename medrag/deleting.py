@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
 from medrag.command import add_store_location_arguments, check_store_location
@@ -26,8 +25,6 @@ from medrag.embeddings import check_utf8
 from medrag.errors import InvalidInputError
 from medrag.searching import open_indexed_store, parse_filter
 from medrag.text_checks import is_blank
-
-logger = logging.getLogger(__name__)
 
 
 def register(sub: "argparse._SubParsersAction") -> None:
@@ -61,19 +58,18 @@ def run_delete(args: argparse.Namespace) -> int:
     if args.filter is not None and where is None:
         raise InvalidInputError("--filter {} matches every record; to empty the collection use the Python API's "
                                 "reset_collection() or delete_collection()")
-    if args.contains is not None and is_blank(args.contains):
-        raise InvalidInputError("--contains is empty")
+    if args.contains is not None:
+        check_utf8(args.contains, "--contains", "fix the text")
+        if is_blank(args.contains):
+            raise InvalidInputError("--contains is empty")
     where_document = {"$contains": args.contains} if args.contains is not None else None
     check_store_location(args)
     store = open_indexed_store(args)
     try:
         matched = store.get(ids=args.ids, where=where, where_document=where_document, include=[])["ids"]
-        if not args.dry_run and matched:
-            before = len(store)
+        deleted = 0 if args.dry_run else len(matched)
+        if deleted:
             store.delete(matched)
-            deleted = before - len(store)
-        else:
-            deleted = 0
         if args.json:
             print(json.dumps({"matched": len(matched), "deleted": deleted, "dry_run": bool(args.dry_run),
                               "ids": matched}, ensure_ascii=False))

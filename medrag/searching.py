@@ -180,6 +180,7 @@ def parse_filter(text: str | None, flag: str = "--filter") -> dict[str, Any] | N
     """A metadata filter given as JSON on the command line (None when not given or empty)."""
     if text is None:
         return None
+    check_utf8(text, flag, "fix the text")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:

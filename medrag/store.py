@@ -607,7 +607,7 @@ class MatryoshkaChroma(VectorStore):
         """Apply the updatable ``hnsw`` settings that differ from what ``collection`` recorded; refuse
         the fixed ones (Chroma 1.5.9 records a new ``max_neighbors`` without rebuilding the graph, and
         rejects ``ef_construction``), and any change from a process that does not own the folder."""
-        recorded = _hnsw_settings(collection) or {}
+        recorded = _hnsw_settings(collection)
         fixed = {k: v for k, v in hnsw.items() if k not in UPDATABLE_HNSW and k != "space" and recorded.get(k) != v}
         if fixed:
             raise CollectionMismatchError(
@@ -690,7 +690,7 @@ class MatryoshkaChroma(VectorStore):
         name, persist = collection.name, _persist_directory(self._client)
         segments = segment_ids(persist, str(collection.id)) if persist is not None else []
         extra = {k: v for k, v in meta.items() if not k.startswith("medrag:")} | (extra_metadata or {})
-        recorded = {k: v for k, v in (_hnsw_settings(collection) or {}).items()
+        recorded = {k: v for k, v in _hnsw_settings(collection).items()
                     if v is not None and k != "space"}
         if self._encoding is None:
             self._encoding = DEFAULT_FULL_ENCODING
@@ -765,7 +765,7 @@ class MatryoshkaChroma(VectorStore):
                    if not fp and not stored_fp and _plain_class(meta.get(_C["model"])) == _plain_class(expected[_C["model"]])
                    else "")
             )
-        space = (_hnsw_settings(collection) or {}).get("space")
+        space = _hnsw_settings(collection).get("space")
         if space not in (None, "cosine"):
             problems.append(f"hnsw space: collection uses {space!r}, the store needs 'cosine'")
         if problems:
@@ -906,7 +906,7 @@ class MatryoshkaChroma(VectorStore):
         meta = dict(self._collection.metadata or {})
         meta[GENERATION_KEY] = meta[COMMITTED_KEY] = int(meta.get(GENERATION_KEY, 0)) + 1  # derived data is rebuilt
         meta.pop(COMPLETE_KEY, None)
-        hnsw = {k: v for k, v in (_hnsw_settings(self._collection) or {}).items() if v is not None}
+        hnsw = {k: v for k, v in _hnsw_settings(self._collection).items() if v is not None}
         self._delete_if_exists(tmp)  # a repair killed before it was complete
         copy = self._chroma_call("create the repair collection", self._client.create_collection, name=tmp,
                                  metadata=meta, configuration={"hnsw": {**hnsw, "space": "cosine"}},
@@ -1924,7 +1924,7 @@ class MatryoshkaChroma(VectorStore):
         the collection's as this store opened it; default: as stored now)."""
         metadata = self._current_metadata() if metadata is None else metadata
         extra = {k: v for k, v in metadata.items() if not k.startswith(("medrag:", _LEGACY_HNSW_PREFIX))}
-        recorded = _hnsw_settings(self._collection) or {}
+        recorded = _hnsw_settings(self._collection)
         hnsw = {k: v for k, v in recorded.items() if v is not None and k != "space"}
         return extra, hnsw
 

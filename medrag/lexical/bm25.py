@@ -434,7 +434,7 @@ class BM25Index:
         flat = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int32)
         # only the terms of the indexed texts: a deleted text's terms (a name, a patient number)
         # stay in the vocabulary in memory, but are not written (the right to erasure: user tryout)
-        used = np.bincount(flat, minlength=len(vocab)) > 0 if len(vocab) else np.zeros(0, dtype=bool)
+        used = np.bincount(flat, minlength=len(vocab)) > 0
         if not used.all():
             flat = (np.cumsum(used) - 1)[flat].astype(np.int32)
             vocab = [term for term, keep in zip(vocab, used) if keep]

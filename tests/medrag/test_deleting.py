@@ -45,5 +45,9 @@ def test_delete_errors_are_one_line_before_the_model_loads(indexed, tmp_path, ca
     _one_line(capsys, ["delete", "--persist-dir", str(indexed), "--filter", "{}"], "matches every record")
     _one_line(capsys, ["delete", "--persist-dir", str(indexed), "--filter", "{cat: 1}"], "--filter is not valid JSON")
     _one_line(capsys, ["delete", "--persist-dir", str(indexed), "--contains", "\u200b"], "--contains is empty")
+    # bytes that are not UTF-8 (argv decodes them as lone surrogates): named before the model loads
+    _one_line(capsys, ["delete", "--persist-dir", str(indexed), "--contains", "fer\udce9"], "--contains is not valid UTF-8")
+    _one_line(capsys, ["delete", "--persist-dir", str(indexed), "--filter", '{"cat": "\udce9"}'],
+              "--filter is not valid UTF-8")
     _one_line(capsys, ["delete", "--persist-dir", str(tmp_path / "none"), "--ids", "a"], "holds no Chroma store")
     assert not (tmp_path / "none").exists()
