@@ -66,6 +66,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -325,16 +326,16 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
     path = Path(source)
     _check_folder_name(folder_name, path)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in FOLDER_SUFFIXES)
+        listing = _FolderListing.walk(path)  # one walk: a hospital share was listed five times
+        files = listing.files
         # hidden files and folders (.git, .venv with its thousands of licence .txt files, .obsidian) are
-        # not documents: skipped, as ripgrep and LlamaIndex's SimpleDirectoryReader do, and counted
-        hidden = [p for p in files if any(part.startswith(".") for part in p.relative_to(path).parts)]
-        if hidden:
-            hidden_set = set(hidden)  # not `skipped`: that is the caller's list of undecodable documents
-            files = [p for p in files if p not in hidden_set]
-            if warn:
-                logger.warning("%s: %d file(s) in hidden folders or with hidden names skipped (e.g. %s)", path,
-                               len(hidden), hidden[0].relative_to(path).as_posix())
+        # not documents: skipped, as ripgrep and LlamaIndex's SimpleDirectoryReader do, and not walked
+        hidden = [*listing.hidden_files, *listing.hidden_folders]
+        if listing.hidden_files and warn:
+            logger.warning("%s: %d file(s) with hidden names skipped (e.g. %s)", path, len(listing.hidden_files),
+                           listing.hidden_files[0])
+        if listing.hidden_folders and warn:  # every git checkout has one: not worth a warning
+            logger.info("%s: hidden folder(s) not walked: %s", path, ", ".join(listing.hidden_folders))
         undecodable = [p for p in files if not is_utf8(p.relative_to(path).as_posix())]
         if undecodable:  # a Latin-1 name (old Windows, Samba shares) cannot be stored as the "source" text
             undecodable_set = set(undecodable)
@@ -343,13 +344,12 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
                 logger.warning("%s: %d file(s) whose name is not UTF-8 skipped (e.g. %r): rename them "
                                "(convmv -f latin1 -t utf8) and index again", path, len(undecodable),
                                os.fsencode(undecodable[0].relative_to(path)).decode("utf-8", "backslashreplace"))
-        broken = sorted(p for p in path.rglob("*") if p.suffix.lower() in FOLDER_SUFFIXES and p.is_symlink()
-                        and not p.exists() and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        broken = listing.broken
         if broken and warn:
             logger.warning("%s: %d broken link(s) skipped (e.g. %s)", path, len(broken),
                            broken[0].relative_to(path).as_posix().encode("utf-8", "backslashreplace").decode())
-        linked = sorted(p for p in path.rglob("*") if p.is_symlink() and p.is_dir())
-        if linked and warn:  # rglob does not enter linked folders (no loops); say so instead of skipping in silence
+        linked = listing.linked
+        if linked and warn:  # linked folders are not walked (no loops); say so instead of skipping in silence
             logger.warning("%s: %d linked folder(s) not followed (e.g. %s): pass their targets as sources of "
                            "their own", path, len(linked), linked[0].relative_to(path).as_posix())
         targets = {p.resolve() for p in files if not p.is_symlink()}
@@ -361,16 +361,16 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
                 logger.warning("%s: %d link(s) to files of the same folder skipped (e.g. %s -> %s): their files are "
                                "indexed once, under their own names", path, len(twins),
                                twins[0].relative_to(path).as_posix(), twins[0].resolve().relative_to(path.resolve()).as_posix())
-        # a sub-folder this user may not list: rglob skips it in silence, and --prune deleted its files'
+        # a sub-folder this user may not list: the walk cannot enter it, and --prune deleted its files'
         # stored chunks as gone (review); its path (ending with "/") keeps every stored file under it
-        unlisted = _unlisted_folders(path)
+        unlisted = listing.unlisted
         if skipped is not None:
             skipped.extend(f"{rel}/" for rel, _ in unlisted)
         if warn:
             _warn_skipped(path, [f"{rel}/ ({why})" for rel, why in unlisted], "folder(s) that cannot be listed skipped",
                           "not listable", "give this user read access and index again (their stored files are kept)")
         if warn:  # a hospital folder's .docx, .rtf, .html were left out in silence (user tryout)
-            _note_other_file_types(path)
+            listing.note_other_file_types()
         pdfs = [p for p in files if p.suffix.lower() == ".pdf"]
         if pdfs and not pdf_available():
             if len(pdfs) == len(files):
@@ -385,7 +385,8 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
             return
         if not files:
             raise DataError(f"{path} holds no {'/'.join(FOLDER_SUFFIXES)} file"
-                            + (f" outside hidden folders ({len(hidden)} hidden ones skipped)" if hidden else ""))
+                            + (f" outside hidden folders ({len(hidden)} hidden file(s) or folder(s) skipped, "
+                               f"e.g. {hidden[0]})" if hidden else ""))
         root = folder_name or path.resolve().as_posix()
         not_utf8: list[str] = []
         unreadable: list[str] = []  # no read rights, an I/O error
@@ -539,30 +540,6 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
                        "str/int/float/bool in %d of %d records (left out of their metadata)", path, field, count, n + 1)
 
 
-def _note_other_file_types(folder: Path) -> None:
-    """Warn about a folder's files that no run reads (types other than :data:`FOLDER_SUFFIXES`,
-    outside hidden folders and Chroma stores), counted by suffix."""
-    others: dict[str, int] = {}
-    first: Path | None = None
-    for top, dirs, names in os.walk(folder):  # hidden folders (.git: thousands of files) pruned, not walked
-        # a store kept inside the folder (--persist-dir docs/index): its files were counted and the warning
-        # advised converting them to text (user tryout)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (Path(top) / d / "chroma.sqlite3").exists())
-        for name in sorted(names):
-            p = Path(top) / name
-            if name.startswith(".") or p.suffix.lower() in FOLDER_SUFFIXES or not p.is_file():
-                continue
-            kind = p.suffix.lower() or "(no suffix)"
-            others[kind] = others.get(kind, 0) + 1
-            first = first or p.relative_to(folder)
-    if others:
-        kinds = ", ".join(f"{k} {n}" for k, n in sorted(others.items(), key=lambda kv: (-kv[1], kv[0]))[:6])
-        logger.warning("%s: %d file(s) of other types not indexed (%s; e.g. %s): medrag reads %s files; convert "
-                       "the others to text first (e.g. pandoc -t plain, or a records file)", folder,
-                       sum(others.values()), kinds, first.as_posix().encode("utf-8", "backslashreplace").decode(),
-                       "/".join(FOLDER_SUFFIXES))
-
-
 def _mostly_nul(text: str) -> bool:
     """Whether NUL characters make up a tenth of ``text`` or more: UTF-16 read without its BOM (a NUL
     between every letter) or a binary file; a few NULs (padding left by an old export) do not make the
@@ -570,18 +547,76 @@ def _mostly_nul(text: str) -> bool:
     return text.count("\0") * 10 >= max(len(text), 1)
 
 
-def _unlisted_folders(folder: Path) -> list[tuple[str, str]]:
-    """``(path relative to folder, reason)`` of the sub-folders (not hidden) that cannot be listed."""
-    found: list[tuple[str, str]] = []
+@dataclass
+class _FolderListing:
+    """What one walk of a folder finds (:meth:`walk`): hidden folders and folders linked in are not
+    entered (a ``.venv`` holds thousands of licence ``.txt`` files; a link may loop)."""
 
-    def note(exc: OSError) -> None:
-        where = Path(exc.filename or folder)
-        if where != folder:
-            found.append((where.relative_to(folder).as_posix(), exc.strerror or str(exc)))
+    folder: Path
+    files: list[Path] = dataclasses.field(default_factory=list)  # FOLDER_SUFFIXES files (links to files too), sorted
+    hidden_files: list[str] = dataclasses.field(default_factory=list)  # relative paths of FOLDER_SUFFIXES files named .*
+    hidden_folders: list[str] = dataclasses.field(default_factory=list)  # relative paths of folders named .*, not entered
+    broken: list[Path] = dataclasses.field(default_factory=list)  # links of a FOLDER_SUFFIXES name to nothing
+    linked: list[Path] = dataclasses.field(default_factory=list)  # links to folders, not followed
+    unlisted: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (relative path, reason) of folders not listable
+    others: dict[str, int] = dataclasses.field(default_factory=dict)  # other files' suffix -> count, outside Chroma stores
+    first_other: Path | None = None
 
-    for _, dirs, _ in os.walk(folder, onerror=note):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-    return sorted(found)
+    @classmethod
+    def walk(cls, folder: Path) -> "_FolderListing":
+        listing = cls(folder)
+
+        def note(exc: OSError) -> None:
+            where = Path(exc.filename or folder)
+            if where != folder:
+                listing.unlisted.append((where.relative_to(folder).as_posix(), exc.strerror or str(exc)))
+
+        for top, dirs, names in os.walk(folder, onerror=note):
+            here = Path(top)
+            entered = []
+            for d in sorted(dirs):
+                p = here / d
+                if d.startswith("."):
+                    listing.hidden_folders.append(p.relative_to(folder).as_posix() + "/")
+                elif p.is_symlink():
+                    listing.linked.append(p)
+                elif not (p / "chroma.sqlite3").exists():  # a store kept inside the folder (--persist-dir docs/index):
+                    # its files were counted as other types and the warning advised converting them (user tryout)
+                    entered.append(d)
+            dirs[:] = entered
+            for name in sorted(names):
+                p = here / name
+                suffix = p.suffix.lower()
+                if suffix in FOLDER_SUFFIXES:
+                    if name.startswith("."):
+                        listing.hidden_files.append(p.relative_to(folder).as_posix())
+                    elif p.is_file():
+                        listing.files.append(p)
+                    elif p.is_symlink() and not p.exists():
+                        listing.broken.append(p)
+                elif not name.startswith(".") and p.is_file():
+                    kind = suffix or "(no suffix)"
+                    listing.others[kind] = listing.others.get(kind, 0) + 1
+                    listing.first_other = listing.first_other or p.relative_to(folder)
+        listing.files.sort()
+        listing.hidden_files.sort()
+        listing.hidden_folders.sort()
+        listing.broken.sort()
+        listing.linked.sort()
+        listing.unlisted.sort()
+        return listing
+
+    def note_other_file_types(self) -> None:
+        """Warn about the folder's files that no run reads (types other than :data:`FOLDER_SUFFIXES`,
+        outside hidden folders and Chroma stores), counted by suffix."""
+        if not self.others:
+            return
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.others.items(), key=lambda kv: (-kv[1], kv[0]))[:6])
+        first = self.first_other.as_posix() if self.first_other is not None else ""
+        logger.warning("%s: %d file(s) of other types not indexed (%s; e.g. %s): medrag reads %s files; convert "
+                       "the others to text first (e.g. pandoc -t plain, or a records file)", self.folder,
+                       sum(self.others.values()), kinds, first.encode("utf-8", "backslashreplace").decode(),
+                       "/".join(FOLDER_SUFFIXES))
 
 
 def _warn_skipped(path: Path, problems: list[str], what: str, label: str, advice: str) -> None:

@@ -1035,6 +1035,15 @@ class MatryoshkaChroma(VectorStore):
     def __len__(self) -> int:
         return self._chroma_call("count", self._collection.count)
 
+    def __repr__(self) -> str:
+        # no Chroma call: a repr in a log line or a debugger must not fail on a server that went away
+        persist = _persist_directory(self._client)
+        where = (f"persist_directory={persist!r}" if persist is not None
+                 else "client='in-memory'" if self._embedded else f"server={_server_address(self._client)!r}")
+        return (f"MatryoshkaChroma(collection={self._collection_name!r}, model={self._model_identity[0]!r}, "
+                f"full_dim={self._full_dim}, coarse_dim={self._coarse_dim}, coarse_rotation={self._rotation_kind!r}, "
+                f"candidates={self._candidates}, {where})")
+
     def close(self) -> None:
         """Release this store's hold on an embedded persist directory's lock (also done when the
         store is garbage-collected); the store can still read afterwards."""
@@ -3059,6 +3068,19 @@ def _persist_directory(client: Any) -> str | None:
     if not getattr(settings, "is_persistent", False) or "rust" not in str(getattr(settings, "chroma_api_impl", "")).lower():
         return None
     return getattr(settings, "persist_directory", None) or None
+
+
+def _server_address(client: Any) -> str:
+    """``http(s)://host:port`` of a server's client, from its settings (no request); its type's name otherwise."""
+    try:
+        settings = client.get_settings()
+        host, port = settings.chroma_server_host, settings.chroma_server_http_port
+    except Exception:
+        return type(client).__name__
+    if not host:
+        return type(client).__name__
+    scheme = "https" if getattr(settings, "chroma_server_ssl_enabled", False) else "http"
+    return f"{scheme}://{host}:{port}" if port else f"{scheme}://{host}"
 
 
 def _check_collection_name(name: Any, what: str = "collection name") -> None:

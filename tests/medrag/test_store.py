@@ -140,6 +140,26 @@ def test_add_and_search_strip_internal_metadata(store: MatryoshkaChroma) -> None
         assert not any(k.startswith("_medrag") for k in doc.metadata)
 
 
+def test_repr_names_the_collection_model_stages_and_where_the_records_are(client, fake) -> None:
+    store = MatryoshkaChroma("repr-store", fake, client=client, coarse_dim=16, candidates=30)
+    try:
+        text = repr(store)
+        assert text.startswith("MatryoshkaChroma(collection='repr-store', ")
+        assert "full_dim=128, coarse_dim=16" in text and "candidates=30" in text
+        settings = client.get_settings()
+        if settings.chroma_server_host:
+            assert text.endswith(f"server='http://{settings.chroma_server_host}:{settings.chroma_server_http_port}')")
+        else:
+            assert text.endswith(f"persist_directory={settings.persist_directory!r})")
+    finally:
+        store.delete_collection()
+    memory = MatryoshkaChroma(_name(), fake)
+    try:
+        assert repr(memory).endswith("client='in-memory')")
+    finally:
+        memory.delete_collection()
+
+
 def test_records_hold_their_full_vector(store: MatryoshkaChroma, fake) -> None:
     ids = store.add_texts(TEXTS[:20])
     got = store.get_full_vectors(ids)
