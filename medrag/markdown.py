@@ -18,7 +18,9 @@ line), outside code blocks (fenced with ``` or ``~~~``, or indented by four spac
 blocks (``<pre>``, ``<div>``...) and a YAML front matter block at the top of the file; an HTML
 comment block (``<!-- ... -->`` from the start of a line) is dropped: it is not shown, and an
 author's note or a superseded dose commented out is no text to answer from. The heading text loses
-its emphasis markers (``*``, ``` ` ```) and a trailing colon.
+its emphasis markers (``*``, ``` ` ```) and a trailing colon. A front matter's ``title:`` leads every
+trail (a static-site or wiki page keeps its title there and starts with its sections), unless the
+first heading repeats it.
 
 Example::
 
@@ -45,6 +47,8 @@ _CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")
 _SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _EMPHASIS = re.compile(r"[*`]+")
+_TITLE = re.compile(r"^title[ \t]*:[ \t]*(.*)$", re.IGNORECASE)
+_QUOTED = re.compile(r"""^(?:'((?:[^']|'')*)'|"((?:[^"\\]|\\.)*)")[ \t]*(?:#.*)?$""")
 _ITEM = re.compile(r"^ {0,3}(?:[-+*]|\d{1,9}[.)])(?:[ \t]|$)")
 #: The start of an HTML block (CommonMark's kinds 1-6, roughly: a comment, <pre>/<script>/<style>/
 #: <textarea>, a declaration, or a block-level tag); its lines are no Markdown.
@@ -75,9 +79,33 @@ class MarkdownDocument:
     #: HTML block) or prose: :meth:`text` passes only the prose through its ``body`` function
     runs: list[list[tuple[bool, str]]] = field(default_factory=list, repr=False)
 
+    @property
+    def title(self) -> str:
+        """The front matter's ``title:`` (a plain or quoted one-line YAML scalar), "" if none."""
+        for line in self.front_matter.split("\n")[1:-1]:
+            match = _TITLE.match(line)
+            if not match:
+                continue
+            value = match.group(1).strip()
+            quoted = _QUOTED.match(value)
+            if quoted:
+                single, double = quoted.group(1), quoted.group(2)
+                value = single.replace("''", "'") if single is not None else double.replace('\\"', '"')
+            elif value[:1] in ("|", ">", "[", "{", "&", "*", "!", "'", '"'):
+                return ""  # a block, a list, an anchor, an unclosed quote: not a one-line title
+            else:
+                value = re.sub(r"\s+#.*$", "", value)  # a YAML comment
+            return _heading_text(value)
+        return ""
+
     def trails(self) -> list[tuple[tuple[str, ...], str]]:
         """:func:`markdown_sections` of the document."""
         out, open_headings = [], []
+        title = self.title
+        first_heading = next((heading for level, heading, _ in self.sections if level and heading), "")
+        # a static-site or wiki page holds its title in its front matter and starts with its sections: the
+        # title leads every trail ("Doliprane > Posologie"), unless the first heading repeats it
+        root = (title,) if title and title.casefold() != first_heading.casefold() else ()
         for n, (level, heading, body) in enumerate(self.sections):
             if n == 0 and self.front_matter:  # kept as text: a note's title and tags are searched by
                 body = f"{self.front_matter}\n{body}".strip()
@@ -86,7 +114,7 @@ class MarkdownDocument:
                     open_headings.pop()
                 if heading:
                     open_headings.append((level, heading))
-            out.append((tuple(h for _, h in open_headings), body))
+            out.append((root + tuple(h for _, h in open_headings), body))
         return out
 
     def text(self, body: Callable[[str], str] = lambda b: b) -> str:
@@ -236,5 +264,7 @@ def markdown_sections(text: str) -> list[tuple[tuple[str, ...], str]]:
         lines without its heading, stripped (it may be empty: a heading followed at once by a
         sub-heading). The first item is the text before the first heading (a YAML front matter block
         included), with the trail ``()``. A text without headings is one item, ``((), text.strip())``.
+        A front matter's ``title:`` starts every trail, the first item's too, unless the first
+        heading is the title again.
     """
     return parse_markdown(text).trails()

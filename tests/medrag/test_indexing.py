@@ -2131,8 +2131,9 @@ def test_markdown_front_matter_setext_and_a_long_trail_are_read_as_written(tmp_p
     index_corpus(folder, store)
     got = store.collection.get(include=["documents", "metadatas"])
     assert sorted(zip(got["documents"], [md.get("section") for md in got["metadatas"]]), key=str) == [
-        ("---\ntitle: Doliprane\ndate: 2024-01-01\n--- Antalgique de palier 1.".replace("\n", " "), None),
-        ("Posologie : un comprimé le matin, un le soir.", "Posologie")]
+        ("Doliprane : " + "---\ntitle: Doliprane\ndate: 2024-01-01\n--- Antalgique de palier 1.".replace("\n", " "),
+         "Doliprane"),
+        ("Doliprane > Posologie : un comprimé le matin, un le soir.", "Doliprane > Posologie")]  # the title leads
     store.delete_collection()
     emb = MatryoshkaEmbeddings(str(tiny_model_dir))  # a 64-token window
     deep = tmp_path / "deep"

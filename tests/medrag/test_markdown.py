@@ -33,9 +33,10 @@ def test_setext_headings_and_not_a_list_table_or_front_matter() -> None:
     text = ("---\ntitle: Protocole\n---\nIntro\n\nKaliémie\n========\nTexte.\n\nConduite *à tenir* :\n---\n"
             "- un item\n---\n| a | b |\n|---|---|\nFin.")
     sections = markdown_sections(text)
-    assert sections[0] == ((), "---\ntitle: Protocole\n---\nIntro")  # the front matter is text of the first section
-    assert sections[1] == (("Kaliémie",), "Texte.")
-    assert sections[2] == (("Kaliémie", "Conduite à tenir"), "- un item\n---\n| a | b |\n|---|---|\nFin.")
+    # the front matter is text of the first section, and its title leads every trail
+    assert sections[0] == (("Protocole",), "---\ntitle: Protocole\n---\nIntro")
+    assert sections[1] == (("Protocole", "Kaliémie"), "Texte.")
+    assert sections[2] == (("Protocole", "Kaliémie", "Conduite à tenir"), "- un item\n---\n| a | b |\n|---|---|\nFin.")
     assert len(sections) == 3
 
 
@@ -72,9 +73,9 @@ def test_the_document_written_back_keeps_headings_front_matter_and_fences_apart_
     assert written.splitlines() == ["---", "title: Doliprane", "date: 2024-01-01", "---", "Antalgique de palier 1.",
                                     "# Posologie", "un comprimé le matin, un le soir.", "", "~~~", "ligne un",
                                     "ligne deux", "~~~"]
-    assert markdown_sections(written) == [((), "---\ntitle: Doliprane\ndate: 2024-01-01\n---\nAntalgique de palier 1."),
-                                          (("Posologie",), "un comprimé le matin, un le soir.\n\n~~~\nligne un\n"
-                                                           "ligne deux\n~~~")]
+    assert markdown_sections(written) == [
+        (("Doliprane",), "---\ntitle: Doliprane\ndate: 2024-01-01\n---\nAntalgique de palier 1."),
+        (("Doliprane", "Posologie"), "un comprimé le matin, un le soir.\n\n~~~\nligne un\nligne deux\n~~~")]
 
 
 def test_code_and_html_blocks_hold_no_heading_and_are_written_back_as_they_are() -> None:
@@ -101,3 +102,18 @@ def test_code_and_html_blocks_hold_no_heading_and_are_written_back_as_they_are()
 def test_a_comment_on_one_line_is_dropped_and_the_text_after_it_kept() -> None:
     assert markdown_sections("# A\n<!-- note -->\nTexte.\n<!--\n\nvieux\n-->\nSuite.") == [
         ((), ""), (("A",), "Texte.\nSuite.")]
+
+
+def test_the_front_matter_title_leads_every_trail_unless_the_first_heading_repeats_it() -> None:
+    """A static-site or wiki page keeps its title in its front matter and starts with its sections:
+    the chunk under "## Posologie" named neither the drug nor the page."""
+    page = "---\nlayout: fiche\ntitle: 'Doliprane 1000 mg : l''essentiel' # fiche\n---\n## Posologie\nUn comprimé.\n"
+    assert markdown_sections(page) == [(("Doliprane 1000 mg : l'essentiel",), "---\nlayout: fiche\ntitle: "
+                                        "'Doliprane 1000 mg : l''essentiel' # fiche\n---"),
+                                       (("Doliprane 1000 mg : l'essentiel", "Posologie"), "Un comprimé.")]
+    assert markdown_sections('---\nTitle: "Sepsis"\n---\n# sepsis\nTexte.')[1] == (("sepsis",), "Texte.")
+    assert markdown_sections("---\ntitle: Kaliémie # note\n---\nTexte.") == [
+        (("Kaliémie",), "---\ntitle: Kaliémie # note\n---\nTexte.")]
+    for no_title in ("title: |\n  Deux\n  lignes", "title:", "subtitle: x", "  title: imbriqué", "titles: [a, b]"):
+        assert markdown_sections(f"---\n{no_title}\n---\n## A\nx")[1][0] == ("A",), no_title
+    assert markdown_sections("title: pas de front matter\n## A\nx")[1][0] == ("A",)
