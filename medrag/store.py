@@ -1480,6 +1480,27 @@ class MatryoshkaChroma(VectorStore):
         logger.info("fitted the %s-%d coarse projection of %r on %d vectors", self._rotation_kind, self._coarse_dim,
                     self._collection_name, len(full))
 
+    def coarse_vectors(self, full: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+        """The stage-1 vectors this store indexes and searches with for full-size vectors: the first
+        :attr:`coarse_dim` coordinates, or the collection's fitted projection (:attr:`coarse_rotation`),
+        unit length. An exact numpy copy of the funnel (``evaluation.store_eval``) ranks with these.
+
+        Args:
+            full: ``(n, full_dim)`` full-size vectors (a single vector as ``(full_dim,)`` too).
+
+        Raises:
+            DimensionError: the vectors are not of the store's full size.
+            InvalidInputError: a ``"pca"`` or ``"learned"`` stage not fitted yet (nothing written).
+        """
+        arr = np.asarray(full, dtype=np.float32)
+        single = arr.ndim == 1
+        arr = arr[None, :] if single else arr
+        if arr.ndim != 2 or arr.shape[1] != self._full_dim:
+            raise DimensionError(f"coarse_vectors takes vectors of the store's full size {self._full_dim}, got an "
+                                 f"array of shape {np.shape(full)}")
+        out = self._coarse(arr)
+        return out[0] if single else out
+
     def _coarse(self, full: np.ndarray) -> np.ndarray:
         if self._rotation_kind != "none" and self._rotation is None:
             self._load_rotation()

@@ -65,7 +65,7 @@ class ExactStore:
         ExactStore.created.append(self)
 
     @classmethod
-    def from_texts(cls, texts, embedding, metadatas=None, *, ids, collection_name, coarse_dim=64, candidates=100):
+    def from_texts(cls, texts, embedding, metadatas=None, *, ids, collection_name, coarse_dim=16, candidates=100):
         from medrag import truncate_embeddings
 
         full = embedding.encode_documents(list(texts))
@@ -185,3 +185,26 @@ def test_a_spec_evaluates_like_evaluate_models_and_a_path_is_no_task(tiny_model_
         evaluate_store(str(tiny_model_dir), {"queries": {}})
     with pytest.raises(DataError, match=r"load_task reads a dataset path or id, got dict; .* IRTask\(queries"):
         load_task({"queries": {}})
+
+
+@pytest.mark.skipif(not HAVE_STORE, reason="store not available")
+def test_the_coarse_baselines_use_the_stores_fitted_projection(tiny_embeddings):
+    """A corpus of 1,000 passages got a learned projection in the store while coarse and funnel_exact
+    used the first 64 coordinates: the store beat the exact funnel meant to bound it (user tryout)."""
+    from medrag.qa.task import IRTask
+
+    task = IRTask.from_pairs([(f"Quelle dose du médicament {i} chez l'enfant de {i % 7} ans ?",
+                               f"Le médicament {i} se donne à {i % 5 + 1} mg/kg, {i % 3 + 1} fois par jour.")
+                              for i in range(40)], name="doses")
+    res = evaluate_store(tiny_embeddings, task, coarse_dim=16, candidates=10, encode_sample=0,
+                         store_kwargs={"coarse_rotation": "pca", "full_encoding": "float32"})
+    assert res.settings["coarse_rotation"] == "pca" and "stage 'pca'" in res.to_markdown()
+    # exact search over 40 passages: the store is the exact funnel, ranked with the same projection
+    for m in res.metrics:
+        np.testing.assert_allclose(res.methods["store"].per_query[m], res.methods["funnel_exact"].per_query[m],
+                                   atol=1e-6)
+    plain = evaluate_store(tiny_embeddings, task, coarse_dim=16, candidates=10, encode_sample=0,
+                           store_kwargs={"coarse_rotation": "none", "full_encoding": "float32"})
+    assert plain.settings["coarse_rotation"] == "none"
+    assert any(not np.allclose(res.methods["coarse"].per_query[m], plain.methods["coarse"].per_query[m])
+               for m in res.metrics)
