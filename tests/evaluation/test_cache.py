@@ -115,3 +115,27 @@ def test_labels_and_sizes_may_be_generators(tiny_embeddings, tmp_path) -> None:
     report = evaluate_models([tiny_embeddings], tiny_task(), dims=(d for d in [128, 64]),
                              labels=(label for label in ["toy"]), cache=EmbeddingCache(tmp_path / "c"), n_bootstrap=10)
     assert [m.label for m in report.models] == ["toy"] and sorted(report.models[0].sizes) == [64, 128]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_truncated_texts_are_logged_on_every_run_and_warned_once(tiny_embeddings, tmp_path, caplog, enabled):
+    """A whole leaflet per passage: the library's truncation warning went to stderr only (not into
+    report.md) and was not given at all when the vectors came from the cache (user tryout)."""
+    import warnings
+
+    long = " ".join(["la ferritine basse traduit une carence en fer"] * 40)
+    texts = [long, "Une phrase courte.", long + " encore"]
+    cache = EmbeddingCache(tmp_path, enabled=enabled)
+    for run in range(2):
+        caplog.clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the per-call UserWarning is not given on top
+            cache.encode(tiny_embeddings, texts, side="document")
+        lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert len(lines) == 1, (run, lines)
+        assert lines[0].startswith(f"2 of 3 passages exceed the window of {tiny_embeddings.spec} "
+                                   f"({tiny_embeddings.max_tokens} tokens)")
+    assert cache.hits == (1 if enabled else 0)
+    caplog.clear()
+    cache.encode(tiny_embeddings, ["Une phrase courte."], side="query")
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
