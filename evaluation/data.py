@@ -187,6 +187,14 @@ def check_data_folder(source: str | os.PathLike[str]) -> None:
     path = Path(source).expanduser()
     if not path.is_dir() or is_beir_folder(path) or is_split_folder(path):
         return
+    beir = [name for name in ("corpus.jsonl", "queries.jsonl", "qrels") if (path / name).exists()]
+    packed = sorted(p.name for p in path.iterdir() if p.name in ("corpus.jsonl.gz", "queries.jsonl.gz"))
+    if beir or packed:  # "pass one file of pairs, e.g. corpus.jsonl" led to a second error (user tryout)
+        missing = [name for name in ("corpus.jsonl", "queries.jsonl") if not (path / name).is_file()]
+        raise DataError(f"{os.fspath(source)} looks like a BEIR folder but has no {' and no '.join(missing)}"
+                        + (f" (only {', '.join(packed)}: decompress it, e.g. gunzip -k "
+                           f"{shlex.quote((path / packed[0]).as_posix())})" if packed else "")
+                        + ": a BEIR folder holds corpus.jsonl, queries.jsonl and qrels/<split>.tsv")
     files = sorted(p.name for p in path.iterdir() if p.is_file() and p.name.lower().endswith(PAIRS_SUFFIXES))
     raise DataError(f"{os.fspath(source)} is a folder, but neither a BEIR folder (corpus.jsonl, queries.jsonl, "
                     "qrels/<split>.tsv) nor a FrenchMedMCQA folder (train/dev/test.json)"

@@ -157,6 +157,16 @@ def _relevant_grades(qrels: Any, queries: dict[str, str]) -> dict[str, dict[str,
     twice in recall's denominator), BEIR / TREC grades <= 0 dropped (they were scored as relevant)."""
     if not isinstance(qrels, Mapping):
         raise DataError(f"relevance judgements must map query ids to document ids, got {type(qrels).__name__}")
+    # a number id was "absent from the queries" (or the corpus) though "1" was there (user tryout);
+    # mixed types failed sorting the unknown ones (TypeError)
+    bad_id = next((q for q in qrels if not isinstance(q, str)), None)
+    if bad_id is None:
+        bad_id = next((d for docs in qrels.values() if isinstance(docs, Iterable) and not isinstance(docs, (str, bytes))
+                       for d in docs if not isinstance(d, str)), None)
+    if bad_id is not None:
+        raise DataError(f"relevance judgements: ids must be strings, as the queries' and the corpus' are, got "
+                        f"{bad_id!r} ({type(bad_id).__name__}); convert them, e.g. "
+                        "{str(q): {str(d): g for d, g in docs.items()} for q, docs in qrels.items()}")
     unknown = sorted(set(qrels) - set(queries))
     if unknown:
         raise DataError(f"relevance judgements name {len(unknown)} query ids absent from the queries, e.g. "

@@ -318,3 +318,24 @@ def test_answers_that_repeat_their_questions_are_warned_about(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         load_task(path, split="all")
     assert "repeats its question" not in caplog.text
+
+
+def test_a_beir_folder_missing_a_file_is_named_as_one(tmp_path):
+    """A BEIR folder without queries.jsonl (or with corpus.jsonl.gz) was told to "pass one file of pairs,
+    e.g. corpus.jsonl", which failed next with "missing column(s) ['anchor', 'positive']" (user tryout)."""
+    import gzip
+    import shutil
+
+    from evaluation.data import check_data_folder
+
+    folder = _beir(tmp_path / "beir", ["q1\td1\t1"])
+    (folder / "queries.jsonl").unlink()
+    with pytest.raises(DataError, match=r"looks like a BEIR folder but has no queries\.jsonl: a BEIR folder holds"):
+        check_data_folder(folder)
+    packed = _beir(tmp_path / "packed", ["q1\td1\t1"])
+    with open(packed / "corpus.jsonl", "rb") as src, gzip.open(packed / "corpus.jsonl.gz", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    (packed / "corpus.jsonl").unlink()
+    with pytest.raises(DataError, match=r"has no corpus\.jsonl \(only corpus\.jsonl\.gz: decompress it, e\.g\. "
+                                        r"gunzip -k .*corpus\.jsonl\.gz\)"):
+        check_data_folder(packed)

@@ -145,6 +145,12 @@ def test_graded_judgements_weigh_ndcg_as_trec_eval_and_ranx_do():
     ({"q1": {"d1": "yes"}}, "grades must be finite numbers"),
     ({"q1": {"d1": float("nan")}}, "grades must be finite numbers"),
     ({"q1": "d1"}, "not 'd1'"),
+    # a number id was "absent from the queries, e.g. [1]" beside the query "1" (user tryout); mixed types
+    # failed with TypeError; a number passage id was "absent from the corpus"
+    ({1: {"d1"}}, r"ids must be strings.*got 1 \(int\); convert them"),
+    ({1: {"d1"}, "q9": {"d1"}}, r"ids must be strings.*got 1 \(int\)"),
+    ({"q1": {7: 1}}, r"ids must be strings.*got 7 \(int\)"),
+    ({"q1": [7]}, r"ids must be strings.*got 7 \(int\)"),
 ])
 def test_malformed_judgements_are_refused(qrels, message):
     from medrag.errors import DataError
