@@ -154,8 +154,9 @@ class FinetuneConfig:
     lora_alpha: float = setting(32.0, "LoRA alpha (scale = alpha / rank)")
     lora_dropout: float = setting(0.0, "LoRA dropout")
     lora_layers: int = setting(0, "adapt only the top N encoder layers (0: all)")
-    freeze_embeddings: bool = setting(True, "full fine-tuning: keep the word embeddings (96M of e5-small's 118M "
-                                      "parameters) frozen")
+    freeze_embeddings: bool | None = setting(None, "full fine-tuning: keep the word embeddings (96M of e5-small's "
+                                             "118M parameters) frozen; none: true with engine loop, false with "
+                                             "engine trainer (the recipes these engines' results were measured with)")
     contrastive_weight: float = setting(1.0, "weight of MatryoshkaLoss(MNRL) on the pairs (0: distillation only)")
     distill_weight: float = setting(0.0, "weight of self-distillation from the frozen base model: its full-size "
                                     "in-batch similarities (query->passage, passage->passage; teacher vectors cached "
@@ -220,6 +221,11 @@ class FinetuneConfig:
         hints = get_type_hints(type(self))
         for f in fields(self):
             object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name), hints[f.name]))
+        if self.freeze_embeddings is None:
+            # the Trainer engine ignored freeze_embeddings=True (its former default) while the saved config
+            # claimed it: all 250,037 rows of e5-small's embeddings moved (user tryout). Each engine's
+            # default is now what it trains with, and an explicit value is applied by both
+            object.__setattr__(self, "freeze_embeddings", self.engine == "loop")
         self.validate()
 
     def validate(self) -> None:
@@ -386,8 +392,7 @@ class FinetuneConfig:
         elif self.lora_rank:
             what = f"the encoder through LoRA rank {self.lora_rank} (alpha {self.lora_alpha:g})"
         else:
-            what = "the whole encoder" + (" (word embeddings frozen)" if self.engine == "loop" and self.freeze_embeddings
-                                          else "")
+            what = "the whole encoder" + (" (word embeddings frozen)" if self.freeze_embeddings else "")
         engine = "the plain loop (engine: loop)" if self.engine == "loop" else "the sentence-transformers Trainer"
         lines = [f"plan: {engine}, sizes {sizes}",
                  f"  {'phase 1' if self.top_block_epochs else 'trains'}: {what}, {length}, lr {self.learning_rate:g}, batch {self.batch_size}; "

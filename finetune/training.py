@@ -657,6 +657,9 @@ class MatryoshkaFinetuner:
             ddp_find_unused_parameters=False,
             disable_tqdm=not sys.stderr.isatty(),  # a bar on a terminal; in logs, one line per logged step
         )
+        if cfg.freeze_embeddings and not cfg.lora_rank:
+            frozen = _freeze_word_embeddings(model)
+            logger.info("word embeddings frozen (freeze_embeddings): %d parameters not trained", frozen)
         trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_ds,
                                              loss=self.build_loss(model, dims), callbacks=self.callbacks)
         _logs_to_stderr(trainer)
@@ -994,3 +997,15 @@ def _versions() -> dict[str, str]:
 
 
 __all__ = ["MatryoshkaFinetuner", "FinetuneResult", "train", "resolve_loss", "resolve_precision"]
+
+
+def _freeze_word_embeddings(model: Any) -> int:
+    """Stop training the word embeddings of ``model`` (the Trainer's optimizer skips parameters that
+    need no gradient, so AdamW's weight decay no longer moves the rows of tokens never seen, and its
+    state shrinks by two copies of them); the number of parameters frozen."""
+    frozen = 0
+    for name, param in model.named_parameters():
+        if "word_embeddings" in name and param.requires_grad:
+            param.requires_grad_(False)
+            frozen += param.numel()
+    return frozen

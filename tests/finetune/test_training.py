@@ -319,3 +319,21 @@ def test_the_final_loss_is_logged_at_the_last_step(tiny_model_dir, pairs_file, t
                                               evaluate_before=False, evaluate_after=False)).run()
     assert result.global_step == 3 and len(result.losses) == 2  # step 1 (logging_first_step) and the last
     assert json.loads((tmp_path / "m" / "training_info.json").read_text())["final_loss"] == result.losses[-1]
+
+
+def test_freeze_embeddings_is_what_each_engine_trains_with(tiny_model_dir, pairs_file, tmp_path):
+    """The Trainer engine ignored freeze_embeddings=True (the default, also passed explicitly) and the saved
+    config claimed it: every row of the word embeddings moved (user tryout). The default is now each
+    engine's own recipe, and an explicit true freezes them with the Trainer too."""
+    assert quick_config(tiny_model_dir, pairs_file, tmp_path / "a").freeze_embeddings is False
+    assert quick_config(tiny_model_dir, pairs_file, tmp_path / "b", engine="loop").freeze_embeddings is True
+    base = _weights(tiny_model_dir)
+    key = next(k for k in base if "word_embeddings" in k)
+    for freeze in (True, False):
+        out = tmp_path / f"m{freeze}"
+        cfg = quick_config(tiny_model_dir, pairs_file, out, batch_size=16, max_steps=2, freeze_embeddings=freeze)
+        MatryoshkaFinetuner(cfg).run()
+        trained = _weights(out)
+        assert (base[key] == trained[key]).all() == freeze, freeze
+        assert any(not (base[k] == trained[k]).all() for k in base if k in trained and "word_embeddings" not in k)
+        assert f"freeze_embeddings: {str(freeze).lower()}" in (out / "finetune_config.yaml").read_text()
