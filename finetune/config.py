@@ -322,6 +322,11 @@ class FinetuneConfig:
         if block_only and not self.top_block_epochs:
             checks.append((False, f"{', '.join(block_only)} set(s) the last-block phase, which is off: set "
                                   "top_block_epochs > 0, or drop them"))
+        lora_only = [name for name in ("lora_alpha", "lora_dropout", "lora_layers")
+                     if getattr(self, name) != next(f.default for f in fields(self) if f.name == name)]
+        if lora_only and not self.lora_rank:  # accepted, then ignored in silence (user tryout)
+            checks.append((False, f"{', '.join(lora_only)} set(s) LoRA, which is off: set lora_rank > 0 "
+                                  "(--lora-rank 16), or drop them"))
         loop_only = [name for name, on in (
             ("mixture", bool(self.mixture)), ("max_train_pairs", self.max_train_pairs > 0),
             ("lora_rank", self.lora_rank > 0), ("distill_weight", self.distill_weight > 0),

@@ -65,6 +65,9 @@ def target_module_names(inner: "torch.nn.Module", targets: Sequence[str] = DEFAU
     if not found:
         raise ConfigError(f"no linear layer of the encoder matches the LoRA targets {list(targets)}")
     n_layers = max(i for i, _ in found) + 1
+    if layers > n_layers:  # 20 on a 12-layer model trained every layer while the card said "top 20" (user tryout)
+        raise ConfigError(f"lora_layers={layers} but the encoder has {n_layers} layers: pass at most {n_layers} "
+                          "(0: all of them)")
     lowest = n_layers - layers if layers > 0 else 0
     return [name for i, name in found if i >= lowest]
 

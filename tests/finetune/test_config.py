@@ -102,6 +102,10 @@ def test_a_key_written_twice_is_named_with_the_file(tmp_path):
     ("warmup_ratio: 1.5\n", ".yaml", r"warmup_ratio must be in \[0, 1\)"),
     ("data: null\n", ".yaml", "data cannot be empty"),
     ("dims: 12\n", ".yaml", "dims must be a list"),
+    # accepted, then ignored in silence without lora_rank (user tryout)
+    ("engine: loop\nlora_layers: 3\nlora_alpha: 8\n", ".yaml",
+     r"lora_alpha, lora_layers set\(s\) LoRA, which is off: set lora_rank > 0"),
+    ("lora_dropout: 0.3\n", ".yaml", r"lora_dropout set\(s\) LoRA, which is off"),
 ])
 def test_bad_config_files(tmp_path, text, suffix, message):
     path = tmp_path / f"c{suffix}"

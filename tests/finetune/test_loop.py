@@ -190,6 +190,20 @@ def test_rotation_keeps_full_size_cosines_of_the_base(tiny_model_dir, pairs_file
     assert not np.allclose(a, b, atol=1e-2)
 
 
+def test_lora_layers_beyond_the_encoder_are_refused(tiny_model_dir):
+    """--lora-layers 20 on a 12-layer model trained every layer while the card said "top 20 layers"
+    (user tryout)."""
+    import medrag
+    from finetune.lora import encoder_model, target_module_names
+
+    inner = encoder_model(medrag.load_model(tiny_model_dir, device="cpu"))
+    every = target_module_names(inner)
+    n_layers = len({re.search(r"layer\.(\d+)\.", name).group(1) for name in every})
+    assert target_module_names(inner, layers=n_layers) == every
+    with pytest.raises(ConfigError, match=rf"lora_layers={n_layers + 1} but the encoder has {n_layers} layers"):
+        target_module_names(inner, layers=n_layers + 1)
+
+
 def test_teacher_vectors_are_cached(lora_run):
     _, _, tmp = lora_run
     assert len(list((tmp / "teacher").glob("*.npz"))) == 2  # questions and passages (prompt + cap each)
@@ -284,7 +298,7 @@ def _encode(folder):
 def test_loop_stopped_by_a_signal_resumes_to_the_uninterrupted_model(tiny_model_dir, pairs_file, tmp_path, stop):
     """engine: loop saved nothing: Ctrl-C or SIGTERM (Slurm, Kubernetes preemption) lost the whole run, and
     --resume said "nothing to resume"."""
-    settings = dict(rotation="pca", lora_dropout=0.1, epochs=2, save_steps=2, evaluate_before=False,
+    settings = dict(rotation="pca", epochs=2, save_steps=2, evaluate_before=False,
                     evaluate_after=False)  # 24 training pairs / batch 8 x 2 epochs = 6 steps
     straight = MatryoshkaFinetuner(loop_config(tiny_model_dir, pairs_file, tmp_path / "a", tmp_path, **settings)).run()
 
