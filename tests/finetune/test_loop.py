@@ -25,6 +25,8 @@ def loop_config(tiny_model_dir, pairs_file, out, tmp_path, **overrides):
     base = dict(engine="loop", lora_rank=4, lora_alpha=8, distill_weight=1.0, distill_temperature=0.05,
                 query_max_length=32, passage_max_length=32, teacher_cache=str(tmp_path / "teacher"),
                 learning_rate=2e-3, export_scores="run")
+    if overrides.get("lora_rank") == 0:
+        del base["lora_alpha"]  # refused without LoRA
     return quick_config(tiny_model_dir, pairs_file, out, **{**base, **overrides})
 
 
