@@ -402,3 +402,13 @@ def test_units_written_out_and_decimals_with_trailing_zeros_meet_their_short_for
     assert analyzer("le programme") == ["programm"] and analyzer("2,10") != analyzer("2,01")
     plain = FrenchMedicalAnalyzer(AnalyzerOptions(split_units=False))
     assert plain("500 microgrammes") == ["500", "microgramm"]  # a unit word is a word without split_units
+
+
+def test_an_icd10_code_is_read_as_its_code_and_its_category(analyzer: FrenchMedicalAnalyzer) -> None:
+    """E11.9 was two terms, e11 and 9 (any passage with E11.x and a stray 9 matched it), and E119, the
+    code typed without its dot, matched nothing (user tryout)."""
+    assert analyzer("Diabète (E11.9), asthme J45.0, fracture S72.00") == [
+        "diabet", "e119", "e11", "asthme", "j450", "j45", "fractur", "s7200", "s72"]
+    assert analyzer("e11,9") == analyzer("E11.9") and analyzer("E119") == ["e119"]
+    # not a code: a marker glued to its number (CA 15-3 written CA15.3), a decimal, a longer identifier
+    assert analyzer("CA15.3") == ["ca15", "3"] and analyzer("7.5") == ["7,5"] and analyzer("N02BE01") == ["n02be01"]

@@ -479,3 +479,18 @@ def test_a_saved_index_holds_only_the_terms_of_its_texts(tmp_path) -> None:
         assert loaded.scores(query) == pytest.approx(index.scores(query))
     loaded.add(["d"], ["Zorbulinek revu en consultation."])  # the reloaded vocabulary grows as before
     assert loaded.search("Zorbulinek", k=2)[0] == ["d"]
+
+
+def test_an_icd10_code_is_one_term_and_ranks_its_holder_first() -> None:
+    """E11.9 was read as e11 + 9: a passage holding E11.2 and a stray 9 matched as well as the one holding
+    E11.9, which hybrid search ranked last of three (user tryout); E119, the code typed without its
+    dot, matched nothing."""
+    index = BM25Index()
+    index.add(["e119", "e109", "e112"], ["Diabète de type 2 non compliqué (E11.9), suivi annuel.",
+                                         "Diabète de type 1 sans complication (E10.9).",
+                                         "Diabète de type 2 avec atteinte rénale (E11.2) ; glycémie à 9 mmol/L."])
+    for query in ("E11.9", "diagnostic E11.9", "e11,9", "E119"):
+        ids, _ = index.search(query, 3)
+        assert ids[0] == "e119", (query, ids)
+    assert set(index.search("E11", 3)[0]) == {"e119", "e112"}  # the category finds its codes
+
