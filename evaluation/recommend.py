@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import math
 
 from collections.abc import Mapping
@@ -30,6 +31,8 @@ from pathlib import Path
 from medrag.errors import InvalidInputError, MetadataError
 from medrag.metadata import MatryoshkaMetadata
 from medrag.sizes import smallest_size_within
+
+logger = logging.getLogger(__name__)
 
 #: The seed's tolerances.
 BALANCED_TOLERANCE = 0.005
@@ -135,4 +138,43 @@ def write_metadata(folder, result, baseline=None, task: str | None = None,
                   "metrics": list(next(iter(meta.scores.values()))),
                   "scored_on": task or "medrag evaluate (task not named)",
                   **({"scored_on_task": task_details} if task_details else {})}
-    return meta.save(folder)
+    path = meta.save(folder)
+    _note_in_card(folder / "README.md", meta)
+    return path
+
+
+#: The markers around the section :func:`write_metadata` keeps in a model card.
+_CARD_BEGIN, _CARD_END = "<!-- medrag evaluate --write-metadata -->", "<!-- end of medrag evaluate --write-metadata -->"
+
+
+def _note_in_card(card: Path, meta: MatryoshkaMetadata) -> None:
+    """Add (or replace) a section of the model card ``card`` with the scores just recorded: the card
+    kept showing the training run's table while ``dimension="auto"`` followed other numbers (user
+    tryout). A folder without a card gets none."""
+    if not card.is_file():
+        return
+    try:
+        text = card.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        logger.warning("%s not updated with the new scores: %s", card, exc)
+        return
+    metric = meta.metric
+    has_before = bool(meta.scores_before)
+    rows = [f"| {d} | " + (f"{meta.scores_before[d][metric]:.4f} | " if has_before and d in meta.scores_before
+                            else "- | " if has_before else "") + f"{meta.scores[d][metric]:.4f} |"
+            for d in sorted(meta.scores, reverse=True)]
+    section = "\n".join([
+        _CARD_BEGIN, "## Scores recorded by `medrag evaluate --write-metadata`", "",
+        f"Scored on: {meta.extra.get('scored_on')}. These replace the scores shown above in `matryoshka.json`, "
+        "which `dimension=\"auto\"` and the presets read.", "",
+        f"| size | {'base ' + metric + ' | ' if has_before else ''}{metric} |",
+        "|---:|" + ("---:|" if has_before else "") + "---:|", *rows, _CARD_END])
+    if _CARD_BEGIN in text and _CARD_END in text:
+        head, rest = text.split(_CARD_BEGIN, 1)
+        text = head + section + rest.split(_CARD_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    try:
+        card.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        logger.warning("%s not updated with the new scores: %s", card, exc)

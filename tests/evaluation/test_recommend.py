@@ -60,6 +60,34 @@ def test_write_metadata_enables_auto_dimension(tiny_model_dir, tmp_path):
     assert strict.dimension == min(d for d in meta.scores if meta.scores[d]["ndcg@10"] >= full - 1e-12)
 
 
+def test_write_metadata_keeps_the_model_card_true(tiny_model_dir, tmp_path):
+    """The card kept the training run's table ("Evaluated on 30 held-out questions") while matryoshka.json,
+    which dimension="auto" reads, held another evaluation's scores (user tryout)."""
+    from evaluation.evaluator import evaluate_models
+    from evaluation.recommend import write_metadata
+    from medrag.metadata import MatryoshkaMetadata
+    from medrag.qa.task import IRTask
+    from tests.tiny_model import SENTENCES
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    MatryoshkaMetadata(full_dim=128, dims=[128, 64]).save(folder)
+    (folder / "README.md").write_text("---\ntags: [medrag]\n---\n# Mon modèle\n\nÉvalué sur 30 questions.\n",
+                                      encoding="utf-8")
+    task = IRTask.from_pairs([(SENTENCES[i], SENTENCES[i + 1]) for i in range(0, 8, 2)])
+    report = evaluate_models([str(folder), str(tiny_model_dir)], task, n_bootstrap=20, n_resamples=20,
+                             cache=_nocache())
+    for _ in range(2):  # written again, the section is replaced, not repeated
+        write_metadata(folder, report.models[0], baseline=report.models[1], task="mes questions")
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert card.startswith("---\ntags: [medrag]\n---\n# Mon modèle\n\nÉvalué sur 30 questions.\n")
+    assert card.count("## Scores recorded by `medrag evaluate --write-metadata`") == 1
+    assert "Scored on: mes questions." in card
+    assert f"| 64 | {report.models[1].score(64):.4f} | {report.models[0].score(64):.4f} |" in card
+    write_metadata(tmp_path / "no-card", report.models[0]) if (tmp_path / "no-card").mkdir() is None else None
+    assert not (tmp_path / "no-card" / "README.md").exists()  # no card, none made
+
+
 def test_write_metadata_refuses_a_non_folder(tmp_path):
     from medrag.errors import MetadataError
 
