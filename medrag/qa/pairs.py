@@ -644,12 +644,14 @@ def _to_pairs(rows: Iterable[dict[str, Any]], name: str, *, question_column: str
     if lacking:
         i, column = lacking[0]
         others = len({j for j, _ in lacking}) - 1  # "nor do 0 other row(s)" read oddly (user tryout)
-        raise DataError(f"{name}: row {i} has no {column!r} key (its keys: {', '.join(map(str, rows[i - 1]))})"
+        raise DataError(f"{name}: row {i} (records counted from 1, blank lines left out) has no {column!r} key "
+                        f"(its keys: {', '.join(map(str, rows[i - 1]))})"
                         + (f", nor do {others} other row(s): the rows name their columns differently; give every "
                            "row the same keys" if others else
                            "; every other row has it: fix that row or remove it"))
     stats = DataStats(rows=len(rows))
     pairs: list[QAPair] = []
+    empty_rows: list[int] = []  # the first few, named: "dropped 3 row(s)" said not which (user tryout)
     for i, r in enumerate(rows, 1):
         for column in (question_column, answer_column):
             value = r.get(column)
@@ -660,6 +662,8 @@ def _to_pairs(rows: Iterable[dict[str, Any]], name: str, *, question_column: str
         q, a = _text(r.get(question_column)), _text(r.get(answer_column))
         if not q or not a:
             stats.empty_dropped += 1
+            if len(empty_rows) < 5:
+                empty_rows.append(i)
             continue
         negs: tuple[str, ...] = ()
         if negatives_column:
@@ -675,7 +679,9 @@ def _to_pairs(rows: Iterable[dict[str, Any]], name: str, *, question_column: str
     pairs, dups = _dedupe(pairs)
     stats.duplicates_dropped = dups
     if stats.empty_dropped:
-        logger.warning("%s: dropped %d row(s) with an empty question or answer", name, stats.empty_dropped)
+        logger.warning("%s: dropped %d row(s) with an empty question or answer (row%s %s%s; rows are records counted "
+                       "from 1, blank lines left out)", name, stats.empty_dropped, "s" if len(empty_rows) > 1 else "",
+                       ", ".join(map(str, empty_rows)), ", ..." if stats.empty_dropped > len(empty_rows) else "")
     if dups:
         logger.info("%s: dropped %d exact duplicate pair(s)", name, dups)
     if not pairs:

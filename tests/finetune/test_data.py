@@ -128,10 +128,14 @@ def test_corrupt_parquet_and_non_utf8_and_unknown_suffix(tmp_path):
         _load(tmp_path / "missing.jsonl")
 
 
-def test_empty_rows_dropped_and_counted(tmp_path):
+def test_empty_rows_dropped_and_counted(tmp_path, caplog):
     rows = qa_pairs(2) + [{"question": "  ", "answer": "a"}, {"question": "q", "answer": None},
                           {"question": "q", "answer": ""}]
-    ds = _load(write_jsonl(tmp_path / "p.jsonl", rows), eval_fraction=0.0)
+    with caplog.at_level("WARNING"):
+        ds = _load(write_jsonl(tmp_path / "p.jsonl", rows), eval_fraction=0.0)
+    # named, not only counted (user tryout)
+    n = len(rows)
+    assert f"dropped 3 row(s) with an empty question or answer (rows {n - 2}, {n - 1}, {n}; rows are records" in caplog.text
     assert ds.stats.empty_dropped == 3
     assert ds.stats.rows == len(rows)
     assert len(ds.train) == len(rows) - 3
@@ -523,8 +527,9 @@ def test_rows_naming_their_columns_otherwise_are_named(tmp_path):
     """Half a file's rows used "question", half "anchor": half the data was dropped as "empty" (user tryout)."""
     rows = [{"question": f"q{i} ?", "answer": f"a{i}."} if i % 2 else {"anchor": f"q{i} ?", "answer": f"a{i}."}
             for i in range(10)]
-    with pytest.raises(DataError, match=r"row 1 has no 'question' key \(its keys: anchor, answer\), nor do 4 other "
-                                        r"row\(s\): the rows name their columns differently"):
+    with pytest.raises(DataError, match=r"row 1 \(records counted from 1, blank lines left out\) has no 'question' key "
+                                        r"\(its keys: anchor, answer\), nor do 4 other row\(s\): the rows name their "
+                                        r"columns differently"):
         _load(write_jsonl(tmp_path / "mixed.jsonl", rows))
 
 
@@ -543,7 +548,8 @@ def test_data_errors_name_the_eval_file_the_json_column_and_the_row_alone(tmp_pa
         load_qa_dataset(cut, **cols)
     one = tmp_path / "one.jsonl"
     one.write_text(good.read_text() + json.dumps({"question": "Question ?"}) + "\n")
-    with pytest.raises(DataError, match=r"row 13 has no 'answer' key \(its keys: question\); every other row has it"):
+    with pytest.raises(DataError, match=r"row 13 \(records counted from 1, blank lines left out\) has no 'answer' "
+                                        r"key \(its keys: question\); every other row has it"):
         load_qa_dataset(one, **cols)
     evals = tmp_path / "eval.jsonl"
     evals.write_text("".join(json.dumps({"question": f"Autre {i} ?", "answer": f"Texte {i}."}) + "\n" for i in range(5)))
