@@ -221,12 +221,16 @@ class FinetuneConfig:
         hints = get_type_hints(type(self))
         for f in fields(self):
             object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name), hints[f.name]))
-        if self.freeze_embeddings is None:
-            # the Trainer engine ignored freeze_embeddings=True (its former default) while the saved config
-            # claimed it: all 250,037 rows of e5-small's embeddings moved (user tryout). Each engine's
-            # default is now what it trains with, and an explicit value is applied by both
-            object.__setattr__(self, "freeze_embeddings", self.engine == "loop")
         self.validate()
+
+    @property
+    def embeddings_frozen(self) -> bool:
+        """Whether the run keeps the word embeddings frozen: ``freeze_embeddings``, or when it is None
+        each engine's own recipe (the loop freezes them, the Trainer trains them). The Trainer ignored
+        freeze_embeddings=True, its former default, while the saved config claimed it: all 250,037 rows
+        of e5-small's embeddings moved (user tryout); an explicit value is now applied by both. Resolved
+        when read, not stored: ``replace(engine=...)`` gets the other engine's default."""
+        return self.engine == "loop" if self.freeze_embeddings is None else self.freeze_embeddings
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` on impossible values (called on construction)."""
@@ -397,7 +401,7 @@ class FinetuneConfig:
         elif self.lora_rank:
             what = f"the encoder through LoRA rank {self.lora_rank} (alpha {self.lora_alpha:g})"
         else:
-            what = "the whole encoder" + (" (word embeddings frozen)" if self.freeze_embeddings else "")
+            what = "the whole encoder" + (" (word embeddings frozen)" if self.embeddings_frozen else "")
         engine = "the plain loop (engine: loop)" if self.engine == "loop" else "the sentence-transformers Trainer"
         lines = [f"plan: {engine}, sizes {sizes}",
                  f"  {'phase 1' if self.top_block_epochs else 'trains'}: {what}, {length}, lr {self.learning_rate:g}, batch {self.batch_size}; "

@@ -409,7 +409,7 @@ class TrainingLoop:
             freeze_own_layers(self.model)  # the adapter ships the deltas and this run's layer, over the base as it is
         else:
             for name, p in self.model.named_parameters():
-                frozen = ".pooler." in f".{name}" or (cfg.freeze_embeddings and "word_embeddings" in name)
+                frozen = ".pooler." in f".{name}" or (cfg.embeddings_frozen and "word_embeddings" in name)
                 if p.requires_grad and frozen:
                     p.requires_grad_(False)
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)

@@ -83,8 +83,14 @@ def run_key(config: "FinetuneConfig", dims: Sequence[int], pairs: Sequence["QAPa
 def run_settings(config: "FinetuneConfig", dims: Sequence[int]) -> dict[str, Any]:
     """The settings :func:`run_key` digests (all but :data:`RUN_SETTINGS`, and the sizes): saved in
     each checkpoint, so a refused resume names the settings that differ."""
-    return {"settings": {k: v for k, v in sorted(config.to_dict().items()) if k not in RUN_SETTINGS},
-            "dims": list(dims)}
+    settings = {k: v for k, v in sorted(config.to_dict().items()) if k not in RUN_SETTINGS}
+    if "freeze_embeddings" in settings:
+        # the key of the runs written before its default was per engine (True for both, which the Trainer
+        # ignored), so they resume; an explicit True under the Trainer now freezes: another run
+        value = settings["freeze_embeddings"]
+        settings["freeze_embeddings"] = (True if value is None else
+                                         "frozen by the Trainer" if value and config.engine != "loop" else value)
+    return {"settings": settings, "dims": list(dims)}
 
 
 def _differences(saved: Any, current: dict[str, Any]) -> list[str]:

@@ -36,8 +36,10 @@ LOOP_RECIPE = ("contrastive_weight", "lora_rank", "lora_alpha", "lora_layers", "
 
 def recipe_settings(cfg: Any) -> dict[str, Any]:
     """The settings of ``cfg`` that its engine trains with (the other engine's are not read)."""
-    return {"engine": cfg.engine, **{k: getattr(cfg, k) for k in (LOOP_RECIPE if cfg.engine == "loop"
-                                                                   else TRAINER_RECIPE)}}
+    recipe = {"engine": cfg.engine, **{k: getattr(cfg, k) for k in (LOOP_RECIPE if cfg.engine == "loop"
+                                                                     else TRAINER_RECIPE)}}
+    recipe["freeze_embeddings"] = cfg.embeddings_frozen  # what the run did (None: the engine's default)
+    return recipe
 
 
 def recipe_text(cfg: Any, result: Any, loss: str) -> str:

@@ -657,7 +657,7 @@ class MatryoshkaFinetuner:
             ddp_find_unused_parameters=False,
             disable_tqdm=not sys.stderr.isatty(),  # a bar on a terminal; in logs, one line per logged step
         )
-        if cfg.freeze_embeddings and not cfg.lora_rank:
+        if cfg.embeddings_frozen and not cfg.lora_rank:
             frozen = _freeze_word_embeddings(model)
             logger.info("word embeddings frozen (freeze_embeddings): %d parameters not trained", frozen)
         trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train_ds,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -325,8 +326,17 @@ def test_freeze_embeddings_is_what_each_engine_trains_with(tiny_model_dir, pairs
     """The Trainer engine ignored freeze_embeddings=True (the default, also passed explicitly) and the saved
     config claimed it: every row of the word embeddings moved (user tryout). The default is now each
     engine's own recipe, and an explicit true freezes them with the Trainer too."""
-    assert quick_config(tiny_model_dir, pairs_file, tmp_path / "a").freeze_embeddings is False
-    assert quick_config(tiny_model_dir, pairs_file, tmp_path / "b", engine="loop").freeze_embeddings is True
+    from finetune.loop_checkpoints import run_settings
+
+    trainer = quick_config(tiny_model_dir, pairs_file, tmp_path / "a")
+    assert trainer.freeze_embeddings is None and trainer.embeddings_frozen is False
+    loop = quick_config(tiny_model_dir, pairs_file, tmp_path / "b", engine="loop")
+    assert loop.freeze_embeddings is None and loop.embeddings_frozen is True
+    # resolved when read, not stored: a config moved to the other engine gets that engine's default (review)
+    assert dataclasses.replace(loop, engine="trainer").embeddings_frozen is False
+    # runs written before the per-engine default recorded True in their run key: they still resume
+    assert run_settings(trainer, [8])["settings"]["freeze_embeddings"] is True
+    assert run_settings(trainer.replace(freeze_embeddings=True), [8])["settings"]["freeze_embeddings"] != True  # noqa: E712
     base = _weights(tiny_model_dir)
     key = next(k for k in base if "word_embeddings" in k)
     for freeze in (True, False):
