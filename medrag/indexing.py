@@ -571,18 +571,23 @@ class _FolderListing:
             if where != folder:
                 listing.unlisted.append((where.relative_to(folder).as_posix(), exc.strerror or str(exc)))
 
+        stores: set[str] = set()  # Chroma stores kept inside the folder (--persist-dir docs/index), and below
         for top, dirs, names in os.walk(folder, onerror=note):
             here = Path(top)
+            # os.path's tests, not Path's: Path.exists() raised PermissionError inside a folder without
+            # rights (review), where the walk should go on and name the folder (onerror)
+            in_store = top in stores or os.path.exists(os.path.join(top, "chroma.sqlite3"))
             entered = []
             for d in sorted(dirs):
                 p = here / d
                 if d.startswith("."):
                     listing.hidden_folders.append(p.relative_to(folder).as_posix() + "/")
-                elif p.is_symlink():
+                elif os.path.islink(p):
                     listing.linked.append(p)
-                elif not (p / "chroma.sqlite3").exists():  # a store kept inside the folder (--persist-dir docs/index):
-                    # its files were counted as other types and the warning advised converting them (user tryout)
+                else:
                     entered.append(d)
+                    if in_store:
+                        stores.add(os.path.join(top, d))
             dirs[:] = entered
             for name in sorted(names):
                 p = here / name
@@ -590,11 +595,13 @@ class _FolderListing:
                 if suffix in FOLDER_SUFFIXES:
                     if name.startswith("."):
                         listing.hidden_files.append(p.relative_to(folder).as_posix())
-                    elif p.is_file():
+                    elif os.path.isfile(p):
                         listing.files.append(p)
-                    elif p.is_symlink() and not p.exists():
+                    elif os.path.islink(p) and not os.path.exists(p):
                         listing.broken.append(p)
-                elif not name.startswith(".") and p.is_file():
+                elif not name.startswith(".") and not in_store and os.path.isfile(p):
+                    # a store's own files were counted as other types and the warning advised converting
+                    # them to text (user tryout); notes beside it are still read
                     kind = suffix or "(no suffix)"
                     listing.others[kind] = listing.others.get(kind, 0) + 1
                     listing.first_other = listing.first_other or p.relative_to(folder)

@@ -47,8 +47,6 @@ _CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")
 _SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _EMPHASIS = re.compile(r"[*`]+")
-_TITLE = re.compile(r"^title[ \t]*:[ \t]*(.*)$", re.IGNORECASE)
-_QUOTED = re.compile(r"""^(?:'((?:[^']|'')*)'|"((?:[^"\\]|\\.)*)")[ \t]*(?:#.*)?$""")
 _ITEM = re.compile(r"^ {0,3}(?:[-+*]|\d{1,9}[.)])(?:[ \t]|$)")
 #: The start of an HTML block (CommonMark's kinds 1-6, roughly: a comment, <pre>/<script>/<style>/
 #: <textarea>, a declaration, or a block-level tag); its lines are no Markdown.
@@ -81,22 +79,21 @@ class MarkdownDocument:
 
     @property
     def title(self) -> str:
-        """The front matter's ``title:`` (a plain or quoted one-line YAML scalar), "" if none."""
-        for line in self.front_matter.split("\n")[1:-1]:
-            match = _TITLE.match(line)
-            if not match:
-                continue
-            value = match.group(1).strip()
-            quoted = _QUOTED.match(value)
-            if quoted:
-                single, double = quoted.group(1), quoted.group(2)
-                value = single.replace("''", "'") if single is not None else double.replace('\\"', '"')
-            elif value[:1] in ("|", ">", "[", "{", "&", "*", "!", "'", '"'):
-                return ""  # a block, a list, an anchor, an unclosed quote: not a one-line title
-            else:
-                value = re.sub(r"\s+#.*$", "", value)  # a YAML comment
-            return _heading_text(value)
-        return ""
+        """The front matter's ``title`` (read as YAML: a wrapped, quoted or escaped title as YAML reads it;
+        a number as its text), "" if none, null, or not YAML."""
+        if not self.front_matter:
+            return ""
+        import yaml
+
+        body = "\n".join(self.front_matter.split("\n")[1:-1])
+        try:
+            data = yaml.safe_load(body)
+        except yaml.YAMLError:  # a front matter that is not YAML (or not ours): no title, the text stays
+            return ""
+        title = data.get("title") if isinstance(data, dict) else None
+        if isinstance(title, bool) or not isinstance(title, (str, int, float)):
+            return ""
+        return _heading_text(str(title))
 
     def trails(self) -> list[tuple[tuple[str, ...], str]]:
         """:func:`markdown_sections` of the document."""

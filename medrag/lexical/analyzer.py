@@ -152,7 +152,7 @@ _SIGN = r"[%\u2030]"
 #: An ICD-10 (CIM-10) code with its subcategory (``E11.9``, ``J45.0``, ``S72.00``; a comma typed for the
 #: dot too): one token (the dot split it into ``e11`` and ``9``, and a passage holding ``E11.2`` and a
 #: stray ``9`` matched ``E11.9`` as well as the passage holding it: user tryout).
-_ICD_CODE = r"[A-Za-z]\d\d[.,]\d{1,2}(?![^\W_]|[.,]\d)"
+_ICD_CODE = f"(?:(?:[cdjlmnstCDJLMNST]|[qQ][uU])[{_APOSTROPHES}])?[A-Za-z]\\d\\d[.,]\\d{{1,2}}(?![^\\W_]|[.,]\\d)"
 _ICD = re.compile(_ICD_CODE)
 #: Possessive quantifiers (Python 3.11) matched wrongly until 3.11.5 (CPython gh-106052, gh-100061):
 #: on Debian 12's 3.11.2 "ferritine basse" gave the tokens ['ferritine', '', 'basse', ''] and hybrid
@@ -454,7 +454,7 @@ class FrenchMedicalAnalyzer:
         opts = self.options
         if opts.keep_alphanumeric and _ICD.fullmatch(token):  # "E11.9": the code as typed without its dot
             # ("E119", as it is also written) and its category ("E11": a query naming the category finds it)
-            code = fold_accents(token.lower()) if opts.fold_accents else token.lower()
+            code = _APOSTROPHE_RE.split(token)[-1].lower()  # "l'E11.9": the elision dropped (review)
             return (code[:3] + code[4:], code[:3])
         if opts.join_thousands and any(c in token for c in _SPACES):
             token = _THOUSANDS_SPACE.sub("", token)  # "10 000" -> "10000" ("5 l": the unit's space stays)

@@ -114,6 +114,46 @@ def test_a_folder_is_walked_once_without_entering_hidden_folders(tmp_path, monke
     assert "1 file(s) of other types not indexed (.docx 1; e.g. scan.docx)" in caplog.text
 
 
+def test_notes_beside_a_store_are_read_and_a_folder_without_rights_is_named(tmp_path, monkeypatch, caplog) -> None:
+    """Review of the one-walk listing: the notes of a folder holding a Chroma store (chroma.sqlite3) were
+    left out in silence, and --prune deleted their chunks; Path.exists() inside a folder without read
+    rights raised PermissionError where the walk names the folder and goes on."""
+    import pathlib
+
+    folder = tmp_path / "notes"
+    (folder / "cardio").mkdir(parents=True)
+    (folder / "a.md").write_text("# A\nUn texte.")
+    (folder / "cardio" / "b.md").write_text("# B\nUn autre texte.")
+    (folder / "cardio" / "chroma.sqlite3").write_bytes(b"SQLite format 3\x00")
+    (folder / "cardio" / "index.bin").write_bytes(b"x")
+    (folder / "prive").mkdir()
+    (folder / "prive" / "c.txt").write_text("Secret.")
+    with caplog.at_level("WARNING", logger="medrag.indexing"):
+        assert [k for k, _, _ in iter_documents(folder)] == ["a.md", "cardio/b.md", "prive/c.txt"]
+    assert "other types" not in caplog.text  # the store's own files are not "other types" to convert
+
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if Path(path).name == "prive":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    for attr in ("exists", "is_file", "is_symlink", "is_dir"):
+        original = getattr(pathlib.Path, attr)
+
+        def guarded(self, *args, _original=original, **kwargs):
+            if "prive" in self.parts:
+                raise PermissionError(13, "Permission denied", str(self))
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(pathlib.Path, attr, guarded)
+    monkeypatch.setattr(os, "scandir", scandir)
+    skipped: list[str] = []
+    assert [k for k, _, _ in iter_documents(folder, skipped=skipped, warn=False)] == ["a.md", "cardio/b.md"]
+    assert skipped == ["prive/"]
+
+
 def _only_hidden(tmp_path: Path) -> Path:
     folder = tmp_path / "hidden-only"
     (folder / ".obsidian").mkdir(parents=True)

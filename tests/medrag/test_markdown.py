@@ -114,6 +114,13 @@ def test_the_front_matter_title_leads_every_trail_unless_the_first_heading_repea
     assert markdown_sections('---\nTitle: "Sepsis"\n---\n# sepsis\nTexte.')[1] == (("sepsis",), "Texte.")
     assert markdown_sections("---\ntitle: Kaliémie # note\n---\nTexte.") == [
         (("Kaliémie",), "---\ntitle: Kaliémie # note\n---\nTexte.")]
-    for no_title in ("title: |\n  Deux\n  lignes", "title:", "subtitle: x", "  title: imbriqué", "titles: [a, b]"):
+    for no_title in ("title:", "title: null", "title: ~", "subtitle: x", "meta:\n  title: imbriqué", "titles: [a, b]",
+                     "title: [a, b]", "title: true", "pas: du: yaml: [", "- une liste"):
         assert markdown_sections(f"---\n{no_title}\n---\n## A\nx")[1][0] == ("A",), no_title
+    # read as YAML reads it (review): a long title wrapped by yaml.safe_dump, escapes, a block scalar
+    wrapped = "---\ntitle: Recommandations pour le traitement du diabète de type\n  2 chez la personne âgée\n---\n## A\nx"
+    assert markdown_sections(wrapped)[1][0] == (
+        "Recommandations pour le traitement du diabète de type 2 chez la personne âgée", "A")
+    assert markdown_sections('---\ntitle: "L\\u00e9o"\n---\n## A\nx')[1][0] == ("Léo", "A")
+    assert markdown_sections("---\ntitle: |\n  Deux\n  lignes\n---\n## A\nx")[1][0] == ("Deux lignes", "A")
     assert markdown_sections("title: pas de front matter\n## A\nx")[1][0] == ("A",)

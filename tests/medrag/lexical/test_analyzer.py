@@ -410,5 +410,7 @@ def test_an_icd10_code_is_read_as_its_code_and_its_category(analyzer: FrenchMedi
     assert analyzer("Diabète (E11.9), asthme J45.0, fracture S72.00") == [
         "diabet", "e119", "e11", "asthme", "j450", "j45", "fractur", "s7200", "s72"]
     assert analyzer("e11,9") == analyzer("E11.9") and analyzer("E119") == ["e119"]
+    # after an elision too: "l'E11.9" stayed e11 + 9 (review)
+    assert analyzer("Codage de l'E11.9 et d’E10.9") == ["codag", "e119", "e11", "e109", "e10"]
     # not a code: a marker glued to its number (CA 15-3 written CA15.3), a decimal, a longer identifier
     assert analyzer("CA15.3") == ["ca15", "3"] and analyzer("7.5") == ["7,5"] and analyzer("N02BE01") == ["n02be01"]
