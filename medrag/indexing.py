@@ -54,6 +54,7 @@ from __future__ import annotations
 import argparse
 import codecs
 import contextlib
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -66,7 +67,6 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal

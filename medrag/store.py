@@ -1492,7 +1492,10 @@ class MatryoshkaChroma(VectorStore):
             DimensionError: the vectors are not of the store's full size.
             InvalidInputError: a ``"pca"`` or ``"learned"`` stage not fitted yet (nothing written).
         """
-        arr = np.asarray(full, dtype=np.float32)
+        try:
+            arr = np.asarray(full, dtype=np.float32)
+        except (TypeError, ValueError) as exc:  # ragged rows, text
+            raise DimensionError(f"coarse_vectors takes an (n, {self._full_dim}) array of numbers: {exc}") from None
         single = arr.ndim == 1
         arr = arr[None, :] if single else arr
         if arr.ndim != 2 or arr.shape[1] != self._full_dim:

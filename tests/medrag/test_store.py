@@ -160,6 +160,22 @@ def test_repr_names_the_collection_model_stages_and_where_the_records_are(client
         memory.delete_collection()
 
 
+def test_coarse_vectors_are_what_the_store_indexes(client, fake) -> None:
+    from medrag.errors import DimensionError
+
+    store = MatryoshkaChroma(_name(), fake, client=client, coarse_dim=16, coarse_rotation="none")
+    try:
+        full = fake.encode_documents(["la ferritine", "la TSH"])
+        coarse = store.coarse_vectors(full)
+        np.testing.assert_allclose(coarse, full[:, :16] / np.linalg.norm(full[:, :16], axis=1, keepdims=True), atol=1e-6)
+        np.testing.assert_allclose(store.coarse_vectors(full[0]), coarse[0], atol=1e-7)
+        for bad in (full[:, :64], [[1.0, 2.0], [3.0]], "texte"):
+            with pytest.raises(DimensionError, match="coarse_vectors"):
+                store.coarse_vectors(bad)
+    finally:
+        store.delete_collection()
+
+
 def test_records_hold_their_full_vector(store: MatryoshkaChroma, fake) -> None:
     ids = store.add_texts(TEXTS[:20])
     got = store.get_full_vectors(ids)
