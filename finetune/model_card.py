@@ -23,8 +23,8 @@ def score_table(before: dict[int, dict[str, float]], after: dict[int, dict[str, 
 
 
 #: The settings each engine reads, recorded as the run's recipe (``matryoshka.json`` ``extra.recipe``).
-TRAINER_RECIPE = ("loss", "batch_size", "mini_batch_size", "gradient_accumulation_steps", "hard_negatives", "freeze_embeddings",
-                  "batch_sampler", "epochs", "max_steps", "learning_rate", "warmup_ratio", "lr_scheduler",
+TRAINER_RECIPE = ("loss", "batch_size", "mini_batch_size", "gradient_accumulation_steps", "hard_negatives",
+                  "freeze_embeddings", "batch_sampler", "epochs", "max_steps", "learning_rate", "warmup_ratio", "lr_scheduler",
                   "max_seq_length", "seed")
 LOOP_RECIPE = ("contrastive_weight", "lora_rank", "lora_alpha", "lora_layers", "freeze_embeddings", "freeze_encoder",
                "rotation", "rotation_trainable", "distill_weight", "distill_temperature", "distill_corpus",
