@@ -76,6 +76,15 @@ def _warn_truncated(embeddings: MatryoshkaEncoder, texts: list[str], side: Side)
                        "only: %s", n, len(texts), what, embeddings.spec, max_len, max_len, advice)
 
 
+def _text_digest(texts: list[str]) -> str:
+    """A digest of ``texts`` in order (the truncation check's memo; not the file key, whose files stay valid)."""
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
 def default_cache_dir() -> Path:
     """``$MEDRAG_CACHE/embeddings``, else the platform's user cache dir for medrag + ``/embeddings``."""
     return cache_dir() / "embeddings"
@@ -97,6 +106,7 @@ class EmbeddingCache:
         self.enabled = enabled
         self.hits = 0
         self.misses = 0
+        self._truncation_checked: set[tuple[str, str, str]] = set()
 
     def key(self, embeddings: MatryoshkaEncoder, texts: list[str], side: Side) -> str:
         """The cache key of encoding ``texts`` on ``side`` with ``embeddings``."""
@@ -121,7 +131,12 @@ class EmbeddingCache:
             raise InvalidInputError(f"side must be 'query' or 'document', got {side!r}")
         texts = list(texts)
         vecs = self._vectors(embeddings, texts, side)
-        _warn_truncated(embeddings, texts, side)  # cached or not: a report's numbers depend on it
+        # cached or not: a report's numbers depend on it; counted once per model and texts (the store and
+        # hybrid evaluations ask for the same vectors again)
+        key = (embeddings.fingerprint, side, _text_digest(texts))
+        if key not in self._truncation_checked:
+            self._truncation_checked.add(key)
+            _warn_truncated(embeddings, texts, side)
         return vecs
 
     def _vectors(self, embeddings: MatryoshkaEncoder, texts: list[str], side: Side) -> np.ndarray:

@@ -204,22 +204,15 @@ def evaluate_store(embeddings: MatryoshkaEncoder, task: IRTask, *, coarse_dim: i
     # fitted projection ("auto": learned), and the first coarse_dim coordinates made funnel_exact a
     # different funnel, below the store it should bound (user tryout: 0.8298 vs the store's 0.8331)
     rotation = str(getattr(store, "coarse_rotation", "none"))
-    try:
-        if rotation != "none" and hasattr(store, "coarse_vectors"):
-            q_coarse, d_coarse = store.coarse_vectors(q_full), store.coarse_vectors(d_full)
-        else:
-            q_coarse, d_coarse = truncate_embeddings(qv, coarse_dim), truncate_embeddings(dv, coarse_dim)
-    except BaseException:
-        _drop(store)
-        raise
-    _, coarse_ms = _timed_numpy(lambda i: rank_documents(q_coarse[i:i + 1], d_coarse, dids, k)[0], len(qids))
-    coarse_rank = rank_documents(q_coarse, d_coarse, dids, k)
-
-    def funnel(n: int):
-        return _timed_numpy(lambda i: exact_funnel(q_coarse[i], q_full[i], d_coarse, d_full, dids, n, k), len(qids))
-
+    stage = getattr(store, "coarse_vectors", None)  # a store double without it: the first coarse_dim coordinates
     sweep_rows = []
     try:
+        q_coarse, d_coarse = ((stage(q_full), stage(d_full)) if stage is not None
+                              else (truncate_embeddings(qv, coarse_dim), truncate_embeddings(dv, coarse_dim)))
+
+        def funnel(n: int):
+            return _timed_numpy(lambda i: exact_funnel(q_coarse[i], q_full[i], d_coarse, d_full, dids, n, k), len(qids))
+
         store_rank, store_ms = _store_search(store, qtexts, k, candidates)
         hybrid = hasattr(store, "hybrid_search_with_score")  # a store without hybrid search: skipped
         hybrid_rank, hybrid_ms = _store_search(store, qtexts, k, candidates, hybrid=True) if hybrid else (None, None)
@@ -232,6 +225,8 @@ def evaluate_store(embeddings: MatryoshkaEncoder, task: IRTask, *, coarse_dim: i
     finally:
         _drop(store)
 
+    _, coarse_ms = _timed_numpy(lambda i: rank_documents(q_coarse[i:i + 1], d_coarse, dids, k)[0], len(qids))
+    coarse_rank = rank_documents(q_coarse, d_coarse, dids, k)
     funnel_rank, funnel_ms = funnel(n_cand)
 
     methods = {}

@@ -125,8 +125,8 @@ def test_truncated_texts_are_logged_on_every_run_and_warned_once(tiny_embeddings
 
     long = " ".join(["la ferritine basse traduit une carence en fer"] * 40)
     texts = [long, "Une phrase courte.", long + " encore"]
-    cache = EmbeddingCache(tmp_path, enabled=enabled)
-    for run in range(2):
+    for run in range(2):  # two runs (two processes: a cache each), the second reading the first's files
+        cache = EmbeddingCache(tmp_path, enabled=enabled)
         caplog.clear()
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # the per-call UserWarning is not given on top
@@ -135,7 +135,22 @@ def test_truncated_texts_are_logged_on_every_run_and_warned_once(tiny_embeddings
         assert len(lines) == 1, (run, lines)
         assert lines[0].startswith(f"2 of 3 passages exceed the window of {tiny_embeddings.spec} "
                                    f"({tiny_embeddings.max_tokens} tokens)")
-    assert cache.hits == (1 if enabled else 0)
+    assert cache.hits == (1 if enabled else 0)  # the second run's
     caplog.clear()
     cache.encode(tiny_embeddings, ["Une phrase courte."], side="query")
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_truncation_is_counted_once_per_model_and_texts(tiny_embeddings, tmp_path, monkeypatch):
+    """The store and hybrid evaluations ask the cache for the same vectors again: the texts were tokenized
+    again each time to count the ones beyond the window."""
+    import evaluation.cache as cache_module
+
+    calls = []
+    monkeypatch.setattr(cache_module, "_warn_truncated", lambda emb, texts, side: calls.append((len(texts), side)))
+    cache = EmbeddingCache(tmp_path)
+    for _ in range(3):
+        cache.encode(tiny_embeddings, TEXTS[:3], side="document")
+    cache.encode(tiny_embeddings, TEXTS[:3], side="query")
+    cache.encode(tiny_embeddings, TEXTS[:2], side="document")
+    assert calls == [(3, "document"), (3, "query"), (2, "document")]
