@@ -78,8 +78,14 @@ def run_search(args: argparse.Namespace) -> int:
         options["lexical_weight"] = args.lexical_weight
     for n, query in enumerate(queries):
         if args.hybrid:
-            hits = store.hybrid_search_with_score(query, k=args.k, filter=where, **options)
+            found = store.search_with_stages(query, k=args.k, filter=where, hybrid=True, **options)
+            hits = [(hit.document, hit.fused_score) for hit in found.hits]
             label, kind = "fused score", "fused"
+            if found.read_as:  # a silent cortisol -> cortisone misled a reader of the hits
+                print("note: no passage holds " + ", ".join(repr(w) for w, _ in found.read_as) + "; BM25 read "
+                      + ", ".join(f"{w!r} as the indexed term {t!r}" for w, t in found.read_as)
+                      + " (one edit away; the dense side searched the query as typed)"
+                      + (f" [query {n + 1}]" if len(queries) > 1 else ""), file=sys.stderr)
         else:
             hits = [(d, 1.0 - dist) for d, dist in store.similarity_search_with_score(query, k=args.k,
                                                                                     filter=where, **options)]

@@ -224,13 +224,17 @@ class FunnelResult:
     ``lexical_ms``: the BM25 side, and ``fusion_ms``: fusing both sides' scores), and for a hybrid
     search the lexical weight fused (the one ``"auto"`` chose for this query) and, for an
     identifier lookup with ``"auto"``, how many candidates held all its codes and came first
-    (``lookup``, :func:`medrag.lexical.fusion.fused_ranking`)."""
+    (``lookup``, :func:`medrag.lexical.fusion.fused_ranking`), and the query words no document
+    holds that BM25 scored as a held term one edit away (``read_as``: ``(word, term)`` pairs, e.g.
+    ``("cortisol", "cortison")`` in a store holding cortisone but not cortisol; typing errors and
+    correct words the store lacks alike: :attr:`medrag.lexical.bm25.QueryScores.read_as`)."""
 
     hits: list[FunnelHit]
     candidates: int
     timings: dict[str, float]
     lexical_weight: float | None = None
     lookup: int = 0
+    read_as: tuple[tuple[str, str], ...] = ()
 
 
 class MatryoshkaChroma(VectorStore):
@@ -2487,7 +2491,7 @@ class MatryoshkaChroma(VectorStore):
             timings = {"embed_ms": 1000 * embed_s, "coarse_ms": 1000 * tm["coarse_s"], "rerank_ms": 1000 * tm["rerank_s"],
                        "lexical_ms": 1000 * tm["lexical_s"], "fusion_ms": 1000 * tm["fusion_s"],
                        "fetch_ms": 1000 * (time.perf_counter() - t2)}
-            return FunnelResult(hits, len(found.ids), timings, found.lexical_weight, found.lookup)
+            return FunnelResult(hits, len(found.ids), timings, found.lexical_weight, found.lookup, found.read_as)
         if lexical_weight is not None or fusion is not None or lexical_candidates is not None:
             raise InvalidInputError("lexical_weight, fusion and lexical_candidates need hybrid=True")
         stats: dict[str, Any] = {}

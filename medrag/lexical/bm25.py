@@ -152,6 +152,11 @@ class QueryScores:
     #: search with the ``"auto"`` weight ranks them first: :func:`medrag.lexical.fusion.fused_ranking`).
     #: ``None`` for any other query.
     holders: frozenset[str] | None = None
+    #: The query words no document holds that were scored as a held term one edit away
+    #: (:attr:`BM25Index.typo_tolerance`), as ``(word as typed, term scored)`` pairs in query order:
+    #: ``(("cortisol", "cortison"),)`` in a store that holds cortisone but not cortisol. A correct
+    #: word the store lacks is read so too, so a search says so (``medrag search --hybrid``).
+    read_as: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -326,8 +331,10 @@ class BM25Index:
         """
         return [term for term, _ in self._query_term_ids(query, self._matrix())]
 
-    def _query_term_ids(self, query: str, matrix: _Matrix | None) -> list[tuple[str, int]]:
-        """:meth:`query_terms` with their column ids, read from one snapshot of the matrix."""
+    def _query_term_ids(self, query: str, matrix: _Matrix | None,
+                        read_as: list[tuple[str, str]] | None = None) -> list[tuple[str, int]]:
+        """:meth:`query_terms` with their column ids, read from one snapshot of the matrix; the words
+        read as another held term are appended to ``read_as`` (:attr:`QueryScores.read_as`)."""
         if not isinstance(query, str):
             raise InvalidInputError(f"the query must be a str, got {type(query).__name__}")
         if matrix is None:
@@ -369,7 +376,9 @@ class BM25Index:
                 for t in terms:
                     if corrected < TYPO_MAX_TERMS and not held(t) and _typo_candidate(t):
                         corrected += 1
-                        t = _held_spelling(t, held)
+                        typed, t = t, _held_spelling(t, held)
+                        if read_as is not None and t != typed:
+                            read_as.append((token, t))
                     read.append(t)
                 terms = tuple(read)
             out.extend((t, vocab[t]) for t in terms if held(t))
@@ -381,7 +390,8 @@ class BM25Index:
         matrix = self._matrix()  # one snapshot for the terms and their scores
         if matrix is None:
             return QueryScores(np.zeros(0, dtype=np.float32), [], {})
-        scored = self._query_term_ids(query, matrix)
+        read_as: list[tuple[str, str]] = []
+        scored = self._query_term_ids(query, matrix, read_as)
         terms = [i for _, i in scored]  # held terms only: each has a column
         values = (matrix.model.get_scores_from_ids(terms) if terms
                   else np.zeros(len(matrix.order), dtype=np.float32))
@@ -399,7 +409,7 @@ class BM25Index:
             for c in codes[1:]:
                 rows &= set(indices[indptr[c]:indptr[c + 1]].tolist())
             holders = frozenset(matrix.order[r] for r in rows)
-        return QueryScores(values, matrix.order, matrix.pos, bound, holders)
+        return QueryScores(values, matrix.order, matrix.pos, bound, holders, tuple(read_as))
 
     def top(self, scores: QueryScores, k: int, ids: Collection[str] | None = None) -> tuple[list[str], np.ndarray]:
         """The ``k`` best ids of a :meth:`query_scores` result with a positive score (among ``ids`` when given)."""

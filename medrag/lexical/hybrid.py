@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import numbers
 import time
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from medrag.lexical.fusion import (FUSION_METHODS, RRF_K, check_lexical_weight, 
 
 if TYPE_CHECKING:
     from medrag.store import MatryoshkaChroma
+
+logger = logging.getLogger(__name__)
 
 #: Lexical candidates fetched per wanted one when a filter must be applied afterwards.
 FILTER_OVERFETCH = 4
@@ -66,6 +69,9 @@ class HybridCandidates:
     #: for an identifier lookup with the ``"auto"`` weight, how many candidates hold all its codes and
     #: were ranked first (:func:`medrag.lexical.fusion.fused_ranking`); 0 otherwise
     lookup: int = 0
+    #: the query words no document holds that BM25 scored as a held term one edit away, as
+    #: ``(word, term)`` pairs (:attr:`medrag.lexical.bm25.QueryScores.read_as`)
+    read_as: tuple[tuple[str, str], ...] = ()
 
 
 def hybrid_candidates(store: "MatryoshkaChroma", query: str, vector: np.ndarray, k: int, *,
@@ -89,6 +95,9 @@ def hybrid_candidates(store: "MatryoshkaChroma", query: str, vector: np.ndarray,
     index = store.lexical.index()
     filtered = bool(filter) or bool(where_document)
     query_scores = index.query_scores(query)  # BM25 against every document, once
+    if query_scores.read_as:  # cortisol read as cortisone's stem: a correct word the store lacks too
+        logger.info("BM25 read %s: no document holds %s", ", ".join(f"{w!r} as {t!r}" for w, t in query_scores.read_as),
+                    "that word" if len(query_scores.read_as) == 1 else "those words")
     fetch = n_lex * FILTER_OVERFETCH if filtered else n_lex
     lex_ids, _ = index.top(query_scores, fetch)
     if filtered and lex_ids:
@@ -129,7 +138,7 @@ def hybrid_candidates(store: "MatryoshkaChroma", query: str, vector: np.ndarray,
         lexical_scores=np.array([lexical.get(i, np.nan) for i in order], dtype=np.float64),
         lexical_ranks=np.array([lex_rank.get(i, 0) for i in order], dtype=int),
         n_dense=len(dense_ids), n_lexical=len(lex_ids), lexical_weight=w,
-        lookup=sum(1 for i in order if i in first) if first else 0,
+        lookup=sum(1 for i in order if i in first) if first else 0, read_as=query_scores.read_as,
         timings={"coarse_s": stats.get("coarse_s", t1 - t0), "rerank_s": stats.get("rerank_s", 0.0),
                  "lexical_s": (t2 - t1), "fusion_s": t3 - t2},
     )

@@ -43,6 +43,20 @@ def test_search_uses_the_model_the_collection_records(indexed, capsys) -> None:
     assert capsys.readouterr().out.count("[fused score ") == 2
 
 
+def test_hybrid_search_says_when_bm25_read_a_word_as_another(indexed, capsys) -> None:
+    """A word no passage holds is scored as the held term one edit away (``ferritinne`` ->
+    ferritine); a correct word the store lacks too (``cortisol`` -> cortisone), so the shell names
+    each word read so, on stderr (the hits on stdout stay parseable with --json)."""
+    assert main(["search", "ferritinne basse", "--persist-dir", str(indexed), "--hybrid", "--k", "1", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["rank"] == 1
+    assert "no passage holds 'ferritinne'; BM25 read 'ferritinne' as the indexed term 'ferritin'" in captured.err
+    assert main(["search", "ferritine basse", "--persist-dir", str(indexed), "--hybrid", "--k", "1"]) == 0
+    assert capsys.readouterr().err == ""
+    assert main(["search", "ferritinne basse", "--persist-dir", str(indexed), "--k", "1"]) == 0  # dense: no BM25
+    assert capsys.readouterr().err == ""
+
+
 def test_search_errors_are_one_line_and_create_nothing(indexed, tmp_path, capsys, monkeypatch) -> None:
     import medrag.embeddings
 

@@ -80,6 +80,9 @@ def test_search_with_stages_shows_lexical_side(store: MatryoshkaChroma) -> None:
     assert all(math.isnan(h.coarse_score) for h in lexical_only)
     plain = store.search_with_stages("troponine infarctus", k=3)
     assert plain.hits[0].lexical_rank is None and plain.hits[0].fused_score is None
+    assert res.read_as == () and plain.read_as == ()
+    typed = store.search_with_stages("troponnine infarctus", k=3, hybrid=True, lexical_weight=1.0)  # a typo
+    assert typed.read_as == (("troponnine", "troponin"),) and typed.hits[0].document.id == "tropo"
     with pytest.raises(InvalidInputError):
         store.search_with_stages("troponine", lexical_weight=0.3)
 

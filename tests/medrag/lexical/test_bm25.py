@@ -326,6 +326,18 @@ def test_the_typo_reading_takes_the_spelling_most_documents_hold() -> None:
     assert idx.query_terms("paracetamel") == ["paracetamel"]  # a held term is never changed
 
 
+def test_the_words_read_as_another_term_are_named() -> None:
+    """``cortisol`` (an analyte) was scored as ``cortisone`` (a drug) in a store without cortisol, and
+    nothing said so (user tryout): the query's scores name each word read as another term."""
+    idx = BM25Index()
+    idx.add(["a", "b"], ["La cortisone au long cours.", "Le paracétamol et la fièvre."])
+    scores = idx.query_scores("cortisol et paracetamol")
+    assert scores.read_as == (("cortisol", "cortison"),) and scores.values[0] > 0
+    assert idx.query_scores("cortisone et fièvre").read_as == ()  # held terms are not named
+    assert idx.query_scores("xyzzyq").read_as == ()  # no held term one edit away: nothing read
+    assert BM25Index(AnalyzerOptions(typo_tolerance=False)).query_scores("cortisol").read_as == ()
+
+
 def test_typo_tolerance_is_not_recorded_in_the_index_file(tmp_path) -> None:
     import json
 
