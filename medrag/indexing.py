@@ -119,6 +119,10 @@ RECORD_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".csv", ".tsv", ".parquet")
 TEXT_SUFFIXES = (".txt", ".md")
 FOLDER_SUFFIXES = (*TEXT_SUFFIXES, ".pdf")
 
+#: Without a terminal (``show_progress=None`` and stderr not a tty), :func:`index_corpus` logs its
+#: progress at INFO at most this often (``medrag -v index ... 2>> index.log``).
+PROGRESS_LOG_SECONDS = 30.0
+
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\s*\n\s*")
 
 
@@ -128,7 +132,10 @@ class IndexReport:
     already stored (skipped without encoding), the store's size afterwards, seconds, chunks that
     repeated another chunk of this run (same document key, position and text: stored once), and
     stale chunks removed (earlier versions of documents indexed again with another text or other
-    chunk settings), and stored chunks rewritten because their metadata changed (same text)."""
+    chunk settings), and stored chunks rewritten because their metadata changed (same text); and
+    what was not indexed: a folder's files not read (``not_read``: not UTF-8, unreadable, damaged or
+    encrypted PDFs; each named in a warning) and documents without text (``empty``: an empty file or
+    record, a scanned PDF without a text layer), whose earlier chunks, if any, are kept."""
 
     documents: int
     chunks: int
@@ -142,6 +149,8 @@ class IndexReport:
     pruned: int = 0
     #: chunks of the first write whose encodings an interrupted run had kept (not encoded again)
     reused: int = 0
+    not_read: int = 0
+    empty: int = 0
 
 
 def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_OVERLAP,
@@ -943,8 +952,9 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
             the store's coarse projection (``coarse_rotation``) is still to be fitted, the first
             write is larger: :func:`medrag.coarse.fit_sample_size` texts (4,096).
         show_progress: a tqdm bar over chunks, moved after each write (default: when stderr is a
-            terminal); the first write of a store that fits its coarse stage (thousands of chunks)
-            shows a bar of its own that moves as its chunks are encoded.
+            terminal, and otherwise an INFO log line at most every :data:`PROGRESS_LOG_SECONDS`
+            seconds, after a write); the first write of a store that fits its coarse stage
+            (thousands of chunks) shows a bar of its own that moves as its chunks are encoded.
         prune: after the whole source is read and written, delete the stored chunks of the
             documents this source no longer holds (files deleted or renamed in a folder, records
             dropped from a file). A folder prunes only its own files; a records file prunes
@@ -1005,6 +1015,10 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     pending_docs: dict[str, set[str]] = {}  # stable key -> all its chunk ids (this run's version)
     # disable=None: a bar only when stderr is a terminal
     bar = tqdm(desc="indexing", unit="chunk", disable=None if show_progress is None else not show_progress)
+    # no terminal (cron, a container's log): an INFO line at most every PROGRESS_LOG_SECONDS instead, for
+    # a run of hours showed nothing between its start and its summary (user tryout)
+    progress_lines = show_progress is None and bar.disable
+    last_line = time.perf_counter()
     checkpoint = _first_write_checkpoint(store)  # a new collection's first write survives a kill
 
     def flush_size() -> int:
@@ -1014,7 +1028,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
         return size(batch_size) if size is not None else batch_size
 
     def flush() -> None:
-        nonlocal removed, updated, added, checkpoint, reused
+        nonlocal removed, updated, added, checkpoint, reused, last_line
         if pending_texts:
             # a stored chunk whose metadata changed (a new --metadata-fields, an edited value) is rewritten:
             # skip_existing alone kept the old metadata, and filters kept matching stale values
@@ -1034,6 +1048,10 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                                 show_progress=len(todo) > batch_size and not bar.disable)
             bar.update(len(pending_texts))
             pending_texts.clear(), pending_meta.clear(), pending_ids.clear()
+            if progress_lines and time.perf_counter() - last_line >= PROGRESS_LOG_SECONDS:
+                last_line = time.perf_counter()
+                logger.info("indexing %s: %d document(s) read, %d chunk(s): %d added, %d rewritten (%.0f s)", source,
+                            documents, chunks, added, updated, last_line - t0)
             if checkpoint is not None and store.rotation_fitted:  # the first write is stored: its encodings too
                 _end_checkpoint(store, checkpoint, remove=True)
                 reused, checkpoint = checkpoint.reused, None
@@ -1163,7 +1181,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                            "later move keeps one source", source, len(keys_there), documents, other, other)
     stored = len(store)
     report = IndexReport(documents, chunks, added, chunks - duplicates - added - updated, stored,
-                         time.perf_counter() - t0, duplicates, removed, updated, pruned, reused)
+                         time.perf_counter() - t0, duplicates, removed, updated, pruned, reused, len(not_read), empty)
     logger.info("%s", report)
     return report
 
@@ -1348,7 +1366,13 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    help="after indexing, delete the stored documents this source no longer holds (deleted or renamed "
                         "files, dropped records); a folder prunes only its own files, a records file every record it "
                         "did not read, except those medrag index did not write (one records file per collection)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (drawn on a terminal; otherwise, with -v, a progress line at most every "
+                        f"{PROGRESS_LOG_SECONDS:.0f} s)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with code 1 when a file of a folder was not read (not UTF-8, unreadable, a damaged or "
+                        "encrypted PDF) or a document gave no text (a scanned PDF, an empty file or record), after indexing all the "
+                        "others (default: warn, exit 0)")
     p.set_defaults(func=run_index)
 
 
@@ -1509,9 +1533,15 @@ def _run_index(args: argparse.Namespace) -> int:
                      f", {_count(report.pruned, 'chunk')} of documents no longer in the source pruned"
                      if report.pruned else "",
                      f", {_count(report.removed, 'stale chunk')} of re-indexed documents removed"
-                     if report.removed else ""])
+                     if report.removed else "",
+                     f", {_count(report.not_read, 'file')} not read" if report.not_read else "",
+                     f", {_count(report.empty, 'empty document')} not indexed" if report.empty else ""])
     print(f"{_count(report.documents, 'document')} -> {_count(report.chunks, 'chunk')}: {report.added} added, "
           f"{report.skipped} already "
           f"stored (not re-encoded){extra}; collection {args.collection!r} holds {report.stored} records "
           f"({report.seconds:.0f} s)")
+    if args.strict and (report.not_read or report.empty):  # a pipeline's check that every file was indexed
+        raise DataError(f"--strict: {_count(report.not_read, 'file')} not read and {_count(report.empty, 'document')} "
+                        "without text (named in the warnings above); the others are indexed: fix those files and "
+                        "index again (what is stored is reused)")
     return 0

@@ -374,6 +374,54 @@ def test_cli_indexes_a_folder(tiny_model_dir, tmp_path, capsys) -> None:
                        "--collection", "notes"], "no 'text' field")
 
 
+def test_cli_strict_fails_a_run_that_left_files_out_after_indexing_the_others(tiny_model_dir, tmp_path,
+                                                                             capsys) -> None:
+    """A file not read (Latin-1) or without text was a warning and exit code 0, so a pipeline could
+    not tell a complete index from a partial one (user tryout): the summary counts them, and
+    ``--strict`` exits 1 once the others are stored."""
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Note a. " + DOC)
+    (folder / "latin1.txt").write_bytes("Fièvre élevée.".encode("latin-1"))
+    (folder / "vide.txt").write_text("")
+    db = str(tmp_path / "db")
+    argv = ["index", str(folder), "--persist-dir", db, "--model", str(tiny_model_dir), "--no-progress"]
+    assert main(argv) == 0
+    assert "1 file not read, 1 empty document not indexed" in capsys.readouterr().out
+    assert main([*argv, "--strict"]) == 1
+    captured = capsys.readouterr()
+    assert "0 added, 4 already stored" in captured.out  # a.txt stays indexed
+    assert "--strict: 1 file not read and 1 document without text" in captured.err
+    (folder / "latin1.txt").write_text("Fièvre élevée.")
+    (folder / "vide.txt").unlink()
+    assert main([*argv, "--strict"]) == 0
+    out = capsys.readouterr().out
+    assert "1 added" in out and "not read" not in out and "not indexed" not in out
+
+
+def test_a_run_without_a_terminal_logs_its_progress(tmp_path, caplog, monkeypatch) -> None:
+    """With stderr not a terminal the bar is off, and an indexing run of hours logged nothing between
+    its start and its summary (user tryout): an INFO line after a write, at most every
+    PROGRESS_LOG_SECONDS; none with show_progress=False."""
+    import logging
+
+    import medrag.indexing
+
+    src = tmp_path / "docs.jsonl"
+    src.write_text("".join(json.dumps({"text": f"{DOC} Document {i}."}) + "\n" for i in range(6)))
+    store = MatryoshkaChroma("notes", FakeMatryoshkaEmbeddings(), persist_directory=str(tmp_path / "db"),
+                             coarse_rotation="none")
+    monkeypatch.setattr(medrag.indexing, "PROGRESS_LOG_SECONDS", 0.0)
+    with caplog.at_level(logging.INFO, logger="medrag.indexing"):
+        report = index_corpus(src, store, batch_size=2)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("indexing ")]
+    assert len(lines) >= 2 and f"{report.documents} document(s) read" in lines[-1], lines
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="medrag.indexing"):
+        index_corpus(src, store, batch_size=2, show_progress=False)
+    assert not [r for r in caplog.records if r.getMessage().startswith("indexing ")]
+
+
 def test_cli_index_and_search_reuse_the_model_the_collection_records(tiny_model_dir, tmp_path, capsys,
                                                                      monkeypatch) -> None:
     """A relative --model was recorded as given (search from another folder could not load it), and
