@@ -93,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
                                                              if cfg.max_train_pairs else "") + ")")
         else:  # pairs the run refuses (one distinct answer) passed --check (user tryout)
             check_learnable(dataset.train)
+        print(_truncation_lines(cfg, dataset.train))
         print("\n".join(cfg.plan(model_dims=model_trained_dims(cfg.model))))
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True), end="")
         return 0
@@ -106,6 +107,25 @@ def run(args: argparse.Namespace) -> int:
     print(f"trained {result.global_step} steps{session} in {result.train_seconds:.0f} s "
           f"({result.samples_per_second:.2f} samples/s); model saved to {result.output_dir}")
     return 0
+
+
+def _truncation_lines(cfg: FinetuneConfig, pairs) -> str:
+    """``--check``'s count of the training texts longer than the token caps (the run logs it too); a
+    local model is loaded for its tokenizer (seconds), a hub model is left to the run (no download)."""
+    from finetune.truncation import count_truncated, describe, training_caps
+    from medrag.bundled import BUNDLED_SPEC
+    from medrag.models import check_model_spec, load_model
+
+    spec = cfg.model or BUNDLED_SPEC
+    if check_model_spec(spec) == "hub":
+        return "  token lengths: counted when the run loads the model (--check downloads nothing)"
+    model = load_model(spec, device="cpu")
+    count = count_truncated(model, pairs, *training_caps(cfg, model.max_seq_length))
+    lines = describe(count, cfg)
+    if not lines:
+        return (f"  token lengths: every question and passage of {count.pairs} pairs fits the caps "
+                f"({count.query_cap} / {count.passage_cap} tokens)")
+    return "\n".join(f"  token lengths: {line}" for line in lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -47,6 +47,7 @@ from finetune.output_lock import OutputLock
 from finetune.preflight import (CHECKPOINT_DIR, CONFIG_FILENAME, FINISHED_FILENAME, INFO_FILENAME, check_matryoshka_weights,
                                 check_report_to, check_run, top_block_refusal)
 from finetune.scoring import TRAINING_METRICS, prompt_texts, score_sizes
+from finetune.truncation import log_truncated
 from medrag.adapters import TRAINING_RUN_KEY
 from medrag.errors import ConfigError, DataError
 from medrag.metadata import METADATA_FILENAME, MatryoshkaMetadata, default_dims
@@ -185,6 +186,8 @@ class MatryoshkaFinetuner:
             warn_if_few_queries(task, "the before/after table and the scores dimension='auto' chooses a size from",
                                 more)
         inference_max_len = model.max_seq_length
+        if state.is_main_process:  # passages longer than the cap were trained on their beginning, and nothing said so
+            log_truncated(model, self.dataset.train, cfg, inference_max_len)
 
         if cfg.engine != "loop" and cfg.checkpoints:
             self._check_run_key(dims, resume_from, state)

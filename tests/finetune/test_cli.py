@@ -64,15 +64,29 @@ def test_bad_line_bad_config_and_missing_file_exit_1(tmp_path, capsys):
     assert "engine must be one of ['trainer', 'loop'], got 'foo'" in _one_error_line(capsys)
 
 
-def test_check_prints_the_summary_and_the_resolved_config(tmp_path, capsys, pairs_file):
+def test_check_prints_the_summary_and_the_resolved_config(tmp_path, capsys, pairs_file, tiny_model_dir):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("question_column: question\nanswer_column: answer\nepochs: 3\n")
-    assert medrag_main(["finetune", "--config", str(cfg), "--data", str(pairs_file), "--epochs", "5", "--check"]) == 0
+    assert medrag_main(["finetune", "--config", str(cfg), "--data", str(pairs_file), "--epochs", "5", "--check",
+                        "--model", str(tiny_model_dir)]) == 0
     out = capsys.readouterr().out
     assert "rows read: 32; empty dropped: 0; duplicate pairs dropped: 0" in out
+    assert re.search(r"token lengths: every question and passage of \d+ pairs fits the caps \(64 / 64 tokens\)", out)
     assert "epochs: 5.0" in out and "loss: auto" in out
     assert "plan: the sentence-transformers Trainer" in out and "trains: the whole encoder, 5 epochs" in out
     assert "phase 2" not in out
+    assert medrag_main(["finetune", "--config", str(cfg), "--data", str(pairs_file), "--check", "--model",
+                        "intfloat/multilingual-e5-small"]) == 0  # a hub model: nothing downloaded to count
+    assert "token lengths: counted when the run loads the model" in capsys.readouterr().out
+    # passages of whole sections were trained on their first tokens, and nothing said so (user tryout)
+    long = write_jsonl(tmp_path / "long.jsonl", [{"anchor": f"question {i} ?", "positive": f"Réponse {i}. "
+                                                  + ("La ferritine basse traduit une carence. " * 30 if i % 2 else "")}
+                                                 for i in range(20)])
+    assert medrag_main(["finetune", "--data", str(long), "--check", "--model", str(tiny_model_dir), "--engine",
+                        "loop", "--eval-fraction", "0"]) == 0
+    out = capsys.readouterr().out
+    assert ("token lengths: 10 of 20 training passages (answers) (50.0%) are longer than the 64 tokens trained on "
+            "(prompt included): the model learns from their first 64 tokens only; raise passage_max_length") in out
 
 
 def test_check_refuses_pairs_the_run_refuses(tmp_path, capsys):
