@@ -52,11 +52,13 @@ Example::
 from __future__ import annotations
 
 import argparse
+import bisect
 import codecs
 import contextlib
 import dataclasses
 import gzip
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -66,7 +68,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -77,7 +79,7 @@ from medrag.command import (add_store_location_arguments, check_store_location, 
                             open_server, recorded_model, server_place, store_embeddings)
 from medrag.embeddings import is_utf8
 from medrag.markdown import heading_trail, markdown_sections, parse_markdown
-from medrag.pdf import PDF_EXTRA, pdf_available, pdf_text, reflow
+from medrag.pdf import PAGE_BREAK, PDF_EXTRA, pdf_available, pdf_pages, reflow
 from medrag.text_checks import is_blank
 from medrag.flags import check_flag
 from medrag.errors import CollectionMismatchError, DataError, InvalidInputError
@@ -185,6 +187,23 @@ def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_O
     Returns:
         The chunks, whitespace-normalised; ``[]`` for a blank text.
     """
+    return [chunk for chunk, _, _ in chunk_spans(text, chunk_words, overlap, max_words, drop_repeats=drop_repeats,
+                                                 max_tokens=max_tokens, count_tokens=count_tokens)]
+
+
+def chunk_spans(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_OVERLAP,
+                max_words: int = MAX_SENTENCE_WORDS, *, drop_repeats: bool = True, max_tokens: int | None = None,
+                count_tokens: Callable[[str], int] | None = None) -> list[tuple[str, int, int]]:
+    """:func:`chunk_text`'s chunks, each with the positions of its first word and after its last one
+    among the words of ``text`` (:func:`word_count` counts them: a run of more than
+    :data:`MAX_WORD_CHARS` characters counts its pieces): where a chunk lies in its document, e.g. on
+    which pages of a PDF (``medrag index``'s ``page`` / ``page_end``).
+
+    Example::
+
+        chunk_spans("Un. Deux trois. Quatre.", chunk_words=2, overlap=0)
+        # [('Un. Deux trois.', 0, 3), ('Quatre.', 3, 4)]
+    """
     for name, value in (("chunk_words", chunk_words), ("overlap", overlap), ("max_words", max_words)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # numpy ints too
             raise InvalidInputError(f"{name} must be an int, got {value!r}")
@@ -194,6 +213,8 @@ def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_O
     check_token_window(max_tokens, count_tokens)
     sentences: list[list[str]] = []
     weights: list[list[int]] = []  # words each word of a sentence counts for
+    starts: list[int] = []  # the position of each sentence's first word among the text's words
+    position = 0
     for raw in _SENTENCE_END.split(text):
         sentence: list[str] = []
         weight: list[int] = []
@@ -208,19 +229,22 @@ def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_O
                 if sentence and total + w > max_words:  # a sentence longer than max_words is cut here
                     sentences.append(sentence)
                     weights.append(weight)
+                    starts.append(position - len(sentence))
                     sentence, weight, total = [], [], 0
                 sentence.append(piece)
                 weight.append(w)
                 total += w
+                position += 1
         if sentence:
             sentences.append(sentence)
             weights.append(weight)
+            starts.append(position - len(sentence))
 
     def over(first: int, last: int) -> bool:  # sentences[first:last] as one chunk overflow the window
         joined = " ".join(w for s in sentences[first:last] for w in s)
         return max_tokens is not None and count_tokens(joined) > max_tokens  # type: ignore[misc]
 
-    chunks: list[str] = []
+    chunks: list[tuple[str, int, int]] = []
     start = previous_end = 0
     while start < len(sentences):
         end, count = start, 0
@@ -237,8 +261,10 @@ def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_O
                 runs = _fit_words(sentences[start], max_tokens, count_tokens)  # type: ignore[arg-type]
                 sentences[start:end] = [sentences[start][a:b] for a, b in runs]
                 weights[start:end] = [weights[start][a:b] for a, b in runs]
+                starts[start:end] = [starts[start] + a for a, _ in runs]
                 end = start + 1
-        chunks.append(" ".join(w for s in sentences[start:end] for w in s))
+        chunks.append((" ".join(w for s in sentences[start:end] for w in s), starts[start],
+                       starts[end - 1] + len(sentences[end - 1])))
         previous_end = end
         if end >= len(sentences):
             break
@@ -249,6 +275,26 @@ def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_O
         if drop_repeats and sum(sum(w) for w in weights[start:end]) >= chunk_words:
             start = end  # the repeated sentences alone would fill the next chunk: it would add nothing
     return chunks
+
+
+def word_count(text: str) -> int:
+    """How many words :func:`chunk_spans` counts positions over in ``text`` (a run of more than
+    :data:`MAX_WORD_CHARS` characters without whitespace: its pieces)."""
+    return sum(1 if len(w) <= MAX_WORD_CHARS else -(-len(w) // MAX_WORD_CHARS) for w in text.split() if not is_blank(w))
+
+
+def chunk_pages(text: str, spans: Sequence[tuple[str, int, int]]) -> list[tuple[int, int]]:
+    """The first and last page (1-based, as a PDF reader numbers them) of each chunk of
+    :func:`chunk_spans`, ``text`` being pages joined by :data:`medrag.pdf.PAGE_BREAK`.
+
+    Example::
+
+        text = "Un. Deux\\ftrois. Quatre."  # two pages
+        chunk_pages(text, chunk_spans(text, chunk_words=2, overlap=0))  # [(1, 2), (2, 2)]
+    """
+    bounds = list(itertools.accumulate(word_count(page) for page in text.split(PAGE_BREAK)))
+    return [(bisect.bisect_right(bounds, first) + 1, bisect.bisect_right(bounds, max(first, end - 1)) + 1)
+            for _, first, end in spans]
 
 
 def check_token_window(max_tokens: int | None, count_tokens: Callable[[str], int] | None) -> None:
@@ -296,8 +342,9 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
             leading dot or in such a folder, skipped) are one document each, their lines reflowed
             (:func:`medrag.pdf.reflow`: a paragraph wrapped over lines joined, a word cut at a line's
             end rejoined), and its ``.pdf`` files too with pypdf installed (their text layer,
-            reflowed: :mod:`medrag.pdf`; a damaged or encrypted one skipped with a warning, a
-            scanned one empty).
+            reflowed, running headers and footers dropped, the pages joined by
+            :data:`medrag.pdf.PAGE_BREAK`, a form feed: :mod:`medrag.pdf`; a damaged or encrypted
+            one skipped with a warning per cause, a scanned one empty).
         text_field: the record field holding the text.
         id_field: the record field holding a stable document id (default: the SHA-256 of the
             text and the copied metadata, so an edited document is a new one); a text or a number,
@@ -399,8 +446,9 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
         root = folder_name or path.resolve().as_posix()
         not_utf8: list[str] = []
         unreadable: list[str] = []  # no read rights, an I/O error
-        unreadable_pdf: list[str] = []
+        unreadable_pdf: dict[str, list[str]] = {}  # cause (PDF_CAUSES) -> the files
         no_text_layer: list[str] = []
+        scanned_pages: list[str] = []  # PDFs with text whose some pages have none (a scanned table)
         def skip(problems: list[str], rel: str, why: str) -> None:
             """Name a file not read, and keep its stored chunks from --prune (``skipped``)."""
             problems.append(f"{rel} ({why})")
@@ -417,15 +465,22 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
                     skip(unreadable, rel, f"cannot read: {exc.strerror or exc}")
                     continue
                 try:
-                    text = pdf_text(f)
+                    pages = pdf_pages(f)
                 except DataError as exc:  # damaged or encrypted: skipped and named, as a file not UTF-8 is
                     # each with its own reason, the folder-relative path as the other warnings name files (the
-                    # first file's "encrypted" read as every skipped PDF's reason: user tryout)
-                    skip(unreadable_pdf, rel, str(exc).removeprefix(f"{f}: "))
+                    # first file's "encrypted" read as every skipped PDF's reason: user tryout); one warning per
+                    # cause, each with its own advice (one said "decrypt or repair" for AES files: user tryout)
+                    reason = str(exc).removeprefix(f"{f}: ")
+                    skip(unreadable_pdf.setdefault(_pdf_cause(reason), []), rel, reason)
                     continue
-                if not text:
+                if not any(pages):
                     no_text_layer.append(rel)
-                yield rel, text, {"source": rel, "folder": root}
+                elif not all(pages):  # a scanned page among text pages was left out in silence (user tryout)
+                    blank = [str(n) for n, page in enumerate(pages, 1) if not page]
+                    scanned_pages.append(f"{rel} (page{'s' if len(blank) > 1 else ''} {', '.join(blank[:10])}"
+                                         f"{', ...' if len(blank) > 10 else ''} of {len(pages)})")
+                # pages joined by a form feed: index_corpus gives each chunk its pages
+                yield rel, PAGE_BREAK.join(pages) if any(pages) else "", {"source": rel, "folder": root}
                 continue
             try:
                 text = _read_text_file(f)
@@ -451,7 +506,7 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
         if not_utf8 and len(not_utf8) == len(files):  # "no document found" named neither the files nor why
             raise DataError(f"{path}: none of its {len(files)} file(s) is UTF-8 text (e.g. {not_utf8[0]}): save them "
                             "as UTF-8 (Windows files: iconv -f cp1252 -t utf-8) and index again")
-        failed = [*unreadable, *unreadable_pdf]
+        failed = [*unreadable, *(p for files_ in unreadable_pdf.values() for p in files_)]
         if failed and len(failed) + len(not_utf8) == len(files):
             raise DataError(f"{path}: none of its {len(files)} file(s) could be read: {failed[0]}"
                             + (f" (and {len(files) - 1} more)" if len(files) > 1 else ""))
@@ -459,10 +514,13 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
             # the warnings gave one example each and no word of the others (user tryout): -v names every file
             _warn_skipped(path, unreadable, "file(s) that cannot be read skipped", "not readable",
                           "give this user read access and index again")
-            _warn_skipped(path, unreadable_pdf, ".pdf file(s) skipped", "PDF not read",
-                          "decrypt or repair them and index again")
+            for cause, (what, advice) in PDF_CAUSES.items():
+                _warn_skipped(path, unreadable_pdf.get(cause, []), what, "PDF not read", advice)
             _warn_skipped(path, no_text_layer, ".pdf file(s) without a text layer (scanned pages?): no text indexed",
                           "PDF without text", "OCR them first (e.g. ocrmypdf) and index again")
+            _warn_skipped(path, scanned_pages, ".pdf file(s) with pages without a text layer (scanned pages?): "
+                          "those pages are not indexed", "PDF pages without text",
+                          "OCR them first (e.g. ocrmypdf --skip-text) and index again")
             _warn_skipped(path, not_utf8, "file(s) not UTF-8 text skipped", "not UTF-8 text",
                           "save them as UTF-8 (Windows files: iconv -f cp1252 -t utf-8; Latin-1 has no œ) and index again")
         return
@@ -633,6 +691,29 @@ class _FolderListing:
                        "the others to text first (e.g. pandoc -t plain, or a records file)", self.folder,
                        sum(self.others.values()), kinds, first.encode("utf-8", "backslashreplace").decode(),
                        "/".join(FOLDER_SUFFIXES))
+
+
+#: The causes a folder's PDF is not read for (:func:`_pdf_cause`, from :func:`medrag.pdf.pdf_pages`'s
+#: message): one warning each, with its own advice.
+PDF_CAUSES = {
+    "password": (".pdf file(s) encrypted with a password skipped",
+                 "save decrypted copies (qpdf --decrypt --password=PASSWORD in.pdf out.pdf) and index again"),
+    "crypto": (".pdf file(s) whose encryption needs the cryptography package skipped",
+               "pip install 'pypdf[crypto]' (or: pip install cryptography) and index again"),
+    "not_pdf": ("file(s) named .pdf that are not PDFs skipped",
+                "rename or convert them (a web page or a Word file saved as .pdf) and index again"),
+    "damaged": (".pdf file(s) that cannot be read skipped (damaged or truncated?)",
+                "repair them (qpdf in.pdf out.pdf) or export them again, and index again"),
+}
+
+
+def _pdf_cause(reason: str) -> str:
+    """The :data:`PDF_CAUSES` key of a :func:`medrag.pdf.pdf_pages` error message."""
+    if "encrypted with a password" in reason:
+        return "password"
+    if "cryptography" in reason:
+        return "crypto"
+    return "not_pdf" if reason.startswith("not a PDF") and "file is empty" not in reason else "damaged"
 
 
 def _warn_skipped(path: Path, problems: list[str], what: str, label: str, advice: str) -> None:
@@ -1091,6 +1172,8 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
             else:
                 sections = [(title, text)]
             pieces, trails = [], []
+            pages: list[tuple[int, int]] = []  # a PDF's chunks: their first and last page
+            pdf = root is not None and key.lower().endswith(".pdf")
             long_title = False
             for head, body in sections:
                 # the window holds the title too (counted on every chunk: one that starts with it keeps one
@@ -1107,7 +1190,10 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                                            "the window's worth of title and chunk", source,
                                            title_field or "innermost heading", meta["source"] if root else
                                            f"document {documents}", window)
-                cut = chunk_text(body, chunk_words, overlap, max_words, max_tokens=window, count_tokens=counter)
+                spans = chunk_spans(body, chunk_words, overlap, max_words, max_tokens=window, count_tokens=counter)
+                cut = [chunk for chunk, _, _ in spans]
+                if pdf:  # a PDF is one section (no heading): its chunks' words locate them on its pages
+                    pages += chunk_pages(body, spans)
                 if head is not None:
                     # a chunk that starts with the title as a word keeps one copy ("Anémies..." is not "Anémie")
                     cut = [p if p == head or p.startswith(head + " ") else f"{head} : {p}" for p in cut]
@@ -1138,6 +1224,9 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                 pending_docs[key] = set(ids)
             read_keys.add(key)
             for position, (chunk, id_, trail) in enumerate(zip(pieces, ids, trails)):
+                # a PDF chunk says where to read it (user tryout: nothing but the file; the running header
+                # in a chunk named another page)
+                where = {"page": pages[position][0], "page_end": pages[position][1]} if pdf and pages else {}
                 chunks += 1
                 if id_ in seen:
                     duplicates += 1
@@ -1145,7 +1234,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                 seen.add(id_)
                 pending_texts.append(chunk)
                 pending_meta.append({**meta, "doc": key, "chunk": position}
-                                    | ({SECTION_KEY: trail} if trail is not None else {}))
+                                    | ({SECTION_KEY: trail} if trail is not None else {}) | where)
                 pending_ids.append(id_)
                 if len(pending_texts) >= flush_size():
                     flush()

@@ -14,7 +14,16 @@ A folder's ``.txt`` and ``.md`` files are reflowed too: exports from hospital so
 clients wrap their paragraphs at 70-80 characters the same way (a line that is a unit, an item, a
 heading or a table row, keeps its break).
 
-A scanned PDF has no text layer: it gives an empty text (OCR it first, e.g. ``ocrmypdf``).
+A PDF is read page by page (:func:`pdf_pages`): the lines printed at the top or bottom of most pages
+(a running header or footer: ``CHU de Nantes – Protocole PHA-012 – version 3 – page 2/5``) are kept
+on the first page that prints them and dropped from the others (they cut sentences in two and put
+another page's number into a chunk: user tryout); a word cut at a page's end is rejoined with the
+next page's first word; and :func:`pdf_text` joins the pages with :data:`PAGE_BREAK` (a form feed, as
+``pdftotext`` writes), which the chunker reads as a space (a sentence goes on over a page break) and
+``medrag index`` reads as a page break (each chunk's ``page`` and ``page_end``).
+
+A scanned PDF has no text layer: it gives an empty text (OCR it first, e.g. ``ocrmypdf``); a
+scanned page among text pages gives an empty page.
 
 Example::
 
@@ -29,6 +38,7 @@ import importlib.util
 import logging
 import os
 import re
+import unicodedata
 from pathlib import Path
 
 from medrag.errors import DataError
@@ -36,7 +46,7 @@ from medrag.errors import DataError
 logger = logging.getLogger(__name__)
 
 #: What ``pip install`` brings the PDF reader.
-PDF_EXTRA = "pip install 'medrag[pdf]'  (or: pip install pypdf)"
+PDF_EXTRA = "pip install 'medrag[pdf]'  (or: pip install 'pypdf[crypto]')"
 
 #: A word cut at a line's end: letters, a hyphen, the line break, letters.
 _CUT_WORD = re.compile(r"(\w+)-[ \t]*\n[ \t]*(\w+)")
@@ -44,11 +54,24 @@ _WORDS = re.compile(r"\w+")
 #: A word written with a hyphen on one line (``anti-inflammatoire``; ``a-b-c`` gives ``a-b`` and ``b-c``).
 _HYPHENATED = re.compile(r"(?=\b(\w+-\w+)\b)")
 #: First elements of French compounds, whose hyphen a line's end does not remove (``anti-`` /
-#: ``inflammatoire``, ``sous-`` / ``cutanée``): a word cut after one of them keeps its hyphen unless the
-#: document writes the word whole elsewhere. Short elements that are also common first syllables
-#: (``pré-sente``, ``pro-duit``, ``sur-veillance``, ``mi-nute``) are left out: rejoined.
+#: ``inflammatoire``, ``sous-`` / ``cutanée``) unless the document writes the word whole elsewhere and
+#: not hyphenated. Short elements that are also common first syllables (``pré-sente``, ``pro-duit``,
+#: ``sur-veillance``, ``mi-nute``) are left out: rejoined. Of these, the :data:`JOINED_HEADS` are
+#: written joined to the next element in medical French (``antibiotique``, ``hypoglycémie``,
+#: ``intraveineuse``): a word cut after one of them is rejoined unless the two vowels would meet
+#: (:func:`_vowels_meet`).
 COMPOUND_HEADS = frozenset("""anti auto avant bien contre demi entre extra grand hyper hypo infra inter
     intra micro mini multi non post pseudo quasi semi sous super supra trans ultra vice""".split())
+#: The :data:`COMPOUND_HEADS` that the 1990 spelling rules, and the medical vocabulary, join to the next
+#: element (``anticoagulant``, ``hyperkaliémie``, ``intramusculaire``, ``multirésistant``,
+#: ``transaminases``) except where two vowels would meet (``anti-inflammatoire``, ``auto-immune``,
+#: ``intra-utérin``): a word cut after one was kept hyphenated, so ``hypo-glycémie`` matched no query
+#: for ``hypoglycémie`` (user tryout). The others keep their hyphen (``contre-indication``,
+#: ``sous-cutanée``, ``non-réponse``, ``post-opératoire``).
+JOINED_HEADS = frozenset("anti auto extra hyper hypo infra inter intra micro mini multi super supra trans ultra".split())
+#: Vowels that, written side by side, read as one sound (``ai``, ``au``, ``ei``, ``eu``, ``oi``,
+#: ``ou``, ``ui``) or a doubled letter: where French keeps a compound's hyphen.
+_DIGRAPHS = frozenset("ai au ei eu oi ou ui aa ee ii oo uu".split())
 #: A line that starts an item, not the rest of a sentence: a dash or a bullet, ``1.``, ``2)``, ``a)``,
 #: ``ii.``, followed by a space (``1.5 mg`` goes on a sentence).
 _ITEM = re.compile(r"(?:[-–—•·▪◦*]|\d+[.)]|[a-zA-Z][.)]|[ivxIVX]+[.)])(?=\s|$)")
@@ -70,26 +93,50 @@ def pdf_available() -> bool:
 _FENCES = ("```", "~~~")
 
 
-def reflow(text: str) -> str:
+def _vowels_meet(head: str, tail: str) -> bool:
+    """Whether joining ``head`` and ``tail`` would write two vowels that read as one sound or a doubled
+    vowel (``anti`` + ``inflammatoire``, ``intra`` + ``utérin``, ``micro`` + ``organisme``), where the
+    compound keeps its hyphen; ``hypo`` + ``albuminémie`` (``oa``) is written joined."""
+    plain = unicodedata.normalize("NFD", (head[-1:] + tail[:1]).lower())
+    return "".join(c for c in plain if not unicodedata.combining(c)) in _DIGRAPHS
+
+
+def reflow(text: str, document: str | None = None) -> str:
     """``text`` with the line breaks of a printed page removed inside paragraphs and the words cut at
     a line's end rejoined (see the module docstring): a line is joined to the previous one when that
     one does not end a sentence (``.``, ``!``, ``?``, ``:``, ``;``), is not a heading (in capitals, or
     a short line of its own starting with a capital: :data:`HEADING_LENGTH`; a Markdown ``#`` heading)
     and the line goes on in lowercase, with ``(`` or ``«``, or with a number that does not start an item (:data:`_ITEM`).
     Items, headings, blank lines and the lines of a Markdown code block (between fences of three
-    backticks or tildes) keep their breaks; the rows of a table are joined (a PDF's text layer does not say which lines are cells)."""
+    backticks or tildes) keep their breaks; the rows of a table are joined (a PDF's text layer does not say which lines are cells).
+
+    ``document``: the whole document ``text`` is a page of, whose words decide how a word cut at a
+    line's end is rejoined (the plural ``antibiotiques`` on another page counts); default ``text``."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    vocabulary = {w.lower() for w in _WORDS.findall(text)}
-    # the hyphenated words the text writes on one line, read once (the whole text lowered and searched
-    # again for each cut word made a long .txt file quadratic: 300 KB wrapped at 70 characters, 5.5 s);
-    # a cut form written inside one of them counts ("abdomino-pelvien" in "abdomino-pelvienne")
-    hyphenated = "\n".join(sorted({w.lower() for w in _HYPHENATED.findall(text)}))
+    return _reflow(text, *_lexicon(text if document is None else document))
+
+
+def _lexicon(document: str) -> tuple[set[str], str]:
+    """What :func:`reflow` reads of a document to rejoin cut words: its words, lowercased, and the
+    hyphenated words it writes on one line, one per line (read once: the whole text lowered and
+    searched again for each cut word made a long .txt file quadratic, 300 KB wrapped at 70
+    characters, 5.5 s; a cut form written inside one of them counts, ``abdomino-pelvien`` in
+    ``abdomino-pelvienne``)."""
+    return ({w.lower() for w in _WORDS.findall(document)},
+            "\n".join(sorted({w.lower() for w in _HYPHENATED.findall(document)})))
+
+
+def _reflow(text: str, vocabulary: set[str], hyphenated: str) -> str:
+    """:func:`reflow` of ``text`` (``\\n`` line ends) with its document's :func:`_lexicon`."""
     written: dict[str, bool] = {}
 
     def join(match: re.Match[str]) -> str:
         head, tail = match.group(1), match.group(2)
         whole, form = head + tail, f"{head}-{tail}".lower()
-        compound = head.lower() in COMPOUND_HEADS or any(c.isdigit() for c in head + tail) or tail[:1].isupper()
+        lower = head.lower()
+        joined_head = lower in JOINED_HEADS and not _vowels_meet(head, tail)
+        compound = (lower in COMPOUND_HEADS and not joined_head) or any(c.isdigit() for c in head + tail) \
+            or tail[:1].isupper()
         if form not in written:
             written[form] = form in hyphenated
         keep = written[form] or (compound and whole.lower() not in vocabulary)
@@ -133,9 +180,117 @@ def reflow(text: str) -> str:
     return "\n".join(" ".join(parts) for parts in out).strip()
 
 
-def pdf_text(path: str | os.PathLike[str]) -> str:
-    """The reflowed text of every page of the PDF at ``path``, pages separated by a blank line
-    (``""`` for a PDF without a text layer).
+#: What :func:`pdf_text` writes between two pages: a form feed (``pdftotext``'s page break), a space
+#: to the chunker and a page break to ``medrag index`` (each chunk's ``page`` / ``page_end``).
+PAGE_BREAK = "\f"
+#: The lines at each end of a page where a running header or footer is looked for.
+RUNNING_ZONE = 3
+#: A line printed in the :data:`RUNNING_ZONE` of at least this share of the pages with text (and of 2
+#: pages or more) is a running header or footer.
+RUNNING_SHARE = 0.5
+_DIGITS = re.compile(r"\d+")
+#: A page's last word cut at the page's end, and the next page's first word, in lowercase.
+_PAGE_END_CUT = re.compile(r"(\w+)-[ \t]*$")
+_PAGE_START_WORD = re.compile(r"^[ \t]*([^\W\d_A-Z]\w*)")
+
+
+#: What a file named .pdf that is not a PDF often is, by its first bytes.
+_NOT_PDF = ((b"<!doctype html", "a web page (HTML)"), (b"<html", "a web page (HTML)"), (b"pk\x03\x04", "a ZIP file (a Word .docx?)"),
+            (b"\xd0\xcf\x11\xe0", "an old Office file (a Word .doc?)"), (b"{\\rtf", "an RTF file"))
+
+
+def _check_pdf_header(path: Path) -> None:
+    """Refuse a file without the ``%PDF-`` header in its first 1,024 bytes (where the format allows
+    it), naming what it looks like: a web page saved as .pdf was told "cannot read it as a PDF (Stream
+    has ended unexpectedly)", as a truncated PDF is (user tryout)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1024)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if b"%PDF-" in head:
+        return
+    start = head.lstrip().lower()
+    kind = next((name for magic, name in _NOT_PDF if start.startswith(magic)), None)
+    raise DataError(f"{path}: not a PDF: " + (f"{kind}" if kind else "no %PDF- header") + f" (it starts with {head[:16]!r})"
+                    if head else f"{path}: not a PDF: the file is empty")
+
+
+def _running_key(line: str) -> str:
+    """A line as a running header or footer is compared: numbers as ``#`` (``page 2/5``), spaces
+    collapsed, lowercase."""
+    return _DIGITS.sub("#", " ".join(line.split())).lower()
+
+
+def strip_running_lines(pages: list[str]) -> list[str]:
+    """``pages`` (the raw text of each page) without the lines that most pages print at their top or
+    bottom (:data:`RUNNING_ZONE` lines, :data:`RUNNING_SHARE` of the pages with text, numbers read as
+    ``#``: ``page 2/5`` is ``page 3/5``). A header (above a page's text) is kept on the first page that
+    prints it: the protocol's name and version stay once, with the document's first chunk; a footer
+    is dropped from every page (on page 1 it would cut the sentence going on to page 2).
+
+    >>> pages = ["CHU – PHA-012 – page 1/2\\nAmoxicilline 1 g x 3/j.", "CHU – PHA-012 – page 2/2\\nsuite."]
+    >>> strip_running_lines(pages)
+    ['CHU – PHA-012 – page 1/2\\nAmoxicilline 1 g x 3/j.', 'suite.']
+    """
+    lines = [p.replace("\r\n", "\n").replace("\r", "\n").split("\n") for p in pages]
+
+    def zones(page: list[str]) -> list[int]:
+        """The indices of a page's first and last RUNNING_ZONE non-blank lines."""
+        filled = [i for i, line in enumerate(page) if line.strip()]
+        return sorted(set(filled[:RUNNING_ZONE] + filled[-RUNNING_ZONE:]))
+
+    with_text = [page for page in lines if any(line.strip() for line in page)]
+    if len(with_text) < 2:
+        return pages
+    counts: dict[str, int] = {}
+    for page in with_text:
+        for key in {_running_key(page[i]) for i in zones(page)}:
+            counts[key] = counts.get(key, 0) + 1
+    need = max(2, RUNNING_SHARE * len(with_text))
+    running = {key for key, n in counts.items() if n >= need}
+    if not running:
+        return pages
+    kept: set[str] = set()
+    out = []
+    for page, raw in zip(lines, pages):
+        drop = set()
+        for i in zones(page):
+            key = _running_key(page[i])
+            if key in running:
+                # above the page's text (every line before it blank or running): a header, kept the first
+                # time; a footer (kept on page 1, it cut the sentence going on to page 2) never
+                top = all(not page[j].strip() or _running_key(page[j]) in running for j in range(i))
+                if top and key not in kept:
+                    kept.add(key)
+                else:
+                    drop.add(i)
+        out.append("\n".join(line for i, line in enumerate(page) if i not in drop) if drop else raw)
+    return out
+
+
+def _rejoin_across_pages(pages: list[str]) -> list[str]:
+    """A word cut at a page's end (``néphro-`` / ``toxicité``) with the next page's first word in
+    lowercase: that word moved to the end of the first page, on a line of its own, so that
+    :func:`reflow` rejoins the word there (as it does at a line's end)."""
+    pages = list(pages)
+    for i in range(len(pages) - 1):
+        head = pages[i].rstrip()
+        tail = pages[i + 1].lstrip()
+        if not _PAGE_END_CUT.search(head):
+            continue
+        first = _PAGE_START_WORD.match(tail)
+        if first is None:
+            continue
+        pages[i] = head + "\n" + first.group(1)
+        pages[i + 1] = tail[first.end():].lstrip(" \t")
+    return pages
+
+
+def pdf_pages(path: str | os.PathLike[str]) -> list[str]:
+    """The reflowed text of each page of the PDF at ``path`` (``""`` for a page without a text
+    layer), running headers and footers kept on their first page only (:func:`strip_running_lines`),
+    words cut at a page's end rejoined.
 
     Raises:
         DataError: pypdf is not installed (naming the install command), or the file cannot be read
@@ -146,13 +301,15 @@ def pdf_text(path: str | os.PathLike[str]) -> str:
     import pypdf
     from pypdf.errors import DependencyError
 
+    _check_pdf_header(Path(path))
     pypdf_log = logging.getLogger("pypdf")  # its recoveries ("EOF marker not found") named no file: ours do
     level = pypdf_log.level
     pypdf_log.setLevel(logging.ERROR)
     try:
         reader = pypdf.PdfReader(Path(path))
         if reader.is_encrypted and not reader.decrypt(""):
-            raise DataError(f"{path}: the PDF is encrypted with a password; save a decrypted copy (qpdf --decrypt)")
+            raise DataError(f"{path}: the PDF is encrypted with a password; save a decrypted copy "
+                            "(qpdf --decrypt --password=PASSWORD in.pdf out.pdf)")
         pages = [page.extract_text() or "" for page in reader.pages]
     except DataError:
         raise
@@ -163,7 +320,21 @@ def pdf_text(path: str | os.PathLike[str]) -> str:
         raise DataError(f"{path}: cannot read it as a PDF ({type(exc).__name__}: {exc})") from None
     finally:
         pypdf_log.setLevel(level)
-    return "\n\n".join(t for t in (reflow(p) for p in pages) if t)
+    pages = [p.replace("\r\n", "\n").replace("\r", "\n") for p in _rejoin_across_pages(strip_running_lines(pages))]
+    lexicon = _lexicon("\n".join(pages))  # a cut word's other forms are read on every page
+    return [_reflow(p, *lexicon) if p.strip() else "" for p in pages]
 
 
-__all__ = ["PDF_EXTRA", "pdf_available", "pdf_text", "reflow"]
+def pdf_text(path: str | os.PathLike[str]) -> str:
+    """The pages of :func:`pdf_pages` joined by :data:`PAGE_BREAK` (``""`` for a PDF without a text
+    layer: no page has text).
+
+    Raises:
+        DataError: as :func:`pdf_pages`.
+    """
+    pages = pdf_pages(path)
+    return PAGE_BREAK.join(pages) if any(pages) else ""
+
+
+__all__ = ["COMPOUND_HEADS", "JOINED_HEADS", "PAGE_BREAK", "PDF_EXTRA", "pdf_available", "pdf_pages", "pdf_text",
+           "reflow", "strip_running_lines"]

@@ -1274,7 +1274,8 @@ def test_every_skipped_file_is_named_with_its_own_reason(tmp_path, caplog, monke
                                "m_protege.txt"]
     text = caplog.text
     assert "2 file(s) that cannot be read skipped (e.g. d_protege.pdf (cannot read: Permission denied))" in text
-    assert "2 .pdf file(s) skipped (e.g. b_tronque.pdf (cannot read it as a PDF" in text
+    assert "1 .pdf file(s) that cannot be read skipped (damaged or truncated?) (e.g. b_tronque.pdf (cannot read it " \
+           "as a PDF" in text and "1 file(s) named .pdf that are not PDFs skipped (e.g. c_faux.pdf (not a PDF" in text
     assert "2 file(s) not UTF-8 text skipped (e.g. cp1252.txt" in text and "; -v names them all" in text
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="medrag.indexing"):

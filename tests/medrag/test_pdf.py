@@ -14,7 +14,7 @@ import medrag.pdf
 from medrag import MatryoshkaChroma
 from medrag.errors import DataError
 from medrag.indexing import index_corpus, iter_documents
-from medrag.pdf import pdf_text, reflow
+from medrag.pdf import pdf_pages, pdf_text, reflow, strip_running_lines
 from tests.medrag.test_store import FakeMatryoshkaEmbeddings
 
 pypdf = pytest.importorskip("pypdf")
@@ -59,8 +59,9 @@ def test_the_text_layer_is_reflowed_into_sentences(tmp_path) -> None:
     text = pdf_text(tmp_path / "p.pdf")
     assert text == ("Protocole : anémie ferriprive de l'adulte.\n"
                     "La ferritine basse signe une carence martiale ; un anti-inflammatoire est évité.\n"
-                    "1. Fer oral\n2. Contrôle de l'hémoglobine à 4 semaines (hémoglobine cible > 12 g/dl).\n\n"
-                    "Page deux : surveillance.")
+                    "1. Fer oral\n2. Contrôle de l'hémoglobine à 4 semaines (hémoglobine cible > 12 g/dl).\f"
+                    "Page deux : surveillance.")  # a form feed between pages: a page break to medrag index
+    assert pdf_pages(tmp_path / "p.pdf") == text.split("\f")
 
 
 def test_reflow_keeps_headings_items_and_paragraphs() -> None:
@@ -116,7 +117,8 @@ def test_a_folder_indexes_its_pdfs_beside_its_text_files(tmp_path, caplog) -> No
         docs = {key: text for key, text, _ in iter_documents(folder, skipped=skipped)}
     assert set(docs) == {"anemie.pdf", "notes.txt", "scan.pdf"} and "carence martiale" in docs["anemie.pdf"]
     assert docs["scan.pdf"] == "" and skipped == ["abime.pdf"]  # prune keeps a damaged file's stored chunks
-    assert "1 .pdf file(s) skipped (e.g. abime.pdf (cannot read it as a PDF" in caplog.text
+    assert "1 .pdf file(s) that cannot be read skipped (damaged or truncated?) (e.g. abime.pdf (cannot read it as a PDF" \
+        in caplog.text
     assert "1 .pdf file(s) without a text layer (scanned pages?): no text indexed (e.g. scan.pdf): OCR them first" \
         in caplog.text
     store = MatryoshkaChroma("protocoles", FakeMatryoshkaEmbeddings(), client=chromadb.EphemeralClient())
@@ -159,3 +161,99 @@ def test_a_folder_whose_pdfs_are_all_unreadable_says_why(tmp_path) -> None:
     (folder / "b.pdf").write_bytes(b"%PDF-1.4\nnot either")
     with pytest.raises(DataError, match=r"none of its 2 file\(s\) could be read: a.pdf \(cannot read it as a PDF"):
         list(iter_documents(folder))
+
+
+HEADER = "CHU de Nantes - Protocole PHA-012 - version 3 - page {}/3"
+FOOTER = "Ne pas diffuser hors CHU"
+PHA012 = [[HEADER.format(1), "Antibiothérapie probabiliste.", "La dose de charge est de 50 mg/kg en une injection",
+           "quotidienne pendant les", FOOTER],
+          [HEADER.format(2), "premiers jours de traitement. Le risque d'hypo-", "glycémie impose une surveillance.",
+           "Un anti-", "coagulant est poursuivi et la néphro-", FOOTER],
+          [HEADER.format(3), "toxicité impose un dosage. Vancomycine : cible résiduelle 15 à 20 mg/L.", FOOTER]]
+
+
+def test_running_headers_and_footers_are_dropped_and_pages_flow(tmp_path) -> None:
+    """A protocol's header and footer on every page were stored inside the chunks: in the middle of a
+    sentence going on to the next page, and naming page 3 above a dose printed on page 2 (user
+    tryout). The header stays once, above page 1's text; a word cut at a page's end is rejoined."""
+    (tmp_path / "p.pdf").write_bytes(make_pdf(PHA012))
+    pages = pdf_pages(tmp_path / "p.pdf")
+    assert pages == [HEADER.format(1) + "\nAntibiothérapie probabiliste.\nLa dose de charge est de 50 mg/kg en une "
+                     "injection quotidienne pendant les",
+                     "premiers jours de traitement. Le risque d'hypoglycémie impose une surveillance.\nUn anticoagulant "
+                     "est poursuivi et la néphrotoxicité",
+                     "impose un dosage. Vancomycine : cible résiduelle 15 à 20 mg/L."]
+    assert pdf_text(tmp_path / "p.pdf") == "\f".join(pages)
+    # lines repeated in the middle of pages, a header on under half of the pages, a single page: kept
+    middle = ["\n".join([f"Ligne {c}{i}." for i in range(3)] + ["Posologie"] + [f"Fin {c}{i}." for i in range(3)])
+              for c in "ab"]
+    assert strip_running_lines(middle) == middle  # "Posologie" in the middle of both pages
+    assert strip_running_lines(["En-tête\nA.", "B.\nC.\nD.\nE.\nF.\nG.\nH.", "I.", "J."]) == \
+        ["En-tête\nA.", "B.\nC.\nD.\nE.\nF.\nG.\nH.", "I.", "J."]
+    assert strip_running_lines(["Page 1\nun.", "Page 2\ndeux.", "Page 3\ntrois."]) == ["Page 1\nun.", "deux.", "trois."]
+    assert strip_running_lines(["un.\n- 1 -", "deux.\n- 2 -"]) == ["un.", "deux."]  # page numbers alone: footers
+    assert strip_running_lines(["Seule page\nSeule page"]) == ["Seule page\nSeule page"]
+
+
+def test_a_word_cut_after_a_prefix_is_rejoined_as_medical_french_writes_it() -> None:
+    """``hypo-`` / ``glycémie`` stayed ``hypo-glycémie``, which no query for hypoglycémie matched
+    (user tryout): the prefixes medical French joins are rejoined unless two vowels would meet."""
+    for cut, read in (("hypo-\nglycémie", "hypoglycémie"), ("hyper-\nkaliémie", "hyperkaliémie"),
+                      ("intra-\nveineuse", "intraveineuse"), ("anti-\ncoagulant", "anticoagulant"),
+                      ("hypo-\nalbuminémie", "hypoalbuminémie"), ("anti-\némétique", "antiémétique"),
+                      ("anti-\ninflammatoire", "anti-inflammatoire"), ("auto-\nimmune", "auto-immune"),
+                      ("intra-\nutérin", "intra-utérin"), ("micro-\norganisme", "micro-organisme"),
+                      ("contre-\nindication", "contre-indication"), ("sous-\ncutanée", "sous-cutanée"),
+                      ("anti-\nTNF", "anti-TNF"), ("post-\nopératoire", "post-opératoire")):
+        assert reflow(f"un risque {cut} connu") == f"un risque {read} connu", cut
+    # the document's other pages count: the word written whole there, or hyphenated
+    assert reflow("un suivi post-\nopératoire", document="le suivi postopératoire") == "un suivi postopératoire"
+    assert reflow("un anti-\ncoagulant", document="un anti-coagulant oral") == "un anti-coagulant"
+
+
+def test_pdf_chunks_name_their_pages_and_unread_pdfs_their_cause(tmp_path, caplog) -> None:
+    """A PDF's chunks had no page (a filter on page matched nothing), a scanned page among text pages
+    was left out in silence, and one warning gave one cause and one advice for encrypted, AES and
+    damaged files, and a web page saved as .pdf was "cannot read it as a PDF" (user tryout)."""
+    folder = tmp_path / "protocoles"
+    folder.mkdir()
+    (folder / "pha012.pdf").write_bytes(make_pdf(PHA012))
+    (folder / "scan.pdf").write_bytes(make_pdf([["Page un avec du texte."], [], ["Page trois."]]))
+    (folder / "web.pdf").write_bytes(b"<!DOCTYPE html><html><body>Protocole</body></html>")
+    (folder / "abime.pdf").write_bytes(b"%PDF-1.4\nnot really")
+    writer = pypdf.PdfWriter(clone_from=pypdf.PdfReader(io.BytesIO(make_pdf(PROTOCOL))))
+    writer.encrypt(user_password="secret", owner_password="owner")
+    with open(folder / "locked.pdf", "wb") as f:
+        writer.write(f)
+    store = MatryoshkaChroma("protocoles", FakeMatryoshkaEmbeddings(), client=chromadb.EphemeralClient())
+    with caplog.at_level(logging.WARNING):
+        report = index_corpus(folder, store, chunk_words=12, overlap=0, show_progress=False)
+    assert report.not_read == 3
+    got = store.get(where={"source": "pha012.pdf"})
+    pages = {m["chunk"]: (m["page"], m["page_end"], text) for text, m in zip(got["documents"], got["metadatas"])}
+    assert [pages[c][:2] for c in sorted(pages)] == [(1, 1), (1, 2), (2, 3), (3, 3)]
+    assert pages[3][2] == "Vancomycine : cible résiduelle 15 à 20 mg/L." and "page 3/3" not in pages[2][2]
+    assert {m["page"] for m in store.get(where={"page": 3})["metadatas"]} == {3}  # filterable
+    assert "Ne pas diffuser" not in " ".join(got["documents"])
+    text = caplog.text
+    assert "1 .pdf file(s) with pages without a text layer (scanned pages?): those pages are not indexed " \
+           "(e.g. scan.pdf (page 2 of 3)): OCR them first" in text
+    assert "1 file(s) named .pdf that are not PDFs skipped (e.g. web.pdf (not a PDF: a web page (HTML)" in text
+    assert "1 .pdf file(s) encrypted with a password skipped (e.g. locked.pdf" in text and "--password=" in text
+    assert "1 .pdf file(s) that cannot be read skipped (damaged or truncated?) (e.g. abime.pdf" in text
+
+
+def test_a_pdf_encrypted_with_aes_and_no_user_password_is_read(tmp_path) -> None:
+    """Protected hospital PDFs often have an owner password only (readable by anyone) with AES: they
+    need the cryptography package, which the pdf extra now brings (pypdf[crypto]: user tryout)."""
+    pytest.importorskip("cryptography")
+    writer = pypdf.PdfWriter(clone_from=pypdf.PdfReader(io.BytesIO(make_pdf(PROTOCOL))))
+    writer.encrypt(user_password="", owner_password="owner", algorithm="AES-256")
+    with open(tmp_path / "aes.pdf", "wb") as f:
+        writer.write(f)
+    assert pdf_pages(tmp_path / "aes.pdf") == pdf_pages_of(PROTOCOL, tmp_path)
+
+
+def pdf_pages_of(pages: list[list[str]], folder) -> list[str]:
+    (folder / "plain.pdf").write_bytes(make_pdf(pages))
+    return pdf_pages(folder / "plain.pdf")
