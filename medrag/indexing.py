@@ -520,7 +520,7 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
                           "PDF without text", "OCR them first (e.g. ocrmypdf) and index again")
             _warn_skipped(path, scanned_pages, ".pdf file(s) with pages without a text layer (scanned pages?): "
                           "those pages are not indexed", "PDF pages without text",
-                          "OCR them first (e.g. ocrmypdf --skip-text) and index again")
+                          "OCR them first (e.g. ocrmypdf --skip-text) and index again", kept=False)
             _warn_skipped(path, not_utf8, "file(s) not UTF-8 text skipped", "not UTF-8 text",
                           "save them as UTF-8 (Windows files: iconv -f cp1252 -t utf-8; Latin-1 has no œ) and index again")
         return
@@ -716,13 +716,16 @@ def _pdf_cause(reason: str) -> str:
     return "not_pdf" if reason.startswith("not a PDF") and "file is empty" not in reason else "damaged"
 
 
-def _warn_skipped(path: Path, problems: list[str], what: str, label: str, advice: str) -> None:
+def _warn_skipped(path: Path, problems: list[str], what: str, label: str, advice: str, kept: bool = True) -> None:
     """One warning for the files of a folder skipped for one reason (their count, the first named),
     and, at INFO level (``-v``), a line naming each (``label``: the reason, short): a hospital
-    folder's hundreds of skipped exports were counted, one named (user tryout)."""
+    folder's hundreds of skipped exports were counted, one named (user tryout). ``kept``: the warning
+    says that what was stored for them earlier is kept (a protocol replaced by a damaged file stayed
+    searchable in its superseded version, and nothing said so: user tryout)."""
     if not problems:
         return
-    logger.warning("%s: %d %s (e.g. %s): %s%s", path, len(problems), what, problems[0], advice,
+    logger.warning("%s: %d %s (e.g. %s): %s%s%s", path, len(problems), what, problems[0], advice,
+                   " (what was stored for them earlier is kept, and still found by searches)" if kept else "",
                    "; -v names them all" if len(problems) > 1 and not logger.isEnabledFor(logging.INFO) else "")
     for problem in problems:
         logger.info("%s: %s: %s", path, label, problem)
@@ -1114,10 +1117,19 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
             # a stored chunk whose metadata changed (a new --metadata-fields, an edited value) is rewritten:
             # skip_existing alone kept the old metadata, and filters kept matching stale values
             # one read tells the stored chunks (skipped unencoded) from the new and the changed (one write)
-            found = store.get(ids=pending_ids, include=["metadatas"])
+            found = store.get(ids=pending_ids, include=["metadatas", "documents"])
             stored_meta = dict(zip(found["ids"], found["metadatas"]))
+            # a chunk's text changed outside medrag index (update_document from Python) kept its id, which
+            # hashes the source's text: "already stored" for ever, --prune too (user tryout); written again
+            at = {id_: i for i, id_ in enumerate(pending_ids)}
+            changed_text = {id_ for id_, text in zip(found["ids"], found["documents"]) if text != pending_texts[at[id_]]}
             todo = [i for i, id_ in enumerate(pending_ids)
-                    if id_ not in stored_meta or not _same_metadata(stored_meta[id_], pending_meta[i])]
+                    if id_ not in stored_meta or id_ in changed_text
+                    or not _same_metadata(stored_meta[id_], pending_meta[i])]
+            if changed_text:
+                logger.warning("%s: %d stored chunk(s) held another text than the source's (changed outside medrag "
+                               "index, e.g. with update_documents; e.g. %s): written again from the source", source,
+                               len(changed_text), sorted(changed_text)[0])
             updated += sum(1 for i in todo if pending_ids[i] in stored_meta)
             added += sum(1 for i in todo if pending_ids[i] not in stored_meta)  # counted, not read off len(store):
             # another client of a server writing meanwhile made it "92 added, -32 already stored" (user tryout)

@@ -41,6 +41,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import weakref
 from collections.abc import Sequence
@@ -86,6 +87,11 @@ class LexicalSidecar:
         self._index: BM25Index | None = None
         self._gap: tuple[int, float] | None = None  # (generation, first seen) of an uncommitted write
         self._dirty = False  # the in-memory index changed since it was saved
+        # one save (or removal) of the file at a time, and never an older index over a newer one: a save
+        # whose disk was slow replaced the file written by a delete that returned meanwhile, and the
+        # erased text's terms were back on disk (user tryout)
+        self._file_lock = threading.Lock()
+        self._saved: tuple[BM25Index, int] | None = None  # the index object and generation last written
         # until then (time.monotonic()), a fresh-looking index is checked against the record count:
         # set by this store's in-place updates when another client may have written at the same instant
         self._verify_until = 0.0
@@ -231,8 +237,10 @@ class LexicalSidecar:
         """Forget the index and delete its file (the collection was dropped)."""
         self._index = None
         if self.path is not None:
-            self.path.unlink(missing_ok=True)
-            remove_stale_temporaries(self.path, older_than=0)  # a dropped collection's index: none is being saved
+            with self._file_lock:  # after a save in flight, which would write the file again
+                self.path.unlink(missing_ok=True)
+                remove_stale_temporaries(self.path, older_than=0)  # a dropped collection's index: none being saved
+                self._saved = None
 
     def _follows(self, generation: int) -> bool:
         index = self._index
@@ -253,17 +261,27 @@ class LexicalSidecar:
         erasure: user tryout): remove it. The next hybrid search rebuilds and saves it."""
         if self.path is not None:
             try:
-                self.path.unlink(missing_ok=True)
+                with self._file_lock:  # after a save in flight, which would write the stale file again
+                    self.path.unlink(missing_ok=True)
+                    self._saved = None
             except OSError as exc:
                 logger.warning("could not remove the stale lexical index %s (%s): it holds the terms of texts "
                                "written over or deleted until the next hybrid search rebuilds it", self.path, exc)
 
     def _save(self) -> None:
         self._dirty = False
-        if self.path is None or self._index is None:
+        if self.path is None:
             return
         try:
-            self._index.save(self.path)
+            with self._file_lock:
+                index = self._index  # read under the lock: the index a discard replaced is not written back
+                if index is None:
+                    return
+                generation = index.generation
+                if self._saved is not None and self._saved[0] is index and generation < self._saved[1]:
+                    return  # a newer state of this index is on disk (written while this call waited)
+                index.save(self.path)
+                self._saved = (index, generation)
         except OSError as exc:  # the index can always be rebuilt: a failed save costs time, not data
             logger.warning("could not save the lexical index to %s (%s); it will be rebuilt when needed",
                            self.path, exc)

@@ -1286,6 +1286,34 @@ def test_every_skipped_file_is_named_with_its_own_reason(tmp_path, caplog, monke
     assert any("PDF not read: c_faux.pdf (" in line for line in named) and "-v names them all" not in caplog.text
 
 
+def test_reindexing_restores_a_chunk_whose_text_was_changed_outside_medrag_index(tmp_path, caplog) -> None:
+    """A chunk rewritten with update_document kept its id (a hash of the source's text), so every
+    later run, --prune too, said "already stored" and the store never matched its source again
+    (user tryout): a stored text that differs from the source's is written again, and said."""
+    import logging
+
+    from langchain_core.documents import Document
+
+    store = MatryoshkaChroma("notes", CountingFake(), persist_directory=str(tmp_path / "db"), coarse_rotation="none")
+    src = tmp_path / "notes.jsonl"
+    src.write_text("".join(json.dumps({"id": f"X{i}", "text": f"Le vormaxil {i} mg expose à un risque hémorragique."})
+                           + "\n" for i in range(3)))
+    index_corpus(src, store, id_field="id", show_progress=False)
+    target = store.get(where={"doc": "X1"})
+    store.update_document(target["ids"][0], Document("Le plexazine soulage les nausées.",
+                                                     metadata=target["metadatas"][0]))
+    encoded = store.embeddings.encoded
+    with caplog.at_level(logging.WARNING, logger="medrag.indexing"):
+        report = index_corpus(src, store, id_field="id", show_progress=False)
+    assert report.updated == 1 and report.added == 0 and store.embeddings.encoded == encoded + 1  # that one only
+    assert store.get(where={"doc": "X1"})["documents"] == ["Le vormaxil 1 mg expose à un risque hémorragique."]
+    assert "1 stored chunk(s) held another text than the source's" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="medrag.indexing"):
+        assert index_corpus(src, store, id_field="id", show_progress=False).updated == 0
+    assert "another text" not in caplog.text
+
+
 def test_reindexing_with_other_chunking_or_metadata_replaces_the_stored_chunks(tmp_path) -> None:
     """Without --id-field, other chunk settings stored every document a second time; with it, changed
     metadata never reached the store (skip_existing kept the old record)."""

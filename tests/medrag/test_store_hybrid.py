@@ -744,3 +744,43 @@ def test_an_erased_record_leaves_no_term_in_the_lexical_index_file(tmp_path, fak
     assert store.hybrid_search("ferritine basse", k=1, lexical_weight=1.0)[0].id == "fer"
     assert not {"zorbulinek", "7734219881"} & _terms_on_disk(store)  # the file the search saved
     store.close()
+
+
+def test_a_slow_save_never_writes_an_erased_text_back_over_the_delete(tmp_path, fake, monkeypatch) -> None:
+    """A thread's lexical index save, slow on a busy disk, took its snapshot before another thread's
+    delete and replaced the file that delete had written after it returned: the erased text's terms
+    were back on disk (user tryout; the disk's slowness stood in for by a slow fsync)."""
+    import os
+    import threading
+    import time
+
+    import medrag.lexical.bm25 as bm25
+
+    store = MatryoshkaChroma("notes", fake, persist_directory=str(tmp_path / "db"))
+    _fill(store)
+    store.add_texts([SECRET], [{"patient_id": "P42"}], ids=["p42"])
+    store.hybrid_search("ferritine", k=2)  # the index is loaded: writes update it and save the file
+    real_fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        if threading.current_thread().name == "slow":
+            time.sleep(1.0)
+        real_fsync(fd)
+
+    monkeypatch.setattr(bm25.os, "fsync", slow_fsync)
+    erased = threading.Event()
+
+    def erase() -> None:
+        time.sleep(0.3)  # the slow save has taken its snapshot, which holds the secret
+        store.delete(where={"patient_id": "P42"})
+        erased.set()
+
+    slow = threading.Thread(target=store.add_texts, args=(["Note de routine : paracétamol 1 g."],),
+                            kwargs={"ids": ["r1"]}, name="slow")
+    other = threading.Thread(target=erase)
+    slow.start(), other.start()
+    slow.join(), other.join()
+    assert erased.is_set()
+    assert not {"zorbulinek", "7734219881"} & _terms_on_disk(store)
+    assert "paracetamol" in _terms_on_disk(store)  # the slow write's text is there
+    store.close()
