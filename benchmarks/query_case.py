@@ -45,8 +45,8 @@ FORMS: dict[str, Callable[[str], str]] = {
 class AnalyzerTermsIndex(BM25Index):
     """BM25Index scoring a query on its analyzer terms alone (no other-case reading, as queries were read before)."""
 
-    def _query_term_ids(self, query: str, matrix) -> list[tuple[str, int]]:  # what query_terms/query_scores read
-        if matrix is None:
+    def _query_term_ids(self, query: str, matrix, read_as=None) -> list[tuple[str, int]]:  # what query_scores reads
+        if matrix is None:  # (read_as: no word is read as another term here)
             return []
         vocab = self._vocab
         return [(t, vocab[t]) for t in self.analyzer(query) if vocab.get(t, matrix.n_terms) < matrix.n_terms]
