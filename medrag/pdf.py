@@ -40,6 +40,7 @@ import os
 import re
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 from medrag.errors import DataError
 
@@ -216,6 +217,34 @@ def _check_pdf_header(path: Path) -> None:
                     if head else f"{path}: not a PDF: the file is empty")
 
 
+def _with_form_values(text: str, page: Any) -> str:
+    """``text`` (a page's text layer) followed by the values filled into the page's text fields, one
+    ``- name : value`` line each: a filled form's values are not in the text layer, so a request form's
+    drug and dose (``molecule : linézolide 600 mg x 2/j``) were not indexed (user tryout)."""
+    lines = []
+    try:
+        for ref in page.get("/Annots") or []:
+            widget = ref.get_object()
+            if widget.get("/Subtype") != "/Widget":
+                continue
+            field, settings = widget, {}
+            for _ in range(16):  # a widget inherits its field's type, name and value (nested fields; no loop)
+                for key in ("/FT", "/T", "/V"):
+                    settings.setdefault(key, field.get(key))
+                parent = field.get("/Parent")
+                if parent is None:
+                    break
+                field = parent.get_object()
+            value = settings.get("/V")
+            if settings.get("/FT") == "/Tx" and isinstance(value, str) and value.strip():
+                name = settings.get("/T")
+                value = " ".join(value.split())  # an item of its own line: not joined to the next by reflow
+                lines.append(f"- {name} : {value}" if isinstance(name, str) and name.strip() else f"- {value}")
+    except Exception as exc:  # noqa: BLE001 - a malformed annotation costs its values, not the page's text
+        logger.debug("form fields of a page not read: %s: %s", type(exc).__name__, exc)
+    return "\n".join([text, *dict.fromkeys(lines)]) if lines else text
+
+
 def _running_key(line: str) -> str:
     """A line as a running header or footer is compared: numbers as ``#`` (``page 2/5``), spaces
     collapsed, lowercase."""
@@ -310,7 +339,7 @@ def pdf_pages(path: str | os.PathLike[str]) -> list[str]:
         if reader.is_encrypted and not reader.decrypt(""):
             raise DataError(f"{path}: the PDF is encrypted with a password; save a decrypted copy "
                             "(qpdf --decrypt --password=PASSWORD in.pdf out.pdf)")
-        pages = [page.extract_text() or "" for page in reader.pages]
+        pages = [_with_form_values(page.extract_text() or "", page) for page in reader.pages]
     except DataError:
         raise
     except DependencyError as exc:  # AES encryption (even with an empty password) needs the cryptography package

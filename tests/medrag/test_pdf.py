@@ -257,3 +257,28 @@ def test_a_pdf_encrypted_with_aes_and_no_user_password_is_read(tmp_path) -> None
 def pdf_pages_of(pages: list[list[str]], folder) -> list[str]:
     (folder / "plain.pdf").write_bytes(make_pdf(pages))
     return pdf_pages(folder / "plain.pdf")
+
+
+def test_the_values_filled_into_a_forms_text_fields_are_read(tmp_path) -> None:
+    """A filled request form's drug and dose are in its fields, not in its text layer: they were not
+    indexed (user tryout). Each text field's value is a line of its page; other widgets are not."""
+    from pypdf.generic import ArrayObject, DictionaryObject, FloatObject, NameObject, TextStringObject
+
+    writer = pypdf.PdfWriter(clone_from=pypdf.PdfReader(io.BytesIO(make_pdf([["Demande de dérogation.",
+                                                                             "Molécule demandée :"], ["Suite."]]))))
+
+    def widget(kind: str, name: str, value: str):
+        return writer._add_object(DictionaryObject({
+            NameObject("/Type"): NameObject("/Annot"), NameObject("/Subtype"): NameObject("/Widget"),
+            NameObject("/FT"): NameObject(kind), NameObject("/T"): TextStringObject(name),
+            NameObject("/V"): TextStringObject(value) if kind == "/Tx" else NameObject(value),
+            NameObject("/Rect"): ArrayObject([FloatObject(x) for x in (100, 600, 300, 620)])}))
+
+    writer.pages[0][NameObject("/Annots")] = ArrayObject([
+        widget("/Tx", "molecule", "linézolide  600 mg x 2/j"), widget("/Tx", "justif", "SARM résistant"),
+        widget("/Btn", "urgent", "/Yes"), widget("/Tx", "vide", "  ")])
+    with open(tmp_path / "form.pdf", "wb") as f:
+        writer.write(f)
+    assert pdf_pages(tmp_path / "form.pdf") == ["Demande de dérogation.\nMolécule demandée :\n\n"
+                                                "- molecule : linézolide 600 mg x 2/j\n- justif : SARM résistant",
+                                                "Suite."]
