@@ -1271,7 +1271,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
         logger.warning("%s: %d of %d document(s) are empty (no text) and were not indexed; what was stored for them "
                        "earlier is kept (e.g. %s)", source, empty, documents, ", ".join(empty_named))
     pruned = _prune(store, read_keys | set(not_read), root) if prune else 0
-    if not prune and root is not None:
+    if not prune:
         _note_gone_files(store, read_keys | set(not_read), root, source)
     if added and elsewhere:  # a renamed folder was indexed again beside its old copy: every hit twice (user tryout)
         other, keys_there = max(elsewhere.items(), key=lambda kv: (len(kv[1]), kv[0]))
@@ -1323,17 +1323,25 @@ def _end_checkpoint(store: Any, checkpoint: Any, *, remove: bool) -> None:
         checkpoint.remove()
 
 
-def _note_gone_files(store: Any, keep: set[str], root: str, source: Any) -> None:
-    """Warn about the files stored for the folder ``root`` that it no longer holds: without
+def _note_gone_files(store: Any, keep: set[str], root: str | None, source: Any) -> None:
+    """Warn about the files stored for the folder ``root`` that it no longer holds (``root`` None: the
+    documents of a records file stored in the collection that this file no longer holds): without
     ``--prune`` their chunks stay searchable, and a withdrawn protocol kept coming first with no word
-    of it (user tryout)."""
+    of it (user tryout; a record dropped from a file, or replaced by its edited version under a
+    content key, too)."""
     # each file's first chunk only: reading every chunk's metadata added 40% to a run that changed nothing (review)
-    gone = sorted({doc for _, doc in _stale_chunks(store, keep, root, where={"$and": [{FOLDER_KEY: root},
-                                                                                      {CHUNK_KEYS[1]: 0}]})})
-    if gone:
+    first = {CHUNK_KEYS[1]: 0}
+    gone = sorted({doc for _, doc in _stale_chunks(store, keep, root, where={"$and": [{FOLDER_KEY: root}, first]}
+                                                   if root is not None else first)})
+    if gone and root is not None:
         logger.warning("%s: %d file(s) stored for this folder are no longer in it (e.g. %s): their chunks stay "
                        "searchable; --prune (index_corpus(prune=True)) removes them", source, len(gone),
                        ", ".join(gone[:3]))
+    elif gone:
+        logger.warning("%s: %d document(s) stored in the collection are not in this file (dropped from it, earlier "
+                       "versions of edited records without --id-field, or records of another file; e.g. %s): their "
+                       "chunks stay searchable; --prune (index_corpus(prune=True)) removes them, if this file is "
+                       "the collection's one records file", source, len(gone), ", ".join(map(str, gone[:3])))
 
 
 def _same_metadata(stored: dict[str, Any], new: dict[str, Any]) -> bool:

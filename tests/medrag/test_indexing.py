@@ -1372,6 +1372,31 @@ def test_prune_removes_documents_no_longer_in_the_source(tmp_path, caplog) -> No
     assert sorted(md["source"] for md in store.get()["metadatas"]) == ["fer.txt", "thyroide.txt"]
 
 
+def test_a_records_file_without_prune_names_the_stored_records_it_dropped(tmp_path, caplog) -> None:
+    """A folder's run named its deleted files; a records file's run kept its dropped records
+    searchable in silence (user tryout): they are counted and named, and --prune removes them."""
+    src = tmp_path / "notes.jsonl"
+    rows = [{"id": "fer", "text": "Une ferritine basse."}, {"id": "tsh", "text": "La TSH élevée."},
+            {"id": "old", "text": "Aspirine retirée."}]
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    store = MatryoshkaChroma("records", FakeMatryoshkaEmbeddings(), persist_directory=str(tmp_path / "db"),
+                             coarse_rotation="none")
+    store.add_texts(["Ajouté depuis Python."], ids=["py"])  # not medrag index's: never named nor pruned
+    with caplog.at_level("WARNING", logger="medrag.indexing"):
+        index_corpus(src, store, id_field="id", show_progress=False)
+    assert "not in this file" not in caplog.text
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows[:2]))
+    with caplog.at_level("WARNING", logger="medrag.indexing"):
+        index_corpus(src, store, id_field="id", show_progress=False)
+    assert "1 document(s) stored in the collection are not in this file (dropped from it" in caplog.text
+    assert "e.g. old)" in caplog.text and len(store) == 4
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="medrag.indexing"):
+        assert index_corpus(src, store, id_field="id", prune=True, show_progress=False).pruned == 1
+        index_corpus(src, store, id_field="id", show_progress=False)
+    assert "not in this file" not in caplog.text and "py" in store.get()["ids"] and len(store) == 3
+
+
 def test_prune_removes_the_last_documents_of_a_folder(tmp_path, capsys) -> None:
     """A folder whose last file was deleted, or whose files left are all empty, was refused ("holds no
     .txt/.md/.pdf file", "all empty"): a withdrawn protocol stayed searchable (user tryout). Without
