@@ -153,6 +153,8 @@ class IndexReport:
     reused: int = 0
     not_read: int = 0
     empty: int = 0
+    #: pages without a text layer in a folder's PDFs that have text on other pages (not indexed)
+    scanned_pages: int = 0
 
 
 def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_OVERLAP,
@@ -332,7 +334,8 @@ def _fit_words(words: list[str], max_tokens: int, count_tokens: Callable[[str], 
 
 def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", id_field: str | None = None,
                    metadata_fields: list[str] | None = None, warn: bool = True, folder_name: str | None = None,
-                   skipped: list[str] | None = None, empty_folder: bool = False
+                   skipped: list[str] | None = None, empty_folder: bool = False,
+                   scanned: list[str] | None = None
                    ) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """``(document key, text, metadata)`` for every document of a file or folder.
 
@@ -367,6 +370,8 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
         skipped: a list that receives the document keys of a folder's files skipped as not UTF-8
             text, unreadable (no read rights) or damaged/encrypted PDFs (``index_corpus`` keeps their
             stored chunks when it prunes).
+        scanned: a list that receives ``"<file> page <n>"`` for each page without a text layer of a
+            folder's PDFs that have text on other pages (scanned pages: not indexed).
         empty_folder: a folder holding no file to read yields nothing instead of raising (a
             ``--prune`` run then removes the chunks of its files, all deleted).
 
@@ -464,8 +469,9 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
                 except OSError as exc:
                     skip(unreadable, rel, f"cannot read: {exc.strerror or exc}")
                     continue
+                scans: list[int] = []
                 try:
-                    pages = pdf_pages(f)
+                    pages = pdf_pages(f, scanned=scans)
                 except DataError as exc:  # damaged or encrypted: skipped and named, as a file not UTF-8 is
                     # each with its own reason, the folder-relative path as the other warnings name files (the
                     # first file's "encrypted" read as every skipped PDF's reason: user tryout); one warning per
@@ -475,8 +481,10 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
                     continue
                 if not any(pages):
                     no_text_layer.append(rel)
-                elif not all(pages):  # a scanned page among text pages was left out in silence (user tryout)
-                    blank = [str(n) for n, page in enumerate(pages, 1) if not page]
+                elif scans:  # a scanned page among text pages was left out in silence (user tryout)
+                    blank = [str(n) for n in scans]
+                    if scanned is not None:
+                        scanned.extend(f"{rel} page {n}" for n in scans)
                     scanned_pages.append(f"{rel} (page{'s' if len(blank) > 1 else ''} {', '.join(blank[:10])}"
                                          f"{', ...' if len(blank) > 10 else ''} of {len(pages)})")
                 # pages joined by a form feed: index_corpus gives each chunk its pages
@@ -1092,6 +1100,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     read_keys: set[str] = set()  # every document key of this run (for prune)
     elsewhere: dict[str, set[str]] = {}  # another folder -> this run's document keys stored under it too
     not_read: list[str] = []  # a folder's files skipped (not UTF-8, unreadable): still in the source, not pruned
+    scanned: list[str] = []  # pages without a text layer of PDFs that have text elsewhere
     keys: dict[str, int] = {}  # --id-field values seen this run -> their document's number
     pending_texts: list[str] = []
     pending_meta: list[dict[str, Any]] = []
@@ -1171,7 +1180,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     try:
         for key, text, meta in iter_documents(source, text_field=text_field, id_field=id_field,
                                               metadata_fields=metadata_fields, folder_name=folder_name,
-                                              skipped=not_read, empty_folder=prune):
+                                              skipped=not_read, empty_folder=prune, scanned=scanned):
             documents += 1
             title = meta.get(title_field) if title_field is not None else None
             if title is not None and not isinstance(title, bool) and not is_blank(str(title)):  # a number: its text
@@ -1282,7 +1291,8 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                            "later move keeps one source", source, len(keys_there), documents, other, other)
     stored = len(store)
     report = IndexReport(documents, chunks, added, chunks - duplicates - added - updated, stored,
-                         time.perf_counter() - t0, duplicates, removed, updated, pruned, reused, len(not_read), empty)
+                         time.perf_counter() - t0, duplicates, removed, updated, pruned, reused, len(not_read), empty,
+                         len(scanned))
     logger.info("%s", report)
     return report
 
@@ -1480,8 +1490,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
                         f"{PROGRESS_LOG_SECONDS:.0f} s)")
     p.add_argument("--strict", action="store_true",
                    help="exit with code 1 when a file of a folder was not read (not UTF-8, unreadable, a damaged or "
-                        "encrypted PDF) or a document gave no text (a scanned PDF, an empty file or record), after indexing all the "
-                        "others (default: warn, exit 0)")
+                        "encrypted PDF) or a document or a PDF page gave no text (a scanned PDF or page, an empty "
+                        "file or record), after indexing all the others (default: warn, exit 0)")
     p.set_defaults(func=run_index)
 
 
@@ -1644,13 +1654,16 @@ def _run_index(args: argparse.Namespace) -> int:
                      f", {_count(report.removed, 'stale chunk')} of re-indexed documents removed"
                      if report.removed else "",
                      f", {_count(report.not_read, 'file')} not read" if report.not_read else "",
-                     f", {_count(report.empty, 'empty document')} not indexed" if report.empty else ""])
+                     f", {_count(report.empty, 'empty document')} not indexed" if report.empty else "",
+                     f", {_count(report.scanned_pages, 'PDF page')} without text not indexed"
+                     if report.scanned_pages else ""])
     print(f"{_count(report.documents, 'document')} -> {_count(report.chunks, 'chunk')}: {report.added} added, "
           f"{report.skipped} already "
           f"stored (not re-encoded){extra}; collection {args.collection!r} holds {report.stored} records "
           f"({report.seconds:.0f} s)")
-    if args.strict and (report.not_read or report.empty):  # a pipeline's check that every file was indexed
-        raise DataError(f"--strict: {_count(report.not_read, 'file')} not read and {_count(report.empty, 'document')} "
-                        "without text (named in the warnings above); the others are indexed: fix those files and "
-                        "index again (what is stored is reused)")
+    if args.strict and (report.not_read or report.empty or report.scanned_pages):  # every file indexed, whole?
+        raise DataError(f"--strict: {_count(report.not_read, 'file')} not read, {_count(report.empty, 'document')} "
+                        f"without text and {_count(report.scanned_pages, 'PDF page')} without text (named in the "
+                        "warnings above); the others are indexed: fix those files and index again (what is stored "
+                        "is reused)")
     return 0

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 import os
 import re
 import unicodedata
@@ -59,14 +60,15 @@ _HYPHENATED = re.compile(r"(?=\b(\w+-\w+)\b)")
 #: not hyphenated. Short elements that are also common first syllables (``pré-sente``, ``pro-duit``,
 #: ``sur-veillance``, ``mi-nute``) are left out: rejoined. Of these, the :data:`JOINED_HEADS` are
 #: written joined to the next element in medical French (``antibiotique``, ``hypoglycémie``,
-#: ``intraveineuse``): a word cut after one of them is rejoined unless the two vowels would meet
-#: (:func:`_vowels_meet`).
+#: ``intraveineuse``): a word cut after one of them is rejoined unless the vowels joined would read as one sound
+#: or a doubled letter (:func:`_vowels_meet`).
 COMPOUND_HEADS = frozenset("""anti auto avant bien contre demi entre extra grand hyper hypo infra inter
     intra micro mini multi non post pseudo quasi semi sous super supra trans ultra vice""".split())
 #: The :data:`COMPOUND_HEADS` that the 1990 spelling rules, and the medical vocabulary, join to the next
 #: element (``anticoagulant``, ``hyperkaliémie``, ``intramusculaire``, ``multirésistant``,
-#: ``transaminases``) except where two vowels would meet (``anti-inflammatoire``, ``auto-immune``,
-#: ``intra-utérin``): a word cut after one was kept hyphenated, so ``hypo-glycémie`` matched no query
+#: ``transaminases``) except where the vowels joined would read as one sound or double
+#: (``anti-inflammatoire``, ``auto-immune``, ``intra-utérin``): a word cut after one was kept
+#: hyphenated, so ``hypo-glycémie`` matched no query
 #: for ``hypoglycémie`` (user tryout). The others keep their hyphen (``contre-indication``,
 #: ``sous-cutanée``, ``non-réponse``, ``post-opératoire``).
 JOINED_HEADS = frozenset("anti auto extra hyper hypo infra inter intra micro mini multi super supra trans ultra".split())
@@ -186,18 +188,22 @@ def _reflow(text: str, vocabulary: set[str], hyphenated: str) -> str:
 PAGE_BREAK = "\f"
 #: The lines at each end of a page where a running header or footer is looked for.
 RUNNING_ZONE = 3
-#: A line printed in the :data:`RUNNING_ZONE` of at least this share of the pages with text (and of 2
-#: pages or more) is a running header or footer.
+#: A line printed at the same place among the :data:`RUNNING_ZONE` first or last lines of at least
+#: this share of the pages with text, and of 3 pages or more (2 for a line holding a page number:
+#: ``page 1/2``, ``- 1 -``), is a running header or footer.
 RUNNING_SHARE = 0.5
-_DIGITS = re.compile(r"\d+")
+#: A page number as headers and footers print it: ``page 2``, ``p. 2/5``, ``Page 2 sur 5``, or a
+#: line of its own (``2``, ``- 2 -``, ``2/5``); compared as ``#`` (doses and lab values are not).
+_PAGE_NUMBER = re.compile(r"(?i)\b(?:page|p\.|pg\.?)\s*\d+(?:\s*(?:/|sur|of|de)\s*\d+)?"
+                          r"|^\W*\d+(?:\s*(?:/|sur)\s*\d+)?\W*$")
 #: A page's last word cut at the page's end, and the next page's first word, in lowercase.
 _PAGE_END_CUT = re.compile(r"(\w+)-[ \t]*$")
 _PAGE_START_WORD = re.compile(r"^[ \t]*([^\W\d_A-Z]\w*)")
 
 
 #: What a file named .pdf that is not a PDF often is, by its first bytes.
-_NOT_PDF = ((b"<!doctype html", "a web page (HTML)"), (b"<html", "a web page (HTML)"), (b"pk\x03\x04", "a ZIP file (a Word .docx?)"),
-            (b"\xd0\xcf\x11\xe0", "an old Office file (a Word .doc?)"), (b"{\\rtf", "an RTF file"))
+_NOT_PDF = ((b"<!doctype html", "a web page (HTML)"), (b"<html", "a web page (HTML)"),
+            (b"pk\x03\x04", "a ZIP file (a Word .docx?)"), (b"\xd0\xcf\x11\xe0", "an old Office file (a Word .doc?)"), (b"{\\rtf", "an RTF file"))
 
 
 def _check_pdf_header(path: Path) -> None:
@@ -213,7 +219,7 @@ def _check_pdf_header(path: Path) -> None:
         return
     start = head.lstrip().lower()
     kind = next((name for magic, name in _NOT_PDF if start.startswith(magic)), None)
-    raise DataError(f"{path}: not a PDF: " + (f"{kind}" if kind else "no %PDF- header") + f" (it starts with {head[:16]!r})"
+    raise DataError(f"{path}: not a PDF: " + (kind or "no %PDF- header") + f" (it starts with {head[:16]!r})"
                     if head else f"{path}: not a PDF: the file is empty")
 
 
@@ -246,54 +252,61 @@ def _with_form_values(text: str, page: Any) -> str:
 
 
 def _running_key(line: str) -> str:
-    """A line as a running header or footer is compared: numbers as ``#`` (``page 2/5``), spaces
-    collapsed, lowercase."""
-    return _DIGITS.sub("#", " ".join(line.split())).lower()
+    """A line as a running header or footer is compared: page numbers as ``#`` (``page 2/5`` is
+    ``page 3/5``; other numbers, doses and lab values, are compared as written), spaces collapsed,
+    lowercase."""
+    return _PAGE_NUMBER.sub("#", " ".join(line.split())).lower()
 
 
 def strip_running_lines(pages: list[str]) -> list[str]:
-    """``pages`` (the raw text of each page) without the lines that most pages print at their top or
-    bottom (:data:`RUNNING_ZONE` lines, :data:`RUNNING_SHARE` of the pages with text, numbers read as
-    ``#``: ``page 2/5`` is ``page 3/5``). A header (above a page's text) is kept on the first page that
-    prints it: the protocol's name and version stay once, with the document's first chunk; a footer
-    is dropped from every page (on page 1 it would cut the sentence going on to page 2).
+    """``pages`` (the raw text of each page) without their running headers and footers: a line printed
+    at the same place among the first or last :data:`RUNNING_ZONE` lines of :data:`RUNNING_SHARE` of
+    the pages with text, and of 3 pages or more (2 for a line holding a page number),
+    page numbers compared as ``#`` (``page 2/5`` is ``page 3/5``; a dose or a lab value in a table is
+    compared as written). A header (a line nearer the top of the pages than their bottom) is kept
+    at the top of the first page with text, if it is there: the protocol's name and version stay
+    once, before the document's text; a footer is dropped from every page (on page 1 it would cut
+    the sentence going on to page 2), and so is a header first printed on a later page (it would
+    land inside the sentence going on over that page's break).
 
-    >>> pages = ["CHU – PHA-012 – page 1/2\\nAmoxicilline 1 g x 3/j.", "CHU – PHA-012 – page 2/2\\nsuite."]
+    >>> pages = [f"CHU – PHA-012 – page {n}/3\\nTexte {n}.\\nNe pas diffuser" for n in (1, 2, 3)]
     >>> strip_running_lines(pages)
-    ['CHU – PHA-012 – page 1/2\\nAmoxicilline 1 g x 3/j.', 'suite.']
+    ['CHU – PHA-012 – page 1/3\\nTexte 1.', 'Texte 2.', 'Texte 3.']
     """
     lines = [p.replace("\r\n", "\n").replace("\r", "\n").split("\n") for p in pages]
-
-    def zones(page: list[str]) -> list[int]:
-        """The indices of a page's first and last RUNNING_ZONE non-blank lines."""
-        filled = [i for i, line in enumerate(page) if line.strip()]
-        return sorted(set(filled[:RUNNING_ZONE] + filled[-RUNNING_ZONE:]))
-
-    with_text = [page for page in lines if any(line.strip() for line in page)]
+    filled = [[i for i, line in enumerate(page) if line.strip()] for page in lines]
+    with_text = [n for n, f in enumerate(filled) if f]
     if len(with_text) < 2:
         return pages
-    counts: dict[str, int] = {}
-    for page in with_text:
-        for key in {_running_key(page[i]) for i in zones(page)}:
-            counts[key] = counts.get(key, 0) + 1
-    need = max(2, RUNNING_SHARE * len(with_text))
-    running = {key for key, n in counts.items() if n >= need}
+    # (side, place, key) -> pages printing that line there; place 0 is the first (top) or last (bottom) line
+    counts: dict[tuple[str, int, str], int] = {}
+    for n in with_text:
+        for side, places in (("top", filled[n][:RUNNING_ZONE]), ("bottom", filled[n][::-1][:RUNNING_ZONE])):
+            for place, i in enumerate(places):
+                key = ("bottom" if side == "bottom" else "top", place, _running_key(lines[n][i]))
+                counts[key] = counts.get(key, 0) + 1
+    share = math.ceil(RUNNING_SHARE * len(with_text))
+    # a line holding a page number is a header or a footer from 2 pages on (page 1 often has its own layout);
+    # any other line needs 3 pages, so a 2-page table's rows or repeated section headings are text
+    running = {key for key, count in counts.items() if count >= max(2 if "#" in key[2] else 3, share)}
     if not running:
         return pages
-    kept: set[str] = set()
+    # a line running at both ends (short pages) is the side where it sits nearer: a header or a footer
+    places = {}
+    for side, place, key in running:
+        places.setdefault(key, {})[side] = min(place, places.get(key, {}).get(side, place))
+    footer = {key for key, at in places.items() if at.get("bottom", RUNNING_ZONE) < at.get("top", RUNNING_ZONE)}
     out = []
-    for page, raw in zip(lines, pages):
-        drop = set()
-        for i in zones(page):
-            key = _running_key(page[i])
-            if key in running:
-                # above the page's text (every line before it blank or running): a header, kept the first
-                # time; a footer (kept on page 1, it cut the sentence going on to page 2) never
-                top = all(not page[j].strip() or _running_key(page[j]) in running for j in range(i))
-                if top and key not in kept:
-                    kept.add(key)
-                else:
-                    drop.add(i)
+    first = with_text[0]
+    for n, (page, raw) in enumerate(zip(lines, pages)):
+        drop = {i for side, order in (("top", filled[n][:RUNNING_ZONE]), ("bottom", filled[n][::-1][:RUNNING_ZONE]))
+                for place, i in enumerate(order) if (side, place, _running_key(page[i])) in running}
+        if n == first:  # the headers above the first page's text stay there, once
+            for place, i in enumerate(filled[n][:RUNNING_ZONE]):
+                key = _running_key(page[i])
+                if ("top", place, key) not in running or key in footer:
+                    break
+                drop.discard(i)
         out.append("\n".join(line for i, line in enumerate(page) if i not in drop) if drop else raw)
     return out
 
@@ -316,10 +329,11 @@ def _rejoin_across_pages(pages: list[str]) -> list[str]:
     return pages
 
 
-def pdf_pages(path: str | os.PathLike[str]) -> list[str]:
+def pdf_pages(path: str | os.PathLike[str], scanned: list[int] | None = None) -> list[str]:
     """The reflowed text of each page of the PDF at ``path`` (``""`` for a page without a text
-    layer), running headers and footers kept on their first page only (:func:`strip_running_lines`),
-    words cut at a page's end rejoined.
+    layer), running headers and footers dropped (:func:`strip_running_lines`), words cut at a page's
+    end rejoined. ``scanned``: a list that receives the numbers (1-based) of the pages without a text
+    layer (a page left empty by the headers dropped, e.g. a figure's page, is not one).
 
     Raises:
         DataError: pypdf is not installed (naming the install command), or the file cannot be read
@@ -349,6 +363,8 @@ def pdf_pages(path: str | os.PathLike[str]) -> list[str]:
         raise DataError(f"{path}: cannot read it as a PDF ({type(exc).__name__}: {exc})") from None
     finally:
         pypdf_log.setLevel(level)
+    if scanned is not None:
+        scanned.extend(n for n, page in enumerate(pages, 1) if not page.strip())
     pages = [p.replace("\r\n", "\n").replace("\r", "\n") for p in _rejoin_across_pages(strip_running_lines(pages))]
     lexicon = _lexicon("\n".join(pages))  # a cut word's other forms are read on every page
     return [_reflow(p, *lexicon) if p.strip() else "" for p in pages]

@@ -391,7 +391,7 @@ def test_cli_strict_fails_a_run_that_left_files_out_after_indexing_the_others(ti
     assert main([*argv, "--strict"]) == 1
     captured = capsys.readouterr()
     assert "0 added, 4 already stored" in captured.out  # a.txt stays indexed
-    assert "--strict: 1 file not read and 1 document without text" in captured.err
+    assert "--strict: 1 file not read, 1 document without text and 0 PDF pages without text" in captured.err
     (folder / "latin1.txt").write_text("Fièvre élevée.")
     (folder / "vide.txt").unlink()
     assert main([*argv, "--strict"]) == 0

@@ -228,7 +228,7 @@ def test_pdf_chunks_name_their_pages_and_unread_pdfs_their_cause(tmp_path, caplo
     store = MatryoshkaChroma("protocoles", FakeMatryoshkaEmbeddings(), client=chromadb.EphemeralClient())
     with caplog.at_level(logging.WARNING):
         report = index_corpus(folder, store, chunk_words=12, overlap=0, show_progress=False)
-    assert report.not_read == 3
+    assert report.not_read == 3 and report.scanned_pages == 1
     got = store.get(where={"source": "pha012.pdf"})
     pages = {m["chunk"]: (m["page"], m["page_end"], text) for text, m in zip(got["documents"], got["metadatas"])}
     assert [pages[c][:2] for c in sorted(pages)] == [(1, 1), (1, 2), (2, 3), (3, 3)]
@@ -282,3 +282,43 @@ def test_the_values_filled_into_a_forms_text_fields_are_read(tmp_path) -> None:
     assert pdf_pages(tmp_path / "form.pdf") == ["Demande de dérogation.\nMolécule demandée :\n\n"
                                                 "- molecule : linézolide 600 mg x 2/j\n- justif : SARM résistant",
                                                 "Suite."]
+
+
+def test_table_rows_headings_and_lab_values_repeated_on_two_pages_are_text_not_headers(tmp_path) -> None:
+    """Numbers were compared as '#' and two pages were enough: a dose table's row, section headings
+    and a whole page of lab values were dropped as running lines (review)."""
+    cases = {
+        "doses": [["Posologie pédiatrique du paracétamol.", "La dose dépend du poids :",
+                   "Enfant de 10 kg : 150 mg toutes les 6 h"],
+                  ["Enfant de 20 kg : 300 mg toutes les 6 h", "Ne pas dépasser 4 prises par jour."]],
+        "headings": [["Amoxicilline", "Posologie :", "1 g trois fois par jour.", "Contre-indications :", "allergie."],
+                     ["Vancomycine", "Posologie :", "15 mg/kg toutes les 12 h.", "Contre-indications :", "aucune."],
+                     ["Notes générales.", "Une ligne.", "Une autre.", "Encore une.", "Fin."]],
+        "labs": [["Bilan du 3 mars.", "Créatinine", "Potassium 6,2"], ["Bilan du 4 mars.", "Créatinine", "Potassium 3,9"]],
+    }
+    for name, pages in cases.items():
+        (tmp_path / f"{name}.pdf").write_bytes(make_pdf(pages))
+        read = pdf_pages(tmp_path / f"{name}.pdf")
+        for page, lines in zip(read, pages):
+            assert all(line in page for line in lines if not line.endswith("-")), (name, read)
+
+
+def test_a_header_first_printed_on_page_two_and_a_page_of_headers_alone(tmp_path) -> None:
+    """A header missing from page 1 (its own layout) was kept on page 2, inside the sentence going on
+    over the break ("est de CHU de Nantes ... page 2/3 30 mg/kg"); a page holding only the header and
+    the footer kept the footer, or was warned about as scanned (review)."""
+    head = "CHU de Nantes - Protocole PHA-012 - page {}/3"
+    (tmp_path / "p2.pdf").write_bytes(make_pdf([["PROTOCOLE PHA-012", "La dose de charge est de"],
+                                                [head.format(2), "30 mg/kg en une injection."],
+                                                [head.format(3), "Cible résiduelle 15 à 20 mg/L."]]))
+    assert pdf_text(tmp_path / "p2.pdf") == ("PROTOCOLE PHA-012\nLa dose de charge est de\f30 mg/kg en une injection."
+                                             "\fCible résiduelle 15 à 20 mg/L.")
+    (tmp_path / "figure.pdf").write_bytes(make_pdf([[head.format(1), "Texte un.", "Ne pas diffuser"],
+                                                    [head.format(2), "Ne pas diffuser"],
+                                                    [head.format(3), "Texte trois.", "Ne pas diffuser"]]))
+    scanned: list[int] = []
+    assert pdf_pages(tmp_path / "figure.pdf", scanned=scanned) == [head.format(1) + "\nTexte un.", "", "Texte trois."]
+    assert scanned == []  # emptied by the headers dropped, not a page without a text layer
+    assert strip_running_lines(["Texte un.\n- 1 -", "- 2 -", "Texte trois.\n- 3 -"]) == ["Texte un.", "", "Texte trois."]
+    (tmp_path / "scan.pdf").write_bytes(make_pdf([["Un."], [], ["Trois."]]))
+    assert pdf_pages(tmp_path / "scan.pdf", scanned=scanned) == ["Un.", "", "Trois."] and scanned == [2]
