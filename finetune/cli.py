@@ -114,10 +114,10 @@ def _truncation_lines(cfg: FinetuneConfig, pairs) -> str:
     local model is loaded for its tokenizer (seconds), a hub model is left to the run (no download)."""
     from finetune.truncation import count_truncated, describe, training_caps
     from medrag.bundled import BUNDLED_SPEC
-    from medrag.models import check_model_spec, load_model
+    from medrag.models import load_model
 
     spec = cfg.model or BUNDLED_SPEC
-    if check_model_spec(spec) == "hub":
+    if _needs_download(spec):
         return "  token lengths: counted when the run loads the model (--check downloads nothing)"
     model = load_model(spec, device="cpu")
     count = count_truncated(model, pairs, *training_caps(cfg, model.max_seq_length))
@@ -126,6 +126,24 @@ def _truncation_lines(cfg: FinetuneConfig, pairs) -> str:
         return (f"  token lengths: every question and passage of {count.pairs} pairs fits the caps "
                 f"({count.query_cap} / {count.passage_cap} tokens)")
     return "\n".join(f"  token lengths: {line}" for line in lines)
+
+
+def _needs_download(spec: str) -> bool:
+    """Whether loading ``spec`` may download: a hub id, or an adapter folder over a hub model (review)."""
+    import json
+    from pathlib import Path
+
+    from medrag.adapters import ADAPTER_CONFIG
+    from medrag.models import check_model_spec
+
+    kind = check_model_spec(spec)
+    if kind == "adapter":
+        try:
+            base = json.loads((Path(spec).expanduser() / ADAPTER_CONFIG).read_text(encoding="utf-8"))["base_model"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return True  # the run says what is wrong with it
+        return not isinstance(base, str) or _needs_download(base)
+    return kind == "hub"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -81,7 +81,7 @@ def run_search(args: argparse.Namespace) -> int:
             found = store.search_with_stages(query, k=args.k, filter=where, hybrid=True, **options)
             hits = [(hit.document, hit.fused_score) for hit in found.hits]
             label, kind = "fused score", "fused"
-            if found.read_as:  # a silent cortisol -> cortisone misled a reader of the hits
+            if found.read_as and found.lexical_weight:  # a silent cortisol -> cortisone misled a reader of the hits
                 print("note: no passage holds " + ", ".join(repr(w) for w, _ in found.read_as) + "; BM25 read "
                       + ", ".join(f"{w!r} as the indexed term {t!r}" for w, t in found.read_as)
                       + " (one edit away; the dense side searched the query as typed)"

@@ -377,7 +377,7 @@ class BM25Index:
                     if corrected < TYPO_MAX_TERMS and not held(t) and _typo_candidate(t):
                         corrected += 1
                         typed, t = t, _held_spelling(t, held)
-                        if read_as is not None and t != typed:
+                        if read_as is not None and t != typed and (token, t) not in read_as:
                             read_as.append((token, t))
                     read.append(t)
                 terms = tuple(read)

@@ -95,9 +95,10 @@ def hybrid_candidates(store: "MatryoshkaChroma", query: str, vector: np.ndarray,
     index = store.lexical.index()
     filtered = bool(filter) or bool(where_document)
     query_scores = index.query_scores(query)  # BM25 against every document, once
-    if query_scores.read_as:  # cortisol read as cortisone's stem: a correct word the store lacks too
-        logger.info("BM25 read %s: no document holds %s", ", ".join(f"{w!r} as {t!r}" for w, t in query_scores.read_as),
-                    "that word" if len(query_scores.read_as) == 1 else "those words")
+    if query_scores.read_as:  # cortisol read as cortisone's stem: a correct word the store lacks too (at DEBUG:
+        # a query's words, a patient's name among them, are not written to a service's logs by default)
+        logger.debug("BM25 read %s: no document holds %s", ", ".join(f"{w!r} as {t!r}" for w, t in query_scores.read_as),
+                     "that word" if len(query_scores.read_as) == 1 else "those words")
     fetch = n_lex * FILTER_OVERFETCH if filtered else n_lex
     lex_ids, _ = index.top(query_scores, fetch)
     if filtered and lex_ids:

@@ -41,6 +41,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import weakref
@@ -87,11 +88,10 @@ class LexicalSidecar:
         self._index: BM25Index | None = None
         self._gap: tuple[int, float] | None = None  # (generation, first seen) of an uncommitted write
         self._dirty = False  # the in-memory index changed since it was saved
-        # one save (or removal) of the file at a time, and never an older index over a newer one: a save
-        # whose disk was slow replaced the file written by a delete that returned meanwhile, and the
-        # erased text's terms were back on disk (user tryout)
-        self._file_lock = threading.Lock()
-        self._saved: tuple[BM25Index, int] | None = None  # the index object and generation last written
+        # one save (or removal) of the file at a time in this process, whichever store object on the folder
+        # does it: a save whose disk was slow replaced the file written by a delete that returned meanwhile,
+        # and the erased text's terms were back on disk (user tryout; two store objects: review)
+        self._file_lock = _file_lock(self.path)
         # until then (time.monotonic()), a fresh-looking index is checked against the record count:
         # set by this store's in-place updates when another client may have written at the same instant
         self._verify_until = 0.0
@@ -240,7 +240,6 @@ class LexicalSidecar:
             with self._file_lock:  # after a save in flight, which would write the file again
                 self.path.unlink(missing_ok=True)
                 remove_stale_temporaries(self.path, older_than=0)  # a dropped collection's index: none being saved
-                self._saved = None
 
     def _follows(self, generation: int) -> bool:
         index = self._index
@@ -263,7 +262,6 @@ class LexicalSidecar:
             try:
                 with self._file_lock:  # after a save in flight, which would write the stale file again
                     self.path.unlink(missing_ok=True)
-                    self._saved = None
             except OSError as exc:
                 logger.warning("could not remove the stale lexical index %s (%s): it holds the terms of texts "
                                "written over or deleted until the next hybrid search rebuilds it", self.path, exc)
@@ -273,18 +271,25 @@ class LexicalSidecar:
         if self.path is None:
             return
         try:
-            with self._file_lock:
-                index = self._index  # read under the lock: the index a discard replaced is not written back
-                if index is None:
-                    return
-                generation = index.generation
-                if self._saved is not None and self._saved[0] is index and generation < self._saved[1]:
-                    return  # a newer state of this index is on disk (written while this call waited)
-                index.save(self.path)
-                self._saved = (index, generation)
+            with self._file_lock:  # the index is read under it: one a discard dropped is not written back
+                if self._index is not None:
+                    self._index.save(self.path)  # its state now, newer than when this call began waiting
         except OSError as exc:  # the index can always be rebuilt: a failed save costs time, not data
             logger.warning("could not save the lexical index to %s (%s); it will be rebuilt when needed",
                            self.path, exc)
+
+
+_FILE_LOCKS: dict[str, threading.Lock] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
+
+
+def _file_lock(path: Path | None) -> threading.Lock:
+    """The lock this process's sidecars hold to write or remove the index file at ``path`` (one per
+    file, as :func:`medrag._store_lock.folder_write_lock` is one per folder); ``None``: their own."""
+    if path is None:
+        return threading.Lock()
+    with _FILE_LOCKS_GUARD:
+        return _FILE_LOCKS.setdefault(os.path.realpath(path), threading.Lock())
 
 
 def _default_path(store: "MatryoshkaChroma") -> Path | None:

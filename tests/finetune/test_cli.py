@@ -78,6 +78,12 @@ def test_check_prints_the_summary_and_the_resolved_config(tmp_path, capsys, pair
     assert medrag_main(["finetune", "--config", str(cfg), "--data", str(pairs_file), "--check", "--model",
                         "intfloat/multilingual-e5-small"]) == 0  # a hub model: nothing downloaded to count
     assert "token lengths: counted when the run loads the model" in capsys.readouterr().out
+    adapter = tmp_path / "adapter"  # an adapter over a hub model would download its base too (review)
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model": "intfloat/multilingual-e5-small"}))
+    assert medrag_main(["finetune", "--config", str(cfg), "--data", str(pairs_file), "--check", "--model",
+                        str(adapter)]) == 0
+    assert "token lengths: counted when the run loads the model" in capsys.readouterr().out
     # passages of whole sections were trained on their first tokens, and nothing said so (user tryout)
     long = write_jsonl(tmp_path / "long.jsonl", [{"anchor": f"question {i} ?", "positive": f"Réponse {i}. "
                                                   + ("La ferritine basse traduit une carence. " * 30 if i % 2 else "")}

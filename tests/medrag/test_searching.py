@@ -55,6 +55,9 @@ def test_hybrid_search_says_when_bm25_read_a_word_as_another(indexed, capsys) ->
     assert capsys.readouterr().err == ""
     assert main(["search", "ferritinne basse", "--persist-dir", str(indexed), "--k", "1"]) == 0  # dense: no BM25
     assert capsys.readouterr().err == ""
+    assert main(["search", "ferritinne basse", "--persist-dir", str(indexed), "--k", "1", "--hybrid",
+                 "--lexical-weight", "0"]) == 0  # BM25 weighs nothing: nothing to say
+    assert capsys.readouterr().err == ""
 
 
 def test_search_errors_are_one_line_and_create_nothing(indexed, tmp_path, capsys, monkeypatch) -> None:

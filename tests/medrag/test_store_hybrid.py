@@ -784,3 +784,34 @@ def test_a_slow_save_never_writes_an_erased_text_back_over_the_delete(tmp_path, 
     assert not {"zorbulinek", "7734219881"} & _terms_on_disk(store)
     assert "paracetamol" in _terms_on_disk(store)  # the slow write's text is there
     store.close()
+
+
+def test_a_slow_save_by_another_store_object_on_the_folder_lands_before_the_delete(tmp_path, fake,
+                                                                                   monkeypatch) -> None:
+    """Two store objects of one process on one folder each had their own save lock: one's slow save
+    landed after the other's delete had returned, and the erased text's terms were on disk (review)."""
+    import threading
+    import time
+
+    import medrag.lexical.bm25 as bm25
+
+    path = str(tmp_path / "db")
+    first = MatryoshkaChroma("notes", fake, persist_directory=path)
+    _fill(first)
+    second = MatryoshkaChroma("notes", fake, persist_directory=path)
+    first.hybrid_search("ferritine", k=1), second.hybrid_search("ferritine", k=1)  # both indexes loaded
+    real = bm25.remove_stale_temporaries
+
+    def slow_disk(*args, **kwargs):  # BM25Index.save calls it after its snapshot, before it writes
+        if threading.current_thread().name == "slow":
+            time.sleep(1.0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bm25, "remove_stale_temporaries", slow_disk)
+    writer = threading.Thread(target=first.add_texts, args=([SECRET],), kwargs={"ids": ["p42"]}, name="slow")
+    writer.start()
+    time.sleep(0.3)
+    second.delete(["p42"])
+    writer.join()
+    assert not first.lexical.path.exists() or not {"zorbulinek", "7734219881"} & _terms_on_disk(first)
+    first.close(), second.close()

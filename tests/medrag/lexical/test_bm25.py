@@ -333,6 +333,7 @@ def test_the_words_read_as_another_term_are_named() -> None:
     idx.add(["a", "b"], ["La cortisone au long cours.", "Le paracétamol et la fièvre."])
     scores = idx.query_scores("cortisol et paracetamol")
     assert scores.read_as == (("cortisol", "cortison"),) and scores.values[0] > 0
+    assert idx.query_scores("cortisol cortisol").read_as == (("cortisol", "cortison"),)  # named once
     assert idx.query_scores("cortisone et fièvre").read_as == ()  # held terms are not named
     assert idx.query_scores("xyzzyq").read_as == ()  # no held term one edit away: nothing read
     assert BM25Index(AnalyzerOptions(typo_tolerance=False)).query_scores("cortisol").read_as == ()
