@@ -40,6 +40,7 @@ import math
 import os
 import re
 import unicodedata
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,12 @@ COMPOUND_HEADS = frozenset("""anti auto avant bien contre demi entre extra grand
 #: for ``hypoglycémie`` (user tryout). The others keep their hyphen (``contre-indication``,
 #: ``sous-cutanée``, ``non-réponse``, ``post-opératoire``).
 JOINED_HEADS = frozenset("anti auto extra hyper hypo infra inter intra micro mini multi super supra trans ultra".split())
+#: Words that make a hyphenated compound with the word before or after them (``au-delà``,
+#: ``ci-dessous``, ``c'est-à-dire``, ``peut-être``, ``vis-à-vis``, ``celui-ci``): a line's end after
+#: their hyphen keeps it.
+_FUNCTION_HEADS = frozenset("au ci là peut vis celui celle ceux celles est".split())
+_FUNCTION_TAILS = frozenset("delà dessous dessus dedans dehors devant derrière là ci être dire même mêmes à "
+                            "il elle ils elles on t vis bas haut".split())
 #: Vowels that, written side by side, read as one sound (``ai``, ``au``, ``ei``, ``eu``, ``oi``,
 #: ``ou``, ``ui``) or a doubled letter: where French keeps a compound's hyphen.
 _DIGRAPHS = frozenset("ai au ei eu oi ou ui aa ee ii oo uu".split())
@@ -119,27 +126,32 @@ def reflow(text: str, document: str | None = None) -> str:
     return _reflow(text, *_lexicon(text if document is None else document))
 
 
-def _lexicon(document: str) -> tuple[set[str], str]:
-    """What :func:`reflow` reads of a document to rejoin cut words: its words, lowercased, and the
+def _lexicon(document: str) -> tuple[Counter[str], str]:
+    """What :func:`reflow` reads of a document to rejoin cut words: its words, lowercased, counted, and the
     hyphenated words it writes on one line, one per line (read once: the whole text lowered and
     searched again for each cut word made a long .txt file quadratic, 300 KB wrapped at 70
     characters, 5.5 s; a cut form written inside one of them counts, ``abdomino-pelvien`` in
     ``abdomino-pelvienne``)."""
-    return ({w.lower() for w in _WORDS.findall(document)},
+    return (Counter(w.lower() for w in _WORDS.findall(document)),
             "\n".join(sorted({w.lower() for w in _HYPHENATED.findall(document)})))
 
 
-def _reflow(text: str, vocabulary: set[str], hyphenated: str) -> str:
+def _reflow(text: str, vocabulary: Counter[str], hyphenated: str) -> str:
     """:func:`reflow` of ``text`` (``\\n`` line ends) with its document's :func:`_lexicon`."""
     written: dict[str, bool] = {}
 
     def join(match: re.Match[str]) -> str:
         head, tail = match.group(1), match.group(2)
         whole, form = head + tail, f"{head}-{tail}".lower()
-        lower = head.lower()
-        joined_head = lower in JOINED_HEADS and not _vowels_meet(head, tail)
-        compound = (lower in COMPOUND_HEADS and not joined_head) or any(c.isdigit() for c in head + tail) \
-            or tail[:1].isupper()
+        lower, after = head.lower(), tail.lower()
+        if lower in JOINED_HEADS:
+            compound = _vowels_meet(head, tail)
+        elif lower in COMPOUND_HEADS or lower in _FUNCTION_HEADS or after in _FUNCTION_TAILS:
+            compound = True  # sous-cutanée, au-delà, ci-dessous, c'est-à-dire, peut-être
+        else:  # two words the document writes on their own elsewhere (the cut itself counts once each):
+            # temps-dépendant, amoxicilline-acide; a syllable cut (mar-tiale) is not two words
+            compound = vocabulary[lower] > 1 and vocabulary[after] > 1
+        compound = compound or any(c.isdigit() for c in head + tail) or tail[:1].isupper()
         if form not in written:
             written[form] = form in hyphenated
         keep = written[form] or (compound and whole.lower() not in vocabulary)
@@ -193,12 +205,16 @@ RUNNING_ZONE = 3
 #: ``page 1/2``, ``- 1 -``), is a running header or footer.
 RUNNING_SHARE = 0.5
 #: A page number as headers and footers print it: ``page 2``, ``p. 2/5``, ``Page 2 sur 5``, or a
-#: line of its own (``2``, ``- 2 -``, ``2/5``); compared as ``#`` (doses and lab values are not).
-_PAGE_NUMBER = re.compile(r"(?i)\b(?:page|p\.|pg\.?)\s*\d+(?:\s*(?:/|sur|of|de)\s*\d+)?"
-                          r"|^\W*\d+(?:\s*(?:/|sur)\s*\d+)?\W*$")
-#: A page's last word cut at the page's end, and the next page's first word, in lowercase.
+#: line of its own (``2``, ``- 2 -``, ``2/5``) whose number is the page's; compared as ``#`` (doses
+#: and lab values are not).
+_PAGE_NUMBER = re.compile(r"(?i)\b(?:page|p\.|pg\.?)\s*\d+(?:\s*(?:/|sur|of|de)\s*\d+)?")
+#: In a 2-page PDF, a line at the same place among the last lines of both pages is a footer when it
+#: holds this many characters (``Ne pas diffuser hors CHU``), not when it is a table's cell (``Créatinine``).
+FOOTER_MIN_CHARS = 20
+_LONE_NUMBER = re.compile(r"\W*(\d+)(?:\s*(?:/|sur)\s*\d+)?\W*")
+#: A page's last word cut at the page's end, and the next page's first word (``anti-`` / ``TNF`` too).
 _PAGE_END_CUT = re.compile(r"(\w+)-[ \t]*$")
-_PAGE_START_WORD = re.compile(r"^[ \t]*([^\W\d_A-Z]\w*)")
+_PAGE_START_WORD = re.compile(r"^[ \t]*([^\W\d_]\w*)")
 
 
 #: What a file named .pdf that is not a PDF often is, by its first bytes.
@@ -251,63 +267,99 @@ def _with_form_values(text: str, page: Any) -> str:
     return "\n".join([text, *dict.fromkeys(lines)]) if lines else text
 
 
-def _running_key(line: str) -> str:
+def _running_key(line: str, page: int) -> str:
     """A line as a running header or footer is compared: page numbers as ``#`` (``page 2/5`` is
-    ``page 3/5``; other numbers, doses and lab values, are compared as written), spaces collapsed,
-    lowercase."""
-    return _PAGE_NUMBER.sub("#", " ".join(line.split())).lower()
+    ``page 3/5``; a number alone on its line only when it is the page's, ``2`` on page 2 or 3: a dose
+    alone on its line is text), spaces collapsed, lowercase."""
+    text = " ".join(line.split())
+    alone = _LONE_NUMBER.fullmatch(text)
+    if alone is not None:
+        return "#" if 0 <= page - int(alone.group(1)) <= 2 else text.lower()
+    return _PAGE_NUMBER.sub("#", text).lower()
 
 
 def strip_running_lines(pages: list[str]) -> list[str]:
-    """``pages`` (the raw text of each page) without their running headers and footers: a line printed
-    at the same place among the first or last :data:`RUNNING_ZONE` lines of :data:`RUNNING_SHARE` of
-    the pages with text, and of 3 pages or more (2 for a line holding a page number),
-    page numbers compared as ``#`` (``page 2/5`` is ``page 3/5``; a dose or a lab value in a table is
-    compared as written). A header (a line nearer the top of the pages than their bottom) is kept
-    at the top of the first page with text, if it is there: the protocol's name and version stay
-    once, before the document's text; a footer is dropped from every page (on page 1 it would cut
-    the sentence going on to page 2), and so is a header first printed on a later page (it would
-    land inside the sentence going on over that page's break).
+    """``pages`` (the raw text of each page) with their running headers and footers taken out of the
+    text's flow: a line printed at the same place among the first or last :data:`RUNNING_ZONE` lines
+    of :data:`RUNNING_SHARE` of the pages with text, and of 3 pages or more (2 for a line holding a
+    page number, and for a line of :data:`FOOTER_MIN_CHARS` at the bottom of both pages of a 2-page
+    PDF), page numbers compared as
+    ``#`` (``page 2/5`` is ``page 3/5``; doses and lab values are compared as written).
 
-    >>> pages = [f"CHU – PHA-012 – page {n}/3\\nTexte {n}.\\nNe pas diffuser" for n in (1, 2, 3)]
+    Nothing printed is lost but the copies: a line holding a page number is kept once, at the top of
+    page 1 if it is there (the protocol's name and version stay with the document's first chunk), and
+    dropped elsewhere; another header (a line nearer the top of the pages than their bottom: an
+    annex's title, a table's column headings) is kept where it is first printed; another footer (a
+    warning not to share the document, a dose reminder) is moved, once, to the end of the last page
+    with text (where it was, it cut the sentence going on to the next page).
+
+    >>> pages = [f"CHU – PHA-012 – page {n}/3\\nTexte {n}\\nNe pas diffuser" for n in (1, 2, 3)]
     >>> strip_running_lines(pages)
-    ['CHU – PHA-012 – page 1/3\\nTexte 1.', 'Texte 2.', 'Texte 3.']
+    ['CHU – PHA-012 – page 1/3\\nTexte 1', 'Texte 2', 'Texte 3\\nNe pas diffuser']
     """
     lines = [p.replace("\r\n", "\n").replace("\r", "\n").split("\n") for p in pages]
     filled = [[i for i, line in enumerate(page) if line.strip()] for page in lines]
     with_text = [n for n, f in enumerate(filled) if f]
     if len(with_text) < 2:
         return pages
-    # (side, place, key) -> pages printing that line there; place 0 is the first (top) or last (bottom) line
-    counts: dict[tuple[str, int, str], int] = {}
+
+    def zone(n: int) -> list[tuple[str, int, int]]:
+        """``(side, place, line index)`` of page ``n``'s first and last RUNNING_ZONE lines."""
+        return [(side, place, i) for side, order in (("top", filled[n][:RUNNING_ZONE]),
+                                                     ("bottom", filled[n][::-1][:RUNNING_ZONE]))
+                for place, i in enumerate(order)]
+
+    keys = {(n, i): _running_key(lines[n][i], n + 1) for n in with_text for _, _, i in zone(n)}
+    counts: dict[tuple[str, int, str], int] = {}  # (side, place, key) -> pages printing that line there
     for n in with_text:
-        for side, places in (("top", filled[n][:RUNNING_ZONE]), ("bottom", filled[n][::-1][:RUNNING_ZONE])):
-            for place, i in enumerate(places):
-                key = ("bottom" if side == "bottom" else "top", place, _running_key(lines[n][i]))
-                counts[key] = counts.get(key, 0) + 1
+        for side, place, i in zone(n):
+            counts[side, place, keys[n, i]] = counts.get((side, place, keys[n, i]), 0) + 1
     share = math.ceil(RUNNING_SHARE * len(with_text))
-    # a line holding a page number is a header or a footer from 2 pages on (page 1 often has its own layout);
-    # any other line needs 3 pages, so a 2-page table's rows or repeated section headings are text
-    running = {key for key, count in counts.items() if count >= max(2 if "#" in key[2] else 3, share)}
+    two_pages = len(with_text) == 2
+
+    def needed(side: str, key: str) -> int:
+        # a line holding a page number is a header or a footer from 2 pages on (page 1 often has its own
+        # layout); another needs 3 pages (a 2-page table's rows and section headings are text), but the
+        # same last lines of both pages of a 2-page PDF, lines of words and not a table's cells, are its
+        # footer (moved, not dropped)
+        footer_of_two = two_pages and side == "bottom" and len(key) >= FOOTER_MIN_CHARS
+        return max(2 if "#" in key or footer_of_two else 3, share)
+
+    running = {(side, place, key) for (side, place, key), count in counts.items() if count >= needed(side, key)}
     if not running:
         return pages
     # a line running at both ends (short pages) is the side where it sits nearer: a header or a footer
-    places = {}
+    at: dict[str, dict[str, int]] = {}
     for side, place, key in running:
-        places.setdefault(key, {})[side] = min(place, places.get(key, {}).get(side, place))
-    footer = {key for key, at in places.items() if at.get("bottom", RUNNING_ZONE) < at.get("top", RUNNING_ZONE)}
+        at.setdefault(key, {})[side] = min(place, at.get(key, {}).get(side, place))
+    footer = {key for key, sides in at.items() if sides.get("bottom", RUNNING_ZONE) < sides.get("top", RUNNING_ZONE)}
+    first, last = with_text[0], with_text[-1]
+    kept: set[str] = set()  # headers without a page number, kept where first printed
+    moved: list[str] = []  # footers without a page number, once each, for the end of the last page
     out = []
-    first = with_text[0]
     for n, (page, raw) in enumerate(zip(lines, pages)):
-        drop = {i for side, order in (("top", filled[n][:RUNNING_ZONE]), ("bottom", filled[n][::-1][:RUNNING_ZONE]))
-                for place, i in enumerate(order) if (side, place, _running_key(page[i])) in running}
-        if n == first:  # the headers above the first page's text stay there, once
+        drop, decided = set(), set()
+        for side, place, i in zone(n):
+            key = keys.get((n, i))
+            if (side, place, key) not in running or i in decided:  # a short page's line is in both zones
+                continue
+            decided.add(i)
+            drop.add(i)
+            if "#" not in key and key not in kept:
+                kept.add(key)
+                if key in footer:
+                    moved.append(" ".join(page[i].split()))
+                else:
+                    drop.discard(i)
+        if n == first:  # a header holding a page number, above the first page's text, stays there once
             for place, i in enumerate(filled[n][:RUNNING_ZONE]):
-                key = _running_key(page[i])
+                key = keys[n, i]
                 if ("top", place, key) not in running or key in footer:
                     break
                 drop.discard(i)
         out.append("\n".join(line for i, line in enumerate(page) if i not in drop) if drop else raw)
+    if moved:
+        out[last] = "\n".join([out[last].rstrip("\n"), *moved])
     return out
 
 
