@@ -198,8 +198,10 @@ def _reflow(text: str, vocabulary: Counter[str], hyphenated: str) -> str:
 #: What :func:`pdf_text` writes between two pages: a form feed (``pdftotext``'s page break), a space
 #: to the chunker and a page break to ``medrag index`` (each chunk's ``page`` / ``page_end``).
 PAGE_BREAK = "\f"
-#: The lines at each end of a page where a running header or footer is looked for.
-RUNNING_ZONE = 3
+#: The lines at each end of a page where a running header or footer is looked for: a hospital
+#: protocol's header often holds 3 or 4 lines (hospital, department, protocol and title, version), and
+#: some files write the footer before the page's text, after the header.
+RUNNING_ZONE = 6
 #: A line printed at the same place among the :data:`RUNNING_ZONE` first or last lines of at least
 #: this share of the pages with text, and of 3 pages or more (2 for a line holding a page number:
 #: ``page 1/2``, ``- 1 -``), is a running header or footer.
@@ -335,7 +337,7 @@ def strip_running_lines(pages: list[str]) -> list[str]:
     footer = {key for key, sides in at.items() if sides.get("bottom", RUNNING_ZONE) < sides.get("top", RUNNING_ZONE)}
     first, last = with_text[0], with_text[-1]
     kept: set[str] = set()  # headers without a page number, kept where first printed
-    moved: list[str] = []  # footers without a page number, once each, for the end of the last page
+    moved: list[tuple[int, int, str]] = []  # footers without a page number, once each: (page, line, text)
     out = []
     for n, (page, raw) in enumerate(zip(lines, pages)):
         drop, decided = set(), set()
@@ -348,7 +350,7 @@ def strip_running_lines(pages: list[str]) -> list[str]:
             if "#" not in key and key not in kept:
                 kept.add(key)
                 if key in footer:
-                    moved.append(" ".join(page[i].split()))
+                    moved.append((n, i, " ".join(page[i].split())))
                 else:
                     drop.discard(i)
         if n == first:  # a header holding a page number, above the first page's text, stays there once
@@ -358,8 +360,9 @@ def strip_running_lines(pages: list[str]) -> list[str]:
                     break
                 drop.discard(i)
         out.append("\n".join(line for i, line in enumerate(page) if i not in drop) if drop else raw)
-    if moved:
-        out[last] = "\n".join([out[last].rstrip("\n"), *moved])
+    if moved:  # in the order they were printed (the bottom zone is read from the last line up: a 2-line
+        # dose reminder was moved with its lines reversed, user tryout)
+        out[last] = "\n".join([out[last].rstrip("\n"), *(text for _, _, text in sorted(moved))])
     return out
 
 

@@ -352,3 +352,16 @@ def test_repeated_lines_are_kept_once_doses_alone_on_their_line_are_text(tmp_pat
         (tmp_path / f"{name}.pdf").write_bytes(make_pdf(pages))
         assert pdf_pages(tmp_path / f"{name}.pdf") == expected, name
     assert pdf_text(tmp_path / "deux.pdf") == "La dose est adaptée\fà la kaliémie.\nNe pas diffuser hors CHU"
+
+
+def test_a_footer_of_two_lines_keeps_its_order_and_a_header_of_four_lines_is_found(tmp_path) -> None:
+    """A dose reminder wrapped over two lines was moved with its lines reversed ("et 3 g ... Rappel : ...
+    4 g"), and a header of four lines (hospital, department, protocol, version) kept its fourth line
+    on every page (citations tryout)."""
+    header = ["CHU Sainte-Marie", "Pôle Pharmacie", "Protocole KAL-011 - Potassium IV", "Version 2 du 01/02/2024"]
+    footer = ["Rappel : ne pas dépasser 4 g par 24 heures chez l'adulte,", "et 3 g en cas d'insuffisance hépatique."]
+    pages = [[*header, f"Texte {n}.", *footer, f"Page {n}/3"] for n in (1, 2, 3)]
+    (tmp_path / "p.pdf").write_bytes(make_pdf(pages))
+    read = pdf_pages(tmp_path / "p.pdf")
+    assert read[0].startswith("\n".join(header)) and read[1] == "Texte 2."
+    assert read[2] == "Texte 3.\n" + " ".join(footer)  # once, in its order (reflow joins the two lines)
