@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 PDF_EXTRA = "pip install 'medrag[pdf]'  (or: pip install 'pypdf[crypto]')"
 
 #: A word cut at a line's end: letters, a hyphen, the line break, letters.
-_CUT_WORD = re.compile(r"(\w+)-[ \t]*\n[ \t]*(\w+)")
+_CUT_WORD = re.compile(r"\b(\w+)-[ \t]*\n[ \t]*(\w+)")  # \b: a long run of letters was quadratic
 _WORDS = re.compile(r"\w+")
 #: A word written with a hyphen on one line (``anti-inflammatoire``; ``a-b-c`` gives ``a-b`` and ``b-c``).
 _HYPHENATED = re.compile(r"(?=\b(\w+-\w+)\b)")
@@ -126,17 +126,20 @@ def reflow(text: str, document: str | None = None) -> str:
     return _reflow(text, *_lexicon(text if document is None else document))
 
 
-def _lexicon(document: str) -> tuple[Counter[str], str]:
+def _lexicon(document: str) -> tuple[Counter[str], str, Counter[str]]:
     """What :func:`reflow` reads of a document to rejoin cut words: its words, lowercased, counted, and the
     hyphenated words it writes on one line, one per line (read once: the whole text lowered and
     searched again for each cut word made a long .txt file quadratic, 300 KB wrapped at 70
     characters, 5.5 s; a cut form written inside one of them counts, ``abdomino-pelvien`` in
     ``abdomino-pelvienne``)."""
+    cuts: Counter[str] = Counter()  # the halves of the words cut at a line's end, which the words count too
+    for match in _CUT_WORD.finditer(document):
+        cuts.update((match.group(1).lower(), match.group(2).lower()))
     return (Counter(w.lower() for w in _WORDS.findall(document)),
-            "\n".join(sorted({w.lower() for w in _HYPHENATED.findall(document)})))
+            "\n".join(sorted({w.lower() for w in _HYPHENATED.findall(document)})), cuts)
 
 
-def _reflow(text: str, vocabulary: Counter[str], hyphenated: str) -> str:
+def _reflow(text: str, vocabulary: Counter[str], hyphenated: str, cuts: Counter[str]) -> str:
     """:func:`reflow` of ``text`` (``\\n`` line ends) with its document's :func:`_lexicon`."""
     written: dict[str, bool] = {}
 
@@ -146,11 +149,13 @@ def _reflow(text: str, vocabulary: Counter[str], hyphenated: str) -> str:
         lower, after = head.lower(), tail.lower()
         if lower in JOINED_HEADS:
             compound = _vowels_meet(head, tail)
-        elif lower in COMPOUND_HEADS or lower in _FUNCTION_HEADS or after in _FUNCTION_TAILS:
+        elif lower in COMPOUND_HEADS or after in _FUNCTION_TAILS:
             compound = True  # sous-cutanée, au-delà, ci-dessous, c'est-à-dire, peut-être
-        else:  # two words the document writes on their own elsewhere (the cut itself counts once each):
-            # temps-dépendant, amoxicilline-acide; a syllable cut (mar-tiale) is not two words
-            compound = vocabulary[lower] > 1 and vocabulary[after] > 1
+        elif lower in _FUNCTION_HEADS:  # au-/delà, not au-/riculaire nor ci-/profloxacine (review)
+            compound = vocabulary[after] > cuts[after]
+        else:  # two words the document writes elsewhere than in its cut words: temps-dépendant; a
+            # syllable cut (mar-tiale), even made twice, is not two words (review)
+            compound = vocabulary[lower] > cuts[lower] and vocabulary[after] > cuts[after]
         compound = compound or any(c.isdigit() for c in head + tail) or tail[:1].isupper()
         if form not in written:
             written[form] = form in hyphenated
@@ -209,7 +214,10 @@ RUNNING_SHARE = 0.5
 #: A page number as headers and footers print it: ``page 2``, ``p. 2/5``, ``Page 2 sur 5``, or a
 #: line of its own (``2``, ``- 2 -``, ``2/5``) whose number is the page's; compared as ``#`` (doses
 #: and lab values are not).
-_PAGE_NUMBER = re.compile(r"(?i)\b(?:page|p\.|pg\.?)\s*\d+(?:\s*(?:/|sur|of|de)\s*\d+)?")
+_PAGE_NUMBER = re.compile(r"(?i)\b(?:page|p\.|pg\.?)\s*(\d+)(?:\s*(?:/|sur|of|de)\s*\d+)?")
+#: The ends of a sentence: a line ending with one is text, not a header or a footer.
+_SENTENCE_STOPS = (".", "!", "?", ";")
+_DIGITS_ONLY = re.compile(r"\W*\d+(?:\s*(?:/|sur)\s*\d+)?\W*")
 #: In a 2-page PDF, a line at the same place among the last lines of both pages is a footer when it
 #: holds this many characters (``Ne pas diffuser hors CHU``), not when it is a table's cell (``Créatinine``).
 FOOTER_MIN_CHARS = 20
@@ -270,14 +278,16 @@ def _with_form_values(text: str, page: Any) -> str:
 
 
 def _running_key(line: str, page: int) -> str:
-    """A line as a running header or footer is compared: page numbers as ``#`` (``page 2/5`` is
-    ``page 3/5``; a number alone on its line only when it is the page's, ``2`` on page 2 or 3: a dose
-    alone on its line is text), spaces collapsed, lowercase."""
-    text = " ".join(line.split())
+    """A line as a running header or footer is compared: a page number as ``#`` and its offset from
+    the page's number (``page 2/5`` on page 2 is ``page 3/5`` on page 3: both ``#0``; a number alone
+    on its line only when it is the page's, ``2`` on page 2 or 3: a dose, a table's cell or a list's
+    ``1.`` repeated on several pages is text), NFC, spaces collapsed, lowercase."""
+    text = " ".join(unicodedata.normalize("NFC", line).split())
     alone = _LONE_NUMBER.fullmatch(text)
     if alone is not None:
-        return "#" if 0 <= page - int(alone.group(1)) <= 2 else text.lower()
-    return _PAGE_NUMBER.sub("#", text).lower()
+        offset = page - int(alone.group(1))
+        return f"#{offset}" if 0 <= offset <= 2 else text.lower()
+    return _PAGE_NUMBER.sub(lambda m: f"#{page - int(m.group(1))}", text).lower()
 
 
 def strip_running_lines(pages: list[str]) -> list[str]:
@@ -285,15 +295,18 @@ def strip_running_lines(pages: list[str]) -> list[str]:
     text's flow: a line printed at the same place among the first or last :data:`RUNNING_ZONE` lines
     of :data:`RUNNING_SHARE` of the pages with text, and of 3 pages or more (2 for a line holding a
     page number, and for a line of :data:`FOOTER_MIN_CHARS` at the bottom of both pages of a 2-page
-    PDF), page numbers compared as
-    ``#`` (``page 2/5`` is ``page 3/5``; doses and lab values are compared as written).
+    PDF), with only such lines between it and the page's edge; page numbers compared by their offset
+    from the page's (``page 2/5`` on page 2 is ``page 3/5`` on page 3; doses and lab values are
+    compared as written). A line that ends a sentence (``.``, ``!``, ``?``, ``;``) and holds no page
+    number is a running line only when every page (3 or more) prints it: pages of one layout (a
+    drug's card per page) repeat their text lines at the same places on most pages.
 
-    Nothing printed is lost but the copies: a line holding a page number is kept once, at the top of
-    page 1 if it is there (the protocol's name and version stay with the document's first chunk), and
-    dropped elsewhere; another header (a line nearer the top of the pages than their bottom: an
-    annex's title, a table's column headings) is kept where it is first printed; another footer (a
-    warning not to share the document, a dose reminder) is moved, once, to the end of the last page
-    with text (where it was, it cut the sentence going on to the next page).
+    Nothing printed is lost but the copies: a header (a line nearer the top of the pages than their
+    bottom) is kept where it is first printed: at the top of page 1 (the protocol's name and version
+    stay with the document's first chunk), or on a later page (an annex's title, a table's column
+    headings) after the sentence or the word that goes on from the page before; a footer (a warning
+    not to share the document, a line holding the protocol's version and page) is moved, once, to
+    the end of the last page with text (where it was, it cut the sentence going on to the next page).
 
     >>> pages = [f"CHU – PHA-012 – page {n}/3\\nTexte {n}\\nNe pas diffuser" for n in (1, 2, 3)]
     >>> strip_running_lines(pages)
@@ -327,7 +340,11 @@ def strip_running_lines(pages: list[str]) -> list[str]:
         footer_of_two = two_pages and side == "bottom" and len(key) >= FOOTER_MIN_CHARS
         return max(2 if "#" in key or footer_of_two else 3, share)
 
-    running = {(side, place, key) for (side, place, key), count in counts.items() if count >= needed(side, key)}
+    # a line ending a sentence, without a page number, on every page (a dose reminder) and not only on most
+    # of them: pages of one layout (a drug's card per page) repeat their text lines at the same places
+    running = {(side, place, key) for (side, place, key), count in counts.items()
+               if count >= needed(side, key) and ("#" in key or not key.endswith(_SENTENCE_STOPS)
+                                                  or count == len(with_text) > 2)}
     if not running:
         return pages
     # a line running at both ends (short pages) is the side where it sits nearer: a header or a footer
@@ -335,46 +352,75 @@ def strip_running_lines(pages: list[str]) -> list[str]:
     for side, place, key in running:
         at.setdefault(key, {})[side] = min(place, at.get(key, {}).get(side, place))
     footer = {key for key, sides in at.items() if sides.get("bottom", RUNNING_ZONE) < sides.get("top", RUNNING_ZONE)}
-    first, last = with_text[0], with_text[-1]
-    kept: set[str] = set()  # headers without a page number, kept where first printed
-    moved: list[tuple[int, int, str]] = []  # footers without a page number, once each: (page, line, text)
+    last = with_text[-1]
+    kept: set[str] = set()  # the running lines already kept (or moved) once, by their text
+    moved: list[tuple[int, int, str]] = []  # footers, once each: (page, line, text)
     out = []
     for n, (page, raw) in enumerate(zip(lines, pages)):
-        drop, decided = set(), set()
-        for side, place, i in zone(n):
-            key = keys.get((n, i))
-            if (side, place, key) not in running or i in decided:  # a short page's line is in both zones
-                continue
-            decided.add(i)
-            drop.add(i)
-            if "#" not in key and key not in kept:
-                kept.add(key)
-                if key in footer:
-                    moved.append((n, i, " ".join(page[i].split())))
+        drop: set[int] = set()
+        header: list[int] = []  # the headers kept on this page, first printed here
+        for side in ("top", "bottom"):
+            order = filled[n][:RUNNING_ZONE] if side == "top" else filled[n][::-1][:RUNNING_ZONE]
+            for place, i in enumerate(order):
+                key = keys.get((n, i))
+                if (side, place, key) not in running:
+                    break  # only running lines between a running line and the page's edge
+                if i in drop or i in header:  # a short page's line is in both zones
+                    continue
+                text = " ".join(page[i].split())
+                if not _worth_keeping(text):
+                    drop.add(i)  # a page number alone ("- 2 -", "Page 2/5"): nothing to keep
+                elif key in footer:
+                    drop.add(i)
+                    if key not in kept:
+                        kept.add(key)
+                        moved.append((n, i, text))
+                elif key in kept:
+                    drop.add(i)  # a copy
                 else:
-                    drop.discard(i)
-        if n == first:  # a header holding a page number, above the first page's text, stays there once
-            for place, i in enumerate(filled[n][:RUNNING_ZONE]):
-                key = keys[n, i]
-                if ("top", place, key) not in running or key in footer:
-                    break
-                drop.discard(i)
-        out.append("\n".join(line for i, line in enumerate(page) if i not in drop) if drop else raw)
+                    kept.add(key)
+                    header.append(i)
+        body = [line for i, line in enumerate(page) if i not in drop and i not in header]
+        if header and n != with_text[0] and out and not _ends_sentence(out[-1]):
+            # the sentence or the word going on from the page before goes first (it read "la dose est de
+            # Annexe : tableau des doses 1 g...", "néphro-Molécule": review), then the kept headers
+            cut = next((k for k, line in enumerate(body) if _ends_sentence(line)), None)
+            if cut is not None:
+                body = body[:cut + 1] + [page[i] for i in sorted(header)] + body[cut + 1:]
+            else:
+                body = body + [page[i] for i in sorted(header)]
+        elif header:
+            body = [page[i] for i in sorted(header)] + body
+        out.append("\n".join(body) if drop or header else raw)
     if moved:  # in the order they were printed (the bottom zone is read from the last line up: a 2-line
         # dose reminder was moved with its lines reversed, user tryout)
         out[last] = "\n".join([out[last].rstrip("\n"), *(text for _, _, text in sorted(moved))])
     return out
 
 
+def _worth_keeping(line: str) -> bool:
+    """Whether a running line holds more than its page number (``PHA-012 v3 – page 2/5``, not
+    ``Page 2/5`` or ``- 2 -``)."""
+    if _DIGITS_ONLY.fullmatch(line):
+        return False
+    return sum(c.isalpha() for c in _PAGE_NUMBER.sub("", line)) >= 2
+
+
+def _ends_sentence(text: str) -> bool:
+    """Whether ``text``'s last non-blank line ends a sentence (or is a heading's ``:``)."""
+    stripped = text.rstrip()
+    return not stripped or stripped.endswith((*_SENTENCE_STOPS, ":"))
+
+
 def _rejoin_across_pages(pages: list[str]) -> list[str]:
-    """A word cut at a page's end (``néphro-`` / ``toxicité``) with the next page's first word in
-    lowercase: that word moved to the end of the first page, on a line of its own, so that
+    """A word cut at a page's end (``néphro-`` / ``toxicité``, ``anti-`` / ``TNF``) and the next
+    page's first word: that word moved to the end of the first page, on a line of its own, so that
     :func:`reflow` rejoins the word there (as it does at a line's end)."""
     pages = list(pages)
     for i in range(len(pages) - 1):
         head = pages[i].rstrip()
         tail = pages[i + 1].lstrip()
-        if not _PAGE_END_CUT.search(head):
+        if not _PAGE_END_CUT.search(head[-200:]):  # the page's end only (a long run of letters was quadratic)
             continue
         first = _PAGE_START_WORD.match(tail)
         if first is None:
@@ -418,6 +464,8 @@ def pdf_pages(path: str | os.PathLike[str], scanned: list[int] | None = None) ->
         raise DataError(f"{path}: cannot read it as a PDF ({type(exc).__name__}: {exc})") from None
     finally:
         pypdf_log.setLevel(level)
+    # a form feed inside a page would read as one more page break (every later citation one page off)
+    pages = [page.replace(PAGE_BREAK, "\n") for page in pages]
     if scanned is not None:
         scanned.extend(n for n, page in enumerate(pages, 1) if not page.strip())
     pages = [p.replace("\r\n", "\n").replace("\r", "\n") for p in _rejoin_across_pages(strip_running_lines(pages))]

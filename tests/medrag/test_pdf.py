@@ -190,7 +190,7 @@ def test_running_headers_and_footers_are_dropped_and_pages_flow(tmp_path) -> Non
     assert strip_running_lines(middle) == middle  # "Posologie" in the middle of both pages
     assert strip_running_lines(["En-tête\nA.", "B.\nC.\nD.\nE.\nF.\nG.\nH.", "I.", "J."]) == \
         ["En-tête\nA.", "B.\nC.\nD.\nE.\nF.\nG.\nH.", "I.", "J."]
-    assert strip_running_lines(["Page 1\nun.", "Page 2\ndeux.", "Page 3\ntrois."]) == ["Page 1\nun.", "deux.", "trois."]
+    assert strip_running_lines(["Page 1\nun.", "Page 2\ndeux.", "Page 3\ntrois."]) == ["un.", "deux.", "trois."]
     assert strip_running_lines(["un.\n- 1 -", "deux.\n- 2 -"]) == ["un.", "deux."]  # page numbers alone: footers
     assert strip_running_lines(["Seule page\nSeule page"]) == ["Seule page\nSeule page"]
 
@@ -317,8 +317,9 @@ def test_a_header_first_printed_on_page_two_and_a_page_of_headers_alone(tmp_path
     (tmp_path / "p2.pdf").write_bytes(make_pdf([["PROTOCOLE PHA-012", "La dose de charge est de"],
                                                 [head.format(2), "30 mg/kg en une injection."],
                                                 [head.format(3), "Cible résiduelle 15 à 20 mg/L."]]))
+    # kept once where first printed, after the sentence going on from page 1
     assert pdf_text(tmp_path / "p2.pdf") == ("PROTOCOLE PHA-012\nLa dose de charge est de\f30 mg/kg en une injection."
-                                             "\fCible résiduelle 15 à 20 mg/L.")
+                                             "\n" + head.format(2) + "\fCible résiduelle 15 à 20 mg/L.")
     (tmp_path / "figure.pdf").write_bytes(make_pdf([[head.format(1), "Texte un.", "Ne pas diffuser"],
                                                     [head.format(2), "Ne pas diffuser"],
                                                     [head.format(3), "Texte trois.", "Ne pas diffuser"]]))
@@ -365,3 +366,41 @@ def test_a_footer_of_two_lines_keeps_its_order_and_a_header_of_four_lines_is_fou
     read = pdf_pages(tmp_path / "p.pdf")
     assert read[0].startswith("\n".join(header)) and read[1] == "Texte 2."
     assert read[2] == "Texte 3.\n" + " ".join(footer)  # once, in its order (reflow joins the two lines)
+
+
+def test_cards_of_one_layout_lone_numbers_and_headers_kept_on_a_later_page(tmp_path) -> None:
+    """Final review: pages of one layout (a drug's card per page) lost their own doses and
+    contraindication, moved to the last card; a table's cell "2" and a list's "1." repeated on
+    several pages were dropped as page numbers; a header kept on a later page split the sentence and
+    the word going on from the page before ("néphro-Molécule", "la dose est de Annexe ...")."""
+    common = ["Posologie", "Adulte : 1 g toutes les 8 heures.", "Surveillance : créatinine à J3.",
+              "Allergie aux bêta-lactamines : contre-indiqué."]
+    cards = [[name, *common] for name in ("AMOXICILLINE", "CEFTRIAXONE", "CEFOTAXIME")]
+    cards.append(["VANCOMYCINE", "Posologie", "Adulte : 15 mg/kg toutes les 12 heures.", "Surveillance du taux."])
+    assert strip_running_lines(["\n".join(card) for card in cards]) == ["\n".join(card) for card in cards]
+    numbers = strip_running_lines([f"Tableau {n}\nComprimés\n2\nLigne {n}." for n in (1, 2, 3, 4)])
+    assert all("\n2\n" in page for page in numbers)
+    steps = strip_running_lines(["Intro.", "Étapes :\n1.\nPréparer la seringue.", "Étapes :\n1.\nRincer la voie."])
+    assert steps[1:] == ["Étapes :\n1.\nPréparer la seringue.", "Étapes :\n1.\nRincer la voie."]
+    table = ["Le risque principal est la néphro-", *(f"Molécule Dose Rythme\n{row}" for row in (
+        "toxicité, surveillée par la créatinine.", "Vancomycine 15 mg/kg 12 h", "Gentamicine 5 mg/kg 24 h"))]
+    (tmp_path / "table.pdf").write_bytes(make_pdf([page.split("\n") for page in table]))
+    read = pdf_pages(tmp_path / "table.pdf")
+    assert read[0] == "Le risque principal est la néphrotoxicité"  # the word first, then the kept headings
+    assert read[1:] == [", surveillée par la créatinine.\nMolécule Dose Rythme", "Vancomycine 15 mg/kg 12 h",
+                        "Gentamicine 5 mg/kg 24 h"]
+    annex = strip_running_lines(["Chez l'adulte, la dose est de", *(f"Annexe : tableau des doses\nLigne {n}."
+                                                                     for n in (1, 2, 3))])
+    assert annex[1] == "Ligne 1.\nAnnexe : tableau des doses"  # not "la dose est de Annexe : ..."
+
+
+def test_a_word_cut_twice_and_function_word_heads_are_rejoined(tmp_path) -> None:
+    """Final review: a word cut the same way twice stayed hyphenated both times (its halves counted as
+    words the document writes), and words starting with au-, ci-, vis- kept a false hyphen."""
+    assert reflow("une carence mar-\ntiale ; la carence mar-\ntiale") == "une carence martiale ; la carence martiale"
+    for cut, read in (("ci-\nprofloxacine", "ciprofloxacine"), ("au-\nriculaire", "auriculaire"),
+                      ("vis-\ncosité", "viscosité"), ("ci-\ndessous", "ci-dessous"), ("au-\ndelà", "au-delà")):
+        assert reflow(f"la {cut} est") == f"la {read} est", cut
+    # a form feed inside a page's text is not one more page (every later citation would be a page off)
+    (tmp_path / "ff.pdf").write_bytes(make_pdf([["Un.\fDeux."], ["Trois."]]))
+    assert len(pdf_text(tmp_path / "ff.pdf").split("\f")) == 2
