@@ -130,17 +130,17 @@ def _truncation_lines(cfg: FinetuneConfig, pairs) -> str:
 
 def _needs_download(spec: str) -> bool:
     """Whether loading ``spec`` may download: a hub id, or an adapter folder over a hub model (review)."""
-    import json
     from pathlib import Path
 
-    from medrag.adapters import ADAPTER_CONFIG
+    from medrag.adapters import read_adapter_config
+    from medrag.errors import ModelLoadError
     from medrag.models import check_model_spec
 
     kind = check_model_spec(spec)
     if kind == "adapter":
         try:
-            base = json.loads((Path(spec).expanduser() / ADAPTER_CONFIG).read_text(encoding="utf-8"))["base_model"]
-        except (OSError, ValueError, KeyError, TypeError):
+            base = read_adapter_config(Path(spec).expanduser())["base_model"]
+        except ModelLoadError:
             return True  # the run says what is wrong with it
         return not isinstance(base, str) or _needs_download(base)
     return kind == "hub"

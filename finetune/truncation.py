@@ -75,26 +75,22 @@ def count_truncated(model: "SentenceTransformer", pairs: Sequence["QAPair"], que
     def over(texts: list[str], cap: int | None) -> int:
         if cap is None or not texts:
             return 0
-        ids = model.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+        # verbose=False: counting a long text's tokens is not a request to encode it whole (as
+        # MatryoshkaEmbeddings.count_tokens reads them)
+        ids = model.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
         return sum(1 for t in ids if len(t) > cap)
 
-    import warnings
-
-    with warnings.catch_warnings():  # "Token indices sequence length is longer than...": what is counted here
-        warnings.simplefilter("ignore")
-        tokenizer_logger = logging.getLogger("transformers.tokenization_utils_base")
-        level = tokenizer_logger.level
-        tokenizer_logger.setLevel(logging.ERROR)
-        try:
-            questions = over([qprompt + p.question for p in pairs], query_cap)
-            passages = over([pprompt + p.answer for p in pairs], passage_cap)
-        finally:
-            tokenizer_logger.setLevel(level)
-    return TruncationCount(len(pairs), questions, passages, query_cap, passage_cap)
+    return TruncationCount(len(pairs), over([qprompt + p.question for p in pairs], query_cap),
+                           over([pprompt + p.answer for p in pairs], passage_cap), query_cap, passage_cap)
 
 
 def describe(count: TruncationCount, config: "FinetuneConfig") -> list[str]:
     """One line per side with texts over its cap (none when nothing is cut)."""
+    return [line for _, line in _sides(count, config)]
+
+
+def _sides(count: TruncationCount, config: "FinetuneConfig") -> list[tuple[int, str]]:
+    """Each side with texts over its cap: how many, and the line that says so."""
     loop = config.engine == "loop"
     lines = []
     for n, cap, side, setting in ((count.passages, count.passage_cap, "passages (answers)",
@@ -102,10 +98,10 @@ def describe(count: TruncationCount, config: "FinetuneConfig") -> list[str]:
                                   (count.questions, count.query_cap, "questions",
                                    "query_max_length" if loop else "max_seq_length")):
         if n:
-            lines.append(f"{n} of {count.pairs} training {side} ({100 * n / count.pairs:.1f}%) are longer than the "
+            lines.append((n, f"{n} of {count.pairs} training {side} ({100 * n / count.pairs:.1f}%) are longer than the "
                          f"{cap} tokens trained on (prompt included): the model learns from their first {cap} tokens "
                          f"only; raise {setting} (slower: attention grows with the square of the length) or train "
-                         "on chunks of the passages, the texts a store returns")
+                         "on chunks of the passages, the texts a store returns"))
     return lines
 
 
@@ -114,10 +110,8 @@ def log_truncated(model: "SentenceTransformer", pairs: Sequence["QAPair"], confi
     """Count (:func:`count_truncated`) and log: a warning per side when :data:`WARN_SHARE` or more
     of its texts are cut, INFO otherwise."""
     count = count_truncated(model, pairs, *training_caps(config, model_max_length))
-    shares = {"passages": count.passages, "questions": count.questions}
-    for line, side in zip(describe(count, config), [s for s, n in shares.items() if n]):
-        level = logging.WARNING if shares[side] >= WARN_SHARE * count.pairs else logging.INFO
-        logger.log(level, "%s", line)
+    for n, line in _sides(count, config):
+        logger.log(logging.WARNING if n >= WARN_SHARE * count.pairs else logging.INFO, "%s", line)
     return count
 
 

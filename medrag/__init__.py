@@ -36,6 +36,7 @@ _EXPORTS = {
     "MetadataError": "medrag.errors",
     "CollectionMismatchError": "medrag.errors",
     "DataError": "medrag.errors",
+    "UnreadablePdfError": "medrag.errors",
     "ConfigError": "medrag.errors",
     "LexicalIndexError": "medrag.errors",
     "StoreError": "medrag.errors",

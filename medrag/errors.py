@@ -78,6 +78,17 @@ class DataError(MedragError, ValueError):
     """A dataset or data file is malformed: missing columns, unreadable rows, nothing left to use."""
 
 
+class UnreadablePdfError(DataError):
+    """A PDF that cannot be read, and why (``cause``): ``"password"`` (encrypted with one),
+    ``"crypto"`` (its encryption needs the cryptography package), ``"not_pdf"`` (a web page or a Word
+    file named .pdf) or ``"damaged"`` (damaged, truncated or empty). ``medrag index`` warns about a
+    folder's unread PDFs one cause at a time, each with its fix."""
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
 class ConfigError(MedragError, ValueError):
     """A configuration file or override is invalid (unknown key, wrong type, impossible value)."""
 

@@ -82,7 +82,7 @@ from medrag.markdown import heading_trail, markdown_sections, parse_markdown
 from medrag.pdf import PAGE_BREAK, PDF_EXTRA, pdf_available, pdf_pages, reflow
 from medrag.text_checks import is_blank
 from medrag.flags import check_flag
-from medrag.errors import CollectionMismatchError, DataError, InvalidInputError
+from medrag.errors import CollectionMismatchError, DataError, InvalidInputError, UnreadablePdfError
 from medrag.models import check_device
 from medrag.qa.pairs import iter_records, json_objects
 from medrag.qa.sample import is_sample_header
@@ -472,12 +472,11 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
                 scans: list[int] = []
                 try:
                     pages = pdf_pages(f, scanned=scans)
-                except DataError as exc:  # damaged or encrypted: skipped and named, as a file not UTF-8 is
+                except UnreadablePdfError as exc:  # damaged or encrypted: skipped and named, as a file not UTF-8 is
                     # each with its own reason, the folder-relative path as the other warnings name files (the
                     # first file's "encrypted" read as every skipped PDF's reason: user tryout); one warning per
                     # cause, each with its own advice (one said "decrypt or repair" for AES files: user tryout)
-                    reason = str(exc).removeprefix(f"{f}: ")
-                    skip(unreadable_pdf.setdefault(_pdf_cause(reason), []), rel, reason)
+                    skip(unreadable_pdf.setdefault(exc.cause, []), rel, str(exc).removeprefix(f"{f}: "))
                     continue
                 if not any(pages):
                     no_text_layer.append(rel)
@@ -701,8 +700,8 @@ class _FolderListing:
                        "/".join(FOLDER_SUFFIXES))
 
 
-#: The causes a folder's PDF is not read for (:func:`_pdf_cause`, from :func:`medrag.pdf.pdf_pages`'s
-#: message): one warning each, with its own advice.
+#: The causes a folder's PDF is not read for (:attr:`medrag.pdf.UnreadablePdfError.cause`): one
+#: warning each, with its own advice.
 PDF_CAUSES = {
     "password": (".pdf file(s) encrypted with a password skipped",
                  "save decrypted copies (qpdf --decrypt --password=PASSWORD in.pdf out.pdf) and index again"),
@@ -713,15 +712,6 @@ PDF_CAUSES = {
     "damaged": (".pdf file(s) that cannot be read skipped (damaged or truncated?)",
                 "repair them (qpdf in.pdf out.pdf) or export them again, and index again"),
 }
-
-
-def _pdf_cause(reason: str) -> str:
-    """The :data:`PDF_CAUSES` key of a :func:`medrag.pdf.pdf_pages` error message."""
-    if "encrypted with a password" in reason:
-        return "password"
-    if "cryptography" in reason:
-        return "crypto"
-    return "not_pdf" if reason.startswith("not a PDF") and "file is empty" not in reason else "damaged"
 
 
 def _warn_skipped(path: Path, problems: list[str], what: str, label: str, advice: str, kept: bool = True) -> None:

@@ -15,8 +15,8 @@ clients wrap their paragraphs at 70-80 characters the same way (a line that is a
 heading or a table row, keeps its break).
 
 A PDF is read page by page (:func:`pdf_pages`): the lines printed at the top or bottom of most pages
-(a running header or footer: ``CHU de Nantes – Protocole PHA-012 – version 3 – page 2/5``) are kept
-on the first page that prints them and dropped from the others (they cut sentences in two and put
+(a running header or footer: ``CHU de Nantes – Protocole PHA-012 – version 3 – page 2/5``) are taken
+out of the text's flow and kept once (:func:`strip_running_lines`: they cut sentences in two and put
 another page's number into a chunk: user tryout); a word cut at a page's end is rejoined with the
 next page's first word; and :func:`pdf_text` joins the pages with :data:`PAGE_BREAK` (a form feed, as
 ``pdftotext`` writes), which the chunker reads as a space (a sentence goes on over a page break) and
@@ -44,7 +44,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from medrag.errors import DataError
+from medrag.errors import DataError, InvalidInputError, UnreadablePdfError
 
 logger = logging.getLogger(__name__)
 
@@ -211,16 +211,15 @@ RUNNING_ZONE = 6
 #: this share of the pages with text, and of 3 pages or more (2 for a line holding a page number:
 #: ``page 1/2``, ``- 1 -``), is a running header or footer.
 RUNNING_SHARE = 0.5
-#: A page number as headers and footers print it: ``page 2``, ``p. 2/5``, ``Page 2 sur 5``, or a
-#: line of its own (``2``, ``- 2 -``, ``2/5``) whose number is the page's; compared as ``#`` (doses
-#: and lab values are not).
+#: A page number as headers and footers print it in a line of words: ``page 2``, ``p. 2/5``,
+#: ``Page 2 sur 5`` (:data:`_LONE_NUMBER`: a line of its own).
 _PAGE_NUMBER = re.compile(r"(?i)\b(?:page|p\.|pg\.?)\s*(\d+)(?:\s*(?:/|sur|of|de)\s*\d+)?")
 #: The ends of a sentence: a line ending with one is text, not a header or a footer.
 _SENTENCE_STOPS = (".", "!", "?", ";")
-_DIGITS_ONLY = re.compile(r"\W*\d+(?:\s*(?:/|sur)\s*\d+)?\W*")
 #: In a 2-page PDF, a line at the same place among the last lines of both pages is a footer when it
 #: holds this many characters (``Ne pas diffuser hors CHU``), not when it is a table's cell (``Créatinine``).
 FOOTER_MIN_CHARS = 20
+#: A number alone on its line (``2``, ``- 2 -``, ``2/5``): a page number when it is the page's.
 _LONE_NUMBER = re.compile(r"\W*(\d+)(?:\s*(?:/|sur)\s*\d+)?\W*")
 #: A page's last word cut at the page's end, and the next page's first word (``anti-`` / ``TNF`` too).
 _PAGE_END_CUT = re.compile(r"(\w+)-[ \t]*$")
@@ -229,7 +228,8 @@ _PAGE_START_WORD = re.compile(r"^[ \t]*([^\W\d_]\w*)")
 
 #: What a file named .pdf that is not a PDF often is, by its first bytes.
 _NOT_PDF = ((b"<!doctype html", "a web page (HTML)"), (b"<html", "a web page (HTML)"),
-            (b"pk\x03\x04", "a ZIP file (a Word .docx?)"), (b"\xd0\xcf\x11\xe0", "an old Office file (a Word .doc?)"), (b"{\\rtf", "an RTF file"))
+            (b"pk\x03\x04", "a ZIP file (a Word .docx?)"), (b"\xd0\xcf\x11\xe0", "an old Office file (a Word .doc?)"),
+            (b"{\\rtf", "an RTF file"))
 
 
 def _check_pdf_header(path: Path) -> None:
@@ -240,13 +240,15 @@ def _check_pdf_header(path: Path) -> None:
         with open(path, "rb") as f:
             head = f.read(1024)
     except OSError as exc:
-        raise DataError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+        raise UnreadablePdfError(f"{path}: cannot read it ({exc.strerror or exc})", "damaged") from None
     if b"%PDF-" in head:
         return
+    if not head:
+        raise UnreadablePdfError(f"{path}: not a PDF: the file is empty", "damaged")
     start = head.lstrip().lower()
     kind = next((name for magic, name in _NOT_PDF if start.startswith(magic)), None)
-    raise DataError(f"{path}: not a PDF: " + (kind or "no %PDF- header") + f" (it starts with {head[:16]!r})"
-                    if head else f"{path}: not a PDF: the file is empty")
+    raise UnreadablePdfError(f"{path}: not a PDF: {kind or 'no %PDF- header'} (it starts with {head[:16]!r})",
+                             "not_pdf")
 
 
 def _with_form_values(text: str, page: Any) -> str:
@@ -312,6 +314,9 @@ def strip_running_lines(pages: list[str]) -> list[str]:
     >>> strip_running_lines(pages)
     ['CHU – PHA-012 – page 1/3\\nTexte 1', 'Texte 2', 'Texte 3\\nNe pas diffuser']
     """
+    if isinstance(pages, str) or not all(isinstance(p, str) for p in pages):
+        raise InvalidInputError("strip_running_lines takes a list of the pages' texts (str), e.g. "
+                                "[page.extract_text() for page in reader.pages]")
     lines = [p.replace("\r\n", "\n").replace("\r", "\n").split("\n") for p in pages]
     filled = [[i for i, line in enumerate(page) if line.strip()] for page in lines]
     with_text = [n for n, f in enumerate(filled) if f]
@@ -348,9 +353,10 @@ def strip_running_lines(pages: list[str]) -> list[str]:
     if not running:
         return pages
     # a line running at both ends (short pages) is the side where it sits nearer: a header or a footer
-    at: dict[str, dict[str, int]] = {}
+    at: dict[str, dict[str, int]] = {}  # key -> side -> the nearest place to the page's edge it runs at
     for side, place, key in running:
-        at.setdefault(key, {})[side] = min(place, at.get(key, {}).get(side, place))
+        sides = at.setdefault(key, {})
+        sides[side] = min(place, sides.get(side, place))
     footer = {key for key, sides in at.items() if sides.get("bottom", RUNNING_ZONE) < sides.get("top", RUNNING_ZONE)}
     last = with_text[-1]
     kept: set[str] = set()  # the running lines already kept (or moved) once, by their text
@@ -401,7 +407,7 @@ def strip_running_lines(pages: list[str]) -> list[str]:
 def _worth_keeping(line: str) -> bool:
     """Whether a running line holds more than its page number (``PHA-012 v3 – page 2/5``, not
     ``Page 2/5`` or ``- 2 -``)."""
-    if _DIGITS_ONLY.fullmatch(line):
+    if _LONE_NUMBER.fullmatch(line):
         return False
     return sum(c.isalpha() for c in _PAGE_NUMBER.sub("", line)) >= 2
 
@@ -432,12 +438,13 @@ def _rejoin_across_pages(pages: list[str]) -> list[str]:
 
 def pdf_pages(path: str | os.PathLike[str], scanned: list[int] | None = None) -> list[str]:
     """The reflowed text of each page of the PDF at ``path`` (``""`` for a page without a text
-    layer), running headers and footers dropped (:func:`strip_running_lines`), words cut at a page's
-    end rejoined. ``scanned``: a list that receives the numbers (1-based) of the pages without a text
+    layer), running headers and footers out of the text's flow, kept once (:func:`strip_running_lines`),
+    words cut at a page's end rejoined. ``scanned``: a list that receives the numbers (1-based) of the pages without a text
     layer (a page left empty by the headers dropped, e.g. a figure's page, is not one).
 
     Raises:
-        DataError: pypdf is not installed (naming the install command), or the file cannot be read
+        DataError: pypdf is not installed (naming the install command), or (:class:`UnreadablePdfError`,
+            with its cause) the file cannot be read
             as a PDF (damaged, or encrypted with a password), naming the file.
     """
     if not pdf_available():
@@ -452,23 +459,23 @@ def pdf_pages(path: str | os.PathLike[str], scanned: list[int] | None = None) ->
     try:
         reader = pypdf.PdfReader(Path(path))
         if reader.is_encrypted and not reader.decrypt(""):
-            raise DataError(f"{path}: the PDF is encrypted with a password; save a decrypted copy "
-                            "(qpdf --decrypt --password=PASSWORD in.pdf out.pdf)")
+            raise UnreadablePdfError(f"{path}: the PDF is encrypted with a password; save a decrypted copy "
+                                     "(qpdf --decrypt --password=PASSWORD in.pdf out.pdf)", "password")
         pages = [_with_form_values(page.extract_text() or "", page) for page in reader.pages]
     except DataError:
         raise
     except DependencyError as exc:  # AES encryption (even with an empty password) needs the cryptography package
-        raise DataError(f"{path}: this PDF's encryption needs the cryptography package: pip install 'pypdf[crypto]' "
-                        f"({exc})") from None
+        raise UnreadablePdfError(f"{path}: this PDF's encryption needs the cryptography package: pip install "
+                                 f"'pypdf[crypto]' ({exc})", "crypto") from None
     except Exception as exc:  # noqa: BLE001 - a damaged file raises anything from pypdf (AttributeError too)
-        raise DataError(f"{path}: cannot read it as a PDF ({type(exc).__name__}: {exc})") from None
+        raise UnreadablePdfError(f"{path}: cannot read it as a PDF ({type(exc).__name__}: {exc})", "damaged") from None
     finally:
         pypdf_log.setLevel(level)
     # a form feed inside a page would read as one more page break (every later citation one page off)
-    pages = [page.replace(PAGE_BREAK, "\n") for page in pages]
+    pages = [page.replace(PAGE_BREAK, "\n").replace("\r\n", "\n").replace("\r", "\n") for page in pages]
     if scanned is not None:
         scanned.extend(n for n, page in enumerate(pages, 1) if not page.strip())
-    pages = [p.replace("\r\n", "\n").replace("\r", "\n") for p in _rejoin_across_pages(strip_running_lines(pages))]
+    pages = _rejoin_across_pages(strip_running_lines(pages))
     lexicon = _lexicon("\n".join(pages))  # a cut word's other forms are read on every page
     return [_reflow(p, *lexicon) if p.strip() else "" for p in pages]
 

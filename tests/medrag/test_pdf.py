@@ -12,7 +12,7 @@ import pytest
 import medrag.indexing
 import medrag.pdf
 from medrag import MatryoshkaChroma
-from medrag.errors import DataError
+from medrag.errors import DataError, InvalidInputError
 from medrag.indexing import index_corpus, iter_documents
 from medrag.pdf import pdf_pages, pdf_text, reflow, strip_running_lines
 from tests.medrag.test_store import FakeMatryoshkaEmbeddings
@@ -95,8 +95,9 @@ def test_damaged_encrypted_and_scanned_pdfs(tmp_path) -> None:
     writer.encrypt(user_password="secret", owner_password="owner")
     with open(tmp_path / "locked.pdf", "wb") as f:
         writer.write(f)
-    with pytest.raises(DataError, match="locked.pdf: the PDF is encrypted with a password"):
+    with pytest.raises(DataError, match="locked.pdf: the PDF is encrypted with a password") as locked:
         pdf_text(tmp_path / "locked.pdf")
+    assert locked.value.cause == "password"  # medrag index warns one cause at a time
     # a broken trailer made pypdf raise AttributeError, which crashed medrag index (review)
     (tmp_path / "trailer.pdf").write_bytes(make_pdf(PROTOCOL).replace(b"\ntrailer\n", b"\ntrailer1"))
     with pytest.raises(DataError, match="trailer.pdf: cannot read it as a PDF"):
@@ -193,6 +194,8 @@ def test_running_headers_and_footers_are_dropped_and_pages_flow(tmp_path) -> Non
     assert strip_running_lines(["Page 1\nun.", "Page 2\ndeux.", "Page 3\ntrois."]) == ["un.", "deux.", "trois."]
     assert strip_running_lines(["un.\n- 1 -", "deux.\n- 2 -"]) == ["un.", "deux."]  # page numbers alone: footers
     assert strip_running_lines(["Seule page\nSeule page"]) == ["Seule page\nSeule page"]
+    with pytest.raises(InvalidInputError, match="a list of the pages' texts"):
+        strip_running_lines("une page")
 
 
 def test_a_word_cut_after_a_prefix_is_rejoined_as_medical_french_writes_it() -> None:
