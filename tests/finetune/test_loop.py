@@ -528,6 +528,7 @@ def test_a_frozen_encoder_run_over_a_fine_tuned_model_trains_its_new_layer(tiny_
     from finetune.rotation import add_rotation, rotation_layer
     from medrag.metadata import MatryoshkaMetadata
 
+    monkeypatch.setenv("MEDRAG_CACHE", str(tmp_path / "cache"))  # its adapters' builds, out of the user's cache
     headed = medrag.load_model(str(tiny_model_dir), device="cpu")
     q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(128, 128)))
     add_rotation(headed, q.astype(np.float32), np.zeros(128, np.float32))
@@ -586,10 +587,11 @@ def test_a_frozen_encoder_run_over_a_fine_tuned_model_trains_its_new_layer(tiny_
 
 
 def test_an_exported_adapter_is_scored_on_the_questions_its_run_held_out(tiny_model_dir, pairs_file, tmp_path,
-                                                                         caplog):
+                                                                         caplog, monkeypatch):
     """``medrag evaluate`` followed a run folder's held-out split (its finetune_config.yaml) but scored the
     adapter the same run exported on the default split, its training questions among them, in silence,
     and said nothing of --split all on the file it trained on (user tryout)."""
+    monkeypatch.setenv("MEDRAG_CACHE", str(tmp_path / "cache"))  # its adapter's build, out of the user's cache
     from medrag.cli import main
 
     cfg = loop_config(tiny_model_dir, pairs_file, tmp_path / "ft", tmp_path, freeze_encoder=True, lora_rank=0,
