@@ -170,7 +170,16 @@ class LexicalSidecar:
         if committed == generation:
             return True
         if _only_writer(store) and not store._write_guard.in_flight:
-            return True  # the folder's only writer, under its write guard, inside no write: a write died
+            # the folder's only writer, under its write guard, inside no write: a write died (SIGKILL, power
+            # loss). Said once, as a warning (it was an INFO line: user tryout), and settled, so the next
+            # opening of the folder does not say it again.
+            logger.warning("collection %r: write %d never finished (the process writing it was stopped "
+                           "mid-write?): the records are as it left them and the lexical index is rebuilt from "
+                           "them; run that write again (the same medrag index command, or your own add or delete) to "
+                           "finish it",
+                           store._collection_name, generation)
+            store._commit_generation(generation)
+            return True
         now = time.monotonic()
         if self._gap is None or self._gap[0] != generation:
             self._gap = (generation, now)

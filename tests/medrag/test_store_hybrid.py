@@ -356,9 +356,12 @@ def test_a_search_inside_a_write_does_not_keep_a_stale_index(tmp_path, fake) -> 
     assert generation == committed
 
 
-def test_another_clients_write_in_flight_is_not_taken_for_committed(client, fake, monkeypatch) -> None:  # noqa: F811
+def test_another_clients_write_in_flight_is_not_taken_for_committed(client, fake, monkeypatch,  # noqa: F811
+                                                                     caplog) -> None:
     """A Chroma server's other client: bumped, not committed. The rebuilt index serves the search
-    but is not kept; once the gap has lasted SETTLE_SECONDS it is taken for a client that died."""
+    but is not kept; once the gap has lasted SETTLE_SECONDS it is taken for a client that died.
+    An embedded folder's only writer knows at once that the write died: it says so as a warning (an
+    INFO line before: user tryout, a SIGKILL mid-write) and once (the write is then settled)."""
     import medrag.lexical.sidecar as sidecar
     from medrag.store import COMMITTED_KEY, GENERATION_KEY
 
@@ -370,11 +373,21 @@ def test_another_clients_write_in_flight_is_not_taken_for_committed(client, fake
     meta[GENERATION_KEY] += 1  # what another client's bump leaves until its upsert and commit land
     store.collection.modify(metadata=meta)
     rebuilds = store.lexical.rebuilds
-    assert store.hybrid_search("ferritine basse", k=1, lexical_weight=1.0)[0].id == "fer"
-    store.hybrid_search("ferritine basse", k=1)
+    with caplog.at_level("WARNING", logger="medrag.lexical.sidecar"):
+        assert store.hybrid_search("ferritine basse", k=1, lexical_weight=1.0)[0].id == "fer"
+        store.hybrid_search("ferritine basse", k=1)
     if store._lock is not None:  # an embedded folder's only writer knows no write is in flight: a client died
         assert store.lexical.rebuilds == rebuilds + 1 and store.lexical.index().generation == meta[GENERATION_KEY]
+        assert caplog.text.count(f"write {meta[GENERATION_KEY]} never finished") == 1
+        assert "run that write again (the same medrag index command, or your own add or delete)" in caplog.text
+        assert store.generation_state() == (meta[GENERATION_KEY],) * 2  # settled: the next opening says nothing
+        store.lexical._index = None
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="medrag.lexical.sidecar"):
+            store.hybrid_search("ferritine", k=1)
+        assert "never finished" not in caplog.text
         return
+    assert "never finished" not in caplog.text  # another client's write may be in flight
     assert store.lexical.rebuilds == rebuilds + 2  # rebuilt for each search, never kept
     monkeypatch.setattr(sidecar, "SETTLE_SECONDS", 0.0)
     store.hybrid_search("ferritine", k=1)
