@@ -21,7 +21,7 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
 
@@ -61,12 +61,16 @@ def _first_caller_outside_medrag() -> int:
     return level
 
 
-def validate_texts(texts: Sequence[str], *, one_text_hint: str = "use embed_query for a single text") -> list[str]:
+def validate_texts(texts: Sequence[str], *, one_text_hint: str = "use embed_query for a single text",
+                   describe: Callable[[int], str] | None = None, blank_hint: str = "") -> list[str]:
     """Return ``texts`` as a list, or raise naming the first bad entry.
 
     Args:
         texts: the texts.
         one_text_hint: what the error for a single string tells the caller to do instead.
+        describe: what else names entry ``i`` in the error (its id, its source), after its index: an
+            index alone is the position in one call, which LangChain's ``index()`` makes in batches.
+        blank_hint: what the error for a blank text tells the caller to do.
 
     Raises:
         InvalidInputError: a single string (or None, or another non-list) instead of a list, or an
@@ -80,11 +84,12 @@ def validate_texts(texts: Sequence[str], *, one_text_hint: str = "use embed_quer
         raise InvalidInputError(f"expected a list of texts, got {type(texts).__name__}")
     out = list(texts)
     for i, t in enumerate(out):
+        name = f"text at index {i}{describe(i) if describe is not None else ''}"
         if not isinstance(t, str):
-            raise InvalidInputError(f"text at index {i} is {type(t).__name__}, not a string")
+            raise InvalidInputError(f"{name} is {type(t).__name__}, not a string")
         if is_blank(t):
-            raise InvalidInputError(f"text at index {i} is empty or holds only whitespace or invisible characters")
-        check_utf8(t, f"text at index {i}")  # the tokenizer would raise a bare TypeError
+            raise InvalidInputError(f"{name} is empty or holds only whitespace or invisible characters{blank_hint}")
+        check_utf8(t, name)  # the tokenizer would raise a bare TypeError
     return out
 
 

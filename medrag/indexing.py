@@ -68,6 +68,7 @@ import re
 import shutil
 import sys
 import time
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -1084,7 +1085,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     root = (folder_name or Path(source).resolve().as_posix()) if Path(source).is_dir() else None
     t0 = time.perf_counter()
     prune_folder = prune and root is not None  # a folder emptied or all empty is pruned, not refused
-    documents = chunks = duplicates = removed = updated = added = empty = long_titles = reused = 0
+    documents = chunks = duplicates = removed = updated = added = empty = long_titles = reused = textless_pdfs = 0
     empty_named: list[str] = []  # the first few, for the warning
     seen: set[str] = set()
     read_keys: set[str] = set()  # every document key of this run (for prune)
@@ -1215,7 +1216,9 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                 trails = [None] * len(pieces)
             if not pieces:
                 empty += 1
-                if len(empty_named) < 3:
+                if pdf and not text:  # no text layer: iter_documents named it, with OCR advice (warned twice before)
+                    textless_pdfs += 1
+                elif len(empty_named) < 3:
                     empty_named.append(meta["source"] if root else f"document {documents}")
             id_key = key if root is None else f"{root}/{key}"
             ids = [chunk_id(id_key, position, chunk) for position, chunk in enumerate(pieces)]
@@ -1266,19 +1269,23 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     if long_titles > 1:
         logger.warning("%s: %d document(s) had a %s taking half of the model's window or more (the first named above)",
                        source, long_titles, title_field or "innermost heading")
-    if empty:
+    if empty > textless_pdfs:
         logger.warning("%s: %d of %d document(s) are empty (no text) and were not indexed; what was stored for them "
-                       "earlier is kept (e.g. %s)", source, empty, documents, ", ".join(empty_named))
+                       "earlier is kept (e.g. %s)", source, empty - textless_pdfs, documents, ", ".join(empty_named))
     pruned = _prune(store, read_keys | set(not_read), root) if prune else 0
     if not prune:
         _note_gone_files(store, read_keys | set(not_read), root, source)
     if added and elsewhere:  # a renamed folder was indexed again beside its old copy: every hit twice (user tryout)
         other, keys_there = max(elsewhere.items(), key=lambda kv: (len(kv[1]), kv[0]))
         if 2 * len(keys_there) >= documents:
+            # a folder named alike in the other Unicode spelling (copied from macOS): a filter matches both
+            # spellings by default, so the advice without unicode_spellings=False deleted the new copy too (review)
+            exact = ", unicode_spellings=False" if unicodedata.normalize("NFC", other) == \
+                unicodedata.normalize("NFC", root) else ""  # type: ignore[arg-type]
             logger.warning("%s: %d of its %d file(s) are also stored under the folder %s: if the folder was moved or "
                            "renamed, both copies are searched (each hit twice); delete the old one's chunks "
-                           "(store.delete(where={'folder': %r})), and index with --folder-name NAME so that a "
-                           "later move keeps one source", source, len(keys_there), documents, other, other)
+                           "(store.delete(where={'folder': %r}%s)), and index with --folder-name NAME so that a "
+                           "later move keeps one source", source, len(keys_there), documents, other, other, exact)
     stored = len(store)
     report = IndexReport(documents, chunks, added, chunks - duplicates - added - updated, stored,
                          time.perf_counter() - t0, duplicates, removed, updated, pruned, reused, len(not_read), empty,

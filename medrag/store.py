@@ -59,6 +59,7 @@ from medrag._store_lock import (DirectoryLock, WriteGuard, folder_write_lock, he
 from medrag._store_repair import (COMPLETE_KEY, REPAIR_SUFFIX, is_missing_id, is_vector_index_failure, latest_ids,
                                   read_records, segment_ids)
 from medrag._chroma_errors import translate_chroma_error
+from medrag.unicode_filters import MAX_WIDENED_VALUES, both_spellings, count_strings
 from medrag._store_sidecar import SIDECAR_NAME, VectorSidecar
 from medrag.embeddings import check_utf8 as _check_utf8, validate_texts
 from medrag.encoding import stderr_is_terminal
@@ -360,7 +361,11 @@ class MatryoshkaChroma(VectorStore):
         if kwargs:  # langchain-chroma's arguments a user porting code passes, with what replaces them
             hints = {"client_settings": "pass client=chromadb.HttpClient(...) or chromadb.PersistentClient(...)",
                      "embedding": "it is embedding_function=", "persist_dir": "it is persist_directory=",
-                     "collection_configuration": "HNSW settings go in hnsw={...}"}
+                     "collection_configuration": "HNSW settings go in hnsw={...}",
+                     "chroma_cloud_api_key": "pass client=chromadb.CloudClient(...)"}
+            # langchain-chroma's server arguments: a bare "unexpected argument(s)" named no way to connect
+            hints |= {k: f"pass client=chromadb.HttpClient({k}=...)" for k in
+                      ("host", "port", "ssl", "headers", "tenant", "database")}
             named = "; ".join(f"{k}: {hints[k]}" for k in sorted(kwargs) if k in hints)
             raise InvalidArgumentError(f"unexpected argument(s) of MatryoshkaChroma(): {sorted(kwargs)}"
                                        + (f" ({named})" if named else ""))
@@ -1608,7 +1613,14 @@ class MatryoshkaChroma(VectorStore):
         _no_extra(kwargs, "add_texts()")
         skip_existing = check_flag("skip_existing", skip_existing)  # "false" skipped the update in silence
         check_flag("show_progress", show_progress, none=True)
-        texts = validate_texts(texts, one_text_hint="wrap a single text in a list: [text]")  # also UTF-8
+        if not isinstance(texts, (str, bytes, dict)) and hasattr(texts, "__iter__"):
+            texts = list(texts)  # read once: the error below may name an entry by its id and source
+        # a blank text named by its index in this call only: LangChain's index() adds in batches of 100, so a
+        # blank page 130 of a PDF loader's documents was "index 30" (user tryout): its id and source too
+        texts = validate_texts(texts, one_text_hint="wrap a single text in a list: [text]",
+                               describe=lambda i: _entry_names(i, ids, metadatas),
+                               blank_hint="; leave empty documents out before adding them (LangChain: "
+                                          "[d for d in docs if d.page_content.strip()]): nothing was written")
         check = getattr(self._encoder, "check_texts", None)  # what the model cannot encode ("passage: " alone)
         if callable(check):
             check(texts)
@@ -1803,7 +1815,8 @@ class MatryoshkaChroma(VectorStore):
                 and coarse_of[id_].shape == (self._coarse_dim,) and np.isfinite(coarse_of[id_]).all()}
 
     def delete(self, ids: list[str] | None = None, *, where: dict[str, Any] | None = None,
-               where_document: dict[str, Any] | None = None, **kwargs: Any) -> bool | None:
+               where_document: dict[str, Any] | None = None, unicode_spellings: bool = True,
+               **kwargs: Any) -> bool | None:
         """Delete records by id, by filter, or the records of those ids that match a filter (as
         langchain-chroma passes ``where`` / ``where_document`` to Chroma). Unknown ids are ignored
         (a documented no-op).
@@ -1818,6 +1831,9 @@ class MatryoshkaChroma(VectorStore):
             ids: the ids to delete (a list; use :meth:`delete_collection` to drop everything).
             where: a Chroma metadata filter; with ``ids``, only those of them that match it.
             where_document: a Chroma document filter (``{"$contains": "..."}``), likewise.
+            unicode_spellings: a filter's strings match both their Unicode spellings (NFC, NFD:
+                :mod:`medrag.unicode_filters`); False matches them as written, byte for byte (two
+                folders whose names differ only in spelling, ``Médecine`` typed and copied from macOS).
 
         Returns:
             True.
@@ -1827,6 +1843,7 @@ class MatryoshkaChroma(VectorStore):
                 an unknown keyword argument, or a filter Chroma rejects (nothing deleted).
         """
         _no_extra(kwargs, "delete()")
+        unicode_spellings = check_flag("unicode_spellings", unicode_spellings)
         if ids is None and not where and not where_document:
             raise InvalidInputError("delete() needs a list of ids or a non-empty where= / where_document= filter; "
                                     "use delete_collection() to remove the whole collection")
@@ -1843,11 +1860,13 @@ class MatryoshkaChroma(VectorStore):
         filters = {k: v for k, v in (("where", where), ("where_document", where_document)) if v}
         if ids is None:
             ids = self._chroma_call("find the records to delete", self._collection.get, where=where or None,
-                                    where_document=where_document or None, include=[])["ids"]
+                                    where_document=where_document or None, include=[],
+                                    user_filters=unicode_spellings)["ids"]
             nothing = "no stored record matches the filter"
         else:
             nothing = f"none of the {len(ids)} id(s) given is stored" + (" and matches the filter" if filters else "")
-            ids = self._matching_ids(ids, where, where_document, "find the records to delete")
+            ids = self._matching_ids(ids, where, where_document, "find the records to delete",
+                                     unicode_spellings=unicode_spellings)
         if not ids:
             # an erasure that deletes nothing must not pass unnoticed (a misspelt key, a number stored as
             # text: user tryout); still True: LangChain's indexing API takes False for a failure
@@ -1989,7 +2008,7 @@ class MatryoshkaChroma(VectorStore):
     @checked_arguments
     def get(self, ids: Sequence[str] | None = None, where: dict[str, Any] | None = None,
             limit: int | None = None, offset: int | None = None, where_document: dict[str, Any] | None = None,
-            include: Sequence[str] | None = None) -> dict[str, Any]:
+            include: Sequence[str] | None = None, unicode_spellings: bool = True) -> dict[str, Any]:
         """Records by id and/or filter, as langchain-chroma's ``Chroma.get``: a dict with Chroma's keys,
         ``ids`` and the ``include``-d fields (default ``documents`` and ``metadatas``; a field not
         included is None, as in Chroma's result). ``embeddings`` are the full-size
@@ -2007,6 +2026,8 @@ class MatryoshkaChroma(VectorStore):
             offset: skip this many records first.
             where_document: a Chroma document filter (``{"$contains": "..."}``).
             include: any of ``"documents"``, ``"metadatas"``, ``"embeddings"``.
+            unicode_spellings: a filter's strings match both their Unicode spellings (NFC, NFD); False:
+                as written (:meth:`delete`).
 
         Raises:
             InvalidInputError: a bare string for ``ids``, an unknown ``include`` field, a negative limit
@@ -2019,7 +2040,8 @@ class MatryoshkaChroma(VectorStore):
             if value is not None and _check_int(name, value) < 0:
                 raise InvalidInputError(f"{name} must be >= 0, got {value!r}")
         read = functools.partial(self._chroma_call, "read records", self._collection.get, where=where or None,
-                                 where_document=where_document or None, include=["documents", "metadatas"])
+                                 where_document=where_document or None, include=["documents", "metadatas"],
+                                 user_filters=check_flag("unicode_spellings", unicode_spellings))
         if ids is None:
             res = read(limit=limit, offset=offset)
             found = list(zip(res["ids"], res["documents"], res["metadatas"]))
@@ -2235,6 +2257,7 @@ class MatryoshkaChroma(VectorStore):
             n_results=n,
             where=filter or None,
             where_document=where_document or None,
+            user_filters=True,
             # no documents: texts are read for the hits only; with a sidecar, ids + distances are enough
             include=["distances"] if self._sidecar is not None or batched else ["metadatas", "distances"],
         )
@@ -2276,7 +2299,7 @@ class MatryoshkaChroma(VectorStore):
         return out
 
     def _matching_ids(self, ids: Sequence[str], where: dict[str, Any] | None, where_document: dict[str, Any] | None,
-                      action: str = "read") -> list[str]:
+                      action: str = "read", unicode_spellings: bool = True) -> list[str]:
         """The ids among ``ids`` that exist and match the filters, in Chroma's order, looked up in
         batches: one ``get`` of 40,000 ids (or 9,000 with a filter) exceeds SQLite's limit of query
         variables ("too many SQL variables")."""
@@ -2284,7 +2307,7 @@ class MatryoshkaChroma(VectorStore):
         return [found for start in range(0, len(ids), lookup)
                 for found in self._chroma_call(action, self._collection.get, ids=list(ids[start:start + lookup]),
                                                where=where or None, where_document=where_document or None,
-                                               include=[])["ids"]]
+                                               include=[], user_filters=unicode_spellings)["ids"]]
 
     def _full_metadatas(self, ids: Sequence[str]) -> dict[str, Any]:
         """The stored metadata (holding the packed full vector) of the ids that exist."""
@@ -2321,18 +2344,34 @@ class MatryoshkaChroma(VectorStore):
                 found[id_] = _document(id_, text, md)
         return [found.get(i) for i in ids]
 
-    def _chroma_call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def _chroma_call(self, what: str, fn: Callable[..., Any], *args: Any, user_filters: bool = False,
+                     **kwargs: Any) -> Any:
         """Call the Chroma client; turn its failures into :class:`MedragError` subclasses. Filters
-        (``where``, ``where_document``) reach Chroma with numpy scalars as Python ones, as writes store them."""
+        (``where``, ``where_document``) reach Chroma with numpy scalars as Python ones, as writes store them;
+        ``user_filters``: they are a caller's, whose strings match both their Unicode spellings
+        (:mod:`medrag.unicode_filters`; medrag's own lookups by document key stay exact)."""
         self._check_process()
+        given: dict[str, Any] = {}
         for key in ("where", "where_document"):
             if kwargs.get(key) is not None:
-                kwargs[key] = _plain(kwargs[key])
+                kwargs[key] = given[key] = _plain(kwargs[key])
+                if user_filters:
+                    kwargs[key] = both_spellings(kwargs[key], document=key == "where_document")
+        if given and any(kwargs[k] != v for k, v in given.items()) \
+                and sum(count_strings(kwargs[k]) for k in given) > MAX_WIDENED_VALUES:
+            logger.warning("a filter of %d strings: used as given, without the other Unicode spelling of its "
+                           "accented ones (a query of more than %d values is refused by SQLite); split it to match "
+                           "both", sum(count_strings(v) for v in given.values()), MAX_WIDENED_VALUES)
+            kwargs |= given
         try:
             return fn(*args, **kwargs)
         except MedragError:
             raise
         except Exception as exc:
+            if given and any(kwargs[k] != v for k, v in given.items()):
+                # a filter Chroma refuses: refused again as the caller wrote it, so its message shows their
+                # filter, not the widened one ("got {'p': {'$in': ['Hélène', 'Hélène']}}": review)
+                return self._chroma_call(what, fn, *args, **{**kwargs, **given})
             if getattr(self, "_deleted", False):
                 raise CollectionMismatchError(
                     f"could not {what}: collection {self._collection_name!r} was deleted by this store's "
@@ -2907,6 +2946,18 @@ class MatryoshkaChroma(VectorStore):
                            "records written meanwhile may be missing here and records deleted meanwhile may remain; "
                            "reindex it again, into a new collection, once no client writes to it", source_collection,
                            total, after[0], "; another client wrote to it" if after[1] != before else "")
+
+
+def _entry_names(i: int, ids: Any, metadatas: Any) -> str:
+    """What names entry ``i`` of an ``add_texts`` call besides its index: its id and the ``source`` /
+    ``page`` of its metadata (a LangChain loader's), when given (``""`` otherwise)."""
+    names = []
+    if isinstance(ids, (list, tuple)) and i < len(ids) and isinstance(ids[i], str):
+        names.append(f"id {ids[i]!r}")
+    md = metadatas[i] if isinstance(metadatas, (list, tuple)) and i < len(metadatas) else None
+    if isinstance(md, dict):
+        names += [f"{key} {md[key]!r}" for key in ("source", "page") if isinstance(md.get(key), (str, int))]
+    return f" ({', '.join(names)})" if names else ""
 
 
 def _user_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:

@@ -107,7 +107,8 @@ def hybrid_candidates(store: "MatryoshkaChroma", query: str, vector: np.ndarray,
             # a selective filter: the best matches overall are mostly filtered out, so rank the
             # documents the filter allows (one get of their ids) instead of missing its matches
             allowed = set(store._chroma_call("filter the lexical candidates", store.collection.get, include=[],
-                                             where=filter or None, where_document=where_document or None)["ids"])
+                                             where=filter or None, where_document=where_document or None,
+                                             user_filters=True)["ids"])
             lex_ids, _ = index.top(query_scores, n_lex, ids=allowed)
         lex_ids = [i for i in lex_ids if i in allowed]
     lex_ids = lex_ids[:n_lex]

@@ -123,9 +123,16 @@ def test_a_folder_indexes_its_pdfs_beside_its_text_files(tmp_path, caplog) -> No
     assert "1 .pdf file(s) without a text layer (scanned pages?): no text indexed (e.g. scan.pdf): OCR them first" \
         in caplog.text
     store = MatryoshkaChroma("protocoles", FakeMatryoshkaEmbeddings(), client=chromadb.EphemeralClient())
-    report = index_corpus(folder, store, chunk_words=20, show_progress=False)
+    (folder / "vide.txt").write_text("  \n")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        report = index_corpus(folder, store, chunk_words=20, show_progress=False)
     assert report.added >= 2 and any(d.metadata["source"] == "anemie.pdf"
                                       for d in store.similarity_search("ferritine carence martiale", k=4))
+    # the scanned PDF is named once, with its advice: it was also counted in "empty (no text)" (user tryout)
+    assert report.empty == 2 and caplog.text.count("scan.pdf") == 1
+    assert "1 of 4 document(s) are empty (no text) and were not indexed; what was stored for them earlier is kept " \
+        "(e.g. vide.txt)" in caplog.text
 
 
 def test_without_pypdf_the_pdfs_are_named_with_the_install_command(tmp_path, monkeypatch, caplog) -> None:

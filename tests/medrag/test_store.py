@@ -2191,6 +2191,10 @@ def test_unknown_constructor_arguments_name_what_replaces_them(tmp_path, fake) -
     """A langchain-chroma argument or a typo raised a plain TypeError, outside the MedragError tree."""
     with pytest.raises(InvalidArgumentError, match="client_settings.*chromadb.HttpClient"):
         MatryoshkaChroma.from_texts(["ferritine"], fake, collection_name="c", client_settings=None)
+    # langchain-chroma's host= / port=: a bare "unexpected argument(s)" (user tryout)
+    with pytest.raises(InvalidArgumentError, match=r"\['host', 'port'\] \(host: pass client=chromadb.HttpClient\(host="
+                                                   r"\.\.\.\); port: pass client=chromadb.HttpClient\(port=\.\.\.\)\)"):
+        MatryoshkaChroma("c", fake, host="localhost", port=8000)
     with pytest.raises(InvalidArgumentError, match="persist_directory"):
         MatryoshkaChroma("c", fake, persist_dir=str(tmp_path / "db"))
     with pytest.raises(TypeError):  # still a TypeError for code that catches that
