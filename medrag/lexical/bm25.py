@@ -307,7 +307,10 @@ class BM25Index:
         In a query typed with caps lock, a lone letter after a word (``HÉPATITE C``, ``VITAMINE D``;
         not ``A`` or ``Y``, nor a letter after a number, in parentheses, elided or abbreviated:
         ``11 E``, ``(S)``, ``D'``, ``N.``) is the letter, as ``hépatite C`` reads it, not the
-        stopword ``c``, when a document holds it.
+        stopword ``c``, when a document holds it; so is a lowercase one after a word that is not a
+        stopword (``hépatite c``, ``carence vitamine d``: the letter lost to the stopword made BM25
+        rank hepatitis A first: user tryout), unless it is an elision typed without its apostrophe
+        (``traitement d attaque``, ``hépatite c est grave``).
 
         With :attr:`typo_tolerance` (the default), a query term that no indexed document holds, of
         :data:`TYPO_MIN_CHARS` letters or more and without digits, is read as the held term one edit
@@ -326,6 +329,8 @@ class BM25Index:
         >>> index.add(["e", "f"], ["Le traitement de l'hépatite C.", "Le vaccin contre l'hépatite B."])
         >>> index.query_terms("HÉPATITE C"), index.query_terms("hépatite C"), index.query_terms("PROPOSITION(S)")
         (['hepat', 'c'], ['hepat', 'c'], [])
+        >>> index.query_terms("traitement hépatite c"), index.query_terms("traitement c est l hépatite")
+        (['trait', 'hepat', 'c'], ['trait', 'hepat'])
         >>> index.query_terms("hypothyroidie"), index.query_terms("hypotyroïdie")  # a letter left out
         (['hypothyroid'], ['hypothyroid'])
         """
@@ -358,6 +363,8 @@ class BM25Index:
         letters = set() if acronyms_meant else {m.start() for m in _LONE_LETTER.finditer(text)}
         out: list[tuple[str, int]] = []
         corrected = 0  # unknown terms read as a held spelling (at most TYPO_MAX_TERMS)
+        if acronyms_meant:  # typed in lowercase: "hépatite c", "vitamine d" (user tryout), not an elision
+            letters = {start for i, (token, start) in enumerate(spans) if _typed_letter(analyzer, text, spans, i)}
         for token, start in spans:
             terms = analyzer.token_terms(token)
             if not terms and start in letters:
@@ -501,6 +508,36 @@ class BM25Index:
         except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile) as exc:
             raise LexicalIndexError(f"cannot read the lexical index {path}: {type(exc).__name__}: {exc}") from exc
         return index
+
+
+#: The first letter of a word an elided letter stands before (a vowel or a mute h): "traitement d attaque",
+#: "patient n a pas" typed without the apostrophe are elisions, not the letters D and N.
+_ELIDES_BEFORE = re.compile(r"[aeiouyhàâäéèêëîïôöùûüÿœæ]", re.IGNORECASE)
+#: The words ``c'`` is elided before (``c'est``, ``c'était``, ``c'en``); before any other, ``c`` is the
+#: letter (``hépatite c aiguë``, ``hépatite c et grossesse``).
+_C_ELIDED_BEFORE = frozenset({"est", "etait", "était", "etaient", "étaient", "en", "eut", "eût"})
+#: What may follow a lone letter typed in lowercase for it to be the letter: a space, a sentence's
+#: punctuation, the end, or a full stop ending the query ("n°39", "c/", "d-", "N. sp." are not letters).
+_LETTER_ENDS = re.compile(r"\s|[,;:?!]|\.?\s*$")
+
+
+def _typed_letter(analyzer: FrenchMedicalAnalyzer, text: str, spans: Sequence[tuple[str, int]], i: int) -> bool:
+    """Whether token ``i`` of a query typed in lowercase is a lone letter meant as the letter (``c`` of
+    ``hépatite c``, ``d`` of ``carence vitamine d``): a lowercase letter after a space and a word that
+    is not a stopword, not followed by another character of a word, and not an elision typed without
+    its apostrophe (``traitement d attaque``, ``hépatite c est grave``, ``de l anémie``): ``c`` before
+    a form of *être* or *en*, another letter before a word starting with a vowel or an ``h`` but
+    ``et`` (no elision precedes it: ``vitamine d et calcium``)."""
+    token, start = spans[i]
+    if len(token) != 1 or not token.islower() or i == 0 or text[start - 1] not in " \u00a0" \
+            or not analyzer.token_terms(spans[i - 1][0]) or not _LETTER_ENDS.match(text, start + 1):
+        return False
+    if i + 1 == len(spans):
+        return True
+    following = spans[i + 1][0].lower()
+    if token == "c":
+        return following not in _C_ELIDED_BEFORE
+    return following == "et" or not _ELIDES_BEFORE.match(following)
 
 
 def _one_letter(terms: Sequence[str], token: str) -> bool:

@@ -9,6 +9,7 @@ from medrag.errors import InvalidInputError, LexicalIndexError
 from medrag.lexical.analyzer import AnalyzerOptions
 from medrag.lexical.bm25 import BM25Index, _unpack_strings
 from medrag.lexical.protocol import LexicalIndex
+from tests.conftest import SHARED_DATA, requires_shared
 
 DOCS = {
     "hba1c": "L'HbA1c reflète l'équilibre glycémique des trois derniers mois chez le diabétique.",
@@ -285,6 +286,45 @@ def test_a_lone_letter_of_a_caps_lock_query_is_the_letter() -> None:
     # by its place, not its text: one lone S does not make the plural marks letters too (review)
     assert index.query_terms("PROTÉINE S : PROPOSITION(S) EXACTE(S)").count("s") == 1
     assert index.query_terms("HÉPATITE\u00a0C") == ["hepat", "c"]  # a no-break space
+
+
+def test_a_lone_lowercase_letter_after_a_word_is_the_letter() -> None:
+    """``traitement hépatite c`` and ``carence vitamine d``, typed in lowercase, lost the letter to the
+    stopwords of ``c'`` and ``d'``: BM25 ranked hépatite A and vitamine A first, and the default hybrid
+    search followed it (user tryout). An elision typed without its apostrophe stays a stopword."""
+    index = BM25Index()
+    index.add(["ha", "hc", "va", "vd"], ["Traitement de l'hépatite A : repos.", "Traitement de l'hépatite C : antiviraux.",
+                                         "Carence en vitamine A : cécité.", "Carence en vitamine D : rachitisme."])
+    assert index.search("traitement hépatite c", 1)[0] == ["hc"] and index.search("carence vitamine d", 1)[0] == ["vd"]
+    assert index.query_terms("vitamine d 1000 ui") == ["vitamin", "d"]
+    # before "et", a word that no elision precedes, or after a word where "c'" would not be elided (review)
+    for query in ("hépatite c et grossesse", "vitamine d et calcium", "hépatite c aiguë",
+                  "hépatite c.", "carence vitamine d ?"):
+        assert "c" in index.query_terms(query) or "d" in index.query_terms(query), query
+    for query in ("traitement d attaque", "c est l hépatite", "patient d un certain âge", "de d vitamine",
+                  "hépatite (c)", "hépatite c'est", "complexe n°39 vitamine d-", "hépatite c est grave",
+                  "traitement d hépatite", "vitamine d. sp"):
+        assert "c" not in index.query_terms(query) and "d" not in index.query_terms(query), query
+
+
+@pytest.mark.integration
+@requires_shared
+def test_no_query_of_the_suite_has_a_lowercase_lone_letter() -> None:
+    """docs/results.md says the lowercase-letter rule reads no query of the validation suite differently,
+    so the suite's BM25 and hybrid numbers stand: this checks it, on both parts and every domain."""
+    from medrag.lexical.analyzer import FrenchMedicalAnalyzer
+    from medrag.lexical.bm25 import _typed_letter
+    from medrag.qa.suite import build_suite
+
+    analyzer, read = FrenchMedicalAnalyzer(), []
+    for part in ("val", "test"):
+        for domain in build_suite(part, data_root=SHARED_DATA).domains.values():
+            for query in domain.task.queries.values():
+                text, spans = analyzer.token_spans(query)
+                read += [(domain.name, query) for i, (token, _) in enumerate(spans)
+                         if any(c.islower() for c in query) and not analyzer.token_terms(token)
+                         and analyzer.token_terms(token.upper()) and _typed_letter(analyzer, text, spans, i)]
+    assert read == []
 
 
 def test_bound_is_the_most_a_document_could_score(index: BM25Index) -> None:
