@@ -1613,8 +1613,6 @@ class MatryoshkaChroma(VectorStore):
         _no_extra(kwargs, "add_texts()")
         skip_existing = check_flag("skip_existing", skip_existing)  # "false" skipped the update in silence
         check_flag("show_progress", show_progress, none=True)
-        if not isinstance(texts, (str, bytes, dict)) and hasattr(texts, "__iter__"):
-            texts = list(texts)  # read once: the error below may name an entry by its id and source
         # a blank text named by its index in this call only: LangChain's index() adds in batches of 100, so a
         # blank page 130 of a PDF loader's documents was "index 30" (user tryout): its id and source too
         texts = validate_texts(texts, one_text_hint="wrap a single text in a list: [text]",
@@ -2357,8 +2355,9 @@ class MatryoshkaChroma(VectorStore):
                 kwargs[key] = given[key] = _plain(kwargs[key])
                 if user_filters:
                     kwargs[key] = both_spellings(kwargs[key], document=key == "where_document")
-        if given and any(kwargs[k] != v for k, v in given.items()) \
-                and sum(count_strings(kwargs[k]) for k in given) > MAX_WIDENED_VALUES:
+        widened = any(kwargs[k] != v for k, v in given.items())
+        if widened and sum(count_strings(kwargs[k]) for k in given) > MAX_WIDENED_VALUES:
+            widened = False
             logger.warning("a filter of %d strings: used as given, without the other Unicode spelling of its "
                            "accented ones (a query of more than %d values is refused by SQLite); split it to match "
                            "both", sum(count_strings(v) for v in given.values()), MAX_WIDENED_VALUES)
@@ -2368,7 +2367,7 @@ class MatryoshkaChroma(VectorStore):
         except MedragError:
             raise
         except Exception as exc:
-            if given and any(kwargs[k] != v for k, v in given.items()):
+            if widened and isinstance(translate_chroma_error(exc, what), InvalidInputError):
                 # a filter Chroma refuses: refused again as the caller wrote it, so its message shows their
                 # filter, not the widened one ("got {'p': {'$in': ['Hélène', 'Hélène']}}": review)
                 return self._chroma_call(what, fn, *args, **{**kwargs, **given})

@@ -360,11 +360,11 @@ class BM25Index:
         # caps lock: the analyzer lowercases the shouted text, so "HÉPATITE C" lost its C to the stopword c;
         # a lone letter is found by its place, so "PROTÉINE S ... PROPOSITION(S)" reads only the first S
         text, spans = analyzer.token_spans(query)
-        letters = set() if acronyms_meant else {m.start() for m in _LONE_LETTER.finditer(text)}
+        # typed in lowercase: "hépatite c", "vitamine d" are letters too (user tryout), elisions are not
+        letters = ({start for i, (_, start) in enumerate(spans) if _typed_letter(analyzer, text, spans, i)}
+                   if acronyms_meant else {m.start() for m in _LONE_LETTER.finditer(text)})
         out: list[tuple[str, int]] = []
         corrected = 0  # unknown terms read as a held spelling (at most TYPO_MAX_TERMS)
-        if acronyms_meant:  # typed in lowercase: "hépatite c", "vitamine d" (user tryout), not an elision
-            letters = {start for i, (token, start) in enumerate(spans) if _typed_letter(analyzer, text, spans, i)}
         for token, start in spans:
             terms = analyzer.token_terms(token)
             if not terms and start in letters:
