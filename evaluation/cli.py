@@ -118,8 +118,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
     p.add_argument("--store", action="store_true",
                    help="also evaluate the two-stage store (coarse + rerank) against flat and coarse-only search")
-    p.add_argument("--coarse-dim", type=int, default=DEFAULT_COARSE_DIM,
-                   help=f"coarse size of the store (with --store; default {DEFAULT_COARSE_DIM})")
+    p.add_argument("--coarse-dim", type=int, default=None,
+                   help=f"coarse size of the store (with --store; default {DEFAULT_COARSE_DIM}, half the full size "
+                        f"for a model of {DEFAULT_COARSE_DIM} dims or fewer)")
     p.add_argument("--candidates", type=int, default=None,
                    help="candidates passed to the rerank (with --store; default: the store's default)")
     p.add_argument("--candidates-sweep", type=int, nargs="+", default=None, metavar="N",

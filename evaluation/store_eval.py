@@ -49,7 +49,7 @@ from medrag.encoder import MatryoshkaEncoder, is_encoder
 from medrag.errors import InvalidInputError, MedragError
 from medrag.precomputed import PrecomputedEmbeddings
 from medrag.qa.task import IRTask, check_task
-from medrag.store import DEFAULT_COARSE_DIM
+from medrag.store import default_coarse_dim
 from medrag.vectors import truncate_embeddings
 
 logger = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ class StoreEvalResult:
         return "\n".join(lines)
 
 
-def evaluate_store(embeddings: MatryoshkaEncoder, task: IRTask, *, coarse_dim: int = DEFAULT_COARSE_DIM, candidates: int | None = None,
+def evaluate_store(embeddings: MatryoshkaEncoder, task: IRTask, *, coarse_dim: int | None = None, candidates: int | None = None,
                    metrics: Sequence[str] = STORE_METRICS, cache=None, store_kwargs: dict | None = None,
                    encode_sample: int = 50, sweep: Sequence[int] = ()) -> StoreEvalResult:
     """Evaluate the two-stage store against flat full-size and coarse-only search.
@@ -143,7 +143,7 @@ def evaluate_store(embeddings: MatryoshkaEncoder, task: IRTask, *, coarse_dim: i
         embeddings: an encoder (:class:`medrag.encoder.MatryoshkaEncoder`, e.g. a
             :class:`medrag.MatryoshkaEmbeddings`) or a model spec; its full size is the rerank size.
         task: queries, corpus, judgements.
-        coarse_dim: the store's coarse size.
+        coarse_dim: the store's coarse size (None: the store's default, :func:`medrag.store.default_coarse_dim`).
         candidates: documents passed from the coarse stage to the rerank (default: the store's default;
             the exact funnel then uses the value the store reports, else 100).
         metrics: metric names; the deepest cut-off is the number of results asked of every method.
@@ -191,7 +191,7 @@ def evaluate_store(embeddings: MatryoshkaEncoder, task: IRTask, *, coarse_dim: i
     # -- the store, fed the same vectors
     fed = PrecomputedEmbeddings(documents=dict(zip(dtexts, dv)), queries=dict(zip(qtexts, qv)), fallback=embeddings)
     kwargs = dict(store_kwargs or {})
-    kwargs.setdefault("coarse_dim", coarse_dim)
+    kwargs.setdefault("coarse_dim", coarse_dim if coarse_dim is not None else default_coarse_dim(full))
     if candidates is not None:
         kwargs.setdefault("candidates", candidates)
     name = f"medrag-eval-{uuid.uuid4().hex[:12]}"
@@ -205,10 +205,11 @@ def evaluate_store(embeddings: MatryoshkaEncoder, task: IRTask, *, coarse_dim: i
     # different funnel, below the store it should bound (user tryout: 0.8298 vs the store's 0.8331)
     rotation = str(getattr(store, "coarse_rotation", "none"))
     stage = getattr(store, "coarse_vectors", None)  # a store double without it: the first coarse_dim coordinates
+    size = int(getattr(store, "coarse_dim", None) or kwargs["coarse_dim"])
     sweep_rows = []
     try:
         q_coarse, d_coarse = ((stage(q_full), stage(d_full)) if stage is not None
-                              else (truncate_embeddings(qv, coarse_dim), truncate_embeddings(dv, coarse_dim)))
+                              else (truncate_embeddings(qv, size), truncate_embeddings(dv, size)))
 
         def funnel(n: int):
             return _timed_numpy(lambda i: exact_funnel(q_coarse[i], q_full[i], d_coarse, d_full, dids, n, k), len(qids))
@@ -242,7 +243,7 @@ def evaluate_store(embeddings: MatryoshkaEncoder, task: IRTask, *, coarse_dim: i
         embeddings.encode_queries([text])
         encode_ms.append(1000 * (time.perf_counter() - t))
     settings = {"model": embeddings.spec, "fingerprint": embeddings.fingerprint, "queries": len(qids),
-                "corpus": len(dids), "coarse_dim": coarse_dim, "coarse_rotation": rotation, "candidates": n_cand,
+                "corpus": len(dids), "coarse_dim": size, "coarse_rotation": rotation, "candidates": n_cand,
                 "k": k, "full_dim": full,
                 "index_build_s": round(index_s, 3), "task_hash": task.content_hash()}
     flat_score = methods["flat"].means[metrics[0]]

@@ -373,17 +373,40 @@ def recorded_model(client: Any, collection: str) -> str:
     return spec
 
 
-def store_embeddings(args: argparse.Namespace, recorded: str | None) -> "MatryoshkaEmbeddings":
+def collection_prompts(client: Any, collection: str) -> tuple[dict[str, str], str] | None:
+    """The prompts the existing ``collection`` records its vectors were encoded with (``medrag:prompts``)
+    and the fingerprint of the model that encoded them; None for a collection made before medrag
+    recorded them."""
+    from medrag._chroma_errors import translate_chroma_error
+    from medrag.store import CONTRACT_KEYS, recorded_prompts
+
+    try:
+        meta = client.get_collection(collection, embedding_function=None).metadata or {}
+    except Exception as exc:
+        raise translate_chroma_error(exc, "read the collection", collection) from exc
+    prompts = recorded_prompts(meta.get(CONTRACT_KEYS["prompts"]))
+    return None if prompts is None else (prompts, str(meta.get(CONTRACT_KEYS["fingerprint"]) or ""))
+
+
+def store_embeddings(args: argparse.Namespace, recorded: str | None,
+                     prompts: tuple[dict[str, str], str] | None = None) -> "MatryoshkaEmbeddings":
     """The embeddings ``medrag index``/``search`` open a collection with: ``--model`` when given (a
     local folder made absolute, so the collection records a path that works from any folder), else
-    the model the collection records (``recorded``), else medrag's default."""
-    from medrag.embeddings import MatryoshkaEmbeddings
+    the model the collection records (``recorded``), else medrag's default. When the model is the
+    one that encoded the collection (its fingerprint), with the prompts the collection records
+    (``prompts``, :func:`collection_prompts`): the same weights under another folder name, or with
+    their model card left out, got other prompts and their vectors no longer matched the stored ones
+    (user tryout); another model keeps its own (the store then names the difference)."""
+    from medrag.embeddings import MatryoshkaEmbeddings, adopt_prompts
 
     model = args.model
     if model and Path(model).exists():
         model = str(Path(model).resolve())
     try:
-        return MatryoshkaEmbeddings(model or recorded, device=args.device, show_progress=False)
+        emb = MatryoshkaEmbeddings(model or recorded, device=args.device, show_progress=False)
+        if prompts is not None and prompts[1] in (emb.fingerprint, *emb.legacy_fingerprints):
+            adopt_prompts(emb, prompts[0])
+        return emb
     except ModelLoadError as exc:
         if model or recorded is None:
             raise

@@ -93,6 +93,12 @@ class ConfigError(MedragError, ValueError):
     """A configuration file or override is invalid (unknown key, wrong type, impossible value)."""
 
 
+class _WriteStopped(BaseException):
+    """Raised inside a cancelled async write at its next slice or batch boundary
+    (``MatryoshkaChroma.aadd_texts``), and caught there: never reaches a caller. A BaseException, as
+    KeyboardInterrupt is, so that no ``except Exception`` on the way takes it for a failure to report."""
+
+
 class LexicalIndexError(MedragError):
     """A lexical (BM25) index file is missing, unreadable or was built by another analyzer; the store
     rebuilds it from the collection's records, which stay the source of truth."""

@@ -56,6 +56,7 @@ import bisect
 import codecs
 import contextlib
 import dataclasses
+import datetime
 import gzip
 import hashlib
 import itertools
@@ -77,7 +78,7 @@ from typing import Any, Literal
 from medrag._store_lock import refuse_if_held_elsewhere
 from medrag.bundled import DEFAULT_SPEC
 from medrag.command import (add_store_location_arguments, check_store_location, check_writable_dir, collection_names,
-                            open_server, recorded_model, server_place, store_embeddings)
+                            collection_prompts, open_server, recorded_model, server_place, store_embeddings)
 from medrag.embeddings import is_utf8
 from medrag.markdown import heading_trail, markdown_sections, parse_markdown
 from medrag.pdf import PAGE_BREAK, PDF_EXTRA, pdf_available, pdf_pages, reflow
@@ -568,15 +569,23 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
             if convert is not None:  # an empty CSV cell, a NaN (pandas' and json.dumps' missing value): left out
                 if value == "" or _missing(value):
                     value = None
-                elif isinstance(value, (str, int, float, bool)):
+                elif convert is str and isinstance(value, (list, tuple, dict, datetime.date, datetime.time)):
+                    value = _as_text(value)  # a list column as JSON text, a date as ISO text (as before: a value
+                    # written otherwise made other document keys and broke equality filters: review)
+                elif convert is datetime.date and isinstance(value, (datetime.date, str)):
                     value = _convert(value, convert, field, where)
-                elif convert is str:  # a Parquet date or list column: ISO date, JSON text
-                    value = _as_text(value)
-            if isinstance(value, str):
-                _check_text(value, f"{where}: field {field!r}")
+                else:
+                    value = _plain_value(value)
+                    if isinstance(value, (str, int, float, bool)):
+                        value = _convert(value, convert, field, where)
+            else:
+                value = _plain_value(value)
+            for text_value in (value if isinstance(value, list) else [value]):
+                if isinstance(text_value, str):
+                    _check_text(text_value, f"{where}: field {field!r}")
             # left out like a None: a NaN/inf float (pandas' missing value) and an int beyond 64 bits,
             # which Chroma cannot store (the int stopped the run once the model had loaded)
-            if isinstance(value, (str, int, float, bool)) and not _missing(value) and not _too_big(value):
+            if _storable(value):
                 meta[field] = value
             else:
                 lacking[field] = lacking.get(field, 0) + 1
@@ -593,7 +602,10 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
                 raise DataError(f"{where}: the {id_field!r} value {value!r} is a {type(value).__name__}; ids are "
                                 "text, numbers or dates (pass another --id-field, or none)")
             key = str(value)
-            if isinstance(value, float) and value.is_integer():  # a Parquet/CSV int column with gaps reads as floats
+            # a Parquet/CSV int column with gaps reads as floats (a CSV's as the text "1000.0": only Parquet's
+            # were counted, and the next export without the gap stored every note again: user tryout)
+            if (isinstance(value, float) and value.is_integer()) or (
+                    isinstance(value, str) and re.fullmatch(r"[+-]?\d+\.0+", value)):
                 first_float_id, n_float_ids = first_float_id or key, n_float_ids + 1
             _check_text(key, f"{where}: field {id_field!r}")
             meta.setdefault(id_field, key)
@@ -609,7 +621,7 @@ def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", 
         logger.warning("%s: %d %r value(s) are whole numbers stored as floats (e.g. %r): documents are keyed by them "
                        "as written, so the same ids exported as integers (%r) would be other documents, stored a "
                        "second time; keep one export format, or export the ids as integers or text", path,
-                       n_float_ids, id_field, first_float_id, first_float_id.removesuffix(".0"))
+                       n_float_ids, id_field, first_float_id, re.sub(r"\.0+$", "", first_float_id))
     for field, count in lacking.items() if warn else ():
         logger.warning("%s: metadata field %r is absent, null, NaN/inf, an int beyond 64 bits or not a "
                        "str/int/float/bool in %d of %d records (left out of their metadata)", path, field, count, n + 1)
@@ -756,6 +768,14 @@ def _too_big(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**63
 
 
+def _storable(value: Any) -> bool:
+    """A metadata value Chroma stores: a str, a finite float, a 64-bit int, a bool, or a non-empty list
+    of one of those types (a list item that is text is checked like any text, :func:`_check_text`)."""
+    if isinstance(value, list):
+        return bool(value) and all(_storable(v) for v in value)
+    return isinstance(value, (str, int, float, bool)) and not _missing(value) and not _too_big(value)
+
+
 def _check_text(value: str, what: str) -> None:
     """A :class:`DataError` naming the record when ``value`` cannot be stored (a lone surrogate, from a
     JSON ``\\ud800`` escape): it stopped the run at the write, naming a position in a batch."""
@@ -763,6 +783,37 @@ def _check_text(value: str, what: str) -> None:
         bad = next(i for i, c in enumerate(value) if not is_utf8(c))
         raise DataError(f"{what} holds a lone surrogate {value[bad]!r} at position {bad} (half of a character, not "
                         "valid UTF-8 text): fix that record in the source")
+
+
+def _plain_value(value: Any) -> Any:
+    """A Parquet (or JSON) cell as a value Chroma stores: a date-time as ISO text (a date alone, as a
+    CSV writes it, when it is midnight without a time zone), a date as ISO text, a ``Decimal`` as a
+    float, a list of one scalar type as a list; anything else unchanged. These columns were left out
+    of every record, ``--strict`` or not, and indexing a Parquet export over a CSV one removed the
+    dates stored from it (user tryout).
+
+    >>> import decimal
+    >>> _plain_value(datetime.datetime(2023, 6, 10)), _plain_value(datetime.datetime(2023, 6, 10, 8, 30))
+    ('2023-06-10', '2023-06-10T08:30:00')
+    >>> _plain_value(decimal.Decimal("12.50")), _plain_value(("HTA", "diabète")), _plain_value([1, "a"])
+    (12.5, ['HTA', 'diabète'], [1, 'a'])
+    """
+    import decimal
+
+    if isinstance(value, datetime.datetime):
+        midnight = value.tzinfo is None and value.time() == datetime.time()
+        return value.date().isoformat() if midnight else value.isoformat()
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value) if value.is_finite() else value
+    if isinstance(value, tuple):
+        value = list(value)
+    if isinstance(value, list) and value:
+        kinds = {bool if isinstance(v, bool) else int if isinstance(v, int) else type(v) for v in value}
+        if len(kinds) == 1 and kinds <= {str, int, float, bool}:
+            return value
+    return value
 
 
 def _as_text(value: Any) -> Any:
@@ -840,8 +891,9 @@ def check_metadata_fields(source: str | os.PathLike[str], metadata_fields: list[
                         f"{', '.join(sorted(seen)[:20])}")
 
 
-#: ``--metadata-fields name:TYPE`` conversions.
-FIELD_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+#: ``--metadata-fields name:TYPE`` conversions. ``date`` stores a date as the int ``YYYYMMDD``, which
+#: range filters compare (``{"date": {"$gte": 20240301}}``: Chroma's ``$gt``/``$lt`` take numbers only).
+FIELD_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "date": datetime.date}
 _TRUE, _FALSE = ("true", "1", "yes", "oui", "vrai"), ("false", "0", "no", "non", "faux")
 
 
@@ -859,11 +911,19 @@ def _convert(value: str | int | float | bool, kind: type, field: str, where: str
 
     >>> [_convert(v, int, "year", "r") for v in ("2021", "2021.0", 2021.0)]
     [2021, 2021, 2021]
-    >>> _convert("0,5", float, "dose", "r"), _convert("oui", bool, "actif", "r")
-    (0.5, True)
+    >>> _convert("0,5", float, "dose", "r"), _convert("oui", bool, "actif", "r"), _convert("5,0", int, "pages", "r")
+    (0.5, True, 5)
+    >>> [_convert(v, datetime.date, "date", "r") for v in ("2023-06-10", "10/06/2023", "2023-06-10T14:30:00")]
+    [20230610, 20230610, 20230610]
     """
     if kind is str:
         return value if isinstance(value, str) else str(value)
+    if kind is datetime.date:
+        day = _as_date(value)
+        if day is not None:
+            return day.year * 10000 + day.month * 100 + day.day
+        raise DataError(f"{where}: field {field!r} is {value!r}, not a date (--metadata-fields {field}:date reads "
+                        "YYYY-MM-DD, an ISO date-time, or the French DD/MM/YYYY); fix the value or leave the type out")
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -886,15 +946,49 @@ def _convert(value: str | int | float | bool, kind: type, field: str, where: str
             number = value
         elif isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
             number = int(value)
-        else:
+        else:  # "5.0", and "5,0": pandas' to_csv(decimal=",") writes an int column with gaps so (user tryout);
+            # not "1,000", which may be a thousand
+            text = str(value).strip()
+            if "," in text and "." not in text and not re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+", text):
+                text = text.replace(",", ".", 1)
             with contextlib.suppress(ValueError):
-                number = float(str(value))
+                number = float(text)
         # Chroma stores 64-bit ints; the range first (a huge int does not convert to a float)
         if number is not None and -2**63 <= number < 2**63 and float(number).is_integer():
             return int(number)
+    dated = _as_date(value) is not None and kind is not bool
     raise DataError(f"{where}: field {field!r} is {value!r}, not {'a' if kind is not int else 'an'} {kind.__name__} "
                     f"(--metadata-fields {field}:{kind.__name__}"
-                    f"{', a 64-bit int' if kind is int else ''}); fix the value or leave the type out")
+                    f"{', a 64-bit int' if kind is int else ''}); "
+                    + (f"a date is stored as {field}:date (the int YYYYMMDD, for range filters) or as text (no type)"
+                       if dated else "fix the value or leave the type out"))
+
+
+_DAY_FIRST = re.compile(r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})")
+
+
+def _as_date(value: Any) -> "datetime.date | None":
+    """``value`` as a date: a date or date-time (a Parquet column's), ISO text (``2023-06-10``, with a
+    time or not), or the French ``10/06/2023`` (day first; ``-`` and ``.`` too); else None.
+
+    >>> _as_date("2023-06-10T08:00:00"), _as_date("10.06.2023"), _as_date("06/31/2023"), _as_date("2023")
+    (datetime.date(2023, 6, 10), datetime.date(2023, 6, 10), None, None)
+    """
+    if isinstance(value, datetime.datetime):
+        return value.date()
+    if isinstance(value, datetime.date):
+        return value
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    with contextlib.suppress(ValueError):
+        if re.match(r"\d{4}-\d{2}-\d{2}", text):
+            return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).date() if len(text) > 10 \
+                else datetime.date.fromisoformat(text)
+        match = _DAY_FIRST.fullmatch(text)
+        if match:
+            return datetime.date(int(match[3]), int(match[2]), int(match[1]))
+    return None
 
 
 def _check_folder_name(folder_name: Any, path: Path) -> None:
@@ -1224,12 +1318,19 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
             ids = [chunk_id(id_key, position, chunk) for position, chunk in enumerate(pieces)]
             if id_field is not None:
                 if key in keys:
-                    flush()  # the documents before it are stored, as the message says
+                    # the documents before it are stored, as the message says; not a new collection's first
+                    # write, which decides (and fits) its coarse stage for good: on the 20 documents read so far,
+                    # "auto" chose the raw prefix where the whole file got the learned stage (user tryout)
+                    first = not getattr(store, "rotation_fitted", True)
+                    if not first:
+                        flush()
                     raise DataError(f"{source}: document {documents} has the {id_field} {key!r} of document "
                                     f"{keys[key]}: the {id_field} values must be unique (a document's chunks are "
-                                    "keyed by it, so a repeated one would replace the earlier document). Nothing of "
-                                    "this document was written; the earlier ones are stored. Fix the input or pass "
-                                    "another --id-field")
+                                    "keyed by it, so a repeated one would replace the earlier document). "
+                                    + ("Nothing was written (a new collection's first write fits its coarse stage on "
+                                       "the chunks it holds, so it waits for them). " if first else
+                                       "Nothing of this document was written; the earlier ones are stored. ")
+                                    + "Fix the input or pass another --id-field")
                 keys[key] = documents
             # every key, content keys too: the same document chunked otherwise (--chunk-words, --overlap)
             # replaces its earlier chunks instead of adding a second copy; an empty document keeps them (a
@@ -1446,7 +1547,9 @@ def register(sub: "argparse._SubParsersAction") -> None:
                         "a heading finds the chunks under it (default; --no-markdown-headings: plain text)")
     p.add_argument("--metadata-fields", default="",
                    help="comma-separated record fields copied into metadata; NAME:int (:float, :bool) converts a "
-                        "field's values (NAME:str makes a date ISO text and a list JSON text), as a CSV's are text and a filter {\"year\": 2021} matches numbers only (to "
+                        "field's values (NAME:str makes a date ISO text and a list JSON text; NAME:date makes a date, "
+                        "2023-06-10 or 10/06/2023, the int 20230610, for range filters), as a CSV's are text and a "
+                        "filter {\"year\": 2021} matches numbers only (to "
                         "change the fields on a stored collection "
                         "later, index with --id-field: without it a document is its text and metadata, and other "
                         "fields make other documents)")
@@ -1460,7 +1563,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--batch-size", type=int, default=512, help="chunks per model call and write (default 512; a new collection's first write holds "
                         "the chunks its coarse stage is fitted on: 4,096 with the default --coarse-rotation)")
     p.add_argument("--coarse-dim", type=int, default=None,
-                   help="stage-1 size when the collection is created (default 64; an existing collection keeps its own)")
+                   help="stage-1 size when the collection is created (default 64, half the full size for a model "
+                        "of 64 dims or fewer; an existing collection keeps its own)")
     p.add_argument("--coarse-rotation", choices=(*ROTATIONS, "auto"), default="auto",
                    help="stage-1 projection when the collection is created (default auto: learned when the first "
                         f"write holds {AUTO_LEARNED_MIN_TEXTS:,} chunks or more, else none; an existing collection keeps "
@@ -1613,7 +1717,8 @@ def _run_index(args: argparse.Namespace) -> int:
     place = server_place(args) if args.host else f"the Chroma store in {persist}"
     existed = client is not None and args.collection in collection_names(client, place)
     # an existing collection is opened with the model it records (as medrag search does), not the default
-    emb = store_embeddings(args, None if args.model or not existed else recorded_model(client, args.collection))
+    emb = store_embeddings(args, None if args.model or not existed else recorded_model(client, args.collection),
+                           collection_prompts(client, args.collection) if existed else None)
     if args.coarse_dim is not None and args.coarse_dim >= emb.full_dim:  # before the store makes its folder
         raise InvalidInputError(f"--coarse-dim {args.coarse_dim} must be below the model's full size "
                                 f"({emb.full_dim}): the coarse stage searches a prefix of the full vectors")

@@ -451,10 +451,32 @@ def _is_e5(spec: str) -> bool:
     return BUNDLED_NAME in name or bool(re.search(r"(^|[/_-])(multilingual-)?e5-(small|base|large)", name))
 
 
+def _model_name(spec: str) -> str:
+    """The name of the model ``spec`` points to: a hub id or ``bundled:`` spec as it is, a folder's
+    own name (with its parent's for a name that says which run, not which model: a trainer's
+    ``checkpoint-N``, ``final``, ``best``...), not the folders above it: a plain model in
+    ``exp/e5-base-comparison/camembert-bio`` got e5 prompts (user tryout).
+
+    >>> _model_name("exp/e5-base-comparison/camembert-bio/"), _model_name("intfloat/multilingual-e5-large")
+    ('camembert-bio', 'intfloat/multilingual-e5-large')
+    >>> _model_name("runs/e5-large-ft/checkpoint-500"), _model_name("runs/e5-small-ft/final")
+    ('e5-large-ft/checkpoint-500', 'e5-small-ft/final')
+    """
+    if spec.startswith("bundled:") or not (_looks_like_path(spec) or Path(spec).expanduser().exists()):
+        return spec
+    parts = Path(spec.rstrip("/\\")).expanduser().parts
+    keep = 2 if len(parts) > 1 and _GENERIC_FOLDER.fullmatch(parts[-1].lower()) else 1
+    return "/".join(parts[-keep:])
+
+
+#: Folder names that say which run, not which model: the model is named by the folder above.
+_GENERIC_FOLDER = re.compile(r"checkpoint-\d+|final|best|best[-_]model|last|model|merged|output|outputs")
+
+
 def _is_e5_model(spec: str, local: bool) -> bool:
-    """Whether ``spec`` names an e5 model: by its name, or for a local folder of another name
-    (``local``: not a ``bundled:`` spec) by the model its card names."""
-    if _is_e5(spec):
+    """Whether ``spec`` names an e5 model: by its name (a folder's own name, :func:`_model_name`), or
+    for a local folder of another name (``local``: not a ``bundled:`` spec) by the model its card names."""
+    if _is_e5(_model_name(spec)):
         return True
     path = Path(spec).expanduser()
     named = next((n for n in _card_model_names(path) if _is_e5(n)), None) if local and path.is_dir() else None

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medrag.command import (add_store_location_arguments, check_store_location, collection_names,
-                            lexical_weight_argument, open_server, recorded_model, server_place, store_embeddings)
+                            collection_prompts, lexical_weight_argument, open_server, recorded_model, server_place,
+                            store_embeddings)
 from medrag.embeddings import check_utf8
 from medrag.text_checks import is_blank
 from medrag.errors import CollectionMismatchError, DataError, InvalidInputError
@@ -136,7 +137,8 @@ def open_indexed_store(args: argparse.Namespace) -> "MatryoshkaChroma":
     if args.collection not in names:
         raise DataError(f"no collection {args.collection!r} in this store (collections: {sorted(names) or 'none'}); "
                         "pass --collection")
-    emb = store_embeddings(args, None if args.model else recorded_model(client, args.collection))
+    emb = store_embeddings(args, None if args.model else recorded_model(client, args.collection),
+                           collection_prompts(client, args.collection))
     # coarse_dim left out: the store opens the collection at the size it recorded (--coarse-dim of the index)
     try:
         return MatryoshkaChroma(args.collection, emb, client=client, create_collection_if_not_exists=False)

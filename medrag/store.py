@@ -68,7 +68,7 @@ from medrag.encoder import is_encoder
 from medrag.precomputed import PrecomputedEmbeddings
 from medrag.flags import check_flag
 from medrag.errors import (CollectionMismatchError, DimensionError, InvalidArgumentError, InvalidInputError, MedragError,
-                           StoreConnectionError, StoreError, checked_arguments)
+                           StoreConnectionError, StoreError, _WriteStopped, checked_arguments)
 from medrag.lexical.analyzer import AnalyzerOptions
 from medrag.lexical.fusion import DEFAULT_FUSION, DEFAULT_LEXICAL_WEIGHT, FUSION_METHODS, check_lexical_weight
 from medrag.lexical.bm25 import check_index_path, remove_stale_temporaries
@@ -96,6 +96,7 @@ _C = {
     "distance": "medrag:distance",
     "encoding": "medrag:full_encoding",
     "rotation": "medrag:coarse_rotation",
+    "prompts": "medrag:prompts",
 }
 #: The contract's collection-metadata keys, by name (e.g. ``CONTRACT_KEYS["model"]``: the model spec).
 CONTRACT_KEYS = _C
@@ -164,6 +165,13 @@ _PROBE_TIMEOUT_S = 300
 #: With a progress bar, a write's texts are encoded this many at a time, so the bar moves during a
 #: long first write (the coarse stage is fitted on 4,096 texts written as one batch: minutes on a CPU).
 _PROGRESS_SLICE = 256
+#: An async write's texts are encoded this many at a time (or the encoder's ``batch_size``), and it
+#: stops between two slices when its task is cancelled (:meth:`MatryoshkaChroma.aadd_texts`); a model
+#: encodes one call at a time, and a service's search waited for a whole write batch (up to 4,096
+#: texts: 13-18 s on 2 cores for 600) behind it (user tryout). A sync write makes one call per batch
+#: (an API embedder batches its requests; the truncation warning counts the whole batch).
+_SHARE_SLICE = 64
+
 #: The most results one Chroma query is asked for (its Rust binding takes an unsigned 32-bit count).
 _MAX_RESULTS = 2**32 - 1
 #: The metadata keys medrag writes into records itself (``reindex`` drops them from a source silently).
@@ -259,7 +267,7 @@ class MatryoshkaChroma(VectorStore):
         coarse_dim: size of the stage-1 vectors kept in Chroma's HNSW index. None (default):
             what an existing collection recorded, and :data:`DEFAULT_COARSE_DIM` (64) for a new
             one (an existing collection built with another size used to be refused unless it
-            was repeated here).
+            was repeated here); half the full size for a model of 64 dims or fewer.
         candidates: stage-1 candidates per query (default :data:`DEFAULT_CANDIDATES`); each
             search may override it; never fewer than ``k`` are fetched.
         full_encoding: how the full vectors are packed into each record: ``"int8"``
@@ -450,6 +458,7 @@ class MatryoshkaChroma(VectorStore):
             _OPENED_FOLDERS.setdefault(_real_folder(persist), self._pid)
         # a write's steps never interleave with another write of this process to the folder
         self._write_guard = folder_write_lock(persist) if persist is not None else WriteGuard()
+        self._stop = threading.local()  # .event: the cancellation of the async write this thread runs
         if persist is not None:
             self._lock = DirectoryLock(persist)
             try:
@@ -478,11 +487,13 @@ class MatryoshkaChroma(VectorStore):
                 None, self._full_dim):
             self._full_embedding = embedding_function.with_dimension(self._full_dim)
         self._coarse_dim_given = coarse_dim is not None
-        coarse_dim = _check_int("coarse_dim", coarse_dim) if coarse_dim is not None else DEFAULT_COARSE_DIM
+        coarse_dim = (_check_int("coarse_dim", coarse_dim) if coarse_dim is not None
+                      else default_coarse_dim(self._full_dim))
         if not 1 <= coarse_dim < self._full_dim:
             raise DimensionError(
                 f"coarse_dim={coarse_dim} must be between 1 and the model's full size minus one "
                 f"({self._full_dim - 1}); the funnel needs a smaller stage-1 vector"
+                + ("" if self._coarse_dim_given else f" (a model of {self._full_dim} value(s) cannot have one)")
             )
         allowed = getattr(embedding_function, "dims", None)
         if allowed and coarse_dim not in allowed and self._coarse_dim_given:
@@ -566,7 +577,7 @@ class MatryoshkaChroma(VectorStore):
 
     def _contract(self) -> dict[str, Any]:
         spec, fingerprint = self._model_identity
-        return {
+        contract = {
             _C["schema"]: STORE_SCHEMA_VERSION,
             _C["model"]: spec,
             _C["fingerprint"]: fingerprint,
@@ -576,6 +587,10 @@ class MatryoshkaChroma(VectorStore):
             _C["encoding"]: self._encoding,
             _C["rotation"]: self._rotation_kind,
         }
+        prompts = _prompts_record(self._embedding)
+        if prompts is not None:  # an encoder that says which prompts it puts before the texts
+            contract[_C["prompts"]] = prompts
+        return contract
 
     def _open_collection(self, name: str, create: bool, extra_metadata: dict[str, Any] | None,
                          hnsw: dict[str, Any] | None) -> "chromadb.Collection":
@@ -774,6 +789,14 @@ class MatryoshkaChroma(VectorStore):
                    if not fp and not stored_fp and _plain_class(meta.get(_C["model"])) == _plain_class(expected[_C["model"]])
                    else "")
             )
+        stored_prompts, prompts = meta.get(_C["prompts"]), expected.get(_C["prompts"])
+        # a collection made before medrag recorded them is not checked, and records none on opening: the first
+        # store to open it could be one with the wrong prompts, which would then refuse the right ones (review)
+        prompts_differ = isinstance(stored_prompts, str) and prompts is not None and stored_prompts != prompts
+        if prompts_differ:  # the same weights with other prompts give other vectors: a renamed e5 folder lost
+            # "query: " / "passage: ", a model loaded by hand had none, and both wrote into the collection (user tryout)
+            problems.append(f"prompts: the collection's vectors were encoded with {_describe_prompts(stored_prompts)}, "
+                            f"this store's embeddings use {_describe_prompts(prompts)}")
         space = _hnsw_settings(collection).get("space")
         if space not in (None, "cosine"):
             problems.append(f"hnsw space: collection uses {space!r}, the store needs 'cosine'")
@@ -783,6 +806,7 @@ class MatryoshkaChroma(VectorStore):
                 "Open it with the same model and sizes, or reindex into a new collection with MatryoshkaChroma.reindex."
                 + (_former_weights_hint(former, name) if former else
                    _default_change_hint(meta.get(_C["model"]), expected[_C["model"]], name))
+                + (_prompts_hint(stored_prompts) if prompts_differ else "")
             )
         if not record:  # a check only (before another change is written): the real open records
             return
@@ -1348,17 +1372,28 @@ class MatryoshkaChroma(VectorStore):
             return self._encode_in_slices(queries, query=query, progress=bar.update)
 
     def _encode_in_slices(self, texts: list[str], *, query: bool, progress: Callable[[int], Any] | None) -> np.ndarray:
-        """:meth:`_encode`, in one call, or with ``progress`` one call per :data:`_PROGRESS_SLICE` texts
-        (the encoder's ``batch_size`` if larger: a GPU user's larger batch keeps its throughput), each
-        reported to ``progress``."""
-        if progress is None or not texts:
+        """:meth:`_encode`: in one call; with ``progress``, one call per :data:`_PROGRESS_SLICE` texts,
+        each reported to ``progress``; in an async write, one call per :data:`_SHARE_SLICE` texts (the
+        encoder's ``batch_size`` if larger: a GPU user's larger batch keeps its throughput), and a
+        cancelled one stops between two slices (:meth:`aadd_texts`), before its batch is written."""
+        sliced = progress is not None or getattr(self._stop, "event", None) is not None
+        if not texts or not sliced:
             return self._encode(texts, query=query)
-        step = max(_PROGRESS_SLICE, int(getattr(self._encoder, "batch_size", 0) or 0))
+        step = max(_PROGRESS_SLICE if progress is not None else _SHARE_SLICE,
+                   int(getattr(self._encoder, "batch_size", 0) or 0))
         parts = []
         for start in range(0, len(texts), step):
+            self._check_stop()
             parts.append(self._encode(texts[start:start + step], query=query))
-            progress(len(parts[-1]))
+            if progress is not None:
+                progress(len(parts[-1]))
         return np.concatenate(parts)
+
+    def _check_stop(self) -> None:
+        """Stop the write this thread runs for a cancelled :meth:`aadd_texts` (:class:`_WriteStopped`)."""
+        event = getattr(self._stop, "event", None)
+        if event is not None and event.is_set():
+            raise _WriteStopped
 
     def _load_rotation(self) -> None:
         """Read a fitted rotation from the collection metadata (None while not fitted yet); an
@@ -1636,8 +1671,9 @@ class MatryoshkaChroma(VectorStore):
         metadatas = list(metadatas)
         if len(metadatas) != n:
             raise InvalidInputError(f"got {len(metadatas)} metadatas for {n} texts")
-        for i, md in enumerate(metadatas):
-            metadatas[i] = _check_metadata(md, i)
+        named = list(ids) if ids is not None and not isinstance(ids, (str, bytes)) else []
+        for i, md in enumerate(metadatas):  # named by its id too: a pandas user looks for the doc_id, not a position
+            metadatas[i] = _check_metadata(md, i, named[i] if i < len(named) and isinstance(named[i], str) else None)
         if ids is None:
             ids = [None] * n  # type: ignore[list-item]
         if isinstance(ids, (str, bytes)):
@@ -1650,7 +1686,9 @@ class MatryoshkaChroma(VectorStore):
             if id_ is None:
                 ids[i] = self.content_id(texts[i], metadatas[i]) if self._deterministic_ids else str(uuid.uuid4())
             elif not isinstance(id_, str) or not id_:
-                raise InvalidInputError(f"id at index {i} must be a non-empty string, got {id_!r}")
+                raise InvalidInputError(f"id at index {i} must be a non-empty string, got {id_!r}" + (
+                    " (ids from a column of numbers: pass them as text, df['id'].astype(str).tolist())"
+                    if isinstance(id_, numbers.Number) and not isinstance(id_, bool) else ""))
             else:
                 _check_utf8(id_, f"id at index {i}")
                 _check_no_nul(id_, i)
@@ -1663,6 +1701,11 @@ class MatryoshkaChroma(VectorStore):
         # Upsert semantics inside one call too: the last occurrence of an id wins.
         last = {id_: i for i, id_ in enumerate(ids)}
         order = [i for i, id_ in enumerate(ids) if last[id_] == i]
+        repeated = [i for i, id_ in enumerate(ids) if last[id_] != i and not generated[i]]
+        if repeated:  # a doc_id twice in an export is a data problem: one of the rows was lost in silence (user tryout)
+            logger.warning("%d id(s) given more than once in this call (e.g. %r at indexes %d and %d): the last "
+                           "text of each is stored, the earlier ones are not", len({ids[i] for i in repeated}),
+                           ids[repeated[0]], repeated[0], last[ids[repeated[0]]])
         skippable = {i for i in order if skip_existing or (generated[i] and self._deterministic_ids)}
 
         max_batch = self._max_batch()
@@ -1681,6 +1724,7 @@ class MatryoshkaChroma(VectorStore):
         try:
             start = 0
             while start < len(order):
+                self._check_stop()
                 idx = order[start : start + size]
                 stored = self._stored_metadatas([ids[i] for i in idx])
                 # a content id is skipped only while it holds its text and metadata (update_documents
@@ -2604,6 +2648,58 @@ class MatryoshkaChroma(VectorStore):
                              fusion, lexical_candidates)
         return [(doc, float(found.fused[i])) for i, doc in self._top_documents(found.ids, k)]
 
+    async def aadd_texts(self, texts: Iterable[str], metadatas: list[dict] | None = None, *,
+                         ids: list[str] | None = None, **kwargs: Any) -> list[str]:
+        """:meth:`add_texts` in an executor thread, stopped by the task's cancellation.
+
+        LangChain's default ran the whole write in a thread that nothing stops: a request timed out
+        (``asyncio.wait_for``) or cancelled kept writing for minutes, held the model so that searches
+        waited, and wrote back records a rollback ``adelete`` had just removed (user tryout). Here a
+        cancellation stops the write at its next slice of texts (:data:`_SHARE_SLICE`) or batch and
+        **waits for it to stop** before ``CancelledError`` reaches the caller: what is stored then is
+        the batches written before the cancellation, each whole (as after a kill), and nothing more is
+        written afterwards. A rerun with the same ids (or content ids) completes it.
+
+        Args:
+            texts / metadatas / ids / kwargs: as :meth:`add_texts`.
+        """
+        return await self._cancellable(self.add_texts, texts, metadatas, ids=ids, **kwargs)
+
+    async def aadd_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
+        """:meth:`add_documents` in an executor thread, stopped by the task's cancellation as
+        :meth:`aadd_texts` is."""
+        return await self._cancellable(self.add_documents, documents, **kwargs)
+
+    async def _cancellable(self, write: Callable[..., list[str]], *args: Any, **kwargs: Any) -> list[str]:
+        """Run ``write`` in an executor thread; on cancellation, stop it (:meth:`_check_stop`) and wait
+        for it before re-raising."""
+        import asyncio
+
+        from langchain_core.runnables.config import run_in_executor
+
+        stop = threading.Event()
+
+        def run() -> list[str]:
+            self._stop.event = stop
+            try:
+                return write(*args, **kwargs)
+            finally:
+                self._stop.event = None
+
+        future = asyncio.ensure_future(run_in_executor(None, run))
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            stop.set()
+            try:  # the slice or batch under way ends; nothing is written after this returns
+                await asyncio.shield(future)
+            except _WriteStopped:
+                pass
+            except Exception as exc:  # noqa: BLE001 - the cancellation is what the caller hears about
+                logger.warning("the cancelled write to collection %r failed as it stopped: %s",
+                               self._collection_name, exc)
+            raise
+
     async def ahybrid_search(self, query: str, k: int = 4, filter: dict[str, Any] | None = None,
                              **kwargs: Any) -> list[Document]:
         """:meth:`hybrid_search` run in an executor, as LangChain runs its async searches (the store's
@@ -2977,6 +3073,9 @@ def _plain(value: Any) -> Any:
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, np.floating) and value.dtype.itemsize < 8:  # np.float32(0.965) as 0.965, the value shown,
+        # not 0.9649999737739564, which an equality filter on 0.965 missed (user tryout)
+        return float(str(value)) if np.isfinite(value) else value.item()
     if isinstance(value, np.generic):
         return value.item()
     if not isinstance(value, (str, bytes)) and callable(getattr(value, "tolist", None)):  # arrays, Series, Index
@@ -3279,7 +3378,7 @@ def check_metadata_key(key: str, where: str) -> None:
         raise InvalidInputError(f"{where}: Chroma refuses metadata keys starting with '$', '#' or 'chroma:'")
 
 
-def _check_metadata(md: Any, index: int) -> dict[str, Any]:
+def _check_metadata(md: Any, index: int, id_: str | None = None) -> dict[str, Any]:
     """One record's metadata, checked as Chroma will check it (and for what breaks Chroma).
 
     Non-finite floats are refused anywhere: a NaN inside a list value made the embedded
@@ -3287,7 +3386,7 @@ def _check_metadata(md: Any, index: int) -> dict[str, Any]:
     """
     from chromadb.api.types import validate_metadata
 
-    where = f"metadata at index {index}"
+    where = f"metadata at index {index}" + (f" (id {id_!r})" if id_ else "")
     if md is None:
         return {}
     if not isinstance(md, dict):
@@ -3449,6 +3548,61 @@ def _unwrapped(embedding: Any) -> Any:
     return embedding
 
 
+def default_coarse_dim(full_dim: int) -> int:
+    """The coarse size of a new collection when ``coarse_dim`` is not given: :data:`DEFAULT_COARSE_DIM`,
+    or half the full size for a model of that size or less (a 64-dim model was refused with an error
+    about a ``coarse_dim`` its user never set, and ``medrag demo`` could not run it: user tryout).
+
+    >>> default_coarse_dim(384), default_coarse_dim(64), default_coarse_dim(48)
+    (64, 32, 24)
+    """
+    return DEFAULT_COARSE_DIM if full_dim > DEFAULT_COARSE_DIM else max(1, full_dim // 2)
+
+
+def _prompts_record(embedding: Any) -> str | None:
+    """What a collection records of the prompts ``embedding`` puts before queries and passages
+    (``MatryoshkaEmbeddings.prompt_texts``): ``{"query": ..., "document": ...}`` as JSON; None for
+    embeddings that do not say (a plain LangChain ``Embeddings``, precomputed vectors)."""
+    texts = getattr(_unwrapped(embedding), "prompt_texts", None)
+    if not (isinstance(texts, tuple) and len(texts) == 2 and all(isinstance(t, str) for t in texts)):
+        return None
+    return json.dumps({"query": texts[0], "document": texts[1]}, ensure_ascii=False, sort_keys=True)
+
+
+def recorded_prompts(record: str | None) -> dict[str, str] | None:
+    """The prompts a collection recorded (its ``medrag:prompts``), as ``MatryoshkaEmbeddings(prompts=...)``
+    takes them; None when it recorded none (or something unreadable).
+
+    >>> recorded_prompts('{"document": "passage: ", "query": "query: "}')
+    {'query': 'query: ', 'passage': 'passage: '}
+    >>> recorded_prompts(None) is None
+    True
+    """
+    try:
+        value = json.loads(record) if isinstance(record, str) else None
+    except ValueError:
+        return None
+    if not (isinstance(value, dict) and isinstance(value.get("query"), str) and isinstance(value.get("document"), str)):
+        return None
+    return {"query": value["query"], "passage": value["document"]}
+
+
+def _describe_prompts(record: str) -> str:
+    prompts = recorded_prompts(record)
+    if prompts is None:
+        return f"the prompts {record!r}"
+    return " and ".join(f"{'no ' + side + ' prompt' if not text else side + ' prompt ' + repr(text)}"
+                        for side, text in (("query", prompts["query"]), ("passage", prompts["passage"])))
+
+
+def _prompts_hint(record: str) -> str:
+    prompts = recorded_prompts(record)
+    if prompts is None:
+        return ""
+    return (f" To keep serving it, give the embeddings the recorded prompts: MatryoshkaEmbeddings(<model>, "
+            f"prompts={prompts!r}) (medrag index and medrag search use them themselves); to change them, reindex.")
+
+
 def _plain_identity(embedding: Any) -> str:
     """What a collection records of a plain LangChain ``Embeddings`` (no fingerprint): its class and,
     where it has one, its model name (``HuggingFaceEmbeddings:intfloat/multilingual-e5-base``). The
@@ -3584,4 +3738,4 @@ def _default_change_hint(stored_spec: Any, spec: str, name: str) -> str:
 
 __all__ = ["MatryoshkaChroma", "AUTO_LEARNED_MIN_TEXTS", "DEFAULT_CANDIDATES", "DEFAULT_COARSE_DIM", "DEFAULT_EF_SEARCH",
            "COMMITTED_KEY", "DEFAULT_FULL_ENCODING", "FULL_KEY", "GENERATION_KEY", "ROTATION_KEY", "ROTATIONS",
-           "STORE_SCHEMA_VERSION"]
+           "STORE_SCHEMA_VERSION", "default_coarse_dim", "recorded_prompts"]

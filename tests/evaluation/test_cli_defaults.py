@@ -30,10 +30,9 @@ def test_evaluate_defaults_are_the_librarys():
     assert (args.balanced_tolerance, args.edge_tolerance, args.batch_size) == (
         models["balanced_tolerance"], models["edge_tolerance"], models["batch_size"])
     assert args.batch_size == _defaults(MatryoshkaEmbeddings.__init__)["batch_size"]
-    from medrag.store import DEFAULT_COARSE_DIM
-
-    # the store's None: an existing collection's recorded size, else DEFAULT_COARSE_DIM (evaluate makes new ones)
-    assert args.coarse_dim == _defaults(evaluate_store)["coarse_dim"] == DEFAULT_COARSE_DIM
+    # None everywhere: the store's default for a new collection, default_coarse_dim(full size): DEFAULT_COARSE_DIM,
+    # or half the size of a model of 64 dims or fewer (a 64-dim model was refused a --coarse-dim 64 never given)
+    assert args.coarse_dim is _defaults(evaluate_store)["coarse_dim"] is None
     assert _defaults(MatryoshkaChroma.__init__)["coarse_dim"] is None
 
 

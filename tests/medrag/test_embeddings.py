@@ -1,4 +1,5 @@
 import asyncio
+import logging
 import warnings
 
 import numpy as np
@@ -66,7 +67,7 @@ def test_one_model_call_serves_every_size(tiny_model, monkeypatch):
 
 
 def test_dimension_validation(tiny_model):
-    with pytest.raises(DimensionError, match="not a trained"):
+    with pytest.raises(DimensionError, match="is not one of the sizes this model allows"):
         MatryoshkaEmbeddings(tiny_model, dimension=100)
     with pytest.raises(DimensionError, match="outside"):
         MatryoshkaEmbeddings(tiny_model, dimension=129)
@@ -423,15 +424,17 @@ def test_one_model_encodes_one_call_at_a_time(tiny_model, monkeypatch) -> None:
 
     emb = MatryoshkaEmbeddings(tiny_model)
     other = emb.with_dimension(64)  # a clone shares the model, hence the lock
-    inside, overlaps = threading.Event(), []
+    inside, overlaps, entered = threading.Event(), [], []
     real_check = MatryoshkaEmbeddings._warn_if_truncated
 
-    def slow_check(self, texts, prompt_name):
+    def slow_check(self, texts, prompt_name, **kwargs):  # **kwargs: query= (it raised TypeError in the thread,
+        # and the test passed without ever checking: now `entered` says the check ran)
         if threading.current_thread().name != "first":
-            return real_check(self, texts, prompt_name)
+            return real_check(self, texts, prompt_name, **kwargs)
+        entered.append(True)
         inside.set()
         time.sleep(0.3)
-        real_check(self, texts, prompt_name)
+        real_check(self, texts, prompt_name, **kwargs)
         inside.clear()
 
     import medrag.embeddings as E
@@ -452,7 +455,7 @@ def test_one_model_encodes_one_call_at_a_time(tiny_model, monkeypatch) -> None:
     second.start()
     first.join()
     second.join()
-    assert overlaps == []
+    assert entered == [True] and overlaps == []
 
 
 def test_devices_without_weights_or_absent_are_refused() -> None:
@@ -552,3 +555,75 @@ def test_the_default_progress_bar_is_drawn_on_a_terminal_only(tiny_model_dir, ca
     assert ("Batches" in capsys.readouterr().err) == terminal
     MatryoshkaEmbeddings(str(tiny_model_dir), device="cpu", show_progress=True).embed_documents(["une note"] * 2)
     assert "Batches" in capsys.readouterr().err  # asked for: drawn anywhere
+
+
+def _folder_with_prompts(tiny_model_dir, folder, prompts):
+    import json
+    import shutil
+
+    shutil.copytree(tiny_model_dir, folder)
+    cfg = folder / "config_sentence_transformers.json"
+    cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "prompts": prompts}))
+    return folder
+
+
+def test_prompts_replace_the_models_own(tiny_model_dir):
+    """``prompts={}`` encodes without any (a model medrag took for e5 by its name had no way out: user
+    tryout); other prompts are put before the texts and named by ``prompt_texts``."""
+    plain = MatryoshkaEmbeddings(tiny_model_dir, prompts={})
+    assert plain.prompt_texts == ("", "")
+    assert np.allclose(plain.embed_query(TEXTS[0]), plain.model.encode([TEXTS[0]], normalize_embeddings=True)[0],
+                       atol=1e-5)
+    own = MatryoshkaEmbeddings(tiny_model_dir, prompts={"query": "question : ", "passage": "passage: "})
+    assert own.prompt_texts == ("question : ", "passage: ")
+    assert np.allclose(own.embed_query(TEXTS[0]),
+                       own.model.encode(["question : " + TEXTS[0]], normalize_embeddings=True)[0], atol=1e-5)
+    assert MatryoshkaEmbeddings(tiny_model_dir).prompt_texts == ("query: ", "passage: ")
+    for bad in (["query: "], {"query": 1}):
+        with pytest.raises(InvalidInputError, match="prompts must map prompt names to prompt texts"):
+            MatryoshkaEmbeddings(tiny_model_dir, prompts=bad)
+
+
+def test_prompts_under_other_names_are_not_dropped_in_silence(tiny_model_dir, tmp_path, caplog):
+    folder = _folder_with_prompts(tiny_model_dir, tmp_path / "stella-like",
+                                  {"s2p_query": "Instruct: retrieve passages\nQuery: ", "document": ""})
+    with caplog.at_level(logging.WARNING, logger="medrag.embeddings"):
+        emb = MatryoshkaEmbeddings(folder)
+    assert emb.prompt_texts == ("", "")
+    assert "has the prompts ['s2p_query'] but none named 'query'" in caplog.text
+    assert "query_prompt_name='s2p_query'" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="medrag.embeddings"):
+        chosen = MatryoshkaEmbeddings(folder, query_prompt_name="s2p_query")
+        MatryoshkaEmbeddings(tiny_model_dir)  # e5 prompts: nothing unused
+    assert chosen.prompt_texts[0].startswith("Instruct:") and "none named 'query'" not in caplog.text
+    import json
+
+    cfg = folder / "config_sentence_transformers.json"  # a default prompt goes before every text: not "without"
+    cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "default_prompt_name": "s2p_query"}))
+    with caplog.at_level(logging.WARNING, logger="medrag.embeddings"):
+        default = MatryoshkaEmbeddings(folder)
+    assert default.prompt_texts[0].startswith("Instruct:") and "none named 'query'" not in caplog.text
+
+
+def test_truncating_a_model_without_matryoshka_training_warns(tiny_model_dir, tmp_path, caplog):
+    """A model no Matryoshka loss trained was truncated to 64 in silence, and a refused size was
+    called "not a trained Matryoshka size" as if the others were (user tryout)."""
+    with caplog.at_level(logging.WARNING, logger="medrag.embeddings"):
+        emb = MatryoshkaEmbeddings(tiny_model_dir, dimension=64)
+    assert not emb.matryoshka_trained and "records no Matryoshka training" in caplog.text
+    assert "first 64 of 128 coordinates" in caplog.text
+    with pytest.raises(DimensionError) as err:
+        MatryoshkaEmbeddings(tiny_model_dir, dimension=100)
+    assert "not a trained" not in str(err.value) and "none of them below the full size was trained" in str(err.value)
+    caplog.clear()
+    trained = MatryoshkaMetadata(dims=[128, 64], full_dim=128, base_model="tiny-base")
+    with caplog.at_level(logging.WARNING, logger="medrag.embeddings"):
+        small = MatryoshkaEmbeddings(tiny_model_dir, dimension=64, metadata=trained)
+        full = MatryoshkaEmbeddings(tiny_model_dir)
+    assert small.matryoshka_trained and "Matryoshka training" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="medrag.embeddings"):
+        full.with_dimension(64)
+    assert "first 64 of 128 coordinates" in caplog.text
+    with pytest.raises(DimensionError, match="is not a trained Matryoshka size of this model"):
+        MatryoshkaEmbeddings(tiny_model_dir, dimension=100, metadata=trained)

@@ -1849,11 +1849,12 @@ def test_the_first_write_shows_its_own_bar_when_indexing_shows_one(tmp_path, mon
 
 
 def test_an_unknown_field_type_is_named_as_such(tmp_path, capsys) -> None:
-    """``--metadata-fields year:date`` said "no record has the metadata field 'year:date' (did you mean 'year'?)"."""
+    """``--metadata-fields year:datetime`` said "no record has the metadata field 'year:datetime' (did you mean
+    'year'?)"."""
     docs = tmp_path / "a.jsonl"
     docs.write_text('{"text": "La CRP.", "year": "2021-01-02"}\n')
-    _one_line(capsys, ["index", str(docs), "--persist-dir", str(tmp_path / "db"), "--metadata-fields", "year:date"],
-              "'date' is not a type medrag converts to; write year:TYPE with TYPE one of int, float, bool, str")
+    _one_line(capsys, ["index", str(docs), "--persist-dir", str(tmp_path / "db"), "--metadata-fields", "year:datetime"],
+              "'datetime' is not a type medrag converts to; write year:TYPE with TYPE one of int, float, bool, str, date")
     assert not (tmp_path / "db").exists()
 
 
