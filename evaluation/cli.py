@@ -30,7 +30,7 @@ from evaluation.stats import CONFIDENCE, MIN_BOOTSTRAP, N_BOOTSTRAP, N_PERMUTATI
 from evaluation.store_eval import STORE_METRICS, evaluate_store
 from evaluation.suite import evaluate_suite
 from medrag.adapters import ADAPTER_CONFIG, TRAINING_RUN_KEY
-from medrag.command import check_writable_dir, lexical_weight_argument
+from medrag.command import add_prompt_arguments, check_writable_dir, lexical_weight_argument
 from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.encoding import DEFAULT_BATCH_SIZE
 from medrag.errors import DataError, MedragError
@@ -58,6 +58,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
                    help="model spec (bundled:multilingual-e5-small, a folder, a hub id); repeat to compare, the first "
                         "is the baseline ('initial')")
     p.add_argument("--label", action="append", default=None, help="name of each --model in tables (same order)")
+    add_prompt_arguments(p)
     p.add_argument("--data", default=None, metavar="PATH_OR_ID",
                    help="FrenchMedMCQA folder, pairs file (.jsonl/.json/.csv/.parquet), BEIR folder (your own "
                         "passages and graded judgements: corpus.jsonl, queries.jsonl, qrels/<split>.tsv), hub "
@@ -589,7 +590,9 @@ def _evaluate_checked(args: argparse.Namespace, warnings: list[str]) -> int:
     for spec in args.model:
         if spec not in loaded:
             loaded[spec] = MatryoshkaEmbeddings(spec, device=args.device, batch_size=args.batch_size,
-                                                show_progress=_progress(args))
+                                                show_progress=_progress(args),
+                                                query_prompt_name=args.query_prompt_name,
+                                                document_prompt_name=args.document_prompt_name)
     embeddings = [loaded[spec] for spec in args.model]
     twice = sorted({spec for spec in args.model if args.model.count(spec) > 1})
     if twice:
@@ -730,7 +733,9 @@ def _evaluate_suite(args: argparse.Namespace, warnings: list[str]) -> int:
     for spec in args.model:
         if spec not in loaded:
             loaded[spec] = MatryoshkaEmbeddings(spec, device=args.device, batch_size=args.batch_size,
-                                                show_progress=_progress(args))
+                                                show_progress=_progress(args),
+                                                query_prompt_name=args.query_prompt_name,
+                                                document_prompt_name=args.document_prompt_name)
     report = evaluate_suite([loaded[s] for s in args.model], suite, dims=args.sizes, metrics=args.metrics,
                             primary_metric=args.primary_metric, labels=args.label,
                             cache=EmbeddingCache(args.cache_dir, enabled=not args.no_cache),

@@ -271,6 +271,17 @@ def lexical_weight_argument(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"pass a number in [0, 1] (0 = dense only) or auto, got {text!r}") from None
 
 
+def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--query-prompt-name`` / ``--document-prompt-name``: the prompts of a model that saved them under
+    other names than medrag's (``s2p_query``); it was indexed and evaluated from the shell without
+    them, with a warning that named a Python argument only (user tryout)."""
+    parser.add_argument("--query-prompt-name", default=None, metavar="NAME",
+                        help="the model's prompt to put before queries (default: its 'query' prompt, if any)")
+    parser.add_argument("--document-prompt-name", default=None, metavar="NAME",
+                        help="the model's prompt to put before passages (default: its first of 'passage', "
+                             "'document', 'corpus', if any)")
+
+
 def add_store_location_arguments(parser: argparse.ArgumentParser, persist_help: str) -> None:
     """The flags of the commands that open a store (``medrag index``, ``medrag search``): ``--persist-dir``
     or ``--host``/``--port``, and ``--collection``; :func:`check_store_location` checks them."""
@@ -402,9 +413,13 @@ def store_embeddings(args: argparse.Namespace, recorded: str | None,
     model = args.model
     if model and Path(model).exists():
         model = str(Path(model).resolve())
+    names = {"query_prompt_name": getattr(args, "query_prompt_name", None),
+             "document_prompt_name": getattr(args, "document_prompt_name", None)}
     try:
-        emb = MatryoshkaEmbeddings(model or recorded, device=args.device, show_progress=False)
-        if prompts is not None and prompts[1] in (emb.fingerprint, *emb.legacy_fingerprints):
+        emb = MatryoshkaEmbeddings(model or recorded, device=args.device, show_progress=False, **names)
+        # prompt names given: those (the store names a difference from the recorded ones)
+        if prompts is not None and not any(names.values()) and prompts[1] in (emb.fingerprint,
+                                                                               *emb.legacy_fingerprints):
             adopt_prompts(emb, prompts[0])
         return emb
     except ModelLoadError as exc:

@@ -432,7 +432,9 @@ class MatryoshkaEmbeddings(Embeddings):
         if unused and not self._prompt_text(None):  # a default prompt goes before queries: not "without a prompt"
             logger.warning("%s has the prompts %s but none named 'query': queries are encoded without a prompt. "
                            "If the model expects one, pass query_prompt_name=%r (and document_prompt_name= for "
-                           "passages), or prompts={'query': ..., 'passage': ...}", self.spec, unused, unused[0])
+                           "passages; from the shell, medrag index and medrag evaluate take --query-prompt-name "
+                           "and --document-prompt-name), or prompts={'query': ..., 'passage': ...}",
+                           self.spec, unused, unused[0])
 
     def _pick_prompt(self, override: str | None, candidates: tuple[str, ...]) -> str | None:
         prompts = self.model.prompts or {}

@@ -622,3 +622,13 @@ def test_a_folder_holding_a_pairs_file_is_named_first(tiny_model_dir, pairs_file
                      "--out", str(tmp_path / "r")]) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "neither a BEIR folder" in err[0] and f"e.g. {folder}/base.jsonl" in err[0], err
+
+
+def test_prompt_names_reach_every_model(tiny_model_dir, pairs_file, tmp_path, capsys):
+    """--query-prompt-name / --document-prompt-name: a model's prompts under other names (s2p_query) were
+    out of the shell's reach."""
+    argv = ["evaluate", "--model", str(tiny_model_dir), "--data", str(pairs_file), "--split", "all", "--out",
+            str(tmp_path / "r"), "--no-cache", "--bootstrap", "20", "--no-plot", "--device", "cpu", "--sizes", "64"]
+    assert main([*argv, "--query-prompt-name", "s2s_query"]) == 1
+    assert "prompt name 's2s_query' is not among the model's prompts" in capsys.readouterr().err
+    assert main([*argv, "--query-prompt-name", "passage", "--document-prompt-name", "query"]) == 0

@@ -128,3 +128,14 @@ def test_a_pandas_rows_metadata_errors_name_its_id_and_float32_values_keep_their
     assert store.get(where={"score": 0.965})["ids"] == ["a"]
     assert store.get(where={"score": np.float32(0.965)})["ids"] == ["a"]
     store.delete_collection()
+
+
+def test_warnings_name_a_record_by_its_id(tmp_path, caplog):
+    """They said "document 12": a data engineer counted rows to find doc_id 1040."""
+    src = tmp_path / "export.csv"
+    src.write_text("doc_id,text\n1039,La TSH élevée.\n1040,\n", encoding="utf-8")
+    store = MatryoshkaChroma("notes", FakeMatryoshkaEmbeddings(), client=chromadb.EphemeralClient())
+    with caplog.at_level(logging.WARNING, logger="medrag.indexing"):
+        index_corpus(src, store, id_field="doc_id")
+    assert "(e.g. document 2 (doc_id '1040'))" in caplog.text
+    store.delete_collection()

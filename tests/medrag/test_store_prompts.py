@@ -163,9 +163,33 @@ def test_the_examples_of_the_new_helpers_run():
     runner = doctest.DocTestRunner()
     for module, name in ((medrag.store, "default_coarse_dim"), (medrag.store, "recorded_prompts"),
                          (medrag.models, "_model_name"), (medrag.indexing, "_plain_value"),
-                         (medrag.indexing, "_as_date"), (medrag.indexing, "_convert")):
+                         (medrag.indexing, "_as_date"), (medrag.indexing, "_convert"),
+                         (medrag.indexing, "_document_name")):
         tests = doctest.DocTestFinder().find(getattr(module, name), name, globs=vars(module))
         assert tests and tests[0].examples, name
         for test in tests:
             runner.run(test)
     assert runner.summarize(verbose=False).failed == 0
+
+
+def test_the_shell_takes_prompt_names(tiny_model_dir, tmp_path, capsys):
+    """A model whose prompts have other names was indexed and evaluated from the shell without them."""
+    from medrag.cli import main
+
+    folder = tmp_path / "stella-like"
+    shutil.copytree(tiny_model_dir, folder)
+    cfg = folder / "config_sentence_transformers.json"
+    cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "prompts": {"s2p_query": "Instruct: find\nQuery: "}}))
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS), encoding="utf-8")
+    persist = str(tmp_path / "chroma")
+    assert main(["index", str(notes), "--persist-dir", persist, "--model", str(folder), "--no-progress",
+                 "--query-prompt-name", "s2p_query"]) == 0
+    import chromadb
+
+    meta = chromadb.PersistentClient(path=persist).get_collection("medrag").metadata
+    assert recorded_prompts(meta[CONTRACT_KEYS["prompts"]]) == {"query": "Instruct: find\nQuery: ", "passage": ""}
+    capsys.readouterr()
+    assert main(["index", str(notes), "--persist-dir", str(tmp_path / "other"), "--model", str(folder),
+                 "--query-prompt-name", "s2s_query"]) == 1
+    assert "prompt name 's2s_query' is not among the model's prompts" in capsys.readouterr().err
