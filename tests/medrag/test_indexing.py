@@ -2090,7 +2090,7 @@ def test_a_title_taking_half_the_window_is_not_counted_and_is_named(tiny_model_d
                               chunk_words=60)
     untitled = chunk_text(DOC, 60, max_tokens=64, count_tokens=lambda c: emb.count_tokens([c])[0])
     assert report.chunks == 2 * len(untitled)  # chunked as without a title, not one chunk a word
-    assert "the product of document 1 takes half of the model's 64-token window or more" in caplog.text
+    assert "the product of document 1 (id 'a') takes half of the model's 64-token window or more" in caplog.text
     assert "2 document(s) had a product taking half of the model's window or more" in caplog.text
     store.delete_collection()
 
