@@ -771,9 +771,11 @@ def _too_big(value: Any) -> bool:
 
 def _storable(value: Any) -> bool:
     """A metadata value Chroma stores: a str, a finite float, a 64-bit int, a bool, or a non-empty list
-    of one of those types (a list item that is text is checked like any text, :func:`_check_text`)."""
+    of one of those types (a list item that is text is checked like any text, :func:`_check_text`); a
+    list mixing types is left out like any value Chroma refuses, not refused at the write."""
     if isinstance(value, list):
-        return bool(value) and all(_storable(v) for v in value)
+        kinds = {bool if isinstance(v, bool) else int if isinstance(v, int) else type(v) for v in value}
+        return len(kinds) == 1 and all(_storable(v) for v in value)
     return isinstance(value, (str, int, float, bool)) and not _missing(value) and not _too_big(value)
 
 
@@ -821,11 +823,7 @@ def _plain_value(value: Any) -> Any:
     if isinstance(value, decimal.Decimal):
         return float(value) if value.is_finite() else value
     if isinstance(value, tuple):
-        value = list(value)
-    if isinstance(value, list) and value:
-        kinds = {bool if isinstance(v, bool) else int if isinstance(v, int) else type(v) for v in value}
-        if len(kinds) == 1 and kinds <= {str, int, float, bool}:
-            return value
+        return list(value)
     return value
 
 

@@ -1671,7 +1671,9 @@ class MatryoshkaChroma(VectorStore):
         metadatas = list(metadatas)
         if len(metadatas) != n:
             raise InvalidInputError(f"got {len(metadatas)} metadatas for {n} texts")
-        named = list(ids) if ids is not None and not isinstance(ids, (str, bytes)) else []
+        if ids is not None and not isinstance(ids, (str, bytes)):
+            ids = list(ids)  # once: an iterator of ids read here for the errors' names was empty below
+        named = ids if isinstance(ids, list) else []
         for i, md in enumerate(metadatas):  # named by its id too: a pandas user looks for the doc_id, not a position
             metadatas[i] = _check_metadata(md, i, named[i] if i < len(named) and isinstance(named[i], str) else None)
         if ids is None:

@@ -58,6 +58,14 @@ def test_parquet_dates_decimals_and_lists_are_kept(tmp_path, caplog):
     store.delete_collection()
 
 
+def test_a_list_mixing_types_is_left_out_before_the_write(tmp_path, caplog):
+    src = _parquet(tmp_path / "mixed.parquet", {"text": ["La TSH."], "codes": [["E11", "E11.9"]]})
+    assert list(iter_documents(src, metadata_fields=["codes"]))[0][2] == {"codes": ["E11", "E11.9"]}
+    from medrag.indexing import _storable
+
+    assert not _storable([1, "a"]) and not _storable([]) and _storable([1, 2]) and not _storable([True, 1])
+
+
 def test_french_dates_and_numbers_of_a_csv(tmp_path):
     src = tmp_path / "export.csv"
     src.write_text("text;jour;pages\nLa TSH élevée.;10/06/2023;5,0\nLa CRP monte.;2023-06-11;3\n", encoding="utf-8")
@@ -105,6 +113,7 @@ def test_add_texts_names_a_repeated_id(caplog):
         store.add_texts(["La TSH.", "La CRP.", "La CRP monte."], ids=["1", "2", "2"])
     assert len(store) == 2
     assert "1 id(s) given more than once in this call (e.g. '2' at indexes 1 and 2)" in caplog.text
+    assert store.add_texts(["La ferritine."], metadatas=[{"k": 1}], ids=iter(["3"])) == ["3"]  # an iterator of ids
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="medrag.store"):
         store.add_texts(["La TSH.", "La TSH."])  # content ids: the same text twice is one record, no warning
