@@ -18,6 +18,7 @@ import shlex
 import sys
 from dataclasses import fields
 from pathlib import Path
+from typing import Sequence
 
 from evaluation.cache import EmbeddingCache
 from evaluation.data import check_data_folder, is_beir_folder, load_task, unused_options
@@ -30,7 +31,7 @@ from evaluation.stats import CONFIDENCE, MIN_BOOTSTRAP, N_BOOTSTRAP, N_PERMUTATI
 from evaluation.store_eval import STORE_METRICS, evaluate_store
 from evaluation.suite import evaluate_suite
 from medrag.adapters import ADAPTER_CONFIG, TRAINING_RUN_KEY
-from medrag.command import add_prompt_arguments, check_writable_dir, lexical_weight_argument
+from medrag.command import add_prompt_arguments, check_writable_dir, lexical_weight_argument, new_parser, run_command
 from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.encoding import DEFAULT_BATCH_SIZE
 from medrag.errors import DataError, MedragError
@@ -49,11 +50,26 @@ logger = logging.getLogger(__name__)
 # Every default below is the library's own (imported above), so the CLI and the Python API agree.
 
 
+#: What ``medrag evaluate --help`` and ``python -m evaluation --help`` say first.
+DESCRIPTION = ("Evaluate models at every Matryoshka size on a QA dataset (held-out questions vs all distinct "
+               "answers); write tables (Markdown/CSV/JSON), a plot and recommendations to --out.")
+
+
 def register(sub: "argparse._SubParsersAction") -> None:
-    p = sub.add_parser(
-        "evaluate", help="retrieval metrics per Matryoshka size, comparison table, CIs, plot",
-        description="Evaluate models at every Matryoshka size on a QA dataset (held-out questions vs all distinct "
-                    "answers); write tables (Markdown/CSV/JSON), a plot and recommendations to --out.")
+    p = sub.add_parser("evaluate", help="retrieval metrics per Matryoshka size, comparison table, CIs, plot",
+                       description=DESCRIPTION)
+    add_arguments(p)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m evaluation``: same flags and exit codes as ``medrag evaluate``."""
+    parser = new_parser("python -m evaluation", DESCRIPTION)
+    add_arguments(parser)
+    return run_command(parser, argv, name="evaluation")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add ``medrag evaluate``'s flags to ``p`` (its subcommand parser, or ``python -m evaluation``'s)."""
     p.add_argument("--model", action="append", required=True, metavar="SPEC",
                    help="model spec (bundled:multilingual-e5-small, a folder, a hub id); repeat to compare, the first "
                         "is the baseline ('initial')")

@@ -12,7 +12,7 @@ that adds its parser and sets ``func(args) -> int``:
 - ``medrag evaluate`` (:mod:`evaluation.cli`).
 
 Library errors (:class:`medrag.MedragError`) end the command with one line on stderr and exit code 1
-(:func:`medrag.command.run_command`, which ``python -m finetune`` shares).
+(:func:`medrag.command.run_command`, which ``python -m finetune`` and ``python -m evaluation`` share).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """How every medrag command runs: parse, set up logging, call the subcommand, turn library errors
 into one line on stderr.
 
-``medrag`` (:mod:`medrag.cli`) and ``python -m finetune`` (:mod:`finetune.cli`) both end in
+``medrag`` (:mod:`medrag.cli`), ``python -m finetune`` (:mod:`finetune.cli`) and ``python -m evaluation``
+(:mod:`evaluation.cli`) all end in
 :func:`run_command`, so they share flags (``-v``), exit codes and error format. It lives in the
 core package, which imports neither ``finetune`` nor ``evaluation``, so both can use it.
 

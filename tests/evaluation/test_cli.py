@@ -632,3 +632,36 @@ def test_prompt_names_reach_every_model(tiny_model_dir, pairs_file, tmp_path, ca
     assert main([*argv, "--query-prompt-name", "s2s_query"]) == 1
     assert "prompt name 's2s_query' is not among the model's prompts" in capsys.readouterr().err
     assert main([*argv, "--query-prompt-name", "passage", "--document-prompt-name", "query"]) == 0
+
+
+def test_python_m_evaluation_is_medrag_evaluate(tiny_model_dir, pairs_file, tmp_path, capsys):
+    """``python -m evaluation`` existed nowhere (``No module named evaluation.__main__``): it now takes
+    ``medrag evaluate``'s flags and writes the same report."""
+    import argparse
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from evaluation.cli import main as evaluation_main
+    from medrag.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    theirs = {a.dest: a.help for a in sub.choices["evaluate"]._actions if a.option_strings}
+    from evaluation.cli import add_arguments
+    from medrag.command import new_parser
+
+    standalone = new_parser("python -m evaluation", None)
+    add_arguments(standalone)
+    assert {a.dest: a.help for a in standalone._actions if a.option_strings} == theirs
+
+    out = tmp_path / "report"
+    argv = ["--model", str(tiny_model_dir), "--data", str(pairs_file), "--split", "all", "--out", str(out),
+            "--no-cache", "--sizes", "64", "--bootstrap", "50", "--no-plot", "--device", "cpu"]
+    assert evaluation_main(argv) == 0
+    assert "| 64 |" in capsys.readouterr().out
+    assert json.loads((out / "report.json").read_text())["command"].startswith("medrag evaluate --model ")
+
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-m", "evaluation", "--data", str(pairs_file)], cwd=repo,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--model" in proc.stderr and "Traceback" not in proc.stderr
