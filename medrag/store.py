@@ -2954,7 +2954,9 @@ class MatryoshkaChroma(VectorStore):
     ) -> "MatryoshkaChroma":
         """Copy the texts, metadatas and ids of any Chroma collection (a plain langchain-chroma
         one, or a medrag one made with another model) into a new MatryoshkaChroma collection,
-        re-encoding every text. The source is only read.
+        re-encoding every text. The source is only read; its records that :meth:`add_texts` would
+        refuse (empty, only whitespace or invisible characters, the model's prompt alone) are
+        skipped with a warning naming their ids.
 
         Args:
             client: the chromadb client holding both collections.
@@ -2987,6 +2989,21 @@ class MatryoshkaChroma(VectorStore):
             raise
         return store
 
+    def _encodable(self, text: Any) -> bool:
+        """Whether :meth:`add_texts` takes ``text``: a source record that it would refuse (a blank page
+        that langchain-chroma stored, ``"passage: "`` alone) is skipped by :meth:`reindex`, which
+        refused the whole migration on it (user tryout)."""
+        if not isinstance(text, str) or is_blank(text):
+            return False
+        check = getattr(self._encoder, "check_texts", None)
+        if check is None:
+            return True
+        try:
+            check([text])
+        except InvalidInputError:
+            return False
+        return True
+
     def _copy_from(self, source: "chromadb.Collection", source_collection: str, batch_size: int) -> None:
         """:meth:`reindex`'s copy loop: every record of ``source`` re-encoded into this store.
 
@@ -3016,7 +3033,7 @@ class MatryoshkaChroma(VectorStore):
             res = read_source(source.get, limit=size, offset=offset, include=["documents", "metadatas"])
             offset += size
             bar.update(len(res["ids"]))
-            keep = [i for i, text in enumerate(res["documents"]) if text]
+            keep = [i for i, text in enumerate(res["documents"]) if self._encodable(text)]
             metas = []
             for i in keep:
                 md = res["metadatas"][i] or {}
@@ -3026,7 +3043,10 @@ class MatryoshkaChroma(VectorStore):
             self.add_texts([res["documents"][i] for i in keep], metas, ids=[res["ids"][i] for i in keep],
                             show_progress=False)
             if len(keep) < len(res["ids"]):
-                logger.warning("reindex skipped %d record(s) without text", len(res["ids"]) - len(keep))
+                skipped = [res["ids"][i] for i in sorted(set(range(len(res["ids"]))) - set(keep))]
+                logger.warning("reindex skipped %d record(s) of %r without text to encode (empty, only whitespace or "
+                               "invisible characters, or only the model's prompt): %s%s", len(skipped),
+                               source_collection, skipped[:5], " ..." if len(skipped) > 5 else "")
         bar.close()
         if dropped:
             logger.warning("reindex dropped the metadata key(s) %s of %r: keys starting with '_medrag' are reserved "

@@ -1856,6 +1856,29 @@ def test_reindex_checks_its_input_before_making_anything_and_says_what_it_drops(
     client.delete_collection(source)
 
 
+def test_reindex_skips_the_records_add_texts_would_refuse(tmp_path, tiny_model_dir, caplog) -> None:
+    """A langchain-chroma collection holding a blank page (" \n", a zero-width space) stopped the whole
+    migration with add_texts' "leave empty documents out" error, which reindex's caller cannot follow:
+    reindex only read "" and None as records without text (user tryout). The records add_texts would
+    refuse (blank, invisible, the model's prompt alone) are skipped and named, in every batch."""
+    import chromadb
+    from langchain_chroma import Chroma
+
+    from medrag import MatryoshkaEmbeddings
+
+    client = chromadb.PersistentClient(path=str(tmp_path / "chroma"))
+    texts = [f"page {i} : la ferritine basse traduit une carence en fer" for i in range(7)]
+    texts[2], texts[5], texts[6] = " \n", "\u200b", "passage: "
+    Chroma("old", embedding_function=PlainEmbeddings(128), client=client).add_texts(
+        texts, ids=[f"p{i}" for i in range(7)])
+    embeddings = MatryoshkaEmbeddings(tiny_model_dir, prompts={"query": "query: ", "passage": "passage: "})
+    with caplog.at_level("WARNING", logger="medrag.store"):
+        new = MatryoshkaChroma.reindex(client, "old", "new", embeddings, batch_size=4)
+    assert sorted(d.id for d in new.get_by_ids([f"p{i}" for i in range(7)])) == ["p0", "p1", "p3", "p4"]
+    skipped = " ".join(r.getMessage() for r in caplog.records if "reindex skipped" in r.getMessage())
+    assert "'p2'" in skipped and "'p5'" in skipped and "'p6'" in skipped
+
+
 def test_reindex_names_a_lost_server_and_a_source_changed_during_the_copy(client, fake, caplog,
                                                                           monkeypatch) -> None:
     """reindex read its source without the store's error translation (a lost server: a raw
