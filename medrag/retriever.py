@@ -20,6 +20,15 @@ class MatryoshkaRetriever(VectorStoreRetriever):
 
     allowed_search_types: ClassVar[tuple[str, ...]] = ("similarity", "similarity_score_threshold", "mmr", "hybrid")
 
+    def __init__(self, **data: Any) -> None:
+        """Build it with :meth:`~medrag.store.MatryoshkaChroma.as_retriever`; built directly, or again by
+        LangChain's ``configurable_fields``, its ``search_type`` and ``search_kwargs`` get the same
+        checks (:class:`~medrag.errors.InvalidInputError` when they do not fit the store)."""
+        check = getattr(data.get("vectorstore"), "_checked_retriever_fields", None)
+        if callable(check):
+            data = check(data)
+        super().__init__(**data)
+
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,
                                 **kwargs: Any) -> list[Document]:
         if self.search_type == "hybrid":

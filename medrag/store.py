@@ -2747,17 +2747,7 @@ class MatryoshkaChroma(VectorStore):
             hint = f" such as [{given_tags!r}]" if isinstance(given_tags, str) else ""
             raise InvalidInputError(f"tags must be a list of strings{hint}, got {given_tags!r}")
         tags = [*given_tags, *self._get_retriever_tags()]  # the caller's list is not changed
-        search_kwargs = kwargs.get("search_kwargs")
-        if search_kwargs is not None and not isinstance(search_kwargs, dict):
-            raise InvalidInputError(f"search_kwargs must be a dict such as {{'k': 4}}, got {type(search_kwargs).__name__}")
-        if "search_type" in kwargs:  # pydantic's ValidationError otherwise, not a MedragError
-            _check_search_type(kwargs["search_type"])
-            if kwargs["search_type"] == "similarity_score_threshold":
-                threshold = self._checked_threshold((search_kwargs or {}).get("score_threshold"), retriever=True)
-                # LangChain's retriever takes a float only: 0 and 1 are written as ints
-                kwargs["search_kwargs"] = {**(search_kwargs or {}), "score_threshold": threshold}
-        # refused when built, not at the first query in production
-        _check_retriever_kwargs(kwargs.get("search_type", "similarity"), search_kwargs or {})
+        kwargs = self._checked_retriever_fields(kwargs)
         if "vectorstore" in kwargs:  # a raw TypeError (two values for one argument) otherwise
             raise InvalidInputError("as_retriever() takes no vectorstore: the retriever searches this store; "
                                     "call as_retriever on the store you want searched")
@@ -2770,6 +2760,25 @@ class MatryoshkaChroma(VectorStore):
         except ValidationError as exc:  # an unknown or mistyped retriever field
             raise InvalidInputError(f"as_retriever() got a bad argument: {exc.errors()[0].get('msg', exc)} "
                                     f"(at {exc.errors()[0].get('loc')})") from exc
+
+    def _checked_retriever_fields(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """A retriever's ``search_type`` and ``search_kwargs`` checked for this store (refused when
+        the retriever is built, not at its first query in production), with an int threshold as the
+        float LangChain's retriever takes. :class:`MatryoshkaRetriever` calls it however it is built:
+        :meth:`as_retriever`, directly, or again by LangChain's ``configurable_fields`` (which
+        skipped these checks: pydantic's ValidationError, or an error at the first query: user
+        tryout)."""
+        search_kwargs = fields.get("search_kwargs")
+        if search_kwargs is not None and not isinstance(search_kwargs, dict):
+            raise InvalidInputError(f"search_kwargs must be a dict such as {{'k': 4}}, got {type(search_kwargs).__name__}")
+        search_type = fields.get("search_type", "similarity")
+        _check_search_type(search_type)  # pydantic's ValidationError otherwise, not a MedragError
+        if search_type == "similarity_score_threshold":
+            threshold = self._checked_threshold((search_kwargs or {}).get("score_threshold"), retriever=True)
+            # LangChain's retriever takes a float only: 0 and 1 are written as ints
+            fields = {**fields, "search_kwargs": {**(search_kwargs or {}), "score_threshold": threshold}}
+        _check_retriever_kwargs(search_type, search_kwargs or {})
+        return fields
 
     def similarity_search_with_relevance_scores(self, query: str, k: int = 4,
                                                 **kwargs: Any) -> list[tuple[Document, float]]:

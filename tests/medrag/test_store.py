@@ -2676,6 +2676,38 @@ def test_retriever_arguments_are_checked_when_it_is_built() -> None:
         store.as_retriever(tags=5)
 
 
+def test_a_retriever_built_directly_or_reconfigured_gets_the_same_checks() -> None:
+    """``MatryoshkaRetriever(vectorstore=store, ...)`` and LangChain's ``configurable_fields`` (which
+    builds the retriever again with the new fields) skipped as_retriever's checks: pydantic's
+    ValidationError for search_type="bm25", LangChain's "float 0~1" for a threshold of 75, and an
+    unknown search_kwargs name failed only at the first query (LangChain tryout)."""
+    import chromadb
+    from langchain_core.runnables import ConfigurableField
+
+    from medrag.retriever import MatryoshkaRetriever
+
+    store = MatryoshkaChroma(_name(), FakeMatryoshkaEmbeddings(), client=chromadb.EphemeralClient())
+    store.add_texts(TEXTS[:10])
+    with pytest.raises(InvalidInputError, match="search_type must be one of"):
+        MatryoshkaRetriever(vectorstore=store, search_type="bm25")
+    with pytest.raises(InvalidInputError, match=r"\['lexical_weight'\] are not arguments of max_marginal"):
+        MatryoshkaRetriever(vectorstore=store, search_type="mmr", search_kwargs={"lexical_weight": 0.5})
+    direct = MatryoshkaRetriever(vectorstore=store, search_type="similarity_score_threshold",
+                                 search_kwargs={"score_threshold": 0})  # an int, as as_retriever takes it
+    assert direct.search_kwargs["score_threshold"] == 0.0 and isinstance(direct.search_kwargs["score_threshold"], float)
+    retriever = store.as_retriever(search_kwargs={"k": 3}).configurable_fields(
+        search_type=ConfigurableField(id="st"), search_kwargs=ConfigurableField(id="sk"))
+    assert len(retriever.with_config(configurable={"st": "hybrid", "sk": {"k": 2, "lexical_weight": 0.5}})
+               .invoke(TEXTS[0])) == 2
+    for configurable, match in (({"st": "bm25"}, "search_type must be one of"),
+                                ({"st": "similarity_score_threshold", "sk": {"score_threshold": 75}},
+                                 r"outside \[-1, 1\].*use 0.75"),
+                                ({"st": "mmr", "sk": {"k": 2, "lexical_weight": 0.5}}, "not arguments of max_marginal")):
+        with pytest.raises(InvalidInputError, match=match):
+            retriever.with_config(configurable=configurable).invoke(TEXTS[0])
+    store.delete_collection()
+
+
 def test_numpy_floats_are_numbers_for_mmr() -> None:
     """lambda_mult=np.float32(0.5) was refused as "must be a number in [0, 1], got np.float32(0.5)", while
     numpy floats were accepted as lexical_weight and score_threshold (audit)."""
