@@ -26,7 +26,9 @@ from evaluation.evaluator import evaluate_models
 from evaluation.hybrid import evaluate_hybrid, evaluate_hybrid_suite
 from evaluation.metrics import DEFAULT_METRICS, PRIMARY_METRIC, max_k, parse_metric
 from evaluation.recommend import BALANCED_TOLERANCE, EDGE_TOLERANCE, recommend_sizes, write_metadata
-from evaluation.report import check_report_folder, earlier_report_files, remove_stale_report_files, report_file_names
+from evaluation.report import (
+    WarningLog, check_report_folder, earlier_report_files, remove_stale_report_files, report_file_names,
+)
 from evaluation.stats import CONFIDENCE, MIN_BOOTSTRAP, N_BOOTSTRAP, N_PERMUTATIONS, PAIRED_TESTS, ROUGH_BOOTSTRAP
 from evaluation.store_eval import STORE_METRICS, evaluate_store
 from evaluation.suite import evaluate_suite
@@ -517,38 +519,10 @@ def _warn_training_questions(args: argparse.Namespace) -> None:
                            "--split out to score the ones it held out", spec, args.data)
 
 
-class _WarningLog(logging.Handler):
-    """Keeps the text of every warning logged while a report is made, to write them into it."""
-
-    #: the loggers whose warnings qualify a report (the library's, the evaluation's, a fine-tune's checks)
-    LOGGERS = ("medrag", "evaluation", "finetune")
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            message = " ".join(record.getMessage().split())
-        except Exception:  # a record whose arguments do not format: logging itself reports it
-            return
-        if message not in self.messages:
-            self.messages.append(message)
-
-    def __enter__(self) -> "_WarningLog":
-        for name in self.LOGGERS:
-            logging.getLogger(name).addHandler(self)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for name in self.LOGGERS:
-            logging.getLogger(name).removeHandler(self)
-
-
 def _evaluate(args: argparse.Namespace) -> int:
     from medrag.models import loading_progress
 
-    with loading_progress(_progress(args)), _WarningLog() as warnings:
+    with loading_progress(_progress(args)), WarningLog() as warnings:
         # what report.md / report.json record (user tryout: the warnings were on stderr only)
         return _evaluate_checked(args, warnings.messages)
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from evaluation.cache import EmbeddingCache
 from evaluation.metrics import DEFAULT_METRICS, PRIMARY_METRIC, parse_metric
-from evaluation.report import EvaluationReport
+from evaluation.report import EvaluationReport, records_warnings
 from evaluation.recommend import BALANCED_TOLERANCE, EDGE_TOLERANCE, Recommendations, recommend_sizes
 from evaluation.retrieval import FEW_QUERIES, SizeResult, evaluate_vectors, warn_if_few_queries  # noqa: F401 (FEW_QUERIES: its old home)
 from evaluation.stats import (CONFIDENCE, MIN_BOOTSTRAP, N_BOOTSTRAP, N_PERMUTATIONS, PAIRED_TESTS,
@@ -86,6 +86,7 @@ class ModelResult:
         return means[metric]
 
 
+@records_warnings
 def evaluate_models(
     models: Sequence,
     task: IRTask,

@@ -44,6 +44,60 @@ from medrag.errors import InvalidInputError, UnknownNameError
 logger = logging.getLogger(__name__)
 
 
+class WarningLog(logging.Handler):
+    """Keeps the text of every warning logged while a report is made, to write them into it.
+
+    :func:`~evaluation.evaluator.evaluate_models` and :func:`~evaluation.suite.evaluate_suite` put
+    what they log into their report's ``warnings`` (a report made from Python left them on stderr
+    only: user tryout); ``medrag evaluate`` keeps a whole run's, its data checks included.
+
+    Example::
+
+        with WarningLog() as log:
+            ...  # anything that logs through medrag, evaluation or finetune
+        log.messages  # each warning once, in order
+    """
+
+    #: the loggers whose warnings qualify a report (the library's, the evaluation's, a fine-tune's checks)
+    LOGGERS = ("medrag", "evaluation", "finetune")
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = " ".join(record.getMessage().split())
+        except Exception:  # a record whose arguments do not format: logging itself reports it
+            return
+        if message not in self.messages:
+            self.messages.append(message)
+
+    def __enter__(self) -> "WarningLog":
+        for name in self.LOGGERS:
+            logging.getLogger(name).addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeHandler(self)
+
+
+def records_warnings(fn):
+    """Decorate a function returning a report (a ``warnings`` list): the warnings logged during the
+    call are added to it, after those it already holds."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any):
+        with WarningLog() as log:
+            report = fn(*args, **kwargs)
+        report.warnings.extend(m for m in log.messages if m not in report.warnings)
+        return report
+
+    return wrapper
+
+
 def warnings_markdown(warnings: Sequence[str]) -> list[str]:
     """The lines of a report's warnings section (none without warnings): a report.md shown without the
     terminal's stderr read a model's scores on its own training questions as a gain (user tryout)."""
@@ -69,8 +123,9 @@ class EvaluationReport:
         hybrid: model label -> :class:`~evaluation.hybrid.HybridEvalResult` (``medrag evaluate --hybrid``).
         query_ids: the task's query ids, in the order of the per-query arrays.
         query_texts: the queries themselves, in that order (``per_query.csv``: which question failed).
-        warnings: the warnings logged while the report was made (``medrag evaluate``: a model scored on
-            questions it trained on, fewer than 30 queries...), kept with the numbers they qualify.
+        warnings: the warnings logged while the report was made (:func:`~evaluation.evaluator.evaluate_models`:
+            texts longer than the model's window, fewer than 30 queries...; ``medrag evaluate`` adds its
+            own, a model scored on questions it trained on...), kept with the numbers they qualify.
     """
 
     task_info: dict[str, Any]

@@ -41,7 +41,7 @@ import numpy as np
 from evaluation.cache import EmbeddingCache
 from evaluation.evaluator import evaluate_models
 from evaluation.metrics import DEFAULT_METRICS
-from evaluation.report import warnings_markdown
+from evaluation.report import records_warnings, warnings_markdown
 from evaluation.stats import N_BOOTSTRAP, N_PERMUTATIONS, PairedTest, format_p_value, seeded_rng
 from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.encoding import DEFAULT_BATCH_SIZE
@@ -182,6 +182,7 @@ class SuiteReport:
         return paths
 
 
+@records_warnings
 def evaluate_suite(models: Sequence, suite: ValidationSuite, dims: Sequence[int] | None = None,
                    metrics: Sequence[str] = DEFAULT_METRICS, *, primary_metric: str = "ndcg@10",
                    cache: EmbeddingCache | None = None, labels: Sequence[str] | None = None,

@@ -296,3 +296,24 @@ def test_sizes_of_a_model_without_trained_sizes_are_not_called_trained(tiny_mode
             evaluate_models([MatryoshkaEmbeddings(str(folder), device="cpu")], tiny_task(4), dims=[100],
                             cache=EmbeddingCache(enabled=False), n_bootstrap=20, n_resamples=20)
         assert expected in caplog.text, caplog.text
+
+
+def test_a_report_made_from_python_keeps_its_warnings(tiny_embeddings, tmp_path):
+    """docs/evaluation.md says report.md and report.json say how many texts were cut at the model's
+    window, but a report made with evaluate_models (the documented Python API) left every warning on
+    stderr: report.json held "warnings": [] (user tryout)."""
+    from medrag.qa.task import IRTask
+
+    long = " ".join(["la ferritine basse traduit une carence en fer"] * 40)
+    task = IRTask.from_pairs([("ferritine basse ?", long), ("tsh élevée ?", "La TSH élevée évoque une hypothyroïdie.")],
+                             name="long")
+    report = evaluate_models([tiny_embeddings], task, dims=[64], cache=EmbeddingCache(enabled=False),
+                             n_bootstrap=20, n_resamples=50)
+    assert any(w.startswith("1 of 2 passages exceed the window") for w in report.warnings), report.warnings
+    assert any("has 2 queries" in w for w in report.warnings)
+    report.write(tmp_path / "r")
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["warnings"] == report.warnings
+    assert "exceed the window" in (tmp_path / "r" / "report.md").read_text()
+    again = evaluate_models([tiny_embeddings], task, dims=[64], cache=EmbeddingCache(enabled=False),
+                            n_bootstrap=20, n_resamples=50)
+    assert again.warnings == report.warnings  # each call its own, not the previous call's too
