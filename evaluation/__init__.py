@@ -1,6 +1,14 @@
 """evaluation: retrieval metrics per Matryoshka size, reports, plots, and store-level evaluation.
 
-Imports are lazy; see the submodules:
+Example::
+
+    >>> from evaluation import evaluate_models, load_task
+    >>> report = evaluate_models(["bundled:multilingual-e5-small", "bundled:medrag-e5-small-fr"],
+    ...                          load_task("../shared/data/frenchmedmcqa"))
+    >>> paths = report.write("reports/compare")
+
+Imports are lazy: ``import evaluation`` loads neither torch nor Chroma; each name of ``__all__``
+is loaded from its submodule on first access. The submodules:
 
 - :mod:`medrag.qa.task`: :class:`IRTask`, the queries / corpus / relevance judgements of one evaluation;
 - :mod:`evaluation.data`: :func:`load_task`, the held-out task of a dataset (through :mod:`medrag.qa`);
@@ -15,3 +23,35 @@ Imports are lazy; see the submodules:
 - :mod:`evaluation.store_eval`: :func:`evaluate_store`, the two-stage store against flat and coarse search;
 - :mod:`evaluation.cli`: ``medrag evaluate``.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "load_task": "evaluation.data",
+    "evaluate_models": "evaluation.evaluator",
+    "EvaluationReport": "evaluation.report",
+    "EmbeddingCache": "evaluation.cache",
+    "evaluate_suite": "evaluation.suite",
+    "SuiteReport": "evaluation.suite",
+    "evaluate_store": "evaluation.store_eval",
+    "evaluate_hybrid": "evaluation.hybrid",
+    "recommend_sizes": "evaluation.recommend",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'evaluation' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -78,7 +78,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label", action="append", default=None, help="name of each --model in tables (same order)")
     add_prompt_arguments(p)
     p.add_argument("--data", default=None, metavar="PATH_OR_ID",
-                   help="FrenchMedMCQA folder, pairs file (.jsonl/.json/.csv/.parquet), BEIR folder (your own "
+                   help="FrenchMedMCQA folder, pairs file (.jsonl/.json/.csv/.tsv/.parquet), BEIR folder (your own "
                         "passages and graded judgements: corpus.jsonl, queries.jsonl, qrels/<split>.tsv), hub "
                         "dataset id, or medrag:sample (the French sample shipped with medrag); or use --suite")
     p.add_argument("--suite", action="store_true",

@@ -118,7 +118,7 @@ def load_task(source: str | os.PathLike[str], *, split: str | None = None, quest
     path = Path(source).expanduser()
     if not path.exists() and looks_like_path(source):  # a mistyped path is not a hub id (org/name)
         raise DataError(f"{os.fspath(source)} does not exist: check the path (a BEIR folder of your own passages, "
-                        f"a FrenchMedMCQA folder or a .jsonl/.json/.csv/.parquet file of pairs); a hub dataset id "
+                        f"a FrenchMedMCQA folder or a .jsonl/.json/.csv/.tsv/.parquet file of pairs); a hub dataset id "
                         f"has the form org/name")
     if path.is_file() and split not in (None, "all"):
         raise DataError(f"{path} is one file of pairs, with no split named {split!r}: drop the split (--split) to "
@@ -148,7 +148,7 @@ def load_task(source: str | os.PathLike[str], *, split: str | None = None, quest
         if not local and "/" not in os.fspath(source):
             raise DataError(f"dataset {os.fspath(source)!r} not found: pass a BEIR folder (corpus.jsonl, "
                             "queries.jsonl, qrels/<split>.tsv), a FrenchMedMCQA folder, a pairs file "
-                            "(.jsonl/.json/.csv/.parquet) or a hub dataset id (org/name)")
+                            "(.jsonl/.json/.csv/.tsv/.parquet) or a hub dataset id (org/name)")
         if local and not (isinstance(eval_fraction, (int, float)) and not isinstance(eval_fraction, bool)
                           and 0 < eval_fraction < 1):
             # 0 was "the file is too small", 1 named the Python parameter alone (user tryout)
@@ -199,7 +199,7 @@ def check_data_folder(source: str | os.PathLike[str]) -> None:
     raise DataError(f"{os.fspath(source)} is a folder, but neither a BEIR folder (corpus.jsonl, queries.jsonl, "
                     "qrels/<split>.tsv) nor a FrenchMedMCQA folder (train/dev/test.json)"
                     + (f"; pass one file of pairs, e.g. {shlex.quote((path / files[0]).as_posix())}" if files else
-                       "; pass one .jsonl/.json/.csv/.parquet file of pairs"))
+                       "; pass one .jsonl/.json/.csv/.tsv/.parquet file of pairs"))
 
 
 def is_beir_folder(folder: str | os.PathLike[str]) -> bool:
@@ -252,12 +252,13 @@ def _qrels(path: Path) -> dict[str, dict[str, float]]:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as exc:
         raise DataError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+    first = next((n for n, line in enumerate(lines, 1) if line.strip()), 0)  # after blank lines (user tryout)
     for n, line in enumerate(lines, 1):
         line = line.strip()  # a trailing tab read as an empty fourth field
         if not line:
             continue
         fields = line.split("\t") if "\t" in line else line.split()
-        if n == 1 and fields[-1].strip().lower() in _SCORE_HEADERS:
+        if n == first and fields[-1].strip().lower() in _SCORE_HEADERS:
             continue  # BEIR's header ("score"), or another tool's name for that column (user tryout)
         if len(fields) == 4:  # TREC: qid iteration docid grade
             fields = [fields[0], fields[2], fields[3]]
@@ -268,7 +269,7 @@ def _qrels(path: Path) -> dict[str, dict[str, float]]:
         try:
             grade = float(score)
         except ValueError:
-            header = " (a header line names its last column 'score')" if n == 1 else ""
+            header = " (a header line names its last column 'score')" if n == first else ""
             raise DataError(f"{path}, line {n}: the score {score!r} is not a number{header}") from None
         if not math.isfinite(grade):  # a NaN or -inf grade dropped its query as "no relevant passage"
             raise DataError(f"{path}, line {n}: the score {score!r} is not a finite number; grade the passage "

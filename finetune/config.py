@@ -89,7 +89,7 @@ class FinetuneConfig:
     """
 
     # data
-    data: str = setting(DEFAULT_HUB_DATASET, "a hub dataset id, a local .jsonl/.json/.csv/.parquet file, or a "
+    data: str = setting(DEFAULT_HUB_DATASET, "a hub dataset id, a local .jsonl/.json/.csv/.tsv/.parquet file, or a "
                         "FrenchMedMCQA folder")
     data_format: DataFormat = setting("auto", "how to read data: auto (FrenchMedMCQA folders are recognised), "
                                       "pairs or frenchmedmcqa")

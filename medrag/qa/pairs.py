@@ -563,7 +563,7 @@ def _read_source(source: str | os.PathLike[str], train_split: str | Sequence[str
     splits = [train_split] if isinstance(train_split, str) else list(train_split) or ["train"]
     s = os.fspath(source)
     if not s.strip():
-        raise DataError("empty data path: pass a .jsonl/.json/.csv/.parquet file or a hub dataset id")
+        raise DataError("empty data path: pass a .jsonl/.json/.csv/.tsv/.parquet file or a hub dataset id")
     p = Path(s).expanduser()
     if p.exists() or p.suffix.lower() in LOCAL_SUFFIXES or s.startswith((".", "/", "~")):
         rows = read_records(p)  # a missing file says so first
@@ -585,7 +585,7 @@ def _read_hub(dataset_id: str, train_splits: Sequence[str], eval_split: str | No
     unreachable = hub_unreachable()
     if unreachable and not _dataset_cached(dataset_id):  # otherwise ~30 s of retried requests, then this error
         raise DataError(f"cannot load hub dataset {dataset_id!r}: the hub cannot be reached ({unreachable}) and the "
-                        "dataset is not in the HF cache; without network, pass a local .jsonl/.json/.csv/.parquet "
+                        "dataset is not in the HF cache; without network, pass a local .jsonl/.json/.csv/.tsv/.parquet "
                         "file instead")
     try:
         from datasets import load_dataset
@@ -594,7 +594,7 @@ def _read_hub(dataset_id: str, train_splits: Sequence[str], eval_split: str | No
     except Exception as exc:  # noqa: BLE001 - network, missing repo, offline mode: one clear message
         raise DataError(
             f"cannot load hub dataset {dataset_id!r} ({type(exc).__name__}: {exc}); without network, pass a "
-            "local .jsonl/.json/.csv/.parquet file instead"
+            "local .jsonl/.json/.csv/.tsv/.parquet file instead"
         ) from exc
     missing = [t for t in train_splits if t not in dd and t not in optional_splits]
     if missing:

@@ -301,6 +301,12 @@ def test_a_judged_blank_query_and_another_header_are_named(tmp_path, caplog):
     folder = _beir(tmp_path / "other", ["query corpus pertinence", "q1\td1\t2"])
     with pytest.raises(DataError, match="line 1: the score 'pertinence' is not a number .a header line names"):
         load_task(folder)
+    # a blank line before the header: "line 2: the score 'score' is not a number", without the hint (tryout)
+    folder = _beir(tmp_path / "blank-first", ["", " ", "query-id\tcorpus-id\tscore", "q1\td1\t2"])
+    assert load_task(folder).grades == {"q1": {"d1": 2}}
+    folder = _beir(tmp_path / "blank-other", ["", "query corpus pertinence", "q1\td1\t2"])
+    with pytest.raises(DataError, match="line 2: the score 'pertinence' is not a number .a header line names"):
+        load_task(folder)
 
 
 def test_answers_that_repeat_their_questions_are_warned_about(tmp_path, caplog):
