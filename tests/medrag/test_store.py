@@ -684,6 +684,40 @@ def test_reindex_fits_the_auto_coarse_stage_on_a_first_write_as_large_as_add_tex
     client.delete_collection(source.name)
 
 
+def test_a_first_write_raced_by_another_clients_fit_is_projected_again(chroma_server) -> None:
+    """Two server clients making the first write of a new collection at once: each read "not fitted",
+    fitted its own projection and recorded it, the last record winning, and the other's 1,200
+    records stayed under a projection no query uses (found first by their own text 12 times in 60:
+    ops tryout). Here the other client records its projection while this one writes its batch."""
+    import chromadb
+
+    from medrag.coarse import fit_pca
+    from medrag.store import ROTATION_KEY
+
+    host, port = chroma_server
+    emb = FakeMatryoshkaEmbeddings(64)
+    name = _name()
+    writer = MatryoshkaChroma(name, emb, client=chromadb.HttpClient(host=host, port=port), coarse_dim=8,
+                              coarse_rotation="pca")
+    other = fit_pca(emb.encode_documents([f"autre texte {i}" for i in range(300)]), 8)
+    raw = chromadb.HttpClient(host=host, port=port).get_collection(name)
+    real_upsert = writer._collection.upsert
+
+    def upsert_then_other_client_records(**kwargs):
+        real_upsert(**kwargs)
+        raw.modify(metadata={**raw.metadata, ROTATION_KEY: base64.b64encode(other.to_bytes()).decode()})
+
+    writer._collection.upsert = upsert_then_other_client_records
+    texts = [f"{TEXTS[i % len(TEXTS)]} (fiche {i})" for i in range(200)]
+    writer.add_texts(texts, ids=[str(i) for i in range(200)])
+    got = raw.get(ids=["0", "150"], include=["embeddings"])
+    assert np.allclose(np.asarray(got["embeddings"]), other.project(emb.encode_documents([texts[0], texts[150]])),
+                       atol=1e-5)  # the recorded projection, not the one this client fitted
+    reader = MatryoshkaChroma(name, emb, client=chromadb.HttpClient(host=host, port=port))
+    assert all(reader.similarity_search(texts[i], k=1)[0].page_content == texts[i] for i in (0, 57, 150, 199))
+    reader.delete_collection()
+
+
 def test_a_learned_projection_is_fitted_on_query_encoded_spans_of_the_first_batch(client) -> None:
     """The learned fit's queries are pseudo_queries of the texts through the query prompt (a
     MatryoshkaEncoder's encode_queries), or, for plain LangChain embeddings, one embed_documents
