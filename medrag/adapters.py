@@ -311,7 +311,8 @@ def check_vector(folder_or_model) -> np.ndarray:
     model = folder_or_model
     if isinstance(folder_or_model, (str, os.PathLike)):
         model = SentenceTransformer(str(folder_or_model), device="cpu")
-    return np.asarray(model.encode([CHECK_SENTENCE], convert_to_numpy=True, normalize_embeddings=True)[0],
+    return np.asarray(model.encode([CHECK_SENTENCE], convert_to_numpy=True, normalize_embeddings=True,
+                                   show_progress_bar=False)[0],
                       dtype=np.float32)
 
 

@@ -136,6 +136,10 @@ def _remove_leftovers(target: Path) -> None:
             logger.info("removed %s, left by an interrupted build", path)
 
 
+#: How long a process waits for another's build of the same cached folder before giving up.
+BUILD_LOCK_TIMEOUT_S = 600
+
+
 def build_cached_folder(target: Path, is_valid: Callable[[Path], bool], build: Callable[[Path], None],
                         what: str) -> Path:
     """Return ``target``, building it first (once, whatever the number of processes) when
@@ -152,8 +156,19 @@ def build_cached_folder(target: Path, is_valid: Callable[[Path], bool], build: C
         return target
     with _cache_errors(target, what):
         target.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(target) + ".lock", timeout=600)
-        lock.acquire()
+        lock = FileLock(str(target) + ".lock", timeout=BUILD_LOCK_TIMEOUT_S)
+        try:
+            lock.acquire(blocking=False)
+        except TimeoutError:  # another process builds it: said, then waited for (it was a silent wait)
+            logger.info("Another process is building %s into %s; waiting for it (up to %d s).", what, target,
+                        BUILD_LOCK_TIMEOUT_S)
+            try:
+                lock.acquire()
+            except TimeoutError as exc:  # filelock's Timeout, not a MedragError (ops tryout)
+                raise ModelLoadError(
+                    f"another process has been building {what} into {target} for {BUILD_LOCK_TIMEOUT_S} s and still "
+                    f"holds {lock.lock_file}: it may be hung. Stop it (or, if no medrag process is running, it "
+                    "died: its lock is freed with it) and run again") from exc
     try:
         if is_valid(target):  # another process finished while we waited
             return target
@@ -169,12 +184,13 @@ def build_cached_folder(target: Path, is_valid: Callable[[Path], bool], build: C
             except MedragError:
                 raise
             except Exception as exc:  # noqa: BLE001  a full disk surfaced as safetensors' SafetensorError (tryout)
-                if not _no_space(exc):
+                limit = _write_limit(exc)
+                if limit is None:
                     raise  # a model that does not load: its own error, as it is
                 root = os.environ.get("MEDRAG_CACHE")
                 raise ModelLoadError(
-                    f"no space left on the device of {target.parent} while building {what} (about 1 GB is needed: "
-                    f"two fp32 copies of e5-small): free some, or point MEDRAG_CACHE at a larger disk"
+                    f"{limit} of {target.parent} while building {what} (about 1 GB is needed: two fp32 copies of "
+                    f"e5-small, files of 0.47 GB): {_WRITE_LIMITS_ADVICE[limit]}"
                     + (f" (now $MEDRAG_CACHE={root!r})" if root else "")) from exc
             with _cache_errors(target, what):
                 apply_umask(tmp)  # mkdtemp made it 0700: other users of the cache could not read it
@@ -191,26 +207,43 @@ def build_cached_folder(target: Path, is_valid: Callable[[Path], bool], build: C
     return target
 
 
-def _no_space(exc: BaseException) -> bool:
-    """Whether ``exc`` (or an error it was raised from) says the disk is full: an ``OSError`` with
-    ``ENOSPC``, or a library's wrapping of it (safetensors: "No space left on device (os error 28)")."""
+#: The write failures of a model build that are the disk's or the account's, not the model's: errno ->
+#: what the error says (before "of <folder>").
+_WRITE_LIMITS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exceeded on the device",
+                 errno.EFBIG: "a file is larger than this process may write (ulimit -f) on the device"}
+_WRITE_LIMITS_ADVICE = {
+    _WRITE_LIMITS[errno.ENOSPC]: "free some, or point MEDRAG_CACHE at a larger disk",
+    _WRITE_LIMITS[errno.EDQUOT]: "free some of your quota, or point MEDRAG_CACHE at a disk with more",
+    _WRITE_LIMITS[errno.EFBIG]: "raise the limit (ulimit -f unlimited) or build the cache in another process "
+                                "and point MEDRAG_CACHE at it",
+}
+
+
+def _write_limit(exc: BaseException) -> str | None:
+    """What stopped a build's writes when ``exc`` (or an error it was raised from) is a full disk, an
+    exceeded quota or a file size limit: an ``OSError`` with ``ENOSPC`` / ``EDQUOT`` / ``EFBIG``, or
+    a library's wrapping of one (safetensors: "No space left on device (os error 28)", "File too
+    large (os error 27)": a raw traceback, ops tryout); None for any other error."""
     seen: BaseException | None = exc
     visited: set[int] = set()  # a chain may loop back on itself
     while seen is not None and id(seen) not in visited:
-        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC or "No space left on device" in str(seen):
-            return True
+        for code, limit in _WRITE_LIMITS.items():
+            if isinstance(seen, OSError) and seen.errno == code or f"{os.strerror(code)} (os error {code})" in str(seen) \
+                    or (code == errno.ENOSPC and "No space left on device" in str(seen)):
+                return limit
         visited.add(id(seen))
         seen = seen.__cause__ or seen.__context__
-    return False
+    return None
 
 
 @contextlib.contextmanager
 def _cache_errors(target: Path, what: str) -> Iterator[None]:
     """The cache root's own failures (a file, read-only, another user's) as a ModelLoadError naming
-    MEDRAG_CACHE; a lock wait that timed out (another process building for 10 minutes) passes as is."""
+    MEDRAG_CACHE; a lock wait that timed out (another process building for 10 minutes) is
+    :func:`build_cached_folder`'s own ModelLoadError."""
     try:
         yield
-    except TimeoutError:
+    except MedragError:
         raise
     except OSError as exc:
         root = os.environ.get("MEDRAG_CACHE")
@@ -344,7 +377,7 @@ def _check_converted(folder: Path) -> None:
 
     try:
         model = SentenceTransformer(str(folder), device="cpu")
-        vec = model.encode([_CHECK_SENTENCE], convert_to_numpy=True)[0]
+        vec = model.encode([_CHECK_SENTENCE], convert_to_numpy=True, show_progress_bar=False)[0]
     except Exception as exc:  # noqa: BLE001 - any failure means a broken conversion
         raise ModelLoadError(f"the converted embedded model in {folder} does not load: {exc}") from exc
     norm = float(np.linalg.norm(vec))

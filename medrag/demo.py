@@ -57,7 +57,8 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser("demo", help="index the French medical sample, answer questions, evaluate every size")
     p.add_argument("--model", default=None, help="model spec (default: medrag's default model, medrag.DEFAULT_SPEC)")
     p.add_argument("--dir", default=None,
-                   help="where the demo store lives (default: $MEDRAG_CACHE/demo, else ~/.cache/medrag/demo)")
+                   help="where the demo store lives (default: $MEDRAG_CACHE/demo, else ~/.cache/medrag/demo, or "
+                        "$XDG_CACHE_HOME/medrag/demo where that is set)")
     p.add_argument("--rebuild", action="store_true", help="drop the demo store and index the corpus again")
     p.add_argument("--k", type=int, default=3, help="passages shown per question (default 3)")
     p.add_argument("--finetune", action="store_true", help="also fine-tune briefly on the sample's train split")

@@ -240,3 +240,26 @@ def test_base_fingerprint_does_not_depend_on_the_folder(tiny_model_dir, tmp_path
     a = medrag.load_model(tiny_model_dir, device="cpu")
     b = medrag.load_model(copy, device="cpu")
     assert base_weights_fingerprint(a) == base_weights_fingerprint(b)
+
+
+def test_the_build_checks_draw_no_progress_bar_in_a_service_log(tiny_model_dir, capfd) -> None:
+    """With logging at INFO (a service, medrag -v), the check encode after each build wrote
+    sentence-transformers' "Batches: 0%|" bars, carriage returns included, into non-TTY logs (ops tryout)."""
+    import logging
+
+    from medrag.adapters import check_vector
+    from medrag.bundled import _check_converted
+
+    st_logger = logging.getLogger("sentence_transformers")
+    level = st_logger.level
+    st_logger.setLevel(logging.INFO)
+    try:
+        capfd.readouterr()
+        check_vector(tiny_model_dir)
+        try:
+            _check_converted(tiny_model_dir)
+        except Exception:  # noqa: BLE001 - the tiny model is no e5 conversion: only its bar matters here
+            pass
+    finally:
+        st_logger.setLevel(level)
+    assert "Batches" not in capfd.readouterr().err

@@ -83,6 +83,16 @@ def test_the_builds_own_errors_are_not_blamed_on_the_cache(tmp_path) -> None:
                            ) as info:
             build_cached_folder(tmp_path / "models" / "m", _valid, full, "a test model")
         assert "can write" not in str(info.value) and info.value.__cause__ is error
+    # a file size limit (ulimit -f) and a quota: safetensors' error was a raw traceback (ops tryout)
+    for error, match in ((SafetensorError("Error while serializing: I/O error: File too large (os error 27)"),
+                          r"a file is larger than this process may write \(ulimit -f\).*ulimit -f unlimited"),
+                         (OSError(122, "Disk quota exceeded"), "the disk quota is exceeded.*quota")):
+        def limited(folder: Path, error=error) -> None:
+            raise error
+
+        with pytest.raises(ModelLoadError, match=match) as info:
+            build_cached_folder(tmp_path / "models" / "m", _valid, limited, "a test model")
+        assert info.value.__cause__ is error
     assert [p.name for p in (tmp_path / "models").iterdir()] == ["m.lock"]
 
 
@@ -154,3 +164,31 @@ def test_a_cached_file_overwritten_in_place_no_longer_matches_its_marker(tmp_pat
     assert (folder / name).stat().st_size == (len(big) if name == "model.safetensors" else 18)
     assert not files_match(folder, info)
     assert files_match(folder, {"files": info["files"]}) is True  # an older marker: sizes only, as before
+
+
+def test_a_build_held_by_another_process_is_said_and_its_timeout_is_a_medrag_error(tmp_path, monkeypatch,
+                                                                                 caplog) -> None:
+    """Waiting for another process's build logged nothing for up to 10 minutes, and the timeout was
+    filelock's own Timeout, not a MedragError (ops tryout)."""
+    import subprocess
+    import sys
+
+    import medrag.bundled
+
+    target = tmp_path / "models" / "m"
+    target.parent.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from filelock import FileLock\n"
+         f"lock = FileLock({str(target) + '.lock'!r}); lock.acquire(); print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setattr(medrag.bundled, "BUILD_LOCK_TIMEOUT_S", 1)
+        with caplog.at_level("INFO", logger="medrag.bundled"), \
+                pytest.raises(ModelLoadError, match="another process has been building a test model .* may be hung"):
+            build_cached_folder(target, _valid, _build, "a test model")
+        assert "Another process is building a test model" in caplog.text
+    finally:
+        holder.kill()
+        holder.wait()
+    assert build_cached_folder(target, _valid, _build, "a test model") == target  # the lock died with it
