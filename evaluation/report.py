@@ -72,6 +72,25 @@ class WarningLog(logging.Handler):
             return
         if message not in self.messages:
             self.messages.append(message)
+        if not getattr(record, "_medrag_last_resort", False) and not self._shown_elsewhere(record) \
+                and logging.lastResort is not None and record.levelno >= logging.lastResort.level:
+            # a script without logging set up saw library warnings on stderr through logging's last
+            # resort, which a handler of ours alone would silence: they still go there (once, with
+            # nested logs: evaluate_suite's and its evaluate_models')
+            record._medrag_last_resort = True
+            logging.lastResort.handle(record)
+
+    @staticmethod
+    def _shown_elsewhere(record: logging.LogRecord) -> bool:
+        """Whether a handler other than a :class:`WarningLog` takes ``record`` on its way up."""
+        logger: logging.Logger | None = logging.getLogger(record.name)
+        while logger is not None:
+            if any(not isinstance(h, WarningLog) and record.levelno >= h.level for h in logger.handlers):
+                return True
+            if not logger.propagate:
+                return False
+            logger = logger.parent
+        return False
 
     def __enter__(self) -> "WarningLog":
         for name in self.LOGGERS:

@@ -317,3 +317,22 @@ def test_a_report_made_from_python_keeps_its_warnings(tiny_embeddings, tmp_path)
     again = evaluate_models([tiny_embeddings], task, dims=[64], cache=EmbeddingCache(enabled=False),
                             n_bootstrap=20, n_resamples=50)
     assert again.warnings == report.warnings  # each call its own, not the previous call's too
+
+
+def test_collecting_a_reports_warnings_leaves_them_on_stderr_once():
+    """A script without logging set up saw the library's warnings on stderr (logging's last resort);
+    the handler that collects them for the report would have silenced them, and two nested ones
+    (evaluate_suite's and its evaluate_models') must not show them twice."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import logging\n"
+            "from evaluation.report import WarningLog\n"
+            "with WarningLog() as outer, WarningLog() as inner:\n"
+            "    logging.getLogger('medrag.store').warning('a library warning')\n"
+            "assert outer.messages == inner.messages == ['a library warning']\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.count("a library warning") == 1
