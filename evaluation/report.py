@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import re
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -45,7 +46,8 @@ logger = logging.getLogger(__name__)
 
 
 class WarningLog(logging.Handler):
-    """Keeps the text of every warning logged while a report is made, to write them into it.
+    """Keeps the text of every warning logged while a report is made (by the thread that makes it),
+    to write them into it.
 
     :func:`~evaluation.evaluator.evaluate_models` and :func:`~evaluation.suite.evaluate_suite` put
     what they log into their report's ``warnings`` (a report made from Python left them on stderr
@@ -64,14 +66,16 @@ class WarningLog(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.messages: list[str] = []
+        self._thread = threading.get_ident()  # another thread's warnings are its own report's (review)
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
-            message = " ".join(record.getMessage().split())
-        except Exception:  # a record whose arguments do not format: logging itself reports it
-            return
-        if message not in self.messages:
-            self.messages.append(message)
+        if record.thread == self._thread:
+            try:
+                message = " ".join(record.getMessage().split())
+            except Exception:  # a record whose arguments do not format: logging itself reports it
+                return
+            if message not in self.messages:
+                self.messages.append(message)
         if not getattr(record, "_medrag_last_resort", False) and not self._shown_elsewhere(record) \
                 and logging.lastResort is not None and record.levelno >= logging.lastResort.level:
             # a script without logging set up saw library warnings on stderr through logging's last

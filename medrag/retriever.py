@@ -14,6 +14,8 @@ from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, Callba
 from langchain_core.documents import Document
 from langchain_core.vectorstores import VectorStoreRetriever
 
+from medrag.errors import InvalidArgumentError
+
 
 class MatryoshkaRetriever(VectorStoreRetriever):
     """:class:`~langchain_core.vectorstores.VectorStoreRetriever` with ``search_type="hybrid"``."""
@@ -26,6 +28,11 @@ class MatryoshkaRetriever(VectorStoreRetriever):
         checks (:class:`~medrag.errors.InvalidInputError` when they do not fit the store)."""
         check = getattr(data.get("vectorstore"), "_checked_retriever_fields", None)
         if callable(check):
+            unknown = sorted(set(data) - set(type(self).model_fields))
+            if unknown:  # pydantic ignored them: search_kwarg={"k": 1} returned 4 documents (review)
+                raise InvalidArgumentError(f"MatryoshkaRetriever() got unknown argument(s) {unknown}; it takes "
+                                           "vectorstore, search_type, search_kwargs, tags, metadata and the other "
+                                           "fields of a LangChain retriever")
             data = check(data)
         super().__init__(**data)
 

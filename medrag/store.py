@@ -407,6 +407,7 @@ class MatryoshkaChroma(VectorStore):
         self._fit_progress = False  # set by add_texts while its progress bar shows (_encode_pseudo_queries)
         self._rotation_requested = coarse_rotation  # what reset_collection() starts again with
         self._rotation: CoarseProjection | None = None
+        self._unconfirmed: tuple[str, str | None] | None = None  # the stage this store recorded (_confirm_coarse_stage)
         _check_collection_name(collection_name)
         collection_metadata, hnsw = _legacy_hnsw_metadata(collection_metadata, hnsw)
         hnsw = _check_hnsw(hnsw)
@@ -1470,6 +1471,7 @@ class MatryoshkaChroma(VectorStore):
             meta[_C["rotation"]] = "none"
             self._chroma_call("record the coarse stage", self._collection.modify, metadata=meta)
             self._rotation_kind = "none"  # only once recorded: no record is written under an unrecorded stage
+            self._unconfirmed = ("none", None)  # checked after the next write
         except BaseException:
             if self._rotation is None:
                 self._rotation_kind = "auto"  # nothing recorded: the next write decides again
@@ -1521,7 +1523,7 @@ class MatryoshkaChroma(VectorStore):
         meta[_C["rotation"]] = self._rotation_kind
         self._chroma_call("record the coarse projection", self._collection.modify, metadata=meta)
         self._rotation = rotation
-        self._recorded_here = meta[ROTATION_KEY]  # checked again after the write (_confirm_coarse_stage)
+        self._unconfirmed = (self._rotation_kind, meta[ROTATION_KEY])  # checked after the next write
         logger.info("fitted the %s-%d coarse projection of %r on %d vectors", self._rotation_kind, self._coarse_dim,
                     self._collection_name, len(full))
 
@@ -1784,8 +1786,8 @@ class MatryoshkaChroma(VectorStore):
         an edited value) costs no model call."""
         kept = self._reusable_vectors({ids[i]: texts[i] for i in idx if ids[i] in stored}, stored)
         fresh = [i for i in idx if ids[i] not in kept]
-        fitted_here = None
-        vectors: dict[str, tuple[bytes, np.ndarray]] = dict(kept)
+        vectors: dict[str, tuple[bytes, np.ndarray | None]] = dict(kept)
+        full = np.zeros((0, self._full_dim), dtype=np.float32)
         if fresh:
             full = self._encode_in_slices([texts[i] for i in fresh], query=False, progress=progress)
             zero = np.flatnonzero(~full.any(axis=1))
@@ -1796,12 +1798,10 @@ class MatryoshkaChroma(VectorStore):
                                         "cannot be compared by cosine; check the embedding model (or the precomputed "
                                         "vector) for that text. Nothing of this batch was written")
             if self._rotation_kind != "none" and self._rotation is None:
-                self._recorded_here = None
                 self._settle_coarse_stage(full, [texts[i] for i in fresh])
-                fitted_here = (self._recorded_here, [ids[i] for i in fresh], full)
-            vectors.update(zip([ids[i] for i in fresh], zip(pack_rows(full, self._encoding), self._coarse(full))))
+            vectors.update(zip([ids[i] for i in fresh], zip(pack_rows(full, self._encoding), [None] * len(fresh))))
+        fresh_ids = [ids[i] for i in fresh]
         raw = [vectors[ids[i]][0] for i in idx]
-        coarse = np.stack([vectors[ids[i]][1] for i in idx]).astype(np.float32, copy=False)
         packed = [base64.b64encode(r).decode("ascii") for r in raw]
         records = []
         for i, p in zip(idx, packed):
@@ -1811,6 +1811,11 @@ class MatryoshkaChroma(VectorStore):
         batch_ids = [ids[i] for i in idx]
         batch_texts = [texts[i] for i in idx]
         with self._write_guard:
+            # projected under the guard: another thread's write may have settled the stage differently
+            # (_confirm_coarse_stage) since this batch was encoded
+            if fresh_ids:
+                vectors.update(zip(fresh_ids, ((vectors[id_][0], c) for id_, c in zip(fresh_ids, self._coarse(full)))))
+            coarse = np.stack([vectors[ids[i]][1] for i in idx]).astype(np.float32, copy=False)
             # The generation is bumped before the write; one upsert writes the coarse vector, the
             # text and the full vector of each record together: no record is visible without its full vector.
             with self._generation_write() as generation:
@@ -1832,14 +1837,18 @@ class MatryoshkaChroma(VectorStore):
             if self._sidecar is not None:
                 self._advance_stamp(generation)
             self._lexical.upserted(generation, batch_ids, batch_texts)
-            if fitted_here is not None and fitted_here[0] is not None:
-                self._confirm_coarse_stage(*fitted_here)
+            if self._unconfirmed is not None and fresh_ids:
+                recorded, self._unconfirmed = self._unconfirmed, None
+                self._confirm_coarse_stage(recorded, fresh_ids, full)
         return len(fresh) if progress is not None else 0
 
-    def _confirm_coarse_stage(self, recorded: str, ids: list[str], full: np.ndarray) -> None:
-        """After the write whose texts fitted the coarse projection, check that the collection still
-        records that projection; if another client recorded its own meanwhile, project these records
-        with the recorded one and rewrite their coarse vectors.
+    def _confirm_coarse_stage(self, recorded: tuple[str, str | None], ids: list[str], full: np.ndarray) -> None:
+        """After the first write since this store recorded the coarse stage (a fitted projection,
+        ``"auto"``'s decision of ``"none"``, or a ``rotation_sample=`` fit at its opening: ``recorded``
+        is the kind and the projection's data), check that the collection still records it; if another
+        client recorded its own meanwhile, take the recorded stage, project these records (``ids``,
+        their ``full`` vectors) with it and rewrite their coarse vectors, under the write guard (the
+        caller holds it: the other threads' writes project after it).
 
         Chroma has no compare-and-set: two server clients making the first write of a new collection
         at once each read "not fitted", each fitted for a minute and recorded theirs, the last one
@@ -1849,19 +1858,25 @@ class MatryoshkaChroma(VectorStore):
         caught (a stall between one metadata read and the next write: not seen).
         """
         for _ in range(3):
-            now = self._current_metadata().get(ROTATION_KEY)
-            if now == recorded or now is None:  # None: reset meanwhile, its records gone with it
+            meta = self._current_metadata()
+            now = (meta.get(_C["rotation"], "none"), meta.get(ROTATION_KEY))
+            if now == recorded:
                 return
-            self._rotation = None
-            self._load_rotation()
-            logger.warning("another client recorded its coarse projection of %r while this one wrote its first "
-                           "batch: the %d records of that batch are projected again with the recorded one",
-                           self._collection_name, len(ids))
+            if now[0] != "none" and now[1] is None:  # reset meanwhile (its records gone with it), or refitting
+                return
+            self._rotation_kind, self._rotation = now[0], None
+            if now[0] != "none":
+                self._load_rotation()
+            logger.warning("another client recorded its coarse stage of %r (%s) while this one wrote its first "
+                           "batch under its own (%s): the %d records of that batch are projected again with the "
+                           "recorded one", self._collection_name, now[0], recorded[0], len(ids))
             self._chroma_call("write the coarse vectors again", self._collection.update, ids=ids,
                               embeddings=self._coarse(full))
             recorded = now
-        raise StoreError(f"the coarse projection of {self._collection_name!r} keeps changing: several clients are "
-                         "making its first write at once; make the first write from one client, then the others")
+        logger.error("the coarse stage of %r kept changing while this client wrote its first batch: several clients "
+                     "are making its first write at once, and records may be under a stage no query uses; reindex it "
+                     "once the writes are done (MatryoshkaChroma.reindex), and make a new collection's first write "
+                     "from one client", self._collection_name)
 
     def _reusable_vectors(self, text_of: dict[str, str], stored: dict[str, dict[str, Any]]
                           ) -> dict[str, tuple[bytes, np.ndarray]]:
@@ -2041,6 +2056,7 @@ class MatryoshkaChroma(VectorStore):
             extra, hnsw = settings
             self._rotation_kind = self._rotation_requested
             self._rotation = None
+            self._unconfirmed = None
             self._collection = self._open_collection(self._collection_name, True, extra, hnsw)
             self._deleted = False
             self._cid = str(self._collection.id)
@@ -2801,6 +2817,8 @@ class MatryoshkaChroma(VectorStore):
         :meth:`as_retriever`, directly, or again by LangChain's ``configurable_fields`` (which
         skipped these checks: pydantic's ValidationError, or an error at the first query: user
         tryout)."""
+        if "search_kwargs" in fields and fields["search_kwargs"] is None:  # the default, as when left out
+            fields = {k: v for k, v in fields.items() if k != "search_kwargs"}
         search_kwargs = fields.get("search_kwargs")
         if search_kwargs is not None and not isinstance(search_kwargs, dict):
             raise InvalidInputError(f"search_kwargs must be a dict such as {{'k': 4}}, got {type(search_kwargs).__name__}")

@@ -336,3 +336,31 @@ def test_collecting_a_reports_warnings_leaves_them_on_stderr_once():
                          text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stderr.count("a library warning") == 1
+
+
+def test_a_report_keeps_only_the_warnings_of_its_own_thread():
+    """Two evaluations in two threads (or one beside a store serving searches) put each other's
+    warnings into their reports: the handler listens to the process-wide loggers (review)."""
+    import logging
+    import threading
+
+    from evaluation.report import WarningLog
+
+    inside, go_on = threading.Event(), threading.Event()
+    other: list[str] = []
+
+    def another_evaluation():
+        with WarningLog() as log:
+            inside.set()
+            go_on.wait(10)
+            logging.getLogger("evaluation.cache").warning("the other thread's warning")
+        other.extend(log.messages)
+
+    thread = threading.Thread(target=another_evaluation)
+    thread.start()
+    inside.wait(10)
+    with WarningLog() as mine:
+        logging.getLogger("medrag.store").warning("this thread's warning")
+        go_on.set()
+        thread.join(10)
+    assert mine.messages == ["this thread's warning"] and other == ["the other thread's warning"]

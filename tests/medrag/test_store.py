@@ -718,6 +718,49 @@ def test_a_first_write_raced_by_another_clients_fit_is_projected_again(chroma_se
     reader.delete_collection()
 
 
+@pytest.mark.parametrize("case", ["auto-learned-raced-by-none", "auto-none-raced-by-learned", "rotation-sample"])
+def test_every_recorded_coarse_stage_is_confirmed_after_the_next_write(case) -> None:
+    """The first fix confirmed only a fitted projection at the write that fitted it: an "auto" client
+    deciding "none" after this one's learned fit (4 of 60 texts found by themselves), a "none"
+    decision overtaken by another client's learned fit (2 of 60), and a projection fitted on
+    rotation_sample= at the store's opening (6 of 60) kept their records under a stage no query
+    uses (review)."""
+    import chromadb
+
+    from medrag.coarse import fit_pca
+    from medrag.store import CONTRACT_KEYS, ROTATION_KEY
+
+    client, emb, name = chromadb.EphemeralClient(), FakeMatryoshkaEmbeddings(64), _name()
+    other = base64.b64encode(fit_pca(emb.encode_documents([f"autre texte {i}" for i in range(300)]), 8).to_bytes()).decode()
+    n = {"auto-learned-raced-by-none": 1200, "auto-none-raced-by-learned": 900, "rotation-sample": 400}[case]
+    texts = [f"{TEXTS[i % len(TEXTS)]} (fiche {i})" for i in range(n)]
+    if case == "rotation-sample":
+        writer = MatryoshkaChroma(name, emb, client=client, coarse_dim=8, coarse_rotation="pca",
+                                  rotation_sample=[f"{TEXTS[i % len(TEXTS)]} (exemple {i})" for i in range(300)])
+    else:
+        writer = MatryoshkaChroma(name, emb, client=client, coarse_dim=8)
+    raw = client.get_collection(name)
+    read_before = {k: v for k, v in raw.metadata.items() if not k.startswith("hnsw:")}
+    race = {"auto-learned-raced-by-none": {CONTRACT_KEYS["rotation"]: "none"},
+            "auto-none-raced-by-learned": {CONTRACT_KEYS["rotation"]: "learned", ROTATION_KEY: other},
+            "rotation-sample": {ROTATION_KEY: other}}[case]
+    if case == "rotation-sample":  # the other client's record lands after this one's opening
+        raw.modify(metadata={**read_before, **race})
+    else:  # ... during its first write (the other client read "not decided" before this one recorded)
+        real_upsert = writer._collection.upsert
+
+        def upsert_then_other_client_records(**kwargs):
+            real_upsert(**kwargs)
+            raw.modify(metadata={**read_before, **race})
+
+        writer._collection.upsert = upsert_then_other_client_records
+    writer.add_texts(texts, ids=[str(i) for i in range(n)])
+    reader = MatryoshkaChroma(name, emb, client=client)
+    assert reader.coarse_rotation == writer.coarse_rotation == race.get(CONTRACT_KEYS["rotation"], "pca")
+    assert all(reader.similarity_search(texts[i], k=1)[0].page_content == texts[i] for i in range(0, n, n // 40))
+    reader.delete_collection()
+
+
 def test_a_learned_projection_is_fitted_on_query_encoded_spans_of_the_first_batch(client) -> None:
     """The learned fit's queries are pseudo_queries of the texts through the query prompt (a
     MatryoshkaEncoder's encode_queries), or, for plain LangChain embeddings, one embed_documents
@@ -2724,6 +2767,10 @@ def test_a_retriever_built_directly_or_reconfigured_gets_the_same_checks() -> No
     store.add_texts(TEXTS[:10])
     with pytest.raises(InvalidInputError, match="search_type must be one of"):
         MatryoshkaRetriever(vectorstore=store, search_type="bm25")
+    with pytest.raises(InvalidArgumentError, match=r"unknown argument\(s\) \['search_kwarg'\]"):  # review
+        MatryoshkaRetriever(vectorstore=store, search_kwarg={"k": 1})
+    for built in (MatryoshkaRetriever(vectorstore=store, search_kwargs=None), store.as_retriever(search_kwargs=None)):
+        assert len(built.invoke(TEXTS[0])) == 4  # None is the default, as when left out (pydantic's error before)
     with pytest.raises(InvalidInputError, match=r"\['lexical_weight'\] are not arguments of max_marginal"):
         MatryoshkaRetriever(vectorstore=store, search_type="mmr", search_kwargs={"lexical_weight": 0.5})
     direct = MatryoshkaRetriever(vectorstore=store, search_type="similarity_score_threshold",
