@@ -86,10 +86,12 @@ class WarningLog(logging.Handler):
 
     @staticmethod
     def _shown_elsewhere(record: logging.LogRecord) -> bool:
-        """Whether a handler other than a :class:`WarningLog` takes ``record`` on its way up."""
+        """Whether a handler other than a :class:`WarningLog` is on ``record``'s way up, whatever its
+        level: logging's last resort serves only a record that meets no handler at all (a handler
+        set to ERROR hides warnings on purpose: review)."""
         logger: logging.Logger | None = logging.getLogger(record.name)
         while logger is not None:
-            if any(not isinstance(h, WarningLog) and record.levelno >= h.level for h in logger.handlers):
+            if any(not isinstance(h, WarningLog) for h in logger.handlers):
                 return True
             if not logger.propagate:
                 return False

@@ -336,6 +336,11 @@ def test_collecting_a_reports_warnings_leaves_them_on_stderr_once():
                          text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stderr.count("a library warning") == 1
+    hidden = ("import logging\nhandler = logging.StreamHandler()\nhandler.setLevel(logging.ERROR)\n"
+              "logging.getLogger().addHandler(handler)\n" + code)  # warnings hidden on purpose
+    res = subprocess.run([sys.executable, "-c", hidden], cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0 and "a library warning" not in res.stderr, res.stderr
 
 
 def test_a_report_keeps_only_the_warnings_of_its_own_thread():
