@@ -71,6 +71,8 @@ class HybridEvalResult:
         hybrid: lexical weight (a number, or ``"auto"``) -> size -> fused search.
         method / depth / rrf_k: the fusion settings.
         analyzer: the analyzer's options and signature.
+        corpus_size: the passages searched (None: not recorded); with ``depth`` or fewer, every
+            passage is a candidate on both sides.
     """
 
     lexical: dict[str, np.ndarray]
@@ -80,6 +82,7 @@ class HybridEvalResult:
     depth: int = DEFAULT_DEPTH
     rrf_k: int = RRF_K
     analyzer: dict = field(default_factory=dict)
+    corpus_size: int | None = None
 
     @property
     def sizes(self) -> list[int]:
@@ -95,7 +98,8 @@ class HybridEvalResult:
 
     def to_dict(self) -> dict:
         auto = {"auto_weight_range": list(AUTO_WEIGHT_RANGE)} if AUTO_WEIGHT in self.hybrid else {}
-        return {"method": self.method, "depth": self.depth, "rrf_k": self.rrf_k, **auto, "analyzer": self.analyzer,
+        return {"method": self.method, "depth": self.depth, "corpus_size": self.corpus_size, "rrf_k": self.rrf_k, **auto,
+                "analyzer": self.analyzer,
                 "lexical": mean_metrics(self.lexical),
                 "dense": {str(d): r.means for d, r in sorted(self.dense.items(), reverse=True)},
                 "hybrid": {str(w): {str(d): r.means for d, r in sorted(self.hybrid[w].items(), reverse=True)}
@@ -108,7 +112,10 @@ class HybridEvalResult:
                [f"Δ w={weight_label(w)}" for w in weights]
         lex = self.score("lexical", metric=metric)
         fusion = f"rrf (k={self.rrf_k})" if self.method == "rrf" else self.method
-        lines = [f"{metric}; fusion {fusion} over {self.depth}+{self.depth} candidates; "
+        # "300+300 candidates" read oddly on 200 passages (user tryout): every passage is one then
+        over = (f"all {self.corpus_size} passages" if self.corpus_size is not None and self.corpus_size <= self.depth
+                else f"{self.depth}+{self.depth} candidates")
+        lines = [f"{metric}; fusion {fusion} over {over}; "
                  f"analyzer {self.analyzer.get('signature', '?')}", "",
                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for dim in self.sizes:
@@ -219,7 +226,7 @@ def evaluate_hybrid(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray, 
             hybrid[w][dim] = SizeResult(dim, per_query_metrics(fused[w], relevant, metrics))
     index = lexical_side[0]
     analyzer = {"signature": index.signature, "options": asdict(index.analyzer.options)}
-    return HybridEvalResult(lexical, dense, hybrid, method, depth, rrf_k, analyzer)
+    return HybridEvalResult(lexical, dense, hybrid, method, depth, rrf_k, analyzer, corpus_size=len(dids))
 
 
 @dataclass

@@ -88,6 +88,8 @@ def test_the_depth_follows_a_deep_metric() -> None:
     res = evaluate_hybrid(task, q, d, [8], weights=[0.5], metrics=["ndcg@10", "recall@200"])
     assert res.depth == 200 and res.score("lexical", metric="recall@200") == pytest.approx(1.0)
     assert evaluate_hybrid(task, q, d, [8], weights=[0.5], metrics=["ndcg@10"]).depth == 100
+    # the heading said "over 200+200 candidates" on a corpus of fewer passages (user tryout)
+    assert f"over all {len(task.corpus)} passages;" in res.to_markdown() and "200+200" not in res.to_markdown()
     with pytest.raises(ValueError, match="depth 50 is below the deepest metric cut-off 200"):
         evaluate_hybrid(task, q, d, [8], depth=50, metrics=["recall@200"])
 
