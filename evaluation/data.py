@@ -155,8 +155,16 @@ def load_task(source: str | os.PathLike[str], *, split: str | None = None, quest
             raise DataError(f"eval_fraction (--eval-fraction) is the held-out share of the questions of "
                             f"{path.name}, in (0, 1), got {eval_fraction!r}; to score every pair: split='all' "
                             "(--split all)")
-        ds = load_qa_dataset(source, question_column=question_column, answer_column=answer_column,
-                             eval_fraction=eval_fraction, seed=split_seed, eval_split=split)
+        try:
+            ds = load_qa_dataset(source, question_column=question_column, answer_column=answer_column,
+                                 eval_fraction=eval_fraction, seed=split_seed, eval_split=split)
+        except DataError as exc:
+            if local or not str(exc).startswith("cannot load hub dataset"):
+                raise
+            # the pairs-file advice alone (the loader's, shared with finetune) left out what an
+            # evaluation also reads (user tryout)
+            raise DataError(f"{exc}, or a BEIR folder of your own passages and judgements (corpus.jsonl, "
+                            "queries.jsonl, qrels/<split>.tsv)") from exc
         pairs = ds.eval
         name = f"{path.name if local else os.fspath(source)} (held out: {ds.split_method})"
     if not pairs:

@@ -345,3 +345,14 @@ def test_a_beir_folder_missing_a_file_is_named_as_one(tmp_path):
     with pytest.raises(DataError, match=r"has no corpus\.jsonl \(only corpus\.jsonl\.gz: decompress it, e\.g\. "
                                         r"gunzip -k .*corpus\.jsonl\.gz\)"):
         check_data_folder(packed)
+
+
+def test_a_hub_dataset_that_cannot_load_names_the_beir_folder_too(monkeypatch):
+    """The loader's advice (shared with finetune) named the pairs files only, not the BEIR folder an
+    evaluation of one's own passages and judgements needs (user tryout)."""
+    import medrag.models
+
+    monkeypatch.setattr(medrag.models, "hub_unreachable", lambda: "no network (test)")
+    with pytest.raises(DataError, match=r"cannot load hub dataset 'nobody/no-such-set'.*\.tsv/\.parquet file instead, "
+                                        r"or a BEIR folder .*qrels/<split>\.tsv"):
+        load_task("nobody/no-such-set")
