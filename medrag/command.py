@@ -30,8 +30,10 @@ import difflib
 import logging
 import os
 import re
+import signal
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -161,6 +163,7 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
     # Python prints under it; restored afterwards, for a caller that runs commands in-process
     format_before = warnings.formatwarning
     warnings.formatwarning = lambda message, category, *_, **__: f"{label}: warning: {message}\n"
+    term_before = _stop_on_sigterm()
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a reader that went away (| head) shows here, not as "Exception ignored" at exit
@@ -168,6 +171,10 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
     except MedragError as exc:
         print(f"{label}: error: {exc}", file=sys.stderr)
         return 1
+    except _Terminated:
+        print(f"{label}: terminated (SIGTERM); what was written is kept: run the command again to go on",
+              file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"{label}: interrupted", file=sys.stderr)
         return 130
@@ -182,6 +189,26 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
         return 1
     finally:
         warnings.formatwarning = format_before
+        if term_before is not None:
+            signal.signal(signal.SIGTERM, term_before)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (``docker stop``, Kubernetes, ``kill``) during a command: raised where the command is,
+    so that it unwinds as after Ctrl-C (its locks released, its files closed) and says so; the
+    default action ended ``medrag index`` at once, exit 143 without a word (ops tryout)."""
+
+
+def _stop_on_sigterm():
+    """Turn SIGTERM into :class:`_Terminated` while a command runs; returns the handler to put
+    back, or None where it is left alone (not the main thread; an application's own handler)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        return None
+
+    def terminate(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    return signal.signal(signal.SIGTERM, terminate)
 
 
 def _stdout_reader_gone() -> bool:

@@ -238,3 +238,32 @@ def test_the_one_time_model_build_is_shown_without_verbose(monkeypatch):
     assert seen == [True, False]  # the build's line passes, other information stays for -v
     record = logging.LogRecord("medrag.bundled", logging.INFO, __file__, 1, "Building %s (one time).", ("m",), None)
     assert _CommandFormatter("tool go").format(record) == "tool go: Building m (one time)."
+
+
+def test_sigterm_during_a_command_unwinds_it_and_says_so(capsys):
+    """SIGTERM (docker stop, Kubernetes) ended `medrag index` at once with exit 143 and no word; the
+    command now unwinds as after Ctrl-C (its finally blocks run: locks released, files closed), says
+    so in one line, and the previous handler is put back (ops tryout)."""
+    import os
+    import signal
+    import time
+
+    from medrag.command import new_parser, run_command
+
+    cleaned = []
+
+    def long_command(args):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)
+        finally:
+            cleaned.append(True)
+
+    parser = new_parser("medrag index", None)
+    parser.set_defaults(func=long_command)
+    before = signal.getsignal(signal.SIGTERM)
+    started = time.monotonic()
+    assert run_command(parser, [], name="medrag index") == 143
+    assert time.monotonic() - started < 20 and cleaned == [True]
+    assert capsys.readouterr().err.startswith("medrag index: terminated (SIGTERM)")
+    assert signal.getsignal(signal.SIGTERM) == before
