@@ -26,8 +26,7 @@ is loaded from its submodule on first access. The submodules:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from medrag._exports import lazy_exports as _lazy_exports
 
 _EXPORTS = {
     "load_task": "evaluation.data",
@@ -43,15 +42,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'evaluation' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS, __all__)

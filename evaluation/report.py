@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import logging
@@ -111,7 +112,6 @@ class WarningLog(logging.Handler):
 def records_warnings(fn):
     """Decorate a function returning a report (a ``warnings`` list): the warnings logged during the
     call are added to it, after those it already holds."""
-    import functools
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any):

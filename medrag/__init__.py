@@ -10,8 +10,7 @@ Chroma), and never the ``finetune`` or ``evaluation`` packages, which build on m
 name is listed once, in ``_EXPORTS``, and loaded from its module on first access.
 """
 
-import importlib as _importlib
-from typing import Any as _Any
+from medrag._exports import lazy_exports as _lazy_exports
 
 __version__ = "0.1.0"
 
@@ -46,15 +45,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
-
-def __getattr__(name: str) -> _Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'medrag' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS, __all__)

@@ -189,8 +189,8 @@ def build_cached_folder(target: Path, is_valid: Callable[[Path], bool], build: C
                     raise  # a model that does not load: its own error, as it is
                 root = os.environ.get("MEDRAG_CACHE")
                 raise ModelLoadError(
-                    f"{limit} of {target.parent} while building {what} (about 1 GB is needed: two fp32 copies of "
-                    f"e5-small, files of 0.47 GB): {_WRITE_LIMITS_ADVICE[limit]}"
+                    f"{limit[0]} of {target.parent} while building {what} (about 1 GB is needed: two fp32 copies "
+                    f"of e5-small, files of 0.47 GB): {limit[1]}"
                     + (f" (now $MEDRAG_CACHE={root!r})" if root else "")) from exc
             with _cache_errors(target, what):
                 apply_umask(tmp)  # mkdtemp made it 0700: other users of the cache could not read it
@@ -208,28 +208,27 @@ def build_cached_folder(target: Path, is_valid: Callable[[Path], bool], build: C
 
 
 #: The write failures of a model build that are the disk's or the account's, not the model's: errno ->
-#: what the error says (before "of <folder>").
-_WRITE_LIMITS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exceeded on the device",
-                 errno.EFBIG: "a file is larger than this process may write (ulimit -f) on the device"}
-_WRITE_LIMITS_ADVICE = {
-    _WRITE_LIMITS[errno.ENOSPC]: "free some, or point MEDRAG_CACHE at a larger disk",
-    _WRITE_LIMITS[errno.EDQUOT]: "free some of your quota, or point MEDRAG_CACHE at a disk with more",
-    _WRITE_LIMITS[errno.EFBIG]: "raise the limit (ulimit -f unlimited) or build the cache in another process "
-                                "and point MEDRAG_CACHE at it",
+#: what the error says (before "of <folder>") and what to do.
+_WRITE_LIMITS = {
+    errno.ENOSPC: ("no space left on the device", "free some, or point MEDRAG_CACHE at a larger disk"),
+    errno.EDQUOT: ("the disk quota is exceeded on the device",
+                   "free some of your quota, or point MEDRAG_CACHE at a disk with more"),
+    errno.EFBIG: ("a file is larger than this process may write (ulimit -f) on the device",
+                  "raise the limit (ulimit -f unlimited) or build the cache in another process and point "
+                  "MEDRAG_CACHE at it"),
 }
 
 
-def _write_limit(exc: BaseException) -> str | None:
+def _write_limit(exc: BaseException) -> tuple[str, str] | None:
     """What stopped a build's writes when ``exc`` (or an error it was raised from) is a full disk, an
     exceeded quota or a file size limit: an ``OSError`` with ``ENOSPC`` / ``EDQUOT`` / ``EFBIG``, or
     a library's wrapping of one (safetensors: "No space left on device (os error 28)", "File too
-    large (os error 27)": a raw traceback, ops tryout); None for any other error."""
+    large (os error 27)": a raw traceback, ops tryout), as (what, what to do); None for any other error."""
     seen: BaseException | None = exc
     visited: set[int] = set()  # a chain may loop back on itself
     while seen is not None and id(seen) not in visited:
         for code, limit in _WRITE_LIMITS.items():
-            if isinstance(seen, OSError) and seen.errno == code or f"{os.strerror(code)} (os error {code})" in str(seen) \
-                    or (code == errno.ENOSPC and "No space left on device" in str(seen)):
+            if isinstance(seen, OSError) and seen.errno == code or os.strerror(code) in str(seen):
                 return limit
         visited.add(id(seen))
         seen = seen.__cause__ or seen.__context__

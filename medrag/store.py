@@ -3050,14 +3050,10 @@ class MatryoshkaChroma(VectorStore):
         return store
 
     def _encodable(self, text: Any) -> bool:
-        """Whether :meth:`add_texts` takes ``text``: a source record that it would refuse (a blank page
-        that langchain-chroma stored, ``"passage: "`` alone) is skipped by :meth:`reindex`, which
-        refused the whole migration on it (user tryout)."""
-        if not isinstance(text, str) or is_blank(text):
-            return False
-        check = getattr(self._encoder, "check_texts", None)
-        if check is None:
-            return True
+        """Whether :meth:`add_texts` takes ``text``, by its own checks: a source record that it would
+        refuse (a blank page that langchain-chroma stored, ``"passage: "`` alone) is skipped by
+        :meth:`reindex`, which refused the whole migration on it (user tryout)."""
+        check = getattr(self._encoder, "check_texts", None) or validate_texts
         try:
             check([text])
         except InvalidInputError:
