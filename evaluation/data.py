@@ -159,7 +159,7 @@ def load_task(source: str | os.PathLike[str], *, split: str | None = None, quest
             ds = load_qa_dataset(source, question_column=question_column, answer_column=answer_column,
                                  eval_fraction=eval_fraction, seed=split_seed, eval_split=split)
         except DataError as exc:
-            if local or not str(exc).startswith("cannot load hub dataset"):
+            if local or getattr(exc, "hub_dataset", None) is None:
                 raise
             # the pairs-file advice alone (the loader's, shared with finetune) left out what an
             # evaluation also reads (user tryout)

@@ -60,7 +60,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("passages", nargs="+", help="one or more passages")
     p.add_argument("--model", default=None, help=f"model spec (default: medrag's default model, {DEFAULT_SPEC})")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: CUDA when available)")
-    p.set_defaults(func=_compare)
+    p.set_defaults(func=_compare, writes=False)
 
 
 def _compare(args: argparse.Namespace) -> int:

@@ -172,8 +172,9 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
         print(f"{label}: error: {exc}", file=sys.stderr)
         return 1
     except _Terminated:
-        print(f"{label}: terminated (SIGTERM); what was written is kept: run the command again to go on",
-              file=sys.stderr)
+        # a command that writes (args.writes unset) says where it stands; one that only reads, that it stopped
+        print(f"{label}: terminated (SIGTERM)" + ("; what was written is kept: run the command again to go on"
+                                                  if getattr(args, "writes", True) else ""), file=sys.stderr)
         return 143
     except KeyboardInterrupt:
         print(f"{label}: interrupted", file=sys.stderr)

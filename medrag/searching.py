@@ -56,7 +56,7 @@ def register(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--json", action="store_true",
                    help="one JSON object per line (query, rank, id, score, score_kind: 'cosine' or with --hybrid "
                         "'fused', whose scale is the fusion's, text, metadata)")
-    p.set_defaults(func=run_search)
+    p.set_defaults(func=run_search, writes=False)
 
 
 def run_search(args: argparse.Namespace) -> int:

@@ -265,5 +265,14 @@ def test_sigterm_during_a_command_unwinds_it_and_says_so(capsys):
     started = time.monotonic()
     assert run_command(parser, [], name="medrag index") == 143
     assert time.monotonic() - started < 20 and cleaned == [True]
-    assert capsys.readouterr().err.startswith("medrag index: terminated (SIGTERM)")
+    assert capsys.readouterr().err.startswith("medrag index: terminated (SIGTERM); what was written is kept")
     assert signal.getsignal(signal.SIGTERM) == before
+    parser.set_defaults(writes=False)  # medrag search and compare write nothing: nothing to go on with
+    assert run_command(parser, [], name="medrag search") == 143
+    assert capsys.readouterr().err == "medrag search: terminated (SIGTERM)\n"
+    from medrag.cli import build_parser
+
+    real = build_parser()
+    assert real.parse_args(["search", "q", "--persist-dir", "db"]).writes is False
+    assert real.parse_args(["compare", "q", "p"]).writes is False
+    assert not hasattr(real.parse_args(["index", "docs", "--persist-dir", "db"]), "writes")  # it says what is kept

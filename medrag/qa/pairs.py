@@ -578,24 +578,31 @@ def _read_source(source: str | os.PathLike[str], train_split: str | Sequence[str
     return _read_hub(s, splits, eval_split, optional_splits)
 
 
+def _unloadable(dataset_id: str, message: str) -> DataError:
+    """The error for a hub dataset that cannot be loaded; its ``hub_dataset`` attribute names the id, so
+    a caller that reads other formats too adds them to the advice (``medrag evaluate``: a BEIR folder)
+    without matching the message's words."""
+    error = DataError(message)
+    error.hub_dataset = dataset_id  # type: ignore[attr-defined]
+    return error
+
+
 def _read_hub(dataset_id: str, train_splits: Sequence[str], eval_split: str | None,
               optional_splits: Sequence[str] = ()):
     from medrag.models import hub_unreachable
 
     unreachable = hub_unreachable()
     if unreachable and not _dataset_cached(dataset_id):  # otherwise ~30 s of retried requests, then this error
-        raise DataError(f"cannot load hub dataset {dataset_id!r}: the hub cannot be reached ({unreachable}) and the "
-                        "dataset is not in the HF cache; without network, pass a local .jsonl/.json/.csv/.tsv/.parquet "
-                        "file instead")
+        raise _unloadable(dataset_id, f"cannot load hub dataset {dataset_id!r}: the hub cannot be reached "
+                                      f"({unreachable}) and the dataset is not in the HF cache; without network, pass "
+                                      "a local .jsonl/.json/.csv/.tsv/.parquet file instead")
     try:
         from datasets import load_dataset
 
         dd = load_dataset(dataset_id)
     except Exception as exc:  # noqa: BLE001 - network, missing repo, offline mode: one clear message
-        raise DataError(
-            f"cannot load hub dataset {dataset_id!r} ({type(exc).__name__}: {exc}); without network, pass a "
-            "local .jsonl/.json/.csv/.tsv/.parquet file instead"
-        ) from exc
+        raise _unloadable(dataset_id, f"cannot load hub dataset {dataset_id!r} ({type(exc).__name__}: {exc}); without "
+                                      "network, pass a local .jsonl/.json/.csv/.tsv/.parquet file instead") from exc
     missing = [t for t in train_splits if t not in dd and t not in optional_splits]
     if missing:
         raise DataError(f"hub dataset {dataset_id!r} has no split {missing[0]!r}; splits: {sorted(dd)}")

@@ -356,3 +356,20 @@ def test_a_hub_dataset_that_cannot_load_names_the_beir_folder_too(monkeypatch):
     with pytest.raises(DataError, match=r"cannot load hub dataset 'nobody/no-such-set'.*\.tsv/\.parquet file instead, "
                                         r"or a BEIR folder .*qrels/<split>\.tsv"):
         load_task("nobody/no-such-set")
+
+
+def test_the_beir_advice_does_not_depend_on_the_loaders_wording(monkeypatch):
+    """It was added by matching the start of the shared loader's message: a reworded message would have
+    dropped it in silence (read-through)."""
+    import medrag.qa.pairs as pairs
+
+    def reworded(dataset_id, *args, **kwargs):
+        raise pairs._unloadable(dataset_id, f"the hub refused {dataset_id!r}")
+
+    monkeypatch.setattr(pairs, "_read_hub", reworded)
+    with pytest.raises(DataError, match=r"the hub refused 'nobody/no-such-set', or a BEIR folder"):
+        load_task("nobody/no-such-set")
+    monkeypatch.setattr(pairs, "_read_hub", lambda *a, **k: (_ for _ in ()).throw(DataError("hub dataset x has no "
+                                                                                            "split 'train'")))
+    with pytest.raises(DataError, match=r"^hub dataset x has no split 'train'$"):  # another error: no advice
+        load_task("nobody/no-such-set")
