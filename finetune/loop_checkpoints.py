@@ -109,6 +109,40 @@ def _differences(saved: Any, current: dict[str, Any]) -> list[str]:
     return out
 
 
+def refused_resume(what: str, saved: str | None, settings: dict[str, Any] | None, legacy: str,
+                   only_earlier: bool = False) -> ConfigError:
+    """The error for a ``--resume`` whose checkpoint has another run key: ``what`` (the checkpoint)
+    was written with the saved :func:`run_settings` (JSON; ``None`` when it records none, as an
+    earlier medrag's, ``legacy`` saying until when, and ``only_earlier`` that nothing else writes
+    none), this run has ``settings``. It names the settings that differ, or the data when none does,
+    or an earlier medrag (an upgrade tryout was told "other settings or data" and looked for a
+    change it never made)."""
+    if saved is None:
+        return ConfigError(f"{what} was written by " + ("" if only_earlier else "a run with other training settings or "
+                                                        "data, or by ")
+                           + f"an earlier medrag ({legacy}: it records no settings), whose runs this one cannot "
+                           "resume; finish that run with the medrag that started it, or start again without "
+                           "--resume (or in another output_dir)")
+    changed = _differences(saved, settings) if settings else []
+    added = _added_settings(saved, settings) if settings else []
+    what_differs = (f"other training settings ({'; '.join(changed)})" if changed else
+                    "other training data (the same settings)" if settings and saved else
+                    "other training settings or data")
+    hint = (f" (settings it did not record: {', '.join(added)}: an earlier medrag wrote it; finish that run with the "
+            "medrag that started it, or start again)" if added else "")
+    return ConfigError(f"{what} was written by a run with {what_differs}{hint}; resume with the same config and data, "
+                       "or choose another output_dir")
+
+
+def _added_settings(saved: Any, current: dict[str, Any]) -> list[str]:
+    """The settings of this medrag that the saved run did not record: an earlier medrag wrote it."""
+    try:
+        before = json.loads(saved)["settings"]
+    except (TypeError, ValueError, KeyError):
+        return []
+    return [k for k in current["settings"] if k not in before]
+
+
 def checkpoint_step(path: Path) -> int | None:
     """The step of a ``checkpoint-<step>`` folder, or None for any other name.
 
@@ -218,12 +252,8 @@ class LoopCheckpoints:
             raise ConfigError(f"the checkpoint {file} is unreadable ({type(exc).__name__}: {exc}); delete {path} "
                               "to resume from the one before it, or start again without --resume") from exc
         if state.get("run_key") != self.run_key:
-            changed = _differences(state.get("run_settings"), self.settings) if self.settings else []
-            what = (f"other training settings ({'; '.join(changed)})" if changed else
-                    "other training data (the same settings)" if self.settings and state.get("run_settings")
-                    else "other training settings or data")
-            raise ConfigError(f"the checkpoint {path} was written by a run with {what}; resume with the same config "
-                              "and data, or choose another output_dir")
+            raise refused_resume(f"the checkpoint {path}", state.get("run_settings") if "run_settings" in state else None,
+                                 self.settings, legacy="before December 6", only_earlier=True)
         params = dict(model.named_parameters())
         trainable = {n for n, p in params.items() if p.requires_grad}
         if set(state["trainable"]) != trainable:
@@ -248,5 +278,5 @@ class LoopCheckpoints:
             shutil.rmtree(old, ignore_errors=True)
 
 
-__all__ = ["LoopCheckpoints", "run_key", "run_settings", "checkpoint_step", "is_complete_checkpoint", "latest_checkpoint",
+__all__ = ["LoopCheckpoints", "run_key", "run_settings", "refused_resume", "checkpoint_step", "is_complete_checkpoint", "latest_checkpoint",
            "RUN_SETTINGS", "STATE_FILENAME", "TRAINER_STATE_FILENAME"]

@@ -238,23 +238,24 @@ class MatryoshkaFinetuner:
     def _check_run_key(self, dims: list[int], resume_from: Path | None, state) -> None:
         """Trainer engine: record the run key (settings + training pairs) beside the checkpoints; a
         ``--resume`` under another key (other settings or data) is refused, as the loop engine does."""
-        from finetune.loop_checkpoints import run_key
+        from finetune.loop_checkpoints import refused_resume, run_key, run_settings
 
         key = run_key(self.config, dims, self.dataset.train, [])
+        settings = run_settings(self.config, dims)
         path = self.checkpoint_dir / _RUN_KEY_FILENAME
         if resume_from is not None:
             saved = _read_json(path)
             if saved is None:
                 logger.warning("%s records no run key (an older run): cannot check that its settings and data are "
                                "this run's", self.checkpoint_dir)
-            elif saved.get("run_key") != key:
-                raise ConfigError(f"the checkpoints in {self.checkpoint_dir} were written by a run with other "
-                                  "training settings or data; resume with the same config and data, or choose "
-                                  "another output_dir")
+            elif saved.get("run_key") != key:  # the settings are recorded since December 7: a refusal names them
+                raise refused_resume(f"the checkpoints in {self.checkpoint_dir}", saved.get("run_settings"), settings,
+                                     legacy="before December 7")
             return
         if state.is_main_process:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"run_key": key}), encoding="utf-8")
+            path.write_text(json.dumps({"run_key": key, "run_settings": json.dumps(settings, sort_keys=True,
+                                                                                    default=str)}), encoding="utf-8")
         state.wait_for_everyone()
 
     def _warn_without_scores(self, result: FinetuneResult) -> None:

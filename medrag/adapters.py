@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -112,7 +113,9 @@ def former_weights_spec(spec: str, fingerprint: str, root: Path | None = None) -
 
     When a packaged model gets new weights, the earlier ones may ship on under another name, whose
     ``adapter_config.json`` lists them: ``"formerly": [{"spec": ..., "until": ..., "fingerprints": [...]}]``
-    (:func:`medrag.models.model_fingerprint` of the earlier weights, and its legacy forms). A store
+    (:func:`medrag.models.model_fingerprint` of the earlier weights, and its legacy forms: the one
+    that hashed the transformers version, under every release of
+    :data:`medrag.models.TRANSFORMERS_RELEASES_BEFORE_V3`). A store
     built with the earlier weights names that spec (:class:`medrag.MatryoshkaChroma`) instead of
     only asking for a reindex. ``None`` when no packaged model claims them.
     """
@@ -221,7 +224,33 @@ def ensure_adapted_model(name: str, *, models_root: Path | None = None, base: Pa
     if base is None:
         base = ensure_bundled_model(cache_root) if config["base_model"] == BUNDLED_SPEC \
             else resolve_base(config["base_model"])
-    return _ensure_built(folder, config, base, cache_root)
+    new = not adapted_model_dir(config["name"], config, Path(base), cache_root).is_dir()
+    built = _ensure_built(folder, config, base, cache_root)
+    if new:
+        _note_earlier_builds(built, config["name"])
+    return built
+
+
+def earlier_builds(target: Path, name: str) -> list[Path]:
+    """The other builds of packaged model ``name`` beside its build ``target``: an earlier medrag's
+    (other weights, another base or builder version), which this one never loads."""
+    pattern = re.compile(rf"^{re.escape(name)}-[0-9a-f]{{12}}-on-.+-b\d+$")
+    try:
+        return sorted(p for p in Path(target).parent.iterdir()
+                      if p.is_dir() and p != Path(target) and pattern.match(p.name))
+    except OSError:
+        return []
+
+
+def _note_earlier_builds(target: Path, name: str) -> None:
+    """Say, when a new build of ``name`` is made, which earlier builds stay in the cache and that they
+    can go (an upgrade left a 466 MB folder no doc named: upgrade tryout)."""
+    found = earlier_builds(target, name)
+    if not found:
+        return
+    size = sum(f.stat().st_size for p in found for f in p.rglob("*") if f.is_file())
+    logger.info("earlier builds of %s remain in %s (%.2f GB): %s; delete them (and their .lock files) once no "
+                "earlier medrag uses this cache", name, target.parent, size / 1e9, ", ".join(p.name for p in found))
 
 
 def build_adapted_model(adapter: Path, base: "Path | str", out: Path, config: dict[str, Any] | None = None,

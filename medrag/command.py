@@ -385,14 +385,21 @@ def collection_names(client: Any, where: str) -> list[str]:
         raise translate_chroma_error(exc, f"open {where}") from exc
 
 
-def recorded_model(client: Any, collection: str) -> str:
+def recorded_model(client: Any, collection: str, renewable: bool = False) -> str:
     """The model spec the existing ``collection`` records (``medrag:model``); a :class:`DataError`
-    saying what to do when it was built with embeddings medrag cannot load (no fingerprint)."""
+    saying what to do when it was built with embeddings medrag cannot load (no fingerprint).
+
+    A packaged model's earlier weights, which ship on under another spec, are that spec, except in
+    an empty collection that ``renewable`` says the store will create again (an embedded folder:
+    :meth:`MatryoshkaChroma._renew_if_empty`): nothing is stored under them, so the current weights
+    fill it (an old run killed before its first write left it, and ``medrag index`` filled it with
+    the superseded weights: upgrade tryout)."""
     from medrag._chroma_errors import translate_chroma_error
     from medrag.store import CONTRACT_KEYS
 
     try:
-        meta = client.get_collection(collection, embedding_function=None).metadata or {}
+        found = client.get_collection(collection, embedding_function=None)
+        meta = found.metadata or {}
     except Exception as exc:
         raise translate_chroma_error(exc, "read the collection", collection) from exc
     spec = meta.get(CONTRACT_KEYS["model"])
@@ -405,12 +412,24 @@ def recorded_model(client: Any, collection: str) -> str:
         from medrag.adapters import former_weights_spec
 
         former = former_weights_spec(spec, str(fingerprint))
-        if former:
+        if former and renewable and _holds_nothing(found):
+            logging.getLogger(__name__).info(
+                "collection %r records the earlier weights of %s but holds nothing: it is made again with %s's "
+                "current weights", collection, spec, spec)
+        elif former:
             logging.getLogger(__name__).warning(
                 "collection %r was built with the earlier weights of %s, which now ship as %s: using %s (reindex "
                 "into a new --collection to use the new weights)", collection, spec, former, former)
             return former
     return spec
+
+
+def _holds_nothing(collection: Any) -> bool:
+    """Whether ``collection`` holds no record (an unreadable count is not read as empty)."""
+    try:
+        return collection.count() == 0
+    except Exception:  # noqa: BLE001 - the store's own open reports an unreadable collection
+        return False
 
 
 def collection_prompts(client: Any, collection: str) -> tuple[dict[str, str], str] | None:

@@ -1198,6 +1198,7 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     not_read: list[str] = []  # a folder's files skipped (not UTF-8, unreadable): still in the source, not pruned
     scanned: list[str] = []  # pages without a text layer of PDFs that have text elsewhere
     keys: dict[str, int] = {}  # --id-field values seen this run -> their document's number
+    text_keyed = 0  # documents checked for chunks stored under the key of their text alone
     pending_texts: list[str] = []
     pending_meta: list[dict[str, Any]] = []
     pending_ids: list[str] = []
@@ -1327,6 +1328,11 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                     empty_named.append(_document_name(meta, root, documents, id_field, key))
             id_key = key if root is None else f"{root}/{key}"
             ids = [chunk_id(id_key, position, chunk) for position, chunk in enumerate(pieces)]
+            if (text_keyed < TEXT_KEY_CHECKS and id_field is None and root is None and meta and pieces
+                    and not (added or updated or removed)):
+                # once found (and --prune), no more reads: the run replaces them
+                text_keyed = TEXT_KEY_CHECKS if _refuse_text_keyed_copies(store, source, text, pieces, ids, prune) \
+                    else text_keyed + 1
             if id_field is not None:
                 if key in keys:
                     # the documents before it are stored, as the message says; not a new collection's first
@@ -1404,6 +1410,35 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                          len(scanned))
     logger.info("%s", report)
     return report
+
+
+#: How many of a records file's first documents :func:`index_corpus` checks for copies stored under the
+#: key of their text alone, when metadata fields make the key (a few reads by id, before anything is written).
+TEXT_KEY_CHECKS = 20
+
+
+def _refuse_text_keyed_copies(store: Any, source: Any, text: str, pieces: list[str], ids: list[str],
+                              prune: bool) -> bool:
+    """Refuse, before anything is written, a run that would store a records file's documents a second
+    time: with metadata fields (and no id field) a document's key hashes its text and those fields, and
+    the collection holds its chunks under the key of its text alone, as a run without
+    ``--metadata-fields``, or by a medrag before December 3, stored them (an upgrade tryout re-ran its
+    December 2 command and every passage was added again; the warning came after the write). With
+    ``prune`` the run goes on: the earlier chunks are removed once it has written the new ones; returns
+    whether such copies were found."""
+    text_key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    text_ids = [chunk_id(text_key, position, chunk) for position, chunk in enumerate(pieces)]
+    if not store.get(ids=text_ids, include=[])["ids"] or store.get(ids=ids, include=[])["ids"]:
+        return False
+    if prune:
+        logger.info("%s: documents are stored under the key of their text alone (indexed without --metadata-fields, "
+                    "or by a medrag before December 3): --prune replaces them", source)
+        return True
+    raise DataError(f"{source}: this collection holds its documents under the key of their text alone (indexed "
+                    "without --metadata-fields, or by a medrag before December 3); with --metadata-fields a "
+                    "document's key holds those fields too, so this run would store every document a second time. "
+                    "Nothing was written. Run it again with --prune (the earlier copies are removed; every chunk is "
+                    "encoded again), with --id-field if the records have an id, or into another --collection")
 
 
 def _first_write_checkpoint(store: Any) -> Any:
@@ -1729,7 +1764,8 @@ def _run_index(args: argparse.Namespace) -> int:
     place = server_place(args) if args.host else f"the Chroma store in {persist}"
     existed = client is not None and args.collection in collection_names(client, place)
     # an existing collection is opened with the model it records (as medrag search does), not the default
-    emb = store_embeddings(args, None if args.model or not existed else recorded_model(client, args.collection),
+    emb = store_embeddings(args, None if args.model or not existed else recorded_model(client, args.collection,
+                                                                                renewable=not args.host),
                            collection_prompts(client, args.collection) if existed else None)
     if args.coarse_dim is not None and args.coarse_dim >= emb.full_dim:  # before the store makes its folder
         raise InvalidInputError(f"--coarse-dim {args.coarse_dim} must be below the model's full size "

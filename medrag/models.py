@@ -299,21 +299,45 @@ def legacy_model_fingerprints(model: "SentenceTransformer") -> tuple[str, ...]:
     changed every id), and before 2026-12-02 the folder the model was loaded from was hashed too
     (a moved cache changed it). Collections and teacher caches recorded under
     them are still recognised (see :attr:`MatryoshkaEmbeddings.legacy_fingerprints`); the
-    evaluation's vector cache is not, as it could not tell two poolings of the same weights apart."""
+    evaluation's vector cache is not, as it could not tell two poolings of the same weights apart.
+
+    As the transformers version those ids hashed is not recorded, they are computed with the installed
+    version first (the two newest entries), then with every other release medrag could have run with
+    then (:data:`TRANSFORMERS_RELEASES_BEFORE_V3`): a store recorded under them still opens after a
+    transformers upgrade (an upgrade tryout found it refused, with advice that did not help).
+    """
+    import transformers
+
     current = model_fingerprint(model)
-    found = (_fingerprint(model, version=2), _fingerprint(model, version=1))
+    parameters = _parameter_digest(model)
+    installed = str(transformers.__version__)
+    versions = [installed, *(v for v in TRANSFORMERS_RELEASES_BEFORE_V3 if v != installed)]
+    found = [_fingerprint(model, version=old, transformers_version=v, parameters=parameters)
+             for v in versions for old in (2, 1)]
     return tuple(f for f in dict.fromkeys(found) if f != current)
+
+
+#: The transformers releases that ``transformers>=5`` allowed until 2026-12-05, when medrag's model
+#: fingerprint stopped hashing the installed version (``pip index versions transformers`` on 2026-12-07):
+#: fingerprints recorded before then hashed one of these. A closed list: later releases never entered them.
+TRANSFORMERS_RELEASES_BEFORE_V3 = (
+    "5.25.0", "5.24.0", "5.23.0", "5.22.2", "5.22.1", "5.22.0", "5.21.1", "5.21.0", "5.20.2", "5.20.1", "5.20.0",
+    "5.19.0", "5.18.0", "5.17.0", "5.16.1", "5.16.0", "5.15.1", "5.15.0", "5.14.1", "5.14.0", "5.13.1", "5.13.0",
+    "5.12.1", "5.12.0", "5.11.0", "5.10.4", "5.10.2", "5.10.1", "5.9.0", "5.8.1", "5.8.0", "5.7.0", "5.6.2",
+    "5.6.1", "5.6.0", "5.5.4", "5.5.3", "5.5.2", "5.5.1", "5.5.0", "5.4.0", "5.3.0", "5.2.0", "5.1.0", "5.0.0",
+)
 
 
 #: Module settings that name where a module reads and writes in the pipeline, not what it computes.
 _WIRING_KEYS = ("module_input_name", "module_output_name")
 
 
-def _fingerprint(model: "SentenceTransformer", version: int) -> str:
+def _fingerprint(model: "SentenceTransformer", version: int, transformers_version: str | None = None,
+                 parameters: bytes | None = None) -> str:
     """Version 3: :func:`model_fingerprint`; 2 (December 2-5): with the transformers version, without
-    the modules; 1 (before December 2): with the folder too."""
-    import torch
-
+    the modules; 1 (before December 2): with the folder too. ``transformers_version``: the version
+    versions 1 and 2 hash (the installed one by default); ``parameters``: :func:`_parameter_digest`
+    of the model, when already computed."""
     h = hashlib.sha256()
     first = model[0]
     config = getattr(getattr(first, "auto_model", None), "config", None)
@@ -323,6 +347,8 @@ def _fingerprint(model: "SentenceTransformer", version: int) -> str:
             settings.pop("_name_or_path", None)
         if version >= 3:
             settings.pop("transformers_version", None)
+        elif transformers_version is not None:
+            settings["transformers_version"] = transformers_version
         h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     h.update(str(embedding_dim(model)).encode())
     if version >= 3:
@@ -331,13 +357,23 @@ def _fingerprint(model: "SentenceTransformer", version: int) -> str:
             settings = {k: v for k, v in (get_config() if callable(get_config) else {}).items()
                         if k not in _WIRING_KEYS}
             h.update(json.dumps([type(module).__name__, settings], sort_keys=True, default=str).encode())
+    h.update(_parameter_digest(model) if parameters is None else parameters)
+    return h.hexdigest()[:16]
+
+
+def _parameter_digest(model: "SentenceTransformer") -> bytes:
+    """What every fingerprint hashes of the weights: for every parameter its name, shape, dtype and the
+    raw bytes of 256 evenly spaced values, read on the CPU."""
+    import torch
+
+    parts = []
     with torch.no_grad():
         for name, p in model.named_parameters():
             flat = p.detach().reshape(-1)
             sample = flat[:: max(1, flat.numel() // 256)][:256].cpu().contiguous()
-            h.update(f"{name}{tuple(p.shape)}{p.dtype}".encode())
-            h.update(sample.numpy().tobytes() if sample.dtype != torch.bfloat16 else sample.float().numpy().tobytes())
-    return h.hexdigest()[:16]
+            parts.append(f"{name}{tuple(p.shape)}{p.dtype}".encode())
+            parts.append(sample.numpy().tobytes() if sample.dtype != torch.bfloat16 else sample.float().numpy().tobytes())
+    return b"".join(parts)
 
 
 def embedding_dim(model: "SentenceTransformer") -> int:

@@ -833,6 +833,15 @@ class MatryoshkaChroma(VectorStore):
             logger.info("collection %r recorded the model folder %s, which no longer exists; recording %r",
                         name, recorded, expected[_C["model"]])
             updates[_C["model"]] = expected[_C["model"]]
+        if stored_prompts is None and prompts is not None:  # made before medrag recorded prompts (upgrade tryout)
+            if (self._lock is None or self._lock.held) and self._chroma_call("count", collection.count) == 0:
+                # still empty (a run killed before its first write): what this store writes is all it will
+                # hold, so its prompts are checked from now on
+                logger.info("collection %r is empty and records no prompts; recording this store's", name)
+                updates[_C["prompts"]] = prompts
+            else:
+                logger.info("collection %r was made before medrag recorded prompts: the prompts of what is written "
+                            "to it are not checked (reindex it into a new collection to record them)", name)
         if updates and (self._lock is None or self._lock.held):
             self._record(collection, updates)
 

@@ -329,7 +329,11 @@ def test_a_trainer_resume_under_other_settings_is_refused(tmp_path, tiny_model_d
     (out / "checkpoints" / "finished.json").unlink()  # as a run interrupted after its last checkpoint (a finished one is refused)
     changed = quick_config(tiny_model_dir, pairs_file, out, epochs=1, learning_rate=1e-3, resume=True,
                            evaluate_before=False, evaluate_after=False)
-    with pytest.raises(ConfigError, match="other training settings or data"):
+    with pytest.raises(ConfigError, match=r"other training settings \(learning_rate: .* -> 0.001\)"):
+        MatryoshkaFinetuner(changed).run()  # run_key.json records the settings: the refusal names the one changed
+    key_file = out / "checkpoints" / "run_key.json"
+    key_file.write_text(json.dumps({"run_key": json.loads(key_file.read_text())["run_key"]}))  # as before December 7
+    with pytest.raises(ConfigError, match="other training settings or data, or by an earlier medrag"):
         MatryoshkaFinetuner(changed).run()
 
 

@@ -263,3 +263,24 @@ def test_the_build_checks_draw_no_progress_bar_in_a_service_log(tiny_model_dir, 
     finally:
         st_logger.setLevel(level)
     assert "Batches" not in capfd.readouterr().err
+
+
+def test_a_new_build_names_the_earlier_builds_left_in_the_cache(packaged, tmp_path, caplog):
+    """An upgrade left the earlier weights' build (466 MB) in the cache and nothing said it could go
+    (upgrade tryout)."""
+    import medrag.adapters as adapters
+
+    models = tmp_path / "cache" / "models"
+    old = models / "tiny-fr-0123456789ab-on-tiny-model-b1"
+    old.mkdir(parents=True)
+    (old / "model.safetensors").write_bytes(b"x" * 1000)
+    (models / "tiny-fr-extra-0123456789ab-on-tiny-model-b1").mkdir()  # another model's: not named
+    with caplog.at_level("INFO", logger="medrag.adapters"):
+        first = adapters.ensure_adapted_model("tiny-fr")
+    assert "earlier builds of tiny-fr remain" in caplog.text and old.name in caplog.text
+    assert "tiny-fr-extra" not in caplog.text
+    assert adapters.earlier_builds(first, "tiny-fr") == [old]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="medrag.adapters"):
+        adapters.ensure_adapted_model("tiny-fr")  # said once, when the new build is made
+    assert "earlier builds" not in caplog.text

@@ -2290,3 +2290,27 @@ def test_markdown_front_matter_setext_and_a_long_trail_are_read_as_written(tmp_p
     assert text.endswith("Kayexalate : Une cuillère mesure.") and emb.count_tokens([text])[0] <= emb.max_tokens
     assert not text.startswith("Protocole régional")  # the outer heading went
     store.delete_collection()
+
+
+def test_a_run_that_would_store_every_document_again_under_metadata_keys_is_refused(tmp_path) -> None:
+    """A records file indexed without --metadata-fields (or by a medrag before December 3), then with
+    them and no --id-field: every document's key changed, and the run stored all of them a second time
+    (upgrade tryout; the "not in this file" warning came after the write). Refused before writing;
+    --prune replaces them."""
+    path = tmp_path / "docs.jsonl"
+    path.write_text("\n".join(json.dumps({k: v for k, v in r.items() if k != "id"}, ensure_ascii=False)
+                              for r in _records(6)))
+    emb = CountingFake()
+    store = MatryoshkaChroma("idx", emb, client=chromadb.EphemeralClient())
+    first = index_corpus(path, store, chunk_words=15, batch_size=16)
+    encoded = emb.encoded
+    with pytest.raises(DataError, match="under the key of their text alone .* Nothing was written. Run it again "
+                                        "with --prune"):
+        index_corpus(path, store, metadata_fields=["product"], chunk_words=15, batch_size=16)
+    assert len(store) == first.chunks and emb.encoded == encoded
+    again = index_corpus(path, store, metadata_fields=["product"], chunk_words=15, batch_size=16, prune=True)
+    assert len(store) == first.chunks and again.pruned == first.chunks
+    assert {md["product"] for md in store.get()["metadatas"]} == {"P0", "P1", "P2"}
+    # the same run again is no copy: it goes on (nothing to write)
+    assert index_corpus(path, store, metadata_fields=["product"], chunk_words=15, batch_size=16).added == 0
+    store.delete_collection()

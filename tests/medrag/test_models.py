@@ -143,7 +143,7 @@ def test_fingerprint_does_not_depend_on_the_folder(tiny_model_dir, tmp_path):
     assert legacy_model_fingerprints(a)[0] == legacy_model_fingerprints(b)[0]
     assert legacy_model_fingerprints(a)[1] != legacy_model_fingerprints(b)[1]
     emb = medrag.MatryoshkaEmbeddings(a)
-    assert emb.legacy_fingerprints == legacy_model_fingerprints(a) and len(emb.legacy_fingerprints) == 2
+    assert emb.legacy_fingerprints == legacy_model_fingerprints(a)
 
 
 def test_fingerprint_does_not_change_with_the_transformers_version(tiny_model_dir, monkeypatch):
@@ -156,6 +156,29 @@ def test_fingerprint_does_not_change_with_the_transformers_version(tiny_model_di
     monkeypatch.setattr(configuration_utils, "__version__", "99.0.0")
     assert model[0].auto_model.config.to_dict()["transformers_version"] == "99.0.0"
     assert model_fingerprint(model) == before
+
+
+def test_a_fingerprint_recorded_under_another_transformers_version_is_still_recognised(tiny_model_dir, monkeypatch):
+    """Fingerprints recorded December 2-5 hashed the installed transformers version: after an upgrade
+    the same weights were refused as another model, with advice (delete the model folder) that did not
+    help (upgrade tryout). Every release medrag could have run with then is tried."""
+    import transformers.configuration_utils as configuration_utils
+
+    from medrag.models import TRANSFORMERS_RELEASES_BEFORE_V3, _fingerprint, legacy_model_fingerprints
+
+    model = medrag.load_model(tiny_model_dir, device="cpu")
+    monkeypatch.setattr(configuration_utils, "__version__", "5.3.0")  # the store was written under 5.3.0
+    recorded = {_fingerprint(model, version=2), _fingerprint(model, version=1)}
+    monkeypatch.undo()  # transformers upgraded since
+    assert not recorded & set(legacy_model_fingerprints(model)[:2])  # the installed version's ids differ
+    assert recorded <= set(legacy_model_fingerprints(model))
+    assert model_fingerprint(model) not in legacy_model_fingerprints(model)
+    # a version never released under transformers>=5 before December 5 is not tried
+    assert "4.57.1" not in TRANSFORMERS_RELEASES_BEFORE_V3 and "5.0.0" in TRANSFORMERS_RELEASES_BEFORE_V3
+    monkeypatch.setattr(configuration_utils, "__version__", "5.99.0")
+    unknown = _fingerprint(model, version=2)
+    monkeypatch.undo()
+    assert unknown not in legacy_model_fingerprints(model)
 
 
 def test_fingerprint_tells_two_poolings_of_the_same_weights_apart(tiny_model_dir, tmp_path):

@@ -216,3 +216,42 @@ def test_a_markdown_chunks_section_is_printed_whole_on_its_own_line(tiny_model_d
     assert main(["search", "cuillère", "--persist-dir", str(db), "--k", "1", "--json",
                  "--filter", json.dumps({"section": section})]) == 0
     assert json.loads(capsys.readouterr().out)["metadata"]["section"] == section
+
+
+def test_index_fills_an_empty_collection_of_earlier_weights_with_the_current_ones(indexed, tiny_model_dir, tmp_path,
+                                                                                   monkeypatch, caplog) -> None:
+    """A run of an earlier medrag killed before its first write left an empty collection recording the
+    default model's earlier weights: `medrag index` filled it with those superseded weights, where the
+    Python API makes it again with the current ones (upgrade tryout)."""
+    import chromadb
+
+    import medrag
+    import medrag.adapters
+    import medrag.models
+    from medrag.store import CONTRACT_KEYS
+    from tests.tiny_model import build_tiny_model
+
+    current = build_tiny_model(tmp_path / "current", hidden=384, seed=1)  # the weights the name ships now
+    medrag.MatryoshkaChroma("left", medrag.MatryoshkaEmbeddings(str(tiny_model_dir)), persist_directory=str(indexed))
+    client = chromadb.PersistentClient(path=str(indexed))
+    col = client.get_collection("left")
+    assert col.count() == 0
+    earlier_fp = col.metadata[CONTRACT_KEYS["fingerprint"]]
+    col.modify(metadata={**col.metadata, CONTRACT_KEYS["model"]: "bundled:medrag-e5-small-fr"})  # as the old run left it
+    del client
+    monkeypatch.setattr(medrag.adapters, "former_weights_spec",  # the tiny model plays the weights shipped on
+                        lambda spec, fp, root=None: str(tiny_model_dir)
+                        if (spec, fp) == ("bundled:medrag-e5-small-fr", earlier_fp) else None)
+    real_folder = medrag.models.bundled_folder
+    monkeypatch.setattr(medrag.models, "bundled_folder",
+                        lambda spec: current if spec == "bundled:medrag-e5-small-fr" else real_folder(spec))
+    src = tmp_path / "more.jsonl"
+    src.write_text(json.dumps({"id": "na", "text": "Une hyponatrémie se corrige lentement."}, ensure_ascii=False) + "\n")
+    with caplog.at_level("INFO", logger="medrag"):
+        assert main(["index", str(src), "--persist-dir", str(indexed), "--collection", "left", "--id-field", "id",
+                     "--no-progress"]) == 0
+    col = chromadb.PersistentClient(path=str(indexed)).get_collection("left")
+    assert col.count() == 1
+    assert col.metadata[CONTRACT_KEYS["model"]] == "bundled:medrag-e5-small-fr"
+    assert col.metadata[CONTRACT_KEYS["fingerprint"]] == medrag.MatryoshkaEmbeddings(str(current)).fingerprint
+    assert "holds nothing" in caplog.text

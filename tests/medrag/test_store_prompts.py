@@ -75,6 +75,38 @@ def test_a_collection_made_before_prompts_were_recorded_is_not_checked_and_recor
     again.close()
 
 
+def test_an_empty_collection_made_before_prompts_were_recorded_records_them(tiny_model_dir, tmp_path, caplog):
+    """A run of an earlier medrag killed before its first write left a collection without prompts; filled
+    by this medrag, it never recorded them, and nothing said the prompt check was off (upgrade tryout)."""
+    persist = str(tmp_path / "chroma")
+    emb = MatryoshkaEmbeddings(tiny_model_dir)
+    store = MatryoshkaChroma("notes", emb, persist_directory=persist)
+    meta = {k: v for k, v in store.collection.metadata.items() if k != CONTRACT_KEYS["prompts"]}
+    store.collection.modify(metadata=meta)  # as an earlier medrag made it
+    store.close()
+    with caplog.at_level("INFO", logger="medrag.store"):
+        again = MatryoshkaChroma("notes", emb, persist_directory=persist)
+    assert recorded_prompts(again.collection.metadata[CONTRACT_KEYS["prompts"]]) == {"query": "query: ",
+                                                                                    "passage": "passage: "}
+    assert "is empty and records no prompts; recording" in caplog.text
+    again.add_texts(TEXTS)
+    again.close()
+    with pytest.raises(CollectionMismatchError, match="prompts: "):  # checked from now on
+        MatryoshkaChroma("notes", MatryoshkaEmbeddings(tiny_model_dir, prompts={}), persist_directory=persist)
+
+
+def test_a_filled_collection_without_prompts_says_they_are_not_checked(tiny_model_dir, tmp_path, caplog):
+    persist = str(tmp_path / "chroma")
+    store = MatryoshkaChroma("notes", MatryoshkaEmbeddings(tiny_model_dir), persist_directory=persist)
+    store.add_texts(TEXTS)
+    store.collection.modify(metadata={k: v for k, v in store.collection.metadata.items()
+                                      if k != CONTRACT_KEYS["prompts"]})
+    store.close()
+    with caplog.at_level("INFO", logger="medrag.store"):
+        MatryoshkaChroma("notes", MatryoshkaEmbeddings(tiny_model_dir), persist_directory=persist).close()
+    assert "made before medrag recorded prompts: the prompts of what is written to it are not checked" in caplog.text
+
+
 def test_the_shell_takes_the_recorded_prompts_for_the_model_that_encoded_the_collection_only(tiny_model_dir, tmp_path):
     """Another model given with --model kept the collection's prompts (an emptied e5 collection renewed for a
     model without prompts recorded e5's: review)."""
