@@ -227,14 +227,15 @@ def ensure_adapted_model(name: str, *, models_root: Path | None = None, base: Pa
     new = not adapted_model_dir(config["name"], config, Path(base), cache_root).is_dir()
     built = _ensure_built(folder, config, base, cache_root)
     if new:
-        _note_earlier_builds(built, config["name"])
+        _note_earlier_builds(built, config["name"], Path(base).name)
     return built
 
 
-def earlier_builds(target: Path, name: str) -> list[Path]:
-    """The other builds of packaged model ``name`` beside its build ``target``: an earlier medrag's
-    (other weights, another base or builder version), which this one never loads."""
-    pattern = re.compile(rf"^{re.escape(name)}-[0-9a-f]{{12}}-on-.+-b\d+$")
+def earlier_builds(target: Path, name: str, base: str) -> list[Path]:
+    """The other builds of packaged model ``name`` on the base folder named ``base`` beside its build
+    ``target``: an earlier medrag's (other weights or builder version), which this one never loads.
+    Builds on another base (``ensure_adapted_model(name, base=...)``) are not counted."""
+    pattern = re.compile(rf"^{re.escape(name)}-[0-9a-f]{{12}}-on-{re.escape(base)}-b\d+$")
     try:
         return sorted(p for p in Path(target).parent.iterdir()
                       if p.is_dir() and p != Path(target) and pattern.match(p.name))
@@ -242,10 +243,10 @@ def earlier_builds(target: Path, name: str) -> list[Path]:
         return []
 
 
-def _note_earlier_builds(target: Path, name: str) -> None:
+def _note_earlier_builds(target: Path, name: str, base: str) -> None:
     """Say, when a new build of ``name`` is made, which earlier builds stay in the cache and that they
     can go (an upgrade left a 466 MB folder no doc named: upgrade tryout)."""
-    found = earlier_builds(target, name)
+    found = earlier_builds(target, name, base)
     if not found:
         return
     size = sum(f.stat().st_size for p in found for f in p.rglob("*") if f.is_file())

@@ -235,8 +235,9 @@ def _stdout_to_devnull() -> None:
 
 
 #: Loggers whose information every command shows (one line each, without ``-v``): the one-time
-#: building of a model into the cache (a first ``medrag demo`` said nothing for a minute: user tryout).
-NOTICE_LOGGERS = ("medrag.bundled",)
+#: building of a model into the cache (a first ``medrag demo`` said nothing for a minute: user tryout),
+#: and the earlier builds a new one leaves there (review: README promised it, only ``-v`` showed it).
+NOTICE_LOGGERS = ("medrag.bundled", "medrag.adapters")
 
 
 class _CommandFormatter(logging.Formatter):
@@ -466,8 +467,9 @@ def store_embeddings(args: argparse.Namespace, recorded: str | None,
     try:
         emb = MatryoshkaEmbeddings(model or recorded, device=args.device, show_progress=False, **names)
         # prompt names given: those (the store names a difference from the recorded ones)
-        if prompts is not None and not any(names.values()) and prompts[1] in (emb.fingerprint,
-                                                                               *emb.legacy_fingerprints):
+        # the current fingerprint first: the ~90 legacy ids are computed only for an earlier medrag's collection
+        if prompts is not None and not any(names.values()) and (prompts[1] == emb.fingerprint
+                                                                or prompts[1] in emb.legacy_fingerprints):
             adopt_prompts(emb, prompts[0])
         return emb
     except ModelLoadError as exc:

@@ -246,6 +246,7 @@ class MatryoshkaEmbeddings(Embeddings):
         self.dimension = self.resolve_dimension(dimension)
         self._warn_if_untrained()
         self._fingerprint: str | None = None
+        self._legacy_fingerprints: tuple[str, ...] | None = None
         self._warned_long = False
 
     # ------------------------------------------------------------------ sizes
@@ -333,8 +334,10 @@ class MatryoshkaEmbeddings(Embeddings):
     def legacy_fingerprints(self) -> tuple[str, ...]:
         """Older fingerprints of this same model (:func:`medrag.models.legacy_model_fingerprints`), which
         collections and teacher caches written by earlier medrag versions recorded; none that equals
-        :attr:`fingerprint`."""
-        return legacy_model_fingerprints(self.model)
+        :attr:`fingerprint` (computed once, as :attr:`fingerprint` is)."""
+        if self._legacy_fingerprints is None:
+            self._legacy_fingerprints = legacy_model_fingerprints(self.model)
+        return self._legacy_fingerprints
 
     # ------------------------------------------------------------------ LangChain API
 

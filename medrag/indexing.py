@@ -1198,7 +1198,8 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     not_read: list[str] = []  # a folder's files skipped (not UTF-8, unreadable): still in the source, not pruned
     scanned: list[str] = []  # pages without a text layer of PDFs that have text elsewhere
     keys: dict[str, int] = {}  # --id-field values seen this run -> their document's number
-    text_keyed = 0  # documents checked for chunks stored under the key of their text alone
+    # whether each of the first documents checked is stored under the key of its text alone (None: decided)
+    text_keyed: list[bool] | None = [] if id_field is None and root is None else None
     pending_texts: list[str] = []
     pending_meta: list[dict[str, Any]] = []
     pending_ids: list[str] = []
@@ -1217,8 +1218,18 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
         size = getattr(store, "next_write_size", None)
         return size(batch_size) if size is not None else batch_size
 
+    def settle_text_keys() -> None:
+        """Refuse the run, before its first write, when every document checked is stored under the key of
+        its text alone (:func:`_refuse_text_keyed_copies`)."""
+        nonlocal text_keyed
+        found, text_keyed = text_keyed, None
+        if found and all(found):
+            _refuse_text_keyed_copies(source, len(found), prune)
+
     def flush() -> None:
         nonlocal removed, updated, added, checkpoint, reused, last_line
+        if text_keyed is not None:
+            settle_text_keys()
         if pending_texts:
             # a stored chunk whose metadata changed (a new --metadata-fields, an edited value) is rewritten:
             # skip_existing alone kept the old metadata, and filters kept matching stale values
@@ -1328,11 +1339,10 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
                     empty_named.append(_document_name(meta, root, documents, id_field, key))
             id_key = key if root is None else f"{root}/{key}"
             ids = [chunk_id(id_key, position, chunk) for position, chunk in enumerate(pieces)]
-            if (text_keyed < TEXT_KEY_CHECKS and id_field is None and root is None and meta and pieces
-                    and not (added or updated or removed)):
-                # once found (and --prune), no more reads: the run replaces them
-                text_keyed = TEXT_KEY_CHECKS if _refuse_text_keyed_copies(store, source, text, pieces, ids, prune) \
-                    else text_keyed + 1
+            if text_keyed is not None and meta and pieces:  # a document without metadata keeps its text's key
+                text_keyed.append(_stored_under_text_key(store, text, key))
+                if len(text_keyed) >= TEXT_KEY_CHECKS:
+                    settle_text_keys()
             if id_field is not None:
                 if key in keys:
                     # the documents before it are stored, as the message says; not a new collection's first
@@ -1412,33 +1422,45 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     return report
 
 
-#: How many of a records file's first documents :func:`index_corpus` checks for copies stored under the
-#: key of their text alone, when metadata fields make the key (a few reads by id, before anything is written).
+#: How many of a records file's first documents :func:`index_corpus` looks up under the key of their text
+#: alone, when metadata fields make the key (two reads by metadata each, before anything is written).
 TEXT_KEY_CHECKS = 20
 
 
-def _refuse_text_keyed_copies(store: Any, source: Any, text: str, pieces: list[str], ids: list[str],
-                              prune: bool) -> bool:
+def _stored_under_text_key(store: Any, text: str, key: str) -> bool:
+    """Whether the collection holds a document under the key of its ``text`` alone and none under its
+    ``key`` (which hashes its metadata fields too): by the documents' ``doc`` metadata, so chunks cut
+    otherwise (another --chunk-words, an earlier chunker) are found too."""
+    text_key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    if text_key == key:
+        return False
+
+    def stored(doc: str) -> bool:
+        return bool(store._chroma_call("look up a document", store.collection.get, where={"doc": doc}, limit=1,
+                                       include=[])["ids"])
+
+    return stored(text_key) and not stored(key)
+
+
+def _refuse_text_keyed_copies(source: Any, checked: int, prune: bool) -> None:
     """Refuse, before anything is written, a run that would store a records file's documents a second
     time: with metadata fields (and no id field) a document's key hashes its text and those fields, and
-    the collection holds its chunks under the key of its text alone, as a run without
+    each of the ``checked`` first documents is stored under the key of its text alone, as a run without
     ``--metadata-fields``, or by a medrag before December 3, stored them (an upgrade tryout re-ran its
-    December 2 command and every passage was added again; the warning came after the write). With
-    ``prune`` the run goes on: the earlier chunks are removed once it has written the new ones; returns
-    whether such copies were found."""
-    text_key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
-    text_ids = [chunk_id(text_key, position, chunk) for position, chunk in enumerate(pieces)]
-    if not store.get(ids=text_ids, include=[])["ids"] or store.get(ids=ids, include=[])["ids"]:
-        return False
+    December 2 command and every passage was added again; the warning came after the write). Some of
+    them only (a record whose fields were filled in since, another file sharing a text) is no refusal:
+    the run's "not in this file" warning names what stays. With ``prune`` the run goes on: the earlier
+    copies are removed once it has written the new ones."""
     if prune:
-        logger.info("%s: documents are stored under the key of their text alone (indexed without --metadata-fields, "
-                    "or by a medrag before December 3): --prune replaces them", source)
-        return True
-    raise DataError(f"{source}: this collection holds its documents under the key of their text alone (indexed "
-                    "without --metadata-fields, or by a medrag before December 3); with --metadata-fields a "
-                    "document's key holds those fields too, so this run would store every document a second time. "
-                    "Nothing was written. Run it again with --prune (the earlier copies are removed; every chunk is "
-                    "encoded again), with --id-field if the records have an id, or into another --collection")
+        logger.info("%s: its first %d document(s) are stored under the key of their text alone (indexed without "
+                    "--metadata-fields, or by a medrag before December 3): --prune replaces them", source, checked)
+        return
+    raise DataError(f"{source}: its first {checked} document(s) are stored in this collection under the key of "
+                    "their text alone (indexed without --metadata-fields, or by a medrag before December 3); with "
+                    "--metadata-fields a document's key holds those fields too, so this run would store them a "
+                    "second time. Nothing was written. If this file is the collection's only records file, run it "
+                    "again with --prune (the earlier copies are removed, and every document not in this file; every "
+                    "chunk is encoded again); otherwise index it into another --collection")
 
 
 def _first_write_checkpoint(store: Any) -> Any:

@@ -408,6 +408,8 @@ class MatryoshkaChroma(VectorStore):
         self._rotation_requested = coarse_rotation  # what reset_collection() starts again with
         self._rotation: CoarseProjection | None = None
         self._unconfirmed: tuple[str, str | None] | None = None  # the stage this store recorded (_confirm_coarse_stage)
+        # (recorded, current): an earlier medrag's fingerprint of this model, replaced at this store's first write
+        self._legacy_fingerprint: tuple[str, str] | None = None
         _check_collection_name(collection_name)
         collection_metadata, hnsw = _legacy_hnsw_metadata(collection_metadata, hnsw)
         hnsw = _check_hnsw(hnsw)
@@ -812,10 +814,10 @@ class MatryoshkaChroma(VectorStore):
         if not record:  # a check only (before another change is written): the real open records
             return
         updates = {}
-        if legacy:  # the same model, recorded by an earlier medrag: nothing else differs, record the new id
-            logger.info("collection %r recorded the legacy fingerprint %s of this model; recording %s",
-                        name, stored_fp, fp)
-            updates[_C["fingerprint"]] = fp
+        # the same model, recorded by an earlier medrag: the current id is recorded by this store's first write,
+        # not by its opening, so that a process that only reads (an upgraded search service) leaves the earlier
+        # releases that write beside it working (they refuse the current id: upgrade tryout)
+        self._legacy_fingerprint = (stored_fp, fp) if legacy else None
         recorded = meta.get(_C["model"])
         if named_now:  # from now on another model of the same class is told apart
             logger.info("collection %r recorded the embeddings class %r alone; recording %r",
@@ -833,15 +835,17 @@ class MatryoshkaChroma(VectorStore):
             logger.info("collection %r recorded the model folder %s, which no longer exists; recording %r",
                         name, recorded, expected[_C["model"]])
             updates[_C["model"]] = expected[_C["model"]]
-        if stored_prompts is None and prompts is not None:  # made before medrag recorded prompts (upgrade tryout)
-            if (self._lock is None or self._lock.held) and self._chroma_call("count", collection.count) == 0:
+        if stored_prompts is None and prompts is not None:  # made before medrag recorded prompts, or from
+            # precomputed vectors (upgrade tryout: nothing said the check was off)
+            if self._lock is not None and self._lock.held and self._chroma_call("count", collection.count) == 0:
                 # still empty (a run killed before its first write): what this store writes is all it will
-                # hold, so its prompts are checked from now on
+                # hold, so its prompts are checked from now on. Only in an embedded folder this process owns:
+                # two clients of a server could each record their own (as _renew_if_empty, review)
                 logger.info("collection %r is empty and records no prompts; recording this store's", name)
                 updates[_C["prompts"]] = prompts
             else:
-                logger.info("collection %r was made before medrag recorded prompts: the prompts of what is written "
-                            "to it are not checked (reindex it into a new collection to record them)", name)
+                logger.info("collection %r records no prompts (made before medrag recorded them, or from "
+                            "precomputed vectors): the prompts of what is written to it are not checked", name)
         if updates and (self._lock is None or self._lock.held):
             self._record(collection, updates)
 
@@ -1275,11 +1279,18 @@ class MatryoshkaChroma(VectorStore):
                            self._collection_name, exc)
 
     def _bump_generation(self) -> int:
-        """Increment the write generation; called before every write to the collection. Returns the new one."""
+        """Increment the write generation; called before every write to the collection. Returns the new one.
+        The first write also records the current fingerprint over an earlier medrag's (:meth:`_check_contract`)."""
         meta = self._current_metadata()
         meta[GENERATION_KEY] = generation = int(meta.get(GENERATION_KEY, 0)) + 1
+        legacy = self._legacy_fingerprint
+        if legacy is not None and meta.get(_C["fingerprint"]) == legacy[0]:
+            logger.info("collection %r recorded the legacy fingerprint %s of this model; recording %s",
+                        self._collection_name, *legacy)
+            meta[_C["fingerprint"]] = legacy[1]
         # modify() replaces the whole collection metadata: the contract is written back with it
         self._chroma_call("bump the write generation", self._collection.modify, metadata=meta)
+        self._legacy_fingerprint = None
         return generation
 
     def _sync_sidecar(self) -> None:

@@ -275,11 +275,15 @@ def test_a_new_build_names_the_earlier_builds_left_in_the_cache(packaged, tmp_pa
     old.mkdir(parents=True)
     (old / "model.safetensors").write_bytes(b"x" * 1000)
     (models / "tiny-fr-extra-0123456789ab-on-tiny-model-b1").mkdir()  # another model's: not named
+    (models / "tiny-fr-0123456789ab-on-other-base-b1").mkdir()  # a build on another base: not named (review)
     with caplog.at_level("INFO", logger="medrag.adapters"):
         first = adapters.ensure_adapted_model("tiny-fr")
     assert "earlier builds of tiny-fr remain" in caplog.text and old.name in caplog.text
-    assert "tiny-fr-extra" not in caplog.text
-    assert adapters.earlier_builds(first, "tiny-fr") == [old]
+    assert "tiny-fr-extra" not in caplog.text and "other-base" not in caplog.text
+    assert adapters.earlier_builds(first, "tiny-fr", "tiny-model") == [old]
+    from medrag.command import NOTICE_LOGGERS
+
+    assert "medrag.adapters" in NOTICE_LOGGERS  # shown by every command without -v, as README says
     caplog.clear()
     with caplog.at_level("INFO", logger="medrag.adapters"):
         adapters.ensure_adapted_model("tiny-fr")  # said once, when the new build is made

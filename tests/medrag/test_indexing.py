@@ -2295,22 +2295,49 @@ def test_markdown_front_matter_setext_and_a_long_trail_are_read_as_written(tmp_p
 def test_a_run_that_would_store_every_document_again_under_metadata_keys_is_refused(tmp_path) -> None:
     """A records file indexed without --metadata-fields (or by a medrag before December 3), then with
     them and no --id-field: every document's key changed, and the run stored all of them a second time
-    (upgrade tryout; the "not in this file" warning came after the write). Refused before writing;
-    --prune replaces them."""
+    (upgrade tryout; the "not in this file" warning came after the write). Refused before writing, also
+    when the earlier run cut other chunks; --prune replaces them."""
     path = tmp_path / "docs.jsonl"
     path.write_text("\n".join(json.dumps({k: v for k, v in r.items() if k != "id"}, ensure_ascii=False)
                               for r in _records(6)))
     emb = CountingFake()
-    store = MatryoshkaChroma("idx", emb, client=chromadb.EphemeralClient())
+    store = MatryoshkaChroma("text-keyed", emb, client=chromadb.EphemeralClient())
     first = index_corpus(path, store, chunk_words=15, batch_size=16)
     encoded = emb.encoded
-    with pytest.raises(DataError, match="under the key of their text alone .* Nothing was written. Run it again "
-                                        "with --prune"):
-        index_corpus(path, store, metadata_fields=["product"], chunk_words=15, batch_size=16)
-    assert len(store) == first.chunks and emb.encoded == encoded
+    for words in (15, 20):  # the same chunks, or chunks cut otherwise (an earlier chunker, another --chunk-words)
+        with pytest.raises(DataError, match=r"first \d document.* under the key of their text alone .* Nothing was "
+                                            "written. If this file is the collection's only records file, run it "
+                                            "again with --prune"):
+            index_corpus(path, store, metadata_fields=["product"], chunk_words=words, batch_size=16)
+        assert len(store) == first.chunks and emb.encoded == encoded
     again = index_corpus(path, store, metadata_fields=["product"], chunk_words=15, batch_size=16, prune=True)
     assert len(store) == first.chunks and again.pruned == first.chunks
     assert {md["product"] for md in store.get()["metadatas"]} == {"P0", "P1", "P2"}
     # the same run again is no copy: it goes on (nothing to write)
     assert index_corpus(path, store, metadata_fields=["product"], chunk_words=15, batch_size=16).added == 0
     store.delete_collection()
+
+
+def test_some_documents_under_their_text_key_are_no_refusal(tmp_path, caplog) -> None:
+    """Review: one stored document under its text's key refused the run, although it was a record whose
+    field was filled in since, or another records file's document of the same text (and the advised
+    --prune then deleted that other file's documents)."""
+    rows = [{k: v for k, v in r.items() if k != "id"} for r in _records(5)]
+    path = tmp_path / "docs.jsonl"
+    path.write_text("\n".join(json.dumps({k: v for k, v in r.items() if not (r["n"] == 0 and k == "product")},
+                                         ensure_ascii=False) for r in rows))
+    store = MatryoshkaChroma("filled-in", CountingFake(), client=chromadb.EphemeralClient())
+    index_corpus(path, store, metadata_fields=["product"], chunk_words=15, batch_size=16)  # record 0: no product
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows))  # filled in since
+    with caplog.at_level("WARNING", logger="medrag.indexing"):
+        report = index_corpus(path, store, metadata_fields=["product"], chunk_words=15, batch_size=16)
+    assert report.added > 0 and "not in this file" in caplog.text  # the earlier copy of record 0 is named
+    other = tmp_path / "other.jsonl"  # another file of the collection, sharing one text with the first
+    other.write_text("\n".join(json.dumps({"text": t, "year": 2024}, ensure_ascii=False)
+                               for t in [rows[1]["text"], "Une autre note sur la kaliémie et ses causes."]))
+    plain = MatryoshkaChroma("shared-text", CountingFake(), client=chromadb.EphemeralClient())
+    index_corpus(path, plain, chunk_words=15, batch_size=16)
+    assert index_corpus(other, plain, metadata_fields=["year"], chunk_words=15, batch_size=16).added > 0
+    store.delete_collection(), plain.delete_collection()
+
+

@@ -1112,7 +1112,9 @@ def test_reopen_with_other_model_or_sizes_fails_before_writing(client, fake) -> 
 
 def test_collection_with_the_legacy_fingerprint_opens_and_is_upgraded(client, fake) -> None:
     """A collection written by an earlier medrag recorded the model's legacy fingerprint (it hashed
-    the model's folder): the same model opens it and the current fingerprint is recorded."""
+    the model's folder): the same model opens it, and its first write records the current fingerprint;
+    opening and searching leave the earlier one, which the earlier medrag still writing beside an
+    upgraded search service needs (it refuses the current one: upgrade tryout)."""
     name = _name()
     s = MatryoshkaChroma(name, fake, client=client)
     s.add_texts(TEXTS[:10], ids=[str(i) for i in range(10)])
@@ -1131,6 +1133,8 @@ def test_collection_with_the_legacy_fingerprint_opens_and_is_upgraded(client, fa
     assert client.get_collection(name).metadata["medrag:fingerprint"] == "0123456789abcdef"  # nothing written
     reopened = MatryoshkaChroma(name, same, client=client)
     assert reopened.similarity_search(TEXTS[1], k=1)[0].id == "1"
+    assert client.get_collection(name).metadata["medrag:fingerprint"] == "0123456789abcdef"  # a reader: unchanged
+    reopened.add_texts(TEXTS[10:11], ids=["10"])
     assert client.get_collection(name).metadata["medrag:fingerprint"] == fake.fingerprint
     assert MatryoshkaChroma(name, fake, client=client).similarity_search(TEXTS[2], k=1)[0].id == "2"
     s.delete_collection()

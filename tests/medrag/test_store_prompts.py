@@ -104,20 +104,25 @@ def test_a_filled_collection_without_prompts_says_they_are_not_checked(tiny_mode
     store.close()
     with caplog.at_level("INFO", logger="medrag.store"):
         MatryoshkaChroma("notes", MatryoshkaEmbeddings(tiny_model_dir), persist_directory=persist).close()
-    assert "made before medrag recorded prompts: the prompts of what is written to it are not checked" in caplog.text
+    assert "records no prompts (made before medrag recorded them, or from precomputed vectors): the prompts of " \
+           "what is written to it are not checked" in caplog.text
 
 
-def test_the_shell_takes_the_recorded_prompts_for_the_model_that_encoded_the_collection_only(tiny_model_dir, tmp_path):
+def test_the_shell_takes_the_recorded_prompts_for_the_model_that_encoded_the_collection_only(tiny_model_dir, tmp_path,
+                                                                                            monkeypatch):
     """Another model given with --model kept the collection's prompts (an emptied e5 collection renewed for a
     model without prompts recorded e5's: review)."""
     import argparse
 
+    import medrag.embeddings
     from medrag.command import store_embeddings
 
     e5 = MatryoshkaEmbeddings(tiny_model_dir)
     recorded = ({"query": "q: ", "passage": "p: "}, e5.fingerprint)
     args = argparse.Namespace(model=str(tiny_model_dir), device="cpu")
-    assert store_embeddings(args, None, recorded).prompt_texts == ("q: ", "p: ")
+    with monkeypatch.context() as patched:  # the current fingerprint recorded: the ~90 legacy ids are not computed
+        patched.setattr(medrag.embeddings, "legacy_model_fingerprints", lambda model: pytest.fail("computed"))
+        assert store_embeddings(args, None, recorded).prompt_texts == ("q: ", "p: ")
     other = build_tiny_model(tmp_path / "other", seed=1)
     args = argparse.Namespace(model=str(other), device="cpu")
     assert store_embeddings(args, None, ({"query": "q: ", "passage": "p: "}, e5.fingerprint)).prompt_texts == (
