@@ -24,7 +24,7 @@ from evaluation.cache import EmbeddingCache
 from evaluation.data import check_data_folder, is_beir_folder, load_task, unused_options
 from evaluation.evaluator import evaluate_models
 from evaluation.hybrid import evaluate_hybrid, evaluate_hybrid_suite
-from evaluation.metrics import DEFAULT_METRICS, PRIMARY_METRIC, max_k, parse_metric
+from evaluation.metrics import DEFAULT_METRICS, METRIC_NAMES, PRIMARY_METRIC, max_k, parse_metric
 from evaluation.recommend import BALANCED_TOLERANCE, EDGE_TOLERANCE, recommend_sizes, write_metadata
 from evaluation.report import (
     WarningLog, check_report_folder, earlier_report_files, remove_stale_report_files, report_file_names,
@@ -112,7 +112,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--answer-column", default=ANSWER_COLUMN, help=f"answer column of a pairs file (default {ANSWER_COLUMN})")
     p.add_argument("--limit", type=int, default=None, help="use only the first N held-out pairs (quick runs)")
     p.add_argument("--sizes", type=int, nargs="+", default=None, help="sizes to evaluate (default: trained sizes)")
-    p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), help="metrics (ndcg@k mrr@k map@k recall@k)")
+    p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS),
+                   help=f"metrics ({' '.join(f'{b}@k' for b in METRIC_NAMES)})")
     p.add_argument("--primary-metric", default=PRIMARY_METRIC,
                    help=f"metric of the table, tests, plot and recommendations (default {PRIMARY_METRIC})")
     p.add_argument("--out", default="medrag-evaluation", help="report folder (default: ./medrag-evaluation)")

@@ -33,7 +33,8 @@ from evaluation.report import EvaluationReport, records_warnings
 from evaluation.recommend import BALANCED_TOLERANCE, EDGE_TOLERANCE, Recommendations, recommend_sizes
 from evaluation.retrieval import FEW_QUERIES, SizeResult, evaluate_vectors, warn_if_few_queries  # noqa: F401 (FEW_QUERIES: its old home)
 from evaluation.stats import (CONFIDENCE, MIN_BOOTSTRAP, N_BOOTSTRAP, N_PERMUTATIONS, PAIRED_TESTS,
-                              ConfidenceInterval, PairedTest, bootstrap_means, paired_test, seeded_rng)
+                              ConfidenceInterval, PairedTest, bootstrap_means, paired_test, percentile_interval,
+                              seeded_rng)
 from medrag.embeddings import MatryoshkaEmbeddings
 from medrag.encoder import is_encoder
 from medrag.encoding import DEFAULT_BATCH_SIZE
@@ -117,7 +118,7 @@ def evaluate_models(
             The first is the baseline ("initial") of comparisons.
         task: the queries, corpus and judgements.
         dims: sizes to evaluate (default: each model's trained sizes, or the seed's list up to its size).
-        metrics: metric names (``ndcg@10``, ``mrr@10``, ``map@100``, ``recall@k``...).
+        metrics: metric names (``ndcg@10``, ``mrr@10``, ``map@100``, ``precision@10``, ``recall@k``...).
         primary_metric: the metric of the comparison table, tests and recommendations.
         cache: embedding cache (default: one in :func:`~evaluation.cache.default_cache_dir`);
             ``EmbeddingCache(enabled=False)`` to always encode.
@@ -232,10 +233,7 @@ def _cis(res: SizeResult, metrics: Sequence[str], n_bootstrap: int, confidence: 
          seed: int) -> dict[str, ConfidenceInterval]:
     stacked = np.stack([res.per_query[m] for m in metrics])
     means = bootstrap_means(stacked, n_bootstrap, seed)  # the same resampled queries for every metric
-    alpha = (1 - confidence) / 2
-    lows, highs = np.quantile(means, [alpha, 1 - alpha], axis=1)
-    return {m: ConfidenceInterval(float(stacked[j].mean()), float(lows[j]), float(highs[j]), confidence)
-            for j, m in enumerate(metrics)}
+    return {m: percentile_interval(float(stacked[j].mean()), means[j], confidence) for j, m in enumerate(metrics)}
 
 
 def _task_info(task: IRTask) -> dict:

@@ -13,6 +13,9 @@ except ``map@k``'s normalisation, below):
   #relevant, so the two differ for a query with more than k relevant documents (never for the
   default ``map@100`` on the suite's tasks, whose queries have a few relevant documents each).
 - ``recall@k``: share of the query's relevant documents found in the top k.
+- ``precision@k``: relevant documents in the top k divided by k (``trec_eval``'s ``P_k`` and ranx's
+  ``precision@k``: a ranking shorter than k still divides by k). With one relevant passage per
+  query (a pairs file) it is ``recall@k / k``: read it on tasks with several relevant passages.
 
 Example::
 
@@ -31,6 +34,8 @@ import numpy as np
 from medrag.errors import DataError, InvalidInputError
 
 DEFAULT_METRICS = ("ndcg@10", "mrr@10", "map@100", "recall@1", "recall@10", "recall@100")
+#: The metric families :func:`parse_metric` accepts, each with a cut-off: ``name@k``.
+METRIC_NAMES = ("ndcg", "mrr", "map", "precision", "recall")
 #: The metric of comparison tables, tests, plots and size recommendations.
 PRIMARY_METRIC = "ndcg@10"
 
@@ -38,8 +43,8 @@ PRIMARY_METRIC = "ndcg@10"
 def parse_metric(name: str) -> tuple[str, int]:
     """Split ``"ndcg@10"`` into ``("ndcg", 10)``; raise InvalidInputError on an unknown metric."""
     base, _, k = name.partition("@")
-    if base not in {"ndcg", "mrr", "map", "recall"} or not k.isdigit() or int(k) < 1:
-        raise InvalidInputError(f"unknown metric {name!r}: use ndcg@k, mrr@k, map@k or recall@k")
+    if base not in METRIC_NAMES or not k.isdigit() or int(k) < 1:
+        raise InvalidInputError(f"unknown metric {name!r}: use {', '.join(f'{b}@k' for b in METRIC_NAMES)}")
     return base, int(k)
 
 
@@ -57,7 +62,7 @@ def per_query_metrics(rankings: Sequence[Sequence[str]], relevant: Sequence[set[
         relevant: per query, the set of relevant document ids (non-empty), or their grades
             (``IRTask.grades``: id -> grade > 0). NDCG weighs a hit by its grade (linear gains,
             ``sum(grade / log2(rank + 1))`` over the ideal ordering's, as trec_eval and ranx compute
-            it); MRR, MAP and recall count each relevant id once. A set is every grade 1.
+            it); MRR, MAP, precision and recall count each relevant id once. A set is every grade 1.
         metrics: metric names such as ``"ndcg@10"``.
 
     Returns:
@@ -94,6 +99,8 @@ def per_query_metrics(rankings: Sequence[Sequence[str]], relevant: Sequence[set[
                 if h.any():
                     precision = np.cumsum(h) / np.arange(1, len(h) + 1)
                     out[name][i] = float((precision * h).sum() / min(len(rel), k))
+            elif base == "precision":
+                out[name][i] = float(h.sum() / k)
             else:  # recall
                 out[name][i] = float(h.sum() / len(rel))
     return out

@@ -113,10 +113,22 @@ def bootstrap_ci(values: np.ndarray, n_resamples: int = N_BOOTSTRAP, confidence:
     if not 0 < confidence < 1:
         raise InvalidInputError(f"confidence must be in (0, 1), got {confidence}")
     arr = _finite(values, "values")
-    means = bootstrap_means(arr, n_resamples, seed)
+    return percentile_interval(float(arr.mean()), bootstrap_means(arr, n_resamples, seed), confidence)
+
+
+def percentile_interval(mean: float, resampled_means: np.ndarray, confidence: float = CONFIDENCE) -> ConfidenceInterval:
+    """The percentile interval of ``resampled_means`` around ``mean``, widened to hold ``mean``: the
+    means of resamples are summed in another order than the sample's, so a metric of the same value
+    on every query (``precision@10`` = 0.1) gave an interval 1e-17 above its mean.
+
+    Example::
+
+        >>> percentile_interval(0.1, np.full(100, 0.1000000000000001)).low <= 0.1
+        True
+    """
     alpha = (1 - confidence) / 2
-    low, high = np.quantile(means, [alpha, 1 - alpha])
-    return ConfidenceInterval(float(arr.mean()), float(low), float(high), confidence)
+    low, high = np.quantile(resampled_means, [alpha, 1 - alpha])
+    return ConfidenceInterval(mean, min(float(low), mean), max(float(high), mean), confidence)
 
 
 def paired_permutation_test(a: np.ndarray, b: np.ndarray, n_resamples: int = N_PERMUTATIONS,

@@ -53,6 +53,25 @@ def test_recall():
     assert one(["x", "a"], {"a"}, "recall@1") == 0.0
 
 
+def test_precision():
+    # 2 of the top 4 relevant: 2/4, whatever the number of relevant documents
+    assert one(["a", "x", "b", "y"], {"a", "b", "c"}, "precision@4") == pytest.approx(0.5)
+    assert one(["a", "x", "b", "y"], {"a", "b", "c"}, "precision@1") == 1.0
+    # a ranking shorter than k still divides by k (trec_eval's P_k, ranx's precision@k)
+    assert one(["a", "x"], {"a"}, "precision@10") == pytest.approx(0.1)
+    assert one(["x", "y"], {"a"}, "precision@2") == 0.0
+
+
+def test_precision_matches_ranx():
+    ranx = pytest.importorskip("ranx")
+    qrels = {"q1": {"d1": 1, "d3": 1}, "q2": {"d2": 2}}
+    rankings = [["d1", "d2", "d3", "d4"], ["d4", "d3", "d1", "d2"]]
+    run = ranx.Run({q: {d: float(4 - j) for j, d in enumerate(r)} for q, r in zip(("q1", "q2"), rankings)})
+    ours = per_query_metrics(rankings, [qrels["q1"], qrels["q2"]], ["precision@1", "precision@3"])
+    for m in ("precision@1", "precision@3"):
+        assert ours[m] == pytest.approx(ranx.evaluate(ranx.Qrels(qrels), run, m, return_mean=False)), m
+
+
 def test_several_queries_and_means():
     out = per_query_metrics([["a", "b"], ["b", "a"]], [{"a"}, {"a"}], ["mrr@10", "recall@1"])
     np.testing.assert_allclose(out["mrr@10"], [1.0, 0.5])
@@ -62,7 +81,8 @@ def test_several_queries_and_means():
 def test_metric_names():
     assert parse_metric("ndcg@10") == ("ndcg", 10)
     assert max_k(["ndcg@10", "recall@100", "mrr@5"]) == 100
-    for bad in ("ndcg", "precision@10", "ndcg@0", "ndcg@x"):
+    assert parse_metric("precision@5") == ("precision", 5)
+    for bad in ("ndcg", "hits@10", "ndcg@0", "ndcg@x"):
         with pytest.raises(ValueError):
             parse_metric(bad)
     with pytest.raises(ValueError, match="no relevant"):

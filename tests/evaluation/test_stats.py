@@ -26,6 +26,17 @@ def test_bootstrap_ci_contains_the_mean_and_matches_scipy():
     assert (ci.high - ci.low) == pytest.approx(2 * 1.96 * se, rel=0.1)
 
 
+def test_bootstrap_ci_of_a_constant_metric_holds_its_mean():
+    """precision@10 = 0.1 on every query: the resamples' means, summed in another order, were
+    0.1 and the mean 0.09999999999999999, so the "interval" lay above its mean."""
+    from evaluation.stats import percentile_interval
+
+    stacked = np.vstack([np.linspace(0, 1, 8), np.full(8, 0.1)])  # two metrics sharing resamples, as the evaluator
+    ci = percentile_interval(float(stacked[1].mean()), bootstrap_means(stacked, 200, 0)[1])
+    assert ci.low <= ci.mean <= ci.high
+    assert bootstrap_ci(np.full(8, 0.1), n_resamples=200).low <= 0.1
+
+
 def test_bootstrap_ci_narrows_with_more_queries_and_is_reproducible():
     rng = np.random.default_rng(2)
     small, large = rng.random(50), rng.random(2000)
