@@ -228,7 +228,9 @@ def _write_limit(exc: BaseException) -> tuple[str, str] | None:
     visited: set[int] = set()  # a chain may loop back on itself
     while seen is not None and id(seen) not in visited:
         for code, limit in _WRITE_LIMITS.items():
-            if isinstance(seen, OSError) and seen.errno == code or os.strerror(code) in str(seen):
+            # a library's text names the errno as Rust does ("... (os error 28)"): the bare words alone could
+            # be a message quoting them (review)
+            if isinstance(seen, OSError) and seen.errno == code or f"{os.strerror(code)} (os error {code})" in str(seen):
                 return limit
         visited.add(id(seen))
         seen = seen.__cause__ or seen.__context__

@@ -93,6 +93,11 @@ def test_the_builds_own_errors_are_not_blamed_on_the_cache(tmp_path) -> None:
         with pytest.raises(ModelLoadError, match=match) as info:
             build_cached_folder(tmp_path / "models" / "m", _valid, limited, "a test model")
         assert info.value.__cause__ is error
+    # the words alone, quoted by another failure, are no write limit (review)
+    from medrag.bundled import _write_limit
+
+    assert _write_limit(RuntimeError("config says: 'No space left on device' is not a valid label")) is None
+    assert _write_limit(RuntimeError("x")) is None and _write_limit(OSError(27, "File too large")) is not None
     assert [p.name for p in (tmp_path / "models").iterdir()] == ["m.lock"]
 
 
