@@ -94,7 +94,8 @@ def run_settings(config: "FinetuneConfig", dims: Sequence[int]) -> dict[str, Any
 
 
 def _differences(saved: Any, current: dict[str, Any]) -> list[str]:
-    """``name: saved -> now`` for each setting that differs (empty: only the data differs)."""
+    """``name: saved -> now`` for each setting that differs (empty: only the data differs); the settings
+    the saved run did not record are :func:`_added_settings`'s."""
     if not isinstance(saved, str):
         return []
     try:
@@ -102,8 +103,8 @@ def _differences(saved: Any, current: dict[str, Any]) -> list[str]:
     except ValueError:
         return []
     now = json.loads(json.dumps(current, default=str))
-    out = [f"{k}: {before['settings'].get(k)!r} -> {v!r}" for k, v in now["settings"].items()
-           if before.get("settings", {}).get(k) != v]
+    recorded = before.get("settings", {})
+    out = [f"{k}: {recorded[k]!r} -> {v!r}" for k, v in now["settings"].items() if k in recorded and recorded[k] != v]
     if before.get("dims") != now["dims"]:
         out.append(f"dims: {before.get('dims')} -> {now['dims']}")
     return out
@@ -126,6 +127,7 @@ def refused_resume(what: str, saved: str | None, settings: dict[str, Any] | None
     changed = _differences(saved, settings) if settings else []
     added = _added_settings(saved, settings) if settings else []
     what_differs = (f"other training settings ({'; '.join(changed)})" if changed else
+                    "the settings of an earlier medrag" if added else
                     "other training data (the same settings)" if settings and saved else
                     "other training settings or data")
     hint = (f" (settings it did not record: {', '.join(added)}: an earlier medrag wrote it; finish that run with the "

@@ -13,7 +13,8 @@ process dies, even on SIGKILL, so there is never a stale lock to delete. A Chrom
 
 Example::
 
-    >>> lock = DirectoryLock("./chroma")
+    >>> import tempfile
+    >>> lock = DirectoryLock(tempfile.mkdtemp())  # a persist folder, e.g. "./chroma"
     >>> lock.acquire()
     True
     >>> lock.release()

@@ -36,7 +36,8 @@ lists of them, all JSON types; non-finite floats are rejected before anything is
 
 Example::
 
-    >>> side = VectorSidecar("./chroma")
+    >>> import tempfile
+    >>> side = VectorSidecar(tempfile.mkdtemp())  # a persist folder, e.g. "./chroma"
     >>> side.put("collection-uuid", ["a"], [b"..."], ["Ferritine basse."], [{"source": "bilan"}])
     >>> side.get("collection-uuid", ["a"])
     {'a': b'...'}
