@@ -33,7 +33,7 @@ FOLDER = "index-checkpoints"
 def checkpoint_folder(store: Any, cache_root: Path) -> Path | None:
     """The folder keeping ``store``'s first-write encodings, or None for an in-memory client (its data
     dies with the process: nothing to resume)."""
-    from medrag.store import _persist_directory
+    from medrag._chroma_client import _persist_directory
 
     client = store._client
     persist = _persist_directory(client)

@@ -348,7 +348,7 @@ def check_store_location(args: argparse.Namespace) -> None:
 
     if args.persist_dir and Path(args.persist_dir).exists() and not Path(args.persist_dir).is_dir():
         raise InvalidInputError(f"--persist-dir {args.persist_dir} is a file; pass a folder")
-    from medrag.store import _check_collection_name
+    from medrag._store_checks import _check_collection_name
 
     _check_collection_name(args.collection, "--collection")
 

@@ -32,7 +32,8 @@ from medrag.coarse import CoarseProjection
 from medrag.errors import InvalidArgumentError, InvalidInputError, StoreError
 from medrag.lexical.sidecar import index_file
 from medrag.vector_codec import decode_rows, encode_rows
-from medrag.store import CONTRACT_KEYS, FULL_KEY, _plain_identity
+from medrag._store_contract import _plain_identity
+from medrag.store import CONTRACT_KEYS, FULL_KEY
 from tests.medrag.conftest import _chroma_exe, _free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -538,16 +539,16 @@ def test_the_learned_fit_trains_longer_for_a_model_that_is_not_matryoshka_traine
     otherwise, a plain LangChain Embeddings included (docs/benchmarks.md, "Coarse fit steps per model kind")."""
     import chromadb
 
-    import medrag.store as store_module
+    import medrag._store_coarse as coarse_stage
 
     steps = []
-    real = store_module.fit_learned
+    real = coarse_stage.fit_learned
 
     def spy(*args, **kwargs):
         steps.append(kwargs["steps"])
         return real(*args, **{**kwargs, "steps": 1})  # the kind decides the steps; one is enough to run
 
-    monkeypatch.setattr(store_module, "fit_learned", spy)
+    monkeypatch.setattr(coarse_stage, "fit_learned", spy)
     client = chromadb.PersistentClient(path=str(tmp_path))
     trained = FakeMatryoshkaEmbeddings()
     trained.matryoshka_trained = True

@@ -555,7 +555,8 @@ def test_a_write_that_collided_with_another_clients_is_not_lost_by_the_index(cli
     """Chroma has no compare-and-set: two clients writing at one instant both bumped the generation to
     g + 1, and the one that updated its index in place labelled it g + 1 without the other's record,
     fresh-looking for good (server audit: 22 records, an index of 21). The record count now tells."""
-    from medrag.store import COMMITTED_KEY, GENERATION_KEY, _persist_directory
+    from medrag._chroma_client import _persist_directory
+    from medrag.store import COMMITTED_KEY, GENERATION_KEY
 
     if _persist_directory(client) is not None:  # the folder's only writer process never collides: in memory
         client = chromadb.EphemeralClient()
