@@ -24,9 +24,9 @@ corpora", JASIS 1999); the elision split is the one every French Lucene analyzer
 (``ElisionFilter``). Folding comes *before* stemming, and the folded word is stemmed twice:
 Snowball's rules read accents, so stemming first gave a word typed without accents another
 term than its accented form for 18.5% of the accented word occurrences in the suite's val
-passages (``élevée`` -> ``élev`` but ``elevee`` -> ``eleve``; 0% now), and one pass over
-folded text leaves the participle endings that the accents marked (``elevee`` -> ``eleve``
--> ``elev``).
+passages (``élevée`` -> ``élev`` but ``elevee`` -> ``eleve``; 0% now: ``docs/results.md``, "Hybrid
+retrieval", with its command), and one pass over folded text leaves the participle endings that
+the accents marked (``elevee`` -> ``eleve`` -> ``elev``).
 Measured on the validation suite's val part (``benchmarks/analyzer_ablation.py``): this analyzer
 beats whitespace splitting by 16% (100 x 300 per domain) to 30% (300 x 3,000) of BM25's NDCG@10.
 
