@@ -195,12 +195,13 @@ def test_the_examples_of_the_new_helpers_run():
 
     import medrag.indexing
     import medrag.models
+    import medrag.sources
     import medrag.store
 
     runner = doctest.DocTestRunner()
     for module, name in ((medrag.store, "default_coarse_dim"), (medrag.store, "recorded_prompts"),
-                         (medrag.models, "_model_name"), (medrag.indexing, "_plain_value"),
-                         (medrag.indexing, "_as_date"), (medrag.indexing, "_convert"),
+                         (medrag.models, "_model_name"), (medrag.sources, "_plain_value"),
+                         (medrag.sources, "_as_date"), (medrag.sources, "_convert"),
                          (medrag.indexing, "_document_name")):
         tests = doctest.DocTestFinder().find(getattr(module, name), name, globs=vars(module))
         assert tests and tests[0].examples, name
