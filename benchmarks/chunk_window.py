@@ -5,7 +5,7 @@ encodes only the first ``max_seq_length`` tokens of a text (512 for e5, prompt a
 included), and French medical text dense in numbers, units and codes takes far more tokens per word
 than prose, so some word-count chunks overflow: what follows the window is searchable by its words
 (BM25) but not by its meaning. Since December 5 ``medrag index`` cuts chunks to the model's window
-(``max_tokens="model"``, :func:`medrag.indexing.chunk_text`).
+(``max_tokens="model"``, :func:`medrag.chunking.chunk_text`).
 
 Two measures, on ``../shared/data/french-medical-text`` chunked as ``medrag index --id-field id``
 does (the leaflets with ``--title-field product``), with and without the window:
@@ -40,7 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _script import (RESULTS, ScriptParser, add_data_root_argument, non_negative_int, positive_int,  # noqa: E402
                      require_data, run_script, suite_data_root)
-from medrag.indexing import CHUNK_OVERLAP, CHUNK_WORDS, chunk_text  # noqa: E402
+from medrag.chunking import CHUNK_OVERLAP, CHUNK_WORDS, chunk_text  # noqa: E402
 
 #: A probe query is a run of at least this many words that no chunk's vector encodes.
 MIN_QUERY_WORDS = 6

@@ -96,7 +96,7 @@ def build_corpus(folder: Path, n_chunks: int, chunk_words: int, seed: int, data:
                  ) -> tuple[Path, list[str], int]:
     """Write whole documents of ``data`` (fixed shuffle) until their chunks reach ``n_chunks``; return
     the file, the distinct chunk texts and the number of chunks."""
-    from medrag.indexing import chunk_text
+    from medrag.chunking import chunk_text
 
     docs = []
     for name in FILES:

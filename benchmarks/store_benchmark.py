@@ -982,7 +982,8 @@ def french_chunks(max_chunks: int, seed: int = 0) -> list[str]:
     ``medrag index`` keeps), a fixed random sample of ``max_chunks`` of them. The chunker runs as
     before December 4 (``drop_repeats=False``), so the corpus, its cached vectors and the numbers
     in docs/benchmarks.md stay those of every run so far."""
-    from medrag.indexing import chunk_text, iter_documents
+    from medrag.chunking import chunk_text
+    from medrag.sources import iter_documents
 
     folder = SHARED_DATA / "french-medical-text"
     chunks: list[str] = []

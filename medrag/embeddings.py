@@ -460,7 +460,7 @@ class MatryoshkaEmbeddings(Embeddings):
     def count_tokens(self, texts: Sequence[str], *, kind: Literal["document", "query"] = "document") -> list[int]:
         """How many tokens of the model's window each text takes when encoded as a ``kind``: its
         prompt (``passage: ``, ``query: ``) and the special tokens included, before truncation. A
-        text longer than :attr:`max_tokens` loses its end (:func:`medrag.indexing.chunk_text` cuts
+        text longer than :attr:`max_tokens` loses its end (:func:`medrag.chunking.chunk_text` cuts
         chunks to fit).
 
         Example::

@@ -5,6 +5,13 @@ CSV or Parquet file of records, or a folder of ``.txt``/``.md``/``.pdf`` files, 
 chunks (:func:`chunk_text`), and adds the chunks to an embedded (``--persist-dir``) or server
 (``--host``/``--port``) store.
 
+A source is read into documents by :mod:`medrag.sources` (its **Folders.** paragraph: how a
+folder's files are keyed), each document is cut into chunks by :mod:`medrag.chunking` (its
+**Chunks.** paragraph: sentence windows within the model's token window); this module writes the
+chunks into the store, resumably (:func:`index_corpus`), and is the ``medrag index`` command. The
+readers' and the chunker's public names are importable from here too, as before
+(``medrag.indexing.chunk_text``, ``medrag.indexing.iter_documents``, ...).
+
 **Resumable.** Each chunk's id is derived from its document key (the ``--id-field`` value, the
 file's path, or the SHA-256 of the document's text and metadata), its position and its
 text, so re-running the same command after a crash or a SIGKILL neither duplicates chunks nor
@@ -23,112 +30,52 @@ written, the stored chunks of that key that are not among them are deleted (a ki
 leaves both versions until the next run). Records with the same text and different metadata
 are different documents; records identical in text and metadata are stored once.
 
-**Folders.** A folder's file is the document ``{"source": its relative path, "folder": the
-folder's absolute path}``; its chunk ids hash both, so two folders indexed into one collection
-keep their files apart even where relative paths repeat (``a/notes.txt``, ``b/notes.txt``), and
-re-indexing or pruning one touches only its own files. A moved folder is another source:
-its copies from the old place stay until deleted (``store.delete(where={"folder": OLD_PATH})``),
-unless it is indexed under a stable name (``--folder-name``) that stands for its path.
-
-**Chunks.** Sentence-aware word windows: a document is split into sentences (after ``.``,
-``!``, ``?``, ``;`` or a line break; a sentence longer than ``max_words`` is cut), consecutive
-sentences are packed into a chunk until it holds at least ``chunk_words`` words, and the next
-chunk starts ``overlap`` sentences (at most half of its sentences) before the end of the
-previous one. Defaults (120 words, 1 sentence of overlap) keep a chunk around 150 e5 tokens,
-inside the 512-token window of the e5/bge families with room for the ``passage:`` prompt;
-retrieval studies on fixed-size windows (e.g. Kamradt's chunking comparisons, LlamaIndex's
-evaluations) find 100-250 words a robust range for QA passages. A folder's ``.md`` files are
-chunked section by section, each chunk led by its heading trail (``markdown_headings``,
-:mod:`medrag.markdown`).
-
 Example::
 
-    >>> from medrag.indexing import chunk_text
-    >>> chunk_text("Une phrase. Une autre phrase.", chunk_words=2, overlap=0)
-    ['Une phrase.', 'Une autre phrase.']
-    >>> # medrag index notices.jsonl --text-field text --persist-dir ./chroma --collection notices
+    medrag index notices.jsonl --text-field text --persist-dir ./chroma --collection notices
 """
 
 from __future__ import annotations
 
 import argparse
-import bisect
-import codecs
-import contextlib
-import dataclasses
-import datetime
-import gzip
 import hashlib
-import itertools
 import json
 import logging
 import math
-import numbers
 import os
-import re
 import shutil
 import sys
 import time
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from medrag._store_lock import refuse_if_held_elsewhere
 from medrag.bundled import DEFAULT_SPEC
+from medrag.chunking import (CHUNK_KEYS, CHUNK_OVERLAP, CHUNK_WORDS, MAX_SENTENCE_WORDS, MAX_WORD_CHARS,
+                             MIN_TEXT_TOKENS, PIECE_WORDS, SECTION_KEY, _fitting_trail, check_token_window,
+                             chunk_pages, chunk_spans, chunk_text, token_window, word_count)
 from medrag.command import (add_prompt_arguments, add_store_location_arguments, check_store_location, check_writable_dir,
                             collection_names, collection_prompts, open_server, recorded_model, server_place,
                             store_embeddings)
-from medrag.embeddings import is_utf8
-from medrag.markdown import heading_trail, markdown_sections, parse_markdown
-from medrag.pdf import PAGE_BREAK, PDF_EXTRA, pdf_available, pdf_pages, reflow
+from medrag.markdown import markdown_sections
+from medrag.sources import (FIELD_TYPES, FOLDER_KEY, FOLDER_SUFFIXES, PDF_CAUSES, RECORD_SUFFIXES, TEXT_SUFFIXES,
+                            _check_folder_name, _note_unkept_fields, _typed_field, check_field_names,
+                            check_metadata_fields, iter_documents)
 from medrag.text_checks import is_blank
 from medrag.flags import check_flag
-from medrag.errors import CollectionMismatchError, DataError, InvalidInputError, UnreadablePdfError
+from medrag.errors import CollectionMismatchError, DataError, InvalidInputError
 from medrag.models import check_device
-from medrag.qa.pairs import iter_records, json_objects
-from medrag.qa.sample import is_sample_header
-from medrag.store import (AUTO_LEARNED_MIN_TEXTS, DEFAULT_EF_SEARCH, DEFAULT_FULL_ENCODING, ROTATIONS, MatryoshkaChroma,
-                          check_metadata_key)
+from medrag.store import AUTO_LEARNED_MIN_TEXTS, DEFAULT_EF_SEARCH, DEFAULT_FULL_ENCODING, ROTATIONS, MatryoshkaChroma
 from medrag.vector_codec import ENCODINGS
 
 logger = logging.getLogger(__name__)
 
-#: Default chunk size in words (a chunk closes once it holds at least this many).
-CHUNK_WORDS = 120
-#: Metadata keys every chunk gets: its document key and its position in the document.
-CHUNK_KEYS = ("doc", "chunk")
-#: The metadata key of a folder's files (their folder): a record field of that name would make a
-#: records file's chunks read as a folder's, never replaced nor pruned by their own source.
-FOLDER_KEY = "folder"
-#: The metadata key of a folder's ``.md`` chunk that sits under headings: their trail
-#: ("Doliprane 1000 mg > Posologie"), also written before the chunk's text.
-SECTION_KEY = "section"
-#: Default overlap, in sentences, between consecutive chunks of a document.
-CHUNK_OVERLAP = 1
-#: Sentences longer than this many words are cut into pieces of this size.
-MAX_SENTENCE_WORDS = 200
-#: A run of characters without whitespace longer than this (a pasted base64 blob, a text without
-#: spaces) is cut into pieces of this size, each counted as :data:`PIECE_WORDS` words: otherwise it
-#: is one "word" that no chunk size limits, and the model truncates it and everything after it in
-#: its chunk. Words up to this length count as one word, as before (the French medical corpus of
-#: ``../shared``, tables and URLs included, has none longer than 174 characters: its chunks are
-#: unchanged). A piece counts as many words as its characters would make in French text.
-MAX_WORD_CHARS = 200
-PIECE_WORDS = 30
-#: File suffixes read as records (one document per record).
-RECORD_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".csv", ".tsv", ".parquet")
-#: File suffixes read as one document per file when SOURCE is a folder (``.pdf``: with pypdf,
-#: :mod:`medrag.pdf`).
-TEXT_SUFFIXES = (".txt", ".md")
-FOLDER_SUFFIXES = (*TEXT_SUFFIXES, ".pdf")
-
 #: Without a terminal (``show_progress=None`` and stderr not a tty), :func:`index_corpus` logs its
 #: progress at INFO at most this often (``medrag -v index ... 2>> index.log``).
 PROGRESS_LOG_SECONDS = 30.0
-
-_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\s*\n\s*")
 
 
 @dataclass(frozen=True)
@@ -160,634 +107,6 @@ class IndexReport:
     scanned_pages: int = 0
 
 
-def chunk_text(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_OVERLAP,
-               max_words: int = MAX_SENTENCE_WORDS, *, drop_repeats: bool = True, max_tokens: int | None = None,
-               count_tokens: Callable[[str], int] | None = None) -> list[str]:
-    """Cut ``text`` into overlapping chunks of whole sentences (see the module docstring).
-
-    Args:
-        text: the document.
-        chunk_words: a chunk closes once it holds at least this many words (the last one may hold fewer).
-        overlap: sentences repeated at the start of the next chunk (0 for none; at most half of
-            the previous chunk's sentences are repeated, whatever this value).
-        max_words: sentences longer than this are cut into pieces of this many words (a run of
-            more than :data:`MAX_WORD_CHARS` characters without whitespace is first cut into
-            pieces of that many characters, each counting :data:`PIECE_WORDS` words).
-        drop_repeats: no chunk inside the previous one: when the sentences the overlap repeats
-            already hold ``chunk_words`` words (a short sentence, then one of ``chunk_words`` words
-            or more), the next chunk starts after the previous one instead of repeating them. Off,
-            such a chunk is written again (the chunker before December 4, kept for the store
-            benchmark's fixed corpus).
-        max_tokens / count_tokens: the model's token window and a function that counts the tokens
-            a chunk takes in it (e.g. ``lambda c: emb.count_tokens([c])[0]`` with
-            ``max_tokens=emb.max_tokens``, :meth:`medrag.MatryoshkaEmbeddings.count_tokens`); give
-            both or neither. A chunk over the window drops its last sentences until it fits (they
-            start the next chunk), and a sentence over it alone is cut into the longest runs of
-            words that fit: a model encodes only the first ``max_tokens`` tokens of a text, and
-            what follows would be searchable by its words (BM25) but not by its meaning. Word
-            counts alone overflow on text dense in numbers, units and codes (drug leaflets:
-            ``benchmarks/chunk_window.py``, docs/benchmarks.md). A single word over the window
-            stays whole.
-
-    Returns:
-        The chunks, whitespace-normalised; ``[]`` for a blank text.
-    """
-    return [chunk for chunk, _, _ in chunk_spans(text, chunk_words, overlap, max_words, drop_repeats=drop_repeats,
-                                                 max_tokens=max_tokens, count_tokens=count_tokens)]
-
-
-def chunk_spans(text: str, chunk_words: int = CHUNK_WORDS, overlap: int = CHUNK_OVERLAP,
-                max_words: int = MAX_SENTENCE_WORDS, *, drop_repeats: bool = True, max_tokens: int | None = None,
-                count_tokens: Callable[[str], int] | None = None) -> list[tuple[str, int, int]]:
-    """:func:`chunk_text`'s chunks, each with the positions of its first word and after its last one
-    among the words of ``text`` (:func:`word_count` counts them: a run of more than
-    :data:`MAX_WORD_CHARS` characters counts its pieces): where a chunk lies in its document, e.g. on
-    which pages of a PDF (``medrag index``'s ``page`` / ``page_end``).
-
-    Example::
-
-        chunk_spans("Un. Deux trois. Quatre.", chunk_words=2, overlap=0)
-        # [('Un. Deux trois.', 0, 3), ('Quatre.', 3, 4)]
-    """
-    for name, value in (("chunk_words", chunk_words), ("overlap", overlap), ("max_words", max_words)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # numpy ints too
-            raise InvalidInputError(f"{name} must be an int, got {value!r}")
-    if chunk_words < 1 or max_words < 1 or overlap < 0:
-        raise InvalidInputError(f"need chunk_words >= 1, max_words >= 1, overlap >= 0; got {chunk_words}, "
-                                f"{max_words}, {overlap}")
-    check_token_window(max_tokens, count_tokens)
-    sentences: list[list[str]] = []
-    weights: list[list[int]] = []  # words each word of a sentence counts for
-    starts: list[int] = []  # the position of each sentence's first word among the text's words
-    position = 0
-    for raw in _SENTENCE_END.split(text):
-        sentence: list[str] = []
-        weight: list[int] = []
-        total = 0  # sum(weight)
-        for word in raw.split():
-            if is_blank(word):
-                continue  # zero-width or control characters alone (U+200B, a BOM, NUL) are no word
-            pieces = [word] if len(word) <= MAX_WORD_CHARS else [
-                word[j : j + MAX_WORD_CHARS] for j in range(0, len(word), MAX_WORD_CHARS)]
-            for piece in pieces:
-                w = 1 if len(pieces) == 1 else PIECE_WORDS
-                if sentence and total + w > max_words:  # a sentence longer than max_words is cut here
-                    sentences.append(sentence)
-                    weights.append(weight)
-                    starts.append(position - len(sentence))
-                    sentence, weight, total = [], [], 0
-                sentence.append(piece)
-                weight.append(w)
-                total += w
-                position += 1
-        if sentence:
-            sentences.append(sentence)
-            weights.append(weight)
-            starts.append(position - len(sentence))
-
-    def over(first: int, last: int) -> bool:  # sentences[first:last] as one chunk overflow the window
-        joined = " ".join(w for s in sentences[first:last] for w in s)
-        return max_tokens is not None and count_tokens(joined) > max_tokens  # type: ignore[misc]
-
-    chunks: list[tuple[str, int, int]] = []
-    start = previous_end = 0
-    while start < len(sentences):
-        end, count = start, 0
-        while end < len(sentences) and count < chunk_words:
-            count += sum(weights[end])
-            end += 1
-        if max_tokens is not None:
-            while end - start > 1 and over(start, end):
-                end -= 1
-            if end <= previous_end:  # cut to the window, it would sit inside the previous chunk: no overlap
-                start = previous_end
-                continue
-            if over(start, end):  # one sentence over the window: cut into runs of words that fit
-                runs = _fit_words(sentences[start], max_tokens, count_tokens)  # type: ignore[arg-type]
-                sentences[start:end] = [sentences[start][a:b] for a, b in runs]
-                weights[start:end] = [weights[start][a:b] for a, b in runs]
-                starts[start:end] = [starts[start] + a for a, _ in runs]
-                end = start + 1
-        chunks.append((" ".join(w for s in sentences[start:end] for w in s), starts[start],
-                       starts[end - 1] + len(sentences[end - 1])))
-        previous_end = end
-        if end >= len(sentences):
-            break
-        # the overlap is capped at half the chunk's sentences: an overlap as long as the chunk stepped
-        # one sentence per chunk and stored every sentence up to ``overlap`` times (1 and the default
-        # chunk sizes are unchanged by the cap)
-        start = max(end - overlap, start + max(1, (end - start) // 2))
-        if drop_repeats and sum(sum(w) for w in weights[start:end]) >= chunk_words:
-            start = end  # the repeated sentences alone would fill the next chunk: it would add nothing
-    return chunks
-
-
-def word_count(text: str) -> int:
-    """How many words :func:`chunk_spans` counts positions over in ``text`` (a run of more than
-    :data:`MAX_WORD_CHARS` characters without whitespace: its pieces)."""
-    return sum(1 if len(w) <= MAX_WORD_CHARS else -(-len(w) // MAX_WORD_CHARS) for w in text.split() if not is_blank(w))
-
-
-def chunk_pages(text: str, spans: Sequence[tuple[str, int, int]]) -> list[tuple[int, int]]:
-    """The first and last page (1-based, as a PDF reader numbers them) of each chunk of
-    :func:`chunk_spans`, ``text`` being pages joined by :data:`medrag.pdf.PAGE_BREAK`.
-
-    Example::
-
-        text = "Un. Deux\\ftrois. Quatre."  # two pages
-        chunk_pages(text, chunk_spans(text, chunk_words=2, overlap=0))  # [(1, 2), (2, 2)]
-    """
-    bounds = list(itertools.accumulate(word_count(page) for page in text.split(PAGE_BREAK)))
-    return [(bisect.bisect_right(bounds, first) + 1, bisect.bisect_right(bounds, max(first, end - 1)) + 1)
-            for _, first, end in spans]
-
-
-def check_token_window(max_tokens: int | None, count_tokens: Callable[[str], int] | None) -> None:
-    """Refuse a token window :func:`chunk_text` cannot use: both or neither of ``max_tokens`` (an
-    int >= 1) and ``count_tokens`` (a function of a text)."""
-    if max_tokens is None and count_tokens is None:
-        return
-    if max_tokens is None or count_tokens is None:
-        raise InvalidInputError("max_tokens and count_tokens go together: give both (the model's window and a "
-                                "function counting a chunk's tokens) or neither")
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, numbers.Integral) or max_tokens < 1:
-        raise InvalidInputError(f"max_tokens must be an int >= 1, got {max_tokens!r}")
-    if not callable(count_tokens):
-        raise InvalidInputError(f"count_tokens must be a function of a text returning its token count, got "
-                                f"{count_tokens!r}")
-
-
-def _fit_words(words: list[str], max_tokens: int, count_tokens: Callable[[str], int]) -> list[tuple[int, int]]:
-    """``words`` cut into consecutive runs ``(start, end)``, each the longest that fits ``max_tokens``
-    (found by bisection; a single word over the window is a run of its own)."""
-    runs: list[tuple[int, int]] = []
-    start = 0
-    while start < len(words):
-        lo, hi = start + 1, len(words)  # lo always fits (or is one word): the answer is in [lo, hi]
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if count_tokens(" ".join(words[start:mid])) <= max_tokens:
-                lo = mid
-            else:
-                hi = mid - 1
-        runs.append((start, lo))
-        start = lo
-    return runs
-
-
-def iter_documents(source: str | os.PathLike[str], *, text_field: str = "text", id_field: str | None = None,
-                   metadata_fields: list[str] | None = None, warn: bool = True, folder_name: str | None = None,
-                   skipped: list[str] | None = None, empty_folder: bool = False,
-                   scanned: list[str] | None = None
-                   ) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """``(document key, text, metadata)`` for every document of a file or folder.
-
-    Args:
-        source: a ``.jsonl``/``.jsonl.gz``/``.json``/``.csv``/``.tsv``/``.parquet`` file of records, or a
-            folder whose ``.txt``/``.md`` files (recursively, sorted; hidden ones, named with a
-            leading dot or in such a folder, skipped) are one document each, their lines reflowed
-            (:func:`medrag.pdf.reflow`: a paragraph wrapped over lines joined, a word cut at a line's
-            end rejoined), and its ``.pdf`` files too with pypdf installed (their text layer,
-            reflowed, running headers and footers dropped, the pages joined by
-            :data:`medrag.pdf.PAGE_BREAK`, a form feed: :mod:`medrag.pdf`; a damaged or encrypted
-            one skipped with a warning per cause, a scanned one empty).
-        text_field: the record field holding the text.
-        id_field: the record field holding a stable document id (default: the SHA-256 of the
-            text and the copied metadata, so an edited document is a new one); a text or a number,
-            also kept in the chunks' metadata as text.
-        metadata_fields: record fields copied into every chunk's metadata (str, int, float,
-            bool values; a field that is absent or of another type is left out, and a warning
-            says how many records lacked it). ``"year:int"`` (also ``:float``, ``:bool``,
-            ``:str``) converts the field's values: a CSV's are all text, and a filter
-            ``{"year": 2021}`` matches only numbers; ``:str`` also turns a date into ISO text and
-            a list or mapping into JSON text; a value that does not convert is an error
-            naming its record; a folder's documents get ``{"source": relative path,
-            "folder": the folder's absolute path, or folder_name}``.
-            Without ``id_field`` a document is its text and metadata: the same file indexed again
-            with other ``metadata_fields`` is another set of documents (the earlier ones stay).
-        warn: log the warnings about the source (linked folders not followed, metadata fields
-            missing); False for a caller that reads the source twice.
-        folder_name: for a folder, the stable name that stands for it in its documents' ``folder``
-            (and chunk ids) instead of its absolute path: the same folder mounted elsewhere (a
-            container, another machine, a moved folder) is then the same source.
-        skipped: a list that receives the document keys of a folder's files skipped as not UTF-8
-            text, unreadable (no read rights) or damaged/encrypted PDFs (``index_corpus`` keeps their
-            stored chunks when it prunes).
-        scanned: a list that receives ``"<file> page <n>"`` for each page without a text layer of a
-            folder's PDFs that have text on other pages (scanned pages: not indexed).
-        empty_folder: a folder holding no file to read yields nothing instead of raising (a
-            ``--prune`` run then removes the chunks of its files, all deleted).
-
-    A null or NaN text is an empty document (skipped and counted, as ``""``); a folder's file
-    that is not UTF-8 text, cannot be read or is a damaged PDF is skipped with a warning per reason
-    (logged at INFO level, each file is named with its own).
-
-    Raises:
-        DataError: a missing source, an unsupported file type, a record without ``text_field``,
-            an id that is missing, NaN or not a text or number, a text or value holding a lone
-            surrogate (half a character: not storable).
-    """
-    path = Path(source)
-    _check_folder_name(folder_name, path)
-    if path.is_dir():
-        listing = _FolderListing.walk(path)  # one walk: a hospital share was listed five times
-        files = listing.files
-        # hidden files and folders (.git, .venv with its thousands of licence .txt files, .obsidian) are
-        # not documents: skipped, as ripgrep and LlamaIndex's SimpleDirectoryReader do, and not walked
-        hidden = [*listing.hidden_files, *listing.hidden_folders]
-        if listing.hidden_files and warn:
-            logger.warning("%s: %d file(s) with hidden names skipped (e.g. %s)", path, len(listing.hidden_files),
-                           listing.hidden_files[0])
-        if listing.hidden_folders and warn:  # every git checkout has one: not worth a warning
-            logger.info("%s: hidden folder(s) not walked: %s", path, ", ".join(listing.hidden_folders))
-        undecodable = [p for p in files if not is_utf8(p.relative_to(path).as_posix())]
-        if undecodable:  # a Latin-1 name (old Windows, Samba shares) cannot be stored as the "source" text
-            undecodable_set = set(undecodable)
-            files = [p for p in files if p not in undecodable_set]
-            if warn:
-                logger.warning("%s: %d file(s) whose name is not UTF-8 skipped (e.g. %r): rename them "
-                               "(convmv -f latin1 -t utf8) and index again", path, len(undecodable),
-                               os.fsencode(undecodable[0].relative_to(path)).decode("utf-8", "backslashreplace"))
-        broken = listing.broken
-        if broken and warn:
-            logger.warning("%s: %d broken link(s) skipped (e.g. %s)", path, len(broken),
-                           broken[0].relative_to(path).as_posix().encode("utf-8", "backslashreplace").decode())
-        linked = listing.linked
-        if linked and warn:  # linked folders are not walked (no loops); say so instead of skipping in silence
-            logger.warning("%s: %d linked folder(s) not followed (e.g. %s): pass their targets as sources of "
-                           "their own", path, len(linked), linked[0].relative_to(path).as_posix())
-        targets = {p.resolve() for p in files if not p.is_symlink()}
-        twins = [p for p in files if p.is_symlink() and p.resolve() in targets]
-        if twins:  # a link to a file of the folder: the same text twice, two identical hits (user tryout)
-            twin_set = set(twins)
-            files = [p for p in files if p not in twin_set]
-            if warn:
-                logger.warning("%s: %d link(s) to files of the same folder skipped (e.g. %s -> %s): their files are "
-                               "indexed once, under their own names", path, len(twins),
-                               twins[0].relative_to(path).as_posix(), twins[0].resolve().relative_to(path.resolve()).as_posix())
-        # a sub-folder this user may not list: the walk cannot enter it, and --prune deleted its files'
-        # stored chunks as gone (review); its path (ending with "/") keeps every stored file under it
-        unlisted = listing.unlisted
-        if skipped is not None:
-            skipped.extend(f"{rel}/" for rel, _ in unlisted)
-        if warn:
-            _warn_skipped(path, [f"{rel}/ ({why})" for rel, why in unlisted], "folder(s) that cannot be listed skipped",
-                          "not listable", "give this user read access and index again (their stored files are kept)")
-        if warn:  # a hospital folder's .docx, .rtf, .html were left out in silence (user tryout)
-            listing.note_other_file_types()
-        pdfs = [p for p in files if p.suffix.lower() == ".pdf"]
-        if pdfs and not pdf_available():
-            if len(pdfs) == len(files):
-                raise DataError(f"{path}: its {len(pdfs)} .pdf file(s) need pypdf: {PDF_EXTRA}")
-            files = [p for p in files if p.suffix.lower() != ".pdf"]
-            if skipped is not None:  # not read is not removed: a --prune run keeps their stored chunks
-                skipped.extend(p.relative_to(path).as_posix() for p in pdfs)
-            if warn:
-                logger.warning("%s: %d .pdf file(s) skipped (e.g. %s): reading them needs pypdf: %s", path, len(pdfs),
-                               pdfs[0].relative_to(path).as_posix(), PDF_EXTRA)
-        if not files and empty_folder:
-            return
-        if not files:
-            raise DataError(f"{path} holds no {'/'.join(FOLDER_SUFFIXES)} file"
-                            + (f" outside hidden folders ({len(hidden)} hidden file(s) or folder(s) skipped, "
-                               f"e.g. {hidden[0]})" if hidden else ""))
-        root = folder_name or path.resolve().as_posix()
-        not_utf8: list[str] = []
-        unreadable: list[str] = []  # no read rights, an I/O error
-        unreadable_pdf: dict[str, list[str]] = {}  # cause (PDF_CAUSES) -> the files
-        no_text_layer: list[str] = []
-        scanned_pages: list[str] = []  # PDFs with text whose some pages have none (a scanned table)
-        def skip(problems: list[str], rel: str, why: str) -> None:
-            """Name a file not read, and keep its stored chunks from --prune (``skipped``)."""
-            problems.append(f"{rel} ({why})")
-            if skipped is not None:
-                skipped.append(rel)
-
-        for f in files:
-            rel = f.relative_to(path).as_posix()
-            if f.suffix.lower() == ".pdf":
-                try:  # read rights first: pdf_text's error advised decrypting or repairing it (review)
-                    with open(f, "rb"):
-                        pass
-                except OSError as exc:
-                    skip(unreadable, rel, f"cannot read: {exc.strerror or exc}")
-                    continue
-                scans: list[int] = []
-                try:
-                    pages = pdf_pages(f, scanned=scans)
-                except UnreadablePdfError as exc:  # damaged or encrypted: skipped and named, as a file not UTF-8 is
-                    # each with its own reason, the folder-relative path as the other warnings name files (the
-                    # first file's "encrypted" read as every skipped PDF's reason: user tryout); one warning per
-                    # cause, each with its own advice (one said "decrypt or repair" for AES files: user tryout)
-                    skip(unreadable_pdf.setdefault(exc.cause, []), rel, str(exc).removeprefix(f"{f}: "))
-                    continue
-                if not any(pages):
-                    no_text_layer.append(rel)
-                elif scans:  # a scanned page among text pages was left out in silence (user tryout)
-                    blank = [str(n) for n in scans]
-                    if scanned is not None:
-                        scanned.extend(f"{rel} page {n}" for n in scans)
-                    scanned_pages.append(f"{rel} (page{'s' if len(blank) > 1 else ''} {', '.join(blank[:10])}"
-                                         f"{', ...' if len(blank) > 10 else ''} of {len(pages)})")
-                # pages joined by a form feed: index_corpus gives each chunk its pages
-                yield rel, PAGE_BREAK.join(pages) if any(pages) else "", {"source": rel, "folder": root}
-                continue
-            try:
-                text = _read_text_file(f)
-            except UnicodeDecodeError as exc:
-                # one Latin-1 file stopped the whole folder: skipped and named, as the README says
-                skip(not_utf8, rel, f"{exc.reason} at byte {exc.start}")
-                continue
-            except OSError as exc:  # one file without read rights stopped a whole shared drive (user tryout)
-                skip(unreadable, rel, f"cannot read: {exc.strerror or exc}")
-                continue
-            if _mostly_nul(text):  # UTF-16 without its BOM, a binary file named .txt: no search would match it
-                skip(not_utf8, rel, "NUL characters: UTF-16 without its BOM, or not a text file")
-                continue
-            # a few NULs (an old export's padding) are no text: dropped, not stored in chunks; hard-wrapped
-            # exports (a line break every 70 characters) reflowed as a PDF's lines are: every break ended a
-            # sentence, so chunks began mid-sentence and "mar-"/"tiale" was indexed as two words (user tryout);
-            # items, headings, table rows and blank lines keep their breaks
-            text = text.replace("\0", "")
-            # a Markdown file is reflowed section by section, written back with ATX headings: reflowing it whole
-            # joined its front matter's lines, and a Setext underline to the next line (review)
-            text = parse_markdown(text).text(reflow) if f.suffix.lower() == ".md" else reflow(text)
-            yield rel, text, {"source": rel, "folder": root}
-        if not_utf8 and len(not_utf8) == len(files):  # "no document found" named neither the files nor why
-            raise DataError(f"{path}: none of its {len(files)} file(s) is UTF-8 text (e.g. {not_utf8[0]}): save them "
-                            "as UTF-8 (Windows files: iconv -f cp1252 -t utf-8) and index again")
-        failed = [*unreadable, *(p for files_ in unreadable_pdf.values() for p in files_)]
-        if failed and len(failed) + len(not_utf8) == len(files):
-            raise DataError(f"{path}: none of its {len(files)} file(s) could be read: {failed[0]}"
-                            + (f" (and {len(files) - 1} more)" if len(files) > 1 else ""))
-        if warn:
-            # the warnings gave one example each and no word of the others (user tryout): -v names every file
-            _warn_skipped(path, unreadable, "file(s) that cannot be read skipped", "not readable",
-                          "give this user read access and index again")
-            for cause, (what, advice) in PDF_CAUSES.items():
-                _warn_skipped(path, unreadable_pdf.get(cause, []), what, "PDF not read", advice)
-            _warn_skipped(path, no_text_layer, ".pdf file(s) without a text layer (scanned pages?): no text indexed",
-                          "PDF without text", "OCR them first (e.g. ocrmypdf) and index again")
-            _warn_skipped(path, scanned_pages, ".pdf file(s) with pages without a text layer (scanned pages?): "
-                          "those pages are not indexed", "PDF pages without text",
-                          "OCR them first (e.g. ocrmypdf --skip-text) and index again", kept=False)
-            _warn_skipped(path, not_utf8, "file(s) not UTF-8 text skipped", "not UTF-8 text",
-                          "save them as UTF-8 (Windows files: iconv -f cp1252 -t utf-8; Latin-1 has no œ) and index again")
-        return
-    if not path.exists():
-        raise DataError(f"{path} does not exist: pass a data file or a folder of .txt/.md/.pdf files")
-    name = path.name.lower()
-    if not name.endswith(RECORD_SUFFIXES):
-        raise DataError(f"{path}: unsupported file type; use a folder of .txt/.md/.pdf files or one of "
-                        f"{', '.join(RECORD_SUFFIXES)}")
-    lacking: dict[str, int] = {}
-    blank_rows = 0  # neither text nor id (with id_field)
-    header = 0  # 1 once a sample file's header line was skipped
-    first_float_id, n_float_ids = None, 0  # whole-number ids read as floats ("1.0"), for the warning
-    typed = [_typed_field(f) for f in metadata_fields or []]
-    for n, (where, record) in enumerate(_records(path)):
-        if n == 0 and text_field not in record and is_sample_header(record):
-            # the header line of medrag's own sample format stopped `medrag index` on the shipped sample
-            logger.info("%s: the sample format's header line is not a record: skipped", where)
-            header = 1
-            continue
-        n -= header  # the records before this one, the header not counted (review)
-        if text_field not in record:  # "pass --text-field" read oddly when it was passed (user tryout)
-            raise DataError(
-                f"{where}: no {text_field!r} field (fields: {sorted(record)[:10]}); " + (
-                    "name the field that holds the text with --text-field (text_field=), or remove a first line "
-                    "that is not a record (a format header)" if n == 0 else
-                    f"the {n} record(s) before it have it: every record needs it; fix or remove this one"))
-        text = record[text_field]
-        if _missing(text):  # null or NaN: how pandas and pyarrow write a missing text; skipped like ""
-            text = ""
-        if not isinstance(text, str):
-            raise DataError(f"{where}: field {text_field!r} is {type(text).__name__}, not text")
-        _check_text(text, f"{where}: field {text_field!r}")
-        meta = {}
-        for field, convert in typed:
-            value = record.get(field)
-            if convert is not None:  # an empty CSV cell, a NaN (pandas' and json.dumps' missing value): left out
-                if value == "" or _missing(value):
-                    value = None
-                elif convert is str and isinstance(value, (list, tuple, dict, datetime.date, datetime.time)):
-                    value = _as_text(value)  # a list column as JSON text, a date as ISO text (as before: a value
-                    # written otherwise made other document keys and broke equality filters: review)
-                elif convert is datetime.date and isinstance(value, (datetime.date, str)):
-                    value = _convert(value, convert, field, where)
-                else:
-                    value = _plain_value(value)
-                    if isinstance(value, (str, int, float, bool)):
-                        value = _convert(value, convert, field, where)
-            else:
-                value = _plain_value(value)
-            for text_value in (value if isinstance(value, list) else [value]):
-                if isinstance(text_value, str):
-                    _check_text(text_value, f"{where}: field {field!r}")
-            # left out like a None: a NaN/inf float (pandas' missing value) and an int beyond 64 bits,
-            # which Chroma cannot store (the int stopped the run once the model had loaded)
-            if _storable(value):
-                meta[field] = value
-            else:
-                lacking[field] = lacking.get(field, 0) + 1
-        if id_field is not None:
-            value = record.get(id_field)
-            if (value == "" or _missing(value)) and is_blank(text):
-                # the empty rows a spreadsheet export ends with (";;" from Excel) stopped the run with --id-field,
-                # where without it they were empty documents, skipped (user tryout)
-                blank_rows += 1
-                continue
-            if value == "" or _missing(value):  # NaN too: it was the document key "nan"
-                raise DataError(f"{where}: no {id_field!r} value (pass another --id-field, or none)")
-            if isinstance(value, (dict, list, tuple, set)):  # it was stored as its Python repr
-                raise DataError(f"{where}: the {id_field!r} value {value!r} is a {type(value).__name__}; ids are "
-                                "text, numbers or dates (pass another --id-field, or none)")
-            key = str(value)
-            # a Parquet/CSV int column with gaps reads as floats (a CSV's as the text "1000.0": only Parquet's
-            # were counted, and the next export without the gap stored every note again: user tryout)
-            if (isinstance(value, float) and value.is_integer()) or (
-                    isinstance(value, str) and re.fullmatch(r"[+-]?\d+\.0+", value)):
-                first_float_id, n_float_ids = first_float_id or key, n_float_ids + 1
-            _check_text(key, f"{where}: field {id_field!r}")
-            meta.setdefault(id_field, key)
-        else:  # the text and the metadata: the same text from two sources is two documents
-            # (without metadata the key is the text's hash, as before: existing ids stay valid)
-            payload = json.dumps([text, meta], ensure_ascii=False, sort_keys=True) if meta else text
-            key = hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()[:24]
-        yield key, text, meta
-    if warn and blank_rows:
-        logger.warning("%s: %d record(s) with neither text nor %r value skipped (the empty rows of a spreadsheet "
-                       "export?)", path, blank_rows, id_field)
-    if warn and first_float_id is not None:
-        logger.warning("%s: %d %r value(s) are whole numbers stored as floats (e.g. %r): documents are keyed by them "
-                       "as written, so the same ids exported as integers (%r) would be other documents, stored a "
-                       "second time; keep one export format, or export the ids as integers or text", path,
-                       n_float_ids, id_field, first_float_id, re.sub(r"\.0+$", "", first_float_id))
-    for field, count in lacking.items() if warn else ():
-        logger.warning("%s: metadata field %r is absent, null, NaN/inf, an int beyond 64 bits or not a "
-                       "str/int/float/bool in %d of %d records (left out of their metadata)", path, field, count, n + 1)
-
-
-def _mostly_nul(text: str) -> bool:
-    """Whether NUL characters make up a tenth of ``text`` or more: UTF-16 read without its BOM (a NUL
-    between every letter) or a binary file; a few NULs (padding left by an old export) do not make the
-    file binary: it is indexed, without them."""
-    return text.count("\0") * 10 >= max(len(text), 1)
-
-
-@dataclass
-class _FolderListing:
-    """What one walk of a folder finds (:meth:`walk`): hidden folders and folders linked in are not
-    entered (a ``.venv`` holds thousands of licence ``.txt`` files; a link may loop)."""
-
-    folder: Path
-    files: list[Path] = dataclasses.field(default_factory=list)  # FOLDER_SUFFIXES files (links to files too), sorted
-    hidden_files: list[str] = dataclasses.field(default_factory=list)  # relative paths of FOLDER_SUFFIXES files named .*
-    hidden_folders: list[str] = dataclasses.field(default_factory=list)  # relative paths of folders named .*, not entered
-    broken: list[Path] = dataclasses.field(default_factory=list)  # links of a FOLDER_SUFFIXES name to nothing
-    linked: list[Path] = dataclasses.field(default_factory=list)  # links to folders, not followed
-    unlisted: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (relative path, reason) of folders not listable
-    others: dict[str, int] = dataclasses.field(default_factory=dict)  # other files' suffix -> count, outside Chroma stores
-    first_other: Path | None = None
-
-    @classmethod
-    def walk(cls, folder: Path) -> "_FolderListing":
-        listing = cls(folder)
-
-        def note(exc: OSError) -> None:
-            where = Path(exc.filename or folder)
-            if where != folder:
-                listing.unlisted.append((where.relative_to(folder).as_posix(), exc.strerror or str(exc)))
-
-        stores: set[str] = set()  # Chroma stores kept inside the folder (--persist-dir docs/index), and below
-        for top, dirs, names in os.walk(folder, onerror=note):
-            here = Path(top)
-            # os.path's tests, not Path's: Path.exists() raised PermissionError inside a folder without
-            # rights (review), where the walk should go on and name the folder (onerror)
-            in_store = top in stores or os.path.exists(os.path.join(top, "chroma.sqlite3"))
-            entered = []
-            for d in sorted(dirs):
-                p = here / d
-                if d.startswith("."):
-                    listing.hidden_folders.append(p.relative_to(folder).as_posix() + "/")
-                elif os.path.islink(p):
-                    listing.linked.append(p)
-                else:
-                    entered.append(d)
-                    if in_store:
-                        stores.add(os.path.join(top, d))
-            dirs[:] = entered
-            for name in sorted(names):
-                p = here / name
-                suffix = p.suffix.lower()
-                if suffix in FOLDER_SUFFIXES:
-                    if name.startswith("."):
-                        listing.hidden_files.append(p.relative_to(folder).as_posix())
-                    elif os.path.isfile(p):
-                        listing.files.append(p)
-                    elif os.path.islink(p) and not os.path.exists(p):
-                        listing.broken.append(p)
-                elif not name.startswith(".") and not in_store and os.path.isfile(p):
-                    # a store's own files were counted as other types and the warning advised converting
-                    # them to text (user tryout); notes beside it are still read
-                    kind = suffix or "(no suffix)"
-                    listing.others[kind] = listing.others.get(kind, 0) + 1
-                    listing.first_other = listing.first_other or p.relative_to(folder)
-        listing.files.sort()
-        listing.hidden_files.sort()
-        listing.hidden_folders.sort()
-        listing.broken.sort()
-        listing.linked.sort()
-        listing.unlisted.sort()
-        return listing
-
-    def note_other_file_types(self) -> None:
-        """Warn about the folder's files that no run reads (types other than :data:`FOLDER_SUFFIXES`,
-        outside hidden folders and Chroma stores), counted by suffix."""
-        if not self.others:
-            return
-        kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.others.items(), key=lambda kv: (-kv[1], kv[0]))[:6])
-        first = self.first_other.as_posix() if self.first_other is not None else ""
-        logger.warning("%s: %d file(s) of other types not indexed (%s; e.g. %s): medrag reads %s files; convert "
-                       "the others to text first (e.g. pandoc -t plain, or a records file)", self.folder,
-                       sum(self.others.values()), kinds, first.encode("utf-8", "backslashreplace").decode(),
-                       "/".join(FOLDER_SUFFIXES))
-
-
-#: The causes a folder's PDF is not read for (:attr:`medrag.pdf.UnreadablePdfError.cause`): one
-#: warning each, with its own advice.
-PDF_CAUSES = {
-    "password": (".pdf file(s) encrypted with a password skipped",
-                 "save decrypted copies (qpdf --decrypt --password=PASSWORD in.pdf out.pdf) and index again"),
-    "crypto": (".pdf file(s) whose encryption needs the cryptography package skipped",
-               "pip install 'pypdf[crypto]' (or: pip install cryptography) and index again"),
-    "not_pdf": ("file(s) named .pdf that are not PDFs skipped",
-                "rename or convert them (a web page or a Word file saved as .pdf) and index again"),
-    "damaged": (".pdf file(s) that cannot be read skipped (damaged or truncated?)",
-                "repair them (qpdf in.pdf out.pdf) or export them again, and index again"),
-}
-
-
-def _warn_skipped(path: Path, problems: list[str], what: str, label: str, advice: str, kept: bool = True) -> None:
-    """One warning for the files of a folder skipped for one reason (their count, the first named),
-    and, at INFO level (``-v``), a line naming each (``label``: the reason, short): a hospital
-    folder's hundreds of skipped exports were counted, one named (user tryout). ``kept``: the warning
-    says that what was stored for them earlier is kept (a protocol replaced by a damaged file stayed
-    searchable in its superseded version, and nothing said so: user tryout)."""
-    if not problems:
-        return
-    logger.warning("%s: %d %s (e.g. %s): %s%s%s", path, len(problems), what, problems[0], advice,
-                   " (what was stored for them earlier is kept, and still found by searches)" if kept else "",
-                   "; -v names them all" if len(problems) > 1 and not logger.isEnabledFor(logging.INFO) else "")
-    for problem in problems:
-        logger.info("%s: %s: %s", path, label, problem)
-
-
-def _read_text_file(path: Path) -> str:
-    """A folder's ``.txt``/``.md`` file as text: UTF-8 (a BOM dropped), or UTF-16/32 when it starts with
-    their BOM (Windows Notepad's "Unicode"; its advice to re-save as Latin-1 made text with a NUL
-    between every letter, indexed without a word: user tryout).
-
-    Raises:
-        UnicodeDecodeError: neither.
-    """
-    raw = path.read_bytes()
-    if raw.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16: FF FE 00 00 starts with FF FE
-        return raw.decode("utf-32")
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return raw.decode("utf-16")
-    return raw.decode("utf-8-sig")
-
-
-def _missing(value: Any) -> bool:
-    """None or a NaN/inf float: a missing value (pandas, pyarrow and ``json.dumps`` write NaN)."""
-    return value is None or (isinstance(value, float) and not math.isfinite(value))
-
-
-def _too_big(value: Any) -> bool:
-    """An int outside the 64-bit range Chroma stores."""
-    return isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**63
-
-
-def _storable(value: Any) -> bool:
-    """A metadata value Chroma stores: a str, a finite float, a 64-bit int, a bool, or a non-empty list
-    of one of those types (a list item that is text is checked like any text, :func:`_check_text`); a
-    list mixing types is left out like any value Chroma refuses, not refused at the write."""
-    if isinstance(value, list):
-        kinds = {bool if isinstance(v, bool) else int if isinstance(v, int) else type(v) for v in value}
-        return len(kinds) == 1 and all(_storable(v) for v in value)
-    return isinstance(value, (str, int, float, bool)) and not _missing(value) and not _too_big(value)
-
-
-def _check_text(value: str, what: str) -> None:
-    """A :class:`DataError` naming the record when ``value`` cannot be stored (a lone surrogate, from a
-    JSON ``\\ud800`` escape): it stopped the run at the write, naming a position in a batch."""
-    if not is_utf8(value):
-        bad = next(i for i, c in enumerate(value) if not is_utf8(c))
-        raise DataError(f"{what} holds a lone surrogate {value[bad]!r} at position {bad} (half of a character, not "
-                        "valid UTF-8 text): fix that record in the source")
-
-
 def _document_name(meta: dict[str, Any], root: Any, number: int, id_field: str | None, key: str) -> str:
     """How a warning names a document: a folder's file by its path, a record by its number and, with
     ``--id-field``, its id (``document 12`` alone sent a data engineer counting rows: user tryout).
@@ -798,287 +117,6 @@ def _document_name(meta: dict[str, Any], root: Any, number: int, id_field: str |
     if root:
         return str(meta["source"])
     return f"document {number}" + (f" ({id_field} {key!r})" if id_field is not None else "")
-
-
-def _plain_value(value: Any) -> Any:
-    """A Parquet (or JSON) cell as a value Chroma stores: a date-time as ISO text (a date alone, as a
-    CSV writes it, when it is midnight without a time zone), a date as ISO text, a ``Decimal`` as a
-    float, a list of one scalar type as a list; anything else unchanged. These columns were left out
-    of every record, ``--strict`` or not, and indexing a Parquet export over a CSV one removed the
-    dates stored from it (user tryout).
-
-    >>> import decimal
-    >>> _plain_value(datetime.datetime(2023, 6, 10)), _plain_value(datetime.datetime(2023, 6, 10, 8, 30))
-    ('2023-06-10', '2023-06-10T08:30:00')
-    >>> _plain_value(decimal.Decimal("12.50")), _plain_value(("HTA", "diabète")), _plain_value([1, "a"])
-    (12.5, ['HTA', 'diabète'], [1, 'a'])
-    """
-    import decimal
-
-    if isinstance(value, datetime.datetime):
-        midnight = value.tzinfo is None and value.time() == datetime.time()
-        return value.date().isoformat() if midnight else value.isoformat()
-    if isinstance(value, datetime.date):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return float(value) if value.is_finite() else value
-    if isinstance(value, tuple):
-        return list(value)
-    return value
-
-
-def _as_text(value: Any) -> Any:
-    """A ``NAME:str`` field's non-scalar value as text: a date or time in ISO format, a list or a mapping
-    as JSON; anything else unchanged (and then left out)."""
-    import datetime
-
-    if isinstance(value, (datetime.date, datetime.time)):
-        return value.isoformat()
-    if isinstance(value, (list, tuple, dict)):
-        return json.dumps(value, ensure_ascii=False, default=str)
-    return value
-
-
-def check_field_names(metadata_fields: list[str] | None) -> None:
-    """Raise :class:`InvalidInputError` for a metadata field name no record may have as a key
-    (:func:`medrag.store.check_metadata_key`): it stopped the run at the first write, after the
-    model loaded."""
-    for spec in metadata_fields or []:
-        name = _typed_field(spec)[0]
-        try:
-            check_metadata_key(name, f"metadata field {name!r}")
-        except InvalidInputError as exc:
-            raise InvalidInputError(f"{exc}; rename that column in the source") from None
-
-
-def _note_unkept_fields(source: Path, kept: set[str | None]) -> None:
-    """Warn, naming them, about the first record's fields that no chunk keeps: a ``--filter`` on them
-    later finds nothing, with no error to say why (they are kept with ``--metadata-fields``)."""
-    first = next(_records(source), None)
-    record = first[1] if first else {}
-    # fields --metadata-fields can name: not medrag's own chunk keys, not a CSV's unnamed index column,
-    # not a name holding the flag's separators; lists and dicts are kept as JSON text (NAME:str)
-    unkept = [f if not isinstance(record[f], (list, tuple, dict)) else f"{f}:str" for f in sorted(record)
-              if f not in kept and f.strip() and f not in (*CHUNK_KEYS, FOLDER_KEY) and not set(f) & {",", ":"}]
-    if unkept:
-        shown = unkept[:10]
-        logger.warning("%s: the records' field(s) %s are not kept with the chunks; to show them in results and "
-                       "filter on them (--filter), index with --metadata-fields %s%s", source,
-                       ", ".join(f.split(":")[0] for f in shown), ",".join(shown),
-                       f" (and {len(unkept) - 10} more fields)" if len(unkept) > 10 else "")
-
-
-def check_metadata_fields(source: str | os.PathLike[str], metadata_fields: list[str] | None) -> None:
-    """Raise :class:`DataError` when a field of ``metadata_fields`` is in no record of the records
-    file ``source`` (a misspelled name), naming the nearest field; nothing for a folder.
-
-    Reads the field names only (a CSV's or Parquet file's columns, every JSON record's keys: far
-    cheaper than encoding). Without it a misspelled field was a warning after the whole file was
-    stored without it, and indexing again with the right name (without ``id_field``) stored every
-    document a second time, as documents are keyed by their text and metadata.
-    """
-    path = Path(source)
-    wanted = [_typed_field(f)[0] for f in metadata_fields or []]
-    if not wanted or path.is_dir():
-        return
-    name = path.name.lower()
-    columnar = name.endswith((".csv", ".tsv", ".parquet"))  # every record has every column: the first says it all
-    seen: set[str] = set()
-    for _, record in _records(path):
-        seen.update(record)
-        if columnar or seen.issuperset(wanted):
-            break
-    unknown = [f for f in wanted if f not in seen]
-    if unknown and seen:
-        name, _, kind = unknown[0].rpartition(":")
-        if name in seen:  # "year:date" read as a field of that name ("did you mean 'year'?")
-            raise DataError(f"--metadata-fields {unknown[0]!r}: {kind!r} is not a type medrag converts to; write "
-                            f"{name}:TYPE with TYPE one of {', '.join(FIELD_TYPES)}, or {name} alone")
-        import difflib
-
-        match = difflib.get_close_matches(unknown[0], sorted(seen), n=1)
-        raise DataError(f"{path}: no record has the metadata field {unknown[0]!r}"
-                        f"{f' (did you mean {match[0]!r}?)' if match else ''}; the records' fields: "
-                        f"{', '.join(sorted(seen)[:20])}")
-
-
-#: ``--metadata-fields name:TYPE`` conversions. ``date`` stores a date as the int ``YYYYMMDD``, which
-#: range filters compare (``{"date": {"$gte": 20240301}}``: Chroma's ``$gt``/``$lt`` take numbers only).
-FIELD_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "date": datetime.date}
-_TRUE, _FALSE = ("true", "1", "yes", "oui", "vrai"), ("false", "0", "no", "non", "faux")
-
-
-def _typed_field(spec: str) -> tuple[str, type | None]:
-    """``"year:int"`` -> ``("year", int)``; a name without a known type suffix -> ``(name, None)``."""
-    name, _, kind = spec.rpartition(":")
-    if name and kind in FIELD_TYPES:
-        return name, FIELD_TYPES[kind]
-    return spec, None
-
-
-def _convert(value: str | int | float | bool, kind: type, field: str, where: str) -> Any:
-    """A record's scalar ``value`` as ``kind`` (a CSV's text, a number given as a string), or a
-    :class:`DataError` naming the record.
-
-    >>> [_convert(v, int, "year", "r") for v in ("2021", "2021.0", 2021.0)]
-    [2021, 2021, 2021]
-    >>> _convert("0,5", float, "dose", "r"), _convert("oui", bool, "actif", "r"), _convert("5,0", int, "pages", "r")
-    (0.5, True, 5)
-    >>> [_convert(v, datetime.date, "date", "r") for v in ("2023-06-10", "10/06/2023", "2023-06-10T14:30:00")]
-    [20230610, 20230610, 20230610]
-    """
-    if kind is str:
-        return value if isinstance(value, str) else str(value)
-    if kind is datetime.date:
-        day = _as_date(value)
-        if day is not None:
-            return day.year * 10000 + day.month * 100 + day.day
-        raise DataError(f"{where}: field {field!r} is {value!r}, not a date (--metadata-fields {field}:date reads "
-                        "YYYY-MM-DD, an ISO date-time, or the French DD/MM/YYYY); fix the value or leave the type out")
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in _TRUE + _FALSE:
-            return text in _TRUE
-    elif kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        text = str(value).strip()
-        if "," in text and "." not in text:  # a French decimal comma: "0,5"
-            text = text.replace(",", ".", 1)
-        try:
-            return float(text)
-        except ValueError:
-            pass
-    else:  # int; "2021.0" too: pandas writes an int column with gaps as floats
-        number: int | float | None = None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = value
-        elif isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
-            number = int(value)
-        else:  # "5.0", and "5,0": pandas' to_csv(decimal=",") writes an int column with gaps so (user tryout);
-            # not "1,000", which may be a thousand
-            text = str(value).strip()
-            if "," in text and "." not in text and not re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+", text):
-                text = text.replace(",", ".", 1)
-            with contextlib.suppress(ValueError):
-                number = float(text)
-        # Chroma stores 64-bit ints; the range first (a huge int does not convert to a float)
-        if number is not None and -2**63 <= number < 2**63 and float(number).is_integer():
-            return int(number)
-    dated = _as_date(value) is not None and kind is not bool
-    raise DataError(f"{where}: field {field!r} is {value!r}, not {'a' if kind is not int else 'an'} {kind.__name__} "
-                    f"(--metadata-fields {field}:{kind.__name__}"
-                    f"{', a 64-bit int' if kind is int else ''}); "
-                    + (f"a date is stored as {field}:date (the int YYYYMMDD, for range filters) or as text (no type)"
-                       if dated else "fix the value or leave the type out"))
-
-
-_DAY_FIRST = re.compile(r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})")
-
-
-def _as_date(value: Any) -> "datetime.date | None":
-    """``value`` as a date: a date or date-time (a Parquet column's), ISO text (``2023-06-10``, with a
-    time or not), or the French ``10/06/2023`` (day first; ``-`` and ``.`` too); else None.
-
-    >>> _as_date("2023-06-10T08:00:00"), _as_date("10.06.2023"), _as_date("06/31/2023"), _as_date("2023")
-    (datetime.date(2023, 6, 10), datetime.date(2023, 6, 10), None, None)
-    """
-    if isinstance(value, datetime.datetime):
-        return value.date()
-    if isinstance(value, datetime.date):
-        return value
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    with contextlib.suppress(ValueError):
-        if re.match(r"\d{4}-\d{2}-\d{2}", text):
-            return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).date() if len(text) > 10 \
-                else datetime.date.fromisoformat(text)
-        match = _DAY_FIRST.fullmatch(text)
-        if match:
-            return datetime.date(int(match[3]), int(match[2]), int(match[1]))
-    return None
-
-
-def _check_folder_name(folder_name: Any, path: Path) -> None:
-    """``folder_name`` names a folder source: a non-empty string, and only for a folder."""
-    if folder_name is None:
-        return
-    if not isinstance(folder_name, str) or not folder_name.strip():
-        raise InvalidInputError(f"folder_name (--folder-name) must be a non-empty string, got {folder_name!r}")
-    if path.exists() and not path.is_dir():
-        raise InvalidInputError(f"a folder name (--folder-name) names a folder source; {path} is a records file, "
-                                "whose documents are keyed by --id-field or their content, not their place")
-
-
-def _records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(``file:line`` or ``file:row``, record) of a records file; JSONL is streamed."""
-    name = path.name.lower()
-    if name.endswith((".jsonl", ".jsonl.gz")):
-        opener = gzip.open if name.endswith(".gz") else open
-        try:
-            with opener(path, "rb") as fh:  # bytes: json_objects decodes each line (a bad one is named, a BOM dropped)
-                for lineno, obj in json_objects(fh, path):
-                    yield f"{path}:{lineno}", obj
-        except (OSError, EOFError) as exc:
-            raise DataError(f"{path}: cannot read ({exc})") from None
-        return
-    for row, record in enumerate(iter_records(path), 1):
-        yield f"{path}:row {row}", record
-
-
-#: Below this many tokens of text per chunk (the window less the model's prompt and special tokens),
-#: ``max_tokens`` makes chunks of a few words: a warning says so.
-MIN_TEXT_TOKENS = 32
-
-
-def token_window(embeddings: Any, max_tokens: int | Literal["model"] | None = "model", *,
-                 option: str = "max_tokens=", warn: bool = True) -> tuple[int | None, Callable[[str], int] | None]:
-    """The ``(max_tokens, count_tokens)`` pair :func:`chunk_text` cuts chunks with, for a store's
-    ``embeddings`` (see :func:`index_corpus`'s ``max_tokens``); ``(None, None)`` for no cap.
-    ``option`` names the setting in the errors (``medrag index``: ``"--max-tokens "``); ``warn=False``
-    leaves the warning about a window of a few tokens to a later call (``medrag index`` checks first).
-
-    Raises:
-        InvalidInputError: ``max_tokens`` is not ``"model"``, ``None`` or an int >= 1; an int with
-            embeddings that cannot count tokens, or over the model's window.
-    """
-    if max_tokens is None:
-        return None, None
-    if max_tokens != "model" and (isinstance(max_tokens, bool) or not isinstance(max_tokens, numbers.Integral)
-                                  or max_tokens < 1):
-        raise InvalidInputError(f"max_tokens must be 'model', None or an int >= 1, got {max_tokens!r}")
-    window = getattr(embeddings, "max_tokens", None)
-    if not isinstance(window, int) or not callable(getattr(embeddings, "count_tokens", None)):
-        if max_tokens == "model":
-            logger.info("the store's embeddings (%s) cannot count tokens: chunks are cut by words only",
-                        type(embeddings).__name__)
-            return None, None
-        raise InvalidInputError(f"max_tokens={max_tokens}: the store's embeddings ({type(embeddings).__name__}) "
-                                "cannot count tokens; pass max_tokens=None to cut chunks by words only")
-    if max_tokens != "model" and max_tokens > window:
-        raise InvalidInputError(f"{option}{max_tokens} is over the model's window of {window} tokens: what "
-                                f"follows its first {window} tokens would not be encoded; pass at most {window}")
-    count = lambda chunk: embeddings.count_tokens([chunk])[0]  # noqa: E731
-    if max_tokens != "model" and warn:
-        room = int(max_tokens) - (count("x") - 1)  # the prompt's and the special tokens' share of the window
-        if room < MIN_TEXT_TOKENS:  # --max-tokens 5: one-word chunks, the whole index rebuilt (user tryout)
-            logger.warning("a token window of %d (--max-tokens, max_tokens=) leaves %d token(s) of text per chunk "
-                           "beside the model's prompt and special tokens: chunks of a few words, which no search "
-                           "reads well; pass 'model' (its window, %d) unless you mean it", max_tokens, max(room, 0), window)
-    return (window if max_tokens == "model" else int(max_tokens)), count
-
-
-def _fitting_trail(headings: tuple[str, ...], count: Callable[[str], int] | None, window: int | None) -> str | None:
-    """A section's heading trail for its chunks (None without headings): its outer headings dropped
-    while it takes half of the model's token window or more (a deep trail of long headings left the
-    model mostly headings to read: review); the innermost heading is always kept."""
-    while count is not None and window is not None and len(headings) > 1 \
-            and count(f"{heading_trail(headings)} :") * 2 >= window:
-        headings = headings[1:]
-    return heading_trail(headings) or None
 
 
 def chunk_id(document_key: str, position: int, chunk: str) -> str:
@@ -1190,236 +228,304 @@ def index_corpus(source: str | os.PathLike[str], store: Any, *, text_field: str 
     root = (folder_name or Path(source).resolve().as_posix()) if Path(source).is_dir() else None
     t0 = time.perf_counter()
     prune_folder = prune and root is not None  # a folder emptied or all empty is pruned, not refused
-    documents = chunks = duplicates = removed = updated = added = empty = long_titles = reused = textless_pdfs = 0
-    empty_named: list[str] = []  # the first few, for the warning
-    seen: set[str] = set()
-    read_keys: set[str] = set()  # every document key of this run (for prune)
-    elsewhere: dict[str, set[str]] = {}  # another folder -> this run's document keys stored under it too
-    not_read: list[str] = []  # a folder's files skipped (not UTF-8, unreadable): still in the source, not pruned
-    scanned: list[str] = []  # pages without a text layer of PDFs that have text elsewhere
-    keys: dict[str, int] = {}  # --id-field values seen this run -> their document's number
-    # whether each of the first documents checked is stored under the key of its text alone (None: decided)
-    text_keyed: list[bool] | None = [] if id_field is None and root is None else None
-    pending_texts: list[str] = []
-    pending_meta: list[dict[str, Any]] = []
-    pending_ids: list[str] = []
-    pending_docs: dict[str, set[str]] = {}  # stable key -> all its chunk ids (this run's version)
     # disable=None: a bar only when stderr is a terminal
     bar = tqdm(desc="indexing", unit="chunk", disable=None if show_progress is None else not show_progress)
-    # no terminal (cron, a container's log): an INFO line at most every PROGRESS_LOG_SECONDS instead, for
-    # a run of hours showed nothing between its start and its summary (user tryout)
-    progress_lines = show_progress is None and bar.disable
-    last_line = time.perf_counter()
-    checkpoint = _first_write_checkpoint(store)  # a new collection's first write survives a kill
-
-    def flush_size() -> int:
-        """A coarse projection still to fit is fitted on the store's first write: hold that many chunks
-        (add_texts then writes them as one batch)."""
-        size = getattr(store, "next_write_size", None)
-        return size(batch_size) if size is not None else batch_size
-
-    def settle_text_keys() -> None:
-        """Refuse the run, before its first write, when every document checked is stored under the key of
-        its text alone (:func:`_refuse_text_keyed_copies`)."""
-        nonlocal text_keyed
-        found, text_keyed = text_keyed, None
-        if found and all(found):
-            _refuse_text_keyed_copies(source, len(found), prune)
-
-    def flush() -> None:
-        nonlocal removed, updated, added, checkpoint, reused, last_line
-        if text_keyed is not None:
-            settle_text_keys()
-        if pending_texts:
-            # a stored chunk whose metadata changed (a new --metadata-fields, an edited value) is rewritten:
-            # skip_existing alone kept the old metadata, and filters kept matching stale values
-            # one read tells the stored chunks (skipped unencoded) from the new and the changed (one write)
-            found = store.get(ids=pending_ids, include=["metadatas", "documents"])
-            stored_meta = dict(zip(found["ids"], found["metadatas"]))
-            # a chunk's text changed outside medrag index (update_document from Python) kept its id, which
-            # hashes the source's text: "already stored" for ever, --prune too (user tryout); written again
-            at = {id_: i for i, id_ in enumerate(pending_ids)}
-            changed_text = {id_ for id_, text in zip(found["ids"], found["documents"]) if text != pending_texts[at[id_]]}
-            todo = [i for i, id_ in enumerate(pending_ids)
-                    if id_ not in stored_meta or id_ in changed_text
-                    or not _same_metadata(stored_meta[id_], pending_meta[i])]
-            if changed_text:
-                logger.warning("%s: %d stored chunk(s) held another text than the source's (changed outside medrag "
-                               "index, e.g. with update_documents; e.g. %s): written again from the source", source,
-                               len(changed_text), sorted(changed_text)[0])
-            updated += sum(1 for i in todo if pending_ids[i] in stored_meta)
-            added += sum(1 for i in todo if pending_ids[i] not in stored_meta)  # counted, not read off len(store):
-            # another client of a server writing meanwhile made it "92 added, -32 already stored" (user tryout)
-            if todo:
-                # the write that fits the coarse stage holds thousands of chunks (minutes on a CPU): its
-                # own bar moves as they are encoded, where this one moves only after each write
-                store.add_texts([pending_texts[i] for i in todo], [pending_meta[i] for i in todo],
-                                ids=[pending_ids[i] for i in todo], batch_size=batch_size,
-                                show_progress=len(todo) > batch_size and not bar.disable)
-            bar.update(len(pending_texts))
-            pending_texts.clear(), pending_meta.clear(), pending_ids.clear()
-            if progress_lines and time.perf_counter() - last_line >= PROGRESS_LOG_SECONDS:
-                last_line = time.perf_counter()
-                logger.info("indexing %s: %d document(s) read, %d chunk(s): %d added, %d rewritten (%.0f s)", source,
-                            documents, chunks, added, updated, last_line - t0)
-            if checkpoint is not None and store.rotation_fitted:  # the first write is stored: its encodings too
-                _end_checkpoint(store, checkpoint, remove=True)
-                reused, checkpoint = checkpoint.reused, None
-        if pending_docs:  # after the new chunks are stored: the earlier versions' chunks go
-            # a chunk id hashes its document key, so one set of this run's ids serves every key; ids
-            # first (the metadatas bring the packed full vectors along), then the metadatas of the
-            # chunks not rewritten only, which tell a folder's file from a record of the same key
-            found = store._chroma_call("find the earlier chunks of the documents", store.collection.get,
-                                       where={"doc": {"$in": list(pending_docs)}}, include=[])
-            current = set().union(*pending_docs.values())
-            others = [i for i in found["ids"] if i not in current]
-            found = store._chroma_call("read the earlier chunks of the documents", store.collection.get, ids=others,
-                                       include=["metadatas"]) if others else {"ids": []}
-            stale = [i for i, md in zip(found["ids"], found.get("metadatas") or []) if _of_source(md or {}, root)]
-            for md in found.get("metadatas") or []:  # the same files stored under another folder: moved?
-                other = (md or {}).get(FOLDER_KEY)
-                if root is not None and isinstance(other, str) and other != root:
-                    elsewhere.setdefault(other, set()).add(md.get("doc"))
-            if stale:
-                store.delete(stale)
-                removed += len(stale)
-            pending_docs.clear()
-
+    run = _IndexRun(source, store, bar, t0, root=root, id_field=id_field, title_field=title_field,
+                    chunk_words=chunk_words, overlap=overlap, max_words=max_words, window=window, count=count,
+                    markdown_headings=markdown_headings, batch_size=batch_size, show_progress=show_progress,
+                    prune=prune)
     try:
         for key, text, meta in iter_documents(source, text_field=text_field, id_field=id_field,
                                               metadata_fields=metadata_fields, folder_name=folder_name,
-                                              skipped=not_read, empty_folder=prune, scanned=scanned):
-            documents += 1
-            title = meta.get(title_field) if title_field is not None else None
-            if title is not None and not isinstance(title, bool) and not is_blank(str(title)):  # a number: its text
-                title = " ".join(str(title).split())
-            else:
-                title = None
-            markdown = markdown_headings and root is not None and key.lower().endswith(".md")
-            if markdown:
-                sections = [(_fitting_trail(h, count, window), body) for h, body in markdown_sections(text)]
-            else:
-                sections = [(title, text)]
-            pieces, trails = [], []
-            pages: list[tuple[int, int]] = []  # a PDF's chunks: their first and last page
-            pdf = root is not None and key.lower().endswith(".pdf")
-            long_title = False
-            for head, body in sections:
-                # the window holds the title too (counted on every chunk: one that starts with it keeps one
-                # copy), unless it takes half of it or more: every run of words would then overflow, one chunk a word
-                counter = count
-                if count is not None and head is not None:
-                    if count(f"{head} :") * 2 < window:  # type: ignore[operator]
-                        counter = lambda chunk, t=head: count(f"{t} : {chunk}")  # noqa: E731
-                    elif not long_title:
-                        long_title, long_titles = True, long_titles + 1
-                        if long_titles == 1:  # a folder's file by its name: "document 1" said nothing (user tryout)
-                            logger.warning("%s: the %s of %s takes half of the model's %d-token window or "
-                                           "more: its chunks are cut without counting it, and the model reads only "
-                                           "the window's worth of title and chunk", source,
-                                           title_field or "innermost heading",
-                                           _document_name(meta, root, documents, id_field, key), window)
-                spans = chunk_spans(body, chunk_words, overlap, max_words, max_tokens=window, count_tokens=counter)
-                cut = [chunk for chunk, _, _ in spans]
-                if pdf:  # a PDF is one section (no heading): its chunks' words locate them on its pages
-                    pages += chunk_pages(body, spans)
-                if head is not None:
-                    # a chunk that starts with the title as a word keeps one copy ("Anémies..." is not "Anémie")
-                    cut = [p if p == head or p.startswith(head + " ") else f"{head} : {p}" for p in cut]
-                pieces += cut
-                trails += [head if markdown else None] * len(cut)  # a record's title is no section
-            if not pieces and markdown:  # headings alone (a table of contents): indexed as its text
-                pieces = chunk_text(text, chunk_words, overlap, max_words, max_tokens=window, count_tokens=count)
-                trails = [None] * len(pieces)
-            if not pieces:
-                empty += 1
-                if pdf and not text:  # no text layer: iter_documents named it, with OCR advice (warned twice before)
-                    textless_pdfs += 1
-                elif len(empty_named) < 3:
-                    empty_named.append(_document_name(meta, root, documents, id_field, key))
-            id_key = key if root is None else f"{root}/{key}"
-            ids = [chunk_id(id_key, position, chunk) for position, chunk in enumerate(pieces)]
-            if text_keyed is not None and meta and pieces:  # a document without metadata keeps its text's key
-                text_keyed.append(_stored_under_text_key(store, text, key))
-                if len(text_keyed) >= TEXT_KEY_CHECKS:
-                    settle_text_keys()
-            if id_field is not None:
-                if key in keys:
-                    # the documents before it are stored, as the message says; not a new collection's first
-                    # write, which decides (and fits) its coarse stage for good: on the 20 documents read so far,
-                    # "auto" chose the raw prefix where the whole file got the learned stage (user tryout)
-                    first = not getattr(store, "rotation_fitted", True)
-                    if not first:
-                        flush()
-                    raise DataError(f"{source}: document {documents} has the {id_field} {key!r} of document "
-                                    f"{keys[key]}: the {id_field} values must be unique (a document's chunks are "
-                                    "keyed by it, so a repeated one would replace the earlier document). "
-                                    + ("Nothing was written (a new collection's first write fits its coarse stage on "
-                                       "the chunks it holds, so it waits for them). " if first else
-                                       "Nothing of this document was written; the earlier ones are stored. ")
-                                    + "Fix the input or pass another --id-field")
-                keys[key] = documents
-            # every key, content keys too: the same document chunked otherwise (--chunk-words, --overlap)
-            # replaces its earlier chunks instead of adding a second copy; an empty document keeps them (a
-            # null text in a broken export deleted the stored document, while the warning said "not indexed")
-            if pieces:
-                pending_docs[key] = set(ids)
-            read_keys.add(key)
-            for position, (chunk, id_, trail) in enumerate(zip(pieces, ids, trails)):
-                # a PDF chunk says where to read it (user tryout: nothing but the file; the running header
-                # in a chunk named another page)
-                where = {"page": pages[position][0], "page_end": pages[position][1]} if pdf and pages else {}
-                chunks += 1
-                if id_ in seen:
-                    duplicates += 1
-                    continue
-                seen.add(id_)
-                pending_texts.append(chunk)
-                pending_meta.append({**meta, "doc": key, "chunk": position}
-                                    | ({SECTION_KEY: trail} if trail is not None else {}) | where)
-                pending_ids.append(id_)
-                if len(pending_texts) >= flush_size():
-                    flush()
-        if documents and not chunks and not prune_folder:  # before the last flush, which would delete their
+                                              skipped=run.not_read, empty_folder=prune, scanned=run.scanned):
+            run.add(key, text, meta)
+        if run.documents and not run.chunks and not prune_folder:  # before the last flush, which would delete their
             # earlier chunks (a folder pruned keeps an empty file's chunks and drops deleted files')
-            raise DataError(f"{source}: its {documents} document(s) are all empty (no text); nothing was "
+            raise DataError(f"{source}: its {run.documents} document(s) are all empty (no text); nothing was "
                             "indexed and nothing stored was changed")
-        flush()
+        run.flush()
     finally:
         bar.close()
-        if checkpoint is not None:  # interrupted before the first write was stored: kept for the rerun
-            _end_checkpoint(store, checkpoint, remove=False)
-    if documents == 0:
+        if run.checkpoint is not None:  # interrupted before the first write was stored: kept for the rerun
+            _end_checkpoint(store, run.checkpoint, remove=False)
+    if run.documents == 0:
         if not prune_folder:
             raise DataError(f"{source}: no document found")
         # its last file deleted: --prune removes what was stored of the folder (user tryout)
         logger.warning("%s holds no file to index: --prune removes the chunks stored for its files", source)
-    if long_titles > 1:
-        logger.warning("%s: %d document(s) had a %s taking half of the model's window or more (the first named above)",
-                       source, long_titles, title_field or "innermost heading")
-    if empty > textless_pdfs:
-        logger.warning("%s: %d of %d document(s) are empty (no text) and were not indexed; what was stored for them "
-                       "earlier is kept (e.g. %s)", source, empty - textless_pdfs, documents, ", ".join(empty_named))
-    pruned = _prune(store, read_keys | set(not_read), root) if prune else 0
+    run.warn_left_out()
+    read = run.read_keys | set(run.not_read)
+    pruned = _prune(store, read, root) if prune else 0
     if not prune:
-        _note_gone_files(store, read_keys | set(not_read), root, source)
-    if added and elsewhere:  # a renamed folder was indexed again beside its old copy: every hit twice (user tryout)
-        other, keys_there = max(elsewhere.items(), key=lambda kv: (len(kv[1]), kv[0]))
-        if 2 * len(keys_there) >= documents:
-            # a folder named alike in the other Unicode spelling (copied from macOS): a filter matches both
-            # spellings by default, so the advice without unicode_spellings=False deleted the new copy too (review)
-            exact = ", unicode_spellings=False" if unicodedata.normalize("NFC", other) == \
-                unicodedata.normalize("NFC", root) else ""  # type: ignore[arg-type]
-            logger.warning("%s: %d of its %d file(s) are also stored under the folder %s: if the folder was moved or "
-                           "renamed, both copies are searched (each hit twice); delete the old one's chunks "
-                           "(store.delete(where={'folder': %r}%s)), and index with --folder-name NAME so that a "
-                           "later move keeps one source", source, len(keys_there), documents, other, other, exact)
+        _note_gone_files(store, read, root, source)
+    run.warn_stored_elsewhere()
     stored = len(store)
-    report = IndexReport(documents, chunks, added, chunks - duplicates - added - updated, stored,
-                         time.perf_counter() - t0, duplicates, removed, updated, pruned, reused, len(not_read), empty,
-                         len(scanned))
+    report = IndexReport(run.documents, run.chunks, run.added, run.chunks - run.duplicates - run.added - run.updated,
+                         stored, time.perf_counter() - t0, run.duplicates, run.removed, run.updated, pruned, run.reused,
+                         len(run.not_read), run.empty, len(run.scanned))
     logger.info("%s", report)
     return report
+
+
+class _IndexRun:
+    """The state of one :func:`index_corpus` run: its settings, the chunks waiting for the next write, and
+    the counts of its :class:`IndexReport`. :meth:`add` cuts a document into chunks (:meth:`chunk_document`) and
+    queues them; once :meth:`flush_size` chunks wait, :meth:`flush` writes them, then deletes the earlier
+    versions of their documents."""
+
+    def __init__(self, source: str | os.PathLike[str], store: Any, bar: Any, t0: float, *, root: str | None,
+                 id_field: str | None, title_field: str | None, chunk_words: int, overlap: int, max_words: int,
+                 window: int | None, count: Callable[[str], int] | None, markdown_headings: bool, batch_size: int,
+                 show_progress: bool | None, prune: bool) -> None:
+        self.source, self.store, self.bar, self.t0, self.root = source, store, bar, t0, root
+        self.id_field, self.title_field, self.markdown_headings = id_field, title_field, markdown_headings
+        self.chunk_words, self.overlap, self.max_words = chunk_words, overlap, max_words
+        self.window, self.count = window, count
+        self.batch_size, self.prune = batch_size, prune
+        self.documents = self.chunks = self.duplicates = self.removed = self.updated = self.added = 0
+        self.empty = self.long_titles = self.reused = self.textless_pdfs = 0
+        self.empty_named: list[str] = []  # the first few, for the warning
+        self.seen: set[str] = set()
+        self.read_keys: set[str] = set()  # every document key of this run (for prune)
+        self.elsewhere: dict[str, set[str]] = {}  # another folder -> this run's document keys stored under it too
+        # a folder's files skipped (not UTF-8, unreadable): still in the source, not pruned
+        self.not_read: list[str] = []
+        self.scanned: list[str] = []  # pages without a text layer of PDFs that have text elsewhere
+        self.keys: dict[str, int] = {}  # --id-field values seen this run -> their document's number
+        # whether each of the first documents checked is stored under the key of its text alone (None: decided)
+        self.text_keyed: list[bool] | None = [] if id_field is None and root is None else None
+        self.pending_texts: list[str] = []
+        self.pending_meta: list[dict[str, Any]] = []
+        self.pending_ids: list[str] = []
+        self.pending_docs: dict[str, set[str]] = {}  # stable key -> all its chunk ids (this run's version)
+        # no terminal (cron, a container's log): an INFO line at most every PROGRESS_LOG_SECONDS instead, for
+        # a run of hours showed nothing between its start and its summary (user tryout)
+        self.progress_lines = show_progress is None and bar.disable
+        self.last_line = time.perf_counter()
+        self.checkpoint = _first_write_checkpoint(store)  # a new collection's first write survives a kill
+
+    def flush_size(self) -> int:
+        """A coarse projection still to fit is fitted on the store's first write: hold that many chunks
+        (add_texts then writes them as one batch)."""
+        size = getattr(self.store, "next_write_size", None)
+        return size(self.batch_size) if size is not None else self.batch_size
+
+    def settle_text_keys(self) -> None:
+        """Refuse the run, before its first write, when every document checked is stored under the key of
+        its text alone (:func:`_refuse_text_keyed_copies`)."""
+        found, self.text_keyed = self.text_keyed, None
+        if found and all(found):
+            _refuse_text_keyed_copies(self.source, len(found), self.prune)
+
+    def chunk_document(self, key: str, text: str, meta: dict[str, Any]
+                       ) -> tuple[list[str], list[str | None], list[tuple[int, int]], bool]:
+        """The chunks of the document ``key`` as they are stored (a record's title or a ``.md`` section's
+        heading trail before each), the section trail of each (None outside a ``.md`` file's sections),
+        a folder's PDF's chunks' first and last pages, and whether the document is such a PDF."""
+        count, window, root, title_field = self.count, self.window, self.root, self.title_field
+        chunk_words, overlap, max_words = self.chunk_words, self.overlap, self.max_words
+        title = meta.get(title_field) if title_field is not None else None
+        if title is not None and not isinstance(title, bool) and not is_blank(str(title)):  # a number: its text
+            title = " ".join(str(title).split())
+        else:
+            title = None
+        markdown = self.markdown_headings and root is not None and key.lower().endswith(".md")
+        if markdown:
+            sections = [(_fitting_trail(h, count, window), body) for h, body in markdown_sections(text)]
+        else:
+            sections = [(title, text)]
+        pieces, trails = [], []
+        pages: list[tuple[int, int]] = []  # a PDF's chunks: their first and last page
+        pdf = root is not None and key.lower().endswith(".pdf")
+        long_title = False
+        for head, body in sections:
+            # the window holds the title too (counted on every chunk: one that starts with it keeps one
+            # copy), unless it takes half of it or more: every run of words would then overflow, one chunk a word
+            counter = count
+            if count is not None and head is not None:
+                if count(f"{head} :") * 2 < window:  # type: ignore[operator]
+                    counter = lambda chunk, t=head: count(f"{t} : {chunk}")  # noqa: E731
+                elif not long_title:
+                    long_title, self.long_titles = True, self.long_titles + 1
+                    if self.long_titles == 1:  # a folder's file by its name: "document 1" said nothing (user tryout)
+                        logger.warning("%s: the %s of %s takes half of the model's %d-token window or "
+                                       "more: its chunks are cut without counting it, and the model reads only "
+                                       "the window's worth of title and chunk", self.source,
+                                       title_field or "innermost heading",
+                                       _document_name(meta, root, self.documents, self.id_field, key), window)
+            spans = chunk_spans(body, chunk_words, overlap, max_words, max_tokens=window, count_tokens=counter)
+            cut = [chunk for chunk, _, _ in spans]
+            if pdf:  # a PDF is one section (no heading): its chunks' words locate them on its pages
+                pages += chunk_pages(body, spans)
+            if head is not None:
+                # a chunk that starts with the title as a word keeps one copy ("Anémies..." is not "Anémie")
+                cut = [p if p == head or p.startswith(head + " ") else f"{head} : {p}" for p in cut]
+            pieces += cut
+            trails += [head if markdown else None] * len(cut)  # a record's title is no section
+        if not pieces and markdown:  # headings alone (a table of contents): indexed as its text
+            pieces = chunk_text(text, chunk_words, overlap, max_words, max_tokens=window, count_tokens=count)
+            trails = [None] * len(pieces)
+        return pieces, trails, pages, pdf
+
+    def add(self, key: str, text: str, meta: dict[str, Any]) -> None:
+        """Cut a document of the source into chunks and queue those not seen yet in this run, writing them
+        once :meth:`flush_size` wait; refuse an ``--id-field`` value seen before."""
+        self.documents += 1
+        documents, root, id_field, source = self.documents, self.root, self.id_field, self.source
+        pieces, trails, pages, pdf = self.chunk_document(key, text, meta)
+        if not pieces:
+            self.empty += 1
+            if pdf and not text:  # no text layer: iter_documents named it, with OCR advice (warned twice before)
+                self.textless_pdfs += 1
+            elif len(self.empty_named) < 3:
+                self.empty_named.append(_document_name(meta, root, documents, id_field, key))
+        id_key = key if root is None else f"{root}/{key}"
+        ids = [chunk_id(id_key, position, chunk) for position, chunk in enumerate(pieces)]
+        if self.text_keyed is not None and meta and pieces:  # a document without metadata keeps its text's key
+            self.text_keyed.append(_stored_under_text_key(self.store, text, key))
+            if len(self.text_keyed) >= TEXT_KEY_CHECKS:
+                self.settle_text_keys()
+        if id_field is not None:
+            if key in self.keys:
+                # the documents before it are stored, as the message says; not a new collection's first
+                # write, which decides (and fits) its coarse stage for good: on the 20 documents read so far,
+                # "auto" chose the raw prefix where the whole file got the learned stage (user tryout)
+                first = not getattr(self.store, "rotation_fitted", True)
+                if not first:
+                    self.flush()
+                raise DataError(f"{source}: document {documents} has the {id_field} {key!r} of document "
+                                f"{self.keys[key]}: the {id_field} values must be unique (a document's chunks are "
+                                "keyed by it, so a repeated one would replace the earlier document). "
+                                + ("Nothing was written (a new collection's first write fits its coarse stage on "
+                                   "the chunks it holds, so it waits for them). " if first else
+                                   "Nothing of this document was written; the earlier ones are stored. ")
+                                + "Fix the input or pass another --id-field")
+            self.keys[key] = documents
+        # every key, content keys too: the same document chunked otherwise (--chunk-words, --overlap)
+        # replaces its earlier chunks instead of adding a second copy; an empty document keeps them (a
+        # null text in a broken export deleted the stored document, while the warning said "not indexed")
+        if pieces:
+            self.pending_docs[key] = set(ids)
+        self.read_keys.add(key)
+        for position, (chunk, id_, trail) in enumerate(zip(pieces, ids, trails)):
+            # a PDF chunk says where to read it (user tryout: nothing but the file; the running header
+            # in a chunk named another page)
+            where = {"page": pages[position][0], "page_end": pages[position][1]} if pdf and pages else {}
+            self.chunks += 1
+            if id_ in self.seen:
+                self.duplicates += 1
+                continue
+            self.seen.add(id_)
+            self.pending_texts.append(chunk)
+            self.pending_meta.append({**meta, "doc": key, "chunk": position}
+                                     | ({SECTION_KEY: trail} if trail is not None else {}) | where)
+            self.pending_ids.append(id_)
+            if len(self.pending_texts) >= self.flush_size():
+                self.flush()
+
+    def flush(self) -> None:
+        """Write the chunks waiting (:meth:`write_pending`), then delete the earlier versions of their
+        documents (:meth:`remove_earlier_versions`)."""
+        if self.text_keyed is not None:
+            self.settle_text_keys()
+        if self.pending_texts:
+            self.write_pending()
+        if self.pending_docs:  # after the new chunks are stored: the earlier versions' chunks go
+            self.remove_earlier_versions()
+
+    def write_pending(self) -> None:
+        """Write the chunks waiting that are new or changed, in one write; the stored ones skipped unencoded."""
+        store, source, bar, batch_size = self.store, self.source, self.bar, self.batch_size
+        pending_texts, pending_meta, pending_ids = self.pending_texts, self.pending_meta, self.pending_ids
+        # a stored chunk whose metadata changed (a new --metadata-fields, an edited value) is rewritten:
+        # skip_existing alone kept the old metadata, and filters kept matching stale values
+        # one read tells the stored chunks (skipped unencoded) from the new and the changed (one write)
+        found = store.get(ids=pending_ids, include=["metadatas", "documents"])
+        stored_meta = dict(zip(found["ids"], found["metadatas"]))
+        # a chunk's text changed outside medrag index (update_document from Python) kept its id, which
+        # hashes the source's text: "already stored" for ever, --prune too (user tryout); written again
+        at = {id_: i for i, id_ in enumerate(pending_ids)}
+        changed_text = {id_ for id_, text in zip(found["ids"], found["documents"]) if text != pending_texts[at[id_]]}
+        todo = [i for i, id_ in enumerate(pending_ids)
+                if id_ not in stored_meta or id_ in changed_text
+                or not _same_metadata(stored_meta[id_], pending_meta[i])]
+        if changed_text:
+            logger.warning("%s: %d stored chunk(s) held another text than the source's (changed outside medrag "
+                           "index, e.g. with update_documents; e.g. %s): written again from the source", source,
+                           len(changed_text), sorted(changed_text)[0])
+        self.updated += sum(1 for i in todo if pending_ids[i] in stored_meta)
+        self.added += sum(1 for i in todo if pending_ids[i] not in stored_meta)  # counted, not read off len(store):
+        # another client of a server writing meanwhile made it "92 added, -32 already stored" (user tryout)
+        if todo:
+            # the write that fits the coarse stage holds thousands of chunks (minutes on a CPU): its
+            # own bar moves as they are encoded, where this one moves only after each write
+            store.add_texts([pending_texts[i] for i in todo], [pending_meta[i] for i in todo],
+                            ids=[pending_ids[i] for i in todo], batch_size=batch_size,
+                            show_progress=len(todo) > batch_size and not bar.disable)
+        bar.update(len(pending_texts))
+        pending_texts.clear(), pending_meta.clear(), pending_ids.clear()
+        if self.progress_lines and time.perf_counter() - self.last_line >= PROGRESS_LOG_SECONDS:
+            self.last_line = time.perf_counter()
+            logger.info("indexing %s: %d document(s) read, %d chunk(s): %d added, %d rewritten (%.0f s)", source,
+                        self.documents, self.chunks, self.added, self.updated, self.last_line - self.t0)
+        checkpoint = self.checkpoint
+        if checkpoint is not None and store.rotation_fitted:  # the first write is stored: its encodings too
+            _end_checkpoint(store, checkpoint, remove=True)
+            self.reused, self.checkpoint = checkpoint.reused, None
+
+    def remove_earlier_versions(self) -> None:
+        """Delete the stored chunks of the documents just written that this run's versions do not hold (of
+        this run's source only), and note the documents also stored under another folder."""
+        store, root, pending_docs = self.store, self.root, self.pending_docs
+        # a chunk id hashes its document key, so one set of this run's ids serves every key; ids
+        # first (the metadatas bring the packed full vectors along), then the metadatas of the
+        # chunks not rewritten only, which tell a folder's file from a record of the same key
+        found = store._chroma_call("find the earlier chunks of the documents", store.collection.get,
+                                   where={"doc": {"$in": list(pending_docs)}}, include=[])
+        current = set().union(*pending_docs.values())
+        others = [i for i in found["ids"] if i not in current]
+        found = store._chroma_call("read the earlier chunks of the documents", store.collection.get, ids=others,
+                                   include=["metadatas"]) if others else {"ids": []}
+        stale = [i for i, md in zip(found["ids"], found.get("metadatas") or []) if _of_source(md or {}, root)]
+        for md in found.get("metadatas") or []:  # the same files stored under another folder: moved?
+            other = (md or {}).get(FOLDER_KEY)
+            if root is not None and isinstance(other, str) and other != root:
+                self.elsewhere.setdefault(other, set()).add(md.get("doc"))
+        if stale:
+            store.delete(stale)
+            self.removed += len(stale)
+        pending_docs.clear()
+
+    def warn_left_out(self) -> None:
+        """After the run: warn about the titles or headings too long to count in the window, and the
+        documents without text."""
+        source, documents = self.source, self.documents
+        if self.long_titles > 1:
+            logger.warning("%s: %d document(s) had a %s taking half of the model's window or more (the first named "
+                           "above)", source, self.long_titles, self.title_field or "innermost heading")
+        if self.empty > self.textless_pdfs:
+            logger.warning("%s: %d of %d document(s) are empty (no text) and were not indexed; what was stored for "
+                           "them earlier is kept (e.g. %s)", source, self.empty - self.textless_pdfs, documents,
+                           ", ".join(self.empty_named))
+
+    def warn_stored_elsewhere(self) -> None:
+        """After the run: warn when most of a folder's files are also stored under another folder (the
+        folder moved or renamed, and indexed again beside its old copy)."""
+        source, root, documents = self.source, self.root, self.documents
+        if self.added and self.elsewhere:  # a renamed folder was indexed again beside its old copy: every hit twice
+            # (user tryout)
+            other, keys_there = max(self.elsewhere.items(), key=lambda kv: (len(kv[1]), kv[0]))
+            if 2 * len(keys_there) >= documents:
+                # a folder named alike in the other Unicode spelling (copied from macOS): a filter matches both
+                # spellings by default, so the advice without unicode_spellings=False deleted the new copy too
+                # (review)
+                exact = ", unicode_spellings=False" if unicodedata.normalize("NFC", other) == \
+                    unicodedata.normalize("NFC", root) else ""  # type: ignore[arg-type]
+                logger.warning("%s: %d of its %d file(s) are also stored under the folder %s: if the folder was "
+                               "moved or renamed, both copies are searched (each hit twice); delete the old one's "
+                               "chunks (store.delete(where={'folder': %r}%s)), and index with --folder-name NAME so "
+                               "that a later move keeps one source", source, len(keys_there), documents, other, other,
+                               exact)
 
 
 #: How many of a records file's first documents :func:`index_corpus` looks up under the key of their text
@@ -1839,3 +945,12 @@ def _run_index(args: argparse.Namespace) -> int:
                         "warnings above); the others are indexed: fix those files and index again (what is stored "
                         "is reused)")
     return 0
+
+
+# this module's public names, and the readers' and the chunker's (medrag.sources, medrag.chunking), imported
+# from here before they had modules of their own
+__all__ = ["CHUNK_KEYS", "CHUNK_OVERLAP", "CHUNK_WORDS", "FIELD_TYPES", "FOLDER_KEY", "FOLDER_SUFFIXES", "IndexReport",
+           "MAX_SENTENCE_WORDS", "MAX_WORD_CHARS", "MIN_TEXT_TOKENS", "PDF_CAUSES", "PIECE_WORDS", "PROGRESS_LOG_SECONDS",
+           "RECORD_SUFFIXES", "SECTION_KEY", "TEXT_KEY_CHECKS", "TEXT_SUFFIXES", "check_field_names",
+           "check_metadata_fields", "check_token_window", "chunk_id", "chunk_pages", "chunk_spans", "chunk_text",
+           "index_corpus", "iter_documents", "register", "run_index", "token_window", "word_count"]

@@ -27,7 +27,8 @@ from medrag.command import (add_store_location_arguments, check_store_location, 
 from medrag.embeddings import check_utf8
 from medrag.text_checks import is_blank
 from medrag.errors import CollectionMismatchError, DataError, InvalidInputError
-from medrag.indexing import FOLDER_KEY, SECTION_KEY
+from medrag.chunking import SECTION_KEY
+from medrag.sources import FOLDER_KEY
 from medrag.models import check_device
 
 if TYPE_CHECKING:

@@ -1,8 +1,8 @@
-"""Bulk indexing (``medrag index`` / ``medrag.indexing``): chunks, readers, resumability, CLI errors."""
+"""Bulk indexing (``medrag index`` / ``medrag.indexing``): resumability, edited and pruned documents, titles and
+sections, CLI errors; the chunker's own tests are in test_chunking.py, the readers' in test_sources.py."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import signal
@@ -17,7 +17,7 @@ import pytest
 from medrag import MatryoshkaChroma, MatryoshkaEmbeddings
 from medrag.cli import main
 from medrag.errors import DataError, InvalidInputError
-from medrag.indexing import chunk_id, chunk_text, index_corpus, iter_documents, token_window
+from medrag.indexing import chunk_id, chunk_text, index_corpus, iter_documents
 from tests.medrag.test_store import FakeMatryoshkaEmbeddings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,22 +25,6 @@ REPO = Path(__file__).resolve().parents[2]
 DOC = ("La ferritine basse traduit une carence en fer. Elle précède l'anémie ; la CRP aide à l'interpréter.\n"
        "Un bilan martial comprend fer sérique, transferrine et coefficient de saturation. "
        "Chez la femme enceinte, les besoins augmentent ! Faut-il supplémenter ? Souvent oui.")
-
-
-def test_chunks_are_whole_overlapping_sentences() -> None:
-    chunks = chunk_text(DOC, chunk_words=12, overlap=1)
-    assert len(chunks) > 2
-    for c in chunks[:-1]:
-        assert len(c.split()) >= 12
-    for a, b in zip(chunks, chunks[1:]):  # the last sentence of a chunk opens the next one
-        assert a.endswith(b.split(". ")[0].split(" ; ")[0].split("\n")[0]) or b.split()[0] in a
-    assert " ".join(DOC.split()).endswith(chunks[-1])
-    assert chunk_text(DOC, chunk_words=1000) == [" ".join(DOC.split())]
-    assert chunk_text("   ") == []
-    long = " ".join(["mot"] * 450)
-    assert [len(c.split()) for c in chunk_text(long, chunk_words=10, overlap=0, max_words=200)] == [200, 200, 50]
-    with pytest.raises(InvalidInputError):
-        chunk_text(DOC, chunk_words=0)
 
 
 def test_chunk_ids_are_stable_and_distinct() -> None:
@@ -51,153 +35,6 @@ def test_chunk_ids_are_stable_and_distinct() -> None:
 
 def _records(n: int) -> list[dict]:
     return [{"id": f"d{i}", "text": f"Document {i}. " + DOC, "product": f"P{i % 3}", "n": i} for i in range(n)]
-
-
-def test_every_reader_gives_the_same_documents(tmp_path) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    rows = _records(5)
-    (tmp_path / "a.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n")
-    with gzip.open(tmp_path / "a.jsonl.gz", "wt", encoding="utf-8") as fh:
-        fh.write("\n".join(json.dumps(r, ensure_ascii=False) for r in rows))
-    (tmp_path / "a.csv").write_text("id,text,product,n\n" + "".join(
-        f'{r["id"]},"{r["text"]}",{r["product"]},{r["n"]}\n' for r in rows))
-    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "a.parquet")
-    seen = []
-    for name in ("a.jsonl", "a.jsonl.gz", "a.csv", "a.parquet"):
-        docs = list(iter_documents(tmp_path / name, id_field="id", metadata_fields=["product"]))
-        seen.append([(k, t, m["product"]) for k, t, m in docs])
-    assert all(s == seen[0] for s in seen) and len(seen[0]) == 5
-    folder = tmp_path / "notes"
-    (folder / "sub").mkdir(parents=True)
-    (folder / "b.md").write_text("# Titre\nDu texte.")
-    (folder / "sub" / "a.txt").write_text("Autre texte.")
-    (folder / "ignored.pdf").write_text("x")
-    (folder / ".git").mkdir()
-    (folder / ".git" / "description.txt").write_text("Unnamed repository")
-    (folder / ".brouillon.md").write_text("x")
-    root = folder.resolve().as_posix()
-    assert [(k, m) for k, _, m in iter_documents(folder)] == [("b.md", {"source": "b.md", "folder": root}),
-                                                              ("sub/a.txt", {"source": "sub/a.txt", "folder": root})]
-    with pytest.raises(DataError, match=r"no \.txt/\.md/\.pdf file outside hidden folders \(2 hidden file\(s\) or "
-                                        r"folder\(s\) skipped, e\.g\. \.a\.txt\)"):
-        list(iter_documents(_only_hidden(tmp_path)))
-
-
-def test_a_folder_is_walked_once_without_entering_hidden_folders(tmp_path, monkeypatch, caplog) -> None:
-    """The folder was listed five times (three of them inside .git and .venv, with their thousands
-    of files): 2.7 s before the first file was read for a folder of 20,000 notes beside a .venv."""
-    import medrag.indexing
-
-    folder = tmp_path / "notes"
-    (folder / "sub").mkdir(parents=True)
-    (folder / "sub" / "a.txt").write_text("La TSH élevée.")
-    (folder / ".venv" / "lib").mkdir(parents=True)
-    (folder / ".venv" / "lib" / "LICENSE.txt").write_text("MIT")
-    (folder / ".brouillon.md").write_text("x")
-    (folder / "scan.docx").write_text("x")
-    walked: list[str] = []
-    real_walk = os.walk
-
-    def spy(top, *args, **kwargs):
-        for entry in real_walk(top, *args, **kwargs):
-            walked.append(Path(entry[0]).relative_to(folder).as_posix())
-            yield entry
-
-    monkeypatch.setattr(medrag.indexing.os, "walk", spy)
-    with caplog.at_level("INFO", logger="medrag.indexing"):
-        assert [k for k, _, _ in iter_documents(folder)] == ["sub/a.txt"]
-    assert walked == [".", "sub"]  # once, and not into .venv
-    assert "1 file(s) with hidden names skipped (e.g. .brouillon.md)" in caplog.text
-    assert "hidden folder(s) not walked: .venv/" in caplog.text
-    assert "1 file(s) of other types not indexed (.docx 1; e.g. scan.docx)" in caplog.text
-
-
-def test_notes_beside_a_store_are_read_and_a_folder_without_rights_is_named(tmp_path, monkeypatch, caplog) -> None:
-    """Review of the one-walk listing: the notes of a folder holding a Chroma store (chroma.sqlite3) were
-    left out in silence, and --prune deleted their chunks; Path.exists() inside a folder without read
-    rights raised PermissionError where the walk names the folder and goes on."""
-    import pathlib
-
-    folder = tmp_path / "notes"
-    (folder / "cardio").mkdir(parents=True)
-    (folder / "a.md").write_text("# A\nUn texte.")
-    (folder / "cardio" / "b.md").write_text("# B\nUn autre texte.")
-    (folder / "cardio" / "chroma.sqlite3").write_bytes(b"SQLite format 3\x00")
-    (folder / "cardio" / "index.bin").write_bytes(b"x")
-    (folder / "prive").mkdir()
-    (folder / "prive" / "c.txt").write_text("Secret.")
-    with caplog.at_level("WARNING", logger="medrag.indexing"):
-        assert [k for k, _, _ in iter_documents(folder)] == ["a.md", "cardio/b.md", "prive/c.txt"]
-    assert "other types" not in caplog.text  # the store's own files are not "other types" to convert
-
-    real_scandir = os.scandir
-
-    def scandir(path="."):
-        if Path(path).name == "prive":
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_scandir(path)
-
-    for attr in ("exists", "is_file", "is_symlink", "is_dir"):
-        original = getattr(pathlib.Path, attr)
-
-        def guarded(self, *args, _original=original, **kwargs):
-            if "prive" in self.parts:
-                raise PermissionError(13, "Permission denied", str(self))
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(pathlib.Path, attr, guarded)
-    monkeypatch.setattr(os, "scandir", scandir)
-    skipped: list[str] = []
-    assert [k for k, _, _ in iter_documents(folder, skipped=skipped, warn=False)] == ["a.md", "cardio/b.md"]
-    assert skipped == ["prive/"]
-
-
-def _only_hidden(tmp_path: Path) -> Path:
-    folder = tmp_path / "hidden-only"
-    (folder / ".obsidian").mkdir(parents=True)
-    (folder / ".obsidian" / "notes.md").write_text("x")
-    (folder / ".a.txt").write_text("x")
-    return folder
-
-
-def test_reader_errors_name_the_problem(tmp_path) -> None:
-    (tmp_path / "a.jsonl").write_text('{"texte": "x"}\n')
-    (tmp_path / "b.jsonl").write_text('{"text": "x"}\n{oops\n')
-    (tmp_path / "c.docx").write_text("x")
-    # a repeated column name kept its last column in silence, a short row gave None values (review)
-    (tmp_path / "d.csv").write_text("text,source,text\nun,a,deux\n")
-    (tmp_path / "e.csv").write_text("text,source\nun,a\ndeux\n")
-    cases = [(tmp_path / "a.jsonl", "no 'text' field"), (tmp_path / "b.jsonl", "b.jsonl:2"),
-             (tmp_path / "c.docx", "unsupported"), (tmp_path / "missing.jsonl", "does not exist"),
-             (tmp_path / "d.csv", "d.csv:1: the header names the column.s. 'text' more than once"),
-             (tmp_path / "e.csv", "e.csv:3: fewer fields than the header's 2 columns")]
-    for path, msg in cases:
-        with pytest.raises(DataError, match=msg):
-            list(iter_documents(path))
-    # "pass --text-field" read oddly when it was passed: a header line first, or one record without it
-    (tmp_path / "f.jsonl").write_text('{"format": "x", "version": 1}\n{"passage": "un"}\n')
-    with pytest.raises(DataError, match=r"f.jsonl:1: no 'passage' field .*, or remove a first line that is not a "
-                                        r"record \(a format header\)"):
-        list(iter_documents(tmp_path / "f.jsonl", text_field="passage"))
-    (tmp_path / "g.jsonl").write_text('{"passage": "un"}\n{"passage": "deux"}\n{"texte": "trois"}\n')
-    with pytest.raises(DataError, match=r"g.jsonl:3: no 'passage' field .*; the 2 record\(s\) before it have it: "
-                                        "every record needs it"):
-        list(iter_documents(tmp_path / "g.jsonl", text_field="passage"))
-
-
-def test_the_shipped_sample_indexes_past_its_header_line() -> None:
-    """medrag's own sample file opens with a format header: `medrag index` stopped on it (tryout)."""
-    from medrag.qa.sample import SAMPLE_FILE, load_sample_corpus
-    from importlib import resources
-
-    with resources.as_file(resources.files("medrag.data") / SAMPLE_FILE) as sample:
-        docs = list(iter_documents(sample, text_field="passage", id_field="passage_id"))
-        with pytest.raises(DataError, match="name the field that holds the text with --text-field"):  # not "the 1
-            list(iter_documents(sample))  # record(s) before it have it": the header is no record (review)
-    corpus = load_sample_corpus()
-    assert [d[0] for d in docs] == [p.passage_id for p in corpus.passages]
 
 
 class CountingFake(FakeMatryoshkaEmbeddings):
@@ -1044,18 +881,6 @@ def test_cli_a_failed_first_fit_does_not_lock_the_store_and_coarse_dim_is_kept(t
     _one_line(capsys, argv2 + ["--port", "8000"], "--host")  # the default's value was taken for no --port (user tryout)
 
 
-def test_text_without_whitespace_is_cut_so_what_follows_is_embedded() -> None:
-    """100,000 characters without a space were one "word", hence one chunk the model truncates, and the
-    sentence after it shared that chunk: it was never embedded."""
-    blob = "x" * 100_000
-    chunks = chunk_text(blob + " La ferritine basse traduit une carence en fer.", chunk_words=120, overlap=0)
-    assert max(len(c) for c in chunks) < 1_300  # a sentence is cut at max_words (200 words = 6 pieces of 200 characters)
-    assert "".join(c.replace(" ", "") for c in chunks).startswith(blob)  # nothing lost
-    assert chunks[-1].endswith("La ferritine basse traduit une carence en fer.") and len(chunks[-1]) < 1_300
-    assert chunk_text("a" * 450 + " b.", chunk_words=120) == [" ".join(["a" * 200, "a" * 200, "a" * 50, "b."])]
-    assert chunk_text("c" * 200 + " d.", chunk_words=120) == ["c" * 200 + " d."]  # up to 200 characters: a word
-
-
 def test_cli_an_unreachable_server_is_named_as_such(tmp_path, capsys) -> None:
     """It was "Chroma rejected the request to connect...": nothing rejected it, nothing answered."""
     from tests.medrag.conftest import _free_port
@@ -1106,7 +931,6 @@ def test_cli_no_progress_hides_every_bar_on_a_terminal(tiny_model_dir, tmp_path,
     err = capsys.readouterr().err
     assert ("Loading weights" in err) == bars, err[-500:]
     assert ("indexing" in err) == bars, err[-500:]
-
 
 
 def test_cli_source_checks_before_the_model(tmp_path, capsys, monkeypatch) -> None:
@@ -1209,81 +1033,6 @@ def test_a_folder_that_cannot_be_listed_is_named_and_its_stored_files_kept_by_pr
     assert "1 folder(s) that cannot be listed skipped (e.g. prive/ (Permission denied))" in caplog.text
     assert "no longer in it" not in caplog.text
     store.delete_collection()
-
-
-def test_the_empty_rows_of_a_spreadsheet_export_are_skipped_with_an_id_field(tmp_path, caplog) -> None:
-    """Excel FR ends an export with ";;" rows: without --id-field they were empty documents (skipped with a
-    warning), with it "no 'id' value" stopped the whole run (user tryout). A row with text and no id is
-    still an error."""
-    csv = tmp_path / "excel.csv"
-    csv.write_text("id;service;texte\n1;cardio;La troponine monte.\n2;endoc;La TSH explore la thyroïde.\n;;\n;;\n",
-                   encoding="utf-8")
-    with caplog.at_level("WARNING", logger="medrag.indexing"):
-        docs = list(iter_documents(csv, text_field="texte", id_field="id"))
-    assert [key for key, _, _ in docs] == ["1", "2"]
-    assert "2 record(s) with neither text nor 'id' value skipped" in caplog.text
-    # the Excel FR export's encoding: the error says how to convert it, as the folder's warning does (tryout)
-    csv.write_bytes("id;texte\n1;Fièvre élevée.\n".encode("cp1252"))
-    with pytest.raises(DataError, match=r"excel.csv:2: not UTF-8 text .*iconv -f cp1252 -t utf-8"):
-        list(iter_documents(csv, text_field="texte", id_field="id"))
-    csv.write_text("id;texte\n1;La troponine monte.\n;Une note sans id.\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"excel.csv:row 2: no 'id' value"):
-        list(iter_documents(csv, text_field="texte", id_field="id"))
-
-
-def test_every_skipped_file_is_named_with_its_own_reason(tmp_path, caplog, monkeypatch) -> None:
-    """A hospital folder: one file without read rights stopped the whole folder, the warnings named one
-    file per reason, and the first PDF's "encrypted" read as every skipped PDF's reason (user tryout).
-    Now an unreadable file is skipped (kept by --prune, as the others), each warning counts its files,
-    and -v names every one with its reason."""
-    import logging
-    import pathlib
-
-    folder = tmp_path / "partage"
-    folder.mkdir()
-    for name in ("a.txt", "m_protege.txt", "z.txt"):
-        (folder / name).write_text(f"Le document {name} parle de la ferritine.")
-    (folder / "latin1.txt").write_bytes("Fièvre élevée.".encode("latin-1"))
-    (folder / "cp1252.txt").write_bytes("Œdème du genou.".encode("cp1252"))
-    (folder / "b_tronque.pdf").write_bytes(b"%PDF-1.4\nnot really")
-    (folder / "c_faux.pdf").write_bytes(b"pas un PDF")
-    real = pathlib.Path.read_bytes
-
-    def read_bytes(self):
-        if self.name == "m_protege.txt":
-            raise PermissionError(13, "Permission denied")
-        return real(self)
-
-    monkeypatch.setattr(pathlib.Path, "read_bytes", read_bytes)
-    (folder / "d_protege.pdf").write_bytes(b"%PDF-1.4")  # no read rights: not "decrypt or repair" (review)
-    import builtins
-
-    import medrag.indexing
-
-    def guarded_open(file, *args, **kwargs):
-        if Path(file).name == "d_protege.pdf":
-            raise PermissionError(13, "Permission denied")
-        return builtins.open(file, *args, **kwargs)
-
-    monkeypatch.setattr(medrag.indexing, "open", guarded_open, raising=False)
-    skipped: list[str] = []
-    with caplog.at_level(logging.WARNING, logger="medrag.indexing"):
-        keys = [k for k, _, _ in iter_documents(folder, skipped=skipped)]
-    assert keys == ["a.txt", "z.txt"]
-    assert sorted(skipped) == ["b_tronque.pdf", "c_faux.pdf", "cp1252.txt", "d_protege.pdf", "latin1.txt",
-                               "m_protege.txt"]
-    text = caplog.text
-    assert "2 file(s) that cannot be read skipped (e.g. d_protege.pdf (cannot read: Permission denied))" in text
-    assert "1 .pdf file(s) that cannot be read skipped (damaged or truncated?) (e.g. b_tronque.pdf (cannot read it " \
-           "as a PDF" in text and "1 file(s) named .pdf that are not PDFs skipped (e.g. c_faux.pdf (not a PDF" in text
-    assert "2 file(s) not UTF-8 text skipped (e.g. cp1252.txt" in text and "; -v names them all" in text
-    caplog.clear()
-    with caplog.at_level(logging.INFO, logger="medrag.indexing"):
-        list(iter_documents(folder))
-    named = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
-    for name in ("b_tronque.pdf", "c_faux.pdf", "cp1252.txt", "d_protege.pdf", "latin1.txt", "m_protege.txt"):
-        assert sum(f": {name} (" in line for line in named) == 1, name
-    assert any("PDF not read: c_faux.pdf (" in line for line in named) and "-v names them all" not in caplog.text
 
 
 def test_reindexing_restores_a_chunk_whose_text_was_changed_outside_medrag_index(tmp_path, caplog) -> None:
@@ -1463,21 +1212,6 @@ def test_an_emptied_document_keeps_what_was_stored_for_it(tmp_path, caplog) -> N
     assert "3 of 6 document(s) are empty" in caplog.text and "earlier is kept" in caplog.text
 
 
-def test_whole_number_ids_read_as_floats_are_warned_about(tmp_path, caplog) -> None:
-    """A Parquet id column read as floats keys documents "1.0" where the same ids as integers key "1":
-    switching export format stored every document twice, without a word (user tryout)."""
-    floats = _jsonl(tmp_path / "f.jsonl", [{"id": 1.0, "text": "La TSH."}, {"id": 2.0, "text": "La CRP."}])
-    with caplog.at_level("WARNING", logger="medrag.indexing"):
-        keys = [key for key, _, _ in iter_documents(floats, id_field="id")]
-    assert keys == ["1.0", "2.0"]
-    assert "2 'id' value(s) are whole numbers stored as floats (e.g. '1.0')" in caplog.text and "('1')" in caplog.text
-    caplog.clear()
-    ints = _jsonl(tmp_path / "i.jsonl", [{"id": 1, "text": "La TSH."}, {"id": 2.5, "text": "La CRP."}])
-    with caplog.at_level("WARNING", logger="medrag.indexing"):
-        list(iter_documents(ints, id_field="id"))
-    assert "stored as floats" not in caplog.text
-
-
 def test_the_counts_are_this_runs_writes_whatever_other_clients_do(tmp_path) -> None:
     """"added" was the change in len(store): another client deleting meanwhile gave "92 added, -32
     already stored" on a server (user tryout)."""
@@ -1521,35 +1255,6 @@ def test_nan_metadata_is_left_out_and_the_chunk_keys_are_not_user_fields(tmp_pat
     store.delete_collection()
 
 
-def test_an_overlap_as_long_as_the_chunk_is_capped_at_half_of_it() -> None:
-    """--overlap 50 on 9-word sentences stepped one sentence per chunk: 987 chunks, 13x the words (found in review)."""
-    text = " ".join(f"Phrase numéro {i} sur le bilan martial du patient." for i in range(100))
-    # 5 sentences a chunk: overlaps 1 and 2 step 4 and 3 sentences, as before the cap
-    assert [len(chunk_text(text, chunk_words=40, overlap=o)) for o in (0, 1, 2)] == [20, 25, 33]
-    capped = chunk_text(text, chunk_words=40, overlap=50)
-    assert capped == chunk_text(text, chunk_words=40, overlap=3)  # at most 2 of a chunk's 5 sentences repeated
-    assert len(capped) == 49 and sum(len(c.split()) for c in capped) < 2.5 * len(text.split())  # was 987 chunks
-
-
-def test_no_chunk_sits_inside_the_previous_one() -> None:
-    """A short sentence before a long one: the one-sentence overlap made the next chunk that long
-    sentence alone, already whole in the previous chunk (2% of the shared French corpus's chunks)."""
-    long = " ".join(f"mot{i}" for i in range(130)) + "."
-    chunks = chunk_text("Introduction courte. " + long + " Conclusion finale.")
-    assert chunks == ["Introduction courte. " + long, "Conclusion finale."]
-    cut = chunk_text("Titre. " + " ".join(f"w{i}" for i in range(500)) + " Fin.")
-    assert [len(c.split()) for c in cut] == [201, 200, 101]
-    assert chunk_text("Un deux. Trois quatre cinq six. Sept huit. Neuf dix onze douze.", 3, 3) == [
-        "Un deux. Trois quatre cinq six.", "Sept huit. Neuf dix onze douze."]
-    for text in ("Introduction courte. " + long + " Conclusion finale.",
-                 "Titre. " + " ".join(f"w{i}" for i in range(500)) + " Fin.", DOC):
-        for words in (3, 12, 120):
-            chunks = chunk_text(text, words)
-            assert not any(b in a for a, b in zip(chunks, chunks[1:])), (words, chunks)
-    # the chunker before the fix, kept for the store benchmark's fixed corpus
-    assert chunk_text("Introduction courte. " + long + " Conclusion finale.", drop_repeats=False)[1] == long
-
-
 def test_cli_empty_flags_and_source_are_one_line_errors(tmp_path, capsys, monkeypatch) -> None:
     """--persist-dir "" and --host "" (an unset shell variable) gave a traceback, search --persist-dir ""
     made a store in the current folder, and index "" indexed the current folder recursively."""
@@ -1590,20 +1295,6 @@ def test_an_all_empty_source_is_an_error_and_empty_documents_are_counted(tmp_pat
     store.delete_collection()
 
 
-def test_a_file_name_that_is_not_utf8_is_skipped_with_a_warning(tmp_path, caplog) -> None:
-    """One Latin-1 file name stopped the whole folder with "metadata at index 0, key 'source' ..."."""
-    folder = tmp_path / "notes"
-    folder.mkdir()
-    (folder / "ok.txt").write_text("La TSH élevée oriente vers une hypothyroïdie.")
-    with open(os.path.join(os.fsencode(folder), b"caf\xe9.txt"), "w") as f:
-        f.write("La ferritine basse.")
-    os.symlink(tmp_path / "missing.txt", folder / "lien.txt")
-    with caplog.at_level("WARNING", logger="medrag.indexing"):
-        docs = list(iter_documents(folder))
-    assert [key for key, _, _ in docs] == ["ok.txt"]
-    assert "not UTF-8 skipped (e.g. 'caf\\\\xe9.txt')" in caplog.text and "1 broken link(s)" in caplog.text
-
-
 def test_python_api_argument_types(tmp_path) -> None:
     """metadata_fields="year" read the fields y, e, a, r; chunk_words="120" raised a bare TypeError."""
     (tmp_path / "a.jsonl").write_text('{"text": "x", "year": 2020}\n')
@@ -1626,21 +1317,6 @@ def test_python_api_argument_types(tmp_path) -> None:
 def _write_jsonl(path: Path, lines: list[str]) -> Path:
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path
-
-
-@pytest.mark.parametrize("line, kwargs, expected", [
-    # stopped the run at the write, after the model loaded: "text at index 1 is not valid UTF-8" (a batch position)
-    ('{"id": "s1", "text": "Texte avec \\ud83d coupé."}', {"id_field": "id"},
-     r"a\.jsonl:2: field 'text' holds a lone surrogate"),
-    ('{"id": "s1", "text": "ok.", "m": "x\\udc80"}', {"metadata_fields": ["m"]}, r"a\.jsonl:2: field 'm' holds a lone"),
-    ('{"id": NaN, "text": "La TSH."}', {"id_field": "id"}, r"a\.jsonl:2: no 'id' value"),  # it was the key "nan"
-    ('{"id": {"x": 1}, "text": "La TSH."}', {"id_field": "id"}, r"the 'id' value \{'x': 1\} is a dict"),  # its repr
-    ('{"id": [1, 2], "text": "La TSH."}', {"id_field": "id"}, r"the 'id' value \[1, 2\] is a list"),
-])
-def test_a_record_that_cannot_be_stored_is_named_by_its_line(tmp_path, line, kwargs, expected) -> None:
-    src = _write_jsonl(tmp_path / "a.jsonl", ['{"id": "a", "text": "Une ferritine basse."}', line])
-    with pytest.raises(DataError, match=expected):
-        list(iter_documents(src, **kwargs))
 
 
 def test_null_texts_big_ints_dates_and_lists_are_read_as_users_expect(tmp_path, caplog) -> None:
@@ -1731,34 +1407,6 @@ def test_a_folder_file_that_is_not_utf8_is_skipped_and_zero_width_text_is_empty(
         list(iter_documents(only))
 
 
-def test_utf16_files_are_read_and_other_file_types_and_twin_links_named(tmp_path, caplog) -> None:
-    """Windows Notepad's "Unicode" (UTF-16 with a BOM) was skipped with advice (iconv -f latin1) that made
-    text with a NUL between every letter, indexed without a word; .docx/.html files were left out in
-    silence; a link to a file of the same folder indexed it twice (user tryout)."""
-    folder = tmp_path / "notes"
-    folder.mkdir()
-    (folder / "notepad.txt").write_bytes("Note : héparine 5000 UI.".encode("utf-16"))  # with its BOM
-    (folder / "be.txt").write_bytes(b"\xfe\xff" + "Œdème.".encode("utf-16-be"))
-    (folder / "nul.txt").write_bytes("Note".encode("utf-16-le"))  # UTF-16 without a BOM: NULs
-    (folder / "u32.txt").write_bytes("Fièvre.".encode("utf-32"))  # its BOM starts with UTF-16's (review)
-    (folder / "padded.txt").write_bytes("Note de sortie : fièvre.".encode() + b"\0" * 2)  # an old export's padding
-    (folder / "cr.docx").write_bytes(b"PK\x03\x04")
-    (folder / "page.html").write_text("<p>x</p>")
-    (folder / ".cache").mkdir()
-    (folder / ".cache" / "x.bin").write_bytes(b"x")  # hidden: not named
-    (folder / "lien.txt").symlink_to(folder / "notepad.txt")
-    (folder / "index" / "1f0e").mkdir(parents=True)  # a store kept inside the folder: not named (user tryout)
-    (folder / "index" / "chroma.sqlite3").write_bytes(b"SQLite format 3\0")
-    (folder / "index" / "1f0e" / "data_level0.bin").write_bytes(b"x")
-    with caplog.at_level("WARNING", logger="medrag.indexing"):
-        docs = {key: text for key, text, _ in iter_documents(folder)}
-    assert docs == {"be.txt": "Œdème.", "notepad.txt": "Note : héparine 5000 UI.", "u32.txt": "Fièvre.",
-                    "padded.txt": "Note de sortie : fièvre."}  # indexed without its NULs (re-read: it was skipped)
-    assert "1 file(s) not UTF-8 text skipped (e.g. nul.txt (NUL characters" in caplog.text and "cp1252" in caplog.text
-    assert "2 file(s) of other types not indexed (.docx 1, .html 1; e.g. cr.docx)" in caplog.text
-    assert "1 link(s) to files of the same folder skipped (e.g. lien.txt -> notepad.txt)" in caplog.text
-
-
 def test_reserved_metadata_field_names_are_refused_before_the_model(tmp_path, capsys, monkeypatch) -> None:
     """``$type`` or ``chroma:document`` failed at the first write, after the model had loaded (audit)."""
     import medrag.embeddings
@@ -1783,35 +1431,6 @@ def test_prune_leaves_records_that_index_did_not_write(tmp_path) -> None:
     report = index_corpus(src, store, id_field="id", prune=True)
     assert report.pruned == 1 and sorted(store.get(include=[])["ids"])[-2:] == ["fer", "tsh"] and len(store) == 3
     store.delete_collection()
-
-
-def test_records_files_are_streamed_not_read_whole_for_the_first_record(tmp_path, monkeypatch) -> None:
-    """The check of a source's first record before the model loads read a whole CSV or Parquet file
-    (three to four whole reads per run: 18 s and 720 MB for a 30 MB CSV) (audit)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from medrag.qa.pairs import iter_records, read_records
-
-    csv_path = tmp_path / "a.csv"
-    csv_path.write_text("text,year\nLa TSH est basse.,2021\nLa CRP monte.,2019\nligne,de,trop\n", encoding="utf-8")
-    assert next(iter_documents(csv_path))[1] == "La TSH est basse."  # the bad last row is not reached
-    with pytest.raises(DataError, match=r"a\.csv:4: more fields than the header's 2 columns"):
-        read_records(csv_path)
-    rows = [{"text": f"texte {i}", "n": i} for i in range(10_000)]
-    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "a.parquet", row_group_size=1000)
-    assert list(iter_records(tmp_path / "a.parquet")) == rows == read_records(tmp_path / "a.parquet")
-    # the first record of a Parquet file is read without converting the whole table (review)
-    read: list[int] = []
-
-    class Counting(pq.ParquetFile):
-        def iter_batches(self, *args, **kwargs):
-            for batch in super().iter_batches(*args, **kwargs):
-                read.append(batch.num_rows)
-                yield batch
-
-    monkeypatch.setattr(pq, "ParquetFile", Counting)
-    assert next(iter_documents(tmp_path / "a.parquet"))[1] == "texte 0" and 0 < sum(read) < len(rows)
 
 
 # ---------------------------------------------------------------------------- December 5 (failed before its fix)
@@ -1954,43 +1573,6 @@ def test_a_title_field_with_a_type_is_refused_and_a_number_title_is_its_text(tmp
     store.delete_collection()
 
 
-def _words(text: str) -> int:
-    """A token counter for the window tests: two tokens of prompt, then one a word."""
-    return 2 + len(text.split())
-
-
-def test_chunks_are_cut_to_the_token_window() -> None:
-    """Word counts alone overflowed the model's window on dense text (a 256-word leaflet chunk took 805
-    e5 tokens): its end was not encoded."""
-    plain = chunk_text(DOC, chunk_words=30, overlap=1)
-    assert max(_words(c) for c in plain) > 12
-    cut = chunk_text(DOC, chunk_words=30, overlap=1, max_tokens=12, count_tokens=_words)
-    assert all(_words(c) <= 12 for c in cut) and len(cut) > len(plain)
-    # every word is still in a chunk, in order (overlapping sentences repeat)
-    words = " ".join(DOC.split()).split()
-    assert set(words) <= {w for c in cut for w in c.split()}
-    assert cut[0].split()[:3] == words[:3] and cut[-1].split()[-2:] == words[-2:]
-    # a window nothing overflows changes nothing
-    assert chunk_text(DOC, chunk_words=30, overlap=1, max_tokens=1000, count_tokens=_words) == plain
-    # a sentence over the window alone is cut into the longest runs that fit; a word over it stays whole
-    long = " ".join(f"mot{i}" for i in range(25))
-    assert [len(c.split()) for c in chunk_text(long, max_tokens=10, count_tokens=_words)] == [8, 8, 8, 1]
-    assert chunk_text("anticonstitutionnellement", max_tokens=2, count_tokens=lambda t: 5) == [
-        "anticonstitutionnellement"]
-
-
-@pytest.mark.parametrize("kwargs, message", [
-    ({"max_tokens": 12}, "max_tokens and count_tokens go together"),
-    ({"count_tokens": _words}, "max_tokens and count_tokens go together"),
-    ({"max_tokens": 0, "count_tokens": _words}, "max_tokens must be an int >= 1"),
-    ({"max_tokens": True, "count_tokens": _words}, "max_tokens must be an int >= 1"),
-    ({"max_tokens": 12, "count_tokens": 3}, "count_tokens must be a function"),
-])
-def test_a_bad_token_window_is_refused(kwargs, message) -> None:
-    with pytest.raises(InvalidInputError, match=message):
-        chunk_text(DOC, **kwargs)
-
-
 def test_index_corpus_cuts_chunks_to_the_models_window(tiny_model_dir, tmp_path) -> None:
     """The default ``max_tokens="model"``: no stored chunk is truncated by the model (the tiny model's
     window is 64 tokens), the title counted; ``None`` keeps word counts alone (and the model warns)."""
@@ -2019,19 +1601,6 @@ def test_index_corpus_cuts_chunks_to_the_models_window(tiny_model_dir, tmp_path)
     store.delete_collection()
 
 
-def test_the_token_window_of_embeddings_without_a_tokenizer(caplog) -> None:
-    fake = FakeMatryoshkaEmbeddings()
-    assert token_window(fake, None) == (None, None)
-    with caplog.at_level("INFO", logger="medrag.indexing"):
-        assert token_window(fake, "model") == (None, None)
-    assert "cannot count tokens: chunks are cut by words only" in caplog.text
-    with pytest.raises(InvalidInputError, match="cannot count tokens; pass max_tokens=None"):
-        token_window(fake, 32)
-    for bad in ("Model", 0, 2.5, True):
-        with pytest.raises(InvalidInputError, match="max_tokens must be 'model', None or an int >= 1"):
-            token_window(fake, bad)
-
-
 def test_cli_max_tokens(tiny_model_dir, tmp_path, capsys, caplog) -> None:
     for bad, message in (("beaucoup", "expected 'model', 'none' or a number of tokens"), ("0", "must be >= 1")):
         with pytest.raises(SystemExit) as exit_:
@@ -2053,31 +1622,6 @@ def test_cli_max_tokens(tiny_model_dir, tmp_path, capsys, caplog) -> None:
         assert main(["index", str(tmp_path / "a.jsonl"), "--persist-dir", db, "--model", str(tiny_model_dir),
                      "--max-tokens", "8", "--no-progress"]) == 0
     assert caplog.text.count("a token window of 8") == 1  # once, not from the check and the run (review)
-
-
-def test_a_window_leaving_a_few_tokens_of_text_is_warned_about(tiny_model_dir, caplog) -> None:
-    """--max-tokens 5 rebuilt the index into one-word chunks without a word (user tryout)."""
-    emb = MatryoshkaEmbeddings(str(tiny_model_dir))
-    overhead = emb.count_tokens(["x"])[0] - 1
-    with caplog.at_level("WARNING", logger="medrag.indexing"):
-        assert token_window(emb, 5, option="--max-tokens ")[0] == 5
-    assert f"a token window of 5 (--max-tokens, max_tokens=) leaves {max(5 - overhead, 0)} token(s)" in caplog.text
-    caplog.clear()
-    with caplog.at_level("WARNING", logger="medrag.indexing"):
-        token_window(emb, overhead + 32)
-        token_window(emb, "model")
-    assert caplog.text == ""
-
-
-def test_a_chunk_cut_to_the_window_never_sits_inside_the_previous_one() -> None:
-    """The window cut [s0, s1] to fit, the overlap restarted at s1, and [s1, s2] overflowing again
-    left the chunk [s1], already stored (review: 35 of 12,349 leaflet chunks)."""
-    text = "a1 a2 a3. b1 b2 b3. c0 c1 c2 c3 c4 c5 c6 c7. d1 d2."
-    cut = chunk_text(text, chunk_words=5, overlap=1, max_tokens=9, count_tokens=_words)
-    assert all(_words(c) <= 9 for c in cut)
-    for a, b in zip(cut, cut[1:]):
-        assert b not in a, cut
-    assert cut == ["a1 a2 a3. b1 b2 b3.", "c0 c1 c2 c3 c4 c5 c6", "c7. d1 d2."]
 
 
 def test_a_title_taking_half_the_window_is_not_counted_and_is_named(tiny_model_dir, tmp_path, caplog) -> None:

@@ -61,7 +61,7 @@ def test_parquet_dates_decimals_and_lists_are_kept(tmp_path, caplog):
 def test_a_list_mixing_types_is_left_out_before_the_write(tmp_path, caplog):
     src = _parquet(tmp_path / "mixed.parquet", {"text": ["La TSH."], "codes": [["E11", "E11.9"]]})
     assert list(iter_documents(src, metadata_fields=["codes"]))[0][2] == {"codes": ["E11", "E11.9"]}
-    from medrag.indexing import _storable
+    from medrag.sources import _storable
 
     assert not _storable([1, "a"]) and not _storable([]) and _storable([1, 2]) and not _storable([True, 1])
 

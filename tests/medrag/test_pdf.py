@@ -9,8 +9,8 @@ import logging
 import chromadb
 import pytest
 
-import medrag.indexing
 import medrag.pdf
+import medrag.sources
 from medrag import MatryoshkaChroma
 from medrag.errors import DataError, InvalidInputError
 from medrag.indexing import index_corpus, iter_documents
@@ -136,7 +136,7 @@ def test_a_folder_indexes_its_pdfs_beside_its_text_files(tmp_path, caplog) -> No
 
 
 def test_without_pypdf_the_pdfs_are_named_with_the_install_command(tmp_path, monkeypatch, caplog) -> None:
-    monkeypatch.setattr(medrag.indexing, "pdf_available", lambda: False)
+    monkeypatch.setattr(medrag.sources, "pdf_available", lambda: False)
     monkeypatch.setattr(medrag.pdf, "pdf_available", lambda: False)
     folder = tmp_path / "docs"
     folder.mkdir()
