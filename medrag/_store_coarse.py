@@ -29,7 +29,11 @@ logger = logging.getLogger("medrag.store")  # the store's messages keep one logg
 
 class CoarseStage:
     """The coarse-stage part of :class:`~medrag.store.MatryoshkaChroma`: fitting, recording and applying
-    its stage-1 projection (see the module docstring)."""
+    its stage-1 projection (see the module docstring).
+
+    A mixin: it holds no state of its own. Every attribute its methods use is set in
+    ``MatryoshkaChroma.__init__`` (``tests/test_architecture.py`` checks it), so that one place lists a
+    store's state."""
 
     def _encode_pseudo_queries(self, queries: list[str]) -> np.ndarray:
         """The learned coarse fit's pseudo-queries encoded as queries (as documents for LangChain

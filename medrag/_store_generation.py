@@ -42,7 +42,11 @@ _INDEX_GUARD = threading.Lock()
 
 
 class WriteGenerations:
-    """The write-generation part of :class:`~medrag.store.MatryoshkaChroma` (see the module docstring)."""
+    """The write-generation part of :class:`~medrag.store.MatryoshkaChroma` (see the module docstring).
+
+    A mixin: it holds no state of its own. Every attribute its methods use is set in
+    ``MatryoshkaChroma.__init__`` (``tests/test_architecture.py`` checks it), so that one place lists a
+    store's state."""
 
     def _check_process(self) -> None:
         """Refuse, rather than hang, in a process forked after this embedded store opened; and, on a

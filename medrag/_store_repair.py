@@ -236,7 +236,11 @@ def _replay(records: dict[str, tuple[str | None, dict[str, Any]]], op: str, id_:
 
 class VectorIndexRepair:
     """The repair part of :class:`~medrag.store.MatryoshkaChroma`: the opening's check of an
-    embedded collection's vector index, and its rebuild from the records (see the module docstring)."""
+    embedded collection's vector index, and its rebuild from the records (see the module docstring).
+
+    A mixin: it holds no state of its own. Every attribute its methods use is set in
+    ``MatryoshkaChroma.__init__`` (``tests/test_architecture.py`` checks it), so that one place lists a
+    store's state."""
 
     def _check_vector_index(self, persist: str | None, repair: bool) -> str | None:
         """Read the collection once through its HNSW index and, in an embedded folder this process owns

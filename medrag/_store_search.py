@@ -79,7 +79,11 @@ class FunnelResult:
 
 
 class FunnelSearch:
-    """The search part of :class:`~medrag.store.MatryoshkaChroma` (see the module docstring)."""
+    """The search part of :class:`~medrag.store.MatryoshkaChroma` (see the module docstring).
+
+    A mixin: it holds no state of its own. Every attribute its methods use is set in
+    ``MatryoshkaChroma.__init__`` (``tests/test_architecture.py`` checks it), so that one place lists a
+    store's state."""
 
     @property
     def lexical_weight(self) -> float | str:

@@ -63,7 +63,11 @@ def _same_metadata(stored: dict[str, Any], given: dict[str, Any]) -> bool:
             == {k: _plain(v) for k, v in given.items() if v is not None})
 
 class RecordWrites:
-    """The write part of :class:`~medrag.store.MatryoshkaChroma` (see the module docstring)."""
+    """The write part of :class:`~medrag.store.MatryoshkaChroma` (see the module docstring).
+
+    A mixin: it holds no state of its own. Every attribute its methods use is set in
+    ``MatryoshkaChroma.__init__`` (``tests/test_architecture.py`` checks it), so that one place lists a
+    store's state."""
 
     def _encode(self, texts: list[str], *, query: bool) -> np.ndarray:
         self._check_process()

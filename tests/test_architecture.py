@@ -91,3 +91,32 @@ def test_every_module_is_in_the_module_map() -> None:
                if p.name not in ("__init__.py", "__main__.py")}
     assert sorted(modules - mapped) == [], "add them to docs/architecture.md's module map"
     assert sorted(mapped - modules) == [], "the module map names modules that no longer exist"
+
+
+def test_the_store_parts_use_only_the_state_that_the_store_sets_up() -> None:
+    """MatryoshkaChroma is split by concern into mixins (``medrag/_store_*.py``); a newcomer reads its
+    state in one place, ``__init__``: an attribute that a part assigns must be set up there too."""
+    from medrag.store import MatryoshkaChroma
+
+    def assigned(node: ast.AST) -> set[str]:
+        names = set()
+        for sub in ast.walk(node):
+            targets = (sub.targets if isinstance(sub, ast.Assign) else [sub.target]
+                       if isinstance(sub, (ast.AnnAssign, ast.AugAssign)) else [])
+            for target in targets:
+                for t in ast.walk(target):
+                    if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self":
+                        names.add(t.attr)
+        return names
+
+    store_tree = ast.parse((REPO / "medrag" / "store.py").read_text(encoding="utf-8"))
+    init = next(n for n in ast.walk(store_tree) if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+    set_up = assigned(init)
+    parts = [cls for cls in MatryoshkaChroma.__mro__[1:] if cls.__module__.startswith("medrag.")]
+    assert len(parts) >= 5, parts
+    for part in parts:
+        tree = ast.parse((REPO / (part.__module__.replace(".", "/") + ".py")).read_text(encoding="utf-8"))
+        cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == part.__name__)
+        assert not [n for n in cls.body if isinstance(n, (ast.Assign, ast.AnnAssign))], f"{part.__name__}: class state"
+        missing = sorted(assigned(cls) - set_up)
+        assert missing == [], f"{part.__name__} sets {missing}, which MatryoshkaChroma.__init__ does not"
