@@ -116,7 +116,6 @@ def checked_arguments(function: F) -> F:
     what the function does take (``MatryoshkaEmbeddings(dimensions=64)``, OpenAI's spelling, now
     names ``dimension``). Nothing runs before the binding fails, and a call that binds costs nothing."""
     signature = inspect.signature(function)
-    name = function.__qualname__.removesuffix(".__init__")
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -126,6 +125,9 @@ def checked_arguments(function: F) -> F:
             try:
                 signature.bind(*args, **kwargs)
             except TypeError as exc:  # the call itself was wrong, not something inside the function
+                # read now, not when decorated: a method that a mixin defines is named as its class's
+                # (medrag.store renames the parts' methods MatryoshkaChroma.<name>)
+                name = wrapper.__qualname__.removesuffix(".__init__")
                 taken = [p for p in signature.parameters if p != "self" and not p.startswith("_")]
                 keyword_only = [p for p in taken if signature.parameters[p].kind is inspect.Parameter.KEYWORD_ONLY]
                 if keyword_only and len(keyword_only) < len(taken):  # "query, k, filter, *, candidates" (review)

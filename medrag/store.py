@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 import os
 import threading
@@ -64,9 +65,9 @@ from medrag._store_search import FunnelHit, FunnelResult, FunnelSearch
 from medrag._store_writes import _PROGRESS_MIN, RecordWrites
 from medrag._store_coarse import CoarseStage
 from medrag._store_generation import WriteGenerations
-from medrag._store_checks import (_LEGACY_HNSW_PREFIX, _check_collection_name, _check_documents, _check_hnsw, _check_ids,
-                                  _check_int, _legacy_hnsw_metadata, _plain, _with_ids, check_metadata_key,
-                                  check_search_sizes)
+from medrag._store_checks import (_LEGACY_HNSW_PREFIX, HYBRID_KWARGS, RETRIEVER_KWARGS, _check_collection_name,
+                                  _check_documents, _check_hnsw, _check_ids, _check_int, _legacy_hnsw_metadata, _plain,
+                                  _with_ids, check_metadata_key, check_search_sizes)
 from medrag._store_contract import (AUTO_LEARNED_MIN_TEXTS, COMMITTED_KEY, CONTRACT_KEYS, DEFAULT_CANDIDATES,
                                     DEFAULT_COARSE_DIM, DEFAULT_COLLECTION, DEFAULT_EF_SEARCH, DEFAULT_FULL_ENCODING,
                                     FULL_KEY, GENERATION_KEY, ROTATION_KEY, ROTATIONS, STORE_SCHEMA_VERSION,
@@ -1223,6 +1224,28 @@ class MatryoshkaChroma(FunnelSearch, RecordWrites, CoarseStage, WriteGenerations
                            total, after[0], "; another client wrote to it" if after[1] != before else "")
 
 
+def _name_as_store_methods(cls: type) -> None:
+    """Name the methods of ``cls``'s parts (the mixins of ``medrag/_store_*.py``) as ``cls``'s own:
+    Python's and medrag's argument errors, ``help()`` and tracebacks name ``MatryoshkaChroma.get_full_vectors``,
+    not ``FunnelSearch.get_full_vectors``, a class users never meet (review of the split)."""
+    for part in cls.__mro__[1:]:
+        if not part.__module__.startswith("medrag._store_"):
+            continue
+        for attr, member in vars(part).items():
+            member = getattr(member, "__func__", member)  # staticmethod, classmethod
+            functions = [getattr(member, side, None) for side in ("fget", "fset", "fdel")] \
+                if isinstance(member, property) else [member]
+            for function in functions:
+                while inspect.isfunction(function):  # a decorated method, then the function it wraps
+                    function.__qualname__ = f"{cls.__name__}.{attr}"
+                    if hasattr(function.__code__, "co_qualname"):  # Python >= 3.11 names the code's in TypeErrors
+                        function.__code__ = function.__code__.replace(co_qualname=function.__qualname__)
+                    function = getattr(function, "__wrapped__", None)
+
+
+_name_as_store_methods(MatryoshkaChroma)
+
+
 def drop_collection(persist_directory: str | os.PathLike[str], name: str) -> bool:
     """Drop the collection ``name`` of an embedded folder with what medrag keeps beside it (its rows
     of the vector copy, its lexical index file, its HNSW folders), whatever model built it (a store
@@ -1270,4 +1293,5 @@ def drop_collection(persist_directory: str | os.PathLike[str], name: str) -> boo
 __all__ = ["MatryoshkaChroma", "FunnelHit", "FunnelResult", "drop_collection", "AUTO_LEARNED_MIN_TEXTS",
            "DEFAULT_CANDIDATES", "DEFAULT_COARSE_DIM", "DEFAULT_EF_SEARCH", "COMMITTED_KEY", "CONTRACT_KEYS",
            "DEFAULT_FULL_ENCODING", "FULL_KEY", "GENERATION_KEY", "ROTATION_KEY", "ROTATIONS", "STORE_SCHEMA_VERSION",
-           "check_metadata_key", "check_search_sizes", "default_coarse_dim", "recorded_prompts"]
+           "HYBRID_KWARGS", "RETRIEVER_KWARGS", "check_metadata_key", "check_search_sizes", "default_coarse_dim",
+           "recorded_prompts"]

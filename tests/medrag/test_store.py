@@ -3368,6 +3368,19 @@ def test_langchain_chromas_vector_and_relevance_by_vector_methods(store: Matryos
         store.similarity_search_with_vectors(TEXTS[3], 3, None, {"$contains": "passage"})
 
 
+def test_argument_errors_name_the_store_not_the_part_that_defines_the_method(store: MatryoshkaChroma) -> None:
+    """MatryoshkaChroma is written in parts (mixins); its argument errors named the part
+    ("FunnelSearch.get_full_vectors(): ...", "CoarseStage.next_write_size()"), a class users never meet
+    (review of the split)."""
+    with pytest.raises(InvalidArgumentError, match=r"^MatryoshkaChroma\.get_full_vectors\(\): .*dimensions.*it takes ids"):
+        store.get_full_vectors(["a"], dimensions=3)
+    with pytest.raises(InvalidArgumentError, match=r"^MatryoshkaChroma\.next_write_size\(\): too many"):
+        store.next_write_size(10, 20)
+    with pytest.raises(TypeError, match=r"^MatryoshkaChroma\.similarity_search\(\) missing"):
+        store.similarity_search()
+    assert type(store).write_generation.fget.__qualname__ == "MatryoshkaChroma.write_generation"
+
+
 def test_a_collection_deleted_by_another_store_object_says_what_to_do(client, fake) -> None:
     """The store that deleted it said what to do; another store object on it did not (user tryout)."""
     name = _name()
