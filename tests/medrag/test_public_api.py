@@ -29,6 +29,27 @@ def test_all_equals_the_public_names() -> None:
     assert dir(medrag) == sorted(medrag.__all__)
 
 
+
+def test_the_split_modules_keep_their_public_names() -> None:
+    """medrag.store and medrag.indexing were split into parts (December 8); the names users import from
+    them stay there: each module's ``__all__`` names what it defines or re-exports, and holds every
+    public name it defined before the split."""
+    import importlib
+
+    before = {"medrag.store": {"MatryoshkaChroma", "FunnelHit", "FunnelResult", "drop_collection", "CONTRACT_KEYS",
+                               "FULL_KEY", "GENERATION_KEY", "COMMITTED_KEY", "ROTATION_KEY", "ROTATIONS",
+                               "DEFAULT_CANDIDATES", "DEFAULT_COARSE_DIM", "DEFAULT_EF_SEARCH", "DEFAULT_FULL_ENCODING",
+                               "AUTO_LEARNED_MIN_TEXTS", "STORE_SCHEMA_VERSION", "HYBRID_KWARGS", "RETRIEVER_KWARGS",
+                               "check_metadata_key", "check_search_sizes", "default_coarse_dim", "recorded_prompts"},
+              "medrag.indexing": {"index_corpus", "iter_documents", "chunk_text", "chunk_spans", "chunk_id",
+                                  "token_window", "IndexReport", "CHUNK_WORDS", "CHUNK_OVERLAP", "FOLDER_KEY",
+                                  "SECTION_KEY", "PROGRESS_LOG_SECONDS", "TEXT_KEY_CHECKS", "register", "run_index"}}
+    for name, names in before.items():
+        module = importlib.import_module(name)
+        assert [n for n in module.__all__ if not hasattr(module, n)] == [], name
+        assert sorted(names - set(module.__all__)) == [], name
+
+
 def test_unknown_attribute_is_an_attribute_error() -> None:
     try:
         medrag.no_such_name  # noqa: B018
