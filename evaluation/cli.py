@@ -136,6 +136,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="record scores and recommendations in matryoshka.json of each --model that is a folder "
                         "(enables dimension='auto')")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
+    p.add_argument("--export-runs", type=int, nargs="?", const=100, default=None, metavar="DEPTH",
+                   help="also write each model's ranking at each size as a TREC run, DEPTH documents per query "
+                        "(default 100), with the judgements (run_<model>_<size>.trec, qrels.trec): trec_eval or "
+                        "ranx recompute any metric from them")
     p.add_argument("--store", action="store_true",
                    help="also evaluate the two-stage store (coarse + rerank) against flat and coarse-only search")
     p.add_argument("--coarse-dim", type=int, default=None,
@@ -171,7 +175,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 #: Options that only one mode reads (a run in another mode refuses them instead of ignoring them).
 _SUITE_ONLY = ("part", "pilot", "max_queries", "max_passages", "domains", "leaflet_queries", "data_root")
 _DATA_ONLY = ("split", "eval_fraction", "split_seed", "question_column", "answer_column", "limit", "confidence",
-              "test", "balanced_tolerance", "edge_tolerance", "write_metadata", "no_plot")
+              "test", "balanced_tolerance", "edge_tolerance", "write_metadata", "no_plot", "export_runs")
 _STORE_ONLY = ("coarse_dim", "candidates", "candidates_sweep")
 _HYBRID_ONLY = ("lexical_weight", "fusion", "analyzer")
 _PILOT_ONLY = ("max_queries", "max_passages")
@@ -226,6 +230,8 @@ def _check_values(args: argparse.Namespace) -> None:
     for flag, value in (("--seed", args.seed), ("--split-seed", args.split_seed)):
         if value is not None and value < 0:  # --seed -1: numpy's traceback after all the encoding
             raise DataError(f"{flag} must be >= 0, got {value}")
+    if args.export_runs is not None and args.export_runs < 1:
+        raise DataError(f"--export-runs must be >= 1 (documents per query in each run), got {args.export_runs}")
     if args.limit is not None and args.limit < 1:  # the library's "limit must be >= 1" named no flag
         raise DataError(f"--limit must be >= 1 (the number of held-out pairs to score), got {args.limit}")
     bad = [s for s in args.sizes or () if s < 1]
@@ -351,7 +357,8 @@ def _check_modes(args: argparse.Namespace) -> None:
     hybrid = [f"{_hybrid_suite_name(i, n_models)}.{e}" for i in range(n_models) for e in ("md", "json")] \
         if args.hybrid else []
     check_report_folder(args.out, ["suite.md", "suite.json", *hybrid] if args.suite else
-                        report_file_names(n_models, args.primary_metric or PRIMARY_METRIC, not args.no_plot))
+                        report_file_names(n_models, args.primary_metric or PRIMARY_METRIC, not args.no_plot)
+                        + (["qrels.trec"] if args.export_runs else []))
 
 
 def _hybrid_suite_name(i: int, n_models: int) -> str:
@@ -598,7 +605,7 @@ def _evaluate_checked(args: argparse.Namespace, warnings: list[str]) -> int:
         confidence=args.confidence, test=args.test, n_resamples=args.resamples,
         balanced_tolerance=args.balanced_tolerance, edge_tolerance=args.edge_tolerance, seed=args.seed,
         labels=args.label, command=command_line(args), device=args.device, batch_size=args.batch_size,
-        show_progress=_progress(args), more_queries=_more_queries(args))
+        show_progress=_progress(args), more_queries=_more_queries(args), run_depth=args.export_runs or 0)
     if args.store:
         for emb, m in zip(embeddings, report.models):
             report.store[m.label] = evaluate_store(emb, task, coarse_dim=args.coarse_dim,

@@ -29,7 +29,7 @@ import numpy as np
 
 from evaluation.cache import EmbeddingCache
 from evaluation.metrics import DEFAULT_METRICS, PRIMARY_METRIC, parse_metric
-from evaluation.report import EvaluationReport, records_warnings
+from evaluation.report import EvaluationReport, check_trec_ids, records_warnings
 from evaluation.recommend import BALANCED_TOLERANCE, EDGE_TOLERANCE, Recommendations, recommend_sizes
 from evaluation.retrieval import FEW_QUERIES, SizeResult, evaluate_vectors, warn_if_few_queries  # noqa: F401 (FEW_QUERIES: its old home)
 from evaluation.stats import (CONFIDENCE, MIN_BOOTSTRAP, N_BOOTSTRAP, N_PERMUTATIONS, PAIRED_TESTS,
@@ -109,6 +109,7 @@ def evaluate_models(
     batch_size: int = DEFAULT_BATCH_SIZE,
     show_progress: bool | None = None,
     more_queries: str = "",
+    run_depth: int = 0,
 ):
     """Evaluate ``models`` on ``task`` and return an :class:`~evaluation.report.EvaluationReport`.
 
@@ -131,6 +132,10 @@ def evaluate_models(
         device / batch_size / show_progress: passed to :class:`medrag.MatryoshkaEmbeddings` for specs.
         more_queries: how the task's source gives more queries, added to the warning about a task of
             fewer than 30 (the CLI names its options where they apply).
+        run_depth: keep each model's ranking at each size, this many documents per query (0: none),
+            for :meth:`~evaluation.report.EvaluationReport.write` to write as TREC run files beside the
+            task's judgements (``medrag evaluate --export-runs``): trec_eval, ranx or a fused run of
+            another system score them the same way.
     """
     if isinstance(models, (str, bytes)) or is_encoder(models):
         raise InvalidInputError("models is a list of model specs or encoders (e.g. [spec]), got one model")
@@ -150,6 +155,11 @@ def evaluate_models(
     if dims is not None and (not isinstance(dims, list) or not dims or not all(
             isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 1 for d in dims)):
         raise InvalidInputError(f"dims must be a non-empty list of sizes >= 1 (or None: the trained sizes), got {dims!r}")
+    if isinstance(run_depth, bool) or not isinstance(run_depth, int) or run_depth < 0:
+        raise InvalidInputError(f"run_depth must be an int >= 0 (0: no ranking kept), got {run_depth!r}")
+    if run_depth:  # before any encoding: the TREC files could not hold them
+        check_trec_ids(task.queries, "query")
+        check_trec_ids(task.corpus, "document")
     seeded_rng(seed)  # a negative seed failed in the bootstrap, after every model had encoded the task
     for name, value in (("n_bootstrap", n_bootstrap), ("n_resamples", n_resamples)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -200,7 +210,7 @@ def evaluate_models(
         q = cache.encode(emb, list(task.queries.values()), side="query")
         d = cache.encode(emb, list(task.corpus.values()), side="document")
         t1 = time.perf_counter()
-        per_size = evaluate_vectors(task, q, d, sizes, metrics)
+        per_size = evaluate_vectors(task, q, d, sizes, metrics, run_depth)
         t2 = time.perf_counter()
         cis = {dim: _cis(res, metrics, n_bootstrap, confidence, seed) for dim, res in per_size.items()}
         top = max(sizes)
@@ -226,7 +236,8 @@ def evaluate_models(
                 "cache_hits": cache.hits, "cache_misses": cache.misses}
     return EvaluationReport(task_info=_task_info(task), metrics=metrics, primary_metric=primary_metric,
                             models=results, comparisons=comparisons, settings=settings, command=command,
-                            query_ids=list(task.queries), query_texts=list(task.queries.values()))
+                            query_ids=list(task.queries), query_texts=list(task.queries.values()),
+                            qrels={q: dict(task.grades[q]) for q in task.queries} if run_depth else {})
 
 
 def _cis(res: SizeResult, metrics: Sequence[str], n_bootstrap: int, confidence: float,

@@ -13,7 +13,11 @@ p-value of the paired test, which the seed lacked). :meth:`EvaluationReport.writ
 - ``report.md``: the tables in Markdown;
 - ``comparison.csv`` (two models or more: the baseline against every other model, both named) and ``metrics.csv`` (long format: model, size, metric, mean, CI);
 - ``per_query.csv``: every metric of every query at every size, per model;
-- ``ndcg10_vs_size.png`` (:func:`evaluation.plots.plot_metric_vs_size`).
+- ``ndcg10_vs_size.png`` (:func:`evaluation.plots.plot_metric_vs_size`);
+- with rankings kept (``run_depth``, ``medrag evaluate --export-runs``): ``run_<model>_<size>.trec``,
+  one TREC run per model (numbered in the report's order from 1) and size (``qid Q0 docid rank score
+  tag``), and ``qrels.trec``, the task's judgements (``qid 0 docid grade``), which trec_eval and ranx
+  read: a reviewer recomputes any metric, or fuses the runs with another system's, without medrag.
 
 Example::
 
@@ -151,6 +155,8 @@ class EvaluationReport:
         warnings: the warnings logged while the report was made (:func:`~evaluation.evaluator.evaluate_models`:
             texts longer than the model's window, fewer than 30 queries...; ``medrag evaluate`` adds its
             own, a model scored on questions it trained on...), kept with the numbers they qualify.
+        qrels: query id -> document id -> grade, the task's judgements; kept with the rankings
+            (``run_depth``) and written as ``qrels.trec`` beside the runs.
     """
 
     task_info: dict[str, Any]
@@ -165,6 +171,7 @@ class EvaluationReport:
     query_ids: list[str] = field(default_factory=list)
     query_texts: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    qrels: dict[str, dict[str, float]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ data
 
@@ -360,7 +367,35 @@ class EvaluationReport:
 
     def file_names(self, plot: bool = True) -> list[str]:
         """The names of the files :meth:`write` writes."""
-        return report_file_names(len(self.models), self.primary_metric, plot)
+        runs = list(self._run_files())
+        return report_file_names(len(self.models), self.primary_metric, plot) + runs + ([_QRELS_FILE] if runs else [])
+
+    def _run_files(self) -> dict[str, tuple[int, Any, int]]:
+        """The TREC run files of the rankings kept: file name -> (model number, model result, size)."""
+        return {f"run_{i}_{dim}.trec": (i, m, dim) for i, m in enumerate(self.models, 1)
+                for dim in sorted(m.sizes, reverse=True) if getattr(m.sizes[dim], "run", None) is not None}
+
+    def trec_run(self, label_or_index: str | int, dim: int) -> str:
+        """A model's ranking at size ``dim`` as a TREC run (``qid Q0 docid rank score tag`` lines, best
+        first per query), as ``run_<model>_<size>.trec`` holds it; needs the rankings kept (``run_depth``).
+
+        Raises:
+            InvalidInputError: no ranking was kept for that model and size.
+        """
+        model = self.model(label_or_index)
+        result = model.sizes.get(dim)
+        if result is None or getattr(result, "run", None) is None:
+            raise InvalidInputError(f"no ranking kept for {model.label!r} at size {dim}: evaluate with run_depth "
+                                    "(medrag evaluate --export-runs)")
+        tag = re.sub(r"\s+", "_", f"{model.label}@{dim}")
+        return "".join(f"{qid} Q0 {doc} {rank} {score:.8f} {tag}\n"
+                       for qid, ranked in zip(self.query_ids, result.run)
+                       for rank, (doc, score) in enumerate(ranked, 1))
+
+    def trec_qrels(self) -> str:
+        """The task's judgements as TREC qrels (``qid 0 docid grade`` lines), as ``qrels.trec`` holds them."""
+        return "".join(f"{qid} 0 {doc} {int(g) if float(g).is_integer() else g}\n"
+                       for qid, grades in self.qrels.items() for doc, g in grades.items())
 
     def write(self, out_dir: str | os.PathLike[str], plot: bool = True) -> dict[str, Path]:
         """Write the report folder (see the module doc) and return name -> path."""
@@ -383,6 +418,13 @@ class EvaluationReport:
             paths["comparison_csv"].write_text(self.comparisons_csv(), encoding="utf-8")
         if plot:
             paths["plot"] = plot_metric_vs_size(self, out / f"{self.primary_metric.replace('@', '')}_vs_size.png")
+        runs = self._run_files()
+        for name, (i, _, dim) in runs.items():
+            paths[name] = out / name
+            paths[name].write_text(self.trec_run(i - 1, dim), encoding="utf-8")
+        if runs:
+            paths["qrels"] = out / _QRELS_FILE
+            paths["qrels"].write_text(self.trec_qrels(), encoding="utf-8")
         remove_stale_report_files(out, paths.values(), earlier)
         logger.info("report written to %s", out)
         return paths
@@ -392,6 +434,9 @@ class EvaluationReport:
 _TABLE_FILES = ("report.json", "report.md", "metrics.csv", "per_query.csv")
 _COMPARISON_FILE = "comparison.csv"
 _PLOT_NAME = re.compile(r"[a-z0-9]+_vs_size\.png")
+#: The TREC files of the rankings kept (``run_depth``): one run per model and size, the judgements.
+_RUN_NAME = re.compile(r"run_[0-9]+_[0-9]+\.trec")
+_QRELS_FILE = "qrels.trec"
 
 
 def report_file_names(n_models: int, primary_metric: str, plot: bool = True) -> list[str]:
@@ -464,7 +509,23 @@ def earlier_report_files(out: Path) -> set[str]:
 
 def _is_report_file_name(name: str) -> bool:
     """Whether ``name`` is a plain file name of the kind :meth:`EvaluationReport.write` writes."""
-    return name in (*_TABLE_FILES, _COMPARISON_FILE) or _PLOT_NAME.fullmatch(name) is not None
+    return (name in (*_TABLE_FILES, _COMPARISON_FILE, _QRELS_FILE) or _PLOT_NAME.fullmatch(name) is not None
+            or _RUN_NAME.fullmatch(name) is not None)
+
+
+def check_trec_ids(ids: Iterable[str], what: str) -> None:
+    """Refuse ids that a TREC file cannot hold: its fields are separated by whitespace, so an id with a
+    space (a file path, a title used as id) would shift every field after it.
+
+    >>> check_trec_ids(["q1", "q 2"], "query")
+    Traceback (most recent call last):
+    ...
+    medrag.errors.InvalidInputError: query id 'q 2' holds whitespace, which separates the fields of a TREC run or qrels file: give the task ids without it to export runs
+    """
+    for id_ in ids:
+        if not id_ or re.search(r"\s", id_):
+            raise InvalidInputError(f"{what} id {id_!r} holds whitespace, which separates the fields of a TREC run "
+                                    "or qrels file: give the task ids without it to export runs")
 
 
 def remove_stale_report_files(out: Path, written: Iterable[Path], earlier: Iterable[str]) -> None:

@@ -50,10 +50,13 @@ def warn_if_few_queries(task: IRTask, scores_for: str = "its scores, intervals a
 
 @dataclass
 class SizeResult:
-    """The metrics of one size: per-query arrays (for confidence intervals and paired tests) and means."""
+    """The metrics of one size: per-query arrays (for confidence intervals and paired tests) and means;
+    with ``run_depth`` (:func:`evaluate_vectors`), the ranking itself: per query, in the task's query
+    order, the top ``(document id, cosine)`` pairs, best first (a TREC run: :mod:`evaluation.report`)."""
 
     dim: int
     per_query: dict[str, np.ndarray]
+    run: list[list[tuple[str, float]]] | None = None
 
     @property
     def means(self) -> dict[str, float]:
@@ -64,7 +67,8 @@ def rank_documents(query_vecs: np.ndarray, doc_vecs: np.ndarray, doc_ids: Sequen
                    chunk: int = 1024) -> list[list[str]]:
     """Top-``k`` document ids per query by dot product (cosine for unit vectors), best first.
 
-    Ties are broken by corpus order, so results are deterministic.
+    Ties are broken by corpus order, so results are deterministic. (The store evaluation times it per
+    query as the flat baseline: it builds no score lists, which :func:`rank_with_scores` adds.)
     """
     k = min(k, len(doc_ids))
     ids = np.asarray(doc_ids)
@@ -73,6 +77,24 @@ def rank_documents(query_vecs: np.ndarray, doc_vecs: np.ndarray, doc_ids: Sequen
         scores = query_vecs[start:start + chunk] @ doc_vecs.T
         for row in scores:
             out.append(ids[top_indices(row, k)].tolist())
+    return out
+
+
+def rank_with_scores(query_vecs: np.ndarray, doc_vecs: np.ndarray, doc_ids: Sequence[str], k: int,
+                     chunk: int = 1024) -> list[list[tuple[str, float]]]:
+    """:func:`rank_documents` with each document's score: per query, ``(id, dot product)`` pairs, best first.
+
+    >>> rank_with_scores(np.array([[1.0, 0.0]]), np.array([[0.6, 0.8], [1.0, 0.0]]), ["a", "b"], 2)
+    [[('b', 1.0), ('a', 0.6)]]
+    """
+    k = min(k, len(doc_ids))
+    ids = np.asarray(doc_ids)
+    out: list[list[tuple[str, float]]] = []
+    for start in range(0, len(query_vecs), chunk):
+        scores = query_vecs[start:start + chunk] @ doc_vecs.T
+        for row in scores:
+            top = top_indices(row, k)
+            out.append(list(zip(ids[top].tolist(), row[top].astype(float).tolist())))
     return out
 
 
@@ -98,17 +120,25 @@ def top_indices(scores: np.ndarray, n: int) -> np.ndarray:
 
 
 def evaluate_vectors(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray, dims: Sequence[int],
-                     metrics: Sequence[str] = DEFAULT_METRICS) -> dict[int, SizeResult]:
-    """Metrics at each size from full-size vectors ordered as ``task.queries`` / ``task.corpus``."""
+                     metrics: Sequence[str] = DEFAULT_METRICS, run_depth: int = 0) -> dict[int, SizeResult]:
+    """Metrics at each size from full-size vectors ordered as ``task.queries`` / ``task.corpus``; with
+    ``run_depth`` > 0, each size's ranking too, ``run_depth`` documents deep (:attr:`SizeResult.run`)."""
+    if isinstance(run_depth, bool) or not isinstance(run_depth, int) or run_depth < 0:
+        raise InvalidInputError(f"run_depth must be an int >= 0 (0: no ranking kept), got {run_depth!r}")
     qids, dids = list(task.queries), list(task.corpus)
     if len(query_vecs) != len(qids) or len(doc_vecs) != len(dids):
         raise InvalidInputError("vectors do not match the task's queries/corpus")
     relevant = [task.grades[q] for q in qids]  # graded NDCG where the task is graded
     results = {}
     for dim in sorted(set(dims), reverse=True):
-        ranked = rank_documents(truncate_embeddings(query_vecs, dim), truncate_embeddings(doc_vecs, dim),
-                                dids, max_k(metrics))
-        results[dim] = SizeResult(dim, per_query_metrics(ranked, relevant, metrics))
+        q, d = truncate_embeddings(query_vecs, dim), truncate_embeddings(doc_vecs, dim)
+        if not run_depth:
+            results[dim] = SizeResult(dim, per_query_metrics(rank_documents(q, d, dids, max_k(metrics)), relevant,
+                                                             metrics))
+            continue
+        ranked = rank_with_scores(q, d, dids, max(max_k(metrics), run_depth))
+        scores = per_query_metrics([[doc for doc, _ in r] for r in ranked], relevant, metrics)
+        results[dim] = SizeResult(dim, scores, [r[:run_depth] for r in ranked])
     return results
 
 

@@ -57,3 +57,21 @@ def test_every_import_in_a_docstring_example_names_something_that_exists():
                             except ImportError:
                                 missing.append(f"{path.relative_to(REPO)}: from {m.group(1)} import {name}")
     assert missing == []
+
+
+def test_the_examples_of_functions_in_modules_that_need_a_model_run():
+    """evaluation.retrieval and evaluation.report are not in pyproject's doctest list (their module
+    examples need a model); the ``>>>`` examples of their pure functions run here."""
+    import doctest
+
+    import evaluation.report
+    import evaluation.retrieval
+
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for module, name in ((evaluation.retrieval, "rank_with_scores"), (evaluation.retrieval, "top_indices"),
+                         (evaluation.report, "check_trec_ids")):
+        tests = doctest.DocTestFinder().find(getattr(module, name), name, globs=vars(module))
+        assert tests and tests[0].examples, name
+        for test in tests:
+            runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0

@@ -665,3 +665,53 @@ def test_python_m_evaluation_is_medrag_evaluate(tiny_model_dir, pairs_file, tmp_
     proc = subprocess.run([sys.executable, "-m", "evaluation", "--data", str(pairs_file)], cwd=repo,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--model" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_export_runs_writes_trec_runs_that_ranx_scores_as_the_report_does(tiny_model_dir, pairs_file, tmp_path):
+    """--export-runs: each model's ranking at each size as a TREC run with the judgements, so that
+    trec_eval or ranx recompute the report's numbers without medrag (a reviewer asked for runs to check
+    and fuse); a later run without it removes them, and ids a TREC file cannot hold are refused first."""
+    ranx = pytest.importorskip("ranx")
+    out = tmp_path / "r"
+    argv = ["evaluate", "--model", str(tiny_model_dir), "--model", str(tiny_model_dir), "--label", "base",
+            "--label", "other model", "--data", str(pairs_file), "--split", "all", "--out", str(out), "--no-cache",
+            "--bootstrap", "20", "--resamples", "20", "--no-plot", "--device", "cpu", "--sizes", "32", "16"]
+    assert main([*argv, "--export-runs", "5", "--metrics", "ndcg@5", "mrr@5"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    names = {"run_1_32.trec", "run_1_16.trec", "run_2_32.trec", "run_2_16.trec", "qrels.trec"}
+    assert names <= {p.name for p in out.iterdir()} and names <= set(report["files"])
+    lines = (out / "run_2_16.trec").read_text().splitlines()
+    qids = list(dict.fromkeys(line.split()[0] for line in lines))
+    assert len(qids) == report["task"]["queries"]
+    first = [line.split() for line in lines if line.split()[0] == qids[0]]
+    assert [f[3] for f in first] == ["1", "2", "3", "4", "5"] and {f[1] for f in first} == {"Q0"}
+    assert [float(f[4]) for f in first] == sorted((float(f[4]) for f in first), reverse=True)
+    assert first[0][5] == "other_model@16"  # the tag: label and size, without the label's space
+    qrels = ranx.Qrels.from_file(str(out / "qrels.trec"), kind="trec")
+    for i, dim in ((1, 32), (2, 16)):
+        run = ranx.Run.from_file(str(out / f"run_{i}_{dim}.trec"), kind="trec")
+        scored = ranx.evaluate(qrels, run, ["ndcg@5", "mrr@5"])
+        mine = report["models"][i - 1]["sizes"][str(dim)]
+        assert scored == pytest.approx({m: mine[m]["mean"] for m in ("ndcg@5", "mrr@5")}, abs=1e-6)
+    # the depth caps the run, not the metrics: ndcg@5 is still scored 5 deep
+    assert main([*argv, "--export-runs", "3", "--metrics", "ndcg@5", "mrr@5"]) == 0
+    again = json.loads((out / "report.json").read_text())
+    assert again["models"][0]["sizes"]["32"]["ndcg@5"] == report["models"][0]["sizes"]["32"]["ndcg@5"]
+    assert len((out / "run_1_32.trec").read_text().splitlines()) == 3 * len(qids)
+    assert main(argv) == 0  # without --export-runs: the runs and judgements of the earlier run go
+    assert not names & {p.name for p in out.iterdir()}
+    assert main([*argv, "--export-runs", "0"]) == 1
+
+
+def test_export_runs_refuses_ids_a_trec_file_cannot_hold_before_encoding(tmp_path):
+    """TREC files separate their fields by whitespace: a query or document id holding a space would
+    shift every field after it (a file name as document id), so it is refused before any model work."""
+    from evaluation.evaluator import evaluate_models
+    from medrag.errors import InvalidInputError
+    from medrag.qa.task import IRTask
+
+    task = IRTask({"q 1": "ferritine ?"}, {"d1": "la ferritine"}, {"q 1": {"d1"}})
+    with pytest.raises(InvalidInputError, match="'q 1' holds whitespace"):
+        evaluate_models(["no-such-model"], task, run_depth=10)
+    with pytest.raises(InvalidInputError, match="run_depth must be an int >= 0"):
+        evaluate_models(["no-such-model"], task, run_depth=-1)
