@@ -389,8 +389,8 @@ class EvaluationReport:
                                     "(medrag evaluate --export-runs)")
         tag = re.sub(r"\s+", "_", f"{model.label}@{dim}")
         return "".join(f"{qid} Q0 {doc} {rank} {score:.8f} {tag}\n"
-                       for qid, ranked in zip(self.query_ids, result.run)
-                       for rank, (doc, score) in enumerate(ranked, 1))
+                       for i, qid in enumerate(self.query_ids)
+                       for rank, (doc, score) in enumerate(result.run.ranked(i), 1))
 
     def trec_qrels(self) -> str:
         """The task's judgements as TREC qrels (``qid 0 docid grade`` lines), as ``qrels.trec`` holds them."""

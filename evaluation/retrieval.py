@@ -48,15 +48,38 @@ def warn_if_few_queries(task: IRTask, scores_for: str = "its scores, intervals a
     return True
 
 
+@dataclass(frozen=True)
+class RankedRun:
+    """Each query's top documents at one size, best first, held compactly (a 100-deep run of thousands of
+    queries at six sizes would be millions of Python pairs): ``indices[i]`` are positions in ``doc_ids``
+    (the corpus's ids, one list shared by every size) and ``scores[i]`` their cosines, for the i-th query.
+
+    >>> run = RankedRun(["a", "b"], np.array([[1, 0]]), np.array([[1.0, 0.6]], dtype=np.float32))
+    >>> run.ranked(0)
+    [('b', 1.0), ('a', 0.6)]
+    """
+
+    doc_ids: Sequence[str]
+    indices: np.ndarray
+    scores: np.ndarray
+
+    def ranked(self, i: int) -> list[tuple[str, float]]:
+        """The i-th query's ``(document id, score)`` pairs, best first (scores as the float32 they are kept as)."""
+        return [(self.doc_ids[j], float(str(s))) for j, s in zip(self.indices[i].tolist(), self.scores[i])]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
 @dataclass
 class SizeResult:
     """The metrics of one size: per-query arrays (for confidence intervals and paired tests) and means;
-    with ``run_depth`` (:func:`evaluate_vectors`), the ranking itself: per query, in the task's query
-    order, the top ``(document id, cosine)`` pairs, best first (a TREC run: :mod:`evaluation.report`)."""
+    with ``run_depth`` (:func:`evaluate_vectors`), the ranking itself, in the task's query order (a TREC
+    run: :meth:`evaluation.report.EvaluationReport.trec_run`)."""
 
     dim: int
     per_query: dict[str, np.ndarray]
-    run: list[list[tuple[str, float]]] | None = None
+    run: RankedRun | None = None
 
     @property
     def means(self) -> dict[str, float]:
@@ -80,22 +103,24 @@ def rank_documents(query_vecs: np.ndarray, doc_vecs: np.ndarray, doc_ids: Sequen
     return out
 
 
-def rank_with_scores(query_vecs: np.ndarray, doc_vecs: np.ndarray, doc_ids: Sequence[str], k: int,
-                     chunk: int = 1024) -> list[list[tuple[str, float]]]:
-    """:func:`rank_documents` with each document's score: per query, ``(id, dot product)`` pairs, best first.
+def rank_with_scores(query_vecs: np.ndarray, doc_vecs: np.ndarray, k: int,
+                     chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rank_documents` as arrays: per query, the positions of the top-``k`` documents in the
+    corpus (int32, best first, ties in corpus order) and their dot products (float32).
 
-    >>> rank_with_scores(np.array([[1.0, 0.0]]), np.array([[0.6, 0.8], [1.0, 0.0]]), ["a", "b"], 2)
-    [[('b', 1.0), ('a', 0.6)]]
+    >>> indices, scores = rank_with_scores(np.array([[1.0, 0.0]]), np.array([[0.6, 0.8], [1.0, 0.0]]), 2)
+    >>> indices.tolist(), scores.tolist()
+    ([[1, 0]], [[1.0, 0.6000000238418579]])
     """
-    k = min(k, len(doc_ids))
-    ids = np.asarray(doc_ids)
-    out: list[list[tuple[str, float]]] = []
+    k = min(k, len(doc_vecs))
+    indices = np.zeros((len(query_vecs), k), dtype=np.int32)
+    scores = np.zeros((len(query_vecs), k), dtype=np.float32)
     for start in range(0, len(query_vecs), chunk):
-        scores = query_vecs[start:start + chunk] @ doc_vecs.T
-        for row in scores:
-            top = top_indices(row, k)
-            out.append(list(zip(ids[top].tolist(), row[top].astype(float).tolist())))
-    return out
+        block = query_vecs[start:start + chunk] @ doc_vecs.T
+        for i, row in enumerate(block, start):
+            indices[i] = top_indices(row, k)
+            scores[i] = row[indices[i]]
+    return indices, scores
 
 
 def top_indices(scores: np.ndarray, n: int) -> np.ndarray:
@@ -136,9 +161,10 @@ def evaluate_vectors(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray,
             results[dim] = SizeResult(dim, per_query_metrics(rank_documents(q, d, dids, max_k(metrics)), relevant,
                                                              metrics))
             continue
-        ranked = rank_with_scores(q, d, dids, max(max_k(metrics), run_depth))
-        scores = per_query_metrics([[doc for doc, _ in r] for r in ranked], relevant, metrics)
-        results[dim] = SizeResult(dim, scores, [r[:run_depth] for r in ranked])
+        indices, scores = rank_with_scores(q, d, max(max_k(metrics), run_depth))
+        ranked = [[dids[j] for j in row] for row in indices[:, :max_k(metrics)].tolist()]
+        results[dim] = SizeResult(dim, per_query_metrics(ranked, relevant, metrics),
+                                  RankedRun(dids, indices[:, :run_depth], scores[:, :run_depth]))
     return results
 
 

@@ -69,6 +69,7 @@ def test_the_examples_of_functions_in_modules_that_need_a_model_run():
 
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     for module, name in ((evaluation.retrieval, "rank_with_scores"), (evaluation.retrieval, "top_indices"),
+                         (evaluation.retrieval, "RankedRun"),
                          (evaluation.report, "check_trec_ids")):
         tests = doctest.DocTestFinder().find(getattr(module, name), name, globs=vars(module))
         assert tests and tests[0].examples, name
