@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.plots import plot_metric_vs_size
-from evaluation.stats import format_p_value
+from evaluation.stats import format_p_value, holm_adjusted
 from medrag import __version__
 from medrag.errors import InvalidInputError, UnknownNameError
 
@@ -188,7 +188,9 @@ class EvaluationReport:
 
     def comparison_rows(self, metric: str | None = None, initial: str | int = 0,
                         final: str | int = 1) -> list[dict[str, Any]]:
-        """Rows of the seed table: dimension, score_initial, score_final, gain, gain_pct, p_value."""
+        """Rows of the seed table: dimension, score_initial, score_final, gain, gain_pct, p_value, and
+        p_holm, the p-value adjusted for testing the comparison at every size (Holm, over the sizes with
+        a test: :func:`evaluation.stats.holm_adjusted`)."""
         metric = metric or self.primary_metric
         if metric not in self.metrics:  # a bare KeyError (plot_metric_vs_size refused it properly)
             raise InvalidInputError(f"metric {metric!r} was not measured; this report has {', '.join(self.metrics)}")
@@ -200,7 +202,10 @@ class EvaluationReport:
             test = tests.get(dim, {}).get(metric)
             rows.append({"dimension": dim, "score_initial": s0, "score_final": s1, "gain": s1 - s0,
                          "gain_pct": 100 * (s1 - s0) / s0 if s0 else float("nan"),
-                         "p_value": test.p_value if test is not None else None})
+                         "p_value": test.p_value if test is not None else None, "p_holm": None})
+        tested = [r for r in rows if r["p_value"] is not None]
+        for r, adjusted in zip(tested, holm_adjusted([r["p_value"] for r in tested])):
+            r["p_holm"] = adjusted
         return rows
 
     def to_dict(self) -> dict[str, Any]:
@@ -215,12 +220,18 @@ class EvaluationReport:
                                     "edge_tolerance": m.recommendations.edge_tolerance},
                 "sizes": {str(dim): {metric: m.cis[dim][metric].to_dict() for metric in self.metrics}
                           for dim in sorted(m.sizes, reverse=True)},
-                "vs_largest_size": {str(dim): t.to_dict() for dim, t in sorted(m.size_tests.items(), reverse=True)},
+                "vs_largest_size": _with_holm({str(dim): t.to_dict()
+                                               for dim, t in sorted(m.size_tests.items(), reverse=True)}),
             })
-        comparisons = {label: {"baseline": self.models[0].label,
-                               "sizes": {str(dim): {metric: t.to_dict() for metric, t in tests.items()}
-                                         for dim, tests in sorted(per_dim.items(), reverse=True)}}
-                       for label, per_dim in self.comparisons.items()}
+        comparisons = {}
+        for label, per_dim in self.comparisons.items():
+            sizes: dict[str, dict[str, Any]] = {str(dim): {} for dim in sorted(per_dim, reverse=True)}
+            for metric in dict.fromkeys(m for tests in per_dim.values() for m in tests):  # Holm per metric
+                adjusted = _with_holm({str(dim): tests[metric].to_dict() for dim, tests in per_dim.items()
+                                       if metric in tests})
+                for dim, test in adjusted.items():
+                    sizes[dim][metric] = test
+            comparisons[label] = {"baseline": self.models[0].label, "sizes": sizes}
         return {"medrag_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "command": self.command, "task": self.task_info, "metrics": self.metrics,
                 "primary_metric": self.primary_metric, "settings": self.settings, "models": models,
@@ -242,14 +253,17 @@ class EvaluationReport:
         if len(self.models) < 2:
             raise InvalidInputError("the comparison table needs two models; use metrics_table() for one")
         rows = self.comparison_rows(metric, initial, final)
-        data = _data_table(rows, fmt, ["dimension", "score_initial", "score_final", "gain", "gain_pct", "p_value"])
+        data = _data_table(rows, fmt, ["dimension", "score_initial", "score_final", "gain", "gain_pct", "p_value",
+                                       "p_holm"])
         if data is not None:
             return data
-        lines = ["| Dimension | Score Initial | Score Final | Gain | p-value |", "|---:|---:|---:|---:|---:|"]
+        lines = ["| Dimension | Score Initial | Score Final | Gain | p-value | p (Holm) |",
+                 "|---:|---:|---:|---:|---:|---:|"]
         for r in rows:
             p = "n/a" if r["p_value"] is None else format_p_value(r["p_value"])
+            holm = "n/a" if r["p_holm"] is None else format_p_value(r["p_holm"])
             lines.append(f"| {r['dimension']} | {r['score_initial']:.4f} | {r['score_final']:.4f} | "
-                         f"{r['gain']:+.4f} ({r['gain_pct']:+.1f}%) | {p} |")
+                         f"{r['gain']:+.4f} ({r['gain_pct']:+.1f}%) | {p} | {holm} |")
         a, b = self.model(initial), self.model(final)
         only = [f"{m.label}: {', '.join(map(str, sorted(set(m.sizes) - set(o.sizes), reverse=True)))}"
                 for m, o in ((a, b), (b, a)) if set(m.sizes) - set(o.sizes)]
@@ -264,8 +278,8 @@ class EvaluationReport:
             raise InvalidInputError("the comparison table needs two models; use metrics_table() for one")
         rows = [{"initial": self.models[0].label, "final": other.label, **row}
                 for other in self.models[1:] for row in self.comparison_rows(metric, 0, other.label)]
-        return _csv(["initial", "final", "dimension", "score_initial", "score_final", "gain", "gain_pct", "p_value"],
-                    rows)
+        return _csv(["initial", "final", "dimension", "score_initial", "score_final", "gain", "gain_pct", "p_value",
+                     "p_holm"], rows)
 
     def metrics_rows(self) -> list[dict[str, Any]]:
         """Long format: one row per model, size and metric, with the mean and the CI."""
@@ -428,6 +442,13 @@ class EvaluationReport:
         remove_stale_report_files(out, paths.values(), earlier)
         logger.info("report written to %s", out)
         return paths
+
+
+def _with_holm(tests: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Paired tests of one family (one comparison at every size), each with ``p_holm`` added."""
+    keys = list(tests)
+    adjusted = holm_adjusted([tests[k]["p_value"] for k in keys])
+    return {k: {**tests[k], "p_holm": p} for k, p in zip(keys, adjusted)}
 
 
 #: The tables a report writes (the comparison with two models or more), and the name of its plot.

@@ -33,7 +33,7 @@ def test_evaluate_two_models_writes_report_and_metadata(tiny_model_dir, pairs_fi
             "--bootstrap", "100", "--resamples", "200", "--device", "cpu", "--write-metadata"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "| Dimension | Score Initial | Score Final | Gain | p-value |" in printed
+    assert "| Dimension | Score Initial | Score Final | Gain | p-value | p (Holm) |" in printed
     assert "| 64 |" in printed and "| ft |" in printed
     data = json.loads((out / "report.json").read_text())
     assert data["command"].startswith("medrag evaluate --model ")

@@ -13,6 +13,7 @@ from evaluation.cache import EmbeddingCache
 from evaluation.evaluator import evaluate_models
 from evaluation.metrics import per_query_metrics
 from evaluation.retrieval import rank_documents
+from evaluation.stats import format_p_value
 
 from .helpers import tiny_task
 
@@ -46,7 +47,7 @@ def test_numbers_match_an_independent_computation(report, tiny_embeddings):
 def test_comparison_table_markdown(report):
     md = report.comparison_table()
     lines = md.splitlines()
-    assert lines[0] == "| Dimension | Score Initial | Score Final | Gain | p-value |"
+    assert lines[0] == "| Dimension | Score Initial | Score Final | Gain | p-value | p (Holm) |"
     assert [ln.split("|")[1].strip() for ln in lines[2:]] == ["128", "64"]
     row = lines[2].split("|")
     s0, s1 = float(row[2]), float(row[3])
@@ -67,6 +68,30 @@ def test_comparison_table_csv_and_json(report):
         assert float(r["p_value"]) == pytest.approx(test.p_value)
     with pytest.raises(ValueError):
         report.comparison_table(fmt="xml")
+
+
+def test_p_values_are_also_given_adjusted_for_testing_every_size(report):
+    """One comparison is tested at every size (five or six tests), and a raw p < 0.05 among them is
+    likely by chance alone: each table, CSV and report.json also gives Holm's adjusted p-value over the
+    sizes (an earlier tryout: no multiple-comparison correction)."""
+    from evaluation.stats import holm_adjusted
+
+    rows = report.comparison_rows()
+    raw = [r["p_value"] for r in rows]
+    assert [r["p_holm"] for r in rows] == holm_adjusted(raw)
+    assert all(h >= p for h, p in zip(holm_adjusted(raw), raw))
+    # smallest p times the number of sizes, then never below the one before (Holm's step-down)
+    smallest = min(range(len(raw)), key=raw.__getitem__)
+    assert rows[smallest]["p_holm"] == pytest.approx(min(1.0, len(raw) * raw[smallest]))
+    md = report.comparison_table().splitlines()
+    assert md[2].rstrip(" |").rsplit("|", 1)[1].strip() == format_p_value(rows[0]["p_holm"])
+    csv_rows = list(csv.DictReader(io.StringIO(report.comparisons_csv())))
+    assert [float(r["p_holm"]) for r in csv_rows] == pytest.approx([r["p_holm"] for r in rows])
+    data = report.to_dict()
+    sizes = data["comparisons"]["other"]["sizes"]
+    assert [sizes[str(r["dimension"])]["ndcg@10"]["p_holm"] for r in rows] == pytest.approx([r["p_holm"] for r in rows])
+    largest = data["models"][0]["vs_largest_size"]
+    assert [v["p_holm"] for v in largest.values()] == pytest.approx(holm_adjusted([v["p_value"] for v in largest.values()]))
 
 
 def test_metrics_table_has_every_metric_and_size(report):
