@@ -28,6 +28,7 @@ from evaluation.metrics import DEFAULT_METRICS, METRIC_NAMES, PRIMARY_METRIC, ma
 from evaluation.recommend import BALANCED_TOLERANCE, EDGE_TOLERANCE, recommend_sizes, write_metadata
 from evaluation.report import (
     WarningLog, check_report_folder, earlier_report_files, remove_stale_report_files, report_file_names,
+    trec_file_names,
 )
 from evaluation.stats import CONFIDENCE, MIN_BOOTSTRAP, N_BOOTSTRAP, N_PERMUTATIONS, PAIRED_TESTS, ROUGH_BOOTSTRAP
 from evaluation.store_eval import STORE_METRICS, evaluate_store
@@ -358,7 +359,7 @@ def _check_modes(args: argparse.Namespace) -> None:
         if args.hybrid else []
     check_report_folder(args.out, ["suite.md", "suite.json", *hybrid] if args.suite else
                         report_file_names(n_models, args.primary_metric or PRIMARY_METRIC, not args.no_plot)
-                        + (["qrels.trec"] if args.export_runs else []))
+                        + (trec_file_names(args.out) if args.export_runs else []))
 
 
 def _hybrid_suite_name(i: int, n_models: int) -> str:

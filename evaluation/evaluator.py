@@ -31,7 +31,7 @@ from evaluation.cache import EmbeddingCache
 from evaluation.metrics import DEFAULT_METRICS, PRIMARY_METRIC, parse_metric
 from evaluation.report import EvaluationReport, check_trec_ids, records_warnings
 from evaluation.recommend import BALANCED_TOLERANCE, EDGE_TOLERANCE, Recommendations, recommend_sizes
-from evaluation.retrieval import FEW_QUERIES, SizeResult, evaluate_vectors, warn_if_few_queries  # noqa: F401 (FEW_QUERIES: its old home)
+from evaluation.retrieval import FEW_QUERIES, SizeResult, check_run_depth, evaluate_vectors, warn_if_few_queries  # noqa: F401 (FEW_QUERIES: its old home)
 from evaluation.stats import (CONFIDENCE, MIN_BOOTSTRAP, N_BOOTSTRAP, N_PERMUTATIONS, PAIRED_TESTS,
                               ConfidenceInterval, PairedTest, bootstrap_means, paired_test, percentile_interval,
                               seeded_rng)
@@ -155,9 +155,7 @@ def evaluate_models(
     if dims is not None and (not isinstance(dims, list) or not dims or not all(
             isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 1 for d in dims)):
         raise InvalidInputError(f"dims must be a non-empty list of sizes >= 1 (or None: the trained sizes), got {dims!r}")
-    if isinstance(run_depth, bool) or not isinstance(run_depth, int) or run_depth < 0:
-        raise InvalidInputError(f"run_depth must be an int >= 0 (0: no ranking kept), got {run_depth!r}")
-    if run_depth:  # before any encoding: the TREC files could not hold them
+    if check_run_depth(run_depth):  # before any encoding: the TREC files could not hold them
         check_trec_ids(task.queries, "query")
         check_trec_ids(task.corpus, "document")
     seeded_rng(seed)  # a negative seed failed in the bootstrap, after every model had encoded the task

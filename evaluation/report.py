@@ -202,11 +202,9 @@ class EvaluationReport:
             test = tests.get(dim, {}).get(metric)
             rows.append({"dimension": dim, "score_initial": s0, "score_final": s1, "gain": s1 - s0,
                          "gain_pct": 100 * (s1 - s0) / s0 if s0 else float("nan"),
-                         "p_value": test.p_value if test is not None else None, "p_holm": None})
-        tested = [r for r in rows if r["p_value"] is not None]
-        for r, adjusted in zip(tested, holm_adjusted([r["p_value"] for r in tested])):
-            r["p_holm"] = adjusted
-        return rows
+                         "p_value": test.p_value if test is not None else None})
+        holm = _holm_by_key({r["dimension"]: r["p_value"] for r in rows if r["p_value"] is not None})
+        return [{**r, "p_holm": holm.get(r["dimension"])} for r in rows]
 
     def to_dict(self) -> dict[str, Any]:
         """Every number of the report, JSON-ready."""
@@ -384,9 +382,9 @@ class EvaluationReport:
         runs = list(self._run_files())
         return report_file_names(len(self.models), self.primary_metric, plot) + runs + ([_QRELS_FILE] if runs else [])
 
-    def _run_files(self) -> dict[str, tuple[int, Any, int]]:
-        """The TREC run files of the rankings kept: file name -> (model number, model result, size)."""
-        return {f"run_{i}_{dim}.trec": (i, m, dim) for i, m in enumerate(self.models, 1)
+    def _run_files(self) -> dict[str, tuple[int, int]]:
+        """The TREC run files of the rankings kept: file name -> (model number from 1, size)."""
+        return {f"run_{i}_{dim}.trec": (i, dim) for i, m in enumerate(self.models, 1)
                 for dim in sorted(m.sizes, reverse=True) if getattr(m.sizes[dim], "run", None) is not None}
 
     def trec_run(self, label_or_index: str | int, dim: int) -> str:
@@ -433,7 +431,7 @@ class EvaluationReport:
         if plot:
             paths["plot"] = plot_metric_vs_size(self, out / f"{self.primary_metric.replace('@', '')}_vs_size.png")
         runs = self._run_files()
-        for name, (i, _, dim) in runs.items():
+        for name, (i, dim) in runs.items():
             paths[name] = out / name
             paths[name].write_text(self.trec_run(i - 1, dim), encoding="utf-8")
         if runs:
@@ -444,11 +442,15 @@ class EvaluationReport:
         return paths
 
 
+def _holm_by_key(p_values: dict[Any, float]) -> dict[Any, float]:
+    """Holm's adjustment of one family of p-values (one comparison at every size), keyed as given."""
+    return dict(zip(p_values, holm_adjusted(list(p_values.values()))))
+
+
 def _with_holm(tests: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Paired tests of one family (one comparison at every size), each with ``p_holm`` added."""
-    keys = list(tests)
-    adjusted = holm_adjusted([tests[k]["p_value"] for k in keys])
-    return {k: {**tests[k], "p_holm": p} for k, p in zip(keys, adjusted)}
+    """Paired tests of one family (their ``to_dict()``, by size), each with ``p_holm`` added."""
+    holm = _holm_by_key({k: t["p_value"] for k, t in tests.items()})
+    return {k: {**t, "p_holm": holm[k]} for k, t in tests.items()}
 
 
 #: The tables a report writes (the comparison with two models or more), and the name of its plot.
@@ -532,6 +534,16 @@ def _is_report_file_name(name: str) -> bool:
     """Whether ``name`` is a plain file name of the kind :meth:`EvaluationReport.write` writes."""
     return (name in (*_TABLE_FILES, _COMPARISON_FILE, _QRELS_FILE) or _PLOT_NAME.fullmatch(name) is not None
             or _RUN_NAME.fullmatch(name) is not None)
+
+
+def trec_file_names(out: str | os.PathLike[str]) -> list[str]:
+    """The names of the TREC files (runs, judgements) a report with rankings writes that ``out``
+    already holds: :func:`check_report_folder` refuses them in a folder no report wrote (the sizes,
+    hence the run names, are known only once the models are loaded)."""
+    folder = Path(out).expanduser()
+    if not folder.is_dir():
+        return []
+    return sorted(f.name for f in folder.iterdir() if f.name == _QRELS_FILE or _RUN_NAME.fullmatch(f.name))
 
 
 def check_trec_ids(ids: Iterable[str], what: str) -> None:

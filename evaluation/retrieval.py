@@ -67,9 +67,6 @@ class RankedRun:
         """The i-th query's ``(document id, score)`` pairs, best first (scores as the float32 they are kept as)."""
         return [(self.doc_ids[j], float(str(s))) for j, s in zip(self.indices[i].tolist(), self.scores[i])]
 
-    def __len__(self) -> int:
-        return len(self.indices)
-
 
 @dataclass
 class SizeResult:
@@ -90,17 +87,10 @@ def rank_documents(query_vecs: np.ndarray, doc_vecs: np.ndarray, doc_ids: Sequen
                    chunk: int = 1024) -> list[list[str]]:
     """Top-``k`` document ids per query by dot product (cosine for unit vectors), best first.
 
-    Ties are broken by corpus order, so results are deterministic. (The store evaluation times it per
-    query as the flat baseline: it builds no score lists, which :func:`rank_with_scores` adds.)
+    Ties are broken by corpus order, so results are deterministic.
     """
-    k = min(k, len(doc_ids))
-    ids = np.asarray(doc_ids)
-    out: list[list[str]] = []
-    for start in range(0, len(query_vecs), chunk):
-        scores = query_vecs[start:start + chunk] @ doc_vecs.T
-        for row in scores:
-            out.append(ids[top_indices(row, k)].tolist())
-    return out
+    indices, _ = rank_with_scores(query_vecs, doc_vecs, k, chunk)
+    return np.asarray(doc_ids, dtype=str)[indices].tolist()
 
 
 def rank_with_scores(query_vecs: np.ndarray, doc_vecs: np.ndarray, k: int,
@@ -148,24 +138,27 @@ def evaluate_vectors(task: IRTask, query_vecs: np.ndarray, doc_vecs: np.ndarray,
                      metrics: Sequence[str] = DEFAULT_METRICS, run_depth: int = 0) -> dict[int, SizeResult]:
     """Metrics at each size from full-size vectors ordered as ``task.queries`` / ``task.corpus``; with
     ``run_depth`` > 0, each size's ranking too, ``run_depth`` documents deep (:attr:`SizeResult.run`)."""
-    if isinstance(run_depth, bool) or not isinstance(run_depth, int) or run_depth < 0:
-        raise InvalidInputError(f"run_depth must be an int >= 0 (0: no ranking kept), got {run_depth!r}")
+    check_run_depth(run_depth)
     qids, dids = list(task.queries), list(task.corpus)
     if len(query_vecs) != len(qids) or len(doc_vecs) != len(dids):
         raise InvalidInputError("vectors do not match the task's queries/corpus")
     relevant = [task.grades[q] for q in qids]  # graded NDCG where the task is graded
     results = {}
     for dim in sorted(set(dims), reverse=True):
-        q, d = truncate_embeddings(query_vecs, dim), truncate_embeddings(doc_vecs, dim)
-        if not run_depth:
-            results[dim] = SizeResult(dim, per_query_metrics(rank_documents(q, d, dids, max_k(metrics)), relevant,
-                                                             metrics))
-            continue
-        indices, scores = rank_with_scores(q, d, max(max_k(metrics), run_depth))
+        indices, scores = rank_with_scores(truncate_embeddings(query_vecs, dim), truncate_embeddings(doc_vecs, dim),
+                                           max(max_k(metrics), run_depth))
         ranked = [[dids[j] for j in row] for row in indices[:, :max_k(metrics)].tolist()]
-        results[dim] = SizeResult(dim, per_query_metrics(ranked, relevant, metrics),
-                                  RankedRun(dids, indices[:, :run_depth], scores[:, :run_depth]))
+        run = RankedRun(dids, indices[:, :run_depth], scores[:, :run_depth]) if run_depth else None
+        results[dim] = SizeResult(dim, per_query_metrics(ranked, relevant, metrics), run)
     return results
+
+
+def check_run_depth(run_depth: object) -> int:
+    """``run_depth`` (documents kept per query in each size's ranking; 0: none) as given, or an
+    :class:`InvalidInputError`."""
+    if isinstance(run_depth, bool) or not isinstance(run_depth, int) or run_depth < 0:
+        raise InvalidInputError(f"run_depth must be an int >= 0 (0: no ranking kept), got {run_depth!r}")
+    return run_depth
 
 
 def evaluate_model(embeddings, task: IRTask, dims: Sequence[int] | None = None,

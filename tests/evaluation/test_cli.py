@@ -715,3 +715,16 @@ def test_export_runs_refuses_ids_a_trec_file_cannot_hold_before_encoding(tmp_pat
         evaluate_models(["no-such-model"], task, run_depth=10)
     with pytest.raises(InvalidInputError, match="run_depth must be an int >= 0"):
         evaluate_models(["no-such-model"], task, run_depth=-1)
+
+
+def test_export_runs_refuses_a_folder_holding_the_users_own_trec_files(pairs_file, tmp_path, capsys):
+    """A run file's name is known once the model's sizes are: a folder no report wrote that holds a
+    ``run_1_16.trec`` of the user's is refused before the model loads, as for the other report files."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "run_1_16.trec").write_text("q1 Q0 d1 1 0.5 mine\n")
+    argv = ["evaluate", "--model", "no-such-model", "--data", str(pairs_file), "--split", "all", "--out", str(out),
+            "--export-runs"]
+    assert main(argv) == 1
+    assert "run_1_16.trec" in capsys.readouterr().err
+    assert (out / "run_1_16.trec").read_text() == "q1 Q0 d1 1 0.5 mine\n"
